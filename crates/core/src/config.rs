@@ -1,0 +1,525 @@
+//! The configuration schema (`prescale.toml`), its commented defaults, and validation
+//! errors that point at the file, line and key to fix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Tier, TierClass, Workload};
+use crate::SeriesKey;
+
+/// The complete default configuration, with comments. `prescale config default` prints it
+/// and [`Config::default`] parses it, so the two can never disagree.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where samples, decisions and state are kept.
+    pub storage: StorageConfig,
+    /// Where metrics come from.
+    pub sources: SourcesConfig,
+    /// The control loop's pace.
+    pub control: ControlConfig,
+    /// The capacity catalog.
+    pub tiers: Vec<Tier>,
+    /// The workloads prescale manages.
+    pub workloads: Vec<Workload>,
+    /// Who carries out actions.
+    pub providers: ProvidersConfig,
+    /// The HTTP server.
+    pub server: ServerConfig,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store (created if missing).
+    pub path: PathBuf,
+}
+
+/// `[sources]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// `[sources.host]`: the `/proc` collector.
+    pub host: HostSourceConfig,
+}
+
+/// `[sources.host]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSourceConfig {
+    /// Collect host metrics at all.
+    pub enabled: bool,
+    /// Seconds between collections.
+    pub interval_s: u64,
+    /// Root of the proc filesystem (a different root serves tests and containers).
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+}
+
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+
+/// `[control]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Seconds between reconcile passes.
+    pub interval_s: u64,
+}
+
+/// `[providers]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    /// The provider that carries out actions (only `sim` exists so far).
+    #[serde(rename = "use")]
+    pub use_: ProviderKind,
+    /// `[providers.sim]`
+    pub sim: SimProviderConfig,
+}
+
+/// Which provider to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// The built-in simulated cloud.
+    Sim,
+}
+
+/// `[providers.sim]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimProviderConfig {
+    /// Seed for spot interruptions; the same seed replays the same interruptions.
+    pub seed: u64,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+}
+
+/// A configuration problem, located in the source text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file name (or `<built-in>`).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The dotted key path, e.g. `workloads[0].sla_quantile`.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": key `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(offset, |i| offset - i - 1) + 1;
+    (line, col)
+}
+
+/// Finds the line on which a dotted key path (`workloads[1].tiers`) is set, by walking
+/// the table headers. Returns the line of the table header when the key itself is not
+/// written (a default was used).
+fn locate(src: &str, path: &str) -> Option<usize> {
+    // Split "a[1].b.c" into table part and final key.
+    let parts: Vec<&str> = path.split('.').collect();
+    let (last, tables) = parts.split_last()?;
+    let mut want_header = String::new();
+    let mut want_index = 0usize;
+    let mut plain_tables: Vec<String> = Vec::new();
+    for t in tables {
+        if let Some((name, idx)) = t.split_once('[') {
+            want_index = idx.trim_end_matches(']').parse().ok()?;
+            plain_tables.push(name.to_string());
+        } else {
+            plain_tables.push(t.to_string());
+        }
+    }
+    want_header.push_str(&plain_tables.join("."));
+    let is_array = tables.iter().any(|t| t.contains('['));
+    let mut in_table = want_header.is_empty();
+    let mut seen = 0usize;
+    let mut header_line = None;
+    for (i, raw) in src.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let name = line.trim_matches(|c| c == '[' || c == ']').trim();
+            in_table = false;
+            if name == want_header {
+                if is_array {
+                    if seen == want_index {
+                        in_table = true;
+                        header_line = Some(i + 1);
+                    }
+                    seen += 1;
+                } else {
+                    in_table = true;
+                    header_line = Some(i + 1);
+                }
+            }
+            continue;
+        }
+        if in_table {
+            if let Some((k, _)) = line.split_once('=') {
+                if k.trim().trim_matches('"') == *last {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    header_line
+}
+
+impl Config {
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(src: &str, file: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(src).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(src, s.start)).unzip();
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                key: String::new(),
+                message: format!("not valid TOML: {}", e.message().trim()),
+            }
+        })?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let (line, column) = match inner.span() {
+                Some(s) => {
+                    let (l, c) = line_col(src, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (locate(src, &key), None),
+            };
+            let mut message = inner.message().trim().to_string();
+            if message.starts_with("missing field") {
+                message.push_str(" (see `prescale config default` for every key)");
+            }
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                key: if key == "." { String::new() } else { key },
+                message,
+            }
+        })?;
+        cfg.validate().map_err(|(key, message)| ConfigError {
+            file: file.to_string(),
+            line: locate(src, &key),
+            column: None,
+            key,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            column: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(&src, &file)
+    }
+
+    /// The address the server should bind.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server
+            .listen
+            .parse()
+            .expect("validated at load time")
+    }
+
+    /// Checks the rules serde cannot express; returns (key path, message) on failure.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: String, m: String| Err((k, m));
+        if self.sources.host.interval_s == 0 {
+            return err(
+                "sources.host.interval_s".into(),
+                "must be at least 1 second".into(),
+            );
+        }
+        if self.control.interval_s == 0 {
+            return err(
+                "control.interval_s".into(),
+                "must be at least 1 second".into(),
+            );
+        }
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return err(
+                "server.listen".into(),
+                format!(
+                    "{:?} is not an address:port such as \"127.0.0.1:9180\"",
+                    self.server.listen
+                ),
+            );
+        }
+        if self.tiers.is_empty() {
+            return err("tiers".into(), "at least one [[tiers]] entry is required".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, t) in self.tiers.iter().enumerate() {
+            let k = |f: &str| format!("tiers[{i}].{f}");
+            if t.name.trim().is_empty() {
+                return err(k("name"), "must not be empty".into());
+            }
+            if !names.insert(t.name.clone()) {
+                return err(k("name"), format!("tier name {:?} is used twice", t.name));
+            }
+            if !(t.vcpu.is_finite() && t.vcpu > 0.0) {
+                return err(k("vcpu"), format!("must be a positive number, got {}", t.vcpu));
+            }
+            if !(t.price_per_hour.is_finite() && t.price_per_hour >= 0.0) {
+                return err(
+                    k("price_per_hour"),
+                    format!("must be zero or positive, got {}", t.price_per_hour),
+                );
+            }
+            if !(t.performance_factor.is_finite() && t.performance_factor > 0.0) {
+                return err(
+                    k("performance_factor"),
+                    format!("must be positive (1.0 = standard), got {}", t.performance_factor),
+                );
+            }
+            if !(t.interruption_rate_per_hour.is_finite() && t.interruption_rate_per_hour >= 0.0)
+            {
+                return err(
+                    k("interruption_rate_per_hour"),
+                    "must be zero or positive".into(),
+                );
+            }
+            if t.class != TierClass::Spot && t.interruption_rate_per_hour > 0.0 {
+                return err(
+                    k("interruption_rate_per_hour"),
+                    "only spot tiers can be interrupted; set class = \"spot\" or rate = 0".into(),
+                );
+            }
+            if t.max_instances < t.min_instances {
+                return err(
+                    k("max_instances"),
+                    format!(
+                        "is {} but min_instances is {}; max must be at least min",
+                        t.max_instances, t.min_instances
+                    ),
+                );
+            }
+        }
+        let mut wnames = BTreeSet::new();
+        for (i, w) in self.workloads.iter().enumerate() {
+            let k = |f: &str| format!("workloads[{i}].{f}");
+            if w.name.trim().is_empty() {
+                return err(k("name"), "must not be empty".into());
+            }
+            if !wnames.insert(w.name.clone()) {
+                return err(k("name"), format!("workload name {:?} is used twice", w.name));
+            }
+            if let Err(e) = SeriesKey::parse(&w.demand) {
+                return err(k("demand"), e.to_string());
+            }
+            if w.step_s == 0 {
+                return err(k("step_s"), "must be at least 1 second".into());
+            }
+            if w.horizon_s < w.step_s {
+                return err(
+                    k("horizon_s"),
+                    format!("must be at least one step ({} s)", w.step_s),
+                );
+            }
+            if w.history_s < 2 * w.step_s {
+                return err(k("history_s"), "must cover at least two steps".into());
+            }
+            if let Some(s) = w.season_s {
+                if s < 2 * w.step_s {
+                    return err(
+                        k("season_s"),
+                        format!("must be at least two steps ({} s)", 2 * w.step_s),
+                    );
+                }
+            }
+            if !(w.sla_quantile > 0.0 && w.sla_quantile < 1.0) {
+                return err(
+                    k("sla_quantile"),
+                    format!("must be between 0 and 1 (e.g. 0.95), got {}", w.sla_quantile),
+                );
+            }
+            if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
+                return err(
+                    k("target_utilization"),
+                    format!("must be in (0, 1], got {}", w.target_utilization),
+                );
+            }
+            if !(0.0..=1.0).contains(&w.max_spot_share) {
+                return err(
+                    k("max_spot_share"),
+                    format!("must be in [0, 1], got {}", w.max_spot_share),
+                );
+            }
+            if let Some(b) = w.budget_per_hour {
+                if !(b.is_finite() && b >= 0.0) {
+                    return err(k("budget_per_hour"), "must be zero or positive".into());
+                }
+            }
+            for t in &w.tiers {
+                if !names.contains(t) {
+                    return err(
+                        k("tiers"),
+                        format!(
+                            "unknown tier {t:?}; known tiers: {}",
+                            names.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+            let max_lead = self
+                .tiers
+                .iter()
+                .filter(|t| w.tiers.is_empty() || w.tiers.contains(&t.name))
+                .map(|t| t.lead_time_s)
+                .max()
+                .unwrap_or(0);
+            if w.horizon_s < max_lead + w.step_s {
+                return err(
+                    k("horizon_s"),
+                    format!(
+                        "must cover the longest tier lead time plus one step ({} s)",
+                        max_lead + w.step_s
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse(DEFAULT_TOML, "<built-in>").expect("the built-in configuration is valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_text_is_complete_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.server.listen, "127.0.0.1:9180");
+        assert_eq!(c.tiers.len(), 3);
+        let classes: Vec<_> = c.tiers.iter().map(|t| t.class).collect();
+        assert!(classes.contains(&TierClass::Spot));
+        assert!(classes.contains(&TierClass::Standard));
+        assert!(classes.contains(&TierClass::HighPerformance));
+        assert!(!c.workloads.is_empty());
+        // Every documented default key is written out: re-serialising loses nothing.
+        let again = toml::to_string(&c).unwrap();
+        assert_eq!(Config::parse(&again, "x").unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let src = DEFAULT_TOML.replace("[server]\n", "[server]\nlisten_port = 1\n");
+        let e = Config::parse(&src, "p.toml").unwrap_err();
+        let line = src
+            .lines()
+            .position(|l| l.starts_with("listen_port"))
+            .unwrap()
+            + 1;
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(e.to_string().starts_with(&format!("p.toml:{line}:")), "{e}");
+        assert!(e.message.contains("unknown field `listen_port`"), "{e}");
+        assert_eq!(e.key, "server.listen_port");
+    }
+
+    #[test]
+    fn wrong_type_and_syntax_errors_are_located() {
+        let src = DEFAULT_TOML.replace("interval_s = 60", "interval_s = \"sixty\"");
+        let e = Config::parse(&src, "p.toml").unwrap_err();
+        assert_eq!(e.key, "control.interval_s", "{e}");
+        assert!(e.line.is_some());
+        assert!(e.message.contains("invalid type"), "{e}");
+
+        let e = Config::parse("[server\nlisten = 1", "bad.toml").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let src = DEFAULT_TOML.replace("sla_quantile = 0.95", "sla_quantile = 1.5");
+        let e = Config::parse(&src, "p.toml").unwrap_err();
+        assert_eq!(e.key, "workloads[0].sla_quantile");
+        let line = src.lines().position(|l| l.contains("sla_quantile = 1.5")).unwrap() + 1;
+        assert_eq!(e.line, Some(line), "{e}");
+
+        let src = DEFAULT_TOML.replace("listen = \"127.0.0.1:9180\"", "listen = \"here\"");
+        let e = Config::parse(&src, "p.toml").unwrap_err();
+        assert_eq!(e.key, "server.listen");
+        assert!(e.message.contains("address:port"));
+
+        let mut c = Config::default();
+        c.workloads[0].tiers = vec!["gold".into()];
+        let text = toml::to_string(&c).unwrap();
+        let e = Config::parse(&text, "p.toml").unwrap_err();
+        assert!(e.message.contains("unknown tier \"gold\""), "{e}");
+        assert!(e.line.is_some());
+    }
+
+    #[test]
+    fn missing_section_is_reported() {
+        let src = DEFAULT_TOML.replace("[control]\n", "[controls]\n");
+        let e = Config::parse(&src, "p.toml").unwrap_err();
+        assert!(e.message.contains("controls") || e.message.contains("control"), "{e}");
+    }
+
+    #[test]
+    fn locate_walks_array_tables() {
+        let src = "[[a]]\nx = 1\n[[a]]\ny = 2\nx = 3\n[b]\nx = 4\n";
+        assert_eq!(locate(src, "a[1].x"), Some(5));
+        assert_eq!(locate(src, "a[0].x"), Some(2));
+        assert_eq!(locate(src, "b.x"), Some(7));
+        assert_eq!(locate(src, "a[1].z"), Some(3));
+    }
+}

@@ -1,0 +1,309 @@
+//! Tiers, workloads, allocations, plans, actions and decisions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::TimestampMs;
+
+/// The kind of capacity a tier sells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TierClass {
+    /// Cheapest, may be interrupted by the provider at short notice.
+    Spot,
+    /// On-demand capacity at list price.
+    Standard,
+    /// Dearest and fastest; required by latency-critical workloads.
+    HighPerformance,
+}
+
+impl TierClass {
+    /// The configuration spelling (`spot`, `standard`, `high-performance`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierClass::Spot => "spot",
+            TierClass::Standard => "standard",
+            TierClass::HighPerformance => "high-performance",
+        }
+    }
+}
+
+/// A kind of capacity with a shape, a price and operational properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Unique name, used in plans, actions and metrics labels.
+    pub name: String,
+    /// Spot, standard or high-performance.
+    pub class: TierClass,
+    /// Demand units (vCPU) one instance provides at performance factor 1.0.
+    pub vcpu: f64,
+    /// Memory per instance in GiB.
+    #[serde(default)]
+    pub memory_gib: f64,
+    /// Price of one instance per hour, in the catalog's currency.
+    pub price_per_hour: f64,
+    /// Work one unit does relative to standard (1.0). A demand `d` needs
+    /// `d / performance_factor` units on this tier.
+    #[serde(default = "one")]
+    pub performance_factor: f64,
+    /// Seconds from a provision request until the instance serves load.
+    #[serde(default)]
+    pub lead_time_s: u64,
+    /// Expected interruptions per instance per hour (spot); 0 for on-demand tiers.
+    #[serde(default)]
+    pub interruption_rate_per_hour: f64,
+    /// Instances always kept, whatever the demand.
+    #[serde(default)]
+    pub min_instances: u32,
+    /// Hard ceiling on instances of this tier; the planner never exceeds it.
+    pub max_instances: u32,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Tier {
+    /// Effective demand units one instance serves (`vcpu * performance_factor`).
+    pub fn effective_capacity(&self) -> f64 {
+        self.vcpu * self.performance_factor
+    }
+
+    /// Price per effective demand unit per hour.
+    pub fn unit_price(&self) -> f64 {
+        self.price_per_hour / self.effective_capacity()
+    }
+}
+
+/// How latency-sensitive a workload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyClass {
+    /// Any tier may serve it.
+    #[default]
+    Standard,
+    /// Only high-performance tiers may serve it.
+    Critical,
+}
+
+/// A service whose capacity prescale manages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Unique name.
+    pub name: String,
+    /// Series selector for the demand, in vCPU (`name{label="value"}`); all matching
+    /// series are summed at each step.
+    pub demand: String,
+    /// Forecast and control step in seconds; samples are averaged into steps of this size.
+    #[serde(default = "default_step_s")]
+    pub step_s: u64,
+    /// Season length in seconds; absent means detect it from the history.
+    #[serde(default)]
+    pub season_s: Option<u64>,
+    /// How much history the forecaster reads, in seconds.
+    #[serde(default = "default_history_s")]
+    pub history_s: u64,
+    /// Forecast horizon in seconds (must cover the longest lead time).
+    #[serde(default = "default_horizon_s")]
+    pub horizon_s: u64,
+    /// Quantile of predicted demand that capacity must cover (the SLA).
+    #[serde(default = "default_quantile")]
+    pub sla_quantile: f64,
+    /// Fraction of capacity the workload should use at the covered quantile.
+    #[serde(default = "default_target_utilization")]
+    pub target_utilization: f64,
+    /// Latency class; `critical` restricts the workload to high-performance tiers.
+    #[serde(default)]
+    pub latency_class: LatencyClass,
+    /// Tiers this workload may use; empty means all.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// Largest share of effective capacity that may sit on spot tiers (0..=1).
+    #[serde(default = "default_spot_share")]
+    pub max_spot_share: f64,
+    /// Hourly spending cap; absent means no cap.
+    #[serde(default)]
+    pub budget_per_hour: Option<f64>,
+    /// Seconds the plan must stay lower before capacity is removed (like HPA's
+    /// scale-down stabilisation window).
+    #[serde(default = "default_scale_down_delay_s")]
+    pub scale_down_delay_s: u64,
+}
+
+fn default_step_s() -> u64 {
+    60
+}
+fn default_history_s() -> u64 {
+    14 * 86_400
+}
+fn default_horizon_s() -> u64 {
+    3_600
+}
+fn default_quantile() -> f64 {
+    0.95
+}
+fn default_target_utilization() -> f64 {
+    0.8
+}
+fn default_spot_share() -> f64 {
+    0.5
+}
+fn default_scale_down_delay_s() -> u64 {
+    300
+}
+
+/// Instances of one tier held by a workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierCount {
+    /// Instances serving load.
+    pub ready: u32,
+    /// Instances requested but not yet serving.
+    pub pending: u32,
+}
+
+impl TierCount {
+    /// Ready plus pending.
+    pub fn total(&self) -> u32 {
+        self.ready + self.pending
+    }
+}
+
+/// What a workload holds right now, per tier.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Tier name to instance counts.
+    pub tiers: BTreeMap<String, TierCount>,
+}
+
+impl Allocation {
+    /// Effective capacity (demand units) of the ready instances.
+    pub fn ready_capacity(&self, catalog: &[Tier]) -> f64 {
+        catalog
+            .iter()
+            .map(|t| self.get(&t.name).ready as f64 * t.effective_capacity())
+            .sum()
+    }
+
+    /// Counts for a tier (zero when absent).
+    pub fn get(&self, tier: &str) -> TierCount {
+        self.tiers.get(tier).copied().unwrap_or_default()
+    }
+}
+
+/// Instances per tier at one future step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// When this step starts.
+    pub ts: TimestampMs,
+    /// Demand the plan covers at this step (the SLA quantile of the forecast).
+    pub demand: f64,
+    /// Instances per tier needed to serve `demand` at the target utilization.
+    pub instances: BTreeMap<String, u32>,
+}
+
+/// The planner's output for one workload: capacity per tier over time, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The workload planned.
+    pub workload: String,
+    /// When the plan was made.
+    pub made_at: TimestampMs,
+    /// Forecast quantile covered.
+    pub quantile: f64,
+    /// Instances per tier to hold (ready or pending) now, so that capacity is ready for
+    /// the demand expected once the lead time has passed.
+    pub target: BTreeMap<String, u32>,
+    /// The plan over the forecast horizon.
+    pub steps: Vec<PlanStep>,
+    /// Expected cost per hour of `target`.
+    pub cost_per_hour: f64,
+    /// The constraint that decided the plan (e.g. `sla`, `budget`, `max_instances`).
+    pub binding: String,
+    /// Human-readable explanation.
+    pub reason: String,
+}
+
+/// Provision or deprovision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// Add instances.
+    Provision,
+    /// Remove instances.
+    Deprovision,
+}
+
+/// One change to a workload's capacity, idempotent by `key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// Idempotency key: applying an action twice with the same key changes nothing.
+    pub key: String,
+    /// Workload whose capacity changes.
+    pub workload: String,
+    /// Tier affected.
+    pub tier: String,
+    /// Provision or deprovision.
+    pub kind: ActionKind,
+    /// Number of instances.
+    pub count: u32,
+    /// When it was decided.
+    pub at: TimestampMs,
+}
+
+/// What a decision did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecisionKind {
+    /// An action was sent to the provider and accepted.
+    Act,
+    /// Capacity was deliberately left as it is.
+    Hold,
+    /// The provider refused or failed; nothing changed.
+    Error,
+}
+
+/// An action or a deliberate non-action, with its reason; the decision log's entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// When it was decided.
+    pub at: TimestampMs,
+    /// Workload concerned.
+    pub workload: String,
+    /// Act, hold or error.
+    pub kind: DecisionKind,
+    /// The action taken, if any.
+    pub action: Option<Action>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_units_follow_performance_factor() {
+        let t = Tier {
+            name: "hp".into(),
+            class: TierClass::HighPerformance,
+            vcpu: 4.0,
+            memory_gib: 16.0,
+            price_per_hour: 0.4,
+            performance_factor: 2.0,
+            lead_time_s: 60,
+            interruption_rate_per_hour: 0.0,
+            min_instances: 0,
+            max_instances: 10,
+        };
+        assert_eq!(t.effective_capacity(), 8.0);
+        assert!((t.unit_price() - 0.05).abs() < 1e-12);
+        let mut a = Allocation::default();
+        a.tiers.insert("hp".into(), TierCount { ready: 2, pending: 1 });
+        assert_eq!(a.ready_capacity(std::slice::from_ref(&t)), 16.0);
+        assert_eq!(a.get("hp").total(), 3);
+        assert_eq!(a.get("none").total(), 0);
+    }
+}
