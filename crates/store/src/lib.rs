@@ -1,1 +1,612 @@
-//! x
+//! The embedded time-series store: durable samples, series index, decision log and
+//! small state documents, on the `fjall` LSM key-value store.
+//!
+//! Layout (one fjall keyspace each):
+//! - `series`: series id (u64, big-endian) -> the [`SeriesKey`] as JSON;
+//! - `samples`: series id ++ timestamp (sign-flipped, big-endian) -> value (f64 LE), so a
+//!   range scan over one series returns samples in time order;
+//! - `decisions`: sequence number -> [`Decision`] as JSON, the persisted decision log;
+//! - `state`: name -> JSON document (latest forecasts, plans, provider state).
+//!
+//! Appends are acknowledged only after the journal has been synced to disk (unless the
+//! store was opened with [`Durability::Buffered`], which the accelerated demo uses), so an
+//! acknowledged sample survives a crash. Compression, indexing by label and retention
+//! come with the storage issue.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use prescale_core::{Decision, Sample, SeriesKey, TimestampMs};
+use serde::{de::DeserializeOwned, Serialize};
+use thiserror::Error;
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The underlying key-value store failed.
+    #[error("store I/O error at {path}: {source}; check that the directory is writable and not used by another prescale process")]
+    Io {
+        /// Store directory.
+        path: String,
+        /// The fjall error.
+        #[source]
+        source: fjall::Error,
+    },
+    /// Stored bytes could not be decoded.
+    #[error("corrupt record in keyspace {keyspace}: {detail}")]
+    Corrupt {
+        /// Which keyspace.
+        keyspace: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Result alias for store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// When appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every append syncs the journal before returning (the daemon's default).
+    Sync,
+    /// Appends go to OS buffers; call [`Store::flush`] to sync (accelerated simulations).
+    Buffered,
+}
+
+/// Why a sample was not stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejection {
+    /// The sample's timestamp.
+    pub ts: TimestampMs,
+    /// What is wrong, for the sender.
+    pub reason: String,
+}
+
+/// What happened to a batch of samples.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AppendReport {
+    /// Samples newly stored.
+    pub accepted: usize,
+    /// Samples identical to one already stored (same timestamp and value): ignored.
+    pub duplicates: usize,
+    /// Samples refused, with reasons; the rest of the batch is still stored.
+    pub rejected: Vec<Rejection>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_key: HashMap<SeriesKey, u64>,
+    by_id: HashMap<u64, SeriesKey>,
+}
+
+struct Inner {
+    path: String,
+    db: Database,
+    series: Keyspace,
+    samples: Keyspace,
+    decisions: Keyspace,
+    state: Keyspace,
+    durability: Durability,
+    index: RwLock<Index>,
+    next_series: Mutex<u64>,
+    next_decision: AtomicU64,
+    appended: AtomicU64,
+}
+
+/// A handle to the embedded store; cheap to clone and safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn ts_key(ts: TimestampMs) -> [u8; 8] {
+    ((ts as u64) ^ (1u64 << 63)).to_be_bytes()
+}
+
+fn ts_from_key(b: &[u8]) -> TimestampMs {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    (u64::from_be_bytes(a) ^ (1u64 << 63)) as i64
+}
+
+fn sample_key(id: u64, ts: TimestampMs) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8..].copy_from_slice(&ts_key(ts));
+    k
+}
+
+fn decode_f64(b: &[u8]) -> Result<f64> {
+    let a: [u8; 8] = b.try_into().map_err(|_| StoreError::Corrupt {
+        keyspace: "samples",
+        detail: format!("value has {} bytes, expected 8", b.len()),
+    })?;
+    Ok(f64::from_le_bytes(a))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, recovering from the journal.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        let path = dir.display().to_string();
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let db = Database::builder(dir).open().map_err(io)?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let series = ks("series").map_err(io)?;
+        let samples = ks("samples").map_err(io)?;
+        let decisions = ks("decisions").map_err(io)?;
+        let state = ks("state").map_err(io)?;
+
+        let mut index = Index::default();
+        let mut max_id = 0u64;
+        for item in series.iter() {
+            let (k, v) = item.into_inner().map_err(io)?;
+            let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                keyspace: "series",
+                detail: "bad id".into(),
+            })?);
+            let key: SeriesKey =
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    keyspace: "series",
+                    detail: e.to_string(),
+                })?;
+            max_id = max_id.max(id);
+            index.by_key.insert(key.clone(), id);
+            index.by_id.insert(id, key);
+        }
+        let next_decision = match decisions.last_key_value() {
+            Some(g) => {
+                let (k, _) = g.into_inner().map_err(io)?;
+                u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1
+            }
+            None => 0,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                series,
+                samples,
+                decisions,
+                state,
+                durability,
+                index: RwLock::new(index),
+                next_series: Mutex::new(max_id + 1),
+                next_decision: AtomicU64::new(next_decision),
+                appended: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn io(&self) -> impl Fn(fjall::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: self.inner.path.clone(),
+            source,
+        }
+    }
+
+    fn series_id(&self, key: &SeriesKey, create: bool) -> Result<Option<u64>> {
+        if let Some(id) = self.inner.index.read().expect("index lock").by_key.get(key) {
+            return Ok(Some(*id));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let mut next = self.inner.next_series.lock().expect("id lock");
+        let mut index = self.inner.index.write().expect("index lock");
+        if let Some(id) = index.by_key.get(key) {
+            return Ok(Some(*id));
+        }
+        let id = *next;
+        let json = serde_json::to_vec(key).expect("series keys serialize");
+        self.inner
+            .series
+            .insert(id.to_be_bytes(), json)
+            .map_err(self.io())?;
+        *next += 1;
+        index.by_key.insert(key.clone(), id);
+        index.by_id.insert(id, key.clone());
+        Ok(Some(id))
+    }
+
+    fn persist(&self) -> Result<()> {
+        if self.inner.durability == Durability::Sync {
+            self.inner
+                .db
+                .persist(PersistMode::SyncAll)
+                .map_err(self.io())?;
+        }
+        Ok(())
+    }
+
+    /// Stores samples of one series. Valid samples are stored even when others in the
+    /// batch are rejected; out-of-order samples are accepted; a repeated timestamp with
+    /// the same value is ignored, with a different value it is rejected. With
+    /// [`Durability::Sync`] the samples are on disk when this returns `Ok`.
+    pub fn append(&self, key: &SeriesKey, samples: &[Sample]) -> Result<AppendReport> {
+        let mut report = AppendReport::default();
+        let id = self.series_id(key, true)?.expect("created");
+        let mut batch = self.inner.db.batch();
+        let mut in_batch: HashMap<TimestampMs, f64> = HashMap::new();
+        for s in samples {
+            if !s.value.is_finite() {
+                report.rejected.push(Rejection {
+                    ts: s.ts,
+                    reason: format!("value {} is not finite; send finite floats only", s.value),
+                });
+                continue;
+            }
+            let k = sample_key(id, s.ts);
+            let existing = match in_batch.get(&s.ts) {
+                Some(v) => Some(*v),
+                None => self
+                    .inner
+                    .samples
+                    .get(k)
+                    .map_err(self.io())?
+                    .map(|v| decode_f64(&v))
+                    .transpose()?,
+            };
+            match existing {
+                Some(v) if v.to_bits() == s.value.to_bits() => report.duplicates += 1,
+                Some(v) => report.rejected.push(Rejection {
+                    ts: s.ts,
+                    reason: format!(
+                        "duplicate timestamp {} for {key} with a different value ({} stored, {} sent); timestamps must be unique per series",
+                        s.ts, v, s.value
+                    ),
+                }),
+                None => {
+                    batch.insert(&self.inner.samples, k, s.value.to_le_bytes());
+                    in_batch.insert(s.ts, s.value);
+                    report.accepted += 1;
+                }
+            }
+        }
+        if report.accepted > 0 {
+            batch.commit().map_err(self.io())?;
+            self.persist()?;
+            self.inner
+                .appended
+                .fetch_add(report.accepted as u64, Ordering::Relaxed);
+        }
+        Ok(report)
+    }
+
+    /// Syncs everything written so far to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(self.io())
+    }
+
+    /// All known series, sorted.
+    pub fn series(&self) -> Vec<SeriesKey> {
+        let mut v: Vec<_> = self
+            .inner
+            .index
+            .read()
+            .expect("index lock")
+            .by_key
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Series whose name equals the selector's and that carry all its labels.
+    pub fn select(&self, selector: &SeriesKey) -> Vec<SeriesKey> {
+        self.series()
+            .into_iter()
+            .filter(|k| k.matches(selector))
+            .collect()
+    }
+
+    /// Samples of `key` with `start <= ts <= end`, in time order. An unknown series
+    /// yields `None` so callers can say so.
+    pub fn range(
+        &self,
+        key: &SeriesKey,
+        start: TimestampMs,
+        end: TimestampMs,
+    ) -> Result<Option<Vec<Sample>>> {
+        let Some(id) = self.series_id(key, false)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        if start > end {
+            return Ok(Some(out));
+        }
+        for item in self
+            .inner
+            .samples
+            .range(sample_key(id, start)..=sample_key(id, end))
+        {
+            let (k, v) = item.into_inner().map_err(self.io())?;
+            out.push(Sample {
+                ts: ts_from_key(&k[8..]),
+                value: decode_f64(&v)?,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// The newest sample of `key`, if any.
+    pub fn latest(&self, key: &SeriesKey) -> Result<Option<Sample>> {
+        let Some(id) = self.series_id(key, false)? else {
+            return Ok(None);
+        };
+        let lo = sample_key(id, i64::MIN);
+        let hi = sample_key(id, i64::MAX);
+        match self.inner.samples.range(lo..=hi).next_back() {
+            Some(g) => {
+                let (k, v) = g.into_inner().map_err(self.io())?;
+                Ok(Some(Sample {
+                    ts: ts_from_key(&k[8..]),
+                    value: decode_f64(&v)?,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Appends a decision to the persisted log (synced like samples).
+    pub fn log_decision(&self, d: &Decision) -> Result<u64> {
+        let seq = self.inner.next_decision.fetch_add(1, Ordering::SeqCst);
+        let json = serde_json::to_vec(d).expect("decisions serialize");
+        self.inner
+            .decisions
+            .insert(seq.to_be_bytes(), json)
+            .map_err(self.io())?;
+        self.persist()?;
+        Ok(seq)
+    }
+
+    /// The newest `limit` decisions (optionally of one workload), oldest first.
+    pub fn decisions(&self, workload: Option<&str>, limit: usize) -> Result<Vec<Decision>> {
+        let mut out = Vec::new();
+        for item in self.inner.decisions.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item.into_inner().map_err(self.io())?;
+            let d: Decision = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                keyspace: "decisions",
+                detail: e.to_string(),
+            })?;
+            if workload.is_none_or(|w| w == d.workload) {
+                out.push(d);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Number of decisions ever logged.
+    pub fn decision_count(&self) -> u64 {
+        self.inner.next_decision.load(Ordering::SeqCst)
+    }
+
+    /// Stores a JSON state document under `name`.
+    pub fn put_state<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let json = serde_json::to_vec(value).expect("state serializes");
+        self.inner
+            .state
+            .insert(name.as_bytes(), json)
+            .map_err(self.io())?;
+        self.persist()
+    }
+
+    /// Reads a state document; `None` when absent.
+    pub fn get_state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self.inner.state.get(name.as_bytes()).map_err(self.io())? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    keyspace: "state",
+                    detail: format!("{name}: {e}"),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Samples accepted since this handle was opened.
+    pub fn appended_total(&self) -> u64 {
+        self.inner.appended.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.db.disk_space().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::DecisionKind;
+
+    fn key(n: &str) -> SeriesKey {
+        SeriesKey::parse(n).unwrap()
+    }
+
+    fn s(ts: i64, v: f64) -> Sample {
+        Sample { ts, value: v }
+    }
+
+    #[test]
+    fn timestamps_sort_across_sign() {
+        let mut ts = vec![5i64, -3, 0, i64::MIN, i64::MAX, -1];
+        let mut keys: Vec<_> = ts.iter().map(|t| ts_key(*t)).collect();
+        keys.sort();
+        ts.sort();
+        let back: Vec<_> = keys.iter().map(|k| ts_from_key(k)).collect();
+        assert_eq!(back, ts);
+    }
+
+    #[test]
+    fn append_range_out_of_order_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let k = key(r#"cpu{host="a"}"#);
+        let r = st.append(&k, &[s(30, 3.0), s(10, 1.0), s(20, 2.0)]).unwrap();
+        assert_eq!(r.accepted, 3);
+        let r = st
+            .append(&k, &[s(20, 2.0), s(20, 9.0), s(40, f64::NAN), s(15, 1.5)])
+            .unwrap();
+        assert_eq!(r.accepted, 1);
+        assert_eq!(r.duplicates, 1);
+        assert_eq!(r.rejected.len(), 2);
+        assert!(r.rejected.iter().any(|x| x.reason.contains("duplicate timestamp")));
+        assert!(r.rejected.iter().any(|x| x.reason.contains("not finite")));
+        let got = st.range(&k, 0, 100).unwrap().unwrap();
+        let ts: Vec<_> = got.iter().map(|x| x.ts).collect();
+        assert_eq!(ts, vec![10, 15, 20, 30]);
+        assert_eq!(got[2].value, 2.0, "the first value for a timestamp is kept");
+        assert_eq!(st.range(&k, 16, 29).unwrap().unwrap().len(), 1);
+        assert_eq!(st.latest(&k).unwrap().unwrap(), s(30, 3.0));
+        assert!(st.range(&key("nope"), 0, 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn series_do_not_bleed_into_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let a = key(r#"m{i="a"}"#);
+        let b = key(r#"m{i="b"}"#);
+        st.append(&a, &[s(1, 1.0), s(2, 1.0)]).unwrap();
+        st.append(&b, &[s(1, 2.0)]).unwrap();
+        assert_eq!(st.range(&a, i64::MIN, i64::MAX).unwrap().unwrap().len(), 2);
+        assert_eq!(st.range(&b, i64::MIN, i64::MAX).unwrap().unwrap().len(), 1);
+        assert_eq!(st.select(&key("m")).len(), 2);
+        assert_eq!(st.select(&key(r#"m{i="b"}"#)), vec![b]);
+    }
+
+    #[test]
+    fn restart_keeps_every_acknowledged_sample_and_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(r#"disk{dev="sda"}"#);
+        let mut expected = Vec::new();
+        {
+            let st = Store::open(dir.path(), Durability::Sync).unwrap();
+            for batch in 0..20 {
+                let samples: Vec<_> = (0..50)
+                    .map(|i| s(batch * 1000 + i, (batch * 50 + i) as f64 * 0.5))
+                    .collect();
+                assert_eq!(st.append(&k, &samples).unwrap().accepted, 50);
+                expected.extend(samples);
+            }
+            st.log_decision(&Decision {
+                at: 7,
+                workload: "w".into(),
+                kind: DecisionKind::Hold,
+                action: None,
+                reason: "steady".into(),
+            })
+            .unwrap();
+            st.put_state("x", &vec![1, 2, 3]).unwrap();
+            // Dropped without an explicit flush: acknowledged writes must already be durable.
+        }
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        assert_eq!(st.series(), vec![k.clone()]);
+        assert_eq!(st.range(&k, i64::MIN, i64::MAX).unwrap().unwrap(), expected);
+        let d = st.decisions(None, 10).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].reason, "steady");
+        assert_eq!(st.get_state::<Vec<i32>>("x").unwrap(), Some(vec![1, 2, 3]));
+        // New series ids and decision numbers continue after the old ones.
+        let k2 = key("other");
+        st.append(&k2, &[s(1, 1.0)]).unwrap();
+        assert_eq!(st.range(&k, i64::MIN, i64::MAX).unwrap().unwrap().len(), 1000);
+        assert_eq!(st.decision_count(), 1);
+    }
+
+    #[test]
+    fn decisions_filter_by_workload_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Buffered).unwrap();
+        for i in 0..6 {
+            st.log_decision(&Decision {
+                at: i,
+                workload: if i % 2 == 0 { "a" } else { "b" }.into(),
+                kind: DecisionKind::Hold,
+                action: None,
+                reason: format!("r{i}"),
+            })
+            .unwrap();
+        }
+        let a = st.decisions(Some("a"), 2).unwrap();
+        assert_eq!(a.iter().map(|d| d.at).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(st.decisions(None, 100).unwrap().len(), 6);
+    }
+
+    /// Not a test on its own: the child process of `kill_9_loses_nothing_acknowledged`.
+    #[test]
+    #[ignore]
+    fn crash_child() {
+        use std::io::Write;
+        let Ok(dir) = std::env::var("PRESCALE_CRASH_DIR") else {
+            return;
+        };
+        let st = Store::open(Path::new(&dir), Durability::Sync).unwrap();
+        let k = key("crash_test");
+        let mut out = std::io::stdout();
+        for batch in 0i64.. {
+            let samples: Vec<_> = (0..10).map(|i| s(batch * 10 + i, i as f64)).collect();
+            st.append(&k, &samples).unwrap();
+            writeln!(out, "ACK {batch}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn kill_9_loses_nothing_acknowledged() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::crash_child", "--ignored", "--nocapture"])
+            .env("PRESCALE_CRASH_DIR", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reader = BufReader::new(child.stdout.take().unwrap());
+        let mut last_ack = -1i64;
+        for line in reader.lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("ACK ") {
+                last_ack = n.trim().parse().unwrap();
+                if last_ack >= 30 {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL: no destructors, no final persist.
+        child.wait().unwrap();
+        assert!(last_ack >= 30, "child stopped early");
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let got = st
+            .range(&key("crash_test"), i64::MIN, i64::MAX)
+            .unwrap()
+            .unwrap();
+        let acked = ((last_ack + 1) * 10) as usize;
+        assert!(
+            got.len() >= acked,
+            "{} samples acknowledged, {} recovered",
+            acked,
+            got.len()
+        );
+        for (i, smp) in got.iter().take(acked).enumerate() {
+            assert_eq!(smp.ts, i as i64);
+        }
+    }
+}
