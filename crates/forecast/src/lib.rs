@@ -1,1 +1,367 @@
-//! x
+//! Forecasting models behind one interface: an unfitted spec ([`Forecaster`]) is fitted
+//! to a history and returns a [`Fitted`] model that predicts quantiles over a horizon.
+//!
+//! The first models are the baselines every later model must beat: naive (last value)
+//! and seasonal naive (the value one season ago), each with empirical quantiles of its
+//! own past errors at the same lead, so the forecast is a distribution, not a point.
+//! Seasonality is detected from the autocorrelation of the history unless configured.
+//! ETS, ARIMA, MSTL, Theta, Prophet-style and LSTM models, cross-validated selection and
+//! calibration come with the forecasting issue.
+
+use prescale_core::{Forecast, SeriesKey, TimestampMs};
+use thiserror::Error;
+
+pub mod season;
+
+pub use season::detect_season;
+
+/// A model could not be fitted or could not predict.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ForecastError {
+    /// Not enough history for this model.
+    #[error("{model} needs at least {needed} points, got {got}; collect more history or use a shorter season")]
+    TooShort {
+        /// Model name.
+        model: String,
+        /// Points required.
+        needed: usize,
+        /// Points available.
+        got: usize,
+    },
+    /// The history contains NaN or infinite values.
+    #[error("history contains a non-finite value at index {0}; clean the input")]
+    NonFinite(usize),
+    /// The request itself is invalid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// An unfitted model specification.
+pub trait Forecaster: Send + Sync {
+    /// Short name, e.g. `snaive`.
+    fn name(&self) -> String;
+    /// Fits the model to `y` (equally spaced, oldest first).
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError>;
+}
+
+/// A fitted model, ready to predict.
+pub trait Fitted: Send + Sync {
+    /// Name with fitted parameters, e.g. `snaive(m=288)`.
+    fn describe(&self) -> String;
+    /// Quantiles at `levels` (strictly increasing, in (0,1)) for `horizon` steps after
+    /// the last fitted point: `out[step][level]`, non-decreasing across levels.
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError>;
+}
+
+fn check_finite(y: &[f64]) -> Result<(), ForecastError> {
+    match y.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(ForecastError::NonFinite(i)),
+        None => Ok(()),
+    }
+}
+
+fn check_levels(levels: &[f64]) -> Result<(), ForecastError> {
+    if levels.is_empty() {
+        return Err(ForecastError::Invalid("no quantile levels".into()));
+    }
+    for w in levels.windows(2) {
+        if w[0] >= w[1] {
+            return Err(ForecastError::Invalid(
+                "quantile levels must be strictly increasing".into(),
+            ));
+        }
+    }
+    if levels.iter().any(|l| !(*l > 0.0 && *l < 1.0)) {
+        return Err(ForecastError::Invalid("quantile levels must be in (0, 1)".into()));
+    }
+    Ok(())
+}
+
+/// Empirical quantile of sorted data with linear interpolation (Hyndman-Fan type 7).
+pub fn quantile_sorted(sorted: &[f64], p: f64) -> f64 {
+    debug_assert!(!sorted.is_empty());
+    let h = (sorted.len() - 1) as f64 * p.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = h.ceil() as usize;
+    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+}
+
+/// Most recent errors to keep per lead when estimating error quantiles.
+const MAX_ERRORS: usize = 4032;
+
+/// Sorted errors `y[t] - y[t - lag]` over the most recent part of the history.
+fn lag_errors(y: &[f64], lag: usize) -> Vec<f64> {
+    let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
+    let mut e: Vec<f64> = (start..y.len()).map(|t| y[t] - y[t - lag]).collect();
+    e.sort_by(|a, b| a.total_cmp(b));
+    e
+}
+
+/// Naive: every future step equals the last value; the spread at lead `h` is the
+/// empirical distribution of `y[t] - y[t-h]` in the history.
+#[derive(Debug, Clone, Default)]
+pub struct Naive;
+
+struct NaiveFit {
+    y: Vec<f64>,
+}
+
+impl Forecaster for Naive {
+    fn name(&self) -> String {
+        "naive".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        check_finite(y)?;
+        if y.len() < 2 {
+            return Err(ForecastError::TooShort {
+                model: "naive".into(),
+                needed: 2,
+                got: y.len(),
+            });
+        }
+        let keep = y.len().min(MAX_ERRORS * 2);
+        Ok(Box::new(NaiveFit {
+            y: y[y.len() - keep..].to_vec(),
+        }))
+    }
+}
+
+impl Fitted for NaiveFit {
+    fn describe(&self) -> String {
+        "naive".into()
+    }
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+        check_levels(levels)?;
+        let last = *self.y.last().expect("fitted on non-empty data");
+        let max_lag = self.y.len() - 1;
+        (1..=horizon)
+            .map(|h| {
+                // Beyond the history's reach, reuse the widest lead we can measure.
+                let e = lag_errors(&self.y, h.min(max_lag));
+                Ok(levels.iter().map(|p| last + quantile_sorted(&e, *p)).collect())
+            })
+            .collect()
+    }
+}
+
+/// Seasonal naive: step `h` equals the value one season before it; the spread is the
+/// empirical distribution of `y[t] - y[t - k*m]` where `k` seasons separate the forecast
+/// from the value it repeats.
+#[derive(Debug, Clone)]
+pub struct SeasonalNaive {
+    /// Season length in steps (at least 2).
+    pub season: usize,
+}
+
+struct SeasonalNaiveFit {
+    y: Vec<f64>,
+    m: usize,
+}
+
+impl Forecaster for SeasonalNaive {
+    fn name(&self) -> String {
+        "snaive".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        check_finite(y)?;
+        let m = self.season;
+        if m < 2 {
+            return Err(ForecastError::Invalid(format!(
+                "season must be at least 2 steps, got {m}"
+            )));
+        }
+        // One season to repeat plus one more to measure errors on.
+        if y.len() < 2 * m {
+            return Err(ForecastError::TooShort {
+                model: format!("snaive(m={m})"),
+                needed: 2 * m,
+                got: y.len(),
+            });
+        }
+        let keep = y.len().min(MAX_ERRORS + 4 * m);
+        Ok(Box::new(SeasonalNaiveFit {
+            y: y[y.len() - keep..].to_vec(),
+            m,
+        }))
+    }
+}
+
+impl Fitted for SeasonalNaiveFit {
+    fn describe(&self) -> String {
+        format!("snaive(m={})", self.m)
+    }
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+        check_levels(levels)?;
+        let (n, m) = (self.y.len(), self.m);
+        let mut cache: Vec<(usize, Vec<f64>)> = Vec::new();
+        let mut out = Vec::with_capacity(horizon);
+        for h in 1..=horizon {
+            let k = h.div_ceil(m);
+            // The forecast for step h repeats y[n - 1 + h - k*m].
+            let point = self.y[n - 1 + h - k * m];
+            let lag = (k * m).min(n - 1);
+            if !cache.iter().any(|(l, _)| *l == lag) {
+                cache.push((lag, lag_errors(&self.y, lag)));
+            }
+            let e = &cache.iter().find(|(l, _)| *l == lag).expect("cached").1;
+            out.push(levels.iter().map(|p| point + quantile_sorted(e, *p)).collect());
+        }
+        Ok(out)
+    }
+}
+
+/// Picks seasonal naive when a season is configured or detected and the history covers
+/// two of them, naive otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct AutoBaseline {
+    /// A configured season in steps; `None` detects it.
+    pub season: Option<usize>,
+    /// Longest season to look for, in steps, when detecting.
+    pub max_season: Option<usize>,
+}
+
+impl Forecaster for AutoBaseline {
+    fn name(&self) -> String {
+        "auto-baseline".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        check_finite(y)?;
+        let season = self.season.or_else(|| {
+            let max = self.max_season.unwrap_or(y.len() / 2).min(y.len() / 2);
+            detect_season(y, 2, max)
+        });
+        match season {
+            Some(m) if y.len() >= 2 * m => SeasonalNaive { season: m }.fit(y),
+            _ => Naive.fit(y),
+        }
+    }
+}
+
+/// Fits `model` to `y` and wraps its prediction in a validated [`Forecast`]; values
+/// below `floor` (e.g. 0 for demand) are raised to it, which keeps quantiles ordered.
+#[allow(clippy::too_many_arguments)]
+pub fn forecast(
+    model: &dyn Fitted,
+    series: SeriesKey,
+    last_ts: TimestampMs,
+    step_ms: i64,
+    horizon: usize,
+    levels: &[f64],
+    floor: Option<f64>,
+) -> Result<Forecast, ForecastError> {
+    let mut values = model.predict(horizon, levels)?;
+    if let Some(f) = floor {
+        for row in &mut values {
+            for v in row.iter_mut() {
+                *v = v.max(f);
+            }
+        }
+    }
+    Forecast::new(
+        series,
+        model.describe(),
+        last_ts,
+        last_ts + step_ms,
+        step_ms,
+        levels.to_vec(),
+        values,
+    )
+    .map_err(|e| ForecastError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Deterministic uniform noise in [-0.5, 0.5) (splitmix64 of the index).
+    pub(crate) fn noise(i: usize) -> f64 {
+        let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    #[test]
+    fn seasonal_naive_repeats_the_last_season() {
+        let m = 24;
+        let y: Vec<f64> = (0..240).map(|i| (i % m) as f64).collect();
+        let f = SeasonalNaive { season: m }.fit(&y).unwrap();
+        let p = f.predict(50, &[0.1, 0.5, 0.9]).unwrap();
+        for (h, row) in p.iter().enumerate() {
+            let expected = ((240 + h) % m) as f64;
+            // A perfectly periodic series has zero error: all quantiles collapse.
+            assert_eq!(row, &vec![expected; 3], "step {h}");
+        }
+        assert_eq!(f.describe(), "snaive(m=24)");
+    }
+
+    #[test]
+    fn quantiles_match_the_noise_distribution() {
+        // Seasonal signal plus uniform noise in [-0.5, 0.5): the error of seasonal naive
+        // is the difference of two such draws (triangular on [-1, 1]), whose 10% and 90%
+        // quantiles are -1 + sqrt(0.2) and 1 - sqrt(0.2) (about ±0.553).
+        let m = 12;
+        let y: Vec<f64> = (0..6000)
+            .map(|i| 10.0 + (i % m) as f64 + noise(i))
+            .collect();
+        let f = SeasonalNaive { season: m }.fit(&y).unwrap();
+        let p = f.predict(1, &[0.1, 0.5, 0.9]).unwrap();
+        let point = y[6000 - m];
+        let q = 1.0 - 0.2f64.sqrt();
+        assert!((p[0][0] - (point - q)).abs() < 0.05, "{:?}", p[0]);
+        assert!((p[0][1] - point).abs() < 0.05);
+        assert!((p[0][2] - (point + q)).abs() < 0.05);
+    }
+
+    #[test]
+    fn naive_spread_grows_with_the_lead_on_a_random_walk() {
+        let mut y = vec![0.0];
+        for i in 1..3000 {
+            y.push(y[i - 1] + noise(i));
+        }
+        let f = Naive.fit(&y).unwrap();
+        let p = f.predict(20, &[0.05, 0.95]).unwrap();
+        let w1 = p[0][1] - p[0][0];
+        let w20 = p[19][1] - p[19][0];
+        assert!(w20 > 2.5 * w1, "width at 1: {w1}, at 20: {w20}");
+        for row in &p {
+            assert!(row[0] <= row[1]);
+        }
+    }
+
+    #[test]
+    fn auto_detects_the_season_or_falls_back() {
+        let y: Vec<f64> = (0..500)
+            .map(|i| 5.0 * (2.0 * std::f64::consts::PI * i as f64 / 50.0).sin() + noise(i))
+            .collect();
+        let f = AutoBaseline::default().fit(&y).unwrap();
+        assert_eq!(f.describe(), "snaive(m=50)");
+        let flat: Vec<f64> = (0..500).map(noise).collect();
+        assert_eq!(AutoBaseline::default().fit(&flat).unwrap().describe(), "naive");
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(matches!(
+            SeasonalNaive { season: 10 }.fit(&[1.0; 15]),
+            Err(ForecastError::TooShort { .. })
+        ));
+        assert!(matches!(
+            Naive.fit(&[1.0, f64::NAN, 2.0]),
+            Err(ForecastError::NonFinite(1))
+        ));
+        let f = Naive.fit(&[1.0, 2.0, 3.0]).unwrap();
+        assert!(f.predict(2, &[0.9, 0.1]).is_err());
+    }
+
+    #[test]
+    fn forecast_wrapper_builds_valid_forecasts_with_a_floor() {
+        let y = vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0];
+        let f = Naive.fit(&y).unwrap();
+        let key = SeriesKey::metric("d").unwrap();
+        let fc = forecast(f.as_ref(), key, 1000, 60_000, 3, &[0.05, 0.5, 0.95], Some(0.0)).unwrap();
+        assert_eq!(fc.start, 61_000);
+        assert!(fc.values.iter().flatten().all(|v| *v >= 0.0));
+    }
+}

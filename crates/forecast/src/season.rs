@@ -1,0 +1,96 @@
+//! Season detection from the autocorrelation function.
+
+/// Returns the season length (in steps) with the strongest autocorrelation peak between
+/// `min` and `max` lags, if that peak is clearly periodic (autocorrelation above 0.3).
+///
+/// The series is first detrended by removing a least-squares line, so a trend alone does
+/// not look like a long season. A peak is a lag whose autocorrelation is at least that of
+/// its neighbours; among peaks within 10% of the best, the shortest wins, so a series
+/// with a daily cycle reports one day rather than two.
+pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
+    let n = y.len();
+    let min = min.max(2);
+    let max = max.min(n / 2);
+    if n < 8 || max <= min {
+        return None;
+    }
+    // Detrend with a least-squares line.
+    let nf = n as f64;
+    let xm = (nf - 1.0) / 2.0;
+    let ym = y.iter().sum::<f64>() / nf;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, v) in y.iter().enumerate() {
+        let dx = i as f64 - xm;
+        sxy += dx * (v - ym);
+        sxx += dx * dx;
+    }
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let r: Vec<f64> = y
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v - ym - slope * (i as f64 - xm))
+        .collect();
+    let var: f64 = r.iter().map(|v| v * v).sum();
+    if var <= f64::EPSILON * nf {
+        return None;
+    }
+    let acf = |lag: usize| -> f64 {
+        let s: f64 = r[lag..].iter().zip(&r[..n - lag]).map(|(a, b)| a * b).sum();
+        // Rescale by n / (n - lag) so long lags are not penalised for having fewer pairs.
+        s / var * nf / (n - lag) as f64
+    };
+    let values: Vec<f64> = (min - 1..=max + 1).map(|l| if l < n { acf(l) } else { 0.0 }).collect();
+    let mut peaks = Vec::new();
+    for lag in min..=max {
+        let i = lag - (min - 1);
+        let v = values[i];
+        if v > 0.3 && v >= values[i - 1] && v >= values[i + 1] {
+            peaks.push((lag, v));
+        }
+    }
+    let best = peaks.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    peaks
+        .into_iter()
+        .find(|(_, v)| *v >= best * 0.9)
+        .map(|(lag, _)| lag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_daily_cycle_under_trend_and_noise() {
+        let y: Vec<f64> = (0..24 * 14)
+            .map(|i| {
+                let t = i as f64;
+                0.05 * t
+                    + 3.0 * (2.0 * std::f64::consts::PI * t / 24.0).sin()
+                    + crate::tests::noise(i)
+            })
+            .collect();
+        assert_eq!(detect_season(&y, 2, 100), Some(24));
+    }
+
+    #[test]
+    fn prefers_the_week_when_weekends_differ() {
+        // Hourly data, three weeks: daily cycle, but weekends at half level.
+        let y: Vec<f64> = (0..24 * 21)
+            .map(|i| {
+                let day = (i / 24) % 7;
+                let level = if day >= 5 { 0.3 } else { 1.0 };
+                level * (1.0 + (2.0 * std::f64::consts::PI * i as f64 / 24.0).sin())
+            })
+            .collect();
+        assert_eq!(detect_season(&y, 2, 24 * 8), Some(168));
+    }
+
+    #[test]
+    fn none_for_noise_and_trend() {
+        let noise: Vec<f64> = (0..400).map(crate::tests::noise).collect();
+        assert_eq!(detect_season(&noise, 2, 200), None);
+        let trend: Vec<f64> = (0..400).map(|i| i as f64).collect();
+        assert_eq!(detect_season(&trend, 2, 200), None);
+        assert_eq!(detect_season(&[1.0; 100], 2, 50), None);
+    }
+}
