@@ -1,1 +1,309 @@
-//! x
+//! The planner: turns a workload's forecast distribution into instances per tier.
+//!
+//! This is the spec's baseline rule, made explicit and safe:
+//! 1. take the SLA quantile of forecast demand (e.g. q0.95) and divide by the target
+//!    utilization to get the effective capacity needed;
+//! 2. over the window that capacity requested now must cover (until the slowest tier's
+//!    lead time plus one control interval has passed), take the peak of that need;
+//! 3. fill it from the eligible tiers, cheapest per effective unit first, where a tier
+//!    supplies `need / (vcpu × performance_factor)` instances: spot only up to the
+//!    workload's spot share, no tier beyond its `max_instances`, and at least its
+//!    `min_instances`;
+//! 4. if the result costs more than the hourly budget, drop the dearest capacity until it
+//!    fits and say that the SLA is not met.
+//!
+//! Every plan says which constraint bound it and why, in words. Chance-constrained,
+//! multi-dimension planning comes with the tier-mapping issue.
+
+use std::collections::BTreeMap;
+
+use prescale_core::model::LatencyClass;
+use prescale_core::{Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload};
+
+/// Tiers the workload may use, cheapest effective unit first.
+pub fn eligible_tiers<'a>(w: &Workload, catalog: &'a [Tier]) -> Vec<&'a Tier> {
+    let mut v: Vec<&Tier> = catalog
+        .iter()
+        .filter(|t| w.tiers.is_empty() || w.tiers.contains(&t.name))
+        .filter(|t| w.latency_class != LatencyClass::Critical || t.class == TierClass::HighPerformance)
+        .collect();
+    v.sort_by(|a, b| a.unit_price().total_cmp(&b.unit_price()).then(a.name.cmp(&b.name)));
+    v
+}
+
+/// The outcome of filling one capacity need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    /// Instances per tier (every eligible tier present, zero included).
+    pub instances: BTreeMap<String, u32>,
+    /// Effective capacity provided.
+    pub capacity: f64,
+    /// Cost per hour.
+    pub cost_per_hour: f64,
+    /// `sla` when the need is met within every limit, else the limit that stopped it.
+    pub binding: &'static str,
+    /// Notes for the explanation.
+    pub notes: Vec<String>,
+}
+
+/// Fills an effective capacity `need` from `tiers` (already sorted cheapest first).
+pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
+    let need = need.max(0.0);
+    let mut instances = BTreeMap::new();
+    let mut remaining = need;
+    let mut capacity = 0.0;
+    let mut notes = Vec::new();
+    let mut spot_allowance = need * w.max_spot_share;
+    for t in tiers {
+        let eff = t.effective_capacity();
+        let mut n = if t.class == TierClass::Spot {
+            // Spot never carries more than its share: round down.
+            let n = (spot_allowance.min(remaining) / eff).floor() as u32;
+            spot_allowance -= n as f64 * eff;
+            n
+        } else {
+            (remaining / eff - 1e-9).ceil().max(0.0) as u32
+        };
+        if n > t.max_instances {
+            notes.push(format!(
+                "{} capped at its max_instances = {}",
+                t.name, t.max_instances
+            ));
+            n = t.max_instances;
+        }
+        n = n.max(t.min_instances);
+        remaining -= n as f64 * eff;
+        capacity += n as f64 * eff;
+        instances.insert(t.name.clone(), n);
+    }
+    let mut binding = "sla";
+    if remaining > 1e-9 {
+        binding = "max_instances";
+        notes.push(format!(
+            "{remaining:.2} vCPU of need left uncovered: every eligible tier is at its maximum"
+        ));
+    }
+    let mut cost: f64 = tiers
+        .iter()
+        .map(|t| instances[&t.name] as f64 * t.price_per_hour)
+        .sum();
+    if let Some(budget) = w.budget_per_hour {
+        if cost > budget + 1e-12 {
+            // Least-bad rule: remove the dearest effective units first, keeping as much
+            // capacity as the budget buys.
+            for t in tiers.iter().rev() {
+                while cost > budget + 1e-12 && instances[&t.name] > t.min_instances {
+                    *instances.get_mut(&t.name).expect("present") -= 1;
+                    cost -= t.price_per_hour;
+                    capacity -= t.effective_capacity();
+                }
+            }
+            binding = "budget";
+            notes.push(format!(
+                "budget ${budget:.2}/h cannot buy the SLA: capacity cut to {capacity:.1} of {need:.1} needed vCPU (dearest units dropped first)"
+            ));
+        }
+    }
+    Fill {
+        instances,
+        capacity,
+        cost_per_hour: cost,
+        binding,
+        notes,
+    }
+}
+
+/// Plans a workload from its forecast.
+///
+/// `interval_ms` is the control interval: capacity asked for now must serve until the
+/// decision after the slowest tier's lead time.
+pub fn plan(
+    w: &Workload,
+    catalog: &[Tier],
+    forecast: &Forecast,
+    now: TimestampMs,
+    interval_ms: i64,
+) -> Plan {
+    let tiers = eligible_tiers(w, catalog);
+    let q = w.sla_quantile;
+    let need_at = |i: usize| forecast.quantile(i, q) / w.target_utilization;
+    let steps: Vec<PlanStep> = (0..forecast.horizon())
+        .map(|i| PlanStep {
+            ts: forecast.step_time(i),
+            demand: forecast.quantile(i, q),
+            instances: fill(need_at(i), &tiers, w).instances,
+        })
+        .collect();
+
+    let max_lead_ms = tiers.iter().map(|t| t.lead_time_s as i64 * 1000).max().unwrap_or(0);
+    let window_end = now + max_lead_ms + interval_ms;
+    let mut peak = (0.0f64, forecast.start);
+    for i in 0..forecast.horizon() {
+        let ts = forecast.step_time(i);
+        // Include the step in progress at `now` and every step starting before window_end.
+        if ts + forecast.step_ms > now && ts < window_end {
+            let n = need_at(i);
+            if n > peak.0 {
+                peak = (n, ts);
+            }
+        }
+    }
+    let (need, peak_ts) = peak;
+    let f = fill(need, &tiers, w);
+    let mix: Vec<String> = tiers
+        .iter()
+        .filter(|t| f.instances[&t.name] > 0)
+        .map(|t| {
+            format!(
+                "{} {}×{:.1}",
+                t.name,
+                f.instances[&t.name],
+                t.effective_capacity()
+            )
+        })
+        .collect();
+    let mut reason = format!(
+        "cover q{q} of forecast demand, peaking at {:.2} vCPU in the next {} min (step at {}), at {:.0}% target utilization: {:.2} effective vCPU needed -> {} = {:.2} vCPU for ${:.3}/h",
+        need * w.target_utilization,
+        (max_lead_ms + interval_ms) / 60_000,
+        peak_ts,
+        w.target_utilization * 100.0,
+        need,
+        if mix.is_empty() { "no instances".to_string() } else { mix.join(" + ") },
+        f.capacity,
+        f.cost_per_hour,
+    );
+    if w.max_spot_share < 1.0 && tiers.iter().any(|t| t.class == TierClass::Spot) {
+        reason.push_str(&format!(
+            "; spot limited to {:.0}% of need",
+            w.max_spot_share * 100.0
+        ));
+    }
+    for n in &f.notes {
+        reason.push_str("; ");
+        reason.push_str(n);
+    }
+    Plan {
+        workload: w.name.clone(),
+        made_at: now,
+        quantile: q,
+        target: f.instances,
+        steps,
+        cost_per_hour: f.cost_per_hour,
+        binding: f.binding.to_string(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::config::Config;
+    use prescale_core::SeriesKey;
+
+    fn setup() -> (Workload, Vec<Tier>) {
+        let c = Config::default();
+        (c.workloads[0].clone(), c.tiers.clone())
+    }
+
+    fn flat_forecast(levels_values: Vec<f64>, steps: usize) -> Forecast {
+        let levels = vec![0.5, 0.95];
+        Forecast::new(
+            SeriesKey::metric("d").unwrap(),
+            "t",
+            0,
+            60_000,
+            60_000,
+            levels,
+            vec![levels_values; steps],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn baseline_rule_divides_by_performance_factor() {
+        let (mut w, tiers) = setup();
+        w.latency_class = LatencyClass::Critical; // high-performance only: factor 1.6, 4 vCPU
+        w.target_utilization = 1.0;
+        let f = flat_forecast(vec![10.0, 32.0], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        // 32 / (4 * 1.6) = 5 instances exactly.
+        assert_eq!(p.target["high-performance"], 5);
+        assert_eq!(p.target.len(), 1);
+        assert_eq!(p.binding, "sla");
+        assert!((p.cost_per_hour - 5.0 * 0.34).abs() < 1e-9);
+        assert!(p.reason.contains("q0.95"), "{}", p.reason);
+    }
+
+    #[test]
+    fn cheapest_tiers_first_with_a_spot_cap() {
+        let (w, tiers) = setup();
+        // need = 24 / 0.8 = 30 vCPU; spot share 50% -> 15 vCPU -> floor(15/4) = 3 spot;
+        // rest 18 vCPU on the next cheapest (standard at 0.048/vCPU vs hp 0.053) -> 5.
+        let f = flat_forecast(vec![10.0, 24.0], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert_eq!(p.target["spot"], 3);
+        assert_eq!(p.target["standard"], 5);
+        assert_eq!(p.target["high-performance"], 0);
+        let cap: f64 = tiers.iter().map(|t| p.target[&t.name] as f64 * t.effective_capacity()).sum();
+        assert!(cap >= 30.0);
+    }
+
+    #[test]
+    fn the_window_covers_lead_time_and_no_further() {
+        let (w, tiers) = setup();
+        // Demand jumps at step 10 (11 min ahead); the slowest lead is 5 min + 1 min interval.
+        let levels = vec![0.5, 0.95];
+        let mut values = vec![vec![1.0, 1.0]; 60];
+        for row in values.iter_mut().skip(10) {
+            *row = vec![40.0, 40.0];
+        }
+        let f = Forecast::new(SeriesKey::metric("d").unwrap(), "t", 0, 60_000, 60_000, levels, values).unwrap();
+        let early = plan(&w, &tiers, &f, 0, 60_000);
+        let total: u32 = early.target.values().sum();
+        assert_eq!(total, 1, "jump is beyond the window: {:?}", early.target);
+        let late = plan(&w, &tiers, &f, 6 * 60_000, 60_000);
+        let total: u32 = late.target.values().sum();
+        assert!(total >= 13, "jump is inside the window: {:?}", late.target);
+        assert_eq!(early.steps.len(), 60);
+        assert!(early.steps[20].instances.values().sum::<u32>() >= 13);
+    }
+
+    #[test]
+    fn never_exceeds_max_instances_and_says_so() {
+        let (w, mut tiers) = setup();
+        for t in &mut tiers {
+            t.max_instances = 2;
+        }
+        let f = flat_forecast(vec![10.0, 500.0], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        for t in &tiers {
+            assert!(p.target[&t.name] <= 2);
+        }
+        assert_eq!(p.binding, "max_instances");
+        assert!(p.reason.contains("uncovered"), "{}", p.reason);
+    }
+
+    #[test]
+    fn budget_cuts_dearest_first_and_explains() {
+        let (mut w, tiers) = setup();
+        w.budget_per_hour = Some(1.0);
+        let f = flat_forecast(vec![10.0, 40.0], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert!(p.cost_per_hour <= 1.0 + 1e-9);
+        assert_eq!(p.binding, "budget");
+        assert!(p.reason.contains("cannot buy the SLA"), "{}", p.reason);
+        // Spot (cheapest) is kept at its share; standard was cut.
+        assert_eq!(p.target["spot"], 6);
+    }
+
+    #[test]
+    fn zero_demand_plans_min_instances() {
+        let (w, mut tiers) = setup();
+        tiers[1].min_instances = 1;
+        let f = flat_forecast(vec![0.0, 0.0], 10);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert_eq!(p.target["standard"], 1);
+        assert_eq!(p.target["spot"], 0);
+    }
+}
