@@ -263,6 +263,8 @@ pub enum DecisionKind {
     Hold,
     /// The provider refused or failed; nothing changed.
     Error,
+    /// Capacity changed without prescale asking (e.g. a spot interruption).
+    Event,
 }
 
 /// An action or a deliberate non-action, with its reason; the decision log's entry.

@@ -1,1 +1,16 @@
-//! x
+//! The control loop: from stored demand to provider actions, with every decision logged.
+//!
+//! - [`provider`]: the [`Provider`] interface and the built-in simulated cloud;
+//! - [`reconcile`]: desired vs actual capacity -> idempotent actions, with HPA-style
+//!   scale-down stabilisation;
+//! - [`engine`]: one pass of resample -> detect -> forecast -> plan -> reconcile -> act
+//!   for every workload, and the status the server shows;
+//! - [`demo`]: the same engine on an accelerated clock with synthetic demand.
+
+pub mod demo;
+pub mod engine;
+pub mod provider;
+pub mod reconcile;
+
+pub use engine::{Engine, Status, WorkloadStatus};
+pub use provider::{Provider, ProviderError, SimCloud};

@@ -1,0 +1,312 @@
+//! `prescale demo`: the real engine, store and simulated cloud driven by an accelerated
+//! clock and synthetic demand with daily and weekly cycles, noise and bursts.
+//!
+//! Before the simulated period starts, `warmup_days` of history are written so the
+//! forecaster can see the weekly cycle; then every simulated minute the demand is
+//! stored, the engine runs a pass, and the ready capacity is compared with the demand.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use prescale_collect::{DemandProfile, SyntheticDemand};
+use prescale_core::config::Config;
+use prescale_core::{Sample, SeriesKey, TimestampMs};
+use prescale_store::StoreError;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::provider::{Provider, SimCloud};
+
+/// 2026-01-05 00:00:00 UTC, a Monday: demos start here so runs are reproducible.
+pub const DEMO_START_MS: TimestampMs = 1_767_571_200_000;
+const MINUTE_MS: i64 = 60_000;
+
+/// Options of a demo run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Seed of demand noise, bursts and spot interruptions.
+    pub seed: u64,
+    /// Simulated days with the control loop running.
+    pub days: u32,
+    /// Days of history written before the loop starts.
+    pub warmup_days: u32,
+    /// Simulated seconds per real second; 0 runs as fast as possible.
+    pub speed: f64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            days: 7,
+            warmup_days: 14,
+            // A week in about a minute.
+            speed: 7.0 * 86_400.0 / 60.0,
+        }
+    }
+}
+
+/// The demo's configuration: the default tier catalog and two workloads with different
+/// shapes, a 5-minute forecast step and a 1-minute control interval.
+pub fn demo_config(seed: u64) -> Config {
+    let mut c = Config::default();
+    c.control.interval_s = 60;
+    c.providers.sim.seed = seed;
+    let mut web = c.workloads[0].clone();
+    web.name = "web".into();
+    web.demand = r#"demo_cpu_demand_cores{workload="web"}"#.into();
+    web.step_s = 300;
+    web.history_s = 14 * 86_400;
+    web.horizon_s = 6 * 3_600;
+    let mut batch = web.clone();
+    batch.name = "batch".into();
+    batch.demand = r#"demo_cpu_demand_cores{workload="batch"}"#.into();
+    batch.max_spot_share = 0.8;
+    batch.sla_quantile = 0.9;
+    c.workloads = vec![web, batch];
+    c
+}
+
+fn generators(seed: u64) -> Vec<(String, SyntheticDemand)> {
+    vec![
+        (
+            "web".into(),
+            SyntheticDemand::new(
+                DemandProfile::Service {
+                    base: 8.0,
+                    peak: 32.0,
+                    weekend_factor: 0.45,
+                },
+                seed,
+                0.04,
+                1.0,
+            ),
+        ),
+        (
+            "batch".into(),
+            SyntheticDemand::new(
+                DemandProfile::NightlyBatch {
+                    idle: 3.0,
+                    busy: 36.0,
+                    start_hour: 1.0,
+                    end_hour: 4.5,
+                },
+                seed.wrapping_add(1),
+                0.05,
+                0.5,
+            ),
+        ),
+    ]
+}
+
+/// Per-workload outcome.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct WorkloadSummary {
+    /// Minutes with ready capacity below demand.
+    pub underprovisioned_minutes: u64,
+    /// Mean demand (vCPU).
+    pub mean_demand: f64,
+    /// Peak demand (vCPU).
+    pub peak_demand: f64,
+    /// Mean ready effective capacity (vCPU).
+    pub mean_capacity: f64,
+}
+
+/// The demo's result.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DemoSummary {
+    /// Seed used.
+    pub seed: u64,
+    /// Simulated minutes with the loop running.
+    pub simulated_minutes: u64,
+    /// Workload-minutes with ready capacity below demand (summed over workloads).
+    pub underprovisioned_minutes: u64,
+    /// `underprovisioned_minutes` over workload-minutes simulated (0..1).
+    pub underprovisioned_share: f64,
+    /// Total cost.
+    pub cost_total: f64,
+    /// Cost per tier.
+    pub cost_per_tier: BTreeMap<String, f64>,
+    /// Cost of holding each workload's peak demand on standard instances the whole time.
+    pub static_peak_cost: f64,
+    /// Actions applied.
+    pub actions: u64,
+    /// Actions the provider refused.
+    pub errors: u64,
+    /// Spot interruptions.
+    pub interruptions: u64,
+    /// Anomalies detected.
+    pub anomalies: u64,
+    /// Most instances of each tier held at once (all workloads).
+    pub peak_instances_per_tier: BTreeMap<String, u32>,
+    /// Each tier's configured maximum.
+    pub max_instances_per_tier: BTreeMap<String, u32>,
+    /// Per workload.
+    pub workloads: BTreeMap<String, WorkloadSummary>,
+    /// True when Ctrl-C stopped the run early.
+    pub interrupted: bool,
+}
+
+fn key(workload: &str) -> SeriesKey {
+    SeriesKey::metric("demo_cpu_demand_cores")
+        .expect("static name")
+        .with_label("workload", workload)
+}
+
+/// Writes the warm-up history, then runs the loop minute by minute. `progress` is
+/// called with (simulated minutes done, total) about once per simulated hour; `stop`
+/// ends the run early.
+pub fn run_demo(
+    engine: &mut Engine<SimCloud>,
+    opts: &DemoOptions,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<DemoSummary, StoreError> {
+    let mut gens = generators(opts.seed);
+    let start = DEMO_START_MS;
+    let warm_from = start - opts.warmup_days as i64 * 86_400_000;
+    let store = engine.store().clone();
+    // Warm-up history, one sample per minute, written in day-sized batches.
+    for (name, g) in gens.iter_mut() {
+        let k = key(name);
+        let mut t = warm_from;
+        while t < start {
+            let end = (t + 86_400_000).min(start);
+            let mut batch = Vec::new();
+            while t < end {
+                batch.push(Sample { ts: t, value: g.next(t) });
+                t += MINUTE_MS;
+            }
+            store.append(&k, &batch)?;
+        }
+    }
+    let total = opts.days as u64 * 1440;
+    let mut summary = DemoSummary {
+        seed: opts.seed,
+        max_instances_per_tier: engine
+            .tiers()
+            .iter()
+            .map(|t| (t.name.clone(), t.max_instances))
+            .collect(),
+        ..Default::default()
+    };
+    let began = Instant::now();
+    let mut demand_sum: BTreeMap<String, (f64, f64, f64, u64)> = BTreeMap::new();
+    let mut done = 0u64;
+    for m in 0..total {
+        if stop.load(Ordering::Relaxed) {
+            summary.interrupted = true;
+            break;
+        }
+        let now = start + m as i64 * MINUTE_MS;
+        let mut demands = Vec::new();
+        for (name, g) in gens.iter_mut() {
+            let d = g.next(now);
+            store.append(&key(name), &[Sample { ts: now, value: d }])?;
+            demands.push((name.clone(), d));
+        }
+        engine.tick(now)?;
+        for (name, d) in demands {
+            let cap = engine
+                .provider()
+                .allocation(&name, now)
+                .ready_capacity(engine.tiers());
+            let e = demand_sum.entry(name.clone()).or_default();
+            e.0 += d;
+            e.1 = e.1.max(d);
+            e.2 += cap;
+            e.3 += 1;
+            let ws = summary.workloads.entry(name).or_default();
+            if cap + 1e-9 < d {
+                ws.underprovisioned_minutes += 1;
+                summary.underprovisioned_minutes += 1;
+            }
+        }
+        for t in engine.tiers() {
+            let n = engine.provider().tier_count(&t.name);
+            let e = summary.peak_instances_per_tier.entry(t.name.clone()).or_insert(0);
+            *e = (*e).max(n);
+        }
+        done += 1;
+        if m % 60 == 59 {
+            progress(done, total);
+        }
+        if opts.speed > 0.0 {
+            let due = Duration::from_secs_f64(done as f64 * 60.0 / opts.speed);
+            let elapsed = began.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+    }
+    store.flush()?;
+    let status = engine.status_handle();
+    let st = status.read().expect("status lock");
+    summary.simulated_minutes = done;
+    let workload_minutes: u64 = demand_sum.values().map(|e| e.3).sum();
+    summary.underprovisioned_share = if workload_minutes > 0 {
+        summary.underprovisioned_minutes as f64 / workload_minutes as f64
+    } else {
+        0.0
+    };
+    summary.cost_per_tier = engine.provider().cost_per_tier().clone();
+    summary.cost_total = summary.cost_per_tier.values().sum();
+    summary.actions = st.actions;
+    summary.errors = st.errors;
+    summary.interruptions = engine.provider().interruptions();
+    summary.anomalies = st.anomalies;
+    let standard = engine
+        .tiers()
+        .iter()
+        .find(|t| t.class == prescale_core::TierClass::Standard)
+        .or(engine.tiers().first())
+        .expect("at least one tier");
+    for (name, (sum, peak, cap, n)) in demand_sum {
+        let ws = summary.workloads.entry(name).or_default();
+        ws.mean_demand = sum / n as f64;
+        ws.peak_demand = peak;
+        ws.mean_capacity = cap / n as f64;
+        let instances = (peak / standard.effective_capacity()).ceil();
+        summary.static_peak_cost += instances * standard.price_per_hour * n as f64 / 60.0;
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_store::{Durability, Store};
+
+    fn engine(dir: &std::path::Path, seed: u64) -> Engine<SimCloud> {
+        let c = demo_config(seed);
+        let store = Store::open(dir, Durability::Buffered).unwrap();
+        let sim = SimCloud::new(&c.tiers, seed);
+        let mut e = Engine::new(c.tiers.clone(), c.workloads.clone(), 60_000, 0, store, sim);
+        e.set_persist_status(false);
+        e
+    }
+
+    #[test]
+    fn a_simulated_day_tracks_demand_and_is_reproducible() {
+        let opts = DemoOptions {
+            seed: 9,
+            days: 1,
+            warmup_days: 8,
+            speed: 0.0,
+        };
+        let stop = AtomicBool::new(false);
+        let d1 = tempfile::tempdir().unwrap();
+        let a = run_demo(&mut engine(d1.path(), 9), &opts, &stop, |_, _| {}).unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        let b = run_demo(&mut engine(d2.path(), 9), &opts, &stop, |_, _| {}).unwrap();
+        assert_eq!(a, b, "same seed, same summary");
+        assert_eq!(a.simulated_minutes, 1440);
+        assert!(a.actions > 0);
+        assert!(a.underprovisioned_share < 0.02, "{a:?}");
+        for (tier, peak) in &a.peak_instances_per_tier {
+            assert!(*peak <= a.max_instances_per_tier[tier]);
+        }
+        assert!(a.cost_total > 0.0 && a.cost_total < a.static_peak_cost, "{a:?}");
+    }
+}

@@ -1,0 +1,445 @@
+//! The engine: one control pass per call to [`Engine::tick`], for every workload:
+//!
+//! 1. read new demand samples from the store and average them into complete steps;
+//! 2. feed each new step to the anomaly detector;
+//! 3. refit the forecaster when a step completed (season re-detected every
+//!    [`SEASON_REDETECT_MS`]) and forecast the horizon as quantiles;
+//! 4. plan instances per tier, stabilise scale-down, reconcile with the provider's
+//!    truth and apply the actions;
+//! 5. log every action, refusal, provider event and deliberate hold in the store's
+//!    decision log, and publish a [`Status`] for the server.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use prescale_core::{
+    Allocation, Decision, DecisionKind, Forecast, Plan, Sample, SeriesKey, Tier, TimestampMs,
+    Workload,
+};
+use prescale_detect::{Anomaly, EwmaDetector};
+use prescale_forecast::{detect_season, forecast, Forecaster, Naive, SeasonalNaive};
+use prescale_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::provider::Provider;
+use crate::reconcile::{reconcile, Stabilizer};
+
+/// How often an undetected or detected season is looked for again.
+pub const SEASON_REDETECT_MS: i64 = 6 * 3_600_000;
+
+/// Quantile levels every forecast carries (the workload's SLA level is added).
+pub const LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
+
+/// What the server shows about one workload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkloadStatus {
+    /// Demand of the last complete step.
+    pub demand: Option<f64>,
+    /// Start of the last complete step.
+    pub demand_ts: Option<TimestampMs>,
+    /// Steps of history the forecaster sees.
+    pub history_steps: usize,
+    /// Season in steps, when one is configured or detected.
+    pub season_steps: Option<usize>,
+    /// The latest forecast.
+    pub forecast: Option<Forecast>,
+    /// The latest plan.
+    pub plan: Option<Plan>,
+    /// Stabilised desired instances per tier.
+    pub desired: BTreeMap<String, u32>,
+    /// What the provider says the workload holds.
+    pub allocation: Allocation,
+    /// Effective capacity of the ready instances.
+    pub ready_capacity: f64,
+    /// Recent anomalies (newest last).
+    pub anomalies: Vec<Anomaly>,
+    /// The last problem, if the last pass had one.
+    pub last_error: Option<String>,
+}
+
+/// The engine's published state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Control passes completed.
+    pub ticks: u64,
+    /// Time of the last pass.
+    pub last_tick: Option<TimestampMs>,
+    /// Actions applied.
+    pub actions: u64,
+    /// Actions the provider refused.
+    pub errors: u64,
+    /// Anomalies detected.
+    pub anomalies: u64,
+    /// Spot interruptions and other provider events.
+    pub provider_events: u64,
+    /// Per workload.
+    pub workloads: BTreeMap<String, WorkloadStatus>,
+}
+
+struct WState {
+    w: Workload,
+    selector: SeriesKey,
+    key: SeriesKey,
+    step_ms: i64,
+    buckets: VecDeque<(TimestampMs, f64)>,
+    next_bucket: Option<TimestampMs>,
+    season: Option<usize>,
+    season_at: Option<TimestampMs>,
+    detector: EwmaDetector,
+    stabilizer: Stabilizer,
+    refit: bool,
+    last_hold: Option<String>,
+    status: WorkloadStatus,
+}
+
+/// The control loop over a set of workloads and one provider.
+pub struct Engine<P: Provider> {
+    tiers: Vec<Tier>,
+    interval_ms: i64,
+    grace_ms: i64,
+    store: Store,
+    provider: P,
+    states: Vec<WState>,
+    status: Arc<RwLock<Status>>,
+    persist_status: bool,
+}
+
+fn level_set(q: f64) -> Vec<f64> {
+    let mut v: Vec<f64> = LEVELS.to_vec();
+    if !v.iter().any(|l| (l - q).abs() < 1e-12) {
+        v.push(q);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+impl<P: Provider> Engine<P> {
+    /// An engine over `workloads` and `tiers`, deciding every `interval_ms`.
+    ///
+    /// `grace_ms` is how long after a step ends its samples may still arrive; the step is
+    /// used only once that has passed (0 for simulations, a few seconds for live input).
+    pub fn new(
+        tiers: Vec<Tier>,
+        workloads: Vec<Workload>,
+        interval_ms: i64,
+        grace_ms: i64,
+        store: Store,
+        provider: P,
+    ) -> Self {
+        let states = workloads
+            .into_iter()
+            .map(|w| WState {
+                selector: SeriesKey::parse(&w.demand).expect("validated with the config"),
+                key: SeriesKey::metric("prescale_demand")
+                    .expect("static name")
+                    .with_label("workload", w.name.clone()),
+                step_ms: w.step_s as i64 * 1000,
+                buckets: VecDeque::new(),
+                next_bucket: None,
+                season: None,
+                season_at: None,
+                detector: EwmaDetector::new(0.05, 5.0, 30),
+                stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
+                refit: true,
+                last_hold: None,
+                status: WorkloadStatus::default(),
+                w,
+            })
+            .collect();
+        Self {
+            tiers,
+            interval_ms,
+            grace_ms,
+            store,
+            provider,
+            states,
+            status: Arc::new(RwLock::new(Status::default())),
+            persist_status: true,
+        }
+    }
+
+    /// Whether each pass stores the workload status (on by default, so a restarted
+    /// daemon shows its last forecast and plan at once).
+    pub fn set_persist_status(&mut self, on: bool) {
+        self.persist_status = on;
+    }
+
+    /// A handle to the published status.
+    pub fn status_handle(&self) -> Arc<RwLock<Status>> {
+        self.status.clone()
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tier catalog.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// Runs one control pass at `now`. Store failures abort the pass (nothing is lost:
+    /// the next pass rereads); provider failures are logged as decisions.
+    pub fn tick(&mut self, now: TimestampMs) -> Result<(), StoreError> {
+        let events = self.provider.advance(now);
+        let mut st = self.status.read().expect("status lock").clone();
+        for e in &events {
+            self.store.log_decision(&Decision {
+                at: e.at,
+                workload: e.workload.clone(),
+                kind: DecisionKind::Event,
+                action: None,
+                reason: format!(
+                    "{} ({}); the next pass replaces the lost capacity",
+                    e.what, e.tier
+                ),
+            })?;
+        }
+        st.provider_events += events.len() as u64;
+        for i in 0..self.states.len() {
+            self.tick_workload(i, now, &mut st)?;
+        }
+        st.ticks += 1;
+        st.last_tick = Some(now);
+        *self.status.write().expect("status lock") = st;
+        Ok(())
+    }
+
+    fn ingest(&mut self, i: usize, now: TimestampMs) -> Result<usize, StoreError> {
+        let s = &mut self.states[i];
+        let step = s.step_ms;
+        let complete_until = (now - self.grace_ms).div_euclid(step) * step;
+        let history_ms = s.w.history_s as i64 * 1000;
+        let from = s
+            .next_bucket
+            .unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
+        if complete_until <= from {
+            return Ok(0);
+        }
+        // Per-bucket sum over series of each series' mean in the bucket.
+        let nb = ((complete_until - from) / step) as usize;
+        let mut sums = vec![0.0f64; nb];
+        let mut seen = vec![false; nb];
+        for key in self.store.select(&s.selector) {
+            let samples = self
+                .store
+                .range(&key, from, complete_until - 1)?
+                .unwrap_or_default();
+            let mut acc = vec![(0.0f64, 0u32); nb];
+            for Sample { ts, value } in samples {
+                let b = ((ts - from) / step) as usize;
+                acc[b].0 += value;
+                acc[b].1 += 1;
+            }
+            for (b, (sum, n)) in acc.into_iter().enumerate() {
+                if n > 0 {
+                    sums[b] += sum / n as f64;
+                    seen[b] = true;
+                }
+            }
+        }
+        let mut added = 0;
+        let mut last = s.buckets.back().map(|b| b.1);
+        for b in 0..nb {
+            let ts = from + b as i64 * step;
+            let v = if seen[b] {
+                Some(sums[b])
+            } else {
+                last // gaps carry the last value forward
+            };
+            if let Some(v) = v {
+                s.buckets.push_back((ts, v));
+                last = Some(v);
+                added += 1;
+                if seen[b] {
+                    if let Some(a) = s.detector.observe(Sample { ts, value: v }) {
+                        s.status.anomalies.push(a);
+                        if s.status.anomalies.len() > 50 {
+                            s.status.anomalies.remove(0);
+                        }
+                    }
+                }
+            }
+        }
+        s.next_bucket = Some(complete_until);
+        let keep_from = complete_until - history_ms;
+        while s.buckets.front().is_some_and(|b| b.0 < keep_from) {
+            s.buckets.pop_front();
+        }
+        Ok(added)
+    }
+
+    fn hold(&mut self, i: usize, now: TimestampMs, category: &str, reason: String) -> Result<(), StoreError> {
+        let s = &mut self.states[i];
+        if s.last_hold.as_deref() == Some(category) {
+            return Ok(());
+        }
+        s.last_hold = Some(category.to_string());
+        self.store.log_decision(&Decision {
+            at: now,
+            workload: s.w.name.clone(),
+            kind: DecisionKind::Hold,
+            action: None,
+            reason,
+        })?;
+        Ok(())
+    }
+
+    fn tick_workload(&mut self, i: usize, now: TimestampMs, st: &mut Status) -> Result<(), StoreError> {
+        let anomalies_before = self.states[i].status.anomalies.len();
+        let added = self.ingest(i, now)?;
+        let s = &mut self.states[i];
+        st.anomalies += s.status.anomalies.len().saturating_sub(anomalies_before) as u64;
+        if added > 0 {
+            s.refit = true;
+        }
+        s.status.history_steps = s.buckets.len();
+        s.status.demand = s.buckets.back().map(|b| b.1);
+        s.status.demand_ts = s.buckets.back().map(|b| b.0);
+        s.status.allocation = self.provider.allocation(&s.w.name, now);
+        s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
+
+        if s.refit {
+            let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
+            if y.len() < 2 {
+                let name = s.w.name.clone();
+                let msg = format!(
+                    "not enough history to forecast {} ({} of 2 steps of {} s); keeping current capacity",
+                    s.w.demand,
+                    y.len(),
+                    s.w.step_s
+                );
+                s.status.last_error = Some(msg.clone());
+                self.publish(i, st);
+                return self.hold(i, now, "no-history", msg).map(|_| {
+                    let _ = name;
+                });
+            }
+            if let Some(season_s) = s.w.season_s {
+                s.season = Some((season_s as i64 * 1000 / s.step_ms).max(2) as usize);
+            } else if s.season_at.is_none_or(|t| now - t >= SEASON_REDETECT_MS) {
+                // Look for seasons up to 8 days long (a week plus slack).
+                let max = ((8 * 86_400_000) / s.step_ms) as usize;
+                s.season = detect_season(&y, 2, max.min(y.len() / 2));
+                s.season_at = Some(now);
+            }
+            let spec: Box<dyn Forecaster> = match s.season {
+                Some(m) if y.len() >= 2 * m => Box::new(SeasonalNaive { season: m }),
+                _ => Box::new(Naive),
+            };
+            let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
+            let last_ts = s.buckets.back().expect("non-empty").0;
+            let levels = level_set(s.w.sla_quantile);
+            match spec
+                .fit(&y)
+                .and_then(|f| forecast(f.as_ref(), s.key.clone(), last_ts, s.step_ms, horizon, &levels, Some(0.0)))
+            {
+                Ok(f) => {
+                    s.status.forecast = Some(f);
+                    s.status.last_error = None;
+                }
+                Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
+            }
+            s.status.season_steps = s.season;
+            s.refit = false;
+        }
+        let Some(fc) = s.status.forecast.clone() else {
+            let msg = s
+                .status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no forecast yet".into());
+            self.publish(i, st);
+            return self.hold(i, now, "no-forecast", format!("{msg}; keeping current capacity"));
+        };
+        let plan = prescale_plan::plan(&s.w, &self.tiers, &fc, now, self.interval_ms);
+        let desired = s.stabilizer.desired(now, &plan.target);
+        let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
+        s.status.desired = desired;
+        s.status.plan = Some(plan.clone());
+        let name = s.w.name.clone();
+        let mut acted = false;
+        for a in &verdict.actions {
+            let verb = match a.kind {
+                prescale_core::ActionKind::Provision => "provision",
+                prescale_core::ActionKind::Deprovision => "deprovision",
+            };
+            match self.provider.apply(a, now) {
+                Ok(()) => {
+                    acted = true;
+                    st.actions += 1;
+                    self.store.log_decision(&Decision {
+                        at: now,
+                        workload: name.clone(),
+                        kind: DecisionKind::Act,
+                        action: Some(a.clone()),
+                        reason: format!("{verb} {} {}: {}", a.count, a.tier, plan.reason),
+                    })?;
+                }
+                Err(e) => {
+                    st.errors += 1;
+                    self.store.log_decision(&Decision {
+                        at: now,
+                        workload: name.clone(),
+                        kind: DecisionKind::Error,
+                        action: Some(a.clone()),
+                        reason: format!(
+                            "{} refused to {verb} {} {}: {e}; will retry at the next pass",
+                            self.provider.name(),
+                            a.count,
+                            a.tier
+                        ),
+                    })?;
+                }
+            }
+        }
+        if acted {
+            let s = &mut self.states[i];
+            s.last_hold = None;
+            s.status.allocation = self.provider.allocation(&name, now);
+            s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
+        } else if !verdict.holds.is_empty() {
+            let cat = if verdict.holds.iter().any(|h| h.contains("pending")) {
+                "pending"
+            } else {
+                "stabilise"
+            };
+            self.hold(i, now, cat, verdict.holds.join("; "))?;
+        } else if verdict.actions.is_empty() {
+            let cat = format!("steady:{}", plan.binding);
+            self.hold(i, now, &cat, format!("capacity matches the plan: {}", plan.reason))?;
+        }
+        self.publish(i, st);
+        if self.persist_status {
+            let s = &self.states[i];
+            self.store.put_state(&format!("workload/{}", s.w.name), &s.status)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, i: usize, st: &mut Status) {
+        let s = &self.states[i];
+        st.workloads.insert(s.w.name.clone(), s.status.clone());
+    }
+
+    /// Restores published workload status saved by an earlier process (forecast, plan),
+    /// so the API answers before the first pass completes.
+    pub fn restore_status(&mut self) -> Result<(), StoreError> {
+        let mut st = self.status.write().expect("status lock");
+        for s in &self.states {
+            if let Some(ws) = self
+                .store
+                .get_state::<WorkloadStatus>(&format!("workload/{}", s.w.name))?
+            {
+                st.workloads.insert(s.w.name.clone(), ws);
+            }
+        }
+        Ok(())
+    }
+}

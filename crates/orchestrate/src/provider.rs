@@ -1,0 +1,310 @@
+//! Providers carry out actions. The simulated cloud is the first: instances of each tier
+//! become ready after the tier's lead time, are billed per second from request to
+//! release, and spot instances are interrupted at random (seeded, so runs replay).
+
+use std::collections::{BTreeMap, HashSet};
+
+use prescale_core::{Action, ActionKind, Allocation, Tier, TierClass, TimestampMs};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use thiserror::Error;
+
+/// A provider refused or failed an action; nothing was changed.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ProviderError {
+    /// The tier is not in the provider's catalog.
+    #[error("unknown tier {0:?}; configure it under [[tiers]]")]
+    UnknownTier(String),
+    /// The request would exceed the tier's configured maximum.
+    #[error("tier {tier} is at its limit: {have} instances + {want} requested > max_instances {max}")]
+    AtCapacity {
+        /// Tier name.
+        tier: String,
+        /// Instances held now (all workloads).
+        have: u32,
+        /// Instances requested.
+        want: u32,
+        /// The tier's maximum.
+        max: u32,
+    },
+    /// The provider could not be reached or timed out.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Something that turns actions into capacity.
+pub trait Provider: Send {
+    /// Name for logs and metrics.
+    fn name(&self) -> &str;
+    /// Applies an action. Applying an action whose key was already applied is a no-op.
+    fn apply(&mut self, action: &Action, now: TimestampMs) -> Result<(), ProviderError>;
+    /// What `workload` holds at `now`, per tier.
+    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation;
+    /// Moves the provider's clock to `now`; returns events that happened meanwhile
+    /// (e.g. spot interruptions).
+    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent>;
+}
+
+/// Something the provider did on its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProviderEvent {
+    /// When.
+    pub at: TimestampMs,
+    /// Workload affected.
+    pub workload: String,
+    /// Tier affected.
+    pub tier: String,
+    /// What happened.
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Instance {
+    id: u64,
+    workload: String,
+    tier: String,
+    ready_at: TimestampMs,
+}
+
+/// The built-in simulated cloud.
+pub struct SimCloud {
+    tiers: BTreeMap<String, Tier>,
+    rng: ChaCha8Rng,
+    instances: Vec<Instance>,
+    applied: HashSet<String>,
+    next_id: u64,
+    clock: Option<TimestampMs>,
+    cost: BTreeMap<String, f64>,
+    interruptions: u64,
+}
+
+impl SimCloud {
+    /// A simulated cloud selling `tiers`, with spot interruptions drawn from `seed`.
+    pub fn new(tiers: &[Tier], seed: u64) -> Self {
+        Self {
+            tiers: tiers.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            instances: Vec::new(),
+            applied: HashSet::new(),
+            next_id: 0,
+            clock: None,
+            cost: tiers.iter().map(|t| (t.name.clone(), 0.0)).collect(),
+            interruptions: 0,
+        }
+    }
+
+    /// Money spent so far per tier (instances are billed per second from request).
+    pub fn cost_per_tier(&self) -> &BTreeMap<String, f64> {
+        &self.cost
+    }
+
+    /// Spot interruptions so far.
+    pub fn interruptions(&self) -> u64 {
+        self.interruptions
+    }
+
+    /// Instances of a tier across all workloads.
+    pub fn tier_count(&self, tier: &str) -> u32 {
+        self.instances.iter().filter(|i| i.tier == tier).count() as u32
+    }
+}
+
+impl Provider for SimCloud {
+    fn name(&self) -> &str {
+        "sim"
+    }
+
+    fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+        if self.applied.contains(&a.key) {
+            return Ok(());
+        }
+        let tier = self
+            .tiers
+            .get(&a.tier)
+            .ok_or_else(|| ProviderError::UnknownTier(a.tier.clone()))?
+            .clone();
+        match a.kind {
+            ActionKind::Provision => {
+                let have = self.tier_count(&a.tier);
+                if have + a.count > tier.max_instances {
+                    return Err(ProviderError::AtCapacity {
+                        tier: a.tier.clone(),
+                        have,
+                        want: a.count,
+                        max: tier.max_instances,
+                    });
+                }
+                for _ in 0..a.count {
+                    self.instances.push(Instance {
+                        id: self.next_id,
+                        workload: a.workload.clone(),
+                        tier: a.tier.clone(),
+                        ready_at: now + tier.lead_time_s as i64 * 1000,
+                    });
+                    self.next_id += 1;
+                }
+            }
+            ActionKind::Deprovision => {
+                // Release pending instances first (they serve nothing yet), then the newest.
+                let mut mine: Vec<usize> = self
+                    .instances
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.workload == a.workload && i.tier == a.tier)
+                    .map(|(n, _)| n)
+                    .collect();
+                mine.sort_by_key(|n| {
+                    let i = &self.instances[*n];
+                    (std::cmp::Reverse(i.ready_at), std::cmp::Reverse(i.id))
+                });
+                let drop: HashSet<usize> = mine.into_iter().take(a.count as usize).collect();
+                let mut n = 0;
+                self.instances.retain(|_| {
+                    let keep = !drop.contains(&n);
+                    n += 1;
+                    keep
+                });
+            }
+        }
+        self.applied.insert(a.key.clone());
+        Ok(())
+    }
+
+    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
+        let mut a = Allocation::default();
+        for i in self.instances.iter().filter(|i| i.workload == workload) {
+            let c = a.tiers.entry(i.tier.clone()).or_default();
+            if i.ready_at <= now {
+                c.ready += 1;
+            } else {
+                c.pending += 1;
+            }
+        }
+        a
+    }
+
+    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+        let mut events = Vec::new();
+        let Some(prev) = self.clock else {
+            self.clock = Some(now);
+            return events;
+        };
+        if now <= prev {
+            return events;
+        }
+        let dt_h = (now - prev) as f64 / 3_600_000.0;
+        for i in &self.instances {
+            let t = &self.tiers[&i.tier];
+            *self.cost.get_mut(&i.tier).expect("known tier") += t.price_per_hour * dt_h;
+        }
+        let tiers = &self.tiers;
+        let rng = &mut self.rng;
+        let mut interrupted = 0;
+        self.instances.retain(|i| {
+            let t = &tiers[&i.tier];
+            if t.class != TierClass::Spot || t.interruption_rate_per_hour <= 0.0 {
+                return true;
+            }
+            let p = 1.0 - (-t.interruption_rate_per_hour * dt_h).exp();
+            if rng.random::<f64>() < p {
+                events.push(ProviderEvent {
+                    at: now,
+                    workload: i.workload.clone(),
+                    tier: i.tier.clone(),
+                    what: format!("spot instance {} interrupted by the provider", i.id),
+                });
+                interrupted += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.interruptions += interrupted;
+        self.clock = Some(now);
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::config::Config;
+
+    fn action(key: &str, tier: &str, kind: ActionKind, count: u32) -> Action {
+        Action {
+            key: key.into(),
+            workload: "w".into(),
+            tier: tier.into(),
+            kind,
+            count,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn lead_time_billing_and_idempotency() {
+        let tiers = Config::default().tiers;
+        let mut sim = SimCloud::new(&tiers, 1);
+        sim.advance(0);
+        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0).unwrap();
+        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0).unwrap();
+        let a = sim.allocation("w", 60_000);
+        assert_eq!((a.get("standard").ready, a.get("standard").pending), (0, 2));
+        let a = sim.allocation("w", 180_000);
+        assert_eq!(a.get("standard").ready, 2, "ready after the 180 s lead time");
+        sim.advance(3_600_000);
+        assert!((sim.cost_per_tier()["standard"] - 2.0 * 0.192).abs() < 1e-9);
+        sim.apply(&action("b", "standard", ActionKind::Deprovision, 1), 3_600_000)
+            .unwrap();
+        assert_eq!(sim.allocation("w", 3_600_000).get("standard").total(), 1);
+        assert!(sim.allocation("other", 3_600_000).tiers.is_empty());
+    }
+
+    #[test]
+    fn refuses_unknown_tiers_and_the_max() {
+        let tiers = Config::default().tiers;
+        let mut sim = SimCloud::new(&tiers, 1);
+        assert!(matches!(
+            sim.apply(&action("x", "gold", ActionKind::Provision, 1), 0),
+            Err(ProviderError::UnknownTier(_))
+        ));
+        let e = sim
+            .apply(&action("y", "high-performance", ActionKind::Provision, 21), 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("max_instances 20"), "{e}");
+        assert_eq!(sim.tier_count("high-performance"), 0, "nothing half-applied");
+    }
+
+    #[test]
+    fn spot_interruptions_follow_the_rate_and_the_seed() {
+        let mut tiers = Config::default().tiers;
+        tiers[0].interruption_rate_per_hour = 0.5;
+        tiers[0].max_instances = 1000;
+        let run = |seed| {
+            let mut sim = SimCloud::new(&tiers, seed);
+            sim.advance(0);
+            sim.apply(&action("a", "spot", ActionKind::Provision, 1000), 0).unwrap();
+            // One hour in one-minute steps: expect 1000 * (1 - e^-0.5) ~ 393 interruptions.
+            for m in 1..=60 {
+                sim.advance(m * 60_000);
+            }
+            sim.interruptions()
+        };
+        let n = run(3);
+        assert!((330..460).contains(&n), "{n}");
+        assert_eq!(run(3), n);
+        assert_ne!(run(4), n);
+    }
+
+    #[test]
+    fn deprovision_releases_pending_first() {
+        let tiers = Config::default().tiers;
+        let mut sim = SimCloud::new(&tiers, 1);
+        sim.apply(&action("a", "spot", ActionKind::Provision, 2), 0).unwrap();
+        sim.apply(&action("b", "spot", ActionKind::Provision, 1), 200_000).unwrap();
+        sim.apply(&action("c", "spot", ActionKind::Deprovision, 1), 250_000).unwrap();
+        let a = sim.allocation("w", 250_000);
+        assert_eq!((a.get("spot").ready, a.get("spot").pending), (2, 0));
+    }
+}
