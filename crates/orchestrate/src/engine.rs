@@ -245,6 +245,7 @@ impl<P: Provider> Engine<P> {
             }
         }
         let mut added = 0;
+        let mut observed = Vec::new();
         let mut last = s.buckets.back().map(|b| b.1);
         for b in 0..nb {
             let ts = from + b as i64 * step;
@@ -258,6 +259,7 @@ impl<P: Provider> Engine<P> {
                 last = Some(v);
                 added += 1;
                 if seen[b] {
+                    observed.push(Sample { ts, value: v });
                     if let Some(a) = s.detector.observe(Sample { ts, value: v }) {
                         s.status.anomalies.push(a);
                         if s.status.anomalies.len() > 50 {
@@ -268,6 +270,10 @@ impl<P: Provider> Engine<P> {
             }
         }
         s.next_bucket = Some(complete_until);
+        if !observed.is_empty() {
+            // The resampled demand is kept as its own series for charts and audits.
+            self.store.append(&s.key, &observed)?;
+        }
         let keep_from = complete_until - history_ms;
         while s.buckets.front().is_some_and(|b| b.0 < keep_from) {
             s.buckets.pop_front();
@@ -304,6 +310,14 @@ impl<P: Provider> Engine<P> {
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
         s.status.allocation = self.provider.allocation(&s.w.name, now);
         s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
+        for t in &self.tiers {
+            let k = SeriesKey::metric("prescale_capacity_vcpu")
+                .expect("static name")
+                .with_label("workload", s.w.name.clone())
+                .with_label("tier", t.name.clone());
+            let v = s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity();
+            self.store.append(&k, &[Sample { ts: now, value: v }])?;
+        }
 
         if s.refit {
             let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();

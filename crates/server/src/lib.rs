@@ -1,1 +1,297 @@
-//! x
+//! The HTTP server: health, Prometheus `/metrics`, the JSON API under `/api/v1/`, and the
+//! dashboard (a static page compiled into the binary, drawing its charts from the API).
+//!
+//! Every endpoint is read-only so far; when mutating endpoints arrive they will require a
+//! token whenever the server is bound beyond loopback.
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `GET /healthz` | `ok` while the process serves |
+//! | `GET /metrics` | prescale's own metrics, current forecasts and allocations |
+//! | `GET /api/v1/series` | every stored series |
+//! | `GET /api/v1/query_range?series=SEL&start=S&end=E` | samples of one series (unix seconds) |
+//! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
+//! | `GET /api/v1/workloads/{name}/status` | everything the engine knows about it |
+//! | `GET /api/v1/workloads/{name}/forecast` | the latest forecast |
+//! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
+//! | `GET /api/v1/workloads/{name}/decisions?limit=N` | the newest decisions |
+
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prescale_core::{SeriesKey, Tier};
+use prescale_orchestrate::{Status, WorkloadStatus};
+use prescale_store::Store;
+use serde::Deserialize;
+use serde_json::json;
+
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The engine's published status.
+    pub status: Arc<RwLock<Status>>,
+    /// The tier catalog.
+    pub tiers: Vec<Tier>,
+    /// Workload names, in configuration order.
+    pub workloads: Vec<String>,
+}
+
+/// A JSON error with the status code and a message that says what to fix.
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({"status": "error", "error": msg.into()}))).into_response()
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/query_range", get(query_range))
+        .route("/api/v1/workloads", get(workloads))
+        .route("/api/v1/workloads/{name}/{what}", get(workload_part))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /api/v1/workloads, /api/v1/series, /metrics",
+            )
+        })
+        .with_state(state)
+}
+
+async fn series(State(st): State<AppState>) -> Response {
+    let v: Vec<String> = st.store.series().iter().map(|k| k.to_string()).collect();
+    Json(json!({"status": "success", "data": v})).into_response()
+}
+
+#[derive(Deserialize)]
+struct RangeParams {
+    series: Option<String>,
+    start: Option<f64>,
+    end: Option<f64>,
+}
+
+async fn query_range(State(st): State<AppState>, Query(p): Query<RangeParams>) -> Response {
+    let Some(sel) = p.series else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing `series` parameter, e.g. ?series=host_cpu_usage_cores{mode=\"busy\"}",
+        );
+    };
+    let key = match SeriesKey::parse(&sel) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let to_ms = |s: f64| (s * 1000.0).round() as i64;
+    let end = p.end.map_or(i64::MAX, to_ms);
+    let start = p.start.map_or(i64::MIN, to_ms);
+    if p.start.is_some_and(|s| !s.is_finite()) || p.end.is_some_and(|s| !s.is_finite()) {
+        return error(StatusCode::BAD_REQUEST, "start and end must be finite unix seconds");
+    }
+    match st.store.range(&key, start, end) {
+        Ok(Some(samples)) => {
+            let values: Vec<(f64, f64)> = samples
+                .iter()
+                .map(|s| (s.ts as f64 / 1000.0, s.value))
+                .collect();
+            Json(json!({"status": "success", "data": {"series": key.to_string(), "values": values}}))
+                .into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown series {key}; list them at /api/v1/series"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn workload_status(st: &AppState, name: &str) -> Result<WorkloadStatus, Response> {
+    if !st.workloads.iter().any(|w| w == name) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown workload {name:?}; configured: {}",
+                st.workloads.join(", ")
+            ),
+        ));
+    }
+    Ok(st
+        .status
+        .read()
+        .expect("status lock")
+        .workloads
+        .get(name)
+        .cloned()
+        .unwrap_or_default())
+}
+
+async fn workloads(State(st): State<AppState>) -> Response {
+    let status = st.status.read().expect("status lock").clone();
+    let list: Vec<_> = st
+        .workloads
+        .iter()
+        .map(|name| {
+            let w = status.workloads.get(name).cloned().unwrap_or_default();
+            json!({
+                "name": name,
+                "demand": w.demand,
+                "ready_capacity": w.ready_capacity,
+                "allocation": w.allocation,
+                "model": w.forecast.as_ref().map(|f| f.model.clone()),
+                "plan_reason": w.plan.as_ref().map(|p| p.reason.clone()),
+                "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
+                "last_error": w.last_error,
+            })
+        })
+        .collect();
+    Json(json!({
+        "status": "success",
+        "data": {"workloads": list, "tiers": st.tiers, "ticks": status.ticks, "last_tick": status.last_tick}
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LimitParams {
+    limit: Option<usize>,
+}
+
+async fn workload_part(
+    State(st): State<AppState>,
+    Path((name, what)): Path<(String, String)>,
+    Query(p): Query<LimitParams>,
+) -> Response {
+    let w = match workload_status(&st, &name) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let missing = |what: &str| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no {what} for {name:?} yet: it needs at least two steps of demand history"),
+        )
+    };
+    match what.as_str() {
+        "status" => Json(json!({"status": "success", "data": w})).into_response(),
+        "forecast" => match w.forecast {
+            Some(f) => Json(json!({"status": "success", "data": f})).into_response(),
+            None => missing("forecast"),
+        },
+        "plan" => match w.plan {
+            Some(p) => Json(json!({"status": "success", "data": p})).into_response(),
+            None => missing("plan"),
+        },
+        "decisions" => match st.store.decisions(Some(&name), p.limit.unwrap_or(100).min(10_000)) {
+            Ok(d) => Json(json!({"status": "success", "data": d})).into_response(),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        other => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown part {other:?}; use status, forecast, plan or decisions"),
+        ),
+    }
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render_metrics(st: &AppState) -> String {
+    let status = st.status.read().expect("status lock").clone();
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let plain = |v: f64| vec![(String::new(), v)];
+    family(
+        "prescale_build_info",
+        "gauge",
+        "Build information.",
+        vec![(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1.0)],
+    );
+    family("prescale_control_passes_total", "counter", "Control passes completed.", plain(status.ticks as f64));
+    family("prescale_actions_total", "counter", "Provisioning actions applied.", plain(status.actions as f64));
+    family("prescale_provider_errors_total", "counter", "Actions the provider refused or failed.", plain(status.errors as f64));
+    family("prescale_anomalies_total", "counter", "Anomalies detected in demand.", plain(status.anomalies as f64));
+    family("prescale_provider_events_total", "counter", "Capacity changes the provider made on its own (spot interruptions).", plain(status.provider_events as f64));
+    family("prescale_decisions_total", "counter", "Decisions in the decision log.", plain(st.store.decision_count() as f64));
+    family("prescale_samples_appended_total", "counter", "Samples stored by this process.", plain(st.store.appended_total() as f64));
+    family("prescale_series", "gauge", "Series in the store.", plain(st.store.series().len() as f64));
+    family("prescale_store_disk_bytes", "gauge", "Bytes the store occupies on disk.", plain(st.store.disk_bytes() as f64));
+    let mut demand = Vec::new();
+    let mut capacity = Vec::new();
+    let mut fc = Vec::new();
+    let mut cost = Vec::new();
+    let mut inst = Vec::new();
+    let mut planned = Vec::new();
+    for (name, w) in &status.workloads {
+        let n = esc(name);
+        if let Some(d) = w.demand {
+            demand.push((format!("{{workload=\"{n}\"}}"), d));
+        }
+        capacity.push((format!("{{workload=\"{n}\"}}"), w.ready_capacity));
+        if let Some(f) = &w.forecast {
+            if f.horizon() > 0 {
+                for (j, l) in f.levels.iter().enumerate() {
+                    fc.push((format!("{{workload=\"{n}\",quantile=\"{l}\"}}"), f.values[0][j]));
+                }
+            }
+        }
+        if let Some(p) = &w.plan {
+            cost.push((format!("{{workload=\"{n}\"}}"), p.cost_per_hour));
+            for (t, c) in &p.target {
+                planned.push((format!("{{workload=\"{n}\",tier=\"{}\"}}", esc(t)), *c as f64));
+            }
+        }
+        for t in &st.tiers {
+            let c = w.allocation.get(&t.name);
+            let tn = esc(&t.name);
+            inst.push((format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"ready\"}}"), c.ready as f64));
+            inst.push((format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"pending\"}}"), c.pending as f64));
+        }
+    }
+    family("prescale_workload_demand", "gauge", "Demand of the last complete step (vCPU).", demand);
+    family("prescale_workload_ready_capacity", "gauge", "Effective capacity of ready instances (vCPU).", capacity);
+    family("prescale_forecast_demand", "gauge", "Forecast demand for the next step, per quantile (vCPU).", fc);
+    family("prescale_plan_cost_per_hour", "gauge", "Cost per hour of the current plan.", cost);
+    family("prescale_plan_instances", "gauge", "Instances per tier the current plan asks for.", planned);
+    family("prescale_allocation_instances", "gauge", "Instances held per tier and state.", inst);
+    out
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        render_metrics(&st),
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests;
