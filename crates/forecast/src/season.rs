@@ -5,8 +5,9 @@
 ///
 /// The series is first detrended by removing a least-squares line, so a trend alone does
 /// not look like a long season. A peak is a lag whose autocorrelation is at least that of
-/// its neighbours; among peaks within 10% of the best, the shortest wins, so a series
-/// with a daily cycle reports one day rather than two.
+/// its neighbours; the strongest peak wins, unless a shorter peak of which it is a whole
+/// multiple comes within 10% of it, so a series with a daily cycle reports one day
+/// rather than two, and a week with quieter weekends reports a week.
 pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
     let n = y.len();
     let min = min.max(2);
@@ -48,10 +49,20 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
             peaks.push((lag, v));
         }
     }
-    let best = peaks.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (best_lag, best) = peaks
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    // A shorter season wins only when the best lag is a whole number of it (a harmonic)
+    // and it explains nearly as much: a daily cycle reports one day, not two, while a
+    // week with distinct weekends stays a week rather than six days.
+    let divides = |p: usize| {
+        let k = (best_lag as f64 / p as f64).round();
+        k >= 1.0 && (best_lag as f64 - k * p as f64).abs() <= (0.02 * p as f64).max(1.0)
+    };
     peaks
         .into_iter()
-        .find(|(_, v)| *v >= best * 0.9)
+        .find(|(lag, v)| *v >= best * 0.9 && divides(*lag))
         .map(|(lag, _)| lag)
 }
 

@@ -1,1 +1,467 @@
-fn main(){}
+//! The `prescale` command line: `run` (the daemon), `demo` (the same loop on an
+//! accelerated simulated clock), and `config` (print or check configuration).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use prescale_collect::HostCollector;
+use prescale_core::config::{Config, DEFAULT_TOML};
+use prescale_orchestrate::demo::{demo_config, run_demo, DemoOptions, DemoSummary};
+use prescale_orchestrate::{Engine, SimCloud};
+use prescale_server::AppState;
+use prescale_store::{Durability, Store};
+
+/// prescale: a predictive autoscaler. It forecasts each workload's demand as a
+/// distribution and provisions tiered capacity (spot, standard, high-performance) before
+/// the demand arrives.
+#[derive(Parser)]
+#[command(name = "prescale", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Overrides {
+    /// Store directory (overrides [storage] path).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address for the HTTP server (overrides [server] listen), e.g. 127.0.0.1:9180.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: collect, store, forecast, plan and provision continuously.
+    Run {
+        /// Configuration file; without it the built-in defaults apply
+        /// (`prescale config default` prints them).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Watch a simulated week of predictive scaling in about a minute, then print a summary.
+    Demo {
+        /// Seed for demand, bursts and spot interruptions; the same seed gives the same summary.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Simulated days.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=60))]
+        days: u32,
+        /// Simulated seconds per real second; 0 runs as fast as the machine allows.
+        /// The default shows a week in about a minute.
+        #[arg(long, default_value_t = 10_080.0)]
+        speed: f64,
+        /// Stop after printing the summary instead of keeping the dashboard up.
+        #[arg(long)]
+        exit: bool,
+        /// Summary format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Print or check configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the complete default configuration, with comments.
+    Default,
+    /// Validate a configuration file; exit 2 with the line and key at fault.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// An error that should exit with code 2 (the user must fix their input).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Config { action } => config_cmd(action),
+        Command::Run { config, overrides } => run_cmd(config, overrides),
+        Command::Demo {
+            seed,
+            days,
+            speed,
+            exit,
+            format,
+            overrides,
+        } => demo_cmd(seed, days, speed, exit, format, overrides),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<UsageError>() {
+                eprintln!("error: {u}");
+                ExitCode::from(2)
+            } else if let Some(c) = e.downcast_ref::<prescale_core::config::ConfigError>() {
+                eprintln!("error: {c}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn config_cmd(action: ConfigAction) -> Result<()> {
+    match action {
+        ConfigAction::Default => {
+            print!("{DEFAULT_TOML}");
+            Ok(())
+        }
+        ConfigAction::Check { file } => {
+            let c = Config::load(&file)?;
+            println!(
+                "{}: ok ({} workload(s), {} tier(s))",
+                file.display(),
+                c.workloads.len(),
+                c.tiers.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn apply_overrides(cfg: &mut Config, o: &Overrides) {
+    if let Some(d) = &o.data_dir {
+        cfg.storage.path = d.clone();
+    }
+    if let Some(l) = o.listen {
+        cfg.server.listen = l.to_string();
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        UsageError(format!(
+            "cannot listen on {addr}: {e}; pick another address with --listen ADDR:PORT"
+        ))
+    })?;
+    let local = l.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {local}, beyond loopback: the API is read-only for now, but put it behind a proxy with authentication"
+        );
+    }
+    eprintln!("prescale: dashboard and API at http://{local}/");
+    Ok(l)
+}
+
+fn open_store(path: &Path, durability: Durability) -> Result<Store> {
+    std::fs::create_dir_all(path)
+        .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    Store::open(path, durability).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
+    let mut cfg = match &config {
+        Some(f) => Config::load(f)?,
+        None => Config::default(),
+    };
+    apply_overrides(&mut cfg, &overrides);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let store = open_store(&cfg.storage.path, Durability::Sync)?;
+        tracing::info!(
+            path = %cfg.storage.path.display(),
+            series = store.series().len(),
+            "store open"
+        );
+        let sim = SimCloud::new(&cfg.tiers, cfg.providers.sim.seed);
+        let interval_ms = cfg.control.interval_s as i64 * 1000;
+        let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
+        let mut engine = Engine::new(
+            cfg.tiers.clone(),
+            cfg.workloads.clone(),
+            interval_ms,
+            grace_ms,
+            store.clone(),
+            sim,
+        );
+        engine.restore_status()?;
+        let state = AppState {
+            store: store.clone(),
+            status: engine.status_handle(),
+            tiers: cfg.tiers.clone(),
+            workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
+        };
+        let listener = bind(cfg.listen_addr()).await?;
+        let engine = Arc::new(Mutex::new(engine));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        let mut tasks = Vec::new();
+        if cfg.sources.host.enabled {
+            let store = store.clone();
+            let root = cfg.sources.host.proc_root.clone();
+            let every = Duration::from_secs(cfg.sources.host.interval_s);
+            let collector = Arc::new(Mutex::new(HostCollector::new(root)));
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let store = store.clone();
+                    let collector = collector.clone();
+                    let res = tokio::task::spawn_blocking(move || -> Result<usize> {
+                        let samples = collector.lock().expect("collector").collect(now_ms())?;
+                        let mut n = 0;
+                        for (k, s) in samples {
+                            n += store.append(&k, &[s])?.accepted;
+                        }
+                        Ok(n)
+                    })
+                    .await;
+                    match res {
+                        Ok(Ok(n)) => tracing::debug!(samples = n, "host metrics stored"),
+                        Ok(Err(e)) => tracing::warn!("host collection failed: {e:#}"),
+                        Err(e) => tracing::error!("host collector task died: {e}"),
+                    }
+                }
+            }));
+        }
+        {
+            let engine = engine.clone();
+            let every = Duration::from_millis(interval_ms as u64);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let engine = engine.clone();
+                    let res = tokio::task::spawn_blocking(move || {
+                        engine.lock().expect("engine").tick(now_ms())
+                    })
+                    .await;
+                    match res {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("control pass failed: {e}"),
+                        Err(e) => tracing::error!("control task died: {e}"),
+                    }
+                }
+            }));
+        }
+        let stop2 = stop.clone();
+        prescale_server::serve(listener, state, async move {
+            shutdown_signal().await;
+            stop2.store(true, Ordering::SeqCst);
+        })
+        .await?;
+        for t in tasks {
+            t.abort();
+        }
+        store.flush()?;
+        tracing::info!("stopped; every acknowledged sample is on disk");
+        Ok(())
+    })
+}
+
+fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    let days = s.simulated_minutes as f64 / 1440.0;
+    println!("prescale demo: {days:.1} simulated days, seed {}", s.seed);
+    if s.interrupted {
+        println!("  (stopped early by Ctrl-C)");
+    }
+    println!(
+        "  cost           ${:.2} (static peak capacity on standard would cost ${:.2}: {:.0}% saved)",
+        s.cost_total,
+        s.static_peak_cost,
+        if s.static_peak_cost > 0.0 {
+            100.0 * (1.0 - s.cost_total / s.static_peak_cost)
+        } else {
+            0.0
+        }
+    );
+    for (tier, c) in &s.cost_per_tier {
+        println!(
+            "    {tier:<18} ${c:>9.2}   peak {:>3} of max {} instances",
+            s.peak_instances_per_tier.get(tier).copied().unwrap_or(0),
+            s.max_instances_per_tier.get(tier).copied().unwrap_or(0)
+        );
+    }
+    println!(
+        "  under-provisioned {} workload-minutes ({:.3}% of the time)",
+        s.underprovisioned_minutes,
+        s.underprovisioned_share * 100.0
+    );
+    for (w, ws) in &s.workloads {
+        println!(
+            "    {w:<10} {:>5} min short; demand mean {:.1} peak {:.1} vCPU; capacity mean {:.1} vCPU",
+            ws.underprovisioned_minutes, ws.mean_demand, ws.peak_demand, ws.mean_capacity
+        );
+    }
+    println!(
+        "  actions {}   refused {}   spot interruptions {}   anomalies {}",
+        s.actions, s.errors, s.interruptions, s.anomalies
+    );
+    Ok(())
+}
+
+fn demo_cmd(
+    seed: u64,
+    days: u32,
+    speed: f64,
+    exit: bool,
+    format: Format,
+    overrides: Overrides,
+) -> Result<()> {
+    if !(speed.is_finite() && speed >= 0.0) {
+        return Err(UsageError(format!("--speed must be 0 or a positive number, got {speed}")).into());
+    }
+    let mut cfg = demo_config(seed);
+    apply_overrides(&mut cfg, &overrides);
+    // The demo writes its own history: it needs a fresh directory.
+    let _temp;
+    let data_dir = match &overrides.data_dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(true) {
+                return Err(UsageError(format!(
+                    "--data-dir {} is not empty; the demo needs an empty or new directory so it cannot mix with real data",
+                    d.display()
+                ))
+                .into());
+            }
+            d.clone()
+        }
+        None => {
+            _temp = tempfile::Builder::new().prefix("prescale-demo-").tempdir()?;
+            _temp.path().to_path_buf()
+        }
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let store = open_store(&data_dir, Durability::Buffered)?;
+        let sim = SimCloud::new(&cfg.tiers, seed);
+        let mut engine = Engine::new(
+            cfg.tiers.clone(),
+            cfg.workloads.clone(),
+            cfg.control.interval_s as i64 * 1000,
+            0,
+            store.clone(),
+            sim,
+        );
+        engine.set_persist_status(false);
+        let state = AppState {
+            store: store.clone(),
+            status: engine.status_handle(),
+            tiers: cfg.tiers.clone(),
+            workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
+        };
+        let listener = bind(cfg.listen_addr()).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop_sig = stop.clone();
+        let server = tokio::spawn(prescale_server::serve(listener, state, async move {
+            tokio::select! {
+                _ = shutdown_signal() => {},
+                _ = done_rx => {},
+            }
+            stop_sig.store(true, Ordering::SeqCst);
+        }));
+        let opts = DemoOptions {
+            seed,
+            days,
+            speed,
+            ..DemoOptions::default()
+        };
+        let stop2 = stop.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            let total = days as u64 * 1440;
+            let bar = indicatif::ProgressBar::new(total);
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} simulating [{bar:40}] {pos}/{len} min ({msg})",
+                    )
+                    .expect("template")
+                    .progress_chars("=> "),
+                );
+            } else {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let r = run_demo(&mut engine, &opts, &stop2, |done, _| {
+                bar.set_position(done);
+                bar.set_message(format!("day {:.1}", done as f64 / 1440.0));
+            });
+            bar.finish_and_clear();
+            r
+        })
+        .await??;
+        print_summary(&summary, format)?;
+        if exit || summary.interrupted {
+            let _ = done_tx.send(());
+        } else {
+            eprintln!("prescale: the dashboard stays up; press Ctrl-C to stop");
+        }
+        server.await??;
+        Ok(())
+    })
+}
