@@ -234,10 +234,16 @@ impl HostCollector {
                 if all > 0.0 {
                     let cpus = snap.cpu.cpus as f64;
                     for (i, mode) in CPU_MODES.iter().enumerate() {
-                        push(key("host_cpu_usage_cores", &[("mode", mode)]), d[i] / all * cpus);
+                        push(
+                            key("host_cpu_usage_cores", &[("mode", mode)]),
+                            d[i] / all * cpus,
+                        );
                     }
                     let busy = all - d[3] - d[4];
-                    push(key("host_cpu_usage_cores", &[("mode", "busy")]), busy / all * cpus);
+                    push(
+                        key("host_cpu_usage_cores", &[("mode", "busy")]),
+                        busy / all * cpus,
+                    );
                 }
                 for (dev, c) in &snap.disks {
                     let Some(p) = prev.disks.get(dev) else {
@@ -254,11 +260,17 @@ impl HostCollector {
                     let rb = c.read_sectors.saturating_sub(p.read_sectors) as f64 * 512.0;
                     let wb = c.write_sectors.saturating_sub(p.write_sectors) as f64 * 512.0;
                     push(
-                        key("host_disk_bytes_per_second", &[("device", dev), ("direction", "read")]),
+                        key(
+                            "host_disk_bytes_per_second",
+                            &[("device", dev), ("direction", "read")],
+                        ),
                         rb / dt,
                     );
                     push(
-                        key("host_disk_bytes_per_second", &[("device", dev), ("direction", "write")]),
+                        key(
+                            "host_disk_bytes_per_second",
+                            &[("device", dev), ("direction", "write")],
+                        ),
                         wb / dt,
                     );
                 }
@@ -332,29 +344,61 @@ mod tests {
     #[test]
     fn rates_from_two_snapshots() {
         let dir = tempfile::tempdir().unwrap();
-        write_proc(dir.path(), [100, 0, 50, 800, 50, 0, 0, 0], [10, 50, 10, 50], (1000, 2000));
+        write_proc(
+            dir.path(),
+            [100, 0, 50, 800, 50, 0, 0, 0],
+            [10, 50, 10, 50],
+            (1000, 2000),
+        );
         let mut c = HostCollector::new(dir.path());
         let first = c.collect(0).unwrap();
         assert_eq!(get(&first, "host_memory_used_bytes"), 600.0 * 1024.0);
         assert!(first.iter().all(|(k, _)| !k.name.starts_with("host_cpu")));
         // 10 s later: 300 more user ticks, 100 system, 500 idle, 100 iowait of 1000 total.
-        write_proc(dir.path(), [400, 0, 150, 1300, 150, 0, 0, 0], [30, 150, 30, 250], (6000, 4000));
+        write_proc(
+            dir.path(),
+            [400, 0, 150, 1300, 150, 0, 0, 0],
+            [30, 150, 30, 250],
+            (6000, 4000),
+        );
         let second = c.collect(10_000).unwrap();
         // 2 CPUs: user = 300/1000 * 2 = 0.6 cores; busy = 400/1000 * 2 = 0.8 cores.
         assert!((get(&second, r#"host_cpu_usage_cores{mode="user"}"#) - 0.6).abs() < 1e-9);
         assert!((get(&second, r#"host_cpu_usage_cores{mode="busy"}"#) - 0.8).abs() < 1e-9);
         // Disk: 40 ops took 300 ms -> 7.5 ms await, 4 ops/s.
-        assert!((get(&second, r#"host_disk_io_await_seconds{device="vda"}"#) - 0.0075).abs() < 1e-12);
+        assert!(
+            (get(&second, r#"host_disk_io_await_seconds{device="vda"}"#) - 0.0075).abs() < 1e-12
+        );
         assert!((get(&second, r#"host_disk_ops_per_second{device="vda"}"#) - 4.0).abs() < 1e-12);
         assert!(
-            (get(&second, r#"host_disk_bytes_per_second{device="vda",direction="read"}"#) - 20.0 * 8.0 * 512.0 / 10.0).abs()
+            (get(
+                &second,
+                r#"host_disk_bytes_per_second{device="vda",direction="read"}"#
+            ) - 20.0 * 8.0 * 512.0 / 10.0)
+                .abs()
                 < 1e-9
         );
-        assert!(!second.iter().any(|(k, _)| k.labels.get("device").is_some_and(|d| d == "loop0")));
+        assert!(!second
+            .iter()
+            .any(|(k, _)| k.labels.get("device").is_some_and(|d| d == "loop0")));
         // Network: 5000 B in, 2000 B out over 10 s; loopback skipped.
-        assert_eq!(get(&second, r#"host_network_receive_bytes_per_second{interface="eth0"}"#), 500.0);
-        assert_eq!(get(&second, r#"host_network_transmit_bytes_per_second{interface="eth0"}"#), 200.0);
-        assert!(!second.iter().any(|(k, _)| k.labels.get("interface").is_some_and(|d| d == "lo")));
+        assert_eq!(
+            get(
+                &second,
+                r#"host_network_receive_bytes_per_second{interface="eth0"}"#
+            ),
+            500.0
+        );
+        assert_eq!(
+            get(
+                &second,
+                r#"host_network_transmit_bytes_per_second{interface="eth0"}"#
+            ),
+            200.0
+        );
+        assert!(!second
+            .iter()
+            .any(|(k, _)| k.labels.get("interface").is_some_and(|d| d == "lo")));
     }
 
     #[test]

@@ -266,10 +266,7 @@ impl Config {
 
     /// The address the server should bind.
     pub fn listen_addr(&self) -> SocketAddr {
-        self.server
-            .listen
-            .parse()
-            .expect("validated at load time")
+        self.server.listen.parse().expect("validated at load time")
     }
 
     /// Checks the rules serde cannot express; returns (key path, message) on failure.
@@ -297,7 +294,10 @@ impl Config {
             );
         }
         if self.tiers.is_empty() {
-            return err("tiers".into(), "at least one [[tiers]] entry is required".into());
+            return err(
+                "tiers".into(),
+                "at least one [[tiers]] entry is required".into(),
+            );
         }
         let mut names = BTreeSet::new();
         for (i, t) in self.tiers.iter().enumerate() {
@@ -309,7 +309,10 @@ impl Config {
                 return err(k("name"), format!("tier name {:?} is used twice", t.name));
             }
             if !(t.vcpu.is_finite() && t.vcpu > 0.0) {
-                return err(k("vcpu"), format!("must be a positive number, got {}", t.vcpu));
+                return err(
+                    k("vcpu"),
+                    format!("must be a positive number, got {}", t.vcpu),
+                );
             }
             if !(t.price_per_hour.is_finite() && t.price_per_hour >= 0.0) {
                 return err(
@@ -320,11 +323,13 @@ impl Config {
             if !(t.performance_factor.is_finite() && t.performance_factor > 0.0) {
                 return err(
                     k("performance_factor"),
-                    format!("must be positive (1.0 = standard), got {}", t.performance_factor),
+                    format!(
+                        "must be positive (1.0 = standard), got {}",
+                        t.performance_factor
+                    ),
                 );
             }
-            if !(t.interruption_rate_per_hour.is_finite() && t.interruption_rate_per_hour >= 0.0)
-            {
+            if !(t.interruption_rate_per_hour.is_finite() && t.interruption_rate_per_hour >= 0.0) {
                 return err(
                     k("interruption_rate_per_hour"),
                     "must be zero or positive".into(),
@@ -353,7 +358,10 @@ impl Config {
                 return err(k("name"), "must not be empty".into());
             }
             if !wnames.insert(w.name.clone()) {
-                return err(k("name"), format!("workload name {:?} is used twice", w.name));
+                return err(
+                    k("name"),
+                    format!("workload name {:?} is used twice", w.name),
+                );
             }
             if let Err(e) = SeriesKey::parse(&w.demand) {
                 return err(k("demand"), e.to_string());
@@ -381,7 +389,10 @@ impl Config {
             if !(w.sla_quantile > 0.0 && w.sla_quantile < 1.0) {
                 return err(
                     k("sla_quantile"),
-                    format!("must be between 0 and 1 (e.g. 0.95), got {}", w.sla_quantile),
+                    format!(
+                        "must be between 0 and 1 (e.g. 0.95), got {}",
+                        w.sla_quantile
+                    ),
                 );
             }
             if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
@@ -491,7 +502,11 @@ mod tests {
         let src = DEFAULT_TOML.replace("sla_quantile = 0.95", "sla_quantile = 1.5");
         let e = Config::parse(&src, "p.toml").unwrap_err();
         assert_eq!(e.key, "workloads[0].sla_quantile");
-        let line = src.lines().position(|l| l.contains("sla_quantile = 1.5")).unwrap() + 1;
+        let line = src
+            .lines()
+            .position(|l| l.contains("sla_quantile = 1.5"))
+            .unwrap()
+            + 1;
         assert_eq!(e.line, Some(line), "{e}");
 
         let src = DEFAULT_TOML.replace("listen = \"127.0.0.1:9180\"", "listen = \"here\"");
@@ -511,7 +526,10 @@ mod tests {
     fn missing_section_is_reported() {
         let src = DEFAULT_TOML.replace("[control]\n", "[controls]\n");
         let e = Config::parse(&src, "p.toml").unwrap_err();
-        assert!(e.message.contains("controls") || e.message.contains("control"), "{e}");
+        assert!(
+            e.message.contains("controls") || e.message.contains("control"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub enum CoreError {
         context: String,
     },
     /// A metric or label name does not follow the Prometheus data model.
-    #[error("invalid {what} name {name:?}: names must match [a-zA-Z_:][a-zA-Z0-9_:]* (labels: no ':')")]
+    #[error(
+        "invalid {what} name {name:?}: names must match [a-zA-Z_:][a-zA-Z0-9_:]* (labels: no ':')"
+    )]
     InvalidName {
         /// "metric" or "label".
         what: &'static str,

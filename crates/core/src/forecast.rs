@@ -156,16 +156,8 @@ mod tests {
 
     #[test]
     fn rejects_crossing_quantiles() {
-        let err = Forecast::new(
-            key(),
-            "t",
-            0,
-            0,
-            1000,
-            vec![0.1, 0.9],
-            vec![vec![3.0, 2.0]],
-        )
-        .unwrap_err();
+        let err = Forecast::new(key(), "t", 0, 0, 1000, vec![0.1, 0.9], vec![vec![3.0, 2.0]])
+            .unwrap_err();
         assert!(err.to_string().contains("cross"), "{err}");
     }
 

@@ -303,7 +303,13 @@ mod tests {
         assert_eq!(t.effective_capacity(), 8.0);
         assert!((t.unit_price() - 0.05).abs() < 1e-12);
         let mut a = Allocation::default();
-        a.tiers.insert("hp".into(), TierCount { ready: 2, pending: 1 });
+        a.tiers.insert(
+            "hp".into(),
+            TierCount {
+                ready: 2,
+                pending: 1,
+            },
+        );
         assert_eq!(a.ready_capacity(std::slice::from_ref(&t)), 16.0);
         assert_eq!(a.get("hp").total(), 3);
         assert_eq!(a.get("none").total(), 0);

@@ -205,7 +205,10 @@ mod tests {
         let a = SeriesKey::new("m", [("a", "1"), ("b", "2")]).unwrap();
         let b = SeriesKey::new("m", [("b", "2"), ("a", "1")]).unwrap();
         assert_eq!(a, b);
-        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
     }
 
     #[test]

@@ -68,7 +68,11 @@ impl EwmaDetector {
         let sd = self.var.sqrt().max(1e-9 * self.mean.abs().max(1.0));
         let score = diff / sd;
         let anomalous = self.seen >= self.warmup && score.abs() > self.threshold;
-        let a = if anomalous { self.alpha * 0.1 } else { self.alpha };
+        let a = if anomalous {
+            self.alpha * 0.1
+        } else {
+            self.alpha
+        };
         let expected = self.mean;
         self.mean += a * diff;
         self.var = (1.0 - a) * (self.var + a * diff * diff);
@@ -88,7 +92,9 @@ mod tests {
 
     fn noise(i: u64) -> f64 {
         // Deterministic pseudo-noise in [-0.5, 0.5).
-        let x = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let x = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     }
 
@@ -101,7 +107,10 @@ mod tests {
             if i == 1500 {
                 v += 8.0;
             }
-            if let Some(a) = d.observe(Sample { ts: i as i64, value: v }) {
+            if let Some(a) = d.observe(Sample {
+                ts: i as i64,
+                value: v,
+            }) {
                 flagged.push(a);
             }
         }
@@ -117,9 +126,11 @@ mod tests {
         let mut flagged = 0;
         for i in 0..3000u64 {
             let base = if i < 1000 { 10.0 } else { 20.0 };
-            if d
-                .observe(Sample { ts: i as i64, value: base + noise(i) })
-                .is_some()
+            if d.observe(Sample {
+                ts: i as i64,
+                value: base + noise(i),
+            })
+            .is_some()
             {
                 flagged += 1;
             }
@@ -127,7 +138,12 @@ mod tests {
         assert!(flagged >= 1, "the shift itself is anomalous");
         // After absorbing the new level it stops flagging.
         for i in 3000..3500u64 {
-            assert!(d.observe(Sample { ts: i as i64, value: 20.0 + noise(i) }).is_none());
+            assert!(d
+                .observe(Sample {
+                    ts: i as i64,
+                    value: 20.0 + noise(i)
+                })
+                .is_none());
         }
     }
 
@@ -135,7 +151,12 @@ mod tests {
     fn warmup_suppresses_early_flags() {
         let mut d = EwmaDetector::new(0.1, 3.0, 100);
         for i in 0..99 {
-            assert!(d.observe(Sample { ts: i, value: (i % 7) as f64 * 100.0 }).is_none());
+            assert!(d
+                .observe(Sample {
+                    ts: i,
+                    value: (i % 7) as f64 * 100.0
+                })
+                .is_none());
         }
     }
 }

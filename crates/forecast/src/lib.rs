@@ -72,7 +72,9 @@ fn check_levels(levels: &[f64]) -> Result<(), ForecastError> {
         }
     }
     if levels.iter().any(|l| !(*l > 0.0 && *l < 1.0)) {
-        return Err(ForecastError::Invalid("quantile levels must be in (0, 1)".into()));
+        return Err(ForecastError::Invalid(
+            "quantile levels must be in (0, 1)".into(),
+        ));
     }
     Ok(())
 }
@@ -138,7 +140,10 @@ impl Fitted for NaiveFit {
             .map(|h| {
                 // Beyond the history's reach, reuse the widest lead we can measure.
                 let e = lag_errors(&self.y, h.min(max_lag));
-                Ok(levels.iter().map(|p| last + quantile_sorted(&e, *p)).collect())
+                Ok(levels
+                    .iter()
+                    .map(|p| last + quantile_sorted(&e, *p))
+                    .collect())
             })
             .collect()
     }
@@ -204,7 +209,12 @@ impl Fitted for SeasonalNaiveFit {
                 cache.push((lag, lag_errors(&self.y, lag)));
             }
             let e = &cache.iter().find(|(l, _)| *l == lag).expect("cached").1;
-            out.push(levels.iter().map(|p| point + quantile_sorted(e, *p)).collect());
+            out.push(
+                levels
+                    .iter()
+                    .map(|p| point + quantile_sorted(e, *p))
+                    .collect(),
+            );
         }
         Ok(out)
     }
@@ -338,7 +348,10 @@ pub(crate) mod tests {
         let f = AutoBaseline::default().fit(&y).unwrap();
         assert_eq!(f.describe(), "snaive(m=50)");
         let flat: Vec<f64> = (0..500).map(noise).collect();
-        assert_eq!(AutoBaseline::default().fit(&flat).unwrap().describe(), "naive");
+        assert_eq!(
+            AutoBaseline::default().fit(&flat).unwrap().describe(),
+            "naive"
+        );
     }
 
     #[test]
@@ -360,7 +373,16 @@ pub(crate) mod tests {
         let y = vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0];
         let f = Naive.fit(&y).unwrap();
         let key = SeriesKey::metric("d").unwrap();
-        let fc = forecast(f.as_ref(), key, 1000, 60_000, 3, &[0.05, 0.5, 0.95], Some(0.0)).unwrap();
+        let fc = forecast(
+            f.as_ref(),
+            key,
+            1000,
+            60_000,
+            3,
+            &[0.05, 0.5, 0.95],
+            Some(0.0),
+        )
+        .unwrap();
         assert_eq!(fc.start, 61_000);
         assert!(fc.values.iter().flatten().all(|v| *v >= 0.0));
     }

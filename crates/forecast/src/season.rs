@@ -40,7 +40,9 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
         // Rescale by n / (n - lag) so long lags are not penalised for having fewer pairs.
         s / var * nf / (n - lag) as f64
     };
-    let values: Vec<f64> = (min - 1..=max + 1).map(|l| if l < n { acf(l) } else { 0.0 }).collect();
+    let values: Vec<f64> = (min - 1..=max + 1)
+        .map(|l| if l < n { acf(l) } else { 0.0 })
+        .collect();
     let mut peaks = Vec::new();
     for lag in min..=max {
         let i = lag - (min - 1);
@@ -49,10 +51,7 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
             peaks.push((lag, v));
         }
     }
-    let (best_lag, best) = peaks
-        .iter()
-        .copied()
-        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (best_lag, best) = peaks.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
     // A shorter season wins only when the best lag is a whole number of it (a harmonic)
     // and it explains nearly as much: a daily cycle reports one day, not two, while a
     // week with distinct weekends stays a week rather than six days.

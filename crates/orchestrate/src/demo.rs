@@ -175,7 +175,10 @@ pub fn run_demo(
             let end = (t + 86_400_000).min(start);
             let mut batch = Vec::new();
             while t < end {
-                batch.push(Sample { ts: t, value: g.next(t) });
+                batch.push(Sample {
+                    ts: t,
+                    value: g.next(t),
+                });
                 t += MINUTE_MS;
             }
             store.append(&k, &batch)?;
@@ -225,7 +228,10 @@ pub fn run_demo(
         }
         for t in engine.tiers() {
             let n = engine.provider().tier_count(&t.name);
-            let e = summary.peak_instances_per_tier.entry(t.name.clone()).or_insert(0);
+            let e = summary
+                .peak_instances_per_tier
+                .entry(t.name.clone())
+                .or_insert(0);
             *e = (*e).max(n);
         }
         done += 1;
@@ -307,6 +313,9 @@ mod tests {
         for (tier, peak) in &a.peak_instances_per_tier {
             assert!(*peak <= a.max_instances_per_tier[tier]);
         }
-        assert!(a.cost_total > 0.0 && a.cost_total < a.static_peak_cost, "{a:?}");
+        assert!(
+            a.cost_total > 0.0 && a.cost_total < a.static_peak_cost,
+            "{a:?}"
+        );
     }
 }

@@ -281,7 +281,13 @@ impl<P: Provider> Engine<P> {
         Ok(added)
     }
 
-    fn hold(&mut self, i: usize, now: TimestampMs, category: &str, reason: String) -> Result<(), StoreError> {
+    fn hold(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+        category: &str,
+        reason: String,
+    ) -> Result<(), StoreError> {
         let s = &mut self.states[i];
         if s.last_hold.as_deref() == Some(category) {
             return Ok(());
@@ -297,7 +303,12 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
-    fn tick_workload(&mut self, i: usize, now: TimestampMs, st: &mut Status) -> Result<(), StoreError> {
+    fn tick_workload(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+        st: &mut Status,
+    ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
         let added = self.ingest(i, now)?;
         let s = &mut self.states[i];
@@ -350,10 +361,17 @@ impl<P: Provider> Engine<P> {
             let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
             let last_ts = s.buckets.back().expect("non-empty").0;
             let levels = level_set(s.w.sla_quantile);
-            match spec
-                .fit(&y)
-                .and_then(|f| forecast(f.as_ref(), s.key.clone(), last_ts, s.step_ms, horizon, &levels, Some(0.0)))
-            {
+            match spec.fit(&y).and_then(|f| {
+                forecast(
+                    f.as_ref(),
+                    s.key.clone(),
+                    last_ts,
+                    s.step_ms,
+                    horizon,
+                    &levels,
+                    Some(0.0),
+                )
+            }) {
                 Ok(f) => {
                     s.status.forecast = Some(f);
                     s.status.last_error = None;
@@ -370,7 +388,12 @@ impl<P: Provider> Engine<P> {
                 .clone()
                 .unwrap_or_else(|| "no forecast yet".into());
             self.publish(i, st);
-            return self.hold(i, now, "no-forecast", format!("{msg}; keeping current capacity"));
+            return self.hold(
+                i,
+                now,
+                "no-forecast",
+                format!("{msg}; keeping current capacity"),
+            );
         };
         let plan = prescale_plan::plan(&s.w, &self.tiers, &fc, now, self.interval_ms);
         let desired = s.stabilizer.desired(now, &plan.target);
@@ -427,12 +450,18 @@ impl<P: Provider> Engine<P> {
             self.hold(i, now, cat, verdict.holds.join("; "))?;
         } else if verdict.actions.is_empty() {
             let cat = format!("steady:{}", plan.binding);
-            self.hold(i, now, &cat, format!("capacity matches the plan: {}", plan.reason))?;
+            self.hold(
+                i,
+                now,
+                &cat,
+                format!("capacity matches the plan: {}", plan.reason),
+            )?;
         }
         self.publish(i, st);
         if self.persist_status {
             let s = &self.states[i];
-            self.store.put_state(&format!("workload/{}", s.w.name), &s.status)?;
+            self.store
+                .put_state(&format!("workload/{}", s.w.name), &s.status)?;
         }
         Ok(())
     }

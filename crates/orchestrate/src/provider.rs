@@ -17,7 +17,9 @@ pub enum ProviderError {
     #[error("unknown tier {0:?}; configure it under [[tiers]]")]
     UnknownTier(String),
     /// The request would exceed the tier's configured maximum.
-    #[error("tier {tier} is at its limit: {have} instances + {want} requested > max_instances {max}")]
+    #[error(
+        "tier {tier} is at its limit: {have} instances + {want} requested > max_instances {max}"
+    )]
     AtCapacity {
         /// Tier name.
         tier: String,
@@ -247,16 +249,25 @@ mod tests {
         let tiers = Config::default().tiers;
         let mut sim = SimCloud::new(&tiers, 1);
         sim.advance(0);
-        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0).unwrap();
-        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0).unwrap();
+        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0)
+            .unwrap();
+        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0)
+            .unwrap();
         let a = sim.allocation("w", 60_000);
         assert_eq!((a.get("standard").ready, a.get("standard").pending), (0, 2));
         let a = sim.allocation("w", 180_000);
-        assert_eq!(a.get("standard").ready, 2, "ready after the 180 s lead time");
+        assert_eq!(
+            a.get("standard").ready,
+            2,
+            "ready after the 180 s lead time"
+        );
         sim.advance(3_600_000);
         assert!((sim.cost_per_tier()["standard"] - 2.0 * 0.192).abs() < 1e-9);
-        sim.apply(&action("b", "standard", ActionKind::Deprovision, 1), 3_600_000)
-            .unwrap();
+        sim.apply(
+            &action("b", "standard", ActionKind::Deprovision, 1),
+            3_600_000,
+        )
+        .unwrap();
         assert_eq!(sim.allocation("w", 3_600_000).get("standard").total(), 1);
         assert!(sim.allocation("other", 3_600_000).tiers.is_empty());
     }
@@ -270,10 +281,17 @@ mod tests {
             Err(ProviderError::UnknownTier(_))
         ));
         let e = sim
-            .apply(&action("y", "high-performance", ActionKind::Provision, 21), 0)
+            .apply(
+                &action("y", "high-performance", ActionKind::Provision, 21),
+                0,
+            )
             .unwrap_err();
         assert!(e.to_string().contains("max_instances 20"), "{e}");
-        assert_eq!(sim.tier_count("high-performance"), 0, "nothing half-applied");
+        assert_eq!(
+            sim.tier_count("high-performance"),
+            0,
+            "nothing half-applied"
+        );
     }
 
     #[test]
@@ -284,7 +302,8 @@ mod tests {
         let run = |seed| {
             let mut sim = SimCloud::new(&tiers, seed);
             sim.advance(0);
-            sim.apply(&action("a", "spot", ActionKind::Provision, 1000), 0).unwrap();
+            sim.apply(&action("a", "spot", ActionKind::Provision, 1000), 0)
+                .unwrap();
             // One hour in one-minute steps: expect 1000 * (1 - e^-0.5) ~ 393 interruptions.
             for m in 1..=60 {
                 sim.advance(m * 60_000);
@@ -301,9 +320,12 @@ mod tests {
     fn deprovision_releases_pending_first() {
         let tiers = Config::default().tiers;
         let mut sim = SimCloud::new(&tiers, 1);
-        sim.apply(&action("a", "spot", ActionKind::Provision, 2), 0).unwrap();
-        sim.apply(&action("b", "spot", ActionKind::Provision, 1), 200_000).unwrap();
-        sim.apply(&action("c", "spot", ActionKind::Deprovision, 1), 250_000).unwrap();
+        sim.apply(&action("a", "spot", ActionKind::Provision, 2), 0)
+            .unwrap();
+        sim.apply(&action("b", "spot", ActionKind::Provision, 1), 200_000)
+            .unwrap();
+        sim.apply(&action("c", "spot", ActionKind::Deprovision, 1), 250_000)
+            .unwrap();
         let a = sim.allocation("w", 250_000);
         assert_eq!((a.get("spot").ready, a.get("spot").pending), (2, 0));
     }

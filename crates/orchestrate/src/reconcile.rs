@@ -26,7 +26,11 @@ impl Stabilizer {
     }
 
     /// Records `target` at `now` and returns the stabilised desired counts.
-    pub fn desired(&mut self, now: TimestampMs, target: &BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    pub fn desired(
+        &mut self,
+        now: TimestampMs,
+        target: &BTreeMap<String, u32>,
+    ) -> BTreeMap<String, u32> {
         self.history.push_back((now, target.clone()));
         while let Some((t, _)) = self.history.front() {
             if *t < now - self.window_ms {
@@ -124,19 +128,39 @@ mod tests {
         Allocation {
             tiers: pairs
                 .iter()
-                .map(|(k, r, p)| (k.to_string(), TierCount { ready: *r, pending: *p }))
+                .map(|(k, r, p)| {
+                    (
+                        k.to_string(),
+                        TierCount {
+                            ready: *r,
+                            pending: *p,
+                        },
+                    )
+                })
                 .collect(),
         }
     }
 
     #[test]
     fn provisions_the_difference_with_stable_keys() {
-        let r = reconcile("w", &m(&[("a", 3)]), &m(&[("a", 3)]), &alloc(&[("a", 1, 0)]), 42);
+        let r = reconcile(
+            "w",
+            &m(&[("a", 3)]),
+            &m(&[("a", 3)]),
+            &alloc(&[("a", 1, 0)]),
+            42,
+        );
         assert_eq!(r.actions.len(), 1);
         assert_eq!(r.actions[0].count, 2);
         assert_eq!(r.actions[0].kind, ActionKind::Provision);
         assert_eq!(r.actions[0].key, "w:a:up:42");
-        let again = reconcile("w", &m(&[("a", 3)]), &m(&[("a", 3)]), &alloc(&[("a", 1, 0)]), 42);
+        let again = reconcile(
+            "w",
+            &m(&[("a", 3)]),
+            &m(&[("a", 3)]),
+            &alloc(&[("a", 1, 0)]),
+            42,
+        );
         assert_eq!(again, r, "same inputs, same actions, same keys");
     }
 
@@ -145,7 +169,13 @@ mod tests {
         let r = reconcile("w", &m(&[]), &m(&[]), &alloc(&[("a", 2, 0)]), 0);
         assert_eq!(r.actions[0].kind, ActionKind::Deprovision);
         assert_eq!(r.actions[0].count, 2);
-        let r = reconcile("w", &m(&[("b", 1)]), &m(&[("b", 1)]), &alloc(&[("a", 2, 0), ("b", 0, 1)]), 0);
+        let r = reconcile(
+            "w",
+            &m(&[("b", 1)]),
+            &m(&[("b", 1)]),
+            &alloc(&[("a", 2, 0), ("b", 0, 1)]),
+            0,
+        );
         assert!(r.actions.is_empty());
         assert!(r.holds[0].contains("pending"), "{:?}", r.holds);
     }
@@ -158,7 +188,13 @@ mod tests {
         assert_eq!(s.desired(120_000, &m(&[("a", 8)])), m(&[("a", 8)]));
         assert_eq!(s.desired(400_000, &m(&[("a", 2)])), m(&[("a", 8)]));
         assert_eq!(s.desired(421_000, &m(&[("a", 2)])), m(&[("a", 2)]));
-        let r = reconcile("w", &m(&[("a", 2)]), &m(&[("a", 5)]), &alloc(&[("a", 5, 0)]), 0);
+        let r = reconcile(
+            "w",
+            &m(&[("a", 2)]),
+            &m(&[("a", 5)]),
+            &alloc(&[("a", 5, 0)]),
+            0,
+        );
         assert!(r.actions.is_empty());
         assert!(r.holds[0].contains("stabilisation"));
     }

@@ -25,9 +25,15 @@ pub fn eligible_tiers<'a>(w: &Workload, catalog: &'a [Tier]) -> Vec<&'a Tier> {
     let mut v: Vec<&Tier> = catalog
         .iter()
         .filter(|t| w.tiers.is_empty() || w.tiers.contains(&t.name))
-        .filter(|t| w.latency_class != LatencyClass::Critical || t.class == TierClass::HighPerformance)
+        .filter(|t| {
+            w.latency_class != LatencyClass::Critical || t.class == TierClass::HighPerformance
+        })
         .collect();
-    v.sort_by(|a, b| a.unit_price().total_cmp(&b.unit_price()).then(a.name.cmp(&b.name)));
+    v.sort_by(|a, b| {
+        a.unit_price()
+            .total_cmp(&b.unit_price())
+            .then(a.name.cmp(&b.name))
+    });
     v
 }
 
@@ -135,7 +141,11 @@ pub fn plan(
         })
         .collect();
 
-    let max_lead_ms = tiers.iter().map(|t| t.lead_time_s as i64 * 1000).max().unwrap_or(0);
+    let max_lead_ms = tiers
+        .iter()
+        .map(|t| t.lead_time_s as i64 * 1000)
+        .max()
+        .unwrap_or(0);
     let window_end = now + max_lead_ms + interval_ms;
     let mut peak = (0.0f64, forecast.start);
     for i in 0..forecast.horizon() {
@@ -245,7 +255,10 @@ mod tests {
         assert_eq!(p.target["spot"], 3);
         assert_eq!(p.target["standard"], 5);
         assert_eq!(p.target["high-performance"], 0);
-        let cap: f64 = tiers.iter().map(|t| p.target[&t.name] as f64 * t.effective_capacity()).sum();
+        let cap: f64 = tiers
+            .iter()
+            .map(|t| p.target[&t.name] as f64 * t.effective_capacity())
+            .sum();
         assert!(cap >= 30.0);
     }
 
@@ -258,7 +271,16 @@ mod tests {
         for row in values.iter_mut().skip(10) {
             *row = vec![40.0, 40.0];
         }
-        let f = Forecast::new(SeriesKey::metric("d").unwrap(), "t", 0, 60_000, 60_000, levels, values).unwrap();
+        let f = Forecast::new(
+            SeriesKey::metric("d").unwrap(),
+            "t",
+            0,
+            60_000,
+            60_000,
+            levels,
+            values,
+        )
+        .unwrap();
         let early = plan(&w, &tiers, &f, 0, 60_000);
         let total: u32 = early.target.values().sum();
         assert_eq!(total, 1, "jump is beyond the window: {:?}", early.target);

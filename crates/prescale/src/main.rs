@@ -199,23 +199,21 @@ fn open_store(path: &Path, durability: Durability) -> Result<Store> {
     Store::open(path, durability).map_err(|e| anyhow::anyhow!(e))
 }
 
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 
@@ -374,7 +372,10 @@ fn demo_cmd(
     overrides: Overrides,
 ) -> Result<()> {
     if !(speed.is_finite() && speed >= 0.0) {
-        return Err(UsageError(format!("--speed must be 0 or a positive number, got {speed}")).into());
+        return Err(UsageError(format!(
+            "--speed must be 0 or a positive number, got {speed}"
+        ))
+        .into());
     }
     let mut cfg = demo_config(seed);
     apply_overrides(&mut cfg, &overrides);
@@ -382,7 +383,11 @@ fn demo_cmd(
     let _temp;
     let data_dir = match &overrides.data_dir {
         Some(d) => {
-            if d.exists() && std::fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(true) {
+            if d.exists()
+                && std::fs::read_dir(d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(true)
+            {
                 return Err(UsageError(format!(
                     "--data-dir {} is not empty; the demo needs an empty or new directory so it cannot mix with real data",
                     d.display()
@@ -392,7 +397,9 @@ fn demo_cmd(
             d.clone()
         }
         None => {
-            _temp = tempfile::Builder::new().prefix("prescale-demo-").tempdir()?;
+            _temp = tempfile::Builder::new()
+                .prefix("prescale-demo-")
+                .tempdir()?;
             _temp.path().to_path_buf()
         }
     };

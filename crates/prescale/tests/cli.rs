@@ -27,7 +27,11 @@ fn free_port() -> u16 {
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
@@ -40,12 +44,19 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     let out = run(&["config", "default"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("[[tiers]]") && text.contains("# "), "commented defaults");
+    assert!(
+        text.contains("[[tiers]]") && text.contains("# "),
+        "commented defaults"
+    );
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &text).unwrap();
     let out = run(&["config", "check", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bad = dir.path().join("bad.toml");
     let broken = text.replace("interval_s = 60", "interval_s = 60\nintervall = 5");
@@ -55,15 +66,28 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     let err = String::from_utf8(out.stderr).unwrap();
     let line = broken.lines().position(|l| l == "intervall = 5").unwrap() + 1;
     assert!(err.contains(&format!("bad.toml:{line}")), "{err}");
-    assert!(err.contains("control.intervall") && err.contains("unknown field"), "{err}");
+    assert!(
+        err.contains("control.intervall") && err.contains("unknown field"),
+        "{err}"
+    );
 
-    let out = run(&["config", "check", dir.path().join("missing.toml").to_str().unwrap()]);
+    let out = run(&[
+        "config",
+        "check",
+        dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 
     // `run` refuses a bad file the same way, before touching any data.
     let data = dir.path().join("data");
-    let out = run(&["run", "--config", bad.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let out = run(&[
+        "run",
+        "--config",
+        bad.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!data.exists(), "nothing written for a bad config");
 }
@@ -85,10 +109,26 @@ fn unknown_flags_and_bad_values_exit_2() {
 
 fn demo_json(seed: &str, days: &str, dir: &Path) -> serde_json::Value {
     let out = run(&[
-        "demo", "--exit", "--format", "json", "--speed", "0", "--seed", seed, "--days", days,
-        "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap(),
+        "demo",
+        "--exit",
+        "--format",
+        "json",
+        "--speed",
+        "0",
+        "--seed",
+        seed,
+        "--days",
+        days,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("the summary is JSON")
 }
 
@@ -111,13 +151,24 @@ fn demo_week_tracks_demand_within_tier_limits() {
     assert!(share < 0.01, "under-provisioned {minutes} min ({share})");
     assert!(s["actions"].as_f64().unwrap() > 50.0, "it scaled: {s}");
     let cost = s["cost_total"].as_f64().unwrap();
-    let per_tier: f64 = s["cost_per_tier"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    let per_tier: f64 = s["cost_per_tier"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
     assert!((cost - per_tier).abs() < 1e-6);
-    assert!(cost < 0.7 * s["static_peak_cost"].as_f64().unwrap(), "cheaper than static peak: {s}");
+    assert!(
+        cost < 0.7 * s["static_peak_cost"].as_f64().unwrap(),
+        "cheaper than static peak: {s}"
+    );
     let peaks = s["peak_instances_per_tier"].as_object().unwrap();
     let max = s["max_instances_per_tier"].as_object().unwrap();
     for (tier, n) in peaks {
-        assert!(n.as_u64().unwrap() <= max[tier].as_u64().unwrap(), "{tier} exceeded its maximum");
+        assert!(
+            n.as_u64().unwrap() <= max[tier].as_u64().unwrap(),
+            "{tier} exceeded its maximum"
+        );
     }
 }
 
@@ -142,7 +193,13 @@ impl Drop for Daemon {
 
 fn start_daemon(config: &Path, data: &Path, addr: SocketAddr) -> Daemon {
     let child = bin()
-        .args(["run", "--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
         .args(["--listen", &addr.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -199,14 +256,20 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
     let first;
     {
         let _d = start_daemon(&config, &data, addr);
-        wait_for(|| http_get(addr, "/healthz").is_some_and(|r| r.0 == 200), "healthz");
+        wait_for(
+            || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+            "healthz",
+        );
         wait_for(|| samples(addr, busy).len() >= 4, "host samples");
         wait_for(
             || http_get(addr, "/api/v1/workloads/host/plan").is_some_and(|r| r.0 == 200),
             "a plan for the host workload",
         );
         let (_, metrics) = http_get(addr, "/metrics").unwrap();
-        assert!(metrics.contains("prescale_forecast_demand{workload=\"host\""), "{metrics}");
+        assert!(
+            metrics.contains("prescale_forecast_demand{workload=\"host\""),
+            "{metrics}"
+        );
         let (_, decisions) = http_get(addr, "/api/v1/workloads/host/decisions").unwrap();
         assert!(decisions.contains("\"kind\":\"act\""), "{decisions}");
         let (code, html) = http_get(addr, "/").unwrap();
@@ -216,7 +279,10 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
         // Dropping the guard kills the daemon with SIGKILL: no graceful flush.
     }
     let _d = start_daemon(&config, &data, addr);
-    wait_for(|| http_get(addr, "/healthz").is_some_and(|r| r.0 == 200), "healthz after restart");
+    wait_for(
+        || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz after restart",
+    );
     let after = samples(addr, busy);
     for s in &first {
         assert!(after.contains(s), "sample {s:?} lost across the restart");

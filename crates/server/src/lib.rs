@@ -96,7 +96,10 @@ async fn query_range(State(st): State<AppState>, Query(p): Query<RangeParams>) -
     let end = p.end.map_or(i64::MAX, to_ms);
     let start = p.start.map_or(i64::MIN, to_ms);
     if p.start.is_some_and(|s| !s.is_finite()) || p.end.is_some_and(|s| !s.is_finite()) {
-        return error(StatusCode::BAD_REQUEST, "start and end must be finite unix seconds");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "start and end must be finite unix seconds",
+        );
     }
     match st.store.range(&key, start, end) {
         Ok(Some(samples)) => {
@@ -104,8 +107,10 @@ async fn query_range(State(st): State<AppState>, Query(p): Query<RangeParams>) -
                 .iter()
                 .map(|s| (s.ts as f64 / 1000.0, s.value))
                 .collect();
-            Json(json!({"status": "success", "data": {"series": key.to_string(), "values": values}}))
-                .into_response()
+            Json(
+                json!({"status": "success", "data": {"series": key.to_string(), "values": values}}),
+            )
+            .into_response()
         }
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -115,24 +120,20 @@ async fn query_range(State(st): State<AppState>, Query(p): Query<RangeParams>) -
     }
 }
 
-fn workload_status(st: &AppState, name: &str) -> Result<WorkloadStatus, Response> {
+/// The status of a configured workload; `None` when no workload has that name.
+fn workload_status(st: &AppState, name: &str) -> Option<WorkloadStatus> {
     if !st.workloads.iter().any(|w| w == name) {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "unknown workload {name:?}; configured: {}",
-                st.workloads.join(", ")
-            ),
-        ));
+        return None;
     }
-    Ok(st
-        .status
-        .read()
-        .expect("status lock")
-        .workloads
-        .get(name)
-        .cloned()
-        .unwrap_or_default())
+    Some(
+        st.status
+            .read()
+            .expect("status lock")
+            .workloads
+            .get(name)
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 async fn workloads(State(st): State<AppState>) -> Response {
@@ -171,9 +172,14 @@ async fn workload_part(
     Path((name, what)): Path<(String, String)>,
     Query(p): Query<LimitParams>,
 ) -> Response {
-    let w = match workload_status(&st, &name) {
-        Ok(w) => w,
-        Err(r) => return r,
+    let Some(w) = workload_status(&st, &name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown workload {name:?}; configured: {}",
+                st.workloads.join(", ")
+            ),
+        );
     };
     let missing = |what: &str| {
         error(
@@ -191,7 +197,10 @@ async fn workload_part(
             Some(p) => Json(json!({"status": "success", "data": p})).into_response(),
             None => missing("plan"),
         },
-        "decisions" => match st.store.decisions(Some(&name), p.limit.unwrap_or(100).min(10_000)) {
+        "decisions" => match st
+            .store
+            .decisions(Some(&name), p.limit.unwrap_or(100).min(10_000))
+        {
             Ok(d) => Json(json!({"status": "success", "data": d})).into_response(),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
@@ -203,7 +212,9 @@ async fn workload_part(
 }
 
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders the Prometheus text exposition.
@@ -222,17 +233,65 @@ pub fn render_metrics(st: &AppState) -> String {
         "prescale_build_info",
         "gauge",
         "Build information.",
-        vec![(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1.0)],
+        vec![(
+            format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+            1.0,
+        )],
     );
-    family("prescale_control_passes_total", "counter", "Control passes completed.", plain(status.ticks as f64));
-    family("prescale_actions_total", "counter", "Provisioning actions applied.", plain(status.actions as f64));
-    family("prescale_provider_errors_total", "counter", "Actions the provider refused or failed.", plain(status.errors as f64));
-    family("prescale_anomalies_total", "counter", "Anomalies detected in demand.", plain(status.anomalies as f64));
-    family("prescale_provider_events_total", "counter", "Capacity changes the provider made on its own (spot interruptions).", plain(status.provider_events as f64));
-    family("prescale_decisions_total", "counter", "Decisions in the decision log.", plain(st.store.decision_count() as f64));
-    family("prescale_samples_appended_total", "counter", "Samples stored by this process.", plain(st.store.appended_total() as f64));
-    family("prescale_series", "gauge", "Series in the store.", plain(st.store.series().len() as f64));
-    family("prescale_store_disk_bytes", "gauge", "Bytes the store occupies on disk.", plain(st.store.disk_bytes() as f64));
+    family(
+        "prescale_control_passes_total",
+        "counter",
+        "Control passes completed.",
+        plain(status.ticks as f64),
+    );
+    family(
+        "prescale_actions_total",
+        "counter",
+        "Provisioning actions applied.",
+        plain(status.actions as f64),
+    );
+    family(
+        "prescale_provider_errors_total",
+        "counter",
+        "Actions the provider refused or failed.",
+        plain(status.errors as f64),
+    );
+    family(
+        "prescale_anomalies_total",
+        "counter",
+        "Anomalies detected in demand.",
+        plain(status.anomalies as f64),
+    );
+    family(
+        "prescale_provider_events_total",
+        "counter",
+        "Capacity changes the provider made on its own (spot interruptions).",
+        plain(status.provider_events as f64),
+    );
+    family(
+        "prescale_decisions_total",
+        "counter",
+        "Decisions in the decision log.",
+        plain(st.store.decision_count() as f64),
+    );
+    family(
+        "prescale_samples_appended_total",
+        "counter",
+        "Samples stored by this process.",
+        plain(st.store.appended_total() as f64),
+    );
+    family(
+        "prescale_series",
+        "gauge",
+        "Series in the store.",
+        plain(st.store.series().len() as f64),
+    );
+    family(
+        "prescale_store_disk_bytes",
+        "gauge",
+        "Bytes the store occupies on disk.",
+        plain(st.store.disk_bytes() as f64),
+    );
     let mut demand = Vec::new();
     let mut capacity = Vec::new();
     let mut fc = Vec::new();
@@ -248,35 +307,80 @@ pub fn render_metrics(st: &AppState) -> String {
         if let Some(f) = &w.forecast {
             if f.horizon() > 0 {
                 for (j, l) in f.levels.iter().enumerate() {
-                    fc.push((format!("{{workload=\"{n}\",quantile=\"{l}\"}}"), f.values[0][j]));
+                    fc.push((
+                        format!("{{workload=\"{n}\",quantile=\"{l}\"}}"),
+                        f.values[0][j],
+                    ));
                 }
             }
         }
         if let Some(p) = &w.plan {
             cost.push((format!("{{workload=\"{n}\"}}"), p.cost_per_hour));
             for (t, c) in &p.target {
-                planned.push((format!("{{workload=\"{n}\",tier=\"{}\"}}", esc(t)), *c as f64));
+                planned.push((
+                    format!("{{workload=\"{n}\",tier=\"{}\"}}", esc(t)),
+                    *c as f64,
+                ));
             }
         }
         for t in &st.tiers {
             let c = w.allocation.get(&t.name);
             let tn = esc(&t.name);
-            inst.push((format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"ready\"}}"), c.ready as f64));
-            inst.push((format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"pending\"}}"), c.pending as f64));
+            inst.push((
+                format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"ready\"}}"),
+                c.ready as f64,
+            ));
+            inst.push((
+                format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"pending\"}}"),
+                c.pending as f64,
+            ));
         }
     }
-    family("prescale_workload_demand", "gauge", "Demand of the last complete step (vCPU).", demand);
-    family("prescale_workload_ready_capacity", "gauge", "Effective capacity of ready instances (vCPU).", capacity);
-    family("prescale_forecast_demand", "gauge", "Forecast demand for the next step, per quantile (vCPU).", fc);
-    family("prescale_plan_cost_per_hour", "gauge", "Cost per hour of the current plan.", cost);
-    family("prescale_plan_instances", "gauge", "Instances per tier the current plan asks for.", planned);
-    family("prescale_allocation_instances", "gauge", "Instances held per tier and state.", inst);
+    family(
+        "prescale_workload_demand",
+        "gauge",
+        "Demand of the last complete step (vCPU).",
+        demand,
+    );
+    family(
+        "prescale_workload_ready_capacity",
+        "gauge",
+        "Effective capacity of ready instances (vCPU).",
+        capacity,
+    );
+    family(
+        "prescale_forecast_demand",
+        "gauge",
+        "Forecast demand for the next step, per quantile (vCPU).",
+        fc,
+    );
+    family(
+        "prescale_plan_cost_per_hour",
+        "gauge",
+        "Cost per hour of the current plan.",
+        cost,
+    );
+    family(
+        "prescale_plan_instances",
+        "gauge",
+        "Instances per tier the current plan asks for.",
+        planned,
+    );
+    family(
+        "prescale_allocation_instances",
+        "gauge",
+        "Instances held per tier and state.",
+        inst,
+    );
     out
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render_metrics(&st),
     )
         .into_response()

@@ -14,11 +14,24 @@ fn fixture(dir: &std::path::Path) -> AppState {
     let store = Store::open(dir, Durability::Buffered).unwrap();
     let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
     let sim = SimCloud::new(&c.tiers, 1);
-    let mut e = Engine::new(c.tiers.clone(), c.workloads.clone(), 60_000, 0, store.clone(), sim);
+    let mut e = Engine::new(
+        c.tiers.clone(),
+        c.workloads.clone(),
+        60_000,
+        0,
+        store.clone(),
+        sim,
+    );
     for m in 0..40i64 {
         let t = m * 60_000;
         store
-            .append(&key, &[Sample { ts: t, value: 4.0 + (m % 10) as f64 }])
+            .append(
+                &key,
+                &[Sample {
+                    ts: t,
+                    value: 4.0 + (m % 10) as f64,
+                }],
+            )
             .unwrap();
         e.tick(t + 1).unwrap();
     }
@@ -48,12 +61,17 @@ async fn health_dashboard_and_metrics() {
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     let (code, html) = get(&app, "/").await;
     assert_eq!(code, StatusCode::OK);
-    assert!(html.contains("<svg") || html.contains("svg"), "dashboard draws charts");
+    assert!(
+        html.contains("<svg") || html.contains("svg"),
+        "dashboard draws charts"
+    );
     let (code, text) = get(&app, "/metrics").await;
     assert_eq!(code, StatusCode::OK);
     assert!(text.contains("prescale_control_passes_total 40"), "{text}");
     assert!(text.contains("prescale_forecast_demand{workload=\"host\",quantile=\"0.95\"}"));
-    assert!(text.contains("prescale_allocation_instances{workload=\"host\",tier=\"spot\",state=\"ready\"}"));
+    assert!(text.contains(
+        "prescale_allocation_instances{workload=\"host\",tier=\"spot\",state=\"ready\"}"
+    ));
     // Every sample line is `name{labels} number`.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let v = line.rsplit(' ').next().unwrap();
@@ -70,7 +88,11 @@ async fn series_and_ranges() {
     assert!(body.contains("host_cpu_usage_cores"), "{body}");
     assert!(body.contains("prescale_capacity_vcpu"), "{body}");
     let sel = "host_cpu_usage_cores%7Bmode%3D%22busy%22%7D";
-    let (code, body) = get(&app, &format!("/api/v1/query_range?series={sel}&start=0&end=599")).await;
+    let (code, body) = get(
+        &app,
+        &format!("/api/v1/query_range?series={sel}&start=0&end=599"),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let values = v["data"]["values"].as_array().unwrap();

@@ -147,15 +147,15 @@ impl Store {
         let mut max_id = 0u64;
         for item in series.iter() {
             let (k, v) = item.into_inner().map_err(io)?;
-            let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                keyspace: "series",
-                detail: "bad id".into(),
-            })?);
-            let key: SeriesKey =
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+            let id =
+                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                     keyspace: "series",
-                    detail: e.to_string(),
-                })?;
+                    detail: "bad id".into(),
+                })?);
+            let key: SeriesKey = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                keyspace: "series",
+                detail: e.to_string(),
+            })?;
             max_id = max_id.max(id);
             index.by_key.insert(key.clone(), id);
             index.by_id.insert(id, key);
@@ -457,7 +457,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = Store::open(dir.path(), Durability::Sync).unwrap();
         let k = key(r#"cpu{host="a"}"#);
-        let r = st.append(&k, &[s(30, 3.0), s(10, 1.0), s(20, 2.0)]).unwrap();
+        let r = st
+            .append(&k, &[s(30, 3.0), s(10, 1.0), s(20, 2.0)])
+            .unwrap();
         assert_eq!(r.accepted, 3);
         let r = st
             .append(&k, &[s(20, 2.0), s(20, 9.0), s(40, f64::NAN), s(15, 1.5)])
@@ -465,7 +467,10 @@ mod tests {
         assert_eq!(r.accepted, 1);
         assert_eq!(r.duplicates, 1);
         assert_eq!(r.rejected.len(), 2);
-        assert!(r.rejected.iter().any(|x| x.reason.contains("duplicate timestamp")));
+        assert!(r
+            .rejected
+            .iter()
+            .any(|x| x.reason.contains("duplicate timestamp")));
         assert!(r.rejected.iter().any(|x| x.reason.contains("not finite")));
         let got = st.range(&k, 0, 100).unwrap().unwrap();
         let ts: Vec<_> = got.iter().map(|x| x.ts).collect();
@@ -525,7 +530,10 @@ mod tests {
         // New series ids and decision numbers continue after the old ones.
         let k2 = key("other");
         st.append(&k2, &[s(1, 1.0)]).unwrap();
-        assert_eq!(st.range(&k, i64::MIN, i64::MAX).unwrap().unwrap().len(), 1000);
+        assert_eq!(
+            st.range(&k, i64::MIN, i64::MAX).unwrap().unwrap().len(),
+            1000
+        );
         assert_eq!(st.decision_count(), 1);
     }
 
