@@ -207,6 +207,12 @@ impl<P: Provider> Engine<P> {
         }
         st.ticks += 1;
         st.last_tick = Some(now);
+        if self.persist_status {
+            if let Some(v) = self.provider.save() {
+                self.store
+                    .put_state(&format!("provider/{}", self.provider.name()), &v)?;
+            }
+        }
         *self.status.write().expect("status lock") = st;
         Ok(())
     }
@@ -321,14 +327,19 @@ impl<P: Provider> Engine<P> {
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
         s.status.allocation = self.provider.allocation(&s.w.name, now);
         s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
-        for t in &self.tiers {
-            let k = SeriesKey::metric("prescale_capacity_vcpu")
-                .expect("static name")
-                .with_label("workload", s.w.name.clone())
-                .with_label("tier", t.name.clone());
-            let v = s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity();
-            self.store.append(&k, &[Sample { ts: now, value: v }])?;
-        }
+        let capacity: Vec<_> = self
+            .tiers
+            .iter()
+            .map(|t| {
+                let k = SeriesKey::metric("prescale_capacity_vcpu")
+                    .expect("static name")
+                    .with_label("workload", s.w.name.clone())
+                    .with_label("tier", t.name.clone());
+                let v = s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity();
+                (k, vec![Sample { ts: now, value: v }])
+            })
+            .collect();
+        self.store.append_many(&capacity)?;
 
         if s.refit {
             let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
@@ -471,9 +482,16 @@ impl<P: Provider> Engine<P> {
         st.workloads.insert(s.w.name.clone(), s.status.clone());
     }
 
-    /// Restores published workload status saved by an earlier process (forecast, plan),
-    /// so the API answers before the first pass completes.
+    /// Restores the provider's saved state and the workload status saved by an earlier
+    /// process (forecast, plan), so a restarted daemon continues where it stopped and the
+    /// API answers before the first pass completes.
     pub fn restore_status(&mut self) -> Result<(), StoreError> {
+        let name = format!("provider/{}", self.provider.name());
+        if let Some(v) = self.store.get_state::<serde_json::Value>(&name)? {
+            if let Err(e) = self.provider.restore(v) {
+                tracing::warn!("starting {} from scratch: {e}", self.provider.name());
+            }
+        }
         let mut st = self.status.write().expect("status lock");
         for s in &self.states {
             if let Some(ws) = self
@@ -484,5 +502,190 @@ impl<P: Provider> Engine<P> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{ProviderError, ProviderEvent, SimCloud};
+    use prescale_core::config::Config;
+    use prescale_core::Action;
+    use prescale_store::{Durability, Store};
+
+    /// A provider that is down: every action times out.
+    struct Down;
+    impl Provider for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        fn apply(&mut self, _: &Action, _: TimestampMs) -> Result<(), ProviderError> {
+            Err(ProviderError::Unavailable("timed out after 10 s".into()))
+        }
+        fn allocation(&self, _: &str, _: TimestampMs) -> Allocation {
+            Allocation::default()
+        }
+        fn advance(&mut self, _: TimestampMs) -> Vec<ProviderEvent> {
+            Vec::new()
+        }
+    }
+
+    fn feed(store: &Store, minutes: std::ops::Range<i64>) {
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples: Vec<_> = minutes
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: 6.0 + (m % 7) as f64,
+            })
+            .collect();
+        store.append(&key, &samples).unwrap();
+    }
+
+    #[test]
+    fn holds_without_history_and_logs_provider_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::default();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let mut e = Engine::new(
+            c.tiers.clone(),
+            c.workloads.clone(),
+            60_000,
+            0,
+            store.clone(),
+            Down,
+        );
+        e.tick(60_000).unwrap();
+        let d = store.decisions(Some("host"), 10).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].kind, DecisionKind::Hold);
+        assert!(
+            d[0].reason.contains("not enough history"),
+            "{}",
+            d[0].reason
+        );
+        // A second pass with the same situation does not repeat the hold.
+        e.tick(120_000).unwrap();
+        assert_eq!(store.decisions(Some("host"), 10).unwrap().len(), 1);
+
+        feed(&store, 0..30);
+        e.tick(30 * 60_000).unwrap();
+        let d = store.decisions(Some("host"), 10).unwrap();
+        let err = d
+            .iter()
+            .find(|d| d.kind == DecisionKind::Error)
+            .expect("refusal logged");
+        assert!(err.reason.contains("timed out"), "{}", err.reason);
+        assert!(err.action.is_some());
+        let st = e.status_handle();
+        assert!(st.read().unwrap().errors >= 1);
+        // The samples that were accepted are all still there.
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        assert_eq!(store.range(&key, 0, i64::MAX).unwrap().unwrap().len(), 30);
+    }
+
+    #[test]
+    fn resampling_sums_series_and_fills_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].demand = "d".into();
+        c.workloads[0].step_s = 120;
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let a = SeriesKey::parse(r#"d{i="a"}"#).unwrap();
+        let b = SeriesKey::parse(r#"d{i="b"}"#).unwrap();
+        // Step 0: a = mean(1, 3) = 2, b = 10 -> 12. Step 1: nothing -> carried (12).
+        // Step 2: a = 5 -> 5.
+        store
+            .append(
+                &a,
+                &[
+                    Sample { ts: 0, value: 1.0 },
+                    Sample {
+                        ts: 60_000,
+                        value: 3.0,
+                    },
+                    Sample {
+                        ts: 240_000,
+                        value: 5.0,
+                    },
+                ],
+            )
+            .unwrap();
+        store
+            .append(
+                &b,
+                &[Sample {
+                    ts: 30_000,
+                    value: 10.0,
+                }],
+            )
+            .unwrap();
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::new(
+            c.tiers.clone(),
+            c.workloads.clone(),
+            60_000,
+            0,
+            store.clone(),
+            sim,
+        );
+        e.states[0].next_bucket = Some(0);
+        e.tick(360_000).unwrap();
+        let demand = SeriesKey::parse(r#"prescale_demand{workload="host"}"#).unwrap();
+        let got = store.range(&demand, 0, i64::MAX).unwrap().unwrap();
+        // Only observed steps are stored as demand; the gap is filled in the model input.
+        assert_eq!(
+            got,
+            vec![
+                Sample { ts: 0, value: 12.0 },
+                Sample {
+                    ts: 240_000,
+                    value: 5.0
+                }
+            ]
+        );
+        let s = &e.states[0];
+        let vals: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
+        assert_eq!(vals, vec![12.0, 12.0, 5.0]);
+    }
+
+    #[test]
+    fn a_restarted_engine_continues_with_the_same_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::default();
+        let store = Store::open(dir.path(), Durability::Sync).unwrap();
+        feed(&store, 0..60);
+        let held;
+        {
+            let sim = SimCloud::new(&c.tiers, 1);
+            let mut e = Engine::new(
+                c.tiers.clone(),
+                c.workloads.clone(),
+                60_000,
+                0,
+                store.clone(),
+                sim,
+            );
+            for m in 50..60 {
+                e.tick(m * 60_000 + 1).unwrap();
+            }
+            held = e.provider().allocation("host", 60 * 60_000);
+            assert!(held.tiers.values().map(|c| c.total()).sum::<u32>() > 0);
+        }
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::new(
+            c.tiers.clone(),
+            c.workloads.clone(),
+            60_000,
+            0,
+            store.clone(),
+            sim,
+        );
+        e.restore_status().unwrap();
+        assert_eq!(e.provider().allocation("host", 60 * 60_000), held);
+        let st = e.status_handle();
+        assert!(
+            st.read().unwrap().workloads["host"].plan.is_some(),
+            "status restored before any pass"
+        );
     }
 }

@@ -2,12 +2,12 @@
 //! become ready after the tier's lead time, are billed per second from request to
 //! release, and spot instances are interrupted at random (seeded, so runs replay).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use prescale_core::{Action, ActionKind, Allocation, Tier, TierClass, TimestampMs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A provider refused or failed an action; nothing was changed.
@@ -46,6 +46,15 @@ pub trait Provider: Send {
     /// Moves the provider's clock to `now`; returns events that happened meanwhile
     /// (e.g. spot interruptions).
     fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent>;
+    /// State to persist between runs, for providers whose truth lives in this process
+    /// (a real cloud keeps its own and returns `None`).
+    fn save(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Restores state saved by [`Provider::save`].
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Something the provider did on its own.
@@ -61,7 +70,7 @@ pub struct ProviderEvent {
     pub what: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Instance {
     id: u64,
     workload: String,
@@ -69,12 +78,29 @@ struct Instance {
     ready_at: TimestampMs,
 }
 
+/// How many recent action keys the simulated cloud remembers for idempotency.
+const REMEMBERED_KEYS: usize = 4096;
+
+/// What the simulated cloud persists between runs.
+#[derive(Serialize, Deserialize)]
+struct SimState {
+    seed: u64,
+    instances: Vec<Instance>,
+    applied: Vec<String>,
+    next_id: u64,
+    clock: Option<TimestampMs>,
+    cost: BTreeMap<String, f64>,
+    interruptions: u64,
+}
+
 /// The built-in simulated cloud.
 pub struct SimCloud {
+    seed: u64,
     tiers: BTreeMap<String, Tier>,
     rng: ChaCha8Rng,
     instances: Vec<Instance>,
     applied: HashSet<String>,
+    applied_order: VecDeque<String>,
     next_id: u64,
     clock: Option<TimestampMs>,
     cost: BTreeMap<String, f64>,
@@ -85,10 +111,12 @@ impl SimCloud {
     /// A simulated cloud selling `tiers`, with spot interruptions drawn from `seed`.
     pub fn new(tiers: &[Tier], seed: u64) -> Self {
         Self {
+            seed,
             tiers: tiers.iter().map(|t| (t.name.clone(), t.clone())).collect(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             instances: Vec::new(),
             applied: HashSet::new(),
+            applied_order: VecDeque::new(),
             next_id: 0,
             clock: None,
             cost: tiers.iter().map(|t| (t.name.clone(), 0.0)).collect(),
@@ -170,6 +198,48 @@ impl Provider for SimCloud {
             }
         }
         self.applied.insert(a.key.clone());
+        self.applied_order.push_back(a.key.clone());
+        if self.applied_order.len() > REMEMBERED_KEYS {
+            if let Some(old) = self.applied_order.pop_front() {
+                self.applied.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(SimState {
+            seed: self.seed,
+            instances: self.instances.clone(),
+            applied: self.applied_order.iter().cloned().collect(),
+            next_id: self.next_id,
+            clock: self.clock,
+            cost: self.cost.clone(),
+            interruptions: self.interruptions,
+        })
+        .ok()
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
+        let st: SimState = serde_json::from_value(state).map_err(|e| {
+            ProviderError::Unavailable(format!("saved simulator state unreadable: {e}"))
+        })?;
+        // Instances of tiers no longer configured are dropped: nothing can bill them.
+        self.instances = st
+            .instances
+            .into_iter()
+            .filter(|i| self.tiers.contains_key(&i.tier))
+            .collect();
+        self.applied_order = st.applied.into_iter().collect();
+        self.applied = self.applied_order.iter().cloned().collect();
+        self.next_id = st.next_id;
+        self.clock = st.clock;
+        for (tier, c) in st.cost {
+            self.cost.insert(tier, c);
+        }
+        self.interruptions = st.interruptions;
+        // Continue the interruption sequence deterministically from the saved clock.
+        self.rng = ChaCha8Rng::seed_from_u64(self.seed ^ st.clock.unwrap_or(0) as u64);
         Ok(())
     }
 
@@ -314,6 +384,30 @@ mod tests {
         assert!((330..460).contains(&n), "{n}");
         assert_eq!(run(3), n);
         assert_ne!(run(4), n);
+    }
+
+    #[test]
+    fn state_survives_a_restart() {
+        let tiers = Config::default().tiers;
+        let mut sim = SimCloud::new(&tiers, 1);
+        sim.advance(0);
+        sim.apply(&action("a", "standard", ActionKind::Provision, 3), 0)
+            .unwrap();
+        sim.advance(3_600_000);
+        let saved = sim.save().unwrap();
+        let mut again = SimCloud::new(&tiers, 1);
+        again.restore(saved).unwrap();
+        assert_eq!(again.allocation("w", 3_600_000).get("standard").ready, 3);
+        assert!((again.cost_per_tier()["standard"] - 3.0 * 0.192).abs() < 1e-9);
+        // The old key is still remembered: re-sending the action changes nothing.
+        again
+            .apply(
+                &action("a", "standard", ActionKind::Provision, 3),
+                3_600_000,
+            )
+            .unwrap();
+        assert_eq!(again.tier_count("standard"), 3);
+        assert!(again.restore(serde_json::json!({"bogus": 1})).is_err());
     }
 
     #[test]

@@ -267,11 +267,15 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     let collector = collector.clone();
                     let res = tokio::task::spawn_blocking(move || -> Result<usize> {
                         let samples = collector.lock().expect("collector").collect(now_ms())?;
-                        let mut n = 0;
-                        for (k, s) in samples {
-                            n += store.append(&k, &[s])?.accepted;
+                        let batch: Vec<_> =
+                            samples.into_iter().map(|(k, s)| (k, vec![s])).collect();
+                        let reports = store.append_many(&batch)?;
+                        for (r, (k, _)) in reports.iter().zip(&batch) {
+                            for rej in &r.rejected {
+                                tracing::warn!("{k}: sample rejected: {}", rej.reason);
+                            }
                         }
-                        Ok(n)
+                        Ok(reports.iter().map(|r| r.accepted).sum::<usize>())
                     })
                     .await;
                     match res {

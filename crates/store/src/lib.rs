@@ -230,53 +230,66 @@ impl Store {
     /// the same value is ignored, with a different value it is rejected. With
     /// [`Durability::Sync`] the samples are on disk when this returns `Ok`.
     pub fn append(&self, key: &SeriesKey, samples: &[Sample]) -> Result<AppendReport> {
-        let mut report = AppendReport::default();
-        let id = self.series_id(key, true)?.expect("created");
+        let mut reports = self.append_many(&[(key.clone(), samples.to_vec())])?;
+        Ok(reports.pop().expect("one report per series"))
+    }
+
+    /// Stores samples of several series in one atomic batch and one sync, with the same
+    /// rules as [`Store::append`]; returns one report per entry, in order.
+    pub fn append_many(&self, batches: &[(SeriesKey, Vec<Sample>)]) -> Result<Vec<AppendReport>> {
         let mut batch = self.inner.db.batch();
-        let mut in_batch: HashMap<TimestampMs, f64> = HashMap::new();
-        for s in samples {
-            if !s.value.is_finite() {
-                report.rejected.push(Rejection {
-                    ts: s.ts,
-                    reason: format!("value {} is not finite; send finite floats only", s.value),
-                });
-                continue;
-            }
-            let k = sample_key(id, s.ts);
-            let existing = match in_batch.get(&s.ts) {
-                Some(v) => Some(*v),
-                None => self
-                    .inner
-                    .samples
-                    .get(k)
-                    .map_err(self.io())?
-                    .map(|v| decode_f64(&v))
-                    .transpose()?,
-            };
-            match existing {
-                Some(v) if v.to_bits() == s.value.to_bits() => report.duplicates += 1,
-                Some(v) => report.rejected.push(Rejection {
-                    ts: s.ts,
-                    reason: format!(
-                        "duplicate timestamp {} for {key} with a different value ({} stored, {} sent); timestamps must be unique per series",
-                        s.ts, v, s.value
-                    ),
-                }),
-                None => {
-                    batch.insert(&self.inner.samples, k, s.value.to_le_bytes());
-                    in_batch.insert(s.ts, s.value);
-                    report.accepted += 1;
+        let mut reports = Vec::with_capacity(batches.len());
+        let mut in_batch: HashMap<(u64, TimestampMs), f64> = HashMap::new();
+        let mut total = 0usize;
+        for (key, samples) in batches {
+            let mut report = AppendReport::default();
+            let id = self.series_id(key, true)?.expect("created");
+            for s in samples {
+                if !s.value.is_finite() {
+                    report.rejected.push(Rejection {
+                        ts: s.ts,
+                        reason: format!("value {} is not finite; send finite floats only", s.value),
+                    });
+                    continue;
+                }
+                let k = sample_key(id, s.ts);
+                let existing = match in_batch.get(&(id, s.ts)) {
+                    Some(v) => Some(*v),
+                    None => self
+                        .inner
+                        .samples
+                        .get(k)
+                        .map_err(self.io())?
+                        .map(|v| decode_f64(&v))
+                        .transpose()?,
+                };
+                match existing {
+                    Some(v) if v.to_bits() == s.value.to_bits() => report.duplicates += 1,
+                    Some(v) => report.rejected.push(Rejection {
+                        ts: s.ts,
+                        reason: format!(
+                            "duplicate timestamp {} for {key} with a different value ({} stored, {} sent); timestamps must be unique per series",
+                            s.ts, v, s.value
+                        ),
+                    }),
+                    None => {
+                        batch.insert(&self.inner.samples, k, s.value.to_le_bytes());
+                        in_batch.insert((id, s.ts), s.value);
+                        report.accepted += 1;
+                    }
                 }
             }
+            total += report.accepted;
+            reports.push(report);
         }
-        if report.accepted > 0 {
+        if total > 0 {
             batch.commit().map_err(self.io())?;
             self.persist()?;
             self.inner
                 .appended
-                .fetch_add(report.accepted as u64, Ordering::Relaxed);
+                .fetch_add(total as u64, Ordering::Relaxed);
         }
-        Ok(report)
+        Ok(reports)
     }
 
     /// Syncs everything written so far to disk.
@@ -479,6 +492,27 @@ mod tests {
         assert_eq!(st.range(&k, 16, 29).unwrap().unwrap().len(), 1);
         assert_eq!(st.latest(&k).unwrap().unwrap(), s(30, 3.0));
         assert!(st.range(&key("nope"), 0, 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn append_many_reports_per_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let a = key("a");
+        let b = key("b");
+        let r = st
+            .append_many(&[
+                (a.clone(), vec![s(1, 1.0), s(1, 2.0)]),
+                (b.clone(), vec![s(1, 5.0), s(2, f64::INFINITY)]),
+                (a.clone(), vec![s(2, 2.0)]),
+            ])
+            .unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].accepted, r[0].rejected.len()), (1, 1));
+        assert_eq!((r[1].accepted, r[1].rejected.len()), (1, 1));
+        assert_eq!(r[2].accepted, 1);
+        assert_eq!(st.range(&a, 0, 10).unwrap().unwrap().len(), 2);
+        assert_eq!(st.appended_total(), 3);
     }
 
     #[test]
