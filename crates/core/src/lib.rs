@@ -21,3 +21,23 @@ pub use series::{Sample, SeriesKey};
 
 /// Milliseconds since the Unix epoch, the time unit used everywhere in prescale.
 pub type TimestampMs = i64;
+
+/// Formats a timestamp as RFC 3339 UTC to the second (`2026-01-05T14:00:00Z`), for
+/// explanations people read.
+pub fn format_ts(ts: TimestampMs) -> String {
+    let secs = ts.div_euclid(1000);
+    if secs < 0 {
+        return format!("{ts} ms");
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_timestamps() {
+        assert_eq!(super::format_ts(1_767_571_200_000), "2026-01-05T00:00:00Z");
+        assert_eq!(super::format_ts(0), "1970-01-01T00:00:00Z");
+    }
+}

@@ -465,7 +465,12 @@ impl<P: Provider> Engine<P> {
                 i,
                 now,
                 &cat,
-                format!("capacity matches the plan: {}", plan.reason),
+                format!(
+                    "capacity matches the plan ({} instance(s), ${:.3}/h, binding: {}); nothing to do",
+                    plan.target.values().sum::<u32>(),
+                    plan.cost_per_hour,
+                    plan.binding
+                ),
             )?;
         }
         self.publish(i, st);

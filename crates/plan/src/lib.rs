@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use prescale_core::model::LatencyClass;
-use prescale_core::{Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload};
+use prescale_core::{format_ts, Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload};
 
 /// Tiers the workload may use, cheapest effective unit first.
 pub fn eligible_tiers<'a>(w: &Workload, catalog: &'a [Tier]) -> Vec<&'a Tier> {
@@ -173,10 +173,10 @@ pub fn plan(
         })
         .collect();
     let mut reason = format!(
-        "cover q{q} of forecast demand, peaking at {:.2} vCPU in the next {} min (step at {}), at {:.0}% target utilization: {:.2} effective vCPU needed -> {} = {:.2} vCPU for ${:.3}/h",
+        "cover q{q} of forecast demand, peaking at {:.2} vCPU in the next {} min (step starting {}), at {:.0}% target utilization: {:.2} effective vCPU needed -> {} = {:.2} vCPU for ${:.3}/h",
         need * w.target_utilization,
         (max_lead_ms + interval_ms) / 60_000,
-        peak_ts,
+        format_ts(peak_ts),
         w.target_utilization * 100.0,
         need,
         if mix.is_empty() { "no instances".to_string() } else { mix.join(" + ") },
