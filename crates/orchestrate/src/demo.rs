@@ -288,7 +288,7 @@ mod tests {
         let c = demo_config(seed);
         let store = Store::open(dir, Durability::Buffered).unwrap();
         let sim = SimCloud::new(&c.tiers, seed);
-        let mut e = Engine::new(c.tiers.clone(), c.workloads.clone(), 60_000, 0, store, sim);
+        let mut e = Engine::from_config(&c, 0, store, sim);
         e.set_persist_status(false);
         e
     }

@@ -158,6 +158,23 @@ impl<P: Provider> Engine<P> {
         }
     }
 
+    /// An engine over a configuration's tiers and workloads, at its control interval.
+    pub fn from_config(
+        cfg: &prescale_core::config::Config,
+        grace_ms: i64,
+        store: Store,
+        provider: P,
+    ) -> Self {
+        Self::new(
+            cfg.tiers.clone(),
+            cfg.workloads.clone(),
+            cfg.control.interval_s as i64 * 1000,
+            grace_ms,
+            store,
+            provider,
+        )
+    }
+
     /// Whether each pass stores the workload status (on by default, so a restarted
     /// daemon shows its last forecast and plan at once).
     pub fn set_persist_status(&mut self, on: bool) {
@@ -551,14 +568,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Config::default();
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-        let mut e = Engine::new(
-            c.tiers.clone(),
-            c.workloads.clone(),
-            60_000,
-            0,
-            store.clone(),
-            Down,
-        );
+        let mut e = Engine::from_config(&c, 0, store.clone(), Down);
         e.tick(60_000).unwrap();
         let d = store.decisions(Some("host"), 10).unwrap();
         assert_eq!(d.len(), 1);
@@ -625,14 +635,7 @@ mod tests {
             )
             .unwrap();
         let sim = SimCloud::new(&c.tiers, 1);
-        let mut e = Engine::new(
-            c.tiers.clone(),
-            c.workloads.clone(),
-            60_000,
-            0,
-            store.clone(),
-            sim,
-        );
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
         e.states[0].next_bucket = Some(0);
         e.tick(360_000).unwrap();
         let demand = SeriesKey::parse(r#"prescale_demand{workload="host"}"#).unwrap();
@@ -662,14 +665,7 @@ mod tests {
         let held;
         {
             let sim = SimCloud::new(&c.tiers, 1);
-            let mut e = Engine::new(
-                c.tiers.clone(),
-                c.workloads.clone(),
-                60_000,
-                0,
-                store.clone(),
-                sim,
-            );
+            let mut e = Engine::from_config(&c, 0, store.clone(), sim);
             for m in 50..60 {
                 e.tick(m * 60_000 + 1).unwrap();
             }
@@ -677,14 +673,7 @@ mod tests {
             assert!(held.tiers.values().map(|c| c.total()).sum::<u32>() > 0);
         }
         let sim = SimCloud::new(&c.tiers, 1);
-        let mut e = Engine::new(
-            c.tiers.clone(),
-            c.workloads.clone(),
-            60_000,
-            0,
-            store.clone(),
-            sim,
-        );
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
         e.restore_status().unwrap();
         assert_eq!(e.provider().allocation("host", 60 * 60_000), held);
         let st = e.status_handle();

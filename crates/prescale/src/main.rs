@@ -234,21 +234,9 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let sim = SimCloud::new(&cfg.tiers, cfg.providers.sim.seed);
         let interval_ms = cfg.control.interval_s as i64 * 1000;
         let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
-        let mut engine = Engine::new(
-            cfg.tiers.clone(),
-            cfg.workloads.clone(),
-            interval_ms,
-            grace_ms,
-            store.clone(),
-            sim,
-        );
+        let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), sim);
         engine.restore_status()?;
-        let state = AppState {
-            store: store.clone(),
-            status: engine.status_handle(),
-            tiers: cfg.tiers.clone(),
-            workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
-        };
+        let state = AppState::new(&cfg, store.clone(), engine.status_handle());
         let listener = bind(cfg.listen_addr()).await?;
         let engine = Arc::new(Mutex::new(engine));
         let stop = Arc::new(AtomicBool::new(false));
@@ -411,21 +399,9 @@ fn demo_cmd(
     rt.block_on(async move {
         let store = open_store(&data_dir, Durability::Buffered)?;
         let sim = SimCloud::new(&cfg.tiers, seed);
-        let mut engine = Engine::new(
-            cfg.tiers.clone(),
-            cfg.workloads.clone(),
-            cfg.control.interval_s as i64 * 1000,
-            0,
-            store.clone(),
-            sim,
-        );
+        let mut engine = Engine::from_config(&cfg, 0, store.clone(), sim);
         engine.set_persist_status(false);
-        let state = AppState {
-            store: store.clone(),
-            status: engine.status_handle(),
-            tiers: cfg.tiers.clone(),
-            workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
-        };
+        let state = AppState::new(&cfg, store.clone(), engine.status_handle());
         let listener = bind(cfg.listen_addr()).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();

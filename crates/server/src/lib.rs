@@ -45,6 +45,22 @@ pub struct AppState {
     pub workloads: Vec<String>,
 }
 
+impl AppState {
+    /// State for a configuration's tiers and workloads.
+    pub fn new(
+        cfg: &prescale_core::config::Config,
+        store: Store,
+        status: Arc<RwLock<Status>>,
+    ) -> Self {
+        Self {
+            store,
+            status,
+            tiers: cfg.tiers.clone(),
+            workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
+        }
+    }
+}
+
 /// A JSON error with the status code and a message that says what to fix.
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"status": "error", "error": msg.into()}))).into_response()

@@ -14,14 +14,7 @@ fn fixture(dir: &std::path::Path) -> AppState {
     let store = Store::open(dir, Durability::Buffered).unwrap();
     let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
     let sim = SimCloud::new(&c.tiers, 1);
-    let mut e = Engine::new(
-        c.tiers.clone(),
-        c.workloads.clone(),
-        60_000,
-        0,
-        store.clone(),
-        sim,
-    );
+    let mut e = Engine::from_config(&c, 0, store.clone(), sim);
     for m in 0..40i64 {
         let t = m * 60_000;
         store
@@ -35,12 +28,7 @@ fn fixture(dir: &std::path::Path) -> AppState {
             .unwrap();
         e.tick(t + 1).unwrap();
     }
-    AppState {
-        store,
-        status: e.status_handle(),
-        tiers: c.tiers.clone(),
-        workloads: c.workloads.iter().map(|w| w.name.clone()).collect(),
-    }
+    AppState::new(&c, store, e.status_handle())
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
