@@ -11,8 +11,13 @@
 use prescale_core::{Forecast, SeriesKey, TimestampMs};
 use thiserror::Error;
 
+pub mod calibrate;
+pub mod cv;
+pub mod metrics;
 pub mod season;
 
+pub use calibrate::{Calibrated, Calibration};
+pub use cv::{cross_validate, CvConfig, CvReport, Scores};
 pub use season::detect_season;
 
 /// A model could not be fitted or could not predict.
