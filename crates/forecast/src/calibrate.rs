@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::cv::Fold;
-use crate::{quantile_sorted, ForecastError, Fitted};
+use crate::{quantile_sorted, Fitted, ForecastError};
 
 /// Fewest residuals a band needs before it stops borrowing from its neighbours.
 const MIN_RESIDUALS: usize = 40;
@@ -161,7 +161,9 @@ mod tests {
             "overconfident".into()
         }
         fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
-            Ok(Box::new(OverconfidentFit(y.iter().sum::<f64>() / y.len() as f64)))
+            Ok(Box::new(OverconfidentFit(
+                y.iter().sum::<f64>() / y.len() as f64,
+            )))
         }
     }
     impl Fitted for OverconfidentFit {
@@ -169,7 +171,13 @@ mod tests {
             "overconfident".into()
         }
         fn predict(&self, h: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
-            Ok(vec![levels.iter().map(|p| self.0 + (p - 0.5) * 0.02).collect(); h])
+            Ok(vec![
+                levels
+                    .iter()
+                    .map(|p| self.0 + (p - 0.5) * 0.02)
+                    .collect();
+                h
+            ])
         }
     }
 
@@ -213,7 +221,10 @@ mod tests {
             }
         }
         let cov = inside as f64 / n as f64;
-        assert!((0.72..0.88).contains(&cov), "coverage after calibration {cov}");
+        assert!(
+            (0.72..0.88).contains(&cov),
+            "coverage after calibration {cov}"
+        );
         assert!(fitted.describe().ends_with("+conformal"));
     }
 

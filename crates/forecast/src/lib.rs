@@ -14,10 +14,12 @@ use thiserror::Error;
 pub mod calibrate;
 pub mod cv;
 pub mod metrics;
+pub mod models;
 pub mod season;
 
 pub use calibrate::{Calibrated, Calibration};
 pub use cv::{cross_validate, CvConfig, CvReport, Scores};
+pub use models::{StatKind, StatModel};
 pub use season::detect_season;
 
 /// A model could not be fitted or could not predict.

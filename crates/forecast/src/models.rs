@@ -1,0 +1,442 @@
+//! Statistical models from `anofox-forecast` (pinned: its API moves fast), wrapped in the
+//! [`Forecaster`] interface:
+//!
+//! - `ets`: AutoETS (error, trend and season chosen by AICc, damped trend allowed); for
+//!   long seasons (more than [`MAX_DIRECT_SEASON`] steps, e.g. a day of 5-minute data) the
+//!   season is removed by MSTL first and AutoETS models the rest (MSTL + ETS);
+//! - `mstl`: MSTL decomposition over one or more seasons, AutoETS on trend + remainder and
+//!   the last cycle of each season repeated;
+//! - `arima`: AutoARIMA (stepwise order search, differencing by unit-root tests), with a
+//!   seasonal part for short seasons and on the seasonally adjusted series (classical
+//!   seasonal indices) for long ones;
+//! - `theta`: AutoTheta (standard, optimised and dynamic variants chosen by in-sample fit)
+//!   on the seasonally adjusted series.
+//!
+//! Quantiles come from each model's own prediction intervals (central intervals at
+//! `|2p - 1|`); [`crate::calibrate`] then corrects them on cross-validation residuals.
+
+use anofox_forecast::core::TimeSeries;
+use anofox_forecast::models::arima::AutoARIMA;
+use anofox_forecast::models::exponential::AutoETS;
+use anofox_forecast::models::mstl_forecaster::MSTLForecaster;
+use anofox_forecast::models::theta::AutoTheta;
+use anofox_forecast::models::Forecaster as AnofoxForecaster;
+use chrono::{TimeZone, Utc};
+
+use crate::{check_finite, check_levels, Fitted, ForecastError, Forecaster};
+
+/// Longest season fitted directly by seasonal ETS, ARIMA or Theta; longer seasons are
+/// removed first (their direct fits are slow and rarely better).
+pub const MAX_DIRECT_SEASON: usize = 48;
+
+/// Which statistical model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatKind {
+    /// AutoETS (MSTL + ETS for long seasons).
+    Ets,
+    /// MSTL + AutoETS.
+    Mstl,
+    /// AutoARIMA.
+    Arima,
+    /// AutoTheta.
+    Theta,
+}
+
+/// A statistical model spec with its seasons (in steps, shortest first; may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatModel {
+    /// The model.
+    pub kind: StatKind,
+    /// Seasons in steps.
+    pub seasons: Vec<usize>,
+}
+
+enum Inner {
+    Ets(AutoETS),
+    Mstl(MSTLForecaster),
+    Arima(AutoARIMA),
+    Theta(AutoTheta),
+}
+
+impl Inner {
+    fn as_dyn(&self) -> &dyn AnofoxForecaster {
+        match self {
+            Inner::Ets(m) => m,
+            Inner::Mstl(m) => m,
+            Inner::Arima(m) => m,
+            Inner::Theta(m) => m,
+        }
+    }
+    fn as_dyn_mut(&mut self) -> &mut dyn AnofoxForecaster {
+        match self {
+            Inner::Ets(m) => m,
+            Inner::Mstl(m) => m,
+            Inner::Arima(m) => m,
+            Inner::Theta(m) => m,
+        }
+    }
+}
+
+/// Classical seasonal indices: the mean deviation from a centred moving average at each
+/// phase, over the history, normalised to sum to zero. Returns the adjusted series and
+/// the indices (phase 0 = the first point of `y`).
+fn deseasonalize(y: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = y.len();
+    // Centred moving average of width m (2 x m for even m).
+    let half = m / 2;
+    let mut sums = vec![0.0; m];
+    let mut counts = vec![0usize; m];
+    let prefix: Vec<f64> = std::iter::once(0.0)
+        .chain(y.iter().scan(0.0, |s, v| {
+            *s += v;
+            Some(*s)
+        }))
+        .collect();
+    for t in half..n.saturating_sub(half) {
+        let (lo, hi) = (t - half, (t + half).min(n - 1));
+        let avg = if m % 2 == 0 && t + half < n && t >= half {
+            // 2 x m: average of two windows of m, offset by one.
+            let a = (prefix[(t + half).min(n)] - prefix[lo]) / m as f64;
+            let b = (prefix[(t + half + 1).min(n)] - prefix[lo + 1]) / m as f64;
+            0.5 * (a + b)
+        } else {
+            (prefix[hi + 1] - prefix[lo]) / (hi + 1 - lo) as f64
+        };
+        sums[t % m] += y[t] - avg;
+        counts[t % m] += 1;
+    }
+    let mut idx: Vec<f64> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(s, c)| if *c > 0 { s / *c as f64 } else { 0.0 })
+        .collect();
+    let mean = idx.iter().sum::<f64>() / m as f64;
+    for v in &mut idx {
+        *v -= mean;
+    }
+    let adj = y.iter().enumerate().map(|(t, v)| v - idx[t % m]).collect();
+    (adj, idx)
+}
+
+/// A fitted statistical model.
+pub struct StatFit {
+    inner: Inner,
+    /// Seasonal indices removed before fitting, phase 0 = first training point.
+    indices: Option<Vec<f64>>,
+    n: usize,
+    describe: String,
+}
+
+impl Forecaster for StatModel {
+    fn name(&self) -> String {
+        match self.kind {
+            StatKind::Ets => "ets",
+            StatKind::Mstl => "mstl",
+            StatKind::Arima => "arima",
+            StatKind::Theta => "theta",
+        }
+        .into()
+    }
+
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        check_finite(y)?;
+        let m = self
+            .seasons
+            .first()
+            .copied()
+            .filter(|m| *m >= 2 && y.len() >= 2 * m);
+        let needed = m.map_or(8, |m| 2 * m).max(8);
+        if y.len() < needed {
+            return Err(ForecastError::TooShort {
+                model: self.name(),
+                needed,
+                got: y.len(),
+            });
+        }
+        let long = m.filter(|m| *m > MAX_DIRECT_SEASON);
+        let seasons: Vec<usize> = self
+            .seasons
+            .iter()
+            .copied()
+            .filter(|s| *s >= 2 && y.len() >= 2 * s)
+            .collect();
+        let (mut inner, indices) = match (&self.kind, m, long) {
+            (StatKind::Ets, Some(m), None) => (Inner::Ets(AutoETS::with_period(m)), None),
+            (StatKind::Ets, Some(_), Some(_)) | (StatKind::Mstl, Some(_), _) => {
+                (Inner::Mstl(MSTLForecaster::new(seasons.clone())), None)
+            }
+            (StatKind::Ets, None, _) | (StatKind::Mstl, None, _) => {
+                (Inner::Ets(AutoETS::non_seasonal()), None)
+            }
+            (StatKind::Arima, Some(m), None) => (Inner::Arima(AutoARIMA::seasonal(m)), None),
+            (StatKind::Arima, Some(m), Some(_)) => {
+                let (_, idx) = deseasonalize(y, m);
+                (Inner::Arima(AutoARIMA::new()), Some(idx))
+            }
+            (StatKind::Arima, None, _) => (Inner::Arima(AutoARIMA::new()), None),
+            (StatKind::Theta, Some(m), _) => {
+                let (_, idx) = deseasonalize(y, m);
+                (Inner::Theta(AutoTheta::new()), Some(idx))
+            }
+            (StatKind::Theta, None, _) => (Inner::Theta(AutoTheta::new()), None),
+        };
+        let values: Vec<f64> = match &indices {
+            Some(idx) => y
+                .iter()
+                .enumerate()
+                .map(|(t, v)| v - idx[t % idx.len()])
+                .collect(),
+            None => y.to_vec(),
+        };
+        // anofox wants timestamps; only their spacing matters, so use one a minute.
+        let start = Utc
+            .timestamp_opt(946_684_800, 0)
+            .single()
+            .expect("valid epoch");
+        let ts = (0..values.len())
+            .map(|i| start + chrono::Duration::minutes(i as i64))
+            .collect();
+        let series = TimeSeries::univariate(ts, values)
+            .map_err(|e| ForecastError::Invalid(format!("{}: {e}", self.name())))?;
+        inner
+            .as_dyn_mut()
+            .fit(&series)
+            .map_err(|e| ForecastError::Invalid(format!("{} fit failed: {e}", self.name())))?;
+        let detail = match &inner {
+            Inner::Ets(e) => e
+                .selected_spec()
+                .map(|s| format!("ets({:?},{:?},{:?})", s.error, s.trend, s.seasonal))
+                .unwrap_or_else(|| "ets".into()),
+            Inner::Mstl(_) => format!("mstl({})+ets", join(&seasons)),
+            Inner::Arima(a) => match a.selected_full_order() {
+                Some(o) => format!("arima{o:?}"),
+                None => "arima".into(),
+            },
+            Inner::Theta(t) => match t.selected_model() {
+                Some(k) => format!("theta({k:?})"),
+                None => "theta".into(),
+            },
+        };
+        let describe = match (&indices, m) {
+            (Some(_), Some(m)) => format!("{detail} on seasonally adjusted (m={m})"),
+            _ => detail,
+        };
+        Ok(Box::new(StatFit {
+            inner,
+            indices,
+            n: y.len(),
+            describe,
+        }))
+    }
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Fitted for StatFit {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+        check_levels(levels)?;
+        let model = self.inner.as_dyn();
+        let fail = |e: anofox_forecast::error::ForecastError| {
+            ForecastError::Invalid(format!("{} predict failed: {e}", self.describe))
+        };
+        let point = model.predict(horizon).map_err(fail)?.primary().to_vec();
+        let mut out = vec![vec![0.0; levels.len()]; horizon];
+        let mut cache: Vec<(f64, Vec<f64>, Vec<f64>)> = Vec::new();
+        for (j, p) in levels.iter().enumerate() {
+            let width = (2.0 * p - 1.0).abs();
+            let col: Vec<f64> = if width < 1e-9 {
+                point.clone()
+            } else {
+                if !cache.iter().any(|c| (c.0 - width).abs() < 1e-12) {
+                    let f = model.predict_with_intervals(horizon, width).map_err(fail)?;
+                    let lo = f.lower().and_then(|l| l.first()).cloned();
+                    let hi = f.upper().and_then(|u| u.first()).cloned();
+                    let (lo, hi) = match (lo, hi) {
+                        (Some(l), Some(h)) if l.len() >= horizon && h.len() >= horizon => (l, h),
+                        // No interval from the model: a point mass, which calibration widens.
+                        _ => (point.clone(), point.clone()),
+                    };
+                    cache.push((width, lo, hi));
+                }
+                let c = cache
+                    .iter()
+                    .find(|c| (c.0 - width).abs() < 1e-12)
+                    .expect("cached");
+                if *p < 0.5 {
+                    c.1.clone()
+                } else {
+                    c.2.clone()
+                }
+            };
+            for s in 0..horizon {
+                let seasonal = self
+                    .indices
+                    .as_ref()
+                    .map_or(0.0, |idx| idx[(self.n + s) % idx.len()]);
+                let v = col[s] + seasonal;
+                out[s][j] = if v.is_finite() {
+                    v
+                } else {
+                    point[s] + seasonal
+                };
+            }
+        }
+        for row in &mut out {
+            row.sort_by(|a, b| a.total_cmp(b));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::noise;
+
+    fn ar1(n: usize, phi: f64, mean: f64) -> Vec<f64> {
+        let mut y = vec![mean];
+        for i in 1..n {
+            y.push(mean + phi * (y[i - 1] - mean) + noise(i));
+        }
+        y
+    }
+
+    #[test]
+    fn arima_finds_an_ar1_and_reverts_to_the_mean() {
+        let y = ar1(1500, 0.8, 50.0);
+        let f = StatModel {
+            kind: StatKind::Arima,
+            seasons: vec![],
+        }
+        .fit(&y)
+        .unwrap();
+        let d = f.describe();
+        assert!(d.starts_with("arima"), "{d}");
+        let p = f.predict(60, &[0.1, 0.5, 0.9]).unwrap();
+        // One step ahead is pulled toward the last value; far ahead toward the mean 50.
+        let last = *y.last().unwrap();
+        assert!(
+            (p[0][1] - (50.0 + 0.8 * (last - 50.0))).abs() < 0.3,
+            "{:?} last {last}",
+            p[0]
+        );
+        assert!((p[59][1] - 50.0).abs() < 0.5, "{:?}", p[59]);
+        // The interval widens with the lead and holds the noise's spread (sd ~0.29/sqrt(1-0.64)).
+        assert!(p[59][2] - p[59][0] > p[0][2] - p[0][0]);
+    }
+
+    #[test]
+    fn ets_tracks_a_level_and_mstl_a_long_season() {
+        let level: Vec<f64> = (0..800).map(|i| 20.0 + noise(i)).collect();
+        let e = StatModel {
+            kind: StatKind::Ets,
+            seasons: vec![],
+        }
+        .fit(&level)
+        .unwrap();
+        let p = e.predict(10, &[0.05, 0.5, 0.95]).unwrap();
+        assert!((p[9][1] - 20.0).abs() < 0.3, "{:?}", p[9]);
+        assert!(e.describe().starts_with("ets("), "{}", e.describe());
+
+        let m = 96;
+        let y: Vec<f64> = (0..m * 8)
+            .map(|i| {
+                10.0 + 4.0 * ((i % m) as f64 / m as f64 * std::f64::consts::TAU).sin()
+                    + 0.2 * noise(i)
+            })
+            .collect();
+        let f = StatModel {
+            kind: StatKind::Mstl,
+            seasons: vec![m],
+        }
+        .fit(&y)
+        .unwrap();
+        let p = f.predict(m, &[0.5]).unwrap();
+        let truth: Vec<f64> = (0..m)
+            .map(|s| {
+                10.0 + 4.0 * (((y.len() + s) % m) as f64 / m as f64 * std::f64::consts::TAU).sin()
+            })
+            .collect();
+        let pred: Vec<f64> = p.iter().map(|r| r[0]).collect();
+        // The cycle is followed in phase and shape (LOESS smooths the last cycle a little,
+        // so the level is off by a fraction of the amplitude of 4).
+        let mae = crate::metrics::mase(&truth, &pred, 1.0);
+        assert!(mae < 0.75, "mean abs error {mae}");
+        let (mt, mp) = (
+            truth.iter().sum::<f64>() / m as f64,
+            pred.iter().sum::<f64>() / m as f64,
+        );
+        let cov: f64 = truth
+            .iter()
+            .zip(&pred)
+            .map(|(a, b)| (a - mt) * (b - mp))
+            .sum();
+        let vt: f64 = truth.iter().map(|a| (a - mt).powi(2)).sum();
+        let vp: f64 = pred.iter().map(|b| (b - mp).powi(2)).sum();
+        assert!(
+            cov / (vt * vp).sqrt() > 0.99,
+            "correlation {}",
+            cov / (vt * vp).sqrt()
+        );
+    }
+
+    #[test]
+    fn theta_and_arima_on_long_seasons_add_the_season_back() {
+        let m = 60;
+        let y: Vec<f64> = (0..m * 6)
+            .map(|i| 5.0 + if i % m < 10 { 6.0 } else { 0.0 } + 0.1 * noise(i))
+            .collect();
+        for kind in [StatKind::Theta, StatKind::Arima] {
+            let f = StatModel {
+                kind: kind.clone(),
+                seasons: vec![m],
+            }
+            .fit(&y)
+            .unwrap();
+            assert!(
+                f.describe().contains("seasonally adjusted (m=60)"),
+                "{}",
+                f.describe()
+            );
+            let p = f.predict(m, &[0.5]).unwrap();
+            // Steps 0..10 of the next cycle are the high phase.
+            assert!(
+                p[3][0] > 9.0 && p[30][0] < 7.0,
+                "{kind:?}: {} {}",
+                p[3][0],
+                p[30][0]
+            );
+        }
+    }
+
+    #[test]
+    fn deseasonalize_recovers_indices() {
+        let m = 4;
+        let pattern = [1.0, -1.0, 2.0, -2.0];
+        let y: Vec<f64> = (0..40).map(|i| 10.0 + pattern[i % m]).collect();
+        let (adj, idx) = deseasonalize(&y, m);
+        for (a, b) in idx.iter().zip(pattern) {
+            assert!((a - b).abs() < 1e-9, "{idx:?}");
+        }
+        assert!(adj.iter().all(|v| (v - 10.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn too_short_is_a_clear_error() {
+        let e = StatModel {
+            kind: StatKind::Mstl,
+            seasons: vec![288],
+        }
+        .fit(&[1.0; 5]);
+        assert!(matches!(e, Err(ForecastError::TooShort { .. })));
+    }
+}
