@@ -11,12 +11,14 @@
 use prescale_core::{Forecast, SeriesKey, TimestampMs};
 use thiserror::Error;
 
+pub mod auto;
 pub mod calibrate;
 pub mod cv;
 pub mod metrics;
 pub mod models;
 pub mod season;
 
+pub use auto::{default_candidates, seasons_for, select, ScoreKind, Selection};
 pub use calibrate::{Calibrated, Calibration};
 pub use cv::{cross_validate, CvConfig, CvReport, Scores};
 pub use models::{StatKind, StatModel};

@@ -1,0 +1,373 @@
+//! Model selection by cross-validation: every candidate goes through the same
+//! rolling-origin folds, the best by the configured score wins (optionally the top `k`
+//! averaged quantile by quantile), and its quantiles are calibrated on the winner's own
+//! fold residuals. The [`Selection`] records every candidate's scores and why the winner
+//! won.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::{Calibrated, Calibration};
+use crate::cv::{cross_validate, score, CvConfig, CvReport, Fold, Scores};
+use crate::models::{StatKind, StatModel};
+use crate::{detect_season, Fitted, ForecastError, Forecaster, Naive, SeasonalNaive};
+
+/// Which score picks the winner (lower is better for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreKind {
+    /// Scaled CRPS (pinball loss over the levels): judges the whole distribution.
+    #[default]
+    Crps,
+    /// Mean absolute scaled error of the median.
+    Mase,
+    /// Symmetric MAPE of the median.
+    Smape,
+}
+
+impl ScoreKind {
+    fn of(self, s: &Scores) -> f64 {
+        match self {
+            ScoreKind::Crps => s.crps,
+            ScoreKind::Mase => s.mase,
+            ScoreKind::Smape => s.smape,
+        }
+    }
+}
+
+/// One candidate's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    /// Candidate name (e.g. `snaive(m=288)`).
+    pub model: String,
+    /// Scores over the folds, when it produced any forecast.
+    pub scores: Option<Scores>,
+    /// Why folds failed.
+    pub failures: Vec<String>,
+}
+
+/// The outcome of a selection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Selection {
+    /// Every candidate, best first (failed ones last).
+    pub ranking: Vec<Ranked>,
+    /// The chosen model (or ensemble).
+    pub winner: String,
+    /// The score used.
+    pub score: ScoreKind,
+    /// Why the winner won, in words.
+    pub reason: String,
+    /// Cross-validation residuals behind the calibration (0 when not calibrated).
+    pub calibration_residuals: usize,
+}
+
+/// The default candidates for a series with the given seasons (in steps).
+pub fn default_candidates(seasons: &[usize]) -> Vec<Box<dyn Forecaster>> {
+    let mut v: Vec<Box<dyn Forecaster>> = vec![Box::new(Naive)];
+    for m in seasons {
+        v.push(Box::new(SeasonalNaive { season: *m }));
+    }
+    for kind in [StatKind::Ets, StatKind::Arima, StatKind::Theta] {
+        v.push(Box::new(StatModel {
+            kind,
+            seasons: seasons.to_vec(),
+        }));
+    }
+    if !seasons.is_empty() {
+        v.push(Box::new(StatModel {
+            kind: StatKind::Mstl,
+            seasons: seasons.to_vec(),
+        }));
+    }
+    v
+}
+
+/// Seasons to model for `y`: the configured one, or the detected one; plus a weekly
+/// season when the first is daily (`day` steps) and the history holds two weeks.
+pub fn seasons_for(y: &[f64], configured: Option<usize>, day: Option<usize>) -> Vec<usize> {
+    let m = configured.or_else(|| detect_season(y, 2, y.len() / 2));
+    let mut v: Vec<usize> = m.into_iter().collect();
+    if let (Some(m), Some(d)) = (m, day) {
+        if m == d && y.len() >= 2 * 7 * d {
+            v.push(7 * d);
+        }
+    }
+    v
+}
+
+/// Cross-validates `candidates` on `y` and fits the winner (or top-`ensemble` average) on
+/// all of `y`, calibrated on its fold residuals when `calibrate` is set.
+pub fn select(
+    y: &[f64],
+    candidates: &[Box<dyn Forecaster>],
+    cv: &CvConfig,
+    score_kind: ScoreKind,
+    ensemble: usize,
+    calibrate: bool,
+    mut progress: impl FnMut(&str),
+) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
+    let mut reports: Vec<(usize, CvReport)> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        progress(&c.name());
+        reports.push((i, cross_validate(c.as_ref(), y, cv)));
+    }
+    let name_of = |r: &CvReport| {
+        r.folds
+            .last()
+            .map(|f| f.model.clone())
+            .unwrap_or_else(|| r.model.clone())
+    };
+    let mut ok: Vec<&(usize, CvReport)> =
+        reports.iter().filter(|(_, r)| r.scores.is_some()).collect();
+    ok.sort_by(|a, b| {
+        let (sa, sb) = (
+            a.1.scores.as_ref().expect("ok"),
+            b.1.scores.as_ref().expect("ok"),
+        );
+        // Candidates with fewer folds are ranked after complete ones.
+        b.1.folds
+            .len()
+            .cmp(&a.1.folds.len())
+            .then(score_kind.of(sa).total_cmp(&score_kind.of(sb)))
+    });
+    let mut ranking: Vec<Ranked> = ok
+        .iter()
+        .map(|(_, r)| Ranked {
+            model: name_of(r),
+            scores: r.scores.clone(),
+            failures: r.failures.clone(),
+        })
+        .collect();
+    for (_, r) in reports.iter().filter(|(_, r)| r.scores.is_none()) {
+        ranking.push(Ranked {
+            model: r.model.clone(),
+            scores: None,
+            failures: r.failures.clone(),
+        });
+    }
+    let Some(best) = ok.first() else {
+        let why: Vec<String> = ranking
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.model,
+                    r.failures.first().cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        return Err(ForecastError::Invalid(format!(
+            "no model could be cross-validated on {} points: {}",
+            y.len(),
+            why.join("; ")
+        )));
+    };
+    let k = ensemble.max(1).min(ok.len());
+    let members: Vec<&(usize, CvReport)> = ok.iter().take(k).copied().collect();
+    let levels = cv.all_levels();
+    // Folds of the chosen model or ensemble (ensembles average members' fold quantiles).
+    let folds: Vec<Fold> = if k == 1 {
+        best.1.folds.clone()
+    } else {
+        average_folds(&members.iter().map(|m| &m.1).collect::<Vec<_>>())
+    };
+    let mut fitted: Vec<Box<dyn Fitted>> = Vec::new();
+    for (i, _) in &members {
+        let lo = y.len().saturating_sub(cv.max_train);
+        fitted.push(candidates[*i].fit(&y[lo..])?);
+    }
+    let model: Box<dyn Fitted> = if fitted.len() == 1 {
+        fitted.pop().expect("one")
+    } else {
+        Box::new(Ensemble { members: fitted })
+    };
+    let winner_scores = score(y, &folds, cv).expect("folds exist");
+    let runner = ok.get(k).map(|(_, r)| r);
+    let mut reason = format!(
+        "{} has the lowest {:?} ({:.4}) over {} folds of {} steps",
+        if k == 1 {
+            name_of(&best.1)
+        } else {
+            format!("the mean of the top {k}")
+        },
+        score_kind,
+        score_kind.of(&winner_scores),
+        folds.len(),
+        cv.horizon
+    );
+    if let Some(r) = runner {
+        let s = r.scores.as_ref().expect("ok");
+        reason.push_str(&format!(
+            "; next best {} at {:.4}",
+            name_of(r),
+            score_kind.of(s)
+        ));
+    }
+    reason.push_str(&format!(
+        "; 80% interval covered {:.0}% of held-out points before calibration",
+        winner_scores.coverage80 * 100.0
+    ));
+    let mut residuals = 0;
+    let model: Box<dyn Fitted> = match calibrate
+        .then(|| Calibration::fit(&folds, &levels))
+        .flatten()
+    {
+        Some(c) => {
+            residuals = c.residuals;
+            Box::new(Calibrated {
+                inner: model,
+                calibration: c,
+            })
+        }
+        None => model,
+    };
+    let winner = model.describe();
+    Ok((
+        model,
+        Selection {
+            ranking,
+            winner,
+            score: score_kind,
+            reason,
+            calibration_residuals: residuals,
+        },
+    ))
+}
+
+fn average_folds(reports: &[&CvReport]) -> Vec<Fold> {
+    let first = reports[0];
+    first
+        .folds
+        .iter()
+        .filter_map(|f| {
+            let same: Vec<&Fold> = reports
+                .iter()
+                .filter_map(|r| r.folds.iter().find(|g| g.origin == f.origin))
+                .collect();
+            (same.len() == reports.len()).then(|| Fold {
+                origin: f.origin,
+                truth: f.truth.clone(),
+                quantiles: mean_quantiles(&same.iter().map(|g| &g.quantiles).collect::<Vec<_>>()),
+                seconds: same.iter().map(|g| g.seconds).sum(),
+                model: "ensemble".into(),
+            })
+        })
+        .collect()
+}
+
+fn mean_quantiles(qs: &[&Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
+    let n = qs.len() as f64;
+    (0..qs[0].len())
+        .map(|s| {
+            (0..qs[0][s].len())
+                .map(|j| qs.iter().map(|q| q[s][j]).sum::<f64>() / n)
+                .collect()
+        })
+        .collect()
+}
+
+/// Quantile averaging of several fitted models.
+pub struct Ensemble {
+    /// The members.
+    pub members: Vec<Box<dyn Fitted>>,
+}
+
+impl Fitted for Ensemble {
+    fn describe(&self) -> String {
+        let names: Vec<String> = self.members.iter().map(|m| m.describe()).collect();
+        format!("ensemble[{}]", names.join(" + "))
+    }
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+        let preds = self
+            .members
+            .iter()
+            .map(|m| m.predict(horizon, levels))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(mean_quantiles(&preds.iter().collect::<Vec<_>>()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::noise;
+
+    #[test]
+    fn picks_seasonal_naive_on_a_clean_cycle_and_says_why() {
+        let m = 24;
+        let y: Vec<f64> = (0..m * 30)
+            .map(|i| 10.0 + if i % m < 6 { 8.0 } else { 0.0 } + 0.3 * noise(i))
+            .collect();
+        let cv = CvConfig {
+            horizon: m,
+            folds: 3,
+            step: m,
+            levels: vec![0.1, 0.5, 0.9],
+            season: m,
+            max_train: 2000,
+        };
+        let cands: Vec<Box<dyn Forecaster>> =
+            vec![Box::new(Naive), Box::new(SeasonalNaive { season: m })];
+        let (model, sel) = select(&y, &cands, &cv, ScoreKind::Crps, 1, true, |_| {}).unwrap();
+        assert!(sel.winner.starts_with("snaive(m=24)"), "{sel:?}");
+        assert!(sel.reason.contains("lowest Crps"), "{}", sel.reason);
+        assert!(sel.reason.contains("next best naive"), "{}", sel.reason);
+        assert_eq!(sel.ranking.len(), 2);
+        assert!(sel.calibration_residuals > 0);
+        let p = model.predict(m, &[0.1, 0.5, 0.9]).unwrap();
+        assert!(p[2][1] > 16.0 && p[12][1] < 12.0, "{:?} {:?}", p[2], p[12]);
+    }
+
+    #[test]
+    fn ensembles_average_members() {
+        let y: Vec<f64> = (0..300).map(|i| (i % 10) as f64 + noise(i)).collect();
+        let cv = CvConfig {
+            horizon: 5,
+            folds: 3,
+            step: 5,
+            levels: vec![0.5],
+            season: 10,
+            max_train: 1000,
+        };
+        let cands: Vec<Box<dyn Forecaster>> =
+            vec![Box::new(Naive), Box::new(SeasonalNaive { season: 10 })];
+        let (model, sel) = select(&y, &cands, &cv, ScoreKind::Mase, 2, false, |_| {}).unwrap();
+        assert!(sel.winner.starts_with("ensemble["), "{}", sel.winner);
+        let a = Naive.fit(&y).unwrap().predict(5, &[0.5]).unwrap();
+        let b = SeasonalNaive { season: 10 }
+            .fit(&y)
+            .unwrap()
+            .predict(5, &[0.5])
+            .unwrap();
+        let e = model.predict(5, &[0.5]).unwrap();
+        for s in 0..5 {
+            assert!((e[s][0] - (a[s][0] + b[s][0]) / 2.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn all_failing_is_an_error_naming_each_candidate() {
+        let cv = CvConfig {
+            horizon: 5,
+            folds: 2,
+            step: 5,
+            levels: vec![0.5],
+            season: 1,
+            max_train: 100,
+        };
+        let cands: Vec<Box<dyn Forecaster>> = vec![Box::new(SeasonalNaive { season: 50 })];
+        let e = select(&[1.0; 30], &cands, &cv, ScoreKind::Crps, 1, true, |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("snaive"), "{e}");
+    }
+
+    #[test]
+    fn seasons_add_a_week_to_a_day() {
+        let day = 24;
+        let y: Vec<f64> = (0..day * 15).map(|i| ((i % day) as f64).sin()).collect();
+        assert_eq!(seasons_for(&y, Some(day), Some(day)), vec![24, 168]);
+        assert_eq!(seasons_for(&y[..day * 10], Some(day), Some(day)), vec![24]);
+        assert_eq!(seasons_for(&y, Some(12), Some(day)), vec![12]);
+    }
+}
