@@ -371,3 +371,179 @@ mod tests {
         assert_eq!(seasons_for(&y, Some(12), Some(day)), vec![12]);
     }
 }
+
+/// Which model (or selection) a forecast uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelChoice {
+    /// Cross-validated choice among all candidates.
+    Auto,
+    /// Quantile average of the best three candidates.
+    Ensemble,
+    /// Last value.
+    Naive,
+    /// Value one season ago.
+    Snaive,
+    /// AutoETS (on the seasonally adjusted series for long seasons).
+    Ets,
+    /// MSTL + ETS.
+    Mstl,
+    /// AutoARIMA.
+    Arima,
+    /// AutoTheta.
+    Theta,
+}
+
+impl ModelChoice {
+    /// Parses a model name as the command line spells it.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "ensemble" => Self::Ensemble,
+            "naive" => Self::Naive,
+            "snaive" => Self::Snaive,
+            "ets" => Self::Ets,
+            "mstl" => Self::Mstl,
+            "arima" => Self::Arima,
+            "theta" => Self::Theta,
+            "prophet" | "lstm" => {
+                return Err(format!(
+                    "model {s:?} is not available yet in this build; use auto, ensemble, naive, snaive, ets, mstl, arima or theta"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "unknown model {other:?}; use auto, ensemble, naive, snaive, ets, mstl, arima or theta"
+                ))
+            }
+        })
+    }
+}
+
+/// Everything `prescale forecast` needs to turn a history into a calibrated forecast:
+/// seasons, candidates, cross-validation and calibration. Also a [`Forecaster`], so the
+/// whole procedure can itself be cross-validated (nested) by `backtest`.
+#[derive(Debug, Clone)]
+pub struct AutoSpec {
+    /// Model or selection.
+    pub choice: ModelChoice,
+    /// Configured season in steps (`None` detects it).
+    pub season: Option<usize>,
+    /// Steps per day, when the step divides a day (adds a weekly season, scales MASE).
+    pub day: Option<usize>,
+    /// Steps to forecast (and to cross-validate).
+    pub horizon: usize,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// Levels to score and calibrate.
+    pub levels: Vec<f64>,
+    /// Selection score.
+    pub score: ScoreKind,
+}
+
+/// What [`AutoSpec::plan`] decides for a history.
+pub struct Prepared {
+    /// Seasons in steps, shortest first.
+    pub seasons: Vec<usize>,
+    /// Candidate models.
+    pub candidates: Vec<Box<dyn Forecaster>>,
+    /// The cross-validation that judges them.
+    pub cv: CvConfig,
+}
+
+impl AutoSpec {
+    /// The seasons, candidates and cross-validation for history `y`.
+    pub fn plan(&self, y: &[f64]) -> Result<Prepared, ForecastError> {
+        let seasons = seasons_for(y, self.season, self.day);
+        let m = seasons.first().copied();
+        let candidates: Vec<Box<dyn Forecaster>> =
+            match self.choice {
+                ModelChoice::Auto | ModelChoice::Ensemble => default_candidates(&seasons),
+                ModelChoice::Naive => vec![Box::new(Naive)],
+                ModelChoice::Snaive => match m {
+                    Some(m) => vec![Box::new(SeasonalNaive { season: m })],
+                    None => return Err(ForecastError::Invalid(
+                        "snaive needs a season and none was detected; pass --season N (in steps)"
+                            .into(),
+                    )),
+                },
+                ModelChoice::Ets | ModelChoice::Mstl | ModelChoice::Arima | ModelChoice::Theta => {
+                    let kind = match self.choice {
+                        ModelChoice::Ets => StatKind::Ets,
+                        ModelChoice::Mstl => StatKind::Mstl,
+                        ModelChoice::Arima => StatKind::Arima,
+                        _ => StatKind::Theta,
+                    };
+                    vec![Box::new(StatModel {
+                        kind,
+                        seasons: seasons.clone(),
+                    })]
+                }
+            };
+        let scale_season = self.day.or(m).unwrap_or(1);
+        let cv = CvConfig {
+            horizon: self.horizon,
+            folds: self.folds,
+            step: self.horizon.max(scale_season / 4).max(1),
+            levels: self.levels.clone(),
+            season: scale_season,
+            max_train: y.len(),
+        };
+        Ok(Prepared {
+            seasons,
+            candidates,
+            cv,
+        })
+    }
+
+    /// Selects, fits and calibrates on `y`. When `y` is too short for even one fold, the
+    /// first candidate that fits is used uncalibrated and the selection says so.
+    pub fn run(
+        &self,
+        y: &[f64],
+        progress: impl FnMut(&str),
+    ) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
+        let Prepared { candidates, cv, .. } = self.plan(y)?;
+        let ensemble = if self.choice == ModelChoice::Ensemble {
+            3
+        } else {
+            1
+        };
+        if cv.origins(y.len(), 2).is_empty() {
+            let mut errors = Vec::new();
+            for c in &candidates {
+                match c.fit(y) {
+                    Ok(f) => {
+                        let winner = f.describe();
+                        return Ok((
+                            f,
+                            Selection {
+                                ranking: Vec::new(),
+                                winner,
+                                score: self.score,
+                                reason: format!(
+                                    "{} points are too few to cross-validate a {}-step horizon: first candidate that fits, intervals not calibrated",
+                                    y.len(),
+                                    self.horizon
+                                ),
+                                calibration_residuals: 0,
+                            },
+                        ));
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            return Err(ForecastError::Invalid(errors.join("; ")));
+        }
+        select(y, &candidates, &cv, self.score, ensemble, true, progress)
+    }
+}
+
+impl Forecaster for AutoSpec {
+    fn name(&self) -> String {
+        format!("{:?}", self.choice).to_lowercase()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        Ok(self.run(y, |_| {})?.0)
+    }
+}

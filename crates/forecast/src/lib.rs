@@ -18,7 +18,9 @@ pub mod metrics;
 pub mod models;
 pub mod season;
 
-pub use auto::{default_candidates, seasons_for, select, ScoreKind, Selection};
+pub use auto::{
+    default_candidates, seasons_for, select, AutoSpec, ModelChoice, ScoreKind, Selection,
+};
 pub use calibrate::{Calibrated, Calibration};
 pub use cv::{cross_validate, CvConfig, CvReport, Scores};
 pub use models::{StatKind, StatModel};

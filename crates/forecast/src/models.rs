@@ -3,7 +3,7 @@
 //!
 //! - `ets`: AutoETS (error, trend and season chosen by AICc, damped trend allowed); for
 //!   long seasons (more than [`MAX_DIRECT_SEASON`] steps, e.g. a day of 5-minute data) the
-//!   season is removed by MSTL first and AutoETS models the rest (MSTL + ETS);
+//!   season is removed first (classical seasonal indices) and AutoETS models the rest;
 //! - `mstl`: MSTL decomposition over one or more seasons, AutoETS on trend + remainder and
 //!   the last cycle of each season repeated;
 //! - `arima`: AutoARIMA (stepwise order search, differencing by unit-root tests), with a
@@ -32,7 +32,7 @@ pub const MAX_DIRECT_SEASON: usize = 48;
 /// Which statistical model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatKind {
-    /// AutoETS (MSTL + ETS for long seasons).
+    /// AutoETS (on the seasonally adjusted series for long seasons).
     Ets,
     /// MSTL + AutoETS.
     Mstl,
@@ -162,7 +162,11 @@ impl Forecaster for StatModel {
             .collect();
         let (mut inner, indices) = match (&self.kind, m, long) {
             (StatKind::Ets, Some(m), None) => (Inner::Ets(AutoETS::with_period(m)), None),
-            (StatKind::Ets, Some(_), Some(_)) | (StatKind::Mstl, Some(_), _) => {
+            (StatKind::Ets, Some(m), Some(_)) => {
+                let (_, idx) = deseasonalize(y, m);
+                (Inner::Ets(AutoETS::non_seasonal()), Some(idx))
+            }
+            (StatKind::Mstl, Some(_), _) => {
                 (Inner::Mstl(MSTLForecaster::new(seasons.clone())), None)
             }
             (StatKind::Ets, None, _) | (StatKind::Mstl, None, _) => {
@@ -209,7 +213,11 @@ impl Forecaster for StatModel {
                 .unwrap_or_else(|| "ets".into()),
             Inner::Mstl(_) => format!("mstl({})+ets", join(&seasons)),
             Inner::Arima(a) => match a.selected_full_order() {
-                Some(o) => format!("arima{o:?}"),
+                Some(o) if o.s > 1 => format!(
+                    "arima({},{},{})({},{},{})[{}]",
+                    o.p, o.d, o.q, o.cap_p, o.cap_d, o.cap_q, o.s
+                ),
+                Some(o) => format!("arima({},{},{})", o.p, o.d, o.q),
                 None => "arima".into(),
             },
             Inner::Theta(t) => match t.selected_model() {

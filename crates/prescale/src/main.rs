@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod forecast_cmd;
+mod input;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use prescale_collect::HostCollector;
@@ -69,6 +72,57 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Forecast a CSV series (`timestamp`, `value`) as quantiles.
+    Forecast {
+        /// CSV file with a header and `timestamp` (unix seconds or RFC 3339) and `value` columns.
+        #[arg(long, short, value_name = "FILE")]
+        input: PathBuf,
+        /// Steps to forecast (the step is the data's own).
+        #[arg(long, value_name = "STEPS")]
+        horizon: usize,
+        /// Quantile levels; the CSV columns are named `q` + each level as written.
+        #[arg(long, default_value = "0.05,0.5,0.95")]
+        quantiles: String,
+        /// auto (cross-validated choice), ensemble, naive, snaive, ets, mstl, arima or theta.
+        #[arg(long, default_value = "auto")]
+        model: String,
+        /// Season length in steps (detected when absent).
+        #[arg(long, value_name = "N")]
+        season: Option<usize>,
+        /// Cross-validation folds for selection and calibration.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+        folds: u32,
+        /// Score that picks the model.
+        #[arg(long, value_enum, default_value_t = ScoreArg::Crps)]
+        score: ScoreArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = forecast_cmd::ForecastFormat::Csv)]
+        format: forecast_cmd::ForecastFormat,
+    },
+    /// Cross-validate models on CSV series and print their scores.
+    Backtest {
+        /// A CSV file, or a directory of them.
+        #[arg(long, short, value_name = "FILE|DIR")]
+        input: PathBuf,
+        /// Comma-separated models (as for `forecast --model`).
+        #[arg(long, default_value = "naive,snaive,ets,mstl,arima,theta,auto")]
+        models: String,
+        /// Steps per fold.
+        #[arg(long, default_value_t = 12)]
+        horizon: usize,
+        /// Rolling origins.
+        #[arg(long, default_value_t = 3)]
+        folds: usize,
+        /// Season length in steps (detected when absent).
+        #[arg(long, value_name = "N")]
+        season: Option<usize>,
+        /// Levels scored by CRPS.
+        #[arg(long, default_value = "0.05,0.1,0.25,0.5,0.75,0.9,0.95")]
+        quantiles: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = forecast_cmd::BacktestFormat::Table)]
+        format: forecast_cmd::BacktestFormat,
+    },
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -85,6 +139,13 @@ enum ConfigAction {
         /// The file to check.
         file: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ScoreArg {
+    Crps,
+    Mase,
+    Smape,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -122,6 +183,48 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Config { action } => config_cmd(action),
+        Command::Forecast {
+            input,
+            horizon,
+            quantiles,
+            model,
+            season,
+            folds,
+            score,
+            format,
+        } => forecast_cmd::forecast(forecast_cmd::ForecastArgs {
+            input,
+            horizon,
+            quantiles,
+            model,
+            season,
+            folds: folds as usize,
+            score: match score {
+                ScoreArg::Crps => prescale_forecast::ScoreKind::Crps,
+                ScoreArg::Mase => prescale_forecast::ScoreKind::Mase,
+                ScoreArg::Smape => prescale_forecast::ScoreKind::Smape,
+            },
+            format,
+        })
+        .map_err(|e| UsageError(e).into()),
+        Command::Backtest {
+            input,
+            models,
+            horizon,
+            folds,
+            season,
+            quantiles,
+            format,
+        } => forecast_cmd::backtest(forecast_cmd::BacktestArgs {
+            input,
+            models,
+            horizon,
+            folds,
+            season,
+            quantiles,
+            format,
+        })
+        .map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
         Command::Demo {
             seed,

@@ -1,0 +1,235 @@
+//! Reading a series from CSV for `forecast` and `backtest`: a header with `timestamp`
+//! (unix seconds or RFC 3339) and `value` columns. Unsorted rows are sorted and repeated
+//! timestamps keep their first value, each with a warning; empty or NaN values and gaps in
+//! the regular step are filled by linear interpolation, also with a warning. Anything
+//! else wrong is an error naming the file and line.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A regular series read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Unix seconds of each point (regular, `step` apart).
+    pub ts: Vec<i64>,
+    /// Values, all finite.
+    pub values: Vec<f64>,
+    /// Seconds between points.
+    pub step: i64,
+    /// Whether the file used RFC 3339 timestamps (output follows the input).
+    pub rfc3339: bool,
+    /// Things fixed on the way, for stderr.
+    pub warnings: Vec<String>,
+}
+
+fn parse_ts(s: &str) -> Option<(i64, bool)> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<i64>() {
+        return Some((v, false));
+    }
+    if let Ok(v) = s.parse::<f64>() {
+        if v.is_finite() {
+            return Some((v.round() as i64, false));
+        }
+    }
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    Some((secs, true))
+}
+
+/// Formats unix seconds the way the input was written.
+pub fn format_ts(secs: i64, rfc3339: bool) -> String {
+    if rfc3339 && secs >= 0 {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs as u64)).to_string()
+    } else {
+        secs.to_string()
+    }
+}
+
+/// Reads and regularises a CSV series.
+pub fn read_csv(path: &Path) -> Result<Series, String> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| format!("{name}: empty file; expected a header `timestamp,value`"))?;
+    let cols: Vec<String> = header
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+        .collect();
+    let find = |want: &str| cols.iter().position(|c| c == want);
+    let (Some(ti), Some(vi)) = (find("timestamp"), find("value")) else {
+        return Err(format!(
+            "{name}:1: header {header:?} lacks a `timestamp` and a `value` column; the first line must name them, e.g. `timestamp,value`"
+        ));
+    };
+    let mut rows: Vec<(i64, Option<f64>)> = Vec::new();
+    let mut rfc = false;
+    for (i, line) in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let lineno = i + 1;
+        let (Some(t), Some(v)) = (f.get(ti), f.get(vi)) else {
+            return Err(format!(
+                "{name}:{lineno}: expected {} columns, found {}",
+                cols.len(),
+                f.len()
+            ));
+        };
+        let (ts, is_rfc) = parse_ts(t.trim_matches('"')).ok_or_else(|| {
+            format!("{name}:{lineno}: timestamp {t:?} is neither unix seconds nor RFC 3339 (2026-01-05T14:00:00Z)")
+        })?;
+        rfc |= is_rfc;
+        let v = v.trim().trim_matches('"');
+        let value = if v.is_empty() || v.eq_ignore_ascii_case("nan") {
+            None
+        } else {
+            match v.parse::<f64>() {
+                Ok(x) if x.is_finite() => Some(x),
+                Ok(_) => None,
+                Err(_) => {
+                    return Err(format!(
+                        "{name}:{lineno}: value {v:?} is not a number; the `value` column must hold numbers"
+                    ))
+                }
+            }
+        };
+        rows.push((ts, value));
+    }
+    let mut warnings = Vec::new();
+    if rows.windows(2).any(|w| w[1].0 < w[0].0) {
+        warnings.push("rows were not in time order; sorted them".to_string());
+        rows.sort_by_key(|r| r.0);
+    }
+    let before = rows.len();
+    rows.dedup_by_key(|r| r.0);
+    if rows.len() < before {
+        warnings.push(format!(
+            "{} repeated timestamp(s); kept the first value of each",
+            before - rows.len()
+        ));
+    }
+    if rows.len() < 2 {
+        return Err(format!(
+            "{name}: {} data row(s); a series needs at least 2",
+            rows.len()
+        ));
+    }
+    let mut diffs: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    diffs.sort_unstable();
+    let step = diffs[diffs.len() / 2].max(1);
+    // Put every row on the regular grid starting at the first timestamp; fill holes.
+    let t0 = rows[0].0;
+    let last = rows[rows.len() - 1].0;
+    let n = ((last - t0) / step + 1) as usize;
+    let mut grid: Vec<Option<f64>> = vec![None; n];
+    let mut off_grid = 0;
+    for (t, v) in &rows {
+        let k = ((t - t0) as f64 / step as f64).round() as i64;
+        if (t - t0) % step != 0 {
+            off_grid += 1;
+        }
+        if let Some(slot) = grid.get_mut(k as usize) {
+            if slot.is_none() {
+                *slot = *v;
+            }
+        }
+    }
+    if off_grid > 0 {
+        warnings.push(format!(
+            "{off_grid} timestamp(s) off the {step}-second grid; moved to the nearest step"
+        ));
+    }
+    let missing = grid.iter().filter(|v| v.is_none()).count();
+    if missing == n {
+        return Err(format!("{name}: no numeric values"));
+    }
+    if missing > 0 {
+        warnings.push(format!(
+            "{missing} missing or non-finite point(s) on the {step}-second grid; filled by linear interpolation"
+        ));
+    }
+    let values = interpolate(&grid);
+    let ts = (0..n).map(|k| t0 + k as i64 * step).collect();
+    Ok(Series {
+        ts,
+        values,
+        step,
+        rfc3339: rfc,
+        warnings,
+    })
+}
+
+fn interpolate(grid: &[Option<f64>]) -> Vec<f64> {
+    let known: Vec<(usize, f64)> = grid
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|x| (i, x)))
+        .collect();
+    let mut out = Vec::with_capacity(grid.len());
+    let mut k = 0;
+    for i in 0..grid.len() {
+        while k + 1 < known.len() && known[k + 1].0 <= i {
+            k += 1;
+        }
+        let (i0, v0) = known[k];
+        let v = if i <= i0 || k + 1 == known.len() {
+            v0
+        } else {
+            let (i1, v1) = known[k + 1];
+            v0 + (v1 - v0) * (i - i0) as f64 / (i1 - i0) as f64
+        };
+        out.push(v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Series, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        std::fs::write(&p, text).unwrap();
+        read_csv(&p)
+    }
+
+    #[test]
+    fn sorts_dedups_and_fills_with_warnings() {
+        let s = read("timestamp,value\n300,3\n0,0\n0,9\n600,\n1200,12\n").unwrap();
+        assert_eq!(s.step, 300);
+        assert_eq!(s.ts, vec![0, 300, 600, 900, 1200]);
+        assert_eq!(s.values, vec![0.0, 3.0, 6.0, 9.0, 12.0]);
+        assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+        assert!(!s.rfc3339);
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let s = read("value,timestamp\n1,2026-01-05T00:00:00Z\n2,2026-01-05T00:05:00Z\n").unwrap();
+        assert!(s.rfc3339);
+        assert_eq!(s.step, 300);
+        assert_eq!(format_ts(s.ts[1], true), "2026-01-05T00:05:00Z");
+    }
+
+    #[test]
+    fn bad_input_names_file_and_line() {
+        let e = read("time,val\n1,2\n").unwrap_err();
+        assert!(e.contains(":1:") && e.contains("timestamp"), "{e}");
+        let e = read("timestamp,value\n0,1\n60,abc\n").unwrap_err();
+        assert!(e.contains(":3:") && e.contains("not a number"), "{e}");
+        let e = read("timestamp,value\nyesterday,1\n").unwrap_err();
+        assert!(e.contains(":2:") && e.contains("RFC 3339"), "{e}");
+        assert!(read("").unwrap_err().contains("empty"));
+        assert!(read("timestamp,value\n0,1\n")
+            .unwrap_err()
+            .contains("at least 2"));
+    }
+}
