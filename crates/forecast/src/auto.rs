@@ -456,14 +456,23 @@ impl AutoSpec {
     pub fn plan(&self, y: &[f64]) -> Result<Prepared, ForecastError> {
         let seasons = seasons_for(y, self.season, self.day);
         let m = seasons.first().copied();
+        // A daily seasonal naive is always worth a try when a day of steps is known.
+        let day_snaive = self
+            .day
+            .filter(|d| !seasons.contains(d) && y.len() >= 2 * d)
+            .map(|d| Box::new(SeasonalNaive { season: d }) as Box<dyn Forecaster>);
         let candidates: Vec<Box<dyn Forecaster>> =
             match self.choice {
-                ModelChoice::Auto | ModelChoice::Ensemble => default_candidates(&seasons),
+                ModelChoice::Auto | ModelChoice::Ensemble => {
+                    let mut v = default_candidates(&seasons);
+                    v.extend(day_snaive);
+                    v
+                }
                 ModelChoice::Naive => vec![Box::new(Naive)],
-                ModelChoice::Snaive => match m {
+                ModelChoice::Snaive => match m.or(self.day) {
                     Some(m) => vec![Box::new(SeasonalNaive { season: m })],
                     None => return Err(ForecastError::Invalid(
-                        "snaive needs a season and none was detected; pass --season N (in steps)"
+                        "snaive needs a season: none was detected and the step does not divide a day; pass --season N (in steps)"
                             .into(),
                     )),
                 },

@@ -4,7 +4,9 @@
 /// `min` and `max` lags, if that peak is clearly periodic (autocorrelation above 0.3).
 ///
 /// The series is first detrended by removing a least-squares line, so a trend alone does
-/// not look like a long season. A peak is a lag whose autocorrelation is at least that of
+/// not look like a long season. A peak must stand at least 0.3 above the autocorrelation
+/// half a period later (where a cycle is out of phase), so a smooth series' high
+/// autocorrelation at short lags is not mistaken for a season. A peak is a lag whose autocorrelation is at least that of
 /// its neighbours; the strongest peak wins, unless a shorter peak of which it is a whole
 /// multiple comes within 10% of it, so a series with a daily cycle reports one day
 /// rather than two, and a week with quieter weekends reports a week.
@@ -48,7 +50,12 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
         let i = lag - (min - 1);
         let v = values[i];
         if v > 0.3 && v >= values[i - 1] && v >= values[i + 1] {
-            peaks.push((lag, v));
+            // A real cycle is out of phase half a period later: demand a trough there, so
+            // the high autocorrelation of a smooth series at short lags is not a season.
+            let trough = acf(lag / 2).max(acf(lag.div_ceil(2)));
+            if v - trough >= 0.3 {
+                peaks.push((lag, v));
+            }
         }
     }
     let (best_lag, best) = peaks.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
@@ -93,6 +100,21 @@ mod tests {
             })
             .collect();
         assert_eq!(detect_season(&y, 2, 24 * 8), Some(168));
+    }
+
+    #[test]
+    fn smooth_series_do_not_report_short_seasons() {
+        // A slow daily sine plus a pattern that repeats every 3 steps at small amplitude,
+        // strongly autocorrelated at lag 3 but not a season worth modelling over the day.
+        let y: Vec<f64> = (0..288 * 3)
+            .map(|i| {
+                20.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).sin()
+                    + 3.0 * (((i * 7919) % 97) as f64 / 97.0 - 0.5)
+            })
+            .collect();
+        // The pattern's own period (97) ripples the peak by a step or two around the day.
+        let m = detect_season(&y, 2, y.len() / 2).unwrap();
+        assert!((285..=291).contains(&m), "{m}");
     }
 
     #[test]
