@@ -105,11 +105,30 @@ pub fn select(
     calibrate: bool,
     mut progress: impl FnMut(&str),
 ) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
-    let mut reports: Vec<(usize, CvReport)> = Vec::new();
-    for (i, c) in candidates.iter().enumerate() {
-        progress(&c.name());
-        reports.push((i, cross_validate(c.as_ref(), y, cv)));
-    }
+    // Candidates are cross-validated on a small pool of threads (one per core).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(candidates.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, CvReport)>();
+    let mut reports: Vec<(usize, CvReport)> = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(c) = candidates.get(i) else { break };
+                let r = cross_validate(c.as_ref(), y, cv);
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        rx.iter().inspect(|(_, r)| progress(&r.model)).collect()
+    });
+    reports.sort_by_key(|(i, _)| *i);
     let name_of = |r: &CvReport| {
         r.folds
             .last()

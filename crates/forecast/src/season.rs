@@ -53,7 +53,7 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
             // A real cycle is out of phase half a period later: demand a trough there, so
             // the high autocorrelation of a smooth series at short lags is not a season.
             let trough = acf(lag / 2).max(acf(lag.div_ceil(2)));
-            if v - trough >= 0.3 {
+            if v - trough >= 0.1 {
                 peaks.push((lag, v));
             }
         }
