@@ -444,6 +444,47 @@ mod tests {
         }
     }
 
+    /// Box & Jenkins' airline passengers, monthly totals 1949-1960 (thousands).
+    const AIR_PASSENGERS: [f64; 144] = [
+        112., 118., 132., 129., 121., 135., 148., 148., 136., 119., 104., 118., 115., 126., 141.,
+        135., 125., 149., 170., 170., 158., 133., 114., 140., 145., 150., 178., 163., 172., 178.,
+        199., 199., 184., 162., 146., 166., 171., 180., 193., 181., 183., 218., 230., 242., 209.,
+        191., 172., 194., 196., 196., 236., 235., 229., 243., 264., 272., 237., 211., 180., 201.,
+        204., 188., 235., 227., 234., 264., 302., 293., 259., 229., 203., 229., 242., 233., 267.,
+        269., 270., 315., 364., 347., 312., 274., 237., 278., 284., 277., 317., 313., 318., 374.,
+        413., 405., 355., 306., 271., 306., 315., 301., 356., 348., 355., 422., 465., 467., 404.,
+        347., 305., 336., 340., 318., 362., 348., 363., 435., 491., 505., 404., 359., 310., 337.,
+        360., 342., 406., 396., 420., 472., 548., 559., 463., 407., 362., 405., 417., 391., 419.,
+        461., 472., 535., 622., 606., 508., 461., 390., 432.,
+    ];
+
+    #[test]
+    fn arima_finds_the_airline_model() {
+        let y: Vec<f64> = AIR_PASSENGERS.iter().map(|v| v.ln()).collect();
+        let f = StatModel {
+            kind: StatKind::Arima,
+            seasons: vec![12],
+        }
+        .fit(&y)
+        .unwrap();
+        // R: auto.arima(log(AirPassengers)) -> ARIMA(0,1,1)(0,1,1)[12].
+        assert_eq!(f.describe(), "arima(0,1,1)(0,1,1)[12]");
+        // R's exact-ML fit of that model: ma1 = -0.4018, sma1 = -0.5569 (standard errors
+        // 0.090 and 0.073); anofox's estimator lands within about one standard error.
+        let start = Utc.timestamp_opt(0, 0).single().unwrap();
+        let ts = (0..y.len()).map(|i| start + chrono::Duration::minutes(i as i64)).collect();
+        let series = TimeSeries::univariate(ts, y.clone()).unwrap();
+        let mut m = anofox_forecast::models::arima::SARIMA::new(0, 1, 1, 0, 1, 1, 12);
+        AnofoxForecaster::fit(&mut m, &series).unwrap();
+        let (ma, sma) = (m.ma_coefficients()[0], m.seasonal_ma_coefficients()[0]);
+        assert!((ma - -0.4018).abs() < 0.09, "ma1 {ma}");
+        assert!((sma - -0.5569).abs() < 0.09, "sma1 {sma}");
+        // The forecast keeps the seasonal shape: July above November, a year ahead.
+        let p = f.predict(12, &[0.5]).unwrap();
+        assert!(p[6][0] > p[10][0] + 0.2, "{p:?}");
+        assert!((p[0][0].exp() - 450.0).abs() < 15.0, "January 1961: {}", p[0][0].exp());
+    }
+
     #[test]
     fn deseasonalize_recovers_indices() {
         let m = 4;
