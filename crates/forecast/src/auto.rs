@@ -4,6 +4,9 @@
 //! fold residuals. The [`Selection`] records every candidate's scores and why the winner
 //! won.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibrated, Calibration};
@@ -60,21 +63,21 @@ pub struct Selection {
     pub calibration_residuals: usize,
 }
 
-/// The default candidates for a series with the given seasons (in steps).
-pub fn default_candidates(seasons: &[usize]) -> Vec<Box<dyn Forecaster>> {
-    let mut v: Vec<Box<dyn Forecaster>> = vec![Box::new(Naive)];
+/// The default candidates for a series with the given seasons (in steps), cheapest first.
+pub fn default_candidates(seasons: &[usize]) -> Vec<Arc<dyn Forecaster>> {
+    let mut v: Vec<Arc<dyn Forecaster>> = vec![Arc::new(Naive)];
     for m in seasons {
-        v.push(Box::new(SeasonalNaive { season: *m }));
+        v.push(Arc::new(SeasonalNaive { season: *m }));
     }
-    for kind in [StatKind::Ets, StatKind::Arima, StatKind::Theta] {
-        v.push(Box::new(StatModel {
-            kind,
-            seasons: seasons.to_vec(),
-        }));
-    }
+    // Cheapest first: under a time budget the baselines always finish.
+    let mut kinds = vec![StatKind::Theta];
     if !seasons.is_empty() {
-        v.push(Box::new(StatModel {
-            kind: StatKind::Mstl,
+        kinds.push(StatKind::Mstl);
+    }
+    kinds.extend([StatKind::Ets, StatKind::Arima]);
+    for kind in kinds {
+        v.push(Arc::new(StatModel {
+            kind,
             seasons: seasons.to_vec(),
         }));
     }
@@ -96,38 +99,88 @@ pub fn seasons_for(y: &[f64], configured: Option<usize>, day: Option<usize>) -> 
 
 /// Cross-validates `candidates` on `y` and fits the winner (or top-`ensemble` average) on
 /// all of `y`, calibrated on its fold residuals when `calibrate` is set.
+///
+/// Candidates run on one thread per core. With a `budget`, candidates whose
+/// cross-validation has not finished when it runs out are left out of the ranking (as
+/// failures saying so); their threads finish in the background and are ignored.
+#[allow(clippy::too_many_arguments)]
 pub fn select(
     y: &[f64],
-    candidates: &[Box<dyn Forecaster>],
+    candidates: &[Arc<dyn Forecaster>],
     cv: &CvConfig,
     score_kind: ScoreKind,
     ensemble: usize,
     calibrate: bool,
+    budget: Option<Duration>,
     mut progress: impl FnMut(&str),
 ) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
-    // Candidates are cross-validated on a small pool of threads (one per core).
+    let started = Instant::now();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(candidates.len())
         .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let queue = Arc::new(std::sync::Mutex::new(
+        // Popped from the back: reversed so the cheap baselines (listed first) go first.
+        candidates
+            .iter()
+            .cloned()
+            .enumerate()
+            .rev()
+            .collect::<Vec<_>>(),
+    ));
+    let data: Arc<Vec<f64>> = Arc::new(y.to_vec());
     let (tx, rx) = std::sync::mpsc::channel::<(usize, CvReport)>();
-    let mut reports: Vec<(usize, CvReport)> = std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let next = &next;
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(c) = candidates.get(i) else { break };
-                let r = cross_validate(c.as_ref(), y, cv);
-                if tx.send((i, r)).is_err() {
+    for _ in 0..workers {
+        let (tx, queue, data, cv) = (tx.clone(), queue.clone(), data.clone(), cv.clone());
+        std::thread::spawn(move || loop {
+            let job = queue.lock().map(|mut q| q.pop());
+            let Ok(Some((i, c))) = job else { break };
+            let r = cross_validate(c.as_ref(), &data, &cv);
+            if tx.send((i, r)).is_err() {
+                break;
+            }
+        });
+    }
+    drop(tx);
+    let mut reports: Vec<(usize, CvReport)> = Vec::new();
+    loop {
+        let got = match budget {
+            Some(b) => match b.checked_sub(started.elapsed()) {
+                Some(left) => rx.recv_timeout(left).ok(),
+                None => None,
+            },
+            None => rx.recv().ok(),
+        };
+        match got {
+            Some((i, r)) => {
+                progress(&r.model);
+                reports.push((i, r));
+                if reports.len() == candidates.len() {
                     break;
                 }
-            });
+            }
+            None => break,
         }
-        drop(tx);
-        rx.iter().inspect(|(_, r)| progress(&r.model)).collect()
-    });
+    }
+    if let Ok(mut q) = queue.lock() {
+        q.clear(); // nothing new starts once the budget is spent
+    }
+    for (i, c) in candidates.iter().enumerate() {
+        if !reports.iter().any(|(j, _)| *j == i) {
+            reports.push((
+                i,
+                CvReport {
+                    model: c.name(),
+                    folds: Vec::new(),
+                    scores: None,
+                    failures: vec![format!(
+                        "cross-validation did not finish within the {:.1} s budget",
+                        budget.unwrap_or_default().as_secs_f64()
+                    )],
+                },
+            ));
+        }
+    }
     reports.sort_by_key(|(i, _)| *i);
     let name_of = |r: &CvReport| {
         r.folds
@@ -324,9 +377,9 @@ mod tests {
             season: m,
             max_train: 2000,
         };
-        let cands: Vec<Box<dyn Forecaster>> =
-            vec![Box::new(Naive), Box::new(SeasonalNaive { season: m })];
-        let (model, sel) = select(&y, &cands, &cv, ScoreKind::Crps, 1, true, |_| {}).unwrap();
+        let cands: Vec<Arc<dyn Forecaster>> =
+            vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: m })];
+        let (model, sel) = select(&y, &cands, &cv, ScoreKind::Crps, 1, true, None, |_| {}).unwrap();
         assert!(sel.winner.starts_with("snaive(m=24)"), "{sel:?}");
         assert!(sel.reason.contains("lowest Crps"), "{}", sel.reason);
         assert!(sel.reason.contains("next best naive"), "{}", sel.reason);
@@ -347,9 +400,10 @@ mod tests {
             season: 10,
             max_train: 1000,
         };
-        let cands: Vec<Box<dyn Forecaster>> =
-            vec![Box::new(Naive), Box::new(SeasonalNaive { season: 10 })];
-        let (model, sel) = select(&y, &cands, &cv, ScoreKind::Mase, 2, false, |_| {}).unwrap();
+        let cands: Vec<Arc<dyn Forecaster>> =
+            vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: 10 })];
+        let (model, sel) =
+            select(&y, &cands, &cv, ScoreKind::Mase, 2, false, None, |_| {}).unwrap();
         assert!(sel.winner.starts_with("ensemble["), "{}", sel.winner);
         let a = Naive.fit(&y).unwrap().predict(5, &[0.5]).unwrap();
         let b = SeasonalNaive { season: 10 }
@@ -373,11 +427,20 @@ mod tests {
             season: 1,
             max_train: 100,
         };
-        let cands: Vec<Box<dyn Forecaster>> = vec![Box::new(SeasonalNaive { season: 50 })];
-        let e = select(&[1.0; 30], &cands, &cv, ScoreKind::Crps, 1, true, |_| {})
-            .err()
-            .unwrap()
-            .to_string();
+        let cands: Vec<Arc<dyn Forecaster>> = vec![Arc::new(SeasonalNaive { season: 50 })];
+        let e = select(
+            &[1.0; 30],
+            &cands,
+            &cv,
+            ScoreKind::Crps,
+            1,
+            true,
+            None,
+            |_| {},
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("snaive"), "{e}");
     }
 
@@ -458,6 +521,8 @@ pub struct AutoSpec {
     pub levels: Vec<f64>,
     /// Selection score.
     pub score: ScoreKind,
+    /// Wall-clock budget for cross-validating the candidates (`None`: no limit).
+    pub budget: Option<Duration>,
 }
 
 /// What [`AutoSpec::plan`] decides for a history.
@@ -465,7 +530,7 @@ pub struct Prepared {
     /// Seasons in steps, shortest first.
     pub seasons: Vec<usize>,
     /// Candidate models.
-    pub candidates: Vec<Box<dyn Forecaster>>,
+    pub candidates: Vec<Arc<dyn Forecaster>>,
     /// The cross-validation that judges them.
     pub cv: CvConfig,
 }
@@ -479,17 +544,19 @@ impl AutoSpec {
         let day_snaive = self
             .day
             .filter(|d| !seasons.contains(d) && y.len() >= 2 * d)
-            .map(|d| Box::new(SeasonalNaive { season: d }) as Box<dyn Forecaster>);
-        let candidates: Vec<Box<dyn Forecaster>> =
+            .map(|d| Arc::new(SeasonalNaive { season: d }) as Arc<dyn Forecaster>);
+        let candidates: Vec<Arc<dyn Forecaster>> =
             match self.choice {
                 ModelChoice::Auto | ModelChoice::Ensemble => {
                     let mut v = default_candidates(&seasons);
-                    v.extend(day_snaive);
+                    if let Some(d) = day_snaive {
+                        v.insert(1 + seasons.len(), d);
+                    }
                     v
                 }
-                ModelChoice::Naive => vec![Box::new(Naive)],
+                ModelChoice::Naive => vec![Arc::new(Naive)],
                 ModelChoice::Snaive => match m.or(self.day) {
-                    Some(m) => vec![Box::new(SeasonalNaive { season: m })],
+                    Some(m) => vec![Arc::new(SeasonalNaive { season: m })],
                     None => return Err(ForecastError::Invalid(
                         "snaive needs a season: none was detected and the step does not divide a day; pass --season N (in steps)"
                             .into(),
@@ -502,7 +569,7 @@ impl AutoSpec {
                         ModelChoice::Arima => StatKind::Arima,
                         _ => StatKind::Theta,
                     };
-                    vec![Box::new(StatModel {
+                    vec![Arc::new(StatModel {
                         kind,
                         seasons: seasons.clone(),
                     })]
@@ -563,7 +630,16 @@ impl AutoSpec {
             }
             return Err(ForecastError::Invalid(errors.join("; ")));
         }
-        select(y, &candidates, &cv, self.score, ensemble, true, progress)
+        select(
+            y,
+            &candidates,
+            &cv,
+            self.score,
+            ensemble,
+            true,
+            self.budget,
+            progress,
+        )
     }
 }
 

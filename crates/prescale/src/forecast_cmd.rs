@@ -55,7 +55,9 @@ fn day_steps(step: i64) -> Option<usize> {
     (step > 0 && 86_400 % step == 0 && 86_400 / step >= 2).then(|| (86_400 / step) as usize)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spec(
+    budget: Option<f64>,
     series: &Series,
     choice: ModelChoice,
     season: Option<usize>,
@@ -72,6 +74,9 @@ fn spec(
         folds,
         levels: levels.to_vec(),
         score,
+        budget: budget
+            .filter(|b| *b > 0.0)
+            .map(std::time::Duration::from_secs_f64),
     }
 }
 
@@ -85,6 +90,7 @@ pub struct ForecastArgs {
     pub folds: usize,
     pub score: ScoreKind,
     pub format: ForecastFormat,
+    pub time_budget: f64,
 }
 
 /// Runs `prescale forecast`; errors are for the user to fix (exit 2).
@@ -108,7 +114,16 @@ pub fn forecast(a: ForecastArgs) -> Result<(), String> {
         ));
     }
     let lv: Vec<f64> = levels.iter().map(|l| l.1).collect();
-    let spec = spec(&series, choice, a.season, a.horizon, a.folds, &lv, a.score);
+    let spec = spec(
+        Some(a.time_budget),
+        &series,
+        choice,
+        a.season,
+        a.horizon,
+        a.folds,
+        &lv,
+        a.score,
+    );
     let (model, selection) = spec
         .run(&series.values, |_| {})
         .map_err(|e| format!("{}: {e}", a.input.display()))?;
@@ -175,6 +190,7 @@ pub struct BacktestArgs {
     pub season: Option<usize>,
     pub quantiles: String,
     pub format: BacktestFormat,
+    pub time_budget: f64,
 }
 
 fn inputs(p: &Path) -> Result<Vec<PathBuf>, String> {
@@ -244,6 +260,7 @@ pub fn backtest(a: BacktestArgs) -> Result<(), String> {
         for (label, choice) in &choices {
             bar.set_message(format!("{name} {label}"));
             let spec = spec(
+                Some(a.time_budget),
                 &series,
                 *choice,
                 a.season,

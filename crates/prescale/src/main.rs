@@ -98,6 +98,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = forecast_cmd::ForecastFormat::Csv)]
         format: forecast_cmd::ForecastFormat,
+        /// Seconds `auto` and `ensemble` may spend cross-validating candidates; those still
+        /// running then are left out (0: no limit). A named model always runs to the end.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        time_budget: f64,
     },
     /// Cross-validate models on CSV series and print their scores.
     Backtest {
@@ -122,6 +126,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = forecast_cmd::BacktestFormat::Table)]
         format: forecast_cmd::BacktestFormat,
+        /// Seconds each model selection may spend cross-validating (0: no limit).
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        time_budget: f64,
     },
     /// Print or check configuration.
     Config {
@@ -192,6 +199,7 @@ fn main() -> ExitCode {
             folds,
             score,
             format,
+            time_budget,
         } => forecast_cmd::forecast(forecast_cmd::ForecastArgs {
             input,
             horizon,
@@ -205,6 +213,7 @@ fn main() -> ExitCode {
                 ScoreArg::Smape => prescale_forecast::ScoreKind::Smape,
             },
             format,
+            time_budget,
         })
         .map_err(|e| UsageError(e).into()),
         Command::Backtest {
@@ -215,6 +224,7 @@ fn main() -> ExitCode {
             season,
             quantiles,
             format,
+            time_budget,
         } => forecast_cmd::backtest(forecast_cmd::BacktestArgs {
             input,
             models,
@@ -223,6 +233,7 @@ fn main() -> ExitCode {
             season,
             quantiles,
             format,
+            time_budget,
         })
         .map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
