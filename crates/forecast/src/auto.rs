@@ -630,6 +630,11 @@ impl AutoSpec {
             }
             return Err(ForecastError::Invalid(errors.join("; ")));
         }
+        // The budget limits the search; a model the user named always runs to the end.
+        let budget = match self.choice {
+            ModelChoice::Auto | ModelChoice::Ensemble => self.budget,
+            _ => None,
+        };
         select(
             y,
             &candidates,
@@ -637,7 +642,7 @@ impl AutoSpec {
             self.score,
             ensemble,
             true,
-            self.budget,
+            budget,
             progress,
         )
     }
