@@ -454,6 +454,12 @@ mod tests {
     }
 }
 
+/// Held-out points the selection wants at least (more folds for short horizons).
+pub const MIN_CV_POINTS: usize = 48;
+
+/// Most folds added to reach [`MIN_CV_POINTS`].
+pub const MAX_FOLDS: usize = 16;
+
 /// Which model (or selection) a forecast uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -515,7 +521,7 @@ pub struct AutoSpec {
     pub day: Option<usize>,
     /// Steps to forecast (and to cross-validate).
     pub horizon: usize,
-    /// Cross-validation folds.
+    /// Cross-validation folds (at least; short horizons get more, see [`MIN_CV_POINTS`]).
     pub folds: usize,
     /// Levels to score and calibrate.
     pub levels: Vec<f64>,
@@ -576,9 +582,15 @@ impl AutoSpec {
                 }
             };
         let scale_season = self.day.or(m).unwrap_or(1);
+        // Short horizons get more folds, so selection and calibration see at least
+        // MIN_CV_POINTS held-out points (up to MAX_FOLDS refits per candidate).
+        let folds = self
+            .folds
+            .max(MIN_CV_POINTS.div_ceil(self.horizon.max(1)))
+            .min(MAX_FOLDS.max(self.folds));
         let cv = CvConfig {
             horizon: self.horizon,
-            folds: self.folds,
+            folds,
             step: self.horizon.max(scale_season / 4).max(1),
             levels: self.levels.clone(),
             season: scale_season,

@@ -85,6 +85,15 @@ impl Calibration {
                 };
                 row.push(quantile_sorted(&r, adj));
             }
+            // Keep the model's median: a median shift learnt on a few folds mostly
+            // replays their level changes. The other levels keep their spread relative
+            // to the median.
+            if let Some(mid) = levels.iter().position(|p| (p - 0.5).abs() < 1e-12) {
+                let m = row[mid];
+                for v in row.iter_mut() {
+                    *v -= m;
+                }
+            }
             total += count(blo, bhi);
             shifts.push(row);
         }
