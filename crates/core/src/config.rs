@@ -412,6 +412,28 @@ impl Config {
                     return err(k("budget_per_hour"), "must be zero or positive".into());
                 }
             }
+            if !crate::model::MODEL_NAMES.contains(&w.model.as_str()) {
+                return err(
+                    k("model"),
+                    format!(
+                        "unknown model {:?}; use one of {}",
+                        w.model,
+                        crate::model::MODEL_NAMES.join(", ")
+                    ),
+                );
+            }
+            if w.retrain_s < w.step_s {
+                return err(
+                    k("retrain_s"),
+                    format!("must be at least one step ({} s)", w.step_s),
+                );
+            }
+            if !(w.drift_ratio.is_finite() && w.drift_ratio > 1.0) {
+                return err(
+                    k("drift_ratio"),
+                    format!("must be a number above 1 (e.g. 2.0), got {}", w.drift_ratio),
+                );
+            }
             for t in &w.tiers {
                 if !names.contains(t) {
                     return err(

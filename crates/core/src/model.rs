@@ -131,6 +131,33 @@ pub struct Workload {
     /// scale-down stabilisation window).
     #[serde(default = "default_scale_down_delay_s")]
     pub scale_down_delay_s: u64,
+    /// Forecasting model: `auto` (cross-validated choice), `ensemble`, a model name
+    /// (`naive`, `snaive`, `ets`, `mstl`, `arima`, `theta`), or `baseline` (seasonal naive
+    /// refitted inline at every step, no background training).
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Seconds between two model selections (refits happen at every step in between).
+    #[serde(default = "default_retrain_s")]
+    pub retrain_s: u64,
+    /// Select again when the live forecast error exceeds this multiple of the
+    /// cross-validation error.
+    #[serde(default = "default_drift_ratio")]
+    pub drift_ratio: f64,
+}
+
+/// Model names a workload may use.
+pub const MODEL_NAMES: [&str; 9] = [
+    "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "baseline",
+];
+
+fn default_model() -> String {
+    "auto".into()
+}
+fn default_retrain_s() -> u64 {
+    6 * 3_600
+}
+fn default_drift_ratio() -> f64 {
+    2.0
 }
 
 fn default_step_s() -> u64 {

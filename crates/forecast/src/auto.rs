@@ -61,6 +61,58 @@ pub struct Selection {
     pub reason: String,
     /// Cross-validation residuals behind the calibration (0 when not calibrated).
     pub calibration_residuals: usize,
+    /// Scores of the winner (or ensemble) over the folds, when cross-validated.
+    pub winner_scores: Option<Scores>,
+    /// How to refit the winner on newer data without selecting again.
+    #[serde(skip)]
+    pub recipe: Option<Recipe>,
+}
+
+/// The winner of a selection as a reusable recipe: its model specs (one, or the members
+/// of an ensemble) and the calibration learnt for it. Refitting a recipe on new data is
+/// one fit per member, no cross-validation.
+#[derive(Clone)]
+pub struct Recipe {
+    /// Model specs; more than one means a quantile-averaged ensemble.
+    pub specs: Vec<Arc<dyn Forecaster>>,
+    /// Conformal shifts, when calibrated.
+    pub calibration: Option<Calibration>,
+    /// Longest training window.
+    pub max_train: usize,
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.specs.iter().map(|s| s.name()).collect();
+        f.debug_struct("Recipe")
+            .field("specs", &names)
+            .field("calibrated", &self.calibration.is_some())
+            .finish()
+    }
+}
+
+impl Recipe {
+    /// Fits the recipe's models on `y` and applies its calibration.
+    pub fn refit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        let lo = y.len().saturating_sub(self.max_train);
+        let mut fitted = self
+            .specs
+            .iter()
+            .map(|s| s.fit(&y[lo..]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let model: Box<dyn Fitted> = if fitted.len() == 1 {
+            fitted.pop().expect("one")
+        } else {
+            Box::new(Ensemble { members: fitted })
+        };
+        Ok(match &self.calibration {
+            Some(c) => Box::new(Calibrated {
+                inner: model,
+                calibration: c.clone(),
+            }),
+            None => model,
+        })
+    }
 }
 
 /// The default candidates for a series with the given seasons (in steps), cheapest first.
@@ -279,10 +331,18 @@ pub fn select(
         winner_scores.coverage80 * 100.0
     ));
     let mut residuals = 0;
-    let model: Box<dyn Fitted> = match calibrate
+    let calibration = calibrate
         .then(|| Calibration::fit(&folds, &levels))
-        .flatten()
-    {
+        .flatten();
+    let recipe = Recipe {
+        specs: members
+            .iter()
+            .map(|(i, _)| candidates[*i].clone())
+            .collect(),
+        calibration: calibration.clone(),
+        max_train: cv.max_train,
+    };
+    let model: Box<dyn Fitted> = match calibration {
         Some(c) => {
             residuals = c.residuals;
             Box::new(Calibrated {
@@ -301,6 +361,8 @@ pub fn select(
             score: score_kind,
             reason,
             calibration_residuals: residuals,
+            winner_scores: Some(winner_scores),
+            recipe: Some(recipe),
         },
     ))
 }
@@ -380,6 +442,12 @@ mod tests {
         let cands: Vec<Arc<dyn Forecaster>> =
             vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: m })];
         let (model, sel) = select(&y, &cands, &cv, ScoreKind::Crps, 1, true, None, |_| {}).unwrap();
+        let again = sel.recipe.as_ref().unwrap().refit(&y).unwrap();
+        assert_eq!(
+            again.predict(m, &[0.1, 0.5, 0.9]).unwrap(),
+            model.predict(m, &[0.1, 0.5, 0.9]).unwrap(),
+            "refitting the recipe on the same data gives the same forecast"
+        );
         assert!(sel.winner.starts_with("snaive(m=24)"), "{sel:?}");
         assert!(sel.reason.contains("lowest Crps"), "{}", sel.reason);
         assert!(sel.reason.contains("next best naive"), "{}", sel.reason);
@@ -634,6 +702,12 @@ impl AutoSpec {
                                     self.horizon
                                 ),
                                 calibration_residuals: 0,
+                                winner_scores: None,
+                                recipe: Some(Recipe {
+                                    specs: vec![c.clone()],
+                                    calibration: None,
+                                    max_train: y.len(),
+                                }),
                             },
                         ));
                     }

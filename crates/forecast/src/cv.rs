@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics;
 use crate::Forecaster;
@@ -73,7 +73,7 @@ pub struct Fold {
 }
 
 /// Mean scores over folds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Scores {
     /// Mean absolute scaled error of the median.
     pub mase: f64,

@@ -59,6 +59,8 @@ pub fn demo_config(seed: u64) -> Config {
     web.step_s = 300;
     web.history_s = 14 * 86_400;
     web.horizon_s = 6 * 3_600;
+    // The fast inline baseline keeps a simulated week within a minute and reproducible.
+    web.model = "baseline".into();
     let mut batch = web.clone();
     batch.name = "batch".into();
     batch.demand = r#"demo_cpu_demand_cores{workload="batch"}"#.into();

@@ -2,8 +2,11 @@
 //!
 //! 1. read new demand samples from the store and average them into complete steps;
 //! 2. feed each new step to the anomaly detector;
-//! 3. refit the forecaster when a step completed (season re-detected every
-//!    [`SEASON_REDETECT_MS`]) and forecast the horizon as quantiles;
+//! 3. when a step completed: refit the inline baseline (seasonal naive, season
+//!    re-detected every [`SEASON_REDETECT_MS`]) and hand the trainer the workload's next
+//!    job: a cross-validated model selection (first time, every `retrain_s`, or when
+//!    drift or an anomaly asks) or a refit of the selected model; its forecast is used
+//!    once it is at most one step behind the data, the baseline until then;
 //! 4. plan instances per tier, stabilise scale-down, reconcile with the provider's
 //!    truth and apply the actions;
 //! 5. log every action, refusal, provider event and deliberate hold in the store's
@@ -17,12 +20,72 @@ use prescale_core::{
     Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
-use prescale_forecast::{detect_season, forecast, Forecaster, Naive, SeasonalNaive};
+use prescale_forecast::auto::Recipe;
+use prescale_forecast::cv::Scores;
+use prescale_forecast::{
+    detect_season, forecast, metrics, AutoSpec, Forecaster, ModelChoice, Naive, ScoreKind,
+    SeasonalNaive,
+};
 use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::provider::Provider;
 use crate::reconcile::{reconcile, Stabilizer};
+use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
+
+/// Live one-step errors compared with the cross-validation error for drift.
+const DRIFT_WINDOW: usize = 12;
+
+/// Seconds a background model selection may spend cross-validating candidates.
+const SELECTION_BUDGET_S: f64 = 10.0;
+
+/// One candidate's cross-validation result, as the registry keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CandidateScore {
+    /// The candidate.
+    pub model: String,
+    /// Scaled CRPS over the folds.
+    pub crps: Option<f64>,
+    /// MASE of the median.
+    pub mase: Option<f64>,
+    /// 80% interval coverage before calibration.
+    pub coverage80: Option<f64>,
+    /// Why it has no scores, if it failed.
+    pub failure: Option<String>,
+}
+
+/// The model registry's entry for a workload: what forecasts its demand and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRecord {
+    /// Increases with every selection.
+    pub version: u64,
+    /// The fitted model (with parameters), e.g. `theta(STM)+conformal`.
+    pub model: String,
+    /// The configured choice (`auto`, `ets`, ...).
+    pub choice: String,
+    /// Why the last selection ran.
+    pub trigger: Trigger,
+    /// When the model was selected.
+    pub selected_at: TimestampMs,
+    /// When it was last refitted.
+    pub trained_at: TimestampMs,
+    /// First and last step of the data it was last fitted on.
+    pub data_from: TimestampMs,
+    /// Last step of that data.
+    pub data_to: TimestampMs,
+    /// Steps of history used.
+    pub points: usize,
+    /// Steps of history the selection itself saw.
+    pub selected_points: usize,
+    /// Seconds the selection took.
+    pub selection_seconds: f64,
+    /// Why the winner won.
+    pub reason: String,
+    /// The winner's cross-validation scores.
+    pub scores: Option<Scores>,
+    /// Every candidate's scores.
+    pub candidates: Vec<CandidateScore>,
+}
 
 /// How often an undetected or detected season is looked for again.
 pub const SEASON_REDETECT_MS: i64 = 6 * 3_600_000;
@@ -55,6 +118,11 @@ pub struct WorkloadStatus {
     pub anomalies: Vec<Anomaly>,
     /// The last problem, if the last pass had one.
     pub last_error: Option<String>,
+    /// The registry entry of the trained model, once one was selected.
+    pub model: Option<ModelRecord>,
+    /// What produced the forecast in use: the trained model, or the inline baseline
+    /// while training catches up.
+    pub forecast_source: Option<String>,
 }
 
 /// The engine's published state.
@@ -90,6 +158,19 @@ struct WState {
     refit: bool,
     last_hold: Option<String>,
     status: WorkloadStatus,
+    /// The latest inline baseline forecast.
+    baseline: Option<Forecast>,
+    /// The latest forecast from the trainer.
+    trained: Option<Forecast>,
+    recipe: Option<Recipe>,
+    /// A selection job is queued or running.
+    selecting: bool,
+    /// A reason to select again before the schedule says so.
+    select_due: Option<Trigger>,
+    /// Recent absolute one-step errors of the trained forecast, scaled.
+    drift: VecDeque<f64>,
+    /// Scale of those errors (in-sample seasonal naive error at selection).
+    scale: f64,
 }
 
 /// The control loop over a set of workloads and one provider.
@@ -102,6 +183,7 @@ pub struct Engine<P: Provider> {
     states: Vec<WState>,
     status: Arc<RwLock<Status>>,
     persist_status: bool,
+    trainer: Trainer,
 }
 
 fn level_set(q: f64) -> Vec<f64> {
@@ -143,6 +225,13 @@ impl<P: Provider> Engine<P> {
                 refit: true,
                 last_hold: None,
                 status: WorkloadStatus::default(),
+                baseline: None,
+                trained: None,
+                recipe: None,
+                selecting: false,
+                select_due: None,
+                drift: VecDeque::new(),
+                scale: 1.0,
                 w,
             })
             .collect();
@@ -155,7 +244,15 @@ impl<P: Provider> Engine<P> {
             states,
             status: Arc::new(RwLock::new(Status::default())),
             persist_status: true,
+            trainer: Trainer::background(1),
         }
+    }
+
+    /// Runs model training inline, on the control thread, instead of in the background:
+    /// slower passes, but the same inputs always give the same decisions (simulations
+    /// and tests).
+    pub fn set_inline_training(&mut self) {
+        self.trainer = Trainer::inline();
     }
 
     /// An engine over a configuration's tiers and workloads, at its control interval.
@@ -204,6 +301,9 @@ impl<P: Provider> Engine<P> {
     /// Runs one control pass at `now`. Store failures abort the pass (nothing is lost:
     /// the next pass rereads); provider failures are logged as decisions.
     pub fn tick(&mut self, now: TimestampMs) -> Result<(), StoreError> {
+        for o in self.trainer.drain() {
+            self.accept(o, now)?;
+        }
         let events = self.provider.advance(now);
         let mut st = self.status.read().expect("status lock").clone();
         for e in &events {
@@ -234,7 +334,12 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
-    fn ingest(&mut self, i: usize, now: TimestampMs) -> Result<usize, StoreError> {
+    /// Reads new samples into complete steps; returns the observed steps.
+    fn ingest(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+    ) -> Result<Vec<(TimestampMs, f64)>, StoreError> {
         let s = &mut self.states[i];
         let step = s.step_ms;
         let complete_until = (now - self.grace_ms).div_euclid(step) * step;
@@ -243,7 +348,7 @@ impl<P: Provider> Engine<P> {
             .next_bucket
             .unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
         if complete_until <= from {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         // Per-bucket sum over series of each series' mean in the bucket.
         let nb = ((complete_until - from) / step) as usize;
@@ -301,7 +406,177 @@ impl<P: Provider> Engine<P> {
         while s.buckets.front().is_some_and(|b| b.0 < keep_from) {
             s.buckets.pop_front();
         }
-        Ok(added)
+        let _ = added;
+        Ok(observed.iter().map(|x| (x.ts, x.value)).collect())
+    }
+
+    /// Takes a training outcome into the workload's state and the model registry.
+    fn accept(&mut self, o: Outcome, now: TimestampMs) -> Result<(), StoreError> {
+        let Some(s) = self.states.iter_mut().find(|s| s.w.name == o.workload) else {
+            return Ok(());
+        };
+        if o.selection.is_some() || o.recipe.is_none() {
+            s.selecting = false;
+        }
+        let f = match o.forecast {
+            Ok(f) => f,
+            Err(e) => {
+                s.status.last_error = Some(format!("training ({:?}) failed: {e}", o.trigger));
+                return Ok(());
+            }
+        };
+        let data_from = o.data_to - (o.points.saturating_sub(1)) as i64 * s.step_ms;
+        if let Some(sel) = o.selection {
+            let version = s.status.model.as_ref().map_or(0, |m| m.version) + 1;
+            let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
+            s.scale = metrics::scale(&y, s.season.unwrap_or(1));
+            s.drift.clear();
+            let record = ModelRecord {
+                version,
+                model: sel.winner.clone(),
+                choice: s.w.model.clone(),
+                trigger: o.trigger,
+                selected_at: now,
+                trained_at: now,
+                data_from,
+                data_to: o.data_to,
+                points: o.points,
+                selected_points: o.points,
+                selection_seconds: o.seconds,
+                reason: sel.reason.clone(),
+                scores: sel.winner_scores.clone(),
+                candidates: sel
+                    .ranking
+                    .iter()
+                    .map(|r| CandidateScore {
+                        model: r.model.clone(),
+                        crps: r.scores.as_ref().map(|x| x.crps),
+                        mase: r.scores.as_ref().map(|x| x.mase),
+                        coverage80: r.scores.as_ref().map(|x| x.coverage80),
+                        failure: r.failures.first().cloned(),
+                    })
+                    .collect(),
+            };
+            self.store
+                .put_state(&format!("model/{}", s.w.name), &record)?;
+            s.status.model = Some(record);
+            s.recipe = sel.recipe;
+        } else if let Some(m) = s.status.model.as_mut() {
+            m.trained_at = now;
+            m.data_from = data_from;
+            m.data_to = o.data_to;
+            m.points = o.points;
+        }
+        s.trained = Some(f);
+        Ok(())
+    }
+
+    /// Hands the trainer this workload's next job: a selection when none was made yet,
+    /// the schedule says so, or drift or an anomaly asked for one; otherwise a refit of
+    /// the selected recipe on the new data.
+    fn submit_training(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+        y: Vec<f64>,
+        last_ts: TimestampMs,
+        levels: &[f64],
+    ) {
+        let s = &mut self.states[i];
+        if s.w.model == "baseline" || s.selecting {
+            return;
+        }
+        let Ok(choice) = ModelChoice::parse(&s.w.model) else {
+            return; // validated with the configuration
+        };
+        let selected_at = s.status.model.as_ref().map(|m| m.selected_at);
+        // A model chosen without cross-validation (too little history) is replaced as
+        // soon as the history has doubled.
+        let uncross_validated = s
+            .status
+            .model
+            .as_ref()
+            .is_some_and(|m| m.scores.is_none() && y.len() >= 2 * m.selected_points.max(1));
+        let trigger = match (selected_at, s.select_due) {
+            (None, _) => Trigger::Initial,
+            _ if uncross_validated => Trigger::Initial,
+            (Some(t), _) if now - t >= s.w.retrain_s as i64 * 1000 => Trigger::Schedule,
+            (_, Some(due)) => due,
+            _ => Trigger::NewData,
+        };
+        let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
+        let kind = if trigger == Trigger::NewData {
+            match &s.recipe {
+                Some(r) => JobKind::Refit(r.clone()),
+                None => return,
+            }
+        } else {
+            s.selecting = true;
+            s.select_due = None;
+            let day = (86_400_000 % s.step_ms == 0 && 86_400_000 / s.step_ms >= 2)
+                .then(|| (86_400_000 / s.step_ms) as usize);
+            JobKind::Select(Box::new(AutoSpec {
+                choice,
+                season: s
+                    .w
+                    .season_s
+                    .map(|x| (x as i64 * 1000 / s.step_ms).max(2) as usize),
+                day,
+                horizon,
+                folds: 3,
+                levels: levels.to_vec(),
+                score: ScoreKind::Crps,
+                budget: Some(std::time::Duration::from_secs_f64(SELECTION_BUDGET_S)),
+            }))
+        };
+        self.trainer.submit(Job {
+            workload: s.w.name.clone(),
+            y,
+            last_ts,
+            step_ms: s.step_ms,
+            horizon,
+            levels: levels.to_vec(),
+            key: s.key.clone(),
+            kind,
+            trigger,
+        });
+    }
+
+    /// Scores the trained forecast against newly observed steps; asks for a new
+    /// selection when the live error outgrows the cross-validation error.
+    fn track_drift(&mut self, i: usize, observed: &[(TimestampMs, f64)]) {
+        let s = &mut self.states[i];
+        let (Some(f), Some(cv_mase)) = (
+            s.trained.as_ref(),
+            s.status
+                .model
+                .as_ref()
+                .and_then(|m| m.scores.as_ref())
+                .map(|x| x.mase),
+        ) else {
+            return;
+        };
+        for (ts, v) in observed {
+            if *ts < f.start {
+                continue;
+            }
+            let step = ((ts - f.start) / f.step_ms) as usize;
+            if step >= f.horizon() {
+                continue;
+            }
+            s.drift
+                .push_back((v - f.quantile(step, 0.5)).abs() / s.scale.max(1e-12));
+            if s.drift.len() > DRIFT_WINDOW {
+                s.drift.pop_front();
+            }
+        }
+        if s.drift.len() == DRIFT_WINDOW {
+            let live = s.drift.iter().sum::<f64>() / DRIFT_WINDOW as f64;
+            if live > s.w.drift_ratio * cv_mase.max(1e-9) {
+                s.select_due = Some(Trigger::Drift);
+                s.drift.clear();
+            }
+        }
     }
 
     fn hold(
@@ -333,10 +608,21 @@ impl<P: Provider> Engine<P> {
         st: &mut Status,
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
-        let added = self.ingest(i, now)?;
+        let observed = self.ingest(i, now)?;
+        self.track_drift(i, &observed);
         let s = &mut self.states[i];
-        st.anomalies += s.status.anomalies.len().saturating_sub(anomalies_before) as u64;
-        if added > 0 {
+        let new_anomalies = s.status.anomalies.len().saturating_sub(anomalies_before);
+        st.anomalies += new_anomalies as u64;
+        // An anomaly asks for a fresh selection, at most once an hour.
+        if new_anomalies > 0
+            && s.status
+                .model
+                .as_ref()
+                .is_some_and(|m| now - m.selected_at >= 3_600_000)
+        {
+            s.select_due.get_or_insert(Trigger::Anomaly);
+        }
+        if !observed.is_empty() || s.buckets.len() != s.status.history_steps {
             s.refit = true;
         }
         s.status.history_steps = s.buckets.len();
@@ -401,13 +687,38 @@ impl<P: Provider> Engine<P> {
                 )
             }) {
                 Ok(f) => {
-                    s.status.forecast = Some(f);
+                    s.baseline = Some(f);
                     s.status.last_error = None;
                 }
                 Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
             }
             s.status.season_steps = s.season;
             s.refit = false;
+            self.submit_training(i, now, y, last_ts, &levels);
+        }
+        let s = &mut self.states[i];
+        // The trained model's forecast is used while it is at most one step behind the
+        // data; otherwise the inline baseline, refitted on every step, stands in.
+        let fresh = |f: &Forecast| {
+            s.buckets
+                .back()
+                .is_some_and(|b| f.made_at >= b.0 - s.step_ms)
+        };
+        match s.trained.as_ref().filter(|f| fresh(f)) {
+            Some(f) => {
+                s.status.forecast = Some(f.clone());
+                s.status.forecast_source = Some(format!("trained: {}", f.model));
+            }
+            None => {
+                s.status.forecast = s.baseline.clone();
+                s.status.forecast_source = s.baseline.as_ref().map(|f| {
+                    if s.w.model == "baseline" {
+                        format!("baseline: {}", f.model)
+                    } else {
+                        format!("baseline: {} (trained model not ready)", f.model)
+                    }
+                });
+            }
         }
         let Some(fc) = s.status.forecast.clone() else {
             let msg = s
@@ -680,6 +991,76 @@ mod tests {
         assert!(
             st.read().unwrap().workloads["host"].plan.is_some(),
             "status restored before any pass"
+        );
+    }
+
+    #[test]
+    fn trained_models_are_selected_registered_and_reselected_on_drift() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].step_s = 60;
+        c.workloads[0].season_s = Some(1_800); // 30 steps
+        c.workloads[0].retrain_s = 4 * 3_600;
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let value = |m: i64| 8.0 + 4.0 * ((m % 30) as f64 / 30.0 * std::f64::consts::TAU).sin();
+        let samples: Vec<_> = (0..600)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: value(m),
+            })
+            .collect();
+        store.append(&key, &samples).unwrap();
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
+        e.set_inline_training();
+        e.tick(600 * 60_000).unwrap();
+        // Inline: the selection finished during the pass; the next pass takes it in.
+        store
+            .append(
+                &key,
+                &[Sample {
+                    ts: 600 * 60_000,
+                    value: value(600),
+                }],
+            )
+            .unwrap();
+        e.tick(601 * 60_000).unwrap();
+        let st = e.status_handle();
+        let w = st.read().unwrap().workloads["host"].clone();
+        let m = w.model.clone().expect("a model was selected");
+        assert_eq!(m.version, 1);
+        assert_eq!(m.trigger, Trigger::Initial);
+        assert!(m.model.ends_with("+conformal"), "{}", m.model);
+        assert!(m.candidates.len() >= 5, "{:?}", m.candidates);
+        assert!(m.reason.contains("lowest"));
+        assert!(w.forecast_source.unwrap().starts_with("trained:"));
+        let saved: ModelRecord = store.get_state("model/host").unwrap().unwrap();
+        assert_eq!(
+            (saved.version, &saved.model, &saved.reason),
+            (1, &m.model, &m.reason)
+        );
+        assert_eq!(saved.candidates.len(), m.candidates.len());
+        // A level shift the model has not seen: live errors outgrow the CV error.
+        for k in 601..640 {
+            store
+                .append(
+                    &key,
+                    &[Sample {
+                        ts: k * 60_000,
+                        value: value(k) + 40.0,
+                    }],
+                )
+                .unwrap();
+            e.tick((k + 1) * 60_000).unwrap();
+        }
+        let w = st.read().unwrap().workloads["host"].clone();
+        let m = w.model.unwrap();
+        assert!(m.version >= 2, "reselected after drift: {m:?}");
+        assert!(
+            matches!(m.trigger, Trigger::Drift | Trigger::Anomaly),
+            "{:?}",
+            m.trigger
         );
     }
 }

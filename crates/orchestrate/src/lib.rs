@@ -5,12 +5,14 @@
 //!   scale-down stabilisation;
 //! - [`engine`]: one pass of resample -> detect -> forecast -> plan -> reconcile -> act
 //!   for every workload, and the status the server shows;
+//! - [`trainer`]: model selection and refits off the control path;
 //! - [`demo`]: the same engine on an accelerated clock with synthetic demand.
 
 pub mod demo;
 pub mod engine;
 pub mod provider;
 pub mod reconcile;
+pub mod trainer;
 
 pub use engine::{Engine, Status, WorkloadStatus};
 pub use provider::{Provider, ProviderError, SimCloud};

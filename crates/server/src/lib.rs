@@ -14,6 +14,7 @@
 //! | `GET /api/v1/workloads/{name}/status` | everything the engine knows about it |
 //! | `GET /api/v1/workloads/{name}/forecast` | the latest forecast |
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
+//! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N` | the newest decisions |
 
 use std::fmt::Write as _;
@@ -165,6 +166,8 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 "ready_capacity": w.ready_capacity,
                 "allocation": w.allocation,
                 "model": w.forecast.as_ref().map(|f| f.model.clone()),
+                "forecast_source": w.forecast_source,
+                "model_version": w.model.as_ref().map(|m| m.version),
                 "plan_reason": w.plan.as_ref().map(|p| p.reason.clone()),
                 "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
                 "last_error": w.last_error,
@@ -213,6 +216,13 @@ async fn workload_part(
             Some(p) => Json(json!({"status": "success", "data": p})).into_response(),
             None => missing("plan"),
         },
+        "model" => match w.model {
+            Some(m) => Json(json!({"status": "success", "data": m})).into_response(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no trained model for {name:?} yet: the first selection is still running, or the workload uses model = \"baseline\""),
+            ),
+        },
         "decisions" => match st
             .store
             .decisions(Some(&name), p.limit.unwrap_or(100).min(10_000))
@@ -222,7 +232,7 @@ async fn workload_part(
         },
         other => error(
             StatusCode::NOT_FOUND,
-            format!("unknown part {other:?}; use status, forecast, plan or decisions"),
+            format!("unknown part {other:?}; use status, forecast, plan, model or decisions"),
         ),
     }
 }
