@@ -86,12 +86,20 @@ impl Calibration {
                 row.push(quantile_sorted(&r, adj));
             }
             // Keep the model's median: a median shift learnt on a few folds mostly
-            // replays their level changes. The other levels keep their spread relative
-            // to the median.
+            // replays their level changes. Each other level takes the wider of its shift
+            // relative to the median and its raw shift, so the interval still covers
+            // the folds' bias on the side where it appeared.
             if let Some(mid) = levels.iter().position(|p| (p - 0.5).abs() < 1e-12) {
                 let m = row[mid];
-                for v in row.iter_mut() {
-                    *v -= m;
+                for (v, p) in row.iter_mut().zip(levels) {
+                    let centred = *v - m;
+                    *v = if *p < 0.5 {
+                        centred.min(*v)
+                    } else if *p > 0.5 {
+                        centred.max(*v)
+                    } else {
+                        0.0
+                    };
                 }
             }
             total += count(blo, bhi);
