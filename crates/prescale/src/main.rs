@@ -100,7 +100,7 @@ enum Command {
         format: forecast_cmd::ForecastFormat,
         /// Seconds `auto` and `ensemble` may spend cross-validating candidates; those still
         /// running then are left out (0: no limit). A named model always runs to the end.
-        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        #[arg(long, default_value_t = 0.4, value_name = "SECS")]
         time_budget: f64,
     },
     /// Cross-validate models on CSV series and print their scores.
@@ -127,7 +127,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = forecast_cmd::BacktestFormat::Table)]
         format: forecast_cmd::BacktestFormat,
         /// Seconds each model selection may spend cross-validating (0: no limit).
-        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        #[arg(long, default_value_t = 0.4, value_name = "SECS")]
         time_budget: f64,
     },
     /// Print or check configuration.
