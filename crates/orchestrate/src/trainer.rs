@@ -86,22 +86,23 @@ pub struct Outcome {
 
 fn run(job: Job) -> Outcome {
     let t = Instant::now();
-    let floor = Some(0.0);
+    let wrap = |fitted: Box<dyn prescale_forecast::Fitted>| {
+        forecast(
+            fitted.as_ref(),
+            job.key.clone(),
+            job.last_ts,
+            job.step_ms,
+            job.horizon,
+            &job.levels,
+            Some(0.0),
+        )
+        .map_err(|e| e.to_string())
+    };
     let (forecast, selection, recipe) = match job.kind {
         JobKind::Select(spec) => match spec.run(&job.y, |_| {}) {
             Ok((fitted, sel)) => {
-                let f = forecast(
-                    fitted.as_ref(),
-                    job.key.clone(),
-                    job.last_ts,
-                    job.step_ms,
-                    job.horizon,
-                    &job.levels,
-                    floor,
-                )
-                .map_err(|e| e.to_string());
                 let recipe = sel.recipe.clone();
-                (f, Some(sel), recipe)
+                (wrap(fitted), Some(sel), recipe)
             }
             Err(e) => (Err(e.to_string()), None, None),
         },
@@ -109,18 +110,7 @@ fn run(job: Job) -> Outcome {
             let f = recipe
                 .refit(&job.y)
                 .map_err(|e| e.to_string())
-                .and_then(|fitted| {
-                    forecast(
-                        fitted.as_ref(),
-                        job.key.clone(),
-                        job.last_ts,
-                        job.step_ms,
-                        job.horizon,
-                        &job.levels,
-                        floor,
-                    )
-                    .map_err(|e| e.to_string())
-                });
+                .and_then(wrap);
             (f, None, Some(recipe))
         }
     };

@@ -80,16 +80,57 @@ fn spec(
     }
 }
 
+/// Score that picks the model.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScoreArg {
+    /// Scaled CRPS.
+    Crps,
+    /// MASE of the median.
+    Mase,
+    /// sMAPE of the median.
+    Smape,
+}
+
+impl From<ScoreArg> for ScoreKind {
+    fn from(s: ScoreArg) -> Self {
+        match s {
+            ScoreArg::Crps => ScoreKind::Crps,
+            ScoreArg::Mase => ScoreKind::Mase,
+            ScoreArg::Smape => ScoreKind::Smape,
+        }
+    }
+}
+
 /// Arguments of `prescale forecast`.
+#[derive(clap::Args)]
 pub struct ForecastArgs {
+    /// CSV file with a header and `timestamp` (unix seconds or RFC 3339) and `value` columns.
+    #[arg(long, short, value_name = "FILE")]
     pub input: PathBuf,
+    /// Steps to forecast (the step is the data's own).
+    #[arg(long, value_name = "STEPS")]
     pub horizon: usize,
+    /// Quantile levels; the CSV columns are named `q` + each level as written.
+    #[arg(long, default_value = "0.05,0.5,0.95")]
     pub quantiles: String,
+    /// auto (cross-validated choice), ensemble, naive, snaive, ets, mstl, arima or theta.
+    #[arg(long, default_value = "auto")]
     pub model: String,
+    /// Season length in steps (detected when absent).
+    #[arg(long, value_name = "N")]
     pub season: Option<usize>,
-    pub folds: usize,
-    pub score: ScoreKind,
+    /// Cross-validation folds for selection and calibration.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub folds: u32,
+    /// Score that picks the model.
+    #[arg(long, value_enum, default_value_t = ScoreArg::Crps)]
+    pub score: ScoreArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ForecastFormat::Csv)]
     pub format: ForecastFormat,
+    /// Seconds `auto` and `ensemble` may spend cross-validating candidates; those still
+    /// running then are left out (0: no limit). A named model always runs to the end.
+    #[arg(long, default_value_t = 0.4, value_name = "SECS")]
     pub time_budget: f64,
 }
 
@@ -120,9 +161,9 @@ pub fn forecast(a: ForecastArgs) -> Result<(), String> {
         choice,
         a.season,
         a.horizon,
-        a.folds,
+        a.folds as usize,
         &lv,
-        a.score,
+        a.score.into(),
     );
     let (model, selection) = spec
         .run(&series.values, |_| {})
@@ -182,14 +223,31 @@ pub fn forecast(a: ForecastArgs) -> Result<(), String> {
 }
 
 /// Arguments of `prescale backtest`.
+#[derive(clap::Args)]
 pub struct BacktestArgs {
+    /// A CSV file, or a directory of them.
+    #[arg(long, short, value_name = "FILE|DIR")]
     pub input: PathBuf,
+    /// Comma-separated models (as for `forecast --model`).
+    #[arg(long, default_value = "naive,snaive,ets,mstl,arima,theta,auto")]
     pub models: String,
+    /// Steps per fold.
+    #[arg(long, default_value_t = 12)]
     pub horizon: usize,
+    /// Rolling origins.
+    #[arg(long, default_value_t = 3)]
     pub folds: usize,
+    /// Season length in steps (detected when absent).
+    #[arg(long, value_name = "N")]
     pub season: Option<usize>,
+    /// Levels scored by CRPS.
+    #[arg(long, default_value = "0.05,0.1,0.25,0.5,0.75,0.9,0.95")]
     pub quantiles: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BacktestFormat::Table)]
     pub format: BacktestFormat,
+    /// Seconds each model selection may spend cross-validating (0: no limit).
+    #[arg(long, default_value_t = 0.4, value_name = "SECS")]
     pub time_budget: f64,
 }
 

@@ -73,63 +73,9 @@ enum Command {
         overrides: Overrides,
     },
     /// Forecast a CSV series (`timestamp`, `value`) as quantiles.
-    Forecast {
-        /// CSV file with a header and `timestamp` (unix seconds or RFC 3339) and `value` columns.
-        #[arg(long, short, value_name = "FILE")]
-        input: PathBuf,
-        /// Steps to forecast (the step is the data's own).
-        #[arg(long, value_name = "STEPS")]
-        horizon: usize,
-        /// Quantile levels; the CSV columns are named `q` + each level as written.
-        #[arg(long, default_value = "0.05,0.5,0.95")]
-        quantiles: String,
-        /// auto (cross-validated choice), ensemble, naive, snaive, ets, mstl, arima or theta.
-        #[arg(long, default_value = "auto")]
-        model: String,
-        /// Season length in steps (detected when absent).
-        #[arg(long, value_name = "N")]
-        season: Option<usize>,
-        /// Cross-validation folds for selection and calibration.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
-        folds: u32,
-        /// Score that picks the model.
-        #[arg(long, value_enum, default_value_t = ScoreArg::Crps)]
-        score: ScoreArg,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = forecast_cmd::ForecastFormat::Csv)]
-        format: forecast_cmd::ForecastFormat,
-        /// Seconds `auto` and `ensemble` may spend cross-validating candidates; those still
-        /// running then are left out (0: no limit). A named model always runs to the end.
-        #[arg(long, default_value_t = 0.4, value_name = "SECS")]
-        time_budget: f64,
-    },
+    Forecast(forecast_cmd::ForecastArgs),
     /// Cross-validate models on CSV series and print their scores.
-    Backtest {
-        /// A CSV file, or a directory of them.
-        #[arg(long, short, value_name = "FILE|DIR")]
-        input: PathBuf,
-        /// Comma-separated models (as for `forecast --model`).
-        #[arg(long, default_value = "naive,snaive,ets,mstl,arima,theta,auto")]
-        models: String,
-        /// Steps per fold.
-        #[arg(long, default_value_t = 12)]
-        horizon: usize,
-        /// Rolling origins.
-        #[arg(long, default_value_t = 3)]
-        folds: usize,
-        /// Season length in steps (detected when absent).
-        #[arg(long, value_name = "N")]
-        season: Option<usize>,
-        /// Levels scored by CRPS.
-        #[arg(long, default_value = "0.05,0.1,0.25,0.5,0.75,0.9,0.95")]
-        quantiles: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = forecast_cmd::BacktestFormat::Table)]
-        format: forecast_cmd::BacktestFormat,
-        /// Seconds each model selection may spend cross-validating (0: no limit).
-        #[arg(long, default_value_t = 0.4, value_name = "SECS")]
-        time_budget: f64,
-    },
+    Backtest(forecast_cmd::BacktestArgs),
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -146,13 +92,6 @@ enum ConfigAction {
         /// The file to check.
         file: PathBuf,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum ScoreArg {
-    Crps,
-    Mase,
-    Smape,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -190,52 +129,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Config { action } => config_cmd(action),
-        Command::Forecast {
-            input,
-            horizon,
-            quantiles,
-            model,
-            season,
-            folds,
-            score,
-            format,
-            time_budget,
-        } => forecast_cmd::forecast(forecast_cmd::ForecastArgs {
-            input,
-            horizon,
-            quantiles,
-            model,
-            season,
-            folds: folds as usize,
-            score: match score {
-                ScoreArg::Crps => prescale_forecast::ScoreKind::Crps,
-                ScoreArg::Mase => prescale_forecast::ScoreKind::Mase,
-                ScoreArg::Smape => prescale_forecast::ScoreKind::Smape,
-            },
-            format,
-            time_budget,
-        })
-        .map_err(|e| UsageError(e).into()),
-        Command::Backtest {
-            input,
-            models,
-            horizon,
-            folds,
-            season,
-            quantiles,
-            format,
-            time_budget,
-        } => forecast_cmd::backtest(forecast_cmd::BacktestArgs {
-            input,
-            models,
-            horizon,
-            folds,
-            season,
-            quantiles,
-            format,
-            time_budget,
-        })
-        .map_err(|e| UsageError(e).into()),
+        Command::Forecast(a) => forecast_cmd::forecast(a).map_err(|e| UsageError(e).into()),
+        Command::Backtest(a) => forecast_cmd::backtest(a).map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
         Command::Demo {
             seed,
