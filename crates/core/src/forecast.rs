@@ -108,22 +108,27 @@ impl Forecast {
     /// The value at probability `level` for step `i`, interpolating linearly between the
     /// stored levels and clamping outside them.
     pub fn quantile(&self, i: usize, level: f64) -> f64 {
-        let row = &self.values[i];
-        let lv = &self.levels;
-        if level <= lv[0] {
-            return row[0];
-        }
-        if level >= lv[lv.len() - 1] {
-            return row[row.len() - 1];
-        }
-        let j = lv.partition_point(|l| *l < level);
-        if (lv[j] - level).abs() < 1e-12 {
-            return row[j];
-        }
-        let (l0, l1) = (lv[j - 1], lv[j]);
-        let w = (level - l0) / (l1 - l0);
-        row[j - 1] + w * (row[j] - row[j - 1])
+        interpolate_levels(&self.levels, &self.values[i], level)
     }
+}
+
+/// The value at probability `level` from `values` given at increasing `levels`,
+/// interpolating linearly between them and clamping outside them.
+pub fn interpolate_levels(levels: &[f64], values: &[f64], level: f64) -> f64 {
+    let (lv, row) = (levels, values);
+    if level <= lv[0] {
+        return row[0];
+    }
+    if level >= lv[lv.len() - 1] {
+        return row[row.len() - 1];
+    }
+    let j = lv.partition_point(|l| *l < level);
+    if (lv[j] - level).abs() < 1e-12 {
+        return row[j];
+    }
+    let (l0, l1) = (lv[j - 1], lv[j]);
+    let w = (level - l0) / (l1 - l0);
+    row[j - 1] + w * (row[j] - row[j - 1])
 }
 
 #[cfg(test)]

@@ -120,20 +120,7 @@ impl Calibration {
             .iter()
             .position(|(lo, hi)| step >= *lo && step <= *hi)
             .unwrap_or(self.bands.len() - 1);
-        let row = &self.shifts[b];
-        let lv = &self.levels;
-        if p <= lv[0] {
-            return row[0];
-        }
-        if p >= lv[lv.len() - 1] {
-            return row[row.len() - 1];
-        }
-        let j = lv.partition_point(|l| *l < p);
-        if (lv[j] - p).abs() < 1e-12 {
-            return row[j];
-        }
-        let w = (p - lv[j - 1]) / (lv[j] - lv[j - 1]);
-        row[j - 1] + w * (row[j] - row[j - 1])
+        prescale_core::forecast::interpolate_levels(&self.levels, &self.shifts[b], p)
     }
 }
 

@@ -289,18 +289,10 @@ pub fn backtest(a: BacktestArgs) -> Result<(), String> {
         return Err("--horizon and --folds must be at least 1".into());
     }
     let files = inputs(&a.input)?;
-    let bar = indicatif::ProgressBar::new((files.len() * choices.len()) as u64);
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} backtest [{bar:30}] {pos}/{len} {msg}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = crate::progress_bar(
+        (files.len() * choices.len()) as u64,
+        "{spinner} backtest [{bar:30}] {pos}/{len} {msg}",
+    );
     let mut rows = Vec::new();
     for f in &files {
         let name = f

@@ -111,6 +111,21 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
+/// A progress bar on stderr when it is a terminal, hidden otherwise (logs, CI).
+pub(crate) fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -431,18 +446,10 @@ fn demo_cmd(
         let stop2 = stop.clone();
         let summary = tokio::task::spawn_blocking(move || {
             let total = days as u64 * 1440;
-            let bar = indicatif::ProgressBar::new(total);
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{spinner} simulating [{bar:40}] {pos}/{len} min ({msg})",
-                    )
-                    .expect("template")
-                    .progress_chars("=> "),
-                );
-            } else {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            }
+            let bar = progress_bar(
+                total,
+                "{spinner} simulating [{bar:40}] {pos}/{len} min ({msg})",
+            );
             let r = run_demo(&mut engine, &opts, &stop2, |done, _| {
                 bar.set_position(done);
                 bar.set_message(format!("day {:.1}", done as f64 / 1440.0));
