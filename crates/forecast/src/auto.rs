@@ -150,7 +150,9 @@ pub fn seasons_for(y: &[f64], configured: Option<usize>, day: Option<usize>) -> 
 }
 
 /// Cross-validates `candidates` on `y` and fits the winner (or top-`ensemble` average) on
-/// all of `y`, calibrated on its fold residuals when `calibrate` is set.
+/// all of `y`, calibrated on its fold residuals when `calibrate` is set. With
+/// `ensemble == 0` the mean of the top three is chosen when it scores better than the
+/// best single model on the same folds.
 ///
 /// Candidates run on one thread per core. With a `budget`, candidates whose
 /// cross-validation has not finished when it runs out are left out of the ranking (as
@@ -285,7 +287,20 @@ pub fn select(
             why.join("; ")
         )));
     };
-    let k = ensemble.max(1).min(ok.len());
+    // `ensemble == 0`: the mean of the top three competes with the best single model
+    // on the same folds (no refits needed: fold quantiles are averaged).
+    let mut k = ensemble.max(1).min(ok.len());
+    if ensemble == 0 && ok.len() >= 3 {
+        let top: Vec<&CvReport> = ok.iter().take(3).map(|(_, r)| r).collect();
+        let avg = average_folds(&top);
+        if avg.len() == best.1.folds.len() {
+            if let (Some(e), Some(b)) = (score(y, &avg, cv), best.1.scores.as_ref()) {
+                if score_kind.of(&e) < score_kind.of(b) {
+                    k = 3;
+                }
+            }
+        }
+    }
     let members: Vec<&(usize, CvReport)> = ok.iter().take(k).copied().collect();
     let levels = cv.all_levels();
     // Folds of the chosen model or ensemble (ensembles average members' fold quantiles).
@@ -305,7 +320,12 @@ pub fn select(
         Box::new(Ensemble { members: fitted })
     };
     let winner_scores = score(y, &folds, cv).expect("folds exist");
-    let runner = ok.get(k).map(|(_, r)| r);
+    // The runner-up: the best single model when an ensemble won, else the second.
+    let runner = if k > 1 {
+        Some(&best.1)
+    } else {
+        ok.get(1).map(|(_, r)| r)
+    };
     let mut reason = format!(
         "{} has the lowest {:?} ({:.4}) over {} folds of {} steps",
         if k == 1 {
@@ -532,7 +552,7 @@ pub const MAX_FOLDS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelChoice {
-    /// Cross-validated choice among all candidates.
+    /// Cross-validated choice among all candidates and the mean of the top three.
     Auto,
     /// Quantile average of the best three candidates.
     Ensemble,
@@ -679,10 +699,10 @@ impl AutoSpec {
         progress: impl FnMut(&str),
     ) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
         let Prepared { candidates, cv, .. } = self.plan(y)?;
-        let ensemble = if self.choice == ModelChoice::Ensemble {
-            3
-        } else {
-            1
+        let ensemble = match self.choice {
+            ModelChoice::Ensemble => 3,
+            ModelChoice::Auto => 0,
+            _ => 1,
         };
         if cv.origins(y.len(), 2).is_empty() {
             let mut errors = Vec::new();
