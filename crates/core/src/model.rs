@@ -146,8 +146,8 @@ pub struct Workload {
 }
 
 /// Model names a workload may use.
-pub const MODEL_NAMES: [&str; 9] = [
-    "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "baseline",
+pub const MODEL_NAMES: [&str; 10] = [
+    "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "prophet", "baseline",
 ];
 
 fn default_model() -> String {

@@ -568,6 +568,8 @@ pub enum ModelChoice {
     Arima,
     /// AutoTheta.
     Theta,
+    /// Prophet-style additive model (MAP fit with normal priors).
+    Prophet,
 }
 
 impl ModelChoice {
@@ -582,14 +584,15 @@ impl ModelChoice {
             "mstl" => Self::Mstl,
             "arima" => Self::Arima,
             "theta" => Self::Theta,
-            "prophet" | "lstm" => {
+            "prophet" => Self::Prophet,
+            "lstm" => {
                 return Err(format!(
-                    "model {s:?} is not available yet in this build; use auto, ensemble, naive, snaive, ets, mstl, arima or theta"
+                    "model {s:?} is not available yet in this build; use auto, ensemble, naive, snaive, ets, mstl, arima, theta or prophet"
                 ))
             }
             other => {
                 return Err(format!(
-                    "unknown model {other:?}; use auto, ensemble, naive, snaive, ets, mstl, arima or theta"
+                    "unknown model {other:?}; use auto, ensemble, naive, snaive, ets, mstl, arima, theta or prophet"
                 ))
             }
         })
@@ -649,6 +652,7 @@ impl AutoSpec {
                     v
                 }
                 ModelChoice::Naive => vec![Arc::new(Naive)],
+                ModelChoice::Prophet => vec![Arc::new(crate::prophet::ProphetStyle::new(seasons.clone()))],
                 ModelChoice::Snaive => match m.or(self.day) {
                     Some(m) => vec![Arc::new(SeasonalNaive { season: m })],
                     None => return Err(ForecastError::Invalid(

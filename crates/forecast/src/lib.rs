@@ -16,6 +16,7 @@ pub mod calibrate;
 pub mod cv;
 pub mod metrics;
 pub mod models;
+pub mod prophet;
 pub mod season;
 
 pub use auto::{
@@ -24,6 +25,7 @@ pub use auto::{
 pub use calibrate::{Calibrated, Calibration};
 pub use cv::{cross_validate, CvConfig, CvReport, Scores};
 pub use models::{StatKind, StatModel};
+pub use prophet::ProphetStyle;
 pub use season::detect_season;
 
 /// A model could not be fitted or could not predict.

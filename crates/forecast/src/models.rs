@@ -48,7 +48,7 @@ fn arima_config(season: Option<usize>) -> AutoARIMAConfig {
 pub const ETS_WINDOW: usize = 2000;
 
 /// Which statistical model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatKind {
     /// AutoETS (on the seasonally adjusted series for long seasons).
     Ets,
@@ -444,7 +444,7 @@ mod tests {
             .collect();
         for kind in [StatKind::Theta, StatKind::Arima] {
             let f = StatModel {
-                kind: kind.clone(),
+                kind,
                 seasons: vec![m],
             }
             .fit(&y)
