@@ -334,12 +334,13 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
-    /// Reads new samples into complete steps; returns the observed steps.
+    /// Reads new samples into complete steps; returns how many steps were added (gaps
+    /// filled included) and the observed ones.
     fn ingest(
         &mut self,
         i: usize,
         now: TimestampMs,
-    ) -> Result<Vec<(TimestampMs, f64)>, StoreError> {
+    ) -> Result<(usize, Vec<(TimestampMs, f64)>), StoreError> {
         let s = &mut self.states[i];
         let step = s.step_ms;
         let complete_until = (now - self.grace_ms).div_euclid(step) * step;
@@ -348,7 +349,7 @@ impl<P: Provider> Engine<P> {
             .next_bucket
             .unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
         if complete_until <= from {
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         }
         // Per-bucket sum over series of each series' mean in the bucket.
         let nb = ((complete_until - from) / step) as usize;
@@ -406,8 +407,7 @@ impl<P: Provider> Engine<P> {
         while s.buckets.front().is_some_and(|b| b.0 < keep_from) {
             s.buckets.pop_front();
         }
-        let _ = added;
-        Ok(observed.iter().map(|x| (x.ts, x.value)).collect())
+        Ok((added, observed.iter().map(|x| (x.ts, x.value)).collect()))
     }
 
     /// Takes a training outcome into the workload's state and the model registry.
@@ -608,7 +608,7 @@ impl<P: Provider> Engine<P> {
         st: &mut Status,
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
-        let observed = self.ingest(i, now)?;
+        let (added, observed) = self.ingest(i, now)?;
         self.track_drift(i, &observed);
         let s = &mut self.states[i];
         let new_anomalies = s.status.anomalies.len().saturating_sub(anomalies_before);
@@ -622,7 +622,7 @@ impl<P: Provider> Engine<P> {
         {
             s.select_due.get_or_insert(Trigger::Anomaly);
         }
-        if !observed.is_empty() || s.buckets.len() != s.status.history_steps {
+        if added > 0 {
             s.refit = true;
         }
         s.status.history_steps = s.buckets.len();
