@@ -647,7 +647,6 @@ impl<P: Provider> Engine<P> {
         if s.refit {
             let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
             if y.len() < 2 {
-                let name = s.w.name.clone();
                 let msg = format!(
                     "not enough history to forecast {} ({} of 2 steps of {} s); keeping current capacity",
                     s.w.demand,
@@ -656,9 +655,7 @@ impl<P: Provider> Engine<P> {
                 );
                 s.status.last_error = Some(msg.clone());
                 self.publish(i, st);
-                return self.hold(i, now, "no-history", msg).map(|_| {
-                    let _ = name;
-                });
+                return self.hold(i, now, "no-history", msg);
             }
             if let Some(season_s) = s.w.season_s {
                 s.season = Some((season_s as i64 * 1000 / s.step_ms).max(2) as usize);
