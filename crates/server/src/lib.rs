@@ -254,7 +254,6 @@ pub fn render_metrics(st: &AppState) -> String {
             let _ = writeln!(out, "{name}{labels} {v}");
         }
     };
-    let plain = |v: f64| vec![(String::new(), v)];
     family(
         "prescale_build_info",
         "gauge",
@@ -264,60 +263,66 @@ pub fn render_metrics(st: &AppState) -> String {
             1.0,
         )],
     );
-    family(
-        "prescale_control_passes_total",
-        "counter",
-        "Control passes completed.",
-        plain(status.ticks as f64),
-    );
-    family(
-        "prescale_actions_total",
-        "counter",
-        "Provisioning actions applied.",
-        plain(status.actions as f64),
-    );
-    family(
-        "prescale_provider_errors_total",
-        "counter",
-        "Actions the provider refused or failed.",
-        plain(status.errors as f64),
-    );
-    family(
-        "prescale_anomalies_total",
-        "counter",
-        "Anomalies detected in demand.",
-        plain(status.anomalies as f64),
-    );
-    family(
-        "prescale_provider_events_total",
-        "counter",
-        "Capacity changes the provider made on its own (spot interruptions).",
-        plain(status.provider_events as f64),
-    );
-    family(
-        "prescale_decisions_total",
-        "counter",
-        "Decisions in the decision log.",
-        plain(st.store.decision_count() as f64),
-    );
-    family(
-        "prescale_samples_appended_total",
-        "counter",
-        "Samples stored by this process.",
-        plain(st.store.appended_total() as f64),
-    );
-    family(
-        "prescale_series",
-        "gauge",
-        "Series in the store.",
-        plain(st.store.series().len() as f64),
-    );
-    family(
-        "prescale_store_disk_bytes",
-        "gauge",
-        "Bytes the store occupies on disk.",
-        plain(st.store.disk_bytes() as f64),
-    );
+    // Unlabelled series: (name, type, help, value).
+    let scalars: [(&str, &str, &str, f64); 9] = [
+        (
+            "prescale_control_passes_total",
+            "counter",
+            "Control passes completed.",
+            status.ticks as f64,
+        ),
+        (
+            "prescale_actions_total",
+            "counter",
+            "Provisioning actions applied.",
+            status.actions as f64,
+        ),
+        (
+            "prescale_provider_errors_total",
+            "counter",
+            "Actions the provider refused or failed.",
+            status.errors as f64,
+        ),
+        (
+            "prescale_anomalies_total",
+            "counter",
+            "Anomalies detected in demand.",
+            status.anomalies as f64,
+        ),
+        (
+            "prescale_provider_events_total",
+            "counter",
+            "Capacity changes the provider made on its own (spot interruptions).",
+            status.provider_events as f64,
+        ),
+        (
+            "prescale_decisions_total",
+            "counter",
+            "Decisions in the decision log.",
+            st.store.decision_count() as f64,
+        ),
+        (
+            "prescale_samples_appended_total",
+            "counter",
+            "Samples stored by this process.",
+            st.store.appended_total() as f64,
+        ),
+        (
+            "prescale_series",
+            "gauge",
+            "Series in the store.",
+            st.store.series().len() as f64,
+        ),
+        (
+            "prescale_store_disk_bytes",
+            "gauge",
+            "Bytes the store occupies on disk.",
+            st.store.disk_bytes() as f64,
+        ),
+    ];
+    for (name, kind, help, v) in scalars {
+        family(name, kind, help, vec![(String::new(), v)]);
+    }
     let mut demand = Vec::new();
     let mut capacity = Vec::new();
     let mut fc = Vec::new();
