@@ -533,6 +533,18 @@ mod tests {
     }
 
     #[test]
+    fn model_names_agree_with_the_configuration() {
+        for name in ModelChoice::NAMES {
+            assert!(ModelChoice::parse(name).is_ok(), "{name}");
+        }
+        // The configuration accepts exactly these plus the inline baseline.
+        let mut config: Vec<&str> = prescale_core::model::MODEL_NAMES.to_vec();
+        config.retain(|n| *n != "baseline");
+        assert_eq!(config, ModelChoice::NAMES.to_vec());
+        assert!(ModelChoice::parse("bogus").unwrap_err().contains("theta"));
+    }
+
+    #[test]
     fn seasons_add_a_week_to_a_day() {
         let day = 24;
         let y: Vec<f64> = (0..day * 15).map(|i| ((i % day) as f64).sin()).collect();
@@ -587,16 +599,23 @@ impl ModelChoice {
             "prophet" => Self::Prophet,
             "lstm" => {
                 return Err(format!(
-                    "model {s:?} is not available yet in this build; use auto, ensemble, naive, snaive, ets, mstl, arima, theta or prophet"
+                    "model {s:?} is not available yet in this build; use {}",
+                    Self::NAMES.join(", ")
                 ))
             }
             other => {
                 return Err(format!(
-                    "unknown model {other:?}; use auto, ensemble, naive, snaive, ets, mstl, arima, theta or prophet"
+                    "unknown model {other:?}; use {}",
+                    Self::NAMES.join(", ")
                 ))
             }
         })
     }
+
+    /// The names [`ModelChoice::parse`] accepts.
+    pub const NAMES: [&'static str; 9] = [
+        "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "prophet",
+    ];
 }
 
 /// Everything `prescale forecast` needs to turn a history into a calibrated forecast:
