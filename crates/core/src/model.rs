@@ -146,8 +146,9 @@ pub struct Workload {
 }
 
 /// Model names a workload may use.
-pub const MODEL_NAMES: [&str; 10] = [
-    "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "prophet", "baseline",
+pub const MODEL_NAMES: [&str; 11] = [
+    "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "prophet", "lstm",
+    "baseline",
 ];
 
 fn default_model() -> String {

@@ -535,7 +535,13 @@ mod tests {
     #[test]
     fn model_names_agree_with_the_configuration() {
         for name in ModelChoice::NAMES {
-            assert!(ModelChoice::parse(name).is_ok(), "{name}");
+            match ModelChoice::parse(name) {
+                Ok(_) => {}
+                Err(e) if name == "lstm" && !cfg!(feature = "lstm") => {
+                    assert!(e.contains("--features lstm"), "{e}")
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
         }
         // The configuration accepts exactly these plus the inline baseline.
         let mut config: Vec<&str> = prescale_core::model::MODEL_NAMES.to_vec();
@@ -582,6 +588,8 @@ pub enum ModelChoice {
     Theta,
     /// Prophet-style additive model (MAP fit with normal priors).
     Prophet,
+    /// DeepAR-style LSTM (builds with the `lstm` feature only).
+    Lstm,
 }
 
 impl ModelChoice {
@@ -597,11 +605,12 @@ impl ModelChoice {
             "arima" => Self::Arima,
             "theta" => Self::Theta,
             "prophet" => Self::Prophet,
+            "lstm" if cfg!(feature = "lstm") => Self::Lstm,
             "lstm" => {
-                return Err(format!(
-                    "model {s:?} is not available yet in this build; use {}",
-                    Self::NAMES.join(", ")
-                ))
+                return Err(
+                    "model \"lstm\" is not in this build: rebuild with `--features lstm` (it adds candle, a few minutes to compile), or use another model"
+                        .to_string(),
+                )
             }
             other => {
                 return Err(format!(
@@ -613,8 +622,8 @@ impl ModelChoice {
     }
 
     /// The names [`ModelChoice::parse`] accepts.
-    pub const NAMES: [&'static str; 9] = [
-        "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "prophet",
+    pub const NAMES: [&'static str; 10] = [
+        "auto", "ensemble", "naive", "snaive", "ets", "mstl", "arima", "theta", "prophet", "lstm",
     ];
 }
 
@@ -672,6 +681,12 @@ impl AutoSpec {
                 }
                 ModelChoice::Naive => vec![Arc::new(Naive)],
                 ModelChoice::Prophet => vec![Arc::new(crate::prophet::ProphetStyle::new(seasons.clone()))],
+                #[cfg(feature = "lstm")]
+                ModelChoice::Lstm => vec![Arc::new(crate::lstm::Lstm::with_season(m))],
+                #[cfg(not(feature = "lstm"))]
+                ModelChoice::Lstm => return Err(ForecastError::Invalid(
+                    "model \"lstm\" is not in this build: rebuild with `--features lstm`".into(),
+                )),
                 ModelChoice::Snaive => match m.or(self.day) {
                     Some(m) => vec![Arc::new(SeasonalNaive { season: m })],
                     None => return Err(ForecastError::Invalid(

@@ -14,6 +14,8 @@ use thiserror::Error;
 pub mod auto;
 pub mod calibrate;
 pub mod cv;
+#[cfg(feature = "lstm")]
+pub mod lstm;
 pub mod metrics;
 pub mod models;
 pub mod prophet;

@@ -113,7 +113,8 @@ pub struct ForecastArgs {
     /// Quantile levels; the CSV columns are named `q` + each level as written.
     #[arg(long, default_value = "0.05,0.5,0.95")]
     pub quantiles: String,
-    /// auto (cross-validated choice), ensemble, naive, snaive, ets, mstl, arima or theta.
+    /// auto (cross-validated choice), ensemble, naive, snaive, ets, mstl, arima, theta,
+    /// prophet or lstm (lstm needs a build with `--features lstm`).
     #[arg(long, default_value = "auto")]
     pub model: String,
     /// Season length in steps (detected when absent).

@@ -181,6 +181,7 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
         }
         ConfigAction::Check { file } => {
             let c = Config::load(&file)?;
+            check_models(&c)?;
             println!(
                 "{}: ok ({} workload(s), {} tier(s))",
                 file.display(),
@@ -190,6 +191,17 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every workload's model must exist in this build (`lstm` needs the `lstm` feature).
+fn check_models(cfg: &Config) -> Result<()> {
+    for w in &cfg.workloads {
+        if w.model != "baseline" {
+            prescale_forecast::ModelChoice::parse(&w.model)
+                .map_err(|e| UsageError(format!("workload {:?}: {e}", w.name)))?;
+        }
+    }
+    Ok(())
 }
 
 fn apply_overrides(cfg: &mut Config, o: &Overrides) {
@@ -247,6 +259,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         None => Config::default(),
     };
     apply_overrides(&mut cfg, &overrides);
+    check_models(&cfg)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let store = open_store(&cfg.storage.path, Durability::Sync)?;

@@ -257,3 +257,55 @@ fn shared_series_backtest_when_available() {
         assert!((0.0..=1.0).contains(&s["coverage80"].as_f64().unwrap()));
     }
 }
+
+/// `--model lstm` in a build with the `lstm` feature: a calibrated forecast from the
+/// network, near the daily cycle it was trained on.
+#[cfg(feature = "lstm")]
+#[test]
+fn lstm_model_forecasts_the_daily_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("s.csv");
+    let n = 288 * 4;
+    write_series(&input, n, false);
+    let out = prescale(&[
+        "forecast",
+        "--input",
+        input.to_str().unwrap(),
+        "--horizon",
+        "36",
+        "--model",
+        "lstm",
+        "--quantiles",
+        "0.1,0.5,0.9",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["model"].as_str().unwrap().starts_with("lstm("),
+        "{}",
+        v["model"]
+    );
+    let rows = v["forecast"].as_array().unwrap();
+    assert_eq!(rows.len(), 36);
+    let mut abs_err = 0.0;
+    for (k, r) in rows.iter().enumerate() {
+        let (lo, mid, hi) = (
+            r["q0.1"].as_f64().unwrap(),
+            r["q0.5"].as_f64().unwrap(),
+            r["q0.9"].as_f64().unwrap(),
+        );
+        assert!(lo <= mid && mid <= hi, "row {k} crosses: {lo} {mid} {hi}");
+        let i = n + k;
+        let day = ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).sin();
+        abs_err += (mid - (50.0 + 20.0 * day)).abs();
+    }
+    // The cycle's amplitude is 20 and the noise +-1.5: a network that learnt the cycle
+    // is within a few units on average.
+    assert!(abs_err / 36.0 < 4.0, "mean abs error {}", abs_err / 36.0);
+}
