@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::{Calibrated, Calibration};
 use crate::cv::{cross_validate, score, CvConfig, CvReport, Fold, Scores};
 use crate::models::{StatKind, StatModel};
-use crate::{detect_season, Fitted, ForecastError, Forecaster, Naive, SeasonalNaive};
+use crate::{
+    detect_season, Fitted, ForecastError, Forecaster, Naive, SeasonalAverage, SeasonalNaive,
+};
 
 /// Which score picks the winner (lower is better for all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -560,6 +562,9 @@ mod tests {
     }
 }
 
+/// Seasons a seasonal-average candidate looks back over.
+pub const AVERAGE_CYCLES: usize = 5;
+
 /// Held-out points the selection wants at least (more folds for short horizons).
 pub const MIN_CV_POINTS: usize = 48;
 
@@ -674,8 +679,18 @@ impl AutoSpec {
             match self.choice {
                 ModelChoice::Auto | ModelChoice::Ensemble => {
                     let mut v = default_candidates(&seasons);
+                    let mut at = 1 + seasons.len();
                     if let Some(d) = day_snaive {
-                        v.insert(1 + seasons.len(), d);
+                        v.insert(at, d);
+                        at += 1;
+                    }
+                    // Seasonal averages of the daily (else the first) season: as cheap as
+                    // seasonal naive and steadier at long horizons.
+                    if let Some(p) = self.day.filter(|d| y.len() >= 3 * d).or(m) {
+                        for median in [true, false] {
+                            v.insert(at, Arc::new(SeasonalAverage { season: p, cycles: AVERAGE_CYCLES, median }));
+                            at += 1;
+                        }
                     }
                     v
                 }

@@ -47,6 +47,9 @@ fn arima_config(season: Option<usize>) -> AutoARIMAConfig {
 /// Most recent points ETS is fitted on.
 pub const ETS_WINDOW: usize = 2000;
 
+/// Most recent points Theta is fitted on (a week of 5-minute steps).
+pub const THETA_WINDOW: usize = 2016;
+
 /// Which statistical model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatKind {
@@ -226,7 +229,8 @@ impl Forecaster for StatModel {
                 ARIMA_WINDOW.max(3 * m.filter(|m| *m <= MAX_DIRECT_SEASON).unwrap_or(0))
             }
             StatKind::Ets => ETS_WINDOW,
-            _ => usize::MAX,
+            StatKind::Theta => THETA_WINDOW,
+            StatKind::Mstl => usize::MAX,
         };
         let values = adjusted[adjusted.len().saturating_sub(window)..].to_vec();
         // anofox wants timestamps; only their spacing matters, so use one a minute.
