@@ -51,9 +51,21 @@ pub struct Tier {
     /// Seconds from a provision request until the instance serves load.
     #[serde(default)]
     pub lead_time_s: u64,
+    /// The slow tail of the lead time: 90% of provisions are ready within this many
+    /// seconds (absent: 1.5 x `lead_time_s`). Lead times are log-normal with median
+    /// `lead_time_s`.
+    #[serde(default)]
+    pub lead_time_p90_s: Option<u64>,
+    /// Billing granularity in seconds: each instance's run time is rounded up to a
+    /// multiple of it (1 = per-second billing, 3600 = per started hour).
+    #[serde(default = "one_u64")]
+    pub billing_granularity_s: u64,
     /// Expected interruptions per instance per hour (spot); 0 for on-demand tiers.
     #[serde(default)]
     pub interruption_rate_per_hour: f64,
+    /// Seconds of warning before an interrupted instance stops serving (spot).
+    #[serde(default = "default_notice_s")]
+    pub interruption_notice_s: u64,
     /// Instances always kept, whatever the demand.
     #[serde(default)]
     pub min_instances: u32,
@@ -65,10 +77,25 @@ fn one() -> f64 {
     1.0
 }
 
+fn one_u64() -> u64 {
+    1
+}
+
+fn default_notice_s() -> u64 {
+    120
+}
+
 impl Tier {
     /// Effective demand units one instance serves (`vcpu * performance_factor`).
     pub fn effective_capacity(&self) -> f64 {
         self.vcpu * self.performance_factor
+    }
+
+    /// The lead time's 90th percentile in seconds.
+    pub fn lead_time_p90(&self) -> u64 {
+        self.lead_time_p90_s
+            .unwrap_or(self.lead_time_s + self.lead_time_s / 2)
+            .max(self.lead_time_s)
     }
 
     /// Price per effective demand unit per hour.
@@ -324,11 +351,15 @@ mod tests {
             price_per_hour: 0.4,
             performance_factor: 2.0,
             lead_time_s: 60,
+            lead_time_p90_s: None,
+            billing_granularity_s: 1,
             interruption_rate_per_hour: 0.0,
+            interruption_notice_s: 120,
             min_instances: 0,
             max_instances: 10,
         };
         assert_eq!(t.effective_capacity(), 8.0);
+        assert_eq!(t.lead_time_p90(), 90);
         assert!((t.unit_price() - 0.05).abs() < 1e-12);
         let mut a = Allocation::default();
         a.tiers.insert(

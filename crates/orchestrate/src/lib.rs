@@ -6,12 +6,14 @@
 //! - [`engine`]: one pass of resample -> detect -> forecast -> plan -> reconcile -> act
 //!   for every workload, and the status the server shows;
 //! - [`trainer`]: model selection and refits off the control path;
-//! - [`demo`]: the same engine on an accelerated clock with synthetic demand.
+//! - [`demo`]: the same engine on an accelerated clock with synthetic demand;
+//! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars.
 
 pub mod demo;
 pub mod engine;
 pub mod provider;
 pub mod reconcile;
+pub mod simulate;
 pub mod trainer;
 
 pub use engine::{Engine, Status, WorkloadStatus};

@@ -49,8 +49,13 @@ pub fn format_ts(secs: i64, rfc3339: bool) -> String {
     }
 }
 
-/// Reads and regularises a CSV series.
+/// Reads and regularises a CSV series from its `timestamp` and `value` columns.
 pub fn read_csv(path: &Path) -> Result<Series, String> {
+    read_csv_column(path, "value")
+}
+
+/// Reads and regularises the `timestamp` column and column `col` of a CSV file.
+pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let mut lines = text
@@ -65,9 +70,9 @@ pub fn read_csv(path: &Path) -> Result<Series, String> {
         .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
         .collect();
     let find = |want: &str| cols.iter().position(|c| c == want);
-    let (Some(ti), Some(vi)) = (find("timestamp"), find("value")) else {
+    let (Some(ti), Some(vi)) = (find("timestamp"), find(col)) else {
         return Err(format!(
-            "{name}:1: header {header:?} lacks a `timestamp` and a `value` column; the first line must name them, e.g. `timestamp,value`"
+            "{name}:1: header {header:?} lacks a `timestamp` and a `{col}` column; the first line must name them, e.g. `timestamp,{col}`"
         ));
     };
     let mut rows: Vec<(i64, Option<f64>)> = Vec::new();
@@ -95,7 +100,7 @@ pub fn read_csv(path: &Path) -> Result<Series, String> {
                 Ok(_) => None,
                 Err(_) => {
                     return Err(format!(
-                        "{name}:{lineno}: value {v:?} is not a number; the `value` column must hold numbers"
+                        "{name}:{lineno}: value {v:?} is not a number; the `{col}` column must hold numbers"
                     ))
                 }
             }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod forecast_cmd;
 mod input;
+mod simulate_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,6 +77,8 @@ enum Command {
     Forecast(forecast_cmd::ForecastArgs),
     /// Cross-validate models on CSV series and print their scores.
     Backtest(forecast_cmd::BacktestArgs),
+    /// Replay a demand trace under a scaling policy: cost, shortfalls, actions.
+    Simulate(simulate_cmd::SimulateArgs),
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
         Command::Config { action } => config_cmd(action),
         Command::Forecast(a) => forecast_cmd::forecast(a).map_err(|e| UsageError(e).into()),
         Command::Backtest(a) => forecast_cmd::backtest(a).map_err(|e| UsageError(e).into()),
+        Command::Simulate(a) => simulate_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
         Command::Demo {
             seed,

@@ -1,0 +1,904 @@
+//! What-if simulation: replays a demand trace step by step under a scaling policy, with
+//! provisioning lead times (log-normal), seeded spot interruptions with notice, billing
+//! granularity, and (for the forecasting policies) a forecaster that is selected and
+//! refitted as the daemon would, on the data before each decision only.
+//!
+//! Timing: the trace's step `dt` is also the decision interval. At the start of step `i`
+//! a policy sees demand `0..i` (the oracle sees all), asks for instances, and capacity
+//! that is ready by the start of a step serves that step. A step is under-provisioned
+//! when its demand exceeds the ready effective capacity; the shortfall times the step's
+//! minutes is unserved demand.
+//!
+//! This first version simulates one dimension, CPU (vCPU of demand; an instance serves
+//! `vcpu * performance_factor`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prescale_core::{SeriesKey, Tier, TimestampMs, Workload};
+use prescale_forecast::auto::Recipe;
+use prescale_forecast::{AutoSpec, ModelChoice, ScoreKind};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The scenario: catalog, the workload's SLA and budget, and policy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The tier catalog.
+    pub tiers: Vec<Tier>,
+    /// SLA, cost limits and model of the simulated workload (`demand` is ignored: the
+    /// trace is the demand).
+    pub workload: Workload,
+    /// Settings of the reactive (HPA) policy.
+    #[serde(default)]
+    pub reactive: ReactiveSettings,
+    /// How often the forecasting policies refit and reselect.
+    #[serde(default)]
+    pub forecast: ForecastSettings,
+    /// The one tier of the single-tier policies (spec-baseline, reactive, static).
+    #[serde(default = "default_single_tier")]
+    pub single_tier: String,
+}
+
+fn default_single_tier() -> String {
+    "standard".into()
+}
+
+/// Kubernetes HPA's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactiveSettings {
+    /// Target utilization of ready capacity.
+    #[serde(default = "default_hpa_target")]
+    pub target_utilization: f64,
+    /// No change while |utilization / target - 1| is within this.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Scale-down stabilization window: the highest recommendation in it wins.
+    #[serde(default = "default_stabilization")]
+    pub stabilization_s: u64,
+}
+
+fn default_hpa_target() -> f64 {
+    0.7
+}
+fn default_tolerance() -> f64 {
+    0.1
+}
+fn default_stabilization() -> u64 {
+    300
+}
+
+impl Default for ReactiveSettings {
+    fn default() -> Self {
+        Self {
+            target_utilization: default_hpa_target(),
+            tolerance: default_tolerance(),
+            stabilization_s: default_stabilization(),
+        }
+    }
+}
+
+/// Forecaster cadence in the simulation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastSettings {
+    /// Seconds between refits of the selected model (each refit forecasts far enough to
+    /// cover the next refit plus the longest lead time).
+    #[serde(default = "default_refit")]
+    pub refit_s: u64,
+    /// Seconds of history the forecaster reads.
+    #[serde(default = "default_history")]
+    pub history_s: u64,
+    /// Wall-clock budget of one model selection, in seconds.
+    #[serde(default = "default_selection_budget")]
+    pub selection_budget_s: f64,
+}
+
+fn default_refit() -> u64 {
+    7200
+}
+fn default_history() -> u64 {
+    14 * 86_400
+}
+fn default_selection_budget() -> f64 {
+    0.1
+}
+
+impl Default for ForecastSettings {
+    fn default() -> Self {
+        Self {
+            refit_s: default_refit(),
+            history_s: default_history(),
+            selection_budget_s: default_selection_budget(),
+        }
+    }
+}
+
+/// A complete, commented scenario (`prescale simulate --example-scenario`).
+pub const EXAMPLE_SCENARIO: &str = include_str!("example-scenario.toml");
+
+impl Scenario {
+    /// Parses and checks a scenario; errors name the file, line and key.
+    pub fn parse(src: &str, file: &str) -> Result<Self, String> {
+        let de = toml::Deserializer::parse(src).map_err(|e| format!("{file}: {e}"))?;
+        let s: Scenario = serde_path_to_error::deserialize(de)
+            .map_err(|e| format!("{file}: key `{}`: {}", e.path(), e.inner()))?;
+        s.check().map_err(|e| format!("{file}: {e}"))?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.tiers.is_empty() {
+            return Err("`tiers` is empty: list at least one tier".into());
+        }
+        for t in &self.tiers {
+            if !(t.vcpu > 0.0 && t.performance_factor > 0.0 && t.price_per_hour >= 0.0) {
+                return Err(format!(
+                    "tier {:?}: vcpu and performance_factor must be positive and price_per_hour not negative",
+                    t.name
+                ));
+            }
+            if t.min_instances > t.max_instances || t.billing_granularity_s == 0 {
+                return Err(format!(
+                    "tier {:?}: min_instances must not exceed max_instances, and billing_granularity_s must be at least 1",
+                    t.name
+                ));
+            }
+        }
+        if !self.tiers.iter().any(|t| t.name == self.single_tier) {
+            return Err(format!(
+                "`single_tier` = {:?} is not a tier of the catalog",
+                self.single_tier
+            ));
+        }
+        let w = &self.workload;
+        if !(w.sla_quantile > 0.0 && w.sla_quantile < 1.0) {
+            return Err("`workload.sla_quantile` must be in (0, 1)".into());
+        }
+        if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
+            return Err("`workload.target_utilization` must be in (0, 1]".into());
+        }
+        if !(self.reactive.target_utilization > 0.0 && self.reactive.target_utilization <= 1.0) {
+            return Err("`reactive.target_utilization` must be in (0, 1]".into());
+        }
+        if w.model != "baseline" {
+            ModelChoice::parse(&w.model).map_err(|e| format!("`workload.model`: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A scaling policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// prescale: forecast distribution -> planner over all eligible tiers.
+    Predictive,
+    /// The spec's rule: the forecast median / performance factor on one tier.
+    SpecBaseline,
+    /// Kubernetes HPA on one tier.
+    Reactive,
+    /// Constant capacity for the trace's peak on one tier.
+    Static,
+    /// Perfect foresight and instant capacity: the cheapest capacity that covers each
+    /// step's actual demand (the lower bound).
+    Oracle,
+}
+
+impl Policy {
+    /// Parses a policy name as the command line spells it.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "predictive" => Self::Predictive,
+            "spec-baseline" => Self::SpecBaseline,
+            "reactive" => Self::Reactive,
+            "static" => Self::Static,
+            "oracle" => Self::Oracle,
+            other => {
+                return Err(format!(
+                    "unknown policy {other:?}; use predictive, spec-baseline, reactive, static or oracle"
+                ))
+            }
+        })
+    }
+}
+
+/// The demand to replay: equally spaced steps.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// Start of each step, in milliseconds.
+    pub ts: Vec<TimestampMs>,
+    /// CPU demand per step, in vCPU.
+    pub cpu: Vec<f64>,
+    /// Step length in milliseconds.
+    pub step_ms: i64,
+}
+
+/// One row of the timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineRow {
+    /// Step start.
+    pub ts: TimestampMs,
+    /// Demand in vCPU.
+    pub demand: f64,
+    /// Ready effective vCPU per tier (catalog order).
+    pub ready_capacity: Vec<f64>,
+    /// Instances held (ready or pending) per tier.
+    pub instances: Vec<u32>,
+    /// Forecast band used for the decision (q_low, median, q_sla), when the policy has one.
+    pub forecast: Option<(f64, f64, f64)>,
+    /// Cost accrued so far.
+    pub cost_so_far: f64,
+}
+
+/// What a simulation measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The policy simulated.
+    pub policy: Policy,
+    /// Steps replayed.
+    pub steps: usize,
+    /// Hours replayed.
+    pub hours: f64,
+    /// Total cost.
+    pub cost_total: f64,
+    /// Cost per tier.
+    pub cost_per_tier: BTreeMap<String, f64>,
+    /// Minutes in which demand exceeded ready capacity.
+    pub underprovisioned_minutes: f64,
+    /// Those minutes over the trace's minutes (0..1).
+    pub underprovisioned_share: f64,
+    /// Demand not served, per dimension, in unit-minutes (vCPU-minutes for `cpu`).
+    pub unserved: BTreeMap<String, f64>,
+    /// Provision and deprovision actions (one per tier and step that changed).
+    pub actions: usize,
+    /// Spot interruptions suffered.
+    pub interruptions: usize,
+    /// Steps whose hourly cost rate exceeded the workload's hourly budget.
+    pub budget_breaches: usize,
+    /// Model selections and refits made (forecasting policies).
+    pub forecaster_fits: usize,
+    /// Most instances held at once, per tier.
+    pub peak_instances: BTreeMap<String, u32>,
+    /// The seed of lead times and interruptions.
+    pub seed: u64,
+}
+
+struct Instance {
+    requested_at: TimestampMs,
+    ready_at: TimestampMs,
+    /// Set when an interruption notice arrived: the instance stops serving then.
+    ends_at: Option<TimestampMs>,
+}
+
+struct Fleet {
+    tiers: Vec<Tier>,
+    live: Vec<Vec<Instance>>,
+    cost: Vec<f64>,
+    rng: ChaCha8Rng,
+}
+
+impl Fleet {
+    fn bill(&mut self, k: usize, inst: &Instance, end: TimestampMs) {
+        let t = &self.tiers[k];
+        let secs = ((end - inst.requested_at).max(0) as f64 / 1000.0).ceil() as u64;
+        let g = t.billing_granularity_s.max(1);
+        let billed = secs.div_ceil(g) * g;
+        self.cost[k] += billed as f64 / 3600.0 * t.price_per_hour;
+    }
+
+    fn lead_ms(&mut self, k: usize) -> i64 {
+        let t = &self.tiers[k];
+        if t.lead_time_s == 0 {
+            return 0;
+        }
+        let median = t.lead_time_s as f64;
+        let sigma = (t.lead_time_p90() as f64 / median).ln() / 1.281_551_565_5;
+        let z = normal(&mut self.rng);
+        ((median * (sigma * z).exp()) * 1000.0) as i64
+    }
+
+    /// Instances held (ready or pending), not counting those under notice.
+    fn held(&self, k: usize) -> u32 {
+        self.live[k].iter().filter(|i| i.ends_at.is_none()).count() as u32
+    }
+
+    fn ready_capacity(&self, k: usize, now: TimestampMs) -> f64 {
+        let n = self.live[k]
+            .iter()
+            .filter(|i| i.ready_at <= now && i.ends_at.is_none_or(|e| e > now))
+            .count();
+        n as f64 * self.tiers[k].effective_capacity()
+    }
+
+    /// Moves held instances of tier `k` to `target`: new ones start now, surplus ones
+    /// (pending first, newest first) stop now.
+    /// A ready instance is only stopped while the ready capacity left stays at least
+    /// `keep_ready` (make before break: capacity moving to another tier stays until its
+    /// replacement serves).
+    fn set(
+        &mut self,
+        k: usize,
+        target: u32,
+        now: TimestampMs,
+        warm: bool,
+        keep_ready: f64,
+    ) -> bool {
+        let held = self.held(k);
+        if target > held {
+            for _ in held..target {
+                // The first decision finds its fleet already running, for every policy.
+                let lead = if warm { 0 } else { self.lead_ms(k) };
+                self.live[k].push(Instance {
+                    requested_at: now,
+                    ready_at: now + lead,
+                    ends_at: None,
+                });
+            }
+            true
+        } else if target < held {
+            let mut drop = held - target;
+            // Pending first, then the newest ready ones.
+            let mut order: Vec<usize> = (0..self.live[k].len())
+                .filter(|&i| self.live[k][i].ends_at.is_none())
+                .collect();
+            order.sort_by_key(|&i| {
+                let inst = &self.live[k][i];
+                (inst.ready_at <= now, std::cmp::Reverse(inst.requested_at))
+            });
+            let eff = self.tiers[k].effective_capacity();
+            let mut ready_total: f64 = (0..self.tiers.len())
+                .map(|j| self.ready_capacity(j, now))
+                .sum();
+            let mut remove = Vec::new();
+            for i in order {
+                if drop == 0 {
+                    break;
+                }
+                if self.live[k][i].ready_at <= now {
+                    if ready_total - eff < keep_ready - 1e-9 {
+                        break;
+                    }
+                    ready_total -= eff;
+                }
+                remove.push(i);
+                drop -= 1;
+            }
+            remove.sort_unstable_by(|a, b| b.cmp(a));
+            let changed = !remove.is_empty();
+            for i in remove {
+                let inst = self.live[k].swap_remove(i);
+                self.bill(k, &inst, now);
+            }
+            changed
+        } else {
+            false
+        }
+    }
+
+    /// Spot interruptions during `[now, now + dt)`: each held instance of an
+    /// interruptible tier gets a notice with probability `1 - exp(-rate * dt)`.
+    fn interrupt(&mut self, now: TimestampMs, dt_ms: i64) -> usize {
+        let mut count = 0;
+        for k in 0..self.tiers.len() {
+            let rate = self.tiers[k].interruption_rate_per_hour;
+            if rate <= 0.0 {
+                continue;
+            }
+            let p = 1.0 - (-rate * dt_ms as f64 / 3_600_000.0).exp();
+            let notice = self.tiers[k].interruption_notice_s as i64 * 1000;
+            for i in 0..self.live[k].len() {
+                if self.live[k][i].ends_at.is_none() && self.rng.random::<f64>() < p {
+                    let at = now + (self.rng.random::<f64>() * dt_ms as f64) as i64;
+                    self.live[k][i].ends_at = Some(at + notice);
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Stops instances whose notice has run out by `now`.
+    fn reap(&mut self, now: TimestampMs) {
+        for k in 0..self.tiers.len() {
+            let mut i = 0;
+            while i < self.live[k].len() {
+                match self.live[k][i].ends_at {
+                    Some(e) if e <= now => {
+                        let inst = self.live[k].swap_remove(i);
+                        self.bill(k, &inst, e);
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
+    }
+
+    /// Cost if every live instance stopped at `now` (for the running total).
+    fn cost_if_stopped(&self, now: TimestampMs) -> f64 {
+        let mut c: f64 = self.cost.iter().sum();
+        for (k, insts) in self.live.iter().enumerate() {
+            for i in insts {
+                c += (now - i.requested_at).max(0) as f64 / 3_600_000.0
+                    * self.tiers[k].price_per_hour;
+            }
+        }
+        c
+    }
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// The forecasting state of the predictive and spec-baseline policies.
+struct Forecaster {
+    recipe: Option<Recipe>,
+    selected_at: Option<TimestampMs>,
+    forecast: Option<prescale_core::Forecast>,
+    fitted_at: Option<TimestampMs>,
+    fits: usize,
+}
+
+/// Replays `trace` under `policy`. `timeline` receives one row per step when given.
+pub fn simulate(
+    trace: &Trace,
+    scenario: &Scenario,
+    policy: Policy,
+    seed: u64,
+    mut timeline: Option<&mut Vec<TimelineRow>>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Report, String> {
+    let n = trace.cpu.len();
+    if n < 2 {
+        return Err("the trace needs at least two steps".into());
+    }
+    let dt = trace.step_ms;
+    let tiers = scenario.tiers.clone();
+    let single = tiers
+        .iter()
+        .position(|t| t.name == scenario.single_tier)
+        .expect("checked");
+    let mut fleet = Fleet {
+        tiers: tiers.clone(),
+        live: tiers.iter().map(|_| Vec::new()).collect(),
+        cost: vec![0.0; tiers.len()],
+        rng: ChaCha8Rng::seed_from_u64(seed),
+    };
+    let w = &scenario.workload;
+    let eligible = prescale_plan::eligible_tiers(w, &tiers);
+    let max_lead_ms = tiers
+        .iter()
+        .map(|t| t.lead_time_p90() as i64 * 1000)
+        .max()
+        .unwrap_or(0);
+    // Steps a request made now needs to cover: until capacity asked for at the next
+    // decision is ready.
+    let cover = ((max_lead_ms + dt) as f64 / dt as f64).ceil() as usize;
+    let peak = trace.cpu.iter().copied().fold(0.0, f64::max);
+    let mut fc = Forecaster {
+        recipe: None,
+        selected_at: None,
+        forecast: None,
+        fitted_at: None,
+        fits: 0,
+    };
+    let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
+    let (mut under_min, mut unserved, mut actions, mut interruptions, mut breaches) =
+        (0.0, 0.0, 0usize, 0usize, 0usize);
+    let mut peak_instances = vec![0u32; tiers.len()];
+    // Kubernetes HPA on the single tier: desired = ceil(ready replicas x utilization /
+    // target) outside the tolerance band; scale up at once, down only to the highest
+    // recommendation of the stabilization window.
+    let r = &scenario.reactive;
+    let hpa = |fleet: &Fleet,
+               past: &[f64],
+               now: TimestampMs,
+               history: &mut Vec<(TimestampMs, u32)>|
+     -> Vec<u32> {
+        let held = fleet.held(single);
+        let ready_cap = fleet.ready_capacity(single, now);
+        let desired = match past.last() {
+            None => held,
+            Some(&d) if ready_cap <= 0.0 => {
+                instances_for(d / r.target_utilization, &tiers[single]).max(held)
+            }
+            Some(&d) => {
+                let ready = (ready_cap / tiers[single].effective_capacity()).round();
+                let ratio = (d / ready_cap) / r.target_utilization;
+                if (ratio - 1.0).abs() <= r.tolerance {
+                    held
+                } else {
+                    (ready * ratio).ceil() as u32
+                }
+            }
+        };
+        history.push((now, desired));
+        let window = r.stabilization_s as i64 * 1000;
+        history.retain(|(t, _)| now - *t <= window);
+        let stabilized = history.iter().map(|(_, d)| *d).max().unwrap_or(desired);
+        one_tier(&tiers, single, stabilized.min(tiers[single].max_instances))
+    };
+    for i in 0..n {
+        let now = trace.ts[i];
+        fleet.reap(now);
+        // The policy decides with demand before `now` only (the oracle excepted). The
+        // first decision sees the first step's demand, so every policy starts with a
+        // fleet sized for it (a warm start: the fleet it asks for is ready at once).
+        let past = &trace.cpu[..i.max(1)];
+        let mut band = None;
+        let target: Vec<u32> = match policy {
+            Policy::Static => one_tier(
+                &tiers,
+                single,
+                instances_for(peak / scenario.reactive.target_utilization, &tiers[single]),
+            ),
+            Policy::Reactive => hpa(&fleet, past, now, &mut hpa_history),
+            Policy::Oracle => {
+                // This step's actual demand, filled cheapest first (spot within its
+                // share), with capacity that is ready at once: no forecast error, no
+                // lead time, and an interrupted instance is replaced the moment it stops.
+                // No policy can do better, so its cost is the floor to compare with.
+                let f = prescale_plan::fill(trace.cpu[i], &eligible, w);
+                tiers
+                    .iter()
+                    .map(|t| f.instances.get(&t.name).copied().unwrap_or(0))
+                    .collect()
+            }
+            Policy::Predictive | Policy::SpecBaseline => {
+                refresh_forecast(&mut fc, trace, i, scenario, cover)?;
+                match &fc.forecast {
+                    // Too little history for a forecast yet: scale as HPA would.
+                    None => hpa(&fleet, past, now, &mut hpa_history),
+                    Some(f) => {
+                        let idx = ((now - f.start) / dt).max(0) as usize;
+                        if idx < f.horizon() {
+                            band = Some((
+                                f.quantile(idx, 0.1),
+                                f.quantile(idx, 0.5),
+                                f.quantile(idx, w.sla_quantile),
+                            ));
+                        }
+                        if policy == Policy::Predictive {
+                            let p = prescale_plan::plan(w, &tiers, f, now, dt);
+                            tiers
+                                .iter()
+                                .map(|t| p.target.get(&t.name).copied().unwrap_or(0))
+                                .collect()
+                        } else {
+                            // The spec's rule: predicted demand / performance factor,
+                            // peak over the lead-time window, on one tier.
+                            let hi = (idx + cover).min(f.horizon());
+                            let pred = (idx..hi).map(|s| f.quantile(s, 0.5)).fold(0.0, f64::max);
+                            one_tier(&tiers, single, instances_for(pred, &tiers[single]))
+                        }
+                    }
+                }
+            }
+        };
+        let target: Vec<u32> = target
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (*t).clamp(tiers[k].min_instances, tiers[k].max_instances))
+            .collect();
+        let instant = i == 0 || policy == Policy::Oracle;
+        let target_capacity: f64 = target
+            .iter()
+            .zip(&tiers)
+            .map(|(n, t)| *n as f64 * t.effective_capacity())
+            .sum();
+        // Additions first, then removals that keep the target's capacity ready.
+        for grow in [true, false] {
+            for (k, &t) in target.iter().enumerate() {
+                if (t > fleet.held(k)) == grow && fleet.set(k, t, now, instant, target_capacity) {
+                    actions += 1;
+                }
+            }
+        }
+        for (k, p) in peak_instances.iter_mut().enumerate() {
+            *p = (*p).max(fleet.live[k].len() as u32);
+        }
+        interruptions += fleet.interrupt(now, dt);
+        // The step is served by what is ready at its start and not yet stopped.
+        let ready: Vec<f64> = (0..tiers.len())
+            .map(|k| fleet.ready_capacity(k, now))
+            .collect();
+        let cap: f64 = ready.iter().sum();
+        let d = trace.cpu[i];
+        let minutes = dt as f64 / 60_000.0;
+        if d > cap + 1e-9 {
+            under_min += minutes;
+            unserved += (d - cap) * minutes;
+        }
+        if let Some(b) = w.budget_per_hour {
+            let rate: f64 = (0..tiers.len())
+                .map(|k| fleet.live[k].len() as f64 * tiers[k].price_per_hour)
+                .sum();
+            if rate > b + 1e-9 {
+                breaches += 1;
+            }
+        }
+        if let Some(tl) = timeline.as_deref_mut() {
+            tl.push(TimelineRow {
+                ts: now,
+                demand: d,
+                ready_capacity: ready,
+                instances: (0..tiers.len()).map(|k| fleet.held(k)).collect(),
+                forecast: band,
+                cost_so_far: fleet.cost_if_stopped(now + dt),
+            });
+        }
+        progress(i + 1, n);
+    }
+    let end = trace.ts[n - 1] + dt;
+    for k in 0..tiers.len() {
+        let insts = std::mem::take(&mut fleet.live[k]);
+        for inst in &insts {
+            let stop = inst.ends_at.map_or(end, |e| e.min(end));
+            fleet.bill(k, inst, stop);
+        }
+    }
+    let total_min = n as f64 * dt as f64 / 60_000.0;
+    Ok(Report {
+        policy,
+        steps: n,
+        hours: total_min / 60.0,
+        cost_total: fleet.cost.iter().sum(),
+        cost_per_tier: tiers
+            .iter()
+            .zip(&fleet.cost)
+            .map(|(t, c)| (t.name.clone(), *c))
+            .collect(),
+        underprovisioned_minutes: under_min,
+        underprovisioned_share: under_min / total_min,
+        unserved: [("cpu".to_string(), unserved)].into_iter().collect(),
+        actions,
+        interruptions,
+        budget_breaches: breaches,
+        forecaster_fits: fc.fits,
+        peak_instances: tiers
+            .iter()
+            .zip(&peak_instances)
+            .map(|(t, p)| (t.name.clone(), *p))
+            .collect(),
+        seed,
+    })
+}
+
+fn one_tier(tiers: &[Tier], k: usize, n: u32) -> Vec<u32> {
+    (0..tiers.len())
+        .map(|j| if j == k { n } else { 0 })
+        .collect()
+}
+
+fn instances_for(need: f64, t: &Tier) -> u32 {
+    (need / t.effective_capacity() - 1e-9).ceil().max(0.0) as u32
+}
+
+/// Selects a model when none is selected or `retrain_s` has passed, refits every
+/// `refit_s`, each time on the trace before step `i` only.
+fn refresh_forecast(
+    fc: &mut Forecaster,
+    trace: &Trace,
+    i: usize,
+    scenario: &Scenario,
+    cover: usize,
+) -> Result<(), String> {
+    let now = trace.ts[i];
+    let w = &scenario.workload;
+    let s = &scenario.forecast;
+    let dt = trace.step_ms;
+    let fresh = fc
+        .fitted_at
+        .is_some_and(|t| now - t < s.refit_s as i64 * 1000);
+    if fresh {
+        return Ok(());
+    }
+    let history = ((s.history_s as i64 * 1000) / dt).max(1) as usize;
+    let y = &trace.cpu[i.saturating_sub(history)..i];
+    let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
+    // Enough to cover until the next refit plus the lead-time window.
+    let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
+    if y.len() < 2 * day.unwrap_or(24).min(288) {
+        return Ok(());
+    }
+    let levels = forecast_levels(w.sla_quantile);
+    let reselect = fc.recipe.is_none()
+        || fc
+            .selected_at
+            .is_none_or(|t| now - t >= w.retrain_s as i64 * 1000);
+    let model = if reselect || w.model == "baseline" {
+        let choice = if w.model == "baseline" {
+            ModelChoice::Snaive
+        } else {
+            ModelChoice::parse(&w.model)?
+        };
+        let spec = AutoSpec {
+            choice,
+            season: w.season_s.map(|s| ((s as i64 * 1000) / dt) as usize),
+            day,
+            horizon,
+            folds: 3,
+            levels: levels.clone(),
+            score: ScoreKind::Crps,
+            budget: (s.selection_budget_s > 0.0)
+                .then(|| Duration::from_secs_f64(s.selection_budget_s)),
+        };
+        let (m, sel) = spec.run(y, |_| {}).map_err(|e| e.to_string())?;
+        fc.recipe = sel.recipe;
+        fc.selected_at = Some(now);
+        m
+    } else {
+        fc.recipe
+            .as_ref()
+            .expect("selected")
+            .refit(y)
+            .map_err(|e| e.to_string())?
+    };
+    fc.fits += 1;
+    let f = prescale_forecast::forecast(
+        model.as_ref(),
+        SeriesKey::metric("trace_cpu").expect("valid name"),
+        now - dt,
+        dt,
+        horizon,
+        &levels,
+        Some(0.0),
+    )
+    .map_err(|e| e.to_string())?;
+    fc.forecast = Some(f);
+    fc.fitted_at = Some(now);
+    Ok(())
+}
+
+fn forecast_levels(sla: f64) -> Vec<f64> {
+    let mut v = vec![0.1, 0.5, 0.9, sla];
+    v.sort_by(f64::total_cmp);
+    v.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario() -> Scenario {
+        Scenario::parse(EXAMPLE_SCENARIO, "example").expect("example parses")
+    }
+
+    /// Two weeks of 5-minute demand with a daily cycle, 8..40 vCPU.
+    fn trace(days: usize) -> Trace {
+        let n = days * 288;
+        let ts: Vec<i64> = (0..n as i64)
+            .map(|i| 1_700_000_000_000 + i * 300_000)
+            .collect();
+        let cpu = (0..n)
+            .map(|i| {
+                let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+                24.0 - 16.0 * a.cos() + 2.0 * noise
+            })
+            .collect();
+        Trace {
+            ts,
+            cpu,
+            step_ms: 300_000,
+        }
+    }
+
+    #[test]
+    fn policies_rank_as_expected_on_a_daily_cycle() {
+        let sc = scenario();
+        let tr = trace(10);
+        let run = |p| simulate(&tr, &sc, p, 1, None, |_, _| {}).unwrap();
+        let oracle = run(Policy::Oracle);
+        let predictive = run(Policy::Predictive);
+        let reactive = run(Policy::Reactive);
+        let stat = run(Policy::Static);
+        // Static peak capacity never falls short but costs most.
+        assert_eq!(stat.underprovisioned_minutes, 0.0);
+        assert!(stat.cost_total > reactive.cost_total);
+        // The oracle is the cheapest.
+        for r in [&predictive, &reactive, &stat] {
+            assert!(oracle.cost_total <= r.cost_total, "{:?}", r.policy);
+        }
+        // Predictive is cheaper than reactive and falls short less often.
+        assert!(
+            predictive.cost_total < reactive.cost_total,
+            "{} vs {}",
+            predictive.cost_total,
+            reactive.cost_total
+        );
+        assert!(
+            predictive.underprovisioned_minutes <= reactive.underprovisioned_minutes,
+            "{} vs {} minutes",
+            predictive.underprovisioned_minutes,
+            reactive.underprovisioned_minutes
+        );
+        assert!(predictive.forecaster_fits > 0);
+    }
+
+    #[test]
+    fn the_forecast_never_reads_the_future() {
+        // Two traces equal up to step k and wildly different after: every decision up
+        // to step k must be the same. No selection time limit: the same choice on
+        // any machine.
+        let mut sc = scenario();
+        sc.forecast.selection_budget_s = 0.0;
+        let a = trace(5);
+        let mut b = a.clone();
+        let k = 3 * 288 + 17;
+        for v in &mut b.cpu[k..] {
+            *v *= 5.0;
+        }
+        let mut ta = Vec::new();
+        let mut tb = Vec::new();
+        for p in [Policy::Predictive, Policy::Reactive, Policy::SpecBaseline] {
+            ta.clear();
+            tb.clear();
+            simulate(&a, &sc, p, 3, Some(&mut ta), |_, _| {}).unwrap();
+            simulate(&b, &sc, p, 3, Some(&mut tb), |_, _| {}).unwrap();
+            for i in 0..=k {
+                assert_eq!(ta[i].instances, tb[i].instances, "{p:?} step {i}");
+                assert_eq!(ta[i].forecast, tb[i].forecast, "{p:?} step {i}");
+            }
+            assert_ne!(
+                ta.last().unwrap().instances,
+                tb.last().unwrap().instances,
+                "{p:?} reacts to the change eventually"
+            );
+        }
+    }
+
+    #[test]
+    fn billing_granularity_rounds_each_instance_up() {
+        let mut sc = scenario();
+        for t in &mut sc.tiers {
+            t.billing_granularity_s = 3600;
+            t.interruption_rate_per_hour = 0.0;
+        }
+        // Flat 4 vCPU for 30 minutes: static holds one standard instance (4 vCPU at
+        // 70% target -> 2 instances).
+        let tr = Trace {
+            ts: (0..6).map(|i| i * 300_000).collect(),
+            cpu: vec![2.0; 6],
+            step_ms: 300_000,
+        };
+        let r = simulate(&tr, &sc, Policy::Static, 1, None, |_, _| {}).unwrap();
+        let std = sc.tiers.iter().find(|t| t.name == "standard").unwrap();
+        // One instance, 30 minutes, billed as a full hour.
+        assert!(
+            (r.cost_total - std.price_per_hour).abs() < 1e-9,
+            "{}",
+            r.cost_total
+        );
+        assert_eq!(r.peak_instances["standard"], 1);
+    }
+
+    #[test]
+    fn same_seed_same_report_and_bad_scenarios_say_what_to_fix() {
+        let mut sc = scenario();
+        sc.forecast.selection_budget_s = 0.0;
+        let tr = trace(4);
+        let a = simulate(&tr, &sc, Policy::Predictive, 9, None, |_, _| {}).unwrap();
+        let b = simulate(&tr, &sc, Policy::Predictive, 9, None, |_, _| {}).unwrap();
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+        let bad = EXAMPLE_SCENARIO.replace("single_tier = \"standard\"", "single_tier = \"gold\"");
+        assert!(Scenario::parse(&bad, "s.toml")
+            .unwrap_err()
+            .contains("gold"));
+        let bad = EXAMPLE_SCENARIO.replace("sla_quantile = 0.95", "sla_quantile = 1.5");
+        assert!(Scenario::parse(&bad, "s.toml")
+            .unwrap_err()
+            .contains("sla_quantile"));
+        assert!(Policy::parse("magic").unwrap_err().contains("oracle"));
+    }
+}

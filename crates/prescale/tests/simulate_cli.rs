@@ -1,0 +1,145 @@
+//! The `prescale simulate` command-line contract.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn prescale(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(args)
+        .output()
+        .expect("prescale runs")
+}
+
+/// Four days of 5-minute CPU demand with a daily cycle, plus an ignored memory column.
+fn write_trace(path: &Path) {
+    let mut s = String::from("timestamp,cpu,memory\n");
+    for i in 0..4 * 288 {
+        let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+        let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+        s.push_str(&format!(
+            "{},{:.3},64\n",
+            1_700_000_000 + i * 300,
+            30.0 - 20.0 * a.cos() + 3.0 * noise
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn example_scenario_json_report_and_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    let trace = dir.path().join("t.csv");
+    let timeline = dir.path().join("tl.csv");
+    let out = prescale(&["simulate", "--example-scenario"]);
+    assert!(out.status.success());
+    std::fs::write(&scenario, &out.stdout).unwrap();
+    write_trace(&trace);
+    let mut reports = Vec::new();
+    for policy in [
+        "oracle",
+        "reactive",
+        "static",
+        "spec-baseline",
+        "predictive",
+    ] {
+        let out = prescale(&[
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--policy",
+            policy,
+            "--format",
+            "json",
+            "--timeline",
+            timeline.to_str().unwrap(),
+            "--seed",
+            "5",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{policy}: {err}");
+        assert!(err.contains("\"memory\" ignored"), "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for field in [
+            "cost_total",
+            "cost_per_tier",
+            "underprovisioned_minutes",
+            "underprovisioned_share",
+            "unserved",
+            "actions",
+            "interruptions",
+        ] {
+            assert!(!v[field].is_null(), "{policy}: no {field} in {v}");
+        }
+        let share = v["underprovisioned_share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share));
+        let per_tier: f64 = v["cost_per_tier"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|c| c.as_f64().unwrap())
+            .sum();
+        assert!((per_tier - v["cost_total"].as_f64().unwrap()).abs() < 1e-6);
+        let tl = std::fs::read_to_string(&timeline).unwrap();
+        let mut lines = tl.lines();
+        let header = lines.next().unwrap();
+        assert!(
+            header.starts_with("timestamp,demand_cpu,ready_cpu_spot,ready_cpu_standard"),
+            "{header}"
+        );
+        assert!(header.contains("instances_standard") && header.ends_with("cost_so_far"));
+        assert_eq!(lines.count(), 4 * 288, "one row per step");
+        reports.push((policy, v));
+    }
+    let cost = |p: &str| {
+        reports.iter().find(|(q, _)| *q == p).unwrap().1["cost_total"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(cost("oracle") < cost("predictive"));
+    assert!(cost("predictive") < cost("reactive"));
+    assert!(cost("reactive") < cost("static"));
+}
+
+#[test]
+fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &scenario,
+        prescale(&["simulate", "--example-scenario"]).stdout,
+    )
+    .unwrap();
+    write_trace(&trace);
+    let (t, s) = (trace.to_str().unwrap(), scenario.to_str().unwrap());
+    let out = prescale(&[
+        "simulate",
+        "--trace",
+        t,
+        "--scenario",
+        s,
+        "--policy",
+        "magic",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oracle"));
+
+    std::fs::write(&trace, "timestamp,value\n1,2\n").unwrap();
+    let out = prescale(&["simulate", "--trace", t, "--scenario", s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`cpu`"));
+
+    std::fs::write(
+        &scenario,
+        "single_tier = \"standard\"\n[[tiers]]\nname = 3\n",
+    )
+    .unwrap();
+    write_trace(&trace);
+    let out = prescale(&["simulate", "--trace", t, "--scenario", s]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tiers") && err.contains("name"), "{err}");
+}
