@@ -95,6 +95,14 @@ pub struct ForecastSettings {
     /// Wall-clock budget of one model selection, in seconds.
     #[serde(default = "default_selection_budget")]
     pub selection_budget_s: f64,
+    /// Between refits, the forecast is shifted by its latest observed error, fading by
+    /// this factor per step ahead (0: no correction).
+    #[serde(default = "default_error_decay")]
+    pub error_decay: f64,
+}
+
+fn default_error_decay() -> f64 {
+    0.9
 }
 
 fn default_refit() -> u64 {
@@ -113,6 +121,7 @@ impl Default for ForecastSettings {
             refit_s: default_refit(),
             history_s: default_history(),
             selection_budget_s: default_selection_budget(),
+            error_decay: default_error_decay(),
         }
     }
 }
@@ -160,6 +169,9 @@ impl Scenario {
         }
         if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
             return Err("`workload.target_utilization` must be in (0, 1]".into());
+        }
+        if !(0.0..1.0).contains(&self.forecast.error_decay) {
+            return Err("`forecast.error_decay` must be in [0, 1)".into());
         }
         if !(self.reactive.target_utilization > 0.0 && self.reactive.target_utilization <= 1.0) {
             return Err("`reactive.target_utilization` must be in (0, 1]".into());
@@ -489,6 +501,7 @@ pub fn simulate(
         fits: 0,
     };
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
+    let mut plans: Vec<(TimestampMs, Vec<u32>)> = Vec::new();
     let (mut under_min, mut unserved, mut actions, mut interruptions, mut breaches) =
         (0.0, 0.0, 0usize, 0usize, 0usize);
     let mut peak_instances = vec![0u32; tiers.len()];
@@ -556,6 +569,7 @@ pub fn simulate(
                     // Too little history for a forecast yet: scale as HPA would.
                     None => hpa(&fleet, past, now, &mut hpa_history),
                     Some(f) => {
+                        let f = &nowcast(f, now, past, scenario.forecast.error_decay);
                         let idx = ((now - f.start) / dt).max(0) as usize;
                         if idx < f.horizon() {
                             band = Some((
@@ -581,11 +595,21 @@ pub fn simulate(
                 }
             }
         };
-        let target: Vec<u32> = target
+        let mut target: Vec<u32> = target
             .iter()
             .enumerate()
             .map(|(k, t)| (*t).clamp(tiers[k].min_instances, tiers[k].max_instances))
             .collect();
+        if matches!(policy, Policy::Predictive | Policy::SpecBaseline) {
+            // The workload's scale-down delay, as the daemon's stabilizer applies it:
+            // a tier shrinks only to the highest plan of the last `scale_down_delay_s`.
+            plans.push((now, target.clone()));
+            let window = w.scale_down_delay_s as i64 * 1000;
+            plans.retain(|(t, _)| now - *t <= window);
+            for (k, n) in target.iter_mut().enumerate() {
+                *n = plans.iter().map(|(_, p)| p[k]).max().unwrap_or(*n);
+            }
+        }
         let instant = i == 0 || policy == Policy::Oracle;
         let target_capacity: f64 = target
             .iter()
@@ -754,6 +778,44 @@ fn refresh_forecast(
     fc.forecast = Some(f);
     fc.fitted_at = Some(now);
     Ok(())
+}
+
+/// The forecast from `now` on, corrected by the error of its latest observed step: the
+/// forecast of a refit made up to `refit_s` ago is shifted by that error, fading by
+/// `decay` per step ahead (the daemon refits at every step; this is the cheap stand-in
+/// between the simulation's refits).
+fn nowcast(
+    f: &prescale_core::Forecast,
+    now: TimestampMs,
+    past: &[f64],
+    decay: f64,
+) -> prescale_core::Forecast {
+    let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
+    let err = match (idx.checked_sub(1), past.last()) {
+        (Some(last), Some(actual)) => actual - f.quantile(last, 0.5),
+        _ => 0.0,
+    };
+    let values: Vec<Vec<f64>> = f.values[idx..]
+        .iter()
+        .enumerate()
+        .map(|(k, row)| {
+            let shift = err * decay.powi(k as i32 + 1);
+            row.iter().map(|v| (v + shift).max(0.0)).collect()
+        })
+        .collect();
+    if values.is_empty() {
+        return f.clone();
+    }
+    prescale_core::Forecast::new(
+        f.series.clone(),
+        f.model.clone(),
+        now,
+        f.start + idx as i64 * f.step_ms,
+        f.step_ms,
+        f.levels.clone(),
+        values,
+    )
+    .unwrap_or_else(|_| f.clone())
 }
 
 fn forecast_levels(sla: f64) -> Vec<f64> {

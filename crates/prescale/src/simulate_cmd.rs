@@ -33,6 +33,9 @@ pub struct SimulateArgs {
     /// Write one CSV row per step: demand, ready capacity and instances per tier, cost.
     #[arg(long, value_name = "OUT.csv")]
     pub timeline: Option<PathBuf>,
+    /// Write an HTML page with charts of demand, the forecast band and capacity by tier.
+    #[arg(long, value_name = "OUT.html")]
+    pub report: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = SimFormat::Table)]
     pub format: SimFormat,
@@ -108,7 +111,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         &scenario,
         policy,
         a.seed,
-        a.timeline.as_ref().map(|_| &mut timeline),
+        (a.timeline.is_some() || a.report.is_some()).then_some(&mut timeline),
         |i, _| {
             if i % 64 == 0 {
                 bar.set_position(i as u64)
@@ -118,6 +121,10 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     bar.finish_and_clear();
     if let Some(path) = &a.timeline {
         std::fs::write(path, timeline_csv(&scenario, &timeline, series.rfc3339))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    if let Some(path) = &a.report {
+        std::fs::write(path, report_html(&scenario, &timeline, &report))
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     match a.format {
@@ -194,4 +201,197 @@ fn table(r: &Report) -> String {
         let _ = writeln!(s, "  forecaster fits       {}", r.forecaster_fits);
     }
     s
+}
+
+/// One chart column: start, peak demand, lowest ready capacity per tier, forecast band.
+type Column = (i64, f64, Vec<f64>, Option<(f64, f64)>);
+
+/// Colours of the tiers, in catalog order (cycled).
+const TIER_COLOURS: [&str; 6] = [
+    "#7fb77e", "#6b9bd1", "#c98bd6", "#e0a458", "#d16b6b", "#8c8c8c",
+];
+
+/// A self-contained HTML page: demand, the forecast band and ready capacity stacked by
+/// tier over time (one SVG, no scripts), then the report's figures.
+pub fn report_html(scenario: &Scenario, rows: &[TimelineRow], r: &Report) -> String {
+    let (w, h, pad) = (1100.0, 380.0, 48.0);
+    // At most ~1,500 columns: each keeps its bucket's peak demand and lowest capacity,
+    // so shortfalls stay visible.
+    let bucket = rows.len().div_ceil(1500).max(1);
+    let cols: Vec<Column> = rows
+        .chunks(bucket)
+        .map(|c| {
+            let demand = c.iter().map(|x| x.demand).fold(0.0, f64::max);
+            let worst = c
+                .iter()
+                .min_by(|a, b| {
+                    let (sa, sb): (f64, f64) =
+                        (a.ready_capacity.iter().sum(), b.ready_capacity.iter().sum());
+                    sa.total_cmp(&sb)
+                })
+                .expect("non-empty chunk");
+            let band = c.iter().filter_map(|x| x.forecast).fold(
+                None,
+                |acc: Option<(f64, f64)>, (lo, _, hi)| {
+                    Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+                },
+            );
+            (c[0].ts, demand, worst.ready_capacity.clone(), band)
+        })
+        .collect();
+    let ymax = cols
+        .iter()
+        .map(|(_, d, cap, band)| d.max(cap.iter().sum()).max(band.map_or(0.0, |(_, hi)| hi)))
+        .fold(1.0, f64::max)
+        * 1.05;
+    let n = cols.len().max(2) as f64;
+    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (n - 1.0);
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * v / ymax;
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"demand, forecast band and capacity by tier\">"
+    );
+    // Stacked ready capacity per tier.
+    let tiers = scenario.tiers.len();
+    let mut base = vec![0.0; cols.len()];
+    for k in 0..tiers {
+        let top: Vec<f64> = cols
+            .iter()
+            .zip(&base)
+            .map(|(c, b)| b + c.2.get(k).copied().unwrap_or(0.0))
+            .collect();
+        let mut d = String::new();
+        for (i, v) in top.iter().enumerate() {
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1} ",
+                if i == 0 { "M" } else { "L" },
+                x(i),
+                y(*v)
+            );
+        }
+        for i in (0..cols.len()).rev() {
+            let _ = write!(d, "L{:.1},{:.1} ", x(i), y(base[i]));
+        }
+        let _ = write!(
+            svg,
+            "<path d=\"{d}Z\" fill=\"{}\" fill-opacity=\"0.75\" stroke=\"none\"/>",
+            TIER_COLOURS[k % TIER_COLOURS.len()]
+        );
+        base = top;
+    }
+    // Forecast band (q0.1 .. SLA quantile) where the policy had one.
+    let mut seg: Vec<(usize, f64, f64)> = Vec::new();
+    let flush = |seg: &mut Vec<(usize, f64, f64)>, svg: &mut String| {
+        if seg.len() > 1 {
+            let mut d = String::new();
+            for (j, (i, _, hi)) in seg.iter().enumerate() {
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1} ",
+                    if j == 0 { "M" } else { "L" },
+                    x(*i),
+                    y(*hi)
+                );
+            }
+            for (i, lo, _) in seg.iter().rev() {
+                let _ = write!(d, "L{:.1},{:.1} ", x(*i), y(*lo));
+            }
+            let _ = write!(
+                svg,
+                "<path d=\"{d}Z\" fill=\"#f2c14e\" fill-opacity=\"0.35\" stroke=\"none\"/>"
+            );
+        }
+        seg.clear();
+    };
+    for (i, c) in cols.iter().enumerate() {
+        match c.3 {
+            Some((lo, hi)) => seg.push((i, lo, hi)),
+            None => flush(&mut seg, &mut svg),
+        }
+    }
+    flush(&mut seg, &mut svg);
+    // Demand.
+    let mut d = String::new();
+    for (i, c) in cols.iter().enumerate() {
+        let _ = write!(
+            d,
+            "{}{:.1},{:.1} ",
+            if i == 0 { "M" } else { "L" },
+            x(i),
+            y(c.1)
+        );
+    }
+    let _ = write!(
+        svg,
+        "<path d=\"{d}\" fill=\"none\" stroke=\"#222\" stroke-width=\"1.2\"/>"
+    );
+    // Axes: vCPU ticks and the first/last day.
+    for t in 0..=4 {
+        let v = ymax / 1.05 * t as f64 / 4.0;
+        let _ = write!(
+            svg,
+            "<line x1=\"{pad}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{v:.0}</text>",
+            w - pad,
+            y(v) + 4.0,
+            y = y(v)
+        );
+    }
+    let label = |ts: i64| prescale_core::format_ts(ts);
+    let _ = write!(
+        svg,
+        "<text x=\"{pad}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
+        h - 18.0,
+        label(cols.first().map_or(0, |c| c.0)),
+        w - pad,
+        h - 18.0,
+        label(cols.last().map_or(0, |c| c.0)),
+    );
+    let mut legend = String::from("<span><i style=\"background:#222\"></i>demand (vCPU)</span>");
+    legend.push_str(
+        "<span><i style=\"background:#f2c14e\"></i>forecast q0.1 to the SLA quantile</span>",
+    );
+    for (k, t) in scenario.tiers.iter().enumerate() {
+        let _ = write!(
+            legend,
+            "<span><i style=\"background:{}\"></i>ready capacity: {}</span>",
+            TIER_COLOURS[k % TIER_COLOURS.len()],
+            html_escape(&t.name)
+        );
+    }
+    let mut figures = String::new();
+    let mut row = |k: &str, v: String| {
+        let _ = write!(figures, "<tr><th>{k}</th><td>{}</td></tr>", html_escape(&v));
+    };
+    row("policy", format!("{:?}", r.policy));
+    row("trace", format!("{} steps, {:.1} h", r.steps, r.hours));
+    row("cost total", format!("${:.2}", r.cost_total));
+    for (t, c) in &r.cost_per_tier {
+        row(&format!("cost on {}", html_escape(t)), format!("${c:.2}"));
+    }
+    row(
+        "under-provisioned",
+        format!(
+            "{:.0} min ({:.3}% of the trace)",
+            r.underprovisioned_minutes,
+            r.underprovisioned_share * 100.0
+        ),
+    );
+    for (d, v) in &r.unserved {
+        row(&format!("unserved {d}"), format!("{v:.1} unit-minutes"));
+    }
+    row("scaling actions", r.actions.to_string());
+    row("spot interruptions", r.interruptions.to_string());
+    row("budget breaches", format!("{} steps", r.budget_breaches));
+    row("seed", r.seed.to_string());
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {policy:?}</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:20px}}.legend span{{margin-right:16px;font-size:12px}}.legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}table{{border-collapse:collapse;margin-top:16px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}</style></head><body><h1>prescale simulate: policy {policy:?}</h1><p>Columns keep each bucket's peak demand and its lowest ready capacity ({bucket} step(s) per column), so every shortfall shows as demand above the coloured area.</p>{svg}<div class=\"legend\">{legend}</div><table>{figures}</table></body></html>\n",
+        policy = r.policy
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -99,6 +99,27 @@ fn example_scenario_json_report_and_timeline() {
             .unwrap()
     };
     assert!(cost("oracle") < cost("predictive"));
+    // The HTML report draws demand, the forecast band and one area per tier.
+    let report = dir.path().join("r.html");
+    let out = prescale(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("ready capacity: spot"));
+    assert!(html.contains("#f2c14e"), "the forecast band is drawn");
+    assert_eq!(
+        html.matches("fill-opacity=\"0.75\"").count(),
+        3,
+        "one area per tier"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cost total"));
     assert!(cost("predictive") < cost("reactive"));
     assert!(cost("reactive") < cost("static"));
 }
