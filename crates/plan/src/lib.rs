@@ -12,8 +12,13 @@
 //! 4. if the result costs more than the hourly budget, drop the dearest capacity until it
 //!    fits and say that the SLA is not met.
 //!
-//! Every plan says which constraint bound it and why, in words. Chance-constrained,
-//! multi-dimension planning comes with the tier-mapping issue.
+//! 5. chance constraint: counting the spot capacity that interruptions may take away
+//!    before replacements serve, the chance that demand at the peak step exceeds
+//!    capacity must stay within `1 - sla_quantile`; cheapest on-demand instances are
+//!    added until it does (see [`shortfall_risk`]).
+//!
+//! Every plan says which constraint bound it, the risk it runs, the alternative it
+//! rejected and why, in words. Multi-dimension planning comes with the tier-mapping issue.
 
 use std::collections::BTreeMap;
 
@@ -159,7 +164,47 @@ pub fn plan(
         }
     }
     let (need, peak_ts) = peak;
-    let f = fill(need, &tiers, w);
+    let mut f = fill(need, &tiers, w);
+    // Chance constraint at the peak step: counting the spot capacity that may be lost
+    // before a replacement serves, the chance that demand exceeds capacity must stay
+    // within 1 - sla_quantile; add the cheapest on-demand instances until it does.
+    let peak_idx = (0..forecast.horizon())
+        .find(|i| forecast.step_time(*i) == peak_ts)
+        .unwrap_or(0);
+    let bound = 1.0 - q;
+    let mut risk = shortfall_risk(forecast, peak_idx, &f, &tiers, interval_ms);
+    let mut added = 0;
+    if f.binding == "sla" {
+        while risk > bound * (1.0 + 1e-9) {
+            let Some(t) = tiers
+                .iter()
+                .find(|t| t.class != TierClass::Spot && f.instances[&t.name] < t.max_instances)
+            else {
+                break;
+            };
+            if w.budget_per_hour
+                .is_some_and(|b| f.cost_per_hour + t.price_per_hour > b + 1e-12)
+            {
+                f.binding = "budget";
+                f.notes.push(format!(
+                    "budget ${:.2}/h cannot buy the on-demand cover for spot losses",
+                    w.budget_per_hour.unwrap_or_default()
+                ));
+                break;
+            }
+            *f.instances.get_mut(&t.name).expect("present") += 1;
+            f.capacity += t.effective_capacity();
+            f.cost_per_hour += t.price_per_hour;
+            added += 1;
+            risk = shortfall_risk(forecast, peak_idx, &f, &tiers, interval_ms);
+        }
+    }
+    if added > 0 {
+        f.notes.push(format!(
+            "{added} on-demand instance(s) added so that losing spot capacity keeps the shortfall risk within {:.1}%",
+            bound * 100.0
+        ));
+    }
     let mix: Vec<String> = tiers
         .iter()
         .filter(|t| f.instances[&t.name] > 0)
@@ -189,6 +234,22 @@ pub fn plan(
             w.max_spot_share * 100.0
         ));
     }
+    reason.push_str(&format!(
+        "; risk of shortfall at the peak {:.2}% (bound {:.1}%, spot losses included)",
+        risk * 100.0,
+        bound * 100.0
+    ));
+    // The alternative a person would ask about: everything on the cheapest on-demand tier.
+    if let Some(t) = tiers.iter().find(|t| t.class != TierClass::Spot) {
+        let n = (need / t.effective_capacity() - 1e-9).ceil().max(0.0);
+        let alt = n * t.price_per_hour;
+        if alt > f.cost_per_hour + 1e-9 {
+            reason.push_str(&format!(
+                "; rejected: {n:.0} x {} alone at ${alt:.3}/h",
+                t.name
+            ));
+        }
+    }
     for n in &f.notes {
         reason.push_str("; ");
         reason.push_str(n);
@@ -203,6 +264,75 @@ pub fn plan(
         binding: f.binding.to_string(),
         reason,
     }
+}
+
+/// Probability that demand at forecast step `i` exceeds the effective capacity of `f`,
+/// when each spot instance may be lost before its replacement serves: interruptions
+/// arrive at the tier's rate, and a lost instance is missing for the replacement's lead
+/// time (90th percentile) less the notice, plus one control interval. The demand's
+/// distribution is the forecast's quantiles with the CDF interpolated linearly between
+/// them; beyond the outermost levels the tail mass is that level's complement.
+pub fn shortfall_risk(
+    forecast: &Forecast,
+    i: usize,
+    f: &Fill,
+    tiers: &[&Tier],
+    interval_ms: i64,
+) -> f64 {
+    let exceed = |c: f64| -> f64 {
+        let levels = &forecast.levels;
+        let v = &forecast.values[i];
+        if c < v[0] {
+            return 1.0 - levels[0] * (c / v[0]).clamp(0.0, 1.0);
+        }
+        for j in 1..v.len() {
+            if c < v[j] {
+                let w = (c - v[j - 1]) / (v[j] - v[j - 1]).max(1e-12);
+                return 1.0 - (levels[j - 1] + w * (levels[j] - levels[j - 1]));
+            }
+        }
+        // Beyond the last quantile: an exponential tail through the last two.
+        let k = v.len() - 1;
+        let top = 1.0 - levels[k];
+        if k == 0 {
+            return if c > v[k] { 0.0 } else { top };
+        }
+        let ratio = (1.0 - levels[k - 1]) / top;
+        let scale = (v[k] - v[k - 1]) / ratio.ln();
+        if scale <= 1e-12 {
+            return if c > v[k] { 0.0 } else { top };
+        }
+        top * (-(c - v[k]) / scale).exp()
+    };
+    // Spot losses: one binomial per spot tier, combined by convolution over lost capacity.
+    let mut dist: Vec<(f64, f64)> = vec![(0.0, 1.0)]; // (capacity lost, probability)
+    for t in tiers.iter().filter(|t| t.class == TierClass::Spot) {
+        let n = f.instances.get(&t.name).copied().unwrap_or(0) as usize;
+        if n == 0 || t.interruption_rate_per_hour <= 0.0 {
+            continue;
+        }
+        let gap_ms =
+            (t.lead_time_p90() as i64 - t.interruption_notice_s as i64).max(0) * 1000 + interval_ms;
+        let p = 1.0 - (-t.interruption_rate_per_hour * gap_ms as f64 / 3_600_000.0).exp();
+        let mut pk = (1.0 - p).powi(n as i32); // P(k = 0)
+        let mut next = Vec::new();
+        for k in 0..=n {
+            if k > 0 {
+                pk *= (n - k + 1) as f64 / k as f64 * p / (1.0 - p).max(1e-300);
+            }
+            if pk < 1e-12 && k > 0 {
+                break;
+            }
+            for (lost, q) in &dist {
+                next.push((lost + k as f64 * t.effective_capacity(), q * pk));
+            }
+        }
+        dist = next;
+    }
+    dist.iter()
+        .map(|(lost, q)| q * exceed(f.capacity - lost))
+        .sum::<f64>()
+        .clamp(0.0, 1.0)
 }
 
 #[cfg(test)]
@@ -317,6 +447,70 @@ mod tests {
         assert!(p.reason.contains("cannot buy the SLA"), "{}", p.reason);
         // Spot (cheapest) is kept at its share; standard was cut.
         assert_eq!(p.target["spot"], 6);
+    }
+
+    #[test]
+    fn spot_losses_count_in_the_chance_constraint() {
+        let (mut w, mut tiers) = setup();
+        w.max_spot_share = 1.0;
+        w.target_utilization = 1.0;
+        for t in &mut tiers {
+            t.interruption_rate_per_hour = 0.0;
+        }
+        let f = flat_forecast(vec![30.0, 40.0], 30);
+        let calm = plan(&w, &tiers, &f, 0, 60_000);
+        // No interruptions: spot carries it all and the risk is the SLA's 5%.
+        assert_eq!(calm.target["spot"], 10);
+        assert_eq!(calm.target["standard"], 0);
+        assert!(calm.reason.contains("risk of shortfall"), "{}", calm.reason);
+        assert!(calm.reason.contains("rejected"), "{}", calm.reason);
+        // Spot that is lost often (30 per hour) needs on-demand cover.
+        for t in &mut tiers {
+            if t.class == TierClass::Spot {
+                t.interruption_rate_per_hour = 30.0;
+            }
+        }
+        let risky = plan(&w, &tiers, &f, 0, 60_000);
+        assert!(risky.target["standard"] >= 1, "{:?}", risky.target);
+        assert!(
+            risky.reason.contains("on-demand instance(s) added"),
+            "{}",
+            risky.reason
+        );
+        let eligible = eligible_tiers(&w, &tiers);
+        let fill = Fill {
+            instances: risky.target.clone(),
+            capacity: tiers
+                .iter()
+                .map(|t| risky.target[&t.name] as f64 * t.effective_capacity())
+                .sum(),
+            cost_per_hour: risky.cost_per_hour,
+            binding: "sla",
+            notes: Vec::new(),
+        };
+        let r = shortfall_risk(&f, 0, &fill, &eligible, 60_000);
+        assert!(r <= 0.05 * (1.0 + 1e-9), "risk {r}");
+    }
+
+    #[test]
+    fn shortfall_risk_reads_the_forecast_cdf() {
+        let (w, tiers) = setup();
+        let eligible = eligible_tiers(&w, &tiers);
+        let f = flat_forecast(vec![10.0, 20.0], 1); // q0.5 = 10, q0.95 = 20
+        let fill_with = |cap: f64| Fill {
+            instances: BTreeMap::new(),
+            capacity: cap,
+            cost_per_hour: 0.0,
+            binding: "sla",
+            notes: Vec::new(),
+        };
+        assert!((shortfall_risk(&f, 0, &fill_with(10.0), &eligible, 0) - 0.5).abs() < 1e-9);
+        assert!((shortfall_risk(&f, 0, &fill_with(15.0), &eligible, 0) - 0.275).abs() < 1e-9);
+        assert!((shortfall_risk(&f, 0, &fill_with(20.0), &eligible, 0) - 0.05).abs() < 1e-9);
+        // Exponential tail through (10, 0.5) and (20, 0.05): a tenth per 10 / ln 10.
+        let tail = 0.05 * (-(25.0 - 20.0) * 10f64.ln() / 10.0).exp();
+        assert!((shortfall_risk(&f, 0, &fill_with(25.0), &eligible, 0) - tail).abs() < 1e-9);
+        assert!((shortfall_risk(&f, 0, &fill_with(0.0), &eligible, 0) - 1.0).abs() < 1e-9);
     }
 
     #[test]
