@@ -14,7 +14,7 @@ pub mod series;
 pub use error::CoreError;
 pub use forecast::Forecast;
 pub use model::{
-    Action, ActionKind, Allocation, Decision, DecisionKind, Plan, PlanStep, Tier, TierClass,
+    Action, ActionKind, Allocation, Decision, DecisionKind, Dim, Plan, PlanStep, Tier, TierClass,
     Workload,
 };
 pub use series::{Sample, SeriesKey};

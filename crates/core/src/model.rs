@@ -39,9 +39,15 @@ pub struct Tier {
     pub class: TierClass,
     /// Demand units (vCPU) one instance provides at performance factor 1.0.
     pub vcpu: f64,
-    /// Memory per instance in GiB.
+    /// Memory per instance in GiB (0: not part of the shape).
     #[serde(default)]
     pub memory_gib: f64,
+    /// Disk operations per second one instance sustains (absent: not part of the shape).
+    #[serde(default)]
+    pub disk_iops: Option<f64>,
+    /// Network bandwidth of one instance in Mbit/s (absent: not part of the shape).
+    #[serde(default)]
+    pub network_mbps: Option<f64>,
     /// Price of one instance per hour, in the catalog's currency.
     pub price_per_hour: f64,
     /// Work one unit does relative to standard (1.0). A demand `d` needs
@@ -91,6 +97,17 @@ impl Tier {
         self.vcpu * self.performance_factor
     }
 
+    /// What one instance provides of dimension `d`: CPU counts its performance factor;
+    /// `None` when the tier's shape does not say (the dimension does not limit it).
+    pub fn provides(&self, d: Dim) -> Option<f64> {
+        match d {
+            Dim::Cpu => Some(self.effective_capacity()),
+            Dim::Memory => (self.memory_gib > 0.0).then_some(self.memory_gib),
+            Dim::Disk => self.disk_iops.filter(|v| *v > 0.0),
+            Dim::Network => self.network_mbps.filter(|v| *v > 0.0),
+        }
+    }
+
     /// The lead time's 90th percentile in seconds.
     pub fn lead_time_p90(&self) -> u64 {
         self.lead_time_p90_s
@@ -101,6 +118,42 @@ impl Tier {
     /// Price per effective demand unit per hour.
     pub fn unit_price(&self) -> f64 {
         self.price_per_hour / self.effective_capacity()
+    }
+}
+
+/// A resource dimension of demand and of an instance's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dim {
+    /// vCPU (at performance factor 1.0).
+    Cpu,
+    /// Memory in GiB.
+    Memory,
+    /// Disk operations per second.
+    #[serde(rename = "disk_iops")]
+    Disk,
+    /// Network bandwidth in Mbit/s.
+    #[serde(rename = "network_mbps")]
+    Network,
+}
+
+impl Dim {
+    /// Every dimension, CPU first.
+    pub const ALL: [Dim; 4] = [Dim::Cpu, Dim::Memory, Dim::Disk, Dim::Network];
+
+    /// The name used in traces, reports and timelines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Cpu => "cpu",
+            Dim::Memory => "memory",
+            Dim::Disk => "disk_iops",
+            Dim::Network => "network_mbps",
+        }
+    }
+
+    /// Parses a trace column name.
+    pub fn parse(s: &str) -> Option<Dim> {
+        Dim::ALL.into_iter().find(|d| d.name() == s)
     }
 }
 
@@ -348,6 +401,8 @@ mod tests {
             class: TierClass::HighPerformance,
             vcpu: 4.0,
             memory_gib: 16.0,
+            disk_iops: None,
+            network_mbps: Some(1000.0),
             price_per_hour: 0.4,
             performance_factor: 2.0,
             lead_time_s: 60,
@@ -360,6 +415,11 @@ mod tests {
         };
         assert_eq!(t.effective_capacity(), 8.0);
         assert_eq!(t.lead_time_p90(), 90);
+        assert_eq!(t.provides(Dim::Cpu), Some(8.0));
+        assert_eq!(t.provides(Dim::Memory), Some(16.0));
+        assert_eq!(t.provides(Dim::Disk), None);
+        assert_eq!(t.provides(Dim::Network), Some(1000.0));
+        assert_eq!(Dim::parse("disk_iops"), Some(Dim::Disk));
         assert!((t.unit_price() - 0.05).abs() < 1e-12);
         let mut a = Allocation::default();
         a.tiers.insert(

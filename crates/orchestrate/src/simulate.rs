@@ -9,13 +9,15 @@
 //! when its demand exceeds the ready effective capacity; the shortfall times the step's
 //! minutes is unserved demand.
 //!
-//! This first version simulates one dimension, CPU (vCPU of demand; an instance serves
-//! `vcpu * performance_factor`).
+//! Demand has one or more dimensions: CPU (vCPU; an instance serves
+//! `vcpu * performance_factor`), memory (GiB), disk IOPS and network Mbit/s. An
+//! instance's shape covers them together, a step is under-provisioned when any dimension
+//! falls short, and each forecasting policy forecasts every dimension.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use prescale_core::{SeriesKey, Tier, TimestampMs, Workload};
+use prescale_core::{Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
 use prescale_forecast::{AutoSpec, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
@@ -225,8 +227,19 @@ pub struct Trace {
     pub ts: Vec<TimestampMs>,
     /// CPU demand per step, in vCPU.
     pub cpu: Vec<f64>,
+    /// Other dimensions' demand per step (memory GiB, disk IOPS, network Mbit/s).
+    pub others: Vec<(Dim, Vec<f64>)>,
     /// Step length in milliseconds.
     pub step_ms: i64,
+}
+
+impl Trace {
+    /// Every dimension with its demand, CPU first.
+    pub fn dims(&self) -> Vec<(Dim, &[f64])> {
+        let mut v: Vec<(Dim, &[f64])> = vec![(Dim::Cpu, &self.cpu)];
+        v.extend(self.others.iter().map(|(d, x)| (*d, x.as_slice())));
+        v
+    }
 }
 
 /// One row of the timeline.
@@ -234,10 +247,10 @@ pub struct Trace {
 pub struct TimelineRow {
     /// Step start.
     pub ts: TimestampMs,
-    /// Demand in vCPU.
-    pub demand: f64,
-    /// Ready effective vCPU per tier (catalog order).
-    pub ready_capacity: Vec<f64>,
+    /// Demand per dimension (the trace's order, CPU first).
+    pub demand: Vec<f64>,
+    /// Ready capacity per tier (catalog order) per dimension.
+    pub ready: Vec<Vec<f64>>,
     /// Instances held (ready or pending) per tier.
     pub instances: Vec<u32>,
     /// Forecast band used for the decision (q_low, median, q_sla), when the policy has one.
@@ -318,12 +331,15 @@ impl Fleet {
         self.live[k].iter().filter(|i| i.ends_at.is_none()).count() as u32
     }
 
-    fn ready_capacity(&self, k: usize, now: TimestampMs) -> f64 {
-        let n = self.live[k]
+    fn ready_count(&self, k: usize, now: TimestampMs) -> usize {
+        self.live[k]
             .iter()
             .filter(|i| i.ready_at <= now && i.ends_at.is_none_or(|e| e > now))
-            .count();
-        n as f64 * self.tiers[k].effective_capacity()
+            .count()
+    }
+
+    fn ready_capacity(&self, k: usize, now: TimestampMs) -> f64 {
+        self.ready_count(k, now) as f64 * self.tiers[k].effective_capacity()
     }
 
     /// Moves held instances of tier `k` to `target`: new ones start now, surplus ones
@@ -492,45 +508,68 @@ pub fn simulate(
     // Steps a request made now needs to cover: until capacity asked for at the next
     // decision is ready.
     let cover = ((max_lead_ms + dt) as f64 / dt as f64).ceil() as usize;
-    let peak = trace.cpu.iter().copied().fold(0.0, f64::max);
-    let mut fc = Forecaster {
-        recipe: None,
-        selected_at: None,
-        forecast: None,
-        fitted_at: None,
-        fits: 0,
-    };
+    let dims = trace.dims();
+    for (d, v) in &dims {
+        if v.len() != n {
+            return Err(format!(
+                "the {} column has {} steps, cpu has {n}",
+                d.name(),
+                v.len()
+            ));
+        }
+    }
+    let peaks: Vec<f64> = dims
+        .iter()
+        .map(|(_, v)| v.iter().copied().fold(0.0, f64::max))
+        .collect();
+    let mut fcs: Vec<Forecaster> = dims
+        .iter()
+        .map(|_| Forecaster {
+            recipe: None,
+            selected_at: None,
+            forecast: None,
+            fitted_at: None,
+            fits: 0,
+        })
+        .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
     let mut plans: Vec<(TimestampMs, Vec<u32>)> = Vec::new();
-    let (mut under_min, mut unserved, mut actions, mut interruptions, mut breaches) =
-        (0.0, 0.0, 0usize, 0usize, 0usize);
+    let (mut under_min, mut actions, mut interruptions, mut breaches) =
+        (0.0, 0usize, 0usize, 0usize);
+    let mut unserved = vec![0.0; dims.len()];
     let mut peak_instances = vec![0u32; tiers.len()];
     // Kubernetes HPA on the single tier: desired = ceil(ready replicas x utilization /
     // target) outside the tolerance band; scale up at once, down only to the highest
     // recommendation of the stabilization window.
     let r = &scenario.reactive;
+    // With several metrics, HPA takes the largest recommendation.
     let hpa = |fleet: &Fleet,
-               past: &[f64],
+               i: usize,
                now: TimestampMs,
                history: &mut Vec<(TimestampMs, u32)>|
      -> Vec<u32> {
         let held = fleet.held(single);
-        let ready_cap = fleet.ready_capacity(single, now);
-        let desired = match past.last() {
-            None => held,
-            Some(&d) if ready_cap <= 0.0 => {
-                instances_for(d / r.target_utilization, &tiers[single]).max(held)
-            }
-            Some(&d) => {
-                let ready = (ready_cap / tiers[single].effective_capacity()).round();
-                let ratio = (d / ready_cap) / r.target_utilization;
+        let ready = fleet.ready_count(single, now) as f64;
+        let t = &tiers[single];
+        let mut desired = 0u32;
+        for (d, v) in &dims {
+            let Some(per) = t.provides(*d) else { continue };
+            let last = v[i.saturating_sub(1)];
+            let want = if ready <= 0.0 {
+                ((last / r.target_utilization / per) - 1e-9).ceil().max(0.0) as u32
+            } else {
+                let ratio = (last / (ready * per)) / r.target_utilization;
                 if (ratio - 1.0).abs() <= r.tolerance {
                     held
                 } else {
                     (ready * ratio).ceil() as u32
                 }
-            }
-        };
+            };
+            desired = desired.max(want);
+        }
+        if ready <= 0.0 {
+            desired = desired.max(held);
+        }
         history.push((now, desired));
         let window = r.stabilization_s as i64 * 1000;
         history.retain(|(t, _)| now - *t <= window);
@@ -543,33 +582,57 @@ pub fn simulate(
         // The policy decides with demand before `now` only (the oracle excepted). The
         // first decision sees the first step's demand, so every policy starts with a
         // fleet sized for it (a warm start: the fleet it asks for is ready at once).
-        let past = &trace.cpu[..i.max(1)];
+        let seen = i.max(1);
         let mut band = None;
         let target: Vec<u32> = match policy {
-            Policy::Static => one_tier(
-                &tiers,
-                single,
-                instances_for(peak / scenario.reactive.target_utilization, &tiers[single]),
-            ),
-            Policy::Reactive => hpa(&fleet, past, now, &mut hpa_history),
+            Policy::Static => {
+                let n = dims
+                    .iter()
+                    .zip(&peaks)
+                    .map(|((d, _), p)| {
+                        instances_for_dim(
+                            p / scenario.reactive.target_utilization,
+                            &tiers[single],
+                            *d,
+                        )
+                    })
+                    .max()
+                    .unwrap_or(0);
+                one_tier(&tiers, single, n)
+            }
+            Policy::Reactive => hpa(&fleet, seen, now, &mut hpa_history),
             Policy::Oracle => {
                 // This step's actual demand, filled cheapest first (spot within its
                 // share), with capacity that is ready at once: no forecast error, no
                 // lead time, and an interrupted instance is replaced the moment it stops.
                 // No policy can do better, so its cost is the floor to compare with.
-                let f = prescale_plan::fill(trace.cpu[i], &eligible, w);
+                let mut f = prescale_plan::fill(trace.cpu[i], &eligible, w);
+                let needs: Vec<(Dim, f64)> = dims.iter().map(|(d, v)| (*d, v[i])).collect();
+                prescale_plan::cover_dimensions(&mut f, &needs, &eligible, w);
                 tiers
                     .iter()
                     .map(|t| f.instances.get(&t.name).copied().unwrap_or(0))
                     .collect()
             }
             Policy::Predictive | Policy::SpecBaseline => {
-                refresh_forecast(&mut fc, trace, i, scenario, cover)?;
-                match &fc.forecast {
+                for (j, (d, v)) in dims.iter().enumerate() {
+                    refresh_forecast(&mut fcs[j], &trace.ts, v, *d, i, scenario, cover)?;
+                }
+                // Every dimension's forecast from now on, corrected by its latest error.
+                let now_fc: Option<Vec<prescale_core::Forecast>> = fcs
+                    .iter()
+                    .zip(&dims)
+                    .map(|(fc, (_, v))| {
+                        fc.forecast
+                            .as_ref()
+                            .map(|f| nowcast(f, now, &v[..seen], scenario.forecast.error_decay))
+                    })
+                    .collect();
+                match &now_fc {
                     // Too little history for a forecast yet: scale as HPA would.
-                    None => hpa(&fleet, past, now, &mut hpa_history),
-                    Some(f) => {
-                        let f = &nowcast(f, now, past, scenario.forecast.error_decay);
+                    None => hpa(&fleet, seen, now, &mut hpa_history),
+                    Some(all) => {
+                        let f = &all[0];
                         let idx = ((now - f.start) / dt).max(0) as usize;
                         if idx < f.horizon() {
                             band = Some((
@@ -578,18 +641,52 @@ pub fn simulate(
                                 f.quantile(idx, w.sla_quantile),
                             ));
                         }
+                        // Peak of a dimension's quantile over the lead-time window.
+                        let peak_of = |g: &prescale_core::Forecast, q: f64| -> f64 {
+                            let hi = cover.min(g.horizon());
+                            (0..hi).map(|s| g.quantile(s, q)).fold(0.0, f64::max)
+                        };
                         if policy == Policy::Predictive {
                             let p = prescale_plan::plan(w, &tiers, f, now, dt);
+                            let mut fill = prescale_plan::Fill {
+                                instances: p.target.clone(),
+                                capacity: tiers
+                                    .iter()
+                                    .map(|t| {
+                                        p.target.get(&t.name).copied().unwrap_or(0) as f64
+                                            * t.effective_capacity()
+                                    })
+                                    .sum(),
+                                cost_per_hour: p.cost_per_hour,
+                                binding: "sla",
+                                notes: Vec::new(),
+                            };
+                            let needs: Vec<(Dim, f64)> = dims
+                                .iter()
+                                .zip(all)
+                                .skip(1)
+                                .map(|((d, _), g)| {
+                                    (*d, peak_of(g, w.sla_quantile) / w.target_utilization)
+                                })
+                                .collect();
+                            prescale_plan::cover_dimensions(&mut fill, &needs, &eligible, w);
                             tiers
                                 .iter()
-                                .map(|t| p.target.get(&t.name).copied().unwrap_or(0))
+                                .map(|t| fill.instances.get(&t.name).copied().unwrap_or(0))
                                 .collect()
                         } else {
                             // The spec's rule: predicted demand / performance factor,
-                            // peak over the lead-time window, on one tier.
-                            let hi = (idx + cover).min(f.horizon());
-                            let pred = (idx..hi).map(|s| f.quantile(s, 0.5)).fold(0.0, f64::max);
-                            one_tier(&tiers, single, instances_for(pred, &tiers[single]))
+                            // peak over the lead-time window, on one tier (each
+                            // dimension over the tier's shape, the largest count wins).
+                            let n = dims
+                                .iter()
+                                .zip(all)
+                                .map(|((d, _), g)| {
+                                    instances_for_dim(peak_of(g, 0.5), &tiers[single], *d)
+                                })
+                                .max()
+                                .unwrap_or(0);
+                            one_tier(&tiers, single, n)
                         }
                     }
                 }
@@ -628,16 +725,30 @@ pub fn simulate(
             *p = (*p).max(fleet.live[k].len() as u32);
         }
         interruptions += fleet.interrupt(now, dt);
-        // The step is served by what is ready at its start and not yet stopped.
-        let ready: Vec<f64> = (0..tiers.len())
-            .map(|k| fleet.ready_capacity(k, now))
+        // The step is served by what is ready at its start and not yet stopped; a
+        // dimension no tier's shape states does not limit it.
+        let ready: Vec<Vec<f64>> = (0..tiers.len())
+            .map(|k| {
+                let c = fleet.ready_count(k, now) as f64;
+                dims.iter()
+                    .map(|(d, _)| c * tiers[k].provides(*d).unwrap_or(0.0))
+                    .collect()
+            })
             .collect();
-        let cap: f64 = ready.iter().sum();
-        let d = trace.cpu[i];
         let minutes = dt as f64 / 60_000.0;
-        if d > cap + 1e-9 {
+        let mut short = false;
+        for (j, (d, v)) in dims.iter().enumerate() {
+            if !tiers.iter().any(|t| t.provides(*d).is_some()) {
+                continue;
+            }
+            let cap: f64 = ready.iter().map(|r| r[j]).sum();
+            if v[i] > cap + 1e-9 {
+                short = true;
+                unserved[j] += (v[i] - cap) * minutes;
+            }
+        }
+        if short {
             under_min += minutes;
-            unserved += (d - cap) * minutes;
         }
         if let Some(b) = w.budget_per_hour {
             let rate: f64 = (0..tiers.len())
@@ -650,8 +761,8 @@ pub fn simulate(
         if let Some(tl) = timeline.as_deref_mut() {
             tl.push(TimelineRow {
                 ts: now,
-                demand: d,
-                ready_capacity: ready,
+                demand: dims.iter().map(|(_, v)| v[i]).collect(),
+                ready,
                 instances: (0..tiers.len()).map(|k| fleet.held(k)).collect(),
                 forecast: band,
                 cost_so_far: fleet.cost_if_stopped(now + dt),
@@ -680,11 +791,15 @@ pub fn simulate(
             .collect(),
         underprovisioned_minutes: under_min,
         underprovisioned_share: under_min / total_min,
-        unserved: [("cpu".to_string(), unserved)].into_iter().collect(),
+        unserved: dims
+            .iter()
+            .zip(&unserved)
+            .map(|((d, _), u)| (d.name().to_string(), *u))
+            .collect(),
         actions,
         interruptions,
         budget_breaches: breaches,
-        forecaster_fits: fc.fits,
+        forecaster_fits: fcs.iter().map(|f| f.fits).sum(),
         peak_instances: tiers
             .iter()
             .zip(&peak_instances)
@@ -700,23 +815,28 @@ fn one_tier(tiers: &[Tier], k: usize, n: u32) -> Vec<u32> {
         .collect()
 }
 
-fn instances_for(need: f64, t: &Tier) -> u32 {
-    (need / t.effective_capacity() - 1e-9).ceil().max(0.0) as u32
+fn instances_for_dim(need: f64, t: &Tier, d: Dim) -> u32 {
+    match t.provides(d) {
+        Some(per) => (need / per - 1e-9).ceil().max(0.0) as u32,
+        None => 0,
+    }
 }
 
 /// Selects a model when none is selected or `retrain_s` has passed, refits every
 /// `refit_s`, each time on the trace before step `i` only.
 fn refresh_forecast(
     fc: &mut Forecaster,
-    trace: &Trace,
+    ts: &[TimestampMs],
+    values: &[f64],
+    dim: Dim,
     i: usize,
     scenario: &Scenario,
     cover: usize,
 ) -> Result<(), String> {
-    let now = trace.ts[i];
+    let now = ts[i];
     let w = &scenario.workload;
     let s = &scenario.forecast;
-    let dt = trace.step_ms;
+    let dt = ts.get(1).map_or(1, |t| t - ts[0]).max(1);
     let fresh = fc
         .fitted_at
         .is_some_and(|t| now - t < s.refit_s as i64 * 1000);
@@ -724,7 +844,7 @@ fn refresh_forecast(
         return Ok(());
     }
     let history = ((s.history_s as i64 * 1000) / dt).max(1) as usize;
-    let y = &trace.cpu[i.saturating_sub(history)..i];
+    let y = &values[i.saturating_sub(history)..i];
     let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
     // Enough to cover until the next refit plus the lead-time window.
     let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
@@ -767,7 +887,7 @@ fn refresh_forecast(
     fc.fits += 1;
     let f = prescale_forecast::forecast(
         model.as_ref(),
-        SeriesKey::metric("trace_cpu").expect("valid name"),
+        SeriesKey::metric(format!("trace_{}", dim.name())).expect("valid name"),
         now - dt,
         dt,
         horizon,
@@ -849,6 +969,7 @@ mod tests {
         Trace {
             ts,
             cpu,
+            others: Vec::new(),
             step_ms: 300_000,
         }
     }
@@ -918,6 +1039,40 @@ mod tests {
     }
 
     #[test]
+    fn memory_bound_demand_is_covered_by_every_policy_that_plans_for_it() {
+        // CPU stays at 8 vCPU (2 instances) while memory cycles up to 120 GiB (8 x 16).
+        let mut tr = trace(5);
+        let mem: Vec<f64> = (0..tr.cpu.len())
+            .map(|i| 70.0 - 50.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).cos())
+            .collect();
+        tr.cpu = vec![8.0; tr.cpu.len()];
+        tr.others = vec![(Dim::Memory, mem)];
+        let mut sc = scenario();
+        sc.forecast.selection_budget_s = 0.0;
+        let run = |p| simulate(&tr, &sc, p, 2, None, |_, _| {}).unwrap();
+        let oracle = run(Policy::Oracle);
+        let stat = run(Policy::Static);
+        let reactive = run(Policy::Reactive);
+        let predictive = run(Policy::Predictive);
+        assert_eq!(oracle.underprovisioned_minutes, 0.0);
+        assert_eq!(stat.underprovisioned_minutes, 0.0);
+        // Static holds memory's peak: 120 GiB / 0.7 / 16 GiB = 11 instances.
+        assert_eq!(stat.peak_instances["standard"], 11);
+        assert!(oracle.unserved.contains_key("memory"));
+        // Predictive follows memory, not CPU: far more than CPU's 2-3 instances at peak,
+        // and short for at most 0.5% of the time.
+        let peak: u32 = predictive.peak_instances.values().sum();
+        assert!(peak >= 8, "{:?}", predictive.peak_instances);
+        assert!(
+            predictive.underprovisioned_share <= 0.005,
+            "{}",
+            predictive.underprovisioned_share
+        );
+        assert!(predictive.cost_total < stat.cost_total);
+        assert!(reactive.peak_instances["standard"] >= 8);
+    }
+
+    #[test]
     fn billing_granularity_rounds_each_instance_up() {
         let mut sc = scenario();
         for t in &mut sc.tiers {
@@ -929,6 +1084,7 @@ mod tests {
         let tr = Trace {
             ts: (0..6).map(|i| i * 300_000).collect(),
             cpu: vec![2.0; 6],
+            others: Vec::new(),
             step_ms: 300_000,
         };
         let r = simulate(&tr, &sc, Policy::Static, 1, None, |_, _| {}).unwrap();

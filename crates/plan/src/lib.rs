@@ -23,7 +23,9 @@
 use std::collections::BTreeMap;
 
 use prescale_core::model::LatencyClass;
-use prescale_core::{format_ts, Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload};
+use prescale_core::{
+    format_ts, Dim, Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload,
+};
 
 /// Tiers the workload may use, cheapest effective unit first.
 pub fn eligible_tiers<'a>(w: &Workload, catalog: &'a [Tier]) -> Vec<&'a Tier> {
@@ -263,6 +265,95 @@ pub fn plan(
         cost_per_hour: f.cost_per_hour,
         binding: f.binding.to_string(),
         reason,
+    }
+}
+
+/// Tops `f` (a CPU fill) up so that every other dimension's need is covered too: an
+/// instance shape brings CPU, memory, disk and network together, so a memory-bound
+/// workload needs more instances than its CPU alone asks for. Each missing dimension is
+/// bought from the eligible tier with the lowest price per unit of it (on-demand before
+/// spot, which stays within its CPU share), up to the tiers' maxima; the notes say what
+/// was added and why, and what could not be covered.
+pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: &Workload) {
+    for &(d, need) in needs {
+        if d == Dim::Cpu || need <= 0.0 {
+            continue;
+        }
+        let covered = |f: &Fill| -> f64 {
+            tiers
+                .iter()
+                .map(|t| f.instances[&t.name] as f64 * t.provides(d).unwrap_or(0.0))
+                .sum()
+        };
+        let mut candidates: Vec<&&Tier> =
+            tiers.iter().filter(|t| t.provides(d).is_some()).collect();
+        if candidates.is_empty() {
+            continue; // no tier's shape says anything about this dimension
+        }
+        candidates.sort_by(|a, b| {
+            (a.class == TierClass::Spot)
+                .cmp(&(b.class == TierClass::Spot))
+                .then(
+                    (a.price_per_hour / a.provides(d).unwrap_or(1.0))
+                        .total_cmp(&(b.price_per_hour / b.provides(d).unwrap_or(1.0))),
+                )
+        });
+        let mut added: BTreeMap<String, u32> = BTreeMap::new();
+        let spot_cap = w.max_spot_share * f.capacity.max(0.0);
+        let mut spot_cpu: f64 = tiers
+            .iter()
+            .filter(|t| t.class == TierClass::Spot)
+            .map(|t| f.instances[&t.name] as f64 * t.effective_capacity())
+            .sum();
+        while covered(f) < need - 1e-9 {
+            let Some(t) = candidates.iter().find(|t| {
+                f.instances[&t.name] < t.max_instances
+                    && (t.class != TierClass::Spot
+                        || spot_cpu + t.effective_capacity() <= spot_cap + 1e-9)
+            }) else {
+                f.binding = "max_instances";
+                f.notes.push(format!(
+                    "{:.1} {} of need left uncovered: every tier that provides it is at its maximum",
+                    need - covered(f),
+                    d.name()
+                ));
+                break;
+            };
+            *f.instances.get_mut(&t.name).expect("present") += 1;
+            *added.entry(t.name.clone()).or_default() += 1;
+            f.capacity += t.effective_capacity();
+            f.cost_per_hour += t.price_per_hour;
+            if t.class == TierClass::Spot {
+                spot_cpu += t.effective_capacity();
+            }
+        }
+        if !added.is_empty() {
+            let list: Vec<String> = added.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            f.notes.push(format!(
+                "{} binds: {:.1} needed, so {} added beyond CPU's need",
+                d.name(),
+                need,
+                list.join(" + ")
+            ));
+            if f.binding == "sla" {
+                f.binding = match d {
+                    Dim::Cpu => "sla",
+                    Dim::Memory => "memory",
+                    Dim::Disk => "disk_iops",
+                    Dim::Network => "network_mbps",
+                };
+            }
+        }
+        if let Some(b) = w.budget_per_hour {
+            if f.cost_per_hour > b + 1e-9 {
+                f.binding = "budget";
+                f.notes.push(format!(
+                    "covering {} takes ${:.2}/h, over the ${b:.2}/h budget",
+                    d.name(),
+                    f.cost_per_hour
+                ));
+            }
+        }
     }
 }
 
@@ -511,6 +602,50 @@ mod tests {
         let tail = 0.05 * (-(25.0 - 20.0) * 10f64.ln() / 10.0).exp();
         assert!((shortfall_risk(&f, 0, &fill_with(25.0), &eligible, 0) - tail).abs() < 1e-9);
         assert!((shortfall_risk(&f, 0, &fill_with(0.0), &eligible, 0) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn memory_bound_needs_add_instances_of_the_cheapest_memory() {
+        let (mut w, tiers) = setup();
+        w.max_spot_share = 0.0;
+        let eligible = eligible_tiers(&w, &tiers);
+        // 8 vCPU -> 2 standard (16 GiB each = 32 GiB); 100 GiB of memory needs 7 in all.
+        let mut f = fill(8.0, &eligible, &w);
+        assert_eq!(f.instances["standard"], 2);
+        cover_dimensions(
+            &mut f,
+            &[(Dim::Cpu, 8.0), (Dim::Memory, 100.0)],
+            &eligible,
+            &w,
+        );
+        assert_eq!(f.instances["standard"], 7, "{:?}", f.instances);
+        assert_eq!(
+            f.instances["high-performance"], 0,
+            "8 GiB at $0.34 is dearer memory"
+        );
+        assert_eq!(f.binding, "memory");
+        assert!(
+            f.notes.iter().any(|n| n.contains("memory binds")),
+            "{:?}",
+            f.notes
+        );
+        assert!((f.cost_per_hour - 7.0 * 0.192).abs() < 1e-9);
+        // A dimension no tier describes does not constrain.
+        let before = f.instances.clone();
+        cover_dimensions(&mut f, &[(Dim::Network, 1e9)], &eligible, &w);
+        assert_ne!(f.instances, before, "the default tiers describe network");
+        let mut g = fill(8.0, &eligible, &w);
+        let no_disk: Vec<Tier> = tiers
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                t.disk_iops = None;
+                t
+            })
+            .collect();
+        let nd = eligible_tiers(&w, &no_disk);
+        cover_dimensions(&mut g, &[(Dim::Disk, 1e9)], &nd, &w);
+        assert_eq!(g.instances["standard"], 2);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use prescale_core::Dim;
 use prescale_orchestrate::simulate::{
     simulate, Policy, Report, Scenario, TimelineRow, Trace, EXAMPLE_SCENARIO,
 };
@@ -11,8 +12,8 @@ use prescale_orchestrate::simulate::{
 /// Arguments of `prescale simulate`.
 #[derive(Args)]
 pub struct SimulateArgs {
-    /// CSV demand trace: a `timestamp` column (unix seconds or RFC 3339) and a `cpu`
-    /// column in vCPU.
+    /// CSV demand trace: a `timestamp` column (unix seconds or RFC 3339), a `cpu`
+    /// column in vCPU, and optionally `memory` (GiB), `disk_iops` and `network_mbps`.
     #[arg(
         long,
         value_name = "FILE",
@@ -76,12 +77,19 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         .next()
         .unwrap_or_default()
         .to_string();
-    for col in header.split(',').map(|c| c.trim().trim_matches('"')) {
-        if !col.eq_ignore_ascii_case("timestamp") && !col.eq_ignore_ascii_case("cpu") {
-            eprintln!(
-                "warning: {}: column {col:?} ignored: this version simulates the `cpu` dimension only",
+    let mut others = Vec::new();
+    for col in header
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+    {
+        match Dim::parse(&col) {
+            Some(Dim::Cpu) => {}
+            Some(d) => others.push(d),
+            None if col == "timestamp" => {}
+            None => eprintln!(
+                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps",
                 trace_path.display()
-            );
+            ),
         }
     }
     let series = crate::input::read_csv_column(&trace_path, "cpu")?;
@@ -96,11 +104,32 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             series.values[i]
         ));
     }
+    let mut other_series = Vec::new();
+    for d in others {
+        let s = crate::input::read_csv_column(&trace_path, d.name())?;
+        if s.ts != series.ts {
+            return Err(format!(
+                "{}: the {} column covers other steps than cpu (fill empty cells or drop the column)",
+                trace_path.display(),
+                d.name()
+            ));
+        }
+        if s.values.iter().any(|v| *v < 0.0) {
+            return Err(format!(
+                "{}: {} demand must not be negative",
+                trace_path.display(),
+                d.name()
+            ));
+        }
+        other_series.push((d, s.values));
+    }
     let trace = Trace {
         ts: series.ts.iter().map(|t| t * 1000).collect(),
         cpu: series.values.clone(),
+        others: other_series,
         step_ms: series.step * 1000,
     };
+    let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     let bar = crate::progress_bar(
         trace.cpu.len() as u64,
         "{spinner} simulating [{bar:30}] {pos}/{len} steps ({eta})",
@@ -120,8 +149,11 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     )?;
     bar.finish_and_clear();
     if let Some(path) = &a.timeline {
-        std::fs::write(path, timeline_csv(&scenario, &timeline, series.rfc3339))
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            timeline_csv(&scenario, &dims, &timeline, series.rfc3339),
+        )
+        .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     if let Some(path) = &a.report {
         std::fs::write(path, report_html(&scenario, &timeline, &report))
@@ -137,24 +169,29 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn timeline_csv(scenario: &Scenario, rows: &[TimelineRow], rfc3339: bool) -> String {
-    let mut out = String::from("timestamp,demand_cpu");
-    for t in &scenario.tiers {
-        let _ = write!(out, ",ready_cpu_{}", t.name);
+fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339: bool) -> String {
+    let mut out = String::from("timestamp");
+    for d in dims {
+        let _ = write!(out, ",demand_{}", d.name());
+    }
+    for d in dims {
+        for t in &scenario.tiers {
+            let _ = write!(out, ",ready_{}_{}", d.name(), t.name);
+        }
     }
     for t in &scenario.tiers {
         let _ = write!(out, ",instances_{}", t.name);
     }
     out.push_str(",forecast_q10,forecast_q50,forecast_sla,cost_so_far\n");
     for r in rows {
-        let _ = write!(
-            out,
-            "{},{}",
-            crate::input::format_ts(r.ts / 1000, rfc3339),
-            r.demand
-        );
-        for c in &r.ready_capacity {
-            let _ = write!(out, ",{c}");
+        out.push_str(&crate::input::format_ts(r.ts / 1000, rfc3339));
+        for v in &r.demand {
+            let _ = write!(out, ",{v}");
+        }
+        for j in 0..dims.len() {
+            for tier in &r.ready {
+                let _ = write!(out, ",{}", tier[j]);
+            }
         }
         for n in &r.instances {
             let _ = write!(out, ",{n}");
@@ -221,12 +258,12 @@ pub fn report_html(scenario: &Scenario, rows: &[TimelineRow], r: &Report) -> Str
     let cols: Vec<Column> = rows
         .chunks(bucket)
         .map(|c| {
-            let demand = c.iter().map(|x| x.demand).fold(0.0, f64::max);
+            let cpu = |x: &TimelineRow| -> Vec<f64> { x.ready.iter().map(|t| t[0]).collect() };
+            let demand = c.iter().map(|x| x.demand[0]).fold(0.0, f64::max);
             let worst = c
                 .iter()
                 .min_by(|a, b| {
-                    let (sa, sb): (f64, f64) =
-                        (a.ready_capacity.iter().sum(), b.ready_capacity.iter().sum());
+                    let (sa, sb): (f64, f64) = (cpu(a).iter().sum(), cpu(b).iter().sum());
                     sa.total_cmp(&sb)
                 })
                 .expect("non-empty chunk");
@@ -236,7 +273,7 @@ pub fn report_html(scenario: &Scenario, rows: &[TimelineRow], r: &Report) -> Str
                     Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
                 },
             );
-            (c[0].ts, demand, worst.ready_capacity.clone(), band)
+            (c[0].ts, demand, cpu(worst), band)
         })
         .collect();
     let ymax = cols

@@ -10,19 +10,25 @@ fn prescale(args: &[&str]) -> Output {
         .expect("prescale runs")
 }
 
-/// Four days of 5-minute CPU demand with a daily cycle, plus an ignored memory column.
+/// Four days of 5-minute CPU demand with a daily cycle, flat memory, and a column that
+/// is not a dimension.
 fn write_trace(path: &Path) {
-    let mut s = String::from("timestamp,cpu,memory\n");
+    let mut s = String::from("timestamp,cpu,memory,gpu\n");
     for i in 0..4 * 288 {
         let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
         let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
         s.push_str(&format!(
-            "{},{:.3},64\n",
+            "{},{:.3},64,1\n",
             1_700_000_000 + i * 300,
             30.0 - 20.0 * a.cos() + 3.0 * noise
         ));
     }
     std::fs::write(path, s).unwrap();
+}
+
+fn v_has_memory(stdout: &[u8]) -> bool {
+    let v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
+    v["unserved"]["memory"].is_number()
 }
 
 #[test]
@@ -60,7 +66,8 @@ fn example_scenario_json_report_and_timeline() {
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{policy}: {err}");
-        assert!(err.contains("\"memory\" ignored"), "{err}");
+        assert!(err.contains("\"gpu\" ignored"), "{err}");
+        assert!(v_has_memory(&out.stdout), "memory is simulated");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for field in [
             "cost_total",
@@ -86,9 +93,12 @@ fn example_scenario_json_report_and_timeline() {
         let mut lines = tl.lines();
         let header = lines.next().unwrap();
         assert!(
-            header.starts_with("timestamp,demand_cpu,ready_cpu_spot,ready_cpu_standard"),
+            header.starts_with(
+                "timestamp,demand_cpu,demand_memory,ready_cpu_spot,ready_cpu_standard"
+            ),
             "{header}"
         );
+        assert!(header.contains("ready_memory_high-performance"), "{header}");
         assert!(header.contains("instances_standard") && header.ends_with("cost_so_far"));
         assert_eq!(lines.count(), 4 * 288, "one row per step");
         reports.push((policy, v));
