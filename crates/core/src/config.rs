@@ -241,6 +241,15 @@ impl Config {
                 message,
             }
         })?;
+        let mut cfg = cfg;
+        // Class defaults fill what each workload's own table leaves out.
+        if let Ok(table) = src.parse::<toml::Table>() {
+            let tables = table.get("workloads").and_then(|w| w.as_array());
+            for (i, w) in cfg.workloads.iter_mut().enumerate() {
+                let keys = tables.and_then(|a| a.get(i)).and_then(|t| t.as_table());
+                w.apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
+            }
+        }
         cfg.validate().map_err(|(key, message)| ConfigError {
             file: file.to_string(),
             line: locate(src, &key),
@@ -407,6 +416,11 @@ impl Config {
                     format!("must be in [0, 1], got {}", w.max_spot_share),
                 );
             }
+            if w.budget_per_month
+                .is_some_and(|b| !(b >= 0.0 && b.is_finite()))
+            {
+                return err(k("budget_per_month"), "must be zero or positive".into());
+            }
             if let Some(b) = w.budget_per_hour {
                 if !(b.is_finite() && b >= 0.0) {
                     return err(k("budget_per_hour"), "must be zero or positive".into());
@@ -517,6 +531,36 @@ mod tests {
         let e = Config::parse("[server\nlisten = 1", "bad.toml").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
         assert!(e.message.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn workload_classes_set_defaults_that_a_workload_can_override() {
+        let base = DEFAULT_TOML
+            .replace("max_spot_share = 0.5\n", "")
+            .replace("scale_down_delay_s = 300\n", "");
+        let parse = |class: &str, extra: &str| {
+            let src = base.replace(
+                "class = \"service\"",
+                &format!("class = \"{class}\"\n{extra}"),
+            );
+            Config::parse(&src, "c.toml").unwrap().workloads[0].clone()
+        };
+        let w = parse("stateful", "");
+        assert_eq!(w.class, crate::model::WorkloadClass::Stateful);
+        assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.0, 1800));
+        let w = parse("batch", "");
+        assert_eq!((w.max_spot_share, w.scale_down_delay_s), (1.0, 60));
+        let w = parse("batch", "max_spot_share = 0.3");
+        assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.3, 60));
+        let w = parse("service", "scale_down_delay_s = 42");
+        assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.5, 42));
+        let e = Config::parse(
+            &base.replace("class = \"service\"", "class = \"gpu\""),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("class") && e.contains("stateful"), "{e}");
     }
 
     #[test]

@@ -157,6 +157,72 @@ impl Dim {
     }
 }
 
+/// The kind of workload, with defaults for how much spot risk it accepts and how fast
+/// it may shrink. A workload that sets `max_spot_share` or `scale_down_delay_s` itself
+/// keeps its own value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadClass {
+    /// A latency-sensitive service: half its capacity may be spot (the planner adds
+    /// on-demand cover for spot losses), shrinks after 5 minutes lower.
+    #[default]
+    Service,
+    /// Batch work that can be retried: all of it may be spot, shrinks after 1 minute.
+    Batch,
+    /// Stateful (databases, caches): no spot, shrinks only after 30 minutes lower, since
+    /// every removed instance moves data.
+    Stateful,
+}
+
+impl WorkloadClass {
+    /// The class's `max_spot_share`.
+    pub fn max_spot_share(self) -> f64 {
+        match self {
+            WorkloadClass::Service => 0.5,
+            WorkloadClass::Batch => 1.0,
+            WorkloadClass::Stateful => 0.0,
+        }
+    }
+
+    /// The class's `scale_down_delay_s`.
+    pub fn scale_down_delay_s(self) -> u64 {
+        match self {
+            WorkloadClass::Service => 300,
+            WorkloadClass::Batch => 60,
+            WorkloadClass::Stateful => 1800,
+        }
+    }
+}
+
+/// Hours in an average month (365.25 x 24 / 12), for pacing a monthly budget.
+pub const HOURS_PER_MONTH: f64 = 730.5;
+
+impl Workload {
+    /// The hourly cap in force: the hourly budget, or what is left of the monthly
+    /// budget (`spent` so far this month) spread over the `hours_left` in it, whichever
+    /// is lower.
+    pub fn hourly_cap(&self, spent: f64, hours_left: f64) -> Option<f64> {
+        let monthly = self
+            .budget_per_month
+            .map(|m| (m - spent).max(0.0) / hours_left.max(1.0));
+        match (self.budget_per_hour, monthly) {
+            (Some(h), Some(m)) => Some(h.min(m)),
+            (h, m) => h.or(m),
+        }
+    }
+
+    /// Applies the class's defaults to the settings the workload's own table does not
+    /// set (`present` says which keys it sets).
+    pub fn apply_class_defaults(&mut self, present: impl Fn(&str) -> bool) {
+        if !present("max_spot_share") {
+            self.max_spot_share = self.class.max_spot_share();
+        }
+        if !present("scale_down_delay_s") {
+            self.scale_down_delay_s = self.class.scale_down_delay_s();
+        }
+    }
+}
+
 /// How latency-sensitive a workload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -198,6 +264,10 @@ pub struct Workload {
     /// Latency class; `critical` restricts the workload to high-performance tiers.
     #[serde(default)]
     pub latency_class: LatencyClass,
+    /// What kind of workload it is; sets the defaults of `max_spot_share` and
+    /// `scale_down_delay_s` (see [`WorkloadClass`]) where the workload does not.
+    #[serde(default)]
+    pub class: WorkloadClass,
     /// Tiers this workload may use; empty means all.
     #[serde(default)]
     pub tiers: Vec<String>,
@@ -207,6 +277,10 @@ pub struct Workload {
     /// Hourly spending cap; absent means no cap.
     #[serde(default)]
     pub budget_per_hour: Option<f64>,
+    /// Monthly spending cap; absent means no cap. It is paced: each hour may spend what
+    /// is left of it over the hours left in the month.
+    #[serde(default)]
+    pub budget_per_month: Option<f64>,
     /// Seconds the plan must stay lower before capacity is removed (like HPA's
     /// scale-down stabilisation window).
     #[serde(default = "default_scale_down_delay_s")]

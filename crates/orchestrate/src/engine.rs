@@ -731,7 +731,18 @@ impl<P: Provider> Engine<P> {
                 format!("{msg}; keeping current capacity"),
             );
         };
-        let plan = prescale_plan::plan(&s.w, &self.tiers, &fc, now, self.interval_ms);
+        // A monthly budget is paced evenly here (the daemon does not yet total its
+        // spending per month): an hour may spend a month's budget over 730.5 hours.
+        let paced;
+        let w = if s.w.budget_per_month.is_some() {
+            let mut w = s.w.clone();
+            w.budget_per_hour = w.hourly_cap(0.0, prescale_core::model::HOURS_PER_MONTH);
+            paced = w;
+            &paced
+        } else {
+            &s.w
+        };
+        let plan = prescale_plan::plan(w, &self.tiers, &fc, now, self.interval_ms);
         let desired = s.stabilizer.desired(now, &plan.target);
         let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
         s.status.desired = desired;

@@ -135,8 +135,13 @@ impl Scenario {
     /// Parses and checks a scenario; errors name the file, line and key.
     pub fn parse(src: &str, file: &str) -> Result<Self, String> {
         let de = toml::Deserializer::parse(src).map_err(|e| format!("{file}: {e}"))?;
-        let s: Scenario = serde_path_to_error::deserialize(de)
+        let mut s: Scenario = serde_path_to_error::deserialize(de)
             .map_err(|e| format!("{file}: key `{}`: {}", e.path(), e.inner()))?;
+        // The workload class's defaults fill what its table leaves out.
+        let table: toml::Table = src.parse().map_err(|e| format!("{file}: {e}"))?;
+        let keys = table.get("workload").and_then(|w| w.as_table());
+        s.workload
+            .apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
         s.check().map_err(|e| format!("{file}: {e}"))?;
         Ok(s)
     }
@@ -282,7 +287,8 @@ pub struct Report {
     pub actions: usize,
     /// Spot interruptions suffered.
     pub interruptions: usize,
-    /// Steps whose hourly cost rate exceeded the workload's hourly budget.
+    /// Steps whose hourly cost rate exceeded the cap in force (the hourly budget, or the
+    /// monthly budget left over the hours left in the 30-day period).
     pub budget_breaches: usize,
     /// Model selections and refits made (forecasting policies).
     pub forecaster_fits: usize,
@@ -576,9 +582,26 @@ pub fn simulate(
         let stabilized = history.iter().map(|(_, d)| *d).max().unwrap_or(desired);
         one_tier(&tiers, single, stabilized.min(tiers[single].max_instances))
     };
+    // A monthly budget is paced over 30-day periods from the trace's start.
+    const MONTH_MS: i64 = 30 * 86_400_000;
+    let (mut period, mut spent_before) = (0i64, 0.0);
     for i in 0..n {
         let now = trace.ts[i];
         fleet.reap(now);
+        let cap = {
+            let p = (now - trace.ts[0]) / MONTH_MS;
+            let so_far = fleet.cost_if_stopped(now);
+            if p != period {
+                (period, spent_before) = (p, so_far);
+            }
+            let left_h = (trace.ts[0] + (p + 1) * MONTH_MS - now) as f64 / 3_600_000.0;
+            w.hourly_cap(so_far - spent_before, left_h)
+        };
+        let w_now = {
+            let mut x = w.clone();
+            x.budget_per_hour = cap;
+            x
+        };
         // The policy decides with demand before `now` only (the oracle excepted). The
         // first decision sees the first step's demand, so every policy starts with a
         // fleet sized for it (a warm start: the fleet it asks for is ready at once).
@@ -629,8 +652,18 @@ pub fn simulate(
                     })
                     .collect();
                 match &now_fc {
-                    // Too little history for a forecast yet: scale as HPA would.
-                    None => hpa(&fleet, seen, now, &mut hpa_history),
+                    // Too little history for a forecast yet: scale as HPA would, within
+                    // the budget in force.
+                    None => {
+                        let mut t = hpa(&fleet, seen, now, &mut hpa_history);
+                        if let Some(c) = cap {
+                            let price = tiers[single].price_per_hour;
+                            if price > 0.0 {
+                                t[single] = t[single].min((c / price).floor() as u32);
+                            }
+                        }
+                        t
+                    }
                     Some(all) => {
                         let f = &all[0];
                         let idx = ((now - f.start) / dt).max(0) as usize;
@@ -647,7 +680,7 @@ pub fn simulate(
                             (0..hi).map(|s| g.quantile(s, q)).fold(0.0, f64::max)
                         };
                         if policy == Policy::Predictive {
-                            let p = prescale_plan::plan(w, &tiers, f, now, dt);
+                            let p = prescale_plan::plan(&w_now, &tiers, f, now, dt);
                             let mut fill = prescale_plan::Fill {
                                 instances: p.target.clone(),
                                 capacity: tiers
@@ -669,7 +702,7 @@ pub fn simulate(
                                     (*d, peak_of(g, w.sla_quantile) / w.target_utilization)
                                 })
                                 .collect();
-                            prescale_plan::cover_dimensions(&mut fill, &needs, &eligible, w);
+                            prescale_plan::cover_dimensions(&mut fill, &needs, &eligible, &w_now);
                             tiers
                                 .iter()
                                 .map(|t| fill.instances.get(&t.name).copied().unwrap_or(0))
@@ -750,7 +783,7 @@ pub fn simulate(
         if short {
             under_min += minutes;
         }
-        if let Some(b) = w.budget_per_hour {
+        if let Some(b) = cap {
             let rate: f64 = (0..tiers.len())
                 .map(|k| fleet.live[k].len() as f64 * tiers[k].price_per_hour)
                 .sum();
@@ -1070,6 +1103,50 @@ mod tests {
         );
         assert!(predictive.cost_total < stat.cost_total);
         assert!(reactive.peak_instances["standard"] >= 8);
+    }
+
+    #[test]
+    fn a_stateful_workload_stays_off_spot_and_shrinks_slowly() {
+        let src = EXAMPLE_SCENARIO
+            .replace("class = \"service\"", "class = \"stateful\"")
+            .replace("max_spot_share = 0.5\n", "")
+            .replace("scale_down_delay_s = 300\n", "");
+        let sc = Scenario::parse(&src, "s.toml").unwrap();
+        assert_eq!(sc.workload.max_spot_share, 0.0);
+        assert_eq!(sc.workload.scale_down_delay_s, 1800);
+        let tr = trace(4);
+        let stateful = simulate(&tr, &sc, Policy::Predictive, 4, None, |_, _| {}).unwrap();
+        assert_eq!(stateful.cost_per_tier["spot"], 0.0);
+        assert_eq!(stateful.interruptions, 0);
+        let service = simulate(&tr, &scenario(), Policy::Predictive, 4, None, |_, _| {}).unwrap();
+        assert!(service.cost_per_tier["spot"] > 0.0);
+        assert!(
+            stateful.actions < service.actions,
+            "slower shrinking, fewer actions"
+        );
+    }
+
+    #[test]
+    fn a_monthly_budget_is_paced_and_reported() {
+        let mut sc = scenario();
+        sc.workload.budget_per_month = Some(150.0);
+        let tr = trace(10);
+        let predictive = simulate(&tr, &sc, Policy::Predictive, 6, None, |_, _| {}).unwrap();
+        let reactive = simulate(&tr, &sc, Policy::Reactive, 6, None, |_, _| {}).unwrap();
+        // Ten days may spend about a third of the month's budget.
+        assert!(
+            predictive.cost_total <= 150.0 * 10.0 / 30.0 * 1.15,
+            "{}",
+            predictive.cost_total
+        );
+        assert!(
+            predictive.underprovisioned_minutes > 0.0,
+            "the budget bites"
+        );
+        assert!(reactive.budget_breaches > 0, "HPA knows no budget");
+        let free = simulate(&tr, &scenario(), Policy::Predictive, 6, None, |_, _| {}).unwrap();
+        assert!(free.cost_total > predictive.cost_total);
+        assert_eq!(free.budget_breaches, 0);
     }
 
     #[test]
