@@ -114,7 +114,7 @@ fn default_history() -> u64 {
     14 * 86_400
 }
 fn default_selection_budget() -> f64 {
-    0.1
+    0.05
 }
 
 impl Default for ForecastSettings {
