@@ -948,12 +948,34 @@ fn nowcast(
         (Some(last), Some(actual)) => actual - f.quantile(last, 0.5),
         _ => 0.0,
     };
+    let mid = f.levels.iter().position(|l| (*l - 0.5).abs() < 1e-9);
     let values: Vec<Vec<f64>> = f.values[idx..]
         .iter()
         .enumerate()
         .map(|(k, row)| {
             let shift = err * decay.powi(k as i32 + 1);
-            row.iter().map(|v| (v + shift).max(0.0)).collect()
+            let mut row: Vec<f64> = row.iter().map(|v| (v + shift).max(0.0)).collect();
+            // For the next few steps, an upper quantile is never closer to the median
+            // than the same quantile of the last day's changes over as many steps: a
+            // model refitted on a calm stretch must not forget how fast demand moves.
+            if let (Some(m), true) = (mid, k < SPREAD_FLOOR_STEPS) {
+                let lag = k + 1;
+                let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
+                if past.len() > from + lag {
+                    let mut d: Vec<f64> = (from + lag..past.len())
+                        .map(|t| past[t] - past[t - lag])
+                        .collect();
+                    d.sort_by(f64::total_cmp);
+                    let median = row[m];
+                    for (j, l) in f.levels.iter().enumerate().skip(m + 1) {
+                        row[j] = row[j].max(median + prescale_forecast::quantile_sorted(&d, *l));
+                    }
+                    for j in 1..row.len() {
+                        row[j] = row[j].max(row[j - 1]);
+                    }
+                }
+            }
+            row
         })
         .collect();
     if values.is_empty() {
@@ -970,6 +992,12 @@ fn nowcast(
     )
     .unwrap_or_else(|_| f.clone())
 }
+
+/// Steps ahead whose upper quantiles get the spread floor of [`nowcast`].
+const SPREAD_FLOOR_STEPS: usize = 6;
+
+/// Most recent steps whose changes set that floor.
+const SPREAD_FLOOR_WINDOW: usize = 288;
 
 fn forecast_levels(sla: f64) -> Vec<f64> {
     let mut v = vec![0.1, 0.5, 0.9, sla];
