@@ -199,24 +199,24 @@ pub fn select(
     }
     drop(tx);
     let mut reports: Vec<(usize, CvReport)> = Vec::new();
-    loop {
-        let got = match budget {
-            Some(b) => match b.checked_sub(started.elapsed()) {
-                Some(left) => rx.recv_timeout(left).ok(),
-                None => None,
+    while reports.len() < candidates.len() {
+        // Once the budget is spent, wait on only while no candidate has scores yet: the
+        // cheapest candidates go first, so a loaded machine waits for them rather than
+        // failing the selection.
+        let scored = reports.iter().any(|(_, r)| r.scores.is_some());
+        let left = budget.map(|b| b.saturating_sub(started.elapsed()));
+        let got = match left {
+            Some(left) if !left.is_zero() => match rx.recv_timeout(left) {
+                Ok(x) => Some(x),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !scored => continue,
+                Err(_) => None,
             },
-            None => rx.recv().ok(),
+            Some(_) if scored => None,
+            _ => rx.recv().ok(),
         };
-        match got {
-            Some((i, r)) => {
-                progress(&r.model);
-                reports.push((i, r));
-                if reports.len() == candidates.len() {
-                    break;
-                }
-            }
-            None => break,
-        }
+        let Some((i, r)) = got else { break };
+        progress(&r.model);
+        reports.push((i, r));
     }
     if let Ok(mut q) = queue.lock() {
         q.clear(); // nothing new starts once the budget is spent
@@ -477,6 +477,39 @@ mod tests {
         assert!(sel.calibration_residuals > 0);
         let p = model.predict(m, &[0.1, 0.5, 0.9]).unwrap();
         assert!(p[2][1] > 16.0 && p[12][1] < 12.0, "{:?} {:?}", p[2], p[12]);
+    }
+
+    #[test]
+    fn a_spent_budget_still_waits_for_the_first_scored_candidate() {
+        let m = 24;
+        let y: Vec<f64> = (0..m * 30)
+            .map(|i| 10.0 + if i % m < 6 { 8.0 } else { 0.0 } + 0.3 * noise(i))
+            .collect();
+        let cv = CvConfig {
+            horizon: m,
+            folds: 3,
+            step: m,
+            levels: vec![0.1, 0.5, 0.9],
+            season: m,
+            max_train: 2000,
+        };
+        let cands: Vec<Arc<dyn Forecaster>> =
+            vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: m })];
+        // A budget no machine meets: the selection waits for the first candidate rather
+        // than failing, and says which ones it left out.
+        let (_, sel) = select(
+            &y,
+            &cands,
+            &cv,
+            ScoreKind::Crps,
+            1,
+            true,
+            Some(Duration::from_nanos(1)),
+            |_| {},
+        )
+        .unwrap();
+        assert!(sel.ranking.iter().any(|r| r.scores.is_some()), "{sel:?}");
+        assert_eq!(sel.ranking.len(), 2);
     }
 
     #[test]

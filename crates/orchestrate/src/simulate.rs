@@ -292,6 +292,10 @@ pub struct Report {
     pub budget_breaches: usize,
     /// Model selections and refits made (forecasting policies).
     pub forecaster_fits: usize,
+    /// Selections or refits that failed; the previous forecast stayed in use.
+    pub forecaster_errors: usize,
+    /// The first of those failures, for the user to act on.
+    pub first_forecaster_error: Option<String>,
     /// Most instances held at once, per tier.
     pub peak_instances: BTreeMap<String, u32>,
     /// The seed of lead times and interruptions.
@@ -543,6 +547,8 @@ pub fn simulate(
     let (mut under_min, mut actions, mut interruptions, mut breaches) =
         (0.0, 0usize, 0usize, 0usize);
     let mut unserved = vec![0.0; dims.len()];
+    let mut forecaster_errors = 0usize;
+    let mut last_forecaster_error: Option<String> = None;
     let mut peak_instances = vec![0u32; tiers.len()];
     // Kubernetes HPA on the single tier: desired = ceil(ready replicas x utilization /
     // target) outside the tolerance band; scale up at once, down only to the highest
@@ -639,7 +645,16 @@ pub fn simulate(
             }
             Policy::Predictive | Policy::SpecBaseline => {
                 for (j, (d, v)) in dims.iter().enumerate() {
-                    refresh_forecast(&mut fcs[j], &trace.ts, v, *d, i, scenario, cover)?;
+                    // A failed selection or refit keeps the previous forecast (as the
+                    // daemon does) and is counted, not fatal.
+                    if let Err(e) =
+                        refresh_forecast(&mut fcs[j], &trace.ts, v, *d, i, scenario, cover)
+                    {
+                        forecaster_errors += 1;
+                        last_forecaster_error
+                            .get_or_insert_with(|| format!("{}: step {i}: {e}", d.name()));
+                        fcs[j].fitted_at = Some(now);
+                    }
                 }
                 // Every dimension's forecast from now on, corrected by its latest error.
                 let now_fc: Option<Vec<prescale_core::Forecast>> = fcs
@@ -833,6 +848,8 @@ pub fn simulate(
         interruptions,
         budget_breaches: breaches,
         forecaster_fits: fcs.iter().map(|f| f.fits).sum(),
+        forecaster_errors,
+        first_forecaster_error: last_forecaster_error,
         peak_instances: tiers
             .iter()
             .zip(&peak_instances)
@@ -1175,6 +1192,27 @@ mod tests {
         let free = simulate(&tr, &scenario(), Policy::Predictive, 6, None, |_, _| {}).unwrap();
         assert!(free.cost_total > predictive.cost_total);
         assert_eq!(free.budget_breaches, 0);
+    }
+
+    #[test]
+    fn a_failing_forecaster_is_reported_and_the_policy_falls_back() {
+        // Seasonal naive with a 20-day season cannot fit 4 days of history.
+        let mut sc = scenario();
+        sc.workload.model = "snaive".into();
+        sc.workload.season_s = Some(20 * 86_400);
+        let r = simulate(&trace(4), &sc, Policy::Predictive, 1, None, |_, _| {}).unwrap();
+        assert!(r.forecaster_errors > 0);
+        let e = r.first_forecaster_error.as_deref().unwrap();
+        assert!(
+            e.starts_with("cpu: step") && e.contains("needs at least"),
+            "{e}"
+        );
+        // HPA's rule stood in: demand was still served.
+        assert!(
+            r.underprovisioned_share < 0.05,
+            "{}",
+            r.underprovisioned_share
+        );
     }
 
     #[test]

@@ -237,6 +237,13 @@ fn table(r: &Report) -> String {
     if r.forecaster_fits > 0 {
         let _ = writeln!(s, "  forecaster fits       {}", r.forecaster_fits);
     }
+    if let Some(e) = &r.first_forecaster_error {
+        let _ = writeln!(
+            s,
+            "  forecaster errors     {} (previous forecast kept); first: {e}",
+            r.forecaster_errors
+        );
+    }
     s
 }
 
