@@ -447,10 +447,9 @@ mod tests {
     use super::*;
     use crate::tests::noise;
 
-    #[test]
-    fn picks_seasonal_naive_on_a_clean_cycle_and_says_why() {
-        let m = 24;
-        let y: Vec<f64> = (0..m * 30)
+    /// A square daily-like cycle of `m` steps with a little noise, and day-long folds.
+    fn clean_cycle(m: usize) -> (Vec<f64>, CvConfig) {
+        let y = (0..m * 30)
             .map(|i| 10.0 + if i % m < 6 { 8.0 } else { 0.0 } + 0.3 * noise(i))
             .collect();
         let cv = CvConfig {
@@ -461,6 +460,13 @@ mod tests {
             season: m,
             max_train: 2000,
         };
+        (y, cv)
+    }
+
+    #[test]
+    fn picks_seasonal_naive_on_a_clean_cycle_and_says_why() {
+        let m = 24;
+        let (y, cv) = clean_cycle(m);
         let cands: Vec<Arc<dyn Forecaster>> =
             vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: m })];
         let (model, sel) = select(&y, &cands, &cv, ScoreKind::Crps, 1, true, None, |_| {}).unwrap();
@@ -482,17 +488,7 @@ mod tests {
     #[test]
     fn a_spent_budget_still_waits_for_the_first_scored_candidate() {
         let m = 24;
-        let y: Vec<f64> = (0..m * 30)
-            .map(|i| 10.0 + if i % m < 6 { 8.0 } else { 0.0 } + 0.3 * noise(i))
-            .collect();
-        let cv = CvConfig {
-            horizon: m,
-            folds: 3,
-            step: m,
-            levels: vec![0.1, 0.5, 0.9],
-            season: m,
-            max_train: 2000,
-        };
+        let (y, cv) = clean_cycle(m);
         let cands: Vec<Arc<dyn Forecaster>> =
             vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: m })];
         // A budget no machine meets: the selection waits for the first candidate rather

@@ -19,6 +19,7 @@ use candle_nn::rnn::{LSTMConfig, LSTMState, LSTM, RNN};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
 use crate::{check_finite, check_levels, quantile_sorted, Fitted, ForecastError, Forecaster};
 
@@ -300,13 +301,6 @@ struct FittedLstm {
     seconds: f64,
 }
 
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
 impl Fitted for FittedLstm {
     fn describe(&self) -> String {
         format!(
@@ -342,7 +336,9 @@ impl Fitted for FittedLstm {
             let mu_v: Vec<f32> = mu.to_vec1().map_err(err)?;
             let ls_v: Vec<f32> = log_sigma.to_vec1().map_err(err)?;
             let draws: Vec<f64> = (0..s)
-                .map(|p| mu_v[p] as f64 + (ls_v[p] as f64).exp() * normal(&mut rng))
+                .map(|p| {
+                    mu_v[p] as f64 + (ls_v[p] as f64).exp() * rng.sample::<f64, _>(StandardNormal)
+                })
                 .collect();
             paths.push(draws);
             if k + 1 == horizon {
@@ -394,7 +390,7 @@ mod tests {
         let mut ar = 0.0;
         (0..n)
             .map(|t| {
-                ar = 0.8 * ar + 0.5 * normal(&mut rng);
+                ar = 0.8 * ar + 0.5 * rng.sample::<f64, _>(StandardNormal);
                 let a = 2.0 * std::f64::consts::PI * (t % 24) as f64 / 24.0;
                 50.0 + 10.0 * a.sin() + 4.0 * (2.0 * a).cos() + ar
             })
@@ -453,7 +449,7 @@ mod tests {
         let mut v = 0.0;
         let mut y: Vec<f64> = (0..1200)
             .map(|_| {
-                v = 0.9 * v + normal(&mut rng);
+                v = 0.9 * v + rng.sample::<f64, _>(StandardNormal);
                 100.0 + v
             })
             .collect();

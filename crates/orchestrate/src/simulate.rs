@@ -22,6 +22,7 @@ use prescale_forecast::auto::Recipe;
 use prescale_forecast::{AutoSpec, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// The scenario: catalog, the workload's SLA and budget, and policy settings.
@@ -332,7 +333,7 @@ impl Fleet {
         }
         let median = t.lead_time_s as f64;
         let sigma = (t.lead_time_p90() as f64 / median).ln() / 1.281_551_565_5;
-        let z = normal(&mut self.rng);
+        let z = self.rng.sample::<f64, _>(StandardNormal);
         ((median * (sigma * z).exp()) * 1000.0) as i64
     }
 
@@ -466,12 +467,6 @@ impl Fleet {
         }
         c
     }
-}
-
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// The forecasting state of the predictive and spec-baseline policies.

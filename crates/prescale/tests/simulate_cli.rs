@@ -10,6 +10,19 @@ fn prescale(args: &[&str]) -> Output {
         .expect("prescale runs")
 }
 
+/// `prescale simulate --trace T --scenario S` and more arguments.
+fn simulate(trace: &Path, scenario: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    prescale(&args)
+}
+
 /// Four days of 5-minute CPU demand with a daily cycle, flat memory, and a column that
 /// is not a dimension.
 fn write_trace(path: &Path) {
@@ -49,21 +62,20 @@ fn example_scenario_json_report_and_timeline() {
         "spec-baseline",
         "predictive",
     ] {
-        let out = prescale(&[
-            "simulate",
-            "--trace",
-            trace.to_str().unwrap(),
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--policy",
-            policy,
-            "--format",
-            "json",
-            "--timeline",
-            timeline.to_str().unwrap(),
-            "--seed",
-            "5",
-        ]);
+        let out = simulate(
+            &trace,
+            &scenario,
+            &[
+                "--policy",
+                policy,
+                "--format",
+                "json",
+                "--timeline",
+                timeline.to_str().unwrap(),
+                "--seed",
+                "5",
+            ],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{policy}: {err}");
         assert!(err.contains("\"gpu\" ignored"), "{err}");
@@ -111,15 +123,7 @@ fn example_scenario_json_report_and_timeline() {
     assert!(cost("oracle") < cost("predictive"));
     // The HTML report draws demand, the forecast band and one area per tier.
     let report = dir.path().join("r.html");
-    let out = prescale(&[
-        "simulate",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let out = simulate(&trace, &scenario, &["--report", report.to_str().unwrap()]);
     assert!(out.status.success());
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("ready capacity: spot"));
@@ -145,21 +149,12 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
     )
     .unwrap();
     write_trace(&trace);
-    let (t, s) = (trace.to_str().unwrap(), scenario.to_str().unwrap());
-    let out = prescale(&[
-        "simulate",
-        "--trace",
-        t,
-        "--scenario",
-        s,
-        "--policy",
-        "magic",
-    ]);
+    let out = simulate(&trace, &scenario, &["--policy", "magic"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("oracle"));
 
     std::fs::write(&trace, "timestamp,value\n1,2\n").unwrap();
-    let out = prescale(&["simulate", "--trace", t, "--scenario", s]);
+    let out = simulate(&trace, &scenario, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`cpu`"));
 
@@ -169,7 +164,7 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
     )
     .unwrap();
     write_trace(&trace);
-    let out = prescale(&["simulate", "--trace", t, "--scenario", s]);
+    let out = simulate(&trace, &scenario, &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tiers") && err.contains("name"), "{err}");
