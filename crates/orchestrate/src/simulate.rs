@@ -589,7 +589,10 @@ pub fn simulate(
     for i in 0..n {
         let now = trace.ts[i];
         fleet.reap(now);
-        let cap = {
+        // Spending so far only matters to a monthly budget.
+        let cap = if w.budget_per_month.is_none() {
+            w.budget_per_hour
+        } else {
             let p = (now - trace.ts[0]) / MONTH_MS;
             let so_far = fleet.cost_if_stopped(now);
             if p != period {

@@ -336,12 +336,7 @@ pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: 
                 list.join(" + ")
             ));
             if f.binding == "sla" {
-                f.binding = match d {
-                    Dim::Cpu => "sla",
-                    Dim::Memory => "memory",
-                    Dim::Disk => "disk_iops",
-                    Dim::Network => "network_mbps",
-                };
+                f.binding = d.name(); // CPU was skipped above
             }
         }
         if let Some(b) = w.budget_per_hour {
