@@ -102,6 +102,10 @@ pub struct CvReport {
     pub scores: Option<Scores>,
     /// Why folds failed, if any did.
     pub failures: Vec<String>,
+    /// The model moved on to the end of the series, for models that refilter
+    /// ([`Forecaster::refilters`]).
+    #[serde(skip)]
+    pub at_end: Option<crate::SharedFit>,
 }
 
 fn idx(levels: &[f64], p: f64) -> usize {
@@ -156,22 +160,37 @@ pub fn cross_validate(spec: &dyn Forecaster, y: &[f64], cfg: &CvConfig) -> CvRep
     let levels = cfg.all_levels();
     let mut folds = Vec::new();
     let mut failures = Vec::new();
-    for origin in cfg.origins(y.len(), 2) {
-        let lo = origin.saturating_sub(cfg.max_train);
-        let t = Instant::now();
-        let res = spec
-            .fit(&y[lo..origin])
-            .and_then(|f| Ok((f.describe(), f.predict(cfg.horizon, &levels)?)));
+    let origins = cfg.origins(y.len(), 2);
+    let t = Instant::now();
+    let mut at = origins.clone();
+    if spec.refilters() && !origins.is_empty() {
+        at.push(y.len());
+    }
+    let mut fits = spec.fit_origins(y, &at, cfg.max_train);
+    let at_end = if at.len() > origins.len() {
+        fits.pop()
+            .and_then(Result::ok)
+            .map(|f| crate::SharedFit(std::sync::Arc::from(f)))
+    } else {
+        None
+    };
+    for (origin, fit) in origins.iter().copied().zip(fits) {
+        let res = fit.and_then(|f| Ok((f.describe(), f.predict(cfg.horizon, &levels)?)));
         match res {
             Ok((model, quantiles)) => folds.push(Fold {
                 origin,
                 truth: y[origin..origin + cfg.horizon].to_vec(),
                 quantiles,
-                seconds: t.elapsed().as_secs_f64(),
+                seconds: 0.0,
                 model,
             }),
             Err(e) => failures.push(format!("origin {origin}: {e}")),
         }
+    }
+    // Fits may share work across origins: the time is spread evenly over the folds.
+    let each = t.elapsed().as_secs_f64() / origins.len().max(1) as f64;
+    for f in &mut folds {
+        f.seconds = each;
     }
     let scores = score(y, &folds, cfg);
     CvReport {
@@ -179,6 +198,7 @@ pub fn cross_validate(spec: &dyn Forecaster, y: &[f64], cfg: &CvConfig) -> CvRep
         folds,
         scores,
         failures,
+        at_end,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod models;
 pub mod profile;
 pub mod prophet;
 pub mod season;
+pub mod theta;
 
 pub use auto::{
     default_candidates, seasons_for, select, AutoSpec, ModelChoice, ScoreKind, Selection,
@@ -59,6 +60,48 @@ pub trait Forecaster: Send + Sync {
     fn name(&self) -> String;
     /// Fits the model to `y` (equally spaced, oldest first).
     fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError>;
+
+    /// Fits at each cross-validation origin (ascending), on the at most `max_train`
+    /// points before it. The default fits afresh at each; a model may instead estimate
+    /// its parameters at the first origin and only refilter its state at later ones, as
+    /// long as each fold reads nothing at or after its origin.
+    fn fit_origins(
+        &self,
+        y: &[f64],
+        origins: &[usize],
+        max_train: usize,
+    ) -> Vec<Result<Box<dyn Fitted>, ForecastError>> {
+        origins
+            .iter()
+            .map(|&o| self.fit(&y[o.saturating_sub(max_train)..o]))
+            .collect()
+    }
+
+    /// Whether [`Forecaster::fit_origins`] estimates once and refilters, so that one more
+    /// origin at the end of the history costs next to nothing: cross-validation then
+    /// also returns the model at the end, and selection uses it instead of fitting again.
+    fn refilters(&self) -> bool {
+        false
+    }
+}
+
+/// A fitted model shared between a cross-validation report and a selection.
+#[derive(Clone)]
+pub struct SharedFit(pub std::sync::Arc<dyn Fitted>);
+
+impl std::fmt::Debug for SharedFit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedFit({})", self.0.describe())
+    }
+}
+
+impl Fitted for SharedFit {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+        self.0.predict(horizon, levels)
+    }
 }
 
 /// A fitted model, ready to predict.
