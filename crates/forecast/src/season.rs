@@ -1,4 +1,10 @@
 //! Season detection from the autocorrelation function.
+//!
+//! Not `augurs-seasons`: its Welch periodogram reads periods off power-of-two DFT bins, so
+//! on clean sines (amplitude 5, small noise) it reported 256 for a 288-step day (8,064 and
+//! 2,016 points), 23 for 24 and 64 for 60 (measured with 0.10.3's default detector); a
+//! seasonal model one phase off by 32 steps is worse than none. The autocorrelation is
+//! exact at every lag and costs a few milliseconds on a month of 5-minute data.
 
 /// Returns the season length (in steps) with the strongest autocorrelation peak between
 /// `min` and `max` lags, if that peak is clearly periodic (autocorrelation above 0.3).
