@@ -15,6 +15,7 @@
 //! falls short, and each forecasting policy forecasts every dimension.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use prescale_core::{Dim, SeriesKey, Tier, TimestampMs, Workload};
@@ -263,6 +264,8 @@ pub struct TimelineRow {
     pub forecast: Option<(f64, f64, f64)>,
     /// Cost accrued so far.
     pub cost_so_far: f64,
+    /// Why the fleet changed at this step (`None` when it did not).
+    pub reason: Option<String>,
 }
 
 /// What a simulation measured.
@@ -611,6 +614,7 @@ pub fn simulate(
         // fleet sized for it (a warm start: the fleet it asks for is ready at once).
         let seen = i.max(1);
         let mut band = None;
+        let mut why: String;
         let target: Vec<u32> = match policy {
             Policy::Static => {
                 let n = dims
@@ -625,9 +629,25 @@ pub fn simulate(
                     })
                     .max()
                     .unwrap_or(0);
+                why = format!(
+                    "static: the trace's peak at {:.0}% utilization needs {n} {}",
+                    scenario.reactive.target_utilization * 100.0,
+                    tiers[single].name
+                );
                 one_tier(&tiers, single, n)
             }
-            Policy::Reactive => hpa(&fleet, seen, now, &mut hpa_history),
+            Policy::Reactive => {
+                let t = hpa(&fleet, seen, now, &mut hpa_history);
+                why = format!(
+                    "HPA: last step's demand on {} ready {} at a {:.0}% target (±{:.0}%), the highest recommendation of the last {} s",
+                    fleet.ready_count(single, now),
+                    tiers[single].name,
+                    r.target_utilization * 100.0,
+                    r.tolerance * 100.0,
+                    r.stabilization_s
+                );
+                t
+            }
             Policy::Oracle => {
                 // This step's actual demand, filled cheapest first (spot within its
                 // share), with capacity that is ready at once: no forecast error, no
@@ -636,6 +656,8 @@ pub fn simulate(
                 let mut f = prescale_plan::fill(trace.cpu[i], &eligible, w);
                 let needs: Vec<(Dim, f64)> = dims.iter().map(|(d, v)| (*d, v[i])).collect();
                 prescale_plan::cover_dimensions(&mut f, &needs, &eligible, w);
+                why =
+                    "oracle: this step's actual demand on the cheapest tiers, ready at once".into();
                 tiers
                     .iter()
                     .map(|t| f.instances.get(&t.name).copied().unwrap_or(0))
@@ -668,6 +690,7 @@ pub fn simulate(
                     // Too little history for a forecast yet: scale as HPA would, within
                     // the budget in force.
                     None => {
+                        why = "no forecast yet (too little history): scaled as HPA would".into();
                         let mut t = hpa(&fleet, seen, now, &mut hpa_history);
                         if let Some(c) = cap {
                             let price = tiers[single].price_per_hour;
@@ -716,6 +739,11 @@ pub fn simulate(
                                 })
                                 .collect();
                             prescale_plan::cover_dimensions(&mut fill, &needs, &eligible, &w_now);
+                            why = p.reason.clone();
+                            for note in &fill.notes {
+                                why.push_str("; ");
+                                why.push_str(note);
+                            }
                             tiers
                                 .iter()
                                 .map(|t| fill.instances.get(&t.name).copied().unwrap_or(0))
@@ -732,6 +760,10 @@ pub fn simulate(
                                 })
                                 .max()
                                 .unwrap_or(0);
+                            why = format!(
+                                "spec baseline: the forecast median's peak over the lead-time window / performance factor on {}: {n}",
+                                tiers[single].name
+                            );
                             one_tier(&tiers, single, n)
                         }
                     }
@@ -750,9 +782,18 @@ pub fn simulate(
             let window = w.scale_down_delay_s as i64 * 1000;
             plans.retain(|(t, _)| now - *t <= window);
             for (k, n) in target.iter_mut().enumerate() {
-                *n = plans.iter().map(|(_, p)| p[k]).max().unwrap_or(*n);
+                let held = plans.iter().map(|(_, p)| p[k]).max().unwrap_or(*n);
+                if held > *n {
+                    let _ = write!(
+                        why,
+                        "; {} kept at {held} (plan {n}) by the {} s scale-down delay",
+                        tiers[k].name, w.scale_down_delay_s
+                    );
+                }
+                *n = held;
             }
         }
+        let actions_before = actions;
         let instant = i == 0 || policy == Policy::Oracle;
         let target_capacity: f64 = target
             .iter()
@@ -812,6 +853,7 @@ pub fn simulate(
                 instances: (0..tiers.len()).map(|k| fleet.held(k)).collect(),
                 forecast: band,
                 cost_so_far: fleet.cost_if_stopped(now + dt),
+                reason: (actions > actions_before).then(|| why.clone()),
             });
         }
         progress(i + 1, n);

@@ -156,7 +156,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     if let Some(path) = &a.report {
-        std::fs::write(path, report_html(&scenario, &timeline, &report))
+        std::fs::write(path, report_html(&scenario, &dims, &timeline, &report))
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     match a.format {
@@ -182,7 +182,7 @@ fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339
     for t in &scenario.tiers {
         let _ = write!(out, ",instances_{}", t.name);
     }
-    out.push_str(",forecast_q10,forecast_q50,forecast_sla,cost_so_far\n");
+    out.push_str(",forecast_q10,forecast_q50,forecast_sla,cost_so_far,reason\n");
     for r in rows {
         out.push_str(&crate::input::format_ts(r.ts / 1000, rfc3339));
         for v in &r.demand {
@@ -202,7 +202,11 @@ fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339
             }
             None => out.push_str(",,,"),
         }
-        let _ = writeln!(out, ",{:.4}", r.cost_so_far);
+        let _ = write!(out, ",{:.4},", r.cost_so_far);
+        if let Some(why) = &r.reason {
+            let _ = write!(out, "\"{}\"", why.replace('"', "\"\""));
+        }
+        out.push('\n');
     }
     out
 }
@@ -255,32 +259,31 @@ const TIER_COLOURS: [&str; 6] = [
     "#7fb77e", "#6b9bd1", "#c98bd6", "#e0a458", "#d16b6b", "#8c8c8c",
 ];
 
-/// A self-contained HTML page: demand, the forecast band and ready capacity stacked by
-/// tier over time (one SVG, no scripts), then the report's figures.
-pub fn report_html(scenario: &Scenario, rows: &[TimelineRow], r: &Report) -> String {
+/// One dimension's chart: demand, ready capacity stacked by tier, and (CPU, `j == 0`)
+/// the forecast band; `bucket` steps per column.
+fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> String {
     let (w, h, pad) = (1100.0, 380.0, 48.0);
     // At most ~1,500 columns: each keeps its bucket's peak demand and lowest capacity,
     // so shortfalls stay visible.
-    let bucket = rows.len().div_ceil(1500).max(1);
     let cols: Vec<Column> = rows
         .chunks(bucket)
         .map(|c| {
-            let cpu = |x: &TimelineRow| -> Vec<f64> { x.ready.iter().map(|t| t[0]).collect() };
-            let demand = c.iter().map(|x| x.demand[0]).fold(0.0, f64::max);
+            let cap = |x: &TimelineRow| -> Vec<f64> { x.ready.iter().map(|t| t[j]).collect() };
+            let demand = c.iter().map(|x| x.demand[j]).fold(0.0, f64::max);
             let worst = c
                 .iter()
                 .min_by(|a, b| {
-                    let (sa, sb): (f64, f64) = (cpu(a).iter().sum(), cpu(b).iter().sum());
+                    let (sa, sb): (f64, f64) = (cap(a).iter().sum(), cap(b).iter().sum());
                     sa.total_cmp(&sb)
                 })
                 .expect("non-empty chunk");
-            let band = c.iter().filter_map(|x| x.forecast).fold(
+            let band = c.iter().filter(|_| j == 0).filter_map(|x| x.forecast).fold(
                 None,
                 |acc: Option<(f64, f64)>, (lo, _, hi)| {
                     Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
                 },
             );
-            (c[0].ts, demand, cpu(worst), band)
+            (c[0].ts, demand, cap(worst), band)
         })
         .collect();
     let ymax = cols
@@ -390,7 +393,30 @@ pub fn report_html(scenario: &Scenario, rows: &[TimelineRow], r: &Report) -> Str
         h - 18.0,
         label(cols.last().map_or(0, |c| c.0)),
     );
-    let mut legend = String::from("<span><i style=\"background:#222\"></i>demand (vCPU)</span>");
+    svg
+}
+
+/// Decisions listed in the HTML report at most (the timeline CSV has them all).
+const MAX_DECISIONS: usize = 300;
+
+/// A self-contained HTML page: per dimension, demand and ready capacity stacked by tier
+/// over time (one SVG each, no scripts; CPU's also has the forecast band), then the
+/// report's figures and the decisions with their reasons.
+pub fn report_html(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], r: &Report) -> String {
+    let bucket = rows.len().div_ceil(1500).max(1);
+    let mut charts = String::new();
+    for (j, d) in dims.iter().enumerate() {
+        if !scenario.tiers.iter().any(|t| t.provides(*d).is_some()) {
+            continue;
+        }
+        let _ = write!(
+            charts,
+            "<h2>{}</h2>{}",
+            html_escape(d.name()),
+            chart(scenario, rows, j, bucket)
+        );
+    }
+    let mut legend = String::from("<span><i style=\"background:#222\"></i>demand</span>");
     legend.push_str(
         "<span><i style=\"background:#f2c14e\"></i>forecast q0.1 to the SLA quantile</span>",
     );
@@ -427,8 +453,33 @@ pub fn report_html(scenario: &Scenario, rows: &[TimelineRow], r: &Report) -> Str
     row("spot interruptions", r.interruptions.to_string());
     row("budget breaches", format!("{} steps", r.budget_breaches));
     row("seed", r.seed.to_string());
+    let decisions: Vec<&TimelineRow> = rows.iter().filter(|x| x.reason.is_some()).collect();
+    let mut log = String::new();
+    for x in decisions.iter().take(MAX_DECISIONS) {
+        let held: Vec<String> = scenario
+            .tiers
+            .iter()
+            .zip(&x.instances)
+            .map(|(t, n)| format!("{n} {}", t.name))
+            .collect();
+        let _ = write!(
+            log,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            prescale_core::format_ts(x.ts),
+            html_escape(&held.join(", ")),
+            html_escape(x.reason.as_deref().unwrap_or(""))
+        );
+    }
+    let shown = if decisions.len() > MAX_DECISIONS {
+        format!(
+            "the first {MAX_DECISIONS} of {} (the timeline CSV has all)",
+            decisions.len()
+        )
+    } else {
+        format!("all {}", decisions.len())
+    };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {policy:?}</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:20px}}.legend span{{margin-right:16px;font-size:12px}}.legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}table{{border-collapse:collapse;margin-top:16px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}</style></head><body><h1>prescale simulate: policy {policy:?}</h1><p>Columns keep each bucket's peak demand and its lowest ready capacity ({bucket} step(s) per column), so every shortfall shows as demand above the coloured area.</p>{svg}<div class=\"legend\">{legend}</div><table>{figures}</table></body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {policy:?}</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:20px}}.legend span{{margin-right:16px;font-size:12px}}.legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}table{{border-collapse:collapse;margin-top:16px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}</style></head><body><h1>prescale simulate: policy {policy:?}</h1><p>Columns keep each bucket's peak demand and its lowest ready capacity ({bucket} step(s) per column), so every shortfall shows as demand above the coloured area.</p>{charts}<div class=\"legend\">{legend}</div><table>{figures}</table><h2>Decisions: {shown}</h2><table><tr><th>time</th><th>instances after</th><th>why</th></tr>{log}</table></body></html>\n",
         policy = r.policy
     )
 }

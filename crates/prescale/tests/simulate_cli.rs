@@ -111,8 +111,24 @@ fn example_scenario_json_report_and_timeline() {
             "{header}"
         );
         assert!(header.contains("ready_memory_high-performance"), "{header}");
-        assert!(header.contains("instances_standard") && header.ends_with("cost_so_far"));
-        assert_eq!(lines.count(), 4 * 288, "one row per step");
+        assert!(header.contains("instances_standard") && header.ends_with("cost_so_far,reason"));
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 4 * 288, "one row per step");
+        // Steps where the fleet changed say why, in words a person can check.
+        let why: Vec<&&str> = rows.iter().filter(|r| r.ends_with('"')).collect();
+        assert!(!why.is_empty() && why.len() <= v["actions"].as_u64().unwrap() as usize);
+        let expect = match policy {
+            "predictive" => "of forecast demand",
+            "reactive" => "HPA",
+            "oracle" => "actual demand",
+            "static" => "peak",
+            _ => "spec baseline",
+        };
+        assert!(
+            why.iter().any(|r| r.contains(expect)),
+            "{policy}: {}",
+            why[why.len() - 1]
+        );
         reports.push((policy, v));
     }
     let cost = |p: &str| {
@@ -130,9 +146,11 @@ fn example_scenario_json_report_and_timeline() {
     assert!(html.contains("#f2c14e"), "the forecast band is drawn");
     assert_eq!(
         html.matches("fill-opacity=\"0.75\"").count(),
-        3,
-        "one area per tier"
+        6,
+        "one area per tier, in a chart for cpu and one for memory"
     );
+    assert!(html.contains("<h2>memory</h2>") && html.contains("<h2>cpu</h2>"));
+    assert!(html.contains("Decisions: all") && html.contains("<th>why</th>"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cost total"));
     assert!(cost("predictive") < cost("reactive"));
     assert!(cost("reactive") < cost("static"));
