@@ -375,6 +375,34 @@ impl Config {
             if let Err(e) = SeriesKey::parse(&w.demand) {
                 return err(k("demand"), e.to_string());
             }
+            for (name, src) in &w.dimensions {
+                let key = k(&format!("dimensions.{name}"));
+                match crate::Dim::parse(name) {
+                    Some(crate::Dim::Cpu) => {
+                        return err(
+                            key,
+                            "cpu is the workload's `demand`; list only other dimensions here"
+                                .into(),
+                        )
+                    }
+                    Some(_) => {}
+                    None => {
+                        return err(
+                            key,
+                            "unknown dimension; use memory, disk_iops or network_mbps".into(),
+                        )
+                    }
+                }
+                if let Err(e) = SeriesKey::parse(&src.series) {
+                    return err(key, e.to_string());
+                }
+                if !(src.scale.is_finite() && src.scale > 0.0) {
+                    return err(
+                        key,
+                        format!("scale must be a positive number, got {}", src.scale),
+                    );
+                }
+            }
             if w.step_s == 0 {
                 return err(k("step_s"), "must be at least 1 second".into());
             }

@@ -14,8 +14,8 @@ pub mod series;
 pub use error::CoreError;
 pub use forecast::Forecast;
 pub use model::{
-    Action, ActionKind, Allocation, Decision, DecisionKind, Dim, Plan, PlanStep, Tier, TierClass,
-    Workload,
+    Action, ActionKind, Allocation, Decision, DecisionKind, Dim, DimensionSource, Plan, PlanStep,
+    Tier, TierClass, Workload,
 };
 pub use series::{Sample, SeriesKey};
 

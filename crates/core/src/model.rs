@@ -234,6 +234,17 @@ pub enum LatencyClass {
     Critical,
 }
 
+/// Where a workload's demand in one more dimension comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionSource {
+    /// Series selector; all matching series are summed at each step.
+    pub series: String,
+    /// Factor into the tier shape's unit (e.g. 1/2^30 from bytes to GiB).
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
 /// A service whose capacity prescale manages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,6 +254,11 @@ pub struct Workload {
     /// Series selector for the demand, in vCPU (`name{label="value"}`); all matching
     /// series are summed at each step.
     pub demand: String,
+    /// Other resource dimensions to plan with the CPU: `memory` (GiB), `disk_iops` or
+    /// `network_mbps`, each read from a series selector and multiplied by `scale` into
+    /// the unit of the tiers' shapes. Empty: CPU only.
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, DimensionSource>,
     /// Forecast and control step in seconds; samples are averaged into steps of this size.
     #[serde(default = "default_step_s")]
     pub step_s: u64,

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use prescale_core::{
-    Allocation, Decision, DecisionKind, Forecast, Plan, Sample, SeriesKey, Tier, TimestampMs,
+    Allocation, Decision, DecisionKind, Dim, Forecast, Plan, Sample, SeriesKey, Tier, TimestampMs,
     Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
@@ -171,6 +171,8 @@ struct WState {
     drift: VecDeque<f64>,
     /// Scale of those errors (in-sample seasonal naive error at selection).
     scale: f64,
+    /// Dimensions other than CPU.
+    extras: Vec<Extra>,
 }
 
 /// The control loop over a set of workloads and one provider.
@@ -184,6 +186,46 @@ pub struct Engine<P: Provider> {
     status: Arc<RwLock<Status>>,
     persist_status: bool,
     trainer: Trainer,
+}
+
+/// Per step of `step` ms from `from`, the sum over the series matching `selector` of each
+/// series' mean in the step; `None` where no series had a sample.
+fn step_sums(
+    store: &Store,
+    selector: &SeriesKey,
+    from: TimestampMs,
+    nb: usize,
+    step: i64,
+) -> Result<Vec<Option<f64>>, StoreError> {
+    let mut sums: Vec<Option<f64>> = vec![None; nb];
+    for key in store.select(selector) {
+        let samples = store
+            .range(&key, from, from + nb as i64 * step - 1)?
+            .unwrap_or_default();
+        let mut acc = vec![(0.0f64, 0u32); nb];
+        for Sample { ts, value } in samples {
+            let b = ((ts - from) / step) as usize;
+            acc[b].0 += value;
+            acc[b].1 += 1;
+        }
+        for (b, (sum, n)) in acc.into_iter().enumerate() {
+            if n > 0 {
+                *sums[b].get_or_insert(0.0) += sum / n as f64;
+            }
+        }
+    }
+    Ok(sums)
+}
+
+/// Another resource dimension of a workload (memory, disk, network): resampled like the
+/// CPU demand and forecast by the inline baseline, so the plan covers it too.
+struct Extra {
+    dim: Dim,
+    selector: SeriesKey,
+    scale: f64,
+    buckets: VecDeque<(TimestampMs, f64)>,
+    next_bucket: Option<TimestampMs>,
+    forecast: Option<Forecast>,
 }
 
 fn level_set(q: f64) -> Vec<f64> {
@@ -232,6 +274,18 @@ impl<P: Provider> Engine<P> {
                 select_due: None,
                 drift: VecDeque::new(),
                 scale: 1.0,
+                extras: w
+                    .dimensions
+                    .iter()
+                    .map(|(d, src)| Extra {
+                        dim: Dim::parse(d).expect("validated with the config"),
+                        selector: SeriesKey::parse(&src.series).expect("validated with the config"),
+                        scale: src.scale,
+                        buckets: VecDeque::new(),
+                        next_bucket: None,
+                        forecast: None,
+                    })
+                    .collect(),
                 w,
             })
             .collect();
@@ -351,28 +405,10 @@ impl<P: Provider> Engine<P> {
         if complete_until <= from {
             return Ok((0, Vec::new()));
         }
-        // Per-bucket sum over series of each series' mean in the bucket.
         let nb = ((complete_until - from) / step) as usize;
-        let mut sums = vec![0.0f64; nb];
-        let mut seen = vec![false; nb];
-        for key in self.store.select(&s.selector) {
-            let samples = self
-                .store
-                .range(&key, from, complete_until - 1)?
-                .unwrap_or_default();
-            let mut acc = vec![(0.0f64, 0u32); nb];
-            for Sample { ts, value } in samples {
-                let b = ((ts - from) / step) as usize;
-                acc[b].0 += value;
-                acc[b].1 += 1;
-            }
-            for (b, (sum, n)) in acc.into_iter().enumerate() {
-                if n > 0 {
-                    sums[b] += sum / n as f64;
-                    seen[b] = true;
-                }
-            }
-        }
+        let sums = step_sums(&self.store, &s.selector, from, nb, step)?;
+        let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
+        let sums: Vec<f64> = sums.into_iter().map(|v| v.unwrap_or(0.0)).collect();
         let mut added = 0;
         let mut observed = Vec::new();
         let mut last = s.buckets.back().map(|b| b.1);
@@ -408,6 +444,41 @@ impl<P: Provider> Engine<P> {
             s.buckets.pop_front();
         }
         Ok((added, observed.iter().map(|x| (x.ts, x.value)).collect()))
+    }
+
+    /// Reads new samples of the workload's other dimensions into complete steps, as
+    /// [`Engine::ingest`] does for the CPU demand (gaps carry the last value).
+    fn ingest_extras(&mut self, i: usize, now: TimestampMs) -> Result<(), StoreError> {
+        let store = &self.store;
+        let s = &mut self.states[i];
+        let step = s.step_ms;
+        let complete_until = (now - self.grace_ms).div_euclid(step) * step;
+        let history_ms = s.w.history_s as i64 * 1000;
+        for x in &mut s.extras {
+            let from = x
+                .next_bucket
+                .unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
+            if complete_until <= from {
+                continue;
+            }
+            let nb = ((complete_until - from) / step) as usize;
+            let mut last = x.buckets.back().map(|b| b.1);
+            for (b, v) in step_sums(store, &x.selector, from, nb, step)?
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(v) = v.map(|v| v * x.scale).or(last) {
+                    x.buckets.push_back((from + b as i64 * step, v));
+                    last = Some(v);
+                }
+            }
+            x.next_bucket = Some(complete_until);
+            let keep_from = complete_until - history_ms;
+            while x.buckets.front().is_some_and(|b| b.0 < keep_from) {
+                x.buckets.pop_front();
+            }
+        }
+        Ok(())
     }
 
     /// Takes a training outcome into the workload's state and the model registry.
@@ -609,6 +680,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
         let (added, observed) = self.ingest(i, now)?;
+        self.ingest_extras(i, now)?;
         self.track_drift(i, &observed);
         let s = &mut self.states[i];
         let new_anomalies = s.status.anomalies.len().saturating_sub(anomalies_before);
@@ -689,6 +761,36 @@ impl<P: Provider> Engine<P> {
                 }
                 Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
             }
+            // Other dimensions: the same baseline on their own history, same season.
+            for x in &mut s.extras {
+                let Some(&(last, _)) = x.buckets.back() else {
+                    continue;
+                };
+                let y: Vec<f64> = x.buckets.iter().map(|b| b.1).collect();
+                let spec: Box<dyn Forecaster> = match s.season {
+                    Some(m) if y.len() >= 2 * m => Box::new(SeasonalNaive { season: m }),
+                    _ => Box::new(Naive),
+                };
+                let key = s.key.clone().with_label("dimension", x.dim.name());
+                x.forecast = spec
+                    .fit(&y)
+                    .and_then(|f| {
+                        forecast(
+                            f.as_ref(),
+                            key,
+                            last,
+                            s.step_ms,
+                            horizon,
+                            &levels,
+                            Some(0.0),
+                        )
+                    })
+                    .map_err(|e| {
+                        s.status.last_error =
+                            Some(format!("{} forecast failed: {e}", x.dim.name()));
+                    })
+                    .ok();
+            }
             s.status.season_steps = s.season;
             s.refit = false;
             self.submit_training(i, now, y, last_ts, &levels);
@@ -742,7 +844,13 @@ impl<P: Provider> Engine<P> {
         } else {
             &s.w
         };
-        let plan = prescale_plan::plan(w, &self.tiers, &fc, now, self.interval_ms);
+        let others: Vec<(Dim, &Forecast)> = s
+            .extras
+            .iter()
+            .filter_map(|x| x.forecast.as_ref().map(|f| (x.dim, f)))
+            .collect();
+        let plan =
+            prescale_plan::plan_dimensions(w, &self.tiers, &fc, &others, now, self.interval_ms);
         let desired = s.stabilizer.desired(now, &plan.target);
         let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
         s.status.desired = desired;
@@ -915,6 +1023,74 @@ mod tests {
         // The samples that were accepted are all still there.
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
         assert_eq!(store.range(&key, 0, i64::MAX).unwrap().unwrap().len(), 30);
+    }
+
+    #[test]
+    fn a_memory_bound_workload_gets_the_memory_it_needs() {
+        // CPU demand of 6-12 vCPU, memory of 400 GiB (reported in bytes): the plan holds
+        // enough instances for the memory at the target utilization, and says so.
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::parse(
+            &format!(
+                "{}\n[workloads.dimensions.memory]\nseries = \"mem_bytes\"\nscale = {}\n",
+                prescale_core::config::DEFAULT_TOML,
+                1.0 / (1u64 << 30) as f64
+            ),
+            "test.toml",
+        )
+        .unwrap();
+        c.workloads[0].model = "baseline".into();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..60);
+        let mem = SeriesKey::parse("mem_bytes").unwrap();
+        let gib = (1u64 << 30) as f64;
+        let samples: Vec<_> = (0..60)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: 400.0 * gib,
+            })
+            .collect();
+        store.append(&mem, &samples).unwrap();
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
+        e.set_inline_training();
+        for m in 50..60 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
+        let w = &c.workloads[0];
+        let memory: f64 = c
+            .tiers
+            .iter()
+            .map(|t| plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.memory_gib)
+            .sum();
+        assert!(
+            memory >= 400.0 / w.target_utilization - 1e-6,
+            "{memory} GiB planned: {}",
+            plan.reason
+        );
+        assert!(plan.reason.contains("memory"), "{}", plan.reason);
+        // CPU alone would have needed far fewer instances.
+        let cpu: f64 = c
+            .tiers
+            .iter()
+            .map(|t| plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity())
+            .sum();
+        assert!(cpu > 2.0 * 12.0 / w.target_utilization, "{cpu} vCPU");
+        // A dimension that is not one, or cpu listed again, is refused with the key.
+        for bad in ["gpu", "cpu"] {
+            let e = Config::parse(
+                &format!(
+                    "{}\n[workloads.dimensions.{bad}]\nseries = \"x\"\n",
+                    prescale_core::config::DEFAULT_TOML
+                ),
+                "test.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(&format!("dimensions.{bad}")), "{e}");
+        }
     }
 
     #[test]

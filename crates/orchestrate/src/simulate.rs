@@ -716,37 +716,18 @@ pub fn simulate(
                             (0..hi).map(|s| g.quantile(s, q)).fold(0.0, f64::max)
                         };
                         if policy == Policy::Predictive {
-                            let p = prescale_plan::plan(&w_now, &tiers, f, now, dt);
-                            let mut fill = prescale_plan::Fill {
-                                instances: p.target.clone(),
-                                capacity: tiers
-                                    .iter()
-                                    .map(|t| {
-                                        p.target.get(&t.name).copied().unwrap_or(0) as f64
-                                            * t.effective_capacity()
-                                    })
-                                    .sum(),
-                                cost_per_hour: p.cost_per_hour,
-                                binding: "sla",
-                                notes: Vec::new(),
-                            };
-                            let needs: Vec<(Dim, f64)> = dims
+                            let others: Vec<(Dim, &prescale_core::Forecast)> = dims
                                 .iter()
                                 .zip(all)
                                 .skip(1)
-                                .map(|((d, _), g)| {
-                                    (*d, peak_of(g, w.sla_quantile) / w.target_utilization)
-                                })
+                                .map(|((d, _), g)| (*d, g))
                                 .collect();
-                            prescale_plan::cover_dimensions(&mut fill, &needs, &eligible, &w_now);
+                            let p =
+                                prescale_plan::plan_dimensions(&w_now, &tiers, f, &others, now, dt);
                             why = p.reason.clone();
-                            for note in &fill.notes {
-                                why.push_str("; ");
-                                why.push_str(note);
-                            }
                             tiers
                                 .iter()
-                                .map(|t| fill.instances.get(&t.name).copied().unwrap_or(0))
+                                .map(|t| p.target.get(&t.name).copied().unwrap_or(0))
                                 .collect()
                         } else {
                             // The spec's rule: predicted demand / performance factor,

@@ -268,6 +268,70 @@ pub fn plan(
     }
 }
 
+/// Plans every dimension of a workload at once: CPU by [`plan`], then each other
+/// dimension's forecast (memory in GiB, disk in IOPS, network in Mbps) at the SLA
+/// quantile, its peak over the same window at the target utilization, covered by
+/// [`cover_dimensions`]. The reason says which dimension bound and what it added.
+pub fn plan_dimensions(
+    w: &Workload,
+    catalog: &[Tier],
+    cpu: &Forecast,
+    others: &[(Dim, &Forecast)],
+    now: TimestampMs,
+    interval_ms: i64,
+) -> Plan {
+    let mut p = plan(w, catalog, cpu, now, interval_ms);
+    if others.is_empty() {
+        return p;
+    }
+    let tiers = eligible_tiers(w, catalog);
+    let max_lead_ms = tiers
+        .iter()
+        .map(|t| t.lead_time_s as i64 * 1000)
+        .max()
+        .unwrap_or(0);
+    let window_end = now + max_lead_ms + interval_ms;
+    let needs: Vec<(Dim, f64)> = others
+        .iter()
+        .map(|(d, f)| {
+            let peak = (0..f.horizon())
+                .filter(|i| {
+                    let ts = f.step_time(*i);
+                    ts + f.step_ms > now && ts < window_end
+                })
+                .map(|i| f.quantile(i, w.sla_quantile))
+                .fold(0.0, f64::max);
+            (*d, peak / w.target_utilization)
+        })
+        .collect();
+    let mut f = Fill {
+        instances: p.target.clone(),
+        capacity: tiers
+            .iter()
+            .map(|t| p.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity())
+            .sum(),
+        cost_per_hour: p.cost_per_hour,
+        binding: "sla",
+        notes: Vec::new(),
+    };
+    for t in &tiers {
+        f.instances.entry(t.name.clone()).or_insert(0);
+    }
+    cover_dimensions(&mut f, &needs, &tiers, w);
+    if !f.notes.is_empty() {
+        for n in &f.notes {
+            p.reason.push_str("; ");
+            p.reason.push_str(n);
+        }
+        if f.binding != "sla" {
+            p.binding = f.binding.to_string();
+        }
+        p.target = f.instances;
+        p.cost_per_hour = f.cost_per_hour;
+    }
+    p
+}
+
 /// Tops `f` (a CPU fill) up so that every other dimension's need is covered too: an
 /// instance shape brings CPU, memory, disk and network together, so a memory-bound
 /// workload needs more instances than its CPU alone asks for. Each missing dimension is
