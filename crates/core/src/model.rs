@@ -194,9 +194,6 @@ impl WorkloadClass {
     }
 }
 
-/// Hours in an average month (365.25 x 24 / 12), for pacing a monthly budget.
-pub const HOURS_PER_MONTH: f64 = 730.5;
-
 impl Workload {
     /// The hourly cap in force: the hourly budget, or what is left of the monthly
     /// budget (`spent` so far this month) spread over the `hours_left` in it, whichever

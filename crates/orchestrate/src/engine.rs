@@ -123,6 +123,53 @@ pub struct WorkloadStatus {
     /// What produced the forecast in use: the trained model, or the inline baseline
     /// while training catches up.
     pub forecast_source: Option<String>,
+    /// Spending this calendar month (UTC), for the monthly budget.
+    #[serde(default)]
+    pub spend: Option<MonthSpend>,
+}
+
+/// A workload's spending in the current calendar month (UTC): the instances it holds
+/// (ready or pending) times their tier's hourly price, summed over each pass's interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MonthSpend {
+    /// Start of the month.
+    pub month_start: TimestampMs,
+    /// Dollars spent since then.
+    pub spent: f64,
+    /// Last time spending was added.
+    pub at: TimestampMs,
+}
+
+/// Start and end (exclusive) of the UTC calendar month holding `ts`.
+pub fn month_bounds(ts: TimestampMs) -> (TimestampMs, TimestampMs) {
+    // Civil date from days since 1970-01-01 (proleptic Gregorian, era arithmetic).
+    let days = ts.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let start = days_from_civil(year, month) * 86_400_000;
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    (start, days_from_civil(ny, nm) * 86_400_000)
+}
+
+/// Days since 1970-01-01 of the first day of `month` (1-12) in `year`.
+fn days_from_civil(year: i64, month: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The engine's published state.
@@ -702,6 +749,27 @@ impl<P: Provider> Engine<P> {
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
         s.status.allocation = self.provider.allocation(&s.w.name, now);
         s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
+        // What the fleet held since the last pass cost, added to this month's spending.
+        let rate: f64 = self
+            .tiers
+            .iter()
+            .map(|t| s.status.allocation.get(&t.name).total() as f64 * t.price_per_hour)
+            .sum();
+        let (month_start, _) = month_bounds(now);
+        let sp = s.status.spend.get_or_insert(MonthSpend {
+            month_start,
+            spent: 0.0,
+            at: now,
+        });
+        if sp.month_start != month_start {
+            *sp = MonthSpend {
+                month_start,
+                spent: 0.0,
+                at: sp.at.max(month_start),
+            };
+        }
+        sp.spent += rate * (now - sp.at).max(0) as f64 / 3_600_000.0;
+        sp.at = sp.at.max(now);
         let capacity: Vec<_> = self
             .tiers
             .iter()
@@ -833,12 +901,14 @@ impl<P: Provider> Engine<P> {
                 format!("{msg}; keeping current capacity"),
             );
         };
-        // A monthly budget is paced evenly here (the daemon does not yet total its
-        // spending per month): an hour may spend a month's budget over 730.5 hours.
+        // A monthly budget is paced: each hour may spend what is left of it this month
+        // over the hours left in the month.
         let paced;
         let w = if s.w.budget_per_month.is_some() {
+            let (_, month_end) = month_bounds(now);
+            let spent = s.status.spend.map_or(0.0, |x| x.spent);
             let mut w = s.w.clone();
-            w.budget_per_hour = w.hourly_cap(0.0, prescale_core::model::HOURS_PER_MONTH);
+            w.budget_per_hour = w.hourly_cap(spent, (month_end - now) as f64 / 3_600_000.0);
             paced = w;
             &paced
         } else {
@@ -942,11 +1012,13 @@ impl<P: Provider> Engine<P> {
             }
         }
         let mut st = self.status.write().expect("status lock");
-        for s in &self.states {
+        for s in &mut self.states {
             if let Some(ws) = self
                 .store
                 .get_state::<WorkloadStatus>(&format!("workload/{}", s.w.name))?
             {
+                // This month's spending so far carries over a restart.
+                s.status.spend = ws.spend;
                 st.workloads.insert(s.w.name.clone(), ws);
             }
         }
@@ -1091,6 +1163,76 @@ mod tests {
             .to_string();
             assert!(e.contains(&format!("dimensions.{bad}")), "{e}");
         }
+    }
+
+    #[test]
+    fn month_bounds_are_calendar_months() {
+        // 2026-11-28, 2024-02-29 (leap day) and 1999-12-31, each at noon UTC.
+        assert_eq!(
+            month_bounds(1_795_867_200_000),
+            (1_793_491_200_000, 1_796_083_200_000)
+        );
+        assert_eq!(
+            month_bounds(1_709_208_000_000),
+            (1_706_745_600_000, 1_709_251_200_000)
+        );
+        assert_eq!(
+            month_bounds(946_641_600_000),
+            (944_006_400_000, 946_684_800_000)
+        );
+        assert_eq!(month_bounds(0), (0, 31 * 86_400_000));
+    }
+
+    #[test]
+    fn a_monthly_budget_is_paced_by_what_was_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        c.workloads[0].budget_per_month = Some(1000.0);
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..60);
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
+        for m in 50..58 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        // Spending accrues from what the fleet holds.
+        let spent = e.states[0].status.spend.unwrap().spent;
+        assert!(spent > 0.0, "{spent}");
+        let held: f64 = c
+            .tiers
+            .iter()
+            .map(|t| {
+                e.provider()
+                    .allocation("host", 58 * 60_000)
+                    .get(&t.name)
+                    .total() as f64
+                    * t.price_per_hour
+            })
+            .sum();
+        assert!(
+            spent <= held * 8.0 / 60.0 + 1e-9,
+            "at most 8 minutes at today's rate"
+        );
+        // With the month's budget nearly gone, the plan is cut to what is left over the
+        // hours left in the month (January: 31 days from 0).
+        e.states[0].status.spend.as_mut().unwrap().spent = 999.9;
+        e.tick(58 * 60_000 + 1).unwrap();
+        let plan = e.states[0].status.plan.clone().unwrap();
+        let hours_left = (31.0 * 86_400_000.0 - 58.0 * 60_000.0) / 3_600_000.0;
+        assert!(
+            plan.cost_per_hour <= (1000.0 - 999.9) / hours_left + 1e-9,
+            "{}",
+            plan.reason
+        );
+        assert_eq!(plan.binding, "budget", "{}", plan.reason);
+        // A restart keeps the month's spending.
+        e.tick(59 * 60_000 + 1).unwrap();
+        let before = e.states[0].status.spend.unwrap();
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut again = Engine::from_config(&c, 0, store.clone(), sim);
+        again.restore_status().unwrap();
+        assert_eq!(again.states[0].status.spend, Some(before));
     }
 
     #[test]
