@@ -11,6 +11,20 @@ fn prescale(args: &[&str]) -> Output {
 }
 
 /// A 5-minute series with a daily cycle and deterministic noise.
+/// `prescale forecast --input FILE --horizon H` and more arguments.
+fn forecast(input: &Path, horizon: usize, extra: &[&str]) -> Output {
+    let h = horizon.to_string();
+    let mut args = vec![
+        "forecast",
+        "--input",
+        input.to_str().unwrap(),
+        "--horizon",
+        &h,
+    ];
+    args.extend_from_slice(extra);
+    prescale(&args)
+}
+
 fn write_series(path: &Path, n: usize, shuffle_and_dup: bool) {
     let mut rows: Vec<String> = (0..n)
         .map(|i| {
@@ -36,15 +50,7 @@ fn csv_contract_columns_named_as_given_and_never_crossing() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("s.csv");
     write_series(&input, 288 * 4, false);
-    let out = prescale(&[
-        "forecast",
-        "--input",
-        input.to_str().unwrap(),
-        "--horizon",
-        "24",
-        "--quantiles",
-        "0.05,0.50,0.95,0.1",
-    ]);
+    let out = forecast(&input, 24, &["--quantiles", "0.05,0.50,0.95,0.1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -83,15 +89,7 @@ fn json_says_which_model_and_why() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("s.csv");
     write_series(&input, 288 * 3, true);
-    let out = prescale(&[
-        "forecast",
-        "--input",
-        input.to_str().unwrap(),
-        "--horizon",
-        "12",
-        "--format",
-        "json",
-    ]);
+    let out = forecast(&input, 12, &["--format", "json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -126,15 +124,7 @@ fn each_model_runs_and_bad_input_exits_2() {
     for m in [
         "naive", "snaive", "ets", "mstl", "arima", "theta", "ensemble",
     ] {
-        let out = prescale(&[
-            "forecast",
-            "--input",
-            input.to_str().unwrap(),
-            "--horizon",
-            "6",
-            "--model",
-            m,
-        ]);
+        let out = forecast(&input, 6, &["--model", m]);
         assert!(
             out.status.success(),
             "{m}: {}",
@@ -154,36 +144,14 @@ fn each_model_runs_and_bad_input_exits_2() {
     ];
     for (text, expect) in cases {
         std::fs::write(&bad, text).unwrap();
-        let out = prescale(&[
-            "forecast",
-            "--input",
-            bad.to_str().unwrap(),
-            "--horizon",
-            "12",
-        ]);
+        let out = forecast(&bad, 12, &[]);
         assert_eq!(out.status.code(), Some(2), "{text:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expect), "{text:?}: {err}");
     }
-    let out = prescale(&[
-        "forecast",
-        "--input",
-        input.to_str().unwrap(),
-        "--horizon",
-        "6",
-        "--model",
-        "bogus",
-    ]);
+    let out = forecast(&input, 6, &["--model", "bogus"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = prescale(&[
-        "forecast",
-        "--input",
-        input.to_str().unwrap(),
-        "--horizon",
-        "6",
-        "--quantiles",
-        "0.5,2",
-    ]);
+    let out = forecast(&input, 6, &["--quantiles", "0.5,2"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -267,19 +235,18 @@ fn lstm_model_forecasts_the_daily_cycle() {
     let input = dir.path().join("s.csv");
     let n = 288 * 4;
     write_series(&input, n, false);
-    let out = prescale(&[
-        "forecast",
-        "--input",
-        input.to_str().unwrap(),
-        "--horizon",
-        "36",
-        "--model",
-        "lstm",
-        "--quantiles",
-        "0.1,0.5,0.9",
-        "--format",
-        "json",
-    ]);
+    let out = forecast(
+        &input,
+        36,
+        &[
+            "--model",
+            "lstm",
+            "--quantiles",
+            "0.1, 0.5, 0.9",
+            "--format",
+            "json",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
