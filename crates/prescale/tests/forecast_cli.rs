@@ -242,7 +242,7 @@ fn lstm_model_forecasts_the_daily_cycle() {
             "--model",
             "lstm",
             "--quantiles",
-            "0.1, 0.5, 0.9",
+            "0.1,0.5,0.9",
             "--format",
             "json",
         ],
