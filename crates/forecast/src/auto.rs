@@ -81,6 +81,8 @@ pub struct Recipe {
     pub calibration: Option<Calibration>,
     /// Longest training window.
     pub max_train: usize,
+    /// The model as selected (calibration included), for [`Recipe::advance`].
+    pub fitted: Option<crate::SharedFit>,
 }
 
 impl std::fmt::Debug for Recipe {
@@ -94,6 +96,12 @@ impl std::fmt::Debug for Recipe {
 }
 
 impl Recipe {
+    /// The selected model moved on over the `new` points that followed the history it
+    /// was selected on, parameters kept; `None` when it cannot (then [`Recipe::refit`]).
+    pub fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        self.fitted.as_ref()?.advance(new)
+    }
+
     /// Fits the recipe's models on `y` and applies its calibration.
     pub fn refit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
         let lo = y.len().saturating_sub(self.max_train);
@@ -385,15 +393,7 @@ pub fn select(
     let calibration = calibrate
         .then(|| Calibration::fit(&folds, &levels))
         .flatten();
-    let recipe = Recipe {
-        specs: members
-            .iter()
-            .map(|(i, _)| candidates[*i].clone())
-            .collect(),
-        calibration: calibration.clone(),
-        max_train: cv.max_train,
-    };
-    let model: Box<dyn Fitted> = match calibration {
+    let model: Box<dyn Fitted> = match calibration.clone() {
         Some(c) => {
             residuals = c.residuals;
             Box::new(Calibrated {
@@ -403,6 +403,17 @@ pub fn select(
         }
         None => model,
     };
+    let shared = crate::SharedFit(Arc::from(model));
+    let recipe = Recipe {
+        specs: members
+            .iter()
+            .map(|(i, _)| candidates[*i].clone())
+            .collect(),
+        calibration,
+        max_train: cv.max_train,
+        fitted: Some(shared.clone()),
+    };
+    let model: Box<dyn Fitted> = Box::new(shared);
     let winner = model.describe();
     Ok((
         model,
@@ -468,6 +479,14 @@ impl Fitted for Ensemble {
             .map(|m| m.predict(horizon, levels))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(mean_quantiles(&preds.iter().collect::<Vec<_>>()))
+    }
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        let members = self
+            .members
+            .iter()
+            .map(|m| m.advance(new))
+            .collect::<Option<Result<Vec<_>, _>>>()?;
+        Some(members.map(|members| Box::new(Ensemble { members }) as Box<dyn Fitted>))
     }
 }
 
@@ -913,6 +932,7 @@ impl AutoSpec {
                                     specs: vec![c.clone()],
                                     calibration: None,
                                     max_train: y.len(),
+                                    fitted: None,
                                 }),
                             },
                         ));

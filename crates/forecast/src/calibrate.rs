@@ -178,6 +178,13 @@ impl Fitted for Calibrated {
         }
         Ok(out)
     }
+
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        let calibration = self.calibration.clone();
+        self.inner
+            .advance(new)
+            .map(|r| r.map(|inner| Box::new(Calibrated { inner, calibration }) as Box<dyn Fitted>))
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ impl Fitted for SharedFit {
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         self.0.predict(horizon, levels)
     }
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        self.0.advance(new)
+    }
 }
 
 /// A fitted model, ready to predict.
@@ -111,6 +114,14 @@ pub trait Fitted: Send + Sync {
     /// Quantiles at `levels` (strictly increasing, in (0,1)) for `horizon` steps after
     /// the last fitted point: `out[step][level]`, non-decreasing across levels.
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError>;
+
+    /// This model moved on over `new` points that followed its history, with its
+    /// parameters kept (no search, no training): how the daemon follows new data between
+    /// two selections when refitting is costly. `None` when the model cannot, and must
+    /// be fitted afresh.
+    fn advance(&self, _new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        None
+    }
 }
 
 fn check_finite(y: &[f64]) -> Result<(), ForecastError> {

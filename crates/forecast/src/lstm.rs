@@ -242,20 +242,12 @@ impl Forecaster for Lstm {
             epochs += 1;
         }
 
-        // The state after reading the most recent part of the history, the last value
-        // included: the input at `t` is `z[t - 1]`, and the output predicts `z[t]`.
         let context = (4 * w).max(self.season.unwrap_or(0)).min(z.len() - first);
-        let from = z.len() + 1 - context;
-        let mut x = Vec::with_capacity(context * FEATURES);
-        for t in from..=z.len() {
-            x.extend_from_slice(&inputs.features(z[t - 1], inputs.lagged(t), t));
-        }
-        let x = Tensor::from_vec(x, (1, context, FEATURES), &dev).map_err(err)?;
-        let states = net.lstm.seq(&x).map_err(err)?;
-        let state = states.last().expect("context is not empty").clone();
+        let state = final_state(&net, &inputs, context)?;
         Ok(Box::new(FittedLstm {
-            net,
+            net: std::sync::Arc::new(net),
             state,
+            context,
             z,
             mean,
             scale,
@@ -287,9 +279,25 @@ fn init_weights(varmap: &VarMap, hidden: usize, rng: &mut ChaCha8Rng) -> candle_
     Ok(())
 }
 
+/// The state after reading the last `context` steps of the history, the last value
+/// included: the input at `t` is `z[t - 1]`, and the output predicts `z[t]`.
+fn final_state(net: &Net, inputs: &Inputs, context: usize) -> Result<LSTMState, ForecastError> {
+    let z = inputs.z;
+    let from = z.len() + 1 - context;
+    let mut x = Vec::with_capacity(context * FEATURES);
+    for t in from..=z.len() {
+        x.extend_from_slice(&inputs.features(z[t - 1], inputs.lagged(t), t));
+    }
+    let x = Tensor::from_vec(x, (1, context, FEATURES), &Device::Cpu).map_err(err)?;
+    let states = net.lstm.seq(&x).map_err(err)?;
+    Ok(states.last().expect("context is not empty").clone())
+}
+
 struct FittedLstm {
-    net: Net,
+    net: std::sync::Arc<Net>,
     state: LSTMState,
+    /// Steps read into the state before forecasting.
+    context: usize,
     z: Vec<f64>,
     mean: f64,
     scale: f64,
@@ -311,6 +319,39 @@ impl Fitted for FittedLstm {
             self.loss,
             self.seconds
         )
+    }
+
+    /// The trained network reads the new points (standardised as in training) into its
+    /// state; the history it keeps drops whole seasons from its front, so the season's
+    /// phase stays where training put it.
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        Some((|| {
+            check_finite(new)?;
+            let mut z = self.z.clone();
+            z.extend(new.iter().map(|v| (v - self.mean) / self.scale));
+            let m = self.season.unwrap_or(1);
+            let excess = z.len().saturating_sub(self.z.len());
+            z.drain(..excess / m * m);
+            let inputs = Inputs {
+                z: &z,
+                season: self.season,
+            };
+            let state = final_state(&self.net, &inputs, self.context)?;
+            Ok(Box::new(FittedLstm {
+                net: self.net.clone(),
+                state,
+                context: self.context,
+                z,
+                mean: self.mean,
+                scale: self.scale,
+                season: self.season,
+                samples: self.samples,
+                seed: self.seed,
+                epochs: self.epochs,
+                loss: self.loss,
+                seconds: self.seconds,
+            }) as Box<dyn Fitted>)
+        })())
     }
 
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
@@ -479,6 +520,27 @@ mod tests {
         assert!(q[29][2] - q[29][0] > q[0][2] - q[0][0]);
         let again = spec.fit(&y).expect("fits").predict(30, &[0.1, 0.5, 0.9]);
         assert_eq!(again.expect("predicts"), q, "same seed, same forecast");
+        // Advancing over no new points changes nothing; a network trained before the
+        // spike and advanced over the last 100 points (no training) sees the spike too.
+        let same = f.advance(&[]).expect("lstm advances").expect("advances");
+        assert_eq!(same.predict(30, &[0.1, 0.5, 0.9]).expect("predicts"), q);
+        let early = spec.fit(&y[..1100]).expect("fits");
+        let moved = early
+            .advance(&y[1100..])
+            .expect("lstm advances")
+            .expect("advances");
+        assert_eq!(
+            moved.describe(),
+            early.describe(),
+            "same network, not retrained"
+        );
+        let p = moved.predict(30, &[0.1, 0.5, 0.9]).expect("predicts");
+        assert!(
+            p[0][1] > 104.0,
+            "advanced model ignores the spike: {:?}",
+            p[0]
+        );
+        assert!(f.advance(&[f64::NAN]).expect("lstm advances").is_err());
     }
 
     #[test]

@@ -220,6 +220,8 @@ struct WState {
     scale: f64,
     /// Dimensions other than CPU.
     extras: Vec<Extra>,
+    /// Last data step of the selection in force.
+    selected_to: Option<TimestampMs>,
 }
 
 /// The control loop over a set of workloads and one provider.
@@ -333,6 +335,7 @@ impl<P: Provider> Engine<P> {
                         forecast: None,
                     })
                     .collect(),
+                selected_to: None,
                 w,
             })
             .collect();
@@ -579,6 +582,7 @@ impl<P: Provider> Engine<P> {
                 .put_state(&format!("model/{}", s.w.name), &record)?;
             s.status.model = Some(record);
             s.recipe = sel.recipe;
+            s.selected_to = Some(o.data_to);
         } else if let Some(m) = s.status.model.as_mut() {
             m.trained_at = now;
             m.data_from = data_from;
@@ -625,7 +629,12 @@ impl<P: Provider> Engine<P> {
         let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
         let kind = if trigger == Trigger::NewData {
             match &s.recipe {
-                Some(r) => JobKind::Refit(r.clone()),
+                Some(r) => JobKind::Refit {
+                    recipe: r.clone(),
+                    new_points: s
+                        .selected_to
+                        .map_or(usize::MAX, |t| ((last_ts - t) / s.step_ms).max(0) as usize),
+                },
                 None => return,
             }
         } else {

@@ -38,8 +38,15 @@ pub enum Trigger {
 pub enum JobKind {
     /// Cross-validate candidates and pick one.
     Select(Box<AutoSpec>),
-    /// Refit the selected recipe.
-    Refit(Recipe),
+    /// Follow new data with the selected recipe: the selected model moved on over the
+    /// `new_points` at the end of the history when it can (parameters kept), else
+    /// refitted on the whole history.
+    Refit {
+        /// The selection's recipe.
+        recipe: Recipe,
+        /// Points at the end of the history that came after the selection's data.
+        new_points: usize,
+    },
 }
 
 /// One unit of training work.
@@ -106,9 +113,13 @@ fn run(job: Job) -> Outcome {
             }
             Err(e) => (Err(e.to_string()), None, None),
         },
-        JobKind::Refit(recipe) => {
-            let f = recipe
-                .refit(&job.y)
+        JobKind::Refit { recipe, new_points } => {
+            let tail = &job.y[job.y.len().saturating_sub(new_points)..];
+            let moved = (new_points <= job.y.len())
+                .then(|| recipe.advance(tail))
+                .flatten();
+            let f = moved
+                .unwrap_or_else(|| recipe.refit(&job.y))
                 .map_err(|e| e.to_string())
                 .and_then(wrap);
             (f, None, Some(recipe))
@@ -278,7 +289,10 @@ mod tests {
         // Refitting the recipe on more data continues the cycle.
         let recipe = o.recipe.clone().unwrap();
         let mut j = job("a", cycle(401), ModelChoice::Auto);
-        j.kind = JobKind::Refit(recipe);
+        j.kind = JobKind::Refit {
+            recipe,
+            new_points: 1,
+        };
         j.trigger = Trigger::NewData;
         t.submit(j);
         let out = t.drain();
