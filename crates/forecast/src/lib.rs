@@ -71,10 +71,7 @@ pub trait Forecaster: Send + Sync {
         origins: &[usize],
         max_train: usize,
     ) -> Vec<Result<Box<dyn Fitted>, ForecastError>> {
-        origins
-            .iter()
-            .map(|&o| self.fit(&y[o.saturating_sub(max_train)..o]))
-            .collect()
+        fit_each(self, y, origins, max_train)
     }
 
     /// Whether [`Forecaster::fit_origins`] estimates once and refilters, so that one more
@@ -83,6 +80,19 @@ pub trait Forecaster: Send + Sync {
     fn refilters(&self) -> bool {
         false
     }
+}
+
+/// `spec` fitted afresh at each origin on the at most `max_train` points before it.
+pub fn fit_each<F: Forecaster + ?Sized>(
+    spec: &F,
+    y: &[f64],
+    origins: &[usize],
+    max_train: usize,
+) -> Vec<Result<Box<dyn Fitted>, ForecastError>> {
+    origins
+        .iter()
+        .map(|&o| spec.fit(&y[o.saturating_sub(max_train)..o]))
+        .collect()
 }
 
 /// A fitted model shared between a cross-validation report and a selection.

@@ -187,12 +187,7 @@ impl Forecaster for StatModel {
         origins: &[usize],
         max_train: usize,
     ) -> Vec<Result<Box<dyn Fitted>, ForecastError>> {
-        let cold = || {
-            origins
-                .iter()
-                .map(|&o| self.fit(&y[o.saturating_sub(max_train)..o]))
-                .collect()
-        };
+        let cold = || crate::fit_each(self, y, origins, max_train);
         let (StatKind::Ets | StatKind::Theta | StatKind::Arima, Some(&first)) =
             (self.kind, origins.first())
         else {

@@ -25,19 +25,11 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
     }
     // Detrend with a least-squares line.
     let nf = n as f64;
-    let xm = (nf - 1.0) / 2.0;
-    let ym = y.iter().sum::<f64>() / nf;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (i, v) in y.iter().enumerate() {
-        let dx = i as f64 - xm;
-        sxy += dx * (v - ym);
-        sxx += dx * dx;
-    }
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let (a, b) = crate::theta::ols(y);
     let r: Vec<f64> = y
         .iter()
         .enumerate()
-        .map(|(i, v)| v - ym - slope * (i as f64 - xm))
+        .map(|(i, v)| v - a - b * i as f64)
         .collect();
     let var: f64 = r.iter().map(|v| v * v).sum();
     if var <= f64::EPSILON * nf {

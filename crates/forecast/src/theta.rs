@@ -38,7 +38,7 @@ pub struct ThetaFit {
 }
 
 /// Least-squares intercept and slope of `y` on `t = 0..n`.
-fn ols(y: &[f64]) -> (f64, f64) {
+pub(crate) fn ols(y: &[f64]) -> (f64, f64) {
     let n = y.len() as f64;
     let tm = (n - 1.0) / 2.0;
     let ym = y.iter().sum::<f64>() / n;
@@ -65,6 +65,19 @@ fn pass(y: &[f64], a: f64, b: f64, alpha: f64, theta: f64) -> (f64, f64) {
         level += alpha * (theta * v + (1.0 - theta) * line(t) - level);
     }
     (sse, level)
+}
+
+/// Finite values, at least four.
+fn check(y: &[f64]) -> Result<(), ForecastError> {
+    check_finite(y)?;
+    if y.len() < 4 {
+        return Err(ForecastError::TooShort {
+            model: "theta".into(),
+            needed: 4,
+            got: y.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Minimises `f` on `[lo, hi]` by golden-section search.
@@ -101,14 +114,7 @@ const MAX_THETA: f64 = 10.0;
 impl ThetaFit {
     /// Fits with `theta` fixed (`Some(2.0)`: the classic method) or optimised (`None`).
     pub fn fit(y: &[f64], theta: Option<f64>) -> Result<Self, ForecastError> {
-        check_finite(y)?;
-        if y.len() < 4 {
-            return Err(ForecastError::TooShort {
-                model: "theta".into(),
-                needed: 4,
-                got: y.len(),
-            });
-        }
+        check(y)?;
         let (a, b) = ols(y);
         let best_alpha = |th: f64| golden(0.001, 0.999, 30, |al| pass(y, a, b, al, th).0);
         let theta = match theta {
@@ -120,9 +126,14 @@ impl ThetaFit {
             }
             None => golden(1.0, MAX_THETA, 20, |th| pass(y, a, b, best_alpha(th), th).0),
         };
-        let alpha = best_alpha(theta);
+        Ok(Self::with(y, best_alpha(theta), theta))
+    }
+
+    /// The model on `y` (checked) with `alpha` and `theta` given.
+    fn with(y: &[f64], alpha: f64, theta: f64) -> Self {
+        let (a, b) = ols(y);
         let (sse, level) = pass(y, a, b, alpha, theta);
-        Ok(Self {
+        Self {
             alpha,
             theta,
             intercept: a,
@@ -130,30 +141,14 @@ impl ThetaFit {
             level,
             n: y.len(),
             sigma: (sse / (y.len() - 1) as f64).sqrt(),
-        })
+        }
     }
 
     /// Refits on `y` with `alpha` and `theta` held fixed: the line and the level are
     /// recomputed, in one pass (how cross-validation moves the model to a later origin).
     pub fn refit(&self, y: &[f64]) -> Result<Self, ForecastError> {
-        check_finite(y)?;
-        if y.len() < 4 {
-            return Err(ForecastError::TooShort {
-                model: "theta".into(),
-                needed: 4,
-                got: y.len(),
-            });
-        }
-        let (a, b) = ols(y);
-        let (sse, level) = pass(y, a, b, self.alpha, self.theta);
-        Ok(Self {
-            intercept: a,
-            slope: b,
-            level,
-            n: y.len(),
-            sigma: (sse / (y.len() - 1) as f64).sqrt(),
-            ..self.clone()
-        })
+        check(y)?;
+        Ok(Self::with(y, self.alpha, self.theta))
     }
 
     /// Point forecast `h` steps (1-based) after the last fitted point.

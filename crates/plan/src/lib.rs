@@ -126,6 +126,15 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
     }
 }
 
+/// The slowest tier's median lead time, in milliseconds.
+fn max_lead_ms(tiers: &[&Tier]) -> i64 {
+    tiers
+        .iter()
+        .map(|t| t.lead_time_s as i64 * 1000)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Plans a workload from its forecast.
 ///
 /// `interval_ms` is the control interval: capacity asked for now must serve until the
@@ -148,11 +157,7 @@ pub fn plan(
         })
         .collect();
 
-    let max_lead_ms = tiers
-        .iter()
-        .map(|t| t.lead_time_s as i64 * 1000)
-        .max()
-        .unwrap_or(0);
+    let max_lead_ms = max_lead_ms(&tiers);
     let window_end = now + max_lead_ms + interval_ms;
     let mut peak = (0.0f64, forecast.start);
     for i in 0..forecast.horizon() {
@@ -285,12 +290,7 @@ pub fn plan_dimensions(
         return p;
     }
     let tiers = eligible_tiers(w, catalog);
-    let max_lead_ms = tiers
-        .iter()
-        .map(|t| t.lead_time_s as i64 * 1000)
-        .max()
-        .unwrap_or(0);
-    let window_end = now + max_lead_ms + interval_ms;
+    let window_end = now + max_lead_ms(&tiers) + interval_ms;
     let needs: Vec<(Dim, f64)> = others
         .iter()
         .map(|(d, f)| {
