@@ -44,7 +44,8 @@ impl ScoreKind {
 pub struct Ranked {
     /// Candidate name (e.g. `snaive(m=288)`).
     pub model: String,
-    /// Scores over the folds, when it produced any forecast.
+    /// Scores over the folds, when it produced any forecast (of its calibrated folds when
+    /// the selection calibrates: what it would have output).
     pub scores: Option<Scores>,
     /// Why folds failed.
     pub failures: Vec<String>,
@@ -130,8 +131,9 @@ impl Recipe {
 ///
 /// Theta and ETS are always in: cross-validation estimates them once and refilters
 /// (see [`crate::models`]), so they cost about one fit each. [`AutoSpec`] adds ARIMA
-/// only for horizons of at least a quarter of a day (or of the season): re-estimating its order at every
-/// origin of a short horizon's many folds costs several times the rest together, and on
+/// only for horizons of at least a quarter of a day (or of the season): re-estimating its
+/// order at every origin of a short horizon's many folds costs several times the rest
+/// together, and on
 /// the shared 5-minute folds it improved only the day-ahead forecasts (geometric-mean
 /// MASE 0.760 without, 0.736 with). MSTL is left to `--model mstl`: it refits at every
 /// origin and did not improve any horizon there (0.757 day ahead).
