@@ -402,6 +402,35 @@ impl Fitted for StatFit {
         self.describe.clone()
     }
 
+    /// ETS filters its state over the new points (seasonal indices and parameters
+    /// kept); Theta and ARIMA need their window of history, which a fit does not keep,
+    /// so they are refitted instead.
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        let Inner::Ets(_) = &self.inner else {
+            return None;
+        };
+        Some((|| {
+            check_finite(new)?;
+            let mut next = self.clone();
+            let adjusted: Vec<f64> = new
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    v - self
+                        .indices
+                        .as_ref()
+                        .map_or(0.0, |i| i[(self.n + j) % i.len()])
+                })
+                .collect();
+            if let Inner::Ets(e) = &mut next.inner {
+                e.update(&adjusted)
+                    .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))?;
+            }
+            next.n += new.len();
+            Ok(Box::new(next) as Box<dyn Fitted>)
+        })())
+    }
+
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         check_levels(levels)?;
         let seasonal = |s: usize| {
@@ -682,6 +711,38 @@ mod tests {
                 "{kind:?}: {pa:?} vs {fresh:?}"
             );
         }
+    }
+
+    #[test]
+    fn ets_advances_as_cross_validation_refilters() {
+        // Fitting up to 600 and advancing over 600..750 is what cross-validation does
+        // between two origins: the same forecast; Theta cannot advance (it is refitted).
+        let m = 60;
+        let y: Vec<f64> = (0..900)
+            .map(|i| 20.0 + if i % m < 10 { 6.0 } else { 0.0 } + noise(i))
+            .collect();
+        let spec = StatModel {
+            kind: StatKind::Ets,
+            seasons: vec![m],
+        };
+        let folds = spec.fit_origins(&y, &[600, 750], 2000);
+        let moved = spec
+            .fit(&y[..600])
+            .unwrap()
+            .advance(&y[600..750])
+            .expect("ets advances")
+            .unwrap();
+        let want = folds[1]
+            .as_ref()
+            .unwrap()
+            .predict(12, &[0.1, 0.5, 0.9])
+            .unwrap();
+        assert_eq!(moved.predict(12, &[0.1, 0.5, 0.9]).unwrap(), want);
+        let theta = StatModel {
+            kind: StatKind::Theta,
+            seasons: vec![m],
+        };
+        assert!(theta.fit(&y).unwrap().advance(&y[..5]).is_none());
     }
 
     #[test]
