@@ -208,18 +208,13 @@ impl Forecaster for StatModel {
             },
             _ => None,
         };
-        let adjusted =
-            |t: usize| y[t] - fit.indices.as_ref().map_or(0.0, |i| i[(t - lo) % i.len()]);
+        let adjusted = |t: usize| y[t] - fit.seasonal(t - lo);
         let mut out: Vec<Result<Box<dyn Fitted>, ForecastError>> = Vec::new();
         let mut cur = fit.clone();
         let mut at = first;
         for &o in origins {
             let moved = match &mut cur.inner {
-                Inner::Ets(e) if o > at => {
-                    let new: Vec<f64> = (at..o).map(adjusted).collect();
-                    e.update(&new)
-                        .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))
-                }
+                Inner::Ets(_) if o > at => cur.ets_advance(&y[at..o]),
                 Inner::Theta(Some(t)) if o > at => {
                     let from = o.saturating_sub(THETA_WINDOW).max(lo);
                     let window: Vec<f64> = (from..o).map(adjusted).collect();
@@ -397,6 +392,30 @@ fn join(v: &[usize]) -> String {
         .join(",")
 }
 
+impl StatFit {
+    /// The seasonal index removed at `t` points after the first training point.
+    fn seasonal(&self, t: usize) -> f64 {
+        self.indices.as_ref().map_or(0.0, |i| i[t % i.len()])
+    }
+
+    /// ETS filters its state over `new` points (seasonally adjusted with the indices it
+    /// was fitted with), its parameters kept.
+    fn ets_advance(&mut self, new: &[f64]) -> Result<(), ForecastError> {
+        check_finite(new)?;
+        let adjusted: Vec<f64> = new
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v - self.seasonal(self.n + j))
+            .collect();
+        if let Inner::Ets(e) = &mut self.inner {
+            e.update(&adjusted)
+                .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))?;
+        }
+        self.n += new.len();
+        Ok(())
+    }
+}
+
 impl Fitted for StatFit {
     fn describe(&self) -> String {
         self.describe.clone()
@@ -409,35 +428,16 @@ impl Fitted for StatFit {
         let Inner::Ets(_) = &self.inner else {
             return None;
         };
-        Some((|| {
-            check_finite(new)?;
-            let mut next = self.clone();
-            let adjusted: Vec<f64> = new
-                .iter()
-                .enumerate()
-                .map(|(j, v)| {
-                    v - self
-                        .indices
-                        .as_ref()
-                        .map_or(0.0, |i| i[(self.n + j) % i.len()])
-                })
-                .collect();
-            if let Inner::Ets(e) = &mut next.inner {
-                e.update(&adjusted)
-                    .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))?;
-            }
-            next.n += new.len();
-            Ok(Box::new(next) as Box<dyn Fitted>)
-        })())
+        let mut next = self.clone();
+        Some(
+            next.ets_advance(new)
+                .map(|()| Box::new(next) as Box<dyn Fitted>),
+        )
     }
 
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         check_levels(levels)?;
-        let seasonal = |s: usize| {
-            self.indices
-                .as_ref()
-                .map_or(0.0, |idx| idx[(self.n + s) % idx.len()])
-        };
+        let seasonal = |s: usize| self.seasonal(self.n + s);
         let model = match (&self.inner, self.inner.anofox()) {
             (Inner::Theta(Some(t)), _) => {
                 let mut out = t.predict(horizon, levels)?;

@@ -266,6 +266,54 @@ fn step_sums(
     Ok(sums)
 }
 
+/// The steps still to read: from the step after the last read (or the start of the
+/// history window) up to `complete_until`; `None` when there is none.
+fn pending_steps(
+    next_bucket: Option<TimestampMs>,
+    complete_until: TimestampMs,
+    history_ms: i64,
+    step: i64,
+) -> Option<(TimestampMs, usize)> {
+    let from = next_bucket.unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
+    (complete_until > from).then(|| (from, ((complete_until - from) / step) as usize))
+}
+
+/// Drops steps older than `keep_from`.
+fn trim(buckets: &mut VecDeque<(TimestampMs, f64)>, keep_from: TimestampMs) {
+    while buckets.front().is_some_and(|b| b.0 < keep_from) {
+        buckets.pop_front();
+    }
+}
+
+/// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): seasonal
+/// naive when two seasons are known, else naive; floored at zero.
+#[allow(clippy::too_many_arguments)]
+fn baseline_forecast(
+    y: &[f64],
+    season: Option<usize>,
+    key: SeriesKey,
+    last_ts: TimestampMs,
+    step_ms: i64,
+    horizon: usize,
+    levels: &[f64],
+) -> Result<Forecast, prescale_forecast::ForecastError> {
+    let spec: Box<dyn Forecaster> = match season {
+        Some(m) if y.len() >= 2 * m => Box::new(SeasonalNaive { season: m }),
+        _ => Box::new(Naive),
+    };
+    spec.fit(y).and_then(|f| {
+        forecast(
+            f.as_ref(),
+            key,
+            last_ts,
+            step_ms,
+            horizon,
+            levels,
+            Some(0.0),
+        )
+    })
+}
+
 /// Another resource dimension of a workload (memory, disk, network): resampled like the
 /// CPU demand and forecast by the inline baseline, so the plan covers it too.
 struct Extra {
@@ -449,13 +497,10 @@ impl<P: Provider> Engine<P> {
         let step = s.step_ms;
         let complete_until = (now - self.grace_ms).div_euclid(step) * step;
         let history_ms = s.w.history_s as i64 * 1000;
-        let from = s
-            .next_bucket
-            .unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
-        if complete_until <= from {
+        let Some((from, nb)) = pending_steps(s.next_bucket, complete_until, history_ms, step)
+        else {
             return Ok((0, Vec::new()));
-        }
-        let nb = ((complete_until - from) / step) as usize;
+        };
         let sums = step_sums(&self.store, &s.selector, from, nb, step)?;
         let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
         let sums: Vec<f64> = sums.into_iter().map(|v| v.unwrap_or(0.0)).collect();
@@ -489,10 +534,7 @@ impl<P: Provider> Engine<P> {
             // The resampled demand is kept as its own series for charts and audits.
             self.store.append(&s.key, &observed)?;
         }
-        let keep_from = complete_until - history_ms;
-        while s.buckets.front().is_some_and(|b| b.0 < keep_from) {
-            s.buckets.pop_front();
-        }
+        trim(&mut s.buckets, complete_until - history_ms);
         Ok((added, observed.iter().map(|x| (x.ts, x.value)).collect()))
     }
 
@@ -505,13 +547,10 @@ impl<P: Provider> Engine<P> {
         let complete_until = (now - self.grace_ms).div_euclid(step) * step;
         let history_ms = s.w.history_s as i64 * 1000;
         for x in &mut s.extras {
-            let from = x
-                .next_bucket
-                .unwrap_or_else(|| (complete_until - history_ms).div_euclid(step) * step);
-            if complete_until <= from {
+            let Some((from, nb)) = pending_steps(x.next_bucket, complete_until, history_ms, step)
+            else {
                 continue;
-            }
-            let nb = ((complete_until - from) / step) as usize;
+            };
             let mut last = x.buckets.back().map(|b| b.1);
             for (b, v) in step_sums(store, &x.selector, from, nb, step)?
                 .into_iter()
@@ -523,10 +562,7 @@ impl<P: Provider> Engine<P> {
                 }
             }
             x.next_bucket = Some(complete_until);
-            let keep_from = complete_until - history_ms;
-            while x.buckets.front().is_some_and(|b| b.0 < keep_from) {
-                x.buckets.pop_front();
-            }
+            trim(&mut x.buckets, complete_until - history_ms);
         }
         Ok(())
     }
@@ -814,24 +850,11 @@ impl<P: Provider> Engine<P> {
                 s.season = detect_season(&y, 2, max.min(y.len() / 2));
                 s.season_at = Some(now);
             }
-            let spec: Box<dyn Forecaster> = match s.season {
-                Some(m) if y.len() >= 2 * m => Box::new(SeasonalNaive { season: m }),
-                _ => Box::new(Naive),
-            };
             let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
             let last_ts = s.buckets.back().expect("non-empty").0;
             let levels = level_set(s.w.sla_quantile);
-            match spec.fit(&y).and_then(|f| {
-                forecast(
-                    f.as_ref(),
-                    s.key.clone(),
-                    last_ts,
-                    s.step_ms,
-                    horizon,
-                    &levels,
-                    Some(0.0),
-                )
-            }) {
+            let key = s.key.clone();
+            match baseline_forecast(&y, s.season, key, last_ts, s.step_ms, horizon, &levels) {
                 Ok(f) => {
                     s.baseline = Some(f);
                     s.status.last_error = None;
@@ -844,29 +867,14 @@ impl<P: Provider> Engine<P> {
                     continue;
                 };
                 let y: Vec<f64> = x.buckets.iter().map(|b| b.1).collect();
-                let spec: Box<dyn Forecaster> = match s.season {
-                    Some(m) if y.len() >= 2 * m => Box::new(SeasonalNaive { season: m }),
-                    _ => Box::new(Naive),
-                };
                 let key = s.key.clone().with_label("dimension", x.dim.name());
-                x.forecast = spec
-                    .fit(&y)
-                    .and_then(|f| {
-                        forecast(
-                            f.as_ref(),
-                            key,
-                            last,
-                            s.step_ms,
-                            horizon,
-                            &levels,
-                            Some(0.0),
-                        )
-                    })
-                    .map_err(|e| {
-                        s.status.last_error =
-                            Some(format!("{} forecast failed: {e}", x.dim.name()));
-                    })
-                    .ok();
+                x.forecast =
+                    baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels)
+                        .map_err(|e| {
+                            s.status.last_error =
+                                Some(format!("{} forecast failed: {e}", x.dim.name()));
+                        })
+                        .ok();
             }
             s.status.season_steps = s.season;
             s.refit = false;
