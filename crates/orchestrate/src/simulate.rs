@@ -204,8 +204,10 @@ pub enum Policy {
     Reactive,
     /// Constant capacity for the trace's peak on one tier.
     Static,
-    /// Perfect foresight and instant capacity: the cheapest capacity that covers each
-    /// step's actual demand (the lower bound).
+    /// Perfect foresight of demand, lead times and interruptions: the cheapest capacity
+    /// that keeps each step's actual demand at the workload's target utilization, each
+    /// instance requested exactly its lead time before the step that needs it (and
+    /// billed from then). The lower bound.
     Oracle,
 }
 
@@ -313,6 +315,18 @@ struct Instance {
     ends_at: Option<TimestampMs>,
 }
 
+/// How a new instance comes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Already running: the fleet the first decision finds, for every policy.
+    Warm,
+    /// Requested its lead time ago, by a policy that saw this step coming (the oracle):
+    /// ready now, billed from the request.
+    Foresight,
+    /// Requested now, ready after its lead time.
+    Cold,
+}
+
 struct Fleet {
     tiers: Vec<Tier>,
     live: Vec<Vec<Instance>>,
@@ -356,8 +370,8 @@ impl Fleet {
         self.ready_count(k, now) as f64 * self.tiers[k].effective_capacity()
     }
 
-    /// Moves held instances of tier `k` to `target`: new ones start now, surplus ones
-    /// (pending first, newest first) stop now.
+    /// Moves held instances of tier `k` to `target`: new ones are requested as `start`
+    /// says, surplus ones (pending first, newest first) stop now.
     /// A ready instance is only stopped while the ready capacity left stays at least
     /// `keep_ready` (make before break: capacity moving to another tier stays until its
     /// replacement serves).
@@ -366,17 +380,20 @@ impl Fleet {
         k: usize,
         target: u32,
         now: TimestampMs,
-        warm: bool,
+        start: Start,
         keep_ready: f64,
     ) -> bool {
         let held = self.held(k);
         if target > held {
             for _ in held..target {
-                // The first decision finds its fleet already running, for every policy.
-                let lead = if warm { 0 } else { self.lead_ms(k) };
+                let (requested_at, ready_at) = match start {
+                    Start::Warm => (now, now),
+                    Start::Foresight => (now - self.lead_ms(k), now),
+                    Start::Cold => (now, now + self.lead_ms(k)),
+                };
                 self.live[k].push(Instance {
-                    requested_at: now,
-                    ready_at: now + lead,
+                    requested_at,
+                    ready_at,
                     ends_at: None,
                 });
             }
@@ -649,15 +666,22 @@ pub fn simulate(
                 t
             }
             Policy::Oracle => {
-                // This step's actual demand, filled cheapest first (spot within its
-                // share), with capacity that is ready at once: no forecast error, no
-                // lead time, and an interrupted instance is replaced the moment it stops.
-                // No policy can do better, so its cost is the floor to compare with.
-                let mut f = prescale_plan::fill(trace.cpu[i], &eligible, w);
-                let needs: Vec<(Dim, f64)> = dims.iter().map(|(d, v)| (*d, v[i])).collect();
+                // This step's actual demand at the workload's target utilization (its
+                // SLA: the oracle keeps every constraint the workload sets, tiers and
+                // spot share too), filled cheapest first. Knowing the future, it asked
+                // for each new instance exactly its lead time ago, so the instance
+                // serves now and has been billed since then; an interrupted instance is
+                // replaced by the step it stops at. No forecast error: no policy under
+                // the same SLA, lead times and billing can do better, so its cost is the
+                // floor to compare with.
+                let u = w.target_utilization;
+                let mut f = prescale_plan::fill(trace.cpu[i] / u, &eligible, w);
+                let needs: Vec<(Dim, f64)> = dims.iter().map(|(d, v)| (*d, v[i] / u)).collect();
                 prescale_plan::cover_dimensions(&mut f, &needs, &eligible, w);
-                why =
-                    "oracle: this step's actual demand on the cheapest tiers, ready at once".into();
+                why = format!(
+                    "oracle: this step's actual demand at {:.0}% utilization on the cheapest tiers, requested a lead time ahead",
+                    u * 100.0
+                );
                 tiers
                     .iter()
                     .map(|t| f.instances.get(&t.name).copied().unwrap_or(0))
@@ -775,7 +799,13 @@ pub fn simulate(
             }
         }
         let actions_before = actions;
-        let instant = i == 0 || policy == Policy::Oracle;
+        let start = if i == 0 {
+            Start::Warm
+        } else if policy == Policy::Oracle {
+            Start::Foresight
+        } else {
+            Start::Cold
+        };
         let target_capacity: f64 = target
             .iter()
             .zip(&tiers)
@@ -784,7 +814,7 @@ pub fn simulate(
         // Additions first, then removals that keep the target's capacity ready.
         for grow in [true, false] {
             for (k, &t) in target.iter().enumerate() {
-                if (t > fleet.held(k)) == grow && fleet.set(k, t, now, instant, target_capacity) {
+                if (t > fleet.held(k)) == grow && fleet.set(k, t, now, start, target_capacity) {
                     actions += 1;
                 }
             }
@@ -1103,6 +1133,42 @@ mod tests {
             reactive.underprovisioned_minutes
         );
         assert!(predictive.forecaster_fits > 0);
+    }
+
+    #[test]
+    fn the_oracle_keeps_the_target_utilization_and_pays_for_lead_times() {
+        let tr = trace(3);
+        let mut sc = scenario();
+        // Spot interruptions off, so the two runs below differ in lead times only.
+        for t in &mut sc.tiers {
+            t.interruption_rate_per_hour = 0.0;
+        }
+        let mut rows = Vec::new();
+        let with_leads = simulate(&tr, &sc, Policy::Oracle, 1, Some(&mut rows), |_, _| {}).unwrap();
+        assert_eq!(with_leads.underprovisioned_minutes, 0.0);
+        let u = sc.workload.target_utilization;
+        for r in &rows {
+            let ready: f64 = r.ready.iter().map(|d| d[0]).sum();
+            assert!(
+                ready >= r.demand[0] / u - 1e-9,
+                "{ready} < {} / {u}",
+                r.demand[0]
+            );
+        }
+        // The same capacity with instant starts costs less: each instance added after
+        // the first step was billed from its request, a lead time before it served.
+        for t in &mut sc.tiers {
+            t.lead_time_s = 0;
+            t.lead_time_p90_s = Some(0);
+        }
+        let instant = simulate(&tr, &sc, Policy::Oracle, 1, None, |_, _| {}).unwrap();
+        assert_eq!(instant.actions, with_leads.actions);
+        assert!(
+            with_leads.cost_total > instant.cost_total * 1.001,
+            "{} vs {}",
+            with_leads.cost_total,
+            instant.cost_total
+        );
     }
 
     #[test]
