@@ -487,10 +487,19 @@ impl Config {
                     );
                 }
             }
+            if !self.tiers.iter().any(|t| t.serves(w)) {
+                return err(
+                    k("tiers"),
+                    format!(
+                        "no tier may serve workload {:?}: check its tiers and latency_class, and the tiers' workloads lists",
+                        w.name
+                    ),
+                );
+            }
             let max_lead = self
                 .tiers
                 .iter()
-                .filter(|t| w.tiers.is_empty() || w.tiers.contains(&t.name))
+                .filter(|t| t.serves(w))
                 .map(|t| t.lead_time_s)
                 .max()
                 .unwrap_or(0);
@@ -500,6 +509,25 @@ impl Config {
                     format!(
                         "must cover the longest tier lead time plus one step ({} s)",
                         max_lead + w.step_s
+                    ),
+                );
+            }
+        }
+        for (i, t) in self.tiers.iter().enumerate() {
+            if let Some(x) = t
+                .workloads
+                .iter()
+                .find(|x| !self.workloads.iter().any(|w| &w.name == *x))
+            {
+                return err(
+                    format!("tiers[{i}].workloads"),
+                    format!(
+                        "unknown workload {x:?}; known workloads: {}",
+                        self.workloads
+                            .iter()
+                            .map(|w| w.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
@@ -614,6 +642,25 @@ mod tests {
         let e = Config::parse(&text, "p.toml").unwrap_err();
         assert!(e.message.contains("unknown tier \"gold\""), "{e}");
         assert!(e.line.is_some());
+
+        // A tier may be reserved for named workloads; the names must exist.
+        let mut c = Config::default();
+        c.tiers[1].workloads = vec!["nobody".into()];
+        let e = Config::parse(&toml::to_string(&c).unwrap(), "p.toml").unwrap_err();
+        assert_eq!(e.key, "tiers[1].workloads");
+        assert!(e.message.contains("unknown workload \"nobody\""), "{e}");
+        // ...and every workload needs a tier that serves it.
+        let mut c = Config::default();
+        let other = c.workloads[0].name.clone() + "-other";
+        let mut w2 = c.workloads[0].clone();
+        w2.name = other.clone();
+        c.workloads.push(w2);
+        for t in &mut c.tiers {
+            t.workloads = vec![other.clone()];
+        }
+        let e = Config::parse(&toml::to_string(&c).unwrap(), "p.toml").unwrap_err();
+        assert_eq!(e.key, "workloads[0].tiers");
+        assert!(e.message.contains("no tier may serve"), "{e}");
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Tier {
     pub min_instances: u32,
     /// Hard ceiling on instances of this tier; the planner never exceeds it.
     pub max_instances: u32,
+    /// Workloads that may use this tier, by name; empty means every workload.
+    #[serde(default)]
+    pub workloads: Vec<String>,
 }
 
 fn one() -> f64 {
@@ -113,6 +116,16 @@ impl Tier {
         self.lead_time_p90_s
             .unwrap_or(self.lead_time_s + self.lead_time_s / 2)
             .max(self.lead_time_s)
+    }
+
+    /// Whether workload `w` may run on this tier: the tier lists it (or lists no one),
+    /// the workload lists the tier (or lists none), and a `critical` latency class
+    /// only runs on high-performance tiers.
+    pub fn serves(&self, w: &Workload) -> bool {
+        (self.workloads.is_empty() || self.workloads.contains(&w.name))
+            && (w.tiers.is_empty() || w.tiers.contains(&self.name))
+            && (w.latency_class != LatencyClass::Critical
+                || self.class == TierClass::HighPerformance)
     }
 
     /// Price per effective demand unit per hour.
@@ -498,6 +511,7 @@ mod tests {
             interruption_rate_per_hour: 0.0,
             interruption_notice_s: 120,
             min_instances: 0,
+            workloads: Vec::new(),
             max_instances: 10,
         };
         assert_eq!(t.effective_capacity(), 8.0);

@@ -188,6 +188,12 @@ impl Scenario {
         if w.model != "baseline" {
             ModelChoice::parse(&w.model).map_err(|e| format!("`workload.model`: {e}"))?;
         }
+        if !self.tiers.iter().any(|t| t.serves(w)) {
+            return Err(format!(
+                "no tier may serve workload {:?}: check `workload.tiers`, `workload.latency_class` and the tiers' `workloads` lists",
+                w.name
+            ));
+        }
         Ok(())
     }
 }

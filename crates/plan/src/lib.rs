@@ -22,20 +22,13 @@
 
 use std::collections::BTreeMap;
 
-use prescale_core::model::LatencyClass;
 use prescale_core::{
     format_ts, Dim, Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload,
 };
 
 /// Tiers the workload may use, cheapest effective unit first.
 pub fn eligible_tiers<'a>(w: &Workload, catalog: &'a [Tier]) -> Vec<&'a Tier> {
-    let mut v: Vec<&Tier> = catalog
-        .iter()
-        .filter(|t| w.tiers.is_empty() || w.tiers.contains(&t.name))
-        .filter(|t| {
-            w.latency_class != LatencyClass::Critical || t.class == TierClass::HighPerformance
-        })
-        .collect();
+    let mut v: Vec<&Tier> = catalog.iter().filter(|t| t.serves(w)).collect();
     v.sort_by(|a, b| {
         a.unit_price()
             .total_cmp(&b.unit_price())
@@ -489,6 +482,7 @@ pub fn shortfall_risk(
 mod tests {
     use super::*;
     use prescale_core::config::Config;
+    use prescale_core::model::LatencyClass;
     use prescale_core::SeriesKey;
 
     fn setup() -> (Workload, Vec<Tier>) {
@@ -523,6 +517,20 @@ mod tests {
         assert_eq!(p.binding, "sla");
         assert!((p.cost_per_hour - 5.0 * 0.34).abs() < 1e-9);
         assert!(p.reason.contains("q0.95"), "{}", p.reason);
+    }
+
+    #[test]
+    fn a_tier_reserved_for_other_workloads_is_not_used() {
+        let (w, mut tiers) = setup();
+        tiers[0].workloads = vec!["batch-jobs".into()]; // spot, for another workload only
+        let f = flat_forecast(vec![10.0, 24.0], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert!(!p.target.contains_key(&tiers[0].name), "{:?}", p.target);
+        // need 30 vCPU, all on standard now.
+        assert_eq!(p.target["standard"], 8);
+        tiers[0].workloads.push(w.name.clone());
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert_eq!(p.target[&tiers[0].name], 3);
     }
 
     #[test]
