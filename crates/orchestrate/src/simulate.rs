@@ -499,8 +499,6 @@ impl Fleet {
 struct Forecaster {
     recipe: Option<Recipe>,
     selected_at: Option<TimestampMs>,
-    /// The step the selection's history ended before.
-    selected_step: Option<usize>,
     forecast: Option<prescale_core::Forecast>,
     fitted_at: Option<TimestampMs>,
     fits: usize,
@@ -560,7 +558,6 @@ pub fn simulate(
         .map(|_| Forecaster {
             recipe: None,
             selected_at: None,
-            selected_step: None,
             forecast: None,
             fitted_at: None,
             fits: 0,
@@ -950,36 +947,18 @@ fn refresh_forecast(
     let fresh = fc
         .fitted_at
         .is_some_and(|t| now - t < s.refit_s as i64 * 1000);
-    let levels = forecast_levels(w.sla_quantile);
-    // Horizon: enough to cover until the next refit plus the lead-time window.
-    let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
     if fresh {
-        // Between refits a model that can follow new data without refitting (ETS's
-        // state, the LSTM's recurrent state) does so at every step, as the daemon's does;
-        // the others keep their forecast, which `nowcast` corrects.
-        let (Some(r), Some(from)) = (&fc.recipe, fc.selected_step) else {
-            return Ok(());
-        };
-        let moved = match r.advance(&values[from..i]) {
-            Some(m) => m.map_err(|e| e.to_string())?,
-            None => return Ok(()),
-        };
-        fc.forecast = Some(forecast_from(
-            moved.as_ref(),
-            dim,
-            now,
-            dt,
-            horizon,
-            &levels,
-        )?);
         return Ok(());
     }
     let history = ((s.history_s as i64 * 1000) / dt).max(1) as usize;
     let y = &values[i.saturating_sub(history)..i];
     let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
+    // Enough to cover until the next refit plus the lead-time window.
+    let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
     if y.len() < 2 * day.unwrap_or(24).min(288) {
         return Ok(());
     }
+    let levels = forecast_levels(w.sla_quantile);
     let reselect = fc.recipe.is_none()
         || fc
             .selected_at
@@ -1004,7 +983,6 @@ fn refresh_forecast(
         let (m, sel) = spec.run(y, |_| {}).map_err(|e| e.to_string())?;
         fc.recipe = sel.recipe;
         fc.selected_at = Some(now);
-        fc.selected_step = Some(i);
         m
     } else {
         fc.recipe
@@ -1014,37 +992,19 @@ fn refresh_forecast(
             .map_err(|e| e.to_string())?
     };
     fc.fits += 1;
-    fc.forecast = Some(forecast_from(
+    let f = prescale_forecast::forecast(
         model.as_ref(),
-        dim,
-        now,
-        dt,
-        horizon,
-        &levels,
-    )?);
-    fc.fitted_at = Some(now);
-    Ok(())
-}
-
-/// The forecast of `model` (fitted on the steps before `now`) from `now` on.
-fn forecast_from(
-    model: &dyn prescale_forecast::Fitted,
-    dim: Dim,
-    now: TimestampMs,
-    dt: i64,
-    horizon: usize,
-    levels: &[f64],
-) -> Result<prescale_core::Forecast, String> {
-    prescale_forecast::forecast(
-        model,
         SeriesKey::metric(format!("trace_{}", dim.name())).expect("valid name"),
         now - dt,
         dt,
         horizon,
-        levels,
+        &levels,
         Some(0.0),
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    fc.forecast = Some(f);
+    fc.fitted_at = Some(now);
+    Ok(())
 }
 
 /// The forecast from `now` on, corrected by the error of its latest observed step: the
