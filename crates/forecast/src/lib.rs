@@ -180,6 +180,19 @@ fn lag_errors(y: &[f64], lag: usize) -> Vec<f64> {
     e
 }
 
+/// `y` followed by `new`, keeping the most recent `keep` points: how the models that are
+/// their own recent history (naive, seasonal naive, seasonal averages) move on.
+fn extended(y: &[f64], new: &[f64], keep: usize) -> Result<Vec<f64>, ForecastError> {
+    check_finite(new).map_err(|e| match e {
+        ForecastError::NonFinite(i) => ForecastError::NonFinite(y.len() + i),
+        e => e,
+    })?;
+    let mut v: Vec<f64> = y.iter().chain(new).copied().collect();
+    let cut = v.len().saturating_sub(keep);
+    v.drain(..cut);
+    Ok(v)
+}
+
 /// Naive: every future step equals the last value; the spread at lead `h` is the
 /// empirical distribution of `y[t] - y[t-h]` in the history.
 #[derive(Debug, Clone, Default)]
@@ -212,6 +225,12 @@ impl Forecaster for Naive {
 impl Fitted for NaiveFit {
     fn describe(&self) -> String {
         "naive".into()
+    }
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        Some(
+            extended(&self.y, new, MAX_ERRORS * 2)
+                .map(|y| Box::new(NaiveFit { y }) as Box<dyn Fitted>),
+        )
     }
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         check_levels(levels)?;
@@ -283,6 +302,13 @@ impl Forecaster for SeasonalNaive {
 impl Fitted for SeasonalNaiveFit {
     fn describe(&self) -> String {
         format!("snaive(m={})", self.m)
+    }
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        let m = self.m;
+        Some(
+            extended(&self.y, new, MAX_ERRORS + 4 * m)
+                .map(|y| Box::new(SeasonalNaiveFit { y, m }) as Box<dyn Fitted>),
+        )
     }
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         check_levels(levels)?;
@@ -393,6 +419,45 @@ pub(crate) mod tests {
             assert_eq!(row, &vec![expected; 3], "step {h}");
         }
         assert_eq!(f.describe(), "snaive(m=24)");
+    }
+
+    #[test]
+    fn history_models_move_on_as_if_fitted_on_the_longer_history() {
+        // Naive, seasonal naive and the seasonal averages have no parameters beyond their
+        // recent history: moving one on over new points equals fitting it on all of them,
+        // also past the history they keep.
+        let y: Vec<f64> = (0..12_000)
+            .map(|i| 10.0 + (i % 48) as f64 * 0.3 + noise(i))
+            .collect();
+        let models: Vec<Box<dyn Forecaster>> = vec![
+            Box::new(Naive),
+            Box::new(SeasonalNaive { season: 48 }),
+            Box::new(profile::SeasonalAverage {
+                season: 48,
+                cycles: 5,
+                median: true,
+            }),
+        ];
+        let levels = [0.05, 0.5, 0.95];
+        for m in &models {
+            for cut in [11_990, 6_000] {
+                let moved = m
+                    .fit(&y[..cut])
+                    .unwrap()
+                    .advance(&y[cut..])
+                    .unwrap()
+                    .unwrap();
+                let direct = m.fit(&y).unwrap();
+                assert_eq!(
+                    moved.predict(60, &levels).unwrap(),
+                    direct.predict(60, &levels).unwrap(),
+                    "{} from {cut}",
+                    m.name()
+                );
+            }
+            let e = m.fit(&y[..500]).unwrap().advance(&[1.0, f64::NAN]).unwrap();
+            assert!(e.is_err(), "{}: NaN accepted", m.name());
+        }
     }
 
     #[test]

@@ -103,6 +103,17 @@ impl Fitted for Fit {
         )
     }
 
+    /// The same rule (season, cycles) on the history followed by `new`.
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        let rule = SeasonalAverage {
+            season: self.m,
+            cycles: self.cycles,
+            median: self.median,
+        };
+        let y: Vec<f64> = self.y.iter().chain(new).copied().collect();
+        Some(rule.fit(&y))
+    }
+
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         check_levels(levels)?;
         let (n, m) = (self.y.len(), self.m);
