@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use prescale_core::{Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
-use prescale_forecast::{AutoSpec, ModelChoice, ScoreKind};
+use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -955,10 +955,26 @@ fn refresh_forecast(
     let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
     // Enough to cover until the next refit plus the lead-time window.
     let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
+    let levels = forecast_levels(w.sla_quantile);
     if y.len() < 2 * day.unwrap_or(24).min(288) {
+        // Too little history to select a seasonal model: as the daemon's inline
+        // baseline does, naive (the last value, the spread of past changes) at every
+        // step, once there is an hour of history.
+        if y.len() < WARMUP_MIN_STEPS {
+            return Ok(());
+        }
+        let model = prescale_forecast::Naive.fit(y).map_err(|e| e.to_string())?;
+        fc.fits += 1;
+        fc.forecast = Some(forecast_from(
+            model.as_ref(),
+            dim,
+            now,
+            dt,
+            horizon,
+            &levels,
+        )?);
         return Ok(());
     }
-    let levels = forecast_levels(w.sla_quantile);
     let reselect = fc.recipe.is_none()
         || fc
             .selected_at
@@ -992,19 +1008,40 @@ fn refresh_forecast(
             .map_err(|e| e.to_string())?
     };
     fc.fits += 1;
-    let f = prescale_forecast::forecast(
+    fc.forecast = Some(forecast_from(
         model.as_ref(),
+        dim,
+        now,
+        dt,
+        horizon,
+        &levels,
+    )?);
+    fc.fitted_at = Some(now);
+    Ok(())
+}
+
+/// Steps of history before the warm-up forecast starts (HPA's rule scales until then).
+const WARMUP_MIN_STEPS: usize = 12;
+
+/// The forecast of `model` (fitted on the steps before `now`) from `now` on.
+fn forecast_from(
+    model: &dyn prescale_forecast::Fitted,
+    dim: Dim,
+    now: TimestampMs,
+    dt: i64,
+    horizon: usize,
+    levels: &[f64],
+) -> Result<prescale_core::Forecast, String> {
+    prescale_forecast::forecast(
+        model,
         SeriesKey::metric(format!("trace_{}", dim.name())).expect("valid name"),
         now - dt,
         dt,
         horizon,
-        &levels,
+        levels,
         Some(0.0),
     )
-    .map_err(|e| e.to_string())?;
-    fc.forecast = Some(f);
-    fc.fitted_at = Some(now);
-    Ok(())
+    .map_err(|e| e.to_string())
 }
 
 /// The forecast from `now` on, corrected by the error of its latest observed step: the
