@@ -711,16 +711,17 @@ pub fn simulate(
                     .iter()
                     .zip(&dims)
                     .map(|(fc, (_, v))| {
-                        fc.forecast
-                            .as_ref()
-                            .map(|f| nowcast(f, now, &v[..seen], scenario.forecast.error_decay))
+                        fc.forecast.as_ref().and_then(|f| {
+                            nowcast(f, now, &v[..seen], scenario.forecast.error_decay)
+                        })
                     })
                     .collect();
                 match &now_fc {
-                    // Too little history for a forecast yet: scale as HPA would, within
-                    // the budget in force.
+                    // Too little history for a forecast yet, or the last one has run
+                    // out (selections keep failing): scale as HPA would, within the
+                    // budget in force.
                     None => {
-                        why = "no forecast yet (too little history): scaled as HPA would".into();
+                        why = "no forecast for this step (too little history, or failed selections): scaled as HPA would".into();
                         let mut t = hpa(&fleet, seen, now, &mut hpa_history);
                         if let Some(c) = cap {
                             let price = tiers[single].price_per_hour;
@@ -1053,7 +1054,7 @@ fn nowcast(
     now: TimestampMs,
     past: &[f64],
     decay: f64,
-) -> prescale_core::Forecast {
+) -> Option<prescale_core::Forecast> {
     let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
     let err = match (idx.checked_sub(1), past.last()) {
         (Some(last), Some(actual)) => actual - f.quantile(last, 0.5),
@@ -1090,7 +1091,7 @@ fn nowcast(
         })
         .collect();
     if values.is_empty() {
-        return f.clone();
+        return None; // run out: no forecast reaches this far
     }
     prescale_core::Forecast::new(
         f.series.clone(),
@@ -1101,7 +1102,7 @@ fn nowcast(
         f.levels.clone(),
         values,
     )
-    .unwrap_or_else(|_| f.clone())
+    .ok()
 }
 
 /// Steps ahead whose upper quantiles get the spread floor of [`nowcast`].
