@@ -593,7 +593,8 @@ mod tests {
     fn workload_classes_set_defaults_that_a_workload_can_override() {
         let base = DEFAULT_TOML
             .replace("max_spot_share = 0.5\n", "")
-            .replace("scale_down_delay_s = 300\n", "");
+            .replace("scale_down_delay_s = 300\n", "")
+            .replace("scale_down_window_s = 7200\n", "");
         let parse = |class: &str, extra: &str| {
             let src = base.replace(
                 "class = \"service\"",
@@ -606,6 +607,10 @@ mod tests {
         assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.0, 1800));
         let w = parse("batch", "");
         assert_eq!((w.max_spot_share, w.scale_down_delay_s), (1.0, 60));
+        assert_eq!(w.scale_down_window_s, 0);
+        assert_eq!(parse("stateful", "").scale_down_window_s, 7200);
+        let w = parse("batch", "scale_down_window_s = 600");
+        assert_eq!(w.scale_down_window_s, 600);
         let w = parse("batch", "max_spot_share = 0.3");
         assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.3, 60));
         let w = parse("service", "scale_down_delay_s = 42");

@@ -171,8 +171,8 @@ impl Dim {
 }
 
 /// The kind of workload, with defaults for how much spot risk it accepts and how fast
-/// it may shrink. A workload that sets `max_spot_share` or `scale_down_delay_s` itself
-/// keeps its own value.
+/// it may shrink. A workload that sets `max_spot_share`, `scale_down_delay_s` or
+/// `scale_down_window_s` itself keeps its own value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadClass {
@@ -205,6 +205,15 @@ impl WorkloadClass {
             WorkloadClass::Stateful => 1800,
         }
     }
+
+    /// The class's `scale_down_window_s`: services and stateful workloads keep capacity
+    /// for the highest demand of the last two hours; batch work, which can wait, none.
+    pub fn scale_down_window_s(self) -> u64 {
+        match self {
+            WorkloadClass::Service | WorkloadClass::Stateful => 7200,
+            WorkloadClass::Batch => 0,
+        }
+    }
 }
 
 impl Workload {
@@ -229,6 +238,9 @@ impl Workload {
         }
         if !present("scale_down_delay_s") {
             self.scale_down_delay_s = self.class.scale_down_delay_s();
+        }
+        if !present("scale_down_window_s") {
+            self.scale_down_window_s = self.class.scale_down_window_s();
         }
     }
 }
@@ -311,6 +323,12 @@ pub struct Workload {
     /// scale-down stabilisation window).
     #[serde(default = "default_scale_down_delay_s")]
     pub scale_down_delay_s: u64,
+    /// Seconds of observed demand whose highest step capacity keeps covering at the
+    /// target utilization: traffic that dipped for a few minutes often comes straight
+    /// back, and a forecast that followed the dip down would be short when it does.
+    /// 0 turns it off.
+    #[serde(default = "default_scale_down_window_s")]
+    pub scale_down_window_s: u64,
     /// Forecasting model: `auto` (cross-validated choice), `ensemble`, a model name
     /// (`naive`, `snaive`, `ets`, `mstl`, `arima`, `theta`), or `baseline` (seasonal naive
     /// refitted inline at every step, no background training).
@@ -361,6 +379,9 @@ fn default_spot_share() -> f64 {
 }
 fn default_scale_down_delay_s() -> u64 {
     300
+}
+fn default_scale_down_window_s() -> u64 {
+    7200
 }
 
 /// Instances of one tier held by a workload.

@@ -936,8 +936,31 @@ impl<P: Provider> Engine<P> {
             .iter()
             .filter_map(|x| x.forecast.as_ref().map(|f| (x.dim, f)))
             .collect();
-        let plan =
-            prescale_plan::plan_dimensions(w, &self.tiers, &fc, &others, now, self.interval_ms);
+        // The highest demand of the scale-down window, per dimension.
+        let window_from = now - s.w.scale_down_window_s as i64 * 1000;
+        let peak_since = |b: &VecDeque<(TimestampMs, f64)>| {
+            b.iter()
+                .rev()
+                .take_while(|(t, _)| *t >= window_from)
+                .map(|(_, v)| *v)
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        };
+        let mut recent: Vec<(Dim, f64)> = Vec::new();
+        if s.w.scale_down_window_s > 0 {
+            recent.extend(peak_since(&s.buckets).map(|p| (Dim::Cpu, p)));
+            for x in &s.extras {
+                recent.extend(peak_since(&x.buckets).map(|p| (x.dim, p)));
+            }
+        }
+        let plan = prescale_plan::plan_dimensions(
+            w,
+            &self.tiers,
+            &fc,
+            &others,
+            now,
+            self.interval_ms,
+            &recent,
+        );
         let desired = s.stabilizer.desired(now, &plan.target);
         let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
         s.status.desired = desired;
@@ -1180,6 +1203,47 @@ mod tests {
             .to_string();
             assert!(e.contains(&format!("dimensions.{bad}")), "{e}");
         }
+    }
+
+    #[test]
+    fn the_daemon_keeps_capacity_for_the_recent_peak() {
+        // An hour at 40 vCPU, then 20 minutes at 4: the baseline forecast follows the
+        // drop, the plan keeps the hour's peak (scale_down_window_s, 2 h by default).
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples: Vec<_> = (0..80)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: if m < 60 { 40.0 } else { 4.0 },
+            })
+            .collect();
+        let plan_at = |window: u64| {
+            let mut c = c.clone();
+            c.workloads[0].scale_down_window_s = window;
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+            store.append(&key, &samples).unwrap();
+            let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+            e.set_inline_training();
+            e.tick(80 * 60_000 + 1).unwrap();
+            let st = e.status_handle();
+            let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
+            let cap: f64 = c
+                .tiers
+                .iter()
+                .map(|t| {
+                    plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
+                })
+                .sum();
+            (cap, plan.reason)
+        };
+        let u = c.workloads[0].target_utilization;
+        let (held, why) = plan_at(7200);
+        assert!(held >= 40.0 / u, "{held}: {why}");
+        assert!(why.contains("scale_down_window_s"), "{why}");
+        let (free, why) = plan_at(0);
+        assert!(free < 20.0, "{free}: {why}");
     }
 
     #[test]

@@ -753,8 +753,21 @@ pub fn simulate(
                                 .skip(1)
                                 .map(|((d, _), g)| (*d, g))
                                 .collect();
-                            let p =
-                                prescale_plan::plan_dimensions(&w_now, &tiers, f, &others, now, dt);
+                            // The highest demand of the scale-down window, per dimension.
+                            let k = (w.scale_down_window_s as i64 * 1000 / dt) as usize;
+                            let recent: Vec<(Dim, f64)> = if k == 0 {
+                                Vec::new()
+                            } else {
+                                dims.iter()
+                                    .map(|(d, v)| {
+                                        let from = seen.saturating_sub(k);
+                                        (*d, v[from..seen].iter().copied().fold(0.0, f64::max))
+                                    })
+                                    .collect()
+                            };
+                            let p = prescale_plan::plan_dimensions(
+                                &w_now, &tiers, f, &others, now, dt, &recent,
+                            );
                             why = p.reason.clone();
                             tiers
                                 .iter()
@@ -1213,6 +1226,33 @@ mod tests {
             with_leads.cost_total,
             instant.cost_total
         );
+    }
+
+    #[test]
+    fn the_scale_down_window_rides_out_dips_that_come_straight_back() {
+        // Steady 40 vCPU that halves for ten minutes every three hours and comes back.
+        let mut tr = trace(4);
+        for (i, v) in tr.cpu.iter_mut().enumerate() {
+            let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+            *v = if i % 36 >= 34 { 20.0 } else { 40.0 + noise };
+        }
+        let mut sc = scenario();
+        for t in &mut sc.tiers {
+            t.interruption_rate_per_hour = 0.0;
+        }
+        let run =
+            |sc: &Scenario| simulate(&tr, sc, Policy::Predictive, 1, None, |_, _| {}).unwrap();
+        assert_eq!(sc.workload.scale_down_window_s, 7200);
+        let held = run(&sc);
+        sc.workload.scale_down_window_s = 0;
+        let free = run(&sc);
+        assert_eq!(held.underprovisioned_minutes, 0.0);
+        assert!(
+            free.underprovisioned_minutes >= 60.0,
+            "{}",
+            free.underprovisioned_minutes
+        );
+        assert!(held.cost_total > free.cost_total);
     }
 
     #[test]

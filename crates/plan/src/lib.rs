@@ -139,6 +139,19 @@ pub fn plan(
     now: TimestampMs,
     interval_ms: i64,
 ) -> Plan {
+    plan_held(w, catalog, forecast, now, interval_ms, None)
+}
+
+/// [`plan`], with the need kept at least at `recent_peak` (the highest demand observed
+/// in the workload's `scale_down_window_s`) over the target utilization.
+pub fn plan_held(
+    w: &Workload,
+    catalog: &[Tier],
+    forecast: &Forecast,
+    now: TimestampMs,
+    interval_ms: i64,
+    recent_peak: Option<f64>,
+) -> Plan {
     let tiers = eligible_tiers(w, catalog);
     let q = w.sla_quantile;
     let need_at = |i: usize| forecast.quantile(i, q) / w.target_utilization;
@@ -163,7 +176,12 @@ pub fn plan(
             }
         }
     }
-    let (need, peak_ts) = peak;
+    let (mut need, peak_ts) = peak;
+    let mut held = None;
+    if let Some(p) = recent_peak.filter(|p| *p / w.target_utilization > need) {
+        held = Some((p, need));
+        need = p / w.target_utilization;
+    }
     let mut f = fill(need, &tiers, w);
     // Chance constraint at the peak step: counting the spot capacity that may be lost
     // before a replacement serves, the chance that demand exceeds capacity must stay
@@ -228,6 +246,12 @@ pub fn plan(
         f.capacity,
         f.cost_per_hour,
     );
+    if let Some((p, forecast_need)) = held {
+        reason.push_str(&format!(
+            "; held at the highest demand of the last {} s, {p:.2} vCPU, above the forecast's {forecast_need:.2} needed (scale_down_window_s)",
+            w.scale_down_window_s
+        ));
+    }
     if w.max_spot_share < 1.0 && tiers.iter().any(|t| t.class == TierClass::Spot) {
         reason.push_str(&format!(
             "; spot limited to {:.0}% of need",
@@ -270,6 +294,10 @@ pub fn plan(
 /// dimension's forecast (memory in GiB, disk in IOPS, network in Mbps) at the SLA
 /// quantile, its peak over the same window at the target utilization, covered by
 /// [`cover_dimensions`]. The reason says which dimension bound and what it added.
+///
+/// `recent` holds the highest demand observed per dimension over the workload's
+/// `scale_down_window_s`; the need of each stays at least that over the target
+/// utilization.
 pub fn plan_dimensions(
     w: &Workload,
     catalog: &[Tier],
@@ -277,8 +305,10 @@ pub fn plan_dimensions(
     others: &[(Dim, &Forecast)],
     now: TimestampMs,
     interval_ms: i64,
+    recent: &[(Dim, f64)],
 ) -> Plan {
-    let mut p = plan(w, catalog, cpu, now, interval_ms);
+    let recent_of = |d: Dim| recent.iter().find(|(x, _)| *x == d).map(|(_, v)| *v);
+    let mut p = plan_held(w, catalog, cpu, now, interval_ms, recent_of(Dim::Cpu));
     if others.is_empty() {
         return p;
     }
@@ -293,7 +323,8 @@ pub fn plan_dimensions(
                     ts + f.step_ms > now && ts < window_end
                 })
                 .map(|i| f.quantile(i, w.sla_quantile))
-                .fold(0.0, f64::max);
+                .fold(0.0, f64::max)
+                .max(recent_of(*d).unwrap_or(0.0));
             (*d, peak / w.target_utilization)
         })
         .collect();
@@ -517,6 +548,46 @@ mod tests {
         assert_eq!(p.binding, "sla");
         assert!((p.cost_per_hour - 5.0 * 0.34).abs() < 1e-9);
         assert!(p.reason.contains("q0.95"), "{}", p.reason);
+    }
+
+    #[test]
+    fn the_scale_down_window_keeps_capacity_for_the_recent_peak() {
+        let (w, tiers) = setup();
+        // The forecast followed a dip down to 10 (q0.95 12); demand was 24 an hour ago.
+        let f = flat_forecast(vec![10.0, 12.0], 30);
+        let free = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[]);
+        let held = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[(Dim::Cpu, 24.0)]);
+        let cap = |p: &Plan| -> f64 {
+            tiers
+                .iter()
+                .map(|t| {
+                    p.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
+                })
+                .sum()
+        };
+        assert!(
+            cap(&free) < 24.0 / w.target_utilization,
+            "{:?}",
+            free.target
+        );
+        assert!(
+            cap(&held) >= 24.0 / w.target_utilization,
+            "{:?}",
+            held.target
+        );
+        assert!(
+            held.reason.contains("scale_down_window_s"),
+            "{}",
+            held.reason
+        );
+        assert!(
+            !free.reason.contains("scale_down_window_s"),
+            "{}",
+            free.reason
+        );
+        // A recent peak below the forecast's need changes nothing.
+        let low = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[(Dim::Cpu, 5.0)]);
+        assert_eq!(low.target, free.target);
     }
 
     #[test]
