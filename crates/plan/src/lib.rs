@@ -359,8 +359,8 @@ pub fn plan_dimensions(
 /// Tops `f` (a CPU fill) up so that every other dimension's need is covered too: an
 /// instance shape brings CPU, memory, disk and network together, so a memory-bound
 /// workload needs more instances than its CPU alone asks for. Each missing dimension is
-/// bought from the eligible tier with the lowest price per unit of it (on-demand before
-/// spot, which stays within its CPU share), up to the tiers' maxima; the notes say what
+/// bought from the eligible tier with the lowest price per unit of it (spot within its
+/// share of the capacity the plan ends up with), up to the tiers' maxima; the notes say what
 /// was added and why, and what could not be covered.
 pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: &Workload) {
     for &(d, need) in needs {
@@ -379,15 +379,10 @@ pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: 
             continue; // no tier's shape says anything about this dimension
         }
         candidates.sort_by(|a, b| {
-            (a.class == TierClass::Spot)
-                .cmp(&(b.class == TierClass::Spot))
-                .then(
-                    (a.price_per_hour / a.provides(d).unwrap_or(1.0))
-                        .total_cmp(&(b.price_per_hour / b.provides(d).unwrap_or(1.0))),
-                )
+            (a.price_per_hour / a.provides(d).unwrap_or(1.0))
+                .total_cmp(&(b.price_per_hour / b.provides(d).unwrap_or(1.0)))
         });
         let mut added: BTreeMap<String, u32> = BTreeMap::new();
-        let spot_cap = w.max_spot_share * f.capacity.max(0.0);
         let mut spot_cpu: f64 = tiers
             .iter()
             .filter(|t| t.class == TierClass::Spot)
@@ -395,9 +390,11 @@ pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: 
             .sum();
         while covered(f) < need - 1e-9 {
             let Some(t) = candidates.iter().find(|t| {
+                // Spot stays within its share of the capacity the plan ends up with.
                 f.instances[&t.name] < t.max_instances
                     && (t.class != TierClass::Spot
-                        || spot_cpu + t.effective_capacity() <= spot_cap + 1e-9)
+                        || spot_cpu + t.effective_capacity()
+                            <= w.max_spot_share * (f.capacity + t.effective_capacity()) + 1e-9)
             }) else {
                 f.binding = "max_instances";
                 f.notes.push(format!(
@@ -784,6 +781,25 @@ mod tests {
         let nd = eligible_tiers(&w, &no_disk);
         cover_dimensions(&mut g, &[(Dim::Disk, 1e9)], &nd, &w);
         assert_eq!(g.instances["standard"], 2);
+    }
+
+    #[test]
+    fn memory_top_ups_use_spot_within_its_share_of_the_final_capacity() {
+        let (w, tiers) = setup();
+        assert_eq!(w.max_spot_share, 0.5);
+        let eligible = eligible_tiers(&w, &tiers);
+        // 8 vCPU -> 1 spot + 1 standard; 320 GiB needs 20 instances of 16 GiB: half of
+        // them may be spot, the cheapest memory, so 10 + 10, not 1 spot + 19 standard.
+        let mut f = fill(8.0, &eligible, &w);
+        assert_eq!((f.instances["spot"], f.instances["standard"]), (1, 1));
+        cover_dimensions(&mut f, &[(Dim::Memory, 320.0)], &eligible, &w);
+        assert_eq!(
+            (f.instances["spot"], f.instances["standard"]),
+            (10, 10),
+            "{:?}",
+            f.instances
+        );
+        assert!((f.cost_per_hour - 10.0 * (0.058 + 0.192)).abs() < 1e-9);
     }
 
     #[test]
