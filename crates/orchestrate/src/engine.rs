@@ -943,7 +943,7 @@ impl<P: Provider> Engine<P> {
                 .rev()
                 .take_while(|(t, _)| *t >= window_from)
                 .map(|(_, v)| *v)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+                .reduce(f64::max)
         };
         let mut recent: Vec<(Dim, f64)> = Vec::new();
         if s.w.scale_down_window_s > 0 {
