@@ -329,6 +329,11 @@ pub struct Workload {
     /// 0 turns it off.
     #[serde(default = "default_scale_down_window_s")]
     pub scale_down_window_s: u64,
+    /// Capacity also covers the highest demand seen around this time one season (a
+    /// day, unless configured or detected otherwise) ago: a surge that came at 06:30
+    /// yesterday is likely again.
+    #[serde(default = "yes")]
+    pub seasonal_floor: bool,
     /// Forecasting model: `auto` (cross-validated choice), `ensemble`, a model name
     /// (`naive`, `snaive`, `ets`, `mstl`, `arima`, `theta`), or `baseline` (seasonal naive
     /// refitted inline at every step, no background training).
@@ -379,6 +384,9 @@ fn default_spot_share() -> f64 {
 }
 fn default_scale_down_delay_s() -> u64 {
     300
+}
+fn yes() -> bool {
+    true
 }
 fn default_scale_down_window_s() -> u64 {
     7200

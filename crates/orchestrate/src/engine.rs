@@ -936,22 +936,23 @@ impl<P: Provider> Engine<P> {
             .iter()
             .filter_map(|x| x.forecast.as_ref().map(|f| (x.dim, f)))
             .collect();
-        // The highest demand of the scale-down window, per dimension.
-        let window_from = now - s.w.scale_down_window_s as i64 * 1000;
-        let peak_since = |b: &VecDeque<(TimestampMs, f64)>| {
-            b.iter()
-                .rev()
-                .take_while(|(t, _)| *t >= window_from)
-                .map(|(_, v)| *v)
-                .reduce(f64::max)
-        };
-        let mut recent: Vec<(Dim, f64)> = Vec::new();
-        if s.w.scale_down_window_s > 0 {
-            recent.extend(peak_since(&s.buckets).map(|p| (Dim::Cpu, p)));
-            for x in &s.extras {
-                recent.extend(peak_since(&x.buckets).map(|p| (x.dim, p)));
-            }
-        }
+        // Observed demand the plan keeps covering: the scale-down window's peak and the
+        // same time one season ago (the configured or detected season).
+        let series: Vec<(Dim, &VecDeque<(TimestampMs, f64)>)> =
+            std::iter::once((Dim::Cpu, &s.buckets))
+                .chain(s.extras.iter().map(|x| (x.dim, &x.buckets)))
+                .collect();
+        let dims: Vec<Dim> = series.iter().map(|(d, _)| *d).collect();
+        let season_ms = s.season.map(|m| m as i64 * s.step_ms);
+        let floors =
+            prescale_plan::demand_floors(w, now, s.step_ms, season_ms, &dims, |j, from, to| {
+                series[j]
+                    .1
+                    .iter()
+                    .filter(|(t, _)| *t >= from && *t < to)
+                    .map(|(_, v)| *v)
+                    .reduce(f64::max)
+            });
         let plan = prescale_plan::plan_dimensions(
             w,
             &self.tiers,
@@ -959,7 +960,7 @@ impl<P: Provider> Engine<P> {
             &others,
             now,
             self.interval_ms,
-            &recent,
+            &floors,
         );
         let desired = s.stabilizer.desired(now, &plan.target);
         let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);

@@ -753,20 +753,23 @@ pub fn simulate(
                                 .skip(1)
                                 .map(|((d, _), g)| (*d, g))
                                 .collect();
-                            // The highest demand of the scale-down window, per dimension.
-                            let k = (w.scale_down_window_s as i64 * 1000 / dt) as usize;
-                            let recent: Vec<(Dim, f64)> = if k == 0 {
-                                Vec::new()
-                            } else {
-                                dims.iter()
-                                    .map(|(d, v)| {
-                                        let from = seen.saturating_sub(k);
-                                        (*d, v[from..seen].iter().copied().fold(0.0, f64::max))
-                                    })
-                                    .collect()
-                            };
+                            // Observed demand the plan keeps covering (the steps before
+                            // `seen` only); the season is the configured one or a day.
+                            let season_ms = w.season_s.map_or(86_400_000, |s| s as i64 * 1000);
+                            let floors = prescale_plan::demand_floors(
+                                w,
+                                now,
+                                dt,
+                                Some(season_ms),
+                                &dims.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+                                |j, from, to| {
+                                    let a = trace.ts.partition_point(|t| *t < from);
+                                    let b = trace.ts.partition_point(|t| *t < to).min(seen);
+                                    dims[j].1[a.min(b)..b].iter().copied().reduce(f64::max)
+                                },
+                            );
                             let p = prescale_plan::plan_dimensions(
-                                &w_now, &tiers, f, &others, now, dt, &recent,
+                                &w_now, &tiers, f, &others, now, dt, &floors,
                             );
                             why = p.reason.clone();
                             tiers
@@ -1253,6 +1256,40 @@ mod tests {
             free.underprovisioned_minutes
         );
         assert!(held.cost_total > free.cost_total);
+    }
+
+    #[test]
+    fn a_daily_surge_is_covered_from_the_day_before() {
+        // 20 vCPU, with a surge to 60 for half an hour at the same time every day, which
+        // a forecast averaging over days smears: the seasonal floor keeps yesterday's
+        // surge covered.
+        let mut tr = trace(5);
+        for (i, v) in tr.cpu.iter_mut().enumerate() {
+            let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+            *v = if (i % 288) / 6 == 13 { 60.0 } else { 20.0 } + noise;
+        }
+        let mut sc = scenario();
+        for t in &mut sc.tiers {
+            t.interruption_rate_per_hour = 0.0;
+        }
+        let run = |sc: &Scenario| {
+            let mut rows = Vec::new();
+            let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+            // Short steps after the first day, when there is a day before to look at.
+            let short = rows
+                .iter()
+                .skip(288)
+                .filter(|r| r.demand[0] > r.ready.iter().map(|d| d[0]).sum::<f64>() + 1e-9)
+                .count();
+            (short, r.cost_total)
+        };
+        assert!(sc.workload.seasonal_floor);
+        let (held, held_cost) = run(&sc);
+        sc.workload.seasonal_floor = false;
+        let (free, free_cost) = run(&sc);
+        assert_eq!(held, 0);
+        assert!(free >= 2, "{free} short steps without the floor");
+        assert!(held_cost > free_cost);
     }
 
     #[test]

@@ -142,15 +142,71 @@ pub fn plan(
     plan_held(w, catalog, forecast, now, interval_ms, None)
 }
 
-/// [`plan`], with the need kept at least at `recent_peak` (the highest demand observed
-/// in the workload's `scale_down_window_s`) over the target utilization.
+/// Observed demand a plan keeps covering at the target utilization, whatever the
+/// forecast says, and what it is (for the plan's reason).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Floor {
+    /// The dimension.
+    pub dim: Dim,
+    /// The demand, in the dimension's unit.
+    pub demand: f64,
+    /// What it is, e.g. "the highest demand of the last 7200 s (scale_down_window_s)".
+    pub what: String,
+}
+
+/// The floors of workload `w` at `now`: the highest demand of its `scale_down_window_s`
+/// and, with `seasonal_floor`, the highest from one step before to two steps after this
+/// time one season (`season_ms`) ago. `peak(j, from, to)` is the highest observed demand
+/// of `dims[j]` in the steps starting in `[from, to)`, `None` when there is none.
+pub fn demand_floors(
+    w: &Workload,
+    now: TimestampMs,
+    step_ms: i64,
+    season_ms: Option<i64>,
+    dims: &[Dim],
+    peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<f64>,
+) -> Vec<Floor> {
+    let mut out = Vec::new();
+    for (j, d) in dims.iter().enumerate() {
+        if w.scale_down_window_s > 0 {
+            let from = now - w.scale_down_window_s as i64 * 1000;
+            if let Some(p) = peak(j, from, now) {
+                out.push(Floor {
+                    dim: *d,
+                    demand: p,
+                    what: format!(
+                        "the highest demand of the last {} s (scale_down_window_s)",
+                        w.scale_down_window_s
+                    ),
+                });
+            }
+        }
+        if let Some(s) = season_ms.filter(|s| w.seasonal_floor && *s > 2 * step_ms) {
+            let at = now - s;
+            if let Some(p) = peak(j, at - step_ms, at + 2 * step_ms) {
+                out.push(Floor {
+                    dim: *d,
+                    demand: p,
+                    what: format!(
+                        "the highest demand around this time one season ({} s) ago (seasonal_floor)",
+                        s / 1000
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// [`plan`], with the need kept at least at `floor`'s demand over the target
+/// utilization.
 pub fn plan_held(
     w: &Workload,
     catalog: &[Tier],
     forecast: &Forecast,
     now: TimestampMs,
     interval_ms: i64,
-    recent_peak: Option<f64>,
+    floor: Option<&Floor>,
 ) -> Plan {
     let tiers = eligible_tiers(w, catalog);
     let q = w.sla_quantile;
@@ -178,9 +234,9 @@ pub fn plan_held(
     }
     let (mut need, peak_ts) = peak;
     let mut held = None;
-    if let Some(p) = recent_peak.filter(|p| *p / w.target_utilization > need) {
-        held = Some((p, need));
-        need = p / w.target_utilization;
+    if let Some(fl) = floor.filter(|f| f.demand / w.target_utilization > need) {
+        held = Some((fl, need));
+        need = fl.demand / w.target_utilization;
     }
     let mut f = fill(need, &tiers, w);
     // Chance constraint at the peak step: counting the spot capacity that may be lost
@@ -246,10 +302,10 @@ pub fn plan_held(
         f.capacity,
         f.cost_per_hour,
     );
-    if let Some((p, forecast_need)) = held {
+    if let Some((fl, forecast_need)) = held {
         reason.push_str(&format!(
-            "; held at the highest demand of the last {} s, {p:.2} vCPU, above the forecast's {forecast_need:.2} needed (scale_down_window_s)",
-            w.scale_down_window_s
+            "; held at {}, {:.2} vCPU, above the forecast's {forecast_need:.2} needed",
+            fl.what, fl.demand
         ));
     }
     if w.max_spot_share < 1.0 && tiers.iter().any(|t| t.class == TierClass::Spot) {
@@ -295,9 +351,8 @@ pub fn plan_held(
 /// quantile, its peak over the same window at the target utilization, covered by
 /// [`cover_dimensions`]. The reason says which dimension bound and what it added.
 ///
-/// `recent` holds the highest demand observed per dimension over the workload's
-/// `scale_down_window_s`; the need of each stays at least that over the target
-/// utilization.
+/// `floors` (see [`demand_floors`]) hold observed demand per dimension that the need
+/// of each stays at least at, over the target utilization.
 pub fn plan_dimensions(
     w: &Workload,
     catalog: &[Tier],
@@ -305,10 +360,15 @@ pub fn plan_dimensions(
     others: &[(Dim, &Forecast)],
     now: TimestampMs,
     interval_ms: i64,
-    recent: &[(Dim, f64)],
+    floors: &[Floor],
 ) -> Plan {
-    let recent_of = |d: Dim| recent.iter().find(|(x, _)| *x == d).map(|(_, v)| *v);
-    let mut p = plan_held(w, catalog, cpu, now, interval_ms, recent_of(Dim::Cpu));
+    let highest = |d: Dim| {
+        floors
+            .iter()
+            .filter(|f| f.dim == d)
+            .max_by(|a, b| a.demand.total_cmp(&b.demand))
+    };
+    let mut p = plan_held(w, catalog, cpu, now, interval_ms, highest(Dim::Cpu));
     if others.is_empty() {
         return p;
     }
@@ -324,7 +384,7 @@ pub fn plan_dimensions(
                 })
                 .map(|i| f.quantile(i, w.sla_quantile))
                 .fold(0.0, f64::max)
-                .max(recent_of(*d).unwrap_or(0.0));
+                .max(highest(*d).map_or(0.0, |f| f.demand));
             (*d, peak / w.target_utilization)
         })
         .collect();
@@ -553,7 +613,12 @@ mod tests {
         // The forecast followed a dip down to 10 (q0.95 12); demand was 24 an hour ago.
         let f = flat_forecast(vec![10.0, 12.0], 30);
         let free = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[]);
-        let held = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[(Dim::Cpu, 24.0)]);
+        let floor = |demand: f64| Floor {
+            dim: Dim::Cpu,
+            demand,
+            what: "the highest demand of the last 7200 s (scale_down_window_s)".into(),
+        };
+        let held = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[floor(24.0)]);
         let cap = |p: &Plan| -> f64 {
             tiers
                 .iter()
@@ -583,8 +648,36 @@ mod tests {
             free.reason
         );
         // A recent peak below the forecast's need changes nothing.
-        let low = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[(Dim::Cpu, 5.0)]);
+        let low = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[floor(5.0)]);
         assert_eq!(low.target, free.target);
+    }
+
+    #[test]
+    fn floors_are_the_window_peak_and_the_same_time_one_season_ago() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 600;
+        // Minute steps: demand = the minute of the day, so every peak is its window's end.
+        let step = 60_000;
+        let day = 86_400_000;
+        let now = 2 * day + 600 * step;
+        let peak = |_j: usize, from: i64, to: i64| -> Option<f64> {
+            let last = (to - 1).div_euclid(step) * step;
+            (last >= from).then(|| (last % day / step) as f64)
+        };
+        let f = demand_floors(&w, now, step, Some(day), &[Dim::Cpu], peak);
+        assert_eq!(f.len(), 2, "{f:?}");
+        // The last 10 minutes end at minute 599; one day ago, from minute 599 to 601.
+        assert_eq!(f[0].demand, 599.0);
+        assert!(f[0].what.contains("scale_down_window_s"), "{}", f[0].what);
+        assert_eq!(f[1].demand, 601.0);
+        assert!(f[1].what.contains("seasonal_floor"), "{}", f[1].what);
+        // Both can be turned off; a season of two steps or less is no season.
+        w.scale_down_window_s = 0;
+        w.seasonal_floor = false;
+        assert!(demand_floors(&w, now, step, Some(day), &[Dim::Cpu], peak).is_empty());
+        w.seasonal_floor = true;
+        assert!(demand_floors(&w, now, step, Some(2 * step), &[Dim::Cpu], peak).is_empty());
+        assert!(demand_floors(&w, now, step, None, &[Dim::Cpu], peak).is_empty());
     }
 
     #[test]
