@@ -28,27 +28,6 @@ struct Fit {
     median: bool,
     /// Sorted one-season-ahead errors of the same rule in the history.
     errors: Vec<f64>,
-    /// Lag-one autocorrelation of those errors (in time order), at least 0.
-    phi: f64,
-    /// The error at the last point of the history.
-    last_error: f64,
-}
-
-/// Largest error persistence used: beyond it the correction would never fade.
-const MAX_PHI: f64 = 0.98;
-
-/// Lag-one autocorrelation (about zero) of `e`, clamped to `[0, MAX_PHI]`.
-fn persistence(e: &[f64]) -> f64 {
-    let (mut num, mut den) = (0.0, 0.0);
-    for w in e.windows(2) {
-        num += w[0] * w[1];
-        den += w[0] * w[0];
-    }
-    if den > 0.0 {
-        (num / den).clamp(0.0, MAX_PHI)
-    } else {
-        0.0
-    }
 }
 
 fn aggregate(v: &mut [f64], median: bool) -> f64 {
@@ -103,8 +82,6 @@ impl Forecaster for SeasonalAverage {
                 y[t] - aggregate(&mut buf, self.median)
             })
             .collect();
-        let phi = persistence(&errors);
-        let last_error = errors.last().copied().unwrap_or(0.0);
         errors.sort_by(f64::total_cmp);
         Ok(Box::new(Fit {
             y,
@@ -112,8 +89,6 @@ impl Forecaster for SeasonalAverage {
             cycles,
             median: self.median,
             errors,
-            phi,
-            last_error,
         }))
     }
 }
@@ -121,11 +96,10 @@ impl Forecaster for SeasonalAverage {
 impl Fitted for Fit {
     fn describe(&self) -> String {
         format!(
-            "{}(m={}, k={}, phi={:.2})",
+            "{}(m={}, k={})",
             if self.median { "smedian" } else { "smean" },
             self.m,
-            self.cycles,
-            self.phi
+            self.cycles
         )
     }
 
@@ -148,16 +122,8 @@ impl Fitted for Fit {
             .map(|p| quantile_sorted(&self.errors, *p))
             .collect();
         let mut buf = Vec::with_capacity(self.cycles);
-        // Errors persist: a day running 10% above its usual shape tends to stay above it
-        // for a while. With AR(1) errors of persistence `phi`, the error `h` steps on is
-        // `phi^h` times the last one plus a fresh part whose spread is the errors' own
-        // scaled by `sqrt(1 - phi^(2h))`.
-        let mut fade = 1.0;
         Ok((1..=horizon)
             .map(|h| {
-                fade *= self.phi;
-                let shift = fade * self.last_error;
-                let scale = (1.0 - fade * fade).sqrt();
                 // The nearest season back that is in the history, then older ones.
                 let i = n - 1 + h;
                 let first = h.div_ceil(m);
@@ -167,8 +133,8 @@ impl Fitted for Fit {
                         .filter(|j| j * m <= i)
                         .map(|j| self.y[i - j * m]),
                 );
-                let point = aggregate(&mut buf, self.median) + shift;
-                offsets.iter().map(|o| point + o * scale).collect()
+                let point = aggregate(&mut buf, self.median);
+                offsets.iter().map(|o| point + o).collect()
             })
             .collect())
     }
@@ -239,49 +205,6 @@ mod tests {
             "80% interval covered {}",
             a.coverage80
         );
-    }
-
-    #[test]
-    fn persistent_errors_carry_into_the_next_steps_and_fade() {
-        // A daily shape plus AR(1) noise with persistence 0.9: a step above the shape
-        // says the next ones will be too.
-        let m = 24;
-        let mut e = 0.0;
-        let y: Vec<f64> = (0..m * 60)
-            .map(|t| {
-                e = 0.9 * e + 2.0 * crate::tests::noise(t);
-                50.0 + 10.0 * (t as f64 * std::f64::consts::TAU / m as f64).sin() + e
-            })
-            .collect();
-        let spec = SeasonalAverage {
-            season: m,
-            cycles: 5,
-            median: false,
-        };
-        let (mut corrected, mut plain) = (0.0, 0.0);
-        for origin in (m * 20..m * 60 - 1).step_by(7) {
-            let f = spec.fit(&y[..origin]).unwrap();
-            let p = f.predict(m, &[0.1, 0.5, 0.9]).unwrap();
-            // The same rule without the correction: the mean of the same phase.
-            let same_phase: f64 = (1..=5).map(|j| y[origin - j * m]).sum::<f64>() / 5.0;
-            corrected += (y[origin] - p[0][1]).abs();
-            plain += (y[origin] - same_phase).abs();
-            // A season ahead the correction has faded and the interval is as wide as
-            // the errors' own.
-            let far = p[m - 1][2] - p[m - 1][0];
-            let near = p[0][2] - p[0][0];
-            assert!(near < far, "{near} vs {far}");
-        }
-        assert!(corrected < 0.6 * plain, "{corrected} vs {plain}");
-        let d = spec.fit(&y).unwrap().describe();
-        let phi: f64 = d
-            .split("phi=")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches(')')
-            .parse()
-            .unwrap();
-        assert!((0.75..=0.98).contains(&phi), "{d}");
     }
 
     #[test]
