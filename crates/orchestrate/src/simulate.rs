@@ -1144,23 +1144,38 @@ mod tests {
 
     /// Two weeks of 5-minute demand with a daily cycle, 8..40 vCPU.
     fn trace(days: usize) -> Trace {
+        shaped(days, |i| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            24.0 - 16.0 * a.cos() + 2.0 * noise(i)
+        })
+    }
+
+    /// Deterministic noise in [-0.5, 0.5) for step `i`.
+    fn noise(i: usize) -> f64 {
+        ((i * 7919) % 101) as f64 / 101.0 - 0.5
+    }
+
+    /// `days` of 5-minute CPU demand `cpu(step)`.
+    fn shaped(days: usize, cpu: impl Fn(usize) -> f64) -> Trace {
         let n = days * 288;
-        let ts: Vec<i64> = (0..n as i64)
-            .map(|i| 1_700_000_000_000 + i * 300_000)
-            .collect();
-        let cpu = (0..n)
-            .map(|i| {
-                let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-                let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
-                24.0 - 16.0 * a.cos() + 2.0 * noise
-            })
-            .collect();
         Trace {
-            ts,
-            cpu,
+            ts: (0..n as i64)
+                .map(|i| 1_700_000_000_000 + i * 300_000)
+                .collect(),
+            cpu: (0..n).map(cpu).collect(),
             others: Vec::new(),
             step_ms: 300_000,
         }
+    }
+
+    /// The example scenario without spot interruptions, so runs differ only in what a
+    /// test changes.
+    fn calm_scenario() -> Scenario {
+        let mut sc = scenario();
+        for t in &mut sc.tiers {
+            t.interruption_rate_per_hour = 0.0;
+        }
+        sc
     }
 
     #[test]
@@ -1198,11 +1213,8 @@ mod tests {
     #[test]
     fn the_oracle_keeps_the_target_utilization_and_pays_for_lead_times() {
         let tr = trace(3);
-        let mut sc = scenario();
         // Spot interruptions off, so the two runs below differ in lead times only.
-        for t in &mut sc.tiers {
-            t.interruption_rate_per_hour = 0.0;
-        }
+        let mut sc = calm_scenario();
         let mut rows = Vec::new();
         let with_leads = simulate(&tr, &sc, Policy::Oracle, 1, Some(&mut rows), |_, _| {}).unwrap();
         assert_eq!(with_leads.underprovisioned_minutes, 0.0);
@@ -1234,15 +1246,8 @@ mod tests {
     #[test]
     fn the_scale_down_window_rides_out_dips_that_come_straight_back() {
         // Steady 40 vCPU that halves for ten minutes every three hours and comes back.
-        let mut tr = trace(4);
-        for (i, v) in tr.cpu.iter_mut().enumerate() {
-            let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
-            *v = if i % 36 >= 34 { 20.0 } else { 40.0 + noise };
-        }
-        let mut sc = scenario();
-        for t in &mut sc.tiers {
-            t.interruption_rate_per_hour = 0.0;
-        }
+        let tr = shaped(4, |i| if i % 36 >= 34 { 20.0 } else { 40.0 + noise(i) });
+        let mut sc = calm_scenario();
         let run =
             |sc: &Scenario| simulate(&tr, sc, Policy::Predictive, 1, None, |_, _| {}).unwrap();
         assert_eq!(sc.workload.scale_down_window_s, 7200);
@@ -1263,15 +1268,10 @@ mod tests {
         // 20 vCPU, with a surge to 60 for half an hour at the same time every day, which
         // a forecast averaging over days smears: the seasonal floor keeps yesterday's
         // surge covered.
-        let mut tr = trace(5);
-        for (i, v) in tr.cpu.iter_mut().enumerate() {
-            let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
-            *v = if (i % 288) / 6 == 13 { 60.0 } else { 20.0 } + noise;
-        }
-        let mut sc = scenario();
-        for t in &mut sc.tiers {
-            t.interruption_rate_per_hour = 0.0;
-        }
+        let tr = shaped(5, |i| {
+            (if (i % 288) / 6 == 13 { 60.0 } else { 20.0 }) + noise(i)
+        });
+        let mut sc = calm_scenario();
         let run = |sc: &Scenario| {
             let mut rows = Vec::new();
             let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
