@@ -973,30 +973,20 @@ fn refresh_forecast(
     // Enough to cover until the next refit plus the lead-time window.
     let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
     let levels = forecast_levels(w.sla_quantile);
-    if y.len() < 2 * day.unwrap_or(24).min(288) {
-        // Too little history to select a seasonal model: as the daemon's inline
-        // baseline does, naive (the last value, the spread of past changes) at every
-        // step, once there is an hour of history.
-        if y.len() < WARMUP_MIN_STEPS {
-            return Ok(());
-        }
-        let model = prescale_forecast::Naive.fit(y).map_err(|e| e.to_string())?;
-        fc.fits += 1;
-        fc.forecast = Some(forecast_from(
-            model.as_ref(),
-            dim,
-            now,
-            dt,
-            horizon,
-            &levels,
-        )?);
+    // Too little history to select a seasonal model: as the daemon's inline baseline
+    // does, naive (the last value, the spread of past changes) at every step (so not
+    // marked fitted), once there is an hour of history.
+    let warm_up = y.len() < 2 * day.unwrap_or(24).min(288);
+    if warm_up && y.len() < WARMUP_MIN_STEPS {
         return Ok(());
     }
     let reselect = fc.recipe.is_none()
         || fc
             .selected_at
             .is_none_or(|t| now - t >= w.retrain_s as i64 * 1000);
-    let model = if reselect || w.model == "baseline" {
+    let model = if warm_up {
+        prescale_forecast::Naive.fit(y).map_err(|e| e.to_string())?
+    } else if reselect || w.model == "baseline" {
         let choice = if w.model == "baseline" {
             ModelChoice::Snaive
         } else {
@@ -1033,7 +1023,9 @@ fn refresh_forecast(
         horizon,
         &levels,
     )?);
-    fc.fitted_at = Some(now);
+    if !warm_up {
+        fc.fitted_at = Some(now);
+    }
     Ok(())
 }
 
