@@ -155,8 +155,10 @@ pub struct Floor {
 }
 
 /// The floors of workload `w` at `now`: the highest demand of its `scale_down_window_s`
-/// and, with `seasonal_floor`, the highest from one step before to two steps after this
-/// time one season (`season_ms`) ago. `peak(j, from, to)` is the highest observed demand
+/// and, with `seasonal_floor`, the highest from one step before to three steps after
+/// this time one season (`season_ms`) ago (capacity for the step after next is asked
+/// for now, so an instance slower than its 90th-percentile lead time still comes in
+/// time for a surge that recurs). `peak(j, from, to)` is the highest observed demand
 /// of `dims[j]` in the steps starting in `[from, to)`, `None` when there is none.
 pub fn demand_floors(
     w: &Workload,
@@ -183,7 +185,7 @@ pub fn demand_floors(
         }
         if let Some(s) = season_ms.filter(|s| w.seasonal_floor && *s > 2 * step_ms) {
             let at = now - s;
-            if let Some(p) = peak(j, at - step_ms, at + 2 * step_ms) {
+            if let Some(p) = peak(j, at - step_ms, at + 3 * step_ms) {
                 out.push(Floor {
                     dim: *d,
                     demand: p,
@@ -666,10 +668,10 @@ mod tests {
         };
         let f = demand_floors(&w, now, step, Some(day), &[Dim::Cpu], peak);
         assert_eq!(f.len(), 2, "{f:?}");
-        // The last 10 minutes end at minute 599; one day ago, from minute 599 to 601.
+        // The last 10 minutes end at minute 599; one day ago, from minute 599 to 602.
         assert_eq!(f[0].demand, 599.0);
         assert!(f[0].what.contains("scale_down_window_s"), "{}", f[0].what);
-        assert_eq!(f[1].demand, 601.0);
+        assert_eq!(f[1].demand, 602.0);
         assert!(f[1].what.contains("seasonal_floor"), "{}", f[1].what);
         // Both can be turned off; a season of two steps or less is no season.
         w.scale_down_window_s = 0;
