@@ -82,8 +82,9 @@ pub struct Recipe {
     pub calibration: Option<Calibration>,
     /// Longest training window.
     pub max_train: usize,
-    /// The model as selected (calibration included), for [`Recipe::advance`].
-    pub fitted: Option<crate::SharedFit>,
+    /// Each member as selected (uncalibrated, in the order of `specs`), for
+    /// [`Recipe::refresh`]; empty when not kept.
+    pub member_fits: Vec<crate::SharedFit>,
 }
 
 impl std::fmt::Debug for Recipe {
@@ -97,32 +98,55 @@ impl std::fmt::Debug for Recipe {
 }
 
 impl Recipe {
-    /// The selected model moved on over the `new` points that followed the history it
-    /// was selected on, parameters kept; `None` when it cannot (then [`Recipe::refit`]).
-    pub fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
-        self.fitted.as_ref()?.advance(new)
-    }
-
     /// Fits the recipe's models on `y` and applies its calibration.
     pub fn refit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
         let lo = y.len().saturating_sub(self.max_train);
-        let mut fitted = self
+        let fitted = self
             .specs
             .iter()
             .map(|s| s.fit(&y[lo..]))
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.assemble(fitted))
+    }
+
+    /// The selected model brought up to date with `y`, whose last `new` points came
+    /// after the selection: each member that can move on over them does, parameters
+    /// kept ([`Fitted::advance`]), the others are refitted on `y` (so an ensemble with
+    /// one member that cannot move on, such as Theta, does not refit them all); then the
+    /// calibration. Without the members as selected, or with `new` beyond `y`, a
+    /// [`Recipe::refit`].
+    pub fn refresh(&self, y: &[f64], new: usize) -> Result<Box<dyn Fitted>, ForecastError> {
+        if self.member_fits.len() != self.specs.len() || new > y.len() {
+            return self.refit(y);
+        }
+        let tail = &y[y.len() - new..];
+        let lo = y.len().saturating_sub(self.max_train);
+        let fitted = self
+            .specs
+            .iter()
+            .zip(&self.member_fits)
+            .map(|(spec, f)| match f.advance(tail) {
+                Some(moved) => moved,
+                None => spec.fit(&y[lo..]),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.assemble(fitted))
+    }
+
+    /// Fitted members as one model (an ensemble when several), calibrated.
+    fn assemble(&self, mut fitted: Vec<Box<dyn Fitted>>) -> Box<dyn Fitted> {
         let model: Box<dyn Fitted> = if fitted.len() == 1 {
             fitted.pop().expect("one")
         } else {
             Box::new(Ensemble { members: fitted })
         };
-        Ok(match &self.calibration {
+        match &self.calibration {
             Some(c) => Box::new(Calibrated {
                 inner: model,
                 calibration: c.clone(),
             }),
             None => model,
-        })
+        }
     }
 }
 
@@ -344,17 +368,21 @@ pub fn select(
     } else {
         average_folds(&members.iter().map(|m| &m.1).collect::<Vec<_>>())
     };
-    let mut fitted: Vec<Box<dyn Fitted>> = Vec::new();
+    let mut member_fits: Vec<crate::SharedFit> = Vec::new();
     for (i, r) in &members {
         // A model that refilters was already moved on to the end of the history.
-        match &r.at_end {
-            Some(f) => fitted.push(Box::new(f.clone())),
+        member_fits.push(match &r.at_end {
+            Some(f) => f.clone(),
             None => {
                 let lo = y.len().saturating_sub(cv.max_train);
-                fitted.push(candidates[*i].fit(&y[lo..])?);
+                crate::SharedFit(Arc::from(candidates[*i].fit(&y[lo..])?))
             }
-        }
+        });
     }
+    let mut fitted: Vec<Box<dyn Fitted>> = member_fits
+        .iter()
+        .map(|f| Box::new(f.clone()) as Box<dyn Fitted>)
+        .collect();
     let model: Box<dyn Fitted> = if fitted.len() == 1 {
         fitted.pop().expect("one")
     } else {
@@ -405,7 +433,6 @@ pub fn select(
         }
         None => model,
     };
-    let shared = crate::SharedFit(Arc::from(model));
     let recipe = Recipe {
         specs: members
             .iter()
@@ -413,9 +440,8 @@ pub fn select(
             .collect(),
         calibration,
         max_train: cv.max_train,
-        fitted: Some(shared.clone()),
+        member_fits,
     };
-    let model: Box<dyn Fitted> = Box::new(shared);
     let winner = model.describe();
     Ok((
         model,
@@ -496,6 +522,77 @@ impl Fitted for Ensemble {
 mod tests {
     use super::*;
     use crate::tests::noise;
+
+    /// Predicts the length of the history it was fitted on; cannot move on without it.
+    struct Len;
+    struct LenFit(f64);
+    impl Forecaster for Len {
+        fn name(&self) -> String {
+            "len".into()
+        }
+        fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+            Ok(Box::new(LenFit(y.len() as f64)))
+        }
+    }
+    impl Fitted for LenFit {
+        fn describe(&self) -> String {
+            "len".into()
+        }
+        fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+            Ok(vec![vec![self.0; levels.len()]; horizon])
+        }
+    }
+
+    #[test]
+    fn refresh_moves_on_the_members_that_can_and_refits_the_others() {
+        let y: Vec<f64> = (0..200).map(|i| 5.0 + noise(i)).collect();
+        let (old, new) = y.split_at(150);
+        let specs: Vec<Arc<dyn Forecaster>> = vec![Arc::new(crate::Naive), Arc::new(Len)];
+        let member_fits = specs
+            .iter()
+            .map(|s| crate::SharedFit(Arc::from(s.fit(old).unwrap())))
+            .collect();
+        let recipe = Recipe {
+            specs,
+            calibration: None,
+            max_train: 120,
+            member_fits,
+        };
+        let levels = [0.1, 0.5, 0.9];
+        let got = recipe
+            .refresh(&y, new.len())
+            .unwrap()
+            .predict(3, &levels)
+            .unwrap();
+        // Naive moved on over the new points (the same as a fit on the longer history);
+        // Len was refitted on the recipe's training window of the whole history.
+        let naive = crate::Naive.fit(&y).unwrap().predict(3, &levels).unwrap();
+        for (g, n) in got.iter().zip(&naive) {
+            for (a, b) in g.iter().zip(n) {
+                assert!((a - (b + 120.0) / 2.0).abs() < 1e-9, "{g:?} vs {n:?}");
+            }
+        }
+        // Without the members as selected, a refit of both.
+        let bare = Recipe {
+            member_fits: Vec::new(),
+            ..recipe.clone()
+        };
+        let refit = bare
+            .refresh(&y, new.len())
+            .unwrap()
+            .predict(3, &levels)
+            .unwrap();
+        let naive = crate::Naive
+            .fit(&y[80..])
+            .unwrap()
+            .predict(3, &levels)
+            .unwrap();
+        for (g, n) in refit.iter().zip(&naive) {
+            for (a, b) in g.iter().zip(n) {
+                assert!((a - (b + 120.0) / 2.0).abs() < 1e-9, "{g:?} vs {n:?}");
+            }
+        }
+    }
 
     /// A square daily-like cycle of `m` steps with a little noise, and day-long folds.
     fn clean_cycle(m: usize) -> (Vec<f64>, CvConfig) {
@@ -934,7 +1031,7 @@ impl AutoSpec {
                                     specs: vec![c.clone()],
                                     calibration: None,
                                     max_train: y.len(),
-                                    fitted: None,
+                                    member_fits: Vec::new(),
                                 }),
                             },
                         ));

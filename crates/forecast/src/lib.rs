@@ -172,12 +172,32 @@ pub fn quantile_sorted(sorted: &[f64], p: f64) -> f64 {
 /// Most recent errors to keep per lead when estimating error quantiles.
 const MAX_ERRORS: usize = 4032;
 
-/// Sorted errors `y[t] - y[t - lag]` over the most recent part of the history.
-fn lag_errors(y: &[f64], lag: usize) -> Vec<f64> {
+/// [`quantile_sorted`] of `v` as if sorted, found by selecting the two order statistics
+/// it interpolates (linear time, where sorting is `n log n`); reorders `v`. `v` must not
+/// be empty.
+pub fn quantile_unsorted(v: &mut [f64], p: f64) -> f64 {
+    debug_assert!(!v.is_empty());
+    let h = (v.len() - 1) as f64 * p.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let (_, x, rest) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    let x = *x;
+    if h > lo as f64 {
+        let next = rest.iter().copied().fold(f64::INFINITY, f64::min);
+        x + (h - lo as f64) * (next - x)
+    } else {
+        x
+    }
+}
+
+/// The `levels` quantiles of the errors `y[t] - y[t - lag]` over the most recent part of
+/// the history.
+fn lag_error_quantiles(y: &[f64], lag: usize, levels: &[f64]) -> Vec<f64> {
     let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
     let mut e: Vec<f64> = (start..y.len()).map(|t| y[t] - y[t - lag]).collect();
-    e.sort_by(|a, b| a.total_cmp(b));
-    e
+    levels
+        .iter()
+        .map(|p| quantile_unsorted(&mut e, *p))
+        .collect()
 }
 
 /// `y` followed by `new`, keeping the most recent `keep` points: how the models that are
@@ -241,17 +261,14 @@ impl Fitted for NaiveFit {
             .map(|h| {
                 // Beyond 32 steps the spread changes slowly with the lead: measure it on a
                 // grid of about 32 lags per doubling instead of at every lead (a day of
-                // 5-minute steps would otherwise sort 288 error sets). Beyond the
+                // 5-minute steps would otherwise measure 288 error sets). Beyond the
                 // history's reach, reuse the widest lead we can measure.
                 let lag = if h <= 32 { h } else { h - h % h.div_ceil(32) }.min(max_lag);
                 if cached.as_ref().is_none_or(|(l, _)| *l != lag) {
-                    cached = Some((lag, lag_errors(&self.y, lag)));
+                    cached = Some((lag, lag_error_quantiles(&self.y, lag, levels)));
                 }
-                let e = &cached.as_ref().expect("just cached").1;
-                Ok(levels
-                    .iter()
-                    .map(|p| last + quantile_sorted(e, *p))
-                    .collect())
+                let q = &cached.as_ref().expect("just cached").1;
+                Ok(q.iter().map(|e| last + e).collect())
             })
             .collect()
     }
@@ -321,15 +338,10 @@ impl Fitted for SeasonalNaiveFit {
             let point = self.y[n - 1 + h - k * m];
             let lag = (k * m).min(n - 1);
             if !cache.iter().any(|(l, _)| *l == lag) {
-                cache.push((lag, lag_errors(&self.y, lag)));
+                cache.push((lag, lag_error_quantiles(&self.y, lag, levels)));
             }
-            let e = &cache.iter().find(|(l, _)| *l == lag).expect("cached").1;
-            out.push(
-                levels
-                    .iter()
-                    .map(|p| point + quantile_sorted(e, *p))
-                    .collect(),
-            );
+            let q = &cache.iter().find(|(l, _)| *l == lag).expect("cached").1;
+            out.push(q.iter().map(|e| point + e).collect());
         }
         Ok(out)
     }
@@ -405,6 +417,21 @@ pub(crate) mod tests {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    #[test]
+    fn quantile_unsorted_is_quantile_sorted_without_the_sort() {
+        for n in [1usize, 2, 3, 10, 101, 288] {
+            let v: Vec<f64> = (0..n).map(|i| noise(i * 7 + n) * 100.0).collect();
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            for p in [0.0, 0.05, 0.1, 0.5, 0.9, 0.95, 0.975, 1.0] {
+                let mut w = v.clone();
+                let got = quantile_unsorted(&mut w, p);
+                let want = quantile_sorted(&sorted, p);
+                assert!((got - want).abs() < 1e-12, "n {n} p {p}: {got} vs {want}");
+            }
+        }
     }
 
     #[test]

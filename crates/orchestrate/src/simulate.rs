@@ -499,9 +499,14 @@ impl Fleet {
 struct Forecaster {
     recipe: Option<Recipe>,
     selected_at: Option<TimestampMs>,
+    /// Trace steps the selected model had seen when it was selected.
+    selected_steps: usize,
     forecast: Option<prescale_core::Forecast>,
     fitted_at: Option<TimestampMs>,
     fits: usize,
+    /// The nowcast's median for step `t` made `k + 1` steps before it, `[k][t]` (NaN
+    /// until made): its errors once `t` is observed set the spread floor of [`nowcast`].
+    said: Vec<Vec<f64>>,
 }
 
 /// Replays `trace` under `policy`. `timeline` receives one row per step when given.
@@ -558,9 +563,11 @@ pub fn simulate(
         .map(|_| Forecaster {
             recipe: None,
             selected_at: None,
+            selected_steps: 0,
             forecast: None,
             fitted_at: None,
             fits: 0,
+            said: vec![vec![f64::NAN; n]; SPREAD_FLOOR_STEPS],
         })
         .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
@@ -708,12 +715,19 @@ pub fn simulate(
                 }
                 // Every dimension's forecast from now on, corrected by its latest error.
                 let now_fc: Option<Vec<prescale_core::Forecast>> = fcs
-                    .iter()
+                    .iter_mut()
                     .zip(&dims)
                     .map(|(fc, (_, v))| {
-                        fc.forecast.as_ref().and_then(|f| {
-                            nowcast(f, now, &v[..seen], scenario.forecast.error_decay)
-                        })
+                        let errors = recent_errors(&fc.said, &v[..seen]);
+                        let g = fc.forecast.as_ref().and_then(|f| {
+                            nowcast(f, now, &v[..seen], scenario.forecast.error_decay, &errors)
+                        })?;
+                        for (k, said) in fc.said.iter_mut().enumerate() {
+                            if let (Some(slot), true) = (said.get_mut(i + k), k < g.horizon()) {
+                                *slot = g.quantile(k, 0.5);
+                            }
+                        }
+                        Some(g)
                     })
                     .collect();
                 match &now_fc {
@@ -1006,12 +1020,16 @@ fn refresh_forecast(
         let (m, sel) = spec.run(y, |_| {}).map_err(|e| e.to_string())?;
         fc.recipe = sel.recipe;
         fc.selected_at = Some(now);
+        fc.selected_steps = i;
         m
     } else {
+        // As the daemon's trainer does: the selected model moves on over the steps since
+        // its selection with its parameters kept (ETS refilters its state; the models
+        // that are their own history extend it); members that cannot are refitted.
         fc.recipe
             .as_ref()
             .expect("selected")
-            .refit(y)
+            .refresh(y, i - fc.selected_steps.min(i))
             .map_err(|e| e.to_string())?
     };
     fc.fits += 1;
@@ -1057,11 +1075,18 @@ fn forecast_from(
 /// forecast of a refit made up to `refit_s` ago is shifted by that error, fading by
 /// `decay` per step ahead (the daemon refits at every step; this is the cheap stand-in
 /// between the simulation's refits).
+///
+/// For the next few steps an upper quantile is never closer to the median than the
+/// same quantile of the nowcast's own recent errors at that many steps ahead
+/// (`errors[k]`, sorted; see [`recent_errors`]): a model refitted on a calm stretch
+/// must not forget how far off it has lately been. Until enough errors are known, the
+/// last day's changes over as many steps stand in for them.
 fn nowcast(
     f: &prescale_core::Forecast,
     now: TimestampMs,
     past: &[f64],
     decay: f64,
+    errors: &[Vec<f64>],
 ) -> Option<prescale_core::Forecast> {
     let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
     let err = match (idx.checked_sub(1), past.last()) {
@@ -1075,24 +1100,21 @@ fn nowcast(
         .map(|(k, row)| {
             let shift = err * decay.powi(k as i32 + 1);
             let mut row: Vec<f64> = row.iter().map(|v| (v + shift).max(0.0)).collect();
-            // For the next few steps, an upper quantile is never closer to the median
-            // than the same quantile of the last day's changes over as many steps: a
-            // model refitted on a calm stretch must not forget how fast demand moves.
-            if let (Some(m), true) = (mid, k < SPREAD_FLOOR_STEPS) {
-                let lag = k + 1;
-                let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
-                if past.len() > from + lag {
-                    let mut d: Vec<f64> = (from + lag..past.len())
-                        .map(|t| past[t] - past[t - lag])
-                        .collect();
-                    d.sort_by(f64::total_cmp);
-                    let median = row[m];
-                    for (j, l) in f.levels.iter().enumerate().skip(m + 1) {
-                        row[j] = row[j].max(median + prescale_forecast::quantile_sorted(&d, *l));
-                    }
-                    for j in 1..row.len() {
-                        row[j] = row[j].max(row[j - 1]);
-                    }
+            let mut spread = match (mid, k < SPREAD_FLOOR_STEPS) {
+                (Some(_), true) => match errors.get(k) {
+                    Some(e) if e.len() >= SPREAD_FLOOR_MIN_ERRORS => e.clone(),
+                    _ => recent_changes(past, k + 1),
+                },
+                _ => Vec::new(),
+            };
+            if let (Some(m), false) = (mid, spread.is_empty()) {
+                let median = row[m];
+                for (j, l) in f.levels.iter().enumerate().skip(m + 1) {
+                    row[j] =
+                        row[j].max(median + prescale_forecast::quantile_unsorted(&mut spread, *l));
+                }
+                for j in 1..row.len() {
+                    row[j] = row[j].max(row[j - 1]);
                 }
             }
             row
@@ -1113,11 +1135,36 @@ fn nowcast(
     .ok()
 }
 
+/// Changes over `lag` steps of the last [`SPREAD_FLOOR_WINDOW`] steps of `past`.
+fn recent_changes(past: &[f64], lag: usize) -> Vec<f64> {
+    let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
+    (from + lag..past.len())
+        .map(|t| past[t] - past[t - lag])
+        .collect()
+}
+
+/// For each `k`, the errors (actual - median) of the nowcasts made `k + 1` steps ahead
+/// of the last [`SPREAD_FLOOR_WINDOW`] observed steps of `past`.
+fn recent_errors(said: &[Vec<f64>], past: &[f64]) -> Vec<Vec<f64>> {
+    let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
+    said.iter()
+        .map(|s| {
+            (from..past.len())
+                .filter_map(|t| s.get(t).filter(|m| m.is_finite()).map(|m| past[t] - m))
+                .collect()
+        })
+        .collect()
+}
+
 /// Steps ahead whose upper quantiles get the spread floor of [`nowcast`].
 const SPREAD_FLOOR_STEPS: usize = 6;
 
-/// Most recent steps whose changes set that floor.
+/// Most recent steps whose errors (or changes) set that floor.
 const SPREAD_FLOOR_WINDOW: usize = 288;
+
+/// Errors at a lead before they replace the last day's changes in that floor (6 hours
+/// of 5-minute steps).
+const SPREAD_FLOOR_MIN_ERRORS: usize = 72;
 
 fn forecast_levels(sla: f64) -> Vec<f64> {
     let mut v = vec![0.1, 0.5, 0.9, sla];
@@ -1129,6 +1176,71 @@ fn forecast_levels(sla: f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spread_floor_follows_the_nowcasts_own_errors() {
+        // A forecast with a narrow band (q0.95 one above the median) over demand that
+        // jumps by 20 at every step.
+        let step = 300_000;
+        let f = prescale_core::Forecast::new(
+            SeriesKey::metric("x").unwrap(),
+            "test",
+            0,
+            0,
+            step,
+            vec![0.1, 0.5, 0.95],
+            vec![vec![9.0, 10.0, 11.0]; 2 * SPREAD_FLOOR_STEPS],
+        )
+        .unwrap();
+        let past: Vec<f64> = (0..400).map(|t| [10.0, 30.0][t % 2]).collect();
+        let band = |g: &prescale_core::Forecast, k: usize| g.quantile(k, 0.95) - g.quantile(k, 0.5);
+        // Too few known errors: the last day's changes set the floor (+20 at lead 1,
+        // even leads change nothing).
+        let few = vec![vec![0.0; SPREAD_FLOOR_MIN_ERRORS - 1]; SPREAD_FLOOR_STEPS];
+        let g = nowcast(&f, 0, &past, 0.0, &few).unwrap();
+        assert!((band(&g, 0) - 20.0).abs() < 1e-9, "{}", band(&g, 0));
+        assert!((band(&g, 1) - 1.0).abs() < 1e-9, "{}", band(&g, 1));
+        // The nowcast foresaw the jumps (errors within 0.5): the model's band stands.
+        let small = vec![vec![0.5; SPREAD_FLOOR_MIN_ERRORS]; SPREAD_FLOOR_STEPS];
+        let g = nowcast(&f, 0, &past, 0.0, &small).unwrap();
+        assert!((band(&g, 0) - 1.0).abs() < 1e-9, "{}", band(&g, 0));
+        // It has been off by up to 10: its own 95th percentile error sets the floor,
+        // for the first SPREAD_FLOOR_STEPS steps only.
+        let wide: Vec<Vec<f64>> = (0..SPREAD_FLOOR_STEPS)
+            .map(|_| (0..=100).map(|i| i as f64 / 10.0).collect())
+            .collect();
+        let g = nowcast(&f, 0, &past, 0.0, &wide).unwrap();
+        for k in 0..SPREAD_FLOOR_STEPS {
+            assert!(
+                (band(&g, k) - 9.5).abs() < 1e-9,
+                "lead {k}: {}",
+                band(&g, k)
+            );
+        }
+        assert!((band(&g, SPREAD_FLOOR_STEPS) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn recent_errors_pair_each_nowcast_with_what_came() {
+        // Step t was said to be t + k + 1 by the nowcast k + 1 steps before; the first
+        // steps were never said.
+        let n = SPREAD_FLOOR_WINDOW + 50;
+        let past: Vec<f64> = (0..n).map(|t| t as f64).collect();
+        let said: Vec<Vec<f64>> = (0..2)
+            .map(|k| {
+                (0..n)
+                    .map(|t| if t < 10 { f64::NAN } else { (t + k + 1) as f64 })
+                    .collect()
+            })
+            .collect();
+        let e = recent_errors(&said, &past);
+        assert_eq!(e.len(), 2);
+        for (k, errs) in e.iter().enumerate() {
+            // Only the last SPREAD_FLOOR_WINDOW observed steps count.
+            assert_eq!(errs.len(), SPREAD_FLOOR_WINDOW);
+            assert!(errs.iter().all(|x| *x == -((k + 1) as f64)), "{errs:?}");
+        }
+    }
 
     fn scenario() -> Scenario {
         Scenario::parse(EXAMPLE_SCENARIO, "example").expect("example parses")

@@ -38,9 +38,9 @@ pub enum Trigger {
 pub enum JobKind {
     /// Cross-validate candidates and pick one.
     Select(Box<AutoSpec>),
-    /// Follow new data with the selected recipe: the selected model moved on over the
-    /// `new_points` at the end of the history when it can (parameters kept), else
-    /// refitted on the whole history.
+    /// Follow new data with the selected recipe ([`Recipe::refresh`]): each member as
+    /// selected moved on over the `new_points` at the end of the history when it can
+    /// (parameters kept), else refitted on the whole history.
     Refit {
         /// The selection's recipe.
         recipe: Recipe,
@@ -114,12 +114,8 @@ fn run(job: Job) -> Outcome {
             Err(e) => (Err(e.to_string()), None, None),
         },
         JobKind::Refit { recipe, new_points } => {
-            let tail = &job.y[job.y.len().saturating_sub(new_points)..];
-            let moved = (new_points <= job.y.len())
-                .then(|| recipe.advance(tail))
-                .flatten();
-            let f = moved
-                .unwrap_or_else(|| recipe.refit(&job.y))
+            let f = recipe
+                .refresh(&job.y, new_points)
                 .map_err(|e| e.to_string())
                 .and_then(wrap);
             (f, None, Some(recipe))
