@@ -329,9 +329,10 @@ pub struct Workload {
     /// 0 turns it off.
     #[serde(default = "default_scale_down_window_s")]
     pub scale_down_window_s: u64,
-    /// Capacity also covers the highest demand seen around this time one season (a
-    /// day, unless configured or detected otherwise) ago: a surge that came at 06:30
-    /// yesterday is likely again.
+    /// Capacity also covers the highest demand seen from one step before to half an
+    /// hour after this time one season (a day, unless configured or detected
+    /// otherwise) ago: a surge that came at 06:30 yesterday is likely again, perhaps a
+    /// little earlier.
     #[serde(default = "yes")]
     pub seasonal_floor: bool,
     /// Forecasting model: `auto` (cross-validated choice), `ensemble`, a model name
