@@ -599,14 +599,7 @@ mod tests {
         let y = (0..m * 30)
             .map(|i| 10.0 + if i % m < 6 { 8.0 } else { 0.0 } + 0.3 * noise(i))
             .collect();
-        let cv = CvConfig {
-            horizon: m,
-            folds: 3,
-            step: m,
-            levels: vec![0.1, 0.5, 0.9],
-            season: m,
-            max_train: 2000,
-        };
+        let cv = CvConfig::back_to_back(m, 3, m, 2000);
         (y, cv)
     }
 
@@ -691,14 +684,7 @@ mod tests {
         // prefers `biased`; once calibration widens `sharp`'s intervals it is better,
         // and that is what the selection (which calibrates its winner) must pick.
         let y: Vec<f64> = (0..600).map(|i| 10.0 + noise(i)).collect();
-        let cv = CvConfig {
-            horizon: 12,
-            folds: 8,
-            step: 12,
-            levels: vec![0.1, 0.5, 0.9],
-            season: 1,
-            max_train: 1000,
-        };
+        let cv = CvConfig::back_to_back(12, 8, 1, 1000);
         let sharp = Fixed {
             centre: 10.0,
             spread: 0.01,
@@ -724,12 +710,8 @@ mod tests {
     fn ensembles_average_members() {
         let y: Vec<f64> = (0..300).map(|i| (i % 10) as f64 + noise(i)).collect();
         let cv = CvConfig {
-            horizon: 5,
-            folds: 3,
-            step: 5,
             levels: vec![0.5],
-            season: 10,
-            max_train: 1000,
+            ..CvConfig::back_to_back(5, 3, 10, 1000)
         };
         let cands: Vec<Arc<dyn Forecaster>> =
             vec![Arc::new(Naive), Arc::new(SeasonalNaive { season: 10 })];
@@ -751,12 +733,8 @@ mod tests {
     #[test]
     fn all_failing_is_an_error_naming_each_candidate() {
         let cv = CvConfig {
-            horizon: 5,
-            folds: 2,
-            step: 5,
             levels: vec![0.5],
-            season: 1,
-            max_train: 100,
+            ..CvConfig::back_to_back(5, 2, 1, 100)
         };
         let cands: Vec<Arc<dyn Forecaster>> = vec![Arc::new(SeasonalNaive { season: 50 })];
         let e = select(

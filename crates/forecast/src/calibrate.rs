@@ -232,14 +232,7 @@ mod tests {
     fn calibrated_intervals_cover_their_level_on_fresh_data() {
         // White noise around 10 with sd ~0.29: the model's ±0.008 interval covers ~3%.
         let y: Vec<f64> = (0..3000).map(|i| 10.0 + noise(i)).collect();
-        let cfg = CvConfig {
-            horizon: 12,
-            folds: 20,
-            step: 12,
-            levels: vec![0.1, 0.5, 0.9],
-            season: 1,
-            max_train: 500,
-        };
+        let cfg = CvConfig::back_to_back(12, 20, 1, 500);
         let train = &y[..2000];
         let report = cross_validate(&Overconfident, train, &cfg);
         let raw = report.scores.clone().unwrap();

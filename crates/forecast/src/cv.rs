@@ -38,6 +38,25 @@ pub fn merge_levels(a: &[f64], b: &[f64]) -> Vec<f64> {
 }
 
 impl CvConfig {
+    /// Test folds of `horizon` steps laid back to back (`step` = `horizon`), scored at
+    /// the 10%, 50% and 90% quantiles.
+    #[cfg(test)]
+    pub(crate) fn back_to_back(
+        horizon: usize,
+        folds: usize,
+        season: usize,
+        max_train: usize,
+    ) -> Self {
+        CvConfig {
+            horizon,
+            folds,
+            step: horizon,
+            levels: vec![0.1, 0.5, 0.9],
+            season,
+            max_train,
+        }
+    }
+
     /// Levels actually forecast: the requested ones plus 0.1, 0.5 and 0.9.
     pub fn all_levels(&self) -> Vec<f64> {
         merge_levels(&self.levels, &[0.1, 0.5, 0.9])
@@ -208,14 +227,7 @@ mod tests {
     use crate::{Naive, SeasonalNaive};
 
     fn cfg(h: usize, folds: usize) -> CvConfig {
-        CvConfig {
-            horizon: h,
-            folds,
-            step: h,
-            levels: vec![0.1, 0.5, 0.9],
-            season: 24,
-            max_train: 1000,
-        }
+        CvConfig::back_to_back(h, folds, 24, 1000)
     }
 
     #[test]

@@ -453,14 +453,7 @@ mod tests {
     #[test]
     fn learns_a_season_and_beats_seasonal_naive_out_of_sample() {
         let y = seasonal(1400, 1);
-        let cv = CvConfig {
-            horizon: 24,
-            folds: 3,
-            step: 24,
-            levels: vec![0.1, 0.5, 0.9],
-            season: 24,
-            max_train: 2000,
-        };
+        let cv = CvConfig::back_to_back(24, 3, 24, 2000);
         let lstm = cross_validate(&quick(), &y, &cv)
             .scores
             .expect("lstm folds");

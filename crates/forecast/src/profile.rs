@@ -181,14 +181,7 @@ mod tests {
         let y: Vec<f64> = (0..24 * 40)
             .map(|t| 30.0 + 10.0 * (t as f64 * std::f64::consts::TAU / 24.0).sin() + noise())
             .collect();
-        let cv = CvConfig {
-            horizon: 24,
-            folds: 6,
-            step: 24,
-            levels: vec![0.1, 0.5, 0.9],
-            season: 24,
-            max_train: 10_000,
-        };
+        let cv = CvConfig::back_to_back(24, 6, 24, 10_000);
         let avg = SeasonalAverage {
             season: 24,
             cycles: 7,
