@@ -860,30 +860,68 @@ pub fn simulate(
             *p = (*p).max(fleet.live[k].len() as u32);
         }
         interruptions += fleet.interrupt(now, dt);
-        // The step is served by what is ready at its start and not yet stopped; a
-        // dimension no tier's shape states does not limit it.
-        let ready: Vec<Vec<f64>> = (0..tiers.len())
-            .map(|k| {
-                let c = fleet.ready_count(k, now) as f64;
-                dims.iter()
-                    .map(|(d, _)| c * tiers[k].provides(*d).unwrap_or(0.0))
-                    .collect()
-            })
-            .collect();
-        let minutes = dt as f64 / 60_000.0;
-        let mut short = false;
-        for (j, (d, v)) in dims.iter().enumerate() {
-            if !tiers.iter().any(|t| t.provides(*d).is_some()) {
-                continue;
-            }
-            let cap: f64 = ready.iter().map(|r| r[j]).sum();
-            if v[i] > cap + 1e-9 {
-                short = true;
-                unserved[j] += (v[i] - cap) * minutes;
+        if policy == Policy::Oracle && i > 0 {
+            // Knowing the interruptions too, the oracle asked for each replacement a lead
+            // time before it is needed: it serves from now, beside the instance under
+            // notice (a few minutes' overlap, billed), so no notice that runs out within
+            // the step leaves it short.
+            for (k, &t) in target.iter().enumerate() {
+                if fleet.set(k, t, now, Start::Foresight, target_capacity) {
+                    actions += 1;
+                }
             }
         }
-        if short {
-            under_min += minutes;
+        // The step's demand (its mean) holds over the step; what serves it is what is
+        // ready and not yet stopped, which changes within the step as instances come
+        // up or stop: the step is short for the minutes in which the ready capacity is
+        // below demand (an instance ready two minutes in serves the other three). A
+        // dimension no tier's shape states does not limit it. The timeline shows the
+        // capacity at the step's start.
+        let ready_at = |t: TimestampMs| -> Vec<Vec<f64>> {
+            (0..tiers.len())
+                .map(|k| {
+                    let c = fleet.ready_count(k, t) as f64;
+                    dims.iter()
+                        .map(|(d, _)| c * tiers[k].provides(*d).unwrap_or(0.0))
+                        .collect()
+                })
+                .collect()
+        };
+        let ready = ready_at(now);
+        let end = now + dt;
+        let mut cuts: Vec<TimestampMs> = fleet
+            .live
+            .iter()
+            .flatten()
+            .flat_map(|x| [Some(x.ready_at), x.ends_at])
+            .flatten()
+            .filter(|t| *t > now && *t < end)
+            .collect();
+        cuts.extend([now, end]);
+        cuts.sort_unstable();
+        cuts.dedup();
+        for span in cuts.windows(2) {
+            let (from, to) = (span[0], span[1]);
+            let here = if from == now {
+                ready.clone()
+            } else {
+                ready_at(from)
+            };
+            let minutes = (to - from) as f64 / 60_000.0;
+            let mut short = false;
+            for (j, (d, v)) in dims.iter().enumerate() {
+                if !tiers.iter().any(|t| t.provides(*d).is_some()) {
+                    continue;
+                }
+                let cap: f64 = here.iter().map(|r| r[j]).sum();
+                if v[i] > cap + 1e-9 {
+                    short = true;
+                    unserved[j] += (v[i] - cap) * minutes;
+                }
+            }
+            if short {
+                under_min += minutes;
+            }
         }
         if let Some(b) = cap {
             let rate: f64 = (0..tiers.len())
@@ -1283,6 +1321,28 @@ mod tests {
     }
 
     #[test]
+    fn capacity_that_comes_up_within_a_step_serves_the_rest_of_it() {
+        // 10 vCPU that jumps to 40 at step 100 and stays. HPA sees the jump at the next
+        // step and asks then: the jump's step is short throughout, the next only until
+        // the new instances are ready (log-normal lead times, median 3 minutes), so the
+        // shortfall is more than one step's 5 minutes, less than two, and not whole steps.
+        let tr = shaped(1, |i| if i < 100 { 10.0 } else { 40.0 });
+        let sc = calm_scenario();
+        let mut rows = Vec::new();
+        let r = simulate(&tr, &sc, Policy::Reactive, 1, Some(&mut rows), |_, _| {}).unwrap();
+        let m = r.underprovisioned_minutes;
+        assert!(m > 5.0 && m < 10.0, "{m}");
+        assert!((m / 5.0).fract() > 1e-6, "{m}");
+        // The timeline still shows the capacity at each step's start: short at 100, 101.
+        let short = |i: usize| rows[i].demand[0] > rows[i].ready.iter().map(|d| d[0]).sum::<f64>();
+        assert!(short(100) && short(101) && !short(102));
+        // Unserved vCPU-minutes count the same minutes: 4 instances (16 vCPU, 10 at
+        // 70%) leave 24 short over the first step, and over part of the next.
+        let u = r.unserved["cpu"];
+        assert!(u > 5.0 * 24.0 && u < 2.0 * 5.0 * 24.0, "{u}");
+    }
+
+    #[test]
     fn policies_rank_as_expected_on_a_daily_cycle() {
         let sc = scenario();
         let tr = trace(10);
@@ -1359,8 +1419,9 @@ mod tests {
         sc.workload.scale_down_window_s = 0;
         let free = run(&sc);
         assert_eq!(held.underprovisioned_minutes, 0.0);
+        // Without it, the return of most of the 32 dips finds capacity still on its way.
         assert!(
-            free.underprovisioned_minutes >= 60.0,
+            free.underprovisioned_minutes >= 30.0,
             "{}",
             free.underprovisioned_minutes
         );
