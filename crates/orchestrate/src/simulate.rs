@@ -718,9 +718,15 @@ pub fn simulate(
                     .iter_mut()
                     .zip(&dims)
                     .map(|(fc, (_, v))| {
-                        let errors = recent_errors(&fc.said, &v[..seen]);
+                        let mut errors = recent_errors(&fc.said, &v[..seen]);
                         let g = fc.forecast.as_ref().and_then(|f| {
-                            nowcast(f, now, &v[..seen], scenario.forecast.error_decay, &errors)
+                            nowcast(
+                                f,
+                                now,
+                                &v[..seen],
+                                scenario.forecast.error_decay,
+                                &mut errors,
+                            )
                         })?;
                         for (k, said) in fc.said.iter_mut().enumerate() {
                             if let (Some(slot), true) = (said.get_mut(i + k), k < g.horizon()) {
@@ -902,11 +908,7 @@ pub fn simulate(
         cuts.dedup();
         for span in cuts.windows(2) {
             let (from, to) = (span[0], span[1]);
-            let here = if from == now {
-                ready.clone()
-            } else {
-                ready_at(from)
-            };
+            let here = ready_at(from);
             let minutes = (to - from) as f64 / 60_000.0;
             let mut short = false;
             for (j, (d, v)) in dims.iter().enumerate() {
@@ -1116,7 +1118,7 @@ fn forecast_from(
 ///
 /// For the next few steps an upper quantile is never closer to the median than the
 /// same quantile of the nowcast's own recent errors at that many steps ahead
-/// (`errors[k]`, sorted; see [`recent_errors`]): a model refitted on a calm stretch
+/// (`errors[k]`, from [`recent_errors`]; reordered here): a model refitted on a calm stretch
 /// must not forget how far off it has lately been. Until enough errors are known, the
 /// last day's changes over as many steps stand in for them.
 fn nowcast(
@@ -1124,7 +1126,7 @@ fn nowcast(
     now: TimestampMs,
     past: &[f64],
     decay: f64,
-    errors: &[Vec<f64>],
+    errors: &mut [Vec<f64>],
 ) -> Option<prescale_core::Forecast> {
     let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
     let err = match (idx.checked_sub(1), past.last()) {
@@ -1138,18 +1140,20 @@ fn nowcast(
         .map(|(k, row)| {
             let shift = err * decay.powi(k as i32 + 1);
             let mut row: Vec<f64> = row.iter().map(|v| (v + shift).max(0.0)).collect();
-            let mut spread = match (mid, k < SPREAD_FLOOR_STEPS) {
-                (Some(_), true) => match errors.get(k) {
-                    Some(e) if e.len() >= SPREAD_FLOOR_MIN_ERRORS => e.clone(),
-                    _ => recent_changes(past, k + 1),
-                },
-                _ => Vec::new(),
+            let mut changes: Vec<f64>;
+            let spread: &mut [f64] = match (mid, errors.get_mut(k)) {
+                (None, _) => &mut [],
+                _ if k >= SPREAD_FLOOR_STEPS => &mut [],
+                (Some(_), Some(e)) if e.len() >= SPREAD_FLOOR_MIN_ERRORS => e,
+                (Some(_), _) => {
+                    changes = recent_changes(past, k + 1);
+                    &mut changes
+                }
             };
             if let (Some(m), false) = (mid, spread.is_empty()) {
                 let median = row[m];
                 for (j, l) in f.levels.iter().enumerate().skip(m + 1) {
-                    row[j] =
-                        row[j].max(median + prescale_forecast::quantile_unsorted(&mut spread, *l));
+                    row[j] = row[j].max(median + prescale_forecast::quantile_unsorted(spread, *l));
                 }
                 for j in 1..row.len() {
                     row[j] = row[j].max(row[j - 1]);
@@ -1234,20 +1238,20 @@ mod tests {
         let band = |g: &prescale_core::Forecast, k: usize| g.quantile(k, 0.95) - g.quantile(k, 0.5);
         // Too few known errors: the last day's changes set the floor (+20 at lead 1,
         // even leads change nothing).
-        let few = vec![vec![0.0; SPREAD_FLOOR_MIN_ERRORS - 1]; SPREAD_FLOOR_STEPS];
-        let g = nowcast(&f, 0, &past, 0.0, &few).unwrap();
+        let mut few = vec![vec![0.0; SPREAD_FLOOR_MIN_ERRORS - 1]; SPREAD_FLOOR_STEPS];
+        let g = nowcast(&f, 0, &past, 0.0, &mut few).unwrap();
         assert!((band(&g, 0) - 20.0).abs() < 1e-9, "{}", band(&g, 0));
         assert!((band(&g, 1) - 1.0).abs() < 1e-9, "{}", band(&g, 1));
         // The nowcast foresaw the jumps (errors within 0.5): the model's band stands.
-        let small = vec![vec![0.5; SPREAD_FLOOR_MIN_ERRORS]; SPREAD_FLOOR_STEPS];
-        let g = nowcast(&f, 0, &past, 0.0, &small).unwrap();
+        let mut small = vec![vec![0.5; SPREAD_FLOOR_MIN_ERRORS]; SPREAD_FLOOR_STEPS];
+        let g = nowcast(&f, 0, &past, 0.0, &mut small).unwrap();
         assert!((band(&g, 0) - 1.0).abs() < 1e-9, "{}", band(&g, 0));
         // It has been off by up to 10: its own 95th percentile error sets the floor,
         // for the first SPREAD_FLOOR_STEPS steps only.
-        let wide: Vec<Vec<f64>> = (0..SPREAD_FLOOR_STEPS)
+        let mut wide: Vec<Vec<f64>> = (0..SPREAD_FLOOR_STEPS)
             .map(|_| (0..=100).map(|i| i as f64 / 10.0).collect())
             .collect();
-        let g = nowcast(&f, 0, &past, 0.0, &wide).unwrap();
+        let g = nowcast(&f, 0, &past, 0.0, &mut wide).unwrap();
         for k in 0..SPREAD_FLOOR_STEPS {
             assert!(
                 (band(&g, k) - 9.5).abs() < 1e-9,
