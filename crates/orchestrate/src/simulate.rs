@@ -218,20 +218,36 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every policy, the floor first and prescale's next.
+    pub const ALL: [Policy; 5] = [
+        Self::Oracle,
+        Self::Predictive,
+        Self::SpecBaseline,
+        Self::Reactive,
+        Self::Static,
+    ];
+
+    /// The name the command line and the JSON report use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Predictive => "predictive",
+            Self::SpecBaseline => "spec-baseline",
+            Self::Reactive => "reactive",
+            Self::Static => "static",
+            Self::Oracle => "oracle",
+        }
+    }
+
     /// Parses a policy name as the command line spells it.
     pub fn parse(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "predictive" => Self::Predictive,
-            "spec-baseline" => Self::SpecBaseline,
-            "reactive" => Self::Reactive,
-            "static" => Self::Static,
-            "oracle" => Self::Oracle,
-            other => {
-                return Err(format!(
-                    "unknown policy {other:?}; use predictive, spec-baseline, reactive, static or oracle"
-                ))
-            }
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown policy {s:?}; use predictive, spec-baseline, reactive, static or oracle"
+                )
+            })
     }
 }
 

@@ -1,7 +1,7 @@
 //! `prescale simulate`: replay a demand trace under a policy and report it in dollars.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use prescale_core::Dim;
@@ -28,7 +28,8 @@ pub struct SimulateArgs {
         required_unless_present = "example_scenario"
     )]
     pub scenario: Option<PathBuf>,
-    /// predictive, spec-baseline, reactive, static or oracle.
+    /// predictive, spec-baseline, reactive, static or oracle; or `all`: every policy on
+    /// the same trace and seed, compared side by side.
     #[arg(long, default_value = "predictive")]
     pub policy: String,
     /// Write one CSV row per step: demand, ready capacity and instances per tier, cost.
@@ -63,7 +64,16 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         print!("{EXAMPLE_SCENARIO}");
         return Ok(());
     }
-    let policy = Policy::parse(&a.policy)?;
+    let policies: Vec<Policy> = if a.policy == "all" {
+        if a.timeline.is_some() || a.report.is_some() {
+            return Err(
+                "--timeline and --report show one policy's run: name it with --policy".into(),
+            );
+        }
+        Policy::ALL.to_vec()
+    } else {
+        vec![Policy::parse(&a.policy).map_err(|e| format!("{e}, or all to compare them"))?]
+    };
     let (trace_path, scenario_path) = (
         a.trace.expect("required by clap"),
         a.scenario.expect("required by clap"),
@@ -130,43 +140,111 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         step_ms: series.step * 1000,
     };
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
-    let bar = crate::progress_bar(
-        trace.cpu.len() as u64,
-        "{spinner} simulating [{bar:30}] {pos}/{len} steps ({eta})",
-    );
     let mut timeline: Vec<TimelineRow> = Vec::new();
-    let report = simulate(
-        &trace,
-        &scenario,
-        policy,
-        a.seed,
-        (a.timeline.is_some() || a.report.is_some()).then_some(&mut timeline),
-        |i, _| {
-            if i % 64 == 0 {
-                bar.set_position(i as u64)
-            }
-        },
-    )?;
-    bar.finish_and_clear();
-    if let Some(path) = &a.timeline {
-        std::fs::write(
-            path,
-            timeline_csv(&scenario, &dims, &timeline, series.rfc3339),
-        )
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    let mut reports = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let bar = crate::progress_bar(
+            trace.cpu.len() as u64,
+            &format!(
+                "{{spinner}} simulating {:<13} [{{bar:30}}] {{pos}}/{{len}} steps ({{eta}})",
+                policy.name()
+            ),
+        );
+        reports.push(simulate(
+            &trace,
+            &scenario,
+            policy,
+            a.seed,
+            (a.timeline.is_some() || a.report.is_some()).then_some(&mut timeline),
+            |i, _| {
+                if i % 64 == 0 {
+                    bar.set_position(i as u64)
+                }
+            },
+        )?);
+        bar.finish_and_clear();
     }
-    if let Some(path) = &a.report {
-        std::fs::write(path, report_html(&scenario, &dims, &timeline, &report))
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
-    }
-    match a.format {
-        SimFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        ),
-        SimFormat::Table => print!("{}", table(&report)),
+    if let [report] = &reports[..] {
+        let paths = (a.timeline.as_deref(), a.report.as_deref());
+        write_outputs(paths, &scenario, &dims, &timeline, series.rfc3339, report)?;
+        match a.format {
+            SimFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(report).expect("serialisable")
+            ),
+            SimFormat::Table => print!("{}", table(report)),
+        }
+    } else {
+        match a.format {
+            SimFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&reports).expect("serialisable")
+            ),
+            SimFormat::Table => print!("{}", comparison(&reports)),
+        }
     }
     Ok(())
+}
+
+/// Writes the timeline CSV and the HTML report of one policy's run to the paths given.
+fn write_outputs(
+    (timeline_path, report_path): (Option<&Path>, Option<&Path>),
+    scenario: &Scenario,
+    dims: &[Dim],
+    timeline: &[TimelineRow],
+    rfc3339: bool,
+    report: &Report,
+) -> Result<(), String> {
+    if let Some(path) = timeline_path {
+        std::fs::write(path, timeline_csv(scenario, dims, timeline, rfc3339))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    if let Some(path) = report_path {
+        std::fs::write(path, report_html(scenario, dims, timeline, report))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Every policy's run side by side: cost against the oracle's floor and against
+/// reactive (what Kubernetes HPA would have done), and how often each fell short.
+fn comparison(reports: &[Report]) -> String {
+    let cost_of = |p: Policy| reports.iter().find(|r| r.policy == p).map(|r| r.cost_total);
+    let (oracle, reactive) = (cost_of(Policy::Oracle), cost_of(Policy::Reactive));
+    let mut s = String::new();
+    if let Some(r) = reports.first() {
+        let _ = writeln!(s, "{} steps ({:.1} h), seed {}", r.steps, r.hours, r.seed);
+    }
+    let _ = writeln!(
+        s,
+        "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
+        "policy", "cost", "x oracle", "vs HPA", "under-provisioned", "actions", "interruptions"
+    );
+    let ratio = |c: f64, base: Option<f64>, f: &dyn Fn(f64) -> String| {
+        base.filter(|b| *b > 0.0)
+            .map_or_else(|| "-".to_string(), |b| f(c / b))
+    };
+    for r in reports {
+        let _ = writeln!(
+            s,
+            "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
+            r.policy.name(),
+            format!("${:.2}", r.cost_total),
+            ratio(r.cost_total, oracle, &|x| format!("{x:.2}")),
+            ratio(r.cost_total, reactive, &|x| format!(
+                "{:+.0}%",
+                (x - 1.0) * 100.0
+            )),
+            format!(
+                "{:.0} min ({:.3}%)",
+                r.underprovisioned_minutes,
+                r.underprovisioned_share * 100.0
+            ),
+            r.actions,
+            r.interruptions
+        );
+    }
+    s
 }
 
 fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339: bool) -> String {
@@ -215,8 +293,11 @@ fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "policy {:?}: {} steps ({:.1} h), seed {}",
-        r.policy, r.steps, r.hours, r.seed
+        "policy {}: {} steps ({:.1} h), seed {}",
+        r.policy.name(),
+        r.steps,
+        r.hours,
+        r.seed
     );
     let _ = writeln!(s, "  cost total            ${:.2}", r.cost_total);
     for (t, c) in &r.cost_per_tier {

@@ -187,3 +187,67 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tiers") && err.contains("name"), "{err}");
 }
+
+#[test]
+fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &scenario,
+        prescale(&["simulate", "--example-scenario"]).stdout,
+    )
+    .unwrap();
+    write_trace(&trace);
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--format", "json", "--seed", "3"];
+        args.extend_from_slice(extra);
+        let out = simulate(&trace, &scenario, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = json(&["--policy", "all"]);
+    let runs = all.as_array().expect("one report per policy");
+    let names: Vec<&str> = runs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "oracle",
+            "predictive",
+            "spec-baseline",
+            "reactive",
+            "static"
+        ]
+    );
+    // Each is the run that policy alone gives.
+    for (name, run) in names.iter().zip(runs) {
+        let alone = json(&["--policy", name]);
+        assert_eq!(run["cost_total"], alone["cost_total"], "{name}");
+        assert_eq!(
+            run["underprovisioned_minutes"], alone["underprovisioned_minutes"],
+            "{name}"
+        );
+    }
+    // The table: a row per policy, its cost against the oracle and against HPA.
+    let out = simulate(&trace, &scenario, &["--policy", "all", "--seed", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("x oracle") && text.contains("vs HPA"),
+        "{text}"
+    );
+    let row = |p: &str| text.lines().find(|l| l.starts_with(p)).unwrap().to_string();
+    assert!(row("oracle").contains(" 1.00 "), "{text}");
+    assert!(row("reactive").contains("+0%"), "{text}");
+    // A timeline or a report belongs to one run.
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--policy", "all", "--report", "r.html"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--policy"));
+}
