@@ -379,15 +379,6 @@ pub fn select(
             }
         });
     }
-    let mut fitted: Vec<Box<dyn Fitted>> = member_fits
-        .iter()
-        .map(|f| Box::new(f.clone()) as Box<dyn Fitted>)
-        .collect();
-    let model: Box<dyn Fitted> = if fitted.len() == 1 {
-        fitted.pop().expect("one")
-    } else {
-        Box::new(Ensemble { members: fitted })
-    };
     let winner_scores = score(y, &folds, cv).expect("folds exist");
     // The runner-up: the best single model when an ensemble won, else the second.
     let runner = if k > 1 {
@@ -419,20 +410,10 @@ pub fn select(
         "; 80% interval covered {:.0}% of held-out points before calibration",
         winner_scores.coverage80 * 100.0
     ));
-    let mut residuals = 0;
     let calibration = calibrate
         .then(|| Calibration::fit(&folds, &levels))
         .flatten();
-    let model: Box<dyn Fitted> = match calibration.clone() {
-        Some(c) => {
-            residuals = c.residuals;
-            Box::new(Calibrated {
-                inner: model,
-                calibration: c,
-            })
-        }
-        None => model,
-    };
+    let residuals = calibration.as_ref().map_or(0, |c| c.residuals);
     let recipe = Recipe {
         specs: members
             .iter()
@@ -442,6 +423,15 @@ pub fn select(
         max_train: cv.max_train,
         member_fits,
     };
+    // The selected model is the recipe's members as selected, assembled as a refresh
+    // assembles them.
+    let model = recipe.assemble(
+        recipe
+            .member_fits
+            .iter()
+            .map(|f| Box::new(f.clone()) as Box<dyn Fitted>)
+            .collect(),
+    );
     let winner = model.describe();
     Ok((
         model,
@@ -566,12 +556,16 @@ mod tests {
             .unwrap();
         // Naive moved on over the new points (the same as a fit on the longer history);
         // Len was refitted on the recipe's training window of the whole history.
-        let naive = crate::Naive.fit(&y).unwrap().predict(3, &levels).unwrap();
-        for (g, n) in got.iter().zip(&naive) {
-            for (a, b) in g.iter().zip(n) {
-                assert!((a - (b + 120.0) / 2.0).abs() < 1e-9, "{g:?} vs {n:?}");
+        // Every quantile is the mean of the naive one and Len's 120.
+        let mean_with_len = |got: &[Vec<f64>], naive: &[Vec<f64>]| {
+            for (g, n) in got.iter().zip(naive) {
+                for (a, b) in g.iter().zip(n) {
+                    assert!((a - (b + 120.0) / 2.0).abs() < 1e-9, "{g:?} vs {n:?}");
+                }
             }
-        }
+        };
+        let naive = crate::Naive.fit(&y).unwrap().predict(3, &levels).unwrap();
+        mean_with_len(&got, &naive);
         // Without the members as selected, a refit of both.
         let bare = Recipe {
             member_fits: Vec::new(),
@@ -587,11 +581,7 @@ mod tests {
             .unwrap()
             .predict(3, &levels)
             .unwrap();
-        for (g, n) in refit.iter().zip(&naive) {
-            for (a, b) in g.iter().zip(n) {
-                assert!((a - (b + 120.0) / 2.0).abs() < 1e-9, "{g:?} vs {n:?}");
-            }
-        }
+        mean_with_len(&refit, &naive);
     }
 
     /// A square daily-like cycle of `m` steps with a little noise, and day-long folds.

@@ -1,6 +1,6 @@
 //! The `prescale simulate` command-line contract.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn prescale(args: &[&str]) -> Output {
@@ -37,6 +37,21 @@ fn write_trace(path: &Path) {
         ));
     }
     std::fs::write(path, s).unwrap();
+}
+
+/// A temporary folder holding the example scenario and [`write_trace`]'s trace; the
+/// folder lives as long as the first value.
+fn example_and_trace() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &scenario,
+        prescale(&["simulate", "--example-scenario"]).stdout,
+    )
+    .unwrap();
+    write_trace(&trace);
+    (dir, scenario, trace)
 }
 
 fn v_has_memory(stdout: &[u8]) -> bool {
@@ -158,15 +173,7 @@ fn example_scenario_json_report_and_timeline() {
 
 #[test]
 fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("s.toml");
-    let trace = dir.path().join("t.csv");
-    std::fs::write(
-        &scenario,
-        prescale(&["simulate", "--example-scenario"]).stdout,
-    )
-    .unwrap();
-    write_trace(&trace);
+    let (_dir, scenario, trace) = example_and_trace();
     let out = simulate(&trace, &scenario, &["--policy", "magic"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("oracle"));
@@ -190,15 +197,7 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
 
 #[test]
 fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("s.toml");
-    let trace = dir.path().join("t.csv");
-    std::fs::write(
-        &scenario,
-        prescale(&["simulate", "--example-scenario"]).stdout,
-    )
-    .unwrap();
-    write_trace(&trace);
+    let (_dir, scenario, trace) = example_and_trace();
     let json = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["--format", "json", "--seed", "3"];
         args.extend_from_slice(extra);
