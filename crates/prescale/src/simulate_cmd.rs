@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use prescale_core::Dim;
 use prescale_orchestrate::simulate::{
-    simulate, Policy, Report, Scenario, TimelineRow, Trace, EXAMPLE_SCENARIO,
+    reactive_matching, simulate, Policy, Report, Scenario, TimelineRow, Trace, EXAMPLE_SCENARIO,
+    MATCH_LOWEST_TARGET,
 };
 
 /// Arguments of `prescale simulate`.
@@ -164,6 +165,29 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         )?);
         bar.finish_and_clear();
     }
+    // What HPA would cost for prescale's service level: its target lowered until it is
+    // short no longer than predictive.
+    let mut matched = None;
+    if let Some(p) = reports.iter().find(|r| r.policy == Policy::Predictive) {
+        if reports.len() > 1 {
+            let bar = crate::progress_bar(
+                0,
+                "{spinner} lowering HPA's target to predictive's shortfall [{bar:30}] {pos}/{len} targets",
+            );
+            let m = reactive_matching(
+                &trace,
+                &scenario,
+                a.seed,
+                p.underprovisioned_minutes,
+                |i, n| {
+                    bar.set_length(n as u64);
+                    bar.set_position(i as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            matched = Some(m);
+        }
+    }
     if let [report] = &reports[..] {
         let paths = (a.timeline.as_deref(), a.report.as_deref());
         write_outputs(paths, &scenario, &dims, &timeline, series.rfc3339, report)?;
@@ -176,11 +200,15 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         }
     } else {
         match a.format {
-            SimFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&reports).expect("serialisable")
-            ),
-            SimFormat::Table => print!("{}", comparison(&reports)),
+            SimFormat::Json => {
+                let mut all = reports.clone();
+                all.extend(matched.as_ref().map(|(r, _)| r.clone()));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&all).expect("serialisable")
+                )
+            }
+            SimFormat::Table => print!("{}", comparison(&reports, matched.as_ref())),
         }
     }
     Ok(())
@@ -207,8 +235,10 @@ fn write_outputs(
 }
 
 /// Every policy's run side by side: cost against the oracle's floor and against
-/// reactive (what Kubernetes HPA would have done), and how often each fell short.
-fn comparison(reports: &[Report]) -> String {
+/// reactive (what Kubernetes HPA would have done), and how often each fell short; then
+/// `matched` (from [`reactive_matching`]): HPA with its target lowered to predictive's
+/// shortfall, and what predictive saves against it.
+fn comparison(reports: &[Report], matched: Option<&(Report, bool)>) -> String {
     let cost_of = |p: Policy| reports.iter().find(|r| r.policy == p).map(|r| r.cost_total);
     let (oracle, reactive) = (cost_of(Policy::Oracle), cost_of(Policy::Reactive));
     let mut s = String::new();
@@ -224,11 +254,16 @@ fn comparison(reports: &[Report]) -> String {
         base.filter(|b| *b > 0.0)
             .map_or_else(|| "-".to_string(), |b| f(c / b))
     };
-    for r in reports {
+    let rows = reports.iter().map(|r| (r, r.policy.name().to_string()));
+    let extra = matched.map(|(r, _)| {
+        let pct = r.reactive_target_utilization.unwrap_or_default() * 100.0;
+        (r, format!("reactive@{pct:.0}%"))
+    });
+    for (r, name) in rows.chain(extra) {
         let _ = writeln!(
             s,
             "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
-            r.policy.name(),
+            name,
             format!("${:.2}", r.cost_total),
             ratio(r.cost_total, oracle, &|x| format!("{x:.2}")),
             ratio(r.cost_total, reactive, &|x| format!(
@@ -243,6 +278,28 @@ fn comparison(reports: &[Report]) -> String {
             r.actions,
             r.interruptions
         );
+    }
+    let predictive = reports.iter().find(|r| r.policy == Policy::Predictive);
+    if let (Some(p), Some((m, found))) = (predictive, matched) {
+        let pct = m.reactive_target_utilization.unwrap_or_default() * 100.0;
+        if *found {
+            let _ = writeln!(
+                s,
+                "HPA is short no longer than predictive ({:.0} min) at a target of {pct:.0}% (the highest that is): ${:.2}; predictive costs {:+.0}% against it",
+                p.underprovisioned_minutes,
+                m.cost_total,
+                (p.cost_total / m.cost_total - 1.0) * 100.0
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "HPA is short longer than predictive ({:.0} min) at every target down to {:.0}%: at {pct:.0}%, {:.0} min for ${:.2}",
+                p.underprovisioned_minutes,
+                MATCH_LOWEST_TARGET * 100.0,
+                m.underprovisioned_minutes,
+                m.cost_total
+            );
+        }
     }
     s
 }

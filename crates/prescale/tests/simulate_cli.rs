@@ -219,11 +219,33 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
             "predictive",
             "spec-baseline",
             "reactive",
-            "static"
+            "static",
+            "reactive"
         ]
     );
+    assert_eq!(runs[3]["reactive_target_utilization"], 0.7);
+    // The last: HPA with its target lowered until it is short no longer than predictive
+    // (or as little as it gets), a run that scenario alone gives too.
+    let matched = &runs[5];
+    let target = matched["reactive_target_utilization"].as_f64().unwrap();
+    assert!((0.05..=0.7).contains(&target), "{target}");
+    let minutes = |r: &serde_json::Value| r["underprovisioned_minutes"].as_f64().unwrap();
+    assert!(minutes(matched) <= minutes(&runs[3]));
+    let lowered = std::fs::read_to_string(&scenario).unwrap().replace(
+        "target_utilization = 0.7",
+        &format!("target_utilization = {target}"),
+    );
+    let lowered_path = scenario.with_file_name("lowered.toml");
+    std::fs::write(&lowered_path, lowered).unwrap();
+    let out = simulate(
+        &trace,
+        &lowered_path,
+        &["--policy", "reactive", "--format", "json", "--seed", "3"],
+    );
+    let alone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alone["cost_total"], matched["cost_total"]);
     // Each is the run that policy alone gives.
-    for (name, run) in names.iter().zip(runs) {
+    for (name, run) in names.iter().zip(runs).take(5) {
         let alone = json(&["--policy", name]);
         assert_eq!(run["cost_total"], alone["cost_total"], "{name}");
         assert_eq!(
@@ -240,7 +262,10 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     );
     let row = |p: &str| text.lines().find(|l| l.starts_with(p)).unwrap().to_string();
     assert!(row("oracle").contains(" 1.00 "), "{text}");
-    assert!(row("reactive").contains("+0%"), "{text}");
+    assert!(row("reactive ").contains("+0%"), "{text}");
+    let pct = format!("reactive@{:.0}%", target * 100.0);
+    assert!(row(&pct).contains('$'), "{text}");
+    assert!(text.contains("HPA is short"), "{text}");
     // A timeline or a report belongs to one run.
     let out = simulate(
         &trace,
