@@ -626,7 +626,9 @@ pub fn simulate(
             forecast: None,
             fitted_at: None,
             fits: 0,
-            said: vec![vec![f64::NAN; n]; SPREAD_FLOOR_STEPS],
+            // Only the leads a plan reads (the steps until capacity asked for at the
+            // next decision is ready) need a spread floor, and so a record.
+            said: vec![vec![f64::NAN; n]; SPREAD_FLOOR_STEPS.min(cover)],
         })
         .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
@@ -1177,9 +1179,10 @@ fn forecast_from(
 /// `decay` per step ahead (the daemon refits at every step; this is the cheap stand-in
 /// between the simulation's refits).
 ///
-/// For the next few steps an upper quantile is never closer to the median than the
-/// same quantile of the nowcast's own recent errors at that many steps ahead
-/// (`errors[k]`, from [`recent_errors`]; reordered here): a model refitted on a calm stretch
+/// For the next `errors.len()` steps (at most [`SPREAD_FLOOR_STEPS`]: those a plan reads)
+/// an upper quantile is never closer to the median than the same quantile of the
+/// nowcast's own recent errors at that many steps ahead (`errors[k]`, from
+/// [`recent_errors`]; reordered here): a model refitted on a calm stretch
 /// must not forget how far off it has lately been. Until enough errors are known, the
 /// last day's changes over as many steps stand in for them.
 fn nowcast(
@@ -1195,6 +1198,7 @@ fn nowcast(
         _ => 0.0,
     };
     let mid = f.levels.iter().position(|l| (*l - 0.5).abs() < 1e-9);
+    let leads = errors.len();
     let values: Vec<Vec<f64>> = f.values[idx..]
         .iter()
         .enumerate()
@@ -1204,7 +1208,7 @@ fn nowcast(
             let mut changes: Vec<f64>;
             let spread: &mut [f64] = match (mid, errors.get_mut(k)) {
                 (None, _) => &mut [],
-                _ if k >= SPREAD_FLOOR_STEPS => &mut [],
+                _ if k >= leads => &mut [],
                 (Some(_), Some(e)) if e.len() >= SPREAD_FLOOR_MIN_ERRORS => e,
                 (Some(_), _) => {
                     changes = recent_changes(past, k + 1);
