@@ -112,7 +112,7 @@ impl Recipe {
     /// The selected model brought up to date with `y`, whose last `new` points came
     /// after the selection: each member that can move on over them does, parameters
     /// kept ([`Fitted::advance`]), the others are refitted on `y` (so an ensemble with
-    /// one member that cannot move on, such as Theta, does not refit them all); then the
+    /// one member that cannot move on, such as ARIMA, does not refit them all); then the
     /// calibration. Without the members as selected, or with `new` beyond `y`, a
     /// [`Recipe::refit`].
     pub fn refresh(&self, y: &[f64], new: usize) -> Result<Box<dyn Fitted>, ForecastError> {

@@ -160,6 +160,9 @@ pub struct StatFit {
     indices: Option<Vec<f64>>,
     n: usize,
     describe: String,
+    /// Theta's last [`THETA_WINDOW`] points, seasonally adjusted, that its line and level
+    /// were computed on (empty for the other models), so it can move on over new ones.
+    window: Vec<f64>,
 }
 
 impl Forecaster for StatModel {
@@ -218,7 +221,9 @@ impl Forecaster for StatModel {
                 Inner::Theta(Some(t)) if o > at => {
                     let from = o.saturating_sub(THETA_WINDOW).max(lo);
                     let window: Vec<f64> = (from..o).map(adjusted).collect();
-                    t.refit(&window).map(|r| *t = r)
+                    let moved = t.refit(&window).map(|r| *t = r);
+                    cur.window = window;
+                    moved
                 }
                 inner @ (Inner::Arima(_) | Inner::ArimaOrder(_)) if o > at => {
                     let (p, d, q) = order.expect("ARIMA order");
@@ -322,8 +327,10 @@ impl StatModel {
             StatKind::Mstl => usize::MAX,
         };
         let values = adjusted[adjusted.len().saturating_sub(window)..].to_vec();
+        let mut kept = Vec::new();
         if let Inner::Theta(t) = &mut inner {
             *t = Some(ThetaFit::fit(&values, None)?);
+            kept = values.clone();
         }
         let series = series_of(values)?;
         let fail = |e: anofox_forecast::error::ForecastError| {
@@ -368,6 +375,7 @@ impl StatModel {
             indices,
             n: y.len(),
             describe,
+            window: kept,
         })
     }
 }
@@ -414,6 +422,27 @@ impl StatFit {
         self.n += new.len();
         Ok(())
     }
+
+    /// Theta's window moved over `new` points (seasonally adjusted with the indices it
+    /// was fitted with), its line and level recomputed there with `alpha` and `theta`
+    /// kept.
+    fn theta_advance(&mut self, new: &[f64]) -> Result<(), ForecastError> {
+        check_finite(new)?;
+        let adjusted: Vec<f64> = new
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v - self.seasonal(self.n + j))
+            .collect();
+        let mut window = std::mem::take(&mut self.window);
+        window.extend(adjusted);
+        window.drain(..window.len().saturating_sub(THETA_WINDOW));
+        if let Inner::Theta(Some(t)) = &mut self.inner {
+            *t = t.refit(&window)?;
+        }
+        self.window = window;
+        self.n += new.len();
+        Ok(())
+    }
 }
 
 impl Fitted for StatFit {
@@ -421,18 +450,18 @@ impl Fitted for StatFit {
         self.describe.clone()
     }
 
-    /// ETS filters its state over the new points (seasonal indices and parameters
-    /// kept); Theta and ARIMA need their window of history, which a fit does not keep,
-    /// so they are refitted instead.
+    /// ETS filters its state over the new points; Theta recomputes its line and level
+    /// on its window moved over them, as cross-validation moves it to a later origin
+    /// (seasonal indices, `alpha` and `theta` kept in both). ARIMA needs its window of
+    /// history, which a fit does not keep, so it is refitted instead.
     fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
-        let Inner::Ets(_) = &self.inner else {
-            return None;
-        };
         let mut next = self.clone();
-        Some(
-            next.ets_advance(new)
-                .map(|()| Box::new(next) as Box<dyn Fitted>),
-        )
+        let moved = match &mut next.inner {
+            Inner::Ets(_) => next.ets_advance(new),
+            Inner::Theta(Some(_)) => next.theta_advance(new),
+            _ => return None,
+        };
+        Some(moved.map(|()| Box::new(next) as Box<dyn Fitted>))
     }
 
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
@@ -716,7 +745,7 @@ mod tests {
     #[test]
     fn ets_advances_as_cross_validation_refilters() {
         // Fitting up to 600 and advancing over 600..750 is what cross-validation does
-        // between two origins: the same forecast; Theta cannot advance (it is refitted).
+        // between two origins: the same forecast.
         let m = 60;
         let y: Vec<f64> = (0..900)
             .map(|i| 20.0 + if i % m < 10 { 6.0 } else { 0.0 } + noise(i))
@@ -738,11 +767,47 @@ mod tests {
             .predict(12, &[0.1, 0.5, 0.9])
             .unwrap();
         assert_eq!(moved.predict(12, &[0.1, 0.5, 0.9]).unwrap(), want);
-        let theta = StatModel {
+    }
+
+    #[test]
+    fn theta_advances_as_cross_validation_moves_it() {
+        // Theta recomputes its line and level on its window moved over the new points,
+        // alpha and theta kept: the forecast cross-validation gives at the later origin,
+        // here with the window full (THETA_WINDOW points) at both.
+        let m = 60;
+        let y: Vec<f64> = (0..THETA_WINDOW + 700)
+            .map(|i| 20.0 + 0.01 * i as f64 + if i % m < 10 { 6.0 } else { 0.0 } + noise(i))
+            .collect();
+        let spec = StatModel {
             kind: StatKind::Theta,
             seasons: vec![m],
         };
-        assert!(theta.fit(&y).unwrap().advance(&y[..5]).is_none());
+        let (a, b) = (THETA_WINDOW + 300, THETA_WINDOW + 650);
+        let folds = spec.fit_origins(&y, &[a, b], 10_000);
+        let fitted = spec.fit(&y[..a]).unwrap();
+        let moved = fitted.advance(&y[a..b]).expect("theta advances").unwrap();
+        let levels = [0.1, 0.5, 0.9];
+        let want = folds[1].as_ref().unwrap().predict(12, &levels).unwrap();
+        let got = moved.predict(12, &levels).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            for (x, z) in g.iter().zip(w) {
+                assert!((x - z).abs() < 1e-9, "{got:?} vs {want:?}");
+            }
+        }
+        // It moved: the trend carried the level up by about 0.01 x 350 steps.
+        let before = fitted.predict(1, &levels).unwrap()[0][1];
+        assert!(got[0][1] - before > 2.0, "{before} -> {}", got[0][1]);
+        assert!(fitted.advance(&[1.0, f64::NAN]).unwrap().is_err());
+        // ARIMA keeps no window: it is refitted.
+        let arima = StatModel {
+            kind: StatKind::Arima,
+            seasons: Vec::new(),
+        };
+        assert!(arima
+            .fit(&y[..500])
+            .unwrap()
+            .advance(&y[500..505])
+            .is_none());
     }
 
     #[test]
