@@ -176,17 +176,30 @@ const MAX_ERRORS: usize = 4032;
 /// it interpolates (linear time, where sorting is `n log n`); reorders `v`. `v` must not
 /// be empty.
 pub fn quantile_unsorted(v: &mut [f64], p: f64) -> f64 {
-    debug_assert!(!v.is_empty());
-    let h = (v.len() - 1) as f64 * p.clamp(0.0, 1.0);
-    let lo = h.floor() as usize;
-    let (_, x, rest) = v.select_nth_unstable_by(lo, f64::total_cmp);
-    let x = *x;
-    if h > lo as f64 {
-        let next = rest.iter().copied().fold(f64::INFINITY, f64::min);
-        x + (h - lo as f64) * (next - x)
-    } else {
-        x
+    quantiles_unsorted(v, &[p])[0]
+}
+
+/// [`quantile_unsorted`] at each of `levels` (non-decreasing): each selection after the
+/// first searches only the part of `v` above the previous one's order statistic, so
+/// several quantiles cost little more than one. Reorders `v`, which must not be empty.
+pub fn quantiles_unsorted(v: &mut [f64], levels: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(levels.len());
+    // v[from..] holds the order statistics from `from` on (v[..from] those below it).
+    let mut from = 0;
+    for p in levels {
+        let h = (v.len() - 1) as f64 * p.clamp(0.0, 1.0);
+        let lo = (h.floor() as usize).max(from);
+        let (_, x, rest) = v[from..].select_nth_unstable_by(lo - from, f64::total_cmp);
+        let x = *x;
+        out.push(if h > lo as f64 {
+            let next = rest.iter().copied().fold(f64::INFINITY, f64::min);
+            x + (h - lo as f64) * (next - x)
+        } else {
+            x
+        });
+        from = lo;
     }
+    out
 }
 
 /// The `levels` quantiles of the errors `y[t] - y[t - lag]` over the most recent part of
@@ -194,10 +207,7 @@ pub fn quantile_unsorted(v: &mut [f64], p: f64) -> f64 {
 fn lag_error_quantiles(y: &[f64], lag: usize, levels: &[f64]) -> Vec<f64> {
     let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
     let mut e: Vec<f64> = (start..y.len()).map(|t| y[t] - y[t - lag]).collect();
-    levels
-        .iter()
-        .map(|p| quantile_unsorted(&mut e, *p))
-        .collect()
+    quantiles_unsorted(&mut e, levels)
 }
 
 /// `y` followed by `new`, keeping the most recent `keep` points: how the models that are
@@ -430,6 +440,18 @@ pub(crate) mod tests {
                 let got = quantile_unsorted(&mut w, p);
                 let want = quantile_sorted(&sorted, p);
                 assert!((got - want).abs() < 1e-12, "n {n} p {p}: {got} vs {want}");
+            }
+            // Several levels at once, repeated ones too, on ties as well.
+            let levels = [0.0, 0.05, 0.1, 0.1, 0.5, 0.9, 0.95, 0.975, 1.0];
+            let tied: Vec<f64> = v.iter().map(|x| (x / 20.0).round()).collect();
+            let mut tied_sorted = tied.clone();
+            tied_sorted.sort_by(f64::total_cmp);
+            for (src, sorted) in [(&v, &sorted), (&tied, &tied_sorted)] {
+                let got = quantiles_unsorted(&mut src.clone(), &levels);
+                for (g, p) in got.iter().zip(levels) {
+                    let want = quantile_sorted(sorted, p);
+                    assert!((g - want).abs() < 1e-12, "n {n} p {p}: {g} vs {want}");
+                }
             }
         }
     }

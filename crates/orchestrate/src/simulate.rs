@@ -1217,8 +1217,9 @@ fn nowcast(
             };
             if let (Some(m), false) = (mid, spread.is_empty()) {
                 let median = row[m];
-                for (j, l) in f.levels.iter().enumerate().skip(m + 1) {
-                    row[j] = row[j].max(median + prescale_forecast::quantile_unsorted(spread, *l));
+                let upper = prescale_forecast::quantiles_unsorted(spread, &f.levels[m + 1..]);
+                for (v, q) in row[m + 1..].iter_mut().zip(upper) {
+                    *v = v.max(median + q);
                 }
                 for j in 1..row.len() {
                     row[j] = row[j].max(row[j - 1]);
