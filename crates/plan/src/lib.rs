@@ -315,7 +315,7 @@ pub fn plan_held(
     );
     if let Some((fl, forecast_need)) = held {
         reason.push_str(&format!(
-            "; held at {}, {:.2} vCPU, above the forecast's {forecast_need:.2} needed",
+            "; held at {}, {:.2} vCPU ({need:.2} effective vCPU at the target utilization), above the forecast's {forecast_need:.2}",
             fl.what, fl.demand
         ));
     }
@@ -650,6 +650,15 @@ mod tests {
         );
         assert!(
             held.reason.contains("scale_down_window_s"),
+            "{}",
+            held.reason
+        );
+        // The reason puts the held demand and the need it makes side by side.
+        let need = 24.0 / w.target_utilization;
+        assert!(
+            held.reason.contains(&format!(
+                "24.00 vCPU ({need:.2} effective vCPU at the target utilization)"
+            )),
             "{}",
             held.reason
         );
