@@ -255,10 +255,17 @@ fn comparison(reports: &[Report], matched: Option<&(Report, bool)>) -> String {
             .map_or_else(|| "-".to_string(), |b| f(c / b))
     };
     let rows = reports.iter().map(|r| (r, r.policy.name().to_string()));
-    let extra = matched.map(|(r, _)| {
-        let pct = r.reactive_target_utilization.unwrap_or_default() * 100.0;
-        (r, format!("reactive@{pct:.0}%"))
-    });
+    // HPA lowered to predictive's shortfall, unless that is the reactive row already.
+    let shown = reports
+        .iter()
+        .find(|r| r.policy == Policy::Reactive)
+        .map(|r| r.reactive_target_utilization);
+    let extra = matched
+        .filter(|(r, _)| shown != Some(r.reactive_target_utilization))
+        .map(|(r, _)| {
+            let pct = r.reactive_target_utilization.unwrap_or_default() * 100.0;
+            (r, format!("reactive@{pct:.0}%"))
+        });
     for (r, name) in rows.chain(extra) {
         let _ = writeln!(
             s,
@@ -285,7 +292,7 @@ fn comparison(reports: &[Report], matched: Option<&(Report, bool)>) -> String {
         if *found {
             let _ = writeln!(
                 s,
-                "HPA is short no longer than predictive ({:.0} min) at a target of {pct:.0}% (the highest that is): ${:.2}; predictive costs {:+.0}% against it",
+                "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {:+.0}% against it",
                 p.underprovisioned_minutes,
                 m.cost_total,
                 (p.cost_total / m.cost_total - 1.0) * 100.0
