@@ -217,7 +217,7 @@ impl Forecaster for StatModel {
         let mut at = first;
         for &o in origins {
             let moved = match &mut cur.inner {
-                Inner::Ets(_) if o > at => cur.ets_advance(&y[at..o]),
+                Inner::Ets(_) if o > at => cur.advance_over(&y[at..o]),
                 Inner::Theta(Some(t)) if o > at => {
                     let from = o.saturating_sub(THETA_WINDOW).max(lo);
                     let window: Vec<f64> = (from..o).map(adjusted).collect();
@@ -406,40 +406,30 @@ impl StatFit {
         self.indices.as_ref().map_or(0.0, |i| i[t % i.len()])
     }
 
-    /// ETS filters its state over `new` points (seasonally adjusted with the indices it
-    /// was fitted with), its parameters kept.
-    fn ets_advance(&mut self, new: &[f64]) -> Result<(), ForecastError> {
+    /// The model moved on over `new` points (seasonally adjusted with the indices it was
+    /// fitted with), its parameters kept: ETS filters its state over them; Theta moves
+    /// its window over them and recomputes its line and level there with `alpha` and
+    /// `theta` kept. The other models are left as they are.
+    fn advance_over(&mut self, new: &[f64]) -> Result<(), ForecastError> {
         check_finite(new)?;
         let adjusted: Vec<f64> = new
             .iter()
             .enumerate()
             .map(|(j, v)| v - self.seasonal(self.n + j))
             .collect();
-        if let Inner::Ets(e) = &mut self.inner {
-            e.update(&adjusted)
-                .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))?;
+        match &mut self.inner {
+            Inner::Ets(e) => e
+                .update(&adjusted)
+                .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))?,
+            Inner::Theta(Some(t)) => {
+                let mut window = std::mem::take(&mut self.window);
+                window.extend(adjusted);
+                window.drain(..window.len().saturating_sub(THETA_WINDOW));
+                *t = t.refit(&window)?;
+                self.window = window;
+            }
+            _ => {}
         }
-        self.n += new.len();
-        Ok(())
-    }
-
-    /// Theta's window moved over `new` points (seasonally adjusted with the indices it
-    /// was fitted with), its line and level recomputed there with `alpha` and `theta`
-    /// kept.
-    fn theta_advance(&mut self, new: &[f64]) -> Result<(), ForecastError> {
-        check_finite(new)?;
-        let adjusted: Vec<f64> = new
-            .iter()
-            .enumerate()
-            .map(|(j, v)| v - self.seasonal(self.n + j))
-            .collect();
-        let mut window = std::mem::take(&mut self.window);
-        window.extend(adjusted);
-        window.drain(..window.len().saturating_sub(THETA_WINDOW));
-        if let Inner::Theta(Some(t)) = &mut self.inner {
-            *t = t.refit(&window)?;
-        }
-        self.window = window;
         self.n += new.len();
         Ok(())
     }
@@ -455,13 +445,14 @@ impl Fitted for StatFit {
     /// (seasonal indices, `alpha` and `theta` kept in both). ARIMA needs its window of
     /// history, which a fit does not keep, so it is refitted instead.
     fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
-        let mut next = self.clone();
-        let moved = match &mut next.inner {
-            Inner::Ets(_) => next.ets_advance(new),
-            Inner::Theta(Some(_)) => next.theta_advance(new),
-            _ => return None,
+        let (Inner::Ets(_) | Inner::Theta(Some(_))) = &self.inner else {
+            return None;
         };
-        Some(moved.map(|()| Box::new(next) as Box<dyn Fitted>))
+        let mut next = self.clone();
+        Some(
+            next.advance_over(new)
+                .map(|()| Box::new(next) as Box<dyn Fitted>),
+        )
     }
 
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
