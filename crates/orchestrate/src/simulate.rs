@@ -337,32 +337,53 @@ pub struct Report {
 /// HPA's lowest target utilization [`reactive_matching`] tries.
 pub const MATCH_LOWEST_TARGET: f64 = 0.05;
 
+/// What [`reactive_matching`] found.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    /// The reactive run at the highest target short for at most the minutes asked, or,
+    /// when no target gets there, the run short for the fewest minutes.
+    pub report: Report,
+    /// Whether some target was short for at most the minutes asked.
+    pub found: bool,
+    /// Every target tried, highest first: (target utilization, minutes short, cost).
+    pub tried: Vec<(f64, f64, f64)>,
+}
+
 /// Kubernetes HPA tuned to a service level: the reactive policy at the highest target
 /// utilization, in steps of one point from the scenario's down to
 /// [`MATCH_LOWEST_TARGET`], that is short for at most `max_minutes` on `trace` (the
 /// same seed). A lower target buys headroom, so this is what HPA costs for the
 /// shortfall another policy achieved: "costs less than HPA at equal or fewer
-/// under-provisioned minutes" compares with it. `Ok((report, false))` when no target
-/// gets there: the run with the fewest minutes short (the highest such target).
-/// `progress(tried, targets)` follows the search.
+/// under-provisioned minutes" compares with it. `progress(tried, targets)` follows the
+/// search.
 pub fn reactive_matching(
     trace: &Trace,
     scenario: &Scenario,
     seed: u64,
     max_minutes: f64,
     mut progress: impl FnMut(usize, usize),
-) -> Result<(Report, bool), String> {
+) -> Result<Matched, String> {
     let top = (scenario.reactive.target_utilization * 100.0).round() as u32;
     let lowest = (MATCH_LOWEST_TARGET * 100.0).round() as u32;
     let targets = (top.max(lowest) - lowest + 1) as usize;
     let mut best: Option<Report> = None;
-    for (tried, pct) in (lowest..=top.max(lowest)).rev().enumerate() {
-        progress(tried, targets);
+    let mut tried = Vec::new();
+    for (i, pct) in (lowest..=top.max(lowest)).rev().enumerate() {
+        progress(i, targets);
         let mut s = scenario.clone();
         s.reactive.target_utilization = pct as f64 / 100.0;
         let r = simulate(trace, &s, Policy::Reactive, seed, None, |_, _| {})?;
+        tried.push((
+            s.reactive.target_utilization,
+            r.underprovisioned_minutes,
+            r.cost_total,
+        ));
         if r.underprovisioned_minutes <= max_minutes + 1e-9 {
-            return Ok((r, true));
+            return Ok(Matched {
+                report: r,
+                found: true,
+                tried,
+            });
         }
         if best
             .as_ref()
@@ -371,7 +392,11 @@ pub fn reactive_matching(
             best = Some(r);
         }
     }
-    Ok((best.expect("at least one target tried"), false))
+    Ok(Matched {
+        report: best.expect("at least one target tried"),
+        found: false,
+        tried,
+    })
 }
 
 struct Instance {
@@ -1430,8 +1455,21 @@ mod tests {
         assert!(base.underprovisioned_minutes > 0.0);
         let want = base.underprovisioned_minutes / 2.0;
         let mut calls = Vec::new();
-        let (m, found) = reactive_matching(&tr, &sc, 1, want, |i, n| calls.push((i, n))).unwrap();
-        assert!(found);
+        let matched = reactive_matching(&tr, &sc, 1, want, |i, n| calls.push((i, n))).unwrap();
+        let m = &matched.report;
+        assert!(matched.found);
+        // Every target tried is on record, highest first, ending with the match.
+        assert_eq!(matched.tried.len(), calls.len());
+        assert_eq!(matched.tried[0].0, 0.7);
+        assert_eq!(
+            *matched.tried.last().unwrap(),
+            (
+                m.reactive_target_utilization.unwrap(),
+                m.underprovisioned_minutes,
+                m.cost_total
+            )
+        );
+        assert!(matched.tried.windows(2).all(|w| w[0].0 > w[1].0));
         let target = m.reactive_target_utilization.unwrap();
         assert!(
             m.underprovisioned_minutes <= want,
@@ -1454,14 +1492,15 @@ mod tests {
         assert!(calls.iter().all(|(_, n)| *n == 66) && calls.len() < 66);
         // A bound no target meets: the run with the fewest minutes short comes back
         // (the highest target of those), marked as not matched.
-        let (least, found) = reactive_matching(&tr, &sc, 1, -1.0, |_, _| {}).unwrap();
-        assert!(!found);
+        let none = reactive_matching(&tr, &sc, 1, -1.0, |_, _| {}).unwrap();
+        let least = &none.report;
+        assert!(!none.found && none.tried.len() == 66);
         assert!(least.underprovisioned_minutes <= m.underprovisioned_minutes);
-        let (again, found) =
+        let again =
             reactive_matching(&tr, &sc, 1, least.underprovisioned_minutes, |_, _| {}).unwrap();
-        assert!(found);
+        assert!(again.found);
         assert_eq!(
-            again.reactive_target_utilization,
+            again.report.reactive_target_utilization,
             least.reactive_target_utilization
         );
     }

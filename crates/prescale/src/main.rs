@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod forecast_cmd;
 mod input;
 mod simulate_cmd;
+mod simulate_compare;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use prescale_core::Dim;
 use prescale_orchestrate::simulate::{
-    reactive_matching, simulate, Policy, Report, Scenario, TimelineRow, Trace, EXAMPLE_SCENARIO,
-    MATCH_LOWEST_TARGET,
+    reactive_matching, simulate, Matched, Policy, Report, Scenario, TimelineRow, Trace,
+    EXAMPLE_SCENARIO, MATCH_LOWEST_TARGET,
 };
 
 /// Arguments of `prescale simulate`.
@@ -36,7 +36,9 @@ pub struct SimulateArgs {
     /// Write one CSV row per step: demand, ready capacity and instances per tier, cost.
     #[arg(long, value_name = "OUT.csv")]
     pub timeline: Option<PathBuf>,
-    /// Write an HTML page with charts of demand, the forecast band and capacity by tier.
+    /// Write an HTML page with charts of demand, the forecast band and capacity by tier;
+    /// with `--policy all`, a comparison of the policies: cost against minutes short
+    /// (HPA at every target tried too) and cost over time.
     #[arg(long, value_name = "OUT.html")]
     pub report: Option<PathBuf>,
     /// Output format.
@@ -66,10 +68,8 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         return Ok(());
     }
     let policies: Vec<Policy> = if a.policy == "all" {
-        if a.timeline.is_some() || a.report.is_some() {
-            return Err(
-                "--timeline and --report show one policy's run: name it with --policy".into(),
-            );
+        if a.timeline.is_some() {
+            return Err("--timeline holds one policy's run: name it with --policy".into());
         }
         Policy::ALL.to_vec()
     } else {
@@ -141,9 +141,12 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         step_ms: series.step * 1000,
     };
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
-    let mut timeline: Vec<TimelineRow> = Vec::new();
+    // One timeline per policy, kept when an output needs them.
+    let keep = a.timeline.is_some() || a.report.is_some();
+    let mut timelines: Vec<Vec<TimelineRow>> = Vec::new();
     let mut reports = Vec::with_capacity(policies.len());
     for policy in policies {
+        let mut timeline = Vec::new();
         let bar = crate::progress_bar(
             trace.cpu.len() as u64,
             &format!(
@@ -156,13 +159,14 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             &scenario,
             policy,
             a.seed,
-            (a.timeline.is_some() || a.report.is_some()).then_some(&mut timeline),
+            keep.then_some(&mut timeline),
             |i, _| {
                 if i % 64 == 0 {
                     bar.set_position(i as u64)
                 }
             },
         )?);
+        timelines.push(timeline);
         bar.finish_and_clear();
     }
     // What HPA would cost for prescale's service level: its target lowered until it is
@@ -188,9 +192,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             matched = Some(m);
         }
     }
-    if let [report] = &reports[..] {
+    if let ([report], [timeline]) = (&reports[..], &timelines[..]) {
         let paths = (a.timeline.as_deref(), a.report.as_deref());
-        write_outputs(paths, &scenario, &dims, &timeline, series.rfc3339, report)?;
+        write_outputs(paths, &scenario, &dims, timeline, series.rfc3339, report)?;
         match a.format {
             SimFormat::Json => println!(
                 "{}",
@@ -199,10 +203,16 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             SimFormat::Table => print!("{}", table(report)),
         }
     } else {
+        if let Some(path) = &a.report {
+            let html =
+                crate::simulate_compare::compare_html(&reports, &timelines, matched.as_ref());
+            std::fs::write(path, html)
+                .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        }
         match a.format {
             SimFormat::Json => {
                 let mut all = reports.clone();
-                all.extend(matched.as_ref().map(|(r, _)| r.clone()));
+                all.extend(matched.as_ref().map(|m| m.report.clone()));
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&all).expect("serialisable")
@@ -238,7 +248,7 @@ fn write_outputs(
 /// reactive (what Kubernetes HPA would have done), and how often each fell short; then
 /// `matched` (from [`reactive_matching`]): HPA with its target lowered to predictive's
 /// shortfall, and what predictive saves against it.
-fn comparison(reports: &[Report], matched: Option<&(Report, bool)>) -> String {
+fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
     let cost_of = |p: Policy| reports.iter().find(|r| r.policy == p).map(|r| r.cost_total);
     let (oracle, reactive) = (cost_of(Policy::Oracle), cost_of(Policy::Reactive));
     let mut s = String::new();
@@ -261,8 +271,9 @@ fn comparison(reports: &[Report], matched: Option<&(Report, bool)>) -> String {
         .find(|r| r.policy == Policy::Reactive)
         .map(|r| r.reactive_target_utilization);
     let extra = matched
-        .filter(|(r, _)| shown != Some(r.reactive_target_utilization))
-        .map(|(r, _)| {
+        .map(|m| &m.report)
+        .filter(|r| shown != Some(r.reactive_target_utilization))
+        .map(|r| {
             let pct = r.reactive_target_utilization.unwrap_or_default() * 100.0;
             (r, format!("reactive@{pct:.0}%"))
         });
@@ -287,7 +298,13 @@ fn comparison(reports: &[Report], matched: Option<&(Report, bool)>) -> String {
         );
     }
     let predictive = reports.iter().find(|r| r.policy == Policy::Predictive);
-    if let (Some(p), Some((m, found))) = (predictive, matched) {
+    if let (
+        Some(p),
+        Some(Matched {
+            report: m, found, ..
+        }),
+    ) = (predictive, matched)
+    {
         let pct = m.reactive_target_utilization.unwrap_or_default() * 100.0;
         if *found {
             let _ = writeln!(
@@ -629,7 +646,7 @@ pub fn report_html(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], r: &
     )
 }
 
-fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -274,11 +274,43 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
         "HPA is short longer than predictive"
     };
     assert!(text.contains(says), "{text}");
-    // A timeline or a report belongs to one run.
+    // The comparison page: every policy's figures, cost against minutes short with
+    // HPA's line through the targets tried, and cost over time.
+    let page = scenario.with_file_name("compare.html");
     let out = simulate(
         &trace,
         &scenario,
-        &["--policy", "all", "--report", "r.html"],
+        &[
+            "--policy",
+            "all",
+            "--seed",
+            "3",
+            "--report",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for p in names.iter().take(5) {
+        assert!(html.contains(&format!(">{p}</td>")), "{p}");
+    }
+    assert!(html.contains(&format!("reactive at {:.0}%", target * 100.0)));
+    assert!(html.contains("Cost against minutes short") && html.contains("Cost over time"));
+    assert_eq!(html.matches("<svg").count(), 2);
+    // One point per policy on the first chart, one line per policy on the second
+    // (static too, unless it costs over three times the others).
+    assert!(html.matches("r=\"6\"").count() == 5);
+    assert!(html.contains("HPA 70%"));
+    assert!(html.contains(says));
+    // A timeline belongs to one run.
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--policy", "all", "--timeline", "t.csv"],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--policy"));

@@ -1,0 +1,326 @@
+//! The HTML page of `prescale simulate --policy all --report FILE.html`: every policy
+//! on the same trace, priced and charted side by side, with HPA at every target the
+//! search for predictive's shortfall tried, so a team sees whether prescale is cheaper
+//! at the service level it gets, not only at HPA's default target.
+
+use std::fmt::Write as _;
+
+use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
+
+use crate::simulate_cmd::html_escape;
+
+/// A policy's colour on the charts.
+fn colour(p: Policy) -> &'static str {
+    match p {
+        Policy::Oracle => "#8c8c8c",
+        Policy::Predictive => "#2e8b57",
+        Policy::SpecBaseline => "#9b59b6",
+        Policy::Reactive => "#3b7dd8",
+        Policy::Static => "#a0522d",
+    }
+}
+
+/// Chart size and margin, in SVG units.
+const W: f64 = 900.0;
+const H: f64 = 380.0;
+const PAD: f64 = 56.0;
+
+/// Ticks of a log axis from `lo` to `hi` (both positive): 1, 2, 3 and 5 times powers of
+/// ten.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut p = 10f64.powf(lo.log10().floor());
+    while p <= hi {
+        for m in [1.0, 2.0, 3.0, 5.0] {
+            let v = p * m;
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        p *= 10.0;
+    }
+    out
+}
+
+/// Cost against minutes short, both on log axes (minutes as 1 + minutes, so never short
+/// sits on the left edge): a point per policy, and HPA's line through every target
+/// tried.
+fn frontier(reports: &[Report], matched: Option<&Matched>) -> String {
+    let tried: &[(f64, f64, f64)] = matched.map_or(&[], |m| &m.tried);
+    let reports: Vec<&Report> = charted(reports).collect();
+    let points = reports
+        .iter()
+        .map(|r| (r.underprovisioned_minutes, r.cost_total))
+        .chain(tried.iter().map(|(_, m, c)| (*m, *c)));
+    let (mut max_min, mut lo_cost, mut hi_cost) = (1.0f64, f64::INFINITY, 0.0f64);
+    for (m, c) in points {
+        max_min = max_min.max(m);
+        if c > 0.0 {
+            lo_cost = lo_cost.min(c);
+            hi_cost = hi_cost.max(c);
+        }
+    }
+    if !lo_cost.is_finite() {
+        return "<p>Every policy cost nothing: no chart.</p>".into();
+    }
+    let (lo, hi) = (lo_cost / 1.3, hi_cost * 1.3);
+    let span_x = (1.0 + max_min * 1.5).log10();
+    let x = |m: f64| PAD + (W - 2.0 * PAD) * (1.0 + m.max(0.0)).log10() / span_x;
+    let y = |c: f64| H - PAD - (H - 2.0 * PAD) * (c.max(lo) / lo).log10() / (hi / lo).log10();
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"cost against minutes short, per policy\">"
+    );
+    for v in log_ticks(lo, hi) {
+        let _ = write!(
+            svg,
+            "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">${v}</text>",
+            W - PAD,
+            y(v) + 4.0,
+            yy = y(v)
+        );
+    }
+    let mut m = 0.0;
+    while m <= max_min * 1.5 {
+        let _ = write!(
+            svg,
+            "<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{PAD}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{xx:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{m}</text>",
+            H - PAD,
+            H - PAD + 16.0,
+            xx = x(m)
+        );
+        m = if m == 0.0 { 1.0 } else { m * 10.0 };
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">minutes under-provisioned (log scale, 0 at the left edge)</text>",
+        W / 2.0,
+        H - 12.0
+    );
+    if tried.len() > 1 {
+        let mut d = String::new();
+        for (i, (_, m, c)) in tried.iter().enumerate() {
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1} ",
+                if i == 0 { "M" } else { "L" },
+                x(*m),
+                y(*c)
+            );
+        }
+        let _ = write!(
+            svg,
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"5 4\"/>",
+            colour(Policy::Reactive)
+        );
+    }
+    // Label every tenth target, and the last, where it has room.
+    let mut last_label: Option<(f64, f64)> = None;
+    for (i, (t, m, c)) in tried.iter().enumerate() {
+        let crowded = last_label
+            .is_some_and(|(lx, ly)| (x(*m) - lx).abs() < 60.0 && (y(*c) - ly).abs() < 14.0);
+        if (i % 10 == 0 || i + 1 == tried.len()) && !crowded {
+            last_label = Some((x(*m), y(*c)));
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{}\">HPA {:.0}%</text>",
+                x(*m),
+                y(*c),
+                colour(Policy::Reactive),
+                x(*m) + 5.0,
+                y(*c) - 5.0,
+                colour(Policy::Reactive),
+                t * 100.0
+            );
+        }
+    }
+    for r in reports {
+        // Names near the right edge go to the point's left.
+        let (cx, cy) = (x(r.underprovisioned_minutes), y(r.cost_total));
+        let (tx, anchor) = if cx > W - 2.5 * PAD {
+            (cx - 9.0, "end")
+        } else {
+            (cx + 9.0, "start")
+        };
+        let _ = write!(
+            svg,
+            "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"6\" fill=\"{c}\"/><text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"12\" fill=\"{c}\" text-anchor=\"{anchor}\">{}</text>",
+            cy + 4.0,
+            r.policy.name(),
+            c = colour(r.policy)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The reports the charts show: static is left off when it costs more than three times
+/// the dearest other policy (its total is in the table), so the others stay readable.
+fn charted(reports: &[Report]) -> impl Iterator<Item = &Report> {
+    let others = reports
+        .iter()
+        .filter(|r| r.policy != Policy::Static)
+        .map(|r| r.cost_total)
+        .fold(0.0, f64::max);
+    reports
+        .iter()
+        .filter(move |r| r.policy != Policy::Static || r.cost_total <= 3.0 * others)
+}
+
+/// Cost so far over the trace, a line per charted policy.
+fn cost_over_time(reports: &[Report], timelines: &[Vec<TimelineRow>]) -> String {
+    let kept: Vec<Policy> = charted(reports).map(|r| r.policy).collect();
+    let shown: Vec<(&Report, &Vec<TimelineRow>)> = reports
+        .iter()
+        .zip(timelines)
+        .filter(|(r, t)| !t.is_empty() && kept.contains(&r.policy))
+        .collect();
+    let ymax = shown
+        .iter()
+        .map(|(r, _)| r.cost_total)
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.05;
+    let Some(n) = shown.iter().map(|(_, t)| t.len()).max().filter(|n| *n > 1) else {
+        return String::new();
+    };
+    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (n - 1) as f64;
+    let y = |c: f64| H - PAD - (H - 2.0 * PAD) * c / ymax;
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"cost so far over time, per policy\">"
+    );
+    for t in 0..=4 {
+        let v = ymax / 1.05 * t as f64 / 4.0;
+        let _ = write!(
+            svg,
+            "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">${v:.0}</text>",
+            W - PAD,
+            y(v) + 4.0,
+            yy = y(v)
+        );
+    }
+    // At most about 1,000 points a line.
+    let every = n.div_ceil(1000).max(1);
+    for (r, rows) in &shown {
+        let mut d = String::new();
+        for (k, i) in (0..rows.len())
+            .step_by(every)
+            .chain(std::iter::once(rows.len() - 1))
+            .enumerate()
+        {
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1} ",
+                if k == 0 { "M" } else { "L" },
+                x(i),
+                y(rows[i].cost_so_far)
+            );
+        }
+        let _ = write!(
+            svg,
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"/>",
+            colour(r.policy)
+        );
+    }
+    let first = shown[0].1.first().map_or(0, |r| r.ts);
+    let last = shown[0].1.last().map_or(0, |r| r.ts);
+    let _ = write!(
+        svg,
+        "<text x=\"{PAD}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
+        H - 18.0,
+        prescale_core::format_ts(first),
+        W - PAD,
+        H - 18.0,
+        prescale_core::format_ts(last)
+    );
+    svg
+}
+
+/// The comparison page: the policies' figures, cost against minutes short (with HPA at
+/// every target tried), and cost over time. Self-contained: inline SVG, no scripts.
+pub fn compare_html(
+    reports: &[Report],
+    timelines: &[Vec<TimelineRow>],
+    matched: Option<&Matched>,
+) -> String {
+    let oracle = reports
+        .iter()
+        .find(|r| r.policy == Policy::Oracle)
+        .map(|r| r.cost_total);
+    let reactive = reports
+        .iter()
+        .find(|r| r.policy == Policy::Reactive)
+        .map(|r| r.cost_total);
+    let ratio = |c: f64, base: Option<f64>| base.filter(|b| *b > 0.0).map(|b| c / b);
+    let mut rows = String::new();
+    let mut row = |name: String, colour: &str, r: &Report| {
+        let _ = write!(
+            rows,
+            "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{}</td><td>{}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&name),
+            r.cost_total,
+            ratio(r.cost_total, oracle).map_or("-".into(), |x| format!("{x:.2}")),
+            ratio(r.cost_total, reactive).map_or("-".into(), |x| format!("{:+.0}%", (x - 1.0) * 100.0)),
+            r.underprovisioned_minutes,
+            r.underprovisioned_share * 100.0,
+            r.actions,
+            r.interruptions
+        );
+    };
+    for r in reports {
+        row(r.policy.name().to_string(), colour(r.policy), r);
+    }
+    let mut summary = String::new();
+    let predictive = reports.iter().find(|r| r.policy == Policy::Predictive);
+    if let (Some(p), Some(m)) = (predictive, matched) {
+        let pct = m.report.reactive_target_utilization.unwrap_or_default() * 100.0;
+        row(format!("reactive at {pct:.0}%"), "#9fc2ef", &m.report);
+        summary = if m.found {
+            format!(
+                "HPA's highest target at which it is short no longer than predictive ({:.0} min) is {pct:.0}%, costing ${:.2}: predictive costs {:+.0}% against it.",
+                p.underprovisioned_minutes,
+                m.report.cost_total,
+                (p.cost_total / m.report.cost_total - 1.0) * 100.0
+            )
+        } else {
+            format!(
+                "HPA is short longer than predictive ({:.0} min) at every target tried; the least, at {pct:.0}%, is {:.0} min for ${:.2}.",
+                p.underprovisioned_minutes,
+                m.report.underprovisioned_minutes,
+                m.report.cost_total
+            )
+        };
+    }
+    let head = reports.first().map_or(String::new(), |r| {
+        format!(
+            "{} steps ({:.1} h), seed {}: the same demand, lead times and spot interruptions for every policy.",
+            r.steps, r.hours, r.seed
+        )
+    });
+    let static_note = match reports.iter().find(|r| r.policy == Policy::Static) {
+        Some(s) if !charted(reports).any(|r| r.policy == Policy::Static) => format!(
+            " Static (${:.2}, over three times any other policy) is left off the charts, to keep the others readable.",
+            s.cost_total
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: every policy</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: every policy on the same trace</h1><p>{head}</p><table><tr><th>policy</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><p>{summary}</p><h2>Cost against minutes short</h2><p>Lower and further left is better. The dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than predictive: a policy below that line is cheaper than HPA at the same service level.{static_note}</p>{frontier}<h2>Cost over time</h2><p>Cost so far, a line per policy, coloured as in the table.</p>{over_time}</body></html>\n",
+        summary = html_escape(&summary),
+        frontier = frontier(reports, matched),
+        over_time = cost_over_time(reports, timelines),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_are_one_two_three_five_within_the_range() {
+        assert_eq!(
+            log_ticks(3.0, 120.0),
+            vec![3.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0]
+        );
+        assert_eq!(log_ticks(0.5, 0.9), vec![0.5]);
+    }
+}
