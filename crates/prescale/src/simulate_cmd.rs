@@ -260,10 +260,6 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
         "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
         "policy", "cost", "x oracle", "vs HPA", "under-provisioned", "actions", "interruptions"
     );
-    let ratio = |c: f64, base: Option<f64>, f: &dyn Fn(f64) -> String| {
-        base.filter(|b| *b > 0.0)
-            .map_or_else(|| "-".to_string(), |b| f(c / b))
-    };
     let rows = reports.iter().map(|r| (r, r.policy.name().to_string()));
     // HPA lowered to predictive's shortfall, unless that is the reactive row already.
     let shown = reports
@@ -278,16 +274,14 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
             (r, format!("reactive@{pct:.0}%"))
         });
     for (r, name) in rows.chain(extra) {
+        let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
         let _ = writeln!(
             s,
             "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
             name,
             format!("${:.2}", r.cost_total),
-            ratio(r.cost_total, oracle, &|x| format!("{x:.2}")),
-            ratio(r.cost_total, reactive, &|x| format!(
-                "{:+.0}%",
-                (x - 1.0) * 100.0
-            )),
+            x_oracle,
+            vs_hpa,
             format!(
                 "{:.0} min ({:.3}%)",
                 r.underprovisioned_minutes,
@@ -298,34 +292,41 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
         );
     }
     let predictive = reports.iter().find(|r| r.policy == Policy::Predictive);
-    if let (
-        Some(p),
-        Some(Matched {
-            report: m, found, ..
-        }),
-    ) = (predictive, matched)
-    {
-        let pct = m.reactive_target_utilization.unwrap_or_default() * 100.0;
-        if *found {
-            let _ = writeln!(
-                s,
-                "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {:+.0}% against it",
-                p.underprovisioned_minutes,
-                m.cost_total,
-                (p.cost_total / m.cost_total - 1.0) * 100.0
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "HPA is short longer than predictive ({:.0} min) at every target down to {:.0}%: at {pct:.0}%, {:.0} min for ${:.2}",
-                p.underprovisioned_minutes,
-                MATCH_LOWEST_TARGET * 100.0,
-                m.underprovisioned_minutes,
-                m.cost_total
-            );
-        }
+    if let (Some(p), Some(m)) = (predictive, matched) {
+        let _ = writeln!(s, "{}", matched_summary(p, m));
     }
     s
+}
+
+/// What predictive `p` saves against HPA lowered to its shortfall (`m`), or that no
+/// target got HPA there: one sentence, for the table and the comparison page.
+pub(crate) fn matched_summary(p: &Report, m: &Matched) -> String {
+    let pct = m.report.reactive_target_utilization.unwrap_or_default() * 100.0;
+    if m.found {
+        format!(
+            "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {:+.0}% against it",
+            p.underprovisioned_minutes,
+            m.report.cost_total,
+            (p.cost_total / m.report.cost_total - 1.0) * 100.0
+        )
+    } else {
+        format!(
+            "HPA is short longer than predictive ({:.0} min) at every target down to {:.0}%: at {pct:.0}%, {:.0} min for ${:.2}",
+            p.underprovisioned_minutes,
+            MATCH_LOWEST_TARGET * 100.0,
+            m.report.underprovisioned_minutes,
+            m.report.cost_total
+        )
+    }
+}
+
+/// A cost as a multiple of the oracle's and as a change against HPA's ("-" without them).
+pub(crate) fn against(cost: f64, oracle: Option<f64>, reactive: Option<f64>) -> (String, String) {
+    let ratio = |base: Option<f64>| base.filter(|b| *b > 0.0).map(|b| cost / b);
+    (
+        ratio(oracle).map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+        ratio(reactive).map_or_else(|| "-".into(), |x| format!("{:+.0}%", (x - 1.0) * 100.0)),
+    )
 }
 
 fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339: bool) -> String {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
 
-use crate::simulate_cmd::html_escape;
+use crate::simulate_cmd::{against, html_escape, matched_summary};
 
 /// A policy's colour on the charts.
 fn colour(p: Policy) -> &'static str {
@@ -250,16 +250,14 @@ pub fn compare_html(
         .iter()
         .find(|r| r.policy == Policy::Reactive)
         .map(|r| r.cost_total);
-    let ratio = |c: f64, base: Option<f64>| base.filter(|b| *b > 0.0).map(|b| c / b);
     let mut rows = String::new();
     let mut row = |name: String, colour: &str, r: &Report| {
+        let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
         let _ = write!(
             rows,
-            "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{}</td><td>{}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
             html_escape(&name),
             r.cost_total,
-            ratio(r.cost_total, oracle).map_or("-".into(), |x| format!("{x:.2}")),
-            ratio(r.cost_total, reactive).map_or("-".into(), |x| format!("{:+.0}%", (x - 1.0) * 100.0)),
             r.underprovisioned_minutes,
             r.underprovisioned_share * 100.0,
             r.actions,
@@ -274,21 +272,7 @@ pub fn compare_html(
     if let (Some(p), Some(m)) = (predictive, matched) {
         let pct = m.report.reactive_target_utilization.unwrap_or_default() * 100.0;
         row(format!("reactive at {pct:.0}%"), "#9fc2ef", &m.report);
-        summary = if m.found {
-            format!(
-                "HPA's highest target at which it is short no longer than predictive ({:.0} min) is {pct:.0}%, costing ${:.2}: predictive costs {:+.0}% against it.",
-                p.underprovisioned_minutes,
-                m.report.cost_total,
-                (p.cost_total / m.report.cost_total - 1.0) * 100.0
-            )
-        } else {
-            format!(
-                "HPA is short longer than predictive ({:.0} min) at every target tried; the least, at {pct:.0}%, is {:.0} min for ${:.2}.",
-                p.underprovisioned_minutes,
-                m.report.underprovisioned_minutes,
-                m.report.cost_total
-            )
-        };
+        summary = format!("{}.", matched_summary(p, m));
     }
     let head = reports.first().map_or(String::new(), |r| {
         format!(
