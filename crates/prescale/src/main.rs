@@ -12,6 +12,7 @@ mod forecast_cmd;
 mod input;
 mod simulate_cmd;
 mod simulate_compare;
+mod svg;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};

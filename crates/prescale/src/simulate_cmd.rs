@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+
+use crate::svg::{grid_line, path_through, time_axis};
 use prescale_core::Dim;
 use prescale_orchestrate::simulate::{
     reactive_matching, simulate, Matched, Policy, Report, Scenario, TimelineRow, Trace,
@@ -469,19 +471,12 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
             .zip(&base)
             .map(|(c, b)| b + c.2.get(k).copied().unwrap_or(0.0))
             .collect();
-        let mut d = String::new();
-        for (i, v) in top.iter().enumerate() {
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1} ",
-                if i == 0 { "M" } else { "L" },
-                x(i),
-                y(*v)
-            );
-        }
-        for i in (0..cols.len()).rev() {
-            let _ = write!(d, "L{:.1},{:.1} ", x(i), y(base[i]));
-        }
+        let d = path_through(
+            top.iter()
+                .enumerate()
+                .map(|(i, v)| (x(i), y(*v)))
+                .chain((0..cols.len()).rev().map(|i| (x(i), y(base[i])))),
+        );
         let _ = write!(
             svg,
             "<path d=\"{d}Z\" fill=\"{}\" fill-opacity=\"0.75\" stroke=\"none\"/>",
@@ -493,19 +488,11 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
     let mut seg: Vec<(usize, f64, f64)> = Vec::new();
     let flush = |seg: &mut Vec<(usize, f64, f64)>, svg: &mut String| {
         if seg.len() > 1 {
-            let mut d = String::new();
-            for (j, (i, _, hi)) in seg.iter().enumerate() {
-                let _ = write!(
-                    d,
-                    "{}{:.1},{:.1} ",
-                    if j == 0 { "M" } else { "L" },
-                    x(*i),
-                    y(*hi)
-                );
-            }
-            for (i, lo, _) in seg.iter().rev() {
-                let _ = write!(d, "L{:.1},{:.1} ", x(*i), y(*lo));
-            }
+            let d = path_through(
+                seg.iter()
+                    .map(|(i, _, hi)| (x(*i), y(*hi)))
+                    .chain(seg.iter().rev().map(|(i, lo, _)| (x(*i), y(*lo)))),
+            );
             let _ = write!(
                 svg,
                 "<path d=\"{d}Z\" fill=\"#f2c14e\" fill-opacity=\"0.35\" stroke=\"none\"/>"
@@ -521,16 +508,7 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
     }
     flush(&mut seg, &mut svg);
     // Demand.
-    let mut d = String::new();
-    for (i, c) in cols.iter().enumerate() {
-        let _ = write!(
-            d,
-            "{}{:.1},{:.1} ",
-            if i == 0 { "M" } else { "L" },
-            x(i),
-            y(c.1)
-        );
-    }
+    let d = path_through(cols.iter().enumerate().map(|(i, c)| (x(i), y(c.1))));
     let _ = write!(
         svg,
         "<path d=\"{d}\" fill=\"none\" stroke=\"#222\" stroke-width=\"1.2\"/>"
@@ -538,24 +516,13 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
     // Axes: vCPU ticks and the first/last day.
     for t in 0..=4 {
         let v = ymax / 1.05 * t as f64 / 4.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{pad}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{v:.0}</text>",
-            w - pad,
-            y(v) + 4.0,
-            y = y(v)
-        );
+        grid_line(&mut svg, w, pad, y(v), &format!("{v:.0}"), "#ddd");
     }
-    let label = |ts: i64| prescale_core::format_ts(ts);
-    let _ = write!(
-        svg,
-        "<text x=\"{pad}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
-        h - 18.0,
-        label(cols.first().map_or(0, |c| c.0)),
-        w - pad,
-        h - 18.0,
-        label(cols.last().map_or(0, |c| c.0)),
+    let (first, last) = (
+        cols.first().map_or(0, |c| c.0),
+        cols.last().map_or(0, |c| c.0),
     );
+    time_axis(&mut svg, w, h, pad, first, last);
     svg
 }
 

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
 
 use crate::simulate_cmd::{against, html_escape, matched_summary};
+use crate::svg::{grid_line, path_through, time_axis};
 
 /// A policy's colour on the charts.
 fn colour(p: Policy) -> &'static str {
@@ -71,13 +72,7 @@ fn frontier(reports: &[Report], matched: Option<&Matched>) -> String {
         "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"cost against minutes short, per policy\">"
     );
     for v in log_ticks(lo, hi) {
-        let _ = write!(
-            svg,
-            "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">${v}</text>",
-            W - PAD,
-            y(v) + 4.0,
-            yy = y(v)
-        );
+        grid_line(&mut svg, W, PAD, y(v), &format!("${v}"), "#eee");
     }
     let mut m = 0.0;
     while m <= max_min * 1.5 {
@@ -97,16 +92,7 @@ fn frontier(reports: &[Report], matched: Option<&Matched>) -> String {
         H - 12.0
     );
     if tried.len() > 1 {
-        let mut d = String::new();
-        for (i, (_, m, c)) in tried.iter().enumerate() {
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1} ",
-                if i == 0 { "M" } else { "L" },
-                x(*m),
-                y(*c)
-            );
-        }
+        let d = path_through(tried.iter().map(|(_, m, c)| (x(*m), y(*c))));
         let _ = write!(
             svg,
             "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"5 4\"/>",
@@ -190,31 +176,17 @@ fn cost_over_time(reports: &[Report], timelines: &[Vec<TimelineRow>]) -> String 
     );
     for t in 0..=4 {
         let v = ymax / 1.05 * t as f64 / 4.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">${v:.0}</text>",
-            W - PAD,
-            y(v) + 4.0,
-            yy = y(v)
-        );
+        grid_line(&mut svg, W, PAD, y(v), &format!("${v:.0}"), "#eee");
     }
     // At most about 1,000 points a line.
     let every = n.div_ceil(1000).max(1);
     for (r, rows) in &shown {
-        let mut d = String::new();
-        for (k, i) in (0..rows.len())
-            .step_by(every)
-            .chain(std::iter::once(rows.len() - 1))
-            .enumerate()
-        {
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1} ",
-                if k == 0 { "M" } else { "L" },
-                x(i),
-                y(rows[i].cost_so_far)
-            );
-        }
+        let d = path_through(
+            (0..rows.len())
+                .step_by(every)
+                .chain(std::iter::once(rows.len() - 1))
+                .map(|i| (x(i), y(rows[i].cost_so_far))),
+        );
         let _ = write!(
             svg,
             "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"/>",
@@ -223,15 +195,7 @@ fn cost_over_time(reports: &[Report], timelines: &[Vec<TimelineRow>]) -> String 
     }
     let first = shown[0].1.first().map_or(0, |r| r.ts);
     let last = shown[0].1.last().map_or(0, |r| r.ts);
-    let _ = write!(
-        svg,
-        "<text x=\"{PAD}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
-        H - 18.0,
-        prescale_core::format_ts(first),
-        W - PAD,
-        H - 18.0,
-        prescale_core::format_ts(last)
-    );
+    time_axis(&mut svg, W, H, PAD, first, last);
     svg
 }
 
