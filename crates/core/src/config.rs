@@ -578,7 +578,7 @@ mod tests {
 
     #[test]
     fn wrong_type_and_syntax_errors_are_located() {
-        let src = DEFAULT_TOML.replace("interval_s = 60", "interval_s = \"sixty\"");
+        let src = DEFAULT_TOML.replace("interval_s = 15", "interval_s = \"fifteen\"");
         let e = Config::parse(&src, "p.toml").unwrap_err();
         assert_eq!(e.key, "control.interval_s", "{e}");
         assert!(e.line.is_some());

@@ -538,6 +538,35 @@ impl<P: Provider> Engine<P> {
         Ok((added, observed.iter().map(|x| (x.ts, x.value)).collect()))
     }
 
+    /// Demand so far in the steps not complete yet (the one in progress, and any still in
+    /// its grace period), per dimension, CPU first: each series' mean there, summed, as a
+    /// complete step's is (other dimensions scaled to their unit); the highest of those
+    /// steps. The plan keeps covering it, so a surge the forecast missed gets capacity at
+    /// the next pass instead of after its step closes.
+    fn in_progress(&self, i: usize, now: TimestampMs) -> Result<Vec<(Dim, f64)>, StoreError> {
+        let s = &self.states[i];
+        let step = s.step_ms;
+        let from = (now - self.grace_ms).div_euclid(step) * step;
+        let nb = ((now - from) / step + 1) as usize;
+        let peak = |selector: &SeriesKey, scale: f64| -> Result<Option<f64>, StoreError> {
+            Ok(step_sums(&self.store, selector, from, nb, step)?
+                .into_iter()
+                .flatten()
+                .map(|v| v * scale)
+                .reduce(f64::max))
+        };
+        let mut out = Vec::new();
+        if let Some(v) = peak(&s.selector, 1.0)? {
+            out.push((Dim::Cpu, v));
+        }
+        for x in &s.extras {
+            if let Some(v) = peak(&x.selector, x.scale)? {
+                out.push((x.dim, v));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads new samples of the workload's other dimensions into complete steps, as
     /// [`Engine::ingest`] does for the CPU demand (gaps carry the last value).
     fn ingest_extras(&mut self, i: usize, now: TimestampMs) -> Result<(), StoreError> {
@@ -773,6 +802,7 @@ impl<P: Provider> Engine<P> {
         let anomalies_before = self.states[i].status.anomalies.len();
         let (added, observed) = self.ingest(i, now)?;
         self.ingest_extras(i, now)?;
+        let so_far = self.in_progress(i, now)?;
         self.track_drift(i, &observed);
         let s = &mut self.states[i];
         let new_anomalies = s.status.anomalies.len().saturating_sub(anomalies_before);
@@ -944,7 +974,7 @@ impl<P: Provider> Engine<P> {
                 .collect();
         let dims: Vec<Dim> = series.iter().map(|(d, _)| *d).collect();
         let season_ms = s.season.map(|m| m as i64 * s.step_ms);
-        let floors =
+        let mut floors =
             prescale_plan::demand_floors(w, now, s.step_ms, season_ms, &dims, |j, from, to| {
                 series[j]
                     .1
@@ -953,6 +983,15 @@ impl<P: Provider> Engine<P> {
                     .map(|(_, v)| *v)
                     .reduce(f64::max)
             });
+        floors.extend(
+            so_far
+                .into_iter()
+                .map(|(dim, demand)| prescale_plan::Floor {
+                    dim,
+                    demand,
+                    what: "the demand so far in the step in progress".into(),
+                }),
+        );
         let plan = prescale_plan::plan_dimensions(
             w,
             &self.tiers,
@@ -1245,6 +1284,54 @@ mod tests {
         assert!(why.contains("scale_down_window_s"), "{why}");
         let (free, why) = plan_at(0);
         assert!(free < 20.0, "{free}: {why}");
+    }
+
+    #[test]
+    fn a_surge_in_the_step_in_progress_gets_capacity_before_the_step_closes() {
+        // Five-minute steps at 4 vCPU for 80 minutes, then 40 vCPU from 80:00. A pass at
+        // 80:45 has no complete step of the surge (no forecast, no window floor: both
+        // off), but the step in progress already asks for it.
+        let mut c = Config::default();
+        let w = &mut c.workloads[0];
+        w.model = "baseline".into();
+        w.step_s = 300;
+        w.scale_down_window_s = 0;
+        w.seasonal_floor = false;
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples: Vec<_> = (0..80 * 4 + 3)
+            .map(|q| Sample {
+                ts: q * 15_000,
+                value: if q < 80 * 4 { 4.0 } else { 40.0 },
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        store.append(&key, &samples[..80 * 4]).unwrap();
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let st = e.status_handle();
+        let capacity = |at: TimestampMs, e: &mut Engine<SimCloud>| {
+            e.tick(at).unwrap();
+            let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
+            let cap: f64 = c
+                .tiers
+                .iter()
+                .map(|t| {
+                    plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
+                })
+                .sum();
+            (cap, plan.reason)
+        };
+        let u = c.workloads[0].target_utilization;
+        let (calm, why) = capacity(79 * 60_000 + 59_000, &mut e);
+        assert!(calm < 20.0, "{calm}: {why}");
+        e.store.append(&key, &samples[80 * 4..]).unwrap();
+        let (surge, why) = capacity(80 * 60_000 + 45_000, &mut e);
+        assert!(surge >= 40.0 / u, "{surge}: {why}");
+        assert!(
+            why.contains("the demand so far in the step in progress"),
+            "{why}"
+        );
     }
 
     #[test]

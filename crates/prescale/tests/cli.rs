@@ -59,7 +59,7 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     );
 
     let bad = dir.path().join("bad.toml");
-    let broken = text.replace("interval_s = 60", "interval_s = 60\nintervall = 5");
+    let broken = text.replace("interval_s = 15", "interval_s = 15\nintervall = 5");
     std::fs::write(&bad, &broken).unwrap();
     let out = run(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
@@ -245,7 +245,7 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = prescale_core_default()
         .replace("interval_s = 10", "interval_s = 1")
-        .replace("interval_s = 60", "interval_s = 1")
+        .replace("interval_s = 15", "interval_s = 1")
         .replace("step_s = 60", "step_s = 1")
         .replace("horizon_s = 3600", "horizon_s = 600");
     let config = dir.path().join("p.toml");
