@@ -41,6 +41,9 @@ pub struct Scenario {
     /// How often the forecasting policies refit and reselect.
     #[serde(default)]
     pub forecast: ForecastSettings,
+    /// How soon prescale's daemon sees demand (the predictive policy).
+    #[serde(default)]
+    pub control: ControlSettings,
     /// The one tier of the single-tier policies (spec-baseline, reactive, static).
     #[serde(default = "default_single_tier")]
     pub single_tier: String,
@@ -63,6 +66,52 @@ pub struct ReactiveSettings {
     /// Scale-down stabilization window: the highest recommendation in it wins.
     #[serde(default = "default_stabilization")]
     pub stabilization_s: u64,
+    /// Seconds between two HPA passes (`--horizontal-pod-autoscaler-sync-period`).
+    #[serde(default = "default_sync_period")]
+    pub sync_period_s: u64,
+    /// Seconds before a change in usage reaches the metrics HPA reads (metrics-server's
+    /// `--metric-resolution`).
+    #[serde(default = "default_metric_delay")]
+    pub metric_delay_s: u64,
+}
+
+impl ReactiveSettings {
+    /// How far into a step HPA acts on its demand: the usage reaches the metrics, and the
+    /// next sync reads it (at worst a whole period later).
+    pub fn reaction_ms(&self) -> i64 {
+        (self.metric_delay_s + self.sync_period_s) as i64 * 1000
+    }
+}
+
+fn default_sync_period() -> u64 {
+    15
+}
+fn default_metric_delay() -> u64 {
+    15
+}
+
+/// The daemon's control loop, as the predictive policy runs it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSettings {
+    /// Seconds between two passes of forecast -> plan -> reconcile (the daemon's
+    /// `[control] interval_s`): a pass this far into a step sees the step's demand so
+    /// far and keeps capacity at least at it (over the target utilization), as the daemon
+    /// does with the step in progress; 0 or a whole step or more: only at step starts.
+    #[serde(default = "default_control_interval")]
+    pub interval_s: u64,
+}
+
+fn default_control_interval() -> u64 {
+    15
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        Self {
+            interval_s: default_control_interval(),
+        }
+    }
 }
 
 fn default_hpa_target() -> f64 {
@@ -81,6 +130,8 @@ impl Default for ReactiveSettings {
             target_utilization: default_hpa_target(),
             tolerance: default_tolerance(),
             stabilization_s: default_stabilization(),
+            sync_period_s: default_sync_period(),
+            metric_delay_s: default_metric_delay(),
         }
     }
 }
@@ -703,6 +754,12 @@ pub fn simulate(
         let stabilized = history.iter().map(|(_, d)| *d).max().unwrap_or(desired);
         one_tier(&tiers, single, stabilized.min(tiers[single].max_instances))
     };
+    // How far into a step each policy that watches demand sees it and acts: HPA after
+    // its metric delay and sync, prescale at its next control pass; `None` when that
+    // is a whole step or more (then only the next step's decision sees it).
+    let within = |ms: i64| Some(ms).filter(|d| *d > 0 && *d < dt);
+    let hpa_within = within(r.reaction_ms());
+    let control_within = within(scenario.control.interval_s as i64 * 1000);
     // A monthly budget is paced over 30-day periods from the trace's start.
     const MONTH_MS: i64 = 30 * 86_400_000;
     let (mut period, mut spent_before) = (0i64, 0.0);
@@ -732,6 +789,8 @@ pub fn simulate(
         let seen = i.max(1);
         let mut band = None;
         let mut why: String;
+        // The forecasts and floors of this step's plan, for predictive's pass within it.
+        let mut in_step: Option<(Vec<prescale_core::Forecast>, Vec<prescale_plan::Floor>)> = None;
         let target: Vec<u32> = match policy {
             Policy::Static => {
                 let n = dims
@@ -752,6 +811,12 @@ pub fn simulate(
                     tiers[single].name
                 );
                 one_tier(&tiers, single, n)
+            }
+            // HPA acts on a step's demand within it (below); at step starts only when
+            // its reaction comes a whole step late.
+            Policy::Reactive if i > 0 && hpa_within.is_some() => {
+                why = String::new();
+                (0..tiers.len()).map(|k| fleet.held(k)).collect()
             }
             Policy::Reactive => {
                 let t = hpa(&fleet, seen, now, &mut hpa_history);
@@ -879,6 +944,8 @@ pub fn simulate(
                                 &w_now, &tiers, f, &others, now, dt, &floors,
                             );
                             why = p.reason.clone();
+                            // The pass within the step plans again with what it sees.
+                            in_step = Some((all.clone(), floors));
                             tiers
                                 .iter()
                                 .map(|t| p.target.get(&t.name).copied().unwrap_or(0))
@@ -947,6 +1014,86 @@ pub fn simulate(
                 if (t > fleet.held(k)) == grow && fleet.set(k, t, now, start, target_capacity) {
                     actions += 1;
                 }
+            }
+        }
+        // Within the step, the pass that first sees its demand (HPA's sync after the
+        // metric delay, prescale's next control pass) acts on it: the step's demand holds
+        // over it, so that pass reads it as it is.
+        let pass = match policy {
+            Policy::Reactive if i > 0 => hpa_within,
+            Policy::Predictive if i > 0 && in_step.is_some() => control_within,
+            _ => None,
+        };
+        if let Some(d) = pass {
+            let at = now + d;
+            let said = if policy == Policy::Reactive {
+                let t = hpa(&fleet, i + 1, at, &mut hpa_history);
+                let said = format!(
+                    "HPA, {} s into the step: its demand on {} ready {} at a {:.0}% target (±{:.0}%), the highest recommendation of the last {} s",
+                    d / 1000,
+                    fleet.ready_count(single, at),
+                    tiers[single].name,
+                    r.target_utilization * 100.0,
+                    r.tolerance * 100.0,
+                    r.stabilization_s
+                );
+                target = t;
+                said
+            } else {
+                let (all, mut floors) = in_step.take().expect("checked");
+                for (dim, v) in &dims {
+                    floors.push(prescale_plan::Floor {
+                        dim: *dim,
+                        demand: v[i],
+                        what: format!(
+                            "this step's demand, seen {} s into it (control interval_s)",
+                            d / 1000
+                        ),
+                    });
+                }
+                let others: Vec<(Dim, &prescale_core::Forecast)> = dims
+                    .iter()
+                    .zip(&all)
+                    .skip(1)
+                    .map(|((dim, _), g)| (*dim, g))
+                    .collect();
+                let p = prescale_plan::plan_dimensions(
+                    &w_now, &tiers, &all[0], &others, at, dt, &floors,
+                );
+                // Within a step capacity only grows: the plan at its start stands.
+                let grown: Vec<u32> = tiers
+                    .iter()
+                    .zip(&target)
+                    .map(|(t, n)| p.target.get(&t.name).copied().unwrap_or(0).max(*n))
+                    .collect();
+                if grown != target {
+                    plans.push((at, grown.clone()));
+                }
+                target = grown;
+                format!("{} s into the step: {}", d / 1000, p.reason)
+            };
+            for (k, n) in target.iter_mut().enumerate() {
+                *n = (*n).clamp(tiers[k].min_instances, tiers[k].max_instances);
+            }
+            let capacity: f64 = target
+                .iter()
+                .zip(&tiers)
+                .map(|(n, t)| *n as f64 * t.effective_capacity())
+                .sum();
+            let acted = actions;
+            for grow in [true, false] {
+                for (k, &t) in target.iter().enumerate() {
+                    if (t > fleet.held(k)) == grow && fleet.set(k, t, at, Start::Cold, capacity) {
+                        actions += 1;
+                    }
+                }
+            }
+            if actions > acted {
+                why = if why.is_empty() {
+                    said
+                } else {
+                    format!("{why}; then {said}")
+                };
             }
         }
         for (k, p) in peak_instances.iter_mut().enumerate() {
@@ -1418,24 +1565,56 @@ mod tests {
 
     #[test]
     fn capacity_that_comes_up_within_a_step_serves_the_rest_of_it() {
-        // 10 vCPU that jumps to 40 at step 100 and stays. HPA sees the jump at the next
-        // step and asks then: the jump's step is short throughout, the next only until
-        // the new instances are ready (log-normal lead times, median 3 minutes), so the
-        // shortfall is more than one step's 5 minutes, less than two, and not whole steps.
+        // 10 vCPU that jumps to 40 at step 100 and stays. HPA sees the jump 30 s into
+        // its step (metric delay and sync) and asks then: the step is short from its
+        // start until the new instances are ready (log-normal lead times, median 3
+        // minutes), so the shortfall is more than those 30 s, less than the step's 5
+        // minutes, and not whole steps.
         let tr = shaped(1, |i| if i < 100 { 10.0 } else { 40.0 });
-        let sc = calm_scenario();
+        let mut sc = calm_scenario();
+        assert_eq!(sc.reactive.reaction_ms(), 30_000);
         let mut rows = Vec::new();
         let r = simulate(&tr, &sc, Policy::Reactive, 1, Some(&mut rows), |_, _| {}).unwrap();
         let m = r.underprovisioned_minutes;
+        assert!(m > 0.5 && m < 5.0, "{m}");
+        // The timeline still shows the capacity at each step's start: short at 100 only.
+        let short = |rows: &[TimelineRow], i: usize| {
+            rows[i].demand[0] > rows[i].ready.iter().map(|d| d[0]).sum::<f64>()
+        };
+        assert!(short(&rows, 100) && !short(&rows, 101));
+        // Unserved vCPU-minutes count the same minutes: 4 instances (16 vCPU, 10 at
+        // 70%) leave 24 short until the first new one is ready, less as each comes up.
+        let u = r.unserved["cpu"];
+        assert!(u > 0.0 && u <= 24.0 * m + 1e-6, "{u} vs {m} minutes");
+        // An HPA whose metrics arrive a whole step late sees the jump at the next step
+        // and asks then: the jump's step is short throughout, the next only until the
+        // new instances are ready: more than 5 minutes, less than 10, not whole steps.
+        sc.reactive.metric_delay_s = 300;
+        rows.clear();
+        let late = simulate(&tr, &sc, Policy::Reactive, 1, Some(&mut rows), |_, _| {}).unwrap();
+        let m = late.underprovisioned_minutes;
         assert!(m > 5.0 && m < 10.0, "{m}");
         assert!((m / 5.0).fract() > 1e-6, "{m}");
-        // The timeline still shows the capacity at each step's start: short at 100, 101.
-        let short = |i: usize| rows[i].demand[0] > rows[i].ready.iter().map(|d| d[0]).sum::<f64>();
-        assert!(short(100) && short(101) && !short(102));
-        // Unserved vCPU-minutes count the same minutes: 4 instances (16 vCPU, 10 at
-        // 70%) leave 24 short over the first step, and over part of the next.
-        let u = r.unserved["cpu"];
+        assert!(short(&rows, 100) && short(&rows, 101) && !short(&rows, 102));
+        let u = late.unserved["cpu"];
         assert!(u > 5.0 * 24.0 && u < 2.0 * 5.0 * 24.0, "{u}");
+        // Predictive's pass 15 s into the step (its control interval) tops capacity up
+        // to the step's demand too: a jump no forecast saw is short for less than the
+        // step.
+        let p = simulate(
+            &tr,
+            &calm_scenario(),
+            Policy::Predictive,
+            1,
+            None,
+            |_, _| {},
+        )
+        .unwrap();
+        assert!(
+            p.underprovisioned_minutes < 5.0,
+            "{}",
+            p.underprovisioned_minutes
+        );
     }
 
     #[test]
@@ -1582,9 +1761,10 @@ mod tests {
         sc.workload.scale_down_window_s = 0;
         let free = run(&sc);
         assert_eq!(held.underprovisioned_minutes, 0.0);
-        // Without it, the return of most of the 32 dips finds capacity still on its way.
+        // Without it, the return of most of the 32 dips finds capacity still on its way:
+        // short from the return until what the pass 15 s in asked for is ready.
         assert!(
-            free.underprovisioned_minutes >= 30.0,
+            free.underprovisioned_minutes >= 16.0,
             "{}",
             free.underprovisioned_minutes
         );
@@ -1622,9 +1802,10 @@ mod tests {
 
     #[test]
     fn the_forecast_never_reads_the_future() {
-        // Two traces equal up to step k and wildly different after: every decision up
-        // to step k must be the same (the example has no selection time limit: the
-        // same choice on any machine).
+        // Two traces equal up to step k and wildly different from it: every decision
+        // before step k, and every forecast up to it, must be the same (the example has
+        // no selection time limit: the same choice on any machine). Within step k the
+        // passes that watch demand see it, once it has arrived.
         let sc = scenario();
         let a = trace(5);
         let mut b = a.clone();
@@ -1640,7 +1821,9 @@ mod tests {
             simulate(&a, &sc, p, 3, Some(&mut ta), |_, _| {}).unwrap();
             simulate(&b, &sc, p, 3, Some(&mut tb), |_, _| {}).unwrap();
             for i in 0..=k {
-                assert_eq!(ta[i].instances, tb[i].instances, "{p:?} step {i}");
+                if i < k {
+                    assert_eq!(ta[i].instances, tb[i].instances, "{p:?} step {i}");
+                }
                 assert_eq!(ta[i].forecast, tb[i].forecast, "{p:?} step {i}");
             }
             assert_ne!(
