@@ -93,6 +93,33 @@ pub const SEASON_REDETECT_MS: i64 = 6 * 3_600_000;
 /// Quantile levels every forecast carries (the workload's SLA level is added).
 pub const LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
 
+/// How much of the step in progress's surprise the forecast keeps per step after it
+/// (the simulator's default `error_decay`).
+const IN_PROGRESS_DECAY: f64 = 0.9;
+
+/// `f` moved up by how far the step starting at `step_ts` is above its forecast median so
+/// far (`so_far`), fading by [`IN_PROGRESS_DECAY`] per step after it: a surprise in the
+/// step in progress is likely to last into the next, and the forecast only learns of it
+/// when the step completes. `None` when the step is not above its median or not in `f`.
+fn moved_up(f: &Forecast, step_ts: TimestampMs, so_far: f64) -> Option<(Forecast, f64)> {
+    let idx = usize::try_from((step_ts - f.start).div_euclid(f.step_ms)).ok()?;
+    if idx >= f.horizon() {
+        return None;
+    }
+    let err = so_far - f.quantile(idx, 0.5);
+    if err.is_nan() || err <= 0.0 {
+        return None;
+    }
+    let mut g = f.clone();
+    for (k, row) in g.values.iter_mut().enumerate().skip(idx) {
+        let shift = err * IN_PROGRESS_DECAY.powi((k - idx) as i32);
+        for v in row.iter_mut() {
+            *v += shift;
+        }
+    }
+    Some((g, err))
+}
+
 /// What the server shows about one workload.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkloadStatus {
@@ -934,7 +961,7 @@ impl<P: Provider> Engine<P> {
                 });
             }
         }
-        let Some(fc) = s.status.forecast.clone() else {
+        let Some(mut fc) = s.status.forecast.clone() else {
             let msg = s
                 .status
                 .last_error
@@ -961,11 +988,24 @@ impl<P: Provider> Engine<P> {
         } else {
             &s.w
         };
-        let others: Vec<(Dim, &Forecast)> = s
+        // Each forecast moved up by the step in progress when it runs above it so far.
+        let in_step = now.div_euclid(s.step_ms) * s.step_ms;
+        let above = |d: Dim| so_far.iter().find(|(x, _)| *x == d).map(|(_, v)| *v);
+        let mut moved = None;
+        if let Some((g, err)) = above(Dim::Cpu).and_then(|v| moved_up(&fc, in_step, v)) {
+            fc = g;
+            moved = Some(err);
+        }
+        let extras: Vec<(Dim, Forecast)> = s
             .extras
             .iter()
-            .filter_map(|x| x.forecast.as_ref().map(|f| (x.dim, f)))
+            .filter_map(|x| {
+                let f = x.forecast.as_ref()?;
+                let g = above(x.dim).and_then(|v| moved_up(f, in_step, v));
+                Some((x.dim, g.map_or_else(|| f.clone(), |(g, _)| g)))
+            })
             .collect();
+        let others: Vec<(Dim, &Forecast)> = extras.iter().map(|(d, f)| (*d, f)).collect();
         // Observed demand the plan keeps covering: the scale-down window's peak and the
         // same time one season ago (the configured or detected season).
         let series: Vec<(Dim, &VecDeque<(TimestampMs, f64)>)> =
@@ -983,16 +1023,12 @@ impl<P: Provider> Engine<P> {
                     .map(|(_, v)| *v)
                     .reduce(f64::max)
             });
-        floors.extend(
-            so_far
-                .into_iter()
-                .map(|(dim, demand)| prescale_plan::Floor {
-                    dim,
-                    demand,
-                    what: "the demand so far in the step in progress".into(),
-                }),
-        );
-        let plan = prescale_plan::plan_dimensions(
+        floors.extend(so_far.iter().map(|&(dim, demand)| prescale_plan::Floor {
+            dim,
+            demand,
+            what: "the demand so far in the step in progress".into(),
+        }));
+        let mut plan = prescale_plan::plan_dimensions(
             w,
             &self.tiers,
             &fc,
@@ -1001,6 +1037,11 @@ impl<P: Provider> Engine<P> {
             self.interval_ms,
             &floors,
         );
+        if let Some(err) = moved {
+            plan.reason.push_str(&format!(
+                "; forecast moved up by {err:.2} vCPU, by which the step in progress runs above its median so far"
+            ));
+        }
         let desired = s.stabilizer.desired(now, &plan.target);
         let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
         s.status.desired = desired;
@@ -1328,10 +1369,35 @@ mod tests {
         e.store.append(&key, &samples[80 * 4..]).unwrap();
         let (surge, why) = capacity(80 * 60_000 + 45_000, &mut e);
         assert!(surge >= 40.0 / u, "{surge}: {why}");
-        assert!(
-            why.contains("the demand so far in the step in progress"),
-            "{why}"
-        );
+        // The forecast moved up by the step's 36 vCPU over its median of 4, and the
+        // demand so far is a floor: the plan covers the surge either way.
+        assert!(why.contains("forecast moved up by 36.00 vCPU"), "{why}");
+        assert!(why.contains("peaking at 40.00 vCPU"), "{why}");
+    }
+
+    #[test]
+    fn a_forecast_moves_up_by_the_step_in_progress_and_fades() {
+        let key = SeriesKey::metric("x").unwrap();
+        let f = Forecast::new(
+            key,
+            "test",
+            0,
+            0,
+            60_000,
+            vec![0.5, 0.95],
+            vec![vec![10.0, 12.0]; 4],
+        )
+        .unwrap();
+        // 20 so far in the step starting at 60 s: +10, then 9, 8.1.
+        let (g, err) = moved_up(&f, 60_000, 20.0).unwrap();
+        assert_eq!(err, 10.0);
+        assert_eq!(g.values[0], vec![10.0, 12.0]);
+        assert_eq!(g.values[1], vec![20.0, 22.0]);
+        assert!((g.values[3][0] - (10.0 + 8.1)).abs() < 1e-9);
+        // Below its median, or outside the forecast: unchanged.
+        assert!(moved_up(&f, 60_000, 9.0).is_none());
+        assert!(moved_up(&f, 600_000, 90.0).is_none());
+        assert!(moved_up(&f, -60_000, 90.0).is_none());
     }
 
     #[test]

@@ -96,8 +96,9 @@ fn default_metric_delay() -> u64 {
 pub struct ControlSettings {
     /// Seconds between two passes of forecast -> plan -> reconcile (the daemon's
     /// `[control] interval_s`): a pass this far into a step sees the step's demand so
-    /// far and keeps capacity at least at it (over the target utilization), as the daemon
-    /// does with the step in progress; 0 or a whole step or more: only at step starts.
+    /// far, moves the forecast on by its error and keeps capacity at least at it (over
+    /// the target utilization), as the daemon does with the step in progress; 0 or a
+    /// whole step or more: only at step starts.
     #[serde(default = "default_control_interval")]
     pub interval_s: u64,
 }
@@ -1041,6 +1042,28 @@ pub fn simulate(
                 said
             } else {
                 let (all, mut floors) = in_step.take().expect("checked");
+                // The forecast moved on by this step's error, as the next step's start
+                // will move it: a surprise now is likely to last into the next step.
+                let all: Vec<prescale_core::Forecast> = fcs
+                    .iter()
+                    .zip(&dims)
+                    .zip(all)
+                    .map(|((fc, (_, v)), g)| {
+                        let mut errors = recent_errors(&fc.said, &v[..=i]);
+                        fc.forecast
+                            .as_ref()
+                            .and_then(|f| {
+                                nowcast(
+                                    f,
+                                    now + dt,
+                                    &v[..=i],
+                                    scenario.forecast.error_decay,
+                                    &mut errors,
+                                )
+                            })
+                            .unwrap_or(g)
+                    })
+                    .collect();
                 for (dim, v) in &dims {
                     floors.push(prescale_plan::Floor {
                         dim: *dim,
