@@ -1020,9 +1020,20 @@ pub fn simulate(
         // Within the step, the pass that first sees its demand (HPA's sync after the
         // metric delay, prescale's next control pass) acts on it: the step's demand holds
         // over it, so that pass reads it as it is.
+        // Predictive's pass changes nothing unless some dimension runs above the median
+        // the step's plan forecast for it (as the daemon moves its forecast only up):
+        // below it, the moved forecast is no higher than the plan's, and the step's
+        // demand is within what it covers.
+        let above = |all: &[prescale_core::Forecast]| {
+            dims.iter()
+                .zip(all)
+                .any(|((_, v), g)| g.horizon() > 0 && v[i] > g.quantile(0, 0.5))
+        };
         let pass = match policy {
             Policy::Reactive if i > 0 => hpa_within,
-            Policy::Predictive if i > 0 && in_step.is_some() => control_within,
+            Policy::Predictive if i > 0 && in_step.as_ref().is_some_and(|(all, _)| above(all)) => {
+                control_within
+            }
             _ => None,
         };
         if let Some(d) = pass {
