@@ -1020,10 +1020,10 @@ pub fn simulate(
         // Within the step, the pass that first sees its demand (HPA's sync after the
         // metric delay, prescale's next control pass) acts on it: the step's demand holds
         // over it, so that pass reads it as it is.
-        // Predictive's pass changes nothing unless some dimension runs above the median
-        // the step's plan forecast for it (as the daemon moves its forecast only up):
-        // below it, the moved forecast is no higher than the plan's, and the step's
-        // demand is within what it covers.
+        // Predictive's pass runs when some dimension is above the median the step's plan
+        // forecast for it (the daemon, too, moves its forecast only up): below it, the
+        // moved forecast is no higher than the plan's (its spread floor aside, which
+        // gains one error) and the step's demand is within what the plan covers.
         let above = |all: &[prescale_core::Forecast]| {
             dims.iter()
                 .zip(all)
