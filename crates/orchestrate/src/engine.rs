@@ -1286,6 +1286,17 @@ mod tests {
         }
     }
 
+    /// The effective capacity of workload "host"'s current plan, and its reason.
+    fn planned(e: &Engine<SimCloud>, tiers: &[Tier]) -> (f64, String) {
+        let st = e.status_handle();
+        let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
+        let cap = tiers
+            .iter()
+            .map(|t| plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity())
+            .sum();
+        (cap, plan.reason)
+    }
+
     #[test]
     fn the_daemon_keeps_capacity_for_the_recent_peak() {
         // An hour at 40 vCPU, then 20 minutes at 4: the baseline forecast follows the
@@ -1308,16 +1319,7 @@ mod tests {
             let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
             e.set_inline_training();
             e.tick(80 * 60_000 + 1).unwrap();
-            let st = e.status_handle();
-            let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
-            let cap: f64 = c
-                .tiers
-                .iter()
-                .map(|t| {
-                    plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
-                })
-                .sum();
-            (cap, plan.reason)
+            planned(&e, &c.tiers)
         };
         let u = c.workloads[0].target_utilization;
         let (held, why) = plan_at(7200);
@@ -1350,18 +1352,9 @@ mod tests {
         store.append(&key, &samples[..80 * 4]).unwrap();
         let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
         e.set_inline_training();
-        let st = e.status_handle();
         let capacity = |at: TimestampMs, e: &mut Engine<SimCloud>| {
             e.tick(at).unwrap();
-            let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
-            let cap: f64 = c
-                .tiers
-                .iter()
-                .map(|t| {
-                    plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
-                })
-                .sum();
-            (cap, plan.reason)
+            planned(e, &c.tiers)
         };
         let u = c.workloads[0].target_utilization;
         let (calm, why) = capacity(79 * 60_000 + 59_000, &mut e);
