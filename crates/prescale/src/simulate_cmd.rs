@@ -40,7 +40,8 @@ pub struct SimulateArgs {
     pub timeline: Option<PathBuf>,
     /// Write an HTML page with charts of demand, the forecast band and capacity by tier;
     /// with `--policy all`, a comparison of the policies: cost against minutes short
-    /// (HPA at every target tried too) and cost over time.
+    /// (HPA at every target tried, and predictive at SLA quantiles 0.8, 0.9 and 0.99,
+    /// too) and cost over time.
     #[arg(long, value_name = "OUT.html")]
     pub report: Option<PathBuf>,
     /// Output format.
@@ -62,6 +63,10 @@ pub enum SimFormat {
     /// One JSON object.
     Json,
 }
+
+/// The SLA quantiles the comparison page also runs predictive at (the scenario's own is
+/// skipped: it is the predictive run).
+const COMPARED_QUANTILES: [f64; 3] = [0.8, 0.9, 0.99];
 
 /// Runs the command; errors are the user's to fix (exit 2).
 pub fn run(a: SimulateArgs) -> Result<(), String> {
@@ -206,8 +211,35 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         }
     } else {
         if let Some(path) = &a.report {
-            let html =
-                crate::simulate_compare::compare_html(&reports, &timelines, matched.as_ref());
+            // Predictive at other SLA quantiles: what each service level costs.
+            let mut quantiles = Vec::new();
+            for q in COMPARED_QUANTILES {
+                if (q - scenario.workload.sla_quantile).abs() < 1e-9 {
+                    continue;
+                }
+                let mut s = scenario.clone();
+                s.workload.sla_quantile = q;
+                let bar = crate::progress_bar(
+                    trace.cpu.len() as u64,
+                    &format!(
+                        "{{spinner}} predictive at q{q:<6} [{{bar:30}}] {{pos}}/{{len}} steps ({{eta}})"
+                    ),
+                );
+                let r = simulate(&trace, &s, Policy::Predictive, a.seed, None, |i, _| {
+                    if i % 64 == 0 {
+                        bar.set_position(i as u64)
+                    }
+                })?;
+                bar.finish_and_clear();
+                quantiles.push((q, r.underprovisioned_minutes, r.cost_total));
+            }
+            let html = crate::simulate_compare::compare_html(
+                &reports,
+                &timelines,
+                matched.as_ref(),
+                &quantiles,
+                scenario.workload.sla_quantile,
+            );
             std::fs::write(path, html)
                 .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
         }

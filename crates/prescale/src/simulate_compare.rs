@@ -43,16 +43,27 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
+/// A dashed line through a policy's runs at other settings: (label, minutes short,
+/// cost), in the order drawn, labelled every `every`-th point and at the last.
+struct Curve {
+    points: Vec<(String, f64, f64)>,
+    colour: &'static str,
+    every: usize,
+}
+
 /// Cost against minutes short, both on log axes (minutes as 1 + minutes, so never short
-/// sits on the left edge): a point per policy, and HPA's line through every target
-/// tried.
-fn frontier(reports: &[Report], matched: Option<&Matched>) -> String {
-    let tried: &[(f64, f64, f64)] = matched.map_or(&[], |m| &m.tried);
+/// sits on the left edge): a point per policy, and a line per curve (HPA through every
+/// target tried, predictive through other SLA quantiles).
+fn frontier(reports: &[Report], curves: &[Curve]) -> String {
     let reports: Vec<&Report> = charted(reports).collect();
     let points = reports
         .iter()
         .map(|r| (r.underprovisioned_minutes, r.cost_total))
-        .chain(tried.iter().map(|(_, m, c)| (*m, *c)));
+        .chain(
+            curves
+                .iter()
+                .flat_map(|c| c.points.iter().map(|(_, m, c)| (*m, *c))),
+        );
     let (mut max_min, mut lo_cost, mut hi_cost) = (1.0f64, f64::INFINITY, 0.0f64);
     for (m, c) in points {
         max_min = max_min.max(m);
@@ -91,31 +102,39 @@ fn frontier(reports: &[Report], matched: Option<&Matched>) -> String {
         W / 2.0,
         H - 12.0
     );
-    if tried.len() > 1 {
-        let d = path_through(tried.iter().map(|(_, m, c)| (x(*m), y(*c))));
-        let _ = write!(
-            svg,
-            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"5 4\"/>",
-            colour(Policy::Reactive)
-        );
-    }
-    // Label every tenth target, and the last, where it has room.
-    let mut last_label: Option<(f64, f64)> = None;
-    for (i, (t, m, c)) in tried.iter().enumerate() {
-        let crowded = last_label
-            .is_some_and(|(lx, ly)| (x(*m) - lx).abs() < 60.0 && (y(*c) - ly).abs() < 14.0);
-        if (i % 10 == 0 || i + 1 == tried.len()) && !crowded {
-            last_label = Some((x(*m), y(*c)));
+    for curve in curves {
+        let pts = &curve.points;
+        if pts.len() > 1 {
+            let d = path_through(pts.iter().map(|(_, m, c)| (x(*m), y(*c))));
             let _ = write!(
                 svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{}\">HPA {:.0}%</text>",
-                x(*m),
-                y(*c),
-                colour(Policy::Reactive),
-                x(*m) + 5.0,
-                y(*c) - 5.0,
-                colour(Policy::Reactive),
-                t * 100.0
+                "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"5 4\"/>",
+                curve.colour
+            );
+        }
+        // A dot at each labelled point; labels where they have room.
+        let mut last_label: Option<(f64, f64)> = None;
+        for (i, (label, m, c)) in pts.iter().enumerate() {
+            if i % curve.every != 0 && i + 1 != pts.len() {
+                continue;
+            }
+            let (px, py) = (x(*m), y(*c));
+            let _ = write!(
+                svg,
+                "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"2.5\" fill=\"{}\"/>",
+                curve.colour
+            );
+            if last_label.is_some_and(|(lx, ly)| (px - lx).abs() < 60.0 && (py - ly).abs() < 14.0) {
+                continue;
+            }
+            last_label = Some((px, py));
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{}\">{}</text>",
+                px + 5.0,
+                py - 5.0,
+                curve.colour,
+                html_escape(label)
             );
         }
     }
@@ -201,11 +220,43 @@ fn cost_over_time(reports: &[Report], timelines: &[Vec<TimelineRow>]) -> String 
 
 /// The comparison page: the policies' figures, cost against minutes short (with HPA at
 /// every target tried), and cost over time. Self-contained: inline SVG, no scripts.
+///
+/// `quantiles` are predictive's runs at other SLA quantiles: (quantile, minutes short,
+/// cost); with the scenario's own run they make a line on the first chart.
 pub fn compare_html(
     reports: &[Report],
     timelines: &[Vec<TimelineRow>],
     matched: Option<&Matched>,
+    quantiles: &[(f64, f64, f64)],
+    sla_quantile: f64,
 ) -> String {
+    let mut curves = Vec::new();
+    if let Some(m) = matched {
+        curves.push(Curve {
+            points: m
+                .tried
+                .iter()
+                .map(|(t, mm, c)| (format!("HPA {:.0}%", t * 100.0), *mm, *c))
+                .collect(),
+            colour: colour(Policy::Reactive),
+            every: 10,
+        });
+    }
+    if let Some(p) = reports.iter().find(|r| r.policy == Policy::Predictive) {
+        if !quantiles.is_empty() {
+            let mut pts: Vec<(f64, f64, f64)> = quantiles.to_vec();
+            pts.push((sla_quantile, p.underprovisioned_minutes, p.cost_total));
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            curves.push(Curve {
+                points: pts
+                    .into_iter()
+                    .map(|(q, m, c)| (format!("q{q}"), m, c))
+                    .collect(),
+                colour: colour(Policy::Predictive),
+                every: 1,
+            });
+        }
+    }
     let oracle = reports
         .iter()
         .find(|r| r.policy == Policy::Oracle)
@@ -252,9 +303,21 @@ pub fn compare_html(
         _ => String::new(),
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: every policy</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: every policy on the same trace</h1><p>{head}</p><table><tr><th>policy</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><p>{summary}</p><h2>Cost against minutes short</h2><p>Lower and further left is better. The dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than predictive: a policy below that line is cheaper than HPA at the same service level.{static_note}</p>{frontier}<h2>Cost over time</h2><p>Cost so far, a line per policy, coloured as in the table.</p>{over_time}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: every policy</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: every policy on the same trace</h1><p>{head}</p><table><tr><th>policy</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><p>{summary}</p><h2>Cost against minutes short</h2><p>Lower and further left is better. The dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than predictive: a policy below that line is cheaper than HPA at the same service level.{quantile_note}{static_note}</p>{frontier}<h2>Cost over time</h2><p>Cost so far, a line per policy, coloured as in the table.</p>{over_time}</body></html>\n",
         summary = html_escape(&summary),
-        frontier = frontier(reports, matched),
+        quantile_note = if quantiles.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " The green dashed line is predictive at other SLA quantiles ({}), the scenario's q{sla_quantile} among them: the cost of each service level.",
+                quantiles
+                    .iter()
+                    .map(|(q, _, _)| format!("q{q}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        frontier = frontier(reports, &curves),
         over_time = cost_over_time(reports, timelines),
     )
 }

@@ -305,6 +305,12 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     // (static too, unless it costs over three times the others).
     assert!(html.matches("r=\"6\"").count() == 5);
     assert!(html.contains("HPA 70%"));
+    // And predictive at the other SLA quantiles, the example's q0.95 among them.
+    assert!(
+        html.contains(">q0.8</text>") && html.contains("q0.95"),
+        "{html}"
+    );
+    assert!(html.contains("predictive at other SLA quantiles (q0.8, q0.9, q0.99)"));
     assert!(html.contains(says));
     // A timeline belongs to one run.
     let out = simulate(
