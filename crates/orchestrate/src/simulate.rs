@@ -619,6 +619,30 @@ impl Fleet {
         }
     }
 
+    /// Effective capacity of `target` instances per tier.
+    fn capacity_of(&self, target: &[u32]) -> f64 {
+        target
+            .iter()
+            .zip(&self.tiers)
+            .map(|(n, t)| *n as f64 * t.effective_capacity())
+            .sum()
+    }
+
+    /// Moves every tier to `target` at `at`: additions first, then removals that keep
+    /// the target's capacity ready. Returns the scaling actions taken.
+    fn apply(&mut self, target: &[u32], at: TimestampMs, start: Start) -> usize {
+        let capacity = self.capacity_of(target);
+        let mut actions = 0;
+        for grow in [true, false] {
+            for (k, &t) in target.iter().enumerate() {
+                if (t > self.held(k)) == grow && self.set(k, t, at, start, capacity) {
+                    actions += 1;
+                }
+            }
+        }
+        actions
+    }
+
     /// Cost if every live instance stopped at `now` (for the running total).
     fn cost_if_stopped(&self, now: TimestampMs) -> f64 {
         let mut c: f64 = self.cost.iter().sum();
@@ -644,6 +668,20 @@ struct Forecaster {
     /// The nowcast's median for step `t` made `k + 1` steps before it, `[k][t]` (NaN
     /// until made): its errors once `t` is observed set the spread floor of [`nowcast`].
     said: Vec<Vec<f64>>,
+}
+
+impl Forecaster {
+    /// The latest forecast from `now` on, given the demand observed before it (`past`):
+    /// [`nowcast`] with this forecaster's own recent errors.
+    fn nowcast(
+        &self,
+        now: TimestampMs,
+        past: &[f64],
+        decay: f64,
+    ) -> Option<prescale_core::Forecast> {
+        let mut errors = recent_errors(&self.said, past);
+        nowcast(self.forecast.as_ref()?, now, past, decay, &mut errors)
+    }
 }
 
 /// Replays `trace` under `policy`. `timeline` receives one row per step when given.
@@ -871,16 +909,7 @@ pub fn simulate(
                     .iter_mut()
                     .zip(&dims)
                     .map(|(fc, (_, v))| {
-                        let mut errors = recent_errors(&fc.said, &v[..seen]);
-                        let g = fc.forecast.as_ref().and_then(|f| {
-                            nowcast(
-                                f,
-                                now,
-                                &v[..seen],
-                                scenario.forecast.error_decay,
-                                &mut errors,
-                            )
-                        })?;
+                        let g = fc.nowcast(now, &v[..seen], scenario.forecast.error_decay)?;
                         for (k, said) in fc.said.iter_mut().enumerate() {
                             if let (Some(slot), true) = (said.get_mut(i + k), k < g.horizon()) {
                                 *slot = g.quantile(k, 0.5);
@@ -920,12 +949,7 @@ pub fn simulate(
                             (0..hi).map(|s| g.quantile(s, q)).fold(0.0, f64::max)
                         };
                         if policy == Policy::Predictive {
-                            let others: Vec<(Dim, &prescale_core::Forecast)> = dims
-                                .iter()
-                                .zip(all)
-                                .skip(1)
-                                .map(|((d, _), g)| (*d, g))
-                                .collect();
+                            let others = others_of(&dims, all);
                             // Observed demand the plan keeps covering (the steps before
                             // `seen` only); the season is the configured one or a day.
                             let season_ms = w.season_s.map_or(86_400_000, |s| s as i64 * 1000);
@@ -1004,19 +1028,7 @@ pub fn simulate(
         } else {
             Start::Cold
         };
-        let target_capacity: f64 = target
-            .iter()
-            .zip(&tiers)
-            .map(|(n, t)| *n as f64 * t.effective_capacity())
-            .sum();
-        // Additions first, then removals that keep the target's capacity ready.
-        for grow in [true, false] {
-            for (k, &t) in target.iter().enumerate() {
-                if (t > fleet.held(k)) == grow && fleet.set(k, t, now, start, target_capacity) {
-                    actions += 1;
-                }
-            }
-        }
+        actions += fleet.apply(&target, now, start);
         // Within the step, the pass that first sees its demand (HPA's sync after the
         // metric delay, prescale's next control pass) acts on it: the step's demand holds
         // over it, so that pass reads it as it is.
@@ -1060,18 +1072,7 @@ pub fn simulate(
                     .zip(&dims)
                     .zip(all)
                     .map(|((fc, (_, v)), g)| {
-                        let mut errors = recent_errors(&fc.said, &v[..=i]);
-                        fc.forecast
-                            .as_ref()
-                            .and_then(|f| {
-                                nowcast(
-                                    f,
-                                    now + dt,
-                                    &v[..=i],
-                                    scenario.forecast.error_decay,
-                                    &mut errors,
-                                )
-                            })
+                        fc.nowcast(now + dt, &v[..=i], scenario.forecast.error_decay)
                             .unwrap_or(g)
                     })
                     .collect();
@@ -1085,12 +1086,7 @@ pub fn simulate(
                         ),
                     });
                 }
-                let others: Vec<(Dim, &prescale_core::Forecast)> = dims
-                    .iter()
-                    .zip(&all)
-                    .skip(1)
-                    .map(|((dim, _), g)| (*dim, g))
-                    .collect();
+                let others = others_of(&dims, &all);
                 let p = prescale_plan::plan_dimensions(
                     &w_now, &tiers, &all[0], &others, at, dt, &floors,
                 );
@@ -1109,20 +1105,9 @@ pub fn simulate(
             for (k, n) in target.iter_mut().enumerate() {
                 *n = (*n).clamp(tiers[k].min_instances, tiers[k].max_instances);
             }
-            let capacity: f64 = target
-                .iter()
-                .zip(&tiers)
-                .map(|(n, t)| *n as f64 * t.effective_capacity())
-                .sum();
-            let acted = actions;
-            for grow in [true, false] {
-                for (k, &t) in target.iter().enumerate() {
-                    if (t > fleet.held(k)) == grow && fleet.set(k, t, at, Start::Cold, capacity) {
-                        actions += 1;
-                    }
-                }
-            }
-            if actions > acted {
+            let acted = fleet.apply(&target, at, Start::Cold);
+            actions += acted;
+            if acted > 0 {
                 why = if why.is_empty() {
                     said
                 } else {
@@ -1139,8 +1124,9 @@ pub fn simulate(
             // time before it is needed: it serves from now, beside the instance under
             // notice (a few minutes' overlap, billed), so no notice that runs out within
             // the step leaves it short.
+            let capacity = fleet.capacity_of(&target);
             for (k, &t) in target.iter().enumerate() {
-                if fleet.set(k, t, now, Start::Foresight, target_capacity) {
+                if fleet.set(k, t, now, Start::Foresight, capacity) {
                     actions += 1;
                 }
             }
@@ -1255,6 +1241,18 @@ pub fn simulate(
         reactive_target_utilization: (policy == Policy::Reactive)
             .then_some(scenario.reactive.target_utilization),
     })
+}
+
+/// Every dimension but CPU (the first) with its forecast, as the planner takes them.
+fn others_of<'a>(
+    dims: &[(Dim, &[f64])],
+    forecasts: &'a [prescale_core::Forecast],
+) -> Vec<(Dim, &'a prescale_core::Forecast)> {
+    dims.iter()
+        .zip(forecasts)
+        .skip(1)
+        .map(|((d, _), g)| (*d, g))
+        .collect()
 }
 
 fn one_tier(tiers: &[Tier], k: usize, n: u32) -> Vec<u32> {
