@@ -154,27 +154,10 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     let mut reports = Vec::with_capacity(policies.len());
     for policy in policies {
         let mut timeline = Vec::new();
-        let bar = crate::progress_bar(
-            trace.cpu.len() as u64,
-            &format!(
-                "{{spinner}} simulating {:<13} [{{bar:30}}] {{pos}}/{{len}} steps ({{eta}})",
-                policy.name()
-            ),
-        );
-        reports.push(simulate(
-            &trace,
-            &scenario,
-            policy,
-            a.seed,
-            keep.then_some(&mut timeline),
-            |i, _| {
-                if i % 64 == 0 {
-                    bar.set_position(i as u64)
-                }
-            },
-        )?);
+        let label = format!("simulating {:<13}", policy.name());
+        let run = (&trace, &scenario, policy, a.seed);
+        reports.push(with_progress(run, keep.then_some(&mut timeline), &label)?);
         timelines.push(timeline);
-        bar.finish_and_clear();
     }
     // What HPA would cost for prescale's service level: its target lowered until it is
     // short no longer than predictive.
@@ -219,18 +202,8 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                 }
                 let mut s = scenario.clone();
                 s.workload.sla_quantile = q;
-                let bar = crate::progress_bar(
-                    trace.cpu.len() as u64,
-                    &format!(
-                        "{{spinner}} predictive at q{q:<6} [{{bar:30}}] {{pos}}/{{len}} steps ({{eta}})"
-                    ),
-                );
-                let r = simulate(&trace, &s, Policy::Predictive, a.seed, None, |i, _| {
-                    if i % 64 == 0 {
-                        bar.set_position(i as u64)
-                    }
-                })?;
-                bar.finish_and_clear();
+                let run = (&trace, &s, Policy::Predictive, a.seed);
+                let r = with_progress(run, None, &format!("predictive at q{q:<6}"))?;
                 quantiles.push((q, r.underprovisioned_minutes, r.cost_total));
             }
             let html = crate::simulate_compare::compare_html(
@@ -256,6 +229,26 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// One simulation `(trace, scenario, policy, seed)` with a progress bar on the terminal
+/// headed `label`.
+fn with_progress(
+    (trace, scenario, policy, seed): (&Trace, &Scenario, Policy, u64),
+    timeline: Option<&mut Vec<TimelineRow>>,
+    label: &str,
+) -> Result<Report, String> {
+    let bar = crate::progress_bar(
+        trace.cpu.len() as u64,
+        &format!("{{spinner}} {label} [{{bar:30}}] {{pos}}/{{len}} steps ({{eta}})"),
+    );
+    let r = simulate(trace, scenario, policy, seed, timeline, |i, _| {
+        if i % 64 == 0 {
+            bar.set_position(i as u64)
+        }
+    });
+    bar.finish_and_clear();
+    r
 }
 
 /// Writes the timeline CSV and the HTML report of one policy's run to the paths given.
