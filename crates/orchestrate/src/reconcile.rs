@@ -61,9 +61,12 @@ pub struct Reconciled {
 
 /// Compares desired (stabilised) and planned counts with what the workload holds.
 ///
-/// Scale-up is immediate. Scale-down happens only when the stabilised count allows it and
-/// no instance of the workload is still pending (removing capacity while replacements
-/// are not serving yet would open a gap).
+/// Scale-up is immediate. Pending instances beyond the desired count are released at
+/// once (they serve nothing yet, and cost from their request: a surge's extras, or a
+/// plan that fell for the whole stabilisation window before they came). Ready ones are
+/// removed only when the stabilised count allows it and no instance of the workload is
+/// still pending (removing capacity while replacements are not serving yet would open a
+/// gap).
 pub fn reconcile(
     workload: &str,
     planned: &BTreeMap<String, u32>,
@@ -72,13 +75,22 @@ pub fn reconcile(
     now: TimestampMs,
 ) -> Reconciled {
     let mut out = Reconciled::default();
-    let pending: u32 = actual.tiers.values().map(|c| c.pending).sum();
     let mut tiers: Vec<&String> = desired.keys().chain(actual.tiers.keys()).collect();
     tiers.sort();
     tiers.dedup();
+    let want = |tier: &str| desired.get(tier).copied().unwrap_or(0);
+    // Surplus pending instances, released first; what stays pending after that.
+    let release = |tier: &String| {
+        let c = actual.get(tier);
+        c.pending.min(c.total().saturating_sub(want(tier)))
+    };
+    let pending: u32 = tiers
+        .iter()
+        .map(|t| actual.get(t).pending - release(t))
+        .sum();
     let mut downs = Vec::new();
     for tier in tiers {
-        let want = desired.get(tier).copied().unwrap_or(0);
+        let want = want(tier);
         let plan = planned.get(tier).copied().unwrap_or(0);
         let have = actual.get(tier).total();
         let action = |kind, count| Action {
@@ -98,10 +110,16 @@ pub fn reconcile(
         if want > have {
             out.actions.push(action(ActionKind::Provision, want - have));
         } else if want < have {
-            if pending > 0 {
+            let surplus_pending = release(tier);
+            let surplus_ready = have - want - surplus_pending;
+            if surplus_ready > 0 && pending > 0 {
                 out.holds.push(format!(
-                    "{tier}: keeping {have} (plan wants {want}) until {pending} pending instance(s) are ready"
+                    "{tier}: keeping {} ready (plan wants {want}) until {pending} pending instance(s) are ready",
+                    have - surplus_pending
                 ));
+                if surplus_pending > 0 {
+                    downs.push(action(ActionKind::Deprovision, surplus_pending));
+                }
             } else {
                 downs.push(action(ActionKind::Deprovision, have - want));
             }
@@ -178,6 +196,46 @@ mod tests {
         );
         assert!(r.actions.is_empty());
         assert!(r.holds[0].contains("pending"), "{:?}", r.holds);
+    }
+
+    #[test]
+    fn surplus_pending_instances_go_at_once_ready_ones_wait_for_the_pending() {
+        // a: 2 ready + 3 pending, 2 wanted; b: 4 ready + 1 pending, 2 wanted. Every
+        // pending instance is surplus and goes; then nothing is pending, so b's ready
+        // surplus goes too.
+        let r = reconcile(
+            "w",
+            &m(&[("a", 2), ("b", 2)]),
+            &m(&[("a", 2), ("b", 2)]),
+            &alloc(&[("a", 2, 3), ("b", 4, 1)]),
+            0,
+        );
+        let downs: Vec<(&str, u32)> = r
+            .actions
+            .iter()
+            .map(|a| {
+                assert_eq!(a.kind, ActionKind::Deprovision);
+                (a.tier.as_str(), a.count)
+            })
+            .collect();
+        assert_eq!(downs, vec![("a", 3), ("b", 3)]);
+        assert!(r.holds.is_empty(), "{:?}", r.holds);
+        // With a's third instance still pending (wanted), b's pending one goes at once
+        // but its ready surplus waits for a's.
+        let r = reconcile(
+            "w",
+            &m(&[("a", 3), ("b", 2)]),
+            &m(&[("a", 3), ("b", 2)]),
+            &alloc(&[("a", 2, 1), ("b", 4, 1)]),
+            0,
+        );
+        assert_eq!(r.actions.len(), 1);
+        assert_eq!((r.actions[0].tier.as_str(), r.actions[0].count), ("b", 1));
+        assert!(
+            r.holds[0].contains("b: keeping 4 ready (plan wants 2) until 1 pending"),
+            "{:?}",
+            r.holds
+        );
     }
 
     #[test]
