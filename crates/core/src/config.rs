@@ -15,6 +15,9 @@ use crate::SeriesKey;
 /// and [`Config::default`] parses it, so the two can never disagree.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The largest `surge_extra` a workload may set: ten extra instances per needed one.
+pub const MAX_SURGE_EXTRA: f64 = 10.0;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,6 +441,15 @@ impl Config {
                     format!("must be in (0, 1], got {}", w.target_utilization),
                 );
             }
+            if !(0.0..=MAX_SURGE_EXTRA).contains(&w.surge_extra) {
+                return err(
+                    k("surge_extra"),
+                    format!(
+                        "must be in [0, {MAX_SURGE_EXTRA}] (extra instances per needed one while short; 0: off), got {}",
+                        w.surge_extra
+                    ),
+                );
+            }
             if !(0.0..=1.0).contains(&w.max_spot_share) {
                 return err(
                     k("max_spot_share"),
@@ -587,6 +599,21 @@ mod tests {
         let e = Config::parse("[server\nlisten = 1", "bad.toml").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
         assert!(e.message.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn a_surge_outside_its_range_is_refused_with_its_key() {
+        for bad in ["-0.5", "11.0", "nan"] {
+            let src = DEFAULT_TOML.replace("surge_extra = 1.0", &format!("surge_extra = {bad}"));
+            let e = Config::parse(&src, "p.toml").unwrap_err();
+            assert_eq!(e.key, "workloads[0].surge_extra", "{e}");
+            assert!(e.message.contains("must be in [0, 10]"), "{e}");
+        }
+        let src = DEFAULT_TOML.replace("surge_extra = 1.0", "surge_extra = 0");
+        assert_eq!(
+            Config::parse(&src, "p.toml").unwrap().workloads[0].surge_extra,
+            0.0
+        );
     }
 
     #[test]

@@ -329,6 +329,13 @@ pub struct Workload {
     /// 0 turns it off.
     #[serde(default = "default_scale_down_window_s")]
     pub scale_down_window_s: u64,
+    /// While ready capacity is short of the demand now, request this many extra
+    /// instances per needed one not ready yet, and release those still pending once
+    /// capacity covers demand: lead times vary, so the needed count is ready when the
+    /// fastest of the larger request are (about the median lead time with 1.0, twice as
+    /// many), not when the slowest of exactly the needed count is. 0 turns it off.
+    #[serde(default = "default_surge_extra")]
+    pub surge_extra: f64,
     /// Capacity also covers the highest demand seen from one step before to half an
     /// hour after this time one season (a day, unless configured or detected
     /// otherwise) ago: a surge that came at 06:30 yesterday is likely again, perhaps a
@@ -389,6 +396,9 @@ fn default_scale_down_delay_s() -> u64 {
 fn yes() -> bool {
     true
 }
+fn default_surge_extra() -> f64 {
+    1.0
+}
 fn default_scale_down_window_s() -> u64 {
     7200
 }
@@ -423,6 +433,15 @@ impl Allocation {
             .iter()
             .map(|t| self.get(&t.name).ready as f64 * t.effective_capacity())
             .sum()
+    }
+
+    /// Ready capacity in dimension `d` (CPU counting performance factors); `None` when
+    /// no tier of `catalog` states the dimension.
+    pub fn ready_of(&self, catalog: &[Tier], d: Dim) -> Option<f64> {
+        catalog
+            .iter()
+            .filter_map(|t| Some(self.get(&t.name).ready as f64 * t.provides(d)?))
+            .reduce(|a, b| a + b)
     }
 
     /// Counts for a tier (zero when absent).

@@ -30,7 +30,7 @@ use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::provider::Provider;
-use crate::reconcile::{reconcile, Stabilizer};
+use crate::reconcile::{reconcile, surged, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
 /// Live one-step errors compared with the cross-validation error for drift.
@@ -1042,7 +1042,35 @@ impl<P: Provider> Engine<P> {
                 "; forecast moved up by {err:.2} vCPU, by which the step in progress runs above its median so far"
             ));
         }
-        let desired = s.stabilizer.desired(now, &plan.target);
+        let mut desired = s.stabilizer.desired(now, &plan.target);
+        // Short of the demand now: a surge gets the needed count ready sooner.
+        let alloc = &s.status.allocation;
+        let short = so_far.iter().find(|(d, v)| {
+            alloc
+                .ready_of(&self.tiers, *d)
+                .is_some_and(|c| *v > c + 1e-9)
+        });
+        if let Some((d, v)) = short.filter(|_| s.w.surge_extra > 0.0) {
+            let tier = |t: &str| self.tiers.iter().find(|x| x.name == t);
+            let more = surged(
+                &desired,
+                alloc,
+                s.w.surge_extra,
+                |t| tier(t).map_or(0, |x| x.max_instances),
+                |t| tier(t).map_or(0.0, |x| x.price_per_hour),
+                w.budget_per_hour,
+            );
+            let extra: u32 = more.values().sum::<u32>() - desired.values().sum::<u32>();
+            if extra > 0 {
+                plan.reason.push_str(&format!(
+                    "; {} short now ({v:.2} demanded, {:.2} ready): {extra} extra instance(s) requested (surge_extra {}), released while still pending once capacity covers demand",
+                    d.name(),
+                    alloc.ready_of(&self.tiers, *d).unwrap_or(0.0),
+                    s.w.surge_extra
+                ));
+                desired = more;
+            }
+        }
         let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
         s.status.desired = desired;
         s.status.plan = Some(plan.clone());
@@ -1329,11 +1357,10 @@ mod tests {
         assert!(free < 20.0, "{free}: {why}");
     }
 
-    #[test]
-    fn a_surge_in_the_step_in_progress_gets_capacity_before_the_step_closes() {
-        // Five-minute steps at 4 vCPU for 80 minutes, then 40 vCPU from 80:00. A pass at
-        // 80:45 has no complete step of the surge (no forecast, no window floor: both
-        // off), but the step in progress already asks for it.
+    /// Five-minute steps at 4 vCPU for 80 minutes, then 40 vCPU from 80:00 until
+    /// `until_q` quarter-minutes, with no forecast floor or window (both off): the engine
+    /// holding the first 80 minutes, the surge's samples, the series and the config.
+    fn surging_engine(until_q: i64) -> (Engine<SimCloud>, Vec<Sample>, SeriesKey, Config) {
         let mut c = Config::default();
         let w = &mut c.workloads[0];
         w.model = "baseline".into();
@@ -1341,7 +1368,7 @@ mod tests {
         w.scale_down_window_s = 0;
         w.seasonal_floor = false;
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
-        let samples: Vec<_> = (0..80 * 4 + 3)
+        let samples: Vec<_> = (0..until_q)
             .map(|q| Sample {
                 ts: q * 15_000,
                 value: if q < 80 * 4 { 4.0 } else { 40.0 },
@@ -1352,6 +1379,14 @@ mod tests {
         store.append(&key, &samples[..80 * 4]).unwrap();
         let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
         e.set_inline_training();
+        (e, samples[80 * 4..].to_vec(), key, c)
+    }
+
+    #[test]
+    fn a_surge_in_the_step_in_progress_gets_capacity_before_the_step_closes() {
+        // A pass at 80:45 has no complete step of the surge, but the step in progress
+        // already asks for it.
+        let (mut e, surge, key, c) = surging_engine(80 * 4 + 3);
         let capacity = |at: TimestampMs, e: &mut Engine<SimCloud>| {
             e.tick(at).unwrap();
             planned(e, &c.tiers)
@@ -1359,13 +1394,59 @@ mod tests {
         let u = c.workloads[0].target_utilization;
         let (calm, why) = capacity(79 * 60_000 + 59_000, &mut e);
         assert!(calm < 20.0, "{calm}: {why}");
-        e.store.append(&key, &samples[80 * 4..]).unwrap();
+        e.store.append(&key, &surge).unwrap();
         let (surge, why) = capacity(80 * 60_000 + 45_000, &mut e);
         assert!(surge >= 40.0 / u, "{surge}: {why}");
         // The forecast moved up by the step's 36 vCPU over its median of 4, and the
         // demand so far is a floor: the plan covers the surge either way.
         assert!(why.contains("forecast moved up by 36.00 vCPU"), "{why}");
         assert!(why.contains("peaking at 40.00 vCPU"), "{why}");
+    }
+
+    #[test]
+    fn short_of_demand_now_the_daemon_requests_extra_and_releases_it_once_covered() {
+        let held = |e: &Engine<SimCloud>| {
+            let st = e.status_handle();
+            let ws = st.read().unwrap().workloads["host"].clone();
+            let held: u32 = ws.allocation.tiers.values().map(|c| c.total()).sum();
+            (held, ws.desired.values().sum::<u32>(), ws.plan.unwrap())
+        };
+        for extra in [0.0, 1.0] {
+            let (mut e, surge, key, mut c) = surging_engine(90 * 4);
+            e.states[0].w.surge_extra = extra;
+            c.workloads[0].surge_extra = extra;
+            e.tick(79 * 60_000 + 59_000).unwrap();
+            e.store.append(&key, &surge).unwrap();
+            e.tick(80 * 60_000 + 45_000).unwrap();
+            let (during, desired, plan) = held(&e);
+            let (_, why) = planned(&e, &c.tiers);
+            let planned_n: u32 = plan.target.values().sum();
+            if extra == 0.0 {
+                assert_eq!(during, planned_n, "{why}");
+                assert!(!why.contains("surge_extra"), "{why}");
+                continue;
+            }
+            // None of the plan's instances is ready yet (those asked for at 79:59 take
+            // two minutes or more): the plan's count and as many again.
+            assert!(why.contains("(40.00 demanded, 0.00 ready)"), "{why}");
+            assert_eq!((desired, during), (2 * planned_n, 2 * planned_n), "{why}");
+            assert!(
+                why.contains("13 extra instance(s) requested (surge_extra 1)"),
+                "{why}"
+            );
+            // Once every instance is ready, capacity covers demand: the extras go.
+            e.tick(86 * 60_000).unwrap();
+            let (after, desired, plan) = held(&e);
+            let (cap, why) = planned(&e, &c.tiers);
+            assert!(cap >= 40.0, "{cap}: {why}");
+            assert_eq!(after, desired, "{why}");
+            assert_eq!(
+                desired,
+                plan.target.values().sum::<u32>().max(planned_n),
+                "{why}"
+            );
+            assert!(!why.contains("surge_extra"), "{why}");
+        }
     }
 
     #[test]
@@ -1417,6 +1498,8 @@ mod tests {
         let mut c = Config::default();
         c.workloads[0].model = "baseline".into();
         c.workloads[0].budget_per_month = Some(1000.0);
+        // No surge: what was spent is then what the fleet holds, for as long as held.
+        c.workloads[0].surge_extra = 0.0;
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
         feed(&store, 0..60);
         let sim = SimCloud::new(&c.tiers, 1);

@@ -133,6 +133,48 @@ pub fn reconcile(
     out
 }
 
+/// A surge: while ready capacity is short of the demand now, each tier asks for
+/// `extra` more instances per desired instance not ready yet, beyond its desired count
+/// (at most `max(tier)`, and within `budget_per_hour` at `price(tier)` per hour: the
+/// dearest extras are left out first). Lead times vary, so the needed count is ready
+/// when the fastest of the larger request are, about the median lead time for twice as
+/// many, instead of when the slowest of exactly the needed count is. Once capacity
+/// covers demand again, the desired count is back to the plan's and [`reconcile`]
+/// releases the extras still pending.
+pub fn surged(
+    desired: &BTreeMap<String, u32>,
+    actual: &Allocation,
+    extra: f64,
+    max: impl Fn(&str) -> u32,
+    price: impl Fn(&str) -> f64,
+    budget_per_hour: Option<f64>,
+) -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = desired
+        .iter()
+        .map(|(tier, &n)| {
+            let missing = n.saturating_sub(actual.get(tier).ready);
+            let more = (missing as f64 * extra.max(0.0)).ceil() as u32;
+            (tier.clone(), n.max((n + more).min(max(tier))))
+        })
+        .collect();
+    if let Some(b) = budget_per_hour {
+        let mut dearest: Vec<String> = out.keys().cloned().collect();
+        dearest.sort_by(|a, b| price(b).total_cmp(&price(a)));
+        for tier in dearest {
+            let over = out.iter().map(|(t, n)| *n as f64 * price(t)).sum::<f64>() - b;
+            let p = price(&tier);
+            if over <= 1e-9 {
+                break;
+            }
+            if p > 0.0 {
+                let n = out[&tier].saturating_sub((over / p).ceil() as u32);
+                out.insert(tier.clone(), n.max(desired[&tier]));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +278,32 @@ mod tests {
             "{:?}",
             r.holds
         );
+    }
+
+    #[test]
+    fn a_surge_asks_extra_for_each_needed_instance_not_ready() {
+        let max = |t: &str| if t == "a" { 100 } else { 12 };
+        let price = |t: &str| if t == "c" { 1.0 } else { 0.5 };
+        let have = alloc(&[("a", 2, 3), ("b", 10, 0), ("c", 0, 0)]);
+        let want = m(&[("a", 10), ("b", 8), ("c", 7)]);
+        // a: 8 not ready -> 8 more; b: all ready -> none; c: 7 more, capped at 12.
+        assert_eq!(
+            surged(&want, &have, 1.0, max, price, None),
+            m(&[("a", 18), ("b", 8), ("c", 12)])
+        );
+        assert_eq!(
+            surged(&want, &have, 0.5, max, price, None),
+            m(&[("a", 14), ("b", 8), ("c", 11)])
+        );
+        assert_eq!(surged(&want, &have, 0.0, max, price, None), want);
+        // Within $18.2/h (the plan costs $16, the full surge $25): c's five extras go
+        // first (the dearest), then four of a's.
+        assert_eq!(
+            surged(&want, &have, 1.0, max, price, Some(18.2)),
+            m(&[("a", 14), ("b", 8), ("c", 7)])
+        );
+        // A budget the plan itself exceeds leaves the plan as it is.
+        assert_eq!(surged(&want, &have, 1.0, max, price, Some(1.0)), want);
     }
 
     #[test]
