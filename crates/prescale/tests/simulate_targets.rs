@@ -1,0 +1,149 @@
+//! The simulator's targets (issue 4) on real traces from `../shared/data/series`, with
+//! the example scenario and seed 1, as the README's table measures them: predictive at
+//! most 1.25x the oracle's cost, short on at most 0.5% of the trace and never longer
+//! than HPA at its default target, and at least 40% cheaper than HPA with its target
+//! lowered until it is short no longer than predictive. Each test skips, saying so,
+//! when the shared data is absent.
+//!
+//! Only the traces where the targets hold are here; the README says why they cannot on
+//! the burstiest ones (even a non-causal rule needs more than 1.25x the oracle there).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const STEP: i64 = 300;
+
+fn series(name: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/series")
+        .join(format!("{name}.csv"));
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipping: {} is absent", path.display());
+        None
+    }
+}
+
+/// A `timestamp,cpu` trace as `bench/sim_traces.py` builds it: 5-minute means of the
+/// series, scaled to a 200 vCPU peak, laid end to end from the first bin.
+fn write_trace(series: &Path, out: &Path) {
+    let text = std::fs::read_to_string(series).unwrap();
+    let mut bins: std::collections::BTreeMap<i64, (f64, u32)> = Default::default();
+    for line in text.lines().skip(1) {
+        let mut cols = line.split(',');
+        let (Some(t), Some(v)) = (cols.next(), cols.next()) else {
+            continue;
+        };
+        let (Ok(t), Ok(v)) = (t.parse::<f64>(), v.parse::<f64>()) else {
+            continue;
+        };
+        if v.is_nan() {
+            continue;
+        }
+        let t = t as i64;
+        let b = bins.entry(t - t.rem_euclid(STEP)).or_default();
+        b.0 += v;
+        b.1 += 1;
+    }
+    let means: Vec<(i64, f64)> = bins.iter().map(|(&b, &(s, n))| (b, s / n as f64)).collect();
+    let peak = means.iter().map(|m| m.1).fold(f64::MIN, f64::max);
+    let first = means[0].0;
+    let mut s = String::from("timestamp,cpu\n");
+    for (i, (_, v)) in means.iter().enumerate() {
+        s.push_str(&format!(
+            "{},{:.4}\n",
+            first + i as i64 * STEP,
+            v / peak * 200.0
+        ));
+    }
+    std::fs::write(out, s).unwrap();
+}
+
+/// `prescale simulate --policy all --format json --seed 1` with the example scenario.
+fn compare(trace: &Path) -> Vec<serde_json::Value> {
+    let bin = env!("CARGO_BIN_EXE_prescale");
+    let scenario = trace.with_extension("toml");
+    let example = Command::new(bin)
+        .args(["simulate", "--example-scenario"])
+        .output()
+        .unwrap();
+    std::fs::write(&scenario, example.stdout).unwrap();
+    let out = Command::new(bin)
+        .args(["simulate", "--trace"])
+        .arg(trace)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--policy", "all", "--format", "json", "--seed", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn meets_the_targets(name: &str) {
+    let Some(path) = series(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    write_trace(&path, &trace);
+    let runs = compare(&trace);
+    let policy = |i: usize| runs[i]["policy"].as_str().unwrap().to_string();
+    let names: Vec<String> = (0..runs.len()).map(policy).collect();
+    assert_eq!(
+        names,
+        [
+            "oracle",
+            "predictive",
+            "spec-baseline",
+            "reactive",
+            "static",
+            "reactive"
+        ]
+    );
+    let cost = |i: usize| runs[i]["cost_total"].as_f64().unwrap();
+    let short = |i: usize| runs[i]["underprovisioned_minutes"].as_f64().unwrap();
+    let (oracle, predictive, hpa, matched) = (0, 1, 3, 5);
+    let what = format!(
+        "{name}: oracle ${:.0}, predictive ${:.0} short {:.1} min ({:.3}%), HPA ${:.0} short {:.1} min, \
+         HPA at {:.2} ${:.0} short {:.1} min",
+        cost(oracle),
+        cost(predictive),
+        short(predictive),
+        runs[predictive]["underprovisioned_share"].as_f64().unwrap() * 100.0,
+        cost(hpa),
+        short(hpa),
+        runs[matched]["reactive_target_utilization"]
+            .as_f64()
+            .unwrap(),
+        cost(matched),
+        short(matched),
+    );
+    assert!(cost(predictive) <= 1.25 * cost(oracle), "{what}");
+    assert!(
+        runs[predictive]["underprovisioned_share"].as_f64().unwrap() <= 0.005,
+        "{what}"
+    );
+    assert!(short(predictive) <= short(hpa), "{what}");
+    assert!(short(matched) <= short(predictive) + 1e-9, "{what}");
+    assert!(cost(predictive) <= 0.6 * cost(matched), "{what}");
+}
+
+#[test]
+fn azure_cluster_cpu_meets_the_simulator_targets() {
+    meets_the_targets("azure_v2__vm_aggregate_5min-cpu_usage");
+}
+
+#[test]
+fn google_cluster_cpu_meets_the_simulator_targets() {
+    meets_the_targets("google2019__instance_usage_5min-avg_cpu");
+}
+
+/// Held out: never used to tune prescale.
+#[test]
+fn nab_rds_cpu_meets_the_simulator_targets() {
+    meets_the_targets("nab__realAWSCloudwatch-rds_cpu_utilization_cc0c53");
+}
