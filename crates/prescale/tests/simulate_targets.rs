@@ -5,8 +5,9 @@
 //! lowered until it is short no longer than predictive. Each test skips, saying so,
 //! when the shared data is absent.
 //!
-//! Only the traces where the targets hold are here; the README says why they cannot on
-//! the burstiest ones (even a non-causal rule needs more than 1.25x the oracle there).
+//! On the bursty traces only the shortfall targets are checked: the README says why the
+//! cost ones cannot hold there (even a non-causal rule needs more than 1.25x the
+//! oracle).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,7 +86,7 @@ fn compare(trace: &Path) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn meets_the_targets(name: &str) {
+fn meets_the_targets(name: &str, cost_too: bool) {
     let Some(path) = series(name) else { return };
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.csv");
@@ -122,28 +123,37 @@ fn meets_the_targets(name: &str) {
         cost(matched),
         short(matched),
     );
-    assert!(cost(predictive) <= 1.25 * cost(oracle), "{what}");
     assert!(
         runs[predictive]["underprovisioned_share"].as_f64().unwrap() <= 0.005,
         "{what}"
     );
     assert!(short(predictive) <= short(hpa), "{what}");
     assert!(short(matched) <= short(predictive) + 1e-9, "{what}");
-    assert!(cost(predictive) <= 0.6 * cost(matched), "{what}");
+    if cost_too {
+        assert!(cost(predictive) <= 1.25 * cost(oracle), "{what}");
+        assert!(cost(predictive) <= 0.6 * cost(matched), "{what}");
+    }
 }
 
 #[test]
 fn azure_cluster_cpu_meets_the_simulator_targets() {
-    meets_the_targets("azure_v2__vm_aggregate_5min-cpu_usage");
+    meets_the_targets("azure_v2__vm_aggregate_5min-cpu_usage", true);
 }
 
 #[test]
 fn google_cluster_cpu_meets_the_simulator_targets() {
-    meets_the_targets("google2019__instance_usage_5min-avg_cpu");
+    meets_the_targets("google2019__instance_usage_5min-avg_cpu", true);
 }
 
 /// Held out: never used to tune prescale.
 #[test]
 fn nab_rds_cpu_meets_the_simulator_targets() {
-    meets_the_targets("nab__realAWSCloudwatch-rds_cpu_utilization_cc0c53");
+    meets_the_targets("nab__realAWSCloudwatch-rds_cpu_utilization_cc0c53", true);
+}
+
+/// Bursty: a daily surge (Alibaba) and held-out request spikes (NAB ELB).
+#[test]
+fn bursty_traces_meet_the_shortfall_targets() {
+    meets_the_targets("alibaba2018__machine_usage_30s-cpu_util_percent", false);
+    meets_the_targets("nab__realAWSCloudwatch-elb_request_count_8c0756", false);
 }
