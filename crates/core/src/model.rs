@@ -444,6 +444,15 @@ impl Allocation {
             .reduce(|a, b| a + b)
     }
 
+    /// The first of `demand`'s dimensions whose ready capacity falls short of it, with
+    /// the demand and the ready capacity; dimensions no tier states are never short.
+    pub fn short_of(&self, catalog: &[Tier], demand: &[(Dim, f64)]) -> Option<(Dim, f64, f64)> {
+        demand.iter().find_map(|&(d, v)| {
+            let ready = self.ready_of(catalog, d)?;
+            (v > ready + 1e-9).then_some((d, v, ready))
+        })
+    }
+
     /// Counts for a tier (zero when absent).
     pub fn get(&self, tier: &str) -> TierCount {
         self.tiers.get(tier).copied().unwrap_or_default()

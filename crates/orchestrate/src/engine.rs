@@ -1045,12 +1045,8 @@ impl<P: Provider> Engine<P> {
         let mut desired = s.stabilizer.desired(now, &plan.target);
         // Short of the demand now: a surge gets the needed count ready sooner.
         let alloc = &s.status.allocation;
-        let short = so_far.iter().find(|(d, v)| {
-            alloc
-                .ready_of(&self.tiers, *d)
-                .is_some_and(|c| *v > c + 1e-9)
-        });
-        if let Some((d, v)) = short.filter(|_| s.w.surge_extra > 0.0) {
+        let short = alloc.short_of(&self.tiers, &so_far);
+        if let Some((d, v, ready)) = short.filter(|_| s.w.surge_extra > 0.0) {
             let tier = |t: &str| self.tiers.iter().find(|x| x.name == t);
             let more = surged(
                 &desired,
@@ -1063,9 +1059,8 @@ impl<P: Provider> Engine<P> {
             let extra: u32 = more.values().sum::<u32>() - desired.values().sum::<u32>();
             if extra > 0 {
                 plan.reason.push_str(&format!(
-                    "; {} short now ({v:.2} demanded, {:.2} ready): {extra} extra instance(s) requested (surge_extra {}), released while still pending once capacity covers demand",
+                    "; {} short now ({v:.2} demanded, {ready:.2} ready): {extra} extra instance(s) requested (surge_extra {}), released while still pending once capacity covers demand",
                     d.name(),
-                    alloc.ready_of(&self.tiers, *d).unwrap_or(0.0),
                     s.w.surge_extra
                 ));
                 desired = more;

@@ -650,19 +650,25 @@ impl Fleet {
         actions
     }
 
-    /// Ready capacity in each of `dims` at `at` (`None` where no tier states it).
-    fn ready_of(&self, d: Dim, at: TimestampMs) -> Option<f64> {
-        (0..self.tiers.len())
-            .filter_map(|k| Some(self.ready_count(k, at) as f64 * self.tiers[k].provides(d)?))
-            .reduce(|a, b| a + b)
+    /// What the fleet holds at `at`, per tier: ready, and held but not ready yet.
+    fn allocation(&self, at: TimestampMs) -> Allocation {
+        let tiers = (0..self.tiers.len()).map(|k| {
+            let ready = self.ready_count(k, at) as u32;
+            let pending = self.held(k).saturating_sub(ready);
+            (self.tiers[k].name.clone(), TierCount { ready, pending })
+        });
+        Allocation {
+            tiers: tiers.collect(),
+        }
     }
 
     /// The daemon's surge ([`crate::reconcile::surged`]) on `target`, at `at` in a step
     /// ending at `end` whose demand is `demand`: when ready capacity is short of it, the
-    /// extra instances of `w.surge_extra` (within `w.budget_per_hour`) are requested, and those still pending are released at the first
-    /// control pass (every `pass_ms` from `at`) where capacity covers the demand, as
-    /// [`crate::reconcile::reconcile`] does; a release after `end` is left to the next
-    /// step's decision. Returns the actions taken.
+    /// extra instances of `w.surge_extra` (within `w.budget_per_hour`) are requested,
+    /// and those still pending are released at the first control pass (every `pass_ms`
+    /// from `at`) where capacity covers the demand, as [`crate::reconcile::reconcile`]
+    /// does; a release after `end` is left to the next step's decision. Returns the
+    /// actions taken.
     fn surge(
         &mut self,
         target: &[u32],
@@ -673,26 +679,12 @@ impl Fleet {
         demand: &[(Dim, f64)],
     ) -> usize {
         let (extra, budget_per_hour) = (w.surge_extra, w.budget_per_hour);
-        let short = |f: &Fleet, t: TimestampMs| {
-            demand
-                .iter()
-                .any(|(d, v)| f.ready_of(*d, t).is_some_and(|c| *v > c + 1e-9))
-        };
+        let short =
+            |f: &Fleet, t: TimestampMs| f.allocation(t).short_of(&f.tiers, demand).is_some();
         if extra <= 0.0 || !short(self, at) {
             return 0;
         }
-        let alloc = Allocation {
-            tiers: (0..self.tiers.len())
-                .map(|k| {
-                    let ready = self.ready_count(k, at) as u32;
-                    let count = TierCount {
-                        ready,
-                        pending: self.held(k).saturating_sub(ready),
-                    };
-                    (self.tiers[k].name.clone(), count)
-                })
-                .collect(),
-        };
+        let alloc = self.allocation(at);
         let desired = self
             .tiers
             .iter()
