@@ -668,7 +668,7 @@ impl Fleet {
     /// and those still pending are released at the first control pass (every `pass_ms`
     /// from `at`) where capacity covers the demand, as [`crate::reconcile::reconcile`]
     /// does; a release after `end` is left to the next step's decision. Returns the
-    /// actions taken.
+    /// actions taken and, when it surged, what it did (for the step's reason).
     fn surge(
         &mut self,
         target: &[u32],
@@ -677,14 +677,15 @@ impl Fleet {
         pass_ms: i64,
         w: &Workload,
         demand: &[(Dim, f64)],
-    ) -> usize {
+    ) -> (usize, Option<String>) {
         let (extra, budget_per_hour) = (w.surge_extra, w.budget_per_hour);
         let short =
             |f: &Fleet, t: TimestampMs| f.allocation(t).short_of(&f.tiers, demand).is_some();
-        if extra <= 0.0 || !short(self, at) {
-            return 0;
-        }
         let alloc = self.allocation(at);
+        let Some((d, v, ready)) = alloc.short_of(&self.tiers, demand).filter(|_| extra > 0.0)
+        else {
+            return (0, None);
+        };
         let desired = self
             .tiers
             .iter()
@@ -701,21 +702,34 @@ impl Fleet {
             budget_per_hour,
         );
         let more: Vec<u32> = self.tiers.iter().map(|t| more[&t.name]).collect();
+        let asked: u32 = more.iter().sum::<u32>() - target.iter().sum::<u32>();
         let mut acted = self.apply(&more, at, Start::Cold);
+        let mut said = format!(
+            "{} short ({v:.2} demanded, {ready:.2} ready): {asked} extra instance(s) requested (surge_extra {extra})",
+            d.name()
+        );
         // The control passes after `at` until one sees capacity covering demand.
         let mut when = at + pass_ms.max(1000);
         while when < end && short(self, when) {
             when += pass_ms.max(1000);
         }
         if when < end {
+            let mut released = 0;
             for (k, n) in target.iter().enumerate() {
                 let keep = (*n).max(self.ready_count(k, when) as u32);
-                if keep < self.held(k) && self.set(k, keep, when, Start::Cold, 0.0) {
+                let held = self.held(k);
+                if keep < held && self.set(k, keep, when, Start::Cold, 0.0) {
                     acted += 1;
+                    released += held - keep;
                 }
             }
+            let _ = write!(
+                said,
+                ", {released} released while pending {} s later, capacity covering demand",
+                (when - at) / 1000
+            );
         }
-        acted
+        (acted, (acted > 0).then_some(said))
     }
 
     /// Cost if every live instance stopped at `now` (for the running total).
@@ -1125,7 +1139,7 @@ pub fn simulate(
         };
         if let Some(d) = pass {
             let at = now + d;
-            let said = if policy == Policy::Reactive {
+            let mut said = if policy == Policy::Reactive {
                 let t = hpa(&fleet, i + 1, at, &mut hpa_history);
                 let said = format!(
                     "HPA, {} s into the step: its demand on {} ready {} at a {:.0}% target (±{:.0}%), the highest recommendation of the last {} s",
@@ -1184,7 +1198,11 @@ pub fn simulate(
             if policy == Policy::Predictive {
                 let demand: Vec<(Dim, f64)> = dims.iter().map(|(d, v)| (*d, v[i])).collect();
                 let pass = control_within.unwrap_or(dt);
-                acted += fleet.surge(&target, at, now + dt, pass, &w_now, &demand);
+                let (surged, what) = fleet.surge(&target, at, now + dt, pass, &w_now, &demand);
+                acted += surged;
+                if let Some(what) = what {
+                    said = format!("{said}; {what}");
+                }
             }
             actions += acted;
             if acted > 0 {
@@ -1763,6 +1781,27 @@ mod tests {
         // Each jump's extras run for a couple of minutes: with a jump every 200 minutes
         // that is under 3% more (on the shared traces, under 0.5%).
         assert!(cost[1] > cost[0] && cost[1] < 1.03 * cost[0], "{cost:?}");
+        // The timeline says when it surged, how many it asked for and released.
+        let mut sc = calm_scenario();
+        sc.workload.surge_extra = 1.0;
+        let mut rows = Vec::new();
+        simulate(&tr, &sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+        let surges: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.reason.as_deref())
+            .filter(|r| r.contains("extra instance(s) requested (surge_extra 1)"))
+            .collect();
+        assert!(!surges.is_empty());
+        assert!(
+            surges
+                .iter()
+                .all(|r| r.contains("cpu short (60.00 demanded, ")),
+            "{surges:?}"
+        );
+        assert!(
+            surges.iter().any(|r| r.contains("released while pending")),
+            "{surges:?}"
+        );
         // A scenario cannot ask for more than ten extra per needed instance.
         for bad in ["-1.0", "10.5", "nan"] {
             let src =
