@@ -1085,7 +1085,13 @@ impl<P: Provider> Engine<P> {
                         workload: name.clone(),
                         kind: DecisionKind::Act,
                         action: Some(a.clone()),
-                        reason: format!("{verb} {} {}: {}", a.count, a.tier, plan.reason),
+                        reason: match verdict.released_pending.get(&a.tier) {
+                            Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
+                                "{verb} {} {} ({n} of them pending, released before they serve): {}",
+                                a.count, a.tier, plan.reason
+                            ),
+                            _ => format!("{verb} {} {}: {}", a.count, a.tier, plan.reason),
+                        },
                     })?;
                 }
                 Err(e) => {
@@ -1429,8 +1435,21 @@ mod tests {
                 why.contains("13 extra instance(s) requested (surge_extra 1)"),
                 "{why}"
             );
-            // Once every instance is ready, capacity covers demand: the extras go.
-            e.tick(86 * 60_000).unwrap();
+            // Once capacity covers demand, the extras still pending go (the log says
+            // so), and by 86:00 every instance held is one the plan wants.
+            let mut t = 81 * 60_000;
+            while t <= 86 * 60_000 {
+                e.tick(t).unwrap();
+                t += 15_000;
+            }
+            let log = e.store.decisions(Some("host"), 1000).unwrap();
+            assert!(
+                log.iter().any(|d| d.reason.starts_with("deprovision")
+                    && d.reason
+                        .contains("of them pending, released before they serve")),
+                "{:?}",
+                log.iter().map(|d| &d.reason).collect::<Vec<_>>()
+            );
             let (after, desired, plan) = held(&e);
             let (cap, why) = planned(&e, &c.tiers);
             assert!(cap >= 40.0, "{cap}: {why}");

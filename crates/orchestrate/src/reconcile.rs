@@ -57,6 +57,9 @@ pub struct Reconciled {
     pub actions: Vec<Action>,
     /// Deliberate non-actions, with reasons.
     pub holds: Vec<String>,
+    /// Per tier, how many of its deprovisioned instances are pending ones released
+    /// before they serve.
+    pub released_pending: BTreeMap<String, u32>,
 }
 
 /// Compares desired (stabilised) and planned counts with what the workload holds.
@@ -112,6 +115,9 @@ pub fn reconcile(
         } else if want < have {
             let surplus_pending = release(tier);
             let surplus_ready = have - want - surplus_pending;
+            if surplus_pending > 0 {
+                out.released_pending.insert(tier.clone(), surplus_pending);
+            }
             if surplus_ready > 0 && pending > 0 {
                 out.holds.push(format!(
                     "{tier}: keeping {} ready (plan wants {want}) until {pending} pending instance(s) are ready",
@@ -261,6 +267,7 @@ mod tests {
             })
             .collect();
         assert_eq!(downs, vec![("a", 3), ("b", 3)]);
+        assert_eq!(r.released_pending, m(&[("a", 3), ("b", 1)]));
         assert!(r.holds.is_empty(), "{:?}", r.holds);
         // With a's third instance still pending (wanted), b's pending one goes at once
         // but its ready surplus waits for a's.
