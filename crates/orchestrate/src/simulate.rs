@@ -681,9 +681,11 @@ impl Fleet {
         let (extra, budget_per_hour) = (w.surge_extra, w.budget_per_hour);
         let short =
             |f: &Fleet, t: TimestampMs| f.allocation(t).short_of(&f.tiers, demand).is_some();
+        if extra <= 0.0 {
+            return (0, None);
+        }
         let alloc = self.allocation(at);
-        let Some((d, v, ready)) = alloc.short_of(&self.tiers, demand).filter(|_| extra > 0.0)
-        else {
+        let Some((d, v, ready)) = alloc.short_of(&self.tiers, demand) else {
             return (0, None);
         };
         let desired = self
