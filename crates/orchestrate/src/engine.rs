@@ -1047,13 +1047,11 @@ impl<P: Provider> Engine<P> {
         let alloc = &s.status.allocation;
         let short = alloc.short_of(&self.tiers, &so_far);
         if let Some((d, v, ready)) = short.filter(|_| s.w.surge_extra > 0.0) {
-            let tier = |t: &str| self.tiers.iter().find(|x| x.name == t);
             let more = surged(
                 &desired,
                 alloc,
                 s.w.surge_extra,
-                |t| tier(t).map_or(0, |x| x.max_instances),
-                |t| tier(t).map_or(0.0, |x| x.price_per_hour),
+                &self.tiers,
                 w.budget_per_hour,
             );
             let extra: u32 = more.values().sum::<u32>() - desired.values().sum::<u32>();

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use prescale_core::{Action, ActionKind, Allocation, TimestampMs};
+use prescale_core::{Action, ActionKind, Allocation, Tier, TimestampMs};
 
 /// Scale-down stabilisation, as in Kubernetes HPA: the capacity kept for each tier is the
 /// highest target seen during the last `window_ms`, so capacity is removed only after
@@ -141,8 +141,8 @@ pub fn reconcile(
 
 /// A surge: while ready capacity is short of the demand now, each tier asks for
 /// `extra` more instances per desired instance not ready yet, beyond its desired count
-/// (at most `max(tier)`, and within `budget_per_hour` at `price(tier)` per hour: the
-/// dearest extras are left out first). Lead times vary, so the needed count is ready
+/// (at most the tier's `max_instances` in `catalog`, and within `budget_per_hour` at
+/// the tiers' prices: the dearest extras are left out first). Lead times vary, so the needed count is ready
 /// when the fastest of the larger request are, about the median lead time for twice as
 /// many, instead of when the slowest of exactly the needed count is. Once capacity
 /// covers demand again, the desired count is back to the plan's and [`reconcile`]
@@ -151,10 +151,12 @@ pub fn surged(
     desired: &BTreeMap<String, u32>,
     actual: &Allocation,
     extra: f64,
-    max: impl Fn(&str) -> u32,
-    price: impl Fn(&str) -> f64,
+    catalog: &[Tier],
     budget_per_hour: Option<f64>,
 ) -> BTreeMap<String, u32> {
+    let tier = |name: &str| catalog.iter().find(|t| t.name == name);
+    let max = |name: &str| tier(name).map_or(0, |t| t.max_instances);
+    let price = |name: &str| tier(name).map_or(0.0, |t| t.price_per_hour);
     let mut out: BTreeMap<String, u32> = desired
         .iter()
         .map(|(tier, &n)| {
@@ -289,28 +291,37 @@ mod tests {
 
     #[test]
     fn a_surge_asks_extra_for_each_needed_instance_not_ready() {
-        let max = |t: &str| if t == "a" { 100 } else { 12 };
-        let price = |t: &str| if t == "c" { 1.0 } else { 0.5 };
+        // a: at most 100 at $0.5/h; b: 12 at $0.5/h; c: 12 at $1/h.
+        let base = prescale_core::config::Config::default().tiers[0].clone();
+        let tiers: Vec<Tier> = [("a", 100, 0.5), ("b", 12, 0.5), ("c", 12, 1.0)]
+            .into_iter()
+            .map(|(name, max, price)| Tier {
+                name: name.into(),
+                max_instances: max,
+                price_per_hour: price,
+                ..base.clone()
+            })
+            .collect();
         let have = alloc(&[("a", 2, 3), ("b", 10, 0), ("c", 0, 0)]);
         let want = m(&[("a", 10), ("b", 8), ("c", 7)]);
         // a: 8 not ready -> 8 more; b: all ready -> none; c: 7 more, capped at 12.
         assert_eq!(
-            surged(&want, &have, 1.0, max, price, None),
+            surged(&want, &have, 1.0, &tiers, None),
             m(&[("a", 18), ("b", 8), ("c", 12)])
         );
         assert_eq!(
-            surged(&want, &have, 0.5, max, price, None),
+            surged(&want, &have, 0.5, &tiers, None),
             m(&[("a", 14), ("b", 8), ("c", 11)])
         );
-        assert_eq!(surged(&want, &have, 0.0, max, price, None), want);
+        assert_eq!(surged(&want, &have, 0.0, &tiers, None), want);
         // Within $18.2/h (the plan costs $16, the full surge $25): c's five extras go
         // first (the dearest), then four of a's.
         assert_eq!(
-            surged(&want, &have, 1.0, max, price, Some(18.2)),
+            surged(&want, &have, 1.0, &tiers, Some(18.2)),
             m(&[("a", 14), ("b", 8), ("c", 7)])
         );
         // A budget the plan itself exceeds leaves the plan as it is.
-        assert_eq!(surged(&want, &have, 1.0, max, price, Some(1.0)), want);
+        assert_eq!(surged(&want, &have, 1.0, &tiers, Some(1.0)), want);
     }
 
     #[test]

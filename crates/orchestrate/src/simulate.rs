@@ -694,15 +694,7 @@ impl Fleet {
             .zip(target)
             .map(|(t, n)| (t.name.clone(), *n))
             .collect();
-        let tier = |name: &str| self.tiers.iter().find(|t| t.name == name);
-        let more = crate::reconcile::surged(
-            &desired,
-            &alloc,
-            extra,
-            |t| tier(t).map_or(0, |x| x.max_instances),
-            |t| tier(t).map_or(0.0, |x| x.price_per_hour),
-            budget_per_hour,
-        );
+        let more = crate::reconcile::surged(&desired, &alloc, extra, &self.tiers, budget_per_hour);
         let more: Vec<u32> = self.tiers.iter().map(|t| more[&t.name]).collect();
         let asked: u32 = more.iter().sum::<u32>() - target.iter().sum::<u32>();
         let mut acted = self.apply(&more, at, Start::Cold);
