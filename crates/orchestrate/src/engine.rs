@@ -224,6 +224,8 @@ struct WState {
     key: SeriesKey,
     step_ms: i64,
     buckets: VecDeque<(TimestampMs, f64)>,
+    /// What the forecast said of each step's demand: see [`record_said`].
+    said: VecDeque<(TimestampMs, f64)>,
     next_bucket: Option<TimestampMs>,
     season: Option<usize>,
     season_at: Option<TimestampMs>,
@@ -312,6 +314,56 @@ fn trim(buckets: &mut VecDeque<(TimestampMs, f64)>, keep_from: TimestampMs) {
     }
 }
 
+/// Records in `said` the median of forecast `f` for the step after the last complete one
+/// of `buckets` (a later pass before that step completes says it again, from the same
+/// data): the forecast made before the step, with the steps before it only, as the
+/// simulator's nowcast at a step's start.
+fn record_said(
+    said: &mut VecDeque<(TimestampMs, f64)>,
+    buckets: &VecDeque<(TimestampMs, f64)>,
+    step_ms: i64,
+    f: &Forecast,
+) {
+    let Some(&(last, _)) = buckets.back() else {
+        return;
+    };
+    let next = last + step_ms;
+    let Some(k) = (f.step_ms == step_ms && next >= f.start)
+        .then(|| ((next - f.start) / step_ms) as usize)
+        .filter(|k| *k < f.horizon())
+    else {
+        return;
+    };
+    let median = f.quantile(k, 0.5);
+    match said.back_mut() {
+        Some(b) if b.0 == next => b.1 = median,
+        _ => said.push_back((next, median)),
+    }
+}
+
+/// The demand a floor holds over the steps of `buckets` starting in `[from, to)`, with
+/// what the forecast `said` of them: [`prescale_plan::held_peak`].
+fn held_in(
+    buckets: &VecDeque<(TimestampMs, f64)>,
+    said: &VecDeque<(TimestampMs, f64)>,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Option<(f64, Option<(usize, f64)>)> {
+    let lo = buckets.partition_point(|b| b.0 < from);
+    let hi = buckets.partition_point(|b| b.0 < to);
+    // A step either side tells whether the first and last were foreseen peaks.
+    let (a, z) = (lo.saturating_sub(1), (hi + 1).min(buckets.len()));
+    let demand: Vec<f64> = buckets.range(a..z).map(|b| b.1).collect();
+    let told: Vec<f64> = buckets
+        .range(a..z)
+        .map(|b| {
+            said.binary_search_by_key(&b.0, |x| x.0)
+                .map_or(f64::NAN, |k| said[k].1)
+        })
+        .collect();
+    prescale_plan::held_peak(&demand, &told, lo - a..hi - a)
+}
+
 /// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): seasonal
 /// naive when two seasons are known, else naive; floored at zero.
 #[allow(clippy::too_many_arguments)]
@@ -348,6 +400,8 @@ struct Extra {
     selector: SeriesKey,
     scale: f64,
     buckets: VecDeque<(TimestampMs, f64)>,
+    /// What its forecast said of each step: see [`record_said`].
+    said: VecDeque<(TimestampMs, f64)>,
     next_bucket: Option<TimestampMs>,
     forecast: Option<Forecast>,
 }
@@ -383,6 +437,7 @@ impl<P: Provider> Engine<P> {
                     .with_label("workload", w.name.clone()),
                 step_ms: w.step_s as i64 * 1000,
                 buckets: VecDeque::new(),
+                said: VecDeque::new(),
                 next_bucket: None,
                 season: None,
                 season_at: None,
@@ -406,6 +461,7 @@ impl<P: Provider> Engine<P> {
                         selector: SeriesKey::parse(&src.series).expect("validated with the config"),
                         scale: src.scale,
                         buckets: VecDeque::new(),
+                        said: VecDeque::new(),
                         next_bucket: None,
                         forecast: None,
                     })
@@ -562,6 +618,7 @@ impl<P: Provider> Engine<P> {
             self.store.append(&s.key, &observed)?;
         }
         trim(&mut s.buckets, complete_until - history_ms);
+        trim(&mut s.said, complete_until - history_ms);
         Ok((added, observed.iter().map(|x| (x.ts, x.value)).collect()))
     }
 
@@ -619,6 +676,7 @@ impl<P: Provider> Engine<P> {
             }
             x.next_bucket = Some(complete_until);
             trim(&mut x.buckets, complete_until - history_ms);
+            trim(&mut x.said, complete_until - history_ms);
         }
         Ok(())
     }
@@ -975,6 +1033,12 @@ impl<P: Provider> Engine<P> {
                 format!("{msg}; keeping current capacity"),
             );
         };
+        record_said(&mut s.said, &s.buckets, s.step_ms, &fc);
+        for x in &mut s.extras {
+            if let Some(f) = &x.forecast {
+                record_said(&mut x.said, &x.buckets, s.step_ms, f);
+            }
+        }
         // A monthly budget is paced: each hour may spend what is left of it this month
         // over the hours left in the month.
         let paced;
@@ -1007,26 +1071,23 @@ impl<P: Provider> Engine<P> {
             .collect();
         let others: Vec<(Dim, &Forecast)> = extras.iter().map(|(d, f)| (*d, f)).collect();
         // Observed demand the plan keeps covering: the scale-down window's peak and the
-        // same time one season ago (the configured or detected season).
-        let series: Vec<(Dim, &VecDeque<(TimestampMs, f64)>)> =
-            std::iter::once((Dim::Cpu, &s.buckets))
-                .chain(s.extras.iter().map(|x| (x.dim, &x.buckets)))
-                .collect();
-        let dims: Vec<Dim> = series.iter().map(|(d, _)| *d).collect();
+        // same time one season ago (the configured or detected season), less the peaks
+        // the forecast saw coming and going.
+        type Steps = VecDeque<(TimestampMs, f64)>;
+        let series: Vec<(Dim, &Steps, &Steps)> = std::iter::once((Dim::Cpu, &s.buckets, &s.said))
+            .chain(s.extras.iter().map(|x| (x.dim, &x.buckets, &x.said)))
+            .collect();
+        let dims: Vec<Dim> = series.iter().map(|(d, _, _)| *d).collect();
         let season_ms = s.season.map(|m| m as i64 * s.step_ms);
         let mut floors =
             prescale_plan::demand_floors(w, now, s.step_ms, season_ms, &dims, |j, from, to| {
-                series[j]
-                    .1
-                    .iter()
-                    .filter(|(t, _)| *t >= from && *t < to)
-                    .map(|(_, v)| *v)
-                    .reduce(f64::max)
+                held_in(series[j].1, series[j].2, from, to)
             });
         floors.extend(so_far.iter().map(|&(dim, demand)| prescale_plan::Floor {
             dim,
             demand,
             what: "the demand so far in the step in progress".into(),
+            left_out: None,
         }));
         let mut plan = prescale_plan::plan_dimensions(
             w,
@@ -1354,6 +1415,52 @@ mod tests {
         assert!(why.contains("scale_down_window_s"), "{why}");
         let (free, why) = plan_at(0);
         assert!(free < 20.0, "{free}: {why}");
+    }
+
+    #[test]
+    fn the_daemon_lets_a_peak_its_forecast_saw_coming_and_going_pass() {
+        // 40 vCPU with a minute at 160 every 20 minutes: the baseline (seasonal naive on
+        // that season) forecasts each spike, so once it has, neither the two-hour window
+        // nor the seasonal floor holds the spikes' capacity between them.
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        c.workloads[0].season_s = Some(1200);
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples: Vec<_> = (0..170)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: if m % 20 == 7 { 160.0 } else { 40.0 },
+            })
+            .collect();
+        let engine = || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+            store.append(&key, &samples).unwrap();
+            let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+            e.set_inline_training();
+            (e, dir)
+        };
+        let u = c.workloads[0].target_utilization;
+        // At 169:30 the last spike (167) has come and gone and the next (187) is beyond
+        // the lead-time window.
+        let end = 169 * 60_000 + 30_000;
+        let (mut e, _dir) = engine();
+        for m in 1..169 {
+            e.tick(m * 60_000 + 30_000).unwrap();
+        }
+        e.tick(end).unwrap();
+        let (passed, why) = planned(&e, &c.tiers);
+        assert!(passed < 100.0, "{passed}: {why}");
+        assert!(
+            why.contains("(scale_down_window_s) leaves out 6 higher peaks of cpu demand (up to 160.00) that the forecast saw coming and going"),
+            "{why}"
+        );
+        // A daemon that starts at 169:30 has said nothing of those steps: it holds them.
+        let (mut e, _dir) = engine();
+        e.tick(end).unwrap();
+        let (held, why) = planned(&e, &c.tiers);
+        assert!(held >= 160.0 / u, "{held}: {why}");
+        assert!(!why.contains("leaves out"), "{why}");
     }
 
     /// Five-minute steps at 4 vCPU for 80 minutes, then 40 vCPU from 80:00 until

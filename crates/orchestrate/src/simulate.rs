@@ -749,7 +749,9 @@ struct Forecaster {
     fitted_at: Option<TimestampMs>,
     fits: usize,
     /// The nowcast's median for step `t` made `k + 1` steps before it, `[k][t]` (NaN
-    /// until made): its errors once `t` is observed set the spread floor of [`nowcast`].
+    /// until made): its errors once `t` is observed set the spread floor of [`nowcast`],
+    /// and `[0]` (made at the start of `t`) tells the demand floors which peaks it saw
+    /// coming and going ([`prescale_plan::held_peak`]).
     said: Vec<Vec<f64>>,
 }
 
@@ -1034,7 +1036,9 @@ pub fn simulate(
                         if policy == Policy::Predictive {
                             let others = others_of(&dims, all);
                             // Observed demand the plan keeps covering (the steps before
-                            // `seen` only); the season is the configured one or a day.
+                            // `seen` only, less the peaks the nowcast made at the start
+                            // of each step saw coming and going); the season is the
+                            // configured one or a day.
                             let season_ms = w.season_s.map_or(86_400_000, |s| s as i64 * 1000);
                             let floors = prescale_plan::demand_floors(
                                 w,
@@ -1045,7 +1049,11 @@ pub fn simulate(
                                 |j, from, to| {
                                     let a = trace.ts.partition_point(|t| *t < from);
                                     let b = trace.ts.partition_point(|t| *t < to).min(seen);
-                                    dims[j].1[a.min(b)..b].iter().copied().reduce(f64::max)
+                                    prescale_plan::held_peak(
+                                        &dims[j].1[..seen],
+                                        &fcs[j].said[0][..seen],
+                                        a.min(b)..b,
+                                    )
                                 },
                             );
                             let p = prescale_plan::plan_dimensions(
@@ -1167,6 +1175,7 @@ pub fn simulate(
                             "this step's demand, seen {} s into it (control interval_s)",
                             d / 1000
                         ),
+                        left_out: None,
                     });
                 }
                 let others = others_of(&dims, &all);
@@ -1959,6 +1968,42 @@ mod tests {
             free.underprovisioned_minutes
         );
         assert!(held.cost_total > free.cost_total);
+    }
+
+    #[test]
+    fn an_hourly_spike_the_forecast_sees_coming_is_not_held_for_hours() {
+        // 40 vCPU with a five-minute job at 160 at the same minute of every hour: once
+        // the forecast has learnt the hour, each spike's capacity comes before it and
+        // goes after it, instead of being held through the two-hour window.
+        let tr = shaped(4, |i| (if i % 12 == 9 { 160.0 } else { 40.0 }) + noise(i));
+        let sc = calm_scenario();
+        let mut rows = Vec::new();
+        simulate(&tr, &sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+        let ready = |r: &TimelineRow| r.ready.iter().map(|d| d[0]).sum::<f64>();
+        let last_day: Vec<(usize, &TimelineRow)> = rows.iter().enumerate().skip(3 * 288).collect();
+        // Halfway between two spikes, far below a spike's need (160 at 90%: 178)...
+        let between: Vec<f64> = last_day
+            .iter()
+            .filter(|(i, _)| i % 12 == 3)
+            .map(|(_, r)| ready(r))
+            .collect();
+        assert!(between.iter().all(|c| *c < 100.0), "{between:?}");
+        // ...and every spike covered.
+        let short: Vec<usize> = last_day
+            .iter()
+            .filter(|(_, r)| r.demand[0] > ready(r) + 1e-9)
+            .map(|(i, _)| *i)
+            .collect();
+        assert!(short.is_empty(), "short at {short:?}");
+        // The plan says what its floors left out.
+        let says = "(scale_down_window_s) leaves out a higher peak of cpu demand (up to 160";
+        assert!(
+            last_day
+                .iter()
+                .filter_map(|(_, r)| r.reason.as_deref())
+                .any(|r| r.contains(says)),
+            "no plan says the window left a foreseen peak out"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! rejected and why, in words. Multi-dimension planning comes with the tier-mapping issue.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use prescale_core::{
     format_ts, Dim, Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload,
@@ -152,6 +153,9 @@ pub struct Floor {
     pub demand: f64,
     /// What it is, e.g. "the highest demand of the last 7200 s (scale_down_window_s)".
     pub what: String,
+    /// How many higher peaks it left out because the forecast saw them coming and going
+    /// ([`held_peak`]), and the highest of them.
+    pub left_out: Option<(usize, f64)>,
 }
 
 /// How far past this time one season ago the seasonal floor looks.
@@ -163,24 +167,79 @@ pub struct Floor {
 /// cost 0.1-1.1% more and was never short for longer.
 pub const SEASONAL_FLOOR_AHEAD_MS: i64 = 30 * 60_000;
 
+/// How far the median forecast must have come toward a peak, and back from it, for the
+/// peak to count as foreseen: this share of the rise to it and of the fall after it.
+pub const FORESEEN_SHARE: f64 = 0.5;
+
+/// Whether observed step `t` of `demand` was a peak the forecast saw coming and going:
+/// demand rose to it from the step before and fell in the step after, and the median
+/// forecast made before each of those two steps (`said`, NaN where none was made) had
+/// come at least [`FORESEEN_SHARE`] of the way up to the peak and of the way back down.
+/// A forecast that foresaw one such peak (an hourly job, a daily batch) foresees the
+/// next, so the floors need not hold its capacity; a dip or a surge it did not see
+/// coming is never one.
+pub fn foreseen_peak(demand: &[f64], said: &[f64], t: usize) -> bool {
+    let (Some(&before), Some(&at), Some(&after)) = (
+        t.checked_sub(1).and_then(|b| demand.get(b)),
+        demand.get(t),
+        demand.get(t + 1),
+    ) else {
+        return false;
+    };
+    let (said_at, said_after) = match (said.get(t), said.get(t + 1)) {
+        (Some(a), Some(b)) => (*a, *b),
+        _ => return false,
+    };
+    at > before
+        && after < at
+        && said_at >= before + FORESEEN_SHARE * (at - before)
+        && said_after <= at - FORESEEN_SHARE * (at - after)
+}
+
+/// The demand a floor holds over steps `range` of `demand` (with `said`, as for
+/// [`foreseen_peak`]; the steps either side of the range, when given, only tell whether
+/// its first and last steps were such peaks): the highest but for the peaks the forecast
+/// saw coming and going, and, when it left out higher ones, how many and the highest.
+/// `None` when no step is held.
+pub fn held_peak(
+    demand: &[f64],
+    said: &[f64],
+    range: Range<usize>,
+) -> Option<(f64, Option<(usize, f64)>)> {
+    let mut held: Option<f64> = None;
+    let mut foreseen = Vec::new();
+    for t in range.start..range.end.min(demand.len()) {
+        if foreseen_peak(demand, said, t) {
+            foreseen.push(demand[t]);
+        } else {
+            held = Some(held.map_or(demand[t], |h| h.max(demand[t])));
+        }
+    }
+    let h = held?;
+    let higher: Vec<f64> = foreseen.into_iter().filter(|v| *v > h).collect();
+    let top = higher.iter().copied().reduce(f64::max);
+    Some((h, top.map(|top| (higher.len(), top))))
+}
+
 /// The floors of workload `w` at `now`: the highest demand of its `scale_down_window_s`
 /// and, with `seasonal_floor`, the highest from one step before to
 /// [`SEASONAL_FLOOR_AHEAD_MS`] (at least three steps) after this time one season
-/// (`season_ms`) ago. `peak(j, from, to)` is the highest observed demand
-/// of `dims[j]` in the steps starting in `[from, to)`, `None` when there is none.
+/// (`season_ms`) ago. `peak(j, from, to)` is the demand held of `dims[j]` in the steps
+/// starting in `[from, to)` and the higher peaks it left out as foreseen (see
+/// [`held_peak`]), `None` when there is none.
 pub fn demand_floors(
     w: &Workload,
     now: TimestampMs,
     step_ms: i64,
     season_ms: Option<i64>,
     dims: &[Dim],
-    peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<f64>,
+    peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<(f64, Option<(usize, f64)>)>,
 ) -> Vec<Floor> {
     let mut out = Vec::new();
     for (j, d) in dims.iter().enumerate() {
         if w.scale_down_window_s > 0 {
             let from = now - w.scale_down_window_s as i64 * 1000;
-            if let Some(p) = peak(j, from, now) {
+            if let Some((p, left_out)) = peak(j, from, now) {
                 out.push(Floor {
                     dim: *d,
                     demand: p,
@@ -188,13 +247,14 @@ pub fn demand_floors(
                         "the highest demand of the last {} s (scale_down_window_s)",
                         w.scale_down_window_s
                     ),
+                    left_out,
                 });
             }
         }
         if let Some(s) = season_ms.filter(|s| w.seasonal_floor && *s > 2 * step_ms) {
             let at = now - s;
             let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
-            if let Some(p) = peak(j, at - step_ms, at + ahead) {
+            if let Some((p, left_out)) = peak(j, at - step_ms, at + ahead) {
                 out.push(Floor {
                     dim: *d,
                     demand: p,
@@ -202,6 +262,7 @@ pub fn demand_floors(
                         "the highest demand around this time one season ({} s) ago (seasonal_floor)",
                         s / 1000
                     ),
+                    left_out,
                 });
             }
         }
@@ -380,6 +441,18 @@ pub fn plan_dimensions(
             .max_by(|a, b| a.demand.total_cmp(&b.demand))
     };
     let mut p = plan_held(w, catalog, cpu, now, interval_ms, highest(Dim::Cpu));
+    // A floor that did not hold a peak says so, or capacity falling after one would
+    // look like the floor failing.
+    for fl in floors {
+        if let Some((n, top)) = fl.left_out {
+            p.reason.push_str(&format!(
+                "; {} leaves out {} of {} demand (up to {top:.2}) that the forecast saw coming and going",
+                fl.what,
+                if n == 1 { "a higher peak".to_string() } else { format!("{n} higher peaks") },
+                fl.dim.name(),
+            ));
+        }
+    }
     if others.is_empty() {
         return p;
     }
@@ -628,6 +701,7 @@ mod tests {
             dim: Dim::Cpu,
             demand,
             what: "the highest demand of the last 7200 s (scale_down_window_s)".into(),
+            left_out: None,
         };
         let held = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[floor(24.0)]);
         let cap = |p: &Plan| -> f64 {
@@ -680,9 +754,9 @@ mod tests {
         let step = 60_000;
         let day = 86_400_000;
         let now = 2 * day + 600 * step;
-        let peak = |_j: usize, from: i64, to: i64| -> Option<f64> {
+        let peak = |_j: usize, from: i64, to: i64| -> Option<(f64, Option<(usize, f64)>)> {
             let last = (to - 1).div_euclid(step) * step;
-            (last >= from).then(|| (last % day / step) as f64)
+            (last >= from).then(|| ((last % day / step) as f64, None))
         };
         let f = demand_floors(&w, now, step, Some(day), &[Dim::Cpu], peak);
         assert_eq!(f.len(), 2, "{f:?}");
@@ -694,9 +768,9 @@ mod tests {
         assert!(f[1].what.contains("seasonal_floor"), "{}", f[1].what);
         // With hour steps, three steps ahead.
         let hour = 3_600_000;
-        let hourly = |_j: usize, from: i64, to: i64| -> Option<f64> {
+        let hourly = |_j: usize, from: i64, to: i64| -> Option<(f64, Option<(usize, f64)>)> {
             let last = (to - 1).div_euclid(hour) * hour;
-            (last >= from).then(|| (last % day / hour) as f64)
+            (last >= from).then(|| ((last % day / hour) as f64, None))
         };
         let f = demand_floors(
             &w,
@@ -714,6 +788,91 @@ mod tests {
         w.seasonal_floor = true;
         assert!(demand_floors(&w, now, step, Some(2 * step), &[Dim::Cpu], peak).is_empty());
         assert!(demand_floors(&w, now, step, None, &[Dim::Cpu], peak).is_empty());
+    }
+
+    #[test]
+    fn peaks_the_forecast_saw_coming_and_going_are_not_held() {
+        let nan = f64::NAN;
+        // An hourly job's spike at step 2 that the forecast said both ways; a surge at
+        // step 5 it did not see coming.
+        let demand = [60.0, 65.0, 200.0, 95.0, 64.0, 150.0, 140.0, 62.0];
+        let said = [nan, 64.0, 190.0, 100.0, 66.0, 70.0, 145.0, 130.0];
+        assert!(foreseen_peak(&demand, &said, 2));
+        assert!(!foreseen_peak(&demand, &said, 5));
+        assert_eq!(
+            held_peak(&demand, &said, 0..8),
+            Some((150.0, Some((1, 200.0))))
+        );
+        // Halfway is enough; less is not, on the way up or down.
+        let mut s = said;
+        s[2] = 65.0 + 0.5 * 135.0;
+        s[3] = 200.0 - 0.5 * 105.0;
+        assert!(foreseen_peak(&demand, &s, 2));
+        s[2] -= 0.01;
+        assert!(!foreseen_peak(&demand, &s, 2));
+        s[2] += 0.01;
+        s[3] += 0.01;
+        assert!(!foreseen_peak(&demand, &s, 2));
+        // Seen coming but not going (the forecast expected it to stay): held.
+        assert!(!foreseen_peak(
+            &[60.0, 200.0, 70.0],
+            &[nan, 190.0, 180.0],
+            1
+        ));
+        // Without the step after (the latest one), the step before, or a forecast made
+        // before them, a peak is held.
+        assert!(!foreseen_peak(&demand[..3], &said[..3], 2));
+        assert!(!foreseen_peak(&demand[2..], &said[2..], 0));
+        assert!(!foreseen_peak(&demand, &[nan; 8], 2));
+        assert!(!foreseen_peak(&demand, &said[..3], 2));
+        // A range of foreseen peaks only holds nothing; one past the data is clipped.
+        assert_eq!(held_peak(&demand, &said, 2..3), None);
+        assert_eq!(held_peak(&demand, &said, 6..20), Some((140.0, None)));
+        // A foreseen peak no higher than what is held is not counted as left out.
+        let low = [60.0, 65.0, 100.0, 95.0, 64.0, 150.0, 140.0, 62.0];
+        let mut ls = said;
+        ls[3] = 80.0;
+        assert!(foreseen_peak(&low, &ls, 2));
+        assert_eq!(held_peak(&low, &ls, 0..8), Some((150.0, None)));
+        // The floor keeps what it left out, and the plan says so whether the floor binds
+        // (a forecast of 10) or not (200).
+        let (mut w, tiers) = setup();
+        w.scale_down_window_s = 600;
+        w.seasonal_floor = false;
+        for (left_out, says) in [
+            (None, None),
+            (
+                Some((1, 200.0)),
+                Some("leaves out a higher peak of cpu demand (up to 200.00)"),
+            ),
+            (
+                Some((3, 210.0)),
+                Some("leaves out 3 higher peaks of cpu demand (up to 210.00)"),
+            ),
+        ] {
+            let f = demand_floors(&w, 3_600_000, 60_000, None, &[Dim::Cpu], |_, _, _| {
+                Some((150.0, left_out))
+            });
+            assert_eq!((f[0].demand, f[0].left_out), (150.0, left_out));
+            for median in [10.0, 200.0] {
+                let fc = flat_forecast(vec![median, median * 1.2], 30);
+                let p = plan_dimensions(&w, &tiers, &fc, &[], 0, 60_000, &f);
+                assert_eq!(
+                    p.reason.contains("held at the highest demand"),
+                    median < 100.0
+                );
+                match says {
+                    Some(s) => assert!(
+                        p.reason.contains(&format!(
+                            "(scale_down_window_s) {s} that the forecast saw coming and going"
+                        )),
+                        "{}",
+                        p.reason
+                    ),
+                    None => assert!(!p.reason.contains("leaves out"), "{}", p.reason),
+                }
+            }
+        }
     }
 
     #[test]
