@@ -1071,14 +1071,14 @@ impl<P: Provider> Engine<P> {
             .collect();
         let others: Vec<(Dim, &Forecast)> = extras.iter().map(|(d, f)| (*d, f)).collect();
         // Observed demand the plan keeps covering: the scale-down window's peak and the
-        // same time one season ago (the configured or detected season), less the peaks
-        // the forecast saw coming and going.
+        // same time one season ago (the configured season or a day, as the simulator
+        // replays it), less the peaks the forecast saw coming and going.
         type Steps = VecDeque<(TimestampMs, f64)>;
         let series: Vec<(Dim, &Steps, &Steps)> = std::iter::once((Dim::Cpu, &s.buckets, &s.said))
             .chain(s.extras.iter().map(|x| (x.dim, &x.buckets, &x.said)))
             .collect();
         let dims: Vec<Dim> = series.iter().map(|(d, _, _)| *d).collect();
-        let season_ms = s.season.map(|m| m as i64 * s.step_ms);
+        let season_ms = Some(prescale_plan::floor_season_ms(w));
         let mut floors =
             prescale_plan::demand_floors(w, now, s.step_ms, season_ms, &dims, |j, from, to| {
                 held_in(series[j].1, series[j].2, from, to)

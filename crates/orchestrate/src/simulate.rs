@@ -1037,14 +1037,12 @@ pub fn simulate(
                             let others = others_of(&dims, all);
                             // Observed demand the plan keeps covering (the steps before
                             // `seen` only, less the peaks the nowcast made at the start
-                            // of each step saw coming and going); the season is the
-                            // configured one or a day.
-                            let season_ms = w.season_s.map_or(86_400_000, |s| s as i64 * 1000);
+                            // of each step saw coming and going).
                             let floors = prescale_plan::demand_floors(
                                 w,
                                 now,
                                 dt,
-                                Some(season_ms),
+                                Some(prescale_plan::floor_season_ms(w)),
                                 &dims.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
                                 |j, from, to| {
                                     let a = trace.ts.partition_point(|t| *t < from);

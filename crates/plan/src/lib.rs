@@ -167,6 +167,13 @@ pub struct Floor {
 /// cost 0.1-1.1% more and was never short for longer.
 pub const SEASONAL_FLOOR_AHEAD_MS: i64 = 30 * 60_000;
 
+/// The season the seasonal floor looks back by: the workload's `season_s`, else a day.
+/// Not a detected season: a surge most often comes back the next day, and a detection
+/// may find a week, or land a few steps off a day or a week on a noisy history.
+pub fn floor_season_ms(w: &Workload) -> i64 {
+    w.season_s.map_or(86_400_000, |s| s as i64 * 1000)
+}
+
 /// How far the median forecast must have come toward a peak, and back from it, for the
 /// peak to count as foreseen: this share of the rise to it and of the fall after it.
 pub const FORESEEN_SHARE: f64 = 0.5;
@@ -788,6 +795,10 @@ mod tests {
         w.seasonal_floor = true;
         assert!(demand_floors(&w, now, step, Some(2 * step), &[Dim::Cpu], peak).is_empty());
         assert!(demand_floors(&w, now, step, None, &[Dim::Cpu], peak).is_empty());
+        // A day unless the workload sets its season.
+        assert_eq!(floor_season_ms(&w), day);
+        w.season_s = Some(3600);
+        assert_eq!(floor_season_ms(&w), 3_600_000);
     }
 
     #[test]
