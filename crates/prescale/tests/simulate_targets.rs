@@ -5,9 +5,9 @@
 //! lowered until it is short no longer than predictive. Each test skips, saying so,
 //! when the shared data is absent.
 //!
-//! On the bursty traces only the shortfall targets are checked: the README says why the
-//! cost ones cannot hold there (even a non-causal rule needs more than 1.25x the
-//! oracle).
+//! On the bursty traces the oracle's is left out: the README says why it cannot hold
+//! there (even a non-causal rule needs more than 1.25x the oracle), and on most of them
+//! the matched HPA's too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,7 +86,9 @@ fn compare(trace: &Path) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn meets_the_targets(name: &str, cost_too: bool) {
+/// Checks the shortfall targets on series `name`, and with `oracle` and `matched` the
+/// cost against the oracle and against HPA matched to predictive's shortfall.
+fn meets_the_targets(name: &str, oracle_too: bool, matched_too: bool) {
     let Some(path) = series(name) else { return };
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.csv");
@@ -126,31 +128,56 @@ fn meets_the_targets(name: &str, cost_too: bool) {
     );
     assert!(short(predictive) <= short(hpa), "{what}");
     assert!(short(matched) <= short(predictive) + 1e-9, "{what}");
-    if cost_too {
+    if oracle_too {
         assert!(cost(predictive) <= 1.25 * cost(oracle), "{what}");
+    }
+    if matched_too {
         assert!(cost(predictive) <= 0.6 * cost(matched), "{what}");
     }
 }
 
 #[test]
 fn azure_cluster_cpu_meets_the_simulator_targets() {
-    meets_the_targets("azure_v2__vm_aggregate_5min-cpu_usage", true);
+    meets_the_targets("azure_v2__vm_aggregate_5min-cpu_usage", true, true);
 }
 
 #[test]
 fn google_cluster_cpu_meets_the_simulator_targets() {
-    meets_the_targets("google2019__instance_usage_5min-avg_cpu", true);
+    meets_the_targets("google2019__instance_usage_5min-avg_cpu", true, true);
 }
 
 /// Held out: never used to tune prescale.
 #[test]
 fn nab_rds_cpu_meets_the_simulator_targets() {
-    meets_the_targets("nab__realAWSCloudwatch-rds_cpu_utilization_cc0c53", true);
+    meets_the_targets(
+        "nab__realAWSCloudwatch-rds_cpu_utilization_cc0c53",
+        true,
+        true,
+    );
 }
 
 /// Bursty: a daily surge (Alibaba) and held-out request spikes (NAB ELB).
 #[test]
 fn bursty_traces_meet_the_shortfall_targets() {
-    meets_the_targets("alibaba2018__machine_usage_30s-cpu_util_percent", false);
-    meets_the_targets("nab__realAWSCloudwatch-elb_request_count_8c0756", false);
+    meets_the_targets(
+        "alibaba2018__machine_usage_30s-cpu_util_percent",
+        false,
+        false,
+    );
+    meets_the_targets(
+        "nab__realAWSCloudwatch-elb_request_count_8c0756",
+        false,
+        false,
+    );
+}
+
+/// An hourly five-minute spike (NAB ASG): the floors let the spikes the forecast saw
+/// coming and going pass, so predictive is 40% cheaper than HPA short no longer.
+#[test]
+fn an_hourly_spike_meets_the_shortfall_and_matched_hpa_targets() {
+    meets_the_targets(
+        "nab__realKnownCause-cpu_utilization_asg_misconfiguration",
+        false,
+        true,
+    );
 }
