@@ -226,6 +226,8 @@ struct WState {
     buckets: VecDeque<(TimestampMs, f64)>,
     /// What the forecast said of each step's demand: see [`record_said`].
     said: VecDeque<(TimestampMs, f64)>,
+    /// The series `said` is kept in, so a restart still knows it.
+    said_key: SeriesKey,
     next_bucket: Option<TimestampMs>,
     season: Option<usize>,
     season_at: Option<TimestampMs>,
@@ -314,31 +316,61 @@ fn trim(buckets: &mut VecDeque<(TimestampMs, f64)>, keep_from: TimestampMs) {
     }
 }
 
+/// The series that keeps what the forecast said of workload `name`'s demand in `dim`
+/// (see [`record_said`]): `prescale_forecast_median{workload}`, with a `dimension`
+/// label for the dimensions other than CPU.
+fn said_key(name: &str, dim: Dim) -> SeriesKey {
+    let k = SeriesKey::metric("prescale_forecast_median")
+        .expect("static name")
+        .with_label("workload", name.to_string());
+    match dim {
+        Dim::Cpu => k,
+        d => k.with_label("dimension", d.name()),
+    }
+}
+
 /// Records in `said` the median of forecast `f` for the step after the last complete one
 /// of `buckets` (a later pass before that step completes says it again, from the same
 /// data): the forecast made before the step, with the steps before it only, as the
-/// simulator's nowcast at a step's start.
+/// simulator's nowcast at a step's start. Returns the entry this one follows, which no
+/// pass will change any more, for the store.
 fn record_said(
     said: &mut VecDeque<(TimestampMs, f64)>,
     buckets: &VecDeque<(TimestampMs, f64)>,
     step_ms: i64,
     f: &Forecast,
-) {
-    let Some(&(last, _)) = buckets.back() else {
-        return;
-    };
+) -> Option<Sample> {
+    let &(last, _) = buckets.back()?;
     let next = last + step_ms;
-    let Some(k) = (f.step_ms == step_ms && next >= f.start)
+    let k = (f.step_ms == step_ms && next >= f.start)
         .then(|| ((next - f.start) / step_ms) as usize)
-        .filter(|k| *k < f.horizon())
-    else {
-        return;
-    };
+        .filter(|k| *k < f.horizon())?;
     let median = f.quantile(k, 0.5);
     match said.back_mut() {
-        Some(b) if b.0 == next => b.1 = median,
-        _ => said.push_back((next, median)),
+        Some(b) if b.0 == next => {
+            b.1 = median;
+            None
+        }
+        _ => {
+            let done = said.back().map(|&(ts, value)| Sample { ts, value });
+            said.push_back((next, median));
+            done
+        }
     }
+}
+
+/// What the store kept of `key` (see [`record_said`]) from `from` on, after a restart.
+fn said_from_store(
+    store: &Store,
+    key: &SeriesKey,
+    from: TimestampMs,
+) -> Result<VecDeque<(TimestampMs, f64)>, StoreError> {
+    Ok(store
+        .range(key, from, TimestampMs::MAX)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|x| (x.ts, x.value))
+        .collect())
 }
 
 /// The demand a floor holds over the steps of `buckets` starting in `[from, to)`, with
@@ -402,6 +434,7 @@ struct Extra {
     buckets: VecDeque<(TimestampMs, f64)>,
     /// What its forecast said of each step: see [`record_said`].
     said: VecDeque<(TimestampMs, f64)>,
+    said_key: SeriesKey,
     next_bucket: Option<TimestampMs>,
     forecast: Option<Forecast>,
 }
@@ -438,6 +471,7 @@ impl<P: Provider> Engine<P> {
                 step_ms: w.step_s as i64 * 1000,
                 buckets: VecDeque::new(),
                 said: VecDeque::new(),
+                said_key: said_key(&w.name, Dim::Cpu),
                 next_bucket: None,
                 season: None,
                 season_at: None,
@@ -462,6 +496,10 @@ impl<P: Provider> Engine<P> {
                         scale: src.scale,
                         buckets: VecDeque::new(),
                         said: VecDeque::new(),
+                        said_key: said_key(
+                            &w.name,
+                            Dim::parse(d).expect("validated with the config"),
+                        ),
                         next_bucket: None,
                         forecast: None,
                     })
@@ -584,6 +622,9 @@ impl<P: Provider> Engine<P> {
         else {
             return Ok((0, Vec::new()));
         };
+        if s.next_bucket.is_none() {
+            s.said = said_from_store(&self.store, &s.said_key, from)?;
+        }
         let sums = step_sums(&self.store, &s.selector, from, nb, step)?;
         let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
         let sums: Vec<f64> = sums.into_iter().map(|v| v.unwrap_or(0.0)).collect();
@@ -664,6 +705,9 @@ impl<P: Provider> Engine<P> {
             else {
                 continue;
             };
+            if x.next_bucket.is_none() {
+                x.said = said_from_store(store, &x.said_key, from)?;
+            }
             let mut last = x.buckets.back().map(|b| b.1);
             for (b, v) in step_sums(store, &x.selector, from, nb, step)?
                 .into_iter()
@@ -1033,11 +1077,21 @@ impl<P: Provider> Engine<P> {
                 format!("{msg}; keeping current capacity"),
             );
         };
-        record_said(&mut s.said, &s.buckets, s.step_ms, &fc);
+        // What the forecast says of the coming step, kept (once final) for the floors
+        // after a restart and for charts of forecast against demand.
+        let mut said = Vec::new();
+        if let Some(x) = record_said(&mut s.said, &s.buckets, s.step_ms, &fc) {
+            said.push((s.said_key.clone(), vec![x]));
+        }
         for x in &mut s.extras {
             if let Some(f) = &x.forecast {
-                record_said(&mut x.said, &x.buckets, s.step_ms, f);
+                if let Some(v) = record_said(&mut x.said, &x.buckets, s.step_ms, f) {
+                    said.push((x.said_key.clone(), vec![v]));
+                }
             }
+        }
+        if !said.is_empty() {
+            self.store.append_many(&said)?;
         }
         // A monthly budget is paced: each hour may spend what is left of it this month
         // over the hours left in the month.
@@ -1418,7 +1472,7 @@ mod tests {
     }
 
     #[test]
-    fn the_daemon_lets_a_peak_its_forecast_saw_coming_and_going_pass() {
+    fn the_daemon_lets_a_peak_its_forecast_saw_coming_and_going_pass_even_after_a_restart() {
         // 40 vCPU with a minute at 160 every 20 minutes: the baseline (seasonal naive on
         // that season) forecasts each spike, so once it has, neither the two-hour window
         // nor the seasonal floor holds the spikes' capacity between them.
@@ -1432,31 +1486,47 @@ mod tests {
                 value: if m % 20 == 7 { 160.0 } else { 40.0 },
             })
             .collect();
-        let engine = || {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-            store.append(&key, &samples).unwrap();
-            let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        store.append(&key, &samples).unwrap();
+        let engine = |store: &Store| {
+            let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
             e.set_inline_training();
-            (e, dir)
+            e
         };
         let u = c.workloads[0].target_utilization;
         // At 169:30 the last spike (167) has come and gone and the next (187) is beyond
         // the lead-time window.
         let end = 169 * 60_000 + 30_000;
-        let (mut e, _dir) = engine();
+        let mut e = engine(&store);
         for m in 1..169 {
             e.tick(m * 60_000 + 30_000).unwrap();
         }
         e.tick(end).unwrap();
         let (passed, why) = planned(&e, &c.tiers);
         assert!(passed < 100.0, "{passed}: {why}");
-        assert!(
-            why.contains("(scale_down_window_s) leaves out 6 higher peaks of cpu demand (up to 160.00) that the forecast saw coming and going"),
-            "{why}"
-        );
-        // A daemon that starts at 169:30 has said nothing of those steps: it holds them.
-        let (mut e, _dir) = engine();
+        let says = "(scale_down_window_s) leaves out 6 higher peaks of cpu demand (up to 160.00) that the forecast saw coming and going";
+        assert!(why.contains(says), "{why}");
+        // What it said is kept: one median per step, the spikes' among them...
+        let kept = store
+            .range(&said_key("host", Dim::Cpu), 0, end)
+            .unwrap()
+            .unwrap();
+        assert!(kept.len() >= 150, "{}", kept.len());
+        let at = |m: i64| kept.iter().find(|x| x.ts == m * 60_000).map(|x| x.value);
+        assert_eq!((at(147), at(148)), (Some(160.0), Some(40.0)));
+        // ...so a daemon restarted at 169:30 lets them pass too.
+        drop(e);
+        let mut e = engine(&store);
+        e.tick(end).unwrap();
+        let (restarted, why) = planned(&e, &c.tiers);
+        assert!(restarted < 100.0, "{restarted}: {why}");
+        assert!(why.contains(says), "{why}");
+        // One that has said nothing of those steps holds them.
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = Store::open(dir.path(), Durability::Buffered).unwrap();
+        fresh.append(&key, &samples).unwrap();
+        let mut e = engine(&fresh);
         e.tick(end).unwrap();
         let (held, why) = planned(&e, &c.tiers);
         assert!(held >= 160.0 / u, "{held}: {why}");
