@@ -380,7 +380,7 @@ fn held_in(
     said: &VecDeque<(TimestampMs, f64)>,
     from: TimestampMs,
     to: TimestampMs,
-) -> Option<(f64, Option<(usize, f64)>)> {
+) -> Option<prescale_plan::Held> {
     let lo = buckets.partition_point(|b| b.0 < from);
     let hi = buckets.partition_point(|b| b.0 < to);
     // A step either side tells whether the first and last were foreseen peaks.
@@ -1132,11 +1132,9 @@ impl<P: Provider> Engine<P> {
             .chain(s.extras.iter().map(|x| (x.dim, &x.buckets, &x.said)))
             .collect();
         let dims: Vec<Dim> = series.iter().map(|(d, _, _)| *d).collect();
-        let season_ms = Some(prescale_plan::floor_season_ms(w));
-        let mut floors =
-            prescale_plan::demand_floors(w, now, s.step_ms, season_ms, &dims, |j, from, to| {
-                held_in(series[j].1, series[j].2, from, to)
-            });
+        let mut floors = prescale_plan::demand_floors(w, now, s.step_ms, &dims, |j, from, to| {
+            held_in(series[j].1, series[j].2, from, to)
+        });
         floors.extend(so_far.iter().map(|&(dim, demand)| prescale_plan::Floor {
             dim,
             demand,

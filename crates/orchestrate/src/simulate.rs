@@ -1042,7 +1042,6 @@ pub fn simulate(
                                 w,
                                 now,
                                 dt,
-                                Some(prescale_plan::floor_season_ms(w)),
                                 &dims.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
                                 |j, from, to| {
                                     let a = trace.ts.partition_point(|t| *t < from);

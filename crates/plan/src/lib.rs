@@ -170,7 +170,7 @@ pub const SEASONAL_FLOOR_AHEAD_MS: i64 = 30 * 60_000;
 /// The season the seasonal floor looks back by: the workload's `season_s`, else a day.
 /// Not a detected season: a surge most often comes back the next day, and a detection
 /// may find a week, or land a few steps off a day or a week on a noisy history.
-pub fn floor_season_ms(w: &Workload) -> i64 {
+fn floor_season_ms(w: &Workload) -> i64 {
     w.season_s.map_or(86_400_000, |s| s as i64 * 1000)
 }
 
@@ -203,16 +203,16 @@ pub fn foreseen_peak(demand: &[f64], said: &[f64], t: usize) -> bool {
         && said_after <= at - FORESEEN_SHARE * (at - after)
 }
 
+/// The demand a floor holds, and when it left out higher peaks as foreseen, how many and
+/// the highest of them (see [`held_peak`]).
+pub type Held = (f64, Option<(usize, f64)>);
+
 /// The demand a floor holds over steps `range` of `demand` (with `said`, as for
 /// [`foreseen_peak`]; the steps either side of the range, when given, only tell whether
 /// its first and last steps were such peaks): the highest but for the peaks the forecast
 /// saw coming and going, and, when it left out higher ones, how many and the highest.
 /// `None` when no step is held.
-pub fn held_peak(
-    demand: &[f64],
-    said: &[f64],
-    range: Range<usize>,
-) -> Option<(f64, Option<(usize, f64)>)> {
+pub fn held_peak(demand: &[f64], said: &[f64], range: Range<usize>) -> Option<Held> {
     let mut held: Option<f64> = None;
     let mut foreseen = Vec::new();
     for t in range.start..range.end.min(demand.len()) {
@@ -230,18 +230,17 @@ pub fn held_peak(
 
 /// The floors of workload `w` at `now`: the highest demand of its `scale_down_window_s`
 /// and, with `seasonal_floor`, the highest from one step before to
-/// [`SEASONAL_FLOOR_AHEAD_MS`] (at least three steps) after this time one season
-/// (`season_ms`) ago. `peak(j, from, to)` is the demand held of `dims[j]` in the steps
-/// starting in `[from, to)` and the higher peaks it left out as foreseen (see
-/// [`held_peak`]), `None` when there is none.
+/// [`SEASONAL_FLOOR_AHEAD_MS`] (at least three steps) after this time one season (its
+/// `season_s`, else a day) ago. `peak(j, from, to)` is the demand held of `dims[j]` in
+/// the steps starting in `[from, to)` (see [`held_peak`]), `None` when there is none.
 pub fn demand_floors(
     w: &Workload,
     now: TimestampMs,
     step_ms: i64,
-    season_ms: Option<i64>,
     dims: &[Dim],
-    peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<(f64, Option<(usize, f64)>)>,
+    peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<Held>,
 ) -> Vec<Floor> {
+    let season_ms = floor_season_ms(w);
     let mut out = Vec::new();
     for (j, d) in dims.iter().enumerate() {
         if w.scale_down_window_s > 0 {
@@ -258,7 +257,8 @@ pub fn demand_floors(
                 });
             }
         }
-        if let Some(s) = season_ms.filter(|s| w.seasonal_floor && *s > 2 * step_ms) {
+        if w.seasonal_floor && season_ms > 2 * step_ms {
+            let s = season_ms;
             let at = now - s;
             let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
             if let Some((p, left_out)) = peak(j, at - step_ms, at + ahead) {
@@ -761,11 +761,11 @@ mod tests {
         let step = 60_000;
         let day = 86_400_000;
         let now = 2 * day + 600 * step;
-        let peak = |_j: usize, from: i64, to: i64| -> Option<(f64, Option<(usize, f64)>)> {
+        let peak = |_j: usize, from: i64, to: i64| -> Option<Held> {
             let last = (to - 1).div_euclid(step) * step;
             (last >= from).then(|| ((last % day / step) as f64, None))
         };
-        let f = demand_floors(&w, now, step, Some(day), &[Dim::Cpu], peak);
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
         assert_eq!(f.len(), 2, "{f:?}");
         // The last 10 minutes end at minute 599; one day ago, from minute 599 to
         // half an hour after 600.
@@ -775,30 +775,25 @@ mod tests {
         assert!(f[1].what.contains("seasonal_floor"), "{}", f[1].what);
         // With hour steps, three steps ahead.
         let hour = 3_600_000;
-        let hourly = |_j: usize, from: i64, to: i64| -> Option<(f64, Option<(usize, f64)>)> {
+        let hourly = |_j: usize, from: i64, to: i64| -> Option<Held> {
             let last = (to - 1).div_euclid(hour) * hour;
             (last >= from).then(|| ((last % day / hour) as f64, None))
         };
-        let f = demand_floors(
-            &w,
-            2 * day + 10 * hour,
-            hour,
-            Some(day),
-            &[Dim::Cpu],
-            hourly,
-        );
+        let f = demand_floors(&w, 2 * day + 10 * hour, hour, &[Dim::Cpu], hourly);
         assert_eq!(f.last().unwrap().demand, 12.0, "{f:?}");
-        // Both can be turned off; a season of two steps or less is no season.
-        w.scale_down_window_s = 0;
-        w.seasonal_floor = false;
-        assert!(demand_floors(&w, now, step, Some(day), &[Dim::Cpu], peak).is_empty());
-        w.seasonal_floor = true;
-        assert!(demand_floors(&w, now, step, Some(2 * step), &[Dim::Cpu], peak).is_empty());
-        assert!(demand_floors(&w, now, step, None, &[Dim::Cpu], peak).is_empty());
         // A day unless the workload sets its season.
         assert_eq!(floor_season_ms(&w), day);
         w.season_s = Some(3600);
         assert_eq!(floor_season_ms(&w), 3_600_000);
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
+        assert_eq!(f[1].demand, 569.0, "{f:?}");
+        // Both can be turned off; a season of two steps or less is no season.
+        w.scale_down_window_s = 0;
+        w.seasonal_floor = false;
+        assert!(demand_floors(&w, now, step, &[Dim::Cpu], peak).is_empty());
+        w.seasonal_floor = true;
+        w.season_s = Some(120);
+        assert!(demand_floors(&w, now, step, &[Dim::Cpu], peak).is_empty());
     }
 
     #[test]
@@ -861,7 +856,7 @@ mod tests {
                 Some("leaves out 3 higher peaks of cpu demand (up to 210.00)"),
             ),
         ] {
-            let f = demand_floors(&w, 3_600_000, 60_000, None, &[Dim::Cpu], |_, _, _| {
+            let f = demand_floors(&w, 3_600_000, 60_000, &[Dim::Cpu], |_, _, _| {
                 Some((150.0, left_out))
             });
             assert_eq!((f[0].demand, f[0].left_out), (150.0, left_out));
