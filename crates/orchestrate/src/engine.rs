@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use prescale_core::{
-    Allocation, Decision, DecisionKind, Dim, Forecast, Plan, Sample, SeriesKey, Tier, TimestampMs,
-    Workload,
+    format_ts, Allocation, Decision, DecisionKind, Dim, Forecast, Plan, Sample, SeriesKey, Tier,
+    TimestampMs, Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
@@ -29,6 +29,7 @@ use prescale_forecast::{
 use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::jumps::{Jumps, JUMP_WINDOW};
 use crate::provider::Provider;
 use crate::reconcile::{reconcile, surged, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
@@ -357,6 +358,23 @@ fn record_said(
             done
         }
     }
+}
+
+/// For each of the last [`JUMP_WINDOW`] complete steps of `buckets` the forecast `said`
+/// something of before it: what it said over the step before, and how far off it was.
+fn said_pairs(
+    buckets: &VecDeque<(TimestampMs, f64)>,
+    said: &VecDeque<(TimestampMs, f64)>,
+    step_ms: i64,
+) -> Vec<(f64, f64)> {
+    let n = buckets.len();
+    (n.saturating_sub(JUMP_WINDOW).max(1)..n)
+        .filter_map(|i| {
+            let ((prev_ts, prev), (ts, v)) = (buckets[i - 1], buckets[i]);
+            let m = said[said.binary_search_by_key(&ts, |x| x.0).ok()?].1;
+            (prev_ts == ts - step_ms).then_some((m - prev, v - m))
+        })
+        .collect()
 }
 
 /// What the store kept of `key` (see [`record_said`]) from `from` on, after a restart.
@@ -1093,6 +1111,15 @@ impl<P: Provider> Engine<P> {
         if !said.is_empty() {
             self.store.append_many(&said)?;
         }
+        // At a jump the forecast predicts, upper quantiles at least as wide as its past
+        // predicted jumps were off (see crate::jumps).
+        let jump = s.buckets.back().and_then(|&(last_ts, last)| {
+            let j = Jumps::from_pairs(&said_pairs(&s.buckets, &s.said, s.step_ms))?;
+            let first = (fc.step_ms == s.step_ms)
+                .then(|| usize::try_from((last_ts + s.step_ms - fc.start) / s.step_ms).ok())??;
+            let (k, before, after) = j.widen_from(&mut fc, first, last)?;
+            Some((fc.step_time(k), before, after, j.errors.len()))
+        });
         // A monthly budget is paced: each hour may spend what is left of it this month
         // over the hours left in the month.
         let paced;
@@ -1153,6 +1180,13 @@ impl<P: Provider> Engine<P> {
         if let Some(err) = moved {
             plan.reason.push_str(&format!(
                 "; forecast moved up by {err:.2} vCPU, by which the step in progress runs above its median so far"
+            ));
+        }
+        if let Some((ts, before, after, n)) = jump {
+            plan.reason.push_str(&format!(
+                "; at the jump it predicts for {}, the forecast's q{} raised from {before:.2} to {after:.2} vCPU, as far off as its last {n} predicted jumps were",
+                format_ts(ts),
+                fc.levels.last().copied().unwrap_or(0.0),
             ));
         }
         let mut desired = s.stabilizer.desired(now, &plan.target);
@@ -1529,6 +1563,45 @@ mod tests {
         let (held, why) = planned(&e, &c.tiers);
         assert!(held >= 160.0 / u, "{held}: {why}");
         assert!(!why.contains("leaves out"), "{why}");
+    }
+
+    #[test]
+    fn at_a_predicted_jump_the_daemon_plans_for_its_past_jumps_misses() {
+        // A minute-long job every 20 minutes at 130, 160 or 190 vCPU in turn over 40: the
+        // baseline (seasonal naive) predicts each at the last one's height, 30 short
+        // twice in three, while its quantiles, spread over every step, are a few vCPU
+        // wide. At the next spike the plan covers its past spikes' misses.
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        c.workloads[0].season_s = Some(1200);
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let height = |m: i64| 130.0 + 30.0 * ((m / 20) % 3) as f64;
+        let samples: Vec<_> = (0..300)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: if m % 20 == 7 { height(m) } else { 40.0 },
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        store.append(&key, &samples).unwrap();
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        // At 285:30 the spike at 287 (190; the last, at 267, was 160) is within the lead
+        // time.
+        for m in 1..=285 {
+            e.tick(m * 60_000 + 30_000).unwrap();
+        }
+        assert_eq!((height(267), height(287)), (160.0, 190.0));
+        let (cap, why) = planned(&e, &c.tiers);
+        let u = c.workloads[0].target_utilization;
+        assert!(why.contains("as far off as its last"), "{why}");
+        assert!(
+            why.contains("at the jump it predicts for 1970-01-01T04:47:00Z"),
+            "{why}"
+        );
+        // 160 plus the 30 its past jumps were short, at the target utilization.
+        assert!(cap >= 190.0 / u, "{cap}: {why}");
     }
 
     /// Five-minute steps at 4 vCPU for 80 minutes, then 40 vCPU from 80:00 until

@@ -7,10 +7,12 @@
 //!   for every workload, and the status the server shows;
 //! - [`trainer`]: model selection and refits off the control path;
 //! - [`demo`]: the same engine on an accelerated clock with synthetic demand;
+//! - [`jumps`]: upper quantiles at a predicted jump from the errors of past ones;
 //! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars.
 
 pub mod demo;
 pub mod engine;
+pub mod jumps;
 pub mod provider;
 pub mod reconcile;
 pub mod simulate;

@@ -21,6 +21,8 @@ use std::time::Duration;
 use prescale_core::model::TierCount;
 use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
+
+use crate::jumps::{Jumps, JUMP_WINDOW};
 use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -765,7 +767,20 @@ impl Forecaster {
         decay: f64,
     ) -> Option<prescale_core::Forecast> {
         let mut errors = recent_errors(&self.said, past);
-        nowcast(self.forecast.as_ref()?, now, past, decay, &mut errors)
+        let mut g = nowcast(self.forecast.as_ref()?, now, past, decay, &mut errors)?;
+        // As the daemon does with what it said of each step before it: the next step's
+        // upper quantiles at a predicted jump from the errors of past predicted jumps.
+        let from = past.len().saturating_sub(JUMP_WINDOW).max(1);
+        let pairs: Vec<(f64, f64)> = (from..past.len())
+            .filter_map(|t| {
+                let m = *self.said.first()?.get(t)?;
+                m.is_finite().then(|| (m - past[t - 1], past[t] - m))
+            })
+            .collect();
+        if let (Some(j), Some(last)) = (Jumps::from_pairs(&pairs), past.last()) {
+            j.widen_from(&mut g, 0, *last);
+        }
+        Some(g)
     }
 }
 
