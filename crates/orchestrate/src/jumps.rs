@@ -37,8 +37,12 @@ impl Jumps {
     /// `None` with fewer than [`JUMP_MIN`] jumps among them.
     pub fn from_pairs(pairs: &[(f64, f64)]) -> Option<Jumps> {
         let mut size: Vec<f64> = pairs.iter().map(|p| p.0.abs()).collect();
-        size.sort_by(f64::total_cmp);
-        let threshold = (JUMP_FACTOR * *size.get(size.len() / 2)?).max(f64::EPSILON);
+        if size.is_empty() {
+            return None;
+        }
+        let mid = size.len() / 2;
+        let (_, median, _) = size.select_nth_unstable_by(mid, f64::total_cmp);
+        let threshold = (JUMP_FACTOR * *median).max(f64::EPSILON);
         let errors: Vec<f64> = pairs
             .iter()
             .filter(|p| p.0 > threshold)
