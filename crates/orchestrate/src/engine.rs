@@ -1503,21 +1503,29 @@ mod tests {
         assert!(free < 20.0, "{free}: {why}");
     }
 
+    /// A config whose workload forecasts with the baseline on a 20-minute season, its
+    /// demand series, and `minutes` of minute samples at 40 vCPU but for a spike to
+    /// `height(m)` at minute 7 of every 20.
+    fn spiky(minutes: i64, height: impl Fn(i64) -> f64) -> (Config, SeriesKey, Vec<Sample>) {
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        c.workloads[0].season_s = Some(1200);
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples = (0..minutes)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: if m % 20 == 7 { height(m) } else { 40.0 },
+            })
+            .collect();
+        (c, key, samples)
+    }
+
     #[test]
     fn the_daemon_lets_a_peak_its_forecast_saw_coming_and_going_pass_even_after_a_restart() {
         // 40 vCPU with a minute at 160 every 20 minutes: the baseline (seasonal naive on
         // that season) forecasts each spike, so once it has, neither the two-hour window
         // nor the seasonal floor holds the spikes' capacity between them.
-        let mut c = Config::default();
-        c.workloads[0].model = "baseline".into();
-        c.workloads[0].season_s = Some(1200);
-        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
-        let samples: Vec<_> = (0..170)
-            .map(|m| Sample {
-                ts: m * 60_000,
-                value: if m % 20 == 7 { 160.0 } else { 40.0 },
-            })
-            .collect();
+        let (c, key, samples) = spiky(170, |_| 160.0);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
         store.append(&key, &samples).unwrap();
@@ -1571,17 +1579,8 @@ mod tests {
         // baseline (seasonal naive) predicts each at the last one's height, 30 short
         // twice in three, while its quantiles, spread over every step, are a few vCPU
         // wide. At the next spike the plan covers its past spikes' misses.
-        let mut c = Config::default();
-        c.workloads[0].model = "baseline".into();
-        c.workloads[0].season_s = Some(1200);
-        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
         let height = |m: i64| 130.0 + 30.0 * ((m / 20) % 3) as f64;
-        let samples: Vec<_> = (0..300)
-            .map(|m| Sample {
-                ts: m * 60_000,
-                value: if m % 20 == 7 { height(m) } else { 40.0 },
-            })
-            .collect();
+        let (c, key, samples) = spiky(300, height);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
         store.append(&key, &samples).unwrap();
