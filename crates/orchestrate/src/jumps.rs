@@ -51,34 +51,11 @@ impl Jumps {
         (errors.len() >= JUMP_MIN).then_some(Jumps { threshold, errors })
     }
 
-    /// Raises the upper quantiles of row `k` of `f` (levels above the median) to at least
-    /// the median plus the same quantile of the jump errors, when that row's median
-    /// rises more than the threshold over `base`. Returns the highest level's value
-    /// before and after when it raised it.
-    fn widen(&self, f: &mut Forecast, k: usize, base: f64) -> Option<(f64, f64)> {
-        let mid = f.levels.iter().position(|l| (*l - 0.5).abs() < 1e-9)?;
-        let row = f.values.get_mut(k)?;
-        let median = row[mid];
-        if median - base <= self.threshold || mid + 1 >= row.len() {
-            return None;
-        }
-        let before = *row.last()?;
-        let mut errors = self.errors.clone();
-        let upper = prescale_forecast::quantiles_unsorted(&mut errors, &f.levels[mid + 1..]);
-        for (v, q) in row[mid + 1..].iter_mut().zip(upper) {
-            *v = v.max(median + q);
-        }
-        for j in mid + 1..row.len() {
-            row[j] = row[j].max(row[j - 1]);
-        }
-        let after = *row.last()?;
-        (after > before).then_some((before, after))
-    }
-
-    /// [`Jumps::widen`] on the [`JUMP_STEPS`] rows of `f` from `first` (the step after
-    /// `last`, the last observed demand), each row's jump measured over the median of the
-    /// row before it (over `last` for the first). Returns the step whose highest level it
-    /// raised most, with that level's value before and after.
+    /// On the [`JUMP_STEPS`] rows of `f` from `first` (the step after `last`, the last
+    /// observed demand) whose median rises more than the threshold over the row before's
+    /// (over `last` for the first), raises each upper quantile (levels above the median)
+    /// to at least the median plus the same quantile of the jump errors. Returns the step
+    /// whose highest level it raised most, with that level's value before and after.
     pub fn widen_from(
         &self,
         f: &mut Forecast,
@@ -86,6 +63,8 @@ impl Jumps {
         last: f64,
     ) -> Option<(usize, f64, f64)> {
         let mid = f.levels.iter().position(|l| (*l - 0.5).abs() < 1e-9)?;
+        let mut errors = self.errors.clone();
+        let upper = prescale_forecast::quantiles_unsorted(&mut errors, &f.levels[mid + 1..]);
         let mut most: Option<(usize, f64, f64)> = None;
         for k in first..(first + JUMP_STEPS).min(f.horizon()) {
             let base = if k == first {
@@ -93,13 +72,30 @@ impl Jumps {
             } else {
                 f.values[k - 1][mid]
             };
-            if let Some((b, a)) = self.widen(f, k, base) {
-                if most.is_none_or(|m| a - b > m.2 - m.1) {
-                    most = Some((k, b, a));
-                }
+            let row = &mut f.values[k];
+            let before = row[row.len() - 1];
+            if row[mid] - base <= self.threshold || mid + 1 >= row.len() {
+                continue;
+            }
+            raise_upper(row, mid, &upper);
+            let after = row[row.len() - 1];
+            if after > before && most.is_none_or(|m| after - before > m.2 - m.1) {
+                most = Some((k, before, after));
             }
         }
         most
+    }
+}
+
+/// Raises the quantiles of `row` above its median (at `mid`) to at least the median plus
+/// `upper` (one per level above it, in order), keeping the row non-decreasing.
+pub(crate) fn raise_upper(row: &mut [f64], mid: usize, upper: &[f64]) {
+    let median = row[mid];
+    for (v, q) in row[mid + 1..].iter_mut().zip(upper) {
+        *v = v.max(median + q);
+    }
+    for j in 1..row.len() {
+        row[j] = row[j].max(row[j - 1]);
     }
 }
 

@@ -22,7 +22,7 @@ use prescale_core::model::TierCount;
 use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
 
-use crate::jumps::{Jumps, JUMP_WINDOW};
+use crate::jumps::{raise_upper, Jumps, JUMP_WINDOW};
 use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1534,14 +1534,8 @@ fn nowcast(
                 }
             };
             if let (Some(m), false) = (mid, spread.is_empty()) {
-                let median = row[m];
                 let upper = prescale_forecast::quantiles_unsorted(spread, &f.levels[m + 1..]);
-                for (v, q) in row[m + 1..].iter_mut().zip(upper) {
-                    *v = v.max(median + q);
-                }
-                for j in 1..row.len() {
-                    row[j] = row[j].max(row[j - 1]);
-                }
+                raise_upper(&mut row, m, &upper);
             }
             row
         })
