@@ -64,11 +64,23 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
         .filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines
         .next()
-        .ok_or_else(|| format!("{name}: empty file; expected a header `timestamp,value`"))?;
+        .ok_or_else(|| format!("{name}: empty file; expected a header `timestamp,{col}`"))?;
     let cols: Vec<String> = header
         .split(',')
         .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
         .collect();
+    // Which of two same-named columns is meant cannot be guessed.
+    if let Some((k, c)) = cols
+        .iter()
+        .enumerate()
+        .find(|(k, c)| !c.is_empty() && cols[..*k].contains(c))
+    {
+        return Err(format!(
+            "{name}:1: column {c:?} appears twice in the header (columns {} and {}); rename or drop one",
+            cols.iter().position(|x| x == c).unwrap_or(0) + 1,
+            k + 1
+        ));
+    }
     let find = |want: &str| cols.iter().position(|c| c == want);
     let (Some(ti), Some(vi)) = (find("timestamp"), find(col)) else {
         return Err(format!(
@@ -233,6 +245,11 @@ mod tests {
         let e = read("timestamp,value\nyesterday,1\n").unwrap_err();
         assert!(e.contains(":2:") && e.contains("RFC 3339"), "{e}");
         assert!(read("").unwrap_err().contains("empty"));
+        let e = read("timestamp,value,value\n0,1,2\n60,2,3\n").unwrap_err();
+        assert!(
+            e.contains(":1:") && e.contains("\"value\" appears twice") && e.contains("2 and 3"),
+            "{e}"
+        );
         assert!(read("timestamp,value\n0,1\n")
             .unwrap_err()
             .contains("at least 2"));

@@ -103,7 +103,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         match Dim::parse(&col) {
             Some(Dim::Cpu) => {}
             Some(d) => others.push(d),
-            None if col == "timestamp" => {}
+            None if col.is_empty() || col == "timestamp" => {}
             None => eprintln!(
                 "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps",
                 trace_path.display()
@@ -114,14 +114,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     for w in &series.warnings {
         eprintln!("warning: {}: {w}", trace_path.display());
     }
-    if let Some(i) = series.values.iter().position(|v| *v < 0.0) {
-        return Err(format!(
-            "{}: demand must not be negative (row {} has {})",
-            trace_path.display(),
-            i + 2,
-            series.values[i]
-        ));
-    }
+    non_negative(&trace_path, Dim::Cpu, &series)?;
     let mut other_series = Vec::new();
     for d in others {
         let s = crate::input::read_csv_column(&trace_path, d.name())?;
@@ -132,13 +125,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                 d.name()
             ));
         }
-        if s.values.iter().any(|v| *v < 0.0) {
-            return Err(format!(
-                "{}: {} demand must not be negative",
-                trace_path.display(),
-                d.name()
-            ));
-        }
+        non_negative(&trace_path, d, &s)?;
         other_series.push((d, s.values));
     }
     let trace = Trace {
@@ -269,6 +256,25 @@ fn write_outputs(
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// An error naming the first negative demand of `dim` in `series` (read from `path`), and
+/// when it is.
+fn non_negative(
+    path: &std::path::Path,
+    dim: Dim,
+    series: &crate::input::Series,
+) -> Result<(), String> {
+    match series.values.iter().position(|v| *v < 0.0) {
+        Some(i) => Err(format!(
+            "{}: demand must not be negative ({} is {} at {})",
+            path.display(),
+            dim.name(),
+            series.values[i],
+            crate::input::format_ts(series.ts[i], series.rfc3339)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Every policy's run side by side: cost against the oracle's floor and against

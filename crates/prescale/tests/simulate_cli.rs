@@ -183,6 +183,26 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`cpu`"));
 
+    // An empty trace, a column named twice, a negative demand in a second dimension.
+    for (text, says) in [
+        ("", "empty file; expected a header `timestamp,cpu`"),
+        (
+            "timestamp,cpu,cpu\n0,1,1\n300,2,2\n",
+            "column \"cpu\" appears twice",
+        ),
+        (
+            "timestamp,cpu,memory\n0,1,1\n300,2,-5\n",
+            "demand must not be negative (memory is -5 at 300)",
+        ),
+    ] {
+        std::fs::write(&trace, text).unwrap();
+        let out = simulate(&trace, &scenario, &[]);
+        assert_eq!(out.status.code(), Some(2), "{text:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{text:?}: {err}");
+        assert!(!err.contains("ignored"), "{text:?}: {err}");
+    }
+
     std::fs::write(
         &scenario,
         "single_tier = \"standard\"\n[[tiers]]\nname = 3\n",
