@@ -159,7 +159,7 @@ fn line_col(src: &str, offset: usize) -> (usize, usize) {
 /// Finds the line on which a dotted key path (`workloads[1].tiers`) is set, by walking
 /// the table headers. Returns the line of the table header when the key itself is not
 /// written (a default was used).
-fn locate(src: &str, path: &str) -> Option<usize> {
+pub fn locate(src: &str, path: &str) -> Option<usize> {
     // Split "a[1].b.c" into table part and final key.
     let parts: Vec<&str> = path.split('.').collect();
     let (last, tables) = parts.split_last()?;
@@ -305,64 +305,8 @@ impl Config {
                 ),
             );
         }
-        if self.tiers.is_empty() {
-            return err(
-                "tiers".into(),
-                "at least one [[tiers]] entry is required".into(),
-            );
-        }
-        let mut names = BTreeSet::new();
-        for (i, t) in self.tiers.iter().enumerate() {
-            let k = |f: &str| format!("tiers[{i}].{f}");
-            if t.name.trim().is_empty() {
-                return err(k("name"), "must not be empty".into());
-            }
-            if !names.insert(t.name.clone()) {
-                return err(k("name"), format!("tier name {:?} is used twice", t.name));
-            }
-            if !(t.vcpu.is_finite() && t.vcpu > 0.0) {
-                return err(
-                    k("vcpu"),
-                    format!("must be a positive number, got {}", t.vcpu),
-                );
-            }
-            if !(t.price_per_hour.is_finite() && t.price_per_hour >= 0.0) {
-                return err(
-                    k("price_per_hour"),
-                    format!("must be zero or positive, got {}", t.price_per_hour),
-                );
-            }
-            if !(t.performance_factor.is_finite() && t.performance_factor > 0.0) {
-                return err(
-                    k("performance_factor"),
-                    format!(
-                        "must be positive (1.0 = standard), got {}",
-                        t.performance_factor
-                    ),
-                );
-            }
-            if !(t.interruption_rate_per_hour.is_finite() && t.interruption_rate_per_hour >= 0.0) {
-                return err(
-                    k("interruption_rate_per_hour"),
-                    "must be zero or positive".into(),
-                );
-            }
-            if t.class != TierClass::Spot && t.interruption_rate_per_hour > 0.0 {
-                return err(
-                    k("interruption_rate_per_hour"),
-                    "only spot tiers can be interrupted; set class = \"spot\" or rate = 0".into(),
-                );
-            }
-            if t.max_instances < t.min_instances {
-                return err(
-                    k("max_instances"),
-                    format!(
-                        "is {} but min_instances is {}; max must be at least min",
-                        t.max_instances, t.min_instances
-                    ),
-                );
-            }
-        }
+        validate_tiers(&self.tiers)?;
+        let names: BTreeSet<String> = self.tiers.iter().map(|t| t.name.clone()).collect();
         let mut wnames = BTreeSet::new();
         for (i, w) in self.workloads.iter().enumerate() {
             let k = |f: &str| format!("workloads[{i}].{f}");
@@ -554,6 +498,86 @@ impl Default for Config {
     }
 }
 
+/// Checks a tier catalog (the daemon's `[[tiers]]` and a simulation scenario's alike):
+/// `Err((key, what is wrong))` for the first bad entry.
+pub fn validate_tiers(tiers: &[Tier]) -> Result<(), (String, String)> {
+    let err = |k: String, m: String| Err((k, m));
+    if tiers.is_empty() {
+        return err(
+            "tiers".into(),
+            "at least one [[tiers]] entry is required".into(),
+        );
+    }
+    let mut names = BTreeSet::new();
+    for (i, t) in tiers.iter().enumerate() {
+        let k = |f: &str| format!("tiers[{i}].{f}");
+        if t.name.trim().is_empty() {
+            return err(k("name"), "must not be empty".into());
+        }
+        if !names.insert(t.name.clone()) {
+            return err(k("name"), format!("tier name {:?} is used twice", t.name));
+        }
+        if !(t.vcpu.is_finite() && t.vcpu > 0.0) {
+            return err(
+                k("vcpu"),
+                format!("must be a positive number, got {}", t.vcpu),
+            );
+        }
+        if !(t.price_per_hour.is_finite() && t.price_per_hour >= 0.0) {
+            return err(
+                k("price_per_hour"),
+                format!("must be zero or positive, got {}", t.price_per_hour),
+            );
+        }
+        if !(t.performance_factor.is_finite() && t.performance_factor > 0.0) {
+            return err(
+                k("performance_factor"),
+                format!(
+                    "must be positive (1.0 = standard), got {}",
+                    t.performance_factor
+                ),
+            );
+        }
+        if !(t.interruption_rate_per_hour.is_finite() && t.interruption_rate_per_hour >= 0.0) {
+            return err(
+                k("interruption_rate_per_hour"),
+                "must be zero or positive".into(),
+            );
+        }
+        if t.class != TierClass::Spot && t.interruption_rate_per_hour > 0.0 {
+            return err(
+                k("interruption_rate_per_hour"),
+                "only spot tiers can be interrupted; set class = \"spot\" or rate = 0".into(),
+            );
+        }
+        if t.max_instances < t.min_instances {
+            return err(
+                k("max_instances"),
+                format!(
+                    "is {} but min_instances is {}; max must be at least min",
+                    t.max_instances, t.min_instances
+                ),
+            );
+        }
+        if let Some(p90) = t.lead_time_p90_s.filter(|p90| *p90 < t.lead_time_s) {
+            return err(
+                k("lead_time_p90_s"),
+                format!(
+                    "is {p90} but lead_time_s (the median) is {}; the 90th percentile cannot be below the median",
+                    t.lead_time_s
+                ),
+            );
+        }
+        if t.billing_granularity_s == 0 {
+            return err(
+                k("billing_granularity_s"),
+                "must be at least 1 (1 = per-second billing)".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +727,28 @@ mod tests {
             e.message.contains("controls") || e.message.contains("control"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_lead_time_tail_below_its_median_or_a_zero_billing_granularity_is_refused() {
+        for (from, to, key, line) in [
+            (
+                "lead_time_p90_s = 240",
+                "lead_time_p90_s = 60",
+                "tiers[0].lead_time_p90_s",
+                44,
+            ),
+            (
+                "billing_granularity_s = 1",
+                "billing_granularity_s = 0",
+                "tiers[0].billing_granularity_s",
+                46,
+            ),
+        ] {
+            assert!(DEFAULT_TOML.contains(from), "{from}");
+            let e = Config::parse(&DEFAULT_TOML.replacen(from, to, 1), "c.toml").unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
+        }
     }
 
     #[test]

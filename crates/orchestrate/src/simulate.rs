@@ -200,28 +200,23 @@ impl Scenario {
         let keys = table.get("workload").and_then(|w| w.as_table());
         s.workload
             .apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
+        // The daemon's checks of a tier catalog, located in the scenario's text.
+        if let Err((key, message)) = prescale_core::config::validate_tiers(&s.tiers) {
+            let line = prescale_core::config::locate(src, &key);
+            return Err(prescale_core::config::ConfigError {
+                file: file.to_string(),
+                line,
+                column: None,
+                key,
+                message,
+            }
+            .to_string());
+        }
         s.check().map_err(|e| format!("{file}: {e}"))?;
         Ok(s)
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.tiers.is_empty() {
-            return Err("`tiers` is empty: list at least one tier".into());
-        }
-        for t in &self.tiers {
-            if !(t.vcpu > 0.0 && t.performance_factor > 0.0 && t.price_per_hour >= 0.0) {
-                return Err(format!(
-                    "tier {:?}: vcpu and performance_factor must be positive and price_per_hour not negative",
-                    t.name
-                ));
-            }
-            if t.min_instances > t.max_instances || t.billing_granularity_s == 0 {
-                return Err(format!(
-                    "tier {:?}: min_instances must not exceed max_instances, and billing_granularity_s must be at least 1",
-                    t.name
-                ));
-            }
-        }
         if !self.tiers.iter().any(|t| t.name == self.single_tier) {
             return Err(format!(
                 "`single_tier` = {:?} is not a tier of the catalog",
@@ -2222,5 +2217,29 @@ mod tests {
             .unwrap_err()
             .contains("sla_quantile"));
         assert!(Policy::parse("magic").unwrap_err().contains("oracle"));
+        // A tier catalog gets the daemon's checks, located on the scenario's line.
+        let line = |text: &str| {
+            EXAMPLE_SCENARIO
+                .lines()
+                .position(|l| l.starts_with(text))
+                .unwrap()
+                + 1
+        };
+        for (from, to, says) in [
+            (
+                "lead_time_p90_s = 240",
+                "lead_time_p90_s = 60",
+                "key `tiers[0].lead_time_p90_s`: is 60 but lead_time_s (the median) is 120",
+            ),
+            (
+                "name = \"standard\"",
+                "name = \"spot\"",
+                "key `tiers[1].name`: tier name \"spot\" is used twice",
+            ),
+        ] {
+            let e = Scenario::parse(&EXAMPLE_SCENARIO.replacen(from, to, 1), "s.toml").unwrap_err();
+            assert!(e.starts_with(&format!("s.toml:{}: ", line(from))), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
     }
 }
