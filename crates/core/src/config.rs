@@ -306,7 +306,6 @@ impl Config {
             );
         }
         validate_tiers(&self.tiers)?;
-        let names: BTreeSet<String> = self.tiers.iter().map(|t| t.name.clone()).collect();
         let mut wnames = BTreeSet::new();
         for (i, w) in self.workloads.iter().enumerate() {
             let k = |f: &str| format!("workloads[{i}].{f}");
@@ -370,46 +369,6 @@ impl Config {
                     );
                 }
             }
-            if !(w.sla_quantile > 0.0 && w.sla_quantile < 1.0) {
-                return err(
-                    k("sla_quantile"),
-                    format!(
-                        "must be between 0 and 1 (e.g. 0.95), got {}",
-                        w.sla_quantile
-                    ),
-                );
-            }
-            if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
-                return err(
-                    k("target_utilization"),
-                    format!("must be in (0, 1], got {}", w.target_utilization),
-                );
-            }
-            if !(0.0..=MAX_SURGE_EXTRA).contains(&w.surge_extra) {
-                return err(
-                    k("surge_extra"),
-                    format!(
-                        "must be in [0, {MAX_SURGE_EXTRA}] (extra instances per needed one while short; 0: off), got {}",
-                        w.surge_extra
-                    ),
-                );
-            }
-            if !(0.0..=1.0).contains(&w.max_spot_share) {
-                return err(
-                    k("max_spot_share"),
-                    format!("must be in [0, 1], got {}", w.max_spot_share),
-                );
-            }
-            if w.budget_per_month
-                .is_some_and(|b| !(b >= 0.0 && b.is_finite()))
-            {
-                return err(k("budget_per_month"), "must be zero or positive".into());
-            }
-            if let Some(b) = w.budget_per_hour {
-                if !(b.is_finite() && b >= 0.0) {
-                    return err(k("budget_per_hour"), "must be zero or positive".into());
-                }
-            }
             if !crate::model::MODEL_NAMES.contains(&w.model.as_str()) {
                 return err(
                     k("model"),
@@ -432,26 +391,7 @@ impl Config {
                     format!("must be a number above 1 (e.g. 2.0), got {}", w.drift_ratio),
                 );
             }
-            for t in &w.tiers {
-                if !names.contains(t) {
-                    return err(
-                        k("tiers"),
-                        format!(
-                            "unknown tier {t:?}; known tiers: {}",
-                            names.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    );
-                }
-            }
-            if !self.tiers.iter().any(|t| t.serves(w)) {
-                return err(
-                    k("tiers"),
-                    format!(
-                        "no tier may serve workload {:?}: check its tiers and latency_class, and the tiers' workloads lists",
-                        w.name
-                    ),
-                );
-            }
+            validate_policy(w, &self.tiers).or_else(|(f, m)| err(k(&f), m))?;
             let max_lead = self
                 .tiers
                 .iter()
@@ -496,6 +436,78 @@ impl Default for Config {
     fn default() -> Self {
         Config::parse(DEFAULT_TOML, "<built-in>").expect("the built-in configuration is valid")
     }
+}
+
+/// Checks the settings of workload `w` that steer its plans (the daemon's workloads and a
+/// simulation scenario's alike) against the tier catalog `tiers`: `Err((field, what is
+/// wrong))` for the first bad one.
+pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, String)> {
+    let err = |k: &str, m: String| Err((k.to_string(), m));
+    if !(w.sla_quantile > 0.0 && w.sla_quantile < 1.0) {
+        return err(
+            "sla_quantile",
+            format!(
+                "must be between 0 and 1 (e.g. 0.95), got {}",
+                w.sla_quantile
+            ),
+        );
+    }
+    if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
+        return err(
+            "target_utilization",
+            format!("must be in (0, 1], got {}", w.target_utilization),
+        );
+    }
+    if !(0.0..=MAX_SURGE_EXTRA).contains(&w.surge_extra) {
+        return err(
+            "surge_extra",
+            format!(
+                "must be in [0, {MAX_SURGE_EXTRA}] (extra instances per needed one while short; 0: off), got {}",
+                w.surge_extra
+            ),
+        );
+    }
+    if !(0.0..=1.0).contains(&w.max_spot_share) {
+        return err(
+            "max_spot_share",
+            format!("must be in [0, 1], got {}", w.max_spot_share),
+        );
+    }
+    if w.budget_per_month
+        .is_some_and(|b| !(b >= 0.0 && b.is_finite()))
+    {
+        return err("budget_per_month", "must be zero or positive".into());
+    }
+    if let Some(b) = w.budget_per_hour {
+        if !(b.is_finite() && b >= 0.0) {
+            return err("budget_per_hour", "must be zero or positive".into());
+        }
+    }
+    for t in &w.tiers {
+        if !tiers.iter().any(|x| &x.name == t) {
+            return err(
+                "tiers",
+                format!(
+                    "unknown tier {t:?}; known tiers: {}",
+                    tiers
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    if !tiers.iter().any(|t| t.serves(w)) {
+        return err(
+            "tiers",
+            format!(
+                "no tier may serve workload {:?}: check its tiers and latency_class, and the tiers' workloads lists",
+                w.name
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Checks a tier catalog (the daemon's `[[tiers]]` and a simulation scenario's alike):

@@ -200,8 +200,13 @@ impl Scenario {
         let keys = table.get("workload").and_then(|w| w.as_table());
         s.workload
             .apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
-        // The daemon's checks of a tier catalog, located in the scenario's text.
-        if let Err((key, message)) = prescale_core::config::validate_tiers(&s.tiers) {
+        // The daemon's checks of a tier catalog and of a workload's plan settings,
+        // located in the scenario's text.
+        let checked = prescale_core::config::validate_tiers(&s.tiers).and_then(|()| {
+            prescale_core::config::validate_policy(&s.workload, &s.tiers)
+                .map_err(|(field, what)| (format!("workload.{field}"), what))
+        });
+        if let Err((key, message)) = checked {
             let line = prescale_core::config::locate(src, &key);
             return Err(prescale_core::config::ConfigError {
                 file: file.to_string(),
@@ -224,18 +229,6 @@ impl Scenario {
             ));
         }
         let w = &self.workload;
-        if !(w.sla_quantile > 0.0 && w.sla_quantile < 1.0) {
-            return Err("`workload.sla_quantile` must be in (0, 1)".into());
-        }
-        if !(w.target_utilization > 0.0 && w.target_utilization <= 1.0) {
-            return Err("`workload.target_utilization` must be in (0, 1]".into());
-        }
-        if !(0.0..=prescale_core::config::MAX_SURGE_EXTRA).contains(&w.surge_extra) {
-            return Err(format!(
-                "`workload.surge_extra` must be in [0, {}] (extra instances per needed one while short; 0: off)",
-                prescale_core::config::MAX_SURGE_EXTRA
-            ));
-        }
         if !(0.0..1.0).contains(&self.forecast.error_decay) {
             return Err("`forecast.error_decay` must be in [0, 1)".into());
         }
@@ -244,12 +237,6 @@ impl Scenario {
         }
         if w.model != "baseline" {
             ModelChoice::parse(&w.model).map_err(|e| format!("`workload.model`: {e}"))?;
-        }
-        if !self.tiers.iter().any(|t| t.serves(w)) {
-            return Err(format!(
-                "no tier may serve workload {:?}: check `workload.tiers`, `workload.latency_class` and the tiers' `workloads` lists",
-                w.name
-            ));
         }
         Ok(())
     }
@@ -2235,6 +2222,17 @@ mod tests {
                 "name = \"standard\"",
                 "name = \"spot\"",
                 "key `tiers[1].name`: tier name \"spot\" is used twice",
+            ),
+            // And so do the workload's plan settings.
+            (
+                "max_spot_share = 0.5",
+                "max_spot_share = 1.5",
+                "key `workload.max_spot_share`: must be in [0, 1], got 1.5",
+            ),
+            (
+                "# budget_per_hour = 5.0",
+                "budget_per_hour = -3",
+                "key `workload.budget_per_hour`: must be zero or positive",
             ),
         ] {
             let e = Scenario::parse(&EXAMPLE_SCENARIO.replacen(from, to, 1), "s.toml").unwrap_err();
