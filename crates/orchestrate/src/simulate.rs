@@ -200,12 +200,14 @@ impl Scenario {
         let keys = table.get("workload").and_then(|w| w.as_table());
         s.workload
             .apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
-        // The daemon's checks of a tier catalog and of a workload's plan settings,
-        // located in the scenario's text.
-        let checked = prescale_core::config::validate_tiers(&s.tiers).and_then(|()| {
-            prescale_core::config::validate_policy(&s.workload, &s.tiers)
-                .map_err(|(field, what)| (format!("workload.{field}"), what))
-        });
+        // The daemon's checks of a tier catalog and of a workload's plan settings, then
+        // the scenario's own, located in its text.
+        let checked = prescale_core::config::validate_tiers(&s.tiers)
+            .and_then(|()| {
+                prescale_core::config::validate_policy(&s.workload, &s.tiers)
+                    .map_err(|(field, what)| (format!("workload.{field}"), what))
+            })
+            .and_then(|()| s.check());
         if let Err((key, message)) = checked {
             let line = prescale_core::config::locate(src, &key);
             return Err(prescale_core::config::ConfigError {
@@ -217,26 +219,43 @@ impl Scenario {
             }
             .to_string());
         }
-        s.check().map_err(|e| format!("{file}: {e}"))?;
         Ok(s)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// The scenario's settings beyond the daemon's: `Err((key, what is wrong))`.
+    fn check(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((k.to_string(), m));
         if !self.tiers.iter().any(|t| t.name == self.single_tier) {
-            return Err(format!(
-                "`single_tier` = {:?} is not a tier of the catalog",
-                self.single_tier
-            ));
+            return err(
+                "single_tier",
+                format!("{:?} is not a tier of the catalog", self.single_tier),
+            );
+        }
+        if !(0.0..1.0).contains(&self.forecast.error_decay) {
+            return err("forecast.error_decay", "must be in [0, 1)".into());
+        }
+        let r = &self.reactive;
+        if !(r.target_utilization > 0.0 && r.target_utilization <= 1.0) {
+            return err("reactive.target_utilization", "must be in (0, 1]".into());
+        }
+        if !(0.0..1.0).contains(&r.tolerance) {
+            return err(
+                "reactive.tolerance",
+                format!(
+                    "must be in [0, 1) (Kubernetes' default is 0.1), got {}",
+                    r.tolerance
+                ),
+            );
+        }
+        if r.sync_period_s == 0 {
+            return err(
+                "reactive.sync_period_s",
+                "must be at least 1 (Kubernetes' default is 15)".into(),
+            );
         }
         let w = &self.workload;
-        if !(0.0..1.0).contains(&self.forecast.error_decay) {
-            return Err("`forecast.error_decay` must be in [0, 1)".into());
-        }
-        if !(self.reactive.target_utilization > 0.0 && self.reactive.target_utilization <= 1.0) {
-            return Err("`reactive.target_utilization` must be in (0, 1]".into());
-        }
         if w.model != "baseline" {
-            ModelChoice::parse(&w.model).map_err(|e| format!("`workload.model`: {e}"))?;
+            ModelChoice::parse(&w.model).map_err(|e| ("workload.model".to_string(), e))?;
         }
         Ok(())
     }
@@ -2233,6 +2252,17 @@ mod tests {
                 "# budget_per_hour = 5.0",
                 "budget_per_hour = -3",
                 "key `workload.budget_per_hour`: must be zero or positive",
+            ),
+            // HPA's settings by the scenario's own checks, located the same way.
+            (
+                "tolerance = 0.1",
+                "tolerance = -1",
+                "key `reactive.tolerance`: must be in [0, 1)",
+            ),
+            (
+                "sync_period_s = 15",
+                "sync_period_s = 0",
+                "key `reactive.sync_period_s`: must be at least 1",
             ),
         ] {
             let e = Scenario::parse(&EXAMPLE_SCENARIO.replacen(from, to, 1), "s.toml").unwrap_err();
