@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use crate::svg::{grid_line, path_through, time_axis};
+use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 use prescale_core::Dim;
 use prescale_orchestrate::simulate::{
     reactive_matching, simulate, Matched, Policy, Report, Scenario, TimelineRow, Trace,
@@ -524,9 +524,12 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
                     .map(|(i, _, hi)| (x(*i), y(*hi)))
                     .chain(seg.iter().rev().map(|(i, lo, _)| (x(*i), y(*lo)))),
             );
+            // Its SLA quantile as a line too: over the capacity areas the band alone is
+            // a faint tint.
+            let top = path_through(seg.iter().map(|(i, _, hi)| (x(*i), y(*hi))));
             let _ = write!(
                 svg,
-                "<path d=\"{d}Z\" fill=\"#f2c14e\" fill-opacity=\"0.35\" stroke=\"none\"/>"
+                "<path d=\"{d}Z\" fill=\"#f2c14e\" fill-opacity=\"0.35\" stroke=\"none\"/><path d=\"{top}\" fill=\"none\" stroke=\"#c98a00\" stroke-width=\"1\"/>"
             );
         }
         seg.clear();
@@ -544,10 +547,10 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
         svg,
         "<path d=\"{d}\" fill=\"none\" stroke=\"#222\" stroke-width=\"1.2\"/>"
     );
-    // Axes: vCPU ticks and the first/last day.
-    for t in 0..=4 {
-        let v = ymax / 1.05 * t as f64 / 4.0;
-        grid_line(&mut svg, w, pad, y(v), &format!("{v:.0}"), "#ddd");
+    // Axes: round ticks of the dimension's unit, and whole days or hours.
+    let (ticks, step) = linear_ticks(ymax, 5);
+    for v in ticks {
+        grid_line(&mut svg, w, pad, y(v), &tick_label(v, step), "#ddd");
     }
     let (first, last) = (
         cols.first().map_or(0, |c| c.0),
@@ -579,7 +582,7 @@ pub fn report_html(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], r: &
     }
     let mut legend = String::from("<span><i style=\"background:#222\"></i>demand</span>");
     legend.push_str(
-        "<span><i style=\"background:#f2c14e\"></i>forecast q0.1 to the SLA quantile</span>",
+        "<span><i style=\"background:#f2c14e\"></i>forecast: q0.1 to the SLA quantile, and the SLA quantile as a line</span>",
     );
     for (k, t) in scenario.tiers.iter().enumerate() {
         let _ = write!(

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
 
 use crate::simulate_cmd::{against, html_escape, matched_summary};
-use crate::svg::{grid_line, path_through, time_axis};
+use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
 /// A policy's colour on the charts.
 fn colour(p: Policy) -> &'static str {
@@ -83,7 +83,14 @@ fn frontier(reports: &[Report], curves: &[Curve]) -> String {
         "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"cost against minutes short, per policy\">"
     );
     for v in log_ticks(lo, hi) {
-        grid_line(&mut svg, W, PAD, y(v), &format!("${v}"), "#eee");
+        grid_line(
+            &mut svg,
+            W,
+            PAD,
+            y(v),
+            &format!("${}", tick_label(v, v)),
+            "#eee",
+        );
     }
     let mut m = 0.0;
     while m <= max_min * 1.5 {
@@ -193,9 +200,16 @@ fn cost_over_time(reports: &[Report], timelines: &[Vec<TimelineRow>]) -> String 
     let mut svg = format!(
         "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"cost so far over time, per policy\">"
     );
-    for t in 0..=4 {
-        let v = ymax / 1.05 * t as f64 / 4.0;
-        grid_line(&mut svg, W, PAD, y(v), &format!("${v:.0}"), "#eee");
+    let (ticks, step) = linear_ticks(ymax, 5);
+    for v in ticks {
+        grid_line(
+            &mut svg,
+            W,
+            PAD,
+            y(v),
+            &format!("${}", tick_label(v, step)),
+            "#eee",
+        );
     }
     // At most about 1,000 points a line.
     let every = n.div_ceil(1000).max(1);
