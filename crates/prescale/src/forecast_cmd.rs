@@ -118,7 +118,7 @@ pub struct ForecastArgs {
     #[arg(long, default_value = "auto")]
     pub model: String,
     /// Season length in steps (detected when absent).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = season_steps)]
     pub season: Option<usize>,
     /// Cross-validation folds for selection and calibration.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
@@ -131,8 +131,29 @@ pub struct ForecastArgs {
     pub format: ForecastFormat,
     /// Seconds `auto` and `ensemble` may spend cross-validating candidates; those still
     /// running then are left out (0: no limit). A named model always runs to the end.
-    #[arg(long, default_value_t = 0.4, value_name = "SECS")]
+    #[arg(long, default_value_t = 0.4, value_name = "SECS", value_parser = budget_secs, allow_hyphen_values = true)]
     pub time_budget: f64,
+}
+
+/// `--season`: steps per season, at least two (a season of one step is no season).
+fn season_steps(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(n) => Err(format!(
+            "a season is at least 2 steps, got {n}; leave --season out to detect it"
+        )),
+        Err(_) => Err(format!("{s:?} is not a whole number of steps")),
+    }
+}
+
+/// `--time-budget`: seconds, zero (no limit) or more.
+fn budget_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds, zero (no limit) or more"
+        )),
+    }
 }
 
 /// Runs `prescale forecast`; errors are for the user to fix (exit 2).
@@ -239,7 +260,7 @@ pub struct BacktestArgs {
     #[arg(long, default_value_t = 3)]
     pub folds: usize,
     /// Season length in steps (detected when absent).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = season_steps)]
     pub season: Option<usize>,
     /// Levels scored by CRPS.
     #[arg(long, default_value = "0.05,0.1,0.25,0.5,0.75,0.9,0.95")]
@@ -248,7 +269,7 @@ pub struct BacktestArgs {
     #[arg(long, value_enum, default_value_t = BacktestFormat::Table)]
     pub format: BacktestFormat,
     /// Seconds each model selection may spend cross-validating (0: no limit).
-    #[arg(long, default_value_t = 0.4, value_name = "SECS")]
+    #[arg(long, default_value_t = 0.4, value_name = "SECS", value_parser = budget_secs, allow_hyphen_values = true)]
     pub time_budget: f64,
 }
 

@@ -153,6 +153,17 @@ fn each_model_runs_and_bad_input_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = forecast(&input, 6, &["--quantiles", "0.5,2"]);
     assert_eq!(out.status.code(), Some(2));
+    // A season of one step, a negative or NaN time budget: refused, saying why.
+    for (args, expect) in [
+        (["--season", "1"], "a season is at least 2 steps"),
+        (["--time-budget", "-1"], "zero (no limit) or more"),
+        (["--time-budget", "nan"], "zero (no limit) or more"),
+    ] {
+        let out = forecast(&input, 6, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
 }
 
 #[test]
