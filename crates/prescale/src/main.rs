@@ -64,7 +64,7 @@ enum Command {
         days: u32,
         /// Simulated seconds per real second; 0 runs as fast as the machine allows.
         /// The default shows a week in about a minute.
-        #[arg(long, default_value_t = 10_080.0)]
+        #[arg(long, default_value_t = 10_080.0, allow_hyphen_values = true)]
         speed: f64,
         /// Stop after printing the summary instead of keeping the dashboard up.
         #[arg(long)]
