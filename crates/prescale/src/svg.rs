@@ -44,8 +44,8 @@ pub(crate) fn linear_ticks(max: f64, most: usize) -> (Vec<f64>, f64) {
     ((0..=n).map(|i| i as f64 * step).collect(), step)
 }
 
-/// A tick's label: `v` with as many decimals as the axis `step` needs, thousands
-/// separated (`12,500`, `0.25`).
+/// A tick's label: `v` (not negative: the axes start at 0) with as many decimals as the
+/// axis `step` needs, thousands separated (`12,500`, `0.25`).
 pub(crate) fn tick_label(v: f64, step: f64) -> String {
     let decimals = (0..4)
         .find(|d| {
@@ -53,35 +53,37 @@ pub(crate) fn tick_label(v: f64, step: f64) -> String {
             (s - s.round()).abs() < 1e-6
         })
         .unwrap_or(3);
-    let text = format!("{:.*}", decimals as usize, v.abs());
+    let text = format!("{:.*}", decimals as usize, v);
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let mut grouped = String::new();
+    let mut out = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(',');
+            out.push(',');
         }
-        grouped.push(c);
+        out.push(c);
     }
-    let sign = if v < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        "-"
-    } else {
-        ""
-    };
-    if frac.is_empty() {
-        format!("{sign}{grouped}")
-    } else {
-        format!("{sign}{grouped}.{frac}")
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
     }
+    out
 }
 
-/// Times to label under a time axis from `first` to `last` (ms): the whole hours or days
-/// of the shortest of these spacings giving at most six, each with a label as long as
-/// its spacing needs (`2014-05-14` for days, `05-14 06:00` for hours).
+/// Times to label under a time axis from `first` to `last` (ms): the whole minutes,
+/// hours or days of the shortest of these spacings that cuts the span into at most six,
+/// each with a label as long as its spacing needs (`2014-05-14` for days, `05-14 06:00` within a
+/// day).
 pub(crate) fn time_ticks(first: i64, last: i64) -> Vec<(i64, String)> {
-    const H: i64 = 3_600_000;
+    const M: i64 = 60_000;
+    const H: i64 = 60 * M;
     const D: i64 = 24 * H;
     let span = last - first;
     let Some(every) = [
+        M,
+        5 * M,
+        10 * M,
+        15 * M,
+        30 * M,
         H,
         2 * H,
         3 * H,
@@ -93,6 +95,7 @@ pub(crate) fn time_ticks(first: i64, last: i64) -> Vec<(i64, String)> {
         14 * D,
         28 * D,
         91 * D,
+        365 * D,
     ]
     .into_iter()
     .find(|e| span / e <= 6) else {
@@ -173,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn time_ticks_fall_on_whole_days_or_hours_at_most_six() {
+    fn time_ticks_fall_on_whole_days_hours_or_minutes() {
         let day = 86_400_000;
         // 2014-05-14 01:10 to 2014-07-15 17:15: every 14 days, from a whole day.
         let (first, last) = (1_400_029_800_000, 1_405_444_500_000);
@@ -189,5 +192,9 @@ mod tests {
         let t = time_ticks(30 * 60_000, 5 * 3_600_000 + 30 * 60_000);
         assert_eq!(t.len(), 5, "{t:?}");
         assert_eq!(t[0], (3_600_000, "01-01 01:00".to_string()));
+        // An hour: every ten minutes, both ends included.
+        let t = time_ticks(0, 3_600_000);
+        assert_eq!(t.len(), 7, "{t:?}");
+        assert_eq!(t[1], (600_000, "01-01 00:10".to_string()));
     }
 }

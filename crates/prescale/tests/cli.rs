@@ -103,7 +103,10 @@ fn unknown_flags_and_bad_values_exit_2() {
     let out = run(&["demo", "--speed", "-1"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--speed must be 0 or a positive number, got -1"), "{err}");
+    assert!(
+        err.contains("--speed must be 0 or a positive number, got -1"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keep.txt"), "user data").unwrap();
     let out = run(&["demo", "--exit", "--data-dir", dir.path().to_str().unwrap()]);
