@@ -357,6 +357,102 @@ impl Fitted for SeasonalNaiveFit {
     }
 }
 
+/// The better of naive and seasonal naive at each lead, by the mean absolute error of
+/// their own past forecasts at that lead over the recent history: naive (the last value)
+/// for the first leads while it is the closer, seasonal naive (the value a season
+/// before) from the first lead where it is not. Within a season naive's error grows with
+/// the lead and seasonal naive's does not, so one switch is enough. On a smooth series
+/// with a weekly cycle the last value is much closer over the next minutes than last
+/// week's, which also carries last week's one-off surges into this week's plan; an
+/// hourly job that seasonal naive foresees keeps it from the first lead.
+#[derive(Debug, Clone)]
+pub struct LeadwiseNaive {
+    /// Season length in steps (at least 2).
+    pub season: usize,
+}
+
+struct LeadwiseNaiveFit {
+    /// Leads (from 1) forecast by naive.
+    naive_leads: usize,
+    seasonal: SeasonalNaiveFit,
+}
+
+/// Mean of `|y[t] - y[t - lag]|` over the most recent part of the history.
+fn lag_mean_abs_error(y: &[f64], lag: usize) -> f64 {
+    let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
+    let n = y.len().saturating_sub(start).max(1);
+    (start..y.len())
+        .map(|t| (y[t] - y[t - lag]).abs())
+        .sum::<f64>()
+        / n as f64
+}
+
+impl LeadwiseNaiveFit {
+    fn new(y: Vec<f64>, m: usize) -> Self {
+        let seasonal = lag_mean_abs_error(&y, m);
+        let naive_leads = (1..=m)
+            .take_while(|h| lag_mean_abs_error(&y, *h) < seasonal)
+            .count();
+        LeadwiseNaiveFit {
+            naive_leads,
+            seasonal: SeasonalNaiveFit { y, m },
+        }
+    }
+}
+
+impl Forecaster for LeadwiseNaive {
+    fn name(&self) -> String {
+        "leadwise-naive".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        check_finite(y)?;
+        let m = self.season;
+        if m < 2 {
+            return Err(ForecastError::Invalid(format!(
+                "season must be at least 2 steps, got {m}"
+            )));
+        }
+        if y.len() < 2 * m {
+            return Err(ForecastError::TooShort {
+                model: format!("snaive(m={m})"),
+                needed: 2 * m,
+                got: y.len(),
+            });
+        }
+        let keep = y.len().min(MAX_ERRORS + 4 * m);
+        Ok(Box::new(LeadwiseNaiveFit::new(
+            y[y.len() - keep..].to_vec(),
+            m,
+        )))
+    }
+}
+
+impl Fitted for LeadwiseNaiveFit {
+    fn describe(&self) -> String {
+        match self.naive_leads {
+            0 => self.seasonal.describe(),
+            k => format!("naive to lead {k}, then {}", self.seasonal.describe()),
+        }
+    }
+    fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
+        let m = self.seasonal.m;
+        Some(
+            extended(&self.seasonal.y, new, MAX_ERRORS + 4 * m)
+                .map(|y| Box::new(LeadwiseNaiveFit::new(y, m)) as Box<dyn Fitted>),
+        )
+    }
+    fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+        let mut out = self.seasonal.predict(horizon, levels)?;
+        let y = &self.seasonal.y;
+        let last = *y.last().expect("fitted on at least two seasons");
+        for (h, row) in out.iter_mut().enumerate().take(self.naive_leads) {
+            let q = lag_error_quantiles(y, h + 1, levels);
+            *row = q.iter().map(|e| last + e).collect();
+        }
+        Ok(out)
+    }
+}
+
 /// Picks seasonal naive when a season is configured or detected and the history covers
 /// two of them, naive otherwise.
 #[derive(Debug, Clone, Default)]
@@ -471,6 +567,73 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn leadwise_naive_takes_the_last_value_while_it_is_closer_than_last_season() {
+        // A daily cycle whose level moves from day to day, and a surge to 60 at hour 10
+        // of yesterday only. The history ends at hour 8 today: seasonal naive repeats
+        // yesterday's level and surge, naive follows today's level.
+        let m = 24;
+        let mut y: Vec<f64> = (0..9 * m + 9)
+            .map(|i| {
+                let day_level = 10.0 + 4.0 * noise(1000 + i / m);
+                day_level
+                    + 3.0 * (i as f64 * std::f64::consts::TAU / m as f64).sin()
+                    + 0.2 * noise(i)
+            })
+            .collect();
+        for v in &mut y[8 * m + 10..8 * m + 13] {
+            *v = 60.0;
+        }
+        let levels = [0.05, 0.5, 0.95];
+        let all = SeasonalNaive { season: m }
+            .fit(&y)
+            .unwrap()
+            .predict(m, &levels)
+            .unwrap();
+        assert!(
+            all[1][1] >= 60.0,
+            "seasonal naive repeats the surge: {:?}",
+            all[1]
+        );
+        let f = LeadwiseNaive { season: m }.fit(&y).unwrap();
+        let k = f.describe();
+        assert!(
+            k.starts_with("naive to lead ") && k.ends_with(", then snaive(m=24)"),
+            "{k}"
+        );
+        let switch: usize = k["naive to lead ".len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((2..m).contains(&switch), "{k}");
+        let p = f.predict(m, &levels).unwrap();
+        // Up to the switch, the last value plus naive's errors at that lead: the surge
+        // is not repeated.
+        let last = *y.last().unwrap();
+        for (h, row) in p.iter().enumerate().take(switch) {
+            let mut e: Vec<f64> = (h + 1..y.len()).map(|t| y[t] - y[t - h - 1]).collect();
+            let want: Vec<f64> = quantiles_unsorted(&mut e, &levels)
+                .iter()
+                .map(|e| last + e)
+                .collect();
+            assert_eq!(row, &want, "lead {}", h + 1);
+        }
+        assert!(p[1][2] < 30.0, "{:?}", p[1]);
+        // From the switch on, seasonal naive's rows.
+        assert_eq!(p[switch..], all[switch..]);
+
+        // An hourly spike seasonal naive foresees: seasonal from the first lead.
+        let y: Vec<f64> = (0..10 * 12)
+            .map(|i| if i % 12 == 5 { 80.0 } else { 8.0 + noise(i) })
+            .collect();
+        let f = LeadwiseNaive { season: 12 }.fit(&y).unwrap();
+        assert_eq!(f.describe(), "snaive(m=12)");
+        let p = f.predict(12, &levels).unwrap();
+        assert!(p.iter().any(|r| r[1] >= 80.0), "{p:?}");
+    }
+
+    #[test]
     fn history_models_move_on_as_if_fitted_on_the_longer_history() {
         // Naive, seasonal naive and the seasonal averages have no parameters beyond their
         // recent history: moving one on over new points equals fitting it on all of them,
@@ -481,6 +644,7 @@ pub(crate) mod tests {
         let models: Vec<Box<dyn Forecaster>> = vec![
             Box::new(Naive),
             Box::new(SeasonalNaive { season: 48 }),
+            Box::new(LeadwiseNaive { season: 48 }),
             Box::new(profile::SeasonalAverage {
                 season: 48,
                 cycles: 5,

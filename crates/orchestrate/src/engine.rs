@@ -23,8 +23,8 @@ use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
 use prescale_forecast::cv::Scores;
 use prescale_forecast::{
-    detect_season, forecast, metrics, AutoSpec, Forecaster, ModelChoice, Naive, ScoreKind,
-    SeasonalNaive,
+    detect_season, forecast, metrics, AutoSpec, Forecaster, LeadwiseNaive, ModelChoice, Naive,
+    ScoreKind,
 };
 use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -414,8 +414,9 @@ fn held_in(
     prescale_plan::held_peak(&demand, &told, lo - a..hi - a)
 }
 
-/// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): seasonal
-/// naive when two seasons are known, else naive; floored at zero.
+/// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): when two
+/// seasons are known, naive or seasonal naive at each lead, whichever has been the closer
+/// at that lead ([`LeadwiseNaive`]), else naive; floored at zero.
 #[allow(clippy::too_many_arguments)]
 fn baseline_forecast(
     y: &[f64],
@@ -427,7 +428,7 @@ fn baseline_forecast(
     levels: &[f64],
 ) -> Result<Forecast, prescale_forecast::ForecastError> {
     let spec: Box<dyn Forecaster> = match season {
-        Some(m) if y.len() >= 2 * m => Box::new(SeasonalNaive { season: m }),
+        Some(m) if y.len() >= 2 * m => Box::new(LeadwiseNaive { season: m }),
         _ => Box::new(Naive),
     };
     spec.fit(y).and_then(|f| {
