@@ -205,9 +205,14 @@ pub fn quantiles_unsorted(v: &mut [f64], levels: &[f64]) -> Vec<f64> {
 /// The `levels` quantiles of the errors `y[t] - y[t - lag]` over the most recent part of
 /// the history.
 fn lag_error_quantiles(y: &[f64], lag: usize, levels: &[f64]) -> Vec<f64> {
-    let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
-    let mut e: Vec<f64> = (start..y.len()).map(|t| y[t] - y[t - lag]).collect();
+    let mut e: Vec<f64> = lag_errors(y, lag).collect();
     quantiles_unsorted(&mut e, levels)
+}
+
+/// The errors `y[t] - y[t - lag]` over the most recent [`MAX_ERRORS`] points of `y`.
+fn lag_errors(y: &[f64], lag: usize) -> impl Iterator<Item = f64> + '_ {
+    let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
+    (start..y.len()).map(move |t| y[t] - y[t - lag])
 }
 
 /// `y` followed by `new`, keeping the most recent `keep` points: how the models that are
@@ -377,14 +382,10 @@ struct LeadwiseNaiveFit {
     seasonal: SeasonalNaiveFit,
 }
 
-/// Mean of `|y[t] - y[t - lag]|` over the most recent part of the history.
+/// Mean of the absolute [`lag_errors`].
 fn lag_mean_abs_error(y: &[f64], lag: usize) -> f64 {
-    let start = lag.max(y.len().saturating_sub(MAX_ERRORS));
-    let n = y.len().saturating_sub(start).max(1);
-    (start..y.len())
-        .map(|t| (y[t] - y[t - lag]).abs())
-        .sum::<f64>()
-        / n as f64
+    let (sum, n) = lag_errors(y, lag).fold((0.0, 0usize), |(s, n), e| (s + e.abs(), n + 1));
+    sum / n.max(1) as f64
 }
 
 impl LeadwiseNaiveFit {
