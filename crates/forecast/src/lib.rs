@@ -308,27 +308,32 @@ impl Forecaster for SeasonalNaive {
         "snaive".into()
     }
     fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
-        check_finite(y)?;
         let m = self.season;
-        if m < 2 {
-            return Err(ForecastError::Invalid(format!(
-                "season must be at least 2 steps, got {m}"
-            )));
-        }
-        // One season to repeat plus one more to measure errors on.
-        if y.len() < 2 * m {
-            return Err(ForecastError::TooShort {
-                model: format!("snaive(m={m})"),
-                needed: 2 * m,
-                got: y.len(),
-            });
-        }
-        let keep = y.len().min(MAX_ERRORS + 4 * m);
         Ok(Box::new(SeasonalNaiveFit {
-            y: y[y.len() - keep..].to_vec(),
+            y: seasonal_history(y, m)?,
             m,
         }))
     }
+}
+
+/// The part of `y` a seasonal naive forecast with season `m` keeps, once `y` is checked:
+/// finite, `m` at least 2, and one season to repeat plus one more to measure errors on.
+fn seasonal_history(y: &[f64], m: usize) -> Result<Vec<f64>, ForecastError> {
+    check_finite(y)?;
+    if m < 2 {
+        return Err(ForecastError::Invalid(format!(
+            "season must be at least 2 steps, got {m}"
+        )));
+    }
+    if y.len() < 2 * m {
+        return Err(ForecastError::TooShort {
+            model: format!("snaive(m={m})"),
+            needed: 2 * m,
+            got: y.len(),
+        });
+    }
+    let keep = y.len().min(MAX_ERRORS + 4 * m);
+    Ok(y[y.len() - keep..].to_vec())
 }
 
 impl Fitted for SeasonalNaiveFit {
@@ -406,25 +411,8 @@ impl Forecaster for LeadwiseNaive {
         "leadwise-naive".into()
     }
     fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
-        check_finite(y)?;
         let m = self.season;
-        if m < 2 {
-            return Err(ForecastError::Invalid(format!(
-                "season must be at least 2 steps, got {m}"
-            )));
-        }
-        if y.len() < 2 * m {
-            return Err(ForecastError::TooShort {
-                model: format!("snaive(m={m})"),
-                needed: 2 * m,
-                got: y.len(),
-            });
-        }
-        let keep = y.len().min(MAX_ERRORS + 4 * m);
-        Ok(Box::new(LeadwiseNaiveFit::new(
-            y[y.len() - keep..].to_vec(),
-            m,
-        )))
+        Ok(Box::new(LeadwiseNaiveFit::new(seasonal_history(y, m)?, m)))
     }
 }
 
