@@ -260,11 +260,7 @@ fn write_outputs(
 
 /// An error naming the first negative demand of `dim` in `series` (read from `path`), and
 /// when it is.
-fn non_negative(
-    path: &std::path::Path,
-    dim: Dim,
-    series: &crate::input::Series,
-) -> Result<(), String> {
+fn non_negative(path: &Path, dim: Dim, series: &crate::input::Series) -> Result<(), String> {
     match series.values.iter().position(|v| *v < 0.0) {
         Some(i) => Err(format!(
             "{}: demand must not be negative ({} is {} at {})",
