@@ -23,7 +23,7 @@ use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
 
 use crate::jumps::{raise_upper, Jumps, JUMP_WINDOW};
-use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
+use prescale_forecast::{detect_season, AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -756,6 +756,8 @@ struct Forecaster {
     /// and `[0]` (made at the start of `t`) tells the demand floors which peaks it saw
     /// coming and going ([`prescale_plan::held_peak`]).
     said: Vec<Vec<f64>>,
+    /// With `model = "baseline"`: the season detected, and when.
+    season: Option<(TimestampMs, Option<usize>)>,
 }
 
 impl Forecaster {
@@ -846,6 +848,7 @@ pub fn simulate(
             // Only the leads a plan reads (the steps until capacity asked for at the
             // next decision is ready) need a spread floor, and so a record.
             said: vec![vec![f64::NAN; n]; SPREAD_FLOOR_STEPS.min(cover)],
+            season: None,
         })
         .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
@@ -1422,14 +1425,31 @@ fn refresh_forecast(
             .is_none_or(|t| now - t >= w.retrain_s as i64 * 1000);
     let model = if warm_up {
         prescale_forecast::Naive.fit(y).map_err(|e| e.to_string())?
-    } else if reselect || w.model == "baseline" {
-        let choice = if w.model == "baseline" {
-            ModelChoice::Snaive
-        } else {
-            ModelChoice::parse(&w.model)?
+    } else if w.model == "baseline" {
+        // The daemon's inline baseline: naive or seasonal naive at each lead, whichever
+        // has been the closer, with the configured season or one detected on up to 8
+        // days, re-detected as often as the daemon does.
+        let m = match w.season_s {
+            Some(secs) => Some(((secs as i64 * 1000) / dt).max(2) as usize),
+            None => {
+                if fc
+                    .season
+                    .is_none_or(|(t, _)| now - t >= crate::engine::SEASON_REDETECT_MS)
+                {
+                    let max = ((8 * 86_400_000) / dt) as usize;
+                    fc.season = Some((now, detect_season(y, 2, max.min(y.len() / 2))));
+                }
+                fc.season.and_then(|(_, m)| m)
+            }
         };
+        match m {
+            Some(m) if y.len() >= 2 * m => prescale_forecast::LeadwiseNaive { season: m }.fit(y),
+            _ => prescale_forecast::Naive.fit(y),
+        }
+        .map_err(|e| e.to_string())?
+    } else if reselect {
         let spec = AutoSpec {
-            choice,
+            choice: ModelChoice::parse(&w.model)?,
             season: w.season_s.map(|s| ((s as i64 * 1000) / dt) as usize),
             day,
             horizon,
@@ -1819,6 +1839,75 @@ mod tests {
             let e = Scenario::parse(&src, "x.toml").unwrap_err();
             assert!(e.contains("workload.surge_extra"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_baseline_model_is_the_daemons_inline_baseline() {
+        // A daily cycle whose level rises by 3 vCPU a day, and a one-off surge to 60
+        // yesterday two steps after the time the history ends today: seasonal naive would
+        // repeat it at the third lead, the daemon's baseline follows the last value.
+        let tr = shaped(3, |i| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let surge = if (288 + 100..288 + 106).contains(&i) {
+                50.0
+            } else {
+                0.0
+            };
+            10.0 + 3.0 * (i / 288) as f64 + 8.0 * (1.0 - a.cos()) + noise(i) + surge
+        });
+        let mut sc = scenario();
+        sc.workload.model = "baseline".into();
+        let i = 2 * 288 + 98;
+        let y = &tr.cpu[..i];
+        let refreshed = |sc: &Scenario| {
+            let mut fc = Forecaster {
+                recipe: None,
+                selected_at: None,
+                selected_steps: 0,
+                forecast: None,
+                fitted_at: None,
+                fits: 0,
+                said: Vec::new(),
+                season: None,
+            };
+            refresh_forecast(&mut fc, &tr.ts, &tr.cpu, Dim::Cpu, i, sc, 2).unwrap();
+            fc.forecast.expect("a forecast")
+        };
+        let daemons = |m: usize, got: &prescale_core::Forecast| {
+            let f = prescale_forecast::LeadwiseNaive { season: m }
+                .fit(y)
+                .unwrap();
+            assert!(
+                f.describe().starts_with("naive to lead "),
+                "{}",
+                f.describe()
+            );
+            forecast_from(
+                f.as_ref(),
+                Dim::Cpu,
+                tr.ts[i],
+                300_000,
+                got.horizon(),
+                &got.levels,
+            )
+            .unwrap()
+        };
+        // With the season the daemon detects (on up to 8 days, here all of them).
+        let got = refreshed(&sc);
+        let m = detect_season(y, 2, y.len() / 2).expect("about a day");
+        assert_eq!(got.values, daemons(m, &got).values);
+        // With a configured day: seasonal naive would repeat yesterday's surge at the
+        // third lead, the baseline does not.
+        sc.workload.season_s = Some(86_400);
+        let got = refreshed(&sc);
+        assert_eq!(got.values, daemons(288, &got).values);
+        assert!(got.quantile(2, 0.95) < 40.0, "{:?}", got.values[2]);
+        let seasonal = prescale_forecast::SeasonalNaive { season: 288 }
+            .fit(y)
+            .unwrap()
+            .predict(3, &[0.5])
+            .unwrap();
+        assert!(seasonal[2][0] > 60.0, "{seasonal:?}");
     }
 
     #[test]
