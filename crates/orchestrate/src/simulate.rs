@@ -761,6 +761,20 @@ struct Forecaster {
 }
 
 impl Forecaster {
+    /// Nothing fitted yet, with a record of what it says of `n` steps at `leads` leads.
+    fn new(leads: usize, n: usize) -> Self {
+        Forecaster {
+            recipe: None,
+            selected_at: None,
+            selected_steps: 0,
+            forecast: None,
+            fitted_at: None,
+            fits: 0,
+            said: vec![vec![f64::NAN; n]; leads],
+            season: None,
+        }
+    }
+
     /// The latest forecast from `now` on, given the demand observed before it (`past`):
     /// [`nowcast`] with this forecaster's own recent errors.
     fn nowcast(
@@ -836,20 +850,11 @@ pub fn simulate(
         .iter()
         .map(|(_, v)| v.iter().copied().fold(0.0, f64::max))
         .collect();
+    // Only the leads a plan reads (the steps until capacity asked for at the next
+    // decision is ready) need a spread floor, and so a record.
     let mut fcs: Vec<Forecaster> = dims
         .iter()
-        .map(|_| Forecaster {
-            recipe: None,
-            selected_at: None,
-            selected_steps: 0,
-            forecast: None,
-            fitted_at: None,
-            fits: 0,
-            // Only the leads a plan reads (the steps until capacity asked for at the
-            // next decision is ready) need a spread floor, and so a record.
-            said: vec![vec![f64::NAN; n]; SPREAD_FLOOR_STEPS.min(cover)],
-            season: None,
-        })
+        .map(|_| Forecaster::new(SPREAD_FLOOR_STEPS.min(cover), n))
         .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
     let mut plans: Vec<(TimestampMs, Vec<u32>)> = Vec::new();
@@ -1860,16 +1865,7 @@ mod tests {
         let i = 2 * 288 + 98;
         let y = &tr.cpu[..i];
         let refreshed = |sc: &Scenario| {
-            let mut fc = Forecaster {
-                recipe: None,
-                selected_at: None,
-                selected_steps: 0,
-                forecast: None,
-                fitted_at: None,
-                fits: 0,
-                said: Vec::new(),
-                season: None,
-            };
+            let mut fc = Forecaster::new(0, 0);
             refresh_forecast(&mut fc, &tr.ts, &tr.cpu, Dim::Cpu, i, sc, 2).unwrap();
             fc.forecast.expect("a forecast")
         };
