@@ -414,9 +414,41 @@ fn held_in(
     prescale_plan::held_peak(&demand, &told, lo - a..hi - a)
 }
 
-/// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): when two
-/// seasons are known, naive or seasonal naive at each lead, whichever has been the closer
-/// at that lead ([`LeadwiseNaive`]), else naive; floored at zero.
+/// The inline baseline fitted on `y` (oldest first): when two seasons are known, naive
+/// or seasonal naive at each lead, whichever has been the closer at that lead
+/// ([`LeadwiseNaive`]), else naive. The simulator's `model = "baseline"` is this too.
+pub(crate) fn baseline_model(
+    y: &[f64],
+    season: Option<usize>,
+) -> Result<Box<dyn prescale_forecast::Fitted>, prescale_forecast::ForecastError> {
+    match season {
+        Some(m) if y.len() >= 2 * m => LeadwiseNaive { season: m }.fit(y),
+        _ => Naive.fit(y),
+    }
+}
+
+/// Keeps `season` (in steps of `step_ms`) up to date for the inline baseline: the
+/// configured `season_s`, else one detected on `y` up to 8 days long (a week plus
+/// slack), again once the last detection (`detected_at`) is [`SEASON_REDETECT_MS`] old.
+pub(crate) fn baseline_season(
+    season_s: Option<u64>,
+    step_ms: i64,
+    y: &[f64],
+    now: TimestampMs,
+    season: &mut Option<usize>,
+    detected_at: &mut Option<TimestampMs>,
+) {
+    if let Some(season_s) = season_s {
+        *season = Some((season_s as i64 * 1000 / step_ms).max(2) as usize);
+    } else if detected_at.is_none_or(|t| now - t >= SEASON_REDETECT_MS) {
+        let max = ((8 * 86_400_000) / step_ms) as usize;
+        *season = detect_season(y, 2, max.min(y.len() / 2));
+        *detected_at = Some(now);
+    }
+}
+
+/// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): see
+/// [`baseline_model`]; floored at zero.
 #[allow(clippy::too_many_arguments)]
 fn baseline_forecast(
     y: &[f64],
@@ -427,11 +459,7 @@ fn baseline_forecast(
     horizon: usize,
     levels: &[f64],
 ) -> Result<Forecast, prescale_forecast::ForecastError> {
-    let spec: Box<dyn Forecaster> = match season {
-        Some(m) if y.len() >= 2 * m => Box::new(LeadwiseNaive { season: m }),
-        _ => Box::new(Naive),
-    };
-    spec.fit(y).and_then(|f| {
+    baseline_model(y, season).and_then(|f| {
         forecast(
             f.as_ref(),
             key,
@@ -1020,14 +1048,14 @@ impl<P: Provider> Engine<P> {
                 self.publish(i, st);
                 return self.hold(i, now, "no-history", msg);
             }
-            if let Some(season_s) = s.w.season_s {
-                s.season = Some((season_s as i64 * 1000 / s.step_ms).max(2) as usize);
-            } else if s.season_at.is_none_or(|t| now - t >= SEASON_REDETECT_MS) {
-                // Look for seasons up to 8 days long (a week plus slack).
-                let max = ((8 * 86_400_000) / s.step_ms) as usize;
-                s.season = detect_season(&y, 2, max.min(y.len() / 2));
-                s.season_at = Some(now);
-            }
+            baseline_season(
+                s.w.season_s,
+                s.step_ms,
+                &y,
+                now,
+                &mut s.season,
+                &mut s.season_at,
+            );
             let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
             let last_ts = s.buckets.back().expect("non-empty").0;
             let levels = level_set(s.w.sla_quantile);

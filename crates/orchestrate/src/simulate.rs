@@ -23,7 +23,7 @@ use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
 
 use crate::jumps::{raise_upper, Jumps, JUMP_WINDOW};
-use prescale_forecast::{detect_season, AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
+use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -756,8 +756,9 @@ struct Forecaster {
     /// and `[0]` (made at the start of `t`) tells the demand floors which peaks it saw
     /// coming and going ([`prescale_plan::held_peak`]).
     said: Vec<Vec<f64>>,
-    /// With `model = "baseline"`: the season detected, and when.
-    season: Option<(TimestampMs, Option<usize>)>,
+    /// With `model = "baseline"`: its season, and when it was last detected.
+    season: Option<usize>,
+    season_at: Option<TimestampMs>,
 }
 
 impl Forecaster {
@@ -772,6 +773,7 @@ impl Forecaster {
             fits: 0,
             said: vec![vec![f64::NAN; n]; leads],
             season: None,
+            season_at: None,
         }
     }
 
@@ -1431,27 +1433,9 @@ fn refresh_forecast(
     let model = if warm_up {
         prescale_forecast::Naive.fit(y).map_err(|e| e.to_string())?
     } else if w.model == "baseline" {
-        // The daemon's inline baseline: naive or seasonal naive at each lead, whichever
-        // has been the closer, with the configured season or one detected on up to 8
-        // days, re-detected as often as the daemon does.
-        let m = match w.season_s {
-            Some(secs) => Some(((secs as i64 * 1000) / dt).max(2) as usize),
-            None => {
-                if fc
-                    .season
-                    .is_none_or(|(t, _)| now - t >= crate::engine::SEASON_REDETECT_MS)
-                {
-                    let max = ((8 * 86_400_000) / dt) as usize;
-                    fc.season = Some((now, detect_season(y, 2, max.min(y.len() / 2))));
-                }
-                fc.season.and_then(|(_, m)| m)
-            }
-        };
-        match m {
-            Some(m) if y.len() >= 2 * m => prescale_forecast::LeadwiseNaive { season: m }.fit(y),
-            _ => prescale_forecast::Naive.fit(y),
-        }
-        .map_err(|e| e.to_string())?
+        // The daemon's inline baseline, with its season found as the daemon finds it.
+        crate::engine::baseline_season(w.season_s, dt, y, now, &mut fc.season, &mut fc.season_at);
+        crate::engine::baseline_model(y, fc.season).map_err(|e| e.to_string())?
     } else if reselect {
         let spec = AutoSpec {
             choice: ModelChoice::parse(&w.model)?,
@@ -1890,7 +1874,7 @@ mod tests {
         };
         // With the season the daemon detects (on up to 8 days, here all of them).
         let got = refreshed(&sc);
-        let m = detect_season(y, 2, y.len() / 2).expect("about a day");
+        let m = prescale_forecast::detect_season(y, 2, y.len() / 2).expect("about a day");
         assert_eq!(got.values, daemons(m, &got).values);
         // With a configured day: seasonal naive would repeat yesterday's surge at the
         // third lead, the baseline does not.
