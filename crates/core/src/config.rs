@@ -52,6 +52,26 @@ pub struct StorageConfig {
 pub struct SourcesConfig {
     /// `[sources.host]`: the `/proc` collector.
     pub host: HostSourceConfig,
+    /// `[sources.remote_write]`: Prometheus remote_write at `POST /api/v1/write`.
+    #[serde(default)]
+    pub remote_write: ReceiverConfig,
+    /// `[sources.influx]`: InfluxDB line protocol at `POST /api/v2/write` and `/write`.
+    #[serde(default)]
+    pub influx: ReceiverConfig,
+}
+
+/// `[sources.remote_write]`, `[sources.influx]`: an HTTP receiver that senders push to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Accept writes at all.
+    pub enabled: bool,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// `[sources.host]`
@@ -112,6 +132,11 @@ pub struct SimProviderConfig {
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen: String,
+    /// A file whose first line is the bearer token that writes must carry
+    /// (`Authorization: Bearer TOKEN`, or `Token TOKEN` as InfluxDB clients send it).
+    /// Required when the server listens beyond loopback with a receiver enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A configuration problem, located in the source text.
@@ -281,6 +306,42 @@ impl Config {
         self.server.listen.parse().expect("validated at load time")
     }
 
+    /// Whether a receiver (remote_write or line protocol) accepts writes.
+    pub fn receivers_enabled(&self) -> bool {
+        self.sources.remote_write.enabled || self.sources.influx.enabled
+    }
+
+    /// The token that writes must carry: the first line of `server.token_file`, or `None`
+    /// when no file is set. Refuses an unreadable or empty file, and no file at all while
+    /// the server listens beyond loopback with a receiver enabled, saying what to set.
+    pub fn write_token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.server.token_file else {
+            let exposed = self
+                .server
+                .listen
+                .parse::<SocketAddr>()
+                .map(|a| !a.ip().is_loopback())
+                .unwrap_or(false);
+            if exposed && self.receivers_enabled() {
+                return Err(format!(
+                    "listening on {} (beyond loopback) with a receiver enabled needs a token: set server.token_file to a file holding one, listen on 127.0.0.1, or disable sources.remote_write and sources.influx",
+                    self.server.listen
+                ));
+            }
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.is_empty() {
+            return Err(format!(
+                "the token file {} is empty; put the token on its first line",
+                path.display()
+            ));
+        }
+        Ok(Some(token.to_string()))
+    }
+
     /// Checks the rules serde cannot express; returns (key path, message) on failure.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: String, m: String| Err((k, m));
@@ -304,6 +365,9 @@ impl Config {
                     self.server.listen
                 ),
             );
+        }
+        if let Err(m) = self.write_token() {
+            return err("server.token_file".into(), m);
         }
         validate_tiers(&self.tiers)?;
         let mut wnames = BTreeSet::new();
@@ -625,6 +689,47 @@ mod tests {
     }
 
     #[test]
+    fn writes_beyond_loopback_need_a_readable_token() {
+        let open = DEFAULT_TOML.replace("127.0.0.1:9180", "0.0.0.0:9180");
+        let e = Config::parse(&open, "p.toml").unwrap_err();
+        assert_eq!(e.key, "server.token_file", "{e}");
+        assert!(e.message.contains("needs a token"), "{e}");
+        // Without receivers nothing can be written, so no token is needed.
+        let mut c = Config::default();
+        c.server.listen = "0.0.0.0:9180".into();
+        assert!(c.write_token().is_err());
+        c.sources.remote_write.enabled = false;
+        c.sources.influx.enabled = false;
+        assert!(!c.receivers_enabled());
+        assert_eq!(c.write_token(), Ok(None));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let with = |path: &std::path::Path| {
+            open.replace(
+                "# token_file = \"/etc/prescale/token\"",
+                &format!("token_file = {:?}", path.display().to_string()),
+            )
+        };
+        let e = Config::parse(&with(&file), "p.toml").unwrap_err();
+        assert!(e.message.contains("cannot read the token file"), "{e}");
+        std::fs::write(&file, "\n").unwrap();
+        let e = Config::parse(&with(&file), "p.toml").unwrap_err();
+        assert!(e.message.contains("is empty"), "{e}");
+        std::fs::write(&file, "  abc123 \nignored\n").unwrap();
+        let c = Config::parse(&with(&file), "p.toml").unwrap();
+        assert_eq!(c.write_token(), Ok(Some("abc123".into())));
+        // An older file without the receiver sections still loads, receivers on.
+        let (from, to) = (
+            DEFAULT_TOML.find("[sources.remote_write]").unwrap(),
+            DEFAULT_TOML.find("[control]").unwrap(),
+        );
+        let old = format!("{}{}", &DEFAULT_TOML[..from], &DEFAULT_TOML[to..]);
+        let c = Config::parse(&old, "old.toml").unwrap();
+        assert!(c.sources.remote_write.enabled && c.sources.influx.enabled);
+    }
+
+    #[test]
     fn wrong_type_and_syntax_errors_are_located() {
         let src = DEFAULT_TOML.replace("interval_s = 15", "interval_s = \"fifteen\"");
         let e = Config::parse(&src, "p.toml").unwrap_err();
@@ -743,21 +848,20 @@ mod tests {
 
     #[test]
     fn a_lead_time_tail_below_its_median_or_a_zero_billing_granularity_is_refused() {
-        for (from, to, key, line) in [
+        for (from, to, key) in [
             (
                 "lead_time_p90_s = 240",
                 "lead_time_p90_s = 60",
                 "tiers[0].lead_time_p90_s",
-                44,
             ),
             (
                 "billing_granularity_s = 1",
                 "billing_granularity_s = 0",
                 "tiers[0].billing_granularity_s",
-                46,
             ),
         ] {
             assert!(DEFAULT_TOML.contains(from), "{from}");
+            let line = DEFAULT_TOML.lines().position(|l| l == from).unwrap() + 1;
             let e = Config::parse(&DEFAULT_TOML.replacen(from, to, 1), "c.toml").unwrap_err();
             assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
         }

@@ -48,11 +48,15 @@ impl Default for DemoOptions {
 }
 
 /// The demo's configuration: the default tier catalog and two workloads with different
-/// shapes, a 5-minute forecast step and a 1-minute control interval.
+/// shapes, a 5-minute forecast step and a 1-minute control interval, and no receivers.
 pub fn demo_config(seed: u64) -> Config {
     let mut c = Config::default();
     c.control.interval_s = 60;
     c.providers.sim.seed = seed;
+    // The demo runs on its own accelerated clock: samples pushed from outside, stamped
+    // with the real time, have no place in it.
+    c.sources.remote_write.enabled = false;
+    c.sources.influx.enabled = false;
     let mut web = c.workloads[0].clone();
     web.name = "web".into();
     web.demand = r#"demo_cpu_demand_cores{workload="web"}"#.into();

@@ -228,7 +228,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     let local = l.local_addr()?;
     if !local.ip().is_loopback() {
         tracing::warn!(
-            "listening on {local}, beyond loopback: the API is read-only for now, but put it behind a proxy with authentication"
+            "listening on {local}, beyond loopback: writes need the token, but reads are open to anyone who can reach this address"
         );
     }
     eprintln!("prescale: dashboard and API at http://{local}/");
@@ -266,6 +266,9 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     };
     apply_overrides(&mut cfg, &overrides);
     check_models(&cfg)?;
+    // Before anything is opened: --listen may have moved the server beyond loopback.
+    cfg.write_token()
+        .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let store = open_store(&cfg.storage.path, Durability::Sync)?;
@@ -279,7 +282,8 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
         let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), sim);
         engine.restore_status()?;
-        let state = AppState::new(&cfg, store.clone(), engine.status_handle());
+        let state = AppState::new(&cfg, store.clone(), engine.status_handle())
+            .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
         let listener = bind(cfg.listen_addr()).await?;
         let engine = Arc::new(Mutex::new(engine));
         let stop = Arc::new(AtomicBool::new(false));
@@ -444,7 +448,8 @@ fn demo_cmd(
         let sim = SimCloud::new(&cfg.tiers, seed);
         let mut engine = Engine::from_config(&cfg, 0, store.clone(), sim);
         engine.set_persist_status(false);
-        let state = AppState::new(&cfg, store.clone(), engine.status_handle());
+        let state = AppState::new(&cfg, store.clone(), engine.status_handle())
+            .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
         let listener = bind(cfg.listen_addr()).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();

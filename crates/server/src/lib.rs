@@ -1,8 +1,9 @@
 //! The HTTP server: health, Prometheus `/metrics`, the JSON API under `/api/v1/`, and the
 //! dashboard (a static page compiled into the binary, drawing its charts from the API).
 //!
-//! Every endpoint is read-only so far; when mutating endpoints arrive they will require a
-//! token whenever the server is bound beyond loopback.
+//! Only the write endpoints (the remote_write and line-protocol receivers, see [`write`])
+//! change anything; they need the configured token, and one must be configured before the
+//! server listens beyond loopback with them enabled.
 //!
 //! | path | what |
 //! | --- | --- |
@@ -16,20 +17,29 @@
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N` | the newest decisions |
+//! | `POST /api/v1/write` | Prometheus remote_write 1.0 |
+//! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use prescale_core::{SeriesKey, Tier};
 use prescale_orchestrate::{Status, WorkloadStatus};
 use prescale_store::Store;
 use serde::Deserialize;
 use serde_json::json;
+
+pub mod write;
+
+/// The largest write body taken, before decompression.
+const MAX_WRITE_BODY: usize = 64 << 20;
 
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
@@ -44,21 +54,27 @@ pub struct AppState {
     pub tiers: Vec<Tier>,
     /// Workload names, in configuration order.
     pub workloads: Vec<String>,
+    /// The write receivers' settings, token and counters.
+    pub receivers: Arc<write::Receivers>,
 }
 
 impl AppState {
-    /// State for a configuration's tiers and workloads.
+    /// State for a configuration's tiers, workloads and receivers. Fails, saying what to
+    /// set, when the write token cannot be read or is missing where one is required
+    /// ([`prescale_core::config::Config::write_token`]).
     pub fn new(
         cfg: &prescale_core::config::Config,
         store: Store,
         status: Arc<RwLock<Status>>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, String> {
+        let token = cfg.write_token()?;
+        Ok(Self {
             store,
             status,
             tiers: cfg.tiers.clone(),
             workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
-        }
+            receivers: write::Receivers::new(cfg, token),
+        })
     }
 }
 
@@ -77,6 +93,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/query_range", get(query_range))
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
+        .route(
+            "/api/v1/write",
+            post(write::remote_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
+        )
+        .route(
+            "/api/v2/write",
+            post(write::influx_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
+        )
+        .route(
+            "/write",
+            post(write::influx_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -323,6 +351,43 @@ pub fn render_metrics(st: &AppState) -> String {
     for (name, kind, help, v) in scalars {
         family(name, kind, help, vec![(String::new(), v)]);
     }
+    let mut requests = Vec::new();
+    let mut received = Vec::new();
+    let mut unreadable = Vec::new();
+    for (receiver, c) in ["remote_write", "influx"].iter().zip(&st.receivers.counts) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        requests.push((format!("{{receiver=\"{receiver}\"}}"), load(&c.requests)));
+        unreadable.push((format!("{{receiver=\"{receiver}\"}}"), load(&c.unreadable)));
+        for (outcome, a) in [
+            ("accepted", &c.accepted),
+            ("duplicate", &c.duplicates),
+            ("rejected", &c.rejected),
+            ("skipped", &c.skipped),
+        ] {
+            received.push((
+                format!("{{receiver=\"{receiver}\",outcome=\"{outcome}\"}}"),
+                load(a),
+            ));
+        }
+    }
+    family(
+        "prescale_receive_requests_total",
+        "counter",
+        "Write requests to the remote_write and line-protocol receivers.",
+        requests,
+    );
+    family(
+        "prescale_received_samples_total",
+        "counter",
+        "Samples pushed to the receivers, by outcome (skipped: staleness markers and string fields).",
+        received,
+    );
+    family(
+        "prescale_receive_unreadable_total",
+        "counter",
+        "Payloads, series or lines the receivers could not read, so none of their samples were stored.",
+        unreadable,
+    );
     let mut demand = Vec::new();
     let mut capacity = Vec::new();
     let mut fc = Vec::new();

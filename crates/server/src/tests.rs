@@ -29,7 +29,7 @@ fn fixture(dir: &std::path::Path) -> AppState {
             .unwrap();
         e.tick(t + 1).unwrap();
     }
-    AppState::new(&c, store, e.status_handle())
+    AppState::new(&c, store, e.status_handle()).unwrap()
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
@@ -136,4 +136,245 @@ async fn workload_endpoints() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     let (code, _) = get(&app, "/nowhere").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+/// A state with no workload passes run, for the write endpoints.
+fn writable(dir: &std::path::Path, cfg: Config) -> (Router, Store) {
+    let store = Store::open(dir, Durability::Sync).unwrap();
+    let e = Engine::from_config(&cfg, 0, store.clone(), SimCloud::new(&cfg.tiers, 1));
+    let state = AppState::new(&cfg, store.clone(), e.status_handle()).unwrap();
+    (router(state), store)
+}
+
+async fn post(
+    app: &Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method("POST").uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let code = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn values(store: &Store, key: &str) -> Vec<(i64, f64)> {
+    store
+        .range(&SeriesKey::parse(key).unwrap(), i64::MIN, i64::MAX)
+        .unwrap()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (s.ts, s.value))
+        .collect()
+}
+
+const SNAPPY: (&str, &str) = ("content-encoding", "snappy");
+
+#[tokio::test]
+async fn remote_write_stores_what_it_can_and_says_what_it_refused() {
+    use prescale_collect::receive::encode_remote_write;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    let key = SeriesKey::parse(r#"app_latency_seconds{job="api"}"#).unwrap();
+    let batch = vec![(
+        key.clone(),
+        vec![
+            Sample {
+                ts: 1_000,
+                value: 0.25,
+            },
+            Sample {
+                ts: 2_000,
+                value: 0.5,
+            },
+        ],
+    )];
+    let (code, body) = post(
+        &app,
+        "/api/v1/write",
+        &[SNAPPY],
+        encode_remote_write(&batch),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        values(&store, &key.to_string()),
+        vec![(1_000, 0.25), (2_000, 0.5)]
+    );
+    // A resend after a lost answer is taken again without complaint.
+    let (code, _) = post(
+        &app,
+        "/api/v1/write",
+        &[SNAPPY],
+        encode_remote_write(&batch),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+
+    // A NaN and a reused timestamp are refused; the sample between them is stored.
+    let bad = vec![(
+        key.clone(),
+        vec![
+            Sample {
+                ts: 2_000,
+                value: 9.0,
+            },
+            Sample {
+                ts: 3_000,
+                value: 0.75,
+            },
+            Sample {
+                ts: 4_000,
+                value: f64::NAN,
+            },
+        ],
+    )];
+    let (code, body) = post(&app, "/api/v1/write", &[SNAPPY], encode_remote_write(&bad)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("stored 1 samples"), "{body}");
+    assert!(body.contains("at 2000 ms: duplicate timestamp"), "{body}");
+    assert!(
+        body.contains("at 4000 ms: value NaN is not finite"),
+        "{body}"
+    );
+    assert_eq!(
+        values(&store, &key.to_string()),
+        vec![(1_000, 0.25), (2_000, 0.5), (3_000, 0.75)]
+    );
+
+    // Corrupt bodies and other protocols are refused whole, saying why.
+    let (code, body) = post(&app, "/api/v1/write", &[SNAPPY], b"garbage".to_vec()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not snappy-compressed"), "{body}");
+    let v2 = (
+        "content-type",
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+    );
+    let (code, body) = post(
+        &app,
+        "/api/v1/write",
+        &[SNAPPY, v2],
+        encode_remote_write(&batch),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(body.contains("send 1.0"), "{body}");
+    let (code, _) = post(
+        &app,
+        "/api/v1/write",
+        &[("content-encoding", "gzip")],
+        vec![1],
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let (_, metrics) = get(&app, "/metrics").await;
+    for line in [
+        r#"prescale_received_samples_total{receiver="remote_write",outcome="accepted"} 3"#,
+        r#"prescale_received_samples_total{receiver="remote_write",outcome="duplicate"} 2"#,
+        r#"prescale_received_samples_total{receiver="remote_write",outcome="rejected"} 2"#,
+        r#"prescale_receive_unreadable_total{receiver="remote_write"} 3"#,
+        r#"prescale_receive_requests_total{receiver="remote_write"} 6"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn line_protocol_is_stored_per_field_at_the_given_precision() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    let body = b"db,host=a query_ms=12.5,conns=3i 1700000000\ndb,host=a query_ms=13 1700000010\n";
+    let (code, text) = post(
+        &app,
+        "/api/v2/write?org=o&bucket=b&precision=s",
+        &[],
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(
+        values(&store, r#"db_query_ms{host="a"}"#),
+        vec![(1_700_000_000_000, 12.5), (1_700_000_010_000, 13.0)]
+    );
+    assert_eq!(
+        values(&store, r#"db_conns{host="a"}"#),
+        vec![(1_700_000_000_000, 3.0)]
+    );
+
+    // InfluxDB 1's endpoint, gzipped as Telegraf sends it by default; a bad line is named
+    // by its number and the good one is stored.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"db,host=b query_ms=7 1700000000000\ndb,host=b query_ms=oops 1700000001000\n")
+        .unwrap();
+    let (code, text) = post(
+        &app,
+        "/write?db=x&precision=ms",
+        &[("content-encoding", "gzip")],
+        gz.finish().unwrap(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        text.starts_with("stored 1 samples") && text.contains("line 2:"),
+        "{text}"
+    );
+    assert_eq!(
+        values(&store, r#"db_query_ms{host="b"}"#),
+        vec![(1_700_000_000_000, 7.0)]
+    );
+
+    let (code, text) = post(
+        &app,
+        "/api/v2/write?precision=fortnights",
+        &[],
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(text.contains("precision \"fortnights\""), "{text}");
+}
+
+#[tokio::test]
+async fn writes_need_the_token_once_one_is_set_and_disabled_receivers_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut cfg = Config::default();
+    cfg.server.token_file = Some(token);
+    cfg.sources.influx.enabled = false;
+    let (app, store) = writable(&dir.path().join("data"), cfg);
+    let batch = vec![(
+        SeriesKey::metric("m").unwrap(),
+        vec![Sample { ts: 1, value: 1.0 }],
+    )];
+    let body = prescale_collect::receive::encode_remote_write(&batch);
+    let (code, text) = post(&app, "/api/v1/write", &[SNAPPY], body.clone()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(text.contains("Authorization: Bearer"), "{text}");
+    let wrong = ("authorization", "Bearer guess");
+    let (code, text) = post(&app, "/api/v1/write", &[SNAPPY, wrong], body.clone()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(!text.contains("s3cret"), "the token is never echoed");
+    assert!(
+        values(&store, "m").is_empty(),
+        "nothing stored without the token"
+    );
+    let right = ("authorization", "Token s3cret");
+    let (code, _) = post(&app, "/api/v1/write", &[SNAPPY, right], body).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(values(&store, "m"), vec![(1, 1.0)]);
+    let bearer = ("authorization", "Bearer s3cret");
+    let (code, text) = post(&app, "/api/v2/write", &[bearer], b"m v=1 1".to_vec()).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(text.contains("sources.influx.enabled = true"), "{text}");
 }

@@ -1,0 +1,285 @@
+//! End-to-end tests of the write receivers: a real Prometheus remote-writing into
+//! `prescale run` (skipped, saying so, where the `prometheus` binary is absent; `.ci/run`
+//! installs it), line protocol over HTTP, and the token rule beyond loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A minimal HTTP request (the test needs no client library): (status, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string())?;
+    Some((code, body))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http(addr, "GET", path, &[], b"")
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str, log: &dyn Fn() -> String) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(90) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}\n{}", log());
+}
+
+/// The default configuration with the host collector off and one workload, `app`,
+/// whose demand is `demand`, on one-second steps.
+fn config(dir: &Path, demand: &str, extra_server: &str) -> std::path::PathBuf {
+    let out = bin().args(["config", "default"]).output().unwrap();
+    let text = String::from_utf8(out.stdout)
+        .unwrap()
+        .replacen("enabled = true", "enabled = false", 1)
+        .replace("interval_s = 15", "interval_s = 1")
+        .replace("step_s = 60", "step_s = 1")
+        .replace("horizon_s = 3600", "horizon_s = 600")
+        .replace("name = \"host\"", "name = \"app\"")
+        .replace(
+            "demand = 'host_cpu_usage_cores{mode=\"busy\"}'",
+            &format!("demand = '{demand}'"),
+        )
+        .replace("[server]\n", &format!("[server]\n{extra_server}\n"));
+    let path = dir.join("prescale.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(config: &Path, data: &Path, listen: &str, log: &Path) -> Killed {
+    Killed(
+        bin()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.to_str().unwrap(), "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn find_prometheus() -> Option<String> {
+    let ok = |p: &str| {
+        Command::new(p)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let p = std::env::var("PRESCALE_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    ok(&p).then_some(p)
+}
+
+#[test]
+fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
+    let Some(prom) = find_prometheus() else {
+        eprintln!("skipping: no `prometheus` binary (apt-get install prometheus; .ci/run does)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ps = free_addr();
+    let pm = free_addr();
+    // Prometheus scrapes itself every second and remote-writes everything to prescale; the
+    // workload's demand is the number of series in Prometheus' head block, a gauge that
+    // is there from the first scrape.
+    let cfg = config(dir.path(), "prometheus_tsdb_head_series{job=\"self\"}", "");
+    let plog = dir.path().join("prescale.log");
+    let _prescale = start(&cfg, &dir.path().join("data"), &ps.to_string(), &plog);
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{pm}']\nremote_write:\n  - url: http://{ps}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+        ),
+    )
+    .unwrap();
+    let mlog = dir.path().join("prometheus.log");
+    let _prometheus = Killed(
+        Command::new(&prom)
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={pm}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&mlog).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logs = || {
+        format!(
+            "prescale:\n{}\nprometheus:\n{}",
+            std::fs::read_to_string(&plog).unwrap_or_default(),
+            std::fs::read_to_string(&mlog).unwrap_or_default()
+        )
+    };
+    let series = |sel: &str| -> Vec<(f64, f64)> {
+        let enc: String = sel
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        match get(ps, &format!("/api/v1/query_range?series={enc}")) {
+            Some((200, body)) => {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                serde_json::from_value(v["data"]["values"].clone()).unwrap()
+            }
+            _ => Vec::new(),
+        }
+    };
+    // Prometheus' own `up` arrives with its target labels, a sample a second.
+    let up = format!("up{{instance=\"{pm}\",job=\"self\"}}");
+    wait_for(
+        || series(&up).len() >= 5,
+        "remote-written `up` samples",
+        &logs,
+    );
+    let got = series(&up);
+    assert!(got.iter().all(|&(_, v)| v == 1.0), "{got:?}");
+    assert!(
+        got.windows(2).all(|w| w[1].0 > w[0].0),
+        "one sample per scrape, in time order: {got:?}"
+    );
+    // The workload runs on the pushed series: its demand is Prometheus' series count.
+    wait_for(
+        || {
+            get(ps, "/api/v1/workloads/app/status").is_some_and(|(c, body)| {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                c == 200 && v["data"]["demand"].as_f64().is_some_and(|d| d > 10.0)
+            })
+        },
+        "the workload's demand from remote-written samples",
+        &logs,
+    );
+    wait_for(
+        || get(ps, "/api/v1/workloads/app/plan").is_some_and(|r| r.0 == 200),
+        "a plan for the workload",
+        &logs,
+    );
+    let (_, metrics) = get(ps, "/metrics").unwrap();
+    let accepted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "prescale_received_samples_total{receiver=\"remote_write\",outcome=\"accepted\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap();
+    assert!(accepted >= 5.0, "{metrics}");
+    assert!(
+        metrics.contains("prescale_receive_unreadable_total{receiver=\"remote_write\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "m", "");
+    let out = bin()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .args(["--data-dir", dir.path().join("d").to_str().unwrap()])
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a token: set server.token_file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn line_protocol_writes_carry_the_token_and_land_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-test\n").unwrap();
+    let cfg = config(
+        dir.path(),
+        "db_query_seconds",
+        &format!("token_file = {:?}", token.display().to_string()),
+    );
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _d = start(&cfg, &dir.path().join("data"), &addr.to_string(), &log);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        || get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz",
+        &logs,
+    );
+    let body = b"db,host=a query_seconds=0.25 1700000000\ndb,host=a query_seconds=0.5 1700000001\n";
+    let path = "/api/v2/write?org=o&bucket=b&precision=s";
+    let (code, text) = http(addr, "POST", path, &[], body).unwrap();
+    assert_eq!(code, 401, "{text}");
+    let auth = "Authorization: Token t0ken-for-test";
+    let (code, text) = http(addr, "POST", path, &[auth], body).unwrap();
+    assert_eq!(code, 204, "{text}");
+    let (code, text) = get(
+        addr,
+        "/api/v1/query_range?series=db_query_seconds%7Bhost%3D%22a%22%7D",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["data"]["values"],
+        serde_json::json!([[1700000000.0, 0.25], [1700000001.0, 0.5]])
+    );
+    assert!(
+        !logs().contains("t0ken-for-test"),
+        "the token is never logged"
+    );
+}

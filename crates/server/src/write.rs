@@ -1,0 +1,282 @@
+//! The write endpoints senders push to: Prometheus remote_write at `POST /api/v1/write`
+//! and InfluxDB line protocol at `POST /api/v2/write` (InfluxDB 2) and `POST /write`
+//! (InfluxDB 1).
+//!
+//! Samples are on disk before the answer: `204 No Content` means every sample was stored
+//! (or was already there). When some were refused (a corrupt line, a NaN, a timestamp
+//! reused with another value), the rest are stored anyway and the answer is `400` with a
+//! text saying what was refused and why, so senders log it and do not resend what was
+//! taken. A payload that cannot be read at all is a `400` and nothing of it is stored; a
+//! store failure is a `500`, which senders retry. When a token is configured every write
+//! must carry it, as `Authorization: Bearer TOKEN` or `Token TOKEN`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prescale_collect::receive::{self, Decoded, Precision, ReceiveError};
+use prescale_store::AppendReport;
+use serde::Deserialize;
+
+use crate::AppState;
+
+/// The receivers' settings and counters, shared by the handlers.
+#[derive(Debug, Default)]
+pub struct Receivers {
+    /// Whether remote_write is accepted.
+    pub remote_write: bool,
+    /// Whether line protocol is accepted.
+    pub influx: bool,
+    /// The token writes must carry, if any.
+    pub token: Option<String>,
+    /// Counters per receiver: `[remote_write, influx]`.
+    pub counts: [ReceiveCounts; 2],
+}
+
+/// What one receiver has taken so far.
+#[derive(Debug, Default)]
+pub struct ReceiveCounts {
+    /// Write requests answered, whatever the outcome.
+    pub requests: AtomicU64,
+    /// Samples newly stored.
+    pub accepted: AtomicU64,
+    /// Samples already stored with the same value.
+    pub duplicates: AtomicU64,
+    /// Samples the store refused (non-finite, a timestamp reused with another value).
+    pub rejected: AtomicU64,
+    /// Payloads, series or lines that could not be read, so none of their samples were
+    /// stored.
+    pub unreadable: AtomicU64,
+    /// Samples dropped on purpose (staleness markers, string fields).
+    pub skipped: AtomicU64,
+}
+
+impl Receivers {
+    /// Settings from a configuration and the token read from its `token_file`.
+    pub fn new(cfg: &prescale_core::config::Config, token: Option<String>) -> Arc<Self> {
+        Arc::new(Self {
+            remote_write: cfg.sources.remote_write.enabled,
+            influx: cfg.sources.influx.enabled,
+            token,
+            counts: Default::default(),
+        })
+    }
+}
+
+fn text(code: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg.into() + "\n",
+    )
+        .into_response()
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `None` if the request may write, else the answer that refuses it.
+fn refuse(r: &Receivers, headers: &HeaderMap) -> Option<Response> {
+    let want = r.token.as_ref()?;
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("Token "))
+        })
+        .map(str::trim);
+    match got {
+        Some(t) if same(t.as_bytes(), want.as_bytes()) => None,
+        Some(_) => Some(text(
+            StatusCode::UNAUTHORIZED,
+            "the token does not match the one in server.token_file",
+        )),
+        None => Some(text(
+            StatusCode::UNAUTHORIZED,
+            "writes need the token from server.token_file, as `Authorization: Bearer TOKEN`",
+        )),
+    }
+}
+
+fn disabled(what: &str, key: &str) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("the {what} receiver is disabled; set {key}.enabled = true to accept writes here"),
+    )
+}
+
+/// The answer when the store failed: a `500`, which senders retry.
+fn not_stored(e: String) -> Response {
+    tracing::error!(error = %e, "a write could not be stored");
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("this write may not have been stored: {e}; retry it (samples already stored are taken again without harm)"),
+    )
+}
+
+/// Stores what was decoded and answers for it.
+async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
+    let counts = &st.receivers.counts[which];
+    counts
+        .skipped
+        .fetch_add(decoded.skipped as u64, Ordering::Relaxed);
+    let store = st.store.clone();
+    let Decoded {
+        series,
+        problems,
+        more_problems,
+        ..
+    } = decoded;
+    counts
+        .unreadable
+        .fetch_add((problems.len() + more_problems) as u64, Ordering::Relaxed);
+    let keys: Vec<String> = series.iter().map(|(k, _)| k.to_string()).collect();
+    let res = tokio::task::spawn_blocking(move || store.append_many(&series)).await;
+    let reports: Vec<AppendReport> = match res {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return not_stored(e.to_string()),
+        Err(e) => return not_stored(e.to_string()),
+    };
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    let mut rejected = 0;
+    let mut lines = problems;
+    let mut more = more_problems;
+    for (key, r) in keys.iter().zip(&reports) {
+        accepted += r.accepted;
+        duplicates += r.duplicates;
+        rejected += r.rejected.len();
+        for x in &r.rejected {
+            if lines.len() < 20 {
+                lines.push(format!("{key} at {} ms: {}", x.ts, x.reason));
+            } else {
+                more += 1;
+            }
+        }
+    }
+    counts
+        .accepted
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    counts
+        .duplicates
+        .fetch_add(duplicates as u64, Ordering::Relaxed);
+    counts
+        .rejected
+        .fetch_add(rejected as u64, Ordering::Relaxed);
+    if lines.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let mut msg = format!(
+        "stored {accepted} samples ({duplicates} already stored); these were not stored:\n{}",
+        lines.join("\n")
+    );
+    if more > 0 {
+        msg.push_str(&format!("\n... and {more} more"));
+    }
+    text(StatusCode::BAD_REQUEST, msg)
+}
+
+fn malformed(st: &AppState, which: usize, e: ReceiveError) -> Response {
+    st.receivers.counts[which]
+        .unreadable
+        .fetch_add(1, Ordering::Relaxed);
+    let code = match e {
+        ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+        ReceiveError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    };
+    text(code, format!("nothing of this write was stored: {e}"))
+}
+
+/// `POST /api/v1/write`: Prometheus remote_write 1.0.
+pub async fn remote_write(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = &st.receivers;
+    if !r.remote_write {
+        return disabled("remote_write", "sources.remote_write");
+    }
+    if let Some(no) = refuse(r, &headers) {
+        return no;
+    }
+    r.counts[0].requests.fetch_add(1, Ordering::Relaxed);
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.contains("io.prometheus.write.v2") {
+        return malformed(
+            &st,
+            0,
+            ReceiveError::Unsupported(
+                "remote write 2.0 is not supported yet; send 1.0 (protobuf_message: prometheus.WriteRequest in the remote_write config)".into(),
+            ),
+        );
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("snappy");
+    if !encoding.eq_ignore_ascii_case("snappy") {
+        return malformed(
+            &st,
+            0,
+            ReceiveError::Unsupported(format!(
+                "Content-Encoding {encoding:?}: remote_write bodies are snappy-compressed"
+            )),
+        );
+    }
+    match tokio::task::spawn_blocking(move || receive::decode_remote_write(&body)).await {
+        Ok(Ok(d)) => store(&st, 0, d).await,
+        Ok(Err(e)) => malformed(&st, 0, e),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The query parameters of InfluxDB's write endpoints that matter here.
+#[derive(Deserialize)]
+pub struct InfluxParams {
+    precision: Option<String>,
+}
+
+/// `POST /api/v2/write` and `POST /write`: InfluxDB line protocol.
+pub async fn influx_write(
+    State(st): State<AppState>,
+    Query(p): Query<InfluxParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = &st.receivers;
+    if !r.influx {
+        return disabled("InfluxDB line protocol", "sources.influx");
+    }
+    if let Some(no) = refuse(r, &headers) {
+        return no;
+    }
+    r.counts[1].requests.fetch_add(1, Ordering::Relaxed);
+    let precision = match Precision::parse(p.precision.as_deref()) {
+        Ok(x) => x,
+        Err(e) => return malformed(&st, 1, e),
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let decoded = tokio::task::spawn_blocking(move || {
+        let raw = receive::decode_content(encoding.as_deref(), &body)?;
+        receive::decode_line_protocol(&raw, precision, now)
+    })
+    .await;
+    match decoded {
+        Ok(Ok(d)) => store(&st, 1, d).await,
+        Ok(Err(e)) => malformed(&st, 1, e),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
