@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Tier, TierClass, Workload};
-use crate::SeriesKey;
+use crate::DemandExpr;
 
 /// The complete default configuration, with comments. `prescale config default` prints it
 /// and [`Config::default`] parses it, so the two can never disagree.
@@ -382,7 +382,7 @@ impl Config {
                     format!("workload name {:?} is used twice", w.name),
                 );
             }
-            if let Err(e) = SeriesKey::parse(&w.demand) {
+            if let Err(e) = DemandExpr::parse(&w.demand) {
                 return err(k("demand"), e.to_string());
             }
             for (name, src) in &w.dimensions {
@@ -403,7 +403,7 @@ impl Config {
                         )
                     }
                 }
-                if let Err(e) = SeriesKey::parse(&src.series) {
+                if let Err(e) = DemandExpr::parse(&src.series) {
                     return err(key, e.to_string());
                 }
                 if !(src.scale.is_finite() && src.scale > 0.0) {
@@ -727,6 +727,21 @@ mod tests {
         let old = format!("{}{}", &DEFAULT_TOML[..from], &DEFAULT_TOML[to..]);
         let c = Config::parse(&old, "old.toml").unwrap();
         assert!(c.sources.remote_write.enabled && c.sources.influx.enabled);
+    }
+
+    #[test]
+    fn demand_expressions_are_checked_at_their_key() {
+        let demand = "demand = 'host_cpu_usage_cores{mode=\"busy\"}'";
+        assert!(DEFAULT_TOML.contains(demand));
+        let ok = DEFAULT_TOML.replace(
+            demand,
+            "demand = 'rate(node_cpu_seconds_total{mode!~\"idle|iowait\"})'",
+        );
+        assert!(Config::parse(&ok, "p.toml").is_ok());
+        let bad = DEFAULT_TOML.replace(demand, "demand = 'rate(node_cpu_seconds_total[1m])'");
+        let e = Config::parse(&bad, "p.toml").unwrap_err();
+        assert_eq!(e.key, "workloads[0].demand", "{e}");
+        assert!(e.message.contains("without a range"), "{e}");
     }
 
     #[test]

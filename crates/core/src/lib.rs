@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod forecast;
 pub mod model;
+pub mod selector;
 pub mod series;
 
 pub use error::CoreError;
@@ -17,6 +18,7 @@ pub use model::{
     Action, ActionKind, Allocation, Decision, DecisionKind, Dim, DimensionSource, Plan, PlanStep,
     Tier, TierClass, Workload,
 };
+pub use selector::{DemandExpr, Selector};
 pub use series::{Sample, SeriesKey};
 
 /// Milliseconds since the Unix epoch, the time unit used everywhere in prescale.

@@ -130,16 +130,6 @@ impl SeriesKey {
         }
         Self::new(name.trim(), labels)
     }
-
-    /// True when every label of `selector` is present here with the same value
-    /// and the metric names match.
-    pub fn matches(&self, selector: &SeriesKey) -> bool {
-        self.name == selector.name
-            && selector
-                .labels
-                .iter()
-                .all(|(k, v)| self.labels.get(k) == Some(v))
-    }
 }
 
 impl fmt::Display for SeriesKey {
@@ -224,10 +214,11 @@ mod tests {
     #[test]
     fn matching_is_by_subset_of_labels() {
         let k = SeriesKey::parse(r#"cpu{mode="user",host="a"}"#).unwrap();
-        assert!(k.matches(&SeriesKey::parse(r#"cpu{mode="user"}"#).unwrap()));
-        assert!(k.matches(&SeriesKey::parse("cpu").unwrap()));
-        assert!(!k.matches(&SeriesKey::parse(r#"cpu{mode="idle"}"#).unwrap()));
-        assert!(!k.matches(&SeriesKey::parse("mem").unwrap()));
+        let sel = |t: &str| crate::Selector::parse(t).unwrap().matches(&k);
+        assert!(sel(r#"cpu{mode="user"}"#));
+        assert!(sel("cpu"));
+        assert!(!sel(r#"cpu{mode="idle"}"#));
+        assert!(!sel("mem"));
     }
 
     #[test]

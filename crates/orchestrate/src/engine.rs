@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use prescale_core::{
-    format_ts, Allocation, Decision, DecisionKind, Dim, Forecast, Plan, Sample, SeriesKey, Tier,
-    TimestampMs, Workload,
+    format_ts, Allocation, Decision, DecisionKind, DemandExpr, Dim, Forecast, Plan, Sample,
+    SeriesKey, Tier, TimestampMs, Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
@@ -221,7 +221,7 @@ pub struct Status {
 
 struct WState {
     w: Workload,
-    selector: SeriesKey,
+    selector: DemandExpr,
     key: SeriesKey,
     step_ms: i64,
     buckets: VecDeque<(TimestampMs, f64)>,
@@ -269,33 +269,84 @@ pub struct Engine<P: Provider> {
     trainer: Trainer,
 }
 
-/// Per step of `step` ms from `from`, the sum over the series matching `selector` of each
-/// series' mean in the step; `None` where no series had a sample.
+/// Per step of `step` ms from `from`, the sum over the series `expr` selects of each
+/// series' mean in the step (a gauge) or its per-second increase over the step (a
+/// `rate`, counter resets counted as Prometheus counts them); `None` where no series had
+/// what it takes (a sample in the step; for a rate, two samples up to the step's end,
+/// the first at most one step before it starts).
 fn step_sums(
     store: &Store,
-    selector: &SeriesKey,
+    expr: &DemandExpr,
     from: TimestampMs,
     nb: usize,
     step: i64,
 ) -> Result<Vec<Option<f64>>, StoreError> {
     let mut sums: Vec<Option<f64>> = vec![None; nb];
-    for key in store.select(selector) {
-        let samples = store
-            .range(&key, from, from + nb as i64 * step - 1)?
-            .unwrap_or_default();
-        let mut acc = vec![(0.0f64, 0u32); nb];
-        for Sample { ts, value } in samples {
-            let b = ((ts - from) / step) as usize;
-            acc[b].0 += value;
-            acc[b].1 += 1;
-        }
-        for (b, (sum, n)) in acc.into_iter().enumerate() {
-            if n > 0 {
-                *sums[b].get_or_insert(0.0) += sum / n as f64;
+    let end = from + nb as i64 * step - 1;
+    for key in store.select_matching(expr.selector()) {
+        match expr {
+            DemandExpr::Sum(_) => {
+                let samples = store.range(&key, from, end)?.unwrap_or_default();
+                let mut acc = vec![(0.0f64, 0u32); nb];
+                for Sample { ts, value } in samples {
+                    let b = ((ts - from) / step) as usize;
+                    acc[b].0 += value;
+                    acc[b].1 += 1;
+                }
+                for (b, (sum, n)) in acc.into_iter().enumerate() {
+                    if n > 0 {
+                        *sums[b].get_or_insert(0.0) += sum / n as f64;
+                    }
+                }
+            }
+            DemandExpr::Rate(_) => {
+                let samples = store.range(&key, from - step, end)?.unwrap_or_default();
+                for (b, r) in step_rates(&samples, from, nb, step).into_iter().enumerate() {
+                    if let Some(r) = r {
+                        *sums[b].get_or_insert(0.0) += r;
+                    }
+                }
             }
         }
     }
     Ok(sums)
+}
+
+/// A counter's per-second increase over each of `nb` steps from `from`: from the last
+/// sample before the step (or the step's first) to the step's last, a drop counted as a
+/// reset to zero.
+fn step_rates(samples: &[Sample], from: TimestampMs, nb: usize, step: i64) -> Vec<Option<f64>> {
+    let mut out = vec![None; nb];
+    let mut i = 0;
+    // The last sample before the step in hand.
+    let mut prev: Option<Sample> = None;
+    for (b, slot) in out.iter_mut().enumerate() {
+        let lo = from + b as i64 * step;
+        while i < samples.len() && samples[i].ts < lo {
+            prev = Some(samples[i]);
+            i += 1;
+        }
+        let mut first = prev.filter(|p| p.ts >= lo - step);
+        let mut cur = first;
+        let mut increase = 0.0;
+        while i < samples.len() && samples[i].ts < lo + step {
+            let s = samples[i];
+            match cur {
+                Some(c) if s.value >= c.value => increase += s.value - c.value,
+                Some(_) => increase += s.value,
+                None => first = Some(s),
+            }
+            cur = Some(s);
+            prev = Some(s);
+            i += 1;
+        }
+        if let (Some(f), Some(c)) = (first, cur) {
+            if c.ts > f.ts {
+                *slot = Some(increase / ((c.ts - f.ts) as f64 / 1000.0));
+            }
+        }
+    }
+    out
 }
 
 /// The steps still to read: from the step after the last read (or the start of the
@@ -476,7 +527,7 @@ fn baseline_forecast(
 /// CPU demand and forecast by the inline baseline, so the plan covers it too.
 struct Extra {
     dim: Dim,
-    selector: SeriesKey,
+    selector: DemandExpr,
     scale: f64,
     buckets: VecDeque<(TimestampMs, f64)>,
     /// What its forecast said of each step: see [`record_said`].
@@ -511,7 +562,7 @@ impl<P: Provider> Engine<P> {
         let states = workloads
             .into_iter()
             .map(|w| WState {
-                selector: SeriesKey::parse(&w.demand).expect("validated with the config"),
+                selector: DemandExpr::parse(&w.demand).expect("validated with the config"),
                 key: SeriesKey::metric("prescale_demand")
                     .expect("static name")
                     .with_label("workload", w.name.clone()),
@@ -539,7 +590,8 @@ impl<P: Provider> Engine<P> {
                     .iter()
                     .map(|(d, src)| Extra {
                         dim: Dim::parse(d).expect("validated with the config"),
-                        selector: SeriesKey::parse(&src.series).expect("validated with the config"),
+                        selector: DemandExpr::parse(&src.series)
+                            .expect("validated with the config"),
                         scale: src.scale,
                         buckets: VecDeque::new(),
                         said: VecDeque::new(),
@@ -720,7 +772,7 @@ impl<P: Provider> Engine<P> {
         let step = s.step_ms;
         let from = (now - self.grace_ms).div_euclid(step) * step;
         let nb = ((now - from) / step + 1) as usize;
-        let peak = |selector: &SeriesKey, scale: f64| -> Result<Option<f64>, StoreError> {
+        let peak = |selector: &DemandExpr, scale: f64| -> Result<Option<f64>, StoreError> {
             Ok(step_sums(&self.store, selector, from, nb, step)?
                 .into_iter()
                 .flatten()
@@ -1384,6 +1436,64 @@ mod tests {
             })
             .collect();
         store.append(&key, &samples).unwrap();
+    }
+
+    #[test]
+    fn counter_rates_per_step_count_resets_and_need_two_samples() {
+        let s = |ts: i64, value: f64| Sample { ts, value };
+        // 10 per second, sampled every 15 s; reset to 0 at 150 s; a gap from 240 s.
+        let mut samples: Vec<Sample> = (0..=9).map(|i| s(i * 15_000, i as f64 * 150.0)).collect();
+        samples.extend((10..=15).map(|i| s(i * 15_000, (i - 10) as f64 * 150.0)));
+        let r = step_rates(&samples, 0, 6, 60_000);
+        assert_eq!(r[0], Some(10.0), "0..60 s, from its first sample");
+        assert_eq!(r[1], Some(10.0), "60..120 s, from the 45 s sample");
+        // 120..180 s: 1350 at 135 s, then 0 at 150 s (a reset: +0), 150, 300.
+        assert_eq!(r[2], Some((150.0 + 0.0 + 150.0 + 150.0) / 60.0));
+        assert_eq!(r[3], Some(10.0));
+        assert_eq!(r[4], None, "no sample in the step");
+        assert_eq!(r[5], None);
+        // A lone sample with nothing within a step before it gives no rate.
+        assert_eq!(
+            step_rates(&[s(500_000, 7.0)], 480_000, 1, 60_000),
+            vec![None]
+        );
+        assert_eq!(
+            step_rates(&[s(400_000, 1.0), s(500_000, 7.0)], 480_000, 1, 60_000),
+            vec![None],
+            "the sample before is more than a step older"
+        );
+    }
+
+    #[test]
+    fn a_rate_demand_sums_the_selected_counters_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        // Two CPUs' seconds per mode, as node_exporter reports them: each CPU busy 0.5 s a
+        // second in user and 0.25 in system, idle the rest.
+        for cpu in ["0", "1"] {
+            for (mode, per_s) in [("user", 0.5), ("system", 0.25), ("idle", 0.25)] {
+                let key = SeriesKey::parse(&format!(
+                    r#"node_cpu_seconds_total{{cpu="{cpu}",mode="{mode}"}}"#
+                ))
+                .unwrap();
+                let samples: Vec<Sample> = (0..=40)
+                    .map(|i| Sample {
+                        ts: i * 15_000,
+                        value: 1000.0 + i as f64 * 15.0 * per_s,
+                    })
+                    .collect();
+                store.append(&key, &samples).unwrap();
+            }
+        }
+        let expr = DemandExpr::parse(r#"rate(node_cpu_seconds_total{mode!="idle"})"#).unwrap();
+        let sums = step_sums(&store, &expr, 60_000, 8, 60_000).unwrap();
+        for v in &sums {
+            assert!((v.unwrap() - 1.5).abs() < 1e-9, "{sums:?}");
+        }
+        // The same series as gauges: the mean counter values, which is not a demand.
+        let gauge = DemandExpr::parse(r#"node_cpu_seconds_total{mode="user",cpu="0"}"#).unwrap();
+        let g = step_sums(&store, &gauge, 60_000, 1, 60_000).unwrap();
+        assert!((g[0].unwrap() - (1000.0 + 0.5 * (60.0 + 75.0 + 90.0 + 105.0) / 4.0)).abs() < 1e-9);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use prescale_core::{Decision, Sample, SeriesKey, TimestampMs};
+use prescale_core::{Decision, Sample, Selector, SeriesKey, TimestampMs};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
@@ -315,11 +315,11 @@ impl Store {
         v
     }
 
-    /// Series whose name equals the selector's and that carry all its labels.
-    pub fn select(&self, selector: &SeriesKey) -> Vec<SeriesKey> {
+    /// Series a selector with label matchers (`=`, `!=`, `=~`, `!~`) picks, sorted.
+    pub fn select_matching(&self, selector: &Selector) -> Vec<SeriesKey> {
         self.series()
             .into_iter()
-            .filter(|k| k.matches(selector))
+            .filter(|k| selector.matches(k))
             .collect()
     }
 
@@ -525,8 +525,11 @@ mod tests {
         st.append(&b, &[s(1, 2.0)]).unwrap();
         assert_eq!(st.range(&a, i64::MIN, i64::MAX).unwrap().unwrap().len(), 2);
         assert_eq!(st.range(&b, i64::MIN, i64::MAX).unwrap().unwrap().len(), 1);
-        assert_eq!(st.select(&key("m")).len(), 2);
-        assert_eq!(st.select(&key(r#"m{i="b"}"#)), vec![b]);
+        let sel = |t: &str| st.select_matching(&Selector::parse(t).unwrap());
+        assert_eq!(sel("m").len(), 2);
+        assert_eq!(sel(r#"m{i="b"}"#), vec![b.clone()]);
+        assert_eq!(sel(r#"m{i!="b"}"#), vec![a]);
+        assert_eq!(sel(r#"m{i=~"[bc]"}"#), vec![b]);
     }
 
     #[test]
