@@ -38,6 +38,58 @@ pub struct Config {
     pub server: ServerConfig,
 }
 
+/// Checks scrape jobs: unique names, `host:port` targets, a timeout within the interval.
+fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
+    let mut names = BTreeSet::new();
+    for (i, j) in jobs.iter().enumerate() {
+        let k = |f: &str| format!("sources.scrape[{i}].{f}");
+        if j.job.trim().is_empty() {
+            return Err((k("job"), "must not be empty".into()));
+        }
+        if !names.insert(j.job.as_str()) {
+            return Err((k("job"), format!("job {:?} is used twice", j.job)));
+        }
+        if j.targets.is_empty() {
+            return Err((
+                k("targets"),
+                "list at least one \"host:port\" to scrape".into(),
+            ));
+        }
+        for (t, target) in j.targets.iter().enumerate() {
+            let ok = !target.contains("://")
+                && !target.contains('/')
+                && target
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err((
+                    format!("sources.scrape[{i}].targets[{t}]"),
+                    format!("{target:?} is not host:port (e.g. \"127.0.0.1:9100\"; no scheme or path: targets are scraped over http at `path`)"),
+                ));
+            }
+        }
+        if j.interval_s == 0 {
+            return Err((k("interval_s"), "must be at least 1 second".into()));
+        }
+        if j.timeout_s == 0 || j.timeout_s > j.interval_s {
+            return Err((
+                k("timeout_s"),
+                format!(
+                    "must be between 1 and interval_s ({}), got {}",
+                    j.interval_s, j.timeout_s
+                ),
+            ));
+        }
+        if !j.path.starts_with('/') {
+            return Err((
+                k("path"),
+                format!("{:?} must start with '/', e.g. \"/metrics\"", j.path),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +110,40 @@ pub struct SourcesConfig {
     /// `[sources.influx]`: InfluxDB line protocol at `POST /api/v2/write` and `/write`.
     #[serde(default)]
     pub influx: ReceiverConfig,
+    /// `[[sources.scrape]]`: Prometheus exporters to pull from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrape: Vec<ScrapeConfig>,
+}
+
+/// `[[sources.scrape]]`: one scrape job, as a Prometheus `static_configs` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// The job's name, the `job` label of everything it scrapes.
+    pub job: String,
+    /// `host:port` of each exporter, the `instance` label.
+    pub targets: Vec<String>,
+    /// Seconds between two scrapes of a target.
+    #[serde(default = "default_scrape_interval")]
+    pub interval_s: u64,
+    /// Seconds a scrape may take (at most `interval_s`).
+    #[serde(default = "default_scrape_timeout")]
+    pub timeout_s: u64,
+    /// The HTTP path scraped.
+    #[serde(default = "default_metrics_path")]
+    pub path: String,
+}
+
+fn default_scrape_interval() -> u64 {
+    15
+}
+
+fn default_scrape_timeout() -> u64 {
+    10
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
 }
 
 /// `[sources.remote_write]`, `[sources.influx]`: an HTTP receiver that senders push to.
@@ -369,6 +455,7 @@ impl Config {
         if let Err(m) = self.write_token() {
             return err("server.token_file".into(), m);
         }
+        validate_scrape(&self.sources.scrape)?;
         validate_tiers(&self.tiers)?;
         let mut wnames = BTreeSet::new();
         for (i, w) in self.workloads.iter().enumerate() {
@@ -727,6 +814,37 @@ mod tests {
         let old = format!("{}{}", &DEFAULT_TOML[..from], &DEFAULT_TOML[to..]);
         let c = Config::parse(&old, "old.toml").unwrap();
         assert!(c.sources.remote_write.enabled && c.sources.influx.enabled);
+    }
+
+    #[test]
+    fn scrape_jobs_are_checked_at_their_key() {
+        let job = |body: &str| format!("{DEFAULT_TOML}\n[[sources.scrape]]\n{body}\n");
+        let c = Config::parse(
+            &job("job = \"node\"\ntargets = [\"127.0.0.1:9100\", \"db:9187\"]"),
+            "p.toml",
+        )
+        .unwrap();
+        let s = &c.sources.scrape[0];
+        assert_eq!(
+            (s.interval_s, s.timeout_s, s.path.as_str()),
+            (15, 10, "/metrics")
+        );
+        assert_eq!(s.targets.len(), 2);
+        for (body, key, why) in [
+            ("job = \"n\"\ntargets = []", "sources.scrape[0].targets", "at least one"),
+            ("job = \"n\"\ntargets = [\"http://h:1\"]", "sources.scrape[0].targets[0]", "no scheme"),
+            ("job = \"n\"\ntargets = [\"h\"]", "sources.scrape[0].targets[0]", "not host:port"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\ntimeout_s = 20", "sources.scrape[0].timeout_s", "between 1 and interval_s (15)"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\npath = \"metrics\"", "sources.scrape[0].path", "start with '/'"),
+            ("job = \"\"\ntargets = [\"h:1\"]", "sources.scrape[0].job", "empty"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\n[[sources.scrape]]\njob = \"n\"\ntargets = [\"h:2\"]", "sources.scrape[1].job", "used twice"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\ntarget = 1", "sources.scrape[0].target", "unknown field"),
+        ] {
+            let e = Config::parse(&job(body), "p.toml").unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(why), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
     }
 
     #[test]

@@ -321,6 +321,17 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 }
             }));
         }
+        for job in &cfg.sources.scrape {
+            for instance in &job.targets {
+                tasks.push(tokio::spawn(scrape_loop(
+                    prescale_collect::scrape::Target::new(&job.job, instance, &job.path),
+                    Duration::from_secs(job.interval_s),
+                    Duration::from_secs(job.timeout_s),
+                    store.clone(),
+                    state.targets.clone(),
+                )));
+            }
+        }
         {
             let engine = engine.clone();
             let every = Duration::from_millis(interval_ms as u64);
@@ -355,6 +366,69 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         tracing::info!("stopped; every acknowledged sample is on disk");
         Ok(())
     })
+}
+
+/// Scrapes one target every `every` until the task is aborted: stores what it yields
+/// (`up` 0 included when it is down), keeps its health for `/api/v1/targets`, and logs
+/// when it goes down or comes back, not at every failed scrape.
+async fn scrape_loop(
+    target: prescale_collect::scrape::Target,
+    every: Duration,
+    timeout: Duration,
+    store: Store,
+    targets: prescale_server::Targets,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let id = (target.job.clone(), target.instance.clone());
+    let mut was = String::new();
+    loop {
+        tick.tick().await;
+        let t = target.clone();
+        let store = store.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let scraped = prescale_collect::scrape::scrape(&t, timeout, now_ms());
+            let stored = store.append_many(&scraped.series);
+            (scraped.health, stored)
+        })
+        .await;
+        let (mut health, stored) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("scrape task for {} died: {e}", target.url);
+                continue;
+            }
+        };
+        match stored {
+            Ok(reports) => {
+                let rejected: usize = reports.iter().map(|r| r.rejected.len()).sum();
+                if rejected > 0 {
+                    let first = reports.iter().flat_map(|r| &r.rejected).next();
+                    tracing::warn!(
+                        "{}: {rejected} samples not stored, e.g. {}",
+                        target.url,
+                        first.map(|r| r.reason.as_str()).unwrap_or("")
+                    );
+                }
+            }
+            Err(e) => {
+                health.health = "down".into();
+                health.last_error = format!("the scrape could not be stored: {e}");
+            }
+        }
+        if health.health != was {
+            if health.health == "up" {
+                tracing::info!(job = %target.job, "scraping {}: up", target.url);
+            } else {
+                tracing::warn!(job = %target.job, "scraping {}: down: {}", target.url, health.last_error);
+            }
+            was = health.health.clone();
+        }
+        targets
+            .write()
+            .expect("targets lock")
+            .insert(id.clone(), health);
+    }
 }
 
 fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {

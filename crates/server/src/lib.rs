@@ -12,6 +12,7 @@
 //! | `GET /api/v1/series` | every stored series |
 //! | `GET /api/v1/query_range?series=SEL&start=S&end=E` | samples of one series (unix seconds) |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
+//! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
 //! | `GET /api/v1/workloads/{name}/status` | everything the engine knows about it |
 //! | `GET /api/v1/workloads/{name}/forecast` | the latest forecast |
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
@@ -30,6 +31,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use prescale_collect::scrape::TargetHealth;
 use prescale_core::{SeriesKey, Tier};
 use prescale_orchestrate::{Status, WorkloadStatus};
 use prescale_store::Store;
@@ -56,7 +58,12 @@ pub struct AppState {
     pub workloads: Vec<String>,
     /// The write receivers' settings, token and counters.
     pub receivers: Arc<write::Receivers>,
+    /// Each scrape target's health, by (job, instance), kept by the scrape loops.
+    pub targets: Targets,
 }
+
+/// Scrape targets' health by (job, instance), shared by the scrape loops and the API.
+pub type Targets = Arc<RwLock<std::collections::BTreeMap<(String, String), TargetHealth>>>;
 
 impl AppState {
     /// State for a configuration's tiers, workloads and receivers. Fails, saying what to
@@ -68,12 +75,31 @@ impl AppState {
         status: Arc<RwLock<Status>>,
     ) -> Result<Self, String> {
         let token = cfg.write_token()?;
+        let targets = cfg
+            .sources
+            .scrape
+            .iter()
+            .flat_map(|j| {
+                j.targets.iter().map(move |t| {
+                    let target = prescale_collect::scrape::Target::new(&j.job, t, &j.path);
+                    let health = TargetHealth {
+                        job: target.job.clone(),
+                        instance: target.instance.clone(),
+                        url: target.url,
+                        health: "unknown".into(),
+                        ..Default::default()
+                    };
+                    ((j.job.clone(), t.clone()), health)
+                })
+            })
+            .collect();
         Ok(Self {
             store,
             status,
             tiers: cfg.tiers.clone(),
             workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
             receivers: write::Receivers::new(cfg, token),
+            targets: Arc::new(RwLock::new(targets)),
         })
     }
 }
@@ -92,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/query_range", get(query_range))
         .route("/api/v1/workloads", get(workloads))
+        .route("/api/v1/targets", get(targets))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
         .route(
             "/api/v1/write",
@@ -112,6 +139,17 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+}
+
+async fn targets(State(st): State<AppState>) -> Response {
+    let v: Vec<TargetHealth> = st
+        .targets
+        .read()
+        .expect("targets lock")
+        .values()
+        .cloned()
+        .collect();
+    Json(json!({"status": "success", "data": v})).into_response()
 }
 
 async fn series(State(st): State<AppState>) -> Response {

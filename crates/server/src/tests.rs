@@ -378,3 +378,26 @@ async fn writes_need_the_token_once_one_is_set_and_disabled_receivers_say_so() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(text.contains("sources.influx.enabled = true"), "{text}");
 }
+
+#[tokio::test]
+async fn targets_are_listed_unknown_until_scraped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.sources.scrape = vec![prescale_core::config::ScrapeConfig {
+        job: "node".into(),
+        targets: vec!["10.1.2.3:9100".into()],
+        interval_s: 15,
+        timeout_s: 10,
+        path: "/metrics".into(),
+    }];
+    let (app, _) = writable(dir.path(), cfg);
+    let (code, body) = get(&app, "/api/v1/targets").await;
+    assert_eq!(code, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"][0]["url"], "http://10.1.2.3:9100/metrics",
+        "{body}"
+    );
+    assert_eq!(v["data"][0]["health"], "unknown", "{body}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+}

@@ -1,6 +1,7 @@
-//! End-to-end tests of the write receivers: a real Prometheus remote-writing into
-//! `prescale run` (skipped, saying so, where the `prometheus` binary is absent; `.ci/run`
-//! installs it), line protocol over HTTP, and the token rule beyond loopback.
+//! End-to-end tests of the sources beyond the host: a real Prometheus remote-writing into
+//! `prescale run`, prescale scraping a real node exporter (each skipped, saying so, where
+//! its binary is absent; `.ci/run` installs both from Debian), line protocol over HTTP,
+//! and the token rule beyond loopback.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -104,22 +105,47 @@ fn start(config: &Path, data: &Path, listen: &str, log: &Path) -> Killed {
     )
 }
 
-fn find_prometheus() -> Option<String> {
-    let ok = |p: &str| {
-        Command::new(p)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let p = std::env::var("PRESCALE_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
-    ok(&p).then_some(p)
+/// The binary `name` if it runs (`--version`).
+fn find(name: &str) -> Option<String> {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then(|| name.to_string())
+}
+
+/// Samples of one series from prescale's API.
+fn series(addr: SocketAddr, sel: &str) -> Vec<(f64, f64)> {
+    let enc: String = sel
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    match get(addr, &format!("/api/v1/query_range?series={enc}")) {
+        Some((200, body)) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            serde_json::from_value(v["data"]["values"].clone()).unwrap()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The workload `app`'s current demand, once it has one.
+fn app_demand(addr: SocketAddr) -> Option<f64> {
+    let (code, body) = get(addr, "/api/v1/workloads/app/status")?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (code == 200)
+        .then(|| v["data"]["demand"].as_f64())
+        .flatten()
 }
 
 #[test]
 fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
-    let Some(prom) = find_prometheus() else {
+    let Some(prom) = find("prometheus") else {
         eprintln!("skipping: no `prometheus` binary (apt-get install prometheus; .ci/run does)");
         return;
     };
@@ -161,30 +187,14 @@ fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
             std::fs::read_to_string(&mlog).unwrap_or_default()
         )
     };
-    let series = |sel: &str| -> Vec<(f64, f64)> {
-        let enc: String = sel
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        match get(ps, &format!("/api/v1/query_range?series={enc}")) {
-            Some((200, body)) => {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                serde_json::from_value(v["data"]["values"].clone()).unwrap()
-            }
-            _ => Vec::new(),
-        }
-    };
     // Prometheus' own `up` arrives with its target labels, a sample a second.
     let up = format!("up{{instance=\"{pm}\",job=\"self\"}}");
     wait_for(
-        || series(&up).len() >= 5,
+        || series(ps, &up).len() >= 5,
         "remote-written `up` samples",
         &logs,
     );
-    let got = series(&up);
+    let got = series(ps, &up);
     assert!(got.iter().all(|&(_, v)| v == 1.0), "{got:?}");
     assert!(
         got.windows(2).all(|w| w[1].0 > w[0].0),
@@ -192,12 +202,7 @@ fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
     );
     // The workload runs on the pushed series: its demand is Prometheus' series count.
     wait_for(
-        || {
-            get(ps, "/api/v1/workloads/app/status").is_some_and(|(c, body)| {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                c == 200 && v["data"]["demand"].as_f64().is_some_and(|d| d > 10.0)
-            })
-        },
+        || app_demand(ps).is_some_and(|d| d > 10.0),
         "the workload's demand from remote-written samples",
         &logs,
     );
@@ -281,5 +286,94 @@ fn line_protocol_writes_carry_the_token_and_land_in_the_store() {
     assert!(
         !logs().contains("t0ken-for-test"),
         "the token is never logged"
+    );
+}
+
+#[test]
+fn prescale_scrapes_a_node_exporter_and_plans_on_its_cpu_counters() {
+    let Some(ne) = find("prometheus-node-exporter").or_else(|| find("node_exporter")) else {
+        eprintln!(
+            "skipping: no node exporter (apt-get install prometheus-node-exporter; .ci/run does)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = free_addr();
+    let dead = free_addr();
+    let ps = free_addr();
+    let nlog = dir.path().join("node.log");
+    let _node = Killed(
+        Command::new(&ne)
+            .arg(format!("--web.listen-address={node}"))
+            .args(["--collector.disable-defaults", "--collector.cpu"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&nlog).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The workload's demand is this machine's busy CPU, from the exporter's counters.
+    let cfg = config(
+        dir.path(),
+        "rate(node_cpu_seconds_total{job=\"node\",mode!~\"idle|iowait\"})",
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[control]",
+        &format!(
+            "[[sources.scrape]]\njob = \"node\"\ntargets = [\"{node}\", \"{dead}\"]\ninterval_s = 1\ntimeout_s = 1\n\n[control]"
+        ),
+    );
+    std::fs::write(&cfg, text.replace("step_s = 1", "step_s = 2")).unwrap();
+    let plog = dir.path().join("prescale.log");
+    let _prescale = start(&cfg, &dir.path().join("data"), &ps.to_string(), &plog);
+    let logs = || {
+        format!(
+            "prescale:\n{}\nnode exporter:\n{}",
+            std::fs::read_to_string(&plog).unwrap_or_default(),
+            std::fs::read_to_string(&nlog).unwrap_or_default()
+        )
+    };
+    let up = |addr: SocketAddr| series(ps, &format!("up{{instance=\"{addr}\",job=\"node\"}}"));
+    wait_for(
+        || up(node).len() >= 3 && up(dead).len() >= 3,
+        "`up` of both targets",
+        &logs,
+    );
+    assert!(up(node).iter().all(|&(_, v)| v == 1.0), "{:?}", up(node));
+    assert!(up(dead).iter().all(|&(_, v)| v == 0.0), "{:?}", up(dead));
+    let (_, body) = get(ps, "/api/v1/targets").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let t = v["data"].as_array().unwrap();
+    let by = |addr: SocketAddr| {
+        t.iter()
+            .find(|x| x["instance"] == addr.to_string())
+            .unwrap_or_else(|| panic!("{addr} in {body}"))
+    };
+    assert_eq!(by(node)["health"], "up", "{body}");
+    assert!(by(node)["last_samples"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(by(dead)["health"], "down", "{body}");
+    assert!(
+        by(dead)["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&dead.to_string()),
+        "{body}"
+    );
+    // Busy CPU seconds per second: at least 0 and at most this machine's cores.
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    wait_for(
+        || app_demand(ps).is_some(),
+        "the workload's demand from scraped counters",
+        &logs,
+    );
+    let d = app_demand(ps).unwrap();
+    assert!(
+        (0.0..=cores * 1.05).contains(&d),
+        "demand {d} with {cores} cores"
+    );
+    wait_for(
+        || get(ps, "/api/v1/workloads/app/plan").is_some_and(|r| r.0 == 200),
+        "a plan for the workload",
+        &logs,
     );
 }
