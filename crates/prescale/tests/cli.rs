@@ -59,7 +59,7 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     );
 
     let bad = dir.path().join("bad.toml");
-    let broken = text.replace("interval_s = 15", "interval_s = 15\nintervall = 5");
+    let broken = text.replace("\ninterval_s = 15", "\ninterval_s = 15\nintervall = 5");
     std::fs::write(&bad, &broken).unwrap();
     let out = run(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
