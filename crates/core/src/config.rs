@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Tier, TierClass, Workload};
-use crate::DemandExpr;
+use crate::{DemandExpr, SeriesKey};
 
 /// The complete default configuration, with comments. `prescale config default` prints it
 /// and [`Config::default`] parses it, so the two can never disagree.
@@ -96,6 +96,14 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
 pub struct StorageConfig {
     /// Directory of the embedded store (created if missing).
     pub path: PathBuf,
+    /// Seconds samples are kept (0: forever). A workload keeps the series it reads, and
+    /// its own, for the longest of this, its `retention_s` and its `history_s`.
+    #[serde(default = "default_retention_s")]
+    pub retention_s: u64,
+}
+
+fn default_retention_s() -> u64 {
+    30 * 86_400
 }
 
 /// `[sources]`
@@ -392,6 +400,35 @@ impl Config {
         self.server.listen.parse().expect("validated at load time")
     }
 
+    /// How long samples of `key` are kept, in seconds; `None` for ever. Series a workload
+    /// reads (its demand and dimensions) and writes (`prescale_*{workload="name"}`) are
+    /// kept for the longest of `storage.retention_s`, the workload's `retention_s` and its
+    /// `history_s`, so the forecaster never loses history it reads; other series for
+    /// `storage.retention_s`.
+    pub fn retention_s_for(&self, key: &SeriesKey) -> Option<u64> {
+        let mut keep = self.storage.retention_s;
+        if keep == 0 {
+            return None;
+        }
+        for w in &self.workloads {
+            let own = key.name.starts_with("prescale_")
+                && key.labels.get("workload").is_some_and(|n| *n == w.name);
+            let reads = std::iter::once(&w.demand)
+                .chain(w.dimensions.values().map(|d| &d.series))
+                .filter_map(|e| DemandExpr::parse(e).ok())
+                .any(|e| e.selector().matches(key));
+            if own || reads {
+                match w.retention_s {
+                    Some(0) => return None,
+                    Some(r) => keep = keep.max(r),
+                    None => {}
+                }
+                keep = keep.max(w.history_s);
+            }
+        }
+        Some(keep)
+    }
+
     /// Whether a receiver (remote_write or line protocol) accepts writes.
     pub fn receivers_enabled(&self) -> bool {
         self.sources.remote_write.enabled || self.sources.influx.enabled
@@ -471,6 +508,15 @@ impl Config {
             }
             if let Err(e) = DemandExpr::parse(&w.demand) {
                 return err(k("demand"), e.to_string());
+            }
+            if let Some(r) = w.retention_s.filter(|&r| r > 0 && r < w.history_s) {
+                return err(
+                    k("retention_s"),
+                    format!(
+                        "{r} is shorter than history_s ({}): the forecaster would lose history it reads; use at least {} or 0 (forever)",
+                        w.history_s, w.history_s
+                    ),
+                );
             }
             for (name, src) in &w.dimensions {
                 let key = k(&format!("dimensions.{name}"));
@@ -845,6 +891,37 @@ mod tests {
             assert!(e.message.contains(why), "{e}");
             assert!(e.line.is_some(), "{e}");
         }
+    }
+
+    #[test]
+    fn retention_keeps_what_workloads_read_for_their_history_or_longer() {
+        let mut c = Config::default();
+        assert_eq!(c.storage.retention_s, 30 * 86_400);
+        c.storage.retention_s = 86_400;
+        let key = |s: &str| SeriesKey::parse(s).unwrap();
+        let busy = key(r#"host_cpu_usage_cores{mode="busy"}"#);
+        let idle = key(r#"host_cpu_usage_cores{mode="idle"}"#);
+        let own = key(r#"prescale_demand{workload="host"}"#);
+        let other = key(r#"prescale_demand{workload="gone"}"#);
+        // The host workload reads 14 days of its demand: kept that long, the rest a day.
+        assert_eq!(c.retention_s_for(&busy), Some(14 * 86_400));
+        assert_eq!(c.retention_s_for(&own), Some(14 * 86_400));
+        assert_eq!(c.retention_s_for(&idle), Some(86_400));
+        assert_eq!(c.retention_s_for(&other), Some(86_400));
+        c.workloads[0].retention_s = Some(365 * 86_400);
+        assert_eq!(c.retention_s_for(&busy), Some(365 * 86_400));
+        c.workloads[0].retention_s = Some(0);
+        assert_eq!(c.retention_s_for(&own), None);
+        c.storage.retention_s = 0;
+        assert_eq!(c.retention_s_for(&idle), None);
+
+        let short = DEFAULT_TOML.replace("# retention_s = 31536000", "retention_s = 3600");
+        let e = Config::parse(&short, "p.toml").unwrap_err();
+        assert_eq!(e.key, "workloads[0].retention_s", "{e}");
+        assert!(
+            e.message.contains("shorter than history_s (1209600)"),
+            "{e}"
+        );
     }
 
     #[test]

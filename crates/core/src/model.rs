@@ -354,6 +354,10 @@ pub struct Workload {
     /// cross-validation error.
     #[serde(default = "default_drift_ratio")]
     pub drift_ratio: f64,
+    /// Seconds the series this workload reads and writes are kept, when longer than
+    /// `storage.retention_s` (0: forever); never less than `history_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_s: Option<u64>,
 }
 
 /// Model names a workload may use.

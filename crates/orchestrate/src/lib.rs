@@ -8,13 +8,15 @@
 //! - [`trainer`]: model selection and refits off the control path;
 //! - [`demo`]: the same engine on an accelerated clock with synthetic demand;
 //! - [`jumps`]: upper quantiles at a predicted jump from the errors of past ones;
-//! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars.
+//! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars;
+//! - [`retention`]: deletes samples older than each series may keep.
 
 pub mod demo;
 pub mod engine;
 pub mod jumps;
 pub mod provider;
 pub mod reconcile;
+pub mod retention;
 pub mod simulate;
 pub mod trainer;
 

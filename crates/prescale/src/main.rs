@@ -321,6 +321,33 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 }
             }));
         }
+        {
+            // Retention: at start, then hourly, off the async threads.
+            let store = store.clone();
+            let cfg = cfg.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let store = store.clone();
+                    let cfg = cfg.clone();
+                    let res = tokio::task::spawn_blocking(move || {
+                        prescale_orchestrate::retention::enforce(&store, &cfg, now_ms())
+                    })
+                    .await;
+                    match res {
+                        Ok(Ok(r)) if r.samples > 0 => tracing::info!(
+                            series = r.series,
+                            samples = r.samples,
+                            "retention: deleted samples older than their series keep"
+                        ),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!("retention pass failed: {e}"),
+                        Err(e) => tracing::error!("retention task died: {e}"),
+                    }
+                }
+            }));
+        }
         for job in &cfg.sources.scrape {
             for instance in &job.targets {
                 tasks.push(tokio::spawn(scrape_loop(

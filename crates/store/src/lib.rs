@@ -10,8 +10,9 @@
 //!
 //! Appends are acknowledged only after the journal has been synced to disk (unless the
 //! store was opened with [`Durability::Buffered`], which the accelerated demo uses), so an
-//! acknowledged sample survives a crash. Compression, indexing by label and retention
-//! come with the storage issue.
+//! acknowledged sample survives a crash. Retention deletes a series' samples before a
+//! cutoff ([`Store::delete_before`]; the daemon decides the cutoffs). Compression and
+//! indexing by label are still to come.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -350,6 +351,42 @@ impl Store {
             });
         }
         Ok(Some(out))
+    }
+
+    /// Deletes the samples of `key` older than `cutoff` (ms) and syncs; returns how many.
+    /// Deletes in batches, so a long backlog does not hold one huge batch in memory.
+    pub fn delete_before(&self, key: &SeriesKey, cutoff: TimestampMs) -> Result<usize> {
+        let Some(id) = self.series_id(key, false)? else {
+            return Ok(0);
+        };
+        if cutoff == i64::MIN {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        loop {
+            let mut keys = Vec::new();
+            for item in self
+                .inner
+                .samples
+                .range(sample_key(id, i64::MIN)..sample_key(id, cutoff))
+                .take(50_000)
+            {
+                keys.push(item.key().map_err(self.io())?);
+            }
+            if keys.is_empty() {
+                break;
+            }
+            let mut batch = self.inner.db.batch();
+            for k in &keys {
+                batch.remove(&self.inner.samples, k.clone());
+            }
+            batch.commit().map_err(self.io())?;
+            deleted += keys.len();
+        }
+        if deleted > 0 {
+            self.persist()?;
+        }
+        Ok(deleted)
     }
 
     /// The newest sample of `key`, if any.
