@@ -38,6 +38,60 @@ pub struct Config {
     pub server: ServerConfig,
 }
 
+/// Checks that the provider in use is configured, and its settings.
+fn validate_providers(p: &ProvidersConfig) -> Result<(), (String, String)> {
+    match p.use_ {
+        ProviderKind::Sim => {}
+        ProviderKind::Exec => {
+            let Some(e) = &p.exec else {
+                return Err((
+                    "providers.exec".into(),
+                    "use = \"exec\" needs a [providers.exec] section with command = [\"/path/to/hook\", ...]".into(),
+                ));
+            };
+            if e.command.first().is_none_or(|c| c.trim().is_empty()) {
+                return Err((
+                    "providers.exec.command".into(),
+                    "must name a program, e.g. [\"/usr/local/bin/prescale-hook\"]".into(),
+                ));
+            }
+            if e.timeout_s == 0 {
+                return Err((
+                    "providers.exec.timeout_s".into(),
+                    "must be at least 1 second".into(),
+                ));
+            }
+        }
+        ProviderKind::Webhook => {
+            let Some(w) = &p.webhook else {
+                return Err((
+                    "providers.webhook".into(),
+                    "use = \"webhook\" needs a [providers.webhook] section with url = \"http://...\"".into(),
+                ));
+            };
+            if !w.url.starts_with("http://") || w.url.len() <= "http://".len() {
+                return Err((
+                    "providers.webhook.url".into(),
+                    format!(
+                        "{:?} must be an http:// URL (https is not supported yet: put a local proxy in front)",
+                        w.url
+                    ),
+                ));
+            }
+            if w.timeout_s == 0 {
+                return Err((
+                    "providers.webhook.timeout_s".into(),
+                    "must be at least 1 second".into(),
+                ));
+            }
+            if let Some(f) = &w.token_file {
+                read_token_file(f).map_err(|m| ("providers.webhook.token_file".into(), m))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks scrape jobs: unique names, `host:port` targets, a timeout within the interval.
 fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
     let mut names = BTreeSet::new();
@@ -197,11 +251,17 @@ pub struct ControlConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
-    /// The provider that carries out actions (only `sim` exists so far).
+    /// The provider that carries out actions.
     #[serde(rename = "use")]
     pub use_: ProviderKind,
     /// `[providers.sim]`
     pub sim: SimProviderConfig,
+    /// `[providers.exec]`: a command run for each action (and, if asked, for the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecProviderConfig>,
+    /// `[providers.webhook]`: an HTTP endpoint posted each action (and asked the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookProviderConfig>,
 }
 
 /// Which provider to use.
@@ -210,6 +270,62 @@ pub struct ProvidersConfig {
 pub enum ProviderKind {
     /// The built-in simulated cloud.
     Sim,
+    /// A command (`[providers.exec]`).
+    Exec,
+    /// An HTTP endpoint (`[providers.webhook]`).
+    Webhook,
+}
+
+/// `[providers.exec]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecProviderConfig {
+    /// The program and its arguments (no shell): it reads one JSON request on stdin and
+    /// exits 0 when done; for a state request it prints the state as JSON.
+    pub command: Vec<String>,
+    /// Seconds a call may take before it is killed and counted as failed.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_s: u64,
+    /// Ask the hook for the capacity it holds at every pass (the truth, which survives
+    /// prescale's restarts); otherwise prescale counts what it asked for, ready after
+    /// the tier's lead time.
+    #[serde(default)]
+    pub report_state: bool,
+}
+
+/// `[providers.webhook]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookProviderConfig {
+    /// `http://host:port/path` that each request is POSTed to as JSON.
+    pub url: String,
+    /// Seconds a call may take.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_s: u64,
+    /// A file whose first line is sent as `Authorization: Bearer TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// As for `[providers.exec]`.
+    #[serde(default)]
+    pub report_state: bool,
+}
+
+fn default_hook_timeout() -> u64 {
+    30
+}
+
+/// The first line of a token file, refusing an unreadable or empty one.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(format!(
+            "the token file {} is empty; put the token on its first line",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }
 
 /// `[providers.sim]`
@@ -453,16 +569,7 @@ impl Config {
             }
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-        let token = text.lines().next().unwrap_or("").trim();
-        if token.is_empty() {
-            return Err(format!(
-                "the token file {} is empty; put the token on its first line",
-                path.display()
-            ));
-        }
-        Ok(Some(token.to_string()))
+        read_token_file(path).map(Some)
     }
 
     /// Checks the rules serde cannot express; returns (key path, message) on failure.
@@ -493,6 +600,7 @@ impl Config {
             return err("server.token_file".into(), m);
         }
         validate_scrape(&self.sources.scrape)?;
+        validate_providers(&self.providers)?;
         validate_tiers(&self.tiers)?;
         let mut wnames = BTreeSet::new();
         for (i, w) in self.workloads.iter().enumerate() {
@@ -921,6 +1029,63 @@ mod tests {
         assert!(
             e.message.contains("shorter than history_s (1209600)"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hook_provider_in_use_must_be_configured() {
+        let with = |use_: &str, section: &str| {
+            DEFAULT_TOML
+                .replace("use = \"sim\"", &format!("use = \"{use_}\""))
+                .replace("[providers.sim]", &format!("{section}\n[providers.sim]"))
+        };
+        for (text, key, why) in [
+            (
+                with("exec", ""),
+                "providers.exec",
+                "needs a [providers.exec] section",
+            ),
+            (
+                with("exec", "[providers.exec]\ncommand = []"),
+                "providers.exec.command",
+                "must name a program",
+            ),
+            (
+                with("webhook", ""),
+                "providers.webhook",
+                "needs a [providers.webhook] section",
+            ),
+            (
+                with("webhook", "[providers.webhook]\nurl = \"https://x/y\""),
+                "providers.webhook.url",
+                "https is not supported",
+            ),
+            (
+                with(
+                    "webhook",
+                    "[providers.webhook]\nurl = \"http://x/y\"\ntoken_file = \"/nonexistent/t\"",
+                ),
+                "providers.webhook.token_file",
+                "cannot read the token file",
+            ),
+            (with("cloud", ""), "providers.use", "unknown variant"),
+        ] {
+            let e = Config::parse(&text, "p.toml").unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(why), "{e}");
+        }
+        let c = Config::parse(
+            &with(
+                "exec",
+                "[providers.exec]\ncommand = [\"/bin/hook\", \"--x\"]",
+            ),
+            "p.toml",
+        )
+        .unwrap();
+        let e = c.providers.exec.unwrap();
+        assert_eq!(
+            (e.command.len(), e.timeout_s, e.report_state),
+            (2, 30, false)
         );
     }
 

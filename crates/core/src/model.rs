@@ -411,8 +411,10 @@ fn default_scale_down_window_s() -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierCount {
     /// Instances serving load.
+    #[serde(default)]
     pub ready: u32,
     /// Instances requested but not yet serving.
+    #[serde(default)]
     pub pending: u32,
 }
 

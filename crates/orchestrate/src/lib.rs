@@ -1,6 +1,7 @@
 //! The control loop: from stored demand to provider actions, with every decision logged.
 //!
 //! - [`provider`]: the [`Provider`] interface and the built-in simulated cloud;
+//! - [`hook`]: providers that hand actions to a command or an HTTP endpoint;
 //! - [`reconcile`]: desired vs actual capacity -> idempotent actions, with HPA-style
 //!   scale-down stabilisation;
 //! - [`engine`]: one pass of resample -> detect -> forecast -> plan -> reconcile -> act
@@ -13,6 +14,7 @@
 
 pub mod demo;
 pub mod engine;
+pub mod hook;
 pub mod jumps;
 pub mod provider;
 pub mod reconcile;

@@ -1,6 +1,7 @@
 //! Providers carry out actions. The simulated cloud is the first: instances of each tier
 //! become ready after the tier's lead time, are billed per second from request to
-//! release, and spot instances are interrupted at random (seeded, so runs replay).
+//! release, and spot instances are interrupted at random (seeded, so runs replay). The
+//! hook providers ([`crate::hook`]) hand actions to a command or an HTTP endpoint.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
@@ -33,6 +34,9 @@ pub enum ProviderError {
     /// The provider could not be reached or timed out.
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// The provider answered and said no.
+    #[error("provider refused: {0}")]
+    Refused(String),
 }
 
 /// Something that turns actions into capacity.
@@ -54,6 +58,28 @@ pub trait Provider: Send {
     /// Restores state saved by [`Provider::save`].
     fn restore(&mut self, _state: serde_json::Value) -> Result<(), ProviderError> {
         Ok(())
+    }
+}
+
+/// A provider chosen at run time (the daemon's `[providers] use`).
+impl Provider for Box<dyn Provider> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn apply(&mut self, action: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+        (**self).apply(action, now)
+    }
+    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
+        (**self).allocation(workload, now)
+    }
+    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+        (**self).advance(now)
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        (**self).save()
+    }
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
+        (**self).restore(state)
     }
 }
 

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use prescale_collect::HostCollector;
 use prescale_core::config::{Config, DEFAULT_TOML};
 use prescale_orchestrate::demo::{demo_config, run_demo, DemoOptions, DemoSummary};
-use prescale_orchestrate::{Engine, SimCloud};
+use prescale_orchestrate::{Engine, Provider, SimCloud};
 use prescale_server::AppState;
 use prescale_store::{Durability, Store};
 
@@ -277,10 +277,10 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             series = store.series().len(),
             "store open"
         );
-        let sim = SimCloud::new(&cfg.tiers, cfg.providers.sim.seed);
+        let provider = make_provider(&cfg)?;
         let interval_ms = cfg.control.interval_s as i64 * 1000;
         let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
-        let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), sim);
+        let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), provider);
         engine.restore_status()?;
         let state = AppState::new(&cfg, store.clone(), engine.status_handle())
             .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
@@ -392,6 +392,47 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         store.flush()?;
         tracing::info!("stopped; every acknowledged sample is on disk");
         Ok(())
+    })
+}
+
+/// The provider `[providers] use` names.
+fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
+    use prescale_core::config::ProviderKind;
+    use prescale_orchestrate::hook::{HookProvider, Transport};
+    let workloads: Vec<String> = cfg.workloads.iter().map(|w| w.name.clone()).collect();
+    let p = &cfg.providers;
+    Ok(match p.use_ {
+        ProviderKind::Sim => Box::new(SimCloud::new(&cfg.tiers, p.sim.seed)),
+        ProviderKind::Exec => {
+            let e = p.exec.as_ref().expect("validated with the config");
+            Box::new(HookProvider::new(
+                Transport::Exec(e.command.clone()),
+                Duration::from_secs(e.timeout_s),
+                e.report_state,
+                &cfg.tiers,
+                workloads,
+            ))
+        }
+        ProviderKind::Webhook => {
+            let w = p.webhook.as_ref().expect("validated with the config");
+            let token = match &w.token_file {
+                Some(f) => Some(
+                    prescale_core::config::read_token_file(f)
+                        .map_err(|e| UsageError(format!("providers.webhook.token_file: {e}")))?,
+                ),
+                None => None,
+            };
+            Box::new(HookProvider::new(
+                Transport::Webhook {
+                    url: w.url.clone(),
+                    token,
+                },
+                Duration::from_secs(w.timeout_s),
+                w.report_state,
+                &cfg.tiers,
+                workloads,
+            ))
+        }
     })
 }
 

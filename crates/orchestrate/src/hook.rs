@@ -1,0 +1,774 @@
+//! Hook providers: prescale's actions carried out by a command (`exec`) or an HTTP
+//! endpoint (`webhook`) of the user's, so it can drive anything that has a CLI or an API
+//! (`kubectl scale`, a cloud's instance groups, a ticket queue).
+//!
+//! Each action goes out as one JSON object ([`Request::Action`]) carrying its idempotency
+//! key and the instance count the workload's tier should have afterwards; the hook
+//! answers success (exit 0 / HTTP 2xx) or failure (anything else, with a reason on stderr
+//! or in the body). A call that takes longer than the timeout is killed and counted as a
+//! failure, so a hung hook never stalls the control loop for long; failures are logged as
+//! decisions and retried by the next pass with a new plan.
+//!
+//! What a workload holds comes from the hook itself when `report_state` is on (a
+//! [`Request::State`] at every pass, answered with counts per workload and tier: the
+//! provider's truth, which survives prescale's restarts, and which shows capacity lost
+//! without prescale asking as events). Otherwise prescale keeps its own book of what it
+//! asked for, each instance ready after its tier's lead time, saved across restarts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prescale_core::model::TierCount;
+use prescale_core::{ActionKind, Allocation, Tier, TimestampMs};
+use serde::{Deserialize, Serialize};
+
+use crate::provider::{Provider, ProviderError, ProviderEvent};
+
+/// How many recent action keys are remembered, so a resent action is not sent twice.
+const REMEMBERED_KEYS: usize = 4096;
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A program and its arguments, run without a shell; the request on stdin and in
+    /// `PRESCALE_*` variables, the answer on stdout.
+    Exec(Vec<String>),
+    /// An `http://` URL requests are POSTed to, with an optional bearer token.
+    Webhook {
+        /// The URL.
+        url: String,
+        /// Sent as `Authorization: Bearer TOKEN`.
+        token: Option<String>,
+    },
+}
+
+/// What prescale asks a hook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Carry out one action.
+    Action {
+        /// Idempotency key: the same key twice must change nothing the second time.
+        key: String,
+        /// The workload.
+        workload: String,
+        /// The tier.
+        tier: String,
+        /// `provision` or `deprovision`.
+        kind: ActionKind,
+        /// Instances added or removed.
+        count: u32,
+        /// Instances of this tier the workload should hold once this is done.
+        instances_after: u32,
+        /// When prescale decided it (ms since the epoch).
+        at: TimestampMs,
+    },
+    /// Report what each workload holds.
+    State {
+        /// The workloads prescale manages.
+        workloads: Vec<String>,
+    },
+}
+
+/// A hook's answer to a state request: workload -> tier -> counts.
+pub type StateReport = BTreeMap<String, BTreeMap<String, TierCount>>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Book {
+    /// (workload, tier) -> ready times of the instances asked for.
+    instances: BTreeMap<String, BTreeMap<String, Vec<TimestampMs>>>,
+    applied: VecDeque<String>,
+}
+
+/// A provider whose actions a command or an HTTP endpoint carries out.
+pub struct HookProvider {
+    name: String,
+    transport: Transport,
+    timeout: Duration,
+    report_state: bool,
+    tiers: BTreeMap<String, Tier>,
+    workloads: Vec<String>,
+    book: Book,
+    /// The hook's last state report, with what was applied since added.
+    reported: Option<StateReport>,
+    clock: TimestampMs,
+}
+
+impl HookProvider {
+    /// A hook provider for `tiers` and `workloads`.
+    pub fn new(
+        transport: Transport,
+        timeout: Duration,
+        report_state: bool,
+        tiers: &[Tier],
+        workloads: Vec<String>,
+    ) -> Self {
+        let name = match &transport {
+            Transport::Exec(_) => "exec",
+            Transport::Webhook { .. } => "webhook",
+        };
+        Self {
+            name: name.into(),
+            transport,
+            timeout,
+            report_state,
+            tiers: tiers.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            workloads,
+            book: Book::default(),
+            reported: None,
+            clock: 0,
+        }
+    }
+
+    /// Sends one request; returns the hook's answer (stdout or the response body).
+    pub fn call(&self, req: &Request) -> Result<String, ProviderError> {
+        let body = serde_json::to_string(req).expect("requests serialize");
+        match &self.transport {
+            Transport::Exec(argv) => run(argv, req, &body, self.timeout),
+            Transport::Webhook { url, token } => post(url, token.as_deref(), &body, self.timeout),
+        }
+    }
+
+    fn held(&self, workload: &str, tier: &str, now: TimestampMs) -> TierCount {
+        if let Some(r) = &self.reported {
+            return r
+                .get(workload)
+                .and_then(|t| t.get(tier))
+                .copied()
+                .unwrap_or_default();
+        }
+        let ready_at = self.book.instances.get(workload).and_then(|t| t.get(tier));
+        let mut c = TierCount::default();
+        for &r in ready_at.into_iter().flatten() {
+            if r <= now {
+                c.ready += 1;
+            } else {
+                c.pending += 1;
+            }
+        }
+        c
+    }
+
+    fn record(
+        &mut self,
+        workload: &str,
+        tier: &Tier,
+        kind: ActionKind,
+        count: u32,
+        now: TimestampMs,
+    ) {
+        let list = self
+            .book
+            .instances
+            .entry(workload.to_string())
+            .or_default()
+            .entry(tier.name.clone())
+            .or_default();
+        match kind {
+            ActionKind::Provision => list.extend(std::iter::repeat_n(
+                now + tier.lead_time_s as i64 * 1000,
+                count as usize,
+            )),
+            ActionKind::Deprovision => {
+                // Pending instances go first, then the newest.
+                list.sort_unstable();
+                for _ in 0..count.min(list.len() as u32) {
+                    list.pop();
+                }
+            }
+        }
+        if let Some(r) = &mut self.reported {
+            let c = r
+                .entry(workload.to_string())
+                .or_default()
+                .entry(tier.name.clone())
+                .or_default();
+            match kind {
+                ActionKind::Provision => c.pending += count,
+                ActionKind::Deprovision => {
+                    let from_pending = count.min(c.pending);
+                    c.pending -= from_pending;
+                    c.ready = c.ready.saturating_sub(count - from_pending);
+                }
+            }
+        }
+    }
+}
+
+impl Provider for HookProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&mut self, a: &prescale_core::Action, now: TimestampMs) -> Result<(), ProviderError> {
+        if self.book.applied.contains(&a.key) {
+            return Ok(());
+        }
+        let tier = self
+            .tiers
+            .get(&a.tier)
+            .ok_or_else(|| ProviderError::UnknownTier(a.tier.clone()))?
+            .clone();
+        let held = self.held(&a.workload, &a.tier, now).total();
+        let after = match a.kind {
+            ActionKind::Provision => held + a.count,
+            ActionKind::Deprovision => held.saturating_sub(a.count),
+        };
+        if a.kind == ActionKind::Provision && after > tier.max_instances {
+            return Err(ProviderError::AtCapacity {
+                tier: a.tier.clone(),
+                have: held,
+                want: a.count,
+                max: tier.max_instances,
+            });
+        }
+        self.call(&Request::Action {
+            key: a.key.clone(),
+            workload: a.workload.clone(),
+            tier: a.tier.clone(),
+            kind: a.kind,
+            count: a.count,
+            instances_after: after,
+            at: a.at,
+        })?;
+        self.record(&a.workload, &tier, a.kind, a.count, now);
+        self.book.applied.push_back(a.key.clone());
+        while self.book.applied.len() > REMEMBERED_KEYS {
+            self.book.applied.pop_front();
+        }
+        Ok(())
+    }
+
+    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
+        let mut a = Allocation::default();
+        for t in self.tiers.keys() {
+            let c = self.held(workload, t, now);
+            if c.total() > 0 {
+                a.tiers.insert(t.clone(), c);
+            }
+        }
+        a
+    }
+
+    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+        self.clock = now;
+        if !self.report_state {
+            return Vec::new();
+        }
+        let req = Request::State {
+            workloads: self.workloads.clone(),
+        };
+        let report = self.call(&req).and_then(|body| {
+            serde_json::from_str::<StateReport>(&body).map_err(|e| {
+                ProviderError::Unavailable(format!(
+                    "the {} hook's state is not {{\"workload\": {{\"tier\": {{\"ready\": N, \"pending\": N}}}}}}: {e}",
+                    self.name
+                ))
+            })
+        });
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep the last report (with what was applied since): better than none.
+                tracing::warn!("{}; keeping the last known state", e);
+                return Vec::new();
+            }
+        };
+        let mut events = Vec::new();
+        if let Some(before) = &self.reported {
+            for (w, tiers) in before {
+                for (t, c) in tiers {
+                    let now_total = report
+                        .get(w)
+                        .and_then(|x| x.get(t))
+                        .map_or(0, TierCount::total);
+                    if now_total < c.total() {
+                        events.push(ProviderEvent {
+                            at: now,
+                            workload: w.clone(),
+                            tier: t.clone(),
+                            what: format!(
+                                "the {} hook reports {now_total} instances where {} were held, without prescale asking",
+                                self.name,
+                                c.total()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        self.reported = Some(report);
+        events
+    }
+
+    fn save(&self) -> Option<serde_json::Value> {
+        // With report_state the hook holds the truth; otherwise the book is all there is.
+        (!self.report_state).then(|| serde_json::to_value(&self.book).expect("book serializes"))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
+        self.book = serde_json::from_value(state).map_err(|e| {
+            ProviderError::Unavailable(format!(
+                "saved {} provider state unreadable: {e}",
+                self.name
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+/// Runs the program with the request on stdin and in `PRESCALE_*` variables, within
+/// `timeout`.
+fn run(
+    argv: &[String],
+    req: &Request,
+    body: &str,
+    timeout: Duration,
+) -> Result<String, ProviderError> {
+    let program = &argv[0];
+    let mut cmd = Command::new(program);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match req {
+        Request::Action {
+            key,
+            workload,
+            tier,
+            kind,
+            count,
+            instances_after,
+            ..
+        } => {
+            let kind = match kind {
+                ActionKind::Provision => "provision",
+                ActionKind::Deprovision => "deprovision",
+            };
+            cmd.env("PRESCALE_TYPE", "action")
+                .env("PRESCALE_KEY", key)
+                .env("PRESCALE_WORKLOAD", workload)
+                .env("PRESCALE_TIER", tier)
+                .env("PRESCALE_KIND", kind)
+                .env("PRESCALE_COUNT", count.to_string())
+                .env("PRESCALE_INSTANCES_AFTER", instances_after.to_string());
+        }
+        Request::State { .. } => {
+            cmd.env("PRESCALE_TYPE", "state");
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        ProviderError::Unavailable(format!(
+            "cannot run {program}: {e}; check providers.exec.command"
+        ))
+    })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let body = body.to_string();
+    // Write from a thread: a hook that does not read stdin must not block us.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(body.as_bytes());
+    });
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProviderError::Unavailable(format!(
+                    "{program} did not finish within {} s and was killed",
+                    timeout.as_secs_f64()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                return Err(ProviderError::Unavailable(format!(
+                    "waiting for {program}: {e}"
+                )))
+            }
+        }
+    };
+    let _ = writer.join();
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    if status.success() {
+        Ok(out)
+    } else {
+        let why = err.trim();
+        let why = if why.is_empty() { out.trim() } else { why };
+        Err(ProviderError::Refused(format!(
+            "{program} exited with {status}: {}",
+            if why.is_empty() { "(no output)" } else { why }
+        )))
+    }
+}
+
+/// POSTs the request as JSON within `timeout`.
+fn post(
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+    timeout: Duration,
+) -> Result<String, ProviderError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.post(url).header("Content-Type", "application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req
+        .send(body)
+        .map_err(|e| ProviderError::Unavailable(format!("POST {url}: {e}")))?;
+    let status = resp.status();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        let why = text.trim();
+        Err(ProviderError::Refused(format!(
+            "POST {url}: HTTP {status}: {}",
+            if why.is_empty() { "(empty body)" } else { why }
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::config::Config;
+    use prescale_core::Action;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A hook script in `dir`: appends each request (stdin, then the action's env) to
+    /// `calls.log`; answers a state request with `state.json`; fails or hangs on demand.
+    fn script(dir: &std::path::Path) -> Vec<String> {
+        let path = dir.join("hook.sh");
+        std::fs::write(
+            &path,
+            r#"#!/bin/sh
+cd "$(dirname "$0")"
+body=$(cat)
+echo "$body $PRESCALE_KIND $PRESCALE_COUNT $PRESCALE_INSTANCES_AFTER" >> calls.log
+[ -f hang ] && sleep 5
+if [ -f fail ]; then echo "quota exceeded in region x" >&2; exit 3; fi
+[ "$PRESCALE_TYPE" = state ] && cat state.json
+exit 0
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        vec![path.display().to_string()]
+    }
+
+    fn action(key: &str, kind: ActionKind, count: u32) -> Action {
+        Action {
+            key: key.into(),
+            workload: "web".into(),
+            tier: "standard".into(),
+            kind,
+            count,
+            at: 5,
+        }
+    }
+
+    fn provider(dir: &std::path::Path, report: bool, timeout_s: u64) -> HookProvider {
+        HookProvider::new(
+            Transport::Exec(script(dir)),
+            Duration::from_secs(timeout_s),
+            report,
+            &Config::default().tiers,
+            vec!["web".into()],
+        )
+    }
+
+    fn calls(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn exec_hooks_get_each_action_once_and_prescale_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = provider(dir.path(), false, 10);
+        p.apply(&action("k1", ActionKind::Provision, 3), 0).unwrap();
+        p.apply(&action("k1", ActionKind::Provision, 3), 0).unwrap();
+        let log = calls(dir.path());
+        assert_eq!(log.len(), 1, "the same key is sent once: {log:?}");
+        assert!(
+            log[0].starts_with(r#"{"type":"action","key":"k1","workload":"web","tier":"standard","kind":"provision","count":3,"instances_after":3,"at":5}"#),
+            "{}",
+            log[0]
+        );
+        assert!(log[0].ends_with(" provision 3 3"), "{}", log[0]);
+        // Standard instances are ready after the tier's 180 s lead time.
+        let c = |p: &HookProvider, t| p.allocation("web", t).tiers["standard"];
+        assert_eq!(
+            c(&p, 179_999),
+            TierCount {
+                ready: 0,
+                pending: 3
+            }
+        );
+        assert_eq!(
+            c(&p, 180_000),
+            TierCount {
+                ready: 3,
+                pending: 0
+            }
+        );
+        p.apply(&action("k2", ActionKind::Deprovision, 1), 200_000)
+            .unwrap();
+        assert!(calls(dir.path())[1].ends_with(" deprovision 1 2"));
+        assert_eq!(
+            c(&p, 200_000),
+            TierCount {
+                ready: 2,
+                pending: 0
+            }
+        );
+        // The book survives a restart.
+        let saved = p.save().unwrap();
+        let mut q = provider(dir.path(), false, 10);
+        q.restore(saved).unwrap();
+        assert_eq!(
+            c(&q, 200_000),
+            TierCount {
+                ready: 2,
+                pending: 0
+            }
+        );
+        q.apply(&action("k2", ActionKind::Deprovision, 1), 200_000)
+            .unwrap();
+        assert_eq!(calls(dir.path()).len(), 2, "remembered across the restart");
+    }
+
+    #[test]
+    fn a_failing_or_hung_hook_changes_nothing_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = provider(dir.path(), false, 1);
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let e = p
+            .apply(&action("k1", ActionKind::Provision, 2), 0)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Refused(m) if m.contains("exited with exit status: 3: quota exceeded in region x")),
+            "{e}"
+        );
+        assert!(p.allocation("web", 1_000_000).tiers.is_empty());
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+        std::fs::write(dir.path().join("hang"), "").unwrap();
+        let t = Instant::now();
+        let e = p
+            .apply(&action("k1", ActionKind::Provision, 2), 0)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Unavailable(m) if m.contains("did not finish within 1 s")),
+            "{e}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "killed at the timeout"
+        );
+        assert!(p.allocation("web", 1_000_000).tiers.is_empty());
+        // Not remembered as applied: the next pass may send it again.
+        std::fs::remove_file(dir.path().join("hang")).unwrap();
+        p.apply(&action("k1", ActionKind::Provision, 2), 0).unwrap();
+        assert_eq!(p.allocation("web", 0).tiers["standard"].pending, 2);
+        let mut missing = HookProvider::new(
+            Transport::Exec(vec!["/nonexistent/hook".into()]),
+            Duration::from_secs(1),
+            false,
+            &Config::default().tiers,
+            vec![],
+        );
+        let e = missing
+            .apply(&action("k", ActionKind::Provision, 1), 0)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("check providers.exec.command"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reported_state_is_the_truth_and_losses_become_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        std::fs::write(
+            &state,
+            r#"{"web": {"standard": {"ready": 4}, "spot": {"ready": 2, "pending": 1}}}"#,
+        )
+        .unwrap();
+        let mut p = provider(dir.path(), true, 10);
+        assert!(p.advance(1000).is_empty());
+        assert!(calls(dir.path())[0].starts_with(r#"{"type":"state","workloads":["web"]}"#));
+        let a = p.allocation("web", 1000);
+        assert_eq!(
+            a.tiers["standard"],
+            TierCount {
+                ready: 4,
+                pending: 0
+            }
+        );
+        assert_eq!(
+            a.tiers["spot"],
+            TierCount {
+                ready: 2,
+                pending: 1
+            }
+        );
+        // What is applied counts at once, until the next report.
+        p.apply(&action("k1", ActionKind::Provision, 2), 1000)
+            .unwrap();
+        assert!(calls(dir.path())[1].ends_with(" provision 2 6"));
+        assert_eq!(
+            p.allocation("web", 1000).tiers["standard"],
+            TierCount {
+                ready: 4,
+                pending: 2
+            }
+        );
+        // The cloud took two spot instances away: an event, and the report is the truth.
+        std::fs::write(
+            &state,
+            r#"{"web": {"standard": {"ready": 4, "pending": 2}, "spot": {"ready": 1}}}"#,
+        )
+        .unwrap();
+        let ev = p.advance(2000);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!((ev[0].tier.as_str(), ev[0].at), ("spot", 2000));
+        assert!(
+            ev[0].what.contains("reports 1 instances where 3 were held"),
+            "{}",
+            ev[0].what
+        );
+        assert_eq!(
+            p.allocation("web", 2000).tiers["spot"],
+            TierCount {
+                ready: 1,
+                pending: 0
+            }
+        );
+        // A broken report keeps the last one.
+        std::fs::write(&state, "not json").unwrap();
+        assert!(p.advance(3000).is_empty());
+        assert_eq!(p.allocation("web", 3000).tiers["standard"].total(), 6);
+        assert!(p.save().is_none(), "the hook holds the truth");
+    }
+
+    #[test]
+    fn webhooks_get_the_json_and_the_token_and_non_2xx_is_a_refusal() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (code, body) in [("200 OK", ""), ("409 Conflict", "busy, try later")] {
+                let (mut c, _) = listener.accept().unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then the body by its length.
+                loop {
+                    let n = c.read(&mut chunk).unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            seen.push(text);
+                            break;
+                        }
+                    }
+                }
+                write!(
+                    c,
+                    "HTTP/1.1 {code}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+            seen
+        });
+        let mut p = HookProvider::new(
+            Transport::Webhook {
+                url: format!("http://{addr}/scale"),
+                token: Some("tok".into()),
+            },
+            Duration::from_secs(5),
+            false,
+            &Config::default().tiers,
+            vec!["web".into()],
+        );
+        p.apply(&action("k1", ActionKind::Provision, 1), 0).unwrap();
+        let e = p
+            .apply(&action("k2", ActionKind::Provision, 1), 0)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Refused(m) if m.contains("409") && m.contains("busy, try later")),
+            "{e}"
+        );
+        let seen = server.join().unwrap();
+        assert!(seen[0].starts_with("POST /scale HTTP/1.1"), "{}", seen[0]);
+        assert!(
+            seen[0]
+                .to_ascii_lowercase()
+                .contains("authorization: bearer tok"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0].ends_with(r#""count":1,"instances_after":1,"at":5}"#),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[1].contains(r#""instances_after":2"#), "{}", seen[1]);
+        assert_eq!(p.allocation("web", 0).tiers["standard"].pending, 1);
+        // Nobody listening: unavailable.
+        let mut gone = HookProvider::new(
+            Transport::Webhook {
+                url: format!("http://{addr}/scale"),
+                token: None,
+            },
+            Duration::from_secs(2),
+            false,
+            &Config::default().tiers,
+            vec![],
+        );
+        let e = gone
+            .apply(&action("k3", ActionKind::Provision, 1), 0)
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::Unavailable(_)), "{e}");
+    }
+}

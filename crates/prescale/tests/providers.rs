@@ -1,0 +1,139 @@
+//! End-to-end test of a hook provider: `prescale run` managing this host's CPU demand
+//! through an exec hook that keeps its own small "cloud" in files and reports it back.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, buf.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const HOOK: &str = r#"#!/bin/sh
+# A tiny cloud in files: one file per workload and tier holding its instance count.
+here="$(cd "$(dirname "$0")" && pwd)"
+d="$here/cloud"
+mkdir -p "$d"
+cat > /dev/null
+if [ "$PRESCALE_TYPE" = action ]; then
+  echo "$PRESCALE_INSTANCES_AFTER" > "$d/$PRESCALE_WORKLOAD.$PRESCALE_TIER"
+  echo "$PRESCALE_KEY $PRESCALE_KIND $PRESCALE_TIER $PRESCALE_COUNT $PRESCALE_INSTANCES_AFTER" >> "$here/actions.log"
+  exit 0
+fi
+printf '{"host": {'
+sep=""
+for f in "$d"/host.*; do
+  [ -e "$f" ] || continue
+  printf '%s"%s": {"ready": %s}' "$sep" "${f##*/host.}" "$(cat "$f")"
+  sep=", "
+done
+printf '}}'
+"#;
+
+#[test]
+fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
+    if !Path::new("/proc/stat").exists() {
+        eprintln!("skipping: no /proc on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(&hook, HOOK).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    let cfg = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("\ninterval_s = 10", "\ninterval_s = 1")
+        .replace("\ninterval_s = 15", "\ninterval_s = 1")
+        .replace("step_s = 60", "step_s = 1")
+        .replace("horizon_s = 3600", "horizon_s = 600")
+        .replace("use = \"sim\"", "use = \"exec\"")
+        .replace(
+            "[providers.sim]",
+            &format!(
+                "[providers.exec]\ncommand = [{:?}]\ntimeout_s = 10\nreport_state = true\n\n[providers.sim]",
+                hook.display().to_string()
+            ),
+        );
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log = dir.path().join("prescale.log");
+    let _d = Killed(
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args(["--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let actions = || std::fs::read_to_string(dir.path().join("actions.log")).unwrap_or_default();
+    let t = Instant::now();
+    // The status's allocation is what the hook reported: the tiers and counts in its files.
+    let held = || -> Option<serde_json::Value> {
+        let (code, body) = get(addr, "/api/v1/workloads/host/status")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200).then(|| v["data"]["allocation"]["tiers"].clone())
+    };
+    loop {
+        let a = actions();
+        if let (Some(first), Some(tiers)) = (a.lines().next(), held()) {
+            let f: Vec<&str> = first.split(' ').collect();
+            assert_eq!(f[1], "provision", "{a}");
+            let file = dir.path().join("cloud").join(format!("host.{}", f[2]));
+            let count: u32 = std::fs::read_to_string(file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            if tiers[f[2]]["ready"].as_u64() == Some(count as u64) {
+                break;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "no action carried out and reported back\nactions:\n{}\nprescale:\n{}",
+            actions(),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, body) = get(addr, "/api/v1/workloads/host/decisions?limit=50").unwrap();
+    assert!(body.contains("\"kind\":\"act\""), "{body}");
+    let (_, metrics) = get(addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("prescale_provider_errors_total 0"),
+        "{metrics}"
+    );
+}
