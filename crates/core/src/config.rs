@@ -154,6 +154,30 @@ pub struct StorageConfig {
     /// its own, for the longest of this, its `retention_s` and its `history_s`.
     #[serde(default = "default_retention_s")]
     pub retention_s: u64,
+    /// `[storage.remote]`: keep samples in a Prometheus-compatible server instead of
+    /// `path` (which still holds decisions and state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteStorageConfig>,
+}
+
+/// `[storage.remote]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteStorageConfig {
+    /// Its remote_write endpoint, e.g. `http://127.0.0.1:8428/api/v1/write`.
+    pub write_url: String,
+    /// The base of its Prometheus query API, e.g. `http://127.0.0.1:8428`.
+    pub read_url: String,
+    /// Seconds one request may take.
+    #[serde(default = "default_remote_timeout")]
+    pub timeout_s: u64,
+    /// A file whose first line is sent as `Authorization: Bearer TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_remote_timeout() -> u64 {
+    10
 }
 
 fn default_retention_s() -> u64 {
@@ -598,6 +622,25 @@ impl Config {
         }
         if let Err(m) = self.write_token() {
             return err("server.token_file".into(), m);
+        }
+        if let Some(r) = &self.storage.remote {
+            for (k, url) in [("write_url", &r.write_url), ("read_url", &r.read_url)] {
+                if !url.starts_with("http://") || url.len() <= "http://".len() {
+                    return err(
+                        format!("storage.remote.{k}"),
+                        format!("{url:?} must be an http:// URL (https is not supported yet)"),
+                    );
+                }
+            }
+            if r.timeout_s == 0 {
+                return err(
+                    "storage.remote.timeout_s".into(),
+                    "must be at least 1 second".into(),
+                );
+            }
+            if let Some(f) = &r.token_file {
+                read_token_file(f).map_err(|m| ("storage.remote.token_file".to_string(), m))?;
+            }
         }
         validate_scrape(&self.sources.scrape)?;
         validate_providers(&self.providers)?;
@@ -1087,6 +1130,36 @@ mod tests {
             (e.command.len(), e.timeout_s, e.report_state),
             (2, 30, false)
         );
+    }
+
+    #[test]
+    fn a_remote_store_needs_http_urls() {
+        let with = |section: &str| {
+            DEFAULT_TOML.replace("\n[sources.host]", &format!("\n{section}\n[sources.host]"))
+        };
+        let c = Config::parse(
+            &with("[storage.remote]\nwrite_url = \"http://vm:8428/api/v1/write\"\nread_url = \"http://vm:8428\""),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.remote.unwrap().timeout_s, 10);
+        for (section, key) in [
+            (
+                "[storage.remote]\nwrite_url = \"vm:8428\"\nread_url = \"http://vm:8428\"",
+                "storage.remote.write_url",
+            ),
+            (
+                "[storage.remote]\nwrite_url = \"http://vm/w\"\nread_url = \"https://vm\"",
+                "storage.remote.read_url",
+            ),
+            (
+                "[storage.remote]\nwrite_url = \"http://vm/w\"",
+                "storage.remote",
+            ),
+        ] {
+            let e = Config::parse(&with(section), "p.toml").unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
     }
 
     #[test]

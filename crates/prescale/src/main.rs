@@ -271,8 +271,45 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let store = open_store(&cfg.storage.path, Durability::Sync)?;
+        let store = match &cfg.storage.remote {
+            None => open_store(&cfg.storage.path, Durability::Sync)?,
+            Some(r) => {
+                std::fs::create_dir_all(&cfg.storage.path).with_context(|| {
+                    format!(
+                        "cannot create the data directory {}",
+                        cfg.storage.path.display()
+                    )
+                })?;
+                let token = match &r.token_file {
+                    Some(f) => Some(
+                        prescale_core::config::read_token_file(f)
+                            .map_err(|e| UsageError(format!("storage.remote.token_file: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let lookback_s = cfg
+                    .workloads
+                    .iter()
+                    .map(|w| w.history_s)
+                    .max()
+                    .unwrap_or(0)
+                    .max(86_400);
+                Store::open_remote(
+                    &cfg.storage.path,
+                    Durability::Sync,
+                    prescale_store::RemoteConfig {
+                        write_url: r.write_url.clone(),
+                        read_url: r.read_url.clone(),
+                        timeout: Duration::from_secs(r.timeout_s),
+                        token,
+                        lookback_ms: lookback_s as i64 * 1000,
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!(e))?
+            }
+        };
         tracing::info!(
+            samples = %store.describe(),
             path = %cfg.storage.path.display(),
             series = store.series().len(),
             "store open"

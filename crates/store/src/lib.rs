@@ -19,6 +19,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+mod remote;
+
+pub use remote::RemoteConfig;
+
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use prescale_core::{Decision, Sample, Selector, SeriesKey, TimestampMs};
 use serde::{de::DeserializeOwned, Serialize};
@@ -36,6 +40,9 @@ pub enum StoreError {
         #[source]
         source: fjall::Error,
     },
+    /// The remote store failed or refused; nothing of the request is known to be stored.
+    #[error("{0}; check [storage.remote] and that the server is up")]
+    Remote(String),
     /// Stored bytes could not be decoded.
     #[error("corrupt record in keyspace {keyspace}: {detail}")]
     Corrupt {
@@ -96,12 +103,20 @@ struct Inner {
     next_series: Mutex<u64>,
     next_decision: AtomicU64,
     appended: AtomicU64,
+    remote: Option<remote::Remote>,
 }
 
 /// A handle to the embedded store; cheap to clone and safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+}
+
+fn now_ms() -> TimestampMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as TimestampMs)
+        .unwrap_or(0)
 }
 
 fn ts_key(ts: TimestampMs) -> [u8; 8] {
@@ -181,8 +196,27 @@ impl Store {
                 next_series: Mutex::new(max_id + 1),
                 next_decision: AtomicU64::new(next_decision),
                 appended: AtomicU64::new(0),
+                remote: None,
             }),
         })
+    }
+
+    /// Opens the local store in `dir` for decisions and state, with samples kept in a
+    /// Prometheus-compatible server ([`remote`]).
+    pub fn open_remote(dir: &Path, durability: Durability, cfg: RemoteConfig) -> Result<Self> {
+        let mut store = Self::open(dir, durability)?;
+        Arc::get_mut(&mut store.inner)
+            .expect("just opened: one handle")
+            .remote = Some(remote::Remote::new(cfg));
+        Ok(store)
+    }
+
+    /// Where samples are kept, for logs: the directory or the remote server.
+    pub fn describe(&self) -> String {
+        match &self.inner.remote {
+            Some(r) => r.describe(),
+            None => self.inner.path.clone(),
+        }
     }
 
     fn io(&self) -> impl Fn(fjall::Error) -> StoreError + '_ {
@@ -238,6 +272,9 @@ impl Store {
     /// Stores samples of several series in one atomic batch and one sync, with the same
     /// rules as [`Store::append`]; returns one report per entry, in order.
     pub fn append_many(&self, batches: &[(SeriesKey, Vec<Sample>)]) -> Result<Vec<AppendReport>> {
+        if let Some(r) = &self.inner.remote {
+            return self.append_remote(r, batches);
+        }
         let mut batch = self.inner.db.batch();
         let mut reports = Vec::with_capacity(batches.len());
         let mut in_batch: HashMap<(u64, TimestampMs), f64> = HashMap::new();
@@ -293,6 +330,45 @@ impl Store {
         Ok(reports)
     }
 
+    /// The remote side of [`Store::append_many`]: non-finite values are refused here, the
+    /// rest go in one remote_write request (duplicates and order are the server's rules).
+    fn append_remote(
+        &self,
+        r: &remote::Remote,
+        batches: &[(SeriesKey, Vec<Sample>)],
+    ) -> Result<Vec<AppendReport>> {
+        let mut reports = Vec::with_capacity(batches.len());
+        let mut send = Vec::with_capacity(batches.len());
+        let mut total = 0;
+        for (key, samples) in batches {
+            let mut report = AppendReport::default();
+            let mut ok = Vec::with_capacity(samples.len());
+            for s in samples {
+                if s.value.is_finite() {
+                    ok.push(*s);
+                } else {
+                    report.rejected.push(Rejection {
+                        ts: s.ts,
+                        reason: format!("value {} is not finite; send finite floats only", s.value),
+                    });
+                }
+            }
+            report.accepted = ok.len();
+            total += ok.len();
+            if !ok.is_empty() {
+                send.push((key.clone(), ok));
+            }
+            reports.push(report);
+        }
+        if !send.is_empty() {
+            r.write(&send).map_err(StoreError::Remote)?;
+            self.inner
+                .appended
+                .fetch_add(total as u64, Ordering::Relaxed);
+        }
+        Ok(reports)
+    }
+
     /// Syncs everything written so far to disk.
     pub fn flush(&self) -> Result<()> {
         self.inner
@@ -301,8 +377,17 @@ impl Store {
             .map_err(self.io())
     }
 
-    /// All known series, sorted.
+    /// All known series, sorted (with a remote store: those seen within its lookback;
+    /// empty if it cannot be reached, which is logged).
     pub fn series(&self) -> Vec<SeriesKey> {
+        if let Some(r) = &self.inner.remote {
+            return r
+                .select(r#"{__name__=~".+"}"#, now_ms())
+                .unwrap_or_else(|e| {
+                    tracing::warn!("listing series: {e}");
+                    Vec::new()
+                });
+        }
         let mut v: Vec<_> = self
             .inner
             .index
@@ -318,6 +403,14 @@ impl Store {
 
     /// Series a selector with label matchers (`=`, `!=`, `=~`, `!~`) picks, sorted.
     pub fn select_matching(&self, selector: &Selector) -> Vec<SeriesKey> {
+        if let Some(r) = &self.inner.remote {
+            return r
+                .select(&selector.to_string(), now_ms())
+                .unwrap_or_else(|e| {
+                    tracing::warn!("selecting {selector}: {e}");
+                    Vec::new()
+                });
+        }
         self.series()
             .into_iter()
             .filter(|k| selector.matches(k))
@@ -332,6 +425,18 @@ impl Store {
         start: TimestampMs,
         end: TimestampMs,
     ) -> Result<Option<Vec<Sample>>> {
+        if let Some(r) = &self.inner.remote {
+            // Open ends (the API's defaults, "everything said so far") mean up to now.
+            let end = end.min(now_ms() + 3_600_000);
+            if start > end {
+                return Ok(Some(Vec::new()));
+            }
+            let samples = r.range(key, start, end).map_err(StoreError::Remote)?;
+            if samples.is_empty() && !self.select_matching(&Selector::from(key)).contains(key) {
+                return Ok(None);
+            }
+            return Ok(Some(samples));
+        }
         let Some(id) = self.series_id(key, false)? else {
             return Ok(None);
         };
@@ -356,6 +461,10 @@ impl Store {
     /// Deletes the samples of `key` older than `cutoff` (ms) and syncs; returns how many.
     /// Deletes in batches, so a long backlog does not hold one huge batch in memory.
     pub fn delete_before(&self, key: &SeriesKey, cutoff: TimestampMs) -> Result<usize> {
+        if self.inner.remote.is_some() {
+            // The remote server's own retention applies.
+            return Ok(0);
+        }
         let Some(id) = self.series_id(key, false)? else {
             return Ok(0);
         };
@@ -391,6 +500,12 @@ impl Store {
 
     /// The newest sample of `key`, if any.
     pub fn latest(&self, key: &SeriesKey) -> Result<Option<Sample>> {
+        if self.inner.remote.is_some() {
+            let now = now_ms();
+            return Ok(self
+                .range(key, now - 86_400_000, now)?
+                .and_then(|v| v.last().copied()));
+        }
         let Some(id) = self.series_id(key, false)? else {
             return Ok(None);
         };

@@ -1,0 +1,214 @@
+//! A Prometheus-compatible server as the sample store, for when one machine is not
+//! enough: samples are written with remote_write (acknowledged only once the server took
+//! them) and read back with the Prometheus HTTP API (`/api/v1/series`, and `/api/v1/query`
+//! with a range selector, which returns raw samples). VictoriaMetrics, Prometheus with
+//! `--web.enable-remote-write-receiver`, Mimir, Thanos Receive and Cortex speak both.
+//! Decisions and state documents stay in the local store.
+
+use std::time::Duration;
+
+use prescale_core::{Sample, Selector, SeriesKey, TimestampMs};
+use serde::Deserialize;
+
+/// Where the remote server is.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// The remote_write endpoint, e.g. `http://vm:8428/api/v1/write`.
+    pub write_url: String,
+    /// The base of the query API, e.g. `http://vm:8428` (`/api/v1/...` is appended).
+    pub read_url: String,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// How far back series are listed (`/api/v1/series?start=`), in ms.
+    pub lookback_ms: i64,
+}
+
+pub(crate) struct Remote {
+    cfg: RemoteConfig,
+    agent: ureq::Agent,
+}
+
+#[derive(Deserialize)]
+struct ApiResponse<T> {
+    status: String,
+    data: Option<T>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Matrix {
+    result: Vec<MatrixSeries>,
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    metric: std::collections::BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
+}
+
+fn key_of(mut labels: std::collections::BTreeMap<String, String>) -> Option<SeriesKey> {
+    let name = labels.remove("__name__")?;
+    SeriesKey::new(name, labels).ok()
+}
+
+/// Percent-encodes a query parameter value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Remote {
+    pub(crate) fn new(cfg: RemoteConfig) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(cfg.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self { cfg, agent }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("remote store {}", self.cfg.read_url)
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.cfg.token {
+            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// Writes with remote_write; `Ok` only when the server answered 2xx.
+    pub(crate) fn write(&self, series: &[(SeriesKey, Vec<Sample>)]) -> Result<(), String> {
+        let body = prescale_collect::receive::encode_remote_write(series);
+        let url = &self.cfg.write_url;
+        let req = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        let mut resp = self
+            .auth(req)
+            .send(&body[..])
+            .map_err(|e| format!("remote_write to {url}: {e}"))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        Err(format!(
+            "remote_write to {url}: HTTP {}: {}",
+            resp.status(),
+            text.trim()
+        ))
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(&self, path_and_query: &str) -> Result<T, String> {
+        let url = format!(
+            "{}/api/v1/{path_and_query}",
+            self.cfg.read_url.trim_end_matches('/')
+        );
+        let mut resp = self
+            .auth(self.agent.get(&url))
+            .call()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_string()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let parsed: ApiResponse<T> = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "GET {url}: HTTP {status}, not a Prometheus API answer ({e}): {}",
+                text.chars().take(200).collect::<String>()
+            )
+        })?;
+        match (parsed.status.as_str(), parsed.data) {
+            ("success", Some(d)) => Ok(d),
+            _ => Err(format!(
+                "GET {url}: {}",
+                parsed.error.unwrap_or_else(|| format!("HTTP {status}"))
+            )),
+        }
+    }
+
+    /// Series the selector picks, seen within the lookback.
+    pub(crate) fn select(&self, sel: &str, now: TimestampMs) -> Result<Vec<SeriesKey>, String> {
+        let start = (now - self.cfg.lookback_ms) as f64 / 1000.0;
+        let found: Vec<std::collections::BTreeMap<String, String>> =
+            self.get(&format!("series?match[]={}&start={start}", enc(sel)))?;
+        let mut keys: Vec<SeriesKey> = found.into_iter().filter_map(key_of).collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Raw samples of exactly `key` with `start <= ts <= end`.
+    pub(crate) fn range(
+        &self,
+        key: &SeriesKey,
+        start: TimestampMs,
+        end: TimestampMs,
+    ) -> Result<Vec<Sample>, String> {
+        // A range selector ending at `end` reaches back `window` ms, left-open.
+        let from = start.max(end.saturating_sub(self.cfg.lookback_ms));
+        let window = end - from + 1;
+        let query = format!("{}[{window}ms]", Selector::from(key));
+        let m: Matrix = self.get(&format!(
+            "query?query={}&time={}",
+            enc(&query),
+            end as f64 / 1000.0
+        ))?;
+        let mut out = Vec::new();
+        for s in m.result {
+            // The selector also matches series with more labels: keep only this one.
+            if key_of(s.metric).as_ref() != Some(key) {
+                continue;
+            }
+            for (t, v) in s.values {
+                let ts = (t * 1000.0).round() as TimestampMs;
+                if let Ok(value) = v.parse::<f64>() {
+                    if ts >= start && ts <= end && value.is_finite() {
+                        out.push(Sample { ts, value });
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|s| s.ts);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(enc(r#"m{a="x y"}[5ms]"#), "m%7Ba%3D%22x%20y%22%7D%5B5ms%5D");
+    }
+
+    #[test]
+    fn answers_become_keys_without_the_name_label() {
+        let k = key_of(
+            [
+                ("__name__".to_string(), "up".to_string()),
+                ("job".into(), "x".into()),
+            ]
+            .into(),
+        )
+        .unwrap();
+        assert_eq!(k, SeriesKey::parse(r#"up{job="x"}"#).unwrap());
+        assert!(key_of([("job".to_string(), "x".to_string())].into()).is_none());
+    }
+}
