@@ -4,8 +4,14 @@
 //! value and of its squared deviation, and flags a sample whose deviation from the
 //! running mean exceeds `threshold` running standard deviations. Anomalous samples are
 //! folded in with a reduced weight so a single spike does not inflate the variance and
-//! hide the next one, while a lasting level shift is still absorbed. Richer detectors
-//! (seasonal, change points, NAB-scored) come with the detection issue.
+//! hide the next one, while a lasting level shift is still absorbed. The engine uses it
+//! to retrain early and hold scale-downs.
+//!
+//! [`LikelihoodDetector`] scores every sample in [0, 1) for `prescale detect`: how
+//! unlikely its surprise is given the series' own history of surprises (the "anomaly
+//! likelihood" idea of Numenta's detectors, on the simplest predictor), so one threshold
+//! means the same on a quiet series and a noisy one. It is measured on the Numenta
+//! Anomaly Benchmark by `bench/nab.sh`.
 
 use prescale_core::{Sample, TimestampMs};
 use serde::{Deserialize, Serialize};
@@ -86,6 +92,96 @@ impl EwmaDetector {
     }
 }
 
+/// The upper tail of the standard normal, P(Z > z), with a relative error below 1.2e-7
+/// everywhere (the Chebyshev fit of erfc in Numerical Recipes, 6.2), so scores keep
+/// their order far into the tail.
+fn normal_tail(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x);
+    let p = -x * x - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * p.exp();
+    if z >= 0.0 {
+        0.5 * erfc
+    } else {
+        1.0 - 0.5 * erfc
+    }
+}
+
+/// Streaming anomaly likelihood: each sample's surprise is its change from the previous
+/// sample in units of the recent mean absolute change; the score says how unlikely a
+/// surprise this large is under the series' long-run distribution of surprises (a
+/// normal tail), so one threshold means the same on a quiet series and a noisy one.
+/// Constant memory and time per sample.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LikelihoodDetector {
+    seen: u64,
+    warmup: u64,
+    prev: f64,
+    mac: f64,
+    r_mean: f64,
+    r_var: f64,
+}
+
+impl Default for LikelihoodDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LikelihoodDetector {
+    /// Weight of a new change in the mean absolute change (about 50 samples).
+    const SCALE: f64 = 0.02;
+    /// Weight of a new surprise in the long-run surprise statistics (about 200 samples).
+    const LONG: f64 = 0.005;
+
+    /// A detector that scores 0 for its first 100 samples while it learns.
+    pub fn new() -> Self {
+        Self {
+            seen: 0,
+            warmup: 100,
+            prev: 0.0,
+            mac: 0.0,
+            r_mean: 0.0,
+            r_var: 0.0,
+        }
+    }
+
+    /// Scores one value in [0, 1): `L / (L + 10)` where `L` is minus the decimal log of
+    /// the chance of a surprise this large (0.5: one in 10^10); a non-finite value
+    /// scores 0 and is not learnt.
+    pub fn score(&mut self, x: f64) -> f64 {
+        if !x.is_finite() {
+            return 0.0;
+        }
+        self.seen += 1;
+        if self.seen == 1 {
+            self.prev = x;
+            return 0.0;
+        }
+        let change = (x - self.prev).abs();
+        let floor = 1e-6 * self.prev.abs().max(1e-9);
+        let raw = (change / self.mac.max(floor)).min(1e3);
+        self.prev = x;
+        self.mac += Self::SCALE * (change - self.mac);
+        let z = (raw - self.r_mean) / self.r_var.sqrt().max(1e-6);
+        let d = raw - self.r_mean;
+        self.r_mean += Self::LONG * d;
+        self.r_var = (1.0 - Self::LONG) * (self.r_var + Self::LONG * d * d);
+        if self.seen <= self.warmup {
+            return 0.0;
+        }
+        let l = -normal_tail(z).max(1e-300).log10();
+        l / (l + 10.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +241,40 @@ mod tests {
                 })
                 .is_none());
         }
+    }
+
+    #[test]
+    fn likelihood_scores_a_jump_high_and_steady_noise_low_at_any_scale() {
+        for scale in [1e-3, 1.0, 1e6] {
+            let mut d = LikelihoodDetector::new();
+            let mut scores = Vec::new();
+            for i in 0..2000u64 {
+                let mut v = (10.0 + noise(i)) * scale;
+                if i >= 1500 {
+                    v += 8.0 * scale;
+                }
+                scores.push(d.score(v));
+            }
+            assert!(scores[..100].iter().all(|&s| s == 0.0), "warm-up");
+            let quiet = scores[100..1500].iter().cloned().fold(0.0, f64::max);
+            // The jump is beyond one in 10^20; steady noise stays above one in 10^1.
+            assert!(scores[1500] > 2.0 / 3.0, "the jump: {}", scores[1500]);
+            assert!(quiet < 0.1, "steady noise peaks at {quiet}");
+            assert!(scores.iter().all(|s| (0.0..1.0).contains(s)));
+            // After the jump the new level is ordinary again.
+            assert!(scores[1600..].iter().all(|&s| s < 0.1));
+        }
+        let mut d = LikelihoodDetector::new();
+        assert_eq!(d.score(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn the_normal_tail_is_right_far_out() {
+        assert!((normal_tail(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_tail(1.959_964) - 0.025).abs() < 1e-6);
+        assert!((normal_tail(-1.959_964) - 0.975).abs() < 1e-6);
+        // P(Z > 6) = 9.866e-10: relative accuracy holds in the tail.
+        assert!((normal_tail(6.0) / 9.865_876e-10 - 1.0).abs() < 1e-3);
     }
 
     #[test]

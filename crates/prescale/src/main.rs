@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod detect_cmd;
 mod forecast_cmd;
 mod input;
 mod simulate_cmd;
@@ -79,6 +80,8 @@ enum Command {
     Forecast(forecast_cmd::ForecastArgs),
     /// Cross-validate models on CSV series and print their scores.
     Backtest(forecast_cmd::BacktestArgs),
+    /// Score every row of CSV series for anomalies (`timestamp`, `value` -> `anomaly_score`).
+    Detect(detect_cmd::DetectArgs),
     /// Replay a demand trace under a scaling policy: cost, shortfalls, actions.
     Simulate(simulate_cmd::SimulateArgs),
     /// Print or check configuration.
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Config { action } => config_cmd(action),
         Command::Forecast(a) => forecast_cmd::forecast(a).map_err(|e| UsageError(e).into()),
         Command::Backtest(a) => forecast_cmd::backtest(a).map_err(|e| UsageError(e).into()),
+        Command::Detect(a) => detect_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Simulate(a) => simulate_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
         Command::Demo {

@@ -1,0 +1,144 @@
+//! `prescale detect`: rows kept as written, scores in [0, 1), directories mirrored, bad
+//! input refused with the file and line, and the NAB corpus scored when it is present.
+
+use std::path::Path;
+use std::process::Command;
+
+fn detect(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .arg("detect")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_file_is_scored_row_by_row_and_a_jump_stands_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("s.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..600 {
+        // Irregular timestamps, a NaN row and a jump at row 500: all kept as written.
+        let v = if i == 300 {
+            "NaN".to_string()
+        } else {
+            let base = if i >= 500 { 60.0 } else { 10.0 };
+            format!("{}", base + ((i * 7919) % 13) as f64 * 0.1)
+        };
+        text.push_str(&format!(
+            "2024-01-01 00:{:02}:{:02},{v}\n",
+            i / 60 % 60,
+            (i * 7) % 60
+        ));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let out = detect(&["--input", input.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s.csv:302: value \"NaN\" is not a number"),
+        "{stderr}"
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(
+        csv.lines().next(),
+        Some("timestamp,value,anomaly_score,is_anomaly")
+    );
+    assert_eq!(rows.len(), 600);
+    let in_rows: Vec<&str> = text.lines().skip(1).collect();
+    for (r, i) in rows.iter().zip(&in_rows) {
+        assert_eq!(
+            format!("{},{}", r[0], r[1]),
+            *i,
+            "rows are echoed as written"
+        );
+    }
+    let score = |i: usize| rows[i][2].parse::<f64>().unwrap();
+    assert!((0..600).all(|i| (0.0..1.0).contains(&score(i))));
+    let top = (0..600)
+        .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+        .unwrap();
+    assert_eq!(top, 500, "the jump scores highest");
+    assert_eq!(rows[500][3], "1");
+    assert_eq!(
+        rows.iter().filter(|r| r[3] == "1").count(),
+        1,
+        "only the jump is flagged"
+    );
+}
+
+#[test]
+fn directories_are_mirrored_and_bad_input_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in");
+    std::fs::create_dir_all(inp.join("a/b")).unwrap();
+    std::fs::write(inp.join("a/b/x.csv"), "timestamp,value\n1,1\n2,2\n").unwrap();
+    std::fs::write(inp.join("y.csv"), "timestamp,value\n1,5\n").unwrap();
+    let outd = dir.path().join("out");
+    let out = detect(&[
+        "--input",
+        inp.to_str().unwrap(),
+        "--output",
+        outd.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scored 3 rows in 2 files"));
+    let x = std::fs::read_to_string(outd.join("a/b/x.csv")).unwrap();
+    assert_eq!(x.lines().count(), 3);
+    assert!(outd.join("y.csv").exists());
+
+    let out = detect(&["--input", inp.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --output DIR"));
+    std::fs::write(dir.path().join("bad.csv"), "time,v\n1,2\n").unwrap();
+    let out = detect(&["--input", dir.path().join("bad.csv").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv:1: the header must name `timestamp` and `value`"),
+        "{err}"
+    );
+    let out = detect(&["--input", "x.csv", "--threshold", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_nab_corpus_is_scored_with_its_rows_intact() {
+    let nab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab/data");
+    if !nab.is_dir() {
+        eprintln!("skipping: {} is absent", nab.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = detect(&[
+        "--input",
+        nab.to_str().unwrap(),
+        "--output",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = "realKnownCause/nyc_taxi.csv";
+    let src = std::fs::read_to_string(nab.join(f)).unwrap();
+    let got = std::fs::read_to_string(dir.path().join(f)).unwrap();
+    assert_eq!(src.lines().count(), got.lines().count());
+    for (a, b) in src.lines().zip(got.lines()).skip(1) {
+        assert!(b.starts_with(a), "{a} / {b}");
+    }
+}
