@@ -1,42 +1,16 @@
 //! End-to-end tests of the `prescale` binary: configuration errors, the demo's summary,
 //! and the daemon serving real host metrics across a restart.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prescale"))
-}
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
+
+use common::{bin, default_config, free_addr, get as http_get, samples, start_daemon};
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("prescale runs")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal HTTP GET (the test needs no client library).
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string())?;
-    Some((code, body))
 }
 
 #[test]
@@ -190,58 +164,8 @@ fn demo_is_reproducible_by_seed() {
     assert_ne!(a["cost_total"], c["cost_total"]);
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(config: &Path, data: &Path, addr: SocketAddr) -> Daemon {
-    let child = bin()
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .args(["--listen", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Daemon(child)
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(60) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn samples(addr: SocketAddr, sel: &str) -> Vec<(f64, f64)> {
-    let enc: String = sel
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    match http_get(addr, &format!("/api/v1/query_range?series={enc}")) {
-        Some((200, body)) => {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            serde_json::from_value(v["data"]["values"].clone()).unwrap()
-        }
-        _ => Vec::new(),
-    }
+fn wait_for(f: impl FnMut() -> bool, what: &str) {
+    common::wait_for(f, what, &String::new);
 }
 
 #[test]
@@ -251,7 +175,7 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = prescale_core_default()
+    let cfg = default_config()
         .replace("interval_s = 10", "interval_s = 1")
         .replace("interval_s = 15", "interval_s = 1")
         .replace("step_s = 60", "step_s = 1")
@@ -259,11 +183,11 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
     let config = dir.path().join("p.toml");
     std::fs::write(&config, cfg).unwrap();
     let data = dir.path().join("data");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = free_addr();
     let busy = r#"host_cpu_usage_cores{mode="busy"}"#;
     let first;
     {
-        let _d = start_daemon(&config, &data, addr);
+        let _d = start_daemon(&config, &data, &addr.to_string(), None);
         wait_for(
             || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
             "healthz",
@@ -286,7 +210,7 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
         first = samples(addr, busy);
         // Dropping the guard kills the daemon with SIGKILL: no graceful flush.
     }
-    let _d = start_daemon(&config, &data, addr);
+    let _d = start_daemon(&config, &data, &addr.to_string(), None);
     wait_for(
         || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
         "healthz after restart",
@@ -295,9 +219,4 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
     for s in &first {
         assert!(after.contains(s), "sample {s:?} lost across the restart");
     }
-}
-
-fn prescale_core_default() -> String {
-    let out = run(&["config", "default"]);
-    String::from_utf8(out.stdout).unwrap()
 }

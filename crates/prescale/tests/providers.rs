@@ -1,35 +1,13 @@
 //! End-to-end test of a hook provider: `prescale run` managing this host's CPU demand
 //! through an exec hook that keeps its own small "cloud" in files and reports it back.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, buf.split_once("\r\n\r\n")?.1.to_string()))
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{default_config, free_addr, get, start_daemon};
 
 const HOOK: &str = r#"#!/bin/sh
 # A tiny cloud in files: one file per workload and tier holding its instance count.
@@ -62,12 +40,7 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
     let hook = dir.path().join("hook.sh");
     std::fs::write(&hook, HOOK).unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args(["config", "default"])
-        .output()
-        .unwrap();
-    let cfg = String::from_utf8(out.stdout)
-        .unwrap()
+    let cfg = default_config()
         .replace("\ninterval_s = 10", "\ninterval_s = 1")
         .replace("\ninterval_s = 15", "\ninterval_s = 1")
         .replace("step_s = 60", "step_s = 1")
@@ -82,20 +55,13 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
         );
     let config = dir.path().join("p.toml");
     std::fs::write(&config, cfg).unwrap();
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let log = dir.path().join("prescale.log");
-    let _d = Killed(
-        Command::new(env!("CARGO_BIN_EXE_prescale"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-            .args(["--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let _d = start_daemon(
+        &config,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
     );
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let actions = || std::fs::read_to_string(dir.path().join("actions.log")).unwrap_or_default();

@@ -3,81 +3,21 @@
 //! its binary is absent; `.ci/run` installs both from Debian), line protocol over HTTP,
 //! and the token rule beyond loopback.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prescale"))
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A minimal HTTP request (the test needs no client library): (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[&str],
-    body: &[u8],
-) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string())?;
-    Some((code, body))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    http(addr, "GET", path, &[], b"")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str, log: &dyn Fn() -> String) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(90) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out waiting for {what}\n{}", log());
-}
+use common::{
+    bin, default_config, find, free_addr, get, http, samples as series, start_daemon, wait_for,
+    Killed,
+};
 
 /// The default configuration with the host collector off and one workload, `app`,
 /// whose demand is `demand`, on one-second steps.
 fn config(dir: &Path, demand: &str, extra_server: &str) -> std::path::PathBuf {
-    let out = bin().args(["config", "default"]).output().unwrap();
-    let text = String::from_utf8(out.stdout)
-        .unwrap()
+    let text = default_config()
         .replacen("enabled = true", "enabled = false", 1)
         .replace("interval_s = 15", "interval_s = 1")
         .replace("step_s = 60", "step_s = 1")
@@ -91,47 +31,6 @@ fn config(dir: &Path, demand: &str, extra_server: &str) -> std::path::PathBuf {
     let path = dir.join("prescale.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn start(config: &Path, data: &Path, listen: &str, log: &Path) -> Killed {
-    Killed(
-        bin()
-            .args(["run", "--config", config.to_str().unwrap()])
-            .args(["--data-dir", data.to_str().unwrap(), "--listen", listen])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// The binary `name` if it runs (`--version`).
-fn find(name: &str) -> Option<String> {
-    Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        .then(|| name.to_string())
-}
-
-/// Samples of one series from prescale's API.
-fn series(addr: SocketAddr, sel: &str) -> Vec<(f64, f64)> {
-    let enc: String = sel
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    match get(addr, &format!("/api/v1/query_range?series={enc}")) {
-        Some((200, body)) => {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            serde_json::from_value(v["data"]["values"].clone()).unwrap()
-        }
-        _ => Vec::new(),
-    }
 }
 
 /// The workload `app`'s current demand, once it has one.
@@ -157,7 +56,7 @@ fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
     // is there from the first scrape.
     let cfg = config(dir.path(), "prometheus_tsdb_head_series{job=\"self\"}", "");
     let plog = dir.path().join("prescale.log");
-    let _prescale = start(&cfg, &dir.path().join("data"), &ps.to_string(), &plog);
+    let _prescale = start_daemon(&cfg, &dir.path().join("data"), &ps.to_string(), Some(&plog));
     let prom_cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &prom_cfg,
@@ -258,7 +157,12 @@ fn line_protocol_writes_carry_the_token_and_land_in_the_store() {
     );
     let addr = free_addr();
     let log = dir.path().join("prescale.log");
-    let _d = start(&cfg, &dir.path().join("data"), &addr.to_string(), &log);
+    let _d = start_daemon(
+        &cfg,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for(
         || get(addr, "/healthz").is_some_and(|r| r.0 == 200),
@@ -325,7 +229,7 @@ fn prescale_scrapes_a_node_exporter_and_plans_on_its_cpu_counters() {
     );
     std::fs::write(&cfg, text.replace("step_s = 1", "step_s = 2")).unwrap();
     let plog = dir.path().join("prescale.log");
-    let _prescale = start(&cfg, &dir.path().join("data"), &ps.to_string(), &plog);
+    let _prescale = start_daemon(&cfg, &dir.path().join("data"), &ps.to_string(), Some(&plog));
     let logs = || {
         format!(
             "prescale:\n{}\nnode exporter:\n{}",

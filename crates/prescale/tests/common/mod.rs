@@ -1,0 +1,137 @@
+//! Helpers the end-to-end tests share: the binary, free ports, a minimal HTTP client,
+//! child processes killed on drop, and waiting with the logs on failure.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `prescale` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+}
+
+/// `prescale config default`'s text.
+pub fn default_config() -> String {
+    let out = bin().args(["config", "default"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A loopback address nothing listens on right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A minimal HTTP/1.1 request (the tests need no client library): (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string())?;
+    Some((code, body))
+}
+
+/// `GET path`.
+pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http(addr, "GET", path, &[], b"")
+}
+
+/// Percent-encodes a query parameter value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Samples of one series from prescale's API (empty if it has none yet).
+pub fn samples(addr: SocketAddr, sel: &str) -> Vec<(f64, f64)> {
+    match get(addr, &format!("/api/v1/query_range?series={}", enc(sel))) {
+        Some((200, body)) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            serde_json::from_value(v["data"]["values"].clone()).unwrap()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A child process, killed (SIGKILL: no graceful flush) when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `prescale run` with a configuration, data directory and address, its stderr
+/// into `log` (or dropped).
+pub fn start_daemon(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    listen: &str,
+    log: Option<&std::path::Path>,
+) -> Killed {
+    let stderr = match log {
+        Some(l) => Stdio::from(std::fs::File::create(l).unwrap()),
+        None => Stdio::null(),
+    };
+    Killed(
+        bin()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.to_str().unwrap(), "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The binary `name` if it runs (`--version`).
+pub fn find(name: &str) -> Option<String> {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then(|| name.to_string())
+}
+
+/// Polls `f` for up to 90 s; on time-out panics with `what` and the logs.
+pub fn wait_for(mut f: impl FnMut() -> bool, what: &str, log: &dyn Fn() -> String) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(90) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}\n{}", log());
+}
