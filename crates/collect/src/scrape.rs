@@ -117,29 +117,9 @@ fn parse_line(line: &str) -> Result<Line, String> {
             let eq = rest.find('=').ok_or("a label without '='")?;
             let label = rest[..eq].trim().to_string();
             let after = rest[eq + 1..].trim_start();
-            let after = after
-                .strip_prefix('"')
-                .ok_or("label values must be double-quoted")?;
-            let mut value = String::new();
-            let mut end = None;
-            let mut chars = after.char_indices();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c)) => value.push(c),
-                        None => return Err("a dangling escape".into()),
-                    },
-                    '"' => {
-                        end = Some(i);
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            let end = end.ok_or("an unterminated label value")?;
+            let (value, after) = prescale_core::selector::quoted(after)?;
             labels.push((label, value));
-            rest = &after[end + 1..];
+            rest = after;
         }
     }
     let mut parts = rest.split_whitespace();
@@ -342,7 +322,7 @@ histogram_bucket{le="+Inf"} 3e2
         for (text, why) in [
             ("ok 1\nbad{a=\"1\"\n", "line 2: missing closing '}'"),
             ("bad", "line 1: a sample line needs a value"),
-            ("m{a=1} 2", "line 1: label values must be double-quoted"),
+            ("m{a=1} 2", "line 1: label value must be double-quoted"),
             ("m abc", "line 1: \"abc\" is not a number"),
             ("m 1 2.5", "line 1: timestamp \"2.5\""),
             ("m 1 2 3", "unexpected text"),

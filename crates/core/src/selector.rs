@@ -80,6 +80,29 @@ impl Matcher {
     }
 }
 
+/// Reads a double-quoted label value at the start of `s` (`\"`, `\\` and `\n`
+/// escapes, as in the Prometheus text format and PromQL); returns the value and what
+/// follows the closing quote.
+pub fn quoted(s: &str) -> Result<(String, &str), &'static str> {
+    let mut chars = s.char_indices();
+    if !matches!(chars.next(), Some((_, '"'))) {
+        return Err("label value must be double-quoted");
+    }
+    let mut value = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, c)) => value.push(c),
+                None => return Err("dangling escape"),
+            },
+            '"' => return Ok((value, &s[i + 1..])),
+            c => value.push(c),
+        }
+    }
+    Err("unterminated label value")
+}
+
 /// A metric name and label matchers: `name{a="x",b!="y",c=~"z.*"}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selector {
@@ -133,30 +156,9 @@ impl Selector {
                     return Err(bad(format!("unknown operator after {label:?}")));
                 };
                 SeriesKey::new("m", [(label, "")]).map_err(|e| bad(e.to_string()))?;
-                let after = after.trim_start();
-                let mut chars = after.char_indices();
-                if !matches!(chars.next(), Some((_, '"'))) {
-                    return Err(bad("label value must be double-quoted".into()));
-                }
-                let mut value = String::new();
-                let mut closed_at = None;
-                while let Some((i, c)) = chars.next() {
-                    match c {
-                        '\\' => match chars.next() {
-                            Some((_, 'n')) => value.push('\n'),
-                            Some((_, c)) => value.push(c),
-                            None => return Err(bad("dangling escape".into())),
-                        },
-                        '"' => {
-                            closed_at = Some(i);
-                            break;
-                        }
-                        c => value.push(c),
-                    }
-                }
-                let closed_at = closed_at.ok_or_else(|| bad("unterminated label value".into()))?;
+                let (value, after) = quoted(after.trim_start()).map_err(|e| bad(e.into()))?;
                 matchers.push(Matcher::new(label, op, &value).map_err(bad)?);
-                rest = &after[closed_at + 1..];
+                rest = after;
             }
         }
         Ok(Self {

@@ -69,66 +69,21 @@ impl SeriesKey {
         self
     }
 
-    /// Parses the Prometheus text form `name{a="x",b="y"}` (labels optional).
+    /// Parses the Prometheus text form `name{a="x",b="y"}` (labels optional): a
+    /// selector whose matchers are all `=`.
     pub fn parse(input: &str) -> Result<Self, CoreError> {
-        let bad = |reason: &str| CoreError::BadSelector {
-            input: input.to_string(),
-            reason: reason.to_string(),
-        };
-        let s = input.trim();
-        let (name, rest) = match s.find('{') {
-            Some(i) => (&s[..i], Some(&s[i + 1..])),
-            None => (s, None),
-        };
-        let mut labels = Vec::new();
-        if let Some(rest) = rest {
-            let body = rest
-                .strip_suffix('}')
-                .ok_or_else(|| bad("missing closing '}'"))?;
-            let mut chars = body.char_indices().peekable();
-            loop {
-                while matches!(chars.peek(), Some((_, c)) if c.is_whitespace() || *c == ',') {
-                    chars.next();
-                }
-                let Some(&(start, _)) = chars.peek() else {
-                    break;
-                };
-                let mut eq = None;
-                for (i, c) in chars.by_ref() {
-                    if c == '=' {
-                        eq = Some(i);
-                        break;
-                    }
-                }
-                let eq = eq.ok_or_else(|| bad("label without '='"))?;
-                let key = body[start..eq].trim().to_string();
-                match chars.next() {
-                    Some((_, '"')) => {}
-                    _ => return Err(bad("label value must be double-quoted")),
-                }
-                let mut value = String::new();
-                let mut closed = false;
-                while let Some((_, c)) = chars.next() {
-                    match c {
-                        '\\' => match chars.next() {
-                            Some((_, 'n')) => value.push('\n'),
-                            Some((_, c)) => value.push(c),
-                            None => return Err(bad("dangling escape")),
-                        },
-                        '"' => {
-                            closed = true;
-                            break;
-                        }
-                        c => value.push(c),
-                    }
-                }
-                if !closed {
-                    return Err(bad("unterminated label value"));
-                }
-                labels.push((key, value));
+        let sel = crate::Selector::parse(input)?;
+        let mut labels = Vec::with_capacity(sel.matchers.len());
+        for m in sel.matchers {
+            if m.op != crate::selector::MatchOp::Eq {
+                return Err(CoreError::BadSelector {
+                    input: input.to_string(),
+                    reason: format!("{}: a series is named with = only", m.label),
+                });
             }
+            labels.push((m.label, m.value));
         }
-        Self::new(name.trim(), labels)
+        Self::new(sel.name, labels)
     }
 }
 
