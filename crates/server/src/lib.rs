@@ -13,6 +13,7 @@
 //! | `GET /api/v1/query_range?series=SEL&start=S&end=E` | samples of one series (unix seconds) |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
 //! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
+//! | `GET /api/v1/sources` | receivers and their counts, targets, the sample store, the provider |
 //! | `GET /api/v1/workloads/{name}/status` | everything the engine knows about it |
 //! | `GET /api/v1/workloads/{name}/forecast` | the latest forecast |
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
@@ -60,6 +61,8 @@ pub struct AppState {
     pub receivers: Arc<write::Receivers>,
     /// Each scrape target's health, by (job, instance), kept by the scrape loops.
     pub targets: Targets,
+    /// The provider in use (`sim`, `exec`, `webhook`).
+    pub provider: String,
 }
 
 /// Scrape targets' health by (job, instance), shared by the scrape loops and the API.
@@ -100,6 +103,10 @@ impl AppState {
             workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
             receivers: write::Receivers::new(cfg, token),
             targets: Arc::new(RwLock::new(targets)),
+            provider: serde_json::to_value(cfg.providers.use_)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
         })
     }
 }
@@ -119,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/query_range", get(query_range))
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/sources", get(sources))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
         .route(
             "/api/v1/write",
@@ -150,6 +158,53 @@ async fn targets(State(st): State<AppState>) -> Response {
         .cloned()
         .collect();
     Json(json!({"status": "success", "data": v})).into_response()
+}
+
+/// Where samples come from and go: receivers with their counts, scrape targets, the
+/// sample store and the provider, for the dashboard's sources panel.
+async fn sources(State(st): State<AppState>) -> Response {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let r = &st.receivers;
+    let receivers: Vec<_> = [
+        (
+            "remote_write",
+            "POST /api/v1/write",
+            r.remote_write,
+            &r.counts[0],
+        ),
+        (
+            "influx",
+            "POST /api/v2/write, /write",
+            r.influx,
+            &r.counts[1],
+        ),
+    ]
+    .into_iter()
+    .map(|(name, endpoint, enabled, c)| {
+        json!({
+            "name": name, "endpoint": endpoint, "enabled": enabled,
+            "requests": load(&c.requests), "accepted": load(&c.accepted),
+            "duplicates": load(&c.duplicates), "rejected": load(&c.rejected),
+            "skipped": load(&c.skipped), "unreadable": load(&c.unreadable),
+        })
+    })
+    .collect();
+    let targets: Vec<TargetHealth> = st
+        .targets
+        .read()
+        .expect("targets lock")
+        .values()
+        .cloned()
+        .collect();
+    let storage = st.store.describe();
+    Json(json!({"status": "success", "data": {
+        "receivers": receivers,
+        "targets": targets,
+        "storage": storage,
+        "provider": st.provider,
+        "token_required": r.token.is_some(),
+    }}))
+    .into_response()
 }
 
 async fn series(State(st): State<AppState>) -> Response {
