@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod bench_cmd;
 mod detect_cmd;
 mod forecast_cmd;
 mod input;
@@ -84,6 +85,11 @@ enum Command {
     Detect(detect_cmd::DetectArgs),
     /// Replay a demand trace under a scaling policy: cost, shortfalls, actions.
     Simulate(simulate_cmd::SimulateArgs),
+    /// Measure prescale's own speed (e.g. `bench ingest`: samples per second received).
+    Bench {
+        #[command(subcommand)]
+        what: bench_cmd::BenchCmd,
+    },
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
         Command::Forecast(a) => forecast_cmd::forecast(a).map_err(|e| UsageError(e).into()),
         Command::Backtest(a) => forecast_cmd::backtest(a).map_err(|e| UsageError(e).into()),
         Command::Detect(a) => detect_cmd::run(a).map_err(|e| UsageError(e).into()),
+        Command::Bench { what } => bench_cmd::run(what).map_err(|e| UsageError(e).into()),
         Command::Simulate(a) => simulate_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
         Command::Demo {

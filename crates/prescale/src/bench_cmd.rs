@@ -1,0 +1,203 @@
+//! `prescale bench ingest`: how fast the write receivers take samples, end to end. A
+//! server on this machine's loopback with a fresh store (synced before each answer, as
+//! the daemon runs) receives remote_write or line-protocol batches from one or more
+//! senders, as Prometheus' shards send them; the result is samples per second and the
+//! latency of a request.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use prescale_core::config::Config;
+use prescale_core::{Sample, SeriesKey};
+use prescale_store::{Durability, Store};
+
+/// `prescale bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Samples per second through the write receivers into the store.
+    Ingest(IngestArgs),
+}
+
+/// The payload format sent.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Wire {
+    /// Prometheus remote_write 1.0.
+    RemoteWrite,
+    /// InfluxDB line protocol.
+    Influx,
+}
+
+/// `prescale bench ingest` arguments.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Distinct series.
+    #[arg(long, default_value_t = 1000)]
+    pub series: usize,
+    /// Samples sent per series.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Samples per request (Prometheus sends up to 2000).
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+    /// Concurrent senders (Prometheus' remote_write shards).
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// The payload format.
+    #[arg(long, value_enum, default_value_t = Wire::RemoteWrite)]
+    pub wire: Wire,
+}
+
+/// Runs a benchmark.
+pub fn run(cmd: BenchCmd) -> Result<(), String> {
+    match cmd {
+        BenchCmd::Ingest(a) => ingest(a),
+    }
+}
+
+fn ingest(a: IngestArgs) -> Result<(), String> {
+    if a.series == 0 || a.samples == 0 || a.batch == 0 || a.senders == 0 {
+        return Err("--series, --samples, --batch and --senders must be at least 1".into());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = Store::open(dir.path(), Durability::Sync).map_err(|e| e.to_string())?;
+    let cfg = Config::default();
+    let state = prescale_server::AppState::new(
+        &cfg,
+        store.clone(),
+        Arc::new(RwLock::new(Default::default())),
+    )?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(prescale_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+
+    // Every sender gets every batch-th request; each series' timestamps rise by 15 s.
+    let keys: Vec<SeriesKey> = (0..a.series)
+        .map(|i| {
+            SeriesKey::metric("bench_value")
+                .expect("static name")
+                .with_label("instance", format!("host-{:05}", i))
+                .with_label("job", "bench")
+        })
+        .collect();
+    let total = a.series * a.samples;
+    let requests = total.div_ceil(a.batch);
+    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} samples {per_sec}")
+            .expect("valid template"),
+    );
+    let start = Instant::now();
+    let latencies: Vec<Result<Vec<Duration>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..a.senders)
+            .map(|sender| {
+                let (keys, bar) = (&keys, &bar);
+                let a = &a;
+                s.spawn(move || send(addr, a, keys, sender, requests, bar))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a sender panicked".into())))
+            .collect()
+    });
+    let took = start.elapsed();
+    bar.finish_and_clear();
+    let _ = stop.send(());
+    let _ = rt.block_on(server);
+    let mut lat: Vec<Duration> = Vec::new();
+    for l in latencies {
+        lat.extend(l?);
+    }
+    lat.sort();
+    let stored = store.appended_total() as usize;
+    if stored != total {
+        return Err(format!("sent {total} samples but the store took {stored}"));
+    }
+    let q = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    println!(
+        "{} {total} samples ({} series x {}) in {} requests of up to {} from {} sender(s): {:.2} s, {:.0} samples/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (store synced before each answer)",
+        match a.wire {
+            Wire::RemoteWrite => "remote_write",
+            Wire::Influx => "line protocol",
+        },
+        a.series,
+        a.samples,
+        lat.len(),
+        a.batch,
+        a.senders,
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64(),
+        q(0.5),
+        q(0.99),
+        q(1.0),
+    );
+    Ok(())
+}
+
+/// Sends requests `sender`, `sender + senders`, ... of the run; returns their latencies.
+fn send(
+    addr: SocketAddr,
+    a: &IngestArgs,
+    keys: &[SeriesKey],
+    sender: usize,
+    requests: usize,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<Duration>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let total = keys.len() * a.samples;
+    let mut out = Vec::new();
+    for r in (sender..requests).step_by(a.senders) {
+        // Request r carries samples [r * batch, ...) of the run, series fastest.
+        let (lo, hi) = (r * a.batch, ((r + 1) * a.batch).min(total));
+        let mut by_key: Vec<(SeriesKey, Vec<Sample>)> = Vec::new();
+        let mut lines = String::new();
+        for n in lo..hi {
+            let (k, step) = (n % keys.len(), n / keys.len());
+            let ts = 1_767_571_200_000 + step as i64 * 15_000;
+            let value = ((n * 7919) % 1000) as f64 / 10.0;
+            match a.wire {
+                Wire::RemoteWrite => match by_key.last_mut() {
+                    Some((key, v)) if *key == keys[k] => v.push(Sample { ts, value }),
+                    _ => by_key.push((keys[k].clone(), vec![Sample { ts, value }])),
+                },
+                Wire::Influx => lines.push_str(&format!(
+                    "bench,instance=host-{k:05},job=bench value={value} {ts}\n"
+                )),
+            }
+        }
+        let body = match a.wire {
+            Wire::RemoteWrite => prescale_collect::receive::encode_remote_write(&by_key),
+            Wire::Influx => lines.into_bytes(),
+        };
+        let t = Instant::now();
+        let resp = match a.wire {
+            Wire::RemoteWrite => agent
+                .post(format!("http://{addr}/api/v1/write"))
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .send(&body[..]),
+            Wire::Influx => agent
+                .post(format!("http://{addr}/api/v2/write?precision=ms"))
+                .send(&body[..]),
+        };
+        let mut resp = resp.map_err(|e| format!("request {r}: {e}"))?;
+        if resp.status() != 204 {
+            let body = resp.body_mut().read_to_string().unwrap_or_default();
+            return Err(format!("request {r}: HTTP {}: {body}", resp.status()));
+        }
+        out.push(t.elapsed());
+        bar.inc((hi - lo) as u64);
+    }
+    Ok(out)
+}
