@@ -89,6 +89,10 @@ pub struct AppendReport {
 struct Index {
     by_key: HashMap<SeriesKey, u64>,
     by_id: HashMap<u64, SeriesKey>,
+    /// The newest stored timestamp per series id, once looked up: a sample newer than
+    /// it cannot repeat one, so the common append (the next sample of a series) needs no
+    /// read of the disk.
+    newest: HashMap<u64, TimestampMs>,
 }
 
 struct Inner {
@@ -278,10 +282,12 @@ impl Store {
         let mut batch = self.inner.db.batch();
         let mut reports = Vec::with_capacity(batches.len());
         let mut in_batch: HashMap<(u64, TimestampMs), f64> = HashMap::new();
+        let mut newest_after = Vec::new();
         let mut total = 0usize;
         for (key, samples) in batches {
             let mut report = AppendReport::default();
             let id = self.series_id(key, true)?.expect("created");
+            let mut newest = self.newest(id)?;
             for s in samples {
                 if !s.value.is_finite() {
                     report.rejected.push(Rejection {
@@ -293,6 +299,7 @@ impl Store {
                 let k = sample_key(id, s.ts);
                 let existing = match in_batch.get(&(id, s.ts)) {
                     Some(v) => Some(*v),
+                    None if newest.is_none_or(|n| s.ts > n) => None,
                     None => self
                         .inner
                         .samples
@@ -311,6 +318,7 @@ impl Store {
                         ),
                     }),
                     None => {
+                        newest = Some(newest.map_or(s.ts, |n| n.max(s.ts)));
                         batch.insert(&self.inner.samples, k, s.value.to_le_bytes());
                         in_batch.insert((id, s.ts), s.value);
                         report.accepted += 1;
@@ -319,6 +327,9 @@ impl Store {
             }
             total += report.accepted;
             reports.push(report);
+            if let Some(n) = newest {
+                newest_after.push((id, n));
+            }
         }
         if total > 0 {
             batch.commit().map_err(self.io())?;
@@ -326,8 +337,38 @@ impl Store {
             self.inner
                 .appended
                 .fetch_add(total as u64, Ordering::Relaxed);
+            let mut index = self.inner.index.write().expect("index lock");
+            for (id, n) in newest_after {
+                let e = index.newest.entry(id).or_insert(n);
+                *e = (*e).max(n);
+            }
         }
         Ok(reports)
+    }
+
+    /// The newest stored timestamp of series `id`, from the cache or, the first time, the
+    /// last key of its range.
+    fn newest(&self, id: u64) -> Result<Option<TimestampMs>> {
+        if let Some(&n) = self.inner.index.read().expect("index lock").newest.get(&id) {
+            return Ok((n != TimestampMs::MIN).then_some(n));
+        }
+        let last = match self
+            .inner
+            .samples
+            .range(sample_key(id, i64::MIN)..=sample_key(id, i64::MAX))
+            .next_back()
+        {
+            Some(g) => Some(ts_from_key(&g.key().map_err(self.io())?[8..])),
+            None => None,
+        };
+        self.inner
+            .index
+            .write()
+            .expect("index lock")
+            .newest
+            .entry(id)
+            .or_insert(last.unwrap_or(TimestampMs::MIN));
+        Ok(last)
     }
 
     /// The remote side of [`Store::append_many`]: non-finite values are refused here, the
@@ -644,6 +685,41 @@ mod tests {
         assert_eq!(st.range(&k, 16, 29).unwrap().unwrap().len(), 1);
         assert_eq!(st.latest(&k).unwrap().unwrap(), s(30, 3.0));
         assert!(st.range(&key("nope"), 0, 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn repeats_are_caught_whether_the_newest_is_cached_or_read_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key("m");
+        {
+            let st = Store::open(dir.path(), Durability::Sync).unwrap();
+            st.append(&k, &[s(10, 1.0), s(20, 2.0)]).unwrap();
+            // Cached newest (20): the next sample is taken without a read; a repeat of the
+            // newest and of an older one is still caught.
+            let r = st
+                .append(&k, &[s(30, 3.0), s(20, 9.0), s(10, 1.0)])
+                .unwrap();
+            assert_eq!((r.accepted, r.duplicates, r.rejected.len()), (1, 1, 1));
+            let r = st.append(&k, &[s(30, 4.0), s(25, 2.5)]).unwrap();
+            assert_eq!((r.accepted, r.rejected.len()), (1, 1), "{r:?}");
+        }
+        // After a restart the newest is read from disk once.
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let r = st
+            .append(&k, &[s(30, 5.0), s(40, 4.0), s(40, 6.0)])
+            .unwrap();
+        assert_eq!((r.accepted, r.rejected.len()), (1, 2), "{r:?}");
+        let got: Vec<(i64, f64)> = st
+            .range(&k, 0, 100)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|x| (x.ts, x.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(10, 1.0), (20, 2.0), (25, 2.5), (30, 3.0), (40, 4.0)]
+        );
     }
 
     #[test]
