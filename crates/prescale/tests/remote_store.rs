@@ -140,3 +140,98 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
     .unwrap();
     assert_eq!(code, 404);
 }
+
+#[test]
+fn prometheus_as_the_store_and_what_it_refuses_is_reported_not_retried() {
+    let Some(prom) = find("prometheus") else {
+        eprintln!("skipping: no prometheus binary (apt-get install prometheus; .ci/run does)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pm = free_addr();
+    let ps = free_addr();
+    std::fs::write(
+        dir.path().join("prom.yml"),
+        "global:\n  scrape_interval: 15s\n",
+    )
+    .unwrap();
+    let mlog = dir.path().join("prometheus.log");
+    let _prom = Killed(
+        Command::new(&prom)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prom.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={pm}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&mlog).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let cfg = default_config()
+        .replacen("enabled = true", "enabled = false", 1)
+        .replace(
+            "\n[sources.host]",
+            &format!(
+                "\n[storage.remote]\nwrite_url = \"http://{pm}/api/v1/write\"\nread_url = \"http://{pm}\"\n\n[sources.host]"
+            ),
+        );
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let plog = dir.path().join("prescale.log");
+    let _prescale = start_daemon(
+        &config,
+        &dir.path().join("data"),
+        &ps.to_string(),
+        Some(&plog),
+    );
+    let logs = || {
+        format!(
+            "prescale:\n{}\nprometheus:\n{}",
+            std::fs::read_to_string(&plog).unwrap_or_default(),
+            std::fs::read_to_string(&mlog).unwrap_or_default()
+        )
+    };
+    wait_for(
+        || {
+            get(pm, "/-/ready").is_some_and(|r| r.0 == 200)
+                && get(ps, "/healthz").is_some_and(|r| r.0 == 200)
+        },
+        "both servers",
+        &logs,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let push = |line: String| {
+        http(
+            ps,
+            "POST",
+            "/api/v2/write?precision=s",
+            &[],
+            line.as_bytes(),
+        )
+        .unwrap()
+    };
+    let (code, body) = push(format!("app rps=7 {}\n", now - 5));
+    assert_eq!(code, 204, "{body}\n{}", logs());
+    wait_for(
+        || samples(ps, "app_rps").len() == 1,
+        "the sample read back from Prometheus",
+        &logs,
+    );
+    // Three days old: Prometheus answers 400 (out of bounds). The sender is told so, with
+    // the reason, as a refusal it must not resend, not as a failure to retry.
+    let (code, body) = push(format!("app rps=8 {}\n", now - 3 * 86_400));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("the remote store refused") && body.contains("out of bounds"),
+        "{body}"
+    );
+}

@@ -402,10 +402,30 @@ impl Store {
             reports.push(report);
         }
         if !send.is_empty() {
-            r.write(&send).map_err(StoreError::Remote)?;
-            self.inner
-                .appended
-                .fetch_add(total as u64, Ordering::Relaxed);
+            match r.write(&send) {
+                Ok(()) => {
+                    self.inner
+                        .appended
+                        .fetch_add(total as u64, Ordering::Relaxed);
+                }
+                Err(remote::WriteError::Failed(e)) => return Err(StoreError::Remote(e)),
+                // The server may have taken some of them (Prometheus stores the rest of a
+                // batch it answers 400 for), but says which only in words: every sample
+                // sent is reported refused, with its reason, so no sender resends them.
+                Err(remote::WriteError::Refused(e)) => {
+                    for ((_, samples), report) in batches.iter().zip(&mut reports) {
+                        for s in samples.iter().filter(|s| s.value.is_finite()) {
+                            report.rejected.push(Rejection {
+                                ts: s.ts,
+                                reason: format!(
+                                    "the remote store refused some or all of this batch: {e}"
+                                ),
+                            });
+                        }
+                        report.accepted = 0;
+                    }
+                }
+            }
         }
         Ok(reports)
     }

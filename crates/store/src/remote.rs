@@ -25,6 +25,14 @@ pub struct RemoteConfig {
     pub lookback_ms: i64,
 }
 
+/// Why a remote write did not go through.
+pub(crate) enum WriteError {
+    /// The server answered 4xx: it will not take these samples, however often sent.
+    Refused(String),
+    /// Unreachable, timed out or 5xx: a retry may pass.
+    Failed(String),
+}
+
 pub(crate) struct Remote {
     cfg: RemoteConfig,
     agent: ureq::Agent,
@@ -86,8 +94,10 @@ impl Remote {
         }
     }
 
-    /// Writes with remote_write; `Ok` only when the server answered 2xx.
-    pub(crate) fn write(&self, series: &[(SeriesKey, Vec<Sample>)]) -> Result<(), String> {
+    /// Writes with remote_write; `Ok` only when the server answered 2xx. A 4xx answer
+    /// (out of order, out of bounds, too old) is [`WriteError::Refused`]: sending the same
+    /// again would not help; anything else may pass on a retry.
+    pub(crate) fn write(&self, series: &[(SeriesKey, Vec<Sample>)]) -> Result<(), WriteError> {
         let body = prescale_collect::receive::encode_remote_write(series);
         let url = &self.cfg.write_url;
         let req = self
@@ -99,16 +109,18 @@ impl Remote {
         let mut resp = self
             .auth(req)
             .send(&body[..])
-            .map_err(|e| format!("remote_write to {url}: {e}"))?;
-        if resp.status().is_success() {
+            .map_err(|e| WriteError::Failed(format!("remote_write to {url}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
             return Ok(());
         }
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        Err(format!(
-            "remote_write to {url}: HTTP {}: {}",
-            resp.status(),
-            text.trim()
-        ))
+        let msg = format!("remote_write to {url}: HTTP {status}: {}", text.trim());
+        Err(if status.is_client_error() {
+            WriteError::Refused(msg)
+        } else {
+            WriteError::Failed(msg)
+        })
     }
 
     fn get<T: for<'de> Deserialize<'de>>(&self, path_and_query: &str) -> Result<T, String> {
