@@ -118,7 +118,8 @@ fn normal_tail(z: f64) -> f64 {
 /// sample in units of the recent mean absolute change; the score says how unlikely a
 /// surprise this large is under the series' long-run distribution of surprises (a
 /// normal tail), so one threshold means the same on a quiet series and a noisy one.
-/// Constant memory and time per sample.
+/// After a report (a score of 0.5 or more) scores are halved for 400 samples, so one
+/// event is not reported over and over. Constant memory and time per sample.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LikelihoodDetector {
     seen: u64,
@@ -127,6 +128,7 @@ pub struct LikelihoodDetector {
     mac: f64,
     r_mean: f64,
     r_var: f64,
+    quiet_until: u64,
 }
 
 impl Default for LikelihoodDetector {
@@ -138,8 +140,16 @@ impl Default for LikelihoodDetector {
 impl LikelihoodDetector {
     /// Weight of a new change in the mean absolute change (about 50 samples).
     const SCALE: f64 = 0.02;
+    /// Samples whose changes only set the first scale (no surprise is measured yet).
+    const SCALE_WARMUP: u64 = 20;
     /// Weight of a new surprise in the long-run surprise statistics (about 200 samples).
     const LONG: f64 = 0.005;
+    /// A score this high (a surprise of one in 10^10) is a report...
+    const REPORT: f64 = 0.5;
+    /// ... after which scores are multiplied by this ...
+    const QUIET_FACTOR: f64 = 0.5;
+    /// ... for this many samples, so one event is not reported again and again.
+    const QUIET_SAMPLES: u64 = 400;
 
     /// A detector that scores 0 for its first 100 samples while it learns.
     pub fn new() -> Self {
@@ -150,12 +160,13 @@ impl LikelihoodDetector {
             mac: 0.0,
             r_mean: 0.0,
             r_var: 0.0,
+            quiet_until: 0,
         }
     }
 
     /// Scores one value in [0, 1): `L / (L + 10)` where `L` is minus the decimal log of
-    /// the chance of a surprise this large (0.5: one in 10^10); a non-finite value
-    /// scores 0 and is not learnt.
+    /// the chance of a surprise this large (0.5: one in 10^10), halved for 400 samples
+    /// after a score of 0.5; a non-finite value scores 0 and is not learnt.
     pub fn score(&mut self, x: f64) -> f64 {
         if !x.is_finite() {
             return 0.0;
@@ -166,19 +177,36 @@ impl LikelihoodDetector {
             return 0.0;
         }
         let change = (x - self.prev).abs();
-        let floor = 1e-6 * self.prev.abs().max(1e-9);
-        let raw = (change / self.mac.max(floor)).min(1e3);
         self.prev = x;
+        if self.seen <= Self::SCALE_WARMUP {
+            // A plain mean of the first changes: the scale surprises are measured in.
+            self.mac += (change - self.mac) / (self.seen - 1) as f64;
+            return 0.0;
+        }
+        let floor = 1e-6 * x.abs().max(1e-9);
+        let raw = (change / self.mac.max(floor)).min(1e3);
         self.mac += Self::SCALE * (change - self.mac);
         let z = (raw - self.r_mean) / self.r_var.sqrt().max(1e-6);
         let d = raw - self.r_mean;
-        self.r_mean += Self::LONG * d;
-        self.r_var = (1.0 - Self::LONG) * (self.r_var + Self::LONG * d * d);
+        // Plain mean and variance of the first surprises (Welford), then exponentially
+        // weighted ones, so the start does not weigh in for hundreds of samples.
+        let n = (self.seen - Self::SCALE_WARMUP) as f64;
+        let w = (1.0 / n).max(Self::LONG);
+        self.r_mean += w * d;
+        self.r_var = (1.0 - w) * (self.r_var + w * d * d);
         if self.seen <= self.warmup {
             return 0.0;
         }
         let l = -normal_tail(z).max(1e-300).log10();
-        l / (l + 10.0)
+        let mut score = l / (l + 10.0);
+        // One event, one report: after a score of REPORT, later ones are damped for a while.
+        if self.seen < self.quiet_until {
+            score *= Self::QUIET_FACTOR;
+        }
+        if score >= Self::REPORT {
+            self.quiet_until = self.seen + Self::QUIET_SAMPLES;
+        }
+        score
     }
 }
 
@@ -266,6 +294,33 @@ mod tests {
         }
         let mut d = LikelihoodDetector::new();
         assert_eq!(d.score(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn a_second_jump_soon_after_a_report_is_damped_and_one_later_is_not() {
+        let run = |second: u64| {
+            let mut d = LikelihoodDetector::new();
+            let mut scores = Vec::new();
+            for i in 0..2000u64 {
+                let mut v = 10.0 + noise(i);
+                if i >= 500 {
+                    v += 8.0;
+                }
+                if i >= second {
+                    v += 8.0;
+                }
+                scores.push(d.score(v));
+            }
+            (scores[500], scores[second as usize])
+        };
+        let (first, soon) = run(700);
+        let (_, late) = run(1500);
+        assert!(first >= 0.5, "{first}");
+        assert!(
+            soon < 0.5 && soon > 0.25,
+            "within 400 samples: halved, {soon}"
+        );
+        assert!(late >= 0.5, "after 1000 samples: a report again, {late}");
     }
 
     #[test]
