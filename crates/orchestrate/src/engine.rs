@@ -221,7 +221,7 @@ pub struct Status {
 
 struct WState {
     w: Workload,
-    selector: DemandExpr,
+    demand: DemandExpr,
     key: SeriesKey,
     step_ms: i64,
     buckets: VecDeque<(TimestampMs, f64)>,
@@ -527,7 +527,7 @@ fn baseline_forecast(
 /// CPU demand and forecast by the inline baseline, so the plan covers it too.
 struct Extra {
     dim: Dim,
-    selector: DemandExpr,
+    demand: DemandExpr,
     scale: f64,
     buckets: VecDeque<(TimestampMs, f64)>,
     /// What its forecast said of each step: see [`record_said`].
@@ -562,7 +562,7 @@ impl<P: Provider> Engine<P> {
         let states = workloads
             .into_iter()
             .map(|w| WState {
-                selector: DemandExpr::parse(&w.demand).expect("validated with the config"),
+                demand: DemandExpr::parse(&w.demand).expect("validated with the config"),
                 key: SeriesKey::metric("prescale_demand")
                     .expect("static name")
                     .with_label("workload", w.name.clone()),
@@ -590,7 +590,7 @@ impl<P: Provider> Engine<P> {
                     .iter()
                     .map(|(d, src)| Extra {
                         dim: Dim::parse(d).expect("validated with the config"),
-                        selector: DemandExpr::parse(&src.series)
+                        demand: DemandExpr::parse(&src.series)
                             .expect("validated with the config"),
                         scale: src.scale,
                         buckets: VecDeque::new(),
@@ -724,7 +724,7 @@ impl<P: Provider> Engine<P> {
         if s.next_bucket.is_none() {
             s.said = said_from_store(&self.store, &s.said_key, from)?;
         }
-        let sums = step_sums(&self.store, &s.selector, from, nb, step)?;
+        let sums = step_sums(&self.store, &s.demand, from, nb, step)?;
         let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
         let sums: Vec<f64> = sums.into_iter().map(|v| v.unwrap_or(0.0)).collect();
         let mut added = 0;
@@ -772,19 +772,19 @@ impl<P: Provider> Engine<P> {
         let step = s.step_ms;
         let from = (now - self.grace_ms).div_euclid(step) * step;
         let nb = ((now - from) / step + 1) as usize;
-        let peak = |selector: &DemandExpr, scale: f64| -> Result<Option<f64>, StoreError> {
-            Ok(step_sums(&self.store, selector, from, nb, step)?
+        let peak = |demand: &DemandExpr, scale: f64| -> Result<Option<f64>, StoreError> {
+            Ok(step_sums(&self.store, demand, from, nb, step)?
                 .into_iter()
                 .flatten()
                 .map(|v| v * scale)
                 .reduce(f64::max))
         };
         let mut out = Vec::new();
-        if let Some(v) = peak(&s.selector, 1.0)? {
+        if let Some(v) = peak(&s.demand, 1.0)? {
             out.push((Dim::Cpu, v));
         }
         for x in &s.extras {
-            if let Some(v) = peak(&x.selector, x.scale)? {
+            if let Some(v) = peak(&x.demand, x.scale)? {
                 out.push((x.dim, v));
             }
         }
@@ -808,7 +808,7 @@ impl<P: Provider> Engine<P> {
                 x.said = said_from_store(store, &x.said_key, from)?;
             }
             let mut last = x.buckets.back().map(|b| b.1);
-            for (b, v) in step_sums(store, &x.selector, from, nb, step)?
+            for (b, v) in step_sums(store, &x.demand, from, nb, step)?
                 .into_iter()
                 .enumerate()
             {
