@@ -6,6 +6,7 @@
 //! (daily and weekly cycles, noise, bursts) for `prescale demo`.
 
 pub mod host;
+pub mod http;
 pub mod receive;
 pub mod scrape;
 pub mod synthetic;

@@ -9,7 +9,7 @@
 //! with no observations reports NaN) are skipped and counted, not stored.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prescale_core::{Sample, SeriesKey, TimestampMs};
 use serde::Serialize;
@@ -26,12 +26,12 @@ pub struct Target {
 }
 
 impl Target {
-    /// A target `host:port` of `job`, scraped at `http://host:port{path}`.
-    pub fn new(job: &str, instance: &str, path: &str) -> Self {
+    /// A target `host:port` of `job`, scraped at `{scheme}://host:port{path}`.
+    pub fn new(job: &str, scheme: &str, instance: &str, path: &str) -> Self {
         Self {
             job: job.to_string(),
             instance: instance.to_string(),
-            url: format!("http://{instance}{path}"),
+            url: format!("{scheme}://{instance}{path}"),
         }
     }
 }
@@ -194,11 +194,12 @@ pub fn parse_exposition(
     Ok(out)
 }
 
-/// Scrapes `target` once, within `timeout`, at `now`; never fails: a target that cannot
-/// be reached or read is `up` 0 with the reason in its health.
-pub fn scrape(target: &Target, timeout: Duration, now: TimestampMs) -> Scraped {
+/// Scrapes `target` once with `agent` (which holds the time-out and TLS settings, see
+/// [`crate::http::agent`]), at `now`; never fails: a target that cannot be reached or
+/// read is `up` 0 with the reason in its health.
+pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped {
     let started = Instant::now();
-    let fetched = fetch(&target.url, timeout);
+    let fetched = fetch(agent, &target.url);
     let parsed = fetched.and_then(|text| {
         parse_exposition(&text, &target.job, &target.instance, now)
             .map_err(|e| format!("the response is not in the Prometheus text format: {e}"))
@@ -242,13 +243,8 @@ pub fn scrape(target: &Target, timeout: Duration, now: TimestampMs) -> Scraped {
     Scraped { series, health }
 }
 
-/// GETs `url` as Prometheus does (asking for the text format), within `timeout`.
-fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
+/// GETs `url` as Prometheus does (asking for the text format).
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<String, String> {
     let mut resp = agent
         .get(url)
         .header("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
@@ -272,6 +268,7 @@ fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn key(s: &str) -> SeriesKey {
         SeriesKey::parse(s).unwrap()
@@ -342,8 +339,9 @@ histogram_bucket{le="+Inf"} 3e2
             .local_addr()
             .unwrap()
             .port();
-        let t = Target::new("j", &format!("127.0.0.1:{port}"), "/metrics");
-        let s = scrape(&t, Duration::from_secs(2), 1000);
+        let t = Target::new("j", "http", &format!("127.0.0.1:{port}"), "/metrics");
+        let agent = crate::http::agent(Duration::from_secs(2), None).unwrap();
+        let s = scrape(&agent, &t, 1000);
         assert_eq!(s.health.health, "down");
         assert!(
             s.health.last_error.contains("GET http://127.0.0.1:"),
@@ -381,8 +379,9 @@ histogram_bucket{le="+Inf"} 3e2
                 .unwrap();
             }
         });
-        let t = Target::new("app", &addr.to_string(), "/metrics");
-        let s = scrape(&t, Duration::from_secs(5), 7);
+        let t = Target::new("app", "http", &addr.to_string(), "/metrics");
+        let agent = crate::http::agent(Duration::from_secs(5), None).unwrap();
+        let s = scrape(&agent, &t, 7);
         assert_eq!(s.health.health, "up", "{:?}", s.health);
         assert_eq!(s.health.last_samples, 1);
         let got: BTreeMap<_, _> = s.series.into_iter().collect();
@@ -390,7 +389,7 @@ histogram_bucket{le="+Inf"} 3e2
             r#"queue_depth{{q="a",job="app",instance="{addr}"}}"#
         ));
         assert_eq!(got[&q], vec![Sample { ts: 7, value: 5.0 }]);
-        let s = scrape(&t, Duration::from_secs(5), 8);
+        let s = scrape(&agent, &t, 8);
         assert_eq!(s.health.health, "down");
         assert!(
             s.health

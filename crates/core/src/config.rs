@@ -38,6 +38,13 @@ pub struct Config {
     pub server: ServerConfig,
 }
 
+/// Whether `url` is `http://` or `https://` followed by something.
+fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"]
+        .iter()
+        .any(|p| url.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+}
+
 /// Checks that the provider in use is configured, and its settings.
 fn validate_providers(p: &ProvidersConfig) -> Result<(), (String, String)> {
     match p.use_ {
@@ -69,13 +76,10 @@ fn validate_providers(p: &ProvidersConfig) -> Result<(), (String, String)> {
                     "use = \"webhook\" needs a [providers.webhook] section with url = \"http://...\"".into(),
                 ));
             };
-            if !w.url.starts_with("http://") || w.url.len() <= "http://".len() {
+            if !is_http_url(&w.url) {
                 return Err((
                     "providers.webhook.url".into(),
-                    format!(
-                        "{:?} must be an http:// URL (https is not supported yet: put a local proxy in front)",
-                        w.url
-                    ),
+                    format!("{:?} must be an http:// or https:// URL", w.url),
                 ));
             }
             if w.timeout_s == 0 {
@@ -118,7 +122,7 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
             if !ok {
                 return Err((
                     format!("sources.scrape[{i}].targets[{t}]"),
-                    format!("{target:?} is not host:port (e.g. \"127.0.0.1:9100\"; no scheme or path: targets are scraped over http at `path`)"),
+                    format!("{target:?} is not host:port (e.g. \"127.0.0.1:9100\"; no scheme or path: those are `scheme` and `path`)"),
                 ));
             }
         }
@@ -132,6 +136,12 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
                     "must be between 1 and interval_s ({}), got {}",
                     j.interval_s, j.timeout_s
                 ),
+            ));
+        }
+        if j.scheme != "http" && j.scheme != "https" {
+            return Err((
+                k("scheme"),
+                format!("{:?} must be \"http\" or \"https\"", j.scheme),
             ));
         }
         if !j.path.starts_with('/') {
@@ -174,6 +184,9 @@ pub struct RemoteStorageConfig {
     /// A file whose first line is sent as `Authorization: Bearer TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// PEM certificates to check the server's certificate against (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_remote_timeout() -> u64 {
@@ -218,6 +231,17 @@ pub struct ScrapeConfig {
     /// The HTTP path scraped.
     #[serde(default = "default_metrics_path")]
     pub path: String,
+    /// `http` or `https` (which needs a build with the `tls` feature).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// PEM certificates to check the targets' certificates against instead of the public
+    /// roots (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_scheme() -> String {
+    "http".into()
 }
 
 fn default_scrape_interval() -> u64 {
@@ -329,6 +353,9 @@ pub struct WebhookProviderConfig {
     /// A file whose first line is sent as `Authorization: Bearer TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// PEM certificates to check the endpoint's certificate against (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// As for `[providers.exec]`.
     #[serde(default)]
     pub report_state: bool,
@@ -569,6 +596,33 @@ impl Config {
         Some(keep)
     }
 
+    /// What the configuration reaches over HTTPS (URLs and CA files), by key: empty when
+    /// a build without TLS can run it.
+    pub fn https_uses(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, j) in self.sources.scrape.iter().enumerate() {
+            if j.scheme == "https" || j.ca_file.is_some() {
+                out.push(format!("sources.scrape[{i}] ({})", j.job));
+            }
+        }
+        if let Some(r) = &self.storage.remote {
+            if r.write_url.starts_with("https://")
+                || r.read_url.starts_with("https://")
+                || r.ca_file.is_some()
+            {
+                out.push("storage.remote".into());
+            }
+        }
+        if let Some(w) = &self.providers.webhook {
+            if self.providers.use_ == ProviderKind::Webhook
+                && (w.url.starts_with("https://") || w.ca_file.is_some())
+            {
+                out.push("providers.webhook".into());
+            }
+        }
+        out
+    }
+
     /// Whether a receiver (remote_write or line protocol) accepts writes.
     pub fn receivers_enabled(&self) -> bool {
         self.sources.remote_write.enabled || self.sources.influx.enabled
@@ -625,10 +679,10 @@ impl Config {
         }
         if let Some(r) = &self.storage.remote {
             for (k, url) in [("write_url", &r.write_url), ("read_url", &r.read_url)] {
-                if !url.starts_with("http://") || url.len() <= "http://".len() {
+                if !is_http_url(url) {
                     return err(
                         format!("storage.remote.{k}"),
-                        format!("{url:?} must be an http:// URL (https is not supported yet)"),
+                        format!("{url:?} must be an http:// or https:// URL"),
                     );
                 }
             }
@@ -1033,6 +1087,7 @@ mod tests {
             ("job = \"n\"\ntargets = [\"h\"]", "sources.scrape[0].targets[0]", "not host:port"),
             ("job = \"n\"\ntargets = [\"h:1\"]\ntimeout_s = 20", "sources.scrape[0].timeout_s", "between 1 and interval_s (15)"),
             ("job = \"n\"\ntargets = [\"h:1\"]\npath = \"metrics\"", "sources.scrape[0].path", "start with '/'"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\nscheme = \"ftp\"", "sources.scrape[0].scheme", "\"http\" or \"https\""),
             ("job = \"\"\ntargets = [\"h:1\"]", "sources.scrape[0].job", "empty"),
             ("job = \"n\"\ntargets = [\"h:1\"]\n[[sources.scrape]]\njob = \"n\"\ntargets = [\"h:2\"]", "sources.scrape[1].job", "used twice"),
             ("job = \"n\"\ntargets = [\"h:1\"]\ntarget = 1", "sources.scrape[0].target", "unknown field"),
@@ -1099,9 +1154,9 @@ mod tests {
                 "needs a [providers.webhook] section",
             ),
             (
-                with("webhook", "[providers.webhook]\nurl = \"https://x/y\""),
+                with("webhook", "[providers.webhook]\nurl = \"ftp://x/y\""),
                 "providers.webhook.url",
-                "https is not supported",
+                "must be an http:// or https:// URL",
             ),
             (
                 with(
@@ -1142,14 +1197,21 @@ mod tests {
             "p.toml",
         )
         .unwrap();
-        assert_eq!(c.storage.remote.unwrap().timeout_s, 10);
+        assert_eq!(c.storage.remote.as_ref().unwrap().timeout_s, 10);
+        assert!(c.https_uses().is_empty());
+        let c = Config::parse(
+            &with("[storage.remote]\nwrite_url = \"https://vm/api/v1/write\"\nread_url = \"https://vm\""),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.https_uses(), vec!["storage.remote".to_string()]);
         for (section, key) in [
             (
                 "[storage.remote]\nwrite_url = \"vm:8428\"\nread_url = \"http://vm:8428\"",
                 "storage.remote.write_url",
             ),
             (
-                "[storage.remote]\nwrite_url = \"http://vm/w\"\nread_url = \"https://vm\"",
+                "[storage.remote]\nwrite_url = \"http://vm/w\"\nread_url = \"ftp://vm\"",
                 "storage.remote.read_url",
             ),
             (

@@ -590,8 +590,7 @@ impl<P: Provider> Engine<P> {
                     .iter()
                     .map(|(d, src)| Extra {
                         dim: Dim::parse(d).expect("validated with the config"),
-                        demand: DemandExpr::parse(&src.series)
-                            .expect("validated with the config"),
+                        demand: DemandExpr::parse(&src.series).expect("validated with the config"),
                         scale: src.scale,
                         buckets: VecDeque::new(),
                         said: VecDeque::new(),

@@ -35,12 +35,16 @@ pub enum Transport {
     /// A program and its arguments, run without a shell; the request on stdin and in
     /// `PRESCALE_*` variables, the answer on stdout.
     Exec(Vec<String>),
-    /// An `http://` URL requests are POSTed to, with an optional bearer token.
+    /// An `http://` or `https://` URL requests are POSTed to, with an optional bearer
+    /// token.
     Webhook {
         /// The URL.
         url: String,
         /// Sent as `Authorization: Bearer TOKEN`.
         token: Option<String>,
+        /// The client, with its time-out and TLS settings
+        /// ([`prescale_collect::http::agent`]).
+        agent: ureq::Agent,
     },
 }
 
@@ -127,7 +131,7 @@ impl HookProvider {
         let body = serde_json::to_string(req).expect("requests serialize");
         match &self.transport {
             Transport::Exec(argv) => run(argv, req, &body, self.timeout),
-            Transport::Webhook { url, token } => post(url, token.as_deref(), &body, self.timeout),
+            Transport::Webhook { url, token, agent } => post(agent, url, token.as_deref(), &body),
         }
     }
 
@@ -417,18 +421,13 @@ fn run(
     }
 }
 
-/// POSTs the request as JSON within `timeout`.
+/// POSTs the request as JSON with `agent` (which holds the time-out and TLS settings).
 fn post(
+    agent: &ureq::Agent,
     url: &str,
     token: Option<&str>,
     body: &str,
-    timeout: Duration,
 ) -> Result<String, ProviderError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
     let mut req = agent.post(url).header("Content-Type", "application/json");
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
@@ -725,6 +724,7 @@ exit 0
             Transport::Webhook {
                 url: format!("http://{addr}/scale"),
                 token: Some("tok".into()),
+                agent: prescale_collect::http::agent(Duration::from_secs(5), None).unwrap(),
             },
             Duration::from_secs(5),
             false,
@@ -760,6 +760,7 @@ exit 0
             Transport::Webhook {
                 url: format!("http://{addr}/scale"),
                 token: None,
+                agent: prescale_collect::http::agent(Duration::from_secs(2), None).unwrap(),
             },
             Duration::from_secs(2),
             false,

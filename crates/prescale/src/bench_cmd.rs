@@ -150,11 +150,7 @@ fn send(
     requests: usize,
     bar: &indicatif::ProgressBar,
 ) -> Result<Vec<Duration>, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = prescale_collect::http::agent(Duration::from_secs(60), None)?;
     let total = keys.len() * a.samples;
     let mut out = Vec::new();
     for r in (sender..requests).step_by(a.senders) {

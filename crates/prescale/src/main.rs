@@ -280,6 +280,11 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     // Before anything is opened: --listen may have moved the server beyond loopback.
     cfg.write_token()
         .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
+    if !prescale_collect::http::TLS {
+        if let Some(first) = cfg.https_uses().first() {
+            return Err(UsageError(prescale_collect::http::no_tls(first)).into());
+        }
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let store = match &cfg.storage.remote {
@@ -314,6 +319,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                         timeout: Duration::from_secs(r.timeout_s),
                         token,
                         lookback_ms: lookback_s as i64 * 1000,
+                        ca_file: r.ca_file.clone(),
                     },
                 )
                 .map_err(|e| anyhow::anyhow!(e))?
@@ -396,12 +402,22 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 }
             }));
         }
-        for job in &cfg.sources.scrape {
+        for (i, job) in cfg.sources.scrape.iter().enumerate() {
+            let agent = prescale_collect::http::agent(
+                Duration::from_secs(job.timeout_s),
+                job.ca_file.as_deref(),
+            )
+            .map_err(|e| UsageError(format!("sources.scrape[{i}].ca_file: {e}")))?;
             for instance in &job.targets {
                 tasks.push(tokio::spawn(scrape_loop(
-                    prescale_collect::scrape::Target::new(&job.job, instance, &job.path),
+                    prescale_collect::scrape::Target::new(
+                        &job.job,
+                        &job.scheme,
+                        instance,
+                        &job.path,
+                    ),
                     Duration::from_secs(job.interval_s),
-                    Duration::from_secs(job.timeout_s),
+                    agent.clone(),
                     store.clone(),
                     state.targets.clone(),
                 )));
@@ -470,10 +486,16 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
                 ),
                 None => None,
             };
+            let agent = prescale_collect::http::agent(
+                Duration::from_secs(w.timeout_s),
+                w.ca_file.as_deref(),
+            )
+            .map_err(|e| UsageError(format!("providers.webhook.ca_file: {e}")))?;
             Box::new(HookProvider::new(
                 Transport::Webhook {
                     url: w.url.clone(),
                     token,
+                    agent,
                 },
                 Duration::from_secs(w.timeout_s),
                 w.report_state,
@@ -490,7 +512,7 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
 async fn scrape_loop(
     target: prescale_collect::scrape::Target,
     every: Duration,
-    timeout: Duration,
+    agent: ureq::Agent,
     store: Store,
     targets: prescale_server::Targets,
 ) {
@@ -502,8 +524,9 @@ async fn scrape_loop(
         tick.tick().await;
         let t = target.clone();
         let store = store.clone();
+        let agent = agent.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let scraped = prescale_collect::scrape::scrape(&t, timeout, now_ms());
+            let scraped = prescale_collect::scrape::scrape(&agent, &t, now_ms());
             let stored = store.append_many(&scraped.series);
             (scraped.health, stored)
         })

@@ -84,7 +84,8 @@ impl AppState {
             .iter()
             .flat_map(|j| {
                 j.targets.iter().map(move |t| {
-                    let target = prescale_collect::scrape::Target::new(&j.job, t, &j.path);
+                    let target =
+                        prescale_collect::scrape::Target::new(&j.job, &j.scheme, t, &j.path);
                     let health = TargetHealth {
                         job: target.job.clone(),
                         instance: target.instance.clone(),

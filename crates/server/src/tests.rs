@@ -389,6 +389,8 @@ async fn targets_are_listed_unknown_until_scraped() {
         interval_s: 15,
         timeout_s: 10,
         path: "/metrics".into(),
+        scheme: "https".into(),
+        ca_file: None,
     }];
     let (app, _) = writable(dir.path(), cfg);
     let (code, body) = get(&app, "/api/v1/targets").await;

@@ -211,7 +211,7 @@ impl Store {
         let mut store = Self::open(dir, durability)?;
         Arc::get_mut(&mut store.inner)
             .expect("just opened: one handle")
-            .remote = Some(remote::Remote::new(cfg));
+            .remote = Some(remote::Remote::new(cfg).map_err(StoreError::Remote)?);
         Ok(store)
     }
 

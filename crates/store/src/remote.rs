@@ -23,6 +23,8 @@ pub struct RemoteConfig {
     pub token: Option<String>,
     /// How far back series are listed (`/api/v1/series?start=`), in ms.
     pub lookback_ms: i64,
+    /// PEM certificates to check the server's certificate against (https).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why a remote write did not go through.
@@ -74,13 +76,9 @@ fn enc(s: &str) -> String {
 }
 
 impl Remote {
-    pub(crate) fn new(cfg: RemoteConfig) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(cfg.timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Self { cfg, agent }
+    pub(crate) fn new(cfg: RemoteConfig) -> Result<Self, String> {
+        let agent = prescale_collect::http::agent(cfg.timeout, cfg.ca_file.as_deref())?;
+        Ok(Self { cfg, agent })
     }
 
     pub(crate) fn describe(&self) -> String {

@@ -1,0 +1,210 @@
+//! HTTPS: with the `tls` feature a scrape job reaches an https exporter whose certificate
+//! a configured CA vouches for (and one without that CA is down, saying why); without
+//! it, a configuration that needs HTTPS is refused at start. The server side is Python's
+//! standard library and the certificates come from `openssl`; the test skips, saying
+//! so, where either is missing.
+
+mod common;
+
+use std::path::Path;
+#[cfg(feature = "tls")]
+use std::process::{Command, Stdio};
+
+#[cfg(feature = "tls")]
+use common::{free_addr, get, start_daemon, wait_for, Killed};
+
+/// A scrape job of `target` over https, with `ca` as its CA file if given.
+fn https_job(job: &str, target: &str, ca: Option<&Path>) -> String {
+    let ca = ca.map_or(String::new(), |p| {
+        format!("ca_file = {:?}\n", p.display().to_string())
+    });
+    format!("[[sources.scrape]]\njob = \"{job}\"\ntargets = [\"{target}\"]\nscheme = \"https\"\ninterval_s = 1\ntimeout_s = 1\n{ca}\n")
+}
+
+fn config_with(dir: &Path, jobs: &str) -> std::path::PathBuf {
+    let text = common::default_config()
+        .replacen("enabled = true", "enabled = false", 1)
+        .replace("[control]", &format!("{jobs}[control]"));
+    let p = dir.join("p.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn without_tls_a_configuration_that_needs_https_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(dir.path(), &https_job("secure", "127.0.0.1:1", None));
+    let out = common::bin()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .args(["--data-dir", dir.path().join("d").to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sources.scrape[0] (secure) needs HTTPS") && err.contains("--features tls"),
+        "{err}"
+    );
+}
+
+#[cfg(feature = "tls")]
+fn sh(dir: &Path, args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(feature = "tls")]
+const SERVER: &str = r##"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"# TYPE secure_value gauge\nsecure_value 42\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("leaf.pem", "leaf.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"##;
+
+#[cfg(feature = "tls")]
+#[test]
+fn an_https_exporter_is_scraped_with_its_ca_and_is_down_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A CA, and a server certificate it signs for 127.0.0.1 (not itself a CA, as rustls
+    // requires of a server's certificate).
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let made = sh(
+        d,
+        &[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=prescale test CA",
+        ],
+    ) && sh(
+        d,
+        &[
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ) && sh(
+        d,
+        &[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    if !made {
+        eprintln!("skipping: openssl could not make the test certificates");
+        return;
+    }
+    let Some(python) = common::find("python3") else {
+        eprintln!("skipping: no python3 to serve https");
+        return;
+    };
+    std::fs::write(d.join("server.py"), SERVER).unwrap();
+    let exporter = free_addr();
+    let _server = Killed(
+        Command::new(&python)
+            .args(["server.py", &exporter.port().to_string()])
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let target = exporter.to_string();
+    let jobs = https_job("trusted", &target, Some(&d.join("ca.pem")))
+        + &https_job("untrusted", &target, None);
+    let cfg = config_with(d, &jobs);
+    let ps = free_addr();
+    let log = d.join("prescale.log");
+    let _prescale = start_daemon(&cfg, &d.join("data"), &ps.to_string(), Some(&log));
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let health = |job: &str| -> Option<(String, String)> {
+        let (_, body) = get(ps, "/api/v1/targets")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let t = v["data"]
+            .as_array()?
+            .iter()
+            .find(|t| t["job"] == job)?
+            .clone();
+        Some((
+            t["health"].as_str()?.to_string(),
+            t["last_error"].as_str()?.to_string(),
+        ))
+    };
+    wait_for(
+        || {
+            health("trusted").is_some_and(|h| h.0 == "up")
+                && health("untrusted").is_some_and(|h| h.0 == "down")
+        },
+        "the trusted target up and the untrusted one down",
+        &logs,
+    );
+    let (_, why) = health("untrusted").unwrap();
+    assert!(
+        why.to_lowercase().contains("certificate") || why.contains("UnknownIssuer"),
+        "{why}"
+    );
+    let got = common::samples(
+        ps,
+        &format!("secure_value{{instance=\"{target}\",job=\"trusted\"}}"),
+    );
+    assert!(
+        !got.is_empty() && got.iter().all(|&(_, v)| v == 42.0),
+        "{got:?}"
+    );
+}
