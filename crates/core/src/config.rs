@@ -187,6 +187,13 @@ pub struct RemoteStorageConfig {
     /// PEM certificates to check the server's certificate against (https only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Basic authentication's user name (hosted Prometheus-compatible stores), with the
+    /// password in `password_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file whose first line is the Basic authentication password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_remote_timeout() -> u64 {
@@ -694,6 +701,31 @@ impl Config {
             }
             if let Some(f) = &r.token_file {
                 read_token_file(f).map_err(|m| ("storage.remote.token_file".to_string(), m))?;
+            }
+            match (&r.username, &r.password_file, &r.token_file) {
+                (Some(_), Some(f), None) => {
+                    read_token_file(f)
+                        .map_err(|m| ("storage.remote.password_file".to_string(), m))?;
+                }
+                (None, None, _) => {}
+                (_, _, Some(_)) => {
+                    return err(
+                        "storage.remote.username".into(),
+                        "use either token_file (Bearer) or username and password_file (Basic), not both".into(),
+                    )
+                }
+                (Some(_), None, None) => {
+                    return err(
+                        "storage.remote.password_file".into(),
+                        "username needs a password_file holding the password".into(),
+                    )
+                }
+                (None, Some(_), None) => {
+                    return err(
+                        "storage.remote.username".into(),
+                        "password_file needs the username it goes with".into(),
+                    )
+                }
             }
         }
         validate_scrape(&self.sources.scrape)?;

@@ -303,6 +303,15 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     ),
                     None => None,
                 };
+                let basic = match (&r.username, &r.password_file) {
+                    (Some(u), Some(f)) => Some((
+                        u.clone(),
+                        prescale_core::config::read_token_file(f).map_err(|e| {
+                            UsageError(format!("storage.remote.password_file: {e}"))
+                        })?,
+                    )),
+                    _ => None,
+                };
                 let lookback_s = cfg
                     .workloads
                     .iter()
@@ -320,6 +329,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                         token,
                         lookback_ms: lookback_s as i64 * 1000,
                         ca_file: r.ca_file.clone(),
+                        basic,
                     },
                 )
                 .map_err(|e| anyhow::anyhow!(e))?

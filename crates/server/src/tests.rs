@@ -373,6 +373,19 @@ async fn writes_need_the_token_once_one_is_set_and_disabled_receivers_say_so() {
     let (code, _) = post(&app, "/api/v1/write", &[SNAPPY, right], body).await;
     assert_eq!(code, StatusCode::NO_CONTENT);
     assert_eq!(values(&store, "m"), vec![(1, 1.0)]);
+    // Basic credentials with the token as the password (Prometheus' basic_auth).
+    let basic = ("authorization", "Basic cHJvbTpzM2NyZXQ="); // prom:s3cret
+    let batch2 = vec![(
+        SeriesKey::metric("m").unwrap(),
+        vec![Sample { ts: 2, value: 2.0 }],
+    )];
+    let body2 = prescale_collect::receive::encode_remote_write(&batch2);
+    let (code, _) = post(&app, "/api/v1/write", &[SNAPPY, basic], body2.clone()).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let wrong_basic = ("authorization", "Basic cHJvbTpndWVzcw=="); // prom:guess
+    let (code, _) = post(&app, "/api/v1/write", &[SNAPPY, wrong_basic], body2).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(values(&store, "m"), vec![(1, 1.0), (2, 2.0)]);
     let bearer = ("authorization", "Bearer s3cret");
     let (code, text) = post(&app, "/api/v2/write", &[bearer], b"m v=1 1".to_vec()).await;
     assert_eq!(code, StatusCode::NOT_FOUND);

@@ -8,7 +8,8 @@
 //! text saying what was refused and why, so senders log it and do not resend what was
 //! taken. A payload that cannot be read at all is a `400` and nothing of it is stored; a
 //! store failure is a `500`, which senders retry. When a token is configured every write
-//! must carry it, as `Authorization: Bearer TOKEN` or `Token TOKEN`.
+//! must carry it, as `Authorization: Bearer TOKEN` or `Token TOKEN`, or as the password
+//! of Basic credentials.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use prescale_collect::receive::{self, Decoded, Precision, ReceiveError};
 use prescale_store::AppendReport;
 use serde::Deserialize;
@@ -83,14 +85,27 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// `None` if the request may write, else the answer that refuses it.
 fn refuse(r: &Receivers, headers: &HeaderMap) -> Option<Response> {
     let want = r.token.as_ref()?;
-    let got = headers
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.to_str().ok());
+    // Basic credentials carry the token as the password, whatever the user name (what
+    // Prometheus' basic_auth and InfluxDB 1 clients send).
+    let basic = value
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|up| up.split_once(':').map(|(_, p)| p.to_string()));
+    let got = value
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("Token "))
         })
-        .map(str::trim);
+        .map(|t| t.trim().to_string())
+        .or(basic);
     match got {
         Some(t) if same(t.as_bytes(), want.as_bytes()) => None,
         Some(_) => Some(text(

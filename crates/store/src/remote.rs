@@ -21,6 +21,8 @@ pub struct RemoteConfig {
     pub timeout: Duration,
     /// Sent as `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// User name and password sent as `Authorization: Basic` (when there is no token).
+    pub basic: Option<(String, String)>,
     /// How far back series are listed (`/api/v1/series?start=`), in ms.
     pub lookback_ms: i64,
     /// PEM certificates to check the server's certificate against (https).
@@ -86,9 +88,15 @@ impl Remote {
     }
 
     fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.cfg.token {
-            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
-            None => req,
+        match (&self.cfg.token, &self.cfg.basic) {
+            (Some(t), _) => req.header("Authorization", &format!("Bearer {t}")),
+            (None, Some((user, password))) => {
+                use base64::Engine as _;
+                let cred =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                req.header("Authorization", &format!("Basic {cred}"))
+            }
+            (None, None) => req,
         }
     }
 
@@ -202,6 +210,74 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One request to a local server that answers `status`; returns the request's head.
+    fn write_once(
+        basic: Option<(&str, &str)>,
+        token: Option<&str>,
+        status: &str,
+    ) -> (String, Result<(), WriteError>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = status.to_string();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = c.read(&mut buf).unwrap();
+            write!(
+                c,
+                "HTTP/1.1 {status}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno!"
+            )
+            .unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        });
+        let r = Remote::new(RemoteConfig {
+            write_url: format!("http://{addr}/api/v1/write"),
+            read_url: format!("http://{addr}"),
+            timeout: Duration::from_secs(5),
+            token: token.map(String::from),
+            basic: basic.map(|(u, p)| (u.to_string(), p.to_string())),
+            lookback_ms: 0,
+            ca_file: None,
+        })
+        .unwrap();
+        let res = r.write(&[(
+            SeriesKey::metric("m").unwrap(),
+            vec![Sample { ts: 1, value: 1.0 }],
+        )]);
+        (server.join().unwrap(), res)
+    }
+
+    #[test]
+    fn writes_carry_basic_or_bearer_credentials_and_4xx_is_a_refusal() {
+        let (head, res) = write_once(Some(("u", "p")), None, "204 No Content");
+        assert!(res.is_ok());
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("authorization: basic dtpw"),
+            "{head}"
+        );
+        assert!(
+            head.contains("Content-Encoding: snappy")
+                || head
+                    .to_ascii_lowercase()
+                    .contains("content-encoding: snappy"),
+            "{head}"
+        );
+        let (head, res) = write_once(Some(("u", "p")), Some("tok"), "400 Bad Request");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("authorization: bearer tok"),
+            "{head}"
+        );
+        assert!(
+            matches!(res, Err(WriteError::Refused(m)) if m.contains("400") && m.contains("no!"))
+        );
+        let (_, res) = write_once(None, None, "503 Service Unavailable");
+        assert!(matches!(res, Err(WriteError::Failed(m)) if m.contains("503")));
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {
