@@ -410,7 +410,7 @@ async fn targets_are_listed_unknown_until_scraped() {
     assert_eq!(code, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
-        v["data"][0]["url"], "http://10.1.2.3:9100/metrics",
+        v["data"][0]["url"], "https://10.1.2.3:9100/metrics",
         "{body}"
     );
     assert_eq!(v["data"][0]["health"], "unknown", "{body}");
