@@ -232,7 +232,12 @@ struct WState {
     next_bucket: Option<TimestampMs>,
     season: Option<usize>,
     season_at: Option<TimestampMs>,
+    /// Watches the demand itself until there are forecasts to compare it with.
     detector: EwmaDetector,
+    /// Watches the demand's distance from the nearest of what the forecast said of its
+    /// step and the demand one and two seasons before, so what was foreseen or happens
+    /// every season (a nightly job, a daily peak) is not an anomaly.
+    residual_detector: EwmaDetector,
     stabilizer: Stabilizer,
     refit: bool,
     last_hold: Option<String>,
@@ -574,6 +579,7 @@ impl<P: Provider> Engine<P> {
                 season: None,
                 season_at: None,
                 detector: EwmaDetector::new(0.05, 5.0, 30),
+                residual_detector: EwmaDetector::new(0.05, 5.0, 30),
                 stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
                 refit: true,
                 last_hold: None,
@@ -742,7 +748,52 @@ impl<P: Provider> Engine<P> {
                 added += 1;
                 if seen[b] {
                     observed.push(Sample { ts, value: v });
-                    if let Some(a) = s.detector.observe(Sample { ts, value: v }) {
+                    let said = s
+                        .said
+                        .binary_search_by_key(&ts, |x| x.0)
+                        .ok()
+                        .map(|k| s.said[k].1);
+                    // The same time one and two seasons ago: what happens every day (a
+                    // nightly job starting) is not an anomaly even where a short-lead
+                    // forecast did not see it coming, and one odd season does not echo.
+                    let seasons_ago = s.season.into_iter().flat_map(|m| {
+                        let buckets = &s.buckets;
+                        (1..=2i64).filter_map(move |k| {
+                            let back = ts - k * m as i64 * step;
+                            buckets
+                                .binary_search_by_key(&back, |x| x.0)
+                                .ok()
+                                .map(|i| buckets[i].1)
+                        })
+                    });
+                    // The nearest expectation is the one to be surprised by.
+                    let said = said
+                        .into_iter()
+                        .chain(seasons_ago)
+                        .min_by(|a, b| (v - a).abs().total_cmp(&(v - b).abs()));
+                    // The demand's own detector keeps learning; it speaks only while
+                    // there is no forecast of the step to judge against.
+                    let raw = s.detector.observe(Sample { ts, value: v });
+                    let found = match said {
+                        // Against the expectation: the residual relative to it (noise grows
+                        // with the level: a busy hour's swings are not a quiet hour's), told
+                        // back in demand.
+                        Some(m) => {
+                            let scale = m.abs().max(1e-9);
+                            s.residual_detector
+                                .observe(Sample {
+                                    ts,
+                                    value: (v - m) / scale,
+                                })
+                                .map(|a| Anomaly {
+                                    value: v,
+                                    expected: m + a.expected * scale,
+                                    ..a
+                                })
+                        }
+                        None => raw,
+                    };
+                    if let Some(a) = found {
                         s.status.anomalies.push(a);
                         if s.status.anomalies.len() > 50 {
                             s.status.anomalies.remove(0);
@@ -1656,6 +1707,32 @@ mod tests {
             })
             .collect();
         (c, key, samples)
+    }
+
+    #[test]
+    fn a_spike_that_comes_every_season_is_no_anomaly_and_one_three_times_as_high_is() {
+        // 40 vCPU with a minute at 160 every 20 minutes, but 480 at minute 147.
+        let (c, key, samples) = spiky(170, |m| if m == 147 { 480.0 } else { 160.0 });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        store.append(&key, &samples).unwrap();
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        for m in 1..170 {
+            e.tick(m * 60_000 + 30_000).unwrap();
+        }
+        let st = e.status_handle();
+        let anomalies = st.read().unwrap().workloads["host"].anomalies.clone();
+        let at: Vec<i64> = anomalies.iter().map(|a| a.ts / 60_000).collect();
+        // Once a season has been seen, the regular spikes are expected.
+        assert!(at.iter().all(|&m| m < 40 || m == 147), "{at:?}");
+        let big = anomalies
+            .iter()
+            .find(|a| a.ts == 147 * 60_000)
+            .expect("the surprise");
+        assert_eq!(big.value, 480.0);
+        assert!((big.expected - 160.0).abs() < 20.0, "{big:?}");
+        assert!(big.score > 5.0, "{big:?}");
     }
 
     #[test]
