@@ -11,6 +11,11 @@ use common::{
     default_config, enc, find, free_addr, get, http, samples, start_daemon, wait_for, Killed,
 };
 
+/// A `[storage.remote]` section for a server at `addr`, to go before `[sources.host]`.
+fn remote_store_at(addr: std::net::SocketAddr) -> String {
+    format!("\n[storage.remote]\nwrite_url = \"http://{addr}/api/v1/write\"\nread_url = \"http://{addr}\"\n\n[sources.host]")
+}
+
 #[test]
 fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
     let Some(vm_bin) = find("victoria-metrics") else {
@@ -45,12 +50,7 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
         .replace("\ninterval_s = 15", "\ninterval_s = 1")
         .replace("step_s = 60", "step_s = 1")
         .replace("horizon_s = 3600", "horizon_s = 600")
-        .replace(
-            "\n[sources.host]",
-            &format!(
-                "\n[storage.remote]\nwrite_url = \"http://{vm}/api/v1/write\"\nread_url = \"http://{vm}\"\n\n[sources.host]"
-            ),
-        );
+        .replace("\n[sources.host]", &remote_store_at(vm));
     let config = dir.path().join("p.toml");
     std::fs::write(&config, cfg).unwrap();
     let plog = dir.path().join("prescale.log");
@@ -175,12 +175,7 @@ fn prometheus_as_the_store_and_what_it_refuses_is_reported_not_retried() {
     );
     let cfg = default_config()
         .replacen("enabled = true", "enabled = false", 1)
-        .replace(
-            "\n[sources.host]",
-            &format!(
-                "\n[storage.remote]\nwrite_url = \"http://{pm}/api/v1/write\"\nread_url = \"http://{pm}\"\n\n[sources.host]"
-            ),
-        );
+        .replace("\n[sources.host]", &remote_store_at(pm));
     let config = dir.path().join("p.toml");
     std::fs::write(&config, cfg).unwrap();
     let plog = dir.path().join("prescale.log");

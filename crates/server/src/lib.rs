@@ -150,15 +150,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn targets(State(st): State<AppState>) -> Response {
-    let v: Vec<TargetHealth> = st
-        .targets
+/// Every scrape target's health, by job and instance.
+fn target_list(st: &AppState) -> Vec<TargetHealth> {
+    st.targets
         .read()
         .expect("targets lock")
         .values()
         .cloned()
-        .collect();
-    Json(json!({"status": "success", "data": v})).into_response()
+        .collect()
+}
+
+async fn targets(State(st): State<AppState>) -> Response {
+    Json(json!({"status": "success", "data": target_list(&st)})).into_response()
 }
 
 /// Where samples come from and go: receivers with their counts, scrape targets, the
@@ -190,13 +193,7 @@ async fn sources(State(st): State<AppState>) -> Response {
         })
     })
     .collect();
-    let targets: Vec<TargetHealth> = st
-        .targets
-        .read()
-        .expect("targets lock")
-        .values()
-        .cloned()
-        .collect();
+    let targets = target_list(&st);
     let storage = st.store.describe();
     Json(json!({"status": "success", "data": {
         "receivers": receivers,
