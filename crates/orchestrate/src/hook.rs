@@ -73,6 +73,8 @@ pub enum Request {
     State {
         /// The workloads prescale manages.
         workloads: Vec<String>,
+        /// The tiers of the catalog.
+        tiers: Vec<String>,
     },
 }
 
@@ -263,6 +265,7 @@ impl Provider for HookProvider {
         }
         let req = Request::State {
             workloads: self.workloads.clone(),
+            tiers: self.tiers.keys().cloned().collect(),
         };
         let report = self.call(&req).and_then(|body| {
             serde_json::from_str::<StateReport>(&body).map_err(|e| {
@@ -359,8 +362,10 @@ fn run(
                 .env("PRESCALE_COUNT", count.to_string())
                 .env("PRESCALE_INSTANCES_AFTER", instances_after.to_string());
         }
-        Request::State { .. } => {
-            cmd.env("PRESCALE_TYPE", "state");
+        Request::State { workloads, tiers } => {
+            cmd.env("PRESCALE_TYPE", "state")
+                .env("PRESCALE_WORKLOADS", workloads.join(" "))
+                .env("PRESCALE_TIERS", tiers.join(" "));
         }
     }
     let mut child = cmd.spawn().map_err(|e| {
@@ -625,7 +630,9 @@ exit 0
         .unwrap();
         let mut p = provider(dir.path(), true, 10);
         assert!(p.advance(1000).is_empty());
-        assert!(calls(dir.path())[0].starts_with(r#"{"type":"state","workloads":["web"]}"#));
+        assert!(calls(dir.path())[0].starts_with(
+            r#"{"type":"state","workloads":["web"],"tiers":["high-performance","spot","standard"]}"#
+        ));
         let a = p.allocation("web", 1000);
         assert_eq!(
             a.tiers["standard"],

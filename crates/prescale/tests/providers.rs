@@ -103,3 +103,103 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
         "{metrics}"
     );
 }
+
+/// A stand-in for kubectl: Deployments are files holding their replicas (and, in
+/// NAME.ready, how many are ready; all of them when absent); every call is logged.
+const FAKE_KUBECTL: &str = r#"#!/bin/sh
+d="$(cd "$(dirname "$0")" && pwd)/cluster"
+mkdir -p "$d"
+echo "$*" >> "$d/../kubectl.log"
+[ "$1" = -n ] || exit 3
+ns=$2; shift 2
+case "$1" in
+scale)
+  name=${2#deployment/}
+  echo "${3#--replicas=}" > "$d/$ns.$name"
+  echo "deployment.apps/$name scaled"
+  ;;
+get)
+  name=${2#deployment/}
+  [ -f "$d/$ns.$name" ] || { echo "Error from server (NotFound)" >&2; exit 1; }
+  want=$(cat "$d/$ns.$name")
+  ready=$want
+  [ -f "$d/$ns.$name.ready" ] && ready=$(cat "$d/$ns.$name.ready")
+  printf '%s %s' "$want" "$ready"
+  ;;
+*) exit 3 ;;
+esac
+"#;
+
+#[test]
+fn the_kubernetes_example_hook_scales_deployments_and_reports_their_replicas() {
+    use prescale_core::{Action, ActionKind};
+    use prescale_orchestrate::hook::{HookProvider, Transport};
+    use prescale_orchestrate::Provider;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(&kubectl, FAKE_KUBECTL).unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kubernetes/prescale-hook.sh");
+    let command = vec![
+        "/usr/bin/env".to_string(),
+        format!("KUBECTL={}", kubectl.display()),
+        "PRESCALE_K8S_NAMESPACE=prod".to_string(),
+        hook.display().to_string(),
+    ];
+    let tiers = prescale_core::config::Config::default().tiers;
+    let mut p = HookProvider::new(
+        Transport::Exec(command),
+        Duration::from_secs(10),
+        true,
+        &tiers,
+        vec!["web".into()],
+    );
+    let act = |key: &str, tier: &str, kind, count| Action {
+        key: key.into(),
+        workload: "web".into(),
+        tier: tier.into(),
+        kind,
+        count,
+        at: 0,
+    };
+    // Nothing deployed yet: the state is empty, not an error.
+    assert!(p.advance(0).is_empty());
+    assert!(p.allocation("web", 0).tiers.is_empty());
+    p.apply(&act("k1", "spot", ActionKind::Provision, 3), 0)
+        .unwrap();
+    p.apply(&act("k2", "standard", ActionKind::Provision, 2), 0)
+        .unwrap();
+    let log = std::fs::read_to_string(dir.path().join("kubectl.log")).unwrap();
+    assert!(
+        log.contains("-n prod scale deployment/web-spot --replicas=3"),
+        "{log}"
+    );
+    assert!(
+        log.contains("-n prod scale deployment/web-standard --replicas=2"),
+        "{log}"
+    );
+    // One spot replica is not ready yet: the state says so.
+    std::fs::write(dir.path().join("cluster/prod.web-spot.ready"), "1").unwrap();
+    assert!(p.advance(1000).is_empty());
+    let a = p.allocation("web", 1000);
+    assert_eq!((a.tiers["spot"].ready, a.tiers["spot"].pending), (1, 2));
+    assert_eq!(
+        (a.tiers["standard"].ready, a.tiers["standard"].pending),
+        (2, 0)
+    );
+    // A scale-down sets the count the tier keeps.
+    p.apply(&act("k3", "standard", ActionKind::Deprovision, 1), 2000)
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cluster/prod.web-standard"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    // Someone scaled web-spot to 1 behind prescale's back: an event.
+    std::fs::write(dir.path().join("cluster/prod.web-spot"), "1").unwrap();
+    let ev = p.advance(3000);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].tier, "spot");
+}

@@ -1,0 +1,54 @@
+#!/bin/sh
+# A prescale exec hook for Kubernetes: each workload tier is a Deployment named
+# WORKLOAD-TIER (say web-spot, scheduled on a spot node pool, and web-standard), whose
+# replicas prescale sets. Configure it as
+#
+#   [providers]
+#   use = "exec"
+#   [providers.exec]
+#   command = ["/usr/local/bin/prescale-hook.sh"]
+#   report_state = true
+#
+# PRESCALE_K8S_NAMESPACE picks the namespace (default: default); KUBECTL the binary.
+# Deployments that do not exist are reported as holding nothing. Needs kubectl with
+# rights to get and scale those Deployments.
+set -eu
+ns=${PRESCALE_K8S_NAMESPACE:-default}
+kubectl=${KUBECTL:-kubectl}
+cat > /dev/null # the same request as JSON; the PRESCALE_* variables carry all we need
+
+case "$PRESCALE_TYPE" in
+action)
+  # Idempotent by itself: setting the count twice gives the same count.
+  exec "$kubectl" -n "$ns" scale "deployment/$PRESCALE_WORKLOAD-$PRESCALE_TIER" \
+    --replicas="$PRESCALE_INSTANCES_AFTER"
+  ;;
+state)
+  # {"web": {"spot": {"ready": 2, "pending": 1}, ...}, ...}: pending is asked for but
+  # not ready yet.
+  printf '{'
+  wsep=""
+  for w in $PRESCALE_WORKLOADS; do
+    printf '%s"%s": {' "$wsep" "$w"
+    tsep=""
+    for t in $PRESCALE_TIERS; do
+      if out=$("$kubectl" -n "$ns" get "deployment/$w-$t" \
+        -o 'jsonpath={.spec.replicas} {.status.readyReplicas}' 2>/dev/null); then
+        set -- $out
+        want=${1:-0}
+        ready=${2:-0}
+        pending=$((want > ready ? want - ready : 0))
+        printf '%s"%s": {"ready": %d, "pending": %d}' "$tsep" "$t" "$ready" "$pending"
+        tsep=", "
+      fi
+    done
+    printf '}'
+    wsep=", "
+  done
+  printf '}\n'
+  ;;
+*)
+  echo "unknown request type ${PRESCALE_TYPE:-(none)}" >&2
+  exit 2
+  ;;
+esac
