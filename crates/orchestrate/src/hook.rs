@@ -157,6 +157,21 @@ impl HookProvider {
         c
     }
 
+    /// Instances of `tier` held by every workload.
+    fn tier_total(&self, tier: &str, now: TimestampMs) -> u32 {
+        let mut names: Vec<&String> = self.workloads.iter().collect();
+        if let Some(r) = &self.reported {
+            names.extend(r.keys());
+        }
+        names.extend(self.book.instances.keys());
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|w| self.held(w, tier, now).total())
+            .sum()
+    }
+
     fn record(
         &mut self,
         workload: &str,
@@ -222,13 +237,17 @@ impl Provider for HookProvider {
             ActionKind::Provision => held + a.count,
             ActionKind::Deprovision => held.saturating_sub(a.count),
         };
-        if a.kind == ActionKind::Provision && after > tier.max_instances {
-            return Err(ProviderError::AtCapacity {
-                tier: a.tier.clone(),
-                have: held,
-                want: a.count,
-                max: tier.max_instances,
-            });
+        // max_instances bounds the tier across every workload, as the simulated cloud's.
+        if a.kind == ActionKind::Provision {
+            let have = self.tier_total(&a.tier, now);
+            if have + a.count > tier.max_instances {
+                return Err(ProviderError::AtCapacity {
+                    tier: a.tier.clone(),
+                    have,
+                    want: a.count,
+                    max: tier.max_instances,
+                });
+            }
         }
         self.call(&Request::Action {
             key: a.key.clone(),
@@ -569,6 +588,38 @@ exit 0
         q.apply(&action("k2", ActionKind::Deprovision, 1), 200_000)
             .unwrap();
         assert_eq!(calls(dir.path()).len(), 2, "remembered across the restart");
+    }
+
+    #[test]
+    fn a_tiers_maximum_counts_every_workloads_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tiers = Config::default().tiers;
+        for t in &mut tiers {
+            t.max_instances = 5;
+        }
+        let mut p = HookProvider::new(
+            Transport::Exec(script(dir.path())),
+            Duration::from_secs(10),
+            false,
+            &tiers,
+            vec!["web".into(), "batch".into()],
+        );
+        p.apply(&action("k1", ActionKind::Provision, 3), 0).unwrap();
+        let mut other = action("k2", ActionKind::Provision, 3);
+        other.workload = "batch".into();
+        let e = p.apply(&other, 0).unwrap_err();
+        assert_eq!(
+            e,
+            ProviderError::AtCapacity {
+                tier: "standard".into(),
+                have: 3,
+                want: 3,
+                max: 5
+            }
+        );
+        other.count = 2;
+        p.apply(&other, 0).unwrap();
+        assert_eq!(calls(dir.path()).len(), 2, "the refused one was not sent");
     }
 
     #[test]
