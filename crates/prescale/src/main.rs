@@ -338,7 +338,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         tracing::info!(
             samples = %store.describe(),
             path = %cfg.storage.path.display(),
-            series = store.series().len(),
+            series = ?store.series_count(),
             "store open"
         );
         let provider = make_provider(&cfg)?;

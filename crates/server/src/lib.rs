@@ -429,8 +429,8 @@ pub fn render_metrics(st: &AppState) -> String {
         (
             "prescale_series",
             "gauge",
-            "Series in the store.",
-            st.store.series().len() as f64,
+            "Series in the embedded store (NaN with a remote store, which is not listed).",
+            st.store.series_count().map_or(f64::NAN, |n| n as f64),
         ),
         (
             "prescale_store_disk_bytes",

@@ -215,6 +215,20 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether samples are kept in a remote server ([`Store::open_remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.inner.remote.is_some()
+    }
+
+    /// How many series the embedded store holds, from its index (no I/O); `None` for a
+    /// remote store, whose count would take listing every series it has.
+    pub fn series_count(&self) -> Option<usize> {
+        if self.is_remote() {
+            return None;
+        }
+        Some(self.inner.index.read().expect("index lock").by_key.len())
+    }
+
     /// Where samples are kept, for logs: the directory or the remote server.
     pub fn describe(&self) -> String {
         match &self.inner.remote {
