@@ -160,11 +160,13 @@ pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
     let mut out = Decoded::default();
     let mut by_key: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
     for ts in req.timeseries {
-        let text = labels_text(&ts.labels);
+        // The series is described only when something is wrong with it: the common path
+        // formats nothing.
         let lost = ts.samples.len() + ts.histograms.len();
         if !ts.histograms.is_empty() {
             out.problem(format!(
-                "{text}: {} native histogram samples not stored (not supported: send classic histograms)",
+                "{}: {} native histogram samples not stored (not supported: send classic histograms)",
+                labels_text(ts.labels.iter().map(|l| (&l.name, &l.value))),
                 ts.histograms.len()
             ));
         }
@@ -179,14 +181,15 @@ pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
         }
         let Some(name) = name else {
             out.problem(format!(
-                "{text}: no __name__ label, so {lost} samples were not stored"
+                "{}: no __name__ label, so {lost} samples were not stored",
+                labels_text(labels.iter().map(|(k, v)| (k, v)))
             ));
             continue;
         };
         let key = match SeriesKey::new(name, labels) {
             Ok(k) => k,
             Err(e) => {
-                out.problem(format!("{text}: {e}; {lost} samples not stored"));
+                out.problem(format!("a series: {e}; {lost} samples not stored"));
                 continue;
             }
         };
@@ -237,11 +240,8 @@ pub fn encode_remote_write(series: &[(SeriesKey, Vec<Sample>)]) -> Vec<u8> {
         .expect("snappy compresses any input")
 }
 
-fn labels_text(labels: &[Label]) -> String {
-    let inner: Vec<String> = labels
-        .iter()
-        .map(|l| format!("{}={:?}", l.name, l.value))
-        .collect();
+fn labels_text<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    let inner: Vec<String> = labels.map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("series {{{}}}", inner.join(","))
 }
 

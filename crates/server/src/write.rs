@@ -151,9 +151,11 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
     counts
         .unreadable
         .fetch_add((problems.len() + more_problems) as u64, Ordering::Relaxed);
-    let keys: Vec<String> = series.iter().map(|(k, _)| k.to_string()).collect();
-    let res = tokio::task::spawn_blocking(move || store.append_many(&series)).await;
-    let reports: Vec<AppendReport> = match res {
+    let res = tokio::task::spawn_blocking(move || {
+        store.append_many(&series).map(|reports| (series, reports))
+    })
+    .await;
+    let (series, reports): (_, Vec<AppendReport>) = match res {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return not_stored(e.to_string()),
         Err(e) => return not_stored(e.to_string()),
@@ -163,7 +165,7 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
     let mut rejected = 0;
     let mut lines = problems;
     let mut more = more_problems;
-    for (key, r) in keys.iter().zip(&reports) {
+    for ((key, _), r) in series.iter().zip(&reports) {
         accepted += r.accepted;
         duplicates += r.duplicates;
         rejected += r.rejected.len();
