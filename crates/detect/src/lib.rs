@@ -114,10 +114,12 @@ fn normal_tail(z: f64) -> f64 {
     }
 }
 
-/// Streaming anomaly likelihood: each sample's surprise is its change from the previous
-/// sample in units of the recent mean absolute change; the score says how unlikely a
-/// surprise this large is under the series' long-run distribution of surprises (a
-/// normal tail), so one threshold means the same on a quiet series and a noisy one.
+/// Streaming anomaly likelihood. Two surprises are measured at each sample: its change
+/// from the previous sample in units of the recent mean absolute change (spikes, jumps),
+/// and how far the recent level (a fast mean) stands from the long-run level in long-run
+/// standard deviations (shifts, drifts). Each is judged by how unlikely it is under its
+/// own history (a normal tail), and the rarer counts, so one threshold means the same on
+/// a quiet series and a noisy one.
 /// After a report (a score of 0.5 or more) scores are halved for 400 samples, so one
 /// event is not reported over and over. Constant memory and time per sample.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +131,11 @@ pub struct LikelihoodDetector {
     r_mean: f64,
     r_var: f64,
     quiet_until: u64,
+    v_mean: f64,
+    v_var: f64,
+    s_mean: f64,
+    r2_mean: f64,
+    r2_var: f64,
 }
 
 impl Default for LikelihoodDetector {
@@ -144,6 +151,11 @@ impl LikelihoodDetector {
     const SCALE_WARMUP: u64 = 20;
     /// Weight of a new surprise in the long-run surprise statistics (about 200 samples).
     const LONG: f64 = 0.005;
+    /// Weight of a new value in the slow mean and spread of the level (about 1,000
+    /// samples)...
+    const LEVEL_SLOW: f64 = 0.001;
+    /// ... and in the fast mean compared with it (about 5 samples).
+    const LEVEL_FAST: f64 = 0.2;
     /// A score this high (a surprise of one in 10^10) is a report...
     const REPORT: f64 = 0.5;
     /// ... after which scores are multiplied by this ...
@@ -161,6 +173,11 @@ impl LikelihoodDetector {
             r_mean: 0.0,
             r_var: 0.0,
             quiet_until: 0,
+            v_mean: 0.0,
+            v_var: 0.0,
+            s_mean: 0.0,
+            r2_mean: 0.0,
+            r2_var: 0.0,
         }
     }
 
@@ -172,6 +189,16 @@ impl LikelihoodDetector {
             return 0.0;
         }
         self.seen += 1;
+        // The level: a fast mean of the values against their slow mean and spread.
+        {
+            let n = self.seen as f64;
+            let slow = (1.0 / n).max(Self::LEVEL_SLOW);
+            let fast = (1.0 / n).max(Self::LEVEL_FAST);
+            let d = x - self.v_mean;
+            self.v_mean += slow * d;
+            self.v_var = (1.0 - slow) * (self.v_var + slow * d * d);
+            self.s_mean += fast * (x - self.s_mean);
+        }
         if self.seen == 1 {
             self.prev = x;
             return 0.0;
@@ -194,10 +221,18 @@ impl LikelihoodDetector {
         let w = (1.0 / n).max(Self::LONG);
         self.r_mean += w * d;
         self.r_var = (1.0 - w) * (self.r_var + w * d * d);
+        // The second surprise: how far the recent level stands from the long-run one, in
+        // long-run spreads, judged against its own history as the first is.
+        let level = ((self.s_mean - self.v_mean).abs() / self.v_var.sqrt().max(floor)).min(1e3);
+        let z2 = (level - self.r2_mean) / self.r2_var.sqrt().max(1e-6);
+        let d2 = level - self.r2_mean;
+        self.r2_mean += w * d2;
+        self.r2_var = (1.0 - w) * (self.r2_var + w * d2 * d2);
         if self.seen <= self.warmup {
             return 0.0;
         }
-        let l = -normal_tail(z).max(1e-300).log10();
+        // The rarer of the two surprises is the sample's.
+        let l = -normal_tail(z.max(z2)).max(1e-300).log10();
         let mut score = l / (l + 10.0);
         // One event, one report: after a score of REPORT, later ones are damped for a while.
         if self.seen < self.quiet_until {
@@ -285,9 +320,11 @@ mod tests {
             }
             assert!(scores[..100].iter().all(|&s| s == 0.0), "warm-up");
             let quiet = scores[100..1500].iter().cloned().fold(0.0, f64::max);
-            // The jump is beyond one in 10^20; steady noise stays above one in 10^1.
+            // The jump is beyond one in 10^20.
             assert!(scores[1500] > 2.0 / 3.0, "the jump: {}", scores[1500]);
-            assert!(quiet < 0.1, "steady noise peaks at {quiet}");
+            // 1,400 steady samples: the rarest is about one in 1,400 (0.24), nothing near
+            // one in 20,000 (0.3), let alone a report (0.5).
+            assert!(quiet < 0.3, "steady noise peaks at {quiet}");
             assert!(scores.iter().all(|s| (0.0..1.0).contains(s)));
             // After the jump the new level is ordinary again.
             assert!(scores[1600..].iter().all(|&s| s < 0.1));
@@ -321,6 +358,22 @@ mod tests {
             "within 400 samples: halved, {soon}"
         );
         assert!(late >= 0.5, "after 1000 samples: a report again, {late}");
+    }
+
+    #[test]
+    fn a_level_shift_too_gradual_for_any_one_change_is_caught_by_the_level() {
+        // Noise of width 1 around 10, then a ramp to 13 over 30 samples: no single change
+        // stands out, the new level does.
+        let mut d = LikelihoodDetector::new();
+        let mut scores = Vec::new();
+        for i in 0..2000u64 {
+            let ramp = ((i as f64 - 1500.0) / 30.0).clamp(0.0, 1.0) * 3.0;
+            scores.push(d.score(10.0 + noise(i) + ramp));
+        }
+        let before = scores[100..1500].iter().cloned().fold(0.0, f64::max);
+        let during = scores[1500..1560].iter().cloned().fold(0.0, f64::max);
+        assert!(before < 0.3, "{before}");
+        assert!(during >= 0.5, "a report during the ramp: {during}");
     }
 
     #[test]
