@@ -320,7 +320,7 @@ fn step_sums(
 /// A counter's per-second increase over each of `nb` steps from `from`: from the last
 /// sample before the step (or the step's first) to the step's last, a drop counted as a
 /// reset to zero.
-fn step_rates(samples: &[Sample], from: TimestampMs, nb: usize, step: i64) -> Vec<Option<f64>> {
+pub fn step_rates(samples: &[Sample], from: TimestampMs, nb: usize, step: i64) -> Vec<Option<f64>> {
     let mut out = vec![None; nb];
     let mut i = 0;
     // The last sample before the step in hand.

@@ -11,6 +11,7 @@
 //! | `GET /metrics` | prescale's own metrics, current forecasts and allocations |
 //! | `GET /api/v1/series` | every stored series |
 //! | `GET /api/v1/query_range?series=SEL&start=S&end=E` | samples of one series (unix seconds) |
+//! | `GET /api/v1/query`, `query_range?query=..&step=..`, `labels`, `label/NAME/values`, `status/buildinfo` | Prometheus' query API for selectors and `rate()` ([`promql`]) |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
 //! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
 //! | `GET /api/v1/sources` | receivers and their counts, targets, the sample store, the provider |
@@ -39,6 +40,7 @@ use prescale_store::Store;
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod promql;
 pub mod write;
 
 /// The largest write body taken, before decompression.
@@ -127,6 +129,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/query_range", get(query_range))
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/query", get(promql::query))
+        .route("/api/v1/labels", get(promql::labels))
+        .route("/api/v1/label/{name}/values", get(promql::label_values))
+        .route("/api/v1/status/buildinfo", get(promql::buildinfo))
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
         .route(
@@ -213,11 +219,20 @@ async fn series(State(st): State<AppState>) -> Response {
 #[derive(Deserialize)]
 struct RangeParams {
     series: Option<String>,
+    query: Option<String>,
     start: Option<f64>,
     end: Option<f64>,
 }
 
-async fn query_range(State(st): State<AppState>, Query(p): Query<RangeParams>) -> Response {
+async fn query_range(
+    State(st): State<AppState>,
+    Query(p): Query<RangeParams>,
+    Query(prom): Query<promql::PromParams>,
+) -> Response {
+    // Prometheus' form (`query`, `step`), as Grafana asks it; else one series' samples.
+    if p.series.is_none() && p.query.is_some() {
+        return promql::query_range(st, prom).await;
+    }
     let Some(sel) = p.series else {
         return error(
             StatusCode::BAD_REQUEST,

@@ -416,3 +416,121 @@ async fn targets_are_listed_unknown_until_scraped() {
     assert_eq!(v["data"][0]["health"], "unknown", "{body}");
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    let k = |s: &str| SeriesKey::parse(s).unwrap();
+    // Two gauges sampled every 60 s from t = 600 s, and a counter rising 2 a second.
+    for (key, base) in [(r#"g{a="1"}"#, 10.0), (r#"g{a="2"}"#, 20.0)] {
+        let samples: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                ts: 600_000 + i * 60_000,
+                value: base + i as f64,
+            })
+            .collect();
+        store.append(&k(key), &samples).unwrap();
+    }
+    let counter: Vec<Sample> = (0..20)
+        .map(|i| Sample {
+            ts: 600_000 + i * 30_000,
+            value: 2.0 * 30.0 * i as f64,
+        })
+        .collect();
+    store.append(&k(r#"c_total{job="x"}"#), &counter).unwrap();
+
+    let q = |query: &str, rest: &str| {
+        format!(
+            "/api/v1/query_range?query={}&{rest}",
+            crate::tests::enc(query)
+        )
+    };
+    let (code, body) = get(&app, &q(r#"g{a=~"1|2"}"#, "start=660&end=900&step=120")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let r = v["data"]["result"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{body}");
+    assert_eq!(
+        r[0]["metric"],
+        serde_json::json!({"__name__": "g", "a": "1"})
+    );
+    // At 660, 780, 900 s: the newest sample at or before each.
+    assert_eq!(
+        r[0]["values"],
+        serde_json::json!([[660.0, "11"], [780.0, "13"], [900.0, "15"]])
+    );
+    // Past the last sample (1140 s) by five minutes or more there is no value: the lookback
+    // is (t - 5 min, t], as in Prometheus 3.
+    let (_, body) = get(&app, &q(r#"g{a="1"}"#, "start=1140&end=1500&step=60")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let pts = v["data"]["result"][0]["values"].as_array().unwrap().len();
+    assert_eq!(
+        pts, 5,
+        "1140..1380 s have a sample within five minutes: {body}"
+    );
+
+    // rate(): 2 a second over each step, without the metric name.
+    let (code, body) = get(
+        &app,
+        &q(r#"rate(c_total{job="x"})"#, "start=720&end=1080&step=60"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = &v["data"]["result"][0];
+    assert_eq!(r["metric"], serde_json::json!({"job": "x"}));
+    for p in r["values"].as_array().unwrap() {
+        assert_eq!(p[1], "2", "{body}");
+    }
+    assert_eq!(r["values"].as_array().unwrap().len(), 7);
+
+    // Instant queries, labels and values, build info.
+    let (_, body) = get(
+        &app,
+        &format!("/api/v1/query?query={}&time=700", crate::tests::enc("g")),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(
+        v["data"]["result"][1]["value"],
+        serde_json::json!([700.0, "21"])
+    );
+    let (_, body) = get(&app, "/api/v1/labels").await;
+    assert!(
+        body.contains("\"__name__\"") && body.contains("\"a\"") && body.contains("\"job\""),
+        "{body}"
+    );
+    let (_, body) = get(&app, "/api/v1/label/__name__/values").await;
+    assert!(
+        body.contains("\"c_total\"") && body.contains("\"g\""),
+        "{body}"
+    );
+    let (code, body) = get(&app, "/api/v1/status/buildinfo").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("\"version\""), "{body}");
+
+    // What it cannot answer, it says.
+    let (code, body) = get(&app, &q("sum(g)", "start=0&end=10&step=1")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("bad_data") && body.contains("rate(SELECTOR)"),
+        "{body}"
+    );
+    let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("11000 points"), "{body}");
+    let (code, _) = get(&app, &q("g", "start=0&end=10&step=0")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+pub(crate) fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
