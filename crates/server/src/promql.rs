@@ -163,6 +163,25 @@ fn run(
     Ok(out)
 }
 
+/// [`run`] off the async threads (it reads the store); gives the times back with the
+/// series, and a `500` saying why when the store fails.
+async fn run_blocking(
+    st: AppState,
+    expr: DemandExpr,
+    times: Vec<TimestampMs>,
+    step: i64,
+) -> Result<(Evaluated, Vec<TimestampMs>), Response> {
+    let res = tokio::task::spawn_blocking(move || {
+        run(&st, &expr, &times, step).map(|series| (series, times))
+    })
+    .await;
+    match res {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
 fn now_ms() -> TimestampMs {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -182,11 +201,9 @@ pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> R
         Some(None) => return bad("`time` must be unix seconds"),
     };
     let keep_name = matches!(expr, DemandExpr::Sum(_));
-    let res = tokio::task::spawn_blocking(move || run(&st, &expr, &[t], LOOKBACK_MS)).await;
-    let series = match res {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let (series, _) = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let result: Vec<Value> = series
         .iter()
@@ -225,12 +242,9 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
         .map(|i| start + i * step)
         .collect();
     let keep_name = matches!(expr, DemandExpr::Sum(_));
-    let t2 = times.clone();
-    let res = tokio::task::spawn_blocking(move || run(&st, &expr, &t2, step)).await;
-    let series = match res {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let (series, times) = match run_blocking(st, expr, times, step).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let result: Vec<Value> = series
         .iter()
