@@ -24,6 +24,14 @@ pub use series::{Sample, SeriesKey};
 /// Milliseconds since the Unix epoch, the time unit used everywhere in prescale.
 pub type TimestampMs = i64;
 
+/// The wall clock now, in [`TimestampMs`] (0 if the clock is before 1970).
+pub fn now_ms() -> TimestampMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as TimestampMs)
+        .unwrap_or(0)
+}
+
 /// Formats a timestamp as RFC 3339 UTC to the second (`2026-01-05T14:00:00Z`), for
 /// explanations people read.
 pub fn format_ts(ts: TimestampMs) -> String {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 mod bench_cmd;
 mod detect_cmd;
@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use prescale_collect::HostCollector;
 use prescale_core::config::{Config, DEFAULT_TOML};
+use prescale_core::now_ms;
 use prescale_orchestrate::demo::{demo_config, run_demo, DemoOptions, DemoSummary};
 use prescale_orchestrate::{Engine, Provider, SimCloud};
 use prescale_server::AppState;
@@ -138,13 +139,6 @@ pub(crate) fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn main() -> ExitCode {

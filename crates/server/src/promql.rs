@@ -16,7 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{DemandExpr, Sample, SeriesKey, TimestampMs};
+use prescale_core::{now_ms, DemandExpr, Sample, SeriesKey, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -180,13 +180,6 @@ async fn run_blocking(
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
-}
-
-fn now_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as TimestampMs)
-        .unwrap_or(0)
 }
 
 /// `GET /api/v1/query`: an instant vector at `time` (default now).

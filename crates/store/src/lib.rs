@@ -24,7 +24,7 @@ mod remote;
 pub use remote::RemoteConfig;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use prescale_core::{Decision, Sample, Selector, SeriesKey, TimestampMs};
+use prescale_core::{now_ms, Decision, Sample, Selector, SeriesKey, TimestampMs};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
@@ -114,13 +114,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
-}
-
-fn now_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as TimestampMs)
-        .unwrap_or(0)
 }
 
 fn ts_key(ts: TimestampMs) -> [u8; 8] {
