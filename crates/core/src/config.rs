@@ -1,7 +1,7 @@
 //! The configuration schema (`prescale.toml`), its commented defaults, and validation
 //! errors that point at the file, line and key to fix.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +92,8 @@ fn validate_providers(p: &ProvidersConfig) -> Result<(), (String, String)> {
                 read_token_file(f).map_err(|m| ("providers.webhook.token_file".into(), m))?;
             }
         }
+        // Checked with the workloads and tiers, in `Config::validate`.
+        ProviderKind::Kubernetes => {}
     }
     Ok(())
 }
@@ -317,6 +319,10 @@ pub struct ProvidersConfig {
     /// `[providers.webhook]`: an HTTP endpoint posted each action (and asked the state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookProviderConfig>,
+    /// `[providers.kubernetes]`: the API server and the objects it scales (all optional
+    /// inside a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesProviderConfig>,
 }
 
 /// Which provider to use.
@@ -329,6 +335,8 @@ pub enum ProviderKind {
     Exec,
     /// An HTTP endpoint (`[providers.webhook]`).
     Webhook,
+    /// Kubernetes Deployments or StatefulSets (`[providers.kubernetes]`).
+    Kubernetes,
 }
 
 /// `[providers.exec]`
@@ -366,6 +374,159 @@ pub struct WebhookProviderConfig {
     /// As for `[providers.exec]`.
     #[serde(default)]
     pub report_state: bool,
+}
+
+/// `[providers.kubernetes]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesProviderConfig {
+    /// The API server, `https://host:port`, or `http://127.0.0.1:8001` behind
+    /// `kubectl proxy`. Absent: the cluster prescale runs in (`KUBERNETES_SERVICE_HOST`
+    /// and `KUBERNETES_SERVICE_PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// A file whose first line is the bearer token, read again at every call. Absent:
+    /// the pod's service-account token when there is one, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificates to check the API server's against. Absent: the pod's
+    /// service-account CA when there is one, else the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The namespace of the objects. Absent: the pod's own, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The object each workload tier is: `{workload}` and `{tier}` are replaced.
+    #[serde(default = "default_kube_name")]
+    pub name: String,
+    /// `deployment` or `statefulset`.
+    #[serde(default)]
+    pub kind: KubeKind,
+    /// Seconds a call may take.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_s: u64,
+}
+
+impl Default for KubernetesProviderConfig {
+    fn default() -> Self {
+        Self {
+            api_url: None,
+            token_file: None,
+            ca_file: None,
+            namespace: None,
+            name: default_kube_name(),
+            kind: KubeKind::default(),
+            timeout_s: default_hook_timeout(),
+        }
+    }
+}
+
+/// What each workload tier is in Kubernetes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeKind {
+    /// `apps/v1` Deployment.
+    #[default]
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+}
+
+fn default_kube_name() -> String {
+    "{workload}-{tier}".into()
+}
+
+/// The Kubernetes object name of `workload`'s `tier` under the `template` of
+/// `[providers.kubernetes] name`.
+pub fn kube_object_name(template: &str, workload: &str, tier: &str) -> String {
+    template
+        .replace("{workload}", workload)
+        .replace("{tier}", tier)
+}
+
+/// Whether `name` can name a Kubernetes object (a DNS subdomain, RFC 1123): lower-case
+/// letters, digits, `-` and `.`, each dot-separated part starting and ending with a
+/// letter or digit, at most 253 characters. With `label` (a namespace), no dots and at
+/// most 63.
+pub fn valid_kube_name(name: &str, label: bool) -> bool {
+    let max = if label { 63 } else { 253 };
+    !name.is_empty()
+        && name.len() <= max
+        && !(label && name.contains('.'))
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+/// Checks `[providers.kubernetes]` against the workloads and tiers: every workload tier
+/// gets a valid object name of its own.
+fn validate_kubernetes(
+    k: &KubernetesProviderConfig,
+    workloads: &[Workload],
+    tiers: &[Tier],
+) -> Result<(), (String, String)> {
+    let key = |f: &str| format!("providers.kubernetes.{f}");
+    if let Some(u) = &k.api_url {
+        if !is_http_url(u) {
+            return Err((
+                key("api_url"),
+                format!("{u:?} must be an http:// or https:// URL, e.g. https://10.0.0.1:443 or http://127.0.0.1:8001 (kubectl proxy)"),
+            ));
+        }
+    }
+    if k.timeout_s == 0 {
+        return Err((key("timeout_s"), "must be at least 1 second".into()));
+    }
+    if let Some(f) = &k.token_file {
+        read_token_file(f).map_err(|m| (key("token_file"), m))?;
+    }
+    if let Some(ns) = &k.namespace {
+        if !valid_kube_name(ns, true) {
+            return Err((
+                key("namespace"),
+                format!("{ns:?} is not a Kubernetes namespace name (lower-case letters, digits and -, at most 63)"),
+            ));
+        }
+    }
+    if !k.name.contains("{workload}") {
+        return Err((
+            key("name"),
+            format!(
+                "{:?} must contain {{workload}}, so each workload scales its own objects",
+                k.name
+            ),
+        ));
+    }
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for w in workloads {
+        for t in tiers.iter().filter(|t| t.serves(w)) {
+            let n = kube_object_name(&k.name, &w.name, &t.name);
+            if !valid_kube_name(&n, false) {
+                return Err((
+                    key("name"),
+                    format!(
+                        "makes {n:?} for workload {:?}, tier {:?}: Kubernetes names are lower-case letters, digits, - and ., starting and ending with a letter or digit",
+                        w.name, t.name
+                    ),
+                ));
+            }
+            if let Some((w0, t0)) = seen.insert(n.clone(), (w.name.clone(), t.name.clone())) {
+                return Err((
+                    key("name"),
+                    format!(
+                        "makes {n:?} for both {w0}/{t0} and {}/{}: add {{tier}} to it, or let each tier serve other workloads (tiers[].workloads)",
+                        w.name, t.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_hook_timeout() -> u64 {
@@ -627,6 +788,17 @@ impl Config {
                 out.push("providers.webhook".into());
             }
         }
+        if self.providers.use_ == ProviderKind::Kubernetes {
+            let k = self.providers.kubernetes.clone().unwrap_or_default();
+            // No api_url: the cluster's own API server, always https.
+            if k.api_url
+                .as_deref()
+                .is_none_or(|u| u.starts_with("https://"))
+                || k.ca_file.is_some()
+            {
+                out.push("providers.kubernetes".into());
+            }
+        }
         out
     }
 
@@ -861,6 +1033,10 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.providers.use_ == ProviderKind::Kubernetes {
+            let k = self.providers.kubernetes.clone().unwrap_or_default();
+            validate_kubernetes(&k, &self.workloads, &self.tiers)?;
         }
         Ok(())
     }
@@ -1217,6 +1393,75 @@ mod tests {
             (e.command.len(), e.timeout_s, e.report_state),
             (2, 30, false)
         );
+    }
+
+    #[test]
+    fn the_kubernetes_provider_needs_a_valid_name_for_every_workload_tier() {
+        let with = |section: &str| {
+            DEFAULT_TOML
+                .replace("use = \"sim\"", "use = \"kubernetes\"")
+                .replace("[providers.sim]", &format!("{section}\n[providers.sim]"))
+        };
+        // Nothing to set inside a cluster.
+        let c = Config::parse(&with(""), "p.toml").unwrap();
+        assert_eq!(c.providers.use_, ProviderKind::Kubernetes);
+        assert!(c.providers.kubernetes.is_none());
+        // Its own API server is https, so it needs the TLS build; kubectl proxy does not.
+        assert_eq!(c.https_uses(), vec!["providers.kubernetes".to_string()]);
+        let proxy = Config::parse(
+            &with("[providers.kubernetes]\napi_url = \"http://127.0.0.1:8001\"\nkind = \"statefulset\""),
+            "p.toml",
+        )
+        .unwrap();
+        assert!(proxy.https_uses().is_empty());
+        let k = proxy.providers.kubernetes.unwrap();
+        assert_eq!(
+            (k.kind, k.name.as_str(), k.timeout_s),
+            (KubeKind::StatefulSet, "{workload}-{tier}", 30)
+        );
+
+        for (section, why) in [
+            (
+                "api_url = \"127.0.0.1:8001\"",
+                "must be an http:// or https:// URL",
+            ),
+            ("namespace = \"Prod\"", "not a Kubernetes namespace name"),
+            ("name = \"{tier}\"", "must contain {workload}"),
+            // Three tiers would scale one object.
+            (
+                "name = \"{workload}\"",
+                "for both host/spot and host/standard: add {tier}",
+            ),
+            ("name = \"{workload}_{tier}\"", "makes \"host_spot\""),
+            (
+                "token_file = \"/nonexistent/t\"",
+                "cannot read the token file",
+            ),
+            ("timeout_s = 0", "at least 1 second"),
+            ("kind = \"pod\"", "unknown variant"),
+        ] {
+            let e = Config::parse(
+                &with(&format!("[providers.kubernetes]\n{section}")),
+                "p.toml",
+            )
+            .unwrap_err();
+            let field = section.split(' ').next().unwrap();
+            assert_eq!(e.key, format!("providers.kubernetes.{field}"), "{e}");
+            assert!(e.message.contains(why), "{section}: {e}");
+        }
+        // With one tier, an existing Deployment can be scaled by the workload's name.
+        let mut c = Config::default();
+        c.providers.use_ = ProviderKind::Kubernetes;
+        c.providers.kubernetes = Some(KubernetesProviderConfig {
+            name: "{workload}".into(),
+            ..KubernetesProviderConfig::default()
+        });
+        c.tiers.retain(|t| t.name == "standard");
+        c.validate().unwrap();
+        assert!(valid_kube_name("web-standard.v2", false));
+        assert!(!valid_kube_name("web-standard.v2", true));
+        assert!(!valid_kube_name("-web", false) && !valid_kube_name("", false));
+        assert!(!valid_kube_name(&"a".repeat(64), true));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum Transport {
         /// ([`prescale_collect::http::agent`]).
         agent: ureq::Agent,
     },
+    /// A Kubernetes API server: each workload tier is an object whose replicas are set
+    /// ([`crate::kube`]).
+    Kubernetes(Box<crate::kube::KubeApi>),
 }
 
 /// What prescale asks a hook.
@@ -114,6 +117,7 @@ impl HookProvider {
         let name = match &transport {
             Transport::Exec(_) => "exec",
             Transport::Webhook { .. } => "webhook",
+            Transport::Kubernetes(_) => "kubernetes",
         };
         Self {
             name: name.into(),
@@ -134,6 +138,7 @@ impl HookProvider {
         match &self.transport {
             Transport::Exec(argv) => run(argv, req, &body, self.timeout),
             Transport::Webhook { url, token, agent } => post(agent, url, token.as_deref(), &body),
+            Transport::Kubernetes(api) => api.call(req),
         }
     }
 
@@ -289,7 +294,7 @@ impl Provider for HookProvider {
         let report = self.call(&req).and_then(|body| {
             serde_json::from_str::<StateReport>(&body).map_err(|e| {
                 ProviderError::Unavailable(format!(
-                    "the {} hook's state is not {{\"workload\": {{\"tier\": {{\"ready\": N, \"pending\": N}}}}}}: {e}",
+                    "the {} provider's state is not {{\"workload\": {{\"tier\": {{\"ready\": N, \"pending\": N}}}}}}: {e}",
                     self.name
                 ))
             })
@@ -316,7 +321,7 @@ impl Provider for HookProvider {
                             workload: w.clone(),
                             tier: t.clone(),
                             what: format!(
-                                "the {} hook reports {now_total} instances where {} were held, without prescale asking",
+                                "the {} provider reports {now_total} instances where {} were held, without prescale asking",
                                 self.name,
                                 c.total()
                             ),

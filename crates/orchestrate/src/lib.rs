@@ -2,6 +2,7 @@
 //!
 //! - [`provider`]: the [`Provider`] interface and the built-in simulated cloud;
 //! - [`hook`]: providers that hand actions to a command or an HTTP endpoint;
+//! - [`kube`]: the provider that scales Kubernetes Deployments and StatefulSets;
 //! - [`reconcile`]: desired vs actual capacity -> idempotent actions, with HPA-style
 //!   scale-down stabilisation;
 //! - [`engine`]: one pass of resample -> detect -> forecast -> plan -> reconcile -> act
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod engine;
 pub mod hook;
 pub mod jumps;
+pub mod kube;
 pub mod provider;
 pub mod reconcile;
 pub mod retention;

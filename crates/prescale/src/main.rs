@@ -507,6 +507,34 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
                 workloads,
             ))
         }
+        ProviderKind::Kubernetes => {
+            use prescale_orchestrate::kube::{KubeApi, SERVICE_ACCOUNT_DIR};
+            let k = p.kubernetes.clone().unwrap_or_default();
+            let api = KubeApi::from_config(
+                &k,
+                |v| std::env::var(v).ok(),
+                Path::new(SERVICE_ACCOUNT_DIR),
+            )
+            .map_err(UsageError)?;
+            tracing::info!(
+                api = %api.api_url,
+                namespace = %api.namespace,
+                objects = %k.name,
+                "scaling Kubernetes {}",
+                match k.kind {
+                    prescale_core::config::KubeKind::Deployment => "Deployments",
+                    prescale_core::config::KubeKind::StatefulSet => "StatefulSets",
+                }
+            );
+            // The cluster holds the truth: its replicas are read at every pass.
+            Box::new(HookProvider::new(
+                Transport::Kubernetes(Box::new(api)),
+                Duration::from_secs(k.timeout_s),
+                true,
+                &cfg.tiers,
+                workloads,
+            ))
+        }
     })
 }
 

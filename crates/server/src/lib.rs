@@ -63,7 +63,7 @@ pub struct AppState {
     pub receivers: Arc<write::Receivers>,
     /// Each scrape target's health, by (job, instance), kept by the scrape loops.
     pub targets: Targets,
-    /// The provider in use (`sim`, `exec`, `webhook`).
+    /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
     pub provider: String,
 }
 

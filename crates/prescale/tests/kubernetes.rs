@@ -1,0 +1,617 @@
+//! The Kubernetes provider against a stand-in API server that keeps Deployments in
+//! memory and answers the calls prescale makes as the real one does (the list, the
+//! `scale` subresource with a merge patch, `Status` objects for errors, bearer tokens):
+//! the provider on its own, then `prescale run` scaling a Deployment end to end.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{default_config, free_addr, get, start_daemon, wait_for};
+use prescale_core::config::{Config, KubeKind, KubernetesProviderConfig};
+use prescale_core::{Action, ActionKind};
+use prescale_orchestrate::hook::{HookProvider, Transport};
+use prescale_orchestrate::kube::KubeApi;
+use prescale_orchestrate::{Provider, ProviderError};
+use serde_json::{json, Value};
+
+/// One Deployment: its desired replicas and how many are ready.
+#[derive(Clone, Copy, Debug, Default)]
+struct Deploy {
+    replicas: u32,
+    ready: u32,
+}
+
+#[derive(Default)]
+struct Cluster {
+    token: Option<String>,
+    /// namespace/name -> Deployment.
+    objects: BTreeMap<String, Deploy>,
+    /// Pods become ready as soon as they are asked for.
+    instant_ready: bool,
+    /// "METHOD path content-type authorization body", one per request.
+    log: Vec<String>,
+}
+
+/// A stand-in API server on a loopback port, stopped when dropped.
+struct FakeApi {
+    addr: SocketAddr,
+    cluster: Arc<Mutex<Cluster>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl FakeApi {
+    fn start(token: Option<&str>, objects: &[(&str, u32, u32)]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let cluster = Arc::new(Mutex::new(Cluster {
+            token: token.map(str::to_string),
+            objects: objects
+                .iter()
+                .map(|&(n, replicas, ready)| (n.to_string(), Deploy { replicas, ready }))
+                .collect(),
+            ..Cluster::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (cluster.clone(), stop.clone());
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => serve(conn, &c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self {
+            addr,
+            cluster,
+            stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn get(&self, name: &str) -> Deploy {
+        self.cluster.lock().unwrap().objects[name]
+    }
+
+    fn set(&self, name: &str, replicas: u32, ready: u32) {
+        self.cluster
+            .lock()
+            .unwrap()
+            .objects
+            .insert(name.into(), Deploy { replicas, ready });
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.cluster.lock().unwrap().log.clone()
+    }
+}
+
+/// Reads one request, answers it as the API server would, closes the connection.
+fn serve(mut conn: TcpStream, cluster: &Mutex<Cluster>) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head, body) = loop {
+        let Ok(n) = conn.read(&mut chunk) else { return };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len: usize = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
+            if rest.len() >= len {
+                break (head.to_string(), rest.to_string());
+            }
+        }
+    };
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let ctype = header(&head, "content-type").unwrap_or_default();
+    let auth = header(&head, "authorization").unwrap_or_default();
+    let mut c = cluster.lock().unwrap();
+    c.log.push(
+        format!("{method} {path} {ctype} {auth} {body}")
+            .trim()
+            .to_string(),
+    );
+    let (code, answer) = route(&mut c, method, path, &ctype, &auth, &body);
+    drop(c);
+    let answer = answer.to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+fn route(
+    c: &mut Cluster,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    auth: &str,
+    body: &str,
+) -> (u16, Value) {
+    if let Some(t) = &c.token {
+        if auth != format!("Bearer {t}") {
+            return status(401, "Unauthorized", "Unauthorized");
+        }
+    }
+    let Some(rest) = path.strip_prefix("/apis/apps/v1/namespaces/") else {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", [ns, "deployments"]) => {
+            let items: Vec<Value> = c
+                .objects
+                .iter()
+                .filter_map(|(k, d)| {
+                    let (o_ns, name) = k.split_once('/')?;
+                    (o_ns == *ns).then(|| {
+                        // readyReplicas is left out when none are, as the API server does.
+                        let mut st = json!({"replicas": d.replicas});
+                        if d.ready > 0 {
+                            st["readyReplicas"] = json!(d.ready);
+                        }
+                        json!({"metadata": {"name": name, "namespace": ns},
+                               "spec": {"replicas": d.replicas}, "status": st})
+                    })
+                })
+                .collect();
+            (
+                200,
+                json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "items": items}),
+            )
+        }
+        ("PATCH", [ns, "deployments", name, "scale"]) => {
+            if ctype != "application/merge-patch+json" {
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {ctype}"),
+                );
+            }
+            let Some(replicas) = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v.pointer("/spec/replicas").and_then(Value::as_u64))
+            else {
+                return status(400, "BadRequest", "no spec.replicas in the patch");
+            };
+            let instant = c.instant_ready;
+            let Some(d) = c.objects.get_mut(&format!("{ns}/{name}")) else {
+                return status(
+                    404,
+                    "NotFound",
+                    &format!("deployments.apps \"{name}\" not found"),
+                );
+            };
+            d.replicas = replicas as u32;
+            d.ready = if instant {
+                d.replicas
+            } else {
+                d.ready.min(d.replicas)
+            };
+            (
+                200,
+                json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+                       "metadata": {"name": name, "namespace": ns},
+                       "spec": {"replicas": d.replicas},
+                       "status": {"replicas": d.replicas}}),
+            )
+        }
+        _ => status(405, "MethodNotAllowed", "not here"),
+    }
+}
+
+fn api(fake: &FakeApi, token_file: Option<&Path>, namespace: &str) -> KubeApi {
+    KubeApi::from_config(
+        &KubernetesProviderConfig {
+            api_url: Some(fake.url()),
+            token_file: token_file.map(Path::to_path_buf),
+            namespace: Some(namespace.into()),
+            ..KubernetesProviderConfig::default()
+        },
+        |_| None,
+        Path::new("/nonexistent"),
+    )
+    .unwrap()
+}
+
+fn provider(api: KubeApi, workloads: &[&str]) -> HookProvider {
+    HookProvider::new(
+        Transport::Kubernetes(Box::new(api)),
+        Duration::from_secs(5),
+        true,
+        &Config::default().tiers,
+        workloads.iter().map(|w| w.to_string()).collect(),
+    )
+}
+
+fn action(key: &str, tier: &str, kind: ActionKind, count: u32) -> Action {
+    Action {
+        key: key.into(),
+        workload: "web".into(),
+        tier: tier.into(),
+        kind,
+        count,
+        at: 1,
+    }
+}
+
+#[test]
+fn the_kubernetes_provider_scales_deployments_and_plans_from_their_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "sa-token-1\n").unwrap();
+    let fake = FakeApi::start(
+        Some("sa-token-1"),
+        &[
+            ("shop/web-standard", 2, 2),
+            ("shop/web-spot", 0, 0),
+            ("shop/other-standard", 7, 7),
+            ("default/web-standard", 9, 9),
+        ],
+    );
+    let mut p = provider(api(&fake, Some(&token), "shop"), &["web"]);
+    assert_eq!(p.name(), "kubernetes");
+    // The cluster's replicas are what prescale holds; another namespace's are not.
+    assert!(p.advance(0).is_empty());
+    let a = p.allocation("web", 0);
+    assert_eq!((a.get("standard").ready, a.get("standard").pending), (2, 0));
+    assert_eq!(a.get("spot").total(), 0);
+
+    // A provision sets the tier's replicas to what it should hold after it.
+    p.apply(&action("k1", "standard", ActionKind::Provision, 3), 0)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-standard").replicas, 5);
+    let patch = fake.log().last().unwrap().clone();
+    assert_eq!(
+        patch,
+        "PATCH /apis/apps/v1/namespaces/shop/deployments/web-standard/scale \
+         application/merge-patch+json Bearer sa-token-1 {\"spec\":{\"replicas\":5}}"
+    );
+    // Asked for but not ready: pending, until the pods are.
+    assert_eq!(p.allocation("web", 0).get("standard").pending, 3);
+    p.advance(1);
+    let s = p.allocation("web", 1).get("standard");
+    assert_eq!((s.ready, s.pending), (2, 3));
+    fake.set("shop/web-standard", 5, 5);
+    p.advance(2);
+    let s = p.allocation("web", 2).get("standard");
+    assert_eq!((s.ready, s.pending), (5, 0));
+
+    // The same key again changes nothing and asks nothing.
+    let calls = fake.log().len();
+    p.apply(&action("k1", "standard", ActionKind::Provision, 3), 2)
+        .unwrap();
+    assert_eq!(fake.log().len(), calls);
+    assert_eq!(fake.get("shop/web-standard").replicas, 5);
+
+    // A deprovision; pods still terminating are not counted as held.
+    p.apply(&action("k2", "standard", ActionKind::Deprovision, 2), 3)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-standard").replicas, 3);
+    p.advance(4);
+    assert_eq!(p.allocation("web", 4).get("standard").total(), 3);
+
+    // Scaled down by someone else: an event, and the new count is the truth.
+    fake.set("shop/web-standard", 1, 1);
+    let ev = p.advance(5);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        ev[0].what.contains("reports 1 instances where 3 were held"),
+        "{}",
+        ev[0].what
+    );
+    assert_eq!(p.allocation("web", 5).get("standard").total(), 1);
+
+    // The token is read at every call: a rotated one is used at once.
+    std::fs::write(&token, "sa-token-2\n").unwrap();
+    fake.cluster.lock().unwrap().token = Some("sa-token-2".into());
+    p.apply(&action("k3", "spot", ActionKind::Provision, 2), 6)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-spot").replicas, 2);
+    assert!(fake.log().last().unwrap().contains("Bearer sa-token-2"));
+    // The cluster holds the truth, so there is no book to save.
+    assert!(p.save().is_none());
+}
+
+#[test]
+fn kubernetes_refusals_say_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "wrong\n").unwrap();
+    let fake = FakeApi::start(Some("right"), &[("default/web-standard", 1, 1)]);
+
+    // A bad token: the state is kept as it was and actions are refused naming the key.
+    let mut p = provider(api(&fake, Some(&token), "default"), &["web"]);
+    assert!(p.advance(0).is_empty());
+    let e = p
+        .apply(&action("k1", "standard", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Refused(m) if m.contains("HTTP 401") && m.contains("providers.kubernetes.token_file")),
+        "{e}"
+    );
+    assert_eq!(fake.get("default/web-standard").replicas, 1);
+
+    // A workload tier with no Deployment: what to create, or which setting to change.
+    std::fs::write(&token, "right\n").unwrap();
+    let mut p = provider(api(&fake, Some(&token), "default"), &["web"]);
+    p.advance(0);
+    let e = p
+        .apply(&action("k2", "spot", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    let ProviderError::Refused(m) = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        m.contains("HTTP 404")
+            && m.contains("deployments.apps \"web-spot\" not found")
+            && m.contains("create Deployment default/web-spot")
+            && m.contains("providers.kubernetes.name"),
+        "{m}"
+    );
+    // Nothing is counted for a refused action.
+    assert_eq!(p.allocation("web", 0).get("spot").total(), 0);
+
+    // A token file that went away: unavailable, saying which file.
+    std::fs::remove_file(&token).unwrap();
+    let e = p
+        .apply(&action("k3", "standard", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Unavailable(m) if m.contains("token")),
+        "{e}"
+    );
+
+    // No API server listening: unavailable, not a refusal.
+    let gone = free_addr();
+    let mut p = provider(
+        KubeApi::from_config(
+            &KubernetesProviderConfig {
+                api_url: Some(format!("http://{gone}")),
+                timeout_s: 2,
+                ..KubernetesProviderConfig::default()
+            },
+            |_| None,
+            Path::new("/nonexistent"),
+        )
+        .unwrap(),
+        &["web"],
+    );
+    let e = p
+        .apply(&action("k4", "standard", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    assert!(matches!(e, ProviderError::Unavailable(_)), "{e}");
+}
+
+#[test]
+fn the_kubernetes_provider_finds_the_cluster_it_runs_in() {
+    let sa = tempfile::tempdir().unwrap();
+    std::fs::write(sa.path().join("token"), "pod-token\n").unwrap();
+    std::fs::write(sa.path().join("namespace"), "shop\n").unwrap();
+    let env = |k: &str| match k {
+        "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
+        "KUBERNETES_SERVICE_PORT" => Some("6443".to_string()),
+        _ => None,
+    };
+    let a = KubeApi::from_config(&KubernetesProviderConfig::default(), env, sa.path()).unwrap();
+    assert_eq!(a.api_url, "https://10.96.0.1:6443");
+    assert_eq!(a.namespace, "shop");
+    assert_eq!(
+        a.token_file.as_deref(),
+        Some(sa.path().join("token").as_path())
+    );
+    assert_eq!(a.kind, KubeKind::Deployment);
+    let v6 = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "fd00::1".to_string());
+    let a = KubeApi::from_config(&KubernetesProviderConfig::default(), v6, sa.path()).unwrap();
+    assert_eq!(a.api_url, "https://[fd00::1]:443");
+
+    // What the configuration says wins over what the pod has.
+    let a = KubeApi::from_config(
+        &KubernetesProviderConfig {
+            api_url: Some("http://127.0.0.1:8001/".into()),
+            namespace: Some("batch".into()),
+            kind: KubeKind::StatefulSet,
+            ..KubernetesProviderConfig::default()
+        },
+        env,
+        sa.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        (a.api_url.as_str(), a.namespace.as_str()),
+        ("http://127.0.0.1:8001", "batch")
+    );
+
+    // Outside a cluster with nothing configured: what to set.
+    let e = KubeApi::from_config(
+        &KubernetesProviderConfig::default(),
+        |_| None,
+        Path::new("/nonexistent"),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("providers.kubernetes.api_url") && e.contains("kubectl proxy"),
+        "{e}"
+    );
+    // No pod files: the default namespace and no token.
+    let a = KubeApi::from_config(
+        &KubernetesProviderConfig::default(),
+        env,
+        Path::new("/nonexistent"),
+    )
+    .unwrap();
+    assert_eq!(a.namespace, "default");
+    assert!(a.token_file.is_none());
+}
+
+#[test]
+fn statefulsets_are_scaled_through_their_own_path() {
+    let fake = FakeApi::start(None, &[]);
+    let a = KubeApi::from_config(
+        &KubernetesProviderConfig {
+            api_url: Some(fake.url()),
+            kind: KubeKind::StatefulSet,
+            name: "db-{tier}-{workload}".into(),
+            ..KubernetesProviderConfig::default()
+        },
+        |_| None,
+        Path::new("/nonexistent"),
+    )
+    .unwrap();
+    let mut p = provider(a, &["web"]);
+    // The stand-in serves Deployments only: a StatefulSet path is answered 405 and the
+    // refusal names what was asked.
+    let e = p
+        .apply(&action("k1", "standard", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("statefulsets/scale default/db-standard-web"),
+        "{e}"
+    );
+    assert!(
+        fake.log()[0].starts_with(
+            "PATCH /apis/apps/v1/namespaces/default/statefulsets/db-standard-web/scale"
+        ),
+        "{:?}",
+        fake.log()
+    );
+}
+
+#[test]
+fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
+    if !Path::new("/proc/stat").exists() {
+        eprintln!("skipping: no /proc on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let fake = FakeApi::start(
+        Some("t0ken"),
+        &[
+            ("prod/host-spot", 0, 0),
+            ("prod/host-standard", 0, 0),
+            ("prod/host-high-performance", 0, 0),
+        ],
+    );
+    fake.cluster.lock().unwrap().instant_ready = true;
+    let cfg = default_config()
+        .replace("\ninterval_s = 10", "\ninterval_s = 1")
+        .replace("\ninterval_s = 15", "\ninterval_s = 1")
+        .replace("step_s = 60", "step_s = 1")
+        .replace("horizon_s = 3600", "horizon_s = 600")
+        .replace("use = \"sim\"", "use = \"kubernetes\"")
+        .replace(
+            "[providers.sim]",
+            &format!(
+                "[providers.kubernetes]\napi_url = {:?}\ntoken_file = {:?}\nnamespace = \"prod\"\ntimeout_s = 5\n\n[providers.sim]",
+                fake.url(),
+                token.display().to_string()
+            ),
+        );
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _d = start_daemon(
+        &config,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
+    let logs = || {
+        format!(
+            "API calls:\n{}\nprescale:\n{}",
+            fake.log().join("\n"),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    // The plan is carried out on the Deployments, and what they hold comes back as the
+    // workload's allocation.
+    wait_for(
+        || {
+            let scaled: Vec<(String, u32)> = fake
+                .cluster
+                .lock()
+                .unwrap()
+                .objects
+                .iter()
+                .filter(|(_, d)| d.replicas > 0)
+                .map(|(n, d)| (n.trim_start_matches("prod/host-").to_string(), d.replicas))
+                .collect();
+            let Some((_, body)) = get(addr, "/api/v1/workloads/host/status") else {
+                return false;
+            };
+            let v: Value = serde_json::from_str(&body).unwrap_or_default();
+            let tiers = &v["data"]["allocation"]["tiers"];
+            !scaled.is_empty()
+                && scaled
+                    .iter()
+                    .all(|(t, n)| tiers[t]["ready"].as_u64() == Some(*n as u64))
+        },
+        "a Deployment scaled and its replicas read back",
+        &logs,
+    );
+    assert!(
+        fake.log().iter().any(|l| l
+            .starts_with("PATCH /apis/apps/v1/namespaces/prod/deployments/host-")
+            && l.contains("Bearer t0ken")),
+        "{}",
+        logs()
+    );
+    let (_, sources) = get(addr, "/api/v1/sources").unwrap();
+    assert!(sources.contains("\"kubernetes\""), "{sources}");
+    let (_, metrics) = get(addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("prescale_provider_errors_total 0"),
+        "{metrics}\n{}",
+        logs()
+    );
+    // The token is not logged.
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("t0ken"));
+}
