@@ -94,6 +94,7 @@ fn validate_providers(p: &ProvidersConfig) -> Result<(), (String, String)> {
         }
         // Checked with the workloads and tiers, in `Config::validate`.
         ProviderKind::Kubernetes => {}
+        ProviderKind::Recommend => {}
     }
     Ok(())
 }
@@ -337,6 +338,9 @@ pub enum ProviderKind {
     Webhook,
     /// Kubernetes Deployments or StatefulSets (`[providers.kubernetes]`).
     Kubernetes,
+    /// Nothing is acted on: each action is logged as a recommendation and prescale
+    /// plans on as if it had been carried out.
+    Recommend,
 }
 
 /// `[providers.exec]`
@@ -1393,6 +1397,10 @@ mod tests {
             (e.command.len(), e.timeout_s, e.report_state),
             (2, 30, false)
         );
+        // Recommending needs nothing configured.
+        let c = Config::parse(&with("recommend", ""), "p.toml").unwrap();
+        assert_eq!(c.providers.use_, ProviderKind::Recommend);
+        assert!(c.https_uses().is_empty());
     }
 
     #[test]

@@ -1361,13 +1361,21 @@ impl<P: Provider> Engine<P> {
                         workload: name.clone(),
                         kind: DecisionKind::Act,
                         action: Some(a.clone()),
-                        reason: match verdict.released_pending.get(&a.tier) {
-                            Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
-                                "{verb} {} {} ({n} of them pending, released before they serve): {}",
-                                a.count, a.tier, plan.reason
-                            ),
-                            _ => format!("{verb} {} {}: {}", a.count, a.tier, plan.reason),
-                        },
+                        reason: format!(
+                            "{}{}",
+                            if self.provider.acts() {
+                                ""
+                            } else {
+                                "recommend (nothing changed: providers.use = \"recommend\"): "
+                            },
+                            match verdict.released_pending.get(&a.tier) {
+                                Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
+                                    "{verb} {} {} ({n} of them pending, released before they serve): {}",
+                                    a.count, a.tier, plan.reason
+                                ),
+                                _ => format!("{verb} {} {}: {}", a.count, a.tier, plan.reason),
+                            }
+                        ),
                     })?;
                 }
                 Err(e) => {

@@ -46,6 +46,10 @@ pub enum Transport {
         /// ([`prescale_collect::http::agent`]).
         agent: ureq::Agent,
     },
+    /// Nowhere: actions are recommendations, recorded in prescale's book (each instance
+    /// ready after its tier's lead time) so plans go on as if they had been carried out,
+    /// and nothing outside prescale changes.
+    Record,
     /// A Kubernetes API server: each workload tier is an object whose replicas are set
     /// ([`crate::kube`]).
     Kubernetes(Box<crate::kube::KubeApi>),
@@ -118,6 +122,7 @@ impl HookProvider {
             Transport::Exec(_) => "exec",
             Transport::Webhook { .. } => "webhook",
             Transport::Kubernetes(_) => "kubernetes",
+            Transport::Record => "recommend",
         };
         Self {
             name: name.into(),
@@ -139,6 +144,8 @@ impl HookProvider {
             Transport::Exec(argv) => run(argv, req, &body, self.timeout),
             Transport::Webhook { url, token, agent } => post(agent, url, token.as_deref(), &body),
             Transport::Kubernetes(api) => api.call(req),
+            // Only actions reach it: with nothing outside, there is no state to ask.
+            Transport::Record => Ok(String::new()),
         }
     }
 
@@ -226,6 +233,10 @@ impl HookProvider {
 impl Provider for HookProvider {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn acts(&self) -> bool {
+        !matches!(self.transport, Transport::Record)
     }
 
     fn apply(&mut self, a: &prescale_core::Action, now: TimestampMs) -> Result<(), ProviderError> {
@@ -741,6 +752,57 @@ exit 0
         assert!(p.advance(3000).is_empty());
         assert_eq!(p.allocation("web", 3000).tiers["standard"].total(), 6);
         assert!(p.save().is_none(), "the hook holds the truth");
+    }
+
+    #[test]
+    fn recommendations_change_nothing_outside_but_are_planned_on() {
+        let tiers = Config::default().tiers;
+        let lead_ms = tiers
+            .iter()
+            .find(|t| t.name == "standard")
+            .unwrap()
+            .lead_time_s as i64
+            * 1000;
+        let mut p = HookProvider::new(
+            Transport::Record,
+            Duration::from_secs(1),
+            false,
+            &tiers,
+            vec!["web".into()],
+        );
+        assert_eq!(p.name(), "recommend");
+        assert!(!p.acts());
+        p.apply(&action("k1", ActionKind::Provision, 3), 0).unwrap();
+        p.apply(&action("k1", ActionKind::Provision, 3), 0).unwrap();
+        let c = p.allocation("web", 0).tiers["standard"];
+        assert_eq!((c.ready, c.pending), (0, 3));
+        assert!(p.advance(lead_ms).is_empty());
+        let c = p.allocation("web", lead_ms).tiers["standard"];
+        assert_eq!((c.ready, c.pending), (3, 0));
+        p.apply(&action("k2", ActionKind::Deprovision, 1), lead_ms)
+            .unwrap();
+        assert_eq!(p.allocation("web", lead_ms).tiers["standard"].total(), 2);
+        // The recommended book survives a restart.
+        let saved = p.save().expect("the book is all there is");
+        let mut again = HookProvider::new(
+            Transport::Record,
+            Duration::from_secs(1),
+            false,
+            &tiers,
+            vec!["web".into()],
+        );
+        again.restore(saved).unwrap();
+        assert_eq!(again.allocation("web", lead_ms).tiers["standard"].ready, 2);
+        // Actions go through the tier's limits as real ones would.
+        let max = tiers
+            .iter()
+            .find(|t| t.name == "standard")
+            .unwrap()
+            .max_instances;
+        let e = again
+            .apply(&action("k3", ActionKind::Provision, max), lead_ms)
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::AtCapacity { .. }), "{e}");
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub enum ProviderError {
 pub trait Provider: Send {
     /// Name for logs and metrics.
     fn name(&self) -> &str;
+    /// Whether applying an action changes real capacity; `false` for the recommend-only
+    /// provider, whose actions are recorded as advice.
+    fn acts(&self) -> bool {
+        true
+    }
     /// Applies an action. Applying an action whose key was already applied is a no-op.
     fn apply(&mut self, action: &Action, now: TimestampMs) -> Result<(), ProviderError>;
     /// What `workload` holds at `now`, per tier.
@@ -65,6 +70,9 @@ pub trait Provider: Send {
 impl Provider for Box<dyn Provider> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn acts(&self) -> bool {
+        (**self).acts()
     }
     fn apply(&mut self, action: &Action, now: TimestampMs) -> Result<(), ProviderError> {
         (**self).apply(action, now)

@@ -507,6 +507,13 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
                 workloads,
             ))
         }
+        ProviderKind::Recommend => Box::new(HookProvider::new(
+            Transport::Record,
+            Duration::from_secs(1),
+            false,
+            &cfg.tiers,
+            workloads,
+        )),
         ProviderKind::Kubernetes => {
             use prescale_orchestrate::kube::{KubeApi, SERVICE_ACCOUNT_DIR};
             let k = p.kubernetes.clone().unwrap_or_default();

@@ -203,3 +203,90 @@ fn the_kubernetes_example_hook_scales_deployments_and_reports_their_replicas() {
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].tier, "spot");
 }
+
+#[test]
+fn recommend_mode_logs_advice_and_plans_on_as_if_it_were_followed() {
+    if !Path::new("/proc/stat").exists() {
+        eprintln!("skipping: no /proc on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = default_config()
+        .replace("\ninterval_s = 10", "\ninterval_s = 1")
+        .replace("\ninterval_s = 15", "\ninterval_s = 1")
+        .replace("step_s = 60", "step_s = 1")
+        .replace("horizon_s = 3600", "horizon_s = 600")
+        .replace("use = \"sim\"", "use = \"recommend\"");
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _d = start_daemon(
+        &config,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let decisions = || {
+        get(addr, "/api/v1/workloads/host/decisions?limit=200")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    common::wait_for(
+        || {
+            let Some((200, body)) = get(addr, "/api/v1/workloads/host/status") else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let held: u64 = v["data"]["allocation"]["tiers"]
+                .as_object()
+                .map(|t| {
+                    t.values()
+                        .map(|c| {
+                            c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0);
+            held > 0 && decisions().contains("\"kind\":\"act\"")
+        },
+        "recommended capacity counted as held",
+        &|| format!("{}\n{}", decisions(), logs()),
+    );
+    // Every action is logged as advice, saying nothing was changed.
+    let v: serde_json::Value = serde_json::from_str(&decisions()).unwrap();
+    let acts: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "act")
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert!(!acts.is_empty());
+    for r in &acts {
+        assert!(
+            r.starts_with("recommend (nothing changed: providers.use = \"recommend\"): provision")
+                || r.starts_with(
+                    "recommend (nothing changed: providers.use = \"recommend\"): deprovision"
+                ),
+            "{r}"
+        );
+    }
+    let (_, sources) = get(addr, "/api/v1/sources").unwrap();
+    assert!(sources.contains("\"provider\":\"recommend\""), "{sources}");
+    // The recommended instances are on /metrics for a KEDA or HPA trigger to follow
+    // (pending until the tier's lead time has passed, as if they had been asked for).
+    let (_, metrics) = get(addr, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("prescale_allocation_instances{workload=\"host\"")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("prescale_provider_errors_total 0"),
+        "{metrics}"
+    );
+}
