@@ -7,6 +7,7 @@
 
 pub mod host;
 pub mod http;
+pub mod kube;
 pub mod receive;
 pub mod scrape;
 pub mod synthetic;

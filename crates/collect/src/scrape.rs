@@ -23,6 +23,9 @@ pub struct Target {
     pub instance: String,
     /// The full URL scraped.
     pub url: String,
+    /// More labels for everything scraped from it (a discovered pod's `namespace`,
+    /// `pod` and `node`); an exporter's label of the same name is kept as `exported_*`.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Target {
@@ -32,6 +35,17 @@ impl Target {
             job: job.to_string(),
             instance: instance.to_string(),
             url: format!("{scheme}://{instance}{path}"),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// Gives `key` this target's extra labels, keeping a label of the same name the
+    /// exporter sent as `exported_NAME`.
+    fn label(&self, key: &mut SeriesKey) {
+        for (k, v) in &self.labels {
+            if let Some(old) = key.labels.insert(k.clone(), v.clone()) {
+                key.labels.insert(format!("exported_{k}"), old);
+            }
         }
     }
 }
@@ -45,6 +59,9 @@ pub struct TargetHealth {
     pub instance: String,
     /// The URL scraped.
     pub url: String,
+    /// The target's extra labels (a discovered pod's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// `"up"`, `"down"` or `"unknown"` (not scraped yet).
     pub health: String,
     /// Why the last scrape failed; empty when it worked.
@@ -209,6 +226,7 @@ pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped
         job: target.job.clone(),
         instance: target.instance.clone(),
         url: target.url.clone(),
+        labels: target.labels.clone(),
         last_scrape_ms: Some(now),
         last_duration_s: duration,
         ..Default::default()
@@ -240,6 +258,11 @@ pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped
     series.push(meta("up", up));
     series.push(meta("scrape_duration_seconds", duration));
     series.push(meta("scrape_samples_scraped", health.last_samples as f64));
+    if !target.labels.is_empty() {
+        for (key, _) in &mut series {
+            target.label(key);
+        }
+    }
     Scraped { series, health }
 }
 

@@ -524,8 +524,8 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
             )
             .map_err(UsageError)?;
             tracing::info!(
-                api = %api.api_url,
-                namespace = %api.namespace,
+                api = %api.conn.api_url,
+                namespace = %api.conn.namespace,
                 objects = %k.name,
                 "scaling Kubernetes {}",
                 match k.kind {

@@ -438,16 +438,16 @@ fn the_kubernetes_provider_finds_the_cluster_it_runs_in() {
         _ => None,
     };
     let a = KubeApi::from_config(&KubernetesProviderConfig::default(), env, sa.path()).unwrap();
-    assert_eq!(a.api_url, "https://10.96.0.1:6443");
-    assert_eq!(a.namespace, "shop");
+    assert_eq!(a.conn.api_url, "https://10.96.0.1:6443");
+    assert_eq!(a.conn.namespace, "shop");
     assert_eq!(
-        a.token_file.as_deref(),
+        a.conn.token_file.as_deref(),
         Some(sa.path().join("token").as_path())
     );
     assert_eq!(a.kind, KubeKind::Deployment);
     let v6 = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "fd00::1".to_string());
     let a = KubeApi::from_config(&KubernetesProviderConfig::default(), v6, sa.path()).unwrap();
-    assert_eq!(a.api_url, "https://[fd00::1]:443");
+    assert_eq!(a.conn.api_url, "https://[fd00::1]:443");
 
     // What the configuration says wins over what the pod has.
     let a = KubeApi::from_config(
@@ -462,7 +462,7 @@ fn the_kubernetes_provider_finds_the_cluster_it_runs_in() {
     )
     .unwrap();
     assert_eq!(
-        (a.api_url.as_str(), a.namespace.as_str()),
+        (a.conn.api_url.as_str(), a.conn.namespace.as_str()),
         ("http://127.0.0.1:8001", "batch")
     );
 
@@ -484,8 +484,8 @@ fn the_kubernetes_provider_finds_the_cluster_it_runs_in() {
         Path::new("/nonexistent"),
     )
     .unwrap();
-    assert_eq!(a.namespace, "default");
-    assert!(a.token_file.is_none());
+    assert_eq!(a.conn.namespace, "default");
+    assert!(a.conn.token_file.is_none());
 }
 
 #[test]

@@ -1,0 +1,311 @@
+//! A connection to a Kubernetes API server, for the two things prescale asks of one:
+//! the pods to scrape ([`discover_pods`]) and the replicas of the objects it scales (the
+//! Kubernetes provider).
+//!
+//! It speaks plain REST over prescale's one HTTP client (a Kubernetes client crate would
+//! add a second HTTP and TLS stack and minutes to a 2-core build for a handful of GETs
+//! and one PATCH). Inside a cluster the API server, the service-account token, its CA
+//! and namespace are found where Kubernetes puts them; outside, `kubectl proxy`
+//! (`http://127.0.0.1:8001`, no token) or an explicit URL, token file and CA file. The
+//! token file is read again at every call, since projected service-account tokens are
+//! rotated while a pod runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scrape::Target;
+
+/// Where Kubernetes mounts a pod's service-account credentials.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// How to reach an API server: what the configuration says, the rest from the pod.
+#[derive(Debug, Clone, Default)]
+pub struct Settings<'a> {
+    /// `https://host:port` or `http://127.0.0.1:8001`; `None`: the pod's cluster.
+    pub api_url: Option<&'a str>,
+    /// The bearer token's file; `None`: the pod's service-account token, if any.
+    pub token_file: Option<&'a Path>,
+    /// PEM certificates for the API server; `None`: the pod's CA (only for the pod's
+    /// own API server), else the system's roots.
+    pub ca_file: Option<&'a Path>,
+    /// The namespace; `None`: the pod's, else `default`.
+    pub namespace: Option<&'a str>,
+    /// How long a call may take.
+    pub timeout: Duration,
+}
+
+/// An API server and the credentials to call it with.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// `https://host:port` (no trailing slash).
+    pub api_url: String,
+    /// Bearer token, read at every call.
+    pub token_file: Option<PathBuf>,
+    /// The namespace the settings name, or the pod's, or `default`.
+    pub namespace: String,
+    /// The client, with its time-out and TLS settings.
+    pub agent: ureq::Agent,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// No answer (connection refused, time-out, TLS), or the token file is unreadable.
+    Unreachable(String),
+    /// The API server answered with an error status; `message` is its `Status`
+    /// object's message, or the body.
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// What the API server said.
+        message: String,
+    },
+    /// A 2xx answer that is not the JSON expected.
+    BadAnswer(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(m) | Self::BadAnswer(m) => f.write_str(m),
+            Self::Status { code, message } => write!(f, "HTTP {code}: {message}"),
+        }
+    }
+}
+
+/// What to add to an API error for the usual causes, for `key` (the configuration
+/// section) and `rights` (what the service account needs).
+pub fn hint(e: &ApiError, key: &str, rights: &str) -> String {
+    match e {
+        ApiError::Status { code: 401, .. } => {
+            format!(" (the token was not accepted: check {key}.token_file)")
+        }
+        ApiError::Status { code: 403, .. } => {
+            format!(" (give prescale's service account {rights})")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Connects as `s` says, taking what it leaves out from the cluster prescale runs in:
+/// `env` looks up `KUBERNETES_SERVICE_HOST` and `_PORT`, and `sa_dir` is where the pod's
+/// service-account files are ([`SERVICE_ACCOUNT_DIR`]). `key` names the configuration
+/// section in errors. Fails saying what to set when there is no API server to find, or
+/// the CA cannot be read.
+pub fn connect(
+    s: &Settings<'_>,
+    key: &str,
+    env: impl Fn(&str) -> Option<String>,
+    sa_dir: &Path,
+) -> Result<Connection, String> {
+    let api_url = match s.api_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let host = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty());
+            let port = env("KUBERNETES_SERVICE_PORT").unwrap_or_else(|| "443".into());
+            let Some(host) = host else {
+                return Err(format!("{key}.api_url: not set, and prescale is not in a cluster (no KUBERNETES_SERVICE_HOST); set it to the API server's URL, or to http://127.0.0.1:8001 with `kubectl proxy` running"));
+            };
+            if host.contains(':') {
+                format!("https://[{host}]:{port}")
+            } else {
+                format!("https://{host}:{port}")
+            }
+        }
+    };
+    let in_pod = |f: &str| Some(sa_dir.join(f)).filter(|p| p.is_file());
+    let token_file = s
+        .token_file
+        .map(Path::to_path_buf)
+        .or_else(|| in_pod("token"));
+    // The pod's CA is for the pod's API server, not for one named by URL.
+    let ca_file = s
+        .ca_file
+        .map(Path::to_path_buf)
+        .or_else(|| s.api_url.is_none().then(|| in_pod("ca.crt")).flatten());
+    let namespace = match s.namespace {
+        Some(n) => n.to_string(),
+        None => in_pod("namespace")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into()),
+    };
+    let agent = crate::http::agent(s.timeout, ca_file.as_deref())
+        .map_err(|e| format!("{key}.ca_file: {e}"))?;
+    Ok(Connection {
+        api_url,
+        token_file,
+        namespace,
+        agent,
+    })
+}
+
+impl Connection {
+    fn token(&self) -> Result<Option<String>, ApiError> {
+        match &self.token_file {
+            None => Ok(None),
+            Some(f) => prescale_core::config::read_token_file(f)
+                .map(Some)
+                .map_err(ApiError::Unreachable),
+        }
+    }
+
+    /// `GET path` (from `/api` or `/apis`, with any query), as JSON.
+    pub fn get(&self, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.api_url);
+        let mut req = self.agent.get(&url).header("Accept", "application/json");
+        if let Some(t) = self.token()? {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = req
+            .call()
+            .map_err(|e| ApiError::Unreachable(format!("GET {url}: {e}")))?;
+        let text = answer(resp)?;
+        serde_json::from_str(&text)
+            .map_err(|e| ApiError::BadAnswer(format!("GET {url}: the answer is not JSON: {e}")))
+    }
+
+    /// `PATCH path` with a JSON merge patch.
+    pub fn merge_patch(&self, path: &str, body: &str) -> Result<(), ApiError> {
+        let url = format!("{}{path}", self.api_url);
+        let mut req = self
+            .agent
+            .patch(&url)
+            .header("Content-Type", "application/merge-patch+json")
+            .header("Accept", "application/json");
+        if let Some(t) = self.token()? {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = req
+            .send(body)
+            .map_err(|e| ApiError::Unreachable(format!("PATCH {url}: {e}")))?;
+        answer(resp).map(|_| ())
+    }
+}
+
+/// The body of a 2xx answer, or the error the API server gave.
+fn answer(mut resp: ureq::http::Response<ureq::Body>) -> Result<String, ApiError> {
+    let code = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    if (200..300).contains(&code) {
+        return Ok(text);
+    }
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| {
+            let b = text.trim();
+            if b.is_empty() {
+                "(empty body)".into()
+            } else {
+                b.chars().take(500).collect()
+            }
+        });
+    Err(ApiError::Status { code, message })
+}
+
+/// Which pods a scrape job takes, and how.
+#[derive(Debug, Clone, Default)]
+pub struct PodRule {
+    /// The job.
+    pub job: String,
+    /// A label selector (`app=api,tier!=canary`), passed to the API server; empty: all.
+    pub selector: String,
+    /// The port scraped; `None`: each pod's `prometheus.io/port` annotation.
+    pub port: Option<u16>,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The path scraped, unless a pod's `prometheus.io/path` annotation says another.
+    pub path: String,
+}
+
+/// The targets among the running pods of `conn`'s namespace that `rule` selects: each
+/// pod with an IP that is not annotated `prometheus.io/scrape: "false"`, at
+/// `rule.port` or its `prometheus.io/port` annotation (pods with neither are left
+/// out), labelled `namespace`, `pod` and `node`.
+pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Vec<Target>, ApiError> {
+    let mut path = format!("/api/v1/namespaces/{}/pods", conn.namespace);
+    if !rule.selector.is_empty() {
+        path.push_str("?labelSelector=");
+        path.push_str(&percent_encode(&rule.selector));
+    }
+    let list = conn.get(&path)?;
+    let items = list
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::BadAnswer(format!("GET {path}: no \"items\" list")))?;
+    let mut out = Vec::new();
+    for pod in items {
+        let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let ann = |k: &str| {
+            pod.pointer("/metadata/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+        };
+        let (name, ip) = (s("/metadata/name"), s("/status/podIP"));
+        if s("/status/phase") != "Running" || ip.is_empty() || name.is_empty() {
+            continue;
+        }
+        if ann("prometheus.io/scrape") == Some("false") {
+            continue;
+        }
+        let port = rule
+            .port
+            .or_else(|| ann("prometheus.io/port").and_then(|p| p.parse().ok()));
+        let Some(port) = port else { continue };
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        let path = ann("prometheus.io/path").unwrap_or(&rule.path);
+        let mut t = Target::new(&rule.job, &rule.scheme, &format!("{host}:{port}"), path);
+        let mut labels = BTreeMap::new();
+        labels.insert("namespace".to_string(), conn.namespace.clone());
+        labels.insert("pod".to_string(), name.to_string());
+        let node = s("/spec/nodeName");
+        if !node.is_empty() {
+            labels.insert("node".to_string(), node.to_string());
+        }
+        t.labels = labels;
+        out.push(t);
+    }
+    out.sort_by(|a, b| a.instance.cmp(&b.instance));
+    Ok(out)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("app=api,tier!=canary"),
+            "app%3Dapi%2Ctier%21%3Dcanary"
+        );
+        assert_eq!(percent_encode("a in (x, y)"), "a%20in%20%28x%2C%20y%29");
+    }
+}
