@@ -110,11 +110,39 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
         if !names.insert(j.job.as_str()) {
             return Err((k("job"), format!("job {:?} is used twice", j.job)));
         }
-        if j.targets.is_empty() {
+        if j.targets.is_empty() && j.kubernetes.is_none() {
             return Err((
                 k("targets"),
-                "list at least one \"host:port\" to scrape".into(),
+                "list at least one \"host:port\" to scrape, or find pods with [sources.scrape.kubernetes]".into(),
             ));
+        }
+        if let Some(sd) = &j.kubernetes {
+            let k = |f: &str| format!("sources.scrape[{i}].kubernetes.{f}");
+            if let Some(u) = sd.api_url.as_deref().filter(|u| !is_http_url(u)) {
+                return Err((
+                    k("api_url"),
+                    format!("{u:?} must be an http:// or https:// URL"),
+                ));
+            }
+            if let Some(f) = &sd.token_file {
+                read_token_file(f).map_err(|m| (k("token_file"), m))?;
+            }
+            if let Some(ns) = sd
+                .namespace
+                .as_deref()
+                .filter(|n| !valid_kube_name(n, true))
+            {
+                return Err((
+                    k("namespace"),
+                    format!("{ns:?} is not a Kubernetes namespace name (lower-case letters, digits and -, at most 63)"),
+                ));
+            }
+            if sd.port == Some(0) {
+                return Err((k("port"), "must be a port number, 1 to 65535".into()));
+            }
+            if sd.refresh_s == 0 {
+                return Err((k("refresh_s"), "must be at least 1 second".into()));
+            }
         }
         for (t, target) in j.targets.iter().enumerate() {
             let ok = !target.contains("://")
@@ -230,7 +258,9 @@ pub struct SourcesConfig {
 pub struct ScrapeConfig {
     /// The job's name, the `job` label of everything it scrapes.
     pub job: String,
-    /// `host:port` of each exporter, the `instance` label.
+    /// `host:port` of each exporter, the `instance` label (may be empty with
+    /// `kubernetes`).
+    #[serde(default)]
     pub targets: Vec<String>,
     /// Seconds between two scrapes of a target.
     #[serde(default = "default_scrape_interval")]
@@ -248,6 +278,41 @@ pub struct ScrapeConfig {
     /// roots (https only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// `[sources.scrape.kubernetes]`: find the targets among a namespace's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSdConfig>,
+}
+
+/// `[sources.scrape.kubernetes]`: a scrape job's targets are the running pods of a
+/// namespace that a label selector picks, found again every `refresh_s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSdConfig {
+    /// As `[providers.kubernetes] api_url` (absent: the cluster prescale runs in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// As `[providers.kubernetes] token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// As `[providers.kubernetes] ca_file` (the API server's CA, not the pods').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_ca_file: Option<PathBuf>,
+    /// The pods' namespace (absent: prescale's own, else `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A label selector, e.g. `app=api,track!=canary` (empty: every pod).
+    #[serde(default)]
+    pub selector: String,
+    /// The port to scrape (absent: each pod's `prometheus.io/port` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Seconds between two listings of the pods.
+    #[serde(default = "default_sd_refresh")]
+    pub refresh_s: u64,
+}
+
+fn default_sd_refresh() -> u64 {
+    30
 }
 
 fn default_scheme() -> String {
@@ -776,6 +841,17 @@ impl Config {
             if j.scheme == "https" || j.ca_file.is_some() {
                 out.push(format!("sources.scrape[{i}] ({})", j.job));
             }
+            if let Some(sd) = &j.kubernetes {
+                // No api_url: the cluster's own API server, always https.
+                if sd
+                    .api_url
+                    .as_deref()
+                    .is_none_or(|u| u.starts_with("https://"))
+                    || sd.api_ca_file.is_some()
+                {
+                    out.push(format!("sources.scrape[{i}].kubernetes ({})", j.job));
+                }
+            }
         }
         if let Some(r) = &self.storage.remote {
             if r.write_url.starts_with("https://")
@@ -1293,6 +1369,21 @@ mod tests {
             (15, 10, "/metrics")
         );
         assert_eq!(s.targets.len(), 2);
+        // Pods found through the API server instead of targets: in a cluster, over https.
+        let c = Config::parse(
+            &job("job = \"api\"\n[sources.scrape.kubernetes]\nselector = \"app=api\""),
+            "p.toml",
+        )
+        .unwrap();
+        let sd = c.sources.scrape[0].kubernetes.as_ref().unwrap();
+        assert_eq!(
+            (sd.selector.as_str(), sd.port, sd.refresh_s),
+            ("app=api", None, 30)
+        );
+        assert_eq!(
+            c.https_uses(),
+            vec!["sources.scrape[0].kubernetes (api)".to_string()]
+        );
         for (body, key, why) in [
             ("job = \"n\"\ntargets = []", "sources.scrape[0].targets", "at least one"),
             ("job = \"n\"\ntargets = [\"http://h:1\"]", "sources.scrape[0].targets[0]", "no scheme"),
@@ -1303,6 +1394,11 @@ mod tests {
             ("job = \"\"\ntargets = [\"h:1\"]", "sources.scrape[0].job", "empty"),
             ("job = \"n\"\ntargets = [\"h:1\"]\n[[sources.scrape]]\njob = \"n\"\ntargets = [\"h:2\"]", "sources.scrape[1].job", "used twice"),
             ("job = \"n\"\ntargets = [\"h:1\"]\ntarget = 1", "sources.scrape[0].target", "unknown field"),
+            ("job = \"n\"", "sources.scrape[0].targets", "or find pods with [sources.scrape.kubernetes]"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nport = 0", "sources.scrape[0].kubernetes.port", "1 to 65535"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nnamespace = \"a.b\"", "sources.scrape[0].kubernetes.namespace", "namespace name"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\napi_url = \"k8s:443\"", "sources.scrape[0].kubernetes.api_url", "http:// or https://"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nrefresh_s = 0", "sources.scrape[0].kubernetes.refresh_s", "at least 1 second"),
         ] {
             let e = Config::parse(&job(body), "p.toml").unwrap_err();
             assert_eq!(e.key, key, "{e}");

@@ -412,6 +412,28 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 job.ca_file.as_deref(),
             )
             .map_err(|e| UsageError(format!("sources.scrape[{i}].ca_file: {e}")))?;
+            if let Some(sd) = &job.kubernetes {
+                let conn = prescale_collect::kube::connect(
+                    &prescale_collect::kube::Settings {
+                        api_url: sd.api_url.as_deref(),
+                        token_file: sd.token_file.as_deref(),
+                        ca_file: sd.api_ca_file.as_deref(),
+                        namespace: sd.namespace.as_deref(),
+                        timeout: Duration::from_secs(job.timeout_s),
+                    },
+                    &format!("sources.scrape[{i}].kubernetes"),
+                    |v| std::env::var(v).ok(),
+                    Path::new(prescale_collect::kube::SERVICE_ACCOUNT_DIR),
+                )
+                .map_err(UsageError)?;
+                tasks.push(tokio::spawn(discover_loop(
+                    job.clone(),
+                    conn,
+                    agent.clone(),
+                    store.clone(),
+                    state.targets.clone(),
+                )));
+            }
             for instance in &job.targets {
                 tasks.push(tokio::spawn(scrape_loop(
                     prescale_collect::scrape::Target::new(
@@ -543,6 +565,101 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
             ))
         }
     })
+}
+
+/// Finds a scrape job's targets among the pods of a namespace every `refresh_s`:
+/// starts scraping each new one, stops scraping (and stops listing) each one gone, and
+/// keeps the targets it has while the API server cannot be asked, logging that once.
+async fn discover_loop(
+    job: prescale_core::config::ScrapeConfig,
+    conn: prescale_collect::kube::Connection,
+    agent: ureq::Agent,
+    store: Store,
+    targets: prescale_server::Targets,
+) {
+    use prescale_collect::kube::{discover_pods, PodRule};
+    use prescale_collect::scrape::{Target, TargetHealth};
+    let sd = job.kubernetes.clone().expect("a discovery job");
+    let rule = PodRule {
+        job: job.job.clone(),
+        selector: sd.selector.clone(),
+        port: sd.port,
+        scheme: job.scheme.clone(),
+        path: job.path.clone(),
+    };
+    let every = Duration::from_secs(job.interval_s);
+    let mut running: std::collections::BTreeMap<String, (Target, tokio::task::JoinHandle<()>)> =
+        Default::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(sd.refresh_s));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = String::new();
+    loop {
+        tick.tick().await;
+        let (c, r) = (conn.clone(), rule.clone());
+        let found = match tokio::task::spawn_blocking(move || discover_pods(&c, &r)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                let why = format!(
+                    "{e}{}",
+                    prescale_collect::kube::hint(
+                        &e,
+                        "sources.scrape.kubernetes",
+                        &format!("list on pods in namespace {}", conn.namespace)
+                    )
+                );
+                if why != failing {
+                    tracing::warn!(job = %job.job, "cannot list pods to scrape, keeping the {} found before: {why}", running.len());
+                    failing = why;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("pod discovery task died: {e}");
+                continue;
+            }
+        };
+        if !failing.is_empty() {
+            tracing::info!(job = %job.job, "listing pods to scrape again");
+            failing.clear();
+        }
+        running.retain(|_, (t, handle)| {
+            if found.contains(t) {
+                return true;
+            }
+            handle.abort();
+            targets
+                .write()
+                .expect("targets lock")
+                .remove(&(t.job.clone(), t.instance.clone()));
+            tracing::info!(job = %t.job, pod = t.labels.get("pod").map_or("", String::as_str), "stopped scraping {}: the pod is gone", t.url);
+            false
+        });
+        for t in found {
+            if running.contains_key(&t.instance) {
+                continue;
+            }
+            tracing::info!(job = %t.job, pod = t.labels.get("pod").map_or("", String::as_str), "found a pod to scrape at {}", t.url);
+            targets.write().expect("targets lock").insert(
+                (t.job.clone(), t.instance.clone()),
+                TargetHealth {
+                    job: t.job.clone(),
+                    instance: t.instance.clone(),
+                    url: t.url.clone(),
+                    labels: t.labels.clone(),
+                    health: "unknown".into(),
+                    ..Default::default()
+                },
+            );
+            let handle = tokio::spawn(scrape_loop(
+                t.clone(),
+                every,
+                agent.clone(),
+                store.clone(),
+                targets.clone(),
+            ));
+            running.insert(t.instance.clone(), (t, handle));
+        }
+    }
 }
 
 /// Scrapes one target every `every` until the task is aborted: stores what it yields

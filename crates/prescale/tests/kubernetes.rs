@@ -35,6 +35,8 @@ struct Cluster {
     objects: BTreeMap<String, Deploy>,
     /// Pods become ready as soon as they are asked for.
     instant_ready: bool,
+    /// Pods, as the API server lists them (namespace in metadata, labels for selectors).
+    pods: Vec<Value>,
     /// "METHOD path content-type authorization body", one per request.
     log: Vec<String>,
 }
@@ -173,6 +175,9 @@ fn route(
             return status(401, "Unauthorized", "Unauthorized");
         }
     }
+    if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
+        return pods(c, method, rest);
+    }
     let Some(rest) = path.strip_prefix("/apis/apps/v1/namespaces/") else {
         return status(
             404,
@@ -180,6 +185,7 @@ fn route(
             "the server could not find the requested resource",
         );
     };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let parts: Vec<&str> = rest.split('/').collect();
     match (method, parts.as_slice()) {
         ("GET", [ns, "deployments"]) => {
@@ -240,8 +246,46 @@ fn route(
                        "status": {"replicas": d.replicas}}),
             )
         }
-        _ => status(405, "MethodNotAllowed", "not here"),
+        _ => status(405, "MethodNotAllowed", &format!("not here {query}")),
     }
+}
+
+/// `GET /api/v1/namespaces/NS/pods?labelSelector=K%3DV`: the namespace's pods whose
+/// labels match the selector's `key=value` terms (all the stand-in needs).
+fn pods(c: &Cluster, method: &str, rest: &str) -> (u16, Value) {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let Some((ns, "pods")) = path.split_once('/') else {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    if method != "GET" {
+        return status(405, "MethodNotAllowed", "pods are only listed here");
+    }
+    let selector = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("labelSelector="))
+        .unwrap_or("")
+        .replace("%3D", "=")
+        .replace("%2C", ",");
+    let items: Vec<Value> = c
+        .pods
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == ns)
+        .filter(|p| {
+            selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+                let (k, v) = term.split_once('=').unwrap();
+                p["metadata"]["labels"][k] == v
+            })
+        })
+        .cloned()
+        .collect();
+    (
+        200,
+        json!({"kind": "PodList", "apiVersion": "v1", "items": items}),
+    )
 }
 
 fn api(fake: &FakeApi, token_file: Option<&Path>, namespace: &str) -> KubeApi {
@@ -614,4 +658,171 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
     );
     // The token is not logged.
     assert!(!std::fs::read_to_string(&log).unwrap().contains("t0ken"));
+}
+
+/// A pod as the API server lists it.
+fn pod(name: &str, ns: &str, app: &str, phase: &str, ip: &str, port: u16, scrape: bool) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": app},
+                     "annotations": {"prometheus.io/port": port.to_string(),
+                                     "prometheus.io/scrape": scrape.to_string()}},
+        "spec": {"nodeName": "node-1"},
+        "status": {"phase": phase, "podIP": ip}
+    })
+}
+
+/// An exporter on a loopback port answering every request with `text`, until `stop`.
+fn exporter(text: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        while !s.load(Ordering::SeqCst) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (addr, stop)
+}
+
+#[test]
+fn scrape_jobs_find_their_pods_and_follow_them_as_they_come_and_go() {
+    let (exp, stop) =
+        exporter("# TYPE shop_orders_total counter\nshop_orders_total{pod=\"own\"} 42\n");
+    let fake = FakeApi::start(Some("sd-token"), &[]);
+    fake.cluster.lock().unwrap().pods = vec![
+        pod(
+            "api-1",
+            "shop",
+            "api",
+            "Running",
+            "127.0.0.1",
+            exp.port(),
+            true,
+        ),
+        // Not running yet, not this job's, opted out, another namespace: left out.
+        pod("api-2", "shop", "api", "Pending", "", exp.port(), true),
+        pod(
+            "db-1",
+            "shop",
+            "db",
+            "Running",
+            "127.0.0.2",
+            exp.port(),
+            true,
+        ),
+        pod(
+            "api-3",
+            "shop",
+            "api",
+            "Running",
+            "127.0.0.3",
+            exp.port(),
+            false,
+        ),
+        pod(
+            "api-9",
+            "other",
+            "api",
+            "Running",
+            "127.0.0.4",
+            exp.port(),
+            true,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "sd-token\n").unwrap();
+    let cfg = format!(
+        "{}\n[[sources.scrape]]\njob = \"api\"\ninterval_s = 1\ntimeout_s = 1\n\
+         [sources.scrape.kubernetes]\napi_url = {:?}\ntoken_file = {:?}\nnamespace = \"shop\"\n\
+         selector = \"app=api\"\nrefresh_s = 1\n",
+        default_config(),
+        fake.url(),
+        token.display().to_string()
+    );
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _d = start_daemon(
+        &config,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
+    let logs = || {
+        format!(
+            "API calls:\n{}\nprescale:\n{}",
+            fake.log().join("\n"),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    let targets = || -> Vec<Value> {
+        get(addr, "/api/v1/targets")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v["data"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    // The one running api pod is found and scraped, its samples labelled with the pod.
+    wait_for(
+        || {
+            let t = targets();
+            t.len() == 1 && t[0]["health"] == "up"
+        },
+        "the api pod found and scraped",
+        &|| format!("{:?}\n{}", targets(), logs()),
+    );
+    let t = &targets()[0];
+    assert_eq!(t["instance"], format!("127.0.0.1:{}", exp.port()), "{t}");
+    assert_eq!(t["labels"]["pod"], "api-1", "{t}");
+    assert!(
+        fake.log().iter().any(|l| l
+            .starts_with("GET /api/v1/namespaces/shop/pods?labelSelector=app%3Dapi")
+            && l.contains("Bearer sd-token")),
+        "{}",
+        logs()
+    );
+    let (_, body) = get(addr, "/api/v1/query?query=shop_orders_total").unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let m = &v["data"]["result"][0]["metric"];
+    assert_eq!(
+        (
+            &m["job"],
+            &m["pod"],
+            &m["namespace"],
+            &m["node"],
+            &m["exported_pod"]
+        ),
+        (
+            &json!("api"),
+            &json!("api-1"),
+            &json!("shop"),
+            &json!("node-1"),
+            &json!("own")
+        ),
+        "{body}"
+    );
+    // Gone from the API server: no longer a target.
+    fake.cluster.lock().unwrap().pods.remove(0);
+    wait_for(|| targets().is_empty(), "the gone pod dropped", &|| {
+        format!("{:?}\n{}", targets(), logs())
+    });
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("the pod is gone"));
+    stop.store(true, Ordering::SeqCst);
 }

@@ -404,6 +404,7 @@ async fn targets_are_listed_unknown_until_scraped() {
         path: "/metrics".into(),
         scheme: "https".into(),
         ca_file: None,
+        kubernetes: None,
     }];
     let (app, _) = writable(dir.path(), cfg);
     let (code, body) = get(&app, "/api/v1/targets").await;
