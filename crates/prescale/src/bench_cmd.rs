@@ -120,6 +120,11 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
     if stored != total {
         return Err(format!("sent {total} samples but the store took {stored}"));
     }
+    // On disk as received (journal and tables), then once the samples are tables as a
+    // long-running store's are.
+    let bytes = store.disk_bytes();
+    store.settle().map_err(|e| e.to_string())?;
+    let table_bytes = store.samples_disk_bytes();
     let q = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     println!(
         "{} {total} samples ({} series x {}) in {} requests of up to {} from {} sender(s): {:.2} s, {:.0} samples/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (store synced before each answer)",
@@ -137,6 +142,13 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
         q(0.5),
         q(0.99),
         q(1.0),
+    );
+    println!(
+        "on disk: {:.1} bytes per sample as received (journal and tables, {:.1} MB); {:.1} bytes per sample once in compacted tables ({:.1} MB)",
+        bytes as f64 / total as f64,
+        bytes as f64 / 1e6,
+        table_bytes as f64 / total as f64,
+        table_bytes as f64 / 1e6,
     );
     Ok(())
 }

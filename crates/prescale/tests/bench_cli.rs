@@ -33,6 +33,13 @@ fn bench_ingest_sends_everything_and_the_store_takes_it() {
             "{text}"
         );
         assert!(text.contains("samples/s; request latency p50"), "{text}");
+        // And what they take on disk, before and after the journal is written out.
+        let per_sample: Vec<f64> = text
+            .split(" bytes per sample")
+            .filter_map(|part| part.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(per_sample.len(), 2, "{text}");
+        assert!(per_sample.iter().all(|b| *b > 0.0), "{text}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["bench", "ingest", "--batch", "0"])

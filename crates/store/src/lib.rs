@@ -656,7 +656,22 @@ impl Store {
         self.inner.appended.load(Ordering::Relaxed)
     }
 
-    /// Bytes the store occupies on disk.
+    /// Writes the samples held in memory out as tables and compacts them, as a
+    /// long-running store's are (for measuring its size: [`Store::samples_disk_bytes`]).
+    pub fn settle(&self) -> Result<()> {
+        self.inner
+            .samples
+            .rotate_memtable_and_wait()
+            .map_err(self.io())?;
+        self.inner.samples.major_compact().map_err(self.io())
+    }
+
+    /// Bytes the samples' tables take on disk (not the journal).
+    pub fn samples_disk_bytes(&self) -> u64 {
+        self.inner.samples.disk_space()
+    }
+
+    /// Bytes the store takes on disk, journal included.
     pub fn disk_bytes(&self) -> u64 {
         self.inner.db.disk_space().unwrap_or(0)
     }
