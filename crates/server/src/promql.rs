@@ -1,14 +1,16 @@
 //! The part of Prometheus' query API that charting tools use, so Grafana can add prescale
 //! as a Prometheus data source and chart demand, forecasts and capacity next to
 //! everything else: `query` and `query_range` with a series selector (label matchers
-//! `=`, `!=`, `=~`, `!~`) or `rate(SELECTOR)`, `labels`, `label/NAME/values` and
-//! `status/buildinfo`. Other PromQL (functions, operators, aggregations) is refused with
-//! a message saying what is supported.
+//! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`, either under
+//! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`;
+//! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions,
+//! operators) is refused with a message saying what is supported.
 //!
 //! As in Prometheus, a selector's value at time `t` is its newest sample in the five
-//! minutes up to `t`, and each series is returned on its own; `rate()` is each counter's
-//! per-second increase over the step before `t` (over the five minutes before it for an
-//! instant query).
+//! minutes up to `t`, and each series is returned on its own; `rate(S[R])` is each
+//! counter's per-second increase over the `R` before `t`, and `rate(S)` over the step
+//! before `t` (the five minutes before it for an instant query). An aggregation drops
+//! `__name__` and keeps the `by` labels (or all but the `without` ones), as Prometheus'.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{now_ms, DemandExpr, Sample, SeriesKey, TimestampMs};
+use prescale_core::{now_ms, DemandExpr, Sample, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,26 +73,191 @@ fn parse_step(s: &str) -> Option<i64> {
     (v.is_finite() && ms > 0).then_some(ms)
 }
 
+/// What the query API evaluates: a selector or a rate, over a range when given, and
+/// perhaps aggregated.
+#[derive(Debug, Clone, PartialEq)]
+struct Expr {
+    inner: DemandExpr,
+    /// `rate(S[R])`'s `R` in ms.
+    range: Option<i64>,
+    agg: Option<Agg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AggOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Agg {
+    op: AggOp,
+    /// `true`: keep only `labels` (`by`); `false`: drop them (`without`).
+    by: bool,
+    labels: Vec<String>,
+}
+
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)); not other PromQL";
+
 /// The query's expression, or what is wrong with it (for [`bad`]).
-fn parse_query(p: &PromParams) -> Result<DemandExpr, String> {
+fn parse_query(p: &PromParams) -> Result<Expr, String> {
     let Some(q) = p.query.as_deref() else {
         return Err("missing `query`, e.g. query=prescale_demand{workload=\"web\"}".into());
     };
-    DemandExpr::parse(q).map_err(|e| {
-        format!("{e}; prescale answers a series selector or rate(SELECTOR), not other PromQL")
+    parse_expr(q)
+}
+
+fn parse_expr(q: &str) -> Result<Expr, String> {
+    let q = q.trim();
+    for (word, op) in [
+        ("sum", AggOp::Sum),
+        ("avg", AggOp::Avg),
+        ("min", AggOp::Min),
+        ("max", AggOp::Max),
+        ("count", AggOp::Count),
+    ] {
+        let Some(rest) = q.strip_prefix(word) else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let (by, labels, inner) = if let Some((by, after)) = grouping(rest) {
+            // sum by (a, b) (X)
+            let (labels, after) = parens(after)?;
+            let (inner, tail) = parens(after.trim_start())?;
+            if !tail.trim().is_empty() {
+                return Err(format!(
+                    "unexpected {:?} after the aggregation; {SUPPORTED}",
+                    tail.trim()
+                ));
+            }
+            (by, labels, inner)
+        } else if rest.starts_with('(') {
+            // sum(X), sum(X) by (a, b)
+            let (inner, tail) = parens(rest)?;
+            let tail = tail.trim();
+            match grouping(tail) {
+                Some((by, after)) => {
+                    let (labels, tail) = parens(after)?;
+                    if !tail.trim().is_empty() {
+                        return Err(format!(
+                            "unexpected {:?} after the aggregation; {SUPPORTED}",
+                            tail.trim()
+                        ));
+                    }
+                    (by, labels, inner)
+                }
+                // No grouping: one series of everything, as `by ()`.
+                None if tail.is_empty() => (true, "", inner),
+                None => {
+                    return Err(format!(
+                        "unexpected {tail:?} after {word}(...); {SUPPORTED}"
+                    ))
+                }
+            }
+        } else {
+            // A metric whose name starts with the word (summary_x, counter_y).
+            continue;
+        };
+        let labels: Vec<String> = labels
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(l) = labels.iter().find(|l| {
+            !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || l.starts_with(|c: char| c.is_ascii_digit())
+        }) {
+            return Err(format!("{l:?} is not a label name"));
+        }
+        let mut e = parse_inner(inner)?;
+        e.agg = Some(Agg { op, by, labels });
+        return Ok(e);
+    }
+    parse_inner(q)
+}
+
+/// `by (` or `without (` at the start of `s`: whether it is `by`, and the rest from the
+/// parenthesis.
+fn grouping(s: &str) -> Option<(bool, &str)> {
+    let (by, after) = if let Some(a) = s.strip_prefix("by") {
+        (true, a)
+    } else {
+        (false, s.strip_prefix("without")?)
+    };
+    let after = after.trim_start();
+    after.starts_with('(').then_some((by, after))
+}
+
+/// `SELECTOR`, `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`.
+fn parse_inner(q: &str) -> Result<Expr, String> {
+    let q = q.trim();
+    let mut range = None;
+    let text = match q.strip_prefix("rate").map(str::trim_start) {
+        Some(rest) if rest.starts_with('(') => {
+            let (arg, tail) = parens(rest)?;
+            if !tail.trim().is_empty() {
+                return Err(format!(
+                    "unexpected {:?} after rate(...); {SUPPORTED}",
+                    tail.trim()
+                ));
+            }
+            let arg = arg.trim();
+            let sel = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
+                Some((sel, r)) => {
+                    range = Some(
+                        parse_step(r.trim())
+                            .ok_or_else(|| format!("{r:?} is not a range such as 5m or 30s"))?,
+                    );
+                    sel
+                }
+                None => arg,
+            };
+            format!("rate({sel})")
+        }
+        _ => q.to_string(),
+    };
+    let inner = DemandExpr::parse(&text).map_err(|e| format!("{e}; {SUPPORTED}"))?;
+    Ok(Expr {
+        inner,
+        range,
+        agg: None,
     })
 }
 
-fn metric(key: &SeriesKey, keep_name: bool) -> Value {
-    let mut m: BTreeMap<&str, &str> = key
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    if keep_name {
-        m.insert("__name__", &key.name);
+/// Splits `(inside) rest` at the parenthesis that closes the first, skipping quoted
+/// label values.
+fn parens(s: &str) -> Result<(&str, &str), String> {
+    let body = s
+        .strip_prefix('(')
+        .ok_or_else(|| format!("expected '(' at {s:?}"))?;
+    let (mut depth, mut quoted, mut escaped) = (1, false, false);
+    for (i, c) in body.char_indices() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok((&body[..i], &body[i + 1..]));
+                }
+            }
+            _ => {}
+        }
     }
-    json!(m)
+    Err(format!("no ')' closes {s:?}"))
 }
 
 fn fmt_value(v: f64) -> String {
@@ -105,13 +272,19 @@ fn fmt_value(v: f64) -> String {
 }
 
 /// The value of one series at each of `times` (ascending, `step` apart).
-fn evaluate(
-    expr: &DemandExpr,
-    samples: &[Sample],
-    times: &[TimestampMs],
-    step: i64,
-) -> Vec<Option<f64>> {
-    match expr {
+fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -> Vec<Option<f64>> {
+    if let (DemandExpr::Rate(_), Some(r)) = (&expr.inner, expr.range) {
+        // Each time's own window (t - r, t], from the sample before it.
+        return times
+            .iter()
+            .map(|&t| {
+                let a = samples.partition_point(|s| s.ts <= t - 2 * r);
+                let b = samples.partition_point(|s| s.ts <= t);
+                prescale_orchestrate::engine::step_rates(&samples[a..b], t - r + 1, 1, r)[0]
+            })
+            .collect();
+    }
+    match &expr.inner {
         DemandExpr::Sum(_) => {
             let mut out = Vec::with_capacity(times.len());
             let mut i = 0;
@@ -133,23 +306,21 @@ fn evaluate(
     }
 }
 
-/// Each selected series with its value (if any) at each evaluation time.
-type Evaluated = Vec<(SeriesKey, Vec<Option<f64>>)>;
+/// Each result series' labels with its value (if any) at each evaluation time.
+type Evaluated = Vec<(BTreeMap<String, String>, Vec<Option<f64>>)>;
 
-/// Evaluates `expr` at `times` for every series it selects.
-fn run(
-    st: &AppState,
-    expr: &DemandExpr,
-    times: &[TimestampMs],
-    step: i64,
-) -> Result<Evaluated, String> {
+/// Evaluates `expr` at `times` for every series it selects, then aggregates.
+fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
     let (lo, hi) = (times[0], *times.last().expect("at least one time"));
-    let back = match expr {
-        DemandExpr::Sum(_) => LOOKBACK_MS,
-        DemandExpr::Rate(_) => 2 * step,
+    let back = match (&expr.inner, expr.range) {
+        (DemandExpr::Sum(_), _) => LOOKBACK_MS,
+        (DemandExpr::Rate(_), Some(r)) => 2 * r,
+        (DemandExpr::Rate(_), None) => 2 * step,
     };
+    // A plain selector keeps the metric name; a rate or an aggregation drops it.
+    let keep_name = matches!(expr.inner, DemandExpr::Sum(_)) && expr.agg.is_none();
     let mut out = Vec::new();
-    for key in st.store.select_matching(expr.selector()) {
+    for key in st.store.select_matching(expr.inner.selector()) {
         let samples = st
             .store
             .range(&key, lo - back, hi)
@@ -157,17 +328,58 @@ fn run(
             .unwrap_or_default();
         let values = evaluate(expr, &samples, times, step);
         if values.iter().any(Option::is_some) {
-            out.push((key, values));
+            let mut labels = key.labels;
+            if keep_name {
+                labels.insert("__name__".into(), key.name);
+            }
+            out.push((labels, values));
         }
     }
-    Ok(out)
+    Ok(match &expr.agg {
+        None => out,
+        Some(a) => aggregate(a, out, times.len()),
+    })
+}
+
+/// Groups series by the aggregation's labels and combines each group's values at each
+/// time (a time no series of the group has a value at has none).
+fn aggregate(a: &Agg, series: Evaluated, n: usize) -> Evaluated {
+    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<Vec<f64>>> = BTreeMap::new();
+    for (labels, values) in series {
+        let key: BTreeMap<String, String> = labels
+            .into_iter()
+            .filter(|(k, _)| k != "__name__" && a.labels.contains(k) == a.by)
+            .collect();
+        let g = groups.entry(key).or_insert_with(|| vec![Vec::new(); n]);
+        for (slot, v) in g.iter_mut().zip(values) {
+            slot.extend(v);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(labels, per_time)| {
+            let values = per_time
+                .into_iter()
+                .map(|vs| {
+                    (!vs.is_empty()).then(|| match a.op {
+                        AggOp::Sum => vs.iter().sum(),
+                        AggOp::Avg => vs.iter().sum::<f64>() / vs.len() as f64,
+                        AggOp::Min => vs.iter().copied().fold(f64::INFINITY, f64::min),
+                        AggOp::Max => vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        AggOp::Count => vs.len() as f64,
+                    })
+                })
+                .collect();
+            (labels, values)
+        })
+        .collect()
 }
 
 /// [`run`] off the async threads (it reads the store); gives the times back with the
 /// series, and a `500` saying why when the store fails.
 async fn run_blocking(
     st: AppState,
-    expr: DemandExpr,
+    expr: Expr,
     times: Vec<TimestampMs>,
     step: i64,
 ) -> Result<(Evaluated, Vec<TimestampMs>), Response> {
@@ -193,7 +405,6 @@ pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> R
         Some(Some(t)) => t,
         Some(None) => return bad("`time` must be unix seconds"),
     };
-    let keep_name = matches!(expr, DemandExpr::Sum(_));
     let (series, _) = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -201,7 +412,7 @@ pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> R
     let result: Vec<Value> = series
         .iter()
         .filter_map(|(k, v)| {
-            v[0].map(|x| json!({"metric": metric(k, keep_name), "value": [t as f64 / 1000.0, fmt_value(x)]}))
+            v[0].map(|x| json!({"metric": k, "value": [t as f64 / 1000.0, fmt_value(x)]}))
         })
         .collect();
     Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
@@ -234,7 +445,6 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
     let times: Vec<TimestampMs> = (0..=(end - start) / step)
         .map(|i| start + i * step)
         .collect();
-    let keep_name = matches!(expr, DemandExpr::Sum(_));
     let (series, times) = match run_blocking(st, expr, times, step).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -247,7 +457,7 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
                 .zip(vals)
                 .filter_map(|(t, v)| v.map(|x| json!([*t as f64 / 1000.0, fmt_value(x)])))
                 .collect();
-            json!({"metric": metric(k, keep_name), "values": values})
+            json!({"metric": k, "values": values})
         })
         .collect();
     Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))

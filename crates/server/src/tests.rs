@@ -513,13 +513,93 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains("\"version\""), "{body}");
 
-    // What it cannot answer, it says.
-    let (code, body) = get(&app, &q("sum(g)", "start=0&end=10&step=1")).await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(
-        body.contains("bad_data") && body.contains("rate(SELECTOR)"),
-        "{body}"
+    // Aggregations, in either form, and rates over a range.
+    let matrix = |body: &str| -> Vec<(serde_json::Value, Vec<String>)> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|r| {
+                let vals = r["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p[1].as_str().unwrap().to_string())
+                    .collect();
+                (r["metric"].clone(), vals)
+            })
+            .collect()
+    };
+    let window = "start=660&end=900&step=120";
+    let (code, body) = get(&app, &q("sum(g)", window)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        matrix(&body),
+        vec![(
+            serde_json::json!({}),
+            vec!["32".into(), "36".into(), "40".into()]
+        )]
     );
+    for query in ["max by (a) (g)", "max(g) by (a)", "max without () (g)"] {
+        let (_, body) = get(&app, &q(query, window)).await;
+        let m = matrix(&body);
+        assert_eq!(m.len(), 2, "{query}: {body}");
+        assert_eq!(m[1].0, serde_json::json!({"a": "2"}), "{query}: {body}");
+        assert_eq!(m[1].1, ["21", "23", "25"], "{query}: {body}");
+    }
+    let (_, body) = get(&app, &q("count without (a) (g)", window)).await;
+    assert_eq!(
+        matrix(&body),
+        vec![(
+            serde_json::json!({}),
+            vec!["2".into(), "2".into(), "2".into()]
+        )]
+    );
+    let (_, body) = get(&app, &q("avg(g{a=~\"1|2\"})", window)).await;
+    assert_eq!(matrix(&body)[0].1, ["16", "18", "20"], "{body}");
+    // The counter rises 2 a second: so does its rate over any range, summed or not.
+    let (code, body) = get(
+        &app,
+        &q(
+            r#"sum by (job) (rate(c_total{job="x"}[2m]))"#,
+            "start=780&end=1080&step=60",
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let m = matrix(&body);
+    assert_eq!(m[0].0, serde_json::json!({"job": "x"}), "{body}");
+    assert_eq!(m[0].1, vec!["2"; 6], "{body}");
+    let (_, body) = get(
+        &app,
+        &format!(
+            "/api/v1/query?query={}&time=1000",
+            crate::tests::enc("rate(c_total[5m])")
+        ),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "2", "{body}");
+    assert_eq!(
+        v["data"]["result"][0]["metric"],
+        serde_json::json!({"job": "x"})
+    );
+
+    // What it cannot answer, it says.
+    for query in [
+        "g * 2",
+        "irate(g[5m])",
+        "sum(g) + 1",
+        "sum by (a-b) (g)",
+        "rate(c_total[5x])",
+    ] {
+        let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
+        assert!(body.contains("bad_data"), "{query}: {body}");
+    }
+    let (_, body) = get(&app, &q("irate(g[5m])", "start=0&end=10&step=1")).await;
+    assert!(body.contains("under sum, avg, min, max or count"), "{body}");
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body.contains("11000 points"), "{body}");
