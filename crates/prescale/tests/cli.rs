@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
 
-use common::{bin, default_config, free_addr, get as http_get, samples, start_daemon};
+use common::{bin, fast_config, free_addr, get as http_get, samples, start_daemon};
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("prescale runs")
@@ -175,11 +175,7 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = default_config()
-        .replace("interval_s = 10", "interval_s = 1")
-        .replace("interval_s = 15", "interval_s = 1")
-        .replace("step_s = 60", "step_s = 1")
-        .replace("horizon_s = 3600", "horizon_s = 600");
+    let cfg = fast_config();
     let config = dir.path().join("p.toml");
     std::fs::write(&config, cfg).unwrap();
     let data = dir.path().join("data");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{default_config, free_addr, get, start_daemon, wait_for};
+use common::{default_config, fast_config, free_addr, get, wait_for, Daemon};
 use prescale_core::config::{Config, KubeKind, KubernetesProviderConfig};
 use prescale_core::{Action, ActionKind};
 use prescale_orchestrate::hook::{HookProvider, Transport};
@@ -102,6 +102,15 @@ impl FakeApi {
 
     fn log(&self) -> Vec<String> {
         self.cluster.lock().unwrap().log.clone()
+    }
+
+    /// The calls it took and what the daemon logged, for a failing assertion.
+    fn report(&self, d: &Daemon) -> String {
+        format!(
+            "API calls:\n{}\nprescale:\n{}",
+            self.log().join("\n"),
+            d.logs()
+        )
     }
 }
 
@@ -584,11 +593,7 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
         ],
     );
     fake.cluster.lock().unwrap().instant_ready = true;
-    let cfg = default_config()
-        .replace("\ninterval_s = 10", "\ninterval_s = 1")
-        .replace("\ninterval_s = 15", "\ninterval_s = 1")
-        .replace("step_s = 60", "step_s = 1")
-        .replace("horizon_s = 3600", "horizon_s = 600")
+    let cfg = fast_config()
         .replace("use = \"sim\"", "use = \"kubernetes\"")
         .replace(
             "[providers.sim]",
@@ -598,23 +603,9 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
                 token.display().to_string()
             ),
         );
-    let config = dir.path().join("p.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &config,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
-    let logs = || {
-        format!(
-            "API calls:\n{}\nprescale:\n{}",
-            fake.log().join("\n"),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    };
+    let d = Daemon::start(dir.path(), &cfg);
+    let (addr, log) = (d.addr, d.log.clone());
+    let logs = || fake.report(&d);
     // The plan is carried out on the Deployments, and what they hold comes back as the
     // workload's allocation.
     wait_for(
@@ -754,23 +745,9 @@ fn scrape_jobs_find_their_pods_and_follow_them_as_they_come_and_go() {
         fake.url(),
         token.display().to_string()
     );
-    let config = dir.path().join("p.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &config,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
-    let logs = || {
-        format!(
-            "API calls:\n{}\nprescale:\n{}",
-            fake.log().join("\n"),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    };
+    let d = Daemon::start(dir.path(), &cfg);
+    let (addr, log) = (d.addr, d.log.clone());
+    let logs = || fake.report(&d);
     let targets = || -> Vec<Value> {
         get(addr, "/api/v1/targets")
             .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())

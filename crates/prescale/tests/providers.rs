@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{default_config, free_addr, get, start_daemon};
+use common::{fast_config, get, Daemon};
 
 const HOOK: &str = r#"#!/bin/sh
 # A tiny cloud in files: one file per workload and tier holding its instance count.
@@ -40,11 +40,7 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
     let hook = dir.path().join("hook.sh");
     std::fs::write(&hook, HOOK).unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cfg = default_config()
-        .replace("\ninterval_s = 10", "\ninterval_s = 1")
-        .replace("\ninterval_s = 15", "\ninterval_s = 1")
-        .replace("step_s = 60", "step_s = 1")
-        .replace("horizon_s = 3600", "horizon_s = 600")
+    let cfg = fast_config()
         .replace("use = \"sim\"", "use = \"exec\"")
         .replace(
             "[providers.sim]",
@@ -53,16 +49,8 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
                 hook.display().to_string()
             ),
         );
-    let config = dir.path().join("p.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &config,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
+    let d = Daemon::start(dir.path(), &cfg);
+    let (addr, log) = (d.addr, d.log.clone());
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let actions = || std::fs::read_to_string(dir.path().join("actions.log")).unwrap_or_default();
     let t = Instant::now();
@@ -211,22 +199,9 @@ fn recommend_mode_logs_advice_and_plans_on_as_if_it_were_followed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = default_config()
-        .replace("\ninterval_s = 10", "\ninterval_s = 1")
-        .replace("\ninterval_s = 15", "\ninterval_s = 1")
-        .replace("step_s = 60", "step_s = 1")
-        .replace("horizon_s = 3600", "horizon_s = 600")
-        .replace("use = \"sim\"", "use = \"recommend\"");
-    let config = dir.path().join("p.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &config,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
+    let cfg = fast_config().replace("use = \"sim\"", "use = \"recommend\"");
+    let d = Daemon::start(dir.path(), &cfg);
+    let (addr, log) = (d.addr, d.log.clone());
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let decisions = || {
         get(addr, "/api/v1/workloads/host/decisions?limit=200")

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    default_config, enc, find, free_addr, get, http, samples, start_daemon, wait_for, Killed,
+    default_config, enc, fast_config, find, free_addr, get, http, samples, start_daemon, wait_for,
+    Killed,
 };
 
 /// A `[storage.remote]` section for a server at `addr`, to go before `[sources.host]`.
@@ -45,12 +46,7 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
             .spawn()
             .unwrap(),
     );
-    let cfg = default_config()
-        .replace("\ninterval_s = 10", "\ninterval_s = 1")
-        .replace("\ninterval_s = 15", "\ninterval_s = 1")
-        .replace("step_s = 60", "step_s = 1")
-        .replace("horizon_s = 3600", "horizon_s = 600")
-        .replace("\n[sources.host]", &remote_store_at(vm));
+    let cfg = fast_config().replace("\n[sources.host]", &remote_store_at(vm));
     let config = dir.path().join("p.toml");
     std::fs::write(&config, cfg).unwrap();
     let plog = dir.path().join("prescale.log");

@@ -18,6 +18,46 @@ pub fn default_config() -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// [`default_config`] with one-second control passes, host samples and workload steps
+/// (and a ten-minute horizon), so a daemon test sees plans within seconds.
+pub fn fast_config() -> String {
+    default_config()
+        .replace("\ninterval_s = 10", "\ninterval_s = 1")
+        .replace("\ninterval_s = 15", "\ninterval_s = 1")
+        .replace("step_s = 60", "step_s = 1")
+        .replace("horizon_s = 3600", "horizon_s = 600")
+}
+
+/// `prescale run` on a configuration text, in `dir` (`p.toml`, `data/`, its stderr in
+/// `prescale.log`) on a free loopback port; killed when dropped.
+pub struct Daemon {
+    /// Where it serves.
+    pub addr: SocketAddr,
+    /// Its log file.
+    pub log: std::path::PathBuf,
+    _child: Killed,
+}
+
+impl Daemon {
+    pub fn start(dir: &std::path::Path, config: &str) -> Self {
+        let path = dir.join("p.toml");
+        std::fs::write(&path, config).unwrap();
+        let addr = free_addr();
+        let log = dir.join("prescale.log");
+        let child = start_daemon(&path, &dir.join("data"), &addr.to_string(), Some(&log));
+        Self {
+            addr,
+            log,
+            _child: child,
+        }
+    }
+
+    /// What it has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 /// A loopback address nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
