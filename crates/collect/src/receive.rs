@@ -1,4 +1,4 @@
-//! Payloads that senders push: Prometheus remote_write 1.0 (snappy-compressed protobuf)
+//! Payloads that senders push: Prometheus remote write 1.0 and 2.0 (snappy-compressed protobuf)
 //! and InfluxDB line protocol, decoded into series and samples the store takes.
 //!
 //! A payload that cannot be read at all (not snappy, not a `WriteRequest`, not UTF-8, a
@@ -137,9 +137,9 @@ struct PbSample {
     timestamp: i64,
 }
 
-/// Decodes a remote_write 1.0 body: a snappy block (`Content-Encoding: snappy`) holding a
-/// `prometheus.WriteRequest`.
-pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
+/// The protobuf inside a snappy block, refusing one that would inflate past
+/// [`MAX_DECOMPRESSED_BYTES`].
+fn unsnappy(body: &[u8]) -> Result<Vec<u8>, ReceiveError> {
     let not_snappy = |e: snap::Error| {
         ReceiveError::Malformed(format!(
             "the body is not snappy-compressed (block format) as remote_write sends it: {e}"
@@ -149,9 +149,69 @@ pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
     if len > MAX_DECOMPRESSED_BYTES {
         return Err(too_large());
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(not_snappy)?;
+        .map_err(not_snappy)
+}
+
+/// Adds one series of a remote_write request (its labels, `__name__` among them, its
+/// float samples and how many native histogram samples came with it) to `by_key`, or
+/// says in `out` why it cannot be stored. The series is described only when something
+/// is wrong with it: the common path formats nothing.
+fn add_series(
+    out: &mut Decoded,
+    by_key: &mut BTreeMap<SeriesKey, Vec<Sample>>,
+    all_labels: Vec<(String, String)>,
+    samples: Vec<PbSample>,
+    histograms: usize,
+) {
+    let lost = samples.len() + histograms;
+    if histograms > 0 {
+        out.problem(format!(
+            "{}: {histograms} native histogram samples not stored (not supported: send classic histograms)",
+            labels_text(all_labels.iter().map(|(k, v)| (k, v)))
+        ));
+    }
+    let mut name = None;
+    let mut labels = Vec::with_capacity(all_labels.len());
+    for (k, v) in all_labels {
+        if k == "__name__" {
+            name = Some(v);
+        } else {
+            labels.push((k, v));
+        }
+    }
+    let Some(name) = name else {
+        out.problem(format!(
+            "{}: no __name__ label, so {lost} samples were not stored",
+            labels_text(labels.iter().map(|(k, v)| (k, v)))
+        ));
+        return;
+    };
+    let key = match SeriesKey::new(name, labels) {
+        Ok(k) => k,
+        Err(e) => {
+            out.problem(format!("a series: {e}; {lost} samples not stored"));
+            return;
+        }
+    };
+    let entry = by_key.entry(key).or_default();
+    for s in samples {
+        if s.value.to_bits() == STALE_NAN_BITS {
+            out.skipped += 1;
+        } else {
+            entry.push(Sample {
+                ts: s.timestamp,
+                value: s.value,
+            });
+        }
+    }
+}
+
+/// Decodes a remote_write 1.0 body: a snappy block (`Content-Encoding: snappy`) holding a
+/// `prometheus.WriteRequest`.
+pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
+    let raw = unsnappy(body)?;
     let req = WriteRequest::decode(raw.as_slice()).map_err(|e| {
         ReceiveError::Malformed(format!(
             "the body is not a remote_write 1.0 prometheus.WriteRequest: {e}"
@@ -160,54 +220,132 @@ pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
     let mut out = Decoded::default();
     let mut by_key: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
     for ts in req.timeseries {
-        // The series is described only when something is wrong with it: the common path
-        // formats nothing.
-        let lost = ts.samples.len() + ts.histograms.len();
-        if !ts.histograms.is_empty() {
-            out.problem(format!(
-                "{}: {} native histogram samples not stored (not supported: send classic histograms)",
-                labels_text(ts.labels.iter().map(|l| (&l.name, &l.value))),
-                ts.histograms.len()
-            ));
-        }
-        let mut name = None;
-        let mut labels = Vec::with_capacity(ts.labels.len());
-        for l in ts.labels {
-            if l.name == "__name__" {
-                name = Some(l.value);
-            } else {
-                labels.push((l.name, l.value));
-            }
-        }
-        let Some(name) = name else {
-            out.problem(format!(
-                "{}: no __name__ label, so {lost} samples were not stored",
-                labels_text(labels.iter().map(|(k, v)| (k, v)))
-            ));
-            continue;
-        };
-        let key = match SeriesKey::new(name, labels) {
-            Ok(k) => k,
-            Err(e) => {
-                out.problem(format!("a series: {e}; {lost} samples not stored"));
-                continue;
-            }
-        };
-        let entry = by_key.entry(key).or_default();
-        for s in ts.samples {
-            if s.value.to_bits() == STALE_NAN_BITS {
-                out.skipped += 1;
-            } else {
-                entry.push(Sample {
-                    ts: s.timestamp,
-                    value: s.value,
-                });
-            }
-        }
+        let labels = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        add_series(
+            &mut out,
+            &mut by_key,
+            labels,
+            ts.samples,
+            ts.histograms.len(),
+        );
     }
     by_key.retain(|_, v| !v.is_empty());
     out.collect(by_key);
     Ok(out)
+}
+
+// The remote write 2.0 messages (io.prometheus.write.v2, prompb/io/prometheus/write/v2
+// types.proto), only the fields a receiver reads: labels are pairs of indices into the
+// request's table of strings.
+
+#[derive(Clone, PartialEq, Message)]
+struct RequestV2 {
+    #[prost(string, repeated, tag = "4")]
+    symbols: Vec<String>,
+    #[prost(message, repeated, tag = "5")]
+    timeseries: Vec<TimeSeriesV2>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TimeSeriesV2 {
+    #[prost(uint32, repeated, tag = "1")]
+    labels_refs: Vec<u32>,
+    #[prost(message, repeated, tag = "2")]
+    samples: Vec<PbSample>,
+    /// Native histograms, kept as bytes only to be counted: they are not stored.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    histograms: Vec<Vec<u8>>,
+}
+
+/// Decodes a remote write 2.0 body: a snappy block holding an
+/// `io.prometheus.write.v2.Request`. A series whose label references are odd in number
+/// or point past the table of strings is refused on its own, saying so.
+pub fn decode_remote_write_v2(body: &[u8]) -> Result<Decoded, ReceiveError> {
+    let raw = unsnappy(body)?;
+    let req = RequestV2::decode(raw.as_slice()).map_err(|e| {
+        ReceiveError::Malformed(format!(
+            "the body is not a remote write 2.0 io.prometheus.write.v2.Request: {e}"
+        ))
+    })?;
+    let mut out = Decoded::default();
+    let mut by_key: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
+    let sym = &req.symbols;
+    for (i, ts) in req.timeseries.into_iter().enumerate() {
+        let lost = ts.samples.len() + ts.histograms.len();
+        let labels: Option<Vec<(String, String)>> = (ts.labels_refs.len() % 2 == 0)
+            .then(|| {
+                ts.labels_refs
+                    .chunks(2)
+                    .map(|p| {
+                        Some((
+                            sym.get(p[0] as usize)?.clone(),
+                            sym.get(p[1] as usize)?.clone(),
+                        ))
+                    })
+                    .collect()
+            })
+            .flatten();
+        let Some(labels) = labels else {
+            out.problem(format!(
+                "series {i} of the request: its labels_refs are not pairs of indices into the {} symbols, so {lost} samples were not stored",
+                sym.len()
+            ));
+            continue;
+        };
+        add_series(
+            &mut out,
+            &mut by_key,
+            labels,
+            ts.samples,
+            ts.histograms.len(),
+        );
+    }
+    by_key.retain(|_, v| !v.is_empty());
+    out.collect(by_key);
+    Ok(out)
+}
+
+/// Encodes series as a remote write 2.0 body (snappy-compressed
+/// `io.prometheus.write.v2.Request`, strings interned, the first one empty), as
+/// Prometheus 3 sends it when asked to.
+pub fn encode_remote_write_v2(series: &[(SeriesKey, Vec<Sample>)]) -> Vec<u8> {
+    let mut symbols = vec![String::new()];
+    let mut index: std::collections::HashMap<String, u32> = Default::default();
+    let mut intern = |s: &str| -> u32 {
+        *index.entry(s.to_string()).or_insert_with(|| {
+            symbols.push(s.to_string());
+            symbols.len() as u32 - 1
+        })
+    };
+    let timeseries = series
+        .iter()
+        .map(|(key, samples)| {
+            let mut pairs: Vec<(&str, &str)> = vec![("__name__", key.name.as_str())];
+            pairs.extend(key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            pairs.sort();
+            TimeSeriesV2 {
+                labels_refs: pairs
+                    .iter()
+                    .flat_map(|(k, v)| [intern(k), intern(v)])
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|s| PbSample {
+                        value: s.value,
+                        timestamp: s.ts,
+                    })
+                    .collect(),
+                histograms: Vec::new(),
+            }
+        })
+        .collect();
+    let req = RequestV2 {
+        symbols,
+        timeseries,
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy compresses any buffer")
 }
 
 /// Encodes series as a remote_write 1.0 body (snappy-compressed `WriteRequest`), as
@@ -493,6 +631,67 @@ mod tests {
         let d = decode_remote_write(&encode_remote_write(&series)).unwrap();
         assert_eq!(d.series, series);
         assert!(d.problems.is_empty());
+    }
+
+    #[test]
+    fn remote_write_2_resolves_interned_labels_and_refuses_bad_references() {
+        let series = vec![
+            (
+                SeriesKey::parse(r#"a{x="1",y="a"}"#).unwrap(),
+                vec![Sample { ts: 5, value: 1.5 }, Sample { ts: 6, value: -2.0 }],
+            ),
+            (
+                SeriesKey::parse(r#"b{x="1"}"#).unwrap(),
+                vec![Sample { ts: 7, value: 0.0 }],
+            ),
+        ];
+        let d = decode_remote_write_v2(&encode_remote_write_v2(&series)).unwrap();
+        assert_eq!(d.series, series);
+        assert!(d.problems.is_empty());
+
+        let symbols: Vec<String> = ["", "__name__", "up", "job", "x"]
+            .map(String::from)
+            .to_vec();
+        let ts = |refs: Vec<u32>, value: f64, histograms: usize| TimeSeriesV2 {
+            labels_refs: refs,
+            samples: vec![PbSample {
+                value,
+                timestamp: 9,
+            }],
+            histograms: vec![vec![0]; histograms],
+        };
+        let req = RequestV2 {
+            symbols,
+            timeseries: vec![
+                ts(vec![1, 2, 3, 4], 1.0, 0),
+                // Odd, past the table, a staleness marker, a histogram beside a sample.
+                ts(vec![1, 2, 3], 1.0, 0),
+                ts(vec![1, 2, 3, 9], 1.0, 0),
+                ts(vec![1, 2], f64::from_bits(STALE_NAN_BITS), 0),
+                ts(vec![1, 2, 4, 4], 2.0, 1),
+            ],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .unwrap();
+        let d = decode_remote_write_v2(&body).unwrap();
+        let keys: Vec<String> = d.series.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(keys, [r#"up{job="x"}"#, r#"up{x="x"}"#]);
+        assert_eq!(d.skipped, 1);
+        assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
+        assert!(
+            d.problems[0].contains("series 1 of the request"),
+            "{:?}",
+            d.problems
+        );
+        assert!(d.problems[1].contains("series 2 of the request: its labels_refs are not pairs of indices into the 5 symbols"), "{:?}", d.problems);
+        assert!(
+            d.problems[2].contains("1 native histogram samples not stored"),
+            "{:?}",
+            d.problems
+        );
+        let e = decode_remote_write_v2(b"not snappy").unwrap_err();
+        assert!(e.to_string().contains("not snappy-compressed"), "{e}");
     }
 
     #[test]

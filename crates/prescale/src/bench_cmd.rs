@@ -25,6 +25,9 @@ pub enum BenchCmd {
 pub enum Wire {
     /// Prometheus remote_write 1.0.
     RemoteWrite,
+    /// Prometheus remote write 2.0 (interned strings).
+    #[value(name = "remote-write-2")]
+    RemoteWrite2,
     /// InfluxDB line protocol.
     Influx,
 }
@@ -130,6 +133,7 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
         "{} {total} samples ({} series x {}) in {} requests of up to {} from {} sender(s): {:.2} s, {:.0} samples/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (store synced before each answer)",
         match a.wire {
             Wire::RemoteWrite => "remote_write",
+            Wire::RemoteWrite2 => "remote write 2.0",
             Wire::Influx => "line protocol",
         },
         a.series,
@@ -175,7 +179,7 @@ fn send(
             let ts = 1_767_571_200_000 + step as i64 * 15_000;
             let value = ((n * 7919) % 1000) as f64 / 10.0;
             match a.wire {
-                Wire::RemoteWrite => match by_key.last_mut() {
+                Wire::RemoteWrite | Wire::RemoteWrite2 => match by_key.last_mut() {
                     Some((key, v)) if *key == keys[k] => v.push(Sample { ts, value }),
                     _ => by_key.push((keys[k].clone(), vec![Sample { ts, value }])),
                 },
@@ -186,14 +190,22 @@ fn send(
         }
         let body = match a.wire {
             Wire::RemoteWrite => prescale_collect::receive::encode_remote_write(&by_key),
+            Wire::RemoteWrite2 => prescale_collect::receive::encode_remote_write_v2(&by_key),
             Wire::Influx => lines.into_bytes(),
         };
         let t = Instant::now();
         let resp = match a.wire {
-            Wire::RemoteWrite => agent
+            Wire::RemoteWrite | Wire::RemoteWrite2 => agent
                 .post(format!("http://{addr}/api/v1/write"))
                 .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
+                .header(
+                    "Content-Type",
+                    if matches!(a.wire, Wire::RemoteWrite2) {
+                        "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+                    } else {
+                        "application/x-protobuf"
+                    },
+                )
                 .send(&body[..]),
             Wire::Influx => agent
                 .post(format!("http://{addr}/api/v2/write?precision=ms"))

@@ -4,7 +4,7 @@ use std::process::Command;
 
 #[test]
 fn bench_ingest_sends_everything_and_the_store_takes_it() {
-    for wire in ["remote-write", "influx"] {
+    for wire in ["remote-write", "remote-write-2", "influx"] {
         let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
             .args([
                 "bench",

@@ -20,7 +20,7 @@
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N` | the newest decisions |
-//! | `POST /api/v1/write` | Prometheus remote_write 1.0 |
+//! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
 use std::fmt::Write as _;

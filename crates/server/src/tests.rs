@@ -152,6 +152,17 @@ async fn post(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (StatusCode, String) {
+    let (code, _, body) = post_with_headers(app, uri, headers, body).await;
+    (code, body)
+}
+
+/// [`post`], with the answer's headers.
+async fn post_with_headers(
+    app: &Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
     let mut req = Request::builder().method("POST").uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -162,8 +173,9 @@ async fn post(
         .await
         .unwrap();
     let code = resp.status();
+    let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (code, String::from_utf8(body.to_vec()).unwrap())
+    (code, headers, String::from_utf8(body.to_vec()).unwrap())
 }
 
 fn values(store: &Store, key: &str) -> Vec<(i64, f64)> {
@@ -254,19 +266,52 @@ async fn remote_write_stores_what_it_can_and_says_what_it_refused() {
     let (code, body) = post(&app, "/api/v1/write", &[SNAPPY], b"garbage".to_vec()).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body.contains("not snappy-compressed"), "{body}");
+    // Remote write 2.0: the same series interned, and what was written in the headers.
     let v2 = (
         "content-type",
         "application/x-protobuf;proto=io.prometheus.write.v2.Request",
     );
-    let (code, body) = post(
+    let more = vec![(
+        key.clone(),
+        vec![Sample {
+            ts: 5_000,
+            value: 1.0,
+        }],
+    )];
+    let (code, headers, body) = post_with_headers(
+        &app,
+        "/api/v1/write",
+        &[SNAPPY, v2],
+        prescale_collect::receive::encode_remote_write_v2(&more),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "1");
+    assert_eq!(headers["x-prometheus-remote-write-histograms-written"], "0");
+    assert_eq!(values(&store, &key.to_string()).last(), Some(&(5_000, 1.0)));
+    // A 1.0 body sent as 2.0 reads as an empty 2.0 request (the fields differ): nothing
+    // written, and the header says so.
+    let (_, headers, _) = post_with_headers(
         &app,
         "/api/v1/write",
         &[SNAPPY, v2],
         encode_remote_write(&batch),
     )
     .await;
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "0");
+    let other = ("content-type", "application/x-protobuf;proto=other.Message");
+    let (code, body) = post(
+        &app,
+        "/api/v1/write",
+        &[SNAPPY, other],
+        encode_remote_write(&batch),
+    )
+    .await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(body.contains("send 1.0"), "{body}");
+    assert!(
+        body.contains("io.prometheus.write.v2.Request (2.0)"),
+        "{body}"
+    );
     let (code, _) = post(
         &app,
         "/api/v1/write",
@@ -278,11 +323,11 @@ async fn remote_write_stores_what_it_can_and_says_what_it_refused() {
 
     let (_, metrics) = get(&app, "/metrics").await;
     for line in [
-        r#"prescale_received_samples_total{receiver="remote_write",outcome="accepted"} 3"#,
+        r#"prescale_received_samples_total{receiver="remote_write",outcome="accepted"} 4"#,
         r#"prescale_received_samples_total{receiver="remote_write",outcome="duplicate"} 2"#,
         r#"prescale_received_samples_total{receiver="remote_write",outcome="rejected"} 2"#,
         r#"prescale_receive_unreadable_total{receiver="remote_write"} 3"#,
-        r#"prescale_receive_requests_total{receiver="remote_write"} 6"#,
+        r#"prescale_receive_requests_total{receiver="remote_write"} 8"#,
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

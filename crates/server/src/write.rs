@@ -186,17 +186,34 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
     counts
         .rejected
         .fetch_add(rejected as u64, Ordering::Relaxed);
-    if lines.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
+    let mut resp = if lines.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let mut msg = format!(
+            "stored {accepted} samples ({duplicates} already stored); these were not stored:\n{}",
+            lines.join("\n")
+        );
+        if more > 0 {
+            msg.push_str(&format!("\n... and {more} more"));
+        }
+        text(StatusCode::BAD_REQUEST, msg)
+    };
+    if which == 0 {
+        // What remote write 2.0 senders read back (1.0 senders ignore them): samples
+        // now stored, a resent one included; histograms and exemplars are not stored.
+        let h = resp.headers_mut();
+        for (name, n) in [
+            (
+                "x-prometheus-remote-write-samples-written",
+                accepted + duplicates,
+            ),
+            ("x-prometheus-remote-write-histograms-written", 0),
+            ("x-prometheus-remote-write-exemplars-written", 0),
+        ] {
+            h.insert(name, n.into());
+        }
     }
-    let mut msg = format!(
-        "stored {accepted} samples ({duplicates} already stored); these were not stored:\n{}",
-        lines.join("\n")
-    );
-    if more > 0 {
-        msg.push_str(&format!("\n... and {more} more"));
-    }
-    text(StatusCode::BAD_REQUEST, msg)
+    resp
 }
 
 fn malformed(st: &AppState, which: usize, e: ReceiveError) -> Response {
@@ -224,15 +241,23 @@ pub async fn remote_write(State(st): State<AppState>, headers: HeaderMap, body: 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ctype.contains("io.prometheus.write.v2") {
-        return malformed(
-            &st,
-            0,
-            ReceiveError::Unsupported(
-                "remote write 2.0 is not supported yet; send 1.0 (protobuf_message: prometheus.WriteRequest in the remote_write config)".into(),
-            ),
-        );
-    }
+    // Remote write 2.0 says which message it is in the content type; 1.0 may not.
+    let v2 = match ctype
+        .split_once("proto=")
+        .map(|(_, p)| p.split(';').next().unwrap_or("").trim())
+    {
+        None | Some("prometheus.WriteRequest") => false,
+        Some("io.prometheus.write.v2.Request") => true,
+        Some(other) => {
+            return malformed(
+                &st,
+                0,
+                ReceiveError::Unsupported(format!(
+                    "proto={other} is not a remote write message; send prometheus.WriteRequest (1.0) or io.prometheus.write.v2.Request (2.0)"
+                )),
+            )
+        }
+    };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -246,7 +271,15 @@ pub async fn remote_write(State(st): State<AppState>, headers: HeaderMap, body: 
             )),
         );
     }
-    match tokio::task::spawn_blocking(move || receive::decode_remote_write(&body)).await {
+    let decoded = tokio::task::spawn_blocking(move || {
+        if v2 {
+            receive::decode_remote_write_v2(&body)
+        } else {
+            receive::decode_remote_write(&body)
+        }
+    })
+    .await;
+    match decoded {
         Ok(Ok(d)) => store(&st, 0, d).await,
         Ok(Err(e)) => malformed(&st, 0, e),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -282,10 +315,7 @@ pub async fn influx_write(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = prescale_core::now_ms();
     let decoded = tokio::task::spawn_blocking(move || {
         let raw = receive::decode_content(encoding.as_deref(), &body)?;
         receive::decode_line_protocol(&raw, precision, now)
