@@ -228,11 +228,21 @@ pub struct PodRule {
     pub path: String,
 }
 
+/// What a listing of pods found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discovered {
+    /// The targets, by instance.
+    pub targets: Vec<Target>,
+    /// Running pods left out because no port was configured and they have no
+    /// `prometheus.io/port` annotation (or an unreadable one), by name.
+    pub without_port: Vec<String>,
+}
+
 /// The targets among the running pods of `conn`'s namespace that `rule` selects: each
 /// pod with an IP that is not annotated `prometheus.io/scrape: "false"`, at
 /// `rule.port` or its `prometheus.io/port` annotation (pods with neither are left
-/// out), labelled `namespace`, `pod` and `node`.
-pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Vec<Target>, ApiError> {
+/// out and named), labelled `namespace`, `pod` and `node`.
+pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Discovered, ApiError> {
     let mut path = format!("/api/v1/namespaces/{}/pods", conn.namespace);
     if !rule.selector.is_empty() {
         path.push_str("?labelSelector=");
@@ -243,7 +253,7 @@ pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Vec<Target>, A
         .get("items")
         .and_then(Value::as_array)
         .ok_or_else(|| ApiError::BadAnswer(format!("GET {path}: no \"items\" list")))?;
-    let mut out = Vec::new();
+    let mut out = Discovered::default();
     for pod in items {
         let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("");
         let ann = |k: &str| {
@@ -261,7 +271,10 @@ pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Vec<Target>, A
         let port = rule
             .port
             .or_else(|| ann("prometheus.io/port").and_then(|p| p.parse().ok()));
-        let Some(port) = port else { continue };
+        let Some(port) = port else {
+            out.without_port.push(name.to_string());
+            continue;
+        };
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
@@ -277,9 +290,9 @@ pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Vec<Target>, A
             labels.insert("node".to_string(), node.to_string());
         }
         t.labels = labels;
-        out.push(t);
+        out.targets.push(t);
     }
-    out.sort_by(|a, b| a.instance.cmp(&b.instance));
+    out.targets.sort_by(|a, b| a.instance.cmp(&b.instance));
     Ok(out)
 }
 

@@ -593,11 +593,18 @@ async fn discover_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(sd.refresh_s));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = String::new();
+    let mut portless: Vec<String> = Vec::new();
     loop {
         tick.tick().await;
         let (c, r) = (conn.clone(), rule.clone());
         let found = match tokio::task::spawn_blocking(move || discover_pods(&c, &r)).await {
-            Ok(Ok(found)) => found,
+            Ok(Ok(d)) => {
+                if d.without_port != portless && !d.without_port.is_empty() {
+                    tracing::warn!(job = %job.job, "not scraping {} running pod(s) with no port to scrape ({}): set port in [sources.scrape.kubernetes] or annotate them prometheus.io/port", d.without_port.len(), d.without_port.join(", "));
+                }
+                portless = d.without_port;
+                d.targets
+            }
             Ok(Err(e)) => {
                 let why = format!(
                     "{e}{}",

@@ -733,6 +733,9 @@ fn scrape_jobs_find_their_pods_and_follow_them_as_they_come_and_go() {
             exp.port(),
             true,
         ),
+        // No port to scrape: left out, and named in the log.
+        json!({"metadata": {"name": "api-4", "namespace": "shop", "labels": {"app": "api"}},
+               "status": {"phase": "Running", "podIP": "127.0.0.5"}}),
     ];
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
@@ -792,6 +795,12 @@ fn scrape_jobs_find_their_pods_and_follow_them_as_they_come_and_go() {
             &json!("own")
         ),
         "{body}"
+    );
+    assert!(
+        d.logs()
+            .contains("not scraping 1 running pod(s) with no port to scrape (api-4)"),
+        "{}",
+        logs()
     );
     // Gone from the API server: no longer a target.
     fake.cluster.lock().unwrap().pods.remove(0);
