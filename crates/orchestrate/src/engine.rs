@@ -1422,8 +1422,24 @@ impl<P: Provider> Engine<P> {
             )?;
         }
         self.publish(i, st);
+        // What the workload holds per tier once this pass has acted (ready and pending:
+        // what was asked for), as a series: an autoscaler that follows prescale (KEDA's
+        // Prometheus scaler, with providers.use = "recommend") reads it from the query API.
+        let s = &self.states[i];
+        let held: Vec<_> = self
+            .tiers
+            .iter()
+            .map(|t| {
+                let k = SeriesKey::metric("prescale_instances")
+                    .expect("static name")
+                    .with_label("workload", s.w.name.clone())
+                    .with_label("tier", t.name.clone());
+                let v = s.status.allocation.get(&t.name).total() as f64;
+                (k, vec![Sample { ts: now, value: v }])
+            })
+            .collect();
+        self.store.append_many(&held)?;
         if self.persist_status {
-            let s = &self.states[i];
             self.store
                 .put_state(&format!("workload/{}", s.w.name), &s.status)?;
         }

@@ -260,6 +260,15 @@ fn recommend_mode_logs_advice_and_plans_on_as_if_it_were_followed() {
         ),
         "{metrics}"
     );
+    // And as a series, which KEDA's Prometheus scaler can ask prescale for directly.
+    let q = common::enc(r#"sum(prescale_instances{workload="host"})"#);
+    let (code, body) = get(addr, &format!("/api/v1/query?query={q}")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "one value for KEDA: {body}");
+    let n: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(n >= 1.0, "{body}");
     assert!(
         metrics.contains("prescale_provider_errors_total 0"),
         "{metrics}"
