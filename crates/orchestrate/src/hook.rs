@@ -243,11 +243,7 @@ impl Provider for HookProvider {
         if self.book.applied.contains(&a.key) {
             return Ok(());
         }
-        let tier = self
-            .tiers
-            .get(&a.tier)
-            .ok_or_else(|| ProviderError::UnknownTier(a.tier.clone()))?
-            .clone();
+        let tier = crate::provider::tier_of(&self.tiers, &a.tier)?;
         let held = self.held(&a.workload, &a.tier, now).total();
         let after = match a.kind {
             ActionKind::Provision => held + a.count,
@@ -255,15 +251,7 @@ impl Provider for HookProvider {
         };
         // max_instances bounds the tier across every workload, as the simulated cloud's.
         if a.kind == ActionKind::Provision {
-            let have = self.tier_total(&a.tier, now);
-            if have + a.count > tier.max_instances {
-                return Err(ProviderError::AtCapacity {
-                    tier: a.tier.clone(),
-                    have,
-                    want: a.count,
-                    max: tier.max_instances,
-                });
-            }
+            crate::provider::within_max(&tier, self.tier_total(&a.tier, now), a.count)?;
         }
         self.call(&Request::Action {
             key: a.key.clone(),

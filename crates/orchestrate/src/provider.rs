@@ -39,6 +39,28 @@ pub enum ProviderError {
     Refused(String),
 }
 
+/// The catalog's tier `name`, or why an action on it is refused.
+pub(crate) fn tier_of(tiers: &BTreeMap<String, Tier>, name: &str) -> Result<Tier, ProviderError> {
+    tiers
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ProviderError::UnknownTier(name.to_string()))
+}
+
+/// Refuses to provision `want` more of `tier` when every workload together holds `have`
+/// and that would pass the tier's `max_instances`.
+pub(crate) fn within_max(tier: &Tier, have: u32, want: u32) -> Result<(), ProviderError> {
+    if have + want > tier.max_instances {
+        return Err(ProviderError::AtCapacity {
+            tier: tier.name.clone(),
+            have,
+            want,
+            max: tier.max_instances,
+        });
+    }
+    Ok(())
+}
+
 /// Something that turns actions into capacity.
 pub trait Provider: Send {
     /// Name for logs and metrics.
@@ -183,22 +205,10 @@ impl Provider for SimCloud {
         if self.applied.contains(&a.key) {
             return Ok(());
         }
-        let tier = self
-            .tiers
-            .get(&a.tier)
-            .ok_or_else(|| ProviderError::UnknownTier(a.tier.clone()))?
-            .clone();
+        let tier = tier_of(&self.tiers, &a.tier)?;
         match a.kind {
             ActionKind::Provision => {
-                let have = self.tier_count(&a.tier);
-                if have + a.count > tier.max_instances {
-                    return Err(ProviderError::AtCapacity {
-                        tier: a.tier.clone(),
-                        have,
-                        want: a.count,
-                        max: tier.max_instances,
-                    });
-                }
+                within_max(&tier, self.tier_count(&a.tier), a.count)?;
                 for _ in 0..a.count {
                     self.instances.push(Instance {
                         id: self.next_id,
