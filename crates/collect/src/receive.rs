@@ -58,8 +58,10 @@ impl Decoded {
         }
     }
 
+    /// Takes the samples to store, leaving out series that ended up with none (only
+    /// staleness markers, say).
     fn collect(&mut self, by_key: BTreeMap<SeriesKey, Vec<Sample>>) {
-        self.series = by_key.into_iter().collect();
+        self.series = by_key.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     }
 
     /// The number of samples to be stored.
@@ -229,7 +231,6 @@ pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
             ts.histograms.len(),
         );
     }
-    by_key.retain(|_, v| !v.is_empty());
     out.collect(by_key);
     Ok(out)
 }
@@ -300,7 +301,6 @@ pub fn decode_remote_write_v2(body: &[u8]) -> Result<Decoded, ReceiveError> {
             ts.histograms.len(),
         );
     }
-    by_key.retain(|_, v| !v.is_empty());
     out.collect(by_key);
     Ok(out)
 }
