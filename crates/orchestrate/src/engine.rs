@@ -274,6 +274,33 @@ pub struct Engine<P: Provider> {
     trainer: Trainer,
 }
 
+/// One sample at `now` of metric `name` for each tier of `workload`
+/// (`name{workload, tier}`), valued by `value`.
+fn per_tier(
+    tiers: &[Tier],
+    name: &str,
+    workload: &str,
+    now: TimestampMs,
+    value: impl Fn(&Tier) -> f64,
+) -> Vec<(SeriesKey, Vec<Sample>)> {
+    tiers
+        .iter()
+        .map(|t| {
+            let k = SeriesKey::metric(name)
+                .expect("static name")
+                .with_label("workload", workload.to_string())
+                .with_label("tier", t.name.clone());
+            (
+                k,
+                vec![Sample {
+                    ts: now,
+                    value: value(t),
+                }],
+            )
+        })
+        .collect()
+}
+
 /// Per step of `step` ms from `from`, the sum over the series `expr` selects of each
 /// series' mean in the step (a gauge) or its per-second increase over the step (a
 /// `rate`, counter resets counted as Prometheus counts them); `None` where no series had
@@ -1123,18 +1150,9 @@ impl<P: Provider> Engine<P> {
         }
         sp.spent += rate * (now - sp.at).max(0) as f64 / 3_600_000.0;
         sp.at = sp.at.max(now);
-        let capacity: Vec<_> = self
-            .tiers
-            .iter()
-            .map(|t| {
-                let k = SeriesKey::metric("prescale_capacity_vcpu")
-                    .expect("static name")
-                    .with_label("workload", s.w.name.clone())
-                    .with_label("tier", t.name.clone());
-                let v = s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity();
-                (k, vec![Sample { ts: now, value: v }])
-            })
-            .collect();
+        let capacity = per_tier(&self.tiers, "prescale_capacity_vcpu", &s.w.name, now, |t| {
+            s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity()
+        });
         self.store.append_many(&capacity)?;
 
         if s.refit {
@@ -1426,18 +1444,9 @@ impl<P: Provider> Engine<P> {
         // what was asked for), as a series: an autoscaler that follows prescale (KEDA's
         // Prometheus scaler, with providers.use = "recommend") reads it from the query API.
         let s = &self.states[i];
-        let held: Vec<_> = self
-            .tiers
-            .iter()
-            .map(|t| {
-                let k = SeriesKey::metric("prescale_instances")
-                    .expect("static name")
-                    .with_label("workload", s.w.name.clone())
-                    .with_label("tier", t.name.clone());
-                let v = s.status.allocation.get(&t.name).total() as f64;
-                (k, vec![Sample { ts: now, value: v }])
-            })
-            .collect();
+        let held = per_tier(&self.tiers, "prescale_instances", &s.w.name, now, |t| {
+            s.status.allocation.get(&t.name).total() as f64
+        });
         self.store.append_many(&held)?;
         if self.persist_status {
             self.store
