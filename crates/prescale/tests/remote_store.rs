@@ -8,8 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    default_config, enc, fast_config, find, free_addr, get, http, samples, start_daemon, wait_for,
-    Killed,
+    default_config, enc, fast_config, find, free_addr, get, http, samples, wait_for, Daemon, Killed,
 };
 
 /// A `[storage.remote]` section for a server at `addr`, to go before `[sources.host]`.
@@ -47,15 +46,8 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
             .unwrap(),
     );
     let cfg = fast_config().replace("\n[sources.host]", &remote_store_at(vm));
-    let config = dir.path().join("p.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let plog = dir.path().join("prescale.log");
-    let _prescale = start_daemon(
-        &config,
-        &dir.path().join("data"),
-        &ps.to_string(),
-        Some(&plog),
-    );
+    let d = Daemon::start_at(dir.path(), &cfg, ps);
+    let plog = d.log.clone();
     let logs = || {
         format!(
             "prescale:\n{}\nvictoria-metrics:\n{}",
@@ -172,15 +164,8 @@ fn prometheus_as_the_store_and_what_it_refuses_is_reported_not_retried() {
     let cfg = default_config()
         .replacen("enabled = true", "enabled = false", 1)
         .replace("\n[sources.host]", &remote_store_at(pm));
-    let config = dir.path().join("p.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let plog = dir.path().join("prescale.log");
-    let _prescale = start_daemon(
-        &config,
-        &dir.path().join("data"),
-        &ps.to_string(),
-        Some(&plog),
-    );
+    let d = Daemon::start_at(dir.path(), &cfg, ps);
+    let plog = d.log.clone();
     let logs = || {
         format!(
             "prescale:\n{}\nprometheus:\n{}",

@@ -40,9 +40,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &std::path::Path, config: &str) -> Self {
+        Self::start_at(dir, config, free_addr())
+    }
+
+    /// [`Daemon::start`] on `addr`, for a test whose other servers must know it first.
+    pub fn start_at(dir: &std::path::Path, config: &str, addr: SocketAddr) -> Self {
         let path = dir.join("p.toml");
         std::fs::write(&path, config).unwrap();
-        let addr = free_addr();
         let log = dir.join("prescale.log");
         let child = start_daemon(&path, &dir.join("data"), &addr.to_string(), Some(&log));
         Self {
