@@ -118,25 +118,12 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
         }
         if let Some(sd) = &j.kubernetes {
             let k = |f: &str| format!("sources.scrape[{i}].kubernetes.{f}");
-            if let Some(u) = sd.api_url.as_deref().filter(|u| !is_http_url(u)) {
-                return Err((
-                    k("api_url"),
-                    format!("{u:?} must be an http:// or https:// URL"),
-                ));
-            }
-            if let Some(f) = &sd.token_file {
-                read_token_file(f).map_err(|m| (k("token_file"), m))?;
-            }
-            if let Some(ns) = sd
-                .namespace
-                .as_deref()
-                .filter(|n| !valid_kube_name(n, true))
-            {
-                return Err((
-                    k("namespace"),
-                    format!("{ns:?} is not a Kubernetes namespace name (lower-case letters, digits and -, at most 63)"),
-                ));
-            }
+            validate_kube_connection(
+                &k,
+                sd.api_url.as_deref(),
+                sd.token_file.as_deref(),
+                sd.namespace.as_deref(),
+            )?;
             if sd.port == Some(0) {
                 return Err((k("port"), "must be a port number, 1 to 65535".into()));
             }
@@ -532,6 +519,32 @@ pub fn valid_kube_name(name: &str, label: bool) -> bool {
         })
 }
 
+/// Checks how an API server is reached (the provider's and pod discovery's settings
+/// alike): `key` names a field of the section in errors.
+fn validate_kube_connection(
+    key: &dyn Fn(&str) -> String,
+    api_url: Option<&str>,
+    token_file: Option<&std::path::Path>,
+    namespace: Option<&str>,
+) -> Result<(), (String, String)> {
+    if let Some(u) = api_url.filter(|u| !is_http_url(u)) {
+        return Err((
+            key("api_url"),
+            format!("{u:?} must be an http:// or https:// URL, e.g. https://10.0.0.1:443 or http://127.0.0.1:8001 (kubectl proxy)"),
+        ));
+    }
+    if let Some(f) = token_file {
+        read_token_file(f).map_err(|m| (key("token_file"), m))?;
+    }
+    if let Some(ns) = namespace.filter(|n| !valid_kube_name(n, true)) {
+        return Err((
+            key("namespace"),
+            format!("{ns:?} is not a Kubernetes namespace name (lower-case letters, digits and -, at most 63)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `[providers.kubernetes]` against the workloads and tiers: every workload tier
 /// gets a valid object name of its own.
 fn validate_kubernetes(
@@ -540,27 +553,14 @@ fn validate_kubernetes(
     tiers: &[Tier],
 ) -> Result<(), (String, String)> {
     let key = |f: &str| format!("providers.kubernetes.{f}");
-    if let Some(u) = &k.api_url {
-        if !is_http_url(u) {
-            return Err((
-                key("api_url"),
-                format!("{u:?} must be an http:// or https:// URL, e.g. https://10.0.0.1:443 or http://127.0.0.1:8001 (kubectl proxy)"),
-            ));
-        }
-    }
+    validate_kube_connection(
+        &key,
+        k.api_url.as_deref(),
+        k.token_file.as_deref(),
+        k.namespace.as_deref(),
+    )?;
     if k.timeout_s == 0 {
         return Err((key("timeout_s"), "must be at least 1 second".into()));
-    }
-    if let Some(f) = &k.token_file {
-        read_token_file(f).map_err(|m| (key("token_file"), m))?;
-    }
-    if let Some(ns) = &k.namespace {
-        if !valid_kube_name(ns, true) {
-            return Err((
-                key("namespace"),
-                format!("{ns:?} is not a Kubernetes namespace name (lower-case letters, digits and -, at most 63)"),
-            ));
-        }
     }
     if !k.name.contains("{workload}") {
         return Err((
