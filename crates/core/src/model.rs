@@ -339,7 +339,9 @@ pub struct Workload {
     /// Capacity also covers the highest demand seen from one step before to half an
     /// hour after this time one season (a day, unless configured or detected
     /// otherwise) ago: a surge that came at 06:30 yesterday is likely again, perhaps a
-    /// little earlier.
+    /// little earlier. It also lets the scale-down window go of a peak where demand
+    /// fell just as far after this time on each of the last three seasons (a daily
+    /// service's evening descent): that peak is not coming back.
     #[serde(default = "yes")]
     pub seasonal_floor: bool,
     /// Forecasting model: `auto` (cross-validated choice), `ensemble`, a model name
