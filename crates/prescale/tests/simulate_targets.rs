@@ -227,21 +227,20 @@ fn synthetic_trace(out: &Path, noise: f64, batch: bool) {
 /// Traces not in `../shared/data`: a daily service with 5% noise, and the same with a
 /// nightly batch hour.
 ///
-/// The shortfall targets hold on both, and with the batch hour (where HPA is short at
-/// every night's jump) predictive is 40% cheaper than HPA short no longer. The cost
-/// targets do not hold on the plain service (the README gives the figures and why: the
-/// scale-down window and the seasonal floor, which bursty traces need, hold capacity
-/// through each day's smooth descent), so its cost is held where it is measured
-/// instead: within 1.3x the oracle and at least 30% below HPA at its default target.
+/// The shortfall targets hold on both; on the plain service predictive is within 1.25x
+/// the oracle, and with the batch hour (where HPA is short at every night's jump) it is
+/// 40% cheaper than HPA short no longer. On the plain service, where HPA is never short,
+/// it is not 40% cheaper than HPA (the README gives the figures and why: its forecast's
+/// q0.95 sits 16% above the median where the noise alone would put it 8.5% above), so
+/// its cost against HPA is held where it is measured instead: at least 34% below.
 #[test]
 fn synthetic_daily_traces_meet_the_shortfall_targets() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("synthetic.csv");
     synthetic_trace(&trace, 0.05, false);
     let name = "synthetic daily service";
-    let (vs_oracle, vs_hpa) = check(name, &trace, false, false);
-    assert!(vs_oracle <= 1.3, "{name}: {vs_oracle:.3}x the oracle");
-    assert!(vs_hpa <= 0.7, "{name}: {vs_hpa:.3}x HPA");
+    let (_, vs_hpa) = check(name, &trace, true, false);
+    assert!(vs_hpa <= 0.66, "{name}: {vs_hpa:.3}x HPA");
     synthetic_trace(&trace, 0.05, true);
     check(
         "synthetic daily service with a nightly batch",
