@@ -324,7 +324,7 @@ pub fn seasonal_fall(
         let at = now - k * season_ms;
         let before = peak(at - win, at)?.0;
         let after = peak(at, at + win)?.0;
-        if !(before > 0.0) || after >= before {
+        if before.is_nan() || before <= 0.0 || after >= before {
             return None;
         }
         highest = highest.max(after / before);
@@ -865,7 +865,11 @@ mod tests {
                     .filter(|h| *h >= 0)
                     .map(|h| {
                         let at = h % 24;
-                        let v = if at < 18 { 100.0 } else { 100.0 - 10.0 * (at - 17) as f64 };
+                        let v = if at < 18 {
+                            100.0
+                        } else {
+                            100.0 - 10.0 * (at - 17) as f64
+                        };
                         v * scale(h / 24)
                     })
                     .collect();
@@ -906,10 +910,16 @@ mod tests {
             Some((if up { 95.0 } else { v }, None))
         };
         assert_eq!(seasonal_fall(now, 2 * hour, day, back), None);
-        assert_eq!(seasonal_fall(2 * day + 20 * hour, 2 * hour, day, &alike), None);
+        assert_eq!(
+            seasonal_fall(2 * day + 20 * hour, 2 * hour, day, &alike),
+            None
+        );
         // Neither at 10:00, where demand held at 100, nor with a window of a season or
         // more, nor without the seasonal floor.
-        assert_eq!(seasonal_fall(5 * day + 10 * hour, 2 * hour, day, &alike), None);
+        assert_eq!(
+            seasonal_fall(5 * day + 10 * hour, 2 * hour, day, &alike),
+            None
+        );
         assert_eq!(seasonal_fall(now, day, day, &alike), None);
         w.seasonal_floor = false;
         let f = demand_floors(&w, now, hour, &[Dim::Cpu], peak);
