@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Tier, TierClass, Workload};
-use crate::{DemandExpr, SeriesKey};
+use crate::{Demand, SeriesKey};
 
 /// The complete default configuration, with comments. `prescale config default` prints it
 /// and [`Config::default`] parses it, so the two can never disagree.
@@ -819,7 +819,7 @@ impl Config {
                 && key.labels.get("workload").is_some_and(|n| *n == w.name);
             let reads = std::iter::once(&w.demand)
                 .chain(w.dimensions.values().map(|d| &d.series))
-                .filter_map(|e| DemandExpr::parse(e).ok())
+                .filter_map(|e| Demand::parse(e).ok())
                 .any(|e| e.selector().matches(key));
             if own || reads {
                 match w.retention_s {
@@ -995,7 +995,7 @@ impl Config {
                     format!("workload name {:?} is used twice", w.name),
                 );
             }
-            if let Err(e) = DemandExpr::parse(&w.demand) {
+            if let Err(e) = Demand::parse(&w.demand) {
                 return err(k("demand"), e.to_string());
             }
             if let Some(r) = w.retention_s.filter(|&r| r > 0 && r < w.history_s) {
@@ -1025,7 +1025,7 @@ impl Config {
                         )
                     }
                 }
-                if let Err(e) = DemandExpr::parse(&src.series) {
+                if let Err(e) = Demand::parse(&src.series) {
                     return err(key, e.to_string());
                 }
                 if !(src.scale.is_finite() && src.scale > 0.0) {
@@ -1614,10 +1614,15 @@ mod tests {
             "demand = 'rate(node_cpu_seconds_total{mode!~\"idle|iowait\"})'",
         );
         assert!(Config::parse(&ok, "p.toml").is_ok());
-        let bad = DEFAULT_TOML.replace(demand, "demand = 'rate(node_cpu_seconds_total[1m])'");
+        let keda = DEFAULT_TOML.replace(
+            demand,
+            "demand = 'sum(rate(http_requests_total{job=\"web\"}[1m])) / 50'",
+        );
+        assert!(Config::parse(&keda, "p.toml").is_ok());
+        let bad = DEFAULT_TOML.replace(demand, "demand = 'avg(node_cpu_seconds_total)'");
         let e = Config::parse(&bad, "p.toml").unwrap_err();
         assert_eq!(e.key, "workloads[0].demand", "{e}");
-        assert!(e.message.contains("without a range"), "{e}");
+        assert!(e.message.contains("avg(...) is not supported"), "{e}");
     }
 
     #[test]

@@ -260,7 +260,8 @@ pub enum LatencyClass {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionSource {
-    /// Series selector; all matching series are summed at each step.
+    /// A demand expression as for [`Workload::demand`]; all matching series are summed
+    /// at each step.
     pub series: String,
     /// Factor into the tier shape's unit (e.g. 1/2^30 from bytes to GiB).
     #[serde(default = "one")]
@@ -273,8 +274,9 @@ pub struct DimensionSource {
 pub struct Workload {
     /// Unique name.
     pub name: String,
-    /// Series selector for the demand, in vCPU (`name{label="value"}`); all matching
-    /// series are summed at each step.
+    /// The demand in vCPU: a series selector (`name{label="value"}`, all matching series
+    /// summed at each step), `rate(SELECTOR)` or `rate(SELECTOR[R])` for counters, perhaps
+    /// inside `sum(...)` and times or divided by a number (see [`crate::Demand`]).
     pub demand: String,
     /// Other resource dimensions to plan with the CPU: `memory` (GiB), `disk_iops` or
     /// `network_mbps`, each read from a series selector and multiplied by `scale` into

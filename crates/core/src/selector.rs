@@ -118,7 +118,10 @@ impl Selector {
     pub fn parse(input: &str) -> Result<Self, CoreError> {
         let bad = |reason: String| CoreError::BadSelector {
             input: input.to_string(),
-            reason,
+            // The selector's own error names it; not again when it is the whole input.
+            reason: reason
+                .strip_prefix(&format!("{:?}: ", input.trim()))
+                .map_or(reason.clone(), str::to_string),
         };
         let s = input.trim();
         let (name, rest) = match s.find('{') {
@@ -270,6 +273,286 @@ impl fmt::Display for DemandExpr {
     }
 }
 
+/// A workload's demand (or one of its dimensions), as written in its config: a
+/// [`DemandExpr`], perhaps with a range for its rate and a constant factor, in the
+/// PromQL a Prometheus or KEDA user already writes:
+///
+/// - `SELECTOR` or `sum(SELECTOR)`: the selected series' means over each step, summed;
+/// - `rate(SELECTOR)`, `rate(SELECTOR[R])`, either inside `sum(...)`: the selected
+///   counters' per-second increase over each step (or over the `R` ending with it),
+///   summed;
+/// - any of these times or divided by a number (`sum(rate(http_requests_total[1m])) /
+///   50`: requests per second at 50 per vCPU, in vCPU).
+///
+/// Demand is one series, so `sum` takes no `by`/`without`, and other aggregations and
+/// functions are refused saying what is supported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demand {
+    /// The selector and whether it is a rate.
+    pub expr: DemandExpr,
+    /// `rate(S[R])`'s `R` in ms; `None`: the step.
+    pub range_ms: Option<i64>,
+    /// The number the sum is multiplied by (1 unless written).
+    pub factor: f64,
+}
+
+const DEMAND_FORMS: &str = "a demand is SELECTOR, rate(SELECTOR) or rate(SELECTOR[1m]), either perhaps inside sum(...) and times or divided by a number, e.g. sum(rate(http_requests_total{job=\"web\"}[1m])) / 50";
+
+/// A Prometheus duration with one unit (`500ms`, `30s`, `1m`, `2h`, `1d`, `1w`), in ms.
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = (&s[..i], &s[i..]);
+    let v: f64 = num.parse().ok()?;
+    let mult = match unit {
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" => 60e3,
+        "h" => 3_600e3,
+        "d" => 86_400e3,
+        "w" => 604_800e3,
+        _ => return None,
+    };
+    let ms = (v * mult).round() as i64;
+    (v.is_finite() && ms > 0).then_some(ms)
+}
+
+fn fmt_duration(ms: i64) -> String {
+    for (unit, n) in [
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % n == 0 {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// The top-level `*` or `/` of `s` last in it (outside parentheses, brackets, braces
+/// and quoted strings), with its byte offset.
+fn top_level_op(s: &str) -> Option<(usize, char)> {
+    let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
+    let mut found = None;
+    for (i, c) in s.char_indices() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            '*' | '/' if depth == 0 => found = Some((i, c)),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// [`Selector::parse`], its error as the reason for the whole demand's.
+fn selector(s: &str) -> Result<Selector, String> {
+    Selector::parse(s.trim()).map_err(|e| match e {
+        CoreError::BadSelector { input, reason } => format!("{input:?}: {reason}"),
+        e => e.to_string(),
+    })
+}
+
+/// `(inside)` when the whole of `s` is one parenthesised group.
+fn enclosed(s: &str) -> Option<&str> {
+    let body = s.strip_prefix('(')?.strip_suffix(')')?;
+    let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
+    for c in body.chars() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return None; // `(a) * (b)`: the first ')' closes the first '('
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth == 0).then_some(body)
+}
+
+impl Demand {
+    /// Parses a demand (see [`Demand`]); the error says what to write instead.
+    pub fn parse(input: &str) -> Result<Self, CoreError> {
+        let bad = |reason: String| CoreError::BadSelector {
+            input: input.to_string(),
+            // The selector's own error names it; not again when it is the whole input.
+            reason: reason
+                .strip_prefix(&format!("{:?}: ", input.trim()))
+                .map_or(reason.clone(), str::to_string),
+        };
+        let (mut quoted, mut escaped) = (false, false);
+        for c in input.chars() {
+            match (quoted, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, _, '"') => quoted = !quoted,
+                _ => {}
+            }
+        }
+        if quoted {
+            return Err(bad(
+                "unterminated quoted label value: a '\"' is not closed".into()
+            ));
+        }
+        Self::parse_part(input.trim()).map_err(bad)
+    }
+
+    fn parse_part(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(format!("empty; {DEMAND_FORMS}"));
+        }
+        if let Some((i, op)) = top_level_op(s) {
+            let (lhs, rhs) = (s[..i].trim(), s[i + 1..].trim());
+            let number = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite());
+            let (inner, factor) = match (number(lhs), number(rhs)) {
+                (_, Some(k)) if op == '/' => {
+                    if k <= 0.0 {
+                        return Err(format!("divided by {rhs}: divide by a positive number"));
+                    }
+                    (lhs, 1.0 / k)
+                }
+                (_, Some(k)) => (lhs, k),
+                (Some(k), None) if op == '*' => (rhs, k),
+                _ => {
+                    return Err(format!(
+                        "{op} joins {lhs:?} and {rhs:?}: a demand is multiplied or divided by a number only; {DEMAND_FORMS}"
+                    ))
+                }
+            };
+            if factor <= 0.0 {
+                return Err(format!("multiplied by {factor}: use a positive number"));
+            }
+            let mut d = Self::parse_part(inner)?;
+            d.factor *= factor;
+            return Ok(d);
+        }
+        if let Some(body) = enclosed(s) {
+            return Self::parse_part(body);
+        }
+        if let Some(rest) = s.strip_prefix("sum") {
+            let rest = rest.trim_start();
+            if rest.starts_with("by") || rest.starts_with("without") {
+                return Err(format!(
+                    "a demand is one series, so sum takes no by/without; {DEMAND_FORMS}"
+                ));
+            }
+            if rest.starts_with('(') {
+                return match enclosed(rest) {
+                    Some(body) => Self::parse_part(body),
+                    None => Err(format!(
+                        "unexpected text after sum(...) (a demand is one series, so sum takes no by/without); {DEMAND_FORMS}"
+                    )),
+                };
+            }
+        }
+        if let Some(rest) = s.strip_prefix("rate") {
+            let rest = rest.trim_start();
+            if rest.starts_with('(') {
+                let arg = enclosed(rest)
+                    .ok_or_else(|| format!("rate( without its closing ')'; {DEMAND_FORMS}"))?
+                    .trim();
+                let (sel, range_ms) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
+                    Some((sel, r)) => {
+                        let ms = parse_duration_ms(r)
+                            .ok_or_else(|| format!("[{r}] is not a range such as [1m] or [30s]"))?;
+                        if ms > 86_400_000 {
+                            return Err(format!("[{r}] is longer than a day: use at most [1d]"));
+                        }
+                        (sel, Some(ms))
+                    }
+                    None => (arg, None),
+                };
+                return Ok(Demand {
+                    expr: DemandExpr::Rate(selector(sel)?),
+                    range_ms,
+                    factor: 1.0,
+                });
+            }
+        }
+        for word in [
+            "avg",
+            "min",
+            "max",
+            "count",
+            "stddev",
+            "stdvar",
+            "topk",
+            "bottomk",
+            "quantile",
+            "irate",
+            "increase",
+            "delta",
+            "deriv",
+            "histogram_quantile",
+        ] {
+            if s.strip_prefix(word)
+                .is_some_and(|r| r.trim_start().starts_with('('))
+            {
+                return Err(format!(
+                    "{word}(...) is not supported: demand is the total of what it selects; {DEMAND_FORMS}"
+                ));
+            }
+        }
+        if s.ends_with(']') {
+            return Err(format!(
+                "a range belongs inside rate(...): a plain selector is averaged over each step; {DEMAND_FORMS}"
+            ));
+        }
+        if s.contains('(') {
+            return Err(format!("not a supported function; {DEMAND_FORMS}"));
+        }
+        Ok(Demand {
+            expr: DemandExpr::Sum(selector(s)?),
+            range_ms: None,
+            factor: 1.0,
+        })
+    }
+
+    /// The selector either way.
+    pub fn selector(&self) -> &Selector {
+        self.expr.selector()
+    }
+}
+
+impl fmt::Display for Demand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.expr, self.range_ms) {
+            (DemandExpr::Rate(s), Some(r)) => write!(f, "rate({s}[{}])", fmt_duration(r))?,
+            (e, _) => write!(f, "{e}")?,
+        }
+        if self.factor != 1.0 {
+            write!(f, " * {}", self.factor)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +622,65 @@ mod tests {
         assert!(e.contains("not supported"), "{e}");
         let e = DemandExpr::parse("rate(x").unwrap_err().to_string();
         assert!(e.contains("closing ')'"), "{e}");
+    }
+    #[test]
+    fn demands_are_written_as_prometheus_users_write_them() {
+        let d = |s: &str| Demand::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        // What KEDA's Prometheus scaler is usually given, in vCPU at 50 requests each.
+        let e = d(r#"sum(rate(http_requests_total{job="web", code=~"2.."}[1m])) / 50"#);
+        assert!(matches!(&e.expr, DemandExpr::Rate(s) if s.name == "http_requests_total"));
+        assert_eq!(e.range_ms, Some(60_000));
+        assert!((e.factor - 0.02).abs() < 1e-15);
+        assert_eq!(
+            e.to_string(),
+            r#"rate(http_requests_total{job="web",code=~"2.."}[1m]) * 0.02"#
+        );
+        // Written back, it reads the same.
+        assert_eq!(d(&e.to_string()), e);
+        // The plain forms, unchanged.
+        let plain = d("up");
+        assert_eq!((plain.range_ms, plain.factor), (None, 1.0));
+        assert!(matches!(plain.expr, DemandExpr::Sum(_)));
+        assert_eq!(d("rate(x)").range_ms, None);
+        // Factors on either side, nested in sum and parentheses, multiply.
+        assert_eq!(d("2 * sum(x) * 3").factor, 6.0);
+        assert_eq!(d("(sum((x))) / 4").factor, 0.25);
+        assert_eq!(d("sum(rate(x[5m]) * 2)").factor, 2.0);
+        assert_eq!(d("sum (rate(x[90s]))").range_ms, Some(90_000));
+        // A '/' or '*' inside a label value is the value's.
+        let q = d(r#"x{path=~"/api/.*"} / 2"#);
+        assert_eq!(q.selector().to_string(), r#"x{path=~"/api/.*"}"#);
+        assert_eq!(q.factor, 0.5);
+        assert_eq!(parse_duration_ms("1w"), Some(604_800_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("5"), None);
+    }
+
+    #[test]
+    fn demands_not_supported_say_what_is() {
+        for (text, says) in [
+            ("sum by (pod) (x)", "no by/without"),
+            ("sum(x) by (pod)", "no by/without"),
+            ("avg(x)", "avg(...) is not supported"),
+            ("irate(x[1m])", "irate(...) is not supported"),
+            ("x[5m]", "a range belongs inside rate"),
+            ("rate(x[5q])", "not a range such as"),
+            ("rate(x[2d])", "longer than a day"),
+            ("x / y", "multiplied or divided by a number only"),
+            ("x / 0", "divide by a positive number"),
+            ("x * -2", "positive number"),
+            ("rate(x", "closing ')'"),
+            ("abs(x)", "not a supported function"),
+            ("", "empty"),
+            (r#"x{a="1}"#, "unterminated"),
+            (r#"sum(x{a=1}) / 2"#, r#""x{a=1}": "#),
+        ] {
+            let e = Demand::parse(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(
+                e.contains("sum(rate(") || !says.contains("supported"),
+                "{text}: {e}"
+            );
+        }
     }
 }

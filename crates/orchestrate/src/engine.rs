@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use prescale_core::{
-    format_ts, Allocation, Decision, DecisionKind, DemandExpr, Dim, Forecast, Plan, Sample,
+    format_ts, Allocation, Decision, DecisionKind, Demand, DemandExpr, Dim, Forecast, Plan, Sample,
     SeriesKey, Tier, TimestampMs, Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
@@ -221,7 +221,7 @@ pub struct Status {
 
 struct WState {
     w: Workload,
-    demand: DemandExpr,
+    demand: Demand,
     key: SeriesKey,
     step_ms: i64,
     buckets: VecDeque<(TimestampMs, f64)>,
@@ -301,23 +301,24 @@ fn per_tier(
         .collect()
 }
 
-/// Per step of `step` ms from `from`, the sum over the series `expr` selects of each
-/// series' mean in the step (a gauge) or its per-second increase over the step (a
-/// `rate`, counter resets counted as Prometheus counts them); `None` where no series had
-/// what it takes (a sample in the step; for a rate, two samples up to the step's end,
-/// the first at most one step before it starts).
+/// A demand's value at each of `nb` steps of `step` ms from `from`: over the series it
+/// selects, the sum of each one's mean in the step (a gauge) or its per-second increase
+/// over the step, or over the `R` of `rate(S[R])` ending with the step (a counter, resets
+/// counted as Prometheus counts them), times the demand's factor. `None` where no series
+/// had what it takes (a sample in the step; for a rate, two samples up to the window's
+/// end, the first at most one window before it starts).
 fn step_sums(
     store: &Store,
-    expr: &DemandExpr,
+    demand: &Demand,
     from: TimestampMs,
     nb: usize,
     step: i64,
 ) -> Result<Vec<Option<f64>>, StoreError> {
     let mut sums: Vec<Option<f64>> = vec![None; nb];
     let end = from + nb as i64 * step - 1;
-    for key in store.select_matching(expr.selector()) {
-        match expr {
-            DemandExpr::Sum(_) => {
+    for key in store.select_matching(demand.selector()) {
+        match (&demand.expr, demand.range_ms) {
+            (DemandExpr::Sum(_), _) => {
                 let samples = store.range(&key, from, end)?.unwrap_or_default();
                 let mut acc = vec![(0.0f64, 0u32); nb];
                 for Sample { ts, value } in samples {
@@ -331,7 +332,7 @@ fn step_sums(
                     }
                 }
             }
-            DemandExpr::Rate(_) => {
+            (DemandExpr::Rate(_), None) => {
                 let samples = store.range(&key, from - step, end)?.unwrap_or_default();
                 for (b, r) in step_rates(&samples, from, nb, step).into_iter().enumerate() {
                     if let Some(r) = r {
@@ -339,6 +340,25 @@ fn step_sums(
                     }
                 }
             }
+            (DemandExpr::Rate(_), Some(r)) => {
+                // Each step's own window [end - r, end), from the sample before it.
+                let samples = store
+                    .range(&key, (from + step - 2 * r).min(from - step), end)?
+                    .unwrap_or_default();
+                for (b, sum) in sums.iter_mut().enumerate() {
+                    let until = from + (b as i64 + 1) * step;
+                    let lo = samples.partition_point(|s| s.ts < until - 2 * r);
+                    let hi = samples.partition_point(|s| s.ts < until);
+                    if let Some(v) = step_rates(&samples[lo..hi], until - r, 1, r)[0] {
+                        *sum.get_or_insert(0.0) += v;
+                    }
+                }
+            }
+        }
+    }
+    if demand.factor != 1.0 {
+        for v in sums.iter_mut().flatten() {
+            *v *= demand.factor;
         }
     }
     Ok(sums)
@@ -559,7 +579,7 @@ fn baseline_forecast(
 /// CPU demand and forecast by the inline baseline, so the plan covers it too.
 struct Extra {
     dim: Dim,
-    demand: DemandExpr,
+    demand: Demand,
     scale: f64,
     buckets: VecDeque<(TimestampMs, f64)>,
     /// What its forecast said of each step: see [`record_said`].
@@ -594,7 +614,7 @@ impl<P: Provider> Engine<P> {
         let states = workloads
             .into_iter()
             .map(|w| WState {
-                demand: DemandExpr::parse(&w.demand).expect("validated with the config"),
+                demand: Demand::parse(&w.demand).expect("validated with the config"),
                 key: SeriesKey::metric("prescale_demand")
                     .expect("static name")
                     .with_label("workload", w.name.clone()),
@@ -623,7 +643,7 @@ impl<P: Provider> Engine<P> {
                     .iter()
                     .map(|(d, src)| Extra {
                         dim: Dim::parse(d).expect("validated with the config"),
-                        demand: DemandExpr::parse(&src.series).expect("validated with the config"),
+                        demand: Demand::parse(&src.series).expect("validated with the config"),
                         scale: src.scale,
                         buckets: VecDeque::new(),
                         said: VecDeque::new(),
@@ -849,7 +869,7 @@ impl<P: Provider> Engine<P> {
         let step = s.step_ms;
         let from = (now - self.grace_ms).div_euclid(step) * step;
         let nb = ((now - from) / step + 1) as usize;
-        let peak = |demand: &DemandExpr, scale: f64| -> Result<Option<f64>, StoreError> {
+        let peak = |demand: &Demand, scale: f64| -> Result<Option<f64>, StoreError> {
             Ok(step_sums(&self.store, demand, from, nb, step)?
                 .into_iter()
                 .flatten()
@@ -1568,15 +1588,81 @@ mod tests {
                 store.append(&key, &samples).unwrap();
             }
         }
-        let expr = DemandExpr::parse(r#"rate(node_cpu_seconds_total{mode!="idle"})"#).unwrap();
+        let expr = Demand::parse(r#"rate(node_cpu_seconds_total{mode!="idle"})"#).unwrap();
         let sums = step_sums(&store, &expr, 60_000, 8, 60_000).unwrap();
         for v in &sums {
             assert!((v.unwrap() - 1.5).abs() < 1e-9, "{sums:?}");
         }
         // The same series as gauges: the mean counter values, which is not a demand.
-        let gauge = DemandExpr::parse(r#"node_cpu_seconds_total{mode="user",cpu="0"}"#).unwrap();
+        let gauge = Demand::parse(r#"node_cpu_seconds_total{mode="user",cpu="0"}"#).unwrap();
         let g = step_sums(&store, &gauge, 60_000, 1, 60_000).unwrap();
         assert!((g[0].unwrap() - (1000.0 + 0.5 * (60.0 + 75.0 + 90.0 + 105.0) / 4.0)).abs() < 1e-9);
+        // As KEDA is given it: a range and a factor (1.5 cores at 0.5 a vCPU is 3 vCPU).
+        let keda =
+            Demand::parse(r#"sum(rate(node_cpu_seconds_total{mode!="idle"}[2m])) / 0.5"#).unwrap();
+        let k = step_sums(&store, &keda, 60_000, 8, 60_000).unwrap();
+        for v in &k[..8] {
+            assert!((v.unwrap() - 3.0).abs() < 1e-9, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn a_ranged_rate_reads_the_window_ending_with_each_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        // A counter scraped every 15 s: 10/s for the first 5 minutes, then 40/s, with a
+        // restart (a reset to 0) at 7:00.
+        let key = SeriesKey::parse("requests_total").unwrap();
+        let mut v = 0.0;
+        let mut samples = Vec::new();
+        for i in 0..=60 {
+            let ts = i * 15_000;
+            if ts == 420_000 {
+                v = 0.0;
+            } else if ts > 0 {
+                v += 15.0 * if ts <= 300_000 { 10.0 } else { 40.0 };
+            }
+            samples.push(Sample { ts, value: v });
+        }
+        store.append(&key, &samples).unwrap();
+        let rates =
+            |text: &str| step_sums(&store, &Demand::parse(text).unwrap(), 0, 15, 60_000).unwrap();
+        let per_step = rates("rate(requests_total)");
+        let over_2m = rates("rate(requests_total[2m])");
+        let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        // Each window runs from the last sample before it to its last sample: a step's
+        // rate, over (285 s, 345 s] for the step from 300 s, holds three intervals at
+        // 40/s and one at 10/s; the two minutes ending at 360 s, over (225 s, 345 s],
+        // five at 10/s and three at 40/s.
+        assert!(
+            near(per_step[3], 10.0) && near(over_2m[4], 10.0),
+            "{per_step:?} {over_2m:?}"
+        );
+        assert!(
+            near(per_step[5], (150.0 + 3.0 * 600.0) / 60.0),
+            "{per_step:?}"
+        );
+        assert!(
+            near(over_2m[5], (5.0 * 150.0 + 3.0 * 600.0) / 120.0),
+            "{over_2m:?}"
+        );
+        assert!(
+            near(over_2m[6], (150.0 + 7.0 * 600.0) / 120.0),
+            "{over_2m:?}"
+        );
+        assert!(near(per_step[6], 40.0), "{per_step:?}");
+        // The restart loses only the 15 s up to it (the sample at 7:00 counts as an
+        // increase from zero, as Prometheus counts it), in each window holding it.
+        assert!(near(over_2m[7], 7.0 * 600.0 / 120.0), "{over_2m:?}");
+        assert!(near(over_2m[8], 7.0 * 600.0 / 120.0), "{over_2m:?}");
+        assert!(near(over_2m[9], 40.0), "{over_2m:?}");
+        // Past the last sample there is no rate: a step with none after the one before
+        // it, a window with none after the one before it.
+        let late = |text: &str| {
+            step_sums(&store, &Demand::parse(text).unwrap(), 900_000, 3, 60_000).unwrap()
+        };
+        assert_eq!(late("rate(requests_total)")[1..], [None, None]);
+        assert_eq!(late("rate(requests_total[2m])")[2], None);
     }
 
     #[test]

@@ -281,3 +281,63 @@ fn prescale_scrapes_a_node_exporter_and_plans_on_its_cpu_counters() {
         &logs,
     );
 }
+
+/// A workload's demand written as KEDA's Prometheus scaler is given it: requests per
+/// second over a range, summed, over the requests one vCPU serves.
+#[test]
+fn a_request_rate_demand_in_promql_becomes_vcpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        r#"sum(rate(http_requests_total{job="web"}[4s])) / 50"#,
+        "",
+    );
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _d = start_daemon(
+        &cfg,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        || get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz",
+        &logs,
+    );
+    // Two web pods at 200 and 300 requests a second (500/s: 10 vCPU at 50 each), and a
+    // batch job at 5000/s the selector leaves out, as counters every quarter second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pusher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let start = std::time::SystemTime::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = std::time::SystemTime::now();
+                let ms = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                let s = now.duration_since(start).unwrap().as_secs_f64();
+                let body = format!(
+                    "http,job=web,pod=a requests_total={} {ms}\nhttp,job=web,pod=b requests_total={} {ms}\nhttp,job=batch requests_total={} {ms}\n",
+                    1e6 + 200.0 * s,
+                    300.0 * s,
+                    5000.0 * s,
+                );
+                let path = "/api/v2/write?org=o&bucket=b&precision=ms";
+                let (code, text) = http(addr, "POST", path, &[], body.as_bytes()).unwrap();
+                assert_eq!(code, 204, "{text}");
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        })
+    };
+    wait_for(
+        || app_demand(addr).is_some_and(|d| (d - 10.0).abs() < 0.5),
+        "a demand of 10 vCPU (500 requests/s at 50 each)",
+        &|| format!("demand {:?}\n{}", app_demand(addr), logs()),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    pusher.join().unwrap();
+}

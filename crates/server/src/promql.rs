@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{now_ms, DemandExpr, Sample, TimestampMs};
+use prescale_core::{now_ms, parse_duration_ms, DemandExpr, Sample, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -56,21 +56,13 @@ fn parse_time(s: &str) -> Option<TimestampMs> {
 
 /// A step as seconds (`15`, `0.5`) or a duration (`15s`, `1m`, `1h`), in ms.
 fn parse_step(s: &str) -> Option<i64> {
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let v: f64 = num.parse().ok()?;
-    let mult = match unit {
-        "ms" => 1.0,
-        "s" => 1e3,
-        "m" => 60e3,
-        "h" => 3_600e3,
-        "d" => 86_400e3,
-        _ => return None,
-    };
-    let ms = (v * mult).round() as i64;
-    (v.is_finite() && ms > 0).then_some(ms)
+    match s.parse::<f64>() {
+        Ok(v) => {
+            let ms = (v * 1e3).round() as i64;
+            (v.is_finite() && ms > 0).then_some(ms)
+        }
+        Err(_) => parse_duration_ms(s),
+    }
 }
 
 /// What the query API evaluates: a selector or a rate, over a range when given, and
