@@ -879,7 +879,7 @@ mod tests {
         let now = 5 * day + 20 * hour;
         // The two hours before 20:00 peaked at 90 (18:00), the two after at 70 (20:00).
         let alike = series(|_| 1.0);
-        let r = seasonal_fall(now, 2 * hour, day, &alike).expect("a seasonal fall");
+        let r = seasonal_fall(now, 2 * hour, day, alike).expect("a seasonal fall");
         assert!((r - 70.0 / 90.0).abs() < 1e-9, "{r}");
         // In the floor: today's window peak (90) times that fall, and the reason says so.
         let peak = |_j: usize, a: i64, b: i64| alike(a, b);
@@ -911,16 +911,16 @@ mod tests {
         };
         assert_eq!(seasonal_fall(now, 2 * hour, day, back), None);
         assert_eq!(
-            seasonal_fall(2 * day + 20 * hour, 2 * hour, day, &alike),
+            seasonal_fall(2 * day + 20 * hour, 2 * hour, day, alike),
             None
         );
         // Neither at 10:00, where demand held at 100, nor with a window of a season or
         // more, nor without the seasonal floor.
         assert_eq!(
-            seasonal_fall(5 * day + 10 * hour, 2 * hour, day, &alike),
+            seasonal_fall(5 * day + 10 * hour, 2 * hour, day, alike),
             None
         );
-        assert_eq!(seasonal_fall(now, day, day, &alike), None);
+        assert_eq!(seasonal_fall(now, day, day, alike), None);
         w.seasonal_floor = false;
         let f = demand_floors(&w, now, hour, &[Dim::Cpu], peak);
         assert_eq!(f[0].demand, 90.0, "{f:?}");
