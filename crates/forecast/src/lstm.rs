@@ -446,6 +446,8 @@ mod tests {
             max_windows: 1200,
             max_epochs: 40,
             samples: 200,
+            // Epochs bound it, not the clock: the same on a busy machine as on an idle one.
+            budget: Duration::from_secs(3600),
             ..Lstm::default()
         }
     }
@@ -492,6 +494,9 @@ mod tests {
             season: None,
             max_windows: 600,
             max_epochs: 20,
+            // Bounded by epochs alone: a wall-clock budget would stop a run on a busy
+            // machine at another epoch than the next, and the forecasts would differ.
+            budget: Duration::from_secs(3600),
             ..Lstm::default()
         };
         let f = spec.fit(&y).expect("fits");
