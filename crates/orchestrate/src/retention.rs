@@ -1,22 +1,30 @@
 //! Retention: deletes samples older than each series may keep
 //! ([`prescale_core::config::Config::retention_s_for`]), so a daemon that scrapes and
 //! receives for months keeps a bounded store, while every workload keeps the history its
-//! forecaster reads.
+//! forecaster reads; and moves the samples older than [`COMPRESS_AFTER_MS`] into
+//! compressed chunks ([`Store::compress_before`]).
 
 use prescale_core::config::Config;
 use prescale_core::TimestampMs;
 use prescale_store::{Store, StoreError};
 
-/// What one pass deleted.
+/// Samples this old (ms) are compressed: the engine reads the recent ones at every pass,
+/// as rows; older ones are read at a restart or for charts.
+pub const COMPRESS_AFTER_MS: i64 = 3_600_000;
+
+/// What one pass deleted and compressed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionReport {
     /// Series that lost samples.
     pub series: usize,
     /// Samples deleted.
     pub samples: usize,
+    /// Samples moved into compressed chunks.
+    pub compressed: usize,
 }
 
-/// Deletes, in every series, the samples older than `now` minus its retention.
+/// Deletes, in every series, the samples older than `now` minus its retention, then
+/// compresses those older than [`COMPRESS_AFTER_MS`].
 pub fn enforce(
     store: &Store,
     cfg: &Config,
@@ -37,6 +45,9 @@ pub fn enforce(
             report.series += 1;
             report.samples += n;
         }
+    }
+    for key in store.series() {
+        report.compressed += store.compress_before(&key, now - COMPRESS_AFTER_MS)?;
     }
     Ok(report)
 }
@@ -78,7 +89,9 @@ mod tests {
             r,
             RetentionReport {
                 series: 2,
-                samples: 16 + 29
+                samples: 16 + 29,
+                // All but the newest (now itself), of each series.
+                compressed: 14 + 1,
             }
         );
         // A second pass finds nothing more; a restart finds the same.
@@ -96,11 +109,22 @@ mod tests {
                 .len(),
             15
         );
-        // retention 0 keeps everything.
+        // retention 0 keeps everything, and compresses what was still rows.
         cfg.storage.retention_s = 0;
         assert_eq!(
             enforce(&store, &cfg, 1000 * day).unwrap(),
-            RetentionReport::default()
+            RetentionReport {
+                compressed: 2,
+                ..RetentionReport::default()
+            }
+        );
+        assert_eq!(
+            store
+                .range(&read, i64::MIN, i64::MAX)
+                .unwrap()
+                .unwrap()
+                .len(),
+            15
         );
     }
 }

@@ -124,10 +124,21 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
         return Err(format!("sent {total} samples but the store took {stored}"));
     }
     // On disk as received (journal and tables), then once the samples are tables as a
-    // long-running store's are.
+    // long-running store's are, then once they are compressed chunks (as the daemon's
+    // are after an hour).
     let bytes = store.disk_bytes();
     store.settle().map_err(|e| e.to_string())?;
     let table_bytes = store.samples_disk_bytes();
+    let t = Instant::now();
+    let mut compressed = 0;
+    for key in &keys {
+        compressed += store
+            .compress_before(key, i64::MAX)
+            .map_err(|e| e.to_string())?;
+    }
+    let compress_s = t.elapsed().as_secs_f64();
+    store.settle().map_err(|e| e.to_string())?;
+    let chunk_bytes = store.samples_disk_bytes();
     let q = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     println!(
         "{} {total} samples ({} series x {}) in {} requests of up to {} from {} sender(s): {:.2} s, {:.0} samples/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (store synced before each answer)",
@@ -147,12 +158,18 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
         q(0.99),
         q(1.0),
     );
+    if compressed != total {
+        return Err(format!("compressed {compressed} of {total} samples"));
+    }
     println!(
-        "on disk: {:.1} bytes per sample as received (journal and tables, {:.1} MB); {:.1} bytes per sample once in compacted tables ({:.1} MB)",
+        "on disk: {:.1} bytes per sample as received (journal and tables, {:.1} MB); {:.1} bytes per sample once in compacted tables ({:.1} MB); {:.2} bytes per sample once compressed into chunks ({:.2} MB, {:.0} samples/s compressed)",
         bytes as f64 / total as f64,
         bytes as f64 / 1e6,
         table_bytes as f64 / total as f64,
         table_bytes as f64 / 1e6,
+        chunk_bytes as f64 / total as f64,
+        chunk_bytes as f64 / 1e6,
+        total as f64 / compress_s,
     );
     Ok(())
 }
@@ -177,7 +194,11 @@ fn send(
         for n in lo..hi {
             let (k, step) = (n % keys.len(), n / keys.len());
             let ts = 1_767_571_200_000 + step as i64 * 15_000;
-            let value = ((n * 7919) % 1000) as f64 / 10.0;
+            // A utilisation gauge in percent to one decimal, as exporters report it: a
+            // slow swing per series plus step-to-step jitter of up to +-2.
+            let jitter = ((n * 7919) % 41) as f64 / 10.0 - 2.0;
+            let swing = 15.0 * (step as f64 / 120.0 + k as f64).sin();
+            let value = ((50.0 + swing + jitter) * 10.0).round() / 10.0;
             match a.wire {
                 Wire::RemoteWrite | Wire::RemoteWrite2 => match by_key.last_mut() {
                     Some((key, v)) if *key == keys[k] => v.push(Sample { ts, value }),

@@ -394,12 +394,21 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     })
                     .await;
                     match res {
-                        Ok(Ok(r)) if r.samples > 0 => tracing::info!(
-                            series = r.series,
-                            samples = r.samples,
-                            "retention: deleted samples older than their series keep"
-                        ),
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(r)) => {
+                            if r.samples > 0 {
+                                tracing::info!(
+                                    series = r.series,
+                                    samples = r.samples,
+                                    "retention: deleted samples older than their series keep"
+                                );
+                            }
+                            if r.compressed > 0 {
+                                tracing::info!(
+                                    samples = r.compressed,
+                                    "storage: compressed samples older than an hour into chunks"
+                                );
+                            }
+                        }
                         Ok(Err(e)) => tracing::warn!("retention pass failed: {e}"),
                         Err(e) => tracing::error!("retention task died: {e}"),
                     }

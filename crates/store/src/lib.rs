@@ -4,15 +4,22 @@
 //! Layout (one fjall keyspace each):
 //! - `series`: series id (u64, big-endian) -> the [`SeriesKey`] as JSON;
 //! - `samples`: series id ++ timestamp (sign-flipped, big-endian) -> value (f64 LE), so a
-//!   range scan over one series returns samples in time order;
+//!   range scan over one series returns samples in time order: the recent samples, as
+//!   they arrive;
+//! - `chunks`: series id ++ the chunk's last timestamp -> a chunk of the series' older
+//!   samples compressed with `pco` ([`Store::compress_before`], hourly in the daemon):
+//!   timestamps and values each as a `pco` stream, about 1 byte a sample for a steady
+//!   scrape where a raw row takes 8 in compacted tables. A series' chunks never overlap
+//!   each other or hold a timestamp its raw rows hold; reads merge both;
 //! - `decisions`: sequence number -> [`Decision`] as JSON, the persisted decision log;
 //! - `state`: name -> JSON document (latest forecasts, plans, provider state).
 //!
 //! Appends are acknowledged only after the journal has been synced to disk (unless the
 //! store was opened with [`Durability::Buffered`], which the accelerated demo uses), so an
 //! acknowledged sample survives a crash. Retention deletes a series' samples before a
-//! cutoff ([`Store::delete_before`]; the daemon decides the cutoffs). Compression and
-//! indexing by label are still to come.
+//! cutoff ([`Store::delete_before`]; the daemon decides the cutoffs). Moving samples into
+//! chunks is one atomic batch (the chunk written, the rows removed), so a crash leaves
+//! each sample in one place or the other.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -100,9 +107,12 @@ struct Inner {
     db: Database,
     series: Keyspace,
     samples: Keyspace,
+    chunks: Keyspace,
     decisions: Keyspace,
     state: Keyspace,
     durability: Durability,
+    /// Held while samples move into chunks, so two compressions never interleave.
+    compressing: Mutex<()>,
     index: RwLock<Index>,
     next_series: Mutex<u64>,
     next_decision: AtomicU64,
@@ -141,6 +151,125 @@ fn decode_f64(b: &[u8]) -> Result<f64> {
     Ok(f64::from_le_bytes(a))
 }
 
+/// Most samples one chunk holds; longer runs are split.
+pub const CHUNK_MAX: usize = 4096;
+
+/// The chunk format's version byte.
+const CHUNK_V1: u8 = 1;
+
+/// What [`Store::chunk_stats`] counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkStats {
+    /// Chunks.
+    pub chunks: u64,
+    /// Samples in them.
+    pub samples: u64,
+    /// Their encoded size.
+    pub bytes: u64,
+}
+
+/// A run of one series' samples, in time order, as stored in `chunks`.
+#[derive(Debug, Clone, PartialEq)]
+struct Chunk {
+    samples: Vec<Sample>,
+}
+
+impl Chunk {
+    fn first(&self) -> TimestampMs {
+        self.samples[0].ts
+    }
+
+    fn last(&self) -> TimestampMs {
+        self.samples[self.samples.len() - 1].ts
+    }
+
+    /// `[version][first ts i64 LE][sample count u32 LE][timestamps' length u32 LE]`, then
+    /// the timestamps and the values (as their f64 bits), each a `pco` stream.
+    fn encode(&self) -> Vec<u8> {
+        let ts: Vec<i64> = self.samples.iter().map(|s| s.ts).collect();
+        let values: Vec<f64> = self.samples.iter().map(|s| s.value).collect();
+        let config = pco::ChunkConfig::default();
+        let t = pco::standalone::simple_compress(&ts, &config).expect("pco takes any i64");
+        let v = pco::standalone::simple_compress(&values, &config).expect("pco takes any f64");
+        let mut out = Vec::with_capacity(17 + t.len() + v.len());
+        out.push(CHUNK_V1);
+        out.extend_from_slice(&self.first().to_le_bytes());
+        out.extend_from_slice(&(self.samples.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend_from_slice(&t);
+        out.extend_from_slice(&v);
+        out
+    }
+
+    /// The first timestamp, without decoding the rest.
+    fn first_of(b: &[u8]) -> Result<TimestampMs> {
+        match b.get(1..9) {
+            Some(f) if b[0] == CHUNK_V1 => Ok(i64::from_le_bytes(f.try_into().expect("8 bytes"))),
+            _ => Err(corrupt_chunk("unknown version or truncated header")),
+        }
+    }
+
+    fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() < 17 || b[0] != CHUNK_V1 {
+            return Err(corrupt_chunk("unknown version or truncated header"));
+        }
+        let n = u32::from_le_bytes(b[9..13].try_into().expect("4 bytes")) as usize;
+        let tl = u32::from_le_bytes(b[13..17].try_into().expect("4 bytes")) as usize;
+        let body = &b[17..];
+        if tl > body.len() {
+            return Err(corrupt_chunk("timestamps run past the end"));
+        }
+        let pco = |e: pco::errors::PcoError| corrupt_chunk(&e.to_string());
+        let ts: Vec<i64> = pco::standalone::simple_decompress(&body[..tl]).map_err(pco)?;
+        let values: Vec<f64> = pco::standalone::simple_decompress(&body[tl..]).map_err(pco)?;
+        if ts.len() != n || values.len() != n || n == 0 {
+            return Err(corrupt_chunk(&format!(
+                "{} timestamps and {} values where the header says {n}",
+                ts.len(),
+                values.len()
+            )));
+        }
+        Ok(Chunk {
+            samples: ts
+                .into_iter()
+                .zip(values)
+                .map(|(ts, value)| Sample { ts, value })
+                .collect(),
+        })
+    }
+}
+
+fn corrupt_chunk(detail: &str) -> StoreError {
+    StoreError::Corrupt {
+        keyspace: "chunks",
+        detail: detail.to_string(),
+    }
+}
+
+/// Merges two time-ordered runs of samples without shared timestamps.
+fn merge(a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
+    if b.is_empty() {
+        return a;
+    }
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].ts <= b[j].ts {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`, recovering from the journal.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
@@ -153,6 +282,7 @@ impl Store {
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let series = ks("series").map_err(io)?;
         let samples = ks("samples").map_err(io)?;
+        let chunks = ks("chunks").map_err(io)?;
         let decisions = ks("decisions").map_err(io)?;
         let state = ks("state").map_err(io)?;
 
@@ -186,9 +316,11 @@ impl Store {
                 db,
                 series,
                 samples,
+                chunks,
                 decisions,
                 state,
                 durability,
+                compressing: Mutex::new(()),
                 index: RwLock::new(index),
                 next_series: Mutex::new(max_id + 1),
                 next_decision: AtomicU64::new(next_decision),
@@ -307,13 +439,10 @@ impl Store {
                 let existing = match in_batch.get(&(id, s.ts)) {
                     Some(v) => Some(*v),
                     None if newest.is_none_or(|n| s.ts > n) => None,
-                    None => self
-                        .inner
-                        .samples
-                        .get(k)
-                        .map_err(self.io())?
-                        .map(|v| decode_f64(&v))
-                        .transpose()?,
+                    None => match self.inner.samples.get(k).map_err(self.io())? {
+                        Some(v) => Some(decode_f64(&v)?),
+                        None => self.in_chunk(id, s.ts)?,
+                    },
                 };
                 match existing {
                     Some(v) if v.to_bits() == s.value.to_bits() => report.duplicates += 1,
@@ -359,15 +488,17 @@ impl Store {
         if let Some(&n) = self.inner.index.read().expect("index lock").newest.get(&id) {
             return Ok((n != TimestampMs::MIN).then_some(n));
         }
-        let last = match self
-            .inner
-            .samples
-            .range(sample_key(id, i64::MIN)..=sample_key(id, i64::MAX))
-            .next_back()
-        {
+        let all = sample_key(id, i64::MIN)..=sample_key(id, i64::MAX);
+        let raw = match self.inner.samples.range(all.clone()).next_back() {
             Some(g) => Some(ts_from_key(&g.key().map_err(self.io())?[8..])),
             None => None,
         };
+        // A chunk is keyed by its last timestamp.
+        let chunked = match self.inner.chunks.range(all).next_back() {
+            Some(g) => Some(ts_from_key(&g.key().map_err(self.io())?[8..])),
+            None => None,
+        };
+        let last = raw.max(chunked);
         self.inner
             .index
             .write()
@@ -523,7 +654,123 @@ impl Store {
                 value: decode_f64(&v)?,
             });
         }
-        Ok(Some(out))
+        let chunked: Vec<Sample> = self
+            .chunks_in(id, start, end)?
+            .into_iter()
+            .flat_map(|c| c.samples)
+            .filter(|s| (start..=end).contains(&s.ts))
+            .collect();
+        Ok(Some(merge(chunked, out)))
+    }
+
+    /// The chunks of series `id` that may hold samples in `[start, end]` (their last
+    /// timestamp at or after `start`, their first at or before `end`), in time order.
+    fn chunks_in(&self, id: u64, start: TimestampMs, end: TimestampMs) -> Result<Vec<Chunk>> {
+        let mut out = Vec::new();
+        for item in self
+            .inner
+            .chunks
+            .range(sample_key(id, start)..=sample_key(id, i64::MAX))
+        {
+            let (_, v) = item.into_inner().map_err(self.io())?;
+            if Chunk::first_of(&v)? > end {
+                break;
+            }
+            out.push(Chunk::decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// The value a chunk of series `id` holds at `ts`, if any.
+    fn in_chunk(&self, id: u64, ts: TimestampMs) -> Result<Option<f64>> {
+        let Some(c) = self.chunks_in(id, ts, ts)?.pop() else {
+            return Ok(None);
+        };
+        Ok(c.samples
+            .binary_search_by_key(&ts, |s| s.ts)
+            .ok()
+            .map(|i| c.samples[i].value))
+    }
+
+    /// Moves the samples of `key` older than `cutoff` from rows into compressed chunks
+    /// (of at most [`CHUNK_MAX`] samples; a late sample inside an existing chunk's span
+    /// joins that chunk), each move one atomic batch, and syncs; returns how many moved.
+    /// Reads, appends and their duplicate checks see every sample the same before and
+    /// after.
+    pub fn compress_before(&self, key: &SeriesKey, cutoff: TimestampMs) -> Result<usize> {
+        if self.inner.remote.is_some() || cutoff == i64::MIN {
+            return Ok(0);
+        }
+        let Some(id) = self.series_id(key, false)? else {
+            return Ok(0);
+        };
+        let _one = self.inner.compressing.lock().expect("compression lock");
+        const ROWS: usize = 100_000;
+        let mut moved = 0;
+        loop {
+            let mut raw = Vec::new();
+            for item in self
+                .inner
+                .samples
+                .range(sample_key(id, i64::MIN)..sample_key(id, cutoff))
+                .take(ROWS)
+            {
+                let (k, v) = item.into_inner().map_err(self.io())?;
+                raw.push(Sample {
+                    ts: ts_from_key(&k[8..]),
+                    value: decode_f64(&v)?,
+                });
+            }
+            let (Some(lo), Some(hi)) = (raw.first().map(|s| s.ts), raw.last().map(|s| s.ts)) else {
+                break;
+            };
+            let chunks = self.chunks_in(id, lo, hi)?;
+            // Each sample joins the chunk whose span holds it, or the run between two
+            // chunks it falls in (`gaps[c]`: before chunk c).
+            let mut joins: Vec<Vec<Sample>> = vec![Vec::new(); chunks.len()];
+            let mut gaps: Vec<Vec<Sample>> = vec![Vec::new(); chunks.len() + 1];
+            let mut c = 0;
+            for s in &raw {
+                while c < chunks.len() && chunks[c].last() < s.ts {
+                    c += 1;
+                }
+                if c < chunks.len() && chunks[c].first() <= s.ts {
+                    joins[c].push(*s);
+                } else {
+                    gaps[c].push(*s);
+                }
+            }
+            let mut batch = self.inner.db.batch();
+            let put = |samples: Vec<Sample>, batch: &mut fjall::OwnedWriteBatch| {
+                for piece in samples.chunks(CHUNK_MAX) {
+                    let c = Chunk {
+                        samples: piece.to_vec(),
+                    };
+                    batch.insert(&self.inner.chunks, sample_key(id, c.last()), c.encode());
+                }
+            };
+            for (old, extra) in chunks.into_iter().zip(joins) {
+                if !extra.is_empty() {
+                    batch.remove(&self.inner.chunks, sample_key(id, old.last()));
+                    put(merge(old.samples, extra), &mut batch);
+                }
+            }
+            for run in gaps.into_iter().filter(|g| !g.is_empty()) {
+                put(run, &mut batch);
+            }
+            for s in &raw {
+                batch.remove(&self.inner.samples, sample_key(id, s.ts));
+            }
+            batch.commit().map_err(self.io())?;
+            moved += raw.len();
+            if raw.len() < ROWS {
+                break;
+            }
+        }
+        if moved > 0 {
+            self.persist()?;
+        }
+        Ok(moved)
     }
 
     /// Deletes the samples of `key` older than `cutoff` (ms) and syncs; returns how many.
@@ -560,6 +807,34 @@ impl Store {
             batch.commit().map_err(self.io())?;
             deleted += keys.len();
         }
+        // Chunks that end before the cutoff go whole; one that straddles it keeps its
+        // samples from the cutoff on (under the same key: its last sample stays).
+        let mut batch = self.inner.db.batch();
+        let mut touched = false;
+        for item in self
+            .inner
+            .chunks
+            .range(sample_key(id, i64::MIN)..=sample_key(id, i64::MAX))
+        {
+            let (k, v) = item.into_inner().map_err(self.io())?;
+            if Chunk::first_of(&v)? >= cutoff {
+                break;
+            }
+            let mut c = Chunk::decode(&v)?;
+            let before = c.samples.len();
+            c.samples.retain(|s| s.ts >= cutoff);
+            deleted += before - c.samples.len();
+            touched = true;
+            if c.samples.is_empty() {
+                batch.remove(&self.inner.chunks, k);
+            } else {
+                batch.insert(&self.inner.chunks, k, c.encode());
+                break;
+            }
+        }
+        if touched {
+            batch.commit().map_err(self.io())?;
+        }
         if deleted > 0 {
             self.persist()?;
         }
@@ -579,16 +854,27 @@ impl Store {
         };
         let lo = sample_key(id, i64::MIN);
         let hi = sample_key(id, i64::MAX);
-        match self.inner.samples.range(lo..=hi).next_back() {
+        let raw = match self.inner.samples.range(lo..=hi).next_back() {
             Some(g) => {
                 let (k, v) = g.into_inner().map_err(self.io())?;
-                Ok(Some(Sample {
+                Some(Sample {
                     ts: ts_from_key(&k[8..]),
                     value: decode_f64(&v)?,
-                }))
+                })
             }
-            None => Ok(None),
-        }
+            None => None,
+        };
+        let chunked = match self.inner.chunks.range(lo..=hi).next_back() {
+            Some(g) => Chunk::decode(&g.value().map_err(self.io())?)?
+                .samples
+                .last()
+                .copied(),
+            None => None,
+        };
+        Ok(match (raw, chunked) {
+            (Some(r), Some(c)) => Some(if c.ts > r.ts { c } else { r }),
+            (r, c) => r.or(c),
+        })
     }
 
     /// Appends a decision to the persisted log (synced like samples).
@@ -659,16 +945,32 @@ impl Store {
     /// Writes the samples held in memory out as tables and compacts them, as a
     /// long-running store's are (for measuring its size: [`Store::samples_disk_bytes`]).
     pub fn settle(&self) -> Result<()> {
-        self.inner
-            .samples
-            .rotate_memtable_and_wait()
-            .map_err(self.io())?;
-        self.inner.samples.major_compact().map_err(self.io())
+        for ks in [&self.inner.samples, &self.inner.chunks] {
+            ks.rotate_memtable_and_wait().map_err(self.io())?;
+            ks.major_compact().map_err(self.io())?;
+        }
+        Ok(())
     }
 
-    /// Bytes the samples' tables take on disk (not the journal).
+    /// How many chunks there are, how many samples they hold, and their encoded bytes
+    /// (reads every chunk's header: for reports, not for every scrape).
+    pub fn chunk_stats(&self) -> Result<ChunkStats> {
+        let mut st = ChunkStats::default();
+        for item in self.inner.chunks.iter() {
+            let (_, v) = item.into_inner().map_err(self.io())?;
+            let n = v
+                .get(9..13)
+                .ok_or_else(|| corrupt_chunk("truncated header"))?;
+            st.chunks += 1;
+            st.samples += u32::from_le_bytes(n.try_into().expect("4 bytes")) as u64;
+            st.bytes += v.len() as u64;
+        }
+        Ok(st)
+    }
+
+    /// Bytes the samples' tables take on disk, rows and chunks (not the journal).
     pub fn samples_disk_bytes(&self) -> u64 {
-        self.inner.samples.disk_space()
+        self.inner.samples.disk_space() + self.inner.chunks.disk_space()
     }
 
     /// Bytes the store takes on disk, journal included.
@@ -727,6 +1029,136 @@ mod tests {
         assert_eq!(st.range(&k, 16, 29).unwrap().unwrap().len(), 1);
         assert_eq!(st.latest(&k).unwrap().unwrap(), s(30, 3.0));
         assert!(st.range(&key("nope"), 0, 1).unwrap().is_none());
+    }
+
+    fn rows(st: &Store) -> usize {
+        st.inner.samples.iter().count()
+    }
+
+    fn chunk_bytes(st: &Store) -> (usize, usize) {
+        st.inner.chunks.iter().fold((0, 0), |(n, b), item| {
+            (n + 1, b + item.into_inner().unwrap().1.len())
+        })
+    }
+
+    #[test]
+    fn compressed_samples_read_and_repeat_exactly_as_rows_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(r#"cpu{host="a"}"#);
+        let other = key(r#"cpu{host="b"}"#);
+        // A day of 15 s samples of a smooth signal, with values that must survive bit for
+        // bit: zeros of both signs, huge and tiny numbers.
+        let mut all: Vec<Sample> = (0..5760)
+            .map(|i| s(i * 15_000, 40.0 + 10.0 * ((i as f64) / 300.0).sin()))
+            .collect();
+        all[7].value = -0.0;
+        all[8].value = 0.0;
+        all[9].value = 1e300;
+        all[10].value = f64::MIN_POSITIVE;
+        let bits = |v: &[Sample]| -> Vec<(i64, u64)> {
+            v.iter().map(|x| (x.ts, x.value.to_bits())).collect()
+        };
+        {
+            let st = Store::open(dir.path(), Durability::Sync).unwrap();
+            st.append(&k, &all).unwrap();
+            st.append(&other, &all[..100]).unwrap();
+            // Everything before 20:00 into chunks; the last four hours stay rows.
+            let cutoff = 20 * 3_600_000;
+            assert_eq!(st.compress_before(&k, cutoff).unwrap(), 4800);
+            assert_eq!(rows(&st), 960 + 100, "the other series is untouched");
+            assert_eq!(
+                bits(&st.range(&k, 0, i64::MAX).unwrap().unwrap()),
+                bits(&all)
+            );
+            // A range across the boundary, and one inside a chunk.
+            let mid = st
+                .range(&k, 19 * 3_600_000, 21 * 3_600_000)
+                .unwrap()
+                .unwrap();
+            assert_eq!(mid.len(), 481);
+            assert_eq!(bits(&mid), bits(&all[4560..=5040]));
+            assert_eq!(
+                bits(&st.range(&k, 105_000, 150_000).unwrap().unwrap()),
+                bits(&all[7..=10])
+            );
+            assert_eq!(st.latest(&k).unwrap(), all.last().copied());
+            // A smooth signal at a steady scrape takes about a byte a sample.
+            let (chunks, bytes) = chunk_bytes(&st);
+            assert_eq!(chunks, 2, "4800 samples in chunks of at most {CHUNK_MAX}");
+            assert!(bytes < 4800 * 2, "{bytes} bytes for 4800 samples");
+            // A repeat inside a chunk is a duplicate, a changed value is refused, and a
+            // late sample between two in a chunk's span is taken.
+            let r = st
+                .append(
+                    &k,
+                    &[all[100], s(all[101].ts, 7.0), s(100 * 15_000 + 5, 1.5)],
+                )
+                .unwrap();
+            assert_eq!(
+                (r.accepted, r.duplicates, r.rejected.len()),
+                (1, 1, 1),
+                "{r:?}"
+            );
+            assert!(r.rejected[0].reason.contains("different value"), "{r:?}");
+            // Compressing again puts it into that chunk, in order.
+            assert_eq!(st.compress_before(&k, cutoff).unwrap(), 1);
+            let got = st.range(&k, 100 * 15_000, 101 * 15_000).unwrap().unwrap();
+            assert_eq!(
+                got.iter().map(|x| x.ts).collect::<Vec<_>>(),
+                [1_500_000, 1_500_005, 1_515_000]
+            );
+            // The first chunk was full: with the late sample it splits in two.
+            assert_eq!(chunk_bytes(&st).0, 3);
+            assert_eq!(rows(&st), 960 + 100);
+        }
+        // After a restart: the same samples, and the newest (in a chunk now too) still
+        // known, so repeats are caught.
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        assert_eq!(st.range(&k, 0, i64::MAX).unwrap().unwrap().len(), 5761);
+        assert_eq!(st.compress_before(&k, i64::MAX).unwrap(), 960);
+        assert_eq!(rows(&st), 100);
+        let r = st.append(&k, &[*all.last().unwrap(), all[3]]).unwrap();
+        assert_eq!((r.accepted, r.duplicates), (0, 2), "{r:?}");
+        let st2 = Store::open(dir.path(), Durability::Sync);
+        assert!(st2.is_err(), "one process at a time");
+        drop(st2);
+        assert_eq!(st.latest(&k).unwrap(), all.last().copied());
+        // Retention cuts a chunk at the cutoff and drops the chunks before it.
+        let cutoff = 10 * 3_600_000 + 7;
+        let n = st.delete_before(&k, cutoff).unwrap();
+        assert_eq!(n, 2402, "the 2401 samples up to 10:00 and the late one");
+        let left = st.range(&k, 0, i64::MAX).unwrap().unwrap();
+        assert_eq!(left.first().unwrap().ts, 10 * 3_600_000 + 15_000);
+        assert_eq!(left.len(), 5761 - 2402);
+        // A sample earlier than every chunk is a row until it is compressed.
+        st.append(&k, &[s(-15_000, 3.0)]).unwrap();
+        assert_eq!(
+            st.range(&k, i64::MIN, 0).unwrap().unwrap(),
+            vec![s(-15_000, 3.0)]
+        );
+        assert_eq!(st.compress_before(&k, i64::MAX).unwrap(), 1);
+        assert_eq!(
+            st.range(&k, i64::MIN, 0).unwrap().unwrap(),
+            vec![s(-15_000, 3.0)]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_chunk_is_an_error_naming_the_keyspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let k = key("m");
+        st.append(&k, &[s(10, 1.0), s(20, 2.0)]).unwrap();
+        st.compress_before(&k, 100).unwrap();
+        let id = st.series_id(&k, false).unwrap().unwrap();
+        let mut bad = Chunk {
+            samples: vec![s(10, 1.0), s(20, 2.0)],
+        }
+        .encode();
+        bad.truncate(bad.len() - 3);
+        st.inner.chunks.insert(sample_key(id, 20), bad).unwrap();
+        let e = st.range(&k, 0, 100).unwrap_err().to_string();
+        assert!(e.contains("corrupt record in keyspace chunks"), "{e}");
     }
 
     #[test]
@@ -873,6 +1305,13 @@ mod tests {
         };
         let st = Store::open(Path::new(&dir), Durability::Sync).unwrap();
         let k = key("crash_test");
+        // Samples move into chunks all the while, so the kill may land mid-move.
+        {
+            let (st, k) = (st.clone(), k.clone());
+            std::thread::spawn(move || loop {
+                st.compress_before(&k, i64::MAX).unwrap();
+            });
+        }
         let mut out = std::io::stdout();
         for batch in 0i64.. {
             let samples: Vec<_> = (0..10).map(|i| s(batch * 10 + i, i as f64)).collect();
@@ -923,5 +1362,8 @@ mod tests {
         for (i, smp) in got.iter().take(acked).enumerate() {
             assert_eq!(smp.ts, i as i64);
         }
+        // Some of them were in chunks, and none is there twice.
+        assert!(st.inner.chunks.iter().count() > 0, "nothing was compressed");
+        assert!(got.windows(2).all(|w| w[1].ts > w[0].ts), "a sample twice");
     }
 }
