@@ -366,6 +366,25 @@ fn selector(s: &str) -> Result<Selector, String> {
     })
 }
 
+/// PromQL arithmetic with a number at the top level of `s` (`EXPR * k`, `k * EXPR`,
+/// `EXPR / k`; with several, the last): the rest of the expression and the factor it is
+/// multiplied by. `None` when `s` has no top-level `*` or `/`; an error when neither side
+/// is a number, when a number is divided by the expression, or when `k` is 0 under `/`.
+pub fn scalar_factor(s: &str) -> Option<Result<(&str, f64), String>> {
+    let (i, op) = top_level_op(s)?;
+    let (lhs, rhs) = (s[..i].trim(), s[i + 1..].trim());
+    let number = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite());
+    Some(match (number(lhs), number(rhs)) {
+        (_, Some(k)) if op == '/' && k == 0.0 => Err(format!("{s:?} divides by zero")),
+        (_, Some(k)) if op == '/' => Ok((lhs, 1.0 / k)),
+        (_, Some(k)) => Ok((lhs, k)),
+        (Some(k), None) if op == '*' => Ok((rhs, k)),
+        _ => Err(format!(
+            "{op} joins {lhs:?} and {rhs:?}: only multiplying or dividing by a number is supported"
+        )),
+    })
+}
+
 /// `(inside)` when the whole of `s` is one parenthesised group.
 fn enclosed(s: &str) -> Option<&str> {
     let body = s.strip_prefix('(')?.strip_suffix(')')?;
@@ -427,26 +446,12 @@ impl Demand {
         if s.is_empty() {
             return Err(format!("empty; {DEMAND_FORMS}"));
         }
-        if let Some((i, op)) = top_level_op(s) {
-            let (lhs, rhs) = (s[..i].trim(), s[i + 1..].trim());
-            let number = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite());
-            let (inner, factor) = match (number(lhs), number(rhs)) {
-                (_, Some(k)) if op == '/' => {
-                    if k <= 0.0 {
-                        return Err(format!("divided by {rhs}: divide by a positive number"));
-                    }
-                    (lhs, 1.0 / k)
-                }
-                (_, Some(k)) => (lhs, k),
-                (Some(k), None) if op == '*' => (rhs, k),
-                _ => {
-                    return Err(format!(
-                        "{op} joins {lhs:?} and {rhs:?}: a demand is multiplied or divided by a number only; {DEMAND_FORMS}"
-                    ))
-                }
-            };
+        if let Some(split) = scalar_factor(s) {
+            let (inner, factor) = split.map_err(|e| format!("{e}; {DEMAND_FORMS}"))?;
             if factor <= 0.0 {
-                return Err(format!("multiplied by {factor}: use a positive number"));
+                return Err(format!(
+                    "times {factor}: a demand is multiplied or divided by a positive number only"
+                ));
             }
             let mut d = Self::parse_part(inner)?;
             d.factor *= factor;
@@ -666,8 +671,10 @@ mod tests {
             ("x[5m]", "a range belongs inside rate"),
             ("rate(x[5q])", "not a range such as"),
             ("rate(x[2d])", "longer than a day"),
-            ("x / y", "multiplied or divided by a number only"),
-            ("x / 0", "divide by a positive number"),
+            ("x / y", "only multiplying or dividing by a number"),
+            ("2 / x", "only multiplying or dividing by a number"),
+            ("x / 0", "divides by zero"),
+            ("x / -4", "positive number only"),
             ("x * -2", "positive number"),
             ("rate(x", "closing ')'"),
             ("abs(x)", "not a supported function"),

@@ -73,6 +73,8 @@ struct Expr {
     /// `rate(S[R])`'s `R` in ms.
     range: Option<i64>,
     agg: Option<Agg>,
+    /// `* k` or `/ k` on the result, when written.
+    factor: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,7 +94,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and any of them times or divided by a number; not other PromQL";
 
 /// The query's expression, or what is wrong with it (for [`bad`]).
 fn parse_query(p: &PromParams) -> Result<Expr, String> {
@@ -104,6 +106,17 @@ fn parse_query(p: &PromParams) -> Result<Expr, String> {
 
 fn parse_expr(q: &str) -> Result<Expr, String> {
     let q = q.trim();
+    if let Some(split) = prescale_core::scalar_factor(q) {
+        let (inner, k) = split.map_err(|e| format!("{e}; {SUPPORTED}"))?;
+        let mut e = parse_expr(inner)?;
+        e.factor = Some(e.factor.unwrap_or(1.0) * k);
+        return Ok(e);
+    }
+    if let Some(body) = q.strip_prefix('(').and_then(|b| b.strip_suffix(')')) {
+        if parens(q).is_ok_and(|(_, rest)| rest.trim().is_empty()) {
+            return parse_expr(body);
+        }
+    }
     for (word, op) in [
         ("sum", AggOp::Sum),
         ("avg", AggOp::Avg),
@@ -165,7 +178,21 @@ fn parse_expr(q: &str) -> Result<Expr, String> {
         }) {
             return Err(format!("{l:?} is not a label name"));
         }
-        let mut e = parse_inner(inner)?;
+        let mut e = parse_expr(inner)?;
+        if e.agg.is_some() {
+            return Err(format!("an aggregation inside {word}(...); {SUPPORTED}"));
+        }
+        // A factor inside comes out: sum and avg scale with it, min and max too (swapped
+        // by a negative one), a count does not.
+        let op = match (op, e.factor) {
+            (AggOp::Count, _) => {
+                e.factor = None;
+                op
+            }
+            (AggOp::Min, Some(k)) if k < 0.0 => AggOp::Max,
+            (AggOp::Max, Some(k)) if k < 0.0 => AggOp::Min,
+            _ => op,
+        };
         e.agg = Some(Agg { op, by, labels });
         return Ok(e);
     }
@@ -217,6 +244,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         inner,
         range,
         agg: None,
+        factor: None,
     })
 }
 
@@ -310,7 +338,8 @@ fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<E
         (DemandExpr::Rate(_), None) => 2 * step,
     };
     // A plain selector keeps the metric name; a rate or an aggregation drops it.
-    let keep_name = matches!(expr.inner, DemandExpr::Sum(_)) && expr.agg.is_none();
+    let keep_name =
+        matches!(expr.inner, DemandExpr::Sum(_)) && expr.agg.is_none() && expr.factor.is_none();
     let mut out = Vec::new();
     for key in st.store.select_matching(expr.inner.selector()) {
         let samples = st
@@ -330,7 +359,16 @@ fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<E
     Ok(match &expr.agg {
         None => out,
         Some(a) => aggregate(a, out, times.len()),
+    }
+    .into_iter()
+    .map(|(labels, values)| match expr.factor {
+        Some(k) => (
+            labels,
+            values.into_iter().map(|v| v.map(|v| v * k)).collect(),
+        ),
+        None => (labels, values),
     })
+    .collect())
 }
 
 /// Groups series by the aggregation's labels and combines each group's values at each

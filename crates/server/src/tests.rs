@@ -631,9 +631,37 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         serde_json::json!({"job": "x"})
     );
 
+    // Times or divided by a number, either side, in parentheses or not: the name goes,
+    // as in Prometheus.
+    for query in [
+        "sum(g) * 2",
+        "2 * sum(g)",
+        "(sum(g) / 0.5)",
+        "sum(g * 4) / 2",
+    ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        assert_eq!(
+            matrix(&body),
+            vec![(
+                serde_json::json!({}),
+                vec!["64".into(), "72".into(), "80".into()]
+            )],
+            "{query}"
+        );
+    }
+    // Inside min or max a negative factor turns one into the other.
+    let (_, body) = get(&app, &q("max(g * -1)", window)).await;
+    assert_eq!(matrix(&body)[0].1, ["-11", "-13", "-15"], "{body}");
+    let (_, body) = get(&app, &q("g{a=\"2\"} / 100", window)).await;
+    assert_eq!(matrix(&body)[0].0, serde_json::json!({"a": "2"}), "{body}");
+    assert_eq!(matrix(&body)[0].1, ["0.21", "0.23", "0.25"], "{body}");
+
     // What it cannot answer, it says.
     for query in [
-        "g * 2",
+        "g * g",
+        "1 / g",
+        "g / 0",
         "irate(g[5m])",
         "sum(g) + 1",
         "sum by (a-b) (g)",
