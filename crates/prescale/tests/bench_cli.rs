@@ -33,13 +33,15 @@ fn bench_ingest_sends_everything_and_the_store_takes_it() {
             "{text}"
         );
         assert!(text.contains("samples/s; request latency p50"), "{text}");
-        // And what they take on disk, before and after the journal is written out.
+        // And what they take on disk: as received, once the journal is written out into
+        // tables, and once compressed into chunks (smaller than as rows).
         let per_sample: Vec<f64> = text
             .split(" bytes per sample")
             .filter_map(|part| part.rsplit(' ').next()?.parse().ok())
             .collect();
-        assert_eq!(per_sample.len(), 2, "{text}");
+        assert_eq!(per_sample.len(), 3, "{text}");
         assert!(per_sample.iter().all(|b| *b > 0.0), "{text}");
+        assert!(per_sample[2] < per_sample[1], "{text}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["bench", "ingest", "--batch", "0"])
