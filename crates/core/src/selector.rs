@@ -118,10 +118,7 @@ impl Selector {
     pub fn parse(input: &str) -> Result<Self, CoreError> {
         let bad = |reason: String| CoreError::BadSelector {
             input: input.to_string(),
-            // The selector's own error names it; not again when it is the whole input.
-            reason: reason
-                .strip_prefix(&format!("{:?}: ", input.trim()))
-                .map_or(reason.clone(), str::to_string),
+            reason,
         };
         let s = input.trim();
         let (name, rest) = match s.find('{') {
@@ -332,12 +329,11 @@ fn fmt_duration(ms: i64) -> String {
     format!("{ms}ms")
 }
 
-/// The top-level `*` or `/` of `s` last in it (outside parentheses, brackets, braces
-/// and quoted strings), with its byte offset.
-fn top_level_op(s: &str) -> Option<(usize, char)> {
-    let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
-    let mut found = None;
-    for (i, c) in s.char_indices() {
+/// The characters of `s` outside double-quoted strings (label values, where `\"`
+/// escapes a quote), with their byte offsets; the quotes themselves are left out.
+fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut escaped) = (false, false);
+    s.char_indices().filter(move |&(_, c)| {
         if quoted {
             match (escaped, c) {
                 (true, _) => escaped = false,
@@ -345,10 +341,20 @@ fn top_level_op(s: &str) -> Option<(usize, char)> {
                 (false, '"') => quoted = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
+        quoted = c == '"';
+        !quoted
+    })
+}
+
+/// The top-level `*` or `/` of `s` last in it (outside parentheses, brackets, braces
+/// and quoted strings), with its byte offset.
+fn top_level_op(s: &str) -> Option<(usize, char)> {
+    let mut depth = 0i32;
+    let mut found = None;
+    for (i, c) in unquoted(s) {
         match c {
-            '"' => quoted = true,
             '(' | '[' | '{' => depth += 1,
             ')' | ']' | '}' => depth -= 1,
             '*' | '/' if depth == 0 => found = Some((i, c)),
@@ -356,6 +362,28 @@ fn top_level_op(s: &str) -> Option<(usize, char)> {
         }
     }
     found
+}
+
+/// Splits `(inside) rest` at the parenthesis that closes the first, skipping quoted
+/// label values.
+pub fn parens(s: &str) -> Result<(&str, &str), String> {
+    let body = s
+        .strip_prefix('(')
+        .ok_or_else(|| format!("expected '(' at {s:?}"))?;
+    let mut depth = 1;
+    for (i, c) in unquoted(body) {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok((&body[..i], &body[i + 1..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(format!("no ')' closes {s:?}"))
 }
 
 /// [`Selector::parse`], its error as the reason for the whole demand's.
@@ -387,31 +415,8 @@ pub fn scalar_factor(s: &str) -> Option<Result<(&str, f64), String>> {
 
 /// `(inside)` when the whole of `s` is one parenthesised group.
 fn enclosed(s: &str) -> Option<&str> {
-    let body = s.strip_prefix('(')?.strip_suffix(')')?;
-    let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
-    for c in body.chars() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return None; // `(a) * (b)`: the first ')' closes the first '('
-                }
-            }
-            _ => {}
-        }
-    }
-    (depth == 0).then_some(body)
+    let (body, rest) = parens(s).ok()?;
+    rest.trim().is_empty().then_some(body)
 }
 
 impl Demand {

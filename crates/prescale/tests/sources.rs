@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::{
     bin, default_config, find, free_addr, get, http, samples as series, start_daemon, wait_for,
-    Killed,
+    Daemon, Killed,
 };
 
 /// The default configuration with the host collector off and one workload, `app`,
@@ -40,6 +40,18 @@ fn app_demand(addr: SocketAddr) -> Option<f64> {
     (code == 200)
         .then(|| v["data"]["demand"].as_f64())
         .flatten()
+}
+
+/// `prescale run` on [`config`], once it answers `/healthz`.
+fn healthy(dir: &Path, demand: &str, extra_server: &str) -> Daemon {
+    let text = std::fs::read_to_string(config(dir, demand, extra_server)).unwrap();
+    let d = Daemon::start(dir, &text);
+    wait_for(
+        || get(d.addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz",
+        &|| d.logs(),
+    );
+    d
 }
 
 #[test]
@@ -150,25 +162,12 @@ fn line_protocol_writes_carry_the_token_and_land_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t0ken-for-test\n").unwrap();
-    let cfg = config(
+    let d = healthy(
         dir.path(),
         "db_query_seconds",
         &format!("token_file = {:?}", token.display().to_string()),
     );
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &cfg,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(
-        || get(addr, "/healthz").is_some_and(|r| r.0 == 200),
-        "healthz",
-        &logs,
-    );
+    let (addr, logs) = (d.addr, || d.logs());
     let body = b"db,host=a query_seconds=0.25 1700000000\ndb,host=a query_seconds=0.5 1700000001\n";
     let path = "/api/v2/write?org=o&bucket=b&precision=s";
     let (code, text) = http(addr, "POST", path, &[], body).unwrap();
@@ -287,25 +286,12 @@ fn prescale_scrapes_a_node_exporter_and_plans_on_its_cpu_counters() {
 #[test]
 fn a_request_rate_demand_in_promql_becomes_vcpu() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
+    let d = healthy(
         dir.path(),
         r#"sum(rate(http_requests_total{job="web"}[4s])) / 50"#,
         "",
     );
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &cfg,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(
-        || get(addr, "/healthz").is_some_and(|r| r.0 == 200),
-        "healthz",
-        &logs,
-    );
+    let (addr, logs) = (d.addr, || d.logs());
     // Two web pods at 200 and 300 requests a second (500/s: 10 vCPU at 50 each), and a
     // batch job at 5000/s the selector leaves out, as counters every quarter second.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{now_ms, parse_duration_ms, DemandExpr, Sample, TimestampMs};
+use prescale_core::{now_ms, parens, parse_duration_ms, DemandExpr, Sample, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -246,38 +246,6 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         agg: None,
         factor: None,
     })
-}
-
-/// Splits `(inside) rest` at the parenthesis that closes the first, skipping quoted
-/// label values.
-fn parens(s: &str) -> Result<(&str, &str), String> {
-    let body = s
-        .strip_prefix('(')
-        .ok_or_else(|| format!("expected '(' at {s:?}"))?;
-    let (mut depth, mut quoted, mut escaped) = (1, false, false);
-    for (i, c) in body.char_indices() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Ok((&body[..i], &body[i + 1..]));
-                }
-            }
-            _ => {}
-        }
-    }
-    Err(format!("no ')' closes {s:?}"))
 }
 
 fn fmt_value(v: f64) -> String {
