@@ -347,9 +347,7 @@ fn step_sums(
                     .unwrap_or_default();
                 for (b, sum) in sums.iter_mut().enumerate() {
                     let until = from + (b as i64 + 1) * step;
-                    let lo = samples.partition_point(|s| s.ts < until - 2 * r);
-                    let hi = samples.partition_point(|s| s.ts < until);
-                    if let Some(v) = step_rates(&samples[lo..hi], until - r, 1, r)[0] {
+                    if let Some(v) = window_rate(&samples, until, r) {
                         *sum.get_or_insert(0.0) += v;
                     }
                 }
@@ -399,6 +397,15 @@ pub fn step_rates(samples: &[Sample], from: TimestampMs, nb: usize, step: i64) -
         }
     }
     out
+}
+
+/// A counter's per-second increase over the `r` ms before `until` (not included), from
+/// the last sample before that window: [`step_rates`] over one window of time-ordered
+/// `samples`.
+pub fn window_rate(samples: &[Sample], until: TimestampMs, r: i64) -> Option<f64> {
+    let lo = samples.partition_point(|s| s.ts < until - 2 * r);
+    let hi = samples.partition_point(|s| s.ts < until);
+    step_rates(&samples[lo..hi], until - r, 1, r)[0]
 }
 
 /// The steps still to read: from the step after the last read (or the start of the

@@ -265,11 +265,7 @@ fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -
         // Each time's own window (t - r, t], from the sample before it.
         return times
             .iter()
-            .map(|&t| {
-                let a = samples.partition_point(|s| s.ts <= t - 2 * r);
-                let b = samples.partition_point(|s| s.ts <= t);
-                prescale_orchestrate::engine::step_rates(&samples[a..b], t - r + 1, 1, r)[0]
-            })
+            .map(|&t| prescale_orchestrate::engine::window_rate(samples, t + 1, r))
             .collect();
     }
     match &expr.inner {
