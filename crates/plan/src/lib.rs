@@ -309,7 +309,7 @@ pub const FALL_SPREAD: f64 = 0.2;
 /// The scale-down window keeps the peak of its last `win` because demand may come back
 /// to it; where it fell just as far after this time on each of the last seasons (a
 /// daily service's evening), it is not coming back, and holding it only pays for the
-/// descent a second time: on a daily service at 5% noise, 3-4% of its cost.
+/// descent a second time: on a daily service at 5% noise, about 3% of its cost.
 pub fn seasonal_fall(
     now: TimestampMs,
     win: i64,
@@ -857,28 +857,20 @@ mod tests {
         let (mut w, _) = setup();
         w.scale_down_window_s = 7200;
         let (hour, day) = (3_600_000i64, 86_400_000i64);
-        // Hourly steps: 100 until 18:00, then down by 10 an hour, each day alike
-        // (`scale` per day, so a day can fall further than the others).
-        let series = |scale: fn(i64) -> f64| {
-            move |from: i64, to: i64| -> Option<Held> {
-                let steps: Vec<f64> = (from.div_euclid(hour)..to.div_euclid(hour))
-                    .filter(|h| *h >= 0)
-                    .map(|h| {
-                        let at = h % 24;
-                        let v = if at < 18 {
-                            100.0
-                        } else {
-                            100.0 - 10.0 * (at - 17) as f64
-                        };
-                        v * scale(h / 24)
-                    })
-                    .collect();
-                steps.iter().copied().reduce(f64::max).map(|p| (p, None))
-            }
+        // Hourly steps: 100 until 18:00, then down by 10 an hour, each day alike (the
+        // cases below change single days around it).
+        let alike = move |from: i64, to: i64| -> Option<Held> {
+            (from.div_euclid(hour)..to.div_euclid(hour))
+                .filter(|h| *h >= 0)
+                .map(|h| match h % 24 {
+                    at if at < 18 => 100.0,
+                    at => 100.0 - 10.0 * (at - 17) as f64,
+                })
+                .reduce(f64::max)
+                .map(|p| (p, None))
         };
         let now = 5 * day + 20 * hour;
         // The two hours before 20:00 peaked at 90 (18:00), the two after at 70 (20:00).
-        let alike = series(|_| 1.0);
         let r = seasonal_fall(now, 2 * hour, day, alike).expect("a seasonal fall");
         assert!((r - 70.0 / 90.0).abs() < 1e-9, "{r}");
         // In the floor: today's window peak (90) times that fall, and the reason says so.
