@@ -184,7 +184,7 @@ impl Chunk {
     }
 
     /// `[version][first ts i64 LE][sample count u32 LE][timestamps' length u32 LE]`, then
-    /// the timestamps and the values (as their f64 bits), each a `pco` stream.
+    /// the timestamps and the values, each a lossless `pco` stream.
     fn encode(&self) -> Vec<u8> {
         let ts: Vec<i64> = self.samples.iter().map(|s| s.ts).collect();
         let values: Vec<f64> = self.samples.iter().map(|s| s.value).collect();
