@@ -398,7 +398,7 @@ pub fn render_metrics(st: &AppState) -> String {
         )],
     );
     // Unlabelled series: (name, type, help, value).
-    let scalars: [(&str, &str, &str, f64); 9] = [
+    let scalars: [(&str, &str, &str, f64); 10] = [
         (
             "prescale_control_passes_total",
             "counter",
@@ -440,6 +440,12 @@ pub fn render_metrics(st: &AppState) -> String {
             "counter",
             "Samples stored by this process.",
             st.store.appended_total() as f64,
+        ),
+        (
+            "prescale_samples_compressed_total",
+            "counter",
+            "Samples this process moved from rows into compressed chunks (hourly, those older than an hour).",
+            st.store.compressed_total() as f64,
         ),
         (
             "prescale_series",

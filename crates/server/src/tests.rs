@@ -46,7 +46,14 @@ async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn health_dashboard_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let app = router(fixture(dir.path()));
+    let st = fixture(dir.path());
+    // What the hourly pass does: every stored sample into chunks, counted.
+    let mut moved = 0;
+    for key in st.store.series() {
+        moved += st.store.compress_before(&key, i64::MAX).unwrap();
+    }
+    assert!(moved > 40, "{moved}");
+    let app = router(st);
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     let (code, html) = get(&app, "/").await;
     assert_eq!(code, StatusCode::OK);
@@ -57,6 +64,10 @@ async fn health_dashboard_and_metrics() {
     let (code, text) = get(&app, "/metrics").await;
     assert_eq!(code, StatusCode::OK);
     assert!(text.contains("prescale_control_passes_total 40"), "{text}");
+    assert!(
+        text.contains(&format!("prescale_samples_compressed_total {moved}\n")),
+        "{text}"
+    );
     assert!(text.contains("prescale_forecast_demand{workload=\"host\",quantile=\"0.95\"}"));
     assert!(text.contains(
         "prescale_allocation_instances{workload=\"host\",tier=\"spot\",state=\"ready\"}"

@@ -117,6 +117,8 @@ struct Inner {
     next_series: Mutex<u64>,
     next_decision: AtomicU64,
     appended: AtomicU64,
+    /// Samples this process moved into chunks.
+    compressed: AtomicU64,
     remote: Option<remote::Remote>,
 }
 
@@ -325,6 +327,7 @@ impl Store {
                 next_series: Mutex::new(max_id + 1),
                 next_decision: AtomicU64::new(next_decision),
                 appended: AtomicU64::new(0),
+                compressed: AtomicU64::new(0),
                 remote: None,
             }),
         })
@@ -769,6 +772,9 @@ impl Store {
         }
         if moved > 0 {
             self.persist()?;
+            self.inner
+                .compressed
+                .fetch_add(moved as u64, Ordering::Relaxed);
         }
         Ok(moved)
     }
@@ -940,6 +946,11 @@ impl Store {
     /// Samples accepted since this handle was opened.
     pub fn appended_total(&self) -> u64 {
         self.inner.appended.load(Ordering::Relaxed)
+    }
+
+    /// Samples moved into compressed chunks since this handle was opened.
+    pub fn compressed_total(&self) -> u64 {
+        self.inner.compressed.load(Ordering::Relaxed)
     }
 
     /// Writes the samples held in memory out as tables and compacts them, as a
