@@ -153,6 +153,14 @@ fn decode_f64(b: &[u8]) -> Result<f64> {
     Ok(f64::from_le_bytes(a))
 }
 
+/// The sample a `samples` row holds (its key: series id ++ timestamp; its value: f64).
+fn row_sample(key: &[u8], value: &[u8]) -> Result<Sample> {
+    Ok(Sample {
+        ts: ts_from_key(&key[8..]),
+        value: decode_f64(value)?,
+    })
+}
+
 /// Most samples one chunk holds; longer runs are split.
 pub const CHUNK_MAX: usize = 4096;
 
@@ -652,10 +660,7 @@ impl Store {
             .range(sample_key(id, start)..=sample_key(id, end))
         {
             let (k, v) = item.into_inner().map_err(self.io())?;
-            out.push(Sample {
-                ts: ts_from_key(&k[8..]),
-                value: decode_f64(&v)?,
-            });
+            out.push(row_sample(&k, &v)?);
         }
         let chunked: Vec<Sample> = self
             .chunks_in(id, start, end)?
@@ -719,10 +724,7 @@ impl Store {
                 .take(ROWS)
             {
                 let (k, v) = item.into_inner().map_err(self.io())?;
-                raw.push(Sample {
-                    ts: ts_from_key(&k[8..]),
-                    value: decode_f64(&v)?,
-                });
+                raw.push(row_sample(&k, &v)?);
             }
             let (Some(lo), Some(hi)) = (raw.first().map(|s| s.ts), raw.last().map(|s| s.ts)) else {
                 break;
@@ -863,10 +865,7 @@ impl Store {
         let raw = match self.inner.samples.range(lo..=hi).next_back() {
             Some(g) => {
                 let (k, v) = g.into_inner().map_err(self.io())?;
-                Some(Sample {
-                    ts: ts_from_key(&k[8..]),
-                    value: decode_f64(&v)?,
-                })
+                Some(row_sample(&k, &v)?)
             }
             None => None,
         };
