@@ -167,11 +167,72 @@ pub struct Floor {
 /// cost 0.1-1.1% more and was never short for longer.
 pub const SEASONAL_FLOOR_AHEAD_MS: i64 = 30 * 60_000;
 
-/// The season the seasonal floor looks back by: the workload's `season_s`, else a day.
-/// Not a detected season: a surge most often comes back the next day, and a detection
-/// may find a week, or land a few steps off a day or a week on a noisy history.
+/// The season the scale-down window's [`seasonal_fall`] looks back by: the workload's
+/// `season_s`, else a day. Not a detected season: a surge most often comes back the
+/// next day, and a detection may find a week, or land a few steps off a day or a week
+/// on a noisy history.
 fn floor_season_ms(w: &Workload) -> i64 {
-    w.season_s.map_or(86_400_000, |s| s as i64 * 1000)
+    w.season_s.map_or(DAY_MS, |s| s as i64 * 1000)
+}
+
+const DAY_MS: i64 = 86_400_000;
+const WEEK_MS: i64 = 7 * DAY_MS;
+
+/// How much closer demand must have come, hour by hour over the last week, to the same
+/// hour a week before than to the same hour a day before, for the seasonal floor of a
+/// workload without `season_s` to look back a week ([`floor_season`]).
+///
+/// A service quieter at weekends runs each Saturday like the Saturday before, not like
+/// the Friday: looking back a day holds a Friday's capacity all Saturday (1.5 times the
+/// oracle's cost on the synthetic service's Saturdays). A daily service, or a daily
+/// surge, comes back alike either way (a share near 1), so it keeps looking back a day.
+pub const WEEKLY_SHARE: f64 = 0.5;
+
+/// The fewest hours with a week before them that [`floor_season`] compares.
+pub const WEEKLY_MIN_HOURS: usize = 24;
+
+/// The season the seasonal floor looks back by at `now`: the workload's `season_s`;
+/// else a week when, over the hours of the last week that have demand a week before
+/// them (at least [`WEEKLY_MIN_HOURS`]), demand was in total at most [`WEEKLY_SHARE`] as
+/// far from the same hour a week before as from the same hour a day before; else a day.
+/// Hours are `step_ms` when longer; `peak(from, to)` is as for [`demand_floors`].
+/// Returns the season and, when it chose a week, the share it measured.
+pub fn floor_season(
+    w: &Workload,
+    now: TimestampMs,
+    step_ms: i64,
+    peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
+) -> (i64, Option<f64>) {
+    if let Some(s) = w.season_s {
+        return (s as i64 * 1000, None);
+    }
+    let block = step_ms.max(3_600_000);
+    let per_day = (DAY_MS / block) as usize;
+    let per_week = (WEEK_MS / block) as usize;
+    if per_day < 2 || DAY_MS % block != 0 {
+        return (DAY_MS, None);
+    }
+    // Block k ends k blocks before now: the day before block k is block k + per_day,
+    // the week before it block k + per_week.
+    let peaks: Vec<Option<f64>> = (0..2 * per_week)
+        .map(|k| {
+            let to = now - k as i64 * block;
+            peak(to - block, to).map(|h| h.0).filter(|v| v.is_finite())
+        })
+        .collect();
+    let (mut by_day, mut by_week, mut hours) = (0.0, 0.0, 0usize);
+    for k in 0..per_week {
+        if let (Some(p), Some(d), Some(wk)) = (peaks[k], peaks[k + per_day], peaks[k + per_week]) {
+            by_day += (p - d).abs();
+            by_week += (p - wk).abs();
+            hours += 1;
+        }
+    }
+    if hours >= WEEKLY_MIN_HOURS && by_day > 0.0 && by_week <= WEEKLY_SHARE * by_day {
+        (WEEK_MS, Some(by_week / by_day))
+    } else {
+        (DAY_MS, None)
+    }
 }
 
 /// How far the median forecast must have come toward a peak, and back from it, for the
@@ -272,17 +333,23 @@ pub fn demand_floors(
             }
         }
         if w.seasonal_floor && season_ms > 2 * step_ms {
-            let s = season_ms;
+            let (s, weekly) = floor_season(w, now, step_ms, |a, b| peak(j, a, b));
             let at = now - s;
             let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
             if let Some((p, left_out)) = peak(j, at - step_ms, at + ahead) {
+                let mut what = format!(
+                    "the highest demand around this time one season ({} s) ago (seasonal_floor)",
+                    s / 1000
+                );
+                if let Some(share) = weekly {
+                    what.push_str(&format!(
+                        ", a week as over the last week demand came {share:.2} as far from the same hour a week before as from the same hour a day before"
+                    ));
+                }
                 out.push(Floor {
                     dim: *d,
                     demand: p,
-                    what: format!(
-                        "the highest demand around this time one season ({} s) ago (seasonal_floor)",
-                        s / 1000
-                    ),
+                    what,
                     left_out,
                 });
             }
@@ -917,6 +984,67 @@ mod tests {
         let f = demand_floors(&w, now, hour, &[Dim::Cpu], peak);
         assert_eq!(f[0].demand, 90.0, "{f:?}");
         assert!(!f[0].what.contains("times"), "{}", f[0].what);
+    }
+
+    #[test]
+    fn the_seasonal_floor_looks_back_a_week_where_weeks_repeat_and_days_do_not() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 0;
+        let (hour, day) = (3_600_000i64, 86_400_000i64);
+        // Hourly steps from day 0 (a Monday): `level(h)` in hour h; the peak of a range
+        // is its highest hour, with a little noise that differs every hour.
+        fn peaks(
+            level: impl Fn(i64) -> f64,
+            start: i64,
+        ) -> impl Fn(usize, i64, i64) -> Option<Held> {
+            move |_, from: i64, to: i64| {
+                let hour = 3_600_000i64;
+                (from.div_euclid(hour).max(start)..to.div_euclid(hour))
+                    .map(|h| level(h) * (1.0 + 0.02 * (((h * 7919) % 13) as f64 / 13.0 - 0.5)))
+                    .reduce(f64::max)
+                    .map(|p| (p, None))
+            }
+        }
+        let daily = |h: i64| 50.0 + 100.0 * ((h % 24) as f64 / 24.0 * std::f64::consts::PI).sin();
+        let weekends = move |h: i64| daily(h) * if (h / 24) % 7 >= 5 { 0.5 } else { 1.0 };
+        // A Saturday at 14:00 after two weeks: a week back is last Saturday's level.
+        let now = (2 * 7 + 5) * day + 14 * hour;
+        let p = peaks(weekends, 0);
+        let (season, share) = floor_season(&w, now, hour, |a, b| p(0, a, b));
+        assert_eq!(season, 7 * day);
+        assert!(share.unwrap() < 0.2, "{share:?}");
+        let f = demand_floors(&w, now, hour, &[Dim::Cpu], &p);
+        assert!(
+            f[0].what.contains("604800 s") && f[0].what.contains("a week as"),
+            "{}",
+            f[0].what
+        );
+        assert!(f[0].demand < 0.6 * daily(14), "{f:?}");
+        // The same service without quieter weekends repeats daily: a day back.
+        let p = peaks(daily, 0);
+        assert_eq!(floor_season(&w, now, hour, |a, b| p(0, a, b)), (day, None));
+        let f = demand_floors(&w, now, hour, &[Dim::Cpu], &p);
+        assert!(
+            f[0].what.contains("86400 s") && !f[0].what.contains("week"),
+            "{}",
+            f[0].what
+        );
+        // Too few hours with a week before them (history from 7 days and 20 hours ago),
+        // or a season the workload sets: no choice made.
+        let p = peaks(weekends, (2 * 7 + 5) * 24 + 14 - 7 * 24 - 20);
+        assert_eq!(floor_season(&w, now, hour, |a, b| p(0, a, b)), (day, None));
+        let p = peaks(weekends, 0);
+        w.season_s = Some(43_200);
+        assert_eq!(
+            floor_season(&w, now, hour, |a, b| p(0, a, b)),
+            (day / 2, None)
+        );
+        // Steps longer than a day fraction that divides it: a day.
+        w.season_s = None;
+        assert_eq!(
+            floor_season(&w, now, 7 * hour, |a, b| p(0, a, b)),
+            (day, None)
+        );
     }
 
     #[test]
