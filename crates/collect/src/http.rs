@@ -1,6 +1,7 @@
 //! The HTTP client every outgoing call uses (scrapes, the remote store, webhooks): one
 //! place for time-outs, status handling and TLS. HTTPS needs the `tls` feature
-//! (rustls with the Mozilla root certificates, or a configured CA file).
+//! (rustls with the Mozilla root certificates, or a configured CA file; a client
+//! certificate where the server asks for one).
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,44 +9,84 @@ use std::time::Duration;
 /// Whether this build speaks HTTPS.
 pub const TLS: bool = cfg!(feature = "tls");
 
+/// The TLS files of one endpoint, each a PEM file: the CA to check the server's
+/// certificate against instead of the public roots, and a client certificate (its chain)
+/// with its private key, for servers that ask the client for one (mutual TLS: an API
+/// server set up with kubeadm, an exporter behind an mTLS proxy).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsFiles<'a> {
+    /// The CA's certificates.
+    pub ca_file: Option<&'a Path>,
+    /// The client certificate chain and its private key.
+    pub client: Option<(&'a Path, &'a Path)>,
+}
+
+impl TlsFiles<'_> {
+    /// Whether any file is set.
+    pub fn any(&self) -> bool {
+        self.ca_file.is_some() || self.client.is_some()
+    }
+}
+
 /// An agent with a time-out on the whole call that returns non-2xx answers instead of
-/// failing on them; with `ca_file`, server certificates are checked against the PEM
-/// certificates in it instead of the public roots.
-pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, String> {
+/// failing on them, using `tls`'s files (see [`TlsFiles`]). Errors name the file and
+/// what is wrong with it.
+pub fn agent(timeout: Duration, tls: TlsFiles<'_>) -> Result<ureq::Agent, String> {
     let builder = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false);
-    let Some(ca) = ca_file else {
+    if !tls.any() {
         return Ok(builder.build().into());
-    };
+    }
     #[cfg(feature = "tls")]
     {
-        let pem = std::fs::read(ca)
-            .map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
-        let mut certs = Vec::new();
-        for item in ureq::tls::parse_pem(&pem) {
-            match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-                Ok(_) => {}
-                Err(e) => return Err(format!("the CA file {}: {e}", ca.display())),
-            }
+        let mut config = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = tls.ca_file {
+            let certs = pem_certs(ca, "CA file")?;
+            config = config.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
-        if certs.is_empty() {
-            return Err(format!(
-                "the CA file {} holds no PEM certificate",
-                ca.display()
-            ));
+        if let Some((cert, key)) = tls.client {
+            let chain = pem_certs(cert, "client certificate file")?;
+            let pem = std::fs::read(key)
+                .map_err(|e| format!("cannot read the client key file {}: {e}", key.display()))?;
+            let key = ureq::tls::PrivateKey::from_pem(&pem).map_err(|e| {
+                format!(
+                    "the client key file {} holds no PEM private key ({e})",
+                    key.display()
+                )
+            })?;
+            config = config.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
         }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-            .build();
-        Ok(builder.tls_config(tls).build().into())
+        Ok(builder.tls_config(config.build()).build().into())
     }
     #[cfg(not(feature = "tls"))]
     {
         let _ = builder;
-        Err(no_tls(&ca.display().to_string()))
+        let f = tls.ca_file.or(tls.client.map(|c| c.0)).expect("some file");
+        Err(no_tls(&f.display().to_string()))
     }
+}
+
+/// The PEM certificates in `path` (`what` names it in errors): at least one.
+#[cfg(feature = "tls")]
+fn pem_certs(path: &Path, what: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("the {what} {}: {e}", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// The error for an https URL or CA file in a build without TLS.

@@ -31,6 +31,9 @@ pub struct Settings<'a> {
     /// PEM certificates for the API server; `None`: the pod's CA (only for the pod's
     /// own API server), else the system's roots.
     pub ca_file: Option<&'a Path>,
+    /// A client certificate and its private key, to authenticate with (as a
+    /// kubeconfig's `client-certificate` and `client-key`).
+    pub client: Option<(&'a Path, &'a Path)>,
     /// The namespace; `None`: the pod's, else `default`.
     pub namespace: Option<&'a str>,
     /// How long a call may take.
@@ -134,8 +137,14 @@ pub fn connect(
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "default".into()),
     };
-    let agent = crate::http::agent(s.timeout, ca_file.as_deref())
-        .map_err(|e| format!("{key}.ca_file: {e}"))?;
+    let agent = crate::http::agent(
+        s.timeout,
+        crate::http::TlsFiles {
+            ca_file: ca_file.as_deref(),
+            client: s.client,
+        },
+    )
+    .map_err(|e| format!("{key}: {e}"))?;
     Ok(Connection {
         api_url,
         token_file,
@@ -320,5 +329,49 @@ mod tests {
             "app%3Dapi%2Ctier%21%3Dcanary"
         );
         assert_eq!(percent_encode("a in (x, y)"), "a%20in%20%28x%2C%20y%29");
+    }
+
+    #[test]
+    fn a_client_certificate_is_read_when_connecting_and_its_faults_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+        let settings = Settings {
+            api_url: Some("https://10.0.0.1:6443"),
+            client: Some((&cert, &key)),
+            timeout: std::time::Duration::from_secs(1),
+            ..Settings::default()
+        };
+        let connect = || connect(&settings, "providers.kubernetes", |_| None, dir.path());
+        let e = connect().unwrap_err();
+        assert!(e.starts_with("providers.kubernetes: "), "{e}");
+        if !crate::http::TLS {
+            assert!(e.contains("--features tls"), "{e}");
+            return;
+        }
+        assert!(e.contains("cannot read the client certificate file"), "{e}");
+        // A PEM block of the right kind is all the client needs before the handshake.
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(&key, "not a key\n").unwrap();
+        let e = connect().unwrap_err();
+        assert!(
+            e.contains("client key file") && e.contains("no PEM private key"),
+            "{e}"
+        );
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert!(connect().is_ok());
+        std::fs::write(&cert, "").unwrap();
+        let e = connect().unwrap_err();
+        assert!(
+            e.contains("client certificate file") && e.contains("no PEM certificate"),
+            "{e}"
+        );
     }
 }

@@ -363,7 +363,8 @@ histogram_bucket{le="+Inf"} 3e2
             .unwrap()
             .port();
         let t = Target::new("j", "http", &format!("127.0.0.1:{port}"), "/metrics");
-        let agent = crate::http::agent(Duration::from_secs(2), None).unwrap();
+        let agent =
+            crate::http::agent(Duration::from_secs(2), crate::http::TlsFiles::default()).unwrap();
         let s = scrape(&agent, &t, 1000);
         assert_eq!(s.health.health, "down");
         assert!(
@@ -403,7 +404,8 @@ histogram_bucket{le="+Inf"} 3e2
             }
         });
         let t = Target::new("app", "http", &addr.to_string(), "/metrics");
-        let agent = crate::http::agent(Duration::from_secs(5), None).unwrap();
+        let agent =
+            crate::http::agent(Duration::from_secs(5), crate::http::TlsFiles::default()).unwrap();
         let s = scrape(&agent, &t, 7);
         assert_eq!(s.health.health, "up", "{:?}", s.health);
         assert_eq!(s.health.last_samples, 1);

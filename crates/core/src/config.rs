@@ -91,6 +91,12 @@ fn validate_providers(p: &ProvidersConfig) -> Result<(), (String, String)> {
             if let Some(f) = &w.token_file {
                 read_token_file(f).map_err(|m| ("providers.webhook.token_file".into(), m))?;
             }
+            client_cert(
+                w.cert_file.as_deref(),
+                w.key_file.as_deref(),
+                "providers.webhook.cert_file",
+                "providers.webhook.key_file",
+            )?;
         }
         // Checked with the workloads and tiers, in `Config::validate`.
         ProviderKind::Kubernetes => {}
@@ -110,6 +116,12 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
         if !names.insert(j.job.as_str()) {
             return Err((k("job"), format!("job {:?} is used twice", j.job)));
         }
+        client_cert(
+            j.cert_file.as_deref(),
+            j.key_file.as_deref(),
+            &k("cert_file"),
+            &k("key_file"),
+        )?;
         if j.targets.is_empty() && j.kubernetes.is_none() {
             return Err((
                 k("targets"),
@@ -123,6 +135,12 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
                 sd.api_url.as_deref(),
                 sd.token_file.as_deref(),
                 sd.namespace.as_deref(),
+            )?;
+            client_cert(
+                sd.api_cert_file.as_deref(),
+                sd.api_key_file.as_deref(),
+                &k("api_cert_file"),
+                &k("api_key_file"),
             )?;
             if sd.port == Some(0) {
                 return Err((k("port"), "must be a port number, 1 to 65535".into()));
@@ -205,6 +223,13 @@ pub struct RemoteStorageConfig {
     /// PEM certificates to check the server's certificate against (https only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) to present where the server asks for one
+    /// (mutual TLS), with its private key in `key_file`: set both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     /// Basic authentication's user name (hosted Prometheus-compatible stores), with the
     /// password in `password_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,6 +290,13 @@ pub struct ScrapeConfig {
     /// roots (https only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) to present where the server asks for one
+    /// (mutual TLS), with its private key in `key_file`: set both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     /// `[sources.scrape.kubernetes]`: find the targets among a namespace's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSdConfig>,
@@ -284,6 +316,13 @@ pub struct KubernetesSdConfig {
     /// As `[providers.kubernetes] ca_file` (the API server's CA, not the pods').
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_ca_file: Option<PathBuf>,
+    /// As `[providers.kubernetes] cert_file` (prescale's certificate for the API
+    /// server, not for the pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_cert_file: Option<PathBuf>,
+    /// As `[providers.kubernetes] key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
     /// The pods' namespace (absent: prescale's own, else `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -427,6 +466,13 @@ pub struct WebhookProviderConfig {
     /// PEM certificates to check the endpoint's certificate against (https only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) to present where the server asks for one
+    /// (mutual TLS), with its private key in `key_file`: set both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     /// As for `[providers.exec]`.
     #[serde(default)]
     pub report_state: bool,
@@ -449,6 +495,14 @@ pub struct KubernetesProviderConfig {
     /// service-account CA when there is one, else the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate to authenticate with (a kubeconfig's
+    /// `client-certificate`, e.g. kubeadm's admin.conf), with its private key in
+    /// `key_file` (`client-key`): set both or neither. It can stand in for a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     /// The namespace of the objects. Absent: the pod's own, else `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -469,6 +523,8 @@ impl Default for KubernetesProviderConfig {
             api_url: None,
             token_file: None,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
             namespace: None,
             name: default_kube_name(),
             kind: KubeKind::default(),
@@ -519,6 +575,35 @@ pub fn valid_kube_name(name: &str, label: bool) -> bool {
         })
 }
 
+/// A client certificate and its key (`cert` and `key`, named `cert_key` and `key_key`
+/// in errors), both set or neither: the pair, or `None`. Whether the files hold a PEM
+/// certificate and key is checked where the connection is made.
+pub fn client_cert<'a>(
+    cert: Option<&'a std::path::Path>,
+    key: Option<&'a std::path::Path>,
+    cert_key: &str,
+    key_key: &str,
+) -> Result<Option<(&'a std::path::Path, &'a std::path::Path)>, (String, String)> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(c), None) => Err((
+            key_key.into(),
+            format!(
+                "not set, but {cert_key} is ({}): a client certificate needs the file of its private key",
+                c.display()
+            ),
+        )),
+        (None, Some(k)) => Err((
+            cert_key.into(),
+            format!(
+                "not set, but {key_key} is ({}): set the client certificate the key belongs to",
+                k.display()
+            ),
+        )),
+    }
+}
+
 /// Checks how an API server is reached (the provider's and pod discovery's settings
 /// alike): `key` names a field of the section in errors.
 fn validate_kube_connection(
@@ -558,6 +643,12 @@ fn validate_kubernetes(
         k.api_url.as_deref(),
         k.token_file.as_deref(),
         k.namespace.as_deref(),
+    )?;
+    client_cert(
+        k.cert_file.as_deref(),
+        k.key_file.as_deref(),
+        &key("cert_file"),
+        &key("key_file"),
     )?;
     if k.timeout_s == 0 {
         return Err((key("timeout_s"), "must be at least 1 second".into()));
@@ -838,7 +929,7 @@ impl Config {
     pub fn https_uses(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (i, j) in self.sources.scrape.iter().enumerate() {
-            if j.scheme == "https" || j.ca_file.is_some() {
+            if j.scheme == "https" || j.ca_file.is_some() || j.cert_file.is_some() {
                 out.push(format!("sources.scrape[{i}] ({})", j.job));
             }
             if let Some(sd) = &j.kubernetes {
@@ -848,6 +939,7 @@ impl Config {
                     .as_deref()
                     .is_none_or(|u| u.starts_with("https://"))
                     || sd.api_ca_file.is_some()
+                    || sd.api_cert_file.is_some()
                 {
                     out.push(format!("sources.scrape[{i}].kubernetes ({})", j.job));
                 }
@@ -857,13 +949,14 @@ impl Config {
             if r.write_url.starts_with("https://")
                 || r.read_url.starts_with("https://")
                 || r.ca_file.is_some()
+                || r.cert_file.is_some()
             {
                 out.push("storage.remote".into());
             }
         }
         if let Some(w) = &self.providers.webhook {
             if self.providers.use_ == ProviderKind::Webhook
-                && (w.url.starts_with("https://") || w.ca_file.is_some())
+                && (w.url.starts_with("https://") || w.ca_file.is_some() || w.cert_file.is_some())
             {
                 out.push("providers.webhook".into());
             }
@@ -875,6 +968,7 @@ impl Config {
                 .as_deref()
                 .is_none_or(|u| u.starts_with("https://"))
                 || k.ca_file.is_some()
+                || k.cert_file.is_some()
             {
                 out.push("providers.kubernetes".into());
             }
@@ -954,6 +1048,12 @@ impl Config {
             if let Some(f) = &r.token_file {
                 read_token_file(f).map_err(|m| ("storage.remote.token_file".to_string(), m))?;
             }
+            client_cert(
+                r.cert_file.as_deref(),
+                r.key_file.as_deref(),
+                "storage.remote.cert_file",
+                "storage.remote.key_file",
+            )?;
             match (&r.username, &r.password_file, &r.token_file) {
                 (Some(_), Some(f), None) => {
                     read_token_file(f)
@@ -1384,6 +1484,13 @@ mod tests {
             c.https_uses(),
             vec!["sources.scrape[0].kubernetes (api)".to_string()]
         );
+        // A client certificate with its key; it needs https, as a CA file does.
+        let c = Config::parse(
+            &job("job = \"n\"\ntargets = [\"h:1\"]\ncert_file = \"c.pem\"\nkey_file = \"c.key\""),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.https_uses(), vec!["sources.scrape[0] (n)".to_string()]);
         for (body, key, why) in [
             ("job = \"n\"\ntargets = []", "sources.scrape[0].targets", "at least one"),
             ("job = \"n\"\ntargets = [\"http://h:1\"]", "sources.scrape[0].targets[0]", "no scheme"),
@@ -1399,6 +1506,9 @@ mod tests {
             ("job = \"n\"\n[sources.scrape.kubernetes]\nnamespace = \"a.b\"", "sources.scrape[0].kubernetes.namespace", "namespace name"),
             ("job = \"n\"\n[sources.scrape.kubernetes]\napi_url = \"k8s:443\"", "sources.scrape[0].kubernetes.api_url", "http:// or https://"),
             ("job = \"n\"\n[sources.scrape.kubernetes]\nrefresh_s = 0", "sources.scrape[0].kubernetes.refresh_s", "at least 1 second"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\ncert_file = \"c.pem\"", "sources.scrape[0].key_file", "needs the file of its private key"),
+            ("job = \"n\"\ntargets = [\"h:1\"]\nkey_file = \"c.key\"", "sources.scrape[0].cert_file", "the client certificate the key belongs to"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\napi_cert_file = \"c.pem\"", "sources.scrape[0].kubernetes.api_key_file", "needs the file of its private key"),
         ] {
             let e = Config::parse(&job(body), "p.toml").unwrap_err();
             assert_eq!(e.key, key, "{e}");
@@ -1473,6 +1583,14 @@ mod tests {
                 ),
                 "providers.webhook.token_file",
                 "cannot read the token file",
+            ),
+            (
+                with(
+                    "webhook",
+                    "[providers.webhook]\nurl = \"https://x/y\"\ncert_file = \"c.pem\"",
+                ),
+                "providers.webhook.key_file",
+                "needs the file of its private key",
             ),
             (with("cloud", ""), "providers.use", "unknown variant"),
         ] {
@@ -1553,6 +1671,18 @@ mod tests {
             assert_eq!(e.key, format!("providers.kubernetes.{field}"), "{e}");
             assert!(e.message.contains(why), "{section}: {e}");
         }
+        // A client key is refused at the certificate it needs.
+        let e = Config::parse(
+            &with("[providers.kubernetes]\nkey_file = \"/etc/k.key\""),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "providers.kubernetes.cert_file", "{e}");
+        assert!(
+            e.message
+                .contains("the client certificate the key belongs to"),
+            "{e}"
+        );
         // With one tier, an existing Deployment can be scaled by the workload's name.
         let mut c = Config::default();
         c.providers.use_ = ProviderKind::Kubernetes;
@@ -1598,6 +1728,10 @@ mod tests {
             (
                 "[storage.remote]\nwrite_url = \"http://vm/w\"",
                 "storage.remote",
+            ),
+            (
+                "[storage.remote]\nwrite_url = \"https://vm/w\"\nread_url = \"https://vm\"\ncert_file = \"c.pem\"",
+                "storage.remote.key_file",
             ),
         ] {
             let e = Config::parse(&with(section), "p.toml").unwrap_err();

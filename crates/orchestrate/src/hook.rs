@@ -837,7 +837,11 @@ exit 0
             Transport::Webhook {
                 url: format!("http://{addr}/scale"),
                 token: Some("tok".into()),
-                agent: prescale_collect::http::agent(Duration::from_secs(5), None).unwrap(),
+                agent: prescale_collect::http::agent(
+                    Duration::from_secs(5),
+                    prescale_collect::http::TlsFiles::default(),
+                )
+                .unwrap(),
             },
             Duration::from_secs(5),
             false,
@@ -873,7 +877,11 @@ exit 0
             Transport::Webhook {
                 url: format!("http://{addr}/scale"),
                 token: None,
-                agent: prescale_collect::http::agent(Duration::from_secs(2), None).unwrap(),
+                agent: prescale_collect::http::agent(
+                    Duration::from_secs(2),
+                    prescale_collect::http::TlsFiles::default(),
+                )
+                .unwrap(),
             },
             Duration::from_secs(2),
             false,

@@ -64,6 +64,7 @@ impl KubeApi {
                 api_url: cfg.api_url.as_deref(),
                 token_file: cfg.token_file.as_deref(),
                 ca_file: cfg.ca_file.as_deref(),
+                client: cfg.cert_file.as_deref().zip(cfg.key_file.as_deref()),
                 namespace: cfg.namespace.as_deref(),
                 timeout: std::time::Duration::from_secs(cfg.timeout_s),
             },

@@ -183,7 +183,10 @@ fn send(
     requests: usize,
     bar: &indicatif::ProgressBar,
 ) -> Result<Vec<Duration>, String> {
-    let agent = prescale_collect::http::agent(Duration::from_secs(60), None)?;
+    let agent = prescale_collect::http::agent(
+        Duration::from_secs(60),
+        prescale_collect::http::TlsFiles::default(),
+    )?;
     let total = keys.len() * a.samples;
     let mut out = Vec::new();
     for r in (sender..requests).step_by(a.senders) {

@@ -323,6 +323,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                         token,
                         lookback_ms: lookback_s as i64 * 1000,
                         ca_file: r.ca_file.clone(),
+                        client: r.cert_file.clone().zip(r.key_file.clone()),
                         basic,
                     },
                 )
@@ -418,15 +419,19 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         for (i, job) in cfg.sources.scrape.iter().enumerate() {
             let agent = prescale_collect::http::agent(
                 Duration::from_secs(job.timeout_s),
-                job.ca_file.as_deref(),
+                prescale_collect::http::TlsFiles {
+                    ca_file: job.ca_file.as_deref(),
+                    client: job.cert_file.as_deref().zip(job.key_file.as_deref()),
+                },
             )
-            .map_err(|e| UsageError(format!("sources.scrape[{i}].ca_file: {e}")))?;
+            .map_err(|e| UsageError(format!("sources.scrape[{i}]: {e}")))?;
             if let Some(sd) = &job.kubernetes {
                 let conn = prescale_collect::kube::connect(
                     &prescale_collect::kube::Settings {
                         api_url: sd.api_url.as_deref(),
                         token_file: sd.token_file.as_deref(),
                         ca_file: sd.api_ca_file.as_deref(),
+                        client: sd.api_cert_file.as_deref().zip(sd.api_key_file.as_deref()),
                         namespace: sd.namespace.as_deref(),
                         timeout: Duration::from_secs(job.timeout_s),
                     },
@@ -523,9 +528,12 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
             };
             let agent = prescale_collect::http::agent(
                 Duration::from_secs(w.timeout_s),
-                w.ca_file.as_deref(),
+                prescale_collect::http::TlsFiles {
+                    ca_file: w.ca_file.as_deref(),
+                    client: w.cert_file.as_deref().zip(w.key_file.as_deref()),
+                },
             )
-            .map_err(|e| UsageError(format!("providers.webhook.ca_file: {e}")))?;
+            .map_err(|e| UsageError(format!("providers.webhook: {e}")))?;
             Box::new(HookProvider::new(
                 Transport::Webhook {
                     url: w.url.clone(),

@@ -1,6 +1,7 @@
 //! HTTPS: with the `tls` feature a scrape job reaches an https exporter whose certificate
-//! a configured CA vouches for (and one without that CA is down, saying why); without
-//! it, a configuration that needs HTTPS is refused at start. The server side is Python's
+//! a configured CA vouches for (and one without that CA is down, saying why), and one
+//! that asks for a client certificate with `cert_file` and `key_file` (and is down
+//! without them); without it, a configuration that needs HTTPS is refused at start. The server side is Python's
 //! standard library and the certificates come from `openssl`; the test skips, saying
 //! so, where either is missing.
 
@@ -19,6 +20,17 @@ fn https_job(job: &str, target: &str, ca: Option<&Path>) -> String {
         format!("ca_file = {:?}\n", p.display().to_string())
     });
     format!("[[sources.scrape]]\njob = \"{job}\"\ntargets = [\"{target}\"]\nscheme = \"https\"\ninterval_s = 1\ntimeout_s = 1\n{ca}\n")
+}
+
+/// [`https_job`] presenting the client certificate `cert` with its key `key`.
+#[cfg(feature = "tls")]
+fn mutual_job(job: &str, target: &str, ca: &Path, cert: &Path, key: &Path) -> String {
+    https_job(job, target, Some(ca)).trim_end().to_string()
+        + &format!(
+            "\ncert_file = {:?}\nkey_file = {:?}\n\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
 }
 
 fn config_with(dir: &Path, jobs: &str) -> std::path::PathBuf {
@@ -60,6 +72,51 @@ fn sh(dir: &Path, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Makes `NAME.key` and `NAME.pem`, a certificate for `subject` with the extensions
+/// `ext` that the CA in `ca.pem` signs.
+#[cfg(feature = "tls")]
+fn signed(dir: &Path, name: &str, subject: &str, ext: &str) -> bool {
+    let f = |x: &str| format!("{name}.{x}");
+    std::fs::write(dir.join(f("ext")), ext).is_ok()
+        && sh(
+            dir,
+            &[
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &f("key"),
+                "-out",
+                &f("csr"),
+                "-subj",
+                subject,
+            ],
+        )
+        && sh(
+            dir,
+            &[
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                &f("csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &f("pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &f("ext"),
+            ],
+        )
+}
+
 #[cfg(feature = "tls")]
 const SERVER: &str = r##"
 import http.server, ssl, sys
@@ -76,22 +133,21 @@ class H(http.server.BaseHTTPRequestHandler):
 srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain("leaf.pem", "leaf.key")
+if len(sys.argv) > 2:
+    # Mutual TLS: only clients with a certificate the CA signed get in.
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations("ca.pem")
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 srv.serve_forever()
 "##;
 
 #[cfg(feature = "tls")]
 #[test]
-fn an_https_exporter_is_scraped_with_its_ca_and_is_down_without_it() {
+fn an_https_exporter_is_scraped_with_its_ca_and_client_certificate_and_is_down_without_them() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // A CA, and a server certificate it signs for 127.0.0.1 (not itself a CA, as rustls
-    // requires of a server's certificate).
-    std::fs::write(
-        d.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
+    // A CA, a server certificate it signs for 127.0.0.1 (not itself a CA, as rustls
+    // requires of a server's certificate), and a client certificate it signs.
     let made = sh(
         d,
         &[
@@ -110,41 +166,16 @@ fn an_https_exporter_is_scraped_with_its_ca_and_is_down_without_it() {
             "-subj",
             "/CN=prescale test CA",
         ],
-    ) && sh(
+    ) && signed(
         d,
-        &[
-            "openssl",
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ) && sh(
+        "leaf",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    ) && signed(
         d,
-        &[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ],
+        "client",
+        "/CN=prescale",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
     );
     if !made {
         eprintln!("skipping: openssl could not make the test certificates");
@@ -155,19 +186,33 @@ fn an_https_exporter_is_scraped_with_its_ca_and_is_down_without_it() {
         return;
     };
     std::fs::write(d.join("server.py"), SERVER).unwrap();
-    let exporter = free_addr();
-    let _server = Killed(
-        Command::new(&python)
-            .args(["server.py", &exporter.port().to_string()])
+    let serve = |extra: &[&str]| {
+        let addr = free_addr();
+        let child = Command::new(&python)
+            .arg("server.py")
+            .arg(addr.port().to_string())
+            .args(extra)
             .current_dir(d)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
-    );
-    let target = exporter.to_string();
-    let jobs = https_job("trusted", &target, Some(&d.join("ca.pem")))
-        + &https_job("untrusted", &target, None);
+            .unwrap();
+        (addr.to_string(), Killed(child))
+    };
+    let (target, _server) = serve(&[]);
+    // An exporter that lets in only clients with a certificate the CA signed.
+    let (mutual, _mutual_server) = serve(&["mutual"]);
+    let ca = d.join("ca.pem");
+    let jobs = https_job("trusted", &target, Some(&ca))
+        + &https_job("untrusted", &target, None)
+        + &mutual_job(
+            "mutual",
+            &mutual,
+            &ca,
+            &d.join("client.pem"),
+            &d.join("client.key"),
+        )
+        + &https_job("anonymous", &mutual, Some(&ca));
     let cfg = config_with(d, &jobs);
     let ps = free_addr();
     let log = d.join("prescale.log");
@@ -190,8 +235,10 @@ fn an_https_exporter_is_scraped_with_its_ca_and_is_down_without_it() {
         || {
             health("trusted").is_some_and(|h| h.0 == "up")
                 && health("untrusted").is_some_and(|h| h.0 == "down")
+                && health("mutual").is_some_and(|h| h.0 == "up")
+                && health("anonymous").is_some_and(|h| h.0 == "down")
         },
-        "the trusted target up and the untrusted one down",
+        "the trusted and mutual targets up, the untrusted and anonymous ones down",
         &logs,
     );
     let (_, why) = health("untrusted").unwrap();
@@ -202,6 +249,14 @@ fn an_https_exporter_is_scraped_with_its_ca_and_is_down_without_it() {
     let got = common::samples(
         ps,
         &format!("secure_value{{instance=\"{target}\",job=\"trusted\"}}"),
+    );
+    assert!(
+        !got.is_empty() && got.iter().all(|&(_, v)| v == 42.0),
+        "{got:?}"
+    );
+    let got = common::samples(
+        ps,
+        &format!("secure_value{{instance=\"{mutual}\",job=\"mutual\"}}"),
     );
     assert!(
         !got.is_empty() && got.iter().all(|&(_, v)| v == 42.0),

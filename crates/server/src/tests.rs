@@ -460,6 +460,8 @@ async fn targets_are_listed_unknown_until_scraped() {
         path: "/metrics".into(),
         scheme: "https".into(),
         ca_file: None,
+        cert_file: None,
+        key_file: None,
         kubernetes: None,
     }];
     let (app, _) = writable(dir.path(), cfg);

@@ -27,6 +27,8 @@ pub struct RemoteConfig {
     pub lookback_ms: i64,
     /// PEM certificates to check the server's certificate against (https).
     pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate and its private key, for a server that asks for one.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Why a remote write did not go through.
@@ -79,7 +81,13 @@ fn enc(s: &str) -> String {
 
 impl Remote {
     pub(crate) fn new(cfg: RemoteConfig) -> Result<Self, String> {
-        let agent = prescale_collect::http::agent(cfg.timeout, cfg.ca_file.as_deref())?;
+        let agent = prescale_collect::http::agent(
+            cfg.timeout,
+            prescale_collect::http::TlsFiles {
+                ca_file: cfg.ca_file.as_deref(),
+                client: cfg.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            },
+        )?;
         Ok(Self { cfg, agent })
     }
 
@@ -241,6 +249,7 @@ mod tests {
             basic: basic.map(|(u, p)| (u.to_string(), p.to_string())),
             lookback_ms: 0,
             ca_file: None,
+            client: None,
         })
         .unwrap();
         let res = r.write(&[(
