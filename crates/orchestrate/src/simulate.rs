@@ -931,6 +931,8 @@ pub fn simulate(
         .map(|_| Forecaster::new(SPREAD_FLOOR_STEPS.min(cover), n))
         .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
+    // Each dimension's floor season and the hour it was found in (it changes hourly).
+    let mut floor_seasons: Vec<Option<(i64, prescale_plan::FloorSeason)>> = vec![None; dims.len()];
     let mut plans: Vec<(TimestampMs, Vec<u32>)> = Vec::new();
     let (mut under_min, mut actions, mut interruptions, mut breaches) =
         (0.0, 0usize, 0usize, 0usize);
@@ -1137,20 +1139,38 @@ pub fn simulate(
                             // Observed demand the plan keeps covering (the steps before
                             // `seen` only, less the peaks the nowcast made at the start
                             // of each step saw coming and going).
-                            let floors = prescale_plan::demand_floors(
+                            let peak = |j: usize, from: TimestampMs, to: TimestampMs| {
+                                let a = trace.ts.partition_point(|t| *t < from);
+                                let b = trace.ts.partition_point(|t| *t < to).min(seen);
+                                prescale_plan::held_peak(
+                                    &dims[j].1[..seen],
+                                    &fcs[j].said[0][..seen],
+                                    a.min(b)..b,
+                                )
+                            };
+                            let hour = prescale_plan::floor_season_hour(now, dt);
+                            let seasons: Vec<prescale_plan::FloorSeason> = floor_seasons
+                                .iter_mut()
+                                .enumerate()
+                                .map(|(j, memo)| match memo {
+                                    Some((h, found)) if *h == hour => *found,
+                                    _ => {
+                                        let found =
+                                            prescale_plan::floor_season(w, now, dt, |a, b| {
+                                                peak(j, a, b)
+                                            });
+                                        *memo = Some((hour, found));
+                                        found
+                                    }
+                                })
+                                .collect();
+                            let floors = prescale_plan::demand_floors_in(
                                 w,
                                 now,
                                 dt,
                                 &dims.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
-                                |j, from, to| {
-                                    let a = trace.ts.partition_point(|t| *t < from);
-                                    let b = trace.ts.partition_point(|t| *t < to).min(seen);
-                                    prescale_plan::held_peak(
-                                        &dims[j].1[..seen],
-                                        &fcs[j].said[0][..seen],
-                                        a.min(b)..b,
-                                    )
-                                },
+                                peak,
+                                &seasons,
                             );
                             let p = prescale_plan::plan_dimensions(
                                 &w_now, &tiers, f, &others, now, dt, &floors,

@@ -192,17 +192,19 @@ pub const WEEKLY_SHARE: f64 = 0.5;
 pub const WEEKLY_MIN_HOURS: usize = 24;
 
 /// The season the seasonal floor looks back by at `now`: the workload's `season_s`;
-/// else a week when, over the hours of the last week that have demand a week before
-/// them (at least [`WEEKLY_MIN_HOURS`]), demand was in total at most [`WEEKLY_SHARE`] as
-/// far from the same hour a week before as from the same hour a day before; else a day.
-/// Hours are `step_ms` when longer; `peak(from, to)` is as for [`demand_floors`].
-/// Returns the season and, when it chose a week, the share it measured.
+/// else a week when, over the complete hours of the last week that have demand a week
+/// before them (at least [`WEEKLY_MIN_HOURS`]), demand was in total at most
+/// [`WEEKLY_SHARE`] as far from the same hour a week before as from the same hour a day
+/// before; else a day. Hours are `step_ms` when longer, counted from the epoch, so the
+/// answer only changes when [`floor_season_hour`] does; `peak(from, to)` is as for
+/// [`demand_floors`]. Returns the season and, when it chose a week, the share it
+/// measured.
 pub fn floor_season(
     w: &Workload,
     now: TimestampMs,
     step_ms: i64,
     peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
-) -> (i64, Option<f64>) {
+) -> FloorSeason {
     if let Some(s) = w.season_s {
         return (s as i64 * 1000, None);
     }
@@ -212,11 +214,12 @@ pub fn floor_season(
     if per_day < 2 || DAY_MS % block != 0 {
         return (DAY_MS, None);
     }
-    // Block k ends k blocks before now: the day before block k is block k + per_day,
-    // the week before it block k + per_week.
+    // Block k ends k blocks before the last whole one: the day before block k is
+    // block k + per_day, the week before it block k + per_week.
+    let end = floor_season_hour(now, step_ms) * block;
     let peaks: Vec<Option<f64>> = (0..2 * per_week)
         .map(|k| {
-            let to = now - k as i64 * block;
+            let to = end - k as i64 * block;
             peak(to - block, to).map(|h| h.0).filter(|v| v.is_finite())
         })
         .collect();
@@ -233,6 +236,15 @@ pub fn floor_season(
     } else {
         (DAY_MS, None)
     }
+}
+
+/// A floor season in ms and, when [`floor_season`] chose a week, the share it measured.
+pub type FloorSeason = (i64, Option<f64>);
+
+/// The hour (or step, when longer) from the epoch that `now` is in: [`floor_season`]
+/// reads the hours before it, so a caller may keep its answer until this changes.
+pub fn floor_season_hour(now: TimestampMs, step_ms: i64) -> i64 {
+    now.div_euclid(step_ms.max(3_600_000))
 }
 
 /// How far the median forecast must have come toward a peak, and back from it, for the
@@ -302,6 +314,29 @@ pub fn demand_floors(
     dims: &[Dim],
     peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<Held>,
 ) -> Vec<Floor> {
+    let seasons: Vec<FloorSeason> = (0..dims.len())
+        .map(|j| {
+            if w.seasonal_floor {
+                floor_season(w, now, step_ms, |a, b| peak(j, a, b))
+            } else {
+                (floor_season_ms(w), None)
+            }
+        })
+        .collect();
+    demand_floors_in(w, now, step_ms, dims, peak, &seasons)
+}
+
+/// [`demand_floors`] with each dimension's [`floor_season`] given (`seasons[j]`, as it
+/// answered in this [`floor_season_hour`]): a replay that plans every few seconds of
+/// every step asks it once an hour.
+pub fn demand_floors_in(
+    w: &Workload,
+    now: TimestampMs,
+    step_ms: i64,
+    dims: &[Dim],
+    peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<Held>,
+    seasons: &[FloorSeason],
+) -> Vec<Floor> {
     let season_ms = floor_season_ms(w);
     let mut out = Vec::new();
     for (j, d) in dims.iter().enumerate() {
@@ -333,7 +368,7 @@ pub fn demand_floors(
             }
         }
         if w.seasonal_floor && season_ms > 2 * step_ms {
-            let (s, weekly) = floor_season(w, now, step_ms, |a, b| peak(j, a, b));
+            let (s, weekly) = seasons.get(j).copied().unwrap_or((season_ms, None));
             let at = now - s;
             let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
             if let Some((p, left_out)) = peak(j, at - step_ms, at + ahead) {
