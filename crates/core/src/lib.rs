@@ -18,7 +18,9 @@ pub use model::{
     Action, ActionKind, Allocation, Decision, DecisionKind, Dim, DimensionSource, Plan, PlanStep,
     Tier, TierClass, Workload,
 };
-pub use selector::{parens, parse_duration_ms, scalar_factor, Demand, DemandExpr, Selector};
+pub use selector::{
+    parens, parse_duration_ms, scalar_factor, unquoted, Demand, DemandExpr, Selector,
+};
 pub use series::{Sample, SeriesKey};
 
 /// Milliseconds since the Unix epoch, the time unit used everywhere in prescale.

@@ -331,7 +331,7 @@ fn fmt_duration(ms: i64) -> String {
 
 /// The characters of `s` outside double-quoted strings (label values, where `\"`
 /// escapes a quote), with their byte offsets; the quotes themselves are left out.
-fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+pub fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let (mut quoted, mut escaped) = (false, false);
     s.char_indices().filter(move |&(_, c)| {
         if quoted {

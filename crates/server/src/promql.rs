@@ -2,9 +2,11 @@
 //! as a Prometheus data source and chart demand, forecasts and capacity next to
 //! everything else: `query` and `query_range` with a series selector (label matchers
 //! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`, either under
-//! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`;
-//! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions,
-//! operators) is refused with a message saying what is supported.
+//! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
+//! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
+//! on their labels, or on `on (...)` / all but `ignoring (...)` of them);
+//! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
+//! and operators) is refused with a message saying what is supported.
 //!
 //! As in Prometheus, a selector's value at time `t` is its newest sample in the five
 //! minutes up to `t`, and each series is returned on its own; `rate(S[R])` is each
@@ -18,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{now_ms, parens, parse_duration_ms, DemandExpr, Sample, TimestampMs};
+use prescale_core::{now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Sample, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -94,14 +96,138 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and any of them times or divided by a number; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...)); not other PromQL";
+
+/// A whole query: series, a number, or arithmetic between two of them.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Number(f64),
+    Series(Expr),
+    Binary {
+        /// `+`, `-`, `*` or `/`.
+        op: char,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        /// `on (...)` (`true`) or `ignoring (...)` (`false`) and its labels.
+        matching: Option<(bool, Vec<String>)>,
+    },
+}
 
 /// The query's expression, or what is wrong with it (for [`bad`]).
-fn parse_query(p: &PromParams) -> Result<Expr, String> {
+fn parse_query(p: &PromParams) -> Result<Node, String> {
     let Some(q) = p.query.as_deref() else {
         return Err("missing `query`, e.g. query=prescale_demand{workload=\"web\"}".into());
     };
-    parse_expr(q)
+    parse_node(q)
+}
+
+/// The byte offset and character of the operator `q` splits at: the last top-level
+/// binary `+` or `-`, else the last top-level `*` or `/` (so `*` and `/` bind tighter
+/// and each level groups from the left, as in PromQL). A sign (at the start, after
+/// another operator or an opening parenthesis, or in a number's exponent) is not one.
+fn split_point(q: &str) -> Option<(usize, char)> {
+    let (mut depth, mut additive, mut multiplicative) = (0i32, None, None);
+    let mut prev: Option<(usize, char)> = None;
+    let bytes = q.as_bytes();
+    for (i, c) in unquoted(q) {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            '+' | '-' if depth == 0 => {
+                let operand_before = prev.is_some_and(|(_, p)| !"+-*/(".contains(p));
+                let exponent = i >= 2
+                    && matches!(bytes[i - 1], b'e' | b'E')
+                    && bytes[i - 2].is_ascii_digit()
+                    && q[..i - 1]
+                        .rsplit(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '_'))
+                        .next()
+                        .is_some_and(|t| t.parse::<f64>().is_ok());
+                if operand_before && !exponent {
+                    additive = Some((i, c));
+                }
+            }
+            '*' | '/' if depth == 0 => multiplicative = Some((i, c)),
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            prev = Some((i, c));
+        }
+    }
+    additive.or(multiplicative)
+}
+
+/// `a op b` for one pair of values.
+fn apply(op: char, a: f64, b: f64) -> f64 {
+    match op {
+        '+' => a + b,
+        '-' => a - b,
+        '*' => a * b,
+        _ => a / b,
+    }
+}
+
+fn parse_node(q: &str) -> Result<Node, String> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Err(format!("an empty expression; {SUPPORTED}"));
+    }
+    if let Some(body) = q.strip_prefix('(').and_then(|b| b.strip_suffix(')')) {
+        if parens(q).is_ok_and(|(_, rest)| rest.trim().is_empty()) {
+            return parse_node(body);
+        }
+    }
+    if let Some((i, op)) = split_point(q) {
+        let (lhs, mut rhs) = (&q[..i], q[i + 1..].trim_start());
+        let mut matching = None;
+        for (word, on) in [("on", true), ("ignoring", false)] {
+            let Some(after) = rhs.strip_prefix(word).map(str::trim_start) else {
+                continue;
+            };
+            if after.starts_with('(') {
+                let (labels, rest) = parens(after)?;
+                matching = Some((on, label_list(labels)?));
+                rhs = rest;
+                break;
+            }
+        }
+        let (l, r) = (parse_node(lhs)?, parse_node(rhs)?);
+        let number = |n: &Node| matches!(n, Node::Number(_));
+        if matching.is_some() && (number(&l) || number(&r)) {
+            return Err(format!(
+                "on (...) and ignoring (...) match series with series, not with a number; {SUPPORTED}"
+            ));
+        }
+        return Ok(match (l, r) {
+            (Node::Number(a), Node::Number(b)) => Node::Number(apply(op, a, b)),
+            (l, r) => Node::Binary {
+                op,
+                lhs: Box::new(l),
+                rhs: Box::new(r),
+                matching,
+            },
+        });
+    }
+    if let Ok(v) = q.parse::<f64>() {
+        return Ok(Node::Number(v));
+    }
+    parse_expr(q).map(Node::Series)
+}
+
+/// The label names of `by (...)`, `on (...)` and the like.
+fn label_list(s: &str) -> Result<Vec<String>, String> {
+    let labels: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(l) = labels.iter().find(|l| {
+        !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || l.starts_with(|c: char| c.is_ascii_digit())
+    }) {
+        return Err(format!("{l:?} is not a label name"));
+    }
+    Ok(labels)
 }
 
 fn parse_expr(q: &str) -> Result<Expr, String> {
@@ -166,18 +292,7 @@ fn parse_expr(q: &str) -> Result<Expr, String> {
             // A metric whose name starts with the word (summary_x, counter_y).
             continue;
         };
-        let labels: Vec<String> = labels
-            .split(',')
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        if let Some(l) = labels.iter().find(|l| {
-            !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || l.starts_with(|c: char| c.is_ascii_digit())
-        }) {
-            return Err(format!("{l:?} is not a label name"));
-        }
+        let labels = label_list(labels)?;
         let mut e = parse_expr(inner)?;
         if e.agg.is_some() {
             return Err(format!("an aggregation inside {word}(...); {SUPPORTED}"));
@@ -369,21 +484,115 @@ fn aggregate(a: &Agg, series: Evaluated, n: usize) -> Evaluated {
         .collect()
 }
 
-/// [`run`] off the async threads (it reads the store); gives the times back with the
-/// series, and a `500` saying why when the store fails.
+/// What a query evaluates to.
+enum Val {
+    Scalar(f64),
+    Vector(Evaluated),
+}
+
+/// Why a query could not be answered: the query's fault (`400`) or the store's (`500`).
+enum Failed {
+    Query(String),
+    Store(String),
+}
+
+/// Evaluates `node` at `times`.
+fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
+    Ok(match node {
+        Node::Number(v) => Val::Scalar(*v),
+        Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
+        Node::Binary {
+            op,
+            lhs,
+            rhs,
+            matching,
+        } => {
+            let op = *op;
+            let each = |v: Evaluated, f: &dyn Fn(f64) -> f64| -> Evaluated {
+                v.into_iter()
+                    .map(|(mut labels, values)| {
+                        labels.remove("__name__");
+                        (labels, values.into_iter().map(|x| x.map(f)).collect())
+                    })
+                    .collect()
+            };
+            match (eval(st, lhs, times, step)?, eval(st, rhs, times, step)?) {
+                (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(apply(op, a, b)),
+                (Val::Vector(v), Val::Scalar(b)) => Val::Vector(each(v, &|x| apply(op, x, b))),
+                (Val::Scalar(a), Val::Vector(v)) => Val::Vector(each(v, &|x| apply(op, a, x))),
+                (Val::Vector(l), Val::Vector(r)) => {
+                    Val::Vector(match_one_to_one(op, l, r, matching.as_ref())?)
+                }
+            }
+        }
+    })
+}
+
+/// `l op r` between series with the same labels (all but `__name__`, or only the `on`
+/// ones, or all but the `ignoring` ones), labelled with those, as PromQL's one-to-one
+/// matching; a series without a partner is left out. Two series on one side with the
+/// same labels are an error saying how to tell them apart.
+fn match_one_to_one(
+    op: char,
+    l: Evaluated,
+    r: Evaluated,
+    matching: Option<&(bool, Vec<String>)>,
+) -> Result<Evaluated, Failed> {
+    let signature = |labels: BTreeMap<String, String>| -> BTreeMap<String, String> {
+        labels
+            .into_iter()
+            .filter(|(k, _)| {
+                k != "__name__"
+                    && match matching {
+                        None => true,
+                        Some((on, names)) => names.contains(k) == *on,
+                    }
+            })
+            .collect()
+    };
+    let side = |v: Evaluated, which: &str| -> Result<BTreeMap<_, _>, Failed> {
+        let mut out = BTreeMap::new();
+        for (labels, values) in v {
+            let sig = signature(labels);
+            if out.contains_key(&sig) {
+                return Err(Failed::Query(format!(
+                    "two series on the {which} of {op} have the labels {sig:?}: match on fewer labels with on (...) or ignoring (...), or aggregate that side"
+                )));
+            }
+            out.insert(sig, values);
+        }
+        Ok(out)
+    };
+    let (l, mut r) = (side(l, "left")?, side(r, "right")?);
+    Ok(l.into_iter()
+        .filter_map(|(sig, lv)| {
+            let rv = r.remove(&sig)?;
+            let values: Vec<Option<f64>> = lv
+                .into_iter()
+                .zip(rv)
+                .map(|(a, b)| Some(apply(op, a?, b?)))
+                .collect();
+            values.iter().any(Option::is_some).then_some((sig, values))
+        })
+        .collect())
+}
+
+/// [`eval`] off the async threads (it reads the store); gives the times back with the
+/// value, a `400` when the query cannot be answered as written and a `500` saying why
+/// when the store fails.
 async fn run_blocking(
     st: AppState,
-    expr: Expr,
+    node: Node,
     times: Vec<TimestampMs>,
     step: i64,
-) -> Result<(Evaluated, Vec<TimestampMs>), Response> {
-    let res = tokio::task::spawn_blocking(move || {
-        run(&st, &expr, &times, step).map(|series| (series, times))
-    })
-    .await;
+) -> Result<(Val, Vec<TimestampMs>), Response> {
+    let res =
+        tokio::task::spawn_blocking(move || eval(&st, &node, &times, step).map(|v| (v, times)))
+            .await;
     match res {
         Ok(Ok(x)) => Ok(x),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Ok(Err(Failed::Query(m))) => Err(bad(m)),
+        Ok(Err(Failed::Store(e))) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
@@ -399,8 +608,12 @@ pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> R
         Some(Some(t)) => t,
         Some(None) => return bad("`time` must be unix seconds"),
     };
-    let (series, _) = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
-        Ok(x) => x,
+    let series = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
+        Ok((Val::Vector(v), _)) => v,
+        Ok((Val::Scalar(x), _)) => {
+            return Json(json!({"status": "success", "data": {"resultType": "scalar", "result": [t as f64 / 1000.0, fmt_value(x)]}}))
+                .into_response()
+        }
         Err(r) => return r,
     };
     let result: Vec<Value> = series
@@ -440,7 +653,12 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
         .map(|i| start + i * step)
         .collect();
     let (series, times) = match run_blocking(st, expr, times, step).await {
-        Ok(x) => x,
+        Ok((Val::Vector(v), times)) => (v, times),
+        // A number is one series without labels, as Prometheus charts it.
+        Ok((Val::Scalar(x), times)) => {
+            let n = times.len();
+            (vec![(BTreeMap::new(), vec![Some(x); n])], times)
+        }
         Err(r) => return r,
     };
     let result: Vec<Value> = series

@@ -670,16 +670,105 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
     assert_eq!(matrix(&body)[0].0, serde_json::json!({"a": "2"}), "{body}");
     assert_eq!(matrix(&body)[0].1, ["0.21", "0.23", "0.25"], "{body}");
 
-    // What it cannot answer, it says.
-    for query in [
-        "g * g",
-        "1 / g",
-        "g / 0",
-        "irate(g[5m])",
-        "sum(g) + 1",
-        "sum by (a-b) (g)",
-        "rate(c_total[5x])",
+    // Arithmetic between series, matched one to one on their labels (the name goes),
+    // and with numbers on either side; * and / bind tighter than + and -.
+    for (query, want) in [
+        (
+            "g * g",
+            vec![("1", ["121", "169", "225"]), ("2", ["441", "529", "625"])],
+        ),
+        (
+            "g - g / g",
+            vec![("1", ["10", "12", "14"]), ("2", ["20", "22", "24"])],
+        ),
+        (
+            "(g + 1) * 2",
+            vec![("1", ["24", "28", "32"]), ("2", ["44", "48", "52"])],
+        ),
+        (
+            "g - -1",
+            vec![("1", ["12", "14", "16"]), ("2", ["22", "24", "26"])],
+        ),
+        ("2e-1 * g{a=\"1\"} * 5", vec![("1", ["11", "13", "15"])]),
+        (
+            "110 / g{a=\"1\"} - 10",
+            vec![("1", ["0", "-1.5384615384615383", "-2.666666666666667"])],
+        ),
+        (
+            "sum by (a) (g) / g",
+            vec![("1", ["1", "1", "1"]), ("2", ["1", "1", "1"])],
+        ),
+        ("g{a=\"1\"} / 0", vec![("1", ["+Inf", "+Inf", "+Inf"])]),
     ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        let want: Vec<(serde_json::Value, Vec<String>)> = want
+            .into_iter()
+            .map(|(a, v)| {
+                (
+                    serde_json::json!({ "a": a }),
+                    v.iter().map(|x| x.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(matrix(&body), want, "{query}");
+    }
+    let (_, body) = get(&app, &q("sum(g) + 1", window)).await;
+    assert_eq!(matrix(&body)[0].1, ["33", "37", "41"], "{body}");
+    // on (...) keeps only its labels to match (and label) by; ignoring (...) drops its.
+    let (_, body) = get(&app, &q("g / on (a) sum by (a) (g * 2)", window)).await;
+    assert_eq!(
+        matrix(&body)[1],
+        (serde_json::json!({"a": "2"}), vec!["0.5".to_string(); 3]),
+        "{body}"
+    );
+    let (_, body) = get(&app, &q("sum(g) - ignoring (a) g{a=\"2\"}", window)).await;
+    assert_eq!(
+        matrix(&body),
+        vec![(
+            serde_json::json!({}),
+            vec!["11".into(), "13".into(), "15".into()]
+        )],
+        "{body}"
+    );
+    // Series without a partner are left out.
+    let (_, body) = get(&app, &q("g{a=\"1\"} + g{a=\"2\"}", window)).await;
+    assert!(matrix(&body).is_empty(), "{body}");
+    // Numbers alone are a scalar; over a range, one series without labels.
+    let (_, body) = get(
+        &app,
+        &format!(
+            "/api/v1/query?query={}&time=700",
+            crate::tests::enc("2 + 3 * 4")
+        ),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "scalar", "{body}");
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([700.0, "14"]),
+        "{body}"
+    );
+    let (_, body) = get(&app, &q("(1 - 3) / 4", window)).await;
+    assert_eq!(
+        matrix(&body),
+        vec![(serde_json::json!({}), vec!["-0.5".into(); 3])],
+        "{body}"
+    );
+
+    // What it cannot answer, it says.
+    for (query, why) in [
+        ("g + ignoring (a) g", "two series on the left of +"),
+        ("g * on (a) 2", "not with a number"),
+        ("g % 2", "+, -, * and /"),
+        ("g +", "empty expression"),
+    ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
+        assert!(body.contains(why), "{query}: {body}");
+    }
+    for query in ["irate(g[5m])", "sum by (a-b) (g)", "rate(c_total[5x])"] {
         let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
