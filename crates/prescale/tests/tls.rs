@@ -246,20 +246,14 @@ fn an_https_exporter_is_scraped_with_its_ca_and_client_certificate_and_is_down_w
         why.to_lowercase().contains("certificate") || why.contains("UnknownIssuer"),
         "{why}"
     );
-    let got = common::samples(
-        ps,
-        &format!("secure_value{{instance=\"{target}\",job=\"trusted\"}}"),
-    );
-    assert!(
-        !got.is_empty() && got.iter().all(|&(_, v)| v == 42.0),
-        "{got:?}"
-    );
-    let got = common::samples(
-        ps,
-        &format!("secure_value{{instance=\"{mutual}\",job=\"mutual\"}}"),
-    );
-    assert!(
-        !got.is_empty() && got.iter().all(|&(_, v)| v == 42.0),
-        "{got:?}"
-    );
+    for (instance, job) in [(&target, "trusted"), (&mutual, "mutual")] {
+        let got = common::samples(
+            ps,
+            &format!("secure_value{{instance=\"{instance}\",job=\"{job}\"}}"),
+        );
+        assert!(
+            !got.is_empty() && got.iter().all(|&(_, v)| v == 42.0),
+            "{job}: {got:?}"
+        );
+    }
 }
