@@ -1,5 +1,6 @@
 //! A connection to a Kubernetes API server, for the two things prescale asks of one:
-//! the pods to scrape ([`discover_pods`]) and the replicas of the objects it scales (the
+//! the pods to scrape ([`discover_pods`], or the ready addresses behind Services,
+//! [`discover_endpoints`]) and the replicas of the objects it scales (the
 //! Kubernetes provider).
 //!
 //! It speaks plain REST over prescale's one HTTP client (a Kubernetes client crate would
@@ -229,8 +230,11 @@ pub struct PodRule {
     pub job: String,
     /// A label selector (`app=api,tier!=canary`), passed to the API server; empty: all.
     pub selector: String,
-    /// The port scraped; `None`: each pod's `prometheus.io/port` annotation.
+    /// The port scraped; `None`: each pod's `prometheus.io/port` annotation (with
+    /// endpoints, every port unless `port_name` picks one).
     pub port: Option<u16>,
+    /// With [`discover_endpoints`], the name of the port scraped.
+    pub port_name: Option<String>,
     /// `http` or `https`.
     pub scheme: String,
     /// The path scraped, unless a pod's `prometheus.io/path` annotation says another.
@@ -243,7 +247,8 @@ pub struct Discovered {
     /// The targets, by instance.
     pub targets: Vec<Target>,
     /// Running pods left out because no port was configured and they have no
-    /// `prometheus.io/port` annotation (or an unreadable one), by name.
+    /// `prometheus.io/port` annotation (or an unreadable one), by name; with
+    /// endpoints, the Services whose ready addresses have no port the rule takes.
     pub without_port: Vec<String>,
 }
 
@@ -305,6 +310,117 @@ pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Discovered, Ap
     Ok(out)
 }
 
+/// The targets among the ready addresses of the Endpoints of `conn`'s namespace that
+/// `rule`'s selector picks (an Endpoints object carries its Service's name and labels),
+/// as Prometheus' `endpoints` role: each ready address at each port of its subset that
+/// the rule takes (`port_name`, else `port`, else every TCP port), labelled
+/// `namespace`, `service`, `endpoint` (the port's name, when it has one) and, where the
+/// address is a pod's, `pod` and `node`. An address found twice (two Services) is one
+/// target, with the first Service's labels.
+pub fn discover_endpoints(conn: &Connection, rule: &PodRule) -> Result<Discovered, ApiError> {
+    let mut path = format!("/api/v1/namespaces/{}/endpoints", conn.namespace);
+    if !rule.selector.is_empty() {
+        path.push_str("?labelSelector=");
+        path.push_str(&percent_encode(&rule.selector));
+    }
+    let list = conn.get(&path)?;
+    endpoints_targets(&list, &conn.namespace, rule)
+        .ok_or_else(|| ApiError::BadAnswer(format!("GET {path}: no \"items\" list")))
+}
+
+/// [`discover_endpoints`] on an `EndpointsList` already fetched; `None` without items.
+fn endpoints_targets(list: &Value, namespace: &str, rule: &PodRule) -> Option<Discovered> {
+    let mut out = Discovered::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for ep in list.get("items")?.as_array()? {
+        let service = ep
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut had_address = false;
+        let mut scraped = false;
+        for subset in ep
+            .get("subsets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ports: Vec<(u16, &str)> = subset
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let number = u16::try_from(p.get("port")?.as_u64()?).ok()?;
+                    let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                    let tcp = p
+                        .get("protocol")
+                        .and_then(Value::as_str)
+                        .is_none_or(|x| x == "TCP");
+                    let wanted = match (&rule.port_name, rule.port) {
+                        (Some(n), _) => n == name,
+                        (None, Some(want)) => want == number,
+                        (None, None) => tcp,
+                    };
+                    wanted.then_some((number, name))
+                })
+                .collect();
+            for addr in subset
+                .get("addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(ip) = addr
+                    .get("ip")
+                    .and_then(Value::as_str)
+                    .filter(|i| !i.is_empty())
+                else {
+                    continue;
+                };
+                had_address = true;
+                scraped |= !ports.is_empty();
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                for (port, name) in &ports {
+                    let instance = format!("{host}:{port}");
+                    if !seen.insert(instance.clone()) {
+                        continue;
+                    }
+                    let mut t = Target::new(&rule.job, &rule.scheme, &instance, &rule.path);
+                    let mut labels = BTreeMap::new();
+                    labels.insert("namespace".to_string(), namespace.to_string());
+                    labels.insert("service".to_string(), service.to_string());
+                    if !name.is_empty() {
+                        labels.insert("endpoint".to_string(), name.to_string());
+                    }
+                    let pod = addr
+                        .get("targetRef")
+                        .filter(|r| r.get("kind").and_then(Value::as_str) == Some("Pod"))
+                        .and_then(|r| r.get("name"))
+                        .and_then(Value::as_str);
+                    if let Some(pod) = pod {
+                        labels.insert("pod".to_string(), pod.to_string());
+                    }
+                    if let Some(node) = addr.get("nodeName").and_then(Value::as_str) {
+                        labels.insert("node".to_string(), node.to_string());
+                    }
+                    t.labels = labels;
+                    out.targets.push(t);
+                }
+            }
+        }
+        if had_address && !scraped && !service.is_empty() {
+            out.without_port.push(service.to_string());
+        }
+    }
+    out.targets.sort_by(|a, b| a.instance.cmp(&b.instance));
+    Some(out)
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters kept).
 fn percent_encode(s: &str) -> String {
     let mut out = String::new();
@@ -329,6 +445,97 @@ mod tests {
             "app%3Dapi%2Ctier%21%3Dcanary"
         );
         assert_eq!(percent_encode("a in (x, y)"), "a%20in%20%28x%2C%20y%29");
+    }
+
+    #[test]
+    fn endpoints_give_each_ready_address_at_the_ports_the_rule_takes() {
+        let list = serde_json::json!({"kind": "EndpointsList", "items": [
+            {"metadata": {"name": "api", "labels": {"app": "api"}},
+             "subsets": [{
+                "addresses": [
+                    {"ip": "10.0.0.1", "nodeName": "n1", "targetRef": {"kind": "Pod", "name": "api-1"}},
+                    {"ip": "fd00::2", "targetRef": {"kind": "Pod", "name": "api-2"}}],
+                "notReadyAddresses": [{"ip": "10.0.0.3"}],
+                "ports": [{"name": "metrics", "port": 9100, "protocol": "TCP"},
+                          {"name": "http", "port": 8080},
+                          {"name": "dns", "port": 53, "protocol": "UDP"}]}]},
+            // The same pod behind a second Service: scraped once.
+            {"metadata": {"name": "api-canary"},
+             "subsets": [{"addresses": [{"ip": "10.0.0.1"}],
+                          "ports": [{"name": "metrics", "port": 9100}]}]},
+            // Ready addresses but no port of that name: named, not scraped.
+            {"metadata": {"name": "db"},
+             "subsets": [{"addresses": [{"ip": "10.0.0.9"}], "ports": [{"name": "sql", "port": 5432}]}]},
+            // No ready address: nothing to say.
+            {"metadata": {"name": "idle"}, "subsets": [{"notReadyAddresses": [{"ip": "10.0.0.8"}],
+                          "ports": [{"name": "metrics", "port": 9100}]}]},
+            {"metadata": {"name": "empty"}}
+        ]});
+        let mut rule = PodRule {
+            job: "api".into(),
+            scheme: "http".into(),
+            path: "/metrics".into(),
+            port_name: Some("metrics".into()),
+            ..PodRule::default()
+        };
+        let d = endpoints_targets(&list, "shop", &rule).unwrap();
+        let got: Vec<(&str, &BTreeMap<String, String>)> = d
+            .targets
+            .iter()
+            .map(|t| (t.instance.as_str(), &t.labels))
+            .collect();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "10.0.0.1:9100",
+                    &labels(&[
+                        ("namespace", "shop"),
+                        ("service", "api"),
+                        ("endpoint", "metrics"),
+                        ("pod", "api-1"),
+                        ("node", "n1")
+                    ])
+                ),
+                (
+                    "[fd00::2]:9100",
+                    &labels(&[
+                        ("namespace", "shop"),
+                        ("service", "api"),
+                        ("endpoint", "metrics"),
+                        ("pod", "api-2")
+                    ])
+                ),
+            ]
+        );
+        assert_eq!(d.without_port, vec!["db".to_string()]);
+        // By number instead of name; with neither, every TCP port.
+        rule.port_name = None;
+        rule.port = Some(8080);
+        let d = endpoints_targets(&list, "shop", &rule).unwrap();
+        let at: Vec<&str> = d.targets.iter().map(|t| t.instance.as_str()).collect();
+        assert_eq!(at, ["10.0.0.1:8080", "[fd00::2]:8080"]);
+        rule.port = None;
+        let d = endpoints_targets(&list, "shop", &rule).unwrap();
+        let at: Vec<&str> = d.targets.iter().map(|t| t.instance.as_str()).collect();
+        assert_eq!(
+            at,
+            [
+                "10.0.0.1:8080",
+                "10.0.0.1:9100",
+                "10.0.0.9:5432",
+                "[fd00::2]:8080",
+                "[fd00::2]:9100"
+            ]
+        );
+        assert!(d.without_port.is_empty());
+        assert!(endpoints_targets(&serde_json::json!({"kind": "Status"}), "shop", &rule).is_none());
     }
 
     #[test]

@@ -145,6 +145,21 @@ fn validate_scrape(jobs: &[ScrapeConfig]) -> Result<(), (String, String)> {
             if sd.port == Some(0) {
                 return Err((k("port"), "must be a port number, 1 to 65535".into()));
             }
+            match (&sd.port_name, sd.role) {
+                (Some(_), SdRole::Pod) => {
+                    return Err((
+                        k("port_name"),
+                        "names a Service port: set role = \"endpoints\", or give pods a port number in port".into(),
+                    ))
+                }
+                (Some(n), SdRole::Endpoints) if n.trim().is_empty() => {
+                    return Err((k("port_name"), "must not be empty".into()))
+                }
+                (Some(_), SdRole::Endpoints) if sd.port.is_some() => {
+                    return Err((k("port_name"), "set port_name or port, not both".into()))
+                }
+                _ => {}
+            }
             if sd.refresh_s == 0 {
                 return Err((k("refresh_s"), "must be at least 1 second".into()));
             }
@@ -303,7 +318,8 @@ pub struct ScrapeConfig {
 }
 
 /// `[sources.scrape.kubernetes]`: a scrape job's targets are the running pods of a
-/// namespace that a label selector picks, found again every `refresh_s`.
+/// namespace that a label selector picks, or the ready addresses of the Services it
+/// picks (`role = "endpoints"`), found again every `refresh_s`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSdConfig {
@@ -326,12 +342,20 @@ pub struct KubernetesSdConfig {
     /// The pods' namespace (absent: prescale's own, else `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// A label selector, e.g. `app=api,track!=canary` (empty: every pod).
+    /// What is listed: `pod` (the pods the selector picks) or `endpoints` (the ready
+    /// addresses of the Services it picks, as Prometheus' `endpoints` role).
+    #[serde(default)]
+    pub role: SdRole,
+    /// A label selector, e.g. `app=api,track!=canary` (empty: every pod, or Service).
     #[serde(default)]
     pub selector: String,
-    /// The port to scrape (absent: each pod's `prometheus.io/port` annotation).
+    /// The port to scrape (absent: each pod's `prometheus.io/port` annotation; with
+    /// endpoints, every TCP port unless `port_name` picks one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// With `role = "endpoints"`: the name of the Service port to scrape, e.g. `metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
     /// Seconds between two listings of the pods.
     #[serde(default = "default_sd_refresh")]
     pub refresh_s: u64,
@@ -339,6 +363,17 @@ pub struct KubernetesSdConfig {
 
 fn default_sd_refresh() -> u64 {
     30
+}
+
+/// What `[sources.scrape.kubernetes]` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdRole {
+    /// Running pods.
+    #[default]
+    Pod,
+    /// The ready addresses of Services (their Endpoints).
+    Endpoints,
 }
 
 fn default_scheme() -> String {
@@ -1477,8 +1512,8 @@ mod tests {
         .unwrap();
         let sd = c.sources.scrape[0].kubernetes.as_ref().unwrap();
         assert_eq!(
-            (sd.selector.as_str(), sd.port, sd.refresh_s),
-            ("app=api", None, 30)
+            (sd.selector.as_str(), sd.port, sd.refresh_s, sd.role),
+            ("app=api", None, 30, SdRole::Pod)
         );
         assert_eq!(
             c.https_uses(),
@@ -1509,6 +1544,10 @@ mod tests {
             ("job = \"n\"\ntargets = [\"h:1\"]\ncert_file = \"c.pem\"", "sources.scrape[0].key_file", "needs the file of its private key"),
             ("job = \"n\"\ntargets = [\"h:1\"]\nkey_file = \"c.key\"", "sources.scrape[0].cert_file", "the client certificate the key belongs to"),
             ("job = \"n\"\n[sources.scrape.kubernetes]\napi_cert_file = \"c.pem\"", "sources.scrape[0].kubernetes.api_key_file", "needs the file of its private key"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nport_name = \"metrics\"", "sources.scrape[0].kubernetes.port_name", "set role = \"endpoints\""),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nrole = \"endpoints\"\nport_name = \" \"", "sources.scrape[0].kubernetes.port_name", "must not be empty"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nrole = \"endpoints\"\nport_name = \"m\"\nport = 9", "sources.scrape[0].kubernetes.port_name", "not both"),
+            ("job = \"n\"\n[sources.scrape.kubernetes]\nrole = \"service\"", "sources.scrape[0].kubernetes.role", "unknown variant"),
         ] {
             let e = Config::parse(&job(body), "p.toml").unwrap_err();
             assert_eq!(e.key, key, "{e}");

@@ -594,15 +594,21 @@ async fn discover_loop(
     store: Store,
     targets: prescale_server::Targets,
 ) {
-    use prescale_collect::kube::{discover_pods, PodRule};
+    use prescale_collect::kube::{discover_endpoints, discover_pods, PodRule};
     use prescale_collect::scrape::{Target, TargetHealth};
+    use prescale_core::config::SdRole;
     let sd = job.kubernetes.clone().expect("a discovery job");
     let rule = PodRule {
         job: job.job.clone(),
         selector: sd.selector.clone(),
         port: sd.port,
+        port_name: sd.port_name.clone(),
         scheme: job.scheme.clone(),
         path: job.path.clone(),
+    };
+    let (listed, discover): (&str, fn(&_, &_) -> _) = match sd.role {
+        SdRole::Pod => ("pods", discover_pods),
+        SdRole::Endpoints => ("endpoints", discover_endpoints),
     };
     let every = Duration::from_secs(job.interval_s);
     let mut running: std::collections::BTreeMap<String, (Target, tokio::task::JoinHandle<()>)> =
@@ -614,10 +620,17 @@ async fn discover_loop(
     loop {
         tick.tick().await;
         let (c, r) = (conn.clone(), rule.clone());
-        let found = match tokio::task::spawn_blocking(move || discover_pods(&c, &r)).await {
+        let found = match tokio::task::spawn_blocking(move || discover(&c, &r)).await {
             Ok(Ok(d)) => {
                 if d.without_port != portless && !d.without_port.is_empty() {
-                    tracing::warn!(job = %job.job, "not scraping {} running pod(s) with no port to scrape ({}): set port in [sources.scrape.kubernetes] or annotate them prometheus.io/port", d.without_port.len(), d.without_port.join(", "));
+                    match sd.role {
+                        SdRole::Pod => {
+                            tracing::warn!(job = %job.job, "not scraping {} running pod(s) with no port to scrape ({}): set port in [sources.scrape.kubernetes] or annotate them prometheus.io/port", d.without_port.len(), d.without_port.join(", "))
+                        }
+                        SdRole::Endpoints => {
+                            tracing::warn!(job = %job.job, "not scraping {} Service(s) whose ready addresses have no port named {:?} ({}): check port_name or port in [sources.scrape.kubernetes]", d.without_port.len(), sd.port_name.as_deref().unwrap_or(""), d.without_port.join(", "))
+                        }
+                    }
                 }
                 portless = d.without_port;
                 d.targets
@@ -628,22 +641,22 @@ async fn discover_loop(
                     prescale_collect::kube::hint(
                         &e,
                         "sources.scrape.kubernetes",
-                        &format!("list on pods in namespace {}", conn.namespace)
+                        &format!("list on {listed} in namespace {}", conn.namespace)
                     )
                 );
                 if why != failing {
-                    tracing::warn!(job = %job.job, "cannot list pods to scrape, keeping the {} found before: {why}", running.len());
+                    tracing::warn!(job = %job.job, "cannot list {listed} to scrape, keeping the {} found before: {why}", running.len());
                     failing = why;
                 }
                 continue;
             }
             Err(e) => {
-                tracing::error!("pod discovery task died: {e}");
+                tracing::error!("{listed} discovery task died: {e}");
                 continue;
             }
         };
         if !failing.is_empty() {
-            tracing::info!(job = %job.job, "listing pods to scrape again");
+            tracing::info!(job = %job.job, "listing {listed} to scrape again");
             failing.clear();
         }
         running.retain(|_, (t, handle)| {
@@ -655,14 +668,14 @@ async fn discover_loop(
                 .write()
                 .expect("targets lock")
                 .remove(&(t.job.clone(), t.instance.clone()));
-            tracing::info!(job = %t.job, pod = t.labels.get("pod").map_or("", String::as_str), "stopped scraping {}: the pod is gone", t.url);
+            tracing::info!(job = %t.job, pod = t.labels.get("pod").map_or("", String::as_str), "stopped scraping {}: the {} is gone", t.url, if sd.role == SdRole::Pod { "pod" } else { "address" });
             false
         });
         for t in found {
             if running.contains_key(&t.instance) {
                 continue;
             }
-            tracing::info!(job = %t.job, pod = t.labels.get("pod").map_or("", String::as_str), "found a pod to scrape at {}", t.url);
+            tracing::info!(job = %t.job, pod = t.labels.get("pod").map_or("", String::as_str), "found {} to scrape at {}", if sd.role == SdRole::Pod { "a pod" } else { "an address" }, t.url);
             targets.write().expect("targets lock").insert(
                 (t.job.clone(), t.instance.clone()),
                 TargetHealth {

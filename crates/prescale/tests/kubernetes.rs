@@ -37,6 +37,8 @@ struct Cluster {
     instant_ready: bool,
     /// Pods, as the API server lists them (namespace in metadata, labels for selectors).
     pods: Vec<Value>,
+    /// Endpoints (one per Service), listed the same way.
+    endpoints: Vec<Value>,
     /// "METHOD path content-type authorization body", one per request.
     log: Vec<String>,
 }
@@ -259,16 +261,21 @@ fn route(
     }
 }
 
-/// `GET /api/v1/namespaces/NS/pods?labelSelector=K%3DV`: the namespace's pods whose
-/// labels match the selector's `key=value` terms (all the stand-in needs).
+/// `GET /api/v1/namespaces/NS/pods?labelSelector=K%3DV` (or `endpoints`): the
+/// namespace's pods (or Endpoints) whose labels match the selector's `key=value` terms
+/// (all the stand-in needs).
 fn pods(c: &Cluster, method: &str, rest: &str) -> (u16, Value) {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let Some((ns, "pods")) = path.split_once('/') else {
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+    let (ns, listed, kind) = match path.split_once('/') {
+        Some((ns, "pods")) => (ns, &c.pods, "PodList"),
+        Some((ns, "endpoints")) => (ns, &c.endpoints, "EndpointsList"),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     };
     if method != "GET" {
         return status(405, "MethodNotAllowed", "pods are only listed here");
@@ -279,8 +286,7 @@ fn pods(c: &Cluster, method: &str, rest: &str) -> (u16, Value) {
         .unwrap_or("")
         .replace("%3D", "=")
         .replace("%2C", ",");
-    let items: Vec<Value> = c
-        .pods
+    let items: Vec<Value> = listed
         .iter()
         .filter(|p| p["metadata"]["namespace"] == ns)
         .filter(|p| {
@@ -293,7 +299,7 @@ fn pods(c: &Cluster, method: &str, rest: &str) -> (u16, Value) {
         .collect();
     (
         200,
-        json!({"kind": "PodList", "apiVersion": "v1", "items": items}),
+        json!({"kind": kind, "apiVersion": "v1", "items": items}),
     )
 }
 
@@ -810,5 +816,81 @@ fn scrape_jobs_find_their_pods_and_follow_them_as_they_come_and_go() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("the pod is gone"));
+    stop.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn scrape_jobs_find_the_ready_addresses_behind_services() {
+    let (exp, stop) = exporter("# TYPE shop_queue_depth gauge\nshop_queue_depth 7\n");
+    let fake = FakeApi::start(None, &[]);
+    let endpoints = |name: &str, app: &str, port_name: &str| {
+        json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+               "subsets": [{
+                   "addresses": [{"ip": "127.0.0.1", "nodeName": "node-2",
+                                  "targetRef": {"kind": "Pod", "name": format!("{name}-0")}}],
+                   "notReadyAddresses": [{"ip": "127.0.0.9"}],
+                   "ports": [{"name": port_name, "port": exp.port(), "protocol": "TCP"}]}]})
+    };
+    // The worker Service's metrics port is scraped; the db's has another name.
+    fake.cluster.lock().unwrap().endpoints = vec![
+        endpoints("worker", "queue", "metrics"),
+        endpoints("db", "queue", "sql"),
+        endpoints("other", "web", "metrics"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}\n[[sources.scrape]]\njob = \"queue\"\ninterval_s = 1\ntimeout_s = 1\n\
+         [sources.scrape.kubernetes]\napi_url = {:?}\nnamespace = \"shop\"\nrole = \"endpoints\"\n\
+         selector = \"app=queue\"\nport_name = \"metrics\"\nrefresh_s = 1\n",
+        default_config(),
+        fake.url(),
+    );
+    let d = Daemon::start(dir.path(), &cfg);
+    let addr = d.addr;
+    let logs = || fake.report(&d);
+    let got = || -> Option<Value> {
+        let (_, body) = get(addr, "/api/v1/query?query=shop_queue_depth")?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"].as_array()?.first().cloned()
+    };
+    wait_for(|| got().is_some(), "the worker's address scraped", &logs);
+    let r = got().unwrap();
+    assert_eq!(r["value"][1], "7", "{r}");
+    let m = &r["metric"];
+    assert_eq!(
+        (
+            &m["job"],
+            &m["namespace"],
+            &m["service"],
+            &m["endpoint"],
+            &m["pod"],
+            &m["node"]
+        ),
+        (
+            &json!("queue"),
+            &json!("shop"),
+            &json!("worker"),
+            &json!("metrics"),
+            &json!("worker-0"),
+            &json!("node-2")
+        ),
+        "{r}"
+    );
+    assert!(
+        fake.log()
+            .iter()
+            .any(|l| l
+                .starts_with("GET /api/v1/namespaces/shop/endpoints?labelSelector=app%3Dqueue")),
+        "{}",
+        logs()
+    );
+    wait_for(
+        || {
+            d.logs()
+                .contains("not scraping 1 Service(s) whose ready addresses have no port named \"metrics\" (db)")
+        },
+        "the db Service named",
+        &logs,
+    );
     stop.store(true, Ordering::SeqCst);
 }
