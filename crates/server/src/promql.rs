@@ -1,7 +1,9 @@
 //! The part of Prometheus' query API that charting tools use, so Grafana can add prescale
 //! as a Prometheus data source and chart demand, forecasts and capacity next to
 //! everything else: `query` and `query_range` with a series selector (label matchers
-//! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`, either under
+//! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`,
+//! `increase(SELECTOR[RANGE])`, `avg_`, `min_`, `max_`, `sum_` or
+//! `count_over_time(SELECTOR[RANGE])`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them);
@@ -72,8 +74,10 @@ fn parse_step(s: &str) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq)]
 struct Expr {
     inner: DemandExpr,
-    /// `rate(S[R])`'s `R` in ms.
+    /// `rate(S[R])`'s `R` in ms (or `increase`'s, or `*_over_time`'s).
     range: Option<i64>,
+    /// `avg_over_time(S[R])` and the like: each series' samples in the range combined.
+    over: Option<AggOp>,
     agg: Option<Agg>,
     /// `* k` or `/ k` on the result, when written.
     factor: Option<f64>,
@@ -96,7 +100,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...)); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_ or count_over_time(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...)); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -326,40 +330,77 @@ fn grouping(s: &str) -> Option<(bool, &str)> {
     after.starts_with('(').then_some((by, after))
 }
 
-/// `SELECTOR`, `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`.
+/// `SELECTOR`, `rate(SELECTOR)`, `rate(SELECTOR[RANGE])`, `increase(SELECTOR[RANGE])`
+/// or `OP_over_time(SELECTOR[RANGE])`.
 fn parse_inner(q: &str) -> Result<Expr, String> {
     let q = q.trim();
-    let mut range = None;
-    let text = match q.strip_prefix("rate").map(str::trim_start) {
-        Some(rest) if rest.starts_with('(') => {
-            let (arg, tail) = parens(rest)?;
-            if !tail.trim().is_empty() {
-                return Err(format!(
-                    "unexpected {:?} after rate(...); {SUPPORTED}",
-                    tail.trim()
-                ));
-            }
-            let arg = arg.trim();
-            let sel = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
-                Some((sel, r)) => {
-                    range = Some(
-                        parse_step(r.trim())
-                            .ok_or_else(|| format!("{r:?} is not a range such as 5m or 30s"))?,
-                    );
-                    sel
-                }
-                None => arg,
-            };
-            format!("rate({sel})")
-        }
-        _ => q.to_string(),
+    let functions = [
+        ("rate", None),
+        ("increase", None),
+        ("avg_over_time", Some(AggOp::Avg)),
+        ("min_over_time", Some(AggOp::Min)),
+        ("max_over_time", Some(AggOp::Max)),
+        ("sum_over_time", Some(AggOp::Sum)),
+        ("count_over_time", Some(AggOp::Count)),
+    ];
+    let called = functions.iter().find_map(|&(name, over)| {
+        let rest = q.strip_prefix(name)?.trim_start();
+        rest.starts_with('(').then_some((name, over, rest))
+    });
+    let Some((name, over, rest)) = called else {
+        let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
+        return Ok(Expr {
+            inner,
+            range: None,
+            over: None,
+            agg: None,
+            factor: None,
+        });
     };
-    let inner = DemandExpr::parse(&text).map_err(|e| format!("{e}; {SUPPORTED}"))?;
+    let (arg, tail) = parens(rest)?;
+    if !tail.trim().is_empty() {
+        return Err(format!(
+            "unexpected {:?} after {name}(...); {SUPPORTED}",
+            tail.trim()
+        ));
+    }
+    let arg = arg.trim();
+    let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
+        Some((sel, r)) => (
+            sel,
+            Some(
+                parse_step(r.trim())
+                    .ok_or_else(|| format!("{r:?} is not a range such as 5m or 30s"))?,
+            ),
+        ),
+        None if name == "rate" => (arg, None),
+        None => return Err(format!("{name}(...) needs a range, e.g. {name}({arg}[5m])")),
+    };
+    if over.is_some() {
+        // A gauge's samples over the range: the selector is a plain one.
+        let inner = DemandExpr::parse(sel).map_err(|e| format!("{e}; {SUPPORTED}"))?;
+        if !matches!(inner, DemandExpr::Sum(_)) {
+            return Err(format!(
+                "{name}(...) takes a series selector with a range; {SUPPORTED}"
+            ));
+        }
+        return Ok(Expr {
+            inner,
+            range,
+            over,
+            agg: None,
+            factor: None,
+        });
+    }
+    let inner =
+        DemandExpr::parse(&format!("rate({sel})")).map_err(|e| format!("{e}; {SUPPORTED}"))?;
     Ok(Expr {
         inner,
         range,
+        over: None,
         agg: None,
-        factor: None,
+        // As in Prometheus, an increase is the rate over its range times the range.
+        factor: (name == "increase").then(|| range.unwrap_or(0) as f64 / 1000.0),
     })
 }
 
@@ -376,6 +417,18 @@ fn fmt_value(v: f64) -> String {
 
 /// The value of one series at each of `times` (ascending, `step` apart).
 fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -> Vec<Option<f64>> {
+    if let (Some(op), Some(r)) = (expr.over, expr.range) {
+        // Each time's own window (t - r, t].
+        return times
+            .iter()
+            .map(|&t| {
+                let lo = samples.partition_point(|s| s.ts <= t - r);
+                let hi = samples.partition_point(|s| s.ts <= t);
+                let vs: Vec<f64> = samples[lo..hi].iter().map(|s| s.value).collect();
+                combine(op, &vs)
+            })
+            .collect();
+    }
     if let (DemandExpr::Rate(_), Some(r)) = (&expr.inner, expr.range) {
         // Each time's own window (t - r, t], from the sample before it.
         return times
@@ -412,13 +465,16 @@ type Evaluated = Vec<(BTreeMap<String, String>, Vec<Option<f64>>)>;
 fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
     let (lo, hi) = (times[0], *times.last().expect("at least one time"));
     let back = match (&expr.inner, expr.range) {
+        (DemandExpr::Sum(_), Some(r)) if expr.over.is_some() => r,
         (DemandExpr::Sum(_), _) => LOOKBACK_MS,
         (DemandExpr::Rate(_), Some(r)) => 2 * r,
         (DemandExpr::Rate(_), None) => 2 * step,
     };
     // A plain selector keeps the metric name; a rate or an aggregation drops it.
-    let keep_name =
-        matches!(expr.inner, DemandExpr::Sum(_)) && expr.agg.is_none() && expr.factor.is_none();
+    let keep_name = matches!(expr.inner, DemandExpr::Sum(_))
+        && expr.agg.is_none()
+        && expr.factor.is_none()
+        && expr.over.is_none();
     let mut out = Vec::new();
     for key in st.store.select_matching(expr.inner.selector()) {
         let samples = st
@@ -467,21 +523,21 @@ fn aggregate(a: &Agg, series: Evaluated, n: usize) -> Evaluated {
     groups
         .into_iter()
         .map(|(labels, per_time)| {
-            let values = per_time
-                .into_iter()
-                .map(|vs| {
-                    (!vs.is_empty()).then(|| match a.op {
-                        AggOp::Sum => vs.iter().sum(),
-                        AggOp::Avg => vs.iter().sum::<f64>() / vs.len() as f64,
-                        AggOp::Min => vs.iter().copied().fold(f64::INFINITY, f64::min),
-                        AggOp::Max => vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                        AggOp::Count => vs.len() as f64,
-                    })
-                })
-                .collect();
+            let values = per_time.into_iter().map(|vs| combine(a.op, &vs)).collect();
             (labels, values)
         })
         .collect()
+}
+
+/// `vs` combined by `op`; `None` when empty.
+fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
+    (!vs.is_empty()).then(|| match op {
+        AggOp::Sum => vs.iter().sum(),
+        AggOp::Avg => vs.iter().sum::<f64>() / vs.len() as f64,
+        AggOp::Min => vs.iter().copied().fold(f64::INFINITY, f64::min),
+        AggOp::Max => vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        AggOp::Count => vs.len() as f64,
+    })
 }
 
 /// What a query evaluates to.

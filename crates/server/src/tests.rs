@@ -757,8 +757,47 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         "{body}"
     );
 
+    // increase() is the rate over its range times the range; *_over_time combine each
+    // gauge's samples in (t - range, t] (the name goes, as in Prometheus).
+    let (_, body) = get(
+        &app,
+        &q(
+            r#"sum(increase(c_total[2m]))"#,
+            "start=780&end=900&step=120",
+        ),
+    )
+    .await;
+    assert_eq!(
+        matrix(&body),
+        vec![(serde_json::json!({}), vec!["240".into(); 2])],
+        "{body}"
+    );
+    for (func, want) in [
+        ("max_over_time", ["11", "13", "15"]),
+        ("min_over_time", ["10", "11", "13"]),
+        ("avg_over_time", ["10.5", "12", "14"]),
+        ("sum_over_time", ["21", "36", "42"]),
+        ("count_over_time", ["2", "3", "3"]),
+    ] {
+        let (code, body) = get(&app, &q(&format!("{func}(g{{a=\"1\"}}[3m])"), window)).await;
+        assert_eq!(code, StatusCode::OK, "{func}: {body}");
+        assert_eq!(
+            matrix(&body),
+            vec![(
+                serde_json::json!({"a": "1"}),
+                want.iter().map(|x| x.to_string()).collect()
+            )],
+            "{func}"
+        );
+    }
+
     // What it cannot answer, it says.
     for (query, why) in [
+        ("increase(c_total)", "needs a range"),
+        (
+            "max_over_time(rate(c_total)[5m])",
+            "takes a series selector",
+        ),
         ("g + ignoring (a) g", "two series on the left of +"),
         ("g * on (a) 2", "not with a number"),
         ("g % 2", "+, -, * and /"),
