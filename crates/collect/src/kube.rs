@@ -113,11 +113,7 @@ pub fn connect(
             let Some(host) = host else {
                 return Err(format!("{key}.api_url: not set, and prescale is not in a cluster (no KUBERNETES_SERVICE_HOST); set it to the API server's URL, or to http://127.0.0.1:8001 with `kubectl proxy` running"));
             };
-            if host.contains(':') {
-                format!("https://[{host}]:{port}")
-            } else {
-                format!("https://{host}:{port}")
-            }
+            format!("https://{}:{port}", host_part(&host))
         }
     };
     let in_pod = |f: &str| Some(sa_dir.join(f)).filter(|p| p.is_file());
@@ -257,12 +253,7 @@ pub struct Discovered {
 /// `rule.port` or its `prometheus.io/port` annotation (pods with neither are left
 /// out and named), labelled `namespace`, `pod` and `node`.
 pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Discovered, ApiError> {
-    let mut path = format!("/api/v1/namespaces/{}/pods", conn.namespace);
-    if !rule.selector.is_empty() {
-        path.push_str("?labelSelector=");
-        path.push_str(&percent_encode(&rule.selector));
-    }
-    let list = conn.get(&path)?;
+    let (path, list) = list_selected(conn, "pods", &rule.selector)?;
     let items = list
         .get("items")
         .and_then(Value::as_array)
@@ -289,11 +280,7 @@ pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Discovered, Ap
             out.without_port.push(name.to_string());
             continue;
         };
-        let host = if ip.contains(':') {
-            format!("[{ip}]")
-        } else {
-            ip.to_string()
-        };
+        let host = host_part(ip);
         let path = ann("prometheus.io/path").unwrap_or(&rule.path);
         let mut t = Target::new(&rule.job, &rule.scheme, &format!("{host}:{port}"), path);
         let mut labels = BTreeMap::new();
@@ -318,12 +305,7 @@ pub fn discover_pods(conn: &Connection, rule: &PodRule) -> Result<Discovered, Ap
 /// address is a pod's, `pod` and `node`. An address found twice (two Services) is one
 /// target, with the first Service's labels.
 pub fn discover_endpoints(conn: &Connection, rule: &PodRule) -> Result<Discovered, ApiError> {
-    let mut path = format!("/api/v1/namespaces/{}/endpoints", conn.namespace);
-    if !rule.selector.is_empty() {
-        path.push_str("?labelSelector=");
-        path.push_str(&percent_encode(&rule.selector));
-    }
-    let list = conn.get(&path)?;
+    let (path, list) = list_selected(conn, "endpoints", &rule.selector)?;
     endpoints_targets(&list, &conn.namespace, rule)
         .ok_or_else(|| ApiError::BadAnswer(format!("GET {path}: no \"items\" list")))
 }
@@ -380,11 +362,7 @@ fn endpoints_targets(list: &Value, namespace: &str, rule: &PodRule) -> Option<Di
                 };
                 had_address = true;
                 scraped |= !ports.is_empty();
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
+                let host = host_part(ip);
                 for (port, name) in &ports {
                     let instance = format!("{host}:{port}");
                     if !seen.insert(instance.clone()) {
@@ -419,6 +397,31 @@ fn endpoints_targets(list: &Value, namespace: &str, rule: &PodRule) -> Option<Di
     }
     out.targets.sort_by(|a, b| a.instance.cmp(&b.instance));
     Some(out)
+}
+
+/// `GET` of the core `resource` (`pods`, `endpoints`) in `conn`'s namespace that
+/// `selector` picks (all when empty): the path asked and the list.
+fn list_selected(
+    conn: &Connection,
+    resource: &str,
+    selector: &str,
+) -> Result<(String, Value), ApiError> {
+    let mut path = format!("/api/v1/namespaces/{}/{resource}", conn.namespace);
+    if !selector.is_empty() {
+        path.push_str("?labelSelector=");
+        path.push_str(&percent_encode(selector));
+    }
+    let list = conn.get(&path)?;
+    Ok((path, list))
+}
+
+/// An address as the host part of a URL: an IPv6 one in brackets.
+fn host_part(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters kept).
