@@ -3,8 +3,12 @@
 //! the daemon runs) receives remote_write or line-protocol batches from one or more
 //! senders, as Prometheus' shards send them; the result is samples per second and the
 //! latency of a request.
+//!
+//! `prescale bench simulate`: how long a predictive replay of a trace takes, model
+//! selection and refits included (the simulator's target: a 30-day trace in under 10 s).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,27 @@ use prescale_store::{Durability, Store};
 pub enum BenchCmd {
     /// Samples per second through the write receivers into the store.
     Ingest(IngestArgs),
+    /// Seconds a predictive replay of a trace takes, forecaster retraining included.
+    Simulate(SimulateBenchArgs),
+}
+
+/// `prescale bench simulate` arguments.
+#[derive(Debug, Args)]
+pub struct SimulateBenchArgs {
+    /// A trace to replay, as `prescale simulate --trace` reads it. Absent: a synthetic
+    /// service of `--days` days at 5-minute steps (a daily cycle from 30 to 180 vCPU,
+    /// quieter at weekends, with 5% noise), the same every run.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Days of the synthetic trace.
+    #[arg(long, default_value_t = 30)]
+    pub days: usize,
+    /// Replays timed; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// The scenario (absent: `prescale simulate --example-scenario`'s).
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
 }
 
 /// The payload format sent.
@@ -56,7 +81,110 @@ pub struct IngestArgs {
 pub fn run(cmd: BenchCmd) -> Result<(), String> {
     match cmd {
         BenchCmd::Ingest(a) => ingest(a),
+        BenchCmd::Simulate(a) => simulate(a),
     }
+}
+
+/// A synthetic service of `days` days at 5-minute steps: a daily cycle from 30 to 180
+/// vCPU, weekends at 60%, each step off by 5% log-normal noise (seeded: the same trace
+/// every run).
+fn synthetic_service(days: usize) -> prescale_orchestrate::simulate::Trace {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut uniform = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let (t0, step) = (1_767_225_600_000i64, 300_000i64); // 2026-01-01, a Thursday
+    let n = days * 288;
+    let ts: Vec<i64> = (0..n as i64).map(|i| t0 + i * step).collect();
+    let cpu = ts
+        .iter()
+        .map(|t| {
+            let hour = (t / 1000 % 86_400) as f64 / 3600.0;
+            let weekday = (t / 86_400_000 + 3) % 7;
+            let day = 0.5 - 0.5 * ((hour - 3.0) / 24.0 * std::f64::consts::TAU).cos();
+            let week = if weekday >= 5 { 0.6 } else { 1.0 };
+            let gauss = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+            (30.0 + 150.0 * day * week) * (0.05 * gauss).exp()
+        })
+        .collect();
+    prescale_orchestrate::simulate::Trace {
+        ts,
+        cpu,
+        others: Vec::new(),
+        step_ms: step,
+    }
+}
+
+/// `prescale bench simulate`.
+fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
+    use prescale_orchestrate::simulate::{Policy, Scenario, EXAMPLE_SCENARIO};
+    if a.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let scenario = match &a.scenario {
+        Some(p) => {
+            let src = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            Scenario::parse(&src, &p.display().to_string())?
+        }
+        None => Scenario::parse(EXAMPLE_SCENARIO, "the example scenario")?,
+    };
+    let (trace, what) = match &a.trace {
+        Some(p) => (
+            crate::simulate_cmd::load_trace(p)?.0,
+            p.display().to_string(),
+        ),
+        None => {
+            if a.days == 0 {
+                return Err("--days must be at least 1".into());
+            }
+            (
+                synthetic_service(a.days),
+                format!("a synthetic {}-day service", a.days),
+            )
+        }
+    };
+    let steps = trace.cpu.len();
+    let days = steps as f64 * trace.step_ms as f64 / 86_400_000.0;
+    let mut secs = Vec::with_capacity(a.runs);
+    let mut fits = 0;
+    for i in 0..a.runs {
+        let bar = crate::progress_bar(
+            steps as u64,
+            &format!(
+                "{{spinner}} replay {}/{} [{{bar:30}}] {{pos}}/{{len}} steps",
+                i + 1,
+                a.runs
+            ),
+        );
+        let started = Instant::now();
+        let report = prescale_orchestrate::simulate::simulate(
+            &trace,
+            &scenario,
+            Policy::Predictive,
+            1,
+            None,
+            |done, _| bar.set_position(done as u64),
+        )?;
+        secs.push(started.elapsed().as_secs_f64());
+        bar.finish_and_clear();
+        fits = report.forecaster_fits;
+    }
+    let mut sorted = secs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let each: Vec<String> = secs.iter().map(|s| format!("{s:.2}")).collect();
+    println!(
+        "predictive replay of {what}: {steps} steps ({days:.1} days, {} dimension(s)): {median:.2} s median of {} run(s) ({} s); {:.0} steps/s; {fits} forecaster fits and selections",
+        trace.dims().len(),
+        a.runs,
+        each.join(", "),
+        steps as f64 / median,
+    );
+    Ok(())
 }
 
 fn ingest(a: IngestArgs) -> Result<(), String> {

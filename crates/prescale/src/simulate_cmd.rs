@@ -68,6 +68,57 @@ pub enum SimFormat {
 /// skipped: it is the predictive run).
 const COMPARED_QUANTILES: [f64; 3] = [0.8, 0.9, 0.99];
 
+/// The trace in `trace_path`, checked (warnings go to stderr), and whether its
+/// timestamps are RFC 3339.
+pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
+    let header = std::fs::read_to_string(trace_path)
+        .map_err(|e| format!("{}: cannot read: {e}", trace_path.display()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut others = Vec::new();
+    for col in header
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+    {
+        match Dim::parse(&col) {
+            Some(Dim::Cpu) => {}
+            Some(d) => others.push(d),
+            None if col.is_empty() || col == "timestamp" => {}
+            None => eprintln!(
+                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps",
+                trace_path.display()
+            ),
+        }
+    }
+    let series = crate::input::read_csv_column(trace_path, "cpu")?;
+    for w in &series.warnings {
+        eprintln!("warning: {}: {w}", trace_path.display());
+    }
+    non_negative(trace_path, Dim::Cpu, &series)?;
+    let mut other_series = Vec::new();
+    for d in others {
+        let s = crate::input::read_csv_column(trace_path, d.name())?;
+        if s.ts != series.ts {
+            return Err(format!(
+                "{}: the {} column covers other steps than cpu (fill empty cells or drop the column)",
+                trace_path.display(),
+                d.name()
+            ));
+        }
+        non_negative(trace_path, d, &s)?;
+        other_series.push((d, s.values));
+    }
+    let trace = Trace {
+        ts: series.ts.iter().map(|t| t * 1000).collect(),
+        cpu: series.values.clone(),
+        others: other_series,
+        step_ms: series.step * 1000,
+    };
+    Ok((trace, series.rfc3339))
+}
+
 /// Runs the command; errors are the user's to fix (exit 2).
 pub fn run(a: SimulateArgs) -> Result<(), String> {
     if a.example_scenario {
@@ -89,51 +140,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     let src = std::fs::read_to_string(&scenario_path)
         .map_err(|e| format!("{}: cannot read: {e}", scenario_path.display()))?;
     let scenario = Scenario::parse(&src, &scenario_path.display().to_string())?;
-    let header = std::fs::read_to_string(&trace_path)
-        .map_err(|e| format!("{}: cannot read: {e}", trace_path.display()))?
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut others = Vec::new();
-    for col in header
-        .split(',')
-        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
-    {
-        match Dim::parse(&col) {
-            Some(Dim::Cpu) => {}
-            Some(d) => others.push(d),
-            None if col.is_empty() || col == "timestamp" => {}
-            None => eprintln!(
-                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps",
-                trace_path.display()
-            ),
-        }
-    }
-    let series = crate::input::read_csv_column(&trace_path, "cpu")?;
-    for w in &series.warnings {
-        eprintln!("warning: {}: {w}", trace_path.display());
-    }
-    non_negative(&trace_path, Dim::Cpu, &series)?;
-    let mut other_series = Vec::new();
-    for d in others {
-        let s = crate::input::read_csv_column(&trace_path, d.name())?;
-        if s.ts != series.ts {
-            return Err(format!(
-                "{}: the {} column covers other steps than cpu (fill empty cells or drop the column)",
-                trace_path.display(),
-                d.name()
-            ));
-        }
-        non_negative(&trace_path, d, &s)?;
-        other_series.push((d, s.values));
-    }
-    let trace = Trace {
-        ts: series.ts.iter().map(|t| t * 1000).collect(),
-        cpu: series.values.clone(),
-        others: other_series,
-        step_ms: series.step * 1000,
-    };
+    let (trace, rfc3339) = load_trace(&trace_path)?;
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
     let keep = a.timeline.is_some() || a.report.is_some();
@@ -171,7 +178,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     }
     if let ([report], [timeline]) = (&reports[..], &timelines[..]) {
         let paths = (a.timeline.as_deref(), a.report.as_deref());
-        write_outputs(paths, &scenario, &dims, timeline, series.rfc3339, report)?;
+        write_outputs(paths, &scenario, &dims, timeline, rfc3339, report)?;
         match a.format {
             SimFormat::Json => println!(
                 "{}",

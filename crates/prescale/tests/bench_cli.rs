@@ -49,3 +49,57 @@ fn bench_ingest_sends_everything_and_the_store_takes_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn bench_simulate_times_predictive_replays_of_a_synthetic_or_given_trace() {
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["bench", "simulate"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&["--days", "3", "--runs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("a synthetic 3-day service: 864 steps (3.0 days, 1 dimension(s)):"),
+        "{text}"
+    );
+    assert!(text.contains("s median of 2 run(s) ("), "{text}");
+    // The forecaster was selected and refitted: a replay without fits times nothing.
+    let fits: usize = text
+        .split(" forecaster fits")
+        .next()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(fits > 10, "{text}");
+    // A given trace, as `prescale simulate` reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.csv");
+    let rows: String = (0..600)
+        .map(|i| format!("{},{}\n", 1_700_000_000 + i * 300, 20 + i % 7))
+        .collect();
+    std::fs::write(&trace, format!("timestamp,cpu\n{rows}")).unwrap();
+    let out = bench(&["--trace", trace.to_str().unwrap(), "--runs", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("600 steps (2.1 days"), "{text}");
+    for bad in [
+        &["--runs", "0"][..],
+        &["--days", "0"],
+        &["--trace", "/nonexistent.csv"],
+    ] {
+        let out = bench(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
