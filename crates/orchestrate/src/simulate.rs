@@ -338,6 +338,46 @@ impl Trace {
     }
 }
 
+/// A synthetic service of `days` days at 5-minute steps from 2026-01-01 (a Thursday):
+/// a daily cycle from 30 to 180 vCPU, weekends at 60% of weekdays, each step off by
+/// log-normal noise of `noise`, and with `batch` a nightly hour at +80 vCPU from 02:00.
+/// Seeded, so the same trace every call: the trace not from `../shared/data` that the
+/// targets are also checked on, and what `prescale bench simulate` replays.
+pub fn synthetic_service(days: usize, noise: f64, batch: bool) -> Trace {
+    // xorshift64* and Box-Muller: no random crate needed for a fixed trace.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut uniform = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let (t0, step) = (1_767_225_600_000i64, 300_000i64);
+    let ts: Vec<TimestampMs> = (0..days as i64 * 288).map(|i| t0 + i * step).collect();
+    let cpu = ts
+        .iter()
+        .map(|t| {
+            let hour = (t / 1000 % 86_400) as f64 / 3600.0;
+            let weekday = (t / 86_400_000 + 3) % 7; // 0 = Monday
+            let day = 0.5 - 0.5 * ((hour - 3.0) / 24.0 * std::f64::consts::TAU).cos();
+            let week = if weekday >= 5 { 0.6 } else { 1.0 };
+            let gauss = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+            let v = (30.0 + 150.0 * day * week) * (noise * gauss).exp();
+            if batch && (2.0..3.0).contains(&hour) {
+                v + 80.0
+            } else {
+                v
+            }
+        })
+        .collect();
+    Trace {
+        ts,
+        cpu,
+        others: Vec::new(),
+        step_ms: step,
+    }
+}
+
 /// One row of the timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineRow {

@@ -85,39 +85,6 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
     }
 }
 
-/// A synthetic service of `days` days at 5-minute steps: a daily cycle from 30 to 180
-/// vCPU, weekends at 60%, each step off by 5% log-normal noise (seeded: the same trace
-/// every run).
-fn synthetic_service(days: usize) -> prescale_orchestrate::simulate::Trace {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut uniform = move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let (t0, step) = (1_767_225_600_000i64, 300_000i64); // 2026-01-01, a Thursday
-    let n = days * 288;
-    let ts: Vec<i64> = (0..n as i64).map(|i| t0 + i * step).collect();
-    let cpu = ts
-        .iter()
-        .map(|t| {
-            let hour = (t / 1000 % 86_400) as f64 / 3600.0;
-            let weekday = (t / 86_400_000 + 3) % 7;
-            let day = 0.5 - 0.5 * ((hour - 3.0) / 24.0 * std::f64::consts::TAU).cos();
-            let week = if weekday >= 5 { 0.6 } else { 1.0 };
-            let gauss = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
-            (30.0 + 150.0 * day * week) * (0.05 * gauss).exp()
-        })
-        .collect();
-    prescale_orchestrate::simulate::Trace {
-        ts,
-        cpu,
-        others: Vec::new(),
-        step_ms: step,
-    }
-}
-
 /// `prescale bench simulate`.
 fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
     use prescale_orchestrate::simulate::{Policy, Scenario, EXAMPLE_SCENARIO};
@@ -142,7 +109,7 @@ fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
                 return Err("--days must be at least 1".into());
             }
             (
-                synthetic_service(a.days),
+                prescale_orchestrate::simulate::synthetic_service(a.days, 0.05, false),
                 format!("a synthetic {}-day service", a.days),
             )
         }

@@ -193,33 +193,15 @@ fn an_hourly_spike_meets_the_shortfall_and_matched_hpa_targets() {
     );
 }
 
-/// Three weeks of a synthetic service, not from `../shared/data` (so this runs
-/// everywhere): a daily cycle from 30 to 180 vCPU, weekends at 60% of weekdays, each
-/// 5-minute step off by log-normal noise of `noise`, and with `batch` a nightly hour at
-/// +80 vCPU from 02:00. Seeded, so the same trace every run.
+/// Three weeks of the synthetic service (`synthetic_service`: a daily cycle from 30 to
+/// 180 vCPU, quieter at weekends, with noise of `noise` and, with `batch`, a nightly
+/// hour at +80 vCPU), not from `../shared/data` (so this runs everywhere), as a trace
+/// file.
 fn synthetic_trace(out: &Path, noise: f64, batch: bool) {
-    // xorshift64* and Box-Muller: no random crate needed for a fixed trace.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut uniform = move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let t0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z, a Thursday
+    let t = prescale_orchestrate::simulate::synthetic_service(21, noise, batch);
     let mut s = String::from("timestamp,cpu\n");
-    for i in 0..21 * 288 {
-        let t = t0 + i * STEP;
-        let hour = (t % 86_400) as f64 / 3600.0;
-        let weekday = ((t / 86_400) + 3) % 7; // 0 = Monday
-        let day = 0.5 - 0.5 * ((hour - 3.0) / 24.0 * std::f64::consts::TAU).cos();
-        let week = if weekday >= 5 { 0.6 } else { 1.0 };
-        let gauss = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
-        let mut v = (30.0 + 150.0 * day * week) * (noise * gauss).exp();
-        if batch && (2.0..3.0).contains(&hour) {
-            v += 80.0;
-        }
-        s.push_str(&format!("{t},{v:.3}\n"));
+    for (ts, v) in t.ts.iter().zip(&t.cpu) {
+        s.push_str(&format!("{},{v:.3}\n", ts / 1000));
     }
     std::fs::write(out, s).unwrap();
 }
