@@ -305,7 +305,8 @@ pub fn held_peak(demand: &[f64], said: &[f64], range: Range<usize>) -> Option<He
 /// (with `seasonal_floor`, times its [`seasonal_fall`] where demand fell alike after this
 /// time on each of the last seasons) and, with `seasonal_floor`, the highest from one step before to
 /// [`SEASONAL_FLOOR_AHEAD_MS`] (at least three steps) after this time one season (its
-/// `season_s`, else a day) ago. `peak(j, from, to)` is the demand held of `dims[j]` in
+/// `season_s`, else a day) ago, times its [`seasonal_level`] where demand has run well
+/// below its level then. `peak(j, from, to)` is the demand held of `dims[j]` in
 /// the steps starting in `[from, to)` (see [`held_peak`]), `None` when there is none.
 pub fn demand_floors(
     w: &Workload,
@@ -381,9 +382,17 @@ pub fn demand_floors_in(
                         ", a week as over the last week demand came {share:.2} as far from the same hour a week before as from the same hour a day before"
                     ));
                 }
+                let mut demand = p;
+                if let Some(r) = seasonal_level(now, s, p, |a, b| peak(j, a, b)) {
+                    demand = p * r;
+                    what.push_str(&format!(
+                        ", times {r:.2}, as far below its level then as demand has run over the last {} s",
+                        LEVEL_WINDOW_MS / 1000
+                    ));
+                }
                 out.push(Floor {
                     dim: *d,
-                    demand: p,
+                    demand,
                     what,
                     left_out,
                 });
@@ -391,6 +400,64 @@ pub fn demand_floors_in(
         }
     }
     out
+}
+
+/// The stretch before now that [`seasonal_level`] compares with the same stretch one
+/// season ago.
+pub const LEVEL_WINDOW_MS: i64 = 2 * 3_600_000;
+
+/// How far below its level one season ago demand must run for [`seasonal_level`] to
+/// scale the seasonal floor down: further than a noisy peak strays.
+pub const LEVEL_SHRINK: f64 = 0.85;
+
+/// How far above the peak of the stretch before it the seasonal floor's demand may be
+/// for [`seasonal_level`] to scale it: a daily ramp's next half hour, not a burst.
+pub const LEVEL_SPIKE: f64 = 1.5;
+
+/// Blocks [`seasonal_level`] splits its window into.
+pub const LEVEL_BLOCKS: i64 = 8;
+
+/// How far demand has run below its level one season ago, when it has run well below
+/// it throughout: the higher of two ratios of the last [`LEVEL_WINDOW_MS`] to the same
+/// stretch one season before, that of their peaks and that of the medians of their
+/// [`LEVEL_BLOCKS`] block peaks, when below [`LEVEL_SHRINK`]; `None` otherwise, when
+/// any is missing, or when `held` (the floor's demand from around this time one season
+/// ago) is above [`LEVEL_SPIKE`] times the median block peak of the stretch before it.
+///
+/// The seasonal floor holds the demand of this time one season ago; on the first
+/// quieter day (a Saturday after a Friday, before a week of history tells the floor to
+/// look back a week) it held the Friday's capacity all day. The block medians keep it
+/// from shrinking where only yesterday's window held a burst: an idle service whose
+/// bursts come back, and `held` keeps a burst that came out of a quiet stretch
+/// (a spike on an idle disk, at a quieter time than yesterday's): that is no level to
+/// scale.
+pub fn seasonal_level(
+    now: TimestampMs,
+    season_ms: i64,
+    held: f64,
+    peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
+) -> Option<f64> {
+    let ratio = |a: f64, b: f64| (b > 0.0 && a >= 0.0).then(|| a / b);
+    let whole = ratio(
+        peak(now - LEVEL_WINDOW_MS, now)?.0,
+        peak(now - season_ms - LEVEL_WINDOW_MS, now - season_ms)?.0,
+    )?;
+    let block = LEVEL_WINDOW_MS / LEVEL_BLOCKS;
+    let typical = |end: TimestampMs| -> Option<f64> {
+        let mut v = (0..LEVEL_BLOCKS)
+            .map(|b| peak(end - (b + 1) * block, end - b * block).map(|h| h.0))
+            .collect::<Option<Vec<f64>>>()?;
+        v.sort_by(f64::total_cmp);
+        Some((v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0)
+    };
+    let then = typical(now - season_ms)?;
+    // NaN held counts as a burst: nothing to scale.
+    if held.is_nan() || held > LEVEL_SPIKE * then {
+        return None;
+    }
+    let blocks = ratio(typical(now)?, then)?;
+    let r = whole.max(blocks);
+    (r.is_finite() && r < LEVEL_SHRINK).then_some(r)
 }
 
 /// How many past seasons [`seasonal_fall`] reads: every one must have fallen alike.
@@ -1019,6 +1086,64 @@ mod tests {
         let f = demand_floors(&w, now, hour, &[Dim::Cpu], peak);
         assert_eq!(f[0].demand, 90.0, "{f:?}");
         assert!(!f[0].what.contains("times"), "{}", f[0].what);
+    }
+
+    #[test]
+    fn the_seasonal_floor_scales_down_on_a_quieter_day_but_keeps_bursts() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 0;
+        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        // Five-minute steps: the peak of a range is its highest step.
+        fn peaks(level: impl Fn(i64) -> f64) -> impl Fn(usize, i64, i64) -> Option<Held> {
+            move |_, from: i64, to: i64| {
+                let step = 300_000i64;
+                (from.div_euclid(step).max(0)..to.div_euclid(step))
+                    .map(&level)
+                    .reduce(f64::max)
+                    .map(|p| (p, None))
+            }
+        }
+        let noise = |s: i64| 1.0 + 0.04 * (((s * 7919) % 13) as f64 / 13.0 - 0.5);
+        let daily = move |s: i64| {
+            let h = (s % 288) as f64 / 12.0;
+            (30.0 + 150.0 * (0.5 - 0.5 * ((h - 3.0) / 24.0 * std::f64::consts::TAU).cos()))
+                * noise(s)
+        };
+        // Day 2 is the first quieter day (at 60%), with two days of history: too little
+        // for the floor to look back a week, so it looks back to the busier day.
+        let quiet = move |s: i64| daily(s) * if s / 288 == 2 { 0.6 } else { 1.0 };
+        let now = 2 * day + 11 * hour;
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peaks(quiet));
+        let yesterday = peaks(daily)(0, now - day - step, now - day + 30 * 60_000)
+            .unwrap()
+            .0;
+        let r = f[0].demand / yesterday;
+        assert!((0.55..0.7).contains(&r), "{r}: {f:?}");
+        assert!(
+            f[0].what.contains("times") && f[0].what.contains("7200 s"),
+            "{}",
+            f[0].what
+        );
+        // A day like the one before keeps the floor whole.
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peaks(daily));
+        assert_eq!(f[0].demand, yesterday);
+        assert!(!f[0].what.contains("times"), "{}", f[0].what);
+        // A burst yesterday in the two hours before this time, none today: the typical
+        // level is the same, so the floor stays whole.
+        let burst = move |s: i64| daily(s) + if s == 288 + 10 * 12 { 300.0 } else { 0.0 };
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peaks(burst));
+        assert!(!f[0].what.contains("times"), "{}", f[0].what);
+        // An idle disk with a burst at this time yesterday, quieter than yesterday's
+        // idle since: the burst is no level, and is held.
+        let idle = move |s: i64| {
+            let base = if s / 288 == 2 { 0.2 } else { 0.5 };
+            base * noise(s) + if s == 288 + 11 * 12 + 2 { 150.0 } else { 0.0 }
+        };
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peaks(idle));
+        assert!(f[0].demand > 150.0, "{f:?}");
+        // Without a seasonal floor there is nothing to scale.
+        w.seasonal_floor = false;
+        assert!(demand_floors(&w, now, step, &[Dim::Cpu], peaks(quiet)).is_empty());
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn synthetic_trace(out: &Path, noise: f64, batch: bool) {
 /// 40% cheaper than HPA short no longer. On the plain service, where HPA is never short,
 /// it is not 40% cheaper than HPA (the README gives the figures and why: its forecast's
 /// q0.95 sits 16% above the median where the noise alone would put it 8.5% above), so
-/// its cost against HPA is held where it is measured instead: at least 36% below.
+/// its cost against HPA is held where it is measured instead: at least 37% below.
 #[test]
 fn synthetic_daily_traces_meet_the_shortfall_targets() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,7 +222,7 @@ fn synthetic_daily_traces_meet_the_shortfall_targets() {
     synthetic_trace(&trace, 0.05, false);
     let name = "synthetic daily service";
     let (_, vs_hpa) = check(name, &trace, true, false);
-    assert!(vs_hpa <= 0.64, "{name}: {vs_hpa:.3}x HPA");
+    assert!(vs_hpa <= 0.63, "{name}: {vs_hpa:.3}x HPA");
     synthetic_trace(&trace, 0.05, true);
     check(
         "synthetic daily service with a nightly batch",
