@@ -410,8 +410,9 @@ pub const LEVEL_WINDOW_MS: i64 = 2 * 3_600_000;
 /// scale the seasonal floor down: further than a noisy peak strays.
 pub const LEVEL_SHRINK: f64 = 0.85;
 
-/// How far above the peak of the stretch before it the seasonal floor's demand may be
-/// for [`seasonal_level`] to scale it: a daily ramp's next half hour, not a burst.
+/// How far above the typical peak (the median block peak) of the stretch before it the
+/// seasonal floor's demand may be for [`seasonal_level`] to scale it: a daily ramp's
+/// next half hour, not a burst.
 pub const LEVEL_SPIKE: f64 = 1.5;
 
 /// Blocks [`seasonal_level`] splits its window into.
@@ -427,10 +428,9 @@ pub const LEVEL_BLOCKS: i64 = 8;
 /// The seasonal floor holds the demand of this time one season ago; on the first
 /// quieter day (a Saturday after a Friday, before a week of history tells the floor to
 /// look back a week) it held the Friday's capacity all day. The block medians keep it
-/// from shrinking where only yesterday's window held a burst: an idle service whose
-/// bursts come back, and `held` keeps a burst that came out of a quiet stretch
-/// (a spike on an idle disk, at a quieter time than yesterday's): that is no level to
-/// scale.
+/// whole where only the window a season ago held a burst, and the [`LEVEL_SPIKE`] check
+/// where the floor's own demand was a burst out of a quiet stretch (an idle disk's
+/// spike): neither is a level to scale.
 pub fn seasonal_level(
     now: TimestampMs,
     season_ms: i64,
