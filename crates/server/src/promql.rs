@@ -2,8 +2,9 @@
 //! as a Prometheus data source and chart demand, forecasts and capacity next to
 //! everything else: `query` and `query_range` with a series selector (label matchers
 //! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`,
-//! `increase(SELECTOR[RANGE])`, `avg_`, `min_`, `max_`, `sum_` or
-//! `count_over_time(SELECTOR[RANGE])`, either under
+//! `increase(SELECTOR[RANGE])`, `avg_`, `min_`, `max_`, `sum_`, `count_`, `last_`,
+//! `stddev_` or `stdvar_over_time(SELECTOR[RANGE])` and
+//! `quantile_over_time(PHI, SELECTOR[RANGE])`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them);
@@ -90,6 +91,14 @@ enum AggOp {
     Min,
     Max,
     Count,
+    /// The newest (`last_over_time`).
+    Last,
+    /// The φ-quantile, interpolated between ranks (`quantile_over_time`).
+    Quantile(f64),
+    /// The population standard deviation (`stddev_over_time`).
+    Stddev,
+    /// The population variance (`stdvar_over_time`).
+    Stdvar,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +109,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_ or count_over_time(SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...)); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...)); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -330,8 +339,8 @@ fn grouping(s: &str) -> Option<(bool, &str)> {
     after.starts_with('(').then_some((by, after))
 }
 
-/// `SELECTOR`, `rate(SELECTOR)`, `rate(SELECTOR[RANGE])`, `increase(SELECTOR[RANGE])`
-/// or `OP_over_time(SELECTOR[RANGE])`.
+/// `SELECTOR`, `rate(SELECTOR)`, `rate(SELECTOR[RANGE])`, `increase(SELECTOR[RANGE])`,
+/// `OP_over_time(SELECTOR[RANGE])` or `quantile_over_time(PHI, SELECTOR[RANGE])`.
 fn parse_inner(q: &str) -> Result<Expr, String> {
     let q = q.trim();
     let functions = [
@@ -342,6 +351,10 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         ("max_over_time", Some(AggOp::Max)),
         ("sum_over_time", Some(AggOp::Sum)),
         ("count_over_time", Some(AggOp::Count)),
+        ("last_over_time", Some(AggOp::Last)),
+        ("stddev_over_time", Some(AggOp::Stddev)),
+        ("stdvar_over_time", Some(AggOp::Stdvar)),
+        ("quantile_over_time", Some(AggOp::Quantile(f64::NAN))),
     ];
     let called = functions.iter().find_map(|&(name, over)| {
         let rest = q.strip_prefix(name)?.trim_start();
@@ -364,7 +377,22 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             tail.trim()
         ));
     }
-    let arg = arg.trim();
+    let mut arg = arg.trim();
+    let mut over = over;
+    if let Some(AggOp::Quantile(_)) = over {
+        // quantile_over_time(PHI, S[R]): PHI a number, as Prometheus takes it.
+        let (phi, rest) = arg.split_once(',').ok_or_else(|| {
+            format!("{name}(...) takes a quantile and a range, e.g. {name}(0.95, {arg}[5m])")
+        })?;
+        let phi: f64 = phi.trim().parse().map_err(|_| {
+            format!(
+                "{:?} is not a number: {name}(...) takes a quantile such as 0.95 first",
+                phi.trim()
+            )
+        })?;
+        over = Some(AggOp::Quantile(phi));
+        arg = rest.trim();
+    }
     let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
         Some((sel, r)) => (
             sel,
@@ -529,14 +557,34 @@ fn aggregate(a: &Agg, series: Evaluated, n: usize) -> Evaluated {
         .collect()
 }
 
-/// `vs` combined by `op`; `None` when empty.
+/// `vs` (oldest first) combined by `op`; `None` when empty.
 fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
+    let mean = || vs.iter().sum::<f64>() / vs.len() as f64;
+    let var = || {
+        let m = mean();
+        vs.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / vs.len() as f64
+    };
     (!vs.is_empty()).then(|| match op {
         AggOp::Sum => vs.iter().sum(),
-        AggOp::Avg => vs.iter().sum::<f64>() / vs.len() as f64,
+        AggOp::Avg => mean(),
         AggOp::Min => vs.iter().copied().fold(f64::INFINITY, f64::min),
         AggOp::Max => vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         AggOp::Count => vs.len() as f64,
+        AggOp::Last => vs[vs.len() - 1],
+        AggOp::Stddev => var().sqrt(),
+        AggOp::Stdvar => var(),
+        // As Prometheus: below 0 is -Inf, above 1 +Inf, else interpolated at rank
+        // phi * (n - 1) of the sorted values.
+        AggOp::Quantile(phi) if phi.is_nan() => f64::NAN,
+        AggOp::Quantile(phi) if phi < 0.0 => f64::NEG_INFINITY,
+        AggOp::Quantile(phi) if phi > 1.0 => f64::INFINITY,
+        AggOp::Quantile(phi) => {
+            let mut s = vs.to_vec();
+            s.sort_by(f64::total_cmp);
+            let rank = phi * (s.len() - 1) as f64;
+            let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+            s[lo] + (s[hi] - s[lo]) * (rank - lo as f64)
+        }
     })
 }
 

@@ -778,17 +778,29 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         ("avg_over_time", ["10.5", "12", "14"]),
         ("sum_over_time", ["21", "36", "42"]),
         ("count_over_time", ["2", "3", "3"]),
+        ("last_over_time", ["11", "13", "15"]),
+        ("quantile_over_time(0.5, ", ["10.5", "12", "14"]),
+        ("quantile_over_time(0.9,", ["10.9", "12.8", "14.8"]),
+        ("quantile_over_time(1.5, ", ["+Inf", "+Inf", "+Inf"]),
+        ("stdvar_over_time", ["0.25", "0.6667", "0.6667"]),
+        ("stddev_over_time", ["0.5", "0.8165", "0.8165"]),
     ] {
-        let (code, body) = get(&app, &q(&format!("{func}(g{{a=\"1\"}}[3m])"), window)).await;
+        // quantile_over_time's name comes with its first argument.
+        let call = if func.ends_with("_time") {
+            format!("{func}(g{{a=\"1\"}}[3m])")
+        } else {
+            format!("{func}g{{a=\"1\"}}[3m])")
+        };
+        let (code, body) = get(&app, &q(&call, window)).await;
         assert_eq!(code, StatusCode::OK, "{func}: {body}");
-        assert_eq!(
-            matrix(&body),
-            vec![(
-                serde_json::json!({"a": "1"}),
-                want.iter().map(|x| x.to_string()).collect()
-            )],
-            "{func}"
-        );
+        let got = matrix(&body);
+        assert_eq!(got.len(), 1, "{func}: {body}");
+        assert_eq!(got[0].0, serde_json::json!({"a": "1"}), "{func}");
+        assert_eq!(got[0].1.len(), want.len(), "{func}: {body}");
+        for (g, w) in got[0].1.iter().zip(want) {
+            let (g, w): (f64, f64) = (g.parse().unwrap(), w.parse().unwrap());
+            assert!(g == w || (g - w).abs() < 1e-4, "{func}: {g} vs {w}");
+        }
     }
 
     // What it cannot answer, it says.
@@ -801,6 +813,9 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         ("g + ignoring (a) g", "two series on the left of +"),
         ("g * on (a) 2", "not with a number"),
         ("g % 2", "+, -, * and /"),
+        ("quantile_over_time(g[5m])", "takes a quantile and a range"),
+        ("quantile_over_time(high, g[5m])", "is not a number"),
+        ("last_over_time(g)", "needs a range"),
         ("g +", "empty expression"),
     ] {
         let (code, body) = get(&app, &q(query, window)).await;
