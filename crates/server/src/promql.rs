@@ -7,7 +7,8 @@
 //! `quantile_over_time(PHI, SELECTOR[RANGE])`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
-//! on their labels, or on `on (...)` / all but `ignoring (...)` of them);
+//! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
+//! with `group_left (...)` / `group_right (...)`);
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
 //!
@@ -109,7 +110,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...)); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,9 +122,20 @@ enum Node {
         op: char,
         lhs: Box<Node>,
         rhs: Box<Node>,
-        /// `on (...)` (`true`) or `ignoring (...)` (`false`) and its labels.
-        matching: Option<(bool, Vec<String>)>,
+        /// `on (...)` or `ignoring (...)`, perhaps with `group_left` / `group_right`.
+        matching: Option<Matching>,
     },
+}
+
+/// How `a op b` pairs series: on some labels or ignoring some, one to one or many to one.
+#[derive(Debug, Clone, PartialEq)]
+struct Matching {
+    /// `on (...)` (`true`) or `ignoring (...)` (`false`).
+    on: bool,
+    labels: Vec<String>,
+    /// `group_left (...)` (`Some((true, ..))`: many on the left) or `group_right (...)`,
+    /// with the labels copied from the one side.
+    group: Option<(bool, Vec<String>)>,
 }
 
 /// The query's expression, or what is wrong with it (for [`bad`]).
@@ -198,10 +210,20 @@ fn parse_node(q: &str) -> Result<Node, String> {
             };
             if after.starts_with('(') {
                 let (labels, rest) = parens(after)?;
-                matching = Some((on, label_list(labels)?));
+                let (group, rest) = group_modifier(rest)?;
+                matching = Some(Matching {
+                    on,
+                    labels: label_list(labels)?,
+                    group,
+                });
                 rhs = rest;
                 break;
             }
+        }
+        if matching.is_none() && group_modifier(rhs)?.0.is_some() {
+            return Err(format!(
+                "group_left and group_right come after on (...) or ignoring (...), e.g. a * on (job) group_left b; {SUPPORTED}"
+            ));
         }
         let (l, r) = (parse_node(lhs)?, parse_node(rhs)?);
         let number = |n: &Node| matches!(n, Node::Number(_));
@@ -224,6 +246,29 @@ fn parse_node(q: &str) -> Result<Node, String> {
         return Ok(Node::Number(v));
     }
     parse_expr(q).map(Node::Series)
+}
+
+/// `group_left` or `group_right` at the start of `s`, with its labels when it has
+/// them, and the rest of `s`.
+type Group = Option<(bool, Vec<String>)>;
+fn group_modifier(s: &str) -> Result<(Group, &str), String> {
+    let s = s.trim_start();
+    for (word, left) in [("group_left", true), ("group_right", false)] {
+        let Some(after) = s.strip_prefix(word) else {
+            continue;
+        };
+        // `group_leftover` is a metric name, not the modifier.
+        if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let after = after.trim_start();
+        if after.starts_with('(') {
+            let (labels, rest) = parens(after)?;
+            return Ok((Some((left, label_list(labels)?)), rest));
+        }
+        return Ok((Some((left, Vec::new())), after));
+    }
+    Ok((None, s))
 }
 
 /// The label names of `by (...)`, `on (...)` and the like.
@@ -625,7 +670,7 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
                 (Val::Vector(v), Val::Scalar(b)) => Val::Vector(each(v, &|x| apply(op, x, b))),
                 (Val::Scalar(a), Val::Vector(v)) => Val::Vector(each(v, &|x| apply(op, a, x))),
                 (Val::Vector(l), Val::Vector(r)) => {
-                    Val::Vector(match_one_to_one(op, l, r, matching.as_ref())?)
+                    Val::Vector(match_vectors(op, l, r, matching.as_ref())?)
                 }
             }
         }
@@ -633,52 +678,96 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
 }
 
 /// `l op r` between series with the same labels (all but `__name__`, or only the `on`
-/// ones, or all but the `ignoring` ones), labelled with those, as PromQL's one-to-one
-/// matching; a series without a partner is left out. Two series on one side with the
-/// same labels are an error saying how to tell them apart.
-fn match_one_to_one(
+/// ones, or all but the `ignoring` ones), as PromQL matches vectors; a series without a
+/// partner is left out.
+///
+/// One to one, each result is labelled with the labels matched on, and two series on
+/// one side with the same ones are an error saying how to tell them apart. With
+/// `group_left` (`group_right`) many series on the left (right) may share a partner on
+/// the other side, which must still be one; each result keeps the labels of its series
+/// on the many side (but `__name__`) and takes the `group_left (...)` labels from its
+/// partner (dropping those the partner lacks). Two results with the same labels are an
+/// error, as in Prometheus.
+fn match_vectors(
     op: char,
     l: Evaluated,
     r: Evaluated,
-    matching: Option<&(bool, Vec<String>)>,
+    matching: Option<&Matching>,
 ) -> Result<Evaluated, Failed> {
-    let signature = |labels: BTreeMap<String, String>| -> BTreeMap<String, String> {
+    let signature = |labels: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         labels
-            .into_iter()
+            .iter()
             .filter(|(k, _)| {
-                k != "__name__"
-                    && match matching {
-                        None => true,
-                        Some((on, names)) => names.contains(k) == *on,
-                    }
+                *k != "__name__" && matching.is_none_or(|m| m.labels.contains(k) == m.on)
             })
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    let side = |v: Evaluated, which: &str| -> Result<BTreeMap<_, _>, Failed> {
-        let mut out = BTreeMap::new();
-        for (labels, values) in v {
-            let sig = signature(labels);
-            if out.contains_key(&sig) {
-                return Err(Failed::Query(format!(
-                    "two series on the {which} of {op} have the labels {sig:?}: match on fewer labels with on (...) or ignoring (...), or aggregate that side"
-                )));
-            }
-            out.insert(sig, values);
-        }
-        Ok(out)
+    let group = matching.and_then(|m| m.group.as_ref());
+    let many_left = group.is_none_or(|g| g.0);
+    let (many, one) = if many_left { (l, r) } else { (r, l) };
+    let side_name = |left: bool| if left { "left" } else { "right" };
+    let twice = |which: &str, sig: &BTreeMap<String, String>| {
+        Failed::Query(format!(
+            "two series on the {which} of {op} have the labels {sig:?}: match on fewer labels with on (...) or ignoring (...), or aggregate that side"
+        ))
     };
-    let (l, mut r) = (side(l, "left")?, side(r, "right")?);
-    Ok(l.into_iter()
-        .filter_map(|(sig, lv)| {
-            let rv = r.remove(&sig)?;
-            let values: Vec<Option<f64>> = lv
-                .into_iter()
-                .zip(rv)
-                .map(|(a, b)| Some(apply(op, a?, b?)))
-                .collect();
-            values.iter().any(Option::is_some).then_some((sig, values))
-        })
-        .collect())
+    if group.is_none() {
+        let mut seen = BTreeSet::new();
+        for (labels, _) in &many {
+            let sig = signature(labels);
+            if !seen.insert(sig.clone()) {
+                return Err(twice("left", &sig));
+            }
+        }
+    }
+    let mut ones = BTreeMap::new();
+    for (labels, values) in one {
+        let sig = signature(&labels);
+        if ones.contains_key(&sig) {
+            return Err(twice(side_name(!many_left), &sig));
+        }
+        ones.insert(sig, (labels, values));
+    }
+    let mut out: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+    for (labels, mv) in many {
+        let sig = signature(&labels);
+        let Some((their, ov)) = ones.get(&sig) else {
+            continue;
+        };
+        let result = match group {
+            None => sig,
+            Some((_, include)) => {
+                let mut lb = labels;
+                lb.remove("__name__");
+                for name in include {
+                    match their.get(name).filter(|v| !v.is_empty()) {
+                        Some(v) => lb.insert(name.clone(), v.clone()),
+                        None => lb.remove(name),
+                    };
+                }
+                lb
+            }
+        };
+        let values: Vec<Option<f64>> = mv
+            .into_iter()
+            .zip(ov)
+            .map(|(m, o)| {
+                let (a, b) = if many_left { (m?, (*o)?) } else { ((*o)?, m?) };
+                Some(apply(op, a, b))
+            })
+            .collect();
+        if !values.iter().any(Option::is_some) {
+            continue;
+        }
+        if out.contains_key(&result) {
+            return Err(Failed::Query(format!(
+                "two results of {op} have the labels {result:?}: with group_left or group_right the labels of the many side must tell its series apart"
+            )));
+        }
+        out.insert(result, values);
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// [`eval`] off the async threads (it reads the store); gives the times back with the

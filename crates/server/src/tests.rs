@@ -731,6 +731,51 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         )],
         "{body}"
     );
+    // group_left: many series on the left share one partner, keep their own labels and
+    // take the listed ones from it; group_right the other way round.
+    let ab = |a1: [&str; 3], a2: [&str; 3], extra: serde_json::Value| {
+        [a1, a2]
+            .iter()
+            .zip(["1", "2"])
+            .map(|(v, a)| {
+                let mut l = serde_json::json!({ "a": a });
+                for (k, x) in extra.as_object().unwrap() {
+                    l[k] = x.clone();
+                }
+                (l, v.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+            })
+            .collect::<Vec<_>>()
+    };
+    for (query, want) in [
+        (
+            "g / ignoring (a) group_left sum(g)",
+            ab(
+                ["0.34375", "0.3611111111111111", "0.375"],
+                ["0.65625", "0.6388888888888888", "0.625"],
+                serde_json::json!({}),
+            ),
+        ),
+        (
+            "sum(g) - ignoring (a) group_right g",
+            ab(
+                ["21", "23", "25"],
+                ["11", "13", "15"],
+                serde_json::json!({}),
+            ),
+        ),
+        (
+            "g * on () group_left (job) sum by (job) (rate(c_total[2m]))",
+            ab(
+                ["22", "26", "30"],
+                ["42", "46", "50"],
+                serde_json::json!({"job": "x"}),
+            ),
+        ),
+    ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        assert_eq!(matrix(&body), want, "{query}");
+    }
     // Series without a partner are left out.
     let (_, body) = get(&app, &q("g{a=\"1\"} + g{a=\"2\"}", window)).await;
     assert!(matrix(&body).is_empty(), "{body}");
@@ -811,6 +856,18 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             "takes a series selector",
         ),
         ("g + ignoring (a) g", "two series on the left of +"),
+        (
+            "g * group_left sum(g)",
+            "come after on (...) or ignoring (...)",
+        ),
+        (
+            "sum(g) + ignoring (a) group_left g",
+            "two series on the right of +",
+        ),
+        (
+            "g * on () group_left (a) g{a=\"1\"}",
+            "two results of * have the labels",
+        ),
         ("g * on (a) 2", "not with a number"),
         ("g % 2", "+, -, * and /"),
         ("quantile_over_time(g[5m])", "takes a quantile and a range"),
