@@ -8,7 +8,8 @@
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
-//! with `group_left (...)` / `group_right (...)`);
+//! with `group_left (...)` / `group_right (...)`), and `histogram_quantile(PHI, ...)` of
+//! classic histograms' bucket series;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
 //!
@@ -110,7 +111,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), and histogram_quantile(0.95, ...) of bucket series; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +125,12 @@ enum Node {
         rhs: Box<Node>,
         /// `on (...)` or `ignoring (...)`, perhaps with `group_left` / `group_right`.
         matching: Option<Matching>,
+    },
+    /// `histogram_quantile(PHI, BUCKETS)`: the φ-quantile of classic histograms, from
+    /// series that differ by their `le` label.
+    HistogramQuantile {
+        phi: f64,
+        buckets: Box<Node>,
     },
 }
 
@@ -242,10 +249,118 @@ fn parse_node(q: &str) -> Result<Node, String> {
             },
         });
     }
+    if let Some(rest) = q.strip_prefix("histogram_quantile") {
+        let rest = rest.trim_start();
+        if rest.starts_with('(') {
+            let (args, tail) = parens(rest)?;
+            if !tail.trim().is_empty() {
+                return Err(format!(
+                    "unexpected {:?} after histogram_quantile(...); {SUPPORTED}",
+                    tail.trim()
+                ));
+            }
+            let usage = "histogram_quantile(...) takes a quantile and the buckets, e.g. histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))";
+            let (phi, buckets) = args.split_once(',').ok_or_else(|| usage.to_string())?;
+            let phi: f64 = phi
+                .trim()
+                .parse()
+                .map_err(|_| format!("{:?} is not a number: {usage}", phi.trim()))?;
+            return Ok(Node::HistogramQuantile {
+                phi,
+                buckets: Box::new(parse_node(buckets)?),
+            });
+        }
+    }
     if let Ok(v) = q.parse::<f64>() {
         return Ok(Node::Number(v));
     }
     parse_expr(q).map(Node::Series)
+}
+
+/// The φ-quantile of one histogram's cumulative buckets `(upper bound, count)`, as
+/// Prometheus' `histogram_quantile` estimates it: linear within the bucket the rank
+/// falls in, the `+Inf` bucket answered by the highest finite bound, counts made
+/// monotonic first. NaN without a `+Inf` bucket, with fewer than two buckets, or with
+/// no observations; -Inf below 0 and +Inf above 1.
+pub(crate) fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = buckets.len();
+    if n < 2 || buckets[n - 1].0 != f64::INFINITY {
+        return f64::NAN;
+    }
+    // Rates of counters scraped at slightly different times may dip: keep them rising.
+    for i in 1..n {
+        buckets[i].1 = buckets[i].1.max(buckets[i - 1].1);
+    }
+    let total = buckets[n - 1].1;
+    if total.is_nan() || total <= 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = phi * total;
+    let b = buckets.iter().position(|x| x.1 >= rank).unwrap_or(n - 1);
+    if b == n - 1 {
+        return buckets[n - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let (start, mut count) = (if b == 0 { 0.0 } else { buckets[b - 1].0 }, buckets[b].1);
+    if b > 0 {
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    start + (buckets[b].0 - start) * (rank / count)
+}
+
+/// Each histogram's φ-quantile at each time: `series` grouped by all their labels but
+/// `le` (and `__name__`), each group's buckets read from its `le` labels.
+fn histogram_quantiles(phi: f64, series: Evaluated, n: usize) -> Result<Evaluated, Failed> {
+    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<(f64, Vec<Option<f64>>)>> =
+        BTreeMap::new();
+    for (mut labels, values) in series {
+        labels.remove("__name__");
+        let Some(le) = labels.remove("le") else {
+            return Err(Failed::Query(format!(
+                "histogram_quantile(...) reads buckets by their le label, and {labels:?} has none: give it the _bucket series, e.g. sum by (le) (rate(NAME_bucket[5m]))"
+            )));
+        };
+        let bound: f64 = match le.trim() {
+            "+Inf" | "Inf" | "inf" | "+inf" => f64::INFINITY,
+            other => other.parse().map_err(|_| {
+                Failed::Query(format!(
+                    "le=\"{le}\" is not a bucket bound (a number or +Inf)"
+                ))
+            })?,
+        };
+        groups.entry(labels).or_default().push((bound, values));
+    }
+    Ok(groups
+        .into_iter()
+        .filter_map(|(labels, buckets)| {
+            let values: Vec<Option<f64>> = (0..n)
+                .map(|t| {
+                    let at: Vec<(f64, f64)> = buckets
+                        .iter()
+                        .filter_map(|(le, v)| Some((*le, v[t]?)))
+                        .collect();
+                    (!at.is_empty()).then(|| bucket_quantile(phi, at))
+                })
+                .collect();
+            values
+                .iter()
+                .any(Option::is_some)
+                .then_some((labels, values))
+        })
+        .collect())
 }
 
 /// `group_left` or `group_right` at the start of `s`, with its labels when it has
@@ -649,6 +764,14 @@ enum Failed {
 fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
         Node::Number(v) => Val::Scalar(*v),
+        Node::HistogramQuantile { phi, buckets } => match eval(st, buckets, times, step)? {
+            Val::Vector(v) => Val::Vector(histogram_quantiles(*phi, v, times.len())?),
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "histogram_quantile(...) needs bucket series, not a number".into(),
+                ))
+            }
+        },
         Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
         Node::Binary {
             op,

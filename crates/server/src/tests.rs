@@ -776,6 +776,60 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert_eq!(code, StatusCode::OK, "{query}: {body}");
         assert_eq!(matrix(&body), want, "{query}");
     }
+    // histogram_quantile reads a classic histogram's buckets by their le label: two
+    // histograms (jobs) whose buckets count 1, 3, 4 and 4 (and 2, 2, 4, 4) a second.
+    for (job, rates) in [("api", [1.0, 3.0, 4.0, 4.0]), ("db", [2.0, 2.0, 4.0, 4.0])] {
+        for (le, r) in ["0.1", "0.5", "1", "+Inf"].iter().zip(rates) {
+            let samples: Vec<Sample> = (0..20)
+                .map(|i| Sample {
+                    ts: 600_000 + i * 30_000,
+                    value: r * 30.0 * i as f64,
+                })
+                .collect();
+            let key = format!("h_bucket{{job=\"{job}\",le=\"{le}\"}}");
+            store.append(&k(&key), &samples).unwrap();
+        }
+    }
+    for (query, api, db) in [
+        // rank 3.6 of 4 falls in (0.5, 1], 0.6 of the way; the db's 3.6 likewise, 0.8.
+        ("histogram_quantile(0.9, rate(h_bucket[2m]))", "0.8", "0.9"),
+        ("histogram_quantile(0.5, rate(h_bucket[2m]))", "0.3", "0.1"),
+        // Summed over jobs first: 3, 5, 8, 8 a second; rank 7.2 is 2.2 of the 3 in
+        // (0.5, 1].
+        (
+            "histogram_quantile(0.9, sum by (le) (rate(h_bucket[2m])))",
+            "0.8666666666666667",
+            "",
+        ),
+        (
+            "histogram_quantile(1.5, rate(h_bucket[2m]))",
+            "+Inf",
+            "+Inf",
+        ),
+    ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        let got = matrix(&body);
+        let want: Vec<(serde_json::Value, Vec<String>)> = if db.is_empty() {
+            vec![(serde_json::json!({}), vec![api.to_string(); 3])]
+        } else {
+            vec![
+                (serde_json::json!({"job": "api"}), vec![api.to_string(); 3]),
+                (serde_json::json!({"job": "db"}), vec![db.to_string(); 3]),
+            ]
+        };
+        let close = |a: &str, b: &str| {
+            a == b || (a.parse::<f64>().unwrap() - b.parse::<f64>().unwrap()).abs() < 1e-9
+        };
+        assert_eq!(got.len(), want.len(), "{query}: {body}");
+        for ((gl, gv), (wl, wv)) in got.iter().zip(&want) {
+            assert_eq!(gl, wl, "{query}");
+            assert!(
+                gv.len() == wv.len() && gv.iter().zip(wv).all(|(a, b)| close(a, b)),
+                "{query}: {gv:?} vs {wv:?}"
+            );
+        }
+    }
     // Series without a partner are left out.
     let (_, body) = get(&app, &q("g{a=\"1\"} + g{a=\"2\"}", window)).await;
     assert!(matrix(&body).is_empty(), "{body}");
@@ -861,6 +915,15 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             "come after on (...) or ignoring (...)",
         ),
         (
+            "histogram_quantile(0.9, g)",
+            "has none: give it the _bucket series",
+        ),
+        (
+            "histogram_quantile(rate(h_bucket[2m]))",
+            "takes a quantile and the buckets",
+        ),
+        ("histogram_quantile(0.9, 2)", "needs bucket series"),
+        (
             "sum(g) + ignoring (a) group_left g",
             "two series on the right of +",
         ),
@@ -900,4 +963,28 @@ pub(crate) fn enc(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[test]
+fn bucket_quantiles_are_estimated_as_prometheus_does() {
+    use crate::promql::bucket_quantile as bq;
+    let inf = f64::INFINITY;
+    let h = vec![(0.1, 1.0), (0.5, 3.0), (1.0, 4.0), (inf, 4.0)];
+    assert!((bq(0.9, h.clone()) - 0.8).abs() < 1e-12);
+    // In the first bucket, from 0; in +Inf, the highest finite bound.
+    assert!((bq(0.1, h.clone()) - 0.04).abs() < 1e-12);
+    assert_eq!(bq(0.9, vec![(1.0, 1.0), (inf, 10.0)]), 1.0);
+    // Unsorted input and counts that dip are put right first.
+    let dip = vec![(inf, 4.0), (0.5, 3.0), (1.0, 2.9), (0.1, 1.0)];
+    assert!(
+        (bq(0.75, dip) - 0.5).abs() < 1e-12,
+        "rank 3 ends the 0.5 bucket"
+    );
+    // No +Inf bucket, one bucket, no observations, NaN: NaN; outside [0, 1]: infinite.
+    assert!(bq(0.5, vec![(0.1, 1.0), (1.0, 2.0)]).is_nan());
+    assert!(bq(0.5, vec![(inf, 2.0)]).is_nan());
+    assert!(bq(0.5, vec![(0.1, 0.0), (inf, 0.0)]).is_nan());
+    assert!(bq(f64::NAN, h.clone()).is_nan());
+    assert_eq!(bq(-0.1, h.clone()), f64::NEG_INFINITY);
+    assert_eq!(bq(1.1, h), f64::INFINITY);
 }
