@@ -324,8 +324,9 @@ pub(crate) fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
 /// Each histogram's φ-quantile at each time: `series` grouped by all their labels but
 /// `le` (and `__name__`), each group's buckets read from its `le` labels.
 fn histogram_quantiles(phi: f64, series: Evaluated, n: usize) -> Result<Evaluated, Failed> {
-    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<(f64, Vec<Option<f64>>)>> =
-        BTreeMap::new();
+    // Each histogram's labels with its buckets: (upper bound, value at each time).
+    type Buckets = Vec<(f64, Vec<Option<f64>>)>;
+    let mut groups: BTreeMap<BTreeMap<String, String>, Buckets> = BTreeMap::new();
     for (mut labels, values) in series {
         labels.remove("__name__");
         let Some(le) = labels.remove("le") else {
