@@ -260,11 +260,7 @@ fn parse_node(q: &str) -> Result<Node, String> {
                 ));
             }
             let usage = "histogram_quantile(...) takes a quantile and the buckets, e.g. histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))";
-            let (phi, buckets) = args.split_once(',').ok_or_else(|| usage.to_string())?;
-            let phi: f64 = phi
-                .trim()
-                .parse()
-                .map_err(|_| format!("{:?} is not a number: {usage}", phi.trim()))?;
+            let (phi, buckets) = leading_quantile(args, usage)?;
             return Ok(Node::HistogramQuantile {
                 phi,
                 buckets: Box::new(parse_node(buckets)?),
@@ -277,20 +273,39 @@ fn parse_node(q: &str) -> Result<Node, String> {
     parse_expr(q).map(Node::Series)
 }
 
+/// A function's first argument, a quantile (a number, as Prometheus takes it), and the
+/// rest after its comma; `usage` says what the function takes when it is not there.
+fn leading_quantile<'a>(args: &'a str, usage: &str) -> Result<(f64, &'a str), String> {
+    let (phi, rest) = args.split_once(',').ok_or_else(|| usage.to_string())?;
+    let phi = phi
+        .trim()
+        .parse()
+        .map_err(|_| format!("{:?} is not a number: {usage}", phi.trim()))?;
+    Ok((phi, rest))
+}
+
+/// What a quantile outside [0, 1] is, as Prometheus answers it: NaN for NaN, -Inf below
+/// 0, +Inf above 1; `None` within.
+fn outside_quantile(phi: f64) -> Option<f64> {
+    if phi.is_nan() {
+        Some(f64::NAN)
+    } else if phi < 0.0 {
+        Some(f64::NEG_INFINITY)
+    } else if phi > 1.0 {
+        Some(f64::INFINITY)
+    } else {
+        None
+    }
+}
+
 /// The φ-quantile of one histogram's cumulative buckets `(upper bound, count)`, as
 /// Prometheus' `histogram_quantile` estimates it: linear within the bucket the rank
 /// falls in, the `+Inf` bucket answered by the highest finite bound, counts made
 /// monotonic first. NaN without a `+Inf` bucket, with fewer than two buckets, or with
 /// no observations; -Inf below 0 and +Inf above 1.
 pub(crate) fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
-    if phi.is_nan() {
-        return f64::NAN;
-    }
-    if phi < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if phi > 1.0 {
-        return f64::INFINITY;
+    if let Some(v) = outside_quantile(phi) {
+        return v;
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = buckets.len();
@@ -541,16 +556,9 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
     let mut arg = arg.trim();
     let mut over = over;
     if let Some(AggOp::Quantile(_)) = over {
-        // quantile_over_time(PHI, S[R]): PHI a number, as Prometheus takes it.
-        let (phi, rest) = arg.split_once(',').ok_or_else(|| {
-            format!("{name}(...) takes a quantile and a range, e.g. {name}(0.95, {arg}[5m])")
-        })?;
-        let phi: f64 = phi.trim().parse().map_err(|_| {
-            format!(
-                "{:?} is not a number: {name}(...) takes a quantile such as 0.95 first",
-                phi.trim()
-            )
-        })?;
+        let usage =
+            format!("{name}(...) takes a quantile and a range, e.g. {name}(0.95, {arg}[5m])");
+        let (phi, rest) = leading_quantile(arg, &usage)?;
         over = Some(AggOp::Quantile(phi));
         arg = rest.trim();
     }
@@ -734,18 +742,14 @@ fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
         AggOp::Last => vs[vs.len() - 1],
         AggOp::Stddev => var().sqrt(),
         AggOp::Stdvar => var(),
-        // As Prometheus: below 0 is -Inf, above 1 +Inf, else interpolated at rank
-        // phi * (n - 1) of the sorted values.
-        AggOp::Quantile(phi) if phi.is_nan() => f64::NAN,
-        AggOp::Quantile(phi) if phi < 0.0 => f64::NEG_INFINITY,
-        AggOp::Quantile(phi) if phi > 1.0 => f64::INFINITY,
-        AggOp::Quantile(phi) => {
+        // As Prometheus: interpolated at rank phi * (n - 1) of the sorted values.
+        AggOp::Quantile(phi) => outside_quantile(phi).unwrap_or_else(|| {
             let mut s = vs.to_vec();
             s.sort_by(f64::total_cmp);
             let rank = phi * (s.len() - 1) as f64;
             let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
             s[lo] + (s[hi] - s[lo]) * (rank - lo as f64)
-        }
+        }),
     })
 }
 
