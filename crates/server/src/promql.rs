@@ -8,8 +8,9 @@
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
-//! with `group_left (...)` / `group_right (...)`), and `histogram_quantile(PHI, ...)` of
-//! classic histograms' bucket series;
+//! with `group_left (...)` / `group_right (...)`), `histogram_quantile(PHI, ...)` of
+//! classic histograms' bucket series, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
+//! `clamp_max` and `clamp` of any of these;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
 //!
@@ -111,7 +112,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), and histogram_quantile(0.95, ...) of bucket series; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, and abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +133,39 @@ enum Node {
         phi: f64,
         buckets: Box<Node>,
     },
+    /// `abs(X)`, `ceil(X)`, `floor(X)`, `round(X[, TO])`, `clamp_min(X, LO)`,
+    /// `clamp_max(X, HI)` or `clamp(X, LO, HI)`: each value mapped on its own.
+    Math {
+        f: MathFn,
+        arg: Box<Node>,
+    },
+}
+
+/// A function of one value, with its numeric arguments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MathFn {
+    Abs,
+    Ceil,
+    Floor,
+    /// To the nearest multiple of this (1 by default), halves up, as Prometheus rounds.
+    Round(f64),
+    /// Between these bounds (`clamp_min` leaves the upper one infinite, `clamp_max` the
+    /// lower).
+    Clamp(f64, f64),
+}
+
+impl MathFn {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            MathFn::Abs => v.abs(),
+            MathFn::Ceil => v.ceil(),
+            MathFn::Floor => v.floor(),
+            MathFn::Round(to) => (v / to + 0.5).floor() * to,
+            // NaN stays NaN, as in Prometheus (f64::max would drop it).
+            MathFn::Clamp(_, _) if v.is_nan() => v,
+            MathFn::Clamp(lo, hi) => v.max(lo).min(hi),
+        }
+    }
 }
 
 /// How `a op b` pairs series: on some labels or ignoring some, one to one or many to one.
@@ -267,10 +301,90 @@ fn parse_node(q: &str) -> Result<Node, String> {
             });
         }
     }
+    if let Some(node) = parse_math(q)? {
+        return Ok(node);
+    }
     if let Ok(v) = q.parse::<f64>() {
         return Ok(Node::Number(v));
     }
     parse_expr(q).map(Node::Series)
+}
+
+/// `q` split at its top-level commas (not those inside parentheses, braces, brackets or
+/// quotes).
+fn top_level_args(q: &str) -> Vec<&str> {
+    let (mut depth, mut from, mut out) = (0i32, 0, Vec::new());
+    for (i, c) in unquoted(q) {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&q[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&q[from..]);
+    out
+}
+
+/// `q` as one of the [`MathFn`] calls, `None` when it is not one.
+fn parse_math(q: &str) -> Result<Option<Node>, String> {
+    let names = [
+        "abs",
+        "ceil",
+        "floor",
+        "round",
+        "clamp_min",
+        "clamp_max",
+        "clamp",
+    ];
+    let Some((name, rest)) = names.iter().find_map(|n| {
+        let rest = q.strip_prefix(n)?.trim_start();
+        rest.starts_with('(').then_some((*n, rest))
+    }) else {
+        return Ok(None);
+    };
+    let (inside, tail) = parens(rest)?;
+    if !tail.trim().is_empty() {
+        return Err(format!(
+            "unexpected {:?} after {name}(...); {SUPPORTED}",
+            tail.trim()
+        ));
+    }
+    let args = top_level_args(inside);
+    let number = |s: &str| -> Result<f64, String> {
+        s.trim().parse().map_err(|_| {
+            format!(
+                "{:?} is not a number: {name}(...) takes numbers after its first argument",
+                s.trim()
+            )
+        })
+    };
+    let f = match (name, args.len()) {
+        ("abs", 1) => MathFn::Abs,
+        ("ceil", 1) => MathFn::Ceil,
+        ("floor", 1) => MathFn::Floor,
+        ("round", 1) => MathFn::Round(1.0),
+        ("round", 2) => MathFn::Round(number(args[1])?),
+        ("clamp_min", 2) => MathFn::Clamp(number(args[1])?, f64::INFINITY),
+        ("clamp_max", 2) => MathFn::Clamp(f64::NEG_INFINITY, number(args[1])?),
+        ("clamp", 3) => MathFn::Clamp(number(args[1])?, number(args[2])?),
+        _ => {
+            let takes = match name {
+                "abs" | "ceil" | "floor" => "one argument",
+                "round" => "one or two arguments",
+                "clamp" => "three arguments",
+                _ => "two arguments",
+            };
+            return Err(format!("{name}(...) takes {takes}, not {}", args.len()));
+        }
+    };
+    Ok(Some(Node::Math {
+        f,
+        arg: Box::new(parse_node(args[0])?),
+    }))
 }
 
 /// A function's first argument, a quantile (a number, as Prometheus takes it), and the
@@ -765,10 +879,29 @@ enum Failed {
     Store(String),
 }
 
+/// Every value of `v` mapped by `f`; the metric name goes, as PromQL drops it from
+/// anything computed.
+fn each(v: Evaluated, f: impl Fn(f64) -> f64) -> Evaluated {
+    v.into_iter()
+        .map(|(mut labels, values)| {
+            labels.remove("__name__");
+            (labels, values.into_iter().map(|x| x.map(&f)).collect())
+        })
+        .collect()
+}
+
 /// Evaluates `node` at `times`.
 fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
         Node::Number(v) => Val::Scalar(*v),
+        Node::Math { f, arg } => match eval(st, arg, times, step)? {
+            Val::Scalar(v) => Val::Scalar(f.apply(v)),
+            // As in Prometheus, clamp with its bounds crossed answers nothing.
+            Val::Vector(_) if matches!(f, MathFn::Clamp(lo, hi) if lo > hi) => {
+                Val::Vector(Vec::new())
+            }
+            Val::Vector(v) => Val::Vector(each(v, |x| f.apply(x))),
+        },
         Node::HistogramQuantile { phi, buckets } => match eval(st, buckets, times, step)? {
             Val::Vector(v) => Val::Vector(histogram_quantiles(*phi, v, times.len())?),
             Val::Scalar(_) => {
@@ -785,18 +918,10 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             matching,
         } => {
             let op = *op;
-            let each = |v: Evaluated, f: &dyn Fn(f64) -> f64| -> Evaluated {
-                v.into_iter()
-                    .map(|(mut labels, values)| {
-                        labels.remove("__name__");
-                        (labels, values.into_iter().map(|x| x.map(f)).collect())
-                    })
-                    .collect()
-            };
             match (eval(st, lhs, times, step)?, eval(st, rhs, times, step)?) {
                 (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(apply(op, a, b)),
-                (Val::Vector(v), Val::Scalar(b)) => Val::Vector(each(v, &|x| apply(op, x, b))),
-                (Val::Scalar(a), Val::Vector(v)) => Val::Vector(each(v, &|x| apply(op, a, x))),
+                (Val::Vector(v), Val::Scalar(b)) => Val::Vector(each(v, |x| apply(op, x, b))),
+                (Val::Scalar(a), Val::Vector(v)) => Val::Vector(each(v, |x| apply(op, a, x))),
                 (Val::Vector(l), Val::Vector(r)) => {
                     Val::Vector(match_vectors(op, l, r, matching.as_ref())?)
                 }

@@ -699,6 +699,33 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             vec![("1", ["1", "1", "1"]), ("2", ["1", "1", "1"])],
         ),
         ("g{a=\"1\"} / 0", vec![("1", ["+Inf", "+Inf", "+Inf"])]),
+        // Functions of each value, around any expression (commas inside it included).
+        ("abs(g{a=\"1\"} - 20)", vec![("1", ["9", "7", "5"])]),
+        (
+            "clamp_max(sum by (a) (g), 22)",
+            vec![("1", ["11", "13", "15"]), ("2", ["21", "22", "22"])],
+        ),
+        (
+            "clamp_min(g{a=\"1\",a!=\"3\"}, 14)",
+            vec![("1", ["14", "14", "15"])],
+        ),
+        (
+            "clamp(g, 12, 22)",
+            vec![("1", ["12", "13", "15"]), ("2", ["21", "22", "22"])],
+        ),
+        (
+            "round(g / 4)",
+            vec![("1", ["3", "3", "4"]), ("2", ["5", "6", "6"])],
+        ),
+        (
+            "round(g, 5)",
+            vec![("1", ["10", "15", "15"]), ("2", ["20", "25", "25"])],
+        ),
+        (
+            "ceil(g / 4) - floor(g / 4)",
+            vec![("1", ["1", "1", "1"]), ("2", ["1", "1", "1"])],
+        ),
+        ("clamp(g, 5, 1)", vec![]),
     ] {
         let (code, body) = get(&app, &q(query, window)).await;
         assert_eq!(code, StatusCode::OK, "{query}: {body}");
@@ -923,6 +950,8 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             "takes a quantile and the buckets",
         ),
         ("histogram_quantile(0.9, 2)", "needs bucket series"),
+        ("clamp(g, 1)", "takes three arguments, not 2"),
+        ("round(g, x)", "is not a number"),
         (
             "sum(g) + ignoring (a) group_left g",
             "two series on the right of +",
