@@ -9,7 +9,7 @@
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
 //! with `group_left (...)` / `group_right (...)`), `histogram_quantile(PHI, ...)` of
-//! classic histograms' bucket series, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
+//! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max` and `clamp` of any of these;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
@@ -112,7 +112,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, and abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), and abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +132,16 @@ enum Node {
     HistogramQuantile {
         phi: f64,
         buckets: Box<Node>,
+    },
+    /// `topk(K, X)` (`highest`) or `bottomk(K, X)`, perhaps `by (...)` / `without
+    /// (...)`: at each time, the K series of each group with the highest (lowest)
+    /// values, each with its own labels.
+    Select {
+        highest: bool,
+        k: usize,
+        by: bool,
+        labels: Vec<String>,
+        arg: Box<Node>,
     },
     /// `abs(X)`, `ceil(X)`, `floor(X)`, `round(X[, TO])`, `clamp_min(X, LO)`,
     /// `clamp_max(X, HI)` or `clamp(X, LO, HI)`: each value mapped on its own.
@@ -300,6 +310,24 @@ fn parse_node(q: &str) -> Result<Node, String> {
                 buckets: Box::new(parse_node(buckets)?),
             });
         }
+    }
+    for (word, highest) in [("topk", true), ("bottomk", false)] {
+        let Some((by, labels, inner)) = aggregation(q, word)? else {
+            continue;
+        };
+        let usage = format!("{word}(...) takes a count and an expression, e.g. {word}(5, sum by (workload) (prescale_demand))");
+        let (k, arg) = inner.split_once(',').ok_or_else(|| usage.clone())?;
+        let k: usize = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("{:?} is not a count: {usage}", k.trim()))?;
+        return Ok(Node::Select {
+            highest,
+            k,
+            by,
+            labels,
+            arg: Box::new(parse_node(arg)?),
+        });
     }
     if let Some(node) = parse_math(q)? {
         return Ok(node);
@@ -553,49 +581,9 @@ fn parse_expr(q: &str) -> Result<Expr, String> {
         ("max", AggOp::Max),
         ("count", AggOp::Count),
     ] {
-        let Some(rest) = q.strip_prefix(word) else {
+        let Some((by, labels, inner)) = aggregation(q, word)? else {
             continue;
         };
-        let rest = rest.trim_start();
-        let (by, labels, inner) = if let Some((by, after)) = grouping(rest) {
-            // sum by (a, b) (X)
-            let (labels, after) = parens(after)?;
-            let (inner, tail) = parens(after.trim_start())?;
-            if !tail.trim().is_empty() {
-                return Err(format!(
-                    "unexpected {:?} after the aggregation; {SUPPORTED}",
-                    tail.trim()
-                ));
-            }
-            (by, labels, inner)
-        } else if rest.starts_with('(') {
-            // sum(X), sum(X) by (a, b)
-            let (inner, tail) = parens(rest)?;
-            let tail = tail.trim();
-            match grouping(tail) {
-                Some((by, after)) => {
-                    let (labels, tail) = parens(after)?;
-                    if !tail.trim().is_empty() {
-                        return Err(format!(
-                            "unexpected {:?} after the aggregation; {SUPPORTED}",
-                            tail.trim()
-                        ));
-                    }
-                    (by, labels, inner)
-                }
-                // No grouping: one series of everything, as `by ()`.
-                None if tail.is_empty() => (true, "", inner),
-                None => {
-                    return Err(format!(
-                        "unexpected {tail:?} after {word}(...); {SUPPORTED}"
-                    ))
-                }
-            }
-        } else {
-            // A metric whose name starts with the word (summary_x, counter_y).
-            continue;
-        };
-        let labels = label_list(labels)?;
         let mut e = parse_expr(inner)?;
         if e.agg.is_some() {
             return Err(format!("an aggregation inside {word}(...); {SUPPORTED}"));
@@ -615,6 +603,50 @@ fn parse_expr(q: &str) -> Result<Expr, String> {
         return Ok(e);
     }
     parse_inner(q)
+}
+
+/// An aggregation's `by` (else `without`), its labels and what it aggregates.
+type Grouped<'a> = (bool, Vec<String>, &'a str);
+
+/// `q` as the aggregation `word` (`word(X)`, `word by (a, b) (X)`, `word(X) without
+/// (a)` and the like): whether it groups `by` (else `without`), its labels and `X`;
+/// `None` when `q` is not one (a metric whose name starts with the word).
+fn aggregation<'a>(q: &'a str, word: &str) -> Result<Option<Grouped<'a>>, String> {
+    let Some(rest) = q.strip_prefix(word) else {
+        return Ok(None);
+    };
+    let rest = rest.trim_start();
+    let after_all = |tail: &str| -> Result<(), String> {
+        match tail.trim() {
+            "" => Ok(()),
+            t => Err(format!("unexpected {t:?} after {word}(...); {SUPPORTED}")),
+        }
+    };
+    let (by, labels, inner) = if let Some((by, after)) = grouping(rest) {
+        // sum by (a, b) (X)
+        let (labels, after) = parens(after)?;
+        let (inner, tail) = parens(after.trim_start())?;
+        after_all(tail)?;
+        (by, labels, inner)
+    } else if rest.starts_with('(') {
+        // sum(X), sum(X) by (a, b)
+        let (inner, tail) = parens(rest)?;
+        match grouping(tail.trim()) {
+            Some((by, after)) => {
+                let (labels, tail) = parens(after)?;
+                after_all(tail)?;
+                (by, labels, inner)
+            }
+            // No grouping: one series of everything, as `by ()`.
+            None => {
+                after_all(tail)?;
+                (true, "", inner)
+            }
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((by, label_list(labels)?, inner)))
 }
 
 /// `by (` or `without (` at the start of `s`: whether it is `by`, and the rest from the
@@ -879,6 +911,59 @@ enum Failed {
     Store(String),
 }
 
+/// At each of `n` times, the `k` series of each group (by `labels`, or all but them)
+/// with the highest values (the lowest unless `highest`; NaN last either way), as
+/// `topk` and `bottomk` choose; a series keeps its values at the times it is chosen and
+/// is left out when it never is.
+fn select_k(
+    v: Evaluated,
+    highest: bool,
+    k: usize,
+    by: bool,
+    labels: &[String],
+    n: usize,
+) -> Evaluated {
+    let group = |l: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        l.iter()
+            .filter(|(name, _)| *name != "__name__" && labels.contains(name) == by)
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect()
+    };
+    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<usize>> = BTreeMap::new();
+    for (i, (l, _)) in v.iter().enumerate() {
+        groups.entry(group(l)).or_default().push(i);
+    }
+    // kept[t][i]: series i is chosen at time t.
+    let mut kept = vec![vec![false; v.len()]; n];
+    for members in groups.values() {
+        for (t, chosen) in kept.iter_mut().enumerate() {
+            let mut at: Vec<(usize, f64)> = members
+                .iter()
+                .filter_map(|&i| Some((i, v[i].1[t]?)))
+                .collect();
+            at.sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
+                (false, false) if highest => b.1.total_cmp(&a.1),
+                (false, false) => a.1.total_cmp(&b.1),
+                (x, y) => x.cmp(&y),
+            });
+            for (i, _) in at.into_iter().take(k) {
+                chosen[i] = true;
+            }
+        }
+    }
+    v.into_iter()
+        .enumerate()
+        .filter_map(|(i, (l, values))| {
+            let values: Vec<Option<f64>> = values
+                .into_iter()
+                .zip(&kept)
+                .map(|(x, chosen)| x.filter(|_| chosen[i]))
+                .collect();
+            values.iter().any(Option::is_some).then_some((l, values))
+        })
+        .collect()
+}
+
 /// Every value of `v` mapped by `f`; the metric name goes, as PromQL drops it from
 /// anything computed.
 fn each(v: Evaluated, f: impl Fn(f64) -> f64) -> Evaluated {
@@ -894,6 +979,20 @@ fn each(v: Evaluated, f: impl Fn(f64) -> f64) -> Evaluated {
 fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
         Node::Number(v) => Val::Scalar(*v),
+        Node::Select {
+            highest,
+            k,
+            by,
+            labels,
+            arg,
+        } => match eval(st, arg, times, step)? {
+            Val::Vector(v) => Val::Vector(select_k(v, *highest, *k, *by, labels, times.len())),
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "topk(...) and bottomk(...) choose among series, not numbers".into(),
+                ))
+            }
+        },
         Node::Math { f, arg } => match eval(st, arg, times, step)? {
             Val::Scalar(v) => Val::Scalar(f.apply(v)),
             // As in Prometheus, clamp with its bounds crossed answers nothing.
