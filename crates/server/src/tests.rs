@@ -758,6 +758,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         )],
         "{body}"
     );
+    let strs = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     // group_left: many series on the left share one partner, keep their own labels and
     // take the listed ones from it; group_right the other way round.
     let ab = |a1: [&str; 3], a2: [&str; 3], extra: serde_json::Value| {
@@ -769,7 +770,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
                 for (k, x) in extra.as_object().unwrap() {
                     l[k] = x.clone();
                 }
-                (l, v.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+                (l, strs(v))
             })
             .collect::<Vec<_>>()
     };
@@ -797,6 +798,40 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
                 ["42", "46", "50"],
                 serde_json::json!({"job": "x"}),
             ),
+        ),
+        // topk and bottomk choose at each time: |g - 17| is 6, 4, 2 for a=1 and 4, 6, 8 for
+        // a=2, so a=1 is highest first and lowest after.
+        (
+            "topk(1, abs(g - 17))",
+            vec![
+                (serde_json::json!({"a": "1"}), strs(&["6"])),
+                (serde_json::json!({"a": "2"}), strs(&["6", "8"])),
+            ],
+        ),
+        (
+            "bottomk(1, abs(g - 17))",
+            vec![
+                (serde_json::json!({"a": "1"}), strs(&["4", "2"])),
+                (serde_json::json!({"a": "2"}), strs(&["4"])),
+            ],
+        ),
+        // A series keeps its labels, its name too; by (a) makes each its own group.
+        (
+            "topk by (a) (1, g)",
+            vec![
+                (
+                    serde_json::json!({"__name__": "g", "a": "1"}),
+                    strs(&["11", "13", "15"]),
+                ),
+                (
+                    serde_json::json!({"__name__": "g", "a": "2"}),
+                    strs(&["21", "23", "25"]),
+                ),
+            ],
+        ),
+        (
+            "topk(1, g) * 2",
+            vec![(serde_json::json!({"a": "2"}), strs(&["42", "46", "50"]))],
         ),
     ] {
         let (code, body) = get(&app, &q(query, window)).await;
@@ -856,47 +891,6 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
                 "{query}: {gv:?} vs {wv:?}"
             );
         }
-    }
-    // topk and bottomk choose at each time: |g - 17| is 6, 4, 2 for a=1 and 4, 6, 8 for
-    // a=2, so a=1 is highest first and lowest after.
-    let strs = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    for (query, want) in [
-        (
-            "topk(1, abs(g - 17))",
-            vec![
-                (serde_json::json!({"a": "1"}), strs(&["6"])),
-                (serde_json::json!({"a": "2"}), strs(&["6", "8"])),
-            ],
-        ),
-        (
-            "bottomk(1, abs(g - 17))",
-            vec![
-                (serde_json::json!({"a": "1"}), strs(&["4", "2"])),
-                (serde_json::json!({"a": "2"}), strs(&["4"])),
-            ],
-        ),
-        // A series keeps its labels, its name too; by (a) makes each its own group.
-        (
-            "topk by (a) (1, g)",
-            vec![
-                (
-                    serde_json::json!({"__name__": "g", "a": "1"}),
-                    strs(&["11", "13", "15"]),
-                ),
-                (
-                    serde_json::json!({"__name__": "g", "a": "2"}),
-                    strs(&["21", "23", "25"]),
-                ),
-            ],
-        ),
-        (
-            "topk(1, g) * 2",
-            vec![(serde_json::json!({"a": "2"}), strs(&["42", "46", "50"]))],
-        ),
-    ] {
-        let (code, body) = get(&app, &q(query, window)).await;
-        assert_eq!(code, StatusCode::OK, "{query}: {body}");
-        assert_eq!(matrix(&body), want, "{query}");
     }
     // Series without a partner are left out.
     let (_, body) = get(&app, &q("g{a=\"1\"} + g{a=\"2\"}", window)).await;
