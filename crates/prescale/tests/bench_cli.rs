@@ -1,6 +1,16 @@
 //! `prescale bench ingest`: every sample sent is stored, and bad settings exit 2.
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// What a run that must succeed printed; its stderr when it did not succeed.
+fn stdout_of(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 #[test]
 fn bench_ingest_sends_everything_and_the_store_takes_it() {
@@ -19,12 +29,7 @@ fn bench_ingest_sends_everything_and_the_store_takes_it() {
             .args(["--senders", "2", "--wire", wire])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = stdout_of(out);
         // 600 samples in ceil(600 / 70) = 9 requests; the command checks the store took all.
         assert!(
             text.contains(
@@ -60,12 +65,7 @@ fn bench_simulate_times_predictive_replays_of_a_synthetic_or_given_trace() {
             .unwrap()
     };
     let out = bench(&["--days", "3", "--runs", "2"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_of(out);
     assert!(
         text.contains("a synthetic 3-day service: 864 steps (3.0 days, 1 dimension(s)):"),
         "{text}"
@@ -87,12 +87,7 @@ fn bench_simulate_times_predictive_replays_of_a_synthetic_or_given_trace() {
         .collect();
     std::fs::write(&trace, format!("timestamp,cpu\n{rows}")).unwrap();
     let out = bench(&["--trace", trace.to_str().unwrap(), "--runs", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_of(out);
     assert!(text.contains("600 steps (2.1 days"), "{text}");
     for bad in [
         &["--runs", "0"][..],
