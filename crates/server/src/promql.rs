@@ -293,23 +293,13 @@ fn parse_node(q: &str) -> Result<Node, String> {
             },
         });
     }
-    if let Some(rest) = q.strip_prefix("histogram_quantile") {
-        let rest = rest.trim_start();
-        if rest.starts_with('(') {
-            let (args, tail) = parens(rest)?;
-            if !tail.trim().is_empty() {
-                return Err(format!(
-                    "unexpected {:?} after histogram_quantile(...); {SUPPORTED}",
-                    tail.trim()
-                ));
-            }
-            let usage = "histogram_quantile(...) takes a quantile and the buckets, e.g. histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))";
-            let (phi, buckets) = leading_quantile(args, usage)?;
-            return Ok(Node::HistogramQuantile {
-                phi,
-                buckets: Box::new(parse_node(buckets)?),
-            });
-        }
+    if let Some(args) = call(q, "histogram_quantile")? {
+        let usage = "histogram_quantile(...) takes a quantile and the buckets, e.g. histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))";
+        let (phi, buckets) = leading_quantile(args, usage)?;
+        return Ok(Node::HistogramQuantile {
+            phi,
+            buckets: Box::new(parse_node(buckets)?),
+        });
     }
     for (word, highest) in [("topk", true), ("bottomk", false)] {
         let Some((by, labels, inner)) = aggregation(q, word)? else {
@@ -336,6 +326,23 @@ fn parse_node(q: &str) -> Result<Node, String> {
         return Ok(Node::Number(v));
     }
     parse_expr(q).map(Node::Series)
+}
+
+/// What is inside the parentheses of `q` when `q` is a call of `name` (`name(...)`,
+/// nothing after); `None` when it is not one (another name, or a metric whose name
+/// starts with it); an error when something follows the call.
+fn call<'a>(q: &'a str, name: &str) -> Result<Option<&'a str>, String> {
+    let Some(rest) = q.strip_prefix(name).map(str::trim_start) else {
+        return Ok(None);
+    };
+    if !rest.starts_with('(') {
+        return Ok(None);
+    }
+    let (inside, tail) = parens(rest)?;
+    match tail.trim() {
+        "" => Ok(Some(inside)),
+        t => Err(format!("unexpected {t:?} after {name}(...); {SUPPORTED}")),
+    }
 }
 
 /// `q` split at its top-level commas (not those inside parentheses, braces, brackets or
@@ -368,19 +375,16 @@ fn parse_math(q: &str) -> Result<Option<Node>, String> {
         "clamp_max",
         "clamp",
     ];
-    let Some((name, rest)) = names.iter().find_map(|n| {
-        let rest = q.strip_prefix(n)?.trim_start();
-        rest.starts_with('(').then_some((*n, rest))
-    }) else {
+    let mut found = None;
+    for name in names {
+        if let Some(inside) = call(q, name)? {
+            found = Some((name, inside));
+            break;
+        }
+    }
+    let Some((name, inside)) = found else {
         return Ok(None);
     };
-    let (inside, tail) = parens(rest)?;
-    if !tail.trim().is_empty() {
-        return Err(format!(
-            "unexpected {:?} after {name}(...); {SUPPORTED}",
-            tail.trim()
-        ));
-    }
     let args = top_level_args(inside);
     let number = |s: &str| -> Result<f64, String> {
         s.trim().parse().map_err(|_| {
@@ -678,11 +682,14 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         ("stdvar_over_time", Some(AggOp::Stdvar)),
         ("quantile_over_time", Some(AggOp::Quantile(f64::NAN))),
     ];
-    let called = functions.iter().find_map(|&(name, over)| {
-        let rest = q.strip_prefix(name)?.trim_start();
-        rest.starts_with('(').then_some((name, over, rest))
-    });
-    let Some((name, over, rest)) = called else {
+    let mut called = None;
+    for (name, over) in functions {
+        if let Some(arg) = call(q, name)? {
+            called = Some((name, over, arg));
+            break;
+        }
+    }
+    let Some((name, over, arg)) = called else {
         let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
         return Ok(Expr {
             inner,
@@ -692,13 +699,6 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             factor: None,
         });
     };
-    let (arg, tail) = parens(rest)?;
-    if !tail.trim().is_empty() {
-        return Err(format!(
-            "unexpected {:?} after {name}(...); {SUPPORTED}",
-            tail.trim()
-        ));
-    }
     let mut arg = arg.trim();
     let mut over = over;
     if let Some(AggOp::Quantile(_)) = over {
