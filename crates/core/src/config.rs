@@ -1206,6 +1206,12 @@ impl Config {
                     format!("must be at least one step ({} s)", w.step_s),
                 );
             }
+            if w.refit_s < w.step_s {
+                return err(
+                    k("refit_s"),
+                    format!("must be at least one step ({} s)", w.step_s),
+                );
+            }
             if !(w.drift_ratio.is_finite() && w.drift_ratio > 1.0) {
                 return err(
                     k("drift_ratio"),
@@ -1282,6 +1288,18 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
             "target_utilization",
             format!("must be in (0, 1], got {}", w.target_utilization),
         );
+    }
+    if !(0.0..1.0).contains(&w.error_decay) {
+        return err(
+            "error_decay",
+            format!(
+                "must be in [0, 1) (e.g. 0.9; 0: no shift), got {}",
+                w.error_decay
+            ),
+        );
+    }
+    if w.refit_s == 0 {
+        return err("refit_s", "must be at least 1 second".into());
     }
     if !(0.0..=MAX_SURGE_EXTRA).contains(&w.surge_extra) {
         return err(
@@ -1822,6 +1840,48 @@ mod tests {
         let src = DEFAULT_TOML.replace("surge_extra = 1.0", "surge_extra = 0");
         assert_eq!(
             Config::parse(&src, "p.toml").unwrap().workloads[0].surge_extra,
+            0.0
+        );
+    }
+
+    #[test]
+    fn a_refresh_cadence_or_shift_out_of_range_is_refused_with_its_key() {
+        let cases = [
+            (
+                "refit_s = 7200",
+                "refit_s = 30",
+                "refit_s",
+                "at least one step (60 s)",
+            ),
+            (
+                "error_decay = 0.9",
+                "error_decay = 1.0",
+                "error_decay",
+                "[0, 1)",
+            ),
+            (
+                "error_decay = 0.9",
+                "error_decay = -0.1",
+                "error_decay",
+                "[0, 1)",
+            ),
+            (
+                "error_decay = 0.9",
+                "error_decay = nan",
+                "error_decay",
+                "[0, 1)",
+            ),
+        ];
+        for (good, bad, key, says) in cases {
+            let e = Config::parse(&DEFAULT_TOML.replace(good, bad), "p.toml").unwrap_err();
+            assert_eq!(e.key, format!("workloads[0].{key}"), "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        let w = &Config::parse(DEFAULT_TOML, "p.toml").unwrap().workloads[0];
+        assert_eq!((w.refit_s, w.error_decay), (7200, 0.9));
+        let src = DEFAULT_TOML.replace("error_decay = 0.9", "error_decay = 0");
+        assert_eq!(
+            Config::parse(&src, "p.toml").unwrap().workloads[0].error_decay,
             0.0
         );
     }

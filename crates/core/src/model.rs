@@ -348,12 +348,25 @@ pub struct Workload {
     pub seasonal_floor: bool,
     /// Forecasting model: `auto` (cross-validated choice), `ensemble`, a model name
     /// (`naive`, `snaive`, `ets`, `mstl`, `arima`, `theta`), or `baseline` (seasonal naive
-    /// refitted inline at every step, no background training).
+    /// refreshed inline every `refit_s`, no background training).
     #[serde(default = "default_model")]
     pub model: String,
-    /// Seconds between two model selections (refits happen at every step in between).
+    /// Seconds between two model selections.
     #[serde(default = "default_retrain_s")]
     pub retrain_s: u64,
+    /// Seconds between two refreshes of the selected model on the newer data (its
+    /// forecast reaches `horizon_s` past the next refresh); in between, at every step,
+    /// the forecast is shifted by its latest error (see `error_decay`) and its upper
+    /// quantiles kept as wide as its own recent errors. `step_s` refreshes at every
+    /// step. The simulator replays the same.
+    #[serde(default = "default_refit_s")]
+    pub refit_s: u64,
+    /// Between refreshes, the forecast is shifted by its latest observed error, fading
+    /// by this factor per step ahead (0: no shift). An error within the model's usual
+    /// keeps only as much as its errors have lately carried over from one step to the
+    /// next, when that is less; one of three times the usual or more keeps this.
+    #[serde(default = "default_error_decay")]
+    pub error_decay: f64,
     /// Select again when the live forecast error exceeds this multiple of the
     /// cross-validation error.
     #[serde(default = "default_drift_ratio")]
@@ -375,6 +388,12 @@ fn default_model() -> String {
 }
 fn default_retrain_s() -> u64 {
     6 * 3_600
+}
+fn default_refit_s() -> u64 {
+    2 * 3_600
+}
+fn default_error_decay() -> f64 {
+    0.9
 }
 fn default_drift_ratio() -> f64 {
     2.0

@@ -2,11 +2,14 @@
 //!
 //! 1. read new demand samples from the store and average them into complete steps;
 //! 2. feed each new step to the anomaly detector;
-//! 3. when a step completed: refit the inline baseline (seasonal naive, season
-//!    re-detected every [`SEASON_REDETECT_MS`]) and hand the trainer the workload's next
-//!    job: a cross-validated model selection (first time, every `retrain_s`, or when
-//!    drift or an anomaly asks) or a refit of the selected model; its forecast is used
-//!    once it is at most one step behind the data, the baseline until then;
+//! 3. when a step completed: refresh the inline baseline (seasonal naive, season
+//!    re-detected every [`SEASON_REDETECT_MS`]) every `refit_s`, and hand the trainer
+//!    the workload's next job: a cross-validated model selection (first time, every
+//!    `retrain_s`, or when drift or an anomaly asks) or, every `refit_s`, a refresh of
+//!    the selected model; its forecast is used while it reaches `horizon_s` ahead, the
+//!    baseline otherwise; at every pass the forecast in force is brought up to the
+//!    present by its latest error and its own recent errors ([`crate::nowcast`]), as
+//!    the simulator replays it;
 //! 4. plan instances per tier, stabilise scale-down, reconcile with the provider's
 //!    truth and apply the actions;
 //! 5. log every action, refusal, provider event and deliberate hold in the store's
@@ -30,6 +33,7 @@ use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::jumps::{Jumps, JUMP_WINDOW};
+use crate::nowcast::{cover_and_leads, warming_up, Record};
 use crate::provider::Provider;
 use crate::reconcile::{reconcile, surged, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
@@ -259,6 +263,10 @@ struct WState {
     extras: Vec<Extra>,
     /// Last data step of the selection in force.
     selected_to: Option<TimestampMs>,
+    /// What brings the forecast in force up to the present between refreshes.
+    record: Record,
+    /// Steps ahead whose upper quantiles get the nowcast's spread floor.
+    leads: usize,
 }
 
 /// The control loop over a set of workloads and one provider.
@@ -440,6 +448,72 @@ fn said_key(name: &str, dim: Dim) -> SeriesKey {
     }
 }
 
+/// The series of what the forecast said of each step of workload `name`'s demand in
+/// `dim` `lead` (2 and up) steps before it: `prescale_forecast_median_ahead{workload,
+/// lead}` (with `dimension` as in [`said_key`]). With the first lead's, it sets the
+/// nowcast's spread floor ([`crate::nowcast`]).
+fn ahead_key(name: &str, dim: Dim, lead: usize) -> SeriesKey {
+    let k = SeriesKey::metric("prescale_forecast_median_ahead")
+        .expect("static name")
+        .with_label("workload", name.to_string())
+        .with_label("lead", lead.to_string());
+    match dim {
+        Dim::Cpu => k,
+        d => k.with_label("dimension", d.name()),
+    }
+}
+
+/// The series of the error (demand - median) of the forecast in force, before it was
+/// brought up to date, at each step of workload `name`'s demand in `dim`:
+/// `prescale_forecast_error{workload}` (with `dimension` as in [`said_key`]). How far
+/// these errors carry over from one step to the next sets how much of the latest one
+/// the nowcast keeps.
+fn error_key(name: &str, dim: Dim) -> SeriesKey {
+    let k = SeriesKey::metric("prescale_forecast_error")
+        .expect("static name")
+        .with_label("workload", name.to_string());
+    match dim {
+        Dim::Cpu => k,
+        d => k.with_label("dimension", d.name()),
+    }
+}
+
+/// What the store kept for the nowcast of workload `name`'s `dim` (see [`ahead_key`]
+/// and [`error_key`]) from `from` on, after a restart.
+fn record_from_store(
+    store: &Store,
+    name: &str,
+    dim: Dim,
+    leads: usize,
+    from: TimestampMs,
+) -> Result<Record, StoreError> {
+    let ahead = (2..=leads)
+        .map(|k| said_from_store(store, &ahead_key(name, dim, k), from))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Record::restore(
+        ahead,
+        said_from_store(store, &error_key(name, dim), from)?,
+    ))
+}
+
+/// The series to append for what a pass recorded for the nowcast of `name`'s `dim`:
+/// the model's errors at the new steps and the nowcasts' final medians per lead.
+fn record_samples(
+    name: &str,
+    dim: Dim,
+    errors: &[(TimestampMs, f64)],
+    ahead: &[(usize, (TimestampMs, f64))],
+    out: &mut Vec<(SeriesKey, Vec<Sample>)>,
+) {
+    let sample = |&(ts, value): &(TimestampMs, f64)| Sample { ts, value };
+    if !errors.is_empty() {
+        out.push((error_key(name, dim), errors.iter().map(sample).collect()));
+    }
+    for (lead, x) in ahead {
+        out.push((ahead_key(name, dim, *lead), vec![sample(x)]));
+    }
+}
+
 /// Records in `said` the median of forecast `f` for the step after the last complete one
 /// of `buckets` (a later pass before that step completes says it again, from the same
 /// data): the forecast made before the step, with the steps before it only, as the
@@ -593,7 +667,16 @@ struct Extra {
     said: VecDeque<(TimestampMs, f64)>,
     said_key: SeriesKey,
     next_bucket: Option<TimestampMs>,
+    /// The latest inline baseline forecast of it.
     forecast: Option<Forecast>,
+    /// What brings that forecast up to the present between refreshes.
+    record: Record,
+}
+
+/// Steps a refreshed forecast reaches: `horizon_s` past the next refresh (`refit_s`
+/// on), and as far again, so a refresh that is late leaves the forecast in force.
+fn forecast_steps(w: &Workload, step_ms: i64) -> usize {
+    ((w.horizon_s + 2 * w.refit_s) as i64 * 1000 / step_ms).max(1) as usize
 }
 
 fn level_set(q: f64) -> Vec<f64> {
@@ -660,9 +743,15 @@ impl<P: Provider> Engine<P> {
                         ),
                         next_bucket: None,
                         forecast: None,
+                        record: Record::default(),
                     })
                     .collect(),
                 selected_to: None,
+                record: Record::default(),
+                leads: {
+                    let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
+                    cover_and_leads(&serving, w.step_s as i64 * 1000).1
+                },
                 w,
             })
             .collect();
@@ -782,6 +871,9 @@ impl<P: Provider> Engine<P> {
         };
         if s.next_bucket.is_none() {
             s.said = said_from_store(&self.store, &s.said_key, from)?;
+            let window = (crate::nowcast::SPREAD_FLOOR_WINDOW + s.leads + 1) as i64 * step;
+            let since = from.max(complete_until - window);
+            s.record = record_from_store(&self.store, &s.w.name, Dim::Cpu, s.leads, since)?;
         }
         let sums = step_sums(&self.store, &s.demand, from, nb, step)?;
         let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
@@ -903,6 +995,7 @@ impl<P: Provider> Engine<P> {
         let step = s.step_ms;
         let complete_until = (now - self.grace_ms).div_euclid(step) * step;
         let history_ms = s.w.history_s as i64 * 1000;
+        let mut kept = Vec::new();
         for x in &mut s.extras {
             let Some((from, nb)) = pending_steps(x.next_bucket, complete_until, history_ms, step)
             else {
@@ -910,20 +1003,34 @@ impl<P: Provider> Engine<P> {
             };
             if x.next_bucket.is_none() {
                 x.said = said_from_store(store, &x.said_key, from)?;
+                let window = (crate::nowcast::SPREAD_FLOOR_WINDOW + s.leads + 1) as i64 * step;
+                let since = from.max(complete_until - window);
+                x.record = record_from_store(store, &s.w.name, x.dim, s.leads, since)?;
             }
             let mut last = x.buckets.back().map(|b| b.1);
+            let mut observed = Vec::new();
             for (b, v) in step_sums(store, &x.demand, from, nb, step)?
                 .into_iter()
                 .enumerate()
             {
+                let ts = from + b as i64 * step;
+                if let Some(v) = v.map(|v| v * x.scale) {
+                    observed.push((ts, v));
+                }
                 if let Some(v) = v.map(|v| v * x.scale).or(last) {
-                    x.buckets.push_back((from + b as i64 * step, v));
+                    x.buckets.push_back((ts, v));
                     last = Some(v);
                 }
             }
+            // How far off the forecast in force was, for the nowcast's shift.
+            let errors = x.record.observe(&observed);
+            record_samples(&s.w.name, x.dim, &errors, &[], &mut kept);
             x.next_bucket = Some(complete_until);
             trim(&mut x.buckets, complete_until - history_ms);
             trim(&mut x.said, complete_until - history_ms);
+        }
+        if !kept.is_empty() {
+            store.append_many(&kept)?;
         }
         Ok(())
     }
@@ -1023,8 +1130,17 @@ impl<P: Provider> Engine<P> {
             (_, Some(due)) => due,
             _ => Trigger::NewData,
         };
-        let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
+        let horizon = forecast_steps(&s.w, s.step_ms);
         let kind = if trigger == Trigger::NewData {
+            // The selected model is refreshed every `refit_s`; the nowcast brings its
+            // forecast up to date in between.
+            let refit_ms = s.w.refit_s as i64 * 1000;
+            if s.trained
+                .as_ref()
+                .is_some_and(|f| last_ts - f.made_at < refit_ms)
+            {
+                return;
+            }
             match &s.recipe {
                 Some(r) => JobKind::Refit {
                     recipe: r.clone(),
@@ -1046,7 +1162,9 @@ impl<P: Provider> Engine<P> {
                     .season_s
                     .map(|x| (x as i64 * 1000 / s.step_ms).max(2) as usize),
                 day,
-                horizon,
+                // Cross-validated over the horizon plans and charts read; the forecast
+                // reaches further (see forecast_steps).
+                horizon: (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize,
                 folds: 3,
                 levels: levels.to_vec(),
                 score: ScoreKind::Crps,
@@ -1137,6 +1255,13 @@ impl<P: Provider> Engine<P> {
         let so_far = self.in_progress(i, now)?;
         self.track_drift(i, &observed);
         let s = &mut self.states[i];
+        // How far off the forecast in force was, for the nowcast's shift.
+        let errors = s.record.observe(&observed);
+        let mut kept = Vec::new();
+        record_samples(&s.w.name, Dim::Cpu, &errors, &[], &mut kept);
+        if !kept.is_empty() {
+            self.store.append_many(&kept)?;
+        }
         let new_anomalies = s.status.anomalies.len().saturating_sub(anomalies_before);
         st.anomalies += new_anomalies as u64;
         // An anomaly asks for a fresh selection, at most once an hour.
@@ -1203,61 +1328,113 @@ impl<P: Provider> Engine<P> {
                 &mut s.season,
                 &mut s.season_at,
             );
-            let horizon = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
+            let horizon = forecast_steps(&s.w, s.step_ms);
             let last_ts = s.buckets.back().expect("non-empty").0;
             let levels = level_set(s.w.sla_quantile);
             let key = s.key.clone();
-            match baseline_forecast(&y, s.season, key, last_ts, s.step_ms, horizon, &levels) {
-                Ok(f) => {
-                    s.baseline = Some(f);
-                    s.status.last_error = None;
+            // The baseline is refreshed every `refit_s` (at every step while there is
+            // too little history for a season, and at the first step after), and
+            // brought up to date in between.
+            let due = |f: &Option<Forecast>, steps: usize| {
+                let Some(f) = f else { return true };
+                let age = last_ts - f.made_at;
+                let made_on = steps.saturating_sub((age / s.step_ms).max(0) as usize);
+                warming_up(steps, s.step_ms)
+                    || warming_up(made_on, s.step_ms)
+                    || age >= s.w.refit_s as i64 * 1000
+            };
+            if due(&s.baseline, y.len()) {
+                match baseline_forecast(&y, s.season, key, last_ts, s.step_ms, horizon, &levels) {
+                    Ok(f) => {
+                        s.baseline = Some(f);
+                        s.status.last_error = None;
+                    }
+                    Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
                 }
-                Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
             }
             // Other dimensions: the same baseline on their own history, same season.
             for x in &mut s.extras {
                 let Some(&(last, _)) = x.buckets.back() else {
                     continue;
                 };
+                if !due(&x.forecast, x.buckets.len()) {
+                    continue;
+                }
                 let y: Vec<f64> = x.buckets.iter().map(|b| b.1).collect();
                 let key = s.key.clone().with_label("dimension", x.dim.name());
-                x.forecast =
-                    baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels)
-                        .map_err(|e| {
-                            s.status.last_error =
-                                Some(format!("{} forecast failed: {e}", x.dim.name()));
-                        })
-                        .ok();
+                match baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels) {
+                    Ok(f) => x.forecast = Some(f),
+                    Err(e) => {
+                        s.status.last_error = Some(format!("{} forecast failed: {e}", x.dim.name()))
+                    }
+                }
             }
             s.status.season_steps = s.season;
             s.refit = false;
             self.submit_training(i, now, y, last_ts, &levels);
         }
         let s = &mut self.states[i];
-        // The trained model's forecast is used while it is at most one step behind the
-        // data; otherwise the inline baseline, refitted on every step, stands in.
-        let fresh = |f: &Forecast| {
-            s.buckets
-                .back()
-                .is_some_and(|b| f.made_at >= b.0 - s.step_ms)
+        // The trained model's forecast is used while it still reaches `horizon_s` past
+        // the step in progress (it is refreshed every `refit_s` and reaches twice that
+        // further); otherwise the inline baseline stands in.
+        let next = s.buckets.back().map_or(now, |b| b.0 + s.step_ms);
+        let horizon_steps = (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize;
+        let reaches = |f: &Forecast| {
+            f.step_ms == s.step_ms
+                && next >= f.start
+                && ((next - f.start) / f.step_ms) as usize + horizon_steps <= f.horizon()
         };
-        match s.trained.as_ref().filter(|f| fresh(f)) {
-            Some(f) => {
-                s.status.forecast = Some(f.clone());
-                s.status.forecast_source = Some(format!("trained: {}", f.model));
-            }
-            None => {
-                s.status.forecast = s.baseline.clone();
-                s.status.forecast_source = s.baseline.as_ref().map(|f| {
+        let (base, source) = match s.trained.as_ref().filter(|f| reaches(f)) {
+            Some(f) => (Some(f.clone()), format!("trained: {}", f.model)),
+            None => (
+                s.baseline.clone(),
+                s.baseline.as_ref().map_or_else(String::new, |f| {
                     if s.w.model == "baseline" {
                         format!("baseline: {}", f.model)
                     } else {
                         format!("baseline: {} (trained model not ready)", f.model)
                     }
-                });
-            }
+                }),
+            ),
+        };
+        // Brought up to the present: shifted by its latest error, its upper quantiles
+        // as wide as its recent errors (crate::nowcast), as the simulator replays it.
+        let (decay, leads) = (s.w.error_decay, s.leads);
+        let nowcast = |f: &Forecast, r: &Record, b: &VecDeque<_>, said: &VecDeque<_>| {
+            let mut g = r.nowcast(f, b, said, s.step_ms, decay, leads)?;
+            g.values.truncate(horizon_steps);
+            Some(g)
+        };
+        let now_fc = base
+            .as_ref()
+            .and_then(|f| nowcast(f, &s.record, &s.buckets, &s.said));
+        let extra_fc: Vec<Option<Forecast>> = s
+            .extras
+            .iter()
+            .map(|x| {
+                let f = x.forecast.as_ref()?;
+                nowcast(f, &x.record, &x.buckets, &x.said).or_else(|| Some(f.clone()))
+            })
+            .collect();
+        s.record.in_force = base.clone();
+        for x in &mut s.extras {
+            x.record.in_force = x.forecast.clone();
         }
-        let Some(mut fc) = s.status.forecast.clone() else {
+        // How far the nowcast moved the median of the step in progress, and when the
+        // forecast it started from was made (for the plan's reason).
+        let refreshed = base.as_ref().zip(now_fc.as_ref()).and_then(|(f, g)| {
+            let k = usize::try_from((g.start - f.start) / f.step_ms).ok()?;
+            (k > 0 && k < f.horizon()).then(|| (f.made_at, g.quantile(0, 0.5) - f.quantile(k, 0.5)))
+        });
+        s.status.forecast = now_fc.clone();
+        s.status.forecast_source = (!source.is_empty()).then(|| match refreshed {
+            Some((at, by)) => format!(
+                "{source}, refreshed with the data to {} and brought up to date (median moved by {by:+.2})",
+                format_ts(at)
+            ),
+            None => source,
+        });
+        let Some(mut fc) = now_fc else {
             let msg = s
                 .status
                 .last_error
@@ -1271,17 +1448,22 @@ impl<P: Provider> Engine<P> {
                 format!("{msg}; keeping current capacity"),
             );
         };
-        // What the forecast says of the coming step, kept (once final) for the floors
-        // after a restart and for charts of forecast against demand.
+        // What the forecast says of the coming steps, kept (the first, once final, in
+        // the store) for the floors after a restart, for charts of forecast against
+        // demand and for the spread floor.
         let mut said = Vec::new();
         if let Some(x) = record_said(&mut s.said, &s.buckets, s.step_ms, &fc) {
             said.push((s.said_key.clone(), vec![x]));
         }
-        for x in &mut s.extras {
-            if let Some(f) = &x.forecast {
+        let done = s.record.remember(&fc, s.leads);
+        record_samples(&s.w.name, Dim::Cpu, &[], &done, &mut said);
+        for (x, g) in s.extras.iter_mut().zip(&extra_fc) {
+            if let Some(f) = g {
                 if let Some(v) = record_said(&mut x.said, &x.buckets, s.step_ms, f) {
                     said.push((x.said_key.clone(), vec![v]));
                 }
+                let done = x.record.remember(f, s.leads);
+                record_samples(&s.w.name, x.dim, &[], &done, &mut said);
             }
         }
         if !said.is_empty() {
@@ -1320,8 +1502,9 @@ impl<P: Provider> Engine<P> {
         let extras: Vec<(Dim, Forecast)> = s
             .extras
             .iter()
-            .filter_map(|x| {
-                let f = x.forecast.as_ref()?;
+            .zip(&extra_fc)
+            .filter_map(|(x, f)| {
+                let f = f.as_ref()?;
                 let g = above(x.dim).and_then(|v| moved_up(f, in_step, v));
                 Some((x.dim, g.map_or_else(|| f.clone(), |(g, _)| g)))
             })
@@ -2238,6 +2421,7 @@ mod tests {
         c.workloads[0].step_s = 60;
         c.workloads[0].season_s = Some(1_800); // 30 steps
         c.workloads[0].retrain_s = 4 * 3_600;
+        c.workloads[0].refit_s = 600; // 10 steps
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
         let value = |m: i64| 8.0 + 4.0 * ((m % 30) as f64 / 30.0 * std::f64::consts::TAU).sin();
@@ -2278,8 +2462,43 @@ mod tests {
             (1, &m.model, &m.reason)
         );
         assert_eq!(saved.candidates.len(), m.candidates.len());
+        // The selected model is refreshed every refit_s, and brought up to date at each
+        // step in between.
+        let (mut refreshed_at, mut brought) = (Vec::new(), 0);
+        for k in 601..625 {
+            store
+                .append(
+                    &key,
+                    &[Sample {
+                        ts: k * 60_000,
+                        value: value(k),
+                    }],
+                )
+                .unwrap();
+            e.tick((k + 1) * 60_000).unwrap();
+            let w = st.read().unwrap().workloads["host"].clone();
+            let m = w.model.unwrap();
+            assert_eq!(m.version, 1);
+            if refreshed_at.last() != Some(&m.data_to) {
+                refreshed_at.push(m.data_to);
+            }
+            let source = w.forecast_source.unwrap();
+            assert!(source.starts_with("trained:"), "{source}");
+            brought += source.contains("brought up to date") as usize;
+            // Its own errors are kept for after a restart.
+            assert!(store
+                .range(&error_key("host", Dim::Cpu), k * 60_000, k * 60_000 + 1)
+                .unwrap()
+                .is_some_and(|v| v.len() == 1));
+        }
+        let gaps: Vec<i64> = refreshed_at
+            .windows(2)
+            .map(|w| (w[1] - w[0]) / 60_000)
+            .collect();
+        assert!(gaps.len() >= 2 && gaps.iter().all(|g| *g == 10), "{gaps:?}");
+        assert!(brought >= 18, "{brought}");
         // A level shift the model has not seen: live errors outgrow the CV error.
-        for k in 601..640 {
+        for k in 625..665 {
             store
                 .append(
                     &key,

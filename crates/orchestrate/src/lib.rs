@@ -10,6 +10,7 @@
 //! - [`trainer`]: model selection and refits off the control path;
 //! - [`demo`]: the same engine on an accelerated clock with synthetic demand;
 //! - [`jumps`]: upper quantiles at a predicted jump from the errors of past ones;
+//! - [`nowcast`]: the forecast in force brought up to the present between refreshes;
 //! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars;
 //! - [`retention`]: deletes samples older than each series may keep.
 
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod hook;
 pub mod jumps;
 pub mod kube;
+pub mod nowcast;
 pub mod provider;
 pub mod reconcile;
 pub mod retention;

@@ -22,7 +22,8 @@ use prescale_core::model::TierCount;
 use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
 
-use crate::jumps::{raise_upper, Jumps, JUMP_WINDOW};
+use crate::jumps::{Jumps, JUMP_WINDOW};
+use crate::nowcast::{cover_and_leads, nowcast, recent_errors, warming_up, SPREAD_FLOOR_WINDOW};
 use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -144,10 +145,11 @@ impl Default for ReactiveSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForecastSettings {
-    /// Seconds between refits of the selected model (each refit forecasts far enough to
-    /// cover the next refit plus the longest lead time).
-    #[serde(default = "default_refit")]
-    pub refit_s: u64,
+    /// Seconds between refits of the selected model, for this simulation only (each
+    /// refit forecasts far enough to cover the next refit plus the longest lead time);
+    /// absent: the workload's `refit_s`, as the daemon does.
+    #[serde(default)]
+    pub refit_s: Option<u64>,
     /// Seconds of history the forecaster reads.
     #[serde(default = "default_history")]
     pub history_s: u64,
@@ -155,21 +157,12 @@ pub struct ForecastSettings {
     /// so that a run's result does not depend on the machine's load.
     #[serde(default = "default_selection_budget")]
     pub selection_budget_s: f64,
-    /// Between refits, the forecast is shifted by its latest observed error, fading by
-    /// this factor per step ahead (0: no correction). An error within the model's usual
-    /// keeps only as much as its errors have lately carried over from one step to the
-    /// next, when that is less; one of three times the usual or more keeps this.
-    #[serde(default = "default_error_decay")]
-    pub error_decay: f64,
+    /// The shift's fading factor, for this simulation only; absent: the workload's
+    /// `error_decay`, as the daemon does.
+    #[serde(default)]
+    pub error_decay: Option<f64>,
 }
 
-fn default_error_decay() -> f64 {
-    0.9
-}
-
-fn default_refit() -> u64 {
-    7200
-}
 fn default_history() -> u64 {
     14 * 86_400
 }
@@ -180,10 +173,10 @@ fn default_selection_budget() -> f64 {
 impl Default for ForecastSettings {
     fn default() -> Self {
         Self {
-            refit_s: default_refit(),
+            refit_s: None,
             history_s: default_history(),
             selection_budget_s: default_selection_budget(),
-            error_decay: default_error_decay(),
+            error_decay: None,
         }
     }
 }
@@ -224,6 +217,19 @@ impl Scenario {
         Ok(s)
     }
 
+    /// Seconds between refits: `[forecast] refit_s` when given, else the workload's.
+    pub fn refit_s(&self) -> u64 {
+        self.forecast.refit_s.unwrap_or(self.workload.refit_s)
+    }
+
+    /// The shift's fading factor: `[forecast] error_decay` when given, else the
+    /// workload's.
+    pub fn error_decay(&self) -> f64 {
+        self.forecast
+            .error_decay
+            .unwrap_or(self.workload.error_decay)
+    }
+
     /// The scenario's settings beyond the daemon's: `Err((key, what is wrong))`.
     fn check(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
@@ -233,7 +239,14 @@ impl Scenario {
                 format!("{:?} is not a tier of the catalog", self.single_tier),
             );
         }
-        if !(0.0..1.0).contains(&self.forecast.error_decay) {
+        if self.forecast.refit_s == Some(0) {
+            return err("forecast.refit_s", "must be at least 1 second".into());
+        }
+        if self
+            .forecast
+            .error_decay
+            .is_some_and(|d| !(0.0..1.0).contains(&d))
+        {
             return err("forecast.error_decay", "must be in [0, 1)".into());
         }
         let r = &self.reactive;
@@ -839,47 +852,18 @@ impl Forecaster {
         }
     }
 
-    /// How much of the model's error at a step is still there at the next: the lag-1
-    /// regression slope of its own errors ([`Forecaster::raw`]) over the last
-    /// [`SPREAD_FLOOR_WINDOW`] steps before `upto`, within [0, 1]. `None` until
-    /// [`SPREAD_FLOOR_MIN_ERRORS`] pairs of them are known.
-    ///
-    /// Demand that wanders (a level that drifts, a surge that lasts) leaves errors
-    /// that persist, and the next step is likely off the same way; noise around a
-    /// pattern the model knows leaves errors that do not, and shifting the forecast by
-    /// the latest one only adds that noise a second time (on a daily service with 5%
-    /// noise, a slope near 0 where a fixed 0.9 made its nowcasts off by 1.35 times
-    /// the noise).
-    fn persistence(&self, upto: usize) -> Option<(f64, f64)> {
+    /// The model's own errors ([`Forecaster::raw`]) over the last
+    /// [`SPREAD_FLOOR_WINDOW`] steps before `upto` and the one before them: what
+    /// [`crate::nowcast::persistence`] reads.
+    fn raw_window(&self, upto: usize) -> &[f64] {
         let upto = upto.min(self.raw.len());
         let from = upto.saturating_sub(SPREAD_FLOOR_WINDOW).max(1);
-        let (mut xy, mut xx, mut pairs) = (0.0, 0.0, 0usize);
-        let mut size = Vec::with_capacity(upto - from.min(upto));
-        for t in from..upto {
-            let (a, b) = (self.raw[t - 1], self.raw[t]);
-            if a.is_finite() && b.is_finite() {
-                xy += a * b;
-                xx += a * a;
-                pairs += 1;
-                size.push(b.abs());
-            }
-        }
-        if pairs < SPREAD_FLOOR_MIN_ERRORS {
-            return None;
-        }
-        let slope = if xx > 0.0 {
-            (xy / xx).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        // The errors' usual size: their median absolute value, as a standard deviation.
-        let usual = 1.4826 * prescale_forecast::quantiles_unsorted(&mut size, &[0.5])[0];
-        Some((slope, usual))
+        &self.raw[from - 1..upto]
     }
 
     /// The latest forecast from `now` on, given the demand observed before it (`past`):
     /// [`nowcast`] with this forecaster's own recent errors, keeping at most `decay` of
-    /// the latest error per step ahead (less as its [`Forecaster::persistence`] says).
+    /// the latest error per step ahead (less as [`crate::nowcast::persistence`] says of its own errors).
     fn nowcast(
         &self,
         now: TimestampMs,
@@ -888,17 +872,8 @@ impl Forecaster {
     ) -> Option<prescale_core::Forecast> {
         let mut errors = recent_errors(&self.said, past);
         let f = self.forecast.as_ref()?;
-        let decay = match self.persistence(past.len()) {
-            // An error within the usual keeps what errors usually keep; one beyond three
-            // times the usual (a surge, a level shift: it lasts) keeps `decay`, and in
-            // between, in proportion.
-            Some((slope, usual)) if slope < decay => {
-                let surprise = last_error(f, now, past).abs() / usual.max(f64::MIN_POSITIVE);
-                slope + (decay - slope) * ((surprise - 1.0) / 2.0).clamp(0.0, 1.0)
-            }
-            _ => decay,
-        };
-        let mut g = nowcast(f, now, past, decay, &mut errors)?;
+        let raw = self.raw_window(past.len());
+        let mut g = nowcast(f, now, past, decay, raw, &mut errors)?;
         // As the daemon does with what it said of each step before it: the next step's
         // upper quantiles at a predicted jump from the errors of past predicted jumps.
         let from = past.len().saturating_sub(JUMP_WINDOW).max(1);
@@ -942,14 +917,10 @@ pub fn simulate(
     };
     let w = &scenario.workload;
     let eligible = prescale_plan::eligible_tiers(w, &tiers);
-    let max_lead_ms = tiers
-        .iter()
-        .map(|t| t.lead_time_p90() as i64 * 1000)
-        .max()
-        .unwrap_or(0);
-    // Steps a request made now needs to cover: until capacity asked for at the next
-    // decision is ready.
-    let cover = ((max_lead_ms + dt) as f64 / dt as f64).ceil() as usize;
+    // Steps a request made now needs to cover (until capacity asked for at the next
+    // decision is ready), and how many of them get the nowcast's spread floor (those
+    // leads need a record of what was said).
+    let (cover, leads) = cover_and_leads(&tiers.iter().collect::<Vec<_>>(), dt);
     let dims = trace.dims();
     for (d, v) in &dims {
         if v.len() != n {
@@ -964,12 +935,7 @@ pub fn simulate(
         .iter()
         .map(|(_, v)| v.iter().copied().fold(0.0, f64::max))
         .collect();
-    // Only the leads a plan reads (the steps until capacity asked for at the next
-    // decision is ready) need a spread floor, and so a record.
-    let mut fcs: Vec<Forecaster> = dims
-        .iter()
-        .map(|_| Forecaster::new(SPREAD_FLOOR_STEPS.min(cover), n))
-        .collect();
+    let mut fcs: Vec<Forecaster> = dims.iter().map(|_| Forecaster::new(leads, n)).collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
     // Each dimension's floor season and the hour it was found in (it changes hourly).
     let mut floor_seasons: Vec<Option<(i64, prescale_plan::FloorSeason)>> = vec![None; dims.len()];
@@ -1135,7 +1101,7 @@ pub fn simulate(
                     .iter_mut()
                     .zip(&dims)
                     .map(|(fc, (_, v))| {
-                        let g = fc.nowcast(now, &v[..seen], scenario.forecast.error_decay)?;
+                        let g = fc.nowcast(now, &v[..seen], scenario.error_decay())?;
                         for (k, said) in fc.said.iter_mut().enumerate() {
                             if let (Some(slot), true) = (said.get_mut(i + k), k < g.horizon()) {
                                 *slot = g.quantile(k, 0.5);
@@ -1319,7 +1285,7 @@ pub fn simulate(
                     .zip(&dims)
                     .zip(all)
                     .map(|((fc, (_, v)), g)| {
-                        fc.nowcast(now + dt, &v[..=i], scenario.forecast.error_decay)
+                        fc.nowcast(now + dt, &v[..=i], scenario.error_decay())
                             .unwrap_or(g)
                     })
                     .collect();
@@ -1542,7 +1508,7 @@ fn refresh_forecast(
     let dt = ts.get(1).map_or(1, |t| t - ts[0]).max(1);
     let fresh = fc
         .fitted_at
-        .is_some_and(|t| now - t < s.refit_s as i64 * 1000);
+        .is_some_and(|t| now - t < scenario.refit_s() as i64 * 1000);
     if fresh {
         return Ok(());
     }
@@ -1550,12 +1516,12 @@ fn refresh_forecast(
     let y = &values[i.saturating_sub(history)..i];
     let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
     // Enough to cover until the next refit plus the lead-time window.
-    let horizon = (s.refit_s as i64 * 1000 / dt).max(1) as usize + cover;
+    let horizon = (scenario.refit_s() as i64 * 1000 / dt).max(1) as usize + cover;
     let levels = forecast_levels(w.sla_quantile);
     // Too little history to select a seasonal model: as the daemon's inline baseline
     // does, naive (the last value, the spread of past changes) at every step (so not
     // marked fitted), once there is an hour of history.
-    let warm_up = y.len() < 2 * day.unwrap_or(24).min(288);
+    let warm_up = warming_up(y.len(), dt);
     if warm_up && y.len() < WARMUP_MIN_STEPS {
         return Ok(());
     }
@@ -1635,107 +1601,6 @@ fn forecast_from(
     .map_err(|e| e.to_string())
 }
 
-/// The forecast from `now` on, corrected by the error of its latest observed step: the
-/// forecast of a refit made up to `refit_s` ago is shifted by that error, fading by
-/// `decay` per step ahead (the daemon refits at every step; this is the cheap stand-in
-/// between the simulation's refits).
-///
-/// For the next `errors.len()` steps (at most [`SPREAD_FLOOR_STEPS`]: those a plan reads)
-/// an upper quantile is never closer to the median than the same quantile of the
-/// nowcast's own recent errors at that many steps ahead (`errors[k]`, from
-/// [`recent_errors`]; reordered here): a model refitted on a calm stretch
-/// must not forget how far off it has lately been. Until enough errors are known, the
-/// last day's changes over as many steps stand in for them.
-fn nowcast(
-    f: &prescale_core::Forecast,
-    now: TimestampMs,
-    past: &[f64],
-    decay: f64,
-    errors: &mut [Vec<f64>],
-) -> Option<prescale_core::Forecast> {
-    let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
-    let err = last_error(f, now, past);
-    let mid = f.levels.iter().position(|l| (*l - 0.5).abs() < 1e-9);
-    let leads = errors.len();
-    let values: Vec<Vec<f64>> = f.values[idx..]
-        .iter()
-        .enumerate()
-        .map(|(k, row)| {
-            let shift = err * decay.powi(k as i32 + 1);
-            let mut row: Vec<f64> = row.iter().map(|v| (v + shift).max(0.0)).collect();
-            let mut changes: Vec<f64>;
-            let spread: &mut [f64] = match (mid, errors.get_mut(k)) {
-                (None, _) => &mut [],
-                _ if k >= leads => &mut [],
-                (Some(_), Some(e)) if e.len() >= SPREAD_FLOOR_MIN_ERRORS => e,
-                (Some(_), _) => {
-                    changes = recent_changes(past, k + 1);
-                    &mut changes
-                }
-            };
-            if let (Some(m), false) = (mid, spread.is_empty()) {
-                let upper = prescale_forecast::quantiles_unsorted(spread, &f.levels[m + 1..]);
-                raise_upper(&mut row, m, &upper);
-            }
-            row
-        })
-        .collect();
-    if values.is_empty() {
-        return None; // run out: no forecast reaches this far
-    }
-    prescale_core::Forecast::new(
-        f.series.clone(),
-        f.model.clone(),
-        now,
-        f.start + idx as i64 * f.step_ms,
-        f.step_ms,
-        f.levels.clone(),
-        values,
-    )
-    .ok()
-}
-
-/// The error of `f`'s median at the last step of `past` (the demand observed before
-/// `now`); 0 when `f` does not cover it.
-fn last_error(f: &prescale_core::Forecast, now: TimestampMs, past: &[f64]) -> f64 {
-    let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
-    match (idx.checked_sub(1), past.last()) {
-        (Some(last), Some(actual)) => actual - f.quantile(last, 0.5),
-        _ => 0.0,
-    }
-}
-
-/// Changes over `lag` steps of the last [`SPREAD_FLOOR_WINDOW`] steps of `past`.
-fn recent_changes(past: &[f64], lag: usize) -> Vec<f64> {
-    let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
-    (from + lag..past.len())
-        .map(|t| past[t] - past[t - lag])
-        .collect()
-}
-
-/// For each `k`, the errors (actual - median) of the nowcasts made `k + 1` steps ahead
-/// of the last [`SPREAD_FLOOR_WINDOW`] observed steps of `past`.
-fn recent_errors(said: &[Vec<f64>], past: &[f64]) -> Vec<Vec<f64>> {
-    let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
-    said.iter()
-        .map(|s| {
-            (from..past.len())
-                .filter_map(|t| s.get(t).filter(|m| m.is_finite()).map(|m| past[t] - m))
-                .collect()
-        })
-        .collect()
-}
-
-/// Steps ahead whose upper quantiles get the spread floor of [`nowcast`].
-const SPREAD_FLOOR_STEPS: usize = 6;
-
-/// Most recent steps whose errors (or changes) set that floor.
-const SPREAD_FLOOR_WINDOW: usize = 288;
-
-/// Errors at a lead before they replace the last day's changes in that floor (6 hours
-/// of 5-minute steps).
-const SPREAD_FLOOR_MIN_ERRORS: usize = 72;
-
 fn forecast_levels(sla: f64) -> Vec<f64> {
     let mut v = vec![0.1, 0.5, 0.9, sla];
     v.sort_by(f64::total_cmp);
@@ -1748,53 +1613,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_spread_floor_follows_the_nowcasts_own_errors() {
-        // A forecast with a narrow band (q0.95 one above the median) over demand that
-        // jumps by 20 at every step.
-        let step = 300_000;
-        let f = prescale_core::Forecast::new(
-            SeriesKey::metric("x").unwrap(),
-            "test",
-            0,
-            0,
-            step,
-            vec![0.1, 0.5, 0.95],
-            vec![vec![9.0, 10.0, 11.0]; 2 * SPREAD_FLOOR_STEPS],
-        )
-        .unwrap();
-        let past: Vec<f64> = (0..400).map(|t| [10.0, 30.0][t % 2]).collect();
-        let band = |g: &prescale_core::Forecast, k: usize| g.quantile(k, 0.95) - g.quantile(k, 0.5);
-        // Too few known errors: the last day's changes set the floor (+20 at lead 1,
-        // even leads change nothing).
-        let mut few = vec![vec![0.0; SPREAD_FLOOR_MIN_ERRORS - 1]; SPREAD_FLOOR_STEPS];
-        let g = nowcast(&f, 0, &past, 0.0, &mut few).unwrap();
-        assert!((band(&g, 0) - 20.0).abs() < 1e-9, "{}", band(&g, 0));
-        assert!((band(&g, 1) - 1.0).abs() < 1e-9, "{}", band(&g, 1));
-        // The nowcast foresaw the jumps (errors within 0.5): the model's band stands.
-        let mut small = vec![vec![0.5; SPREAD_FLOOR_MIN_ERRORS]; SPREAD_FLOOR_STEPS];
-        let g = nowcast(&f, 0, &past, 0.0, &mut small).unwrap();
-        assert!((band(&g, 0) - 1.0).abs() < 1e-9, "{}", band(&g, 0));
-        // It has been off by up to 10: its own 95th percentile error sets the floor,
-        // for the first SPREAD_FLOOR_STEPS steps only.
-        let mut wide: Vec<Vec<f64>> = (0..SPREAD_FLOOR_STEPS)
-            .map(|_| (0..=100).map(|i| i as f64 / 10.0).collect())
-            .collect();
-        let g = nowcast(&f, 0, &past, 0.0, &mut wide).unwrap();
-        for k in 0..SPREAD_FLOOR_STEPS {
-            assert!(
-                (band(&g, k) - 9.5).abs() < 1e-9,
-                "lead {k}: {}",
-                band(&g, k)
-            );
-        }
-        assert!((band(&g, SPREAD_FLOOR_STEPS) - 1.0).abs() < 1e-9);
-    }
-
-    #[test]
     fn the_nowcast_keeps_as_much_of_the_last_error_as_errors_persist() {
         let n = SPREAD_FLOOR_WINDOW + 100;
         let mut fc = Forecaster::new(1, n);
-        assert_eq!(fc.persistence(n), None);
+        assert_eq!(crate::nowcast::persistence(fc.raw_window(n)), None);
         // Errors that do not carry over from one step to the next: nearly none kept.
         let noise = |t: usize| {
             let mut z = (t as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -1805,7 +1627,7 @@ mod tests {
         for t in 0..n {
             fc.raw[t] = noise(t);
         }
-        let (white, usual) = fc.persistence(n).unwrap();
+        let (white, usual) = crate::nowcast::persistence(fc.raw_window(n)).unwrap();
         assert!(white < 0.15, "{white}");
         // So a step off by the usual keeps about that little of it in the next, and one
         // off by three times the usual or more keeps `decay` of it.
@@ -1837,18 +1659,21 @@ mod tests {
             e = 0.8 * e + noise(t);
             fc.raw[t] = e;
         }
-        let (kept, _) = fc.persistence(n).unwrap();
+        let (kept, _) = crate::nowcast::persistence(fc.raw_window(n)).unwrap();
         assert!((0.65..0.95).contains(&kept), "{kept}");
         // Errors that flip sign each step keep nothing, and their usual size is their
         // median absolute value as a standard deviation; too few known is no estimate.
         for t in 0..n {
             fc.raw[t] = if t % 2 == 0 { 1.0 } else { -1.0 };
         }
-        assert_eq!(fc.persistence(n), Some((0.0, 1.4826)));
-        for t in 0..n - SPREAD_FLOOR_MIN_ERRORS {
+        assert_eq!(
+            crate::nowcast::persistence(fc.raw_window(n)),
+            Some((0.0, 1.4826))
+        );
+        for t in 0..n - crate::nowcast::SPREAD_FLOOR_MIN_ERRORS {
             fc.raw[t] = f64::NAN;
         }
-        assert_eq!(fc.persistence(n), None);
+        assert_eq!(crate::nowcast::persistence(fc.raw_window(n)), None);
         // The model's own error is recorded from the forecast in force, and none before
         // its first step.
         let f = prescale_core::Forecast::new(
@@ -1871,28 +1696,6 @@ mod tests {
         assert_eq!(fc.raw[4], -30.0);
         fc.observe(1_800_000, &[0.0; 6]);
         assert!(fc.raw[5].is_nan());
-    }
-
-    #[test]
-    fn recent_errors_pair_each_nowcast_with_what_came() {
-        // Step t was said to be t + k + 1 by the nowcast k + 1 steps before; the first
-        // steps were never said.
-        let n = SPREAD_FLOOR_WINDOW + 50;
-        let past: Vec<f64> = (0..n).map(|t| t as f64).collect();
-        let said: Vec<Vec<f64>> = (0..2)
-            .map(|k| {
-                (0..n)
-                    .map(|t| if t < 10 { f64::NAN } else { (t + k + 1) as f64 })
-                    .collect()
-            })
-            .collect();
-        let e = recent_errors(&said, &past);
-        assert_eq!(e.len(), 2);
-        for (k, errs) in e.iter().enumerate() {
-            // Only the last SPREAD_FLOOR_WINDOW observed steps count.
-            assert_eq!(errs.len(), SPREAD_FLOOR_WINDOW);
-            assert!(errs.iter().all(|x| *x == -((k + 1) as f64)), "{errs:?}");
-        }
     }
 
     fn scenario() -> Scenario {
@@ -2303,6 +2106,94 @@ mod tests {
                 .any(|r| r.contains(says)),
             "no plan says the window left a foreseen peak out"
         );
+    }
+
+    /// The daemon plans from the forecast the predictive policy replays: on the same
+    /// demand, step after step, its published forecast (the baseline refreshed every
+    /// `refit_s`, brought up to date by the nowcast in between) is the simulator's.
+    #[test]
+    fn the_daemon_forecasts_each_step_as_the_simulator_replays_it() {
+        let step = 300_000;
+        let base = 5_666_667 * step; // a step boundary
+        let n = 3 * 288 + 60;
+        // A daily cycle, noise, and a surge on the third day that lasts a while.
+        let cpu: Vec<f64> = (0..n)
+            .map(|i| {
+                let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let surge = if (2 * 288 + 150..2 * 288 + 190).contains(&i) {
+                    25.0
+                } else {
+                    0.0
+                };
+                40.0 - 20.0 * a.cos() + 3.0 * noise(i) + surge
+            })
+            .collect();
+        let ts: Vec<TimestampMs> = (0..n as i64).map(|i| base + i * step).collect();
+        let mut c = prescale_core::config::Config::default();
+        let w = &mut c.workloads[0];
+        w.model = "baseline".into();
+        w.season_s = Some(86_400);
+        w.step_s = 300;
+        w.sla_quantile = 0.95;
+        let w = w.clone();
+        let mut sc = scenario();
+        sc.workload = w.clone();
+        sc.forecast.history_s = w.history_s;
+        let key = prescale_core::SeriesKey::parse(&w.demand).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            prescale_store::Store::open(dir.path(), prescale_store::Durability::Buffered).unwrap();
+        let samples: Vec<prescale_core::Sample> = ts
+            .iter()
+            .zip(&cpu)
+            .map(|(&ts, &value)| prescale_core::Sample { ts, value })
+            .collect();
+        store.append(&key, &samples).unwrap();
+        let mut e = crate::Engine::from_config(&c, 0, store, crate::SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let serving: Vec<&Tier> = c.tiers.iter().filter(|t| t.serves(&w)).collect();
+        let (cover, leads) = cover_and_leads(&serving, step);
+        let mut fc = Forecaster::new(leads, n);
+        let (mut compared, mut shifted) = (0, 0);
+        for i in 1..n {
+            e.tick(ts[i] + 1_000).unwrap();
+            fc.observe(ts[i], &cpu[..i]);
+            refresh_forecast(&mut fc, &ts, &cpu, Dim::Cpu, i, &sc, cover).unwrap();
+            let Some(g) = fc.nowcast(ts[i], &cpu[..i], sc.error_decay()) else {
+                continue;
+            };
+            for (k, said) in fc.said.iter_mut().enumerate() {
+                if let (Some(slot), true) = (said.get_mut(i + k), k < g.horizon()) {
+                    *slot = g.quantile(k, 0.5);
+                }
+            }
+            // Both have a day of the other's record behind them from the third day on.
+            if i < 2 * 288 + 30 {
+                continue;
+            }
+            let st = e.status_handle();
+            let st = st.read().unwrap();
+            let ws = &st.workloads["host"];
+            let d = ws.forecast.as_ref().expect("the daemon's forecast");
+            assert_eq!(d.start, ts[i], "step {i}");
+            for k in 0..d.horizon().min(g.horizon()) {
+                for q in [0.5, 0.95] {
+                    let (a, b) = (d.quantile(k, q), g.quantile(k, q));
+                    assert!(
+                        (a - b).abs() < 1e-6 * b.abs().max(1.0),
+                        "step {i}, lead {k}, q{q}: daemon {a}, simulator {b}"
+                    );
+                }
+                compared += 1;
+            }
+            let source = ws.forecast_source.as_deref().unwrap_or("");
+            if source.contains("brought up to date") {
+                shifted += 1;
+            }
+        }
+        assert!(compared > 1000, "{compared}");
+        // Most steps plan from a forecast refreshed before them, brought up to date.
+        assert!(shifted > (n - 2 * 288 - 30) / 2, "{shifted}");
     }
 
     #[test]
