@@ -98,33 +98,6 @@ pub const SEASON_REDETECT_MS: i64 = 6 * 3_600_000;
 /// Quantile levels every forecast carries (the workload's SLA level is added).
 pub const LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
 
-/// How much of the step in progress's surprise the forecast keeps per step after it
-/// (the simulator's default `error_decay`).
-const IN_PROGRESS_DECAY: f64 = 0.9;
-
-/// `f` moved up by how far the step starting at `step_ts` is above its forecast median so
-/// far (`so_far`), fading by [`IN_PROGRESS_DECAY`] per step after it: a surprise in the
-/// step in progress is likely to last into the next, and the forecast only learns of it
-/// when the step completes. `None` when the step is not above its median or not in `f`.
-fn moved_up(f: &Forecast, step_ts: TimestampMs, so_far: f64) -> Option<(Forecast, f64)> {
-    let idx = usize::try_from((step_ts - f.start).div_euclid(f.step_ms)).ok()?;
-    if idx >= f.horizon() {
-        return None;
-    }
-    let err = so_far - f.quantile(idx, 0.5);
-    if err.is_nan() || err <= 0.0 {
-        return None;
-    }
-    let mut g = f.clone();
-    for (k, row) in g.values.iter_mut().enumerate().skip(idx) {
-        let shift = err * IN_PROGRESS_DECAY.powi((k - idx) as i32);
-        for v in row.iter_mut() {
-            *v += shift;
-        }
-    }
-    Some((g, err))
-}
-
 /// What the server shows about one workload.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkloadStatus {
@@ -267,6 +240,8 @@ struct WState {
     record: Record,
     /// Steps ahead whose upper quantiles get the nowcast's spread floor.
     leads: usize,
+    /// The CPU forecast the last plan read.
+    planned_from: Option<Forecast>,
 }
 
 /// The control loop over a set of workloads and one provider.
@@ -544,21 +519,51 @@ fn record_said(
     }
 }
 
-/// For each of the last [`JUMP_WINDOW`] complete steps of `buckets` the forecast `said`
-/// something of before it: what it said over the step before, and how far off it was.
+/// For each of the last [`JUMP_WINDOW`] of `steps` (consecutive, oldest first) the
+/// forecast `said` something of before it: what it said over the step before, and how
+/// far off it was.
 fn said_pairs(
-    buckets: &VecDeque<(TimestampMs, f64)>,
+    steps: &[(TimestampMs, f64)],
     said: &VecDeque<(TimestampMs, f64)>,
-    step_ms: i64,
 ) -> Vec<(f64, f64)> {
-    let n = buckets.len();
+    let n = steps.len();
     (n.saturating_sub(JUMP_WINDOW).max(1)..n)
         .filter_map(|i| {
-            let ((prev_ts, prev), (ts, v)) = (buckets[i - 1], buckets[i]);
+            let ((_, prev), (ts, v)) = (steps[i - 1], steps[i]);
             let m = said[said.binary_search_by_key(&ts, |x| x.0).ok()?].1;
-            (prev_ts == ts - step_ms).then_some((m - prev, v - m))
+            Some((m - prev, v - m))
         })
         .collect()
+}
+
+/// A predicted jump's upper quantiles widened: the step, the highest level's value
+/// before and after, and how many past jumps' errors set it.
+type Widened = (TimestampMs, f64, f64, usize);
+
+/// The forecast in force `f` brought up to date after `steps` (the tail of a series'
+/// complete steps, perhaps with the step in progress as if complete): the nowcast
+/// ([`Record::nowcast`]) cut to `horizon` steps, its upper quantiles at a predicted jump
+/// at least as wide as its past predicted jumps were off (see [`crate::jumps`]), as the
+/// simulator's predictive policy plans from.
+#[allow(clippy::too_many_arguments)]
+fn brought_up(
+    f: &Forecast,
+    record: &Record,
+    steps: &[(TimestampMs, f64)],
+    said: &VecDeque<(TimestampMs, f64)>,
+    step_ms: i64,
+    decay: f64,
+    leads: usize,
+    horizon: usize,
+) -> Option<(Forecast, Option<Widened>)> {
+    let mut g = record.nowcast(f, steps, said, step_ms, decay, leads)?;
+    g.values.truncate(horizon);
+    let widened = steps.last().and_then(|&(_, last)| {
+        let j = Jumps::from_pairs(&said_pairs(steps, said))?;
+        let (k, before, after) = j.widen_from(&mut g, 0, last)?;
+        Some((g.step_time(k), before, after, j.errors.len()))
+    });
+    Some((g, widened))
 }
 
 /// What the store kept of `key` (see [`record_said`]) from `from` on, after a restart.
@@ -748,6 +753,7 @@ impl<P: Provider> Engine<P> {
                     .collect(),
                 selected_to: None,
                 record: Record::default(),
+                planned_from: None,
                 leads: {
                     let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
                     cover_and_leads(&serving, w.step_s as i64 * 1000).1
@@ -766,6 +772,17 @@ impl<P: Provider> Engine<P> {
             persist_status: true,
             trainer: Trainer::background(1),
         }
+    }
+
+    /// The CPU forecast workload `name`'s last plan read (the step in progress on, or
+    /// the next step on when the step in progress ran above it).
+    #[cfg(test)]
+    pub(crate) fn planned_from(&self, name: &str) -> Option<&Forecast> {
+        self.states
+            .iter()
+            .find(|s| s.w.name == name)?
+            .planned_from
+            .as_ref()
     }
 
     /// Runs model training inline, on the control thread, instead of in the background:
@@ -1399,22 +1416,28 @@ impl<P: Provider> Engine<P> {
         };
         // Brought up to the present: shifted by its latest error, its upper quantiles
         // as wide as its recent errors (crate::nowcast), as the simulator replays it.
-        let (decay, leads) = (s.w.error_decay, s.leads);
-        let nowcast = |f: &Forecast, r: &Record, b: &VecDeque<_>, said: &VecDeque<_>| {
-            let mut g = r.nowcast(f, b, said, s.step_ms, decay, leads)?;
-            g.values.truncate(horizon_steps);
-            Some(g)
+        let (decay, leads, step_ms) = (s.w.error_decay, s.leads, s.step_ms);
+        let up = |f: &Forecast, r: &Record, steps: &[(TimestampMs, f64)], said: &VecDeque<_>| {
+            brought_up(f, r, steps, said, step_ms, decay, leads, horizon_steps)
         };
-        let now_fc = base
+        let tail_cpu = crate::nowcast::tail(&s.buckets);
+        let (now_fc, jump) = match base
             .as_ref()
-            .and_then(|f| nowcast(f, &s.record, &s.buckets, &s.said));
+            .and_then(|f| up(f, &s.record, &tail_cpu, &s.said))
+        {
+            Some((g, j)) => (Some(g), j),
+            None => (None, None),
+        };
+        let extra_tails: Vec<Vec<(TimestampMs, f64)>> = s
+            .extras
+            .iter()
+            .map(|x| crate::nowcast::tail(&x.buckets))
+            .collect();
         let extra_fc: Vec<Option<Forecast>> = s
             .extras
             .iter()
-            .map(|x| {
-                let f = x.forecast.as_ref()?;
-                nowcast(f, &x.record, &x.buckets, &x.said).or_else(|| Some(f.clone()))
-            })
+            .zip(&extra_tails)
+            .map(|(x, t)| Some(up(x.forecast.as_ref()?, &x.record, t, &x.said)?.0))
             .collect();
         s.record.in_force = base.clone();
         for x in &mut s.extras {
@@ -1469,15 +1492,6 @@ impl<P: Provider> Engine<P> {
         if !said.is_empty() {
             self.store.append_many(&said)?;
         }
-        // At a jump the forecast predicts, upper quantiles at least as wide as its past
-        // predicted jumps were off (see crate::jumps).
-        let jump = s.buckets.back().and_then(|&(last_ts, last)| {
-            let j = Jumps::from_pairs(&said_pairs(&s.buckets, &s.said, s.step_ms))?;
-            let first = (fc.step_ms == s.step_ms)
-                .then(|| usize::try_from((last_ts + s.step_ms - fc.start) / s.step_ms).ok())??;
-            let (k, before, after) = j.widen_from(&mut fc, first, last)?;
-            Some((fc.step_time(k), before, after, j.errors.len()))
-        });
         // A monthly budget is paced: each hour may spend what is left of it this month
         // over the hours left in the month.
         let paced;
@@ -1491,24 +1505,62 @@ impl<P: Provider> Engine<P> {
         } else {
             &s.w
         };
-        // Each forecast moved up by the step in progress when it runs above it so far.
-        let in_step = now.div_euclid(s.step_ms) * s.step_ms;
-        let above = |d: Dim| so_far.iter().find(|(x, _)| *x == d).map(|(_, v)| *v);
+        // When the step in progress runs above its forecast median so far in some
+        // dimension, every forecast is brought up to date by it as if it were complete,
+        // and the plan reads them from the next step on (the step in progress itself is
+        // covered by its demand so far, a floor below): a surprise now is likely to last
+        // into the next step, as far as the forecast's errors persist. The simulator's
+        // pass within a step does the same.
+        let so_far_of = |d: Dim| so_far.iter().find(|(x, _)| *x == d).map(|(_, v)| *v);
+        let runs_above = |d: Dim, g: &Forecast| {
+            so_far_of(d).filter(|v| g.horizon() > 0 && *v > g.quantile(0, 0.5))
+        };
+        let cpu_above = runs_above(Dim::Cpu, &fc).is_some();
+        let above = cpu_above
+            || s.extras
+                .iter()
+                .zip(&extra_fc)
+                .any(|(x, g)| g.as_ref().is_some_and(|g| runs_above(x.dim, g).is_some()));
+        let with_step = |steps: &[(TimestampMs, f64)], d: Dim| {
+            let &(last, _) = steps.last()?;
+            let mut steps = steps.to_vec();
+            steps.push((last + step_ms, so_far_of(d)?));
+            Some(steps)
+        };
         let mut moved = None;
-        if let Some((g, err)) = above(Dim::Cpu).and_then(|v| moved_up(&fc, in_step, v)) {
-            fc = g;
-            moved = Some(err);
-        }
-        let extras: Vec<(Dim, Forecast)> = s
+        let mut extras: Vec<(Dim, Forecast)> = s
             .extras
             .iter()
             .zip(&extra_fc)
-            .filter_map(|(x, f)| {
-                let f = f.as_ref()?;
-                let g = above(x.dim).and_then(|v| moved_up(f, in_step, v));
-                Some((x.dim, g.map_or_else(|| f.clone(), |(g, _)| g)))
-            })
+            .filter_map(|(x, g)| Some((x.dim, g.clone()?)))
             .collect();
+        if above {
+            let before = fc.quantile(0, 0.5);
+            if let Some((g, _)) = base
+                .as_ref()
+                .zip(with_step(&tail_cpu, Dim::Cpu))
+                .and_then(|(f, steps)| up(f, &s.record, &steps, &s.said))
+            {
+                if let Some(v) = so_far_of(Dim::Cpu).filter(|_| cpu_above) {
+                    moved = Some((v, before, g.quantile(0, 0.5)));
+                }
+                fc = g;
+            }
+            extras = s
+                .extras
+                .iter()
+                .zip(&extra_tails)
+                .zip(&extra_fc)
+                .filter_map(|((x, t), g)| {
+                    let later = x
+                        .forecast
+                        .as_ref()
+                        .zip(with_step(t, x.dim))
+                        .and_then(|(f, steps)| up(f, &x.record, &steps, &x.said));
+                    Some((x.dim, later.map(|l| l.0).or_else(|| g.clone())?))
+                })
+                .collect();
+        }
         let others: Vec<(Dim, &Forecast)> = extras.iter().map(|(d, f)| (*d, f)).collect();
         // Observed demand the plan keeps covering: the scale-down window's peak and the
         // same time one season ago (the configured season or a day, as the simulator
@@ -1527,6 +1579,7 @@ impl<P: Provider> Engine<P> {
             what: "the demand so far in the step in progress".into(),
             left_out: None,
         }));
+        s.planned_from = Some(fc.clone());
         let mut plan = prescale_plan::plan_dimensions(
             w,
             &self.tiers,
@@ -1536,9 +1589,9 @@ impl<P: Provider> Engine<P> {
             self.interval_ms,
             &floors,
         );
-        if let Some(err) = moved {
+        if let Some((so_far, median, next)) = moved {
             plan.reason.push_str(&format!(
-                "; forecast moved up by {err:.2} vCPU, by which the step in progress runs above its median so far"
+                "; the step in progress runs above its forecast ({so_far:.2} vCPU so far, median {median:.2}): the forecast brought up to date by it, {next:.2} vCPU at the next step"
             ));
         }
         if let Some((ts, before, after, n)) = jump {
@@ -2167,10 +2220,13 @@ mod tests {
         e.store.append(&key, &surge).unwrap();
         let (surge, why) = capacity(80 * 60_000 + 45_000, &mut e);
         assert!(surge >= 40.0 / u, "{surge}: {why}");
-        // The forecast moved up by the step's 36 vCPU over its median of 4, and the
+        // The step runs 36 vCPU above its median of 4: the forecast was brought up to
+        // date by it (a surprise of many times its usual error keeps 0.9 of it), and the
         // demand so far is a floor: the plan covers the surge either way.
-        assert!(why.contains("forecast moved up by 36.00 vCPU"), "{why}");
-        assert!(why.contains("peaking at 40.00 vCPU"), "{why}");
+        assert!(
+            why.contains("the step in progress runs above its forecast (40.00 vCPU so far, median 4.00): the forecast brought up to date by it, 36.40 vCPU at the next step"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -2201,7 +2257,9 @@ mod tests {
             assert!(why.contains("(40.00 demanded, 0.00 ready)"), "{why}");
             assert_eq!((desired, during), (2 * planned_n, 2 * planned_n), "{why}");
             assert!(
-                why.contains("13 extra instance(s) requested (surge_extra 1)"),
+                why.contains(&format!(
+                    "{planned_n} extra instance(s) requested (surge_extra 1)"
+                )),
                 "{why}"
             );
             // Once capacity covers demand, the extras still pending go (the log says
@@ -2230,31 +2288,6 @@ mod tests {
             );
             assert!(!why.contains("surge_extra"), "{why}");
         }
-    }
-
-    #[test]
-    fn a_forecast_moves_up_by_the_step_in_progress_and_fades() {
-        let key = SeriesKey::metric("x").unwrap();
-        let f = Forecast::new(
-            key,
-            "test",
-            0,
-            0,
-            60_000,
-            vec![0.5, 0.95],
-            vec![vec![10.0, 12.0]; 4],
-        )
-        .unwrap();
-        // 20 so far in the step starting at 60 s: +10, then 9, 8.1.
-        let (g, err) = moved_up(&f, 60_000, 20.0).unwrap();
-        assert_eq!(err, 10.0);
-        assert_eq!(g.values[0], vec![10.0, 12.0]);
-        assert_eq!(g.values[1], vec![20.0, 22.0]);
-        assert!((g.values[3][0] - (10.0 + 8.1)).abs() < 1e-9);
-        // Below its median, or outside the forecast: unchanged.
-        assert!(moved_up(&f, 60_000, 9.0).is_none());
-        assert!(moved_up(&f, 600_000, 90.0).is_none());
-        assert!(moved_up(&f, -60_000, 90.0).is_none());
     }
 
     #[test]

@@ -220,6 +220,12 @@ pub(crate) struct Record {
     pub(crate) in_force: Option<Forecast>,
 }
 
+/// The last steps of `buckets` a nowcast reads: [`SPREAD_FLOOR_WINDOW`] and one.
+pub(crate) fn tail(buckets: &VecDeque<(TimestampMs, f64)>) -> Vec<(TimestampMs, f64)> {
+    let from = buckets.len().saturating_sub(SPREAD_FLOOR_WINDOW + 1);
+    buckets.range(from..).copied().collect()
+}
+
 /// Looks up `ts` in a series of (step, value) kept in time order.
 fn at(xs: &VecDeque<(TimestampMs, f64)>, ts: TimestampMs) -> Option<f64> {
     xs.binary_search_by_key(&ts, |x| x.0).ok().map(|k| xs[k].1)
@@ -288,21 +294,21 @@ impl Record {
         out
     }
 
-    /// The forecast in force `f` from the step after the last of `buckets` (consecutive
-    /// complete steps, oldest first) on: [`nowcast`] with what this record and `said`
-    /// (the first lead's medians) know, its spread floor on the first `leads` steps.
+    /// The forecast in force `f` from the step after the last of `steps` (consecutive
+    /// steps, oldest first, at least the last [`SPREAD_FLOOR_WINDOW`] and one: see
+    /// [`tail`]) on: [`nowcast`] with what this record and `said` (the first lead's
+    /// medians) know, its spread floor on the first `leads` steps.
     pub(crate) fn nowcast(
         &self,
         f: &Forecast,
-        buckets: &VecDeque<(TimestampMs, f64)>,
+        steps: &[(TimestampMs, f64)],
         said: &VecDeque<(TimestampMs, f64)>,
         step_ms: i64,
         decay: f64,
         leads: usize,
     ) -> Option<Forecast> {
-        let &(last, _) = buckets.back()?;
-        let tail = buckets.len().saturating_sub(SPREAD_FLOOR_WINDOW + 1);
-        let steps: Vec<(TimestampMs, f64)> = buckets.range(tail..).copied().collect();
+        let &(last, _) = steps.last()?;
+        let steps = &steps[steps.len().saturating_sub(SPREAD_FLOOR_WINDOW + 1)..];
         let past: Vec<f64> = steps.iter().map(|s| s.1).collect();
         let raw: Vec<f64> = steps
             .iter()
@@ -474,7 +480,7 @@ mod tests {
             buckets.push_back((ts, demand[t - 1]));
             record.in_force = Some(model.clone());
             let g = record
-                .nowcast(&model, &buckets, &said0, step, 0.9, leads)
+                .nowcast(&model, &tail(&buckets), &said0, step, 0.9, leads)
                 .unwrap();
             // The simulator's way, on the whole trace so far.
             let past = &demand[..t];

@@ -2154,7 +2154,7 @@ mod tests {
         let serving: Vec<&Tier> = c.tiers.iter().filter(|t| t.serves(&w)).collect();
         let (cover, leads) = cover_and_leads(&serving, step);
         let mut fc = Forecaster::new(leads, n);
-        let (mut compared, mut shifted) = (0, 0);
+        let (mut compared, mut shifted, mut moved) = (0, 0, 0);
         for i in 1..n {
             e.tick(ts[i] + 1_000).unwrap();
             fc.observe(ts[i], &cpu[..i]);
@@ -2190,8 +2190,30 @@ mod tests {
             if source.contains("brought up to date") {
                 shifted += 1;
             }
+            // The pass within the step: the step's demand is in (the store holds it)
+            // and, where it runs above the median, both bring the forecast up to date
+            // by it and plan from the next step on.
+            let planned = e.planned_from("host").expect("a plan");
+            let within = if cpu[i] > g.quantile(0, 0.5) {
+                moved += 1;
+                fc.nowcast(ts[i] + step, &cpu[..=i], sc.error_decay())
+                    .unwrap()
+            } else {
+                g.clone()
+            };
+            assert_eq!(planned.start, within.start, "step {i}");
+            for k in 0..planned.horizon().min(within.horizon()) {
+                for q in [0.5, 0.95] {
+                    let (a, b) = (planned.quantile(k, q), within.quantile(k, q));
+                    assert!(
+                        (a - b).abs() < 1e-6 * b.abs().max(1.0),
+                        "within step {i}, lead {k}, q{q}: daemon {a}, simulator {b}"
+                    );
+                }
+            }
         }
         assert!(compared > 1000, "{compared}");
+        assert!(moved > 50, "{moved}");
         // Most steps plan from a forecast refreshed before them, brought up to date.
         assert!(shifted > (n - 2 * 288 - 30) / 2, "{shifted}");
     }
