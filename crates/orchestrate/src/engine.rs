@@ -238,6 +238,8 @@ struct WState {
     selected_to: Option<TimestampMs>,
     /// What brings the forecast in force up to the present between refreshes.
     record: Record,
+    /// Steps a plan reads (until capacity asked for at the next pass is ready).
+    cover: usize,
     /// Steps ahead whose upper quantiles get the nowcast's spread floor.
     leads: usize,
     /// The CPU forecast the last plan read.
@@ -684,7 +686,9 @@ fn forecast_steps(w: &Workload, step_ms: i64) -> usize {
     ((w.horizon_s + 2 * w.refit_s) as i64 * 1000 / step_ms).max(1) as usize
 }
 
-fn level_set(q: f64) -> Vec<f64> {
+/// The quantile levels of every forecast of a workload whose SLA quantile is `q`:
+/// [`LEVELS`] and `q` (the simulator's too).
+pub(crate) fn level_set(q: f64) -> Vec<f64> {
     let mut v: Vec<f64> = LEVELS.to_vec();
     if !v.iter().any(|l| (l - q).abs() < 1e-12) {
         v.push(q);
@@ -706,6 +710,8 @@ impl<P: Provider> Engine<P> {
         store: Store,
         provider: P,
     ) -> Self {
+        let serving =
+            |w: &Workload| -> Vec<&Tier> { tiers.iter().filter(|t| t.serves(w)).collect() };
         let states = workloads
             .into_iter()
             .map(|w| WState {
@@ -754,10 +760,8 @@ impl<P: Provider> Engine<P> {
                 selected_to: None,
                 record: Record::default(),
                 planned_from: None,
-                leads: {
-                    let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
-                    cover_and_leads(&serving, w.step_s as i64 * 1000).1
-                },
+                cover: cover_and_leads(&serving(&w), w.step_s as i64 * 1000).0,
+                leads: cover_and_leads(&serving(&w), w.step_s as i64 * 1000).1,
                 w,
             })
             .collect();
@@ -1179,9 +1183,10 @@ impl<P: Provider> Engine<P> {
                     .season_s
                     .map(|x| (x as i64 * 1000 / s.step_ms).max(2) as usize),
                 day,
-                // Cross-validated over the horizon plans and charts read; the forecast
-                // reaches further (see forecast_steps).
-                horizon: (s.w.horizon_s as i64 * 1000 / s.step_ms).max(1) as usize,
+                // Cross-validated over the leads plans read from it until the next
+                // refresh (as the simulator selects); the forecast reaches further
+                // (see forecast_steps).
+                horizon: (s.w.refit_s as i64 * 1000 / s.step_ms).max(1) as usize + s.cover,
                 folds: 3,
                 levels: levels.to_vec(),
                 score: ScoreKind::Crps,

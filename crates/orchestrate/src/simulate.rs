@@ -1517,7 +1517,7 @@ fn refresh_forecast(
     let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
     // Enough to cover until the next refit plus the lead-time window.
     let horizon = (scenario.refit_s() as i64 * 1000 / dt).max(1) as usize + cover;
-    let levels = forecast_levels(w.sla_quantile);
+    let levels = crate::engine::level_set(w.sla_quantile);
     // Too little history to select a seasonal model: as the daemon's inline baseline
     // does, naive (the last value, the spread of past changes) at every step (so not
     // marked fitted), once there is an hour of history.
@@ -1599,13 +1599,6 @@ fn forecast_from(
         Some(0.0),
     )
     .map_err(|e| e.to_string())
-}
-
-fn forecast_levels(sla: f64) -> Vec<f64> {
-    let mut v = vec![0.1, 0.5, 0.9, sla];
-    v.sort_by(f64::total_cmp);
-    v.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
-    v
 }
 
 #[cfg(test)]
