@@ -3,8 +3,9 @@
 //! everything else: `query` and `query_range` with a series selector (label matchers
 //! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`,
 //! `increase(SELECTOR[RANGE])`, `avg_`, `min_`, `max_`, `sum_`, `count_`, `last_`,
-//! `stddev_` or `stdvar_over_time(SELECTOR[RANGE])` and
-//! `quantile_over_time(PHI, SELECTOR[RANGE])`, either under
+//! `stddev_` or `stdvar_over_time(SELECTOR[RANGE])`,
+//! `quantile_over_time(PHI, SELECTOR[RANGE])`, `delta`, `idelta`, `irate` and
+//! `deriv(SELECTOR[RANGE])` and `predict_linear(SELECTOR[RANGE], SECONDS)`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
@@ -88,7 +89,7 @@ struct Expr {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum AggOp {
+pub(crate) enum AggOp {
     Sum,
     Avg,
     Min,
@@ -102,6 +103,18 @@ enum AggOp {
     Stddev,
     /// The population variance (`stdvar_over_time`).
     Stdvar,
+    /// The last sample less the first, extrapolated to the range's edges (`delta`).
+    Delta,
+    /// The last sample less the one before (`idelta`).
+    Idelta,
+    /// The per-second change between the last two samples, a counter reset counting
+    /// from zero (`irate`).
+    Irate,
+    /// The per-second slope of a least-squares line through the samples (`deriv`).
+    Deriv,
+    /// That line's value this many seconds after the evaluation time
+    /// (`predict_linear`).
+    PredictLinear(f64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +125,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]) and quantile_over_time(0.95, SELECTOR[5m]), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), and abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), and abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -681,6 +694,11 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         ("stddev_over_time", Some(AggOp::Stddev)),
         ("stdvar_over_time", Some(AggOp::Stdvar)),
         ("quantile_over_time", Some(AggOp::Quantile(f64::NAN))),
+        ("delta", Some(AggOp::Delta)),
+        ("idelta", Some(AggOp::Idelta)),
+        ("irate", Some(AggOp::Irate)),
+        ("deriv", Some(AggOp::Deriv)),
+        ("predict_linear", Some(AggOp::PredictLinear(f64::NAN))),
     ];
     let mut called = None;
     for (name, over) in functions {
@@ -707,6 +725,20 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         let (phi, rest) = leading_quantile(arg, &usage)?;
         over = Some(AggOp::Quantile(phi));
         arg = rest.trim();
+    }
+    if let Some(AggOp::PredictLinear(_)) = over {
+        let usage =
+            "predict_linear(...) takes a range and seconds ahead, e.g. predict_linear(x[1h], 3600)";
+        let args = top_level_args(arg);
+        let [range, ahead] = args[..] else {
+            return Err(usage.to_string());
+        };
+        let secs: f64 = ahead
+            .trim()
+            .parse()
+            .map_err(|_| format!("{:?} is not a number; {usage}", ahead.trim()))?;
+        over = Some(AggOp::PredictLinear(secs));
+        arg = range.trim();
     }
     let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
         Some((sel, r)) => (
@@ -767,8 +799,7 @@ fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -
             .map(|&t| {
                 let lo = samples.partition_point(|s| s.ts <= t - r);
                 let hi = samples.partition_point(|s| s.ts <= t);
-                let vs: Vec<f64> = samples[lo..hi].iter().map(|s| s.value).collect();
-                combine(op, &vs)
+                over_range(op, &samples[lo..hi], t - r, t)
             })
             .collect();
     }
@@ -872,6 +903,65 @@ fn aggregate(a: &Agg, series: Evaluated, n: usize) -> Evaluated {
         .collect()
 }
 
+/// The samples of one series in the range `(start, end]` (oldest first) combined by
+/// `op`, as Prometheus' range functions do; `None` when too few.
+pub(crate) fn over_range(
+    op: AggOp,
+    w: &[Sample],
+    start: TimestampMs,
+    end: TimestampMs,
+) -> Option<f64> {
+    let secs = |ms: i64| ms as f64 / 1000.0;
+    let (first, last) = (w.first()?, w.last()?);
+    let prev = || w.len().checked_sub(2).map(|k| w[k]);
+    match op {
+        AggOp::Delta => {
+            // As Prometheus' extrapolatedRate for a gauge: the change between the first
+            // and last samples, extended to the range's edges unless a sample is more
+            // than 1.1 average intervals from an edge (then by half an interval).
+            (w.len() >= 2).then_some(())?;
+            let sampled = secs(last.ts - first.ts);
+            let avg = sampled / (w.len() - 1) as f64;
+            let edge = |d: f64| if d >= 1.1 * avg { avg / 2.0 } else { d };
+            let span = sampled + edge(secs(first.ts - start)) + edge(secs(end - last.ts));
+            Some((last.value - first.value) * span / sampled)
+        }
+        AggOp::Idelta => Some(last.value - prev()?.value),
+        AggOp::Irate => {
+            let p = prev()?;
+            let change = if last.value < p.value {
+                last.value // a counter reset: it counted from zero
+            } else {
+                last.value - p.value
+            };
+            Some(change / secs(last.ts - p.ts))
+        }
+        AggOp::Deriv | AggOp::PredictLinear(_) => {
+            // Least squares on times relative to the evaluation time, so the intercept
+            // is the line's value then.
+            (w.len() >= 2).then_some(())?;
+            let n = w.len() as f64;
+            let x = |s: &Sample| secs(s.ts - end);
+            let (sx, sy) = w
+                .iter()
+                .fold((0.0, 0.0), |(a, b), s| (a + x(s), b + s.value));
+            let (mx, my) = (sx / n, sy / n);
+            let (sxy, sxx) = w.iter().fold((0.0, 0.0), |(a, b), s| {
+                (
+                    a + (x(s) - mx) * (s.value - my),
+                    b + (x(s) - mx) * (x(s) - mx),
+                )
+            });
+            let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+            Some(match op {
+                AggOp::PredictLinear(ahead) => my - slope * mx + slope * ahead,
+                _ => slope,
+            })
+        }
+        _ => combine(op, &w.iter().map(|s| s.value).collect::<Vec<_>>()),
+    }
+}
+
 /// `vs` (oldest first) combined by `op`; `None` when empty.
 fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
     let mean = || vs.iter().sum::<f64>() / vs.len() as f64;
@@ -888,6 +978,10 @@ fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
         AggOp::Last => vs[vs.len() - 1],
         AggOp::Stddev => var().sqrt(),
         AggOp::Stdvar => var(),
+        // Time-aware: see over_range.
+        AggOp::Delta | AggOp::Idelta | AggOp::Irate | AggOp::Deriv | AggOp::PredictLinear(_) => {
+            f64::NAN
+        }
         // As Prometheus: interpolated at rank phi * (n - 1) of the sorted values.
         AggOp::Quantile(phi) => outside_quantile(phi).unwrap_or_else(|| {
             let mut s = vs.to_vec();

@@ -945,9 +945,20 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         ("quantile_over_time(1.5, ", ["+Inf", "+Inf", "+Inf"]),
         ("stdvar_over_time", ["0.25", "0.6667", "0.6667"]),
         ("stddev_over_time", ["0.5", "0.8165", "0.8165"]),
+        // One a minute: a first sample two minutes from the range's start is extended
+        // by half an interval, one within 1.1 intervals all the way (Prometheus' rule).
+        ("delta", ["1.5", "3", "3"]),
+        ("idelta", ["1", "1", "1"]),
+        ("irate", ["0.016667", "0.016667", "0.016667"]),
+        ("deriv", ["0.016667", "0.016667", "0.016667"]),
+        // The line through them, ten minutes on: 10 more.
+        ("predict_linear", ["21", "23", "25"]),
     ] {
-        // quantile_over_time's name comes with its first argument.
-        let call = if func.ends_with("_time") {
+        // quantile_over_time's name comes with its first argument, predict_linear's
+        // seconds after the range.
+        let call = if func == "predict_linear" {
+            format!("{func}(g{{a=\"1\"}}[3m], 600)")
+        } else if !func.ends_with(", ") && !func.ends_with(',') {
             format!("{func}(g{{a=\"1\"}}[3m])")
         } else {
             format!("{func}g{{a=\"1\"}}[3m])")
@@ -1003,18 +1014,21 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         ("quantile_over_time(g[5m])", "takes a quantile and a range"),
         ("quantile_over_time(high, g[5m])", "is not a number"),
         ("last_over_time(g)", "needs a range"),
+        ("predict_linear(g[5m])", "takes a range and seconds ahead"),
+        ("predict_linear(g[5m], soon)", "is not a number"),
+        ("deriv(g)", "needs a range"),
         ("g +", "empty expression"),
     ] {
         let (code, body) = get(&app, &q(query, window)).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains(why), "{query}: {body}");
     }
-    for query in ["irate(g[5m])", "sum by (a-b) (g)", "rate(c_total[5x])"] {
+    for query in ["resets(g[5m])", "sum by (a-b) (g)", "rate(c_total[5x])"] {
         let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
     }
-    let (_, body) = get(&app, &q("irate(g[5m])", "start=0&end=10&step=1")).await;
+    let (_, body) = get(&app, &q("resets(g[5m])", "start=0&end=10&step=1")).await;
     assert!(body.contains("under sum, avg, min, max or count"), "{body}");
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
@@ -1054,4 +1068,38 @@ fn bucket_quantiles_are_estimated_as_prometheus_does() {
     assert!(bq(f64::NAN, h.clone()).is_nan());
     assert_eq!(bq(-0.1, h.clone()), f64::NEG_INFINITY);
     assert_eq!(bq(1.1, h), f64::INFINITY);
+}
+
+#[test]
+fn range_functions_on_time_follow_prometheus() {
+    use crate::promql::{over_range, AggOp};
+    let s = |t: i64, v: f64| Sample {
+        ts: t * 1000,
+        value: v,
+    };
+    // A counter that reset between its last two samples: irate counts from zero.
+    let reset = [s(0, 100.0), s(10, 150.0), s(20, 30.0)];
+    assert_eq!(over_range(AggOp::Irate, &reset, -5_000, 20_000), Some(3.0));
+    assert_eq!(
+        over_range(AggOp::Idelta, &reset, -5_000, 20_000),
+        Some(-120.0)
+    );
+    // Samples within 1.1 intervals of both edges: the change is extended to them (a
+    // range from -2 s to 30 s, samples 9 s apart from 1 s to 28 s: 27 s of change
+    // extended by 3 and 2 s).
+    let rising = [s(1, 0.0), s(10, 9.0), s(19, 18.0), s(28, 27.0)];
+    let d = over_range(AggOp::Delta, &rising, -2_000, 30_000).unwrap();
+    assert!((d - 32.0).abs() < 1e-9, "{d}");
+    // A first sample far from the start: extended by half an interval there only.
+    let d = over_range(AggOp::Delta, &rising, -60_000, 30_000).unwrap();
+    assert!((d - 27.0 * (27.0 + 4.5 + 2.0) / 27.0).abs() < 1e-9, "{d}");
+    // A line through noise-free points: its slope, and its value ahead.
+    assert_eq!(over_range(AggOp::Deriv, &rising, -2_000, 30_000), Some(1.0));
+    let ahead = over_range(AggOp::PredictLinear(60.0), &rising, -2_000, 30_000).unwrap();
+    assert!((ahead - 89.0).abs() < 1e-9, "{ahead}");
+    // One sample is too few for any of them; none, nothing.
+    for op in [AggOp::Delta, AggOp::Idelta, AggOp::Irate, AggOp::Deriv] {
+        assert_eq!(over_range(op, &rising[..1], 0, 30_000), None, "{op:?}");
+        assert_eq!(over_range(op, &[], 0, 30_000), None, "{op:?}");
+    }
 }
