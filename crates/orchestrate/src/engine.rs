@@ -38,8 +38,47 @@ use crate::provider::Provider;
 use crate::reconcile::{reconcile, surged, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
-/// Live one-step errors compared with the cross-validation error for drift.
+/// Live errors compared with the cross-validation error for drift.
 const DRIFT_WINDOW: usize = 12;
+
+/// The selected model's live errors against its cross-validation error: when the mean
+/// absolute error of the last [`DRIFT_WINDOW`] steps, scaled as MASE is (by the
+/// in-sample seasonal naive error at selection), exceeds `drift_ratio` times the
+/// cross-validation MASE, the model no longer fits and a selection is due.
+#[derive(Debug, Clone, Default)]
+struct Drift {
+    errors: VecDeque<f64>,
+    scale: f64,
+    cv_mase: Option<f64>,
+}
+
+impl Drift {
+    /// Starts over for a model selected on `y` (season `season` steps) whose
+    /// cross-validation MASE is `cv_mase` (none: no drift is judged).
+    fn selected(&mut self, y: &[f64], season: Option<usize>, cv_mase: Option<f64>) {
+        self.errors.clear();
+        self.scale = metrics::scale(y, season.unwrap_or(1));
+        self.cv_mase = cv_mase;
+    }
+
+    /// Takes in the model's error at a new step; `true` when it has drifted (and starts
+    /// over).
+    fn observe(&mut self, error: f64, ratio: f64) -> bool {
+        let Some(cv) = self.cv_mase.filter(|_| error.is_finite()) else {
+            return false;
+        };
+        self.errors.push_back(error.abs() / self.scale.max(1e-12));
+        if self.errors.len() > DRIFT_WINDOW {
+            self.errors.pop_front();
+        }
+        let live = self.errors.iter().sum::<f64>() / DRIFT_WINDOW as f64;
+        let drifted = self.errors.len() == DRIFT_WINDOW && live > ratio * cv.max(1e-9);
+        if drifted {
+            self.errors.clear();
+        }
+        drifted
+    }
+}
 
 /// Seconds a background model selection may spend cross-validating candidates.
 const SELECTION_BUDGET_S: f64 = 10.0;
@@ -228,10 +267,8 @@ struct WState {
     selecting: bool,
     /// A reason to select again before the schedule says so.
     select_due: Option<Trigger>,
-    /// Recent absolute one-step errors of the trained forecast, scaled.
-    drift: VecDeque<f64>,
-    /// Scale of those errors (in-sample seasonal naive error at selection).
-    scale: f64,
+    /// The trained model's live errors against its cross-validation error.
+    drift: Drift,
     /// Dimensions other than CPU.
     extras: Vec<Extra>,
     /// Last data step of the selection in force.
@@ -737,8 +774,7 @@ impl<P: Provider> Engine<P> {
                 recipe: None,
                 selecting: false,
                 select_due: None,
-                drift: VecDeque::new(),
-                scale: 1.0,
+                drift: Drift::default(),
                 extras: w
                     .dimensions
                     .iter()
@@ -1075,8 +1111,8 @@ impl<P: Provider> Engine<P> {
         if let Some(sel) = o.selection {
             let version = s.status.model.as_ref().map_or(0, |m| m.version) + 1;
             let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
-            s.scale = metrics::scale(&y, s.season.unwrap_or(1));
-            s.drift.clear();
+            s.drift
+                .selected(&y, s.season, sel.winner_scores.as_ref().map(|x| x.mase));
             let record = ModelRecord {
                 version,
                 model: sel.winner.clone(),
@@ -1210,14 +1246,7 @@ impl<P: Provider> Engine<P> {
     /// selection when the live error outgrows the cross-validation error.
     fn track_drift(&mut self, i: usize, observed: &[(TimestampMs, f64)]) {
         let s = &mut self.states[i];
-        let (Some(f), Some(cv_mase)) = (
-            s.trained.as_ref(),
-            s.status
-                .model
-                .as_ref()
-                .and_then(|m| m.scores.as_ref())
-                .map(|x| x.mase),
-        ) else {
+        let Some(f) = s.trained.as_ref() else {
             return;
         };
         for (ts, v) in observed {
@@ -1225,20 +1254,8 @@ impl<P: Provider> Engine<P> {
                 continue;
             }
             let step = ((ts - f.start) / f.step_ms) as usize;
-            if step >= f.horizon() {
-                continue;
-            }
-            s.drift
-                .push_back((v - f.quantile(step, 0.5)).abs() / s.scale.max(1e-12));
-            if s.drift.len() > DRIFT_WINDOW {
-                s.drift.pop_front();
-            }
-        }
-        if s.drift.len() == DRIFT_WINDOW {
-            let live = s.drift.iter().sum::<f64>() / DRIFT_WINDOW as f64;
-            if live > s.w.drift_ratio * cv_mase.max(1e-9) {
+            if step < f.horizon() && s.drift.observe(v - f.quantile(step, 0.5), s.w.drift_ratio) {
                 s.select_due = Some(Trigger::Drift);
-                s.drift.clear();
             }
         }
     }
