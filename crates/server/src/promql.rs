@@ -11,7 +11,8 @@
 //! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
 //! with `group_left (...)` / `group_right (...)`), `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
-//! `clamp_max` and `clamp` of any of these;
+//! `clamp_max` and `clamp` of any of these, and `label_replace(X, DST, REPLACEMENT,
+//! SRC, REGEX)`;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
 //!
@@ -125,7 +126,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), and abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them, and label_replace(...); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +162,16 @@ enum Node {
     Math {
         f: MathFn,
         arg: Box<Node>,
+    },
+    /// `label_replace(X, "DST", "REPLACEMENT", "SRC", "REGEX")`: where `REGEX` matches
+    /// all of a series' `SRC` label, its `DST` label becomes `REPLACEMENT` with `$1`,
+    /// `${name}` expanded (an empty result removes it); other series are unchanged.
+    LabelReplace {
+        arg: Box<Node>,
+        dst: String,
+        replacement: String,
+        src: String,
+        regex: String,
     },
 }
 
@@ -306,6 +317,9 @@ fn parse_node(q: &str) -> Result<Node, String> {
             },
         });
     }
+    if let Some(args) = call(q, "label_replace")? {
+        return parse_label_replace(args);
+    }
     if let Some(args) = call(q, "histogram_quantile")? {
         let usage = "histogram_quantile(...) takes a quantile and the buckets, e.g. histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))";
         let (phi, buckets) = leading_quantile(args, usage)?;
@@ -430,6 +444,80 @@ fn parse_math(q: &str) -> Result<Option<Node>, String> {
         f,
         arg: Box::new(parse_node(args[0])?),
     }))
+}
+
+/// `label_replace`'s arguments: an expression and four strings.
+fn parse_label_replace(args: &str) -> Result<Node, String> {
+    let usage = r#"label_replace(...) takes an expression and four strings, e.g. label_replace(prescale_demand, "service", "$1", "workload", "(.*)-prod")"#;
+    let parts = top_level_args(args);
+    let [arg, dst, replacement, src, regex] = parts[..] else {
+        return Err(format!("{usage}, not {} arguments", parts.len()));
+    };
+    let string = |s: &str| -> Result<String, String> {
+        let (v, rest) = prescale_core::selector::quoted(s.trim())
+            .map_err(|e| format!("{:?}: {e}; {usage}", s.trim()))?;
+        if rest.trim().is_empty() {
+            Ok(v)
+        } else {
+            Err(format!(
+                "unexpected {:?} after a string; {usage}",
+                rest.trim()
+            ))
+        }
+    };
+    let dst = string(dst)?;
+    let valid = |l: &str| {
+        let mut c = l.chars();
+        c.next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !valid(&dst) {
+        return Err(format!("{dst:?} is not a label name; {usage}"));
+    }
+    let regex = string(regex)?;
+    regex::Regex::new(&format!("^(?:{regex})$"))
+        .map_err(|e| format!("{regex:?} is not a regular expression: {e}"))?;
+    Ok(Node::LabelReplace {
+        arg: Box::new(parse_node(arg)?),
+        dst,
+        replacement: string(replacement)?,
+        src: string(src)?,
+        regex,
+    })
+}
+
+/// Each series of `v` relabelled as [`Node::LabelReplace`] says; an error when two come
+/// out with the same labels.
+fn label_replace(
+    v: Evaluated,
+    dst: &str,
+    replacement: &str,
+    src: &str,
+    regex: &str,
+) -> Result<Evaluated, String> {
+    let re = regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| e.to_string())?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(v.len());
+    for (mut labels, values) in v {
+        let value = labels.get(src).cloned().unwrap_or_default();
+        if let Some(caps) = re.captures(&value) {
+            let mut to = String::new();
+            caps.expand(replacement, &mut to);
+            if to.is_empty() {
+                labels.remove(dst);
+            } else {
+                labels.insert(dst.to_string(), to);
+            }
+        }
+        if !seen.insert(labels.clone()) {
+            return Err(format!(
+                "label_replace(...) gave two series the labels {labels:?}; make the replacement keep them apart"
+            ));
+        }
+        out.push((labels, values));
+    }
+    Ok(out)
 }
 
 /// A function's first argument, a quantile (a number, as Prometheus takes it), and the
@@ -1094,6 +1182,22 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
                 Val::Vector(Vec::new())
             }
             Val::Vector(v) => Val::Vector(each(v, |x| f.apply(x))),
+        },
+        Node::LabelReplace {
+            arg,
+            dst,
+            replacement,
+            src,
+            regex,
+        } => match eval(st, arg, times, step)? {
+            Val::Vector(v) => {
+                Val::Vector(label_replace(v, dst, replacement, src, regex).map_err(Failed::Query)?)
+            }
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "label_replace(...) relabels series, not a number".into(),
+                ))
+            }
         },
         Node::HistogramQuantile { phi, buckets } => match eval(st, buckets, times, step)? {
             Val::Vector(v) => Val::Vector(histogram_quantiles(*phi, v, times.len())?),

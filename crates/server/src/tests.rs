@@ -975,6 +975,41 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         }
     }
 
+    // label_replace sets a label from another where the regex matches all of it,
+    // removes it when the result is empty, and leaves other series alone.
+    for (query, want) in [
+        (
+            r#"label_replace(g, "b", "x$1", "a", "(.*)")"#,
+            vec![
+                serde_json::json!({"__name__": "g", "a": "1", "b": "x1"}),
+                serde_json::json!({"__name__": "g", "a": "2", "b": "x2"}),
+            ],
+        ),
+        (
+            r#"label_replace(g, "b", "two", "a", "2")"#,
+            vec![
+                serde_json::json!({"__name__": "g", "a": "1"}),
+                serde_json::json!({"__name__": "g", "a": "2", "b": "two"}),
+            ],
+        ),
+        (
+            r#"label_replace(g{a="1"}, "a", "", "a", ".*")"#,
+            vec![serde_json::json!({"__name__": "g"})],
+        ),
+        (
+            r#"label_replace(sum by (a) (g), "b", "${x}", "a", "(?P<x>[12])")"#,
+            vec![
+                serde_json::json!({"a": "1", "b": "1"}),
+                serde_json::json!({"a": "2", "b": "2"}),
+            ],
+        ),
+    ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        let got: Vec<serde_json::Value> = matrix(&body).into_iter().map(|x| x.0).collect();
+        assert_eq!(got, want, "{query}: {body}");
+    }
+
     // What it cannot answer, it says.
     for (query, why) in [
         ("increase(c_total)", "needs a range"),
@@ -1014,6 +1049,27 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         ("quantile_over_time(g[5m])", "takes a quantile and a range"),
         ("quantile_over_time(high, g[5m])", "is not a number"),
         ("last_over_time(g)", "needs a range"),
+        (
+            r#"label_replace(g, "b")"#,
+            "takes an expression and four strings",
+        ),
+        (
+            r#"label_replace(g, "1b", "x", "a", ".*")"#,
+            "is not a label name",
+        ),
+        (
+            r#"label_replace(g, "b", "x", "a", "(")"#,
+            "is not a regular expression",
+        ),
+        (r#"label_replace(g, b, "x", "a", ".*")"#, "double-quoted"),
+        (
+            r#"label_replace(g, "a", "z", "a", ".*")"#,
+            "gave two series the labels",
+        ),
+        (
+            r#"label_replace(2, "a", "z", "a", ".*")"#,
+            "relabels series, not a number",
+        ),
         ("predict_linear(g[5m])", "takes a range and seconds ahead"),
         ("predict_linear(g[5m], soon)", "is not a number"),
         ("deriv(g)", "needs a range"),
