@@ -449,11 +449,10 @@ fn trim(buckets: &mut VecDeque<(TimestampMs, f64)>, keep_from: TimestampMs) {
     }
 }
 
-/// The series that keeps what the forecast said of workload `name`'s demand in `dim`
-/// (see [`record_said`]): `prescale_forecast_median{workload}`, with a `dimension`
-/// label for the dimensions other than CPU.
-fn said_key(name: &str, dim: Dim) -> SeriesKey {
-    let k = SeriesKey::metric("prescale_forecast_median")
+/// Series `metric{workload="name"}` of workload `name`'s demand in `dim`, with a
+/// `dimension` label for the dimensions other than CPU.
+fn workload_key(metric: &str, name: &str, dim: Dim) -> SeriesKey {
+    let k = SeriesKey::metric(metric)
         .expect("static name")
         .with_label("workload", name.to_string());
     match dim {
@@ -462,19 +461,19 @@ fn said_key(name: &str, dim: Dim) -> SeriesKey {
     }
 }
 
+/// The series that keeps what the forecast said of workload `name`'s demand in `dim`
+/// (see [`record_said`]): `prescale_forecast_median{workload}`, with a `dimension`
+/// label for the dimensions other than CPU.
+fn said_key(name: &str, dim: Dim) -> SeriesKey {
+    workload_key("prescale_forecast_median", name, dim)
+}
+
 /// The series of what the forecast said of each step of workload `name`'s demand in
 /// `dim` `lead` (2 and up) steps before it: `prescale_forecast_median_ahead{workload,
 /// lead}` (with `dimension` as in [`said_key`]). With the first lead's, it sets the
 /// nowcast's spread floor ([`crate::nowcast`]).
 fn ahead_key(name: &str, dim: Dim, lead: usize) -> SeriesKey {
-    let k = SeriesKey::metric("prescale_forecast_median_ahead")
-        .expect("static name")
-        .with_label("workload", name.to_string())
-        .with_label("lead", lead.to_string());
-    match dim {
-        Dim::Cpu => k,
-        d => k.with_label("dimension", d.name()),
-    }
+    workload_key("prescale_forecast_median_ahead", name, dim).with_label("lead", lead.to_string())
 }
 
 /// The series of the error (demand - median) of the forecast in force, before it was
@@ -483,13 +482,7 @@ fn ahead_key(name: &str, dim: Dim, lead: usize) -> SeriesKey {
 /// these errors carry over from one step to the next sets how much of the latest one
 /// the nowcast keeps.
 fn error_key(name: &str, dim: Dim) -> SeriesKey {
-    let k = SeriesKey::metric("prescale_forecast_error")
-        .expect("static name")
-        .with_label("workload", name.to_string());
-    match dim {
-        Dim::Cpu => k,
-        d => k.with_label("dimension", d.name()),
-    }
+    workload_key("prescale_forecast_error", name, dim)
 }
 
 /// What the store kept for the nowcast of workload `name`'s `dim` (see [`ahead_key`]
