@@ -486,14 +486,17 @@ fn error_key(name: &str, dim: Dim) -> SeriesKey {
 }
 
 /// What the store kept for the nowcast of workload `name`'s `dim` (see [`ahead_key`]
-/// and [`error_key`]) from `from` on, after a restart.
+/// and [`error_key`]) over the steps of `step` ms up to `until` that it reads, from
+/// `from` on, after a restart.
 fn record_from_store(
     store: &Store,
     name: &str,
     dim: Dim,
     leads: usize,
-    from: TimestampMs,
+    (from, until, step): (TimestampMs, TimestampMs, i64),
 ) -> Result<Record, StoreError> {
+    let window = (crate::nowcast::SPREAD_FLOOR_WINDOW + leads + 1) as i64 * step;
+    let from = from.max(until - window);
     let ahead = (2..=leads)
         .map(|k| said_from_store(store, &ahead_key(name, dim, k), from))
         .collect::<Result<Vec<_>, _>>()?;
@@ -921,9 +924,8 @@ impl<P: Provider> Engine<P> {
         };
         if s.next_bucket.is_none() {
             s.said = said_from_store(&self.store, &s.said_key, from)?;
-            let window = (crate::nowcast::SPREAD_FLOOR_WINDOW + s.leads + 1) as i64 * step;
-            let since = from.max(complete_until - window);
-            s.record = record_from_store(&self.store, &s.w.name, Dim::Cpu, s.leads, since)?;
+            let span = (from, complete_until, step);
+            s.record = record_from_store(&self.store, &s.w.name, Dim::Cpu, s.leads, span)?;
         }
         let sums = step_sums(&self.store, &s.demand, from, nb, step)?;
         let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
@@ -1053,9 +1055,8 @@ impl<P: Provider> Engine<P> {
             };
             if x.next_bucket.is_none() {
                 x.said = said_from_store(store, &x.said_key, from)?;
-                let window = (crate::nowcast::SPREAD_FLOOR_WINDOW + s.leads + 1) as i64 * step;
-                let since = from.max(complete_until - window);
-                x.record = record_from_store(store, &s.w.name, x.dim, s.leads, since)?;
+                let span = (from, complete_until, step);
+                x.record = record_from_store(store, &s.w.name, x.dim, s.leads, span)?;
             }
             let mut last = x.buckets.back().map(|b| b.1);
             let mut observed = Vec::new();
