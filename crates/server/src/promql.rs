@@ -12,7 +12,7 @@
 //! with `group_left (...)` / `group_right (...)`), `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max` and `clamp` of any of these, and `label_replace(X, DST, REPLACEMENT,
-//! SRC, REGEX)`;
+//! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
 //!
@@ -126,7 +126,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them, and label_replace(...); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +172,12 @@ enum Node {
         replacement: String,
         src: String,
         regex: String,
+    },
+    /// `sum`, `avg`, `min`, `max` or `count` of a computed expression (arithmetic
+    /// between series, a function of them): grouped and combined as of stored series.
+    Aggregate {
+        agg: Agg,
+        arg: Box<Node>,
     },
 }
 
@@ -352,7 +358,30 @@ fn parse_node(q: &str) -> Result<Node, String> {
     if let Ok(v) = q.parse::<f64>() {
         return Ok(Node::Number(v));
     }
-    parse_expr(q).map(Node::Series)
+    match parse_expr(q) {
+        Ok(e) => Ok(Node::Series(e)),
+        // An aggregation of what a stored series' evaluation cannot express.
+        Err(first) => parse_aggregate(q)?.ok_or(first),
+    }
+}
+
+/// `sum(X)` and the like (see [`aggregation`]) where `X` is any expression.
+fn parse_aggregate(q: &str) -> Result<Option<Node>, String> {
+    for (word, op) in [
+        ("sum", AggOp::Sum),
+        ("avg", AggOp::Avg),
+        ("min", AggOp::Min),
+        ("max", AggOp::Max),
+        ("count", AggOp::Count),
+    ] {
+        if let Some((by, labels, inner)) = aggregation(q, word)? {
+            return Ok(Some(Node::Aggregate {
+                agg: Agg { op, by, labels },
+                arg: Box::new(parse_node(inner)?),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// What is inside the parentheses of `q` when `q` is a call of `name` (`name(...)`,
@@ -1182,6 +1211,14 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
                 Val::Vector(Vec::new())
             }
             Val::Vector(v) => Val::Vector(each(v, |x| f.apply(x))),
+        },
+        Node::Aggregate { agg, arg } => match eval(st, arg, times, step)? {
+            Val::Vector(v) => Val::Vector(aggregate(agg, v, times.len())),
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "sum, avg, min, max and count aggregate series, not a number".into(),
+                ))
+            }
         },
         Node::LabelReplace {
             arg,

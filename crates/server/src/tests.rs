@@ -975,6 +975,29 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         }
     }
 
+    // An aggregation of computed series groups and combines them as it does stored ones.
+    for (query, want) in [
+        (
+            "sum(g + g)",
+            vec![(serde_json::json!({}), ["64", "72", "80"])],
+        ),
+        (
+            "max by (a) (g - 10)",
+            vec![
+                (serde_json::json!({"a": "1"}), ["1", "3", "5"]),
+                (serde_json::json!({"a": "2"}), ["11", "13", "15"]),
+            ],
+        ),
+    ] {
+        let (code, body) = get(&app, &q(query, window)).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        let want: Vec<(serde_json::Value, Vec<String>)> = want
+            .into_iter()
+            .map(|(m, v)| (m, v.iter().map(|x| x.to_string()).collect()))
+            .collect();
+        assert_eq!(matrix(&body), want, "{query}: {body}");
+    }
+
     // label_replace sets a label from another where the regex matches all of it,
     // removes it when the result is empty, and leaves other series alone.
     for (query, want) in [
@@ -995,6 +1018,10 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         (
             r#"label_replace(g{a="1"}, "a", "", "a", ".*")"#,
             vec![serde_json::json!({"__name__": "g"})],
+        ),
+        (
+            r#"sum by (b) (label_replace(g, "b", "${x}", "a", "(?P<x>[12])"))"#,
+            vec![serde_json::json!({"b": "1"}), serde_json::json!({"b": "2"})],
         ),
         (
             r#"label_replace(sum by (a) (g), "b", "${x}", "a", "(?P<x>[12])")"#,
