@@ -365,15 +365,18 @@ fn parse_node(q: &str) -> Result<Node, String> {
     }
 }
 
+/// The aggregation operators, by name.
+const AGGREGATIONS: [(&str, AggOp); 5] = [
+    ("sum", AggOp::Sum),
+    ("avg", AggOp::Avg),
+    ("min", AggOp::Min),
+    ("max", AggOp::Max),
+    ("count", AggOp::Count),
+];
+
 /// `sum(X)` and the like (see [`aggregation`]) where `X` is any expression.
 fn parse_aggregate(q: &str) -> Result<Option<Node>, String> {
-    for (word, op) in [
-        ("sum", AggOp::Sum),
-        ("avg", AggOp::Avg),
-        ("min", AggOp::Min),
-        ("max", AggOp::Max),
-        ("count", AggOp::Count),
-    ] {
+    for (word, op) in AGGREGATIONS {
         if let Some((by, labels, inner)) = aggregation(q, word)? {
             return Ok(Some(Node::Aggregate {
                 agg: Agg { op, by, labels },
@@ -708,13 +711,7 @@ fn parse_expr(q: &str) -> Result<Expr, String> {
             return parse_expr(body);
         }
     }
-    for (word, op) in [
-        ("sum", AggOp::Sum),
-        ("avg", AggOp::Avg),
-        ("min", AggOp::Min),
-        ("max", AggOp::Max),
-        ("count", AggOp::Count),
-    ] {
+    for (word, op) in AGGREGATIONS {
         let Some((by, labels, inner)) = aggregation(q, word)? else {
             continue;
         };
