@@ -981,6 +981,11 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             "sum(g + g)",
             vec![(serde_json::json!({}), ["64", "72", "80"])],
         ),
+        // And of an aggregation.
+        (
+            "max(sum by (a) (g))",
+            vec![(serde_json::json!({}), ["21", "23", "25"])],
+        ),
         (
             "max by (a) (g - 10)",
             vec![
