@@ -1605,6 +1605,12 @@ impl<P: Provider> Engine<P> {
             self.interval_ms,
             &floors,
         );
+        if let Some((at, by)) = refreshed {
+            plan.reason.push_str(&format!(
+                "; forecast refreshed with the data to {} and brought up to date by its latest error (median {by:+.2} vCPU)",
+                format_ts(at)
+            ));
+        }
         if let Some((so_far, median, next)) = moved {
             plan.reason.push_str(&format!(
                 "; the step in progress runs above its forecast ({so_far:.2} vCPU so far, median {median:.2}): the forecast brought up to date by it, {next:.2} vCPU at the next step"
@@ -2533,7 +2539,15 @@ mod tests {
             }
             let source = w.forecast_source.unwrap();
             assert!(source.starts_with("trained:"), "{source}");
-            brought += source.contains("brought up to date") as usize;
+            // The decision says so too.
+            let why = w.plan.unwrap().reason;
+            let said = source.contains("brought up to date");
+            assert_eq!(
+                said,
+                why.contains("brought up to date by its latest error"),
+                "{why}"
+            );
+            brought += said as usize;
             // Its own errors are kept for after a restart.
             assert!(store
                 .range(&error_key("host", Dim::Cpu), k * 60_000, k * 60_000 + 1)
