@@ -743,58 +743,60 @@ impl<P: Provider> Engine<P> {
         store: Store,
         provider: P,
     ) -> Self {
-        let serving =
-            |w: &Workload| -> Vec<&Tier> { tiers.iter().filter(|t| t.serves(w)).collect() };
         let states = workloads
             .into_iter()
-            .map(|w| WState {
-                demand: Demand::parse(&w.demand).expect("validated with the config"),
-                key: SeriesKey::metric("prescale_demand")
-                    .expect("static name")
-                    .with_label("workload", w.name.clone()),
-                step_ms: w.step_s as i64 * 1000,
-                buckets: VecDeque::new(),
-                said: VecDeque::new(),
-                said_key: said_key(&w.name, Dim::Cpu),
-                next_bucket: None,
-                season: None,
-                season_at: None,
-                detector: EwmaDetector::new(0.05, 5.0, 30),
-                residual_detector: EwmaDetector::new(0.05, 5.0, 30),
-                stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
-                refit: true,
-                last_hold: None,
-                status: WorkloadStatus::default(),
-                baseline: None,
-                trained: None,
-                recipe: None,
-                selecting: false,
-                select_due: None,
-                drift: Drift::default(),
-                extras: w
-                    .dimensions
-                    .iter()
-                    .map(|(d, src)| Extra {
-                        dim: Dim::parse(d).expect("validated with the config"),
-                        demand: Demand::parse(&src.series).expect("validated with the config"),
-                        scale: src.scale,
-                        buckets: VecDeque::new(),
-                        said: VecDeque::new(),
-                        said_key: said_key(
-                            &w.name,
-                            Dim::parse(d).expect("validated with the config"),
-                        ),
-                        next_bucket: None,
-                        forecast: None,
-                        record: Record::default(),
-                    })
-                    .collect(),
-                selected_to: None,
-                record: Record::default(),
-                planned_from: None,
-                cover: cover_and_leads(&serving(&w), w.step_s as i64 * 1000).0,
-                leads: cover_and_leads(&serving(&w), w.step_s as i64 * 1000).1,
-                w,
+            .map(|w| {
+                let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
+                let (cover, leads) = cover_and_leads(&serving, w.step_s as i64 * 1000);
+                WState {
+                    demand: Demand::parse(&w.demand).expect("validated with the config"),
+                    key: SeriesKey::metric("prescale_demand")
+                        .expect("static name")
+                        .with_label("workload", w.name.clone()),
+                    step_ms: w.step_s as i64 * 1000,
+                    buckets: VecDeque::new(),
+                    said: VecDeque::new(),
+                    said_key: said_key(&w.name, Dim::Cpu),
+                    next_bucket: None,
+                    season: None,
+                    season_at: None,
+                    detector: EwmaDetector::new(0.05, 5.0, 30),
+                    residual_detector: EwmaDetector::new(0.05, 5.0, 30),
+                    stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
+                    refit: true,
+                    last_hold: None,
+                    status: WorkloadStatus::default(),
+                    baseline: None,
+                    trained: None,
+                    recipe: None,
+                    selecting: false,
+                    select_due: None,
+                    drift: Drift::default(),
+                    extras: w
+                        .dimensions
+                        .iter()
+                        .map(|(d, src)| Extra {
+                            dim: Dim::parse(d).expect("validated with the config"),
+                            demand: Demand::parse(&src.series).expect("validated with the config"),
+                            scale: src.scale,
+                            buckets: VecDeque::new(),
+                            said: VecDeque::new(),
+                            said_key: said_key(
+                                &w.name,
+                                Dim::parse(d).expect("validated with the config"),
+                            ),
+                            next_bucket: None,
+                            forecast: None,
+                            record: Record::default(),
+                        })
+                        .collect(),
+                    selected_to: None,
+                    record: Record::default(),
+                    planned_from: None,
+                    cover,
+                    leads,
+                    w,
+                }
             })
             .collect();
         Self {
