@@ -7,9 +7,12 @@
 //! `quantile_over_time(PHI, SELECTOR[RANGE])`, `delta`, `idelta`, `irate` and
 //! `deriv(SELECTOR[RANGE])` and `predict_linear(SELECTOR[RANGE], SECONDS)`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
-//! and `+`, `-`, `*` and `/` between any of these and numbers (series matched one to one
-//! on their labels, or on `on (...)` / all but `ignoring (...)` of them, and many to one
-//! with `group_left (...)` / `group_right (...)`), `histogram_quantile(PHI, ...)` of
+//! with `offset D` on any selector, and `+`, `-`, `*`, `/`, `%` and `^` between any of
+//! these and numbers (series matched one to one on their labels, or on `on (...)` / all
+//! but `ignoring (...)` of them, and many to one with `group_left (...)` /
+//! `group_right (...)`), the comparisons `==`, `!=`, `>`, `<`, `>=` and `<=` (a filter,
+//! or 1 and 0 with `bool`), `and`, `or` and `unless` between series, in PromQL's order
+//! of precedence, `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max` and `clamp` of any of these, and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
@@ -87,6 +90,8 @@ struct Expr {
     agg: Option<Agg>,
     /// `* k` or `/ k` on the result, when written.
     factor: Option<f64>,
+    /// `offset D` (ms): evaluated this long before each time asked (negative: after).
+    offset: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,7 +131,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), and +, -, * and / between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,8 +139,9 @@ enum Node {
     Number(f64),
     Series(Expr),
     Binary {
-        /// `+`, `-`, `*` or `/`.
-        op: char,
+        op: BinOp,
+        /// A comparison's `bool`: 1 or 0 rather than a filter.
+        boolean: bool,
         lhs: Box<Node>,
         rhs: Box<Node>,
         /// `on (...)` or `ignoring (...)`, perhaps with `group_left` / `group_right`.
@@ -208,6 +214,113 @@ impl MathFn {
     }
 }
 
+/// A binary operator, by PromQL's precedence from the loosest: `or`; `and` and
+/// `unless`; the comparisons; `+` and `-`; `*`, `/` and `%`; `^`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl BinOp {
+    /// Every operator with how it is written; longer symbols before their prefixes.
+    const ALL: [(&'static str, BinOp); 15] = [
+        ("==", BinOp::Eq),
+        ("!=", BinOp::Ne),
+        (">=", BinOp::Ge),
+        ("<=", BinOp::Le),
+        (">", BinOp::Gt),
+        ("<", BinOp::Lt),
+        ("+", BinOp::Add),
+        ("-", BinOp::Sub),
+        ("*", BinOp::Mul),
+        ("/", BinOp::Div),
+        ("%", BinOp::Mod),
+        ("^", BinOp::Pow),
+        ("and", BinOp::And),
+        ("or", BinOp::Or),
+        ("unless", BinOp::Unless),
+    ];
+
+    fn symbol(self) -> &'static str {
+        BinOp::ALL
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("?", |(s, _)| s)
+    }
+
+    /// Higher binds tighter.
+    fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 0,
+            BinOp::And | BinOp::Unless => 1,
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le => 2,
+            BinOp::Add | BinOp::Sub => 3,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => 4,
+            BinOp::Pow => 5,
+        }
+    }
+
+    fn is_comparison(self) -> bool {
+        self.precedence() == 2
+    }
+
+    fn is_set(self) -> bool {
+        self.precedence() < 2
+    }
+
+    /// `a op b` for arithmetic; for a comparison, 1 when it holds and 0 when not.
+    fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div => a / b,
+            // As Go's math.Mod, which Prometheus uses: the sign of the dividend.
+            BinOp::Mod => a % b,
+            BinOp::Pow => a.powf(b),
+            _ if self.is_comparison() => f64::from(u8::from(self.holds(a, b))),
+            _ => f64::NAN,
+        }
+    }
+
+    /// Whether the comparison `a op b` holds (NaN compares unequal to everything).
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            BinOp::Eq => a == b,
+            BinOp::Ne => a != b,
+            BinOp::Gt => a > b,
+            BinOp::Lt => a < b,
+            BinOp::Ge => a >= b,
+            BinOp::Le => a <= b,
+            _ => false,
+        }
+    }
+
+    /// The value `a op b` leaves: arithmetic's result; a comparison's 1 or 0 with
+    /// `bool`, else `a` where it holds and nothing where not.
+    fn value(self, a: f64, b: f64, boolean: bool) -> Option<f64> {
+        if self.is_comparison() && !boolean {
+            self.holds(a, b).then_some(a)
+        } else {
+            Some(self.apply(a, b))
+        }
+    }
+}
+
 /// How `a op b` pairs series: on some labels or ignoring some, one to one or many to one.
 #[derive(Debug, Clone, PartialEq)]
 struct Matching {
@@ -227,49 +340,103 @@ fn parse_query(p: &PromParams) -> Result<Node, String> {
     parse_node(q)
 }
 
-/// The byte offset and character of the operator `q` splits at: the last top-level
-/// binary `+` or `-`, else the last top-level `*` or `/` (so `*` and `/` bind tighter
-/// and each level groups from the left, as in PromQL). A sign (at the start, after
-/// another operator or an opening parenthesis, or in a number's exponent) is not one.
-fn split_point(q: &str) -> Option<(usize, char)> {
-    let (mut depth, mut additive, mut multiplicative) = (0i32, None, None);
-    let mut prev: Option<(usize, char)> = None;
+/// The top-level binary operator `q` splits at, with its byte offset and length: the
+/// loosest-binding one (see [`BinOp`]), the last of its level so each level groups from
+/// the left, as in PromQL, but the first `^` (which groups from the right). A sign (at
+/// the start, after another operator, an opening parenthesis or a comma, or in a
+/// number's exponent) is not one, nor is `and`, `or` or `unless` inside a name.
+fn split_point(q: &str) -> Option<(usize, usize, BinOp)> {
     let bytes = q.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':' || c == b'.';
+    let (mut depth, mut skip_to) = (0i32, 0usize);
+    // An operand just ended, so what follows may be a binary operator.
+    let mut after_operand = false;
+    let mut best: Option<(usize, usize, BinOp)> = None;
+    let mut consider = |at: usize, len: usize, op: BinOp| {
+        let better = best.is_none_or(|(_, _, b)| {
+            op.precedence() < b.precedence()
+                || (op.precedence() == b.precedence() && op != BinOp::Pow)
+        });
+        if better {
+            best = Some((at, len, op));
+        }
+    };
     for (i, c) in unquoted(q) {
+        if i < skip_to {
+            continue;
+        }
         match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            '+' | '-' if depth == 0 => {
-                let operand_before = prev.is_some_and(|(_, p)| !"+-*/(".contains(p));
-                let exponent = i >= 2
-                    && matches!(bytes[i - 1], b'e' | b'E')
-                    && bytes[i - 2].is_ascii_digit()
-                    && q[..i - 1]
-                        .rsplit(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '_'))
-                        .next()
-                        .is_some_and(|t| t.parse::<f64>().is_ok());
-                if operand_before && !exponent {
-                    additive = Some((i, c));
+            '(' | '[' | '{' => {
+                depth += 1;
+                after_operand = false;
+            }
+            ')' | ']' | '}' => {
+                depth -= 1;
+                after_operand = true;
+            }
+            _ if depth != 0 || c.is_whitespace() => {}
+            ',' => after_operand = false,
+            _ if ident(c as u8) && c.is_ascii() => {
+                // A whole word or number (with its exponent's sign).
+                let mut j = i;
+                while j < bytes.len() {
+                    let exponent_sign = matches!(bytes[j], b'+' | b'-')
+                        && j > i
+                        && matches!(bytes[j - 1], b'e' | b'E')
+                        && bytes[i].is_ascii_digit()
+                        && !q[i..j].contains(['x', 'X']);
+                    if !(ident(bytes[j]) || exponent_sign) {
+                        break;
+                    }
+                    j += 1;
+                }
+                skip_to = j;
+                let word = &q[i..j];
+                match BinOp::ALL.iter().find(|(w, _)| *w == word) {
+                    Some(&(_, op)) if after_operand => {
+                        consider(i, word.len(), op);
+                        after_operand = false;
+                    }
+                    _ => {
+                        after_operand = !matches!(
+                            word,
+                            "bool"
+                                | "on"
+                                | "ignoring"
+                                | "group_left"
+                                | "group_right"
+                                | "by"
+                                | "without"
+                                | "offset"
+                        );
+                    }
                 }
             }
-            '*' | '/' if depth == 0 => multiplicative = Some((i, c)),
-            _ => {}
-        }
-        if !c.is_whitespace() {
-            prev = Some((i, c));
+            _ => {
+                let Some(&(sym, op)) = BinOp::ALL
+                    .iter()
+                    .find(|(sym, op)| !op.is_set() && q[i..].starts_with(sym))
+                else {
+                    continue;
+                };
+                skip_to = i + sym.len();
+                if matches!(op, BinOp::Add | BinOp::Sub) && !after_operand {
+                    continue; // a sign
+                }
+                consider(i, sym.len(), op);
+                after_operand = false;
+            }
         }
     }
-    additive.or(multiplicative)
+    best
 }
 
-/// `a op b` for one pair of values.
-fn apply(op: char, a: f64, b: f64) -> f64 {
-    match op {
-        '+' => a + b,
-        '-' => a - b,
-        '*' => a * b,
-        _ => a / b,
-    }
+/// `s` after the keyword `word` (a whole word) at its start.
+fn strip_keyword<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+    let rest = s.strip_prefix(word)?;
+    let next = rest.chars().next();
+    next.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .then(|| rest.trim_start())
 }
 
 fn parse_node(q: &str) -> Result<Node, String> {
@@ -282,9 +449,39 @@ fn parse_node(q: &str) -> Result<Node, String> {
             return parse_node(body);
         }
     }
-    if let Some((i, op)) = split_point(q) {
-        let (lhs, mut rhs) = (&q[..i], q[i + 1..].trim_start());
+    if let Some((i, len, op)) = split_point(q) {
+        // A sign binds looser than ^, as in PromQL: -2 ^ 2 is -(2 ^ 2).
+        if op == BinOp::Pow {
+            if let Some(rest) = q.strip_prefix('-') {
+                return Ok(match parse_node(rest)? {
+                    Node::Number(v) => Node::Number(-v),
+                    n => Node::Binary {
+                        op: BinOp::Mul,
+                        boolean: false,
+                        lhs: Box::new(Node::Number(-1.0)),
+                        rhs: Box::new(n),
+                        matching: None,
+                    },
+                });
+            }
+            if let Some(rest) = q.strip_prefix('+') {
+                return parse_node(rest);
+            }
+        }
+        let (lhs, mut rhs) = (&q[..i], q[i + len..].trim_start());
+        let mut boolean = false;
+        if let Some(after) = strip_keyword(rhs, "bool") {
+            if !op.is_comparison() {
+                return Err(format!(
+                    "bool follows a comparison (==, !=, >, <, >=, <=), not {}; {SUPPORTED}",
+                    op.symbol()
+                ));
+            }
+            boolean = true;
+            rhs = after;
+        }
         let mut matching = None;
+
         for (word, on) in [("on", true), ("ignoring", false)] {
             let Some(after) = rhs.strip_prefix(word).map(str::trim_start) else {
                 continue;
@@ -313,11 +510,30 @@ fn parse_node(q: &str) -> Result<Node, String> {
                 "on (...) and ignoring (...) match series with series, not with a number; {SUPPORTED}"
             ));
         }
+        if op.is_set() && (number(&l) || number(&r)) {
+            return Err(format!(
+                "{} works between series, not with a number; {SUPPORTED}",
+                op.symbol()
+            ));
+        }
+        if op.is_set() && matching.as_ref().is_some_and(|m| m.group.is_some()) {
+            return Err(format!(
+                "group_left and group_right do not apply to {}: it matches many to many; {SUPPORTED}",
+                op.symbol()
+            ));
+        }
         return Ok(match (l, r) {
-            (Node::Number(a), Node::Number(b)) => Node::Number(apply(op, a, b)),
+            (Node::Number(_), Node::Number(_)) if op.is_comparison() && !boolean => {
+                return Err(format!(
+                    "a comparison between two numbers needs bool, e.g. 2 > bool 1; {SUPPORTED}"
+                ))
+            }
+            (Node::Number(a), Node::Number(b)) => Node::Number(op.apply(a, b)),
             (l, r) => Node::Binary {
                 op,
+                boolean,
                 lhs: Box::new(l),
+
                 rhs: Box::new(r),
                 matching,
             },
@@ -822,6 +1038,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         }
     }
     let Some((name, over, arg)) = called else {
+        let (q, offset) = strip_offset(q)?;
         let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
         return Ok(Expr {
             inner,
@@ -829,6 +1046,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             over: None,
             agg: None,
             factor: None,
+            offset,
         });
     };
     let mut arg = arg.trim();
@@ -854,6 +1072,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         over = Some(AggOp::PredictLinear(secs));
         arg = range.trim();
     }
+    let (arg, offset) = strip_offset(arg)?;
     let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
         Some((sel, r)) => (
             sel,
@@ -879,6 +1098,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             over,
             agg: None,
             factor: None,
+            offset,
         });
     }
     let inner =
@@ -890,7 +1110,31 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         agg: None,
         // As in Prometheus, an increase is the rate over its range times the range.
         factor: (name == "increase").then(|| range.unwrap_or(0) as f64 / 1000.0),
+        offset,
     })
+}
+
+/// A selector (with its range, if any) and its `offset` modifier in ms (0 without
+/// one): `x offset 1h`, `x[5m] offset 1d`, `x offset -5m`.
+fn strip_offset(s: &str) -> Result<(&str, i64), String> {
+    let t = s.trim_end();
+    let Some((before, dur)) = t.rsplit_once(char::is_whitespace) else {
+        return Ok((s, 0));
+    };
+    let Some(sel) = before.trim_end().strip_suffix("offset") else {
+        return Ok((s, 0));
+    };
+    // A whole word, after the selector: not the end of a name such as `time_offset`.
+    if sel.is_empty() || !sel.ends_with(|c: char| c.is_whitespace() || c == ']' || c == '}') {
+        return Ok((s, 0));
+    }
+    let (sign, d) = match dur.strip_prefix('-') {
+        Some(d) => (-1, d),
+        None => (1, dur),
+    };
+    let ms = parse_duration_ms(d)
+        .ok_or_else(|| format!("{dur:?} is not an offset such as 5m, 1h or -1d"))?;
+    Ok((sel.trim_end(), sign * ms))
 }
 
 fn fmt_value(v: f64) -> String {
@@ -951,6 +1195,9 @@ type Evaluated = Vec<(BTreeMap<String, String>, Vec<Option<f64>>)>;
 
 /// Evaluates `expr` at `times` for every series it selects, then aggregates.
 fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
+    // With an offset, each time's value is the one from that long before it.
+    let shifted: Vec<TimestampMs> = times.iter().map(|t| t - expr.offset).collect();
+    let times = &shifted[..];
     let (lo, hi) = (times[0], *times.last().expect("at least one time"));
     let back = match (&expr.inner, expr.range) {
         (DemandExpr::Sum(_), Some(r)) if expr.over.is_some() => r,
@@ -1244,21 +1491,132 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
         Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
         Node::Binary {
             op,
+            boolean,
             lhs,
             rhs,
             matching,
         } => {
-            let op = *op;
+            let (op, boolean) = (*op, *boolean);
             match (eval(st, lhs, times, step)?, eval(st, rhs, times, step)?) {
-                (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(apply(op, a, b)),
-                (Val::Vector(v), Val::Scalar(b)) => Val::Vector(each(v, |x| apply(op, x, b))),
-                (Val::Scalar(a), Val::Vector(v)) => Val::Vector(each(v, |x| apply(op, a, x))),
+                (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(op.apply(a, b)),
+                (Val::Vector(v), Val::Scalar(b)) => {
+                    Val::Vector(with_number(v, op, boolean, |x| (x, b)))
+                }
+                (Val::Scalar(a), Val::Vector(v)) => {
+                    Val::Vector(with_number(v, op, boolean, |x| (a, x)))
+                }
+                (Val::Vector(l), Val::Vector(r)) if op.is_set() => {
+                    Val::Vector(set_operation(op, l, r, matching.as_ref()))
+                }
                 (Val::Vector(l), Val::Vector(r)) => {
-                    Val::Vector(match_vectors(op, l, r, matching.as_ref())?)
+                    Val::Vector(match_vectors(op, boolean, l, r, matching.as_ref())?)
                 }
             }
         }
     })
+}
+
+/// `x op k` or `k op x` for every value `x` of `v` (`pair` puts them in order): the
+/// result of arithmetic or of a comparison with `bool`, without the metric name; a
+/// comparison without `bool` keeps each series (its name too) where it holds, with the
+/// series' own value, whichever side it is on.
+fn with_number(
+    v: Evaluated,
+    op: BinOp,
+    boolean: bool,
+    pair: impl Fn(f64) -> (f64, f64),
+) -> Evaluated {
+    let filter = op.is_comparison() && !boolean;
+    v.into_iter()
+        .filter_map(|(mut labels, values)| {
+            if !filter {
+                labels.remove("__name__");
+            }
+            let values: Vec<Option<f64>> = values
+                .into_iter()
+                .map(|x| {
+                    let (a, b) = pair(x?);
+                    let v = op.value(a, b, boolean)?;
+                    Some(if filter { x? } else { v })
+                })
+                .collect();
+            values
+                .iter()
+                .any(Option::is_some)
+                .then_some((labels, values))
+        })
+        .collect()
+}
+
+/// The labels `l op r` matches series on: all but `__name__`, or only the `on` ones,
+/// or all but the `ignoring` ones.
+fn signature(
+    labels: &BTreeMap<String, String>,
+    matching: Option<&Matching>,
+) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| *k != "__name__" && matching.is_none_or(|m| m.labels.contains(k) == m.on))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `l and r`, `l or r`, `l unless r`, as PromQL's set operators, at each time on its
+/// own, series matched on their [`signature`]s, many to many: `and` keeps each series
+/// of `l` where some series of `r` like it has a value, `unless` where none has, and
+/// `or` keeps all of `l` and adds each series of `r` where no series of `l` like it has
+/// a value. Series keep all their labels, the metric name too.
+fn set_operation(op: BinOp, l: Evaluated, r: Evaluated, matching: Option<&Matching>) -> Evaluated {
+    let n = l.iter().chain(&r).map(|s| s.1.len()).max().unwrap_or(0);
+    let present = |side: &Evaluated| {
+        let mut at: BTreeMap<BTreeMap<String, String>, Vec<bool>> = BTreeMap::new();
+        for (labels, values) in side {
+            let slot = at
+                .entry(signature(labels, matching))
+                .or_insert_with(|| vec![false; n]);
+            for (p, v) in slot.iter_mut().zip(values) {
+                *p |= v.is_some();
+            }
+        }
+        at
+    };
+    // Keeps each value of `side` at the times `keep` says for its signature.
+    let kept = |side: Evaluated, keep: &dyn Fn(&BTreeMap<String, String>, usize) -> bool| {
+        side.into_iter()
+            .map(|(labels, values)| {
+                let sig = signature(&labels, matching);
+                let values: Vec<Option<f64>> = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(t, v)| v.filter(|_| keep(&sig, t)))
+                    .collect();
+                (labels, values)
+            })
+            .collect::<Evaluated>()
+    };
+    let out = match op {
+        BinOp::And | BinOp::Unless => {
+            let right = present(&r);
+            let want = op == BinOp::And;
+            kept(l, &|sig, t| right.get(sig).is_some_and(|p| p[t]) == want)
+        }
+        _ => {
+            let left = present(&l);
+            let extra = kept(r, &|sig, t| !left.get(sig).is_some_and(|p| p[t]));
+            // A series on both sides (the same labels) is one series.
+            let mut merged: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+            for (labels, values) in l.into_iter().chain(extra) {
+                let slot = merged.entry(labels).or_insert_with(|| vec![None; n]);
+                for (s, v) in slot.iter_mut().zip(values) {
+                    *s = s.or(v);
+                }
+            }
+            merged.into_iter().collect()
+        }
+    };
+    out.into_iter()
+        .filter(|(_, values)| values.iter().any(Option::is_some))
+        .collect()
 }
 
 /// `l op r` between series with the same labels (all but `__name__`, or only the `on`
@@ -1271,29 +1629,27 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
 /// the other side, which must still be one; each result keeps the labels of its series
 /// on the many side (but `__name__`) and takes the `group_left (...)` labels from its
 /// partner (dropping those the partner lacks). Two results with the same labels are an
-/// error, as in Prometheus.
+/// error, as in Prometheus. A comparison without `bool` keeps the left value where it
+/// holds and, as Prometheus, the metric name (but when matching `on` some labels).
 fn match_vectors(
-    op: char,
+    op: BinOp,
+    boolean: bool,
     l: Evaluated,
     r: Evaluated,
     matching: Option<&Matching>,
 ) -> Result<Evaluated, Failed> {
-    let signature = |labels: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        labels
-            .iter()
-            .filter(|(k, _)| {
-                *k != "__name__" && matching.is_none_or(|m| m.labels.contains(k) == m.on)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
+    let signature = |labels: &BTreeMap<String, String>| signature(labels, matching);
+    // A comparison that filters keeps the left series' name, where the labels it
+    // matched on are not only the `on` ones.
+    let filter = op.is_comparison() && !boolean;
+    let op_name = op.symbol();
     let group = matching.and_then(|m| m.group.as_ref());
     let many_left = group.is_none_or(|g| g.0);
     let (many, one) = if many_left { (l, r) } else { (r, l) };
     let side_name = |left: bool| if left { "left" } else { "right" };
     let twice = |which: &str, sig: &BTreeMap<String, String>| {
         Failed::Query(format!(
-            "two series on the {which} of {op} have the labels {sig:?}: match on fewer labels with on (...) or ignoring (...), or aggregate that side"
+            "two series on the {which} of {op_name} have the labels {sig:?}: match on fewer labels with on (...) or ignoring (...), or aggregate that side"
         ))
     };
     if group.is_none() {
@@ -1320,10 +1676,19 @@ fn match_vectors(
             continue;
         };
         let result = match group {
-            None => sig,
+            None => {
+                let mut sig = sig;
+                let named = many_left && filter && matching.is_none_or(|m| !m.on);
+                if let Some(name) = labels.get("__name__").filter(|_| named) {
+                    sig.insert("__name__".into(), name.clone());
+                }
+                sig
+            }
             Some((_, include)) => {
                 let mut lb = labels;
-                lb.remove("__name__");
+                if !filter {
+                    lb.remove("__name__");
+                }
                 for name in include {
                     match their.get(name).filter(|v| !v.is_empty()) {
                         Some(v) => lb.insert(name.clone(), v.clone()),
@@ -1338,7 +1703,7 @@ fn match_vectors(
             .zip(ov)
             .map(|(m, o)| {
                 let (a, b) = if many_left { (m?, (*o)?) } else { ((*o)?, m?) };
-                Some(apply(op, a, b))
+                op.value(a, b, boolean)
             })
             .collect();
         if !values.iter().any(Option::is_some) {
@@ -1346,7 +1711,7 @@ fn match_vectors(
         }
         if out.contains_key(&result) {
             return Err(Failed::Query(format!(
-                "two results of {op} have the labels {result:?}: with group_left or group_right the labels of the many side must tell its series apart"
+                "two results of {op_name} have the labels {result:?}: with group_left or group_right the labels of the many side must tell its series apart"
             )));
         }
         out.insert(result, values);

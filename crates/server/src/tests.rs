@@ -1077,7 +1077,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             "two results of * have the labels",
         ),
         ("g * on (a) 2", "not with a number"),
-        ("g % 2", "+, -, * and /"),
+        ("g @ 100", "not other PromQL"),
         ("quantile_over_time(g[5m])", "takes a quantile and a range"),
         ("quantile_over_time(high, g[5m])", "is not a number"),
         ("last_over_time(g)", "needs a range"),
@@ -1123,6 +1123,210 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
     assert!(body.contains("11000 points"), "{body}");
     let (code, _) = get(&app, &q("g", "start=0&end=10&step=0")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn comparisons_set_operators_and_offsets_follow_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    let k = |s: &str| SeriesKey::parse(s).unwrap();
+    // Two gauges sampled every 60 s from t = 600 s (10, 11, ... and 20, 21, ...), a
+    // counter rising 2 a second, and a gauge whose name starts with "or".
+    for (key, base) in [
+        (r#"g{a="1"}"#, 10.0),
+        (r#"g{a="2"}"#, 20.0),
+        ("order_cnt", 5.0),
+    ] {
+        let samples: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                ts: 600_000 + i * 60_000,
+                value: base + i as f64,
+            })
+            .collect();
+        store.append(&k(key), &samples).unwrap();
+    }
+    let counter: Vec<Sample> = (0..20)
+        .map(|i| Sample {
+            ts: 600_000 + i * 30_000,
+            value: 2.0 * 30.0 * i as f64,
+        })
+        .collect();
+    store.append(&k(r#"c_total{job="x"}"#), &counter).unwrap();
+    // At 660, 780 and 900 s g{a="1"} is 11, 13, 15 and g{a="2"} 21, 23, 25.
+    let window = "start=660&end=900&step=120";
+    let ask = |query: &str| {
+        let app = app.clone();
+        let uri = format!(
+            "/api/v1/query_range?query={}&{window}",
+            crate::tests::enc(query)
+        );
+        async move {
+            let (code, body) = get(&app, &uri).await;
+            assert_eq!(code, StatusCode::OK, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["data"]["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let vals: Vec<(f64, String)> = r["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_string()))
+                        .collect();
+                    (r["metric"].to_string(), vals)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let at = |pts: &[(f64, &str)]| -> Vec<(f64, String)> {
+        pts.iter().map(|(t, v)| (*t, v.to_string())).collect()
+    };
+    let g1 = r#"{"__name__":"g","a":"1"}"#;
+    let g2 = r#"{"__name__":"g","a":"2"}"#;
+    let all2 = at(&[(660.0, "21"), (780.0, "23"), (900.0, "25")]);
+
+    // A comparison filters, keeping each series whole (its name too) where it holds,
+    // whichever side the number is on.
+    for query in ["g > 12", "12 < g", "(g) >= 13"] {
+        assert_eq!(
+            ask(query).await,
+            vec![
+                (g1.to_string(), at(&[(780.0, "13"), (900.0, "15")])),
+                (g2.to_string(), all2.clone())
+            ],
+            "{query}"
+        );
+    }
+    // With bool it answers 1 or 0 at every time, without the name.
+    assert_eq!(
+        ask("g{a=\"1\"} > bool 12").await,
+        vec![(
+            r#"{"a":"1"}"#.to_string(),
+            at(&[(660.0, "0"), (780.0, "1"), (900.0, "1")])
+        )]
+    );
+    assert_eq!(
+        ask("2 > bool 1").await,
+        vec![(
+            "{}".to_string(),
+            at(&[(660.0, "1"), (780.0, "1"), (900.0, "1")])
+        )]
+    );
+    // Arithmetic binds tighter than a comparison, which binds tighter than and.
+    assert_eq!(
+        ask("g{a=\"2\"} - ignoring (a) g{a=\"1\"} == 10").await,
+        vec![(
+            "{}".to_string(),
+            at(&[(660.0, "10"), (780.0, "10"), (900.0, "10")])
+        )]
+    );
+    assert_eq!(
+        ask("g > 12 and g < 15").await,
+        vec![(g1.to_string(), at(&[(780.0, "13")]))]
+    );
+    // Between series, the left one's value where it holds, with its name.
+    assert_eq!(
+        ask("g{a=\"2\"} > ignoring (a) g{a=\"1\"}").await,
+        vec![(r#"{"__name__":"g"}"#.to_string(), all2.clone())]
+    );
+    assert!(ask("g{a=\"1\"} > ignoring (a) g{a=\"2\"}").await.is_empty());
+    // Set operators match many to many on the labels, at each time.
+    assert_eq!(
+        ask("g and g{a=\"1\"}").await,
+        vec![(
+            g1.to_string(),
+            at(&[(660.0, "11"), (780.0, "13"), (900.0, "15")])
+        )]
+    );
+    assert_eq!(ask("g and on () g{a=\"1\"}").await.len(), 2);
+    assert_eq!(
+        ask("g unless g{a=\"1\"}").await,
+        vec![(g2.to_string(), all2.clone())]
+    );
+    assert!(ask("g unless on () g{a=\"1\"}").await.is_empty());
+    // or fills a series' gaps from the right where the left has nothing like it.
+    assert_eq!(
+        ask("g > 12 or g").await,
+        vec![
+            (
+                g1.to_string(),
+                at(&[(660.0, "11"), (780.0, "13"), (900.0, "15")])
+            ),
+            (g2.to_string(), all2.clone())
+        ]
+    );
+    let with_orders = ask("order_cnt or g{a=\"1\"}").await;
+    assert_eq!(with_orders.len(), 2, "{with_orders:?}");
+    assert_eq!(with_orders[1].0, r#"{"__name__":"order_cnt"}"#);
+    // % and ^, ^ grouping from the right and binding tighter than *.
+    assert_eq!(
+        ask("g{a=\"1\"} % 4").await,
+        vec![(
+            r#"{"a":"1"}"#.to_string(),
+            at(&[(660.0, "3"), (780.0, "1"), (900.0, "3")])
+        )]
+    );
+    for (query, want) in [
+        ("2 ^ 3 ^ 2", "512"),
+        ("2 * 3 ^ 2", "18"),
+        ("-2 ^ 2", "-4"),
+        ("(-2) ^ 2", "4"),
+    ] {
+        assert_eq!(ask(query).await[0].1[0].1, want, "{query}");
+    }
+    // offset: each time's value from that long before (after, when negative); none
+    // before the first sample (600 s).
+    assert_eq!(
+        ask("g{a=\"1\"} offset 2m").await,
+        vec![(g1.to_string(), at(&[(780.0, "11"), (900.0, "13")]))]
+    );
+    assert_eq!(
+        ask("g{a=\"1\"} offset -2m").await[0].1,
+        at(&[(660.0, "13"), (780.0, "15"), (900.0, "17")])
+    );
+    assert_eq!(
+        ask("sum(g offset 2m)").await[0].1,
+        at(&[(780.0, "32"), (900.0, "36")])
+    );
+    assert_eq!(
+        ask("g - g offset 2m").await[0].1,
+        at(&[(780.0, "2"), (900.0, "2")])
+    );
+    assert_eq!(
+        ask("-g{a=\"1\"} ^ 2").await,
+        vec![(
+            r#"{"a":"1"}"#.to_string(),
+            at(&[(660.0, "-121"), (780.0, "-169"), (900.0, "-225")])
+        )]
+    );
+    let rate = ask("rate(c_total[2m] offset 1m)").await;
+    assert!(rate[0].1.iter().all(|p| p.1 == "2"), "{rate:?}");
+    assert_eq!(
+        ask("max_over_time(g{a=\"1\"}[2m] offset 2m)").await[0].1,
+        at(&[(780.0, "11"), (900.0, "13")])
+    );
+
+    // Refusals say what to write instead.
+    for (query, why) in [
+        ("2 > 1", "needs bool"),
+        ("g and 1", "works between series"),
+        ("g + bool g", "bool follows a comparison"),
+        ("g and on (a) group_left g", "do not apply to and"),
+        ("g offset 5q", "is not an offset"),
+    ] {
+        let (code, body) = get(
+            &app,
+            &format!(
+                "/api/v1/query_range?query={}&{window}",
+                crate::tests::enc(query)
+            ),
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body.contains(why), "{query}: {body}");
+    }
 }
 
 pub(crate) fn enc(s: &str) -> String {
