@@ -4,8 +4,8 @@
 //! `=`, `!=`, `=~`, `!~`), `rate(SELECTOR)` or `rate(SELECTOR[RANGE])`,
 //! `increase(SELECTOR[RANGE])`, `avg_`, `min_`, `max_`, `sum_`, `count_`, `last_`,
 //! `stddev_` or `stdvar_over_time(SELECTOR[RANGE])`,
-//! `quantile_over_time(PHI, SELECTOR[RANGE])`, `delta`, `idelta`, `irate` and
-//! `deriv(SELECTOR[RANGE])` and `predict_linear(SELECTOR[RANGE], SECONDS)`, either under
+//! `quantile_over_time(PHI, SELECTOR[RANGE])`, `delta`, `idelta`, `irate`, `deriv`,
+//! `changes` and `resets(SELECTOR[RANGE])` and `predict_linear(SELECTOR[RANGE], SECONDS)`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
 //! with `offset D` on any selector, and `+`, `-`, `*`, `/`, `%` and `^` between any of
 //! these and numbers (series matched one to one on their labels, or on `on (...)` / all
@@ -14,7 +14,7 @@
 //! or 1 and 0 with `bool`), `and`, `or` and `unless` between series, in PromQL's order
 //! of precedence, `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
-//! `clamp_max` and `clamp` of any of these, and `label_replace(X, DST, REPLACEMENT,
+//! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these, and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
@@ -121,6 +121,10 @@ pub(crate) enum AggOp {
     /// That line's value this many seconds after the evaluation time
     /// (`predict_linear`).
     PredictLinear(f64),
+    /// How many times the value changed from one sample to the next (`changes`).
+    Changes,
+    /// How many times a counter fell from one sample to the next (`resets`).
+    Resets,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +135,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate and deriv(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max and clamp of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too; not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +202,14 @@ enum MathFn {
     /// Between these bounds (`clamp_min` leaves the upper one infinite, `clamp_max` the
     /// lower).
     Clamp(f64, f64),
+    Sqrt,
+    Exp,
+    /// The natural logarithm (`ln`).
+    Ln,
+    Log2,
+    Log10,
+    /// -1, 0 or 1 by the sign (`sgn`).
+    Sgn,
 }
 
 impl MathFn {
@@ -210,6 +222,13 @@ impl MathFn {
             // NaN stays NaN, as in Prometheus (f64::max would drop it).
             MathFn::Clamp(_, _) if v.is_nan() => v,
             MathFn::Clamp(lo, hi) => v.max(lo).min(hi),
+            MathFn::Sqrt => v.sqrt(),
+            MathFn::Exp => v.exp(),
+            MathFn::Ln => v.ln(),
+            MathFn::Log2 => v.log2(),
+            MathFn::Log10 => v.log10(),
+            MathFn::Sgn if v == 0.0 || v.is_nan() => v,
+            MathFn::Sgn => v.signum(),
         }
     }
 }
@@ -649,6 +668,12 @@ fn parse_math(q: &str) -> Result<Option<Node>, String> {
         "clamp_min",
         "clamp_max",
         "clamp",
+        "sqrt",
+        "exp",
+        "ln",
+        "log2",
+        "log10",
+        "sgn",
     ];
     let mut found = None;
     for name in names {
@@ -678,12 +703,18 @@ fn parse_math(q: &str) -> Result<Option<Node>, String> {
         ("clamp_min", 2) => MathFn::Clamp(number(args[1])?, f64::INFINITY),
         ("clamp_max", 2) => MathFn::Clamp(f64::NEG_INFINITY, number(args[1])?),
         ("clamp", 3) => MathFn::Clamp(number(args[1])?, number(args[2])?),
+        ("sqrt", 1) => MathFn::Sqrt,
+        ("exp", 1) => MathFn::Exp,
+        ("ln", 1) => MathFn::Ln,
+        ("log2", 1) => MathFn::Log2,
+        ("log10", 1) => MathFn::Log10,
+        ("sgn", 1) => MathFn::Sgn,
         _ => {
             let takes = match name {
-                "abs" | "ceil" | "floor" => "one argument",
                 "round" => "one or two arguments",
                 "clamp" => "three arguments",
-                _ => "two arguments",
+                "clamp_min" | "clamp_max" => "two arguments",
+                _ => "one argument",
             };
             return Err(format!("{name}(...) takes {takes}, not {}", args.len()));
         }
@@ -1029,6 +1060,8 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         ("irate", Some(AggOp::Irate)),
         ("deriv", Some(AggOp::Deriv)),
         ("predict_linear", Some(AggOp::PredictLinear(f64::NAN))),
+        ("changes", Some(AggOp::Changes)),
+        ("resets", Some(AggOp::Resets)),
     ];
     let mut called = None;
     for (name, over) in functions {
@@ -1288,6 +1321,15 @@ pub(crate) fn over_range(
             Some((last.value - first.value) * span / sampled)
         }
         AggOp::Idelta => Some(last.value - prev()?.value),
+        // As Prometheus: NaN to NaN is no change, anything else to NaN is one.
+        AggOp::Changes => Some(
+            w.windows(2)
+                .filter(|p| {
+                    p[0].value != p[1].value && !(p[0].value.is_nan() && p[1].value.is_nan())
+                })
+                .count() as f64,
+        ),
+        AggOp::Resets => Some(w.windows(2).filter(|p| p[1].value < p[0].value).count() as f64),
         AggOp::Irate => {
             let p = prev()?;
             let change = if last.value < p.value {
@@ -1340,9 +1382,13 @@ fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
         AggOp::Stddev => var().sqrt(),
         AggOp::Stdvar => var(),
         // Time-aware: see over_range.
-        AggOp::Delta | AggOp::Idelta | AggOp::Irate | AggOp::Deriv | AggOp::PredictLinear(_) => {
-            f64::NAN
-        }
+        AggOp::Delta
+        | AggOp::Idelta
+        | AggOp::Irate
+        | AggOp::Deriv
+        | AggOp::PredictLinear(_)
+        | AggOp::Changes
+        | AggOp::Resets => f64::NAN,
         // As Prometheus: interpolated at rank phi * (n - 1) of the sorted values.
         AggOp::Quantile(phi) => outside_quantile(phi).unwrap_or_else(|| {
             let mut s = vs.to_vec();

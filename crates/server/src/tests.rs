@@ -726,6 +726,16 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
             vec![("1", ["1", "1", "1"]), ("2", ["1", "1", "1"])],
         ),
         ("clamp(g, 5, 1)", vec![]),
+        ("ln(exp(g{a=\"1\"}))", vec![("1", ["11", "13", "15"])]),
+        (
+            "sqrt(g{a=\"1\"} * g{a=\"1\"})",
+            vec![("1", ["11", "13", "15"])],
+        ),
+        ("sgn(g{a=\"1\"} - 13)", vec![("1", ["-1", "0", "1"])]),
+        (
+            "log2(g{a=\"1\"} * 0 + 8) + log10(g{a=\"1\"} * 0 + 100)",
+            vec![("1", ["5", "5", "5"])],
+        ),
     ] {
         let (code, body) = get(&app, &q(query, window)).await;
         assert_eq!(code, StatusCode::OK, "{query}: {body}");
@@ -1111,12 +1121,12 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains(why), "{query}: {body}");
     }
-    for query in ["resets(g[5m])", "sum by (a-b) (g)", "rate(c_total[5x])"] {
+    for query in ["absent(g)", "sum by (a-b) (g)", "rate(c_total[5x])"] {
         let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
     }
-    let (_, body) = get(&app, &q("resets(g[5m])", "start=0&end=10&step=1")).await;
+    let (_, body) = get(&app, &q("absent(g)", "start=0&end=10&step=1")).await;
     assert!(body.contains("under sum, avg, min, max or count"), "{body}");
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
@@ -1389,6 +1399,24 @@ fn range_functions_on_time_follow_prometheus() {
     assert_eq!(over_range(AggOp::Deriv, &rising, -2_000, 30_000), Some(1.0));
     let ahead = over_range(AggOp::PredictLinear(60.0), &rising, -2_000, 30_000).unwrap();
     assert!((ahead - 89.0).abs() < 1e-9, "{ahead}");
+    // changes counts the steps where the value moved (NaN to NaN is no change), resets
+    // those where it fell; one sample has neither.
+    let flappy = [
+        s(0, 1.0),
+        s(10, 1.0),
+        s(20, 2.0),
+        s(30, 1.0),
+        s(40, f64::NAN),
+        s(50, f64::NAN),
+        s(60, 5.0),
+    ];
+    assert_eq!(over_range(AggOp::Changes, &flappy, -1, 60_000), Some(4.0));
+    assert_eq!(over_range(AggOp::Resets, &flappy, -1, 60_000), Some(1.0));
+    assert_eq!(over_range(AggOp::Resets, &reset, -1, 20_000), Some(1.0));
+    for op in [AggOp::Changes, AggOp::Resets] {
+        assert_eq!(over_range(op, &flappy[..1], -1, 0), Some(0.0), "{op:?}");
+        assert_eq!(over_range(op, &[], -1, 0), None, "{op:?}");
+    }
     // One sample is too few for any of them; none, nothing.
     for op in [AggOp::Delta, AggOp::Idelta, AggOp::Irate, AggOp::Deriv] {
         assert_eq!(over_range(op, &rising[..1], 0, 30_000), None, "{op:?}");
