@@ -1,0 +1,217 @@
+//! The dashboard as a person sees it: `prescale demo` serves two days of two workloads,
+//! headless Chromium loads the page and runs its script, and the page it built is
+//! checked against the API it read (skipped, saying so, without Chromium; `.ci/run`
+//! installs it).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, enc, find, free_addr, get, wait_for, Killed};
+
+/// The page after its script has run, as Chromium serialises it.
+fn rendered(browser: &str, url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            // Virtual time runs on only while no request is pending: the page's fetches
+            // all finish before the DOM is taken.
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().display()))
+        .arg(url)
+        // A file, not a pipe: the page is larger than a pipe holds until it is read.
+        .stdout(std::fs::File::create(dir.path().join("dom.html")).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("{browser} did not finish loading {url} in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_to_string(dir.path().join("dom.html")).unwrap()
+}
+
+fn json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let (code, body) = get(addr, path).unwrap_or_else(|| panic!("no answer to {path}"));
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].take()
+}
+
+/// The `d` attributes of the `<path>`s of `html` with the attribute `attr`.
+fn paths<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
+    html.split("<path ")
+        .skip(1)
+        .filter_map(|p| {
+            let tag = &p[..p.find('>')?];
+            tag.contains(attr).then_some(())?;
+            let d = tag.split("d=\"").nth(1)?;
+            Some(&d[..d.find('"')?])
+        })
+        .collect()
+}
+
+/// Points in an SVG path (`M` and `L` commands).
+fn points(d: &str) -> usize {
+    d.matches(['M', 'L']).count()
+}
+
+#[test]
+fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(find)
+    else {
+        eprintln!("skipping: no Chromium (apt-get install chromium; .ci/run does)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    // Two simulated days as fast as the machine goes, then the dashboard stays up.
+    let _demo = Killed(
+        bin()
+            .args(["demo", "--days", "2", "--speed", "0", "--seed", "7"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let done = || {
+        get(addr, "/api/v1/workloads").is_some_and(|(c, b)| {
+            c == 200
+                && serde_json::from_str::<serde_json::Value>(&b).unwrap()["data"]["ticks"]
+                    .as_u64()
+                    .is_some_and(|t| t >= 2 * 1440)
+        })
+    };
+    wait_for(done, "the demo's two days", &|| String::new());
+    let overview = json(addr, "/api/v1/workloads");
+    let html = rendered(&browser, &format!("http://{addr}/"));
+
+    // The header says what the API says, not an error.
+    let meta = html
+        .split("id=\"meta\">")
+        .nth(1)
+        .and_then(|m| m.split('<').next())
+        .unwrap_or_else(|| panic!("no header in {}", &html[..html.len().min(2000)]));
+    assert!(
+        meta.starts_with(&format!(
+            "2 workload(s) · {} control passes",
+            overview["ticks"]
+        )),
+        "{meta}"
+    );
+    let sections: Vec<&str> = html.split("<section>").skip(1).collect();
+    assert_eq!(sections.len(), 3, "two workloads and the sources");
+    assert!(
+        sections[2].starts_with("<h2>Sources</h2>"),
+        "{}",
+        sections[2]
+    );
+    for (w, s) in overview["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&sections)
+    {
+        let name = w["name"].as_str().unwrap();
+        assert!(s.starts_with(&format!("<h2>{name}</h2>")), "{name}");
+        let status = json(addr, &format!("/api/v1/workloads/{name}/status"));
+        // The figures at the top are the status's.
+        let demand = status["demand"].as_f64().unwrap();
+        assert!(
+            s.contains(&format!("demand <b>{demand:.2}</b> vCPU")),
+            "{name}: demand {demand:.2} not shown"
+        );
+        let plan = &status["plan"];
+        assert!(
+            s.contains(&format!(
+                "plan <b>${:.3}/h</b>",
+                plan["cost_per_hour"].as_f64().unwrap()
+            )),
+            "{name}: the plan's cost is not shown"
+        );
+        // One chart: the demand line with a point per stored step the chart covers
+        // (the last 48 hours), the forecast fan (outer and inner bands, dashed median)
+        // with a point per forecast step, and capacity stacked per tier.
+        assert_eq!(s.matches("<svg").count(), 1, "{name}");
+        let now = overview["last_tick"].as_f64().unwrap() / 1000.0;
+        let stored = json(
+            addr,
+            &format!(
+                "/api/v1/query_range?series={}&start={}",
+                enc(&format!("prescale_demand{{workload=\"{name}\"}}")),
+                now - 48.0 * 3600.0
+            ),
+        );
+        let line = paths(s, "stroke=\"#1d2330\"");
+        assert_eq!(line.len(), 1, "{name}: one demand line");
+        assert_eq!(
+            points(line[0]),
+            stored["values"].as_array().unwrap().len(),
+            "{name}: a point per demand step"
+        );
+        let steps = status["forecast"]["values"].as_array().unwrap().len();
+        let fan = paths(s, "fill=\"#e0457b\"");
+        assert_eq!(fan.len(), 2, "{name}: the outer and inner bands");
+        for band in &fan {
+            assert_eq!(
+                points(band),
+                2 * steps,
+                "{name}: each band goes out and back"
+            );
+        }
+        let median = paths(s, "stroke=\"#e0457b\"");
+        assert_eq!(median.len(), 1, "{name}");
+        assert_eq!(points(median[0]), steps, "{name}: a median point per step");
+        let tiers = overview["tiers"].as_array().unwrap().len();
+        assert_eq!(
+            paths(s, "fill-opacity=\"0.35\"").len(),
+            tiers,
+            "{name}: a capacity area per tier"
+        );
+        // Each anomaly in the chart's window is ringed.
+        let shown = status["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["ts"].as_f64().unwrap() / 1000.0 >= now - 48.0 * 3600.0)
+            .count();
+        assert_eq!(s.matches("<circle").count(), shown, "{name}: anomalies");
+        // The plan's reason, the allocation per tier and the latest decisions.
+        let reason = plan["reason"].as_str().unwrap();
+        let first_words: String = reason
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(
+            s.contains(&format!("<p class=\"reason\">{first_words}")),
+            "{name}: the plan's reason is not shown"
+        );
+        let decisions = json(
+            addr,
+            &format!("/api/v1/workloads/{name}/decisions?limit=12"),
+        );
+        let rows = s.matches("<td class=\"k-").count();
+        assert_eq!(rows, decisions.as_array().unwrap().len(), "{name}");
+        assert!(rows > 0, "{name}: no decisions");
+    }
+    let shown: usize = sections.iter().map(|s| s.matches("<circle").count()).sum();
+    assert!(shown > 0, "the demo's surges are ringed as anomalies");
+}
