@@ -144,24 +144,29 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             )),
             "{name}: the plan's cost is not shown"
         );
-        // One chart: the demand line with a point per stored step the chart covers
-        // (the last 48 hours), the forecast fan (outer and inner bands, dashed median)
-        // with a point per forecast step, and capacity stacked per tier.
-        assert_eq!(s.matches("<svg").count(), 1, "{name}");
+        // Two charts: demand and capacity, and what the capacity costs.
+        assert_eq!(s.matches("<svg").count(), 2, "{name}");
         let now = overview["last_tick"].as_f64().unwrap() / 1000.0;
-        let stored = json(
-            addr,
-            &format!(
-                "/api/v1/query_range?series={}&start={}",
-                enc(&format!("prescale_demand{{workload=\"{name}\"}}")),
-                now - 48.0 * 3600.0
-            ),
-        );
+        let stored = |sel: String| -> Vec<(f64, f64)> {
+            let v = json(
+                addr,
+                &format!(
+                    "/api/v1/query_range?series={}&start={}",
+                    enc(&sel),
+                    now - 48.0 * 3600.0
+                ),
+            );
+            serde_json::from_value(v["values"].clone()).unwrap()
+        };
+        // The first: the demand line with a point per stored step the chart covers (the
+        // last 48 hours), the forecast fan (outer and inner bands, dashed median) with a
+        // point per forecast step, and capacity stacked per tier.
+        let demand_steps = stored(format!("prescale_demand{{workload=\"{name}\"}}")).len();
         let line = paths(s, "stroke=\"#1d2330\"");
         assert_eq!(line.len(), 1, "{name}: one demand line");
         assert_eq!(
             points(line[0]),
-            stored["values"].as_array().unwrap().len(),
+            demand_steps,
             "{name}: a point per demand step"
         );
         let steps = status["forecast"]["values"].as_array().unwrap().len();
@@ -177,11 +182,39 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         let median = paths(s, "stroke=\"#e0457b\"");
         assert_eq!(median.len(), 1, "{name}");
         assert_eq!(points(median[0]), steps, "{name}: a median point per step");
-        let tiers = overview["tiers"].as_array().unwrap().len();
+        let tiers = overview["tiers"].as_array().unwrap();
         assert_eq!(
             paths(s, "fill-opacity=\"0.35\"").len(),
-            tiers,
+            tiers.len(),
             "{name}: a capacity area per tier"
+        );
+        // The second: each tier's instances held, at its price, as an area with a point
+        // per pass, there and back; and what they came to over the last day.
+        let mut spent = 0.0;
+        for (tier, area) in tiers.iter().zip(paths(s, "fill-opacity=\"0.6\"")) {
+            let held = stored(format!(
+                "prescale_instances{{tier=\"{}\",workload=\"{name}\"}}",
+                tier["name"].as_str().unwrap()
+            ));
+            assert_eq!(points(area), 2 * held.len(), "{name}: {tier}");
+            let price = tier["price_per_hour"].as_f64().unwrap();
+            for (i, (t, n)) in held.iter().enumerate() {
+                let (a, b) = (t.max(now - 86_400.0), held.get(i + 1).map_or(now, |x| x.0));
+                spent += n * price * (b - a).max(0.0) / 3600.0;
+            }
+        }
+        assert!(spent > 0.0, "{name}");
+        let shown: f64 = s
+            .split("last 24 h <b>$")
+            .nth(1)
+            .and_then(|x| x.split('<').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no spend for the last day"));
+        assert!((shown - spent).abs() < 0.011, "{name}: {shown} for {spent}");
+        let month = status["spend"]["spent"].as_f64().unwrap();
+        assert!(
+            s.contains(&format!("this month <b>${month:.2}</b>")),
+            "{name}: this month's spend"
         );
         // Each anomaly in the chart's window is ringed.
         let shown = status["anomalies"]
