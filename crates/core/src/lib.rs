@@ -45,11 +45,38 @@ pub fn format_ts(ts: TimestampMs) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Reads a time given as unix seconds (`1767621600`, `1767621600.5`) or RFC 3339
+/// (`2026-01-05T14:00:00Z`), as people and the query API write them.
+pub fn parse_ts(s: &str) -> Option<TimestampMs> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return v.is_finite().then(|| (v * 1000.0).round() as TimestampMs);
+    }
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    TimestampMs::try_from(ms).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn formats_timestamps() {
         assert_eq!(super::format_ts(1_767_571_200_000), "2026-01-05T00:00:00Z");
         assert_eq!(super::format_ts(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn reads_times_as_seconds_or_rfc3339() {
+        use super::parse_ts;
+        assert_eq!(parse_ts("2026-01-05T00:00:00Z"), Some(1_767_571_200_000));
+        assert_eq!(parse_ts("1767571200"), Some(1_767_571_200_000));
+        assert_eq!(parse_ts(" 1767571200.25 "), Some(1_767_571_200_250));
+        assert_eq!(
+            parse_ts(&super::format_ts(1_767_600_000_000)),
+            Some(1_767_600_000_000)
+        );
+        for bad in ["yesterday", "2026-13-01T00:00:00Z", "NaN", ""] {
+            assert_eq!(parse_ts(bad), None, "{bad}");
+        }
     }
 }

@@ -19,7 +19,7 @@
 //! | `GET /api/v1/workloads/{name}/forecast` | the latest forecast |
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
-//! | `GET /api/v1/workloads/{name}/decisions?limit=N` | the newest decisions |
+//! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
@@ -34,9 +34,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prescale_collect::scrape::TargetHealth;
-use prescale_core::{SeriesKey, Tier};
+use prescale_core::{DecisionKind, SeriesKey, Tier};
 use prescale_orchestrate::{Status, WorkloadStatus};
-use prescale_store::Store;
+use prescale_store::{DecisionFilter, Store};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -316,14 +316,50 @@ async fn workloads(State(st): State<AppState>) -> Response {
 }
 
 #[derive(Deserialize)]
-struct LimitParams {
+struct PartParams {
     limit: Option<usize>,
+    /// Decisions from this time on (unix seconds or RFC 3339).
+    since: Option<String>,
+    /// Decisions up to this time.
+    until: Option<String>,
+    /// Decisions of these kinds, comma-separated (`act,error`).
+    kind: Option<String>,
+}
+
+/// The decision log's filter from the query, or what is wrong with it.
+fn decision_filter<'a>(name: &'a str, p: &PartParams) -> Result<DecisionFilter<'a>, String> {
+    let when = |key: &str, v: &Option<String>| -> Result<Option<i64>, String> {
+        v.as_deref()
+            .map(|s| {
+                prescale_core::parse_ts(s).ok_or_else(|| {
+                    format!("`{key}` must be unix seconds or RFC 3339 (2026-01-05T14:00:00Z), not {s:?}")
+                })
+            })
+            .transpose()
+    };
+    let kinds = match p.kind.as_deref() {
+        None => Vec::new(),
+        Some(k) => k
+            .split(',')
+            .map(|k| {
+                serde_json::from_value::<DecisionKind>(json!(k.trim())).map_err(|_| {
+                    format!("unknown decision kind {k:?}: use act, hold, error or event (comma-separated)")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(DecisionFilter {
+        workload: Some(name),
+        since: when("since", &p.since)?,
+        until: when("until", &p.until)?,
+        kinds,
+    })
 }
 
 async fn workload_part(
     State(st): State<AppState>,
     Path((name, what)): Path<(String, String)>,
-    Query(p): Query<LimitParams>,
+    Query(p): Query<PartParams>,
 ) -> Response {
     let Some(w) = workload_status(&st, &name) else {
         return error(
@@ -357,13 +393,19 @@ async fn workload_part(
                 format!("no trained model for {name:?} yet: the first selection is still running, or the workload uses model = \"baseline\""),
             ),
         },
-        "decisions" => match st
-            .store
-            .decisions(Some(&name), p.limit.unwrap_or(100).min(10_000))
-        {
-            Ok(d) => Json(json!({"status": "success", "data": d})).into_response(),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        },
+        "decisions" => {
+            let filter = match decision_filter(&name, &p) {
+                Ok(f) => f,
+                Err(m) => return error(StatusCode::BAD_REQUEST, m),
+            };
+            match st
+                .store
+                .decisions_matching(&filter, p.limit.unwrap_or(100).min(10_000))
+            {
+                Ok(d) => Json(json!({"status": "success", "data": d})).into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         other => error(
             StatusCode::NOT_FOUND,
             format!("unknown part {other:?}; use status, forecast, plan, model or decisions"),

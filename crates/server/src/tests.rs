@@ -129,6 +129,58 @@ async fn workload_endpoints() {
     let d = v["data"].as_array().unwrap();
     assert!(!d.is_empty() && d.len() <= 5);
     assert!(d.iter().any(|x| x["kind"] == "act"), "{body}");
+    // The log between two times (unix seconds or RFC 3339), of some kinds.
+    let log = |q: &str| {
+        let app = app.clone();
+        let uri = format!("/api/v1/workloads/host/decisions?limit=1000{q}");
+        async move {
+            let (code, body) = get(&app, &uri).await;
+            assert_eq!(code, StatusCode::OK, "{uri}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    (
+                        d["at"].as_i64().unwrap(),
+                        d["kind"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = log("").await;
+    assert!(all.len() >= 10, "{all:?}");
+    let between: Vec<_> = all
+        .iter()
+        .filter(|d| (1_200_000..=1_800_001).contains(&d.0))
+        .cloned()
+        .collect();
+    assert!(!between.is_empty() && between.len() < all.len());
+    assert_eq!(log("&since=1200&until=1800.001").await, between);
+    assert_eq!(
+        log("&since=1970-01-01T00:20:00Z&until=1970-01-01T00:30:00.001Z").await,
+        between
+    );
+    let acts: Vec<_> = all.iter().filter(|d| d.1 == "act").cloned().collect();
+    assert!(!acts.is_empty());
+    assert_eq!(log("&kind=act").await, acts);
+    let some: Vec<_> = all
+        .iter()
+        .filter(|d| d.1 == "act" || d.1 == "hold")
+        .cloned()
+        .collect();
+    assert_eq!(log("&kind=act,%20hold").await, some);
+    for (q, why) in [
+        ("since=yesterday", "RFC 3339"),
+        ("until=1e400", "unix seconds"),
+        ("kind=acted", "use act, hold, error or event"),
+    ] {
+        let (code, body) = get(&app, &format!("/api/v1/workloads/host/decisions?{q}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{q}");
+        assert!(body.contains(why), "{q}: {body}");
+    }
     let (code, body) = get(&app, "/api/v1/workloads/host/model").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

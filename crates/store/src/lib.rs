@@ -31,7 +31,7 @@ mod remote;
 pub use remote::RemoteConfig;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use prescale_core::{now_ms, Decision, Sample, Selector, SeriesKey, TimestampMs};
+use prescale_core::{now_ms, Decision, DecisionKind, Sample, Selector, SeriesKey, TimestampMs};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
@@ -120,6 +120,19 @@ struct Inner {
     /// Samples this process moved into chunks.
     compressed: AtomicU64,
     remote: Option<remote::Remote>,
+}
+
+/// Which decisions [`Store::decisions_matching`] reads; the default lets all through.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter<'a> {
+    /// Only this workload's.
+    pub workload: Option<&'a str>,
+    /// Only those decided at or after this.
+    pub since: Option<TimestampMs>,
+    /// Only those decided at or before this.
+    pub until: Option<TimestampMs>,
+    /// Only these kinds (any when empty).
+    pub kinds: Vec<DecisionKind>,
 }
 
 /// A handle to the embedded store; cheap to clone and safe to share between threads.
@@ -896,6 +909,23 @@ impl Store {
 
     /// The newest `limit` decisions (optionally of one workload), oldest first.
     pub fn decisions(&self, workload: Option<&str>, limit: usize) -> Result<Vec<Decision>> {
+        self.decisions_matching(
+            &DecisionFilter {
+                workload,
+                ..DecisionFilter::default()
+            },
+            limit,
+        )
+    }
+
+    /// The newest `limit` decisions that `filter` lets through, oldest first. The log
+    /// is read from its newest entry back, in the order decided (which is time order),
+    /// and stops at the first entry from before `filter.since`.
+    pub fn decisions_matching(
+        &self,
+        filter: &DecisionFilter<'_>,
+        limit: usize,
+    ) -> Result<Vec<Decision>> {
         let mut out = Vec::new();
         for item in self.inner.decisions.iter().rev() {
             if out.len() >= limit {
@@ -906,7 +936,13 @@ impl Store {
                 keyspace: "decisions",
                 detail: e.to_string(),
             })?;
-            if workload.is_none_or(|w| w == d.workload) {
+            if filter.since.is_some_and(|t| d.at < t) {
+                break;
+            }
+            let wanted = filter.workload.is_none_or(|w| w == d.workload)
+                && filter.until.is_none_or(|t| d.at <= t)
+                && (filter.kinds.is_empty() || filter.kinds.contains(&d.kind));
+            if wanted {
                 out.push(d);
             }
         }
@@ -992,7 +1028,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prescale_core::DecisionKind;
 
     fn key(n: &str) -> SeriesKey {
         SeriesKey::parse(n).unwrap()
@@ -1303,6 +1338,39 @@ mod tests {
         let a = st.decisions(Some("a"), 2).unwrap();
         assert_eq!(a.iter().map(|d| d.at).collect::<Vec<_>>(), vec![2, 4]);
         assert_eq!(st.decisions(None, 100).unwrap().len(), 6);
+        // Between two times, of some kinds.
+        st.log_decision(&Decision {
+            at: 6,
+            workload: "a".into(),
+            kind: DecisionKind::Act,
+            action: None,
+            reason: "r6".into(),
+        })
+        .unwrap();
+        let at = |f: DecisionFilter, limit| -> Vec<i64> {
+            st.decisions_matching(&f, limit)
+                .unwrap()
+                .iter()
+                .map(|d| d.at)
+                .collect()
+        };
+        let window = DecisionFilter {
+            since: Some(1),
+            until: Some(4),
+            ..DecisionFilter::default()
+        };
+        assert_eq!(at(window.clone(), 100), vec![1, 2, 3, 4]);
+        assert_eq!(at(window.clone(), 2), vec![3, 4], "the newest within it");
+        let of_a = DecisionFilter {
+            workload: Some("a"),
+            ..window
+        };
+        assert_eq!(at(of_a, 100), vec![2, 4]);
+        let acts = DecisionFilter {
+            kinds: vec![DecisionKind::Act, DecisionKind::Error],
+            ..DecisionFilter::default()
+        };
+        assert_eq!(at(acts, 100), vec![6]);
     }
 
     /// Not a test on its own: the child process of `kill_9_loses_nothing_acknowledged`.
