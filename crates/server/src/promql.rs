@@ -14,7 +14,8 @@
 //! or 1 and 0 with `bool`), `and`, `or` and `unless` between series, in PromQL's order
 //! of precedence, `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
-//! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these, and `label_replace(X, DST, REPLACEMENT,
+//! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these,
+//! `vector(N)` and `absent(X)`, and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
@@ -135,7 +136,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too; not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N) and absent(...); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +189,14 @@ enum Node {
     Aggregate {
         agg: Agg,
         arg: Box<Node>,
+    },
+    /// `vector(N)`: one series without labels, N at every time.
+    Vector(f64),
+    /// `absent(X)`: one series, 1 at the times X has no value, with the labels X's
+    /// selector asks to equal (none for a computed X).
+    Absent {
+        arg: Box<Node>,
+        labels: BTreeMap<String, String>,
     },
 }
 
@@ -560,6 +569,36 @@ fn parse_node(q: &str) -> Result<Node, String> {
     }
     if let Some(args) = call(q, "label_replace")? {
         return parse_label_replace(args);
+    }
+    if let Some(arg) = call(q, "vector")? {
+        let v = arg.trim().parse().map_err(|_| {
+            format!(
+                "vector(...) takes a number, e.g. vector(0), not {:?}",
+                arg.trim()
+            )
+        })?;
+        return Ok(Node::Vector(v));
+    }
+    if let Some(arg) = call(q, "absent")? {
+        let arg = parse_node(arg)?;
+        let labels = match &arg {
+            Node::Series(e) if e.agg.is_none() && e.range.is_none() => e
+                .inner
+                .selector()
+                .matchers
+                .iter()
+                .filter(|m| m.op == prescale_core::selector::MatchOp::Eq && m.label != "__name__")
+                .map(|m| (m.label.clone(), m.value.clone()))
+                .collect(),
+            Node::Number(_) => {
+                return Err("absent(...) asks whether series have values, not a number".into())
+            }
+            _ => BTreeMap::new(),
+        };
+        return Ok(Node::Absent {
+            arg: Box::new(arg),
+            labels,
+        });
     }
     if let Some(args) = call(q, "histogram_quantile")? {
         let usage = "histogram_quantile(...) takes a quantile and the buckets, e.g. histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))";
@@ -1535,6 +1574,20 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             }
         },
         Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
+        Node::Vector(v) => Val::Vector(vec![(BTreeMap::new(), vec![Some(*v); times.len()])]),
+        Node::Absent { arg, labels } => {
+            let Val::Vector(v) = eval(st, arg, times, step)? else {
+                unreachable!("absent of a number is refused when parsed")
+            };
+            let values: Vec<Option<f64>> = (0..times.len())
+                .map(|t| (!v.iter().any(|s| s.1[t].is_some())).then_some(1.0))
+                .collect();
+            Val::Vector(if values.iter().any(Option::is_some) {
+                vec![(labels.clone(), values)]
+            } else {
+                Vec::new()
+            })
+        }
         Node::Binary {
             op,
             boolean,

@@ -1173,12 +1173,12 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains(why), "{query}: {body}");
     }
-    for query in ["absent(g)", "sum by (a-b) (g)", "rate(c_total[5x])"] {
+    for query in ["timestamp(g)", "sum by (a-b) (g)", "rate(c_total[5x])"] {
         let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
     }
-    let (_, body) = get(&app, &q("absent(g)", "start=0&end=10&step=1")).await;
+    let (_, body) = get(&app, &q("timestamp(g)", "start=0&end=10&step=1")).await;
     assert!(body.contains("under sum, avg, min, max or count"), "{body}");
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
@@ -1322,6 +1322,34 @@ async fn comparisons_set_operators_and_offsets_follow_prometheus() {
     let with_orders = ask("order_cnt or g{a=\"1\"}").await;
     assert_eq!(with_orders.len(), 2, "{with_orders:?}");
     assert_eq!(with_orders[1].0, r#"{"__name__":"order_cnt"}"#);
+    // vector(N) fills in where nothing else has a value, as dashboards write it.
+    assert_eq!(
+        ask("sum(g{a=\"9\"}) or vector(0)").await,
+        vec![(
+            "{}".to_string(),
+            at(&[(660.0, "0"), (780.0, "0"), (900.0, "0")])
+        )]
+    );
+    assert_eq!(
+        ask("sum(g) or vector(0)").await,
+        vec![(
+            "{}".to_string(),
+            at(&[(660.0, "32"), (780.0, "36"), (900.0, "40")])
+        )]
+    );
+    // absent: 1 where nothing has a value, labelled with what the selector asks to equal.
+    assert_eq!(
+        ask("absent(g{a=\"9\", job=\"x\", b=~\"y\"})").await,
+        vec![(
+            r#"{"a":"9","job":"x"}"#.to_string(),
+            at(&[(660.0, "1"), (780.0, "1"), (900.0, "1")])
+        )]
+    );
+    assert!(ask("absent(g)").await.is_empty());
+    assert_eq!(
+        ask("absent(g{a=\"1\"} > 12)").await,
+        vec![("{}".to_string(), at(&[(660.0, "1")]))]
+    );
     // % and ^, ^ grouping from the right and binding tighter than *.
     assert_eq!(
         ask("g{a=\"1\"} % 4").await,
@@ -1377,6 +1405,8 @@ async fn comparisons_set_operators_and_offsets_follow_prometheus() {
         ("g + bool g", "bool follows a comparison"),
         ("g and on (a) group_left g", "do not apply to and"),
         ("g offset 5q", "is not an offset"),
+        ("vector(g)", "takes a number"),
+        ("absent(1)", "not a number"),
     ] {
         let (code, body) = get(
             &app,
