@@ -528,13 +528,12 @@ async fn targets_are_listed_unknown_until_scraped() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
-    let dir = tempfile::tempdir().unwrap();
-    let (app, store) = writable(dir.path(), Config::default());
+/// The query API tests' data: each gauge `(series, base)` sampled every 60 s from
+/// t = 600 s for ten samples (base, base + 1, ...), and a counter `c_total{job="x"}`
+/// rising 2 a second, sampled every 30 s.
+fn gauges_and_a_counter(store: &Store, gauges: &[(&str, f64)]) {
     let k = |s: &str| SeriesKey::parse(s).unwrap();
-    // Two gauges sampled every 60 s from t = 600 s, and a counter rising 2 a second.
-    for (key, base) in [(r#"g{a="1"}"#, 10.0), (r#"g{a="2"}"#, 20.0)] {
+    for (key, base) in gauges {
         let samples: Vec<Sample> = (0..10)
             .map(|i| Sample {
                 ts: 600_000 + i * 60_000,
@@ -550,6 +549,14 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         })
         .collect();
     store.append(&k(r#"c_total{job="x"}"#), &counter).unwrap();
+}
+
+#[tokio::test]
+async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    let k = |s: &str| SeriesKey::parse(s).unwrap();
+    gauges_and_a_counter(&store, &[(r#"g{a="1"}"#, 10.0), (r#"g{a="2"}"#, 20.0)]);
 
     let q = |query: &str, rest: &str| {
         format!(
@@ -1191,29 +1198,15 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
 async fn comparisons_set_operators_and_offsets_follow_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let (app, store) = writable(dir.path(), Config::default());
-    let k = |s: &str| SeriesKey::parse(s).unwrap();
-    // Two gauges sampled every 60 s from t = 600 s (10, 11, ... and 20, 21, ...), a
-    // counter rising 2 a second, and a gauge whose name starts with "or".
-    for (key, base) in [
-        (r#"g{a="1"}"#, 10.0),
-        (r#"g{a="2"}"#, 20.0),
-        ("order_cnt", 5.0),
-    ] {
-        let samples: Vec<Sample> = (0..10)
-            .map(|i| Sample {
-                ts: 600_000 + i * 60_000,
-                value: base + i as f64,
-            })
-            .collect();
-        store.append(&k(key), &samples).unwrap();
-    }
-    let counter: Vec<Sample> = (0..20)
-        .map(|i| Sample {
-            ts: 600_000 + i * 30_000,
-            value: 2.0 * 30.0 * i as f64,
-        })
-        .collect();
-    store.append(&k(r#"c_total{job="x"}"#), &counter).unwrap();
+    // And a gauge whose name starts with "or".
+    gauges_and_a_counter(
+        &store,
+        &[
+            (r#"g{a="1"}"#, 10.0),
+            (r#"g{a="2"}"#, 20.0),
+            ("order_cnt", 5.0),
+        ],
+    );
     // At 660, 780 and 900 s g{a="1"} is 11, 13, 15 and g{a="2"} 21, 23, 25.
     let window = "start=660&end=900&step=120";
     let ask = |query: &str| {
