@@ -211,6 +211,18 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             .and_then(|x| x.parse().ok())
             .unwrap_or_else(|| panic!("{name}: no spend for the last day"));
         assert!((shown - spent).abs() < 0.011, "{name}: {shown} for {spent}");
+        // And against HPA on the same demand, as the API compares them.
+        let c = json(addr, &format!("/api/v1/workloads/{name}/compare?days=7"));
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("{c}"));
+        let line = format!(
+            "prescale <b>${:.2}</b>, short {:.1} min · HPA would have cost <b>${:.2}</b>, short {:.1} min · <b>{:+.0}%</b> against HPA",
+            f(&c["prescale"]["cost"]),
+            f(&c["prescale"]["underprovisioned_minutes"]),
+            f(&c["hpa"]["cost"]),
+            f(&c["hpa"]["underprovisioned_minutes"]),
+            100.0 * f(&c["vs_hpa"])
+        );
+        assert!(s.contains(&line), "{name}: no {line}");
         let month = status["spend"]["spent"].as_f64().unwrap();
         assert!(
             s.contains(&format!("this month <b>${month:.2}</b>")),

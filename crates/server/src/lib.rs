@@ -20,6 +20,7 @@
 //! | `GET /api/v1/workloads/{name}/plan` | the latest plan |
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
+//! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
@@ -40,6 +41,7 @@ use prescale_store::{DecisionFilter, Store};
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod compare;
 pub mod promql;
 pub mod write;
 
@@ -57,8 +59,8 @@ pub struct AppState {
     pub status: Arc<RwLock<Status>>,
     /// The tier catalog.
     pub tiers: Vec<Tier>,
-    /// Workload names, in configuration order.
-    pub workloads: Vec<String>,
+    /// The workloads, in configuration order.
+    pub workloads: Vec<prescale_core::Workload>,
     /// The write receivers' settings, token and counters.
     pub receivers: Arc<write::Receivers>,
     /// Each scrape target's health, by (job, instance), kept by the scrape loops.
@@ -103,7 +105,7 @@ impl AppState {
             store,
             status,
             tiers: cfg.tiers.clone(),
-            workloads: cfg.workloads.iter().map(|w| w.name.clone()).collect(),
+            workloads: cfg.workloads.clone(),
             receivers: write::Receivers::new(cfg, token),
             targets: Arc::new(RwLock::new(targets)),
             provider: serde_json::to_value(cfg.providers.use_)
@@ -273,7 +275,7 @@ async fn query_range(
 
 /// The status of a configured workload; `None` when no workload has that name.
 fn workload_status(st: &AppState, name: &str) -> Option<WorkloadStatus> {
-    if !st.workloads.iter().any(|w| w == name) {
+    if !st.workloads.iter().any(|w| w.name == name) {
         return None;
     }
     Some(
@@ -292,6 +294,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
     let list: Vec<_> = st
         .workloads
         .iter()
+        .map(|w| &w.name)
         .map(|name| {
             let w = status.workloads.get(name).cloned().unwrap_or_default();
             json!({
@@ -324,6 +327,8 @@ struct PartParams {
     until: Option<String>,
     /// Decisions of these kinds, comma-separated (`act,error`).
     kind: Option<String>,
+    /// Days of history `compare` looks back over.
+    days: Option<f64>,
 }
 
 /// The decision log's filter from the query, or what is wrong with it.
@@ -366,7 +371,11 @@ async fn workload_part(
             StatusCode::NOT_FOUND,
             format!(
                 "unknown workload {name:?}; configured: {}",
-                st.workloads.join(", ")
+                st.workloads
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
     };
@@ -406,9 +415,43 @@ async fn workload_part(
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
+        "compare" => {
+            let days = p.days.unwrap_or(7.0);
+            if !(days > 0.0 && days <= 90.0) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("`days` must be more than 0 and at most 90, not {days}"),
+                );
+            }
+            let now = st.status.read().expect("status lock").last_tick;
+            let Some(now) = now else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "nothing to compare yet: no control pass has run",
+                );
+            };
+            let w = st
+                .workloads
+                .iter()
+                .find(|w| w.name == name)
+                .cloned()
+                .expect("a configured workload");
+            let (store, tiers) = (st.store.clone(), st.tiers.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                compare::compare(&store, &tiers, &w, days, now)
+            })
+            .await;
+            match done {
+                Ok(Ok(c)) => Json(json!({"status": "success", "data": c})).into_response(),
+                Ok(Err(m)) => error(StatusCode::NOT_FOUND, m),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         other => error(
             StatusCode::NOT_FOUND,
-            format!("unknown part {other:?}; use status, forecast, plan, model or decisions"),
+            format!(
+                "unknown part {other:?}; use status, forecast, plan, model, decisions or compare"
+            ),
         ),
     }
 }

@@ -181,6 +181,56 @@ async fn workload_endpoints() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{q}");
         assert!(body.contains(why), "{q}: {body}");
     }
+    // Against HPA on the same stored demand.
+    let (code, body) = get(&app, "/api/v1/workloads/host/compare?days=1").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = &c["data"];
+    let (_, body) = get(
+        &app,
+        &format!(
+            "/api/v1/query_range?series={}&start=0",
+            enc(r#"prescale_demand{workload="host"}"#)
+        ),
+    )
+    .await;
+    let stored: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let steps = stored["data"]["values"].as_array().unwrap().len();
+    assert!(steps >= 30, "{body}");
+    assert_eq!(c["steps"], steps, "{c}");
+    let f = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k}: {c}"));
+    let (ours, hpa) = (
+        c["prescale"]["cost"].as_f64().unwrap(),
+        c["hpa"]["cost"].as_f64().unwrap(),
+    );
+    assert!(ours > 0.0 && hpa > 0.0, "{c}");
+    assert!(f("oracle_cost") <= hpa && f("oracle_cost") <= ours, "{c}");
+    assert!((f("vs_hpa") - (ours / hpa - 1.0)).abs() < 1e-9, "{c}");
+    assert_eq!(c["hpa_tier"], "standard");
+    assert_eq!(f("hpa_target_utilization"), 0.7);
+    // prescale's cost from its instance series agrees with the month's spending the
+    // engine adds up pass by pass (over nearly the same 40 minutes).
+    let (_, body) = get(&app, "/api/v1/workloads/host/status").await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let month = status["data"]["spend"]["spent"].as_f64().unwrap();
+    assert!((ours / month - 1.0).abs() < 0.1, "{ours} against {month}");
+    for (q, code, why) in [
+        (
+            "host/compare?days=0",
+            StatusCode::BAD_REQUEST,
+            "more than 0",
+        ),
+        (
+            "host/compare?days=365",
+            StatusCode::BAD_REQUEST,
+            "at most 90",
+        ),
+        ("nope/compare", StatusCode::NOT_FOUND, "configured: host"),
+    ] {
+        let (got, body) = get(&app, &format!("/api/v1/workloads/{q}")).await;
+        assert_eq!(got, code, "{q}: {body}");
+        assert!(body.contains(why), "{q}: {body}");
+    }
     let (code, body) = get(&app, "/api/v1/workloads/host/model").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

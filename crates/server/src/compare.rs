@@ -1,0 +1,256 @@
+//! What a workload's own history says prescale saved: over its last days of stored
+//! demand, what prescale spent and how long its ready capacity fell short, next to what
+//! Kubernetes' HPA would have spent and been short on the same demand (the simulator's
+//! `reactive` policy with the workload's tiers and SLA, HPA's defaults), and the
+//! oracle's floor.
+//!
+//! prescale's side is read from the series the engine stores at every pass:
+//! `prescale_instances{workload,tier}` (held, ready or pending: billed from request) at
+//! each tier's list price, and `prescale_capacity_vcpu{workload,tier}` against
+//! `prescale_demand{workload}`, each step's demand holding over the step as the
+//! simulator counts it.
+
+use std::collections::BTreeMap;
+
+use prescale_core::{SeriesKey, Tier, TierClass, TimestampMs, Workload};
+use prescale_orchestrate::simulate::{simulate, Policy, Report, Scenario, Trace};
+use prescale_store::Store;
+use serde::Serialize;
+
+/// Cost and shortfall of one way of running the workload over the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Side {
+    /// Dollars.
+    pub cost: f64,
+    /// Minutes in which ready capacity was below demand.
+    pub underprovisioned_minutes: f64,
+}
+
+/// prescale against HPA and the oracle over the same stored demand.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Start of the first step compared (ms).
+    pub from: TimestampMs,
+    /// End of the last (ms).
+    pub to: TimestampMs,
+    /// Steps of demand compared.
+    pub steps: usize,
+    /// What prescale did.
+    pub prescale: Side,
+    /// What HPA would have done, simulated.
+    pub hpa: Side,
+    /// HPA's target utilization in that simulation.
+    pub hpa_target_utilization: f64,
+    /// The tier HPA scales (one, as a Deployment's pods are alike).
+    pub hpa_tier: String,
+    /// The cheapest capacity that would never have been short (a floor, not a policy).
+    pub oracle_cost: f64,
+    /// prescale's cost relative to HPA's, less one (-0.4: 40% cheaper).
+    pub vs_hpa: f64,
+}
+
+/// The series `name{workload=.., tier=..}` (or without the tier) over `[from, to]`.
+fn series(
+    store: &Store,
+    name: &str,
+    workload: &str,
+    tier: Option<&str>,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<(TimestampMs, f64)>, String> {
+    let mut key = SeriesKey::metric(name)
+        .map_err(|e| e.to_string())?
+        .with_label("workload", workload.to_string());
+    if let Some(t) = tier {
+        key = key.with_label("tier", t.to_string());
+    }
+    Ok(store
+        .range(&key, from, to)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (s.ts, s.value))
+        .collect())
+}
+
+/// Dollars of `held` instances (sampled at each pass, each count kept until the next)
+/// at `price` an hour between `from` and `to`.
+pub(crate) fn spent(
+    held: &[(TimestampMs, f64)],
+    price: f64,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> f64 {
+    held.iter()
+        .enumerate()
+        .map(|(i, &(t, n))| {
+            let end = held.get(i + 1).map_or(to, |x| x.0).min(to);
+            let start = t.max(from);
+            n * price * (end - start).max(0) as f64 / 3_600_000.0
+        })
+        .sum()
+}
+
+/// Minutes in which `capacity` (sampled at each pass, each value kept until the next;
+/// none before the first) was below `demand` (each step's value holding over
+/// `[ts, ts + step_ms)`).
+pub(crate) fn minutes_short(
+    demand: &[(TimestampMs, f64)],
+    capacity: &[(TimestampMs, f64)],
+    step_ms: i64,
+) -> f64 {
+    let mut short_ms = 0i64;
+    for &(t, d) in demand {
+        let end = t + step_ms;
+        // The capacity in force at t, then each change within the step.
+        let mut at = t;
+        let mut k = capacity.partition_point(|c| c.0 <= t);
+        let mut c = k.checked_sub(1).map_or(0.0, |j| capacity[j].1);
+        while at < end {
+            let next = capacity.get(k).map_or(end, |x| x.0.min(end));
+            if c < d {
+                short_ms += next - at;
+            }
+            at = next;
+            if let Some(x) = capacity.get(k).filter(|x| x.0 < end) {
+                c = x.1;
+                k += 1;
+            }
+        }
+    }
+    short_ms as f64 / 60_000.0
+}
+
+/// The tier HPA would scale for `w`: the standard tier named `standard`, else the first
+/// standard tier, else the first tier, that serves it.
+fn hpa_tier(tiers: &[Tier], w: &Workload) -> Option<String> {
+    let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(w)).collect();
+    serving
+        .iter()
+        .find(|t| t.name == "standard")
+        .or_else(|| serving.iter().find(|t| t.class == TierClass::Standard))
+        .or_else(|| serving.first())
+        .map(|t| t.name.clone())
+}
+
+/// prescale against HPA and the oracle over `w`'s stored demand in the `days` before
+/// `now`. Fails, saying why, with fewer than two steps of demand.
+pub fn compare(
+    store: &Store,
+    tiers: &[Tier],
+    w: &Workload,
+    days: f64,
+    now: TimestampMs,
+) -> Result<Comparison, String> {
+    let step_ms = w.step_s as i64 * 1000;
+    let from = now - (days * 86_400_000.0) as i64;
+    let demand = series(store, "prescale_demand", &w.name, None, from, now)?;
+    if demand.len() < 2 {
+        return Err(format!(
+            "{:?} has {} step(s) of stored demand in the last {days} day(s): at least two are needed to compare",
+            w.name,
+            demand.len()
+        ));
+    }
+    let (first, to) = (demand[0].0, demand[demand.len() - 1].0 + step_ms);
+    let single_tier = hpa_tier(tiers, w)
+        .ok_or_else(|| format!("no tier serves {:?}, so HPA has none to scale", w.name))?;
+    // prescale: what it held and what it had ready, pass by pass.
+    let mut cost = 0.0;
+    let mut ready: BTreeMap<TimestampMs, f64> = BTreeMap::new();
+    for t in tiers {
+        let held = series(
+            store,
+            "prescale_instances",
+            &w.name,
+            Some(&t.name),
+            first,
+            to,
+        )?;
+        cost += spent(&held, t.price_per_hour, first, to);
+        for (ts, v) in series(
+            store,
+            "prescale_capacity_vcpu",
+            &w.name,
+            Some(&t.name),
+            first - 3_600_000,
+            to,
+        )? {
+            *ready.entry(ts).or_default() += v;
+        }
+    }
+    let ready: Vec<(TimestampMs, f64)> = ready.into_iter().collect();
+    let prescale = Side {
+        cost,
+        underprovisioned_minutes: minutes_short(&demand, &ready, step_ms),
+    };
+    // HPA and the oracle on the same demand, its steps laid end to end.
+    let trace = Trace {
+        ts: (0..demand.len() as i64)
+            .map(|i| first + i * step_ms)
+            .collect(),
+        cpu: demand.iter().map(|d| d.1).collect(),
+        others: Vec::new(),
+        step_ms,
+    };
+    let scenario = Scenario {
+        tiers: tiers.to_vec(),
+        workload: w.clone(),
+        reactive: Default::default(),
+        forecast: Default::default(),
+        control: Default::default(),
+        single_tier: single_tier.clone(),
+    };
+    let run = |p: Policy| -> Result<Report, String> {
+        simulate(&trace, &scenario, p, 1, None, |_, _| {})
+    };
+    let hpa = run(Policy::Reactive)?;
+    let oracle = run(Policy::Oracle)?;
+    Ok(Comparison {
+        from: first,
+        to,
+        steps: demand.len(),
+        vs_hpa: if hpa.cost_total > 0.0 {
+            prescale.cost / hpa.cost_total - 1.0
+        } else {
+            0.0
+        },
+        prescale,
+        hpa: Side {
+            cost: hpa.cost_total,
+            underprovisioned_minutes: hpa.underprovisioned_minutes,
+        },
+        hpa_target_utilization: scenario.reactive.target_utilization,
+        hpa_tier: single_tier,
+        oracle_cost: oracle.cost_total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortfall_counts_the_part_of_each_step_capacity_is_below_demand() {
+        // Steps of a minute: 10, 20, 10 vCPU. Capacity 15 until 90 s, then 25.
+        let demand = [(0, 10.0), (60_000, 20.0), (120_000, 10.0)];
+        let capacity = [(0, 15.0), (90_000, 25.0)];
+        assert!((minutes_short(&demand, &capacity, 60_000) - 0.5).abs() < 1e-12);
+        // None before the first pass: the first 30 s of the first step are short.
+        let late = [(30_000, 15.0)];
+        assert!((minutes_short(&demand[..1], &late, 60_000) - 0.5).abs() < 1e-12);
+        // A dip within a step counts only while it lasts.
+        let dip = [(0, 30.0), (70_000, 5.0), (80_000, 30.0)];
+        let m = minutes_short(&demand, &dip, 60_000);
+        assert!((m - 10.0 / 60.0).abs() < 1e-12, "{m}");
+    }
+
+    #[test]
+    fn spending_holds_each_count_until_the_next_pass() {
+        // 2 instances from 0, 4 from 30 min, at $1/h, over the first hour: 1 + 2.
+        let held = [(0, 2.0), (1_800_000, 4.0)];
+        assert!((spent(&held, 1.0, 0, 3_600_000) - 3.0).abs() < 1e-12);
+        // Clipped to the window.
+        assert!((spent(&held, 1.0, 900_000, 2_700_000) - 1.5).abs() < 1e-12);
+    }
+}
