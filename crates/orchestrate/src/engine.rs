@@ -170,6 +170,34 @@ pub struct WorkloadStatus {
     /// Spending this calendar month (UTC), for the monthly budget.
     #[serde(default)]
     pub spend: Option<MonthSpend>,
+    /// The workload's other dimensions (memory, disk, network), as the plan saw them.
+    #[serde(default)]
+    pub dimensions: Vec<DimensionStatus>,
+}
+
+/// One of a workload's other dimensions at the last plan: its demand, in the tiers'
+/// unit for it (memory GiB, disk IOPS, network Mbit/s), and the forecast the plan read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DimensionStatus {
+    /// `memory`, `disk_iops` or `network_mbps`.
+    pub dimension: String,
+    /// Demand of the last complete step.
+    pub demand: Option<f64>,
+    /// The forecast brought up to date, as the plan read it.
+    pub forecast: Option<Forecast>,
+}
+
+/// The series of workload `name`'s resampled demand in `dim`: `prescale_demand` for
+/// CPU (vCPU), `prescale_demand_memory`, `_disk_iops` or `_network_mbps` for the others,
+/// one metric name per unit as Prometheus names them.
+pub fn demand_key(name: &str, dim: Dim) -> SeriesKey {
+    let metric = match dim {
+        Dim::Cpu => "prescale_demand".to_string(),
+        d => format!("prescale_demand_{}", d.name()),
+    };
+    SeriesKey::metric(metric)
+        .expect("static name")
+        .with_label("workload", name.to_string())
 }
 
 /// A workload's spending in the current calendar month (UTC): the instances it holds
@@ -750,9 +778,7 @@ impl<P: Provider> Engine<P> {
                 let (cover, leads) = cover_and_leads(&serving, w.step_s as i64 * 1000);
                 WState {
                     demand: Demand::parse(&w.demand).expect("validated with the config"),
-                    key: SeriesKey::metric("prescale_demand")
-                        .expect("static name")
-                        .with_label("workload", w.name.clone()),
+                    key: demand_key(&w.name, Dim::Cpu),
                     step_ms: w.step_s as i64 * 1000,
                     buckets: VecDeque::new(),
                     said: VecDeque::new(),
@@ -1078,6 +1104,11 @@ impl<P: Provider> Engine<P> {
             // How far off the forecast in force was, for the nowcast's shift.
             let errors = x.record.observe(&observed);
             record_samples(&s.w.name, x.dim, &errors, &[], &mut kept);
+            // The resampled demand, for charts and audits, as the CPU's.
+            if !observed.is_empty() {
+                let samples = observed.iter().map(|&(ts, value)| Sample { ts, value });
+                kept.push((demand_key(&s.w.name, x.dim), samples.collect()));
+            }
             x.next_bucket = Some(complete_until);
             trim(&mut x.buckets, complete_until - history_ms);
             trim(&mut x.said, complete_until - history_ms);
@@ -1598,6 +1629,18 @@ impl<P: Provider> Engine<P> {
             left_out: None,
         }));
         s.planned_from = Some(fc.clone());
+        s.status.dimensions = s
+            .extras
+            .iter()
+            .map(|x| DimensionStatus {
+                dimension: x.dim.name().into(),
+                demand: x.buckets.back().map(|b| b.1),
+                forecast: others
+                    .iter()
+                    .find(|(d, _)| *d == x.dim)
+                    .map(|(_, f)| (*f).clone()),
+            })
+            .collect();
         let mut plan = prescale_plan::plan_dimensions(
             w,
             &self.tiers,
@@ -2020,6 +2063,22 @@ mod tests {
             .map(|t| plan.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity())
             .sum();
         assert!(cpu > 2.0 * 12.0 / w.target_utilization, "{cpu} vCPU");
+        // The status shows memory as the plan saw it, and its demand is stored in GiB.
+        let dims = st.read().unwrap().workloads["host"].dimensions.clone();
+        assert_eq!(dims.len(), 1);
+        assert_eq!(dims[0].dimension, "memory");
+        assert!((dims[0].demand.unwrap() - 400.0).abs() < 1e-6);
+        let f = dims[0]
+            .forecast
+            .as_ref()
+            .expect("the forecast the plan read");
+        assert!((f.quantile(0, 0.5) - 400.0).abs() < 1.0, "{f:?}");
+        let stored = store
+            .range(&demand_key("host", Dim::Memory), 0, i64::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.len(), 59, "a step a minute, the last one still open");
+        assert!(stored.iter().all(|s| (s.value - 400.0).abs() < 1e-6));
         // A dimension that is not one, or cpu listed again, is refused with the key.
         for bad in ["gpu", "cpu"] {
             let e = Config::parse(

@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, enc, find, free_addr, get, wait_for, Killed};
+use common::{bin, enc, fast_config, find, free_addr, get, wait_for, Daemon, Killed};
 
 /// The page after its script has run, as Chromium serialises it.
 fn rendered(browser: &str, url: &str) -> String {
@@ -66,13 +66,20 @@ fn points(d: &str) -> usize {
     d.matches(['M', 'L']).count()
 }
 
+/// Chromium's binary, or `None` (saying the test skips) when there is none.
+fn browser() -> Option<String> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(find);
+    if found.is_none() {
+        eprintln!("skipping: no Chromium (apt-get install chromium; .ci/run does)");
+    }
+    found
+}
+
 #[test]
 fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
-    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find_map(find)
-    else {
-        eprintln!("skipping: no Chromium (apt-get install chromium; .ci/run does)");
+    let Some(browser) = browser() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -259,4 +266,72 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
     }
     let shown: usize = sections.iter().map(|s| s.matches("<circle").count()).sum();
     assert!(shown > 0, "the demo's surges are ringed as anomalies");
+}
+
+#[test]
+fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The host workload planned on its memory too, with one-second steps.
+    let config = fast_config().replace("# dimensions = { memory", "dimensions = { memory");
+    assert!(config.contains("\ndimensions = { memory"));
+    let d = Daemon::start(dir.path(), &config);
+    let memory_steps = || -> usize {
+        let sel = enc(r#"prescale_demand_memory{workload="host"}"#);
+        match get(d.addr, &format!("/api/v1/query_range?series={sel}&start=0")) {
+            Some((200, b)) => serde_json::from_str::<serde_json::Value>(&b).unwrap()["data"]
+                ["values"]
+                .as_array()
+                .map_or(0, Vec::len),
+            _ => 0,
+        }
+    };
+    let planned = || {
+        get(d.addr, "/api/v1/workloads/host/status").is_some_and(|(c, b)| {
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+            let dims = &v["data"]["dimensions"];
+            c == 200 && dims[0]["dimension"] == "memory" && dims[0]["forecast"]["values"].is_array()
+        }) && memory_steps() >= 5
+    };
+    wait_for(planned, "a plan that covers memory", &|| d.logs());
+    let status = json(d.addr, "/api/v1/workloads/host/status");
+    let before = memory_steps();
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    let after = memory_steps();
+
+    let host = html
+        .split("<section>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no workload drawn: {}", &html[..html.len().min(3000)]));
+    // CPU, its cost, and memory.
+    assert_eq!(host.matches("<svg").count(), 3, "{host}");
+    let memory = host
+        .split("memory (GiB): demand ")
+        .nth(1)
+        .expect("a memory chart, captioned with its unit");
+    let memory = &memory[..memory.find("</svg>").expect("its chart")];
+    // Its demand, a point per stored step (the daemon goes on meanwhile), the forecast
+    // fan with a point per forecast step, and the ready capacity per tier (none may be
+    // ready yet: instances take minutes to come up).
+    let line = paths(memory, "stroke=\"#1d2330\"");
+    assert_eq!(line.len(), 1);
+    assert!(
+        (before..=after).contains(&points(line[0])),
+        "{} points for {before}..{after} steps",
+        points(line[0])
+    );
+    let steps = status["dimensions"][0]["forecast"]["values"]
+        .as_array()
+        .unwrap()
+        .len();
+    let fan = paths(memory, "fill=\"#e0457b\"");
+    assert_eq!(fan.len(), 2);
+    assert!(fan.iter().all(|b| points(b) == 2 * steps), "{steps} steps");
+    let tiers = json(d.addr, "/api/v1/workloads")["tiers"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(paths(memory, "fill-opacity=\"0.35\"").len(), tiers);
 }
