@@ -230,6 +230,23 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             100.0 * f(&c["vs_hpa"])
         );
         assert!(s.contains(&line), "{name}: no {line}");
+        let m = &c["hpa_matched"];
+        let matched = if m["found"].as_bool().unwrap() {
+            format!(
+                "HPA short no longer (target {:.0}%) would have cost <b>${:.2}</b>: <b>{:+.0}%</b>",
+                100.0 * f(&m["target_utilization"]),
+                f(&m["cost"]),
+                100.0 * f(&c["vs_matched_hpa"])
+            )
+        } else {
+            format!(
+                "HPA is never short as little (least at target {:.0}%: {:.1} min, <b>${:.2}</b>)",
+                100.0 * f(&m["target_utilization"]),
+                f(&m["underprovisioned_minutes"]),
+                f(&m["cost"])
+            )
+        };
+        assert!(s.contains(&matched), "{name}: no {matched}");
         let month = status["spend"]["spent"].as_f64().unwrap();
         assert!(
             s.contains(&format!("this month <b>${month:.2}</b>")),

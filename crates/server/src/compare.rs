@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use prescale_core::{SeriesKey, Tier, TierClass, TimestampMs, Workload};
-use prescale_orchestrate::simulate::{simulate, Policy, Report, Scenario, Trace};
+use prescale_orchestrate::simulate::{reactive_matching, simulate, Policy, Scenario, Trace};
 use prescale_store::Store;
 use serde::Serialize;
 
@@ -43,10 +43,28 @@ pub struct Comparison {
     pub hpa_target_utilization: f64,
     /// The tier HPA scales (one, as a Deployment's pods are alike).
     pub hpa_tier: String,
+    /// HPA with its target utilization lowered a point at a time until it is short no
+    /// longer than prescale was: what HPA costs for prescale's service level.
+    pub hpa_matched: Matched,
     /// The cheapest capacity that would never have been short (a floor, not a policy).
     pub oracle_cost: f64,
     /// prescale's cost relative to HPA's, less one (-0.4: 40% cheaper).
     pub vs_hpa: f64,
+    /// prescale's cost relative to the matched HPA's, less one.
+    pub vs_matched_hpa: f64,
+}
+
+/// HPA tuned to prescale's shortfall.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Matched {
+    /// Its target utilization.
+    pub target_utilization: f64,
+    /// What it cost and how long it was short.
+    #[serde(flatten)]
+    pub side: Side,
+    /// Whether it was short no longer than prescale; if not even at a 5% target, the
+    /// target at which it was short least.
+    pub found: bool,
 }
 
 /// The series `name{workload=.., tier=..}` (or without the tier) over `[from, to]`.
@@ -201,26 +219,43 @@ pub fn compare(
         control: Default::default(),
         single_tier: single_tier.clone(),
     };
-    let run = |p: Policy| -> Result<Report, String> {
-        simulate(&trace, &scenario, p, 1, None, |_, _| {})
+    // The search starts at HPA's own target: its first try is HPA as configured.
+    let m = reactive_matching(
+        &trace,
+        &scenario,
+        1,
+        prescale.underprovisioned_minutes,
+        |_, _| {},
+    )?;
+    let (target, short, cost) = m.tried[0];
+    let oracle = simulate(&trace, &scenario, Policy::Oracle, 1, None, |_, _| {})?;
+    let against = |c: f64| {
+        if c > 0.0 {
+            prescale.cost / c - 1.0
+        } else {
+            0.0
+        }
     };
-    let hpa = run(Policy::Reactive)?;
-    let oracle = run(Policy::Oracle)?;
     Ok(Comparison {
         from: first,
         to,
         steps: demand.len(),
-        vs_hpa: if hpa.cost_total > 0.0 {
-            prescale.cost / hpa.cost_total - 1.0
-        } else {
-            0.0
+        vs_hpa: against(cost),
+        vs_matched_hpa: against(m.report.cost_total),
+        hpa: Side {
+            cost,
+            underprovisioned_minutes: short,
+        },
+        hpa_target_utilization: target,
+        hpa_matched: Matched {
+            target_utilization: m.report.reactive_target_utilization.unwrap_or(target),
+            side: Side {
+                cost: m.report.cost_total,
+                underprovisioned_minutes: m.report.underprovisioned_minutes,
+            },
+            found: m.found,
         },
         prescale,
-        hpa: Side {
-            cost: hpa.cost_total,
-            underprovisioned_minutes: hpa.underprovisioned_minutes,
-        },
-        hpa_target_utilization: scenario.reactive.target_utilization,
         hpa_tier: single_tier,
         oracle_cost: oracle.cost_total,
     })

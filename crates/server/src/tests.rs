@@ -208,6 +208,25 @@ async fn workload_endpoints() {
     assert!((f("vs_hpa") - (ours / hpa - 1.0)).abs() < 1e-9, "{c}");
     assert_eq!(c["hpa_tier"], "standard");
     assert_eq!(f("hpa_target_utilization"), 0.7);
+    // HPA tuned to prescale's shortfall: a target no higher, short no longer when found.
+    let m = &c["hpa_matched"];
+    let (target, short, cost) = (
+        m["target_utilization"].as_f64().unwrap(),
+        m["underprovisioned_minutes"].as_f64().unwrap(),
+        m["cost"].as_f64().unwrap(),
+    );
+    assert!((0.05..=0.7).contains(&target), "{c}");
+    let ours_short = c["prescale"]["underprovisioned_minutes"].as_f64().unwrap();
+    assert_eq!(
+        m["found"].as_bool().unwrap(),
+        short <= ours_short + 1e-9,
+        "{c}"
+    );
+    assert!(cost >= hpa - 1e-9, "a lower target holds more: {c}");
+    assert!(
+        (f("vs_matched_hpa") - (ours / cost - 1.0)).abs() < 1e-9,
+        "{c}"
+    );
     // prescale's cost from its instance series agrees with the month's spending the
     // engine adds up pass by pass (over nearly the same 40 minutes).
     let (_, body) = get(&app, "/api/v1/workloads/host/status").await;
