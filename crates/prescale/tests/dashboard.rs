@@ -154,11 +154,13 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         // Two charts: demand and capacity, and what the capacity costs.
         assert_eq!(s.matches("<svg").count(), 2, "{name}");
         let now = overview["last_tick"].as_f64().unwrap() / 1000.0;
-        let stored = |sel: String| -> Vec<(f64, f64)> {
+        // As the page asks: the last 48 hours, at most 720 samples (each the highest,
+        // or the mean, of its slice).
+        let stored = |sel: String, reduce: &str| -> Vec<(f64, f64)> {
             let v = json(
                 addr,
                 &format!(
-                    "/api/v1/query_range?series={}&start={}",
+                    "/api/v1/query_range?series={}&start={}&end={now}&max_points=720&reduce={reduce}",
                     enc(&sel),
                     now - 48.0 * 3600.0
                 ),
@@ -168,7 +170,7 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         // The first: the demand line with a point per stored step the chart covers (the
         // last 48 hours), the forecast fan (outer and inner bands, dashed median) with a
         // point per forecast step, and capacity stacked per tier.
-        let demand_steps = stored(format!("prescale_demand{{workload=\"{name}\"}}")).len();
+        let demand_steps = stored(format!("prescale_demand{{workload=\"{name}\"}}"), "max").len();
         let line = paths(s, "stroke=\"#1d2330\"");
         assert_eq!(line.len(), 1, "{name}: one demand line");
         assert_eq!(
@@ -199,10 +201,13 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         // per pass, there and back; and what they came to over the last day.
         let mut spent = 0.0;
         for (tier, area) in tiers.iter().zip(paths(s, "fill-opacity=\"0.6\"")) {
-            let held = stored(format!(
-                "prescale_instances{{tier=\"{}\",workload=\"{name}\"}}",
-                tier["name"].as_str().unwrap()
-            ));
+            let held = stored(
+                format!(
+                    "prescale_instances{{tier=\"{}\",workload=\"{name}\"}}",
+                    tier["name"].as_str().unwrap()
+                ),
+                "mean",
+            );
             assert_eq!(points(area), 2 * held.len(), "{name}: {tier}");
             let price = tier["price_per_hour"].as_f64().unwrap();
             for (i, (t, n)) in held.iter().enumerate() {

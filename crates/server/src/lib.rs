@@ -10,7 +10,7 @@
 //! | `GET /healthz` | `ok` while the process serves |
 //! | `GET /metrics` | prescale's own metrics, current forecasts and allocations |
 //! | `GET /api/v1/series` | every stored series |
-//! | `GET /api/v1/query_range?series=SEL&start=S&end=E` | samples of one series (unix seconds) |
+//! | `GET /api/v1/query_range?series=SEL&start=S&end=E[&max_points=N&reduce=max\|mean]` | samples of one series (unix seconds), thinned to at most N ([`thin`]) |
 //! | `GET /api/v1/query`, `query_range?query=..&step=..`, `labels`, `label/NAME/values`, `status/buildinfo` | Prometheus' query API for selectors and `rate()` ([`promql`]) |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
 //! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
@@ -224,6 +224,51 @@ struct RangeParams {
     query: Option<String>,
     start: Option<f64>,
     end: Option<f64>,
+    /// At most this many samples: more are thinned, a sample per equal slice of the range.
+    max_points: Option<usize>,
+    /// How a slice's samples become one: `max` (the default: no peak is lost) or `mean`
+    /// (sums over time still add up).
+    reduce: Option<String>,
+}
+
+/// `samples` (in time order) as at most `n` (at least 1): the range from the first to
+/// the last cut into `n` equal slices, each slice's samples one sample at the time of
+/// its first, with their highest value (or their mean, with `mean`). Fewer samples are
+/// returned as they are.
+pub(crate) fn thin(
+    samples: Vec<prescale_core::Sample>,
+    n: usize,
+    mean: bool,
+) -> Vec<prescale_core::Sample> {
+    let n = n.max(1);
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return samples;
+    };
+    if samples.len() <= n {
+        return samples;
+    }
+    let (t0, width) = (first.ts, ((last.ts - first.ts) / n as i64).max(1));
+    let mut out: Vec<prescale_core::Sample> = Vec::with_capacity(n);
+    // The slice the last sample out stands for, and how many it stands for.
+    let (mut at, mut count) = (-1i64, 0usize);
+    for x in samples {
+        let slice = ((x.ts - t0) / width).min(n as i64 - 1);
+        match out.last_mut() {
+            Some(o) if slice == at => {
+                count += 1;
+                o.value = if mean {
+                    o.value + (x.value - o.value) / count as f64
+                } else {
+                    o.value.max(x.value)
+                };
+            }
+            _ => {
+                out.push(x);
+                (at, count) = (slice, 1);
+            }
+        }
+    }
+    out
 }
 
 async fn query_range(
@@ -254,8 +299,22 @@ async fn query_range(
             "start and end must be finite unix seconds",
         );
     }
+    let mean = match p.reduce.as_deref() {
+        None | Some("max") => false,
+        Some("mean") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`reduce` is max or mean, not {other:?}"),
+            )
+        }
+    };
     match st.store.range(&key, start, end) {
         Ok(Some(samples)) => {
+            let samples = match p.max_points {
+                Some(n) => thin(samples, n, mean),
+                None => samples,
+            };
             let values: Vec<(f64, f64)> = samples
                 .iter()
                 .map(|s| (s.ts as f64 / 1000.0, s.value))

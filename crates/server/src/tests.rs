@@ -98,6 +98,34 @@ async fn series_and_ranges() {
     let values = v["data"]["values"].as_array().unwrap();
     assert_eq!(values.len(), 10);
     assert_eq!(values[3][1].as_f64(), Some(7.0));
+    // Thinned: the sawtooth 4..13 over the first ten minutes, in five slices, keeps its
+    // peaks (the mean with reduce=mean).
+    let thinned = |reduce: &str| {
+        let app = app.clone();
+        let uri = format!(
+            "/api/v1/query_range?series={sel}&start=0&end=599&max_points=5&reduce={reduce}"
+        );
+        async move {
+            let (code, body) = get(&app, &uri).await;
+            assert_eq!(code, StatusCode::OK, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["data"]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[1].as_f64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(thinned("max").await, vec![5.0, 7.0, 9.0, 11.0, 13.0]);
+    assert_eq!(thinned("mean").await, vec![4.5, 6.5, 8.5, 10.5, 12.5]);
+    let (code, body) = get(
+        &app,
+        &format!("/api/v1/query_range?series={sel}&max_points=5&reduce=median"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("max or mean"), "{body}");
     let (code, body) = get(&app, "/api/v1/query_range?series=nope").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(body.contains("unknown series"));
@@ -1566,4 +1594,24 @@ fn range_functions_on_time_follow_prometheus() {
         assert_eq!(over_range(op, &rising[..1], 0, 30_000), None, "{op:?}");
         assert_eq!(over_range(op, &[], 0, 30_000), None, "{op:?}");
     }
+}
+
+#[test]
+fn thinning_keeps_each_slices_peak_or_mean() {
+    let s = |ts: i64, value: f64| Sample { ts, value };
+    let ten: Vec<Sample> = (0..10).map(|i| s(i * 1000, i as f64)).collect();
+    // Five slices of 1.8 s from 0 to 9 s: two samples each, at the first one's time.
+    let at = |v: &[Sample]| v.iter().map(|x| (x.ts, x.value)).collect::<Vec<_>>();
+    assert_eq!(
+        at(&crate::thin(ten.clone(), 5, false)),
+        vec![(0, 1.0), (2000, 3.0), (4000, 5.0), (6000, 7.0), (8000, 9.0)]
+    );
+    assert_eq!(
+        at(&crate::thin(ten.clone(), 5, true)),
+        vec![(0, 0.5), (2000, 2.5), (4000, 4.5), (6000, 6.5), (8000, 8.5)]
+    );
+    // No more than asked for: as they are; none asked for: one.
+    assert_eq!(crate::thin(ten.clone(), 10, false), ten);
+    assert_eq!(at(&crate::thin(ten.clone(), 0, false)), vec![(0, 9.0)]);
+    assert!(crate::thin(Vec::new(), 3, true).is_empty());
 }
