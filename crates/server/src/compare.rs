@@ -152,7 +152,8 @@ fn hpa_tier(tiers: &[Tier], w: &Workload) -> Option<String> {
 }
 
 /// prescale against HPA and the oracle over `w`'s stored demand in the `days` before
-/// `now`. Fails, saying why, with fewer than two steps of demand.
+/// `now`, from prescale's first pass in them on. Fails, saying why, when prescale has
+/// not run the workload then or fewer than two steps of demand followed.
 pub fn compare(
     store: &Store,
     tiers: &[Tier],
@@ -162,12 +163,36 @@ pub fn compare(
 ) -> Result<Comparison, String> {
     let step_ms = w.step_s as i64 * 1000;
     let from = now - (days * 86_400_000.0) as i64;
-    let demand = series(store, "prescale_demand", &w.name, None, from, now)?;
+    // Only while prescale ran the workload: from its first pass in the window (demand
+    // stored from before, a history it was given, had no capacity of prescale's).
+    let mut began: Option<TimestampMs> = None;
+    for t in tiers {
+        let held = series(
+            store,
+            "prescale_instances",
+            &w.name,
+            Some(&t.name),
+            from,
+            now,
+        )?;
+        if let Some(&(ts, _)) = held.first() {
+            began = Some(began.map_or(ts, |b| b.min(ts)));
+        }
+    }
+    let began = began.ok_or_else(|| {
+        format!(
+            "prescale has not run {:?} in the last {days} day(s): nothing of its own to compare",
+            w.name
+        )
+    })?;
+    let demand: Vec<(TimestampMs, f64)> =
+        series(store, "prescale_demand", &w.name, None, began, now)?;
     if demand.len() < 2 {
         return Err(format!(
-            "{:?} has {} step(s) of stored demand in the last {days} day(s): at least two are needed to compare",
+            "{:?} has {} step(s) of stored demand since prescale began running it ({}): at least two are needed to compare",
             w.name,
-            demand.len()
+            demand.len(),
+            prescale_core::format_ts(began)
         ));
     }
     let (first, to) = (demand[0].0, demand[demand.len() - 1].0 + step_ms);

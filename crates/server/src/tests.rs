@@ -139,7 +139,18 @@ async fn series_and_ranges() {
 #[tokio::test]
 async fn workload_endpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let app = router(fixture(dir.path()));
+    let st = fixture(dir.path());
+    // Demand from the hour before prescale's first pass (a history it was given): no
+    // capacity of prescale's then, so no comparison over it.
+    let before: Vec<Sample> = (1..=60)
+        .map(|m| Sample {
+            ts: -m * 60_000,
+            value: 50.0,
+        })
+        .collect();
+    let demand = SeriesKey::parse(r#"prescale_demand{workload="host"}"#).unwrap();
+    st.store.append(&demand, &before).unwrap();
+    let app = router(st);
     let (code, body) = get(&app, "/api/v1/workloads").await;
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains("\"host\""));
@@ -223,9 +234,25 @@ async fn workload_endpoints() {
     )
     .await;
     let stored: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let steps = stored["data"]["values"].as_array().unwrap().len();
-    assert!(steps >= 30, "{body}");
-    assert_eq!(c["steps"], steps, "{c}");
+    // From the first pass that recorded what prescale held on.
+    let mut began = i64::MAX;
+    for tier in ["spot", "standard", "high-performance"] {
+        let sel = format!(r#"prescale_instances{{tier="{tier}",workload="host"}}"#);
+        let (_, b) = get(&app, &format!("/api/v1/query_range?series={}", enc(&sel))).await;
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        let first = v["data"]["values"][0][0].as_f64().unwrap();
+        began = began.min((first * 1000.0) as i64);
+    }
+    let since: Vec<i64> = stored["data"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap() * 1000.0) as i64)
+        .filter(|t| *t >= began)
+        .collect();
+    assert!(since.len() >= 30, "{body}");
+    assert_eq!(c["steps"], since.len(), "only since the first pass: {c}");
+    assert_eq!(c["from"], since[0], "{c}");
     let f = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k}: {c}"));
     let (ours, hpa) = (
         c["prescale"]["cost"].as_f64().unwrap(),
