@@ -288,6 +288,27 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
     }
     let shown: usize = sections.iter().map(|s| s.matches("<circle").count()).sum();
     assert!(shown > 0, "the demo's surges are ringed as anomalies");
+
+    // Only the decisions that changed something, as a link asks.
+    let changes = rendered(&browser, &format!("http://{addr}/?decisions=changes"));
+    for (w, s) in overview["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(changes.split("<section>").skip(1))
+    {
+        let name = w["name"].as_str().unwrap();
+        let want = json(
+            addr,
+            &format!("/api/v1/workloads/{name}/decisions?limit=12&kind=act,error,event"),
+        );
+        assert_eq!(
+            s.matches("<td class=\"k-").count(),
+            want.as_array().unwrap().len(),
+            "{name}"
+        );
+        assert!(!s.contains("class=\"k-hold\""), "{name}: a hold listed");
+    }
 }
 
 #[test]
