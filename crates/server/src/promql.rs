@@ -15,7 +15,8 @@
 //! of precedence, `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these,
-//! `vector(N)` and `absent(X)`, and `label_replace(X, DST, REPLACEMENT,
+//! `vector(N)`, `absent(X)`, `time()` and `scalar(X)` (numbers are one per evaluation
+//! time, so `time()` moves), and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
 //! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
@@ -136,7 +137,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N) and absent(...); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), time() and scalar(...); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,8 +191,13 @@ enum Node {
         agg: Agg,
         arg: Box<Node>,
     },
-    /// `vector(N)`: one series without labels, N at every time.
-    Vector(f64),
+    /// `vector(N)`: one series without labels, with the number N (a literal, `time()`,
+    /// `scalar(...)`) at each time.
+    Vector(Box<Node>),
+    /// `time()`: each evaluation time, in unix seconds.
+    Time,
+    /// `scalar(X)`: at each time, the value of X's only series with one, else NaN.
+    ScalarOf(Box<Node>),
     /// `absent(X)`: one series, 1 at the times X has no value, with the labels X's
     /// selector asks to equal (none for a computed X).
     Absent {
@@ -570,14 +576,17 @@ fn parse_node(q: &str) -> Result<Node, String> {
     if let Some(args) = call(q, "label_replace")? {
         return parse_label_replace(args);
     }
+    if let Some(arg) = call(q, "time")? {
+        if !arg.trim().is_empty() {
+            return Err(format!("time() takes no argument, not {:?}", arg.trim()));
+        }
+        return Ok(Node::Time);
+    }
+    if let Some(arg) = call(q, "scalar")? {
+        return Ok(Node::ScalarOf(Box::new(parse_node(arg)?)));
+    }
     if let Some(arg) = call(q, "vector")? {
-        let v = arg.trim().parse().map_err(|_| {
-            format!(
-                "vector(...) takes a number, e.g. vector(0), not {:?}",
-                arg.trim()
-            )
-        })?;
-        return Ok(Node::Vector(v));
+        return Ok(Node::Vector(Box::new(parse_node(arg)?)));
     }
     if let Some(arg) = call(q, "absent")? {
         let arg = parse_node(arg)?;
@@ -1441,7 +1450,8 @@ fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
 
 /// What a query evaluates to.
 enum Val {
-    Scalar(f64),
+    /// A number at each time (the same one for a literal; `time()` moves).
+    Scalar(Vec<f64>),
     Vector(Evaluated),
 }
 
@@ -1518,7 +1528,23 @@ fn each(v: Evaluated, f: impl Fn(f64) -> f64) -> Evaluated {
 /// Evaluates `node` at `times`.
 fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
-        Node::Number(v) => Val::Scalar(*v),
+        Node::Number(v) => Val::Scalar(vec![*v; times.len()]),
+        Node::Time => Val::Scalar(times.iter().map(|t| *t as f64 / 1000.0).collect()),
+        Node::ScalarOf(arg) => match eval(st, arg, times, step)? {
+            // As Prometheus: the value of the only series with one, else NaN.
+            Val::Vector(v) => Val::Scalar(
+                (0..times.len())
+                    .map(|t| {
+                        let mut at = v.iter().filter_map(|s| s.1[t]);
+                        match (at.next(), at.next()) {
+                            (Some(x), None) => x,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            ),
+            scalar => scalar,
+        },
         Node::Select {
             highest,
             k,
@@ -1534,7 +1560,7 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             }
         },
         Node::Math { f, arg } => match eval(st, arg, times, step)? {
-            Val::Scalar(v) => Val::Scalar(f.apply(v)),
+            Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| f.apply(x)).collect()),
             // As in Prometheus, clamp with its bounds crossed answers nothing.
             Val::Vector(_) if matches!(f, MathFn::Clamp(lo, hi) if lo > hi) => {
                 Val::Vector(Vec::new())
@@ -1574,10 +1600,22 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             }
         },
         Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
-        Node::Vector(v) => Val::Vector(vec![(BTreeMap::new(), vec![Some(*v); times.len()])]),
+        Node::Vector(arg) => match eval(st, arg, times, step)? {
+            Val::Scalar(v) => {
+                Val::Vector(vec![(BTreeMap::new(), v.into_iter().map(Some).collect())])
+            }
+            Val::Vector(_) => {
+                return Err(Failed::Query(
+                    "vector(...) takes a number, e.g. vector(0) or vector(time()), not series"
+                        .into(),
+                ))
+            }
+        },
         Node::Absent { arg, labels } => {
             let Val::Vector(v) = eval(st, arg, times, step)? else {
-                unreachable!("absent of a number is refused when parsed")
+                return Err(Failed::Query(
+                    "absent(...) asks whether series have values, not a number".into(),
+                ));
             };
             let values: Vec<Option<f64>> = (0..times.len())
                 .map(|t| (!v.iter().any(|s| s.1[t].is_some())).then_some(1.0))
@@ -1597,12 +1635,25 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
         } => {
             let (op, boolean) = (*op, *boolean);
             match (eval(st, lhs, times, step)?, eval(st, rhs, times, step)?) {
-                (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(op.apply(a, b)),
+                (Val::Scalar(_), _) | (_, Val::Scalar(_)) if op.is_set() => {
+                    return Err(Failed::Query(format!(
+                        "{} works between series, not with a number",
+                        op.symbol()
+                    )))
+                }
+                (Val::Scalar(_), Val::Scalar(_)) if op.is_comparison() && !boolean => {
+                    return Err(Failed::Query(
+                        "a comparison between two numbers needs bool, e.g. time() > bool 0".into(),
+                    ))
+                }
+                (Val::Scalar(a), Val::Scalar(b)) => {
+                    Val::Scalar(a.iter().zip(&b).map(|(a, b)| op.apply(*a, *b)).collect())
+                }
                 (Val::Vector(v), Val::Scalar(b)) => {
-                    Val::Vector(with_number(v, op, boolean, |x| (x, b)))
+                    Val::Vector(with_number(v, op, boolean, |t, x| (x, b[t])))
                 }
                 (Val::Scalar(a), Val::Vector(v)) => {
-                    Val::Vector(with_number(v, op, boolean, |x| (a, x)))
+                    Val::Vector(with_number(v, op, boolean, |t, x| (a[t], x)))
                 }
                 (Val::Vector(l), Val::Vector(r)) if op.is_set() => {
                     Val::Vector(set_operation(op, l, r, matching.as_ref()))
@@ -1615,7 +1666,8 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
     })
 }
 
-/// `x op k` or `k op x` for every value `x` of `v` (`pair` puts them in order): the
+/// `x op k` or `k op x` for every value `x` of `v` (`pair` puts them in order, with the
+/// number at that time): the
 /// result of arithmetic or of a comparison with `bool`, without the metric name; a
 /// comparison without `bool` keeps each series (its name too) where it holds, with the
 /// series' own value, whichever side it is on.
@@ -1623,7 +1675,7 @@ fn with_number(
     v: Evaluated,
     op: BinOp,
     boolean: bool,
-    pair: impl Fn(f64) -> (f64, f64),
+    pair: impl Fn(usize, f64) -> (f64, f64),
 ) -> Evaluated {
     let filter = op.is_comparison() && !boolean;
     v.into_iter()
@@ -1633,8 +1685,9 @@ fn with_number(
             }
             let values: Vec<Option<f64>> = values
                 .into_iter()
-                .map(|x| {
-                    let (a, b) = pair(x?);
+                .enumerate()
+                .map(|(t, x)| {
+                    let (a, b) = pair(t, x?);
                     let v = op.value(a, b, boolean)?;
                     Some(if filter { x? } else { v })
                 })
@@ -1852,7 +1905,7 @@ pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> R
     let series = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
         Ok((Val::Vector(v), _)) => v,
         Ok((Val::Scalar(x), _)) => {
-            return Json(json!({"status": "success", "data": {"resultType": "scalar", "result": [t as f64 / 1000.0, fmt_value(x)]}}))
+            return Json(json!({"status": "success", "data": {"resultType": "scalar", "result": [t as f64 / 1000.0, fmt_value(x[0])]}}))
                 .into_response()
         }
         Err(r) => return r,
@@ -1896,10 +1949,10 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
     let (series, times) = match run_blocking(st, expr, times, step).await {
         Ok((Val::Vector(v), times)) => (v, times),
         // A number is one series without labels, as Prometheus charts it.
-        Ok((Val::Scalar(x), times)) => {
-            let n = times.len();
-            (vec![(BTreeMap::new(), vec![Some(x); n])], times)
-        }
+        Ok((Val::Scalar(x), times)) => (
+            vec![(BTreeMap::new(), x.into_iter().map(Some).collect())],
+            times,
+        ),
         Err(r) => return r,
     };
     let result: Vec<Value> = series

@@ -57,10 +57,16 @@ async fn health_dashboard_and_metrics() {
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     let (code, html) = get(&app, "/").await;
     assert_eq!(code, StatusCode::OK);
-    assert!(
-        html.contains("<svg") || html.contains("svg"),
-        "dashboard draws charts"
-    );
+    // The page whose script draws from the API (what it draws is checked in a browser:
+    // crates/prescale/tests/dashboard.rs).
+    assert_eq!(html, crate::DASHBOARD);
+    for call in [
+        "/api/v1/workloads",
+        "/decisions?limit=12",
+        "/compare?days=7",
+    ] {
+        assert!(html.contains(call), "the page asks for {call}");
+    }
     let (code, text) = get(&app, "/metrics").await;
     assert_eq!(code, StatusCode::OK);
     assert!(text.contains("prescale_control_passes_total 40"), "{text}");
@@ -1454,6 +1460,49 @@ async fn comparisons_set_operators_and_offsets_follow_prometheus() {
             at(&[(660.0, "32"), (780.0, "36"), (900.0, "40")])
         )]
     );
+    // time() is each evaluation time; scalar(X) the value of X's only series.
+    let times = |v: [&str; 3]| {
+        vec![(
+            "{}".to_string(),
+            at(&[(660.0, v[0]), (780.0, v[1]), (900.0, v[2])]),
+        )]
+    };
+    assert_eq!(ask("time()").await, times(["660", "780", "900"]));
+    assert_eq!(
+        ask("vector(time()) - 600").await,
+        times(["60", "180", "300"])
+    );
+    assert_eq!(ask("scalar(g{a=\"1\"})").await, times(["11", "13", "15"]));
+    assert_eq!(ask("scalar(g)").await, times(["NaN", "NaN", "NaN"]));
+    assert_eq!(ask("time() > bool 700").await, times(["0", "1", "1"]));
+    assert_eq!(
+        ask("g{a=\"1\"} - time() / 60").await,
+        vec![(
+            r#"{"a":"1"}"#.to_string(),
+            at(&[(660.0, "0"), (780.0, "0"), (900.0, "0")])
+        )]
+    );
+    assert_eq!(
+        ask("g >= scalar(g{a=\"1\"}) + 10").await,
+        vec![(g2.to_string(), all2.clone())],
+        "g2 is 10 above g1 at every time, g1 never is"
+    );
+    assert!(ask("g > scalar(g{a=\"1\"}) + 10").await.is_empty());
+    let (_, body) = get(
+        &app,
+        &format!(
+            "/api/v1/query?query={}&time=700",
+            crate::tests::enc("time()")
+        ),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "scalar", "{body}");
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([700.0, "700"]),
+        "{body}"
+    );
     // absent: 1 where nothing has a value, labelled with what the selector asks to equal.
     assert_eq!(
         ask("absent(g{a=\"9\", job=\"x\", b=~\"y\"})").await,
@@ -1524,6 +1573,10 @@ async fn comparisons_set_operators_and_offsets_follow_prometheus() {
         ("g offset 5q", "is not an offset"),
         ("vector(g)", "takes a number"),
         ("absent(1)", "not a number"),
+        ("absent(time())", "not a number"),
+        ("time() > 700", "needs bool"),
+        ("g and time()", "works between series"),
+        ("time(g)", "takes no argument"),
     ] {
         let (code, body) = get(
             &app,
