@@ -165,20 +165,20 @@ pub fn compare(
     let from = now - (days * 86_400_000.0) as i64;
     // Only while prescale ran the workload: from its first pass in the window (demand
     // stored from before, a history it was given, had no capacity of prescale's).
-    let mut began: Option<TimestampMs> = None;
-    for t in tiers {
-        let held = series(
-            store,
-            "prescale_instances",
-            &w.name,
-            Some(&t.name),
-            from,
-            now,
-        )?;
-        if let Some(&(ts, _)) = held.first() {
-            began = Some(began.map_or(ts, |b| b.min(ts)));
-        }
-    }
+    let held = tiers
+        .iter()
+        .map(|t| {
+            series(
+                store,
+                "prescale_instances",
+                &w.name,
+                Some(&t.name),
+                from,
+                now,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let began = held.iter().filter_map(|h| h.first().map(|x| x.0)).min();
     let began = began.ok_or_else(|| {
         format!(
             "prescale has not run {:?} in the last {days} day(s): nothing of its own to compare",
@@ -199,18 +199,13 @@ pub fn compare(
     let single_tier = hpa_tier(tiers, w)
         .ok_or_else(|| format!("no tier serves {:?}, so HPA has none to scale", w.name))?;
     // prescale: what it held and what it had ready, pass by pass.
-    let mut cost = 0.0;
+    let cost: f64 = tiers
+        .iter()
+        .zip(&held)
+        .map(|(t, h)| spent(h, t.price_per_hour, first, to))
+        .sum();
     let mut ready: BTreeMap<TimestampMs, f64> = BTreeMap::new();
     for t in tiers {
-        let held = series(
-            store,
-            "prescale_instances",
-            &w.name,
-            Some(&t.name),
-            first,
-            to,
-        )?;
-        cost += spent(&held, t.price_per_hour, first, to);
         for (ts, v) in series(
             store,
             "prescale_capacity_vcpu",
