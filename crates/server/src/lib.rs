@@ -67,7 +67,18 @@ pub struct AppState {
     pub targets: Targets,
     /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
     pub provider: String,
+    /// Comparisons with HPA made lately, by workload and days, with when they were
+    /// made and the last pass they saw: each dashboard asks for one a minute.
+    compared: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, u64), Compared>>>,
+    /// Comparisons computed (not served from [`AppState::compared`]).
+    compare_runs: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// A comparison, when it was made, and the last pass it covered.
+type Compared = (std::time::Instant, i64, compare::Comparison);
+
+/// How long a comparison is served again while no pass has run since.
+const COMPARE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Scrape targets' health by (job, instance), shared by the scrape loops and the API.
 pub type Targets = Arc<RwLock<std::collections::BTreeMap<(String, String), TargetHealth>>>;
@@ -112,6 +123,8 @@ impl AppState {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
+            compared: Default::default(),
+            compare_runs: Default::default(),
         })
     }
 }
@@ -495,13 +508,27 @@ async fn workload_part(
                 .find(|w| w.name == name)
                 .cloned()
                 .expect("a configured workload");
+            // Served again for a minute while it still covers the last pass: a week's
+            // replay is a fraction of a second, and every open dashboard asks.
+            let key = (name.clone(), days.to_bits());
+            let fresh = |c: &Compared| c.0.elapsed() < COMPARE_TTL && c.1 == now;
+            if let Some(c) = st.compared.lock().expect("cache lock").get(&key).filter(|c| fresh(c)) {
+                return Json(json!({"status": "success", "data": c.2})).into_response();
+            }
             let (store, tiers) = (st.store.clone(), st.tiers.clone());
             let done = tokio::task::spawn_blocking(move || {
                 compare::compare(&store, &tiers, &w, days, now)
             })
             .await;
             match done {
-                Ok(Ok(c)) => Json(json!({"status": "success", "data": c})).into_response(),
+                Ok(Ok(c)) => {
+                    st.compare_runs.fetch_add(1, Ordering::Relaxed);
+                    let body = Json(json!({"status": "success", "data": c})).into_response();
+                    let mut cache = st.compared.lock().expect("cache lock");
+                    cache.retain(|_, c| c.0.elapsed() < COMPARE_TTL);
+                    cache.insert(key, (std::time::Instant::now(), now, c));
+                    body
+                }
                 Ok(Err(m)) => error(StatusCode::NOT_FOUND, m),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
@@ -542,7 +569,7 @@ pub fn render_metrics(st: &AppState) -> String {
         )],
     );
     // Unlabelled series: (name, type, help, value).
-    let scalars: [(&str, &str, &str, f64); 10] = [
+    let scalars: [(&str, &str, &str, f64); 11] = [
         (
             "prescale_control_passes_total",
             "counter",
@@ -578,6 +605,12 @@ pub fn render_metrics(st: &AppState) -> String {
             "counter",
             "Decisions in the decision log.",
             st.store.decision_count() as f64,
+        ),
+        (
+            "prescale_compare_runs_total",
+            "counter",
+            "Comparisons with HPA computed (GET .../compare; others were served again).",
+            st.compare_runs.load(Ordering::Relaxed) as f64,
         ),
         (
             "prescale_samples_appended_total",

@@ -229,6 +229,16 @@ async fn workload_endpoints() {
     // Against HPA on the same stored demand.
     let (code, body) = get(&app, "/api/v1/workloads/host/compare?days=1").await;
     assert_eq!(code, StatusCode::OK, "{body}");
+    // Asked again with no pass since: served again, not replayed; other days are.
+    let runs = |n: u32| format!("prescale_compare_runs_total {n}\n");
+    assert_eq!(
+        get(&app, "/api/v1/workloads/host/compare?days=1").await.1,
+        body
+    );
+    assert!(get(&app, "/metrics").await.1.contains(&runs(1)));
+    let (code, _) = get(&app, "/api/v1/workloads/host/compare?days=2").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(get(&app, "/metrics").await.1.contains(&runs(2)));
     let c: serde_json::Value = serde_json::from_str(&body).unwrap();
     let c = &c["data"];
     let (_, body) = get(
