@@ -350,6 +350,19 @@ fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
         .unwrap_or_else(|| panic!("no workload drawn: {}", &html[..html.len().min(3000)]));
     // CPU, its cost, and memory.
     assert_eq!(host.matches("<svg").count(), 3, "{host}");
+    // Seconds of history: no comparison with HPA yet, and it says why (the API's reason
+    // while fewer than two steps followed the first pass, then how long until an hour).
+    let why = host
+        .split("against HPA: ")
+        .nth(1)
+        .and_then(|x| x.split('<').next())
+        .unwrap_or_else(|| panic!("no word on the comparison: {host}"));
+    assert!(
+        why.starts_with("after an hour of prescale's own history")
+            || why.contains("at least two are needed to compare"),
+        "{why}"
+    );
+    assert!(!host.contains("HPA would have cost"), "{host}");
     let memory = host
         .split("memory (GiB): demand ")
         .nth(1)
