@@ -68,16 +68,17 @@ pub struct AppState {
     /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
     pub provider: String,
     /// Comparisons with HPA made lately, by workload and days, with when they were
-    /// made and the last pass they saw: each dashboard asks for one a minute.
+    /// made: each open dashboard asks for one a minute.
     compared: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, u64), Compared>>>,
     /// Comparisons computed (not served from [`AppState::compared`]).
     compare_runs: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// A comparison, when it was made, and the last pass it covered.
-type Compared = (std::time::Instant, i64, compare::Comparison);
+/// A comparison and when it was made.
+type Compared = (std::time::Instant, compare::Comparison);
 
-/// How long a comparison is served again while no pass has run since.
+/// How long a comparison is served again: it covers days, and the passes of a minute
+/// change it by little, while a live daemon passes every 15 s.
 const COMPARE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Scrape targets' health by (job, instance), shared by the scrape loops and the API.
@@ -511,9 +512,9 @@ async fn workload_part(
             // Served again for a minute while it still covers the last pass: a week's
             // replay is a fraction of a second, and every open dashboard asks.
             let key = (name.clone(), days.to_bits());
-            let fresh = |c: &Compared| c.0.elapsed() < COMPARE_TTL && c.1 == now;
+            let fresh = |c: &Compared| c.0.elapsed() < COMPARE_TTL;
             if let Some(c) = st.compared.lock().expect("cache lock").get(&key).filter(|c| fresh(c)) {
-                return Json(json!({"status": "success", "data": c.2})).into_response();
+                return Json(json!({"status": "success", "data": c.1})).into_response();
             }
             let (store, tiers) = (st.store.clone(), st.tiers.clone());
             let done = tokio::task::spawn_blocking(move || {
@@ -526,7 +527,7 @@ async fn workload_part(
                     let body = Json(json!({"status": "success", "data": c})).into_response();
                     let mut cache = st.compared.lock().expect("cache lock");
                     cache.retain(|_, c| c.0.elapsed() < COMPARE_TTL);
-                    cache.insert(key, (std::time::Instant::now(), now, c));
+                    cache.insert(key, (std::time::Instant::now(), c));
                     body
                 }
                 Ok(Err(m)) => error(StatusCode::NOT_FOUND, m),

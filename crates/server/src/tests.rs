@@ -229,7 +229,7 @@ async fn workload_endpoints() {
     // Against HPA on the same stored demand.
     let (code, body) = get(&app, "/api/v1/workloads/host/compare?days=1").await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    // Asked again with no pass since: served again, not replayed; other days are.
+    // Asked again within the minute: served again, not replayed; other days are.
     let runs = |n: u32| format!("prescale_compare_runs_total {n}\n");
     assert_eq!(
         get(&app, "/api/v1/workloads/host/compare?days=1").await.1,
