@@ -509,8 +509,8 @@ async fn workload_part(
                 .find(|w| w.name == name)
                 .cloned()
                 .expect("a configured workload");
-            // Served again for a minute while it still covers the last pass: a week's
-            // replay is a fraction of a second, and every open dashboard asks.
+            // Served again for a minute (see COMPARE_TTL): a week's replay takes a
+            // fraction of a second, and every open dashboard asks once a minute.
             let key = (name.clone(), days.to_bits());
             let fresh = |c: &Compared| c.0.elapsed() < COMPARE_TTL;
             if let Some(c) = st.compared.lock().expect("cache lock").get(&key).filter(|c| fresh(c)) {
@@ -526,7 +526,7 @@ async fn workload_part(
                     st.compare_runs.fetch_add(1, Ordering::Relaxed);
                     let body = Json(json!({"status": "success", "data": c})).into_response();
                     let mut cache = st.compared.lock().expect("cache lock");
-                    cache.retain(|_, c| c.0.elapsed() < COMPARE_TTL);
+                    cache.retain(|_, c| fresh(c));
                     cache.insert(key, (std::time::Instant::now(), c));
                     body
                 }
