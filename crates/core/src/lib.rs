@@ -19,7 +19,8 @@ pub use model::{
     Tier, TierClass, Workload,
 };
 pub use selector::{
-    parens, parse_duration_ms, scalar_factor, unquoted, Demand, DemandExpr, Selector,
+    parens, parse_duration_ms, parse_matchers, scalar_factor, unquoted, Demand, DemandExpr,
+    MatchOp, Matcher, Selector,
 };
 pub use series::{Sample, SeriesKey};
 

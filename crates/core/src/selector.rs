@@ -133,33 +133,7 @@ impl Selector {
                 .trim_end()
                 .strip_suffix('}')
                 .ok_or_else(|| bad("missing closing '}'".into()))?;
-            let mut rest = body;
-            loop {
-                rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
-                if rest.is_empty() {
-                    break;
-                }
-                let end = rest
-                    .find(['=', '!'])
-                    .ok_or_else(|| bad("label without an operator (=, !=, =~, !~)".into()))?;
-                let label = rest[..end].trim();
-                let after = &rest[end..];
-                let (op, after) = if let Some(a) = after.strip_prefix("=~") {
-                    (MatchOp::Re, a)
-                } else if let Some(a) = after.strip_prefix("!=") {
-                    (MatchOp::Ne, a)
-                } else if let Some(a) = after.strip_prefix("!~") {
-                    (MatchOp::NotRe, a)
-                } else if let Some(a) = after.strip_prefix('=') {
-                    (MatchOp::Eq, a)
-                } else {
-                    return Err(bad(format!("unknown operator after {label:?}")));
-                };
-                SeriesKey::new("m", [(label, "")]).map_err(|e| bad(e.to_string()))?;
-                let (value, after) = quoted(after.trim_start()).map_err(|e| bad(e.into()))?;
-                matchers.push(Matcher::new(label, op, &value).map_err(bad)?);
-                rest = after;
-            }
+            matchers = parse_matchers(body, false).map_err(bad)?;
         }
         Ok(Self {
             name: name.to_string(),
@@ -174,6 +148,42 @@ impl Selector {
                 .matchers
                 .iter()
                 .all(|m| m.matches(key.labels.get(&m.label).map(String::as_str).unwrap_or("")))
+    }
+}
+
+/// The label matchers between a selector's braces (`a="x", b!="y", c=~"z.*"`), in
+/// order. `__name__` (the metric name) is a label here only with `name_ok`, as in the
+/// query API's `{__name__=~"prescale_.*"}`; a workload's selector names its metric.
+pub fn parse_matchers(body: &str, name_ok: bool) -> Result<Vec<Matcher>, String> {
+    let mut matchers = Vec::new();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
+            return Ok(matchers);
+        }
+        let end = rest
+            .find(['=', '!'])
+            .ok_or("label without an operator (=, !=, =~, !~)")?;
+        let label = rest[..end].trim();
+        let after = &rest[end..];
+        let (op, after) = if let Some(a) = after.strip_prefix("=~") {
+            (MatchOp::Re, a)
+        } else if let Some(a) = after.strip_prefix("!=") {
+            (MatchOp::Ne, a)
+        } else if let Some(a) = after.strip_prefix("!~") {
+            (MatchOp::NotRe, a)
+        } else if let Some(a) = after.strip_prefix('=') {
+            (MatchOp::Eq, a)
+        } else {
+            return Err(format!("unknown operator after {label:?}"));
+        };
+        if !(name_ok && label == "__name__") {
+            SeriesKey::new("m", [(label, "")]).map_err(|e| e.to_string())?;
+        }
+        let (value, after) = quoted(after.trim_start())?;
+        matchers.push(Matcher::new(label, op, &value)?);
+        rest = after;
     }
 }
 

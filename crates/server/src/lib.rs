@@ -9,9 +9,9 @@
 //! | --- | --- |
 //! | `GET /healthz` | `ok` while the process serves |
 //! | `GET /metrics` | prescale's own metrics, current forecasts and allocations |
-//! | `GET /api/v1/series` | every stored series |
+//! | `GET /api/v1/series` | every stored series; with `match[]`, Prometheus' answer ([`promapi`]) |
 //! | `GET /api/v1/query_range?series=SEL&start=S&end=E[&max_points=N&reduce=max\|mean]` | samples of one series (unix seconds), thinned to at most N ([`thin`]) |
-//! | `GET /api/v1/query`, `query_range?query=..&step=..`, `labels`, `label/NAME/values`, `status/buildinfo` | Prometheus' query API for selectors and `rate()` ([`promql`]) |
+//! | `GET\|POST /api/v1/query`, `query_range?query=..&step=..`, `labels`, `label/NAME/values`, `status/buildinfo` | Prometheus' query API ([`promql`], its parameters and `match[]` in [`promapi`]) |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
 //! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
 //! | `GET /api/v1/sources` | receivers and their counts, targets, the sample store, the provider |
@@ -42,6 +42,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub mod compare;
+pub mod promapi;
 pub mod promql;
 pub mod write;
 
@@ -141,13 +142,13 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { Html(DASHBOARD) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/api/v1/series", get(series))
-        .route("/api/v1/query_range", get(query_range))
+        .route("/api/v1/series", get(promapi::series).post(promapi::series))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/targets", get(targets))
-        .route("/api/v1/query", get(promql::query))
-        .route("/api/v1/labels", get(promql::labels))
-        .route("/api/v1/label/{name}/values", get(promql::label_values))
+        .route("/api/v1/query", get(promql::query).post(promql::query))
+        .route("/api/v1/labels", get(promapi::labels).post(promapi::labels))
+        .route("/api/v1/label/{name}/values", get(promapi::label_values))
         .route("/api/v1/status/buildinfo", get(promql::buildinfo))
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
@@ -227,17 +228,11 @@ async fn sources(State(st): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn series(State(st): State<AppState>) -> Response {
-    let v: Vec<String> = st.store.series().iter().map(|k| k.to_string()).collect();
-    Json(json!({"status": "success", "data": v})).into_response()
-}
-
 #[derive(Deserialize)]
 struct RangeParams {
     series: Option<String>,
-    query: Option<String>,
-    start: Option<f64>,
-    end: Option<f64>,
+    start: Option<String>,
+    end: Option<String>,
     /// At most this many samples: more are thinned, a sample per equal slice of the range.
     max_points: Option<usize>,
     /// How a slice's samples become one: `max` (the default: no peak is lost) or `mean`
@@ -288,11 +283,12 @@ pub(crate) fn thin(
 async fn query_range(
     State(st): State<AppState>,
     Query(p): Query<RangeParams>,
-    Query(prom): Query<promql::PromParams>,
+    api: promapi::ApiParams,
 ) -> Response {
-    // Prometheus' form (`query`, `step`), as Grafana asks it; else one series' samples.
-    if p.series.is_none() && p.query.is_some() {
-        return promql::query_range(st, prom).await;
+    // Prometheus' form (`query`, `step`; a GET or a form POST), as Grafana asks it; else
+    // one series' samples.
+    if p.series.is_none() && api.get("query").is_some() {
+        return promql::query_range(st, api.query()).await;
     }
     let Some(sel) = p.series else {
         return error(
@@ -304,15 +300,16 @@ async fn query_range(
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let to_ms = |s: f64| (s * 1000.0).round() as i64;
-    let end = p.end.map_or(i64::MAX, to_ms);
-    let start = p.start.map_or(i64::MIN, to_ms);
-    if p.start.is_some_and(|s| !s.is_finite()) || p.end.is_some_and(|s| !s.is_finite()) {
+    let time = |v: &Option<String>, default: i64| match v.as_deref() {
+        None => Some(default),
+        Some(s) => prescale_core::parse_ts(s),
+    };
+    let (Some(start), Some(end)) = (time(&p.start, i64::MIN), time(&p.end, i64::MAX)) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "start and end must be finite unix seconds",
+            "start and end must be finite unix seconds or RFC 3339",
         );
-    }
+    };
     let mean = match p.reduce.as_deref() {
         None | Some("max") => false,
         Some("mean") => true,

@@ -18,7 +18,8 @@
 //! `vector(N)`, `absent(X)`, `time()` and `scalar(X)` (numbers are one per evaluation
 //! time, so `time()` moves), and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
-//! `labels`, `label/NAME/values` and `status/buildinfo`. Other PromQL (other functions
+//! and `status/buildinfo` (`labels`, `label/NAME/values` and `series` are in
+//! [`crate::promapi`]). Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
 //!
 //! As in Prometheus, a selector's value at time `t` is its newest sample in the five
@@ -29,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -47,14 +48,14 @@ const MAX_POINTS: i64 = 11_000;
 /// A query's parameters, as Prometheus takes them.
 #[derive(Deserialize)]
 pub struct PromParams {
-    query: Option<String>,
-    time: Option<String>,
-    start: Option<String>,
-    end: Option<String>,
-    step: Option<String>,
+    pub(crate) query: Option<String>,
+    pub(crate) time: Option<String>,
+    pub(crate) start: Option<String>,
+    pub(crate) end: Option<String>,
+    pub(crate) step: Option<String>,
 }
 
-fn bad(msg: impl Into<String>) -> Response {
+pub(crate) fn bad(msg: impl Into<String>) -> Response {
     let msg = msg.into();
     (
         StatusCode::BAD_REQUEST,
@@ -63,10 +64,9 @@ fn bad(msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Unix seconds (as Grafana sends them), in ms.
+/// Unix seconds (as Grafana sends them) or RFC 3339, in ms.
 fn parse_time(s: &str) -> Option<TimestampMs> {
-    let v = s.parse::<f64>().ok()?;
-    v.is_finite().then(|| (v * 1000.0).round() as TimestampMs)
+    prescale_core::parse_ts(s)
 }
 
 /// A step as seconds (`15`, `0.5`) or a duration (`15s`, `1m`, `1h`), in ms.
@@ -1892,7 +1892,8 @@ async fn run_blocking(
 }
 
 /// `GET /api/v1/query`: an instant vector at `time` (default now).
-pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> Response {
+pub async fn query(State(st): State<AppState>, p: crate::promapi::ApiParams) -> Response {
+    let p = p.query();
     let expr = match parse_query(&p) {
         Ok(e) => e,
         Err(m) => return bad(m),
@@ -1900,7 +1901,7 @@ pub async fn query(State(st): State<AppState>, Query(p): Query<PromParams>) -> R
     let t = match p.time.as_deref().map(parse_time) {
         None => now_ms(),
         Some(Some(t)) => t,
-        Some(None) => return bad("`time` must be unix seconds"),
+        Some(None) => return bad("`time` must be unix seconds or RFC 3339"),
     };
     let series = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
         Ok((Val::Vector(v), _)) => v,
@@ -1930,7 +1931,7 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
         p.start.as_deref().and_then(parse_time),
         p.end.as_deref().and_then(parse_time),
     ) else {
-        return bad("`start` and `end` must be unix seconds");
+        return bad("`start` and `end` must be unix seconds or RFC 3339");
     };
     let Some(step) = p.step.as_deref().and_then(parse_step) else {
         return bad("`step` must be a positive number of seconds or a duration such as 15s");
@@ -1968,29 +1969,6 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
         .collect();
     Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
         .into_response()
-}
-
-/// `GET /api/v1/labels`: every label name, `__name__` included.
-pub async fn labels(State(st): State<AppState>) -> Response {
-    let mut names: BTreeSet<String> = BTreeSet::from(["__name__".to_string()]);
-    for k in st.store.series() {
-        names.extend(k.labels.into_keys());
-    }
-    Json(json!({"status": "success", "data": names})).into_response()
-}
-
-/// `GET /api/v1/label/{name}/values`: every value of one label (metric names for
-/// `__name__`).
-pub async fn label_values(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    let mut values: BTreeSet<String> = BTreeSet::new();
-    for k in st.store.series() {
-        if name == "__name__" {
-            values.insert(k.name);
-        } else if let Some(v) = k.labels.get(&name) {
-            values.insert(v.clone());
-        }
-    }
-    Json(json!({"status": "success", "data": values})).into_response()
 }
 
 /// `GET /api/v1/status/buildinfo`: what Grafana asks a data source first.

@@ -1335,6 +1335,174 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
 }
 
 #[tokio::test]
+async fn grafana_posts_forms_and_browses_series_with_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    gauges_and_a_counter(&store, &[(r#"g{a="1"}"#, 10.0), (r#"g{a="2"}"#, 20.0)]);
+    // A series whose samples end long before the others' start (600 s).
+    let old: Vec<Sample> = (0..5)
+        .map(|i| Sample::new(i * 10_000, 1.0).unwrap())
+        .collect();
+    store
+        .append(&SeriesKey::parse(r#"h{b="x"}"#).unwrap(), &old)
+        .unwrap();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json = |body: &str| -> serde_json::Value {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+
+    // Grafana's default: queries as POSTs with a form body.
+    let body = format!("query={}&time=700", enc(r#"g{a="1"}"#));
+    let (code, got) = post(&app, "/api/v1/query", &form, body.into_bytes()).await;
+    assert_eq!(code, StatusCode::OK, "{got}");
+    assert_eq!(
+        json(&got)["data"]["result"][0]["value"],
+        serde_json::json!([700.0, "11"])
+    );
+    let range = format!("query={}&start=660&end=900&step=120", enc(r#"g{a="1"}"#));
+    let (code, posted) = post(
+        &app,
+        "/api/v1/query_range",
+        &form,
+        range.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{posted}");
+    let (_, asked) = get(&app, &format!("/api/v1/query_range?{range}")).await;
+    assert_eq!(json(&posted), json(&asked), "a POST answers as a GET does");
+    assert_eq!(
+        json(&posted)["data"]["result"][0]["values"],
+        serde_json::json!([[660.0, "11"], [780.0, "13"], [900.0, "15"]])
+    );
+    // The body's values come before the query string's, as in Prometheus.
+    let (_, got) = post(
+        &app,
+        "/api/v1/query?time=900",
+        &form,
+        format!("query={}&time=700", enc(r#"g{a="2"}"#)).into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        json(&got)["data"]["result"][0]["value"],
+        serde_json::json!([700.0, "21"])
+    );
+    // RFC 3339 times, as Prometheus takes them too.
+    let (code, got) = get(
+        &app,
+        &format!(
+            "/api/v1/query?query={}&time=1970-01-01T00:11:40Z",
+            enc(r#"g{a="1"}"#)
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{got}");
+    assert_eq!(
+        json(&got)["data"]["result"][0]["value"],
+        serde_json::json!([700.0, "11"])
+    );
+    // A body that is not a form says what to send.
+    let (code, got) = post(
+        &app,
+        "/api/v1/query",
+        &[("content-type", "application/json")],
+        br#"{"query":"g"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(got.contains("x-www-form-urlencoded"), "{got}");
+
+    // series with match[]: each series' labels, its name as __name__.
+    let (code, got) = get(&app, "/api/v1/series?match[]=g").await;
+    assert_eq!(code, StatusCode::OK, "{got}");
+    assert_eq!(
+        json(&got)["data"],
+        serde_json::json!([{"__name__": "g", "a": "1"}, {"__name__": "g", "a": "2"}])
+    );
+    // Several selectors: the union; a name matcher; only series with samples in range.
+    let uri = format!(
+        "/api/v1/series?match[]={}&match[]={}",
+        enc(r#"{__name__=~"g|h"}"#),
+        enc(r#"c_total{job="x"}"#)
+    );
+    let (_, got) = get(&app, &uri).await;
+    assert_eq!(json(&got)["data"].as_array().unwrap().len(), 4, "{got}");
+    let (_, got) = get(&app, &format!("{uri}&start=600&end=1200")).await;
+    let names: Vec<&str> = json(&got)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["__name__"].as_str().unwrap())
+        .map(|n| if n == "h" { "h" } else { "other" })
+        .collect();
+    assert_eq!(names, ["other"; 3], "h has no sample after 40 s: {got}");
+    let (_, got) = get(&app, &format!("{uri}&start=0&end=5")).await;
+    assert_eq!(
+        json(&got)["data"],
+        serde_json::json!([{"__name__": "h", "b": "x"}])
+    );
+    // POSTed, as Grafana's browser does.
+    let (code, got) = post(
+        &app,
+        "/api/v1/series",
+        &form,
+        format!("match[]={}", enc(r#"g{a!="2"}"#)).into_bytes(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{got}");
+    assert_eq!(
+        json(&got)["data"],
+        serde_json::json!([{"__name__": "g", "a": "1"}])
+    );
+    // Without match[], prescale's own list of stored series, as before.
+    let (_, got) = get(&app, "/api/v1/series").await;
+    assert!(got.contains(r#""g{a=\"1\"}""#), "{got}");
+    // Selectors that would list everything, or do not parse, are refused, saying why.
+    for bad in [r#"{}"#, r#"{a=~".*"}"#, r#"{a=""}"#] {
+        let (code, got) = get(&app, &format!("/api/v1/series?match[]={}", enc(bad))).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}: {got}");
+        assert!(got.contains("every series"), "{got}");
+    }
+    let (code, got) = get(&app, &format!("/api/v1/series?match[]={}", enc("g{a="))).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{got}");
+    assert!(got.contains("match[]="), "{got}");
+    let (code, got) = get(&app, "/api/v1/series?match[]=g&start=yesterday").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{got}");
+    assert!(got.contains("RFC 3339"), "{got}");
+    let (code, got) = get(&app, "/api/v1/series?match[]=g&start=10&end=5").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{got}");
+
+    // Label names and values of the series picked.
+    let (_, got) = get(&app, "/api/v1/labels?match[]=c_total").await;
+    assert_eq!(json(&got)["data"], serde_json::json!(["__name__", "job"]));
+    let (_, got) = post(
+        &app,
+        "/api/v1/labels",
+        &form,
+        b"match[]=h&match[]=c_total".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        json(&got)["data"],
+        serde_json::json!(["__name__", "b", "job"])
+    );
+    let (_, got) = get(&app, "/api/v1/labels").await;
+    assert_eq!(
+        json(&got)["data"],
+        serde_json::json!(["__name__", "a", "b", "job"])
+    );
+    let (_, got) = get(
+        &app,
+        &format!("/api/v1/label/a/values?match[]={}", enc(r#"g{a!="2"}"#)),
+    )
+    .await;
+    assert_eq!(json(&got)["data"], serde_json::json!(["1"]));
+    let (_, got) = get(&app, "/api/v1/label/__name__/values?start=600&end=1200").await;
+    assert_eq!(json(&got)["data"], serde_json::json!(["c_total", "g"]));
+    let (_, got) = get(&app, "/api/v1/label/__name__/values").await;
+    assert_eq!(json(&got)["data"], serde_json::json!(["c_total", "g", "h"]));
+}
+
+#[tokio::test]
 async fn comparisons_set_operators_and_offsets_follow_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let (app, store) = writable(dir.path(), Config::default());

@@ -684,6 +684,39 @@ impl Store {
         Ok(Some(merge(chunked, out)))
     }
 
+    /// Whether `key` has a sample with `start <= ts <= end`, without reading them all:
+    /// what the query API's series and label lists filter on. A remote store answers
+    /// for the series its listing holds (those seen within its lookback).
+    pub fn has_samples(
+        &self,
+        key: &SeriesKey,
+        start: TimestampMs,
+        end: TimestampMs,
+    ) -> Result<bool> {
+        if self.inner.remote.is_some() {
+            return Ok(true);
+        }
+        let Some(id) = self.series_id(key, false)? else {
+            return Ok(false);
+        };
+        if start > end {
+            return Ok(false);
+        }
+        if let Some(item) = self
+            .inner
+            .samples
+            .range(sample_key(id, start)..=sample_key(id, end))
+            .next()
+        {
+            item.into_inner().map_err(self.io())?;
+            return Ok(true);
+        }
+        Ok(self
+            .chunks_in(id, start, end)?
+            .iter()
+            .any(|c| c.samples.iter().any(|s| (start..=end).contains(&s.ts))))
+    }
+
     /// The chunks of series `id` that may hold samples in `[start, end]` (their last
     /// timestamp at or after `start`, their first at or before `end`), in time order.
     fn chunks_in(&self, id: u64, start: TimestampMs, end: TimestampMs) -> Result<Vec<Chunk>> {
@@ -1084,6 +1117,37 @@ mod tests {
         st.inner.chunks.iter().fold((0, 0), |(n, b), item| {
             (n + 1, b + item.into_inner().unwrap().1.len())
         })
+    }
+
+    #[test]
+    fn has_samples_looks_in_rows_and_chunks_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let k = key(r#"cpu{host="a"}"#);
+        // Samples at 0..=9 s and 100..=109 s: a gap between.
+        let all: Vec<Sample> = (0..10)
+            .chain(100..110)
+            .map(|i| s(i * 1000, i as f64))
+            .collect();
+        st.append(&k, &all).unwrap();
+        let check = |st: &Store| {
+            assert!(st.has_samples(&k, 0, 0).unwrap());
+            assert!(st.has_samples(&k, 5_500, 100_000).unwrap());
+            assert!(st.has_samples(&k, i64::MIN, i64::MAX).unwrap());
+            assert!(!st.has_samples(&k, 9_001, 99_999).unwrap(), "the gap");
+            assert!(!st.has_samples(&k, 109_001, i64::MAX).unwrap());
+            assert!(
+                !st.has_samples(&k, 5_000, 4_000).unwrap(),
+                "start after end"
+            );
+            assert!(!st.has_samples(&key("nope"), 0, i64::MAX).unwrap());
+        };
+        check(&st);
+        // The first run and the gap into one chunk; the second run stays rows.
+        assert_eq!(st.compress_before(&k, 50_000).unwrap(), 10);
+        check(&st);
+        assert_eq!(st.compress_before(&k, 200_000).unwrap(), 10);
+        check(&st);
     }
 
     #[test]

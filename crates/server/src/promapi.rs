@@ -1,0 +1,271 @@
+//! How Prometheus' HTTP API takes its parameters, and the metadata part of it: the
+//! series, label names and label values that `match[]` selectors pick among the series
+//! with samples between `start` and `end`.
+//!
+//! Grafana's Prometheus data source sends its queries as POSTs with a form body by
+//! default (its "HTTP method" setting), and its metric and label browsers ask
+//! `series`, `labels` and `label/NAME/values` with `match[]`, `start` and `end`.
+//! [`ApiParams`] reads the query string and such a body alike, as Prometheus does (the
+//! body's values first), so every endpoint here answers GET and POST the same.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use prescale_core::{parse_matchers, parse_ts, MatchOp, Matcher, SeriesKey, TimestampMs};
+use serde_json::json;
+
+use crate::promql::{bad, PromParams};
+use crate::AppState;
+
+/// A Prometheus API call's parameters, in order: a POST's form body's, then the query
+/// string's. A name may repeat (`match[]`); [`ApiParams::get`] gives its first value.
+#[derive(Debug, Default)]
+pub struct ApiParams(Vec<(String, String)>);
+
+impl ApiParams {
+    /// Reads `application/x-www-form-urlencoded` pairs.
+    pub fn parse(form: &[u8]) -> Self {
+        Self(form_urlencoded::parse(form).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The parameters a query takes.
+    pub fn query(&self) -> PromParams {
+        let own = |k: &str| self.get(k).map(str::to_string);
+        PromParams {
+            query: own("query"),
+            time: own("time"),
+            start: own("start"),
+            end: own("end"),
+            step: own("step"),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for ApiParams {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let from_uri = req
+            .uri()
+            .query()
+            .map(|q| Self::parse(q.as_bytes()))
+            .unwrap_or_default();
+        if req.method() != Method::POST {
+            return Ok(from_uri);
+        }
+        let form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if body.is_empty() {
+            return Ok(from_uri);
+        }
+        if !form {
+            return Err(bad(
+                "a POST's parameters go in an application/x-www-form-urlencoded body, as Prometheus' API takes them (e.g. query=up&time=1700000000)",
+            ));
+        }
+        let mut all = Self::parse(&body);
+        all.0.extend(from_uri.0);
+        Ok(all)
+    }
+}
+
+/// One `match[]` selector: `name`, `name{...}` or `{...}`, whose matchers may test
+/// `__name__` (the metric name).
+#[derive(Debug)]
+pub struct SeriesMatch(Vec<Matcher>);
+
+impl SeriesMatch {
+    /// Parses one; as Prometheus, refuses one that every series without labels would
+    /// pass (`{}`, `{a=""}`, `{a=~".*"}`): it would list everything.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let usage = "e.g. match[]=prescale_demand or match[]={workload=\"web\"}";
+        let (name, body) = match s.find('{') {
+            Some(i) => {
+                let body = s[i + 1..]
+                    .trim_end()
+                    .strip_suffix('}')
+                    .ok_or_else(|| format!("{s:?} misses its closing '}}'; {usage}"))?;
+                (s[..i].trim(), Some(body))
+            }
+            None => (s, None),
+        };
+        let mut matchers = Vec::new();
+        if !name.is_empty() {
+            SeriesKey::metric(name).map_err(|e| format!("{e}; {usage}"))?;
+            matchers.push(Matcher::new("__name__", MatchOp::Eq, name)?);
+        }
+        if let Some(body) = body {
+            matchers
+                .extend(parse_matchers(body, true).map_err(|e| format!("{s:?}: {e}; {usage}"))?);
+        }
+        if matchers.iter().all(|m| m.matches("")) {
+            return Err(format!(
+                "{s:?} would match every series: name a metric or give a label a value; {usage}"
+            ));
+        }
+        Ok(Self(matchers))
+    }
+
+    /// Whether it picks `key`.
+    pub fn matches(&self, key: &SeriesKey) -> bool {
+        self.0.iter().all(|m| {
+            let v = if m.label == "__name__" {
+                key.name.as_str()
+            } else {
+                key.labels.get(&m.label).map_or("", String::as_str)
+            };
+            m.matches(v)
+        })
+    }
+}
+
+/// Why [`matching_series`] has no answer: the request's fault (400) or the store's (500).
+enum Unmatched {
+    Bad(String),
+    Store(String),
+}
+
+impl IntoResponse for Unmatched {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Bad(m) => bad(m),
+            Self::Store(m) => crate::error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+/// The stored series that any of the `match[]` selectors picks (every series without
+/// one) and that have a sample between `start` and `end` (all time without them).
+fn matching_series(st: &AppState, p: &ApiParams) -> Result<Vec<SeriesKey>, Unmatched> {
+    let selectors = p
+        .all("match[]")
+        .into_iter()
+        .map(SeriesMatch::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Unmatched::Bad)?;
+    let time = |name: &str, default: TimestampMs| match p.get(name) {
+        None => Ok(default),
+        Some(s) => parse_ts(s).ok_or_else(|| {
+            Unmatched::Bad(format!(
+                "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, not {s:?}"
+            ))
+        }),
+    };
+    let (start, end) = (time("start", i64::MIN)?, time("end", i64::MAX)?);
+    if end < start {
+        return Err(Unmatched::Bad("`end` is before `start`".into()));
+    }
+    let mut out = Vec::new();
+    for key in st.store.series() {
+        if !selectors.is_empty() && !selectors.iter().any(|s| s.matches(&key)) {
+            continue;
+        }
+        let within = (start == i64::MIN && end == i64::MAX)
+            || st
+                .store
+                .has_samples(&key, start, end)
+                .map_err(|e| Unmatched::Store(e.to_string()))?;
+        if within {
+            out.push(key);
+        }
+    }
+    Ok(out)
+}
+
+/// A series' labels with its name as `__name__`, as Prometheus lists it.
+fn label_set(key: SeriesKey) -> BTreeMap<String, String> {
+    let mut labels = key.labels;
+    labels.insert("__name__".into(), key.name);
+    labels
+}
+
+/// `GET|POST /api/v1/series`: with `match[]`, Prometheus' answer, each matching
+/// series' labels (with `start` and `end`, those with samples between them); without,
+/// prescale's own list of every stored series as strings, as it always answered.
+pub async fn series(State(st): State<AppState>, p: ApiParams) -> Response {
+    if p.all("match[]").is_empty() {
+        if p.get("start").is_some() || p.get("end").is_some() {
+            return bad(
+                "`start` and `end` need a `match[]` selector, e.g. match[]=prescale_demand",
+            );
+        }
+        let v: Vec<String> = st.store.series().iter().map(|k| k.to_string()).collect();
+        return Json(json!({"status": "success", "data": v})).into_response();
+    }
+    match matching_series(&st, &p) {
+        Ok(keys) => {
+            let data: Vec<_> = keys.into_iter().map(label_set).collect();
+            Json(json!({"status": "success", "data": data})).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET|POST /api/v1/labels`: every label name (and `__name__`) of the series that
+/// `match[]`, `start` and `end` pick.
+pub async fn labels(State(st): State<AppState>, p: ApiParams) -> Response {
+    match matching_series(&st, &p) {
+        Ok(keys) => {
+            let mut names: BTreeSet<String> = BTreeSet::new();
+            for k in keys {
+                names.insert("__name__".into());
+                names.extend(k.labels.into_keys());
+            }
+            Json(json!({"status": "success", "data": names})).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/label/{name}/values`: every value of one label (metric names for
+/// `__name__`) among the series that `match[]`, `start` and `end` pick.
+pub async fn label_values(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    p: ApiParams,
+) -> Response {
+    match matching_series(&st, &p) {
+        Ok(keys) => {
+            let values: BTreeSet<String> = keys
+                .into_iter()
+                .filter_map(|k| {
+                    if name == "__name__" {
+                        Some(k.name)
+                    } else {
+                        k.labels.get(&name).cloned()
+                    }
+                })
+                .collect();
+            Json(json!({"status": "success", "data": values})).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
