@@ -15,8 +15,9 @@
 //! of precedence, `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these,
-//! `vector(N)`, `absent(X)`, `time()` and `scalar(X)` (numbers are one per evaluation
-//! time, so `time()` moves), and `label_replace(X, DST, REPLACEMENT,
+//! `vector(N)`, `absent(X)`, `time()`, `timestamp(X)` and `scalar(X)` (numbers are one
+//! per evaluation time, so `time()` moves), subqueries (`X[RANGE:RES]` of any
+//! expression in any range function, e.g. `max_over_time(rate(x[5m])[1h:1m])`), and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
 //! and `status/buildinfo` (`labels`, `label/NAME/values` and `series` are in
 //! [`crate::promapi`]). Other PromQL (other functions
@@ -94,6 +95,9 @@ struct Expr {
     factor: Option<f64>,
     /// `offset D` (ms): evaluated this long before each time asked (negative: after).
     offset: i64,
+    /// `timestamp(SELECTOR)`: each value is the time of the sample it comes from, in
+    /// unix seconds.
+    stamp: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,7 +141,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), time() and scalar(...); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), time(), timestamp(...) and scalar(...), and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL (@ modifiers among it)";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,8 +200,23 @@ enum Node {
     Vector(Box<Node>),
     /// `time()`: each evaluation time, in unix seconds.
     Time,
+    /// `timestamp(X)`: the time of each value, in unix seconds: of the sample a
+    /// selector's value comes from, else the evaluation time.
+    Timestamp(Box<Node>),
     /// `scalar(X)`: at each time, the value of X's only series with one, else NaN.
     ScalarOf(Box<Node>),
+    /// `FUNCTION(X[RANGE:RES])`, a subquery: X evaluated every `res` ms (at multiples
+    /// of it), and at each time the `range` before it (`offset` earlier) combined as
+    /// the function combines a range's samples (`over`), or as a counter's rate (`None`;
+    /// times the range for `increase`).
+    Subquery {
+        over: Option<AggOp>,
+        increase: bool,
+        arg: Box<Node>,
+        range: i64,
+        res: i64,
+        offset: i64,
+    },
     /// `absent(X)`: one series, 1 at the times X has no value, with the labels X's
     /// selector asks to equal (none for a computed X).
     Absent {
@@ -582,6 +601,13 @@ fn parse_node(q: &str) -> Result<Node, String> {
         }
         return Ok(Node::Time);
     }
+    if let Some(arg) = call(q, "timestamp")? {
+        let arg = parse_node(arg)?;
+        if matches!(arg, Node::Number(_)) {
+            return Err("timestamp(...) takes series, e.g. timestamp(up), not a number".into());
+        }
+        return Ok(Node::Timestamp(Box::new(arg)));
+    }
     if let Some(arg) = call(q, "scalar")? {
         return Ok(Node::ScalarOf(Box::new(parse_node(arg)?)));
     }
@@ -635,6 +661,9 @@ fn parse_node(q: &str) -> Result<Node, String> {
             arg: Box::new(parse_node(arg)?),
         });
     }
+    if let Some(node) = parse_subquery(q)? {
+        return Ok(node);
+    }
     if let Some(node) = parse_math(q)? {
         return Ok(node);
     }
@@ -646,6 +675,125 @@ fn parse_node(q: &str) -> Result<Node, String> {
         // An aggregation of what a stored series' evaluation cannot express.
         Err(first) => parse_aggregate(q)?.ok_or(first),
     }
+}
+
+/// A subquery's resolution when it gives none (`x[1h:]`): Prometheus' default
+/// evaluation interval, a minute.
+const SUBQUERY_RES_MS: i64 = 60_000;
+
+/// The most points a subquery may evaluate its expression at, per query.
+const MAX_SUBQUERY_POINTS: i64 = 10 * MAX_POINTS;
+
+/// `q` as one of the [`RANGE_FUNCTIONS`] of a subquery, `FUNCTION(X[RANGE:RES])` with
+/// any expression X, the resolution optional (`[1h:]`: a minute) and perhaps an
+/// `offset` after the brackets; `None` when `q` is not one.
+fn parse_subquery(q: &str) -> Result<Option<Node>, String> {
+    let Some((name, over, arg)) = range_call(q)? else {
+        return Ok(None);
+    };
+    let (arg, offset) = strip_offset(arg)?;
+    let Some((inner, brackets)) = arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) else {
+        return Ok(None);
+    };
+    let Some((range, res)) = brackets.split_once(':') else {
+        return Ok(None);
+    };
+    let usage = format!(
+        "a subquery is EXPR[RANGE:RESOLUTION], e.g. {name}(rate(x[5m])[1h:1m]), or [1h:] for a minute's resolution"
+    );
+    let duration = |s: &str| {
+        parse_step(s.trim()).ok_or_else(|| format!("{:?} is not a duration; {usage}", s.trim()))
+    };
+    let range = duration(range)?;
+    let res = match res.trim() {
+        "" => SUBQUERY_RES_MS,
+        r => duration(r)?,
+    };
+    let arg = parse_node(inner)?;
+    if matches!(arg, Node::Number(_)) {
+        return Err(format!(
+            "a subquery evaluates series, not a number; {usage}"
+        ));
+    }
+    Ok(Some(Node::Subquery {
+        over,
+        increase: name == "increase",
+        arg: Box::new(arg),
+        range,
+        res,
+        offset,
+    }))
+}
+
+/// A subquery's values at `times`: `arg` at every multiple of `res` that some time's
+/// `range` (shifted back by `offset`) covers, then each time's `(t - range, t]` of
+/// those points combined.
+#[allow(clippy::too_many_arguments)]
+fn subquery(
+    st: &AppState,
+    arg: &Node,
+    over: Option<AggOp>,
+    increase: bool,
+    range: i64,
+    res: i64,
+    offset: i64,
+    times: &[TimestampMs],
+) -> Result<Evaluated, Failed> {
+    let (first, last) = (times[0] - offset - range, times[times.len() - 1] - offset);
+    // Multiples of res from the last at or before `first` (which no window holds, but
+    // a rate counts from), up to `last`.
+    let from = first.div_euclid(res) * res;
+    let n = (last - from).div_euclid(res) + 1;
+    if n > MAX_SUBQUERY_POINTS {
+        return Err(Failed::Query(format!(
+            "the subquery would evaluate its expression at {n} points, more than {MAX_SUBQUERY_POINTS}: coarsen its resolution or narrow the range"
+        )));
+    }
+    let grid: Vec<TimestampMs> = (0..n.max(0)).map(|i| from + i * res).collect();
+    if grid.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Val::Vector(inner) = eval(st, arg, &grid, res)? else {
+        return Err(Failed::Query(
+            "a subquery evaluates series, not a number".into(),
+        ));
+    };
+    Ok(inner
+        .into_iter()
+        .filter_map(|(mut labels, values)| {
+            let points: Vec<Sample> = grid
+                .iter()
+                .zip(values)
+                .filter_map(|(&ts, v)| Some(Sample { ts, value: v? }))
+                .collect();
+            let values: Vec<Option<f64>> = times
+                .iter()
+                .map(|&t| {
+                    let t = t - offset;
+                    match over {
+                        Some(op) => {
+                            let lo = points.partition_point(|p| p.ts <= t - range);
+                            let hi = points.partition_point(|p| p.ts <= t);
+                            over_range(op, &points[lo..hi], t - range, t)
+                        }
+                        None => prescale_orchestrate::engine::window_rate(&points, t + 1, range)
+                            .map(|r| {
+                                if increase {
+                                    r * range as f64 / 1000.0
+                                } else {
+                                    r
+                                }
+                            }),
+                    }
+                })
+                .collect();
+            labels.remove("__name__");
+            values
+                .iter()
+                .any(Option::is_some)
+                .then_some((labels, values))
+        })
+        .collect())
 }
 
 /// The aggregation operators, by name.
@@ -1087,51 +1235,49 @@ fn grouping(s: &str) -> Option<(bool, &str)> {
     after.starts_with('(').then_some((by, after))
 }
 
-/// `SELECTOR`, `rate(SELECTOR)`, `rate(SELECTOR[RANGE])`, `increase(SELECTOR[RANGE])`,
-/// `OP_over_time(SELECTOR[RANGE])` or `quantile_over_time(PHI, SELECTOR[RANGE])`.
-fn parse_inner(q: &str) -> Result<Expr, String> {
-    let q = q.trim();
-    let functions = [
-        ("rate", None),
-        ("increase", None),
-        ("avg_over_time", Some(AggOp::Avg)),
-        ("min_over_time", Some(AggOp::Min)),
-        ("max_over_time", Some(AggOp::Max)),
-        ("sum_over_time", Some(AggOp::Sum)),
-        ("count_over_time", Some(AggOp::Count)),
-        ("last_over_time", Some(AggOp::Last)),
-        ("stddev_over_time", Some(AggOp::Stddev)),
-        ("stdvar_over_time", Some(AggOp::Stdvar)),
-        ("quantile_over_time", Some(AggOp::Quantile(f64::NAN))),
-        ("delta", Some(AggOp::Delta)),
-        ("idelta", Some(AggOp::Idelta)),
-        ("irate", Some(AggOp::Irate)),
-        ("deriv", Some(AggOp::Deriv)),
-        ("predict_linear", Some(AggOp::PredictLinear(f64::NAN))),
-        ("changes", Some(AggOp::Changes)),
-        ("resets", Some(AggOp::Resets)),
-    ];
+/// The functions of a range: `rate` and `increase` (no [`AggOp`]: a counter's rate) and
+/// those that combine a range's samples.
+const RANGE_FUNCTIONS: [(&str, Option<AggOp>); 18] = [
+    ("rate", None),
+    ("increase", None),
+    ("avg_over_time", Some(AggOp::Avg)),
+    ("min_over_time", Some(AggOp::Min)),
+    ("max_over_time", Some(AggOp::Max)),
+    ("sum_over_time", Some(AggOp::Sum)),
+    ("count_over_time", Some(AggOp::Count)),
+    ("last_over_time", Some(AggOp::Last)),
+    ("stddev_over_time", Some(AggOp::Stddev)),
+    ("stdvar_over_time", Some(AggOp::Stdvar)),
+    ("quantile_over_time", Some(AggOp::Quantile(f64::NAN))),
+    ("delta", Some(AggOp::Delta)),
+    ("idelta", Some(AggOp::Idelta)),
+    ("irate", Some(AggOp::Irate)),
+    ("deriv", Some(AggOp::Deriv)),
+    ("predict_linear", Some(AggOp::PredictLinear(f64::NAN))),
+    ("changes", Some(AggOp::Changes)),
+    ("resets", Some(AggOp::Resets)),
+];
+
+/// A range function's name, what it combines and its range argument (see
+/// [`range_call`]).
+type RangeCall<'a> = (&'static str, Option<AggOp>, &'a str);
+
+/// `q` as a call of one of the [`RANGE_FUNCTIONS`]: its name, what it combines (with
+/// `quantile_over_time`'s φ and `predict_linear`'s seconds read) and its range argument
+/// as written (`x[5m]`, `x[5m] offset 1d`, a subquery `rate(x[5m])[1h:1m]`); `None`
+/// when `q` is no such call.
+fn range_call(q: &str) -> Result<Option<RangeCall<'_>>, String> {
     let mut called = None;
-    for (name, over) in functions {
+    for (name, over) in RANGE_FUNCTIONS {
         if let Some(arg) = call(q, name)? {
             called = Some((name, over, arg));
             break;
         }
     }
-    let Some((name, over, arg)) = called else {
-        let (q, offset) = strip_offset(q)?;
-        let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
-        return Ok(Expr {
-            inner,
-            range: None,
-            over: None,
-            agg: None,
-            factor: None,
-            offset,
-        });
+    let Some((name, mut over, arg)) = called else {
+        return Ok(None);
     };
     let mut arg = arg.trim();
-    let mut over = over;
     if let Some(AggOp::Quantile(_)) = over {
         let usage =
             format!("{name}(...) takes a quantile and a range, e.g. {name}(0.95, {arg}[5m])");
@@ -1153,6 +1299,26 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         over = Some(AggOp::PredictLinear(secs));
         arg = range.trim();
     }
+    Ok(Some((name, over, arg)))
+}
+
+/// `SELECTOR`, `rate(SELECTOR)`, `rate(SELECTOR[RANGE])`, `increase(SELECTOR[RANGE])`,
+/// `OP_over_time(SELECTOR[RANGE])` or `quantile_over_time(PHI, SELECTOR[RANGE])`.
+fn parse_inner(q: &str) -> Result<Expr, String> {
+    let q = q.trim();
+    let Some((name, over, arg)) = range_call(q)? else {
+        let (q, offset) = strip_offset(q)?;
+        let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
+        return Ok(Expr {
+            inner,
+            range: None,
+            over: None,
+            agg: None,
+            factor: None,
+            offset,
+            stamp: false,
+        });
+    };
     let (arg, offset) = strip_offset(arg)?;
     let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
         Some((sel, r)) => (
@@ -1180,6 +1346,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             agg: None,
             factor: None,
             offset,
+            stamp: false,
         });
     }
     let inner =
@@ -1192,6 +1359,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         // As in Prometheus, an increase is the rate over its range times the range.
         factor: (name == "increase").then(|| range.unwrap_or(0) as f64 / 1000.0),
         offset,
+        stamp: false,
     })
 }
 
@@ -1259,7 +1427,14 @@ fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -
                     last = Some(samples[i]);
                     i += 1;
                 }
-                out.push(last.filter(|s| s.ts > t - LOOKBACK_MS).map(|s| s.value));
+                let stamp = |s: Sample| s.ts as f64 / 1000.0;
+                out.push(last.filter(|s| s.ts > t - LOOKBACK_MS).map(|s| {
+                    if expr.stamp {
+                        stamp(s)
+                    } else {
+                        s.value
+                    }
+                }));
             }
             out
         }
@@ -1290,7 +1465,8 @@ fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<E
     let keep_name = matches!(expr.inner, DemandExpr::Sum(_))
         && expr.agg.is_none()
         && expr.factor.is_none()
-        && expr.over.is_none();
+        && expr.over.is_none()
+        && !expr.stamp;
     let mut out = Vec::new();
     for key in st.store.select_matching(expr.inner.selector()) {
         let samples = st
@@ -1530,6 +1706,40 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
     Ok(match node {
         Node::Number(v) => Val::Scalar(vec![*v; times.len()]),
         Node::Time => Val::Scalar(times.iter().map(|t| *t as f64 / 1000.0).collect()),
+        Node::Timestamp(arg) => match &**arg {
+            Node::Series(e)
+                if matches!(e.inner, DemandExpr::Sum(_))
+                    && e.range.is_none()
+                    && e.agg.is_none()
+                    && e.factor.is_none() =>
+            {
+                let e = Expr {
+                    stamp: true,
+                    ..e.clone()
+                };
+                Val::Vector(run(st, &e, times, step).map_err(Failed::Store)?)
+            }
+            _ => match eval(st, arg, times, step)? {
+                Val::Vector(v) => {
+                    let at: Vec<f64> = times.iter().map(|t| *t as f64 / 1000.0).collect();
+                    Val::Vector(
+                        v.into_iter()
+                            .map(|(mut labels, values)| {
+                                labels.remove("__name__");
+                                let values =
+                                    values.iter().zip(&at).map(|(x, t)| x.map(|_| *t)).collect();
+                                (labels, values)
+                            })
+                            .collect(),
+                    )
+                }
+                Val::Scalar(_) => {
+                    return Err(Failed::Query(
+                        "timestamp(...) takes series, not a number".into(),
+                    ))
+                }
+            },
+        },
         Node::ScalarOf(arg) => match eval(st, arg, times, step)? {
             // As Prometheus: the value of the only series with one, else NaN.
             Val::Vector(v) => Val::Scalar(
@@ -1611,6 +1821,16 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
                 ))
             }
         },
+        Node::Subquery {
+            over,
+            increase,
+            arg,
+            range,
+            res,
+            offset,
+        } => Val::Vector(subquery(
+            st, arg, *over, *increase, *range, *res, *offset, times,
+        )?),
         Node::Absent { arg, labels } => {
             let Val::Vector(v) = eval(st, arg, times, step)? else {
                 return Err(Failed::Query(

@@ -1320,13 +1320,20 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains(why), "{query}: {body}");
     }
-    for query in ["timestamp(g)", "sum by (a-b) (g)", "rate(c_total[5x])"] {
+    for query in [
+        "sort_desc(g)",
+        "sum by (a-b) (g)",
+        "rate(c_total[5x])",
+        "g @ 100",
+    ] {
         let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
     }
-    let (_, body) = get(&app, &q("timestamp(g)", "start=0&end=10&step=1")).await;
-    assert!(body.contains("under sum, avg, min, max or count"), "{body}");
+    for query in ["sort_desc(g)", "g @ 100"] {
+        let (_, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
+        assert!(body.contains("under sum, avg, min, max or count"), "{body}");
+    }
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body.contains("11000 points"), "{body}");
@@ -1502,6 +1509,147 @@ async fn grafana_posts_forms_and_browses_series_with_match() {
     assert_eq!(json(&got)["data"], serde_json::json!(["c_total", "g", "h"]));
 }
 
+/// A range query's series, each as its labels (JSON) and its points.
+async fn ask_range(app: Router, query: String, window: &str) -> Vec<(String, Vec<(f64, String)>)> {
+    let uri = format!("/api/v1/query_range?query={}&{window}", enc(&query));
+    let (code, body) = get(&app, &uri).await;
+    assert_eq!(code, StatusCode::OK, "{query}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|r| {
+            let vals: Vec<(f64, String)> = r["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_string()))
+                .collect();
+            (r["metric"].to_string(), vals)
+        })
+        .collect()
+}
+
+/// Points as [`ask_range`] gives them.
+fn points_at(pts: &[(f64, &str)]) -> Vec<(f64, String)> {
+    pts.iter().map(|(t, v)| (*t, v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn subqueries_combine_any_expression_over_a_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    // g{a="1"} is 10 + i at 600 + 60 i s (i < 10), g{a="2"} 20 + i; c_total rises 2 a
+    // second, sampled every 30 s from 600 s.
+    gauges_and_a_counter(&store, &[(r#"g{a="1"}"#, 10.0), (r#"g{a="2"}"#, 20.0)]);
+    let window = "start=660&end=900&step=120";
+    let ask = |query: &str| ask_range(app.clone(), query.to_string(), window);
+    let a1 = r#"{"a":"1"}"#.to_string();
+    let a2 = r#"{"a":"2"}"#.to_string();
+
+    // Over a selector, a subquery at the series' own resolution is the range itself.
+    let by_range = ask(r#"max_over_time(g{a="1"}[2m])"#).await;
+    let by_subquery = ask(r#"max_over_time(g{a="1"}[2m:1m])"#).await;
+    assert_eq!(by_subquery, by_range);
+    assert_eq!(
+        by_subquery,
+        vec![(
+            a1.clone(),
+            points_at(&[(660.0, "11"), (780.0, "13"), (900.0, "15")])
+        )]
+    );
+    // Of an aggregation: at 900 s, sum(g) was 38 at 840 s and 40 at 900 s.
+    assert_eq!(
+        ask("avg_over_time(sum(g)[2m:1m])").await,
+        vec![(
+            "{}".to_string(),
+            points_at(&[(660.0, "31"), (780.0, "35"), (900.0, "39")])
+        )]
+    );
+    // Of a rate, each series on its own; the default resolution is a minute.
+    let peak = ask("max_over_time(rate(c_total[1m])[5m:])").await;
+    assert_eq!(peak.len(), 1, "{peak:?}");
+    assert_eq!(peak[0].0, r#"{"job":"x"}"#);
+    assert_eq!(peak[0].1.len(), 3, "{peak:?}");
+    assert!(peak[0].1.iter().all(|(_, v)| v == "2"), "{peak:?}");
+    // A counter's increase over a subquery: 2 a second for 4 minutes.
+    let up = ask("increase(sum(c_total)[4m:30s])").await;
+    assert_eq!(up[0].1.last().unwrap().1, "480", "{up:?}");
+    // An offset moves the whole subquery back: at 900 s, (660, 780] s; at 660 s,
+    // (420, 540] s, before the first sample.
+    assert_eq!(
+        ask("max_over_time(g[2m:1m] offset 2m) - 10").await,
+        vec![
+            (a1, points_at(&[(780.0, "1"), (900.0, "3")])),
+            (a2, points_at(&[(780.0, "11"), (900.0, "13")])),
+        ]
+    );
+    // Under comparisons and aggregations like any other expression.
+    assert_eq!(
+        ask("count(max_over_time(g[4m:1m]) > 14)").await,
+        vec![(
+            "{}".to_string(),
+            points_at(&[(660.0, "1"), (780.0, "1"), (900.0, "2")])
+        )]
+    );
+
+    // What cannot be a subquery says how to write one.
+    for (q, says) in [
+        ("max_over_time(g[5m:0])", "not a duration"),
+        ("max_over_time(g[soon:1m])", "not a duration"),
+        ("max_over_time(3[5m:1m])", "not a number"),
+        ("max_over_time(g[1000d:1s])", "resolution"),
+    ] {
+        let uri = format!("/api/v1/query?query={}&time=900", enc(q));
+        let (code, body) = get(&app, &uri).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert!(body.contains(says), "{q}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn timestamp_gives_each_samples_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    // Samples every minute from 600 s; asked at 700 s, the newest is from 660 s.
+    gauges_and_a_counter(&store, &[(r#"g{a="1"}"#, 10.0), (r#"g{a="2"}"#, 20.0)]);
+    let ask = |q: &str| {
+        let app = app.clone();
+        let uri = format!("/api/v1/query?query={}&time=700", enc(q));
+        async move {
+            let (code, body) = get(&app, &uri).await;
+            (
+                code,
+                serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (code, v) = ask(r#"timestamp(g{a="1"})"#).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([{"metric": {"a": "1"}, "value": [700.0, "660"]}])
+    );
+    // How stale each series is, and with an offset the sample's own time.
+    let (_, v) = ask("time() - timestamp(g)").await;
+    let ages: Vec<&str> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"][1].as_str().unwrap())
+        .collect();
+    assert_eq!(ages, ["40", "40"], "{v}");
+    let (_, v) = ask(r#"timestamp(g{a="2"} offset 1m)"#).await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "600", "{v}");
+    // Of a computed value: the evaluation time.
+    let (_, v) = ask("timestamp(sum(g))").await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "700", "{v}");
+    let (code, v) = ask("timestamp(3)").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("not a number"), "{v}");
+}
+
 #[tokio::test]
 async fn comparisons_set_operators_and_offsets_follow_prometheus() {
     let dir = tempfile::tempdir().unwrap();
@@ -1517,32 +1665,7 @@ async fn comparisons_set_operators_and_offsets_follow_prometheus() {
     );
     // At 660, 780 and 900 s g{a="1"} is 11, 13, 15 and g{a="2"} 21, 23, 25.
     let window = "start=660&end=900&step=120";
-    let ask = |query: &str| {
-        let app = app.clone();
-        let uri = format!(
-            "/api/v1/query_range?query={}&{window}",
-            crate::tests::enc(query)
-        );
-        async move {
-            let (code, body) = get(&app, &uri).await;
-            assert_eq!(code, StatusCode::OK, "{body}");
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            v["data"]["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    let vals: Vec<(f64, String)> = r["values"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_string()))
-                        .collect();
-                    (r["metric"].to_string(), vals)
-                })
-                .collect::<Vec<_>>()
-        }
-    };
+    let ask = |query: &str| ask_range(app.clone(), query.to_string(), window);
     let at = |pts: &[(f64, &str)]| -> Vec<(f64, String)> {
         pts.iter().map(|(t, v)| (*t, v.to_string())).collect()
     };
