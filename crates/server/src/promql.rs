@@ -24,10 +24,14 @@
 //! and operators) is refused with a message saying what is supported.
 //!
 //! As in Prometheus, a selector's value at time `t` is its newest sample in the five
-//! minutes up to `t`, and each series is returned on its own; `rate(S[R])` is each
-//! counter's per-second increase over the `R` before `t`, and `rate(S)` over the step
-//! before `t` (the five minutes before it for an instant query). An aggregation drops
-//! `__name__` and keeps the `by` labels (or all but the `without` ones), as Prometheus'.
+//! minutes up to `t`, and each series is returned on its own; `rate(S[R])` and
+//! `increase(S[R])` are each counter's increase over the `R` before `t` as Prometheus
+//! extrapolates it to the range's edges, and `rate(S)` (prescale's, as a workload's
+//! demand reads it) the increase over the step before `t` (the five minutes before it
+//! for an instant query). An aggregation drops `__name__` and keeps the `by` labels (or
+//! all but the `without` ones), as Prometheus'; of the range functions only
+//! `last_over_time` keeps it. `crates/prescale/tests/promql_vs_prometheus.rs` holds
+//! every kind of query here to a real Prometheus' answers on the same samples.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,6 +135,11 @@ pub(crate) enum AggOp {
     Changes,
     /// How many times a counter fell from one sample to the next (`resets`).
     Resets,
+    /// A counter's per-second increase over the range, resets counted from zero and
+    /// extrapolated to the range's edges as Prometheus does (`rate(x[5m])`).
+    Rate,
+    /// The same, not per second (`increase(x[5m])`).
+    Increase,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,11 +216,9 @@ enum Node {
     ScalarOf(Box<Node>),
     /// `FUNCTION(X[RANGE:RES])`, a subquery: X evaluated every `res` ms (at multiples
     /// of it), and at each time the `range` before it (`offset` earlier) combined as
-    /// the function combines a range's samples (`over`), or as a counter's rate (`None`;
-    /// times the range for `increase`).
+    /// the function combines a range's samples (`over`).
     Subquery {
-        over: Option<AggOp>,
-        increase: bool,
+        over: AggOp,
         arg: Box<Node>,
         range: i64,
         res: i64,
@@ -492,6 +499,25 @@ fn strip_keyword<'a>(s: &'a str, word: &str) -> Option<&'a str> {
         .then(|| rest.trim_start())
 }
 
+/// `q` with a sign in front (`-x`, `-sum(x)`, `+x`): what follows, negated for `-`;
+/// `None` without one.
+fn signed(q: &str) -> Option<Result<Node, String>> {
+    if let Some(rest) = q.strip_prefix('+') {
+        return Some(parse_node(rest));
+    }
+    let rest = q.strip_prefix('-')?;
+    Some(parse_node(rest).map(|n| match n {
+        Node::Number(v) => Node::Number(-v),
+        n => Node::Binary {
+            op: BinOp::Mul,
+            boolean: false,
+            lhs: Box::new(Node::Number(-1.0)),
+            rhs: Box::new(n),
+            matching: None,
+        },
+    }))
+}
+
 fn parse_node(q: &str) -> Result<Node, String> {
     let q = q.trim();
     if q.is_empty() {
@@ -505,20 +531,8 @@ fn parse_node(q: &str) -> Result<Node, String> {
     if let Some((i, len, op)) = split_point(q) {
         // A sign binds looser than ^, as in PromQL: -2 ^ 2 is -(2 ^ 2).
         if op == BinOp::Pow {
-            if let Some(rest) = q.strip_prefix('-') {
-                return Ok(match parse_node(rest)? {
-                    Node::Number(v) => Node::Number(-v),
-                    n => Node::Binary {
-                        op: BinOp::Mul,
-                        boolean: false,
-                        lhs: Box::new(Node::Number(-1.0)),
-                        rhs: Box::new(n),
-                        matching: None,
-                    },
-                });
-            }
-            if let Some(rest) = q.strip_prefix('+') {
-                return parse_node(rest);
+            if let Some(signed) = signed(q) {
+                return signed;
             }
         }
         let (lhs, mut rhs) = (&q[..i], q[i + len..].trim_start());
@@ -591,6 +605,9 @@ fn parse_node(q: &str) -> Result<Node, String> {
                 matching,
             },
         });
+    }
+    if let Some(signed) = signed(q) {
+        return signed;
     }
     if let Some(args) = call(q, "label_replace")? {
         return parse_label_replace(args);
@@ -717,7 +734,6 @@ fn parse_subquery(q: &str) -> Result<Option<Node>, String> {
     }
     Ok(Some(Node::Subquery {
         over,
-        increase: name == "increase",
         arg: Box::new(arg),
         range,
         res,
@@ -732,8 +748,7 @@ fn parse_subquery(q: &str) -> Result<Option<Node>, String> {
 fn subquery(
     st: &AppState,
     arg: &Node,
-    over: Option<AggOp>,
-    increase: bool,
+    over: AggOp,
     range: i64,
     res: i64,
     offset: i64,
@@ -770,24 +785,15 @@ fn subquery(
                 .iter()
                 .map(|&t| {
                     let t = t - offset;
-                    match over {
-                        Some(op) => {
-                            let lo = points.partition_point(|p| p.ts <= t - range);
-                            let hi = points.partition_point(|p| p.ts <= t);
-                            over_range(op, &points[lo..hi], t - range, t)
-                        }
-                        None => prescale_orchestrate::engine::window_rate(&points, t + 1, range)
-                            .map(|r| {
-                                if increase {
-                                    r * range as f64 / 1000.0
-                                } else {
-                                    r
-                                }
-                            }),
-                    }
+                    let lo = points.partition_point(|p| p.ts <= t - range);
+                    let hi = points.partition_point(|p| p.ts <= t);
+                    over_range(over, &points[lo..hi], t - range, t)
                 })
                 .collect();
-            labels.remove("__name__");
+            // As Prometheus, last_over_time keeps the metric name.
+            if over != AggOp::Last {
+                labels.remove("__name__");
+            }
             values
                 .iter()
                 .any(Option::is_some)
@@ -1235,32 +1241,31 @@ fn grouping(s: &str) -> Option<(bool, &str)> {
     after.starts_with('(').then_some((by, after))
 }
 
-/// The functions of a range: `rate` and `increase` (no [`AggOp`]: a counter's rate) and
-/// those that combine a range's samples.
-const RANGE_FUNCTIONS: [(&str, Option<AggOp>); 18] = [
-    ("rate", None),
-    ("increase", None),
-    ("avg_over_time", Some(AggOp::Avg)),
-    ("min_over_time", Some(AggOp::Min)),
-    ("max_over_time", Some(AggOp::Max)),
-    ("sum_over_time", Some(AggOp::Sum)),
-    ("count_over_time", Some(AggOp::Count)),
-    ("last_over_time", Some(AggOp::Last)),
-    ("stddev_over_time", Some(AggOp::Stddev)),
-    ("stdvar_over_time", Some(AggOp::Stdvar)),
-    ("quantile_over_time", Some(AggOp::Quantile(f64::NAN))),
-    ("delta", Some(AggOp::Delta)),
-    ("idelta", Some(AggOp::Idelta)),
-    ("irate", Some(AggOp::Irate)),
-    ("deriv", Some(AggOp::Deriv)),
-    ("predict_linear", Some(AggOp::PredictLinear(f64::NAN))),
-    ("changes", Some(AggOp::Changes)),
-    ("resets", Some(AggOp::Resets)),
+/// The functions of a range, and how each combines a range's samples.
+const RANGE_FUNCTIONS: [(&str, AggOp); 18] = [
+    ("rate", AggOp::Rate),
+    ("increase", AggOp::Increase),
+    ("avg_over_time", AggOp::Avg),
+    ("min_over_time", AggOp::Min),
+    ("max_over_time", AggOp::Max),
+    ("sum_over_time", AggOp::Sum),
+    ("count_over_time", AggOp::Count),
+    ("last_over_time", AggOp::Last),
+    ("stddev_over_time", AggOp::Stddev),
+    ("stdvar_over_time", AggOp::Stdvar),
+    ("quantile_over_time", AggOp::Quantile(f64::NAN)),
+    ("delta", AggOp::Delta),
+    ("idelta", AggOp::Idelta),
+    ("irate", AggOp::Irate),
+    ("deriv", AggOp::Deriv),
+    ("predict_linear", AggOp::PredictLinear(f64::NAN)),
+    ("changes", AggOp::Changes),
+    ("resets", AggOp::Resets),
 ];
 
 /// A range function's name, what it combines and its range argument (see
 /// [`range_call`]).
-type RangeCall<'a> = (&'static str, Option<AggOp>, &'a str);
+type RangeCall<'a> = (&'static str, AggOp, &'a str);
 
 /// `q` as a call of one of the [`RANGE_FUNCTIONS`]: its name, what it combines (with
 /// `quantile_over_time`'s φ and `predict_linear`'s seconds read) and its range argument
@@ -1278,14 +1283,14 @@ fn range_call(q: &str) -> Result<Option<RangeCall<'_>>, String> {
         return Ok(None);
     };
     let mut arg = arg.trim();
-    if let Some(AggOp::Quantile(_)) = over {
+    if let AggOp::Quantile(_) = over {
         let usage =
             format!("{name}(...) takes a quantile and a range, e.g. {name}(0.95, {arg}[5m])");
         let (phi, rest) = leading_quantile(arg, &usage)?;
-        over = Some(AggOp::Quantile(phi));
+        over = AggOp::Quantile(phi);
         arg = rest.trim();
     }
-    if let Some(AggOp::PredictLinear(_)) = over {
+    if let AggOp::PredictLinear(_) = over {
         let usage =
             "predict_linear(...) takes a range and seconds ahead, e.g. predict_linear(x[1h], 3600)";
         let args = top_level_args(arg);
@@ -1296,7 +1301,7 @@ fn range_call(q: &str) -> Result<Option<RangeCall<'_>>, String> {
             .trim()
             .parse()
             .map_err(|_| format!("{:?} is not a number; {usage}", ahead.trim()))?;
-        over = Some(AggOp::PredictLinear(secs));
+        over = AggOp::PredictLinear(secs);
         arg = range.trim();
     }
     Ok(Some((name, over, arg)))
@@ -1331,8 +1336,12 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         None if name == "rate" => (arg, None),
         None => return Err(format!("{name}(...) needs a range, e.g. {name}({arg}[5m])")),
     };
+    // A rate without a range is prescale's, over each step; with one, the counter's
+    // samples in each range, extrapolated as Prometheus does, like every other range
+    // function's.
+    let over = (range.is_some() || over != AggOp::Rate).then_some(over);
     if over.is_some() {
-        // A gauge's samples over the range: the selector is a plain one.
+        // The samples over the range: the selector is a plain one.
         let inner = DemandExpr::parse(sel).map_err(|e| format!("{e}; {SUPPORTED}"))?;
         if !matches!(inner, DemandExpr::Sum(_)) {
             return Err(format!(
@@ -1349,15 +1358,15 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             stamp: false,
         });
     }
+    // Only a rate without a range is left: prescale's, over each step.
     let inner =
         DemandExpr::parse(&format!("rate({sel})")).map_err(|e| format!("{e}; {SUPPORTED}"))?;
     Ok(Expr {
         inner,
-        range,
+        range: None,
         over: None,
         agg: None,
-        // As in Prometheus, an increase is the rate over its range times the range.
-        factor: (name == "increase").then(|| range.unwrap_or(0) as f64 / 1000.0),
+        factor: None,
         offset,
         stamp: false,
     })
@@ -1410,13 +1419,6 @@ fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -
             })
             .collect();
     }
-    if let (DemandExpr::Rate(_), Some(r)) = (&expr.inner, expr.range) {
-        // Each time's own window (t - r, t], from the sample before it.
-        return times
-            .iter()
-            .map(|&t| prescale_orchestrate::engine::window_rate(samples, t + 1, r))
-            .collect();
-    }
     match &expr.inner {
         DemandExpr::Sum(_) => {
             let mut out = Vec::with_capacity(times.len());
@@ -1458,14 +1460,14 @@ fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<E
     let back = match (&expr.inner, expr.range) {
         (DemandExpr::Sum(_), Some(r)) if expr.over.is_some() => r,
         (DemandExpr::Sum(_), _) => LOOKBACK_MS,
-        (DemandExpr::Rate(_), Some(r)) => 2 * r,
-        (DemandExpr::Rate(_), None) => 2 * step,
+        // prescale's rate without a range: over each step.
+        (DemandExpr::Rate(_), _) => 2 * step,
     };
     // A plain selector keeps the metric name; a rate or an aggregation drops it.
     let keep_name = matches!(expr.inner, DemandExpr::Sum(_))
         && expr.agg.is_none()
         && expr.factor.is_none()
-        && expr.over.is_none()
+        && expr.over.is_none_or(|op| op == AggOp::Last)
         && !expr.stamp;
     let mut out = Vec::new();
     for key in st.store.select_matching(expr.inner.selector()) {
@@ -1530,20 +1532,12 @@ pub(crate) fn over_range(
     end: TimestampMs,
 ) -> Option<f64> {
     let secs = |ms: i64| ms as f64 / 1000.0;
-    let (first, last) = (w.first()?, w.last()?);
+    let last = w.last()?;
     let prev = || w.len().checked_sub(2).map(|k| w[k]);
     match op {
-        AggOp::Delta => {
-            // As Prometheus' extrapolatedRate for a gauge: the change between the first
-            // and last samples, extended to the range's edges unless a sample is more
-            // than 1.1 average intervals from an edge (then by half an interval).
-            (w.len() >= 2).then_some(())?;
-            let sampled = secs(last.ts - first.ts);
-            let avg = sampled / (w.len() - 1) as f64;
-            let edge = |d: f64| if d >= 1.1 * avg { avg / 2.0 } else { d };
-            let span = sampled + edge(secs(first.ts - start)) + edge(secs(end - last.ts));
-            Some((last.value - first.value) * span / sampled)
-        }
+        AggOp::Delta => extrapolated(w, start, end, false),
+        AggOp::Increase => extrapolated(w, start, end, true),
+        AggOp::Rate => extrapolated(w, start, end, true).map(|v| v / secs(end - start)),
         AggOp::Idelta => Some(last.value - prev()?.value),
         // As Prometheus: NaN to NaN is no change, anything else to NaN is one.
         AggOp::Changes => Some(
@@ -1589,6 +1583,35 @@ pub(crate) fn over_range(
     }
 }
 
+/// Prometheus' extrapolatedRate over the samples `w` of the range `(start, end]`, not
+/// per second: the change from the first sample to the last (for a `counter`, each
+/// fall counted as a reset from zero), extended to the range's edges unless a sample is
+/// more than 1.1 average intervals from an edge (then by half an interval), and for a
+/// counter no further back than where it would have been zero. `None` under two
+/// samples.
+fn extrapolated(w: &[Sample], start: TimestampMs, end: TimestampMs, counter: bool) -> Option<f64> {
+    let secs = |ms: i64| ms as f64 / 1000.0;
+    let (first, last) = (w.first()?, w.last()?);
+    (w.len() >= 2).then_some(())?;
+    let mut change = last.value - first.value;
+    if counter {
+        change += w
+            .windows(2)
+            .filter(|p| p[1].value < p[0].value)
+            .map(|p| p[0].value)
+            .sum::<f64>();
+    }
+    let sampled = secs(last.ts - first.ts);
+    let avg = sampled / (w.len() - 1) as f64;
+    let mut to_start = secs(first.ts - start);
+    if counter && change > 0.0 && first.value >= 0.0 {
+        to_start = to_start.min(sampled * first.value / change);
+    }
+    let edge = |d: f64| if d >= 1.1 * avg { avg / 2.0 } else { d };
+    let span = sampled + edge(to_start) + edge(secs(end - last.ts));
+    Some(change * span / sampled)
+}
+
 /// `vs` (oldest first) combined by `op`; `None` when empty.
 fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
     let mean = || vs.iter().sum::<f64>() / vs.len() as f64;
@@ -1612,7 +1635,9 @@ fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
         | AggOp::Deriv
         | AggOp::PredictLinear(_)
         | AggOp::Changes
-        | AggOp::Resets => f64::NAN,
+        | AggOp::Resets
+        | AggOp::Rate
+        | AggOp::Increase => f64::NAN,
         // As Prometheus: interpolated at rank phi * (n - 1) of the sorted values.
         AggOp::Quantile(phi) => outside_quantile(phi).unwrap_or_else(|| {
             let mut s = vs.to_vec();
@@ -1823,14 +1848,11 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
         },
         Node::Subquery {
             over,
-            increase,
             arg,
             range,
             res,
             offset,
-        } => Val::Vector(subquery(
-            st, arg, *over, *increase, *range, *res, *offset, times,
-        )?),
+        } => Val::Vector(subquery(st, arg, *over, *range, *res, *offset, times)?),
         Node::Absent { arg, labels } => {
             let Val::Vector(v) = eval(st, arg, times, step)? else {
                 return Err(Failed::Query(
