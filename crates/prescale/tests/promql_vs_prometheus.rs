@@ -264,6 +264,14 @@ const QUERIES: &[&str] = &[
     "max_over_time(rate(req_total[5m])[10m:1m])",
     "avg_over_time(g_v[10m:30s] offset 5m)",
     r#"label_replace(g_v, "x", "id-$1", "a", "(.*)")"#,
+    "g_v @ end()",
+    "g_v / g_v @ start()",
+    "rate(req_total[5m] @ start())",
+    "max_over_time(g_v[10m:1m] @ end())",
+    "topk(1, g_v @ end())",
+    "g_v @ MID offset 10m",
+    "g_v offset 10m @ MID",
+    "sum(rate(req_total[5m] offset 1m @ MID))",
 ];
 
 #[test]
@@ -349,7 +357,10 @@ fn queries_answer_as_prometheus_does_on_the_same_samples() {
     let first = base + 1213;
     let instants = [first, first + 60 * 60, first + 60 * 130];
     let mut wrong = Vec::new();
+    // An hour in, 13 s past the minute, for the queries fixed there with @.
+    let mid = (first + 3600).to_string();
     for q in QUERIES {
+        let q = &q.replace("MID", &mid);
         let asks = std::iter::once(format!("/api/v1/query_range?query={}&{range}", enc(q))).chain(
             instants
                 .iter()

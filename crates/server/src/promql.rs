@@ -7,7 +7,8 @@
 //! `quantile_over_time(PHI, SELECTOR[RANGE])`, `delta`, `idelta`, `irate`, `deriv`,
 //! `changes` and `resets(SELECTOR[RANGE])` and `predict_linear(SELECTOR[RANGE], SECONDS)`, either under
 //! `sum`, `avg`, `min`, `max` or `count` with or without `by (...)` / `without (...)`,
-//! with `offset D` on any selector, and `+`, `-`, `*`, `/`, `%` and `^` between any of
+//! with `offset D` and `@ T` (unix seconds, `start()` or `end()`) on any selector or
+//! subquery, and `+`, `-`, `*`, `/`, `%` and `^` between any of
 //! these and numbers (series matched one to one on their labels, or on `on (...)` / all
 //! but `ignoring (...)` of them, and many to one with `group_left (...)` /
 //! `group_right (...)`), the comparisons `==`, `!=`, `>`, `<`, `>=` and `<=` (a filter,
@@ -102,6 +103,19 @@ struct Expr {
     /// `timestamp(SELECTOR)`: each value is the time of the sample it comes from, in
     /// unix seconds.
     stamp: bool,
+    /// `@ T`: evaluated at that one time (less the offset) whatever time is asked.
+    at: Option<At>,
+}
+
+/// The time an `@` modifier fixes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum At {
+    /// `@ 1700000000` (unix seconds), in ms.
+    Ms(TimestampMs),
+    /// `@ start()`: the query's first evaluation time ([`pin`] sets it).
+    Start,
+    /// `@ end()`: its last.
+    End,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,7 +164,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), time(), timestamp(...) and scalar(...), and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL (@ modifiers among it)";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)) and @ (x @ 1700000000, x @ start(), x @ end()), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), time(), timestamp(...) and scalar(...), and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,8 +230,10 @@ enum Node {
     ScalarOf(Box<Node>),
     /// `FUNCTION(X[RANGE:RES])`, a subquery: X evaluated every `res` ms (at multiples
     /// of it), and at each time the `range` before it (`offset` earlier) combined as
-    /// the function combines a range's samples (`over`).
+    /// the function combines a range's samples (`over`); with `at`, the one time it is
+    /// evaluated at.
     Subquery {
+        at: Option<At>,
         over: AggOp,
         arg: Box<Node>,
         range: i64,
@@ -708,7 +724,7 @@ fn parse_subquery(q: &str) -> Result<Option<Node>, String> {
     let Some((name, over, arg)) = range_call(q)? else {
         return Ok(None);
     };
-    let (arg, offset) = strip_offset(arg)?;
+    let (arg, Modifiers { offset, at }) = strip_modifiers(arg)?;
     let Some((inner, brackets)) = arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) else {
         return Ok(None);
     };
@@ -733,6 +749,7 @@ fn parse_subquery(q: &str) -> Result<Option<Node>, String> {
         ));
     }
     Ok(Some(Node::Subquery {
+        at,
         over,
         arg: Box::new(arg),
         range,
@@ -1312,7 +1329,7 @@ fn range_call(q: &str) -> Result<Option<RangeCall<'_>>, String> {
 fn parse_inner(q: &str) -> Result<Expr, String> {
     let q = q.trim();
     let Some((name, over, arg)) = range_call(q)? else {
-        let (q, offset) = strip_offset(q)?;
+        let (q, Modifiers { offset, at }) = strip_modifiers(q)?;
         let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
         return Ok(Expr {
             inner,
@@ -1322,9 +1339,10 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             factor: None,
             offset,
             stamp: false,
+            at,
         });
     };
-    let (arg, offset) = strip_offset(arg)?;
+    let (arg, Modifiers { offset, at }) = strip_modifiers(arg)?;
     let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
         Some((sel, r)) => (
             sel,
@@ -1356,6 +1374,7 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
             factor: None,
             offset,
             stamp: false,
+            at,
         });
     }
     // Only a rate without a range is left: prescale's, over each step.
@@ -1369,7 +1388,61 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
         factor: None,
         offset,
         stamp: false,
+        at,
     })
+}
+
+/// What follows a selector, its range or a subquery: `offset D` and `@ T`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Modifiers {
+    /// In ms, 0 without one.
+    offset: i64,
+    at: Option<At>,
+}
+
+/// A selector (with its range or a subquery's brackets) and its modifiers, in either
+/// order: `x @ 1700000000 offset 5m`, `x[5m] offset 1d @ end()`.
+fn strip_modifiers(s: &str) -> Result<(&str, Modifiers), String> {
+    let (rest, offset) = strip_offset(s)?;
+    let (rest, at) = strip_at(rest)?;
+    if at.is_some() && offset == 0 {
+        let (rest, offset) = strip_offset(rest)?;
+        return Ok((rest, Modifiers { offset, at }));
+    }
+    Ok((rest, Modifiers { offset, at }))
+}
+
+/// A selector and its `@` modifier: `x @ 1700000000` (unix seconds), `x @ start()`,
+/// `x[5m] @ end()`; `None` without one.
+fn strip_at(s: &str) -> Result<(&str, Option<At>), String> {
+    let t = s.trim_end();
+    let Some(pos) = unquoted(t)
+        .filter(|(_, c)| *c == '@')
+        .map(|(i, _)| i)
+        .last()
+    else {
+        return Ok((s, None));
+    };
+    let (before, after) = (t[..pos].trim_end(), t[pos + 1..].trim());
+    if before.is_empty() {
+        return Err(format!(
+            "@ follows a selector, e.g. x @ 1700000000; {SUPPORTED}"
+        ));
+    }
+    let at = match after {
+        "start()" => At::Start,
+        "end()" => At::End,
+        n => At::Ms(
+            n.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(|v| (v * 1000.0).round() as TimestampMs)
+                .ok_or_else(|| {
+                    format!("{n:?} after @ is not a time: write unix seconds, start() or end()")
+                })?,
+        ),
+    };
+    Ok((before, Some(at)))
 }
 
 /// A selector (with its range, if any) and its `offset` modifier in ms (0 without
@@ -1453,6 +1526,13 @@ type Evaluated = Vec<(BTreeMap<String, String>, Vec<Option<f64>>)>;
 
 /// Evaluates `expr` at `times` for every series it selects, then aggregates.
 fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
+    if let Some(at) = expr.at {
+        let once = Expr {
+            at: None,
+            ..expr.clone()
+        };
+        return Ok(replicate(run(st, &once, &[pinned(at)], step)?, times.len()));
+    }
     // With an offset, each time's value is the one from that long before it.
     let shifted: Vec<TimestampMs> = times.iter().map(|t| t - expr.offset).collect();
     let times = &shifted[..];
@@ -1498,6 +1578,52 @@ fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<E
         None => (labels, values),
     })
     .collect())
+}
+
+/// Series evaluated at one time, their value repeated at each of `n` (an `@` modifier's).
+fn replicate(v: Evaluated, n: usize) -> Evaluated {
+    v.into_iter()
+        .map(|(labels, values)| (labels, vec![values[0]; n]))
+        .collect()
+}
+
+/// An `@` modifier's time once [`pin`] has resolved `start()` and `end()`.
+fn pinned(at: At) -> TimestampMs {
+    match at {
+        At::Ms(t) => t,
+        At::Start | At::End => unreachable!("@ start() and end() are pinned before evaluation"),
+    }
+}
+
+/// Sets every `@ start()` and `@ end()` in `node` to the query's first and last
+/// evaluation times, as Prometheus does (also inside subqueries).
+fn pin(node: &mut Node, start: TimestampMs, end: TimestampMs) {
+    let fix = |at: &mut Option<At>| match at {
+        Some(At::Start) => *at = Some(At::Ms(start)),
+        Some(At::End) => *at = Some(At::Ms(end)),
+        _ => {}
+    };
+    match node {
+        Node::Number(_) | Node::Time => {}
+        Node::Series(e) => fix(&mut e.at),
+        Node::Subquery { at, arg, .. } => {
+            fix(at);
+            pin(arg, start, end);
+        }
+        Node::Binary { lhs, rhs, .. } => {
+            pin(lhs, start, end);
+            pin(rhs, start, end);
+        }
+        Node::HistogramQuantile { buckets: arg, .. }
+        | Node::Select { arg, .. }
+        | Node::Math { arg, .. }
+        | Node::LabelReplace { arg, .. }
+        | Node::Aggregate { arg, .. }
+        | Node::Vector(arg)
+        | Node::ScalarOf(arg)
+        | Node::Timestamp(arg)
+        | Node::Absent { arg, .. } => pin(arg, start, end),
+    }
 }
 
 /// Groups series by the aggregation's labels and combines each group's values at each
@@ -1847,12 +1973,19 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             }
         },
         Node::Subquery {
+            at,
             over,
             arg,
             range,
             res,
             offset,
-        } => Val::Vector(subquery(st, arg, *over, *range, *res, *offset, times)?),
+        } => Val::Vector(match at {
+            Some(at) => replicate(
+                subquery(st, arg, *over, *range, *res, *offset, &[pinned(*at)])?,
+                times.len(),
+            ),
+            None => subquery(st, arg, *over, *range, *res, *offset, times)?,
+        }),
         Node::Absent { arg, labels } => {
             let Val::Vector(v) = eval(st, arg, times, step)? else {
                 return Err(Failed::Query(
@@ -2122,6 +2255,10 @@ async fn run_blocking(
     times: Vec<TimestampMs>,
     step: i64,
 ) -> Result<(Val, Vec<TimestampMs>), Response> {
+    let mut node = node;
+    let now = now_ms();
+    let (first, last) = (times.first().copied(), times.last().copied());
+    pin(&mut node, first.unwrap_or(now), last.unwrap_or(now));
     let res =
         tokio::task::spawn_blocking(move || eval(&st, &node, &times, step).map(|v| (v, times)))
             .await;
