@@ -16,7 +16,9 @@
 //! of precedence, `histogram_quantile(PHI, ...)` of
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these,
-//! `vector(N)`, `absent(X)`, `time()`, `timestamp(X)` and `scalar(X)` (numbers are one
+//! `absent_over_time` and `present_over_time`, `sort` and `sort_desc`, `label_join`,
+//! `stddev`, `stdvar`, `group` and `quantile` aggregations, the date functions (`hour`
+//! and the like), `vector(N)`, `absent(X)`, `time()`, `timestamp(X)` and `scalar(X)` (numbers are one
 //! per evaluation time, so `time()` moves), subqueries (`X[RANGE:RES]` of any
 //! expression in any range function, e.g. `max_over_time(rate(x[5m])[1h:1m])`), and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
@@ -154,6 +156,10 @@ pub(crate) enum AggOp {
     Rate,
     /// The same, not per second (`increase(x[5m])`).
     Increase,
+    /// 1 for each group (`group`).
+    Group,
+    /// 1 where the range holds a sample (`present_over_time`).
+    Present,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +170,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)) and @ (x @ 1700000000, x @ start(), x @ end()), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), time(), timestamp(...) and scalar(...), and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)) and @ (x @ 1700000000, x @ start(), x @ end()), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), absent_over_time(...), present_over_time(...), time(), timestamp(...), scalar(...), minute, hour, day_of_week, day_of_month, day_of_year, days_in_month, month and year, sort(...) and sort_desc(...), label_join(...), stddev, stdvar, group and quantile(PHI, ...) aggregations, and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +229,20 @@ enum Node {
     Vector(Box<Node>),
     /// `time()`: each evaluation time, in unix seconds.
     Time,
+    /// `sort(X)` or `sort_desc(X)`: X's series by their value at the first time
+    /// (lowest first, or highest; NaN last), the order of an instant query's answer.
+    Sort {
+        desc: bool,
+        arg: Box<Node>,
+    },
+    /// `label_join(X, "DST", "SEP", "SRC", ...)`: each series' `DST` label set to its
+    /// `SRC` labels' values joined by `SEP` (removed when that is empty).
+    LabelJoin {
+        arg: Box<Node>,
+        dst: String,
+        sep: String,
+        srcs: Vec<String>,
+    },
     /// `timestamp(X)`: the time of each value, in unix seconds: of the sample a
     /// selector's value comes from, else the evaluation time.
     Timestamp(Box<Node>),
@@ -267,6 +287,55 @@ enum MathFn {
     Log10,
     /// -1, 0 or 1 by the sign (`sgn`).
     Sgn,
+    /// A part of the UTC date and time the value is, in unix seconds: `minute`, `hour`,
+    /// `day_of_week` (0 on Sunday), `day_of_month`, `day_of_year`, `days_in_month`,
+    /// `month` and `year`.
+    Date(DatePart),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DatePart {
+    Minute,
+    Hour,
+    DayOfWeek,
+    DayOfMonth,
+    DayOfYear,
+    DaysInMonth,
+    Month,
+    Year,
+}
+
+impl DatePart {
+    /// The part of the UTC time `secs` (truncated to whole seconds, as Prometheus);
+    /// NaN for a value that is no time.
+    fn of(self, secs: f64) -> f64 {
+        use chrono::{Datelike, Timelike};
+        let Some(t) = secs
+            .is_finite()
+            .then(|| chrono::DateTime::from_timestamp(secs.trunc() as i64, 0))
+            .flatten()
+        else {
+            return f64::NAN;
+        };
+        f64::from(match self {
+            Self::Minute => t.minute(),
+            Self::Hour => t.hour(),
+            Self::DayOfWeek => t.weekday().num_days_from_sunday(),
+            Self::DayOfMonth => t.day(),
+            Self::DayOfYear => t.ordinal(),
+            Self::DaysInMonth => {
+                let (y, m) = (t.year(), t.month());
+                let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                let first = |(y, m)| chrono::NaiveDate::from_ymd_opt(y, m, 1);
+                match (first((y, m)), first(next)) {
+                    (Some(a), Some(b)) => (b - a).num_days() as u32,
+                    _ => return f64::NAN,
+                }
+            }
+            Self::Month => t.month(),
+            Self::Year => return f64::from(t.year()),
+        })
+    }
 }
 
 impl MathFn {
@@ -286,6 +355,7 @@ impl MathFn {
             MathFn::Log10 => v.log10(),
             MathFn::Sgn if v == 0.0 || v.is_nan() => v,
             MathFn::Sgn => v.signum(),
+            MathFn::Date(part) => part.of(v),
         }
     }
 }
@@ -625,6 +695,17 @@ fn parse_node(q: &str) -> Result<Node, String> {
     if let Some(signed) = signed(q) {
         return signed;
     }
+    for (name, desc) in [("sort", false), ("sort_desc", true)] {
+        if let Some(arg) = call(q, name)? {
+            return Ok(Node::Sort {
+                desc,
+                arg: Box::new(parse_node(arg)?),
+            });
+        }
+    }
+    if let Some(args) = call(q, "label_join")? {
+        return parse_label_join(args);
+    }
     if let Some(args) = call(q, "label_replace")? {
         return parse_label_replace(args);
     }
@@ -647,17 +728,27 @@ fn parse_node(q: &str) -> Result<Node, String> {
     if let Some(arg) = call(q, "vector")? {
         return Ok(Node::Vector(Box::new(parse_node(arg)?)));
     }
-    if let Some(arg) = call(q, "absent")? {
-        let arg = parse_node(arg)?;
+    // absent_over_time(X[R]): absent(...) of X's presence over the range.
+    let absent = match call(q, "absent_over_time")? {
+        Some(arg) => Some(format!("present_over_time({arg})")),
+        None => call(q, "absent")?.map(str::to_string),
+    };
+    if let Some(arg) = absent {
+        let arg = parse_node(&arg)?;
         let labels = match &arg {
-            Node::Series(e) if e.agg.is_none() && e.range.is_none() => e
-                .inner
-                .selector()
-                .matchers
-                .iter()
-                .filter(|m| m.op == prescale_core::selector::MatchOp::Eq && m.label != "__name__")
-                .map(|m| (m.label.clone(), m.value.clone()))
-                .collect(),
+            Node::Series(e)
+                if e.agg.is_none() && (e.range.is_none() || e.over == Some(AggOp::Present)) =>
+            {
+                e.inner
+                    .selector()
+                    .matchers
+                    .iter()
+                    .filter(|m| {
+                        m.op == prescale_core::selector::MatchOp::Eq && m.label != "__name__"
+                    })
+                    .map(|m| (m.label.clone(), m.value.clone()))
+                    .collect()
+            }
             Node::Number(_) => {
                 return Err("absent(...) asks whether series have values, not a number".into())
             }
@@ -698,6 +789,9 @@ fn parse_node(q: &str) -> Result<Node, String> {
         return Ok(node);
     }
     if let Some(node) = parse_math(q)? {
+        return Ok(node);
+    }
+    if let Some(node) = parse_date(q)? {
         return Ok(node);
     }
     if let Ok(v) = q.parse::<f64>() {
@@ -828,8 +922,34 @@ const AGGREGATIONS: [(&str, AggOp); 5] = [
     ("count", AggOp::Count),
 ];
 
-/// `sum(X)` and the like (see [`aggregation`]) where `X` is any expression.
+/// The aggregation operators only [`parse_aggregate`] reads (of any expression).
+const MORE_AGGREGATIONS: [(&str, AggOp); 4] = [
+    ("stddev", AggOp::Stddev),
+    ("stdvar", AggOp::Stdvar),
+    ("group", AggOp::Group),
+    ("quantile", AggOp::Quantile(f64::NAN)),
+];
+
+/// `sum(X)` and the like (see [`aggregation`]) where `X` is any expression, and
+/// `stddev`, `stdvar`, `group` and `quantile(PHI, X)`.
 fn parse_aggregate(q: &str) -> Result<Option<Node>, String> {
+    for (word, op) in MORE_AGGREGATIONS {
+        let Some((by, labels, inner)) = aggregation(q, word)? else {
+            continue;
+        };
+        let (op, inner) = match op {
+            AggOp::Quantile(_) => {
+                let usage = "quantile(...) takes a quantile and an expression, e.g. quantile(0.95, rate(x[5m]))";
+                let (phi, rest) = leading_quantile(inner, usage)?;
+                (AggOp::Quantile(phi), rest)
+            }
+            op => (op, inner),
+        };
+        return Ok(Some(Node::Aggregate {
+            agg: Agg { op, by, labels },
+            arg: Box::new(parse_node(inner)?),
+        }));
+    }
     for (word, op) in AGGREGATIONS {
         if let Some((by, labels, inner)) = aggregation(q, word)? {
             return Ok(Some(Node::Aggregate {
@@ -878,6 +998,43 @@ fn top_level_args(q: &str) -> Vec<&str> {
 }
 
 /// `q` as one of the [`MathFn`] calls, `None` when it is not one.
+/// The date functions, by name.
+const DATE_FUNCTIONS: [(&str, DatePart); 8] = [
+    ("minute", DatePart::Minute),
+    ("hour", DatePart::Hour),
+    ("day_of_week", DatePart::DayOfWeek),
+    ("day_of_month", DatePart::DayOfMonth),
+    ("day_of_year", DatePart::DayOfYear),
+    ("days_in_month", DatePart::DaysInMonth),
+    ("month", DatePart::Month),
+    ("year", DatePart::Year),
+];
+
+/// `hour()` and the other [`DATE_FUNCTIONS`]: of each value of X taken as unix seconds,
+/// or of the evaluation time without X.
+fn parse_date(q: &str) -> Result<Option<Node>, String> {
+    for (name, part) in DATE_FUNCTIONS {
+        let Some(inside) = call(q, name)? else {
+            continue;
+        };
+        let arg = match top_level_args(inside)[..] {
+            [x] if x.trim().is_empty() => Node::Vector(Box::new(Node::Time)),
+            [x] => parse_node(x)?,
+            ref more => {
+                return Err(format!(
+                    "{name}(...) takes one expression of unix seconds, or none for the evaluation time, not {}",
+                    more.len()
+                ))
+            }
+        };
+        return Ok(Some(Node::Math {
+            f: MathFn::Date(part),
+            arg: Box::new(arg),
+        }));
+    }
+    Ok(None)
+}
+
 fn parse_math(q: &str) -> Result<Option<Node>, String> {
     let names = [
         "abs",
@@ -944,6 +1101,53 @@ fn parse_math(q: &str) -> Result<Option<Node>, String> {
     }))
 }
 
+/// A double-quoted string argument, nothing after it (`usage` says how to call).
+fn string_arg(s: &str, usage: &str) -> Result<String, String> {
+    let (v, rest) = prescale_core::selector::quoted(s.trim())
+        .map_err(|e| format!("{:?}: {e}; {usage}", s.trim()))?;
+    if rest.trim().is_empty() {
+        Ok(v)
+    } else {
+        Err(format!(
+            "unexpected {:?} after a string; {usage}",
+            rest.trim()
+        ))
+    }
+}
+
+/// A [`string_arg`] that must be a label name.
+fn label_arg(s: &str, usage: &str) -> Result<String, String> {
+    let l = string_arg(s, usage)?;
+    let mut c = l.chars();
+    let valid = c
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(l)
+    } else {
+        Err(format!("{l:?} is not a label name; {usage}"))
+    }
+}
+
+/// `label_join`'s arguments: an expression, the label to set, a separator and the
+/// labels whose values it joins.
+fn parse_label_join(args: &str) -> Result<Node, String> {
+    let usage = r#"label_join(...) takes an expression, a label, a separator and the labels to join, e.g. label_join(up, "where", "/", "job", "instance")"#;
+    let parts = top_level_args(args);
+    let [arg, dst, sep, srcs @ ..] = &parts[..] else {
+        return Err(usage.into());
+    };
+    let string = |s: &str| string_arg(s, usage);
+    let dst = label_arg(dst, usage)?;
+    Ok(Node::LabelJoin {
+        arg: Box::new(parse_node(arg)?),
+        dst,
+        sep: string(sep)?,
+        srcs: srcs.iter().map(|s| string(s)).collect::<Result<_, _>>()?,
+    })
+}
+
 /// `label_replace`'s arguments: an expression and four strings.
 fn parse_label_replace(args: &str) -> Result<Node, String> {
     let usage = r#"label_replace(...) takes an expression and four strings, e.g. label_replace(prescale_demand, "service", "$1", "workload", "(.*)-prod")"#;
@@ -951,28 +1155,8 @@ fn parse_label_replace(args: &str) -> Result<Node, String> {
     let [arg, dst, replacement, src, regex] = parts[..] else {
         return Err(format!("{usage}, not {} arguments", parts.len()));
     };
-    let string = |s: &str| -> Result<String, String> {
-        let (v, rest) = prescale_core::selector::quoted(s.trim())
-            .map_err(|e| format!("{:?}: {e}; {usage}", s.trim()))?;
-        if rest.trim().is_empty() {
-            Ok(v)
-        } else {
-            Err(format!(
-                "unexpected {:?} after a string; {usage}",
-                rest.trim()
-            ))
-        }
-    };
-    let dst = string(dst)?;
-    let valid = |l: &str| {
-        let mut c = l.chars();
-        c.next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    if !valid(&dst) {
-        return Err(format!("{dst:?} is not a label name; {usage}"));
-    }
+    let string = |s: &str| string_arg(s, usage);
+    let dst = label_arg(dst, usage)?;
     let regex = string(regex)?;
     regex::Regex::new(&format!("^(?:{regex})$"))
         .map_err(|e| format!("{regex:?} is not a regular expression: {e}"))?;
@@ -987,6 +1171,32 @@ fn parse_label_replace(args: &str) -> Result<Node, String> {
 
 /// Each series of `v` relabelled as [`Node::LabelReplace`] says; an error when two come
 /// out with the same labels.
+/// Each series of `v` with `dst` set to its `srcs` labels' values joined by `sep` (an
+/// empty result removes it); two series left with the same labels are refused.
+fn label_join(v: Evaluated, dst: &str, sep: &str, srcs: &[String]) -> Result<Evaluated, String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(v.len());
+    for (mut labels, values) in v {
+        let joined: Vec<&str> = srcs
+            .iter()
+            .map(|s| labels.get(s).map_or("", String::as_str))
+            .collect();
+        let joined = joined.join(sep);
+        if joined.is_empty() {
+            labels.remove(dst);
+        } else {
+            labels.insert(dst.to_string(), joined);
+        }
+        if !seen.insert(labels.clone()) {
+            return Err(format!(
+                "label_join(...) gave two series the labels {labels:?}; join labels that tell them apart"
+            ));
+        }
+        out.push((labels, values));
+    }
+    Ok(out)
+}
+
 fn label_replace(
     v: Evaluated,
     dst: &str,
@@ -1259,7 +1469,7 @@ fn grouping(s: &str) -> Option<(bool, &str)> {
 }
 
 /// The functions of a range, and how each combines a range's samples.
-const RANGE_FUNCTIONS: [(&str, AggOp); 18] = [
+const RANGE_FUNCTIONS: [(&str, AggOp); 19] = [
     ("rate", AggOp::Rate),
     ("increase", AggOp::Increase),
     ("avg_over_time", AggOp::Avg),
@@ -1278,6 +1488,7 @@ const RANGE_FUNCTIONS: [(&str, AggOp); 18] = [
     ("predict_linear", AggOp::PredictLinear(f64::NAN)),
     ("changes", AggOp::Changes),
     ("resets", AggOp::Resets),
+    ("present_over_time", AggOp::Present),
 ];
 
 /// A range function's name, what it combines and its range argument (see
@@ -1622,7 +1833,9 @@ fn pin(node: &mut Node, start: TimestampMs, end: TimestampMs) {
         | Node::Vector(arg)
         | Node::ScalarOf(arg)
         | Node::Timestamp(arg)
-        | Node::Absent { arg, .. } => pin(arg, start, end),
+        | Node::Absent { arg, .. }
+        | Node::Sort { arg, .. }
+        | Node::LabelJoin { arg, .. } => pin(arg, start, end),
     }
 }
 
@@ -1665,6 +1878,7 @@ pub(crate) fn over_range(
         AggOp::Increase => extrapolated(w, start, end, true),
         AggOp::Rate => extrapolated(w, start, end, true).map(|v| v / secs(end - start)),
         AggOp::Idelta => Some(last.value - prev()?.value),
+        AggOp::Present => Some(1.0),
         // As Prometheus: NaN to NaN is no change, anything else to NaN is one.
         AggOp::Changes => Some(
             w.windows(2)
@@ -1763,7 +1977,9 @@ fn combine(op: AggOp, vs: &[f64]) -> Option<f64> {
         | AggOp::Changes
         | AggOp::Resets
         | AggOp::Rate
-        | AggOp::Increase => f64::NAN,
+        | AggOp::Increase
+        | AggOp::Present => f64::NAN,
+        AggOp::Group => 1.0,
         // As Prometheus: interpolated at rank phi * (n - 1) of the sorted values.
         AggOp::Quantile(phi) => outside_quantile(phi).unwrap_or_else(|| {
             let mut s = vs.to_vec();
@@ -1857,6 +2073,43 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
     Ok(match node {
         Node::Number(v) => Val::Scalar(vec![*v; times.len()]),
         Node::Time => Val::Scalar(times.iter().map(|t| *t as f64 / 1000.0).collect()),
+        Node::Sort { desc, arg } => match eval(st, arg, times, step)? {
+            Val::Vector(mut v) => {
+                let at = |s: &(BTreeMap<String, String>, Vec<Option<f64>>)| s.1[0];
+                v.sort_by(|a, b| match (at(a), at(b)) {
+                    (Some(x), Some(y)) if !x.is_nan() && !y.is_nan() => {
+                        if *desc {
+                            y.total_cmp(&x)
+                        } else {
+                            x.total_cmp(&y)
+                        }
+                    }
+                    (x, y) => {
+                        let last = |v: Option<f64>| v.is_none_or(f64::is_nan);
+                        last(x).cmp(&last(y))
+                    }
+                });
+                Val::Vector(v)
+            }
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "sort(...) and sort_desc(...) order series, not a number".into(),
+                ))
+            }
+        },
+        Node::LabelJoin {
+            arg,
+            dst,
+            sep,
+            srcs,
+        } => match eval(st, arg, times, step)? {
+            Val::Vector(v) => Val::Vector(label_join(v, dst, sep, srcs).map_err(Failed::Query)?),
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "label_join(...) relabels series, not a number".into(),
+                ))
+            }
+        },
         Node::Timestamp(arg) => match &**arg {
             Node::Series(e)
                 if matches!(e.inner, DemandExpr::Sum(_))

@@ -1295,6 +1295,15 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         ),
         ("g * on (a) 2", "not with a number"),
         ("g @ soon", "after @ is not a time"),
+        ("label_join(g)", "takes an expression, a label, a separator"),
+        (r#"label_join(g, "1x", "-", "a")"#, "is not a label name"),
+        (r#"label_join(g, "x", -, "a")"#, "double-quoted"),
+        ("quantile(g)", "takes a quantile and an expression"),
+        ("sort(3)", "order series, not a number"),
+        (
+            "hour(g, 1)",
+            "takes one expression of unix seconds, or none",
+        ),
         ("@ 100", "@ follows a selector"),
         ("quantile_over_time(g[5m])", "takes a quantile and a range"),
         ("quantile_over_time(high, g[5m])", "is not a number"),
@@ -1330,7 +1339,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert!(body.contains(why), "{query}: {body}");
     }
     for query in [
-        "sort_desc(g)",
+        "count_values(\"v\", g)",
         "sum by (a-b) (g)",
         "rate(c_total[5x])",
         "g @ soon",
@@ -1339,7 +1348,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
     }
-    let (_, body) = get(&app, &q("sort_desc(g)", "start=0&end=10&step=1")).await;
+    let (_, body) = get(&app, &q(r#"count_values("v", g)"#, "start=0&end=10&step=1")).await;
     assert!(body.contains("under sum, avg, min, max or count"), "{body}");
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
