@@ -47,6 +47,8 @@ pub struct Decoded {
     pub problems: Vec<String>,
     /// Problems beyond those listed.
     pub more_problems: usize,
+    /// What the sender said of its metric families (remote write's metadata), by name.
+    pub metadata: Vec<(String, crate::scrape::MetricMeta)>,
 }
 
 impl Decoded {
@@ -104,12 +106,42 @@ fn too_large() -> ReceiveError {
 }
 
 // The remote_write 1.0 messages (prometheus/prompb types.proto and remote.proto), only
-// the fields a receiver reads; the rest (metadata, exemplars) is skipped when decoding.
+// the fields a receiver reads; the rest (exemplars) is skipped when decoding.
 
 #[derive(Clone, PartialEq, Message)]
 struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     timeseries: Vec<TimeSeries>,
+    #[prost(message, repeated, tag = "3")]
+    metadata: Vec<MetricMetadata>,
+}
+
+/// A metric family's type, help and unit (Prometheus sends them every minute).
+#[derive(Clone, PartialEq, Message)]
+struct MetricMetadata {
+    #[prost(int32, tag = "1")]
+    kind: i32,
+    #[prost(string, tag = "2")]
+    metric_family_name: String,
+    #[prost(string, tag = "4")]
+    help: String,
+    #[prost(string, tag = "5")]
+    unit: String,
+}
+
+/// The name of a metric type as remote write 1.0 and 2.0 number them (0: unknown in
+/// 1.0, unspecified in 2.0).
+fn metric_type(kind: i32) -> &'static str {
+    match kind {
+        1 => "counter",
+        2 => "gauge",
+        3 => "histogram",
+        4 => "gaugehistogram",
+        5 => "summary",
+        6 => "info",
+        7 => "stateset",
+        _ => "unknown",
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -219,7 +251,23 @@ pub fn decode_remote_write(body: &[u8]) -> Result<Decoded, ReceiveError> {
             "the body is not a remote_write 1.0 prometheus.WriteRequest: {e}"
         ))
     })?;
-    let mut out = Decoded::default();
+    let metadata = req
+        .metadata
+        .into_iter()
+        .filter(|m| !m.metric_family_name.is_empty())
+        .map(|m| {
+            let meta = crate::scrape::MetricMeta {
+                kind: metric_type(m.kind).to_string(),
+                help: m.help,
+                unit: m.unit,
+            };
+            (m.metric_family_name, meta)
+        })
+        .collect();
+    let mut out = Decoded {
+        metadata,
+        ..Decoded::default()
+    };
     let mut by_key: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
     for ts in req.timeseries {
         let labels = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
@@ -256,6 +304,19 @@ struct TimeSeriesV2 {
     /// Native histograms, kept as bytes only to be counted: they are not stored.
     #[prost(bytes = "vec", repeated, tag = "3")]
     histograms: Vec<Vec<u8>>,
+    #[prost(message, optional, tag = "5")]
+    metadata: Option<MetadataV2>,
+}
+
+/// A series' type, help and unit, the strings as indices into the request's symbols.
+#[derive(Clone, PartialEq, Message)]
+struct MetadataV2 {
+    #[prost(int32, tag = "1")]
+    kind: i32,
+    #[prost(uint32, tag = "3")]
+    help_ref: u32,
+    #[prost(uint32, tag = "4")]
+    unit_ref: u32,
 }
 
 /// Decodes a remote write 2.0 body: a snappy block holding an
@@ -293,6 +354,22 @@ pub fn decode_remote_write_v2(body: &[u8]) -> Result<Decoded, ReceiveError> {
             ));
             continue;
         };
+        // Its metadata, when it says anything, under its metric name.
+        let name = labels
+            .iter()
+            .find(|(k, _)| k == "__name__")
+            .map(|l| l.1.clone());
+        if let (Some(m), Some(name)) = (ts.metadata, name) {
+            let text = |i: u32| sym.get(i as usize).cloned().unwrap_or_default();
+            let meta = crate::scrape::MetricMeta {
+                kind: metric_type(m.kind).to_string(),
+                help: text(m.help_ref),
+                unit: text(m.unit_ref),
+            };
+            if m.kind != 0 || !meta.help.is_empty() || !meta.unit.is_empty() {
+                out.metadata.push((name, meta));
+            }
+        }
         add_series(
             &mut out,
             &mut by_key,
@@ -336,6 +413,7 @@ pub fn encode_remote_write_v2(series: &[(SeriesKey, Vec<Sample>)]) -> Vec<u8> {
                     })
                     .collect(),
                 histograms: Vec::new(),
+                metadata: None,
             }
         })
         .collect();
@@ -372,6 +450,7 @@ pub fn encode_remote_write(series: &[(SeriesKey, Vec<Sample>)]) -> Vec<u8> {
                 histograms: vec![],
             })
             .collect(),
+        metadata: vec![],
     };
     snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
@@ -575,6 +654,7 @@ mod tests {
                 ),
                 series(vec![label("__name__", "up")], &[(1_000, f64::NAN)]),
             ],
+            metadata: vec![],
         };
         let d = decode_remote_write(&snappy(&req)).unwrap();
         assert!(d.problems.is_empty(), "{:?}", d.problems);
@@ -598,6 +678,7 @@ mod tests {
                 series(vec![label("__name__", "bad-name")], &[(1, 1.0)]),
                 series(vec![label("__name__", "ok")], &[(1, 1.0)]),
             ],
+            metadata: vec![],
         };
         let d = decode_remote_write(&snappy(&req)).unwrap();
         assert_eq!(d.series.len(), 1);
@@ -659,6 +740,7 @@ mod tests {
                 timestamp: 9,
             }],
             histograms: vec![vec![0]; histograms],
+            metadata: None,
         };
         let req = RequestV2 {
             symbols,
@@ -692,6 +774,101 @@ mod tests {
         );
         let e = decode_remote_write_v2(b"not snappy").unwrap_err();
         assert!(e.to_string().contains("not snappy-compressed"), "{e}");
+    }
+
+    #[test]
+    fn remote_write_metadata_describes_families_in_both_versions() {
+        use crate::scrape::MetricMeta;
+        let meta = |kind: &str, help: &str, unit: &str| MetricMeta {
+            kind: kind.into(),
+            help: help.into(),
+            unit: unit.into(),
+        };
+        let snappy = |b: Vec<u8>| snap::raw::Encoder::new().compress_vec(&b).unwrap();
+        // 1.0: a list beside the series, as Prometheus sends it every minute.
+        let req = WriteRequest {
+            timeseries: vec![],
+            metadata: vec![
+                MetricMetadata {
+                    kind: 1,
+                    metric_family_name: "http_requests_total".into(),
+                    help: "Requests served.".into(),
+                    unit: String::new(),
+                },
+                MetricMetadata {
+                    kind: 3,
+                    metric_family_name: "latency_seconds".into(),
+                    help: "How long.".into(),
+                    unit: "seconds".into(),
+                },
+                // A nameless entry says nothing of any family.
+                MetricMetadata {
+                    kind: 2,
+                    metric_family_name: String::new(),
+                    help: "?".into(),
+                    unit: String::new(),
+                },
+            ],
+        };
+        let d = decode_remote_write(&snappy(req.encode_to_vec())).unwrap();
+        assert_eq!(
+            d.metadata,
+            vec![
+                (
+                    "http_requests_total".into(),
+                    meta("counter", "Requests served.", "")
+                ),
+                (
+                    "latency_seconds".into(),
+                    meta("histogram", "How long.", "seconds")
+                ),
+            ]
+        );
+        // 2.0: on each series, its strings in the symbols; a reference past them reads
+        // as empty, and a series without metadata adds none.
+        let symbols: Vec<String> = ["", "__name__", "up", "Whether it is up.", "queue"]
+            .map(String::from)
+            .to_vec();
+        let ts = |name: u32, metadata| TimeSeriesV2 {
+            labels_refs: vec![1, name],
+            samples: vec![PbSample {
+                value: 1.0,
+                timestamp: 9,
+            }],
+            histograms: vec![],
+            metadata,
+        };
+        let req = RequestV2 {
+            symbols,
+            timeseries: vec![
+                ts(
+                    2,
+                    Some(MetadataV2 {
+                        kind: 2,
+                        help_ref: 3,
+                        unit_ref: 0,
+                    }),
+                ),
+                ts(
+                    4,
+                    Some(MetadataV2 {
+                        kind: 1,
+                        help_ref: 99,
+                        unit_ref: 0,
+                    }),
+                ),
+                ts(4, None),
+            ],
+        };
+        let d = decode_remote_write_v2(&snappy(req.encode_to_vec())).unwrap();
+        assert_eq!(
+            d.metadata,
+            vec![
+                ("up".into(), meta("gauge", "Whether it is up.", "")),
+                ("queue".into(), meta("counter", "", "")),
+            ]
+        );
+        assert_eq!(d.series.len(), 2, "the samples are stored as ever");
     }
 
     #[test]

@@ -82,8 +82,24 @@ pub struct TargetHealth {
 pub struct Scraped {
     /// Samples per series.
     pub series: Vec<(SeriesKey, Vec<Sample>)>,
+    /// What the exposition said of its metric families (`# TYPE`, `# HELP`).
+    pub metadata: BTreeMap<String, MetricMeta>,
     /// The target's health after this scrape.
     pub health: TargetHealth,
+}
+
+/// What a metric family is, as its exposition (`# TYPE`, `# HELP`) or its sender
+/// (remote write's metadata) describes it: what Prometheus' `/api/v1/metadata` lists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MetricMeta {
+    /// `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`, `info`, `stateset`
+    /// or `unknown`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What it measures.
+    pub help: String,
+    /// Its unit, when the sender gives one.
+    pub unit: String,
 }
 
 /// A line that is not in the text exposition format.
@@ -164,6 +180,8 @@ pub struct Exposition {
     pub samples: usize,
     /// Non-finite samples skipped.
     pub skipped: usize,
+    /// Each family's `# TYPE` and `# HELP`.
+    pub metadata: BTreeMap<String, MetricMeta>,
 }
 
 /// Parses the Prometheus text exposition format (version 0.0.4). Samples without a
@@ -179,7 +197,11 @@ pub fn parse_exposition(
     let mut out = Exposition::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        if let Some(comment) = line.strip_prefix('#') {
+            read_comment(comment, &mut out.metadata);
+            continue;
+        }
+        if line.is_empty() {
             continue;
         }
         let err = |reason: String| ParseError {
@@ -211,6 +233,37 @@ pub fn parse_exposition(
     Ok(out)
 }
 
+/// Reads a `# TYPE NAME TYPE` or `# HELP NAME TEXT` line (`\\` and `\n` escaped in
+/// the text) into `meta`; other comments are ignored, as Prometheus ignores them.
+fn read_comment(comment: &str, meta: &mut BTreeMap<String, MetricMeta>) {
+    let mut words = comment.trim_start().splitn(3, ' ');
+    let (Some(what), Some(name)) = (words.next(), words.next()) else {
+        return;
+    };
+    let rest = words.next().unwrap_or("").trim();
+    match what {
+        "TYPE" => meta.entry(name.to_string()).or_default().kind = rest.to_string(),
+        "HELP" => {
+            let mut help = String::with_capacity(rest.len());
+            let mut chars = rest.chars();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    help.push(c);
+                    continue;
+                }
+                // Only \\ and \n are escapes; any other backslash stays.
+                match chars.next() {
+                    Some('n') => help.push('\n'),
+                    Some('\\') => help.push('\\'),
+                    other => help.extend(std::iter::once('\\').chain(other)),
+                }
+            }
+            meta.entry(name.to_string()).or_default().help = help;
+        }
+        _ => {}
+    }
+}
+
 /// Scrapes `target` once with `agent` (which holds the time-out and TLS settings, see
 /// [`crate::http::agent`]), at `now`; never fails: a target that cannot be reached or
 /// read is `up` 0 with the reason in its health.
@@ -231,17 +284,17 @@ pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped
         last_duration_s: duration,
         ..Default::default()
     };
-    let (mut series, up) = match parsed {
+    let (mut series, metadata, up) = match parsed {
         Ok(exp) => {
             health.health = "up".into();
             health.last_samples = exp.samples;
             health.last_skipped = exp.skipped;
-            (exp.series, 1.0)
+            (exp.series, exp.metadata, 1.0)
         }
         Err(e) => {
             health.health = "down".into();
             health.last_error = e;
-            (Vec::new(), 0.0)
+            (Vec::new(), BTreeMap::new(), 0.0)
         }
     };
     let meta = |name: &str, value: f64| {
@@ -263,7 +316,11 @@ pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped
             target.label(key);
         }
     }
-    Scraped { series, health }
+    Scraped {
+        series,
+        metadata,
+        health,
+    }
 }
 
 /// GETs `url` as Prometheus does (asking for the text format).
@@ -335,6 +392,28 @@ histogram_bucket{le="+Inf"} 3e2
             300.0
         );
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn type_and_help_lines_describe_their_family() {
+        let text = "# HELP a_total Requests served,\\ with \\\\ and a\\nsecond line.\n# TYPE a_total counter\n# TYPE b gauge\n# a plain comment\n#HELP c   Spaced out.\na_total 1\nb 2\n";
+        let e = parse_exposition(text, "j", "i", 0).unwrap();
+        let m = |kind: &str, help: &str| MetricMeta {
+            kind: kind.into(),
+            help: help.into(),
+            unit: String::new(),
+        };
+        assert_eq!(
+            e.metadata.into_iter().collect::<Vec<_>>(),
+            vec![
+                (
+                    "a_total".to_string(),
+                    m("counter", "Requests served,\\ with \\ and a\nsecond line.")
+                ),
+                ("b".to_string(), m("gauge", "")),
+                ("c".to_string(), m("", "Spaced out.")),
+            ]
+        );
     }
 
     #[test]

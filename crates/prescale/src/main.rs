@@ -446,6 +446,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     agent.clone(),
                     store.clone(),
                     state.targets.clone(),
+                    state.metadata.clone(),
                 )));
             }
             for instance in &job.targets {
@@ -460,6 +461,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     agent.clone(),
                     store.clone(),
                     state.targets.clone(),
+                    state.metadata.clone(),
                 )));
             }
         }
@@ -593,6 +595,7 @@ async fn discover_loop(
     agent: ureq::Agent,
     store: Store,
     targets: prescale_server::Targets,
+    metadata: prescale_server::Metadata,
 ) {
     use prescale_collect::kube::{discover_endpoints, discover_pods, PodRule};
     use prescale_collect::scrape::{Target, TargetHealth};
@@ -693,6 +696,7 @@ async fn discover_loop(
                 agent.clone(),
                 store.clone(),
                 targets.clone(),
+                metadata.clone(),
             ));
             running.insert(t.instance.clone(), (t, handle));
         }
@@ -708,6 +712,7 @@ async fn scrape_loop(
     agent: ureq::Agent,
     store: Store,
     targets: prescale_server::Targets,
+    metadata: prescale_server::Metadata,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -721,16 +726,17 @@ async fn scrape_loop(
         let res = tokio::task::spawn_blocking(move || {
             let scraped = prescale_collect::scrape::scrape(&agent, &t, now_ms());
             let stored = store.append_many(&scraped.series);
-            (scraped.health, stored)
+            (scraped.health, scraped.metadata, stored)
         })
         .await;
-        let (mut health, stored) = match res {
+        let (mut health, said, stored) = match res {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!("scrape task for {} died: {e}", target.url);
                 continue;
             }
         };
+        prescale_server::remember(&metadata, said);
         match stored {
             Ok(reports) => {
                 let rejected: usize = reports.iter().map(|r| r.rejected.len()).sum();

@@ -73,7 +73,7 @@ fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
     std::fs::write(
         &prom_cfg,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{pm}']\nremote_write:\n  - url: http://{ps}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{pm}']\nremote_write:\n  - url: http://{ps}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n    metadata_config:\n      send_interval: 1s\n"
         ),
     )
     .unwrap();
@@ -137,6 +137,20 @@ fn prometheus_remote_writes_into_prescale_and_a_workload_plans_on_it() {
         metrics.contains("prescale_receive_unreadable_total{receiver=\"remote_write\"} 0"),
         "{metrics}"
     );
+    // What Prometheus sends of its families' types and help, as Grafana asks for it.
+    let meta = || metadata(ps, "prometheus_tsdb_head_series");
+    wait_for(|| meta().is_some(), "remote-written metadata", &logs);
+    let m = meta().unwrap();
+    assert_eq!(m["type"], "gauge", "{m}");
+    assert!(m["help"].as_str().unwrap().contains("series"), "{m}");
+}
+
+/// `/api/v1/metadata`'s entry for one metric family, if it has one.
+fn metadata(addr: SocketAddr, name: &str) -> Option<serde_json::Value> {
+    let (code, body) = get(addr, &format!("/api/v1/metadata?metric={name}"))?;
+    assert_eq!(code, 200, "{body}");
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"][name].get_mut(0).map(serde_json::Value::take)
 }
 
 #[test]
@@ -254,6 +268,10 @@ fn prescale_scrapes_a_node_exporter_and_plans_on_its_cpu_counters() {
     };
     assert_eq!(by(node)["health"], "up", "{body}");
     assert!(by(node)["last_samples"].as_u64().unwrap() > 0, "{body}");
+    // The exposition's # TYPE and # HELP, kept for /api/v1/metadata.
+    let m = metadata(ps, "node_cpu_seconds_total").expect("the cpu counter's metadata");
+    assert_eq!(m["type"], "counter", "{m}");
+    assert!(m["help"].as_str().unwrap().contains("CPUs"), "{m}");
     assert_eq!(by(dead)["health"], "down", "{body}");
     assert!(
         by(dead)["last_error"]

@@ -12,6 +12,7 @@
 //! | `GET /api/v1/series` | every stored series; with `match[]`, Prometheus' answer ([`promapi`]) |
 //! | `GET /api/v1/query_range?series=SEL&start=S&end=E[&max_points=N&reduce=max\|mean]` | samples of one series (unix seconds), thinned to at most N ([`thin`]) |
 //! | `GET\|POST /api/v1/query`, `query_range?query=..&step=..`, `labels`, `label/NAME/values`, `status/buildinfo` | Prometheus' query API ([`promql`], its parameters and `match[]` in [`promapi`]) |
+//! | `GET /api/v1/metadata` | metric families' type, help and unit ([`promapi::metadata`]) |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
 //! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
 //! | `GET /api/v1/sources` | receivers and their counts, targets, the sample store, the provider |
@@ -66,6 +67,8 @@ pub struct AppState {
     pub receivers: Arc<write::Receivers>,
     /// Each scrape target's health, by (job, instance), kept by the scrape loops.
     pub targets: Targets,
+    /// What scrapes and senders said of their metric families.
+    pub metadata: Metadata,
     /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
     pub provider: String,
     /// Comparisons with HPA made lately, by workload and days, with when they were
@@ -84,6 +87,34 @@ const COMPARE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Scrape targets' health by (job, instance), shared by the scrape loops and the API.
 pub type Targets = Arc<RwLock<std::collections::BTreeMap<(String, String), TargetHealth>>>;
+
+/// Metric families' type, help and unit by name, as scrapes (`# TYPE`, `# HELP`) and
+/// remote write senders describe them: shared by the scrape loops, the receivers and
+/// `/api/v1/metadata`. Kept in memory, as Prometheus keeps what its targets say.
+pub type Metadata =
+    Arc<RwLock<std::collections::BTreeMap<String, prescale_collect::scrape::MetricMeta>>>;
+
+/// Records what a scrape or a sender said of its families; a field it leaves empty
+/// keeps what was known (one target's `# TYPE` without `# HELP` does not erase
+/// another's help).
+pub fn remember(
+    metadata: &Metadata,
+    said: impl IntoIterator<Item = (String, prescale_collect::scrape::MetricMeta)>,
+) {
+    let mut known = metadata.write().expect("metadata lock");
+    for (name, m) in said {
+        let k = known.entry(name).or_default();
+        for (old, new) in [
+            (&mut k.kind, m.kind),
+            (&mut k.help, m.help),
+            (&mut k.unit, m.unit),
+        ] {
+            if !new.is_empty() {
+                *old = new;
+            }
+        }
+    }
+}
 
 impl AppState {
     /// State for a configuration's tiers, workloads and receivers. Fails, saying what to
@@ -121,6 +152,7 @@ impl AppState {
             workloads: cfg.workloads.clone(),
             receivers: write::Receivers::new(cfg, token),
             targets: Arc::new(RwLock::new(targets)),
+            metadata: Default::default(),
             provider: serde_json::to_value(cfg.providers.use_)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
@@ -150,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/labels", get(promapi::labels).post(promapi::labels))
         .route("/api/v1/label/{name}/values", get(promapi::label_values))
         .route("/api/v1/status/buildinfo", get(promql::buildinfo))
+        .route("/api/v1/metadata", get(promapi::metadata))
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
         .route(

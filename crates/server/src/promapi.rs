@@ -269,3 +269,78 @@ pub async fn label_values(
         Err(e) => e.into_response(),
     }
 }
+
+/// The families prescale stores itself, described as `/metrics` describes its own.
+const OWN_METADATA: [(&str, &str); 9] = [
+    (
+        "prescale_demand",
+        "A workload's demand in vCPU, resampled to its step.",
+    ),
+    (
+        "prescale_demand_memory",
+        "A workload's memory demand in GiB, resampled to its step.",
+    ),
+    (
+        "prescale_demand_disk_iops",
+        "A workload's disk demand in operations per second, resampled to its step.",
+    ),
+    (
+        "prescale_demand_network_mbps",
+        "A workload's network demand in Mbit/s, resampled to its step.",
+    ),
+    (
+        "prescale_forecast_median",
+        "The median forecast of each step, made before the step.",
+    ),
+    (
+        "prescale_forecast_median_ahead",
+        "The median forecast of each step, made `lead` steps before it.",
+    ),
+    (
+        "prescale_forecast_error",
+        "Demand less the median of the forecast in force before it was brought up to date.",
+    ),
+    (
+        "prescale_capacity_vcpu",
+        "Ready capacity per tier, in vCPU.",
+    ),
+    (
+        "prescale_instances",
+        "Instances held per tier once each pass has acted, ready and pending.",
+    ),
+];
+
+/// `GET /api/v1/metadata`: each metric family's type, help and unit, as Prometheus
+/// lists them (`{"name": [{"type", "help", "unit"}]}`): those scrapes and remote write
+/// senders described and those prescale stores itself (while it has series of them);
+/// `metric=NAME` for one, `limit=N` for at most N families.
+pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
+    let limit = match p.get("limit").map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(n)) if n > 0 => Some(n as usize),
+        // As Prometheus: 0 or less is no limit.
+        Some(Ok(_)) => None,
+        Some(Err(_)) => return bad("`limit` must be a whole number"),
+    };
+    let mut all: BTreeMap<String, prescale_collect::scrape::MetricMeta> =
+        st.metadata.read().expect("metadata lock").clone();
+    let stored: BTreeSet<String> = st.store.series().into_iter().map(|k| k.name).collect();
+    for (name, help) in OWN_METADATA {
+        if stored.contains(name) {
+            all.entry(name.to_string())
+                .or_insert_with(|| prescale_collect::scrape::MetricMeta {
+                    kind: "gauge".into(),
+                    help: help.into(),
+                    unit: String::new(),
+                });
+        }
+    }
+    let wanted = p.get("metric");
+    let data: serde_json::Map<String, serde_json::Value> = all
+        .into_iter()
+        .filter(|(name, _)| wanted.is_none_or(|w| w == name))
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(name, m)| (name, json!([m])))
+        .collect();
+    Json(json!({"status": "success", "data": data})).into_response()
+}

@@ -1625,6 +1625,52 @@ async fn subqueries_combine_any_expression_over_a_range() {
 }
 
 #[tokio::test]
+async fn metadata_lists_what_sources_said_and_prescales_own_families() {
+    use prescale_collect::scrape::MetricMeta;
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture's engine has stored prescale_demand and the rest of its own.
+    let state = fixture(dir.path());
+    let meta = |kind: &str, help: &str, unit: &str| MetricMeta {
+        kind: kind.into(),
+        help: help.into(),
+        unit: unit.into(),
+    };
+    remember(
+        &state.metadata,
+        [
+            ("a_total".to_string(), meta("counter", "As A says.", "")),
+            ("b".to_string(), meta("gauge", "", "bytes")),
+        ],
+    );
+    // A second target's # TYPE without # HELP keeps the help known.
+    remember(
+        &state.metadata,
+        [("a_total".to_string(), meta("counter", "", ""))],
+    );
+    let app = router(state);
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+    let (code, body) = get(&app, "/api/v1/metadata").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let data = &json(&body)["data"];
+    assert_eq!(
+        data["a_total"],
+        serde_json::json!([{"type": "counter", "help": "As A says.", "unit": ""}])
+    );
+    assert_eq!(data["b"][0]["unit"], "bytes", "{body}");
+    assert_eq!(data["prescale_demand"][0]["type"], "gauge", "{body}");
+    assert!(
+        data.get("prescale_demand_memory").is_none(),
+        "only families prescale has stored: {body}"
+    );
+    let (_, body) = get(&app, "/api/v1/metadata?metric=b").await;
+    assert_eq!(json(&body)["data"].as_object().unwrap().len(), 1, "{body}");
+    let (_, body) = get(&app, "/api/v1/metadata?limit=2").await;
+    assert_eq!(json(&body)["data"].as_object().unwrap().len(), 2, "{body}");
+    let (code, body) = get(&app, "/api/v1/metadata?limit=some").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
 async fn timestamp_gives_each_samples_time() {
     let dir = tempfile::tempdir().unwrap();
     let (app, store) = writable(dir.path(), Config::default());

@@ -146,8 +146,10 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
         series,
         problems,
         more_problems,
+        metadata,
         ..
     } = decoded;
+    crate::remember(&st.metadata, metadata);
     counts
         .unreadable
         .fetch_add((problems.len() + more_problems) as u64, Ordering::Relaxed);
