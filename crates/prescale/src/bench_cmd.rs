@@ -6,6 +6,10 @@
 //!
 //! `prescale bench simulate`: how long a predictive replay of a trace takes, model
 //! selection and refits included (the simulator's target: a 30-day trace in under 10 s).
+//!
+//! `prescale bench query`: how fast the query API answers what a Grafana dashboard
+//! asks, over a store of many series that has run for days (its older samples in
+//! compressed chunks, as the daemon's are after an hour).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +28,23 @@ pub enum BenchCmd {
     Ingest(IngestArgs),
     /// Seconds a predictive replay of a trace takes, forecaster retraining included.
     Simulate(SimulateBenchArgs),
+    /// Milliseconds the query API takes for what Grafana dashboards ask.
+    Query(QueryBenchArgs),
+}
+
+/// `prescale bench query` arguments.
+#[derive(Debug, Args)]
+pub struct QueryBenchArgs {
+    /// Distinct series (`bench_value{job="bench", instance="host-N"}`, and a counter
+    /// `bench_requests_total` of each).
+    #[arg(long, default_value_t = 100)]
+    pub series: usize,
+    /// Days of 15-second samples per series.
+    #[arg(long, default_value_t = 2.0)]
+    pub days: f64,
+    /// Times each query is asked; the median and the slowest are reported.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
 }
 
 /// `prescale bench simulate` arguments.
@@ -82,7 +103,172 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
     match cmd {
         BenchCmd::Ingest(a) => ingest(a),
         BenchCmd::Simulate(a) => simulate(a),
+        BenchCmd::Query(a) => query(a),
     }
+}
+
+/// The queries `bench query` times: `(what, path)`, `{N}` a series, `{START}`,
+/// `{END}` and `{DAY}` the stored range's bounds and a day before its end.
+const BENCH_QUERIES: [(&str, &str); 9] = [
+    ("one series, now", "/api/v1/query?query=bench_value{instance=\"host-00001\"}&time={END}"),
+    ("one series, a day every minute", "/api/v1/query_range?query=bench_value{instance=\"host-00001\"}&start={DAY}&end={END}&step=60"),
+    ("the mean of all, a day every minute", "/api/v1/query_range?query=avg by (job) (bench_value)&start={DAY}&end={END}&step=60"),
+    ("every series' 5-minute mean, a day every 5 minutes", "/api/v1/query_range?query=avg_over_time(bench_value[5m])&start={DAY}&end={END}&step=300"),
+    ("summed rate of all counters, a day every minute", "/api/v1/query_range?query=sum(rate(bench_requests_total[5m]))&start={DAY}&end={END}&step=60"),
+    ("top 5 by rate, the whole range every 10 minutes", "/api/v1/query_range?query=topk(5, rate(bench_requests_total[5m]))&start={START}&end={END}&step=600"),
+    ("hourly peak of the mean (subquery), a day every 5 minutes", "/api/v1/query_range?query=max_over_time(avg(bench_value)[1h:1m])&start={DAY}&end={END}&step=300"),
+    ("series by match[]", "/api/v1/series?match[]=bench_value&start={DAY}&end={END}"),
+    ("label values", "/api/v1/label/instance/values"),
+];
+
+/// `prescale bench query`.
+fn query(a: QueryBenchArgs) -> Result<(), String> {
+    if a.series == 0 || a.runs == 0 || a.days.is_nan() || a.days <= 0.0 {
+        return Err("--series and --runs must be at least 1, --days more than 0".into());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = Store::open(dir.path(), Durability::Buffered).map_err(|e| e.to_string())?;
+    let step_ms = 15_000i64;
+    let steps = (a.days * 86_400_000.0 / step_ms as f64) as i64;
+    let start_ms = 1_767_571_200_000i64;
+    let end_ms = start_ms + (steps - 1) * step_ms;
+    let bar = crate::progress_bar(
+        a.series as u64,
+        "{spinner} storing [{bar:30}] {pos}/{len} series",
+    );
+    let mut keys = Vec::new();
+    for i in 0..a.series {
+        let key = |name: &str| {
+            SeriesKey::metric(name)
+                .expect("static name")
+                .with_label("instance", format!("host-{i:05}"))
+                .with_label("job", "bench")
+        };
+        let gauge: Vec<Sample> = (0..steps)
+            .map(|n| Sample {
+                ts: start_ms + n * step_ms,
+                value: 50.0 + 15.0 * (n as f64 / 240.0 + i as f64).sin(),
+            })
+            .collect();
+        let mut total = 0.0;
+        let counter: Vec<Sample> = (0..steps)
+            .map(|n| {
+                total += 15.0 * (10.0 + (i % 7) as f64 + 3.0 * (n as f64 / 100.0).sin());
+                Sample {
+                    ts: start_ms + n * step_ms,
+                    value: total.round(),
+                }
+            })
+            .collect();
+        let batch = [
+            (key("bench_value"), gauge),
+            (key("bench_requests_total"), counter),
+        ];
+        store.append_many(&batch).map_err(|e| e.to_string())?;
+        // All but the last hour into compressed chunks, as the daemon keeps them.
+        for (k, _) in &batch {
+            store
+                .compress_before(k, end_ms - 3_600_000)
+                .map_err(|e| e.to_string())?;
+        }
+        keys.extend(batch.into_iter().map(|(k, _)| k));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    store.settle().map_err(|e| e.to_string())?;
+
+    let state = prescale_server::AppState::new(
+        &Config::default(),
+        store.clone(),
+        Arc::new(RwLock::new(Default::default())),
+    )?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(prescale_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let agent = prescale_collect::http::agent(
+        Duration::from_secs(120),
+        prescale_collect::http::TlsFiles::default(),
+    )?;
+    let secs = |ms: i64| (ms / 1000).to_string();
+    println!(
+        "query API over {} series ({} gauges and {} counters) of {:.1} days at 15 s ({} samples), all but the last hour in compressed chunks; {} runs each:",
+        keys.len(),
+        a.series,
+        a.series,
+        a.days,
+        keys.len() as i64 * steps,
+        a.runs
+    );
+    let mut result = Ok(());
+    for (what, path) in BENCH_QUERIES {
+        let path = path
+            .replace("{START}", &secs(start_ms))
+            .replace("{END}", &secs(end_ms))
+            .replace("{DAY}", &secs((end_ms - 86_400_000).max(start_ms)));
+        let path: String = path
+            .chars()
+            .map(|c| match c {
+                ' ' => "%20".to_string(),
+                '"' => "%22".to_string(),
+                '{' => "%7B".to_string(),
+                '}' => "%7D".to_string(),
+                '[' => "%5B".to_string(),
+                ']' => "%5D".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let mut took = Vec::with_capacity(a.runs);
+        let mut size = 0;
+        for _ in 0..a.runs {
+            let t = Instant::now();
+            let mut resp = match agent.get(format!("http://{addr}{path}")).call() {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(format!("{what}: {e}"));
+                    break;
+                }
+            };
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .map_err(|e| e.to_string())?;
+            took.push(t.elapsed().as_secs_f64() * 1e3);
+            size = body.len();
+            // A fast empty answer measures nothing: each must hold what it asked for.
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let data = &v["data"];
+            let empty = data
+                .get("result")
+                .unwrap_or(data)
+                .as_array()
+                .is_none_or(Vec::is_empty);
+            if empty {
+                result = Err(format!("{what}: an empty answer: {body}"));
+                break;
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        took.sort_by(f64::total_cmp);
+        println!(
+            "  {what}: median {:.1} ms, slowest {:.1} ms ({:.1} kB answer)",
+            took[took.len() / 2],
+            took[took.len() - 1],
+            size as f64 / 1e3
+        );
+    }
+    let _ = stop.send(());
+    let _ = rt.block_on(server);
+    result
 }
 
 /// `prescale bench simulate`.

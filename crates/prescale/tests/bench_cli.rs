@@ -98,3 +98,32 @@ fn bench_simulate_times_predictive_replays_of_a_synthetic_or_given_trace() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn bench_query_times_each_dashboard_query_on_a_filled_store() {
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["bench", "query", "--series", "3", "--days", "1.5"])
+        .args(["--runs", "2"])
+        .output()
+        .unwrap();
+    let text = stdout_of(out);
+    // 1.5 days at 15 s: 8640 samples of each of 6 series; every query answered with
+    // what it asked for (an empty answer fails the command).
+    assert!(
+        text.contains(
+            "query API over 6 series (3 gauges and 3 counters) of 1.5 days at 15 s (51840 samples)"
+        ),
+        "{text}"
+    );
+    for what in [
+        "one series, now: median",
+        "the mean of all, a day every minute: median",
+        "summed rate of all counters, a day every minute: median",
+        "hourly peak of the mean (subquery), a day every 5 minutes: median",
+        "series by match[]: median",
+        "label values: median",
+    ] {
+        assert!(text.contains(what), "{what} missing: {text}");
+    }
+    assert_eq!(text.matches(" ms (").count(), 9, "{text}");
+}
