@@ -183,6 +183,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/label/{name}/values", get(promapi::label_values))
         .route("/api/v1/status/buildinfo", get(promql::buildinfo))
         .route("/api/v1/metadata", get(promapi::metadata))
+        .route("/api/v1/rules", get(promapi::nothing_kept))
+        .route("/api/v1/alerts", get(promapi::nothing_kept))
+        .route(
+            "/api/v1/query_exemplars",
+            get(promapi::nothing_kept).post(promapi::nothing_kept),
+        )
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
         .route(

@@ -344,3 +344,17 @@ pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
         .collect();
     Json(json!({"status": "success", "data": data})).into_response()
 }
+
+/// `GET /api/v1/rules`, `/api/v1/alerts` and `/api/v1/query_exemplars`: prescale
+/// evaluates no recording or alerting rules and keeps no exemplars, and says so in
+/// Prometheus' form, so Grafana's alerting pages and Explore list nothing from it
+/// rather than an error (alert on prescale's series from the Prometheus that scrapes
+/// its `/metrics`, or with Grafana's own rules on this data source).
+pub async fn nothing_kept(uri: axum::http::Uri) -> Response {
+    let data = match uri.path() {
+        "/api/v1/rules" => json!({"groups": []}),
+        "/api/v1/alerts" => json!({"alerts": []}),
+        _ => json!([]),
+    };
+    Json(json!({"status": "success", "data": data})).into_response()
+}

@@ -1668,6 +1668,16 @@ async fn metadata_lists_what_sources_said_and_prescales_own_families() {
     assert_eq!(json(&body)["data"].as_object().unwrap().len(), 2, "{body}");
     let (code, body) = get(&app, "/api/v1/metadata?limit=some").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    // No rules and no exemplars, said as Prometheus says it, not a 404.
+    for (path, data) in [
+        ("/api/v1/rules", serde_json::json!({"groups": []})),
+        ("/api/v1/alerts", serde_json::json!({"alerts": []})),
+        ("/api/v1/query_exemplars?query=up", serde_json::json!([])),
+    ] {
+        let (code, body) = get(&app, path).await;
+        assert_eq!(code, StatusCode::OK, "{path}: {body}");
+        assert_eq!(json(&body)["data"], data, "{path}");
+    }
 }
 
 #[tokio::test]
