@@ -292,6 +292,9 @@ const QUERIES: &[&str] = &[
     r#"label_join(g_v, "ab", "-", "a", "b")"#,
     "sort_desc(g_v)",
     "sort(rate(req_total[5m]))",
+    r#"count_values("v", round(g_v / 10))"#,
+    r#"count_values by (b) ("v", ceil(g_v / 50))"#,
+    r#"count_values without (a) ("v", floor(g_v / 33))"#,
 ];
 
 #[test]

@@ -17,7 +17,7 @@
 //! classic histograms' bucket series, `topk(K, ...)` and `bottomk(K, ...)`, and `abs`, `ceil`, `floor`, `round`, `clamp_min`,
 //! `clamp_max`, `clamp`, `sqrt`, `exp`, `ln`, `log2`, `log10` and `sgn` of any of these,
 //! `absent_over_time` and `present_over_time`, `sort` and `sort_desc`, `label_join`,
-//! `stddev`, `stdvar`, `group` and `quantile` aggregations, the date functions (`hour`
+//! `stddev`, `stdvar`, `group`, `quantile` and `count_values` aggregations, the date functions (`hour`
 //! and the like), `vector(N)`, `absent(X)`, `time()`, `timestamp(X)` and `scalar(X)` (numbers are one
 //! per evaluation time, so `time()` moves), subqueries (`X[RANGE:RES]` of any
 //! expression in any range function, e.g. `max_over_time(rate(x[5m])[1h:1m])`), and `label_replace(X, DST, REPLACEMENT,
@@ -170,7 +170,7 @@ struct Agg {
     labels: Vec<String>,
 }
 
-const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)) and @ (x @ 1700000000, x @ start(), x @ end()), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), absent_over_time(...), present_over_time(...), time(), timestamp(...), scalar(...), minute, hour, day_of_week, day_of_month, day_of_year, days_in_month, month and year, sort(...) and sort_desc(...), label_join(...), stddev, stdvar, group and quantile(PHI, ...) aggregations, and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL";
+const SUPPORTED: &str = "prescale answers a series selector, rate(SELECTOR) or rate(SELECTOR[5m]), increase(SELECTOR[5m]), avg_, min_, max_, sum_, count_, last_, stddev_ or stdvar_over_time(SELECTOR[5m]), quantile_over_time(0.95, SELECTOR[5m]), delta, idelta, irate, deriv, changes and resets(SELECTOR[5m]) and predict_linear(SELECTOR[1h], 3600), either under sum, avg, min, max or count (with by (...) or without (...)), with offset (x offset 1h, rate(x[5m] offset 1d)) and @ (x @ 1700000000, x @ start(), x @ end()), and +, -, *, /, % and ^ between any of them and numbers (with on (...) or ignoring (...), and group_left (...) or group_right (...) for many-to-one), the comparisons ==, !=, >, <, >= and <= (filtering, or 1 and 0 with bool), and, or and unless between series, histogram_quantile(0.95, ...) of bucket series, topk(K, ...) and bottomk(K, ...) (with by or without), abs, ceil, floor, round, clamp_min, clamp_max, clamp, sqrt, exp, ln, log2, log10 and sgn of any of them, and label_replace(...), with sum, avg, min, max and count of any of these too, vector(N), absent(...), absent_over_time(...), present_over_time(...), time(), timestamp(...), scalar(...), minute, hour, day_of_week, day_of_month, day_of_year, days_in_month, month and year, sort(...) and sort_desc(...), label_join(...), stddev, stdvar, group, quantile(PHI, ...) and count_values(\"LABEL\", ...) aggregations, and subqueries in any range function (max_over_time(rate(x[5m])[1h:1m]), [1h:] for a minute's resolution); not other PromQL";
 
 /// A whole query: series, a number, or arithmetic between two of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +229,14 @@ enum Node {
     Vector(Box<Node>),
     /// `time()`: each evaluation time, in unix seconds.
     Time,
+    /// `count_values("LABEL", X)`, perhaps `by (...)` / `without (...)`: at each time,
+    /// how many series of each group have each value, the value in `LABEL`.
+    CountValues {
+        label: String,
+        by: bool,
+        labels: Vec<String>,
+        arg: Box<Node>,
+    },
     /// `sort(X)` or `sort_desc(X)`: X's series by their value at the first time
     /// (lowest first, or highest; NaN last), the order of an instant query's answer.
     Sort {
@@ -767,6 +775,18 @@ fn parse_node(q: &str) -> Result<Node, String> {
             buckets: Box::new(parse_node(buckets)?),
         });
     }
+    if let Some((by, labels, inner)) = aggregation(q, "count_values")? {
+        let usage = r#"count_values(...) takes a label and an expression, e.g. count_values("version", build_info)"#;
+        let [label, arg] = top_level_args(inner)[..] else {
+            return Err(usage.into());
+        };
+        return Ok(Node::CountValues {
+            label: label_arg(label, usage)?,
+            by,
+            labels,
+            arg: Box::new(parse_node(arg)?),
+        });
+    }
     for (word, highest) in [("topk", true), ("bottomk", false)] {
         let Some((by, labels, inner)) = aggregation(q, word)? else {
             continue;
@@ -1171,6 +1191,26 @@ fn parse_label_replace(args: &str) -> Result<Node, String> {
 
 /// Each series of `v` relabelled as [`Node::LabelReplace`] says; an error when two come
 /// out with the same labels.
+/// At each of `n` times, how many series of each group (by `labels`, or all but them)
+/// have each value: a series per group and value, the value (as Prometheus writes it)
+/// in `label`.
+fn count_values(v: Evaluated, label: &str, by: bool, labels: &[String], n: usize) -> Evaluated {
+    let mut out: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+    for (l, values) in v {
+        let mut group: BTreeMap<String, String> = l
+            .into_iter()
+            .filter(|(name, _)| name != "__name__" && labels.contains(name) == by)
+            .collect();
+        for (t, x) in values.into_iter().enumerate() {
+            let Some(x) = x else { continue };
+            group.insert(label.to_string(), fmt_value(x));
+            let counts = out.entry(group.clone()).or_insert_with(|| vec![None; n]);
+            counts[t] = Some(counts[t].unwrap_or(0.0) + 1.0);
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Each series of `v` with `dst` set to its `srcs` labels' values joined by `sep` (an
 /// empty result removes it); two series left with the same labels are refused.
 fn label_join(v: Evaluated, dst: &str, sep: &str, srcs: &[String]) -> Result<Evaluated, String> {
@@ -1835,6 +1875,7 @@ fn pin(node: &mut Node, start: TimestampMs, end: TimestampMs) {
         | Node::Timestamp(arg)
         | Node::Absent { arg, .. }
         | Node::Sort { arg, .. }
+        | Node::CountValues { arg, .. }
         | Node::LabelJoin { arg, .. } => pin(arg, start, end),
     }
 }
@@ -2073,6 +2114,19 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
     Ok(match node {
         Node::Number(v) => Val::Scalar(vec![*v; times.len()]),
         Node::Time => Val::Scalar(times.iter().map(|t| *t as f64 / 1000.0).collect()),
+        Node::CountValues {
+            label,
+            by,
+            labels,
+            arg,
+        } => match eval(st, arg, times, step)? {
+            Val::Vector(v) => Val::Vector(count_values(v, label, *by, labels, times.len())),
+            Val::Scalar(_) => {
+                return Err(Failed::Query(
+                    "count_values(...) counts the values of series, not a number".into(),
+                ))
+            }
+        },
         Node::Sort { desc, arg } => match eval(st, arg, times, step)? {
             Val::Vector(mut v) => {
                 let at = |s: &(BTreeMap<String, String>, Vec<Option<f64>>)| s.1[0];

@@ -1300,6 +1300,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         (r#"label_join(g, "x", -, "a")"#, "double-quoted"),
         ("quantile(g)", "takes a quantile and an expression"),
         ("sort(3)", "order series, not a number"),
+        ("count_values(g)", "takes a label and an expression"),
         (
             "hour(g, 1)",
             "takes one expression of unix seconds, or none",
@@ -1339,7 +1340,7 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert!(body.contains(why), "{query}: {body}");
     }
     for query in [
-        "count_values(\"v\", g)",
+        "holt_winters(g[5m], 0.5, 0.5)",
         "sum by (a-b) (g)",
         "rate(c_total[5x])",
         "g @ soon",
@@ -1348,7 +1349,11 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains("bad_data"), "{query}: {body}");
     }
-    let (_, body) = get(&app, &q(r#"count_values("v", g)"#, "start=0&end=10&step=1")).await;
+    let (_, body) = get(
+        &app,
+        &q("holt_winters(g[5m], 0.5, 0.5)", "start=0&end=10&step=1"),
+    )
+    .await;
     assert!(body.contains("under sum, avg, min, max or count"), "{body}");
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
