@@ -1778,6 +1778,12 @@ impl<P: Provider> Engine<P> {
             s.status.allocation.get(&t.name).total() as f64
         });
         self.store.append_many(&held)?;
+        // What those cost an hour at list price: what the month's spend adds up, as a
+        // series PromQL can sum (`sum by (tier) (prescale_cost_per_hour)`).
+        let cost = per_tier(&self.tiers, "prescale_cost_per_hour", &s.w.name, now, |t| {
+            s.status.allocation.get(&t.name).total() as f64 * t.price_per_hour
+        });
+        self.store.append_many(&cost)?;
         if self.persist_status {
             self.store
                 .put_state(&format!("workload/{}", s.w.name), &s.status)?;
@@ -2424,6 +2430,27 @@ mod tests {
             spent <= held * 8.0 / 60.0 + 1e-9,
             "at most 8 minutes at today's rate"
         );
+        // The same rate, per tier, as a series: each tier's instances at its price.
+        let last = |name: &str, tier: &str| {
+            let k = SeriesKey::metric(name)
+                .unwrap()
+                .with_label("workload", "host".to_string())
+                .with_label("tier", tier.to_string());
+            store.latest(&k).unwrap().unwrap()
+        };
+        let mut rate = 0.0;
+        for t in &c.tiers {
+            let cost = last("prescale_cost_per_hour", &t.name);
+            let n = last("prescale_instances", &t.name);
+            assert_eq!(cost.ts, n.ts);
+            assert!(
+                (cost.value - n.value * t.price_per_hour).abs() < 1e-9,
+                "{}",
+                t.name
+            );
+            rate += cost.value;
+        }
+        assert!((rate - held).abs() < 1e-9, "{rate} against {held}");
         // With the month's budget nearly gone, the plan is cut to what is left over the
         // hours left in the month (January: 31 days from 0).
         e.states[0].status.spend.as_mut().unwrap().spent = 999.9;

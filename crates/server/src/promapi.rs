@@ -271,7 +271,7 @@ pub async fn label_values(
 }
 
 /// The families prescale stores itself, described as `/metrics` describes its own.
-const OWN_METADATA: [(&str, &str); 9] = [
+const OWN_METADATA: [(&str, &str); 10] = [
     (
         "prescale_demand",
         "A workload's demand in vCPU, resampled to its step.",
@@ -307,6 +307,10 @@ const OWN_METADATA: [(&str, &str); 9] = [
     (
         "prescale_instances",
         "Instances held per tier once each pass has acted, ready and pending.",
+    ),
+    (
+        "prescale_cost_per_hour",
+        "What the instances held per tier cost an hour at list price, in USD.",
     ),
 ];
 
