@@ -1,0 +1,144 @@
+//! The Grafana dashboard shipped in `examples/grafana/prescale.json` against a running
+//! demo: every panel's query, with Grafana's variables filled in as Grafana fills them,
+//! must be answered with data by prescale's query API, and the workload variable's
+//! lookup must list the demo's workloads. (No Grafana runs here: the JSON's shape is
+//! checked for what Grafana needs to place and query each panel.)
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+
+use common::{bin, enc, free_addr, get, samples, wait_for, Killed};
+use serde_json::Value;
+
+fn dashboard() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/grafana/prescale.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_dashboard_is_laid_out_and_bound_to_its_variables() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "prescale-workload");
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, ["datasource", "workload"]);
+    let mut ids = BTreeSet::new();
+    let mut cells = BTreeSet::new();
+    for p in d["panels"].as_array().unwrap() {
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "unique ids: {p}");
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{p}");
+        // No two panels overlap on Grafana's 24-column grid.
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_u64().unwrap(),
+            g["y"].as_u64().unwrap(),
+            g["w"].as_u64().unwrap(),
+            g["h"].as_u64().unwrap(),
+        );
+        assert!(x + w <= 24, "{p}");
+        for cx in x..x + w {
+            for cy in y..y + h {
+                assert!(cells.insert((cx, cy)), "panel {} overlaps", p["title"]);
+            }
+        }
+        for t in p["targets"].as_array().unwrap() {
+            assert!(t["refId"].is_string() && t["expr"].is_string(), "{t}");
+            assert!(t["expr"].as_str().unwrap().contains("$workload"), "{t}");
+        }
+    }
+}
+
+#[test]
+fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let _demo = Killed(
+        bin()
+            .args(["demo", "--days", "1", "--speed", "0", "--seed", "5"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let done = || {
+        get(addr, "/api/v1/workloads").is_some_and(|(c, b)| {
+            c == 200
+                && serde_json::from_str::<Value>(&b).unwrap()["data"]["ticks"]
+                    .as_u64()
+                    .is_some_and(|t| t >= 1440)
+        })
+    };
+    wait_for(done, "the demo's day", &|| String::new());
+    let end = samples(addr, r#"prescale_demand{workload="web"}"#)
+        .last()
+        .unwrap()
+        .0 as i64;
+    let range_s = 6 * 3600;
+    let start = end - range_s;
+
+    // The workload variable, as Grafana looks up label_values(prescale_demand, workload).
+    let (code, body) = get(
+        addr,
+        &format!("/api/v1/label/workload/values?match[]=prescale_demand&start={start}&end={end}"),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"], serde_json::json!(["batch", "web"]));
+
+    let d = dashboard();
+    for p in d["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap();
+        for t in p["targets"].as_array().unwrap() {
+            // Grafana's variables for a six-hour range on workload "web".
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$workload", "web")
+                .replace("$__range_s", &range_s.to_string())
+                .replace("$__range", "6h");
+            let path = if t["instant"] == true {
+                format!("/api/v1/query?query={}&time={end}", enc(&expr))
+            } else {
+                format!(
+                    "/api/v1/query_range?query={}&start={start}&end={end}&step=60",
+                    enc(&expr)
+                )
+            };
+            let (code, body) = get(addr, &path).unwrap();
+            assert_eq!(code, 200, "{title}: {expr}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let result = v["data"]["result"].as_array().unwrap();
+            assert!(!result.is_empty(), "{title}: {expr}: no data: {body}");
+            if title == "Spend over the range" {
+                // The six hours' spend: each tier's mean rate over the range, times six.
+                let spent: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+                let mut want = 0.0;
+                for tier in ["spot", "standard", "high-performance"] {
+                    let sel = format!(r#"prescale_cost_per_hour{{tier="{tier}",workload="web"}}"#);
+                    let s: Vec<(f64, f64)> = samples(addr, &sel)
+                        .into_iter()
+                        .filter(|(t, _)| *t > start as f64 && *t <= end as f64)
+                        .collect();
+                    want += s.iter().map(|x| x.1).sum::<f64>() / s.len() as f64 * 6.0;
+                }
+                assert!(
+                    spent > 0.0 && (spent - want).abs() < 1e-6 * want,
+                    "{spent} against {want}"
+                );
+            }
+        }
+    }
+}
