@@ -720,6 +720,7 @@ pub fn render_metrics(st: &AppState) -> String {
     let mut cost = Vec::new();
     let mut inst = Vec::new();
     let mut planned = Vec::new();
+    let mut binding = Vec::new();
     for (name, w) in &status.workloads {
         let n = esc(name);
         if let Some(d) = w.demand {
@@ -738,6 +739,10 @@ pub fn render_metrics(st: &AppState) -> String {
         }
         if let Some(p) = &w.plan {
             cost.push((format!("{{workload=\"{n}\"}}"), p.cost_per_hour));
+            binding.push((
+                format!("{{workload=\"{n}\",binding=\"{}\"}}", esc(&p.binding)),
+                1.0,
+            ));
             for (t, c) in &p.target {
                 planned.push((
                     format!("{{workload=\"{n}\",tier=\"{}\"}}", esc(t)),
@@ -787,6 +792,12 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "Instances per tier the current plan asks for.",
         planned,
+    );
+    family(
+        "prescale_plan_binding",
+        "gauge",
+        "1 for the constraint that decided the current plan: sla (the service level was bought), budget (the budget could not buy it), max_instances (a tier's limit) and the like.",
+        binding,
     );
     family(
         "prescale_allocation_instances",

@@ -78,6 +78,17 @@ async fn health_dashboard_and_metrics() {
     assert!(text.contains(
         "prescale_allocation_instances{workload=\"host\",tier=\"spot\",state=\"ready\"}"
     ));
+    // The plan's binding constraint, one series at 1, for alerts on a budget too small.
+    assert_eq!(
+        text.matches("prescale_plan_binding{workload=\"host\",binding=")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("prescale_plan_binding{workload=\"host\",binding=\"sla\"} 1\n"),
+        "{text}"
+    );
     // Every sample line is `name{labels} number`.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let v = line.rsplit(' ').next().unwrap();
