@@ -98,6 +98,46 @@ pub struct IngestArgs {
     pub wire: Wire,
 }
 
+/// The API server on a loopback port over `store` (with the default configuration),
+/// on its own runtime, for a benchmark to send requests to.
+struct Served {
+    addr: SocketAddr,
+    rt: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    fn start(store: &Store) -> Result<Self, String> {
+        let state = prescale_server::AppState::new(
+            &Config::default(),
+            store.clone(),
+            Arc::new(RwLock::new(Default::default())),
+        )?;
+        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = rt.spawn(prescale_server::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            rt,
+            stop,
+            handle,
+        })
+    }
+
+    /// Stops serving and waits until it has.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.rt.block_on(self.handle);
+    }
+}
+
 /// Runs a benchmark.
 pub fn run(cmd: BenchCmd) -> Result<(), String> {
     match cmd {
@@ -177,20 +217,8 @@ fn query(a: QueryBenchArgs) -> Result<(), String> {
     bar.finish_and_clear();
     store.settle().map_err(|e| e.to_string())?;
 
-    let state = prescale_server::AppState::new(
-        &Config::default(),
-        store.clone(),
-        Arc::new(RwLock::new(Default::default())),
-    )?;
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(prescale_server::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = Served::start(&store)?;
+    let addr = server.addr;
     let agent = prescale_collect::http::agent(
         Duration::from_secs(120),
         prescale_collect::http::TlsFiles::default(),
@@ -266,8 +294,7 @@ fn query(a: QueryBenchArgs) -> Result<(), String> {
             size as f64 / 1e3
         );
     }
-    let _ = stop.send(());
-    let _ = rt.block_on(server);
+    server.stop();
     result
 }
 
@@ -346,21 +373,8 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
     }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let store = Store::open(dir.path(), Durability::Sync).map_err(|e| e.to_string())?;
-    let cfg = Config::default();
-    let state = prescale_server::AppState::new(
-        &cfg,
-        store.clone(),
-        Arc::new(RwLock::new(Default::default())),
-    )?;
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(prescale_server::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = Served::start(&store)?;
+    let addr = server.addr;
 
     // Every sender gets every batch-th request; each series' timestamps rise by 15 s.
     let keys: Vec<SeriesKey> = (0..a.series)
@@ -393,8 +407,7 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
     });
     let took = start.elapsed();
     bar.finish_and_clear();
-    let _ = stop.send(());
-    let _ = rt.block_on(server);
+    server.stop();
     let mut lat: Vec<Duration> = Vec::new();
     for l in latencies {
         lat.extend(l?);

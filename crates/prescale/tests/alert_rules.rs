@@ -6,9 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{bin, find, free_addr, get, wait_for, Killed};
+use common::{find, get, Demo};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/prometheus");
 
@@ -50,23 +50,8 @@ fn the_alert_rules_pass_promtool_and_use_metrics_prescale_exposes() {
     assert!(used.len() >= 6, "{used:?}");
 
     // What a running prescale exposes, plans made.
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let _demo = Killed(
-        bin()
-            .args(["demo", "--days", "1", "--speed", "0"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let planned = || {
-        get(addr, "/metrics").is_some_and(|(c, b)| c == 200 && b.contains("prescale_plan_binding{"))
-    };
-    wait_for(planned, "the demo's plans", &|| String::new());
+    let demo = Demo::run(1, 1);
+    let addr = demo.addr;
     let (_, metrics) = get(addr, "/metrics").unwrap();
     let exposed: BTreeSet<&str> = metrics
         .lines()

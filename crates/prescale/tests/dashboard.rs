@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, enc, fast_config, find, free_addr, get, wait_for, Daemon, Killed};
+use common::{enc, fast_config, find, get, wait_for, Daemon, Demo};
 
 /// The page after its script has run, as Chromium serialises it.
 fn rendered(browser: &str, url: &str) -> String {
@@ -82,29 +82,9 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
     let Some(browser) = browser() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
     // Two simulated days as fast as the machine goes, then the dashboard stays up.
-    let _demo = Killed(
-        bin()
-            .args(["demo", "--days", "2", "--speed", "0", "--seed", "7"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let done = || {
-        get(addr, "/api/v1/workloads").is_some_and(|(c, b)| {
-            c == 200
-                && serde_json::from_str::<serde_json::Value>(&b).unwrap()["data"]["ticks"]
-                    .as_u64()
-                    .is_some_and(|t| t >= 2 * 1440)
-        })
-    };
-    wait_for(done, "the demo's two days", &|| String::new());
+    let demo = Demo::run(2, 7);
+    let addr = demo.addr;
     let overview = json(addr, "/api/v1/workloads");
     let html = rendered(&browser, &format!("http://{addr}/"));
 

@@ -7,9 +7,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 
-use common::{bin, enc, free_addr, get, samples, wait_for, Killed};
+use common::{enc, get, samples, Demo};
 use serde_json::Value;
 
 fn dashboard() -> Value {
@@ -59,28 +58,8 @@ fn the_dashboard_is_laid_out_and_bound_to_its_variables() {
 
 #[test]
 fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let _demo = Killed(
-        bin()
-            .args(["demo", "--days", "1", "--speed", "0", "--seed", "5"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let done = || {
-        get(addr, "/api/v1/workloads").is_some_and(|(c, b)| {
-            c == 200
-                && serde_json::from_str::<Value>(&b).unwrap()["data"]["ticks"]
-                    .as_u64()
-                    .is_some_and(|t| t >= 1440)
-        })
-    };
-    wait_for(done, "the demo's day", &|| String::new());
+    let demo = Demo::run(1, 5);
+    let addr = demo.addr;
     let end = samples(addr, r#"prescale_demand{workload="web"}"#)
         .last()
         .unwrap()

@@ -7,9 +7,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{bin, enc, find, free_addr, get, samples, wait_for, Killed};
+use common::{enc, find, get, samples, Demo};
 use serde_json::Value;
 
 /// `promtool query -o json SUB FLAGS... http://ADDR [EXPR]`, parsed (promtool takes
@@ -63,28 +63,8 @@ fn promtool_reads_queries_series_and_labels_as_from_prometheus() {
         eprintln!("skipping: no promtool (apt-get install prometheus; .ci/run does)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let _demo = Killed(
-        bin()
-            .args(["demo", "--days", "1", "--speed", "0", "--seed", "3"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let done = || {
-        get(addr, "/api/v1/workloads").is_some_and(|(c, b)| {
-            c == 200
-                && serde_json::from_str::<Value>(&b).unwrap()["data"]["ticks"]
-                    .as_u64()
-                    .is_some_and(|t| t >= 1440)
-        })
-    };
-    wait_for(done, "the demo's day", &|| String::new());
+    let demo = Demo::run(1, 3);
+    let addr = demo.addr;
     // The demo's last demand step: every series prescale stores has a sample there.
     let last = samples(addr, r#"prescale_demand{workload="web"}"#)
         .last()

@@ -109,6 +109,22 @@ struct Expr {
     at: Option<At>,
 }
 
+impl Expr {
+    /// A selector or range function, not yet aggregated or scaled, with its modifiers.
+    fn of(inner: DemandExpr, range: Option<i64>, over: Option<AggOp>, m: Modifiers) -> Self {
+        Self {
+            inner,
+            range,
+            over,
+            agg: None,
+            factor: None,
+            offset: m.offset,
+            stamp: false,
+            at: m.at,
+        }
+    }
+}
+
 /// The time an `@` modifier fixes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum At {
@@ -1211,30 +1227,55 @@ fn count_values(v: Evaluated, label: &str, by: bool, labels: &[String], n: usize
     out.into_iter().collect()
 }
 
-/// Each series of `v` with `dst` set to its `srcs` labels' values joined by `sep` (an
-/// empty result removes it); two series left with the same labels are refused.
-fn label_join(v: Evaluated, dst: &str, sep: &str, srcs: &[String]) -> Result<Evaluated, String> {
+/// Each series of `v` with label `dst` set to what `value` makes of its labels (an
+/// empty value removes it; `None` leaves the series as it is); two series left with
+/// the same labels are refused, as `function` (`label_join`, `label_replace`) says,
+/// with `hint` on how to keep them apart.
+fn relabel(
+    v: Evaluated,
+    dst: &str,
+    function: &str,
+    hint: &str,
+    value: impl Fn(&BTreeMap<String, String>) -> Option<String>,
+) -> Result<Evaluated, String> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(v.len());
     for (mut labels, values) in v {
-        let joined: Vec<&str> = srcs
-            .iter()
-            .map(|s| labels.get(s).map_or("", String::as_str))
-            .collect();
-        let joined = joined.join(sep);
-        if joined.is_empty() {
-            labels.remove(dst);
-        } else {
-            labels.insert(dst.to_string(), joined);
+        match value(&labels) {
+            Some(to) if to.is_empty() => {
+                labels.remove(dst);
+            }
+            Some(to) => {
+                labels.insert(dst.to_string(), to);
+            }
+            None => {}
         }
         if !seen.insert(labels.clone()) {
             return Err(format!(
-                "label_join(...) gave two series the labels {labels:?}; join labels that tell them apart"
+                "{function}(...) gave two series the labels {labels:?}; {hint}"
             ));
         }
         out.push((labels, values));
     }
     Ok(out)
+}
+
+/// Each series of `v` with `dst` set to its `srcs` labels' values joined by `sep` (an
+/// empty result removes it); two series left with the same labels are refused.
+fn label_join(v: Evaluated, dst: &str, sep: &str, srcs: &[String]) -> Result<Evaluated, String> {
+    relabel(
+        v,
+        dst,
+        "label_join",
+        "join labels that tell them apart",
+        |labels| {
+            let parts: Vec<&str> = srcs
+                .iter()
+                .map(|s| labels.get(s).map_or("", String::as_str))
+                .collect();
+            Some(parts.join(sep))
+        },
+    )
 }
 
 fn label_replace(
@@ -1245,27 +1286,19 @@ fn label_replace(
     regex: &str,
 ) -> Result<Evaluated, String> {
     let re = regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| e.to_string())?;
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(v.len());
-    for (mut labels, values) in v {
-        let value = labels.get(src).cloned().unwrap_or_default();
-        if let Some(caps) = re.captures(&value) {
+    relabel(
+        v,
+        dst,
+        "label_replace",
+        "make the replacement keep them apart",
+        |labels| {
+            let value = labels.get(src).map_or("", String::as_str);
+            let caps = re.captures(value)?;
             let mut to = String::new();
             caps.expand(replacement, &mut to);
-            if to.is_empty() {
-                labels.remove(dst);
-            } else {
-                labels.insert(dst.to_string(), to);
-            }
-        }
-        if !seen.insert(labels.clone()) {
-            return Err(format!(
-                "label_replace(...) gave two series the labels {labels:?}; make the replacement keep them apart"
-            ));
-        }
-        out.push((labels, values));
-    }
-    Ok(out)
+            Some(to)
+        },
+    )
 }
 
 /// A function's first argument, a quantile (a number, as Prometheus takes it), and the
@@ -1580,20 +1613,11 @@ fn range_call(q: &str) -> Result<Option<RangeCall<'_>>, String> {
 fn parse_inner(q: &str) -> Result<Expr, String> {
     let q = q.trim();
     let Some((name, over, arg)) = range_call(q)? else {
-        let (q, Modifiers { offset, at }) = strip_modifiers(q)?;
+        let (q, modifiers) = strip_modifiers(q)?;
         let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
-        return Ok(Expr {
-            inner,
-            range: None,
-            over: None,
-            agg: None,
-            factor: None,
-            offset,
-            stamp: false,
-            at,
-        });
+        return Ok(Expr::of(inner, None, None, modifiers));
     };
-    let (arg, Modifiers { offset, at }) = strip_modifiers(arg)?;
+    let (arg, modifiers) = strip_modifiers(arg)?;
     let (sel, range) = match arg.strip_suffix(']').and_then(|a| a.rsplit_once('[')) {
         Some((sel, r)) => (
             sel,
@@ -1617,30 +1641,12 @@ fn parse_inner(q: &str) -> Result<Expr, String> {
                 "{name}(...) takes a series selector with a range; {SUPPORTED}"
             ));
         }
-        return Ok(Expr {
-            inner,
-            range,
-            over,
-            agg: None,
-            factor: None,
-            offset,
-            stamp: false,
-            at,
-        });
+        return Ok(Expr::of(inner, range, over, modifiers));
     }
     // Only a rate without a range is left: prescale's, over each step.
     let inner =
         DemandExpr::parse(&format!("rate({sel})")).map_err(|e| format!("{e}; {SUPPORTED}"))?;
-    Ok(Expr {
-        inner,
-        range: None,
-        over: None,
-        agg: None,
-        factor: None,
-        offset,
-        stamp: false,
-        at,
-    })
+    Ok(Expr::of(inner, None, None, modifiers))
 }
 
 /// What follows a selector, its range or a subquery: `offset D` and `@ T`.
@@ -2109,6 +2115,21 @@ fn each(v: Evaluated, f: impl Fn(f64) -> f64) -> Evaluated {
         .collect()
 }
 
+/// `node`'s series at `times`, or a refusal saying that `what` (e.g. "label_join(...)
+/// relabels") series, not a number.
+fn vector_of(
+    st: &AppState,
+    node: &Node,
+    times: &[TimestampMs],
+    step: i64,
+    what: &str,
+) -> Result<Evaluated, Failed> {
+    match eval(st, node, times, step)? {
+        Val::Vector(v) => Ok(v),
+        Val::Scalar(_) => Err(Failed::Query(format!("{what} series, not a number"))),
+    }
+}
+
 /// Evaluates `node` at `times`.
 fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
@@ -2119,51 +2140,37 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             by,
             labels,
             arg,
-        } => match eval(st, arg, times, step)? {
-            Val::Vector(v) => Val::Vector(count_values(v, label, *by, labels, times.len())),
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "count_values(...) counts the values of series, not a number".into(),
-                ))
-            }
-        },
-        Node::Sort { desc, arg } => match eval(st, arg, times, step)? {
-            Val::Vector(mut v) => {
-                let at = |s: &(BTreeMap<String, String>, Vec<Option<f64>>)| s.1[0];
-                v.sort_by(|a, b| match (at(a), at(b)) {
-                    (Some(x), Some(y)) if !x.is_nan() && !y.is_nan() => {
-                        if *desc {
-                            y.total_cmp(&x)
-                        } else {
-                            x.total_cmp(&y)
-                        }
+        } => {
+            let v = vector_of(st, arg, times, step, "count_values(...) counts")?;
+            Val::Vector(count_values(v, label, *by, labels, times.len()))
+        }
+        Node::Sort { desc, arg } => {
+            let mut v = vector_of(st, arg, times, step, "sort(...) and sort_desc(...) order")?;
+            let at = |s: &(BTreeMap<String, String>, Vec<Option<f64>>)| s.1[0];
+            v.sort_by(|a, b| match (at(a), at(b)) {
+                (Some(x), Some(y)) if !x.is_nan() && !y.is_nan() => {
+                    if *desc {
+                        y.total_cmp(&x)
+                    } else {
+                        x.total_cmp(&y)
                     }
-                    (x, y) => {
-                        let last = |v: Option<f64>| v.is_none_or(f64::is_nan);
-                        last(x).cmp(&last(y))
-                    }
-                });
-                Val::Vector(v)
-            }
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "sort(...) and sort_desc(...) order series, not a number".into(),
-                ))
-            }
-        },
+                }
+                (x, y) => {
+                    let last = |v: Option<f64>| v.is_none_or(f64::is_nan);
+                    last(x).cmp(&last(y))
+                }
+            });
+            Val::Vector(v)
+        }
         Node::LabelJoin {
             arg,
             dst,
             sep,
             srcs,
-        } => match eval(st, arg, times, step)? {
-            Val::Vector(v) => Val::Vector(label_join(v, dst, sep, srcs).map_err(Failed::Query)?),
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "label_join(...) relabels series, not a number".into(),
-                ))
-            }
-        },
+        } => {
+            let v = vector_of(st, arg, times, step, "label_join(...) relabels")?;
+            Val::Vector(label_join(v, dst, sep, srcs).map_err(Failed::Query)?)
+        }
         Node::Timestamp(arg) => match &**arg {
             Node::Series(e)
                 if matches!(e.inner, DemandExpr::Sum(_))
@@ -2219,14 +2226,16 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             by,
             labels,
             arg,
-        } => match eval(st, arg, times, step)? {
-            Val::Vector(v) => Val::Vector(select_k(v, *highest, *k, *by, labels, times.len())),
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "topk(...) and bottomk(...) choose among series, not numbers".into(),
-                ))
-            }
-        },
+        } => {
+            let v = vector_of(
+                st,
+                arg,
+                times,
+                step,
+                "topk(...) and bottomk(...) choose among",
+            )?;
+            Val::Vector(select_k(v, *highest, *k, *by, labels, times.len()))
+        }
         Node::Math { f, arg } => match eval(st, arg, times, step)? {
             Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| f.apply(x)).collect()),
             // As in Prometheus, clamp with its bounds crossed answers nothing.
@@ -2235,38 +2244,36 @@ fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<
             }
             Val::Vector(v) => Val::Vector(each(v, |x| f.apply(x))),
         },
-        Node::Aggregate { agg, arg } => match eval(st, arg, times, step)? {
-            Val::Vector(v) => Val::Vector(aggregate(agg, v, times.len())),
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "sum, avg, min, max and count aggregate series, not a number".into(),
-                ))
-            }
-        },
+        Node::Aggregate { agg, arg } => {
+            let v = vector_of(
+                st,
+                arg,
+                times,
+                step,
+                "sum, avg, min, max and count aggregate",
+            )?;
+            Val::Vector(aggregate(agg, v, times.len()))
+        }
         Node::LabelReplace {
             arg,
             dst,
             replacement,
             src,
             regex,
-        } => match eval(st, arg, times, step)? {
-            Val::Vector(v) => {
-                Val::Vector(label_replace(v, dst, replacement, src, regex).map_err(Failed::Query)?)
-            }
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "label_replace(...) relabels series, not a number".into(),
-                ))
-            }
-        },
-        Node::HistogramQuantile { phi, buckets } => match eval(st, buckets, times, step)? {
-            Val::Vector(v) => Val::Vector(histogram_quantiles(*phi, v, times.len())?),
-            Val::Scalar(_) => {
-                return Err(Failed::Query(
-                    "histogram_quantile(...) needs bucket series, not a number".into(),
-                ))
-            }
-        },
+        } => {
+            let v = vector_of(st, arg, times, step, "label_replace(...) relabels")?;
+            Val::Vector(label_replace(v, dst, replacement, src, regex).map_err(Failed::Query)?)
+        }
+        Node::HistogramQuantile { phi, buckets } => {
+            let v = vector_of(
+                st,
+                buckets,
+                times,
+                step,
+                "histogram_quantile(...) needs bucket",
+            )?;
+            Val::Vector(histogram_quantiles(*phi, v, times.len())?)
+        }
         Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
         Node::Vector(arg) => match eval(st, arg, times, step)? {
             Val::Scalar(v) => {

@@ -204,3 +204,47 @@ pub fn wait_for(mut f: impl FnMut() -> bool, what: &str, log: &dyn Fn() -> Strin
     }
     panic!("timed out waiting for {what}\n{}", log());
 }
+
+/// `prescale demo` of `days` simulated days as fast as the machine goes (seed `seed`),
+/// in its own data directory, serving on a free loopback port once done; killed, and
+/// its directory removed, when dropped.
+pub struct Demo {
+    /// Where it serves.
+    pub addr: SocketAddr,
+    _child: Killed,
+    _dir: tempfile::TempDir,
+}
+
+impl Demo {
+    /// Starts it and waits until every simulated day has run.
+    pub fn run(days: u32, seed: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_addr();
+        let child = Killed(
+            bin()
+                .args(["demo", "--days", &days.to_string(), "--speed", "0"])
+                .args(["--seed", &seed.to_string()])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(["--listen", &addr.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let done = || {
+            get(addr, "/api/v1/workloads").is_some_and(|(c, b)| {
+                c == 200
+                    && serde_json::from_str::<serde_json::Value>(&b).unwrap()["data"]["ticks"]
+                        .as_u64()
+                        .is_some_and(|t| t >= u64::from(days) * 1440)
+            })
+        };
+        wait_for(done, "the demo's simulated days", &|| String::new());
+        Self {
+            addr,
+            _child: child,
+            _dir: dir,
+        }
+    }
+}
