@@ -273,6 +273,11 @@ struct WState {
     said: VecDeque<(TimestampMs, f64)>,
     /// The series `said` is kept in, so a restart still knows it.
     said_key: SeriesKey,
+    /// The same for the workload's SLA quantile of the forecast the plan read: the
+    /// upper edge of the band the plan covered, kept for charts and audits only (the
+    /// last two steps; see [`said_sla_key`]).
+    said_sla: VecDeque<(TimestampMs, f64)>,
+    said_sla_key: SeriesKey,
     next_bucket: Option<TimestampMs>,
     season: Option<usize>,
     season_at: Option<TimestampMs>,
@@ -496,6 +501,14 @@ fn said_key(name: &str, dim: Dim) -> SeriesKey {
     workload_key("prescale_forecast_median", name, dim)
 }
 
+/// The series of the workload's SLA quantile (`sla_quantile`) of the forecast each
+/// plan read, for each step of workload `name`'s CPU demand, made before the step as
+/// [`said_key`]'s median is: `prescale_forecast_sla{workload}`. Demand above it is what
+/// the SLA allows for `1 - sla_quantile` of the steps.
+fn said_sla_key(name: &str) -> SeriesKey {
+    workload_key("prescale_forecast_sla", name, Dim::Cpu)
+}
+
 /// The series of what the forecast said of each step of workload `name`'s demand in
 /// `dim` `lead` (2 and up) steps before it: `prescale_forecast_median_ahead{workload,
 /// lead}` (with `dimension` as in [`said_key`]). With the first lead's, it sets the
@@ -552,7 +565,8 @@ fn record_samples(
     }
 }
 
-/// Records in `said` the median of forecast `f` for the step after the last complete one
+/// Records in `said` the `level` quantile of forecast `f` (the median, for the floors)
+/// for the step after the last complete one
 /// of `buckets` (a later pass before that step completes says it again, from the same
 /// data): the forecast made before the step, with the steps before it only, as the
 /// simulator's nowcast at a step's start. Returns the entry this one follows, which no
@@ -562,21 +576,22 @@ fn record_said(
     buckets: &VecDeque<(TimestampMs, f64)>,
     step_ms: i64,
     f: &Forecast,
+    level: f64,
 ) -> Option<Sample> {
     let &(last, _) = buckets.back()?;
     let next = last + step_ms;
     let k = (f.step_ms == step_ms && next >= f.start)
         .then(|| ((next - f.start) / step_ms) as usize)
         .filter(|k| *k < f.horizon())?;
-    let median = f.quantile(k, 0.5);
+    let said_now = f.quantile(k, level);
     match said.back_mut() {
         Some(b) if b.0 == next => {
-            b.1 = median;
+            b.1 = said_now;
             None
         }
         _ => {
             let done = said.back().map(|&(ts, value)| Sample { ts, value });
-            said.push_back((next, median));
+            said.push_back((next, said_now));
             done
         }
     }
@@ -783,6 +798,8 @@ impl<P: Provider> Engine<P> {
                     buckets: VecDeque::new(),
                     said: VecDeque::new(),
                     said_key: said_key(&w.name, Dim::Cpu),
+                    said_sla: VecDeque::new(),
+                    said_sla_key: said_sla_key(&w.name),
                     next_bucket: None,
                     season: None,
                     season_at: None,
@@ -1524,14 +1541,21 @@ impl<P: Provider> Engine<P> {
         // the store) for the floors after a restart, for charts of forecast against
         // demand and for the spread floor.
         let mut said = Vec::new();
-        if let Some(x) = record_said(&mut s.said, &s.buckets, s.step_ms, &fc) {
+        if let Some(x) = record_said(&mut s.said, &s.buckets, s.step_ms, &fc, 0.5) {
             said.push((s.said_key.clone(), vec![x]));
+        }
+        let level = s.w.sla_quantile;
+        if let Some(x) = record_said(&mut s.said_sla, &s.buckets, s.step_ms, &fc, level) {
+            said.push((s.said_sla_key.clone(), vec![x]));
+        }
+        while s.said_sla.len() > 2 {
+            s.said_sla.pop_front();
         }
         let done = s.record.remember(&fc, s.leads);
         record_samples(&s.w.name, Dim::Cpu, &[], &done, &mut said);
         for (x, g) in s.extras.iter_mut().zip(&extra_fc) {
             if let Some(f) = g {
-                if let Some(v) = record_said(&mut x.said, &x.buckets, s.step_ms, f) {
+                if let Some(v) = record_said(&mut x.said, &x.buckets, s.step_ms, f, 0.5) {
                     said.push((x.said_key.clone(), vec![v]));
                 }
                 let done = x.record.remember(f, s.leads);
@@ -2451,6 +2475,27 @@ mod tests {
             rate += cost.value;
         }
         assert!((rate - held).abs() < 1e-9, "{rate} against {held}");
+        // The band the plans covered, made before each step: the SLA quantile, never
+        // below the median said of the same step.
+        let all = |name: &str| {
+            let k = SeriesKey::metric(name)
+                .unwrap()
+                .with_label("workload", "host".to_string());
+            store.range(&k, 0, i64::MAX).unwrap().unwrap()
+        };
+        let (sla, median) = (
+            all("prescale_forecast_sla"),
+            all("prescale_forecast_median"),
+        );
+        assert!(sla.len() >= 5, "{sla:?}");
+        for x in &sla {
+            let m = median
+                .iter()
+                .find(|m| m.ts == x.ts)
+                .expect("the same steps");
+            assert!(x.value >= m.value, "{x:?} below the median {m:?}");
+        }
+        assert!(sla.iter().zip(&median).any(|(x, m)| x.value > m.value));
         // With the month's budget nearly gone, the plan is cut to what is left over the
         // hours left in the month (January: 31 days from 0).
         e.states[0].status.spend.as_mut().unwrap().spent = 999.9;

@@ -101,6 +101,11 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
             let v: Value = serde_json::from_str(&body).unwrap();
             let result = v["data"]["result"].as_array().unwrap();
             assert!(!result.is_empty(), "{title}: {expr}: no data: {body}");
+            if title == "Demand within the plan's band" {
+                // A share of steps, near the SLA quantile for a calibrated forecast.
+                let share: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+                assert!((0.5..=1.0).contains(&share), "{share}");
+            }
             if title == "Spend over the range" {
                 // The six hours' spend: each tier's mean rate over the range, times six.
                 let spent: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();

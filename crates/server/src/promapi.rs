@@ -271,7 +271,7 @@ pub async fn label_values(
 }
 
 /// The families prescale stores itself, described as `/metrics` describes its own.
-const OWN_METADATA: [(&str, &str); 10] = [
+const OWN_METADATA: [(&str, &str); 11] = [
     (
         "prescale_demand",
         "A workload's demand in vCPU, resampled to its step.",
@@ -295,6 +295,10 @@ const OWN_METADATA: [(&str, &str); 10] = [
     (
         "prescale_forecast_median_ahead",
         "The median forecast of each step, made `lead` steps before it.",
+    ),
+    (
+        "prescale_forecast_sla",
+        "The workload's SLA quantile of the forecast each plan read, made before the step.",
     ),
     (
         "prescale_forecast_error",
