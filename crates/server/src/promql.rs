@@ -43,7 +43,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prescale_core::{now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Sample, TimestampMs};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{error, AppState};
@@ -53,8 +52,7 @@ const LOOKBACK_MS: i64 = 300_000;
 /// The most points a range query may ask for per series, as in Prometheus.
 const MAX_POINTS: i64 = 11_000;
 
-/// A query's parameters, as Prometheus takes them.
-#[derive(Deserialize)]
+/// A query's parameters, as Prometheus takes them (read by [`crate::promapi::ApiParams`]).
 pub struct PromParams {
     pub(crate) query: Option<String>,
     pub(crate) time: Option<String>,
