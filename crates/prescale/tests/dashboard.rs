@@ -237,6 +237,26 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             s.contains(&format!("this month <b>${month:.2}</b>")),
             "{name}: this month's spend"
         );
+        // How often demand stayed within the planned band over the last day, as the
+        // query API computes it.
+        let q = format!(
+            r#"avg_over_time((prescale_demand{{workload="{name}"}} <= bool prescale_forecast_sla{{workload="{name}"}})[1d:1m])"#
+        );
+        let within = json(addr, &format!("/api/v1/query?time={now}&query={}", enc(&q)));
+        let within: f64 = within["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.5..=1.0).contains(&within), "{name}: {within}");
+        assert!(
+            s.contains(&format!(
+                "within the planned band <b>{:.1}%</b> (SLA q{})",
+                100.0 * within,
+                plan["quantile"]
+            )),
+            "{name}: the band's coverage {within}"
+        );
         // Each anomaly in the chart's window is ringed.
         let shown = status["anomalies"]
             .as_array()
