@@ -78,7 +78,14 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
     assert_eq!(v["data"], serde_json::json!(["batch", "web"]));
 
     let d = dashboard();
-    for p in d["panels"].as_array().unwrap() {
+    // The panels' queries, and the annotations' (capacity changes marked on the charts).
+    let annotations = serde_json::json!([{
+        "title": "annotations",
+        "targets": d["annotations"]["list"].as_array().unwrap().clone(),
+    }]);
+    let panels = d["panels"].as_array().unwrap();
+    assert!(!annotations[0]["targets"].as_array().unwrap().is_empty());
+    for p in panels.iter().chain(annotations.as_array().unwrap()) {
         let title = p["title"].as_str().unwrap();
         for t in p["targets"].as_array().unwrap() {
             // Grafana's variables for a six-hour range on workload "web".
