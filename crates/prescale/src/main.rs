@@ -381,6 +381,38 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             }));
         }
         {
+            // Every quarter hour, each workload's last week against HPA, kept as series
+            // (prescale_compare_*) for charts of the money saved.
+            let state = state.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(900));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let last = state.status.read().expect("status lock").last_tick;
+                    let Some(now) = last else { continue };
+                    let st = state.clone();
+                    let res = tokio::task::spawn_blocking(move || {
+                        prescale_server::compare::record_all(
+                            &st.store,
+                            &st.tiers,
+                            &st.workloads,
+                            now,
+                        )
+                    })
+                    .await;
+                    match res {
+                        Ok(skipped) => {
+                            for (w, why) in skipped {
+                                tracing::debug!(workload = %w, "not compared with HPA yet: {why}");
+                            }
+                        }
+                        Err(e) => tracing::error!("comparison task died: {e}"),
+                    }
+                }
+            }));
+        }
+        {
             // Retention: at start, then hourly, off the async threads.
             let store = store.clone();
             let cfg = cfg.clone();
@@ -880,6 +912,7 @@ fn demo_cmd(
             ..DemoOptions::default()
         };
         let stop2 = stop.clone();
+        let status = engine.status_handle();
         let summary = tokio::task::spawn_blocking(move || {
             let total = days as u64 * 1440;
             let bar = progress_bar(
@@ -894,6 +927,17 @@ fn demo_cmd(
             r
         })
         .await??;
+        // The demo's week against HPA, kept as series as the daemon keeps it (every
+        // quarter hour), for charts of the money saved.
+        let last = status.read().expect("status lock").last_tick;
+        if let Some(now) = last {
+            let (store, tiers, workloads) =
+                (store.clone(), cfg.tiers.clone(), cfg.workloads.clone());
+            tokio::task::spawn_blocking(move || {
+                prescale_server::compare::record_all(&store, &tiers, &workloads, now)
+            })
+            .await?;
+        }
         print_summary(&summary, format)?;
         if exit || summary.interrupted {
             let _ = done_tx.send(());

@@ -60,10 +60,17 @@ fn the_dashboard_is_laid_out_and_bound_to_its_variables() {
 fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
     let demo = Demo::run(1, 5);
     let addr = demo.addr;
-    let end = samples(addr, r#"prescale_demand{workload="web"}"#)
-        .last()
-        .unwrap()
-        .0 as i64;
+    // The week against HPA is kept once the demo's days have run.
+    let saved = r#"prescale_compare_vs_matched_hpa{days="7",workload="web"}"#;
+    common::wait_for(
+        || !samples(addr, saved).is_empty(),
+        "the demo's comparison with HPA",
+        &String::new,
+    );
+    // Grafana's "now": the demo's last pass (its clock stopped there).
+    let (_, overview) = get(addr, "/api/v1/workloads").unwrap();
+    let overview: Value = serde_json::from_str(&overview).unwrap();
+    let end = overview["data"]["last_tick"].as_i64().unwrap() / 1000 + 1;
     let range_s = 6 * 3600;
     let start = end - range_s;
 
@@ -108,6 +115,14 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
             let v: Value = serde_json::from_str(&body).unwrap();
             let result = v["data"]["result"].as_array().unwrap();
             assert!(!result.is_empty(), "{title}: {expr}: no data: {body}");
+            if title == "Saved against HPA (last week)" {
+                // The comparison the API gives for the same week.
+                let shown: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+                let (_, c) = get(addr, "/api/v1/workloads/web/compare?days=7").unwrap();
+                let c: Value = serde_json::from_str(&c).unwrap();
+                let want = -c["data"]["vs_matched_hpa"].as_f64().unwrap();
+                assert!((shown - want).abs() < 1e-9, "{shown} against {want}");
+            }
             if title == "Demand within the plan's band" {
                 // A share of steps, near the SLA quantile for a calibrated forecast.
                 let share: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();

@@ -281,6 +281,81 @@ pub fn compare(
     })
 }
 
+/// How many days the comparisons kept as series cover (see [`record_all`]).
+pub const RECORDED_DAYS: f64 = 7.0;
+
+/// Keeps comparison `c` of workload `w` over `days`, made at `at`, as series, so PromQL
+/// and Grafana can chart the money saved over time:
+/// `prescale_compare_cost{workload,days,policy}` (dollars over the window; `policy` is
+/// `prescale`, `hpa`, `hpa_matched` or `oracle`),
+/// `prescale_compare_short_minutes{workload,days,policy}` (the first three) and
+/// `prescale_compare_vs_hpa{workload,days}` and `prescale_compare_vs_matched_hpa`
+/// (prescale's cost over theirs, less one: -0.2 is 20% cheaper).
+pub fn record(
+    store: &Store,
+    w: &str,
+    days: f64,
+    c: &Comparison,
+    at: TimestampMs,
+) -> Result<(), String> {
+    let key = |name: &str, policy: Option<&str>| {
+        let k = SeriesKey::metric(name)
+            .expect("static name")
+            .with_label("workload", w.to_string())
+            .with_label("days", format!("{days}"));
+        match policy {
+            Some(p) => k.with_label("policy", p.to_string()),
+            None => k,
+        }
+    };
+    let one = |v: f64| vec![prescale_core::Sample { ts: at, value: v }];
+    let mut out = Vec::new();
+    for (policy, side) in [
+        ("prescale", &c.prescale),
+        ("hpa", &c.hpa),
+        ("hpa_matched", &c.hpa_matched.side),
+    ] {
+        out.push((key("prescale_compare_cost", Some(policy)), one(side.cost)));
+        out.push((
+            key("prescale_compare_short_minutes", Some(policy)),
+            one(side.underprovisioned_minutes),
+        ));
+    }
+    out.push((
+        key("prescale_compare_cost", Some("oracle")),
+        one(c.oracle_cost),
+    ));
+    out.push((key("prescale_compare_vs_hpa", None), one(c.vs_hpa)));
+    out.push((
+        key("prescale_compare_vs_matched_hpa", None),
+        one(c.vs_matched_hpa),
+    ));
+    // A comparison that could not price a side (no cost) is not kept: NaN is refused.
+    out.retain(|(_, s)| s[0].value.is_finite());
+    store.append_many(&out).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Compares every workload over its last [`RECORDED_DAYS`] (or as much as there is)
+/// at `now` and keeps each comparison ([`record`]); returns the workloads it could not
+/// compare yet, with why.
+pub fn record_all(
+    store: &Store,
+    tiers: &[Tier],
+    workloads: &[Workload],
+    now: TimestampMs,
+) -> Vec<(String, String)> {
+    let mut skipped = Vec::new();
+    for w in workloads {
+        let done = compare(store, tiers, w, RECORDED_DAYS, now)
+            .and_then(|c| record(store, &w.name, RECORDED_DAYS, &c, now));
+        if let Err(why) = done {
+            skipped.push((w.name.clone(), why));
+        }
+    }
+    skipped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,7 +271,7 @@ pub async fn label_values(
 }
 
 /// The families prescale stores itself, described as `/metrics` describes its own.
-const OWN_METADATA: [(&str, &str); 11] = [
+const OWN_METADATA: [(&str, &str); 15] = [
     (
         "prescale_demand",
         "A workload's demand in vCPU, resampled to its step.",
@@ -311,6 +311,22 @@ const OWN_METADATA: [(&str, &str); 11] = [
     (
         "prescale_instances",
         "Instances held per tier once each pass has acted, ready and pending.",
+    ),
+    (
+        "prescale_compare_cost",
+        "What the workload cost over its last `days` under each policy (prescale, HPA, HPA matched to prescale's shortfall, the oracle), in USD.",
+    ),
+    (
+        "prescale_compare_short_minutes",
+        "Minutes the workload's capacity fell short over its last `days` under each policy.",
+    ),
+    (
+        "prescale_compare_vs_hpa",
+        "prescale's cost over HPA's over the last `days`, less one (-0.2: 20% cheaper).",
+    ),
+    (
+        "prescale_compare_vs_matched_hpa",
+        "prescale's cost over that of HPA short no longer than prescale, less one.",
     ),
     (
         "prescale_cost_per_hour",

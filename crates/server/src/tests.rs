@@ -153,6 +153,62 @@ async fn series_and_ranges() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
 }
 
+#[test]
+fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = fixture(dir.path());
+    let now = st.status.read().unwrap().last_tick.unwrap();
+    let w = st.workloads[0].clone();
+    let c = compare::compare(&st.store, &st.tiers, &w, compare::RECORDED_DAYS, now).unwrap();
+    let skipped = compare::record_all(&st.store, &st.tiers, &st.workloads, now);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let last = |name: &str, policy: Option<&str>| {
+        let mut k = SeriesKey::metric(name)
+            .unwrap()
+            .with_label("workload", "host".to_string())
+            .with_label("days", "7".to_string());
+        if let Some(p) = policy {
+            k = k.with_label("policy", p.to_string());
+        }
+        st.store
+            .latest(&k)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{k}"))
+    };
+    let at = |s: Sample| {
+        assert_eq!(s.ts, now);
+        s.value
+    };
+    assert_eq!(
+        at(last("prescale_compare_cost", Some("prescale"))),
+        c.prescale.cost
+    );
+    assert_eq!(at(last("prescale_compare_cost", Some("hpa"))), c.hpa.cost);
+    assert_eq!(
+        at(last("prescale_compare_cost", Some("hpa_matched"))),
+        c.hpa_matched.side.cost
+    );
+    assert_eq!(
+        at(last("prescale_compare_cost", Some("oracle"))),
+        c.oracle_cost
+    );
+    assert_eq!(
+        at(last("prescale_compare_short_minutes", Some("prescale"))),
+        c.prescale.underprovisioned_minutes
+    );
+    assert_eq!(at(last("prescale_compare_vs_hpa", None)), c.vs_hpa);
+    assert_eq!(
+        at(last("prescale_compare_vs_matched_hpa", None)),
+        c.vs_matched_hpa
+    );
+    // A workload with no pass of prescale's in the window is named, not recorded.
+    let mut other = w.clone();
+    other.name = "idle".into();
+    let skipped = compare::record_all(&st.store, &st.tiers, &[other], now);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, "idle");
+}
+
 #[tokio::test]
 async fn workload_endpoints() {
     let dir = tempfile::tempdir().unwrap();
