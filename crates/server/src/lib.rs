@@ -805,6 +805,36 @@ pub fn render_metrics(st: &AppState) -> String {
         "Instances held per tier and state.",
         inst,
     );
+    // The latest comparisons with HPA kept (see compare::record_all), so a Prometheus
+    // that scrapes prescale can chart and alert on the money saved too.
+    for (name, help) in [
+        (
+            "prescale_compare_vs_hpa",
+            "prescale's cost over HPA's on the same demand over the last `days`, less one (-0.2: 20% cheaper), as last compared.",
+        ),
+        (
+            "prescale_compare_vs_matched_hpa",
+            "prescale's cost over that of HPA short no longer than prescale over the last `days`, less one, as last compared.",
+        ),
+    ] {
+        let days = format!("{}", compare::RECORDED_DAYS);
+        let rows = st
+            .workloads
+            .iter()
+            .filter_map(|w| {
+                let key = SeriesKey::metric(name)
+                    .expect("static name")
+                    .with_label("workload", w.name.clone())
+                    .with_label("days", days.clone());
+                let last = st.store.latest(&key).ok()??;
+                Some((
+                    format!("{{workload=\"{}\",days=\"{days}\"}}", esc(&w.name)),
+                    last.value,
+                ))
+            })
+            .collect();
+        family(name, "gauge", help, rows);
+    }
     out
 }
 

@@ -153,8 +153,8 @@ async fn series_and_ranges() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
 }
 
-#[test]
-fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
+#[tokio::test]
+async fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
     let dir = tempfile::tempdir().unwrap();
     let st = fixture(dir.path());
     let now = st.status.read().unwrap().last_tick.unwrap();
@@ -207,6 +207,15 @@ fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
     let skipped = compare::record_all(&st.store, &st.tiers, &[other], now);
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0].0, "idle");
+    // The latest, on /metrics, for a Prometheus that scrapes prescale.
+    let (_, metrics) = get(&router(st), "/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "prescale_compare_vs_matched_hpa{{workload=\"host\",days=\"7\"}} {}\n",
+            c.vs_matched_hpa
+        )),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

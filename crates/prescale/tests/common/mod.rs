@@ -216,7 +216,8 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Starts it and waits until every simulated day has run.
+    /// Starts it and waits until every simulated day has run and its comparison with
+    /// HPA is kept.
     pub fn run(days: u32, seed: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_addr();
@@ -241,6 +242,14 @@ impl Demo {
             })
         };
         wait_for(done, "the demo's simulated days", &|| String::new());
+        // Then it keeps its days against HPA as series (the last thing it does).
+        let compared = || {
+            get(addr, "/api/v1/series?match[]=prescale_compare_vs_hpa")
+                .is_some_and(|(c, b)| c == 200 && b.contains("prescale_compare_vs_hpa"))
+        };
+        wait_for(compared, "the demo's comparison with HPA", &|| {
+            String::new()
+        });
         Self {
             addr,
             _child: child,
