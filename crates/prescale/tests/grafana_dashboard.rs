@@ -1,8 +1,9 @@
-//! The Grafana dashboard shipped in `examples/grafana/prescale.json` against a running
-//! demo: every panel's query, with Grafana's variables filled in as Grafana fills them,
-//! must be answered with data by prescale's query API, and the workload variable's
-//! lookup must list the demo's workloads. (No Grafana runs here: the JSON's shape is
-//! checked for what Grafana needs to place and query each panel.)
+//! The Grafana dashboards shipped in `examples/grafana/` (a workload's, and every
+//! workload's) against a running demo: every panel's query, with Grafana's variables
+//! filled in as Grafana fills them, must be answered with data by prescale's query API,
+//! and the workload variable's lookup must list the demo's workloads. (No Grafana runs
+//! here: the JSON's shape is checked for what Grafana needs to place and query each
+//! panel.)
 
 mod common;
 
@@ -11,25 +12,42 @@ use std::collections::BTreeSet;
 use common::{enc, get, samples, Demo};
 use serde_json::Value;
 
-fn dashboard() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/grafana/prescale.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// Each shipped dashboard, with its variables' names.
+fn dashboards() -> Vec<(Value, Vec<String>)> {
+    ["prescale.json", "prescale-fleet.json"]
+        .into_iter()
+        .map(|f| {
+            let path = format!("{}/../../examples/grafana/{f}", env!("CARGO_MANIFEST_DIR"));
+            let d: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let vars = d["templating"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["name"].as_str().unwrap().to_string())
+                .collect();
+            (d, vars)
+        })
+        .collect()
 }
 
 #[test]
-fn the_dashboard_is_laid_out_and_bound_to_its_variables() {
-    let d = dashboard();
-    assert_eq!(d["uid"], "prescale-workload");
-    let vars: Vec<&str> = d["templating"]["list"]
-        .as_array()
-        .unwrap()
+fn the_dashboards_are_laid_out_and_bound_to_their_variables() {
+    let all = dashboards();
+    let uids: Vec<&str> = all
         .iter()
-        .map(|v| v["name"].as_str().unwrap())
+        .map(|(d, _)| d["uid"].as_str().unwrap())
         .collect();
-    assert_eq!(vars, ["datasource", "workload"]);
+    assert_eq!(uids, ["prescale-workload", "prescale-fleet"]);
+    assert_eq!(all[0].1, ["datasource", "workload"]);
+    assert_eq!(all[1].1, ["datasource"]);
+    for (d, vars) in &all {
+        laid_out(d, vars);
+    }
+}
+
+/// Panels with unique ids that do not overlap, each querying through the data source
+/// variable with only the dashboard's own variables and Grafana's built-ins.
+fn laid_out(d: &Value, vars: &[String]) {
     let mut ids = BTreeSet::new();
     let mut cells = BTreeSet::new();
     for p in d["panels"].as_array().unwrap() {
@@ -51,7 +69,18 @@ fn the_dashboard_is_laid_out_and_bound_to_its_variables() {
         }
         for t in p["targets"].as_array().unwrap() {
             assert!(t["refId"].is_string() && t["expr"].is_string(), "{t}");
-            assert!(t["expr"].as_str().unwrap().contains("$workload"), "{t}");
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices('$') {
+                let name: String = expr[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    name.starts_with("__") || vars.contains(&name),
+                    "${name} is no variable of {}: {expr}",
+                    d["uid"]
+                );
+            }
         }
     }
 }
@@ -77,66 +106,88 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["data"], serde_json::json!(["batch", "web"]));
 
-    let d = dashboard();
-    // The panels' queries, and the annotations' (capacity changes marked on the charts).
-    let annotations = serde_json::json!([{
-        "title": "annotations",
-        "targets": d["annotations"]["list"].as_array().unwrap().clone(),
-    }]);
-    let panels = d["panels"].as_array().unwrap();
-    assert!(!annotations[0]["targets"].as_array().unwrap().is_empty());
-    for p in panels.iter().chain(annotations.as_array().unwrap()) {
-        let title = p["title"].as_str().unwrap();
-        for t in p["targets"].as_array().unwrap() {
-            // Grafana's variables for a six-hour range on workload "web".
-            let expr = t["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$workload", "web")
-                .replace("$__range_s", &range_s.to_string())
-                .replace("$__range", "6h");
-            let path = if t["instant"] == true {
-                format!("/api/v1/query?query={}&time={end}", enc(&expr))
-            } else {
-                format!(
-                    "/api/v1/query_range?query={}&start={start}&end={end}&step=60",
-                    enc(&expr)
-                )
-            };
-            let (code, body) = get(addr, &path).unwrap();
-            assert_eq!(code, 200, "{title}: {expr}: {body}");
-            let v: Value = serde_json::from_str(&body).unwrap();
-            let result = v["data"]["result"].as_array().unwrap();
-            assert!(!result.is_empty(), "{title}: {expr}: no data: {body}");
-            if title == "Saved against HPA (last week)" {
-                // The comparison the API gives for the same week.
-                let shown: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
-                let (_, c) = get(addr, "/api/v1/workloads/web/compare?days=7").unwrap();
-                let c: Value = serde_json::from_str(&c).unwrap();
-                let want = -c["data"]["vs_matched_hpa"].as_f64().unwrap();
-                assert!((shown - want).abs() < 1e-9, "{shown} against {want}");
-            }
-            if title == "Demand within the plan's band" {
-                // A share of steps, near the SLA quantile for a calibrated forecast.
-                let share: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
-                assert!((0.5..=1.0).contains(&share), "{share}");
-            }
-            if title == "Spend over the range" {
-                // The six hours' spend: each tier's mean rate over the range, times six.
-                let spent: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
-                let mut want = 0.0;
-                for tier in ["spot", "standard", "high-performance"] {
-                    let sel = format!(r#"prescale_cost_per_hour{{tier="{tier}",workload="web"}}"#);
-                    let s: Vec<(f64, f64)> = samples(addr, &sel)
-                        .into_iter()
-                        .filter(|(t, _)| *t > start as f64 && *t <= end as f64)
-                        .collect();
-                    want += s.iter().map(|x| x.1).sum::<f64>() / s.len() as f64 * 6.0;
+    // What the compare endpoint says of each workload's week.
+    let compared = |w: &str| {
+        let (_, c) = get(addr, &format!("/api/v1/workloads/{w}/compare?days=7")).unwrap();
+        serde_json::from_str::<Value>(&c).unwrap()["data"].take()
+    };
+    let (web, batch) = (compared("web"), compared("batch"));
+    for (d, _) in dashboards() {
+        let fleet = d["uid"] == "prescale-fleet";
+        // The panels' queries, and the annotations' (capacity changes marked on the charts).
+        let annotations = serde_json::json!([{
+            "title": "annotations",
+            "targets": d["annotations"]["list"].as_array().unwrap().clone(),
+        }]);
+        let panels = d["panels"].as_array().unwrap();
+        assert!(fleet || !annotations[0]["targets"].as_array().unwrap().is_empty());
+        for p in panels.iter().chain(annotations.as_array().unwrap()) {
+            let title = p["title"].as_str().unwrap();
+            for t in p["targets"].as_array().unwrap() {
+                // Grafana's variables for a six-hour range on workload "web".
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$workload", "web")
+                    .replace("$__range_s", &range_s.to_string())
+                    .replace("$__range", "6h");
+                let path = if t["instant"] == true {
+                    format!("/api/v1/query?query={}&time={end}", enc(&expr))
+                } else {
+                    format!(
+                        "/api/v1/query_range?query={}&start={start}&end={end}&step=60",
+                        enc(&expr)
+                    )
+                };
+                let (code, body) = get(addr, &path).unwrap();
+                assert_eq!(code, 200, "{title}: {expr}: {body}");
+                let v: Value = serde_json::from_str(&body).unwrap();
+                let result = v["data"]["result"].as_array().unwrap();
+                assert!(!result.is_empty(), "{title}: {expr}: no data: {body}");
+                let shown = || -> f64 { result[0]["value"][1].as_str().unwrap().parse().unwrap() };
+                if title == "Saved against HPA (last week)" {
+                    // The comparison the API gives for the same week.
+                    let want = -web["vs_matched_hpa"].as_f64().unwrap();
+                    assert!((shown() - want).abs() < 1e-9, "{} against {want}", shown());
                 }
-                assert!(
-                    spent > 0.0 && (spent - want).abs() < 1e-6 * want,
-                    "{spent} against {want}"
-                );
+                if title == "Saved against HPA (last week, all workloads)" {
+                    let cost = |c: &Value, k: &str| c[k]["cost"].as_f64().unwrap();
+                    let want = 1.0
+                        - (cost(&web, "prescale") + cost(&batch, "prescale"))
+                            / (cost(&web, "hpa_matched") + cost(&batch, "hpa_matched"));
+                    assert!((shown() - want).abs() < 1e-9, "{} against {want}", shown());
+                }
+                if title == "Saved against HPA by workload (last week)" {
+                    assert_eq!(result.len(), 2, "a bar per workload: {body}");
+                }
+                if title == "Demand within the plan's band" {
+                    // A share of steps, near the SLA quantile for a calibrated forecast.
+                    let share: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+                    assert!((0.5..=1.0).contains(&share), "{share}");
+                }
+                if title == "Spend over the range" {
+                    // The six hours' spend: each tier's mean rate over the range, times six,
+                    // of web (or, on every workload's dashboard, of both).
+                    let spent = shown();
+                    let mut want = 0.0;
+                    let workloads: &[&str] = if fleet { &["web", "batch"] } else { &["web"] };
+                    for (w, tier) in workloads
+                        .iter()
+                        .flat_map(|w| ["spot", "standard", "high-performance"].map(|t| (w, t)))
+                    {
+                        let sel =
+                            format!(r#"prescale_cost_per_hour{{tier="{tier}",workload="{w}"}}"#);
+                        let s: Vec<(f64, f64)> = samples(addr, &sel)
+                            .into_iter()
+                            .filter(|(t, _)| *t > start as f64 && *t <= end as f64)
+                            .collect();
+                        want += s.iter().map(|x| x.1).sum::<f64>() / s.len() as f64 * 6.0;
+                    }
+                    assert!(
+                        spent > 0.0 && (spent - want).abs() < 1e-6 * want,
+                        "{spent} against {want}"
+                    );
+                }
             }
         }
     }
