@@ -1031,7 +1031,6 @@ fn top_level_args(q: &str) -> Vec<&str> {
     out
 }
 
-/// `q` as one of the [`MathFn`] calls, `None` when it is not one.
 /// The date functions, by name.
 const DATE_FUNCTIONS: [(&str, DatePart); 8] = [
     ("minute", DatePart::Minute),
@@ -1069,6 +1068,7 @@ fn parse_date(q: &str) -> Result<Option<Node>, String> {
     Ok(None)
 }
 
+/// `q` as one of the [`MathFn`] calls, `None` when it is not one.
 fn parse_math(q: &str) -> Result<Option<Node>, String> {
     let names = [
         "abs",
