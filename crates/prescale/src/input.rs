@@ -22,7 +22,7 @@ pub struct Series {
     pub warnings: Vec<String>,
 }
 
-fn parse_ts(s: &str) -> Option<(i64, bool)> {
+pub(crate) fn parse_ts(s: &str) -> Option<(i64, bool)> {
     let s = s.trim();
     if let Ok(v) = s.parse::<i64>() {
         return Some((v, false));
@@ -119,6 +119,19 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
         };
         rows.push((ts, value));
     }
+    regularise(&name.to_string(), rows, rfc, None)
+}
+
+/// Puts `rows` (unix seconds, value or none) of the series `name` on a regular grid of
+/// `step` seconds (by default the most common gap between them), from the first row on:
+/// rows out of order are sorted, repeated timestamps keep their first value, holes are
+/// filled by linear interpolation, each said in the warnings.
+pub fn regularise(
+    name: &str,
+    mut rows: Vec<(i64, Option<f64>)>,
+    rfc: bool,
+    step: Option<i64>,
+) -> Result<Series, String> {
     let mut warnings = Vec::new();
     if rows.windows(2).any(|w| w[1].0 < w[0].0) {
         warnings.push("rows were not in time order; sorted them".to_string());
@@ -138,9 +151,12 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
             rows.len()
         ));
     }
-    let mut diffs: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    diffs.sort_unstable();
-    let step = diffs[diffs.len() / 2].max(1);
+    let step = step.unwrap_or_else(|| {
+        let mut diffs: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        diffs.sort_unstable();
+        diffs[diffs.len() / 2]
+    });
+    let step = step.max(1);
     // Put every row on the regular grid starting at the first timestamp; fill holes.
     let t0 = rows[0].0;
     let last = rows[rows.len() - 1].0;

@@ -12,6 +12,7 @@ mod bench_cmd;
 mod detect_cmd;
 mod forecast_cmd;
 mod input;
+mod prom_trace;
 mod simulate_cmd;
 mod simulate_compare;
 mod svg;
@@ -85,7 +86,7 @@ enum Command {
     /// Score every row of CSV series for anomalies (`timestamp`, `value` -> `anomaly_score`).
     Detect(detect_cmd::DetectArgs),
     /// Replay a demand trace under a scaling policy: cost, shortfalls, actions.
-    Simulate(simulate_cmd::SimulateArgs),
+    Simulate(Box<simulate_cmd::SimulateArgs>),
     /// Measure prescale's own speed (e.g. `bench ingest`: samples per second received).
     Bench {
         #[command(subcommand)]
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
         Command::Backtest(a) => forecast_cmd::backtest(a).map_err(|e| UsageError(e).into()),
         Command::Detect(a) => detect_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Bench { what } => bench_cmd::run(what).map_err(|e| UsageError(e).into()),
-        Command::Simulate(a) => simulate_cmd::run(a).map_err(|e| UsageError(e).into()),
+        Command::Simulate(a) => simulate_cmd::run(*a).map_err(|e| UsageError(e).into()),
         Command::Run { config, overrides } => run_cmd(config, overrides),
         Command::Demo {
             seed,

@@ -20,7 +20,7 @@ pub struct SimulateArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "example_scenario"
+        required_unless_present_any = ["example_scenario", "prometheus"]
     )]
     pub trace: Option<PathBuf>,
     /// Scenario TOML: tier catalog, SLA, budget, policy settings
@@ -53,6 +53,9 @@ pub struct SimulateArgs {
     /// Print a complete, commented example scenario and exit.
     #[arg(long)]
     pub example_scenario: bool,
+    /// Or the trace read from a Prometheus-compatible query API.
+    #[command(flatten)]
+    pub prometheus: crate::prom_trace::PromArgs,
 }
 
 /// Report format.
@@ -133,14 +136,14 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     } else {
         vec![Policy::parse(&a.policy).map_err(|e| format!("{e}, or all to compare them"))?]
     };
-    let (trace_path, scenario_path) = (
-        a.trace.expect("required by clap"),
-        a.scenario.expect("required by clap"),
-    );
+    let scenario_path = a.scenario.expect("required by clap");
     let src = std::fs::read_to_string(&scenario_path)
         .map_err(|e| format!("{}: cannot read: {e}", scenario_path.display()))?;
     let scenario = Scenario::parse(&src, &scenario_path.display().to_string())?;
-    let (trace, rfc3339) = load_trace(&trace_path)?;
+    let (trace, rfc3339) = match &a.trace {
+        Some(path) => load_trace(path)?,
+        None => (crate::prom_trace::fetch(&a.prometheus)?, true),
+    };
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
     let keep = a.timeline.is_some() || a.report.is_some();

@@ -13,9 +13,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
-use common::{default_config, enc, find, free_addr, get, http, wait_for, Daemon, Killed};
+use common::{default_config, enc, get, http, wait_for, Daemon, Prometheus};
 use serde_json::Value;
 
 /// One series' samples: its metric name, labels and (unix seconds, value) pairs.
@@ -299,13 +298,6 @@ const QUERIES: &[&str] = &[
 
 #[test]
 fn queries_answer_as_prometheus_does_on_the_same_samples() {
-    let (Some(prometheus), Some(_)) = (find("prometheus"), find("promtool")) else {
-        eprintln!(
-            "skipping: no prometheus and promtool (apt-get install prometheus; .ci/run does)"
-        );
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -315,40 +307,13 @@ fn queries_answer_as_prometheus_does_on_the_same_samples() {
     let corpus = corpus(base);
 
     // Prometheus, on blocks built from the corpus.
-    let om = dir.path().join("corpus.om");
-    std::fs::write(&om, openmetrics(&corpus)).unwrap();
-    let tsdb = dir.path().join("tsdb");
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&om)
-        .arg(&tsdb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").unwrap();
-    let prom = free_addr();
-    let plog = dir.path().join("prometheus.log");
-    let _prometheus = Killed(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-            .arg(format!("--web.listen-address={prom}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&plog).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let plogs = || std::fs::read_to_string(&plog).unwrap_or_default();
-    wait_for(
-        || get(prom, "/-/ready").is_some_and(|(c, _)| c == 200),
-        "Prometheus to be ready",
-        &plogs,
-    );
+    let Some(prometheus) = Prometheus::on_blocks(&openmetrics(&corpus)) else {
+        eprintln!(
+            "skipping: no prometheus and promtool (apt-get install prometheus; .ci/run does)"
+        );
+        return;
+    };
+    let prom = prometheus.addr;
 
     // prescale, fed the same samples.
     let sdir = tempfile::tempdir().unwrap();

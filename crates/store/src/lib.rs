@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 mod remote;
 
-pub use remote::RemoteConfig;
+pub use remote::{query_range, RemoteConfig, QUERY_RANGE_POINTS};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use prescale_core::{now_ms, Decision, DecisionKind, Sample, Selector, SeriesKey, TimestampMs};

@@ -215,6 +215,83 @@ impl Remote {
     }
 }
 
+/// Most steps one `query_range` request asks for: Prometheus refuses more than 11,000
+/// points a series.
+pub const QUERY_RANGE_POINTS: i64 = 10_000;
+
+/// `query` evaluated every `step_s` seconds from `start` to `end` (unix seconds, both
+/// included) by the Prometheus-compatible query API at `cfg.read_url`, as (unix seconds,
+/// value) pairs in time order: the steps where it has a finite value.
+///
+/// Long ranges are read in requests of at most [`QUERY_RANGE_POINTS`] steps, and
+/// `progress` is told (steps read, steps in all) after each. The query must give one
+/// series: a trace has one per dimension, so several are an error that says to aggregate
+/// them; so is a query that gives no value at all in the range.
+pub fn query_range(
+    cfg: RemoteConfig,
+    query: &str,
+    (start, end, step_s): (i64, i64, i64),
+    mut progress: impl FnMut(i64, i64),
+) -> Result<Vec<(i64, f64)>, String> {
+    if step_s <= 0 || end < start {
+        return Err(format!(
+            "a range from {start} to {end} every {step_s} s is empty; the start must come before the end"
+        ));
+    }
+    let remote = Remote::new(cfg)?;
+    let total = (end - start) / step_s + 1;
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut from = start;
+    while from <= end {
+        let to = (from + (QUERY_RANGE_POINTS - 1) * step_s).min(end);
+        let m: Matrix = remote.get(&format!(
+            "query_range?query={}&start={from}&end={to}&step={step_s}",
+            enc(query)
+        ))?;
+        if m.result.len() > 1 {
+            let shown: Vec<String> = m
+                .result
+                .iter()
+                .take(3)
+                .map(|s| {
+                    let labels: Vec<String> =
+                        s.metric.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    format!("{{{}}}", labels.join(", "))
+                })
+                .collect();
+            return Err(format!(
+                "`{query}` gives {} series ({}{}); a trace needs one per dimension: aggregate them, e.g. sum({query})",
+                m.result.len(),
+                shown.join(", "),
+                if m.result.len() > 3 { ", ..." } else { "" }
+            ));
+        }
+        for s in m.result {
+            for (t, v) in s.values {
+                let ts = t.round() as i64;
+                match v.parse::<f64>() {
+                    Ok(value) if value.is_finite() && ts >= from && ts <= to => {
+                        out.push((ts, value))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        progress(((to - start) / step_s + 1).min(total), total);
+        from = to + step_s;
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "`{query}` gives no value from {} to {}; check it in Prometheus' graph view over that range",
+            prescale_core::format_ts(start * 1000),
+            prescale_core::format_ts(end * 1000)
+        ));
+    }
+    out.sort_by_key(|p| p.0);
+    out.dedup_by_key(|p| p.0);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

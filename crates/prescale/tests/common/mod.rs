@@ -193,6 +193,63 @@ pub fn find(name: &str) -> Option<String> {
         .then(|| name.to_string())
 }
 
+/// A real Prometheus serving blocks that `promtool tsdb create-blocks-from openmetrics`
+/// built from OpenMetrics text, on a free loopback port; killed, and its directory
+/// removed, when dropped.
+pub struct Prometheus {
+    /// Where it serves.
+    pub addr: SocketAddr,
+    _child: Killed,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Prometheus on the samples of `openmetrics` (ending in `# EOF`), ready to answer;
+    /// `None` when prometheus or promtool is not installed (`.ci/run` installs both).
+    pub fn on_blocks(openmetrics: &str) -> Option<Self> {
+        let (prometheus, _) = (find("prometheus")?, find("promtool")?);
+        let dir = tempfile::tempdir().unwrap();
+        let om = dir.path().join("samples.om");
+        std::fs::write(&om, openmetrics).unwrap();
+        let tsdb = dir.path().join("tsdb");
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&tsdb)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").unwrap();
+        let addr = free_addr();
+        let log = dir.path().join("prometheus.log");
+        let child = Killed(
+            Command::new(prometheus)
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(
+            || get(addr, "/-/ready").is_some_and(|(c, _)| c == 200),
+            "Prometheus to be ready",
+            &|| std::fs::read_to_string(&log).unwrap_or_default(),
+        );
+        Some(Self {
+            addr,
+            _child: child,
+            _dir: dir,
+        })
+    }
+}
+
 /// Polls `f` for up to 90 s; on time-out panics with `what` and the logs.
 pub fn wait_for(mut f: impl FnMut() -> bool, what: &str, log: &dyn Fn() -> String) {
     let t = Instant::now();

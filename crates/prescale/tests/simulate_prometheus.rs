@@ -1,0 +1,308 @@
+//! `prescale simulate --prometheus URL`: a trace read from a query API replays exactly
+//! as the same trace from a CSV file, from a real Prometheus (skipped, saying so,
+//! without it; `.ci/run` installs it) and from prescale's own API; bad queries and
+//! unreachable servers are errors that say what to fix.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Output;
+
+use common::{bin, default_config, get, http, wait_for, Daemon, Prometheus};
+use serde_json::Value;
+
+/// Three days of 5-minute steps ending an hour ago: the first step's unix seconds.
+fn first_step() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (now - 3600) / 300 * 300 - (STEPS - 1) * 300
+}
+
+const STEPS: i64 = 864;
+
+/// CPU (vCPU) and memory (bytes) of the shop at step `k`: a daily cycle with a jump.
+fn shop(k: i64) -> (f64, f64) {
+    let day = (k % 288) as f64 / 288.0 * std::f64::consts::TAU;
+    let cpu = 40.0 + 30.0 * day.sin().max(-0.5) + if k % 97 == 0 { 25.0 } else { 0.0 };
+    (cpu, (cpu * 3.5 + 20.0) * (1u64 << 30) as f64)
+}
+
+fn simulate(args: &[&str], scenario: &Path) -> Output {
+    bin()
+        .arg("simulate")
+        .args(args)
+        .arg("--scenario")
+        .arg(scenario)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The checks both servers must pass: `url` serves `shop_cpu_vcpu{service=...}` and
+/// `shop_memory_bytes` for shop and ads over the three days from `t0`.
+fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let out = bin()
+        .args(["simulate", "--example-scenario"])
+        .output()
+        .unwrap();
+    std::fs::write(&scenario, &out.stdout).unwrap();
+    let saved = dir.path().join("saved.csv");
+    let (start, end) = (t0.to_string(), (t0 + (STEPS - 1) * 300).to_string());
+    let cpu = format!("sum({metric}_cpu_vcpu{{service=\"shop\"}})");
+    let memory = format!("{metric}_memory_bytes{{service=\"shop\"}} / 2^30");
+    let from_api = simulate(
+        &[
+            "--prometheus",
+            url,
+            "--cpu",
+            &cpu,
+            "--memory",
+            &memory,
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "--save-trace",
+            saved.to_str().unwrap(),
+            "--policy",
+            "predictive",
+            "--format",
+            "json",
+        ],
+        &scenario,
+    );
+    assert!(from_api.status.success(), "{}", stderr(&from_api));
+
+    // The saved trace holds every step, as written.
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("timestamp,cpu,memory"));
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len() as i64, STEPS, "{}", stderr(&from_api));
+    for (k, row) in rows.iter().enumerate() {
+        let (cpu, bytes) = shop(k as i64);
+        assert_eq!(row[0] as i64, t0 + 300 * k as i64);
+        assert!((row[1] - cpu).abs() < 1e-9 * cpu, "step {k}: {row:?}");
+        let gib = bytes / (1u64 << 30) as f64;
+        assert!((row[2] - gib).abs() < 1e-9 * gib, "step {k}: {row:?}");
+    }
+
+    // And the same run from that CSV gives the same report, field for field.
+    let from_csv = simulate(
+        &[
+            "--trace",
+            saved.to_str().unwrap(),
+            "--policy",
+            "predictive",
+            "--format",
+            "json",
+        ],
+        &scenario,
+    );
+    assert!(from_csv.status.success(), "{}", stderr(&from_csv));
+    let a: Value = serde_json::from_slice(&from_api.stdout).unwrap();
+    let b: Value = serde_json::from_slice(&from_csv.stdout).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a["steps"].as_u64(), Some(STEPS as u64), "{a}");
+    assert!(a["cost_total"].as_f64().unwrap() > 0.0, "{a}");
+
+    // A query that gives a series per service must be aggregated first.
+    let both = format!("{metric}_cpu_vcpu");
+    let o = simulate(
+        &[
+            "--prometheus",
+            url,
+            "--cpu",
+            &both,
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+        &scenario,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gives 3 series") && stderr(&o).contains(&format!("sum({both})")),
+        "{}",
+        stderr(&o)
+    );
+    // One that gives nothing says so.
+    let o = simulate(
+        &[
+            "--prometheus",
+            url,
+            "--cpu",
+            "no_such_metric",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+        &scenario,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gives no value"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_trace_read_from_prometheus_replays_as_the_same_csv() {
+    let t0 = first_step();
+    let mut om = String::new();
+    for k in 0..STEPS {
+        let (cpu, bytes) = shop(k);
+        let t = t0 + 300 * k;
+        for (service, scale) in [("shop", 1.0), ("ads", 0.25)] {
+            // The shop's CPU as two pods, which the query sums.
+            if service == "shop" {
+                for (pod, share) in [("a", 0.375), ("b", 0.625)] {
+                    writeln!(
+                        om,
+                        "demand_cpu_vcpu{{service=\"shop\",pod=\"{pod}\"}} {} {t}",
+                        cpu * share
+                    )
+                    .unwrap();
+                }
+            } else {
+                writeln!(
+                    om,
+                    "demand_cpu_vcpu{{service=\"{service}\"}} {} {t}",
+                    cpu * scale
+                )
+                .unwrap();
+            }
+            writeln!(
+                om,
+                "demand_memory_bytes{{service=\"{service}\"}} {} {t}",
+                bytes * scale
+            )
+            .unwrap();
+        }
+    }
+    om.push_str("# EOF\n");
+    let Some(prometheus) = Prometheus::on_blocks(&om) else {
+        eprintln!(
+            "skipping: no prometheus and promtool (apt-get install prometheus; .ci/run does)"
+        );
+        return;
+    };
+    let url = format!("http://{}", prometheus.addr);
+    replays_as_the_csv(&url, t0, "demand");
+
+    // Steps finer than the samples: read in several requests (Prometheus answers at
+    // most 11,000 points a series), each step once, in order.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let out = bin()
+        .args(["simulate", "--example-scenario"])
+        .output()
+        .unwrap();
+    std::fs::write(&scenario, &out.stdout).unwrap();
+    let saved = dir.path().join("fine.csv");
+    let end = t0 + (STEPS - 1) * 300;
+    let o = simulate(
+        &[
+            "--prometheus",
+            &url,
+            "--cpu",
+            "sum(demand_cpu_vcpu{service=\"shop\"})",
+            "--start",
+            &t0.to_string(),
+            "--end",
+            &end.to_string(),
+            "--step",
+            "15s",
+            "--save-trace",
+            saved.to_str().unwrap(),
+            "--policy",
+            "reactive",
+        ],
+        &scenario,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let rows: Vec<(i64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (t, v) = l.split_once(',').unwrap();
+            (t.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len() as i64, (end - t0) / 15 + 1);
+    assert!(rows.len() as i64 > prescale_store::QUERY_RANGE_POINTS);
+    for (i, (t, v)) in rows.iter().enumerate() {
+        assert_eq!(*t, t0 + 15 * i as i64);
+        // Each 15 s step reads the latest 5-minute sample.
+        let (cpu, _) = shop((t - t0) / 300);
+        assert!((v - cpu).abs() < 1e-9 * cpu, "{t}: {v} for {cpu}");
+    }
+}
+
+#[test]
+fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
+    let d = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(d.path(), &default_config());
+    wait_for(
+        || get(daemon.addr, "/healthz").is_some_and(|(c, _)| c == 200),
+        "prescale to serve",
+        &|| daemon.logs(),
+    );
+    let t0 = first_step();
+    let mut lp = String::new();
+    for k in 0..STEPS {
+        let (cpu, bytes) = shop(k);
+        let t = t0 + 300 * k;
+        writeln!(lp, "shop,service=shop,pod=a cpu_vcpu={} {t}", cpu * 0.375).unwrap();
+        writeln!(lp, "shop,service=shop,pod=b cpu_vcpu={} {t}", cpu * 0.625).unwrap();
+        writeln!(lp, "shop,service=ads cpu_vcpu={} {t}", cpu * 0.25).unwrap();
+        writeln!(lp, "shop,service=shop memory_bytes={bytes} {t}").unwrap();
+        writeln!(lp, "shop,service=ads memory_bytes={} {t}", bytes * 0.25).unwrap();
+    }
+    let (code, text) = http(
+        daemon.addr,
+        "POST",
+        "/api/v2/write?precision=s",
+        &[],
+        lp.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 204, "{text}");
+    replays_as_the_csv(&format!("http://{}", daemon.addr), t0, "shop");
+
+    // A server that is not there, and a query the server cannot parse.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let out = bin()
+        .args(["simulate", "--example-scenario"])
+        .output()
+        .unwrap();
+    std::fs::write(&scenario, &out.stdout).unwrap();
+    let gone = format!("http://{}", common::free_addr());
+    let o = simulate(&["--prometheus", &gone, "--cpu", "up"], &scenario);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&gone), "{}", stderr(&o));
+    let own = format!("http://{}", daemon.addr);
+    let o = simulate(&["--prometheus", &own, "--cpu", "sum(rate("], &scenario);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--cpu"), "{}", stderr(&o));
+    // --cpu is required with --prometheus, and the two sources exclude each other.
+    let o = simulate(&["--prometheus", &own], &scenario);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = simulate(
+        &["--prometheus", &own, "--cpu", "up", "--trace", "x.csv"],
+        &scenario,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
