@@ -294,6 +294,7 @@ const QUERIES: &[&str] = &[
     r#"count_values("v", round(g_v / 10))"#,
     r#"count_values by (b) ("v", ceil(g_v / 50))"#,
     r#"count_values without (a) ("v", floor(g_v / 33))"#,
+    r#"count_values without (a, v) ("v", floor(g_v / 33))"#,
 ];
 
 #[test]

@@ -1203,13 +1203,13 @@ fn parse_label_replace(args: &str) -> Result<Node, String> {
     })
 }
 
-/// Each series of `v` relabelled as [`Node::LabelReplace`] says; an error when two come
-/// out with the same labels.
 /// At each of `n` times, how many series of each group (by `labels`, or all but them)
 /// have each value: a series per group and value, the value (as Prometheus writes it)
-/// in `label`.
+/// in `label`. As in Prometheus, `without` that same label drops it again: the values
+/// are then counted together.
 fn count_values(v: Evaluated, label: &str, by: bool, labels: &[String], n: usize) -> Evaluated {
     let mut out: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+    let dropped = !by && labels.iter().any(|l| l == label);
     for (l, values) in v {
         let mut group: BTreeMap<String, String> = l
             .into_iter()
@@ -1217,7 +1217,9 @@ fn count_values(v: Evaluated, label: &str, by: bool, labels: &[String], n: usize
             .collect();
         for (t, x) in values.into_iter().enumerate() {
             let Some(x) = x else { continue };
-            group.insert(label.to_string(), fmt_value(x));
+            if !dropped {
+                group.insert(label.to_string(), fmt_value(x));
+            }
             let counts = out.entry(group.clone()).or_insert_with(|| vec![None; n]);
             counts[t] = Some(counts[t].unwrap_or(0.0) + 1.0);
         }
