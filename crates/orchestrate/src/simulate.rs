@@ -293,16 +293,21 @@ pub enum Policy {
     /// instance requested exactly its lead time before the step that needs it (and
     /// billed from then). The lower bound.
     Oracle,
+    /// What the service actually had ([`Trace::actual`]), as instances of the one tier
+    /// there at each step: what it runs today, priced the same way.
+    AsRun,
 }
 
 impl Policy {
-    /// Every policy, the floor first and prescale's next.
-    pub const ALL: [Policy; 5] = [
+    /// Every policy, the floor first and prescale's next; `as-run` last, for traces
+    /// that hold what the service had.
+    pub const ALL: [Policy; 6] = [
         Self::Oracle,
         Self::Predictive,
         Self::SpecBaseline,
         Self::Reactive,
         Self::Static,
+        Self::AsRun,
     ];
 
     /// The name the command line and the JSON report use.
@@ -313,6 +318,7 @@ impl Policy {
             Self::Reactive => "reactive",
             Self::Static => "static",
             Self::Oracle => "oracle",
+            Self::AsRun => "as-run",
         }
     }
 
@@ -323,7 +329,7 @@ impl Policy {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown policy {s:?}; use predictive, spec-baseline, reactive, static or oracle"
+                    "unknown policy {s:?}; use predictive, spec-baseline, reactive, static, oracle or as-run"
                 )
             })
     }
@@ -338,6 +344,9 @@ pub struct Trace {
     pub cpu: Vec<f64>,
     /// Other dimensions' demand per step (memory GiB, disk IOPS, network Mbit/s).
     pub others: Vec<(Dim, Vec<f64>)>,
+    /// The vCPU the service actually had at each step (its CPU requests, or its nodes),
+    /// when known: what the `as-run` policy prices.
+    pub actual: Option<Vec<f64>>,
     /// Step length in milliseconds.
     pub step_ms: i64,
 }
@@ -387,6 +396,7 @@ pub fn synthetic_service(days: usize, noise: f64, batch: bool) -> Trace {
         ts,
         cpu,
         others: Vec::new(),
+        actual: None,
         step_ms: step,
     }
 }
@@ -903,6 +913,19 @@ pub fn simulate(
     if n < 2 {
         return Err("the trace needs at least two steps".into());
     }
+    let actual: &[f64] = match (&trace.actual, policy) {
+        (Some(a), _) if a.len() != n => {
+            return Err(format!(
+                "the trace's actual capacity has {} steps for {n} of demand",
+                a.len()
+            ))
+        }
+        (Some(a), _) => a,
+        (None, Policy::AsRun) => {
+            return Err("the as-run policy prices the capacity the service had: give the trace an actual_cpu column (vCPU), or --actual-cpu with --prometheus".into())
+        }
+        (None, _) => &[],
+    };
     let dt = trace.step_ms;
     let tiers = scenario.tiers.clone();
     let single = tiers
@@ -1022,6 +1045,18 @@ pub fn simulate(
         // The forecasts and floors of this step's plan, for predictive's pass within it.
         let mut in_step: Option<(Vec<prescale_core::Forecast>, Vec<prescale_plan::Floor>)> = None;
         let target: Vec<u32> = match policy {
+            Policy::AsRun => {
+                // Ready at once and billed from then: it was there.
+                let t = &tiers[single];
+                let n = ((actual[i] / t.effective_capacity()) - 1e-9)
+                    .ceil()
+                    .max(0.0) as u32;
+                why = format!(
+                    "as run: the {:.2} vCPU the service had, as {n} {}",
+                    actual[i], t.name
+                );
+                one_tier(&tiers, single, n)
+            }
             Policy::Static => {
                 let n = dims
                     .iter()
@@ -1210,10 +1245,14 @@ pub fn simulate(
                 }
             }
         };
+        // The scenario's instance limits bind every policy but what actually ran.
         let mut target: Vec<u32> = target
             .iter()
             .enumerate()
-            .map(|(k, t)| (*t).clamp(tiers[k].min_instances, tiers[k].max_instances))
+            .map(|(k, t)| match policy {
+                Policy::AsRun => *t,
+                _ => (*t).clamp(tiers[k].min_instances, tiers[k].max_instances),
+            })
             .collect();
         if matches!(policy, Policy::Predictive | Policy::SpecBaseline) {
             // The workload's scale-down delay, as the daemon's stabilizer applies it:
@@ -1234,7 +1273,7 @@ pub fn simulate(
             }
         }
         let actions_before = actions;
-        let start = if i == 0 {
+        let start = if i == 0 || policy == Policy::AsRun {
             Start::Warm
         } else if policy == Policy::Oracle {
             Start::Foresight
@@ -1717,8 +1756,56 @@ mod tests {
                 .collect(),
             cpu: (0..n).map(cpu).collect(),
             others: Vec::new(),
+            actual: None,
             step_ms: 300_000,
         }
+    }
+
+    #[test]
+    fn as_run_prices_what_the_service_had_and_counts_its_shortfall() {
+        let sc = scenario();
+        // 20 vCPU, and 50 for the first step of every hour; the service held 40 all day
+        // but for two hours at 100 (more than the scenario's 50-instance limit, which
+        // binds the policies, not what ran).
+        let mut tr = shaped(1, |i| if i % 12 == 0 { 50.0 } else { 20.0 });
+        let n = tr.cpu.len();
+        let mut had = vec![40.0; n];
+        for v in &mut had[120..144] {
+            *v = 202.0;
+        }
+        tr.actual = Some(had);
+        let mut rows = Vec::new();
+        let r = simulate(&tr, &sc, Policy::AsRun, 1, Some(&mut rows), |_, _| {}).unwrap();
+        let t = sc.tiers.iter().find(|t| t.name == sc.single_tier).unwrap();
+        assert_eq!(t.vcpu * t.performance_factor, 4.0);
+        // 10 instances for 22 hours, 51 (202 / 4 rounded up) for 2.
+        let want = (10.0 * 22.0 + 51.0 * 2.0) * t.price_per_hour;
+        assert!(
+            (r.cost_total - want).abs() < 1e-6,
+            "{} for {want}",
+            r.cost_total
+        );
+        assert_eq!(r.cost_per_tier[&t.name], r.cost_total);
+        // Short the whole of each hour's first step, but the two it held 202 over.
+        assert!(
+            (r.underprovisioned_minutes - 22.0 * 5.0).abs() < 1e-9,
+            "{}",
+            r.underprovisioned_minutes
+        );
+        assert_eq!(
+            r.actions, 3,
+            "the first fleet, up at 10:00 and down at 12:00"
+        );
+        assert!(
+            rows[130].reason.is_none() && rows[120].reason.as_deref().unwrap().contains("as run")
+        );
+        // What ran is not known: the policy says what to give it.
+        tr.actual = None;
+        let e = simulate(&tr, &sc, Policy::AsRun, 1, None, |_, _| {}).unwrap_err();
+        assert!(e.contains("actual_cpu"), "{e}");
+        tr.actual = Some(vec![1.0; 3]);
+        let e = simulate(&tr, &sc, Policy::Reactive, 1, None, |_, _| {}).unwrap_err();
+        assert!(e.contains("3 steps"), "{e}");
     }
 
     /// The example scenario without spot interruptions, so runs differ only in what a
@@ -2392,6 +2479,7 @@ mod tests {
             ts: (0..6).map(|i| i * 300_000).collect(),
             cpu: vec![2.0; 6],
             others: Vec::new(),
+            actual: None,
             step_ms: 300_000,
         };
         let r = simulate(&tr, &sc, Policy::Static, 1, None, |_, _| {}).unwrap();

@@ -33,6 +33,11 @@ pub struct PromArgs {
     /// 'sum(rate(container_network_receive_bytes_total{namespace="shop"}[5m])) * 8 / 1e6'.
     #[arg(long, value_name = "PROMQL", requires = "prometheus")]
     pub network_mbps: Option<String>,
+    /// With `--prometheus`: PromQL giving the vCPU the service actually had, e.g.
+    /// 'sum(kube_pod_container_resource_requests{namespace="shop",resource="cpu"})':
+    /// the `as-run` policy prices it, what it runs today beside what prescale would do.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub actual_cpu: Option<String>,
     /// First step of the history read (unix seconds or RFC 3339); by default a week
     /// before `--end`.
     #[arg(long, value_name = "TIME", requires = "prometheus")]
@@ -121,22 +126,24 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
         ca_file: None,
         client: None,
     };
-    let queries: Vec<(Dim, &str)> = [
-        (Dim::Cpu, a.cpu.as_deref()),
-        (Dim::Memory, a.memory.as_deref()),
-        (Dim::Disk, a.disk_iops.as_deref()),
-        (Dim::Network, a.network_mbps.as_deref()),
+    // Each dimension's demand, CPU first; then what the service had (no dimension).
+    let queries: Vec<(Option<Dim>, &str)> = [
+        (Some(Dim::Cpu), a.cpu.as_deref()),
+        (Some(Dim::Memory), a.memory.as_deref()),
+        (Some(Dim::Disk), a.disk_iops.as_deref()),
+        (Some(Dim::Network), a.network_mbps.as_deref()),
+        (None, a.actual_cpu.as_deref()),
     ]
     .into_iter()
     .filter_map(|(d, q)| Some((d, q?)))
     .collect();
-    let mut series: Vec<(Dim, &str, Series)> = Vec::new();
+    let mut series: Vec<(Option<Dim>, &str, Series)> = Vec::new();
     for (dim, query) in queries {
         let bar = crate::progress_bar(
             0,
             &format!(
                 "{{spinner}} reading {} from {url} [{{bar:30}}] {{pos}}/{{len}} steps",
-                dim.name()
+                flag(dim)
             ),
         );
         let points = prescale_store::query_range(cfg.clone(), query, (start, end, step), |i, n| {
@@ -150,7 +157,7 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
             .map_err(|e| format!("--{}: {e}", flag(dim)))?;
         if let Some(i) = s.values.iter().position(|v| *v < 0.0) {
             return Err(format!(
-                "--{}: `{query}` is {} at {}: demand must not be negative",
+                "--{}: `{query}` is {} at {}: it must not be negative",
                 flag(dim),
                 s.values[i],
                 format_ts(s.ts[i], true)
@@ -193,7 +200,14 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
     let trace = Trace {
         ts: (0..n).map(|k| (from + k as i64 * step) * 1000).collect(),
         cpu: cut(&series[0].2),
-        others: series[1..].iter().map(|(d, _, s)| (*d, cut(s))).collect(),
+        others: series[1..]
+            .iter()
+            .filter_map(|(d, _, s)| Some(((*d)?, cut(s))))
+            .collect(),
+        actual: series
+            .iter()
+            .find(|(d, _, _)| d.is_none())
+            .map(|(_, _, s)| cut(s)),
         step_ms: step * 1000,
     };
     if trace.cpu.len() < 2 {
@@ -209,13 +223,14 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
     Ok(trace)
 }
 
-/// The option that names `dim`'s query.
-fn flag(dim: Dim) -> &'static str {
+/// The option that names `dim`'s query (none: what the service had).
+fn flag(dim: Option<Dim>) -> &'static str {
     match dim {
-        Dim::Cpu => "cpu",
-        Dim::Memory => "memory",
-        Dim::Disk => "disk-iops",
-        Dim::Network => "network-mbps",
+        Some(Dim::Cpu) => "cpu",
+        Some(Dim::Memory) => "memory",
+        Some(Dim::Disk) => "disk-iops",
+        Some(Dim::Network) => "network-mbps",
+        None => "actual-cpu",
     }
 }
 
@@ -227,10 +242,14 @@ fn csv(trace: &Trace) -> String {
         out.push(',');
         out.push_str(d.name());
     }
+    if trace.actual.is_some() {
+        out.push(',');
+        out.push_str(crate::simulate_cmd::ACTUAL_COLUMN);
+    }
     out.push('\n');
     for (k, ts) in trace.ts.iter().enumerate() {
         out.push_str(&(ts / 1000).to_string());
-        for (_, v) in &dims {
+        for v in dims.iter().map(|(_, v)| *v).chain(trace.actual.as_deref()) {
             out.push(',');
             out.push_str(&v[k].to_string());
         }

@@ -71,6 +71,9 @@ pub enum SimFormat {
 /// skipped: it is the predictive run).
 const COMPARED_QUANTILES: [f64; 3] = [0.8, 0.9, 0.99];
 
+/// The trace column with the vCPU the service actually had (what `as-run` prices).
+pub(crate) const ACTUAL_COLUMN: &str = "actual_cpu";
+
 /// The trace in `trace_path`, checked (warnings go to stderr), and whether its
 /// timestamps are RFC 3339.
 pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
@@ -88,9 +91,9 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
         match Dim::parse(&col) {
             Some(Dim::Cpu) => {}
             Some(d) => others.push(d),
-            None if col.is_empty() || col == "timestamp" => {}
+            None if col.is_empty() || col == "timestamp" || col == ACTUAL_COLUMN => {}
             None => eprintln!(
-                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps",
+                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps (and {ACTUAL_COLUMN}, the vCPU the service had)",
                 trace_path.display()
             ),
         }
@@ -113,10 +116,35 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
         non_negative(trace_path, d, &s)?;
         other_series.push((d, s.values));
     }
+    let actual = if header.split(',').any(|c| {
+        c.trim()
+            .trim_matches('"')
+            .eq_ignore_ascii_case(ACTUAL_COLUMN)
+    }) {
+        let s = crate::input::read_csv_column(trace_path, ACTUAL_COLUMN)?;
+        if s.ts != series.ts {
+            return Err(format!(
+                "{}: the {ACTUAL_COLUMN} column covers other steps than cpu (fill empty cells or drop the column)",
+                trace_path.display()
+            ));
+        }
+        if let Some(i) = s.values.iter().position(|v| *v < 0.0) {
+            return Err(format!(
+                "{}: {ACTUAL_COLUMN} must not be negative ({} at {})",
+                trace_path.display(),
+                s.values[i],
+                crate::input::format_ts(s.ts[i], s.rfc3339)
+            ));
+        }
+        Some(s.values)
+    } else {
+        None
+    };
     let trace = Trace {
         ts: series.ts.iter().map(|t| t * 1000).collect(),
         cpu: series.values.clone(),
         others: other_series,
+        actual,
         step_ms: series.step * 1000,
     };
     Ok((trace, series.rfc3339))
@@ -144,6 +172,11 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         Some(path) => load_trace(path)?,
         None => (crate::prom_trace::fetch(&a.prometheus)?, true),
     };
+    // What ran is compared only where the trace says what that was.
+    let policies: Vec<Policy> = policies
+        .into_iter()
+        .filter(|p| *p != Policy::AsRun || trace.actual.is_some() || a.policy != "all")
+        .collect();
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
     let keep = a.timeline.is_some() || a.report.is_some();
@@ -334,7 +367,25 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
     if let (Some(p), Some(m)) = (predictive, matched) {
         let _ = writeln!(s, "{}", matched_summary(p, m));
     }
+    let ran = reports.iter().find(|r| r.policy == Policy::AsRun);
+    if let (Some(p), Some(ran)) = (predictive, ran) {
+        let _ = writeln!(s, "{}", as_run_summary(p, ran));
+    }
     s
+}
+
+/// What predictive `p` would have cost and how long it would have been short, against
+/// what the service had (`ran`).
+pub(crate) fn as_run_summary(p: &Report, ran: &Report) -> String {
+    let change = if ran.cost_total > 0.0 {
+        format!("{:+.0}%", (p.cost_total / ran.cost_total - 1.0) * 100.0)
+    } else {
+        "-".into()
+    };
+    format!(
+        "Against what the service had (as-run, ${:.2}, short {:.0} min): predictive costs {change} (${:.2}), short {:.0} min",
+        ran.cost_total, ran.underprovisioned_minutes, p.cost_total, p.underprovisioned_minutes
+    )
 }
 
 /// What predictive `p` saves against HPA lowered to its shortfall (`m`), or that no

@@ -18,6 +18,7 @@ fn colour(p: Policy) -> &'static str {
         Policy::SpecBaseline => "#9b59b6",
         Policy::Reactive => "#3b7dd8",
         Policy::Static => "#a0522d",
+        Policy::AsRun => "#d35400",
     }
 }
 

@@ -341,3 +341,107 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--policy"));
 }
+
+#[test]
+fn what_the_service_had_is_priced_beside_the_policies() {
+    let (dir, scenario, _) = example_and_trace();
+    // Demand with a daily cycle, and what the service had: 60 vCPU, 100 from noon to
+    // two, 35 (short of the peaks) on the last day.
+    let trace = dir.path().join("had.csv");
+    let mut s = String::from("timestamp,cpu,actual_cpu\n");
+    let mut had: Vec<(f64, f64)> = Vec::new();
+    for i in 0..4 * 288 {
+        let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+        let cpu = 30.0 - 20.0 * a.cos();
+        let actual = match (i / 288, i % 288) {
+            (3, _) => 35.0,
+            (_, 144..=167) => 100.0,
+            _ => 60.0,
+        };
+        had.push((cpu, actual));
+        s.push_str(&format!("{},{cpu:.3},{actual}\n", 1_700_000_000 + i * 300));
+    }
+    std::fs::write(&trace, s).unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        let out = simulate(&trace, &scenario, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = run(&["--policy", "all"]);
+    let runs = all.as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "oracle",
+            "predictive",
+            "spec-baseline",
+            "reactive",
+            "static",
+            "as-run",
+            "reactive"
+        ]
+    );
+    // Priced as instances of the scenario's one tier (4 vCPU at $0.192 an hour, billed
+    // by the second), short wherever demand was above what those served.
+    let want: f64 = had
+        .iter()
+        .map(|(_, a)| (a / 4.0).ceil() * 0.192 * 5.0 / 60.0)
+        .sum();
+    // (35 vCPU is nine instances: 36.)
+    let short = had
+        .iter()
+        .filter(|(c, a)| *c > (a / 4.0).ceil() * 4.0)
+        .count() as f64
+        * 5.0;
+    let ran = &runs[5];
+    assert!(
+        (ran["cost_total"].as_f64().unwrap() - want).abs() < 1e-6,
+        "{ran} for {want}"
+    );
+    assert_eq!(ran["underprovisioned_minutes"].as_f64().unwrap(), short);
+    assert!(short > 0.0);
+    assert_eq!(run(&["--policy", "as-run"]), *ran);
+    // The table says what predictive would have done against it.
+    let out = simulate(&trace, &scenario, &["--policy", "all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Against what the service had"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(&format!("as-run, ${want:.2}, short {short:.0} min")),
+        "{line}"
+    );
+    // So does the comparison page.
+    let page = dir.path().join("compare.html");
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--policy", "all", "--report", page.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(">as-run</td>"), "{html}");
+    // Without the column there is nothing to price, and a negative capacity is refused.
+    let (_d2, _, plain) = example_and_trace();
+    let out = simulate(&plain, &scenario, &["--policy", "as-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("actual_cpu"));
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "timestamp,cpu,actual_cpu\n1700000000,1,2\n1700000300,1,-2\n",
+    )
+    .unwrap();
+    let out = simulate(&bad, &scenario, &["--policy", "as-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("actual_cpu must not be negative"), "{err}");
+}

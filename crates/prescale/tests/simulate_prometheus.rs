@@ -58,6 +58,8 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     let (start, end) = (t0.to_string(), (t0 + (STEPS - 1) * 300).to_string());
     let cpu = format!("sum({metric}_cpu_vcpu{{service=\"shop\"}})");
     let memory = format!("{metric}_memory_bytes{{service=\"shop\"}} / 2^30");
+    // What the service had: a quarter over its demand.
+    let actual = format!("{cpu} * 1.25");
     let from_api = simulate(
         &[
             "--prometheus",
@@ -66,6 +68,8 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
             &cpu,
             "--memory",
             &memory,
+            "--actual-cpu",
+            &actual,
             "--start",
             &start,
             "--end",
@@ -84,7 +88,7 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     // The saved trace holds every step, as written.
     let text = std::fs::read_to_string(&saved).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("timestamp,cpu,memory"));
+    assert_eq!(lines.next(), Some("timestamp,cpu,memory,actual_cpu"));
     let rows: Vec<Vec<f64>> = lines
         .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
         .collect();
@@ -95,6 +99,10 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
         assert!((row[1] - cpu).abs() < 1e-9 * cpu, "step {k}: {row:?}");
         let gib = bytes / (1u64 << 30) as f64;
         assert!((row[2] - gib).abs() < 1e-9 * gib, "step {k}: {row:?}");
+        assert!(
+            (row[3] - 1.25 * cpu).abs() < 1e-9 * cpu,
+            "step {k}: {row:?}"
+        );
     }
 
     // And the same run from that CSV gives the same report, field for field.
@@ -115,6 +123,30 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     assert_eq!(a, b);
     assert_eq!(a["steps"].as_u64(), Some(STEPS as u64), "{a}");
     assert!(a["cost_total"].as_f64().unwrap() > 0.0, "{a}");
+    // What the service had is priced as read, too.
+    let ran = |source: &[&str]| -> Value {
+        let mut args = source.to_vec();
+        args.extend(["--policy", "as-run", "--format", "json"]);
+        let o = simulate(&args, &scenario);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let api = ran(&[
+        "--prometheus",
+        url,
+        "--cpu",
+        &cpu,
+        "--memory",
+        &memory,
+        "--actual-cpu",
+        &actual,
+        "--start",
+        &start,
+        "--end",
+        &end,
+    ]);
+    assert_eq!(api["policy"], "as-run");
+    assert_eq!(api, ran(&["--trace", saved.to_str().unwrap()]));
 
     // A query that gives a series per service must be aggregated first.
     let both = format!("{metric}_cpu_vcpu");

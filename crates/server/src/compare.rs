@@ -229,6 +229,7 @@ pub fn compare(
             .collect(),
         cpu: demand.iter().map(|d| d.1).collect(),
         others: Vec::new(),
+        actual: None,
         step_ms,
     };
     let scenario = Scenario {
