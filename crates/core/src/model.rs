@@ -283,6 +283,13 @@ pub struct Workload {
     /// the unit of the tiers' shapes. Empty: CPU only.
     #[serde(default)]
     pub dimensions: BTreeMap<String, DimensionSource>,
+    /// The vCPU the workload actually has (its pods' CPU requests, say), as PromQL over
+    /// what prescale stores, e.g.
+    /// `sum(kube_pod_container_resource_requests{namespace="shop",resource="cpu"})`:
+    /// while prescale only recommends, the comparison with HPA also prices what runs
+    /// today (`as-run`). Absent: not compared.
+    #[serde(default)]
+    pub actual: Option<String>,
     /// Forecast and control step in seconds; samples are averaged into steps of this size.
     #[serde(default = "default_step_s")]
     pub step_s: u64,

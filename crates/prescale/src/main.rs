@@ -205,9 +205,14 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
     }
 }
 
-/// Every workload's model must exist in this build (`lstm` needs the `lstm` feature).
+/// Every workload's model must exist in this build (`lstm` needs the `lstm` feature),
+/// and its `actual` must be PromQL prescale answers.
 fn check_models(cfg: &Config) -> Result<()> {
     for w in &cfg.workloads {
+        if let Some(q) = &w.actual {
+            prescale_server::promql::check(q)
+                .map_err(|e| UsageError(format!("workload {:?}: actual: {e}", w.name)))?;
+        }
         if w.model != "baseline" {
             prescale_forecast::ModelChoice::parse(&w.model)
                 .map_err(|e| UsageError(format!("workload {:?}: {e}", w.name)))?;

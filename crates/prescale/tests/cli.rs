@@ -64,6 +64,29 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!data.exists(), "nothing written for a bad config");
+
+    // A workload's `actual` must be PromQL prescale answers.
+    let with_actual = |q: &str| {
+        let path = dir.path().join("actual.toml");
+        let t = text.replacen(
+            "\nstep_s = 60",
+            &format!("\nactual = '{q}'\nstep_s = 60"),
+            1,
+        );
+        assert!(t.contains("actual = "));
+        std::fs::write(&path, t).unwrap();
+        run(&["config", "check", path.to_str().unwrap()])
+    };
+    let out = with_actual(r#"sum(kube_pod_container_resource_requests{resource="cpu"})"#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_actual("sum(rate(requests_cpu[5m])");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"workload "host": actual:"#), "{err}");
 }
 
 #[test]

@@ -52,6 +52,15 @@ pub struct Comparison {
     pub vs_hpa: f64,
     /// prescale's cost relative to the matched HPA's, less one.
     pub vs_matched_hpa: f64,
+    /// What the workload actually had (its `actual` query), priced as the one tier HPA
+    /// scales and short where demand was above it: what runs today while prescale
+    /// recommends. `None` without an `actual` query, or when it gave nothing.
+    pub as_run: Option<Side>,
+    /// prescale's cost relative to that, less one.
+    pub vs_as_run: Option<f64>,
+    /// Why `as_run` is missing although the workload has an `actual` query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_run_error: Option<String>,
 }
 
 /// HPA tuned to prescale's shortfall.
@@ -222,6 +231,23 @@ pub fn compare(
         cost,
         underprovisioned_minutes: minutes_short(&demand, &ready, step_ms),
     };
+    // What the workload actually had at each step's start, where it says.
+    let (actual, as_run_error) = match &w.actual {
+        None => (None, None),
+        Some(q) => {
+            let times: Vec<TimestampMs> = demand.iter().map(|d| d.0).collect();
+            match crate::promql::series_at(store, q, &times, step_ms).map(|v| held_through(&v)) {
+                Ok(Some(v)) => (Some(v), None),
+                Ok(None) => (
+                    None,
+                    Some(format!(
+                        "`{q}` has no value while prescale ran the workload"
+                    )),
+                ),
+                Err(e) => (None, Some(format!("`{q}`: {e}"))),
+            }
+        }
+    };
     // HPA and the oracle on the same demand, its steps laid end to end.
     let trace = Trace {
         ts: (0..demand.len() as i64)
@@ -229,7 +255,7 @@ pub fn compare(
             .collect(),
         cpu: demand.iter().map(|d| d.1).collect(),
         others: Vec::new(),
-        actual: None,
+        actual,
         step_ms,
     };
     let scenario = Scenario {
@@ -250,6 +276,16 @@ pub fn compare(
     )?;
     let (target, short, cost) = m.tried[0];
     let oracle = simulate(&trace, &scenario, Policy::Oracle, 1, None, |_, _| {})?;
+    let as_run = match trace.actual {
+        Some(_) => {
+            let r = simulate(&trace, &scenario, Policy::AsRun, 1, None, |_, _| {})?;
+            Some(Side {
+                cost: r.cost_total,
+                underprovisioned_minutes: r.underprovisioned_minutes,
+            })
+        }
+        None => None,
+    };
     let against = |c: f64| {
         if c > 0.0 {
             prescale.cost / c - 1.0
@@ -263,6 +299,9 @@ pub fn compare(
         steps: demand.len(),
         vs_hpa: against(cost),
         vs_matched_hpa: against(m.report.cost_total),
+        vs_as_run: as_run.as_ref().map(|s| against(s.cost)),
+        as_run,
+        as_run_error,
         hpa: Side {
             cost,
             underprovisioned_minutes: short,
@@ -282,16 +321,34 @@ pub fn compare(
     })
 }
 
+/// `values` with each gap holding the value before it (the first ones the first value
+/// known); `None` when there is none.
+fn held_through(values: &[Option<f64>]) -> Option<Vec<f64>> {
+    let mut last = values.iter().flatten().copied().find(|v| v.is_finite())?;
+    Some(
+        values
+            .iter()
+            .map(|v| {
+                if let Some(x) = v.filter(|x| x.is_finite()) {
+                    last = x.max(0.0);
+                }
+                last.max(0.0)
+            })
+            .collect(),
+    )
+}
+
 /// How many days the comparisons kept as series cover (see [`record_all`]).
 pub const RECORDED_DAYS: f64 = 7.0;
 
 /// Keeps comparison `c` of workload `w` over `days`, made at `at`, as series, so PromQL
 /// and Grafana can chart the money saved over time:
 /// `prescale_compare_cost{workload,days,policy}` (dollars over the window; `policy` is
-/// `prescale`, `hpa`, `hpa_matched` or `oracle`),
-/// `prescale_compare_short_minutes{workload,days,policy}` (the first three) and
-/// `prescale_compare_vs_hpa{workload,days}` and `prescale_compare_vs_matched_hpa`
-/// (prescale's cost over theirs, less one: -0.2 is 20% cheaper).
+/// `prescale`, `hpa`, `hpa_matched`, `oracle` or, with an `actual` query, `as_run`),
+/// `prescale_compare_short_minutes{workload,days,policy}` (all but the oracle) and
+/// `prescale_compare_vs_hpa{workload,days}`, `prescale_compare_vs_matched_hpa` and
+/// `prescale_compare_vs_as_run` (prescale's cost over theirs, less one: -0.2 is 20%
+/// cheaper).
 pub fn record(
     store: &Store,
     w: &str,
@@ -327,6 +384,14 @@ pub fn record(
         one(c.oracle_cost),
     ));
     out.push((key("prescale_compare_vs_hpa", None), one(c.vs_hpa)));
+    if let (Some(side), Some(vs)) = (&c.as_run, c.vs_as_run) {
+        out.push((key("prescale_compare_cost", Some("as_run")), one(side.cost)));
+        out.push((
+            key("prescale_compare_short_minutes", Some("as_run")),
+            one(side.underprovisioned_minutes),
+        ));
+        out.push((key("prescale_compare_vs_as_run", None), one(vs)));
+    }
     out.push((
         key("prescale_compare_vs_matched_hpa", None),
         one(c.vs_matched_hpa),

@@ -816,6 +816,10 @@ pub fn render_metrics(st: &AppState) -> String {
             "prescale_compare_vs_matched_hpa",
             "prescale's cost over that of HPA short no longer than prescale over the last `days`, less one, as last compared.",
         ),
+        (
+            "prescale_compare_vs_as_run",
+            "prescale's cost over that of what the workload actually had (its `actual` query) over the last `days`, less one, as last compared.",
+        ),
     ] {
         let days = format!("{}", compare::RECORDED_DAYS);
         let rows = st

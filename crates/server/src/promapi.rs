@@ -271,7 +271,7 @@ pub async fn label_values(
 }
 
 /// The families prescale stores itself, described as `/metrics` describes its own.
-const OWN_METADATA: [(&str, &str); 15] = [
+const OWN_METADATA: [(&str, &str); 16] = [
     (
         "prescale_demand",
         "A workload's demand in vCPU, resampled to its step.",
@@ -314,7 +314,7 @@ const OWN_METADATA: [(&str, &str); 15] = [
     ),
     (
         "prescale_compare_cost",
-        "What the workload cost over its last `days` under each policy (prescale, HPA, HPA matched to prescale's shortfall, the oracle), in USD.",
+        "What the workload cost over its last `days` under each policy (prescale, HPA, HPA matched to prescale's shortfall, the oracle, and what it actually had), in USD.",
     ),
     (
         "prescale_compare_short_minutes",
@@ -327,6 +327,10 @@ const OWN_METADATA: [(&str, &str); 15] = [
     (
         "prescale_compare_vs_matched_hpa",
         "prescale's cost over that of HPA short no longer than prescale, less one.",
+    ),
+    (
+        "prescale_compare_vs_as_run",
+        "prescale's cost over that of what the workload actually had (its `actual` query), less one.",
     ),
     (
         "prescale_cost_per_hour",

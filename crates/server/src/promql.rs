@@ -46,6 +46,7 @@ use prescale_core::{now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Sam
 use serde_json::{json, Value};
 
 use crate::{error, AppState};
+use prescale_store::Store;
 
 /// How far back a selector looks for a sample, as Prometheus' default lookback delta.
 const LOOKBACK_MS: i64 = 300_000;
@@ -891,7 +892,7 @@ fn parse_subquery(q: &str) -> Result<Option<Node>, String> {
 /// those points combined.
 #[allow(clippy::too_many_arguments)]
 fn subquery(
-    st: &AppState,
+    st: &Store,
     arg: &Node,
     over: AggOp,
     range: i64,
@@ -1782,7 +1783,7 @@ fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -
 type Evaluated = Vec<(BTreeMap<String, String>, Vec<Option<f64>>)>;
 
 /// Evaluates `expr` at `times` for every series it selects, then aggregates.
-fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
+fn run(st: &Store, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
     if let Some(at) = expr.at {
         let once = Expr {
             at: None,
@@ -1807,9 +1808,8 @@ fn run(st: &AppState, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<E
         && expr.over.is_none_or(|op| op == AggOp::Last)
         && !expr.stamp;
     let mut out = Vec::new();
-    for key in st.store.select_matching(expr.inner.selector()) {
+    for key in st.select_matching(expr.inner.selector()) {
         let samples = st
-            .store
             .range(&key, lo - back, hi)
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
@@ -2118,7 +2118,7 @@ fn each(v: Evaluated, f: impl Fn(f64) -> f64) -> Evaluated {
 /// `node`'s series at `times`, or a refusal saying that `what` (e.g. "label_join(...)
 /// relabels") series, not a number.
 fn vector_of(
-    st: &AppState,
+    st: &Store,
     node: &Node,
     times: &[TimestampMs],
     step: i64,
@@ -2131,7 +2131,7 @@ fn vector_of(
 }
 
 /// Evaluates `node` at `times`.
-fn eval(st: &AppState, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
+fn eval(st: &Store, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
         Node::Number(v) => Val::Scalar(vec![*v; times.len()]),
         Node::Time => Val::Scalar(times.iter().map(|t| *t as f64 / 1000.0).collect()),
@@ -2560,6 +2560,37 @@ fn match_vectors(
     Ok(out.into_iter().collect())
 }
 
+/// Whether prescale can answer `query`: what is wrong with it if not.
+pub fn check(query: &str) -> Result<(), String> {
+    parse_node(query).map(|_| ())
+}
+
+/// `query` (PromQL) at each of `times` (`step` apart) over `store`, as one series: its
+/// value at each time, `None` where it has none. An error says what is wrong when the
+/// query cannot be read or gives several series.
+pub fn series_at(
+    store: &Store,
+    query: &str,
+    times: &[TimestampMs],
+    step: i64,
+) -> Result<Vec<Option<f64>>, String> {
+    let mut node = parse_node(query)?;
+    let (first, last) = (times.first().copied(), times.last().copied());
+    pin(&mut node, first.unwrap_or(0), last.unwrap_or(0));
+    match eval(store, &node, times, step) {
+        Ok(Val::Scalar(x)) => Ok(x.into_iter().map(Some).collect()),
+        Ok(Val::Vector(v)) if v.len() <= 1 => Ok(v
+            .into_iter()
+            .next()
+            .map_or_else(|| vec![None; times.len()], |(_, x)| x)),
+        Ok(Val::Vector(v)) => Err(format!(
+            "`{query}` gives {} series; it must give one: aggregate them, e.g. sum({query})",
+            v.len()
+        )),
+        Err(Failed::Query(m) | Failed::Store(m)) => Err(m),
+    }
+}
+
 /// [`eval`] off the async threads (it reads the store); gives the times back with the
 /// value, a `400` when the query cannot be answered as written and a `500` saying why
 /// when the store fails.
@@ -2573,9 +2604,10 @@ async fn run_blocking(
     let now = now_ms();
     let (first, last) = (times.first().copied(), times.last().copied());
     pin(&mut node, first.unwrap_or(now), last.unwrap_or(now));
-    let res =
-        tokio::task::spawn_blocking(move || eval(&st, &node, &times, step).map(|v| (v, times)))
-            .await;
+    let res = tokio::task::spawn_blocking(move || {
+        eval(&st.store, &node, &times, step).map(|v| (v, times))
+    })
+    .await;
     match res {
         Ok(Ok(x)) => Ok(x),
         Ok(Err(Failed::Query(m))) => Err(bad(m)),

@@ -218,6 +218,92 @@ async fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
     );
 }
 
+/// A workload whose `actual` query says what it had is also compared with that: priced
+/// as instances of the one tier HPA scales, short where demand was above them.
+#[tokio::test]
+async fn what_the_workload_actually_had_is_compared_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = fixture(dir.path());
+    let now = st.status.read().unwrap().last_tick.unwrap();
+    // Two pods' CPU requests: 8 vCPU in all, 16 from minute 20 (no sample from 25 to
+    // 28: the last one holds, as in Prometheus).
+    for m in (0..40i64).filter(|m| !(25..29).contains(m)) {
+        for (pod, share) in [("a", 0.75), ("b", 0.25)] {
+            let key = SeriesKey::parse(&format!(r#"requests_cpu{{pod="{pod}"}}"#)).unwrap();
+            let total = if m < 20 { 8.0 } else { 16.0 };
+            let s = Sample {
+                ts: m * 60_000,
+                value: total * share,
+            };
+            st.store.append(&key, &[s]).unwrap();
+        }
+    }
+    let mut w = st.workloads[0].clone();
+    w.actual = Some("sum(requests_cpu)".into());
+    let c = compare::compare(&st.store, &st.tiers, &w, compare::RECORDED_DAYS, now).unwrap();
+    // By hand: each step's demand against the instances (4 vCPU, $0.192 an hour) of
+    // what it had at the step's start.
+    let demand = st
+        .store
+        .range(
+            &SeriesKey::parse(r#"prescale_demand{workload="host"}"#).unwrap(),
+            c.from,
+            c.to,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(demand.len(), c.steps);
+    let step_h = w.step_s as f64 / 3600.0;
+    let (mut cost, mut short) = (0.0, 0.0);
+    for d in &demand {
+        let had = if d.ts < 20 * 60_000 { 8.0 } else { 16.0 };
+        cost += (had / 4.0f64).ceil() * 0.192 * step_h;
+        if d.value > had {
+            short += w.step_s as f64 / 60.0;
+        }
+    }
+    let ran = c.as_run.clone().expect("compared with what it had");
+    assert!((ran.cost - cost).abs() < 1e-9, "{} for {cost}", ran.cost);
+    assert_eq!(ran.underprovisioned_minutes, short);
+    assert!(short > 0.0, "the 8 vCPU fall short of demand up to 13");
+    assert!((c.vs_as_run.unwrap() - (c.prescale.cost / cost - 1.0)).abs() < 1e-9);
+    assert!(c.as_run_error.is_none());
+    // Kept as series and on /metrics, as the comparisons with HPA are.
+    let mut st2 = st.clone();
+    st2.workloads[0] = w.clone();
+    assert!(compare::record_all(&st2.store, &st2.tiers, &st2.workloads, now).is_empty());
+    let key = |name: &str| {
+        SeriesKey::metric(name)
+            .unwrap()
+            .with_label("workload", "host".to_string())
+            .with_label("days", "7".to_string())
+    };
+    let cost_key = key("prescale_compare_cost").with_label("policy", "as_run".to_string());
+    assert_eq!(st.store.latest(&cost_key).unwrap().unwrap().value, ran.cost);
+    let (_, metrics) = get(&router(st2), "/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "prescale_compare_vs_as_run{{workload=\"host\",days=\"7\"}} {}\n",
+            c.vs_as_run.unwrap()
+        )),
+        "{metrics}"
+    );
+    // A query giving a series per pod, or nothing, says so; HPA is compared still.
+    for (q, says) in [
+        ("requests_cpu", "aggregate them"),
+        ("sum(no_such_series)", "has no value"),
+    ] {
+        w.actual = Some(q.into());
+        let c = compare::compare(&st.store, &st.tiers, &w, compare::RECORDED_DAYS, now).unwrap();
+        assert!(c.as_run.is_none() && c.vs_as_run.is_none());
+        let e = c.as_run_error.unwrap();
+        assert!(e.contains(says), "{e}");
+    }
+    // A query prescale cannot answer is refused when the configuration is checked.
+    assert!(crate::promql::check("sum(rate(").is_err());
+    assert!(crate::promql::check("sum(requests_cpu)").is_ok());
+}
+
 #[tokio::test]
 async fn workload_endpoints() {
     let dir = tempfile::tempdir().unwrap();
