@@ -142,8 +142,10 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
         let bar = crate::progress_bar(
             0,
             &format!(
-                "{{spinner}} reading {} from {url} [{{bar:30}}] {{pos}}/{{len}} steps",
-                flag(dim)
+                "{{spinner}} reading {} from {} [{{bar:30}}] {{pos}}/{{len}} steps",
+                flag(dim),
+                // Braces are the template's own.
+                url.replace('{', "{{").replace('}', "}}")
             ),
         );
         let points = prescale_store::query_range(cfg.clone(), query, (start, end, step), |i, n| {
