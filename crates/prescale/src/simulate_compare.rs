@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
 
-use crate::simulate_cmd::{against, html_escape, matched_summary};
+use crate::simulate_cmd::{against, as_run_summary, html_escape, matched_summary};
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
 /// A policy's colour on the charts.
@@ -303,6 +303,12 @@ pub fn compare_html(
         let pct = m.report.reactive_target_utilization.unwrap_or_default() * 100.0;
         row(format!("reactive at {pct:.0}%"), "#9fc2ef", &m.report);
         summary = format!("{}.", matched_summary(p, m));
+    }
+    if let (Some(p), Some(ran)) = (
+        predictive,
+        reports.iter().find(|r| r.policy == Policy::AsRun),
+    ) {
+        summary = format!("{summary} {}.", as_run_summary(p, ran));
     }
     let head = reports.first().map_or(String::new(), |r| {
         format!(

@@ -429,6 +429,7 @@ fn what_the_service_had_is_priced_beside_the_policies() {
     assert!(out.status.success());
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains(">as-run</td>"), "{html}");
+    assert!(html.contains("Against what the service had"), "{html}");
     // Without the column there is nothing to price, and a negative capacity is refused.
     let (_d2, _, plain) = example_and_trace();
     let out = simulate(&plain, &scenario, &["--policy", "as-run"]);
