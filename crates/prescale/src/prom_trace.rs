@@ -93,6 +93,11 @@ fn time(text: Option<&str>, what: &str, default: i64) -> Result<i64, String> {
 /// stderr. `--save-trace` gets it as CSV.
 pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
     let url = a.prometheus.as_deref().expect("checked by the caller");
+    if !prescale_collect::http::TLS && url.to_ascii_lowercase().starts_with("https:") {
+        return Err(prescale_collect::http::no_tls(&format!(
+            "--prometheus {url}"
+        )));
+    }
     let step = seconds(&a.step, "--step")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -324,6 +324,20 @@ fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
     let o = simulate(&["--prometheus", &gone, "--cpu", "up"], &scenario);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains(&gone), "{}", stderr(&o));
+    // An https server needs the build with TLS, which says so.
+    if !cfg!(feature = "tls") {
+        let o = simulate(
+            &[
+                "--prometheus",
+                "https://prometheus.example:9090",
+                "--cpu",
+                "up",
+            ],
+            &scenario,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--features tls"), "{}", stderr(&o));
+    }
     let own = format!("http://{}", daemon.addr);
     let o = simulate(&["--prometheus", &own, "--cpu", "sum(rate("], &scenario);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -337,4 +351,93 @@ fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
+/// A one-request server on a free loopback port: answers `status` with `body` and gives
+/// back the request's head.
+fn answer_once(status: &str, body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let status = status.to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    (url, server)
+}
+
+#[test]
+fn the_bearer_token_is_sent_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let out = bin()
+        .args(["simulate", "--example-scenario"])
+        .output()
+        .unwrap();
+    std::fs::write(&scenario, &out.stdout).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let run = |url: &str| {
+        simulate(
+            &[
+                "--prometheus",
+                url,
+                "--cpu",
+                "sum(up)",
+                "--start",
+                "1700000000",
+                "--end",
+                "1700000300",
+                "--bearer-token-file",
+                token.to_str().unwrap(),
+                "--policy",
+                "reactive",
+            ],
+            &scenario,
+        )
+    };
+    let (url, server) = answer_once(
+        "200 OK",
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"4"],[1700000300,"5"]]}]}}"#,
+    );
+    let o = run(&url);
+    let head = server.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer s3cret-token\r\n"),
+        "{head}"
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(!said.contains("s3cret"), "{said}");
+    // Refused: the server's answer is said, the token is not.
+    let (url, server) = answer_once(
+        "401 Unauthorized",
+        r#"{"status":"error","errorType":"unauthorized","error":"bad token"}"#,
+    );
+    let o = run(&url);
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad token") || stderr(&o).contains("401"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
 }
