@@ -23,6 +23,20 @@ fn simulate(trace: &Path, scenario: &Path, extra: &[&str]) -> Output {
     prescale(&args)
 }
 
+/// `simulate` with `--format json` and more arguments: its report (or reports), the
+/// run having succeeded.
+fn report(trace: &Path, scenario: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--format", "json"];
+    args.extend_from_slice(extra);
+    let out = simulate(trace, scenario, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Four days of 5-minute CPU demand with a daily cycle, flat memory, and a column that
 /// is not a dimension.
 fn write_trace(path: &Path) {
@@ -218,17 +232,7 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
 #[test]
 fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     let (_dir, scenario, trace) = example_and_trace();
-    let json = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["--format", "json", "--seed", "3"];
-        args.extend_from_slice(extra);
-        let out = simulate(&trace, &scenario, &args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let json = |extra: &[&str]| report(&trace, &scenario, &[&["--seed", "3"][..], extra].concat());
     let all = json(&["--policy", "all"]);
     let runs = all.as_array().expect("one report per policy");
     let names: Vec<&str> = runs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
@@ -362,17 +366,7 @@ fn what_the_service_had_is_priced_beside_the_policies() {
         s.push_str(&format!("{},{cpu:.3},{actual}\n", 1_700_000_000 + i * 300));
     }
     std::fs::write(&trace, s).unwrap();
-    let run = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["--format", "json"];
-        args.extend_from_slice(extra);
-        let out = simulate(&trace, &scenario, &args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let run = |extra: &[&str]| report(&trace, &scenario, extra);
     let all = run(&["--policy", "all"]);
     let runs = all.as_array().unwrap();
     let names: Vec<&str> = runs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
