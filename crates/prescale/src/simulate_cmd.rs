@@ -84,6 +84,7 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
         .unwrap_or_default()
         .to_string();
     let mut others = Vec::new();
+    let mut has_actual = false;
     for col in header
         .split(',')
         .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
@@ -91,7 +92,8 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
         match Dim::parse(&col) {
             Some(Dim::Cpu) => {}
             Some(d) => others.push(d),
-            None if col.is_empty() || col == "timestamp" || col == ACTUAL_COLUMN => {}
+            None if col == ACTUAL_COLUMN => has_actual = true,
+            None if col.is_empty() || col == "timestamp" => {}
             None => eprintln!(
                 "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps (and {ACTUAL_COLUMN}, the vCPU the service had)",
                 trace_path.display()
@@ -102,7 +104,7 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
     for w in &series.warnings {
         eprintln!("warning: {}: {w}", trace_path.display());
     }
-    non_negative(trace_path, Dim::Cpu, &series)?;
+    non_negative(trace_path, "demand", Dim::Cpu.name(), &series)?;
     let mut other_series = Vec::new();
     for d in others {
         let s = crate::input::read_csv_column(trace_path, d.name())?;
@@ -113,14 +115,10 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
                 d.name()
             ));
         }
-        non_negative(trace_path, d, &s)?;
+        non_negative(trace_path, "demand", d.name(), &s)?;
         other_series.push((d, s.values));
     }
-    let actual = if header.split(',').any(|c| {
-        c.trim()
-            .trim_matches('"')
-            .eq_ignore_ascii_case(ACTUAL_COLUMN)
-    }) {
+    let actual = if has_actual {
         let s = crate::input::read_csv_column(trace_path, ACTUAL_COLUMN)?;
         if s.ts != series.ts {
             return Err(format!(
@@ -128,14 +126,7 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
                 trace_path.display()
             ));
         }
-        if let Some(i) = s.values.iter().position(|v| *v < 0.0) {
-            return Err(format!(
-                "{}: {ACTUAL_COLUMN} must not be negative ({} at {})",
-                trace_path.display(),
-                s.values[i],
-                crate::input::format_ts(s.ts[i], s.rfc3339)
-            ));
-        }
+        non_negative(trace_path, "capacity", ACTUAL_COLUMN, &s)?;
         Some(s.values)
     } else {
         None
@@ -301,14 +292,18 @@ fn write_outputs(
     Ok(())
 }
 
-/// An error naming the first negative demand of `dim` in `series` (read from `path`), and
-/// when it is.
-fn non_negative(path: &Path, dim: Dim, series: &crate::input::Series) -> Result<(), String> {
+/// An error naming the first negative value of `column` in `series` (read from `path`,
+/// `what` it holds: demand or capacity), and when it is.
+fn non_negative(
+    path: &Path,
+    what: &str,
+    column: &str,
+    series: &crate::input::Series,
+) -> Result<(), String> {
     match series.values.iter().position(|v| *v < 0.0) {
         Some(i) => Err(format!(
-            "{}: demand must not be negative ({} is {} at {})",
+            "{}: {what} must not be negative ({column} is {} at {})",
             path.display(),
-            dim.name(),
             series.values[i],
             crate::input::format_ts(series.ts[i], series.rfc3339)
         )),

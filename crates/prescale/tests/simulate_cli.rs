@@ -438,5 +438,8 @@ fn what_the_service_had_is_priced_beside_the_policies() {
     let out = simulate(&bad, &scenario, &["--policy", "as-run"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("actual_cpu must not be negative"), "{err}");
+    assert!(
+        err.contains("capacity must not be negative (actual_cpu is -2 at 1700000300)"),
+        "{err}"
+    );
 }
