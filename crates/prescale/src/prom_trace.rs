@@ -51,6 +51,15 @@ pub struct PromArgs {
     /// A file holding a bearer token the query API wants (sent, never printed).
     #[arg(long, value_name = "FILE", requires = "prometheus")]
     pub bearer_token_file: Option<PathBuf>,
+    /// A file holding `USER:PASSWORD` for a query API behind basic authentication
+    /// (sent, never printed).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "prometheus",
+        conflicts_with = "bearer_token_file"
+    )]
+    pub basic_auth_file: Option<PathBuf>,
     /// Seconds one request may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub query_timeout_s: u64,
@@ -112,21 +121,34 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
             format_ts(end, true)
         ));
     }
-    let token = match &a.bearer_token_file {
+    let secret = |path: &Option<PathBuf>, what: &str| -> Result<Option<String>, String> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|e| format!("{}: cannot read the {what}: {e}", p.display()))
+            })
+            .transpose()
+    };
+    let token = secret(&a.bearer_token_file, "bearer token")?;
+    let basic = match secret(&a.basic_auth_file, "user and password")? {
         None => None,
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("{}: cannot read the bearer token: {e}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
+        Some(pair) => match pair.split_once(':') {
+            Some((user, password)) => Some((user.to_string(), password.to_string())),
+            None => {
+                let p = a.basic_auth_file.as_ref().expect("read").display();
+                return Err(format!(
+                    "{p}: expected one line USER:PASSWORD (the file's text is not shown)"
+                ));
+            }
+        },
     };
     let cfg = prescale_store::RemoteConfig {
         write_url: String::new(),
         read_url: url.trim_end_matches('/').to_string(),
         timeout: Duration::from_secs(a.query_timeout_s.max(1)),
         token,
-        basic: None,
+        basic,
         lookback_ms: 0,
         ca_file: None,
         client: None,

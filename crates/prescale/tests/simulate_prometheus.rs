@@ -351,7 +351,7 @@ fn answer_once(status: &str, body: &'static str) -> (String, std::thread::JoinHa
 }
 
 #[test]
-fn the_bearer_token_is_sent_and_never_printed() {
+fn credentials_are_sent_and_never_printed() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = example_scenario(dir.path());
     let token = dir.path().join("token");
@@ -375,10 +375,7 @@ fn the_bearer_token_is_sent_and_never_printed() {
             &scenario,
         )
     };
-    let (url, server) = answer_once(
-        "200 OK",
-        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"4"],[1700000300,"5"]]}]}}"#,
-    );
+    let (url, server) = answer_once("200 OK", POINTS);
     let o = run(&url);
     let head = server.join().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -403,4 +400,52 @@ fn the_bearer_token_is_sent_and_never_printed() {
         stderr(&o)
     );
     assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
+
+    // Basic authentication, the same way; a file without a colon is refused unread.
+    let pair = dir.path().join("basic");
+    std::fs::write(&pair, "shop:pa55word\n").unwrap();
+    let (url, server) = answer_once("200 OK", POINTS);
+    let o = simulate(
+        &[
+            "--prometheus",
+            &url,
+            "--cpu",
+            "sum(up)",
+            "--start",
+            "1700000000",
+            "--end",
+            "1700000300",
+            "--basic-auth-file",
+            pair.to_str().unwrap(),
+            "--policy",
+            "reactive",
+        ],
+        &scenario,
+    );
+    let head = server.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: basic c2hvcdpwytu1d29yza==\r\n"),
+        "{head}"
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(!said.contains("pa55word"), "{said}");
+    std::fs::write(&pair, "pa55word\n").unwrap();
+    let o = simulate(
+        &[
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "--cpu",
+            "up",
+            "--basic-auth-file",
+            pair.to_str().unwrap(),
+        ],
+        &scenario,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("USER:PASSWORD") && !stderr(&o).contains("pa55word"));
 }
+
+/// A query_range answer: two points of one series.
+const POINTS: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"4"],[1700000300,"5"]]}]}}"#;
