@@ -168,40 +168,35 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     assert!(stderr(&o).contains("gives no value"), "{}", stderr(&o));
 }
 
-#[test]
-fn a_trace_read_from_prometheus_replays_as_the_same_csv() {
-    let t0 = first_step();
-    let mut om = String::new();
+/// The samples of [`shop`] over the three days from `t0`, a line each in Prometheus'
+/// text format with timestamps in `unit`s per second (1: OpenMetrics, 1000: the
+/// exposition format VictoriaMetrics imports): the shop's CPU as two pods (which the
+/// queries sum) and its memory, and an `ads` service at a quarter of each.
+fn exposition(t0: i64, unit: i64) -> String {
+    let mut out = String::new();
     for k in 0..STEPS {
         let (cpu, bytes) = shop(k);
-        let t = t0 + 300 * k;
-        for (service, scale) in [("shop", 1.0), ("ads", 0.25)] {
-            // The shop's CPU as two pods, which the query sums.
-            if service == "shop" {
-                for (pod, share) in [("a", 0.375), ("b", 0.625)] {
-                    writeln!(
-                        om,
-                        "demand_cpu_vcpu{{service=\"shop\",pod=\"{pod}\"}} {} {t}",
-                        cpu * share
-                    )
-                    .unwrap();
-                }
-            } else {
-                writeln!(
-                    om,
-                    "demand_cpu_vcpu{{service=\"{service}\"}} {} {t}",
-                    cpu * scale
-                )
-                .unwrap();
-            }
+        let t = (t0 + 300 * k) * unit;
+        for (pod, share) in [("a", 0.375), ("b", 0.625)] {
+            let v = cpu * share;
             writeln!(
-                om,
-                "demand_memory_bytes{{service=\"{service}\"}} {} {t}",
-                bytes * scale
+                out,
+                "demand_cpu_vcpu{{service=\"shop\",pod=\"{pod}\"}} {v} {t}"
             )
             .unwrap();
         }
+        writeln!(out, "demand_cpu_vcpu{{service=\"ads\"}} {} {t}", cpu * 0.25).unwrap();
+        writeln!(out, "demand_memory_bytes{{service=\"shop\"}} {bytes} {t}").unwrap();
+        let ads = bytes * 0.25;
+        writeln!(out, "demand_memory_bytes{{service=\"ads\"}} {ads} {t}").unwrap();
     }
+    out
+}
+
+#[test]
+fn a_trace_read_from_prometheus_replays_as_the_same_csv() {
+    let t0 = first_step();
+    let mut om = exposition(t0, 1);
     om.push_str("# EOF\n");
     let Some(prometheus) = Prometheus::on_blocks(&om) else {
         return; // skipped, saying so
@@ -252,6 +247,63 @@ fn a_trace_read_from_prometheus_replays_as_the_same_csv() {
         let (cpu, _) = shop((t - t0) / 300);
         assert!((v - cpu).abs() < 1e-9 * cpu, "{t}: {v} for {cpu}");
     }
+}
+
+#[test]
+fn a_trace_reads_from_victoria_metrics_as_from_prometheus() {
+    let Some(vm_bin) = common::find("victoria-metrics") else {
+        eprintln!(
+            "skipping: no victoria-metrics binary (apt-get install victoria-metrics; .ci/run does)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let vm = common::free_addr();
+    let _vm = common::Killed(
+        std::process::Command::new(vm_bin)
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("vm").display()
+            ))
+            .arg(format!("-httpListenAddr={vm}"))
+            .arg("-search.latencyOffset=0s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        || get(vm, "/health").is_some_and(|(c, _)| c == 200),
+        "VictoriaMetrics to serve",
+        &String::new,
+    );
+    let t0 = first_step();
+    let (code, text) = http(
+        vm,
+        "POST",
+        "/api/v1/import/prometheus",
+        &[],
+        exposition(t0, 1000).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 204, "{text}");
+    let shop = format!("sum(demand_cpu_vcpu{{service=\"shop\"}})");
+    let q = format!(
+        "/api/v1/query_range?query={}&start={t0}&end={}&step=300",
+        common::enc(&shop),
+        t0 + (STEPS - 1) * 300
+    );
+    wait_for(
+        || {
+            let _ = get(vm, "/internal/force_flush");
+            get(vm, &q).is_some_and(|(c, body)| {
+                c == 200 && body.matches("],[").count() as i64 >= STEPS - 1
+            })
+        },
+        "the samples to be searchable in VictoriaMetrics",
+        &String::new,
+    );
+    replays_as_the_csv(&format!("http://{vm}"), t0, "demand");
 }
 
 #[test]
