@@ -287,10 +287,9 @@ fn a_trace_reads_from_victoria_metrics_as_from_prometheus() {
     )
     .unwrap();
     assert_eq!(code, 204, "{text}");
-    let shop = format!("sum(demand_cpu_vcpu{{service=\"shop\"}})");
     let q = format!(
         "/api/v1/query_range?query={}&start={t0}&end={}&step=300",
-        common::enc(&shop),
+        common::enc(r#"sum(demand_cpu_vcpu{service="shop"})"#),
         t0 + (STEPS - 1) * 300
     );
     wait_for(
