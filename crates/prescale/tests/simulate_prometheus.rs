@@ -407,7 +407,9 @@ fn credentials_are_sent_and_never_printed() {
     let scenario = example_scenario(dir.path());
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
-    let run = |url: &str| {
+    let pair = dir.path().join("basic");
+    std::fs::write(&pair, "shop:pa55word\n").unwrap();
+    let run = |url: &str, flag: &str, file: &Path| {
         simulate(
             &[
                 "--prometheus",
@@ -418,82 +420,53 @@ fn credentials_are_sent_and_never_printed() {
                 "1700000000",
                 "--end",
                 "1700000300",
-                "--bearer-token-file",
-                token.to_str().unwrap(),
+                flag,
+                file.to_str().unwrap(),
                 "--policy",
                 "reactive",
             ],
             &scenario,
         )
     };
-    let (url, server) = answer_once("200 OK", POINTS);
-    let o = run(&url);
-    let head = server.join().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("authorization: bearer s3cret-token\r\n"),
-        "{head}"
-    );
-    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
-    assert!(!said.contains("s3cret"), "{said}");
-    // Refused: the server's answer is said, the token is not.
-    let (url, server) = answer_once(
-        "401 Unauthorized",
-        r#"{"status":"error","errorType":"unauthorized","error":"bad token"}"#,
-    );
-    let o = run(&url);
-    server.join().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("bad token") || stderr(&o).contains("401"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
-
-    // Basic authentication, the same way; a file without a colon is refused unread.
-    let pair = dir.path().join("basic");
-    std::fs::write(&pair, "shop:pa55word\n").unwrap();
-    let (url, server) = answer_once("200 OK", POINTS);
-    let o = simulate(
-        &[
-            "--prometheus",
-            &url,
-            "--cpu",
-            "sum(up)",
-            "--start",
-            "1700000000",
-            "--end",
-            "1700000300",
+    for (flag, file, header, secret) in [
+        (
+            "--bearer-token-file",
+            &token,
+            "authorization: bearer s3cret-token\r\n",
+            "s3cret",
+        ),
+        (
             "--basic-auth-file",
-            pair.to_str().unwrap(),
-            "--policy",
-            "reactive",
-        ],
-        &scenario,
-    );
-    let head = server.join().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("authorization: basic c2hvcdpwytu1d29yza==\r\n"),
-        "{head}"
-    );
-    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
-    assert!(!said.contains("pa55word"), "{said}");
+            &pair,
+            "authorization: basic c2hvcdpwytu1d29yza==\r\n",
+            "pa55word",
+        ),
+    ] {
+        let (url, server) = answer_once("200 OK", POINTS);
+        let o = run(&url, flag, file);
+        let head = server.join().unwrap();
+        assert!(o.status.success(), "{flag}: {}", stderr(&o));
+        assert!(head.to_ascii_lowercase().contains(header), "{flag}: {head}");
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        assert!(!said.contains(secret), "{flag}: {said}");
+        // Refused: the server's answer is said, the secret is not.
+        let (url, server) = answer_once(
+            "401 Unauthorized",
+            r#"{"status":"error","errorType":"unauthorized","error":"bad token"}"#,
+        );
+        let o = run(&url, flag, file);
+        server.join().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("bad token") || err.contains("401"),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains(secret), "{flag}: {err}");
+    }
+    // A user and password file without a colon is refused, its text not shown.
     std::fs::write(&pair, "pa55word\n").unwrap();
-    let o = simulate(
-        &[
-            "--prometheus",
-            "http://127.0.0.1:9",
-            "--cpu",
-            "up",
-            "--basic-auth-file",
-            pair.to_str().unwrap(),
-        ],
-        &scenario,
-    );
+    let o = run("http://127.0.0.1:9", "--basic-auth-file", &pair);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("USER:PASSWORD") && !stderr(&o).contains("pa55word"));
 }
