@@ -129,43 +129,30 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     assert_eq!(api["policy"], "as-run");
     assert_eq!(api, ran(&["--trace", saved.to_str().unwrap()]));
 
-    // A query that gives a series per service must be aggregated first.
+    // A query that gives a series per service must be aggregated first; one that
+    // gives nothing says so.
     let both = format!("{metric}_cpu_vcpu");
-    let o = simulate(
-        &[
+    let aggregate = format!("sum({both})");
+    for (query, says) in [
+        (both.as_str(), ["gives 3 series", aggregate.as_str()]),
+        ("no_such_metric", ["gives no value", "no_such_metric"]),
+    ] {
+        let args = [
             "--prometheus",
             url,
             "--cpu",
-            &both,
+            query,
             "--start",
             &start,
             "--end",
             &end,
-        ],
-        &scenario,
-    );
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("gives 3 series") && stderr(&o).contains(&format!("sum({both})")),
-        "{}",
-        stderr(&o)
-    );
-    // One that gives nothing says so.
-    let o = simulate(
-        &[
-            "--prometheus",
-            url,
-            "--cpu",
-            "no_such_metric",
-            "--start",
-            &start,
-            "--end",
-            &end,
-        ],
-        &scenario,
-    );
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("gives no value"), "{}", stderr(&o));
+        ];
+        let o = simulate(&args, &scenario);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        for s in says {
+            assert!(stderr(&o).contains(s), "{query}: {}", stderr(&o));
+        }
+    }
 }
 
 /// The samples of [`shop`] over the three days from `t0`, a line each in Prometheus'
