@@ -164,6 +164,16 @@ impl Dim {
         }
     }
 
+    /// The unit its amounts are in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Dim::Cpu => "vCPU",
+            Dim::Memory => "GiB",
+            Dim::Disk => "IOPS",
+            Dim::Network => "Mbps",
+        }
+    }
+
     /// Parses a trace column name.
     pub fn parse(s: &str) -> Option<Dim> {
         Dim::ALL.into_iter().find(|d| d.name() == s)

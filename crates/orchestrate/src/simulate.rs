@@ -344,9 +344,10 @@ pub struct Trace {
     pub cpu: Vec<f64>,
     /// Other dimensions' demand per step (memory GiB, disk IOPS, network Mbit/s).
     pub others: Vec<(Dim, Vec<f64>)>,
-    /// The vCPU the service actually had at each step (its CPU requests, or its nodes),
-    /// when known: what the `as-run` policy prices.
-    pub actual: Option<Vec<f64>>,
+    /// What the service actually had at each step, per dimension it is known for (its
+    /// CPU and memory requests, say, or its nodes' shape), in the dimension's unit:
+    /// what the `as-run` policy prices. Empty when not known.
+    pub actual: Vec<(Dim, Vec<f64>)>,
     /// Step length in milliseconds.
     pub step_ms: i64,
 }
@@ -396,7 +397,7 @@ pub fn synthetic_service(days: usize, noise: f64, batch: bool) -> Trace {
         ts,
         cpu,
         others: Vec::new(),
-        actual: None,
+        actual: Vec::new(),
         step_ms: step,
     }
 }
@@ -913,19 +914,16 @@ pub fn simulate(
     if n < 2 {
         return Err("the trace needs at least two steps".into());
     }
-    let actual: &[f64] = match (&trace.actual, policy) {
-        (Some(a), _) if a.len() != n => {
-            return Err(format!(
-                "the trace's actual capacity has {} steps for {n} of demand",
-                a.len()
-            ))
-        }
-        (Some(a), _) => a,
-        (None, Policy::AsRun) => {
-            return Err("the as-run policy prices the capacity the service had: give the trace an actual_cpu column (vCPU), or --actual-cpu with --prometheus".into())
-        }
-        (None, _) => &[],
-    };
+    if let Some((d, a)) = trace.actual.iter().find(|(_, a)| a.len() != n) {
+        return Err(format!(
+            "the trace's actual {} has {} steps for {n} of demand",
+            d.name(),
+            a.len()
+        ));
+    }
+    if policy == Policy::AsRun && trace.actual.is_empty() {
+        return Err("the as-run policy prices the capacity the service had: give the trace an actual_cpu column (vCPU; actual_memory in GiB too where memory binds), or --actual-cpu with --prometheus".into());
+    }
     let dt = trace.step_ms;
     let tiers = scenario.tiers.clone();
     let single = tiers
@@ -1046,14 +1044,24 @@ pub fn simulate(
         let mut in_step: Option<(Vec<prescale_core::Forecast>, Vec<prescale_plan::Floor>)> = None;
         let target: Vec<u32> = match policy {
             Policy::AsRun => {
-                // Ready at once and billed from then: it was there.
+                // Ready at once and billed from then: it was there. Enough instances of
+                // the one tier for each dimension the service is known to have had.
                 let t = &tiers[single];
-                let n = ((actual[i] / t.effective_capacity()) - 1e-9)
-                    .ceil()
-                    .max(0.0) as u32;
+                let n = trace
+                    .actual
+                    .iter()
+                    .map(|(d, a)| instances_for_dim(a[i], t, *d))
+                    .max()
+                    .unwrap_or(0);
+                let had: Vec<String> = trace
+                    .actual
+                    .iter()
+                    .map(|(d, a)| format!("{:.2} {}", a[i], d.unit()))
+                    .collect();
                 why = format!(
-                    "as run: the {:.2} vCPU the service had, as {n} {}",
-                    actual[i], t.name
+                    "as run: the {} the service had, as {n} {}",
+                    had.join(" and "),
+                    t.name
                 );
                 one_tier(&tiers, single, n)
             }
@@ -1756,7 +1764,7 @@ mod tests {
                 .collect(),
             cpu: (0..n).map(cpu).collect(),
             others: Vec::new(),
-            actual: None,
+            actual: Vec::new(),
             step_ms: 300_000,
         }
     }
@@ -1773,7 +1781,7 @@ mod tests {
         for v in &mut had[120..144] {
             *v = 202.0;
         }
-        tr.actual = Some(had);
+        tr.actual = vec![(Dim::Cpu, had)];
         let mut rows = Vec::new();
         let r = simulate(&tr, &sc, Policy::AsRun, 1, Some(&mut rows), |_, _| {}).unwrap();
         let t = sc.tiers.iter().find(|t| t.name == sc.single_tier).unwrap();
@@ -1800,12 +1808,53 @@ mod tests {
             rows[130].reason.is_none() && rows[120].reason.as_deref().unwrap().contains("as run")
         );
         // What ran is not known: the policy says what to give it.
-        tr.actual = None;
+        tr.actual = Vec::new();
         let e = simulate(&tr, &sc, Policy::AsRun, 1, None, |_, _| {}).unwrap_err();
         assert!(e.contains("actual_cpu"), "{e}");
-        tr.actual = Some(vec![1.0; 3]);
+        tr.actual = vec![(Dim::Cpu, vec![1.0; 3])];
         let e = simulate(&tr, &sc, Policy::Reactive, 1, None, |_, _| {}).unwrap_err();
-        assert!(e.contains("3 steps"), "{e}");
+        assert!(e.contains("actual cpu has 3 steps"), "{e}");
+    }
+
+    #[test]
+    fn as_run_holds_enough_instances_for_every_dimension_it_had() {
+        let sc = scenario();
+        let t = sc.tiers.iter().find(|t| t.name == sc.single_tier).unwrap();
+        assert_eq!((t.effective_capacity(), t.memory_gib), (4.0, 16.0));
+        // 20 vCPU and 300 GiB of demand; the service had 40 vCPU and 320 GiB of
+        // requests, but for the last six hours only 160 GiB.
+        let mut tr = shaped(1, |_| 20.0);
+        let n = tr.cpu.len();
+        tr.others = vec![(Dim::Memory, vec![300.0; n])];
+        let mut mem = vec![320.0; n];
+        for v in &mut mem[216..] {
+            *v = 160.0;
+        }
+        tr.actual = vec![(Dim::Cpu, vec![40.0; n]), (Dim::Memory, mem)];
+        let mut rows = Vec::new();
+        let r = simulate(&tr, &sc, Policy::AsRun, 1, Some(&mut rows), |_, _| {}).unwrap();
+        // Memory binds: 20 instances (320 / 16) for 18 hours, then the CPU's 10.
+        let want = (20.0 * 18.0 + 10.0 * 6.0) * t.price_per_hour;
+        assert!(
+            (r.cost_total - want).abs() < 1e-6,
+            "{} for {want}",
+            r.cost_total
+        );
+        // 10 instances hold 160 GiB of the 300 asked for: short for those six hours.
+        assert!(
+            (r.underprovisioned_minutes - 6.0 * 60.0).abs() < 1e-9,
+            "{}",
+            r.underprovisioned_minutes
+        );
+        let why = rows[0].reason.as_deref().unwrap();
+        assert!(
+            why.contains("the 40.00 vCPU and 320.00 GiB the service had, as 20 standard"),
+            "{why}"
+        );
+        // Known for memory alone, it is priced by memory alone.
+        tr.actual.remove(0);
+        let r = simulate(&tr, &sc, Policy::AsRun, 1, None, |_, _| {}).unwrap();
+        assert!((r.cost_total - want).abs() < 1e-6, "{}", r.cost_total);
     }
 
     /// The example scenario without spot interruptions, so runs differ only in what a
@@ -2479,7 +2528,7 @@ mod tests {
             ts: (0..6).map(|i| i * 300_000).collect(),
             cpu: vec![2.0; 6],
             others: Vec::new(),
-            actual: None,
+            actual: Vec::new(),
             step_ms: 300_000,
         };
         let r = simulate(&tr, &sc, Policy::Static, 1, None, |_, _| {}).unwrap();

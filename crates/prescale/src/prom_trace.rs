@@ -38,6 +38,11 @@ pub struct PromArgs {
     /// the `as-run` policy prices it, what it runs today beside what prescale would do.
     #[arg(long, value_name = "PROMQL", requires = "prometheus")]
     pub actual_cpu: Option<String>,
+    /// With `--prometheus`: PromQL giving the memory the service actually had, in GiB,
+    /// e.g. 'sum(kube_pod_container_resource_requests{namespace="shop",resource="memory"}) / 2^30':
+    /// `as-run` then holds enough instances for both, as a memory-heavy service needs.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub actual_memory: Option<String>,
     /// First step of the history read (unix seconds or RFC 3339); by default a week
     /// before `--end`.
     #[arg(long, value_name = "TIME", requires = "prometheus")]
@@ -153,24 +158,26 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
         ca_file: None,
         client: None,
     };
-    // Each dimension's demand, CPU first; then what the service had (no dimension).
-    let queries: Vec<(Option<Dim>, &str)> = [
-        (Some(Dim::Cpu), a.cpu.as_deref()),
-        (Some(Dim::Memory), a.memory.as_deref()),
-        (Some(Dim::Disk), a.disk_iops.as_deref()),
-        (Some(Dim::Network), a.network_mbps.as_deref()),
-        (None, a.actual_cpu.as_deref()),
+    // Each dimension's demand, CPU first; then what the service had.
+    let queries: Vec<(Query, &str)> = [
+        (Query::Demand(Dim::Cpu), a.cpu.as_deref()),
+        (Query::Demand(Dim::Memory), a.memory.as_deref()),
+        (Query::Demand(Dim::Disk), a.disk_iops.as_deref()),
+        (Query::Demand(Dim::Network), a.network_mbps.as_deref()),
+        (Query::Had(Dim::Cpu), a.actual_cpu.as_deref()),
+        (Query::Had(Dim::Memory), a.actual_memory.as_deref()),
     ]
     .into_iter()
     .filter_map(|(d, q)| Some((d, q?)))
     .collect();
-    let mut series: Vec<(Option<Dim>, &str, Series)> = Vec::new();
-    for (dim, query) in queries {
+    let mut series: Vec<(Query, &str, Series)> = Vec::new();
+    for (what, query) in queries {
+        let opt = flag(what);
         let bar = crate::progress_bar(
             0,
             &format!(
                 "{{spinner}} reading {} from {} [{{bar:30}}] {{pos}}/{{len}} steps",
-                flag(dim),
+                opt,
                 // Braces are the template's own.
                 url.replace('{', "{{").replace('}', "}}")
             ),
@@ -179,23 +186,23 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
             bar.set_length(n as u64);
             bar.set_position(i as u64);
         })
-        .map_err(|e| format!("--{}: {e}", flag(dim)))?;
+        .map_err(|e| format!("--{}: {e}", opt))?;
         bar.finish_and_clear();
         let rows = points.into_iter().map(|(t, v)| (t, Some(v))).collect();
         let s = regularise(&format!("`{query}`"), rows, false, Some(step))
-            .map_err(|e| format!("--{}: {e}", flag(dim)))?;
+            .map_err(|e| format!("--{}: {e}", opt))?;
         if let Some(i) = s.values.iter().position(|v| *v < 0.0) {
             return Err(format!(
                 "--{}: `{query}` is {} at {}: it must not be negative",
-                flag(dim),
+                opt,
                 s.values[i],
                 format_ts(s.ts[i], true)
             ));
         }
         for w in &s.warnings {
-            eprintln!("warning: --{}: {w}", flag(dim));
+            eprintln!("warning: --{}: {w}", opt);
         }
-        series.push((dim, query, s));
+        series.push((what, query, s));
     }
     // The range every query has values in.
     let from = series
@@ -231,12 +238,18 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
         cpu: cut(&series[0].2),
         others: series[1..]
             .iter()
-            .filter_map(|(d, _, s)| Some(((*d)?, cut(s))))
+            .filter_map(|(q, _, s)| match q {
+                Query::Demand(d) => Some((*d, cut(s))),
+                Query::Had(_) => None,
+            })
             .collect(),
         actual: series
             .iter()
-            .find(|(d, _, _)| d.is_none())
-            .map(|(_, _, s)| cut(s)),
+            .filter_map(|(q, _, s)| match q {
+                Query::Had(d) => Some((*d, cut(s))),
+                Query::Demand(_) => None,
+            })
+            .collect(),
         step_ms: step * 1000,
     };
     if trace.cpu.len() < 2 {
@@ -252,14 +265,20 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
     Ok(trace)
 }
 
-/// The option that names `dim`'s query (none: what the service had).
-fn flag(dim: Option<Dim>) -> &'static str {
-    match dim {
-        Some(Dim::Cpu) => "cpu",
-        Some(Dim::Memory) => "memory",
-        Some(Dim::Disk) => "disk-iops",
-        Some(Dim::Network) => "network-mbps",
-        None => "actual-cpu",
+/// What a query gives.
+#[derive(Clone, Copy)]
+enum Query {
+    /// A dimension's demand.
+    Demand(Dim),
+    /// What the service had of a dimension.
+    Had(Dim),
+}
+
+/// The option that names query `q`.
+fn flag(q: Query) -> String {
+    match q {
+        Query::Demand(d) => d.name().replace('_', "-"),
+        Query::Had(d) => format!("actual-{}", d.name().replace('_', "-")),
     }
 }
 
@@ -271,14 +290,15 @@ fn csv(trace: &Trace) -> String {
         out.push(',');
         out.push_str(d.name());
     }
-    if trace.actual.is_some() {
+    for (d, _) in &trace.actual {
         out.push(',');
-        out.push_str(crate::simulate_cmd::ACTUAL_COLUMN);
+        out.push_str(&crate::simulate_cmd::actual_column(*d));
     }
     out.push('\n');
     for (k, ts) in trace.ts.iter().enumerate() {
         out.push_str(&(ts / 1000).to_string());
-        for v in dims.iter().map(|(_, v)| *v).chain(trace.actual.as_deref()) {
+        let had = trace.actual.iter().map(|(_, v)| v.as_slice());
+        for v in dims.iter().map(|(_, v)| *v).chain(had) {
             out.push(',');
             out.push_str(&v[k].to_string());
         }

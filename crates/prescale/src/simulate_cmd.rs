@@ -16,7 +16,8 @@ use prescale_orchestrate::simulate::{
 #[derive(Args)]
 pub struct SimulateArgs {
     /// CSV demand trace: a `timestamp` column (unix seconds or RFC 3339), a `cpu`
-    /// column in vCPU, and optionally `memory` (GiB), `disk_iops` and `network_mbps`.
+    /// column in vCPU, and optionally `memory` (GiB), `disk_iops` and `network_mbps`;
+    /// `actual_cpu`, `actual_memory`, ... say what the service had (`as-run` prices it).
     #[arg(
         long,
         value_name = "FILE",
@@ -71,8 +72,14 @@ pub enum SimFormat {
 /// skipped: it is the predictive run).
 const COMPARED_QUANTILES: [f64; 3] = [0.8, 0.9, 0.99];
 
-/// The trace column with the vCPU the service actually had (what `as-run` prices).
-pub(crate) const ACTUAL_COLUMN: &str = "actual_cpu";
+/// What trace columns holding what the service actually had (what `as-run` prices)
+/// begin with: `actual_cpu` in vCPU, `actual_memory` in GiB, and so on.
+pub(crate) const ACTUAL_PREFIX: &str = "actual_";
+
+/// The trace column holding what the service had of `d`.
+pub(crate) fn actual_column(d: Dim) -> String {
+    format!("{ACTUAL_PREFIX}{}", d.name())
+}
 
 /// The trace in `trace_path`, checked (warnings go to stderr), and whether its
 /// timestamps are RFC 3339.
@@ -84,18 +91,21 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
         .unwrap_or_default()
         .to_string();
     let mut others = Vec::new();
-    let mut has_actual = false;
+    let mut had = Vec::new();
     for col in header
         .split(',')
         .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
     {
+        if let Some(d) = col.strip_prefix(ACTUAL_PREFIX).and_then(Dim::parse) {
+            had.push(d);
+            continue;
+        }
         match Dim::parse(&col) {
             Some(Dim::Cpu) => {}
             Some(d) => others.push(d),
-            None if col == ACTUAL_COLUMN => has_actual = true,
             None if col.is_empty() || col == "timestamp" => {}
             None => eprintln!(
-                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps (and {ACTUAL_COLUMN}, the vCPU the service had)",
+                "warning: {}: column {col:?} ignored: the dimensions are cpu, memory, disk_iops and network_mbps (and {ACTUAL_PREFIX}cpu, {ACTUAL_PREFIX}memory, ...: what the service had of each)",
                 trace_path.display()
             ),
         }
@@ -118,19 +128,19 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
         non_negative(trace_path, "demand", d.name(), &s)?;
         other_series.push((d, s.values));
     }
-    let actual = if has_actual {
-        let s = crate::input::read_csv_column(trace_path, ACTUAL_COLUMN)?;
+    let mut actual = Vec::new();
+    for d in had {
+        let col = actual_column(d);
+        let s = crate::input::read_csv_column(trace_path, &col)?;
         if s.ts != series.ts {
             return Err(format!(
-                "{}: the {ACTUAL_COLUMN} column covers other steps than cpu (fill empty cells or drop the column)",
+                "{}: the {col} column covers other steps than cpu (fill empty cells or drop the column)",
                 trace_path.display()
             ));
         }
-        non_negative(trace_path, "capacity", ACTUAL_COLUMN, &s)?;
-        Some(s.values)
-    } else {
-        None
-    };
+        non_negative(trace_path, "capacity", &col, &s)?;
+        actual.push((d, s.values));
+    }
     let trace = Trace {
         ts: series.ts.iter().map(|t| t * 1000).collect(),
         cpu: series.values.clone(),
@@ -166,7 +176,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     // What ran is compared only where the trace says what that was.
     let policies: Vec<Policy> = policies
         .into_iter()
-        .filter(|p| *p != Policy::AsRun || trace.actual.is_some() || a.policy != "all")
+        .filter(|p| *p != Policy::AsRun || !trace.actual.is_empty() || a.policy != "all")
         .collect();
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.

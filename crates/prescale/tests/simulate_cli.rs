@@ -443,3 +443,45 @@ fn what_the_service_had_is_priced_beside_the_policies() {
         "{err}"
     );
 }
+
+#[test]
+fn what_the_service_had_of_memory_is_priced_too() {
+    let (dir, scenario, _) = example_and_trace();
+    // A memory-heavy service: 10 vCPU and 200 GiB of demand, with requests of 12 vCPU
+    // and 240 GiB, 150 GiB on the second day. The one tier is 4 vCPU and 16 GiB.
+    let trace = dir.path().join("had.csv");
+    let mut s = String::from("timestamp,cpu,memory,actual_cpu,actual_memory\n");
+    let mut want = 0.0;
+    for i in 0..2 * 288 {
+        let mem = if i < 288 { 240.0 } else { 150.0 };
+        // Instances for whichever binds: 3 for the CPU, 15 or 10 for memory.
+        let n = f64::max((12.0f64 / 4.0).ceil(), (mem / 16.0f64).ceil());
+        want += n * 0.192 * 5.0 / 60.0;
+        s.push_str(&format!("{},10,200,12,{mem}\n", 1_700_000_000 + i * 300));
+    }
+    std::fs::write(&trace, s).unwrap();
+    let ran = report(&trace, &scenario, &["--policy", "as-run"]);
+    assert!(
+        (ran["cost_total"].as_f64().unwrap() - want).abs() < 1e-6,
+        "{ran} for {want}"
+    );
+    // 10 instances hold 160 GiB of the 200 the second day asks for.
+    assert_eq!(
+        ran["underprovisioned_minutes"].as_f64().unwrap(),
+        24.0 * 60.0
+    );
+    // Without what it had of memory, its CPU requests alone say 3 instances: short of
+    // memory all along, which is why the column matters.
+    let cpu_only = dir.path().join("cpu-only.csv");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let cut: String = text
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    std::fs::write(&cpu_only, cut).unwrap();
+    let ran = report(&cpu_only, &scenario, &["--policy", "as-run"]);
+    assert_eq!(
+        ran["underprovisioned_minutes"].as_f64().unwrap(),
+        48.0 * 60.0
+    );
+}

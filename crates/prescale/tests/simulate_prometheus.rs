@@ -64,8 +64,9 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     let (start, end) = (t0.to_string(), (t0 + (STEPS - 1) * 300).to_string());
     let cpu = format!("sum({metric}_cpu_vcpu{{service=\"shop\"}})");
     let memory = format!("{metric}_memory_bytes{{service=\"shop\"}} / 2^30");
-    // What the service had: a quarter over its demand.
+    // What the service had: a quarter over its demand, and 300 GiB of memory.
     let actual = format!("{cpu} * 1.25");
+    let actual_memory = format!("{memory} * 0 + 300");
     // Where the trace comes from, the same for every run below.
     let source = [
         "--prometheus",
@@ -76,6 +77,8 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
         &memory,
         "--actual-cpu",
         &actual,
+        "--actual-memory",
+        &actual_memory,
         "--start",
         &start,
         "--end",
@@ -89,7 +92,10 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     // The saved trace holds every step, as written.
     let text = std::fs::read_to_string(&saved).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("timestamp,cpu,memory,actual_cpu"));
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,cpu,memory,actual_cpu,actual_memory")
+    );
     let rows: Vec<Vec<f64>> = lines
         .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
         .collect();
@@ -104,6 +110,7 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
             (row[3] - 1.25 * cpu).abs() < 1e-9 * cpu,
             "step {k}: {row:?}"
         );
+        assert_eq!(row[4], 300.0, "step {k}: {row:?}");
     }
 
     // And the same run from that CSV gives the same report, field for field.
@@ -127,6 +134,13 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     };
     let api = ran(&source);
     assert_eq!(api["policy"], "as-run");
+    // Instances of the one tier (4 vCPU, 16 GiB, $0.192 an hour) for whichever binds:
+    // the CPU at the peaks, the 300 GiB (19 instances) at night.
+    let want: f64 = (0..STEPS)
+        .map(|k| f64::max((1.25 * shop(k).0 / 4.0 - 1e-9).ceil(), 19.0) * 0.192 / 12.0)
+        .sum();
+    let cost = api["cost_total"].as_f64().unwrap();
+    assert!((cost - want).abs() < 1e-6, "{cost} for {want}");
     assert_eq!(api, ran(&["--trace", saved.to_str().unwrap()]));
 
     // A query that gives a series per service must be aggregated first; one that

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use prescale_core::{SeriesKey, Tier, TierClass, TimestampMs, Workload};
+use prescale_core::{Dim, SeriesKey, Tier, TierClass, TimestampMs, Workload};
 use prescale_orchestrate::simulate::{reactive_matching, simulate, Policy, Scenario, Trace};
 use prescale_store::Store;
 use serde::Serialize;
@@ -255,7 +255,8 @@ pub fn compare(
             .collect(),
         cpu: demand.iter().map(|d| d.1).collect(),
         others: Vec::new(),
-        actual,
+        // The query gives vCPU, as the demand compared is CPU.
+        actual: actual.map(|v| vec![(Dim::Cpu, v)]).unwrap_or_default(),
         step_ms,
     };
     let scenario = Scenario {
@@ -276,15 +277,14 @@ pub fn compare(
     )?;
     let (target, short, cost) = m.tried[0];
     let oracle = simulate(&trace, &scenario, Policy::Oracle, 1, None, |_, _| {})?;
-    let as_run = match trace.actual {
-        Some(_) => {
-            let r = simulate(&trace, &scenario, Policy::AsRun, 1, None, |_, _| {})?;
-            Some(Side {
-                cost: r.cost_total,
-                underprovisioned_minutes: r.underprovisioned_minutes,
-            })
-        }
-        None => None,
+    let as_run = if trace.actual.is_empty() {
+        None
+    } else {
+        let r = simulate(&trace, &scenario, Policy::AsRun, 1, None, |_, _| {})?;
+        Some(Side {
+            cost: r.cost_total,
+            underprovisioned_minutes: r.underprovisioned_minutes,
+        })
     };
     let against = |c: f64| {
         if c > 0.0 {
