@@ -65,14 +65,25 @@ pub fn demo_config(seed: u64) -> Config {
     web.horizon_s = 6 * 3_600;
     // The fast inline baseline keeps a simulated week within a minute and reproducible.
     web.model = "baseline".into();
+    // What each workload has today without prescale (see [`REQUESTED`]), so the
+    // dashboard also prices that.
+    web.actual = Some(r#"sum(demo_cpu_requests_cores{workload="web"})"#.into());
     let mut batch = web.clone();
     batch.name = "batch".into();
     batch.demand = r#"demo_cpu_demand_cores{workload="batch"}"#.into();
+    batch.actual = Some(r#"sum(demo_cpu_requests_cores{workload="batch"})"#.into());
     batch.max_spot_share = 0.8;
     batch.sla_quantile = 0.9;
     c.workloads = vec![web, batch];
     c
 }
+
+/// The vCPU each workload's deployment requests without prescale, as a team sizes a
+/// fixed deployment: pods of 4 vCPU enough for its peak (web 32, batch 36) with a
+/// quarter to spare. The demo writes them beside the demand as
+/// `demo_cpu_requests_cores{workload=...}` (what kube-state-metrics' requests would
+/// be), and each workload's `actual` prices them.
+pub const REQUESTED: [(&str, f64); 2] = [("web", 40.0), ("batch", 48.0)];
 
 fn generators(seed: u64) -> Vec<(String, SyntheticDemand)> {
     vec![
@@ -160,6 +171,15 @@ fn key(workload: &str) -> SeriesKey {
         .with_label("workload", workload)
 }
 
+/// The vCPU `workload` requests without prescale: its series and value.
+fn requested(workload: &str) -> Option<(SeriesKey, f64)> {
+    let (_, v) = REQUESTED.iter().find(|(w, _)| *w == workload)?;
+    let key = SeriesKey::metric("demo_cpu_requests_cores")
+        .expect("static name")
+        .with_label("workload", workload);
+    Some((key, *v))
+}
+
 /// Writes the warm-up history, then runs the loop minute by minute. `progress` is
 /// called with (simulated minutes done, total) about once per simulated hour; `stop`
 /// ends the run early.
@@ -188,6 +208,13 @@ pub fn run_demo(
                 t += MINUTE_MS;
             }
             store.append(&k, &batch)?;
+            if let Some((rk, v)) = requested(name) {
+                let held: Vec<Sample> = batch
+                    .iter()
+                    .map(|s| Sample { ts: s.ts, value: v })
+                    .collect();
+                store.append(&rk, &held)?;
+            }
         }
     }
     let total = opts.days as u64 * 1440;
@@ -213,6 +240,9 @@ pub fn run_demo(
         for (name, g) in gens.iter_mut() {
             let d = g.next(now);
             store.append(&key(name), &[Sample { ts: now, value: d }])?;
+            if let Some((rk, v)) = requested(name) {
+                store.append(&rk, &[Sample { ts: now, value: v }])?;
+            }
             demands.push((name.clone(), d));
         }
         engine.tick(now)?;

@@ -232,6 +232,28 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             )
         };
         assert!(s.contains(&matched), "{name}: no {matched}");
+        // And against what the workload has without prescale (its `actual`: the demo's
+        // fixed deployments, web 40 vCPU and batch 48 in pods of 4), priced as that many
+        // instances of HPA's tier over the same span.
+        let requested = match name {
+            "web" => 40.0,
+            _ => 48.0,
+        };
+        let tier = tiers
+            .iter()
+            .find(|t| t["name"] == c["hpa_tier"])
+            .unwrap_or_else(|| panic!("{c}"));
+        let per = f(&tier["vcpu"]) * f(&tier["performance_factor"]);
+        let hours = (f(&c["to"]) - f(&c["from"])) / 3.6e6;
+        let want = (requested / per).ceil() * f(&tier["price_per_hour"]) * hours;
+        let ran = f(&c["as_run"]["cost"]);
+        assert!((ran - want).abs() < 1e-6, "{name}: as run {ran} for {want}");
+        let line = format!(
+            "what it actually had cost <b>${ran:.2}</b>, short {:.1} min: prescale <b>{:+.0}%</b>",
+            f(&c["as_run"]["underprovisioned_minutes"]),
+            100.0 * f(&c["vs_as_run"])
+        );
+        assert!(s.contains(&line), "{name}: no {line}");
         let month = status["spend"]["spent"].as_f64().unwrap();
         assert!(
             s.contains(&format!("this month <b>${month:.2}</b>")),
