@@ -139,8 +139,8 @@ fn promtool_reads_queries_series_and_labels_as_from_prometheus() {
     let got = promtool(addr, "series", &[demo], None);
     assert_eq!(
         got.as_array().unwrap().len(),
-        2,
-        "a demand per workload: {got}"
+        4,
+        "a demand and what it requests per workload: {got}"
     );
 
     // Label values.
@@ -160,6 +160,7 @@ fn promtool_reads_queries_series_and_labels_as_from_prometheus() {
         "prescale_demand",
         "prescale_instances",
         "demo_cpu_demand_cores",
+        "demo_cpu_requests_cores",
     ] {
         assert!(names.contains(&n), "{n} missing from {got}");
     }
