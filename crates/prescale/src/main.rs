@@ -45,6 +45,10 @@ struct Overrides {
     /// Address for the HTTP server (overrides [server] listen), e.g. 127.0.0.1:9180.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// File whose first line is the token writes must carry (overrides [server]
+    /// token_file): needed with --listen beyond loopback, as in a container.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +150,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain lines for journald, container logs
+        // and files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -227,6 +234,9 @@ fn apply_overrides(cfg: &mut Config, o: &Overrides) {
     }
     if let Some(l) = o.listen {
         cfg.server.listen = l.to_string();
+    }
+    if let Some(t) = &o.token_file {
+        cfg.server.token_file = Some(t.clone());
     }
 }
 
