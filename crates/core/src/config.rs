@@ -858,6 +858,43 @@ pub fn locate(src: &str, path: &str) -> Option<usize> {
     header_line
 }
 
+/// `over` laid over `base`: tables merge key by key, anything else (values, lists)
+/// replaces what `base` has.
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A deserialization error of configuration text `src`, located in it.
+fn located(src: &str, file: &str, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+    let key = e.path().to_string();
+    let inner = e.into_inner();
+    let (line, column) = match inner.span() {
+        Some(s) => {
+            let (l, c) = line_col(src, s.start);
+            (Some(l), Some(c))
+        }
+        None => (locate(src, &key), None),
+    };
+    let mut message = inner.message().trim().to_string();
+    if message.starts_with("missing field") {
+        message.push_str(" (see `prescale config default` for every key)");
+    }
+    ConfigError {
+        file: file.to_string(),
+        line,
+        column,
+        key: if key == "." { String::new() } else { key },
+        message,
+    }
+}
+
 impl Config {
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn parse(src: &str, file: &str) -> Result<Self, ConfigError> {
@@ -871,36 +908,33 @@ impl Config {
                 message: format!("not valid TOML: {}", e.message().trim()),
             }
         })?;
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            let (line, column) = match inner.span() {
-                Some(s) => {
-                    let (l, c) = line_col(src, s.start);
-                    (Some(l), Some(c))
-                }
-                None => (locate(src, &key), None),
-            };
-            let mut message = inner.message().trim().to_string();
-            if message.starts_with("missing field") {
-                message.push_str(" (see `prescale config default` for every key)");
+        // A file need only say what differs from the built-in defaults: what it leaves
+        // out (a section, a key of a section) comes from them, and a list it gives
+        // (tiers, workloads, scrape jobs) replaces theirs.
+        let table: toml::Table = src.parse().unwrap_or_default();
+        let mut merged: toml::Table = DEFAULT_TOML.parse().expect("the built-in text is TOML");
+        overlay(&mut merged, table);
+        let cfg = match serde_path_to_error::deserialize::<_, Config>(de) {
+            Ok(cfg) => cfg,
+            Err(direct) => {
+                serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(merged.clone()))
+                    .map_err(|e| {
+                        // The file's own error where it is the same one: it knows the column.
+                        let e = if direct.path().to_string() == e.path().to_string() {
+                            direct
+                        } else {
+                            e
+                        };
+                        located(src, file, e)
+                    })?
             }
-            ConfigError {
-                file: file.to_string(),
-                line,
-                column,
-                key: if key == "." { String::new() } else { key },
-                message,
-            }
-        })?;
+        };
         let mut cfg = cfg;
         // Class defaults fill what each workload's own table leaves out.
-        if let Ok(table) = src.parse::<toml::Table>() {
-            let tables = table.get("workloads").and_then(|w| w.as_array());
-            for (i, w) in cfg.workloads.iter_mut().enumerate() {
-                let keys = tables.and_then(|a| a.get(i)).and_then(|t| t.as_table());
-                w.apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
-            }
+        let tables = merged.get("workloads").and_then(|w| w.as_array());
+        for (i, w) in cfg.workloads.iter_mut().enumerate() {
+            let keys = tables.and_then(|a| a.get(i)).and_then(|t| t.as_table());
+            w.apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
         }
         cfg.validate().map_err(|(key, message)| ConfigError {
             file: file.to_string(),
@@ -1966,13 +2000,54 @@ mod tests {
     }
 
     #[test]
-    fn missing_section_is_reported() {
+    fn a_misspelt_section_is_refused_on_its_line() {
         let src = DEFAULT_TOML.replace("[control]\n", "[controls]\n");
         let e = Config::parse(&src, "p.toml").unwrap_err();
-        assert!(
-            e.message.contains("controls") || e.message.contains("control"),
+        assert!(e.message.contains("unknown field `controls`"), "{e}");
+        let line = src.lines().position(|l| l == "[controls]").unwrap() + 1;
+        assert_eq!(e.line, Some(line), "{e}");
+    }
+
+    #[test]
+    fn a_file_need_only_say_what_differs_from_the_defaults() {
+        let src = "[server]\nlisten = \"127.0.0.1:9999\"\n\n\
+                   [control]\ninterval_s = 30\n\n\
+                   [[workloads]]\nname = \"web\"\ndemand = 'rate(http_requests_total)'\n\
+                   class = \"batch\"\n";
+        let c = Config::parse(src, "p.toml").unwrap();
+        let d = Config::default();
+        // What it says...
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert_eq!(c.control.interval_s, 30);
+        assert_eq!(c.workloads.len(), 1, "its workloads replace the default's");
+        assert_eq!(c.workloads[0].name, "web");
+        // ...the class defaults filling what its workload leaves out...
+        assert_eq!(c.workloads[0].max_spot_share, 1.0);
+        assert_eq!(c.workloads[0].scale_down_delay_s, 60);
+        // ...and the rest is the built-in configuration.
+        assert_eq!(c.tiers, d.tiers);
+        assert_eq!(c.storage, d.storage);
+        assert_eq!(c.sources, d.sources);
+        assert_eq!(c.providers, d.providers);
+        let mut control = c.control.clone();
+        control.interval_s = d.control.interval_s;
+        assert_eq!(
+            control, d.control,
+            "the section's other keys are the defaults'"
+        );
+        // An empty file is the built-in configuration.
+        assert_eq!(Config::parse("", "empty.toml").unwrap(), d);
+        // A mistake in a short file is still found on its line, with its column.
+        let e = Config::parse("[control]\ninterval_s = \"often\"\n", "p.toml").unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line, e.column),
+            ("control.interval_s", Some(2), Some(14)),
             "{e}"
         );
+        // A workload it gives must be whole: the defaults have no demand for it.
+        let e = Config::parse("[[workloads]]\nname = \"web\"\n", "p.toml").unwrap_err();
+        assert!(e.message.contains("missing field `demand`"), "{e}");
+        assert_eq!((e.key.as_str(), e.line), ("workloads[0]", Some(1)), "{e}");
     }
 
     #[test]

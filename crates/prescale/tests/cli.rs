@@ -45,6 +45,26 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
         "{err}"
     );
 
+    // The README's short configuration (what differs from the defaults) is whole.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let short = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|c| c.split("```toml\n").nth(1))
+        .and_then(|c| c.split("```").next())
+        .expect("a TOML example in the README's Configuration section");
+    let path = dir.path().join("short.toml");
+    std::fs::write(&path, short).unwrap();
+    let out = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{short}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 workload(s), 3 tier(s)"), "{said}");
+
     let out = run(&[
         "config",
         "check",

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{default_config, find, free_addr, get, http, wait_for};
+use common::{find, free_addr, get, http, wait_for};
 
 /// podman with the runtime and cgroup manager that also work inside a container (as CI
 /// runs): runc and cgroupfs need no systemd and no cgroup v2 delegation.
@@ -152,8 +152,9 @@ fn the_image_runs_unprivileged_needs_a_token_and_keeps_its_store_on_a_volume() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "c0ntainer-s3cret\n").unwrap();
+    // A ConfigMap's file, saying only what differs from the defaults.
     let config = dir.path().join("prescale.toml");
-    std::fs::write(&config, default_config()).unwrap();
+    std::fs::write(&config, "[providers]\nuse = \"recommend\"\n").unwrap();
     let mounts = [
         (token.display().to_string(), "/etc/prescale/token", "token"),
         (
@@ -194,6 +195,13 @@ fn the_image_runs_unprivileged_needs_a_token_and_keeps_its_store_on_a_volume() {
     let (code, page) = get(addr, "/").unwrap();
     assert_eq!(code, 200);
     assert!(page.contains("<title>"), "the dashboard: {page}");
+    let (_, sources) = get(addr, "/api/v1/sources").unwrap();
+    let sources: serde_json::Value = serde_json::from_str(&sources).unwrap();
+    assert_eq!(
+        sources["data"]["provider"], "recommend",
+        "its configuration"
+    );
+    assert_eq!(sources["data"]["token_required"], true, "{sources}");
 
     // A write without the token is refused; with it, it is kept.
     let t = std::time::SystemTime::now()
