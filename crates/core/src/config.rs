@@ -859,8 +859,9 @@ pub fn locate(src: &str, path: &str) -> Option<usize> {
 }
 
 /// `over` laid over `base`: tables merge key by key, anything else (values, lists)
-/// replaces what `base` has.
-fn overlay(base: &mut toml::Table, over: toml::Table) {
+/// replaces what `base` has. How a file that says only what differs from built-in
+/// defaults is read.
+pub fn overlay(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),

@@ -187,12 +187,22 @@ pub const EXAMPLE_SCENARIO: &str = include_str!("example-scenario.toml");
 impl Scenario {
     /// Parses and checks a scenario; errors name the file, line and key.
     pub fn parse(src: &str, file: &str) -> Result<Self, String> {
-        let de = toml::Deserializer::parse(src).map_err(|e| format!("{file}: {e}"))?;
-        let mut s: Scenario = serde_path_to_error::deserialize(de)
-            .map_err(|e| format!("{file}: key `{}`: {}", e.path(), e.inner()))?;
-        // The workload class's defaults fill what its table leaves out.
         let table: toml::Table = src.parse().map_err(|e| format!("{file}: {e}"))?;
-        let keys = table.get("workload").and_then(|w| w.as_table());
+        // A scenario need only say what differs from the example scenario: its tables
+        // merge key by key, and the tiers it gives replace the example's.
+        let mut merged: toml::Table = EXAMPLE_SCENARIO.parse().expect("the example is TOML");
+        prescale_core::config::overlay(&mut merged, table.clone());
+        let mut s: Scenario = serde_path_to_error::deserialize(toml::Value::Table(merged.clone()))
+            .map_err(|e| format!("{file}: key `{}`: {}", e.path(), e.inner()))?;
+        // The workload class's defaults fill what its table leaves out: a class the file
+        // names sets what the file does not; without one, the example's values stand.
+        let own = table.get("workload").and_then(|w| w.as_table());
+        let names_class = own.is_some_and(|t| t.contains_key("class"));
+        let keys = if names_class {
+            own
+        } else {
+            merged.get("workload").and_then(|w| w.as_table())
+        };
         s.workload
             .apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
         // The daemon's checks of a tier catalog and of a workload's plan settings, then
@@ -1740,6 +1750,51 @@ mod tests {
 
     fn scenario() -> Scenario {
         Scenario::parse(EXAMPLE_SCENARIO, "example").expect("example parses")
+    }
+
+    #[test]
+    fn a_scenario_need_only_say_what_differs_from_the_example() {
+        let ex = scenario();
+        // One key: the rest is the example's.
+        let s = Scenario::parse("[workload]\nsla_quantile = 0.99\n", "s.toml").unwrap();
+        assert_eq!(s.workload.sla_quantile, 0.99);
+        let mut back = s.clone();
+        back.workload.sla_quantile = ex.workload.sla_quantile;
+        assert_eq!(format!("{back:?}"), format!("{ex:?}"));
+        // A class it names sets what it does not (the example's are a service's).
+        let s = Scenario::parse("[workload]\nclass = \"batch\"\n", "s.toml").unwrap();
+        assert_eq!(
+            (
+                s.workload.max_spot_share,
+                s.workload.scale_down_delay_s,
+                s.workload.scale_down_window_s
+            ),
+            (1.0, 60, 0)
+        );
+        let s = Scenario::parse(
+            "[workload]\nclass = \"batch\"\nscale_down_delay_s = 120\n",
+            "s.toml",
+        )
+        .unwrap();
+        assert_eq!(s.workload.scale_down_delay_s, 120);
+        // Tiers it gives replace the example's.
+        let one = EXAMPLE_SCENARIO
+            .split("[[tiers]]")
+            .nth(2)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap();
+        let s = Scenario::parse(&format!("[[tiers]]{one}\n"), "s.toml").unwrap();
+        assert_eq!(s.tiers.len(), 1);
+        assert_eq!(s.tiers[0], ex.tiers[1]);
+        // An empty file is the example; a misspelt key is still refused, by name.
+        assert_eq!(
+            format!("{:?}", Scenario::parse("", "s.toml").unwrap()),
+            format!("{ex:?}")
+        );
+        let e = Scenario::parse("[workload]\nsla_quantil = 0.99\n", "s.toml").unwrap_err();
+        assert!(e.contains("sla_quantil"), "{e}");
     }
 
     /// Two weeks of 5-minute demand with a daily cycle, 8..40 vCPU.
