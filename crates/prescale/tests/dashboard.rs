@@ -254,6 +254,34 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             100.0 * f(&c["vs_as_run"])
         );
         assert!(s.contains(&line), "{name}: no {line}");
+        // And drawn, dashed, over the chart's 48 hours: a point per step of the query's
+        // answer (every 4 minutes: 720 at most), each the deployment's requests.
+        let actual = w["actual"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {w}"));
+        let answer = json(
+            addr,
+            &format!(
+                "/api/v1/query_range?query={}&start={}&end={now}&step=240",
+                enc(actual),
+                now - 48.0 * 3600.0
+            ),
+        );
+        let values = answer["result"][0]["values"].as_array().unwrap();
+        assert!(values.len() > 100, "{name}: {answer}");
+        assert!(
+            values
+                .iter()
+                .all(|v| v[1].as_str() == Some(&requested.to_string())),
+            "{name}: {answer}"
+        );
+        let had = paths(s, "stroke=\"#d35400\"");
+        assert_eq!(had.len(), 1, "{name}: one line of what it has");
+        assert_eq!(points(had[0]), values.len(), "{name}");
+        assert!(
+            s.contains("what it has without prescale"),
+            "{name}: in the legend"
+        );
         let month = status["spend"]["spent"].as_f64().unwrap();
         assert!(
             s.contains(&format!("this month <b>${month:.2}</b>")),

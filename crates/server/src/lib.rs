@@ -403,11 +403,13 @@ async fn workloads(State(st): State<AppState>) -> Response {
     let list: Vec<_> = st
         .workloads
         .iter()
-        .map(|w| &w.name)
-        .map(|name| {
+        .map(|cfg| {
+            let name = &cfg.name;
             let w = status.workloads.get(name).cloned().unwrap_or_default();
             json!({
                 "name": name,
+                // PromQL for what it has without prescale, when configured.
+                "actual": cfg.actual,
                 "demand": w.demand,
                 "ready_capacity": w.ready_capacity,
                 "allocation": w.allocation,
