@@ -79,8 +79,9 @@ pub fn demo_config(seed: u64) -> Config {
 }
 
 /// The vCPU each workload's deployment requests without prescale, as a team sizes a
-/// fixed deployment: pods of 4 vCPU enough for its peak (web 32, batch 36) with a
-/// quarter to spare. The demo writes them beside the demand as
+/// fixed deployment from a usual day: pods of 4 vCPU for its daily peak (web 32, batch
+/// 36) with a quarter to spare, so paying for that all day and still short in the
+/// bursts above it. The demo writes them beside the demand as
 /// `demo_cpu_requests_cores{workload=...}` (what kube-state-metrics' requests would
 /// be), and each workload's `actual` prices them.
 pub const REQUESTED: [(&str, f64); 2] = [("web", 40.0), ("batch", 48.0)];
