@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use prescale_core::model::TierCount;
-use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
+use prescale_core::{Allocation, Dim, SeriesKey, Tier, TierClass, TimestampMs, Workload};
 use prescale_forecast::auto::Recipe;
 
 use crate::jumps::{Jumps, JUMP_WINDOW};
@@ -227,6 +227,43 @@ impl Scenario {
         Ok(s)
     }
 
+    /// The scenario of workload `name` as the daemon's configuration `cfg` has it: its
+    /// tiers, the workload's SLA, budgets, class and model, the control loop's pace and
+    /// the history it reads; HPA's settings and the single tier as the example
+    /// scenario's and [`hpa_tier`] say. What `prescale simulate --config` replays.
+    pub fn from_config(
+        cfg: &prescale_core::config::Config,
+        name: Option<&str>,
+    ) -> Result<Self, String> {
+        let names: Vec<&str> = cfg.workloads.iter().map(|w| w.name.as_str()).collect();
+        let w = match name {
+            Some(n) => cfg.workloads.iter().find(|w| w.name == n).ok_or_else(|| {
+                format!(
+                    "no workload {n:?} in the configuration; it has {}",
+                    names.join(", ")
+                )
+            })?,
+            None if cfg.workloads.len() == 1 => &cfg.workloads[0],
+            None => {
+                return Err(format!(
+                    "the configuration has {} workloads ({}): name one with --workload",
+                    names.len(),
+                    names.join(", ")
+                ))
+            }
+        };
+        let mut s = Scenario::parse(EXAMPLE_SCENARIO, "the example scenario")?;
+        s.single_tier = hpa_tier(&cfg.tiers, w)
+            .ok_or_else(|| format!("no tier serves {:?}, so HPA has none to scale", w.name))?;
+        s.tiers = cfg.tiers.clone();
+        s.workload = w.clone();
+        s.control.interval_s = cfg.control.interval_s;
+        s.forecast.history_s = w.history_s;
+        s.check()
+            .map_err(|(key, message)| format!("workload {:?}: {key}: {message}", w.name))?;
+        Ok(s)
+    }
+
     /// Seconds between refits: `[forecast] refit_s` when given, else the workload's.
     pub fn refit_s(&self) -> u64 {
         self.forecast.refit_s.unwrap_or(self.workload.refit_s)
@@ -343,6 +380,18 @@ impl Policy {
                 )
             })
     }
+}
+
+/// The tier HPA would scale for `w`: the standard tier named `standard`, else the first
+/// standard tier, else the first tier, that serves it.
+pub fn hpa_tier(tiers: &[Tier], w: &Workload) -> Option<String> {
+    let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(w)).collect();
+    serving
+        .iter()
+        .find(|t| t.name == "standard")
+        .or_else(|| serving.iter().find(|t| t.class == TierClass::Standard))
+        .or_else(|| serving.first())
+        .map(|t| t.name.clone())
 }
 
 /// The demand to replay: equally spaced steps.
@@ -1750,6 +1799,53 @@ mod tests {
 
     fn scenario() -> Scenario {
         Scenario::parse(EXAMPLE_SCENARIO, "example").expect("example parses")
+    }
+
+    #[test]
+    fn a_scenario_comes_from_the_daemons_configuration_too() {
+        let src = "[control]\ninterval_s = 30\n\n\
+                   [[workloads]]\nname = \"web\"\ndemand = \"x\"\nsla_quantile = 0.99\n\
+                   history_s = 604800\n\n\
+                   [[workloads]]\nname = \"db\"\ndemand = \"y\"\nclass = \"stateful\"\n";
+        let cfg = prescale_core::config::Config::parse(src, "p.toml").unwrap();
+        let s = Scenario::from_config(&cfg, Some("web")).unwrap();
+        assert_eq!(s.tiers, cfg.tiers);
+        assert_eq!(s.workload, cfg.workloads[0]);
+        assert_eq!(s.single_tier, "standard");
+        assert_eq!((s.control.interval_s, s.forecast.history_s), (30, 604_800));
+        // HPA's settings are Kubernetes' defaults, as in the example.
+        let ex = scenario();
+        assert_eq!(
+            s.reactive.target_utilization,
+            ex.reactive.target_utilization
+        );
+        let db = Scenario::from_config(&cfg, Some("db")).unwrap();
+        assert_eq!(
+            db.workload.max_spot_share, 0.0,
+            "a stateful workload's class"
+        );
+        // Which workload, when it is not clear, and one it does not have.
+        let e = Scenario::from_config(&cfg, None).unwrap_err();
+        assert!(
+            e.contains("2 workloads (web, db)") && e.contains("--workload"),
+            "{e}"
+        );
+        let e = Scenario::from_config(&cfg, Some("cache")).unwrap_err();
+        assert!(
+            e.contains("no workload \"cache\"") && e.contains("web, db"),
+            "{e}"
+        );
+        // One that no tier serves has no tier for HPA.
+        let mut only = cfg.clone();
+        for t in &mut only.tiers {
+            t.workloads = vec!["db".into()];
+        }
+        let e = Scenario::from_config(&only, Some("web")).unwrap_err();
+        assert!(e.contains("no tier serves \"web\""), "{e}");
+        // With one workload, it is the one.
+        let one = prescale_core::config::Config::default();
+        let s = Scenario::from_config(&one, None).unwrap();
+        assert_eq!(s.workload.name, one.workloads[0].name);
     }
 
     #[test]

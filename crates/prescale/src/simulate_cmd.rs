@@ -29,9 +29,16 @@ pub struct SimulateArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "example_scenario"
+        required_unless_present_any = ["example_scenario", "config"]
     )]
     pub scenario: Option<PathBuf>,
+    /// Instead of a scenario, prescale's own configuration file: its tiers and one of
+    /// its workloads (SLA, budgets, class, model), as the daemon would run them.
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
+    pub config: Option<PathBuf>,
+    /// With `--config`: the workload to simulate (needed when it has several).
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub workload: Option<String>,
     /// predictive, spec-baseline, reactive, static or oracle; or `all`: every policy on
     /// the same trace and seed, compared side by side.
     #[arg(long, default_value = "predictive")]
@@ -165,10 +172,19 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     } else {
         vec![Policy::parse(&a.policy).map_err(|e| format!("{e}, or all to compare them"))?]
     };
-    let scenario_path = a.scenario.expect("required by clap");
-    let src = std::fs::read_to_string(&scenario_path)
-        .map_err(|e| format!("{}: cannot read: {e}", scenario_path.display()))?;
-    let scenario = Scenario::parse(&src, &scenario_path.display().to_string())?;
+    let scenario = match (&a.scenario, &a.config) {
+        (Some(path), _) => {
+            let src = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            Scenario::parse(&src, &path.display().to_string())?
+        }
+        (None, Some(path)) => {
+            let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
+            Scenario::from_config(&cfg, a.workload.as_deref())
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (None, None) => unreachable!("clap requires --scenario or --config"),
+    };
     let (trace, rfc3339) = match &a.trace {
         Some(path) => load_trace(path)?,
         None => (crate::prom_trace::fetch(&a.prometheus)?, true),

@@ -485,3 +485,51 @@ fn what_the_service_had_of_memory_is_priced_too() {
         48.0 * 60.0
     );
 }
+
+#[test]
+fn the_daemons_own_configuration_stands_in_for_a_scenario() {
+    let (dir, _, trace) = example_and_trace();
+    // One tier of its own and two workloads: the simulation uses that tier.
+    let config = dir.path().join("prescale.toml");
+    std::fs::write(
+        &config,
+        "[[tiers]]\nname = \"general\"\nclass = \"standard\"\nvcpu = 2.0\nmemory_gib = 8.0\n\
+         price_per_hour = 0.1\nperformance_factor = 1.0\nlead_time_s = 60\nmax_instances = 200\n\n\
+         [[workloads]]\nname = \"web\"\ndemand = \"x\"\n\n\
+         [[workloads]]\nname = \"db\"\ndemand = \"y\"\nclass = \"stateful\"\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["simulate", "--trace", trace.to_str().unwrap()];
+        args.extend(["--config", config.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        prescale(&args)
+    };
+    let out = run(&[
+        "--workload",
+        "db",
+        "--policy",
+        "reactive",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tiers: Vec<&String> = r["cost_per_tier"].as_object().unwrap().keys().collect();
+    assert_eq!(tiers, ["general"], "{r}");
+    assert!(r["cost_total"].as_f64().unwrap() > 0.0, "{r}");
+    // Which workload must be said when there are several, and must be one of them.
+    for (extra, says) in [
+        (&[][..], "name one with --workload"),
+        (&["--workload", "cache"][..], "no workload \"cache\""),
+    ] {
+        let out = run(extra);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says) && err.contains("web, db"), "{err}");
+    }
+}

@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use prescale_core::{Dim, SeriesKey, Tier, TierClass, TimestampMs, Workload};
-use prescale_orchestrate::simulate::{reactive_matching, simulate, Policy, Scenario, Trace};
+use prescale_core::{Dim, SeriesKey, Tier, TimestampMs, Workload};
+use prescale_orchestrate::simulate::{
+    hpa_tier, reactive_matching, simulate, Policy, Scenario, Trace,
+};
 use prescale_store::Store;
 use serde::Serialize;
 
@@ -146,18 +148,6 @@ pub(crate) fn minutes_short(
         }
     }
     short_ms as f64 / 60_000.0
-}
-
-/// The tier HPA would scale for `w`: the standard tier named `standard`, else the first
-/// standard tier, else the first tier, that serves it.
-fn hpa_tier(tiers: &[Tier], w: &Workload) -> Option<String> {
-    let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(w)).collect();
-    serving
-        .iter()
-        .find(|t| t.name == "standard")
-        .or_else(|| serving.iter().find(|t| t.class == TierClass::Standard))
-        .or_else(|| serving.first())
-        .map(|t| t.name.clone())
 }
 
 /// prescale against HPA and the oracle over `w`'s stored demand in the `days` before
