@@ -12,7 +12,7 @@ use prescale_core::Dim;
 use prescale_orchestrate::simulate::Trace;
 
 /// Where the trace comes from when it is read from a query API.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct PromArgs {
     /// Read the trace from this Prometheus-compatible query API (its base URL, e.g.
     /// http://prometheus:9090) instead of a CSV file; `--cpu` gives the demand.

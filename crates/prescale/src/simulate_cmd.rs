@@ -187,7 +187,17 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     };
     let (trace, rfc3339) = match &a.trace {
         Some(path) => load_trace(path)?,
-        None => (crate::prom_trace::fetch(&a.prometheus)?, true),
+        None => {
+            let mut prom = a.prometheus.clone();
+            // What the configured workload had, as its own `actual` says, unless given.
+            if a.config.is_some() && prom.actual_cpu.is_none() && prom.actual_memory.is_none() {
+                if let Some(q) = &scenario.workload.actual {
+                    eprintln!("what the service had: the workload's actual, `{q}`");
+                    prom.actual_cpu = Some(q.clone());
+                }
+            }
+            (crate::prom_trace::fetch(&prom)?, true)
+        }
     };
     // What ran is compared only where the trace says what that was.
     let policies: Vec<Policy> = policies

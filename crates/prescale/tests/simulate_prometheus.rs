@@ -143,6 +143,42 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     assert!((cost - want).abs() < 1e-6, "{cost} for {want}");
     assert_eq!(api, ran(&["--trace", saved.to_str().unwrap()]));
 
+    // With prescale's own configuration, a workload's `actual` is what it had, unless
+    // the command line says otherwise.
+    let config = dir.path().join("prescale.toml");
+    std::fs::write(
+        &config,
+        format!("[[workloads]]\nname = \"shop\"\ndemand = \"x\"\nactual = '{actual}'\n"),
+    )
+    .unwrap();
+    let by_config = |extra: &[&str]| -> (Value, String) {
+        let mut args = vec![
+            "--prometheus",
+            url,
+            "--cpu",
+            &cpu,
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ];
+        args.extend(["--config", config.to_str().unwrap()]);
+        args.extend(["--policy", "as-run", "--format", "json"]);
+        args.extend_from_slice(extra);
+        let o = bin().arg("simulate").args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        (serde_json::from_slice(&o.stdout).unwrap(), stderr(&o))
+    };
+    let (implied, said) = by_config(&[]);
+    assert!(
+        said.contains(&format!("the workload's actual, `{actual}`")),
+        "{said}"
+    );
+    let (given, said) = by_config(&["--actual-cpu", &actual]);
+    assert!(!said.contains("the workload's actual"), "{said}");
+    assert_eq!(implied, given);
+    assert!(implied["cost_total"].as_f64().unwrap() > 0.0, "{implied}");
+
     // A query that gives a series per service must be aggregated first; one that
     // gives nothing says so.
     let both = format!("{metric}_cpu_vcpu");
