@@ -947,6 +947,12 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Every key of the configuration as TOML (no comments): what is in effect after a
+    /// file is laid over the defaults. [`Config::parse`] reads it back as it is.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a configuration is TOML")
+    }
+
     /// Reads, parses and validates a file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();

@@ -112,6 +112,12 @@ enum ConfigAction {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print the configuration in effect: the file laid over the defaults (no file:
+    /// the defaults), every key written out. Secrets are named by their files only.
+    Show {
+        /// The file to show.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -207,6 +213,14 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
                 c.workloads.len(),
                 c.tiers.len()
             );
+            Ok(())
+        }
+        ConfigAction::Show { file } => {
+            let c = match &file {
+                Some(f) => Config::load(f)?,
+                None => Config::default(),
+            };
+            print!("{}", c.to_toml());
             Ok(())
         }
     }

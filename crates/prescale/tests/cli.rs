@@ -64,6 +64,31 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("1 workload(s), 3 tier(s)"), "{said}");
+    // `config show` writes out what is in effect: the file's keys and the defaults',
+    // which read back as the same configuration.
+    let out = run(&["config", "show", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "use = \"recommend\"",
+        "name = \"web\"",
+        "[[tiers]]",
+        "retention_s = 2592000",
+    ] {
+        assert!(shown.contains(key), "{key} not in {shown}");
+    }
+    assert!(
+        !shown.contains("name = \"host\""),
+        "its workloads replace the default's"
+    );
+    let again = dir.path().join("shown.toml");
+    std::fs::write(&again, &shown).unwrap();
+    let out = run(&["config", "show", again.to_str().unwrap()]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), shown);
 
     let out = run(&[
         "config",
