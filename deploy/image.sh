@@ -36,9 +36,16 @@ trap 'rm -rf "$ctx"' EXIT
 root=$ctx/root
 mkdir -p "$root/usr/bin" "$root/etc/prescale" "$root/tmp" "$ctx/store"
 cp "$binary" "$root/usr/bin/prescale"
-# The shared libraries and the loader the binary names, at the paths it looks for them.
-libs=$(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
-[ -n "$libs" ] || { echo "deploy/image.sh: ldd found no libraries for $binary" >&2; exit 2; }
+# The shared libraries and the loader the binary names, at the paths it looks for them
+# (none for a static binary).
+if ldd_out=$(ldd "$binary" 2>&1); then
+  libs=$(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
+else
+  case $ldd_out in
+    *"not a dynamic executable"* | *"statically linked"*) libs= ;;
+    *) echo "deploy/image.sh: ldd $binary: $ldd_out" >&2; exit 2 ;;
+  esac
+fi
 for l in $libs; do
   mkdir -p "$root$(dirname "$l")"
   cp -L "$l" "$root$l"
