@@ -148,6 +148,11 @@ pub struct DemoSummary {
     pub cost_per_tier: BTreeMap<String, f64>,
     /// Cost of holding each workload's peak demand on standard instances the whole time.
     pub static_peak_cost: f64,
+    /// Cost of each workload's fixed deployment ([`REQUESTED`]) as standard instances
+    /// the whole time: what the workloads would run without prescale.
+    pub requested_cost: f64,
+    /// Workload-minutes those fixed deployments were below demand.
+    pub requested_underprovisioned_minutes: u64,
     /// Actions applied.
     pub actions: u64,
     /// Actions the provider refused.
@@ -228,6 +233,21 @@ pub fn run_demo(
             .collect(),
         ..Default::default()
     };
+    let standard = engine
+        .tiers()
+        .iter()
+        .find(|t| t.class == prescale_core::TierClass::Standard)
+        .or(engine.tiers().first())
+        .expect("at least one tier")
+        .clone();
+    // Each fixed deployment as standard instances: (instances, the vCPU they serve).
+    let fixed: BTreeMap<String, (f64, f64)> = REQUESTED
+        .iter()
+        .map(|(w, v)| {
+            let n = (v / standard.effective_capacity() - 1e-9).ceil();
+            (w.to_string(), (n, n * standard.effective_capacity()))
+        })
+        .collect();
     let began = Instant::now();
     let mut demand_sum: BTreeMap<String, (f64, f64, f64, u64)> = BTreeMap::new();
     let mut done = 0u64;
@@ -257,6 +277,12 @@ pub fn run_demo(
             e.1 = e.1.max(d);
             e.2 += cap;
             e.3 += 1;
+            if let Some((n, serves)) = fixed.get(&name) {
+                summary.requested_cost += n * standard.price_per_hour / 60.0;
+                if *serves + 1e-9 < d {
+                    summary.requested_underprovisioned_minutes += 1;
+                }
+            }
             let ws = summary.workloads.entry(name).or_default();
             if cap + 1e-9 < d {
                 ws.underprovisioned_minutes += 1;
@@ -299,12 +325,6 @@ pub fn run_demo(
     summary.errors = st.errors;
     summary.interruptions = engine.provider().interruptions();
     summary.anomalies = st.anomalies;
-    let standard = engine
-        .tiers()
-        .iter()
-        .find(|t| t.class == prescale_core::TierClass::Standard)
-        .or(engine.tiers().first())
-        .expect("at least one tier");
     for (name, (sum, peak, cap, n)) in demand_sum {
         let ws = summary.workloads.entry(name).or_default();
         ws.mean_demand = sum / n as f64;
@@ -354,5 +374,9 @@ mod tests {
             a.cost_total > 0.0 && a.cost_total < a.static_peak_cost,
             "{a:?}"
         );
+        // The fixed deployments: 10 and 12 standard instances (4 vCPU, $0.192/h) all day.
+        let want = (10.0 + 12.0) * 0.192 * 24.0;
+        assert!((a.requested_cost - want).abs() < 1e-6, "{a:?}");
+        assert!(a.requested_underprovisioned_minutes < 2 * 1440, "{a:?}");
     }
 }

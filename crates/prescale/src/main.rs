@@ -858,6 +858,20 @@ fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {
             s.max_instances_per_tier.get(tier).copied().unwrap_or(0)
         );
     }
+    if s.requested_cost > 0.0 {
+        let fixed: Vec<String> = prescale_orchestrate::demo::REQUESTED
+            .iter()
+            .map(|(w, v)| format!("{w} {v:.0}"))
+            .collect();
+        println!(
+            "  without prescale: the fixed deployments ({} vCPU) would cost ${:.2}, short {} workload-minutes; prescale costs {:.0}% less, short {}",
+            fixed.join(", "),
+            s.requested_cost,
+            s.requested_underprovisioned_minutes,
+            100.0 * (1.0 - s.cost_total / s.requested_cost),
+            s.underprovisioned_minutes
+        );
+    }
     println!(
         "  under-provisioned {} workload-minutes ({:.3}% of the time)",
         s.underprovisioned_minutes,
