@@ -28,7 +28,11 @@ fn simulate(trace: &Path, scenario: &Path, extra: &[&str]) -> Output {
 fn report(trace: &Path, scenario: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["--format", "json"];
     args.extend_from_slice(extra);
-    let out = simulate(trace, scenario, &args);
+    parsed(simulate(trace, scenario, &args))
+}
+
+/// A successful run's JSON report (or reports).
+fn parsed(out: Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "{}",
@@ -505,20 +509,14 @@ fn the_daemons_own_configuration_stands_in_for_a_scenario() {
         args.extend_from_slice(extra);
         prescale(&args)
     };
-    let out = run(&[
+    let r = parsed(run(&[
         "--workload",
         "db",
         "--policy",
         "reactive",
         "--format",
         "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ]));
     let tiers: Vec<&String> = r["cost_per_tier"].as_object().unwrap().keys().collect();
     assert_eq!(tiers, ["general"], "{r}");
     assert!(r["cost_total"].as_f64().unwrap() > 0.0, "{r}");
