@@ -177,13 +177,16 @@ fn key(workload: &str) -> SeriesKey {
         .with_label("workload", workload)
 }
 
-/// The vCPU `workload` requests without prescale: its series and value.
-fn requested(workload: &str) -> Option<(SeriesKey, f64)> {
-    let (_, v) = REQUESTED.iter().find(|(w, _)| *w == workload)?;
-    let key = SeriesKey::metric("demo_cpu_requests_cores")
-        .expect("static name")
-        .with_label("workload", workload);
-    Some((key, *v))
+/// A workload's fixed deployment ([`REQUESTED`]) in a demo run.
+struct Fixed {
+    /// Its `demo_cpu_requests_cores` series.
+    key: SeriesKey,
+    /// The vCPU it requests.
+    vcpu: f64,
+    /// Standard instances holding that.
+    instances: f64,
+    /// The vCPU those instances serve.
+    serves: f64,
 }
 
 /// Writes the warm-up history, then runs the loop minute by minute. `progress` is
@@ -195,6 +198,31 @@ pub fn run_demo(
     stop: &AtomicBool,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<DemoSummary, StoreError> {
+    let standard = engine
+        .tiers()
+        .iter()
+        .find(|t| t.class == prescale_core::TierClass::Standard)
+        .or(engine.tiers().first())
+        .expect("at least one tier")
+        .clone();
+    // Each fixed deployment: its series, the vCPU it requests, and that as standard
+    // instances (how many, and the vCPU they serve).
+    let fixed: BTreeMap<String, Fixed> = REQUESTED
+        .iter()
+        .map(|(w, v)| {
+            let key = SeriesKey::metric("demo_cpu_requests_cores")
+                .expect("static name")
+                .with_label("workload", *w);
+            let n = (v / standard.effective_capacity() - 1e-9).ceil();
+            let f = Fixed {
+                key,
+                vcpu: *v,
+                instances: n,
+                serves: n * standard.effective_capacity(),
+            };
+            (w.to_string(), f)
+        })
+        .collect();
     let mut gens = generators(opts.seed);
     let start = DEMO_START_MS;
     let warm_from = start - opts.warmup_days as i64 * 86_400_000;
@@ -214,12 +242,15 @@ pub fn run_demo(
                 t += MINUTE_MS;
             }
             store.append(&k, &batch)?;
-            if let Some((rk, v)) = requested(name) {
+            if let Some(f) = fixed.get(name) {
                 let held: Vec<Sample> = batch
                     .iter()
-                    .map(|s| Sample { ts: s.ts, value: v })
+                    .map(|s| Sample {
+                        ts: s.ts,
+                        value: f.vcpu,
+                    })
                     .collect();
-                store.append(&rk, &held)?;
+                store.append(&f.key, &held)?;
             }
         }
     }
@@ -233,21 +264,6 @@ pub fn run_demo(
             .collect(),
         ..Default::default()
     };
-    let standard = engine
-        .tiers()
-        .iter()
-        .find(|t| t.class == prescale_core::TierClass::Standard)
-        .or(engine.tiers().first())
-        .expect("at least one tier")
-        .clone();
-    // Each fixed deployment as standard instances: (instances, the vCPU they serve).
-    let fixed: BTreeMap<String, (f64, f64)> = REQUESTED
-        .iter()
-        .map(|(w, v)| {
-            let n = (v / standard.effective_capacity() - 1e-9).ceil();
-            (w.to_string(), (n, n * standard.effective_capacity()))
-        })
-        .collect();
     let began = Instant::now();
     let mut demand_sum: BTreeMap<String, (f64, f64, f64, u64)> = BTreeMap::new();
     let mut done = 0u64;
@@ -261,8 +277,14 @@ pub fn run_demo(
         for (name, g) in gens.iter_mut() {
             let d = g.next(now);
             store.append(&key(name), &[Sample { ts: now, value: d }])?;
-            if let Some((rk, v)) = requested(name) {
-                store.append(&rk, &[Sample { ts: now, value: v }])?;
+            if let Some(f) = fixed.get(name) {
+                store.append(
+                    &f.key,
+                    &[Sample {
+                        ts: now,
+                        value: f.vcpu,
+                    }],
+                )?;
             }
             demands.push((name.clone(), d));
         }
@@ -277,9 +299,9 @@ pub fn run_demo(
             e.1 = e.1.max(d);
             e.2 += cap;
             e.3 += 1;
-            if let Some((n, serves)) = fixed.get(&name) {
-                summary.requested_cost += n * standard.price_per_hour / 60.0;
-                if *serves + 1e-9 < d {
+            if let Some(f) = fixed.get(&name) {
+                summary.requested_cost += f.instances * standard.price_per_hour / 60.0;
+                if f.serves + 1e-9 < d {
                     summary.requested_underprovisioned_minutes += 1;
                 }
             }
