@@ -276,6 +276,13 @@ pub struct DimensionSource {
     /// Factor into the tier shape's unit (e.g. 1/2^30 from bytes to GiB).
     #[serde(default = "one")]
     pub scale: f64,
+    /// What the workload actually has of this dimension, in the tier shape's unit, as
+    /// PromQL over what prescale stores (its pods' memory requests in GiB, say), as
+    /// [`Workload::actual`] is for the CPU: the comparison prices what runs today with
+    /// as many instances as the dimension needing most of them asks for. Absent: that
+    /// dimension of what runs today is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
 }
 
 /// A service whose capacity prescale manages.

@@ -234,6 +234,16 @@ fn check_models(cfg: &Config) -> Result<()> {
             prescale_server::promql::check(q)
                 .map_err(|e| UsageError(format!("workload {:?}: actual: {e}", w.name)))?;
         }
+        for (dim, src) in &w.dimensions {
+            if let Some(q) = &src.actual {
+                prescale_server::promql::check(q).map_err(|e| {
+                    UsageError(format!(
+                        "workload {:?}: dimensions.{dim}.actual: {e}",
+                        w.name
+                    ))
+                })?;
+            }
+        }
         if w.model != "baseline" {
             prescale_forecast::ModelChoice::parse(&w.model)
                 .map_err(|e| UsageError(format!("workload {:?}: {e}", w.name)))?;

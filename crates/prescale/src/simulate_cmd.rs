@@ -195,6 +195,11 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                     eprintln!("what the service had: the workload's actual, `{q}`");
                     prom.actual_cpu = Some(q.clone());
                 }
+                let memory = scenario.workload.dimensions.get(Dim::Memory.name());
+                if let Some(q) = memory.and_then(|m| m.actual.as_ref()) {
+                    eprintln!("what the service had of memory: the workload's, `{q}`");
+                    prom.actual_memory = Some(q.clone());
+                }
             }
             (crate::prom_trace::fetch(&prom)?, true)
         }

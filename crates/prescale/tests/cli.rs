@@ -132,6 +132,32 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(r#"workload "host": actual:"#), "{err}");
+    // And so must each dimension's.
+    let with_memory = |q: &str| {
+        let path = dir.path().join("memory.toml");
+        let t = text.replacen(
+            "\nstep_s = 60",
+            &format!(
+                "\ndimensions = {{ memory = {{ series = \"mem\", actual = '{q}' }} }}\nstep_s = 60"
+            ),
+            1,
+        );
+        std::fs::write(&path, t).unwrap();
+        run(&["config", "check", path.to_str().unwrap()])
+    };
+    let out = with_memory("sum(requests_memory) / 2^30");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_memory("sum(requests_memory");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"workload "host": dimensions.memory.actual:"#),
+        "{err}"
+    );
 }
 
 #[test]

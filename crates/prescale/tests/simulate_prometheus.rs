@@ -143,12 +143,15 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     assert!((cost - want).abs() < 1e-6, "{cost} for {want}");
     assert_eq!(api, ran(&["--trace", saved.to_str().unwrap()]));
 
-    // With prescale's own configuration, a workload's `actual` is what it had, unless
-    // the command line says otherwise.
+    // With prescale's own configuration, a workload's `actual` (and its memory's) is
+    // what it had, unless the command line says otherwise.
     let config = dir.path().join("prescale.toml");
     std::fs::write(
         &config,
-        format!("[[workloads]]\nname = \"shop\"\ndemand = \"x\"\nactual = '{actual}'\n"),
+        format!(
+            "[[workloads]]\nname = \"shop\"\ndemand = \"x\"\nactual = '{actual}'\n\
+             dimensions = {{ memory = {{ series = \"x\", actual = '{actual_memory}' }} }}\n"
+        ),
     )
     .unwrap();
     let by_config = |extra: &[&str]| -> (Value, String) {
@@ -157,6 +160,8 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
             url,
             "--cpu",
             &cpu,
+            "--memory",
+            &memory,
             "--start",
             &start,
             "--end",
@@ -174,10 +179,18 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
         said.contains(&format!("the workload's actual, `{actual}`")),
         "{said}"
     );
-    let (given, said) = by_config(&["--actual-cpu", &actual]);
-    assert!(!said.contains("the workload's actual"), "{said}");
+    assert!(
+        said.contains(&format!("of memory: the workload's, `{actual_memory}`")),
+        "{said}"
+    );
+    let (given, said) = by_config(&["--actual-cpu", &actual, "--actual-memory", &actual_memory]);
+    assert!(!said.contains("the workload's"), "{said}");
     assert_eq!(implied, given);
     assert!(implied["cost_total"].as_f64().unwrap() > 0.0, "{implied}");
+    // Its CPU alone holds fewer instances at night than the 300 GiB need.
+    let (cpu_only, _) = by_config(&["--actual-cpu", &actual]);
+    let cost = |v: &Value| v["cost_total"].as_f64().unwrap();
+    assert!(cost(&cpu_only) < cost(&implied), "{cpu_only} {implied}");
 
     // A query that gives a series per service must be aggregated first; one that
     // gives nothing says so.

@@ -8,11 +8,15 @@
 //! `prescale_instances{workload,tier}` (held, ready or pending: billed from request) at
 //! each tier's list price, and `prescale_capacity_vcpu{workload,tier}` against
 //! `prescale_demand{workload}`, each step's demand holding over the step as the
-//! simulator counts it.
+//! simulator counts it. A workload's other dimensions (`prescale_demand_memory` and
+//! the like) are compared too: the ready instances behind each pass's CPU capacity
+//! provide them as their tier's shape says, a step is short when any dimension is, and
+//! HPA, the oracle and what runs today are simulated over all of them.
 
 use std::collections::BTreeMap;
 
 use prescale_core::{Dim, SeriesKey, Tier, TimestampMs, Workload};
+use prescale_orchestrate::engine::demand_key;
 use prescale_orchestrate::simulate::{
     hpa_tier, reactive_matching, simulate, Policy, Scenario, Trace,
 };
@@ -37,6 +41,13 @@ pub struct Comparison {
     pub to: TimestampMs,
     /// Steps of demand compared.
     pub steps: usize,
+    /// The dimensions compared, CPU first (`cpu`, `memory`, `disk_iops`,
+    /// `network_mbps`): the CPU and each of the workload's `dimensions` with demand
+    /// stored while prescale ran it. A step is short when any of them is.
+    pub dimensions: Vec<String>,
+    /// Dimensions of the workload's left out of the comparison, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dimensions_left_out: Vec<String>,
     /// What prescale did.
     pub prescale: Side,
     /// What HPA would have done, simulated.
@@ -54,13 +65,16 @@ pub struct Comparison {
     pub vs_hpa: f64,
     /// prescale's cost relative to the matched HPA's, less one.
     pub vs_matched_hpa: f64,
-    /// What the workload actually had (its `actual` query), priced as the one tier HPA
-    /// scales and short where demand was above it: what runs today while prescale
-    /// recommends. `None` without an `actual` query, or when it gave nothing.
+    /// What the workload actually had (its `actual` query, and each dimension's
+    /// `actual`), priced as instances of the one tier HPA scales, as many as the
+    /// dimension needing most of them asks for, and short where demand was above it:
+    /// what runs today while prescale recommends. `None` without an `actual` query, or
+    /// when none gave anything.
     pub as_run: Option<Side>,
     /// prescale's cost relative to that, less one.
     pub vs_as_run: Option<f64>,
-    /// Why `as_run` is missing although the workload has an `actual` query.
+    /// Why `as_run` is missing, or leaves a dimension out, although the workload has
+    /// an `actual` query for it (each dimension's reason, `; `-separated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_run_error: Option<String>,
 }
@@ -122,32 +136,52 @@ pub(crate) fn spent(
 
 /// Minutes in which `capacity` (sampled at each pass, each value kept until the next;
 /// none before the first) was below `demand` (each step's value holding over
-/// `[ts, ts + step_ms)`).
+/// `[ts, ts + step_ms)`) in any dimension: both give one value per dimension, in the
+/// same order.
 pub(crate) fn minutes_short(
-    demand: &[(TimestampMs, f64)],
-    capacity: &[(TimestampMs, f64)],
+    demand: &[(TimestampMs, Vec<f64>)],
+    capacity: &[(TimestampMs, Vec<f64>)],
     step_ms: i64,
 ) -> f64 {
+    let short = |c: Option<&Vec<f64>>, d: &[f64]| match c {
+        None => true,
+        Some(c) => c.iter().zip(d).any(|(c, d)| c < d),
+    };
     let mut short_ms = 0i64;
-    for &(t, d) in demand {
-        let end = t + step_ms;
+    for (t, d) in demand {
+        let (t, end) = (*t, t + step_ms);
         // The capacity in force at t, then each change within the step.
         let mut at = t;
         let mut k = capacity.partition_point(|c| c.0 <= t);
-        let mut c = k.checked_sub(1).map_or(0.0, |j| capacity[j].1);
+        let mut c = k.checked_sub(1).map(|j| &capacity[j].1);
         while at < end {
             let next = capacity.get(k).map_or(end, |x| x.0.min(end));
-            if c < d {
+            if short(c, d) {
                 short_ms += next - at;
             }
             at = next;
             if let Some(x) = capacity.get(k).filter(|x| x.0 < end) {
-                c = x.1;
+                c = Some(&x.1);
                 k += 1;
             }
         }
     }
     short_ms as f64 / 60_000.0
+}
+
+/// `samples` at each of `times`: a sample at the time itself, else the last one before
+/// (the first ones the first sample); `None` when there is none.
+fn at_times(samples: &[(TimestampMs, f64)], times: &[TimestampMs]) -> Option<Vec<f64>> {
+    let first = samples.first()?.1;
+    Some(
+        times
+            .iter()
+            .map(|&t| {
+                let k = samples.partition_point(|s| s.0 <= t);
+                k.checked_sub(1).map_or(first, |j| samples[j].1)
+            })
+            .collect(),
+    )
 }
 
 /// prescale against HPA and the oracle over `w`'s stored demand in the `days` before
@@ -195,16 +229,58 @@ pub fn compare(
         ));
     }
     let (first, to) = (demand[0].0, demand[demand.len() - 1].0 + step_ms);
+    let times: Vec<TimestampMs> = demand.iter().map(|d| d.0).collect();
     let single_tier = hpa_tier(tiers, w)
         .ok_or_else(|| format!("no tier serves {:?}, so HPA has none to scale", w.name))?;
+    // The workload's other dimensions, at the CPU's steps (a step missing holds the
+    // last value before it), where their demand was stored.
+    let mut others: Vec<(Dim, Vec<f64>)> = Vec::new();
+    let mut left_out = Vec::new();
+    for name in w.dimensions.keys() {
+        let Some(d) = Dim::parse(name).filter(|d| *d != Dim::Cpu) else {
+            left_out.push(format!("{name}: not a dimension prescale plans"));
+            continue;
+        };
+        let stored = store
+            .range(&demand_key(&w.name, d), began, now)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let stored: Vec<(TimestampMs, f64)> = stored.iter().map(|s| (s.ts, s.value)).collect();
+        match at_times(&stored, &times) {
+            Some(v) => others.push((d, v)),
+            None => left_out.push(format!(
+                "{name}: no demand stored since prescale began running the workload (does `{}` match any series?)",
+                w.dimensions[name].series
+            )),
+        }
+    }
+    let dims: Vec<Dim> = std::iter::once(Dim::Cpu)
+        .chain(others.iter().map(|o| o.0))
+        .collect();
+    let demand_at: Vec<(TimestampMs, Vec<f64>)> = demand
+        .iter()
+        .enumerate()
+        .map(|(i, &(t, cpu))| {
+            let mut v = vec![cpu];
+            v.extend(others.iter().map(|o| o.1[i]));
+            (t, v)
+        })
+        .collect();
     // prescale: what it held and what it had ready, pass by pass.
     let cost: f64 = tiers
         .iter()
         .zip(&held)
         .map(|(t, h)| spent(h, t.price_per_hour, first, to))
         .sum();
-    let mut ready: BTreeMap<TimestampMs, f64> = BTreeMap::new();
+    // Each pass's ready CPU as stored, and the other dimensions from the ready
+    // instances behind it (a dimension no tier's shape states never limits).
+    let mut ready: BTreeMap<TimestampMs, Vec<f64>> = BTreeMap::new();
     for t in tiers {
+        let per = |d: Dim| t.provides(d).unwrap_or(0.0);
+        let limits: Vec<bool> = dims
+            .iter()
+            .map(|&d| tiers.iter().any(|t| t.provides(d).is_some()))
+            .collect();
         for (ts, v) in series(
             store,
             "prescale_capacity_vcpu",
@@ -213,40 +289,54 @@ pub fn compare(
             first - 3_600_000,
             to,
         )? {
-            *ready.entry(ts).or_default() += v;
-        }
-    }
-    let ready: Vec<(TimestampMs, f64)> = ready.into_iter().collect();
-    let prescale = Side {
-        cost,
-        underprovisioned_minutes: minutes_short(&demand, &ready, step_ms),
-    };
-    // What the workload actually had at each step's start, where it says.
-    let (actual, as_run_error) = match &w.actual {
-        None => (None, None),
-        Some(q) => {
-            let times: Vec<TimestampMs> = demand.iter().map(|d| d.0).collect();
-            match crate::promql::series_at(store, q, &times, step_ms).map(|v| held_through(&v)) {
-                Ok(Some(v)) => (Some(v), None),
-                Ok(None) => (
-                    None,
-                    Some(format!(
-                        "`{q}` has no value while prescale ran the workload"
-                    )),
-                ),
-                Err(e) => (None, Some(format!("`{q}`: {e}"))),
+            let n = (v / t.effective_capacity()).round();
+            let row = ready.entry(ts).or_insert_with(|| {
+                limits
+                    .iter()
+                    .map(|&l| if l { 0.0 } else { f64::INFINITY })
+                    .collect()
+            });
+            row[0] += v;
+            for (k, &d) in dims.iter().enumerate().skip(1) {
+                row[k] += n * per(d);
             }
         }
+    }
+    let ready: Vec<(TimestampMs, Vec<f64>)> = ready.into_iter().collect();
+    let prescale = Side {
+        cost,
+        underprovisioned_minutes: minutes_short(&demand_at, &ready, step_ms),
     };
+    // What the workload actually had at each step's start, per dimension it says.
+    let mut queries: Vec<(Dim, &str)> = Vec::new();
+    if let Some(q) = &w.actual {
+        queries.push((Dim::Cpu, q));
+    }
+    for &d in &dims[1..] {
+        if let Some(q) = w.dimensions.get(d.name()).and_then(|s| s.actual.as_deref()) {
+            queries.push((d, q));
+        }
+    }
+    let mut actual = Vec::new();
+    let mut why_not = Vec::new();
+    for (d, q) in queries {
+        match crate::promql::series_at(store, q, &times, step_ms).map(|v| held_through(&v)) {
+            Ok(Some(v)) => actual.push((d, v)),
+            Ok(None) => why_not.push(format!(
+                "`{q}` has no value while prescale ran the workload"
+            )),
+            Err(e) => why_not.push(format!("`{q}`: {e}")),
+        }
+    }
+    let as_run_error = (!why_not.is_empty()).then(|| why_not.join("; "));
     // HPA and the oracle on the same demand, its steps laid end to end.
     let trace = Trace {
         ts: (0..demand.len() as i64)
             .map(|i| first + i * step_ms)
             .collect(),
         cpu: demand.iter().map(|d| d.1).collect(),
-        others: Vec::new(),
-        // The query gives vCPU, as the demand compared is CPU.
-        actual: actual.map(|v| vec![(Dim::Cpu, v)]).unwrap_or_default(),
+        others,
+        actual,
         step_ms,
     };
     let scenario = Scenario {
@@ -287,6 +377,8 @@ pub fn compare(
         from: first,
         to,
         steps: demand.len(),
+        dimensions: dims.iter().map(|d| d.name().to_string()).collect(),
+        dimensions_left_out: left_out,
         vs_hpa: against(cost),
         vs_matched_hpa: against(m.report.cost_total),
         vs_as_run: as_run.as_ref().map(|s| against(s.cost)),
@@ -418,17 +510,153 @@ mod tests {
 
     #[test]
     fn shortfall_counts_the_part_of_each_step_capacity_is_below_demand() {
+        let one = |v: &[(i64, f64)]| -> Vec<(i64, Vec<f64>)> {
+            v.iter().map(|&(t, x)| (t, vec![x])).collect()
+        };
         // Steps of a minute: 10, 20, 10 vCPU. Capacity 15 until 90 s, then 25.
-        let demand = [(0, 10.0), (60_000, 20.0), (120_000, 10.0)];
-        let capacity = [(0, 15.0), (90_000, 25.0)];
+        let demand = one(&[(0, 10.0), (60_000, 20.0), (120_000, 10.0)]);
+        let capacity = one(&[(0, 15.0), (90_000, 25.0)]);
         assert!((minutes_short(&demand, &capacity, 60_000) - 0.5).abs() < 1e-12);
         // None before the first pass: the first 30 s of the first step are short.
-        let late = [(30_000, 15.0)];
+        let late = one(&[(30_000, 15.0)]);
         assert!((minutes_short(&demand[..1], &late, 60_000) - 0.5).abs() < 1e-12);
         // A dip within a step counts only while it lasts.
-        let dip = [(0, 30.0), (70_000, 5.0), (80_000, 30.0)];
+        let dip = one(&[(0, 30.0), (70_000, 5.0), (80_000, 30.0)]);
         let m = minutes_short(&demand, &dip, 60_000);
         assert!((m - 10.0 / 60.0).abs() < 1e-12, "{m}");
+    }
+
+    #[test]
+    fn a_step_is_short_when_any_dimension_is() {
+        // CPU and memory: the CPU always covered; memory 64 GiB until 90 s, then 128,
+        // against 40, 100 and 40 GiB.
+        let demand = vec![
+            (0, vec![10.0, 40.0]),
+            (60_000, vec![10.0, 100.0]),
+            (120_000, vec![10.0, 40.0]),
+        ];
+        let capacity = vec![(0, vec![16.0, 64.0]), (90_000, vec![16.0, 128.0])];
+        assert!((minutes_short(&demand, &capacity, 60_000) - 0.5).abs() < 1e-12);
+        // A dimension no tier states is never short: infinite capacity.
+        let unstated = vec![(0, vec![16.0, f64::INFINITY])];
+        assert_eq!(minutes_short(&demand, &unstated, 60_000), 0.0);
+    }
+
+    #[test]
+    fn stored_values_hold_until_the_next_at_each_step() {
+        let s = [(60_000, 1.0), (180_000, 3.0)];
+        let v = at_times(&s, &[0, 60_000, 120_000, 180_000, 240_000]).unwrap();
+        assert_eq!(v, vec![1.0, 1.0, 1.0, 3.0, 3.0]);
+        assert!(at_times(&[], &[0]).is_none());
+    }
+
+    /// A workload with a memory dimension, prescale's passes written by hand: an hour of
+    /// two standard instances (8 vCPU, 32 GiB) against 4 vCPU and 20 GiB of demand, 40
+    /// GiB from minute 10 to 20; what runs today has 8 vCPU and 48 GiB.
+    #[test]
+    fn every_dimension_of_a_workload_is_compared() {
+        use prescale_core::config::Config;
+        use prescale_core::{DimensionSource, Sample};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), prescale_store::Durability::Buffered).unwrap();
+        let cfg = Config::default();
+        let mut w = cfg.workloads[0].clone();
+        w.name = "web".into();
+        w.step_s = 60;
+        let key = |name: &str, tier: Option<&str>| {
+            let k = SeriesKey::metric(name)
+                .unwrap()
+                .with_label("workload", "web".to_string());
+            tier.map_or(k.clone(), |t| k.with_label("tier", t.to_string()))
+        };
+        let put = |k: SeriesKey, ts: i64, value: f64| {
+            store.append(&k, &[Sample { ts, value }]).unwrap();
+        };
+        for m in 0..60i64 {
+            let ts = m * 60_000;
+            for t in &cfg.tiers {
+                let n = if t.name == "standard" { 2.0 } else { 0.0 };
+                put(key("prescale_instances", Some(&t.name)), ts, n);
+                put(
+                    key("prescale_capacity_vcpu", Some(&t.name)),
+                    ts,
+                    n * t.effective_capacity(),
+                );
+            }
+            put(key("prescale_demand", None), ts, 4.0);
+            // No memory stored from 30 to 34: the value before holds.
+            if !(30..35).contains(&m) {
+                let gib = if (10..20).contains(&m) { 40.0 } else { 20.0 };
+                put(key("prescale_demand_memory", None), ts, gib);
+            }
+            put(SeriesKey::metric("requests_cpu").unwrap(), ts, 8.0);
+            put(SeriesKey::metric("requests_memory_gib").unwrap(), ts, 48.0);
+        }
+        let now = 3_600_000;
+        let cpu_only = {
+            let mut w = w.clone();
+            w.actual = Some("sum(requests_cpu)".into());
+            compare(&store, &cfg.tiers, &w, 1.0, now).unwrap()
+        };
+        assert_eq!(cpu_only.dimensions, vec!["cpu"]);
+        assert_eq!(cpu_only.prescale.underprovisioned_minutes, 0.0);
+        let mem = |actual: Option<&str>| DimensionSource {
+            series: "memory_used_gib".into(),
+            scale: 1.0,
+            actual: actual.map(String::from),
+        };
+        w.actual = Some("sum(requests_cpu)".into());
+        w.dimensions
+            .insert("memory".into(), mem(Some("sum(requests_memory_gib)")));
+        let c = compare(&store, &cfg.tiers, &w, 1.0, now).unwrap();
+        assert_eq!(c.dimensions, vec!["cpu", "memory"]);
+        assert!(c.dimensions_left_out.is_empty());
+        assert_eq!(c.steps, 60);
+        // prescale: $0.192 an hour twice over, short of memory for ten minutes.
+        assert!((c.prescale.cost - 2.0 * 0.192).abs() < 1e-9);
+        assert!((c.prescale.underprovisioned_minutes - 10.0).abs() < 1e-9);
+        assert_eq!(cpu_only.prescale.cost, c.prescale.cost);
+        // What runs today: 48 GiB takes three instances, which are never short.
+        let ran = c.as_run.clone().unwrap();
+        assert!((ran.cost - 3.0 * 0.192).abs() < 1e-9, "{}", ran.cost);
+        assert_eq!(ran.underprovisioned_minutes, 0.0);
+        assert!(c.as_run_error.is_none());
+        // Its CPU alone says two, which the memory outgrows for those ten minutes.
+        let cpu_ran = cpu_only.as_run.clone().unwrap();
+        assert!((cpu_ran.cost - 2.0 * 0.192).abs() < 1e-9);
+        let mut unknown_memory = w.clone();
+        unknown_memory.dimensions.insert("memory".into(), mem(None));
+        let u = compare(&store, &cfg.tiers, &unknown_memory, 1.0, now).unwrap();
+        assert!((u.as_run.unwrap().underprovisioned_minutes - 10.0).abs() < 1e-9);
+        // HPA and the oracle need more where memory binds.
+        assert!(c.oracle_cost > cpu_only.oracle_cost);
+        assert!(c.hpa.cost > cpu_only.hpa.cost);
+        // A dimension with nothing stored is left out, saying why; a failing actual
+        // query is named while the other dimensions' are priced.
+        w.dimensions.insert(
+            "disk_iops".into(),
+            DimensionSource {
+                series: "no_such_series".into(),
+                scale: 1.0,
+                actual: None,
+            },
+        );
+        w.dimensions
+            .insert("memory".into(), mem(Some("sum(no_such_requests)")));
+        let c = compare(&store, &cfg.tiers, &w, 1.0, now).unwrap();
+        assert_eq!(c.dimensions, vec!["cpu", "memory"]);
+        assert_eq!(c.dimensions_left_out.len(), 1);
+        assert!(
+            c.dimensions_left_out[0].starts_with("disk_iops: no demand stored"),
+            "{:?}",
+            c.dimensions_left_out
+        );
+        let e = c.as_run_error.clone().unwrap();
+        assert!(
+            e.contains("sum(no_such_requests)") && e.contains("no value"),
+            "{e}"
+        );
+        assert!((c.as_run.unwrap().underprovisioned_minutes - 10.0).abs() < 1e-9);
     }
 
     #[test]
