@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use prescale_collect::{DemandProfile, SyntheticDemand};
 use prescale_core::config::Config;
-use prescale_core::{Sample, SeriesKey, TimestampMs};
+use prescale_core::{Dim, DimensionSource, Sample, SeriesKey, TimestampMs};
 use prescale_store::StoreError;
 use serde::Serialize;
 
@@ -48,7 +48,8 @@ impl Default for DemoOptions {
 }
 
 /// The demo's configuration: the default tier catalog and two workloads with different
-/// shapes, a 5-minute forecast step and a 1-minute control interval, and no receivers.
+/// shapes (the batch job's memory binding more than its CPU), a 5-minute forecast step
+/// and a 1-minute control interval, and no receivers.
 pub fn demo_config(seed: u64) -> Config {
     let mut c = Config::default();
     c.control.interval_s = 60;
@@ -72,24 +73,55 @@ pub fn demo_config(seed: u64) -> Config {
     batch.name = "batch".into();
     batch.demand = r#"demo_cpu_demand_cores{workload="batch"}"#.into();
     batch.actual = Some(r#"sum(demo_cpu_requests_cores{workload="batch"})"#.into());
+    // Its jobs hold their data in memory: instances of 16 GiB run out of memory before
+    // they run out of CPU, so the plan covers both.
+    batch.dimensions.insert(
+        Dim::Memory.name().into(),
+        DimensionSource {
+            series: r#"demo_memory_demand_gib{workload="batch"}"#.into(),
+            scale: 1.0,
+            actual: Some(r#"sum(demo_memory_requests_gib{workload="batch"})"#.into()),
+        },
+    );
     batch.max_spot_share = 0.8;
     batch.sla_quantile = 0.9;
     c.workloads = vec![web, batch];
     c
 }
 
-/// The vCPU each workload's deployment requests without prescale, as a team sizes a
-/// fixed deployment from a usual day: pods of 4 vCPU for its daily peak (web 32, batch
-/// 36) with a quarter to spare, so paying for that all day and still short in the
+/// What each workload's deployment requests without prescale, as a team sizes a fixed
+/// deployment from a usual day: its daily peak (web 32 vCPU, batch 36 vCPU and 200 GiB)
+/// with about a quarter to spare, so paying for that all day and still short in the
 /// bursts above it. The demo writes them beside the demand as
-/// `demo_cpu_requests_cores{workload=...}` (what kube-state-metrics' requests would
-/// be), and each workload's `actual` prices them.
-pub const REQUESTED: [(&str, f64); 2] = [("web", 40.0), ("batch", 48.0)];
+/// `demo_cpu_requests_cores{workload=...}` and `demo_memory_requests_gib` (what
+/// kube-state-metrics' requests would be), and each workload's `actual` prices them.
+pub const REQUESTED: [(&str, Dim, f64); 3] = [
+    ("web", Dim::Cpu, 40.0),
+    ("batch", Dim::Cpu, 48.0),
+    ("batch", Dim::Memory, 280.0),
+];
 
-fn generators(seed: u64) -> Vec<(String, SyntheticDemand)> {
+/// The series of a demo workload's demand (`demo_cpu_demand_cores`,
+/// `demo_memory_demand_gib`) or, with `requests`, of what its fixed deployment requests.
+fn demo_key(workload: &str, dim: Dim, requests: bool) -> SeriesKey {
+    let unit = match dim {
+        Dim::Cpu => "cores",
+        Dim::Memory => "gib",
+        Dim::Disk => "iops",
+        Dim::Network => "mbps",
+    };
+    let what = if requests { "requests" } else { "demand" };
+    let resource = if dim == Dim::Cpu { "cpu" } else { dim.name() };
+    SeriesKey::metric(format!("demo_{resource}_{what}_{unit}"))
+        .expect("static name")
+        .with_label("workload", workload)
+}
+
+fn generators(seed: u64) -> Vec<(String, Dim, SyntheticDemand)> {
     vec![
         (
             "web".into(),
+            Dim::Cpu,
             SyntheticDemand::new(
                 DemandProfile::Service {
                     base: 8.0,
@@ -103,6 +135,7 @@ fn generators(seed: u64) -> Vec<(String, SyntheticDemand)> {
         ),
         (
             "batch".into(),
+            Dim::Cpu,
             SyntheticDemand::new(
                 DemandProfile::NightlyBatch {
                     idle: 3.0,
@@ -112,6 +145,21 @@ fn generators(seed: u64) -> Vec<(String, SyntheticDemand)> {
                 },
                 seed.wrapping_add(1),
                 0.05,
+                0.5,
+            ),
+        ),
+        (
+            "batch".into(),
+            Dim::Memory,
+            SyntheticDemand::new(
+                DemandProfile::NightlyBatch {
+                    idle: 24.0,
+                    busy: 200.0,
+                    start_hour: 1.0,
+                    end_hour: 4.5,
+                },
+                seed.wrapping_add(2),
+                0.03,
                 0.5,
             ),
         ),
@@ -128,6 +176,20 @@ pub struct WorkloadSummary {
     /// Peak demand (vCPU).
     pub peak_demand: f64,
     /// Mean ready effective capacity (vCPU).
+    pub mean_capacity: f64,
+    /// The same for each other dimension the workload plans (`memory`: GiB).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dimensions: BTreeMap<String, DimensionSummary>,
+}
+
+/// A workload's demand and ready capacity in a dimension other than CPU.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DimensionSummary {
+    /// Mean demand.
+    pub mean_demand: f64,
+    /// Peak demand.
+    pub peak_demand: f64,
+    /// Mean ready capacity.
     pub mean_capacity: f64,
 }
 
@@ -146,7 +208,8 @@ pub struct DemoSummary {
     pub cost_total: f64,
     /// Cost per tier.
     pub cost_per_tier: BTreeMap<String, f64>,
-    /// Cost of holding each workload's peak demand on standard instances the whole time.
+    /// Cost of holding each workload's peak demand on standard instances the whole time
+    /// (as many as its dimension needing most asks for).
     pub static_peak_cost: f64,
     /// Cost of each workload's fixed deployment ([`REQUESTED`]) as standard instances
     /// the whole time: what the workloads would run without prescale.
@@ -171,22 +234,15 @@ pub struct DemoSummary {
     pub interrupted: bool,
 }
 
-fn key(workload: &str) -> SeriesKey {
-    SeriesKey::metric("demo_cpu_demand_cores")
-        .expect("static name")
-        .with_label("workload", workload)
-}
-
 /// A workload's fixed deployment ([`REQUESTED`]) in a demo run.
+#[derive(Default)]
 struct Fixed {
-    /// Its `demo_cpu_requests_cores` series.
-    key: SeriesKey,
-    /// The vCPU it requests.
-    vcpu: f64,
-    /// Standard instances holding that.
+    /// Per dimension it requests: its `demo_*_requests_*` series and the amount.
+    requests: Vec<(Dim, SeriesKey, f64)>,
+    /// Standard instances holding that: as many as the dimension needing most asks for.
     instances: f64,
-    /// The vCPU those instances serve.
-    serves: f64,
+    /// What those instances serve of each dimension the tier's shape states.
+    serves: Vec<(Dim, f64)>,
 }
 
 /// Writes the warm-up history, then runs the loop minute by minute. `progress` is
@@ -205,31 +261,35 @@ pub fn run_demo(
         .or(engine.tiers().first())
         .expect("at least one tier")
         .clone();
-    // Each fixed deployment: its series, the vCPU it requests, and that as standard
-    // instances (how many, and the vCPU they serve).
-    let fixed: BTreeMap<String, Fixed> = REQUESTED
-        .iter()
-        .map(|(w, v)| {
-            let key = SeriesKey::metric("demo_cpu_requests_cores")
-                .expect("static name")
-                .with_label("workload", *w);
-            let n = (v / standard.effective_capacity() - 1e-9).ceil();
-            let f = Fixed {
-                key,
-                vcpu: *v,
-                instances: n,
-                serves: n * standard.effective_capacity(),
-            };
-            (w.to_string(), f)
-        })
-        .collect();
+    // Each fixed deployment: its series, what it requests, and that as standard
+    // instances (how many, and what they serve).
+    let mut fixed: BTreeMap<String, Fixed> = BTreeMap::new();
+    for (w, d, v) in REQUESTED {
+        let f = fixed.entry(w.to_string()).or_default();
+        f.requests.push((d, demo_key(w, d, true), v));
+        if let Some(per) = standard.provides(d) {
+            f.instances = f.instances.max((v / per - 1e-9).ceil());
+        }
+    }
+    for f in fixed.values_mut() {
+        f.serves = [Dim::Cpu, Dim::Memory, Dim::Disk, Dim::Network]
+            .into_iter()
+            .filter_map(|d| Some((d, f.instances * standard.provides(d)?)))
+            .collect();
+    }
     let mut gens = generators(opts.seed);
     let start = DEMO_START_MS;
     let warm_from = start - opts.warmup_days as i64 * 86_400_000;
     let store = engine.store().clone();
     // Warm-up history, one sample per minute, written in day-sized batches.
-    for (name, g) in gens.iter_mut() {
-        let k = key(name);
+    for (name, dim, g) in gens.iter_mut() {
+        let k = demo_key(name, *dim, false);
+        let requested = fixed.get(name.as_str()).and_then(|f| {
+            f.requests
+                .iter()
+                .find(|r| r.0 == *dim)
+                .map(|r| (r.1.clone(), r.2))
+        });
         let mut t = warm_from;
         while t < start {
             let end = (t + 86_400_000).min(start);
@@ -242,15 +302,15 @@ pub fn run_demo(
                 t += MINUTE_MS;
             }
             store.append(&k, &batch)?;
-            if let Some(f) = fixed.get(name) {
+            if let Some((key, value)) = &requested {
                 let held: Vec<Sample> = batch
                     .iter()
                     .map(|s| Sample {
                         ts: s.ts,
-                        value: f.vcpu,
+                        value: *value,
                     })
                     .collect();
-                store.append(&f.key, &held)?;
+                store.append(key, &held)?;
             }
         }
     }
@@ -265,7 +325,8 @@ pub fn run_demo(
         ..Default::default()
     };
     let began = Instant::now();
-    let mut demand_sum: BTreeMap<String, (f64, f64, f64, u64)> = BTreeMap::new();
+    // Per workload and dimension: demand summed, its peak, ready capacity summed, minutes.
+    let mut sums: BTreeMap<(String, Dim), (f64, f64, f64, u64)> = BTreeMap::new();
     let mut done = 0u64;
     for m in 0..total {
         if stop.load(Ordering::Relaxed) {
@@ -273,40 +334,43 @@ pub fn run_demo(
             break;
         }
         let now = start + m as i64 * MINUTE_MS;
-        let mut demands = Vec::new();
-        for (name, g) in gens.iter_mut() {
+        // Each workload's demand in every dimension it has.
+        let mut demands: BTreeMap<String, Vec<(Dim, f64)>> = BTreeMap::new();
+        for (name, dim, g) in gens.iter_mut() {
             let d = g.next(now);
-            store.append(&key(name), &[Sample { ts: now, value: d }])?;
-            if let Some(f) = fixed.get(name) {
-                store.append(
-                    &f.key,
-                    &[Sample {
-                        ts: now,
-                        value: f.vcpu,
-                    }],
-                )?;
+            let at = |value| [Sample { ts: now, value }];
+            store.append(&demo_key(name, *dim, false), &at(d))?;
+            demands.entry(name.clone()).or_default().push((*dim, d));
+        }
+        for f in fixed.values() {
+            for (_, key, v) in &f.requests {
+                store.append(key, &[Sample { ts: now, value: *v }])?;
             }
-            demands.push((name.clone(), d));
         }
         engine.tick(now)?;
         for (name, d) in demands {
-            let cap = engine
-                .provider()
-                .allocation(&name, now)
-                .ready_capacity(engine.tiers());
-            let e = demand_sum.entry(name.clone()).or_default();
-            e.0 += d;
-            e.1 = e.1.max(d);
-            e.2 += cap;
-            e.3 += 1;
+            let alloc = engine.provider().allocation(&name, now);
+            let ws = summary.workloads.entry(name.clone()).or_default();
+            for &(dim, v) in &d {
+                let cap = alloc.ready_of(engine.tiers(), dim).unwrap_or(0.0);
+                let e = sums.entry((name.clone(), dim)).or_default();
+                e.0 += v;
+                e.1 = e.1.max(v);
+                e.2 += cap;
+                e.3 += 1;
+            }
             if let Some(f) = fixed.get(&name) {
                 summary.requested_cost += f.instances * standard.price_per_hour / 60.0;
-                if f.serves + 1e-9 < d {
+                let short = d.iter().any(|&(dim, v)| {
+                    f.serves
+                        .iter()
+                        .any(|&(sd, serves)| sd == dim && serves + 1e-9 < v)
+                });
+                if short {
                     summary.requested_underprovisioned_minutes += 1;
                 }
             }
-            let ws = summary.workloads.entry(name).or_default();
-            if cap + 1e-9 < d {
+            if alloc.short_of(engine.tiers(), &d).is_some() {
                 ws.underprovisioned_minutes += 1;
                 summary.underprovisioned_minutes += 1;
             }
@@ -335,7 +399,11 @@ pub fn run_demo(
     let status = engine.status_handle();
     let st = status.read().expect("status lock");
     summary.simulated_minutes = done;
-    let workload_minutes: u64 = demand_sum.values().map(|e| e.3).sum();
+    let workload_minutes: u64 = sums
+        .iter()
+        .filter(|((_, d), _)| *d == Dim::Cpu)
+        .map(|(_, e)| e.3)
+        .sum();
     summary.underprovisioned_share = if workload_minutes > 0 {
         summary.underprovisioned_minutes as f64 / workload_minutes as f64
     } else {
@@ -347,12 +415,29 @@ pub fn run_demo(
     summary.errors = st.errors;
     summary.interruptions = engine.provider().interruptions();
     summary.anomalies = st.anomalies;
-    for (name, (sum, peak, cap, n)) in demand_sum {
+    // Standard instances for each workload's peak in the dimension needing most, and
+    // the minutes they would be held.
+    let mut peak_instances: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for ((name, dim), (sum, peak, cap, n)) in sums {
+        if let Some(per) = standard.provides(dim) {
+            let e = peak_instances.entry(name.clone()).or_default();
+            *e = (e.0.max((peak / per).ceil()), n);
+        }
         let ws = summary.workloads.entry(name).or_default();
-        ws.mean_demand = sum / n as f64;
-        ws.peak_demand = peak;
-        ws.mean_capacity = cap / n as f64;
-        let instances = (peak / standard.effective_capacity()).ceil();
+        if dim == Dim::Cpu {
+            ws.mean_demand = sum / n as f64;
+            ws.peak_demand = peak;
+            ws.mean_capacity = cap / n as f64;
+        } else {
+            let d = DimensionSummary {
+                mean_demand: sum / n as f64,
+                peak_demand: peak,
+                mean_capacity: cap / n as f64,
+            };
+            ws.dimensions.insert(dim.name().to_string(), d);
+        }
+    }
+    for (instances, n) in peak_instances.into_values() {
         summary.static_peak_cost += instances * standard.price_per_hour * n as f64 / 60.0;
     }
     Ok(summary)
@@ -396,9 +481,21 @@ mod tests {
             a.cost_total > 0.0 && a.cost_total < a.static_peak_cost,
             "{a:?}"
         );
-        // The fixed deployments: 10 and 12 standard instances (4 vCPU, $0.192/h) all day.
-        let want = (10.0 + 12.0) * 0.192 * 24.0;
+        // The fixed deployments: 10 standard instances (4 vCPU, 16 GiB, $0.192/h) for
+        // web's 40 vCPU, and 18 for batch's 280 GiB (its 48 vCPU would take 12), all day.
+        let want = (10.0 + 18.0) * 0.192 * 24.0;
         assert!((a.requested_cost - want).abs() < 1e-6, "{a:?}");
         assert!(a.requested_underprovisioned_minutes < 2 * 1440, "{a:?}");
+        // The batch job's memory was planned for: ready memory well above its demand on
+        // average, and more instances than its CPU alone needs.
+        let batch = &a.workloads["batch"];
+        let memory = &batch.dimensions["memory"];
+        assert!(memory.peak_demand > 190.0, "{memory:?}");
+        assert!(memory.mean_capacity > memory.mean_demand, "{memory:?}");
+        assert!(
+            batch.mean_capacity / batch.mean_demand > memory.mean_capacity / memory.mean_demand,
+            "the CPU is the dimension with room to spare: {batch:?}"
+        );
+        assert!(a.workloads["web"].dimensions.is_empty());
     }
 }

@@ -869,12 +869,21 @@ fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {
         );
     }
     if s.requested_cost > 0.0 {
-        let fixed: Vec<String> = prescale_orchestrate::demo::REQUESTED
-            .iter()
-            .map(|(w, v)| format!("{w} {v:.0}"))
+        // "web 40 vCPU, batch 48 vCPU and 280 GiB".
+        let mut fixed: Vec<(&str, Vec<String>)> = Vec::new();
+        for (w, d, v) in prescale_orchestrate::demo::REQUESTED {
+            let amount = format!("{v:.0} {}", d.unit());
+            match fixed.iter_mut().find(|f| f.0 == w) {
+                Some(f) => f.1.push(amount),
+                None => fixed.push((w, vec![amount])),
+            }
+        }
+        let fixed: Vec<String> = fixed
+            .into_iter()
+            .map(|(w, a)| format!("{w} {}", a.join(" and ")))
             .collect();
         println!(
-            "  without prescale: the fixed deployments ({} vCPU) would cost ${:.2}, short {} workload-minutes; prescale costs {:.0}% less, short {}",
+            "  without prescale: the fixed deployments ({}) would cost ${:.2}, short {} workload-minutes; prescale costs {:.0}% less, short {}",
             fixed.join(", "),
             s.requested_cost,
             s.requested_underprovisioned_minutes,
@@ -892,6 +901,13 @@ fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {
             "    {w:<10} {:>5} min short; demand mean {:.1} peak {:.1} vCPU; capacity mean {:.1} vCPU",
             ws.underprovisioned_minutes, ws.mean_demand, ws.peak_demand, ws.mean_capacity
         );
+        for (dim, d) in &ws.dimensions {
+            let unit = prescale_core::Dim::parse(dim).map_or("", |d| d.unit());
+            println!(
+                "    {:<10}       {dim}: demand mean {:.1} peak {:.1} {unit}; capacity mean {:.1} {unit}",
+                "", d.mean_demand, d.peak_demand, d.mean_capacity
+            );
+        }
     }
     println!(
         "  actions {}   refused {}   spot interruptions {}   anomalies {}",

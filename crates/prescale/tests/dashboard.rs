@@ -131,8 +131,14 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             )),
             "{name}: the plan's cost is not shown"
         );
-        // Two charts: demand and capacity, and what the capacity costs.
-        assert_eq!(s.matches("<svg").count(), 2, "{name}");
+        // Two charts: demand and capacity, and what the capacity costs; then one for
+        // each other dimension the plan covers (the batch job's memory).
+        let others = status["dimensions"].as_array().map_or(0, |d| d.len());
+        assert_eq!(others, usize::from(name == "batch"), "{name}: {status}");
+        assert_eq!(s.matches("<svg").count(), 2 + others, "{name}");
+        let (first, rest) = s
+            .split_once("cost per hour by tier")
+            .unwrap_or_else(|| panic!("{name}: no cost chart"));
         let now = overview["last_tick"].as_f64().unwrap() / 1000.0;
         // As the page asks: the last 48 hours, at most 720 samples (each the highest,
         // or the mean, of its slice).
@@ -151,7 +157,7 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         // last 48 hours), the forecast fan (outer and inner bands, dashed median) with a
         // point per forecast step, and capacity stacked per tier.
         let demand_steps = stored(format!("prescale_demand{{workload=\"{name}\"}}"), "max").len();
-        let line = paths(s, "stroke=\"#1d2330\"");
+        let line = paths(first, "stroke=\"#1d2330\"");
         assert_eq!(line.len(), 1, "{name}: one demand line");
         assert_eq!(
             points(line[0]),
@@ -159,7 +165,7 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             "{name}: a point per demand step"
         );
         let steps = status["forecast"]["values"].as_array().unwrap().len();
-        let fan = paths(s, "fill=\"#e0457b\"");
+        let fan = paths(first, "fill=\"#e0457b\"");
         assert_eq!(fan.len(), 2, "{name}: the outer and inner bands");
         for band in &fan {
             assert_eq!(
@@ -168,12 +174,12 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
                 "{name}: each band goes out and back"
             );
         }
-        let median = paths(s, "stroke=\"#e0457b\"");
+        let median = paths(first, "stroke=\"#e0457b\"");
         assert_eq!(median.len(), 1, "{name}");
         assert_eq!(points(median[0]), steps, "{name}: a median point per step");
         let tiers = overview["tiers"].as_array().unwrap();
         assert_eq!(
-            paths(s, "fill-opacity=\"0.35\"").len(),
+            paths(first, "fill-opacity=\"0.35\"").len(),
             tiers.len(),
             "{name}: a capacity area per tier"
         );
@@ -233,19 +239,27 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         };
         assert!(s.contains(&matched), "{name}: no {matched}");
         // And against what the workload has without prescale (its `actual`: the demo's
-        // fixed deployments, web 40 vCPU and batch 48 in pods of 4), priced as that many
-        // instances of HPA's tier over the same span.
-        let requested = match name {
-            "web" => 40.0,
-            _ => 48.0,
+        // fixed deployments, web 40 vCPU, batch 48 vCPU and 280 GiB), priced as
+        // instances of HPA's tier over the same span, as many as the dimension needing
+        // most asks for (batch: its memory).
+        let (vcpu, gib) = match name {
+            "web" => (40.0, 0.0),
+            _ => (48.0, 280.0),
         };
         let tier = tiers
             .iter()
             .find(|t| t["name"] == c["hpa_tier"])
             .unwrap_or_else(|| panic!("{c}"));
         let per = f(&tier["vcpu"]) * f(&tier["performance_factor"]);
+        let instances = f64::max((vcpu / per).ceil(), (gib / f(&tier["memory_gib"])).ceil());
+        let dims = if name == "web" {
+            vec!["cpu"]
+        } else {
+            vec!["cpu", "memory"]
+        };
+        assert_eq!(c["dimensions"], serde_json::json!(dims), "{c}");
         let hours = (f(&c["to"]) - f(&c["from"])) / 3.6e6;
-        let want = (requested / per).ceil() * f(&tier["price_per_hour"]) * hours;
+        let want = instances * f(&tier["price_per_hour"]) * hours;
         let ran = f(&c["as_run"]["cost"]);
         assert!((ran - want).abs() < 1e-6, "{name}: as run {ran} for {want}");
         let line = format!(
@@ -272,12 +286,35 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         assert!(
             values
                 .iter()
-                .all(|v| v[1].as_str() == Some(&requested.to_string())),
+                .all(|v| v[1].as_str() == Some(&vcpu.to_string())),
             "{name}: {answer}"
         );
-        let had = paths(s, "stroke=\"#d35400\"");
+        let had = paths(first, "stroke=\"#d35400\"");
         assert_eq!(had.len(), 1, "{name}: one line of what it has");
         assert_eq!(points(had[0]), values.len(), "{name}");
+        // The batch job's memory: its chart, with the 280 GiB it requests drawn dashed
+        // from its own `actual`, a point per step of that query's answer.
+        let memory_had = paths(rest, "stroke=\"#d35400\"");
+        if name == "batch" {
+            assert!(rest.contains("memory (GiB): demand "), "{name}");
+            let q = w["dimensions_actual"]["memory"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {w}"));
+            let answer = json(
+                addr,
+                &format!(
+                    "/api/v1/query_range?query={}&start={}&end={now}&step=240",
+                    enc(q),
+                    now - 48.0 * 3600.0
+                ),
+            );
+            let gib = answer["result"][0]["values"].as_array().unwrap();
+            assert!(gib.iter().all(|v| v[1].as_str() == Some("280")), "{answer}");
+            assert_eq!(memory_had.len(), 1, "{name}");
+            assert_eq!(points(memory_had[0]), gib.len(), "{name}");
+        } else {
+            assert!(memory_had.is_empty(), "{name}");
+        }
         assert!(
             s.contains("what it has without prescale"),
             "{name}: in the legend"

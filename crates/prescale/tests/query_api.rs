@@ -139,8 +139,8 @@ fn promtool_reads_queries_series_and_labels_as_from_prometheus() {
     let got = promtool(addr, "series", &[demo], None);
     assert_eq!(
         got.as_array().unwrap().len(),
-        4,
-        "a demand and what it requests per workload: {got}"
+        6,
+        "a demand and what it requests per workload, and the batch job's memory: {got}"
     );
 
     // Label values.
@@ -161,6 +161,9 @@ fn promtool_reads_queries_series_and_labels_as_from_prometheus() {
         "prescale_instances",
         "demo_cpu_demand_cores",
         "demo_cpu_requests_cores",
+        "demo_memory_demand_gib",
+        "demo_memory_requests_gib",
+        "prescale_demand_memory",
     ] {
         assert!(names.contains(&n), "{n} missing from {got}");
     }

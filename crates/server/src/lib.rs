@@ -410,6 +410,12 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 "name": name,
                 // PromQL for what it has without prescale, when configured.
                 "actual": cfg.actual,
+                // The same for each other dimension that says (e.g. its memory in GiB).
+                "dimensions_actual": cfg
+                    .dimensions
+                    .iter()
+                    .filter_map(|(d, src)| Some((d.clone(), src.actual.clone()?)))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
                 "demand": w.demand,
                 "ready_capacity": w.ready_capacity,
                 "allocation": w.allocation,
