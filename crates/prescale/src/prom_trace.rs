@@ -43,6 +43,14 @@ pub struct PromArgs {
     /// `as-run` then holds enough instances for both, as a memory-heavy service needs.
     #[arg(long, value_name = "PROMQL", requires = "prometheus")]
     pub actual_memory: Option<String>,
+    /// With `--prometheus`: PromQL giving the disk IOPS the service actually had (its
+    /// volumes' provisioned IOPS, say), where disk binds.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub actual_disk_iops: Option<String>,
+    /// With `--prometheus`: PromQL giving the network Mbps the service actually had,
+    /// where the network binds.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub actual_network_mbps: Option<String>,
     /// First step of the history read (unix seconds or RFC 3339); by default a week
     /// before `--end`.
     #[arg(long, value_name = "TIME", requires = "prometheus")]
@@ -166,6 +174,8 @@ pub fn fetch(a: &PromArgs) -> Result<Trace, String> {
         (Query::Demand(Dim::Network), a.network_mbps.as_deref()),
         (Query::Had(Dim::Cpu), a.actual_cpu.as_deref()),
         (Query::Had(Dim::Memory), a.actual_memory.as_deref()),
+        (Query::Had(Dim::Disk), a.actual_disk_iops.as_deref()),
+        (Query::Had(Dim::Network), a.actual_network_mbps.as_deref()),
     ]
     .into_iter()
     .filter_map(|(d, q)| Some((d, q?)))

@@ -189,16 +189,31 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         Some(path) => load_trace(path)?,
         None => {
             let mut prom = a.prometheus.clone();
-            // What the configured workload had, as its own `actual` says, unless given.
-            if a.config.is_some() && prom.actual_cpu.is_none() && prom.actual_memory.is_none() {
-                if let Some(q) = &scenario.workload.actual {
-                    eprintln!("what the service had: the workload's actual, `{q}`");
-                    prom.actual_cpu = Some(q.clone());
-                }
-                let memory = scenario.workload.dimensions.get(Dim::Memory.name());
-                if let Some(q) = memory.and_then(|m| m.actual.as_ref()) {
-                    eprintln!("what the service had of memory: the workload's, `{q}`");
-                    prom.actual_memory = Some(q.clone());
+            // What the configured workload had, as its own `actual` (and each
+            // dimension's) says, unless the command line says what it had.
+            let w = &scenario.workload;
+            let had = [
+                &mut prom.actual_cpu,
+                &mut prom.actual_memory,
+                &mut prom.actual_disk_iops,
+                &mut prom.actual_network_mbps,
+            ];
+            if a.config.is_some() && had.iter().all(|q| q.is_none()) {
+                for (d, slot) in [Dim::Cpu, Dim::Memory, Dim::Disk, Dim::Network]
+                    .into_iter()
+                    .zip(had)
+                {
+                    let q = match d {
+                        Dim::Cpu => w.actual.as_ref(),
+                        _ => w.dimensions.get(d.name()).and_then(|s| s.actual.as_ref()),
+                    };
+                    if let Some(q) = q {
+                        eprintln!(
+                            "what the service had of {}: the workload's actual, `{q}`",
+                            d.name()
+                        );
+                        *slot = Some(q.clone());
+                    }
                 }
             }
             (crate::prom_trace::fetch(&prom)?, true)

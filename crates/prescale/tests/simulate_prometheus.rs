@@ -180,7 +180,9 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
         "{said}"
     );
     assert!(
-        said.contains(&format!("of memory: the workload's, `{actual_memory}`")),
+        said.contains(&format!(
+            "of memory: the workload's actual, `{actual_memory}`"
+        )),
         "{said}"
     );
     let (given, said) = by_config(&["--actual-cpu", &actual, "--actual-memory", &actual_memory]);
@@ -191,6 +193,25 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     let (cpu_only, _) = by_config(&["--actual-cpu", &actual]);
     let cost = |v: &Value| v["cost_total"].as_f64().unwrap();
     assert!(cost(&cpu_only) < cost(&implied), "{cpu_only} {implied}");
+    // Disk too: 60,000 IOPS provisioned is 20 instances of 3,000, at every step.
+    let disk = format!("{cpu} * 200");
+    let disk_had = format!("{cpu} * 0 + 60000");
+    let mut args = source[..4].to_vec();
+    args.extend(["--disk-iops", &disk, "--actual-cpu", &actual]);
+    args.extend([
+        "--actual-disk-iops",
+        &disk_had,
+        "--start",
+        &start,
+        "--end",
+        &end,
+    ]);
+    let api = ran(&args);
+    let want: f64 = (0..STEPS)
+        .map(|k| f64::max((1.25 * shop(k).0 / 4.0 - 1e-9).ceil(), 20.0) * 0.192 / 12.0)
+        .sum();
+    let cost = cost(&api);
+    assert!((cost - want).abs() < 1e-6, "{cost} for {want}");
 
     // A query that gives a series per service must be aggregated first; one that
     // gives nothing says so.
