@@ -379,7 +379,14 @@ pub fn select(
             }
         });
     }
-    let winner_scores = score(y, &folds, cv).expect("folds exist");
+    let raw = score(y, &folds, cv).expect("folds exist");
+    // The winner's scores on the footing it was ranked on (calibrated, when selection
+    // calibrates), so the reason compares like with like.
+    let winner_scores = if calibrate {
+        score(y, &calibrated_folds(&folds, &levels), cv).unwrap_or_else(|| raw.clone())
+    } else {
+        raw.clone()
+    };
     // The runner-up: the best single model when an ensemble won, else the second.
     let runner = if k > 1 {
         Some(&best.1)
@@ -408,7 +415,7 @@ pub fn select(
     }
     reason.push_str(&format!(
         "; 80% interval covered {:.0}% of held-out points before calibration",
-        winner_scores.coverage80 * 100.0
+        raw.coverage80 * 100.0
     ));
     let calibration = calibrate
         .then(|| Calibration::fit(&folds, &levels))
@@ -609,6 +616,19 @@ mod tests {
         assert!(sel.winner.starts_with("snaive(m=24)"), "{sel:?}");
         assert!(sel.reason.contains("lowest Crps"), "{}", sel.reason);
         assert!(sel.reason.contains("next best naive"), "{}", sel.reason);
+        // Both figures on the ranking's footing: the winner's is the lower, and is its
+        // score in the ranking.
+        let figure = |after: &str| -> f64 {
+            let rest = &sel.reason[sel.reason.find(after).expect(after) + after.len()..];
+            let end = rest
+                .find(|c: char| c != '.' && !c.is_ascii_digit())
+                .unwrap();
+            rest[..end].parse().unwrap()
+        };
+        let (won, next) = (figure("lowest Crps ("), figure("next best naive at "));
+        assert!(won <= next, "{}", sel.reason);
+        let ranked = sel.ranking[0].scores.as_ref().unwrap().crps;
+        assert!((won - ranked).abs() < 1e-4, "{} vs {ranked}", sel.reason);
         assert_eq!(sel.ranking.len(), 2);
         assert!(sel.calibration_residuals > 0);
         let p = model.predict(m, &[0.1, 0.5, 0.9]).unwrap();
