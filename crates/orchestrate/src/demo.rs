@@ -272,7 +272,7 @@ pub fn run_demo(
         }
     }
     for f in fixed.values_mut() {
-        f.serves = [Dim::Cpu, Dim::Memory, Dim::Disk, Dim::Network]
+        f.serves = Dim::ALL
             .into_iter()
             .filter_map(|d| Some((d, f.instances * standard.provides(d)?)))
             .collect();

@@ -199,10 +199,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                 &mut prom.actual_network_mbps,
             ];
             if a.config.is_some() && had.iter().all(|q| q.is_none()) {
-                for (d, slot) in [Dim::Cpu, Dim::Memory, Dim::Disk, Dim::Network]
-                    .into_iter()
-                    .zip(had)
-                {
+                for (d, slot) in Dim::ALL.into_iter().zip(had) {
                     let q = match d {
                         Dim::Cpu => w.actual.as_ref(),
                         _ => w.dimensions.get(d.name()).and_then(|s| s.actual.as_ref()),

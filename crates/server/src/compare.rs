@@ -15,7 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use prescale_core::{Dim, SeriesKey, Tier, TimestampMs, Workload};
+use prescale_core::model::TierCount;
+use prescale_core::{Allocation, Dim, SeriesKey, Tier, TimestampMs, Workload};
 use prescale_orchestrate::engine::demand_key;
 use prescale_orchestrate::simulate::{
     hpa_tier, reactive_matching, simulate, Policy, Scenario, Trace,
@@ -272,15 +273,10 @@ pub fn compare(
         .zip(&held)
         .map(|(t, h)| spent(h, t.price_per_hour, first, to))
         .sum();
-    // Each pass's ready CPU as stored, and the other dimensions from the ready
-    // instances behind it (a dimension no tier's shape states never limits).
-    let mut ready: BTreeMap<TimestampMs, Vec<f64>> = BTreeMap::new();
+    // Each pass's ready CPU as stored, and the ready instances behind it, which provide
+    // the other dimensions (one no tier's shape states never limits).
+    let mut passes: BTreeMap<TimestampMs, (f64, Allocation)> = BTreeMap::new();
     for t in tiers {
-        let per = |d: Dim| t.provides(d).unwrap_or(0.0);
-        let limits: Vec<bool> = dims
-            .iter()
-            .map(|&d| tiers.iter().any(|t| t.provides(d).is_some()))
-            .collect();
         for (ts, v) in series(
             store,
             "prescale_capacity_vcpu",
@@ -289,20 +285,27 @@ pub fn compare(
             first - 3_600_000,
             to,
         )? {
-            let n = (v / t.effective_capacity()).round();
-            let row = ready.entry(ts).or_insert_with(|| {
-                limits
-                    .iter()
-                    .map(|&l| if l { 0.0 } else { f64::INFINITY })
-                    .collect()
-            });
-            row[0] += v;
-            for (k, &d) in dims.iter().enumerate().skip(1) {
-                row[k] += n * per(d);
-            }
+            let (cpu, alloc) = passes.entry(ts).or_default();
+            *cpu += v;
+            let ready = (v / t.effective_capacity()).round() as u32;
+            alloc
+                .tiers
+                .insert(t.name.clone(), TierCount { ready, pending: 0 });
         }
     }
-    let ready: Vec<(TimestampMs, Vec<f64>)> = ready.into_iter().collect();
+    let ready: Vec<(TimestampMs, Vec<f64>)> = passes
+        .into_iter()
+        .map(|(ts, (cpu, alloc))| {
+            let row = dims
+                .iter()
+                .map(|&d| match d {
+                    Dim::Cpu => cpu,
+                    d => alloc.ready_of(tiers, d).unwrap_or(f64::INFINITY),
+                })
+                .collect();
+            (ts, row)
+        })
+        .collect();
     let prescale = Side {
         cost,
         underprovisioned_minutes: minutes_short(&demand_at, &ready, step_ms),
