@@ -338,8 +338,10 @@ pub fn run_demo(
         let mut demands: BTreeMap<String, Vec<(Dim, f64)>> = BTreeMap::new();
         for (name, dim, g) in gens.iter_mut() {
             let d = g.next(now);
-            let at = |value| [Sample { ts: now, value }];
-            store.append(&demo_key(name, *dim, false), &at(d))?;
+            store.append(
+                &demo_key(name, *dim, false),
+                &[Sample { ts: now, value: d }],
+            )?;
             demands.entry(name.clone()).or_default().push((*dim, d));
         }
         for f in fixed.values() {
