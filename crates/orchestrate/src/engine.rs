@@ -1385,9 +1385,16 @@ impl<P: Provider> Engine<P> {
         }
         sp.spent += rate * (now - sp.at).max(0) as f64 / 3_600_000.0;
         sp.at = sp.at.max(now);
-        let capacity = per_tier(&self.tiers, "prescale_capacity_vcpu", &s.w.name, now, |t| {
+        let mut capacity = per_tier(&self.tiers, "prescale_capacity_vcpu", &s.w.name, now, |t| {
             s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity()
         });
+        // And of each other dimension the workload plans, as its tiers' shapes provide it.
+        for x in &s.extras {
+            let name = format!("prescale_capacity_{}", x.dim.name());
+            capacity.extend(per_tier(&self.tiers, &name, &s.w.name, now, |t| {
+                s.status.allocation.get(&t.name).ready as f64 * t.provides(x.dim).unwrap_or(0.0)
+            }));
+        }
         self.store.append_many(&capacity)?;
 
         if s.refit {
@@ -2109,6 +2116,33 @@ mod tests {
             .unwrap();
         assert_eq!(stored.len(), 59, "a step a minute, the last one still open");
         assert!(stored.iter().all(|s| (s.value - 400.0).abs() < 1e-6));
+        // Its ready capacity is stored per tier at every pass, as the CPU's: the ready
+        // instances behind each pass's vCPU times what one provides of memory.
+        let key = |name: &str, tier: &str| {
+            SeriesKey::metric(name)
+                .unwrap()
+                .with_label("workload", "host".to_string())
+                .with_label("tier", tier.to_string())
+        };
+        let mut ready_gib = 0.0;
+        for t in &c.tiers {
+            let cpu = store.range(&key("prescale_capacity_vcpu", &t.name), 0, i64::MAX);
+            let gib = store.range(&key("prescale_capacity_memory", &t.name), 0, i64::MAX);
+            let (cpu, gib) = (cpu.unwrap().unwrap(), gib.unwrap().unwrap());
+            assert_eq!(cpu.len(), 10, "{}: a sample a pass", t.name);
+            assert_eq!(gib.len(), cpu.len(), "{}", t.name);
+            for (c, g) in cpu.iter().zip(&gib) {
+                assert_eq!(c.ts, g.ts);
+                let ready = c.value / t.effective_capacity();
+                assert!(
+                    (g.value - ready * t.memory_gib).abs() < 1e-9,
+                    "{}: {g:?}",
+                    t.name
+                );
+            }
+            ready_gib += gib.last().unwrap().value;
+        }
+        assert!(ready_gib >= 400.0, "{ready_gib} GiB ready at the last pass");
         // A dimension that is not one, or cpu listed again, is refused with the key.
         for bad in ["gpu", "cpu"] {
             let e = Config::parse(
