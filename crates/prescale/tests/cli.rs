@@ -110,54 +110,43 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!data.exists(), "nothing written for a bad config");
 
-    // A workload's `actual` must be PromQL prescale answers.
-    let with_actual = |q: &str| {
+    // A workload's `actual` must be PromQL prescale answers, and so must each of its
+    // dimensions': `line` added to the workload, checked.
+    let check_with = |line: String| {
         let path = dir.path().join("actual.toml");
-        let t = text.replacen(
-            "\nstep_s = 60",
-            &format!("\nactual = '{q}'\nstep_s = 60"),
-            1,
-        );
-        assert!(t.contains("actual = "));
+        let t = text.replacen("\nstep_s = 60", &format!("\n{line}\nstep_s = 60"), 1);
+        assert!(t.contains(&line));
         std::fs::write(&path, t).unwrap();
         run(&["config", "check", path.to_str().unwrap()])
     };
-    let out = with_actual(r#"sum(kube_pod_container_resource_requests{resource="cpu"})"#);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = with_actual("sum(rate(requests_cpu[5m])");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(r#"workload "host": actual:"#), "{err}");
-    // And so must each dimension's.
-    let with_memory = |q: &str| {
-        let path = dir.path().join("memory.toml");
-        let t = text.replacen(
-            "\nstep_s = 60",
-            &format!(
-                "\ndimensions = {{ memory = {{ series = \"mem\", actual = '{q}' }} }}\nstep_s = 60"
-            ),
-            1,
-        );
-        std::fs::write(&path, t).unwrap();
-        run(&["config", "check", path.to_str().unwrap()])
-    };
-    let out = with_memory("sum(requests_memory) / 2^30");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = with_memory("sum(requests_memory");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(r#"workload "host": dimensions.memory.actual:"#),
-        "{err}"
-    );
+    let actual = |q: &str| format!("actual = '{q}'");
+    let memory =
+        |q: &str| format!("dimensions = {{ memory = {{ series = \"mem\", actual = '{q}' }} }}");
+    for (line, key) in [
+        (
+            actual(r#"sum(kube_pod_container_resource_requests{resource="cpu"})"#),
+            None,
+        ),
+        (actual("sum(rate(requests_cpu[5m])"), Some("actual")),
+        (memory("sum(requests_memory) / 2^30"), None),
+        (
+            memory("sum(requests_memory"),
+            Some("dimensions.memory.actual"),
+        ),
+    ] {
+        let out = check_with(line);
+        let err = String::from_utf8_lossy(&out.stderr);
+        match key {
+            None => assert!(out.status.success(), "{err}"),
+            Some(key) => {
+                assert_eq!(out.status.code(), Some(2), "{err}");
+                assert!(
+                    err.contains(&format!(r#"workload "host": {key}:"#)),
+                    "{err}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

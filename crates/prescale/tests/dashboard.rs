@@ -270,17 +270,19 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         assert!(s.contains(&line), "{name}: no {line}");
         // And drawn, dashed, over the chart's 48 hours: a point per step of the query's
         // answer (every 4 minutes: 720 at most), each the deployment's requests.
-        let actual = w["actual"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: {w}"));
-        let answer = json(
-            addr,
-            &format!(
-                "/api/v1/query_range?query={}&start={}&end={now}&step=240",
-                enc(actual),
-                now - 48.0 * 3600.0
-            ),
-        );
+        // What a query answers over the chart's 48 hours, as the page asks it.
+        let over_the_chart = |query: &serde_json::Value| {
+            let q = query.as_str().unwrap_or_else(|| panic!("{name}: {w}"));
+            json(
+                addr,
+                &format!(
+                    "/api/v1/query_range?query={}&start={}&end={now}&step=240",
+                    enc(q),
+                    now - 48.0 * 3600.0
+                ),
+            )
+        };
+        let answer = over_the_chart(&w["actual"]);
         let values = answer["result"][0]["values"].as_array().unwrap();
         assert!(values.len() > 100, "{name}: {answer}");
         assert!(
@@ -297,17 +299,7 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         let memory_had = paths(rest, "stroke=\"#d35400\"");
         if name == "batch" {
             assert!(rest.contains("memory (GiB): demand "), "{name}");
-            let q = w["dimensions_actual"]["memory"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: {w}"));
-            let answer = json(
-                addr,
-                &format!(
-                    "/api/v1/query_range?query={}&start={}&end={now}&step=240",
-                    enc(q),
-                    now - 48.0 * 3600.0
-                ),
-            );
+            let answer = over_the_chart(&w["dimensions_actual"]["memory"]);
             let gib = answer["result"][0]["values"].as_array().unwrap();
             assert!(gib.iter().all(|v| v[1].as_str() == Some("280")), "{answer}");
             assert_eq!(memory_had.len(), 1, "{name}");
