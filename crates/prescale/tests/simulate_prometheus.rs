@@ -67,23 +67,22 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     // What the service had: a quarter over its demand, and 300 GiB of memory.
     let actual = format!("{cpu} * 1.25");
     let actual_memory = format!("{memory} * 0 + 300");
-    // Where the trace comes from, the same for every run below.
-    let source = [
+    // Where the demand comes from, the same for every run below; and with what the
+    // service had.
+    let reading = [
         "--prometheus",
         url,
         "--cpu",
         &cpu,
         "--memory",
         &memory,
-        "--actual-cpu",
-        &actual,
-        "--actual-memory",
-        &actual_memory,
         "--start",
         &start,
         "--end",
         &end,
     ];
+    let had = ["--actual-cpu", &actual, "--actual-memory", &actual_memory];
+    let source = [&reading[..], &had].concat();
     let saving = ["--save-trace", saved.to_str().unwrap()];
     let json = ["--policy", "predictive", "--format", "json"];
     let from_api = simulate(&[&source[..], &saving, &json].concat(), &scenario);
@@ -155,18 +154,7 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     )
     .unwrap();
     let by_config = |extra: &[&str]| -> (Value, String) {
-        let mut args = vec![
-            "--prometheus",
-            url,
-            "--cpu",
-            &cpu,
-            "--memory",
-            &memory,
-            "--start",
-            &start,
-            "--end",
-            &end,
-        ];
+        let mut args = reading.to_vec();
         args.extend(["--config", config.to_str().unwrap()]);
         args.extend(["--policy", "as-run", "--format", "json"]);
         args.extend_from_slice(extra);
@@ -196,16 +184,9 @@ fn replays_as_the_csv(url: &str, t0: i64, metric: &str) {
     // Disk too: 60,000 IOPS provisioned is 20 instances of 3,000, at every step.
     let disk = format!("{cpu} * 200");
     let disk_had = format!("{cpu} * 0 + 60000");
-    let mut args = source[..4].to_vec();
+    let mut args = reading.to_vec();
     args.extend(["--disk-iops", &disk, "--actual-cpu", &actual]);
-    args.extend([
-        "--actual-disk-iops",
-        &disk_had,
-        "--start",
-        &start,
-        "--end",
-        &end,
-    ]);
+    args.extend(["--actual-disk-iops", &disk_had]);
     let api = ran(&args);
     let want: f64 = (0..STEPS)
         .map(|k| f64::max((1.25 * shop(k).0 / 4.0 - 1e-9).ceil(), 20.0) * 0.192 / 12.0)
