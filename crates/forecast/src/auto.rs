@@ -182,8 +182,15 @@ pub fn default_candidates(seasons: &[usize], with_arima: bool) -> Vec<Arc<dyn Fo
 
 /// Seasons to model for `y`: the configured one, or the detected one; plus a weekly
 /// season when the first is daily (`day` steps) and the history holds two weeks.
+///
+/// A detected season within [`CALENDAR_SNAP`] of a day or a week is taken as exactly
+/// that: on a noisy history the autocorrelation peak lands a step or two off (289 for a
+/// 5-minute day), and a seasonal model one step off the day drifts a step a day, its
+/// indices smeared over the history it averages.
 pub fn seasons_for(y: &[f64], configured: Option<usize>, day: Option<usize>) -> Vec<usize> {
-    let m = configured.or_else(|| detect_season(y, 2, y.len() / 2));
+    let m = configured.or_else(|| {
+        detect_season(y, 2, y.len() / 2).map(|m| day.map_or(m, |d| calendar_snap(m, d)))
+    });
     let mut v: Vec<usize> = m.into_iter().collect();
     if let (Some(m), Some(d)) = (m, day) {
         if m == d && y.len() >= 2 * 7 * d {
@@ -191,6 +198,18 @@ pub fn seasons_for(y: &[f64], configured: Option<usize>, day: Option<usize>) -> 
         }
     }
     v
+}
+
+/// How close (a share of its length) a detected season must come to a day or a week to
+/// be taken as one.
+pub const CALENDAR_SNAP: f64 = 0.02;
+
+/// `m`, or the day (`day` steps) or week it is within [`CALENDAR_SNAP`] of.
+pub fn calendar_snap(m: usize, day: usize) -> usize {
+    [day, 7 * day]
+        .into_iter()
+        .find(|&c| (m as f64 - c as f64).abs() <= CALENDAR_SNAP * c as f64)
+        .unwrap_or(m)
 }
 
 /// Cross-validates `candidates` on `y` and fits the winner (or top-`ensemble` average) on
@@ -788,6 +807,28 @@ mod tests {
         assert_eq!(seasons_for(&y, Some(day), Some(day)), vec![24, 168]);
         assert_eq!(seasons_for(&y[..day * 10], Some(day), Some(day)), vec![24]);
         assert_eq!(seasons_for(&y, Some(12), Some(day)), vec![12]);
+    }
+
+    #[test]
+    fn a_season_detected_a_step_off_the_day_is_the_day() {
+        // A cycle of 101 steps where a day is 100 (a 5-minute day's peak detected at 289
+        // rather than 288): modelled as the day, so the week joins it.
+        let day = 100;
+        let cycle = |period: usize| -> Vec<f64> {
+            (0..day * 15)
+                .map(|i| (i as f64 / period as f64 * std::f64::consts::TAU).sin())
+                .collect()
+        };
+        let y = cycle(101);
+        assert_eq!(detect_season(&y, 2, y.len() / 2), Some(101));
+        assert_eq!(seasons_for(&y, None, Some(day)), vec![100, 700]);
+        // Without a calendar, and for a cycle well off the day, what was detected.
+        assert_eq!(seasons_for(&y, None, None), vec![101]);
+        let y = cycle(96);
+        assert_eq!(seasons_for(&y, None, Some(day)), vec![96]);
+        // Near a week, the week.
+        assert_eq!(calendar_snap(707, day), 700);
+        assert_eq!(calendar_snap(650, day), 650);
     }
 }
 

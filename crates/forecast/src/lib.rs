@@ -24,7 +24,8 @@ pub mod season;
 pub mod theta;
 
 pub use auto::{
-    default_candidates, seasons_for, select, AutoSpec, ModelChoice, ScoreKind, Selection,
+    calendar_snap, default_candidates, seasons_for, select, AutoSpec, ModelChoice, ScoreKind,
+    Selection,
 };
 pub use calibrate::{Calibrated, Calibration};
 pub use cv::{cross_validate, CvConfig, CvReport, Scores};

@@ -696,7 +696,7 @@ pub(crate) fn baseline_model(
 
 /// Keeps `season` (in steps of `step_ms`) up to date for the inline baseline: the
 /// configured `season_s`, else one detected on `y` up to 8 days long (a week plus
-/// slack), again once the last detection (`detected_at`) is [`SEASON_REDETECT_MS`] old.
+/// slack; within 2% of a day or a week, exactly that), again once the last detection (`detected_at`) is [`SEASON_REDETECT_MS`] old.
 pub(crate) fn baseline_season(
     season_s: Option<u64>,
     step_ms: i64,
@@ -709,7 +709,9 @@ pub(crate) fn baseline_season(
         *season = Some((season_s as i64 * 1000 / step_ms).max(2) as usize);
     } else if detected_at.is_none_or(|t| now - t >= SEASON_REDETECT_MS) {
         let max = ((8 * 86_400_000) / step_ms) as usize;
-        *season = detect_season(y, 2, max.min(y.len() / 2));
+        let day = (86_400_000 % step_ms == 0).then(|| (86_400_000 / step_ms) as usize);
+        *season = detect_season(y, 2, max.min(y.len() / 2))
+            .map(|m| day.map_or(m, |d| prescale_forecast::calendar_snap(m, d)));
         *detected_at = Some(now);
     }
 }

@@ -2181,6 +2181,7 @@ mod tests {
         // With the season the daemon detects (on up to 8 days, here all of them).
         let got = refreshed(&sc);
         let m = prescale_forecast::detect_season(y, 2, y.len() / 2).expect("about a day");
+        let m = prescale_forecast::calendar_snap(m, 288);
         assert_eq!(got.values, daemons(m, &got).values);
         // With a configured day: seasonal naive would repeat yesterday's surge at the
         // third lead, the baseline does not.
