@@ -21,6 +21,7 @@ pub mod models;
 pub mod profile;
 pub mod prophet;
 pub mod season;
+pub mod spread;
 pub mod theta;
 
 pub use auto::{
@@ -33,6 +34,7 @@ pub use models::{StatKind, StatModel};
 pub use profile::SeasonalAverage;
 pub use prophet::ProphetStyle;
 pub use season::detect_season;
+pub use spread::LevelSpread;
 
 /// A model could not be fitted or could not predict.
 #[derive(Debug, Error, Clone, PartialEq)]

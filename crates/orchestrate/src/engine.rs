@@ -26,8 +26,8 @@ use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
 use prescale_forecast::cv::Scores;
 use prescale_forecast::{
-    detect_season, forecast, metrics, AutoSpec, Forecaster, LeadwiseNaive, ModelChoice, Naive,
-    ScoreKind,
+    detect_season, forecast, metrics, AutoSpec, Forecaster, LeadwiseNaive, LevelSpread,
+    ModelChoice, Naive, ScoreKind,
 };
 use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -295,6 +295,10 @@ struct WState {
     baseline: Option<Forecast>,
     /// The latest forecast from the trainer.
     trained: Option<Forecast>,
+    /// How the history each was made from rose with its level, when it did: their
+    /// bands are narrowed by it once brought up to date, as the simulator's are.
+    baseline_spread: Option<LevelSpread>,
+    trained_spread: Option<LevelSpread>,
     recipe: Option<Recipe>,
     /// A selection job is queued or running.
     selecting: bool,
@@ -620,7 +624,8 @@ type Widened = (TimestampMs, f64, f64, usize);
 
 /// The forecast in force `f` brought up to date after `steps` (the tail of a series'
 /// complete steps, perhaps with the step in progress as if complete): the nowcast
-/// ([`Record::nowcast`]) cut to `horizon` steps, its upper quantiles at a predicted jump
+/// ([`Record::nowcast`]) cut to `horizon` steps, narrowed by `spread` where the history
+/// it was made from rose less at lower levels, its upper quantiles at a predicted jump
 /// at least as wide as its past predicted jumps were off (see [`crate::jumps`]), as the
 /// simulator's predictive policy plans from.
 #[allow(clippy::too_many_arguments)]
@@ -633,9 +638,13 @@ fn brought_up(
     decay: f64,
     leads: usize,
     horizon: usize,
+    spread: Option<&LevelSpread>,
 ) -> Option<(Forecast, Option<Widened>)> {
     let mut g = record.nowcast(f, steps, said, step_ms, decay, leads)?;
     g.values.truncate(horizon);
+    if let Some(s) = spread {
+        s.narrow(&mut g);
+    }
     let widened = steps.last().and_then(|&(_, last)| {
         let j = Jumps::from_pairs(&said_pairs(steps, said))?;
         let (k, before, after) = j.widen_from(&mut g, 0, last)?;
@@ -716,6 +725,16 @@ pub(crate) fn baseline_season(
     }
 }
 
+/// How `y`'s rises grew with its level ([`LevelSpread::fit`]), once the history is past
+/// its warm-up, as the simulator measures it at each refresh.
+pub(crate) fn level_spread(y: &[f64], step_ms: i64) -> Option<LevelSpread> {
+    if warming_up(y.len(), step_ms) {
+        None
+    } else {
+        LevelSpread::fit(y)
+    }
+}
+
 /// The inline baseline's forecast of `y` (oldest first, ending at `last_ts`): see
 /// [`baseline_model`]; floored at zero.
 #[allow(clippy::too_many_arguments)]
@@ -754,6 +773,8 @@ struct Extra {
     next_bucket: Option<TimestampMs>,
     /// The latest inline baseline forecast of it.
     forecast: Option<Forecast>,
+    /// How its history rose with its level then (see [`State::baseline_spread`]).
+    spread: Option<LevelSpread>,
     /// What brings that forecast up to the present between refreshes.
     record: Record,
 }
@@ -813,6 +834,8 @@ impl<P: Provider> Engine<P> {
                     status: WorkloadStatus::default(),
                     baseline: None,
                     trained: None,
+                    baseline_spread: None,
+                    trained_spread: None,
                     recipe: None,
                     selecting: false,
                     select_due: None,
@@ -832,6 +855,7 @@ impl<P: Provider> Engine<P> {
                             ),
                             next_bucket: None,
                             forecast: None,
+                            spread: None,
                             record: Record::default(),
                         })
                         .collect(),
@@ -1197,6 +1221,7 @@ impl<P: Provider> Engine<P> {
             m.points = o.points;
         }
         s.trained = Some(f);
+        s.trained_spread = o.spread;
         Ok(())
     }
 
@@ -1439,6 +1464,7 @@ impl<P: Provider> Engine<P> {
                 match baseline_forecast(&y, s.season, key, last_ts, s.step_ms, horizon, &levels) {
                     Ok(f) => {
                         s.baseline = Some(f);
+                        s.baseline_spread = level_spread(&y, s.step_ms);
                         s.status.last_error = None;
                     }
                     Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
@@ -1455,7 +1481,10 @@ impl<P: Provider> Engine<P> {
                 let y: Vec<f64> = x.buckets.iter().map(|b| b.1).collect();
                 let key = s.key.clone().with_label("dimension", x.dim.name());
                 match baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels) {
-                    Ok(f) => x.forecast = Some(f),
+                    Ok(f) => {
+                        x.forecast = Some(f);
+                        x.spread = level_spread(&y, s.step_ms);
+                    }
                     Err(e) => {
                         s.status.last_error = Some(format!("{} forecast failed: {e}", x.dim.name()))
                     }
@@ -1476,8 +1505,12 @@ impl<P: Provider> Engine<P> {
                 && next >= f.start
                 && ((next - f.start) / f.step_ms) as usize + horizon_steps <= f.horizon()
         };
-        let (base, source) = match s.trained.as_ref().filter(|f| reaches(f)) {
-            Some(f) => (Some(f.clone()), format!("trained: {}", f.model)),
+        let (base, mut source, spread) = match s.trained.as_ref().filter(|f| reaches(f)) {
+            Some(f) => (
+                Some(f.clone()),
+                format!("trained: {}", f.model),
+                s.trained_spread,
+            ),
             None => (
                 s.baseline.clone(),
                 s.baseline.as_ref().map_or_else(String::new, |f| {
@@ -1487,18 +1520,36 @@ impl<P: Provider> Engine<P> {
                         format!("baseline: {} (trained model not ready)", f.model)
                     }
                 }),
+                s.baseline_spread,
             ),
         };
+        if let (Some(sp), false) = (&spread, source.is_empty()) {
+            source = format!("{source}; {}", sp.describe());
+        }
         // Brought up to the present: shifted by its latest error, its upper quantiles
         // as wide as its recent errors (crate::nowcast), as the simulator replays it.
         let (decay, leads, step_ms) = (s.w.error_decay, s.leads, s.step_ms);
-        let up = |f: &Forecast, r: &Record, steps: &[(TimestampMs, f64)], said: &VecDeque<_>| {
-            brought_up(f, r, steps, said, step_ms, decay, leads, horizon_steps)
+        let up = |f: &Forecast,
+                  r: &Record,
+                  steps: &[(TimestampMs, f64)],
+                  said: &VecDeque<_>,
+                  spread: Option<&LevelSpread>| {
+            brought_up(
+                f,
+                r,
+                steps,
+                said,
+                step_ms,
+                decay,
+                leads,
+                horizon_steps,
+                spread,
+            )
         };
         let tail_cpu = crate::nowcast::tail(&s.buckets);
         let (now_fc, jump) = match base
             .as_ref()
-            .and_then(|f| up(f, &s.record, &tail_cpu, &s.said))
+            .and_then(|f| up(f, &s.record, &tail_cpu, &s.said, spread.as_ref()))
         {
             Some((g, j)) => (Some(g), j),
             None => (None, None),
@@ -1512,7 +1563,10 @@ impl<P: Provider> Engine<P> {
             .extras
             .iter()
             .zip(&extra_tails)
-            .map(|(x, t)| Some(up(x.forecast.as_ref()?, &x.record, t, &x.said)?.0))
+            .map(|(x, t)| {
+                let f = x.forecast.as_ref()?;
+                Some(up(f, &x.record, t, &x.said, x.spread.as_ref())?.0)
+            })
             .collect();
         s.record.in_force = base.clone();
         for x in &mut s.extras {
@@ -1621,7 +1675,7 @@ impl<P: Provider> Engine<P> {
             if let Some((g, _)) = base
                 .as_ref()
                 .zip(with_step(&tail_cpu, Dim::Cpu))
-                .and_then(|(f, steps)| up(f, &s.record, &steps, &s.said))
+                .and_then(|(f, steps)| up(f, &s.record, &steps, &s.said, spread.as_ref()))
             {
                 if let Some(v) = so_far_of(Dim::Cpu).filter(|_| cpu_above) {
                     moved = Some((v, before, g.quantile(0, 0.5)));
@@ -1634,11 +1688,13 @@ impl<P: Provider> Engine<P> {
                 .zip(&extra_tails)
                 .zip(&extra_fc)
                 .filter_map(|((x, t), g)| {
-                    let later = x
-                        .forecast
-                        .as_ref()
-                        .zip(with_step(t, x.dim))
-                        .and_then(|(f, steps)| up(f, &x.record, &steps, &x.said));
+                    let later =
+                        x.forecast
+                            .as_ref()
+                            .zip(with_step(t, x.dim))
+                            .and_then(|(f, steps)| {
+                                up(f, &x.record, &steps, &x.said, x.spread.as_ref())
+                            });
                     Some((x.dim, later.map(|l| l.0).or_else(|| g.clone())?))
                 })
                 .collect();

@@ -24,7 +24,7 @@ use prescale_forecast::auto::Recipe;
 
 use crate::jumps::{Jumps, JUMP_WINDOW};
 use crate::nowcast::{cover_and_leads, nowcast, recent_errors, warming_up, SPREAD_FLOOR_WINDOW};
-use prescale_forecast::{AutoSpec, Forecaster as _, ModelChoice, ScoreKind};
+use prescale_forecast::{AutoSpec, Forecaster as _, LevelSpread, ModelChoice, ScoreKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -889,6 +889,9 @@ struct Forecaster {
     /// With `model = "baseline"`: its season, and when it was last detected.
     season: Option<usize>,
     season_at: Option<TimestampMs>,
+    /// How the history's rises grew with its level at the last refresh, when they did:
+    /// the nowcast's band is narrowed by it (see [`prescale_forecast::LevelSpread`]).
+    spread: Option<LevelSpread>,
 }
 
 impl Forecaster {
@@ -905,6 +908,7 @@ impl Forecaster {
             raw: vec![f64::NAN; n],
             season: None,
             season_at: None,
+            spread: None,
         }
     }
 
@@ -944,6 +948,10 @@ impl Forecaster {
         let f = self.forecast.as_ref()?;
         let raw = self.raw_window(past.len());
         let mut g = nowcast(f, now, past, decay, raw, &mut errors)?;
+        // Narrower where the history's moves were smaller, when they grew with its level.
+        if let Some(s) = &self.spread {
+            s.narrow(&mut g);
+        }
         // As the daemon does with what it said of each step before it: the next step's
         // upper quantiles at a predicted jump from the errors of past predicted jumps.
         let from = past.len().saturating_sub(JUMP_WINDOW).max(1);
@@ -1679,6 +1687,7 @@ fn refresh_forecast(
     )?);
     if !warm_up {
         fc.fitted_at = Some(now);
+        fc.spread = LevelSpread::fit(y);
     }
     Ok(())
 }
@@ -2396,8 +2405,10 @@ mod tests {
     fn the_daemon_forecasts_each_step_as_the_simulator_replays_it() {
         let step = 300_000;
         let base = 5_666_667 * step; // a step boundary
-        let n = 3 * 288 + 60;
-        // A daily cycle, noise, and a surge on the third day that lasts a while.
+        let n = 4 * 288 + 60;
+        // A daily cycle, noise of a share of the level (so from the fourth day on both
+        // narrow the band where it is lower), and a surge on the third day that lasts a
+        // while.
         let cpu: Vec<f64> = (0..n)
             .map(|i| {
                 let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
@@ -2406,7 +2417,7 @@ mod tests {
                 } else {
                     0.0
                 };
-                40.0 - 20.0 * a.cos() + 3.0 * noise(i) + surge
+                (40.0 - 30.0 * a.cos()) * (1.0 + 0.2 * noise(i)) + surge
             })
             .collect();
         let ts: Vec<TimestampMs> = (0..n as i64).map(|i| base + i * step).collect();
@@ -2435,7 +2446,7 @@ mod tests {
         let serving: Vec<&Tier> = c.tiers.iter().filter(|t| t.serves(&w)).collect();
         let (cover, leads) = cover_and_leads(&serving, step);
         let mut fc = Forecaster::new(leads, n);
-        let (mut compared, mut shifted, mut moved) = (0, 0, 0);
+        let (mut compared, mut shifted, mut moved, mut narrowed) = (0, 0, 0, 0);
         for i in 1..n {
             e.tick(ts[i] + 1_000).unwrap();
             fc.observe(ts[i], &cpu[..i]);
@@ -2471,6 +2482,12 @@ mod tests {
             if source.contains("brought up to date") {
                 shifted += 1;
             }
+            assert_eq!(
+                fc.spread.is_some(),
+                source.contains("band scaled by"),
+                "step {i}: {source}"
+            );
+            narrowed += usize::from(fc.spread.is_some());
             // The pass within the step: the step's demand is in (the store holds it)
             // and, where it runs above the median, both bring the forecast up to date
             // by it and plan from the next step on.
@@ -2495,6 +2512,7 @@ mod tests {
         }
         assert!(compared > 1000, "{compared}");
         assert!(moved > 50, "{moved}");
+        assert!(narrowed > 24, "{narrowed}");
         // Most steps plan from a forecast refreshed before them, brought up to date.
         assert!(shifted > (n - 2 * 288 - 30) / 2, "{shifted}");
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use prescale_core::{Forecast, SeriesKey, TimestampMs};
 use prescale_forecast::auto::Recipe;
-use prescale_forecast::{forecast, AutoSpec, Selection};
+use prescale_forecast::{forecast, AutoSpec, LevelSpread, Selection};
 use serde::{Deserialize, Serialize};
 
 /// Why a model was (re)trained.
@@ -89,6 +89,9 @@ pub struct Outcome {
     pub points: usize,
     /// Wall-clock seconds the job took.
     pub seconds: f64,
+    /// How the history's rises grew with its level, when they did: the forecast's band
+    /// is narrowed by it once brought up to date ([`LevelSpread`]).
+    pub spread: Option<LevelSpread>,
 }
 
 fn run(job: Job) -> Outcome {
@@ -121,7 +124,12 @@ fn run(job: Job) -> Outcome {
             (f, None, Some(recipe))
         }
     };
+    let spread = forecast
+        .is_ok()
+        .then(|| crate::engine::level_spread(&job.y, job.step_ms))
+        .flatten();
     Outcome {
+        spread,
         workload: job.workload,
         trigger: job.trigger,
         forecast,
