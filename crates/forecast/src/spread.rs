@@ -19,7 +19,7 @@
 
 use prescale_core::Forecast;
 
-use crate::quantile_sorted;
+use crate::quantile_unsorted;
 
 /// Level bands the rises are measured in (equal counts of steps).
 pub const BINS: usize = 8;
@@ -57,9 +57,8 @@ fn power_law(y: &[f64]) -> Option<(f64, f64, f64, f64)> {
         return None;
     }
     let mut rises: Vec<f64> = steps.iter().map(|s| s.1).collect();
-    rises.sort_by(f64::total_cmp);
-    let overall = quantile_sorted(&rises, TAIL);
-    steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let overall = quantile_unsorted(&mut rises, TAIL);
+    steps.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let per = steps.len() / BINS;
     let mut xs = Vec::with_capacity(BINS);
     let mut ys = Vec::with_capacity(BINS);
@@ -70,9 +69,9 @@ fn power_law(y: &[f64]) -> Option<(f64, f64, f64, f64)> {
             (b + 1) * per
         };
         let band = &steps[b * per..end];
-        let mut r: Vec<f64> = band.iter().map(|s| s.1).collect();
-        r.sort_by(f64::total_cmp);
-        let tail = quantile_sorted(&r, TAIL);
+        rises.clear();
+        rises.extend(band.iter().map(|s| s.1));
+        let tail = quantile_unsorted(&mut rises, TAIL);
         let level = band[band.len() / 2].0;
         if tail <= 0.0 {
             return None;
