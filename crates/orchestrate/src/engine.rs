@@ -705,7 +705,8 @@ pub(crate) fn baseline_model(
 
 /// Keeps `season` (in steps of `step_ms`) up to date for the inline baseline: the
 /// configured `season_s`, else one detected on `y` up to 8 days long (a week plus
-/// slack; within 2% of a day or a week, exactly that), again once the last detection (`detected_at`) is [`SEASON_REDETECT_MS`] old.
+/// slack; within 2% of a day or a week, exactly that), again once the last detection
+/// (`detected_at`) is [`SEASON_REDETECT_MS`] old.
 pub(crate) fn baseline_season(
     season_s: Option<u64>,
     step_ms: i64,
@@ -718,7 +719,7 @@ pub(crate) fn baseline_season(
         *season = Some((season_s as i64 * 1000 / step_ms).max(2) as usize);
     } else if detected_at.is_none_or(|t| now - t >= SEASON_REDETECT_MS) {
         let max = ((8 * 86_400_000) / step_ms) as usize;
-        let day = (86_400_000 % step_ms == 0).then(|| (86_400_000 / step_ms) as usize);
+        let day = crate::nowcast::steps_per_day(step_ms);
         *season = detect_season(y, 2, max.min(y.len() / 2))
             .map(|m| day.map_or(m, |d| prescale_forecast::calendar_snap(m, d)));
         *detected_at = Some(now);
@@ -1281,8 +1282,7 @@ impl<P: Provider> Engine<P> {
         } else {
             s.selecting = true;
             s.select_due = None;
-            let day = (86_400_000 % s.step_ms == 0 && 86_400_000 / s.step_ms >= 2)
-                .then(|| (86_400_000 / s.step_ms) as usize);
+            let day = crate::nowcast::steps_per_day(s.step_ms);
             JobKind::Select(Box::new(AutoSpec {
                 choice,
                 season: s

@@ -48,9 +48,13 @@ pub(crate) fn cover_and_leads(tiers: &[&Tier], step_ms: i64) -> (usize, usize) {
 /// (of at most 288 steps each; 24 steps when the step does not divide a day). Until then
 /// the forecast is naive, refreshed at every step.
 pub(crate) fn warming_up(steps: usize, step_ms: i64) -> bool {
-    let day = (step_ms > 0 && 86_400_000 % step_ms == 0 && 86_400_000 / step_ms >= 2)
-        .then(|| (86_400_000 / step_ms) as usize);
-    steps < 2 * day.unwrap_or(24).min(288)
+    steps < 2 * steps_per_day(step_ms).unwrap_or(24).min(288)
+}
+
+/// Steps of `step_ms` in a day, when they divide it into at least two.
+pub(crate) fn steps_per_day(step_ms: i64) -> Option<usize> {
+    (step_ms > 0 && 86_400_000 % step_ms == 0 && 86_400_000 / step_ms >= 2)
+        .then(|| (86_400_000 / step_ms) as usize)
 }
 
 /// How much of the model's error at a step is still there at the next: the lag-1

@@ -1628,7 +1628,7 @@ fn refresh_forecast(
     }
     let history = ((s.history_s as i64 * 1000) / dt).max(1) as usize;
     let y = &values[i.saturating_sub(history)..i];
-    let day = (86_400_000 % dt == 0 && 86_400_000 / dt >= 2).then(|| (86_400_000 / dt) as usize);
+    let day = crate::nowcast::steps_per_day(dt);
     // Enough to cover until the next refit plus the lead-time window.
     let horizon = (scenario.refit_s() as i64 * 1000 / dt).max(1) as usize + cover;
     let levels = crate::engine::level_set(w.sla_quantile);
@@ -1687,7 +1687,7 @@ fn refresh_forecast(
     )?);
     if !warm_up {
         fc.fitted_at = Some(now);
-        fc.spread = LevelSpread::fit(y);
+        fc.spread = crate::engine::level_spread(y, dt);
     }
     Ok(())
 }
