@@ -2807,4 +2807,61 @@ mod tests {
             m.trigger
         );
     }
+
+    #[test]
+    fn a_trained_forecast_narrows_its_band_where_the_noise_is_a_share_of_the_level() {
+        // Five-minute demand over four days, a daily cycle from 30 to 180 with noise of
+        // 5% of the level: the model the trainer selects has one spread for the whole
+        // day, and the nowcast narrows it at night, as the simulator does.
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].step_s = 300;
+        let step = 300_000;
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let value = |i: i64| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let noise = ((i as usize * 7919) % 101) as f64 / 101.0 - 0.5;
+            (105.0 - 75.0 * a.cos()) * (1.0 + 0.1 * noise)
+        };
+        let feed = |range: std::ops::Range<i64>| {
+            let samples: Vec<_> = range
+                .map(|i| Sample {
+                    ts: i * step,
+                    value: value(i),
+                })
+                .collect();
+            store.append(&key, &samples).unwrap();
+        };
+        let start = 4 * 288;
+        feed(0..start);
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
+        e.set_inline_training();
+        let st = e.status_handle();
+        // The band (q0.95 over the median) of the forecast published for the step in
+        // progress at `i`, as a share of its median, and where the forecast came from.
+        let mut band_at = |i: i64| {
+            e.tick(i * step + 1_000).unwrap();
+            let w = st.read().unwrap().workloads["host"].clone();
+            let f = w.forecast.expect("a forecast");
+            let m = f.quantile(0, 0.5);
+            ((f.quantile(0, 0.95) - m) / m, w.forecast_source.unwrap())
+        };
+        band_at(start); // selects, inline
+        for i in start + 1..start + 144 {
+            feed(i - 1..i);
+            let (_, source) = band_at(i);
+            assert!(source.starts_with("trained:"), "{source}");
+        }
+        // At midnight (the trough, 30) and at noon (the peak, 180).
+        feed(start + 143..start + 287);
+        let (night, source) = band_at(start + 288);
+        assert!(source.contains("band scaled by"), "{source}");
+        feed(start + 287..start + 431);
+        let (peak, _) = band_at(start + 432);
+        // Pooled errors alone would make the night's band six times the peak's share.
+        assert!(night < 2.0 * peak, "night {night}, peak {peak}");
+        assert!(night > 0.0 && peak > 0.0);
+    }
 }
