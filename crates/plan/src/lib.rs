@@ -83,6 +83,10 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
         capacity += n as f64 * eff;
         instances.insert(t.name.clone(), n);
     }
+    if remaining <= 1e-9 {
+        capacity = spot_within_capacity_share(need, capacity, &mut instances, tiers, w);
+        remaining = need - capacity;
+    }
     let mut binding = "sla";
     if remaining > 1e-9 {
         binding = "max_instances";
@@ -118,6 +122,57 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
         binding,
         notes,
     }
+}
+
+/// Moves on-demand capacity onto spot where that is cheaper and keeps `need` covered,
+/// with spot within `max_spot_share` of the capacity the fill ends up with, and returns
+/// that capacity.
+///
+/// [`fill`] first rounds spot down within its share of the need and the on-demand rest
+/// up, so the spot share of what runs falls short of the bound by up to an instance on
+/// each side (with 4 vCPU instances, 30 vCPU needed and half allowed on spot, 3 spot and
+/// 5 standard: 37.5% spot). Trading the dearest on-demand instance for spot, one at a
+/// time, fills that room (4 and 4: 50%).
+fn spot_within_capacity_share(
+    need: f64,
+    mut capacity: f64,
+    instances: &mut BTreeMap<String, u32>,
+    tiers: &[&Tier],
+    w: &Workload,
+) -> f64 {
+    for s in tiers.iter().filter(|t| t.class == TierClass::Spot) {
+        let se = s.effective_capacity();
+        if se <= 0.0 {
+            continue;
+        }
+        loop {
+            let spot: f64 = tiers
+                .iter()
+                .filter(|t| t.class == TierClass::Spot)
+                .map(|t| instances[&t.name] as f64 * t.effective_capacity())
+                .sum();
+            let Some(t) = tiers
+                .iter()
+                .rev()
+                .find(|t| t.class != TierClass::Spot && instances[&t.name] > t.min_instances)
+            else {
+                break;
+            };
+            let after = capacity - t.effective_capacity();
+            let k = ((need - after) / se - 1e-9).ceil().max(0.0) as u32;
+            let with = after + k as f64 * se;
+            if instances[&s.name] + k > s.max_instances
+                || spot + k as f64 * se > w.max_spot_share * with + 1e-9
+                || k as f64 * s.price_per_hour >= t.price_per_hour
+            {
+                break;
+            }
+            *instances.get_mut(&t.name).expect("present") -= 1;
+            *instances.get_mut(&s.name).expect("present") += k;
+            capacity = with;
+        }
+    }
+    capacity
 }
 
 /// The slowest tier's median lead time, in milliseconds.
@@ -614,7 +669,7 @@ pub fn plan_held(
     }
     if w.max_spot_share < 1.0 && tiers.iter().any(|t| t.class == TierClass::Spot) {
         reason.push_str(&format!(
-            "; spot limited to {:.0}% of need",
+            "; spot limited to {:.0}% of capacity",
             w.max_spot_share * 100.0
         ));
     }
@@ -1303,24 +1358,31 @@ mod tests {
         assert_eq!(p.target["standard"], 8);
         tiers[0].workloads.push(w.name.clone());
         let p = plan(&w, &tiers, &f, 0, 60_000);
-        assert_eq!(p.target[&tiers[0].name], 3);
+        assert_eq!(p.target[&tiers[0].name], 4);
     }
 
     #[test]
     fn cheapest_tiers_first_with_a_spot_cap() {
         let (w, tiers) = setup();
         // need = 24 / 0.8 = 30 vCPU; spot share 50% -> 15 vCPU -> floor(15/4) = 3 spot;
-        // rest 18 vCPU on the next cheapest (standard at 0.048/vCPU vs hp 0.053) -> 5.
+        // rest 18 vCPU on the next cheapest (standard at 0.048/vCPU vs hp 0.053) -> 5,
+        // 37.5% of 32 vCPU on spot; one standard traded for a spot -> 4 + 4, 50%.
         let f = flat_forecast(vec![10.0, 24.0], 30);
         let p = plan(&w, &tiers, &f, 0, 60_000);
-        assert_eq!(p.target["spot"], 3);
-        assert_eq!(p.target["standard"], 5);
+        assert_eq!(p.target["spot"], 4);
+        assert_eq!(p.target["standard"], 4);
         assert_eq!(p.target["high-performance"], 0);
         let cap: f64 = tiers
             .iter()
             .map(|t| p.target[&t.name] as f64 * t.effective_capacity())
             .sum();
         assert!(cap >= 30.0);
+        assert!(p.reason.contains("spot limited to 50% of capacity"), "{}", p.reason);
+        // need 26: 3 spot + 4 standard (28 vCPU); a fourth spot for a standard would be
+        // 16 of 28 on spot, over half, so it stays.
+        let f = flat_forecast(vec![10.0, 20.8], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert_eq!((p.target["spot"], p.target["standard"]), (3, 4));
     }
 
     #[test]
