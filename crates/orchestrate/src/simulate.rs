@@ -717,9 +717,10 @@ impl Fleet {
     }
 
     /// Spot interruptions during `[now, now + dt)`: each held instance of an
-    /// interruptible tier gets a notice with probability `1 - exp(-rate * dt)`.
-    fn interrupt(&mut self, now: TimestampMs, dt_ms: i64) -> usize {
-        let mut count = 0;
+    /// interruptible tier gets a notice with probability `1 - exp(-rate * dt)`. Returns
+    /// the tier and time of each notice.
+    fn interrupt(&mut self, now: TimestampMs, dt_ms: i64) -> Vec<(usize, TimestampMs)> {
+        let mut notices = Vec::new();
         for k in 0..self.tiers.len() {
             let rate = self.tiers[k].interruption_rate_per_hour;
             if rate <= 0.0 {
@@ -731,11 +732,12 @@ impl Fleet {
                 if self.live[k][i].ends_at.is_none() && self.rng.random::<f64>() < p {
                     let at = now + (self.rng.random::<f64>() * dt_ms as f64) as i64;
                     self.live[k][i].ends_at = Some(at + notice);
-                    count += 1;
+                    notices.push((k, at));
                 }
             }
         }
-        count
+        notices.sort_by_key(|&(_, at)| at);
+        notices
     }
 
     /// Stops instances whose notice has run out by `now`.
@@ -1455,7 +1457,24 @@ pub fn simulate(
         for (k, p) in peak_instances.iter_mut().enumerate() {
             *p = (*p).max(fleet.live[k].len() as u32);
         }
-        interruptions += fleet.interrupt(now, dt);
+        let notices = fleet.interrupt(now, dt);
+        interruptions += notices.len();
+        if !matches!(policy, Policy::Oracle | Policy::AsRun) {
+            // The first control pass after a notice finds the tier below its target
+            // (an instance under notice is no longer counted) and asks for a
+            // replacement, as the daemon's reconcile (or a ReplicaSet) does, rather than
+            // the next step's decision, which may come after the instance has stopped.
+            let pass = scenario.control.interval_s.max(1) as i64 * 1000;
+            for (k, at) in notices {
+                let tick = now + (at - now + pass - 1) / pass * pass;
+                if tick < now + dt
+                    && fleet.held(k) < target[k]
+                    && fleet.set(k, target[k], tick, Start::Cold, 0.0)
+                {
+                    actions += 1;
+                }
+            }
+        }
         if policy == Policy::Oracle && i > 0 {
             // Knowing the interruptions too, the oracle asked for each replacement a lead
             // time before it is needed: it serves from now, beside the instance under
@@ -2682,6 +2701,36 @@ mod tests {
             r.underprovisioned_share < 0.05,
             "{}",
             r.underprovisioned_share
+        );
+    }
+
+    #[test]
+    fn an_interrupted_instance_is_replaced_at_the_next_control_pass() {
+        // All on spot, sized exactly to demand (static at a 100% target), each instance
+        // interrupted about once an hour with two minutes' notice, and a replacement up
+        // in 30-45 s: asked for at the first control pass after the notice (15 s), it
+        // serves before the instance stops, so no interruption leaves the step short.
+        let mut sc = scenario();
+        sc.single_tier = "spot".into();
+        sc.reactive.target_utilization = 1.0;
+        let spot = sc.tiers.iter_mut().find(|t| t.name == "spot").unwrap();
+        spot.interruption_rate_per_hour = 1.0;
+        spot.interruption_notice_s = 120;
+        spot.lead_time_s = 30;
+        spot.lead_time_p90_s = Some(45);
+        let tr = shaped(1, |_| 36.0);
+        let r = simulate(&tr, &sc, Policy::Static, 1, None, |_, _| {}).unwrap();
+        assert!(r.interruptions > 100, "{}", r.interruptions);
+        assert_eq!(r.underprovisioned_minutes, 0.0);
+        // Were the loss seen only at the next step's decision (a control pass as slow
+        // as the step), most notices would run out before the replacement serves.
+        sc.control.interval_s = 300;
+        let late = simulate(&tr, &sc, Policy::Static, 1, None, |_, _| {}).unwrap();
+        assert!(
+            late.underprovisioned_minutes > 0.25 * late.interruptions as f64,
+            "{} minutes over {} interruptions",
+            late.underprovisioned_minutes,
+            late.interruptions
         );
     }
 
