@@ -1366,6 +1366,10 @@ mod tests {
             })
             .unwrap();
             st.put_state("x", &vec![1, 2, 3]).unwrap();
+            // Money and clocks in state documents come back to the last bit (a month's
+            // spending that read back a bit off restarted the pacing from another sum).
+            st.put_state("f", &vec![999.925_000_000_000_1_f64, 0.1 + 0.2, 1e-300])
+                .unwrap();
             // Dropped without an explicit flush: acknowledged writes must already be durable.
         }
         let st = Store::open(dir.path(), Durability::Sync).unwrap();
@@ -1375,6 +1379,11 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].reason, "steady");
         assert_eq!(st.get_state::<Vec<i32>>("x").unwrap(), Some(vec![1, 2, 3]));
+        let f = st.get_state::<Vec<f64>>("f").unwrap().unwrap();
+        assert_eq!(
+            f.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            [999.925_000_000_000_1_f64, 0.1 + 0.2, 1e-300].map(f64::to_bits)
+        );
         // New series ids and decision numbers continue after the old ones.
         let k2 = key("other");
         st.append(&k2, &[s(1, 1.0)]).unwrap();
