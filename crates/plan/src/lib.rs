@@ -1377,7 +1377,11 @@ mod tests {
             .map(|t| p.target[&t.name] as f64 * t.effective_capacity())
             .sum();
         assert!(cap >= 30.0);
-        assert!(p.reason.contains("spot limited to 50% of capacity"), "{}", p.reason);
+        assert!(
+            p.reason.contains("spot limited to 50% of capacity"),
+            "{}",
+            p.reason
+        );
         // need 26: 3 spot + 4 standard (28 vCPU); a fourth spot for a standard would be
         // 16 of 28 on spot, over half, so it stays.
         let f = flat_forecast(vec![10.0, 20.8], 30);
