@@ -25,9 +25,6 @@ use prescale_forecast::auto::Recipe;
 use crate::jumps::{Jumps, JUMP_WINDOW};
 use crate::nowcast::{cover_and_leads, nowcast, recent_errors, warming_up, SPREAD_FLOOR_WINDOW};
 use prescale_forecast::{AutoSpec, Forecaster as _, LevelSpread, ModelChoice, ScoreKind};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// The scenario: catalog, the workload's SLA and budget, and policy settings.
@@ -591,6 +588,8 @@ struct Instance {
     ready_at: TimestampMs,
     /// Set when an interruption notice arrived: the instance stops serving then.
     ends_at: Option<TimestampMs>,
+    /// When the provider will send its interruption notice (spot), if it lives so long.
+    notice_at: Option<TimestampMs>,
 }
 
 /// How a new instance comes up.
@@ -609,7 +608,30 @@ struct Fleet {
     tiers: Vec<Tier>,
     live: Vec<Vec<Instance>>,
     cost: Vec<f64>,
-    rng: ChaCha8Rng,
+    /// Lead times and spot lifetimes are common random numbers: the `j`-th instance
+    /// any policy requests of a tier within a step draws from `(seed, tier, step, j)`,
+    /// so policies compared on one trace and seed meet the same luck where they ask
+    /// alike (at a surge, the first instances each asks for come up after the same
+    /// times), and a change to one policy does not reshuffle the luck of every step
+    /// after its first different request.
+    seed: u64,
+    step_ms: i64,
+    /// Per tier: the step of the last request and how many were made in it.
+    drawn: Vec<(i64, u64)>,
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform draw in (0, 1) keyed by `parts`.
+fn keyed_unit(parts: &[u64]) -> f64 {
+    let h = parts.iter().fold(0u64, |h, p| mix(h ^ p));
+    ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
 impl Fleet {
@@ -621,15 +643,35 @@ impl Fleet {
         self.cost[k] += billed as f64 / 3600.0 * t.price_per_hour;
     }
 
-    fn lead_ms(&mut self, k: usize) -> i64 {
+    /// The lead time (log-normal, the tier's median and 90th percentile) and, for an
+    /// interruptible tier, the time until an interruption notice (exponential at the
+    /// tier's rate) of the next instance requested of tier `k` at `now`.
+    fn draw(&mut self, k: usize, now: TimestampMs) -> (i64, Option<i64>) {
+        let step = now.div_euclid(self.step_ms.max(1));
+        let j = match &mut self.drawn[k] {
+            (s, n) if *s == step => {
+                *n += 1;
+                *n
+            }
+            d => {
+                *d = (step, 0);
+                0
+            }
+        };
+        let key = |salt: u64| keyed_unit(&[self.seed, k as u64, step as u64, j, salt]);
         let t = &self.tiers[k];
-        if t.lead_time_s == 0 {
-            return 0;
-        }
-        let median = t.lead_time_s as f64;
-        let sigma = (t.lead_time_p90() as f64 / median).ln() / 1.281_551_565_5;
-        let z = self.rng.sample::<f64, _>(StandardNormal);
-        ((median * (sigma * z).exp()) * 1000.0) as i64
+        let lead = if t.lead_time_s == 0 {
+            0
+        } else {
+            let median = t.lead_time_s as f64;
+            let sigma = (t.lead_time_p90() as f64 / median).ln() / 1.281_551_565_5;
+            // Box-Muller.
+            let z = (-2.0 * key(1).ln()).sqrt() * (std::f64::consts::TAU * key(2)).cos();
+            ((median * (sigma * z).exp()) * 1000.0) as i64
+        };
+        let rate = t.interruption_rate_per_hour;
+        let life = (rate > 0.0).then(|| (-key(3).ln() / rate * 3_600_000.0) as i64);
+        (lead, life)
     }
 
     /// Instances held (ready or pending), not counting those under notice.
@@ -664,15 +706,17 @@ impl Fleet {
         let held = self.held(k);
         if target > held {
             for _ in held..target {
+                let (lead, life) = self.draw(k, now);
                 let (requested_at, ready_at) = match start {
                     Start::Warm => (now, now),
-                    Start::Foresight => (now - self.lead_ms(k), now),
-                    Start::Cold => (now, now + self.lead_ms(k)),
+                    Start::Foresight => (now - lead, now),
+                    Start::Cold => (now, now + lead),
                 };
                 self.live[k].push(Instance {
                     requested_at,
                     ready_at,
                     ends_at: None,
+                    notice_at: life.map(|l| requested_at.max(now) + l),
                 });
             }
             true
@@ -716,23 +760,21 @@ impl Fleet {
         }
     }
 
-    /// Spot interruptions during `[now, now + dt)`: each held instance of an
-    /// interruptible tier gets a notice with probability `1 - exp(-rate * dt)`. Returns
-    /// the tier and time of each notice.
+    /// Spot interruption notices during `[now, now + dt)`: each instance of an
+    /// interruptible tier lives an exponential time at the tier's rate from its start
+    /// (drawn when it was requested), as if each step gave it a notice with probability
+    /// `1 - exp(-rate * dt)`. Returns the tier and time of each notice.
     fn interrupt(&mut self, now: TimestampMs, dt_ms: i64) -> Vec<(usize, TimestampMs)> {
         let mut notices = Vec::new();
         for k in 0..self.tiers.len() {
-            let rate = self.tiers[k].interruption_rate_per_hour;
-            if rate <= 0.0 {
-                continue;
-            }
-            let p = 1.0 - (-rate * dt_ms as f64 / 3_600_000.0).exp();
             let notice = self.tiers[k].interruption_notice_s as i64 * 1000;
-            for i in 0..self.live[k].len() {
-                if self.live[k][i].ends_at.is_none() && self.rng.random::<f64>() < p {
-                    let at = now + (self.rng.random::<f64>() * dt_ms as f64) as i64;
-                    self.live[k][i].ends_at = Some(at + notice);
-                    notices.push((k, at));
+            for inst in &mut self.live[k] {
+                if let (None, Some(at)) = (inst.ends_at, inst.notice_at) {
+                    if at < now + dt_ms {
+                        let at = at.max(now);
+                        inst.ends_at = Some(at + notice);
+                        notices.push((k, at));
+                    }
                 }
             }
         }
@@ -1003,7 +1045,9 @@ pub fn simulate(
         tiers: tiers.clone(),
         live: tiers.iter().map(|_| Vec::new()).collect(),
         cost: vec![0.0; tiers.len()],
-        rng: ChaCha8Rng::seed_from_u64(seed),
+        seed,
+        step_ms: trace.step_ms,
+        drawn: vec![(i64::MIN, 0); tiers.len()],
     };
     let w = &scenario.workload;
     let eligible = prescale_plan::eligible_tiers(w, &tiers);
@@ -2732,6 +2776,59 @@ mod tests {
             late.underprovisioned_minutes,
             late.interruptions
         );
+    }
+
+    #[test]
+    fn policies_that_ask_alike_in_a_step_meet_the_same_lead_times_and_lifetimes() {
+        let sc = scenario();
+        let fleet = |seed| Fleet {
+            tiers: sc.tiers.clone(),
+            live: sc.tiers.iter().map(|_| Vec::new()).collect(),
+            cost: vec![0.0; sc.tiers.len()],
+            seed,
+            step_ms: 300_000,
+            drawn: vec![(i64::MIN, 0); sc.tiers.len()],
+        };
+        let at = |name: &str| sc.tiers.iter().position(|t| t.name == name).unwrap();
+        let (spot, std) = (at("spot"), at("standard"));
+        let step = 1_700_000_100_000 - 1_700_000_100_000 % 300_000;
+        // One asks for 5 of each tier 15 s into the step with nothing before; the other
+        // held 3 from the step before and asks for the same 5 30 s in, in two requests.
+        let mut a = fleet(7);
+        a.set(std, 5, step + 15_000, Start::Cold, 0.0);
+        a.set(spot, 5, step + 15_000, Start::Cold, 0.0);
+        let mut b = fleet(7);
+        b.set(std, 3, step - 300_000, Start::Cold, 0.0);
+        b.set(spot, 3, step - 300_000, Start::Cold, 0.0);
+        for n in [5, 8] {
+            b.set(std, n, step + 30_000, Start::Cold, 0.0);
+            b.set(spot, n, step + 30_000, Start::Cold, 0.0);
+        }
+        let new = |f: &Fleet, k: usize| -> Vec<(i64, Option<i64>)> {
+            f.live[k]
+                .iter()
+                .filter(|i| i.requested_at >= step)
+                .map(|i| {
+                    (
+                        i.ready_at - i.requested_at,
+                        i.notice_at.map(|n| n - i.requested_at),
+                    )
+                })
+                .collect()
+        };
+        for k in [std, spot] {
+            assert_eq!(new(&a, k).len(), 5);
+            assert_eq!(new(&a, k), new(&b, k), "tier {k}");
+        }
+        // Leads vary around the tier's median; spot alone gets interrupted.
+        let leads: Vec<i64> = new(&a, std).iter().map(|x| x.0).collect();
+        assert!(leads.windows(2).any(|w| w[0] != w[1]), "{leads:?}");
+        assert!(new(&a, std).iter().all(|x| x.1.is_none()));
+        assert!(new(&a, spot).iter().all(|x| x.1.is_some_and(|l| l > 0)));
+        // Another seed, other luck.
+        let mut c = fleet(8);
+        c.set(std, 5, step + 15_000, Start::Cold, 0.0);
+        assert_ne!(new(&a, std), new(&c, std));
     }
 
     #[test]
