@@ -2791,9 +2791,9 @@ mod tests {
         };
         let at = |name: &str| sc.tiers.iter().position(|t| t.name == name).unwrap();
         let (spot, std) = (at("spot"), at("standard"));
-        let step = 1_700_000_100_000 - 1_700_000_100_000 % 300_000;
-        // One asks for 5 of each tier 15 s into the step with nothing before; the other
-        // held 3 from the step before and asks for the same 5 30 s in, in two requests.
+        let step: i64 = 5_666_667 * 300_000; // a step's start
+                                             // One asks for 5 of each tier 15 s into the step with nothing before; the other
+                                             // held 3 from the step before and asks for the same 5 30 s in, in two requests.
         let mut a = fleet(7);
         a.set(std, 5, step + 15_000, Start::Cold, 0.0);
         a.set(spot, 5, step + 15_000, Start::Cold, 0.0);
