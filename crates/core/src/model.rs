@@ -463,12 +463,21 @@ pub struct TierCount {
     /// Instances requested but not yet serving.
     #[serde(default)]
     pub pending: u32,
+    /// Instances under an interruption notice: still serving until it runs out, but no
+    /// longer held, so the reconciler asks for their replacements at once.
+    #[serde(default)]
+    pub ending: u32,
 }
 
 impl TierCount {
-    /// Ready plus pending.
+    /// Ready plus pending: what the workload holds (instances under notice left out).
     pub fn total(&self) -> u32 {
         self.ready + self.pending
+    }
+
+    /// Instances serving load now: ready, and those still serving out a notice.
+    pub fn serving(&self) -> u32 {
+        self.ready + self.ending
     }
 }
 
@@ -484,7 +493,7 @@ impl Allocation {
     pub fn ready_capacity(&self, catalog: &[Tier]) -> f64 {
         catalog
             .iter()
-            .map(|t| self.get(&t.name).ready as f64 * t.effective_capacity())
+            .map(|t| self.get(&t.name).serving() as f64 * t.effective_capacity())
             .sum()
     }
 
@@ -493,7 +502,7 @@ impl Allocation {
     pub fn ready_of(&self, catalog: &[Tier], d: Dim) -> Option<f64> {
         catalog
             .iter()
-            .filter_map(|t| Some(self.get(&t.name).ready as f64 * t.provides(d)?))
+            .filter_map(|t| Some(self.get(&t.name).serving() as f64 * t.provides(d)?))
             .reduce(|a, b| a + b)
     }
 
@@ -639,9 +648,14 @@ mod tests {
             TierCount {
                 ready: 2,
                 pending: 1,
+                ending: 0,
             },
         );
         assert_eq!(a.ready_capacity(std::slice::from_ref(&t)), 16.0);
+        assert_eq!(a.get("hp").total(), 3);
+        // One more serving out a spot notice: capacity, but not held.
+        a.tiers.get_mut("hp").unwrap().ending = 1;
+        assert_eq!(a.ready_capacity(std::slice::from_ref(&t)), 24.0);
         assert_eq!(a.get("hp").total(), 3);
         assert_eq!(a.get("none").total(), 0);
     }

@@ -1413,13 +1413,13 @@ impl<P: Provider> Engine<P> {
         sp.spent += rate * (now - sp.at).max(0) as f64 / 3_600_000.0;
         sp.at = sp.at.max(now);
         let mut capacity = per_tier(&self.tiers, "prescale_capacity_vcpu", &s.w.name, now, |t| {
-            s.status.allocation.get(&t.name).ready as f64 * t.effective_capacity()
+            s.status.allocation.get(&t.name).serving() as f64 * t.effective_capacity()
         });
         // And of each other dimension the workload plans, as its tiers' shapes provide it.
         for x in &s.extras {
             let name = format!("prescale_capacity_{}", x.dim.name());
             capacity.extend(per_tier(&self.tiers, &name, &s.w.name, now, |t| {
-                s.status.allocation.get(&t.name).ready as f64 * t.provides(x.dim).unwrap_or(0.0)
+                s.status.allocation.get(&t.name).serving() as f64 * t.provides(x.dim).unwrap_or(0.0)
             }));
         }
         self.store.append_many(&capacity)?;

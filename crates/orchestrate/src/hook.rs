@@ -558,14 +558,16 @@ exit 0
             c(&p, 179_999),
             TierCount {
                 ready: 0,
-                pending: 3
+                pending: 3,
+                ending: 0
             }
         );
         assert_eq!(
             c(&p, 180_000),
             TierCount {
                 ready: 3,
-                pending: 0
+                pending: 0,
+                ending: 0
             }
         );
         p.apply(&action("k2", ActionKind::Deprovision, 1), 200_000)
@@ -575,7 +577,8 @@ exit 0
             c(&p, 200_000),
             TierCount {
                 ready: 2,
-                pending: 0
+                pending: 0,
+                ending: 0
             }
         );
         // The book survives a restart.
@@ -586,7 +589,8 @@ exit 0
             c(&q, 200_000),
             TierCount {
                 ready: 2,
-                pending: 0
+                pending: 0,
+                ending: 0
             }
         );
         q.apply(&action("k2", ActionKind::Deprovision, 1), 200_000)
@@ -693,14 +697,16 @@ exit 0
             a.tiers["standard"],
             TierCount {
                 ready: 4,
-                pending: 0
+                pending: 0,
+                ending: 0
             }
         );
         assert_eq!(
             a.tiers["spot"],
             TierCount {
                 ready: 2,
-                pending: 1
+                pending: 1,
+                ending: 0
             }
         );
         // What is applied counts at once, until the next report.
@@ -711,7 +717,8 @@ exit 0
             p.allocation("web", 1000).tiers["standard"],
             TierCount {
                 ready: 4,
-                pending: 2
+                pending: 2,
+                ending: 0
             }
         );
         // The cloud took two spot instances away: an event, and the report is the truth.
@@ -732,7 +739,8 @@ exit 0
             p.allocation("web", 2000).tiers["spot"],
             TierCount {
                 ready: 1,
-                pending: 0
+                pending: 0,
+                ending: 0
             }
         );
         // A broken report keeps the last one.

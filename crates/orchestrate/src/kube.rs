@@ -157,6 +157,7 @@ impl KubeApi {
                     TierCount {
                         ready,
                         pending: want - ready,
+                        ending: 0,
                     },
                 );
             }

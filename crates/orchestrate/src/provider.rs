@@ -132,6 +132,9 @@ struct Instance {
     workload: String,
     tier: String,
     ready_at: TimestampMs,
+    /// Set by an interruption notice: the instance serves until then, then stops.
+    #[serde(default)]
+    ends_at: Option<TimestampMs>,
 }
 
 /// How many recent action keys the simulated cloud remembers for idempotency.
@@ -190,9 +193,12 @@ impl SimCloud {
         self.interruptions
     }
 
-    /// Instances of a tier across all workloads.
+    /// Instances of a tier across all workloads, those under notice left out.
     pub fn tier_count(&self, tier: &str) -> u32 {
-        self.instances.iter().filter(|i| i.tier == tier).count() as u32
+        self.instances
+            .iter()
+            .filter(|i| i.tier == tier && i.ends_at.is_none())
+            .count() as u32
     }
 }
 
@@ -215,6 +221,7 @@ impl Provider for SimCloud {
                         workload: a.workload.clone(),
                         tier: a.tier.clone(),
                         ready_at: now + tier.lead_time_s as i64 * 1000,
+                        ends_at: None,
                     });
                     self.next_id += 1;
                 }
@@ -225,7 +232,9 @@ impl Provider for SimCloud {
                     .instances
                     .iter()
                     .enumerate()
-                    .filter(|(_, i)| i.workload == a.workload && i.tier == a.tier)
+                    .filter(|(_, i)| {
+                        i.workload == a.workload && i.tier == a.tier && i.ends_at.is_none()
+                    })
                     .map(|(n, _)| n)
                     .collect();
                 mine.sort_by_key(|n| {
@@ -291,7 +300,9 @@ impl Provider for SimCloud {
         let mut a = Allocation::default();
         for i in self.instances.iter().filter(|i| i.workload == workload) {
             let c = a.tiers.entry(i.tier.clone()).or_default();
-            if i.ready_at <= now {
+            if i.ends_at.is_some() {
+                c.ending += 1;
+            } else if i.ready_at <= now {
                 c.ready += 1;
             } else {
                 c.pending += 1;
@@ -317,23 +328,56 @@ impl Provider for SimCloud {
         let tiers = &self.tiers;
         let rng = &mut self.rng;
         let mut interrupted = 0;
-        self.instances.retain(|i| {
+        // Notices that have run out stop their instances.
+        self.instances.retain(|i| match i.ends_at {
+            Some(e) if e <= now => {
+                events.push(ProviderEvent {
+                    at: now,
+                    workload: i.workload.clone(),
+                    tier: i.tier.clone(),
+                    what: format!("spot instance {} stopped at the end of its notice", i.id),
+                });
+                false
+            }
+            _ => true,
+        });
+        // A notice comes at the tier's rate: a ready instance serves out the tier's
+        // interruption_notice_s (no longer held, so the reconciler replaces it at its
+        // next pass); a pending one, or one with no notice, goes at once.
+        self.instances.retain_mut(|i| {
             let t = &tiers[&i.tier];
-            if t.class != TierClass::Spot || t.interruption_rate_per_hour <= 0.0 {
+            if t.class != TierClass::Spot
+                || t.interruption_rate_per_hour <= 0.0
+                || i.ends_at.is_some()
+            {
                 return true;
             }
             let p = 1.0 - (-t.interruption_rate_per_hour * dt_h).exp();
-            if rng.random::<f64>() < p {
+            if rng.random::<f64>() >= p {
+                return true;
+            }
+            interrupted += 1;
+            let notice = t.interruption_notice_s as i64 * 1000;
+            if notice > 0 && i.ready_at <= now {
+                i.ends_at = Some(now + notice);
+                events.push(ProviderEvent {
+                    at: now,
+                    workload: i.workload.clone(),
+                    tier: i.tier.clone(),
+                    what: format!(
+                        "spot instance {} interrupted by the provider: {} s notice",
+                        i.id, t.interruption_notice_s
+                    ),
+                });
+                true
+            } else {
                 events.push(ProviderEvent {
                     at: now,
                     workload: i.workload.clone(),
                     tier: i.tier.clone(),
                     what: format!("spot instance {} interrupted by the provider", i.id),
                 });
-                interrupted += 1;
                 false
-            } else {
-                true
             }
         });
         self.interruptions += interrupted;
@@ -428,6 +472,67 @@ mod tests {
         assert!((330..460).contains(&n), "{n}");
         assert_eq!(run(3), n);
         assert_ne!(run(4), n);
+    }
+
+    #[test]
+    fn a_spot_notice_keeps_the_instance_serving_until_it_runs_out() {
+        // Four spot instances come up on a calm cloud; then interruptions come often.
+        let mut tiers = Config::default().tiers;
+        let k = tiers.iter().position(|t| t.name == "spot").unwrap();
+        tiers[k].interruption_rate_per_hour = 0.0;
+        let mut calm = SimCloud::new(&tiers, 5);
+        calm.advance(0);
+        calm.apply(&action("a", "spot", ActionKind::Provision, 4), 0)
+            .unwrap();
+        calm.advance(600_000);
+        tiers[k].interruption_rate_per_hour = 30.0;
+        tiers[k].interruption_notice_s = 120;
+        let mut sim = SimCloud::new(&tiers, 5);
+        sim.restore(calm.save().unwrap()).unwrap();
+        let mut events = Vec::new();
+        let mut t = 600_000;
+        while sim.interruptions() == 0 {
+            t += 15_000;
+            events.extend(sim.advance(t));
+        }
+        // Under notice: still serving, no longer held, so the reconciler replaces it.
+        let a = sim.allocation("w", t).get("spot");
+        let noticed = a.ending;
+        assert!(noticed >= 1, "{a:?}");
+        assert_eq!((a.serving(), a.total()), (4, 4 - noticed));
+        assert!(
+            events.iter().any(|e| e.what.contains("120 s notice")),
+            "{events:?}"
+        );
+        // A scale-down releases held instances, not those already going.
+        sim.apply(&action("b", "spot", ActionKind::Deprovision, 1), t)
+            .unwrap();
+        let b = sim.allocation("w", t).get("spot");
+        assert_eq!((b.ending, b.total()), (noticed, 3 - noticed));
+        // Two minutes on, the noticed ones have stopped, and said so.
+        let events = sim.advance(t + 120_000);
+        assert!(
+            events
+                .iter()
+                .filter(|e| e.what.contains("end of its notice"))
+                .count() as u32
+                >= noticed,
+            "{events:?}"
+        );
+        let c = sim.allocation("w", t + 120_000).get("spot");
+        assert!(c.serving() <= 3 - noticed, "{c:?}");
+        // With no notice, an interrupted instance goes at once.
+        tiers[k].interruption_notice_s = 0;
+        let mut sudden = SimCloud::new(&tiers, 5);
+        sudden.restore(calm.save().unwrap()).unwrap();
+        let mut t = 600_000;
+        while sudden.interruptions() == 0 {
+            t += 15_000;
+            sudden.advance(t);
+        }
+        let d = sudden.allocation("w", t).get("spot");
+        assert_eq!(d.ending, 0);
+        assert_eq!(d.serving() as u64, 4 - sudden.interruptions());
     }
 
     #[test]

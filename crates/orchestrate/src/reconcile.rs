@@ -202,6 +202,7 @@ mod tests {
                         TierCount {
                             ready: *r,
                             pending: *p,
+                            ending: 0,
                         },
                     )
                 })

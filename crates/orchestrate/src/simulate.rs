@@ -822,12 +822,24 @@ impl Fleet {
         actions
     }
 
-    /// What the fleet holds at `at`, per tier: ready, and held but not ready yet.
+    /// What the fleet holds at `at`, per tier: ready, held but not ready yet, and
+    /// serving out a notice.
     fn allocation(&self, at: TimestampMs) -> Allocation {
         let tiers = (0..self.tiers.len()).map(|k| {
-            let ready = self.ready_count(k, at) as u32;
+            let ending = self.live[k]
+                .iter()
+                .filter(|i| i.ready_at <= at && i.ends_at.is_some_and(|e| e > at))
+                .count() as u32;
+            let ready = self.ready_count(k, at) as u32 - ending;
             let pending = self.held(k).saturating_sub(ready);
-            (self.tiers[k].name.clone(), TierCount { ready, pending })
+            (
+                self.tiers[k].name.clone(),
+                TierCount {
+                    ready,
+                    pending,
+                    ending,
+                },
+            )
         });
         Allocation {
             tiers: tiers.collect(),

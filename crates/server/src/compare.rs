@@ -287,10 +287,15 @@ pub fn compare(
         )? {
             let (cpu, alloc) = passes.entry(ts).or_default();
             *cpu += v;
+            // The stored capacity is what served (instances under notice included).
             let ready = (v / t.effective_capacity()).round() as u32;
-            alloc
-                .tiers
-                .insert(t.name.clone(), TierCount { ready, pending: 0 });
+            alloc.tiers.insert(
+                t.name.clone(),
+                TierCount {
+                    ready,
+                    ..TierCount::default()
+                },
+            );
         }
     }
     let ready: Vec<(TimestampMs, Vec<f64>)> = passes

@@ -769,6 +769,10 @@ pub fn render_metrics(st: &AppState) -> String {
                 format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"pending\"}}"),
                 c.pending as f64,
             ));
+            inst.push((
+                format!("{{workload=\"{n}\",tier=\"{tn}\",state=\"ending\"}}"),
+                c.ending as f64,
+            ));
         }
     }
     family(
