@@ -688,22 +688,7 @@ mod tests {
             format!("fixed({}, {})", self.centre, self.spread)
         }
         fn fit(&self, _: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
-            Ok(Box::new(FixedFit(self.centre, self.spread)))
-        }
-    }
-    struct FixedFit(f64, f64);
-    impl Fitted for FixedFit {
-        fn describe(&self) -> String {
-            format!("fixed({}, {})", self.0, self.1)
-        }
-        fn predict(&self, h: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
-            Ok(vec![
-                levels
-                    .iter()
-                    .map(|p| self.0 + (p - 0.5) * self.1)
-                    .collect();
-                h
-            ])
+            Ok(Box::new(crate::tests::FixedFit(self.centre, self.spread)))
         }
     }
 

@@ -359,27 +359,12 @@ mod tests {
 
     /// The last value, with quantiles `.0` apart per unit of level.
     struct Last(f64);
-    struct LastFit(f64, f64);
     impl Forecaster for Last {
         fn name(&self) -> String {
             "last".into()
         }
         fn fit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
-            Ok(Box::new(LastFit(*y.last().unwrap(), self.0)))
-        }
-    }
-    impl Fitted for LastFit {
-        fn describe(&self) -> String {
-            "last".into()
-        }
-        fn predict(&self, h: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
-            Ok(vec![
-                levels
-                    .iter()
-                    .map(|p| self.0 + (p - 0.5) * self.1)
-                    .collect();
-                h
-            ])
+            Ok(Box::new(crate::tests::FixedFit(*y.last().unwrap(), self.0)))
         }
     }
 

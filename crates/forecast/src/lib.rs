@@ -508,6 +508,23 @@ pub fn forecast(
 pub(crate) mod tests {
     use super::*;
 
+    /// A fitted constant forecast: `.0` with quantiles `.0 + (p - 0.5) * .1`.
+    pub(crate) struct FixedFit(pub(crate) f64, pub(crate) f64);
+    impl Fitted for FixedFit {
+        fn describe(&self) -> String {
+            format!("fixed({}, {})", self.0, self.1)
+        }
+        fn predict(&self, h: usize, levels: &[f64]) -> Result<Vec<Vec<f64>>, ForecastError> {
+            Ok(vec![
+                levels
+                    .iter()
+                    .map(|p| self.0 + (p - 0.5) * self.1)
+                    .collect();
+                h
+            ])
+        }
+    }
+
     /// Deterministic uniform noise in [-0.5, 0.5) (splitmix64 of the index).
     pub(crate) fn noise(i: usize) -> f64 {
         let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
