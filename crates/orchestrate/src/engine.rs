@@ -2514,6 +2514,56 @@ mod tests {
     }
 
     #[test]
+    fn a_spot_instance_under_notice_is_replaced_while_it_still_serves() {
+        // Steady demand, and interruptions every few minutes with two minutes' notice.
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        let k = c.tiers.iter().position(|t| t.name == "spot").unwrap();
+        c.tiers[k].interruption_rate_per_hour = 20.0;
+        c.tiers[k].interruption_notice_s = 120;
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples: Vec<_> = (0..120)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: 20.0,
+            })
+            .collect();
+        store.append(&key, &samples).unwrap();
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 3));
+        e.set_inline_training();
+        // Once the fleet has settled at what the plan wants, find a pass whose notice
+        // took an instance out of it.
+        let spot = |e: &Engine<SimCloud>, t| e.provider.allocation("host", t).get("spot");
+        let want = |e: &Engine<SimCloud>| e.states[0].status.desired.get("spot").copied();
+        let (mut t, mut settled, mut found) = (10 * 60_000 + 1, None, None);
+        while t < 115 * 60_000 && found.is_none() {
+            e.tick(t).unwrap();
+            let a = spot(&e, t);
+            if let Some(before) = settled.filter(|_| a.ending > 0) {
+                found = Some((before, a));
+            }
+            settled = (t > 40 * 60_000 && a.ending == 0 && a.pending == 0)
+                .then_some(a.ready)
+                .filter(|n| Some(*n) == want(&e) && *n > 0);
+            t += 15_000;
+        }
+        let (before, a) = found.expect("a notice in a settled fleet");
+        // The pass that saw the notice asked for a replacement at once: the tier holds
+        // as many as before, one of them pending, while the noticed one still serves.
+        assert!(a.ending >= 1, "{a:?}");
+        assert_eq!(want(&e), Some(before), "the plan stayed where it was");
+        assert_eq!(a.total(), before, "{a:?} after {before} ready");
+        assert!(a.pending >= 1, "{a:?}");
+        assert_eq!(a.serving(), a.ready + a.ending);
+        assert!(
+            a.serving() >= before,
+            "{a:?}: the noticed instances still serve"
+        );
+    }
+
+    #[test]
     fn a_monthly_budget_is_paced_by_what_was_spent() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Config::default();
