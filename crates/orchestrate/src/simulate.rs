@@ -1801,12 +1801,7 @@ mod tests {
         let mut fc = Forecaster::new(1, n);
         assert_eq!(crate::nowcast::persistence(fc.raw_window(n)), None);
         // Errors that do not carry over from one step to the next: nearly none kept.
-        let noise = |t: usize| {
-            let mut z = (t as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let noise = |t: usize| (mix(t as u64) >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
         for t in 0..n {
             fc.raw[t] = noise(t);
         }
@@ -2803,9 +2798,10 @@ mod tests {
         };
         let at = |name: &str| sc.tiers.iter().position(|t| t.name == name).unwrap();
         let (spot, std) = (at("spot"), at("standard"));
-        let step: i64 = 5_666_667 * 300_000; // a step's start
-                                             // One asks for 5 of each tier 15 s into the step with nothing before; the other
-                                             // held 3 from the step before and asks for the same 5 30 s in, in two requests.
+        // A step's start. One asks for 5 of each tier 15 s into it with nothing before;
+        // the other held 3 from the step before and asks for the same 5 30 s in, in two
+        // requests.
+        let step: i64 = 5_666_667 * 300_000;
         let mut a = fleet(7);
         a.set(std, 5, step + 15_000, Start::Cold, 0.0);
         a.set(spot, 5, step + 15_000, Start::Cold, 0.0);
