@@ -177,13 +177,17 @@ impl Calibration {
         self
     }
 
-    fn cap(&self, step: usize, p: f64) -> Option<f64> {
-        let caps = self.caps.as_ref()?;
-        let b = self
-            .bands
+    /// The band holding `step` (0-based); the last band beyond the horizon.
+    fn band(&self, step: usize) -> usize {
+        self.bands
             .iter()
             .position(|(lo, hi)| step >= *lo && step <= *hi)
-            .unwrap_or(self.bands.len() - 1);
+            .unwrap_or(self.bands.len() - 1)
+    }
+
+    fn cap(&self, step: usize, p: f64) -> Option<f64> {
+        let caps = self.caps.as_ref()?;
+        let b = self.band(step);
         Some(prescale_core::forecast::interpolate_levels(
             &self.levels,
             &caps[b],
@@ -213,11 +217,7 @@ impl Calibration {
 
     /// The shift for `step` (0-based) at level `p`, interpolated between learnt levels.
     pub fn shift(&self, step: usize, p: f64) -> f64 {
-        let b = self
-            .bands
-            .iter()
-            .position(|(lo, hi)| step >= *lo && step <= *hi)
-            .unwrap_or(self.bands.len() - 1);
+        let b = self.band(step);
         prescale_core::forecast::interpolate_levels(&self.levels, &self.shifts[b], p)
     }
 }
