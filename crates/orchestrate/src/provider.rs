@@ -328,15 +328,18 @@ impl Provider for SimCloud {
         let tiers = &self.tiers;
         let rng = &mut self.rng;
         let mut interrupted = 0;
+        // What happened to instance `i`, at `now`.
+        let event = |i: &Instance, what: String| ProviderEvent {
+            at: now,
+            workload: i.workload.clone(),
+            tier: i.tier.clone(),
+            what,
+        };
         // Notices that have run out stop their instances.
         self.instances.retain(|i| match i.ends_at {
             Some(e) if e <= now => {
-                events.push(ProviderEvent {
-                    at: now,
-                    workload: i.workload.clone(),
-                    tier: i.tier.clone(),
-                    what: format!("spot instance {} stopped at the end of its notice", i.id),
-                });
+                let what = format!("spot instance {} stopped at the end of its notice", i.id);
+                events.push(event(i, what));
                 false
             }
             _ => true,
@@ -358,27 +361,18 @@ impl Provider for SimCloud {
             }
             interrupted += 1;
             let notice = t.interruption_notice_s as i64 * 1000;
-            if notice > 0 && i.ready_at <= now {
+            let serves_out = notice > 0 && i.ready_at <= now;
+            let what = if serves_out {
                 i.ends_at = Some(now + notice);
-                events.push(ProviderEvent {
-                    at: now,
-                    workload: i.workload.clone(),
-                    tier: i.tier.clone(),
-                    what: format!(
-                        "spot instance {} interrupted by the provider: {} s notice",
-                        i.id, t.interruption_notice_s
-                    ),
-                });
-                true
+                format!(
+                    "spot instance {} interrupted by the provider: {} s notice",
+                    i.id, t.interruption_notice_s
+                )
             } else {
-                events.push(ProviderEvent {
-                    at: now,
-                    workload: i.workload.clone(),
-                    tier: i.tier.clone(),
-                    what: format!("spot instance {} interrupted by the provider", i.id),
-                });
-                false
-            }
+                format!("spot instance {} interrupted by the provider", i.id)
+            };
+            events.push(event(i, what));
+            serves_out
         });
         self.interruptions += interrupted;
         self.clock = Some(now);
