@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use prescale_core::{Sample, SeriesKey, TimestampMs};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One target of a scrape job.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,7 @@ pub struct Scraped {
 
 /// What a metric family is, as its exposition (`# TYPE`, `# HELP`) or its sender
 /// (remote write's metadata) describes it: what Prometheus' `/api/v1/metadata` lists.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricMeta {
     /// `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`, `info`, `stateset`
     /// or `unknown`.

@@ -795,10 +795,12 @@ async fn scrape_loop(
         let t = target.clone();
         let store = store.clone();
         let agent = agent.clone();
+        let known = metadata.clone();
         let res = tokio::task::spawn_blocking(move || {
             let scraped = prescale_collect::scrape::scrape(&agent, &t, now_ms());
             let stored = store.append_many(&scraped.series);
-            (scraped.health, scraped.metadata, stored)
+            let said = known.remember(scraped.metadata);
+            (scraped.health, said, stored)
         })
         .await;
         let (mut health, said, stored) = match res {
@@ -808,7 +810,12 @@ async fn scrape_loop(
                 continue;
             }
         };
-        prescale_server::remember(&metadata, said);
+        if let Err(e) = said {
+            tracing::warn!(
+                "{}: its metric metadata could not be saved: {e}",
+                target.url
+            );
+        }
         match stored {
             Ok(reports) => {
                 let rejected: usize = reports.iter().map(|r| r.rejected.len()).sum();

@@ -25,6 +25,7 @@
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -35,7 +36,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use prescale_collect::scrape::TargetHealth;
+use prescale_collect::scrape::{MetricMeta, TargetHealth};
 use prescale_core::{DecisionKind, SeriesKey, Tier};
 use prescale_orchestrate::{Status, WorkloadStatus};
 use prescale_store::{DecisionFilter, Store};
@@ -90,29 +91,79 @@ pub type Targets = Arc<RwLock<std::collections::BTreeMap<(String, String), Targe
 
 /// Metric families' type, help and unit by name, as scrapes (`# TYPE`, `# HELP`) and
 /// remote write senders describe them: shared by the scrape loops, the receivers and
-/// `/api/v1/metadata`. Kept in memory, as Prometheus keeps what its targets say.
-pub type Metadata =
-    Arc<RwLock<std::collections::BTreeMap<String, prescale_collect::scrape::MetricMeta>>>;
+/// `/api/v1/metadata`. Each family is also saved in the store (state document
+/// `metadata/NAME`) when what is known of it changes, so a restart lists it again before
+/// its target or sender next says it (remote write senders say it once a minute, or only
+/// with a series' first samples).
+#[derive(Clone)]
+pub struct Metadata {
+    known: Arc<RwLock<BTreeMap<String, MetricMeta>>>,
+    store: Store,
+}
 
-/// Records what a scrape or a sender said of its families; a field it leaves empty
-/// keeps what was known (one target's `# TYPE` without `# HELP` does not erase
-/// another's help).
-pub fn remember(
-    metadata: &Metadata,
-    said: impl IntoIterator<Item = (String, prescale_collect::scrape::MetricMeta)>,
-) {
-    let mut known = metadata.write().expect("metadata lock");
-    for (name, m) in said {
-        let k = known.entry(name).or_default();
-        for (old, new) in [
-            (&mut k.kind, m.kind),
-            (&mut k.help, m.help),
-            (&mut k.unit, m.unit),
-        ] {
-            if !new.is_empty() {
-                *old = new;
+/// Prefix of the state documents that hold metric families' metadata.
+const METADATA_PREFIX: &str = "metadata/";
+
+impl Metadata {
+    /// What `store` saved, skipping (and logging) a document that cannot be read.
+    pub fn load(store: Store) -> Result<Self, String> {
+        let saved = store
+            .states::<MetricMeta>(METADATA_PREFIX)
+            .map_err(|e| format!("reading the saved metric metadata: {e}"))?;
+        let mut known = BTreeMap::new();
+        for (name, doc) in saved {
+            match doc {
+                Ok(m) => {
+                    known.insert(name[METADATA_PREFIX.len()..].to_string(), m);
+                }
+                Err(e) => tracing::warn!("skipped, its source will say it again: {e}"),
             }
         }
+        Ok(Self {
+            known: Arc::new(RwLock::new(known)),
+            store,
+        })
+    }
+
+    /// Records what a scrape or a sender said of its families; a field it leaves empty
+    /// keeps what was known (one target's `# TYPE` without `# HELP` does not erase
+    /// another's help). Families that changed are saved before it returns (blocking: call
+    /// it off the async runtime's threads); they are known in memory even when saving
+    /// fails, which is returned.
+    pub fn remember(
+        &self,
+        said: impl IntoIterator<Item = (String, MetricMeta)>,
+    ) -> Result<(), prescale_store::StoreError> {
+        let mut changed = Vec::new();
+        {
+            let mut known = self.known.write().expect("metadata lock");
+            for (name, m) in said {
+                let k = known.entry(name.clone()).or_default();
+                let before = k.clone();
+                for (old, new) in [
+                    (&mut k.kind, m.kind),
+                    (&mut k.help, m.help),
+                    (&mut k.unit, m.unit),
+                ] {
+                    if !new.is_empty() {
+                        *old = new;
+                    }
+                }
+                if *k != before {
+                    changed.push((name, k.clone()));
+                }
+            }
+        }
+        for (name, m) in changed {
+            self.store
+                .put_state(&format!("{METADATA_PREFIX}{name}"), &m)?;
+        }
+        Ok(())
+    }
+
+    /// Every family known, by name.
+    pub fn all(&self) -> BTreeMap<String, MetricMeta> {
+        self.known.read().expect("metadata lock").clone()
     }
 }
 
@@ -145,6 +196,7 @@ impl AppState {
                 })
             })
             .collect();
+        let metadata = Metadata::load(store.clone())?;
         Ok(Self {
             store,
             status,
@@ -152,7 +204,7 @@ impl AppState {
             workloads: cfg.workloads.clone(),
             receivers: write::Receivers::new(cfg, token),
             targets: Arc::new(RwLock::new(targets)),
-            metadata: Default::default(),
+            metadata,
             provider: serde_json::to_value(cfg.providers.use_)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))

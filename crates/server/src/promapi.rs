@@ -350,8 +350,7 @@ pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
         Some(Ok(_)) => None,
         Some(Err(_)) => return bad("`limit` must be a whole number"),
     };
-    let mut all: BTreeMap<String, prescale_collect::scrape::MetricMeta> =
-        st.metadata.read().expect("metadata lock").clone();
+    let mut all = st.metadata.all();
     let stored: BTreeSet<String> = st.store.series().into_iter().map(|k| k.name).collect();
     for (name, help) in OWN_METADATA {
         if stored.contains(name) {

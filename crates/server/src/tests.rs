@@ -1802,18 +1802,18 @@ async fn metadata_lists_what_sources_said_and_prescales_own_families() {
         help: help.into(),
         unit: unit.into(),
     };
-    remember(
-        &state.metadata,
-        [
+    state
+        .metadata
+        .remember([
             ("a_total".to_string(), meta("counter", "As A says.", "")),
             ("b".to_string(), meta("gauge", "", "bytes")),
-        ],
-    );
+        ])
+        .unwrap();
     // A second target's # TYPE without # HELP keeps the help known.
-    remember(
-        &state.metadata,
-        [("a_total".to_string(), meta("counter", "", ""))],
-    );
+    state
+        .metadata
+        .remember([("a_total".to_string(), meta("counter", "", ""))])
+        .unwrap();
     let app = router(state);
     let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
     let (code, body) = get(&app, "/api/v1/metadata").await;
@@ -1845,6 +1845,51 @@ async fn metadata_lists_what_sources_said_and_prescales_own_families() {
         assert_eq!(code, StatusCode::OK, "{path}: {body}");
         assert_eq!(json(&body)["data"], data, "{path}");
     }
+}
+
+#[tokio::test]
+async fn metadata_outlives_a_restart_and_a_corrupt_document_is_skipped() {
+    use prescale_collect::scrape::MetricMeta;
+    let dir = tempfile::tempdir().unwrap();
+    let c = Config::default();
+    let meta = |kind: &str, help: &str| MetricMeta {
+        kind: kind.into(),
+        help: help.into(),
+        unit: String::new(),
+    };
+    {
+        let store = Store::open(dir.path(), Durability::Sync).unwrap();
+        let state = AppState::new(&c, store.clone(), Default::default()).unwrap();
+        state
+            .metadata
+            .remember([
+                ("node_load1".to_string(), meta("gauge", "1m load average.")),
+                ("http_requests_total".to_string(), meta("counter", "")),
+            ])
+            .unwrap();
+        // Said again by another target, with its help: the saved family takes it.
+        state
+            .metadata
+            .remember([("http_requests_total".to_string(), meta("", "Requests."))])
+            .unwrap();
+        store.put_state("metadata/broken", &"not a family").unwrap();
+        // Dropped without a flush, as a crash would.
+    }
+    let store = Store::open(dir.path(), Durability::Sync).unwrap();
+    let state = AppState::new(&c, store, Default::default()).unwrap();
+    let app = router(state);
+    let (code, body) = get(&app, "/api/v1/metadata").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let data = &serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"];
+    assert_eq!(
+        data["node_load1"],
+        serde_json::json!([{"type": "gauge", "help": "1m load average.", "unit": ""}])
+    );
+    assert_eq!(
+        data["http_requests_total"],
+        serde_json::json!([{"type": "counter", "help": "Requests.", "unit": ""}])
+    );
+    assert!(data.get("broken").is_none(), "{body}");
 }
 
 #[tokio::test]

@@ -149,12 +149,16 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
         metadata,
         ..
     } = decoded;
-    crate::remember(&st.metadata, metadata);
+    let known = st.metadata.clone();
     counts
         .unreadable
         .fetch_add((problems.len() + more_problems) as u64, Ordering::Relaxed);
+    // Acknowledged only once the samples and what the sender said of their families are
+    // both saved: a sender that is refused sends both again.
     let res = tokio::task::spawn_blocking(move || {
-        store.append_many(&series).map(|reports| (series, reports))
+        let reports = store.append_many(&series)?;
+        known.remember(metadata)?;
+        Ok::<_, prescale_store::StoreError>((series, reports))
     })
     .await;
     let (series, reports): (_, Vec<AppendReport>) = match res {

@@ -1011,6 +1011,22 @@ impl Store {
         }
     }
 
+    /// Every state document whose name starts with `prefix`, by name, each read or
+    /// failing on its own (a corrupt document does not hide the others).
+    pub fn states<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, Result<T>)>> {
+        let mut out = Vec::new();
+        for item in self.inner.state.prefix(prefix.as_bytes()) {
+            let (k, v) = item.into_inner().map_err(self.io())?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            let doc = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                keyspace: "state",
+                detail: format!("{name}: {e}"),
+            });
+            out.push((name, doc));
+        }
+        Ok(out)
+    }
+
     /// Samples accepted since this handle was opened.
     pub fn appended_total(&self) -> u64 {
         self.inner.appended.load(Ordering::Relaxed)
@@ -1516,5 +1532,26 @@ mod tests {
         // Some of them were in chunks, and none is there twice.
         assert!(st.inner.chunks.iter().count() > 0, "nothing was compressed");
         assert!(got.windows(2).all(|w| w[1].ts > w[0].ts), "a sample twice");
+    }
+
+    #[test]
+    fn state_documents_are_listed_by_prefix_and_a_corrupt_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let st = Store::open(dir.path(), Durability::Sync).unwrap();
+            st.put_state("metadata/b", &2).unwrap();
+            st.put_state("metadata/a", &1).unwrap();
+            st.put_state("model/a", &3).unwrap();
+            st.inner.state.insert("metadata/c", "{not json").unwrap();
+        }
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let got = st.states::<i32>("metadata/").unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["metadata/a", "metadata/b", "metadata/c"]);
+        assert_eq!(got[0].1.as_ref().unwrap(), &1);
+        assert_eq!(got[1].1.as_ref().unwrap(), &2);
+        let err = got[2].1.as_ref().unwrap_err().to_string();
+        assert!(err.contains("metadata/c"), "{err}");
+        assert!(st.states::<i32>("none/").unwrap().is_empty());
     }
 }
