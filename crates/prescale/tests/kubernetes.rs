@@ -1,7 +1,9 @@
 //! The Kubernetes provider against a stand-in API server that keeps Deployments in
 //! memory and answers the calls prescale makes as the real one does (the list, the
-//! `scale` subresource with a merge patch, `Status` objects for errors, bearer tokens):
-//! the provider on its own, then `prescale run` scaling a Deployment end to end.
+//! `scale` subresource with a merge patch, `Status` objects for errors, bearer tokens,
+//! and RBAC: every call must be granted by the Role in `examples/kubernetes/rbac.yaml`,
+//! or it is forbidden): the provider on its own, then `prescale run` scaling a
+//! Deployment end to end.
 
 mod common;
 
@@ -41,6 +43,139 @@ struct Cluster {
     endpoints: Vec<Value>,
     /// "METHOD path content-type authorization body", one per request.
     log: Vec<String>,
+    /// The Role bound to the caller: what it may do (`None`: anything).
+    role: Option<Vec<Rule>>,
+}
+
+/// One rule of a Role: a call is granted when its API group, resource (a subresource as
+/// `deployments/scale`) and verb are each among the rule's.
+#[derive(Clone, Debug)]
+struct Rule {
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// The rules of the Role in `yaml` (as `examples/kubernetes/rbac.yaml` writes them: each
+/// rule's `apiGroups`, `resources` and `verbs` as one-line lists). Panics on a rule it
+/// cannot read, so a changed file is not taken for one granting nothing.
+fn role_rules(yaml: &str) -> Vec<Rule> {
+    let role = yaml
+        .split("\n---\n")
+        .find(|d| d.lines().any(|l| l == "kind: Role"))
+        .expect("a Role");
+    let list = |l: &str, key: &str| -> Option<Vec<String>> {
+        let v = l.trim().trim_start_matches("- ").strip_prefix(key)?;
+        Some(serde_json::from_str(v.trim()).unwrap_or_else(|e| panic!("{key} {v}: {e}")))
+    };
+    let mut rules = Vec::new();
+    for l in role.lines().skip_while(|l| *l != "rules:").skip(1) {
+        if l.trim_start().starts_with('#') {
+            continue;
+        }
+        if let Some(g) = list(l, "apiGroups:") {
+            assert!(l.trim_start().starts_with("- "), "a rule starts: {l}");
+            rules.push(Rule {
+                groups: g,
+                resources: vec![],
+                verbs: vec![],
+            });
+        } else if let Some(r) = list(l, "resources:") {
+            rules.last_mut().expect("in a rule").resources = r;
+        } else if let Some(v) = list(l, "verbs:") {
+            rules.last_mut().expect("in a rule").verbs = v;
+        } else {
+            panic!("a line of the Role's rules not understood: {l}");
+        }
+    }
+    assert!(
+        rules
+            .iter()
+            .all(|r| !r.resources.is_empty() && !r.verbs.is_empty()),
+        "{rules:?}"
+    );
+    rules
+}
+
+fn example_role() -> Vec<Rule> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/kubernetes/rbac.yaml"
+    );
+    role_rules(&std::fs::read_to_string(path).unwrap())
+}
+
+/// What a call asks in RBAC's terms: API group, resource (with its subresource),
+/// namespace, object name and verb.
+fn rbac_request(method: &str, path: &str) -> Option<(String, String, String, String, String)> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (group, rest) = if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
+        ("", rest)
+    } else {
+        let rest = path.strip_prefix("/apis/")?;
+        let mut it = rest.splitn(4, '/');
+        let (group, _version, ns_word) = (it.next()?, it.next()?, it.next()?);
+        (ns_word == "namespaces").then_some(())?;
+        (group, it.next()?)
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (ns, resource, name, sub) = match parts.as_slice() {
+        [ns, res] => (*ns, *res, "", None),
+        [ns, res, name] => (*ns, *res, *name, None),
+        [ns, res, name, sub] => (*ns, *res, *name, Some(*sub)),
+        _ => return None,
+    };
+    let verb = match (method, name.is_empty()) {
+        ("GET", true) if query.split('&').any(|kv| kv == "watch=true") => "watch",
+        ("GET", true) => "list",
+        ("GET", false) => "get",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("POST", _) => "create",
+        ("DELETE", _) => "delete",
+        _ => return None,
+    };
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_string(),
+    };
+    Some((group.into(), resource, ns.into(), name.into(), verb.into()))
+}
+
+/// `None` when `rules` grant the call, or the API server's 403 for it.
+fn forbidden(rules: &[Rule], method: &str, path: &str) -> Option<(u16, Value)> {
+    let Some((group, resource, ns, name, verb)) = rbac_request(method, path) else {
+        return Some(status(
+            403,
+            "Forbidden",
+            &format!("{method} {path} is not granted"),
+        ));
+    };
+    let has = |list: &[String], x: &str| list.iter().any(|v| v == x || v == "*");
+    if rules
+        .iter()
+        .any(|r| has(&r.groups, &group) && has(&r.resources, &resource) && has(&r.verbs, &verb))
+    {
+        return None;
+    }
+    let base = resource.split('/').next().unwrap_or_default();
+    let what = if group.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{group}")
+    };
+    let object = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{name}\"")
+    };
+    Some(status(
+        403,
+        "Forbidden",
+        &format!(
+            "{what}{object} is forbidden: User \"system:serviceaccount:{ns}:prescale\" cannot {verb} resource \"{resource}\" in API group \"{group}\" in the namespace \"{ns}\""
+        ),
+    ))
 }
 
 /// A stand-in API server on a loopback port, stopped when dropped.
@@ -66,6 +201,7 @@ impl FakeApi {
                 .iter()
                 .map(|&(n, replicas, ready)| (n.to_string(), Deploy { replicas, ready }))
                 .collect(),
+            role: Some(example_role()),
             ..Cluster::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -185,6 +321,9 @@ fn route(
         if auth != format!("Bearer {t}") {
             return status(401, "Unauthorized", "Unauthorized");
         }
+    }
+    if let Some(no) = c.role.as_ref().and_then(|r| forbidden(r, method, path)) {
+        return no;
     }
     if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
         return pods(c, method, rest);
@@ -562,15 +701,19 @@ fn statefulsets_are_scaled_through_their_own_path() {
     )
     .unwrap();
     let mut p = provider(a, &["web"]);
-    // The stand-in serves Deployments only: a StatefulSet path is answered 405 and the
-    // refusal names what was asked.
+    // The example Role grants Deployments only: the StatefulSet's scale is forbidden,
+    // and the refusal names what was asked and the rights to give.
     let e = p
         .apply(&action("k1", "standard", ActionKind::Provision, 1), 0)
         .unwrap_err();
+    let m = e.to_string();
     assert!(
-        e.to_string()
-            .contains("statefulsets/scale default/db-standard-web"),
-        "{e}"
+        m.contains("patch statefulsets/scale default/db-standard-web")
+            && m.contains("HTTP 403")
+            && m.contains("cannot patch resource \"statefulsets/scale\"")
+            && m.contains("give prescale's service account get and list on statefulsets and patch on statefulsets/scale")
+            && m.contains("examples/kubernetes/rbac.yaml"),
+        "{m}"
     );
     assert!(
         fake.log()[0].starts_with(
@@ -579,6 +722,46 @@ fn statefulsets_are_scaled_through_their_own_path() {
         "{:?}",
         fake.log()
     );
+    // With "deployments" replaced by "statefulsets", as rbac.yaml says to, the call is
+    // granted; the stand-in serves Deployments only and answers 405.
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/kubernetes/rbac.yaml"
+    ))
+    .unwrap()
+    .replace("\"deployments", "\"statefulsets");
+    fake.cluster.lock().unwrap().role = Some(role_rules(&yaml));
+    let e = p
+        .apply(&action("k2", "standard", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("HTTP 405"), "{e}");
+}
+
+#[test]
+fn a_role_without_the_scale_right_is_refused_saying_which_rights_to_give() {
+    let fake = FakeApi::start(None, &[("default/web-standard", 1, 1)]);
+    let mut rules = example_role();
+    rules.retain(|r| !r.resources.iter().any(|x| x == "deployments/scale"));
+    fake.cluster.lock().unwrap().role = Some(rules);
+    let mut p = provider(api(&fake, None, "default"), &["web"]);
+    // Listing is still granted: the state is read.
+    assert!(p.advance(0).is_empty());
+    assert_eq!(p.allocation("web", 0).get("standard").total(), 1);
+    let e = p
+        .apply(&action("k1", "standard", ActionKind::Provision, 1), 0)
+        .unwrap_err();
+    let ProviderError::Refused(m) = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        m.contains("HTTP 403")
+            && m.contains("deployments.apps \"web-standard\" is forbidden")
+            && m.contains("patch on deployments/scale in namespace default")
+            && m.contains("examples/kubernetes/rbac.yaml"),
+        "{m}"
+    );
+    assert_eq!(fake.get("default/web-standard").replicas, 1);
+    assert_eq!(p.allocation("web", 0).get("standard").total(), 1);
 }
 
 #[test]
