@@ -91,24 +91,44 @@ pub type Targets = Arc<RwLock<std::collections::BTreeMap<(String, String), Targe
 
 /// Metric families' type, help and unit by name, as scrapes (`# TYPE`, `# HELP`) and
 /// remote write senders describe them: shared by the scrape loops, the receivers and
-/// `/api/v1/metadata`. Each family is also saved in the store (state document
-/// `metadata/NAME`) when what is known of it changes, so a restart lists it again before
-/// its target or sender next says it (remote write senders say it once a minute, or only
-/// with a series' first samples).
+/// `/api/v1/metadata`. As in Prometheus, a family lists each distinct description its
+/// sources give (two exporters' versions may word a help differently), at most
+/// [`METADATA_VARIANTS`]. A family is also saved in the store (state document
+/// `metadata/NAME`) when its descriptions change, so a restart lists it again before its
+/// target or sender next says it (remote write senders say it once a minute, or only with
+/// a series' first samples).
 #[derive(Clone)]
 pub struct Metadata {
-    known: Arc<RwLock<BTreeMap<String, MetricMeta>>>,
+    known: Arc<RwLock<BTreeMap<String, Vec<MetricMeta>>>>,
     store: Store,
 }
 
 /// Prefix of the state documents that hold metric families' metadata.
 const METADATA_PREFIX: &str = "metadata/";
 
+/// Most descriptions listed for one family; a new one beyond them replaces the oldest.
+pub const METADATA_VARIANTS: usize = 8;
+
+/// `a` with `b`'s fields where `a`'s are empty, when no field of one contradicts the
+/// other's (each is empty or the same): two accounts of one description.
+fn merged(a: &MetricMeta, b: &MetricMeta) -> Option<MetricMeta> {
+    let pick = |x: &String, y: &String| match (x.is_empty(), y.is_empty() || x == y) {
+        (true, _) => Some(y.clone()),
+        (false, true) => Some(x.clone()),
+        (false, false) => None,
+    };
+    Some(MetricMeta {
+        kind: pick(&a.kind, &b.kind)?,
+        help: pick(&a.help, &b.help)?,
+        unit: pick(&a.unit, &b.unit)?,
+    })
+}
+
 impl Metadata {
     /// What `store` saved, skipping (and logging) a document that cannot be read.
     pub fn load(store: Store) -> Result<Self, String> {
         let saved = store
-            .states::<MetricMeta>(METADATA_PREFIX)
+            .states::<Vec<MetricMeta>>(METADATA_PREFIX)
             .map_err(|e| format!("reading the saved metric metadata: {e}"))?;
         let mut known = BTreeMap::new();
         for (name, doc) in saved {
@@ -125,44 +145,52 @@ impl Metadata {
         })
     }
 
-    /// Records what a scrape or a sender said of its families; a field it leaves empty
-    /// keeps what was known (one target's `# TYPE` without `# HELP` does not erase
-    /// another's help). Families that changed are saved before it returns (blocking: call
-    /// it off the async runtime's threads); they are known in memory even when saving
-    /// fails, which is returned.
+    /// Records what a scrape or a sender said of its families. A description that no
+    /// field of a known one contradicts (each is empty in one, or the same) is merged
+    /// into it: one target's `# TYPE` without `# HELP` adds no help-less entry beside
+    /// another's, and a help said apart from its type completes it. Any other is listed
+    /// beside the known ones. Families that
+    /// changed are saved, in one write, before it returns (blocking: call it off the
+    /// async runtime's threads); how many, or the error saving them (they are known in
+    /// memory all the same).
     pub fn remember(
         &self,
         said: impl IntoIterator<Item = (String, MetricMeta)>,
-    ) -> Result<(), prescale_store::StoreError> {
-        let mut changed = Vec::new();
+    ) -> Result<usize, prescale_store::StoreError> {
+        let mut changed = BTreeMap::new();
         {
             let mut known = self.known.write().expect("metadata lock");
             for (name, m) in said {
-                let k = known.entry(name.clone()).or_default();
-                let before = k.clone();
-                for (old, new) in [
-                    (&mut k.kind, m.kind),
-                    (&mut k.help, m.help),
-                    (&mut k.unit, m.unit),
-                ] {
-                    if !new.is_empty() {
-                        *old = new;
+                if m == MetricMeta::default() {
+                    continue;
+                }
+                let listed = known.entry(name.clone()).or_default();
+                let fits = listed
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, k)| Some((i, merged(k, &m)?)));
+                match fits {
+                    Some((i, k)) if k == listed[i] => continue,
+                    Some((i, k)) => listed[i] = k,
+                    None => {
+                        listed.push(m);
+                        if listed.len() > METADATA_VARIANTS {
+                            listed.remove(0);
+                        }
                     }
                 }
-                if *k != before {
-                    changed.push((name, k.clone()));
-                }
+                changed.insert(format!("{METADATA_PREFIX}{name}"), listed.clone());
             }
         }
-        for (name, m) in changed {
-            self.store
-                .put_state(&format!("{METADATA_PREFIX}{name}"), &m)?;
+        if !changed.is_empty() {
+            let docs: Vec<_> = changed.iter().collect();
+            self.store.put_states(&docs)?;
         }
-        Ok(())
+        Ok(changed.len())
     }
 
-    /// Every family known, by name.
-    pub fn all(&self) -> BTreeMap<String, MetricMeta> {
+    /// Every family known, by name, with its descriptions.
+    pub fn all(&self) -> BTreeMap<String, Vec<MetricMeta>> {
         self.known.read().expect("metadata lock").clone()
     }
 }

@@ -341,33 +341,39 @@ const OWN_METADATA: [(&str, &str); 16] = [
 /// `GET /api/v1/metadata`: each metric family's type, help and unit, as Prometheus
 /// lists them (`{"name": [{"type", "help", "unit"}]}`): those scrapes and remote write
 /// senders described and those prescale stores itself (while it has series of them);
-/// `metric=NAME` for one, `limit=N` for at most N families.
+/// `metric=NAME` for one, `limit=N` for at most N families, `limit_per_metric=N` for at
+/// most N descriptions of each.
 pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
-    let limit = match p.get("limit").map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(n)) if n > 0 => Some(n as usize),
+    let limit = |key: &str| match p.get(key).map(str::parse::<i64>) {
+        None => Ok(usize::MAX),
+        Some(Ok(n)) if n > 0 => Ok(n as usize),
         // As Prometheus: 0 or less is no limit.
-        Some(Ok(_)) => None,
-        Some(Err(_)) => return bad("`limit` must be a whole number"),
+        Some(Ok(_)) => Ok(usize::MAX),
+        Some(Err(_)) => Err(format!("`{key}` must be a whole number")),
+    };
+    let (limit, per_metric) = match (limit("limit"), limit("limit_per_metric")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
     };
     let mut all = st.metadata.all();
     let stored: BTreeSet<String> = st.store.series().into_iter().map(|k| k.name).collect();
     for (name, help) in OWN_METADATA {
         if stored.contains(name) {
-            all.entry(name.to_string())
-                .or_insert_with(|| prescale_collect::scrape::MetricMeta {
+            all.entry(name.to_string()).or_insert_with(|| {
+                vec![prescale_collect::scrape::MetricMeta {
                     kind: "gauge".into(),
                     help: help.into(),
                     unit: String::new(),
-                });
+                }]
+            });
         }
     }
     let wanted = p.get("metric");
     let data: serde_json::Map<String, serde_json::Value> = all
         .into_iter()
         .filter(|(name, _)| wanted.is_none_or(|w| w == name))
-        .take(limit.unwrap_or(usize::MAX))
-        .map(|(name, m)| (name, json!([m])))
+        .take(limit)
+        .map(|(name, m)| (name, json!(m[..m.len().min(per_metric)])))
         .collect();
     Json(json!({"status": "success", "data": data})).into_response()
 }

@@ -1833,6 +1833,9 @@ async fn metadata_lists_what_sources_said_and_prescales_own_families() {
     assert_eq!(json(&body)["data"].as_object().unwrap().len(), 1, "{body}");
     let (_, body) = get(&app, "/api/v1/metadata?limit=2").await;
     assert_eq!(json(&body)["data"].as_object().unwrap().len(), 2, "{body}");
+    let (code, body) = get(&app, "/api/v1/metadata?limit_per_metric=x").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("limit_per_metric"), "{body}");
     let (code, body) = get(&app, "/api/v1/metadata?limit=some").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     // No rules and no exemplars, said as Prometheus says it, not a 404.
@@ -1868,10 +1871,11 @@ async fn metadata_outlives_a_restart_and_a_corrupt_document_is_skipped() {
             ])
             .unwrap();
         // Said again by another target, with its help: the saved family takes it.
-        state
+        let saved = state
             .metadata
             .remember([("http_requests_total".to_string(), meta("", "Requests."))])
             .unwrap();
+        assert_eq!(saved, 1);
         store.put_state("metadata/broken", &"not a family").unwrap();
         // Dropped without a flush, as a crash would.
     }
@@ -1890,6 +1894,65 @@ async fn metadata_outlives_a_restart_and_a_corrupt_document_is_skipped() {
         serde_json::json!([{"type": "counter", "help": "Requests.", "unit": ""}])
     );
     assert!(data.get("broken").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn metadata_lists_each_wording_of_a_family_and_saves_only_changes() {
+    use prescale_collect::scrape::MetricMeta;
+    let dir = tempfile::tempdir().unwrap();
+    let state = fixture(dir.path());
+    let meta = |kind: &str, help: &str| MetricMeta {
+        kind: kind.into(),
+        help: help.into(),
+        unit: String::new(),
+    };
+    let old = (
+        "go_goroutines".to_string(),
+        meta("gauge", "Number of goroutines."),
+    );
+    let new = (
+        "go_goroutines".to_string(),
+        meta("gauge", "Number of goroutines that currently exist."),
+    );
+    // Two exporters' versions word it differently; scraped in turn, both are listed
+    // and, once known, neither is saved again.
+    assert_eq!(state.metadata.remember([old.clone()]).unwrap(), 1);
+    assert_eq!(state.metadata.remember([new.clone()]).unwrap(), 1);
+    for _ in 0..3 {
+        assert_eq!(
+            state.metadata.remember([old.clone(), new.clone()]).unwrap(),
+            0
+        );
+    }
+    // A bare # TYPE, or nothing at all, adds nothing.
+    let bare = [
+        ("go_goroutines".to_string(), meta("gauge", "")),
+        ("nothing".to_string(), meta("", "")),
+    ];
+    assert_eq!(state.metadata.remember(bare).unwrap(), 0);
+    // Past the limit, the oldest wording goes.
+    for i in 0..METADATA_VARIANTS {
+        let m = meta("gauge", &format!("Wording {i}."));
+        state
+            .metadata
+            .remember([("go_goroutines".to_string(), m)])
+            .unwrap();
+    }
+    let app = router(state);
+    let (code, body) = get(&app, "/api/v1/metadata?metric=go_goroutines").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let data = &serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"];
+    let listed = data["go_goroutines"].as_array().unwrap();
+    assert_eq!(listed.len(), METADATA_VARIANTS, "{body}");
+    assert_eq!(listed[0]["help"], "Wording 0.", "{body}");
+    assert!(data.get("nothing").is_none(), "{body}");
+    let (_, body) = get(
+        &app,
+        "/api/v1/metadata?metric=go_goroutines&limit_per_metric=2",
+    )
+    .await;
+    let data = &serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"];
+    assert_eq!(data["go_goroutines"].as_array().unwrap().len(), 2, "{body}");
 }
 
 #[tokio::test]

@@ -990,11 +990,17 @@ impl Store {
 
     /// Stores a JSON state document under `name`.
     pub fn put_state<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        let json = serde_json::to_vec(value).expect("state serializes");
-        self.inner
-            .state
-            .insert(name.as_bytes(), json)
-            .map_err(self.io())?;
+        self.put_states(&[(name, value)])
+    }
+
+    /// Stores several JSON state documents, by name, in one atomic batch and one sync.
+    pub fn put_states<N: AsRef<str>, T: Serialize>(&self, docs: &[(N, T)]) -> Result<()> {
+        let mut batch = self.inner.db.batch();
+        for (name, value) in docs {
+            let json = serde_json::to_vec(value).expect("state serializes");
+            batch.insert(&self.inner.state, name.as_ref().as_bytes(), json);
+        }
+        batch.commit().map_err(self.io())?;
         self.persist()
     }
 
