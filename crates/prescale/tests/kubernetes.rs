@@ -466,6 +466,14 @@ fn provider(api: KubeApi, workloads: &[&str]) -> HookProvider {
     )
 }
 
+/// What the provider says refusing `a` (a refusal, not the provider being unavailable).
+fn refused(p: &mut HookProvider, a: &Action) -> String {
+    match p.apply(a, 0) {
+        Err(ProviderError::Refused(m)) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn action(key: &str, tier: &str, kind: ActionKind, count: u32) -> Action {
     Action {
         key: key.into(),
@@ -578,12 +586,7 @@ fn kubernetes_refusals_say_what_to_fix() {
     std::fs::write(&token, "right\n").unwrap();
     let mut p = provider(api(&fake, Some(&token), "default"), &["web"]);
     p.advance(0);
-    let e = p
-        .apply(&action("k2", "spot", ActionKind::Provision, 1), 0)
-        .unwrap_err();
-    let ProviderError::Refused(m) = &e else {
-        panic!("{e}")
-    };
+    let m = refused(&mut p, &action("k2", "spot", ActionKind::Provision, 1));
     assert!(
         m.contains("HTTP 404")
             && m.contains("deployments.apps \"web-spot\" not found")
@@ -747,12 +750,7 @@ fn a_role_without_the_scale_right_is_refused_saying_which_rights_to_give() {
     // Listing is still granted: the state is read.
     assert!(p.advance(0).is_empty());
     assert_eq!(p.allocation("web", 0).get("standard").total(), 1);
-    let e = p
-        .apply(&action("k1", "standard", ActionKind::Provision, 1), 0)
-        .unwrap_err();
-    let ProviderError::Refused(m) = &e else {
-        panic!("{e}")
-    };
+    let m = refused(&mut p, &action("k1", "standard", ActionKind::Provision, 1));
     assert!(
         m.contains("HTTP 403")
             && m.contains("deployments.apps \"web-standard\" is forbidden")
