@@ -149,10 +149,9 @@ impl Metadata {
     /// field of a known one contradicts (each is empty in one, or the same) is merged
     /// into it: one target's `# TYPE` without `# HELP` adds no help-less entry beside
     /// another's, and a help said apart from its type completes it. Any other is listed
-    /// beside the known ones. Families that
-    /// changed are saved, in one write, before it returns (blocking: call it off the
-    /// async runtime's threads); how many, or the error saving them (they are known in
-    /// memory all the same).
+    /// beside the known ones. Families that changed are saved, in one write, before it
+    /// returns (blocking: call it off the async runtime's threads); how many, or the
+    /// error saving them (they are known in memory all the same).
     pub fn remember(
         &self,
         said: impl IntoIterator<Item = (String, MetricMeta)>,
