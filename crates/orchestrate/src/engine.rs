@@ -46,7 +46,7 @@ const DRIFT_WINDOW: usize = 12;
 /// in-sample seasonal naive error at selection), exceeds `drift_ratio` times the
 /// cross-validation MASE, the model no longer fits and a selection is due.
 #[derive(Debug, Clone, Default)]
-struct Drift {
+pub(crate) struct Drift {
     errors: VecDeque<f64>,
     scale: f64,
     cv_mase: Option<f64>,
@@ -55,7 +55,7 @@ struct Drift {
 impl Drift {
     /// Starts over for a model selected on `y` (season `season` steps) whose
     /// cross-validation MASE is `cv_mase` (none: no drift is judged).
-    fn selected(&mut self, y: &[f64], season: Option<usize>, cv_mase: Option<f64>) {
+    pub(crate) fn selected(&mut self, y: &[f64], season: Option<usize>, cv_mase: Option<f64>) {
         self.errors.clear();
         self.scale = metrics::scale(y, season.unwrap_or(1));
         self.cv_mase = cv_mase;
@@ -63,7 +63,7 @@ impl Drift {
 
     /// Takes in the model's error at a new step; `true` when it has drifted (and starts
     /// over).
-    fn observe(&mut self, error: f64, ratio: f64) -> bool {
+    pub(crate) fn observe(&mut self, error: f64, ratio: f64) -> bool {
         let Some(cv) = self.cv_mase.filter(|_| error.is_finite()) else {
             return false;
         };

@@ -158,6 +158,12 @@ pub struct ForecastSettings {
     /// `error_decay`, as the daemon does.
     #[serde(default)]
     pub error_decay: Option<f64>,
+    /// Also select again, as the daemon does, when the model's live error over the last
+    /// hour of steps exceeds the workload's `drift_ratio` times its cross-validation
+    /// error (off by default: on bursty demand it selects many times more often, and a
+    /// run takes as many times longer).
+    #[serde(default)]
+    pub reselect_on_drift: bool,
 }
 
 fn default_history() -> u64 {
@@ -174,6 +180,7 @@ impl Default for ForecastSettings {
             history_s: default_history(),
             selection_budget_s: default_selection_budget(),
             error_decay: None,
+            reselect_on_drift: false,
         }
     }
 }
@@ -505,6 +512,9 @@ pub struct Report {
     pub budget_breaches: usize,
     /// Model selections and refits made (forecasting policies).
     pub forecaster_fits: usize,
+    /// Of those, model selections (cross-validating every candidate).
+    #[serde(default)]
+    pub forecaster_selections: usize,
     /// Selections or refits that failed; the previous forecast stayed in use.
     pub forecaster_errors: usize,
     /// The first of those failures, for the user to act on.
@@ -948,6 +958,12 @@ struct Forecaster {
     /// How the history's rises grew with its level at the last refresh, when they did:
     /// the nowcast's band is narrowed by it (see [`prescale_forecast::LevelSpread`]).
     spread: Option<LevelSpread>,
+    /// The selected model's live errors against its cross-validation error, and whether
+    /// they have asked for a selection (`[forecast] reselect_on_drift`).
+    drift: crate::engine::Drift,
+    drift_due: bool,
+    /// Model selections made.
+    selections: usize,
 }
 
 impl Forecaster {
@@ -965,6 +981,9 @@ impl Forecaster {
             season: None,
             season_at: None,
             spread: None,
+            drift: Default::default(),
+            drift_due: false,
+            selections: 0,
         }
     }
 
@@ -1642,6 +1661,7 @@ pub fn simulate(
         interruptions,
         budget_breaches: breaches,
         forecaster_fits: fcs.iter().map(|f| f.fits).sum(),
+        forecaster_selections: fcs.iter().map(|f| f.selections).sum(),
         forecaster_errors,
         first_forecaster_error: last_forecaster_error,
         peak_instances: tiers
@@ -1695,10 +1715,16 @@ fn refresh_forecast(
     let w = &scenario.workload;
     let s = &scenario.forecast;
     let dt = ts.get(1).map_or(1, |t| t - ts[0]).max(1);
+    // As the daemon's drift check does with each new step's error of the model's own
+    // forecast (before any shift).
+    if s.reselect_on_drift {
+        let e = i.checked_sub(1).map_or(f64::NAN, |last| fc.raw[last]);
+        fc.drift_due |= fc.drift.observe(e, w.drift_ratio);
+    }
     let fresh = fc
         .fitted_at
         .is_some_and(|t| now - t < scenario.refit_s() as i64 * 1000);
-    if fresh {
+    if fresh && !fc.drift_due {
         return Ok(());
     }
     let history = ((s.history_s as i64 * 1000) / dt).max(1) as usize;
@@ -1715,6 +1741,7 @@ fn refresh_forecast(
         return Ok(());
     }
     let reselect = fc.recipe.is_none()
+        || fc.drift_due
         || fc
             .selected_at
             .is_none_or(|t| now - t >= w.retrain_s as i64 * 1000);
@@ -1740,6 +1767,10 @@ fn refresh_forecast(
         fc.recipe = sel.recipe;
         fc.selected_at = Some(now);
         fc.selected_steps = i;
+        fc.selections += 1;
+        fc.drift_due = false;
+        fc.drift
+            .selected(y, fc.season, sel.winner_scores.as_ref().map(|x| x.mase));
         m
     } else {
         // As the daemon's trainer does: the selected model moves on over the steps since
@@ -1978,6 +2009,59 @@ mod tests {
             let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
             24.0 - 16.0 * a.cos() + 2.0 * noise(i)
         })
+    }
+
+    #[test]
+    fn drift_reselection_is_replayed_only_when_asked_and_follows_a_changed_pattern() {
+        // Three days of a daily cycle, then the cycle turned upside down and doubled:
+        // the model selected on the first days is far off, hour after hour.
+        let tr = shaped(6, |i| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let day = 24.0 - 16.0 * a.cos() + 2.0 * noise(i);
+            if i < 3 * 288 {
+                day
+            } else {
+                90.0 - 2.0 * day
+            }
+        });
+        let mut sc = scenario();
+        let run = |sc: &Scenario| simulate(&tr, sc, Policy::Predictive, 1, None, |_, _| {});
+        let scheduled = run(&sc).unwrap();
+        sc.forecast.reselect_on_drift = true;
+        let drifted = run(&sc).unwrap();
+        // The schedule (once two days of history exist, then daily) selects 4 times in 6
+        // days.
+        assert_eq!(scheduled.forecaster_selections, 4, "{scheduled:?}");
+        assert!(
+            drifted.forecaster_selections > scheduled.forecaster_selections,
+            "{} for {}",
+            drifted.forecaster_selections,
+            scheduled.forecaster_selections
+        );
+        // A pattern that holds asks for fewer: what the change asked for is not noise.
+        let mut calm = sc.clone();
+        let y = simulate(&trace(6), &calm, Policy::Predictive, 1, None, |_, _| {}).unwrap();
+        calm.forecast.reselect_on_drift = false;
+        let x = simulate(&trace(6), &calm, Policy::Predictive, 1, None, |_, _| {}).unwrap();
+        assert_eq!(x.forecaster_selections, 4);
+        assert!(y.forecaster_selections >= x.forecaster_selections);
+        assert!(
+            drifted.forecaster_selections > 2 * y.forecaster_selections,
+            "changed {}, steady {}",
+            drifted.forecaster_selections,
+            y.forecaster_selections
+        );
+        // And it pays: models selected again after the change, rather than at the next
+        // daily selection, follow it ($213 for $248 here, as short).
+        assert!(
+            drifted.cost_total < 0.9 * scheduled.cost_total
+                && drifted.underprovisioned_minutes <= scheduled.underprovisioned_minutes + 1e-9,
+            "${:.2} short {:.1} for ${:.2} short {:.1}",
+            drifted.cost_total,
+            drifted.underprovisioned_minutes,
+            scheduled.cost_total,
+            scheduled.underprovisioned_minutes
+        );
     }
 
     /// Deterministic noise in [-0.5, 0.5) for step `i`.

@@ -540,7 +540,11 @@ fn table(r: &Report) -> String {
     let _ = writeln!(s, "  spot interruptions    {}", r.interruptions);
     let _ = writeln!(s, "  budget breaches       {} steps", r.budget_breaches);
     if r.forecaster_fits > 0 {
-        let _ = writeln!(s, "  forecaster fits       {}", r.forecaster_fits);
+        let _ = writeln!(
+            s,
+            "  forecaster fits       {} ({} selections)",
+            r.forecaster_fits, r.forecaster_selections
+        );
     }
     if let Some(e) = &r.first_forecaster_error {
         let _ = writeln!(
