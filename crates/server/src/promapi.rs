@@ -340,7 +340,7 @@ const OWN_METADATA: [(&str, &str); 16] = [
 
 /// `GET /api/v1/metadata`: each metric family's type, help and unit, as Prometheus
 /// lists them (`{"name": [{"type", "help", "unit"}]}`): those scrapes and remote write
-/// senders described and those prescale stores itself (while it has series of them);
+/// senders described and those prescale stores itself, while it has series of them;
 /// `metric=NAME` for one, `limit=N` for at most N families, `limit_per_metric=N` for at
 /// most N descriptions of each.
 pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
@@ -368,10 +368,20 @@ pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
             });
         }
     }
+    // Only families with series stored, as Prometheus lists its present targets' (a
+    // family's series are named after it, or it with a suffix of its type's): what
+    // retention removed, or a sender said but never sent, is not listed.
+    let has_series = |family: &str| {
+        [
+            "", "_total", "_bucket", "_sum", "_count", "_created", "_info", "_gcount", "_gsum",
+        ]
+        .iter()
+        .any(|suffix| stored.contains(&format!("{family}{suffix}")))
+    };
     let wanted = p.get("metric");
     let data: serde_json::Map<String, serde_json::Value> = all
         .into_iter()
-        .filter(|(name, _)| wanted.is_none_or(|w| w == name))
+        .filter(|(name, _)| wanted.is_none_or(|w| w == name) && has_series(name))
         .take(limit)
         .map(|(name, m)| (name, json!(m[..m.len().min(per_metric)])))
         .collect();

@@ -32,6 +32,12 @@ fn fixture(dir: &std::path::Path) -> AppState {
     AppState::new(&c, store, e.status_handle()).unwrap()
 }
 
+/// Stores one sample of a series named `name` in `store`.
+fn one_sample(store: &Store, name: &str) {
+    let key = SeriesKey::metric(name).unwrap();
+    store.append(&key, &[Sample { ts: 0, value: 1.0 }]).unwrap();
+}
+
 async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
     let resp = app
         .clone()
@@ -1814,6 +1820,17 @@ async fn metadata_lists_what_sources_said_and_prescales_own_families() {
         .metadata
         .remember([("a_total".to_string(), meta("counter", "", ""))])
         .unwrap();
+    // A family is listed while it has series: a histogram's by their suffixes.
+    state
+        .metadata
+        .remember([
+            ("c_seconds".to_string(), meta("histogram", "C.", "")),
+            ("gone".to_string(), meta("gauge", "No series.", "")),
+        ])
+        .unwrap();
+    for name in ["a_total", "b", "c_seconds_bucket", "c_seconds_sum"] {
+        one_sample(&state.store, name);
+    }
     let app = router(state);
     let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
     let (code, body) = get(&app, "/api/v1/metadata").await;
@@ -1824,6 +1841,8 @@ async fn metadata_lists_what_sources_said_and_prescales_own_families() {
         serde_json::json!([{"type": "counter", "help": "As A says.", "unit": ""}])
     );
     assert_eq!(data["b"][0]["unit"], "bytes", "{body}");
+    assert_eq!(data["c_seconds"][0]["type"], "histogram", "{body}");
+    assert!(data.get("gone").is_none(), "no series, not listed: {body}");
     assert_eq!(data["prescale_demand"][0]["type"], "gauge", "{body}");
     assert!(
         data.get("prescale_demand_memory").is_none(),
@@ -1877,6 +1896,9 @@ async fn metadata_outlives_a_restart_and_a_corrupt_document_is_skipped() {
             .unwrap();
         assert_eq!(saved, 1);
         store.put_state("metadata/broken", &"not a family").unwrap();
+        for name in ["node_load1", "http_requests_total", "broken"] {
+            one_sample(&store, name);
+        }
         // Dropped without a flush, as a crash would.
     }
     let store = Store::open(dir.path(), Durability::Sync).unwrap();
@@ -1938,6 +1960,7 @@ async fn metadata_lists_each_wording_of_a_family_and_saves_only_changes() {
             .remember([("go_goroutines".to_string(), m)])
             .unwrap();
     }
+    one_sample(&state.store, "go_goroutines");
     let app = router(state);
     let (code, body) = get(&app, "/api/v1/metadata?metric=go_goroutines").await;
     assert_eq!(code, StatusCode::OK, "{body}");
