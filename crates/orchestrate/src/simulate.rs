@@ -159,9 +159,9 @@ pub struct ForecastSettings {
     #[serde(default)]
     pub error_decay: Option<f64>,
     /// Also select again, as the daemon does, when the model's live error over the last
-    /// hour of steps exceeds the workload's `drift_ratio` times its cross-validation
-    /// error (off by default: on bursty demand it selects many times more often, and a
-    /// run takes as many times longer).
+    /// 12 steps exceeds the workload's `drift_ratio` times its cross-validation error
+    /// (off by default: on bursty demand it selects many times more often, and a run
+    /// takes as many times longer).
     #[serde(default)]
     pub reselect_on_drift: bool,
 }

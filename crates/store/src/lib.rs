@@ -293,6 +293,15 @@ fn merge(a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
     out
 }
 
+/// State document `name` read from its stored JSON `v`; corrupt, naming it, when it
+/// does not read as a `T`.
+fn state_doc<T: DeserializeOwned>(name: &str, v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        keyspace: "state",
+        detail: format!("{name}: {e}"),
+    })
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`, recovering from the journal.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
@@ -1007,12 +1016,7 @@ impl Store {
     /// Reads a state document; `None` when absent.
     pub fn get_state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         match self.inner.state.get(name.as_bytes()).map_err(self.io())? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    keyspace: "state",
-                    detail: format!("{name}: {e}"),
-                }),
+            Some(v) => state_doc(name, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -1024,10 +1028,7 @@ impl Store {
         for item in self.inner.state.prefix(prefix.as_bytes()) {
             let (k, v) = item.into_inner().map_err(self.io())?;
             let name = String::from_utf8_lossy(&k).into_owned();
-            let doc = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                keyspace: "state",
-                detail: format!("{name}: {e}"),
-            });
+            let doc = state_doc(&name, &v);
             out.push((name, doc));
         }
         Ok(out)
