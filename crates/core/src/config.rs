@@ -26,6 +26,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Where metrics come from.
     pub sources: SourcesConfig,
+    /// Anomaly detection on every stored series.
+    #[serde(default)]
+    pub detect: DetectConfig,
     /// The control loop's pace.
     pub control: ControlConfig,
     /// The capacity catalog.
@@ -421,6 +424,44 @@ pub struct HostSourceConfig {
 
 fn default_proc_root() -> PathBuf {
     PathBuf::from("/proc")
+}
+
+/// `[detect]`: anomaly detection on every sample stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Score every sample collected, scraped or received.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The anomaly likelihood (0..1) from which a sample is an anomaly: `L / (L + 10)`
+    /// for a surprise of one in `10^L`, so 0.5 is one in 10^10.
+    #[serde(default = "default_detect_threshold")]
+    pub threshold: f64,
+    /// Series watched at most (a few hundred bytes each).
+    #[serde(default = "default_detect_max_series")]
+    pub max_series: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: default_detect_threshold(),
+            max_series: default_detect_max_series(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_detect_threshold() -> f64 {
+    0.5
+}
+
+fn default_detect_max_series() -> usize {
+    100_000
 }
 
 /// `[control]`
@@ -1086,6 +1127,21 @@ impl Config {
             return err(
                 "sources.host.interval_s".into(),
                 "must be at least 1 second".into(),
+            );
+        }
+        if !(self.detect.threshold > 0.0 && self.detect.threshold < 1.0) {
+            return err(
+                "detect.threshold".into(),
+                format!(
+                    "{} is not a likelihood between 0 and 1; 0.5 is a surprise of one in 10^10",
+                    self.detect.threshold
+                ),
+            );
+        }
+        if self.detect.enabled && self.detect.max_series == 0 {
+            return err(
+                "detect.max_series".into(),
+                "must be at least 1 (or set enabled = false)".into(),
             );
         }
         if self.control.interval_s == 0 {
@@ -1855,6 +1911,30 @@ mod tests {
         let e = Config::parse(&bad, "p.toml").unwrap_err();
         assert_eq!(e.key, "workloads[0].demand", "{e}");
         assert!(e.message.contains("avg(...) is not supported"), "{e}");
+    }
+
+    #[test]
+    fn detection_settings_are_checked_and_may_be_left_out() {
+        for (from, to, key) in [
+            ("threshold = 0.5", "threshold = 1.5", "detect.threshold"),
+            ("threshold = 0.5", "threshold = nan", "detect.threshold"),
+            ("max_series = 100000", "max_series = 0", "detect.max_series"),
+        ] {
+            let e = Config::parse(&DEFAULT_TOML.replace(from, to), "p.toml").unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        let off = DEFAULT_TOML.replace("max_series = 100000", "max_series = 0\nenabled = false");
+        let off = off.replacen("enabled = true\n# Score (0..1)", "# Score (0..1)", 1);
+        assert!(!Config::parse(&off, "p.toml").unwrap().detect.enabled);
+        // A configuration written before [detect] existed watches with the defaults.
+        let start = DEFAULT_TOML.find("[detect]").unwrap();
+        let end = DEFAULT_TOML.find("[control]").unwrap();
+        let old = format!("{}{}", &DEFAULT_TOML[..start], &DEFAULT_TOML[end..]);
+        assert_eq!(
+            Config::parse(&old, "p.toml").unwrap().detect,
+            DetectConfig::default()
+        );
+        assert_eq!(Config::default().detect, DetectConfig::default());
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //! unlikely its surprise is given the series' own history of surprises (the "anomaly
 //! likelihood" idea of Numenta's detectors, on the simplest predictor), so one threshold
 //! means the same on a quiet series and a noisy one. It is measured on the Numenta
-//! Anomaly Benchmark by `bench/nab.sh`.
+//! Anomaly Benchmark by `bench/nab.sh`. [`SeriesWatch`] runs one per stored series, on
+//! every sample as it is stored.
+
+pub mod watch;
+
+pub use watch::{SeriesAnomaly, SeriesWatch};
 
 use prescale_core::{Sample, TimestampMs};
 use serde::{Deserialize, Serialize};

@@ -390,6 +390,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let mut tasks = Vec::new();
         if cfg.sources.host.enabled {
             let store = store.clone();
+            let anomalies = state.anomalies.clone();
             let root = cfg.sources.host.proc_root.clone();
             let every = Duration::from_secs(cfg.sources.host.interval_s);
             let collector = Arc::new(Mutex::new(HostCollector::new(root)));
@@ -399,6 +400,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     tick.tick().await;
                     let store = store.clone();
                     let collector = collector.clone();
+                    let anomalies = anomalies.clone();
                     let res = tokio::task::spawn_blocking(move || -> Result<usize> {
                         let samples = collector.lock().expect("collector").collect(now_ms())?;
                         let batch: Vec<_> =
@@ -408,6 +410,9 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                             for rej in &r.rejected {
                                 tracing::warn!("{k}: sample rejected: {}", rej.reason);
                             }
+                        }
+                        if let Err(e) = anomalies.observe(&batch, &reports) {
+                            tracing::warn!("anomalies in host metrics could not be saved: {e}");
                         }
                         Ok(reports.iter().map(|r| r.accepted).sum::<usize>())
                     })
@@ -519,6 +524,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     store.clone(),
                     state.targets.clone(),
                     state.metadata.clone(),
+                    state.anomalies.clone(),
                 )));
             }
             for instance in &job.targets {
@@ -534,6 +540,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     store.clone(),
                     state.targets.clone(),
                     state.metadata.clone(),
+                    state.anomalies.clone(),
                 )));
             }
         }
@@ -668,6 +675,7 @@ async fn discover_loop(
     store: Store,
     targets: prescale_server::Targets,
     metadata: prescale_server::Metadata,
+    anomalies: prescale_server::anomalies::Anomalies,
 ) {
     use prescale_collect::kube::{discover_endpoints, discover_pods, PodRule};
     use prescale_collect::scrape::{Target, TargetHealth};
@@ -769,6 +777,7 @@ async fn discover_loop(
                 store.clone(),
                 targets.clone(),
                 metadata.clone(),
+                anomalies.clone(),
             ));
             running.insert(t.instance.clone(), (t, handle));
         }
@@ -785,6 +794,7 @@ async fn scrape_loop(
     store: Store,
     targets: prescale_server::Targets,
     metadata: prescale_server::Metadata,
+    anomalies: prescale_server::anomalies::Anomalies,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -796,9 +806,15 @@ async fn scrape_loop(
         let store = store.clone();
         let agent = agent.clone();
         let known = metadata.clone();
+        let watch = anomalies.clone();
         let res = tokio::task::spawn_blocking(move || {
             let scraped = prescale_collect::scrape::scrape(&agent, &t, now_ms());
             let stored = store.append_many(&scraped.series);
+            if let Ok(reports) = &stored {
+                if let Err(e) = watch.observe(&scraped.series, reports) {
+                    tracing::warn!("{}: anomalies found could not be saved: {e}", t.url);
+                }
+            }
             let said = known.remember(scraped.metadata);
             (scraped.health, said, stored)
         })

@@ -470,3 +470,106 @@ fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
         .len();
     assert_eq!(paths(memory, "fill-opacity=\"0.35\"").len(), tiers);
 }
+
+#[test]
+fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &fast_config());
+    wait_for(
+        || get(d.addr, "/healthz").is_some_and(|(c, _)| c == 200),
+        "the daemon",
+        &|| d.logs(),
+    );
+    // 75 minutes of a database's query time and request counter, 15 s apart, up to a
+    // minute ago: one slow query, and later a burst of requests.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t0 = now - 60 - 300 * 15;
+    let mut body = String::new();
+    let mut total = 0i64;
+    for i in 0..300i64 {
+        let wobble = ((i as f64 * 0.7).sin() + (i as f64 * 1.3).cos()) / 2.0;
+        let query_ms = if i == 250 { 480.0 } else { 12.0 + wobble };
+        total += if i == 280 {
+            1000
+        } else {
+            100 + (5.0 * wobble) as i64
+        } * 15;
+        body.push_str(&format!(
+            "db,host=a query_ms={query_ms},requests_total={total}i {}\n",
+            t0 + i * 15
+        ));
+    }
+    let (code, said) = common::http(
+        d.addr,
+        "POST",
+        "/api/v2/write?precision=s",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 204, "{said}");
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    let listed = json(
+        d.addr,
+        &format!("/api/v1/anomalies?start={}&limit=1000", now - 48 * 3600),
+    );
+    let anomalies = listed["anomalies"].as_array().unwrap();
+    let ours: Vec<&serde_json::Value> = anomalies
+        .iter()
+        .filter(|a| a["metric"].as_str().unwrap().starts_with("db_"))
+        .collect();
+    assert_eq!(ours.len(), 2, "{listed}");
+
+    let section = html
+        .split("<h2>Anomalies in stored series</h2>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no anomalies section: {}", &html[..html.len().min(3000)]));
+    let section = &section[..section.find("</section>").unwrap()];
+    // The host's own series are watched too, and may have anomalies of their own.
+    assert!(section.contains("series watched <b>"), "{section}");
+    // A row for each listed anomaly (up to 20), each with its series drawn around it.
+    let rows: Vec<&str> = section.split("<tr class=\"anomaly\">").skip(1).collect();
+    assert_eq!(rows.len(), anomalies.len().min(20), "{section}");
+    for a in ours {
+        let series = a["series"].as_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.contains(&format!("<td>{series}</td>")))
+            .unwrap_or_else(|| panic!("no row for {series}: {section}"));
+        let t = a["time"].as_f64().unwrap();
+        let line = paths(row, "data-around=");
+        assert_eq!(line.len(), 1, "{row}");
+        let stored = |thin: &str| -> usize {
+            json(
+                d.addr,
+                &format!(
+                    "/api/v1/query_range?series={}&start={}&end={}{thin}",
+                    enc(series),
+                    t - 3600.0,
+                    t + 3600.0
+                ),
+            )["values"]
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        if a["judged"] == "value" {
+            // The slow query: its query times, thinned to 240 points at most.
+            assert_eq!(a["value"], 480.0);
+            assert_eq!(points(line[0]), stored("&max_points=240"));
+            assert!(row.contains(">480<"), "{row}");
+        } else {
+            // The burst: the counter's rate from one sample to the next.
+            assert_eq!(a["value"], 1000.0);
+            assert_eq!(points(line[0]), stored("") - 1);
+            assert!(row.contains(">1000 /s<"), "{row}");
+        }
+        assert!(row.contains("<circle"), "the anomaly ringed: {row}");
+    }
+}

@@ -43,6 +43,7 @@ use prescale_store::{DecisionFilter, Store};
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod anomalies;
 pub mod compare;
 pub mod promapi;
 pub mod promql;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub targets: Targets,
     /// What scrapes and senders said of their metric families.
     pub metadata: Metadata,
+    /// The anomaly detectors of every stored series.
+    pub anomalies: anomalies::Anomalies,
     /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
     pub provider: String,
     /// Comparisons with HPA made lately, by workload and days, with when they were
@@ -224,6 +227,7 @@ impl AppState {
             })
             .collect();
         let metadata = Metadata::load(store.clone())?;
+        let anomalies = anomalies::Anomalies::new(&cfg.detect, store.clone());
         Ok(Self {
             store,
             status,
@@ -232,6 +236,7 @@ impl AppState {
             receivers: write::Receivers::new(cfg, token),
             targets: Arc::new(RwLock::new(targets)),
             metadata,
+            anomalies,
             provider: serde_json::to_value(cfg.providers.use_)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
@@ -262,6 +267,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/label/{name}/values", get(promapi::label_values))
         .route("/api/v1/status/buildinfo", get(promql::buildinfo))
         .route("/api/v1/metadata", get(promapi::metadata))
+        .route(
+            "/api/v1/anomalies",
+            get(anomalies::list).post(anomalies::list),
+        )
         .route("/api/v1/rules", get(promapi::nothing_kept))
         .route("/api/v1/alerts", get(promapi::nothing_kept))
         .route(
@@ -763,6 +772,37 @@ pub fn render_metrics(st: &AppState) -> String {
     ];
     for (name, kind, help, v) in scalars {
         family(name, kind, help, vec![(String::new(), v)]);
+    }
+    if let Some(w) = st.anomalies.stats() {
+        let watch: [(&str, &str, &str, f64); 4] = [
+            (
+                "prescale_anomaly_watched_series",
+                "gauge",
+                "Stored series whose samples are scored for anomalies.",
+                w.watched as f64,
+            ),
+            (
+                "prescale_anomaly_unwatched_total",
+                "counter",
+                "New series not watched because [detect] max_series were (raise it).",
+                w.unwatched as f64,
+            ),
+            (
+                "prescale_anomaly_scored_samples_total",
+                "counter",
+                "Stored samples scored for anomalies.",
+                w.scored as f64,
+            ),
+            (
+                "prescale_series_anomalies_total",
+                "counter",
+                "Anomalies found in stored series (listed at /api/v1/anomalies).",
+                w.found as f64,
+            ),
+        ];
+        for (name, kind, help, v) in watch {
+            family(name, kind, help, vec![(String::new(), v)]);
+        }
     }
     let mut requests = Vec::new();
     let mut received = Vec::new();

@@ -271,7 +271,15 @@ pub async fn label_values(
 }
 
 /// The families prescale stores itself, described as `/metrics` describes its own.
-const OWN_METADATA: [(&str, &str); 16] = [
+const OWN_METADATA: [(&str, &str); 18] = [
+    (
+        "prescale_anomaly_score",
+        "An anomaly's likelihood (0..1; 0.5: one in 10^10) in the series series_name with these labels.",
+    ),
+    (
+        "prescale_anomaly_value",
+        "What an anomaly's likelihood judged: the value of the series series_name, or its per-second rate for a counter.",
+    ),
     (
         "prescale_demand",
         "A workload's demand in vCPU, resampled to its step.",

@@ -2366,3 +2366,148 @@ fn thinning_keeps_each_slices_peak_or_mean() {
     assert_eq!(at(&crate::thin(ten.clone(), 0, false)), vec![(0, 9.0)]);
     assert!(crate::thin(Vec::new(), 3, true).is_empty());
 }
+
+/// Line protocol for `db,host=H query_ms=...,requests_total=...i` at unix second `t`.
+fn db_line(host: &str, t: i64, query_ms: f64, requests: i64) -> String {
+    format!("db,host={host} query_ms={query_ms},requests_total={requests}i {t}\n")
+}
+
+#[tokio::test]
+async fn every_written_series_is_watched_and_its_anomalies_kept_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000i64;
+    // Query time wobbles about 12 ms with one slow query at step 250; requests come at
+    // about 100 a second with a burst of 1,000 at step 400, and the process restarts
+    // (its counter starts again) at step 300, which is no anomaly.
+    let mut lines = Vec::new();
+    let mut total = 0i64;
+    for i in 0..500i64 {
+        let wobble = ((i as f64 * 0.7).sin() + (i as f64 * 1.3).cos()) / 2.0;
+        let query_ms = if i == 250 { 480.0 } else { 12.0 + wobble };
+        let rate = if i == 400 {
+            1000
+        } else {
+            100 + (5.0 * wobble) as i64
+        };
+        total = if i == 300 {
+            rate * 15
+        } else {
+            total + rate * 15
+        };
+        lines.push(db_line("a", t0 + i * 15, query_ms, total));
+    }
+    {
+        let store = Store::open(dir.path(), Durability::Sync).unwrap();
+        let state = AppState::new(&Config::default(), store.clone(), Default::default()).unwrap();
+        let app = router(state);
+        for chunk in lines.chunks(50) {
+            let body = chunk.concat().into_bytes();
+            let (code, text) = post(&app, "/api/v2/write?precision=s", &[], body.clone()).await;
+            assert_eq!(code, StatusCode::NO_CONTENT, "{text}");
+            // A sender's retry stores nothing again and is not judged again.
+            let (code, _) = post(&app, "/api/v2/write?precision=s", &[], body).await;
+            assert_eq!(code, StatusCode::NO_CONTENT);
+        }
+        let (_, metrics) = get(&app, "/metrics").await;
+        assert!(
+            metrics.contains("\nprescale_anomaly_watched_series 2\n"),
+            "{metrics}"
+        );
+        // 500 query times and 499 rates (a counter's first sample is its base).
+        assert!(metrics.contains("\nprescale_anomaly_scored_samples_total 999\n"));
+        assert!(metrics.contains("\nprescale_series_anomalies_total 2\n"));
+        // Kept as series that Prometheus' API answers, with the source's name as a label.
+        let (code, body) = get(
+            &app,
+            "/api/v1/query?query=max_over_time(prescale_anomaly_value[2h])&time=1700007500",
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(body.contains(r#""series_name":"db_query_ms""#), "{body}");
+        assert!(
+            body.contains(r#""series_name":"db_requests_total""#),
+            "{body}"
+        );
+        // Dropped without a flush, as a crash would.
+    }
+    let store = Store::open(dir.path(), Durability::Sync).unwrap();
+    let state = AppState::new(&Config::default(), store, Default::default()).unwrap();
+    let app = router(state);
+    let window = format!("start={}&end={}", t0, t0 + 500 * 15);
+    let (code, body) = get(&app, &format!("/api/v1/anomalies?{window}")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listed = v["data"]["anomalies"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{body}");
+    // Newest first: the burst of requests, judged by its rate, then the slow query.
+    assert_eq!(listed[0]["series"], r#"db_requests_total{host="a"}"#);
+    assert_eq!(listed[0]["time"], (t0 + 400 * 15) as f64);
+    assert_eq!(listed[0]["value"], 1000.0);
+    assert_eq!(listed[0]["judged"], "per-second rate");
+    assert_eq!(listed[1]["metric"], "db_query_ms");
+    assert_eq!(listed[1]["labels"]["host"], "a");
+    assert_eq!(listed[1]["time"], (t0 + 250 * 15) as f64);
+    assert_eq!(listed[1]["value"], 480.0);
+    assert!(listed[1]["score"].as_f64().unwrap() >= 0.5, "{body}");
+    // A fresh watch after the restart: nothing scored yet.
+    assert_eq!(v["data"]["watch"]["scored"], 0);
+
+    let (_, body) = get(
+        &app,
+        &format!("/api/v1/anomalies?{window}&match[]=db_query_ms"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["anomalies"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+    let (_, body) = get(&app, &format!("/api/v1/anomalies?{window}&limit=1")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["anomalies"][0]["metric"], "db_requests_total");
+    assert_eq!(v["data"]["anomalies"].as_array().unwrap().len(), 1);
+    // The default window is the day up to now, long after these.
+    let (_, body) = get(&app, "/api/v1/anomalies").await;
+    assert!(body.contains(r#""anomalies":[]"#), "{body}");
+    for (bad, says) in [
+        ("limit=0", "`limit`"),
+        ("start=soon", "`start`"),
+        ("start=20&end=10", "after `end`"),
+        ("min_score=2", "`min_score`"),
+        ("match[]={}", "every series"),
+    ] {
+        let (code, body) = get(&app, &format!("/api/v1/anomalies?{bad}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains(says), "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn detection_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.detect.enabled = false;
+    let (app, store) = writable(dir.path(), cfg);
+    let body: String = (0..300i64)
+        .map(|i| {
+            db_line(
+                "a",
+                1_700_000_000 + i * 15,
+                if i == 250 { 480.0 } else { 12.0 },
+                i,
+            )
+        })
+        .collect();
+    let (code, _) = post(&app, "/api/v2/write?precision=s", &[], body.into_bytes()).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert!(store
+        .series()
+        .iter()
+        .all(|k| !k.name.starts_with("prescale_anomaly")));
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(!metrics.contains("prescale_anomaly_watched_series"));
+    let (code, body) = get(&app, "/api/v1/anomalies").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains(r#""watch":null"#), "{body}");
+}

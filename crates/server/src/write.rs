@@ -150,6 +150,7 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
         ..
     } = decoded;
     let known = st.metadata.clone();
+    let watch = st.anomalies.clone();
     counts
         .unreadable
         .fetch_add((problems.len() + more_problems) as u64, Ordering::Relaxed);
@@ -158,6 +159,11 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
     let res = tokio::task::spawn_blocking(move || {
         let reports = store.append_many(&series)?;
         known.remember(metadata)?;
+        // Found anomalies are derived, not what was sent: failing to save them does not
+        // fail the write.
+        if let Err(e) = watch.observe(&series, &reports) {
+            tracing::warn!("anomalies in written samples could not be saved: {e}");
+        }
         Ok::<_, prescale_store::StoreError>((series, reports))
     })
     .await;

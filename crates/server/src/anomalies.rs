@@ -1,0 +1,293 @@
+//! Anomalies in every stored series: what the host collector, the scrape loops and the
+//! write receivers store is scored as it is stored ([`Anomalies::observe`]), and each
+//! anomaly is kept in the store as two series with the source's labels plus
+//! `series_name` (the source's name): `prescale_anomaly_score` (its likelihood, 0..1)
+//! and `prescale_anomaly_value` (what was judged: the value, or a counter's per-second
+//! rate). So anomalies outlive a restart, follow the store's retention, chart in
+//! Grafana, and are listed by `GET /api/v1/anomalies`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use prescale_core::config::DetectConfig;
+use prescale_core::{Sample, SeriesKey, TimestampMs};
+use prescale_detect::watch::{kind_of, Kind};
+use prescale_detect::{SeriesAnomaly, SeriesWatch};
+use prescale_store::{AppendReport, Store, StoreError};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::promapi::{ApiParams, SeriesMatch};
+use crate::AppState;
+
+/// The series of an anomaly's likelihood.
+pub const SCORE: &str = "prescale_anomaly_score";
+/// The series of what an anomaly's judged value was.
+pub const VALUE: &str = "prescale_anomaly_value";
+/// The label naming the source series' metric.
+const SOURCE: &str = "series_name";
+/// Where a source label of that name goes, as Prometheus renames clashing labels.
+const EXPORTED_SOURCE: &str = "exported_series_name";
+
+/// The per-series detectors, shared by everything that stores samples.
+#[derive(Clone)]
+pub struct Anomalies {
+    watch: Option<Arc<Mutex<SeriesWatch>>>,
+    store: Store,
+    found: Arc<AtomicU64>,
+}
+
+impl Anomalies {
+    /// Watches as `[detect]` says (nothing when it is disabled).
+    pub fn new(cfg: &DetectConfig, store: Store) -> Self {
+        Self {
+            watch: cfg
+                .enabled
+                .then(|| Arc::new(Mutex::new(SeriesWatch::new(cfg.threshold, cfg.max_series)))),
+            store,
+            found: Arc::default(),
+        }
+    }
+
+    /// Scores the samples `append_many` just stored (those its `reports` rejected are
+    /// left out) and saves the anomalies among them; returns them. Blocks on the store:
+    /// call it where the samples were stored.
+    pub fn observe(
+        &self,
+        stored: &[(SeriesKey, Vec<Sample>)],
+        reports: &[AppendReport],
+    ) -> Result<Vec<SeriesAnomaly>, StoreError> {
+        let Some(watch) = &self.watch else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        {
+            let mut w = watch.lock().expect("anomaly watch lock");
+            for (i, (key, samples)) in stored.iter().enumerate() {
+                let rejected: HashSet<TimestampMs> = reports
+                    .get(i)
+                    .map(|r| r.rejected.iter().map(|x| x.ts).collect())
+                    .unwrap_or_default();
+                if rejected.is_empty() {
+                    found.extend(w.observe(key, samples));
+                } else {
+                    let kept: Vec<Sample> = samples
+                        .iter()
+                        .filter(|s| !rejected.contains(&s.ts))
+                        .copied()
+                        .collect();
+                    found.extend(w.observe(key, &kept));
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(found);
+        }
+        let mut batch = Vec::with_capacity(2 * found.len());
+        for a in &found {
+            tracing::debug!(
+                "anomaly in {} at {} ms: {} scores {:.3}",
+                a.key,
+                a.ts,
+                a.value,
+                a.score
+            );
+            let (score, value) = finding_keys(&a.key);
+            batch.push((
+                score,
+                vec![Sample {
+                    ts: a.ts,
+                    value: a.score,
+                }],
+            ));
+            batch.push((
+                value,
+                vec![Sample {
+                    ts: a.ts,
+                    value: a.value,
+                }],
+            ));
+        }
+        self.store.append_many(&batch)?;
+        self.found.fetch_add(found.len() as u64, Ordering::Relaxed);
+        Ok(found)
+    }
+
+    /// Series watched, new series turned away because the watch was full, samples
+    /// scored and anomalies found since the start; `None` when detection is off.
+    pub fn stats(&self) -> Option<WatchStats> {
+        let w = self.watch.as_ref()?.lock().expect("anomaly watch lock");
+        Some(WatchStats {
+            watched: w.watched(),
+            unwatched: w.unwatched(),
+            scored: w.scored(),
+            found: self.found.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// What [`Anomalies::stats`] counts.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WatchStats {
+    /// Series watched now.
+    pub watched: usize,
+    /// Times a new series found the watch full.
+    pub unwatched: u64,
+    /// Samples scored.
+    pub scored: u64,
+    /// Anomalies found.
+    pub found: u64,
+}
+
+/// The keys an anomaly of `src` is saved under: its labels, plus `series_name`.
+fn finding_keys(src: &SeriesKey) -> (SeriesKey, SeriesKey) {
+    let mut labels = src.labels.clone();
+    if let Some(clash) = labels.remove(SOURCE) {
+        labels.insert(EXPORTED_SOURCE.into(), clash);
+    }
+    labels.insert(SOURCE.into(), src.name.clone());
+    let key = |name: &str| SeriesKey {
+        name: name.into(),
+        labels: labels.clone(),
+    };
+    (key(SCORE), key(VALUE))
+}
+
+/// The source of a saved anomaly's key, `None` for a key not made by [`finding_keys`].
+fn source_of(saved: &SeriesKey) -> Option<SeriesKey> {
+    let mut labels = saved.labels.clone();
+    let name = labels.remove(SOURCE)?;
+    if let Some(clash) = labels.remove(EXPORTED_SOURCE) {
+        labels.insert(SOURCE.into(), clash);
+    }
+    Some(SeriesKey { name, labels })
+}
+
+/// One anomaly as `/api/v1/anomalies` lists it.
+#[derive(Debug, Serialize)]
+struct Listed {
+    series: String,
+    metric: String,
+    labels: BTreeMap<String, String>,
+    /// Unix seconds.
+    time: f64,
+    score: f64,
+    /// The value, or the counter's per-second rate, that was judged.
+    value: Option<f64>,
+    judged: &'static str,
+}
+
+/// `GET /api/v1/anomalies`: anomalies found in stored series between `start` and `end`
+/// (unix seconds or RFC 3339; default: the last day), newest first, at most `limit`
+/// (default 100, at most 10,000); `match[]` selectors pick the source series
+/// (`match[]=node_disk_io_time_seconds_total{device="sda"}`), `min_score` the least
+/// likelihood listed.
+pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
+    let now = prescale_core::now_ms();
+    let time = |name: &str, default: TimestampMs| match p.get(name) {
+        None => Ok(default),
+        Some(s) => prescale_core::parse_ts(s)
+            .ok_or_else(|| format!("`{name}` must be unix seconds or RFC 3339, not {s:?}")),
+    };
+    let parsed = (|| -> Result<_, String> {
+        let end = time("end", now)?;
+        let start = time("start", end - 86_400_000)?;
+        if start > end {
+            return Err("`start` is after `end`".into());
+        }
+        let limit = match p.get("limit") {
+            None => 100,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "`limit` is a whole number from 1 to 10000, not {s:?}"
+                    ))
+                }
+            },
+        };
+        let min_score = match p.get("min_score") {
+            None => 0.0,
+            Some(s) => match s.parse::<f64>() {
+                Ok(v) if (0.0..1.0).contains(&v) => v,
+                _ => {
+                    return Err(format!(
+                        "`min_score` is a likelihood from 0 to 1, not {s:?}"
+                    ))
+                }
+            },
+        };
+        let matches = p
+            .all("match[]")
+            .into_iter()
+            .map(SeriesMatch::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((start, end, limit, min_score, matches))
+    })();
+    let (start, end, limit, min_score, matches) = match parsed {
+        Ok(x) => x,
+        Err(e) => return crate::error(StatusCode::BAD_REQUEST, e),
+    };
+    let st2 = st.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<Vec<Listed>, StoreError> {
+        let store = &st2.store;
+        let selector = prescale_core::Selector::parse(SCORE).expect("a metric name");
+        let mut out = Vec::new();
+        for saved in store.select_matching(&selector) {
+            let Some(src) = source_of(&saved) else {
+                continue;
+            };
+            if !matches.is_empty() && !matches.iter().any(|m| m.matches(&src)) {
+                continue;
+            }
+            let scores = store.range(&saved, start, end)?.unwrap_or_default();
+            if scores.iter().all(|s| s.value < min_score) {
+                continue;
+            }
+            let value_key = SeriesKey {
+                name: VALUE.into(),
+                labels: saved.labels.clone(),
+            };
+            let values: BTreeMap<TimestampMs, f64> = store
+                .range(&value_key, start, end)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.ts, s.value))
+                .collect();
+            let judged = match kind_of(&src.name) {
+                Some(Kind::Counter) => "per-second rate",
+                _ => "value",
+            };
+            for s in scores.into_iter().filter(|s| s.value >= min_score) {
+                out.push(Listed {
+                    series: src.to_string(),
+                    metric: src.name.clone(),
+                    labels: src.labels.clone(),
+                    time: s.ts as f64 / 1000.0,
+                    score: s.value,
+                    value: values.get(&s.ts).copied(),
+                    judged,
+                });
+            }
+        }
+        out.sort_by(|a, b| b.time.total_cmp(&a.time).then(a.series.cmp(&b.series)));
+        out.truncate(limit);
+        Ok(out)
+    })
+    .await;
+    let listed = match res {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return crate::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return crate::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    Json(json!({
+        "status": "success",
+        "data": {"watch": st.anomalies.stats(), "anomalies": listed},
+    }))
+    .into_response()
+}
