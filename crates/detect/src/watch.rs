@@ -23,6 +23,32 @@ pub enum Kind {
     Counter,
 }
 
+impl Watched {
+    /// Scores one sample: what was judged (its value or rate) and the likelihood, `None`
+    /// for one no newer than the last, non-finite, or a counter's first.
+    fn judge(&mut self, s: Sample) -> Option<(f64, f64)> {
+        if !s.value.is_finite() || self.last.is_some_and(|l| s.ts <= l.ts) {
+            return None;
+        }
+        let judged = match (self.kind, self.last) {
+            (Kind::Gauge, _) => Some(s.value),
+            (Kind::Counter, None) => None,
+            (Kind::Counter, Some(l)) => {
+                let secs = (s.ts - l.ts) as f64 / 1000.0;
+                let rise = if s.value >= l.value {
+                    s.value - l.value
+                } else {
+                    s.value
+                };
+                Some(rise / secs)
+            }
+        };
+        self.last = Some(s);
+        let v = judged?;
+        Some((v, self.detector.score(v)))
+    }
+}
+
 /// Prefix of the series [`SeriesWatch`]'s findings are stored as, which are not
 /// watched themselves.
 pub const ANOMALY_PREFIX: &str = "prescale_anomaly_";
@@ -122,6 +148,20 @@ impl SeriesWatch {
     /// threshold. Non-finite values and samples no newer than the last scored are
     /// skipped.
     pub fn observe(&mut self, key: &SeriesKey, samples: &[Sample]) -> Vec<SeriesAnomaly> {
+        self.observe_after(key, samples, |_| Vec::new())
+    }
+
+    /// [`SeriesWatch::observe`], and when `key` is not watched yet (a new series, or
+    /// every series after a restart), its detector first learns from `history(ts)`: the
+    /// series' samples before `ts`, the first new sample's time, in time order. What it
+    /// scores there is not reported (it was judged before), so a restart does not leave
+    /// series unjudged for their first 100 samples.
+    pub fn observe_after(
+        &mut self,
+        key: &SeriesKey,
+        samples: &[Sample],
+        history: impl FnOnce(TimestampMs) -> Vec<Sample>,
+    ) -> Vec<SeriesAnomaly> {
         let Some(kind) = kind_of(&key.name) else {
             return Vec::new();
         };
@@ -141,33 +181,27 @@ impl SeriesWatch {
             self.unwatched += 1;
             return Vec::new();
         }
-        let w = self.series.entry(key.clone()).or_insert_with(|| Watched {
-            detector: LikelihoodDetector::new(),
-            kind,
-            last: None,
-        });
+        let w = match self.series.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut w = Watched {
+                    detector: LikelihoodDetector::new(),
+                    kind,
+                    last: None,
+                };
+                let first = fresh[0].ts;
+                for s in history(first).into_iter().filter(|s| s.ts < first) {
+                    w.judge(s);
+                }
+                e.insert(w)
+            }
+        };
         let mut found = Vec::new();
         for s in fresh {
-            if w.last.is_some_and(|l| s.ts <= l.ts) {
+            let Some((v, score)) = w.judge(s) else {
                 continue;
-            }
-            let judged = match (w.kind, w.last) {
-                (Kind::Gauge, _) => Some(s.value),
-                (Kind::Counter, None) => None,
-                (Kind::Counter, Some(l)) => {
-                    let secs = (s.ts - l.ts) as f64 / 1000.0;
-                    let rise = if s.value >= l.value {
-                        s.value - l.value
-                    } else {
-                        s.value
-                    };
-                    Some(rise / secs)
-                }
             };
-            w.last = Some(s);
-            let Some(v) = judged else { continue };
             self.scored += 1;
-            let score = w.detector.score(v);
             if score >= self.threshold {
                 found.push(SeriesAnomaly {
                     key: key.clone(),
@@ -297,6 +331,55 @@ mod tests {
             ],
         );
         assert_eq!(w.scored(), 50);
+    }
+
+    #[test]
+    fn a_series_new_to_the_watch_learns_from_its_history_first() {
+        let k = key("pg_query_seconds");
+        let history: Vec<Sample> = (0..600i64)
+            .map(|i| Sample {
+                ts: i * 15_000,
+                value: if i == 150 { 60.0 } else { 10.0 + wobble(i) },
+            })
+            .collect();
+        // Restarted at step 600: the spike at 150 was judged before and is not reported
+        // again, and a spike 20 steps on is found at once, where a watch without the
+        // history is still learning.
+        let spike = Sample {
+            ts: 620 * 15_000,
+            value: 60.0,
+        };
+        let after: Vec<Sample> = (600..630i64)
+            .map(|i| {
+                if i == 620 {
+                    spike
+                } else {
+                    Sample {
+                        ts: i * 15_000,
+                        value: 10.0 + wobble(i),
+                    }
+                }
+            })
+            .collect();
+        let mut primed = SeriesWatch::new(0.5, 10);
+        let mut asked = None;
+        let found = primed.observe_after(&k, &after, |ts| {
+            asked = Some(ts);
+            // Everything stored, the new samples too: only what came before counts.
+            history.iter().chain(&after).copied().collect()
+        });
+        assert_eq!(asked, Some(600 * 15_000));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].ts, spike.ts);
+        assert_eq!(primed.scored(), 30, "history is learnt, not counted");
+        // Asked only once: the series is watched now.
+        let more = [Sample {
+            ts: 630 * 15_000,
+            value: 10.0,
+        }];
+        primed.observe_after(&k, &more, |_| panic!("history asked again"));
+        let mut cold = SeriesWatch::new(0.5, 10);
+        assert!(cold.observe(&k, &after).is_empty());
     }
 
     #[test]

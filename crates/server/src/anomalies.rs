@@ -4,7 +4,8 @@
 //! `series_name` (the source's name): `prescale_anomaly_score` (its likelihood, 0..1)
 //! and `prescale_anomaly_value` (what was judged: the value, or a counter's per-second
 //! rate). So anomalies outlive a restart, follow the store's retention, chart in
-//! Grafana, and are listed by `GET /api/v1/anomalies`.
+//! Grafana, and are listed by `GET /api/v1/anomalies`. A series new to the watch (after a
+//! restart, every one) first learns from its stored history, so it is judged at once.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,12 @@ pub const VALUE: &str = "prescale_anomaly_value";
 const SOURCE: &str = "series_name";
 /// Where a source label of that name goes, as Prometheus renames clashing labels.
 const EXPORTED_SOURCE: &str = "exported_series_name";
+
+/// How far back a series new to the watch is read...
+const HISTORY_MS: i64 = 6 * 3_600_000;
+/// ... and how many of its last samples there its detector learns from (about what the
+/// detector's slowest average weighs).
+const HISTORY_SAMPLES: usize = 1000;
 
 /// The per-series detectors, shared by everything that stores samples.
 #[derive(Clone)]
@@ -73,16 +80,18 @@ impl Anomalies {
                     .get(i)
                     .map(|r| r.rejected.iter().map(|x| x.ts).collect())
                     .unwrap_or_default();
-                if rejected.is_empty() {
-                    found.extend(w.observe(key, samples));
+                let kept: Vec<Sample>;
+                let samples = if rejected.is_empty() {
+                    samples
                 } else {
-                    let kept: Vec<Sample> = samples
+                    kept = samples
                         .iter()
                         .filter(|s| !rejected.contains(&s.ts))
                         .copied()
                         .collect();
-                    found.extend(w.observe(key, &kept));
-                }
+                    &kept
+                };
+                found.extend(w.observe_after(key, samples, |first| self.history(key, first)));
             }
         }
         if found.is_empty() {
@@ -116,6 +125,26 @@ impl Anomalies {
         self.store.append_many(&batch)?;
         self.found.fetch_add(found.len() as u64, Ordering::Relaxed);
         Ok(found)
+    }
+
+    /// What a series new to the watch (after a restart, every one) learns from first:
+    /// its last [`HISTORY_SAMPLES`] samples in the [`HISTORY_MS`] before `first`.
+    fn history(&self, key: &SeriesKey, first: TimestampMs) -> Vec<Sample> {
+        match self
+            .store
+            .range(key, first.saturating_sub(HISTORY_MS), first - 1)
+        {
+            Ok(Some(mut h)) => {
+                let keep = h.len().saturating_sub(HISTORY_SAMPLES);
+                h.drain(..keep);
+                h
+            }
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!("{key}: its history could not be read to judge it by: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// Series watched, new series turned away because the watch was full, samples
