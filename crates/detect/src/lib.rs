@@ -136,6 +136,9 @@ pub struct LikelihoodDetector {
     r_mean: f64,
     r_var: f64,
     quiet_until: u64,
+    /// What `quiet_until` was before the last score, for [`LikelihoodDetector::unreport`].
+    #[serde(default)]
+    quiet_before: u64,
     v_mean: f64,
     v_var: f64,
     s_mean: f64,
@@ -178,6 +181,7 @@ impl LikelihoodDetector {
             r_mean: 0.0,
             r_var: 0.0,
             quiet_until: 0,
+            quiet_before: 0,
             v_mean: 0.0,
             v_var: 0.0,
             s_mean: 0.0,
@@ -243,10 +247,24 @@ impl LikelihoodDetector {
         if self.seen < self.quiet_until {
             score *= Self::QUIET_FACTOR;
         }
+        self.quiet_before = self.quiet_until;
         if score >= Self::REPORT {
             self.quiet_until = self.seen + Self::QUIET_SAMPLES;
         }
         score
+    }
+
+    /// The recent mean absolute change from one sample to the next: the scale its
+    /// spikes and jumps are measured in.
+    pub fn typical_change(&self) -> f64 {
+        self.mac
+    }
+
+    /// Takes back the quiet period the last score started: it was high, but the caller
+    /// knows it for an expected event (the series did as much a day before), which
+    /// should not damp the scores of what comes next.
+    pub fn unreport(&mut self) {
+        self.quiet_until = self.quiet_before;
     }
 }
 

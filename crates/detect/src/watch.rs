@@ -45,6 +45,7 @@ impl Watched {
         };
         self.last = Some(s);
         let v = judged?;
+        self.last_judged = Some(v);
         Some((v, self.detector.score(v)))
     }
 }
@@ -85,12 +86,39 @@ pub struct SeriesAnomaly {
     pub score: f64,
 }
 
+/// How [`SeriesWatch::judge_stored`] found a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Below the threshold.
+    Usual,
+    /// At or above it: reported.
+    Anomaly,
+    /// At or above it, but the series did as much a day or a week before at about that
+    /// time: not reported.
+    Expected,
+}
+
+/// One sample as [`SeriesWatch::judge_stored`] judged it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judged {
+    /// When.
+    pub ts: TimestampMs,
+    /// What was judged: the value, or a counter's per-second rate.
+    pub value: f64,
+    /// The anomaly likelihood.
+    pub score: f64,
+    /// What it made of it.
+    pub verdict: Verdict,
+}
+
 #[derive(Debug, Clone)]
 struct Watched {
     detector: LikelihoodDetector,
     kind: Kind,
     /// The newest sample scored (or, for a counter's first, taken as the base).
     last: Option<Sample>,
+    /// What was judged of it (its value, or the counter's rate up to it).
+    last_judged: Option<f64>,
 }
 
 /// Per-series anomaly detectors for everything stored.
@@ -109,10 +137,20 @@ pub struct SeriesWatch {
     swept_at: TimestampMs,
     unwatched: u64,
     scored: u64,
+    expected: u64,
 }
 
 /// Samples a series may go without before a full watch forgets it.
 const STALE_MS: i64 = 3_600_000;
+/// How far back a series new to the watch is read...
+pub const HISTORY_MS: i64 = 6 * 3_600_000;
+/// ... and how many of its last samples there its detector learns from (about what the
+/// detector's slowest average weighs).
+pub const HISTORY_SAMPLES: usize = 1000;
+/// The seasons an anomaly is compared with: the same time a day and a week before...
+const SEASONS_MS: [i64; 2] = [86_400_000, 7 * 86_400_000];
+/// ... give or take this much (a nightly job starts at about the same time).
+const SEASON_SLACK_MS: i64 = 15 * 60_000;
 
 impl SeriesWatch {
     /// A watch reporting samples scoring `threshold` or more (0.5: a surprise of one in
@@ -126,6 +164,7 @@ impl SeriesWatch {
             swept_at: TimestampMs::MIN,
             unwatched: 0,
             scored: 0,
+            expected: 0,
         }
     }
 
@@ -144,24 +183,58 @@ impl SeriesWatch {
         self.scored
     }
 
-    /// Scores the samples of one series just stored; returns those at or above the
-    /// threshold. Non-finite values and samples no newer than the last scored are
-    /// skipped.
-    pub fn observe(&mut self, key: &SeriesKey, samples: &[Sample]) -> Vec<SeriesAnomaly> {
-        self.observe_after(key, samples, |_| Vec::new())
+    /// Samples that scored as anomalies but were not reported: the series did as much
+    /// at about the same time a day or a week before.
+    pub fn expected(&self) -> u64 {
+        self.expected
     }
 
-    /// [`SeriesWatch::observe`], and when `key` is not watched yet (a new series, or
-    /// every series after a restart), its detector first learns from `history(ts)`: the
-    /// series' samples before `ts`, the first new sample's time, in time order. What it
-    /// scores there is not reported (it was judged before), so a restart does not leave
-    /// series unjudged for their first 100 samples.
-    pub fn observe_after(
+    /// Scores the samples of one series just stored; returns those at or above the
+    /// threshold. Non-finite values and samples no newer than the last scored are
+    /// skipped. Without the series' stored history: see [`SeriesWatch::observe_stored`].
+    pub fn observe(&mut self, key: &SeriesKey, samples: &[Sample]) -> Vec<SeriesAnomaly> {
+        self.observe_stored(key, samples, |_, _| Vec::new())
+    }
+
+    /// [`SeriesWatch::observe`], with `stored(start, end)` giving the series' stored
+    /// samples with `start <= ts <= end` in time order, for two things:
+    ///
+    /// - when `key` is not watched yet (a new series, or every series after a restart),
+    ///   its detector first learns from its last [`HISTORY_SAMPLES`] in the
+    ///   [`HISTORY_MS`] before the first new sample, reporting nothing there (it was
+    ///   judged before), so a restart does not leave series unjudged for 100 samples;
+    /// - a sample that scores as an anomaly is not reported when the series did as much
+    ///   a day or a week before, within 15 minutes of the same time: some value judged
+    ///   then lies nearer this one than halfway back to the value before it, or than
+    ///   three of its usual changes from one sample to the next (a nightly job, a daily
+    ///   peak; [`SeriesWatch::expected`] counts them). Only anomalies are looked up, so
+    ///   this costs little.
+    pub fn observe_stored(
         &mut self,
         key: &SeriesKey,
         samples: &[Sample],
-        history: impl FnOnce(TimestampMs) -> Vec<Sample>,
+        stored: impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
     ) -> Vec<SeriesAnomaly> {
+        self.judge_stored(key, samples, stored)
+            .into_iter()
+            .filter(|j| j.verdict == Verdict::Anomaly)
+            .map(|j| SeriesAnomaly {
+                key: key.clone(),
+                ts: j.ts,
+                value: j.value,
+                score: j.score,
+            })
+            .collect()
+    }
+
+    /// [`SeriesWatch::observe_stored`], saying how each sample judged was found (what
+    /// `prescale detect --as-daemon` writes).
+    pub fn judge_stored(
+        &mut self,
+        key: &SeriesKey,
+        samples: &[Sample],
+        mut stored: impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
+    ) -> Vec<Judged> {
         let Some(kind) = kind_of(&key.name) else {
             return Vec::new();
         };
@@ -188,30 +261,50 @@ impl SeriesWatch {
                     detector: LikelihoodDetector::new(),
                     kind,
                     last: None,
+                    last_judged: None,
                 };
                 let first = fresh[0].ts;
-                for s in history(first).into_iter().filter(|s| s.ts < first) {
+                let mut history: Vec<Sample> =
+                    stored(first.saturating_sub(HISTORY_MS), first.saturating_sub(1))
+                        .into_iter()
+                        .filter(|s| s.ts < first)
+                        .collect();
+                let old = history.len().saturating_sub(HISTORY_SAMPLES);
+                history.drain(..old);
+                for s in history {
                     w.judge(s);
                 }
                 e.insert(w)
             }
         };
-        let mut found = Vec::new();
+        let mut judged = Vec::new();
         for s in fresh {
+            let before = w.last_judged;
             let Some((v, score)) = w.judge(s) else {
                 continue;
             };
             self.scored += 1;
+            let mut verdict = Verdict::Usual;
             if score >= self.threshold {
-                found.push(SeriesAnomaly {
-                    key: key.clone(),
-                    ts: s.ts,
-                    value: v,
-                    score,
-                });
+                let near =
+                    before.map(|b| (0.5 * (v - b).abs()).max(3.0 * w.detector.typical_change()));
+                if near.is_some_and(|near| seen_before(kind, s.ts, v, near, &mut stored)) {
+                    // Expected: nor does it damp what comes next.
+                    w.detector.unreport();
+                    self.expected += 1;
+                    verdict = Verdict::Expected;
+                } else {
+                    verdict = Verdict::Anomaly;
+                }
             }
+            judged.push(Judged {
+                ts: s.ts,
+                value: v,
+                score,
+                verdict,
+            });
         }
-        found
+        judged
     }
 
     /// Whether one more series may be watched, forgetting stale ones if that is what it
@@ -228,6 +321,36 @@ impl SeriesWatch {
         }
         self.series.len() < self.max_series
     }
+}
+
+/// Whether a series judged `v` at `ts` did as much a season before: some value judged
+/// within [`SEASON_SLACK_MS`] of `ts` a day or a week earlier lies within `near` of it.
+fn seen_before(
+    kind: Kind,
+    ts: TimestampMs,
+    v: f64,
+    near: f64,
+    stored: &mut impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
+) -> bool {
+    SEASONS_MS.iter().any(|season| {
+        let then = stored(ts - season - SEASON_SLACK_MS, ts - season + SEASON_SLACK_MS);
+        let judged: Vec<f64> = match kind {
+            Kind::Gauge => then.iter().map(|s| s.value).collect(),
+            Kind::Counter => then
+                .windows(2)
+                .filter(|p| p[1].ts > p[0].ts)
+                .map(|p| {
+                    let rise = if p[1].value >= p[0].value {
+                        p[1].value - p[0].value
+                    } else {
+                        p[1].value
+                    };
+                    rise * 1000.0 / (p[1].ts - p[0].ts) as f64
+                })
+                .collect(),
+        };
+        judged.iter().any(|u| (v - u).abs() <= near)
+    })
 }
 
 #[cfg(test)]
@@ -363,12 +486,22 @@ mod tests {
             .collect();
         let mut primed = SeriesWatch::new(0.5, 10);
         let mut asked = None;
-        let found = primed.observe_after(&k, &after, |ts| {
-            asked = Some(ts);
-            // Everything stored, the new samples too: only what came before counts.
-            history.iter().chain(&after).copied().collect()
+        let found = primed.observe_stored(&k, &after, |start, end| {
+            asked.get_or_insert((start, end));
+            // Everything stored up to `end`, the new samples too: only what came before
+            // the first new one counts.
+            history
+                .iter()
+                .chain(&after)
+                .filter(|s| (start..=end).contains(&s.ts))
+                .copied()
+                .collect()
         });
-        assert_eq!(asked, Some(600 * 15_000));
+        assert_eq!(
+            asked,
+            Some((600 * 15_000 - HISTORY_MS, 600 * 15_000 - 1)),
+            "the last 6 hours before the first new sample"
+        );
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].ts, spike.ts);
         assert_eq!(primed.scored(), 30, "history is learnt, not counted");
@@ -377,9 +510,69 @@ mod tests {
             ts: 630 * 15_000,
             value: 10.0,
         }];
-        primed.observe_after(&k, &more, |_| panic!("history asked again"));
+        primed.observe_stored(&k, &more, |_, _| panic!("history asked again"));
         let mut cold = SeriesWatch::new(0.5, 10);
         assert!(cold.observe(&k, &after).is_empty());
+    }
+
+    #[test]
+    fn what_the_series_did_a_day_before_at_that_time_is_no_anomaly() {
+        // Five-minute steps for four days: about 3, a daily job holding about 36 from
+        // 10:00 for an hour, and one spike to 150 at 14:00 on the third day. The job's
+        // start is surprising the first day only; the spike, never seen before, is
+        // reported.
+        let step = 300_000i64;
+        let value = |i: i64| {
+            let minute = (i * 5) % 1440;
+            if i == 2 * 288 + 168 {
+                150.0
+            } else if (600..660).contains(&minute) {
+                36.0 + wobble(i)
+            } else {
+                3.0 + 0.3 * wobble(i)
+            }
+        };
+        let k = key("batch_cpu_cores");
+        let mut w = SeriesWatch::new(0.5, 10);
+        let mut stored: Vec<Sample> = Vec::new();
+        let mut found = Vec::new();
+        for i in 0..4 * 288i64 {
+            let s = Sample {
+                ts: i * step,
+                value: value(i),
+            };
+            // Stored first, then shown to the watch, as the server does.
+            stored.push(s);
+            found.extend(w.observe_stored(&k, &[s], |a, b| {
+                stored
+                    .iter()
+                    .filter(|s| (a..=b).contains(&s.ts))
+                    .copied()
+                    .collect()
+            }));
+        }
+        let days: Vec<(i64, i64)> = found
+            .iter()
+            .map(|a| (a.ts / 86_400_000, a.ts % 86_400_000 / 60_000))
+            .collect();
+        // The first day's job, and the spike: a job already seen damps nothing after it.
+        assert_eq!(days, [(0, 10 * 60), (2, 14 * 60)]);
+        assert!(w.expected() >= 1, "a later day's job: {}", w.expected());
+        // The same without the store: a later day's job is an anomaly again.
+        let mut blind = SeriesWatch::new(0.5, 10);
+        let nights = (0..4 * 288i64)
+            .flat_map(|i| {
+                blind.observe(
+                    &k,
+                    &[Sample {
+                        ts: i * step,
+                        value: value(i),
+                    }],
+                )
+            })
+            .filter(|a| a.ts % 86_400_000 / 60_000 == 600)
+            .count();
+        assert!(nights > 1, "{nights}");
     }
 
     #[test]

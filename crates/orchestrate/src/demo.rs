@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use prescale_collect::{DemandProfile, SyntheticDemand};
 use prescale_core::config::Config;
 use prescale_core::{Dim, DimensionSource, Sample, SeriesKey, TimestampMs};
-use prescale_store::StoreError;
+use prescale_store::{AppendReport, Store, StoreError};
 use serde::Serialize;
 
 use crate::engine::Engine;
@@ -247,13 +247,21 @@ struct Fixed {
 
 /// Writes the warm-up history, then runs the loop minute by minute. `progress` is
 /// called with (simulated minutes done, total) about once per simulated hour; `stop`
-/// ends the run early.
+/// ends the run early; `stored` sees each write of the demo's metrics with the store's
+/// report, as a daemon's sources are watched for anomalies.
 pub fn run_demo(
     engine: &mut Engine<SimCloud>,
     opts: &DemoOptions,
     stop: &AtomicBool,
     mut progress: impl FnMut(u64, u64),
+    mut stored: impl FnMut(&[(SeriesKey, Vec<Sample>)], &[AppendReport]),
 ) -> Result<DemoSummary, StoreError> {
+    // Stores one series' samples as a source would, and shows them to `stored`.
+    let mut append = |store: &Store, key: &SeriesKey, samples: Vec<Sample>| {
+        let report = store.append(key, &samples)?;
+        stored(&[(key.clone(), samples)], &[report]);
+        Ok::<(), StoreError>(())
+    };
     let standard = engine
         .tiers()
         .iter()
@@ -301,7 +309,7 @@ pub fn run_demo(
                 });
                 t += MINUTE_MS;
             }
-            store.append(&k, &batch)?;
+            append(&store, &k, batch.clone())?;
             if let Some((key, value)) = &requested {
                 let held: Vec<Sample> = batch
                     .iter()
@@ -310,7 +318,7 @@ pub fn run_demo(
                         value: *value,
                     })
                     .collect();
-                store.append(key, &held)?;
+                append(&store, key, held)?;
             }
         }
     }
@@ -338,15 +346,16 @@ pub fn run_demo(
         let mut demands: BTreeMap<String, Vec<(Dim, f64)>> = BTreeMap::new();
         for (name, dim, g) in gens.iter_mut() {
             let d = g.next(now);
-            store.append(
+            append(
+                &store,
                 &demo_key(name, *dim, false),
-                &[Sample { ts: now, value: d }],
+                vec![Sample { ts: now, value: d }],
             )?;
             demands.entry(name.clone()).or_default().push((*dim, d));
         }
         for f in fixed.values() {
             for (_, key, v) in &f.requests {
-                store.append(key, &[Sample { ts: now, value: *v }])?;
+                append(&store, key, vec![Sample { ts: now, value: *v }])?;
             }
         }
         engine.tick(now)?;
@@ -469,9 +478,23 @@ mod tests {
         };
         let stop = AtomicBool::new(false);
         let d1 = tempfile::tempdir().unwrap();
-        let a = run_demo(&mut engine(d1.path(), 9), &opts, &stop, |_, _| {}).unwrap();
+        let a = run_demo(
+            &mut engine(d1.path(), 9),
+            &opts,
+            &stop,
+            |_, _| {},
+            |_, _| {},
+        )
+        .unwrap();
         let d2 = tempfile::tempdir().unwrap();
-        let b = run_demo(&mut engine(d2.path(), 9), &opts, &stop, |_, _| {}).unwrap();
+        let b = run_demo(
+            &mut engine(d2.path(), 9),
+            &opts,
+            &stop,
+            |_, _| {},
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!(a, b, "same seed, same summary");
         assert_eq!(a.simulated_minutes, 1440);
         assert!(a.actions > 0);

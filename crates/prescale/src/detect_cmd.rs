@@ -4,11 +4,14 @@
 //! Rows keep their order and timestamps exactly as written (the output has the same rows
 //! as the input, as the Numenta Anomaly Benchmark's scorer requires); a row whose value is
 //! empty or not a number scores 0 and is not learnt, with a warning. A directory is
-//! walked recursively and mirrored under `--output`.
+//! walked recursively and mirrored under `--output`. `--as-daemon` judges the rows as the
+//! daemon's watch of stored series does ([`prescale_detect::SeriesWatch`]).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use prescale_core::{Sample, SeriesKey};
+use prescale_detect::watch::{SeriesWatch, Verdict};
 use prescale_detect::LikelihoodDetector;
 
 /// `prescale detect` arguments.
@@ -25,6 +28,67 @@ pub struct DetectArgs {
     /// 0.5 is a surprise of one in 10^10, about where the NAB corpus is scored best.
     #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
     pub threshold: f64,
+    /// Judge as the daemon's watch of stored series does: a row that scores as an
+    /// anomaly is not one (`is_anomaly` 0) when the series came as near a day or a week
+    /// before, within 15 minutes of that time (a nightly job, a daily peak). Timestamps
+    /// must then be unix seconds or RFC 3339, in time order.
+    #[arg(long)]
+    pub as_daemon: bool,
+}
+
+/// How rows are scored: alone, or as the daemon's watch does with what came before.
+enum Scorer {
+    Alone(LikelihoodDetector),
+    AsDaemon {
+        watch: SeriesWatch,
+        key: SeriesKey,
+        seen: Vec<Sample>,
+    },
+}
+
+impl Scorer {
+    fn new(as_daemon: bool, threshold: f64) -> Self {
+        if as_daemon {
+            Self::AsDaemon {
+                watch: SeriesWatch::new(threshold, 1),
+                key: SeriesKey::metric("value").expect("a valid name"),
+                seen: Vec::new(),
+            }
+        } else {
+            Self::Alone(LikelihoodDetector::new())
+        }
+    }
+
+    /// The row's score, and whether it is an anomaly.
+    fn score(&mut self, ts: &str, v: f64, threshold: f64) -> Result<(f64, bool), String> {
+        match self {
+            Self::Alone(d) => {
+                let score = d.score(v);
+                Ok((score, score >= threshold))
+            }
+            Self::AsDaemon { watch, key, seen } => {
+                let ts = prescale_core::parse_ts(ts).ok_or_else(|| {
+                    format!(
+                        "timestamp {ts:?} is not unix seconds or RFC 3339, as --as-daemon needs"
+                    )
+                })?;
+                let s = Sample { ts, value: v };
+                let judged = watch.judge_stored(key, &[s], |a, b| {
+                    let from = seen.partition_point(|x| x.ts < a);
+                    let to = seen.partition_point(|x| x.ts <= b);
+                    seen[from..to.max(from)].to_vec()
+                });
+                if seen.last().is_none_or(|l| l.ts < ts) {
+                    seen.push(s);
+                }
+                // An expected row's score is halved, as scores are after a report.
+                Ok(judged.first().map_or((0.0, false), |j| match j.verdict {
+                    Verdict::Expected => (0.5 * j.score, false),
+                    v => (j.score, v == Verdict::Anomaly),
+                }))
+            }
+        }
+    }
 }
 
 fn unit_interval(s: &str) -> Result<f64, String> {
@@ -35,7 +99,11 @@ fn unit_interval(s: &str) -> Result<f64, String> {
 }
 
 /// Scores one file's rows; returns the output text and warnings.
-fn score_file(path: &Path, threshold: f64) -> Result<(String, Vec<String>, usize), String> {
+fn score_file(
+    path: &Path,
+    threshold: f64,
+    as_daemon: bool,
+) -> Result<(String, Vec<String>, usize), String> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let mut lines = text.lines().enumerate();
@@ -49,7 +117,7 @@ fn score_file(path: &Path, threshold: f64) -> Result<(String, Vec<String>, usize
             "{name}:1: the header must name `timestamp` and `value` columns, got {header:?}"
         ));
     };
-    let mut det = LikelihoodDetector::new();
+    let mut det = Scorer::new(as_daemon, threshold);
     let mut out = String::from("timestamp,value,anomaly_score,is_anomaly\n");
     let mut warnings = Vec::new();
     let mut flagged = 0;
@@ -64,8 +132,10 @@ fn score_file(path: &Path, threshold: f64) -> Result<(String, Vec<String>, usize
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("{name}:{}: no timestamp", i + 1))?;
         let raw = f.get(vi).map(|s| s.trim()).unwrap_or("");
-        let score = match raw.parse::<f64>() {
-            Ok(v) if v.is_finite() => det.score(v),
+        let (score, hit) = match raw.parse::<f64>() {
+            Ok(v) if v.is_finite() => det
+                .score(ts, v, threshold)
+                .map_err(|e| format!("{name}:{}: {e}", i + 1))?,
             _ => {
                 if warnings.len() < 5 {
                     warnings.push(format!(
@@ -73,10 +143,9 @@ fn score_file(path: &Path, threshold: f64) -> Result<(String, Vec<String>, usize
                         i + 1
                     ));
                 }
-                0.0
+                (0.0, false)
             }
         };
-        let hit = score >= threshold;
         flagged += usize::from(hit);
         out.push_str(&format!("{ts},{raw},{score:.6},{}\n", u8::from(hit)));
     }
@@ -122,7 +191,7 @@ pub fn run(a: DetectArgs) -> Result<(), String> {
         for f in &files {
             let rel = f.strip_prefix(&a.input).expect("under the input");
             bar.set_message(rel.display().to_string());
-            let (text, warnings, n) = score_file(f, a.threshold)?;
+            let (text, warnings, n) = score_file(f, a.threshold, a.as_daemon)?;
             for w in warnings {
                 bar.suspend(|| eprintln!("warning: {w}"));
             }
@@ -139,14 +208,19 @@ pub fn run(a: DetectArgs) -> Result<(), String> {
         }
         bar.finish_and_clear();
         eprintln!(
-            "scored {rows} rows in {} files into {}; {flagged} at or above {}",
+            "scored {rows} rows in {} files into {}; {flagged} at or above {}{}",
             files.len(),
             out_dir.display(),
-            a.threshold
+            a.threshold,
+            if a.as_daemon {
+                " and not matched a day or a week before"
+            } else {
+                ""
+            }
         );
         return Ok(());
     }
-    let (text, warnings, _) = score_file(&a.input, a.threshold)?;
+    let (text, warnings, _) = score_file(&a.input, a.threshold, a.as_daemon)?;
     for w in warnings {
         eprintln!("warning: {w}");
     }

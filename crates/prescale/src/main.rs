@@ -991,6 +991,7 @@ fn demo_cmd(
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let stop_sig = stop.clone();
+        let anomalies = state.anomalies.clone();
         let server = tokio::spawn(prescale_server::serve(listener, state, async move {
             tokio::select! {
                 _ = shutdown_signal() => {},
@@ -1012,10 +1013,21 @@ fn demo_cmd(
                 total,
                 "{spinner} simulating [{bar:40}] {pos}/{len} min ({msg})",
             );
-            let r = run_demo(&mut engine, &opts, &stop2, |done, _| {
-                bar.set_position(done);
-                bar.set_message(format!("day {:.1}", done as f64 / 1440.0));
-            });
+            let r = run_demo(
+                &mut engine,
+                &opts,
+                &stop2,
+                |done, _| {
+                    bar.set_position(done);
+                    bar.set_message(format!("day {:.1}", done as f64 / 1440.0));
+                },
+                // The demo's metrics are watched for anomalies as a daemon's sources are.
+                |batch, reports| {
+                    if let Err(e) = anomalies.observe(batch, reports) {
+                        tracing::warn!("anomalies in the demo's metrics could not be saved: {e}");
+                    }
+                },
+            );
             bar.finish_and_clear();
             r
         })

@@ -102,11 +102,38 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         "{meta}"
     );
     let sections: Vec<&str> = html.split("<section>").skip(1).collect();
-    assert_eq!(sections.len(), 3, "two workloads and the sources");
+    assert_eq!(
+        sections.len(),
+        4,
+        "two workloads, the anomalies in the demo's metrics and the sources"
+    );
     assert!(
-        sections[2].starts_with("<h2>Sources</h2>"),
+        sections[3].starts_with("<h2>Sources</h2>"),
+        "{}",
+        sections[3]
+    );
+    // The demo's metrics are watched as a daemon's sources are: its surges are listed.
+    let end = overview["last_tick"].as_f64().unwrap() / 1000.0;
+    let watch = json(
+        addr,
+        &format!(
+            "/api/v1/anomalies?start={}&end={end}&limit=1000",
+            end - 48.0 * 3600.0
+        ),
+    );
+    assert!(
+        sections[2].starts_with(&format!(
+            "<h2>Anomalies in stored series</h2><div class=\"kpis\"><span>series watched <b>{}</b></span>",
+            watch["watch"]["watched"]
+        )),
         "{}",
         sections[2]
+    );
+    let listed = watch["anomalies"].as_array().unwrap().len();
+    assert!(listed > 0, "{watch}");
+    assert_eq!(
+        sections[2].matches("<tr class=\"anomaly\">").count(),
+        listed.min(20)
     );
     for (w, s) in overview["workloads"]
         .as_array()

@@ -142,3 +142,59 @@ fn the_nab_corpus_is_scored_with_its_rows_intact() {
         assert!(b.starts_with(a), "{a} / {b}");
     }
 }
+
+#[test]
+fn as_the_daemon_a_daily_job_is_an_anomaly_only_the_first_day() {
+    // Four days of five-minute rows: about 3, a job holding about 36 from 10:00 for an
+    // hour each day, and a spike to 150 at 14:00 on the third day.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("job.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..4 * 288i64 {
+        let wobble = ((i as f64 * 0.7).sin() + (i as f64 * 1.3).cos()) / 2.0;
+        let minute = (i * 5) % 1440;
+        let v = if i == 2 * 288 + 168 {
+            150.0
+        } else if (600..660).contains(&minute) {
+            36.0 + wobble
+        } else {
+            3.0 + 0.3 * wobble
+        };
+        text.push_str(&format!("{},{v}\n", 1_700_006_400 + i * 300));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let flagged = |args: &[&str]| -> Vec<(i64, i64)> {
+        let mut all = vec!["--input", input.to_str().unwrap()];
+        all.extend(args);
+        let out = detect(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| l.ends_with(",1"))
+            .map(|l| {
+                let t: i64 = l.split(',').next().unwrap().parse().unwrap();
+                let since = t - 1_700_006_400;
+                (since / 86_400, since % 86_400 / 60)
+            })
+            .collect()
+    };
+    // 1700006400 is a midnight (UTC): the job starts at minute 600 each day.
+    let alone = flagged(&[]);
+    assert!(
+        alone.iter().filter(|(d, m)| *d > 0 && *m == 600).count() >= 1,
+        "alone, a later day's job is flagged too: {alone:?}"
+    );
+    assert_eq!(flagged(&["--as-daemon"]), [(0, 600), (2, 840)]);
+    // It needs times it can read.
+    std::fs::write(&input, "timestamp,value\nmonday,1\n").unwrap();
+    let out = detect(&["--input", input.to_str().unwrap(), "--as-daemon"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("job.csv:2: timestamp \"monday\""), "{err}");
+}

@@ -4,8 +4,10 @@
 //! `series_name` (the source's name): `prescale_anomaly_score` (its likelihood, 0..1)
 //! and `prescale_anomaly_value` (what was judged: the value, or a counter's per-second
 //! rate). So anomalies outlive a restart, follow the store's retention, chart in
-//! Grafana, and are listed by `GET /api/v1/anomalies`. A series new to the watch (after a
-//! restart, every one) first learns from its stored history, so it is judged at once.
+//! Grafana, and are listed by `GET /api/v1/anomalies`. The watch reads the store too: a
+//! series new to it (after a restart, every one) first learns from its stored history,
+//! so it is judged at once, and what a series did a day or a week before at about that
+//! time is no anomaly.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,12 +36,6 @@ pub const VALUE: &str = "prescale_anomaly_value";
 const SOURCE: &str = "series_name";
 /// Where a source label of that name goes, as Prometheus renames clashing labels.
 const EXPORTED_SOURCE: &str = "exported_series_name";
-
-/// How far back a series new to the watch is read...
-const HISTORY_MS: i64 = 6 * 3_600_000;
-/// ... and how many of its last samples there its detector learns from (about what the
-/// detector's slowest average weighs).
-const HISTORY_SAMPLES: usize = 1000;
 
 /// The per-series detectors, shared by everything that stores samples.
 #[derive(Clone)]
@@ -91,7 +87,7 @@ impl Anomalies {
                         .collect();
                     &kept
                 };
-                found.extend(w.observe_after(key, samples, |first| self.history(key, first)));
+                found.extend(w.observe_stored(key, samples, |a, b| self.stored(key, a, b)));
             }
         }
         if found.is_empty() {
@@ -127,19 +123,11 @@ impl Anomalies {
         Ok(found)
     }
 
-    /// What a series new to the watch (after a restart, every one) learns from first:
-    /// its last [`HISTORY_SAMPLES`] samples in the [`HISTORY_MS`] before `first`.
-    fn history(&self, key: &SeriesKey, first: TimestampMs) -> Vec<Sample> {
-        match self
-            .store
-            .range(key, first.saturating_sub(HISTORY_MS), first - 1)
-        {
-            Ok(Some(mut h)) => {
-                let keep = h.len().saturating_sub(HISTORY_SAMPLES);
-                h.drain(..keep);
-                h
-            }
-            Ok(None) => Vec::new(),
+    /// What the watch reads of a series: its stored samples from `start` to `end` (none
+    /// when they cannot be read, which is logged).
+    fn stored(&self, key: &SeriesKey, start: TimestampMs, end: TimestampMs) -> Vec<Sample> {
+        match self.store.range(key, start, end) {
+            Ok(h) => h.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!("{key}: its history could not be read to judge it by: {e}");
                 Vec::new()
@@ -155,6 +143,7 @@ impl Anomalies {
             watched: w.watched(),
             unwatched: w.unwatched(),
             scored: w.scored(),
+            expected: w.expected(),
             found: self.found.load(Ordering::Relaxed),
         })
     }
@@ -169,6 +158,9 @@ pub struct WatchStats {
     pub unwatched: u64,
     /// Samples scored.
     pub scored: u64,
+    /// Samples that scored as anomalies but that the series matched a day or a week
+    /// before, at about the same time: not reported.
+    pub expected: u64,
     /// Anomalies found.
     pub found: u64,
 }

@@ -774,7 +774,7 @@ pub fn render_metrics(st: &AppState) -> String {
         family(name, kind, help, vec![(String::new(), v)]);
     }
     if let Some(w) = st.anomalies.stats() {
-        let watch: [(&str, &str, &str, f64); 4] = [
+        let watch: [(&str, &str, &str, f64); 5] = [
             (
                 "prescale_anomaly_watched_series",
                 "gauge",
@@ -792,6 +792,12 @@ pub fn render_metrics(st: &AppState) -> String {
                 "counter",
                 "Stored samples scored for anomalies.",
                 w.scored as f64,
+            ),
+            (
+                "prescale_anomaly_expected_total",
+                "counter",
+                "Samples that scored as anomalies but that their series matched a day or a week before at about that time (not reported).",
+                w.expected as f64,
             ),
             (
                 "prescale_series_anomalies_total",
