@@ -138,6 +138,7 @@ pub struct SeriesWatch {
     unwatched: u64,
     scored: u64,
     expected: u64,
+    learn: bool,
 }
 
 /// Samples a series may go without before a full watch forgets it.
@@ -165,7 +166,15 @@ impl SeriesWatch {
             unwatched: 0,
             scored: 0,
             expected: 0,
+            learn: true,
         }
+    }
+
+    /// The same watch, but a series new to it does not first learn from its stored
+    /// history (where reading it costs a request per series, as from a remote store).
+    pub fn without_history(mut self) -> Self {
+        self.learn = false;
+        self
     }
 
     /// Series watched now.
@@ -264,11 +273,12 @@ impl SeriesWatch {
                     last_judged: None,
                 };
                 let first = fresh[0].ts;
-                let mut history: Vec<Sample> =
+                let mut history: Vec<Sample> = if self.learn {
                     stored(first.saturating_sub(HISTORY_MS), first.saturating_sub(1))
-                        .into_iter()
-                        .filter(|s| s.ts < first)
-                        .collect();
+                } else {
+                    Vec::new()
+                };
+                history.retain(|s| s.ts < first);
                 let old = history.len().saturating_sub(HISTORY_SAMPLES);
                 history.drain(..old);
                 for s in history {
@@ -513,6 +523,15 @@ mod tests {
         primed.observe_stored(&k, &more, |_, _| panic!("history asked again"));
         let mut cold = SeriesWatch::new(0.5, 10);
         assert!(cold.observe(&k, &after).is_empty());
+        let mut told_not_to = SeriesWatch::new(0.5, 10).without_history();
+        let found = told_not_to.observe_stored(&k, &after, |a, b| {
+            assert!(
+                b - a < HISTORY_MS,
+                "only a season's look back, not the history"
+            );
+            Vec::new()
+        });
+        assert!(found.is_empty());
     }
 
     #[test]

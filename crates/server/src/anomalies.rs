@@ -49,9 +49,17 @@ impl Anomalies {
     /// Watches as `[detect]` says (nothing when it is disabled).
     pub fn new(cfg: &DetectConfig, store: Store) -> Self {
         Self {
-            watch: cfg
-                .enabled
-                .then(|| Arc::new(Mutex::new(SeriesWatch::new(cfg.threshold, cfg.max_series)))),
+            watch: cfg.enabled.then(|| {
+                let w = SeriesWatch::new(cfg.threshold, cfg.max_series);
+                // A remote store would take a request per series to read each one's
+                // history after a restart, holding up every write meanwhile.
+                let w = if store.is_remote() {
+                    w.without_history()
+                } else {
+                    w
+                };
+                Arc::new(Mutex::new(w))
+            }),
             store,
             found: Arc::default(),
         }
