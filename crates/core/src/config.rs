@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Tier, TierClass, Workload};
+use crate::model::{yes, Tier, TierClass, Workload};
 use crate::{Demand, SeriesKey};
 
 /// The complete default configuration, with comments. `prescale config default` prints it
@@ -450,10 +450,6 @@ impl Default for DetectConfig {
             max_series: default_detect_max_series(),
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_detect_threshold() -> f64 {

@@ -444,7 +444,8 @@ fn default_spot_share() -> f64 {
 fn default_scale_down_delay_s() -> u64 {
     300
 }
-fn yes() -> bool {
+/// `true`, for serde defaults of switches that are on.
+pub(crate) fn yes() -> bool {
     true
 }
 fn default_surge_extra() -> f64 {

@@ -33,15 +33,7 @@ impl Watched {
         let judged = match (self.kind, self.last) {
             (Kind::Gauge, _) => Some(s.value),
             (Kind::Counter, None) => None,
-            (Kind::Counter, Some(l)) => {
-                let secs = (s.ts - l.ts) as f64 / 1000.0;
-                let rise = if s.value >= l.value {
-                    s.value - l.value
-                } else {
-                    s.value
-                };
-                Some(rise / secs)
-            }
+            (Kind::Counter, Some(l)) => Some(rate(l, s)),
         };
         self.last = Some(s);
         let v = judged?;
@@ -333,6 +325,17 @@ impl SeriesWatch {
     }
 }
 
+/// A counter's per-second rise from `prev` to `s` (a later sample), a reset counting
+/// from zero as Prometheus' `rate()` does.
+fn rate(prev: Sample, s: Sample) -> f64 {
+    let rise = if s.value >= prev.value {
+        s.value - prev.value
+    } else {
+        s.value
+    };
+    rise * 1000.0 / (s.ts - prev.ts) as f64
+}
+
 /// Whether a series judged `v` at `ts` did as much a season before: some value judged
 /// within [`SEASON_SLACK_MS`] of `ts` a day or a week earlier lies within `near` of it.
 fn seen_before(
@@ -349,14 +352,7 @@ fn seen_before(
             Kind::Counter => then
                 .windows(2)
                 .filter(|p| p[1].ts > p[0].ts)
-                .map(|p| {
-                    let rise = if p[1].value >= p[0].value {
-                        p[1].value - p[0].value
-                    } else {
-                        p[1].value
-                    };
-                    rise * 1000.0 / (p[1].ts - p[0].ts) as f64
-                })
+                .map(|p| rate(p[0], p[1]))
                 .collect(),
         };
         judged.iter().any(|u| (v - u).abs() <= near)
