@@ -440,6 +440,10 @@ pub struct DetectConfig {
     /// Series watched at most (a few hundred bytes each).
     #[serde(default = "default_detect_max_series")]
     pub max_series: usize,
+    /// Only the series these selectors pick (`name`, `name{...}` or `{...}`, as
+    /// Prometheus' `match[]`); empty: every series.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<String>,
 }
 
 impl Default for DetectConfig {
@@ -448,6 +452,7 @@ impl Default for DetectConfig {
             enabled: true,
             threshold: default_detect_threshold(),
             max_series: default_detect_max_series(),
+            match_: Vec::new(),
         }
     }
 }
@@ -1133,6 +1138,11 @@ impl Config {
                     self.detect.threshold
                 ),
             );
+        }
+        for (i, m) in self.detect.match_.iter().enumerate() {
+            if let Err(e) = crate::SeriesMatch::parse(m, "") {
+                return err(format!("detect.match[{i}]"), e);
+            }
         }
         if self.detect.enabled && self.detect.max_series == 0 {
             return err(
@@ -1931,6 +1941,21 @@ mod tests {
             DetectConfig::default()
         );
         assert_eq!(Config::default().detect, DetectConfig::default());
+        let picky = DEFAULT_TOML.replace(
+            "max_series = 100000",
+            "max_series = 100000\nmatch = ['node_disk_io_time_seconds_total', '{job=\"api\"}']",
+        );
+        assert_eq!(
+            Config::parse(&picky, "p.toml").unwrap().detect.match_.len(),
+            2
+        );
+        let bad = DEFAULT_TOML.replace(
+            "max_series = 100000",
+            "max_series = 100000\nmatch = ['up', '{job=~\".*\"}']",
+        );
+        let e = Config::parse(&bad, "p.toml").unwrap_err();
+        assert_eq!(e.key, "detect.match[1]", "{e}");
+        assert!(e.message.contains("would match every series"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use model::{
 };
 pub use selector::{
     parens, parse_duration_ms, parse_matchers, scalar_factor, unquoted, Demand, DemandExpr,
-    MatchOp, Matcher, Selector,
+    MatchOp, Matcher, Selector, SeriesMatch,
 };
 pub use series::{Sample, SeriesKey};
 

@@ -151,6 +151,58 @@ impl Selector {
     }
 }
 
+/// A series selector as Prometheus' `match[]` takes it: `name`, `name{...}` or `{...}`,
+/// whose matchers may test `__name__` (the metric name).
+#[derive(Debug, Clone)]
+pub struct SeriesMatch(Vec<Matcher>);
+
+impl SeriesMatch {
+    /// Parses one; as Prometheus, refuses one that every series without labels would
+    /// pass (`{}`, `{a=""}`, `{a=~".*"}`): it would pick everything. Errors give examples
+    /// written as `given` is (`match[]=` in a query string, nothing in a file).
+    pub fn parse(s: &str, given: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let usage = format!("e.g. {given}prescale_demand or {given}{{workload=\"web\"}}");
+        let (name, body) = match s.find('{') {
+            Some(i) => {
+                let body = s[i + 1..]
+                    .trim_end()
+                    .strip_suffix('}')
+                    .ok_or_else(|| format!("{s:?} misses its closing '}}'; {usage}"))?;
+                (s[..i].trim(), Some(body))
+            }
+            None => (s, None),
+        };
+        let mut matchers = Vec::new();
+        if !name.is_empty() {
+            SeriesKey::metric(name).map_err(|e| format!("{e}; {usage}"))?;
+            matchers.push(Matcher::new("__name__", MatchOp::Eq, name)?);
+        }
+        if let Some(body) = body {
+            matchers
+                .extend(parse_matchers(body, true).map_err(|e| format!("{s:?}: {e}; {usage}"))?);
+        }
+        if matchers.iter().all(|m| m.matches("")) {
+            return Err(format!(
+                "{s:?} would match every series: name a metric or give a label a value; {usage}"
+            ));
+        }
+        Ok(Self(matchers))
+    }
+
+    /// Whether it picks `key`.
+    pub fn matches(&self, key: &SeriesKey) -> bool {
+        self.0.iter().all(|m| {
+            let v = if m.label == "__name__" {
+                key.name.as_str()
+            } else {
+                key.labels.get(&m.label).map_or("", String::as_str)
+            };
+            m.matches(v)
+        })
+    }
+}
+
 /// The label matchers between a selector's braces (`a="x", b!="y", c=~"z.*"`), in
 /// order. `__name__` (the metric name) is a label here only with `name_ok`, as in the
 /// query API's `{__name__=~"prescale_.*"}`; a workload's selector names its metric.

@@ -18,14 +18,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prescale_core::config::DetectConfig;
-use prescale_core::{Sample, SeriesKey, TimestampMs};
+use prescale_core::{Sample, SeriesKey, SeriesMatch, TimestampMs};
 use prescale_detect::watch::{kind_of, Kind};
 use prescale_detect::{SeriesAnomaly, SeriesWatch};
 use prescale_store::{AppendReport, Store, StoreError};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::promapi::{ApiParams, SeriesMatch};
+use crate::promapi::ApiParams;
 use crate::AppState;
 
 /// The series of an anomaly's likelihood.
@@ -41,6 +41,8 @@ const EXPORTED_SOURCE: &str = "exported_series_name";
 #[derive(Clone)]
 pub struct Anomalies {
     watch: Option<Arc<Mutex<SeriesWatch>>>,
+    /// `[detect] match`: the series watched (empty: all).
+    picked: Arc<Vec<SeriesMatch>>,
     store: Store,
     found: Arc<AtomicU64>,
 }
@@ -60,6 +62,13 @@ impl Anomalies {
                 };
                 Arc::new(Mutex::new(w))
             }),
+            // Each was checked when the configuration was read.
+            picked: Arc::new(
+                cfg.match_
+                    .iter()
+                    .filter_map(|m| SeriesMatch::parse(m, "").ok())
+                    .collect(),
+            ),
             store,
             found: Arc::default(),
         }
@@ -80,6 +89,9 @@ impl Anomalies {
         {
             let mut w = watch.lock().expect("anomaly watch lock");
             for (i, (key, samples)) in stored.iter().enumerate() {
+                if !self.picked.is_empty() && !self.picked.iter().any(|m| m.matches(key)) {
+                    continue;
+                }
                 let rejected: HashSet<TimestampMs> = reports
                     .get(i)
                     .map(|r| r.rejected.iter().map(|x| x.ts).collect())
@@ -254,7 +266,7 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
         let matches = p
             .all("match[]")
             .into_iter()
-            .map(SeriesMatch::parse)
+            .map(|m| SeriesMatch::parse(m, "match[]="))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((start, end, limit, min_score, matches))
     })();

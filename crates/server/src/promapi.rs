@@ -15,7 +15,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{parse_matchers, parse_ts, MatchOp, Matcher, SeriesKey, TimestampMs};
+use prescale_core::{parse_ts, SeriesKey, SeriesMatch, TimestampMs};
 use serde_json::json;
 
 use crate::promql::{bad, PromParams};
@@ -96,57 +96,6 @@ impl<S: Send + Sync> FromRequest<S> for ApiParams {
     }
 }
 
-/// One `match[]` selector: `name`, `name{...}` or `{...}`, whose matchers may test
-/// `__name__` (the metric name).
-#[derive(Debug)]
-pub struct SeriesMatch(Vec<Matcher>);
-
-impl SeriesMatch {
-    /// Parses one; as Prometheus, refuses one that every series without labels would
-    /// pass (`{}`, `{a=""}`, `{a=~".*"}`): it would list everything.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let usage = "e.g. match[]=prescale_demand or match[]={workload=\"web\"}";
-        let (name, body) = match s.find('{') {
-            Some(i) => {
-                let body = s[i + 1..]
-                    .trim_end()
-                    .strip_suffix('}')
-                    .ok_or_else(|| format!("{s:?} misses its closing '}}'; {usage}"))?;
-                (s[..i].trim(), Some(body))
-            }
-            None => (s, None),
-        };
-        let mut matchers = Vec::new();
-        if !name.is_empty() {
-            SeriesKey::metric(name).map_err(|e| format!("{e}; {usage}"))?;
-            matchers.push(Matcher::new("__name__", MatchOp::Eq, name)?);
-        }
-        if let Some(body) = body {
-            matchers
-                .extend(parse_matchers(body, true).map_err(|e| format!("{s:?}: {e}; {usage}"))?);
-        }
-        if matchers.iter().all(|m| m.matches("")) {
-            return Err(format!(
-                "{s:?} would match every series: name a metric or give a label a value; {usage}"
-            ));
-        }
-        Ok(Self(matchers))
-    }
-
-    /// Whether it picks `key`.
-    pub fn matches(&self, key: &SeriesKey) -> bool {
-        self.0.iter().all(|m| {
-            let v = if m.label == "__name__" {
-                key.name.as_str()
-            } else {
-                key.labels.get(&m.label).map_or("", String::as_str)
-            };
-            m.matches(v)
-        })
-    }
-}
-
 /// Why [`matching_series`] has no answer: the request's fault (400) or the store's (500).
 enum Unmatched {
     Bad(String),
@@ -168,7 +117,7 @@ fn matching_series(st: &AppState, p: &ApiParams) -> Result<Vec<SeriesKey>, Unmat
     let selectors = p
         .all("match[]")
         .into_iter()
-        .map(SeriesMatch::parse)
+        .map(|m| SeriesMatch::parse(m, "match[]="))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Unmatched::Bad)?;
     let time = |name: &str, default: TimestampMs| match p.get(name) {

@@ -2510,6 +2510,26 @@ async fn every_written_series_is_watched_and_its_anomalies_kept_and_listed() {
 }
 
 #[tokio::test]
+async fn detection_can_be_kept_to_the_series_selectors_pick() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.detect.match_ = vec!["db_query_ms".into(), r#"{__name__=~"up|scrape_.*"}"#.into()];
+    let (app, _store) = writable(dir.path(), cfg);
+    let body: String = (0..300i64)
+        .map(|i| db_line("a", 1_700_000_000 + i * 15, 12.0 + (i % 3) as f64, i))
+        .collect();
+    let (code, _) = post(&app, "/api/v2/write?precision=s", &[], body.into_bytes()).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    // The query times, not the request counter.
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        metrics.contains("\nprescale_anomaly_watched_series 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nprescale_anomaly_scored_samples_total 300\n"));
+}
+
+#[tokio::test]
 async fn detection_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
