@@ -66,6 +66,28 @@ fn points(d: &str) -> usize {
     d.matches(['M', 'L']).count()
 }
 
+/// The events the page groups anomalies into (newest first, as the API lists them): an
+/// instance's anomalies each within 60 s of the next are one. Each event's size.
+fn events(anomalies: &[serde_json::Value]) -> Vec<usize> {
+    let mut open: std::collections::HashMap<&str, (usize, f64)> = Default::default();
+    let mut sizes: Vec<usize> = Vec::new();
+    for a in anomalies {
+        let instance = a["labels"]["instance"].as_str().unwrap_or("");
+        let t = a["time"].as_f64().unwrap();
+        match open.get_mut(instance) {
+            Some((i, oldest)) if *oldest - t <= 60.0 => {
+                sizes[*i] += 1;
+                *oldest = t;
+            }
+            _ => {
+                open.insert(instance, (sizes.len(), t));
+                sizes.push(1);
+            }
+        }
+    }
+    sizes
+}
+
 /// Chromium's binary, or `None` (saying the test skips) when there is none.
 fn browser() -> Option<String> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
@@ -129,11 +151,21 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         "{}",
         sections[2]
     );
-    let listed = watch["anomalies"].as_array().unwrap().len();
-    assert!(listed > 0, "{watch}");
+    let listed = watch["anomalies"].as_array().unwrap();
+    assert!(!listed.is_empty(), "{watch}");
+    // A row per event: the batch job's CPU and memory moving together are one.
+    let grouped = events(listed);
     assert_eq!(
         sections[2].matches("<tr class=\"anomaly\">").count(),
-        listed.min(20)
+        grouped.len().min(20)
+    );
+    assert_eq!(
+        sections[2]
+            .matches("more series within 60 s of each other")
+            .count(),
+        grouped.iter().take(20).filter(|&&n| n > 1).count(),
+        "{}",
+        sections[2]
     );
     for (w, s) in overview["workloads"]
         .as_array()
@@ -531,6 +563,17 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
             "db,host=a query_ms={query_ms},requests_total={total}i {}\n",
             t0 + i * 15
         ));
+        // Another database whose connections and lock waits jump together at step 200:
+        // one event of its instance.
+        let (conns, locks) = if i == 200 {
+            (400.0, 90.0)
+        } else {
+            (20.0 + wobble, 2.0 + 0.1 * wobble)
+        };
+        body.push_str(&format!(
+            "pg,instance=db2 conns={conns},lock_waits={locks} {}\n",
+            t0 + i * 15
+        ));
     }
     let (code, said) = common::http(
         d.addr,
@@ -552,6 +595,11 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
         .filter(|a| a["metric"].as_str().unwrap().starts_with("db_"))
         .collect();
     assert_eq!(ours.len(), 2, "{listed}");
+    let grouped: Vec<&serde_json::Value> = anomalies
+        .iter()
+        .filter(|a| a["labels"]["instance"] == "db2")
+        .collect();
+    assert_eq!(grouped.len(), 2, "{listed}");
 
     let section = html
         .split("<h2>Anomalies in stored series</h2>")
@@ -562,7 +610,18 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
     assert!(section.contains("series watched <b>"), "{section}");
     // A row for each listed anomaly (up to 20), each with its series drawn around it.
     let rows: Vec<&str> = section.split("<tr class=\"anomaly\">").skip(1).collect();
-    assert_eq!(rows.len(), anomalies.len().min(20), "{section}");
+    assert_eq!(rows.len(), events(anomalies).len().min(20), "{section}");
+    // The second database's two anomalies are one row, drawn by the more surprising.
+    let db2: Vec<&&str> = rows
+        .iter()
+        .filter(|r| r.contains("instance=\"db2\""))
+        .collect();
+    assert_eq!(db2.len(), 1, "{section}");
+    assert!(
+        db2[0].contains("and 1 more series of db2 within 60 s of each other"),
+        "{}",
+        db2[0]
+    );
     for a in ours {
         let series = a["series"].as_str().unwrap();
         let row = rows
