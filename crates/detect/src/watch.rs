@@ -251,34 +251,33 @@ impl SeriesWatch {
         if let Some(last) = fresh.last() {
             self.newest = self.newest.max(last.ts);
         }
-        if !self.series.contains_key(key) && !self.make_room() {
-            self.unwatched += 1;
-            return Vec::new();
-        }
-        let w = match self.series.entry(key.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let mut w = Watched {
-                    detector: LikelihoodDetector::new(),
-                    kind,
-                    last: None,
-                    last_judged: None,
-                };
-                let first = fresh[0].ts;
-                let mut history: Vec<Sample> = if self.learn {
-                    stored(first.saturating_sub(HISTORY_MS), first.saturating_sub(1))
-                } else {
-                    Vec::new()
-                };
-                history.retain(|s| s.ts < first);
-                let old = history.len().saturating_sub(HISTORY_SAMPLES);
-                history.drain(..old);
-                for s in history {
-                    w.judge(s);
-                }
-                e.insert(w)
+        if !self.series.contains_key(key) {
+            if !self.make_room() {
+                self.unwatched += 1;
+                return Vec::new();
             }
-        };
+            let mut w = Watched {
+                detector: LikelihoodDetector::new(),
+                kind,
+                last: None,
+                last_judged: None,
+            };
+            let first = fresh[0].ts;
+            let mut history: Vec<Sample> = if self.learn {
+                stored(first.saturating_sub(HISTORY_MS), first.saturating_sub(1))
+            } else {
+                Vec::new()
+            };
+            history.retain(|s| s.ts < first);
+            let old = history.len().saturating_sub(HISTORY_SAMPLES);
+            history.drain(..old);
+            for s in history {
+                w.judge(s);
+            }
+            // The key is copied once, when the series is first watched, not per write.
+            self.series.insert(key.clone(), w);
+        }
+        let w = self.series.get_mut(key).expect("watched above");
         let mut judged = Vec::new();
         for s in fresh {
             let before = w.last_judged;
