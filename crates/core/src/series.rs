@@ -128,6 +128,16 @@ impl Sample {
         }
         Ok(Self { ts, value })
     }
+
+    /// How much a counter rose from `before` to this sample: the difference, or, where it
+    /// fell (the process restarted), this value, counted from zero as Prometheus does.
+    pub fn counter_rise(&self, before: f64) -> f64 {
+        if self.value < before {
+            self.value
+        } else {
+            self.value - before
+        }
+    }
 }
 
 #[cfg(test)]

@@ -327,12 +327,7 @@ impl SeriesWatch {
 /// A counter's per-second rise from `prev` to `s` (a later sample), a reset counting
 /// from zero as Prometheus' `rate()` does.
 fn rate(prev: Sample, s: Sample) -> f64 {
-    let rise = if s.value >= prev.value {
-        s.value - prev.value
-    } else {
-        s.value
-    };
-    rise * 1000.0 / (s.ts - prev.ts) as f64
+    s.counter_rise(prev.value) * 1000.0 / (s.ts - prev.ts) as f64
 }
 
 /// Whether a series judged `v` at `ts` did as much a season before: some value judged

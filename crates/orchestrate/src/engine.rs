@@ -441,8 +441,7 @@ pub fn step_rates(samples: &[Sample], from: TimestampMs, nb: usize, step: i64) -
         while i < samples.len() && samples[i].ts < lo + step {
             let s = samples[i];
             match cur {
-                Some(c) if s.value >= c.value => increase += s.value - c.value,
-                Some(_) => increase += s.value,
+                Some(c) => increase += s.counter_rise(c.value),
                 None => first = Some(s),
             }
             cur = Some(s);

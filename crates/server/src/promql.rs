@@ -1937,12 +1937,7 @@ pub(crate) fn over_range(
         AggOp::Resets => Some(w.windows(2).filter(|p| p[1].value < p[0].value).count() as f64),
         AggOp::Irate => {
             let p = prev()?;
-            let change = if last.value < p.value {
-                last.value // a counter reset: it counted from zero
-            } else {
-                last.value - p.value
-            };
-            Some(change / secs(last.ts - p.ts))
+            Some(last.counter_rise(p.value) / secs(last.ts - p.ts))
         }
         AggOp::Deriv | AggOp::PredictLinear(_) => {
             // Least squares on times relative to the evaluation time, so the intercept
