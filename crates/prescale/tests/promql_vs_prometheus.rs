@@ -297,6 +297,15 @@ const QUERIES: &[&str] = &[
     r#"count_values without (a, v) ("v", floor(g_v / 33))"#,
 ];
 
+/// Range vectors: an instant query answers their samples; a range query refuses them.
+const RANGE_VECTORS: &[&str] = &[
+    "g_v[5m]",
+    r#"req_total{code="200"}[10m]"#,
+    "g_v[3m] offset 10m",
+    "g_v[2m] @ MID",
+    "lat_bucket[1m] @ end()",
+];
+
 #[test]
 fn queries_answer_as_prometheus_does_on_the_same_samples() {
     let now = std::time::SystemTime::now()
@@ -377,11 +386,35 @@ fn queries_answer_as_prometheus_does_on_the_same_samples() {
             }
         }
     }
+    for q in RANGE_VECTORS {
+        let q = &q.replace("MID", &mid);
+        for t in instants {
+            let path = format!("/api/v1/query?query={}&time={t}", enc(q));
+            let want = answer(prom, &path).unwrap_or_else(|e| panic!("Prometheus on {q}: {e}"));
+            assert!(!want.is_empty(), "Prometheus has no samples for {q}");
+            match answer(d.addr, &path) {
+                Ok(got) => {
+                    if let Some(why) = differ(&want, &got) {
+                        wrong.push(format!("{path} ({q}): {why}"));
+                    }
+                }
+                Err(e) => wrong.push(format!("{path} ({q}): prescale refused: {e}")),
+            }
+        }
+        // Both refuse a range vector as a range query's answer.
+        let path = format!("/api/v1/query_range?query={}&{range}", enc(q));
+        for (who, addr) in [("Prometheus", prom), ("prescale", d.addr)] {
+            let (code, body) = get(addr, &path).unwrap();
+            if code != 400 {
+                wrong.push(format!("{path}: {who} answered {code}, not 400: {body}"));
+            }
+        }
+    }
     assert!(
         wrong.is_empty(),
         "{} of {} queries differ from Prometheus:\n{}",
         wrong.len(),
-        QUERIES.len(),
+        QUERIES.len() + RANGE_VECTORS.len(),
         wrong.join("\n")
     );
 }

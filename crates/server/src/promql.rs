@@ -22,6 +22,8 @@
 //! per evaluation time, so `time()` moves), subqueries (`X[RANGE:RES]` of any
 //! expression in any range function, e.g. `max_over_time(rate(x[5m])[1h:1m])`), and `label_replace(X, DST, REPLACEMENT,
 //! SRC, REGEX)`, each of these under `sum`, `avg`, `min`, `max` or `count` too;
+//! a range vector `SELECTOR[RANGE]` (with `offset` and `@`) as an instant query, which
+//! answers each series' stored samples in the range;
 //! and `status/buildinfo` (`labels`, `label/NAME/values` and `series` are in
 //! [`crate::promapi`]). Other PromQL (other functions
 //! and operators) is refused with a message saying what is supported.
@@ -2611,17 +2613,97 @@ async fn run_blocking(
     }
 }
 
-/// `GET /api/v1/query`: an instant vector at `time` (default now).
+/// A range vector, `SELECTOR[RANGE]` with its modifiers: what an instant query answers
+/// with each selected series' stored samples in the range, as Prometheus' console does
+/// (the way to see a series' raw samples).
+#[derive(Debug, Clone, PartialEq)]
+struct RangeVector {
+    selector: prescale_core::Selector,
+    range: i64,
+    m: Modifiers,
+}
+
+/// `q` as a range vector, `None` when it is something else (a subquery's `[1h:1m]`
+/// too), an error when its range is not a duration.
+fn range_vector(q: &str) -> Result<Option<RangeVector>, String> {
+    // Modifiers that cannot be read here are the whole query's to explain.
+    let Ok((rest, m)) = strip_modifiers(q.trim()) else {
+        return Ok(None);
+    };
+    let Some((sel, r)) = rest
+        .trim_end()
+        .strip_suffix(']')
+        .and_then(|a| a.rsplit_once('['))
+    else {
+        return Ok(None);
+    };
+    if r.contains(':') {
+        return Ok(None);
+    }
+    let Ok(DemandExpr::Sum(selector)) = DemandExpr::parse(sel) else {
+        return Ok(None);
+    };
+    let range = parse_duration_ms(r.trim())
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| format!("{:?} is not a range such as 5m or 30s", r.trim()))?;
+    Ok(Some(RangeVector { selector, range, m }))
+}
+
+/// Each series `rv` selects, with its samples in the range before `t` (less the offset,
+/// or before the `@` time): after its start, up to and including its end, as
+/// Prometheus 3 takes a range.
+fn raw_samples(st: &Store, rv: &RangeVector, t: TimestampMs) -> Result<Value, String> {
+    let end = match rv.m.at {
+        Some(At::Ms(at)) => at,
+        _ => t,
+    } - rv.m.offset;
+    let mut result = Vec::new();
+    for key in st.select_matching(&rv.selector) {
+        let samples = st
+            .range(&key, end - rv.range + 1, end)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        if samples.is_empty() {
+            continue;
+        }
+        let values: Vec<Value> = samples
+            .iter()
+            .map(|s| json!([s.ts as f64 / 1000.0, fmt_value(s.value)]))
+            .collect();
+        let mut labels = key.labels;
+        labels.insert("__name__".into(), key.name);
+        result.push(json!({"metric": labels, "values": values}));
+    }
+    Ok(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+}
+
+/// `GET /api/v1/query`: an instant vector at `time` (default now), or a range vector's
+/// samples.
 pub async fn query(State(st): State<AppState>, p: crate::promapi::ApiParams) -> Response {
     let p = p.query();
-    let expr = match parse_query(&p) {
-        Ok(e) => e,
-        Err(m) => return bad(m),
-    };
     let t = match p.time.as_deref().map(parse_time) {
         None => now_ms(),
         Some(Some(t)) => t,
         Some(None) => return bad("`time` must be unix seconds or RFC 3339"),
+    };
+    match p.query.as_deref().map(range_vector) {
+        Some(Ok(Some(mut rv))) => {
+            if matches!(rv.m.at, Some(At::Start | At::End)) {
+                rv.m.at = Some(At::Ms(t));
+            }
+            let res = tokio::task::spawn_blocking(move || raw_samples(&st.store, &rv, t)).await;
+            return match res {
+                Ok(Ok(v)) => Json(v).into_response(),
+                Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
+        }
+        Some(Err(m)) => return bad(m),
+        _ => {}
+    }
+    let expr = match parse_query(&p) {
+        Ok(e) => e,
+        Err(m) => return bad(m),
     };
     let series = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
         Ok((Val::Vector(v), _)) => v,
@@ -2643,6 +2725,11 @@ pub async fn query(State(st): State<AppState>, p: crate::promapi::ApiParams) -> 
 
 /// `GET /api/v1/query_range` with `query`: a matrix from `start` to `end` every `step`.
 pub async fn query_range(st: AppState, p: PromParams) -> Response {
+    if let Some(Ok(Some(_))) = p.query.as_deref().map(range_vector) {
+        return bad(
+            "a range vector (SELECTOR[RANGE]) is a range of samples at one time: ask /api/v1/query for it, or give a range query an instant vector, e.g. last_over_time(SELECTOR[RANGE])",
+        );
+    }
     let expr = match parse_query(&p) {
         Ok(e) => e,
         Err(m) => return bad(m),
