@@ -292,7 +292,8 @@ impl DemandExpr {
     pub fn parse(input: &str) -> Result<Self, CoreError> {
         let s = input.trim();
         let Some(inner) = s.strip_prefix("rate(") else {
-            if s.contains('(') || s.contains('[') {
+            // Outside label values: `{os="Debian (bookworm)"}` is a selector.
+            if unquoted(s).any(|(_, c)| c == '(' || c == '[') {
                 return Err(CoreError::BadSelector {
                     input: input.to_string(),
                     reason: "a demand is a series selector or rate(SELECTOR); other PromQL functions and ranges are not supported".into(),
@@ -596,7 +597,7 @@ impl Demand {
                 "a range belongs inside rate(...): a plain selector is averaged over each step; {DEMAND_FORMS}"
             ));
         }
-        if s.contains('(') {
+        if unquoted(s).any(|(_, c)| c == '(') {
             return Err(format!("not a supported function; {DEMAND_FORMS}"));
         }
         Ok(Demand {
@@ -688,6 +689,16 @@ mod tests {
             DemandExpr::parse("up").unwrap(),
             DemandExpr::Sum(_)
         ));
+        // Parentheses and brackets inside label values are the values'.
+        let e = DemandExpr::parse(r#"os_info{pretty_name="Debian 12 (bookworm)",v="[1]"}"#);
+        assert!(
+            matches!(&e, Ok(DemandExpr::Sum(s)) if s.matchers[0].value == "Debian 12 (bookworm)"),
+            "{e:?}"
+        );
+        let e = DemandExpr::parse(r#"x{a="("}[5m]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not supported"), "{e}");
         let e = DemandExpr::parse("rate(x[5m])").unwrap_err().to_string();
         assert!(e.contains("without a range"), "{e}");
         let e = DemandExpr::parse("sum(x)").unwrap_err().to_string();
@@ -723,6 +734,12 @@ mod tests {
         let q = d(r#"x{path=~"/api/.*"} / 2"#);
         assert_eq!(q.selector().to_string(), r#"x{path=~"/api/.*"}"#);
         assert_eq!(q.factor, 0.5);
+        // And so are parentheses and brackets.
+        let q = d(r#"sum(up{os="Debian 12 (bookworm)"}) * 2"#);
+        assert_eq!(q.selector().to_string(), r#"up{os="Debian 12 (bookworm)"}"#);
+        let q = d(r#"rate(x{v="[1]"}[1m])"#);
+        assert_eq!(q.selector().to_string(), r#"x{v="[1]"}"#);
+        assert_eq!(q.range_ms, Some(60_000));
         assert_eq!(parse_duration_ms("1w"), Some(604_800_000));
         assert_eq!(parse_duration_ms("500ms"), Some(500));
         assert_eq!(parse_duration_ms("5"), None);

@@ -2557,3 +2557,47 @@ async fn detection_can_be_turned_off() {
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains(r#""watch":null"#), "{body}");
 }
+
+#[tokio::test]
+async fn label_values_may_hold_parentheses_and_brackets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    // As node exporter's `node_os_info{pretty_name="Debian GNU/Linux 12 (bookworm)"}`.
+    gauges_and_a_counter(
+        &store,
+        &[
+            (r#"os_info{pretty_name="Debian 12 (bookworm)"}"#, 1.0),
+            (r#"os_info{pretty_name="v[2]"}"#, 2.0),
+        ],
+    );
+    for (q, want) in [
+        (r#"os_info{pretty_name="Debian 12 (bookworm)"}"#, "2"),
+        (
+            r#"sum(os_info{pretty_name="Debian 12 (bookworm)"}) * 3"#,
+            "6",
+        ),
+        (r#"os_info{pretty_name="v[2]"} + 1"#, "4"),
+        (
+            r#"max_over_time(os_info{pretty_name=~".*[(]bookworm[)]"}[5m])"#,
+            "2",
+        ),
+        (r#"count_over_time(os_info{pretty_name="v[2]"}[2m])"#, "2"),
+    ] {
+        let uri = format!("/api/v1/query?query={}&time=700", enc(q));
+        let (code, body) = get(&app, &uri).await;
+        assert_eq!(code, StatusCode::OK, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"]["result"][0]["value"][1], want, "{q}: {v}");
+    }
+    // A range vector of one: its raw samples (1 at 600 s, 2 at 660 s, ...), up to 700 s.
+    let q = r#"os_info{pretty_name="Debian 12 (bookworm)"}[2m]"#;
+    let (code, body) = get(&app, &format!("/api/v1/query?query={}&time=700", enc(q))).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "matrix", "{v}");
+    assert_eq!(
+        v["data"]["result"][0]["values"],
+        serde_json::json!([[600.0, "1"], [660.0, "2"]]),
+        "{v}"
+    );
+}
