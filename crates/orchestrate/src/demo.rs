@@ -166,6 +166,20 @@ fn generators(seed: u64) -> Vec<(String, Dim, SyntheticDemand)> {
     ]
 }
 
+/// A flash crowd on the web service, on the demo's last simulated day: from 14:00 UTC its
+/// demand rises over 3 minutes to 2.5 times what it would be and holds for 20 minutes,
+/// as when a link to it lands on a busy news site. Unlike the daily surges nothing like
+/// it has come before: no forecast sees it coming, the pass surges as it arrives, and the
+/// anomaly watch reports it.
+fn flash_crowd(days: u32, now: TimestampMs) -> f64 {
+    let begins = DEMO_START_MS + (i64::from(days.max(1)) - 1) * 86_400_000 + 14 * 3_600_000;
+    let since = now - begins;
+    if !(0..20 * MINUTE_MS).contains(&since) {
+        return 1.0;
+    }
+    1.0 + 1.5 * (since as f64 / (3 * MINUTE_MS) as f64).min(1.0)
+}
+
 /// Per-workload outcome.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct WorkloadSummary {
@@ -345,7 +359,10 @@ pub fn run_demo(
         // Each workload's demand in every dimension it has.
         let mut demands: BTreeMap<String, Vec<(Dim, f64)>> = BTreeMap::new();
         for (name, dim, g) in gens.iter_mut() {
-            let d = g.next(now);
+            let mut d = g.next(now);
+            if name == "web" {
+                d *= flash_crowd(opts.days, now);
+            }
             append(
                 &store,
                 &demo_key(name, *dim, false),
@@ -466,6 +483,23 @@ mod tests {
         let mut e = Engine::from_config(&c, 0, store, sim);
         e.set_persist_status(false);
         e
+    }
+
+    #[test]
+    fn the_flash_crowd_comes_once_on_the_last_day() {
+        let at = |day: i64, h: i64, m: i64| {
+            DEMO_START_MS + day * 86_400_000 + h * 3_600_000 + m * MINUTE_MS
+        };
+        // A week: Sunday 14:00 to 14:20, rising over 3 minutes to 2.5 times.
+        assert_eq!(flash_crowd(7, at(6, 13, 59)), 1.0);
+        assert_eq!(flash_crowd(7, at(6, 14, 0)), 1.0);
+        assert_eq!(flash_crowd(7, at(6, 14, 1)), 1.5);
+        assert_eq!(flash_crowd(7, at(6, 14, 3)), 2.5);
+        assert_eq!(flash_crowd(7, at(6, 14, 19)), 2.5);
+        assert_eq!(flash_crowd(7, at(6, 14, 20)), 1.0);
+        // Not on other days, and on a one-day demo's only day.
+        assert_eq!(flash_crowd(7, at(5, 14, 5)), 1.0);
+        assert_eq!(flash_crowd(1, at(0, 14, 5)), 2.5);
     }
 
     #[test]
