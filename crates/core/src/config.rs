@@ -433,8 +433,10 @@ pub struct DetectConfig {
     /// Score every sample collected, scraped or received.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// The anomaly likelihood (0..1) from which a sample is an anomaly: `L / (L + 10)`
-    /// for a surprise of one in `10^L`, so 0.5 is one in 10^10.
+    /// The anomaly likelihood (0..1) from which a sample is an anomaly: `L / (L + L0)`
+    /// for a surprise of one in `10^L` under the series' fitted tail, where one sample
+    /// interval is one in `10^L0` of ten days, so 0.5 is a surprise expected less than
+    /// once in ten days.
     #[serde(default = "default_detect_threshold")]
     pub threshold: f64,
     /// Series watched at most (a few hundred bytes each).
@@ -1134,7 +1136,7 @@ impl Config {
             return err(
                 "detect.threshold".into(),
                 format!(
-                    "{} is not a likelihood between 0 and 1; 0.5 is a surprise of one in 10^10",
+                    "{} is not a likelihood between 0 and 1; 0.5 is a surprise a series' own tail expects less than once in ten days",
                     self.detect.threshold
                 ),
             );

@@ -38,7 +38,7 @@ impl Watched {
         self.last = Some(s);
         let v = judged?;
         self.last_judged = Some(v);
-        Some((v, self.detector.score(v)))
+        Some((v, self.detector.score_at(s.ts, v)))
     }
 }
 
@@ -137,17 +137,17 @@ pub struct SeriesWatch {
 const STALE_MS: i64 = 3_600_000;
 /// How far back a series new to the watch is read...
 pub const HISTORY_MS: i64 = 6 * 3_600_000;
-/// ... and how many of its last samples there its detector learns from (about what the
-/// detector's slowest average weighs).
-pub const HISTORY_SAMPLES: usize = 1000;
+/// ... and how many of its last samples there its detector learns from: enough for its
+/// tails to be fitted again (they need about 1,100), so a restart judges as before it.
+pub const HISTORY_SAMPLES: usize = 1200;
 /// The seasons an anomaly is compared with: the same time a day and a week before...
 const SEASONS_MS: [i64; 2] = [86_400_000, 7 * 86_400_000];
 /// ... give or take this much (a nightly job starts at about the same time).
 const SEASON_SLACK_MS: i64 = 15 * 60_000;
 
 impl SeriesWatch {
-    /// A watch reporting samples scoring `threshold` or more (0.5: a surprise of one in
-    /// 10^10), over at most `max_series` series.
+    /// A watch reporting samples scoring `threshold` or more (0.5: a surprise a series'
+    /// tail expects less than once in ten days), over at most `max_series` series.
     pub fn new(threshold: f64, max_series: usize) -> Self {
         Self {
             threshold,
@@ -526,14 +526,15 @@ mod tests {
 
     #[test]
     fn what_the_series_did_a_day_before_at_that_time_is_no_anomaly() {
-        // Five-minute steps for four days: about 3, a daily job holding about 36 from
-        // 10:00 for an hour, and one spike to 150 at 14:00 on the third day. The job's
-        // start is surprising the first day only; the spike, never seen before, is
-        // reported.
+        // Five-minute steps for eight days: about 3, a daily job holding about 36 from
+        // 10:00 for an hour, and a spike to 150 at 14:00 on the third and the seventh
+        // day. The job's start is surprising the first day only; the spikes, four times
+        // anything before, are reported, the second when the series' tails are fitted
+        // (with the job's jumps in them).
         let step = 300_000i64;
         let value = |i: i64| {
             let minute = (i * 5) % 1440;
-            if i == 2 * 288 + 168 {
+            if i == 2 * 288 + 168 || i == 6 * 288 + 168 {
                 150.0
             } else if (600..660).contains(&minute) {
                 36.0 + wobble(i)
@@ -545,7 +546,7 @@ mod tests {
         let mut w = SeriesWatch::new(0.5, 10);
         let mut stored: Vec<Sample> = Vec::new();
         let mut found = Vec::new();
-        for i in 0..4 * 288i64 {
+        for i in 0..8 * 288i64 {
             let s = Sample {
                 ts: i * step,
                 value: value(i),
@@ -565,7 +566,7 @@ mod tests {
             .map(|a| (a.ts / 86_400_000, a.ts % 86_400_000 / 60_000))
             .collect();
         // The first day's job, and the spike: a job already seen damps nothing after it.
-        assert_eq!(days, [(0, 10 * 60), (2, 14 * 60)]);
+        assert_eq!(days, [(0, 10 * 60), (2, 14 * 60), (6, 14 * 60)]);
         assert!(w.expected() >= 1, "a later day's job: {}", w.expected());
         // The same without the store: a later day's job is an anomaly again.
         let mut blind = SeriesWatch::new(0.5, 10);

@@ -25,7 +25,9 @@ pub struct DetectArgs {
     #[arg(long, short, value_name = "FILE|DIR")]
     pub output: Option<PathBuf>,
     /// Scores at or above this flag a row (`is_anomaly` 1); the scores are written anyway.
-    /// 0.5 is a surprise of one in 10^10, about where the NAB corpus is scored best.
+    /// 0.5 is a surprise the series' own tail expects less than once in ten days at its
+    /// sample interval (from the timestamps; 5 minutes when they cannot be read), about
+    /// where the NAB corpus is scored best.
     #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
     pub threshold: f64,
     /// Judge as the daemon's watch of stored series does: a row that scores as an
@@ -63,7 +65,13 @@ impl Scorer {
     fn score(&mut self, ts: &str, v: f64, threshold: f64) -> Result<(f64, bool), String> {
         match self {
             Self::Alone(d) => {
-                let score = d.score(v);
+                // Times say how often the series is sampled, which sets how rare a
+                // surprise must be; rows without readable ones are taken as 5 minutes
+                // apart.
+                let score = match prescale_core::parse_ts(ts) {
+                    Some(t) => d.score_at(t, v),
+                    None => d.score(v),
+                };
                 Ok((score, score >= threshold))
             }
             Self::AsDaemon { watch, key, seen } => {

@@ -223,7 +223,7 @@ pub async fn label_values(
 const OWN_METADATA: [(&str, &str); 18] = [
     (
         "prescale_anomaly_score",
-        "An anomaly's likelihood (0..1; 0.5: one in 10^10) in the series series_name with these labels.",
+        "An anomaly's likelihood (0..1; 0.5: a surprise the series' own tail expects less than once in ten days) in the series series_name with these labels.",
     ),
     (
         "prescale_anomaly_value",
