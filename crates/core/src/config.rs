@@ -439,7 +439,7 @@ pub struct DetectConfig {
     /// once in ten days.
     #[serde(default = "default_detect_threshold")]
     pub threshold: f64,
-    /// Series watched at most (a few hundred bytes each).
+    /// Series watched at most (about a kilobyte each).
     #[serde(default = "default_detect_max_series")]
     pub max_series: usize,
     /// Only the series these selectors pick (`name`, `name{...}` or `{...}`, as
