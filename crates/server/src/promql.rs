@@ -2653,10 +2653,7 @@ fn range_vector(q: &str) -> Result<Option<RangeVector>, String> {
 /// or before the `@` time): after its start, up to and including its end, as
 /// Prometheus 3 takes a range.
 fn raw_samples(st: &Store, rv: &RangeVector, t: TimestampMs) -> Result<Value, String> {
-    let end = match rv.m.at {
-        Some(At::Ms(at)) => at,
-        _ => t,
-    } - rv.m.offset;
+    let end = rv.m.at.map_or(t, pinned) - rv.m.offset;
     let mut result = Vec::new();
     for key in st.select_matching(&rv.selector) {
         let samples = st
