@@ -146,6 +146,9 @@ struct Tail {
     /// Their weighted mean and mean square.
     m1: f64,
     m2: f64,
+    /// A provisional tail: see [`Tail::provisional`].
+    #[serde(default)]
+    provisional: bool,
 }
 
 impl Tail {
@@ -155,12 +158,63 @@ impl Tail {
     /// many are expected (1,000): a new series' first swing can make every value a
     /// peak while the threshold climbs after it.
     const FIT_PEAKS: u64 = 20;
+    /// A provisional tail's share above its threshold, and the peaks its fit needs
+    /// (over 200 values).
+    const PROVISIONAL_ABOVE: f64 = 0.05;
+    const PROVISIONAL_PEAKS: u64 = 10;
+    /// The heaviest tail shape fitted, and a provisional tail's: among a few dozen
+    /// peaks, one spike makes the shape heavy enough that a spike twice its size
+    /// seems nothing rare.
+    const HEAVIEST: f64 = 0.5;
+    const PROVISIONAL_HEAVIEST: f64 = 0.25;
     /// Weight of a new peak in the fit, once there have been 100.
     const PEAK_WEIGHT: f64 = 0.01;
     /// Values that set the first threshold.
     const FIRST: usize = 50;
     /// The lightest tail shape fitted.
     const LIGHTEST: f64 = -0.25;
+
+    /// A tail to judge by while the real one is not yet fitted: its threshold follows
+    /// the 95th percentile, its fit is used after 10 peaks in 200 values (so from about
+    /// the 250th sample rather than the 1,050th), and its shape is no heavier than 0.25.
+    /// Fitted to so few peaks so far below the extremes, it is a rough guess: a change
+    /// or a level must be rare under it and under the normal tail to count. It starts
+    /// where `main` just did, from the same first values.
+    fn provisional(main: &Tail) -> Self {
+        Self {
+            started: main.started,
+            u: main.u,
+            spread: main.spread,
+            provisional: true,
+            ..Self::default()
+        }
+    }
+
+    fn heaviest(&self) -> f64 {
+        if self.provisional {
+            Self::PROVISIONAL_HEAVIEST
+        } else {
+            Self::HEAVIEST
+        }
+    }
+
+    fn above(&self) -> f64 {
+        if self.provisional {
+            Self::PROVISIONAL_ABOVE
+        } else {
+            Self::ABOVE
+        }
+    }
+
+    /// Whether the fit is used.
+    fn fitted(&self) -> bool {
+        let peaks = if self.provisional {
+            Self::PROVISIONAL_PEAKS
+        } else {
+            Self::FIT_PEAKS
+        };
+        self.peaks >= peaks && self.counted as f64 >= peaks as f64 / self.above()
+    }
 
     /// The chance of a value of at least `x` when the tail is fitted (`None` before);
     /// then learns `x`. Anomalies are learnt too, so spikes a series keeps having become
@@ -196,17 +250,15 @@ impl Tail {
             let w = (1.0 / self.peaks as f64).max(Self::PEAK_WEIGHT);
             self.m1 += w * (y - self.m1);
             self.m2 += w * (y * y - self.m2);
-            self.u += step * (1.0 - Self::ABOVE);
+            self.u += step * (1.0 - self.above());
         } else {
-            self.u -= step * Self::ABOVE;
+            self.u -= step * self.above();
         }
         p
     }
 
     fn chance(&self, x: f64) -> Option<f64> {
-        if self.peaks < Self::FIT_PEAKS
-            || (self.counted as f64) < Self::FIT_PEAKS as f64 / Self::ABOVE
-        {
+        if !self.fitted() {
             return None;
         }
         let y = x - self.u;
@@ -214,14 +266,15 @@ impl Tail {
             return Some(1.0);
         }
         // The method of moments: shape from the excesses' mean and variance, kept where
-        // it can be estimated (a variance exists below 0.5) and no lighter than -0.25:
+        // it can be estimated (a variance exists below 0.5; a provisional tail's below
+        // 0.25) and no lighter than -0.25:
         // a lighter one ends the tail just past the largest excesses seen, and a spike
         // a little larger than any before became impossible (at -0.5, in a series whose
         // spikes keep coming at 300 to 700 times its usual value).
         let m = self.m1.max(1e-300);
         let v = (self.m2 - m * m).max(0.0);
         let shape = if v > 0.0 {
-            (0.5 * (1.0 - m * m / v)).clamp(Self::LIGHTEST, 0.5)
+            (0.5 * (1.0 - m * m / v)).clamp(Self::LIGHTEST, self.heaviest())
         } else {
             Self::LIGHTEST
         };
@@ -237,7 +290,7 @@ impl Tail {
                 base.powf(-1.0 / shape)
             }
         };
-        Some(Self::ABOVE * beyond)
+        Some(self.above() * beyond)
     }
 }
 
@@ -247,15 +300,18 @@ impl Tail {
 /// standard deviations (shifts, drifts), and how far the value itself stands from it
 /// (a spike past anything the series has done). Each is judged by how unlikely it is
 /// under its own history: by the tail fitted to its largest values (a generalised Pareto
-/// one, as SPOT does) once there are enough of them (after about 1,100 samples), by a
-/// normal tail before (the value's not at all). The rarest counts, so one threshold
+/// one, as SPOT does) once there are enough of them (after about 1,100 samples). Before
+/// that, from about the 250th sample, a provisional tail fitted to the values past the
+/// 95th percentile judges the value's surprise, and the change's and the level's are
+/// judged by it and by a normal tail, whichever finds them the less rare (by a normal
+/// tail alone before; the value's not at all). The rarest counts, so one threshold
 /// means the same on a quiet series and a noisy one, a smooth one and a spiky one.
 ///
 /// The score puts that chance against the sample's interval: 0.5 is a surprise the
 /// series' tail expects once in [`LikelihoodDetector::HORIZON_MS`] (ten days), so a
 /// series sampled every 2 s needs a rarer surprise than one sampled every 5 minutes to
 /// score as high, and each series raises about as many false alarms per day whatever its
-/// interval. Before the tail is fitted, 0.5 is a normal surprise of one in 10^10.
+/// interval. Under a normal tail, 0.5 is a surprise of one in 10^10.
 /// After a report (a score of 0.5 or more) scores are halved for 30 samples, so one
 /// burst is reported once. Constant memory and time per sample.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -282,6 +338,10 @@ pub struct LikelihoodDetector {
     level_tail: Tail,
     #[serde(default)]
     value_tail: Tail,
+    /// Provisional tails of the three surprises, from when theirs start until they are
+    /// all fitted.
+    #[serde(default)]
+    provisional: Option<Box<[Tail; 3]>>,
     /// The last sample's time, and the typical interval between samples (0: unknown).
     #[serde(default)]
     last_ts: Option<TimestampMs>,
@@ -339,6 +399,7 @@ impl LikelihoodDetector {
             tail: Tail::default(),
             level_tail: Tail::default(),
             value_tail: Tail::default(),
+            provisional: None,
             last_ts: None,
             interval_ms: 0.0,
         }
@@ -354,7 +415,7 @@ impl LikelihoodDetector {
     /// Scores one value taken at `ts`, in [0, 1): `L / (L + L0)` where `L` is minus the
     /// decimal log of the chance of a surprise this large under the series' fitted tail
     /// and `L0` that of a sample interval in [`LikelihoodDetector::HORIZON_MS`] (0.5: once
-    /// in ten days; `L0` is 10 before the tail is fitted, under a normal tail), halved
+    /// in ten days; `L0` is 10 under a normal tail), halved
     /// for 30 samples after a score of 0.5. A non-finite value scores 0 and is not learnt.
     pub fn score_at(&mut self, ts: TimestampMs, x: f64) -> f64 {
         self.judge(Some(ts), x)
@@ -432,6 +493,26 @@ impl LikelihoodDetector {
         // job's start, but its value is far past any before.
         let off = ((x - self.v_mean).abs() / self.v_var.sqrt().max(floor)).min(1e3);
         let p3 = self.value_tail.observe(off);
+        let (q, q2, q3) = match &mut self.provisional {
+            Some(t) => {
+                let q = (t[0].observe(raw), t[1].observe(level), t[2].observe(off));
+                if self.tail.fitted() && self.level_tail.fitted() && self.value_tail.fitted() {
+                    self.provisional = None;
+                }
+                q
+            }
+            None => {
+                if self.tail.started && self.tail.counted == 0 {
+                    // The tails just started, on this value.
+                    self.provisional = Some(Box::new([
+                        Tail::provisional(&self.tail),
+                        Tail::provisional(&self.level_tail),
+                        Tail::provisional(&self.value_tail),
+                    ]));
+                }
+                (None, None, None)
+            }
+        };
         if self.seen <= self.warmup {
             return 0.0;
         }
@@ -440,19 +521,23 @@ impl LikelihoodDetector {
         let l0 = -(self.interval_ms() / Self::HORIZON_MS)
             .clamp(1e-10, 1e-3)
             .log10();
-        let judged = |z: f64, p: Option<f64>| {
-            let (chance, l0) = match p {
-                Some(p) => (p, l0),
-                None => (normal_tail(z), 10.0),
-            };
+        let score_of = |chance: f64, l0: f64| {
             let l = (-chance.max(1e-300).log10()).max(0.0);
             l / (l + l0)
         };
-        // The rarest surprise is the sample's. The value's own only counts once its
-        // tail is fitted: under a normal one, every busy hour of a daily cycle would be.
-        let mut score = judged(z, p).max(judged(z2, p2));
-        if p3.is_some() {
-            score = score.max(judged(0.0, p3));
+        // By the fitted tail; before it is, by the normal one and the provisional one,
+        // whichever finds the surprise the less rare.
+        let judged = |z: f64, p: Option<f64>, q: Option<f64>| match (p, q) {
+            (Some(p), _) => score_of(p, l0),
+            (None, None) => score_of(normal_tail(z), 10.0),
+            (None, Some(q)) => score_of(normal_tail(z), 10.0).min(score_of(q, l0)),
+        };
+        // The rarest surprise is the sample's. The value's own only counts once a tail
+        // of it is fitted (the provisional one at first): under a normal one, every
+        // busy hour of a daily cycle would be.
+        let mut score = judged(z, p, q).max(judged(z2, p2, q2));
+        if let Some(chance) = p3.or(q3) {
+            score = score.max(score_of(chance, l0));
         }
         // One event, one report: after a score of REPORT, later ones are damped for a while.
         if self.seen < self.quiet_until {
@@ -647,6 +732,8 @@ mod tests {
             let v = value(i);
             d.tail.peaks = 0;
             d.level_tail.peaks = 0;
+            d.value_tail.peaks = 0;
+            d.provisional = None;
             if d.score_at(i as i64 * 2_000, v) >= 0.5 && i >= 4000 {
                 old += 1;
             }
@@ -658,6 +745,61 @@ mod tests {
             2_000,
         );
         assert!(big[8000] >= 0.5, "{}", big[8000]);
+    }
+
+    #[test]
+    fn a_new_series_is_judged_by_provisional_tails_before_its_own_are_fitted() {
+        // The collector timing above, from its 250th sample to its 1,050th: its tails are
+        // not fitted yet, and a normal tail would report spike after spike.
+        let value = |i: u64| {
+            if noise(i * 7 + 3) + 0.5 < 1.0 / 150.0 {
+                30e-6 * (300.0 + 400.0 * (noise(i * 13) + 0.5))
+            } else {
+                30e-6 * (1.0 + 0.1 * noise(i))
+            }
+        };
+        let reports = |normal_only: bool, value: &dyn Fn(u64) -> f64| {
+            let mut d = LikelihoodDetector::new();
+            let mut found = Vec::new();
+            for i in 0..1050u64 {
+                if normal_only {
+                    d.provisional = None;
+                }
+                if d.score_at(i as i64 * 2_000, value(i)) >= 0.5 && i >= 250 {
+                    found.push(i);
+                }
+            }
+            found
+        };
+        let provisional = reports(false, &value);
+        let normal = reports(true, &value);
+        assert!(normal.len() >= 4, "under a normal tail: {normal:?}");
+        assert!(
+            provisional.len() * 4 <= normal.len(),
+            "provisional {provisional:?}, normal {normal:?}"
+        );
+        // The same timing without its spikes: a first spike is news.
+        let steady = |i: u64| {
+            if i == 700 {
+                0.01
+            } else {
+                30e-6 * (1.0 + 0.1 * noise(i))
+            }
+        };
+        assert_eq!(reports(false, &steady), [700]);
+        // And so is a steady series' jump.
+        let mut d = LikelihoodDetector::new();
+        let jump: Vec<f64> = (0..1000u64)
+            .map(|i| {
+                d.score_at(
+                    i as i64 * 15_000,
+                    10.0 + noise(i) + if i >= 600 { 4.0 } else { 0.0 },
+                )
+            })
+            .collect();
+        assert!(d.provisional.is_some(), "its own tails are not fitted yet");
+        assert!(jump[600] >= 0.5, "{}", jump[600]);
+        assert!(peak(&jump[250..600]) < 0.45, "{}", peak(&jump[250..600]));
     }
 
     #[test]
