@@ -103,10 +103,11 @@ pub fn quoted(s: &str) -> Result<(String, &str), &'static str> {
     Err("unterminated label value")
 }
 
-/// A metric name and label matchers: `name{a="x",b!="y",c=~"z.*"}`.
+/// A metric name and label matchers: `name{a="x",b!="y",c=~"z.*"}`, or matchers alone,
+/// which may test the name as `__name__` does: `{__name__=~"node_disk_.*",device="sda"}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selector {
-    /// The metric name the series must have.
+    /// The metric name the series must have; empty when the matchers say (`__name__`).
     pub name: String,
     /// Every matcher must pass.
     pub matchers: Vec<Matcher>,
@@ -114,7 +115,10 @@ pub struct Selector {
 
 impl Selector {
     /// Parses the Prometheus form; label values are double-quoted with `\"`, `\\` and
-    /// `\n` escapes.
+    /// `\n` escapes. Without a name before the braces, the matchers may test
+    /// `__name__`, and as in Prometheus one of them must not match the empty string
+    /// (`{job=~".*"}` would select every series). `{__name__="up",job="x"}` is read as
+    /// `up{job="x"}`.
     pub fn parse(input: &str) -> Result<Self, CoreError> {
         let bad = |reason: String| CoreError::BadSelector {
             input: input.to_string(),
@@ -125,29 +129,49 @@ impl Selector {
             Some(i) => (s[..i].trim(), Some(&s[i + 1..])),
             None => (s, None),
         };
-        // The name is checked as a series key's would be.
-        SeriesKey::metric(name).map_err(|e| bad(e.to_string()))?;
+        let nameless = name.is_empty() && rest.is_some();
+        if !nameless {
+            // The name is checked as a series key's would be.
+            SeriesKey::metric(name).map_err(|e| bad(e.to_string()))?;
+        }
         let mut matchers = Vec::new();
         if let Some(rest) = rest {
             let body = rest
                 .trim_end()
                 .strip_suffix('}')
                 .ok_or_else(|| bad("missing closing '}'".into()))?;
-            matchers = parse_matchers(body, false).map_err(bad)?;
+            matchers = parse_matchers(body, nameless).map_err(bad)?;
         }
-        Ok(Self {
-            name: name.to_string(),
-            matchers,
-        })
+        let mut name = name.to_string();
+        if nameless {
+            if matchers.iter().all(|m| m.matches("")) {
+                return Err(bad(
+                    "it would select every series: name a metric, or give a matcher that an empty label does not pass (job=\"node\", not job=~\".*\")".into(),
+                ));
+            }
+            let named: Vec<usize> = (0..matchers.len())
+                .filter(|&i| matchers[i].label == "__name__")
+                .collect();
+            if let [i] = named[..] {
+                if matchers[i].op == MatchOp::Eq {
+                    name = matchers.remove(i).value;
+                    SeriesKey::metric(&name).map_err(|e| bad(e.to_string()))?;
+                }
+            }
+        }
+        Ok(Self { name, matchers })
     }
 
     /// Whether a series is selected.
     pub fn matches(&self, key: &SeriesKey) -> bool {
-        key.name == self.name
-            && self
-                .matchers
-                .iter()
-                .all(|m| m.matches(key.labels.get(&m.label).map(String::as_str).unwrap_or("")))
+        (self.name.is_empty() || key.name == self.name)
+            && self.matchers.iter().all(|m| {
+                m.matches(if m.label == "__name__" {
+                    &key.name
+                } else {
+                    key.labels.get(&m.label).map_or("", String::as_str)
+                })
+            })
     }
 }
 
@@ -661,6 +685,38 @@ mod tests {
             Selector::parse(&Selector::from(&k).to_string()).unwrap(),
             Selector::from(&k)
         );
+    }
+
+    #[test]
+    fn a_selector_may_leave_the_name_to_its_matchers() {
+        let s = Selector::parse(r#"{__name__=~"node_load.*", job="node"}"#).unwrap();
+        assert!(s.name.is_empty());
+        assert!(s.matches(&key(r#"node_load1{job="node"}"#)));
+        assert!(!s.matches(&key(r#"node_load1{job="db"}"#)));
+        assert!(!s.matches(&key(r#"node_cpu{job="node"}"#)));
+        // Written back as Prometheus reads it (a remote store is asked so).
+        assert_eq!(s.to_string(), r#"{__name__=~"node_load.*",job="node"}"#);
+        assert_eq!(Selector::parse(&s.to_string()).unwrap(), s);
+        let by_label = Selector::parse(r#"{job="node"}"#).unwrap();
+        assert!(by_label.matches(&key(r#"anything{job="node"}"#)));
+        assert!(!by_label.matches(&key("anything")));
+        // One name matcher of equality is the name.
+        assert_eq!(
+            Selector::parse(r#"{__name__="up", job="x"}"#).unwrap(),
+            Selector::parse(r#"up{job="x"}"#).unwrap()
+        );
+        assert_eq!(
+            SeriesKey::parse(r#"{__name__="up",job="x"}"#).unwrap(),
+            key(r#"up{job="x"}"#)
+        );
+        for every in [r#"{}"#, r#"{job=~".*"}"#, r#"{a="", b!="x"}"#] {
+            let e = Selector::parse(every).unwrap_err().to_string();
+            assert!(e.contains("every series"), "{every}: {e}");
+        }
+        let e = Selector::parse(r#"{__name__="1x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metric"), "{e}");
     }
 
     #[test]

@@ -295,6 +295,13 @@ const QUERIES: &[&str] = &[
     r#"count_values by (b) ("v", ceil(g_v / 50))"#,
     r#"count_values without (a) ("v", floor(g_v / 33))"#,
     r#"count_values without (a, v) ("v", floor(g_v / 33))"#,
+    // Selectors without a metric name.
+    r#"{a="1"}"#,
+    r#"{__name__=~"g_.*",a!="1"}"#,
+    r#"count({__name__=~".+_total"})"#,
+    r#"sum by (code) (rate({__name__="req_total"}[5m]))"#,
+    // (prescale keeps its anomaly findings with the source's labels: g_v{b="x"} jumps.)
+    r#"max_over_time({b="x",__name__!~"prescale_.*"}[10m])"#,
 ];
 
 /// Range vectors: an instant query answers their samples; a range query refuses them.

@@ -2601,3 +2601,62 @@ async fn label_values_may_hold_parentheses_and_brackets() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn selectors_without_a_metric_name_pick_by_labels_and_name_matchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    gauges_and_a_counter(
+        &store,
+        &[
+            (r#"node_load1{job="node"}"#, 1.0),
+            (r#"node_load5{job="node"}"#, 5.0),
+            (r#"db_ms{job="db"}"#, 50.0),
+        ],
+    );
+    // At 700 s each gauge is its base + 1, and the counter (job "x") rises 2 a second.
+    for (q, want) in [
+        (r#"{job="node"}"#, vec!["node_load1 2", "node_load5 6"]),
+        (
+            r#"{__name__=~"node_load.*"}"#,
+            vec!["node_load1 2", "node_load5 6"],
+        ),
+        (
+            r#"{__name__=~"node_load.*",__name__!="node_load5"}"#,
+            vec!["node_load1 2"],
+        ),
+        (r#"{__name__="db_ms"}"#, vec!["db_ms 51"]),
+        (r#"sum({job=~"node|db"})"#, vec!["- 59"]),
+        (r#"count by (job) ({job!=""})"#, vec!["- 2", "- 1", "- 1"]),
+        (r#"max_over_time({job="db"}[2m])"#, vec!["- 51"]),
+        (r#"rate({__name__=~"c_.*"}[1m])"#, vec!["- 2"]),
+    ] {
+        let uri = format!("/api/v1/query?query={}&time=700", enc(q));
+        let (code, body) = get(&app, &uri).await;
+        assert_eq!(code, StatusCode::OK, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut got: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["metric"]["__name__"].as_str().unwrap_or("-"),
+                    r["value"][1].as_str().unwrap()
+                )
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+        want.sort();
+        assert_eq!(got, want, "{q}: {v}");
+    }
+    // Prometheus refuses a selector every series would pass, and so does prescale.
+    for q in [r#"{job=~".*"}"#, r#"{}"#, r#"{job=""}"#] {
+        let uri = format!("/api/v1/query?query={}&time=700", enc(q));
+        let (code, body) = get(&app, &uri).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert!(body.contains("every series"), "{q}: {body}");
+    }
+}
