@@ -66,28 +66,6 @@ fn points(d: &str) -> usize {
     d.matches(['M', 'L']).count()
 }
 
-/// The events the page groups anomalies into (newest first, as the API lists them): an
-/// instance's anomalies each within 60 s of the next are one. Each event's size.
-fn events(anomalies: &[serde_json::Value]) -> Vec<usize> {
-    let mut open: std::collections::HashMap<&str, (usize, f64)> = Default::default();
-    let mut sizes: Vec<usize> = Vec::new();
-    for a in anomalies {
-        let instance = a["labels"]["instance"].as_str().unwrap_or("");
-        let t = a["time"].as_f64().unwrap();
-        match open.get_mut(instance) {
-            Some((i, oldest)) if *oldest - t <= 60.0 => {
-                sizes[*i] += 1;
-                *oldest = t;
-            }
-            _ => {
-                open.insert(instance, (sizes.len(), t));
-                sizes.push(1);
-            }
-        }
-    }
-    sizes
-}
-
 /// Chromium's binary, or `None` (saying the test skips) when there is none.
 fn browser() -> Option<String> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
@@ -160,17 +138,32 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             && (crowd..crowd + 180.0).contains(&a["time"].as_f64().unwrap())),
         "{watch}"
     );
-    // A row per event: the batch job's CPU and memory moving together are one.
-    let grouped = events(listed);
-    assert_eq!(
-        sections[2].matches("<tr class=\"anomaly\">").count(),
-        grouped.len().min(20)
+    // A row per event, as the API groups them: the batch job's CPU and memory moving
+    // together are one.
+    let grouped = json(
+        addr,
+        &format!(
+            "/api/v1/anomalies?start={}&end={end}&group=events&limit=20",
+            end - 48.0 * 3600.0
+        ),
+    );
+    let events = grouped["events"].as_array().unwrap();
+    assert_eq!(grouped["found"].as_u64().unwrap() as usize, listed.len());
+    assert!(
+        sections[2].contains(&format!(
+            "<b>{}</b> in <b>{}</b> event(s)",
+            grouped["found"], grouped["events_total"]
+        )),
+        "{}",
+        sections[2]
     );
     assert_eq!(
-        sections[2]
-            .matches("more series within 60 s of each other")
-            .count(),
-        grouped.iter().take(20).filter(|&&n| n > 1).count(),
+        sections[2].matches("<tr class=\"anomaly\">").count(),
+        events.len()
+    );
+    assert_eq!(
+        sections[2].matches("within 60 s of each other").count(),
+        events.iter().filter(|e| e["anomalies"] != 1).count(),
         "{}",
         sections[2]
     );
@@ -617,7 +610,18 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
     assert!(section.contains("series watched <b>"), "{section}");
     // A row for each listed anomaly (up to 20), each with its series drawn around it.
     let rows: Vec<&str> = section.split("<tr class=\"anomaly\">").skip(1).collect();
-    assert_eq!(rows.len(), events(anomalies).len().min(20), "{section}");
+    let events = json(
+        d.addr,
+        &format!(
+            "/api/v1/anomalies?start={}&group=events&limit=20",
+            now - 48 * 3600
+        ),
+    );
+    assert_eq!(
+        rows.len(),
+        events["events"].as_array().unwrap().len(),
+        "{section}"
+    );
     // The second database's two anomalies are one row, drawn by the more surprising.
     let db2: Vec<&&str> = rows
         .iter()
@@ -625,7 +629,7 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
         .collect();
     assert_eq!(db2.len(), 1, "{section}");
     assert!(
-        db2[0].contains("and 1 more series of db2 within 60 s of each other"),
+        db2[0].contains("and 1 more anomaly in 2 series of db2 within 60 s of each other"),
         "{}",
         db2[0]
     );

@@ -210,7 +210,7 @@ fn source_of(saved: &SeriesKey) -> Option<SeriesKey> {
 }
 
 /// One anomaly as `/api/v1/anomalies` lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Listed {
     series: String,
     metric: String,
@@ -223,11 +223,83 @@ struct Listed {
     judged: &'static str,
 }
 
+/// Anomalies of one instance each within the gap of the next: a deploy or a compilation
+/// moves many of a host's series at once.
+#[derive(Debug, Serialize)]
+struct Event {
+    /// The `instance` label its series share ("" for series without one).
+    instance: String,
+    /// Unix seconds of its first and last anomaly.
+    start: f64,
+    end: f64,
+    /// Its anomalies, and the series they are in.
+    anomalies: usize,
+    series: usize,
+    /// Its most surprising anomaly.
+    peak: Listed,
+    /// Its anomalies, newest first, at most [`EVENT_MEMBERS`].
+    members: Vec<Listed>,
+}
+
+/// The anomalies an event lists.
+const EVENT_MEMBERS: usize = 100;
+/// The gap that ends an event unless the query says.
+const EVENT_GAP_MS: i64 = 60_000;
+
+/// `listed` (newest first) as events, newest first: an instance's anomalies each at
+/// most `gap_ms` from the next are one.
+fn events(listed: Vec<Listed>, gap_ms: i64) -> Vec<Event> {
+    let gap = gap_ms as f64 / 1000.0;
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out: Vec<(Event, HashSet<String>)> = Vec::new();
+    for a in listed {
+        let instance = a.labels.get("instance").cloned().unwrap_or_default();
+        match open.get(&instance).map(|&i| &mut out[i]) {
+            Some((e, series)) if e.start - a.time <= gap => {
+                e.start = a.time;
+                e.anomalies += 1;
+                series.insert(a.series.clone());
+                if a.score > e.peak.score {
+                    e.peak = a.clone();
+                }
+                if e.members.len() < EVENT_MEMBERS {
+                    e.members.push(a);
+                }
+            }
+            _ => {
+                open.insert(instance.clone(), out.len());
+                out.push((
+                    Event {
+                        instance,
+                        start: a.time,
+                        end: a.time,
+                        anomalies: 1,
+                        series: 0,
+                        peak: a.clone(),
+                        members: vec![a.clone()],
+                    },
+                    HashSet::from([a.series]),
+                ));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut e, series)| {
+            e.series = series.len();
+            e
+        })
+        .collect()
+}
+
 /// `GET /api/v1/anomalies`: anomalies found in stored series between `start` and `end`
 /// (unix seconds or RFC 3339; default: the last day), newest first, at most `limit`
 /// (default 100, at most 10,000); `match[]` selectors pick the source series
 /// (`match[]=node_disk_io_time_seconds_total{device="sda"}`), `min_score` the least
-/// likelihood listed.
+/// likelihood listed. With `group=events`, events instead of anomalies, newest first
+/// and at most `limit`: an instance's anomalies each within `gap` (a duration, default
+/// 1m) of the next are one, with its start, end, counts, most surprising anomaly and
+/// first 100 anomalies; `found` counts the anomalies and `events_total` the events in
+/// the window, before the limit.
 pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
     let now = prescale_core::now_ms();
     let time = |name: &str, default: TimestampMs| match p.get(name) {
@@ -268,9 +340,23 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
             .into_iter()
             .map(|m| SeriesMatch::parse(m, "match[]="))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((start, end, limit, min_score, matches))
+        let grouped = match p.get("group") {
+            None | Some("") | Some("anomalies") => None,
+            Some("events") => Some(match p.get("gap") {
+                None => EVENT_GAP_MS,
+                Some(g) => prescale_core::selector::parse_duration_ms(g)
+                    .filter(|&ms| ms >= 0)
+                    .ok_or_else(|| format!("`gap` is a duration such as 60s or 5m, not {g:?}"))?,
+            }),
+            Some(g) => {
+                return Err(format!(
+                    "`group` is events (or anomalies, the default), not {g:?}"
+                ))
+            }
+        };
+        Ok((start, end, limit, min_score, matches, grouped))
     })();
-    let (start, end, limit, min_score, matches) = match parsed {
+    let (start, end, limit, min_score, matches, grouped) = match parsed {
         Ok(x) => x,
         Err(e) => return crate::error(StatusCode::BAD_REQUEST, e),
     };
@@ -317,18 +403,27 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
             }
         }
         out.sort_by(|a, b| b.time.total_cmp(&a.time).then(a.series.cmp(&b.series)));
-        out.truncate(limit);
         Ok(out)
     })
     .await;
-    let listed = match res {
+    let mut listed = match res {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => return crate::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return crate::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    Json(json!({
-        "status": "success",
-        "data": {"watch": st.anomalies.stats(), "anomalies": listed},
-    }))
-    .into_response()
+    let watch = st.anomalies.stats();
+    let data = match grouped {
+        None => {
+            listed.truncate(limit);
+            json!({"watch": watch, "anomalies": listed})
+        }
+        Some(gap) => {
+            let found = listed.len();
+            let mut all = events(listed, gap);
+            let total = all.len();
+            all.truncate(limit);
+            json!({"watch": watch, "found": found, "events_total": total, "events": all})
+        }
+    };
+    Json(json!({"status": "success", "data": data})).into_response()
 }

@@ -2660,3 +2660,113 @@ async fn selectors_without_a_metric_name_pick_by_labels_and_name_matchers() {
         assert!(body.contains("every series"), "{q}: {body}");
     }
 }
+
+#[tokio::test]
+async fn anomalies_group_into_events_by_instance_and_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    // Findings as the watch stores them: the source's labels and its name.
+    let found = [
+        ("a:9100", "node_cpu", 1000, 0.6),
+        ("a:9100", "node_disk", 1030, 0.9),
+        ("a:9100", "node_net", 1080, 0.7),
+        ("a:9100", "node_cpu", 1300, 0.55),
+        ("b:9100", "node_cpu", 1010, 0.8),
+        ("", "db_ms", 1020, 0.65),
+    ];
+    for (instance, name, t, score) in found {
+        let labels = if instance.is_empty() {
+            format!(r#"series_name="{name}""#)
+        } else {
+            format!(r#"instance="{instance}",series_name="{name}""#)
+        };
+        for (what, v) in [("score", score), ("value", 42.0)] {
+            let key = SeriesKey::parse(&format!("prescale_anomaly_{what}{{{labels}}}")).unwrap();
+            store
+                .append(
+                    &key,
+                    &[Sample {
+                        ts: t * 1000,
+                        value: v,
+                    }],
+                )
+                .unwrap();
+        }
+    }
+    let events = |query: &str| {
+        let app = app.clone();
+        let query = query.to_string();
+        async move {
+            let (code, body) = get(
+                &app,
+                &format!("/api/v1/anomalies?start=900&end=1400&group=events{query}"),
+            )
+            .await;
+            assert_eq!(code, StatusCode::OK, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone()
+        }
+    };
+    // Newest first. Host a's anomalies at 1000, 1030 and 1080 are one event (each within
+    // a minute of the next); its 1300 is another; b's and the series without an
+    // instance are their own.
+    let d = events("").await;
+    assert_eq!(d["found"], 6, "{d}");
+    assert_eq!(d["events_total"], 4, "{d}");
+    let summary = |d: &serde_json::Value| -> Vec<(String, f64, f64, u64, u64, String)> {
+        d["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["instance"].as_str().unwrap().to_string(),
+                    e["start"].as_f64().unwrap(),
+                    e["end"].as_f64().unwrap(),
+                    e["anomalies"].as_u64().unwrap(),
+                    e["series"].as_u64().unwrap(),
+                    e["peak"]["metric"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let s = |i: &str, a, b, n, k, peak: &str| (i.to_string(), a, b, n, k, peak.to_string());
+    assert_eq!(
+        summary(&d),
+        [
+            s("a:9100", 1300.0, 1300.0, 1, 1, "node_cpu"),
+            s("a:9100", 1000.0, 1080.0, 3, 3, "node_disk"),
+            s("", 1020.0, 1020.0, 1, 1, "db_ms"),
+            s("b:9100", 1010.0, 1010.0, 1, 1, "node_cpu"),
+        ],
+        "{d}"
+    );
+    let members: Vec<f64> = d["events"][1]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["time"].as_f64().unwrap())
+        .collect();
+    assert_eq!(members, [1080.0, 1030.0, 1000.0]);
+    assert_eq!(d["events"][1]["peak"]["score"], 0.9);
+    // A five-minute gap joins host a's two; the limit keeps the newest events.
+    let d = events("&gap=5m").await;
+    assert_eq!(
+        summary(&d)[0],
+        s("a:9100", 1000.0, 1300.0, 4, 3, "node_disk"),
+        "{d}"
+    );
+    let d = events("&limit=1").await;
+    assert_eq!(d["events"].as_array().unwrap().len(), 1);
+    assert_eq!(d["events_total"], 4);
+    // Picked by match[] before grouping.
+    let d = events("&match[]=node_cpu").await;
+    assert_eq!(d["found"], 3, "{d}");
+    for (bad, says) in [
+        ("group=incidents", "`group`"),
+        ("group=events&gap=soon", "`gap`"),
+    ] {
+        let (code, body) = get(&app, &format!("/api/v1/anomalies?{bad}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains(says), "{bad}: {body}");
+    }
+}
