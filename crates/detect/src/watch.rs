@@ -203,7 +203,7 @@ impl SeriesWatch {
     /// - when `key` is not watched yet (a new series, or every series after a restart),
     ///   its detector first learns from its last [`HISTORY_SAMPLES`] in the
     ///   [`HISTORY_MS`] before the first new sample, reporting nothing there (it was
-    ///   judged before), so a restart does not leave series unjudged for 100 samples;
+    ///   judged before), so a restart does not leave series unjudged for 270 samples;
     /// - a sample that scores as an anomaly is not reported when the series did as much
     ///   a day or a week before, within 15 minutes of the same time: some value judged
     ///   then lies nearer this one than halfway back to the value before it, or than
@@ -527,7 +527,7 @@ mod tests {
     #[test]
     fn what_the_series_did_a_day_before_at_that_time_is_no_anomaly() {
         // Five-minute steps for eight days: about 3, a daily job holding about 36 from
-        // 10:00 for an hour, and a spike to 150 at 14:00 on the third and the seventh
+        // 23:00 for an hour, and a spike to 150 at 14:00 on the third and the seventh
         // day. The job's start is surprising the first day only; the spikes, four times
         // anything before, are reported, the second when the series' tails are fitted
         // (with the job's jumps in them).
@@ -536,7 +536,7 @@ mod tests {
             let minute = (i * 5) % 1440;
             if i == 2 * 288 + 168 || i == 6 * 288 + 168 {
                 150.0
-            } else if (600..660).contains(&minute) {
+            } else if minute >= 1380 {
                 36.0 + wobble(i)
             } else {
                 3.0 + 0.3 * wobble(i)
@@ -566,7 +566,7 @@ mod tests {
             .map(|a| (a.ts / 86_400_000, a.ts % 86_400_000 / 60_000))
             .collect();
         // The first day's job, and the spike: a job already seen damps nothing after it.
-        assert_eq!(days, [(0, 10 * 60), (2, 14 * 60), (6, 14 * 60)]);
+        assert_eq!(days, [(0, 23 * 60), (2, 14 * 60), (6, 14 * 60)]);
         assert!(w.expected() >= 1, "a later day's job: {}", w.expected());
         // The same without the store: a later day's job is an anomaly again.
         let mut blind = SeriesWatch::new(0.5, 10);
@@ -580,7 +580,7 @@ mod tests {
                     }],
                 )
             })
-            .filter(|a| a.ts % 86_400_000 / 60_000 == 600)
+            .filter(|a| a.ts % 86_400_000 / 60_000 == 1380)
             .count();
         assert!(nights > 1, "{nights}");
     }

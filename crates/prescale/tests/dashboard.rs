@@ -542,19 +542,20 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
         "the daemon",
         &|| d.logs(),
     );
-    // 75 minutes of a database's query time and request counter, 15 s apart, up to a
-    // minute ago: one slow query, and later a burst of requests.
+    // 100 minutes of a database's query time and request counter, 15 s apart, up to a
+    // minute ago: one slow query, and later a burst of requests (after the first 270
+    // samples, which a new series is not judged in).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let t0 = now - 60 - 300 * 15;
+    let t0 = now - 60 - 400 * 15;
     let mut body = String::new();
     let mut total = 0i64;
-    for i in 0..300i64 {
+    for i in 0..400i64 {
         let wobble = ((i as f64 * 0.7).sin() + (i as f64 * 1.3).cos()) / 2.0;
-        let query_ms = if i == 250 { 480.0 } else { 12.0 + wobble };
-        total += if i == 280 {
+        let query_ms = if i == 350 { 480.0 } else { 12.0 + wobble };
+        total += if i == 380 {
             1000
         } else {
             100 + (5.0 * wobble) as i64
@@ -563,9 +564,9 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
             "db,host=a query_ms={query_ms},requests_total={total}i {}\n",
             t0 + i * 15
         ));
-        // Another database whose connections and lock waits jump together at step 200:
+        // Another database whose connections and lock waits jump together at step 300:
         // one event of its instance.
-        let (conns, locks) = if i == 200 {
+        let (conns, locks) = if i == 300 {
             (400.0, 90.0)
         } else {
             (20.0 + wobble, 2.0 + 0.1 * wobble)

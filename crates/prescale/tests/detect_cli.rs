@@ -145,8 +145,9 @@ fn the_nab_corpus_is_scored_with_its_rows_intact() {
 
 #[test]
 fn as_the_daemon_a_daily_job_is_an_anomaly_only_the_first_day() {
-    // Four days of five-minute rows: about 3, a job holding about 36 from 10:00 for an
-    // hour each day, and a spike to 150 at 14:00 on the third day.
+    // Four days of five-minute rows: about 3, a job holding about 36 from 23:00 for an
+    // hour each day (the first after the 270 rows a new series is not judged in), and a
+    // spike to 150 at 14:00 on the third day.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("job.csv");
     let mut text = String::from("timestamp,value\n");
@@ -155,7 +156,7 @@ fn as_the_daemon_a_daily_job_is_an_anomaly_only_the_first_day() {
         let minute = (i * 5) % 1440;
         let v = if i == 2 * 288 + 168 {
             150.0
-        } else if (600..660).contains(&minute) {
+        } else if minute >= 1380 {
             36.0 + wobble
         } else {
             3.0 + 0.3 * wobble
@@ -184,13 +185,13 @@ fn as_the_daemon_a_daily_job_is_an_anomaly_only_the_first_day() {
             })
             .collect()
     };
-    // 1700006400 is a midnight (UTC): the job starts at minute 600 each day.
+    // 1700006400 is a midnight (UTC): the job starts at minute 1380 each day.
     let alone = flagged(&[]);
     assert!(
-        alone.iter().filter(|(d, m)| *d > 0 && *m == 600).count() >= 1,
+        alone.iter().filter(|(d, m)| *d > 0 && *m == 1380).count() >= 1,
         "alone, a later day's job is flagged too: {alone:?}"
     );
-    assert_eq!(flagged(&["--as-daemon"]), [(0, 600), (2, 840)]);
+    assert_eq!(flagged(&["--as-daemon"]), [(0, 1380), (2, 840)]);
     // It needs times it can read.
     std::fs::write(&input, "timestamp,value\nmonday,1\n").unwrap();
     let out = detect(&["--input", input.to_str().unwrap(), "--as-daemon"]);

@@ -2376,7 +2376,7 @@ fn db_line(host: &str, t: i64, query_ms: f64, requests: i64) -> String {
 async fn every_written_series_is_watched_and_its_anomalies_kept_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_700_000_000i64;
-    // Query time wobbles about 12 ms with slow queries at steps 150 and 580; requests
+    // Query time wobbles about 12 ms with slow queries at steps 350 and 580; requests
     // come at about 100 a second with a burst of 1,000 at step 400, and the process
     // restarts (its counter starts again) at step 300, which is no anomaly. prescale
     // restarts after step 500.
@@ -2384,7 +2384,7 @@ async fn every_written_series_is_watched_and_its_anomalies_kept_and_listed() {
     let mut total = 0i64;
     for i in 0..590i64 {
         let wobble = ((i as f64 * 0.7).sin() + (i as f64 * 1.3).cos()) / 2.0;
-        let query_ms = if i == 150 || i == 580 {
+        let query_ms = if i == 350 || i == 580 {
             480.0
         } else {
             12.0 + wobble
@@ -2451,14 +2451,14 @@ async fn every_written_series_is_watched_and_its_anomalies_kept_and_listed() {
     assert_eq!(listed[0]["judged"], "per-second rate");
     assert_eq!(listed[1]["metric"], "db_query_ms");
     assert_eq!(listed[1]["labels"]["host"], "a");
-    assert_eq!(listed[1]["time"], (t0 + 150 * 15) as f64);
+    assert_eq!(listed[1]["time"], (t0 + 350 * 15) as f64);
     assert_eq!(listed[1]["value"], 480.0);
     assert!(listed[1]["score"].as_f64().unwrap() >= 0.5, "{body}");
     // A fresh watch after the restart: nothing scored yet.
     assert_eq!(v["data"]["watch"]["scored"], 0);
     // Each series learns from its stored history when it is next written, so the slow
     // query at step 580 is found where a watch without it would still be learning (its
-    // first 100 samples), and the counter's rate runs on from its last stored sample.
+    // first 270 samples), and the counter's rate runs on from its last stored sample.
     let (code, _) = post(
         &app,
         "/api/v2/write?precision=s",
