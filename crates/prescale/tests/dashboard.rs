@@ -564,13 +564,10 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
             "db,host=a query_ms={query_ms},requests_total={total}i {}\n",
             t0 + i * 15
         ));
-        // Another database whose connections and lock waits jump together at step 300:
-        // one event of its instance.
-        let (conns, locks) = if i == 300 {
-            (400.0, 90.0)
-        } else {
-            (20.0 + wobble, 2.0 + 0.1 * wobble)
-        };
+        // Another database whose connections jump at step 300 and lock waits a minute
+        // later: one event of its instance.
+        let conns = if i == 300 { 400.0 } else { 20.0 + wobble };
+        let locks = if i == 304 { 90.0 } else { 2.0 + 0.1 * wobble };
         body.push_str(&format!(
             "pg,instance=db2 conns={conns},lock_waits={locks} {}\n",
             t0 + i * 15
@@ -629,6 +626,17 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
         .filter(|r| r.contains("instance=\"db2\""))
         .collect();
     assert_eq!(db2.len(), 1, "{section}");
+    // It lasted a minute: its start is shown beneath its end.
+    let start = t0 + 300 * 15;
+    assert!(
+        db2[0].contains(&format!(
+            "<span class=\"small\">from {:02}:{:02}Z</span>",
+            start % 86_400 / 3600,
+            start % 3600 / 60
+        )),
+        "{}",
+        db2[0]
+    );
     assert!(
         db2[0].contains("and 1 more anomaly in 2 series of db2 within 60 s of each other"),
         "{}",
