@@ -215,30 +215,41 @@ pub fn run(a: DetectArgs) -> Result<(), String> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        eprintln!(
-            "scored {rows} rows in {} files into {}; {flagged} at or above {}{}",
-            files.len(),
-            out_dir.display(),
-            a.threshold,
-            if a.as_daemon {
-                " and not matched a day or a week before"
-            } else {
-                ""
-            }
-        );
+        let into = format!("in {} files into {}", files.len(), out_dir.display());
+        eprintln!("{}", summary(rows, &into, flagged, &a));
         return Ok(());
     }
-    let (text, warnings, _) = score_file(&a.input, a.threshold, a.as_daemon)?;
+    let (text, warnings, flagged) = score_file(&a.input, a.threshold, a.as_daemon)?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
+    let rows = text.lines().count() - 1;
     match &a.output {
         Some(p) => {
-            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            eprintln!(
+                "{}",
+                summary(rows, &format!("into {}", p.display()), flagged, &a)
+            );
         }
         None => {
             print!("{text}");
-            Ok(())
+            eprintln!("{}", summary(rows, "", flagged, &a));
         }
     }
+    Ok(())
+}
+
+/// What a run found, for stderr: `scored 4032 rows into out.csv; 3 at or above 0.5`.
+fn summary(rows: usize, into: &str, flagged: usize, a: &DetectArgs) -> String {
+    format!(
+        "scored {rows} rows{}{into}; {flagged} at or above {}{}",
+        if into.is_empty() { "" } else { " " },
+        a.threshold,
+        if a.as_daemon {
+            " and not matched a day or a week before"
+        } else {
+            ""
+        }
+    )
 }

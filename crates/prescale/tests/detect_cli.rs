@@ -69,6 +69,10 @@ fn a_file_is_scored_row_by_row_and_a_jump_stands_out() {
         .unwrap();
     assert_eq!(top, 500, "the jump scores highest");
     assert_eq!(rows[500][3], "1");
+    assert!(
+        stderr.ends_with("scored 600 rows; 1 at or above 0.5\n"),
+        "{stderr}"
+    );
     assert_eq!(
         rows.iter().filter(|r| r[3] == "1").count(),
         1,
