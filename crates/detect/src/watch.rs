@@ -341,16 +341,23 @@ fn seen_before(
 ) -> bool {
     SEASONS_MS.iter().any(|season| {
         let then = stored(ts - season - SEASON_SLACK_MS, ts - season + SEASON_SLACK_MS);
-        let judged: Vec<f64> = match kind {
-            Kind::Gauge => then.iter().map(|s| s.value).collect(),
-            Kind::Counter => then
-                .windows(2)
-                .filter(|p| p[1].ts > p[0].ts)
-                .map(|p| rate(p[0], p[1]))
-                .collect(),
-        };
-        judged.iter().any(|u| (v - u).abs() <= near)
+        judged_values(kind, &then)
+            .iter()
+            .any(|u| (v - u).abs() <= near)
     })
+}
+
+/// What a series of this kind is judged by over `samples` (in time order): a gauge's
+/// values, a counter's per-second rates from each sample to the next.
+pub fn judged_values(kind: Kind, samples: &[Sample]) -> Vec<f64> {
+    match kind {
+        Kind::Gauge => samples.iter().map(|s| s.value).collect(),
+        Kind::Counter => samples
+            .windows(2)
+            .filter(|p| p[1].ts > p[0].ts)
+            .map(|p| rate(p[0], p[1]))
+            .collect(),
+    }
 }
 
 #[cfg(test)]

@@ -677,5 +677,13 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
             assert!(row.contains(">1000 /s<"), "{row}");
         }
         assert!(row.contains("<circle"), "the anomaly ringed: {row}");
+        // Set against the hour before, as the API answers it.
+        assert!(
+            row.contains(&format!(
+                "of the {} values judged in the hour before",
+                a["before"]["samples"]
+            )) && row.contains(">usually "),
+            "{row}"
+        );
     }
 }

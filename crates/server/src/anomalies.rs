@@ -221,6 +221,45 @@ struct Listed {
     /// The value, or the counter's per-second rate, that was judged.
     value: Option<f64>,
     judged: &'static str,
+    /// What was judged in the hour before, to set the value against (filled in for
+    /// what is answered: each anomaly listed, each event's peak).
+    before: Option<Before>,
+}
+
+/// The 5th, 50th and 95th percentiles of what a series was judged by (its values, or a
+/// counter's per-second rates) in the hour before an anomaly, and how many there were.
+#[derive(Debug, Clone, Serialize)]
+struct Before {
+    p5: f64,
+    p50: f64,
+    p95: f64,
+    samples: usize,
+}
+
+/// The hour before a listed anomaly, `None` without two values judged in it.
+fn before(store: &Store, a: &Listed) -> Result<Option<Before>, StoreError> {
+    let key = SeriesKey {
+        name: a.metric.clone(),
+        labels: a.labels.clone(),
+    };
+    let Some(kind) = kind_of(&key.name) else {
+        return Ok(None);
+    };
+    let t = (a.time * 1000.0).round() as TimestampMs;
+    let stored = store.range(&key, t - 3_600_000, t - 1)?.unwrap_or_default();
+    let mut judged = prescale_detect::watch::judged_values(kind, &stored);
+    judged.retain(|v| v.is_finite());
+    if judged.len() < 2 {
+        return Ok(None);
+    }
+    judged.sort_by(f64::total_cmp);
+    let at = |q: f64| judged[((judged.len() - 1) as f64 * q).round() as usize];
+    Ok(Some(Before {
+        p5: at(0.05),
+        p50: at(0.5),
+        p95: at(0.95),
+        samples: judged.len(),
+    }))
 }
 
 /// Anomalies of one instance each within the gap of the next: a deploy or a compilation
@@ -361,7 +400,7 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
         Err(e) => return crate::error(StatusCode::BAD_REQUEST, e),
     };
     let st2 = st.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<Vec<Listed>, StoreError> {
+    let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, StoreError> {
         let store = &st2.store;
         let selector = prescale_core::Selector::parse(SCORE).expect("a metric name");
         let mut out = Vec::new();
@@ -399,31 +438,37 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
                     score: s.value,
                     value: values.get(&s.ts).copied(),
                     judged,
+                    before: None,
                 });
             }
         }
         out.sort_by(|a, b| b.time.total_cmp(&a.time).then(a.series.cmp(&b.series)));
-        Ok(out)
+        Ok(match grouped {
+            None => {
+                out.truncate(limit);
+                for a in &mut out {
+                    a.before = before(store, a)?;
+                }
+                json!({"anomalies": out})
+            }
+            Some(gap) => {
+                let found = out.len();
+                let mut all = events(out, gap);
+                let total = all.len();
+                all.truncate(limit);
+                for e in &mut all {
+                    e.peak.before = before(store, &e.peak)?;
+                }
+                json!({"found": found, "events_total": total, "events": all})
+            }
+        })
     })
     .await;
-    let mut listed = match res {
-        Ok(Ok(l)) => l,
+    let mut data = match res {
+        Ok(Ok(d)) => d,
         Ok(Err(e)) => return crate::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return crate::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let watch = st.anomalies.stats();
-    let data = match grouped {
-        None => {
-            listed.truncate(limit);
-            json!({"watch": watch, "anomalies": listed})
-        }
-        Some(gap) => {
-            let found = listed.len();
-            let mut all = events(listed, gap);
-            let total = all.len();
-            all.truncate(limit);
-            json!({"watch": watch, "found": found, "events_total": total, "events": all})
-        }
-    };
+    data["watch"] = json!(st.anomalies.stats());
     Json(json!({"status": "success", "data": data})).into_response()
 }

@@ -2454,6 +2454,20 @@ async fn every_written_series_is_watched_and_its_anomalies_kept_and_listed() {
     assert_eq!(listed[1]["time"], (t0 + 350 * 15) as f64);
     assert_eq!(listed[1]["value"], 480.0);
     assert!(listed[1]["score"].as_f64().unwrap() >= 0.5, "{body}");
+    // Each is set against what its series did in the hour before: query times of 11 to
+    // 13 ms (240 of them), and about 100 requests a second.
+    let before = &listed[1]["before"];
+    assert_eq!(before["samples"], 240, "{before}");
+    let p = |b: &serde_json::Value, q: &str| b[q].as_f64().unwrap();
+    assert!(
+        p(before, "p5") >= 11.0 && p(before, "p95") <= 13.0,
+        "{before}"
+    );
+    assert!((11.5..12.5).contains(&p(before, "p50")), "{before}");
+    assert!(
+        (95.0..105.0).contains(&p(&listed[0]["before"], "p50")),
+        "{body}"
+    );
     // A fresh watch after the restart: nothing scored yet.
     assert_eq!(v["data"]["watch"]["scored"], 0);
     // Each series learns from its stored history when it is next written, so the slow
@@ -2748,6 +2762,8 @@ async fn anomalies_group_into_events_by_instance_and_gap() {
         .collect();
     assert_eq!(members, [1080.0, 1030.0, 1000.0]);
     assert_eq!(d["events"][1]["peak"]["score"], 0.9);
+    // Nothing of the source series is stored here to set the peak against.
+    assert!(d["events"][1]["peak"]["before"].is_null(), "{d}");
     // A five-minute gap joins host a's two; the limit keeps the newest events.
     let d = events("&gap=5m").await;
     assert_eq!(
