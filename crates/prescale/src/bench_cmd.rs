@@ -149,7 +149,7 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
 
 /// The queries `bench query` times: `(what, path)`, `{N}` a series, `{START}`,
 /// `{END}` and `{DAY}` the stored range's bounds and a day before its end.
-const BENCH_QUERIES: [(&str, &str); 9] = [
+const BENCH_QUERIES: [(&str, &str); 11] = [
     ("one series, now", "/api/v1/query?query=bench_value{instance=\"host-00001\"}&time={END}"),
     ("one series, a day every minute", "/api/v1/query_range?query=bench_value{instance=\"host-00001\"}&start={DAY}&end={END}&step=60"),
     ("the mean of all, a day every minute", "/api/v1/query_range?query=avg by (job) (bench_value)&start={DAY}&end={END}&step=60"),
@@ -159,7 +159,13 @@ const BENCH_QUERIES: [(&str, &str); 9] = [
     ("hourly peak of the mean (subquery), a day every 5 minutes", "/api/v1/query_range?query=max_over_time(avg(bench_value)[1h:1m])&start={DAY}&end={END}&step=300"),
     ("series by match[]", "/api/v1/series?match[]=bench_value&start={DAY}&end={END}"),
     ("label values", "/api/v1/label/instance/values"),
+    ("the dashboard's anomaly events, the whole range", "/api/v1/anomalies?start={START}&end={END}&group=events&limit=20"),
+    ("a day's anomalies, each with the hour before it", "/api/v1/anomalies?start={DAY}&end={END}&limit=1000"),
 ];
+
+/// Anomalies found in each gauge every two hours (offset a minute a series), saved as the
+/// watch saves them, for the anomaly queries to list.
+const BENCH_ANOMALY_EVERY_MS: i64 = 7_200_000;
 
 /// `prescale bench query`.
 fn query(a: QueryBenchArgs) -> Result<(), String> {
@@ -200,6 +206,16 @@ fn query(a: QueryBenchArgs) -> Result<(), String> {
                 }
             })
             .collect();
+        let (score, value) = prescale_server::anomalies::finding_keys(&key("bench_value"));
+        let found: Vec<i64> = (0..)
+            .map(|k| start_ms + (i as i64 % 120) * 60_000 + k * BENCH_ANOMALY_EVERY_MS)
+            .take_while(|&t| t <= end_ms)
+            .collect();
+        let at =
+            |v: f64| -> Vec<Sample> { found.iter().map(|&ts| Sample { ts, value: v }).collect() };
+        store
+            .append_many(&[(score, at(0.6)), (value, at(99.0))])
+            .map_err(|e| e.to_string())?;
         let batch = [
             (key("bench_value"), gauge),
             (key("bench_requests_total"), counter),
@@ -273,8 +289,9 @@ fn query(a: QueryBenchArgs) -> Result<(), String> {
             // A fast empty answer measures nothing: each must hold what it asked for.
             let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
             let data = &v["data"];
-            let empty = data
-                .get("result")
+            let empty = ["result", "anomalies", "events"]
+                .iter()
+                .find_map(|k| data.get(k))
                 .unwrap_or(data)
                 .as_array()
                 .is_none_or(Vec::is_empty);

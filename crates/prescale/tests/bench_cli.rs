@@ -122,8 +122,10 @@ fn bench_query_times_each_dashboard_query_on_a_filled_store() {
         "hourly peak of the mean (subquery), a day every 5 minutes: median",
         "series by match[]: median",
         "label values: median",
+        "the dashboard's anomaly events, the whole range: median",
+        "a day's anomalies, each with the hour before it: median",
     ] {
         assert!(text.contains(what), "{what} missing: {text}");
     }
-    assert_eq!(text.matches(" ms (").count(), 9, "{text}");
+    assert_eq!(text.matches(" ms (").count(), 11, "{text}");
 }

@@ -185,8 +185,9 @@ pub struct WatchStats {
     pub found: u64,
 }
 
-/// The keys an anomaly of `src` is saved under: its labels, plus `series_name`.
-fn finding_keys(src: &SeriesKey) -> (SeriesKey, SeriesKey) {
+/// The keys an anomaly of `src` is saved under (its likelihood's, then its value's): its
+/// labels, plus `series_name`.
+pub fn finding_keys(src: &SeriesKey) -> (SeriesKey, SeriesKey) {
     let mut labels = src.labels.clone();
     if let Some(clash) = labels.remove(SOURCE) {
         labels.insert(EXPORTED_SOURCE.into(), clash);
