@@ -140,6 +140,9 @@ pub const HISTORY_MS: i64 = 6 * 3_600_000;
 /// ... and how many of its last samples there its detector learns from: enough for its
 /// tails to be fitted again (they need about 1,100), so a restart judges as before it.
 pub const HISTORY_SAMPLES: usize = 1200;
+/// A sparser series (a minute's or five minutes' samples) is read further back, as far
+/// as its samples in those 6 hours say holds the rest, but no further than this.
+pub const SPARSE_HISTORY_MS: i64 = 7 * 86_400_000;
 /// The seasons an anomaly is compared with: the same time a day and a week before...
 const SEASONS_MS: [i64; 2] = [86_400_000, 7 * 86_400_000];
 /// ... give or take this much (a nightly job starts at about the same time).
@@ -202,7 +205,8 @@ impl SeriesWatch {
     ///
     /// - when `key` is not watched yet (a new series, or every series after a restart),
     ///   its detector first learns from its last [`HISTORY_SAMPLES`] in the
-    ///   [`HISTORY_MS`] before the first new sample, reporting nothing there (it was
+    ///   [`HISTORY_MS`] before the first new sample (further back, up to
+    ///   [`SPARSE_HISTORY_MS`], for a sparse series), reporting nothing there (it was
     ///   judged before), so a restart does not leave series unjudged for 270 samples;
     /// - a sample that scores as an anomaly is not reported when the series did as much
     ///   a day or a week before, within 15 minutes of the same time: some value judged
@@ -269,6 +273,22 @@ impl SeriesWatch {
                 Vec::new()
             };
             history.retain(|s| s.ts < first);
+            if self.learn && !history.is_empty() && history.len() < HISTORY_SAMPLES {
+                // A sparse series: the 6 hours before hold too few to judge by, so reach
+                // back as far as its rate says the rest lie (a restart would otherwise
+                // leave a five-minute series unjudged for its next 270 samples).
+                let back = (HISTORY_MS as f64 * HISTORY_SAMPLES as f64 / history.len() as f64)
+                    .min(SPARSE_HISTORY_MS as f64) as i64;
+                if back > HISTORY_MS {
+                    let mut older = stored(
+                        first.saturating_sub(back),
+                        first.saturating_sub(HISTORY_MS + 1),
+                    );
+                    older.retain(|s| s.ts < first.saturating_sub(HISTORY_MS));
+                    older.append(&mut history);
+                    history = older;
+                }
+            }
             let old = history.len().saturating_sub(HISTORY_SAMPLES);
             history.drain(..old);
             for s in history {
@@ -529,6 +549,67 @@ mod tests {
             Vec::new()
         });
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn a_sparse_series_is_read_back_far_enough_to_be_judged_after_a_restart() {
+        // Five-minute samples for four days, then a restart: the 6 hours before hold 72,
+        // too few to be scored (270), so the watch reads back as far as 1,200 lie.
+        let k = key("rds_cpu_percent");
+        let step = 300_000i64;
+        let history: Vec<Sample> = (0..1152i64)
+            .map(|i| Sample {
+                ts: i * step,
+                value: 30.0 + 3.0 * wobble(i),
+            })
+            .collect();
+        let after: Vec<Sample> = (1152..1160i64)
+            .map(|i| Sample {
+                ts: i * step,
+                value: if i == 1155 {
+                    95.0
+                } else {
+                    30.0 + 3.0 * wobble(i)
+                },
+            })
+            .collect();
+        let mut asked = Vec::new();
+        let mut w = SeriesWatch::new(0.5, 10);
+        let found = w.observe_stored(&k, &after, |start, end| {
+            asked.push((start, end));
+            history
+                .iter()
+                .filter(|s| (start..=end).contains(&s.ts))
+                .copied()
+                .collect()
+        });
+        let first = 1152 * step;
+        // 6 hours, then 6 x 1,200 / 72 = 100 hours back.
+        assert_eq!(asked[0], (first - HISTORY_MS, first - 1));
+        assert_eq!(asked[1], (first - 100 * 3_600_000, first - HISTORY_MS - 1));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].ts, 1155 * step);
+        // A series as sparse as one a day is read back no more than a week.
+        let mut w = SeriesWatch::new(0.5, 10);
+        let mut reach = None;
+        w.observe_stored(
+            &k,
+            &[Sample {
+                ts: 100 * 86_400_000,
+                value: 1.0,
+            }],
+            |start, end| {
+                reach.get_or_insert(0);
+                if end - start >= HISTORY_MS {
+                    reach = Some(100 * 86_400_000 - start);
+                }
+                vec![Sample {
+                    ts: end,
+                    value: 1.0,
+                }]
+            },
+        );
+        assert_eq!(reach, Some(SPARSE_HISTORY_MS));
     }
 
     #[test]
