@@ -178,8 +178,10 @@ impl Tail {
     /// the 95th percentile, its fit is used after 10 peaks in 200 values (so from about
     /// the 270th sample rather than the 1,070th), and its shape is no heavier than 0.25.
     /// Fitted to so few peaks so far below the extremes, it is a rough guess: a change
-    /// or a level must be rare under it and under the normal tail to count. It starts
-    /// where `main` just did, from the same first values.
+    /// or a level must be rare under it and under the normal tail to count. (The value
+    /// is not judged by one: a slow swing's first trough, past the few hundred values
+    /// seen, was "impossible" under it, and `prescale bench ingest`'s gauges reported
+    /// 75.) It starts where `main` just did, from the same first values.
     fn provisional(main: &Tail) -> Self {
         Self {
             started: main.started,
@@ -301,11 +303,11 @@ impl Tail {
 /// (a spike past anything the series has done). Each is judged by how unlikely it is
 /// under its own history: by the tail fitted to its largest values (a generalised Pareto
 /// one, as SPOT does) once there are enough of them (after about 1,100 samples). Before
-/// that, from the 270th sample (the first scored), a provisional tail fitted to the
-/// values past the 95th percentile judges the value's surprise, and the change's and the
-/// level's are judged by it and by a normal tail, whichever finds them the less rare (by
-/// a normal tail alone while the provisional one has too few peaks; the value's not at
-/// all). The rarest counts, so one threshold
+/// that, from the 270th sample (the first scored), the change's and the level's are
+/// judged by a provisional tail fitted to the values past the 95th percentile and by a
+/// normal tail, whichever finds them the less rare (by the normal tail alone while the
+/// provisional one has too few peaks), and the value's not at all. The rarest counts,
+/// so one threshold
 /// means the same on a quiet series and a noisy one, a smooth one and a spiky one.
 ///
 /// The score puts that chance against the sample's interval: 0.5 is a surprise the
@@ -338,10 +340,10 @@ pub struct LikelihoodDetector {
     level_tail: Tail,
     #[serde(default)]
     value_tail: Tail,
-    /// Provisional tails of the three surprises, from when theirs start until they are
-    /// all fitted.
+    /// Provisional tails of the change and the level, from when theirs start until
+    /// they are fitted.
     #[serde(default)]
-    provisional: Option<Box<[Tail; 3]>>,
+    provisional: Option<Box<[Tail; 2]>>,
     /// The last sample's time, and the typical interval between samples (0: unknown).
     #[serde(default)]
     last_ts: Option<TimestampMs>,
@@ -501,10 +503,10 @@ impl LikelihoodDetector {
         // job's start, but its value is far past any before.
         let off = ((x - self.v_mean).abs() / self.v_var.sqrt().max(floor)).min(1e3);
         let p3 = self.value_tail.observe(off);
-        let (q, q2, q3) = match &mut self.provisional {
+        let (q, q2) = match &mut self.provisional {
             Some(t) => {
-                let q = (t[0].observe(raw), t[1].observe(level), t[2].observe(off));
-                if self.tail.fitted() && self.level_tail.fitted() && self.value_tail.fitted() {
+                let q = (t[0].observe(raw), t[1].observe(level));
+                if self.tail.fitted() && self.level_tail.fitted() {
                     self.provisional = None;
                 }
                 q
@@ -515,10 +517,9 @@ impl LikelihoodDetector {
                     self.provisional = Some(Box::new([
                         Tail::provisional(&self.tail),
                         Tail::provisional(&self.level_tail),
-                        Tail::provisional(&self.value_tail),
                     ]));
                 }
-                (None, None, None)
+                (None, None)
             }
         };
         if self.seen <= Self::WARMUP {
@@ -540,11 +541,10 @@ impl LikelihoodDetector {
             (None, None) => score_of(normal_tail(z), 10.0),
             (None, Some(q)) => score_of(normal_tail(z), 10.0).min(score_of(q, l0)),
         };
-        // The rarest surprise is the sample's. The value's own only counts once a tail
-        // of it is fitted (the provisional one at first): under a normal one, every
-        // busy hour of a daily cycle would be.
+        // The rarest surprise is the sample's. The value's own only counts once its
+        // tail is fitted: under a normal one, every busy hour of a daily cycle would be.
         let mut score = judged(z, p, q).max(judged(z2, p2, q2));
-        if let Some(chance) = p3.or(q3) {
+        if let Some(chance) = p3 {
             score = score.max(score_of(chance, l0));
         }
         // One event, one report: after a score of REPORT, later ones are damped for a while.
@@ -816,8 +816,11 @@ mod tests {
         // `prescale bench ingest`'s gauges: a slow swing of +-15 around 50 and a jitter
         // of up to +-2 that repeats, every 15 s. While the first swing runs, each sample
         // is the level's largest yet: the tails are not trusted before they have seen
-        // 1,000 values (they were, at 20 peaks, and reported these).
-        for k in [240u64, 485, 529, 774] {
+        // 1,000 values (they were, at 20 peaks, and reported these), and the value is
+        // not judged by a provisional tail (it was, and 75 of the thousand reported
+        // their first trough or crest).
+        let mut reported = Vec::new();
+        for k in 0..1000u64 {
             let scores = scored(
                 (0..1000u64).map(|step| {
                     let n = step * 1000 + k;
@@ -827,8 +830,11 @@ mod tests {
                 }),
                 15_000,
             );
-            assert!(peak(&scores) < 0.5, "series {k}: {}", peak(&scores));
+            if peak(&scores) >= 0.5 {
+                reported.push(k);
+            }
         }
+        assert!(reported.is_empty(), "series {reported:?}");
     }
 
     #[test]
