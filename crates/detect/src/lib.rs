@@ -151,22 +151,35 @@ struct Tail {
     provisional: bool,
 }
 
-impl Tail {
-    /// The share of samples above the threshold.
-    const ABOVE: f64 = 0.02;
+/// How a tail is fitted.
+#[derive(Debug, Clone, Copy)]
+struct Fit {
+    /// The share of values above the threshold.
+    above: f64,
     /// Peaks the fit needs before it is used, over at least the values in which that
-    /// many are expected (1,000): a new series' first swing can make every value a
-    /// peak while the threshold climbs after it.
-    const FIT_PEAKS: u64 = 20;
-    /// A provisional tail's share above its threshold, and the peaks its fit needs
-    /// (over 200 values).
-    const PROVISIONAL_ABOVE: f64 = 0.05;
-    const PROVISIONAL_PEAKS: u64 = 10;
-    /// The heaviest tail shape fitted, and a provisional tail's: among a few dozen
-    /// peaks, one spike makes the shape heavy enough that a spike twice its size
-    /// seems nothing rare.
-    const HEAVIEST: f64 = 0.5;
-    const PROVISIONAL_HEAVIEST: f64 = 0.25;
+    /// many are expected.
+    peaks: u64,
+    /// The heaviest shape fitted.
+    heaviest: f64,
+}
+
+impl Tail {
+    /// A series' own tail: its 98th percentile, trusted after 20 peaks in 1,000 values
+    /// (a new series' first swing can make every value a peak while the threshold
+    /// climbs after it), its shape no heavier than 0.5 (a variance exists below).
+    const OWN: Fit = Fit {
+        above: 0.02,
+        peaks: 20,
+        heaviest: 0.5,
+    };
+    /// A provisional tail: its 95th percentile, trusted after 10 peaks in 200 values,
+    /// its shape no heavier than 0.25 (among a few dozen peaks, one spike makes the
+    /// shape heavy enough that a spike twice its size seems nothing rare).
+    const PROVISIONAL: Fit = Fit {
+        above: 0.05,
+        peaks: 10,
+        heaviest: 0.25,
+    };
     /// Weight of a new peak in the fit, once there have been 100.
     const PEAK_WEIGHT: f64 = 0.01;
     /// Values that set the first threshold.
@@ -192,30 +205,18 @@ impl Tail {
         }
     }
 
-    fn heaviest(&self) -> f64 {
+    fn fit(&self) -> Fit {
         if self.provisional {
-            Self::PROVISIONAL_HEAVIEST
+            Self::PROVISIONAL
         } else {
-            Self::HEAVIEST
-        }
-    }
-
-    fn above(&self) -> f64 {
-        if self.provisional {
-            Self::PROVISIONAL_ABOVE
-        } else {
-            Self::ABOVE
+            Self::OWN
         }
     }
 
     /// Whether the fit is used.
     fn fitted(&self) -> bool {
-        let peaks = if self.provisional {
-            Self::PROVISIONAL_PEAKS
-        } else {
-            Self::FIT_PEAKS
-        };
-        self.peaks >= peaks && self.counted as f64 >= peaks as f64 / self.above()
+        let fit = self.fit();
+        self.peaks >= fit.peaks && self.counted as f64 >= fit.peaks as f64 / fit.above
     }
 
     /// The chance of a value of at least `x` when the tail is fitted (`None` before);
@@ -252,9 +253,9 @@ impl Tail {
             let w = (1.0 / self.peaks as f64).max(Self::PEAK_WEIGHT);
             self.m1 += w * (y - self.m1);
             self.m2 += w * (y * y - self.m2);
-            self.u += step * (1.0 - self.above());
+            self.u += step * (1.0 - self.fit().above);
         } else {
-            self.u -= step * self.above();
+            self.u -= step * self.fit().above;
         }
         p
     }
@@ -276,7 +277,7 @@ impl Tail {
         let m = self.m1.max(1e-300);
         let v = (self.m2 - m * m).max(0.0);
         let shape = if v > 0.0 {
-            (0.5 * (1.0 - m * m / v)).clamp(Self::LIGHTEST, self.heaviest())
+            (0.5 * (1.0 - m * m / v)).clamp(Self::LIGHTEST, self.fit().heaviest)
         } else {
             Self::LIGHTEST
         };
@@ -292,7 +293,7 @@ impl Tail {
                 base.powf(-1.0 / shape)
             }
         };
-        Some(self.above() * beyond)
+        Some(self.fit().above * beyond)
     }
 }
 
@@ -389,7 +390,7 @@ impl LikelihoodDetector {
     /// is unmoved.
     const WARMUP: u64 = Self::SCALE_WARMUP
         + Tail::FIRST as u64
-        + (Tail::PROVISIONAL_PEAKS as f64 / Tail::PROVISIONAL_ABOVE) as u64;
+        + (Tail::PROVISIONAL.peaks as f64 / Tail::PROVISIONAL.above) as u64;
 
     /// A detector that scores 0 for its first 270 samples while it learns.
     pub fn new() -> Self {
