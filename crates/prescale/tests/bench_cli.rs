@@ -47,6 +47,16 @@ fn bench_ingest_sends_everything_and_the_store_takes_it() {
         assert_eq!(per_sample.len(), 3, "{text}");
         assert!(per_sample.iter().all(|b| *b > 0.0), "{text}");
         assert!(per_sample[2] < per_sample[1], "{text}");
+        // And the process's peak memory, where Linux tells it.
+        if cfg!(target_os = "linux") {
+            let mb: f64 = text
+                .split("memory: ")
+                .nth(1)
+                .and_then(|t| t.split(" MB at most resident").next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no peak memory in {text}"));
+            assert!(mb > 1.0, "{text}");
+        }
     }
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["bench", "ingest", "--batch", "0"])
