@@ -642,6 +642,26 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
         "{}",
         db2[0]
     );
+    // And which metrics moved in it, as the API counts them.
+    let db2_event = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["instance"] == "db2")
+        .unwrap();
+    assert_eq!(
+        db2_event["metrics"],
+        serde_json::json!([
+            {"metric": "pg_conns", "anomalies": 1, "series": 1},
+            {"metric": "pg_lock_waits", "anomalies": 1, "series": 1},
+        ]),
+        "{events}"
+    );
+    assert!(
+        db2[0].contains(">metrics: pg_conns 1, pg_lock_waits 1</span>"),
+        "{}",
+        db2[0]
+    );
     for a in ours {
         let series = a["series"].as_str().unwrap();
         let row = rows

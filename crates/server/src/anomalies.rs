@@ -279,10 +279,23 @@ struct Event {
     peak: Listed,
     /// Its anomalies, newest first, at most [`EVENT_MEMBERS`].
     members: Vec<Listed>,
+    /// What moved: its metrics with the most anomalies first, at most
+    /// [`EVENT_METRICS`], so an event of 80 series reads as "mostly disk and memory".
+    metrics: Vec<EventMetric>,
+}
+
+/// One metric's share of an event.
+#[derive(Debug, Serialize, PartialEq)]
+struct EventMetric {
+    metric: String,
+    anomalies: usize,
+    series: usize,
 }
 
 /// The anomalies an event lists.
 const EVENT_MEMBERS: usize = 100;
+/// The metrics an event lists.
+const EVENT_METRICS: usize = 20;
 /// The gap that ends an event unless the query says.
 const EVENT_GAP_MS: i64 = 60_000;
 
@@ -291,20 +304,19 @@ const EVENT_GAP_MS: i64 = 60_000;
 fn events(listed: Vec<Listed>, gap_ms: i64) -> Vec<Event> {
     let gap = gap_ms as f64 / 1000.0;
     let mut open: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out: Vec<(Event, HashSet<String>)> = Vec::new();
+    // Each event's metrics: their anomalies and series.
+    type Moved = BTreeMap<String, (usize, HashSet<String>)>;
+    let mut out: Vec<(Event, Moved)> = Vec::new();
     for a in listed {
         let instance = a.labels.get("instance").cloned().unwrap_or_default();
-        match open.get(&instance).map(|&i| &mut out[i]) {
-            Some((e, series)) if e.start - a.time <= gap => {
+        let (e, moved) = match open.get(&instance).map(|&i| &mut out[i]) {
+            Some((e, moved)) if e.start - a.time <= gap => {
                 e.start = a.time;
                 e.anomalies += 1;
-                series.insert(a.series.clone());
                 if a.score > e.peak.score {
                     e.peak = a.clone();
                 }
-                if e.members.len() < EVENT_MEMBERS {
-                    e.members.push(a);
-                }
+                (e, moved)
             }
             _ => {
                 open.insert(instance.clone(), out.len());
@@ -316,16 +328,36 @@ fn events(listed: Vec<Listed>, gap_ms: i64) -> Vec<Event> {
                         anomalies: 1,
                         series: 0,
                         peak: a.clone(),
-                        members: vec![a.clone()],
+                        members: Vec::new(),
+                        metrics: Vec::new(),
                     },
-                    HashSet::from([a.series]),
+                    Moved::new(),
                 ));
+                let (e, moved) = out.last_mut().expect("just pushed");
+                (e, moved)
             }
+        };
+        let m = moved.entry(a.metric.clone()).or_default();
+        m.0 += 1;
+        m.1.insert(a.series.clone());
+        if e.members.len() < EVENT_MEMBERS {
+            e.members.push(a);
         }
     }
     out.into_iter()
-        .map(|(mut e, series)| {
-            e.series = series.len();
+        .map(|(mut e, moved)| {
+            e.series = moved.values().map(|m| m.1.len()).sum();
+            e.metrics = moved
+                .into_iter()
+                .map(|(metric, (anomalies, series))| EventMetric {
+                    metric,
+                    anomalies,
+                    series: series.len(),
+                })
+                .collect();
+            // Most anomalies first; the sort is stable, so ties stay in name order.
+            e.metrics.sort_by_key(|m| std::cmp::Reverse(m.anomalies));
+            e.metrics.truncate(EVENT_METRICS);
             e
         })
         .collect()
@@ -338,7 +370,8 @@ fn events(listed: Vec<Listed>, gap_ms: i64) -> Vec<Event> {
 /// likelihood listed. With `group=events`, events instead of anomalies, newest first
 /// and at most `limit`: an instance's anomalies each within `gap` (a duration, default
 /// 1m) of the next are one, with its start, end, counts, most surprising anomaly and
-/// first 100 anomalies; `found` counts the anomalies and `events_total` the events in
+/// first 100 anomalies, and its 20 metrics with the most anomalies (`metrics`: metric,
+/// anomalies, series); `found` counts the anomalies and `events_total` the events in
 /// the window, before the limit.
 pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
     let now = prescale_core::now_ms();
@@ -472,4 +505,57 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
     };
     data["watch"] = json!(st.anomalies.stats());
     Json(json!({"status": "success", "data": data})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(metric: &str, device: &str, time: f64) -> Listed {
+        let labels = BTreeMap::from([
+            ("instance".to_string(), "h:9100".to_string()),
+            ("device".to_string(), device.to_string()),
+        ]);
+        Listed {
+            series: format!(r#"{metric}{{device="{device}",instance="h:9100"}}"#),
+            metric: metric.into(),
+            labels,
+            time,
+            score: 0.6,
+            value: Some(1.0),
+            judged: "value",
+            before: None,
+        }
+    }
+
+    #[test]
+    fn an_event_counts_each_metric_s_anomalies_and_series_and_lists_the_largest() {
+        // Newest first: three disks' reads (four anomalies), two of one disk's writes,
+        // and one anomaly each in 25 other metrics, all within a second of each other.
+        let mut all = vec![
+            listed("disk_reads", "sda", 100.0),
+            listed("disk_reads", "sdb", 99.9),
+            listed("disk_reads", "sdc", 99.8),
+            listed("disk_reads", "sda", 99.7),
+            listed("disk_writes", "sda", 99.6),
+            listed("disk_writes", "sda", 99.5),
+        ];
+        for i in 0..25 {
+            all.push(listed(
+                &format!("other_{i:02}"),
+                "sda",
+                99.0 - i as f64 * 0.01,
+            ));
+        }
+        let e = events(all, 1_000);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].anomalies, e[0].series), (31, 29));
+        assert_eq!(e[0].metrics.len(), EVENT_METRICS);
+        let count = |m: &EventMetric| (m.metric.clone(), m.anomalies, m.series);
+        assert_eq!(count(&e[0].metrics[0]), ("disk_reads".into(), 4, 3));
+        assert_eq!(count(&e[0].metrics[1]), ("disk_writes".into(), 2, 1));
+        // The rest tie at one each and come in name order, as far as the list goes.
+        assert_eq!(count(&e[0].metrics[2]), ("other_00".into(), 1, 1));
+        assert_eq!(count(&e[0].metrics[19]), ("other_17".into(), 1, 1));
+    }
 }

@@ -2771,6 +2771,16 @@ async fn anomalies_group_into_events_by_instance_and_gap() {
         s("a:9100", 1000.0, 1300.0, 4, 3, "node_disk"),
         "{d}"
     );
+    // What moved in it, the metric with the most anomalies first, ties by name.
+    assert_eq!(
+        d["events"][0]["metrics"],
+        serde_json::json!([
+            {"metric": "node_cpu", "anomalies": 2, "series": 1},
+            {"metric": "node_disk", "anomalies": 1, "series": 1},
+            {"metric": "node_net", "anomalies": 1, "series": 1},
+        ]),
+        "{d}"
+    );
     let d = events("&limit=1").await;
     assert_eq!(d["events"].as_array().unwrap().len(), 1);
     assert_eq!(d["events_total"], 4);
