@@ -9,7 +9,7 @@
 //! so it is judged at once, and what a series did a day or a week before at about that
 //! time is no anomaly.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -300,67 +300,94 @@ const EVENT_METRICS: usize = 20;
 const EVENT_GAP_MS: i64 = 60_000;
 
 /// `listed` (newest first) as events, newest first: an instance's anomalies each at
-/// most `gap_ms` from the next are one.
-fn events(listed: Vec<Listed>, gap_ms: i64) -> Vec<Event> {
+/// most `gap_ms` from the next are one. Returns the first `limit` of them and how many
+/// there were; only those are counted up and listed.
+fn events(listed: Vec<Listed>, gap_ms: i64, limit: usize) -> (Vec<Event>, usize) {
     let gap = gap_ms as f64 / 1000.0;
-    let mut open: BTreeMap<String, usize> = BTreeMap::new();
-    // Each event's metrics: their anomalies and series.
-    type Moved = BTreeMap<String, (usize, HashSet<String>)>;
-    let mut out: Vec<(Event, Moved)> = Vec::new();
-    for a in listed {
-        let instance = a.labels.get("instance").cloned().unwrap_or_default();
-        let (e, moved) = match open.get(&instance).map(|&i| &mut out[i]) {
-            Some((e, moved)) if e.start - a.time <= gap => {
-                e.start = a.time;
-                e.anomalies += 1;
-                if a.score > e.peak.score {
-                    e.peak = a.clone();
+    /// An event while the anomalies are grouped: its first and last times, the index
+    /// of its most surprising anomaly, and how many it has.
+    struct Span {
+        start: f64,
+        end: f64,
+        peak: usize,
+        anomalies: usize,
+    }
+    // The event each anomaly is in, and each instance's newest-found (open) event.
+    let mut spans: Vec<Span> = Vec::new();
+    let mut of: Vec<usize> = Vec::with_capacity(listed.len());
+    let mut open: HashMap<&str, usize> = HashMap::new();
+    for (i, a) in listed.iter().enumerate() {
+        let instance = a.labels.get("instance").map_or("", String::as_str);
+        match open.get(instance) {
+            Some(&e) if spans[e].start - a.time <= gap => {
+                let span = &mut spans[e];
+                span.start = a.time;
+                span.anomalies += 1;
+                if a.score > listed[span.peak].score {
+                    span.peak = i;
                 }
-                (e, moved)
+                of.push(e);
             }
             _ => {
-                open.insert(instance.clone(), out.len());
-                out.push((
-                    Event {
-                        instance,
-                        start: a.time,
-                        end: a.time,
-                        anomalies: 1,
-                        series: 0,
-                        peak: a.clone(),
-                        members: Vec::new(),
-                        metrics: Vec::new(),
-                    },
-                    Moved::new(),
-                ));
-                let (e, moved) = out.last_mut().expect("just pushed");
-                (e, moved)
+                open.insert(instance, spans.len());
+                of.push(spans.len());
+                spans.push(Span {
+                    start: a.time,
+                    end: a.time,
+                    peak: i,
+                    anomalies: 1,
+                });
             }
-        };
-        let m = moved.entry(a.metric.clone()).or_default();
-        m.0 += 1;
-        m.1.insert(a.series.clone());
-        if e.members.len() < EVENT_MEMBERS {
-            e.members.push(a);
         }
     }
-    out.into_iter()
-        .map(|(mut e, moved)| {
-            e.series = moved.values().map(|m| m.1.len()).sum();
-            e.metrics = moved
-                .into_iter()
+    let total = spans.len();
+    spans.truncate(limit);
+    // What moved in each event listed: its metrics' anomalies and series.
+    let mut moved: Vec<BTreeMap<&str, (usize, HashSet<&str>)>> =
+        (0..spans.len()).map(|_| BTreeMap::new()).collect();
+    for (a, &e) in listed.iter().zip(&of) {
+        if let Some(m) = moved.get_mut(e) {
+            let m = m.entry(a.metric.as_str()).or_default();
+            m.0 += 1;
+            m.1.insert(a.series.as_str());
+        }
+    }
+    let mut out: Vec<Event> = spans
+        .iter()
+        .zip(moved)
+        .map(|(span, moved)| {
+            let mut metrics: Vec<EventMetric> = moved
+                .iter()
                 .map(|(metric, (anomalies, series))| EventMetric {
-                    metric,
-                    anomalies,
+                    metric: metric.to_string(),
+                    anomalies: *anomalies,
                     series: series.len(),
                 })
                 .collect();
             // Most anomalies first; the sort is stable, so ties stay in name order.
-            e.metrics.sort_by_key(|m| std::cmp::Reverse(m.anomalies));
-            e.metrics.truncate(EVENT_METRICS);
-            e
+            metrics.sort_by_key(|m| std::cmp::Reverse(m.anomalies));
+            metrics.truncate(EVENT_METRICS);
+            let peak = listed[span.peak].clone();
+            Event {
+                instance: peak.labels.get("instance").cloned().unwrap_or_default(),
+                start: span.start,
+                end: span.end,
+                anomalies: span.anomalies,
+                series: moved.values().map(|m| m.1.len()).sum(),
+                peak,
+                members: Vec::new(),
+                metrics,
+            }
         })
-        .collect()
+        .collect();
+    for (a, e) in listed.into_iter().zip(of) {
+        if let Some(event) = out.get_mut(e) {
+            if event.members.len() < EVENT_MEMBERS {
+                event.members.push(a);
+            }
+        }
+    }
+    (out, total)
 }
 
 /// `GET /api/v1/anomalies`: anomalies found in stored series between `start` and `end`
@@ -487,9 +514,7 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
             }
             Some(gap) => {
                 let found = out.len();
-                let mut all = events(out, gap);
-                let total = all.len();
-                all.truncate(limit);
+                let (mut all, total) = events(out, gap, limit);
                 for e in &mut all {
                     e.peak.before = before(store, &e.peak)?;
                 }
@@ -547,7 +572,8 @@ mod tests {
                 99.0 - i as f64 * 0.01,
             ));
         }
-        let e = events(all, 1_000);
+        let (e, total) = events(all, 1_000, 10);
+        assert_eq!(total, 1);
         assert_eq!(e.len(), 1);
         assert_eq!((e[0].anomalies, e[0].series), (31, 29));
         assert_eq!(e[0].metrics.len(), EVENT_METRICS);
