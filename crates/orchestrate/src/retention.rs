@@ -21,6 +21,8 @@ pub struct RetentionReport {
     pub samples: usize,
     /// Samples moved into compressed chunks.
     pub compressed: usize,
+    /// Series left without samples, and so forgotten (a pod long gone).
+    pub forgotten: usize,
 }
 
 /// Deletes, in every series, the samples older than `now` minus its retention, then
@@ -35,6 +37,7 @@ pub fn enforce(
         // The remote server's own retention applies; listing its series is not cheap.
         return Ok(report);
     }
+    let forgotten = store.forgotten_total();
     for key in store.series() {
         let Some(keep_s) = cfg.retention_s_for(&key) else {
             continue;
@@ -46,6 +49,7 @@ pub fn enforce(
             report.samples += n;
         }
     }
+    report.forgotten = (store.forgotten_total() - forgotten) as usize;
     for key in store.series() {
         report.compressed += store.compress_before(&key, now - COMPRESS_AFTER_MS)?;
     }
@@ -80,7 +84,12 @@ mod tests {
         let other = SeriesKey::parse("queue_depth").unwrap();
         store.append(&read, &every_day).unwrap();
         store.append(&other, &every_day).unwrap();
+        // A pod that stopped reporting on day 10: nothing of it is left, so it goes.
+        let gone = SeriesKey::parse(r#"container_cpu{pod="web-1"}"#).unwrap();
+        store.append(&gone, &every_day[..=10]).unwrap();
         let r = enforce(&store, &cfg, now).unwrap();
+        assert_eq!(store.series().len(), 2);
+        assert!(!store.series().contains(&gone));
         // The workload reads 14 days: days 16..=30 stay; the other series keeps a day.
         let left = |k: &SeriesKey| store.range(k, i64::MIN, i64::MAX).unwrap().unwrap();
         assert_eq!(left(&read).first().map(|s| s.ts), Some(16 * day));
@@ -92,10 +101,11 @@ mod tests {
         assert_eq!(
             r,
             RetentionReport {
-                series: 2,
-                samples: 16 + 29,
+                series: 3,
+                samples: 16 + 29 + 11,
                 // All but the newest (now itself), of each series.
                 compressed: 14 + 1,
+                forgotten: 1,
             }
         );
         // A second pass finds nothing more; a restart finds the same.

@@ -477,7 +477,8 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                                 tracing::info!(
                                     series = r.series,
                                     samples = r.samples,
-                                    "retention: deleted samples older than their series keep"
+                                    forgotten = r.forgotten,
+                                    "retention: deleted samples older than their series keep (forgotten: series left empty)"
                                 );
                             }
                             if r.compressed > 0 {

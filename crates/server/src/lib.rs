@@ -702,7 +702,7 @@ pub fn render_metrics(st: &AppState) -> String {
         )],
     );
     // Unlabelled series: (name, type, help, value).
-    let scalars: [(&str, &str, &str, f64); 11] = [
+    let scalars: [(&str, &str, &str, f64); 12] = [
         (
             "prescale_control_passes_total",
             "counter",
@@ -756,6 +756,12 @@ pub fn render_metrics(st: &AppState) -> String {
             "counter",
             "Samples this process moved from rows into compressed chunks (hourly, those older than an hour).",
             st.store.compressed_total() as f64,
+        ),
+        (
+            "prescale_series_forgotten_total",
+            "counter",
+            "Series this process forgot because retention deleted their last sample.",
+            st.store.forgotten_total() as f64,
         ),
         (
             "prescale_series",

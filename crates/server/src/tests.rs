@@ -80,6 +80,10 @@ async fn health_dashboard_and_metrics() {
         text.contains(&format!("prescale_samples_compressed_total {moved}\n")),
         "{text}"
     );
+    assert!(
+        text.contains("prescale_series_forgotten_total 0\n"),
+        "{text}"
+    );
     assert!(text.contains("prescale_forecast_demand{workload=\"host\",quantile=\"0.95\"}"));
     assert!(text.contains(
         "prescale_allocation_instances{workload=\"host\",tier=\"spot\",state=\"ready\"}"
