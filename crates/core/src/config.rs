@@ -218,6 +218,11 @@ pub struct StorageConfig {
     /// its own, for the longest of this, its `retention_s` and its `history_s`.
     #[serde(default = "default_retention_s")]
     pub retention_s: u64,
+    /// Most series the embedded store holds (0: no limit). Samples of a new series past
+    /// it are refused, saying so, while the series already held go on: a sender whose
+    /// label takes a new value each time (a request id) fills memory instead.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
     /// `[storage.remote]`: keep samples in a Prometheus-compatible server instead of
     /// `path` (which still holds decisions and state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +264,10 @@ pub struct RemoteStorageConfig {
 
 fn default_remote_timeout() -> u64 {
     10
+}
+
+fn default_max_series() -> usize {
+    1_000_000
 }
 
 fn default_retention_s() -> u64 {

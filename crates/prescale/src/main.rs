@@ -322,7 +322,11 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let store = match &cfg.storage.remote {
-            None => open_store(&cfg.storage.path, Durability::Sync)?,
+            None => {
+                let store = open_store(&cfg.storage.path, Durability::Sync)?;
+                store.set_max_series(cfg.storage.max_series);
+                store
+            }
             Some(r) => {
                 std::fs::create_dir_all(&cfg.storage.path).with_context(|| {
                     format!(

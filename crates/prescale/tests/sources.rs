@@ -207,6 +207,48 @@ fn line_protocol_writes_carry_the_token_and_land_in_the_store() {
 }
 
 #[test]
+fn past_storage_max_series_new_series_are_refused_saying_so() {
+    // A sender whose label takes a new value on every line, against a store that holds
+    // at most 50 series (prescale's own among them).
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "db_query_seconds", "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("max_series = 1_000_000"), "the default limit");
+    let d = Daemon::start(
+        dir.path(),
+        &text.replace("max_series = 1_000_000", "max_series = 50"),
+    );
+    wait_for(
+        || get(d.addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz",
+        &|| d.logs(),
+    );
+    let body: String = (0..100)
+        .map(|i| format!("req,request_id=r{i} ms=1 1700000000\n"))
+        .collect();
+    let (code, said) = http(
+        d.addr,
+        "POST",
+        "/api/v2/write?precision=s",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 400, "{said}");
+    assert!(
+        said.contains("series limit reached: the store holds 50 series (storage.max_series)"),
+        "{said}"
+    );
+    let (_, metrics) = get(d.addr, "/metrics").unwrap();
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("prescale_series "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no prescale_series in {metrics}"));
+    assert_eq!(held, 50.0, "{metrics}");
+}
+
+#[test]
 fn prescale_scrapes_a_node_exporter_and_plans_on_its_cpu_counters() {
     let Some(ne) = find("prometheus-node-exporter").or_else(|| find("node_exporter")) else {
         eprintln!(

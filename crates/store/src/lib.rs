@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod remote;
@@ -125,6 +125,8 @@ struct Inner {
     compressed: AtomicU64,
     /// Series this process forgot.
     forgotten: AtomicU64,
+    /// Most series held (0: no limit): see [`Store::set_max_series`].
+    max_series: AtomicUsize,
     remote: Option<remote::Remote>,
 }
 
@@ -377,6 +379,7 @@ impl Store {
                 next_series: Mutex::new(max_id + 1),
                 next_decision: AtomicU64::new(next_decision),
                 appended: AtomicU64::new(0),
+                max_series: AtomicUsize::new(0),
                 forgotten: AtomicU64::new(0),
                 compressed: AtomicU64::new(0),
                 remote: None,
@@ -435,6 +438,10 @@ impl Store {
         if let Some(id) = index.by_key.get(key) {
             return Ok(Some(*id));
         }
+        let max = self.inner.max_series.load(Ordering::Relaxed);
+        if max > 0 && index.by_key.len() >= max {
+            return Ok(None);
+        }
         let id = *next;
         let json = serde_json::to_vec(key).expect("series keys serialize");
         self.inner
@@ -480,7 +487,21 @@ impl Store {
         let mut total = 0usize;
         for (key, samples) in batches {
             let mut report = AppendReport::default();
-            let id = self.series_id(key, true)?.expect("created");
+            let Some(id) = self.series_id(key, true)? else {
+                let max = self.inner.max_series.load(Ordering::Relaxed);
+                let reason = format!(
+                    "series limit reached: the store holds {max} series (storage.max_series), so this new one is not stored; raise the limit, or drop the label that makes each series new (a request id, a timestamp)"
+                );
+                report.rejected = samples
+                    .iter()
+                    .map(|s| Rejection {
+                        ts: s.ts,
+                        reason: reason.clone(),
+                    })
+                    .collect();
+                reports.push(report);
+                continue;
+            };
             let mut newest = self.newest(id)?;
             for s in samples {
                 if !s.value.is_finite() {
@@ -1087,6 +1108,13 @@ impl Store {
     /// Samples accepted since this handle was opened.
     pub fn appended_total(&self) -> u64 {
         self.inner.appended.load(Ordering::Relaxed)
+    }
+
+    /// Holds at most `max` series (0: no limit): samples of a new series past it are
+    /// refused ([`AppendReport::rejected`], saying why), those of series held are stored
+    /// as before. A store already past the limit keeps what it holds.
+    pub fn set_max_series(&self, max: usize) {
+        self.inner.max_series.store(max, Ordering::Relaxed);
     }
 
     /// Series forgotten since this handle was opened: retention deleted their last
@@ -1716,5 +1744,43 @@ mod tests {
         st.delete_before(&k, i64::MAX).unwrap();
         assert_eq!(st.inner.samples.iter().count(), 0, "orphan rows left");
         assert_eq!(st.series_count(), Some(0));
+    }
+
+    #[test]
+    fn past_the_series_limit_a_new_series_is_refused_saying_why_and_the_rest_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        st.set_max_series(2);
+        let req = |n: u32| key(&format!(r#"http_requests{{request_id="{n}"}}"#));
+        let reports = st
+            .append_many(&[
+                (req(1), vec![s(10, 1.0)]),
+                (req(2), vec![s(10, 1.0)]),
+                (req(3), vec![s(10, 1.0), s(20, 2.0)]),
+            ])
+            .unwrap();
+        assert_eq!(
+            reports.iter().map(|r| r.accepted).collect::<Vec<_>>(),
+            [1, 1, 0]
+        );
+        assert_eq!(reports[2].rejected.len(), 2);
+        assert!(
+            reports[2].rejected[0]
+                .reason
+                .contains("series limit reached: the store holds 2 series (storage.max_series)"),
+            "{:?}",
+            reports[2].rejected
+        );
+        assert_eq!(st.series_count(), Some(2));
+        assert_eq!(st.range(&req(3), i64::MIN, i64::MAX).unwrap(), None);
+        // The series held go on.
+        assert_eq!(st.append(&req(1), &[s(20, 2.0)]).unwrap().accepted, 1);
+        // Once retention has emptied one, there is room again.
+        st.delete_before(&req(2), i64::MAX).unwrap();
+        assert_eq!(st.append(&req(3), &[s(30, 3.0)]).unwrap().accepted, 1);
+        // No limit: any number.
+        st.set_max_series(0);
+        assert_eq!(st.append(&req(4), &[s(30, 3.0)]).unwrap().accepted, 1);
+        assert_eq!(st.series_count(), Some(3));
     }
 }
