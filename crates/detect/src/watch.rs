@@ -119,7 +119,10 @@ struct Watched {
 /// (a retried write, a late out-of-order sample) is not scored again. At most
 /// `max_series` series are watched; when a new one would pass that, series that have had
 /// no sample for an hour (of sample time) are forgotten first, and if none has, the new
-/// one is counted in [`SeriesWatch::unwatched`] and not watched.
+/// one is counted in [`SeriesWatch::unwatched`] and not watched. Whether full or not, a
+/// series without a sample for a day is forgotten when a new one comes (at most every
+/// ten minutes of sample time), so a pod long gone holds no memory; if it comes back it
+/// learns from its stored history again.
 #[derive(Debug)]
 pub struct SeriesWatch {
     threshold: f64,
@@ -127,14 +130,18 @@ pub struct SeriesWatch {
     series: HashMap<SeriesKey, Watched>,
     newest: TimestampMs,
     swept_at: TimestampMs,
+    idle_swept_at: TimestampMs,
     unwatched: u64,
     scored: u64,
     expected: u64,
     learn: bool,
 }
 
-/// Samples a series may go without before a full watch forgets it.
+/// Samples a series may go without before a full watch forgets it...
 const STALE_MS: i64 = 3_600_000;
+/// ... and before any watch does, looked for every [`IDLE_SWEEP_MS`] as new series come.
+const IDLE_MS: i64 = 86_400_000;
+const IDLE_SWEEP_MS: i64 = 600_000;
 /// How far back a series new to the watch is read...
 pub const HISTORY_MS: i64 = 6 * 3_600_000;
 /// ... and how many of its last samples there its detector learns from: enough for its
@@ -158,6 +165,7 @@ impl SeriesWatch {
             series: HashMap::new(),
             newest: TimestampMs::MIN,
             swept_at: TimestampMs::MIN,
+            idle_swept_at: TimestampMs::MIN,
             unwatched: 0,
             scored: 0,
             expected: 0,
@@ -331,16 +339,24 @@ impl SeriesWatch {
     /// Whether one more series may be watched, forgetting stale ones if that is what it
     /// takes (at most one sweep per minute of sample time).
     fn make_room(&mut self) -> bool {
+        if self.newest.saturating_sub(self.idle_swept_at) >= IDLE_SWEEP_MS {
+            self.idle_swept_at = self.newest;
+            self.forget_before(self.newest.saturating_sub(IDLE_MS));
+        }
         if self.series.len() < self.max_series {
             return true;
         }
         if self.newest.saturating_sub(self.swept_at) >= 60_000 {
             self.swept_at = self.newest;
-            let cutoff = self.newest.saturating_sub(STALE_MS);
-            self.series
-                .retain(|_, w| w.last.is_some_and(|l| l.ts >= cutoff));
+            self.forget_before(self.newest.saturating_sub(STALE_MS));
         }
         self.series.len() < self.max_series
+    }
+
+    /// Forgets the series whose last sample is older than `cutoff`.
+    fn forget_before(&mut self, cutoff: TimestampMs) {
+        self.series
+            .retain(|_, w| w.last.is_some_and(|l| l.ts >= cutoff));
     }
 }
 
@@ -694,5 +710,22 @@ mod tests {
         assert_eq!((w.watched(), w.unwatched()), (2, 1));
         assert!(w.observe(&key("x_bucket"), &s(0)).is_empty());
         assert_eq!(w.watched(), 2);
+        // A watch with room forgets only what has been quiet for a day, when a new
+        // series comes: `b` was sampled 2 hours in, `c` goes on.
+        let mut w = SeriesWatch::new(0.5, 100);
+        for k in ["a", "b", "c"] {
+            w.observe(&key(k), &s(0));
+        }
+        w.observe(&key("b"), &s(7_200_000));
+        w.observe(&key("c"), &s(86_400_000 + 3_600_000));
+        assert_eq!(w.watched(), 3, "no new series, no sweep");
+        w.observe(&key("d"), &s(86_400_000 + 3_600_000));
+        assert_eq!(w.watched(), 3, "a is forgotten");
+        assert!(!w.series.contains_key(&key("a")));
+        // An hour on, b has been quiet for a day, and goes as e comes.
+        w.observe(&key("e"), &s(86_400_000 + 7_200_000 + 60_000));
+        assert_eq!(w.watched(), 3, "b is forgotten; e joins");
+        assert!(!w.series.contains_key(&key("b")));
+        assert_eq!(w.unwatched(), 0);
     }
 }
