@@ -95,7 +95,6 @@ pub struct AppendReport {
 #[derive(Default)]
 struct Index {
     by_key: HashMap<SeriesKey, u64>,
-    by_id: HashMap<u64, SeriesKey>,
     /// The newest stored timestamp per series id, once looked up: a sample newer than
     /// it cannot repeat one, so the common append (the next sample of a series) needs no
     /// read of the disk.
@@ -353,8 +352,7 @@ impl Store {
                 detail: e.to_string(),
             })?;
             max_id = max_id.max(id);
-            index.by_key.insert(key.clone(), id);
-            index.by_id.insert(id, key);
+            index.by_key.insert(key, id);
         }
         let next_decision = match decisions.last_key_value() {
             Some(g) => {
@@ -450,7 +448,6 @@ impl Store {
             .map_err(self.io())?;
         *next += 1;
         index.by_key.insert(key.clone(), id);
-        index.by_id.insert(id, key.clone());
         Ok(Some(id))
     }
 
@@ -944,16 +941,16 @@ impl Store {
             batch.commit().map_err(self.io())?;
         }
         if deleted > 0 {
-            self.forget_if_empty(id)?;
+            self.forget_if_empty(key, id)?;
             self.persist()?;
         }
         Ok(deleted)
     }
 
-    /// Forgets series `id` if it holds no sample: its entry in `series` and the index go,
+    /// Forgets series `key` (id `id`) if it holds no sample: its entry in `series` and the index go,
     /// so a series that retention has emptied (a pod long gone, whose name was a label)
     /// costs no memory and no work in later passes. If it comes back it is a new series.
-    fn forget_if_empty(&self, id: u64) -> Result<bool> {
+    fn forget_if_empty(&self, key: &SeriesKey, id: u64) -> Result<bool> {
         let _alone = self.inner.appending.write().expect("append lock");
         let _compressing = self.inner.compressing.lock().expect("compression lock");
         let all = sample_key(id, i64::MIN)..=sample_key(id, i64::MAX);
@@ -967,8 +964,8 @@ impl Store {
             .series
             .remove(id.to_be_bytes())
             .map_err(self.io())?;
-        if let Some(key) = index.by_id.remove(&id) {
-            index.by_key.remove(&key);
+        if index.by_key.get(key) == Some(&id) {
+            index.by_key.remove(key);
         }
         index.newest.remove(&id);
         self.inner.forgotten.fetch_add(1, Ordering::Relaxed);
