@@ -45,6 +45,7 @@ use serde_json::json;
 
 pub mod anomalies;
 pub mod compare;
+mod process;
 pub mod promapi;
 pub mod promql;
 pub mod write;
@@ -776,7 +777,7 @@ pub fn render_metrics(st: &AppState) -> String {
             st.store.disk_bytes() as f64,
         ),
     ];
-    for (name, kind, help, v) in scalars {
+    for (name, kind, help, v) in scalars.into_iter().chain(process::metrics()) {
         family(name, kind, help, vec![(String::new(), v)]);
     }
     if let Some(w) = st.anomalies.stats() {

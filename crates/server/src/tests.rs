@@ -84,6 +84,13 @@ async fn health_dashboard_and_metrics() {
         text.contains("prescale_series_forgotten_total 0\n"),
         "{text}"
     );
+    // The process's own use, as Prometheus client libraries export it.
+    if cfg!(target_os = "linux") {
+        for name in ["process_resident_memory_bytes", "process_cpu_seconds_total"] {
+            assert!(text.contains(&format!("\n# TYPE {name} ")), "{text}");
+            assert!(text.contains(&format!("\n{name} ")), "{text}");
+        }
+    }
     assert!(text.contains("prescale_forecast_demand{workload=\"host\",quantile=\"0.95\"}"));
     assert!(text.contains(
         "prescale_allocation_instances{workload=\"host\",tier=\"spot\",state=\"ready\"}"
