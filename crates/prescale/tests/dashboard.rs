@@ -112,6 +112,20 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         "{}",
         sections[3]
     );
+    // The store's series and size, and the process's memory, as the API says.
+    let sources = json(addr, "/api/v1/sources");
+    let series = sources["series"].as_u64().unwrap();
+    assert!(series > 0, "{sources}");
+    assert!(
+        sections[3].contains(&format!(
+            "<span>series <b>{series}</b></span><span>on disk <b>"
+        )),
+        "{}",
+        sections[3]
+    );
+    if cfg!(target_os = "linux") {
+        assert!(sections[3].contains("<span>memory <b>"), "{}", sections[3]);
+    }
     // The demo's metrics are watched as a daemon's sources are: its surges are listed.
     let end = overview["last_tick"].as_f64().unwrap() / 1000.0;
     let watch = json(

@@ -346,10 +346,20 @@ async fn sources(State(st): State<AppState>) -> Response {
     .collect();
     let targets = target_list(&st);
     let storage = st.store.describe();
+    let series = st.store.series_count();
+    let embedded = !st.store.is_remote();
+    let resident = process::metrics()
+        .into_iter()
+        .find(|m| m.0 == "process_resident_memory_bytes")
+        .map(|m| m.3);
     Json(json!({"status": "success", "data": {
         "receivers": receivers,
         "targets": targets,
         "storage": storage,
+        "series": series,
+        "max_series": embedded.then(|| st.store.max_series()),
+        "disk_bytes": embedded.then(|| st.store.disk_bytes()),
+        "resident_bytes": resident,
         "provider": st.provider,
         "token_required": r.token.is_some(),
     }}))

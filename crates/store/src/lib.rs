@@ -1114,6 +1114,11 @@ impl Store {
         self.inner.max_series.store(max, Ordering::Relaxed);
     }
 
+    /// The most series held (0: no limit): see [`Store::set_max_series`].
+    pub fn max_series(&self) -> usize {
+        self.inner.max_series.load(Ordering::Relaxed)
+    }
+
     /// Series forgotten since this handle was opened: retention deleted their last
     /// sample ([`Store::delete_before`]).
     pub fn forgotten_total(&self) -> u64 {
