@@ -842,11 +842,16 @@ async fn scrape_loop(
                 let rejected: usize = reports.iter().map(|r| r.rejected.len()).sum();
                 if rejected > 0 {
                     let first = reports.iter().flat_map(|r| &r.rejected).next();
-                    tracing::warn!(
-                        "{}: {rejected} samples not stored, e.g. {}",
-                        target.url,
+                    let said = format!(
+                        "{rejected} samples not stored, e.g. {}",
                         first.map(|r| r.reason.as_str()).unwrap_or("")
                     );
+                    tracing::warn!("{}: {said}", target.url);
+                    // The target is up, but what it said was not all kept: the
+                    // Sources panel and /api/v1/targets say so beside it.
+                    if health.last_error.is_empty() {
+                        health.last_error = said;
+                    }
                 }
             }
             Err(e) => {

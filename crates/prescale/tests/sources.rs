@@ -209,15 +209,22 @@ fn line_protocol_writes_carry_the_token_and_land_in_the_store() {
 #[test]
 fn past_storage_max_series_new_series_are_refused_saying_so() {
     // A sender whose label takes a new value on every line, against a store that holds
-    // at most 50 series (prescale's own among them).
+    // at most 50 series (prescale's own among them); and a scrape of prescale's own
+    // /metrics, whose series find the store full.
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), "db_query_seconds", "");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("max_series = 1_000_000"), "the default limit");
-    let d = Daemon::start(
-        dir.path(),
-        &text.replace("max_series = 1_000_000", "max_series = 50"),
-    );
+    let addr = free_addr();
+    let text = text
+        .replace("max_series = 1_000_000", "max_series = 50")
+        .replace(
+            "[control]",
+            &format!(
+                "[[sources.scrape]]\njob = \"self\"\ntargets = [\"{addr}\"]\ninterval_s = 1\ntimeout_s = 1\n\n[control]"
+            ),
+        );
+    let d = Daemon::start_at(dir.path(), &text, addr);
     wait_for(
         || get(d.addr, "/healthz").is_some_and(|r| r.0 == 200),
         "healthz",
@@ -246,6 +253,21 @@ fn past_storage_max_series_new_series_are_refused_saying_so() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no prescale_series in {metrics}"));
     assert_eq!(held, 50.0, "{metrics}");
+    // The scrape target is up, and says beside it what was not kept, and why.
+    let refused = || {
+        get(d.addr, "/api/v1/targets").is_some_and(|(_, body)| {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["data"].as_array().unwrap().iter().any(|t| {
+                t["health"] == "up"
+                    && t["last_error"].as_str().is_some_and(|e| {
+                        e.contains("samples not stored, e.g. series limit reached")
+                    })
+            })
+        })
+    };
+    wait_for(refused, "the scrape's refusal beside its target", &|| {
+        d.logs()
+    });
 }
 
 #[test]
