@@ -1161,9 +1161,33 @@ impl Store {
         self.inner.samples.disk_space() + self.inner.chunks.disk_space()
     }
 
-    /// Bytes the store takes on disk, journal included.
+    /// Bytes the store takes on disk, journal included: the space its files hold, not
+    /// their length (a journal file is made 64 MiB long at once and filled as writes
+    /// come, so a new store's length is 64 MiB where it holds a few hundred KB).
     pub fn disk_bytes(&self) -> u64 {
-        self.inner.db.disk_space().unwrap_or(0)
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => held(&m),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        #[cfg(unix)]
+        fn held(m: &std::fs::Metadata) -> u64 {
+            use std::os::unix::fs::MetadataExt;
+            m.blocks() * 512
+        }
+        #[cfg(not(unix))]
+        fn held(m: &std::fs::Metadata) -> u64 {
+            m.len()
+        }
+        walk(Path::new(&self.inner.path))
     }
 }
 
@@ -1784,5 +1808,19 @@ mod tests {
         st.set_max_series(0);
         assert_eq!(st.append(&req(4), &[s(30, 3.0)]).unwrap().accepted, 1);
         assert_eq!(st.series_count(), Some(3));
+    }
+
+    #[test]
+    fn the_size_on_disk_is_what_the_files_hold_not_their_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        // The journal is 64 MiB long from the start, and holds next to nothing.
+        let empty = st.disk_bytes();
+        assert!(empty < 8 << 20, "{empty}");
+        let samples: Vec<Sample> = (0..100_000).map(|t| s(t, t as f64)).collect();
+        st.append(&key("m"), &samples).unwrap();
+        let full = st.disk_bytes();
+        // Each row journalled: a key of 16 bytes and a value of 8, and more.
+        assert!(full >= empty + 2_400_000, "{empty} then {full}");
     }
 }
