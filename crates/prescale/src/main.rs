@@ -415,9 +415,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                                 tracing::warn!("{k}: sample rejected: {}", rej.reason);
                             }
                         }
-                        if let Err(e) = anomalies.observe(&batch, &reports) {
-                            tracing::warn!("anomalies in host metrics could not be saved: {e}");
-                        }
+                        anomalies.submit(batch, &reports);
                         Ok(reports.iter().map(|r| r.accepted).sum::<usize>())
                     })
                     .await;
@@ -571,6 +569,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             }));
         }
         let stop2 = stop.clone();
+        let watch = state.anomalies.clone();
         prescale_server::serve(listener, state, async move {
             shutdown_signal().await;
             stop2.store(true, Ordering::SeqCst);
@@ -578,6 +577,13 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         .await?;
         for t in tasks {
             t.abort();
+        }
+        // What was stored but not judged yet is judged and its anomalies saved: after a
+        // restart these samples are history, learnt from and not reported.
+        let judged =
+            tokio::task::spawn_blocking(move || watch.flush(Duration::from_secs(10))).await?;
+        if !judged {
+            tracing::warn!("stopping with stored samples not yet judged for anomalies");
         }
         store.flush()?;
         tracing::info!("stopped; every acknowledged sample is on disk");
@@ -816,9 +822,7 @@ async fn scrape_loop(
             let scraped = prescale_collect::scrape::scrape(&agent, &t, now_ms());
             let stored = store.append_many(&scraped.series);
             if let Ok(reports) = &stored {
-                if let Err(e) = watch.observe(&scraped.series, reports) {
-                    tracing::warn!("{}: anomalies found could not be saved: {e}", t.url);
-                }
+                watch.submit(scraped.series, reports);
             }
             let said = known.remember(scraped.metadata);
             (scraped.health, said, stored)

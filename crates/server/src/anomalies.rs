@@ -1,5 +1,6 @@
 //! Anomalies in every stored series: what the host collector, the scrape loops and the
-//! write receivers store is scored as it is stored ([`Anomalies::observe`]), and each
+//! write receivers store is scored once stored, off the write's path
+//! ([`Anomalies::submit`]), and each
 //! anomaly is kept in the store as two series with the source's labels plus
 //! `series_name` (the source's name): `prescale_anomaly_score` (its likelihood, 0..1)
 //! and `prescale_anomaly_value` (what was judged: the value, or a counter's per-second
@@ -11,7 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,82 +40,218 @@ const SOURCE: &str = "series_name";
 const EXPORTED_SOURCE: &str = "exported_series_name";
 
 /// The per-series detectors, shared by everything that stores samples.
+///
+/// What is stored is judged off the write path ([`Anomalies::submit`]): a worker thread
+/// takes the batches in the order they come, so a write is answered as soon as it is
+/// stored, however long judging takes (after a restart each series first learns from
+/// its stored history: 5,000 series took 9.7 s, which held up the first write).
+/// [`Anomalies::flush`] waits for what is queued (the anomaly list does, so it answers
+/// for every write acknowledged before it).
 #[derive(Clone)]
 pub struct Anomalies {
-    watch: Option<Arc<Mutex<SeriesWatch>>>,
-    /// `[detect] match`: the series watched (empty: all).
-    picked: Arc<Vec<SeriesMatch>>,
-    store: Store,
-    found: Arc<AtomicU64>,
+    inner: Arc<Inner>,
+    /// The worker's queue (`None` when detection is off).
+    queue: Option<SyncSender<Batch>>,
+    /// Batches queued and not yet judged, with a signal when that falls.
+    pending: Arc<(Mutex<usize>, Condvar)>,
 }
+
+struct Inner {
+    watch: Option<Mutex<SeriesWatch>>,
+    /// `[detect] match`: the series watched (empty: all).
+    picked: Vec<SeriesMatch>,
+    store: Store,
+    found: AtomicU64,
+}
+
+/// Stored samples, series by series.
+type Batch = Vec<(SeriesKey, Vec<Sample>)>;
+
+/// Batches the queue holds before a write waits for the worker to catch up.
+const QUEUED: usize = 1024;
 
 impl Anomalies {
     /// Watches as `[detect]` says (nothing when it is disabled).
     pub fn new(cfg: &DetectConfig, store: Store) -> Self {
-        Self {
-            watch: cfg.enabled.then(|| {
-                let w = SeriesWatch::new(cfg.threshold, cfg.max_series);
-                // A remote store would take a request per series to read each one's
-                // history after a restart, holding up every write meanwhile.
-                let w = if store.is_remote() {
-                    w.without_history()
-                } else {
-                    w
-                };
-                Arc::new(Mutex::new(w))
-            }),
+        let watch = cfg.enabled.then(|| {
+            let w = SeriesWatch::new(cfg.threshold, cfg.max_series);
+            // A remote store would take a request per series to read each one's
+            // history after a restart, holding up every write meanwhile.
+            let w = if store.is_remote() {
+                w.without_history()
+            } else {
+                w
+            };
+            Mutex::new(w)
+        });
+        let inner = Arc::new(Inner {
+            watch,
             // Each was checked when the configuration was read.
-            picked: Arc::new(
-                cfg.match_
-                    .iter()
-                    .filter_map(|m| SeriesMatch::parse(m, "").ok())
-                    .collect(),
-            ),
+            picked: cfg
+                .match_
+                .iter()
+                .filter_map(|m| SeriesMatch::parse(m, "").ok())
+                .collect(),
             store,
-            found: Arc::default(),
+            found: AtomicU64::new(0),
+        });
+        let pending: Arc<(Mutex<usize>, Condvar)> = Arc::default();
+        let queue = inner.watch.is_some().then(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(QUEUED);
+            // The worker does not keep the watch, and so the store, open: once every
+            // handle is dropped the store can be opened again at once (a restart in a
+            // test), and the worker ends with the queue.
+            let (inner, pending) = (Arc::downgrade(&inner), pending.clone());
+            std::thread::Builder::new()
+                .name("anomaly-watch".into())
+                .spawn(move || {
+                    for batch in rx {
+                        if let Some(inner) = inner.upgrade() {
+                            if let Err(e) = inner.judge(&batch) {
+                                tracing::warn!("anomalies found could not be saved: {e}");
+                            }
+                        }
+                        let (n, done) = &*pending;
+                        *n.lock().expect("pending lock") -= 1;
+                        done.notify_all();
+                    }
+                })
+                .expect("a thread for the anomaly watch");
+            tx
+        });
+        Self {
+            inner,
+            queue,
+            pending,
         }
     }
 
-    /// Scores the samples `append_many` just stored (those its `reports` rejected are
-    /// left out) and saves the anomalies among them; returns them. Blocks on the store:
-    /// call it where the samples were stored.
+    /// Queues the samples `append_many` just stored (those its `reports` rejected are
+    /// left out) to be judged, and their anomalies saved, by the worker; returns at once
+    /// unless [`QUEUED`] batches wait already. Call it where the samples were stored,
+    /// off the async threads.
+    pub fn submit(&self, stored: Vec<(SeriesKey, Vec<Sample>)>, reports: &[AppendReport]) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let batch = self.inner.kept(stored, reports);
+        if batch.is_empty() {
+            return;
+        }
+        let (n, done) = &*self.pending;
+        *n.lock().expect("pending lock") += 1;
+        if let Err(e) = queue.send(batch) {
+            // The worker is gone (it panicked): judge here rather than lose them.
+            *n.lock().expect("pending lock") -= 1;
+            done.notify_all();
+            if let Err(e) = self.inner.judge(&e.0) {
+                tracing::warn!("anomalies found could not be saved: {e}");
+            }
+        }
+    }
+
+    /// Waits until what was submitted before is judged, at most `timeout`; whether it
+    /// all was.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let (n, done) = &*self.pending;
+        let guard = n.lock().expect("pending lock");
+        let (guard, _) = done
+            .wait_timeout_while(guard, timeout, |n| *n > 0)
+            .expect("pending lock");
+        *guard == 0
+    }
+
+    /// Judges the samples `append_many` just stored (those its `reports` rejected are
+    /// left out) here and now, and saves the anomalies among them; returns them. For a
+    /// caller that must have the verdicts before it goes on (the demo, whose summary is
+    /// the same for the same seed): it does not wait for what [`Anomalies::submit`]
+    /// queued.
     pub fn observe(
         &self,
         stored: &[(SeriesKey, Vec<Sample>)],
         reports: &[AppendReport],
     ) -> Result<Vec<SeriesAnomaly>, StoreError> {
+        if self.inner.watch.is_none() {
+            return Ok(Vec::new());
+        }
+        let batch = self.inner.kept(stored.to_vec(), reports);
+        self.inner.judge(&batch)
+    }
+
+    /// Batches of stored samples waiting to be judged.
+    pub fn pending(&self) -> usize {
+        *self.pending.0.lock().expect("pending lock")
+    }
+
+    /// The watch, held: for a test to keep it busy.
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> std::sync::MutexGuard<'_, SeriesWatch> {
+        let watch = self.inner.watch.as_ref().expect("detection on");
+        watch.lock().expect("anomaly watch lock")
+    }
+
+    /// Series watched, new series turned away because the watch was full, samples
+    /// scored, anomalies found since the start, and batches waiting to be judged;
+    /// `None` when detection is off.
+    pub fn stats(&self) -> Option<WatchStats> {
+        let w = self
+            .inner
+            .watch
+            .as_ref()?
+            .lock()
+            .expect("anomaly watch lock");
+        Some(WatchStats {
+            watched: w.watched(),
+            unwatched: w.unwatched(),
+            scored: w.scored(),
+            expected: w.expected(),
+            found: self.inner.found.load(Ordering::Relaxed),
+            pending: self.pending(),
+        })
+    }
+}
+
+impl Inner {
+    /// The series `[detect] match` picks among `stored`, without the samples `reports`
+    /// (one per series, in order) rejected.
+    fn kept(
+        &self,
+        stored: Vec<(SeriesKey, Vec<Sample>)>,
+        reports: &[AppendReport],
+    ) -> Vec<(SeriesKey, Vec<Sample>)> {
+        stored
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (key, _))| {
+                self.picked.is_empty() || self.picked.iter().any(|m| m.matches(key))
+            })
+            .map(|(i, (key, mut samples))| {
+                if let Some(r) = reports.get(i).filter(|r| !r.rejected.is_empty()) {
+                    let rejected: HashSet<TimestampMs> = r.rejected.iter().map(|x| x.ts).collect();
+                    samples.retain(|s| !rejected.contains(&s.ts));
+                }
+                (key, samples)
+            })
+            .filter(|(_, samples)| !samples.is_empty())
+            .collect()
+    }
+
+    /// Scores `batch` and saves the anomalies among it; returns them.
+    fn judge(&self, batch: &[(SeriesKey, Vec<Sample>)]) -> Result<Vec<SeriesAnomaly>, StoreError> {
         let Some(watch) = &self.watch else {
             return Ok(Vec::new());
         };
         let mut found = Vec::new();
         {
             let mut w = watch.lock().expect("anomaly watch lock");
-            for (i, (key, samples)) in stored.iter().enumerate() {
-                if !self.picked.is_empty() && !self.picked.iter().any(|m| m.matches(key)) {
-                    continue;
-                }
-                let rejected: HashSet<TimestampMs> = reports
-                    .get(i)
-                    .map(|r| r.rejected.iter().map(|x| x.ts).collect())
-                    .unwrap_or_default();
-                let kept: Vec<Sample>;
-                let samples = if rejected.is_empty() {
-                    samples
-                } else {
-                    kept = samples
-                        .iter()
-                        .filter(|s| !rejected.contains(&s.ts))
-                        .copied()
-                        .collect();
-                    &kept
-                };
+            for (key, samples) in batch {
                 found.extend(w.observe_stored(key, samples, |a, b| self.stored(key, a, b)));
             }
         }
         if found.is_empty() {
             return Ok(found);
         }
-        let mut batch = Vec::with_capacity(2 * found.len());
+        let mut saved = Vec::with_capacity(2 * found.len());
         for a in &found {
             tracing::debug!(
                 "anomaly in {} at {} ms: {} scores {:.3}",
@@ -123,14 +261,14 @@ impl Anomalies {
                 a.score
             );
             let (score, value) = finding_keys(&a.key);
-            batch.push((
+            saved.push((
                 score,
                 vec![Sample {
                     ts: a.ts,
                     value: a.score,
                 }],
             ));
-            batch.push((
+            saved.push((
                 value,
                 vec![Sample {
                     ts: a.ts,
@@ -138,7 +276,7 @@ impl Anomalies {
                 }],
             ));
         }
-        self.store.append_many(&batch)?;
+        self.store.append_many(&saved)?;
         self.found.fetch_add(found.len() as u64, Ordering::Relaxed);
         Ok(found)
     }
@@ -153,19 +291,6 @@ impl Anomalies {
                 Vec::new()
             }
         }
-    }
-
-    /// Series watched, new series turned away because the watch was full, samples
-    /// scored and anomalies found since the start; `None` when detection is off.
-    pub fn stats(&self) -> Option<WatchStats> {
-        let w = self.watch.as_ref()?.lock().expect("anomaly watch lock");
-        Some(WatchStats {
-            watched: w.watched(),
-            unwatched: w.unwatched(),
-            scored: w.scored(),
-            expected: w.expected(),
-            found: self.found.load(Ordering::Relaxed),
-        })
     }
 }
 
@@ -183,6 +308,8 @@ pub struct WatchStats {
     pub expected: u64,
     /// Anomalies found.
     pub found: u64,
+    /// Batches of stored samples waiting to be judged (the watch catching up).
+    pub pending: usize,
 }
 
 /// The keys an anomaly of `src` is saved under (its likelihood's, then its value's): its
@@ -462,6 +589,9 @@ pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
     };
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, StoreError> {
+        // Every write acknowledged before this request is judged first (samples are
+        // judged off the write path), unless the watch is far behind.
+        st2.anomalies.flush(std::time::Duration::from_secs(5));
         let store = &st2.store;
         let selector = prescale_core::Selector::parse(SCORE).expect("a metric name");
         let mut out = Vec::new();

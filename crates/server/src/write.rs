@@ -20,7 +20,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use prescale_collect::receive::{self, Decoded, Precision, ReceiveError};
-use prescale_store::AppendReport;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -159,36 +158,32 @@ async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
     let res = tokio::task::spawn_blocking(move || {
         let reports = store.append_many(&series)?;
         known.remember(metadata)?;
-        // Found anomalies are derived, not what was sent: failing to save them does not
-        // fail the write.
-        if let Err(e) = watch.observe(&series, &reports) {
-            tracing::warn!("anomalies in written samples could not be saved: {e}");
+        let (mut accepted, mut duplicates, mut rejected) = (0, 0, 0);
+        let mut lines = problems;
+        let mut more = more_problems;
+        for ((key, _), r) in series.iter().zip(&reports) {
+            accepted += r.accepted;
+            duplicates += r.duplicates;
+            rejected += r.rejected.len();
+            for x in &r.rejected {
+                if lines.len() < 20 {
+                    lines.push(format!("{key} at {} ms: {}", x.ts, x.reason));
+                } else {
+                    more += 1;
+                }
+            }
         }
-        Ok::<_, prescale_store::StoreError>((series, reports))
+        // Found anomalies are derived, not what was sent: they are judged off the
+        // write's path, and failing to save them does not fail it.
+        watch.submit(series, &reports);
+        Ok::<_, prescale_store::StoreError>((accepted, duplicates, rejected, lines, more))
     })
     .await;
-    let (series, reports): (_, Vec<AppendReport>) = match res {
+    let (accepted, duplicates, rejected, lines, more) = match res {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return not_stored(e.to_string()),
         Err(e) => return not_stored(e.to_string()),
     };
-    let mut accepted = 0;
-    let mut duplicates = 0;
-    let mut rejected = 0;
-    let mut lines = problems;
-    let mut more = more_problems;
-    for ((key, _), r) in series.iter().zip(&reports) {
-        accepted += r.accepted;
-        duplicates += r.duplicates;
-        rejected += r.rejected.len();
-        for x in &r.rejected {
-            if lines.len() < 20 {
-                lines.push(format!("{key} at {} ms: {}", x.ts, x.reason));
-            } else {
-                more += 1;
-            }
-        }
-    }
     counts
         .accepted
         .fetch_add(accepted as u64, Ordering::Relaxed);
