@@ -183,11 +183,12 @@ fn row_sample(key: &[u8], value: &[u8]) -> Result<Sample> {
 
 /// How many bytes of new samples the store holds in memory before it writes them out
 /// as a table (fjall's memtable of the `samples` keyspace, set when the store is
-/// created). A row takes about 90 bytes there, so 16 MiB is about 190,000 samples: 10
-/// minutes of a node exporter's 600 series scraped every 2 s. At fjall's default of
-/// 64 MiB a daemon's memory kept growing for its first 45 minutes of such a scrape, by
-/// 1.4 MB a minute; a smaller memtable means more, smaller tables for compaction to
-/// merge, which ingest does not notice (`prescale bench ingest`).
+/// created). fjall counts about 73 bytes a row against it, so 16 MiB is about 230,000
+/// samples: a quarter of an hour of a node exporter's 500 series every 2 s. At fjall's
+/// default of 64 MiB, a daemon scraping it grew by 1.4 MB a minute and had reached 130
+/// MB after 65 minutes, against 65 MB from its 25th minute on now (heaptrack: the
+/// memtable was nearly all of its heap). A smaller memtable means more, smaller tables
+/// for compaction to merge, which ingest does not notice (`prescale bench ingest`).
 pub const SAMPLES_MEMTABLE_BYTES: u64 = 16 << 20;
 
 /// Most samples one chunk holds; longer runs are split.
@@ -1674,7 +1675,7 @@ mod tests {
 
     #[test]
     fn new_samples_are_written_out_once_they_fill_the_memtable() {
-        // About 90 bytes a row in the memtable: 300,000 samples are some 26 MB, past
+        // fjall counts about 73 bytes a row: 300,000 samples are some 21 MiB, past
         // SAMPLES_MEMTABLE_BYTES, and under fjall's default of 64 MiB, which held every
         // row in memory until the journal was replayed or the hourly compression.
         let dir = tempfile::tempdir().unwrap();
