@@ -63,6 +63,8 @@ struct Inner {
     picked: Vec<SeriesMatch>,
     store: Store,
     found: AtomicU64,
+    /// The watch's counts after the last batch judged ([`Anomalies::stats`]).
+    counts: Mutex<WatchStats>,
 }
 
 /// Stored samples, series by series.
@@ -95,6 +97,7 @@ impl Anomalies {
                 .collect(),
             store,
             found: AtomicU64::new(0),
+            counts: Mutex::default(),
         });
         let pending: Arc<(Mutex<usize>, Condvar)> = Arc::default();
         let queue = inner.watch.is_some().then(|| {
@@ -195,19 +198,14 @@ impl Anomalies {
     /// scored, anomalies found since the start, and batches waiting to be judged;
     /// `None` when detection is off.
     pub fn stats(&self) -> Option<WatchStats> {
-        let w = self
-            .inner
-            .watch
-            .as_ref()?
-            .lock()
-            .expect("anomaly watch lock");
+        self.inner.watch.as_ref()?;
+        // As of the last batch judged: the watch itself is held while a batch is, for
+        // seconds when many series learn their history after a restart.
+        let counts = *self.inner.counts.lock().expect("counts lock");
         Some(WatchStats {
-            watched: w.watched(),
-            unwatched: w.unwatched(),
-            scored: w.scored(),
-            expected: w.expected(),
             found: self.inner.found.load(Ordering::Relaxed),
             pending: self.pending(),
+            ..counts
         })
     }
 }
@@ -248,6 +246,11 @@ impl Inner {
             for (key, samples) in batch {
                 found.extend(w.observe_stored(key, samples, |a, b| self.stored(key, a, b)));
             }
+            let mut counts = self.counts.lock().expect("counts lock");
+            counts.watched = w.watched();
+            counts.unwatched = w.unwatched();
+            counts.scored = w.scored();
+            counts.expected = w.expected();
         }
         if found.is_empty() {
             return Ok(found);
@@ -296,7 +299,7 @@ impl Inner {
 }
 
 /// What [`Anomalies::stats`] counts.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct WatchStats {
     /// Series watched now.
     pub watched: usize,

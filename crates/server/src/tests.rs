@@ -2578,6 +2578,16 @@ async fn a_write_is_answered_while_the_watch_is_busy() {
         300
     );
     assert_eq!(anomalies.pending(), 1, "queued to be judged");
+    // /metrics answers meanwhile, with the counts of the last batch judged.
+    let (code, metrics) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), get(&app, "/metrics"))
+            .await
+            .expect("/metrics was answered while the watch was busy");
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        metrics.contains("\nprescale_anomaly_scored_samples_total 0\n"),
+        "{metrics}"
+    );
     let_go.0.send(()).unwrap();
     holder.join().unwrap();
     assert!(anomalies.flush(std::time::Duration::from_secs(60)));
