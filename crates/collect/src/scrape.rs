@@ -26,6 +26,9 @@ pub struct Target {
     /// More labels for everything scraped from it (a discovered pod's `namespace`,
     /// `pod` and `node`); an exporter's label of the same name is kept as `exported_*`.
     pub labels: BTreeMap<String, String>,
+    /// Most samples a scrape may have (0: no limit); a scrape with more fails whole, as
+    /// Prometheus' `sample_limit` does.
+    pub sample_limit: usize,
 }
 
 impl Target {
@@ -36,6 +39,7 @@ impl Target {
             instance: instance.to_string(),
             url: format!("{scheme}://{instance}{path}"),
             labels: BTreeMap::new(),
+            sample_limit: 0,
         }
     }
 
@@ -285,6 +289,15 @@ pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped
         ..Default::default()
     };
     let (mut series, metadata, up) = match parsed {
+        Ok(exp) if target.sample_limit > 0 && exp.samples > target.sample_limit => {
+            health.health = "down".into();
+            health.last_samples = exp.samples;
+            health.last_error = format!(
+                "{} samples, more than sample_limit = {}: none stored (raise the limit, or have the exporter drop series)",
+                exp.samples, target.sample_limit
+            );
+            (Vec::new(), BTreeMap::new(), 0.0)
+        }
         Ok(exp) => {
             health.health = "up".into();
             health.last_samples = exp.samples;
@@ -468,7 +481,13 @@ histogram_bucket{le="+Inf"} 3e2
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
-            for body in ["queue_depth{q=\"a\"} 5\n", "not a metric line at all\n"] {
+            let two = "queue_depth{q=\"a\"} 5\nqueue_depth{q=\"b\"} 6\n";
+            for body in [
+                "queue_depth{q=\"a\"} 5\n",
+                "not a metric line at all\n",
+                two,
+                two,
+            ] {
                 let (mut c, _) = listener.accept().unwrap();
                 let mut buf = [0u8; 4096];
                 let n = c.read(&mut buf).unwrap();
@@ -482,7 +501,7 @@ histogram_bucket{le="+Inf"} 3e2
                 .unwrap();
             }
         });
-        let t = Target::new("app", "http", &addr.to_string(), "/metrics");
+        let mut t = Target::new("app", "http", &addr.to_string(), "/metrics");
         let agent =
             crate::http::agent(Duration::from_secs(5), crate::http::TlsFiles::default()).unwrap();
         let s = scrape(&agent, &t, 7);
@@ -502,6 +521,30 @@ histogram_bucket{le="+Inf"} 3e2
             "{:?}",
             s.health
         );
+        // Two samples against a limit of one: the scrape fails whole, saying why, and
+        // only `up` 0 and the scrape's own counts are kept.
+        t.sample_limit = 1;
+        let s = scrape(&agent, &t, 9);
+        assert_eq!(s.health.health, "down");
+        assert_eq!(s.health.last_samples, 2);
+        assert!(
+            s.health
+                .last_error
+                .contains("2 samples, more than sample_limit = 1: none stored"),
+            "{:?}",
+            s.health
+        );
+        let names: Vec<&str> = s.series.iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["up", "scrape_duration_seconds", "scrape_samples_scraped"]
+        );
+        assert_eq!(s.series[0].1, vec![Sample { ts: 9, value: 0.0 }]);
+        // At the limit, it is taken.
+        t.sample_limit = 2;
+        let s = scrape(&agent, &t, 10);
+        assert_eq!(s.health.health, "up", "{:?}", s.health);
+        assert_eq!(s.series.len(), 2 + 3);
         server.join().unwrap();
     }
 }

@@ -324,6 +324,11 @@ pub struct ScrapeConfig {
     /// The PEM private key of `cert_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// Most samples one scrape may have (0: no limit); a scrape with more fails whole,
+    /// as with Prometheus' `sample_limit`: `up` is 0, nothing else is stored, and the
+    /// target is down saying why.
+    #[serde(default)]
+    pub sample_limit: usize,
     /// `[sources.scrape.kubernetes]`: find the targets among a namespace's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSdConfig>,

@@ -531,13 +531,15 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 )));
             }
             for instance in &job.targets {
+                let mut target = prescale_collect::scrape::Target::new(
+                    &job.job,
+                    &job.scheme,
+                    instance,
+                    &job.path,
+                );
+                target.sample_limit = job.sample_limit;
                 tasks.push(tokio::spawn(scrape_loop(
-                    prescale_collect::scrape::Target::new(
-                        &job.job,
-                        &job.scheme,
-                        instance,
-                        &job.path,
-                    ),
+                    target,
                     Duration::from_secs(job.interval_s),
                     agent.clone(),
                     store.clone(),
@@ -781,8 +783,10 @@ async fn discover_loop(
                     ..Default::default()
                 },
             );
+            let mut target = t.clone();
+            target.sample_limit = job.sample_limit;
             let handle = tokio::spawn(scrape_loop(
-                t.clone(),
+                target,
                 every,
                 agent.clone(),
                 store.clone(),

@@ -833,6 +833,7 @@ async fn targets_are_listed_unknown_until_scraped() {
         ca_file: None,
         cert_file: None,
         key_file: None,
+        sample_limit: 0,
         kubernetes: None,
     }];
     let (app, _) = writable(dir.path(), cfg);
