@@ -684,10 +684,21 @@ impl Store {
                     Vec::new()
                 });
         }
-        self.series()
-            .into_iter()
+        // Only the keys picked are copied: every control pass selects each workload's
+        // demand, and copying all of a large store's keys each time cost more than the
+        // matching.
+        let mut v: Vec<SeriesKey> = self
+            .inner
+            .index
+            .read()
+            .expect("index lock")
+            .by_key
+            .keys()
             .filter(|k| selector.matches(k))
-            .collect()
+            .cloned()
+            .collect();
+        v.sort();
+        v
     }
 
     /// Samples of `key` with `start <= ts <= end`, in time order. An unknown series
