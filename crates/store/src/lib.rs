@@ -661,13 +661,19 @@ impl Store {
                     Vec::new()
                 });
         }
-        let mut v: Vec<_> = self
+        self.keys_where(|_| true)
+    }
+
+    /// The embedded store's series that `pick` keeps, sorted; only those are copied.
+    fn keys_where(&self, pick: impl Fn(&SeriesKey) -> bool) -> Vec<SeriesKey> {
+        let mut v: Vec<SeriesKey> = self
             .inner
             .index
             .read()
             .expect("index lock")
             .by_key
             .keys()
+            .filter(|k| pick(k))
             .cloned()
             .collect();
         v.sort();
@@ -687,18 +693,7 @@ impl Store {
         // Only the keys picked are copied: every control pass selects each workload's
         // demand, and copying all of a large store's keys each time cost more than the
         // matching.
-        let mut v: Vec<SeriesKey> = self
-            .inner
-            .index
-            .read()
-            .expect("index lock")
-            .by_key
-            .keys()
-            .filter(|k| selector.matches(k))
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        self.keys_where(|k| selector.matches(k))
     }
 
     /// Samples of `key` with `start <= ts <= end`, in time order. An unknown series
