@@ -587,14 +587,7 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
             t0 + i * 15
         ));
     }
-    let (code, said) = common::http(
-        d.addr,
-        "POST",
-        "/api/v2/write?precision=s",
-        &[],
-        body.as_bytes(),
-    )
-    .unwrap();
+    let (code, said) = common::write_lines(d.addr, &body);
     assert_eq!(code, 204, "{said}");
     let html = rendered(&browser, &format!("http://{}/", d.addr));
     let listed = json(

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use common::{default_config, enc, get, http, wait_for, Daemon, Prometheus};
+use common::{default_config, enc, get, wait_for, write_lines, Daemon, Prometheus};
 use serde_json::Value;
 
 /// One series' samples: its metric name, labels and (unix seconds, value) pairs.
@@ -337,14 +337,7 @@ fn queries_answer_as_prometheus_does_on_the_same_samples() {
         "prescale to serve",
         &|| d.logs(),
     );
-    let (code, text) = http(
-        d.addr,
-        "POST",
-        "/api/v2/write?precision=s",
-        &[],
-        line_protocol(&corpus).as_bytes(),
-    )
-    .unwrap();
+    let (code, text) = write_lines(d.addr, &line_protocol(&corpus));
     assert_eq!(code, 204, "{text}");
 
     // From 20 minutes in (every window full) to the end, every minute, 13 s past it: no

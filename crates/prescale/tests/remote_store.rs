@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    default_config, enc, fast_config, find, free_addr, get, http, samples, wait_for, Daemon, Killed,
+    default_config, enc, fast_config, find, free_addr, get, http, samples, wait_for, write_lines,
+    Daemon, Killed,
 };
 
 /// A `[storage.remote]` section for a server at `addr`, to go before `[sources.host]`.
@@ -103,14 +104,7 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
         .as_secs()
         - 60;
     let line = format!("app rps=42 {at}\n");
-    let (code, body) = http(
-        ps,
-        "POST",
-        "/api/v2/write?precision=s",
-        &[],
-        line.as_bytes(),
-    )
-    .unwrap();
+    let (code, body) = write_lines(ps, &line);
     assert_eq!(code, 204, "{body}");
     wait_for(
         || in_vm("app_rps") == 1,
@@ -185,16 +179,7 @@ fn prometheus_as_the_store_and_what_it_refuses_is_reported_not_retried() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let push = |line: String| {
-        http(
-            ps,
-            "POST",
-            "/api/v2/write?precision=s",
-            &[],
-            line.as_bytes(),
-        )
-        .unwrap()
-    };
+    let push = |line: String| write_lines(ps, &line);
     let (code, body) = push(format!("app rps=7 {}\n", now - 5));
     assert_eq!(code, 204, "{body}\n{}", logs());
     wait_for(

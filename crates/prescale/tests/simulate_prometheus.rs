@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Output;
 
-use common::{bin, default_config, get, http, wait_for, Daemon, Prometheus};
+use common::{bin, default_config, get, http, wait_for, write_lines, Daemon, Prometheus};
 use serde_json::Value;
 
 /// Three days of 5-minute steps ending an hour ago: the first step's unix seconds.
@@ -377,14 +377,7 @@ fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
         writeln!(lp, "shop,service=shop memory_bytes={bytes} {t}").unwrap();
         writeln!(lp, "shop,service=ads memory_bytes={} {t}", bytes * 0.25).unwrap();
     }
-    let (code, text) = http(
-        daemon.addr,
-        "POST",
-        "/api/v2/write?precision=s",
-        &[],
-        lp.as_bytes(),
-    )
-    .unwrap();
+    let (code, text) = write_lines(daemon.addr, &lp);
     assert_eq!(code, 204, "{text}");
     replays_as_the_csv(&format!("http://{}", daemon.addr), t0, "shop");
 

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::{
     bin, default_config, find, free_addr, get, http, samples as series, start_daemon, wait_for,
-    Daemon, Killed,
+    write_lines, Daemon, Killed,
 };
 
 /// The default configuration with the host collector off and one workload, `app`,
@@ -233,14 +233,7 @@ fn past_storage_max_series_new_series_are_refused_saying_so() {
     let body: String = (0..100)
         .map(|i| format!("req,request_id=r{i} ms=1 1700000000\n"))
         .collect();
-    let (code, said) = http(
-        d.addr,
-        "POST",
-        "/api/v2/write?precision=s",
-        &[],
-        body.as_bytes(),
-    )
-    .unwrap();
+    let (code, said) = write_lines(d.addr, &body);
     assert_eq!(code, 400, "{said}");
     assert!(
         said.contains("series limit reached: the store holds 50 series (storage.max_series)"),

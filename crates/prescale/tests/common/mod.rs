@@ -124,6 +124,19 @@ fn dechunk(mut body: &str) -> Option<String> {
 }
 
 /// `GET path`.
+/// Writes InfluxDB line protocol with second timestamps to prescale at `addr`; its
+/// status and body.
+pub fn write_lines(addr: SocketAddr, lines: &str) -> (u16, String) {
+    http(
+        addr,
+        "POST",
+        "/api/v2/write?precision=s",
+        &[],
+        lines.as_bytes(),
+    )
+    .expect("prescale answers")
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     http(addr, "GET", path, &[], b"")
 }
