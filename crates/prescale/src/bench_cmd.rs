@@ -102,6 +102,8 @@ pub struct IngestArgs {
 /// on its own runtime, for a benchmark to send requests to.
 struct Served {
     addr: SocketAddr,
+    /// Its anomaly watch, which judges what was stored off the requests' path.
+    watch: prescale_server::anomalies::Anomalies,
     rt: tokio::runtime::Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -120,21 +122,24 @@ impl Served {
             .map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let watch = state.anomalies.clone();
         let handle = rt.spawn(prescale_server::serve(listener, state, async {
             let _ = stopped.await;
         }));
         Ok(Self {
             addr,
+            watch,
             rt,
             stop,
             handle,
         })
     }
 
-    /// Stops serving and waits until it has.
+    /// Stops serving and waits until it has, and until what was stored is judged.
     fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.rt.block_on(self.handle);
+        self.watch.flush(Duration::from_secs(600));
     }
 }
 
@@ -438,6 +443,12 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
     // long-running store's are, then once they are compressed chunks (as the daemon's
     // are after an hour).
     let bytes = store.disk_bytes();
+    // A restart: the store opened again replays what its journal holds beyond its
+    // tables (what the daemon waits for before it serves).
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open(dir.path(), Durability::Sync).map_err(|e| e.to_string())?;
+    let reopen_s = t.elapsed().as_secs_f64();
     store.settle().map_err(|e| e.to_string())?;
     let table_bytes = store.samples_disk_bytes();
     let t = Instant::now();
@@ -482,6 +493,7 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
         chunk_bytes as f64 / 1e6,
         total as f64 / compress_s,
     );
+    println!("reopened (a restart: the journal replayed) in {reopen_s:.2} s");
     if let Some(kb) = peak_resident_kb() {
         println!(
             "memory: {:.0} MB at most resident (senders, server and store in one process; the store holds up to {} MiB of new samples before writing a table)",

@@ -47,6 +47,11 @@ fn bench_ingest_sends_everything_and_the_store_takes_it() {
         assert_eq!(per_sample.len(), 3, "{text}");
         assert!(per_sample.iter().all(|b| *b > 0.0), "{text}");
         assert!(per_sample[2] < per_sample[1], "{text}");
+        // And how long the store took to open again, as after a restart.
+        assert!(
+            text.contains("reopened (a restart: the journal replayed) in "),
+            "{text}"
+        );
         // And the process's peak memory, where Linux tells it.
         if cfg!(target_os = "linux") {
             let mb: f64 = text
