@@ -1766,6 +1766,10 @@ mod tests {
             scope.spawn(|| {
                 for t in 0..20_000 {
                     st.append(&k, &[s(t, 1.0)]).unwrap();
+                    if t % 100 == 0 {
+                        // Now and then room for the other thread to empty the series.
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                 }
                 done.store(true, Ordering::SeqCst);
             });
