@@ -12,7 +12,7 @@
 //! likelihood" idea of Numenta's detectors, on the simplest predictor), so one threshold
 //! means the same on a quiet series and a noisy one. It is measured on the Numenta
 //! Anomaly Benchmark by `bench/nab.sh`. [`SeriesWatch`] runs one per stored series, on
-//! every sample as it is stored.
+//! every sample once it is stored (off the write path, in the daemon).
 
 pub mod watch;
 

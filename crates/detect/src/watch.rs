@@ -1,5 +1,5 @@
 //! Anomaly detection on every stored series: one [`LikelihoodDetector`] per series, fed
-//! each new sample as it is stored, in bounded memory.
+//! each new sample once it is stored, in bounded memory.
 //!
 //! A gauge is judged by its values. A counter (a name ending `_total`, `_count` or
 //! `_sum`, as Prometheus names them) only ever grows, so it is judged by its per-second
