@@ -12,6 +12,9 @@ use prescale_store::{Store, StoreError};
 /// as rows; older ones are read at a restart or for charts.
 pub const COMPRESS_AFTER_MS: i64 = 3_600_000;
 
+/// Series one pass holds the keys of at a time.
+const PAGE: usize = 10_000;
+
 /// What one pass deleted and compressed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -38,18 +41,27 @@ pub fn enforce(
         return Ok(report);
     }
     let forgotten = store.forgotten_total();
-    // One list of the series for both steps: with a million series it is some 600 MB.
-    for key in store.series() {
-        if let Some(keep_s) = cfg.retention_s_for(&key) {
-            let cutoff = now.saturating_sub((keep_s as i64).saturating_mul(1000));
-            let n = store.delete_before(&key, cutoff)?;
-            if n > 0 {
-                report.series += 1;
-                report.samples += n;
+    // A page of series at a time: all their keys at once would be some 650 MB at a
+    // million series.
+    let mut after = 0;
+    loop {
+        let (page, next) = store.series_page(after, PAGE)?;
+        for key in page {
+            if let Some(keep_s) = cfg.retention_s_for(&key) {
+                let cutoff = now.saturating_sub((keep_s as i64).saturating_mul(1000));
+                let n = store.delete_before(&key, cutoff)?;
+                if n > 0 {
+                    report.series += 1;
+                    report.samples += n;
+                }
             }
+            // Nothing, if that deleted its last sample and it was forgotten.
+            report.compressed += store.compress_before(&key, now - COMPRESS_AFTER_MS)?;
         }
-        // Nothing, if that deleted its last sample and it was forgotten.
-        report.compressed += store.compress_before(&key, now - COMPRESS_AFTER_MS)?;
+        match next {
+            Some(id) => after = id,
+            None => break,
+        }
     }
     report.forgotten = (store.forgotten_total() - forgotten) as usize;
     Ok(report)
