@@ -133,10 +133,10 @@ fn matching_series(st: &AppState, p: &ApiParams) -> Result<Vec<SeriesKey>, Unmat
         return Err(Unmatched::Bad("`end` is before `start`".into()));
     }
     let mut out = Vec::new();
-    for key in st.store.series() {
-        if !selectors.is_empty() && !selectors.iter().any(|s| s.matches(&key)) {
-            continue;
-        }
+    let picked = st
+        .store
+        .series_where(|key| selectors.is_empty() || selectors.iter().any(|s| s.matches(key)));
+    for key in picked {
         let within = (start == i64::MIN && end == i64::MAX)
             || st
                 .store

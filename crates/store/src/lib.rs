@@ -669,6 +669,15 @@ impl Store {
         self.keys_where(|_| true)
     }
 
+    /// The series `pick` keeps, sorted. On the embedded store only those are copied; a
+    /// remote store lists every series and they are picked from that.
+    pub fn series_where(&self, pick: impl Fn(&SeriesKey) -> bool) -> Vec<SeriesKey> {
+        if self.inner.remote.is_some() {
+            return self.series().into_iter().filter(|k| pick(k)).collect();
+        }
+        self.keys_where(pick)
+    }
+
     /// Up to `n` of the embedded store's series with ids above `after` (0: from the
     /// first), in id order, and the id to go on after when there may be more: a pass
     /// over every series (retention's) holds one page of keys at a time, not all of them
