@@ -994,12 +994,20 @@ impl Store {
     /// so a series that retention has emptied (a pod long gone, whose name was a label)
     /// costs no memory and no work in later passes. If it comes back it is a new series.
     fn forget_if_empty(&self, key: &SeriesKey, id: u64) -> Result<bool> {
+        let holds = || {
+            let all = sample_key(id, i64::MIN)..=sample_key(id, i64::MAX);
+            self.inner.samples.range(all.clone()).next().is_some()
+                || self.inner.chunks.range(all).next().is_some()
+        };
+        // Most series retention trims still hold samples: those are told without
+        // stopping every append, hourly, series after series.
+        if holds() {
+            return Ok(false);
+        }
         let _alone = self.inner.appending.write().expect("append lock");
         let _compressing = self.inner.compressing.lock().expect("compression lock");
-        let all = sample_key(id, i64::MIN)..=sample_key(id, i64::MAX);
-        if self.inner.samples.range(all.clone()).next().is_some()
-            || self.inner.chunks.range(all).next().is_some()
-        {
+        // Again, alone: an append may have come since.
+        if holds() {
             return Ok(false);
         }
         let mut index = self.inner.index.write().expect("index lock");
