@@ -494,22 +494,14 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
         total as f64 / compress_s,
     );
     println!("reopened (a restart: the journal replayed) in {reopen_s:.2} s");
-    if let Some(kb) = peak_resident_kb() {
+    if let Some(bytes) = prescale_server::process::status_bytes("VmHWM:") {
         println!(
             "memory: {:.0} MB at most resident (senders, server and store in one process; the store holds up to {} MiB of new samples before writing a table)",
-            kb as f64 / 1024.0,
+            bytes / (1024.0 * 1024.0),
             prescale_store::SAMPLES_MEMTABLE_BYTES >> 20,
         );
     }
     Ok(())
-}
-
-/// The process's peak resident memory in KiB (`VmHWM` in `/proc/self/status`; `None`
-/// where there is no such file).
-fn peak_resident_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Sends requests `sender`, `sender + senders`, ... of the run; returns their latencies.

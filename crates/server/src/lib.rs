@@ -45,7 +45,7 @@ use serde_json::json;
 
 pub mod anomalies;
 pub mod compare;
-mod process;
+pub mod process;
 pub mod promapi;
 pub mod promql;
 pub mod write;
@@ -348,10 +348,7 @@ async fn sources(State(st): State<AppState>) -> Response {
     let storage = st.store.describe();
     let series = st.store.series_count();
     let embedded = !st.store.is_remote();
-    let resident = process::metrics()
-        .into_iter()
-        .find(|m| m.0 == "process_resident_memory_bytes")
-        .map(|m| m.3);
+    let resident = process::status_bytes("VmRSS:");
     Json(json!({"status": "success", "data": {
         "receivers": receivers,
         "targets": targets,

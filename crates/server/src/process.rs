@@ -6,16 +6,19 @@
 /// (the kernel converts to it for user space; Prometheus' procfs library assumes it too).
 const USER_HZ: f64 = 100.0;
 
+/// A size in `/proc/self/status` in bytes (`field` as written there, e.g. `VmRSS:` for
+/// the resident memory, `VmHWM:` for its peak); `None` where it cannot be read.
+pub fn status_bytes(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
 /// `(name, type, help, value)` of each process metric that could be read.
 pub fn metrics() -> Vec<(&'static str, &'static str, &'static str, f64)> {
     let mut out = Vec::new();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = |field: &str| -> Option<f64> {
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        let v: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(v * 1024.0)
-    };
-    if let Some(v) = kb("VmRSS:") {
+    if let Some(v) = status_bytes("VmRSS:") {
         out.push((
             "process_resident_memory_bytes",
             "gauge",
@@ -23,7 +26,7 @@ pub fn metrics() -> Vec<(&'static str, &'static str, &'static str, f64)> {
             v,
         ));
     }
-    if let Some(v) = kb("VmSize:") {
+    if let Some(v) = status_bytes("VmSize:") {
         out.push((
             "process_virtual_memory_bytes",
             "gauge",
