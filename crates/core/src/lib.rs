@@ -22,7 +22,7 @@ pub use selector::{
     parens, parse_duration_ms, parse_matchers, scalar_factor, unquoted, Demand, DemandExpr,
     MatchOp, Matcher, Selector, SeriesMatch,
 };
-pub use series::{Sample, SeriesKey};
+pub use series::{Labels, Sample, SeriesKey};
 
 /// Milliseconds since the Unix epoch, the time unit used everywhere in prescale.
 pub type TimestampMs = i64;

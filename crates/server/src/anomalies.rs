@@ -346,7 +346,7 @@ fn source_of(saved: &SeriesKey) -> Option<SeriesKey> {
 struct Listed {
     series: String,
     metric: String,
-    labels: BTreeMap<String, String>,
+    labels: prescale_core::Labels,
     /// Unix seconds.
     time: f64,
     score: f64,
@@ -671,7 +671,7 @@ mod tests {
     use super::*;
 
     fn listed(metric: &str, device: &str, time: f64) -> Listed {
-        let labels = BTreeMap::from([
+        let labels = prescale_core::Labels::from([
             ("instance".to_string(), "h:9100".to_string()),
             ("device".to_string(), device.to_string()),
         ]);

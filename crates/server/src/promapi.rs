@@ -8,7 +8,7 @@
 //! [`ApiParams`] reads the query string and such a body alike, as Prometheus does (the
 //! body's values first), so every endpoint here answers GET and POST the same.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -150,7 +150,7 @@ fn matching_series(st: &AppState, p: &ApiParams) -> Result<Vec<SeriesKey>, Unmat
 }
 
 /// A series' labels with its name as `__name__`, as Prometheus lists it.
-fn label_set(key: SeriesKey) -> BTreeMap<String, String> {
+fn label_set(key: SeriesKey) -> prescale_core::Labels {
     let mut labels = key.labels;
     labels.insert("__name__".into(), key.name);
     labels

@@ -44,7 +44,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prescale_core::{now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Sample, TimestampMs};
+use prescale_core::{
+    now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Labels, Sample, TimestampMs,
+};
 use serde_json::{json, Value};
 
 use crate::{error, AppState};
@@ -289,7 +291,7 @@ enum Node {
     /// selector asks to equal (none for a computed X).
     Absent {
         arg: Box<Node>,
-        labels: BTreeMap<String, String>,
+        labels: Labels,
     },
 }
 
@@ -777,7 +779,7 @@ fn parse_node(q: &str) -> Result<Node, String> {
             Node::Number(_) => {
                 return Err("absent(...) asks whether series have values, not a number".into())
             }
-            _ => BTreeMap::new(),
+            _ => Labels::new(),
         };
         return Ok(Node::Absent {
             arg: Box::new(arg),
@@ -1211,10 +1213,10 @@ fn parse_label_replace(args: &str) -> Result<Node, String> {
 /// in `label`. As in Prometheus, `without` that same label drops it again: the values
 /// are then counted together.
 fn count_values(v: Evaluated, label: &str, by: bool, labels: &[String], n: usize) -> Evaluated {
-    let mut out: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+    let mut out: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
     let dropped = !by && labels.iter().any(|l| l == label);
     for (l, values) in v {
-        let mut group: BTreeMap<String, String> = l
+        let mut group: Labels = l
             .into_iter()
             .filter(|(name, _)| name != "__name__" && labels.contains(name) == by)
             .collect();
@@ -1239,7 +1241,7 @@ fn relabel(
     dst: &str,
     function: &str,
     hint: &str,
-    value: impl Fn(&BTreeMap<String, String>) -> Option<String>,
+    value: impl Fn(&Labels) -> Option<String>,
 ) -> Result<Evaluated, String> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(v.len());
@@ -1372,7 +1374,7 @@ pub(crate) fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
 fn histogram_quantiles(phi: f64, series: Evaluated, n: usize) -> Result<Evaluated, Failed> {
     // Each histogram's labels with its buckets: (upper bound, value at each time).
     type Buckets = Vec<(f64, Vec<Option<f64>>)>;
-    let mut groups: BTreeMap<BTreeMap<String, String>, Buckets> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Buckets> = BTreeMap::new();
     for (mut labels, values) in series {
         labels.remove("__name__");
         let Some(le) = labels.remove("le") else {
@@ -1782,7 +1784,7 @@ fn evaluate(expr: &Expr, samples: &[Sample], times: &[TimestampMs], step: i64) -
 }
 
 /// Each result series' labels with its value (if any) at each evaluation time.
-type Evaluated = Vec<(BTreeMap<String, String>, Vec<Option<f64>>)>;
+type Evaluated = Vec<(Labels, Vec<Option<f64>>)>;
 
 /// Evaluates `expr` at `times` for every series it selects, then aggregates.
 fn run(st: &Store, expr: &Expr, times: &[TimestampMs], step: i64) -> Result<Evaluated, String> {
@@ -1891,9 +1893,9 @@ fn pin(node: &mut Node, start: TimestampMs, end: TimestampMs) {
 /// Groups series by the aggregation's labels and combines each group's values at each
 /// time (a time no series of the group has a value at has none).
 fn aggregate(a: &Agg, series: Evaluated, n: usize) -> Evaluated {
-    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<Vec<f64>>> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Vec<Vec<f64>>> = BTreeMap::new();
     for (labels, values) in series {
-        let key: BTreeMap<String, String> = labels
+        let key: Labels = labels
             .into_iter()
             .filter(|(k, _)| k != "__name__" && a.labels.contains(k) == a.by)
             .collect();
@@ -2060,13 +2062,13 @@ fn select_k(
     labels: &[String],
     n: usize,
 ) -> Evaluated {
-    let group = |l: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+    let group = |l: &Labels| -> Labels {
         l.iter()
             .filter(|(name, _)| *name != "__name__" && labels.contains(name) == by)
             .map(|(a, b)| (a.clone(), b.clone()))
             .collect()
     };
-    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Vec<usize>> = BTreeMap::new();
     for (i, (l, _)) in v.iter().enumerate() {
         groups.entry(group(l)).or_default().push(i);
     }
@@ -2143,7 +2145,7 @@ fn eval(st: &Store, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val
         }
         Node::Sort { desc, arg } => {
             let mut v = vector_of(st, arg, times, step, "sort(...) and sort_desc(...) order")?;
-            let at = |s: &(BTreeMap<String, String>, Vec<Option<f64>>)| s.1[0];
+            let at = |s: &(Labels, Vec<Option<f64>>)| s.1[0];
             v.sort_by(|a, b| match (at(a), at(b)) {
                 (Some(x), Some(y)) if !x.is_nan() && !y.is_nan() => {
                     if *desc {
@@ -2273,9 +2275,7 @@ fn eval(st: &Store, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val
         }
         Node::Series(e) => Val::Vector(run(st, e, times, step).map_err(Failed::Store)?),
         Node::Vector(arg) => match eval(st, arg, times, step)? {
-            Val::Scalar(v) => {
-                Val::Vector(vec![(BTreeMap::new(), v.into_iter().map(Some).collect())])
-            }
+            Val::Scalar(v) => Val::Vector(vec![(Labels::new(), v.into_iter().map(Some).collect())]),
             Val::Vector(_) => {
                 return Err(Failed::Query(
                     "vector(...) takes a number, e.g. vector(0) or vector(time()), not series"
@@ -2388,10 +2388,7 @@ fn with_number(
 
 /// The labels `l op r` matches series on: all but `__name__`, or only the `on` ones,
 /// or all but the `ignoring` ones.
-fn signature(
-    labels: &BTreeMap<String, String>,
-    matching: Option<&Matching>,
-) -> BTreeMap<String, String> {
+fn signature(labels: &Labels, matching: Option<&Matching>) -> Labels {
     labels
         .iter()
         .filter(|(k, _)| *k != "__name__" && matching.is_none_or(|m| m.labels.contains(k) == m.on))
@@ -2407,7 +2404,7 @@ fn signature(
 fn set_operation(op: BinOp, l: Evaluated, r: Evaluated, matching: Option<&Matching>) -> Evaluated {
     let n = l.iter().chain(&r).map(|s| s.1.len()).max().unwrap_or(0);
     let present = |side: &Evaluated| {
-        let mut at: BTreeMap<BTreeMap<String, String>, Vec<bool>> = BTreeMap::new();
+        let mut at: BTreeMap<Labels, Vec<bool>> = BTreeMap::new();
         for (labels, values) in side {
             let slot = at
                 .entry(signature(labels, matching))
@@ -2419,7 +2416,7 @@ fn set_operation(op: BinOp, l: Evaluated, r: Evaluated, matching: Option<&Matchi
         at
     };
     // Keeps each value of `side` at the times `keep` says for its signature.
-    let kept = |side: Evaluated, keep: &dyn Fn(&BTreeMap<String, String>, usize) -> bool| {
+    let kept = |side: Evaluated, keep: &dyn Fn(&Labels, usize) -> bool| {
         side.into_iter()
             .map(|(labels, values)| {
                 let sig = signature(&labels, matching);
@@ -2442,7 +2439,7 @@ fn set_operation(op: BinOp, l: Evaluated, r: Evaluated, matching: Option<&Matchi
             let left = present(&l);
             let extra = kept(r, &|sig, t| !left.get(sig).is_some_and(|p| p[t]));
             // A series on both sides (the same labels) is one series.
-            let mut merged: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+            let mut merged: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
             for (labels, values) in l.into_iter().chain(extra) {
                 let slot = merged.entry(labels).or_insert_with(|| vec![None; n]);
                 for (s, v) in slot.iter_mut().zip(values) {
@@ -2476,7 +2473,7 @@ fn match_vectors(
     r: Evaluated,
     matching: Option<&Matching>,
 ) -> Result<Evaluated, Failed> {
-    let signature = |labels: &BTreeMap<String, String>| signature(labels, matching);
+    let signature = |labels: &Labels| signature(labels, matching);
     // A comparison that filters keeps the left series' name, where the labels it
     // matched on are not only the `on` ones.
     let filter = op.is_comparison() && !boolean;
@@ -2485,7 +2482,7 @@ fn match_vectors(
     let many_left = group.is_none_or(|g| g.0);
     let (many, one) = if many_left { (l, r) } else { (r, l) };
     let side_name = |left: bool| if left { "left" } else { "right" };
-    let twice = |which: &str, sig: &BTreeMap<String, String>| {
+    let twice = |which: &str, sig: &Labels| {
         Failed::Query(format!(
             "two series on the {which} of {op_name} have the labels {sig:?}: match on fewer labels with on (...) or ignoring (...), or aggregate that side"
         ))
@@ -2507,7 +2504,7 @@ fn match_vectors(
         }
         ones.insert(sig, (labels, values));
     }
-    let mut out: BTreeMap<BTreeMap<String, String>, Vec<Option<f64>>> = BTreeMap::new();
+    let mut out: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
     for (labels, mv) in many {
         let sig = signature(&labels);
         let Some((their, ov)) = ones.get(&sig) else {
@@ -2755,7 +2752,7 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
         Ok((Val::Vector(v), times)) => (v, times),
         // A number is one series without labels, as Prometheus charts it.
         Ok((Val::Scalar(x), times)) => (
-            vec![(BTreeMap::new(), x.into_iter().map(Some).collect())],
+            vec![(Labels::new(), x.into_iter().map(Some).collect())],
             times,
         ),
         Err(r) => return r,
