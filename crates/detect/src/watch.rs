@@ -127,7 +127,9 @@ struct Watched {
 pub struct SeriesWatch {
     threshold: f64,
     max_series: usize,
-    series: HashMap<SeriesKey, Watched>,
+    /// Boxed: a detector is a few hundred bytes, and a table sized for growth holds up
+    /// to twice as many slots as series (and both tables while it grows).
+    series: HashMap<SeriesKey, Box<Watched>>,
     newest: TimestampMs,
     swept_at: TimestampMs,
     idle_swept_at: TimestampMs,
@@ -303,7 +305,7 @@ impl SeriesWatch {
                 w.judge(s);
             }
             // The key is copied once, when the series is first watched, not per write.
-            self.series.insert(key.clone(), w);
+            self.series.insert(key.clone(), Box::new(w));
         }
         let w = self.series.get_mut(key).expect("watched above");
         let mut judged = Vec::new();
