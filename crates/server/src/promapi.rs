@@ -96,7 +96,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiParams {
     }
 }
 
-/// Why [`matching_series`] has no answer: the request's fault (400) or the store's (500).
+/// Why [`Matching`] has no answer: the request's fault (400) or the store's (500).
 enum Unmatched {
     Bad(String),
     Store(String),
@@ -111,42 +111,84 @@ impl IntoResponse for Unmatched {
     }
 }
 
-/// The stored series that any of the `match[]` selectors picks (every series without
-/// one) and that have a sample between `start` and `end` (all time without them).
-fn matching_series(st: &AppState, p: &ApiParams) -> Result<Vec<SeriesKey>, Unmatched> {
-    let selectors = p
-        .all("match[]")
-        .into_iter()
-        .map(|m| SeriesMatch::parse(m, "match[]="))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Unmatched::Bad)?;
-    let time = |name: &str, default: TimestampMs| match p.get(name) {
-        None => Ok(default),
-        Some(s) => parse_ts(s).ok_or_else(|| {
-            Unmatched::Bad(format!(
-                "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, not {s:?}"
-            ))
-        }),
-    };
-    let (start, end) = (time("start", i64::MIN)?, time("end", i64::MAX)?);
-    if end < start {
-        return Err(Unmatched::Bad("`end` is before `start`".into()));
-    }
-    let mut out = Vec::new();
-    let picked = st
-        .store
-        .series_where(|key| selectors.is_empty() || selectors.iter().any(|s| s.matches(key)));
-    for key in picked {
-        let within = (start == i64::MIN && end == i64::MAX)
-            || st
-                .store
-                .has_samples(&key, start, end)
-                .map_err(|e| Unmatched::Store(e.to_string()))?;
-        if within {
-            out.push(key);
+/// What `match[]`, `start` and `end` ask for: the series any selector picks (every
+/// series without one) that have a sample between `start` and `end` (all time without).
+struct Matching {
+    selectors: Vec<SeriesMatch>,
+    start: TimestampMs,
+    end: TimestampMs,
+}
+
+impl Matching {
+    fn parse(p: &ApiParams) -> Result<Self, Unmatched> {
+        let selectors = p
+            .all("match[]")
+            .into_iter()
+            .map(|m| SeriesMatch::parse(m, "match[]="))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Unmatched::Bad)?;
+        let time = |name: &str, default: TimestampMs| {
+            match p.get(name) {
+            None => Ok(default),
+            Some(s) => parse_ts(s).ok_or_else(|| {
+                Unmatched::Bad(format!(
+                    "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, not {s:?}"
+                ))
+            }),
         }
+        };
+        let (start, end) = (time("start", i64::MIN)?, time("end", i64::MAX)?);
+        if end < start {
+            return Err(Unmatched::Bad("`end` is before `start`".into()));
+        }
+        Ok(Self {
+            selectors,
+            start,
+            end,
+        })
     }
-    Ok(out)
+
+    fn picks(&self, key: &SeriesKey) -> bool {
+        self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(key))
+    }
+
+    fn all_time(&self) -> bool {
+        self.start == i64::MIN && self.end == i64::MAX
+    }
+
+    /// The series asked for, sorted.
+    fn series(&self, st: &AppState) -> Result<Vec<SeriesKey>, Unmatched> {
+        let mut out = st.store.series_where(|key| self.picks(key));
+        if !self.all_time() {
+            let mut kept = Vec::with_capacity(out.len());
+            for key in out {
+                let within = st
+                    .store
+                    .has_samples(&key, self.start, self.end)
+                    .map_err(|e| Unmatched::Store(e.to_string()))?;
+                if within {
+                    kept.push(key);
+                }
+            }
+            out = kept;
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with each series asked for, in no particular order; for all time,
+    /// without copying any.
+    fn visit(&self, st: &AppState, mut f: impl FnMut(&SeriesKey)) -> Result<(), Unmatched> {
+        if self.all_time() {
+            st.store.visit_series(|key| {
+                if self.picks(key) {
+                    f(key);
+                }
+            });
+        } else {
+            self.series(st)?.iter().for_each(f);
+        }
+        Ok(())
+    }
 }
 
 /// A series' labels with its name as `__name__`, as Prometheus lists it.
@@ -169,7 +211,7 @@ pub async fn series(State(st): State<AppState>, p: ApiParams) -> Response {
         let v: Vec<String> = st.store.series().iter().map(|k| k.to_string()).collect();
         return Json(json!({"status": "success", "data": v})).into_response();
     }
-    match matching_series(&st, &p) {
+    match Matching::parse(&p).and_then(|m| m.series(&st)) {
         Ok(keys) => {
             let data: Vec<_> = keys.into_iter().map(label_set).collect();
             Json(json!({"status": "success", "data": data})).into_response()
@@ -181,15 +223,18 @@ pub async fn series(State(st): State<AppState>, p: ApiParams) -> Response {
 /// `GET|POST /api/v1/labels`: every label name (and `__name__`) of the series that
 /// `match[]`, `start` and `end` pick.
 pub async fn labels(State(st): State<AppState>, p: ApiParams) -> Response {
-    match matching_series(&st, &p) {
-        Ok(keys) => {
-            let mut names: BTreeSet<String> = BTreeSet::new();
-            for k in keys {
-                names.insert("__name__".into());
-                names.extend(k.labels.into_keys());
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let visited = Matching::parse(&p).and_then(|m| {
+        m.visit(&st, |k| {
+            for n in std::iter::once("__name__").chain(k.labels.keys().map(String::as_str)) {
+                if !names.contains(n) {
+                    names.insert(n.to_string());
+                }
             }
-            Json(json!({"status": "success", "data": names})).into_response()
-        }
+        })
+    });
+    match visited {
+        Ok(()) => Json(json!({"status": "success", "data": names})).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -201,20 +246,21 @@ pub async fn label_values(
     Path(name): Path<String>,
     p: ApiParams,
 ) -> Response {
-    match matching_series(&st, &p) {
-        Ok(keys) => {
-            let values: BTreeSet<String> = keys
-                .into_iter()
-                .filter_map(|k| {
-                    if name == "__name__" {
-                        Some(k.name)
-                    } else {
-                        k.labels.get(&name).cloned()
-                    }
-                })
-                .collect();
-            Json(json!({"status": "success", "data": values})).into_response()
-        }
+    let mut values: BTreeSet<String> = BTreeSet::new();
+    let visited = Matching::parse(&p).and_then(|m| {
+        m.visit(&st, |k| {
+            let value = if name == "__name__" {
+                Some(&k.name)
+            } else {
+                k.labels.get(&name)
+            };
+            if let Some(v) = value.filter(|v| !values.contains(v.as_str())) {
+                values.insert(v.clone());
+            }
+        })
+    });
+    match visited {
+        Ok(()) => Json(json!({"status": "success", "data": values})).into_response(),
         Err(e) => e.into_response(),
     }
 }
