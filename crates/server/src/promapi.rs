@@ -359,7 +359,12 @@ pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
         (Err(e), _) | (_, Err(e)) => return bad(e),
     };
     let mut all = st.metadata.all();
-    let stored: BTreeSet<String> = st.store.series().into_iter().map(|k| k.name).collect();
+    let mut stored: BTreeSet<String> = BTreeSet::new();
+    st.store.visit_series(|k| {
+        if !stored.contains(&k.name) {
+            stored.insert(k.name.clone());
+        }
+    });
     for (name, help) in OWN_METADATA {
         if stored.contains(name) {
             all.entry(name.to_string()).or_insert_with(|| {
