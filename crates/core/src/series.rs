@@ -133,7 +133,13 @@ impl std::ops::Index<&str> for Labels {
 impl FromIterator<(String, String)> for Labels {
     /// Collects pairs; where a name comes twice the last value counts, as in a map.
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        let mut pairs: Vec<(String, String)> = iter.into_iter().collect();
+        Self::from_pairs(iter.into_iter().collect())
+    }
+}
+
+impl Labels {
+    /// Sorts pairs by name; where a name comes twice the last value counts.
+    fn from_pairs(mut pairs: Vec<(String, String)>) -> Self {
         // A stable sort keeps repeated names in the order given; the last one is kept.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
@@ -198,8 +204,27 @@ impl Serialize for Labels {
 }
 
 impl<'de> Deserialize<'de> for Labels {
+    /// Reads a map of names to values straight into the list (every stored key is read
+    /// this way when the store opens), the last of a repeated name winning as in a map.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, String>::deserialize(d).map(Self::from)
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Labels, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(Labels::from_pairs(pairs))
+            }
+        }
+        d.deserialize_map(Pairs)
     }
 }
 
@@ -379,6 +404,13 @@ mod tests {
         let read: Labels =
             serde_json::from_str(r#"{"zone":"b","app":"api","pod":"web-1"}"#).unwrap();
         assert_eq!(read, labels);
+        let twice: Labels = serde_json::from_str(r#"{"a":"1","b":"2","a":"3"}"#).unwrap();
+        assert_eq!(
+            (twice.len(), twice["a"].as_str()),
+            (2, "3"),
+            "the last of a name wins"
+        );
+        assert!(serde_json::from_str::<Labels>(r#"{"a":1}"#).is_err());
         assert_eq!(BTreeMap::from(labels.clone()), map);
         assert!(labels.iter().map(|(k, _)| k).eq(map.keys()));
         assert!(labels.values().eq(map.values()));
