@@ -208,7 +208,9 @@ pub async fn series(State(st): State<AppState>, p: ApiParams) -> Response {
                 "`start` and `end` need a `match[]` selector, e.g. match[]=prescale_demand",
             );
         }
-        let v: Vec<String> = st.store.series().iter().map(|k| k.to_string()).collect();
+        let v: Vec<String> = st
+            .store
+            .with_series_sorted(|keys| keys.iter().map(|k| k.to_string()).collect());
         return Json(json!({"status": "success", "data": v})).into_response();
     }
     match Matching::parse(&p).and_then(|m| m.series(&st)) {

@@ -116,11 +116,20 @@ async fn health_dashboard_and_metrics() {
 #[tokio::test]
 async fn series_and_ranges() {
     let dir = tempfile::tempdir().unwrap();
-    let app = router(fixture(dir.path()));
+    let st = fixture(dir.path());
+    let app = router(st.clone());
     let (code, body) = get(&app, "/api/v1/series").await;
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains("host_cpu_usage_cores"), "{body}");
     assert!(body.contains("prescale_capacity_vcpu"), "{body}");
+    // Every stored series, in the store's order (by name, then labels).
+    let listed: Vec<String> = serde_json::from_value(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone(),
+    )
+    .unwrap();
+    let stored: Vec<String> = st.store.series().iter().map(|k| k.to_string()).collect();
+    assert!(stored.len() > 2, "{stored:?}");
+    assert_eq!(listed, stored);
     let sel = "host_cpu_usage_cores%7Bmode%3D%22busy%22%7D";
     let (code, body) = get(
         &app,

@@ -694,6 +694,21 @@ impl Store {
         }
     }
 
+    /// Calls `f` with every series, sorted, copying none (with a remote store, those
+    /// [`Store::series`] lists): for an answer listing every series, which would
+    /// otherwise copy each key first. `f` runs under the index's read lock, so it must
+    /// not call the store.
+    pub fn with_series_sorted<R>(&self, f: impl FnOnce(&[&SeriesKey]) -> R) -> R {
+        if self.inner.remote.is_some() {
+            let keys = self.series();
+            return f(&keys.iter().collect::<Vec<_>>());
+        }
+        let index = self.inner.index.read().expect("index lock");
+        let mut keys: Vec<&SeriesKey> = index.by_key.keys().collect();
+        keys.sort_unstable();
+        f(&keys)
+    }
+
     /// Up to `n` of the embedded store's series with ids above `after` (0: from the
     /// first), in id order, and the id to go on after when there may be more: a pass
     /// over every series (retention's) holds one page of keys at a time, not all of them
