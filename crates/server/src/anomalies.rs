@@ -533,11 +533,7 @@ fn events(listed: Vec<Listed>, gap_ms: i64, limit: usize) -> (Vec<Event>, usize)
 /// the window, before the limit.
 pub async fn list(State(st): State<AppState>, p: ApiParams) -> Response {
     let now = prescale_core::now_ms();
-    let time = |name: &str, default: TimestampMs| match p.get(name) {
-        None => Ok(default),
-        Some(s) => prescale_core::parse_ts(s)
-            .ok_or_else(|| format!("`{name}` must be unix seconds or RFC 3339, not {s:?}")),
-    };
+    let time = |name, default| crate::promapi::time_param(&p, name, default);
     let parsed = (|| -> Result<_, String> {
         let end = time("end", now)?;
         let start = time("start", end - 86_400_000)?;

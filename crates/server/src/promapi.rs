@@ -111,6 +111,31 @@ impl IntoResponse for Unmatched {
     }
 }
 
+/// The time parameter `name` (unix seconds or RFC 3339), `default` without it, or what
+/// is wrong with it.
+pub(crate) fn time_param(
+    p: &ApiParams,
+    name: &str,
+    default: TimestampMs,
+) -> Result<TimestampMs, String> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(s) => parse_ts(s).ok_or_else(|| {
+            format!(
+                "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, not {s:?}"
+            )
+        }),
+    }
+}
+
+/// Adds `s` to `set` unless it is there, copying it only then: names and values are
+/// collected from keys borrowed from the index, most of them already in the set.
+fn insert_new(set: &mut BTreeSet<String>, s: &str) {
+    if !set.contains(s) {
+        set.insert(s.to_string());
+    }
+}
+
 /// What `match[]`, `start` and `end` ask for: the series any selector picks (every
 /// series without one) that have a sample between `start` and `end` (all time without).
 struct Matching {
@@ -127,16 +152,7 @@ impl Matching {
             .map(|m| SeriesMatch::parse(m, "match[]="))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Unmatched::Bad)?;
-        let time = |name: &str, default: TimestampMs| {
-            match p.get(name) {
-            None => Ok(default),
-            Some(s) => parse_ts(s).ok_or_else(|| {
-                Unmatched::Bad(format!(
-                    "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, not {s:?}"
-                ))
-            }),
-        }
-        };
+        let time = |name, default| time_param(p, name, default).map_err(Unmatched::Bad);
         let (start, end) = (time("start", i64::MIN)?, time("end", i64::MAX)?);
         if end < start {
             return Err(Unmatched::Bad("`end` is before `start`".into()));
@@ -229,9 +245,7 @@ pub async fn labels(State(st): State<AppState>, p: ApiParams) -> Response {
     let visited = Matching::parse(&p).and_then(|m| {
         m.visit(&st, |k| {
             for n in std::iter::once("__name__").chain(k.labels.keys().map(String::as_str)) {
-                if !names.contains(n) {
-                    names.insert(n.to_string());
-                }
+                insert_new(&mut names, n);
             }
         })
     });
@@ -256,8 +270,8 @@ pub async fn label_values(
             } else {
                 k.labels.get(&name)
             };
-            if let Some(v) = value.filter(|v| !values.contains(v.as_str())) {
-                values.insert(v.clone());
+            if let Some(v) = value {
+                insert_new(&mut values, v);
             }
         })
     });
@@ -362,11 +376,7 @@ pub async fn metadata(State(st): State<AppState>, p: ApiParams) -> Response {
     };
     let mut all = st.metadata.all();
     let mut stored: BTreeSet<String> = BTreeSet::new();
-    st.store.visit_series(|k| {
-        if !stored.contains(&k.name) {
-            stored.insert(k.name.clone());
-        }
-    });
+    st.store.visit_series(|k| insert_new(&mut stored, &k.name));
     for (name, help) in OWN_METADATA {
         if stored.contains(name) {
             all.entry(name.to_string()).or_insert_with(|| {
