@@ -56,11 +56,6 @@ impl Labels {
         self.find(name).ok().map(|i| &self.0[i].1)
     }
 
-    /// Whether the set has label `name`.
-    pub fn contains_key(&self, name: &str) -> bool {
-        self.find(name).is_ok()
-    }
-
     /// Sets label `name` to `value`, returning the value it replaces.
     pub fn insert(&mut self, name: String, value: String) -> Option<String> {
         match self.find(&name) {
@@ -77,11 +72,6 @@ impl Labels {
         self.find(name).ok().map(|i| self.0.remove(i).1)
     }
 
-    /// Keeps only the labels for which `keep` says so.
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut String) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
-    }
-
     /// The pairs, by name.
     pub fn iter(&self) -> LabelsIter<'_> {
         self.0
@@ -94,14 +84,18 @@ impl Labels {
         self.0.iter().map(|(k, _)| k)
     }
 
-    /// The values, in the order of their names.
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
-        self.0.iter().map(|(_, v)| v)
-    }
-
-    /// The names, sorted, taking the set.
-    pub fn into_keys(self) -> impl DoubleEndedIterator<Item = String> + ExactSizeIterator {
-        self.0.into_iter().map(|(k, _)| k)
+    /// Sorts pairs by name; where a name comes twice the last value counts.
+    fn from_pairs(mut pairs: Vec<(String, String)>) -> Self {
+        // A stable sort keeps repeated names in the order given; the last one is kept.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => out.push(p),
+            }
+        }
+        Self(out)
     }
 
     /// How many labels the set has.
@@ -137,39 +131,9 @@ impl FromIterator<(String, String)> for Labels {
     }
 }
 
-impl Labels {
-    /// Sorts pairs by name; where a name comes twice the last value counts.
-    fn from_pairs(mut pairs: Vec<(String, String)>) -> Self {
-        // A stable sort keeps repeated names in the order given; the last one is kept.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            match out.last_mut() {
-                Some(last) if last.0 == p.0 => *last = p,
-                _ => out.push(p),
-            }
-        }
-        Self(out)
-    }
-}
-
-impl Extend<(String, String)> for Labels {
-    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
-    }
-}
-
 impl From<BTreeMap<String, String>> for Labels {
     fn from(map: BTreeMap<String, String>) -> Self {
         Self(map.into_iter().collect())
-    }
-}
-
-impl From<Labels> for BTreeMap<String, String> {
-    fn from(labels: Labels) -> Self {
-        labels.0.into_iter().collect()
     }
 }
 
@@ -411,9 +375,8 @@ mod tests {
             "the last of a name wins"
         );
         assert!(serde_json::from_str::<Labels>(r#"{"a":1}"#).is_err());
-        assert_eq!(BTreeMap::from(labels.clone()), map);
         assert!(labels.iter().map(|(k, _)| k).eq(map.keys()));
-        assert!(labels.values().eq(map.values()));
+        assert!(labels.iter().map(|(_, v)| v).eq(map.values()));
 
         let mut sets: Vec<BTreeMap<String, String>> = vec![
             map.clone(),
@@ -439,8 +402,8 @@ mod tests {
         assert!(l.keys().eq(["app", "job", "pod", "zone"]));
         assert_eq!(l.remove("pod"), Some("web-1".into()));
         assert_eq!(l.remove("pod"), None);
-        assert!(!l.contains_key("pod") && l.contains_key("zone"));
-        l.retain(|k, _| k != "zone");
+        assert!(l.get("pod").is_none() && l.get("zone").is_some());
+        l.remove("zone");
         assert_eq!(format!("{l:?}"), r#"{"app": "db", "job": "node"}"#);
         assert_eq!(l.get("nope"), None);
     }
