@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod forecast;
 pub mod model;
+pub mod nesting;
 pub mod selector;
 pub mod series;
 

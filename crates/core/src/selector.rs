@@ -533,7 +533,12 @@ impl Demand {
         Self::parse_part(input.trim()).map_err(bad)
     }
 
+    /// [`Demand::parse_level`] one level deeper (see [`crate::nesting`]).
     fn parse_part(s: &str) -> Result<Self, String> {
+        crate::nesting::nest(|| Self::parse_level(s))
+    }
+
+    fn parse_level(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err(format!("empty; {DEMAND_FORMS}"));
@@ -656,6 +661,15 @@ mod tests {
 
     fn key(s: &str) -> SeriesKey {
         SeriesKey::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_demand_nested_too_deep_is_refused_not_overflowed() {
+        let nested = |n: usize| format!("{}x{}", "(".repeat(n), " * 2)".repeat(n));
+        let d = Demand::parse(&nested(100)).unwrap();
+        assert_eq!(d.factor, 2f64.powi(100));
+        let e = Demand::parse(&nested(5000)).unwrap_err().to_string();
+        assert!(e.contains("nests more than 256 levels"), "{e}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use prescale_core::nesting::{grow, nest};
 use prescale_core::{
     now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Labels, Sample, TimestampMs,
 };
@@ -505,13 +506,8 @@ struct Matching {
     group: Option<(bool, Vec<String>)>,
 }
 
-/// The query's expression, or what is wrong with it (for [`bad`]).
-fn parse_query(p: &PromParams) -> Result<Node, String> {
-    let Some(q) = p.query.as_deref() else {
-        return Err("missing `query`, e.g. query=prescale_demand{workload=\"web\"}".into());
-    };
-    parse_node(q)
-}
+/// What a query API call without `query` is told.
+const MISSING_QUERY: &str = "missing `query`, e.g. query=prescale_demand{workload=\"web\"}";
 
 /// The top-level binary operator `q` splits at, with its byte offset and length: the
 /// loosest-binding one (see [`BinOp`]), the last of its level so each level groups from
@@ -631,7 +627,12 @@ fn signed(q: &str) -> Option<Result<Node, String>> {
     }))
 }
 
+/// [`parse_level`] one level deeper: refused past [`prescale_core::nesting::MAX_NESTING`] levels.
 fn parse_node(q: &str) -> Result<Node, String> {
+    nest(|| parse_level(q))
+}
+
+fn parse_level(q: &str) -> Result<Node, String> {
     let q = q.trim();
     if q.is_empty() {
         return Err(format!("an empty expression; {SUPPORTED}"));
@@ -836,7 +837,7 @@ fn parse_node(q: &str) -> Result<Node, String> {
     if let Ok(v) = q.parse::<f64>() {
         return Ok(Node::Number(v));
     }
-    match parse_expr(q) {
+    match parse_expr(q, None) {
         Ok(e) => Ok(Node::Series(e)),
         // An aggregation of what a stored series' evaluation cannot express.
         Err(first) => parse_aggregate(q)?.ok_or(first),
@@ -1452,27 +1453,37 @@ fn label_list(s: &str) -> Result<Vec<String>, String> {
     Ok(labels)
 }
 
-fn parse_expr(q: &str) -> Result<Expr, String> {
+/// `q` as one stored series' evaluation ([`Expr`]): a selector or a range function of
+/// one, perhaps times a number and under one aggregation; `inside`, the aggregation it
+/// is the argument of (where another one is refused at once, rather than after
+/// reading all that is under it: [`parse_node`] then reads it level by level, and with
+/// each level read to its end first, a chain of aggregations took the square of its
+/// depth).
+fn parse_expr(q: &str, inside: Option<&str>) -> Result<Expr, String> {
+    nest(|| parse_expr_level(q, inside))
+}
+
+fn parse_expr_level(q: &str, inside: Option<&str>) -> Result<Expr, String> {
     let q = q.trim();
     if let Some(split) = prescale_core::scalar_factor(q) {
         let (inner, k) = split.map_err(|e| format!("{e}; {SUPPORTED}"))?;
-        let mut e = parse_expr(inner)?;
+        let mut e = parse_expr(inner, inside)?;
         e.factor = Some(e.factor.unwrap_or(1.0) * k);
         return Ok(e);
     }
     if let Some(body) = q.strip_prefix('(').and_then(|b| b.strip_suffix(')')) {
         if parens(q).is_ok_and(|(_, rest)| rest.trim().is_empty()) {
-            return parse_expr(body);
+            return parse_expr(body, inside);
         }
     }
     for (word, op) in AGGREGATIONS {
         let Some((by, labels, inner)) = aggregation(q, word)? else {
             continue;
         };
-        let mut e = parse_expr(inner)?;
-        if e.agg.is_some() {
-            return Err(format!("an aggregation inside {word}(...); {SUPPORTED}"));
+        if let Some(outer) = inside {
+            return Err(format!("an aggregation inside {outer}(...); {SUPPORTED}"));
         }
+        let mut e = parse_expr(inner, Some(word))?;
         // A factor inside comes out: sum and avg scale with it, min and max too (swapped
         // by a negative one), a count does not.
         let op = match (op, e.factor) {
@@ -1859,6 +1870,10 @@ fn pinned(at: At) -> TimestampMs {
 /// Sets every `@ start()` and `@ end()` in `node` to the query's first and last
 /// evaluation times, as Prometheus does (also inside subqueries).
 fn pin(node: &mut Node, start: TimestampMs, end: TimestampMs) {
+    grow(|| pin_level(node, start, end))
+}
+
+fn pin_level(node: &mut Node, start: TimestampMs, end: TimestampMs) {
     let fix = |at: &mut Option<At>| match at {
         Some(At::Start) => *at = Some(At::Ms(start)),
         Some(At::End) => *at = Some(At::Ms(end)),
@@ -2129,8 +2144,13 @@ fn vector_of(
     }
 }
 
-/// Evaluates `node` at `times`.
+/// Evaluates `node` at `times` (on a grown stack where this one runs low: its depth is
+/// the parse's, bounded by [`prescale_core::nesting::MAX_NESTING`]).
 fn eval(st: &Store, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
+    grow(|| eval_level(st, node, times, step))
+}
+
+fn eval_level(st: &Store, node: &Node, times: &[TimestampMs], step: i64) -> Result<Val, Failed> {
     Ok(match node {
         Node::Number(v) => Val::Scalar(vec![*v; times.len()]),
         Node::Time => Val::Scalar(times.iter().map(|t| *t as f64 / 1000.0).collect()),
@@ -2585,20 +2605,21 @@ pub fn series_at(
     }
 }
 
-/// [`eval`] off the async threads (it reads the store); gives the times back with the
-/// value, a `400` when the query cannot be answered as written and a `500` saying why
-/// when the store fails.
+/// Parses and evaluates `query` off the async threads (evaluating reads the store, and
+/// parsing a query of megabytes takes seconds); gives the times back with the value, a
+/// `400` when the query cannot be answered as written and a `500` saying why when the
+/// store fails.
 async fn run_blocking(
     st: AppState,
-    node: Node,
+    query: String,
     times: Vec<TimestampMs>,
     step: i64,
 ) -> Result<(Val, Vec<TimestampMs>), Response> {
-    let mut node = node;
     let now = now_ms();
     let (first, last) = (times.first().copied(), times.last().copied());
-    pin(&mut node, first.unwrap_or(now), last.unwrap_or(now));
     let res = tokio::task::spawn_blocking(move || {
+        let mut node = parse_node(&query).map_err(Failed::Query)?;
+        pin(&mut node, first.unwrap_or(now), last.unwrap_or(now));
         eval(&st.store, &node, &times, step).map(|v| (v, times))
     })
     .await;
@@ -2695,11 +2716,10 @@ pub async fn query(State(st): State<AppState>, p: crate::promapi::ApiParams) -> 
         Some(Err(m)) => return bad(m),
         _ => {}
     }
-    let expr = match parse_query(&p) {
-        Ok(e) => e,
-        Err(m) => return bad(m),
+    let Some(query) = p.query else {
+        return bad(MISSING_QUERY);
     };
-    let series = match run_blocking(st, expr, vec![t], LOOKBACK_MS).await {
+    let series = match run_blocking(st, query, vec![t], LOOKBACK_MS).await {
         Ok((Val::Vector(v), _)) => v,
         Ok((Val::Scalar(x), _)) => {
             return Json(json!({"status": "success", "data": {"resultType": "scalar", "result": [t as f64 / 1000.0, fmt_value(x[0])]}}))
@@ -2724,9 +2744,8 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
             "a range vector (SELECTOR[RANGE]) is a range of samples at one time: ask /api/v1/query for it, or give a range query an instant vector, e.g. last_over_time(SELECTOR[RANGE])",
         );
     }
-    let expr = match parse_query(&p) {
-        Ok(e) => e,
-        Err(m) => return bad(m),
+    let Some(query) = p.query else {
+        return bad(MISSING_QUERY);
     };
     let (Some(start), Some(end)) = (
         p.start.as_deref().and_then(parse_time),
@@ -2748,7 +2767,7 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
     let times: Vec<TimestampMs> = (0..=(end - start) / step)
         .map(|i| start + i * step)
         .collect();
-    let (series, times) = match run_blocking(st, expr, times, step).await {
+    let (series, times) = match run_blocking(st, query, times, step).await {
         Ok((Val::Vector(v), times)) => (v, times),
         // A number is one series without labels, as Prometheus charts it.
         Ok((Val::Scalar(x), times)) => (

@@ -2882,3 +2882,63 @@ async fn anomalies_group_into_events_by_instance_and_gap() {
         assert!(body.contains(says), "{bad}: {body}");
     }
 }
+
+/// Queries nested hundreds of levels deep are answered, and deeper ones refused, saying
+/// why: 3,000 nested `abs(` overflowed the stack of the thread parsing them and aborted
+/// the daemon. (A test thread's stack is 2 MiB, as the daemon's threads' are, and a
+/// debug build's levels take many times the stack a release build's do.)
+#[tokio::test]
+async fn deep_queries_are_answered_or_refused_and_never_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(fixture(dir.path()));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let x = r#"host_cpu_usage_cores{mode="busy"}"#;
+    let nested =
+        |open: &str, close: &str, n: usize| format!("{}{x}{}", open.repeat(n), close.repeat(n));
+    let subqueries =
+        |n: usize| (0..n).fold(x.to_string(), |q, _| format!("max_over_time(({q})[2m:1m])"));
+    let ask = |q: String, path: &'static str| {
+        let app = app.clone();
+        async move {
+            let time = if path.ends_with("range") {
+                "start=2280&end=2400&step=60"
+            } else {
+                "time=2400"
+            };
+            let body = format!("query={}&{time}", enc(&q));
+            post(&app, path, &form, body.into_bytes()).await
+        }
+    };
+    // The sample at 39 minutes, 13, is the value at 2400 s (and 101 of it, summed).
+    for (q, want) in [
+        (nested("abs(", ")", 200), "13"),
+        (nested("(", ")", 250), "13"),
+        (nested("sum(", ")", 200), "13"),
+        (nested("-", "", 200), "13"),
+        (format!("{x}{}", format!(" + {x}").repeat(100)), "1313"),
+        (format!("{x}{}", " * 1".repeat(200)), "13"),
+        (subqueries(60), "13"),
+    ] {
+        let (code, body) = ask(q.clone(), "/api/v1/query").await;
+        assert_eq!(code, StatusCode::OK, "{}...: {body}", &q[..40]);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"]["result"][0]["value"][1], want, "{}...", &q[..40]);
+        let (code, body) = ask(q.clone(), "/api/v1/query_range").await;
+        assert_eq!(code, StatusCode::OK, "{}...: {body}", &q[..40]);
+    }
+    for q in [
+        nested("abs(", ")", 3000),
+        nested("(", ")", 3000),
+        nested("sum(", ")", 300),
+        nested("-", "", 3000),
+        format!("{x}{}", format!(" + {x}").repeat(3000)),
+        subqueries(200),
+    ] {
+        for path in ["/api/v1/query", "/api/v1/query_range"] {
+            let (code, body) = ask(q.clone(), path).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{}...: {body}", &q[..40]);
+            assert!(body.contains("nests more than 256 levels"), "{body}");
+        }
+    }
+    assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
+}
