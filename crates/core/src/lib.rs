@@ -52,12 +52,23 @@ pub fn format_ts(ts: TimestampMs) -> String {
 pub fn parse_ts(s: &str) -> Option<TimestampMs> {
     let s = s.trim();
     if let Ok(v) = s.parse::<f64>() {
-        return v.is_finite().then(|| (v * 1000.0).round() as TimestampMs);
+        return (v.is_finite() && (v * 1000.0).abs() <= MAX_TS_MS as f64)
+            .then(|| (v * 1000.0).round() as TimestampMs);
     }
     let t = humantime::parse_rfc3339_weak(s).ok()?;
     let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
     TimestampMs::try_from(ms).ok()
 }
+
+/// The furthest from 1970 a time read from a user (a query's `time`, an `@`) may be,
+/// and the longest duration (a range, an offset), in ms: 2^53, some 285,000 years,
+/// every millisecond of it exact as an `f64`. Times and durations within it add up
+/// without overflowing however a query combines them (a query nests at most
+/// [`nesting::MAX_NESTING`] levels); `time=1e300` made `x offset -1w` overflow.
+pub const MAX_TS_MS: TimestampMs = 1 << 53;
+
+/// [`MAX_TS_MS`] as people read it, for the errors that refuse a time past it.
+pub const MAX_TS_SPAN: &str = "285,000 years";
 
 #[cfg(test)]
 mod tests {
@@ -77,7 +88,15 @@ mod tests {
             parse_ts(&super::format_ts(1_767_600_000_000)),
             Some(1_767_600_000_000)
         );
-        for bad in ["yesterday", "2026-13-01T00:00:00Z", "NaN", ""] {
+        assert_eq!(parse_ts("-9007199254740"), Some(-9_007_199_254_740_000));
+        for bad in [
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "NaN",
+            "",
+            "1e300",
+            "9007199254741",
+        ] {
             assert_eq!(parse_ts(bad), None, "{bad}");
         }
     }

@@ -398,7 +398,7 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
         _ => return None,
     };
     let ms = (v * mult).round() as i64;
-    (v.is_finite() && ms > 0).then_some(ms)
+    (v.is_finite() && ms > 0 && ms <= crate::MAX_TS_MS).then_some(ms)
 }
 
 fn fmt_duration(ms: i64) -> String {
@@ -813,6 +813,8 @@ mod tests {
         assert_eq!(parse_duration_ms("1w"), Some(604_800_000));
         assert_eq!(parse_duration_ms("500ms"), Some(500));
         assert_eq!(parse_duration_ms("5"), None);
+        assert_eq!(parse_duration_ms("14892855w"), Some(9_007_198_704_000_000));
+        assert_eq!(parse_duration_ms("14892856w"), None, "past MAX_TS_MS");
     }
 
     #[test]

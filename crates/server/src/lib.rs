@@ -550,7 +550,7 @@ fn decision_filter<'a>(name: &'a str, p: &PartParams) -> Result<DecisionFilter<'
         v.as_deref()
             .map(|s| {
                 prescale_core::parse_ts(s).ok_or_else(|| {
-                    format!("`{key}` must be unix seconds or RFC 3339 (2026-01-05T14:00:00Z), not {s:?}")
+                    format!("`{key}` must be unix seconds or RFC 3339 (2026-01-05T14:00:00Z), within {} of 1970, not {s:?}", prescale_core::MAX_TS_SPAN)
                 })
             })
             .transpose()

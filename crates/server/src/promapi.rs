@@ -122,7 +122,8 @@ pub(crate) fn time_param(
         None => Ok(default),
         Some(s) => parse_ts(s).ok_or_else(|| {
             format!(
-                "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, not {s:?}"
+                "`{name}` must be unix seconds or RFC 3339, e.g. 2026-01-05T00:00:00Z, within {} of 1970, not {s:?}",
+                prescale_core::MAX_TS_SPAN
             )
         }),
     }

@@ -46,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prescale_core::nesting::{grow, nest};
 use prescale_core::{
-    now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Labels, Sample, TimestampMs,
+    now_ms, parens, parse_duration_ms, unquoted, DemandExpr, Labels, Sample, TimestampMs, MAX_TS_MS,
 };
 use serde_json::{json, Value};
 
@@ -86,7 +86,7 @@ fn parse_step(s: &str) -> Option<i64> {
     match s.parse::<f64>() {
         Ok(v) => {
             let ms = (v * 1e3).round() as i64;
-            (v.is_finite() && ms > 0).then_some(ms)
+            (v.is_finite() && ms > 0 && ms <= MAX_TS_MS).then_some(ms)
         }
         Err(_) => parse_duration_ms(s),
     }
@@ -581,6 +581,8 @@ fn split_point(q: &str) -> Option<(usize, usize, BinOp)> {
                     }
                 }
             }
+            // `@ -1700000000`: what follows is a time, perhaps signed.
+            '@' => after_operand = false,
             _ => {
                 let Some(&(sym, op)) = BinOp::ALL
                     .iter()
@@ -1708,10 +1710,10 @@ fn strip_at(s: &str) -> Result<(&str, Option<At>), String> {
         n => At::Ms(
             n.parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite())
+                .filter(|v| v.is_finite() && (v * 1000.0).abs() <= MAX_TS_MS as f64)
                 .map(|v| (v * 1000.0).round() as TimestampMs)
                 .ok_or_else(|| {
-                    format!("{n:?} after @ is not a time: write unix seconds, start() or end()")
+                    format!("{n:?} after @ is not a time: write unix seconds (within {} of 1970), start() or end()", prescale_core::MAX_TS_SPAN)
                 })?,
         ),
     };
@@ -2699,7 +2701,12 @@ pub async fn query(State(st): State<AppState>, p: crate::promapi::ApiParams) -> 
     let t = match p.time.as_deref().map(parse_time) {
         None => now_ms(),
         Some(Some(t)) => t,
-        Some(None) => return bad("`time` must be unix seconds or RFC 3339"),
+        Some(None) => {
+            return bad(format!(
+                "`time` must be unix seconds or RFC 3339, within {} of 1970",
+                prescale_core::MAX_TS_SPAN
+            ))
+        }
     };
     match p.query.as_deref().map(range_vector) {
         Some(Ok(Some(mut rv))) => {
@@ -2751,7 +2758,10 @@ pub async fn query_range(st: AppState, p: PromParams) -> Response {
         p.start.as_deref().and_then(parse_time),
         p.end.as_deref().and_then(parse_time),
     ) else {
-        return bad("`start` and `end` must be unix seconds or RFC 3339");
+        return bad(format!(
+            "`start` and `end` must be unix seconds or RFC 3339, within {} of 1970",
+            prescale_core::MAX_TS_SPAN
+        ));
     };
     let Some(step) = p.step.as_deref().and_then(parse_step) else {
         return bad("`step` must be a positive number of seconds or a duration such as 15s");

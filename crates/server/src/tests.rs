@@ -3075,3 +3075,51 @@ async fn corrupted_queries_are_answered_or_refused() {
         "{answered} answered, {refused} refused"
     );
 }
+
+/// Times and durations as far out as they are read (2^53 ms either side of 1970)
+/// combine without overflowing, and further ones are refused: `time=1e300` made
+/// `x offset -1w` overflow (a panic in a debug build, a wrapped time in a release one).
+#[tokio::test]
+async fn times_and_durations_at_their_limits_never_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    gauges_and_a_counter(&store, &[(r#"g{a="1"}"#, 10.0)]);
+    let longest = "14892855w"; // the most whole weeks within 2^53 ms
+    let queries = [
+        format!("g offset -{longest}"),
+        format!("g offset {longest}"),
+        format!("rate(c_total[{longest}] offset -{longest})"),
+        format!("max_over_time((g offset -{longest})[{longest}:{longest}] offset -{longest})"),
+        format!("predict_linear(g[{longest}], 1e300)"),
+        "g @ 9007199254740 offset -1w".to_string(),
+        "g @ -9007199254740 offset 1w".to_string(),
+        "days_in_month(vector(1e300)) + year(vector(-1e300))".to_string(),
+    ];
+    for t in ["9007199254740", "-9007199254740", "900"] {
+        for q in &queries {
+            for (path, times) in [
+                ("/api/v1/query", format!("time={t}")),
+                ("/api/v1/query_range", format!("start={t}&end={t}&step=60")),
+            ] {
+                let (code, out) = get(&app, &format!("{path}?query={}&{times}", enc(q))).await;
+                assert_eq!(code, StatusCode::OK, "{path} {q} at {t}: {out}");
+            }
+        }
+    }
+    // A negative @ is a time before 1970 (a sign, not a subtraction).
+    let (code, out) = get(&app, &format!("/api/v1/query?query={}", enc("g @ -1"))).await;
+    assert_eq!(code, StatusCode::OK, "{out}");
+    for (q, time, says) in [
+        ("g", "1e300", "`time` must be"),
+        ("g", "-9007199254741", "`time` must be"),
+        ("g @ 9007199254741", "900", "after @ is not a time"),
+        ("g offset 14892856w", "900", "is not an offset"),
+        ("rate(c_total[14892856w])", "900", "is not a range"),
+    ] {
+        let (code, out) = get(&app, &format!("/api/v1/query?query={}&time={time}", enc(q))).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{q} at {time}: {out}");
+        assert!(out.contains(says), "{q} at {time}: {out}");
+    }
+    let (code, out) = get(&app, "/api/v1/series?match[]=g&start=-1e300").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{out}");
+}
