@@ -318,10 +318,16 @@ impl Demo {
             })
         };
         wait_for(done, "the demo's simulated days", &|| String::new());
-        // Then it keeps its days against HPA as series (the last thing it does).
+        // Then it keeps its days against HPA as series (the last thing it does), one
+        // workload after the other: wait for both (the second was once not there yet
+        // when a dashboard test summed them).
         let compared = || {
-            get(addr, "/api/v1/series?match[]=prescale_compare_vs_hpa")
-                .is_some_and(|(c, b)| c == 200 && b.contains("prescale_compare_vs_hpa"))
+            get(addr, "/api/v1/series?match[]=prescale_compare_vs_hpa").is_some_and(|(c, b)| {
+                c == 200
+                    && serde_json::from_str::<serde_json::Value>(&b).unwrap()["data"]
+                        .as_array()
+                        .is_some_and(|s| s.len() == 2)
+            })
         };
         wait_for(compared, "the demo's comparison with HPA", &|| {
             String::new()
