@@ -22,6 +22,28 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 /// At most this many problems are listed; the rest are counted.
 const MAX_PROBLEMS: usize = 20;
 
+/// How far ahead of this server's clock a sample may be stamped, as Prometheus allows a
+/// scrape's: one further ahead (a sender whose clock is years off, seconds sent as
+/// milliseconds) is not stored. Stored, it would be the newest sample of all for as
+/// long, and the anomaly watch, which lets go of series without a sample for a day of
+/// sample time, would let go of every other series at once.
+pub const MAX_AHEAD_MS: i64 = 10 * 60_000;
+
+/// Takes the samples stamped more than [`MAX_AHEAD_MS`] after `now` out of `samples`:
+/// how many, and the earliest of their times; `None` when there were none.
+pub fn take_ahead(samples: &mut Vec<Sample>, now: TimestampMs) -> Option<(usize, TimestampMs)> {
+    let limit = now.saturating_add(MAX_AHEAD_MS);
+    let before = samples.len();
+    let mut first: Option<TimestampMs> = None;
+    samples.retain(|s| {
+        if s.ts > limit {
+            first = Some(first.map_or(s.ts, |f| f.min(s.ts)));
+        }
+        s.ts <= limit
+    });
+    first.map(|f| (before - samples.len(), f))
+}
+
 /// The bit pattern of Prometheus' staleness marker (a NaN).
 const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 

@@ -78,6 +78,10 @@ pub struct TargetHealth {
     pub last_samples: usize,
     /// Non-finite samples the last scrape skipped.
     pub last_skipped: usize,
+    /// Samples the last scrape did not store because the target stamped them more than
+    /// [`crate::receive::MAX_AHEAD_MS`] ahead of this server's clock (check the clocks).
+    #[serde(default)]
+    pub last_ahead: usize,
 }
 
 /// What one scrape gives: samples to store (the target's and the `up` family) and the
@@ -184,12 +188,16 @@ pub struct Exposition {
     pub samples: usize,
     /// Non-finite samples skipped.
     pub skipped: usize,
+    /// Samples stamped more than [`crate::receive::MAX_AHEAD_MS`] after `now`, not kept.
+    pub ahead: usize,
     /// Each family's `# TYPE` and `# HELP`.
     pub metadata: BTreeMap<String, MetricMeta>,
 }
 
 /// Parses the Prometheus text exposition format (version 0.0.4). Samples without a
-/// timestamp take `now`; `job` and `instance` are added. A malformed line fails the whole
+/// timestamp take `now`, and those stamped more than [`crate::receive::MAX_AHEAD_MS`]
+/// after it are counted and left out, as Prometheus leaves them out of a scrape; `job`
+/// and `instance` are added. A malformed line fails the whole
 /// scrape, as it does in Prometheus, so a half-read target never looks healthy.
 pub fn parse_exposition(
     text: &str,
@@ -233,6 +241,10 @@ pub fn parse_exposition(
             value,
         });
     }
+    for samples in by_key.values_mut() {
+        out.ahead += crate::receive::take_ahead(samples, now).map_or(0, |(n, _)| n);
+    }
+    by_key.retain(|_, samples| !samples.is_empty());
     out.series = by_key.into_iter().collect();
     Ok(out)
 }
@@ -302,6 +314,7 @@ pub fn scrape(agent: &ureq::Agent, target: &Target, now: TimestampMs) -> Scraped
             health.health = "up".into();
             health.last_samples = exp.samples;
             health.last_skipped = exp.skipped;
+            health.last_ahead = exp.ahead;
             (exp.series, exp.metadata, 1.0)
         }
         Err(e) => {
@@ -377,16 +390,19 @@ http_requests_total{path="/a \"b\"\\c",job="app"} 7 1700000000123
 rpc_duration_seconds{quantile="0.5"} NaN
 go_goroutines 12
 histogram_bucket{le="+Inf"} 3e2
+clock_ahead 1 1700000601000
 "#;
-        let e = parse_exposition(text, "node", "h:9100", 42).unwrap();
-        assert_eq!((e.samples, e.skipped), (6, 1));
+        let now = 1_700_000_000_456;
+        let e = parse_exposition(text, "node", "h:9100", now).unwrap();
+        // A sample stamped more than 10 minutes after the scrape is left out, counted.
+        assert_eq!((e.samples, e.skipped, e.ahead), (7, 1, 1));
         let got: BTreeMap<_, _> = e.series.into_iter().collect();
         assert_eq!(
             got[&key(
                 r#"node_cpu_seconds_total{cpu="0",mode="user",job="node",instance="h:9100"}"#
             )],
             vec![Sample {
-                ts: 42,
+                ts: now,
                 value: 56.25
             }]
         );

@@ -3123,3 +3123,61 @@ async fn times_and_durations_at_their_limits_never_overflow() {
     let (code, out) = get(&app, "/api/v1/series?match[]=g&start=-1e300").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{out}");
 }
+
+/// A sample stamped more than ten minutes ahead of the server's clock is refused,
+/// saying so, by every receiver, and the rest of the write is stored: one stamped years
+/// ahead would be the newest of all that long, and the anomaly watch would let go of
+/// every other series as idle.
+#[tokio::test]
+async fn samples_from_the_future_are_refused_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, store) = writable(dir.path(), Config::default());
+    let now = prescale_core::now_ms();
+    let year = 365 * 86_400_000;
+    let key = SeriesKey::parse(r#"up{job="a"}"#).unwrap();
+    let batch = vec![(
+        key.clone(),
+        [now - 1_000, now + 60_000, now + year]
+            .into_iter()
+            .map(|ts| Sample::new(ts, 1.0).unwrap())
+            .collect::<Vec<_>>(),
+    )];
+    let (code, body) = post(
+        &app,
+        "/api/v1/write",
+        &[SNAPPY],
+        prescale_collect::receive::encode_remote_write(&batch),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("stored 2 samples"), "{body}");
+    assert!(
+        body.contains(&format!(
+            r#"up{{job="a"}}: 1 samples from {} ms on are more than 10 minutes ahead of this server's clock"#,
+            now + year
+        )),
+        "{body}"
+    );
+    // A minute ahead is within a sender's clock drift: stored.
+    let stored: Vec<i64> = values(&store, r#"up{job="a"}"#)
+        .iter()
+        .map(|v| v.0)
+        .collect();
+    assert_eq!(stored, vec![now - 1_000, now + 60_000]);
+
+    // Milliseconds read as seconds are tens of thousands of years ahead: refused.
+    let line = format!("cpu,host=a busy=2 {now}\n");
+    let (code, body) = post(&app, "/write?precision=s", &[], line.into_bytes()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("stored 0 samples"), "{body}");
+    assert!(body.contains("ahead of this server's clock"), "{body}");
+    assert!(values(&store, r#"cpu_busy{host="a"}"#).is_empty());
+
+    let (_, metrics) = get(&app, "/metrics").await;
+    for line in [
+        r#"prescale_received_samples_total{receiver="remote_write",outcome="rejected"} 1"#,
+        r#"prescale_receive_unreadable_total{receiver="remote_write"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
