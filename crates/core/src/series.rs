@@ -202,7 +202,9 @@ fn valid_name(s: &str, allow_colon: bool) -> bool {
 }
 
 impl SeriesKey {
-    /// Builds a key after checking the metric and label names.
+    /// Builds a key after checking the metric and label names. A label with an empty
+    /// value is left out: in Prometheus' data model it is the same as no label, and
+    /// Prometheus stores `x{a=""}` and `x` as one series.
     pub fn new<I, K, V>(name: impl Into<String>, labels: I) -> Result<Self, CoreError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -225,7 +227,10 @@ impl SeriesKey {
                     name: k,
                 });
             }
-            map.insert(k, v.into());
+            let v = v.into();
+            if !v.is_empty() {
+                map.insert(k, v);
+            }
         }
         Ok(Self { name, labels: map })
     }
@@ -315,6 +320,15 @@ impl Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_with_an_empty_value_is_no_label() {
+        let plain = SeriesKey::new("x", [("b", "1")]).unwrap();
+        assert_eq!(SeriesKey::new("x", [("a", ""), ("b", "1")]).unwrap(), plain);
+        assert_eq!(SeriesKey::parse(r#"x{a="",b="1"}"#).unwrap(), plain);
+        // An invalid name is refused whatever its value.
+        assert!(SeriesKey::new("x", [("1a", "")]).is_err());
+    }
 
     #[test]
     fn parse_and_display_round_trip() {
