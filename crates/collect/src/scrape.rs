@@ -226,11 +226,20 @@ pub fn parse_exposition(
             out.skipped += 1;
             continue;
         }
+        // The target's own job and instance win; the exposition's are kept as
+        // exported_job and exported_instance (exported_exported_job where that is taken
+        // too), as Prometheus keeps them.
+        let taken: Vec<String> = labels.iter().map(|(k, _)| k.clone()).collect();
         let mut key = SeriesKey::new(
             name,
-            labels.into_iter().map(|(k, v)| match k.as_str() {
-                "job" | "instance" => (format!("exported_{k}"), v),
-                _ => (k, v),
+            labels.into_iter().map(|(mut k, v)| {
+                if k == "job" || k == "instance" {
+                    k = format!("exported_{k}");
+                    while taken.contains(&k) {
+                        k = format!("exported_{k}");
+                    }
+                }
+                (k, v)
             }),
         )
         .map_err(|e| err(e.to_string()))?;
@@ -391,11 +400,12 @@ rpc_duration_seconds{quantile="0.5"} NaN
 go_goroutines 12
 histogram_bucket{le="+Inf"} 3e2
 clock_ahead 1 1700000601000
+both{job="a",exported_job="b"} 2
 "#;
         let now = 1_700_000_000_456;
         let e = parse_exposition(text, "node", "h:9100", now).unwrap();
         // A sample stamped more than 10 minutes after the scrape is left out, counted.
-        assert_eq!((e.samples, e.skipped, e.ahead), (7, 1, 1));
+        assert_eq!((e.samples, e.skipped, e.ahead), (8, 1, 1));
         let got: BTreeMap<_, _> = e.series.into_iter().collect();
         assert_eq!(
             got[&key(
@@ -420,7 +430,11 @@ clock_ahead 1 1700000601000
             got[&key(r#"histogram_bucket{le="+Inf",job="node",instance="h:9100"}"#)][0].value,
             300.0
         );
-        assert_eq!(got.len(), 5);
+        // An exported job beside the exported job: kept as Prometheus keeps it.
+        let both =
+            key(r#"both{exported_exported_job="a",exported_job="b",job="node",instance="h:9100"}"#);
+        assert_eq!(got[&both][0].value, 2.0);
+        assert_eq!(got.len(), 6);
     }
 
     #[test]

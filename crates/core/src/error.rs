@@ -23,6 +23,12 @@ pub enum CoreError {
         /// The offending name.
         name: String,
     },
+    /// A series names a label twice (Prometheus refuses such a series too).
+    #[error("label {name:?} is given twice; a series has each label once")]
+    DuplicateLabel {
+        /// The label.
+        name: String,
+    },
     /// A series selector string could not be parsed.
     #[error("cannot parse series {input:?}: {reason}; expected name{{label=\"value\",...}}")]
     BadSelector {

@@ -227,6 +227,9 @@ impl SeriesKey {
                     name: k,
                 });
             }
+            if map.get(&k).is_some() {
+                return Err(CoreError::DuplicateLabel { name: k });
+            }
             let v = v.into();
             if !v.is_empty() {
                 map.insert(k, v);
@@ -328,6 +331,13 @@ mod tests {
         assert_eq!(SeriesKey::parse(r#"x{a="",b="1"}"#).unwrap(), plain);
         // An invalid name is refused whatever its value.
         assert!(SeriesKey::new("x", [("1a", "")]).is_err());
+    }
+
+    #[test]
+    fn a_label_given_twice_is_refused() {
+        let e = SeriesKey::new("x", [("a", "1"), ("a", "2")]).unwrap_err();
+        assert!(e.to_string().contains(r#"label "a" is given twice"#), "{e}");
+        assert!(SeriesKey::parse(r#"x{a="1",a="1"}"#).is_err());
     }
 
     #[test]
