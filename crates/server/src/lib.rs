@@ -253,6 +253,33 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"status": "error", "error": msg.into()}))).into_response()
 }
 
+/// The query string as `T`, or a `400` saying what could not be read as every other
+/// refusal of the API says it (axum's own answer is plain text:
+/// `?limit=-5` gave "Failed to deserialize query string: ...").
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(t)) => Ok(Self(t)),
+            Err(e) => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}: see the parameters this endpoint takes in the README's HTTP API table",
+                    e.body_text()
+                ),
+            )),
+        }
+    }
+}
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -417,7 +444,7 @@ pub(crate) fn thin(
 
 async fn query_range(
     State(st): State<AppState>,
-    Query(p): Query<RangeParams>,
+    Params(p): Params<RangeParams>,
     api: promapi::ApiParams,
 ) -> Response {
     // Prometheus' form (`query`, `step`; a GET or a form POST), as Grafana asks it; else
@@ -577,7 +604,7 @@ fn decision_filter<'a>(name: &'a str, p: &PartParams) -> Result<DecisionFilter<'
 async fn workload_part(
     State(st): State<AppState>,
     Path((name, what)): Path<(String, String)>,
-    Query(p): Query<PartParams>,
+    Params(p): Params<PartParams>,
 ) -> Response {
     let Some(w) = workload_status(&st, &name) else {
         return error(

@@ -409,10 +409,15 @@ async fn workload_endpoints() {
         ("since=yesterday", "RFC 3339"),
         ("until=1e400", "unix seconds"),
         ("kind=acted", "use act, hold, error or event"),
+        // What the query string itself cannot say: refused as JSON too.
+        ("limit=-5", "limit: invalid digit"),
+        ("days=many", "days: invalid float"),
     ] {
         let (code, body) = get(&app, &format!("/api/v1/workloads/host/decisions?{q}")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{q}");
-        assert!(body.contains(why), "{q}: {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
+        assert!(v["error"].as_str().unwrap().contains(why), "{q}: {body}");
     }
     // Against HPA on the same stored demand.
     let (code, body) = get(&app, "/api/v1/workloads/host/compare?days=1").await;
