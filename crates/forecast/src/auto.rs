@@ -98,8 +98,10 @@ impl std::fmt::Debug for Recipe {
 }
 
 impl Recipe {
-    /// Fits the recipe's models on `y` and applies its calibration.
+    /// Fits the recipe's models on `y` (its lone glitches taken out, as for the
+    /// selection: [`crate::clean`]) and applies its calibration.
     pub fn refit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
+        let (y, _) = crate::clean::without_glitches(y);
         let lo = y.len().saturating_sub(self.max_train);
         let fitted = self
             .specs
@@ -119,6 +121,7 @@ impl Recipe {
         if self.member_fits.len() != self.specs.len() || new > y.len() {
             return self.refit(y);
         }
+        let (y, _) = crate::clean::without_glitches(y);
         let tail = &y[y.len() - new..];
         let lo = y.len().saturating_sub(self.max_train);
         let fitted = self
@@ -621,6 +624,36 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_glitch_is_taken_out_before_selecting_and_the_reason_says_so() {
+        // A daily cycle with one reading a hundred times its level: the season is still
+        // found, and the band stays the cycle's.
+        let cycle: Vec<f64> = (0..2_016)
+            .map(|i| 10.0 + 5.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin())
+            .collect();
+        let mut y = cycle.clone();
+        y[1_900] = 1_000.0;
+        let spec = AutoSpec {
+            choice: ModelChoice::Auto,
+            season: None,
+            day: Some(288),
+            horizon: 12,
+            folds: 3,
+            levels: vec![0.05, 0.5, 0.95],
+            score: ScoreKind::Crps,
+            budget: None,
+        };
+        let (fitted, sel) = spec.run(&y, |_| {}).unwrap();
+        assert!(sel.reason.contains("1 lone glitch(es)"), "{}", sel.reason);
+        let (_, calm) = spec.run(&cycle, |_| {}).unwrap();
+        assert_eq!(sel.winner, calm.winner);
+        let top = fitted.predict(12, &[0.05, 0.5, 0.95]).unwrap()[11][2];
+        assert!(top < 20.0, "{top}");
+        // And a refit of its recipe on the same history takes it out too.
+        let refit = sel.recipe.unwrap().refit(&y).unwrap();
+        assert!(refit.predict(12, &[0.05, 0.5, 0.95]).unwrap()[11][2] < 20.0);
+    }
+
+    #[test]
     fn picks_seasonal_naive_on_a_clean_cycle_and_says_why() {
         let m = 24;
         let (y, cv) = clean_cycle(m);
@@ -1010,9 +1043,26 @@ impl AutoSpec {
         })
     }
 
-    /// Selects, fits and calibrates on `y`. When `y` is too short for even one fold, the
-    /// first candidate that fits is used uncalibrated and the selection says so.
+    /// Selects, fits and calibrates on `y`, its lone glitches taken out first
+    /// ([`crate::clean`]; the selection's reason says how many). When `y` is too short
+    /// for even one fold, the first candidate that fits is used uncalibrated and the
+    /// selection says so.
     pub fn run(
+        &self,
+        y: &[f64],
+        progress: impl FnMut(&str),
+    ) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
+        let (y, glitches) = crate::clean::without_glitches(y);
+        let (fitted, mut selection) = self.run_cleaned(&y, progress)?;
+        if glitches > 0 {
+            selection.reason.push_str(&format!(
+                "; {glitches} lone glitch(es) in the history (a point many times further from its neighbours than any other) replaced by their neighbours' median before fitting"
+            ));
+        }
+        Ok((fitted, selection))
+    }
+
+    fn run_cleaned(
         &self,
         y: &[f64],
         progress: impl FnMut(&str),

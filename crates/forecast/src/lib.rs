@@ -13,6 +13,7 @@ use thiserror::Error;
 
 pub mod auto;
 pub mod calibrate;
+pub mod clean;
 pub mod cv;
 #[cfg(feature = "lstm")]
 pub mod lstm;
