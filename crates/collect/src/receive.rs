@@ -31,7 +31,10 @@ pub const MAX_AHEAD_MS: i64 = 10 * 60_000;
 
 /// Takes the samples stamped more than [`MAX_AHEAD_MS`] after `now` out of `samples`:
 /// how many, and the earliest of their times; `None` when there were none.
-pub fn take_ahead(samples: &mut Vec<Sample>, now: TimestampMs) -> Option<(usize, TimestampMs)> {
+pub(crate) fn take_ahead(
+    samples: &mut Vec<Sample>,
+    now: TimestampMs,
+) -> Option<(usize, TimestampMs)> {
     let limit = now.saturating_add(MAX_AHEAD_MS);
     let before = samples.len();
     let mut first: Option<TimestampMs> = None;
@@ -80,6 +83,26 @@ impl Decoded {
         } else {
             self.more_problems += 1;
         }
+    }
+
+    /// Leaves out the samples stamped more than [`MAX_AHEAD_MS`] after `now` (the
+    /// receiving server's clock), each series' named among the problems; returns how
+    /// many.
+    pub fn drop_ahead(&mut self, now: TimestampMs) -> usize {
+        let mut series = std::mem::take(&mut self.series);
+        let mut dropped = 0;
+        for (key, samples) in &mut series {
+            if let Some((n, first)) = take_ahead(samples, now) {
+                dropped += n;
+                self.problem(format!(
+                    "{key}: {n} samples from {first} ms on are more than {} minutes ahead of this server's clock ({now} ms); check the sender's clock, and that its timestamps are in the unit this endpoint reads",
+                    MAX_AHEAD_MS / 60_000
+                ));
+            }
+        }
+        series.retain(|(_, samples)| !samples.is_empty());
+        self.series = series;
+        dropped
     }
 
     /// Takes the samples to store, leaving out series that ended up with none (only

@@ -52,8 +52,7 @@ pub fn format_ts(ts: TimestampMs) -> String {
 pub fn parse_ts(s: &str) -> Option<TimestampMs> {
     let s = s.trim();
     if let Ok(v) = s.parse::<f64>() {
-        return (v.is_finite() && (v * 1000.0).abs() <= MAX_TS_MS as f64)
-            .then(|| (v * 1000.0).round() as TimestampMs);
+        return unix_seconds_ms(v);
     }
     let t = humantime::parse_rfc3339_weak(s).ok()?;
     let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
@@ -66,6 +65,12 @@ pub fn parse_ts(s: &str) -> Option<TimestampMs> {
 /// without overflowing however a query combines them (a query nests at most
 /// [`nesting::MAX_NESTING`] levels); `time=1e300` made `x offset -1w` overflow.
 pub const MAX_TS_MS: TimestampMs = 1 << 53;
+
+/// Unix seconds `v` in ms, when it is finite and within [`MAX_TS_MS`] of 1970.
+pub fn unix_seconds_ms(v: f64) -> Option<TimestampMs> {
+    (v.is_finite() && (v * 1000.0).abs() <= MAX_TS_MS as f64)
+        .then(|| (v * 1000.0).round() as TimestampMs)
+}
 
 /// [`MAX_TS_MS`] as people read it, for the errors that refuse a time past it.
 pub const MAX_TS_SPAN: &str = "285,000 years";

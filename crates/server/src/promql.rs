@@ -1710,10 +1710,12 @@ fn strip_at(s: &str) -> Result<(&str, Option<At>), String> {
         n => At::Ms(
             n.parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite() && (v * 1000.0).abs() <= MAX_TS_MS as f64)
-                .map(|v| (v * 1000.0).round() as TimestampMs)
+                .and_then(prescale_core::unix_seconds_ms)
                 .ok_or_else(|| {
-                    format!("{n:?} after @ is not a time: write unix seconds (within {} of 1970), start() or end()", prescale_core::MAX_TS_SPAN)
+                    format!(
+                        "{n:?} after @ is not a time: write unix seconds (within {} of 1970), start() or end()",
+                        prescale_core::MAX_TS_SPAN
+                    )
                 })?,
         ),
     };

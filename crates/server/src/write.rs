@@ -135,42 +135,27 @@ fn not_stored(e: String) -> Response {
 }
 
 /// Stores what was decoded and answers for it.
-async fn store(st: &AppState, which: usize, decoded: Decoded) -> Response {
+async fn store(st: &AppState, which: usize, mut decoded: Decoded) -> Response {
     let counts = &st.receivers.counts[which];
     counts
         .skipped
         .fetch_add(decoded.skipped as u64, Ordering::Relaxed);
+    counts.unreadable.fetch_add(
+        (decoded.problems.len() + decoded.more_problems) as u64,
+        Ordering::Relaxed,
+    );
+    let ahead = decoded.drop_ahead(prescale_core::now_ms());
+    counts.rejected.fetch_add(ahead as u64, Ordering::Relaxed);
     let store = st.store.clone();
     let Decoded {
-        mut series,
-        mut problems,
-        mut more_problems,
+        series,
+        problems,
+        more_problems,
         metadata,
         ..
     } = decoded;
     let known = st.metadata.clone();
     let watch = st.anomalies.clone();
-    counts
-        .unreadable
-        .fetch_add((problems.len() + more_problems) as u64, Ordering::Relaxed);
-    let now = prescale_core::now_ms();
-    let mut ahead = 0;
-    for (key, samples) in &mut series {
-        let Some((n, first)) = receive::take_ahead(samples, now) else {
-            continue;
-        };
-        ahead += n;
-        if problems.len() < 20 {
-            problems.push(format!(
-                "{key}: {n} samples from {first} ms on are more than {} minutes ahead of this server's clock ({now} ms); check the sender's clock, and that its timestamps are in the unit this endpoint reads",
-                receive::MAX_AHEAD_MS / 60_000
-            ));
-        } else {
-            more_problems += 1;
-        }
-    }
-    series.retain(|(_, samples)| !samples.is_empty());
-    counts.rejected.fetch_add(ahead as u64, Ordering::Relaxed);
     // Acknowledged only once the samples and what the sender said of their families are
     // both saved: a sender that is refused sends both again.
     let res = tokio::task::spawn_blocking(move || {
