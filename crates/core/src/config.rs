@@ -1497,6 +1497,20 @@ pub fn validate_tiers(tiers: &[Tier]) -> Result<(), (String, String)> {
                 format!("must be a positive number, got {}", t.vcpu),
             );
         }
+        // A shape's other sizes: zero (or, for disk and network, absent) when the tier
+        // does not say; a negative or non-finite one was taken as not saying.
+        for (f, v) in [
+            ("memory_gib", Some(t.memory_gib)),
+            ("disk_iops", t.disk_iops),
+            ("network_mbps", t.network_mbps),
+        ] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                return err(
+                    k(f),
+                    format!("must be zero or positive (zero: not part of the shape), got {v}"),
+                );
+            }
+        }
         if !(t.price_per_hour.is_finite() && t.price_per_hour >= 0.0) {
             return err(
                 k("price_per_hour"),
@@ -2175,7 +2189,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lead_time_tail_below_its_median_or_a_zero_billing_granularity_is_refused() {
+    fn a_lead_time_tail_below_its_median_a_zero_billing_granularity_or_a_bad_size_is_refused() {
         for (from, to, key) in [
             (
                 "lead_time_p90_s = 240",
@@ -2186,6 +2200,22 @@ mod tests {
                 "billing_granularity_s = 1",
                 "billing_granularity_s = 0",
                 "tiers[0].billing_granularity_s",
+            ),
+            // Sizes that were taken as "not said".
+            (
+                "memory_gib = 16.0",
+                "memory_gib = -16.0",
+                "tiers[0].memory_gib",
+            ),
+            (
+                "disk_iops = 3000.0",
+                "disk_iops = nan",
+                "tiers[0].disk_iops",
+            ),
+            (
+                "network_mbps = 750.0",
+                "network_mbps = inf",
+                "tiers[0].network_mbps",
             ),
         ] {
             assert!(DEFAULT_TOML.contains(from), "{from}");

@@ -1056,6 +1056,14 @@ pub fn simulate(
     if n < 2 {
         return Err("the trace needs at least two steps".into());
     }
+    if (scenario.forecast.history_s as i64 * 1000) < 2 * trace.step_ms {
+        return Err(format!(
+            "forecast.history_s = {} covers less than two of the trace's {} s steps: the forecaster would read no history (the daemon refuses it too); use at least {}",
+            scenario.forecast.history_s,
+            trace.step_ms / 1000,
+            2 * trace.step_ms / 1000
+        ));
+    }
     if let Some((d, a)) = trace.actual.iter().find(|(_, a)| a.len() != n) {
         return Err(format!(
             "the trace's actual {} has {} steps for {n} of demand",
@@ -2233,6 +2241,21 @@ mod tests {
             "{}",
             p.underprovisioned_minutes
         );
+    }
+
+    #[test]
+    fn a_history_shorter_than_two_steps_is_refused() {
+        let tr = shaped(1, |i| 5.0 + noise(i));
+        let mut sc = calm_scenario();
+        sc.forecast.history_s = 300;
+        let e = simulate(&tr, &sc, Policy::Predictive, 1, None, |_, _| {}).unwrap_err();
+        assert!(
+            e.contains("forecast.history_s = 300 covers less than two of the trace's 300 s steps")
+                && e.contains("use at least 600"),
+            "{e}"
+        );
+        sc.forecast.history_s = 600;
+        assert!(simulate(&tr, &sc, Policy::Predictive, 1, None, |_, _| {}).is_ok());
     }
 
     #[test]
