@@ -122,6 +122,13 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
     regularise(&name.to_string(), rows, rfc, None)
 }
 
+/// How many steps a series may span, at most, per row it has (beyond
+/// [`MIN_GRID_REFUSED`]): more and most of its grid would be interpolated.
+const MAX_GRID_PER_ROW: usize = 100;
+
+/// Spans this short are always put on their grid, however few their rows.
+const MIN_GRID_REFUSED: usize = 100_000;
+
 /// Puts `rows` (unix seconds, value or none) of the series `name` on a regular grid of
 /// `step` seconds (by default the most common gap between them), from the first row on:
 /// rows out of order are sorted, repeated timestamps keep their first value, holes are
@@ -151,6 +158,13 @@ pub fn regularise(
             rows.len()
         ));
     }
+    let far = prescale_core::MAX_TS_MS / 1000;
+    if let Some((t, _)) = rows.iter().find(|(t, _)| !(-far..=far).contains(t)) {
+        return Err(format!(
+            "{name}: timestamp {t} is not a time: unix seconds within {} of 1970",
+            prescale_core::MAX_TS_SPAN
+        ));
+    }
     let step = step.unwrap_or_else(|| {
         let mut diffs: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
         diffs.sort_unstable();
@@ -160,7 +174,22 @@ pub fn regularise(
     // Put every row on the regular grid starting at the first timestamp; fill holes.
     let t0 = rows[0].0;
     let last = rows[rows.len() - 1].0;
-    let n = ((last - t0) / step + 1) as usize;
+    let span = (last - t0) / step + 1;
+    if span > (MAX_GRID_PER_ROW * rows.len()).max(MIN_GRID_REFUSED) as i64 {
+        // A grid mostly made up is a timestamp in the wrong unit or a gap of years, not
+        // data: one row in milliseconds among seconds made a grid of billions of steps,
+        // and the process ran out of memory filling it.
+        let (a, b) = rows
+            .windows(2)
+            .map(|w| (w[0].0, w[1].0))
+            .max_by_key(|(a, b)| b - a)
+            .expect("at least two rows");
+        return Err(format!(
+            "{name}: {} rows would take {span} steps of {step} s, most of them made up: the largest gap is from {a} to {b}; fix that timestamp (seconds, not milliseconds?) or split the series there",
+            rows.len()
+        ));
+    }
+    let n = span as usize;
     let mut grid: Vec<Option<f64>> = vec![None; n];
     let mut off_grid = 0;
     for (t, v) in &rows {
@@ -232,6 +261,40 @@ mod tests {
         let p = dir.path().join("s.csv");
         std::fs::write(&p, text).unwrap();
         read_csv(&p)
+    }
+
+    #[test]
+    fn a_grid_mostly_made_up_is_refused_naming_the_gap() {
+        // Milliseconds among seconds: billions of five-minute steps.
+        let e = read("timestamp,value\n0,1\n300,1\n600,1\n999999999999,1\n").unwrap_err();
+        assert!(
+            e.contains("4 rows would take 3333333334 steps of 300 s")
+                && e.contains("the largest gap is from 600 to 999999999999"),
+            "{e}"
+        );
+        // Timestamps past any calendar: refused before any arithmetic on them.
+        let e = read(&format!(
+            "timestamp,value\n{},1\n0,1\n{},1\n",
+            i64::MIN,
+            i64::MAX
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(&format!("timestamp {} is not a time", i64::MIN)),
+            "{e}"
+        );
+        // A day missing from a week of five-minute steps is filled, as before.
+        let rows: String = (0..2016)
+            .filter(|i| !(288..576).contains(i))
+            .map(|i| format!("{},1\n", i * 300))
+            .collect();
+        assert_eq!(
+            read(&format!("timestamp,value\n{rows}"))
+                .unwrap()
+                .values
+                .len(),
+            2016
+        );
     }
 
     #[test]
