@@ -80,7 +80,8 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    fn problem(&mut self, p: String) {
+    /// Names one thing not stored: listed up to a limit, counted beyond it.
+    pub fn problem(&mut self, p: String) {
         if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(p);
         } else {

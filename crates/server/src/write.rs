@@ -147,39 +147,33 @@ async fn store(st: &AppState, which: usize, mut decoded: Decoded) -> Response {
     let ahead = decoded.drop_ahead(prescale_core::now_ms());
     counts.rejected.fetch_add(ahead as u64, Ordering::Relaxed);
     let store = st.store.clone();
-    let Decoded {
-        series,
-        problems,
-        more_problems,
-        metadata,
-        ..
-    } = decoded;
     let known = st.metadata.clone();
     let watch = st.anomalies.clone();
     // Acknowledged only once the samples and what the sender said of their families are
     // both saved: a sender that is refused sends both again.
     let res = tokio::task::spawn_blocking(move || {
+        let series = std::mem::take(&mut decoded.series);
         let reports = store.append_many(&series)?;
-        known.remember(metadata)?;
+        known.remember(std::mem::take(&mut decoded.metadata))?;
         let (mut accepted, mut duplicates, mut rejected) = (0, 0, 0);
-        let mut lines = problems;
-        let mut more = more_problems;
         for ((key, _), r) in series.iter().zip(&reports) {
             accepted += r.accepted;
             duplicates += r.duplicates;
             rejected += r.rejected.len();
             for x in &r.rejected {
-                if lines.len() < 20 {
-                    lines.push(format!("{key} at {} ms: {}", x.ts, x.reason));
-                } else {
-                    more += 1;
-                }
+                decoded.problem(format!("{key} at {} ms: {}", x.ts, x.reason));
             }
         }
         // Found anomalies are derived, not what was sent: they are judged off the
         // write's path, and failing to save them does not fail it.
         watch.submit(series, &reports);
-        Ok::<_, prescale_store::StoreError>((accepted, duplicates, rejected, lines, more))
+        Ok::<_, prescale_store::StoreError>((
+            accepted,
+            duplicates,
+            rejected,
+            decoded.problems,
+            decoded.more_problems,
+        ))
     })
     .await;
     let (accepted, duplicates, rejected, lines, more) = match res {
