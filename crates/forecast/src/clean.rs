@@ -31,10 +31,14 @@ const ALONE: f64 = 3.0;
 /// At most this share of the history (and at least one point) is taken out.
 const MOST: f64 = 0.01;
 
+/// Neighbours on each side [`Bar::lone`] reads: a caller judging points of a longer
+/// series passes this many either side of them.
+pub const NEIGHBOURS: usize = SIDE;
+
 /// `y` with its lone glitches (see the module) replaced by their neighbours' median, and
 /// how many there were; `y` itself when there were none.
 pub fn without_glitches(y: &[f64]) -> (Cow<'_, [f64]>, usize) {
-    let found = glitches(y);
+    let found = survey(y).map(|s| s.0).unwrap_or_default();
     if found.is_empty() {
         return (Cow::Borrowed(y), 0);
     }
@@ -45,11 +49,77 @@ pub fn without_glitches(y: &[f64]) -> (Cow<'_, [f64]>, usize) {
     (Cow::Owned(out), found.len())
 }
 
-/// The lone glitches of `y`: each point's index and its neighbours' median.
-fn glitches(y: &[f64]) -> Vec<(usize, f64)> {
+/// How far a point must stand from its neighbours to be a lone glitch of a history
+/// ([`bar`]), to judge the points that come after it one at a time ([`Bar::lone`]) as
+/// [`without_glitches`] would judge them in it: the scale-down window of a plan need not
+/// hold a reading known to be one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    /// [`GROSS`] robust standard deviations of the history's step-to-step changes.
+    gross: f64,
+    /// [`ALONE`] times as far as the furthest point the history kept stands from its own
+    /// neighbours.
+    alone: f64,
+}
+
+/// The [`Bar`] of history `y`; `None` where nothing can be judged on it (too short,
+/// constant, or not all finite), and then no point is a lone glitch.
+pub fn bar(y: &[f64]) -> Option<Bar> {
+    survey(y).map(|s| s.1)
+}
+
+impl Bar {
+    /// Whether point `t` of `y` is a lone glitch by this bar: it has two points after it
+    /// (whether it came back is known), its neighbours ([`NEIGHBOURS`] either side, fewer
+    /// at the ends of `y`) before and after it agree, and it stands from their median by
+    /// at least the bar.
+    pub fn lone(&self, y: &[f64], t: usize) -> bool {
+        if t == 0 || t + 2 >= y.len() || !y[t].is_finite() {
+            return false;
+        }
+        let (before, after) = (
+            &y[t.saturating_sub(SIDE)..t],
+            &y[t + 1..(t + 1 + SIDE).min(y.len())],
+        );
+        if before.iter().chain(after).any(|v| !v.is_finite()) {
+            return false;
+        }
+        let (m, m_before, m_after) = medians(before, after);
+        let off = (y[t] - m).abs();
+        off >= self.gross && off >= self.alone && (m_before - m_after).abs() * ALONE <= off
+    }
+}
+
+/// The median of `before` and `after` together (each at most [`SIDE`] long), and of each.
+fn medians(before: &[f64], after: &[f64]) -> (f64, f64, f64) {
+    let mid = |v: &mut [f64]| {
+        v.sort_unstable_by(f64::total_cmp);
+        let m = v.len() / 2;
+        if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            (v[m - 1] + v[m]) / 2.0
+        }
+    };
+    let mut buf = [0.0; 2 * SIDE];
+    let (b, a) = (before.len(), after.len());
+    buf[..b].copy_from_slice(before);
+    buf[b..b + a].copy_from_slice(after);
+    let m = mid(&mut buf[..b + a]);
+    let mut side = [0.0; SIDE];
+    side[..b].copy_from_slice(before);
+    let m_before = mid(&mut side[..b]);
+    side[..a].copy_from_slice(after);
+    let m_after = mid(&mut side[..a]);
+    (m, m_before, m_after)
+}
+
+/// The lone glitches of `y` (each point's index and its neighbours' median) and its
+/// [`Bar`]; `None` when nothing can be judged on `y`.
+fn survey(y: &[f64]) -> Option<(Vec<(usize, f64)>, Bar)> {
     let n = y.len();
     if n < 4 * SIDE || y.iter().any(|v| !v.is_finite()) {
-        return Vec::new();
+        return None;
     }
     // The usual change from one step to the next, robustly (its mean where most
     // changes are nothing, as on an idle disk's series).
@@ -60,7 +130,7 @@ fn glitches(y: &[f64]) -> Vec<(usize, f64)> {
         scale = mean_change;
     }
     if scale <= 0.0 {
-        return Vec::new(); // constant
+        return None; // constant
     }
     let most = ((MOST * n as f64) as usize).max(1).min(n - 4);
     // How far each judged point (those with two after them) stands from its neighbours'
@@ -90,15 +160,6 @@ fn glitches(y: &[f64]) -> Vec<(usize, f64)> {
         .collect();
     let (_, bar, _) = surely.select_nth_unstable_by(most, |a, b| b.total_cmp(a));
     let bar = *bar;
-    let mid = |v: &mut [f64]| {
-        v.sort_unstable_by(f64::total_cmp);
-        let m = v.len() / 2;
-        if v.len() % 2 == 1 {
-            v[m]
-        } else {
-            (v[m - 1] + v[m]) / 2.0
-        }
-    };
     // Each possible one: how far it stands, where, its neighbours' median, and whether
     // its neighbours before and after agree.
     let mut stands: Vec<(f64, usize, f64, bool)> = judged
@@ -112,17 +173,8 @@ fn glitches(y: &[f64]) -> Vec<(usize, f64)> {
             if furthest < bar {
                 return None;
             }
-            let mut buf = [0.0; 2 * SIDE];
-            let (b, a) = (before.len(), after.len());
-            buf[..b].copy_from_slice(before);
-            buf[b..b + a].copy_from_slice(after);
-            let m = mid(&mut buf[..b + a]);
+            let (m, m_before, m_after) = medians(before, after);
             let off = (y[t] - m).abs();
-            let mut side = [0.0; SIDE];
-            side[..b].copy_from_slice(before);
-            let m_before = mid(&mut side[..b]);
-            side[..a].copy_from_slice(after);
-            let m_after = mid(&mut side[..a]);
             Some((off, t, m, (m_before - m_after).abs() * ALONE <= off))
         })
         .collect();
@@ -131,16 +183,23 @@ fn glitches(y: &[f64]) -> Vec<(usize, f64)> {
     stands[..=most].sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     // The fewest points that stand ALONE times further out than the next one, all gross
     // and all with neighbours that agree.
+    let mut found = 0;
     for k in 1..=most {
         let (last, next) = (stands[k - 1].0, stands[k].0);
         if last < GROSS * scale || !stands[k - 1].3 {
             break;
         }
         if last >= ALONE * next {
-            return stands[..k].iter().map(|s| (s.1, s.2)).collect();
+            found = k;
+            break;
         }
     }
-    Vec::new()
+    let bar = Bar {
+        gross: GROSS * scale,
+        // The furthest point kept.
+        alone: ALONE * stands[found].0,
+    };
+    Some((stands[..found].iter().map(|s| (s.1, s.2)).collect(), bar))
 }
 
 #[cfg(test)]
@@ -224,5 +283,55 @@ mod tests {
         let (cleaned, n) = without_glitches(&y);
         assert_eq!(n, 1);
         assert_eq!(cleaned[400], 0.0);
+    }
+
+    #[test]
+    fn a_bar_judges_later_points_as_the_whole_history_would() {
+        let history = service(2_000);
+        let b = bar(&history).expect("a bar");
+        // A glitch after the history: lone once two points after it are known, as
+        // without_glitches finds it in the longer series.
+        for glitch in [1_000.0, 100.0, -1_000.0] {
+            let mut y = service(2_010);
+            y[2_005] = glitch;
+            assert!(!b.lone(&y[..2_006], 2_005), "{glitch}: the last point");
+            assert!(!b.lone(&y[..2_007], 2_005), "{glitch}: one after it");
+            assert!(b.lone(&y[..2_008], 2_005), "{glitch}");
+            assert!(b.lone(&y, 2_005), "{glitch}");
+            assert_eq!(without_glitches(&y).1, 1);
+            // Its neighbours are not.
+            assert!((2_000..2_010).all(|t| t == 2_005 || !b.lone(&y, t)));
+            // Judged with only its neighbours around it.
+            assert!(b.lone(&y[2_005 - NEIGHBOURS..2_005 + NEIGHBOURS + 1], NEIGHBOURS));
+        }
+        // A spike of a few usual changes, a level shift, a NaN neighbour: not lone.
+        let mut y = service(2_010);
+        y[2_005] += 1.0;
+        assert!(!b.lone(&y, 2_005));
+        let mut y = service(2_010);
+        y[2_005..].iter_mut().for_each(|v| *v += 200.0);
+        assert!((2_000..2_008).all(|t| !b.lone(&y, t)));
+        let mut y = service(2_010);
+        y[2_005] = 1_000.0;
+        y[2_006] = f64::NAN;
+        assert!(!b.lone(&y, 2_005));
+        // Where spikes are the habit, the bar is above them, and a glitch three times
+        // further out than any of them is still one.
+        let spiky = |n: usize| {
+            let mut y = service(n);
+            for t in (5..n).step_by(12) {
+                y[t] += 40.0 + (t % 7) as f64 * 5.0;
+            }
+            y
+        };
+        let b = bar(&spiky(2_000)).expect("a bar");
+        let mut y = spiky(2_010);
+        y[2_006] += 60.0;
+        assert!((2_000..2_008).all(|t| !b.lone(&y, t)));
+        y[2_006] = 1_000.0;
+        assert!(b.lone(&y, 2_006));
+        // Nothing to judge on.
+        assert_eq!(bar(&[3.0; 100]), None);
+        assert_eq!(bar(&[1.0, 500.0, 1.0]), None);
     }
 }
