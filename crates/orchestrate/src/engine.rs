@@ -24,6 +24,7 @@ use prescale_core::{
 };
 use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
+use prescale_forecast::clean::Bar as GlitchBar;
 use prescale_forecast::cv::Scores;
 use prescale_forecast::{
     detect_season, forecast, metrics, AutoSpec, Forecaster, LeadwiseNaive, LevelSpread,
@@ -298,6 +299,10 @@ struct WState {
     /// How the history each was made from rose with its level, when it did: their
     /// bands are narrowed by it once brought up to date, as the simulator's are.
     baseline_spread: Option<LevelSpread>,
+    /// What a reading of the demand must stand out by to be a lone glitch, from the
+    /// history the baseline was last refreshed on: the floors leave such readings out
+    /// ([`held_in`]).
+    glitch_bar: Option<GlitchBar>,
     trained_spread: Option<LevelSpread>,
     recipe: Option<Recipe>,
     /// A selection job is queued or running.
@@ -667,17 +672,21 @@ fn said_from_store(
 }
 
 /// The demand a floor holds over the steps of `buckets` starting in `[from, to)`, with
-/// what the forecast `said` of them: [`prescale_plan::held_peak`].
+/// what the forecast `said` of them and, by `bar`, which were lone glitches:
+/// [`prescale_plan::held_peak`].
 fn held_in(
     buckets: &VecDeque<(TimestampMs, f64)>,
     said: &VecDeque<(TimestampMs, f64)>,
+    bar: Option<&GlitchBar>,
     from: TimestampMs,
     to: TimestampMs,
 ) -> Option<prescale_plan::Held> {
     let lo = buckets.partition_point(|b| b.0 < from);
     let hi = buckets.partition_point(|b| b.0 < to);
-    // A step either side tells whether the first and last were foreseen peaks.
-    let (a, z) = (lo.saturating_sub(1), (hi + 1).min(buckets.len()));
+    // The steps either side tell whether the first and last were foreseen peaks or
+    // lone glitches.
+    let side = prescale_forecast::clean::NEIGHBOURS;
+    let (a, z) = (lo.saturating_sub(side), (hi + side).min(buckets.len()));
     let demand: Vec<f64> = buckets.range(a..z).map(|b| b.1).collect();
     let told: Vec<f64> = buckets
         .range(a..z)
@@ -686,7 +695,8 @@ fn held_in(
                 .map_or(f64::NAN, |k| said[k].1)
         })
         .collect();
-    prescale_plan::held_peak(&demand, &told, lo - a..hi - a)
+    let lone = |t: usize| bar.is_some_and(|b| b.lone(&demand, t));
+    prescale_plan::held_peak(&demand, &told, lone, lo - a..hi - a)
 }
 
 /// The inline baseline fitted on `y` (oldest first): when two seasons are known, naive
@@ -775,6 +785,8 @@ struct Extra {
     forecast: Option<Forecast>,
     /// How its history rose with its level then (see [`State::baseline_spread`]).
     spread: Option<LevelSpread>,
+    /// As [`WState::glitch_bar`], of this dimension.
+    glitch_bar: Option<GlitchBar>,
     /// What brings that forecast up to the present between refreshes.
     record: Record,
 }
@@ -835,6 +847,7 @@ impl<P: Provider> Engine<P> {
                     baseline: None,
                     trained: None,
                     baseline_spread: None,
+                    glitch_bar: None,
                     trained_spread: None,
                     recipe: None,
                     selecting: false,
@@ -856,6 +869,7 @@ impl<P: Provider> Engine<P> {
                             next_bucket: None,
                             forecast: None,
                             spread: None,
+                            glitch_bar: None,
                             record: Record::default(),
                         })
                         .collect(),
@@ -1464,6 +1478,7 @@ impl<P: Provider> Engine<P> {
                     Ok(f) => {
                         s.baseline = Some(f);
                         s.baseline_spread = level_spread(&y, s.step_ms);
+                        s.glitch_bar = prescale_forecast::clean::bar(&y);
                         s.status.last_error = None;
                     }
                     Err(e) => s.status.last_error = Some(format!("forecast failed: {e}")),
@@ -1483,6 +1498,7 @@ impl<P: Provider> Engine<P> {
                     Ok(f) => {
                         x.forecast = Some(f);
                         x.spread = level_spread(&y, s.step_ms);
+                        x.glitch_bar = prescale_forecast::clean::bar(&y);
                     }
                     Err(e) => {
                         s.status.last_error = Some(format!("{} forecast failed: {e}", x.dim.name()))
@@ -1703,18 +1719,25 @@ impl<P: Provider> Engine<P> {
         // same time one season ago (the configured season or a day, as the simulator
         // replays it), less the peaks the forecast saw coming and going.
         type Steps = VecDeque<(TimestampMs, f64)>;
-        let series: Vec<(Dim, &Steps, &Steps)> = std::iter::once((Dim::Cpu, &s.buckets, &s.said))
-            .chain(s.extras.iter().map(|x| (x.dim, &x.buckets, &x.said)))
-            .collect();
-        let dims: Vec<Dim> = series.iter().map(|(d, _, _)| *d).collect();
+        type Series<'a> = (Dim, &'a Steps, &'a Steps, Option<&'a GlitchBar>);
+        let series: Vec<Series> =
+            std::iter::once((Dim::Cpu, &s.buckets, &s.said, s.glitch_bar.as_ref()))
+                .chain(
+                    s.extras
+                        .iter()
+                        .map(|x| (x.dim, &x.buckets, &x.said, x.glitch_bar.as_ref())),
+                )
+                .collect();
+        let dims: Vec<Dim> = series.iter().map(|x| x.0).collect();
         let mut floors = prescale_plan::demand_floors(w, now, s.step_ms, &dims, |j, from, to| {
-            held_in(series[j].1, series[j].2, from, to)
+            held_in(series[j].1, series[j].2, series[j].3, from, to)
         });
         floors.extend(so_far.iter().map(|&(dim, demand)| prescale_plan::Floor {
             dim,
             demand,
             what: "the demand so far in the step in progress".into(),
             left_out: None,
+            glitches: None,
         }));
         s.planned_from = Some(fc.clone());
         s.status.dimensions = s
@@ -2256,6 +2279,55 @@ mod tests {
         assert!(why.contains("scale_down_window_s"), "{why}");
         let (free, why) = plan_at(0);
         assert!(free < 20.0, "{free}: {why}");
+    }
+
+    #[test]
+    fn the_daemon_holds_a_lone_glitch_only_until_it_came_back() {
+        // About 40 vCPU, and one reading of 4,000 at minute 290 (an exporter's bad
+        // sample): held while it may be the start of a surge, let go of once the two
+        // minutes after it came back to 40, though it is still in the two-hour window.
+        let mut c = Config::default();
+        c.workloads[0].model = "baseline".into();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let samples: Vec<_> = (0..300)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: if m == 290 {
+                    4_000.0
+                } else {
+                    40.0 + 2.0 * (m as f64 / 7.0).sin() + ((m * 7919) % 13) as f64 / 13.0
+                },
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        store.append(&key, &samples).unwrap();
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let mut planned_at = BTreeMap::new();
+        for m in 1..296 {
+            e.tick(m * 60_000 + 30_000).unwrap();
+            if m >= 280 {
+                planned_at.insert(m, planned(&e, &c.tiers));
+            }
+        }
+        // Ticks at m:30 have the steps before minute m: the glitch from 291:30.
+        for m in [291, 292] {
+            let (held, why) = &planned_at[&m];
+            // Every tier at its maximum (528 vCPU).
+            assert!(*held > 500.0, "{m}: {held}: {why}");
+        }
+        for m in [293, 295] {
+            let (passed, why) = &planned_at[&m];
+            assert!(*passed < 100.0, "{m}: {passed}: {why}");
+            let says =
+                "(scale_down_window_s) leaves out a lone glitch of cpu demand (up to 4000.00)";
+            assert!(why.contains(says), "{m}: {why}");
+        }
+        // Before it, nothing was left out.
+        assert!(planned_at
+            .range(..291)
+            .all(|(_, (_, why))| !why.contains("lone glitch")));
     }
 
     /// A config whose workload forecasts with the baseline on a 20-minute season, its

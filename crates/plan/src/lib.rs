@@ -211,6 +211,9 @@ pub struct Floor {
     /// How many higher peaks it left out because the forecast saw them coming and going
     /// ([`held_peak`]), and the highest of them.
     pub left_out: Option<(usize, f64)>,
+    /// How many higher readings it left out as lone glitches ([`held_peak`]), and the
+    /// highest of them.
+    pub glitches: Option<(usize, f64)>,
 }
 
 /// How far past this time one season ago the seasonal floor looks.
@@ -275,7 +278,9 @@ pub fn floor_season(
     let peaks: Vec<Option<f64>> = (0..2 * per_week)
         .map(|k| {
             let to = end - k as i64 * block;
-            peak(to - block, to).map(|h| h.0).filter(|v| v.is_finite())
+            peak(to - block, to)
+                .map(|h| h.demand)
+                .filter(|v| v.is_finite())
         })
         .collect();
     let (mut by_day, mut by_week, mut hours) = (0.0, 0.0, 0usize);
@@ -331,29 +336,67 @@ pub fn foreseen_peak(demand: &[f64], said: &[f64], t: usize) -> bool {
         && said_after <= at - FORESEEN_SHARE * (at - after)
 }
 
-/// The demand a floor holds, and when it left out higher peaks as foreseen, how many and
-/// the highest of them (see [`held_peak`]).
-pub type Held = (f64, Option<(usize, f64)>);
+/// The demand a floor holds, and what higher demand it left out (see [`held_peak`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
+    /// The demand held.
+    pub demand: f64,
+    /// Higher peaks left out because the forecast saw them coming and going: how many,
+    /// and the highest.
+    pub foreseen: Option<(usize, f64)>,
+    /// Higher readings left out as lone glitches: how many, and the highest.
+    pub glitches: Option<(usize, f64)>,
+}
+
+impl From<f64> for Held {
+    /// `demand` held, nothing left out.
+    fn from(demand: f64) -> Held {
+        Held {
+            demand,
+            foreseen: None,
+            glitches: None,
+        }
+    }
+}
 
 /// The demand a floor holds over steps `range` of `demand` (with `said`, as for
 /// [`foreseen_peak`]; the steps either side of the range, when given, only tell whether
 /// its first and last steps were such peaks): the highest but for the peaks the forecast
-/// saw coming and going, and, when it left out higher ones, how many and the highest.
-/// `None` when no step is held.
-pub fn held_peak(demand: &[f64], said: &[f64], range: Range<usize>) -> Option<Held> {
+/// saw coming and going and the steps `lone` says are lone glitches (a reading a hundred
+/// times the usual that came back at once, as `prescale_forecast::clean` finds them), and, when
+/// it left out higher ones, how many and the highest. `None` when no step is held.
+pub fn held_peak(
+    demand: &[f64],
+    said: &[f64],
+    lone: impl Fn(usize) -> bool,
+    range: Range<usize>,
+) -> Option<Held> {
     let mut held: Option<f64> = None;
-    let mut foreseen = Vec::new();
+    let (mut foreseen, mut glitches) = (Vec::new(), Vec::new());
     for t in range.start..range.end.min(demand.len()) {
+        // Only a step that would raise what is held need be judged.
+        if held.is_some_and(|h| demand[t] <= h) {
+            continue;
+        }
         if foreseen_peak(demand, said, t) {
             foreseen.push(demand[t]);
+        } else if lone(t) {
+            glitches.push(demand[t]);
         } else {
             held = Some(held.map_or(demand[t], |h| h.max(demand[t])));
         }
     }
     let h = held?;
-    let higher: Vec<f64> = foreseen.into_iter().filter(|v| *v > h).collect();
-    let top = higher.iter().copied().reduce(f64::max);
-    Some((h, top.map(|top| (higher.len(), top))))
+    let higher = |v: Vec<f64>| {
+        let higher: Vec<f64> = v.into_iter().filter(|v| *v > h).collect();
+        let top = higher.iter().copied().reduce(f64::max);
+        top.map(|top| (higher.len(), top))
+    };
+    Some(Held {
+        demand: h,
+        foreseen: higher(foreseen),
+        glitches: higher(glitches),
+    })
 }
 
 /// The floors of workload `w` at `now`: the highest demand of its `scale_down_window_s`
@@ -398,7 +441,8 @@ pub fn demand_floors_in(
     for (j, d) in dims.iter().enumerate() {
         if w.scale_down_window_s > 0 {
             let win = w.scale_down_window_s as i64 * 1000;
-            if let Some((p, left_out)) = peak(j, now - win, now) {
+            if let Some(held) = peak(j, now - win, now) {
+                let p = held.demand;
                 let mut what = format!(
                     "the highest demand of the last {} s (scale_down_window_s)",
                     w.scale_down_window_s
@@ -419,7 +463,8 @@ pub fn demand_floors_in(
                     dim: *d,
                     demand,
                     what,
-                    left_out,
+                    left_out: held.foreseen,
+                    glitches: held.glitches,
                 });
             }
         }
@@ -427,7 +472,13 @@ pub fn demand_floors_in(
             let (s, weekly) = seasons.get(j).copied().unwrap_or((season_ms, None));
             let at = now - s;
             let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
-            if let Some((p, left_out)) = peak(j, at - step_ms, at + ahead) {
+            if let Some(held) = peak(j, at - step_ms, at + ahead) {
+                // What stood alone then may be what comes at this time every season (a
+                // nightly job's one-step spike, judged against a history where it is
+                // rare): this floor is for it, so it keeps lone glitches.
+                let p = held
+                    .glitches
+                    .map_or(held.demand, |(_, top)| top.max(held.demand));
                 let mut what = format!(
                     "the highest demand around this time one season ({} s) ago (seasonal_floor)",
                     s / 1000
@@ -449,7 +500,8 @@ pub fn demand_floors_in(
                     dim: *d,
                     demand,
                     what,
-                    left_out,
+                    left_out: held.foreseen,
+                    glitches: None,
                 });
             }
         }
@@ -494,13 +546,13 @@ pub fn seasonal_level(
 ) -> Option<f64> {
     let ratio = |a: f64, b: f64| (b > 0.0 && a >= 0.0).then(|| a / b);
     let whole = ratio(
-        peak(now - LEVEL_WINDOW_MS, now)?.0,
-        peak(now - season_ms - LEVEL_WINDOW_MS, now - season_ms)?.0,
+        peak(now - LEVEL_WINDOW_MS, now)?.demand,
+        peak(now - season_ms - LEVEL_WINDOW_MS, now - season_ms)?.demand,
     )?;
     let block = LEVEL_WINDOW_MS / LEVEL_BLOCKS;
     let typical = |end: TimestampMs| -> Option<f64> {
         let mut v = (0..LEVEL_BLOCKS)
-            .map(|b| peak(end - (b + 1) * block, end - b * block).map(|h| h.0))
+            .map(|b| peak(end - (b + 1) * block, end - b * block).map(|h| h.demand))
             .collect::<Option<Vec<f64>>>()?;
         v.sort_by(f64::total_cmp);
         Some((v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0)
@@ -546,8 +598,8 @@ pub fn seasonal_fall(
     let (mut highest, mut lowest) = (0.0f64, 1.0f64);
     for k in 1..=FALL_SEASONS {
         let at = now - k * season_ms;
-        let before = peak(at - win, at)?.0;
-        let after = peak(at, at + win)?.0;
+        let before = peak(at - win, at)?.demand;
+        let after = peak(at, at + win)?.demand;
         if before.is_nan() || before <= 0.0 || after >= before {
             return None;
         }
@@ -736,6 +788,14 @@ pub fn plan_dimensions(
                 "; {} leaves out {} of {} demand (up to {top:.2}) that the forecast saw coming and going",
                 fl.what,
                 if n == 1 { "a higher peak".to_string() } else { format!("{n} higher peaks") },
+                fl.dim.name(),
+            ));
+        }
+        if let Some((n, top)) = fl.glitches {
+            p.reason.push_str(&format!(
+                "; {} leaves out {} of {} demand (up to {top:.2}) that stood alone, far from the steps either side, and came back at once",
+                fl.what,
+                if n == 1 { "a lone glitch".to_string() } else { format!("{n} lone glitches") },
                 fl.dim.name(),
             ));
         }
@@ -989,6 +1049,7 @@ mod tests {
             demand,
             what: "the highest demand of the last 7200 s (scale_down_window_s)".into(),
             left_out: None,
+            glitches: None,
         };
         let held = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[floor(24.0)]);
         let cap = |p: &Plan| -> f64 {
@@ -1043,7 +1104,7 @@ mod tests {
         let now = 2 * day + 600 * step;
         let peak = |_j: usize, from: i64, to: i64| -> Option<Held> {
             let last = (to - 1).div_euclid(step) * step;
-            (last >= from).then(|| ((last % day / step) as f64, None))
+            (last >= from).then(|| Held::from((last % day / step) as f64))
         };
         let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
         assert_eq!(f.len(), 2, "{f:?}");
@@ -1057,7 +1118,7 @@ mod tests {
         let hour = 3_600_000;
         let hourly = |_j: usize, from: i64, to: i64| -> Option<Held> {
             let last = (to - 1).div_euclid(hour) * hour;
-            (last >= from).then(|| ((last % day / hour) as f64, None))
+            (last >= from).then(|| Held::from((last % day / hour) as f64))
         };
         let f = demand_floors(&w, 2 * day + 10 * hour, hour, &[Dim::Cpu], hourly);
         assert_eq!(f.last().unwrap().demand, 12.0, "{f:?}");
@@ -1091,7 +1152,7 @@ mod tests {
                     at => 100.0 - 10.0 * (at - 17) as f64,
                 })
                 .reduce(f64::max)
-                .map(|p| (p, None))
+                .map(Held::from)
         };
         let now = 5 * day + 20 * hour;
         // The two hours before 20:00 peaked at 90 (18:00), the two after at 70 (20:00).
@@ -1105,25 +1166,25 @@ mod tests {
         assert!(f[0].what.contains("last 3 seasons"), "{}", f[0].what);
         // The highest of the falls: a day that fell by less sets it.
         let mild = |from: i64, to: i64| {
-            let v = alike(from, to)?.0;
+            let v = alike(from, to)?.demand;
             // Three days ago, the two hours after 20:00 were at 85, not 70.
             let late = from >= 2 * day + 20 * hour && to <= 2 * day + 22 * hour;
-            Some((if late { 85.0 } else { v }, None))
+            Some(Held::from(if late { 85.0 } else { v }))
         };
         let r = seasonal_fall(now, 2 * hour, day, mild).unwrap();
         assert!((r - 85.0 / 90.0).abs() < 1e-9, "{r}");
         // Falls further apart than FALL_SPREAD are no pattern: 0.78 against 0.5.
         let apart = |from: i64, to: i64| {
-            let v = alike(from, to)?.0;
+            let v = alike(from, to)?.demand;
             let odd = from >= 3 * day + 20 * hour && to <= 3 * day + 22 * hour;
-            Some((if odd { 45.0 } else { v }, None))
+            Some(Held::from(if odd { 45.0 } else { v }))
         };
         assert_eq!(seasonal_fall(now, 2 * hour, day, apart), None);
         // A season where demand came back up, or one not seen yet, keeps the peak.
         let back = |from: i64, to: i64| {
-            let v = alike(from, to)?.0;
+            let v = alike(from, to)?.demand;
             let up = from >= 4 * day + 20 * hour && to <= 4 * day + 22 * hour;
-            Some((if up { 95.0 } else { v }, None))
+            Some(Held::from(if up { 95.0 } else { v }))
         };
         assert_eq!(seasonal_fall(now, 2 * hour, day, back), None);
         assert_eq!(
@@ -1155,7 +1216,7 @@ mod tests {
                 (from.div_euclid(step).max(0)..to.div_euclid(step))
                     .map(&level)
                     .reduce(f64::max)
-                    .map(|p| (p, None))
+                    .map(Held::from)
             }
         }
         let noise = |s: i64| 1.0 + 0.04 * (((s * 7919) % 13) as f64 / 13.0 - 0.5);
@@ -1171,7 +1232,7 @@ mod tests {
         let f = demand_floors(&w, now, step, &[Dim::Cpu], peaks(quiet));
         let yesterday = peaks(daily)(0, now - day - step, now - day + 30 * 60_000)
             .unwrap()
-            .0;
+            .demand;
         let r = f[0].demand / yesterday;
         assert!((0.55..0.7).contains(&r), "{r}: {f:?}");
         assert!(
@@ -1217,7 +1278,7 @@ mod tests {
                 (from.div_euclid(hour).max(start)..to.div_euclid(hour))
                     .map(|h| level(h) * (1.0 + 0.02 * (((h * 7919) % 13) as f64 / 13.0 - 0.5)))
                     .reduce(f64::max)
-                    .map(|p| (p, None))
+                    .map(Held::from)
             }
         }
         let daily = |h: i64| 50.0 + 100.0 * ((h % 24) as f64 / 24.0 * std::f64::consts::PI).sin();
@@ -1263,6 +1324,57 @@ mod tests {
     }
 
     #[test]
+    fn lone_glitches_are_not_held_and_the_plan_says_so() {
+        let nan = f64::NAN;
+        let demand = [60.0, 62.0, 6_000.0, 61.0, 150.0, 63.0, 64.0, 62.0];
+        let said = [nan; 8];
+        // Step 2 is judged a lone glitch (4, a real surge, is not): held at 150, and the
+        // glitch counted as left out; one the held demand is above is not counted.
+        let lone = |t: usize| t == 2;
+        assert_eq!(
+            held_peak(&demand, &said, lone, 0..8),
+            Some(Held {
+                demand: 150.0,
+                foreseen: None,
+                glitches: Some((1, 6_000.0)),
+            })
+        );
+        assert_eq!(
+            held_peak(&demand, &said, |_| false, 0..8),
+            Some(Held::from(6_000.0))
+        );
+        let mut low = demand;
+        low[2] = 100.0;
+        assert_eq!(held_peak(&low, &said, lone, 0..8), Some(Held::from(150.0)));
+        // A range of nothing but a glitch holds nothing.
+        assert_eq!(held_peak(&demand, &said, lone, 2..3), None);
+        // The floor passes it on and the plan says what it left out.
+        let (mut w, tiers) = setup();
+        w.scale_down_window_s = 600;
+        w.seasonal_floor = false;
+        let f = demand_floors(&w, 3_600_000, 60_000, &[Dim::Cpu], |_, _, _| {
+            held_peak(&demand, &said, lone, 0..8)
+        });
+        assert_eq!((f[0].demand, f[0].glitches), (150.0, Some((1, 6_000.0))));
+        let fc = flat_forecast(vec![10.0, 12.0], 30);
+        let p = plan_dimensions(&w, &tiers, &fc, &[], 3_600_000, 60_000, &f);
+        assert!(
+            p.reason.contains("(scale_down_window_s) leaves out a lone glitch of cpu demand (up to 6000.00) that stood alone"),
+            "{}",
+            p.reason
+        );
+        // The seasonal floor keeps it: what stood alone a day ago may be what comes at
+        // this time every day.
+        w.seasonal_floor = true;
+        let f = demand_floors(&w, 3 * 86_400_000, 60_000, &[Dim::Cpu], |_, _, _| {
+            held_peak(&demand, &said, lone, 0..8)
+        });
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[1].what.contains("seasonal_floor"), "{}", f[1].what);
+        assert_eq!((f[1].demand, f[1].glitches), (6_000.0, None));
+    }
+
+    #[test]
     fn peaks_the_forecast_saw_coming_and_going_are_not_held() {
         let nan = f64::NAN;
         // An hourly job's spike at step 2 that the forecast said both ways; a surge at
@@ -1272,8 +1384,12 @@ mod tests {
         assert!(foreseen_peak(&demand, &said, 2));
         assert!(!foreseen_peak(&demand, &said, 5));
         assert_eq!(
-            held_peak(&demand, &said, 0..8),
-            Some((150.0, Some((1, 200.0))))
+            held_peak(&demand, &said, |_| false, 0..8),
+            Some(Held {
+                demand: 150.0,
+                foreseen: Some((1, 200.0)),
+                glitches: None
+            })
         );
         // Halfway is enough; less is not, on the way up or down.
         let mut s = said;
@@ -1298,14 +1414,20 @@ mod tests {
         assert!(!foreseen_peak(&demand, &[nan; 8], 2));
         assert!(!foreseen_peak(&demand, &said[..3], 2));
         // A range of foreseen peaks only holds nothing; one past the data is clipped.
-        assert_eq!(held_peak(&demand, &said, 2..3), None);
-        assert_eq!(held_peak(&demand, &said, 6..20), Some((140.0, None)));
+        assert_eq!(held_peak(&demand, &said, |_| false, 2..3), None);
+        assert_eq!(
+            held_peak(&demand, &said, |_| false, 6..20),
+            Some(Held::from(140.0))
+        );
         // A foreseen peak no higher than what is held is not counted as left out.
         let low = [60.0, 65.0, 100.0, 95.0, 64.0, 150.0, 140.0, 62.0];
         let mut ls = said;
         ls[3] = 80.0;
         assert!(foreseen_peak(&low, &ls, 2));
-        assert_eq!(held_peak(&low, &ls, 0..8), Some((150.0, None)));
+        assert_eq!(
+            held_peak(&low, &ls, |_| false, 0..8),
+            Some(Held::from(150.0))
+        );
         // The floor keeps what it left out, and the plan says so whether the floor binds
         // (a forecast of 10) or not (200).
         let (mut w, tiers) = setup();
@@ -1323,7 +1445,11 @@ mod tests {
             ),
         ] {
             let f = demand_floors(&w, 3_600_000, 60_000, &[Dim::Cpu], |_, _, _| {
-                Some((150.0, left_out))
+                Some(Held {
+                    demand: 150.0,
+                    foreseen: left_out,
+                    glitches: None,
+                })
             });
             assert_eq!((f[0].demand, f[0].left_out), (150.0, left_out));
             for median in [10.0, 200.0] {
