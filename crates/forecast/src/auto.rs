@@ -85,6 +85,9 @@ pub struct Recipe {
     /// Each member as selected (uncalibrated, in the order of `specs`), for
     /// [`Recipe::refresh`]; empty when not kept.
     pub member_fits: Vec<crate::SharedFit>,
+    /// The seasons (in steps) at which a spike that recurs is no lone glitch
+    /// ([`crate::clean::without_glitches`]): those the selection was given.
+    pub periods: Vec<usize>,
 }
 
 impl std::fmt::Debug for Recipe {
@@ -101,7 +104,7 @@ impl Recipe {
     /// Fits the recipe's models on `y` (its lone glitches taken out, as for the
     /// selection: [`crate::clean`]) and applies its calibration.
     pub fn refit(&self, y: &[f64]) -> Result<Box<dyn Fitted>, ForecastError> {
-        let (y, _) = crate::clean::without_glitches(y);
+        let (y, _) = crate::clean::without_glitches(y, &self.periods);
         let lo = y.len().saturating_sub(self.max_train);
         let fitted = self
             .specs
@@ -121,7 +124,7 @@ impl Recipe {
         if self.member_fits.len() != self.specs.len() || new > y.len() {
             return self.refit(y);
         }
-        let (y, _) = crate::clean::without_glitches(y);
+        let (y, _) = crate::clean::without_glitches(y, &self.periods);
         let tail = &y[y.len() - new..];
         let lo = y.len().saturating_sub(self.max_train);
         let fitted = self
@@ -452,6 +455,7 @@ pub fn select(
         calibration,
         max_train: cv.max_train,
         member_fits,
+        periods: Vec::new(),
     };
     // The selected model is the recipe's members as selected, assembled as a refresh
     // assembles them.
@@ -577,6 +581,7 @@ mod tests {
             calibration: None,
             max_train: 120,
             member_fits,
+            periods: Vec::new(),
         };
         let levels = [0.1, 0.5, 0.9];
         let got = recipe
@@ -1052,8 +1057,12 @@ impl AutoSpec {
         y: &[f64],
         progress: impl FnMut(&str),
     ) -> Result<(Box<dyn Fitted>, Selection), ForecastError> {
-        let (y, glitches) = crate::clean::without_glitches(y);
+        let periods: Vec<usize> = self.season.into_iter().chain(self.day).collect();
+        let (y, glitches) = crate::clean::without_glitches(y, &periods);
         let (fitted, mut selection) = self.run_cleaned(&y, progress)?;
+        if let Some(r) = &mut selection.recipe {
+            r.periods = periods;
+        }
         if glitches > 0 {
             selection.reason.push_str(&format!(
                 "; {glitches} lone glitch(es) in the history (a point many times further from its neighbours than any other) replaced by their neighbours' median before fitting"
@@ -1097,6 +1106,7 @@ impl AutoSpec {
                                     calibration: None,
                                     max_train: y.len(),
                                     member_fits: Vec::new(),
+                                    periods: Vec::new(),
                                 }),
                             },
                         ));
