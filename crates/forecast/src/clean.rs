@@ -80,20 +80,43 @@ impl Bar {
     /// at the ends of `y`) before and after it agree, and it stands from their median by
     /// at least the bar.
     pub fn lone(&self, y: &[f64], t: usize) -> bool {
-        if t == 0 || t + 2 >= y.len() || !y[t].is_finite() {
+        if !judged_range(y.len()).contains(&t) {
             return false;
         }
-        let (before, after) = (
-            &y[t.saturating_sub(SIDE)..t],
-            &y[t + 1..(t + 1 + SIDE).min(y.len())],
-        );
-        if before.iter().chain(after).any(|v| !v.is_finite()) {
+        let (before, after) = neighbours(y, t);
+        if before
+            .iter()
+            .chain(after)
+            .chain([&y[t]])
+            .any(|v| !v.is_finite())
+        {
             return false;
         }
-        let (m, m_before, m_after) = medians(before, after);
-        let off = (y[t] - m).abs();
-        off >= self.gross && off >= self.alone && (m_before - m_after).abs() * ALONE <= off
+        let (off, _, agree) = stand(y, t);
+        off >= self.gross && off >= self.alone && agree
     }
+}
+
+/// The neighbours of point `t` of `y`: up to [`SIDE`] before it and after it.
+fn neighbours(y: &[f64], t: usize) -> (&[f64], &[f64]) {
+    (
+        &y[t.saturating_sub(SIDE)..t],
+        &y[t + 1..(t + 1 + SIDE).min(y.len())],
+    )
+}
+
+/// How far point `t` of `y` stands from its neighbours' median, that median, and
+/// whether its neighbours before and after agree: their medians at most `1 / ALONE` as
+/// far apart as the point stands.
+fn stand(y: &[f64], t: usize) -> (f64, f64, bool) {
+    let (before, after) = neighbours(y, t);
+    let (m, m_before, m_after) = medians(before, after);
+    let off = y[t] - m;
+    (
+        off.abs(),
+        m,
+        (m_before - m_after).abs() * ALONE <= off.abs(),
+    )
 }
 
 /// The points of a series of `n` that can be judged: those with one before them and two
@@ -153,15 +176,10 @@ fn survey(y: &[f64], periods: &[usize]) -> Option<(Vec<(usize, f64)>, Bar)> {
     // history) only where the furthest neighbour is at least as far as `most + 1`
     // points surely stand: no other point can be among them.
     let judged = judged_range(n);
-    let neighbours = |t: usize| {
-        let before = &y[t.saturating_sub(SIDE)..t];
-        let after = &y[t + 1..(t + 1 + SIDE).min(n)];
-        (before, after)
-    };
     let mut surely: Vec<f64> = judged
         .clone()
         .map(|t| {
-            let (b, a) = neighbours(t);
+            let (b, a) = neighbours(y, t);
             let (lo, hi) = b
                 .iter()
                 .chain(a)
@@ -177,7 +195,7 @@ fn survey(y: &[f64], periods: &[usize]) -> Option<(Vec<(usize, f64)>, Bar)> {
     // its neighbours before and after agree.
     let mut stands: Vec<(f64, usize, f64, bool)> = judged
         .filter_map(|t| {
-            let (before, after) = neighbours(t);
+            let (before, after) = neighbours(y, t);
             let furthest = before
                 .iter()
                 .chain(after)
@@ -186,19 +204,13 @@ fn survey(y: &[f64], periods: &[usize]) -> Option<(Vec<(usize, f64)>, Bar)> {
             if furthest < bar {
                 return None;
             }
-            let (m, m_before, m_after) = medians(before, after);
-            let off = (y[t] - m).abs();
-            Some((off, t, m, (m_before - m_after).abs() * ALONE <= off))
+            let (off, m, agree) = stand(y, t);
+            Some((off, t, m, agree))
         })
         .collect();
     // The furthest `most + 1`, furthest first (at least that many are left).
     stands.select_nth_unstable_by(most, |a, b| b.0.total_cmp(&a.0));
     stands[..=most].sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-    // How far point `u` stands from its neighbours' median, signed.
-    let standing = |u: usize| {
-        let (before, after) = neighbours(u);
-        y[u] - medians(before, after).0
-    };
     // Whether point `t`, standing `off` from its neighbours' median `m`, comes again: a
     // season before or after, give or take a step, a point stood out the same way by a
     // third as far and grossly.
@@ -211,7 +223,7 @@ fn survey(y: &[f64], periods: &[usize]) -> Option<(Vec<(usize, f64)>, Bar)> {
                 .flatten()
                 .flat_map(|c| c.saturating_sub(1)..=c + 1)
                 .filter(|u| judged_range(n).contains(u))
-                .any(|u| standing(u) * sign >= enough)
+                .any(|u| (y[u] - stand(y, u).1) * sign >= enough)
         })
     };
     // The fewest points that stand ALONE times further out than the next one, all gross,
