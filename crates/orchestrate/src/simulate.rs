@@ -965,10 +965,9 @@ struct Forecaster {
     /// Model selections made.
     selections: usize,
     /// What a reading must stand out by to be a lone glitch, from the history of the
-    /// last fit ([`prescale_forecast::clean::Bar`]), and which observed steps were judged
-    /// to be one: the floors leave them out.
+    /// last fit ([`prescale_forecast::clean::Bar`]): the floors leave such readings out,
+    /// as the daemon's do.
     bar: Option<prescale_forecast::clean::Bar>,
-    lone: Vec<bool>,
 }
 
 impl Forecaster {
@@ -990,21 +989,12 @@ impl Forecaster {
             drift_due: false,
             selections: 0,
             bar: None,
-            lone: vec![false; n],
         }
     }
 
     /// Records the model's own error at the last step of `past` (the demand observed
     /// before `now`), from the forecast in force: called before a refit replaces it.
-    /// Judges, too, whether the step two before that is a lone glitch, now that the
-    /// two after it are known ([`prescale_forecast::clean::Bar::lone`]).
     fn observe(&mut self, now: TimestampMs, past: &[f64]) {
-        if let (Some(bar), Some(t)) = (&self.bar, past.len().checked_sub(3)) {
-            let from = t.saturating_sub(prescale_forecast::clean::NEIGHBOURS);
-            if let Some(slot) = self.lone.get_mut(t) {
-                *slot = bar.lone(&past[from..], t - from);
-            }
-        }
         let (Some(f), Some(last)) = (&self.forecast, past.len().checked_sub(1)) else {
             return;
         };
@@ -1361,7 +1351,7 @@ pub fn simulate(
                                 prescale_plan::held_peak(
                                     &dims[j].1[..seen],
                                     &fcs[j].said[0][..seen],
-                                    |t| fcs[j].lone[t],
+                                    |t| fcs[j].bar.is_some_and(|b| b.lone(&dims[j].1[..seen], t)),
                                     a.min(b)..b,
                                 )
                             };
