@@ -783,19 +783,30 @@ pub fn plan_dimensions(
     // A floor that did not hold a peak says so, or capacity falling after one would
     // look like the floor failing.
     for fl in floors {
-        if let Some((n, top)) = fl.left_out {
+        let left = [
+            (
+                fl.left_out,
+                ("a higher peak", "higher peaks"),
+                "the forecast saw coming and going",
+            ),
+            (
+                fl.glitches,
+                ("a lone glitch", "lone glitches"),
+                "stood alone, far from the steps either side, and came back at once",
+            ),
+        ];
+        for (n, top, (one, many), why) in left
+            .into_iter()
+            .filter_map(|(l, names, why)| l.map(|(n, top)| (n, top, names, why)))
+        {
             p.reason.push_str(&format!(
-                "; {} leaves out {} of {} demand (up to {top:.2}) that the forecast saw coming and going",
+                "; {} leaves out {} of {} demand (up to {top:.2}) that {why}",
                 fl.what,
-                if n == 1 { "a higher peak".to_string() } else { format!("{n} higher peaks") },
-                fl.dim.name(),
-            ));
-        }
-        if let Some((n, top)) = fl.glitches {
-            p.reason.push_str(&format!(
-                "; {} leaves out {} of {} demand (up to {top:.2}) that stood alone, far from the steps either side, and came back at once",
-                fl.what,
-                if n == 1 { "a lone glitch".to_string() } else { format!("{n} lone glitches") },
+                if n == 1 {
+                    one.to_string()
+                } else {
+                    format!("{n} {many}")
+                },
                 fl.dim.name(),
             ));
         }
