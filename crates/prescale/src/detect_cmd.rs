@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use prescale_core::{Sample, SeriesKey};
+use prescale_core::{Sample, SeriesKey, TimestampMs};
 use prescale_detect::watch::{SeriesWatch, Verdict};
 use prescale_detect::LikelihoodDetector;
 
@@ -62,20 +62,27 @@ impl Scorer {
     }
 
     /// The row's score, and whether it is an anomaly.
-    fn score(&mut self, ts: &str, v: f64, threshold: f64) -> Result<(f64, bool), String> {
+    /// `at` is the row's time, `None` where `ts` (as written) is not one.
+    fn score(
+        &mut self,
+        ts: &str,
+        at: Option<TimestampMs>,
+        v: f64,
+        threshold: f64,
+    ) -> Result<(f64, bool), String> {
         match self {
             Self::Alone(d) => {
                 // Times say how often the series is sampled, which sets how rare a
                 // surprise must be; rows without readable ones are taken as 5 minutes
                 // apart.
-                let score = match prescale_core::parse_ts(ts) {
+                let score = match at {
                     Some(t) => d.score_at(t, v),
                     None => d.score(v),
                 };
                 Ok((score, score >= threshold))
             }
             Self::AsDaemon { watch, key, seen } => {
-                let ts = prescale_core::parse_ts(ts).ok_or_else(|| {
+                let ts = at.ok_or_else(|| {
                     format!(
                         "timestamp {ts:?} is not unix seconds or RFC 3339, as --as-daemon needs"
                     )
@@ -128,6 +135,25 @@ fn score_file(
     let mut det = Scorer::new(as_daemon, threshold);
     let mut out = String::from("timestamp,value,anomaly_score,is_anomaly\n");
     let mut warnings = Vec::new();
+    // Epoch numbers too large for seconds are in a finer unit, as in `forecast`'s input.
+    let numeric: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(ti)?.trim().parse::<f64>().ok())
+        .collect();
+    let unit = crate::input::epoch_unit(&numeric);
+    if let Some((unit, _)) = unit {
+        warnings.push(format!(
+            "{name}: timestamps read as {unit} since 1970 (as seconds, they would be past the year 5000)"
+        ));
+    }
+    let time = |ts: &str| match unit {
+        Some((_, per_second)) => ts
+            .parse::<f64>()
+            .ok()
+            .and_then(|t| prescale_core::unix_seconds_ms(t / per_second)),
+        None => prescale_core::parse_ts(ts),
+    };
     let mut flagged = 0;
     for (i, line) in lines {
         if line.trim().is_empty() {
@@ -142,7 +168,7 @@ fn score_file(
         let raw = f.get(vi).map(|s| s.trim()).unwrap_or("");
         let (score, hit) = match raw.parse::<f64>() {
             Ok(v) if v.is_finite() => det
-                .score(ts, v, threshold)
+                .score(ts, time(ts), v, threshold)
                 .map_err(|e| format!("{name}:{}: {e}", i + 1))?,
             _ => {
                 if warnings.len() < 5 {

@@ -1,5 +1,7 @@
-//! Reading a series from CSV for `forecast` and `backtest`: a header with `timestamp`
-//! (unix seconds or RFC 3339) and `value` columns. Unsorted rows are sorted and repeated
+//! Reading a series from CSV for `forecast`, `backtest` and `simulate`: a header with
+//! `timestamp` (unix seconds or RFC 3339; a column of epoch numbers too large for seconds
+//! is read as milliseconds, microseconds or nanoseconds, with a warning) and `value`
+//! columns. Unsorted rows are sorted and repeated
 //! timestamps keep their first value, each with a warning; empty or NaN values and gaps in
 //! the regular step are filled by linear interpolation, also with a warning. Anything
 //! else wrong is an error naming the file and line.
@@ -89,6 +91,8 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
     };
     let mut rows: Vec<(i64, Option<f64>)> = Vec::new();
     let mut rfc = false;
+    // Each row's numeric timestamp as written, to tell the unit by.
+    let mut numeric: Vec<f64> = Vec::new();
     for (i, line) in lines {
         let f: Vec<&str> = line.split(',').collect();
         let lineno = i + 1;
@@ -99,10 +103,14 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
                 f.len()
             ));
         };
-        let (ts, is_rfc) = parse_ts(t.trim_matches('"')).ok_or_else(|| {
+        let t = t.trim().trim_matches('"');
+        let (ts, is_rfc) = parse_ts(t).ok_or_else(|| {
             format!("{name}:{lineno}: timestamp {t:?} is neither unix seconds nor RFC 3339 (2026-01-05T14:00:00Z)")
         })?;
         rfc |= is_rfc;
+        if !is_rfc {
+            numeric.push(t.parse::<f64>().unwrap_or(ts as f64));
+        }
         let v = v.trim().trim_matches('"');
         let value = if v.is_empty() || v.eq_ignore_ascii_case("nan") {
             None
@@ -119,7 +127,43 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
         };
         rows.push((ts, value));
     }
-    regularise(&name.to_string(), rows, rfc, None)
+    let mut warning = None;
+    if !rfc {
+        if let Some((unit, per_second)) = epoch_unit(&numeric) {
+            for (r, t) in rows.iter_mut().zip(&numeric) {
+                r.0 = (t / per_second).round() as i64;
+            }
+            warning = Some(format!(
+                "timestamps read as {unit} since 1970 (as seconds, they would be past the year 5000)"
+            ));
+        }
+    }
+    let mut series = regularise(&name.to_string(), rows, rfc, None)?;
+    series.warnings.splice(0..0, warning);
+    Ok(series)
+}
+
+/// Unix seconds past this are in the year 5138: a timestamp column all beyond it was
+/// written in a finer unit (Grafana, pandas and most databases write milliseconds,
+/// InfluxDB nanoseconds).
+const SECONDS_BEYOND: f64 = 1e11;
+
+/// The unit of a column of epoch timestamps that are all too large for seconds, and how
+/// many of it make a second: milliseconds below 10^14, microseconds below 10^17, else
+/// nanoseconds (each the same span of years as seconds below 10^11). `None` when any is
+/// small enough to be seconds: a column mixing units is then refused for the gap it
+/// makes ([`regularise`]).
+pub(crate) fn epoch_unit(ts: &[f64]) -> Option<(&'static str, f64)> {
+    let least = ts.iter().map(|t| t.abs()).min_by(f64::total_cmp)?;
+    if least < SECONDS_BEYOND {
+        None
+    } else if least < SECONDS_BEYOND * 1e3 {
+        Some(("milliseconds", 1e3))
+    } else if least < SECONDS_BEYOND * 1e6 {
+        Some(("microseconds", 1e6))
+    } else {
+        Some(("nanoseconds", 1e9))
+    }
 }
 
 /// How many steps a series may span, at most, per row it has (beyond
@@ -295,6 +339,48 @@ mod tests {
                 .len(),
             2016
         );
+    }
+
+    #[test]
+    fn epoch_timestamps_in_finer_units_are_read_as_such() {
+        // Five-minute steps from 2023-11-14T22:13:20Z, written in each unit.
+        for (unit, scale) in [
+            ("seconds", 1i128),
+            ("milliseconds", 1_000),
+            ("microseconds", 1_000_000),
+            ("nanoseconds", 1_000_000_000),
+        ] {
+            let rows: String = (0..4)
+                .map(|i| format!("{},{i}\n", (1_700_000_000 + 300 * i) as i128 * scale))
+                .collect();
+            let s = read(&format!("timestamp,value\n{rows}")).unwrap();
+            assert_eq!(s.step, 300, "{unit}");
+            assert_eq!(s.ts[0], 1_700_000_000, "{unit}");
+            assert_eq!(s.values, vec![0.0, 1.0, 2.0, 3.0], "{unit}");
+            if scale == 1 {
+                assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+            } else {
+                assert!(
+                    s.warnings.len() == 1 && s.warnings[0].contains(&format!("read as {unit}")),
+                    "{unit}: {:?}",
+                    s.warnings
+                );
+            }
+        }
+        // Fractional milliseconds round to the second.
+        let s = read("timestamp,value\n1700000000000.4,1\n1700000060123.9,2\n").unwrap();
+        assert_eq!((s.ts[0], s.step), (1_700_000_000, 60));
+        // Relative seconds stay seconds, however many.
+        let s = read("timestamp,value\n0,1\n300,2\n").unwrap();
+        assert_eq!((s.ts.clone(), s.warnings.len()), (vec![0, 300], 0));
+        // One row in milliseconds among seconds is no unit: refused for its gap.
+        let e =
+            read("timestamp,value\n1700000000,1\n1700000300,1\n1700000600,1\n1700000900000,2\n")
+                .unwrap_err();
+        assert!(e.contains("seconds, not milliseconds?"), "{e}");
+        // RFC 3339 beside a number: the number is seconds.
+        let s = read("timestamp,value\n2023-11-14T22:13:20Z,1\n1700000300,2\n").unwrap();
+        assert_eq!((s.ts[1], s.warnings.len()), (1_700_000_300, 0));
     }
 
     #[test]

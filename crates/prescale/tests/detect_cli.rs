@@ -203,3 +203,50 @@ fn as_the_daemon_a_daily_job_is_an_anomaly_only_the_first_day() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("job.csv:2: timestamp \"monday\""), "{err}");
 }
+
+#[test]
+fn milliseconds_score_as_the_same_times_in_seconds_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, scale: i64| {
+        let mut text = String::from("timestamp,value\n");
+        for i in 0..400i64 {
+            let v = if i == 350 {
+                90.0
+            } else {
+                10.0 + (i * 7919 % 13) as f64 * 0.1
+            };
+            text.push_str(&format!("{},{v}\n", (1_700_000_000 + 60 * i) * scale));
+        }
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (secs, ms) = (write("s.csv", 1), write("ms.csv", 1000));
+    let scores = |p: &Path, as_daemon: bool| {
+        let mut args = vec!["--input", p.to_str().unwrap()];
+        if as_daemon {
+            args.push("--as-daemon");
+        }
+        let out = detect(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let csv = String::from_utf8(out.stdout).unwrap();
+        let s: Vec<String> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').skip(2).collect::<Vec<_>>().join(","))
+            .collect();
+        (s, stderr)
+    };
+    for as_daemon in [false, true] {
+        let (a, a_err) = scores(&secs, as_daemon);
+        let (b, b_err) = scores(&ms, as_daemon);
+        assert_eq!(a, b, "as daemon: {as_daemon}");
+        assert!(a[350].ends_with(",1"), "the jump is found: {}", a[350]);
+        assert!(!a_err.contains("read as"), "{a_err}");
+        assert!(
+            b_err.contains("ms.csv: timestamps read as milliseconds since 1970"),
+            "{b_err}"
+        );
+    }
+}
