@@ -535,7 +535,7 @@ impl Demand {
 
     /// [`Demand::parse_level`] one level deeper (see [`crate::nesting`]).
     fn parse_part(s: &str) -> Result<Self, String> {
-        crate::nesting::nest(|| Self::parse_level(s))
+        crate::nesting::nest(s, || Self::parse_level(s))
     }
 
     fn parse_level(s: &str) -> Result<Self, String> {

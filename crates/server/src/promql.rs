@@ -631,7 +631,7 @@ fn signed(q: &str) -> Option<Result<Node, String>> {
 
 /// [`parse_level`] one level deeper: refused past [`prescale_core::nesting::MAX_NESTING`] levels.
 fn parse_node(q: &str) -> Result<Node, String> {
-    nest(|| parse_level(q))
+    nest(q, || parse_level(q))
 }
 
 fn parse_level(q: &str) -> Result<Node, String> {
@@ -1462,7 +1462,7 @@ fn label_list(s: &str) -> Result<Vec<String>, String> {
 /// each level read to its end first, a chain of aggregations took the square of its
 /// depth).
 fn parse_expr(q: &str, inside: Option<&str>) -> Result<Expr, String> {
-    nest(|| parse_expr_level(q, inside))
+    nest(q, || parse_expr_level(q, inside))
 }
 
 fn parse_expr_level(q: &str, inside: Option<&str>) -> Result<Expr, String> {
@@ -2610,7 +2610,7 @@ pub fn series_at(
 }
 
 /// Parses and evaluates `query` off the async threads (evaluating reads the store, and
-/// parsing a query of megabytes takes seconds); gives the times back with the value, a
+/// parsing a query of megabytes may take a few tenths of a second); gives the times back with the value, a
 /// `400` when the query cannot be answered as written and a `500` saying why when the
 /// store fails.
 async fn run_blocking(

@@ -2945,6 +2945,24 @@ async fn deep_queries_are_answered_or_refused_and_never_overflow() {
             assert!(body.contains("nests more than 256 levels"), "{body}");
         }
     }
+    // A long query nested a few levels (a dashboard's regex of every pod) is answered;
+    // one nested a hundred levels around a megabyte, whose levels the parser would
+    // rescan for seconds, is refused saying why.
+    let modes: String = (0..20_000).map(|i| format!("i{i:05}|")).collect();
+    let wide = format!(r#"host_cpu_usage_cores{{mode=~"{modes}busy"}}"#);
+    let (code, body) = ask(format!("sum(abs({wide}))"), "/api/v1/query").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "13");
+    let huge = format!("{}{}", modes.repeat(8), "busy");
+    let deep = format!(
+        r#"{}host_cpu_usage_cores{{mode=~"{huge}"}}{}"#,
+        "abs(".repeat(100),
+        ")".repeat(100)
+    );
+    let (code, body) = ask(deep, "/api/v1/query").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("too long for how deep it nests"), "{body}");
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
 }
 
