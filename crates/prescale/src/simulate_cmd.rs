@@ -425,14 +425,13 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
 /// What predictive `p` would have cost and how long it would have been short, against
 /// what the service had (`ran`).
 pub(crate) fn as_run_summary(p: &Report, ran: &Report) -> String {
-    let change = if ran.cost_total > 0.0 {
-        format!("{:+.0}%", (p.cost_total / ran.cost_total - 1.0) * 100.0)
-    } else {
-        "-".into()
+    let cost = match against(p.cost_total, None, Some(ran.cost_total)).1 {
+        change if change == "-" => format!("${:.2}", p.cost_total),
+        change => format!("{change} (${:.2})", p.cost_total),
     };
     format!(
-        "Against what the service had (as-run, ${:.2}, short {:.0} min): predictive costs {change} (${:.2}), short {:.0} min",
-        ran.cost_total, ran.underprovisioned_minutes, p.cost_total, p.underprovisioned_minutes
+        "Against what the service had (as-run, ${:.2}, short {:.0} min): predictive costs {cost}, short {:.0} min",
+        ran.cost_total, ran.underprovisioned_minutes, p.underprovisioned_minutes
     )
 }
 
@@ -441,11 +440,14 @@ pub(crate) fn as_run_summary(p: &Report, ran: &Report) -> String {
 pub(crate) fn matched_summary(p: &Report, m: &Matched) -> String {
     let pct = m.report.reactive_target_utilization.unwrap_or_default() * 100.0;
     if m.found {
+        // A trace without demand costs nothing either way: no change to put a figure on.
+        let change = match against(p.cost_total, None, Some(m.report.cost_total)).1 {
+            change if change == "-" => format!("${:.2}", p.cost_total),
+            change => format!("{change} against it"),
+        };
         format!(
-            "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {:+.0}% against it",
-            p.underprovisioned_minutes,
-            m.report.cost_total,
-            (p.cost_total / m.report.cost_total - 1.0) * 100.0
+            "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {change}",
+            p.underprovisioned_minutes, m.report.cost_total,
         )
     } else {
         format!(

@@ -351,6 +351,37 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
 }
 
 #[test]
+fn a_trace_without_demand_costs_nothing_and_says_so_without_nan() {
+    let (dir, scenario, _) = example_and_trace();
+    let trace = dir.path().join("zero.csv");
+    let rows: String = (0..600)
+        .map(|i| format!("{},0,0\n", 1_700_000_000 + i * 300))
+        .collect();
+    std::fs::write(&trace, format!("timestamp,cpu,actual_cpu\n{rows}")).unwrap();
+    let out = simulate(&trace, &scenario, &["--policy", "all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.to_lowercase().contains("nan") && !text.contains("inf"),
+        "{text}"
+    );
+    assert!(text.contains("predictive costs $0.00\n"), "{text}");
+    assert!(
+        text.contains("predictive costs $0.00, short 0 min"),
+        "{text}"
+    );
+    let runs = report(&trace, &scenario, &["--policy", "all"]);
+    for run in runs.as_array().unwrap() {
+        assert_eq!(run["cost_total"], 0.0, "{run}");
+        assert_eq!(run["underprovisioned_minutes"], 0.0, "{run}");
+    }
+}
+
+#[test]
 fn what_the_service_had_is_priced_beside_the_policies() {
     let (dir, scenario, _) = example_and_trace();
     // Demand with a daily cycle, and what the service had: 60 vCPU, 100 from noon to
