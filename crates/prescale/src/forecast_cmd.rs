@@ -193,15 +193,22 @@ pub fn forecast(a: ForecastArgs) -> Result<(), String> {
     let mut q = model
         .predict(a.horizon, &lv)
         .map_err(|e| format!("{}: {e}", a.input.display()))?;
+    if q.iter().flatten().any(|v| !v.is_finite()) {
+        // Past about 1e154 a value's square overflows, and every model squares them.
+        let largest = series.values.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        let why = if largest > 1e100 {
+            format!(
+                "; the series reaches {largest:e}, too large for the models' arithmetic: scale it down (e.g. to thousands or millions)"
+            )
+        } else {
+            format!("; try another --model than {}", selection.winner)
+        };
+        return Err(format!(
+            "{}: the model produced a non-finite forecast{why}",
+            a.input.display()
+        ));
+    }
     for row in &mut q {
-        for v in row.iter_mut() {
-            if !v.is_finite() {
-                return Err(format!(
-                    "{}: the model produced a non-finite forecast",
-                    a.input.display()
-                ));
-            }
-        }
         row.sort_by(|x, y| x.total_cmp(y));
     }
     let last = *series.ts.last().expect("non-empty");

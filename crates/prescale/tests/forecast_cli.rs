@@ -142,6 +142,15 @@ fn each_model_runs_and_bad_input_exits_2() {
         ("timestamp,value\n0,1\n300,x\n", "not a number"),
         ("timestamp,value\n0,1\n300,2\n600,3\n", "too few"),
     ];
+    // Values whose squares overflow: the error says to scale them down.
+    let huge: String = (0..300)
+        .map(|i| format!("{},{}e200\n", i * 300, 1 + i % 5))
+        .collect();
+    let huge = format!("timestamp,value\n{huge}");
+    let cases = cases.into_iter().chain([(
+        huge.as_str(),
+        "the series reaches 5e200, too large for the models' arithmetic: scale it down",
+    )]);
     for (text, expect) in cases {
         std::fs::write(&bad, text).unwrap();
         let out = forecast(&bad, 12, &[]);
