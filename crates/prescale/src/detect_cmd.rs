@@ -106,6 +106,11 @@ impl Scorer {
     }
 }
 
+/// A CSV field without the spaces and double quotes around it.
+fn unquote(s: &str) -> &str {
+    s.trim().trim_matches('"')
+}
+
 fn unit_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
@@ -125,8 +130,12 @@ fn score_file(
     let (_, header) = lines
         .next()
         .ok_or_else(|| format!("{name}: empty file; expected a header `timestamp,value`"))?;
-    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-    let find = |c: &str| cols.iter().position(|h| *h == c);
+    // Named as `forecast` reads them: in any case, quoted or not.
+    let cols: Vec<String> = header
+        .split(',')
+        .map(|c| unquote(c).to_ascii_lowercase())
+        .collect();
+    let find = |c: &str| cols.iter().position(|h| h == c);
     let (Some(ti), Some(vi)) = (find("timestamp"), find("value")) else {
         return Err(format!(
             "{name}:1: the header must name `timestamp` and `value` columns, got {header:?}"
@@ -139,7 +148,7 @@ fn score_file(
     let numeric: Vec<f64> = text
         .lines()
         .skip(1)
-        .filter_map(|l| l.split(',').nth(ti)?.trim().parse::<f64>().ok())
+        .filter_map(|l| unquote(l.split(',').nth(ti)?).parse::<f64>().ok())
         .collect();
     let unit = crate::input::epoch_unit(&numeric);
     if let Some((unit, _)) = unit {
@@ -160,12 +169,14 @@ fn score_file(
             continue;
         }
         let f: Vec<&str> = line.split(',').collect();
-        let ts = f
+        // Read without quotes, echoed as written.
+        let written_ts = f
             .get(ti)
             .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !unquote(s).is_empty())
             .ok_or_else(|| format!("{name}:{}: no timestamp", i + 1))?;
-        let raw = f.get(vi).map(|s| s.trim()).unwrap_or("");
+        let written = f.get(vi).map(|s| s.trim()).unwrap_or("");
+        let (ts, raw) = (unquote(written_ts), unquote(written));
         let (score, hit) = match raw.parse::<f64>() {
             Ok(v) if v.is_finite() => det
                 .score(ts, time(ts), v, threshold)
@@ -181,7 +192,10 @@ fn score_file(
             }
         };
         flagged += usize::from(hit);
-        out.push_str(&format!("{ts},{raw},{score:.6},{}\n", u8::from(hit)));
+        out.push_str(&format!(
+            "{written_ts},{written},{score:.6},{}\n",
+            u8::from(hit)
+        ));
     }
     Ok((out, warnings, flagged))
 }

@@ -250,3 +250,46 @@ fn milliseconds_score_as_the_same_times_in_seconds_do() {
         );
     }
 }
+
+#[test]
+fn a_quoted_capitalised_header_and_quoted_fields_are_read_and_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, quoted) = (dir.path().join("p.csv"), dir.path().join("q.csv"));
+    let (mut p, mut q) = (
+        String::from("timestamp,value\n"),
+        String::from("\"Timestamp\",\"Value\"\n"),
+    );
+    for i in 0..400 {
+        let v = if i == 350 {
+            60.0
+        } else {
+            5.0 + (i % 3) as f64 * 0.1
+        };
+        p.push_str(&format!("{},{v}\n", 1_700_000_000 + 300 * i));
+        q.push_str(&format!("\"{}\",\"{v}\"\n", 1_700_000_000 + 300 * i));
+    }
+    std::fs::write(&plain, p).unwrap();
+    std::fs::write(&quoted, &q).unwrap();
+    let run = |f: &Path| {
+        let out = detect(&["--input", f.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (a, b) = (run(&plain), run(&quoted));
+    let scores = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.rsplitn(3, ',').take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(scores(&a), scores(&b));
+    assert!(b.lines().nth(351).unwrap().ends_with(",1"), "{b}");
+    // Rows echoed as written, quotes and all.
+    for (out, given) in b.lines().skip(1).zip(q.lines().skip(1)) {
+        assert!(out.starts_with(given), "{out} / {given}");
+    }
+}
