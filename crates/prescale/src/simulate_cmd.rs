@@ -292,8 +292,11 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         }
         match a.format {
             SimFormat::Json => {
-                let mut all = reports.clone();
-                all.extend(matched.as_ref().map(|m| m.report.clone()));
+                let mut all: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| serde_json::to_value(r).expect("serialisable"))
+                    .collect();
+                all.extend(matched.as_ref().map(matched_json));
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&all).expect("serialisable")
@@ -420,6 +423,26 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
         let _ = writeln!(s, "{}", as_run_summary(p, ran));
     }
     s
+}
+
+/// HPA matched to predictive's shortfall as `--policy all --format json` ends with it:
+/// its run, and `matched_to_predictive`: whether a target got it there (`found`), and
+/// every target tried (highest first) with its minutes short and cost.
+fn matched_json(m: &Matched) -> serde_json::Value {
+    let mut v = serde_json::to_value(&m.report).expect("serialisable");
+    let tried: Vec<serde_json::Value> = m
+        .tried
+        .iter()
+        .map(|&(target, short, cost)| {
+            serde_json::json!({
+                "target_utilization": target,
+                "underprovisioned_minutes": short,
+                "cost_total": cost,
+            })
+        })
+        .collect();
+    v["matched_to_predictive"] = serde_json::json!({"found": m.found, "tried": tried});
+    v
 }
 
 /// What predictive `p` would have cost and how long it would have been short, against

@@ -272,6 +272,24 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     );
     let alone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(alone["cost_total"], matched["cost_total"]);
+    // It says so: whether it got there, and every target tried, highest first, down to
+    // its own (or to the lowest, when none got there).
+    assert!(runs[..5]
+        .iter()
+        .all(|r| r.get("matched_to_predictive").is_none()));
+    let how = &matched["matched_to_predictive"];
+    let found = how["found"].as_bool().unwrap();
+    assert_eq!(found, minutes(matched) <= minutes(&runs[1]), "{how}");
+    let tried = how["tried"].as_array().unwrap();
+    assert_eq!(tried[0]["target_utilization"], 0.7, "{how}");
+    let last = tried.last().unwrap();
+    if found {
+        assert_eq!(last["target_utilization"].as_f64(), Some(target), "{how}");
+        assert_eq!(last["cost_total"], matched["cost_total"], "{how}");
+    }
+    assert!(tried
+        .windows(2)
+        .all(|w| w[0]["target_utilization"].as_f64() > w[1]["target_utilization"].as_f64()));
     // Each is the run that policy alone gives.
     for (name, run) in names.iter().zip(runs).take(5) {
         let alone = json(&["--policy", name]);
