@@ -187,9 +187,19 @@ pub fn forecast(a: ForecastArgs) -> Result<(), String> {
         &lv,
         a.score.into(),
     );
-    let (model, selection) = spec
-        .run(&series.values, |_| {})
-        .map_err(|e| format!("{}: {e}", a.input.display()))?;
+    // Candidates' cross-validations can take minutes (`--model arima` on hourly data
+    // with a daily season, `--time-budget 0`): a spinner on a terminal counts them.
+    let bar = crate::progress_bar(
+        0,
+        "{spinner} cross-validating candidates: {pos} done{msg} ({elapsed})",
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let run = spec.run(&series.values, |name| {
+        bar.set_message(format!(", the last {name}"));
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let (model, selection) = run.map_err(|e| format!("{}: {e}", a.input.display()))?;
     let mut q = model
         .predict(a.horizon, &lv)
         .map_err(|e| format!("{}: {e}", a.input.display()))?;
