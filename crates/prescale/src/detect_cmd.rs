@@ -14,6 +14,8 @@ use prescale_core::{Sample, SeriesKey, TimestampMs};
 use prescale_detect::watch::{SeriesWatch, Verdict};
 use prescale_detect::LikelihoodDetector;
 
+use crate::input::{epoch_unit, unit_warning, unquote};
+
 /// `prescale detect` arguments.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
@@ -106,11 +108,6 @@ impl Scorer {
     }
 }
 
-/// A CSV field without the spaces and double quotes around it.
-fn unquote(s: &str) -> &str {
-    s.trim().trim_matches('"')
-}
-
 fn unit_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
@@ -150,11 +147,9 @@ fn score_file(
         .skip(1)
         .filter_map(|l| unquote(l.split(',').nth(ti)?).parse::<f64>().ok())
         .collect();
-    let unit = crate::input::epoch_unit(&numeric);
+    let unit = epoch_unit(&numeric);
     if let Some((unit, _)) = unit {
-        warnings.push(format!(
-            "{name}: timestamps read as {unit} since 1970 (as seconds, they would be past the year 5000)"
-        ));
+        warnings.push(format!("{name}: {}", unit_warning(unit)));
     }
     let time = |ts: &str| match unit {
         Some((_, per_second)) => ts

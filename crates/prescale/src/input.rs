@@ -69,7 +69,7 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
         .ok_or_else(|| format!("{name}: empty file; expected a header `timestamp,{col}`"))?;
     let cols: Vec<String> = header
         .split(',')
-        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+        .map(|c| unquote(c).to_ascii_lowercase())
         .collect();
     // Which of two same-named columns is meant cannot be guessed.
     if let Some((k, c)) = cols
@@ -103,7 +103,7 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
                 f.len()
             ));
         };
-        let t = t.trim().trim_matches('"');
+        let t = unquote(t);
         let (ts, is_rfc) = parse_ts(t).ok_or_else(|| {
             format!("{name}:{lineno}: timestamp {t:?} is neither unix seconds nor RFC 3339 (2026-01-05T14:00:00Z)")
         })?;
@@ -111,7 +111,7 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
         if !is_rfc {
             numeric.push(t.parse::<f64>().unwrap_or(ts as f64));
         }
-        let v = v.trim().trim_matches('"');
+        let v = unquote(v);
         let value = if v.is_empty() || v.eq_ignore_ascii_case("nan") {
             None
         } else {
@@ -133,14 +133,22 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
             for (r, t) in rows.iter_mut().zip(&numeric) {
                 r.0 = (t / per_second).round() as i64;
             }
-            warning = Some(format!(
-                "timestamps read as {unit} since 1970 (as seconds, they would be past the year 5000)"
-            ));
+            warning = Some(unit_warning(unit));
         }
     }
     let mut series = regularise(&name.to_string(), rows, rfc, None)?;
     series.warnings.splice(0..0, warning);
     Ok(series)
+}
+
+/// A CSV field without the spaces and double quotes around it.
+pub(crate) fn unquote(s: &str) -> &str {
+    s.trim().trim_matches('"')
+}
+
+/// What reading timestamps in `unit` (from [`epoch_unit`]) is reported as.
+pub(crate) fn unit_warning(unit: &str) -> String {
+    format!("timestamps read as {unit} since 1970 (as seconds, they would be past the year 5000)")
 }
 
 /// Unix seconds past this are in the year 5138: a timestamp column all beyond it was

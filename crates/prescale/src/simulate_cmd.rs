@@ -101,7 +101,7 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
     let mut had = Vec::new();
     for col in header
         .split(',')
-        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+        .map(|c| crate::input::unquote(c).to_ascii_lowercase())
     {
         if let Some(d) = col.strip_prefix(ACTUAL_PREFIX).and_then(Dim::parse) {
             had.push(d);
@@ -448,9 +448,9 @@ fn matched_json(m: &Matched) -> serde_json::Value {
 /// What predictive `p` would have cost and how long it would have been short, against
 /// what the service had (`ran`).
 pub(crate) fn as_run_summary(p: &Report, ran: &Report) -> String {
-    let cost = match against(p.cost_total, None, Some(ran.cost_total)).1 {
-        change if change == "-" => format!("${:.2}", p.cost_total),
-        change => format!("{change} (${:.2})", p.cost_total),
+    let cost = match change(p.cost_total, ran.cost_total) {
+        Some(change) => format!("{change} (${:.2})", p.cost_total),
+        None => format!("${:.2}", p.cost_total),
     };
     format!(
         "Against what the service had (as-run, ${:.2}, short {:.0} min): predictive costs {cost}, short {:.0} min",
@@ -463,13 +463,12 @@ pub(crate) fn as_run_summary(p: &Report, ran: &Report) -> String {
 pub(crate) fn matched_summary(p: &Report, m: &Matched) -> String {
     let pct = m.report.reactive_target_utilization.unwrap_or_default() * 100.0;
     if m.found {
-        // A trace without demand costs nothing either way: no change to put a figure on.
-        let change = match against(p.cost_total, None, Some(m.report.cost_total)).1 {
-            change if change == "-" => format!("${:.2}", p.cost_total),
-            change => format!("{change} against it"),
+        let cost = match change(p.cost_total, m.report.cost_total) {
+            Some(change) => format!("{change} against it"),
+            None => format!("${:.2}", p.cost_total),
         };
         format!(
-            "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {change}",
+            "HPA's highest target at which it is short no longer than predictive ({:.0} min): {pct:.0}%, costing ${:.2}; predictive costs {cost}",
             p.underprovisioned_minutes, m.report.cost_total,
         )
     } else {
@@ -485,11 +484,20 @@ pub(crate) fn matched_summary(p: &Report, m: &Matched) -> String {
 
 /// A cost as a multiple of the oracle's and as a change against HPA's ("-" without them).
 pub(crate) fn against(cost: f64, oracle: Option<f64>, reactive: Option<f64>) -> (String, String) {
-    let ratio = |base: Option<f64>| base.filter(|b| *b > 0.0).map(|b| cost / b);
     (
-        ratio(oracle).map_or_else(|| "-".into(), |x| format!("{x:.2}")),
-        ratio(reactive).map_or_else(|| "-".into(), |x| format!("{:+.0}%", (x - 1.0) * 100.0)),
+        oracle
+            .filter(|b| *b > 0.0)
+            .map_or_else(|| "-".into(), |b| format!("{:.2}", cost / b)),
+        reactive
+            .and_then(|b| change(cost, b))
+            .unwrap_or_else(|| "-".into()),
     )
+}
+
+/// `cost` as a change against `base` ("-40%"), `None` when `base` costs nothing (a
+/// trace without demand): no change to put a figure on.
+fn change(cost: f64, base: f64) -> Option<String> {
+    (base > 0.0).then(|| format!("{:+.0}%", (cost / base - 1.0) * 100.0))
 }
 
 fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339: bool) -> String {
