@@ -582,8 +582,11 @@ fn prometheus_name(s: &str, allow_colon: bool) -> String {
 
 /// Decodes InfluxDB line protocol. Field `f` of measurement `m` becomes the series `m_f`
 /// with the line's tags as labels (names made Prometheus-safe, as Telegraf's Prometheus
-/// output does); integers and floats are stored as they are, booleans as 1 and 0, and
-/// string fields are skipped. A line without a timestamp takes `now_ms`.
+/// output does), except that the measurement `prometheus` adds nothing to its fields'
+/// names, as in Telegraf's Prometheus output too: that is how Telegraf's Prometheus input
+/// (`metric_version = 2`) sends what it scraped, one field per metric under its own name.
+/// Integers and floats are stored as they are, booleans as 1 and 0, and string fields
+/// are skipped. A line without a timestamp takes `now_ms`.
 pub fn decode_line_protocol(
     body: &[u8],
     precision: Precision,
@@ -622,7 +625,12 @@ pub fn decode_line_protocol(
                 }
             },
         };
-        let measurement = prometheus_name(parsed.series.measurement.as_str(), true);
+        let measurement = parsed.series.measurement.as_str();
+        let prefix = if measurement == "prometheus" {
+            String::new()
+        } else {
+            prometheus_name(measurement, true) + "_"
+        };
         let mut labels = Vec::new();
         for (k, v) in parsed.series.tag_set.iter().flatten() {
             let mut k = prometheus_name(k.as_str(), false);
@@ -642,7 +650,7 @@ pub fn decode_line_protocol(
                     continue;
                 }
             };
-            let name = format!("{measurement}_{}", prometheus_name(field.as_str(), true));
+            let name = format!("{prefix}{}", prometheus_name(field.as_str(), true));
             match SeriesKey::new(name, labels.clone()) {
                 Ok(key) => by_key.entry(key).or_default().push(Sample { ts, value: v }),
                 Err(e) => out.problem(format!("line {n}: {e}; the field was not stored")),
@@ -984,6 +992,30 @@ net.if,host=a rx_bytes=10u
         assert_eq!(d.skipped, 1, "the string field");
         assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
         assert!(d.problems[0].starts_with("line 5:"), "{}", d.problems[0]);
+    }
+
+    #[test]
+    fn telegraf_prometheus_input_keeps_the_scraped_names() {
+        // Telegraf's Prometheus input (metric_version = 2) sends what it scraped as the
+        // measurement `prometheus` with one field per metric; its Prometheus output
+        // leaves that measurement out of the names, and so does prescale.
+        let body = "\
+prometheus,instance=web:9100,le=0.5 http_request_duration_seconds_bucket=12 1700000000000000000
+prometheus,instance=web:9100 http_request_duration_seconds_sum=3.5,http_request_duration_seconds_count=20 1700000000000000000
+prometheuses,host=a v=1 1700000000000000000
+";
+        let d = decode_line_protocol(body.as_bytes(), Precision::Nanoseconds, 0).unwrap();
+        let names: Vec<String> = d.series.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(
+            names,
+            vec![
+                r#"http_request_duration_seconds_bucket{instance="web:9100",le="0.5"}"#,
+                r#"http_request_duration_seconds_count{instance="web:9100"}"#,
+                r#"http_request_duration_seconds_sum{instance="web:9100"}"#,
+                r#"prometheuses_v{host="a"}"#,
+            ]
+        );
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
     }
 
     #[test]
