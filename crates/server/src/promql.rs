@@ -1626,12 +1626,68 @@ fn range_call(q: &str) -> Result<Option<RangeCall<'_>>, String> {
     Ok(Some((name, over, arg)))
 }
 
+/// Prometheus' functions and aggregations that prescale does not answer, so that a
+/// query calling one is told so rather than that it calls an unknown function.
+const PROMQL_ONLY: [&str; 33] = [
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "cos",
+    "cosh",
+    "deg",
+    "double_exponential_smoothing",
+    "histogram_avg",
+    "histogram_count",
+    "histogram_fraction",
+    "histogram_stddev",
+    "histogram_stdvar",
+    "histogram_sum",
+    "holt_winters",
+    "info",
+    "limit_ratio",
+    "limitk",
+    "mad_over_time",
+    "pi",
+    "rad",
+    "sin",
+    "sinh",
+    "sort_by_label",
+    "sort_by_label_desc",
+    "tan",
+    "tanh",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+];
+
+/// The name of the function `q` calls (`name(...)`, spaces allowed before the
+/// parenthesis), if it is a call; `rate(...)` is a demand, not a call here.
+fn called_name(q: &str) -> Option<&str> {
+    let end = q
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(q.len());
+    let (name, rest) = q.split_at(end);
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    (valid && name != "rate" && rest.trim_start().starts_with('(')).then_some(name)
+}
+
 /// `SELECTOR`, `rate(SELECTOR)`, `rate(SELECTOR[RANGE])`, `increase(SELECTOR[RANGE])`,
 /// `OP_over_time(SELECTOR[RANGE])` or `quantile_over_time(PHI, SELECTOR[RANGE])`.
 fn parse_inner(q: &str) -> Result<Expr, String> {
     let q = q.trim();
     let Some((name, over, arg)) = range_call(q)? else {
         let (q, modifiers) = strip_modifiers(q)?;
+        if let Some(name) = called_name(q) {
+            return Err(if PROMQL_ONLY.contains(&name) {
+                format!("{name}(...) is PromQL that prescale does not answer; {SUPPORTED}")
+            } else {
+                format!("unknown function {name:?}; {SUPPORTED}")
+            });
+        }
         let inner = DemandExpr::parse(q).map_err(|e| format!("{e}; {SUPPORTED}"))?;
         return Ok(Expr::of(inner, None, None, modifiers));
     };

@@ -1549,6 +1549,23 @@ async fn prometheus_query_api_answers_selectors_and_rates_as_grafana_asks() {
     )
     .await;
     assert!(body.contains("under sum, avg, min, max or count"), "{body}");
+    // A function PromQL has and prescale does not, and one PromQL has not, each said
+    // as such (not as a workload demand that may only be a selector or a rate).
+    for (query, why) in [
+        (
+            "holt_winters(g[5m], 0.5, 0.5)",
+            "holt_winters(...) is PromQL that prescale does not answer",
+        ),
+        ("limitk (1, g)", "limitk(...) is PromQL"),
+        ("sum(sin(g))", "sin(...) is PromQL"),
+        ("rates(c_total[5m])", r#"unknown function \"rates\""#),
+        ("g offset 5m + foo(g)", r#"unknown function \"foo\""#),
+    ] {
+        let (code, body) = get(&app, &q(query, "start=0&end=10&step=1")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
+        assert!(body.contains(why), "{query}: {body}");
+        assert!(!body.contains("a demand is"), "{query}: {body}");
+    }
     let (code, body) = get(&app, &q("g", "start=0&end=100000&step=1")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body.contains("11000 points"), "{body}");
