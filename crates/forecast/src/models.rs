@@ -24,7 +24,7 @@
 //! per fold, and the model moved on to the end of the history is the one selection keeps.
 
 use anofox_forecast::core::TimeSeries;
-use anofox_forecast::models::arima::{AutoARIMA, AutoARIMAConfig, ARIMA};
+use anofox_forecast::models::arima::{AutoARIMA, AutoARIMAConfig, ModelOrder, ARIMA, SARIMA};
 use anofox_forecast::models::exponential::{AutoETS, AutoETSConfig};
 use anofox_forecast::models::mstl_forecaster::MSTLForecaster;
 use anofox_forecast::models::Forecaster as AnofoxForecaster;
@@ -44,6 +44,12 @@ pub const MAX_DIRECT_SEASON: usize = 12;
 
 /// Most recent points ARIMA is fitted on.
 pub const ARIMA_WINDOW: usize = 1000;
+
+/// Most recent points ARIMA is fitted on with season `m` (in steps) fitted directly:
+/// [`ARIMA_WINDOW`], or three seasons where that is more.
+fn arima_window(m: Option<usize>) -> usize {
+    ARIMA_WINDOW.max(3 * m.filter(|m| *m <= MAX_DIRECT_SEASON).unwrap_or(0))
+}
 
 /// AutoARIMA's search space: R's stepwise Hyndman-Khandakar search with non-seasonal
 /// orders up to 3 (R allows 5; higher orders rarely win on infrastructure series and
@@ -99,6 +105,8 @@ enum Inner {
     Arima(AutoARIMA),
     /// The order AutoARIMA chose, re-estimated at a later cross-validation origin.
     ArimaOrder(ARIMA),
+    /// The same for a seasonal order.
+    SarimaOrder(SARIMA),
     Theta(Option<ThetaFit>),
 }
 
@@ -110,6 +118,7 @@ impl Inner {
             Inner::Mstl(m) => Some(m),
             Inner::Arima(m) => Some(m),
             Inner::ArimaOrder(m) => Some(m),
+            Inner::SarimaOrder(m) => Some(m),
             Inner::Theta(_) => None,
         }
     }
@@ -205,16 +214,19 @@ impl Forecaster for StatModel {
             return cold();
         };
         // Estimated once at the first origin; later origins refilter the state (ETS),
-        // recompute the line and level (Theta) or re-estimate the chosen order (ARIMA)
-        // with the model form and seasonal indices fixed, reading only the points before
+        // recompute the line and level (Theta) or re-estimate the chosen order (ARIMA,
+        // seasonal or not: the order search is what costs, up to tens of seconds with a
+        // season fitted directly, where estimating one order takes milliseconds) with
+        // the model form and seasonal indices fixed, reading only the points before
         // each origin.
         let order = match &fit.inner {
             Inner::Arima(a) => match a.selected_full_order() {
-                Some(o) if !o.is_seasonal() => Some((o.p, o.d, o.q)),
-                _ => return cold(),
+                Some(o) => Some(o),
+                None => return cold(),
             },
             _ => None,
         };
+        let direct = self.seasons.first().copied().filter(|m| *m >= 2);
         let adjusted = |t: usize| y[t] - fit.seasonal(t - lo);
         let mut out: Vec<Result<Box<dyn Fitted>, ForecastError>> = Vec::new();
         let mut cur = fit.clone();
@@ -229,18 +241,14 @@ impl Forecaster for StatModel {
                     cur.window = window;
                     moved
                 }
-                inner @ (Inner::Arima(_) | Inner::ArimaOrder(_)) if o > at => {
-                    let (p, d, q) = order.expect("ARIMA order");
-                    let from = o.saturating_sub(ARIMA_WINDOW).max(lo);
+                inner @ (Inner::Arima(_) | Inner::ArimaOrder(_) | Inner::SarimaOrder(_))
+                    if o > at =>
+                {
+                    let order = order.expect("ARIMA order");
+                    let from = o.saturating_sub(arima_window(direct)).max(lo);
                     let window: Vec<f64> = (from..o).map(adjusted).collect();
-                    let mut m = ARIMA::new(p, d, q);
                     series_of(window)
-                        .and_then(|s| {
-                            m.fit(&s).map_err(|e| {
-                                ForecastError::Invalid(format!("arima refit failed: {e}"))
-                            })
-                        })
-                        .map(|()| *inner = Inner::ArimaOrder(m))
+                        .and_then(|s| arima_order_fit(order, &s).map(|fitted| *inner = fitted))
                 }
                 _ => Ok(()),
             };
@@ -323,9 +331,7 @@ impl StatModel {
         // ARIMA and ETS read the recent past: fitting them on a bounded window keeps the
         // fit fast on long histories (the seasonal indices still use all of it).
         let window = match self.kind {
-            StatKind::Arima => {
-                ARIMA_WINDOW.max(3 * m.filter(|m| *m <= MAX_DIRECT_SEASON).unwrap_or(0))
-            }
+            StatKind::Arima => arima_window(m),
             StatKind::Ets => ETS_WINDOW,
             StatKind::Theta => THETA_WINDOW,
             StatKind::Mstl => usize::MAX,
@@ -345,6 +351,7 @@ impl StatModel {
             Inner::Mstl(m) => m.fit(&series).map_err(fail)?,
             Inner::Arima(m) => m.fit(&series).map_err(fail)?,
             Inner::ArimaOrder(m) => m.fit(&series).map_err(fail)?,
+            Inner::SarimaOrder(m) => m.fit(&series).map_err(fail)?,
             Inner::Theta(_) => {}
         }
         let detail = match &inner {
@@ -356,6 +363,13 @@ impl StatModel {
             Inner::ArimaOrder(a) => {
                 let o = a.spec();
                 format!("arima({},{},{})", o.p, o.d, o.q)
+            }
+            Inner::SarimaOrder(a) => {
+                let o = a.spec();
+                format!(
+                    "arima({},{},{})({},{},{})[{}]",
+                    o.p, o.d, o.q, o.cap_p, o.cap_d, o.cap_q, o.s
+                )
             }
             Inner::Arima(a) => match a.selected_full_order() {
                 Some(o) if o.s > 1 => format!(
@@ -381,6 +395,30 @@ impl StatModel {
             describe,
             window: kept,
         })
+    }
+}
+
+/// `order` (as AutoARIMA chose it) estimated on `series`, without searching again.
+fn arima_order_fit(order: ModelOrder, series: &TimeSeries) -> Result<Inner, ForecastError> {
+    let fail = |e: anofox_forecast::error::ForecastError| {
+        ForecastError::Invalid(format!("arima refit failed: {e}"))
+    };
+    if order.is_seasonal() {
+        let mut m = SARIMA::new(
+            order.p,
+            order.d,
+            order.q,
+            order.cap_p,
+            order.cap_d,
+            order.cap_q,
+            order.s,
+        );
+        m.fit(series).map_err(fail)?;
+        Ok(Inner::SarimaOrder(m))
+    } else {
+        let mut m = ARIMA::new(order.p, order.d, order.q);
+        m.fit(series).map_err(fail)?;
+        Ok(Inner::ArimaOrder(m))
     }
 }
 
@@ -737,6 +775,55 @@ mod tests {
                 (pa[0][1] - fresh[0][0]).abs() < 1.5,
                 "{kind:?}: {pa:?} vs {fresh:?}"
             );
+        }
+    }
+
+    #[test]
+    fn seasonal_arima_searches_once_and_never_reads_the_future() {
+        // A season of six steps is fitted directly (seasonal terms). The order search
+        // runs at the first origin only; later origins estimate that order again on the
+        // points before them, so two series equal up to an origin give the same fold
+        // there, and after a shift the later folds follow it.
+        let m = 6;
+        let shape = [0.0, 3.0, 6.0, 3.0, 0.0, -2.0];
+        let a: Vec<f64> = (0..700).map(|i| 20.0 + shape[i % m] + noise(i)).collect();
+        let mut b = a.clone();
+        for v in &mut b[600..] {
+            *v += 30.0;
+        }
+        let spec = StatModel {
+            kind: StatKind::Arima,
+            seasons: vec![m],
+        };
+        let origins = [500, 550, 600, 650, 700];
+        let fa = spec.fit_origins(&a, &origins, 2000);
+        let fb = spec.fit_origins(&b, &origins, 2000);
+        // A search on b at 700 chooses another order than at 500 ((1,0,0)(2,1,0)[6]
+        // for (0,0,0)(1,1,0)[6] when written), so folds searched afresh fail here.
+        let first = fa[0].as_ref().unwrap().describe();
+        assert!(first.ends_with("[6]"), "{first}");
+        for f in fa.iter().chain(&fb) {
+            assert_eq!(f.as_ref().unwrap().describe(), first);
+        }
+        let p = |f: &Result<Box<dyn Fitted>, ForecastError>| {
+            f.as_ref().unwrap().predict(6, &[0.1, 0.5, 0.9]).unwrap()
+        };
+        for k in 0..3 {
+            assert_eq!(p(&fa[k]), p(&fb[k]), "origin {}", origins[k]);
+        }
+        let (pa, pb) = (p(&fa[4]), p(&fb[4]));
+        assert!(pb[0][1] > pa[0][1] + 20.0, "{pa:?} vs {pb:?}");
+        // At the end the pattern is forecast as a fresh search forecasts it.
+        let fresh = spec.fit(&a).unwrap().predict(6, &[0.5]).unwrap();
+        for (s, (kept, new)) in pa.iter().zip(&fresh).enumerate() {
+            assert!(
+                (kept[1] - new[0]).abs() < 0.5,
+                "step {s}: {pa:?} vs {fresh:?}"
+            );
+        }
+        for (s, q) in pa.iter().enumerate() {
+            let want = 20.0 + shape[(700 + s) % m];
+            assert!((q[1] - want).abs() < 0.5, "step {s}: {pa:?}");
         }
     }
 
