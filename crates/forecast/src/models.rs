@@ -173,9 +173,12 @@ pub struct StatFit {
     indices: Option<Vec<f64>>,
     n: usize,
     describe: String,
-    /// Theta's last [`THETA_WINDOW`] points, seasonally adjusted, that its line and level
-    /// were computed on (empty for the other models), so it can move on over new ones.
+    /// The last points, seasonally adjusted, that Theta's line and level were computed
+    /// on or ARIMA was estimated on (empty for the other models), so it can move on over
+    /// new ones.
     window: Vec<f64>,
+    /// The most points `window` holds: [`THETA_WINDOW`], or ARIMA's [`arima_window`].
+    window_len: usize,
 }
 
 impl Forecaster for StatModel {
@@ -213,48 +216,22 @@ impl Forecaster for StatModel {
         let Ok(fit) = self.fit_stat(&y[lo..first]) else {
             return cold();
         };
-        // Estimated once at the first origin; later origins refilter the state (ETS),
-        // recompute the line and level (Theta) or re-estimate the chosen order (ARIMA,
-        // seasonal or not: the order search is what costs, up to tens of seconds with a
-        // season fitted directly, where estimating one order takes milliseconds) with
-        // the model form and seasonal indices fixed, reading only the points before
-        // each origin.
-        let order = match &fit.inner {
-            Inner::Arima(a) => match a.selected_full_order() {
-                Some(o) => Some(o),
-                None => return cold(),
-            },
-            _ => None,
-        };
-        let direct = self.seasons.first().copied().filter(|m| *m >= 2);
-        let adjusted = |t: usize| y[t] - fit.seasonal(t - lo);
+        // Estimated once at the first origin; later origins move it on over the points
+        // between (see `advance_over`), reading only the points before each origin.
+        if matches!(&fit.inner, Inner::Arima(a) if a.selected_full_order().is_none()) {
+            return cold();
+        }
         let mut out: Vec<Result<Box<dyn Fitted>, ForecastError>> = Vec::new();
-        let mut cur = fit.clone();
+        let mut cur = fit;
         let mut at = first;
         for &o in origins {
-            let moved = match &mut cur.inner {
-                Inner::Ets(_) if o > at => cur.advance_over(&y[at..o]),
-                Inner::Theta(Some(t)) if o > at => {
-                    let from = o.saturating_sub(THETA_WINDOW).max(lo);
-                    let window: Vec<f64> = (from..o).map(adjusted).collect();
-                    let moved = t.refit(&window).map(|r| *t = r);
-                    cur.window = window;
-                    moved
-                }
-                inner @ (Inner::Arima(_) | Inner::ArimaOrder(_) | Inner::SarimaOrder(_))
-                    if o > at =>
-                {
-                    let order = order.expect("ARIMA order");
-                    let from = o.saturating_sub(arima_window(direct)).max(lo);
-                    let window: Vec<f64> = (from..o).map(adjusted).collect();
-                    series_of(window)
-                        .and_then(|s| arima_order_fit(order, &s).map(|fitted| *inner = fitted))
-                }
-                _ => Ok(()),
+            let moved = if o > at {
+                cur.advance_over(&y[at..o])
+            } else {
+                Ok(())
             };
             match moved {
                 Ok(()) => {
-                    cur.n = o - lo;
                     at = o;
                     out.push(Ok(Box::new(cur.clone())));
                 }
@@ -342,6 +319,9 @@ impl StatModel {
             *t = Some(ThetaFit::fit(&values, None)?);
             kept = values.clone();
         }
+        if let Inner::Arima(_) = inner {
+            kept = values.clone();
+        }
         let series = series_of(values)?;
         let fail = |e: anofox_forecast::error::ForecastError| {
             ForecastError::Invalid(format!("{} fit failed: {e}", self.name()))
@@ -394,6 +374,7 @@ impl StatModel {
             n: y.len(),
             describe,
             window: kept,
+            window_len: window,
         })
     }
 }
@@ -442,16 +423,52 @@ fn join(v: &[usize]) -> String {
         .join(",")
 }
 
+/// `window` with `new` points added and the oldest let go beyond `len`.
+fn moved(window: &[f64], new: Vec<f64>, len: usize) -> Vec<f64> {
+    let mut out = window.to_vec();
+    out.extend(new);
+    out.drain(..out.len().saturating_sub(len));
+    out
+}
+
 impl StatFit {
     /// The seasonal index removed at `t` points after the first training point.
     fn seasonal(&self, t: usize) -> f64 {
         self.indices.as_ref().map_or(0.0, |i| i[t % i.len()])
     }
 
+    /// The order AutoARIMA chose, for an ARIMA fit.
+    fn arima_order(&self) -> Option<ModelOrder> {
+        let order = |p, d, q, cap_p, cap_d, cap_q, s| ModelOrder {
+            p,
+            d,
+            q,
+            cap_p,
+            cap_d,
+            cap_q,
+            s,
+        };
+        match &self.inner {
+            Inner::Arima(a) => a.selected_full_order(),
+            Inner::ArimaOrder(a) => {
+                let o = a.spec();
+                Some(order(o.p, o.d, o.q, 0, 0, 0, 0))
+            }
+            Inner::SarimaOrder(a) => {
+                let o = a.spec();
+                Some(order(o.p, o.d, o.q, o.cap_p, o.cap_d, o.cap_q, o.s))
+            }
+            _ => None,
+        }
+    }
+
     /// The model moved on over `new` points (seasonally adjusted with the indices it was
-    /// fitted with), its parameters kept: ETS filters its state over them; Theta moves
-    /// its window over them and recomputes its line and level there with `alpha` and
-    /// `theta` kept. The other models are left as they are.
+    /// fitted with), its form kept: ETS filters its state over them; Theta moves its
+    /// window over them and recomputes its line and level there with `alpha` and
+    /// `theta` kept; ARIMA moves its window over them and estimates the order it chose
+    /// there again (the order search is what costs, seconds to a minute with a season
+    /// fitted directly, where estimating one order takes milliseconds). MSTL is left as
+    /// it is.
     fn advance_over(&mut self, new: &[f64]) -> Result<(), ForecastError> {
         check_finite(new)?;
         let adjusted: Vec<f64> = new
@@ -464,10 +481,16 @@ impl StatFit {
                 .update(&adjusted)
                 .map_err(|err| ForecastError::Invalid(format!("ets update failed: {err}")))?,
             Inner::Theta(Some(t)) => {
-                let mut window = std::mem::take(&mut self.window);
-                window.extend(adjusted);
-                window.drain(..window.len().saturating_sub(THETA_WINDOW));
+                let window = moved(&self.window, adjusted, self.window_len);
                 *t = t.refit(&window)?;
+                self.window = window;
+            }
+            Inner::Arima(_) | Inner::ArimaOrder(_) | Inner::SarimaOrder(_) => {
+                let order = self.arima_order().ok_or_else(|| {
+                    ForecastError::Invalid("arima refit failed: no order was chosen".into())
+                })?;
+                let window = moved(&self.window, adjusted, self.window_len);
+                self.inner = arima_order_fit(order, &series_of(window.clone())?)?;
                 self.window = window;
             }
             _ => {}
@@ -483,13 +506,13 @@ impl Fitted for StatFit {
     }
 
     /// ETS filters its state over the new points; Theta recomputes its line and level
-    /// on its window moved over them, as cross-validation moves it to a later origin
-    /// (seasonal indices, `alpha` and `theta` kept in both). ARIMA needs its window of
-    /// history, which a fit does not keep, so it is refitted instead.
+    /// and ARIMA estimates its order again on their windows moved over them, as
+    /// cross-validation moves them to a later origin (seasonal indices, `alpha` and
+    /// `theta`, ARIMA's order kept). MSTL is refitted instead.
     fn advance(&self, new: &[f64]) -> Option<Result<Box<dyn Fitted>, ForecastError>> {
-        let (Inner::Ets(_) | Inner::Theta(Some(_))) = &self.inner else {
+        if let Inner::Mstl(_) | Inner::Theta(None) = &self.inner {
             return None;
-        };
+        }
         let mut next = self.clone();
         Some(
             next.advance_over(new)
@@ -883,16 +906,29 @@ mod tests {
         let before = fitted.predict(1, &levels).unwrap()[0][1];
         assert!(got[0][1] - before > 2.0, "{before} -> {}", got[0][1]);
         assert!(fitted.advance(&[1.0, f64::NAN]).unwrap().is_err());
-        // ARIMA keeps no window: it is refitted.
-        let arima = StatModel {
-            kind: StatKind::Arima,
-            seasons: Vec::new(),
+        // ARIMA moves its window and estimates its order there again, as
+        // cross-validation does between two origins; MSTL is refitted.
+        for seasons in [Vec::new(), vec![6]] {
+            let arima = StatModel {
+                kind: StatKind::Arima,
+                seasons,
+            };
+            let folds = arima.fit_origins(&y, &[500, 620], 2000);
+            let moved = arima
+                .fit(&y[..500])
+                .unwrap()
+                .advance(&y[500..620])
+                .expect("arima advances")
+                .unwrap();
+            let want = folds[1].as_ref().unwrap().predict(12, &levels).unwrap();
+            assert_eq!(moved.predict(12, &levels).unwrap(), want);
+            assert_eq!(moved.describe(), folds[0].as_ref().unwrap().describe());
+        }
+        let mstl = StatModel {
+            kind: StatKind::Mstl,
+            seasons: vec![m],
         };
-        assert!(arima
-            .fit(&y[..500])
-            .unwrap()
-            .advance(&y[500..505])
-            .is_none());
+        assert!(mstl.fit(&y[..500]).unwrap().advance(&y[500..505]).is_none());
     }
 
     #[test]
