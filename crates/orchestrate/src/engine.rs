@@ -15,12 +15,12 @@
 //! 5. log every action, refusal, provider event and deliberate hold in the store's
 //!    decision log, and publish a [`Status`] for the server.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use prescale_core::{
     format_ts, Allocation, Decision, DecisionKind, Demand, DemandExpr, Dim, Forecast, Plan, Sample,
-    SeriesKey, Tier, TimestampMs, Workload,
+    Selector, SeriesKey, Tier, TimestampMs, Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
@@ -770,6 +770,62 @@ fn baseline_forecast(
     })
 }
 
+/// Why `sel` finds no stored series, with what it may have meant: `None` when some
+/// series matches (it has no samples in the window yet). A metric name no series has
+/// comes with the stored names most like it (a typo, or line protocol's `m_f` names);
+/// a name that exists with the label matchers picking none of its series, with a few
+/// of them.
+fn unmatched(store: &Store, sel: &Selector) -> Option<String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    // The first three series of the name, in order.
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    let mut matched = false;
+    store.visit_series(|k| {
+        if matched {
+            return;
+        }
+        if sel.matches(k) {
+            matched = true;
+        } else if !sel.name.is_empty() && k.name == sel.name {
+            named.insert(k.to_string());
+            if named.len() > 3 {
+                named.pop_last();
+            }
+        } else if !names.contains(&k.name) {
+            names.insert(k.name.clone());
+        }
+    });
+    if matched {
+        return None;
+    }
+    if sel.name.is_empty() {
+        return Some(format!("no stored series matches {sel}"));
+    }
+    if !named.is_empty() {
+        return Some(format!(
+            "series named {} are stored, but none matches {sel}; for example {}",
+            sel.name,
+            named.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut like: Vec<(f64, &String)> = names
+        .iter()
+        .map(|n| {
+            let close = strsim::normalized_levenshtein(n, &sel.name);
+            let within = n.contains(sel.name.as_str()) || sel.name.contains(n.as_str());
+            (if within { close.max(0.8) } else { close }, n)
+        })
+        .filter(|(score, _)| *score >= 0.7)
+        .collect();
+    like.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut why = format!("no stored series is named {}", sel.name);
+    if !like.is_empty() {
+        let list: Vec<&str> = like.iter().take(3).map(|(_, n)| n.as_str()).collect();
+        why.push_str(&format!(" (stored names like it: {})", list.join(", ")));
+    }
+    Some(why)
+}
+
 /// Another resource dimension of a workload (memory, disk, network): resampled like the
 /// CPU demand and forecast by the inline baseline, so the plan covers it too.
 struct Extra {
@@ -1440,12 +1496,23 @@ impl<P: Provider> Engine<P> {
         if s.refit {
             let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
             if y.len() < 2 {
-                let msg = format!(
-                    "not enough history to forecast {} ({} of 2 steps of {} s); keeping current capacity",
-                    s.w.demand,
-                    y.len(),
-                    s.w.step_s
-                );
+                let unmatched = if y.is_empty() {
+                    unmatched(&self.store, s.demand.selector())
+                } else {
+                    None
+                };
+                let msg = match unmatched {
+                    Some(why) => format!(
+                        "nothing to forecast {}: {why}; keeping current capacity",
+                        s.w.demand
+                    ),
+                    None => format!(
+                        "not enough history to forecast {} ({} of 2 steps of {} s); keeping current capacity",
+                        s.w.demand,
+                        y.len(),
+                        s.w.step_s
+                    ),
+                };
                 s.status.last_error = Some(msg.clone());
                 self.publish(i, st);
                 return self.hold(i, now, "no-history", msg);
@@ -1992,6 +2059,46 @@ mod tests {
             vec![None],
             "the sample before is more than a step older"
         );
+    }
+
+    #[test]
+    fn a_demand_matching_no_series_says_what_is_stored_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        for key in [
+            r#"http_requests_total_value{job="api"}"#,
+            r#"http_requests_total_value{job="worker"}"#,
+            r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#,
+        ] {
+            let k = SeriesKey::parse(key).unwrap();
+            store.append(&k, &[Sample { ts: 0, value: 1.0 }]).unwrap();
+        }
+        let why = |demand: &str| unmatched(&store, Demand::parse(demand).unwrap().selector());
+        // A typo, and line protocol's names (field `value` of `http_requests_total`).
+        for demand in [
+            r#"rate(http_requests_totl{job="api"})"#,
+            r#"sum(rate(http_requests_total{job="api"}[1m])) / 50"#,
+        ] {
+            let got = why(demand).expect("nothing matches");
+            assert!(
+                got.contains("(stored names like it: http_requests_total_value)"),
+                "{got}"
+            );
+        }
+        let got = why("disk_io_seconds").unwrap();
+        assert_eq!(got, "no stored series is named disk_io_seconds");
+        // The name is right, the labels pick nothing.
+        let got = why(r#"http_requests_total_value{job="web"}"#).unwrap();
+        assert!(
+            got.starts_with(r#"series named http_requests_total_value are stored, but none matches http_requests_total_value{job="web"}; for example http_requests_total_value{job="api"}"#),
+            "{got}"
+        );
+        // Something matches: it is only a matter of history.
+        assert_eq!(why(r#"rate(node_cpu_seconds_total{mode="idle"})"#), None);
+        assert_eq!(why(r#"{__name__=~"node_.*"}"#), None);
+        assert!(why(r#"{__name__=~"nope_.*"}"#)
+            .unwrap()
+            .starts_with("no stored series matches"));
     }
 
     #[test]
