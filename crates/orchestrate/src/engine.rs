@@ -1554,6 +1554,15 @@ impl<P: Provider> Engine<P> {
             // Other dimensions: the same baseline on their own history, same season.
             for x in &mut s.extras {
                 let Some(&(last, _)) = x.buckets.back() else {
+                    // Not planned until it has a step; a selector that finds nothing
+                    // would otherwise leave it out for ever without a word.
+                    if let Some(why) = unmatched(&self.store, x.demand.selector()) {
+                        s.status.last_error = Some(format!(
+                            "{} is not planned: nothing to forecast {}: {why}; the plan covers the other dimensions",
+                            x.dim.name(),
+                            x.demand
+                        ));
+                    }
                     continue;
                 };
                 if !due(&x.forecast, x.buckets.len()) {
@@ -2232,6 +2241,46 @@ mod tests {
         // The samples that were accepted are all still there.
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
         assert_eq!(store.range(&key, 0, i64::MAX).unwrap().unwrap().len(), 30);
+    }
+
+    #[test]
+    fn a_dimension_whose_series_is_not_stored_is_said_not_to_be_planned() {
+        // The memory dimension names `mem_byte` where `mem_bytes` is stored: the CPU is
+        // planned and the status says memory is not, and what is stored instead.
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::parse(
+            &format!(
+                "{}\n[workloads.dimensions.memory]\nseries = \"mem_byte\"\nscale = 1.0\n",
+                prescale_core::config::DEFAULT_TOML
+            ),
+            "test.toml",
+        )
+        .unwrap();
+        c.workloads[0].model = "baseline".into();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..60);
+        let mem = SeriesKey::parse("mem_bytes").unwrap();
+        let samples: Vec<_> = (0..60)
+            .map(|m| Sample {
+                ts: m * 60_000,
+                value: 4e11,
+            })
+            .collect();
+        store.append(&mem, &samples).unwrap();
+        let sim = SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
+        e.set_inline_training();
+        for m in 50..60 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        let w = st.read().unwrap().workloads["host"].clone();
+        assert!(w.plan.is_some(), "the CPU is planned");
+        let err = w.last_error.expect("memory is said not to be planned");
+        assert!(
+            err.starts_with("memory is not planned: nothing to forecast mem_byte: no stored series is named mem_byte (stored names like it: mem_bytes)"),
+            "{err}"
+        );
     }
 
     #[test]
