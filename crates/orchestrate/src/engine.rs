@@ -1501,6 +1501,10 @@ impl<P: Provider> Engine<P> {
                 } else {
                     None
                 };
+                let category = match unmatched {
+                    Some(_) => "no-series",
+                    None => "no-history",
+                };
                 let msg = match unmatched {
                     Some(why) => format!(
                         "nothing to forecast {}: {why}; keeping current capacity",
@@ -1515,7 +1519,7 @@ impl<P: Provider> Engine<P> {
                 };
                 s.status.last_error = Some(msg.clone());
                 self.publish(i, st);
-                return self.hold(i, now, "no-history", msg);
+                return self.hold(i, now, category, msg);
             }
             baseline_season(
                 s.w.season_s,
@@ -2218,14 +2222,23 @@ mod tests {
         let d = store.decisions(Some("host"), 10).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].kind, DecisionKind::Hold);
-        assert!(
-            d[0].reason.contains("not enough history"),
-            "{}",
-            d[0].reason
+        assert_eq!(
+            d[0].reason,
+            r#"nothing to forecast host_cpu_usage_cores{mode="busy"}: no stored series is named host_cpu_usage_cores; keeping current capacity"#
         );
         // A second pass with the same situation does not repeat the hold.
         e.tick(120_000).unwrap();
         assert_eq!(store.decisions(Some("host"), 10).unwrap().len(), 1);
+        // The series arrives: one step is not enough history yet, and the log says so.
+        feed(&store, 2..3);
+        e.tick(3 * 60_000 + 1).unwrap();
+        let d = store.decisions(Some("host"), 10).unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(
+            d[1].reason.contains("not enough history") && d[1].reason.contains("(1 of 2 steps"),
+            "{}",
+            d[1].reason
+        );
 
         feed(&store, 0..30);
         e.tick(30 * 60_000).unwrap();
