@@ -2256,27 +2256,30 @@ mod tests {
         assert_eq!(store.range(&key, 0, i64::MAX).unwrap().unwrap().len(), 30);
     }
 
-    #[test]
-    fn a_dimension_whose_series_is_not_stored_is_said_not_to_be_planned() {
-        // The memory dimension names `mem_byte` where `mem_bytes` is stored: the CPU is
-        // planned and the status says memory is not, and what is stored instead.
-        let dir = tempfile::tempdir().unwrap();
+    /// An engine planning the host's CPU (`feed`'s 6-12 vCPU, with the inline baseline)
+    /// and a memory dimension read from `series` times `scale`, where `mem_bytes` holds
+    /// 400 GiB throughout the first hour; its passes over the last ten minutes run.
+    fn memory_engine(
+        dir: &std::path::Path,
+        series: &str,
+        scale: f64,
+    ) -> (Engine<SimCloud>, Store, Config) {
         let mut c = Config::parse(
             &format!(
-                "{}\n[workloads.dimensions.memory]\nseries = \"mem_byte\"\nscale = 1.0\n",
+                "{}\n[workloads.dimensions.memory]\nseries = \"{series}\"\nscale = {scale}\n",
                 prescale_core::config::DEFAULT_TOML
             ),
             "test.toml",
         )
         .unwrap();
         c.workloads[0].model = "baseline".into();
-        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let store = Store::open(dir, Durability::Buffered).unwrap();
         feed(&store, 0..60);
         let mem = SeriesKey::parse("mem_bytes").unwrap();
         let samples: Vec<_> = (0..60)
             .map(|m| Sample {
                 ts: m * 60_000,
-                value: 4e11,
+                value: 400.0 * (1u64 << 30) as f64,
             })
             .collect();
         store.append(&mem, &samples).unwrap();
@@ -2286,6 +2289,15 @@ mod tests {
         for m in 50..60 {
             e.tick(m * 60_000 + 1).unwrap();
         }
+        (e, store, c)
+    }
+
+    #[test]
+    fn a_dimension_whose_series_is_not_stored_is_said_not_to_be_planned() {
+        // The memory dimension names `mem_byte` where `mem_bytes` is stored: the CPU is
+        // planned and the status says memory is not, and what is stored instead.
+        let dir = tempfile::tempdir().unwrap();
+        let (e, _, _) = memory_engine(dir.path(), "mem_byte", 1.0);
         let st = e.status_handle();
         let w = st.read().unwrap().workloads["host"].clone();
         assert!(w.plan.is_some(), "the CPU is planned");
@@ -2301,33 +2313,7 @@ mod tests {
         // CPU demand of 6-12 vCPU, memory of 400 GiB (reported in bytes): the plan holds
         // enough instances for the memory at the target utilization, and says so.
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::parse(
-            &format!(
-                "{}\n[workloads.dimensions.memory]\nseries = \"mem_bytes\"\nscale = {}\n",
-                prescale_core::config::DEFAULT_TOML,
-                1.0 / (1u64 << 30) as f64
-            ),
-            "test.toml",
-        )
-        .unwrap();
-        c.workloads[0].model = "baseline".into();
-        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-        feed(&store, 0..60);
-        let mem = SeriesKey::parse("mem_bytes").unwrap();
-        let gib = (1u64 << 30) as f64;
-        let samples: Vec<_> = (0..60)
-            .map(|m| Sample {
-                ts: m * 60_000,
-                value: 400.0 * gib,
-            })
-            .collect();
-        store.append(&mem, &samples).unwrap();
-        let sim = SimCloud::new(&c.tiers, 1);
-        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
-        e.set_inline_training();
-        for m in 50..60 {
-            e.tick(m * 60_000 + 1).unwrap();
-        }
+        let (e, store, c) = memory_engine(dir.path(), "mem_bytes", 1.0 / (1u64 << 30) as f64);
         let st = e.status_handle();
         let plan = st.read().unwrap().workloads["host"].plan.clone().unwrap();
         let w = &c.workloads[0];
