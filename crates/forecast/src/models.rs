@@ -314,14 +314,13 @@ impl StatModel {
             StatKind::Mstl => usize::MAX,
         };
         let values = adjusted[adjusted.len().saturating_sub(window)..].to_vec();
-        let mut kept = Vec::new();
         if let Inner::Theta(t) = &mut inner {
             *t = Some(ThetaFit::fit(&values, None)?);
-            kept = values.clone();
         }
-        if let Inner::Arima(_) = inner {
-            kept = values.clone();
-        }
+        let kept = match inner {
+            Inner::Theta(_) | Inner::Arima(_) => values.clone(),
+            _ => Vec::new(),
+        };
         let series = series_of(values)?;
         let fail = |e: anofox_forecast::error::ForecastError| {
             ForecastError::Invalid(format!("{} fit failed: {e}", self.name()))
