@@ -930,6 +930,30 @@ pub fn overlay(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// serde's "unknown field `x`, expected one of `a`, `b`" with the expected key most
+/// like `x` named first, as cargo and clap do: "unknown field `sla_quantle` (did you
+/// mean `sla_quantile`?), expected one of ...". `None` when none is close.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| {
+            let close = strsim::normalized_levenshtein(field, k);
+            // `listen_port` for `listen`: a known key with something added.
+            let within = field.starts_with(k) || k.starts_with(field);
+            (if within { close.max(0.6) } else { close }, k)
+        })
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))?
+        .1;
+    Some(format!(
+        "unknown field `{field}` (did you mean `{best}`?){expected}"
+    ))
+}
+
 /// A deserialization error of configuration text `src`, located in it.
 fn located(src: &str, file: &str, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
     let key = e.path().to_string();
@@ -944,6 +968,9 @@ fn located(src: &str, file: &str, e: serde_path_to_error::Error<toml::de::Error>
     let mut message = inner.message().trim().to_string();
     if message.starts_with("missing field") {
         message.push_str(" (see `prescale config default` for every key)");
+    }
+    if let Some(m) = did_you_mean(&message) {
+        message = m;
     }
     ConfigError {
         file: file.to_string(),
@@ -1596,7 +1623,26 @@ mod tests {
             + 1;
         assert_eq!(e.line, Some(line), "{e}");
         assert!(e.to_string().starts_with(&format!("p.toml:{line}:")), "{e}");
-        assert!(e.message.contains("unknown field `listen_port`"), "{e}");
+        assert!(
+            e.message
+                .starts_with("unknown field `listen_port` (did you mean `listen`?)"),
+            "{e}"
+        );
+        // A key like a known one is named, as cargo and clap do; one like none is not.
+        let typo = DEFAULT_TOML.replace("sla_quantile = ", "sla_quantle = ");
+        let t = Config::parse(&typo, "p.toml").unwrap_err();
+        assert!(
+            t.message.starts_with(
+                "unknown field `sla_quantle` (did you mean `sla_quantile`?), expected one of `name`"
+            ),
+            "{t}"
+        );
+        let odd = DEFAULT_TOML.replace("[server]\n", "[server]\nzzz = 1\n");
+        let o = Config::parse(&odd, "p.toml").unwrap_err();
+        assert!(
+            o.message.starts_with("unknown field `zzz`, expected"),
+            "{o}"
+        );
         assert_eq!(e.key, "server.listen_port");
     }
 
