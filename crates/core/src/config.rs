@@ -933,7 +933,7 @@ pub fn overlay(base: &mut toml::Table, over: toml::Table) {
 /// serde's "unknown field `x`, expected one of `a`, `b`" with the expected key most
 /// like `x` named first, as cargo and clap do: "unknown field `sla_quantle` (did you
 /// mean `sla_quantile`?), expected one of ...". `None` when none is close.
-fn did_you_mean(message: &str) -> Option<String> {
+pub fn did_you_mean(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, expected) = rest.split_once('`')?;
     let best = expected

@@ -197,7 +197,12 @@ impl Scenario {
         let mut merged: toml::Table = EXAMPLE_SCENARIO.parse().expect("the example is TOML");
         prescale_core::config::overlay(&mut merged, table.clone());
         let mut s: Scenario = serde_path_to_error::deserialize(toml::Value::Table(merged.clone()))
-            .map_err(|e| format!("{file}: key `{}`: {}", e.path(), e.inner()))?;
+            .map_err(|e| {
+                let message = e.inner().to_string();
+                let message =
+                    prescale_core::config::did_you_mean(message.trim()).unwrap_or(message);
+                format!("{file}: key `{}`: {message}", e.path())
+            })?;
         // The workload class's defaults fill what its table leaves out: a class the file
         // names sets what the file does not; without one, the example's values stand.
         let own = table.get("workload").and_then(|w| w.as_table());
@@ -2016,7 +2021,10 @@ mod tests {
             format!("{ex:?}")
         );
         let e = Scenario::parse("[workload]\nsla_quantil = 0.99\n", "s.toml").unwrap_err();
-        assert!(e.contains("sla_quantil"), "{e}");
+        assert!(
+            e.starts_with("s.toml: key `workload.sla_quantil`: unknown field `sla_quantil` (did you mean `sla_quantile`?), expected one of"),
+            "{e}"
+        );
     }
 
     /// Two weeks of 5-minute demand with a daily cycle, 8..40 vCPU.
