@@ -775,7 +775,27 @@ fn baseline_forecast(
 /// comes with the stored names most like it (a typo, or line protocol's `m_f` names);
 /// a name that exists with the label matchers picking none of its series, with a few
 /// of them.
+///
+/// A remote store is asked only for the selector and for its name's series (listing every
+/// name of a large server at each pass would weigh on it), so names like it are not
+/// suggested there.
 fn unmatched(store: &Store, sel: &Selector) -> Option<String> {
+    if store.is_remote() {
+        if !store.select_matching(sel).is_empty() {
+            return None;
+        }
+        let named = Selector::parse(&sel.name)
+            .map(|by_name| store.select_matching(&by_name))
+            .unwrap_or_default();
+        return Some(match named.first() {
+            _ if sel.name.is_empty() => format!("no series in the remote store matches {sel}"),
+            Some(k) => format!(
+                "series named {} are in the remote store, but none matches {sel}; for example {k}",
+                sel.name
+            ),
+            None => format!("no series in the remote store is named {}", sel.name),
+        });
+    }
     let mut names: BTreeSet<String> = BTreeSet::new();
     // The first three series of the name, in order.
     let mut named: BTreeSet<String> = BTreeSet::new();

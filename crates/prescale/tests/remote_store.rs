@@ -46,7 +46,17 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
             .spawn()
             .unwrap(),
     );
-    let cfg = fast_config().replace("\n[sources.host]", &remote_store_at(vm));
+    // Two more workloads whose demand finds nothing: a misspelt name, and the right
+    // name with a label no series has.
+    let mut cfg = fast_config().replace("\n[sources.host]", &remote_store_at(vm));
+    for (name, demand) in [
+        ("typo", r#"host_cpu_usage_core{mode="busy"}"#),
+        ("label", r#"host_cpu_usage_cores{mode="bizzy"}"#),
+    ] {
+        cfg.push_str(&format!(
+            "\n[[workloads]]\nname = \"{name}\"\ndemand = '{demand}'\nstep_s = 1\nhorizon_s = 600\n"
+        ));
+    }
     let d = Daemon::start_at(dir.path(), &cfg, ps);
     let plog = d.log.clone();
     let logs = || {
@@ -95,6 +105,34 @@ fn samples_live_in_victoria_metrics_and_plans_read_them_back() {
     wait_for(
         || in_vm(r#"prescale_demand{workload="host"}"#) >= 1,
         "prescale_demand in VictoriaMetrics",
+        &logs,
+    );
+    // The workloads whose demand finds nothing say so, from targeted queries only.
+    let last_error = |w: &str| -> String {
+        http(
+            ps,
+            "GET",
+            &format!("/api/v1/workloads/{w}/status"),
+            &[],
+            b"",
+        )
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["data"]["last_error"].as_str().map(str::to_string))
+        .unwrap_or_default()
+    };
+    wait_for(
+        || {
+            last_error("typo")
+                .contains("no series in the remote store is named host_cpu_usage_core;")
+        },
+        "the misspelt demand named",
+        &logs,
+    );
+    wait_for(
+        || {
+            last_error("label").contains(r#"series named host_cpu_usage_cores are in the remote store, but none matches host_cpu_usage_cores{mode="bizzy"}; for example host_cpu_usage_cores{"#)
+        },
+        "the demand whose labels pick nothing named",
         &logs,
     );
     // Pushed samples go through to the server.
