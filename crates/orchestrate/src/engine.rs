@@ -1521,20 +1521,22 @@ impl<P: Provider> Engine<P> {
                 } else {
                     None
                 };
-                let category = match unmatched {
-                    Some(_) => "no-series",
-                    None => "no-history",
-                };
-                let msg = match unmatched {
-                    Some(why) => format!(
-                        "nothing to forecast {}: {why}; keeping current capacity",
-                        s.w.demand
+                let (category, msg) = match unmatched {
+                    Some(why) => (
+                        "no-series",
+                        format!(
+                            "nothing to forecast {}: {why}; keeping current capacity",
+                            s.w.demand
+                        ),
                     ),
-                    None => format!(
-                        "not enough history to forecast {} ({} of 2 steps of {} s); keeping current capacity",
-                        s.w.demand,
-                        y.len(),
-                        s.w.step_s
+                    None => (
+                        "no-history",
+                        format!(
+                            "not enough history to forecast {} ({} of 2 steps of {} s); keeping current capacity",
+                            s.w.demand,
+                            y.len(),
+                            s.w.step_s
+                        ),
                     ),
                 };
                 s.status.last_error = Some(msg.clone());
