@@ -594,6 +594,8 @@ pub enum DecisionKind {
     Error,
     /// Capacity changed without prescale asking (e.g. a spot interruption).
     Event,
+    /// A configuration reload added, changed or removed the workload.
+    Config,
 }
 
 /// An action or a deliberate non-action, with its reason; the decision log's entry.

@@ -266,6 +266,9 @@ pub struct Status {
 
 struct WState {
     w: Workload,
+    /// Bumped when a reload changes what is forecast: the trainer's outcomes for an
+    /// older definition are dropped ([`Engine::reconfigure`]).
+    generation: u64,
     demand: Demand,
     key: SeriesKey,
     step_ms: i64,
@@ -323,6 +326,124 @@ struct WState {
     leads: usize,
     /// The CPU forecast the last plan read.
     planned_from: Option<Forecast>,
+}
+
+impl WState {
+    /// A workload's state before its first pass: nothing learnt yet.
+    fn new(tiers: &[Tier], w: Workload, generation: u64) -> Self {
+        let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
+        let (cover, leads) = cover_and_leads(&serving, w.step_s as i64 * 1000);
+        WState {
+            generation,
+            demand: Demand::parse(&w.demand).expect("validated with the config"),
+            key: demand_key(&w.name, Dim::Cpu),
+            step_ms: w.step_s as i64 * 1000,
+            buckets: VecDeque::new(),
+            said: VecDeque::new(),
+            said_key: said_key(&w.name, Dim::Cpu),
+            said_sla: VecDeque::new(),
+            said_sla_key: said_sla_key(&w.name),
+            next_bucket: None,
+            season: None,
+            season_at: None,
+            detector: EwmaDetector::new(0.05, 5.0, 30),
+            residual_detector: EwmaDetector::new(0.05, 5.0, 30),
+            stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
+            refit: true,
+            last_hold: None,
+            status: WorkloadStatus::default(),
+            baseline: None,
+            trained: None,
+            baseline_spread: None,
+            glitch_bar: None,
+            trained_spread: None,
+            recipe: None,
+            selecting: false,
+            select_due: None,
+            drift: Drift::default(),
+            extras: w
+                .dimensions
+                .iter()
+                .map(|(d, src)| Extra {
+                    dim: Dim::parse(d).expect("validated with the config"),
+                    demand: Demand::parse(&src.series).expect("validated with the config"),
+                    scale: src.scale,
+                    buckets: VecDeque::new(),
+                    said: VecDeque::new(),
+                    said_key: said_key(&w.name, Dim::parse(d).expect("validated with the config")),
+                    next_bucket: None,
+                    forecast: None,
+                    spread: None,
+                    glitch_bar: None,
+                    record: Record::default(),
+                })
+                .collect(),
+            selected_to: None,
+            record: Record::default(),
+            planned_from: None,
+            cover,
+            leads,
+            w,
+        }
+    }
+}
+
+/// What [`Engine::reconfigure`] did, by workload name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Reconfigured {
+    /// Workloads new to the configuration.
+    pub added: Vec<String>,
+    /// Workloads whose planning settings changed: model and history kept.
+    pub changed: Vec<String>,
+    /// Workloads whose forecast changed: learning again from their stored history.
+    pub relearnt: Vec<String>,
+    /// Workloads no longer configured, so no longer managed.
+    pub removed: Vec<String>,
+    /// Whether the tier catalog changed.
+    pub tiers: bool,
+}
+
+impl Reconfigured {
+    /// Whether nothing the engine uses changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.relearnt.is_empty()
+            && self.removed.is_empty()
+            && !self.tiers
+    }
+}
+
+/// The settings of a workload that differ between `a` and `b`, by their configuration
+/// names.
+fn changed_fields(a: &Workload, b: &Workload) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return vec!["settings".into()];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// Whether what `b` forecasts differs from what `a` did: the demand and how it is
+/// read, stepped, seasoned, remembered, projected and refreshed, the quantile the plan
+/// reads, and the model.
+fn forecast_changed(a: &Workload, b: &Workload) -> bool {
+    a.demand != b.demand
+        || a.dimensions != b.dimensions
+        || a.step_s != b.step_s
+        || a.season_s != b.season_s
+        || a.history_s != b.history_s
+        || a.horizon_s != b.horizon_s
+        || a.sla_quantile != b.sla_quantile
+        || a.model != b.model
+        || a.refit_s != b.refit_s
 }
 
 /// The control loop over a set of workloads and one provider.
@@ -899,64 +1020,7 @@ impl<P: Provider> Engine<P> {
     ) -> Self {
         let states = workloads
             .into_iter()
-            .map(|w| {
-                let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
-                let (cover, leads) = cover_and_leads(&serving, w.step_s as i64 * 1000);
-                WState {
-                    demand: Demand::parse(&w.demand).expect("validated with the config"),
-                    key: demand_key(&w.name, Dim::Cpu),
-                    step_ms: w.step_s as i64 * 1000,
-                    buckets: VecDeque::new(),
-                    said: VecDeque::new(),
-                    said_key: said_key(&w.name, Dim::Cpu),
-                    said_sla: VecDeque::new(),
-                    said_sla_key: said_sla_key(&w.name),
-                    next_bucket: None,
-                    season: None,
-                    season_at: None,
-                    detector: EwmaDetector::new(0.05, 5.0, 30),
-                    residual_detector: EwmaDetector::new(0.05, 5.0, 30),
-                    stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
-                    refit: true,
-                    last_hold: None,
-                    status: WorkloadStatus::default(),
-                    baseline: None,
-                    trained: None,
-                    baseline_spread: None,
-                    glitch_bar: None,
-                    trained_spread: None,
-                    recipe: None,
-                    selecting: false,
-                    select_due: None,
-                    drift: Drift::default(),
-                    extras: w
-                        .dimensions
-                        .iter()
-                        .map(|(d, src)| Extra {
-                            dim: Dim::parse(d).expect("validated with the config"),
-                            demand: Demand::parse(&src.series).expect("validated with the config"),
-                            scale: src.scale,
-                            buckets: VecDeque::new(),
-                            said: VecDeque::new(),
-                            said_key: said_key(
-                                &w.name,
-                                Dim::parse(d).expect("validated with the config"),
-                            ),
-                            next_bucket: None,
-                            forecast: None,
-                            spread: None,
-                            glitch_bar: None,
-                            record: Record::default(),
-                        })
-                        .collect(),
-                    selected_to: None,
-                    record: Record::default(),
-                    planned_from: None,
-                    cover,
-                    leads,
-                    w,
-                }
-            })
+            .map(|w| WState::new(&tiers, w, 0))
             .collect();
         Self {
             tiers,
@@ -1030,6 +1094,140 @@ impl<P: Provider> Engine<P> {
     /// The tier catalog.
     pub fn tiers(&self) -> &[Tier] {
         &self.tiers
+    }
+
+    /// Takes a reloaded configuration's tiers, workloads, control interval and provider,
+    /// keeping what each workload has learnt where its forecast is unchanged: a workload
+    /// whose demand, dimensions, step, season, history, horizon, SLA quantile, model or
+    /// refresh changed learns again from its stored history (as at a start), one whose
+    /// planning settings alone changed (tiers, SLA, budgets, class, scaling) keeps its
+    /// model and history, and one no longer configured is no longer managed (what it
+    /// holds is left as it is, as when HPA is deleted). The provider takes the old one's
+    /// state when it is the same kind (the simulated cloud's instances). Each workload
+    /// touched gets a `config` decision saying what changed.
+    pub fn reconfigure(
+        &mut self,
+        tiers: Vec<Tier>,
+        workloads: Vec<Workload>,
+        interval_ms: i64,
+        mut provider: P,
+        now: TimestampMs,
+    ) -> Reconfigured {
+        let mut r = Reconfigured {
+            tiers: tiers != self.tiers,
+            ..Reconfigured::default()
+        };
+        if provider.name() == self.provider.name() {
+            if let Some(v) = self.provider.save() {
+                if let Err(e) = provider.restore(v) {
+                    tracing::warn!("reload: {} starts from scratch: {e}", provider.name());
+                }
+            }
+        }
+        let mut old: Vec<Option<WState>> = std::mem::take(&mut self.states)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut notes: Vec<(String, String)> = Vec::new();
+        for w in workloads {
+            let i = old
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|s| s.w.name == w.name));
+            let Some(mut s) = i.and_then(|i| old[i].take()) else {
+                notes.push((
+                    w.name.clone(),
+                    "added by a configuration reload: its history is read and a model selected as at a start".into(),
+                ));
+                r.added.push(w.name.clone());
+                self.states.push(WState::new(&tiers, w, 0));
+                continue;
+            };
+            let what = changed_fields(&s.w, &w);
+            if forecast_changed(&s.w, &w) {
+                notes.push((
+                    w.name.clone(),
+                    format!(
+                        "configuration reloaded ({}): what is forecast changed, so the workload learns again from its stored history",
+                        what.join(", ")
+                    ),
+                ));
+                r.relearnt.push(w.name.clone());
+                let mut fresh = WState::new(&tiers, w, s.generation + 1);
+                // This month's spending carries over, as over a restart.
+                fresh.status.spend = s.status.spend.take();
+                self.states.push(fresh);
+                continue;
+            }
+            if !what.is_empty() || r.tiers {
+                let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
+                (s.cover, s.leads) = cover_and_leads(&serving, s.step_ms);
+                s.stabilizer.set_window(w.scale_down_delay_s as i64 * 1000);
+                if !what.is_empty() {
+                    notes.push((
+                        w.name.clone(),
+                        format!(
+                            "configuration reloaded ({}): the model and history are kept, the next plan uses the new settings",
+                            what.join(", ")
+                        ),
+                    ));
+                    r.changed.push(w.name.clone());
+                }
+            }
+            s.w = w;
+            self.states.push(s);
+        }
+        let mut st = self.status.write().expect("status lock");
+        for s in old.into_iter().flatten() {
+            let held = self.provider.allocation(&s.w.name, now);
+            let n: u32 = held.tiers.values().map(|t| t.total()).sum();
+            notes.push((
+                s.w.name.clone(),
+                format!(
+                    "removed by a configuration reload: no longer managed; the {n} instance(s) it holds are left as they are"
+                ),
+            ));
+            st.workloads.remove(&s.w.name);
+            r.removed.push(s.w.name);
+        }
+        for s in &self.states {
+            if r.added.contains(&s.w.name) || r.relearnt.contains(&s.w.name) {
+                st.workloads.insert(s.w.name.clone(), s.status.clone());
+            }
+        }
+        drop(st);
+        if r.tiers {
+            for s in &self.states {
+                if !notes.iter().any(|(n, _)| n == &s.w.name) {
+                    notes.push((
+                        s.w.name.clone(),
+                        "configuration reloaded: the tier catalog changed, the next plan uses it"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        self.tiers = tiers;
+        self.interval_ms = interval_ms;
+        self.provider = provider;
+        // What changed is in force whether or not the log takes it.
+        for (workload, reason) in notes {
+            let d = Decision {
+                at: now,
+                workload,
+                kind: DecisionKind::Config,
+                action: None,
+                reason,
+            };
+            if let Err(e) = self.store.log_decision(&d) {
+                tracing::warn!("reload: {}: {} (not logged: {e})", d.workload, d.reason);
+            }
+        }
+        r
+    }
+
+    /// The control interval in milliseconds.
+    pub fn interval_ms(&self) -> i64 {
+        self.interval_ms
     }
 
     /// Runs one control pass at `now`. Store failures abort the pass (nothing is lost:
@@ -1254,7 +1452,12 @@ impl<P: Provider> Engine<P> {
 
     /// Takes a training outcome into the workload's state and the model registry.
     fn accept(&mut self, o: Outcome, now: TimestampMs) -> Result<(), StoreError> {
-        let Some(s) = self.states.iter_mut().find(|s| s.w.name == o.workload) else {
+        let Some(s) = self
+            .states
+            .iter_mut()
+            .find(|s| s.w.name == o.workload && s.generation == o.generation)
+        else {
+            // A workload since removed, or redefined by a reload: not this one's model.
             return Ok(());
         };
         if o.selection.is_some() || o.recipe.is_none() {
@@ -1391,6 +1594,7 @@ impl<P: Provider> Engine<P> {
         };
         self.trainer.submit(Job {
             workload: s.w.name.clone(),
+            generation: s.generation,
             y,
             last_ts,
             step_ms: s.step_ms,
@@ -2990,6 +3194,128 @@ mod tests {
             st.read().unwrap().workloads["host"].plan.is_some(),
             "status restored before any pass"
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_what_an_unchanged_forecast_learnt_and_relearns_a_changed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].step_s = 60;
+        c.workloads[0].season_s = Some(1_800);
+        c.workloads[0].retrain_s = 4 * 3_600;
+        c.workloads[0].refit_s = 600;
+        for name in ["web", "batch"] {
+            let mut w = c.workloads[0].clone();
+            w.name = name.into();
+            c.workloads.push(w);
+        }
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let value = |m: i64| 8.0 + 4.0 * ((m % 30) as f64 / 30.0 * std::f64::consts::TAU).sin();
+        let append = |m: i64| {
+            store
+                .append(
+                    &key,
+                    &[Sample {
+                        ts: m * 60_000,
+                        value: value(m),
+                    }],
+                )
+                .unwrap()
+        };
+        for m in 0..601 {
+            append(m);
+        }
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        // Each workload's selection is done during the pass (inline) and waits to be
+        // taken in at the next.
+        e.tick(600 * 60_000).unwrap();
+        let held = e.provider().allocation("batch", 600 * 60_000);
+        let held_n: u32 = held.tiers.values().map(|t| t.total()).sum();
+        assert!(held_n > 0);
+        // The reload: host's planning changes, web's demand doubles (its pending
+        // selection was for the old definition), batch goes, api comes.
+        let mut n = c.clone();
+        n.workloads[0].max_spot_share = 0.25;
+        n.workloads[1].demand = r#"host_cpu_usage_cores{mode="busy"} * 2"#.into();
+        n.workloads.remove(2);
+        let mut api = c.workloads[0].clone();
+        api.name = "api".into();
+        n.workloads.push(api);
+        let reload = |e: &mut Engine<SimCloud>, n: &Config, at: i64| {
+            let sim = SimCloud::new(&n.tiers, 1);
+            e.reconfigure(n.tiers.clone(), n.workloads.clone(), 15_000, sim, at)
+        };
+        let r = reload(&mut e, &n, 600 * 60_000 + 1);
+        assert_eq!(
+            r,
+            Reconfigured {
+                added: vec!["api".into()],
+                changed: vec!["host".into()],
+                relearnt: vec!["web".into()],
+                removed: vec!["batch".into()],
+                tiers: false,
+            }
+        );
+        assert_eq!(e.interval_ms(), 15_000);
+        // The simulated cloud's instances carried over: batch's are still there.
+        assert_eq!(e.provider().allocation("batch", 600 * 60_000), held);
+        let st = e.status_handle();
+        assert!(!st.read().unwrap().workloads.contains_key("batch"));
+        let said = |name: &str| {
+            let d = store.decisions(Some(name), 10).unwrap();
+            let d = d.iter().find(|d| d.kind == DecisionKind::Config).cloned();
+            d.map(|d| d.reason).unwrap_or_default()
+        };
+        assert!(
+            said("host").contains("(max_spot_share)"),
+            "{}",
+            said("host")
+        );
+        assert!(said("host").contains("model and history are kept"));
+        assert!(said("web").contains("(demand)") && said("web").contains("learns again"));
+        assert!(
+            said("batch").contains(&format!("the {held_n} instance(s) it holds are left")),
+            "{}",
+            said("batch")
+        );
+        assert!(said("api").contains("added"));
+        let model = |name: &str| st.read().unwrap().workloads[name].model.clone();
+        append(601);
+        e.tick(601 * 60_000).unwrap();
+        let host_model = model("host").expect("host's selection, for an unchanged forecast");
+        assert!(
+            model("web").is_none(),
+            "the old definition's selection was dropped"
+        );
+        assert!(model("api").is_none());
+        append(602);
+        e.tick(602 * 60_000).unwrap();
+        for name in ["web", "api"] {
+            let m = model(name).expect("selected from the stored history");
+            assert_eq!(m.version, 1);
+            assert!(m.data_to > host_model.data_to, "{name}: {m:?}");
+        }
+        let demand = |name: &str| st.read().unwrap().workloads[name].demand.unwrap();
+        assert!((demand("web") - 2.0 * demand("host")).abs() < 1e-9);
+        assert!((demand("api") - demand("host")).abs() < 1e-9);
+        // A second reload changing planning only: host keeps its model through it.
+        n.workloads[0].scale_down_delay_s = 60;
+        let r = reload(&mut e, &n, 602 * 60_000 + 1);
+        assert_eq!(r.changed, vec!["host".to_string()]);
+        assert!(r.relearnt.is_empty() && r.added.is_empty() && r.removed.is_empty());
+        for m in 603..606 {
+            append(m);
+            e.tick((m + 1) * 60_000).unwrap();
+        }
+        let kept = model("host").unwrap();
+        assert_eq!(
+            (kept.version, kept.selected_at),
+            (host_model.version, host_model.selected_at)
+        );
+        // Nothing changed: nothing to say.
+        assert!(reload(&mut e, &n, 606 * 60_000).is_empty());
     }
 
     #[test]

@@ -25,6 +25,11 @@ impl Stabilizer {
         }
     }
 
+    /// Changes the window, keeping what was recorded (a configuration reload).
+    pub fn set_window(&mut self, window_ms: i64) {
+        self.window_ms = window_ms;
+    }
+
     /// Records `target` at `now` and returns the stabilised desired counts.
     pub fn desired(
         &mut self,

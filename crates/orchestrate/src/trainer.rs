@@ -53,6 +53,9 @@ pub enum JobKind {
 pub struct Job {
     /// Workload it belongs to.
     pub workload: String,
+    /// Which definition of the workload it is for: a reload that changes what is
+    /// forecast starts a new one, and outcomes for an older one are dropped.
+    pub generation: u64,
     /// History, oldest first, `step_ms` apart, ending at `last_ts`.
     pub y: Vec<f64>,
     /// Timestamp of the last history step.
@@ -75,6 +78,8 @@ pub struct Job {
 pub struct Outcome {
     /// Workload.
     pub workload: String,
+    /// The job's [`Job::generation`].
+    pub generation: u64,
     /// Why the job ran.
     pub trigger: Trigger,
     /// The forecast, or why there is none.
@@ -131,6 +136,7 @@ fn run(job: Job) -> Outcome {
     Outcome {
         spread,
         workload: job.workload,
+        generation: job.generation,
         trigger: job.trigger,
         forecast,
         selection,
@@ -251,6 +257,7 @@ mod tests {
     fn job(name: &str, y: Vec<f64>, choice: ModelChoice) -> Job {
         Job {
             workload: name.into(),
+            generation: 0,
             last_ts: y.len() as i64 * 60_000,
             y,
             step_ms: 60_000,

@@ -13,6 +13,7 @@ mod detect_cmd;
 mod forecast_cmd;
 mod input;
 mod prom_trace;
+mod reload;
 mod simulate_cmd;
 mod simulate_compare;
 mod svg;
@@ -395,8 +396,12 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
         let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), provider);
         engine.restore_status()?;
-        let state = AppState::new(&cfg, store.clone(), engine.status_handle())
+        let mut state = AppState::new(&cfg, store.clone(), engine.status_handle())
             .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<reload::Answer>(4);
+        state.reload = Some(reload_tx.clone());
+        let live = Arc::new(std::sync::RwLock::new(cfg.clone()));
+        let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(interval_ms as u64));
         let listener = bind(cfg.listen_addr()).await?;
         let engine = Arc::new(Mutex::new(engine));
         let stop = Arc::new(AtomicBool::new(false));
@@ -450,12 +455,8 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     let Some(now) = last else { continue };
                     let st = state.clone();
                     let res = tokio::task::spawn_blocking(move || {
-                        prescale_server::compare::record_all(
-                            &st.store,
-                            &st.tiers,
-                            &st.workloads,
-                            now,
-                        )
+                        let m = st.managed();
+                        prescale_server::compare::record_all(&st.store, &m.tiers, &m.workloads, now)
                     })
                     .await;
                     match res {
@@ -472,13 +473,14 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         {
             // Retention: at start, then hourly, off the async threads.
             let store = store.clone();
-            let cfg = cfg.clone();
+            let live = live.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(3600));
                 loop {
                     tick.tick().await;
                     let store = store.clone();
-                    let cfg = cfg.clone();
+                    // The configuration in force: a reload may have changed retention.
+                    let cfg = live.read().expect("config lock").clone();
                     let res = tokio::task::spawn_blocking(move || {
                         prescale_orchestrate::retention::enforce(&store, &cfg, now_ms())
                     })
@@ -506,67 +508,35 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 }
             }));
         }
-        for (i, job) in cfg.sources.scrape.iter().enumerate() {
-            let agent = prescale_collect::http::agent(
-                Duration::from_secs(job.timeout_s),
-                prescale_collect::http::TlsFiles {
-                    ca_file: job.ca_file.as_deref(),
-                    client: job.cert_file.as_deref().zip(job.key_file.as_deref()),
-                },
-            )
-            .map_err(|e| UsageError(format!("sources.scrape[{i}]: {e}")))?;
-            if let Some(sd) = &job.kubernetes {
-                let conn = prescale_collect::kube::connect(
-                    &prescale_collect::kube::Settings {
-                        api_url: sd.api_url.as_deref(),
-                        token_file: sd.token_file.as_deref(),
-                        ca_file: sd.api_ca_file.as_deref(),
-                        client: sd.api_cert_file.as_deref().zip(sd.api_key_file.as_deref()),
-                        namespace: sd.namespace.as_deref(),
-                        timeout: Duration::from_secs(job.timeout_s),
-                    },
-                    &format!("sources.scrape[{i}].kubernetes"),
-                    |v| std::env::var(v).ok(),
-                    Path::new(prescale_collect::kube::SERVICE_ACCOUNT_DIR),
-                )
-                .map_err(UsageError)?;
-                tasks.push(tokio::spawn(discover_loop(
-                    job.clone(),
-                    conn,
-                    agent.clone(),
-                    store.clone(),
-                    state.targets.clone(),
-                    state.metadata.clone(),
-                    state.anomalies.clone(),
-                )));
-            }
-            for instance in &job.targets {
-                let mut target = prescale_collect::scrape::Target::new(
-                    &job.job,
-                    &job.scheme,
-                    instance,
-                    &job.path,
-                );
-                target.sample_limit = job.sample_limit;
-                tasks.push(tokio::spawn(scrape_loop(
-                    target,
-                    Duration::from_secs(job.interval_s),
-                    agent.clone(),
-                    store.clone(),
-                    state.targets.clone(),
-                    state.metadata.clone(),
-                    state.anomalies.clone(),
-                )));
-            }
-        }
+        let scrapes: Vec<_> = reload::scrape_loops(&cfg, &store, &state)
+            .map_err(UsageError)?
+            .into_iter()
+            .map(tokio::spawn)
+            .collect();
         {
             let engine = engine.clone();
-            let every = Duration::from_millis(interval_ms as u64);
+            let interval_ms = interval_ms.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let every = |ms: u64| {
+                    let mut t = tokio::time::interval_at(
+                        tokio::time::Instant::now() + Duration::from_millis(ms),
+                        Duration::from_millis(ms),
+                    );
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                };
+                let mut current = interval_ms.load(Ordering::Relaxed);
+                let mut tick = every(current);
+                // The first pass at once, as before.
+                tick.reset_immediately();
                 loop {
                     tick.tick().await;
+                    let want = interval_ms.load(Ordering::Relaxed);
+                    if want != current {
+                        // A reload changed the pace: the next pass after the new interval.
+                        current = want;
+                        tick = every(current);
+                    }
                     let engine = engine.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         engine.lock().expect("engine").tick(now_ms())
@@ -576,6 +546,33 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::warn!("control pass failed: {e}"),
                         Err(e) => tracing::error!("control task died: {e}"),
+                    }
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(
+            reload::Reloading {
+                path: config.clone(),
+                overrides,
+                cfg: live.clone(),
+                engine: engine.clone(),
+                state: state.clone(),
+                store: store.clone(),
+                scrapes,
+                interval_ms: interval_ms.clone(),
+            }
+            .serve(reload_rx),
+        ));
+        #[cfg(unix)]
+        {
+            // SIGHUP rereads the configuration, as it does for Prometheus.
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tasks.push(tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let (answer, _) = tokio::sync::oneshot::channel();
+                    if reload_tx.send(answer).await.is_err() {
+                        break;
                     }
                 }
             }));

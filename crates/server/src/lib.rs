@@ -2,7 +2,7 @@
 //! dashboard (a static page compiled into the binary, drawing its charts from the API).
 //!
 //! Only the write endpoints (the remote_write and line-protocol receivers, see [`write`])
-//! change anything; they need the configured token, and one must be configured before the
+//! and `/-/reload` change anything; they need the configured token, and one must be configured before the
 //! server listens beyond loopback with them enabled.
 //!
 //! | path | what |
@@ -22,6 +22,7 @@
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
+//! | `POST /-/reload` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one) |
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
@@ -40,7 +41,7 @@ use prescale_collect::scrape::{MetricMeta, TargetHealth};
 use prescale_core::{DecisionKind, SeriesKey, Tier};
 use prescale_orchestrate::{Status, WorkloadStatus};
 use prescale_store::{DecisionFilter, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub mod anomalies;
@@ -62,10 +63,8 @@ pub struct AppState {
     pub store: Store,
     /// The engine's published status.
     pub status: Arc<RwLock<Status>>,
-    /// The tier catalog.
-    pub tiers: Vec<Tier>,
-    /// The workloads, in configuration order.
-    pub workloads: Vec<prescale_core::Workload>,
+    /// The tier catalog, the workloads and the provider, swapped whole by a reload.
+    managed: Arc<RwLock<Arc<Managed>>>,
     /// The write receivers' settings, token and counters.
     pub receivers: Arc<write::Receivers>,
     /// Each scrape target's health, by (job, instance), kept by the scrape loops.
@@ -74,13 +73,66 @@ pub struct AppState {
     pub metadata: Metadata,
     /// The anomaly detectors of every stored series.
     pub anomalies: anomalies::Anomalies,
-    /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
-    pub provider: String,
+    /// Whether the server listens beyond loopback: reloading over HTTP then needs the
+    /// token.
+    exposed: bool,
+    /// Asks the daemon to reload its configuration (`POST /-/reload`); `None` where
+    /// nothing reloads (tests, `prescale demo`).
+    pub reload: Option<Reloader>,
+    /// How the last reload went, for `/metrics` and `/api/v1/sources`.
+    pub reloads: Arc<RwLock<ReloadStatus>>,
     /// Comparisons with HPA made lately, by workload and days, with when they were
     /// made: each open dashboard asks for one a minute.
     compared: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, u64), Compared>>>,
     /// Comparisons computed (not served from [`AppState::compared`]).
     compare_runs: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What the daemon manages: swapped whole when the configuration is reloaded.
+#[derive(Debug, Clone, Default)]
+pub struct Managed {
+    /// The tier catalog.
+    pub tiers: Vec<Tier>,
+    /// The workloads, in configuration order.
+    pub workloads: Vec<prescale_core::Workload>,
+    /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
+    pub provider: String,
+}
+
+impl Managed {
+    /// A configuration's tiers, workloads and provider.
+    pub fn of(cfg: &prescale_core::config::Config) -> Self {
+        Self {
+            tiers: cfg.tiers.clone(),
+            workloads: cfg.workloads.clone(),
+            provider: serde_json::to_value(cfg.providers.use_)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A request to reload, answered with what changed or why nothing did.
+pub type Reloader =
+    tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>>;
+
+/// How the configuration's reloads went (as Prometheus reports its own).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Whether the last reload was applied (true before any).
+    pub last_successful: bool,
+    /// When the configuration in force was loaded (unix ms): the start, or the last
+    /// reload that was applied.
+    pub last_success_ms: i64,
+    /// Reloads tried, and those refused.
+    pub attempts: u64,
+    /// Reloads refused.
+    pub failures: u64,
+    /// Why the last reload was refused.
+    pub last_error: Option<String>,
+    /// Settings changed in the file that only a restart applies.
+    pub pending_restart: Vec<String>,
 }
 
 /// A comparison and when it was made.
@@ -208,43 +260,79 @@ impl AppState {
         status: Arc<RwLock<Status>>,
     ) -> Result<Self, String> {
         let token = cfg.write_token()?;
-        let targets = cfg
-            .sources
-            .scrape
-            .iter()
-            .flat_map(|j| {
-                j.targets.iter().map(move |t| {
-                    let target =
-                        prescale_collect::scrape::Target::new(&j.job, &j.scheme, t, &j.path);
-                    let health = TargetHealth {
-                        job: target.job.clone(),
-                        instance: target.instance.clone(),
-                        url: target.url,
-                        health: "unknown".into(),
-                        ..Default::default()
-                    };
-                    ((j.job.clone(), t.clone()), health)
-                })
-            })
-            .collect();
+        let targets = static_targets(&cfg.sources.scrape, |_| true);
         let metadata = Metadata::load(store.clone())?;
         let anomalies = anomalies::Anomalies::new(&cfg.detect, store.clone());
         Ok(Self {
             store,
             status,
-            tiers: cfg.tiers.clone(),
-            workloads: cfg.workloads.clone(),
+            managed: Arc::new(RwLock::new(Arc::new(Managed::of(cfg)))),
             receivers: write::Receivers::new(cfg, token),
             targets: Arc::new(RwLock::new(targets)),
             metadata,
             anomalies,
-            provider: serde_json::to_value(cfg.providers.use_)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            exposed: !cfg.listen_addr().ip().is_loopback(),
+            reload: None,
+            reloads: Arc::new(RwLock::new(ReloadStatus {
+                last_successful: true,
+                last_success_ms: prescale_core::now_ms(),
+                ..Default::default()
+            })),
             compared: Default::default(),
             compare_runs: Default::default(),
         })
+    }
+}
+
+/// The configured targets of the scrape jobs `keep` picks, not scraped yet, by (job,
+/// instance).
+fn static_targets(
+    jobs: &[prescale_core::config::ScrapeConfig],
+    keep: impl Fn(&prescale_core::config::ScrapeConfig) -> bool,
+) -> BTreeMap<(String, String), TargetHealth> {
+    jobs.iter()
+        .filter(|j| keep(j))
+        .flat_map(|j| {
+            j.targets.iter().map(move |t| {
+                let target = prescale_collect::scrape::Target::new(&j.job, &j.scheme, t, &j.path);
+                let health = TargetHealth {
+                    job: target.job.clone(),
+                    instance: target.instance.clone(),
+                    url: target.url,
+                    health: "unknown".into(),
+                    ..Default::default()
+                };
+                ((j.job.clone(), t.clone()), health)
+            })
+        })
+        .collect()
+}
+
+impl AppState {
+    /// What is managed now.
+    pub fn managed(&self) -> Arc<Managed> {
+        self.managed.read().expect("managed lock").clone()
+    }
+
+    /// The scrape targets after a reload replaced scrape jobs `old` with `new`: a job
+    /// kept as it was keeps its targets' health (and what its discovery found), the
+    /// others start again as not scraped yet.
+    pub fn retarget(
+        &self,
+        old: &[prescale_core::config::ScrapeConfig],
+        new: &[prescale_core::config::ScrapeConfig],
+    ) {
+        let kept = |job: &str| new.iter().any(|j| j.job == job && old.contains(j));
+        let mut t = self.targets.write().expect("targets lock");
+        t.retain(|(job, _), _| kept(job));
+        t.extend(static_targets(new, |j| !kept(&j.job)));
+    }
+
+    /// Puts a reloaded configuration's tiers, workloads and provider in force.
+    pub fn set_managed(&self, m: Managed) {
+        *self.managed.write().expect("managed lock") = Arc::new(m);
+        // Comparisons made with the old settings are stale.
+        self.compared.lock().expect("cache lock").clear();
     }
 }
 
@@ -319,6 +407,7 @@ pub fn router(state: AppState) -> Router {
             "/write",
             post(write::influx_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
         )
+        .route("/-/reload", post(reload).put(reload))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -326,6 +415,42 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// `POST /-/reload` (as Prometheus' with `--web.enable-lifecycle`): rereads the
+/// configuration file and puts what it can in force, as SIGHUP does. It changes what
+/// prescale does, so it takes the server's token where one is set, and is refused
+/// beyond loopback without one.
+async fn reload(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let Some(tx) = st.reload.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this process does not reload a configuration (`prescale run --config FILE` does)",
+        );
+    };
+    match st.receivers.token.as_deref() {
+        Some(want) => {
+            if let Some(no) = write::refuse_without(want, &headers, "reloading needs") {
+                return no;
+            }
+        }
+        None if st.exposed => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "reloading over HTTP beyond loopback needs a token: set server.token_file (then send `Authorization: Bearer TOKEN`), or send the process SIGHUP",
+            )
+        }
+        None => {}
+    }
+    let (answer, done) = tokio::sync::oneshot::channel();
+    if tx.send(answer).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+    }
+    match done.await {
+        Ok(Ok(v)) => Json(json!({"status": "success", "data": v})).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
+    }
 }
 
 /// Every scrape target's health, by job and instance.
@@ -384,8 +509,9 @@ async fn sources(State(st): State<AppState>) -> Response {
         "max_series": embedded.then(|| st.store.max_series()),
         "disk_bytes": embedded.then(|| st.store.disk_bytes()),
         "resident_bytes": resident,
-        "provider": st.provider,
+        "provider": st.managed().provider,
         "token_required": r.token.is_some(),
+        "config": *st.reloads.read().expect("reload lock"),
     }}))
     .into_response()
 }
@@ -507,7 +633,7 @@ async fn query_range(
 
 /// The status of a configured workload; `None` when no workload has that name.
 fn workload_status(st: &AppState, name: &str) -> Option<WorkloadStatus> {
-    if !st.workloads.iter().any(|w| w.name == name) {
+    if !st.managed().workloads.iter().any(|w| w.name == name) {
         return None;
     }
     Some(
@@ -523,7 +649,8 @@ fn workload_status(st: &AppState, name: &str) -> Option<WorkloadStatus> {
 
 async fn workloads(State(st): State<AppState>) -> Response {
     let status = st.status.read().expect("status lock").clone();
-    let list: Vec<_> = st
+    let managed = st.managed();
+    let list: Vec<_> = managed
         .workloads
         .iter()
         .map(|cfg| {
@@ -553,7 +680,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "status": "success",
-        "data": {"workloads": list, "tiers": st.tiers, "ticks": status.ticks, "last_tick": status.last_tick}
+        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick}
     }))
     .into_response()
 }
@@ -588,7 +715,7 @@ fn decision_filter<'a>(name: &'a str, p: &PartParams) -> Result<DecisionFilter<'
             .split(',')
             .map(|k| {
                 serde_json::from_value::<DecisionKind>(json!(k.trim())).map_err(|_| {
-                    format!("unknown decision kind {k:?}: use act, hold, error or event (comma-separated)")
+                    format!("unknown decision kind {k:?}: use act, hold, error, event or config (comma-separated)")
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -611,7 +738,8 @@ async fn workload_part(
             StatusCode::NOT_FOUND,
             format!(
                 "unknown workload {name:?}; configured: {}",
-                st.workloads
+                st.managed()
+                    .workloads
                     .iter()
                     .map(|w| w.name.as_str())
                     .collect::<Vec<_>>()
@@ -670,7 +798,8 @@ async fn workload_part(
                     "nothing to compare yet: no control pass has run",
                 );
             };
-            let w = st
+            let managed = st.managed();
+            let w = managed
                 .workloads
                 .iter()
                 .find(|w| w.name == name)
@@ -683,7 +812,7 @@ async fn workload_part(
             if let Some(c) = st.compared.lock().expect("cache lock").get(&key).filter(|c| fresh(c)) {
                 return Json(json!({"status": "success", "data": c.1})).into_response();
             }
-            let (store, tiers) = (st.store.clone(), st.tiers.clone());
+            let (store, tiers) = (st.store.clone(), managed.tiers.clone());
             let done = tokio::task::spawn_blocking(move || {
                 compare::compare(&store, &tiers, &w, days, now)
             })
@@ -888,6 +1017,34 @@ pub fn render_metrics(st: &AppState) -> String {
         "Payloads, series or lines the receivers could not read, so none of their samples were stored.",
         unreadable,
     );
+    {
+        let r = st.reloads.read().expect("reload lock").clone();
+        family(
+            "prescale_config_last_reload_successful",
+            "gauge",
+            "Whether the last configuration reload was applied (1 before any).",
+            vec![(String::new(), f64::from(u8::from(r.last_successful)))],
+        );
+        family(
+            "prescale_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the configuration in force was loaded (the start, or the last reload applied).",
+            vec![(String::new(), r.last_success_ms as f64 / 1000.0)],
+        );
+        family(
+            "prescale_config_reloads_total",
+            "counter",
+            "Configuration reloads asked for (SIGHUP or POST /-/reload), by outcome.",
+            vec![
+                (
+                    "{outcome=\"applied\"}".into(),
+                    (r.attempts - r.failures) as f64,
+                ),
+                ("{outcome=\"refused\"}".into(), r.failures as f64),
+            ],
+        );
+    }
+    let managed = st.managed();
     let mut demand = Vec::new();
     let mut capacity = Vec::new();
     let mut fc = Vec::new();
@@ -924,7 +1081,7 @@ pub fn render_metrics(st: &AppState) -> String {
                 ));
             }
         }
-        for t in &st.tiers {
+        for t in &managed.tiers {
             let c = w.allocation.get(&t.name);
             let tn = esc(&t.name);
             inst.push((
@@ -1000,7 +1157,7 @@ pub fn render_metrics(st: &AppState) -> String {
         ),
     ] {
         let days = format!("{}", compare::RECORDED_DAYS);
-        let rows = st
+        let rows = managed
             .workloads
             .iter()
             .filter_map(|w| {

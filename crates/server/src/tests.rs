@@ -184,9 +184,16 @@ async fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
     let dir = tempfile::tempdir().unwrap();
     let st = fixture(dir.path());
     let now = st.status.read().unwrap().last_tick.unwrap();
-    let w = st.workloads[0].clone();
-    let c = compare::compare(&st.store, &st.tiers, &w, compare::RECORDED_DAYS, now).unwrap();
-    let skipped = compare::record_all(&st.store, &st.tiers, &st.workloads, now);
+    let w = st.managed().workloads[0].clone();
+    let c = compare::compare(
+        &st.store,
+        &st.managed().tiers,
+        &w,
+        compare::RECORDED_DAYS,
+        now,
+    )
+    .unwrap();
+    let skipped = compare::record_all(&st.store, &st.managed().tiers, &st.managed().workloads, now);
     assert!(skipped.is_empty(), "{skipped:?}");
     let last = |name: &str, policy: Option<&str>| {
         let mut k = SeriesKey::metric(name)
@@ -230,7 +237,7 @@ async fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
     // A workload with no pass of prescale's in the window is named, not recorded.
     let mut other = w.clone();
     other.name = "idle".into();
-    let skipped = compare::record_all(&st.store, &st.tiers, &[other], now);
+    let skipped = compare::record_all(&st.store, &st.managed().tiers, &[other], now);
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0].0, "idle");
     // The latest, on /metrics, for a Prometheus that scrapes prescale.
@@ -264,9 +271,16 @@ async fn what_the_workload_actually_had_is_compared_too() {
             st.store.append(&key, &[s]).unwrap();
         }
     }
-    let mut w = st.workloads[0].clone();
+    let mut w = st.managed().workloads[0].clone();
     w.actual = Some("sum(requests_cpu)".into());
-    let c = compare::compare(&st.store, &st.tiers, &w, compare::RECORDED_DAYS, now).unwrap();
+    let c = compare::compare(
+        &st.store,
+        &st.managed().tiers,
+        &w,
+        compare::RECORDED_DAYS,
+        now,
+    )
+    .unwrap();
     // By hand: each step's demand against the instances (4 vCPU, $0.192 an hour) of
     // what it had at the step's start.
     let demand = st
@@ -295,9 +309,12 @@ async fn what_the_workload_actually_had_is_compared_too() {
     assert!((c.vs_as_run.unwrap() - (c.prescale.cost / cost - 1.0)).abs() < 1e-9);
     assert!(c.as_run_error.is_none());
     // Kept as series and on /metrics, as the comparisons with HPA are.
-    let mut st2 = st.clone();
-    st2.workloads[0] = w.clone();
-    assert!(compare::record_all(&st2.store, &st2.tiers, &st2.workloads, now).is_empty());
+    let st2 = st.clone();
+    let mut m = (*st2.managed()).clone();
+    m.workloads[0] = w.clone();
+    st2.set_managed(m);
+    let m = st2.managed();
+    assert!(compare::record_all(&st2.store, &m.tiers, &m.workloads, now).is_empty());
     let key = |name: &str| {
         SeriesKey::metric(name)
             .unwrap()
@@ -320,7 +337,14 @@ async fn what_the_workload_actually_had_is_compared_too() {
         ("sum(no_such_series)", "has no value"),
     ] {
         w.actual = Some(q.into());
-        let c = compare::compare(&st.store, &st.tiers, &w, compare::RECORDED_DAYS, now).unwrap();
+        let c = compare::compare(
+            &st.store,
+            &st.managed().tiers,
+            &w,
+            compare::RECORDED_DAYS,
+            now,
+        )
+        .unwrap();
         assert!(c.as_run.is_none() && c.vs_as_run.is_none());
         let e = c.as_run_error.unwrap();
         assert!(e.contains(says), "{e}");
@@ -408,7 +432,7 @@ async fn workload_endpoints() {
     for (q, why) in [
         ("since=yesterday", "RFC 3339"),
         ("until=1e400", "unix seconds"),
-        ("kind=acted", "use act, hold, error or event"),
+        ("kind=acted", "use act, hold, error, event or config"),
         // What the query string itself cannot say: refused as JSON too.
         ("limit=-5", "limit: invalid digit"),
         ("days=many", "days: invalid float"),
@@ -831,6 +855,73 @@ async fn writes_need_the_token_once_one_is_set_and_disabled_receivers_say_so() {
     let (code, text) = post(&app, "/api/v2/write", &[bearer], b"m v=1 1".to_vec()).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(text.contains("sources.influx.enabled = true"), "{text}");
+}
+
+/// A state whose reloads are answered by a stand-in for the daemon (`Ok` with how
+/// many it answered).
+fn reloadable(dir: &std::path::Path, cfg: &Config) -> Router {
+    let store = Store::open(dir, Durability::Sync).unwrap();
+    let e = Engine::from_config(cfg, 0, store.clone(), SimCloud::new(&cfg.tiers, 1));
+    let mut state = AppState::new(cfg, store, e.status_handle()).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<
+        tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>,
+    >(1);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(answer) = rx.recv().await {
+            n += 1;
+            let _ = answer.send(Ok(json!({ "answered": n })));
+        }
+    });
+    state.reload = Some(tx);
+    router(state)
+}
+
+#[tokio::test]
+async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Where nothing reloads (prescale demo, tests), it says so.
+    let app = router(fixture(&dir.path().join("fixture")));
+    let (code, text) = post(&app, "/-/reload", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(text.contains("prescale run --config FILE"), "{text}");
+    // On loopback without a token: as SIGHUP, anyone on the machine may.
+    let app = reloadable(&dir.path().join("local"), &Config::default());
+    let (code, text) = post(&app, "/-/reload", &[], Vec::new()).await;
+    assert_eq!(
+        (code, text.contains("\"answered\":1")),
+        (StatusCode::OK, true),
+        "{text}"
+    );
+    // Beyond loopback without a token: refused, saying what to set.
+    let mut open = Config::default();
+    open.server.listen = "0.0.0.0:9180".into();
+    open.sources.remote_write.enabled = false;
+    open.sources.influx.enabled = false;
+    let app = reloadable(&dir.path().join("open"), &open);
+    let (code, text) = post(&app, "/-/reload", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(
+        text.contains("server.token_file") && text.contains("SIGHUP"),
+        "{text}"
+    );
+    // With a token: only with it.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    open.server.token_file = Some(token);
+    let app = reloadable(&dir.path().join("token-data"), &open);
+    let (code, text) = post(&app, "/-/reload", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(text.contains("reloading needs the token"), "{text}");
+    let wrong = ("authorization", "Bearer guess");
+    let (code, _) = post(&app, "/-/reload", &[wrong], Vec::new()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let right = ("authorization", "Bearer s3cret");
+    let (code, text) = post(&app, "/-/reload", &[right], Vec::new()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    // Not a GET: a link or a crawler does not reload.
+    let (code, _) = get(&app, "/-/reload").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]

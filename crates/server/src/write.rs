@@ -83,7 +83,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// `None` if the request may write, else the answer that refuses it.
 fn refuse(r: &Receivers, headers: &HeaderMap) -> Option<Response> {
-    let want = r.token.as_ref()?;
+    refuse_without(r.token.as_ref()?, headers, "writes need")
+}
+
+/// `None` if `headers` carry the token `want`, else the answer that refuses what
+/// `needs` it (`writes need`, `reloading needs`).
+pub(crate) fn refuse_without(want: &str, headers: &HeaderMap, needs: &str) -> Option<Response> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -113,7 +118,7 @@ fn refuse(r: &Receivers, headers: &HeaderMap) -> Option<Response> {
         )),
         None => Some(text(
             StatusCode::UNAUTHORIZED,
-            "writes need the token from server.token_file, as `Authorization: Bearer TOKEN`",
+            format!("{needs} the token from server.token_file, as `Authorization: Bearer TOKEN`"),
         )),
     }
 }

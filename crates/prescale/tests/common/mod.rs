@@ -56,6 +56,11 @@ impl Daemon {
         }
     }
 
+    /// Its process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
     /// What it has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -1,0 +1,318 @@
+//! Reloading the daemon's configuration without a restart: on SIGHUP or `POST
+//! /-/reload`, as Prometheus does. The file is read and checked whole first; if anything
+//! in it is wrong, nothing changes and the answer (and the log) says what to fix. Then
+//! the tiers, the workloads (each keeping what it learnt while its forecast is the
+//! same: [`Engine::reconfigure`]), the control interval, the provider, the scrape jobs
+//! and the retention are put in force; the store, the server, the host collector, the
+//! receivers and the anomaly watch keep their settings until a restart, and the answer
+//! lists those that changed.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prescale_core::config::Config;
+use prescale_core::now_ms;
+use prescale_orchestrate::{Engine, Provider};
+use prescale_server::{AppState, Managed};
+use prescale_store::Store;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::Overrides;
+
+/// A scrape or discovery loop, ready to spawn.
+pub(crate) type Loop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The loops that scrape `cfg`'s jobs. Everything that can fail (a TLS file, a
+/// Kubernetes connection) is done before any loop exists, so a bad job refuses the
+/// start or the reload whole.
+pub(crate) fn scrape_loops(
+    cfg: &Config,
+    store: &Store,
+    state: &AppState,
+) -> Result<Vec<Loop>, String> {
+    let mut loops: Vec<Loop> = Vec::new();
+    for (i, job) in cfg.sources.scrape.iter().enumerate() {
+        let agent = prescale_collect::http::agent(
+            Duration::from_secs(job.timeout_s),
+            prescale_collect::http::TlsFiles {
+                ca_file: job.ca_file.as_deref(),
+                client: job.cert_file.as_deref().zip(job.key_file.as_deref()),
+            },
+        )
+        .map_err(|e| format!("sources.scrape[{i}]: {e}"))?;
+        if let Some(sd) = &job.kubernetes {
+            let conn = prescale_collect::kube::connect(
+                &prescale_collect::kube::Settings {
+                    api_url: sd.api_url.as_deref(),
+                    token_file: sd.token_file.as_deref(),
+                    ca_file: sd.api_ca_file.as_deref(),
+                    client: sd.api_cert_file.as_deref().zip(sd.api_key_file.as_deref()),
+                    namespace: sd.namespace.as_deref(),
+                    timeout: Duration::from_secs(job.timeout_s),
+                },
+                &format!("sources.scrape[{i}].kubernetes"),
+                |v| std::env::var(v).ok(),
+                std::path::Path::new(prescale_collect::kube::SERVICE_ACCOUNT_DIR),
+            )?;
+            loops.push(Box::pin(crate::discover_loop(
+                job.clone(),
+                conn,
+                agent.clone(),
+                store.clone(),
+                state.targets.clone(),
+                state.metadata.clone(),
+                state.anomalies.clone(),
+            )));
+        }
+        for instance in &job.targets {
+            let mut target =
+                prescale_collect::scrape::Target::new(&job.job, &job.scheme, instance, &job.path);
+            target.sample_limit = job.sample_limit;
+            loops.push(Box::pin(crate::scrape_loop(
+                target,
+                Duration::from_secs(job.interval_s),
+                agent.clone(),
+                store.clone(),
+                state.targets.clone(),
+                state.metadata.clone(),
+                state.anomalies.clone(),
+            )));
+        }
+    }
+    Ok(loops)
+}
+
+/// The settings that differ between `old` and `new` which only a restart puts in
+/// force, by their keys (`storage.path`, `server.listen`, `detect.threshold`, ...).
+pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut section = |name: &str, a: Value, b: Value, skip: &[&str]| {
+        let (Value::Object(a), Value::Object(b)) = (&a, &b) else {
+            if a != b {
+                out.push(name.to_string());
+            }
+            return;
+        };
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            if !skip.contains(&k.as_str()) && a.get(k) != b.get(k) {
+                out.push(format!("{name}.{k}"));
+            }
+        }
+    };
+    fn v<T: serde::Serialize>(x: &T) -> Value {
+        serde_json::to_value(x).unwrap_or(Value::Null)
+    }
+    // Retention is applied from the configuration in force at each hourly pass.
+    section(
+        "storage",
+        v(&old.storage),
+        v(&new.storage),
+        &["retention_s"],
+    );
+    section("server", v(&old.server), v(&new.server), &[]);
+    section(
+        "sources.host",
+        v(&old.sources.host),
+        v(&new.sources.host),
+        &[],
+    );
+    section(
+        "sources.remote_write",
+        v(&old.sources.remote_write),
+        v(&new.sources.remote_write),
+        &[],
+    );
+    section(
+        "sources.influx",
+        v(&old.sources.influx),
+        v(&new.sources.influx),
+        &[],
+    );
+    section("detect", v(&old.detect), v(&new.detect), &[]);
+    out
+}
+
+/// What runs after a reload from `old` to `new`: `new`, but with the settings only a
+/// restart applies as they were, so the next reload still names them while they
+/// differ from the file.
+fn in_force(old: &Config, mut new: Config) -> Config {
+    let retention_s = new.storage.retention_s;
+    new.storage = old.storage.clone();
+    new.storage.retention_s = retention_s;
+    new.server = old.server.clone();
+    new.sources.host = old.sources.host.clone();
+    new.sources.remote_write = old.sources.remote_write.clone();
+    new.sources.influx = old.sources.influx.clone();
+    new.detect = old.detect.clone();
+    new
+}
+
+/// A reload's answer: what changed, or why nothing did.
+pub(crate) type Answer = oneshot::Sender<Result<Value, String>>;
+
+/// What a reload reads and changes.
+pub(crate) struct Reloading {
+    /// The configuration file (`None`: the built-in defaults, nothing to reread).
+    pub path: Option<PathBuf>,
+    /// The command line's overrides, applied again over the file.
+    pub overrides: Overrides,
+    /// The configuration in force.
+    pub cfg: Arc<RwLock<Config>>,
+    pub engine: Arc<Mutex<Engine<Box<dyn Provider>>>>,
+    pub state: AppState,
+    pub store: Store,
+    /// The scrape and discovery loops running.
+    pub scrapes: Vec<JoinHandle<()>>,
+    /// The control loop's interval, read at each pass.
+    pub interval_ms: Arc<AtomicU64>,
+}
+
+impl Drop for Reloading {
+    /// The daemon is stopping: its scrapes stop with it (a handle dropped would leave
+    /// them running while the store is flushed).
+    fn drop(&mut self) {
+        for h in &self.scrapes {
+            h.abort();
+        }
+    }
+}
+
+impl Reloading {
+    /// Answers reload requests one at a time until the daemon stops.
+    pub(crate) async fn serve(mut self, mut rx: mpsc::Receiver<Answer>) {
+        while let Some(answer) = rx.recv().await {
+            let res = self.reload().await;
+            {
+                let mut r = self.state.reloads.write().expect("reload lock");
+                r.attempts += 1;
+                match &res {
+                    Ok(v) => {
+                        r.last_successful = true;
+                        r.last_success_ms = now_ms();
+                        r.last_error = None;
+                        r.pending_restart = serde_json::from_value(v["pending_restart"].clone())
+                            .unwrap_or_default();
+                    }
+                    Err(e) => {
+                        r.failures += 1;
+                        r.last_successful = false;
+                        r.last_error = Some(e.clone());
+                    }
+                }
+            }
+            match &res {
+                Ok(v) => tracing::info!(changes = %v, "configuration reloaded"),
+                Err(e) => {
+                    tracing::error!("configuration not reloaded, the one in force is kept: {e}")
+                }
+            }
+            let _ = answer.send(res);
+        }
+    }
+
+    async fn reload(&mut self) -> Result<Value, String> {
+        let Some(path) = &self.path else {
+            return Err("prescale runs on its built-in defaults: there is no file to reread (start it with --config FILE)".into());
+        };
+        let mut new = Config::load(path).map_err(|e| e.to_string())?;
+        crate::apply_overrides(&mut new, &self.overrides);
+        crate::check_models(&new).map_err(|e| format!("{e:#}"))?;
+        if !prescale_collect::http::TLS {
+            if let Some(first) = new.https_uses().first() {
+                return Err(prescale_collect::http::no_tls(first));
+            }
+        }
+        let old = self.cfg.read().expect("config lock").clone();
+        let pending = needs_restart(&old, &new);
+        let provider = crate::make_provider(&new).map_err(|e| format!("{e:#}"))?;
+        let scrape_changed = old.sources.scrape != new.sources.scrape;
+        let loops = if scrape_changed {
+            Some(scrape_loops(&new, &self.store, &self.state)?)
+        } else {
+            None
+        };
+        // Nothing can fail from here on.
+        let engine = self.engine.clone();
+        let (tiers, workloads) = (new.tiers.clone(), new.workloads.clone());
+        let interval_ms = new.control.interval_s * 1000;
+        let now = now_ms();
+        let changed = tokio::task::spawn_blocking(move || {
+            engine.lock().expect("engine").reconfigure(
+                tiers,
+                workloads,
+                interval_ms as i64,
+                provider,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| format!("the control loop failed while reconfiguring: {e}"))?;
+        self.interval_ms.store(interval_ms, Ordering::Relaxed);
+        self.state.set_managed(Managed::of(&new));
+        if let Some(loops) = loops {
+            for h in self.scrapes.drain(..) {
+                h.abort();
+            }
+            self.state
+                .retarget(&old.sources.scrape, &new.sources.scrape);
+            self.scrapes = loops.into_iter().map(tokio::spawn).collect();
+        }
+        let answer = json!({
+            "workloads_added": changed.added,
+            "workloads_changed": changed.changed,
+            "workloads_relearning": changed.relearnt,
+            "workloads_removed": changed.removed,
+            "tiers_changed": changed.tiers,
+            "scrape_changed": scrape_changed,
+            "control_interval_s": new.control.interval_s,
+            "pending_restart": pending,
+        });
+        *self.cfg.write().expect("config lock") = in_force(&old, new);
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_settings_are_named_and_retention_is_not_one() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert!(needs_restart(&old, &new).is_empty());
+        new.storage.retention_s += 3600;
+        new.workloads[0].sla_quantile = 0.9;
+        new.control.interval_s += 5;
+        assert!(needs_restart(&old, &new).is_empty(), "all reloadable");
+        new.storage.path = "/elsewhere".into();
+        new.server.listen = "0.0.0.0:9180".into();
+        new.detect.threshold = 0.6;
+        new.sources.influx.enabled = !new.sources.influx.enabled;
+        assert_eq!(
+            needs_restart(&old, &new),
+            [
+                "storage.path",
+                "server.listen",
+                "sources.influx.enabled",
+                "detect.threshold"
+            ]
+        );
+        // What runs keeps them until a restart, and takes the rest.
+        let running = in_force(&old, new.clone());
+        assert_eq!(needs_restart(&running, &new).len(), 4);
+        assert!(needs_restart(&running, &old).is_empty());
+        assert_eq!(running.storage.retention_s, new.storage.retention_s);
+        assert_eq!(running.workloads, new.workloads);
+        assert_eq!(running.control, new.control);
+    }
+}

@@ -1,0 +1,167 @@
+//! Reloading the daemon's configuration (SIGHUP, `POST /-/reload`) while it runs.
+
+mod common;
+
+use common::{fast_config, get, http, wait_for, Daemon};
+use serde_json::Value;
+
+fn json(addr: std::net::SocketAddr, path: &str) -> Value {
+    let (code, body) = get(addr, path).expect("the daemon answers");
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn workloads(addr: std::net::SocketAddr) -> Vec<(String, Option<f64>)> {
+    json(addr, "/api/v1/workloads")["data"]["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_string(),
+                w["demand"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+fn metric(addr: std::net::SocketAddr, line_start: &str) -> f64 {
+    let (_, text) = get(addr, "/metrics").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in /metrics"))
+}
+
+const WEB: &str = r#"
+[[workloads]]
+name = "web"
+demand = 'host_cpu_usage_cores{mode="busy"} * 2'
+step_s = 1
+horizon_s = 600
+"#;
+
+#[test]
+fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fast_config();
+    let d = Daemon::start(dir.path(), &base);
+    let logs = || d.logs();
+    wait_for(
+        || get(d.addr, "/api/v1/workloads/host/plan").is_some_and(|r| r.0 == 200),
+        "the first plan",
+        &logs,
+    );
+    let reload = || http(d.addr, "POST", "/-/reload", &[], b"").expect("answered");
+    // A workload added, one's planning changed, a setting only a restart applies.
+    let path = dir.path().join("p.toml");
+    let edited = base
+        .replace("max_spot_share = 0.5", "max_spot_share = 0.25")
+        .replace("\nthreshold = 0.5", "\nthreshold = 0.6")
+        + WEB;
+    std::fs::write(&path, &edited).unwrap();
+    let (code, body) = reload();
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let data = &v["data"];
+    assert_eq!(
+        data["workloads_added"],
+        serde_json::json!(["web"]),
+        "{body}"
+    );
+    assert_eq!(
+        data["workloads_changed"],
+        serde_json::json!(["host"]),
+        "{body}"
+    );
+    assert_eq!(data["workloads_removed"], serde_json::json!([]), "{body}");
+    assert_eq!(
+        data["pending_restart"],
+        serde_json::json!(["detect.threshold"]),
+        "{body}"
+    );
+    // The new workload is planned from the host's stored history, at twice its demand.
+    wait_for(
+        || {
+            let w = workloads(d.addr);
+            w.len() == 2 && w[1].0 == "web" && w[1].1.is_some()
+        },
+        "web's first demand",
+        &logs,
+    );
+    let host_said = json(d.addr, "/api/v1/workloads/host/decisions?kind=config");
+    let said = host_said["data"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(said.contains("(max_spot_share)"), "{host_said}");
+    assert_eq!(
+        metric(d.addr, "prescale_config_last_reload_successful "),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            d.addr,
+            "prescale_config_reloads_total{outcome=\"applied\"} "
+        ),
+        1.0
+    );
+
+    // A typo: refused, saying what to fix; everything stays as it was.
+    std::fs::write(
+        &path,
+        edited.replace("max_spot_share = 0.25", "max_spot_shar = 0.25"),
+    )
+    .unwrap();
+    let (code, body) = reload();
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("max_spot_shar") && body.contains("did you mean"),
+        "{body}"
+    );
+    assert!(body.contains("p.toml"), "names the file: {body}");
+    assert_eq!(
+        metric(d.addr, "prescale_config_last_reload_successful "),
+        0.0
+    );
+    let sources = json(d.addr, "/api/v1/sources");
+    let last = sources["data"]["config"]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(last.contains("max_spot_shar"), "{sources}");
+    assert_eq!(workloads(d.addr).len(), 2);
+    assert!(
+        d.logs().contains("configuration not reloaded"),
+        "{}",
+        d.logs()
+    );
+
+    // SIGHUP with web gone: it is no longer managed, and the daemon keeps running.
+    std::fs::write(&path, &base).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for(
+        || workloads(d.addr).iter().map(|w| w.0.as_str()).eq(["host"]),
+        "web removed by SIGHUP",
+        &logs,
+    );
+    assert_eq!(
+        metric(d.addr, "prescale_config_last_reload_successful "),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            d.addr,
+            "prescale_config_reloads_total{outcome=\"applied\"} "
+        ),
+        2.0
+    );
+    let sources = json(d.addr, "/api/v1/sources");
+    assert_eq!(
+        sources["data"]["config"]["pending_restart"],
+        serde_json::json!([])
+    );
+    assert_eq!(get(d.addr, "/healthz").map(|r| r.0), Some(200));
+}
