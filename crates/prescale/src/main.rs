@@ -361,13 +361,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     )),
                     _ => None,
                 };
-                let lookback_s = cfg
-                    .workloads
-                    .iter()
-                    .map(|w| w.history_s)
-                    .max()
-                    .unwrap_or(0)
-                    .max(86_400);
+                let lookback_s = reload::remote_lookback_s(&cfg);
                 Store::open_remote(
                     &cfg.storage.path,
                     Durability::Sync,
@@ -560,6 +554,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 store: store.clone(),
                 scrapes,
                 interval_ms: interval_ms.clone(),
+                lookback_s: reload::remote_lookback_s(&cfg),
             }
             .serve(reload_rx),
         ));

@@ -141,6 +141,17 @@ pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     out
 }
 
+/// How far back a remote store is read: as far as the longest `history_s`, a day at
+/// least, fixed when the store is opened.
+pub(crate) fn remote_lookback_s(cfg: &Config) -> u64 {
+    cfg.workloads
+        .iter()
+        .map(|w| w.history_s)
+        .max()
+        .unwrap_or(0)
+        .max(86_400)
+}
+
 /// What runs after a reload from `old` to `new`: `new`, but with the settings only a
 /// restart applies as they were, so the next reload still names them while they
 /// differ from the file.
@@ -174,6 +185,8 @@ pub(crate) struct Reloading {
     pub scrapes: Vec<JoinHandle<()>>,
     /// The control loop's interval, read at each pass.
     pub interval_ms: Arc<AtomicU64>,
+    /// How far back the store was opened to read ([`remote_lookback_s`]).
+    pub lookback_s: u64,
 }
 
 impl Drop for Reloading {
@@ -232,7 +245,11 @@ impl Reloading {
             }
         }
         let old = self.cfg.read().expect("config lock").clone();
-        let pending = needs_restart(&old, &new);
+        let mut pending = needs_restart(&old, &new);
+        if new.storage.remote.is_some() && remote_lookback_s(&new) > self.lookback_s {
+            // The remote store reads back as far as the longest history at the start.
+            pending.push("workloads.history_s".into());
+        }
         let provider = crate::make_provider(&new).map_err(|e| format!("{e:#}"))?;
         let scrape_changed = old.sources.scrape != new.sources.scrape;
         let loops = if scrape_changed {
