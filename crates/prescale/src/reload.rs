@@ -89,9 +89,14 @@ pub(crate) fn scrape_loops(
 }
 
 /// The settings that differ between `old` and `new` which only a restart puts in
-/// force, by their keys (`storage.path`, `server.listen`, `detect.threshold`, ...).
-pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+/// force, by their keys (`storage.path`, `server.listen`, `detect.threshold`, ...),
+/// for a store opened to read back `lookback_s` ([`remote_lookback_s`]).
+pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<String> {
     let mut out = Vec::new();
+    if new.storage.remote.is_some() && remote_lookback_s(new) > lookback_s {
+        // The remote store reads back as far as the longest history at the start.
+        out.push("workloads.history_s".into());
+    }
     let mut section = |name: &str, a: Value, b: Value, skip: &[&str]| {
         let (Value::Object(a), Value::Object(b)) = (&a, &b) else {
             if a != b {
@@ -245,11 +250,7 @@ impl Reloading {
             }
         }
         let old = self.cfg.read().expect("config lock").clone();
-        let mut pending = needs_restart(&old, &new);
-        if new.storage.remote.is_some() && remote_lookback_s(&new) > self.lookback_s {
-            // The remote store reads back as far as the longest history at the start.
-            pending.push("workloads.history_s".into());
-        }
+        let pending = needs_restart(&old, &new, self.lookback_s);
         let provider = crate::make_provider(&new).map_err(|e| format!("{e:#}"))?;
         let scrape_changed = old.sources.scrape != new.sources.scrape;
         let loops = if scrape_changed {
@@ -306,6 +307,7 @@ mod tests {
     fn restart_only_settings_are_named_and_retention_is_not_one() {
         let old = Config::default();
         let mut new = old.clone();
+        let needs_restart = |a: &Config, b: &Config| needs_restart(a, b, remote_lookback_s(&old));
         assert!(needs_restart(&old, &new).is_empty());
         new.storage.retention_s += 3600;
         new.workloads[0].sla_quantile = 0.9;
@@ -331,5 +333,26 @@ mod tests {
         assert_eq!(running.storage.retention_s, new.storage.retention_s);
         assert_eq!(running.workloads, new.workloads);
         assert_eq!(running.control, new.control);
+        // With a remote store, a history longer than any at the start cannot be read.
+        let mut remote = old.clone();
+        remote.storage.remote = Some(
+            serde_json::from_value(json!({
+                "write_url": "http://tsdb:8428/api/v1/write",
+                "read_url": "http://tsdb:8428",
+            }))
+            .unwrap(),
+        );
+        let mut longer = remote.clone();
+        longer.workloads[0].history_s *= 2;
+        assert!(needs_restart(&remote, &remote).is_empty());
+        assert_eq!(needs_restart(&remote, &longer), ["workloads.history_s"]);
+        let mut shorter = remote.clone();
+        shorter.workloads[0].history_s /= 2;
+        assert!(needs_restart(&remote, &shorter).is_empty());
+        longer.storage.remote = None;
+        assert!(
+            needs_restart(&old, &longer).is_empty(),
+            "the embedded store reads all"
+        );
     }
 }
