@@ -46,6 +46,41 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written on stderr: `text` (colours only at a terminal) or
+    /// `json`, one object per line with `timestamp`, `level`, `target` and the event's
+    /// fields, for Loki, Elasticsearch or journald's JSON collectors (as Prometheus'
+    /// `--log.format=json`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Whether stderr carries JSON lines only (`--log-format json`).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for the person who started prescale: as it is on a terminal, a log event
+/// among the others with `--log-format json` (so every line stays one object).
+fn say(line: &str) {
+    if JSON_LOGS.load(Ordering::Relaxed) {
+        tracing::info!("{line}");
+    } else {
+        eprintln!("prescale: {line}");
+    }
+}
+
+/// Why prescale stops with an error, as [`say`] says it.
+fn fail(why: &str) {
+    if JSON_LOGS.load(Ordering::Relaxed) {
+        tracing::error!("{why}");
+    } else {
+        eprintln!("error: {why}");
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -165,16 +200,23 @@ pub(crate) fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
         // Colours for a person at a terminal; plain lines for journald, container logs
         // and files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The event's message and fields at the top level, as log shippers expect.
+        LogFormat::Json => {
+            JSON_LOGS.store(true, Ordering::Relaxed);
+            logs.json().flatten_event(true).init()
+        }
+    }
     let result = match cli.command {
         Command::Config { action } => config_cmd(action),
         Command::Forecast(a) => forecast_cmd::forecast(a).map_err(|e| UsageError(e).into()),
@@ -196,13 +238,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(u) = e.downcast_ref::<UsageError>() {
-                eprintln!("error: {u}");
+                fail(&u.to_string());
                 ExitCode::from(2)
             } else if let Some(c) = e.downcast_ref::<prescale_core::config::ConfigError>() {
-                eprintln!("error: {c}");
+                fail(&c.to_string());
                 ExitCode::from(2)
             } else {
-                eprintln!("error: {e:#}");
+                fail(&format!("{e:#}"));
                 ExitCode::FAILURE
             }
         }
@@ -287,7 +329,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
             "listening on {local}, beyond loopback: writes need the token, but reads are open to anyone who can reach this address"
         );
     }
-    eprintln!("prescale: dashboard and API at http://{local}/");
+    say(&format!("dashboard and API at http://{local}/"));
     Ok(l)
 }
 
@@ -1067,7 +1109,7 @@ fn demo_cmd(
         if exit || summary.interrupted {
             let _ = done_tx.send(());
         } else {
-            eprintln!("prescale: the dashboard stays up; press Ctrl-C to stop");
+            say("the dashboard stays up; press Ctrl-C to stop");
         }
         server.await??;
         Ok(())

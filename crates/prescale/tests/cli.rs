@@ -307,3 +307,58 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
         assert!(after.contains(s), "sample {s:?} lost across the restart");
     }
 }
+
+#[test]
+fn json_logs_are_one_object_a_line_errors_included() {
+    let parse = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    // A mistake in the file: the refusal is an ERROR object naming the key.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[control]\ninterval_z = 5\n").unwrap();
+    let out = bin()
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let lines = parse(&String::from_utf8_lossy(&out.stderr));
+    let last = lines.last().expect("a line");
+    assert_eq!(last["level"], "ERROR");
+    assert!(
+        last["message"].as_str().unwrap().contains("interval_z"),
+        "{last}"
+    );
+    // A running daemon: every line an object with its time, level and message, the
+    // address it serves at among them.
+    let addr = common::free_addr();
+    let log = dir.path().join("run.log");
+    let _d = common::Killed(
+        bin()
+            .args(["run", "--log-format", "json", "--listen", &addr.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz",
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = parse(&text);
+    assert!(lines
+        .iter()
+        .all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == format!("dashboard and API at http://{addr}/")),
+        "{text}"
+    );
+}
