@@ -457,6 +457,10 @@ pub struct Engine<P: Provider> {
     status: Arc<RwLock<Status>>,
     persist_status: bool,
     trainer: Trainer,
+    /// The last workload generation handed out ([`WState::generation`]): unique across
+    /// reloads, so a workload removed and added again does not take in a selection
+    /// its earlier definition asked for.
+    generations: u64,
 }
 
 /// One sample at `now` of metric `name` for each tier of `workload`
@@ -1032,6 +1036,7 @@ impl<P: Provider> Engine<P> {
             status: Arc::new(RwLock::new(Status::default())),
             persist_status: true,
             trainer: Trainer::background(1),
+            generations: 0,
         }
     }
 
@@ -1139,7 +1144,8 @@ impl<P: Provider> Engine<P> {
                     "added by a configuration reload: its history is read and a model selected as at a start".into(),
                 ));
                 r.added.push(w.name.clone());
-                self.states.push(WState::new(&tiers, w, 0));
+                self.generations += 1;
+                self.states.push(WState::new(&tiers, w, self.generations));
                 continue;
             };
             let what = changed_fields(&s.w, &w);
@@ -1152,7 +1158,8 @@ impl<P: Provider> Engine<P> {
                     ),
                 ));
                 r.relearnt.push(w.name.clone());
-                let mut fresh = WState::new(&tiers, w, s.generation + 1);
+                self.generations += 1;
+                let mut fresh = WState::new(&tiers, w, self.generations);
                 // This month's spending carries over, as over a restart.
                 fresh.status.spend = s.status.spend.take();
                 self.states.push(fresh);
@@ -3316,6 +3323,31 @@ mod tests {
         );
         // Nothing changed: nothing to say.
         assert!(reload(&mut e, &n, 606 * 60_000).is_empty());
+        // A workload removed while its selection waits, and added again: the selection
+        // was for the workload before, and is not taken in.
+        let mut with_cron = n.clone();
+        let mut cron = c.workloads[0].clone();
+        cron.name = "cron".into();
+        cron.demand = r#"host_cpu_usage_cores{mode="busy"} * 3"#.into();
+        with_cron.workloads.push(cron);
+        reload(&mut e, &with_cron, 606 * 60_000 + 1);
+        append(606);
+        e.tick(607 * 60_000).unwrap();
+        assert!(model("cron").is_none());
+        assert_eq!(reload(&mut e, &n, 607 * 60_000 + 1).removed, ["cron"]);
+        with_cron.workloads.last_mut().unwrap().demand =
+            r#"host_cpu_usage_cores{mode="busy"} * 4"#.into();
+        assert_eq!(reload(&mut e, &with_cron, 607 * 60_000 + 2).added, ["cron"]);
+        append(607);
+        e.tick(608 * 60_000).unwrap();
+        assert!(
+            model("cron").is_none(),
+            "the selection for the removed cron"
+        );
+        append(608);
+        e.tick(609 * 60_000).unwrap();
+        assert!(model("cron").is_some());
+        assert!((demand("cron") - 4.0 * demand("host")).abs() < 1e-9);
     }
 
     #[test]
