@@ -2,7 +2,7 @@
 //! dashboard (a static page compiled into the binary, drawing its charts from the API).
 //!
 //! Only the write endpoints (the remote_write and line-protocol receivers, see [`write`])
-//! and `/-/reload` change anything; they need the configured token, and one must be configured before the
+//! `/-/reload` and the snapshot change anything; they need the configured token, and one must be configured before the
 //! server listens beyond loopback with them enabled.
 //!
 //! | path | what |
@@ -22,6 +22,7 @@
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
+//! | `POST /api/v1/admin/tsdb/snapshot` | copies the embedded store at one instant into `snapshots/NAME` in its directory, for backups (the same token rule as `/-/reload`) |
 //! | `POST /-/reload` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one) |
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
@@ -328,6 +329,25 @@ impl AppState {
         t.extend(static_targets(new, |j| !kept(&j.job)));
     }
 
+    /// `None` if `headers` may change what prescale does (`what`: reloading,
+    /// snapshots), else the answer that refuses: the server's token where one is set;
+    /// without one, anyone on loopback, no one beyond it (`or` adds another way).
+    fn refuse_change(
+        &self,
+        headers: &axum::http::HeaderMap,
+        what: &str,
+        or: &str,
+    ) -> Option<Response> {
+        match self.receivers.token.as_deref() {
+            Some(want) => write::refuse_without(want, headers, &format!("{what} needs")),
+            None if self.exposed => Some(error(
+                StatusCode::FORBIDDEN,
+                format!("{what} over HTTP beyond loopback needs a token: set server.token_file (then send `Authorization: Bearer TOKEN`){or}"),
+            )),
+            None => None,
+        }
+    }
+
     /// Puts a reloaded configuration's tiers, workloads and provider in force.
     pub fn set_managed(&self, m: Managed) {
         *self.managed.write().expect("managed lock") = Arc::new(m);
@@ -408,6 +428,7 @@ pub fn router(state: AppState) -> Router {
             post(write::influx_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
         )
         .route("/-/reload", post(reload).put(reload))
+        .route("/api/v1/admin/tsdb/snapshot", post(snapshot).put(snapshot))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -428,19 +449,8 @@ async fn reload(State(st): State<AppState>, headers: axum::http::HeaderMap) -> R
             "this process does not reload a configuration (`prescale run --config FILE` does)",
         );
     };
-    match st.receivers.token.as_deref() {
-        Some(want) => {
-            if let Some(no) = write::refuse_without(want, &headers, "reloading needs") {
-                return no;
-            }
-        }
-        None if st.exposed => {
-            return error(
-                StatusCode::FORBIDDEN,
-                "reloading over HTTP beyond loopback needs a token: set server.token_file (then send `Authorization: Bearer TOKEN`), or send the process SIGHUP",
-            )
-        }
-        None => {}
+    if let Some(no) = st.refuse_change(&headers, "reloading", ", or send the process SIGHUP") {
+        return no;
     }
     let (answer, done) = tokio::sync::oneshot::channel();
     if tx.send(answer).await.is_err() {
@@ -450,6 +460,42 @@ async fn reload(State(st): State<AppState>, headers: axum::http::HeaderMap) -> R
         Ok(Ok(v)) => Json(json!({"status": "success", "data": v})).into_response(),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
+    }
+}
+
+/// `POST /api/v1/admin/tsdb/snapshot` (Prometheus' path): copies the embedded store,
+/// as it stands at one instant, into `snapshots/NAME` in its directory while writes go
+/// on: a store `prescale run --data-dir` opens as it is, for backups. With a remote
+/// store only the decision log and state are local, and copied.
+async fn snapshot(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(no) = st.refuse_change(&headers, "taking a snapshot", "") {
+        return no;
+    }
+    let store = st.store.clone();
+    let remote = store.is_remote();
+    match tokio::task::spawn_blocking(move || store.snapshot()).await {
+        Ok(Ok((name, dir, report))) => {
+            tracing::info!(name = %name, path = %dir.display(), series = report.series, bytes = report.bytes, seconds = report.seconds, "snapshot taken");
+            Json(json!({"status": "success", "data": {
+                "name": name,
+                "path": dir,
+                "copied": report,
+                "samples": if remote {
+                    "kept by [storage.remote]: back that server up with its own tools"
+                } else {
+                    "copied"
+                },
+            }}))
+            .into_response()
+        }
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("no snapshot: {e}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("no snapshot: {e}"),
+        ),
     }
 }
 

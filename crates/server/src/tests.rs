@@ -925,6 +925,49 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
 }
 
 #[tokio::test]
+async fn a_snapshot_is_a_store_of_its_own_and_takes_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut cfg = Config::default();
+    cfg.server.token_file = Some(token);
+    let data = dir.path().join("data");
+    let (app, store) = writable(&data, cfg);
+    one_sample(&store, "kept_metric");
+    let (code, text) = post(&app, "/api/v1/admin/tsdb/snapshot", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(text.contains("taking a snapshot needs the token"), "{text}");
+    let right = ("authorization", "Bearer s3cret");
+    let (code, text) = post(&app, "/api/v1/admin/tsdb/snapshot", &[right], Vec::new()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let name = v["data"]["name"].as_str().unwrap().to_string();
+    assert!(
+        name.len() == 16 && name.as_bytes()[8] == b'T' && name.ends_with('Z'),
+        "YYYYMMDDTHHMMSSZ: {name}"
+    );
+    assert_eq!(v["data"]["copied"]["series"], 1);
+    assert_eq!(v["data"]["samples"], "copied");
+    // Two in the same second get names of their own.
+    let (_, text2) = post(&app, "/api/v1/admin/tsdb/snapshot", &[right], Vec::new()).await;
+    let v2: serde_json::Value = serde_json::from_str(&text2).unwrap();
+    assert_ne!(v2["data"]["name"], v["data"]["name"]);
+    drop(app);
+    let copy = Store::open(&data.join("snapshots").join(&name), Durability::Buffered).unwrap();
+    let key = SeriesKey::metric("kept_metric").unwrap();
+    assert_eq!(copy.range(&key, 0, 10).unwrap().unwrap().len(), 1);
+    // Beyond loopback without a token: refused, saying what to set.
+    let mut open = Config::default();
+    open.server.listen = "0.0.0.0:9180".into();
+    open.sources.remote_write.enabled = false;
+    open.sources.influx.enabled = false;
+    let (app, _) = writable(&dir.path().join("open"), open);
+    let (code, text) = post(&app, "/api/v1/admin/tsdb/snapshot", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(text.contains("server.token_file"), "{text}");
+}
+
+#[tokio::test]
 async fn targets_are_listed_unknown_until_scraped() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();

@@ -50,6 +50,9 @@ pub enum StoreError {
     /// The remote store failed or refused; nothing of the request is known to be stored.
     #[error("{0}; check [storage.remote] and that the server is up")]
     Remote(String),
+    /// A snapshot could not be made where it was asked for.
+    #[error("{0}")]
+    Snapshot(String),
     /// Stored bytes could not be decoded.
     #[error("corrupt record in keyspace {keyspace}: {detail}")]
     Corrupt {
@@ -1269,13 +1272,237 @@ impl Store {
         fn held(m: &std::fs::Metadata) -> u64 {
             m.len()
         }
-        walk(Path::new(&self.inner.path))
+        // Snapshots are copies kept beside the store, not the store.
+        let root = Path::new(&self.inner.path);
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name() != SNAPSHOTS)
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&e.path()),
+                Ok(m) => held(&m),
+                Err(_) => 0,
+            })
+            .sum()
     }
+
+    /// A snapshot ([`Store::snapshot_to`]) into the store's own [`SNAPSHOTS`]
+    /// directory, named for the time in UTC (`20261204T175000Z`, then `-2`, `-3` within
+    /// the same second): its name, directory and what it copied.
+    pub fn snapshot(&self) -> Result<(String, std::path::PathBuf, SnapshotReport)> {
+        let base: String = prescale_core::format_ts(now_ms())
+            .chars()
+            .filter(|c| !matches!(c, '-' | ':'))
+            .collect();
+        let root = Path::new(&self.inner.path).join(SNAPSHOTS);
+        std::fs::create_dir_all(&root)
+            .map_err(|e| StoreError::Snapshot(format!("cannot create {}: {e}", root.display())))?;
+        let mut name = base.clone();
+        let mut n = 1;
+        while root.join(&name).exists() {
+            n += 1;
+            name = format!("{base}-{n}");
+        }
+        let dir = root.join(&name);
+        let report = self.snapshot_to(&dir)?;
+        Ok((name, dir, report))
+    }
+
+    /// Copies the store as it stands at one instant into `dir`, a new directory, while
+    /// writes go on: every keyspace is read from one snapshot of the database, so the
+    /// copy holds each write whole or not at all, and is a store `prescale run
+    /// --data-dir DIR` opens as it is (Prometheus' TSDB snapshot, for backups). The
+    /// copy is synced to disk before this returns.
+    pub fn snapshot_to(&self, dir: &Path) -> Result<SnapshotReport> {
+        let started = std::time::Instant::now();
+        if dir.exists() {
+            return Err(StoreError::Snapshot(format!(
+                "{} already exists: a snapshot goes into a new directory",
+                dir.display()
+            )));
+        }
+        let path = dir.display().to_string();
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let db = Database::builder(dir).open().map_err(io)?;
+        let at = self.inner.db.snapshot();
+        let mut report = SnapshotReport::default();
+        for (name, from) in [
+            ("series", &self.inner.series),
+            ("samples", &self.inner.samples),
+            ("chunks", &self.inner.chunks),
+            ("decisions", &self.inner.decisions),
+            ("state", &self.inner.state),
+        ] {
+            let to = if name == "samples" {
+                db.keyspace(name, || {
+                    KeyspaceCreateOptions::default().max_memtable_size(SAMPLES_MEMTABLE_BYTES)
+                })
+            } else {
+                db.keyspace(name, KeyspaceCreateOptions::default)
+            }
+            .map_err(io)?;
+            let mut n = 0u64;
+            let mut ingest = to.start_ingestion().map_err(io)?;
+            for item in fjall::Readable::iter(&at, from) {
+                let (k, v) = item.into_inner().map_err(|source| StoreError::Io {
+                    path: self.inner.path.clone(),
+                    source,
+                })?;
+                ingest.write(k, v).map_err(io)?;
+                n += 1;
+            }
+            ingest.finish().map_err(io)?;
+            match name {
+                "series" => report.series = n,
+                "samples" => report.rows = n,
+                "chunks" => report.chunks = n,
+                "decisions" => report.decisions = n,
+                _ => report.states = n,
+            }
+        }
+        drop(at);
+        db.persist(PersistMode::SyncAll).map_err(io)?;
+        drop(db);
+        report.bytes = dir_bytes(dir);
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
+/// Where the daemon keeps snapshots, inside the store's directory (as Prometheus'
+/// `data/snapshots`); the store itself never reads it.
+pub const SNAPSHOTS: &str = "snapshots";
+
+/// What [`Store::snapshot_to`] copied.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SnapshotReport {
+    /// Series (index entries).
+    pub series: u64,
+    /// Sample rows not yet compressed.
+    pub rows: u64,
+    /// Compressed chunks.
+    pub chunks: u64,
+    /// Decision log entries.
+    pub decisions: u64,
+    /// State documents (workload status, models, provider state, metadata).
+    pub states: u64,
+    /// Bytes the copy takes on disk.
+    pub bytes: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// Bytes the files under `dir` take.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_taken_during_writes_is_a_store_holding_each_write_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Buffered).unwrap();
+        // History: rows, chunks, a decision and a state document.
+        let a = key("a");
+        st.append(
+            &a,
+            &(0..5_000)
+                .map(|i| s(i * 1000, i as f64))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert!(st.compress_before(&a, 4_000_000).unwrap() > 0);
+        st.log_decision(&Decision {
+            at: 1,
+            workload: "w".into(),
+            kind: DecisionKind::Hold,
+            action: None,
+            reason: "kept".into(),
+        })
+        .unwrap();
+        st.put_state("model/w", &"v1").unwrap();
+        // Meanwhile a writer appends two series in one batch, step after step.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (st, stop) = (st.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let batch = vec![
+                        (key("b"), vec![s(i, i as f64)]),
+                        (key("c"), vec![s(i, -(i as f64))]),
+                    ];
+                    st.append_many(&batch).unwrap();
+                    i += 1;
+                }
+                i
+            })
+        };
+        while st
+            .range(&key("b"), 0, i64::MAX)
+            .unwrap()
+            .map_or(0, |v| v.len())
+            < 200
+        {
+            std::thread::yield_now();
+        }
+        let snap = dir.path().join(SNAPSHOTS).join("one");
+        let report = st.snapshot_to(&snap).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        assert!(
+            report.chunks > 0 && report.rows > 0 && report.series == 3,
+            "{report:?}"
+        );
+        assert_eq!((report.decisions, report.states), (1, 1));
+        assert!(report.bytes > 0);
+        // A second snapshot into the same place is refused, naming it.
+        let again = st.snapshot_to(&snap).unwrap_err().to_string();
+        assert!(again.contains("already exists"), "{again}");
+
+        let copy = Store::open(&snap, Durability::Buffered).unwrap();
+        let all = |st: &Store, k: &str| st.range(&key(k), 0, i64::MAX).unwrap().unwrap();
+        assert_eq!(all(&copy, "a"), all(&st, "a"));
+        // The writer's batches are each in the copy whole or not at all, and the copy
+        // holds a prefix of what was written.
+        let (b, c) = (all(&copy, "b"), all(&copy, "c"));
+        assert_eq!(b.len(), c.len(), "a batch split by the snapshot");
+        assert!(b.len() >= 200 && (b.len() as i64) <= written);
+        assert!(b.iter().enumerate().all(|(i, x)| x.ts == i as i64));
+        assert_eq!(copy.decisions(Some("w"), 10).unwrap().len(), 1);
+        assert_eq!(
+            copy.get_state::<String>("model/w").unwrap().as_deref(),
+            Some("v1")
+        );
+        // The copy takes writes of its own; the store opens again with it inside, and
+        // does not count it as its own size.
+        copy.append(&key("d"), &[s(1, 1.0)]).unwrap();
+        drop(copy);
+        let before = st.disk_bytes();
+        let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join(SNAPSHOTS).join("big"), big).unwrap();
+        assert!(st.disk_bytes() < before + (1 << 20));
+        drop(st);
+        let st = Store::open(dir.path(), Durability::Buffered).unwrap();
+        assert_eq!(all(&st, "b").len() as i64, written);
+        assert!(st.range(&key("d"), 0, i64::MAX).unwrap().is_none());
+    }
 
     fn key(n: &str) -> SeriesKey {
         SeriesKey::parse(n).unwrap()
