@@ -1250,28 +1250,6 @@ impl Store {
     /// their length (a journal file is made 64 MiB long at once and filled as writes
     /// come, so a new store's length is 64 MiB where it holds a few hundred KB).
     pub fn disk_bytes(&self) -> u64 {
-        fn walk(dir: &Path) -> u64 {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return 0;
-            };
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) => held(&m),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        #[cfg(unix)]
-        fn held(m: &std::fs::Metadata) -> u64 {
-            use std::os::unix::fs::MetadataExt;
-            m.blocks() * 512
-        }
-        #[cfg(not(unix))]
-        fn held(m: &std::fs::Metadata) -> u64 {
-            m.len()
-        }
         // Snapshots are copies kept beside the store, not the store.
         let root = Path::new(&self.inner.path);
         std::fs::read_dir(root)
@@ -1279,11 +1257,7 @@ impl Store {
             .flatten()
             .flatten()
             .filter(|e| e.file_name() != SNAPSHOTS)
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => walk(&e.path()),
-                Ok(m) => held(&m),
-                Err(_) => 0,
-            })
+            .map(|e| held_under(&e.path()))
             .sum()
     }
 
@@ -1367,7 +1341,7 @@ impl Store {
         drop(at);
         db.persist(PersistMode::SyncAll).map_err(io)?;
         drop(db);
-        report.bytes = dir_bytes(dir);
+        report.bytes = held_under(dir);
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -1396,18 +1370,28 @@ pub struct SnapshotReport {
     pub seconds: f64,
 }
 
-/// Bytes the files under `dir` take.
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+/// The space the file or the files under the directory at `path` hold on disk (not
+/// their length: see [`Store::disk_bytes`]).
+fn held_under(path: &Path) -> u64 {
+    #[cfg(unix)]
+    fn held(m: &std::fs::Metadata) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        m.blocks() * 512
+    }
+    #[cfg(not(unix))]
+    fn held(m: &std::fs::Metadata) -> u64 {
+        m.len()
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| held_under(&e.path()))
+            .sum(),
+        Ok(m) => held(&m),
+        Err(_) => 0,
+    }
 }
 
 #[cfg(test)]
