@@ -115,6 +115,9 @@ struct Inner {
     durability: Durability,
     /// Held while samples move into chunks, so two compressions never interleave.
     compressing: Mutex<()>,
+    /// Held while a snapshot picks its name and is written, so two asked for in the
+    /// same second get names of their own.
+    snapshotting: Mutex<()>,
     /// Held shared by each append from looking up its series' ids to committing its
     /// samples, and alone while a series emptied by retention is forgotten
     /// ([`Store::delete_before`]), so no append writes under an id that is being let go.
@@ -381,6 +384,7 @@ impl Store {
                 state,
                 durability,
                 compressing: Mutex::new(()),
+                snapshotting: Mutex::new(()),
                 appending: RwLock::new(()),
                 index: RwLock::new(index),
                 next_series: Mutex::new(max_id + 1),
@@ -1269,6 +1273,7 @@ impl Store {
             .chars()
             .filter(|c| !matches!(c, '-' | ':'))
             .collect();
+        let _one = self.inner.snapshotting.lock().expect("snapshot lock");
         let root = Path::new(&self.inner.path).join(SNAPSHOTS);
         std::fs::create_dir_all(&root)
             .map_err(|e| StoreError::Snapshot(format!("cannot create {}: {e}", root.display())))?;
