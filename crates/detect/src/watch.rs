@@ -338,6 +338,14 @@ impl SeriesWatch {
         judged
     }
 
+    /// Changes the threshold and the most series watched (a configuration reload):
+    /// what each series learnt is kept; past a lowered limit, no new series is taken
+    /// until enough fall idle.
+    pub fn set_limits(&mut self, threshold: f64, max_series: usize) {
+        self.threshold = threshold;
+        self.max_series = max_series;
+    }
+
     /// Whether one more series may be watched, forgetting stale ones if that is what it
     /// takes (at most one sweep per minute of sample time).
     fn make_room(&mut self) -> bool {

@@ -142,7 +142,13 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         v(&new.sources.influx),
         &[],
     );
-    section("detect", v(&old.detect), v(&new.detect), &[]);
+    // The watch takes a new threshold, limit and match ([`Anomalies::reconfigure`]).
+    section(
+        "detect",
+        v(&old.detect),
+        v(&new.detect),
+        &["threshold", "max_series", "match"],
+    );
     out
 }
 
@@ -168,7 +174,7 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     new.sources.host = old.sources.host.clone();
     new.sources.remote_write = old.sources.remote_write.clone();
     new.sources.influx = old.sources.influx.clone();
-    new.detect = old.detect.clone();
+    new.detect.enabled = old.detect.enabled;
     new
 }
 
@@ -275,6 +281,8 @@ impl Reloading {
         .await
         .map_err(|e| format!("the control loop failed while reconfiguring: {e}"))?;
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
+        // With `enabled` changed the watch stays as it is (pending_restart says so).
+        self.state.anomalies.reconfigure(&new.detect);
         self.state.set_managed(Managed::of(&new));
         if let Some(loops) = loops {
             for h in self.scrapes.drain(..) {
@@ -313,9 +321,15 @@ mod tests {
         new.workloads[0].sla_quantile = 0.9;
         new.control.interval_s += 5;
         assert!(needs_restart(&old, &new).is_empty(), "all reloadable");
+        new.detect.threshold = 0.6;
+        new.detect.match_ = vec!["{job=\"api\"}".into()];
+        assert!(
+            needs_restart(&old, &new).is_empty(),
+            "the watch takes these"
+        );
         new.storage.path = "/elsewhere".into();
         new.server.listen = "0.0.0.0:9180".into();
-        new.detect.threshold = 0.6;
+        new.detect.enabled = false;
         new.sources.influx.enabled = !new.sources.influx.enabled;
         assert_eq!(
             needs_restart(&old, &new),
@@ -323,7 +337,7 @@ mod tests {
                 "storage.path",
                 "server.listen",
                 "sources.influx.enabled",
-                "detect.threshold"
+                "detect.enabled"
             ]
         );
         // What runs keeps them until a restart, and takes the rest.
@@ -333,6 +347,7 @@ mod tests {
         assert_eq!(running.storage.retention_s, new.storage.retention_s);
         assert_eq!(running.workloads, new.workloads);
         assert_eq!(running.control, new.control);
+        assert_eq!(running.detect.threshold, 0.6);
         // With a remote store, a history longer than any at the start cannot be read.
         let mut remote = old.clone();
         remote.storage.remote = Some(

@@ -57,6 +57,7 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
     let edited = base
         .replace("max_spot_share = 0.5", "max_spot_share = 0.25")
         .replace("\nthreshold = 0.5", "\nthreshold = 0.6")
+        .replace("max_series = 1_000_000", "max_series = 2_000_000")
         + WEB;
     std::fs::write(&path, &edited).unwrap();
     let (code, body) = reload();
@@ -74,9 +75,10 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         "{body}"
     );
     assert_eq!(data["workloads_removed"], serde_json::json!([]), "{body}");
+    // The anomaly watch takes its new threshold; the store's limit waits.
     assert_eq!(
         data["pending_restart"],
-        serde_json::json!(["detect.threshold"]),
+        serde_json::json!(["storage.max_series"]),
         "{body}"
     );
     // The new workload is planned from the host's stored history, at twice its demand.

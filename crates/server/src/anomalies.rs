@@ -59,12 +59,20 @@ pub struct Anomalies {
 
 struct Inner {
     watch: Option<Mutex<SeriesWatch>>,
-    /// `[detect] match`: the series watched (empty: all).
-    picked: Vec<SeriesMatch>,
+    /// `[detect] match`: the series watched (empty: all); a reload may change it.
+    picked: std::sync::RwLock<Vec<SeriesMatch>>,
     store: Store,
     found: AtomicU64,
     /// The watch's counts after the last batch judged ([`Anomalies::stats`]).
     counts: Mutex<WatchStats>,
+}
+
+/// `[detect] match`'s selectors (each was checked when the configuration was read).
+fn picked(cfg: &DetectConfig) -> Vec<SeriesMatch> {
+    cfg.match_
+        .iter()
+        .filter_map(|m| SeriesMatch::parse(m, "").ok())
+        .collect()
 }
 
 /// Stored samples, series by series.
@@ -90,11 +98,7 @@ impl Anomalies {
         let inner = Arc::new(Inner {
             watch,
             // Each was checked when the configuration was read.
-            picked: cfg
-                .match_
-                .iter()
-                .filter_map(|m| SeriesMatch::parse(m, "").ok())
-                .collect(),
+            picked: std::sync::RwLock::new(picked(cfg)),
             store,
             found: AtomicU64::new(0),
             counts: Mutex::default(),
@@ -128,6 +132,24 @@ impl Anomalies {
             queue,
             pending,
         }
+    }
+
+    /// Takes a reloaded `[detect]`'s threshold, `max_series` and `match`, keeping what
+    /// every series learnt; `false`, changing nothing, when `enabled` differs (the watch
+    /// is started or stopped with the process).
+    pub fn reconfigure(&self, cfg: &DetectConfig) -> bool {
+        let Some(watch) = &self.inner.watch else {
+            return !cfg.enabled;
+        };
+        if !cfg.enabled {
+            return false;
+        }
+        watch
+            .lock()
+            .expect("anomaly watch lock")
+            .set_limits(cfg.threshold, cfg.max_series);
+        *self.inner.picked.write().expect("match lock") = picked(cfg);
+        true
     }
 
     /// Queues the samples `append_many` just stored (those its `reports` rejected are
@@ -222,7 +244,8 @@ impl Inner {
             .into_iter()
             .enumerate()
             .filter(|(_, (key, _))| {
-                self.picked.is_empty() || self.picked.iter().any(|m| m.matches(key))
+                let picked = self.picked.read().expect("match lock");
+                picked.is_empty() || picked.iter().any(|m| m.matches(key))
             })
             .map(|(i, (key, mut samples))| {
                 if let Some(r) = reports.get(i).filter(|r| !r.rejected.is_empty()) {
@@ -681,6 +704,59 @@ mod tests {
             judged: "value",
             before: None,
         }
+    }
+
+    #[test]
+    fn a_reload_changes_what_is_watched_and_keeps_what_was_learnt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), prescale_store::Durability::Buffered).unwrap();
+        let mut cfg = DetectConfig {
+            match_: vec![r#"{job="api"}"#.into()],
+            ..DetectConfig::default()
+        };
+        let a = Anomalies::new(&cfg, store.clone());
+        let feed = |job: &str, from: i64| {
+            let key = SeriesKey::metric("latency_seconds")
+                .unwrap()
+                .with_label("job", job.to_string());
+            let samples: Vec<Sample> = (from..from + 10)
+                .map(|i| Sample {
+                    ts: i * 15_000,
+                    value: 0.1 + (i % 3) as f64 * 0.01,
+                })
+                .collect();
+            let reports = store
+                .append_many(&[(key.clone(), samples.clone())])
+                .unwrap();
+            a.observe(&[(key, samples)], &reports).unwrap();
+        };
+        feed("api", 0);
+        feed("web", 0);
+        assert_eq!(a.stats().unwrap().watched, 1, "web is not matched");
+        cfg.match_ = vec![r#"{job=~"api|web"}"#.into()];
+        cfg.max_series = 2;
+        assert!(a.reconfigure(&cfg));
+        feed("api", 10);
+        feed("web", 10);
+        let st = a.stats().unwrap();
+        assert_eq!(st.watched, 2);
+        assert_eq!(
+            st.scored, 30,
+            "api's 20 samples and web's 10 since the reload"
+        );
+        // The limit applies to the next new series.
+        feed("db", 20);
+        cfg.match_.clear();
+        assert!(a.reconfigure(&cfg));
+        feed("db", 30);
+        assert_eq!(a.stats().unwrap().unwatched, 1);
+        // Starting or stopping the watch is for a restart.
+        cfg.enabled = false;
+        assert!(!a.reconfigure(&cfg));
+        let off = Anomalies::new(&cfg, store);
+        assert!(off.reconfigure(&cfg));
+        cfg.enabled = true;
+        assert!(!off.reconfigure(&cfg));
     }
 
     #[test]
