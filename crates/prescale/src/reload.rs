@@ -123,7 +123,8 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         v(&new.storage),
         &["retention_s"],
     );
-    section("server", v(&old.server), v(&new.server), &[]);
+    // The token file is read again at every reload (a rotated Secret).
+    section("server", v(&old.server), v(&new.server), &["token_file"]);
     section(
         "sources.host",
         v(&old.sources.host),
@@ -170,7 +171,9 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     let retention_s = new.storage.retention_s;
     new.storage = old.storage.clone();
     new.storage.retention_s = retention_s;
+    let token_file = new.server.token_file.take();
     new.server = old.server.clone();
+    new.server.token_file = token_file;
     new.sources.host = old.sources.host.clone();
     new.sources.remote_write = old.sources.remote_write.clone();
     new.sources.influx = old.sources.influx.clone();
@@ -257,6 +260,12 @@ impl Reloading {
         }
         let old = self.cfg.read().expect("config lock").clone();
         let pending = needs_restart(&old, &new, self.lookback_s);
+        let running = in_force(&old, new.clone());
+        // Read again whether or not its path changed: a Secret's file is rotated in
+        // place. Checked against the address it listens on now.
+        let token = running
+            .write_token()
+            .map_err(|e| format!("server.token_file: {e}"))?;
         let provider = crate::make_provider(&new).map_err(|e| format!("{e:#}"))?;
         let scrape_changed = old.sources.scrape != new.sources.scrape;
         let loops = if scrape_changed {
@@ -281,6 +290,8 @@ impl Reloading {
         .await
         .map_err(|e| format!("the control loop failed while reconfiguring: {e}"))?;
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
+        let token_required = token.is_some();
+        self.state.receivers.set_token(token);
         // With `enabled` changed the watch stays as it is (pending_restart says so).
         self.state.anomalies.reconfigure(&new.detect);
         self.state.set_managed(Managed::of(&new));
@@ -300,9 +311,10 @@ impl Reloading {
             "tiers_changed": changed.tiers,
             "scrape_changed": scrape_changed,
             "control_interval_s": new.control.interval_s,
+            "token_required": token_required,
             "pending_restart": pending,
         });
-        *self.cfg.write().expect("config lock") = in_force(&old, new);
+        *self.cfg.write().expect("config lock") = running;
         Ok(answer)
     }
 }

@@ -338,7 +338,7 @@ impl AppState {
         what: &str,
         or: &str,
     ) -> Option<Response> {
-        match self.receivers.token.as_deref() {
+        match self.receivers.token().as_deref() {
             Some(want) => write::refuse_without(want, headers, &format!("{what} needs")),
             None if self.exposed => Some(error(
                 StatusCode::FORBIDDEN,
@@ -556,7 +556,7 @@ async fn sources(State(st): State<AppState>) -> Response {
         "disk_bytes": embedded.then(|| st.store.disk_bytes()),
         "resident_bytes": resident,
         "provider": st.managed().provider,
-        "token_required": r.token.is_some(),
+        "token_required": r.token().is_some(),
         "config": *st.reloads.read().expect("reload lock"),
     }}))
     .into_response()

@@ -31,8 +31,9 @@ pub struct Receivers {
     pub remote_write: bool,
     /// Whether line protocol is accepted.
     pub influx: bool,
-    /// The token writes must carry, if any.
-    pub token: Option<String>,
+    /// The token writes must carry, if any: a reload reads its file again (a rotated
+    /// Secret), see [`Receivers::set_token`].
+    token: std::sync::RwLock<Option<String>>,
     /// Counters per receiver: `[remote_write, influx]`.
     pub counts: [ReceiveCounts; 2],
 }
@@ -61,9 +62,21 @@ impl Receivers {
         Arc::new(Self {
             remote_write: cfg.sources.remote_write.enabled,
             influx: cfg.sources.influx.enabled,
-            token,
+            token: std::sync::RwLock::new(token),
             counts: Default::default(),
         })
+    }
+}
+
+impl Receivers {
+    /// The token writes and changes must carry, if any.
+    pub fn token(&self) -> Option<String> {
+        self.token.read().expect("token lock").clone()
+    }
+
+    /// Puts a token read again at a reload in force (`None`: none is needed).
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.write().expect("token lock") = token;
     }
 }
 
@@ -83,7 +96,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// `None` if the request may write, else the answer that refuses it.
 fn refuse(r: &Receivers, headers: &HeaderMap) -> Option<Response> {
-    refuse_without(r.token.as_ref()?, headers, "writes need")
+    refuse_without(r.token().as_deref()?, headers, "writes need")
 }
 
 /// `None` if `headers` carry the token `want`, else the answer that refuses what
