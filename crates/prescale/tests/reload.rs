@@ -166,4 +166,47 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         serde_json::json!([])
     );
     assert_eq!(get(d.addr, "/healthz").map(|r| r.0), Some(200));
+
+    // A token set by a reload, then rotated in its file (as a Secret is) and read
+    // again at the next: writes and reloads take the new one only.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "f1rst-t0ken\n").unwrap();
+    let with_token = base.replacen(
+        "[server]\n",
+        &format!("[server]\ntoken_file = {:?}\n", token.display().to_string()),
+        1,
+    );
+    assert_ne!(with_token, base);
+    std::fs::write(&path, &with_token).unwrap();
+    let (code, body) = reload();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"token_required\":true"), "{body}");
+    let write = |auth: &[&str]| {
+        http(
+            d.addr,
+            "POST",
+            "/api/v2/write?precision=s",
+            auth,
+            b"m v=1 1700000000",
+        )
+        .unwrap()
+        .0
+    };
+    assert_eq!(write(&[]), 401);
+    assert_eq!(write(&["Authorization: Bearer f1rst-t0ken"]), 204);
+    let (code, _) = reload();
+    assert_eq!(code, 401, "a reload now needs the token too");
+    std::fs::write(&token, "s3cond-t0ken\n").unwrap();
+    let (code, body) = http(
+        d.addr,
+        "POST",
+        "/-/reload",
+        &["Authorization: Bearer f1rst-t0ken"],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(write(&["Authorization: Bearer f1rst-t0ken"]), 401);
+    assert_eq!(write(&["Authorization: Bearer s3cond-t0ken"]), 204);
+    assert!(!d.logs().contains("t0ken"), "a token is never logged");
 }
