@@ -1145,7 +1145,16 @@ impl<P: Provider> Engine<P> {
                 ));
                 r.added.push(w.name.clone());
                 self.generations += 1;
-                self.states.push(WState::new(&tiers, w, self.generations));
+                let mut fresh = WState::new(&tiers, w, self.generations);
+                // One configured before (removed by an earlier reload, or in an earlier
+                // run): its spending this month carries over, as over a restart.
+                if let Ok(Some(ws)) = self
+                    .store
+                    .get_state::<WorkloadStatus>(&format!("workload/{}", fresh.w.name))
+                {
+                    fresh.status.spend = ws.spend;
+                }
+                self.states.push(fresh);
                 continue;
             };
             let what = changed_fields(&s.w, &w);
@@ -3338,6 +3347,7 @@ mod tests {
         with_cron.workloads.last_mut().unwrap().demand =
             r#"host_cpu_usage_cores{mode="busy"} * 4"#.into();
         assert_eq!(reload(&mut e, &with_cron, 607 * 60_000 + 2).added, ["cron"]);
+
         append(607);
         e.tick(608 * 60_000).unwrap();
         assert!(
@@ -3348,6 +3358,18 @@ mod tests {
         e.tick(609 * 60_000).unwrap();
         assert!(model("cron").is_some());
         assert!((demand("cron") - 4.0 * demand("host")).abs() < 1e-9);
+        // A workload removed and added again keeps this month's spending, as over a
+        // restart.
+        let spent = st.read().unwrap().workloads["api"].spend;
+        assert!(spent.is_some_and(|s| s.spent > 0.0), "{spent:?}");
+        let mut without_api = with_cron.clone();
+        without_api.workloads.retain(|w| w.name != "api");
+        assert_eq!(
+            reload(&mut e, &without_api, 609 * 60_000 + 1).removed,
+            ["api"]
+        );
+        assert_eq!(reload(&mut e, &with_cron, 609 * 60_000 + 2).added, ["api"]);
+        assert_eq!(st.read().unwrap().workloads["api"].spend, spent);
     }
 
     #[test]
