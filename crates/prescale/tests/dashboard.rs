@@ -452,7 +452,7 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         let name = w["name"].as_str().unwrap();
         let want = json(
             addr,
-            &format!("/api/v1/workloads/{name}/decisions?limit=12&kind=act,error,event"),
+            &format!("/api/v1/workloads/{name}/decisions?limit=12&kind=act,error,event,config"),
         );
         assert_eq!(
             s.matches("<td class=\"k-").count(),
