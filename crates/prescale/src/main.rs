@@ -436,7 +436,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<reload::Answer>(4);
         state.reload = Some(reload_tx.clone());
-        let live = Arc::new(std::sync::RwLock::new(cfg.clone()));
+        let live = state.config.clone();
         let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(interval_ms as u64));
         let listener = bind(cfg.listen_addr()).await?;
         let engine = Arc::new(Mutex::new(engine));

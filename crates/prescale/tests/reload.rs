@@ -90,6 +90,20 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         "web's first demand",
         &logs,
     );
+    // What runs, as Prometheus' status/config shows it: the new workload and
+    // setting, the anomaly threshold taken, the store's limit as it was.
+    let running = json(d.addr, "/api/v1/status/config");
+    let toml = running["data"]["toml"].as_str().unwrap();
+    assert!(toml.contains("name = \"web\"") && toml.contains("max_spot_share = 0.25"));
+    assert!(toml.contains("threshold = 0.6"), "{toml}");
+    assert!(toml.contains("max_series = 1000000"), "{toml}");
+    assert_eq!(
+        running["data"]["pending_restart"],
+        serde_json::json!(["storage.max_series"])
+    );
+    let info = json(d.addr, "/api/v1/status/runtimeinfo");
+    assert_eq!(info["data"]["reloadConfigSuccess"], true, "{info}");
+    assert_eq!(info["data"]["storageRetention"], "30d", "{info}");
     let host_said = json(d.addr, "/api/v1/workloads/host/decisions?kind=config");
     let said = host_said["data"][0]["reason"]
         .as_str()

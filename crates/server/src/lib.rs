@@ -13,6 +13,7 @@
 //! | `GET /api/v1/query_range?series=SEL&start=S&end=E[&max_points=N&reduce=max\|mean]` | samples of one series (unix seconds), thinned to at most N ([`thin`]) |
 //! | `GET\|POST /api/v1/query`, `query_range?query=..&step=..`, `labels`, `label/NAME/values`, `status/buildinfo` | Prometheus' query API ([`promql`], its parameters and `match[]` in [`promapi`]) |
 //! | `GET /api/v1/metadata` | metric families' type, help and unit ([`promapi::metadata`]) |
+//! | `GET /api/v1/status/config`, `status/runtimeinfo` | the configuration in force; start, reload and retention as Prometheus reports them |
 //! | `GET /api/v1/workloads` | each workload's current state, without the forecast |
 //! | `GET /api/v1/targets` | each scrape target's health, last error and last scrape |
 //! | `GET /api/v1/sources` | receivers and their counts, targets, the sample store, the provider |
@@ -82,6 +83,11 @@ pub struct AppState {
     pub reload: Option<Reloader>,
     /// How the last reload went, for `/metrics` and `/api/v1/sources`.
     pub reloads: Arc<RwLock<ReloadStatus>>,
+    /// The configuration in force (settings only a restart applies as they run), for
+    /// `/api/v1/status/config`; a reload replaces it.
+    pub config: Arc<RwLock<prescale_core::config::Config>>,
+    /// When the process started (unix ms).
+    started_ms: i64,
     /// Comparisons with HPA made lately, by workload and days, with when they were
     /// made: each open dashboard asks for one a minute.
     compared: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, u64), Compared>>>,
@@ -274,6 +280,8 @@ impl AppState {
             anomalies,
             exposed: !cfg.listen_addr().ip().is_loopback(),
             reload: None,
+            config: Arc::new(RwLock::new(cfg.clone())),
+            started_ms: prescale_core::now_ms(),
             reloads: Arc::new(RwLock::new(ReloadStatus {
                 last_successful: true,
                 last_success_ms: prescale_core::now_ms(),
@@ -402,6 +410,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/labels", get(promapi::labels).post(promapi::labels))
         .route("/api/v1/label/{name}/values", get(promapi::label_values))
         .route("/api/v1/status/buildinfo", get(promql::buildinfo))
+        .route("/api/v1/status/config", get(status_config))
+        .route("/api/v1/status/runtimeinfo", get(runtime_info))
         .route("/api/v1/metadata", get(promapi::metadata))
         .route(
             "/api/v1/anomalies",
@@ -497,6 +507,43 @@ async fn snapshot(State(st): State<AppState>, headers: axum::http::HeaderMap) ->
             format!("no snapshot: {e}"),
         ),
     }
+}
+
+/// `GET /api/v1/status/config` (as Prometheus'): the configuration in force, every key
+/// written out as `prescale config show` writes it (secrets appear only as the files
+/// that hold them), and what changed in the file but waits for a restart.
+async fn status_config(State(st): State<AppState>) -> Response {
+    let toml = st.config.read().expect("config lock").to_toml();
+    let pending = st
+        .reloads
+        .read()
+        .expect("reload lock")
+        .pending_restart
+        .clone();
+    Json(json!({"status": "success", "data": {"toml": toml, "pending_restart": pending}}))
+        .into_response()
+}
+
+/// `GET /api/v1/status/runtimeinfo`: Prometheus' fields that mean something here
+/// (`startTime`, `CWD`, `reloadConfigSuccess`, `lastConfigTime`, `storageRetention`).
+async fn runtime_info(State(st): State<AppState>) -> Response {
+    let r = st.reloads.read().expect("reload lock").clone();
+    let retention_s = st.config.read().expect("config lock").storage.retention_s;
+    let rfc = prescale_core::format_ts;
+    Json(json!({"status": "success", "data": {
+        "startTime": rfc(st.started_ms),
+        "CWD": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        "reloadConfigSuccess": r.last_successful,
+        "lastConfigTime": rfc(r.last_success_ms),
+        "storageRetention": if st.store.is_remote() {
+            "kept by [storage.remote]".to_string()
+        } else if retention_s == 0 {
+            "forever".to_string()
+        } else {
+            format!("{}d", retention_s as f64 / 86_400.0)
+        },
+    }}))
+    .into_response()
 }
 
 /// Every scrape target's health, by job and instance.
