@@ -819,6 +819,22 @@ pub struct ServerConfig {
     /// Required when the server listens beyond loopback with a receiver enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (the server's first) and the private
+    /// key in `key_file`: set both or neither. Read again at each reload, so a renewed
+    /// certificate (cert-manager's) is served without a restart. Needs a build with
+    /// `--features tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The certificate and key to serve HTTPS with, when set.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        self.cert_file.as_deref().zip(self.key_file.as_deref())
+    }
 }
 
 /// A configuration problem, located in the source text.
@@ -1134,6 +1150,9 @@ impl Config {
                 out.push("providers.kubernetes".into());
             }
         }
+        if self.server.cert_file.is_some() {
+            out.push("server.cert_file (serving HTTPS)".into());
+        }
         out
     }
 
@@ -1260,6 +1279,27 @@ impl Config {
                     )
                 }
             }
+        }
+        match (&self.server.cert_file, &self.server.key_file) {
+            (Some(c), None) => {
+                return err(
+                    "server.key_file".into(),
+                    format!(
+                        "not set, but server.cert_file is ({}): serving HTTPS needs the certificate's private key",
+                        c.display()
+                    ),
+                )
+            }
+            (None, Some(k)) => {
+                return err(
+                    "server.cert_file".into(),
+                    format!(
+                        "not set, but server.key_file is ({}): set the certificate the key belongs to",
+                        k.display()
+                    ),
+                )
+            }
+            _ => {}
         }
         validate_scrape(&self.sources.scrape)?;
         validate_providers(&self.providers)?;
@@ -1782,6 +1822,33 @@ mod tests {
             e.message.contains("shorter than history_s (1209600)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn serving_https_takes_a_certificate_and_its_key() {
+        let with =
+            |lines: &str| DEFAULT_TOML.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1);
+        let e = Config::parse(&with("cert_file = \"tls.crt\""), "p.toml").unwrap_err();
+        assert_eq!(e.key, "server.key_file", "{e}");
+        assert!(
+            e.message.contains("needs the certificate's private key"),
+            "{e}"
+        );
+        let e = Config::parse(&with("key_file = \"tls.key\""), "p.toml").unwrap_err();
+        assert_eq!(e.key, "server.cert_file", "{e}");
+        let c = Config::parse(
+            &with("cert_file = \"tls.crt\"\nkey_file = \"tls.key\""),
+            "p.toml",
+        )
+        .unwrap();
+        assert!(c.server.tls_files().is_some());
+        assert!(c
+            .https_uses()
+            .contains(&"server.cert_file (serving HTTPS)".to_string()));
+        assert!(!Config::default()
+            .https_uses()
+            .iter()
+            .any(|u| u.starts_with("server")));
     }
 
     #[test]

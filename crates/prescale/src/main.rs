@@ -317,7 +317,8 @@ fn apply_overrides(cfg: &mut Config, o: &Overrides) {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+/// Listens on `addr`, saying where the dashboard is (over HTTPS when `https`).
+async fn bind(addr: SocketAddr, https: bool) -> Result<tokio::net::TcpListener> {
     let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         UsageError(format!(
             "cannot listen on {addr}: {e}; pick another address with --listen ADDR:PORT"
@@ -326,10 +327,12 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     let local = l.local_addr()?;
     if !local.ip().is_loopback() {
         tracing::warn!(
-            "listening on {local}, beyond loopback: writes need the token, but reads are open to anyone who can reach this address"
+            "listening on {local}, beyond loopback: writes need the token, but reads are open to anyone who can reach this address{}",
+            if https { "" } else { "; without [server] cert_file the token crosses the network in the clear" }
         );
     }
-    say(&format!("dashboard and API at http://{local}/"));
+    let scheme = if https { "https" } else { "http" };
+    say(&format!("dashboard and API at {scheme}://{local}/"));
     Ok(l)
 }
 
@@ -432,13 +435,13 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
         let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), provider);
         engine.restore_status()?;
-        let mut state = AppState::new(&cfg, store.clone(), engine.status_handle())
-            .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
+        let mut state =
+            AppState::new(&cfg, store.clone(), engine.status_handle()).map_err(UsageError)?;
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<reload::Answer>(4);
         state.reload = Some(reload_tx.clone());
         let live = state.config.clone();
         let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(interval_ms as u64));
-        let listener = bind(cfg.listen_addr()).await?;
+        let listener = bind(cfg.listen_addr(), cfg.server.cert_file.is_some()).await?;
         let engine = Arc::new(Mutex::new(engine));
         let stop = Arc::new(AtomicBool::new(false));
 
@@ -1047,9 +1050,9 @@ fn demo_cmd(
         let sim = SimCloud::new(&cfg.tiers, seed);
         let mut engine = Engine::from_config(&cfg, 0, store.clone(), sim);
         engine.set_persist_status(false);
-        let state = AppState::new(&cfg, store.clone(), engine.status_handle())
-            .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
-        let listener = bind(cfg.listen_addr()).await?;
+        let state =
+            AppState::new(&cfg, store.clone(), engine.status_handle()).map_err(UsageError)?;
+        let listener = bind(cfg.listen_addr(), false).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let stop_sig = stop.clone();

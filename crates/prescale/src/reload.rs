@@ -123,8 +123,15 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         v(&new.storage),
         &["retention_s"],
     );
-    // The token file is read again at every reload (a rotated Secret).
-    section("server", v(&old.server), v(&new.server), &["token_file"]);
+    // The token file is read again at every reload (a rotated Secret), and so are the
+    // certificate and its key while HTTPS is served; turning HTTPS on or off is not.
+    section(
+        "server",
+        v(&old.server),
+        v(&new.server),
+        &["token_file", "cert_file", "key_file"],
+    );
+
     section(
         "sources.host",
         v(&old.sources.host),
@@ -150,6 +157,9 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         v(&new.detect),
         &["threshold", "max_series", "match"],
     );
+    if old.server.tls_files().is_some() != new.server.tls_files().is_some() {
+        out.push("server.cert_file".into());
+    }
     out
 }
 
@@ -172,8 +182,13 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     new.storage = old.storage.clone();
     new.storage.retention_s = retention_s;
     let token_file = new.server.token_file.take();
+    let tls = (new.server.cert_file.take(), new.server.key_file.take());
+    let serving_tls = old.server.tls_files().is_some();
     new.server = old.server.clone();
     new.server.token_file = token_file;
+    if serving_tls && tls.0.is_some() {
+        (new.server.cert_file, new.server.key_file) = tls;
+    }
     new.sources.host = old.sources.host.clone();
     new.sources.remote_write = old.sources.remote_write.clone();
     new.sources.influx = old.sources.influx.clone();
@@ -266,6 +281,12 @@ impl Reloading {
         let token = running
             .write_token()
             .map_err(|e| format!("server.token_file: {e}"))?;
+        // The certificate served, read again (cert-manager renews it in place).
+        #[cfg(feature = "tls")]
+        let renewed = match (&self.state.tls, running.server.tls_files()) {
+            (Some(_), Some((c, k))) => Some(prescale_server::tls::Tls::read(c, k)?),
+            _ => None,
+        };
         let provider = crate::make_provider(&new).map_err(|e| format!("{e:#}"))?;
         let scrape_changed = old.sources.scrape != new.sources.scrape;
         let loops = if scrape_changed {
@@ -292,6 +313,10 @@ impl Reloading {
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
         let token_required = token.is_some();
         self.state.receivers.set_token(token);
+        #[cfg(feature = "tls")]
+        if let (Some(tls), Some(renewed)) = (&self.state.tls, renewed) {
+            tls.put(renewed);
+        }
         // With `enabled` changed the watch stays as it is (pending_restart says so).
         self.state.anomalies.reconfigure(&new.detect);
         self.state.set_managed(Managed::of(&new));
@@ -352,6 +377,21 @@ mod tests {
                 "detect.enabled"
             ]
         );
+        // HTTPS turned on waits for a restart; a served certificate's new files do not.
+        let mut https = old.clone();
+        https.server.cert_file = Some("/tls/tls.crt".into());
+        https.server.key_file = Some("/tls/tls.key".into());
+        assert_eq!(needs_restart(&old, &https), ["server.cert_file"]);
+        assert_eq!(in_force(&old, https.clone()).server.cert_file, None);
+        let mut renewed = https.clone();
+        renewed.server.cert_file = Some("/tls2/tls.crt".into());
+        assert!(needs_restart(&https, &renewed).is_empty());
+        assert_eq!(in_force(&https, renewed.clone()).server, renewed.server);
+        let mut off = https.clone();
+        off.server.cert_file = None;
+        off.server.key_file = None;
+        assert_eq!(needs_restart(&https, &off), ["server.cert_file"]);
+        assert_eq!(in_force(&https, off).server, https.server);
         // What runs keeps them until a restart, and takes the rest.
         let running = in_force(&old, new.clone());
         assert_eq!(needs_restart(&running, &new).len(), 4);

@@ -257,3 +257,117 @@ fn an_https_exporter_is_scraped_with_its_ca_and_client_certificate_and_is_down_w
         );
     }
 }
+
+/// A CA (`ca.pem`) in `dir` and a server certificate it signs for 127.0.0.1
+/// (`leaf.pem`, `leaf.key`).
+#[cfg(feature = "tls")]
+fn ca_and_leaf(dir: &Path) -> bool {
+    sh(
+        dir,
+        &[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=prescale test CA",
+        ],
+    ) && signed(
+        dir,
+        "leaf",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn the_server_serves_https_and_a_reload_serves_a_renewed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    if !(ca_and_leaf(&first) && ca_and_leaf(&second)) {
+        eprintln!("skipping: openssl could not make the test certificates");
+        return;
+    }
+    let Some(curl) = common::find("curl") else {
+        eprintln!("skipping: no curl to ask over https");
+        return;
+    };
+    // The files served are copies, renewed in place as cert-manager renews a Secret.
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(first.join("leaf.pem"), &cert).unwrap();
+    std::fs::copy(first.join("leaf.key"), &key).unwrap();
+    let config = common::fast_config().replacen(
+        "[server]\n",
+        &format!(
+            "[server]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+        1,
+    );
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, &config).unwrap();
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _d = start_daemon(
+        &path,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    // (whether curl trusting `ca` got a 200, the body)
+    let https = |ca: &Path, method: &str, path: &str| {
+        let out = Command::new(&curl)
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(ca)
+            .args(["-X", method, &format!("https://{addr}{path}")])
+            .args(["-w", "\n%{http_code}"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success() && text.ends_with("\n200"), text)
+    };
+    wait_for(
+        || https(&first.join("ca.pem"), "GET", "/healthz").0,
+        "the dashboard over https",
+        &logs,
+    );
+    assert!(
+        logs().contains(&format!("dashboard and API at https://{addr}/")),
+        "{}",
+        logs()
+    );
+    // Plain HTTP gets no answer; a connection that never says hello holds no one up.
+    assert!(get(addr, "/healthz").is_none_or(|r| r.0 != 200));
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    let (ok, body) = https(&first.join("ca.pem"), "GET", "/api/v1/workloads");
+    assert!(ok && body.contains("\"host\""), "{body}");
+    // Renewed in place (another CA, to tell them apart), put in force by a reload.
+    std::fs::copy(second.join("leaf.pem"), &cert).unwrap();
+    std::fs::copy(second.join("leaf.key"), &key).unwrap();
+    assert!(
+        https(&first.join("ca.pem"), "GET", "/healthz").0,
+        "served until reloaded"
+    );
+    let (ok, body) = https(&first.join("ca.pem"), "POST", "/-/reload");
+    assert!(ok, "{body}");
+    assert!(https(&second.join("ca.pem"), "GET", "/healthz").0);
+    assert!(!https(&first.join("ca.pem"), "GET", "/healthz").0);
+    // A key that does not go with the certificate: refused, the renewed one served on.
+    std::fs::copy(first.join("leaf.key"), &key).unwrap();
+    let (ok, body) = https(&second.join("ca.pem"), "POST", "/-/reload");
+    assert!(!ok && body.contains("server.cert_file"), "{body}");
+    assert!(https(&second.join("ca.pem"), "GET", "/healthz").0);
+}

@@ -88,6 +88,9 @@ pub struct AppState {
     pub config: Arc<RwLock<prescale_core::config::Config>>,
     /// When the process started (unix ms).
     started_ms: i64,
+    /// The certificate served, when `[server] cert_file` is set.
+    #[cfg(feature = "tls")]
+    pub tls: Option<tls::Tls>,
     /// Comparisons with HPA made lately, by workload and days, with when they were
     /// made: each open dashboard asks for one a minute.
     compared: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, u64), Compared>>>,
@@ -266,7 +269,9 @@ impl AppState {
         store: Store,
         status: Arc<RwLock<Status>>,
     ) -> Result<Self, String> {
-        let token = cfg.write_token()?;
+        let token = cfg
+            .write_token()
+            .map_err(|e| format!("server.token_file: {e}"))?;
         let targets = static_targets(&cfg.sources.scrape, |_| true);
         let metadata = Metadata::load(store.clone())?;
         let anomalies = anomalies::Anomalies::new(&cfg.detect, store.clone());
@@ -282,6 +287,11 @@ impl AppState {
             reload: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
+            #[cfg(feature = "tls")]
+            tls: match cfg.server.tls_files() {
+                Some((c, k)) => Some(tls::Tls::new(c, k)?),
+                None => None,
+            },
             reloads: Arc::new(RwLock::new(ReloadStatus {
                 last_successful: true,
                 last_success_ms: prescale_core::now_ms(),
@@ -1287,10 +1297,20 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = state.tls.clone() {
+        let listener = tls.listen(listener)?;
+        return axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
