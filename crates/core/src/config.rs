@@ -828,6 +828,11 @@ pub struct ServerConfig {
     /// The PEM private key of `cert_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// Every endpoint but `/healthz` needs the token, reads and the dashboard too (a
+    /// browser asks for it: any user name, the token as the password); needs
+    /// `token_file`. Off: only writes and changes do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_for_reads: bool,
 }
 
 impl ServerConfig {
@@ -1300,6 +1305,12 @@ impl Config {
                 )
             }
             _ => {}
+        }
+        if self.server.token_for_reads && self.server.token_file.is_none() {
+            return err(
+                "server.token_for_reads".into(),
+                "needs server.token_file: the token reads would have to carry".into(),
+            );
         }
         validate_scrape(&self.sources.scrape)?;
         validate_providers(&self.providers)?;
@@ -1849,6 +1860,14 @@ mod tests {
             .https_uses()
             .iter()
             .any(|u| u.starts_with("server")));
+    }
+
+    #[test]
+    fn token_for_reads_needs_a_token() {
+        let text = DEFAULT_TOML.replacen("[server]\n", "[server]\ntoken_for_reads = true\n", 1);
+        let e = Config::parse(&text, "p.toml").unwrap_err();
+        assert_eq!(e.key, "server.token_for_reads", "{e}");
+        assert!(e.message.contains("needs server.token_file"), "{e}");
     }
 
     #[test]

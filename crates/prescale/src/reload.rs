@@ -129,7 +129,7 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         "server",
         v(&old.server),
         v(&new.server),
-        &["token_file", "cert_file", "key_file"],
+        &["token_file", "cert_file", "key_file", "token_for_reads"],
     );
 
     section(
@@ -182,10 +182,12 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     new.storage = old.storage.clone();
     new.storage.retention_s = retention_s;
     let token_file = new.server.token_file.take();
+    let token_for_reads = new.server.token_for_reads;
     let tls = (new.server.cert_file.take(), new.server.key_file.take());
     let serving_tls = old.server.tls_files().is_some();
     new.server = old.server.clone();
     new.server.token_file = token_file;
+    new.server.token_for_reads = token_for_reads;
     if serving_tls && tls.0.is_some() {
         (new.server.cert_file, new.server.key_file) = tls;
     }
@@ -313,6 +315,9 @@ impl Reloading {
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
         let token_required = token.is_some();
         self.state.receivers.set_token(token);
+        self.state
+            .token_for_reads
+            .store(running.server.token_for_reads, Ordering::Relaxed);
         #[cfg(feature = "tls")]
         if let (Some(tls), Some(renewed)) = (&self.state.tls, renewed) {
             tls.put(renewed);

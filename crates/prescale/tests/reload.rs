@@ -223,4 +223,28 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
     assert_eq!(write(&["Authorization: Bearer f1rst-t0ken"]), 401);
     assert_eq!(write(&["Authorization: Bearer s3cond-t0ken"]), 204);
     assert!(!d.logs().contains("t0ken"), "a token is never logged");
+
+    // Reads too, from the next reload on; probes still get through.
+    std::fs::write(
+        &path,
+        with_token.replacen("[server]\n", "[server]\ntoken_for_reads = true\n", 1),
+    )
+    .unwrap();
+    let (code, body) = http(
+        d.addr,
+        "POST",
+        "/-/reload",
+        &["Authorization: Bearer s3cond-t0ken"],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let read = |auth: &[&str]| {
+        http(d.addr, "GET", "/api/v1/workloads", auth, b"")
+            .unwrap()
+            .0
+    };
+    assert_eq!(read(&[]), 401);
+    assert_eq!(read(&["Authorization: Bearer s3cond-t0ken"]), 200);
+    assert_eq!(get(d.addr, "/healthz").map(|r| r.0), Some(200));
 }

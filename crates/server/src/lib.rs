@@ -88,6 +88,9 @@ pub struct AppState {
     pub config: Arc<RwLock<prescale_core::config::Config>>,
     /// When the process started (unix ms).
     started_ms: i64,
+    /// Whether reads need the token too (`[server] token_for_reads`; a reload may
+    /// change it).
+    pub token_for_reads: Arc<std::sync::atomic::AtomicBool>,
     /// The certificate served, when `[server] cert_file` is set.
     #[cfg(feature = "tls")]
     pub tls: Option<tls::Tls>,
@@ -287,6 +290,9 @@ impl AppState {
             reload: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
+            token_for_reads: Arc::new(std::sync::atomic::AtomicBool::new(
+                cfg.server.token_for_reads,
+            )),
             #[cfg(feature = "tls")]
             tls: match cfg.server.tls_files() {
                 Some((c, k)) => Some(tls::Tls::new(c, k)?),
@@ -455,7 +461,34 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; see /api/v1/workloads, /api/v1/series, /metrics",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            reads_need_the_token,
+        ))
         .with_state(state)
+}
+
+/// With `[server] token_for_reads`, every request but `/healthz` (probes) carries the
+/// token; a browser is asked for it as Basic credentials (the token as the password).
+async fn reads_need_the_token(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if st.token_for_reads.load(Ordering::Relaxed) && req.uri().path() != "/healthz" {
+        if let Some(want) = st.receivers.token() {
+            if let Some(mut no) = write::refuse_without(&want, req.headers(), "reads need") {
+                no.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(
+                        "Basic realm=\"prescale: any user name, the token as the password\", charset=\"UTF-8\"",
+                    ),
+                );
+                return no;
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// `POST /-/reload` (as Prometheus' with `--web.enable-lifecycle`): rereads the

@@ -968,6 +968,52 @@ async fn a_snapshot_is_a_store_of_its_own_and_takes_the_token() {
 }
 
 #[tokio::test]
+async fn with_token_for_reads_everything_but_healthz_takes_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut cfg = Config::default();
+    cfg.server.token_file = Some(token);
+    cfg.server.token_for_reads = true;
+    let (app, _) = writable(&dir.path().join("data"), cfg);
+    let send = |uri: &str, auth: Option<&str>| {
+        let mut req = Request::builder().uri(uri);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let app = app.clone();
+        let req = req.body(Body::empty()).unwrap();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    for uri in [
+        "/",
+        "/api/v1/workloads",
+        "/metrics",
+        "/api/v1/query?query=up",
+    ] {
+        let r = send(uri, None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        let asks = r.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(asks.starts_with("Basic realm="), "{asks}");
+        let r = send(uri, Some("Bearer guess")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        let r = send(uri, Some("Bearer s3cret")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{uri}");
+        // What a browser sends once asked: any user name, the token as the password.
+        let r = send(uri, Some("Basic YW55b25lOnMzY3JldA==")).await; // anyone:s3cret
+        assert_eq!(r.status(), StatusCode::OK, "{uri}");
+    }
+    assert_eq!(
+        send("/healthz", None).await.status(),
+        StatusCode::OK,
+        "probes"
+    );
+}
+
+#[tokio::test]
 async fn targets_are_listed_unknown_until_scraped() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
