@@ -951,6 +951,25 @@ pub fn overlay(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// The keys, as the configuration names them, whose values differ between two
+/// settings of one section or workload (`T` serialises to a table), sorted: what a
+/// reload says changed. A value that is not a table differs as a whole (`["*"]`).
+pub fn changed_keys<T: Serialize>(a: &T, b: &T) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(a), serde_json::to_value(b));
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (&a, &b) else {
+        return if a.ok() == b.ok() {
+            Vec::new()
+        } else {
+            vec!["*".into()]
+        };
+    };
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
 /// serde's "unknown field `x`, expected one of `a`, `b`" with the expected key most
 /// like `x` named first, as cargo and clap do: "unknown field `sla_quantle` (did you
 /// mean `sla_quantile`?), expected one of ...". `None` when none is close.

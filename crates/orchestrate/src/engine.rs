@@ -414,23 +414,6 @@ impl Reconfigured {
     }
 }
 
-/// The settings of a workload that differ between `a` and `b`, by their configuration
-/// names.
-fn changed_fields(a: &Workload, b: &Workload) -> Vec<String> {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(a), serde_json::to_value(b))
-    else {
-        return vec!["settings".into()];
-    };
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
-
 /// Whether what `b` forecasts differs from what `a` did: the demand and how it is
 /// read, stepped, seasoned, remembered, projected and refreshed, the quantile the plan
 /// reads, and the model.
@@ -1157,14 +1140,13 @@ impl<P: Provider> Engine<P> {
                 self.states.push(fresh);
                 continue;
             };
-            let what = changed_fields(&s.w, &w);
+            let what = prescale_core::config::changed_keys(&s.w, &w);
+            let reloaded =
+                |then: &str| format!("configuration reloaded ({}): {then}", what.join(", "));
             if forecast_changed(&s.w, &w) {
                 notes.push((
                     w.name.clone(),
-                    format!(
-                        "configuration reloaded ({}): what is forecast changed, so the workload learns again from its stored history",
-                        what.join(", ")
-                    ),
+                    reloaded("what is forecast changed, so the workload learns again from its stored history"),
                 ));
                 r.relearnt.push(w.name.clone());
                 self.generations += 1;
@@ -1181,9 +1163,8 @@ impl<P: Provider> Engine<P> {
                 if !what.is_empty() {
                     notes.push((
                         w.name.clone(),
-                        format!(
-                            "configuration reloaded ({}): the model and history are kept, the next plan uses the new settings",
-                            what.join(", ")
+                        reloaded(
+                            "the model and history are kept, the next plan uses the new settings",
                         ),
                     ));
                     r.changed.push(w.name.clone());

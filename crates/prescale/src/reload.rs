@@ -97,66 +97,51 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         // The remote store reads back as far as the longest history at the start.
         out.push("workloads.history_s".into());
     }
-    let mut section = |name: &str, a: Value, b: Value, skip: &[&str]| {
-        let (Value::Object(a), Value::Object(b)) = (&a, &b) else {
-            if a != b {
-                out.push(name.to_string());
-            }
-            return;
-        };
-        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            if !skip.contains(&k.as_str()) && a.get(k) != b.get(k) {
-                out.push(format!("{name}.{k}"));
-            }
-        }
-    };
-    fn v<T: serde::Serialize>(x: &T) -> Value {
-        serde_json::to_value(x).unwrap_or(Value::Null)
+    use prescale_core::config::changed_keys;
+    let sections = [
+        // Retention is applied from the configuration in force at each hourly pass.
+        (
+            "storage",
+            changed_keys(&old.storage, &new.storage),
+            &["retention_s"][..],
+        ),
+        // The token file is read again at every reload (a rotated Secret), and so
+        // are the certificate and its key while HTTPS is served; turning HTTPS on or
+        // off is not (below).
+        (
+            "server",
+            changed_keys(&old.server, &new.server),
+            &["token_file", "cert_file", "key_file", "token_for_reads"],
+        ),
+        (
+            "sources.host",
+            changed_keys(&old.sources.host, &new.sources.host),
+            &[],
+        ),
+        (
+            "sources.remote_write",
+            changed_keys(&old.sources.remote_write, &new.sources.remote_write),
+            &[],
+        ),
+        (
+            "sources.influx",
+            changed_keys(&old.sources.influx, &new.sources.influx),
+            &[],
+        ),
+        // The watch takes a new threshold, limit and match ([`Anomalies::reconfigure`]).
+        (
+            "detect",
+            changed_keys(&old.detect, &new.detect),
+            &["threshold", "max_series", "match"],
+        ),
+    ];
+    for (name, keys, reloaded) in sections {
+        out.extend(
+            keys.into_iter()
+                .filter(|k| !reloaded.contains(&k.as_str()))
+                .map(|k| format!("{name}.{k}")),
+        );
     }
-    // Retention is applied from the configuration in force at each hourly pass.
-    section(
-        "storage",
-        v(&old.storage),
-        v(&new.storage),
-        &["retention_s"],
-    );
-    // The token file is read again at every reload (a rotated Secret), and so are the
-    // certificate and its key while HTTPS is served; turning HTTPS on or off is not.
-    section(
-        "server",
-        v(&old.server),
-        v(&new.server),
-        &["token_file", "cert_file", "key_file", "token_for_reads"],
-    );
-
-    section(
-        "sources.host",
-        v(&old.sources.host),
-        v(&new.sources.host),
-        &[],
-    );
-    section(
-        "sources.remote_write",
-        v(&old.sources.remote_write),
-        v(&new.sources.remote_write),
-        &[],
-    );
-    section(
-        "sources.influx",
-        v(&old.sources.influx),
-        v(&new.sources.influx),
-        &[],
-    );
-    // The watch takes a new threshold, limit and match ([`Anomalies::reconfigure`]).
-    section(
-        "detect",
-        v(&old.detect),
-        v(&new.detect),
-        &["threshold", "max_series", "match"],
-    );
     if old.server.tls_files().is_some() != new.server.tls_files().is_some() {
         out.push("server.cert_file".into());
     }
