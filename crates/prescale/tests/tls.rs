@@ -148,35 +148,13 @@ fn an_https_exporter_is_scraped_with_its_ca_and_client_certificate_and_is_down_w
     let d = dir.path();
     // A CA, a server certificate it signs for 127.0.0.1 (not itself a CA, as rustls
     // requires of a server's certificate), and a client certificate it signs.
-    let made = sh(
-        d,
-        &[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=prescale test CA",
-        ],
-    ) && signed(
-        d,
-        "leaf",
-        "/CN=127.0.0.1",
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    ) && signed(
-        d,
-        "client",
-        "/CN=prescale",
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    );
+    let made = ca_and_leaf(d)
+        && signed(
+            d,
+            "client",
+            "/CN=prescale",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
     if !made {
         eprintln!("skipping: openssl could not make the test certificates");
         return;
