@@ -809,13 +809,29 @@ async fn line_protocol_is_stored_per_field_at_the_given_precision() {
     assert!(text.contains("precision \"fortnights\""), "{text}");
 }
 
-#[tokio::test]
-async fn writes_need_the_token_once_one_is_set_and_disabled_receivers_say_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
+/// The default configuration with `s3cret` in a token file in `dir`.
+fn with_token(dir: &std::path::Path) -> Config {
+    let token = dir.join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let mut cfg = Config::default();
     cfg.server.token_file = Some(token);
+    cfg
+}
+
+/// The default configuration listening beyond loopback, without a token (and so with
+/// the receivers off, as a start requires).
+fn exposed() -> Config {
+    let mut open = Config::default();
+    open.server.listen = "0.0.0.0:9180".into();
+    open.sources.remote_write.enabled = false;
+    open.sources.influx.enabled = false;
+    open
+}
+
+#[tokio::test]
+async fn writes_need_the_token_once_one_is_set_and_disabled_receivers_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = with_token(dir.path());
     cfg.sources.influx.enabled = false;
     let (app, store) = writable(&dir.path().join("data"), cfg);
     let batch = vec![(
@@ -894,10 +910,7 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
         "{text}"
     );
     // Beyond loopback without a token: refused, saying what to set.
-    let mut open = Config::default();
-    open.server.listen = "0.0.0.0:9180".into();
-    open.sources.remote_write.enabled = false;
-    open.sources.influx.enabled = false;
+    let mut open = exposed();
     let app = reloadable(&dir.path().join("open"), &open);
     let (code, text) = post(&app, "/-/reload", &[], Vec::new()).await;
     assert_eq!(code, StatusCode::FORBIDDEN);
@@ -906,9 +919,7 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
         "{text}"
     );
     // With a token: only with it.
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    open.server.token_file = Some(token);
+    open.server.token_file = with_token(dir.path()).server.token_file;
     let app = reloadable(&dir.path().join("token-data"), &open);
     let (code, text) = post(&app, "/-/reload", &[], Vec::new()).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
@@ -927,12 +938,8 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
 #[tokio::test]
 async fn a_snapshot_is_a_store_of_its_own_and_takes_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    let mut cfg = Config::default();
-    cfg.server.token_file = Some(token);
     let data = dir.path().join("data");
-    let (app, store) = writable(&data, cfg);
+    let (app, store) = writable(&data, with_token(dir.path()));
     one_sample(&store, "kept_metric");
     let (code, text) = post(&app, "/api/v1/admin/tsdb/snapshot", &[], Vec::new()).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
@@ -957,11 +964,7 @@ async fn a_snapshot_is_a_store_of_its_own_and_takes_the_token() {
     let key = SeriesKey::metric("kept_metric").unwrap();
     assert_eq!(copy.range(&key, 0, 10).unwrap().unwrap().len(), 1);
     // Beyond loopback without a token: refused, saying what to set.
-    let mut open = Config::default();
-    open.server.listen = "0.0.0.0:9180".into();
-    open.sources.remote_write.enabled = false;
-    open.sources.influx.enabled = false;
-    let (app, _) = writable(&dir.path().join("open"), open);
+    let (app, _) = writable(&dir.path().join("open"), exposed());
     let (code, text) = post(&app, "/api/v1/admin/tsdb/snapshot", &[], Vec::new()).await;
     assert_eq!(code, StatusCode::FORBIDDEN);
     assert!(text.contains("server.token_file"), "{text}");
@@ -970,10 +973,7 @@ async fn a_snapshot_is_a_store_of_its_own_and_takes_the_token() {
 #[tokio::test]
 async fn with_token_for_reads_everything_but_healthz_takes_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    let mut cfg = Config::default();
-    cfg.server.token_file = Some(token);
+    let mut cfg = with_token(dir.path());
     cfg.server.token_for_reads = true;
     let (app, _) = writable(&dir.path().join("data"), cfg);
     let send = |uri: &str, auth: Option<&str>| {
