@@ -20,7 +20,6 @@ mod svg;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use prescale_collect::HostCollector;
 use prescale_core::config::{Config, DEFAULT_TOML};
 use prescale_core::now_ms;
 use prescale_orchestrate::demo::{demo_config, run_demo, DemoOptions, DemoSummary};
@@ -446,41 +445,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();
-        if cfg.sources.host.enabled {
-            let store = store.clone();
-            let anomalies = state.anomalies.clone();
-            let root = cfg.sources.host.proc_root.clone();
-            let every = Duration::from_secs(cfg.sources.host.interval_s);
-            let collector = Arc::new(Mutex::new(HostCollector::new(root)));
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    let store = store.clone();
-                    let collector = collector.clone();
-                    let anomalies = anomalies.clone();
-                    let res = tokio::task::spawn_blocking(move || -> Result<usize> {
-                        let samples = collector.lock().expect("collector").collect(now_ms())?;
-                        let batch: Vec<_> =
-                            samples.into_iter().map(|(k, s)| (k, vec![s])).collect();
-                        let reports = store.append_many(&batch)?;
-                        for (r, (k, _)) in reports.iter().zip(&batch) {
-                            for rej in &r.rejected {
-                                tracing::warn!("{k}: sample rejected: {}", rej.reason);
-                            }
-                        }
-                        anomalies.submit(batch, &reports);
-                        Ok(reports.iter().map(|r| r.accepted).sum::<usize>())
-                    })
-                    .await;
-                    match res {
-                        Ok(Ok(n)) => tracing::debug!(samples = n, "host metrics stored"),
-                        Ok(Err(e)) => tracing::warn!("host collection failed: {e:#}"),
-                        Err(e) => tracing::error!("host collector task died: {e}"),
-                    }
-                }
-            }));
-        }
+        let host = reload::host_loop(&cfg, &store, &state).map(tokio::spawn);
         {
             // Every quarter hour, each workload's last week against HPA, kept as series
             // (prescale_compare_*) for charts of the money saved.
@@ -598,6 +563,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 state: state.clone(),
                 store: store.clone(),
                 scrapes,
+                host,
                 interval_ms: interval_ms.clone(),
                 lookback_s: reload::remote_lookback_s(&cfg),
             }

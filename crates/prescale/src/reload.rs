@@ -88,6 +88,46 @@ pub(crate) fn scrape_loops(
     Ok(loops)
 }
 
+/// The `/proc` collector's loop, when `[sources.host]` enables it.
+pub(crate) fn host_loop(cfg: &Config, store: &Store, state: &AppState) -> Option<Loop> {
+    let host = &cfg.sources.host;
+    if !host.enabled {
+        return None;
+    }
+    let (store, anomalies) = (store.clone(), state.anomalies.clone());
+    let every = Duration::from_secs(host.interval_s);
+    let collector = Arc::new(Mutex::new(prescale_collect::HostCollector::new(
+        host.proc_root.clone(),
+    )));
+    Some(Box::pin(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let collector = collector.clone();
+            let anomalies = anomalies.clone();
+            let res = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+                let samples = collector.lock().expect("collector").collect(now_ms())?;
+                let batch: Vec<_> = samples.into_iter().map(|(k, s)| (k, vec![s])).collect();
+                let reports = store.append_many(&batch)?;
+                for (r, (k, _)) in reports.iter().zip(&batch) {
+                    for rej in &r.rejected {
+                        tracing::warn!("{k}: sample rejected: {}", rej.reason);
+                    }
+                }
+                anomalies.submit(batch, &reports);
+                Ok(reports.iter().map(|r| r.accepted).sum::<usize>())
+            })
+            .await;
+            match res {
+                Ok(Ok(n)) => tracing::debug!(samples = n, "host metrics stored"),
+                Ok(Err(e)) => tracing::warn!("host collection failed: {e:#}"),
+                Err(e) => tracing::error!("host collector task died: {e}"),
+            }
+        }
+    }))
+}
+
 /// The settings that differ between `old` and `new` which only a restart puts in
 /// force, by their keys (`storage.path`, `server.listen`, `detect.threshold`, ...),
 /// for a store opened to read back `lookback_s` ([`remote_lookback_s`]).
@@ -112,21 +152,6 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
             "server",
             changed_keys(&old.server, &new.server),
             &["token_file", "cert_file", "key_file", "token_for_reads"],
-        ),
-        (
-            "sources.host",
-            changed_keys(&old.sources.host, &new.sources.host),
-            &[],
-        ),
-        (
-            "sources.remote_write",
-            changed_keys(&old.sources.remote_write, &new.sources.remote_write),
-            &[],
-        ),
-        (
-            "sources.influx",
-            changed_keys(&old.sources.influx, &new.sources.influx),
-            &[],
         ),
         // The watch takes a new threshold, limit and match ([`Anomalies::reconfigure`]).
         (
@@ -176,9 +201,6 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     if serving_tls && tls.0.is_some() {
         (new.server.cert_file, new.server.key_file) = tls;
     }
-    new.sources.host = old.sources.host.clone();
-    new.sources.remote_write = old.sources.remote_write.clone();
-    new.sources.influx = old.sources.influx.clone();
     new.detect.enabled = old.detect.enabled;
     new
 }
@@ -199,6 +221,8 @@ pub(crate) struct Reloading {
     pub store: Store,
     /// The scrape and discovery loops running.
     pub scrapes: Vec<JoinHandle<()>>,
+    /// The `/proc` collector's loop, when it runs.
+    pub host: Option<JoinHandle<()>>,
     /// The control loop's interval, read at each pass.
     pub interval_ms: Arc<AtomicU64>,
     /// How far back the store was opened to read ([`remote_lookback_s`]).
@@ -209,7 +233,7 @@ impl Drop for Reloading {
     /// The daemon is stopping: its scrapes stop with it (a handle dropped would leave
     /// them running while the store is flushed).
     fn drop(&mut self) {
-        for h in &self.scrapes {
+        for h in self.scrapes.iter().chain(&self.host) {
             h.abort();
         }
     }
@@ -300,6 +324,14 @@ impl Reloading {
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
         let token_required = token.is_some();
         self.state.receivers.set_token(token);
+        self.state.receivers.enable(&running);
+        let host_changed = old.sources.host != new.sources.host;
+        if host_changed {
+            if let Some(h) = self.host.take() {
+                h.abort();
+            }
+            self.host = host_loop(&running, &self.store, &self.state).map(tokio::spawn);
+        }
         self.state
             .token_for_reads
             .store(running.server.token_for_reads, Ordering::Relaxed);
@@ -325,6 +357,7 @@ impl Reloading {
             "workloads_removed": changed.removed,
             "tiers_changed": changed.tiers,
             "scrape_changed": scrape_changed,
+            "host_changed": host_changed,
             "control_interval_s": new.control.interval_s,
             "token_required": token_required,
             "pending_restart": pending,
@@ -358,14 +391,11 @@ mod tests {
         new.server.listen = "0.0.0.0:9180".into();
         new.detect.enabled = false;
         new.sources.influx.enabled = !new.sources.influx.enabled;
+        new.sources.host.interval_s += 5;
         assert_eq!(
             needs_restart(&old, &new),
-            [
-                "storage.path",
-                "server.listen",
-                "sources.influx.enabled",
-                "detect.enabled"
-            ]
+            ["storage.path", "server.listen", "detect.enabled"],
+            "the receivers and the host collector are reloaded"
         );
         // HTTPS turned on waits for a restart; a served certificate's new files do not.
         let mut https = old.clone();
@@ -384,7 +414,8 @@ mod tests {
         assert_eq!(in_force(&https, off).server, https.server);
         // What runs keeps them until a restart, and takes the rest.
         let running = in_force(&old, new.clone());
-        assert_eq!(needs_restart(&running, &new).len(), 4);
+        assert_eq!(needs_restart(&running, &new).len(), 3);
+        assert_eq!(running.sources, new.sources);
         assert!(needs_restart(&running, &old).is_empty());
         assert_eq!(running.storage.retention_s, new.storage.retention_s);
         assert_eq!(running.workloads, new.workloads);

@@ -247,4 +247,62 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
     assert_eq!(read(&[]), 401);
     assert_eq!(read(&["Authorization: Bearer s3cond-t0ken"]), 200);
     assert_eq!(get(d.addr, "/healthz").map(|r| r.0), Some(200));
+
+    // The line-protocol receiver turned off, and the host collector's pace changed.
+    let influx_on = "Telegraf's Prometheus output names them.\nenabled = true";
+    assert!(with_token.contains(influx_on));
+    std::fs::write(
+        &path,
+        with_token
+            .replace(
+                influx_on,
+                "Telegraf's Prometheus output names them.\nenabled = false",
+            )
+            .replacen("[server]\n", "[server]\ntoken_for_reads = true\n", 1)
+            .replacen("\ninterval_s = 1\n", "\ninterval_s = 2\n", 1),
+    )
+    .unwrap();
+    let (code, body) = http(
+        d.addr,
+        "POST",
+        "/-/reload",
+        &["Authorization: Bearer s3cond-t0ken"],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"host_changed\":true"), "{body}");
+    assert!(body.contains("\"pending_restart\":[]"), "{body}");
+    let (code, body) = http(
+        d.addr,
+        "POST",
+        "/api/v2/write?precision=s",
+        &["Authorization: Bearer s3cond-t0ken"],
+        b"m v=2 1700000001",
+    )
+    .unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("sources.influx.enabled = true"), "{body}");
+    // The host collector runs on at its new pace.
+    let busy = |addr| {
+        let (_, text) = http(
+            addr,
+            "GET",
+            "/api/v1/query?query=count_over_time(host_cpu_usage_cores%7Bmode%3D%22busy%22%7D%5B1h%5D)",
+            &["Authorization: Bearer s3cond-t0ken"],
+            b"",
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = busy(d.addr);
+    wait_for(
+        || busy(d.addr) >= before + 2.0,
+        "host samples after the reload",
+        &logs,
+    );
 }

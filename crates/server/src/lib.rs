@@ -612,13 +612,13 @@ async fn sources(State(st): State<AppState>) -> Response {
         (
             "remote_write",
             "POST /api/v1/write",
-            r.remote_write,
+            r.remote_write.load(Ordering::Relaxed),
             &r.counts[0],
         ),
         (
             "influx",
             "POST /api/v2/write, /write",
-            r.influx,
+            r.influx.load(Ordering::Relaxed),
             &r.counts[1],
         ),
     ]

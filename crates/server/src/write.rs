@@ -27,10 +27,10 @@ use crate::AppState;
 /// The receivers' settings and counters, shared by the handlers.
 #[derive(Debug, Default)]
 pub struct Receivers {
-    /// Whether remote_write is accepted.
-    pub remote_write: bool,
-    /// Whether line protocol is accepted.
-    pub influx: bool,
+    /// Whether remote_write is accepted (a reload may change it).
+    pub remote_write: std::sync::atomic::AtomicBool,
+    /// Whether line protocol is accepted (a reload may change it).
+    pub influx: std::sync::atomic::AtomicBool,
     /// The token writes must carry, if any: a reload reads its file again (a rotated
     /// Secret), see [`Receivers::set_token`].
     token: std::sync::RwLock<Option<String>>,
@@ -60,8 +60,8 @@ impl Receivers {
     /// Settings from a configuration and the token read from its `token_file`.
     pub fn new(cfg: &prescale_core::config::Config, token: Option<String>) -> Arc<Self> {
         Arc::new(Self {
-            remote_write: cfg.sources.remote_write.enabled,
-            influx: cfg.sources.influx.enabled,
+            remote_write: cfg.sources.remote_write.enabled.into(),
+            influx: cfg.sources.influx.enabled.into(),
             token: std::sync::RwLock::new(token),
             counts: Default::default(),
         })
@@ -77,6 +77,15 @@ impl Receivers {
     /// Puts a token read again at a reload in force (`None`: none is needed).
     pub fn set_token(&self, token: Option<String>) {
         *self.token.write().expect("token lock") = token;
+    }
+
+    /// Puts a reloaded configuration's `[sources.remote_write]` and `[sources.influx]`
+    /// `enabled` in force.
+    pub fn enable(&self, cfg: &prescale_core::config::Config) {
+        self.remote_write
+            .store(cfg.sources.remote_write.enabled, Ordering::Relaxed);
+        self.influx
+            .store(cfg.sources.influx.enabled, Ordering::Relaxed);
     }
 }
 
@@ -252,7 +261,7 @@ fn malformed(st: &AppState, which: usize, e: ReceiveError) -> Response {
 /// `POST /api/v1/write`: Prometheus remote_write 1.0.
 pub async fn remote_write(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let r = &st.receivers;
-    if !r.remote_write {
+    if !r.remote_write.load(Ordering::Relaxed) {
         return disabled("remote_write", "sources.remote_write");
     }
     if let Some(no) = refuse(r, &headers) {
@@ -322,7 +331,7 @@ pub async fn influx_write(
     body: Bytes,
 ) -> Response {
     let r = &st.receivers;
-    if !r.influx {
+    if !r.influx.load(Ordering::Relaxed) {
         return disabled("InfluxDB line protocol", "sources.influx");
     }
     if let Some(no) = refuse(r, &headers) {
