@@ -139,11 +139,12 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
     }
     use prescale_core::config::changed_keys;
     let sections = [
-        // Retention is applied from the configuration in force at each hourly pass.
+        // Retention is applied from the configuration in force at each hourly pass,
+        // and the store takes a new limit on series at once.
         (
             "storage",
             changed_keys(&old.storage, &new.storage),
-            &["retention_s"][..],
+            &["retention_s", "max_series"][..],
         ),
         // The token file is read again at every reload (a rotated Secret), and so
         // are the certificate and its key while HTTPS is served; turning HTTPS on or
@@ -188,9 +189,10 @@ pub(crate) fn remote_lookback_s(cfg: &Config) -> u64 {
 /// restart applies as they were, so the next reload still names them while they
 /// differ from the file.
 fn in_force(old: &Config, mut new: Config) -> Config {
-    let retention_s = new.storage.retention_s;
+    let (retention_s, max_series) = (new.storage.retention_s, new.storage.max_series);
     new.storage = old.storage.clone();
     new.storage.retention_s = retention_s;
+    new.storage.max_series = max_series;
     let token_file = new.server.token_file.take();
     let token_for_reads = new.server.token_for_reads;
     let tls = (new.server.cert_file.take(), new.server.key_file.take());
@@ -325,6 +327,9 @@ impl Reloading {
         let token_required = token.is_some();
         self.state.receivers.set_token(token);
         self.state.receivers.enable(&running);
+        if !self.store.is_remote() {
+            self.store.set_max_series(running.storage.max_series);
+        }
         let host_changed = old.sources.host != new.sources.host;
         if host_changed {
             if let Some(h) = self.host.take() {
@@ -378,6 +383,7 @@ mod tests {
         let needs_restart = |a: &Config, b: &Config| needs_restart(a, b, remote_lookback_s(&old));
         assert!(needs_restart(&old, &new).is_empty());
         new.storage.retention_s += 3600;
+        new.storage.max_series *= 2;
         new.workloads[0].sla_quantile = 0.9;
         new.control.interval_s += 5;
         assert!(needs_restart(&old, &new).is_empty(), "all reloadable");

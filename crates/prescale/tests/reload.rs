@@ -58,6 +58,11 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         .replace("max_spot_share = 0.5", "max_spot_share = 0.25")
         .replace("\nthreshold = 0.5", "\nthreshold = 0.6")
         .replace("max_series = 1_000_000", "max_series = 2_000_000")
+        .replacen(
+            "\nenabled = true\n# Score (0..1)",
+            "\nenabled = false\n# Score (0..1)",
+            1,
+        )
         + WEB;
     std::fs::write(&path, &edited).unwrap();
     let (code, body) = reload();
@@ -75,10 +80,11 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         "{body}"
     );
     assert_eq!(data["workloads_removed"], serde_json::json!([]), "{body}");
-    // The anomaly watch takes its new threshold; the store's limit waits.
+    // The anomaly watch takes its new threshold and the store its new limit;
+    // stopping the watch waits for a restart.
     assert_eq!(
         data["pending_restart"],
-        serde_json::json!(["storage.max_series"]),
+        serde_json::json!(["detect.enabled"]),
         "{body}"
     );
     // The new workload is planned from the host's stored history, at twice its demand.
@@ -96,11 +102,17 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
     let toml = running["data"]["toml"].as_str().unwrap();
     assert!(toml.contains("name = \"web\"") && toml.contains("max_spot_share = 0.25"));
     assert!(toml.contains("threshold = 0.6"), "{toml}");
-    assert!(toml.contains("max_series = 1000000"), "{toml}");
+    assert!(toml.contains("max_series = 2000000"), "{toml}");
+    assert!(
+        toml.contains("[detect]\nenabled = true"),
+        "the watch runs on: {toml}"
+    );
     assert_eq!(
         running["data"]["pending_restart"],
-        serde_json::json!(["storage.max_series"])
+        serde_json::json!(["detect.enabled"])
     );
+    let limit = json(d.addr, "/api/v1/sources")["data"]["max_series"].clone();
+    assert_eq!(limit, 2_000_000, "the store takes its new limit");
     let info = json(d.addr, "/api/v1/status/runtimeinfo");
     assert_eq!(info["data"]["reloadConfigSuccess"], true, "{info}");
     assert_eq!(info["data"]["storageRetention"], "30d", "{info}");
