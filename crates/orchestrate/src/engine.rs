@@ -1222,6 +1222,32 @@ impl<P: Provider> Engine<P> {
         r
     }
 
+    /// What [`Engine::reconfigure`] would do with `tiers` and `workloads`, changing
+    /// nothing (a reload's dry run).
+    pub fn preview(&self, tiers: &[Tier], workloads: &[Workload]) -> Reconfigured {
+        let mut r = Reconfigured {
+            tiers: tiers != self.tiers,
+            ..Reconfigured::default()
+        };
+        for w in workloads {
+            match self.states.iter().find(|s| s.w.name == w.name) {
+                None => r.added.push(w.name.clone()),
+                Some(s) if forecast_changed(&s.w, w) => r.relearnt.push(w.name.clone()),
+                Some(s) if !prescale_core::config::changed_keys(&s.w, w).is_empty() => {
+                    r.changed.push(w.name.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        r.removed = self
+            .states
+            .iter()
+            .filter(|s| !workloads.iter().any(|w| w.name == s.w.name))
+            .map(|s| s.w.name.clone())
+            .collect();
+        r
+    }
+
     /// The control interval in milliseconds.
     pub fn interval_ms(&self) -> i64 {
         self.interval_ms
@@ -3240,9 +3266,13 @@ mod tests {
         let mut api = c.workloads[0].clone();
         api.name = "api".into();
         n.workloads.push(api);
+        // Each reload as its dry run said it would be.
         let reload = |e: &mut Engine<SimCloud>, n: &Config, at: i64| {
+            let said = e.preview(&n.tiers, &n.workloads);
             let sim = SimCloud::new(&n.tiers, 1);
-            e.reconfigure(n.tiers.clone(), n.workloads.clone(), 15_000, sim, at)
+            let done = e.reconfigure(n.tiers.clone(), n.workloads.clone(), 15_000, sim, at);
+            assert_eq!(said, done);
+            done
         };
         let r = reload(&mut e, &n, 600 * 60_000 + 1);
         assert_eq!(

@@ -436,7 +436,8 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         engine.restore_status()?;
         let mut state =
             AppState::new(&cfg, store.clone(), engine.status_handle()).map_err(UsageError)?;
-        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<reload::Answer>(4);
+        let (reload_tx, reload_rx) =
+            tokio::sync::mpsc::channel::<prescale_server::ReloadRequest>(4);
         state.reload = Some(reload_tx.clone());
         let live = state.config.clone();
         let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(interval_ms as u64));
@@ -577,7 +578,11 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     let (answer, _) = tokio::sync::oneshot::channel();
-                    if reload_tx.send(answer).await.is_err() {
+                    let asked = prescale_server::ReloadRequest {
+                        dry_run: false,
+                        answer,
+                    };
+                    if reload_tx.send(asked).await.is_err() {
                         break;
                     }
                 }

@@ -17,10 +17,11 @@ use std::time::Duration;
 use prescale_core::config::Config;
 use prescale_core::now_ms;
 use prescale_orchestrate::{Engine, Provider};
+use prescale_server::ReloadRequest;
 use prescale_server::{AppState, Managed};
 use prescale_store::Store;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Overrides;
@@ -207,9 +208,6 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     new
 }
 
-/// A reload's answer: what changed, or why nothing did.
-pub(crate) type Answer = oneshot::Sender<Result<Value, String>>;
-
 /// What a reload reads and changes.
 pub(crate) struct Reloading {
     /// The configuration file (`None`: the built-in defaults, nothing to reread).
@@ -243,9 +241,18 @@ impl Drop for Reloading {
 
 impl Reloading {
     /// Answers reload requests one at a time until the daemon stops.
-    pub(crate) async fn serve(mut self, mut rx: mpsc::Receiver<Answer>) {
-        while let Some(answer) = rx.recv().await {
-            let res = self.reload().await;
+    pub(crate) async fn serve(mut self, mut rx: mpsc::Receiver<ReloadRequest>) {
+        while let Some(ReloadRequest { dry_run, answer }) = rx.recv().await {
+            let res = self.reload(dry_run).await;
+            if dry_run {
+                // Nothing changed: the reload status stays as it was.
+                match &res {
+                    Ok(v) => tracing::info!(changes = %v, "configuration checked (dry run)"),
+                    Err(e) => tracing::info!("configuration checked (dry run): {e}"),
+                }
+                let _ = answer.send(res);
+                continue;
+            }
             {
                 let mut r = self.state.reloads.write().expect("reload lock");
                 r.attempts += 1;
@@ -274,7 +281,9 @@ impl Reloading {
         }
     }
 
-    async fn reload(&mut self) -> Result<Value, String> {
+    /// Reads, checks and (unless `dry_run`) puts the file in force; what changed (or
+    /// would), or why nothing does.
+    async fn reload(&mut self, dry_run: bool) -> Result<Value, String> {
         let Some(path) = &self.path else {
             return Err("prescale runs on its built-in defaults: there is no file to reread (start it with --config FILE)".into());
         };
@@ -307,9 +316,34 @@ impl Reloading {
         } else {
             None
         };
-        // Nothing can fail from here on.
+        let host_changed = old.sources.host != new.sources.host;
+        let token_required = token.is_some();
+        let answer = |changed: prescale_orchestrate::engine::Reconfigured| {
+            json!({
+                "dry_run": dry_run,
+                "workloads_added": changed.added,
+                "workloads_changed": changed.changed,
+                "workloads_relearning": changed.relearnt,
+                "workloads_removed": changed.removed,
+                "tiers_changed": changed.tiers,
+                "scrape_changed": scrape_changed,
+                "host_changed": host_changed,
+                "control_interval_s": new.control.interval_s,
+                "token_required": token_required,
+                "pending_restart": pending,
+            })
+        };
         let engine = self.engine.clone();
         let (tiers, workloads) = (new.tiers.clone(), new.workloads.clone());
+        if dry_run {
+            let said = tokio::task::spawn_blocking(move || {
+                engine.lock().expect("engine").preview(&tiers, &workloads)
+            })
+            .await
+            .map_err(|e| format!("the control loop failed: {e}"))?;
+            return Ok(answer(said));
+        }
+        // Nothing can fail from here on.
         let interval_ms = new.control.interval_s * 1000;
         let now = now_ms();
         let changed = tokio::task::spawn_blocking(move || {
@@ -324,13 +358,11 @@ impl Reloading {
         .await
         .map_err(|e| format!("the control loop failed while reconfiguring: {e}"))?;
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
-        let token_required = token.is_some();
         self.state.receivers.set_token(token);
         self.state.receivers.enable(&running);
         if !self.store.is_remote() {
             self.store.set_max_series(running.storage.max_series);
         }
-        let host_changed = old.sources.host != new.sources.host;
         if host_changed {
             if let Some(h) = self.host.take() {
                 h.abort();
@@ -355,18 +387,7 @@ impl Reloading {
                 .retarget(&old.sources.scrape, &new.sources.scrape);
             self.scrapes = loops.into_iter().map(tokio::spawn).collect();
         }
-        let answer = json!({
-            "workloads_added": changed.added,
-            "workloads_changed": changed.changed,
-            "workloads_relearning": changed.relearnt,
-            "workloads_removed": changed.removed,
-            "tiers_changed": changed.tiers,
-            "scrape_changed": scrape_changed,
-            "host_changed": host_changed,
-            "control_interval_s": new.control.interval_s,
-            "token_required": token_required,
-            "pending_restart": pending,
-        });
+        let answer = answer(changed);
         *self.cfg.write().expect("config lock") = running;
         Ok(answer)
     }

@@ -65,9 +65,27 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         )
         + WEB;
     std::fs::write(&path, &edited).unwrap();
+    // A dry run first: what would change, and nothing does.
+    let (code, body) = http(d.addr, "POST", "/-/reload?dry_run=true", &[], b"").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let said: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(said["data"]["dry_run"], true, "{body}");
+    assert_eq!(
+        said["data"]["workloads_added"],
+        serde_json::json!(["web"]),
+        "{body}"
+    );
+    assert_eq!(workloads(d.addr).len(), 1, "a dry run changes nothing");
+    assert!(!json(d.addr, "/api/v1/status/config")["data"]["toml"]
+        .as_str()
+        .unwrap()
+        .contains("name = \"web\""));
     let (code, body) = reload();
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
+    let mut done = v["data"].clone();
+    done["dry_run"] = true.into();
+    assert_eq!(done, said["data"], "the reload did what its dry run said");
     let data = &v["data"];
     assert_eq!(
         data["workloads_added"],

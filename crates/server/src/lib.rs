@@ -24,7 +24,7 @@
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
 //! | `POST /api/v1/admin/tsdb/snapshot` | copies the embedded store at one instant into `snapshots/NAME` in its directory, for backups (the same token rule as `/-/reload`) |
-//! | `POST /-/reload` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one) |
+//! | `POST /-/reload[?dry_run=true]` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one); a dry run says what would change |
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
 
@@ -126,9 +126,17 @@ impl Managed {
     }
 }
 
-/// A request to reload, answered with what changed or why nothing did.
-pub type Reloader =
-    tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>>;
+/// A request to reload (or, with `dry_run`, to say what a reload would change),
+/// answered with what changed or why nothing did.
+pub struct ReloadRequest {
+    /// Check the file and say what would change, changing nothing.
+    pub dry_run: bool,
+    /// Where the answer goes.
+    pub answer: tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>,
+}
+
+/// Where reload requests go.
+pub type Reloader = tokio::sync::mpsc::Sender<ReloadRequest>;
 
 /// How the configuration's reloads went (as Prometheus reports its own).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -495,7 +503,18 @@ async fn reads_need_the_token(
 /// configuration file and puts what it can in force, as SIGHUP does. It changes what
 /// prescale does, so it takes the server's token where one is set, and is refused
 /// beyond loopback without one.
-async fn reload(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+/// `?dry_run=true` checks the file and says what a reload would change, changing
+/// nothing (as `kubectl apply --dry-run=server`).
+#[derive(Deserialize)]
+struct ReloadParams {
+    dry_run: Option<bool>,
+}
+
+async fn reload(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Params(p): Params<ReloadParams>,
+) -> Response {
     let Some(tx) = st.reload.clone() else {
         return error(
             StatusCode::NOT_FOUND,
@@ -506,7 +525,8 @@ async fn reload(State(st): State<AppState>, headers: axum::http::HeaderMap) -> R
         return no;
     }
     let (answer, done) = tokio::sync::oneshot::channel();
-    if tx.send(answer).await.is_err() {
+    let dry_run = p.dry_run.unwrap_or(false);
+    if tx.send(ReloadRequest { dry_run, answer }).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
     }
     match done.await {

@@ -879,14 +879,14 @@ fn reloadable(dir: &std::path::Path, cfg: &Config) -> Router {
     let store = Store::open(dir, Durability::Sync).unwrap();
     let e = Engine::from_config(cfg, 0, store.clone(), SimCloud::new(&cfg.tiers, 1));
     let mut state = AppState::new(cfg, store, e.status_handle()).unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<
-        tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>,
-    >(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ReloadRequest>(1);
     tokio::spawn(async move {
         let mut n = 0;
-        while let Some(answer) = rx.recv().await {
+        while let Some(r) = rx.recv().await {
             n += 1;
-            let _ = answer.send(Ok(json!({ "answered": n })));
+            let _ = r
+                .answer
+                .send(Ok(json!({ "answered": n, "dry_run": r.dry_run })));
         }
     });
     state.reload = Some(tx);
@@ -909,6 +909,12 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
         (StatusCode::OK, true),
         "{text}"
     );
+    assert!(text.contains("\"dry_run\":false"), "{text}");
+    let (code, text) = post(&app, "/-/reload?dry_run=true", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert!(text.contains("\"dry_run\":true"), "{text}");
+    let (code, text) = post(&app, "/-/reload?dry_run=maybe", &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{text}");
     // Beyond loopback without a token: refused, saying what to set.
     let mut open = exposed();
     let app = reloadable(&dir.path().join("open"), &open);
