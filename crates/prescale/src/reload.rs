@@ -1,11 +1,13 @@
 //! Reloading the daemon's configuration without a restart: on SIGHUP or `POST
-//! /-/reload`, as Prometheus does. The file is read and checked whole first; if anything
-//! in it is wrong, nothing changes and the answer (and the log) says what to fix. Then
-//! the tiers, the workloads (each keeping what it learnt while its forecast is the
-//! same: [`Engine::reconfigure`]), the control interval, the provider, the scrape jobs
-//! and the retention are put in force; the store, the server, the host collector, the
-//! receivers and the anomaly watch keep their settings until a restart, and the answer
-//! lists those that changed.
+//! /-/reload`, as Prometheus does. The file is read and checked whole first (and every
+//! file it names that a reload reads again: the token, a served certificate); if
+//! anything in it is wrong, nothing changes and the answer (and the log) says what to
+//! fix. Then the tiers, the workloads (each keeping what it learnt while its forecast
+//! is the same: [`Engine::reconfigure`]), the control interval, the provider, the
+//! scrape jobs, the host collector, the receivers, the token, the certificate, the
+//! retention, the store's limit on series and the anomaly watch's settings are put in
+//! force; what only a restart applies ([`needs_restart`]) is listed in the answer.
+//! `?dry_run=true` answers what would change and changes nothing.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,8 +19,7 @@ use std::time::Duration;
 use prescale_core::config::Config;
 use prescale_core::now_ms;
 use prescale_orchestrate::{Engine, Provider};
-use prescale_server::ReloadRequest;
-use prescale_server::{AppState, Managed};
+use prescale_server::{AppState, Managed, ReloadRequest};
 use prescale_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
