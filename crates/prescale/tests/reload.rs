@@ -52,6 +52,10 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         &logs,
     );
     let reload = || http(d.addr, "POST", "/-/reload", &[], b"").expect("answered");
+    let reload_as = |token: &str| {
+        let auth = format!("Authorization: Bearer {token}");
+        http(d.addr, "POST", "/-/reload", &[auth.as_str()], b"").expect("answered")
+    };
     // A workload added, one's planning changed, a setting only a restart applies.
     let path = dir.path().join("p.toml");
     let edited = base
@@ -241,14 +245,7 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
     let (code, _) = reload();
     assert_eq!(code, 401, "a reload now needs the token too");
     std::fs::write(&token, "s3cond-t0ken\n").unwrap();
-    let (code, body) = http(
-        d.addr,
-        "POST",
-        "/-/reload",
-        &["Authorization: Bearer f1rst-t0ken"],
-        b"",
-    )
-    .unwrap();
+    let (code, body) = reload_as("f1rst-t0ken");
     assert_eq!(code, 200, "{body}");
     assert_eq!(write(&["Authorization: Bearer f1rst-t0ken"]), 401);
     assert_eq!(write(&["Authorization: Bearer s3cond-t0ken"]), 204);
@@ -260,14 +257,7 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         with_token.replacen("[server]\n", "[server]\ntoken_for_reads = true\n", 1),
     )
     .unwrap();
-    let (code, body) = http(
-        d.addr,
-        "POST",
-        "/-/reload",
-        &["Authorization: Bearer s3cond-t0ken"],
-        b"",
-    )
-    .unwrap();
+    let (code, body) = reload_as("s3cond-t0ken");
     assert_eq!(code, 200, "{body}");
     let read = |auth: &[&str]| {
         http(d.addr, "GET", "/api/v1/workloads", auth, b"")
@@ -292,14 +282,7 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
             .replacen("\ninterval_s = 1\n", "\ninterval_s = 2\n", 1),
     )
     .unwrap();
-    let (code, body) = http(
-        d.addr,
-        "POST",
-        "/-/reload",
-        &["Authorization: Bearer s3cond-t0ken"],
-        b"",
-    )
-    .unwrap();
+    let (code, body) = reload_as("s3cond-t0ken");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"host_changed\":true"), "{body}");
     assert!(body.contains("\"pending_restart\":[]"), "{body}");
