@@ -532,8 +532,10 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 };
                 let mut current = interval_ms.load(Ordering::Relaxed);
                 let mut tick = every(current);
-                // The first pass at once, as before.
-                tick.reset_immediately();
+                // The first pass once the sources have had their first go (the host
+                // collector's first samples), as every step waits `grace_ms` for its
+                // samples: at once, it reported the host's own series as missing.
+                tick.reset_after(Duration::from_millis(grace_ms as u64));
                 loop {
                     tick.tick().await;
                     let want = interval_ms.load(Ordering::Relaxed);
