@@ -304,6 +304,19 @@ fn check_models(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// What a configuration needs beyond being read that this build can check: its PromQL
+/// queries (`check_models`) and HTTPS where the build has it. At a start and at each
+/// reload.
+fn check_runnable(cfg: &Config) -> Result<()> {
+    check_models(cfg)?;
+    if !prescale_collect::http::TLS {
+        if let Some(first) = cfg.https_uses().first() {
+            return Err(UsageError(prescale_collect::http::no_tls(first)).into());
+        }
+    }
+    Ok(())
+}
+
 fn apply_overrides(cfg: &mut Config, o: &Overrides) {
     if let Some(d) = &o.data_dir {
         cfg.storage.path = d.clone();
@@ -365,15 +378,10 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         None => Config::default(),
     };
     apply_overrides(&mut cfg, &overrides);
-    check_models(&cfg)?;
+    check_runnable(&cfg)?;
     // Before anything is opened: --listen may have moved the server beyond loopback.
     cfg.write_token()
         .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
-    if !prescale_collect::http::TLS {
-        if let Some(first) = cfg.https_uses().first() {
-            return Err(UsageError(prescale_collect::http::no_tls(first)).into());
-        }
-    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let store = match &cfg.storage.remote {
@@ -439,14 +447,13 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let (reload_tx, reload_rx) =
             tokio::sync::mpsc::channel::<prescale_server::ReloadRequest>(4);
         state.reload = Some(reload_tx.clone());
-        let live = state.config.clone();
         let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(interval_ms as u64));
         let listener = bind(cfg.listen_addr(), cfg.server.cert_file.is_some()).await?;
         let engine = Arc::new(Mutex::new(engine));
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();
-        let host = reload::host_loop(&cfg, &store, &state).map(tokio::spawn);
+        let host = reload::host_loop(&cfg, &state).map(tokio::spawn);
         {
             // Every quarter hour, each workload's last week against HPA, kept as series
             // (prescale_compare_*) for charts of the money saved.
@@ -478,7 +485,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         {
             // Retention: at start, then hourly, off the async threads.
             let store = store.clone();
-            let live = live.clone();
+            let live = state.config.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(3600));
                 loop {
@@ -513,7 +520,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 }
             }));
         }
-        let scrapes: Vec<_> = reload::scrape_loops(&cfg, &store, &state)
+        let scrapes: Vec<_> = reload::scrape_loops(&cfg, &state)
             .map_err(UsageError)?
             .into_iter()
             .map(tokio::spawn)
@@ -561,10 +568,8 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             reload::Reloading {
                 path: config.clone(),
                 overrides,
-                cfg: live.clone(),
                 engine: engine.clone(),
                 state: state.clone(),
-                store: store.clone(),
                 scrapes,
                 host,
                 interval_ms: interval_ms.clone(),

@@ -13,14 +13,13 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prescale_core::config::Config;
 use prescale_core::now_ms;
 use prescale_orchestrate::{Engine, Provider};
 use prescale_server::{AppState, Managed, ReloadRequest};
-use prescale_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -33,11 +32,8 @@ pub(crate) type Loop = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The loops that scrape `cfg`'s jobs. Everything that can fail (a TLS file, a
 /// Kubernetes connection) is done before any loop exists, so a bad job refuses the
 /// start or the reload whole.
-pub(crate) fn scrape_loops(
-    cfg: &Config,
-    store: &Store,
-    state: &AppState,
-) -> Result<Vec<Loop>, String> {
+pub(crate) fn scrape_loops(cfg: &Config, state: &AppState) -> Result<Vec<Loop>, String> {
+    let store = &state.store;
     let mut loops: Vec<Loop> = Vec::new();
     for (i, job) in cfg.sources.scrape.iter().enumerate() {
         let agent = prescale_collect::http::agent(
@@ -91,12 +87,12 @@ pub(crate) fn scrape_loops(
 }
 
 /// The `/proc` collector's loop, when `[sources.host]` enables it.
-pub(crate) fn host_loop(cfg: &Config, store: &Store, state: &AppState) -> Option<Loop> {
+pub(crate) fn host_loop(cfg: &Config, state: &AppState) -> Option<Loop> {
     let host = &cfg.sources.host;
     if !host.enabled {
         return None;
     }
-    let (store, anomalies) = (store.clone(), state.anomalies.clone());
+    let (store, anomalies) = (state.store.clone(), state.anomalies.clone());
     let every = Duration::from_secs(host.interval_s);
     let collector = Arc::new(Mutex::new(prescale_collect::HostCollector::new(
         host.proc_root.clone(),
@@ -215,11 +211,9 @@ pub(crate) struct Reloading {
     pub path: Option<PathBuf>,
     /// The command line's overrides, applied again over the file.
     pub overrides: Overrides,
-    /// The configuration in force.
-    pub cfg: Arc<RwLock<Config>>,
     pub engine: Arc<Mutex<Engine<Box<dyn Provider>>>>,
+    /// The server's state: the configuration in force, the store, what is managed.
     pub state: AppState,
-    pub store: Store,
     /// The scrape and discovery loops running.
     pub scrapes: Vec<JoinHandle<()>>,
     /// The `/proc` collector's loop, when it runs.
@@ -290,13 +284,8 @@ impl Reloading {
         };
         let mut new = Config::load(path).map_err(|e| e.to_string())?;
         crate::apply_overrides(&mut new, &self.overrides);
-        crate::check_models(&new).map_err(|e| format!("{e:#}"))?;
-        if !prescale_collect::http::TLS {
-            if let Some(first) = new.https_uses().first() {
-                return Err(prescale_collect::http::no_tls(first));
-            }
-        }
-        let old = self.cfg.read().expect("config lock").clone();
+        crate::check_runnable(&new).map_err(|e| format!("{e:#}"))?;
+        let old = self.state.config.read().expect("config lock").clone();
         let pending = needs_restart(&old, &new, self.lookback_s);
         let running = in_force(&old, new.clone());
         // Read again whether or not its path changed: a Secret's file is rotated in
@@ -313,7 +302,7 @@ impl Reloading {
         let provider = crate::make_provider(&new).map_err(|e| format!("{e:#}"))?;
         let scrape_changed = old.sources.scrape != new.sources.scrape;
         let loops = if scrape_changed {
-            Some(scrape_loops(&new, &self.store, &self.state)?)
+            Some(scrape_loops(&new, &self.state)?)
         } else {
             None
         };
@@ -361,14 +350,14 @@ impl Reloading {
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
         self.state.receivers.set_token(token);
         self.state.receivers.enable(&running);
-        if !self.store.is_remote() {
-            self.store.set_max_series(running.storage.max_series);
+        if !self.state.store.is_remote() {
+            self.state.store.set_max_series(running.storage.max_series);
         }
         if host_changed {
             if let Some(h) = self.host.take() {
                 h.abort();
             }
-            self.host = host_loop(&running, &self.store, &self.state).map(tokio::spawn);
+            self.host = host_loop(&running, &self.state).map(tokio::spawn);
         }
         self.state
             .token_for_reads
@@ -389,7 +378,7 @@ impl Reloading {
             self.scrapes = loops.into_iter().map(tokio::spawn).collect();
         }
         let answer = answer(changed);
-        *self.cfg.write().expect("config lock") = running;
+        *self.state.config.write().expect("config lock") = running;
         Ok(answer)
     }
 }
