@@ -1101,10 +1101,8 @@ impl<P: Provider> Engine<P> {
         mut provider: P,
         now: TimestampMs,
     ) -> Reconfigured {
-        let mut r = Reconfigured {
-            tiers: tiers != self.tiers,
-            ..Reconfigured::default()
-        };
+        // One account of what changes, the one a dry run gives.
+        let r = self.preview(&tiers, &workloads);
         if provider.name() == self.provider.name() {
             if let Some(v) = self.provider.save() {
                 if let Err(e) = provider.restore(v) {
@@ -1126,7 +1124,6 @@ impl<P: Provider> Engine<P> {
                     w.name.clone(),
                     "added by a configuration reload: its history is read and a model selected as at a start".into(),
                 ));
-                r.added.push(w.name.clone());
                 self.generations += 1;
                 let mut fresh = WState::new(&tiers, w, self.generations);
                 // One configured before (removed by an earlier reload, or in an earlier
@@ -1143,12 +1140,11 @@ impl<P: Provider> Engine<P> {
             let what = prescale_core::config::changed_keys(&s.w, &w);
             let reloaded =
                 |then: &str| format!("configuration reloaded ({}): {then}", what.join(", "));
-            if forecast_changed(&s.w, &w) {
+            if r.relearnt.contains(&w.name) {
                 notes.push((
                     w.name.clone(),
                     reloaded("what is forecast changed, so the workload learns again from its stored history"),
                 ));
-                r.relearnt.push(w.name.clone());
                 self.generations += 1;
                 let mut fresh = WState::new(&tiers, w, self.generations);
                 // This month's spending carries over, as over a restart.
@@ -1156,18 +1152,18 @@ impl<P: Provider> Engine<P> {
                 self.states.push(fresh);
                 continue;
             }
-            if !what.is_empty() || r.tiers {
+            let changed = r.changed.contains(&w.name);
+            if changed || r.tiers {
                 let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
                 (s.cover, s.leads) = cover_and_leads(&serving, s.step_ms);
                 s.stabilizer.set_window(w.scale_down_delay_s as i64 * 1000);
-                if !what.is_empty() {
+                if changed {
                     notes.push((
                         w.name.clone(),
                         reloaded(
                             "the model and history are kept, the next plan uses the new settings",
                         ),
                     ));
-                    r.changed.push(w.name.clone());
                 }
             }
             s.w = w;
@@ -1184,7 +1180,6 @@ impl<P: Provider> Engine<P> {
                 ),
             ));
             st.workloads.remove(&s.w.name);
-            r.removed.push(s.w.name);
         }
         for s in &self.states {
             if r.added.contains(&s.w.name) || r.relearnt.contains(&s.w.name) {
