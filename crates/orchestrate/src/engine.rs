@@ -39,6 +39,9 @@ use crate::provider::Provider;
 use crate::reconcile::{reconcile, surged, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
+mod unmanaged;
+pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
+
 /// Live errors compared with the cross-validation error for drift.
 const DRIFT_WINDOW: usize = 12;
 
@@ -262,6 +265,9 @@ pub struct Status {
     pub provider_events: u64,
     /// Per workload.
     pub workloads: BTreeMap<String, WorkloadStatus>,
+    /// Capacity held for workloads no longer configured, by workload.
+    #[serde(default)]
+    pub unmanaged: BTreeMap<String, Unmanaged>,
 }
 
 struct WState {
@@ -444,6 +450,8 @@ pub struct Engine<P: Provider> {
     /// reloads, so a workload removed and added again does not take in a selection
     /// its earlier definition asked for.
     generations: u64,
+    /// Workloads no longer configured that hold capacity ([`unmanaged`]).
+    unmanaged: BTreeMap<String, Unmanaged>,
 }
 
 /// One sample at `now` of metric `name` for each tier of `workload`
@@ -1020,6 +1028,7 @@ impl<P: Provider> Engine<P> {
             persist_status: true,
             trainer: Trainer::background(1),
             generations: 0,
+            unmanaged: BTreeMap::new(),
         }
     }
 
@@ -1120,9 +1129,14 @@ impl<P: Provider> Engine<P> {
                 .iter()
                 .position(|s| s.as_ref().is_some_and(|s| s.w.name == w.name));
             let Some(mut s) = i.and_then(|i| old[i].take()) else {
+                let again = if self.manage_again(&w.name) {
+                    "; prescale takes over the capacity it was left holding"
+                } else {
+                    ""
+                };
                 notes.push((
                     w.name.clone(),
-                    "added by a configuration reload: its history is read and a model selected as at a start".into(),
+                    format!("added by a configuration reload: its history is read and a model selected as at a start{again}"),
                 ));
                 self.generations += 1;
                 let mut fresh = WState::new(&tiers, w, self.generations);
@@ -1169,24 +1183,38 @@ impl<P: Provider> Engine<P> {
             s.w = w;
             self.states.push(s);
         }
-        let mut st = self.status.write().expect("status lock");
+        let status = self.status.clone();
+        let mut st = status.write().expect("status lock");
         for s in old.into_iter().flatten() {
-            let held = self.provider.allocation(&s.w.name, now);
-            let n: u32 = held.tiers.values().map(|t| t.total()).sum();
+            let held = self.held_instances(&s.w.name, now);
+            let n: u32 = held.values().sum();
             notes.push((
                 s.w.name.clone(),
-                format!(
-                    "removed by a configuration reload: no longer managed; the {n} instance(s) it holds are left as they are"
-                ),
+                if n == 0 {
+                    "removed by a configuration reload: no longer managed; it holds no instances"
+                        .into()
+                } else {
+                    format!(
+                        "removed by a configuration reload: no longer managed; the {n} instance(s) it holds are left as they are, listed as unmanaged until `{}` releases them",
+                        release_path(&s.w.name)
+                    )
+                },
             ));
+            if n > 0 {
+                self.leave_unmanaged(&s.w.name, held, &tiers, now);
+            }
             st.workloads.remove(&s.w.name);
         }
+        st.unmanaged = self.unmanaged.clone();
         for s in &self.states {
             if r.added.contains(&s.w.name) || r.relearnt.contains(&s.w.name) {
                 st.workloads.insert(s.w.name.clone(), s.status.clone());
             }
         }
         drop(st);
+        if let Err(e) = self.save_unmanaged() {
+            tracing::warn!("reload: the list of unmanaged capacity is not stored: {e}");
+        }
         if r.tiers {
             for s in &self.states {
                 if !notes.iter().any(|(n, _)| n == &s.w.name) {
@@ -1254,6 +1282,8 @@ impl<P: Provider> Engine<P> {
         for o in self.trainer.drain() {
             self.accept(o, now)?;
         }
+        let unmanaged: Vec<String> = self.unmanaged.keys().cloned().collect();
+        self.provider.follow(&unmanaged);
         let events = self.provider.advance(now);
         let mut st = self.status.read().expect("status lock").clone();
         for e in &events {
@@ -1272,6 +1302,7 @@ impl<P: Provider> Engine<P> {
         for i in 0..self.states.len() {
             self.tick_workload(i, now, &mut st)?;
         }
+        self.track_unmanaged(now, &mut st)?;
         st.ticks += 1;
         st.last_tick = Some(now);
         if self.persist_status {
@@ -2241,7 +2272,9 @@ impl<P: Provider> Engine<P> {
                 tracing::warn!("starting {} from scratch: {e}", self.provider.name());
             }
         }
+        self.restore_unmanaged()?;
         let mut st = self.status.write().expect("status lock");
+        st.unmanaged = self.unmanaged.clone();
         for s in &mut self.states {
             if let Some(ws) = self
                 .store
@@ -3547,5 +3580,218 @@ mod tests {
         // Pooled errors alone would make the night's band six times the peak's share.
         assert!(night < 2.0 * peak, "night {night}, peak {peak}");
         assert!(night > 0.0 && peak > 0.0);
+    }
+
+    /// A simulated cloud that refuses to release anything.
+    struct NoRelease(SimCloud);
+    impl Provider for NoRelease {
+        fn name(&self) -> &str {
+            "stuck"
+        }
+        fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+            match a.kind {
+                prescale_core::ActionKind::Deprovision => {
+                    Err(ProviderError::Unavailable("timed out after 10 s".into()))
+                }
+                prescale_core::ActionKind::Provision => self.0.apply(a, now),
+            }
+        }
+        fn allocation(&self, w: &str, now: TimestampMs) -> Allocation {
+            self.0.allocation(w, now)
+        }
+        fn holders(&self) -> Vec<String> {
+            self.0.holders()
+        }
+        fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+            self.0.advance(now)
+        }
+    }
+
+    #[test]
+    fn capacity_a_removed_workload_holds_is_listed_priced_and_released_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..121);
+        let mut c = Config::default();
+        let mut batch = c.workloads[0].clone();
+        batch.name = "batch".into();
+        c.workloads.push(batch);
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        let t0 = 120 * 60_000;
+        e.tick(t0).unwrap();
+        let held = e.held_instances("batch", t0);
+        let n: u32 = held.values().sum();
+        assert!(n > 0, "batch holds capacity: {held:?}");
+        let price = |held: &BTreeMap<String, u32>| -> f64 {
+            held.iter()
+                .map(|(t, n)| {
+                    *n as f64
+                        * c.tiers
+                            .iter()
+                            .find(|x| &x.name == t)
+                            .unwrap()
+                            .price_per_hour
+                })
+                .sum()
+        };
+        // A reload removes batch: its capacity is left, listed and priced at once.
+        let mut without = c.clone();
+        without.workloads.pop();
+        let sim = SimCloud::new(&c.tiers, 1);
+        e.reconfigure(
+            c.tiers.clone(),
+            without.workloads.clone(),
+            60_000,
+            sim,
+            t0 + 1,
+        );
+        let st = e.status_handle();
+        let listed = |name: &str| st.read().unwrap().unmanaged.get(name).cloned();
+        let u = listed("batch").expect("listed at the reload");
+        assert_eq!(u.instances, held);
+        assert!((u.cost_per_hour - price(&held)).abs() < 1e-9);
+        assert_eq!(
+            (u.since, u.why.as_str()),
+            (t0 + 1, "removed by a configuration reload")
+        );
+        let said = |name: &str, kind: DecisionKind| -> Vec<String> {
+            let d = store.decisions(Some(name), 50).unwrap();
+            d.into_iter()
+                .filter(|d| d.kind == kind)
+                .map(|d| d.reason)
+                .collect()
+        };
+        assert!(
+            said("batch", DecisionKind::Config)[0]
+                .contains("`POST /api/v1/unmanaged/batch/release` releases them"),
+            "{:?}",
+            said("batch", DecisionKind::Config)
+        );
+        // Passes leave it as it is and keep following it.
+        for m in 121..124 {
+            feed(&store, m..m + 1);
+            e.tick((m + 1) * 60_000).unwrap();
+        }
+        let t1 = 124 * 60_000;
+        assert_eq!(
+            e.held_instances("batch", t1),
+            held,
+            "never released by a pass"
+        );
+        assert_eq!(listed("batch").unwrap().instances, held);
+        assert!(said("batch", DecisionKind::Act)
+            .iter()
+            .all(|r| !r.contains("as asked")));
+        // Refused: a configured workload, and a name not on the list.
+        let no = e.release("host", t1).unwrap_err().to_string();
+        assert!(no.contains("`host` is configured"), "{no}");
+        let no = e.release("bach", t1).unwrap_err().to_string();
+        assert_eq!(
+            no,
+            "no unmanaged workload is named `bach`; unmanaged: batch"
+        );
+        // A restart keeps the list.
+        drop(e);
+        let mut e = Engine::from_config(&without, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.restore_status().unwrap();
+        let st = e.status_handle();
+        let listed = |name: &str| st.read().unwrap().unmanaged.get(name).cloned();
+        assert_eq!(listed("batch").unwrap().since, t0 + 1, "as stored");
+        // Released when asked: every tier, pending instances included.
+        let r = e.release("batch", t1).unwrap();
+        assert_eq!(r.released, held);
+        assert!(r.acted && (r.cost_per_hour - price(&held)).abs() < 1e-9);
+        assert!(e.held_instances("batch", t1).is_empty());
+        assert!(listed("batch").is_none(), "off the list at once");
+        let acts: Vec<String> = said("batch", DecisionKind::Act)
+            .into_iter()
+            .filter(|r| r.contains("as asked"))
+            .collect();
+        assert_eq!(acts.len(), held.len(), "one per tier: {acts:?}");
+        assert!(acts
+            .iter()
+            .all(|r| r.contains("removed by a configuration reload")));
+        assert!(
+            said("batch", DecisionKind::Config)
+                .last()
+                .unwrap()
+                .contains("now holds no instances"),
+            "{:?}",
+            said("batch", DecisionKind::Config)
+        );
+        let no = e.release("batch", t1).unwrap_err().to_string();
+        assert!(
+            no.contains("every workload holding capacity is configured"),
+            "{no}"
+        );
+
+        // Capacity the provider holds for a workload configured nowhere (removed while
+        // prescale was stopped) is found at the first pass, and a provider that refuses
+        // to release leaves it listed, saying why.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..121);
+        let mut sim = SimCloud::new(&c.tiers, 1);
+        for (tier, count) in [("spot", 2), ("standard", 3)] {
+            let a = Action {
+                key: format!("old/{tier}"),
+                workload: "old".into(),
+                tier: tier.into(),
+                kind: prescale_core::ActionKind::Provision,
+                count,
+                at: 0,
+            };
+            sim.apply(&a, 0).unwrap();
+        }
+        let mut e = Engine::from_config(&without, 0, store.clone(), NoRelease(sim));
+        e.tick(t0).unwrap();
+        let st = e.status_handle();
+        let u = st.read().unwrap().unmanaged["old"].clone();
+        let want: BTreeMap<String, u32> = [("spot".into(), 2), ("standard".into(), 3)].into();
+        assert_eq!(u.instances, want);
+        assert_eq!(
+            u.why,
+            "held by the stuck provider but in no workload of the configuration"
+        );
+        let d = store.decisions(Some("old"), 5).unwrap();
+        let d: Vec<_> = d.into_iter().rev().collect();
+        assert!(d[0].reason.contains("not in the configuration, but the stuck provider holds 5 instance(s) for it (2 spot, 3 standard"), "{}", d[0].reason);
+        let no = e.release("old", t0).unwrap_err().to_string();
+        assert_eq!(
+            no,
+            "the stuck provider: provider unavailable: timed out after 10 s; nothing was released"
+        );
+        assert_eq!(st.read().unwrap().unmanaged["old"].instances, want);
+        let d = store.decisions(Some("old"), 5).unwrap();
+        let d: Vec<_> = d.into_iter().rev().collect();
+        assert_eq!(d[0].kind, DecisionKind::Error);
+        assert!(
+            d[0].reason.contains("stuck refused to release 2 spot"),
+            "{}",
+            d[0].reason
+        );
+        // Configured again, it is managed again: its capacity is taken over.
+        let mut back = without.clone();
+        let mut old = c.workloads[0].clone();
+        old.name = "old".into();
+        back.workloads.push(old);
+        let stuck = NoRelease(SimCloud::new(&c.tiers, 1));
+        let r = e.reconfigure(
+            c.tiers.clone(),
+            back.workloads.clone(),
+            60_000,
+            stuck,
+            t0 + 1,
+        );
+        assert_eq!(r.added, ["old"]);
+        assert!(st.read().unwrap().unmanaged.is_empty());
+        let d = store.decisions(Some("old"), 5).unwrap();
+        let d: Vec<_> = d.into_iter().rev().collect();
+        assert!(
+            d[0].reason
+                .contains("takes over the capacity it was left holding"),
+            "{}",
+            d[0].reason
+        );
     }
 }

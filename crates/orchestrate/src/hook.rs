@@ -15,7 +15,7 @@
 //! without prescale asking as events). Otherwise prescale keeps its own book of what it
 //! asked for, each instance ready after its tier's lead time, saved across restarts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,6 +103,9 @@ pub struct HookProvider {
     report_state: bool,
     tiers: BTreeMap<String, Tier>,
     workloads: Vec<String>,
+    /// Workloads no longer configured whose capacity the engine follows: asked about in
+    /// state requests too ([`Provider::follow`]).
+    unmanaged: Vec<String>,
     book: Book,
     /// The hook's last state report, with what was applied since added.
     reported: Option<StateReport>,
@@ -131,6 +134,7 @@ impl HookProvider {
             report_state,
             tiers: tiers.iter().map(|t| (t.name.clone(), t.clone())).collect(),
             workloads,
+            unmanaged: Vec::new(),
             book: Book::default(),
             reported: None,
             clock: 0,
@@ -281,13 +285,41 @@ impl Provider for HookProvider {
         a
     }
 
+    fn holders(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for (w, tiers) in &self.book.instances {
+            if tiers.values().any(|v| !v.is_empty()) {
+                names.insert(w.clone());
+            }
+        }
+        for (w, tiers) in self.reported.iter().flatten() {
+            if tiers.values().any(|c| c.total() > 0) {
+                names.insert(w.clone());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    fn follow(&mut self, unmanaged: &[String]) {
+        self.unmanaged = unmanaged.to_vec();
+    }
+
     fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
         self.clock = now;
         if !self.report_state {
             return Vec::new();
         }
         let req = Request::State {
-            workloads: self.workloads.clone(),
+            workloads: self
+                .workloads
+                .iter()
+                .chain(
+                    self.unmanaged
+                        .iter()
+                        .filter(|u| !self.workloads.contains(u)),
+                )
+                .cloned()
+                .collect(),
             tiers: self.tiers.keys().cloned().collect(),
         };
         let report = self.call(&req).and_then(|body| {
@@ -748,6 +780,22 @@ exit 0
         assert!(p.advance(3000).is_empty());
         assert_eq!(p.allocation("web", 3000).tiers["standard"].total(), 6);
         assert!(p.save().is_none(), "the hook holds the truth");
+        // A workload removed from the configuration that still holds capacity: the
+        // engine follows it, so the hook is asked about it too.
+        p.follow(&["old".into(), "web".into()]);
+        std::fs::write(
+            &state,
+            r#"{"web": {"standard": {"ready": 6}, "spot": {"ready": 1}}, "old": {"spot": {"ready": 3}}}"#,
+        )
+        .unwrap();
+        assert!(p.advance(4000).is_empty());
+        let asked = calls(dir.path()).pop().unwrap();
+        assert!(
+            asked.starts_with(r#"{"type":"state","workloads":["web","old"],"#),
+            "{asked}"
+        );
+        assert_eq!(p.allocation("old", 4000).tiers["spot"].ready, 3);
+        assert_eq!(p.holders(), ["old", "web"]);
     }
 
     #[test]

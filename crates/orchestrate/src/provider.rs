@@ -3,7 +3,7 @@
 //! release, and spot instances are interrupted at random (seeded, so runs replay). The
 //! hook providers ([`crate::hook`]) hand actions to a command or an HTTP endpoint.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use prescale_core::{Action, ActionKind, Allocation, Tier, TierClass, TimestampMs};
 use rand::{Rng, SeedableRng};
@@ -74,6 +74,16 @@ pub trait Provider: Send {
     fn apply(&mut self, action: &Action, now: TimestampMs) -> Result<(), ProviderError>;
     /// What `workload` holds at `now`, per tier.
     fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation;
+    /// Workloads this provider knows to hold instances, configured or not, so capacity
+    /// left by a workload removed while prescale was stopped is found; empty where the
+    /// provider cannot list them (the engine still follows workloads a reload removed).
+    fn holders(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Workloads no longer configured whose capacity the engine still follows (set
+    /// before every pass): a provider that asks an outside system what each workload
+    /// holds asks about these too.
+    fn follow(&mut self, _unmanaged: &[String]) {}
     /// Moves the provider's clock to `now`; returns events that happened meanwhile
     /// (e.g. spot interruptions).
     fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent>;
@@ -101,6 +111,12 @@ impl Provider for Box<dyn Provider> {
     }
     fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
         (**self).allocation(workload, now)
+    }
+    fn holders(&self) -> Vec<String> {
+        (**self).holders()
+    }
+    fn follow(&mut self, unmanaged: &[String]) {
+        (**self).follow(unmanaged)
     }
     fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
         (**self).advance(now)
@@ -211,9 +227,9 @@ impl Provider for SimCloud {
         if self.applied.contains(&a.key) {
             return Ok(());
         }
-        let tier = tier_of(&self.tiers, &a.tier)?;
         match a.kind {
             ActionKind::Provision => {
+                let tier = tier_of(&self.tiers, &a.tier)?;
                 within_max(&tier, self.tier_count(&a.tier), a.count)?;
                 for _ in 0..a.count {
                     self.instances.push(Instance {
@@ -294,6 +310,16 @@ impl Provider for SimCloud {
         // Continue the interruption sequence deterministically from the saved clock.
         self.rng = ChaCha8Rng::seed_from_u64(self.seed ^ st.clock.unwrap_or(0) as u64);
         Ok(())
+    }
+
+    fn holders(&self) -> Vec<String> {
+        let names: BTreeSet<&str> = self
+            .instances
+            .iter()
+            .filter(|i| i.ends_at.is_none())
+            .map(|i| i.workload.as_str())
+            .collect();
+        names.into_iter().map(str::to_string).collect()
     }
 
     fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {

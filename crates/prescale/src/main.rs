@@ -450,6 +450,10 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(interval_ms as u64));
         let listener = bind(cfg.listen_addr(), cfg.server.cert_file.is_some()).await?;
         let engine = Arc::new(Mutex::new(engine));
+        state.release = Some({
+            let engine = engine.clone();
+            Arc::new(move |name: &str| engine.lock().expect("engine").release(name, now_ms()))
+        });
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();

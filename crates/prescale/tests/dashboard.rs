@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{enc, fast_config, find, get, wait_for, Daemon, Demo};
+use common::{enc, fast_config, find, get, http, wait_for, Daemon, Demo};
 
 /// The page after its script has run, as Chromium serialises it.
 fn rendered(browser: &str, url: &str) -> String {
@@ -461,6 +461,76 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         );
         assert!(!s.contains("class=\"k-hold\""), "{name}: a hold listed");
     }
+}
+
+#[test]
+fn the_dashboard_shows_what_a_removed_workload_left_until_it_is_released() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = fast_config();
+    let web = "\n[[workloads]]\nname = \"web\"\ndemand = 'host_cpu_usage_cores{mode=\"busy\"}'\nstep_s = 1\nhorizon_s = 600\n";
+    let d = Daemon::start(dir.path(), &(base.clone() + web));
+    let holds = || {
+        let Some((200, b)) = get(d.addr, "/api/v1/workloads/web/status") else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        let tiers = v["data"]["allocation"]["tiers"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        tiers
+            .values()
+            .any(|c| c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0) > 0)
+    };
+    wait_for(holds, "web's capacity", &|| d.logs());
+    // Removed from the file and reloaded: what it holds is left, and shown.
+    std::fs::write(dir.path().join("p.toml"), &base).unwrap();
+    let (code, body) = http(d.addr, "POST", "/-/reload", &[], b"").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let left = json(d.addr, "/api/v1/unmanaged");
+    let cost = left["cost_per_hour"].as_f64().unwrap();
+    assert!(cost > 0.0, "{left}");
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    let section = html
+        .split("<section>")
+        .find(|s| s.contains("<h2>Left unmanaged</h2>"))
+        .unwrap_or_else(|| panic!("no unmanaged section: {}", &html[..html.len().min(3000)]));
+    assert!(
+        section.contains(&format!(
+            "${cost:.3}/h is held for workloads no longer in the configuration"
+        )),
+        "{section}"
+    );
+    assert!(section.contains("<td>web</td>"), "{section}");
+    assert!(
+        section.contains("removed by a configuration reload"),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!(
+            "curl -X POST http://{}/api/v1/unmanaged/web/release",
+            d.addr
+        )),
+        "{section}"
+    );
+    assert!(
+        html.contains(&format!(
+            "${cost:.2}/h held for workloads no longer configured"
+        )),
+        "the page's summary line says so too"
+    );
+    // Released: the section goes.
+    let (code, body) = http(d.addr, "POST", "/api/v1/unmanaged/web/release", &[], b"").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(html.contains("<h2>Sources</h2>"), "the page was drawn");
+    assert!(
+        !html.contains("<h2>Left unmanaged</h2>"),
+        "released, nothing left to show"
+    );
 }
 
 #[test]

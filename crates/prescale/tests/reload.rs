@@ -186,6 +186,15 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
     );
 
     // SIGHUP with web gone: it is no longer managed, and the daemon keeps running.
+    let held_by = |name: &str| -> f64 {
+        let (_, text) = get(d.addr, "/metrics").unwrap();
+        let start = format!("prescale_allocation_instances{{workload=\"{name}\",");
+        text.lines()
+            .filter(|l| l.starts_with(&start) && !l.contains("state=\"ending\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    wait_for(|| held_by("web") > 0.0, "web's capacity", &logs);
     std::fs::write(&path, &base).unwrap();
     let killed = std::process::Command::new("kill")
         .args(["-HUP", &d.pid().to_string()])
@@ -214,6 +223,49 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         serde_json::json!([])
     );
     assert_eq!(get(d.addr, "/healthz").map(|r| r.0), Some(200));
+    // What web holds is left as it is, listed and priced until it is released.
+    let left = json(d.addr, "/api/v1/unmanaged")["data"].clone();
+    let web = &left["workloads"]["web"];
+    let n: u64 = web["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(n > 0, "{left}");
+    assert_eq!(web["why"], "removed by a configuration reload", "{left}");
+    let cost = web["cost_per_hour"].as_f64().unwrap();
+    assert!(cost > 0.0 && left["cost_per_hour"] == cost, "{left}");
+    assert_eq!(
+        metric(
+            d.addr,
+            "prescale_unmanaged_cost_per_hour{workload=\"web\"} "
+        ),
+        cost
+    );
+    let release = |name: &str| {
+        let path = format!("/api/v1/unmanaged/{name}/release");
+        http(d.addr, "POST", &path, &[], b"").expect("answered")
+    };
+    let (code, body) = release("host");
+    assert_eq!(code, 409, "host is managed: {body}");
+    let (code, body) = release("wbe");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("unmanaged: web"), "{body}");
+    let (code, body) = release("web");
+    assert_eq!(code, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["data"]["released"], web["instances"], "{body}");
+    assert_eq!(held_by("web"), 0.0, "nothing left");
+    let left = json(d.addr, "/api/v1/unmanaged")["data"].clone();
+    assert_eq!(left["workloads"], serde_json::json!({}), "{left}");
+    let acts = json(d.addr, "/api/v1/workloads/web/decisions?kind=act");
+    let released = acts["data"].as_array().unwrap().iter().filter(|d| {
+        d["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("release ") && r.contains("as asked"))
+    });
+    assert!(released.count() > 0, "{acts}");
 
     // A token set by a reload, then rotated in its file (as a Secret is) and read
     // again at the next: writes and reloads take the new one only.

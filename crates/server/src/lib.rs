@@ -2,7 +2,7 @@
 //! dashboard (a static page compiled into the binary, drawing its charts from the API).
 //!
 //! Only the write endpoints (the remote_write and line-protocol receivers, see [`write`])
-//! `/-/reload` and the snapshot change anything; they need the configured token, and one must be configured before the
+//! `/-/reload`, the snapshot and releasing unmanaged capacity change anything; they need the configured token, and one must be configured before the
 //! server listens beyond loopback with them enabled.
 //!
 //! | path | what |
@@ -24,6 +24,8 @@
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
 //! | `POST /api/v1/admin/tsdb/snapshot` | copies the embedded store at one instant into `snapshots/NAME` in its directory, for backups (the same token rule as `/-/reload`) |
+//! | `GET /api/v1/unmanaged` | capacity held for workloads no longer configured: instances per tier, cost per hour, since when and why |
+//! | `POST /api/v1/unmanaged/{name}/release` | releases what such a workload holds (the same token rule as `/-/reload`) |
 //! | `POST /-/reload[?dry_run=true]` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one); a dry run says what would change |
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 |
 //! | `POST /api/v2/write`, `POST /write` | InfluxDB line protocol (2 and 1) |
@@ -83,6 +85,9 @@ pub struct AppState {
     pub reload: Option<Reloader>,
     /// How the last reload went, for `/metrics` and `/api/v1/sources`.
     pub reloads: Arc<RwLock<ReloadStatus>>,
+    /// Releases what an unmanaged workload holds (`POST /api/v1/unmanaged/{name}/release`);
+    /// `None` where nothing is released (tests, `prescale demo`).
+    pub release: Option<Releaser>,
     /// The configuration in force (settings only a restart applies as they run), for
     /// `/api/v1/status/config`; a reload replaces it.
     pub config: Arc<RwLock<prescale_core::config::Config>>,
@@ -137,6 +142,18 @@ pub struct ReloadRequest {
 
 /// Where reload requests go.
 pub type Reloader = tokio::sync::mpsc::Sender<ReloadRequest>;
+
+/// Releases what an unmanaged workload holds, at the engine (it may block on the
+/// engine's lock and the provider).
+pub type Releaser = Arc<
+    dyn Fn(
+            &str,
+        ) -> Result<
+            prescale_orchestrate::engine::Released,
+            prescale_orchestrate::engine::ReleaseError,
+        > + Send
+        + Sync,
+>;
 
 /// How the configuration's reloads went (as Prometheus reports its own).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -296,6 +313,7 @@ impl AppState {
             anomalies,
             exposed: !cfg.listen_addr().ip().is_loopback(),
             reload: None,
+            release: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
             token_for_reads: Arc::new(std::sync::atomic::AtomicBool::new(
@@ -462,6 +480,8 @@ pub fn router(state: AppState) -> Router {
             post(write::influx_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
         )
         .route("/-/reload", post(reload).put(reload))
+        .route("/api/v1/unmanaged", get(unmanaged))
+        .route("/api/v1/unmanaged/{name}/release", post(release))
         .route("/api/v1/admin/tsdb/snapshot", post(snapshot).put(snapshot))
         .fallback(|| async {
             error(
@@ -533,6 +553,57 @@ async fn reload(
         Ok(Ok(v)) => Json(json!({"status": "success", "data": v})).into_response(),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
+    }
+}
+
+/// `GET /api/v1/unmanaged`: capacity held for workloads no longer configured, by
+/// workload (instances per tier, cost per hour, since when and why), and its total cost
+/// per hour.
+async fn unmanaged(State(st): State<AppState>) -> Response {
+    let u = st.status.read().expect("status lock").unmanaged.clone();
+    let total: f64 = u.values().map(|u| u.cost_per_hour).sum();
+    Json(json!({"status": "success", "data": {
+        "workloads": u,
+        "cost_per_hour": total,
+    }}))
+    .into_response()
+}
+
+/// `POST /api/v1/unmanaged/{name}/release`: releases every instance an unmanaged
+/// workload holds (pending ones included), through the provider, with an `act`
+/// decision per tier. It changes capacity, so it takes the token as `/-/reload` does.
+/// 404 for a name not on the list, 409 for a configured workload, 502 when the
+/// provider refuses (what it released before stays released).
+async fn release(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(release) = st.release.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this process releases nothing (`prescale run` does)",
+        );
+    };
+    if let Some(no) = st.refuse_change(&headers, "releasing capacity", "") {
+        return no;
+    }
+    use prescale_orchestrate::engine::ReleaseError as E;
+    match tokio::task::spawn_blocking(move || release(&name)).await {
+        Ok(Ok(r)) => {
+            tracing::info!(workload = %r.workload, released = ?r.released, cost_per_hour = r.cost_per_hour, "unmanaged capacity released");
+            Json(json!({"status": "success", "data": r})).into_response()
+        }
+        Ok(Err(e)) => {
+            let code = match &e {
+                E::Unknown { .. } => StatusCode::NOT_FOUND,
+                E::Managed(_) => StatusCode::CONFLICT,
+                E::Provider { .. } => StatusCode::BAD_GATEWAY,
+                E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(code, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -889,7 +960,24 @@ async fn workload_part(
     Path((name, what)): Path<(String, String)>,
     Params(p): Params<PartParams>,
 ) -> Response {
-    let Some(w) = workload_status(&st, &name) else {
+    let status = workload_status(&st, &name);
+    if what == "decisions" {
+        // Kept after a workload leaves the configuration: what was done with the capacity
+        // it left is read here too.
+        let filter = match decision_filter(&name, &p) {
+            Ok(f) => f,
+            Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        };
+        let limit = p.limit.unwrap_or(100).min(10_000);
+        match st.store.decisions_matching(&filter, limit) {
+            Ok(d) if status.is_some() || !d.is_empty() => {
+                return Json(json!({"status": "success", "data": d})).into_response()
+            }
+            Ok(_) => {}
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    let Some(w) = status else {
         return error(
             StatusCode::NOT_FOUND,
             format!(
@@ -926,19 +1014,6 @@ async fn workload_part(
                 format!("no trained model for {name:?} yet: the first selection is still running, or the workload uses model = \"baseline\""),
             ),
         },
-        "decisions" => {
-            let filter = match decision_filter(&name, &p) {
-                Ok(f) => f,
-                Err(m) => return error(StatusCode::BAD_REQUEST, m),
-            };
-            match st
-                .store
-                .decisions_matching(&filter, p.limit.unwrap_or(100).min(10_000))
-            {
-                Ok(d) => Json(json!({"status": "success", "data": d})).into_response(),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            }
-        }
         "compare" => {
             let days = p.days.unwrap_or(7.0);
             if !(days > 0.0 && days <= 90.0) {
@@ -1295,6 +1370,30 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "Instances held per tier and state.",
         inst,
+    );
+    let mut left = Vec::new();
+    let mut left_cost = Vec::new();
+    for (name, u) in &status.unmanaged {
+        let n = esc(name);
+        for (t, c) in &u.instances {
+            left.push((
+                format!("{{workload=\"{n}\",tier=\"{}\"}}", esc(t)),
+                *c as f64,
+            ));
+        }
+        left_cost.push((format!("{{workload=\"{n}\"}}"), u.cost_per_hour));
+    }
+    family(
+        "prescale_unmanaged_instances",
+        "gauge",
+        "Instances held per tier for workloads no longer configured (left as they are until POST /api/v1/unmanaged/NAME/release).",
+        left,
+    );
+    family(
+        "prescale_unmanaged_cost_per_hour",
+        "gauge",
+        "What the instances held for workloads no longer configured cost per hour.",
+        left_cost,
     );
     // The latest comparisons with HPA kept (see compare::record_all), so a Prometheus
     // that scrapes prescale can chart and alert on the money saved too.

@@ -3407,3 +3407,113 @@ async fn samples_from_the_future_are_refused_and_the_rest_stored() {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
 }
+
+/// A daemon's state whose engine manages `host` and was left holding capacity for
+/// `batch` by a reload, with the release wired as `prescale run` wires it.
+fn with_unmanaged(dir: &std::path::Path, cfg: &Config) -> AppState {
+    let store = Store::open(dir, Durability::Buffered).unwrap();
+    let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+    for m in 0..40i64 {
+        let s = Sample {
+            ts: m * 60_000,
+            value: 9.0,
+        };
+        store.append(&key, &[s]).unwrap();
+    }
+    let mut both = cfg.clone();
+    let mut batch = both.workloads[0].clone();
+    batch.name = "batch".into();
+    both.workloads.push(batch);
+    let mut e = Engine::from_config(&both, 0, store.clone(), SimCloud::new(&cfg.tiers, 1));
+    e.tick(40 * 60_000).unwrap();
+    let sim = SimCloud::new(&cfg.tiers, 1);
+    e.reconfigure(
+        cfg.tiers.clone(),
+        cfg.workloads.clone(),
+        60_000,
+        sim,
+        40 * 60_000 + 1,
+    );
+    let mut st = AppState::new(cfg, store, e.status_handle()).unwrap();
+    let e = std::sync::Arc::new(std::sync::Mutex::new(e));
+    st.release = Some(std::sync::Arc::new(move |name: &str| {
+        e.lock().unwrap().release(name, 41 * 60_000)
+    }));
+    st
+}
+
+#[tokio::test]
+async fn unmanaged_capacity_is_listed_and_released_with_the_token_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    // Listed, priced and exported.
+    let app = router(with_unmanaged(
+        &dir.path().join("local"),
+        &Config::default(),
+    ));
+    let (code, text) = get(&app, "/api/v1/unmanaged").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let batch = &v["data"]["workloads"]["batch"];
+    let held = batch["instances"].clone();
+    assert!(held.as_object().is_some_and(|h| !h.is_empty()), "{text}");
+    let cost = batch["cost_per_hour"].as_f64().unwrap();
+    assert!(cost > 0.0 && v["data"]["cost_per_hour"] == cost, "{text}");
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "prescale_unmanaged_cost_per_hour{{workload=\"batch\"}} {cost}"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("prescale_unmanaged_instances{workload=\"batch\",tier=\""));
+    // Refusals, each with its code.
+    let release = |name: &str| format!("/api/v1/unmanaged/{name}/release");
+    let (code, text) = post(&app, &release("host"), &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("remove it from the configuration"), "{text}");
+    let (code, text) = post(&app, &release("bacth"), &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{text}");
+    assert!(text.contains("unmanaged: batch"), "{text}");
+    let (code, _) = get(&app, &release("batch")).await;
+    assert_eq!(
+        code,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "a link releases nothing"
+    );
+    // On loopback without a token, as a reload.
+    let (code, text) = post(&app, &release("batch"), &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["released"], held, "{text}");
+    let (_, text) = get(&app, "/api/v1/unmanaged").await;
+    assert!(text.contains("\"workloads\":{}"), "{text}");
+    // The decision log of a workload no longer configured stays readable.
+    let (code, text) = get(&app, "/api/v1/workloads/batch/decisions?kind=act").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert!(text.contains("as asked"), "{text}");
+    let (code, _) = get(&app, "/api/v1/workloads/nobody/decisions").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // Beyond loopback without a token: refused; with one, only with it.
+    let app = router(with_unmanaged(&dir.path().join("open"), &exposed()));
+    let (code, text) = post(&app, &release("batch"), &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("server.token_file"), "{text}");
+    let mut open = exposed();
+    open.server.token_file = with_token(dir.path()).server.token_file;
+    let app = router(with_unmanaged(&dir.path().join("token-data"), &open));
+    let (code, text) = post(&app, &release("batch"), &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        text.contains("releasing capacity needs the token"),
+        "{text}"
+    );
+    let right = ("authorization", "Bearer s3cret");
+    let (code, text) = post(&app, &release("batch"), &[right], Vec::new()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    // Where nothing releases (prescale demo), it says so.
+    let app = router(fixture(&dir.path().join("fixture")));
+    let (code, text) = post(&app, &release("batch"), &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(text.contains("`prescale run` does"), "{text}");
+}
