@@ -87,6 +87,10 @@ pub(crate) fn scrape_loops(cfg: &Config, state: &AppState) -> Result<Vec<Loop>, 
 }
 
 /// The `/proc` collector's loop, when `[sources.host]` enables it.
+/// How long after the host collector's first reading it takes its second, the first
+/// with rates.
+const PRIMING: Duration = Duration::from_secs(1);
+
 pub(crate) fn host_loop(cfg: &Config, state: &AppState) -> Option<Loop> {
     let host = &cfg.sources.host;
     if !host.enabled {
@@ -99,8 +103,16 @@ pub(crate) fn host_loop(cfg: &Config, state: &AppState) -> Option<Loop> {
     )));
     Some(Box::pin(async move {
         let mut tick = tokio::time::interval(every);
+        let mut primed = false;
         loop {
             tick.tick().await;
+            if !primed {
+                // CPU, disk and network rates need two readings: the second comes a
+                // second after the first, not a whole interval (10 s by default) later,
+                // so the first control pass, which waits at most 5 s, has them.
+                primed = true;
+                tick.reset_after(PRIMING.min(every));
+            }
             let store = store.clone();
             let collector = collector.clone();
             let anomalies = anomalies.clone();

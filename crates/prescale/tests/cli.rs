@@ -260,6 +260,35 @@ fn wait_for(f: impl FnMut() -> bool, what: &str) {
 }
 
 #[test]
+fn at_the_default_host_interval_the_first_pass_has_the_hosts_cpu() {
+    if !Path::new("/proc/stat").exists() {
+        eprintln!("skipping: no /proc on this machine");
+        return;
+    }
+    // Host samples every 10 s (the default), passes every second: the CPU's first rate
+    // needs a second reading, taken a second after the first.
+    let cfg = fast_config().replacen(
+        "# Seconds between two collections.\ninterval_s = 1\n",
+        "# Seconds between two collections.\ninterval_s = 10\n",
+        1,
+    );
+    assert!(cfg.contains("interval_s = 10\n"), "{cfg}");
+    let dir = tempfile::tempdir().unwrap();
+    let d = common::Daemon::start(dir.path(), &cfg);
+    wait_for(
+        || {
+            http_get(d.addr, "/api/v1/workloads/host/decisions")
+                .is_some_and(|(c, b)| c == 200 && b.contains("\"kind\""))
+        },
+        "the first pass's decision",
+    );
+    let (_, decisions) = http_get(d.addr, "/api/v1/workloads/host/decisions").unwrap();
+    assert!(!decisions.contains("no stored series"), "{decisions}");
+    let busy = samples(d.addr, r#"host_cpu_usage_cores{mode="busy"}"#);
+    assert!(!busy.is_empty(), "a CPU sample before the first pass");
+}
+
+#[test]
 fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
     if !Path::new("/proc/stat").exists() {
         eprintln!("skipping: no /proc on this machine");
