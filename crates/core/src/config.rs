@@ -1532,6 +1532,21 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
             format!("must be in [0, 1], got {}", w.max_spot_share),
         );
     }
+    if !(0.0..=1.0).contains(&w.scale_down_max_share) {
+        return err(
+            "scale_down_max_share",
+            format!(
+                "must be in [0, 1] (the share of ready capacity that may go per scale_down_period_s; 1: no limit, 0: one instance per period), got {}",
+                w.scale_down_max_share
+            ),
+        );
+    }
+    if w.scale_down_period_s == 0 {
+        return err(
+            "scale_down_period_s",
+            "must be at least 1 (seconds; scale_down_max_share = 1 lifts the limit)".into(),
+        );
+    }
     if w.budget_per_month
         .is_some_and(|b| !(b >= 0.0 && b.is_finite()))
     {
@@ -2214,7 +2229,9 @@ mod tests {
         let base = DEFAULT_TOML
             .replace("max_spot_share = 0.5\n", "")
             .replace("scale_down_delay_s = 300\n", "")
-            .replace("scale_down_window_s = 7200\n", "");
+            .replace("scale_down_window_s = 7200\n", "")
+            .replace("scale_down_max_share = 1.0\n", "")
+            .replace("scale_down_period_s = 300\n", "");
         let parse = |class: &str, extra: &str| {
             let src = base.replace(
                 "class = \"service\"",
@@ -2235,6 +2252,32 @@ mod tests {
         assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.3, 60));
         let w = parse("service", "scale_down_delay_s = 42");
         assert_eq!((w.max_spot_share, w.scale_down_delay_s), (0.5, 42));
+        // Only stateful workloads shrink at a limited pace by default.
+        assert_eq!(parse("stateful", "").scale_down_max_share, 0.1);
+        assert_eq!(parse("service", "").scale_down_max_share, 1.0);
+        assert_eq!(parse("batch", "").scale_down_max_share, 1.0);
+        let w = parse(
+            "stateful",
+            "scale_down_max_share = 0.25\nscale_down_period_s = 60",
+        );
+        assert_eq!((w.scale_down_max_share, w.scale_down_period_s), (0.25, 60));
+        for (bad, says) in [
+            (
+                "scale_down_max_share = 1.5",
+                "scale_down_max_share`: must be in [0, 1]",
+            ),
+            (
+                "scale_down_period_s = 0",
+                "scale_down_period_s`: must be at least 1",
+            ),
+        ] {
+            let src = base.replace(
+                "class = \"service\"",
+                &format!("class = \"service\"\n{bad}"),
+            );
+            let e = Config::parse(&src, "c.toml").unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
         let e = Config::parse(
             &base.replace("class = \"service\"", "class = \"gpu\""),
             "c.toml",

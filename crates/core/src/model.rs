@@ -181,8 +181,8 @@ impl Dim {
 }
 
 /// The kind of workload, with defaults for how much spot risk it accepts and how fast
-/// it may shrink. A workload that sets `max_spot_share`, `scale_down_delay_s` or
-/// `scale_down_window_s` itself keeps its own value.
+/// it may shrink. A workload that sets `max_spot_share`, `scale_down_delay_s`,
+/// `scale_down_window_s` or `scale_down_max_share` itself keeps its own value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadClass {
@@ -192,8 +192,9 @@ pub enum WorkloadClass {
     Service,
     /// Batch work that can be retried: all of it may be spot, shrinks after 1 minute.
     Batch,
-    /// Stateful (databases, caches): no spot, shrinks only after 30 minutes lower, since
-    /// every removed instance moves data.
+    /// Stateful (databases, caches): no spot, shrinks only after 30 minutes lower and by
+    /// at most a tenth of its capacity per `scale_down_period_s`, since every removed
+    /// instance moves data.
     Stateful,
 }
 
@@ -224,6 +225,16 @@ impl WorkloadClass {
             WorkloadClass::Batch => 0,
         }
     }
+
+    /// The class's `scale_down_max_share`: stateful workloads lose at most a tenth of
+    /// their ready capacity per period (one instance at a time when fewer than ten),
+    /// the others are not limited beyond their delay.
+    pub fn scale_down_max_share(self) -> f64 {
+        match self {
+            WorkloadClass::Service | WorkloadClass::Batch => 1.0,
+            WorkloadClass::Stateful => 0.1,
+        }
+    }
 }
 
 impl Workload {
@@ -251,6 +262,9 @@ impl Workload {
         }
         if !present("scale_down_window_s") {
             self.scale_down_window_s = self.class.scale_down_window_s();
+        }
+        if !present("scale_down_max_share") {
+            self.scale_down_max_share = self.class.scale_down_max_share();
         }
     }
 }
@@ -355,6 +369,16 @@ pub struct Workload {
     /// 0 turns it off.
     #[serde(default = "default_scale_down_window_s")]
     pub scale_down_window_s: u64,
+    /// Largest share of its ready capacity a workload may lose per
+    /// `scale_down_period_s`, counted from the most it held in the last period, as HPA's
+    /// `behavior.scaleDown` policy of type `Percent`; one instance may always go per
+    /// period, so a small fleet still shrinks. 1 (the default but for stateful
+    /// workloads): no limit beyond `scale_down_delay_s`.
+    #[serde(default = "one")]
+    pub scale_down_max_share: f64,
+    /// The period of `scale_down_max_share`, in seconds.
+    #[serde(default = "default_scale_down_period_s")]
+    pub scale_down_period_s: u64,
     /// While ready capacity is short of the demand now, request this many extra
     /// instances per needed one not ready yet, and release those still pending once
     /// capacity covers demand: lead times vary, so the needed count is ready when the
@@ -453,6 +477,9 @@ fn default_surge_extra() -> f64 {
 }
 fn default_scale_down_window_s() -> u64 {
     7200
+}
+fn default_scale_down_period_s() -> u64 {
+    300
 }
 
 /// Instances of one tier held by a workload.

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::jumps::{Jumps, JUMP_WINDOW};
 use crate::nowcast::{cover_and_leads, warming_up, Record};
 use crate::provider::Provider;
-use crate::reconcile::{reconcile, surged, Stabilizer};
+use crate::reconcile::{reconcile, surged, ShrinkLimit, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
 mod unmanaged;
@@ -298,6 +298,8 @@ struct WState {
     /// every season (a nightly job, a daily peak) is not an anomaly.
     residual_detector: EwmaDetector,
     stabilizer: Stabilizer,
+    /// How fast it may shrink (`scale_down_max_share`).
+    shrink: ShrinkLimit,
     refit: bool,
     last_hold: Option<String>,
     status: WorkloadStatus,
@@ -355,6 +357,7 @@ impl WState {
             detector: EwmaDetector::new(0.05, 5.0, 30),
             residual_detector: EwmaDetector::new(0.05, 5.0, 30),
             stabilizer: Stabilizer::new(w.scale_down_delay_s as i64 * 1000),
+            shrink: ShrinkLimit::new(w.scale_down_max_share, w.scale_down_period_s as i64 * 1000),
             refit: true,
             last_hold: None,
             status: WorkloadStatus::default(),
@@ -1171,6 +1174,8 @@ impl<P: Provider> Engine<P> {
                 let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(&w)).collect();
                 (s.cover, s.leads) = cover_and_leads(&serving, s.step_ms);
                 s.stabilizer.set_window(w.scale_down_delay_s as i64 * 1000);
+                s.shrink
+                    .set(w.scale_down_max_share, w.scale_down_period_s as i64 * 1000);
                 if changed {
                     notes.push((
                         w.name.clone(),
@@ -2156,7 +2161,57 @@ impl<P: Provider> Engine<P> {
                 desired = more;
             }
         }
-        let verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
+        // How fast it may shrink.
+        let eff: Vec<f64> = self.tiers.iter().map(|t| t.effective_capacity()).collect();
+        let unit: Vec<f64> = self.tiers.iter().map(|t| t.unit_price()).collect();
+        let ready: Vec<u32> = self
+            .tiers
+            .iter()
+            .map(|t| alloc.get(&t.name).ready)
+            .collect();
+        let mut want: Vec<u32> = self
+            .tiers
+            .iter()
+            .map(|t| desired.get(&t.name).copied().unwrap_or(0))
+            .collect();
+        let limited = s.shrink.apply(now, &ready, &mut want, &eff, &unit);
+        if let Some(l) = &limited {
+            for &k in &l.raised {
+                desired.insert(self.tiers[k].name.clone(), want[k]);
+            }
+            plan.reason.push_str(&format!(
+                "; scale-down slowed by scale_down_max_share = {} per {} s: {:.2} vCPU ready kept where the plan keeps {:.2}, the most held in the last {} s being {:.2}",
+                s.w.scale_down_max_share,
+                s.w.scale_down_period_s,
+                l.kept,
+                l.planned,
+                s.w.scale_down_period_s,
+                l.peak
+            ));
+        }
+        let mut verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
+        if let Some(l) = &limited {
+            // Those tiers are held by the limit, not the stabilisation window.
+            let raised: Vec<&str> = l
+                .raised
+                .iter()
+                .map(|&k| self.tiers[k].name.as_str())
+                .collect();
+            verdict.holds.retain(|h| {
+                !raised
+                    .iter()
+                    .any(|t| h.starts_with(&format!("{t}: keeping")))
+            });
+            verdict.holds.push(format!(
+                "{}: keeping {:.2} vCPU ready (the plan keeps {:.2}): scale_down_max_share = {} lets ready capacity fall at most that share, or one instance, per {} s below the {:.2} held in the period",
+                raised.join(", "),
+                l.kept,
+                l.planned,
+                s.w.scale_down_max_share,
+                s.w.scale_down_period_s,
+                l.peak
+            ));
+        }
         s.status.desired = desired;
         s.status.plan = Some(plan.clone());
         let name = s.w.name.clone();
@@ -3792,6 +3847,77 @@ mod tests {
                 .contains("takes over the capacity it was left holding"),
             "{}",
             d[0].reason
+        );
+    }
+
+    #[test]
+    fn a_workload_shrinks_no_faster_than_its_scale_down_max_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let at = |m: i64, value: f64| {
+            store
+                .append(
+                    &key,
+                    &[Sample {
+                        ts: m * 60_000,
+                        value,
+                    }],
+                )
+                .unwrap();
+        };
+        let mut c = Config::default();
+        let w = &mut c.workloads[0];
+        (
+            w.max_spot_share,
+            w.scale_down_delay_s,
+            w.scale_down_window_s,
+        ) = (0.0, 60, 0);
+        (w.seasonal_floor, w.surge_extra, w.model) = (false, 0.0, "naive".into());
+        w.scale_down_max_share = 0.1;
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let held = |e: &Engine<SimCloud>, m: i64| -> u32 {
+            let a = e.provider().allocation("host", m * 60_000);
+            a.tiers.values().map(|t| t.ready).sum()
+        };
+        for m in 0..130 {
+            at(m, 100.0);
+            e.tick((m + 1) * 60_000).unwrap();
+        }
+        let top = held(&e, 130);
+        assert!(top >= 20, "{top}");
+        // Demand falls to 5 vCPU: the plan wants a few instances at once.
+        let mut counts = vec![top];
+        for m in 130..175 {
+            at(m, 5.0);
+            e.tick((m + 1) * 60_000).unwrap();
+            counts.push(held(&e, m + 1));
+        }
+        // Over any five minutes, at most a tenth of the most held (or one) goes.
+        for i in 5..counts.len() {
+            let peak = *counts[i - 5..i].iter().max().unwrap();
+            let most = ((peak as f64 * 0.1).floor() as u32).max(1);
+            assert!(counts[i] + most >= peak, "{counts:?}");
+        }
+        assert!(*counts.last().unwrap() < top, "it does shrink: {counts:?}");
+        let d = store.decisions(Some("host"), 200).unwrap();
+        assert!(
+            d.iter().any(|d| d.kind == DecisionKind::Act
+                && d.reason
+                    .contains("scale-down slowed by scale_down_max_share = 0.1 per 300 s")),
+            "an act says why it removed no more"
+        );
+        assert!(
+            d.iter().any(|d| d.kind == DecisionKind::Hold
+                && d.reason
+                    .contains("scale_down_max_share = 0.1 lets ready capacity fall")
+                && !d.reason.contains("stabilisation window")),
+            "a hold says the limit holds it: {:?}",
+            d.iter()
+                .filter(|d| d.kind == DecisionKind::Hold)
+                .map(|d| &d.reason)
+                .collect::<Vec<_>>()
         );
     }
 }

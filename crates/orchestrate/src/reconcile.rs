@@ -55,6 +55,108 @@ impl Stabilizer {
     }
 }
 
+/// How fast a workload may shrink: its ready capacity may fall at most `share` below the
+/// most it held over the last `period_ms` (as HPA's `behavior.scaleDown` policy of type
+/// `Percent`), and always by one instance of a shrinking tier per period, so a small
+/// fleet still shrinks (HPA's rounding can hold three replicas at 10% forever).
+///
+/// It works on ready capacity: pending instances serve nothing yet, and a surge's
+/// extras or a plan that fell before they came are released at once, as before.
+#[derive(Debug, Clone, Default)]
+pub struct ShrinkLimit {
+    share: f64,
+    period_ms: i64,
+    /// Ready capacity at each pass of the last period.
+    held: VecDeque<(TimestampMs, f64)>,
+}
+
+/// A scale-down the [`ShrinkLimit`] slowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limited {
+    /// Ready capacity the stabilised plan would have kept.
+    pub planned: f64,
+    /// Ready capacity kept.
+    pub kept: f64,
+    /// The most held in the period.
+    pub peak: f64,
+    /// Tiers given back instances, by index.
+    pub raised: Vec<usize>,
+}
+
+impl ShrinkLimit {
+    /// A limit of `share` per `period_ms` (a share of 1 or more: none).
+    pub fn new(share: f64, period_ms: i64) -> Self {
+        Self {
+            share,
+            period_ms,
+            held: VecDeque::new(),
+        }
+    }
+
+    /// Changes the limit, keeping what was recorded (a configuration reload).
+    pub fn set(&mut self, share: f64, period_ms: i64) {
+        (self.share, self.period_ms) = (share, period_ms);
+    }
+
+    /// Records the ready capacity at `now` (`ready[k]` instances of tier `k`, each
+    /// providing `eff[k]`) and raises `want[k]` where keeping only `want` would take it
+    /// below what the limit allows: a tier keeps instances in order of its price per
+    /// effective unit `unit[k]`, cheapest first (the dearest go first, as under a
+    /// budget). Says so when it binds.
+    pub fn apply(
+        &mut self,
+        now: TimestampMs,
+        ready: &[u32],
+        want: &mut [u32],
+        eff: &[f64],
+        unit: &[f64],
+    ) -> Option<Limited> {
+        if self.share >= 1.0 {
+            self.held.clear();
+            return None;
+        }
+        let cap = |n: &dyn Fn(usize) -> u32| -> f64 {
+            (0..ready.len()).map(|k| n(k) as f64 * eff[k]).sum()
+        };
+        self.held.push_back((now, cap(&|k| ready[k])));
+        while self
+            .held
+            .front()
+            .is_some_and(|(t, _)| *t <= now - self.period_ms)
+        {
+            self.held.pop_front();
+        }
+        let peak = self.held.iter().map(|h| h.1).fold(0.0, f64::max);
+        let shrinking: Vec<usize> = (0..ready.len()).filter(|&k| want[k] < ready[k]).collect();
+        let one = shrinking.iter().map(|&k| eff[k]).fold(0.0, f64::max);
+        let floor = ((1.0 - self.share) * peak).min(peak - one);
+        let planned = cap(&|k| want[k].min(ready[k]));
+        if shrinking.is_empty() || planned >= floor - 1e-9 {
+            return None;
+        }
+        let mut order = shrinking;
+        order.sort_by(|&a, &b| unit[a].total_cmp(&unit[b]).then(a.cmp(&b)));
+        let mut kept = planned;
+        let mut raised = Vec::new();
+        for k in order {
+            while want[k] < ready[k] && kept < floor - 1e-9 {
+                want[k] += 1;
+                kept += eff[k];
+                if raised.last() != Some(&k) {
+                    raised.push(k);
+                }
+            }
+        }
+        raised.sort_unstable();
+        Some(Limited {
+            planned,
+            kept,
+            peak,
+            raised,
+        })
+    }
+}
+
 /// The reconciler's verdict for one workload.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reconciled {
@@ -347,5 +449,46 @@ mod tests {
         );
         assert!(r.actions.is_empty());
         assert!(r.holds[0].contains("stabilisation"));
+    }
+
+    #[test]
+    fn shrinking_is_limited_to_a_share_of_the_periods_peak_or_one_instance() {
+        let (eff, unit) = ([4.0], [0.048]);
+        let mut l = ShrinkLimit::new(0.1, 300_000);
+        // Ten ready, the plan wants two: one goes (a tenth is less than an instance).
+        let mut want = [2];
+        let got = l.apply(0, &[10], &mut want, &eff, &unit).unwrap();
+        assert_eq!(want, [9]);
+        assert_eq!((got.planned, got.kept, got.peak), (8.0, 36.0, 40.0));
+        assert_eq!(got.raised, [0]);
+        // Within the period, nothing more goes: the peak is still 40.
+        let mut want = [2];
+        l.apply(60_000, &[9], &mut want, &eff, &unit).unwrap();
+        assert_eq!(want, [9]);
+        // Once the peak of 40 is older than the period, the next one.
+        let mut want = [2];
+        l.apply(300_000, &[9], &mut want, &eff, &unit).unwrap();
+        assert_eq!(want, [8]);
+        // Growing is never limited, nor is keeping.
+        let mut want = [12];
+        assert!(l.apply(360_000, &[8], &mut want, &eff, &unit).is_none());
+        assert_eq!(want, [12]);
+        // A large fleet loses a tenth per period: 100 to 90.
+        let mut l = ShrinkLimit::new(0.1, 300_000);
+        let mut want = [0];
+        l.apply(0, &[100], &mut want, &eff, &unit).unwrap();
+        assert_eq!(want, [90]);
+        // Over two tiers the dearest effective units go first: spot is kept.
+        let (eff, unit) = ([4.0, 4.0], [0.0145, 0.048]);
+        let mut l = ShrinkLimit::new(0.25, 300_000);
+        let mut want = [0, 0];
+        let got = l.apply(0, &[4, 4], &mut want, &eff, &unit).unwrap();
+        assert_eq!(want, [4, 2], "24 of 32 kept: spot whole, standard halved");
+        assert_eq!(got.raised, [0, 1]);
+        // No limit at a share of 1.
+        let mut l = ShrinkLimit::new(1.0, 300_000);
+        let mut want = [0, 0];
+        assert!(l.apply(0, &[4, 4], &mut want, &eff, &unit).is_none());
+        assert_eq!(want, [0, 0]);
     }
 }

@@ -1123,6 +1123,10 @@ pub fn simulate(
     // Each dimension's floor season and the hour it was found in (it changes hourly).
     let mut floor_seasons: Vec<Option<(i64, prescale_plan::FloorSeason)>> = vec![None; dims.len()];
     let mut plans: Vec<(TimestampMs, Vec<u32>)> = Vec::new();
+    let mut shrink = crate::reconcile::ShrinkLimit::new(
+        w.scale_down_max_share,
+        w.scale_down_period_s as i64 * 1000,
+    );
     let (mut under_min, mut actions, mut interruptions, mut breaches) =
         (0.0, 0usize, 0usize, 0usize);
     let mut unserved = vec![0.0; dims.len()];
@@ -1441,6 +1445,25 @@ pub fn simulate(
                     );
                 }
                 *n = held;
+            }
+            // How fast it may shrink, as the daemon limits it: from the instances ready
+            // and not under notice.
+            let ready: Vec<u32> = (0..tiers.len())
+                .map(|k| {
+                    fleet.live[k]
+                        .iter()
+                        .filter(|i| i.ready_at <= now && i.ends_at.is_none())
+                        .count() as u32
+                })
+                .collect();
+            let eff: Vec<f64> = tiers.iter().map(|t| t.effective_capacity()).collect();
+            let unit: Vec<f64> = tiers.iter().map(|t| t.unit_price()).collect();
+            if let Some(l) = shrink.apply(now, &ready, &mut target, &eff, &unit) {
+                let _ = write!(
+                    why,
+                    "; {:.2} ready kept (plan {:.2}) by scale_down_max_share {} per {} s",
+                    l.kept, l.planned, w.scale_down_max_share, w.scale_down_period_s
+                );
             }
         }
         let actions_before = actions;
@@ -2877,6 +2900,60 @@ mod tests {
         assert!(
             stateful.actions < service.actions,
             "slower shrinking, fewer actions"
+        );
+    }
+
+    #[test]
+    fn a_stateful_workload_loses_at_most_a_tenth_of_its_capacity_per_period() {
+        // Two days at 100 vCPU, then 10: the plan drops at once (after the delay).
+        let tr = shaped(3, |i| if i < 576 { 100.0 + noise(i) } else { 10.0 });
+        let mut sc = calm_scenario();
+        sc.workload.class = prescale_core::model::WorkloadClass::Stateful;
+        sc.workload.max_spot_share = 0.0;
+        sc.workload.scale_down_max_share = 0.1;
+        assert_eq!(sc.workload.scale_down_period_s, 300);
+        // Nothing else holds the capacity: no window, no floor from yesterday.
+        sc.workload.scale_down_window_s = 0;
+        sc.workload.seasonal_floor = false;
+        // A forecast that follows the drop (a seasonal one would expect yesterday's 100).
+        sc.workload.model = "naive".into();
+        let run = |sc: &Scenario| {
+            let mut rows = Vec::new();
+            let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+            let held: Vec<u32> = rows.iter().map(|r| r.instances.iter().sum()).collect();
+            (r, held, rows)
+        };
+        let (slow, held, rows) = run(&sc);
+        let top = held[500..576].iter().copied().max().unwrap();
+        assert!(top >= 25, "{top}");
+        // Each five-minute step loses at most a tenth of what was held (or one).
+        for i in 576..held.len() - 1 {
+            let most = ((held[i] as f64 * 0.1).floor() as u32).max(1);
+            assert!(
+                held[i + 1] + most >= held[i],
+                "step {i}: {} to {}: {:?}",
+                held[i],
+                held[i + 1],
+                rows[i + 1].reason
+            );
+        }
+        // Steps from the drop until half the capacity is gone: at once without the limit
+        // (after the delay), over several periods with it.
+        let descent = |held: &[u32]| held[576..].iter().position(|&n| n <= top / 2).unwrap();
+        sc.workload.scale_down_max_share = 1.0;
+        let (fast, fast_held, _) = run(&sc);
+        assert!(
+            descent(&held) >= descent(&fast_held) + 5,
+            "{} against {} steps",
+            descent(&held),
+            descent(&fast_held)
+        );
+        assert!(slow.cost_total > fast.cost_total);
+        assert!(
+            rows.iter()
+                .filter_map(|r| r.reason.as_deref())
+                .any(|r| r.contains("by scale_down_max_share 0.1 per 300 s")),
+            "the timeline says why"
         );
     }
 
