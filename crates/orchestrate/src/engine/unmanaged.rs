@@ -189,6 +189,18 @@ impl<P: Provider> Engine<P> {
         self.unmanaged.remove(name).is_some()
     }
 
+    /// Logs a `config` decision about unmanaged workload `name`.
+    fn note(&self, name: &str, now: TimestampMs, reason: String) -> Result<(), StoreError> {
+        self.store.log_decision(&Decision {
+            at: now,
+            workload: name.to_string(),
+            kind: DecisionKind::Config,
+            action: None,
+            reason,
+        })?;
+        Ok(())
+    }
+
     /// Stores the list.
     pub(super) fn save_unmanaged(&self) -> Result<(), StoreError> {
         if self.persist_status {
@@ -234,16 +246,10 @@ impl<P: Provider> Engine<P> {
             if instances.is_empty() {
                 if let Some(u) = self.unmanaged.remove(&name) {
                     changed = true;
-                    self.store.log_decision(&Decision {
-                        at: now,
-                        workload: name.clone(),
-                        kind: DecisionKind::Config,
-                        action: None,
-                        reason: format!(
-                            "no longer managed ({}) and now holds no instances: off the list of unmanaged capacity",
-                            u.why
-                        ),
-                    })?;
+                    self.note(&name, now, format!(
+                        "no longer managed ({}) and now holds no instances: off the list of unmanaged capacity",
+                        u.why
+                    ))?;
                 }
                 continue;
             }
@@ -258,18 +264,12 @@ impl<P: Provider> Engine<P> {
                 }
                 None => {
                     let n: u32 = instances.values().sum();
-                    self.store.log_decision(&Decision {
-                        at: now,
-                        workload: name.clone(),
-                        kind: DecisionKind::Config,
-                        action: None,
-                        reason: format!(
-                            "not in the configuration, but the {} provider holds {n} instance(s) for it ({}, ${cost_per_hour:.3}/h): left as they are; `{}` releases them",
-                            self.provider.name(),
-                            counts(&instances),
-                            release_path(&name)
-                        ),
-                    })?;
+                    self.note(&name, now, format!(
+                        "not in the configuration, but the {} provider holds {n} instance(s) for it ({}, ${cost_per_hour:.3}/h): left as they are; `{}` releases them",
+                        self.provider.name(),
+                        counts(&instances),
+                        release_path(&name)
+                    ))?;
                     self.unmanaged.insert(
                         name,
                         Unmanaged {
