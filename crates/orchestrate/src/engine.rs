@@ -2162,8 +2162,6 @@ impl<P: Provider> Engine<P> {
             }
         }
         // How fast it may shrink.
-        let eff: Vec<f64> = self.tiers.iter().map(|t| t.effective_capacity()).collect();
-        let unit: Vec<f64> = self.tiers.iter().map(|t| t.unit_price()).collect();
         let ready: Vec<u32> = self
             .tiers
             .iter()
@@ -2174,10 +2172,14 @@ impl<P: Provider> Engine<P> {
             .iter()
             .map(|t| desired.get(&t.name).copied().unwrap_or(0))
             .collect();
-        let limited = s.shrink.apply(now, &ready, &mut want, &eff, &unit);
+        let limited = s.shrink.apply(now, &self.tiers, &ready, &mut want);
+        // The target as limited: a tier the limit keeps is held by it, not by the
+        // stabilisation window (the hold below says so).
+        let mut target = plan.target.clone();
         if let Some(l) = &limited {
             for &k in &l.raised {
                 desired.insert(self.tiers[k].name.clone(), want[k]);
+                target.insert(self.tiers[k].name.clone(), want[k]);
             }
             plan.reason.push_str(&format!(
                 "; scale-down slowed by scale_down_max_share = {} per {} s: {:.2} vCPU ready kept where the plan keeps {:.2}, the most held in the last {} s being {:.2}",
@@ -2189,19 +2191,13 @@ impl<P: Provider> Engine<P> {
                 l.peak
             ));
         }
-        let mut verdict = reconcile(&s.w.name, &plan.target, &desired, &s.status.allocation, now);
+        let mut verdict = reconcile(&s.w.name, &target, &desired, &s.status.allocation, now);
         if let Some(l) = &limited {
-            // Those tiers are held by the limit, not the stabilisation window.
             let raised: Vec<&str> = l
                 .raised
                 .iter()
                 .map(|&k| self.tiers[k].name.as_str())
                 .collect();
-            verdict.holds.retain(|h| {
-                !raised
-                    .iter()
-                    .any(|t| h.starts_with(&format!("{t}: keeping")))
-            });
             verdict.holds.push(format!(
                 "{}: keeping {:.2} vCPU ready (the plan keeps {:.2}): scale_down_max_share = {} lets ready capacity fall at most that share, or one instance, per {} s below the {:.2} held in the period",
                 raised.join(", "),

@@ -98,23 +98,22 @@ impl ShrinkLimit {
         (self.share, self.period_ms) = (share, period_ms);
     }
 
-    /// Records the ready capacity at `now` (`ready[k]` instances of tier `k`, each
-    /// providing `eff[k]`) and raises `want[k]` where keeping only `want` would take it
-    /// below what the limit allows: a tier keeps instances in order of its price per
-    /// effective unit `unit[k]`, cheapest first (the dearest go first, as under a
-    /// budget). Says so when it binds.
+    /// Records the ready capacity at `now` (`ready[k]` instances of `tiers[k]`) and
+    /// raises `want[k]` where keeping only `want` would take it below what the limit
+    /// allows: tiers keep instances in order of their price per effective unit,
+    /// cheapest first (the dearest go first, as under a budget). Says so when it binds.
     pub fn apply(
         &mut self,
         now: TimestampMs,
+        tiers: &[Tier],
         ready: &[u32],
         want: &mut [u32],
-        eff: &[f64],
-        unit: &[f64],
     ) -> Option<Limited> {
         if self.share >= 1.0 {
             self.held.clear();
             return None;
         }
+        let eff: Vec<f64> = tiers.iter().map(Tier::effective_capacity).collect();
         let cap = |n: &dyn Fn(usize) -> u32| -> f64 {
             (0..ready.len()).map(|k| n(k) as f64 * eff[k]).sum()
         };
@@ -135,7 +134,8 @@ impl ShrinkLimit {
             return None;
         }
         let mut order = shrinking;
-        order.sort_by(|&a, &b| unit[a].total_cmp(&unit[b]).then(a.cmp(&b)));
+        let unit = |k: usize| tiers[k].unit_price();
+        order.sort_by(|&a, &b| unit(a).total_cmp(&unit(b)).then(a.cmp(&b)));
         let mut kept = planned;
         let mut raised = Vec::new();
         for k in order {
@@ -453,42 +453,50 @@ mod tests {
 
     #[test]
     fn shrinking_is_limited_to_a_share_of_the_periods_peak_or_one_instance() {
-        let (eff, unit) = ([4.0], [0.048]);
+        // The default catalog's: 4 vCPU at $0.058 (spot) and $0.192 (standard) an hour.
+        let catalog = prescale_core::config::Config::default().tiers;
+        let [spot, standard] =
+            ["spot", "standard"].map(|n| catalog.iter().find(|t| t.name == n).unwrap().clone());
+        assert_eq!(
+            (spot.effective_capacity(), standard.effective_capacity()),
+            (4.0, 4.0)
+        );
+        let one = [standard.clone()];
         let mut l = ShrinkLimit::new(0.1, 300_000);
         // Ten ready, the plan wants two: one goes (a tenth is less than an instance).
         let mut want = [2];
-        let got = l.apply(0, &[10], &mut want, &eff, &unit).unwrap();
+        let got = l.apply(0, &one, &[10], &mut want).unwrap();
         assert_eq!(want, [9]);
         assert_eq!((got.planned, got.kept, got.peak), (8.0, 36.0, 40.0));
         assert_eq!(got.raised, [0]);
         // Within the period, nothing more goes: the peak is still 40.
         let mut want = [2];
-        l.apply(60_000, &[9], &mut want, &eff, &unit).unwrap();
+        l.apply(60_000, &one, &[9], &mut want).unwrap();
         assert_eq!(want, [9]);
         // Once the peak of 40 is older than the period, the next one.
         let mut want = [2];
-        l.apply(300_000, &[9], &mut want, &eff, &unit).unwrap();
+        l.apply(300_000, &one, &[9], &mut want).unwrap();
         assert_eq!(want, [8]);
         // Growing is never limited, nor is keeping.
         let mut want = [12];
-        assert!(l.apply(360_000, &[8], &mut want, &eff, &unit).is_none());
+        assert!(l.apply(360_000, &one, &[8], &mut want).is_none());
         assert_eq!(want, [12]);
         // A large fleet loses a tenth per period: 100 to 90.
         let mut l = ShrinkLimit::new(0.1, 300_000);
         let mut want = [0];
-        l.apply(0, &[100], &mut want, &eff, &unit).unwrap();
+        l.apply(0, &one, &[100], &mut want).unwrap();
         assert_eq!(want, [90]);
         // Over two tiers the dearest effective units go first: spot is kept.
-        let (eff, unit) = ([4.0, 4.0], [0.0145, 0.048]);
+        let both = [spot, standard];
         let mut l = ShrinkLimit::new(0.25, 300_000);
         let mut want = [0, 0];
-        let got = l.apply(0, &[4, 4], &mut want, &eff, &unit).unwrap();
+        let got = l.apply(0, &both, &[4, 4], &mut want).unwrap();
         assert_eq!(want, [4, 2], "24 of 32 kept: spot whole, standard halved");
         assert_eq!(got.raised, [0, 1]);
         // No limit at a share of 1.
         let mut l = ShrinkLimit::new(1.0, 300_000);
         let mut want = [0, 0];
-        assert!(l.apply(0, &[4, 4], &mut want, &eff, &unit).is_none());
+        assert!(l.apply(0, &both, &[4, 4], &mut want).is_none());
         assert_eq!(want, [0, 0]);
     }
 }

@@ -1456,9 +1456,7 @@ pub fn simulate(
                         .count() as u32
                 })
                 .collect();
-            let eff: Vec<f64> = tiers.iter().map(|t| t.effective_capacity()).collect();
-            let unit: Vec<f64> = tiers.iter().map(|t| t.unit_price()).collect();
-            if let Some(l) = shrink.apply(now, &ready, &mut target, &eff, &unit) {
+            if let Some(l) = shrink.apply(now, &tiers, &ready, &mut target) {
                 let _ = write!(
                     why,
                     "; {:.2} ready kept (plan {:.2}) by scale_down_max_share {} per {} s",
