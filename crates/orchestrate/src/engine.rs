@@ -3741,6 +3741,19 @@ mod tests {
             no,
             "no unmanaged workload is named `bach`; unmanaged: batch"
         );
+        // Its cost an hour is a series too, for Grafana on prescale.
+        let key =
+            SeriesKey::parse(r#"prescale_unmanaged_cost_per_hour{workload="batch"}"#).unwrap();
+        let last = || {
+            store
+                .range(&key, 0, i64::MAX)
+                .unwrap()
+                .unwrap()
+                .last()
+                .unwrap()
+                .value
+        };
+        assert!((last() - price(&held)).abs() < 1e-9);
         // A restart keeps the list.
         drop(e);
         let mut e = Engine::from_config(&without, 0, store.clone(), SimCloud::new(&c.tiers, 1));
@@ -3749,8 +3762,9 @@ mod tests {
         let listed = |name: &str| st.read().unwrap().unmanaged.get(name).cloned();
         assert_eq!(listed("batch").unwrap().since, t0 + 1, "as stored");
         // Released when asked: every tier, pending instances included.
-        let r = e.release("batch", t1).unwrap();
+        let r = e.release("batch", t1 + 1).unwrap();
         assert_eq!(r.released, held);
+        assert_eq!(last(), 0.0, "the series ends at 0");
         assert!(r.acted && (r.cost_per_hour - price(&held)).abs() < 1e-9);
         assert!(e.held_instances("batch", t1).is_empty());
         assert!(listed("batch").is_none(), "off the list at once");

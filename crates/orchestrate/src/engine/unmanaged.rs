@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use prescale_core::{Action, ActionKind, Decision, DecisionKind, Tier, TimestampMs};
+use prescale_core::{
+    Action, ActionKind, Decision, DecisionKind, Sample, SeriesKey, Tier, TimestampMs,
+};
 use prescale_store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,9 @@ use crate::provider::Provider;
 
 /// Where the list is kept in the store.
 const STATE_KEY: &str = "unmanaged";
+
+/// The series of what each unmanaged workload's capacity costs an hour.
+pub const COST_SERIES: &str = "prescale_unmanaged_cost_per_hour";
 
 /// What the release endpoint is, for the reasons that point to it.
 pub const RELEASE_PATH: &str = "POST /api/v1/unmanaged/{name}/release";
@@ -237,6 +242,7 @@ impl<P: Provider> Engine<P> {
                 .filter(|h| !configured.contains(h.as_str())),
         );
         let mut changed = false;
+        let before: Vec<String> = self.unmanaged.keys().cloned().collect();
         for name in names {
             if configured.contains(name.as_str()) {
                 changed |= self.unmanaged.remove(&name).is_some();
@@ -289,6 +295,23 @@ impl<P: Provider> Engine<P> {
         }
         if changed {
             self.save_unmanaged()?;
+        }
+        // What each costs an hour, as a series (Grafana on prescale charts it beside
+        // prescale_cost_per_hour); one that left the list ends at 0.
+        let cost: Vec<(SeriesKey, Vec<Sample>)> = before
+            .iter()
+            .filter(|n| !self.unmanaged.contains_key(*n))
+            .map(|n| (n, 0.0))
+            .chain(self.unmanaged.iter().map(|(n, u)| (n, u.cost_per_hour)))
+            .map(|(n, value)| {
+                let key = SeriesKey::metric(COST_SERIES)
+                    .expect("static name")
+                    .with_label("workload", n.clone());
+                (key, vec![Sample { ts: now, value }])
+            })
+            .collect();
+        if !cost.is_empty() {
+            self.store.append_many(&cost)?;
         }
         st.unmanaged = self.unmanaged.clone();
         Ok(())
