@@ -193,6 +193,33 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// `POST path` (a create) or `PUT path` (a replace, which the API server refuses with
+    /// 409 when `body`'s `metadata.resourceVersion` is no longer the object's), with a
+    /// JSON body; the object as the API server answers it.
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.api_url);
+        let req = match method {
+            "POST" => self.agent.post(&url),
+            "PUT" => self.agent.put(&url),
+            _ => return Err(ApiError::BadAnswer(format!("{method} is not sent"))),
+        };
+        let mut req = req
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json");
+        if let Some(t) = self.token()? {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = req
+            .send(body.to_string())
+            .map_err(|e| ApiError::Unreachable(format!("{method} {url}: {e}")))?;
+        let text = answer(resp)?;
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::BadAnswer(format!("{method} {url}: the answer is not JSON: {e}"))
+        })
+    }
+}
+
 /// The body of a 2xx answer, or the error the API server gave.
 fn answer(mut resp: ureq::http::Response<ureq::Body>) -> Result<String, ApiError> {
     let code = resp.status().as_u16();

@@ -37,8 +37,61 @@ pub struct Config {
     pub workloads: Vec<Workload>,
     /// Who carries out actions.
     pub providers: ProvidersConfig,
+    /// Several replicas, one acting: a Kubernetes Lease says which.
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
     /// The HTTP server.
     pub server: ServerConfig,
+}
+
+/// `[leader_election]`: with several prescale replicas, only the holder of a
+/// Kubernetes Lease (`coordination.k8s.io/v1`) plans and acts; the others collect,
+/// store and serve, and one takes over when the holder stops renewing (as
+/// kube-controller-manager's `--leader-elect`, with client-go's timings). The API
+/// server is `[providers.kubernetes]`'s (absent: the cluster prescale runs in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    /// Whether to take part (off: this process acts alone).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The Lease's name, in `[providers.kubernetes] namespace`.
+    #[serde(default = "default_lease_name")]
+    pub lease: String,
+    /// Seconds a holder's lease lasts without renewal before another may take it.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration_s: u64,
+    /// Seconds the holder keeps acting while it cannot renew; then it stops.
+    #[serde(default = "default_renew_deadline")]
+    pub renew_deadline_s: u64,
+    /// Seconds between two tries to take or renew the lease.
+    #[serde(default = "default_retry_period")]
+    pub retry_period_s: u64,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            lease: default_lease_name(),
+            lease_duration_s: default_lease_duration(),
+            renew_deadline_s: default_renew_deadline(),
+            retry_period_s: default_retry_period(),
+        }
+    }
+}
+
+fn default_lease_name() -> String {
+    "prescale".into()
+}
+fn default_lease_duration() -> u64 {
+    15
+}
+fn default_renew_deadline() -> u64 {
+    10
+}
+fn default_retry_period() -> u64 {
+    2
 }
 
 /// Whether `url` is `http://` or `https://` followed by something.
@@ -1333,6 +1386,24 @@ impl Config {
         }
         validate_scrape(&self.sources.scrape)?;
         validate_providers(&self.providers)?;
+        let le = &self.leader_election;
+        if le.enabled {
+            if le.lease.trim().is_empty() {
+                return err("leader_election.lease".into(), "must name the Lease".into());
+            }
+            if !(1 <= le.retry_period_s
+                && le.retry_period_s < le.renew_deadline_s
+                && le.renew_deadline_s < le.lease_duration_s)
+            {
+                return err(
+                    "leader_election".into(),
+                    format!(
+                        "needs 1 <= retry_period_s < renew_deadline_s < lease_duration_s (e.g. 2, 10, 15), got {}, {} and {}",
+                        le.retry_period_s, le.renew_deadline_s, le.lease_duration_s
+                    ),
+                );
+            }
+        }
         validate_tiers(&self.tiers)?;
         let mut wnames = BTreeSet::new();
         for (i, w) in self.workloads.iter().enumerate() {
@@ -2222,6 +2293,40 @@ mod tests {
             Config::parse(&src, "p.toml").unwrap().workloads[0].error_decay,
             0.0
         );
+    }
+
+    #[test]
+    fn leader_election_is_off_by_default_and_its_timings_must_nest() {
+        let c = Config::parse(DEFAULT_TOML, "p.toml").unwrap();
+        assert_eq!(c.leader_election, LeaderElectionConfig::default());
+        assert!(!c.leader_election.enabled);
+        let on = DEFAULT_TOML.replace(
+            "enabled = false\nlease = \"prescale\"",
+            "enabled = true\nlease = \"prescale\"",
+        );
+        assert!(
+            Config::parse(&on, "p.toml")
+                .unwrap()
+                .leader_election
+                .enabled
+        );
+        let e = Config::parse(
+            &on.replace("renew_deadline_s = 10", "renew_deadline_s = 20"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("needs 1 <= retry_period_s < renew_deadline_s < lease_duration_s (e.g. 2, 10, 15), got 2, 20 and 15"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &on.replace("lease = \"prescale\"", "lease = \" \""),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("leader_election.lease"), "{e}");
     }
 
     #[test]

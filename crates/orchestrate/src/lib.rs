@@ -19,6 +19,7 @@ pub mod engine;
 pub mod hook;
 pub mod jumps;
 pub mod kube;
+pub mod lease;
 pub mod nowcast;
 pub mod provider;
 pub mod reconcile;

@@ -457,6 +457,66 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();
+        // With leader election, only the replica holding the lease plans and acts.
+        let elector = match cfg.leader_election.enabled {
+            false => None,
+            true => {
+                let kube = cfg.providers.kubernetes.clone().unwrap_or_default();
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "prescale".into());
+                let identity = format!("{host}_{}_{}", std::process::id(), now_ms());
+                let e = prescale_orchestrate::lease::Elector::new(
+                    &cfg.leader_election,
+                    &kube,
+                    identity,
+                    |k| std::env::var(k).ok(),
+                    std::path::Path::new(prescale_collect::kube::SERVICE_ACCOUNT_DIR),
+                )
+                .map_err(UsageError)?;
+                let leadership = Arc::new(prescale_server::Leadership {
+                    lease: e.lease(),
+                    identity: e.identity().to_string(),
+                    ..Default::default()
+                });
+                tracing::info!(lease = %leadership.lease, identity = %leadership.identity, "leader election: standing by until this replica holds the lease");
+                state.leadership = Some(leadership.clone());
+                let e = Arc::new(Mutex::new(e));
+                let every = Duration::from_secs(cfg.leader_election.retry_period_s);
+                let (el, lead) = (e.clone(), leadership);
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let el = el.clone();
+                        let Ok(round) =
+                            tokio::task::spawn_blocking(move || el.lock().expect("elector").round())
+                                .await
+                        else {
+                            break;
+                        };
+                        let was = lead.leading.swap(round.leading, Ordering::SeqCst);
+                        let before = std::mem::replace(
+                            &mut *lead.holder.write().expect("holder lock"),
+                            round.holder.clone(),
+                        );
+                        if let Some(e) = &round.error {
+                            tracing::warn!("leader election: {e}");
+                        }
+                        *lead.error.write().expect("error lock") = round.error;
+                        match (was, round.leading) {
+                            (false, true) => tracing::info!(lease = %lead.lease, "leader election: this replica holds the lease: it plans and acts"),
+                            (true, false) => tracing::warn!(lease = %lead.lease, holder = %round.holder, "leader election: this replica no longer holds the lease: it stands by"),
+                            (false, false) if before != round.holder && !round.holder.is_empty() => {
+                                tracing::info!(lease = %lead.lease, holder = %round.holder, "leader election: standing by while another replica acts")
+                            }
+                            _ => {}
+                        }
+                    }
+                }));
+                Some(e)
+            }
+        };
+        let leading = state.leadership.clone();
         let host = reload::host_loop(&cfg, &state).map(tokio::spawn);
         {
             // Every quarter hour, each workload's last week against HPA, kept as series
@@ -555,6 +615,13 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                         current = want;
                         tick = every(current);
                     }
+                    if leading
+                        .as_ref()
+                        .is_some_and(|l| !l.leading.load(Ordering::SeqCst))
+                    {
+                        // Standing by: another replica plans and acts.
+                        continue;
+                    }
                     let engine = engine.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         engine.lock().expect("engine").tick(now_ms())
@@ -608,6 +675,14 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         .await?;
         for t in tasks {
             t.abort();
+        }
+        if let Some(e) = elector {
+            // Given up, so another replica takes over at its next try, not after the
+            // lease runs out.
+            match tokio::task::spawn_blocking(move || e.lock().expect("elector").release()).await? {
+                Ok(()) => tracing::info!("leader election: the lease is released"),
+                Err(e) => tracing::warn!("leader election: the lease was not released: {e}"),
+            }
         }
         // What was stored but not judged yet is judged and its anomalies saved: after a
         // restart these samples are history, learnt from and not reported.

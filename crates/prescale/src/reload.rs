@@ -170,6 +170,12 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
             changed_keys(&old.detect, &new.detect),
             &["threshold", "max_series", "match"],
         ),
+        // The elector runs as it was started.
+        (
+            "leader_election",
+            changed_keys(&old.leader_election, &new.leader_election),
+            &[],
+        ),
     ];
     for (name, keys, reloaded) in sections {
         out.extend(
@@ -208,6 +214,7 @@ fn in_force(old: &Config, mut new: Config) -> Config {
     let tls = (new.server.cert_file.take(), new.server.key_file.take());
     let serving_tls = old.server.tls_files().is_some();
     new.server = old.server.clone();
+    new.leader_election = old.leader_election.clone();
     new.server.token_file = token_file;
     new.server.token_for_reads = token_for_reads;
     if serving_tls && tls.0.is_some() {
@@ -426,6 +433,11 @@ mod tests {
             ["storage.path", "server.listen", "detect.enabled"],
             "the receivers and the host collector are reloaded"
         );
+        // Leader election runs as it was started.
+        let mut elect = old.clone();
+        elect.leader_election.enabled = true;
+        assert_eq!(needs_restart(&old, &elect), ["leader_election.enabled"]);
+        assert!(!in_force(&old, elect).leader_election.enabled);
         // HTTPS turned on waits for a restart; a served certificate's new files do not.
         let mut https = old.clone();
         https.server.cert_file = Some("/tls/tls.crt".into());

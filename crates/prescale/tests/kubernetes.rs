@@ -45,6 +45,10 @@ struct Cluster {
     log: Vec<String>,
     /// The Role bound to the caller: what it may do (`None`: anything).
     role: Option<Vec<Rule>>,
+    /// namespace/name -> Lease, as stored (with `metadata.resourceVersion`).
+    leases: BTreeMap<String, Value>,
+    /// The last resourceVersion handed out.
+    version: u64,
 }
 
 /// One rule of a Role: a call is granted when its API group, resource (a subresource as
@@ -328,6 +332,9 @@ fn route(
     if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
         return pods(c, method, rest);
     }
+    if let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/") {
+        return leases(c, method, rest, body);
+    }
     let Some(rest) = path.strip_prefix("/apis/apps/v1/namespaces/") else {
         return status(
             404,
@@ -397,6 +404,77 @@ fn route(
             )
         }
         _ => status(405, "MethodNotAllowed", &format!("not here {query}")),
+    }
+}
+
+/// Leases as the API server keeps them: get, create (409 when it exists) and replace
+/// (409 when the body's `metadata.resourceVersion` is not the stored one: optimistic
+/// concurrency, which leader election relies on).
+fn leases(c: &mut Cluster, method: &str, rest: &str, body: &str) -> (u16, Value) {
+    let parts: Vec<&str> = rest.split('/').collect();
+    let conflict = |name: &str, why: &str| {
+        status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": {why}"
+            ),
+        )
+    };
+    match (method, parts.as_slice()) {
+        ("GET", [ns, "leases", name]) => match c.leases.get(&format!("{ns}/{name}")) {
+            Some(l) => (200, l.clone()),
+            None => status(
+                404,
+                "NotFound",
+                &format!("leases.coordination.k8s.io \"{name}\" not found"),
+            ),
+        },
+        ("POST", [ns, "leases"]) => {
+            let Ok(mut l) = serde_json::from_str::<Value>(body) else {
+                return status(400, "BadRequest", "not JSON");
+            };
+            let name = l["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let key = format!("{ns}/{name}");
+            if c.leases.contains_key(&key) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("leases.coordination.k8s.io \"{name}\" already exists"),
+                );
+            }
+            c.version += 1;
+            l["metadata"]["resourceVersion"] = json!(c.version.to_string());
+            c.leases.insert(key, l.clone());
+            (201, l)
+        }
+        ("PUT", [ns, "leases", name]) => {
+            let Ok(mut l) = serde_json::from_str::<Value>(body) else {
+                return status(400, "BadRequest", "not JSON");
+            };
+            let key = format!("{ns}/{name}");
+            let Some(stored) = c.leases.get(&key) else {
+                return status(
+                    404,
+                    "NotFound",
+                    &format!("leases.coordination.k8s.io \"{name}\" not found"),
+                );
+            };
+            if l["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+                return conflict(
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            c.version += 1;
+            l["metadata"]["resourceVersion"] = json!(c.version.to_string());
+            c.leases.insert(key, l.clone());
+            (200, l)
+        }
+        _ => status(405, "MethodNotAllowed", "not a lease call"),
     }
 }
 
@@ -1074,4 +1152,158 @@ fn scrape_jobs_find_the_ready_addresses_behind_services() {
         &logs,
     );
     stop.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
+    if !Path::new("/proc/stat").exists() {
+        eprintln!("skipping: no /proc on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let fake = FakeApi::start(
+        Some("t0ken"),
+        &[
+            ("prod/host-spot", 0, 0),
+            ("prod/host-standard", 0, 0),
+            ("prod/host-high-performance", 0, 0),
+        ],
+    );
+    fake.cluster.lock().unwrap().instant_ready = true;
+    let cfg = fast_config()
+        .replace("use = \"sim\"", "use = \"kubernetes\"")
+        .replace(
+            "[providers.sim]",
+            &format!(
+                "[providers.kubernetes]\napi_url = {:?}\ntoken_file = {:?}\nnamespace = \"prod\"\ntimeout_s = 5\n\n[providers.sim]",
+                fake.url(),
+                token.display().to_string()
+            ),
+        )
+        .replace(
+            "enabled = false\nlease = \"prescale\"",
+            "enabled = true\nlease = \"prescale\"",
+        )
+        .replace("lease_duration_s = 15", "lease_duration_s = 4")
+        .replace("renew_deadline_s = 10", "renew_deadline_s = 3")
+        .replace("retry_period_s = 2", "retry_period_s = 1");
+    assert!(
+        cfg.contains("enabled = true\nlease = \"prescale\"") && cfg.contains("retry_period_s = 1"),
+        "{cfg}"
+    );
+    let replica = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        Daemon::start(&d, &cfg)
+    };
+    let election = |d: &Daemon| -> Value {
+        get(d.addr, "/api/v1/sources")
+            .and_then(|(c, b)| (c == 200).then(|| serde_json::from_str::<Value>(&b).ok())?)
+            .map(|v| v["data"]["leader_election"].clone())
+            .unwrap_or_default()
+    };
+    let lease = || {
+        fake.cluster
+            .lock()
+            .unwrap()
+            .leases
+            .get("prod/prescale")
+            .cloned()
+    };
+    let holder = || {
+        lease().map(|l| {
+            l["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+    };
+    let ticks = |d: &Daemon| -> u64 {
+        get(d.addr, "/api/v1/workloads")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v["data"]["ticks"].as_u64())
+            .unwrap_or(0)
+    };
+    let leading = |d: &Daemon| election(d)["leading"] == true;
+    // The first replica creates the lease and acts.
+    let a = replica("a");
+    wait_for(|| leading(&a), "a holds the lease", &|| fake.report(&a));
+    let a_id = election(&a)["identity"].as_str().unwrap().to_string();
+    assert_eq!(holder().as_deref(), Some(a_id.as_str()));
+    wait_for(|| ticks(&a) > 2, "a plans", &|| a.logs());
+    // The second stands by: it sees a hold the lease, and makes no control pass.
+    let b = replica("b");
+    wait_for(
+        || election(&b)["holder"] == a_id.as_str(),
+        "b sees a hold the lease",
+        &|| b.logs(),
+    );
+    wait_for(|| ticks(&a) > 6, "a plans on", &|| a.logs());
+    assert_eq!(ticks(&b), 0, "the standby makes no pass: {}", b.logs());
+    assert!(!leading(&b));
+    let (_, metrics) = get(b.addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("prescale_leader_election_leading{lease=\"prod/prescale\"} 0"),
+        "{metrics}"
+    );
+    let (_, metrics) = get(a.addr, "/metrics").unwrap();
+    assert!(metrics.contains("prescale_leader_election_leading{lease=\"prod/prescale\"} 1"));
+    // A standby refuses to act on the provider's capacity for the leader.
+    let (code, body) =
+        common::http(b.addr, "POST", "/api/v1/unmanaged/old/release", &[], b"").unwrap();
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains(&format!("{a_id} holds the lease prod/prescale and acts")),
+        "{body}"
+    );
+    // A clean stop gives the lease up, and the standby takes it and acts.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    wait_for(|| leading(&b), "b takes over", &|| b.logs());
+    assert!(a.logs().contains("the lease is released"), "{}", a.logs());
+    let b_id = election(&b)["identity"].as_str().unwrap().to_string();
+    assert_eq!(holder().as_deref(), Some(b_id.as_str()));
+    wait_for(|| ticks(&b) > 0, "b plans", &|| b.logs());
+    drop(a);
+    // A replica that dies holding the lease leaves it to run out: a new one waits for
+    // that, by its own clock, before it takes over.
+    let transitions = lease().unwrap()["spec"]["leaseTransitions"]
+        .as_u64()
+        .unwrap();
+    drop(b);
+    let c = replica("c");
+    wait_for(
+        || leading(&c),
+        "c takes over once b's lease ran out",
+        &|| c.logs(),
+    );
+    let c_id = election(&c)["identity"].as_str().unwrap().to_string();
+    assert_eq!(holder().as_deref(), Some(c_id.as_str()));
+    assert_eq!(
+        lease().unwrap()["spec"]["leaseTransitions"]
+            .as_u64()
+            .unwrap(),
+        transitions + 1
+    );
+    let log = c.logs();
+    let stood = log
+        .find("standing by while another replica acts")
+        .unwrap_or_else(|| panic!("c first stood by: {log}"));
+    let took = log
+        .find("this replica holds the lease: it plans and acts")
+        .unwrap();
+    assert!(stood < took, "{log}");
+    // Every lease call was one the example Role grants (the stand-in refuses others).
+    assert!(
+        fake.log()
+            .iter()
+            .all(|l| !l.contains("leases") || !l.contains(" 403")),
+        "{}",
+        fake.log().join("\n")
+    );
 }

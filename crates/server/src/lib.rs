@@ -88,6 +88,8 @@ pub struct AppState {
     /// Releases what an unmanaged workload holds (`POST /api/v1/unmanaged/{name}/release`);
     /// `None` where nothing is released (tests, `prescale demo`).
     pub release: Option<Releaser>,
+    /// This replica's part in leader election, with `[leader_election] enabled`.
+    pub leadership: Option<Arc<Leadership>>,
     /// The configuration in force (settings only a restart applies as they run), for
     /// `/api/v1/status/config`; a reload replaces it.
     pub config: Arc<RwLock<prescale_core::config::Config>>,
@@ -142,6 +144,43 @@ pub struct ReloadRequest {
 
 /// Where reload requests go.
 pub type Reloader = tokio::sync::mpsc::Sender<ReloadRequest>;
+
+/// This replica's part in leader election (`[leader_election]`), kept by the daemon's
+/// elector and read by `/metrics`, `/api/v1/sources` and the dashboard.
+#[derive(Debug, Default)]
+pub struct Leadership {
+    /// The Lease, `namespace/name`.
+    pub lease: String,
+    /// This replica's identity in it.
+    pub identity: String,
+    /// Whether this replica holds it, and so plans and acts.
+    pub leading: std::sync::atomic::AtomicBool,
+    /// Who holds it, as far as this replica knows.
+    pub holder: RwLock<String>,
+    /// Why the last try to take or renew it failed, if it did.
+    pub error: RwLock<Option<String>>,
+}
+
+impl Leadership {
+    /// `None` while this replica may act; else why not, for an answer that refuses.
+    pub fn standing_by(&self) -> Option<String> {
+        if self.leading.load(Ordering::Relaxed) {
+            return None;
+        }
+        let holder = self.holder.read().expect("holder lock").clone();
+        Some(if holder.is_empty() {
+            format!(
+                "this replica stands by: no replica holds the lease {} yet",
+                self.lease
+            )
+        } else {
+            format!(
+                "this replica stands by: {holder} holds the lease {} and acts; ask it",
+                self.lease
+            )
+        })
+    }
+}
 
 /// Releases what an unmanaged workload holds, at the engine (it may block on the
 /// engine's lock and the provider).
@@ -314,6 +353,7 @@ impl AppState {
             exposed: !cfg.listen_addr().ip().is_loopback(),
             reload: None,
             release: None,
+            leadership: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
             token_for_reads: Arc::new(std::sync::atomic::AtomicBool::new(
@@ -588,6 +628,9 @@ async fn release(
     if let Some(no) = st.refuse_change(&headers, "releasing capacity", "") {
         return no;
     }
+    if let Some(why) = st.leadership.as_ref().and_then(|l| l.standing_by()) {
+        return error(StatusCode::CONFLICT, why);
+    }
     use prescale_orchestrate::engine::ReleaseError as E;
     match tokio::task::spawn_blocking(move || release(&name)).await {
         Ok(Ok(r)) => {
@@ -737,6 +780,13 @@ async fn sources(State(st): State<AppState>) -> Response {
         "disk_bytes": embedded.then(|| st.store.disk_bytes()),
         "resident_bytes": resident,
         "provider": st.managed().provider,
+        "leader_election": st.leadership.as_ref().map(|l| json!({
+            "lease": l.lease,
+            "identity": l.identity,
+            "leading": l.leading.load(Ordering::Relaxed),
+            "holder": *l.holder.read().expect("holder lock"),
+            "last_error": *l.error.read().expect("error lock"),
+        })),
         "token_required": r.token().is_some(),
         "config": *st.reloads.read().expect("reload lock"),
     }}))
@@ -1371,6 +1421,17 @@ pub fn render_metrics(st: &AppState) -> String {
         "Instances held per tier and state.",
         inst,
     );
+    if let Some(l) = &st.leadership {
+        family(
+            "prescale_leader_election_leading",
+            "gauge",
+            "1 while this replica holds the lease and so plans and acts, 0 while it stands by (as controller-runtime's leader_election_master_status).",
+            vec![(
+                format!("{{lease=\"{}\"}}", esc(&l.lease)),
+                f64::from(u8::from(l.leading.load(Ordering::Relaxed))),
+            )],
+        );
+    }
     let mut left = Vec::new();
     let mut left_cost = Vec::new();
     for (name, u) in &status.unmanaged {

@@ -1,0 +1,261 @@
+//! Leader election on a Kubernetes Lease (`coordination.k8s.io/v1`), as client-go's
+//! `leaderelection` does it, so several prescale replicas can run and one acts.
+//!
+//! Each replica tries every `retry_period_s` to take or renew the Lease: it creates it
+//! when there is none, renews it while it holds it, and takes it over when its holder
+//! has left it (`holderIdentity` empty) or has not renewed it for `lease_duration_s`.
+//! Expiry is judged by this process's own clock from when it last saw the Lease change
+//! (not by the `renewTime` written in it), so clocks that disagree between nodes do not
+//! hand the lease to two replicas. Every write is a replace carrying the
+//! `resourceVersion` read, so of two replicas racing for it the API server lets one
+//! win (the other gets 409). A holder that cannot renew for `renew_deadline_s` stops
+//! acting before another may take over (`renew_deadline_s < lease_duration_s`).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use prescale_collect::kube::{connect, hint, ApiError, Connection, Settings};
+use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
+use serde_json::{json, Value};
+
+/// What the service account needs, for errors.
+const RIGHTS: &str = "get, create and update on leases in group coordination.k8s.io";
+
+/// The Lease as last seen: who holds it, and its last renewal as written.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    holder: String,
+    renew_time: String,
+    transitions: u64,
+}
+
+/// One replica's part in the election.
+pub struct Elector {
+    conn: Connection,
+    lease: String,
+    identity: String,
+    duration: Duration,
+    renew_deadline: Duration,
+    /// The Lease as last read, and when (by this clock) it last changed.
+    seen: Option<(Seen, Instant)>,
+    /// When this replica last took or renewed it.
+    renewed: Option<Instant>,
+}
+
+/// How a round went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    /// Whether this replica may act until the next round.
+    pub leading: bool,
+    /// Who holds the lease, as far as this replica knows (empty: nobody, or not known).
+    pub holder: String,
+    /// Why the API server could not be asked, or refused.
+    pub error: Option<String>,
+}
+
+/// RFC 3339 with microseconds, as Kubernetes writes `MicroTime`.
+fn micro_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+impl Elector {
+    /// An elector for `le`'s Lease on the API server `kube` names (what it leaves out
+    /// taken from the cluster prescale runs in), as `identity` (unique per replica: the
+    /// pod's name and a random suffix).
+    pub fn new(
+        le: &LeaderElectionConfig,
+        kube: &KubernetesProviderConfig,
+        identity: String,
+        env: impl Fn(&str) -> Option<String>,
+        sa_dir: &std::path::Path,
+    ) -> Result<Self, String> {
+        let conn = connect(
+            &Settings {
+                api_url: kube.api_url.as_deref(),
+                token_file: kube.token_file.as_deref(),
+                ca_file: kube.ca_file.as_deref(),
+                client: kube.cert_file.as_deref().zip(kube.key_file.as_deref()),
+                namespace: kube.namespace.as_deref(),
+                // A call may not outlast the time the holder has to renew.
+                timeout: Duration::from_secs(le.retry_period_s.max(1)),
+            },
+            "providers.kubernetes",
+            env,
+            sa_dir,
+        )?;
+        Ok(Self {
+            conn,
+            lease: le.lease.clone(),
+            identity,
+            duration: Duration::from_secs(le.lease_duration_s),
+            renew_deadline: Duration::from_secs(le.renew_deadline_s),
+            seen: None,
+            renewed: None,
+        })
+    }
+
+    /// This replica's identity in the Lease.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// `namespace/name` of the Lease.
+    pub fn lease(&self) -> String {
+        format!("{}/{}", self.conn.namespace, self.lease)
+    }
+
+    fn collection(&self) -> String {
+        format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+            self.conn.namespace
+        )
+    }
+
+    fn path(&self) -> String {
+        format!("{}/{}", self.collection(), self.lease)
+    }
+
+    fn spec(&self, acquire: &str, renew: &str, transitions: u64) -> Value {
+        json!({
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.duration.as_secs(),
+            "acquireTime": acquire,
+            "renewTime": renew,
+            "leaseTransitions": transitions,
+        })
+    }
+
+    /// One try to take or renew the lease.
+    pub fn round(&mut self) -> Round {
+        let now = Instant::now();
+        match self.take_or_renew(now) {
+            Ok(holder) => {
+                let leading = holder == self.identity;
+                self.renewed = leading.then_some(now);
+                Round {
+                    leading,
+                    holder,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                // The holder acts on until its renew deadline, then stops: by then
+                // another may soon take the lease over.
+                let leading = self
+                    .renewed
+                    .is_some_and(|t| now.duration_since(t) < self.renew_deadline);
+                if !leading {
+                    self.renewed = None;
+                }
+                Round {
+                    leading,
+                    holder: self
+                        .seen
+                        .as_ref()
+                        .map(|(s, _)| s.holder.clone())
+                        .unwrap_or_default(),
+                    error: Some(format!(
+                        "lease {}: {e}{}",
+                        self.lease(),
+                        hint(&e, "providers.kubernetes", RIGHTS)
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Takes or renews the lease if it may; returns who holds it afterwards.
+    fn take_or_renew(&mut self, now: Instant) -> Result<String, ApiError> {
+        let stamp = micro_time(SystemTime::now());
+        let current = match self.conn.get(&self.path()) {
+            Err(ApiError::Status { code: 404, .. }) => {
+                let lease = json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": self.lease, "namespace": self.conn.namespace},
+                    "spec": self.spec(&stamp, &stamp, 0),
+                });
+                return match self.conn.send("POST", &self.collection(), &lease) {
+                    Ok(_) => {
+                        self.saw(self.identity.clone(), stamp, 0, now);
+                        Ok(self.identity.clone())
+                    }
+                    // Another replica created it first: it holds it.
+                    Err(ApiError::Status { code: 409, .. }) => Ok(String::new()),
+                    Err(e) => Err(e),
+                };
+            }
+            other => other?,
+        };
+        let spec = &current["spec"];
+        let text = |k: &str| spec[k].as_str().unwrap_or_default().to_string();
+        let holder = text("holderIdentity");
+        let transitions = spec["leaseTransitions"].as_u64().unwrap_or(0);
+        let duration = spec["leaseDurationSeconds"]
+            .as_u64()
+            .map_or(self.duration, Duration::from_secs);
+        let since = self.saw(holder.clone(), text("renewTime"), transitions, now);
+        let mine = holder == self.identity;
+        let free = holder.is_empty() || now.duration_since(since) > duration;
+        if !mine && !free {
+            return Ok(holder);
+        }
+        let mut lease = current.clone();
+        lease["spec"] = if mine {
+            self.spec(&text("acquireTime"), &stamp, transitions)
+        } else {
+            self.spec(&stamp, &stamp, transitions + 1)
+        };
+        match self.conn.send("PUT", &self.path(), &lease) {
+            Ok(_) => {
+                let t = if mine { transitions } else { transitions + 1 };
+                self.saw(self.identity.clone(), stamp, t, now);
+                Ok(self.identity.clone())
+            }
+            // Changed since it was read: another replica renewed or took it.
+            Err(ApiError::Status { code: 409, .. }) if !mine => Ok(holder),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records what the Lease says; returns when it last changed.
+    fn saw(
+        &mut self,
+        holder: String,
+        renew_time: String,
+        transitions: u64,
+        now: Instant,
+    ) -> Instant {
+        let seen = Seen {
+            holder,
+            renew_time,
+            transitions,
+        };
+        match &self.seen {
+            Some((s, at)) if *s == seen => *at,
+            _ => {
+                self.seen = Some((seen, now));
+                now
+            }
+        }
+    }
+
+    /// Gives the lease up if this replica holds it (a clean stop): another takes it at
+    /// its next try instead of after `lease_duration_s`.
+    pub fn release(&mut self) -> Result<(), String> {
+        if self.renewed.take().is_none() {
+            return Ok(());
+        }
+        let fail = |e: ApiError| format!("lease {}: {e}", self.lease());
+        let mut current = self.conn.get(&self.path()).map_err(fail)?;
+        if current["spec"]["holderIdentity"].as_str() != Some(&self.identity) {
+            return Ok(());
+        }
+        let stamp = micro_time(SystemTime::now());
+        current["spec"]["holderIdentity"] = json!("");
+        current["spec"]["renewTime"] = json!(stamp);
+        self.conn
+            .send("PUT", &self.path(), &current)
+            .map(|_| ())
+            .map_err(fail)
+    }
+}
