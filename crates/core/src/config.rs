@@ -1215,16 +1215,28 @@ impl Config {
                 out.push("providers.webhook".into());
             }
         }
-        if self.providers.use_ == ProviderKind::Kubernetes {
+        // The provider, and leader election on its API server.
+        for (on, what) in [
+            (
+                self.providers.use_ == ProviderKind::Kubernetes,
+                "providers.kubernetes",
+            ),
+            (
+                self.leader_election.enabled,
+                "leader_election (on [providers.kubernetes]'s API server)",
+            ),
+        ] {
             let k = self.providers.kubernetes.clone().unwrap_or_default();
             // No api_url: the cluster's own API server, always https.
-            if k.api_url
-                .as_deref()
-                .is_none_or(|u| u.starts_with("https://"))
-                || k.ca_file.is_some()
-                || k.cert_file.is_some()
+            if on
+                && (k
+                    .api_url
+                    .as_deref()
+                    .is_none_or(|u| u.starts_with("https://"))
+                    || k.ca_file.is_some()
+                    || k.cert_file.is_some())
             {
-                out.push("providers.kubernetes".into());
+                out.push(what.into());
             }
         }
         if self.server.cert_file.is_some() {
@@ -2304,11 +2316,12 @@ mod tests {
             "enabled = false\nlease = \"prescale\"",
             "enabled = true\nlease = \"prescale\"",
         );
-        assert!(
-            Config::parse(&on, "p.toml")
-                .unwrap()
-                .leader_election
-                .enabled
+        let c = Config::parse(&on, "p.toml").unwrap();
+        assert!(c.leader_election.enabled);
+        // In a cluster the API server is https: the TLS build is needed for the lease.
+        assert_eq!(
+            c.https_uses(),
+            ["leader_election (on [providers.kubernetes]'s API server)"]
         );
         let e = Config::parse(
             &on.replace("renew_deadline_s = 10", "renew_deadline_s = 20"),

@@ -471,7 +471,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                     |k| std::env::var(k).ok(),
                     std::path::Path::new(prescale_collect::kube::SERVICE_ACCOUNT_DIR),
                 )
-                .map_err(UsageError)?;
+                .map_err(|e| UsageError(format!("leader_election needs a Kubernetes API server: {e}")))?;
                 let leadership = Arc::new(prescale_server::Leadership {
                     lease: e.lease(),
                     identity: e.identity().to_string(),

@@ -49,6 +49,9 @@ struct Cluster {
     leases: BTreeMap<String, Value>,
     /// The last resourceVersion handed out.
     version: u64,
+    /// Another replica renews the lease (as `holder`) between a caller's read and its
+    /// next replace: the race the resourceVersion settles.
+    race: Option<String>,
 }
 
 /// One rule of a Role: a call is granted when its API group, resource (a subresource as
@@ -456,6 +459,14 @@ fn leases(c: &mut Cluster, method: &str, rest: &str, body: &str) -> (u16, Value)
                 return status(400, "BadRequest", "not JSON");
             };
             let key = format!("{ns}/{name}");
+            if let Some(holder) = c.race.take() {
+                c.version += 1;
+                let v = c.version.to_string();
+                if let Some(l) = c.leases.get_mut(&key) {
+                    l["spec"]["holderIdentity"] = json!(holder);
+                    l["metadata"]["resourceVersion"] = json!(v);
+                }
+            }
             let Some(stored) = c.leases.get(&key) else {
                 return status(
                     404,
@@ -1305,5 +1316,58 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
             .all(|l| !l.contains("leases") || !l.contains(" 403")),
         "{}",
         fake.log().join("\n")
+    );
+}
+
+#[test]
+fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
+    use prescale_core::config::LeaderElectionConfig;
+    use prescale_orchestrate::lease::Elector;
+    let fake = FakeApi::start(None, &[]);
+    let kube = KubernetesProviderConfig {
+        api_url: Some(fake.url()),
+        namespace: Some("prod".into()),
+        ..Default::default()
+    };
+    let le = LeaderElectionConfig {
+        enabled: true,
+        lease_duration_s: 1,
+        ..Default::default()
+    };
+    let none = |_: &str| None;
+    let elector =
+        |id: &str| Elector::new(&le, &kube, id.into(), none, Path::new("/nonexistent")).unwrap();
+    let (mut a, mut b) = (elector("a"), elector("b"));
+    assert_eq!(a.lease(), "prod/prescale");
+    // a creates the lease; b sees a hold it.
+    let r = a.round();
+    assert!(r.leading && r.holder == "a" && r.error.is_none(), "{r:?}");
+    let r = b.round();
+    assert!(!r.leading && r.holder == "a", "{r:?}");
+    // a stops renewing; once the lease has run out by b's clock, b would take it, but a
+    // third replica renews first: b's replace carries a stale resourceVersion, is
+    // refused with 409, and b stands by, overwriting nothing.
+    std::thread::sleep(Duration::from_millis(1_100));
+    fake.cluster.lock().unwrap().race = Some("c".into());
+    let r = b.round();
+    assert!(!r.leading && r.error.is_none(), "{r:?}");
+    let stored = fake.cluster.lock().unwrap().leases["prod/prescale"].clone();
+    assert_eq!(stored["spec"]["holderIdentity"], "c");
+    assert!(
+        fake.log()
+            .iter()
+            .any(|l| l
+                .starts_with("PUT /apis/coordination.k8s.io/v1/namespaces/prod/leases/prescale")),
+        "{}",
+        fake.log().join("\n")
+    );
+    // a, which held it, finds it taken: it no longer acts.
+    let r = a.round();
+    assert!(!r.leading && r.holder == "c", "{r:?}");
+    // A release by a replica that does not hold it changes nothing.
+    a.release().unwrap();
+    assert_eq!(
+        fake.cluster.lock().unwrap().leases["prod/prescale"]["spec"]["holderIdentity"],
+        "c"
     );
 }
