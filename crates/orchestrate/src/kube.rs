@@ -51,6 +51,19 @@ fn noun(kind: KubeKind) -> &'static str {
     }
 }
 
+/// How to reach the API server `cfg` names, each call taking at most `timeout` (the
+/// provider's, and leader election's on the same server).
+pub fn settings(cfg: &KubernetesProviderConfig, timeout: std::time::Duration) -> Settings<'_> {
+    Settings {
+        api_url: cfg.api_url.as_deref(),
+        token_file: cfg.token_file.as_deref(),
+        ca_file: cfg.ca_file.as_deref(),
+        client: cfg.cert_file.as_deref().zip(cfg.key_file.as_deref()),
+        namespace: cfg.namespace.as_deref(),
+        timeout,
+    }
+}
+
 impl KubeApi {
     /// The API server `cfg` names, with what it leaves out taken from the cluster prescale
     /// runs in (see [`prescale_collect::kube::connect`]).
@@ -59,19 +72,8 @@ impl KubeApi {
         env: impl Fn(&str) -> Option<String>,
         sa_dir: &std::path::Path,
     ) -> Result<Self, String> {
-        let conn = connect(
-            &Settings {
-                api_url: cfg.api_url.as_deref(),
-                token_file: cfg.token_file.as_deref(),
-                ca_file: cfg.ca_file.as_deref(),
-                client: cfg.cert_file.as_deref().zip(cfg.key_file.as_deref()),
-                namespace: cfg.namespace.as_deref(),
-                timeout: std::time::Duration::from_secs(cfg.timeout_s),
-            },
-            "providers.kubernetes",
-            env,
-            sa_dir,
-        )?;
+        let timeout = std::time::Duration::from_secs(cfg.timeout_s);
+        let conn = connect(&settings(cfg, timeout), "providers.kubernetes", env, sa_dir)?;
         Ok(Self {
             conn,
             name: cfg.name.clone(),

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use prescale_collect::kube::{connect, hint, ApiError, Connection, Settings};
+use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
 use serde_json::{json, Value};
 
@@ -68,16 +68,10 @@ impl Elector {
         env: impl Fn(&str) -> Option<String>,
         sa_dir: &std::path::Path,
     ) -> Result<Self, String> {
+        // A call may not outlast the time between two tries.
+        let timeout = Duration::from_secs(le.retry_period_s.max(1));
         let conn = connect(
-            &Settings {
-                api_url: kube.api_url.as_deref(),
-                token_file: kube.token_file.as_deref(),
-                ca_file: kube.ca_file.as_deref(),
-                client: kube.cert_file.as_deref().zip(kube.key_file.as_deref()),
-                namespace: kube.namespace.as_deref(),
-                // A call may not outlast the time the holder has to renew.
-                timeout: Duration::from_secs(le.retry_period_s.max(1)),
-            },
+            &crate::kube::settings(kube, timeout),
             "providers.kubernetes",
             env,
             sa_dir,

@@ -851,14 +851,11 @@ fn a_role_without_the_scale_right_is_refused_saying_which_rights_to_give() {
     assert_eq!(p.allocation("web", 0).get("standard").total(), 1);
 }
 
-#[test]
-fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
-    if !Path::new("/proc/stat").exists() {
-        eprintln!("skipping: no /proc on this machine");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
+/// A stand-in API server holding a Deployment per tier of workload `host` in namespace
+/// `prod`, whose pods are ready as soon as they are asked for, and [`fast_config`] on
+/// the Kubernetes provider against it (its token in `dir`).
+fn host_tiers_in_prod(dir: &Path) -> (FakeApi, String) {
+    let token = dir.join("token");
     std::fs::write(&token, "t0ken\n").unwrap();
     let fake = FakeApi::start(
         Some("t0ken"),
@@ -879,6 +876,17 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
                 token.display().to_string()
             ),
         );
+    (fake, cfg)
+}
+
+#[test]
+fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
+    if !Path::new("/proc/stat").exists() {
+        eprintln!("skipping: no /proc on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, cfg) = host_tiers_in_prod(dir.path());
     let d = Daemon::start(dir.path(), &cfg);
     let (addr, log) = (d.addr, d.log.clone());
     let logs = || fake.report(&d);
@@ -1172,27 +1180,8 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "t0ken\n").unwrap();
-    let fake = FakeApi::start(
-        Some("t0ken"),
-        &[
-            ("prod/host-spot", 0, 0),
-            ("prod/host-standard", 0, 0),
-            ("prod/host-high-performance", 0, 0),
-        ],
-    );
-    fake.cluster.lock().unwrap().instant_ready = true;
-    let cfg = fast_config()
-        .replace("use = \"sim\"", "use = \"kubernetes\"")
-        .replace(
-            "[providers.sim]",
-            &format!(
-                "[providers.kubernetes]\napi_url = {:?}\ntoken_file = {:?}\nnamespace = \"prod\"\ntimeout_s = 5\n\n[providers.sim]",
-                fake.url(),
-                token.display().to_string()
-            ),
-        )
+    let (fake, cfg) = host_tiers_in_prod(dir.path());
+    let cfg = cfg
         .replace(
             "enabled = false\nlease = \"prescale\"",
             "enabled = true\nlease = \"prescale\"",
