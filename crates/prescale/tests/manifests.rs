@@ -58,6 +58,15 @@ fn the_kubernetes_manifests_are_valid_for_the_kubernetes_versions_in_use() {
             ][..],
         ),
         (
+            "prescale-ha.yaml",
+            &[
+                "statefulset/prescale",
+                "service/prescale-pods",
+                "service/prescale",
+                "poddisruptionbudget/prescale",
+            ][..],
+        ),
+        (
             "rbac.yaml",
             &[
                 "serviceaccount/prescale",
@@ -79,6 +88,19 @@ fn the_kubernetes_manifests_are_valid_for_the_kubernetes_versions_in_use() {
             }
         }
     }
+
+    // The standby example runs the binary as the Deployment does (container.rs runs
+    // those arguments with podman).
+    let args = |file: &str| {
+        let text = std::fs::read_to_string(examples().join(file)).unwrap();
+        let from = text.find("          args:\n").expect("args");
+        let to = from
+            + text[from..]
+                .find("          ports:\n")
+                .expect("ports after args");
+        text[from..to].to_string()
+    };
+    assert_eq!(args("prescale-ha.yaml"), args("prescale.yaml"));
 
     // The check is strict: a field misspelt in the Deployment fails it, naming the field.
     let dir = tempfile::tempdir().unwrap();
