@@ -1421,17 +1421,22 @@ pub fn render_metrics(st: &AppState) -> String {
         "Instances held per tier and state.",
         inst,
     );
-    if let Some(l) = &st.leadership {
-        family(
-            "prescale_leader_election_leading",
-            "gauge",
-            "1 while this replica holds the lease and so plans and acts, 0 while it stands by (as controller-runtime's leader_election_master_status).",
-            vec![(
-                format!("{{lease=\"{}\"}}", esc(&l.lease)),
-                f64::from(u8::from(l.leading.load(Ordering::Relaxed))),
-            )],
-        );
-    }
+    // Declared without a series when leader election is off, as a labelled family with
+    // no children is.
+    family(
+        "prescale_leader_election_leading",
+        "gauge",
+        "With [leader_election]: 1 while this replica holds the lease and so plans and acts, 0 while it stands by (as controller-runtime's leader_election_master_status).",
+        st.leadership
+            .iter()
+            .map(|l| {
+                (
+                    format!("{{lease=\"{}\"}}", esc(&l.lease)),
+                    f64::from(u8::from(l.leading.load(Ordering::Relaxed))),
+                )
+            })
+            .collect(),
+    );
     let mut left = Vec::new();
     let mut left_cost = Vec::new();
     for (name, u) in &status.unmanaged {
