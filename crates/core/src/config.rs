@@ -67,6 +67,13 @@ pub struct LeaderElectionConfig {
     /// Seconds between two tries to take or renew the lease.
     #[serde(default = "default_retry_period")]
     pub retry_period_s: u64,
+    /// Where the other replicas reach this one's API (`http://POD_IP:9180`): the holder
+    /// writes it on the Lease, and a standby forwards the dashboard's and the API's
+    /// reads of plans, decisions and series to the holder there. Absent: a standby
+    /// answers from its own store and status (`prescale run --advertise-url` sets it
+    /// per replica).
+    #[serde(default)]
+    pub advertise_url: Option<String>,
 }
 
 impl Default for LeaderElectionConfig {
@@ -77,6 +84,7 @@ impl Default for LeaderElectionConfig {
             lease_duration_s: default_lease_duration(),
             renew_deadline_s: default_renew_deadline(),
             retry_period_s: default_retry_period(),
+            advertise_url: None,
         }
     }
 }
@@ -95,7 +103,7 @@ fn default_retry_period() -> u64 {
 }
 
 /// Whether `url` is `http://` or `https://` followed by something.
-fn is_http_url(url: &str) -> bool {
+pub fn is_http_url(url: &str) -> bool {
     ["http://", "https://"]
         .iter()
         .any(|p| url.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
@@ -1239,6 +1247,15 @@ impl Config {
                 out.push(what.into());
             }
         }
+        if self.leader_election.enabled
+            && self
+                .leader_election
+                .advertise_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            out.push("leader_election.advertise_url (forwarding to the holder)".into());
+        }
         if self.server.cert_file.is_some() {
             out.push("server.cert_file (serving HTTPS)".into());
         }
@@ -1414,6 +1431,14 @@ impl Config {
                         le.retry_period_s, le.renew_deadline_s, le.lease_duration_s
                     ),
                 );
+            }
+            if let Some(u) = &le.advertise_url {
+                if !is_http_url(u) {
+                    return err(
+                        "leader_election.advertise_url".into(),
+                        format!("must be an http:// or https:// URL where the other replicas reach this one (e.g. http://10.0.0.7:9180), got {u:?}"),
+                    );
+                }
             }
         }
         validate_tiers(&self.tiers)?;
@@ -2340,6 +2365,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("leader_election.lease"), "{e}");
+        let advertised = |u: &str| {
+            Config::parse(
+                &on.replace(
+                    "retry_period_s = 2",
+                    &format!("retry_period_s = 2\nadvertise_url = {u:?}"),
+                ),
+                "p.toml",
+            )
+        };
+        let c = advertised("http://10.0.0.7:9180").unwrap();
+        assert_eq!(
+            c.leader_election.advertise_url.as_deref(),
+            Some("http://10.0.0.7:9180")
+        );
+        let e = advertised("10.0.0.7:9180").unwrap_err().to_string();
+        assert!(
+            e.contains("leader_election.advertise_url") && e.contains("\"10.0.0.7:9180\""),
+            "{e}"
+        );
+        assert!(advertised("https://prescale-0.prescale-pods:9180")
+            .unwrap()
+            .https_uses()
+            .contains(&"leader_election.advertise_url (forwarding to the holder)".to_string()));
     }
 
     #[test]

@@ -20,12 +20,18 @@ use serde_json::{json, Value};
 /// What the service account needs, for errors.
 const RIGHTS: &str = "get, create and update on leases in group coordination.k8s.io";
 
+/// The Lease annotation where the holder says where its API is
+/// (`[leader_election] advertise_url`), for standbys to forward reads to.
+pub const URL_ANNOTATION: &str = "prescale.io/advertise-url";
+
 /// The Lease as last seen: who holds it, and its last renewal as written.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     holder: String,
     renew_time: String,
     transitions: u64,
+    /// Where the holder's API is, as it wrote it.
+    url: String,
 }
 
 /// One replica's part in the election.
@@ -33,6 +39,8 @@ pub struct Elector {
     conn: Connection,
     lease: String,
     identity: String,
+    /// Where this replica's API is, written on the Lease while it holds it.
+    url: Option<String>,
     duration: Duration,
     renew_deadline: Duration,
     /// The Lease as last read, and when (by this clock) it last changed.
@@ -48,6 +56,9 @@ pub struct Round {
     pub leading: bool,
     /// Who holds the lease, as far as this replica knows (empty: nobody, or not known).
     pub holder: String,
+    /// Where the holder's API is, as it advertised it (empty: not advertised, or not
+    /// known).
+    pub holder_url: String,
     /// Why the API server could not be asked, or refused.
     pub error: Option<String>,
 }
@@ -80,6 +91,10 @@ impl Elector {
             conn,
             lease: le.lease.clone(),
             identity,
+            url: le
+                .advertise_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_string()),
             duration: Duration::from_secs(le.lease_duration_s),
             renew_deadline: Duration::from_secs(le.renew_deadline_s),
             seen: None,
@@ -127,6 +142,7 @@ impl Elector {
                 self.renewed = leading.then_some(now);
                 Round {
                     leading,
+                    holder_url: self.url_of(&holder),
                     holder,
                     error: None,
                 }
@@ -140,13 +156,15 @@ impl Elector {
                 if !leading {
                     self.renewed = None;
                 }
+                let holder = self
+                    .seen
+                    .as_ref()
+                    .map(|(s, _)| s.holder.clone())
+                    .unwrap_or_default();
                 Round {
                     leading,
-                    holder: self
-                        .seen
-                        .as_ref()
-                        .map(|(s, _)| s.holder.clone())
-                        .unwrap_or_default(),
+                    holder_url: self.url_of(&holder),
+                    holder,
                     error: Some(format!(
                         "lease {}: {e}{}",
                         self.lease(),
@@ -157,20 +175,48 @@ impl Elector {
         }
     }
 
+    /// Where `holder` said its API is, if the Lease as last seen is its.
+    fn url_of(&self, holder: &str) -> String {
+        match &self.seen {
+            Some((s, _)) if !holder.is_empty() && s.holder == holder => s.url.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// The Lease's metadata with this replica's URL annotated (or none, so a former
+    /// holder's is not taken for this one's).
+    fn annotate(&self, metadata: &mut Value) {
+        if !metadata["annotations"].is_object() {
+            metadata["annotations"] = json!({});
+        }
+        let notes = metadata["annotations"]
+            .as_object_mut()
+            .expect("annotations object");
+        match &self.url {
+            Some(u) => {
+                notes.insert(URL_ANNOTATION.into(), json!(u));
+            }
+            None => {
+                notes.remove(URL_ANNOTATION);
+            }
+        }
+    }
+
     /// Takes or renews the lease if it may; returns who holds it afterwards.
     fn take_or_renew(&mut self, now: Instant) -> Result<String, ApiError> {
         let stamp = micro_time(SystemTime::now());
         let current = match self.conn.get(&self.path()) {
             Err(ApiError::Status { code: 404, .. }) => {
-                let lease = json!({
+                let mut lease = json!({
                     "apiVersion": "coordination.k8s.io/v1",
                     "kind": "Lease",
                     "metadata": {"name": self.lease, "namespace": self.conn.namespace},
                     "spec": self.spec(&stamp, &stamp, 0),
                 });
+                self.annotate(&mut lease["metadata"]);
                 return match self.conn.send("POST", &self.collection(), &lease) {
                     Ok(_) => {
-                        self.saw(self.identity.clone(), stamp, 0, now);
+                        self.saw(self.identity.clone(), stamp, 0, self.own_url(), now);
                         Ok(self.identity.clone())
                     }
                     // Another replica created it first: it holds it.
@@ -187,7 +233,11 @@ impl Elector {
         let duration = spec["leaseDurationSeconds"]
             .as_u64()
             .map_or(self.duration, Duration::from_secs);
-        let since = self.saw(holder.clone(), text("renewTime"), transitions, now);
+        let url = current["metadata"]["annotations"][URL_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let since = self.saw(holder.clone(), text("renewTime"), transitions, url, now);
         let mine = holder == self.identity;
         let free = holder.is_empty() || now.duration_since(since) > duration;
         if !mine && !free {
@@ -199,10 +249,11 @@ impl Elector {
         } else {
             self.spec(&stamp, &stamp, transitions + 1)
         };
+        self.annotate(&mut lease["metadata"]);
         match self.conn.send("PUT", &self.path(), &lease) {
             Ok(_) => {
                 let t = if mine { transitions } else { transitions + 1 };
-                self.saw(self.identity.clone(), stamp, t, now);
+                self.saw(self.identity.clone(), stamp, t, self.own_url(), now);
                 Ok(self.identity.clone())
             }
             // Changed since it was read: another replica renewed or took it.
@@ -211,18 +262,24 @@ impl Elector {
         }
     }
 
+    fn own_url(&self) -> String {
+        self.url.clone().unwrap_or_default()
+    }
+
     /// Records what the Lease says; returns when it last changed.
     fn saw(
         &mut self,
         holder: String,
         renew_time: String,
         transitions: u64,
+        url: String,
         now: Instant,
     ) -> Instant {
         let seen = Seen {
             holder,
             renew_time,
             transitions,
+            url,
         };
         match &self.seen {
             Some((s, at)) if *s == seen => *at,
@@ -247,6 +304,9 @@ impl Elector {
         let stamp = micro_time(SystemTime::now());
         current["spec"]["holderIdentity"] = json!("");
         current["spec"]["renewTime"] = json!(stamp);
+        if let Some(notes) = current["metadata"]["annotations"].as_object_mut() {
+            notes.remove(URL_ANNOTATION);
+        }
         self.conn
             .send("PUT", &self.path(), &current)
             .map(|_| ())

@@ -106,6 +106,10 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
+        /// Where the other replicas reach this one (overrides [leader_election]
+        /// advertise_url), e.g. http://$(POD_IP):9180 in a pod's arguments.
+        #[arg(long, value_name = "URL", value_parser = http_url)]
+        advertise_url: Option<String>,
     },
     /// Watch a simulated week of predictive scaling in about a minute, then print a summary.
     Demo {
@@ -223,7 +227,11 @@ fn main() -> ExitCode {
         Command::Detect(a) => detect_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Bench { what } => bench_cmd::run(what).map_err(|e| UsageError(e).into()),
         Command::Simulate(a) => simulate_cmd::run(*a).map_err(|e| UsageError(e).into()),
-        Command::Run { config, overrides } => run_cmd(config, overrides),
+        Command::Run {
+            config,
+            overrides,
+            advertise_url,
+        } => run_cmd(config, overrides, advertise_url),
         Command::Demo {
             seed,
             days,
@@ -372,12 +380,34 @@ async fn shutdown_signal() {
     }
 }
 
-fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
+/// An `http://` or `https://` URL, for `--advertise-url`.
+fn http_url(s: &str) -> std::result::Result<String, String> {
+    if prescale_core::config::is_http_url(s) {
+        Ok(s.trim_end_matches('/').to_string())
+    } else {
+        Err("must be an http:// or https:// URL, e.g. http://10.0.0.7:9180".into())
+    }
+}
+
+fn run_cmd(
+    config: Option<PathBuf>,
+    overrides: Overrides,
+    advertise_url: Option<String>,
+) -> Result<()> {
     let mut cfg = match &config {
         Some(f) => Config::load(f)?,
         None => Config::default(),
     };
     apply_overrides(&mut cfg, &overrides);
+    if let Some(u) = advertise_url {
+        if !cfg.leader_election.enabled {
+            return Err(UsageError(
+                "--advertise-url says where the other replicas reach this one: it needs [leader_election] enabled = true".into(),
+            )
+            .into());
+        }
+        cfg.leader_election.advertise_url = Some(u);
+    }
     check_runnable(&cfg)?;
     // Before anything is opened: --listen may have moved the server beyond loopback.
     cfg.write_token()
@@ -475,6 +505,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 let leadership = Arc::new(prescale_server::Leadership {
                     lease: e.lease(),
                     identity: e.identity().to_string(),
+                    advertise_url: cfg.leader_election.advertise_url.clone(),
                     ..Default::default()
                 });
                 tracing::info!(lease = %leadership.lease, identity = %leadership.identity, "leader election: standing by until this replica holds the lease");
@@ -503,6 +534,7 @@ fn run_cmd(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                             tracing::warn!("leader election: {e}");
                         }
                         *lead.error.write().expect("error lock") = round.error;
+                        *lead.holder_url.write().expect("holder url lock") = round.holder_url;
                         match (was, round.leading) {
                             (false, true) => tracing::info!(lease = %lead.lease, "leader election: this replica holds the lease: it plans and acts"),
                             (true, false) => tracing::warn!(lease = %lead.lease, holder = %round.holder, "leader election: this replica no longer holds the lease: it stands by"),

@@ -156,6 +156,18 @@ fn unknown_flags_and_bad_values_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
     let out = run(&["demo", "--listen", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
+    // Where other replicas reach this one: a URL, and only with leader election.
+    let out = run(&["run", "--advertise-url", "10.0.0.7:9180"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be an http:// or https:// URL"), "{err}");
+    let out = run(&["run", "--advertise-url", "http://10.0.0.7:9180"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("it needs [leader_election] enabled = true"),
+        "{err}"
+    );
     // A negative speed reaches the check that says what is allowed.
     let out = run(&["demo", "--speed", "-1"]);
     assert_eq!(out.status.code(), Some(2));

@@ -1193,10 +1193,16 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         cfg.contains("enabled = true\nlease = \"prescale\"") && cfg.contains("retry_period_s = 1"),
         "{cfg}"
     );
+    // Each says where the others reach it, as `--advertise-url http://$(POD_IP):9180`.
     let replica = |name: &str| {
         let d = dir.path().join(name);
         std::fs::create_dir(&d).unwrap();
-        Daemon::start(&d, &cfg)
+        let addr = common::free_addr();
+        let cfg = cfg.replace(
+            "retry_period_s = 1\n",
+            &format!("retry_period_s = 1\nadvertise_url = \"http://{addr}\"\n"),
+        );
+        Daemon::start_at(&d, &cfg, addr)
     };
     let election = |d: &Daemon| -> Value {
         get(d.addr, "/api/v1/sources")
@@ -1220,12 +1226,20 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
                 .to_string()
         })
     };
-    let ticks = |d: &Daemon| -> u64 {
-        get(d.addr, "/api/v1/workloads")
+    // Control passes as a replica's API answers (a standby's: the holder's), or as it
+    // made them itself.
+    let answered = |d: &Daemon, own: bool| -> u64 {
+        let headers: &[&str] = if own {
+            &["X-Prescale-Forwarded: 1"]
+        } else {
+            &[]
+        };
+        common::http(d.addr, "GET", "/api/v1/workloads", headers, b"")
             .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
             .and_then(|v| v["data"]["ticks"].as_u64())
             .unwrap_or(0)
     };
+    let ticks = |d: &Daemon| answered(d, true);
     let leading = |d: &Daemon| election(d)["leading"] == true;
     // The first replica creates the lease and acts.
     let a = replica("a");
@@ -1243,6 +1257,40 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
     wait_for(|| ticks(&a) > 6, "a plans on", &|| a.logs());
     assert_eq!(ticks(&b), 0, "the standby makes no pass: {}", b.logs());
     assert!(!leading(&b));
+    // a said where it is on the Lease; b's API answers with a's plans.
+    assert_eq!(
+        lease().unwrap()["metadata"]["annotations"]["prescale.io/advertise-url"],
+        format!("http://{}", a.addr)
+    );
+    assert_eq!(election(&b)["holder_url"], format!("http://{}", a.addr));
+    assert!(answered(&b, false) > 6, "{}", b.logs());
+    // So does its dashboard, saying so.
+    if let Some(browser) = common::browser() {
+        let page = common::rendered(&browser, &format!("http://{}/", b.addr));
+        for said in [
+            format!("standby: {a_id} holds the lease prod/prescale and acts"),
+            format!(
+                "workloads, plans and decisions shown are the holder's (http://{})",
+                a.addr
+            ),
+            format!("lease <b>prod/prescale</b>: standby, held by <b>{a_id}</b>"),
+        ] {
+            assert!(page.contains(&said), "{said}: {page}");
+        }
+        // The holder's plan (the standby has none of its own).
+        assert!(page.contains("<span>plan <b>$"), "{page}");
+        let page = common::rendered(&browser, &format!("http://{}/", a.addr));
+        assert!(
+            page.contains("lease <b>prod/prescale</b>: <b>held here</b>"),
+            "{page}"
+        );
+        let meta = page.split("id=\"meta\">").nth(1).unwrap();
+        let meta = &meta[..meta.find('<').unwrap()];
+        assert!(
+            meta.contains("control passes") && !meta.contains("standby"),
+            "{meta}"
+        );
+    }
     let (_, metrics) = get(b.addr, "/metrics").unwrap();
     assert!(
         metrics.contains("prescale_leader_election_leading{lease=\"prod/prescale\"} 0"),
@@ -1250,9 +1298,28 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
     );
     let (_, metrics) = get(a.addr, "/metrics").unwrap();
     assert!(metrics.contains("prescale_leader_election_leading{lease=\"prod/prescale\"} 1"));
-    // A standby refuses to act on the provider's capacity for the leader.
+    assert!(
+        metrics.contains("prescale_plan_instances{workload=\"host\""),
+        "{metrics}"
+    );
+    // A standby does not act on the provider's capacity itself: a release asked of it
+    // is the holder's to answer (here: no such workload), and one it may not pass on
+    // it refuses, naming the holder.
     let (code, body) =
         common::http(b.addr, "POST", "/api/v1/unmanaged/old/release", &[], b"").unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("no unmanaged workload is named `old`"),
+        "{body}"
+    );
+    let (code, body) = common::http(
+        b.addr,
+        "POST",
+        "/api/v1/unmanaged/old/release",
+        &["X-Prescale-Forwarded: 1"],
+        b"",
+    )
+    .unwrap();
     assert_eq!(code, 409, "{body}");
     assert!(
         body.contains(&format!("{a_id} holds the lease prod/prescale and acts")),
@@ -1268,6 +1335,10 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
     assert!(a.logs().contains("the lease is released"), "{}", a.logs());
     let b_id = election(&b)["identity"].as_str().unwrap().to_string();
     assert_eq!(holder().as_deref(), Some(b_id.as_str()));
+    assert_eq!(
+        lease().unwrap()["metadata"]["annotations"]["prescale.io/advertise-url"],
+        format!("http://{}", b.addr)
+    );
     wait_for(|| ticks(&b) > 0, "b plans", &|| b.logs());
     drop(a);
     // A replica that dies holding the lease leaves it to run out: a new one waits for

@@ -90,7 +90,7 @@ fn the_kubernetes_manifests_are_valid_for_the_kubernetes_versions_in_use() {
     }
 
     // The standby example runs the binary as the Deployment does (container.rs runs
-    // those arguments with podman).
+    // those arguments with podman), and says where each pod is.
     let args = |file: &str| {
         let text = std::fs::read_to_string(examples().join(file)).unwrap();
         let from = text.find("          args:\n").expect("args");
@@ -100,7 +100,18 @@ fn the_kubernetes_manifests_are_valid_for_the_kubernetes_versions_in_use() {
                 .expect("ports after args");
         text[from..to].to_string()
     };
-    assert_eq!(args("prescale-ha.yaml"), args("prescale.yaml"));
+    let advertised =
+        "            # Where the other replica reaches this one: the holder writes it on the
+            # Lease, and the standby passes the dashboard's and the API's reads on to it.
+            - --advertise-url
+            - http://$(POD_IP):9180
+          env:
+            - name: POD_IP
+              valueFrom:
+                fieldRef:
+                  fieldPath: status.podIP
+";
+    assert_eq!(args("prescale-ha.yaml"), args("prescale.yaml") + advertised);
 
     // The check is strict: a field misspelt in the Deployment fails it, naming the field.
     let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,7 @@ use serde_json::json;
 
 pub mod anomalies;
 pub mod compare;
+pub mod forward;
 pub mod process;
 pub mod promapi;
 pub mod promql;
@@ -159,6 +160,12 @@ pub struct Leadership {
     pub holder: RwLock<String>,
     /// Why the last try to take or renew it failed, if it did.
     pub error: RwLock<Option<String>>,
+    /// Where the other replicas reach this one (`[leader_election] advertise_url`).
+    pub advertise_url: Option<String>,
+    /// Where the holder's API is, as it advertised it on the Lease (empty: not known).
+    pub holder_url: RwLock<String>,
+    /// Why the last read forwarded to the holder failed, while it stays so.
+    pub forward_error: RwLock<Option<forward::ForwardError>>,
 }
 
 impl Leadership {
@@ -529,6 +536,11 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; see /api/v1/workloads, /api/v1/series, /metrics",
             )
         })
+        // A standby passes reads on to the holder, once the token is checked here.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_the_holder,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             reads_need_the_token,
@@ -786,6 +798,10 @@ async fn sources(State(st): State<AppState>) -> Response {
             "leading": l.leading.load(Ordering::Relaxed),
             "holder": *l.holder.read().expect("holder lock"),
             "last_error": *l.error.read().expect("error lock"),
+            "advertise_url": l.advertise_url,
+            "holder_url": *l.holder_url.read().expect("holder url lock"),
+            // On a standby: null while reads go to the holder, else why they do not.
+            "not_forwarded": l.not_forwarded(),
         })),
         "token_required": r.token().is_some(),
         "config": *st.reloads.read().expect("reload lock"),
@@ -1128,7 +1144,18 @@ fn esc(v: &str) -> String {
 
 /// Renders the Prometheus text exposition.
 pub fn render_metrics(st: &AppState) -> String {
-    let status = st.status.read().expect("status lock").clone();
+    let mut status = st.status.read().expect("status lock").clone();
+    if st
+        .leadership
+        .as_ref()
+        .is_some_and(|l| !l.leading.load(Ordering::Relaxed))
+    {
+        // A standby's plans, allocations and unmanaged capacity are what it last saw
+        // when it acted, if ever: Prometheus scrapes every replica, and sums over them
+        // (the fleet's cost) would count them beside the holder's. Its counters stay.
+        status.workloads.clear();
+        status.unmanaged.clear();
+    }
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}");

@@ -583,7 +583,17 @@ async fn post_with_headers(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
-    let mut req = Request::builder().method("POST").uri(uri);
+    send_with(app, "POST", uri, headers, body).await
+}
+
+async fn send_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -3516,4 +3526,148 @@ async fn unmanaged_capacity_is_listed_and_released_with_the_token_rule() {
     let (code, text) = post(&app, &release("batch"), &[], Vec::new()).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(text.contains("`prescale run` does"), "{text}");
+}
+
+/// `st` taking part in leader election as `identity`, holding the lease or not.
+fn elected(mut st: AppState, identity: &str, leading: bool) -> (AppState, Arc<Leadership>) {
+    let l = Arc::new(Leadership {
+        lease: "shop/prescale".into(),
+        identity: identity.into(),
+        ..Default::default()
+    });
+    l.leading.store(leading, Ordering::Relaxed);
+    st.leadership = Some(l.clone());
+    (st, l)
+}
+
+#[tokio::test]
+async fn a_standby_leaves_plans_out_of_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, lead) = elected(fixture(dir.path()), "prescale-0", true);
+    let app = router(st);
+    let plan = "prescale_plan_cost_per_hour{workload=\"host\"}";
+    let (_, text) = get(&app, "/metrics").await;
+    assert!(text.contains(plan), "{text}");
+    assert!(text.contains("prescale_allocation_instances{workload=\"host\""));
+    assert!(text.contains("prescale_leader_election_leading{lease=\"shop/prescale\"} 1"));
+    // Lost the lease: what it planned last is no longer its to report.
+    lead.leading.store(false, Ordering::Relaxed);
+    let (_, text) = get(&app, "/metrics").await;
+    assert!(!text.contains(plan), "{text}");
+    assert!(!text.contains("prescale_allocation_instances{"), "{text}");
+    assert!(!text.contains("prescale_forecast_demand{"), "{text}");
+    // Declared still, and the process's own counters kept.
+    assert!(text.contains("# TYPE prescale_plan_cost_per_hour gauge"));
+    assert!(text.contains("prescale_control_passes_total 40"), "{text}");
+    assert!(text.contains("prescale_leader_election_leading{lease=\"shop/prescale\"} 0"));
+}
+
+#[tokio::test]
+async fn a_standby_forwards_reads_to_the_holder_and_answers_itself_when_it_cannot() {
+    use crate::forward::{FORWARDED, FORWARD_ERROR, SERVED_BY};
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The holder: 40 passes planned and a demand series stored.
+    let (holder, _) = elected(fixture(d1.path()), "prescale-0_7", true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, holder, async {
+        let _ = stopped.await;
+    }));
+    // The standby: the same configuration, nothing stored, nothing planned.
+    let c = Config::default();
+    let store = Store::open(d2.path(), Durability::Buffered).unwrap();
+    let standby = AppState::new(&c, store, Arc::new(RwLock::new(Status::default()))).unwrap();
+    let (standby, lead) = elected(standby, "prescale-1_9", false);
+    *lead.holder.write().unwrap() = "prescale-0_7".into();
+    let app = router(standby);
+    let ask = |uri: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let app = app.clone();
+        async move { send_with(&app, "GET", uri, &headers, Vec::new()).await }
+    };
+    let plan = "/api/v1/workloads/host/plan";
+
+    // The holder advertises no URL: the standby answers itself, and says why.
+    let (code, h, _) = ask(plan, vec![]).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let why = h[FORWARD_ERROR].to_str().unwrap();
+    assert!(
+        why.contains("(prescale-0_7) advertises no URL ([leader_election] advertise_url)"),
+        "{why}"
+    );
+
+    // It does: reads are the holder's.
+    *lead.holder_url.write().unwrap() = url.clone();
+    let (code, h, body) = ask(plan, vec![]).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(h[SERVED_BY], "prescale-0_7");
+    assert!(!h.contains_key(FORWARD_ERROR));
+    assert!(body.contains("cost_per_hour"), "{body}");
+    let (code, h, body) = ask("/api/v1/workloads/host/decisions?limit=3", vec![]).await;
+    assert_eq!(
+        (code, h[SERVED_BY].to_str().unwrap()),
+        (StatusCode::OK, "prescale-0_7")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // A form-posted query (as Grafana asks) reaches the holder's store.
+    let (code, h, body) = post_with_headers(
+        &app,
+        "/api/v1/query",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"query=count(prescale_demand)&time=2400".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (code, h[SERVED_BY].to_str().unwrap()),
+        (StatusCode::OK, "prescale-0_7"),
+        "{body}"
+    );
+    assert!(body.contains("\"1\""), "{body}");
+    // What is the replica's own is answered here.
+    let (code, h, body) = ask("/api/v1/sources", vec![]).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(!h.contains_key(SERVED_BY));
+    let src: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let le = &src["data"]["leader_election"];
+    assert_eq!(le["identity"], "prescale-1_9");
+    assert_eq!(le["holder_url"], url.as_str());
+    assert!(le["not_forwarded"].is_null(), "{le}");
+    let (_, h, _) = ask("/metrics", vec![]).await;
+    assert!(!h.contains_key(SERVED_BY));
+    // So is a request a replica forwarded: never passed on again.
+    let (code, h, _) = ask(plan, vec![(FORWARDED, "1")]).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(!h.contains_key(SERVED_BY));
+
+    // The holder is gone: the standby answers itself, says why, and waits a little
+    // before it tries again.
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let (code, h, _) = ask(plan, vec![]).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let why = h[FORWARD_ERROR].to_str().unwrap().to_string();
+    assert!(
+        why.starts_with(&format!("the replica holding the lease (prescale-0_7) could not be reached at {url}: GET {url}{plan}")),
+        "{why}"
+    );
+    let (_, h, body) = ask("/api/v1/sources", vec![]).await;
+    assert!(!h.contains_key(FORWARD_ERROR));
+    let src: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        src["data"]["leader_election"]["not_forwarded"],
+        why.as_str()
+    );
+    let (_, h, _) = ask("/api/v1/workloads", vec![]).await;
+    assert_eq!(h[FORWARD_ERROR].to_str().unwrap(), why);
+    // Holding the lease, it answers everything itself, with no note.
+    lead.leading.store(true, Ordering::Relaxed);
+    let (code, h, _) = ask("/api/v1/workloads", vec![]).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(!h.contains_key(FORWARD_ERROR) && !h.contains_key(SERVED_BY));
 }

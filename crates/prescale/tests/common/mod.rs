@@ -344,3 +344,46 @@ impl Demo {
         }
     }
 }
+
+/// The page after its script has run, as Chromium serialises it.
+pub fn rendered(browser: &str, url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            // Virtual time runs on only while no request is pending: the page's fetches
+            // all finish before the DOM is taken.
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().display()))
+        .arg(url)
+        // A file, not a pipe: the page is larger than a pipe holds until it is read.
+        .stdout(std::fs::File::create(dir.path().join("dom.html")).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("{browser} did not finish loading {url} in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_to_string(dir.path().join("dom.html")).unwrap()
+}
+
+/// Chromium's binary, or `None` (saying the test skips) when there is none.
+pub fn browser() -> Option<String> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(find);
+    if found.is_none() {
+        eprintln!("skipping: no Chromium (apt-get install chromium; .ci/run does)");
+    }
+    found
+}

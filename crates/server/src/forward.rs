@@ -1,0 +1,265 @@
+//! A standby forwards reads to the replica that acts. With `[leader_election]`, only the
+//! holder of the lease plans, decides and stores plans and decisions; a standby's own
+//! status is what it last stored itself. So, as a Vault standby forwards requests to the
+//! active node, a standby that knows where the holder is (the `advertise_url` the holder
+//! wrote on the Lease) passes the API's reads (workloads, plans, decisions, series,
+//! anomalies, unmanaged capacity) and releases on to it, and the dashboard behind a
+//! Service that picks either replica shows what the acting one does. What is this
+//! replica's own stays here: `/api/v1/sources`, `/api/v1/targets`, `/api/v1/status/*`,
+//! writes, snapshots, `/metrics` and `/healthz`. When the holder cannot be reached the
+//! standby answers itself and says so in a header and in `/api/v1/sources`.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::{error, AppState, Leadership};
+
+/// Carried by a forwarded request: the replica that gets it answers it itself, so two
+/// replicas that each take the other for the holder do not pass it back and forth. A
+/// person can send it to read a standby's own store.
+pub const FORWARDED: &str = "x-prescale-forwarded";
+/// On an answer from the holder: the holder's identity.
+pub const SERVED_BY: &str = "x-prescale-served-by";
+/// On an answer a standby gave itself because the holder could not be reached: why.
+pub const FORWARD_ERROR: &str = "x-prescale-forward-error";
+
+/// The largest request body forwarded (queries, match[] lists).
+const MAX_REQUEST: usize = 16 << 20;
+/// The largest answer taken from the holder (a long query range).
+const MAX_ANSWER: u64 = 256 << 20;
+/// After the holder could not be reached, answers come from here this long before it
+/// is tried again, so a dashboard's dozen requests do not each wait for it.
+const BACK_OFF: Duration = Duration::from_secs(5);
+
+/// The request headers passed on: the credentials (the holder applies its own token
+/// rule) and what the body is.
+const PASSED_ON: [header::HeaderName; 3] =
+    [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+/// The answer headers passed back (a browser asked for the token, a download).
+const PASSED_BACK: [header::HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    header::WWW_AUTHENTICATE,
+    header::CONTENT_DISPOSITION,
+];
+
+/// What went wrong forwarding to the holder, kept for `/api/v1/sources`.
+#[derive(Debug, Clone)]
+pub struct ForwardError {
+    /// Why, naming the URL tried.
+    pub message: String,
+    /// When.
+    pub at: Instant,
+}
+
+/// Whether a standby passes `method path` on to the holder.
+pub fn forwarded(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return false;
+    };
+    let first = rest.split('/').next().unwrap_or_default();
+    !matches!(first, "sources" | "targets" | "status" | "write" | "admin")
+        && (method == Method::GET || method == Method::POST)
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(2)))
+            // A comparison with HPA replays a week: it may take a while.
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into()
+    })
+}
+
+/// The holder's answer: status, headers passed back, body.
+type Answer = (u16, Vec<(header::HeaderName, String)>, Vec<u8>);
+
+/// Sends the request to `url` (blocking).
+fn send(method: &Method, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Answer, String> {
+    let passed = |name: &header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let answer = if method == Method::POST {
+        let mut req = agent().post(url).header(FORWARDED, "1");
+        for h in &PASSED_ON {
+            if let Some(v) = passed(h) {
+                req = req.header(h.as_str(), &v);
+            }
+        }
+        req.send(&body[..])
+    } else {
+        let mut req = agent().get(url).header(FORWARDED, "1");
+        for h in &PASSED_ON {
+            if let Some(v) = passed(h) {
+                req = req.header(h.as_str(), &v);
+            }
+        }
+        req.call()
+    };
+    let mut resp = answer.map_err(|e| format!("{method} {url}: {e}"))?;
+    let back = PASSED_BACK
+        .iter()
+        .filter_map(|h| {
+            resp.headers()
+                .get(h.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (h.clone(), v.to_string()))
+        })
+        .collect();
+    let code = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+    Ok((code, back, body))
+}
+
+/// Where a standby forwards to, if it should try now.
+fn holder_to_try(lead: &Leadership) -> Option<(String, String)> {
+    if lead.leading.load(Ordering::Relaxed) {
+        return None;
+    }
+    let url = lead.holder_url.read().expect("holder url lock").clone();
+    if url.is_empty() {
+        return None;
+    }
+    let backing_off = lead
+        .forward_error
+        .read()
+        .expect("forward error lock")
+        .as_ref()
+        .is_some_and(|e| e.at.elapsed() < BACK_OFF);
+    (!backing_off).then(|| (url, lead.holder.read().expect("holder lock").clone()))
+}
+
+/// The middleware: on a standby, forwards what [`forwarded`] names to the holder.
+pub async fn to_the_holder(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(lead) = st.leadership.clone() else {
+        return next.run(req).await;
+    };
+    if req.headers().contains_key(FORWARDED) || !forwarded(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let Some((url, holder)) = holder_to_try(&lead) else {
+        return here(&lead, next, req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_REQUEST).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body could not be read to pass it on to the replica that holds the lease: {e}"),
+            )
+        }
+    };
+    let target = format!(
+        "{url}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |p| p.as_str())
+    );
+    let (method, headers, sent) = (parts.method.clone(), parts.headers.clone(), body.clone());
+    let answer = tokio::task::spawn_blocking(move || send(&method, &target, &headers, sent))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match answer {
+        Ok((code, back, bytes)) => {
+            if lead
+                .forward_error
+                .write()
+                .expect("forward error lock")
+                .take()
+                .is_some()
+            {
+                tracing::info!(holder = %holder, url = %url, "leader election: reads go to the holder again");
+            }
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            for (name, value) in back {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&holder) {
+                resp.headers_mut().insert(SERVED_BY, v);
+            }
+            resp
+        }
+        Err(why) => {
+            let message = format!(
+                "the replica holding the lease ({holder}) could not be reached at {url}: {why}"
+            );
+            {
+                let mut last = lead.forward_error.write().expect("forward error lock");
+                if last.as_ref().is_none_or(|e| e.message != message) {
+                    tracing::warn!("leader election: {message}; answering from this replica");
+                }
+                *last = Some(ForwardError {
+                    message,
+                    at: Instant::now(),
+                });
+            }
+            here(&lead, next, Request::from_parts(parts, Body::from(body))).await
+        }
+    }
+}
+
+/// This replica's own answer, saying why it is not the holder's.
+async fn here(lead: &Leadership, next: Next, req: Request) -> Response {
+    let why = lead.not_forwarded();
+    let mut resp = next.run(req).await;
+    if let Some(why) = why {
+        let ascii: String = why
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&ascii) {
+            resp.headers_mut().insert(FORWARD_ERROR, v);
+        }
+    }
+    resp
+}
+
+impl Leadership {
+    /// On a standby, why its answers are its own rather than the holder's.
+    pub fn not_forwarded(&self) -> Option<String> {
+        if self.leading.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(e) = &*self.forward_error.read().expect("forward error lock") {
+            return Some(e.message.clone());
+        }
+        if !self.holder_url.read().expect("holder url lock").is_empty() {
+            return None;
+        }
+        let holder = self.holder.read().expect("holder lock");
+        Some(if holder.is_empty() {
+            "no replica holds the lease".to_string()
+        } else {
+            format!("the replica holding the lease ({holder}) advertises no URL ([leader_election] advertise_url)")
+        })
+    }
+}
