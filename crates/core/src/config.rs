@@ -1186,6 +1186,18 @@ impl Config {
         Some(keep)
     }
 
+    /// Settings that run but most likely not as meant, for warnings at start.
+    pub fn cautions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.leader_election.enabled
+            && self.storage.remote.is_some()
+            && self.sources.host.enabled
+        {
+            out.push("leader_election with a shared [storage.remote] and [sources.host] enabled: every replica writes its own node's host_* series under the same names, so the shared store holds their samples mixed; set [sources.host] enabled = false and manage scraped or pushed series".into());
+        }
+        out
+    }
+
     /// What the configuration reaches over HTTPS (URLs and CA files), by key: empty when
     /// a build without TLS can run it.
     pub fn https_uses(&self) -> Vec<String> {
@@ -2384,6 +2396,19 @@ mod tests {
             e.contains("leader_election.advertise_url") && e.contains("\"10.0.0.7:9180\""),
             "{e}"
         );
+        // Replicas sharing a remote store would mix their nodes' host series.
+        assert!(c.cautions().is_empty());
+        let shared = format!(
+            "{on}\n[storage.remote]\nwrite_url = \"http://vm:8428/api/v1/write\"\nread_url = \"http://vm:8428\"\n"
+        );
+        let mut c = Config::parse(&shared, "p.toml").unwrap();
+        assert!(
+            c.cautions()[0].contains("set [sources.host] enabled = false"),
+            "{:?}",
+            c.cautions()
+        );
+        c.sources.host.enabled = false;
+        assert!(c.cautions().is_empty());
         assert!(advertised("https://prescale-0.prescale-pods:9180")
             .unwrap()
             .https_uses()

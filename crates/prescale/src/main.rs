@@ -409,6 +409,9 @@ fn run_cmd(
         cfg.leader_election.advertise_url = Some(u);
     }
     check_runnable(&cfg)?;
+    for c in cfg.cautions() {
+        tracing::warn!("{c}");
+    }
     // Before anything is opened: --listen may have moved the server beyond loopback.
     cfg.write_token()
         .map_err(|e| UsageError(format!("server.token_file: {e}")))?;
@@ -559,6 +562,14 @@ fn run_cmd(
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
+                    // The holder records them: a standby's status is its last as holder.
+                    if state
+                        .leadership
+                        .as_ref()
+                        .is_some_and(|l| !l.leading.load(Ordering::Relaxed))
+                    {
+                        continue;
+                    }
                     let last = state.status.read().expect("status lock").last_tick;
                     let Some(now) = last else { continue };
                     let st = state.clone();
