@@ -134,10 +134,10 @@ fn holder_to_try(lead: &Leadership) -> Option<(String, String)> {
     if lead.leading.load(Ordering::Relaxed) {
         return None;
     }
-    let url = lead.holder_url.read().expect("holder url lock").clone();
-    if url.is_empty() {
+    if lead.unusable_url().is_some() {
         return None;
     }
+    let url = lead.holder_url.read().expect("holder url lock").clone();
     let backing_off = lead
         .forward_error
         .read()
@@ -252,14 +252,23 @@ impl Leadership {
         if let Some(e) = &*self.forward_error.read().expect("forward error lock") {
             return Some(e.message.clone());
         }
-        if !self.holder_url.read().expect("holder url lock").is_empty() {
-            return None;
-        }
+        self.unusable_url()
+    }
+
+    /// Why the holder's URL, as known, cannot be forwarded to, if it cannot.
+    fn unusable_url(&self) -> Option<String> {
+        let url = self.holder_url.read().expect("holder url lock");
         let holder = self.holder.read().expect("holder lock");
-        Some(if holder.is_empty() {
-            "no replica holds the lease".to_string()
-        } else {
-            format!("the replica holding the lease ({holder}) advertises no URL ([leader_election] advertise_url)")
+        if holder.is_empty() {
+            return Some("no replica holds the lease".to_string());
+        }
+        if url.is_empty() {
+            return Some(format!("the replica holding the lease ({holder}) advertises no URL ([leader_election] advertise_url)"));
+        }
+        // One URL in a configuration every replica shares (a Service's, say): reads
+        // sent there may come back here.
+        (self.advertise_url.as_deref() == Some(url.as_str())).then(|| {
+            format!("the replica holding the lease ({holder}) advertises {url}, as this one does: each replica needs its own advertise_url (e.g. --advertise-url http://$(POD_IP):9180)")
         })
     }
 }

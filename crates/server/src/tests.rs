@@ -3529,10 +3529,16 @@ async fn unmanaged_capacity_is_listed_and_released_with_the_token_rule() {
 }
 
 /// `st` taking part in leader election as `identity`, holding the lease or not.
-fn elected(mut st: AppState, identity: &str, leading: bool) -> (AppState, Arc<Leadership>) {
+fn elected(
+    mut st: AppState,
+    identity: &str,
+    leading: bool,
+    advertise_url: Option<&str>,
+) -> (AppState, Arc<Leadership>) {
     let l = Arc::new(Leadership {
         lease: "shop/prescale".into(),
         identity: identity.into(),
+        advertise_url: advertise_url.map(str::to_string),
         ..Default::default()
     });
     l.leading.store(leading, Ordering::Relaxed);
@@ -3543,7 +3549,7 @@ fn elected(mut st: AppState, identity: &str, leading: bool) -> (AppState, Arc<Le
 #[tokio::test]
 async fn a_standby_leaves_plans_out_of_its_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let (st, lead) = elected(fixture(dir.path()), "prescale-0", true);
+    let (st, lead) = elected(fixture(dir.path()), "prescale-0", true, None);
     let app = router(st);
     let plan = "prescale_plan_cost_per_hour{workload=\"host\"}";
     let (_, text) = get(&app, "/metrics").await;
@@ -3567,7 +3573,7 @@ async fn a_standby_forwards_reads_to_the_holder_and_answers_itself_when_it_canno
     use crate::forward::{FORWARDED, FORWARD_ERROR, SERVED_BY};
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The holder: 40 passes planned and a demand series stored.
-    let (holder, _) = elected(fixture(d1.path()), "prescale-0_7", true);
+    let (holder, _) = elected(fixture(d1.path()), "prescale-0_7", true, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -3578,7 +3584,7 @@ async fn a_standby_forwards_reads_to_the_holder_and_answers_itself_when_it_canno
     let c = Config::default();
     let store = Store::open(d2.path(), Durability::Buffered).unwrap();
     let standby = AppState::new(&c, store, Arc::new(RwLock::new(Status::default()))).unwrap();
-    let (standby, lead) = elected(standby, "prescale-1_9", false);
+    let (standby, lead) = elected(standby, "prescale-1_9", false, Some("http://prescale:9180"));
     *lead.holder.write().unwrap() = "prescale-0_7".into();
     let app = router(standby);
     let ask = |uri: &'static str, headers: Vec<(&'static str, &'static str)>| {
@@ -3595,6 +3601,14 @@ async fn a_standby_forwards_reads_to_the_holder_and_answers_itself_when_it_canno
         why.contains("(prescale-0_7) advertises no URL ([leader_election] advertise_url)"),
         "{why}"
     );
+
+    // It advertises the URL this replica does (one in a shared configuration): reads
+    // sent there could come back here.
+    *lead.holder_url.write().unwrap() = "http://prescale:9180".into();
+    let (code, h, _) = ask(plan, vec![]).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let why = h[FORWARD_ERROR].to_str().unwrap();
+    assert!(why.contains("advertises http://prescale:9180, as this one does: each replica needs its own advertise_url"), "{why}");
 
     // It does: reads are the holder's.
     *lead.holder_url.write().unwrap() = url.clone();
