@@ -216,6 +216,9 @@ pub struct MonthSpend {
     pub at: TimestampMs,
 }
 
+/// Each workload's spending this month, by name.
+pub type MonthSpends = BTreeMap<String, MonthSpend>;
+
 /// Start and end (exclusive) of the UTC calendar month holding `ts`.
 pub fn month_bounds(ts: TimestampMs) -> (TimestampMs, TimestampMs) {
     // Civil date from days since 1970-01-01 (proleptic Gregorian, era arithmetic).
@@ -1074,6 +1077,41 @@ impl<P: Provider> Engine<P> {
     /// daemon shows its last forecast and plan at once).
     pub fn set_persist_status(&mut self, on: bool) {
         self.persist_status = on;
+    }
+
+    /// Takes this month's spending over from the replica that held the lease before
+    /// this one (`handed`, by workload, as it wrote it on the Lease), where it is newer
+    /// than this replica's own: a standby's store has none, or its own from when it last
+    /// acted, and a monthly budget paced from it would spend again what was spent. The
+    /// time since `at` is added at the next pass at what the workload then holds, as
+    /// over a restart. Returns what was taken, by workload.
+    pub fn adopt_spend(
+        &mut self,
+        handed: &MonthSpends,
+        now: TimestampMs,
+    ) -> Vec<(String, MonthSpend)> {
+        let (month, _) = month_bounds(now);
+        let mut taken = Vec::new();
+        for s in &mut self.states {
+            let Some(h) = handed.get(&s.w.name) else {
+                continue;
+            };
+            let newer = s
+                .status
+                .spend
+                .is_none_or(|own| own.month_start != month || own.at < h.at);
+            if h.month_start == month && newer {
+                s.status.spend = Some(*h);
+                taken.push((s.w.name.clone(), *h));
+            }
+        }
+        let mut st = self.status.write().expect("status lock");
+        for s in &self.states {
+            if let Some(w) = st.workloads.get_mut(&s.w.name) {
+                w.spend = s.status.spend;
+            }
+        }
+        taken
     }
 
     /// A handle to the published status.
@@ -3211,6 +3249,47 @@ mod tests {
         let mut again = Engine::from_config(&c, 0, store.clone(), sim);
         again.restore_status().unwrap();
         assert_eq!(again.states[0].status.spend, Some(before));
+        // A standby taking over (a store of its own, which never acted) takes the
+        // month's spending from the replica that acted before; it then paces the budget
+        // from there.
+        let d2 = tempfile::tempdir().unwrap();
+        let store2 = Store::open(d2.path(), Durability::Buffered).unwrap();
+        feed(&store2, 0..60);
+        let mut standby = Engine::from_config(&c, 0, store2, SimCloud::new(&c.tiers, 1));
+        let now = 59 * 60_000 + 30_000;
+        let mut handed = BTreeMap::from([("host".to_string(), before)]);
+        // Another month's, or an unknown workload's, is not taken.
+        handed.insert("gone".into(), before);
+        let last_month = MonthSpend {
+            month_start: -31 * 86_400_000,
+            at: -1,
+            ..before
+        };
+        let old = BTreeMap::from([("host".to_string(), last_month)]);
+        assert!(standby.adopt_spend(&old, now).is_empty());
+        assert_eq!(
+            standby.adopt_spend(&handed, now),
+            [("host".to_string(), before)]
+        );
+        assert_eq!(standby.states[0].status.spend, Some(before));
+        // What it had is newer than what is handed: kept.
+        let older = BTreeMap::from([(
+            "host".to_string(),
+            MonthSpend {
+                spent: 1.0,
+                at: before.at - 60_000,
+                ..before
+            },
+        )]);
+        assert!(standby.adopt_spend(&older, now).is_empty());
+        standby.tick(60 * 60_000 + 1).unwrap();
+        let spend = standby.states[0].status.spend.unwrap();
+        assert!(
+            spend.spent >= before.spent && spend.at > before.at,
+            "{spend:?}"
+        );
+        let plan = standby.states[0].status.plan.clone().unwrap();
+        assert_eq!(plan.binding, "budget", "{}", plan.reason);
     }
 
     #[test]

@@ -17,12 +17,19 @@ use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
 use serde_json::{json, Value};
 
+use crate::engine::{month_bounds, MonthSpend, MonthSpends};
+
 /// What the service account needs, for errors.
 const RIGHTS: &str = "get, create and update on leases in group coordination.k8s.io";
 
 /// The Lease annotation where the holder says where its API is
 /// (`[leader_election] advertise_url`), for standbys to forward reads to.
 pub const URL_ANNOTATION: &str = "prescale.io/advertise-url";
+
+/// The Lease annotation where the holder keeps each workload's spending this month
+/// (JSON, by workload), for the replica that takes over to pace monthly budgets from:
+/// its own store has none of it.
+pub const SPEND_ANNOTATION: &str = "prescale.io/month-spend";
 
 /// The Lease as last seen: who holds it, and its last renewal as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +54,11 @@ pub struct Elector {
     seen: Option<(Seen, Instant)>,
     /// When this replica last took or renewed it.
     renewed: Option<Instant>,
+    /// This month's spending by workload: this replica's own as it acts, and what the
+    /// holder before it wrote, whichever is newer.
+    spend: MonthSpends,
+    /// What the holder before wrote, when this replica has just taken the lease over.
+    handed: Option<MonthSpends>,
 }
 
 /// How a round went.
@@ -61,6 +73,9 @@ pub struct Round {
     pub holder_url: String,
     /// Why the API server could not be asked, or refused.
     pub error: Option<String>,
+    /// On the round that took the lease over: the month's spending by workload as the
+    /// holder before wrote it, for [`crate::Engine::adopt_spend`].
+    pub handed: Option<MonthSpends>,
 }
 
 /// RFC 3339 with microseconds, as Kubernetes writes `MicroTime`.
@@ -99,6 +114,8 @@ impl Elector {
             renew_deadline: Duration::from_secs(le.renew_deadline_s),
             seen: None,
             renewed: None,
+            spend: MonthSpends::new(),
+            handed: None,
         })
     }
 
@@ -145,6 +162,7 @@ impl Elector {
                     holder_url: self.url_of(&holder),
                     holder,
                     error: None,
+                    handed: self.handed.take(),
                 }
             }
             Err(e) => {
@@ -170,8 +188,30 @@ impl Elector {
                         self.lease(),
                         hint(&e, "providers.kubernetes", RIGHTS)
                     )),
+                    handed: None,
                 }
             }
+        }
+    }
+
+    /// Notes this replica's spending this month by workload (its published status), to
+    /// write on the Lease while it holds it. Where the holder before it wrote a newer
+    /// figure for a workload, that one is kept; other months' are dropped.
+    pub fn note_spend(&mut self, own: impl IntoIterator<Item = (String, MonthSpend)>) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let (month, _) = month_bounds(now);
+        for (w, s) in own {
+            self.merge(w, s);
+        }
+        self.spend.retain(|_, s| s.month_start >= month);
+    }
+
+    fn merge(&mut self, workload: String, s: MonthSpend) {
+        let kept = self.spend.entry(workload).or_insert(s);
+        if kept.at < s.at {
+            *kept = s;
         }
     }
 
@@ -199,6 +239,11 @@ impl Elector {
             None => {
                 notes.remove(URL_ANNOTATION);
             }
+        }
+        // Nothing noted yet: what the holder before wrote stays for the next one.
+        if !self.spend.is_empty() {
+            let text = serde_json::to_string(&self.spend).expect("spending as JSON");
+            notes.insert(SPEND_ANNOTATION.into(), json!(text));
         }
     }
 
@@ -243,6 +288,15 @@ impl Elector {
         if !mine && !free {
             return Ok(holder);
         }
+        // Taking over: the holder before's spending this month, newer than this
+        // replica's own where it is, is what this one goes on from.
+        let handed = (!mine)
+            .then(|| current["metadata"]["annotations"][SPEND_ANNOTATION].as_str())
+            .flatten()
+            .and_then(|t| serde_json::from_str::<MonthSpends>(t).ok());
+        for (w, s) in handed.iter().flatten() {
+            self.merge(w.clone(), *s);
+        }
         let mut lease = current.clone();
         lease["spec"] = if mine {
             self.spec(&text("acquireTime"), &stamp, transitions)
@@ -254,6 +308,7 @@ impl Elector {
             Ok(_) => {
                 let t = if mine { transitions } else { transitions + 1 };
                 self.saw(self.identity.clone(), stamp, t, self.own_url(), now);
+                self.handed = handed;
                 Ok(self.identity.clone())
             }
             // Changed since it was read: another replica renewed or took it.

@@ -490,7 +490,11 @@ fn run_cmd(
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();
-        // With leader election, only the replica holding the lease plans and acts.
+        // With leader election, only the replica holding the lease plans and acts. On
+        // taking the lease over, the month's spending the holder before wrote on it goes
+        // to the engine before its first pass.
+        let handoff: Arc<Mutex<Option<prescale_orchestrate::engine::MonthSpends>>> =
+            Arc::default();
         let elector = match cfg.leader_election.enabled {
             false => None,
             true => {
@@ -515,19 +519,36 @@ fn run_cmd(
                 state.leadership = Some(leadership.clone());
                 let e = Arc::new(Mutex::new(e));
                 let every = Duration::from_secs(cfg.leader_election.retry_period_s);
-                let (el, lead) = (e.clone(), leadership);
+                let (el, lead, status, handoff) =
+                    (e.clone(), leadership, state.status.clone(), handoff.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
                         let el = el.clone();
-                        let Ok(round) =
-                            tokio::task::spawn_blocking(move || el.lock().expect("elector").round())
-                                .await
+                        // What each workload spent this month, as last published: the
+                        // holder writes it on the Lease.
+                        let spent: Vec<_> = status
+                            .read()
+                            .expect("status lock")
+                            .workloads
+                            .iter()
+                            .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
+                            .collect();
+                        let Ok(mut round) = tokio::task::spawn_blocking(move || {
+                            let mut el = el.lock().expect("elector");
+                            el.note_spend(spent);
+                            el.round()
+                        })
+                        .await
                         else {
                             break;
                         };
+                        if let Some(h) = round.handed.take() {
+                            // Before the control loop sees this replica lead.
+                            *handoff.lock().expect("handoff lock") = Some(h);
+                        }
                         let was = lead.leading.swap(round.leading, Ordering::SeqCst);
                         let before = std::mem::replace(
                             &mut *lead.holder.write().expect("holder lock"),
@@ -666,8 +687,15 @@ fn run_cmd(
                         continue;
                     }
                     let engine = engine.clone();
+                    let handed = handoff.lock().expect("handoff lock").take();
                     let res = tokio::task::spawn_blocking(move || {
-                        engine.lock().expect("engine").tick(now_ms())
+                        let mut engine = engine.lock().expect("engine");
+                        if let Some(h) = handed {
+                            for (w, s) in engine.adopt_spend(&h, now_ms()) {
+                                tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");
+                            }
+                        }
+                        engine.tick(now_ms())
                     })
                     .await;
                     match res {

@@ -1325,6 +1325,15 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         body.contains(&format!("{a_id} holds the lease prod/prescale and acts")),
         "{body}"
     );
+    // What a spent this month goes on from where a left it.
+    let spent = |d: &Daemon| -> f64 {
+        get(d.addr, "/api/v1/workloads/host/status")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v["data"]["spend"]["spent"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let a_spent = spent(&a);
+    assert!(a_spent > 0.0);
     // A clean stop gives the lease up, and the standby takes it and acts.
     let term = std::process::Command::new("kill")
         .args(["-TERM", &a.pid().to_string()])
@@ -1340,6 +1349,12 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         format!("http://{}", b.addr)
     );
     wait_for(|| ticks(&b) > 0, "b plans", &|| b.logs());
+    assert!(spent(&b) >= a_spent, "{} after a's {a_spent}: {}", spent(&b), b.logs());
+    assert!(
+        b.logs().contains("this month's spending taken over from the replica that held the lease before"),
+        "{}",
+        b.logs()
+    );
     drop(a);
     // A replica that dies holding the lease leaves it to run out: a new one waits for
     // that, by its own clock, before it takes over.
@@ -1430,4 +1445,89 @@ fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
         fake.cluster.lock().unwrap().leases["prod/prescale"]["spec"]["holderIdentity"],
         "c"
     );
+}
+
+#[test]
+fn the_months_spending_goes_to_the_next_holder_on_the_lease() {
+    use prescale_core::config::LeaderElectionConfig;
+    use prescale_orchestrate::engine::{month_bounds, MonthSpend};
+    use prescale_orchestrate::lease::{Elector, SPEND_ANNOTATION};
+    let fake = FakeApi::start(None, &[]);
+    let kube = KubernetesProviderConfig {
+        api_url: Some(fake.url()),
+        namespace: Some("prod".into()),
+        ..Default::default()
+    };
+    let le = LeaderElectionConfig {
+        enabled: true,
+        ..Default::default()
+    };
+    let none = |_: &str| None;
+    let elector =
+        |id: &str| Elector::new(&le, &kube, id.into(), none, Path::new("/nonexistent")).unwrap();
+    let (mut a, mut b) = (elector("a"), elector("b"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let spend = |spent: f64, at: i64| MonthSpend {
+        month_start: month_bounds(now).0,
+        spent,
+        at,
+    };
+    let written = || -> Value {
+        let lease = fake.cluster.lock().unwrap().leases["prod/prescale"].clone();
+        serde_json::from_str(
+            lease["metadata"]["annotations"][SPEND_ANNOTATION]
+                .as_str()
+                .unwrap_or("null"),
+        )
+        .unwrap()
+    };
+    // a acts and writes what each workload spent this month at each renewal.
+    assert!(a.round().leading);
+    a.note_spend([("web".to_string(), spend(41.5, now))]);
+    let r = a.round();
+    assert!(r.leading && r.handed.is_none(), "{r:?}");
+    assert_eq!(written()["web"]["spent"], 41.5);
+    // b stands by, with its own figure from long ago.
+    b.note_spend([
+        ("web".to_string(), spend(3.0, now - 86_400_000)),
+        ("batch".to_string(), spend(7.0, now - 86_400_000)),
+    ]);
+    let r = b.round();
+    assert!(!r.leading && r.handed.is_none(), "{r:?}");
+    assert_eq!(written()["web"]["spent"], 41.5, "a standby writes nothing");
+    // a stops cleanly; b takes over and is handed a's figures, which it keeps writing
+    // beside its own for what a did not run.
+    a.release().unwrap();
+    assert_eq!(written()["web"]["spent"], 41.5, "kept for the next holder");
+    let r = b.round();
+    assert!(r.leading, "{r:?}");
+    let handed = r.handed.expect("handed over");
+    assert_eq!(handed["web"], spend(41.5, now));
+    assert_eq!(written()["web"]["spent"], 41.5);
+    assert_eq!(written()["batch"]["spent"], 7.0);
+    assert!(b.round().handed.is_none(), "handed once");
+    // Last month's figures are dropped.
+    b.note_spend([(
+        "old".to_string(),
+        MonthSpend {
+            month_start: month_bounds(month_bounds(now).0 - 1).0,
+            spent: 9.0,
+            at: now - 40 * 86_400_000,
+        },
+    )]);
+    b.round();
+    assert!(written().get("old").is_none(), "{}", written());
+    // A figure that cannot be read is not taken over.
+    let mut c = elector("c");
+    {
+        let mut cl = fake.cluster.lock().unwrap();
+        let lease = cl.leases.get_mut("prod/prescale").unwrap();
+        lease["spec"]["holderIdentity"] = serde_json::json!("");
+        lease["metadata"]["annotations"][SPEND_ANNOTATION] = serde_json::json!("{not json");
+    }
+    let r = c.round();
+    assert!(r.leading && r.handed.is_none(), "{r:?}");
 }
