@@ -110,6 +110,29 @@ fn frontier(reports: &[Report], curves: &[Curve]) -> String {
         W / 2.0,
         H - 12.0
     );
+    // Where each policy's name goes: (its dot's centre, where the name starts, anchor).
+    let names: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            let (cx, cy) = (x(r.underprovisioned_minutes), y(r.cost_total));
+            let (tx, anchor) = if cx > W - 2.5 * PAD {
+                (cx - 9.0, "end")
+            } else {
+                (cx + 9.0, "start")
+            };
+            (r, cx, cy, tx, anchor)
+        })
+        .collect();
+    // Text placed so far, as (left, right, baseline), about 7 px a letter: the
+    // policies' names, then the curves' labels, none drawn over another.
+    let mut placed: Vec<(f64, f64, f64)> = names
+        .iter()
+        .map(|(r, _, cy, tx, anchor)| {
+            let len = 7.0 * r.policy.name().len() as f64;
+            let x0 = if *anchor == "end" { tx - len } else { *tx };
+            (x0, x0 + len, cy + 4.0)
+        })
+        .collect();
     for curve in curves {
         let pts = &curve.points;
         if pts.len() > 1 {
@@ -135,25 +158,38 @@ fn frontier(reports: &[Report], curves: &[Curve]) -> String {
             if last_label.is_some_and(|(lx, ly)| (px - lx).abs() < 60.0 && (py - ly).abs() < 14.0) {
                 continue;
             }
+            // Above the point to its right, else higher, else to its left (clear of
+            // the axis), where no policy's name is.
+            let Some((lx, ly, anchor, space)) = [
+                (px + 5.0, py - 5.0, "start"),
+                (px + 5.0, py - 16.0, "start"),
+                (px - 5.0, py - 5.0, "end"),
+            ]
+            .into_iter()
+            .map(|(lx, ly, a)| {
+                let len = 6.0 * label.len() as f64;
+                let x0 = if a == "start" { lx } else { lx - len };
+                (lx, ly, a, (x0, x0 + len, ly))
+            })
+            .find(|&(_, _, _, (x0, x1, ly))| {
+                x0 > PAD
+                    && !placed
+                        .iter()
+                        .any(|&(p0, p1, py)| x0 < p1 && p0 < x1 && (ly - py).abs() < 12.0)
+            }) else {
+                continue;
+            };
+            placed.push(space);
             last_label = Some((px, py));
             let _ = write!(
                 svg,
-                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{}\">{}</text>",
-                px + 5.0,
-                py - 5.0,
+                "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"10\" fill=\"{}\" text-anchor=\"{anchor}\">{}</text>",
                 curve.colour,
                 html_escape(label)
             );
         }
     }
-    for r in reports {
-        // Names near the right edge go to the point's left.
-        let (cx, cy) = (x(r.underprovisioned_minutes), y(r.cost_total));
-        let (tx, anchor) = if cx > W - 2.5 * PAD {
-            (cx - 9.0, "end")
-        } else {
-            (cx + 9.0, "start")
-        };
+    for (r, cx, cy, tx, anchor) in names {
         let _ = write!(
             svg,
             "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"6\" fill=\"{c}\"/><text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"12\" fill=\"{c}\" text-anchor=\"{anchor}\">{}</text>",

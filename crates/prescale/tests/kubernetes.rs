@@ -1349,9 +1349,16 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         format!("http://{}", b.addr)
     );
     wait_for(|| ticks(&b) > 0, "b plans", &|| b.logs());
-    assert!(spent(&b) >= a_spent, "{} after a's {a_spent}: {}", spent(&b), b.logs());
     assert!(
-        b.logs().contains("this month's spending taken over from the replica that held the lease before"),
+        spent(&b) >= a_spent,
+        "{} after a's {a_spent}: {}",
+        spent(&b),
+        b.logs()
+    );
+    assert!(
+        b.logs().contains(
+            "this month's spending taken over from the replica that held the lease before"
+        ),
         "{}",
         b.logs()
     );

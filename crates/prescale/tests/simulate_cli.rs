@@ -357,6 +357,39 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
         "{html}"
     );
     assert!(html.contains("predictive at other SLA quantiles (q0.8, q0.9, q0.99)"));
+    // No name or label on the first chart is written over another (at 0.6 of the
+    // font size a letter, as the chart reckons).
+    let chart = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap()];
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let from = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(tag[from..from + tag[from..].find('"')?].to_string())
+    };
+    let boxes: Vec<(f64, f64, f64, String)> = chart
+        .split("<text ")
+        .skip(1)
+        .filter_map(|t| {
+            let (tag, rest) = t.split_once('>')?;
+            let tag = &format!(" {tag}");
+            attr(tag, "fill")?;
+            let text = rest.split('<').next()?.to_string();
+            let num = |n: &str| attr(tag, n).and_then(|v| v.parse::<f64>().ok());
+            let (x, y, size) = (num("x")?, num("y")?, num("font-size")?);
+            let len = 0.6 * size * text.len() as f64;
+            let x0 = if attr(tag, "text-anchor").as_deref() == Some("end") {
+                x - len
+            } else {
+                x
+            };
+            Some((x0, x0 + len, y, text))
+        })
+        .collect();
+    assert!(boxes.len() >= 7, "{boxes:?}");
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let overlap = a.0 < b.1 && b.0 < a.1 && (a.2 - b.2).abs() < 10.0;
+            assert!(!overlap, "{a:?} over {b:?}");
+        }
+    }
     assert!(html.contains(says));
     // A timeline belongs to one run.
     let out = simulate(
