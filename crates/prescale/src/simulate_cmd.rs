@@ -738,7 +738,7 @@ pub fn report_html(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], r: &
     let mut row = |k: &str, v: String| {
         let _ = write!(figures, "<tr><th>{k}</th><td>{}</td></tr>", html_escape(&v));
     };
-    row("policy", format!("{:?}", r.policy));
+    row("policy", r.policy.name().to_string());
     row("trace", format!("{} steps, {:.1} h", r.steps, r.hours));
     row("cost total", format!("${:.2}", r.cost_total));
     for (t, c) in &r.cost_per_tier {
@@ -785,8 +785,8 @@ pub fn report_html(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], r: &
         format!("all {}", decisions.len())
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {policy:?}</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:20px}}.legend span{{margin-right:16px;font-size:12px}}.legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}table{{border-collapse:collapse;margin-top:16px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}</style></head><body><h1>prescale simulate: policy {policy:?}</h1><p>Columns keep each bucket's peak demand and its lowest ready capacity ({bucket} step(s) per column), so every shortfall shows as demand above the coloured area.</p>{charts}<div class=\"legend\">{legend}</div><table>{figures}</table><h2>Decisions: {shown}</h2><table><tr><th>time</th><th>instances after</th><th>why</th></tr>{log}</table></body></html>\n",
-        policy = r.policy
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {policy}</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:20px}}.legend span{{margin-right:16px;font-size:12px}}.legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}table{{border-collapse:collapse;margin-top:16px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}</style></head><body><h1>prescale simulate: policy {policy}</h1><p>Columns keep each bucket's peak demand and its lowest ready capacity ({bucket} step(s) per column), so every shortfall shows as demand above the coloured area.</p>{charts}<div class=\"legend\">{legend}</div><table>{figures}</table><h2>Decisions: {shown}</h2><table><tr><th>time</th><th>instances after</th><th>why</th></tr>{log}</table></body></html>\n",
+        policy = r.policy.name()
     )
 }
 

@@ -175,6 +175,7 @@ fn example_scenario_json_report_and_timeline() {
     let out = simulate(&trace, &scenario, &["--report", report.to_str().unwrap()]);
     assert!(out.status.success());
     let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<h1>prescale simulate: policy predictive</h1>"));
     assert!(html.contains("<svg") && html.contains("ready capacity: spot"));
     assert!(html.contains("#f2c14e"), "the forecast band is drawn");
     assert_eq!(
