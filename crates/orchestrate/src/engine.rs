@@ -3712,6 +3712,90 @@ mod tests {
         assert!(night > 0.0 && peak > 0.0);
     }
 
+    /// A simulated cloud that cannot list who holds capacity (as Kubernetes: which
+    /// Deployments were prescale's is not guessed).
+    struct Unlisted(SimCloud);
+    impl Provider for Unlisted {
+        fn name(&self) -> &str {
+            "unlisted"
+        }
+        fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+            self.0.apply(a, now)
+        }
+        fn allocation(&self, w: &str, now: TimestampMs) -> Allocation {
+            self.0.allocation(w, now)
+        }
+        fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+            self.0.advance(now)
+        }
+    }
+
+    #[test]
+    fn a_replica_taking_the_lease_over_keeps_the_unmanaged_capacity_it_is_handed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..121);
+        let c = Config::default();
+        // The cloud holds 3 standard for "old", which the holder before listed.
+        let mut sim = SimCloud::new(&c.tiers, 1);
+        let a = Action {
+            key: "old/standard".into(),
+            workload: "old".into(),
+            tier: "standard".into(),
+            kind: prescale_core::ActionKind::Provision,
+            count: 3,
+            at: 0,
+        };
+        sim.apply(&a, 0).unwrap();
+        let mut e = Engine::from_config(&c, 0, store.clone(), Unlisted(sim));
+        let t0 = 120 * 60_000;
+        e.tick(t0).unwrap();
+        let st = e.status_handle();
+        assert!(st.read().unwrap().unmanaged.is_empty(), "not found alone");
+        let handed_old = Unmanaged {
+            since: 1_000,
+            why: "removed by a configuration reload".into(),
+            instances: [("standard".to_string(), 3)].into(),
+            cost_per_hour: 0.576,
+            unpriced: Vec::new(),
+        };
+        // A configured workload's entry is not taken.
+        let handed: BTreeMap<String, Unmanaged> = [
+            ("old".to_string(), handed_old.clone()),
+            ("host".to_string(), handed_old.clone()),
+        ]
+        .into();
+        assert_eq!(e.adopt_unmanaged(&handed, t0 + 1).unwrap(), ["old"]);
+        assert_eq!(st.read().unwrap().unmanaged["old"], handed_old);
+        assert!(!st.read().unwrap().unmanaged.contains_key("host"));
+        let said = store.decisions(Some("old"), 5).unwrap();
+        assert!(
+            said[0].reason.contains("listed as unmanaged by the replica that held the lease before (removed by a configuration reload, since 1970-01-01T00:00:01Z)"),
+            "{said:?}"
+        );
+        // Taken once; then followed and priced at every pass, as its own.
+        assert!(e.adopt_unmanaged(&handed, t0 + 2).unwrap().is_empty());
+        feed(&store, 121..122);
+        e.tick(t0 + 60_000).unwrap();
+        let u = st.read().unwrap().unmanaged["old"].clone();
+        assert_eq!(
+            (u.since, u.instances),
+            (1_000, handed_old.instances.clone())
+        );
+        assert!((u.cost_per_hour - 3.0 * 0.192).abs() < 1e-9);
+        // Kept over a restart.
+        drop(e);
+        let mut again =
+            Engine::from_config(&c, 0, store.clone(), Unlisted(SimCloud::new(&c.tiers, 1)));
+        again.restore_status().unwrap();
+        assert!(again
+            .status_handle()
+            .read()
+            .unwrap()
+            .unmanaged
+            .contains_key("old"));
+    }
+
     /// A simulated cloud that refuses to release anything.
     struct NoRelease(SimCloud);
     impl Provider for NoRelease {

@@ -17,7 +17,9 @@ use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
 use serde_json::{json, Value};
 
-use crate::engine::{month_bounds, MonthSpend, MonthSpends};
+use std::collections::BTreeMap;
+
+use crate::engine::{month_bounds, MonthSpend, MonthSpends, Unmanaged};
 
 /// What the service account needs, for errors.
 const RIGHTS: &str = "get, create and update on leases in group coordination.k8s.io";
@@ -30,6 +32,21 @@ pub const URL_ANNOTATION: &str = "prescale.io/advertise-url";
 /// (JSON, by workload), for the replica that takes over to pace monthly budgets from:
 /// its own store has none of it.
 pub const SPEND_ANNOTATION: &str = "prescale.io/month-spend";
+
+/// The Lease annotation where the holder keeps its list of capacity held for workloads
+/// no longer configured (JSON, by workload), for the replica that takes over to keep
+/// watching and pricing it.
+pub const UNMANAGED_ANNOTATION: &str = "prescale.io/unmanaged";
+
+/// What the holder before wrote on the Lease, for the replica that took it over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Handed {
+    /// Each workload's spending this month ([`crate::Engine::adopt_spend`]).
+    pub spend: MonthSpends,
+    /// Capacity held for workloads no longer configured
+    /// ([`crate::Engine::adopt_unmanaged`]).
+    pub unmanaged: BTreeMap<String, Unmanaged>,
+}
 
 /// The Lease as last seen: who holds it, and its last renewal as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +75,10 @@ pub struct Elector {
     /// holder before it wrote, whichever is newer.
     spend: MonthSpends,
     /// What the holder before wrote, when this replica has just taken the lease over.
-    handed: Option<MonthSpends>,
+    handed: Option<Handed>,
+    /// The list of unmanaged capacity to write while this replica holds the lease
+    /// (`None`: nothing to write yet, what the holder before wrote stays).
+    unmanaged: Option<BTreeMap<String, Unmanaged>>,
 }
 
 /// How a round went.
@@ -73,9 +93,8 @@ pub struct Round {
     pub holder_url: String,
     /// Why the API server could not be asked, or refused.
     pub error: Option<String>,
-    /// On the round that took the lease over: the month's spending by workload as the
-    /// holder before wrote it, for [`crate::Engine::adopt_spend`].
-    pub handed: Option<MonthSpends>,
+    /// On the round that took the lease over: what the holder before wrote.
+    pub handed: Option<Handed>,
 }
 
 /// RFC 3339 with microseconds, as Kubernetes writes `MicroTime`.
@@ -116,6 +135,7 @@ impl Elector {
             renewed: None,
             spend: MonthSpends::new(),
             handed: None,
+            unmanaged: None,
         })
     }
 
@@ -208,6 +228,13 @@ impl Elector {
         self.spend.retain(|_, s| s.month_start >= month);
     }
 
+    /// Notes this replica's list of unmanaged capacity, to write on the Lease while it
+    /// holds it. Called once its engine has made a pass since it took the lease (and so
+    /// took over the list handed to it): until then the handed list is written on.
+    pub fn note_unmanaged(&mut self, list: BTreeMap<String, Unmanaged>) {
+        self.unmanaged = Some(list);
+    }
+
     fn merge(&mut self, workload: String, s: MonthSpend) {
         let kept = self.spend.entry(workload).or_insert(s);
         if kept.at < s.at {
@@ -244,6 +271,10 @@ impl Elector {
         if !self.spend.is_empty() {
             let text = serde_json::to_string(&self.spend).expect("spending as JSON");
             notes.insert(SPEND_ANNOTATION.into(), json!(text));
+        }
+        if let Some(list) = &self.unmanaged {
+            let text = serde_json::to_string(list).expect("unmanaged list as JSON");
+            notes.insert(UNMANAGED_ANNOTATION.into(), json!(text));
         }
     }
 
@@ -290,12 +321,22 @@ impl Elector {
         }
         // Taking over: the holder before's spending this month, newer than this
         // replica's own where it is, is what this one goes on from.
-        let handed = (!mine)
-            .then(|| current["metadata"]["annotations"][SPEND_ANNOTATION].as_str())
-            .flatten()
-            .and_then(|t| serde_json::from_str::<MonthSpends>(t).ok());
-        for (w, s) in handed.iter().flatten() {
-            self.merge(w.clone(), *s);
+        // A figure that cannot be read is not taken over.
+        let note = |key: &str| current["metadata"]["annotations"][key].as_str();
+        let handed = (!mine).then(|| Handed {
+            spend: note(SPEND_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+            unmanaged: note(UNMANAGED_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+        });
+        if let Some(h) = &handed {
+            for (w, s) in &h.spend {
+                self.merge(w.clone(), *s);
+            }
+            // Written on until this replica's engine has taken it over.
+            self.unmanaged = Some(h.unmanaged.clone());
         }
         let mut lease = current.clone();
         lease["spec"] = if mine {

@@ -491,10 +491,9 @@ fn run_cmd(
 
         let mut tasks = Vec::new();
         // With leader election, only the replica holding the lease plans and acts. On
-        // taking the lease over, the month's spending the holder before wrote on it goes
-        // to the engine before its first pass.
-        let handoff: Arc<Mutex<Option<prescale_orchestrate::engine::MonthSpends>>> =
-            Arc::default();
+        // taking the lease over, what the holder before wrote on it (the month's
+        // spending, the unmanaged capacity) goes to the engine before its first pass.
+        let handoff: Arc<Mutex<Option<prescale_orchestrate::lease::Handed>>> = Arc::default();
         let elector = match cfg.leader_election.enabled {
             false => None,
             true => {
@@ -524,21 +523,31 @@ fn run_cmd(
                 tasks.push(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    // When this replica last took the lease (unix ms), while it holds it.
+                    let mut taken_at: Option<i64> = None;
                     loop {
                         tick.tick().await;
                         let el = el.clone();
-                        // What each workload spent this month, as last published: the
-                        // holder writes it on the Lease.
-                        let spent: Vec<_> = status
-                            .read()
-                            .expect("status lock")
-                            .workloads
-                            .iter()
-                            .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
-                            .collect();
+                        // What each workload spent this month, and the unmanaged
+                        // capacity, as last published: the holder writes them on the
+                        // Lease (the list once a pass since it took the lease over has
+                        // taken over the list handed to it).
+                        let (spent, list) = {
+                            let st = status.read().expect("status lock");
+                            let spent: Vec<_> = st
+                                .workloads
+                                .iter()
+                                .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
+                                .collect();
+                            let passed = taken_at.is_some_and(|t| st.last_tick.is_some_and(|p| p >= t));
+                            (spent, passed.then(|| st.unmanaged.clone()))
+                        };
                         let Ok(mut round) = tokio::task::spawn_blocking(move || {
                             let mut el = el.lock().expect("elector");
                             el.note_spend(spent);
+                            if let Some(list) = list {
+                                el.note_unmanaged(list);
+                            }
                             el.round()
                         })
                         .await
@@ -550,6 +559,9 @@ fn run_cmd(
                             *handoff.lock().expect("handoff lock") = Some(h);
                         }
                         let was = lead.leading.swap(round.leading, Ordering::SeqCst);
+                        if round.leading != was {
+                            taken_at = round.leading.then(now_ms);
+                        }
                         let before = std::mem::replace(
                             &mut *lead.holder.write().expect("holder lock"),
                             round.holder.clone(),
@@ -691,8 +703,13 @@ fn run_cmd(
                     let res = tokio::task::spawn_blocking(move || {
                         let mut engine = engine.lock().expect("engine");
                         if let Some(h) = handed {
-                            for (w, s) in engine.adopt_spend(&h, now_ms()) {
+                            for (w, s) in engine.adopt_spend(&h.spend, now_ms()) {
                                 tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");
+                            }
+                            match engine.adopt_unmanaged(&h.unmanaged, now_ms()) {
+                                Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: unmanaged capacity taken over from the replica that held the lease before"),
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!("leader election: the unmanaged capacity handed over was not kept: {e}"),
                             }
                         }
                         engine.tick(now_ms())

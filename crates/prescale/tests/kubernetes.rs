@@ -1263,6 +1263,13 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         format!("http://{}", a.addr)
     );
     assert_eq!(election(&b)["holder_url"], format!("http://{}", a.addr));
+    // And, for the replica that takes over, what host spent this month and the
+    // capacity left unmanaged (none).
+    let notes = lease().unwrap()["metadata"]["annotations"].clone();
+    let spent: Value =
+        serde_json::from_str(notes["prescale.io/month-spend"].as_str().unwrap()).unwrap();
+    assert!(spent["host"]["spent"].as_f64().unwrap() > 0.0, "{notes}");
+    assert_eq!(notes["prescale.io/unmanaged"], "{}", "{notes}");
     assert!(answered(&b, false) > 6, "{}", b.logs());
     // So does its dashboard, saying so.
     if let Some(browser) = common::browser() {
@@ -1455,10 +1462,10 @@ fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
 }
 
 #[test]
-fn the_months_spending_goes_to_the_next_holder_on_the_lease() {
+fn the_months_spending_and_unmanaged_capacity_go_to_the_next_holder_on_the_lease() {
     use prescale_core::config::LeaderElectionConfig;
-    use prescale_orchestrate::engine::{month_bounds, MonthSpend};
-    use prescale_orchestrate::lease::{Elector, SPEND_ANNOTATION};
+    use prescale_orchestrate::engine::{month_bounds, MonthSpend, Unmanaged};
+    use prescale_orchestrate::lease::{Elector, Handed, SPEND_ANNOTATION, UNMANAGED_ANNOTATION};
     let fake = FakeApi::start(None, &[]);
     let kube = KubernetesProviderConfig {
         api_url: Some(fake.url()),
@@ -1482,21 +1489,34 @@ fn the_months_spending_goes_to_the_next_holder_on_the_lease() {
         spent,
         at,
     };
-    let written = || -> Value {
+    let note = |key: &str| -> Value {
         let lease = fake.cluster.lock().unwrap().leases["prod/prescale"].clone();
         serde_json::from_str(
-            lease["metadata"]["annotations"][SPEND_ANNOTATION]
+            lease["metadata"]["annotations"][key]
                 .as_str()
                 .unwrap_or("null"),
         )
         .unwrap()
     };
+    let written = || note(SPEND_ANNOTATION);
+    let old = Unmanaged {
+        since: now - 3_600_000,
+        why: "removed by a configuration reload".into(),
+        instances: [("standard".to_string(), 2)].into(),
+        cost_per_hour: 0.384,
+        unpriced: Vec::new(),
+    };
     // a acts and writes what each workload spent this month at each renewal.
     assert!(a.round().leading);
     a.note_spend([("web".to_string(), spend(41.5, now))]);
+    a.note_unmanaged([("old".to_string(), old.clone())].into());
     let r = a.round();
     assert!(r.leading && r.handed.is_none(), "{r:?}");
     assert_eq!(written()["web"]["spent"], 41.5);
+    assert_eq!(
+        note(UNMANAGED_ANNOTATION)["old"]["instances"]["standard"],
+        2
+    );
     // b stands by, with its own figure from long ago.
     b.note_spend([
         ("web".to_string(), spend(3.0, now - 86_400_000)),
@@ -1512,10 +1532,17 @@ fn the_months_spending_goes_to_the_next_holder_on_the_lease() {
     let r = b.round();
     assert!(r.leading, "{r:?}");
     let handed = r.handed.expect("handed over");
-    assert_eq!(handed["web"], spend(41.5, now));
+    assert_eq!(handed.spend["web"], spend(41.5, now));
+    assert_eq!(handed.unmanaged["old"], old);
     assert_eq!(written()["web"]["spent"], 41.5);
     assert_eq!(written()["batch"]["spent"], 7.0);
+    // The list handed over is written on until b's engine has taken it over, then b's.
+    assert_eq!(note(UNMANAGED_ANNOTATION)["old"]["why"], old.why.as_str());
     assert!(b.round().handed.is_none(), "handed once");
+    assert_eq!(note(UNMANAGED_ANNOTATION)["old"]["why"], old.why.as_str());
+    b.note_unmanaged(Default::default());
+    b.round();
+    assert_eq!(note(UNMANAGED_ANNOTATION), serde_json::json!({}));
     // Last month's figures are dropped.
     b.note_spend([(
         "old".to_string(),
@@ -1536,5 +1563,6 @@ fn the_months_spending_goes_to_the_next_holder_on_the_lease() {
         lease["metadata"]["annotations"][SPEND_ANNOTATION] = serde_json::json!("{not json");
     }
     let r = c.round();
-    assert!(r.leading && r.handed.is_none(), "{r:?}");
+    assert!(r.leading, "{r:?}");
+    assert_eq!(r.handed, Some(Handed::default()));
 }

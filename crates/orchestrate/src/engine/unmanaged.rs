@@ -189,6 +189,39 @@ impl<P: Provider> Engine<P> {
         );
     }
 
+    /// Takes over the list of the replica that held the lease before this one
+    /// (`handed`, as it wrote it on the Lease): a standby's store has none of it (or its
+    /// own from when it last acted), and capacity a removed workload holds would go on
+    /// costing unseen. Workloads configured here, or listed here already, are left as
+    /// they are; what each holds is read again at the next pass. Returns the names
+    /// taken.
+    pub fn adopt_unmanaged(
+        &mut self,
+        handed: &BTreeMap<String, Unmanaged>,
+        now: TimestampMs,
+    ) -> Result<Vec<String>, StoreError> {
+        let configured: BTreeSet<&str> = self.states.iter().map(|s| s.w.name.as_str()).collect();
+        let taken: Vec<(String, Unmanaged)> = handed
+            .iter()
+            .filter(|(n, _)| !configured.contains(n.as_str()) && !self.unmanaged.contains_key(*n))
+            .map(|(n, u)| (n.clone(), u.clone()))
+            .collect();
+        for (name, u) in &taken {
+            self.note(name, now, format!(
+                "listed as unmanaged by the replica that held the lease before ({}, since {}): kept on the list; `{}` releases it",
+                u.why,
+                prescale_core::format_ts(u.since),
+                release_path(name)
+            ))?;
+            self.unmanaged.insert(name.clone(), u.clone());
+        }
+        if !taken.is_empty() {
+            self.save_unmanaged()?;
+            self.status.write().expect("status lock").unmanaged = self.unmanaged.clone();
+        }
+        Ok(taken.into_iter().map(|(n, _)| n).collect())
+    }
+
     /// Takes `name` off the list: configured again, prescale manages its capacity.
     pub(super) fn manage_again(&mut self, name: &str) -> bool {
         self.unmanaged.remove(name).is_some()
