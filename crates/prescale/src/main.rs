@@ -585,6 +585,43 @@ fn run_cmd(
             }
         };
         let leading = state.leadership.clone();
+        if leading.is_some() {
+            // A standby copies the holder's decision log as it is written, so the one
+            // that takes over serves the decisions from before the failover too.
+            let state = state.clone();
+            let every = Duration::from_secs(cfg.control.interval_s.max(1));
+            tasks.push(tokio::spawn(async move {
+                let copy = Arc::new(Mutex::new(prescale_server::forward::LogCopy::default()));
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut said: Option<String> = None;
+                loop {
+                    tick.tick().await;
+                    let (copy, st) = (copy.clone(), state.clone());
+                    let Ok(res) = tokio::task::spawn_blocking(move || {
+                        copy.lock().expect("log copy").copy(&st)
+                    })
+                    .await
+                    else {
+                        break;
+                    };
+                    match res {
+                        Ok(n) => {
+                            if n > 0 {
+                                tracing::debug!(decisions = n, "leader election: decisions copied from the holder");
+                            }
+                            said = None;
+                        }
+                        Err(e) => {
+                            if said.as_ref() != Some(&e) {
+                                tracing::warn!("leader election: the holder's decisions were not copied: {e}");
+                            }
+                            said = Some(e);
+                        }
+                    }
+                }
+            }));
+        }
         let host = reload::host_loop(&cfg, &state).map(tokio::spawn);
         {
             // Every quarter hour, each workload's last week against HPA, kept as series

@@ -1341,6 +1341,25 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
     };
     let a_spent = spent(&a);
     assert!(a_spent > 0.0);
+    // b copies a's decision log as it is written.
+    let log = |d: &Daemon| -> Vec<Value> {
+        common::http(
+            d.addr,
+            "GET",
+            "/api/v1/workloads/host/decisions?limit=10000",
+            &["X-Prescale-Forwarded: 1"],
+            b"",
+        )
+        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| v["data"].as_array().cloned())
+        .unwrap_or_default()
+    };
+    let first = log(&a)[0].clone();
+    wait_for(
+        || log(&b).contains(&first),
+        "b copies a's decisions",
+        &|| b.logs(),
+    );
     // A clean stop gives the lease up, and the standby takes it and acts.
     let term = std::process::Command::new("kill")
         .args(["-TERM", &a.pid().to_string()])
@@ -1362,6 +1381,11 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         spent(&b),
         b.logs()
     );
+    // Its log, now the holder's, goes back to before it took over, each decision once.
+    let held = log(&b);
+    assert_eq!(held[0], first);
+    let mut seen = std::collections::HashSet::new();
+    assert!(held.iter().all(|d| seen.insert(d.to_string())), "{held:?}");
     assert!(
         b.logs().contains(
             "this month's spending taken over from the replica that held the lease before"

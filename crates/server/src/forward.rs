@@ -272,3 +272,98 @@ impl Leadership {
         })
     }
 }
+
+/// Decisions asked of the holder at once when copying its log.
+const LOG_PAGE: usize = 1000;
+
+/// Where a standby's copy of the holder's decision log has got to. Only the holder
+/// logs decisions, each replica in its own store: a standby copies them as they are
+/// made, so the one that takes over serves the log from before the failover too.
+#[derive(Debug, Default)]
+pub struct LogCopy {
+    /// The holder copied from and the last place in its log copied.
+    from: Option<(String, u64)>,
+}
+
+impl LogCopy {
+    /// Copies into `st`'s store what the holder logged since the last call, when this
+    /// replica stands by and the holder's URL can be used (blocking); returns how many
+    /// decisions were copied. From a holder not copied from before, it starts at the
+    /// newest decision this replica has (its own as a former holder, or one copied),
+    /// and leaves out those of that very time it has already.
+    pub fn copy(&mut self, st: &AppState) -> Result<usize, String> {
+        let Some(lead) = &st.leadership else {
+            return Ok(0);
+        };
+        if lead.leading.load(Ordering::Relaxed) || lead.unusable_url().is_some() {
+            return Ok(0);
+        }
+        let url = lead.holder_url.read().expect("holder url lock").clone();
+        let holder = lead.holder.read().expect("holder lock").clone();
+        let store = &st.store;
+        let mut copied = 0;
+        loop {
+            let (query, have) = match &self.from {
+                Some((h, seq)) if *h == holder => (format!("after={seq}"), Vec::new()),
+                _ => match store.decisions(None, 1).map_err(|e| e.to_string())?.pop() {
+                    None => (String::new(), Vec::new()),
+                    Some(newest) => {
+                        let at = newest.at;
+                        let have = store
+                            .decisions_matching(
+                                &prescale_store::DecisionFilter {
+                                    since: Some(at),
+                                    until: Some(at),
+                                    ..Default::default()
+                                },
+                                LOG_PAGE,
+                            )
+                            .map_err(|e| e.to_string())?;
+                        (format!("since={:.3}", at as f64 / 1000.0), have)
+                    }
+                },
+            };
+            let target = format!("{url}/api/v1/decisions?limit={LOG_PAGE}&{query}");
+            let mut req = agent().get(&target).header(FORWARDED, "1");
+            if let Some(t) = st.receivers.token() {
+                req = req.header("Authorization", &format!("Bearer {t}"));
+            }
+            let mut resp = req.call().map_err(|e| format!("GET {target}: {e}"))?;
+            let code = resp.status().as_u16();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER)
+                .read_to_string()
+                .map_err(|e| format!("GET {target}: reading the answer: {e}"))?;
+            if code != 200 {
+                return Err(format!(
+                    "GET {target}: {code}: {}",
+                    body.chars().take(300).collect::<String>()
+                ));
+            }
+            #[derive(serde::Deserialize)]
+            struct Entry {
+                seq: u64,
+                decision: prescale_core::Decision,
+            }
+            #[derive(serde::Deserialize)]
+            struct Page {
+                data: Vec<Entry>,
+            }
+            let page: Page = serde_json::from_str(&body)
+                .map_err(|e| format!("GET {target}: not a page of the decision log: {e}"))?;
+            let n = page.data.len();
+            for e in page.data {
+                if !have.contains(&e.decision) {
+                    store.log_decision(&e.decision).map_err(|e| e.to_string())?;
+                    copied += 1;
+                }
+                self.from = Some((holder.clone(), e.seq));
+            }
+            if n < LOG_PAGE {
+                return Ok(copied);
+            }
+        }
+    }
+}

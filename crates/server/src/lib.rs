@@ -513,6 +513,7 @@ pub fn router(state: AppState) -> Router {
             get(promapi::nothing_kept).post(promapi::nothing_kept),
         )
         .route("/api/v1/sources", get(sources))
+        .route("/api/v1/decisions", get(decision_log))
         .route("/api/v1/workloads/{name}/{what}", get(workload_part))
         .route(
             "/api/v1/write",
@@ -989,6 +990,41 @@ struct PartParams {
     kind: Option<String>,
     /// Days of history `compare` looks back over.
     days: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct LogParams {
+    /// Decisions after this place in the log.
+    after: Option<u64>,
+    /// Without `after`: decisions from this time on (unix seconds or RFC 3339).
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/decisions`: the decision log in the order logged, every workload's,
+/// each with its place in it (`seq`), a page at a time (a standby copies the holder's
+/// with it).
+async fn decision_log(State(st): State<AppState>, Params(p): Params<LogParams>) -> Response {
+    let since = match p.since.as_deref().map(|s| {
+        prescale_core::parse_ts(s).ok_or_else(|| {
+            format!("`since` must be unix seconds or RFC 3339 (2026-01-05T14:00:00Z), not {s:?}")
+        })
+    }) {
+        Some(Err(m)) => return error(StatusCode::BAD_REQUEST, m),
+        t => t.and_then(Result::ok),
+    };
+    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+    match st.store.decisions_from(p.after, since, limit) {
+        Ok(page) => Json(json!({
+            "status": "success",
+            "data": page
+                .into_iter()
+                .map(|(seq, d)| json!({"seq": seq, "decision": d}))
+                .collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The decision log's filter from the query, or what is wrong with it.

@@ -3685,3 +3685,95 @@ async fn a_standby_forwards_reads_to_the_holder_and_answers_itself_when_it_canno
     assert_eq!(code, StatusCode::OK);
     assert!(!h.contains_key(FORWARD_ERROR) && !h.contains_key(SERVED_BY));
 }
+
+#[tokio::test]
+async fn a_standby_copies_the_holders_decision_log_once() {
+    let (d1, d2, d3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (holder, _) = elected(fixture(d1.path()), "h1", true, None);
+    let logged = holder.store.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, holder, async {
+        let _ = stopped.await;
+    }));
+    let all = |s: &Store| s.decisions(None, 100_000).unwrap();
+    // More than two pages' worth.
+    let hold = |at: i64, reason: &str| prescale_core::Decision {
+        at,
+        workload: "host".into(),
+        kind: DecisionKind::Hold,
+        action: None,
+        reason: reason.into(),
+    };
+    for i in 0..2_100 {
+        logged
+            .log_decision(&hold(3_000_000 + i, &format!("h{i}")))
+            .unwrap();
+    }
+    let made = all(&logged);
+    assert!(made.len() > 2_100, "{}", made.len());
+    let standby = |dir: &std::path::Path| {
+        let store = Store::open(dir, Durability::Buffered).unwrap();
+        let c = Config::default();
+        let st = AppState::new(&c, store, Arc::new(RwLock::new(Status::default()))).unwrap();
+        let (st, lead) = elected(st, "s", false, None);
+        *lead.holder.write().unwrap() = "h1".into();
+        *lead.holder_url.write().unwrap() = url.clone();
+        st
+    };
+    let copy = |st: &AppState, c: &mut crate::forward::LogCopy| {
+        let st = st.clone();
+        let mut c = std::mem::take(c);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let n = c.copy(&st);
+                (n, c)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // A new standby copies the whole log, in pages.
+    let s = standby(d2.path());
+    let mut c = crate::forward::LogCopy::default();
+    let (n, mut c) = copy(&s, &mut c).await;
+    assert_eq!(n, Ok(made.len()));
+    assert_eq!(all(&s.store), made);
+    // Then what is logged after.
+    for r in ["one", "two"] {
+        logged.log_decision(&hold(9_000_000, r)).unwrap();
+    }
+    let (n, mut c) = copy(&s, &mut c).await;
+    assert_eq!(n, Ok(2));
+    let (n, _) = copy(&s, &mut c).await;
+    assert_eq!(n, Ok(0));
+    assert_eq!(all(&s.store), all(&logged));
+    // A former holder that stands by has the start of the log as its own: it copies
+    // from the newest time it has, leaving out what it has of that time.
+    let s = standby(d3.path());
+    let made = all(&logged);
+    let cut = made.iter().position(|d| d.at == made[20].at).unwrap();
+    let end = made.iter().rposition(|d| d.at == made[20].at).unwrap();
+    assert!(end > cut, "a pass logs more than one decision");
+    for d in &made[..=cut] {
+        s.store.log_decision(d).unwrap();
+    }
+    let (n, _) = copy(&s, &mut crate::forward::LogCopy::default()).await;
+    assert_eq!(n, Ok(made.len() - cut - 1));
+    assert_eq!(all(&s.store), made);
+    // A time the log cannot be read from is refused.
+    let app = router(s.clone());
+    let (code, body) = get(&app, "/api/v1/decisions?since=yesterday").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("`since` must be unix seconds or RFC 3339"),
+        "{body}"
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
