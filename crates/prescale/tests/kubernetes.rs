@@ -1432,24 +1432,42 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
     );
 }
 
-#[test]
-fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
-    use prescale_core::config::LeaderElectionConfig;
-    use prescale_orchestrate::lease::Elector;
+/// A stand-in API server, and electors (by identity) for its Lease `prod/prescale`
+/// whose holder's lease lasts `lease_duration_s`.
+fn lease_api(
+    lease_duration_s: u64,
+) -> (
+    FakeApi,
+    impl Fn(&str) -> prescale_orchestrate::lease::Elector,
+) {
     let fake = FakeApi::start(None, &[]);
     let kube = KubernetesProviderConfig {
         api_url: Some(fake.url()),
         namespace: Some("prod".into()),
         ..Default::default()
     };
-    let le = LeaderElectionConfig {
+    let le = prescale_core::config::LeaderElectionConfig {
         enabled: true,
-        lease_duration_s: 1,
+        lease_duration_s,
         ..Default::default()
     };
-    let none = |_: &str| None;
-    let elector =
-        |id: &str| Elector::new(&le, &kube, id.into(), none, Path::new("/nonexistent")).unwrap();
+    let elector = move |id: &str| {
+        let none = |_: &str| None;
+        prescale_orchestrate::lease::Elector::new(
+            &le,
+            &kube,
+            id.into(),
+            none,
+            Path::new("/nonexistent"),
+        )
+        .unwrap()
+    };
+    (fake, elector)
+}
+
+#[test]
+fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
+    let (fake, elector) = lease_api(1);
     let (mut a, mut b) = (elector("a"), elector("b"));
     assert_eq!(a.lease(), "prod/prescale");
     // a creates the lease; b sees a hold it.
@@ -1487,22 +1505,9 @@ fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
 
 #[test]
 fn the_months_spending_and_unmanaged_capacity_go_to_the_next_holder_on_the_lease() {
-    use prescale_core::config::LeaderElectionConfig;
     use prescale_orchestrate::engine::{month_bounds, MonthSpend, Unmanaged};
-    use prescale_orchestrate::lease::{Elector, Handed, SPEND_ANNOTATION, UNMANAGED_ANNOTATION};
-    let fake = FakeApi::start(None, &[]);
-    let kube = KubernetesProviderConfig {
-        api_url: Some(fake.url()),
-        namespace: Some("prod".into()),
-        ..Default::default()
-    };
-    let le = LeaderElectionConfig {
-        enabled: true,
-        ..Default::default()
-    };
-    let none = |_: &str| None;
-    let elector =
-        |id: &str| Elector::new(&le, &kube, id.into(), none, Path::new("/nonexistent")).unwrap();
+    use prescale_orchestrate::lease::{Handed, SPEND_ANNOTATION, UNMANAGED_ANNOTATION};
+    let (fake, elector) = lease_api(15);
     let (mut a, mut b) = (elector("a"), elector("b"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -324,18 +324,16 @@ impl LogCopy {
                 },
             };
             let target = format!("{url}/api/v1/decisions?limit={LOG_PAGE}&{query}");
-            let mut req = agent().get(&target).header(FORWARDED, "1");
-            if let Some(t) = st.receivers.token() {
-                req = req.header("Authorization", &format!("Bearer {t}"));
+            let mut headers = HeaderMap::new();
+            if let Some(v) = st
+                .receivers
+                .token()
+                .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+            {
+                headers.insert(header::AUTHORIZATION, v);
             }
-            let mut resp = req.call().map_err(|e| format!("GET {target}: {e}"))?;
-            let code = resp.status().as_u16();
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(MAX_ANSWER)
-                .read_to_string()
-                .map_err(|e| format!("GET {target}: reading the answer: {e}"))?;
+            let (code, _, body) = send(&Method::GET, &target, &headers, Bytes::new())?;
+            let body = String::from_utf8_lossy(&body);
             if code != 200 {
                 return Err(format!(
                     "GET {target}: {code}: {}",
