@@ -295,6 +295,12 @@ impl LogCopy {
         let Some(lead) = &st.leadership else {
             return Ok(0);
         };
+        let res = self.copy_from_holder(st, lead);
+        *lead.copy_error.write().expect("copy error lock") = res.as_ref().err().cloned();
+        res
+    }
+
+    fn copy_from_holder(&mut self, st: &AppState, lead: &Leadership) -> Result<usize, String> {
         if lead.leading.load(Ordering::Relaxed) || lead.unusable_url().is_some() {
             return Ok(0);
         }

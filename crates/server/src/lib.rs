@@ -166,6 +166,8 @@ pub struct Leadership {
     pub holder_url: RwLock<String>,
     /// Why the last read forwarded to the holder failed, while it stays so.
     pub forward_error: RwLock<Option<forward::ForwardError>>,
+    /// Why the last copy of the holder's decision log failed, while it stays so.
+    pub copy_error: RwLock<Option<String>>,
 }
 
 impl Leadership {
@@ -803,6 +805,8 @@ async fn sources(State(st): State<AppState>) -> Response {
             "holder_url": *l.holder_url.read().expect("holder url lock"),
             // On a standby: null while reads go to the holder, else why they do not.
             "not_forwarded": l.not_forwarded(),
+            // On a standby: why the holder's decisions were not copied, while so.
+            "copy_error": *l.copy_error.read().expect("copy error lock"),
         })),
         "token_required": r.token().is_some(),
         "config": *st.reloads.read().expect("reload lock"),

@@ -3776,4 +3776,14 @@ async fn a_standby_copies_the_holders_decision_log_once() {
     );
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+    // The holder gone: the copy fails, and the standby's sources say why.
+    let (n, _) = copy(&s, &mut crate::forward::LogCopy::default()).await;
+    let e = n.unwrap_err();
+    assert!(
+        e.starts_with(&format!("GET {url}/api/v1/decisions?")),
+        "{e}"
+    );
+    let (_, body) = get(&router(s.clone()), "/api/v1/sources").await;
+    let src: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(src["data"]["leader_election"]["copy_error"], e.as_str());
 }
