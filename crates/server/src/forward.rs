@@ -84,30 +84,23 @@ fn agent() -> &'static ureq::Agent {
 /// The holder's answer: status, headers passed back, body.
 type Answer = (u16, Vec<(header::HeaderName, String)>, Vec<u8>);
 
+/// `req` marked as forwarded, with the headers of `headers` passed on.
+fn passing<B>(mut req: ureq::RequestBuilder<B>, headers: &HeaderMap) -> ureq::RequestBuilder<B> {
+    req = req.header(FORWARDED, "1");
+    for h in &PASSED_ON {
+        if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
+            req = req.header(h.as_str(), v);
+        }
+    }
+    req
+}
+
 /// Sends the request to `url` (blocking).
 fn send(method: &Method, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Answer, String> {
-    let passed = |name: &header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
     let answer = if method == Method::POST {
-        let mut req = agent().post(url).header(FORWARDED, "1");
-        for h in &PASSED_ON {
-            if let Some(v) = passed(h) {
-                req = req.header(h.as_str(), &v);
-            }
-        }
-        req.send(&body[..])
+        passing(agent().post(url), headers).send(&body[..])
     } else {
-        let mut req = agent().get(url).header(FORWARDED, "1");
-        for h in &PASSED_ON {
-            if let Some(v) = passed(h) {
-                req = req.header(h.as_str(), &v);
-            }
-        }
-        req.call()
+        passing(agent().get(url), headers).call()
     };
     let mut resp = answer.map_err(|e| format!("{method} {url}: {e}"))?;
     let back = PASSED_BACK
