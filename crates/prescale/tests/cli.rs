@@ -156,26 +156,27 @@ fn unknown_flags_and_bad_values_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
     let out = run(&["demo", "--listen", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
-    // Where other replicas reach this one: a URL, and only with leader election.
-    let out = run(&["run", "--advertise-url", "10.0.0.7:9180"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("must be an http:// or https:// URL"), "{err}");
-    let out = run(&["run", "--advertise-url", "http://10.0.0.7:9180"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("it needs [leader_election] enabled = true"),
-        "{err}"
-    );
-    // A negative speed reaches the check that says what is allowed.
-    let out = run(&["demo", "--speed", "-1"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--speed must be 0 or a positive number, got -1"),
-        "{err}"
-    );
+    // Each refused with what is allowed: where other replicas reach this one is a URL,
+    // and only with leader election; a speed is not negative.
+    for (args, said) in [
+        (
+            &["run", "--advertise-url", "10.0.0.7:9180"][..],
+            "must be an http:// or https:// URL",
+        ),
+        (
+            &["run", "--advertise-url", "http://10.0.0.7:9180"],
+            "it needs [leader_election] enabled = true",
+        ),
+        (
+            &["demo", "--speed", "-1"],
+            "--speed must be 0 or a positive number, got -1",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keep.txt"), "user data").unwrap();
     let out = run(&["demo", "--exit", "--data-dir", dir.path().to_str().unwrap()]);
