@@ -584,8 +584,7 @@ fn run_cmd(
                 Some(e)
             }
         };
-        let leading = state.leadership.clone();
-        if leading.is_some() {
+        if state.leadership.is_some() {
             // A standby copies the holder's decision log as it is written, so the one
             // that takes over serves the decisions from before the failover too.
             let state = state.clone();
@@ -633,11 +632,7 @@ fn run_cmd(
                 loop {
                     tick.tick().await;
                     // The holder records them: a standby's status is its last as holder.
-                    if state
-                        .leadership
-                        .as_ref()
-                        .is_some_and(|l| !l.leading.load(Ordering::Relaxed))
-                    {
+                    if state.stands_by() {
                         continue;
                     }
                     let last = state.status.read().expect("status lock").last_tick;
@@ -705,6 +700,7 @@ fn run_cmd(
         {
             let engine = engine.clone();
             let interval_ms = interval_ms.clone();
+            let standby = state.clone();
             tasks.push(tokio::spawn(async move {
                 let every = |ms: u64| {
                     let mut t = tokio::time::interval_at(
@@ -728,10 +724,7 @@ fn run_cmd(
                         current = want;
                         tick = every(current);
                     }
-                    if leading
-                        .as_ref()
-                        .is_some_and(|l| !l.leading.load(Ordering::SeqCst))
-                    {
+                    if standby.stands_by() {
                         // Standing by: another replica plans and acts.
                         continue;
                     }

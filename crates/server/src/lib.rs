@@ -409,6 +409,14 @@ fn static_targets(
 }
 
 impl AppState {
+    /// Whether this replica stands by (leader election on, another holds the lease or
+    /// none does): it then neither plans nor reports plans.
+    pub fn stands_by(&self) -> bool {
+        self.leadership
+            .as_ref()
+            .is_some_and(|l| !l.leading.load(Ordering::SeqCst))
+    }
+
     /// What is managed now.
     pub fn managed(&self) -> Arc<Managed> {
         self.managed.read().expect("managed lock").clone()
@@ -1185,11 +1193,7 @@ fn esc(v: &str) -> String {
 /// Renders the Prometheus text exposition.
 pub fn render_metrics(st: &AppState) -> String {
     let mut status = st.status.read().expect("status lock").clone();
-    if st
-        .leadership
-        .as_ref()
-        .is_some_and(|l| !l.leading.load(Ordering::Relaxed))
-    {
+    if st.stands_by() {
         // A standby's plans, allocations and unmanaged capacity are what it last saw
         // when it acted, if ever: Prometheus scrapes every replica, and sums over them
         // (the fleet's cost) would count them beside the holder's. Its counters stay.
