@@ -10,14 +10,18 @@
 //! `resourceVersion` read, so of two replicas racing for it the API server lets one
 //! win (the other gets 409). A holder that cannot renew for `renew_deadline_s` stops
 //! acting before another may take over (`renew_deadline_s < lease_duration_s`).
+//!
+//! The holder also writes on the Lease, as annotations, what the others need from it:
+//! where its API is (standbys forward reads there), and what the replica taking over
+//! starts from, which its own store does not have: each workload's spending this month
+//! and the capacity left unmanaged ([`Handed`]).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
 use serde_json::{json, Value};
-
-use std::collections::BTreeMap;
 
 use crate::engine::{month_bounds, MonthSpend, MonthSpends, Unmanaged};
 
