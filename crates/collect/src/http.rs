@@ -32,8 +32,19 @@ impl TlsFiles<'_> {
 /// failing on them, using `tls`'s files (see [`TlsFiles`]). Errors name the file and
 /// what is wrong with it.
 pub fn agent(timeout: Duration, tls: TlsFiles<'_>) -> Result<ureq::Agent, String> {
+    agent_with(timeout, None, tls)
+}
+
+/// [`agent`], giving up sooner on a connection not made within `connect` (an address
+/// nobody answers at), where a call may take `timeout` once connected.
+pub fn agent_with(
+    timeout: Duration,
+    connect: Option<Duration>,
+    tls: TlsFiles<'_>,
+) -> Result<ureq::Agent, String> {
     let builder = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
+        .timeout_connect(connect)
         .http_status_as_error(false);
     if !tls.any() {
         return Ok(builder.build().into());

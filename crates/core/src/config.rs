@@ -74,6 +74,10 @@ pub struct LeaderElectionConfig {
     /// per replica).
     #[serde(default)]
     pub advertise_url: Option<String>,
+    /// The CA (PEM) that vouches for the other replicas' certificates when they
+    /// advertise `https://` URLs (absent: the public roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for LeaderElectionConfig {
@@ -85,6 +89,7 @@ impl Default for LeaderElectionConfig {
             renew_deadline_s: default_renew_deadline(),
             retry_period_s: default_retry_period(),
             advertise_url: None,
+            ca_file: None,
         }
     }
 }
@@ -1260,11 +1265,12 @@ impl Config {
             }
         }
         if self.leader_election.enabled
-            && self
+            && (self
                 .leader_election
                 .advertise_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://"))
+                || self.leader_election.ca_file.is_some())
         {
             out.push("leader_election.advertise_url (forwarding to the holder)".into());
         }
@@ -2396,6 +2402,18 @@ mod tests {
             e.contains("leader_election.advertise_url") && e.contains("\"10.0.0.7:9180\""),
             "{e}"
         );
+        // A CA for the replicas' certificates is read by the TLS build only.
+        let with_ca = Config::parse(
+            &on.replace(
+                "retry_period_s = 2",
+                "retry_period_s = 2\nca_file = \"/etc/prescale/tls/ca.crt\"",
+            ),
+            "p.toml",
+        )
+        .unwrap();
+        assert!(with_ca
+            .https_uses()
+            .contains(&"leader_election.advertise_url (forwarding to the holder)".to_string()));
         // Replicas sharing a remote store would mix their nodes' host series.
         assert!(c.cautions().is_empty());
         let shared = format!(

@@ -512,6 +512,13 @@ fn run_cmd(
                     lease: e.lease(),
                     identity: e.identity().to_string(),
                     advertise_url: cfg.leader_election.advertise_url.clone(),
+                    agent: cfg
+                        .leader_election
+                        .ca_file
+                        .as_deref()
+                        .map(|ca| prescale_server::forward::holder_agent(Some(ca)))
+                        .transpose()
+                        .map_err(|e| UsageError(format!("leader_election.ca_file: {e}")))?,
                     ..Default::default()
                 });
                 tracing::info!(lease = %leadership.lease, identity = %leadership.identity, "leader election: standing by until this replica holds the lease");

@@ -1,7 +1,9 @@
 //! HTTPS: with the `tls` feature a scrape job reaches an https exporter whose certificate
 //! a configured CA vouches for (and one without that CA is down, saying why), and one
 //! that asks for a client certificate with `cert_file` and `key_file` (and is down
-//! without them); without it, a configuration that needs HTTPS is refused at start. The server side is Python's
+//! without them), and a standby of leader election forwards to a holder serving HTTPS
+//! when `[leader_election] ca_file`'s CA vouches for it; without it, a configuration
+//! that needs HTTPS is refused at start. The exporters' side is Python's
 //! standard library and the certificates come from `openssl`; the test skips, saying
 //! so, where either is missing.
 
@@ -348,4 +350,106 @@ fn the_server_serves_https_and_a_reload_serves_a_renewed_certificate() {
     let (ok, body) = https(&second.join("ca.pem"), "POST", "/-/reload");
     assert!(!ok && body.contains("server.cert_file"), "{body}");
     assert!(https(&second.join("ca.pem"), "GET", "/healthz").0);
+}
+
+/// A standby of leader election in this process, standing by while `holder` at
+/// `url` acts, forwarding with `agent` (`None`: trusting the public roots); serving
+/// on a loopback port of `rt`, which is returned.
+#[cfg(feature = "tls")]
+fn standby(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    url: &str,
+    agent: Option<ureq::Agent>,
+) -> std::net::SocketAddr {
+    use std::sync::{Arc, RwLock};
+    let store = prescale_store::Store::open(dir, prescale_store::Durability::Buffered).unwrap();
+    let status = Arc::new(RwLock::new(prescale_orchestrate::Status::default()));
+    let mut st =
+        prescale_server::AppState::new(&prescale_core::config::Config::default(), store, status)
+            .unwrap();
+    st.leadership = Some(Arc::new(prescale_server::Leadership {
+        lease: "shop/prescale".into(),
+        identity: "standby".into(),
+        holder: RwLock::new("holder".into()),
+        holder_url: RwLock::new(url.into()),
+        agent,
+        ..Default::default()
+    }));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(prescale_server::serve(
+        listener,
+        st,
+        std::future::pending::<()>(),
+    ));
+    addr
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn a_standby_forwards_to_a_holder_serving_https_when_its_ca_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    if !ca_and_leaf(dir.path()) {
+        eprintln!("skipping: openssl could not make the test certificates");
+        return;
+    }
+    // The holder: a daemon serving its API over https with the CA's certificate.
+    let config = common::fast_config().replacen(
+        "[server]\n",
+        &format!(
+            "[server]\ncert_file = {:?}\nkey_file = {:?}\n",
+            dir.path().join("leaf.pem").display().to_string(),
+            dir.path().join("leaf.key").display().to_string()
+        ),
+        1,
+    );
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, &config).unwrap();
+    let addr = free_addr();
+    let log = dir.path().join("prescale.log");
+    let _holder = start_daemon(
+        &path,
+        &dir.path().join("data"),
+        &addr.to_string(),
+        Some(&log),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let url = format!("https://{addr}");
+    let ca = dir.path().join("ca.pem");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (d1, d2) = (dir.path().join("s1"), dir.path().join("s2"));
+    let trusting = standby(
+        &rt,
+        &d1,
+        &url,
+        Some(prescale_server::forward::holder_agent(Some(&ca)).unwrap()),
+    );
+    let public = standby(&rt, &d2, &url, None);
+    let passes = |at: std::net::SocketAddr| -> u64 {
+        get(at, "/api/v1/workloads")
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["data"]["ticks"].as_u64())
+            .unwrap_or(0)
+    };
+    // Trusting the CA, the standby answers with the holder's passes.
+    wait_for(
+        || passes(trusting) > 0,
+        "the holder's passes through the standby",
+        &logs,
+    );
+    // Trusting the public roots only, it answers itself and says why.
+    assert_eq!(passes(public), 0);
+    let (_, body) = get(public, "/api/v1/sources").unwrap();
+    let src: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let why = src["data"]["leader_election"]["not_forwarded"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains(&format!("could not be reached at {url}")),
+        "{why}"
+    );
 }

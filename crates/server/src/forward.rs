@@ -68,16 +68,26 @@ pub fn forwarded(method: &Method, path: &str) -> bool {
         && (method == Method::GET || method == Method::POST)
 }
 
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(2)))
-            // A comparison with HPA replays a week: it may take a while.
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into()
+/// A client for the holder's API, trusting `ca_file` (PEM) for https where given: 2 s
+/// to connect, a minute for the answer (a comparison with HPA replays a week).
+pub fn holder_agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, String> {
+    prescale_collect::http::agent_with(
+        Duration::from_secs(60),
+        Some(Duration::from_secs(2)),
+        prescale_collect::http::TlsFiles {
+            ca_file,
+            client: None,
+        },
+    )
+}
+
+/// The client `lead` forwards with.
+fn agent(lead: &Leadership) -> ureq::Agent {
+    static DEFAULT: OnceLock<ureq::Agent> = OnceLock::new();
+    lead.agent.clone().unwrap_or_else(|| {
+        DEFAULT
+            .get_or_init(|| holder_agent(None).expect("no file to read"))
+            .clone()
     })
 }
 
@@ -95,12 +105,18 @@ fn passing<B>(mut req: ureq::RequestBuilder<B>, headers: &HeaderMap) -> ureq::Re
     req
 }
 
-/// Sends the request to `url` (blocking).
-fn send(method: &Method, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Answer, String> {
+/// Sends the request to `url` with `agent` (blocking).
+fn send(
+    agent: &ureq::Agent,
+    method: &Method,
+    url: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Answer, String> {
     let answer = if method == Method::POST {
-        passing(agent().post(url), headers).send(&body[..])
+        passing(agent.post(url), headers).send(&body[..])
     } else {
-        passing(agent().get(url), headers).call()
+        passing(agent.get(url), headers).call()
     };
     let mut resp = answer.map_err(|e| format!("{method} {url}: {e}"))?;
     let back = PASSED_BACK
@@ -169,9 +185,11 @@ pub async fn to_the_holder(State(st): State<AppState>, req: Request, next: Next)
             .map_or(parts.uri.path(), |p| p.as_str())
     );
     let (method, headers, sent) = (parts.method.clone(), parts.headers.clone(), body.clone());
-    let answer = tokio::task::spawn_blocking(move || send(&method, &target, &headers, sent))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    let client = agent(&lead);
+    let answer =
+        tokio::task::spawn_blocking(move || send(&client, &method, &target, &headers, sent))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
     match answer {
         Ok((code, back, bytes)) => {
             if lead
@@ -331,7 +349,8 @@ impl LogCopy {
             {
                 headers.insert(header::AUTHORIZATION, v);
             }
-            let (code, _, body) = send(&Method::GET, &target, &headers, Bytes::new())?;
+            let (code, _, body) =
+                send(&agent(lead), &Method::GET, &target, &headers, Bytes::new())?;
             let body = String::from_utf8_lossy(&body);
             if code != 200 {
                 return Err(format!(

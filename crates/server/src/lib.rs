@@ -168,6 +168,9 @@ pub struct Leadership {
     pub forward_error: RwLock<Option<forward::ForwardError>>,
     /// Why the last copy of the holder's decision log failed, while it stays so.
     pub copy_error: RwLock<Option<String>>,
+    /// The client reads are forwarded with when `[leader_election] ca_file` vouches for
+    /// the replicas' certificates (`None`: the public roots).
+    pub agent: Option<ureq::Agent>,
 }
 
 impl Leadership {
