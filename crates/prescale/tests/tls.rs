@@ -268,6 +268,21 @@ fn ca_and_leaf(dir: &Path) -> bool {
     )
 }
 
+/// A daemon in `dir` serving its API over https with `cert` and `key`.
+#[cfg(feature = "tls")]
+fn serving_https(dir: &Path, cert: &Path, key: &Path) -> common::Daemon {
+    let config = common::fast_config().replacen(
+        "[server]\n",
+        &format!(
+            "[server]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+        1,
+    );
+    common::Daemon::start(dir, &config)
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn the_server_serves_https_and_a_reload_serves_a_renewed_certificate() {
@@ -287,26 +302,8 @@ fn the_server_serves_https_and_a_reload_serves_a_renewed_certificate() {
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::copy(first.join("leaf.pem"), &cert).unwrap();
     std::fs::copy(first.join("leaf.key"), &key).unwrap();
-    let config = common::fast_config().replacen(
-        "[server]\n",
-        &format!(
-            "[server]\ncert_file = {:?}\nkey_file = {:?}\n",
-            cert.display().to_string(),
-            key.display().to_string()
-        ),
-        1,
-    );
-    let path = dir.path().join("p.toml");
-    std::fs::write(&path, &config).unwrap();
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _d = start_daemon(
-        &path,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let d = serving_https(dir.path(), &cert, &key);
+    let (addr, logs) = (d.addr, || d.logs());
     // (whether curl trusting `ca` got a 200, the body)
     let https = |ca: &Path, method: &str, path: &str| {
         let out = Command::new(&curl)
@@ -397,26 +394,12 @@ fn a_standby_forwards_to_a_holder_serving_https_when_its_ca_is_given() {
         return;
     }
     // The holder: a daemon serving its API over https with the CA's certificate.
-    let config = common::fast_config().replacen(
-        "[server]\n",
-        &format!(
-            "[server]\ncert_file = {:?}\nkey_file = {:?}\n",
-            dir.path().join("leaf.pem").display().to_string(),
-            dir.path().join("leaf.key").display().to_string()
-        ),
-        1,
+    let holder = serving_https(
+        dir.path(),
+        &dir.path().join("leaf.pem"),
+        &dir.path().join("leaf.key"),
     );
-    let path = dir.path().join("p.toml");
-    std::fs::write(&path, &config).unwrap();
-    let addr = free_addr();
-    let log = dir.path().join("prescale.log");
-    let _holder = start_daemon(
-        &path,
-        &dir.path().join("data"),
-        &addr.to_string(),
-        Some(&log),
-    );
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (addr, logs) = (holder.addr, || holder.logs());
     let url = format!("https://{addr}");
     let ca = dir.path().join("ca.pem");
     let rt = tokio::runtime::Runtime::new().unwrap();
