@@ -85,8 +85,14 @@ pub fn read_csv_column(path: &Path, col: &str) -> Result<Series, String> {
     }
     let find = |want: &str| cols.iter().position(|c| c == want);
     let (Some(ti), Some(vi)) = (find("timestamp"), find(col)) else {
+        let missing: Vec<String> = ["timestamp", col]
+            .iter()
+            .filter(|c| find(c).is_none())
+            .map(|c| format!("`{c}`"))
+            .collect();
         return Err(format!(
-            "{name}:1: header {header:?} lacks a `timestamp` and a `{col}` column; the first line must name them, e.g. `timestamp,{col}`"
+            "{name}:1: header {header:?} has no {} column; the first line must name both, e.g. `timestamp,{col}`",
+            missing.join(" or ")
         ));
     };
     let mut rows: Vec<(i64, Option<f64>)> = Vec::new();
@@ -411,8 +417,16 @@ mod tests {
 
     #[test]
     fn bad_input_names_file_and_line() {
+        // Each column the header lacks is named, and only those.
         let e = read("time,val\n1,2\n").unwrap_err();
-        assert!(e.contains(":1:") && e.contains("timestamp"), "{e}");
+        assert!(
+            e.contains(":1:") && e.contains("has no `timestamp` or `value` column"),
+            "{e}"
+        );
+        let e = read("time,value\n1,2\n").unwrap_err();
+        assert!(e.contains("has no `timestamp` column"), "{e}");
+        let e = read("timestamp,val\n1,2\n").unwrap_err();
+        assert!(e.contains("has no `value` column"), "{e}");
         let e = read("timestamp,value\n0,1\n60,abc\n").unwrap_err();
         assert!(e.contains(":3:") && e.contains("not a number"), "{e}");
         let e = read("timestamp,value\nyesterday,1\n").unwrap_err();
