@@ -608,7 +608,13 @@ pub fn decode_line_protocol(
         let parsed = match influxdb_line_protocol::parse_lines(trimmed).next() {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
-                out.problem(format!("line {n}: {e}; the line was not stored"));
+                // The parser reports a field it cannot read as no fields at all.
+                let hint = if matches!(e, influxdb_line_protocol::Error::FieldSetMissing) {
+                    " (each field is name=value, the value a number (1.5, 2i, 3u), a boolean or a \"quoted string\"; NaN and Inf cannot be written)"
+                } else {
+                    ""
+                };
+                out.problem(format!("line {n}: {e}{hint}; the line was not stored"));
                 continue;
             }
             None => continue,
@@ -992,6 +998,18 @@ net.if,host=a rx_bytes=10u
         assert_eq!(d.skipped, 1, "the string field");
         assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
         assert!(d.problems[0].starts_with("line 5:"), "{}", d.problems[0]);
+        // A value the parser cannot read (an unquoted word, NaN) says what a value is.
+        for line in ["cpu,host=a v=abc 1", "cpu v=NaN 1"] {
+            let d = decode_line_protocol(line.as_bytes(), Precision::Seconds, 0).unwrap();
+            assert!(d.series.is_empty(), "{line}");
+            assert!(
+                d.problems.len() == 1
+                    && d.problems[0].starts_with("line 1: No fields were provided (each field is name=value, the value a number")
+                    && d.problems[0].ends_with("; the line was not stored"),
+                "{line}: {:?}",
+                d.problems
+            );
+        }
     }
 
     #[test]
