@@ -640,6 +640,49 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// What an operator's pause of a workload holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PauseScope {
+    /// Every change: capacity stays as it is (nothing is provisioned, nothing removed,
+    /// an interrupted spot instance is not replaced).
+    All,
+    /// Removing capacity only: prescale still provisions what its plans need.
+    ScaleDown,
+}
+
+impl PauseScope {
+    /// The name the API takes and gives.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::ScaleDown => "scale-down",
+        }
+    }
+}
+
+/// An operator's pause of a workload (`POST /api/v1/workloads/{name}/pause`): until
+/// `until`, prescale goes on forecasting and planning it, and logs what it would have
+/// done, but makes no change that `scope` holds back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    /// What is held back.
+    pub scope: PauseScope,
+    /// When it was asked for.
+    pub since: TimestampMs,
+    /// When it ends by itself.
+    pub until: TimestampMs,
+    /// Why, as the operator said (may be empty).
+    pub reason: String,
+}
+
+impl Pause {
+    /// Whether it holds at `now`.
+    pub fn holds(&self, now: TimestampMs) -> bool {
+        self.since <= now && now < self.until
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use prescale_core::{
-    format_ts, Allocation, Decision, DecisionKind, Demand, DemandExpr, Dim, Forecast, Plan, Sample,
-    Selector, SeriesKey, Tier, TimestampMs, Workload,
+    format_ts, Allocation, Decision, DecisionKind, Demand, DemandExpr, Dim, Forecast, Pause, Plan,
+    Sample, Selector, SeriesKey, Tier, TimestampMs, Workload,
 };
 use prescale_detect::{Anomaly, EwmaDetector};
 use prescale_forecast::auto::Recipe;
@@ -39,7 +39,9 @@ use crate::provider::Provider;
 use crate::reconcile::{reconcile, surged, ShrinkLimit, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
+mod pause;
 mod unmanaged;
+pub use pause::{PauseError, PAUSE_PATH, RESUME_PATH};
 pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
 
 /// Live errors compared with the cross-validation error for drift.
@@ -177,6 +179,9 @@ pub struct WorkloadStatus {
     /// The workload's other dimensions (memory, disk, network), as the plan saw them.
     #[serde(default)]
     pub dimensions: Vec<DimensionStatus>,
+    /// The operator's pause in force ([`Engine::pause`]).
+    #[serde(default)]
+    pub paused: Option<Pause>,
 }
 
 /// One of a workload's other dimensions at the last plan: its demand, in the tiers'
@@ -337,6 +342,8 @@ struct WState {
     leads: usize,
     /// The CPU forecast the last plan read.
     planned_from: Option<Forecast>,
+    /// The operator's pause in force at the last pass ([`Engine::pause`]).
+    pause: Option<Pause>,
 }
 
 impl WState {
@@ -393,6 +400,7 @@ impl WState {
             selected_to: None,
             record: Record::default(),
             planned_from: None,
+            pause: None,
             cover,
             leads,
             w,
@@ -1745,6 +1753,7 @@ impl<P: Provider> Engine<P> {
         st: &mut Status,
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
+        let pause = self.pause_in_force(i, now)?;
         let (added, observed) = self.ingest(i, now)?;
         self.ingest_extras(i, now)?;
         let so_far = self.in_progress(i, now)?;
@@ -2229,7 +2238,18 @@ impl<P: Provider> Engine<P> {
                 l.peak
             ));
         }
+        // An operator's pause keeps what it holds back as it is.
+        let paused = pause.as_ref().and_then(|p| {
+            let kept = pause::hold_back(p, &self.tiers, &s.status.allocation, &mut desired);
+            (!kept.is_empty()).then(|| pause::kept_words(&s.w.name, p, &kept))
+        });
+        if let Some(words) = &paused {
+            plan.reason.push_str(&format!("; {words}"));
+        }
         let mut verdict = reconcile(&s.w.name, &target, &desired, &s.status.allocation, now);
+        if let Some(words) = &paused {
+            verdict.holds.push(words.clone());
+        }
         if let Some(l) = &limited {
             let raised: Vec<&str> = l
                 .raised
@@ -2304,12 +2324,13 @@ impl<P: Provider> Engine<P> {
             s.status.allocation = self.provider.allocation(&name, now);
             s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
         } else if !verdict.holds.is_empty() {
-            let cat = if verdict.holds.iter().any(|h| h.contains("pending")) {
-                "pending"
-            } else {
-                "stabilise"
+            // Paused: logged again when what it keeps changes.
+            let cat = match &paused {
+                Some(words) => format!("paused:{words}"),
+                None if verdict.holds.iter().any(|h| h.contains("pending")) => "pending".into(),
+                None => "stabilise".into(),
             };
-            self.hold(i, now, cat, verdict.holds.join("; "))?;
+            self.hold(i, now, &cat, verdict.holds.join("; "))?;
         } else if verdict.actions.is_empty() {
             let cat = format!("steady:{}", plan.binding);
             self.hold(
@@ -4091,6 +4112,194 @@ mod tests {
                 .filter(|d| d.kind == DecisionKind::Hold)
                 .map(|d| &d.reason)
                 .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn an_operators_pause_holds_back_what_it_says_until_it_ends() {
+        use prescale_core::PauseScope;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let at = |m: i64, value: f64| {
+            store
+                .append(
+                    &key,
+                    &[Sample {
+                        ts: m * 60_000,
+                        value,
+                    }],
+                )
+                .unwrap();
+        };
+        let mut c = Config::default();
+        let w = &mut c.workloads[0];
+        (
+            w.max_spot_share,
+            w.scale_down_delay_s,
+            w.scale_down_window_s,
+        ) = (0.0, 60, 0);
+        (w.seasonal_floor, w.surge_extra, w.model) = (false, 0.0, "naive".into());
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let held = |e: &Engine<SimCloud>, m: i64| -> u32 {
+            let a = e.provider().allocation("host", m * 60_000);
+            a.tiers.values().map(|t| t.total()).sum()
+        };
+        let run = |e: &mut Engine<SimCloud>, ms: std::ops::Range<i64>, v: f64| -> Vec<u32> {
+            ms.map(|m| {
+                at(m, v);
+                e.tick((m + 1) * 60_000).unwrap();
+                held(e, m + 1)
+            })
+            .collect()
+        };
+        let paused = |e: &Engine<SimCloud>| {
+            e.status_handle().read().unwrap().workloads["host"]
+                .paused
+                .clone()
+        };
+        let top = *run(&mut e, 0..130, 100.0).last().unwrap();
+        assert!(top >= 20, "{top}");
+        // Refused: a workload not configured, an end already past.
+        let m = |m: i64| m * 60_000;
+        let err = e
+            .pause("web", PauseScope::All, m(200), "", m(130))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no configured workload is named `web`; configured: host"
+        );
+        let err = e
+            .pause("host", PauseScope::All, m(130), "", m(130))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("a pause must end after now"),
+            "{err}"
+        );
+        assert_eq!(paused(&e), None);
+        // Paused whole: demand falls to a twentieth and nothing is removed.
+        let p = e
+            .pause(
+                "host",
+                PauseScope::All,
+                m(150) + 30_000,
+                "incident 42",
+                m(130),
+            )
+            .unwrap();
+        assert_eq!(paused(&e), Some(p.clone()), "shown at once");
+        let counts = run(&mut e, 130..150, 5.0);
+        assert!(counts.iter().all(|&n| n == top), "{top}: {counts:?}");
+        let d = store.decisions(Some("host"), 500).unwrap();
+        let config: Vec<&String> = d
+            .iter()
+            .filter(|d| d.kind == DecisionKind::Config)
+            .map(|d| &d.reason)
+            .collect();
+        assert!(
+            config.len() == 1
+                && config[0].starts_with("paused (all) until 1970-01-01T02:30:30Z for \"incident 42\", as asked (`POST /api/v1/workloads/host/pause`)"),
+            "{config:?}"
+        );
+        let holds: Vec<&String> = d
+            .iter()
+            .filter(|d| d.kind == DecisionKind::Hold && d.reason.contains("paused (all)"))
+            .map(|d| &d.reason)
+            .collect();
+        assert!(
+            !holds.is_empty()
+                && holds.iter().all(|r| r.contains("kept at")
+                    && r.contains("(`POST /api/v1/workloads/host/resume` lifts it)")),
+            "{holds:?}"
+        );
+        assert!(
+            d.iter()
+                .all(|d| d.kind != DecisionKind::Act || d.at <= m(130)),
+            "nothing acted on while paused"
+        );
+        // It ends by itself: the next pass says so and shrinks.
+        let counts = run(&mut e, 150..152, 5.0);
+        assert!(counts[1] < top, "{counts:?}");
+        assert_eq!(paused(&e), None);
+        let d = store.decisions(Some("host"), 20).unwrap();
+        assert!(
+            d.iter().any(|d| d.kind == DecisionKind::Config
+                && d.reason.starts_with("the pause (all until 1970-01-01T02:30:30Z, asked for at 1970-01-01T02:10:00Z) has ended")),
+            "{d:?}"
+        );
+        // Paused for scale-down: a surge is still provisioned, the fall after it removes
+        // nothing, a restarted engine keeps the pause, and lifting it lets capacity go.
+        let p = e
+            .pause("host", PauseScope::ScaleDown, m(400), "", m(152))
+            .unwrap();
+        let low = held(&e, 152);
+        let up = run(&mut e, 152..170, 200.0);
+        let peak = *up.last().unwrap();
+        assert!(peak > low, "{low} -> {up:?}");
+        let down = run(&mut e, 170..190, 5.0);
+        assert!(down.iter().all(|&n| n >= peak), "{peak}: {down:?}");
+        let mut again = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        again.tick(m(191)).unwrap();
+        assert_eq!(paused(&again), Some(p.clone()), "kept over a restart");
+        assert_eq!(e.resume("host", m(191)).unwrap(), Some(p));
+        assert_eq!(paused(&e), None);
+        assert_eq!(
+            e.resume("host", m(191)).unwrap(),
+            None,
+            "nothing left to lift"
+        );
+        let after = run(&mut e, 191..240, 5.0);
+        assert!(*after.last().unwrap() < peak, "{peak}: {after:?}");
+        let d = store.decisions(Some("host"), 2000).unwrap();
+        let lifted = d
+            .iter()
+            .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("resumed, as asked"))
+            .count();
+        assert_eq!(lifted, 1);
+        // A pause handed over on the Lease is taken unless this store has a later one.
+        let handed = BTreeMap::from([
+            (
+                "host".to_string(),
+                Pause {
+                    scope: PauseScope::All,
+                    since: m(240),
+                    until: m(300),
+                    reason: "handed".into(),
+                },
+            ),
+            (
+                "gone".to_string(),
+                Pause {
+                    scope: PauseScope::All,
+                    since: m(240),
+                    until: m(300),
+                    reason: "".into(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            e.adopt_pauses(&handed, m(241)).unwrap(),
+            vec!["host".to_string()]
+        );
+        assert_eq!(paused(&e).map(|p| p.reason), Some("handed".into()));
+        let later = e
+            .pause("host", PauseScope::ScaleDown, m(500), "mine", m(242))
+            .unwrap();
+        assert!(e.adopt_pauses(&handed, m(243)).unwrap().is_empty());
+        assert_eq!(paused(&e), Some(later));
+        let ended = BTreeMap::from([(
+            "host".to_string(),
+            Pause {
+                scope: PauseScope::All,
+                since: m(250),
+                until: m(260),
+                reason: "".into(),
+            },
+        )]);
+        assert!(
+            e.adopt_pauses(&ended, m(261)).unwrap().is_empty(),
+            "one that has ended is not taken"
         );
     }
 }

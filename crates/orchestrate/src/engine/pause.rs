@@ -1,0 +1,332 @@
+//! An operator's pause of a workload.
+//!
+//! During an incident, a migration or a load test a team wants a workload's capacity
+//! left alone, or at least not removed, without stopping prescale or editing its
+//! configuration: as KEDA's `autoscaling.keda.sh/paused` annotation does, or an HPA
+//! whose minimum is raised to the current count. A pause is asked for through the API
+//! ([`Engine::pause`]) and always has an end, so a forgotten one does not leave a
+//! workload unmanaged for good. It is kept in the store (a restart keeps it), handed to
+//! the replica that takes the lease over ([`Engine::adopt_pauses`]), logged as a
+//! `config` decision when it starts, is lifted and ends, and shown in the status. While
+//! it holds, prescale goes on forecasting and planning the workload, and logs what it
+//! kept against what the plan wanted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use prescale_core::{
+    format_ts, Allocation, Decision, DecisionKind, Pause, PauseScope, Tier, TimestampMs,
+};
+use prescale_store::StoreError;
+
+use super::Engine;
+use crate::provider::Provider;
+
+/// The endpoints that pause and resume a workload, for the reasons that point to them.
+pub const PAUSE_PATH: &str = "POST /api/v1/workloads/{name}/pause";
+/// See [`PAUSE_PATH`].
+pub const RESUME_PATH: &str = "POST /api/v1/workloads/{name}/resume";
+
+/// Where workload `name`'s pause is kept in the store (`null` once lifted).
+fn state_key(name: &str) -> String {
+    format!("pause/{name}")
+}
+
+/// Why a pause or its lifting was refused.
+#[derive(Debug)]
+pub enum PauseError {
+    /// No configured workload has the name.
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The configured workloads.
+        configured: Vec<String>,
+    },
+    /// The end asked for is not after now.
+    Ended {
+        /// The end asked for.
+        until: TimestampMs,
+        /// Now, by the engine's clock.
+        now: TimestampMs,
+    },
+    /// The store could not keep it.
+    Store(StoreError),
+}
+
+impl fmt::Display for PauseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PauseError::Unknown { name, configured } => write!(
+                f,
+                "no configured workload is named `{name}`; configured: {}",
+                if configured.is_empty() {
+                    "none".to_string()
+                } else {
+                    configured.join(", ")
+                }
+            ),
+            PauseError::Ended { until, now } => write!(
+                f,
+                "a pause must end after now ({}), not at {}",
+                format_ts(*now),
+                format_ts(*until)
+            ),
+            PauseError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PauseError {}
+
+impl From<StoreError> for PauseError {
+    fn from(e: StoreError) -> Self {
+        PauseError::Store(e)
+    }
+}
+
+/// What a pause holds back, in words.
+fn holds_back(scope: PauseScope) -> &'static str {
+    match scope {
+        PauseScope::All => {
+            "capacity stays as it is (nothing provisioned or removed, an interrupted spot instance not replaced)"
+        }
+        PauseScope::ScaleDown => "no capacity is removed; what plans need is still provisioned",
+    }
+}
+
+/// How a pause is named in decisions: its scope, end and reason.
+fn describe(p: &Pause) -> String {
+    let mut s = format!("paused ({}) until {}", p.scope.name(), format_ts(p.until));
+    if !p.reason.is_empty() {
+        s.push_str(&format!(" for \"{}\"", p.reason));
+    }
+    s
+}
+
+/// Raises or sets `desired` as pause `p` requires against what `alloc` holds (ready and
+/// pending) in each of `tiers` and of the tiers it holds: returns what it kept, as
+/// (tier, kept, what was desired), empty when the plan's counts stand.
+pub(super) fn hold_back(
+    p: &Pause,
+    tiers: &[Tier],
+    alloc: &Allocation,
+    desired: &mut BTreeMap<String, u32>,
+) -> Vec<(String, u32, u32)> {
+    let names: BTreeSet<&String> = tiers
+        .iter()
+        .map(|t| &t.name)
+        .chain(alloc.tiers.keys())
+        .collect();
+    let mut kept = Vec::new();
+    for name in names {
+        let have = alloc.get(name).total();
+        let want = desired.get(name).copied().unwrap_or(0);
+        let keep = match p.scope {
+            PauseScope::All => have,
+            PauseScope::ScaleDown => want.max(have),
+        };
+        if keep != want {
+            desired.insert(name.clone(), keep);
+            kept.push((name.clone(), keep, want));
+        }
+    }
+    kept
+}
+
+/// What [`hold_back`] kept, in words, with the pause.
+pub(super) fn kept_words(name: &str, p: &Pause, kept: &[(String, u32, u32)]) -> String {
+    let tiers: Vec<String> = kept
+        .iter()
+        .map(|(t, keep, want)| format!("{t} kept at {keep} (plan {want})"))
+        .collect();
+    format!(
+        "{}: {} (`{}` lifts it)",
+        describe(p),
+        tiers.join(", "),
+        RESUME_PATH.replace("{name}", name)
+    )
+}
+
+impl<P: Provider> Engine<P> {
+    fn index_of(&self, name: &str) -> Result<usize, PauseError> {
+        self.states
+            .iter()
+            .position(|s| s.w.name == name)
+            .ok_or_else(|| PauseError::Unknown {
+                name: name.to_string(),
+                configured: self.states.iter().map(|s| s.w.name.clone()).collect(),
+            })
+    }
+
+    /// Puts `p` in force for state `i`, in the store, the state and the published
+    /// status.
+    fn keep_pause(&mut self, i: usize, p: Option<Pause>) -> Result<(), StoreError> {
+        let name = self.states[i].w.name.clone();
+        self.store.put_state(&state_key(&name), &p)?;
+        self.show_pause(i, p);
+        Ok(())
+    }
+
+    /// Shows `p` as state `i`'s pause in its status and the published one.
+    fn show_pause(&mut self, i: usize, p: Option<Pause>) {
+        let s = &mut self.states[i];
+        s.pause = p.clone();
+        s.status.paused = p.clone();
+        if let Some(w) = self
+            .status
+            .write()
+            .expect("status lock")
+            .workloads
+            .get_mut(&s.w.name)
+        {
+            w.paused = p;
+        }
+    }
+
+    fn log_config(&self, name: &str, now: TimestampMs, reason: String) -> Result<(), StoreError> {
+        self.store.log_decision(&Decision {
+            at: now,
+            workload: name.to_string(),
+            kind: DecisionKind::Config,
+            action: None,
+            reason,
+        })?;
+        Ok(())
+    }
+
+    /// Pauses configured workload `name` from `now` until `until`: what `scope` holds
+    /// back is not done (see [`PauseScope`]), from the next pass on, while forecasts and
+    /// plans go on. A pause in force is replaced. Kept in the store before it is
+    /// answered, and logged as a `config` decision.
+    pub fn pause(
+        &mut self,
+        name: &str,
+        scope: PauseScope,
+        until: TimestampMs,
+        reason: &str,
+        now: TimestampMs,
+    ) -> Result<Pause, PauseError> {
+        let i = self.index_of(name)?;
+        if until <= now {
+            return Err(PauseError::Ended { until, now });
+        }
+        let p = Pause {
+            scope,
+            since: now,
+            until,
+            reason: reason.to_string(),
+        };
+        self.keep_pause(i, Some(p.clone()))?;
+        self.log_config(
+            name,
+            now,
+            format!(
+                "{}, as asked (`{}`): {}; forecasts and plans go on, and what the plan wanted is logged",
+                describe(&p),
+                PAUSE_PATH.replace("{name}", name),
+                holds_back(scope)
+            ),
+        )?;
+        Ok(p)
+    }
+
+    /// Lifts workload `name`'s pause: its plans are acted on again from the next pass.
+    /// Returns the pause lifted (`None`: there was none in force).
+    pub fn resume(&mut self, name: &str, now: TimestampMs) -> Result<Option<Pause>, PauseError> {
+        let i = self.index_of(name)?;
+        let was = self.stored_pause(i).filter(|p| p.holds(now));
+        self.keep_pause(i, None)?;
+        if let Some(p) = &was {
+            self.log_config(
+                name,
+                now,
+                format!(
+                    "resumed, as asked (`{}`): the pause ({} until {}, asked for at {}) is lifted; plans are acted on again",
+                    RESUME_PATH.replace("{name}", name),
+                    p.scope.name(),
+                    format_ts(p.until),
+                    format_ts(p.since)
+                ),
+            )?;
+        }
+        Ok(was)
+    }
+
+    /// State `i`'s pause as stored (`None`: none, or lifted). One that cannot be read
+    /// holds everything until it is lifted: acting against an operator's pause is the
+    /// worse mistake.
+    fn stored_pause(&self, i: usize) -> Option<Pause> {
+        let name = &self.states[i].w.name;
+        match self.store.get_state::<Option<Pause>>(&state_key(name)) {
+            Ok(p) => p.flatten(),
+            Err(e) => Some(Pause {
+                scope: PauseScope::All,
+                since: TimestampMs::MIN,
+                until: TimestampMs::MAX,
+                reason: format!(
+                    "the pause kept in the store cannot be read ({e}); `{}` clears it",
+                    RESUME_PATH.replace("{name}", name)
+                ),
+            }),
+        }
+    }
+
+    /// The pause in force for state `i` at `now`; logs, once, that one has ended.
+    pub(super) fn pause_in_force(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+    ) -> Result<Option<Pause>, StoreError> {
+        let active = self.stored_pause(i).filter(|p| p.holds(now));
+        if let Some(old) = self.states[i].pause.clone() {
+            if active.is_none() && old.until <= now {
+                let name = self.states[i].w.name.clone();
+                self.log_config(
+                    &name,
+                    now,
+                    format!(
+                        "the pause ({} until {}, asked for at {}) has ended; plans are acted on again",
+                        old.scope.name(),
+                        format_ts(old.until),
+                        format_ts(old.since)
+                    ),
+                )?;
+            }
+        }
+        self.show_pause(i, active.clone());
+        Ok(active)
+    }
+
+    /// Takes over the pauses the replica that held the lease before handed over (by
+    /// workload, as it wrote them on the Lease): each configured workload's that has not
+    /// ended, unless this replica's store has one asked for later. Returns the
+    /// workloads whose pause was taken over.
+    pub fn adopt_pauses(
+        &mut self,
+        handed: &BTreeMap<String, Pause>,
+        now: TimestampMs,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut taken = Vec::new();
+        for (name, p) in handed {
+            let Ok(i) = self.index_of(name) else {
+                continue;
+            };
+            let own = self.stored_pause(i);
+            if !p.holds(now) || own.is_some_and(|o| o.since >= p.since) {
+                continue;
+            }
+            self.keep_pause(i, Some(p.clone()))?;
+            self.log_config(
+                name,
+                now,
+                format!(
+                    "{}, as the replica that held the lease before kept it (asked for at {})",
+                    describe(p),
+                    format_ts(p.since)
+                ),
+            )?;
+            taken.push(name.to_string());
+        }
+        Ok(taken)
+    }
+}
