@@ -487,6 +487,18 @@ fn run_cmd(
             let engine = engine.clone();
             Arc::new(move |name: &str| engine.lock().expect("engine").release(name, now_ms()))
         });
+        state.pause = Some({
+            let engine = engine.clone();
+            Arc::new(move |name: &str, ask| {
+                let mut engine = engine.lock().expect("engine");
+                match ask {
+                    Some((scope, until, reason)) => engine
+                        .pause(name, scope, until, &reason, now_ms())
+                        .map(Some),
+                    None => engine.resume(name, now_ms()),
+                }
+            })
+        });
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();

@@ -488,6 +488,69 @@ fn the_dashboard_shows_what_a_removed_workload_left_until_it_is_released() {
 }
 
 #[test]
+fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &fast_config());
+    let held = || {
+        let Some((200, b)) = get(d.addr, "/api/v1/workloads/host/status") else {
+            return 0;
+        };
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        v["data"]["allocation"]["tiers"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .values()
+            .map(|c| c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    wait_for(|| held() > 0, "host's capacity", &|| d.logs());
+    let (code, body) = http(
+        d.addr,
+        "POST",
+        "/api/v1/workloads/host/pause?scope=all&for=1h&reason=load%20test",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = &p["data"]["paused"];
+    assert_eq!(p["scope"], "all", "{body}");
+    let hour = p["until"].as_i64().unwrap() - p["since"].as_i64().unwrap();
+    assert_eq!(hour, 3_600_000, "{body}");
+    // Logged, exported, and drawn on the workload's section.
+    let logged = json(d.addr, "/api/v1/workloads/host/decisions?kind=config");
+    assert!(
+        logged.to_string().contains("paused (all) until"),
+        "{logged}"
+    );
+    let (_, metrics) = get(d.addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("prescale_workload_paused{workload=\"host\"} 1"),
+        "{metrics}"
+    );
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(
+        html.contains("<div class=\"paused\">paused by an operator until")
+            && html.contains("capacity is left as it is — \"load test\""),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
+    // Lifted: the section says nothing of it.
+    let (code, body) = http(d.addr, "POST", "/api/v1/workloads/host/resume", &[], b"").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let lifted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(&lifted["data"]["lifted"], p, "{body}");
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(html.contains("<h2>host</h2>"), "the page was drawn");
+    assert!(!html.contains("<div class=\"paused\">"), "lifted");
+}
+
+#[test]
 fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
     let Some(browser) = browser() else {
         return;

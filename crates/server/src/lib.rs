@@ -24,6 +24,7 @@
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
 //! | `POST /api/v1/admin/tsdb/snapshot` | copies the embedded store at one instant into `snapshots/NAME` in its directory, for backups (the same token rule as `/-/reload`) |
+//! | `POST /api/v1/workloads/{name}/pause?scope=all\|scale-down&for=D\|until=T&reason=R`, `POST /api/v1/workloads/{name}/resume` | pauses a workload until a set time (capacity left as it is, or not removed) and lifts the pause (the same token rule as `/-/reload`) |
 //! | `GET /api/v1/unmanaged` | capacity held for workloads no longer configured: instances per tier, cost per hour, since when and why |
 //! | `POST /api/v1/unmanaged/{name}/release` | releases what such a workload holds (the same token rule as `/-/reload`) |
 //! | `POST /-/reload[?dry_run=true]` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one); a dry run says what would change |
@@ -42,7 +43,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prescale_collect::scrape::{MetricMeta, TargetHealth};
-use prescale_core::{DecisionKind, SeriesKey, Tier};
+use prescale_core::{DecisionKind, SeriesKey, Tier, TimestampMs};
 use prescale_orchestrate::{Status, WorkloadStatus};
 use prescale_store::{DecisionFilter, Store};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,9 @@ pub struct AppState {
     /// Releases what an unmanaged workload holds (`POST /api/v1/unmanaged/{name}/release`);
     /// `None` where nothing is released (tests, `prescale demo`).
     pub release: Option<Releaser>,
+    /// Pauses and resumes workloads (`POST /api/v1/workloads/{name}/pause` and
+    /// `/resume`); `None` where nothing is paused (tests, `prescale demo`).
+    pub pause: Option<Pauser>,
     /// This replica's part in leader election, with `[leader_election] enabled`.
     pub leadership: Option<Arc<Leadership>>,
     /// The configuration in force (settings only a restart applies as they run), for
@@ -203,6 +207,19 @@ pub type Releaser = Arc<
             prescale_orchestrate::engine::Released,
             prescale_orchestrate::engine::ReleaseError,
         > + Send
+        + Sync,
+>;
+
+/// Pauses a workload (`Some((scope, until, reason))`) or lifts its pause (`None`), at
+/// the engine (it may block on the engine's lock): the pause put in force, or the one
+/// lifted (`None`: there was none).
+pub type Pauser = Arc<
+    dyn Fn(
+            &str,
+            Option<(prescale_core::PauseScope, TimestampMs, String)>,
+        )
+            -> Result<Option<prescale_core::Pause>, prescale_orchestrate::engine::PauseError>
+        + Send
         + Sync,
 >;
 
@@ -365,6 +382,7 @@ impl AppState {
             exposed: !cfg.listen_addr().ip().is_loopback(),
             reload: None,
             release: None,
+            pause: None,
             leadership: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
@@ -527,7 +545,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/decisions", get(decision_log))
-        .route("/api/v1/workloads/{name}/{what}", get(workload_part))
+        .route(
+            "/api/v1/workloads/{name}/{what}",
+            get(workload_part).post(workload_change),
+        )
         .route(
             "/api/v1/write",
             post(write::remote_write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
@@ -982,6 +1003,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 "forecast_source": w.forecast_source,
                 "model_version": w.model.as_ref().map(|m| m.version),
                 "plan_reason": w.plan.as_ref().map(|p| p.reason.clone()),
+                "paused": w.paused,
                 "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
                 "last_error": w.last_error,
             })
@@ -1070,6 +1092,134 @@ fn decision_filter<'a>(name: &'a str, p: &PartParams) -> Result<DecisionFilter<'
         until: when("until", &p.until)?,
         kinds,
     })
+}
+
+/// What `POST /api/v1/workloads/{name}/pause` takes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseParams {
+    scope: Option<String>,
+    #[serde(rename = "for")]
+    lasting: Option<String>,
+    until: Option<String>,
+    reason: Option<String>,
+}
+
+/// The longest reason a pause keeps.
+const PAUSE_REASON_CHARS: usize = 500;
+
+/// `POST /api/v1/workloads/{name}/pause` and `/resume`: pauses a configured workload
+/// until a set time (`scope=all`: its capacity is left as it is; `scope=scale-down`:
+/// none is removed) or lifts its pause, at the engine. They change what prescale does,
+/// so they take the token as `/-/reload` does. 404 for a workload not configured, 400
+/// for a pause without a scope or an end, 409 on a standby that cannot pass it on.
+async fn workload_change(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path((name, what)): Path<(String, String)>,
+    Params(p): Params<PauseParams>,
+) -> Response {
+    if what != "pause" && what != "resume" {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: POST /api/v1/workloads/{name}/pause or /resume"),
+        );
+    }
+    let Some(pauser) = st.pause.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this process pauses nothing (`prescale run` does)",
+        );
+    };
+    if let Some(no) = st.refuse_change(&headers, "pausing or resuming a workload", "") {
+        return no;
+    }
+    if let Some(why) = st.leadership.as_ref().and_then(|l| l.standing_by()) {
+        return error(StatusCode::CONFLICT, why);
+    }
+    let ask = if what == "resume" {
+        None
+    } else {
+        match pause_ask(&p, prescale_core::now_ms()) {
+            Ok(a) => Some(a),
+            Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        }
+    };
+    let pausing = ask.is_some();
+    let n = name.clone();
+    match tokio::task::spawn_blocking(move || pauser(&n, ask)).await {
+        Ok(Ok(pause)) => {
+            if pausing {
+                tracing::info!(workload = %name, pause = ?pause, "workload paused");
+                Json(json!({"status": "success", "data": {"workload": name, "paused": pause}}))
+                    .into_response()
+            } else {
+                tracing::info!(workload = %name, lifted = ?pause, "workload resumed");
+                Json(json!({"status": "success", "data": {"workload": name, "lifted": pause}}))
+                    .into_response()
+            }
+        }
+        Ok(Err(e)) => {
+            use prescale_orchestrate::engine::PauseError as E;
+            let code = match &e {
+                E::Unknown { .. } => StatusCode::NOT_FOUND,
+                E::Ended { .. } => StatusCode::BAD_REQUEST,
+                E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(code, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A pause's scope, end and reason from its parameters at `now`, or what is wrong.
+fn pause_ask(
+    p: &PauseParams,
+    now: TimestampMs,
+) -> Result<(prescale_core::PauseScope, TimestampMs, String), String> {
+    use prescale_core::PauseScope;
+    let scope = match p.scope.as_deref() {
+        Some("all") => PauseScope::All,
+        Some("scale-down") => PauseScope::ScaleDown,
+        Some(other) => {
+            return Err(format!(
+                "`scope` must be all (capacity left as it is) or scale-down (none removed), not {other:?}"
+            ))
+        }
+        None => {
+            return Err(
+                "a pause needs `scope`: all (capacity left as it is) or scale-down (none removed)"
+                    .into(),
+            )
+        }
+    };
+    let until = match (p.lasting.as_deref(), p.until.as_deref()) {
+        (Some(_), Some(_)) => return Err("give `for` or `until`, not both".into()),
+        (None, None) => {
+            return Err(
+                "a pause needs an end: `for` (a duration, e.g. 2h) or `until` (unix seconds or RFC 3339)"
+                    .into(),
+            )
+        }
+        (Some(d), None) => match prescale_core::parse_duration_ms(d) {
+            Some(ms) if ms > 0 => now.saturating_add(ms),
+            _ => {
+                return Err(format!(
+                    "`for` must be a positive duration with one unit (30m, 2h, 1d), not {d:?}"
+                ))
+            }
+        },
+        (None, Some(t)) => prescale_core::parse_ts(t).ok_or_else(|| {
+            format!("`until` must be unix seconds or RFC 3339, e.g. 2026-01-05T18:00:00Z, not {t:?}")
+        })?,
+    };
+    let reason = p.reason.as_deref().unwrap_or("").trim().to_string();
+    if reason.chars().count() > PAUSE_REASON_CHARS {
+        return Err(format!(
+            "`reason` is longer than {PAUSE_REASON_CHARS} characters"
+        ));
+    }
+    Ok((scope, until, reason))
 }
 
 async fn workload_part(
@@ -1407,8 +1557,19 @@ pub fn render_metrics(st: &AppState) -> String {
     let mut inst = Vec::new();
     let mut planned = Vec::new();
     let mut binding = Vec::new();
+    let (mut paused, mut paused_until) = (Vec::new(), Vec::new());
     for (name, w) in &status.workloads {
         let n = esc(name);
+        paused.push((
+            format!("{{workload=\"{n}\"}}"),
+            f64::from(u8::from(w.paused.is_some())),
+        ));
+        if let Some(p) = &w.paused {
+            paused_until.push((
+                format!("{{workload=\"{n}\",scope=\"{}\"}}", p.scope.name()),
+                p.until as f64 / 1000.0,
+            ));
+        }
         if let Some(d) = w.demand {
             demand.push((format!("{{workload=\"{n}\"}}"), d));
         }
@@ -1464,6 +1625,18 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "Effective capacity of ready instances (vCPU).",
         capacity,
+    );
+    family(
+        "prescale_workload_paused",
+        "gauge",
+        "Whether an operator's pause holds the workload's capacity back (POST /api/v1/workloads/NAME/pause).",
+        paused,
+    );
+    family(
+        "prescale_workload_paused_until_seconds",
+        "gauge",
+        "When the pause in force ends (unix seconds), by what it holds back (all, scale-down).",
+        paused_until,
     );
     family(
         "prescale_forecast_demand",

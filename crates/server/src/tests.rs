@@ -3419,7 +3419,8 @@ async fn samples_from_the_future_are_refused_and_the_rest_stored() {
 }
 
 /// A daemon's state whose engine manages `host` and was left holding capacity for
-/// `batch` by a reload, with the release wired as `prescale run` wires it.
+/// `batch` by a reload, with the release and pauses wired as `prescale run` wires them
+/// (the engine's clock at 41 minutes).
 fn with_unmanaged(dir: &std::path::Path, cfg: &Config) -> AppState {
     let store = Store::open(dir, Durability::Buffered).unwrap();
     let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
@@ -3446,10 +3447,145 @@ fn with_unmanaged(dir: &std::path::Path, cfg: &Config) -> AppState {
     );
     let mut st = AppState::new(cfg, store, e.status_handle()).unwrap();
     let e = std::sync::Arc::new(std::sync::Mutex::new(e));
-    st.release = Some(std::sync::Arc::new(move |name: &str| {
-        e.lock().unwrap().release(name, 41 * 60_000)
+    st.release = Some({
+        let e = e.clone();
+        std::sync::Arc::new(move |name: &str| e.lock().unwrap().release(name, 41 * 60_000))
+    });
+    st.pause = Some(std::sync::Arc::new(move |name: &str, ask| {
+        let mut e = e.lock().unwrap();
+        match ask {
+            Some((scope, until, reason)) => {
+                e.pause(name, scope, until, &reason, 41 * 60_000).map(Some)
+            }
+            None => e.resume(name, 41 * 60_000),
+        }
     }));
     st
+}
+
+#[tokio::test]
+async fn a_workload_is_paused_and_resumed_through_the_api_with_the_token_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(with_unmanaged(
+        &dir.path().join("local"),
+        &Config::default(),
+    ));
+    let pause = |q: &str| format!("/api/v1/workloads/host/pause?{q}");
+    // Refusals say what to send instead.
+    for (q, code, says) in [
+        ("", 400, "a pause needs `scope`: all (capacity left as it is) or scale-down (none removed)"),
+        ("scope=sometimes&for=1h", 400, "`scope` must be all (capacity left as it is) or scale-down (none removed), not \\\"sometimes\\\""),
+        ("scope=all", 400, "a pause needs an end: `for` (a duration, e.g. 2h) or `until` (unix seconds or RFC 3339)"),
+        ("scope=all&for=2x", 400, "`for` must be a positive duration with one unit (30m, 2h, 1d), not \\\"2x\\\""),
+        ("scope=all&for=1h&until=3000", 400, "give `for` or `until`, not both"),
+        ("scope=all&until=tomorrow", 400, "`until` must be unix seconds or RFC 3339"),
+        ("scope=all&until=60", 400, "a pause must end after now (1970-01-01T00:41:00Z), not at 1970-01-01T00:01:00Z"),
+        ("scope=all&limit=3", 400, "unknown field `limit`"),
+    ] {
+        let (c, text) = post(&app, &pause(q), &[], Vec::new()).await;
+        assert_eq!(c.as_u16(), code, "{q}: {text}");
+        assert!(text.contains(says), "{q}: {text}");
+    }
+    let long = format!("scope=all&for=1h&reason={}", "x".repeat(501));
+    let (c, text) = post(&app, &pause(&long), &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("`reason` is longer than 500 characters"),
+        "{text}"
+    );
+    let (c, text) = post(
+        &app,
+        "/api/v1/workloads/nobody/pause?scope=all&for=1h",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(c, StatusCode::NOT_FOUND, "{text}");
+    assert!(
+        text.contains("no configured workload is named `nobody`; configured: host"),
+        "{text}"
+    );
+    let (c, text) = post(&app, "/api/v1/workloads/host/stop", &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::NOT_FOUND, "{text}");
+    assert!(
+        text.contains("POST /api/v1/workloads/host/pause or /resume"),
+        "{text}"
+    );
+    // Paused: answered with the pause, shown in the status, exported, logged.
+    let (c, text) = post(
+        &app,
+        &pause("scope=scale-down&until=10800&reason=incident%2042"),
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let p = v["data"]["paused"].clone();
+    assert_eq!(
+        p,
+        serde_json::json!({"scope": "scale-down", "since": 2_460_000, "until": 10_800_000, "reason": "incident 42"}),
+        "{text}"
+    );
+    let (_, text) = get(&app, "/api/v1/workloads").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["workloads"][0]["paused"], p, "{text}");
+    let (_, text) = get(&app, "/api/v1/workloads/host/status").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["paused"], p, "{text}");
+    let (_, metrics) = get(&app, "/metrics").await;
+    for line in [
+        "prescale_workload_paused{workload=\"host\"} 1",
+        "prescale_workload_paused_until_seconds{workload=\"host\",scope=\"scale-down\"} 10800",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let (_, text) = get(&app, "/api/v1/workloads/host/decisions?kind=config").await;
+    assert!(
+        text.contains(
+            "paused (scale-down) until 1970-01-01T03:00:00Z for \\\"incident 42\\\", as asked"
+        ),
+        "{text}"
+    );
+    // Resumed: the pause lifted is answered, then nothing.
+    let resume = "/api/v1/workloads/host/resume";
+    let (c, text) = post(&app, resume, &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["lifted"], p, "{text}");
+    let (_, text) = post(&app, resume, &[], Vec::new()).await;
+    assert!(text.contains("\"lifted\":null"), "{text}");
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        metrics.contains("prescale_workload_paused{workload=\"host\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("prescale_workload_paused_until_seconds{"),
+        "{metrics}"
+    );
+
+    // Beyond loopback without a token: refused; with one, only with it.
+    let app = router(with_unmanaged(&dir.path().join("open"), &exposed()));
+    let (c, text) = post(&app, &pause("scope=all&for=1h"), &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::FORBIDDEN, "{text}");
+    let mut open = exposed();
+    open.server.token_file = with_token(dir.path()).server.token_file;
+    let app = router(with_unmanaged(&dir.path().join("token-data"), &open));
+    let (c, text) = post(&app, resume, &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        text.contains("pausing or resuming a workload needs the token"),
+        "{text}"
+    );
+    let right = ("authorization", "Bearer s3cret");
+    let (c, text) = post(&app, &pause("scope=all&for=1h"), &[right], Vec::new()).await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    // Where nothing pauses (prescale demo), it says so.
+    let app = router(fixture(&dir.path().join("fixture")));
+    let (c, text) = post(&app, &pause("scope=all&for=1h"), &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::NOT_FOUND);
+    assert!(text.contains("`prescale run` does"), "{text}");
 }
 
 #[tokio::test]
