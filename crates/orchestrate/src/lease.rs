@@ -13,14 +13,15 @@
 //!
 //! The holder also writes on the Lease, as annotations, what the others need from it:
 //! where its API is (standbys forward reads there), and what the replica taking over
-//! starts from, which its own store does not have: each workload's spending this month
-//! and the capacity left unmanaged ([`Handed`]).
+//! starts from, which its own store does not have: each workload's spending this month,
+//! the capacity left unmanaged and the pauses operators asked for ([`Handed`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
+use prescale_core::Pause;
 use serde_json::{json, Value};
 
 use crate::engine::{month_bounds, MonthSpend, MonthSpends, Unmanaged};
@@ -42,6 +43,10 @@ pub const SPEND_ANNOTATION: &str = "prescale.io/month-spend";
 /// watching and pricing it.
 pub const UNMANAGED_ANNOTATION: &str = "prescale.io/unmanaged";
 
+/// The Lease annotation where the holder keeps the pauses in force (JSON, by workload),
+/// for the replica that takes over to go on holding them back until they end.
+pub const PAUSED_ANNOTATION: &str = "prescale.io/paused";
+
 /// What the holder before wrote on the Lease, for the replica that took it over.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Handed {
@@ -50,6 +55,8 @@ pub struct Handed {
     /// Capacity held for workloads no longer configured
     /// ([`crate::Engine::adopt_unmanaged`]).
     pub unmanaged: BTreeMap<String, Unmanaged>,
+    /// The pauses in force ([`crate::Engine::adopt_pauses`]).
+    pub paused: BTreeMap<String, Pause>,
 }
 
 /// The Lease as last seen: who holds it, and its last renewal as written.
@@ -83,6 +90,8 @@ pub struct Elector {
     /// The list of unmanaged capacity to write while this replica holds the lease
     /// (`None`: nothing to write yet, what the holder before wrote stays).
     unmanaged: Option<BTreeMap<String, Unmanaged>>,
+    /// The same for the pauses in force.
+    paused: Option<BTreeMap<String, Pause>>,
 }
 
 /// How a round went.
@@ -140,6 +149,7 @@ impl Elector {
             spend: MonthSpends::new(),
             handed: None,
             unmanaged: None,
+            paused: None,
         })
     }
 
@@ -239,6 +249,13 @@ impl Elector {
         self.unmanaged = Some(list);
     }
 
+    /// Notes the pauses in force on this replica, to write on the Lease while it holds
+    /// it; as [`Elector::note_unmanaged`], once its engine has made a pass since it took
+    /// the lease (and so took over the pauses handed to it).
+    pub fn note_paused(&mut self, paused: BTreeMap<String, Pause>) {
+        self.paused = Some(paused);
+    }
+
     fn merge(&mut self, workload: String, s: MonthSpend) {
         let kept = self.spend.entry(workload).or_insert(s);
         if kept.at < s.at {
@@ -279,6 +296,10 @@ impl Elector {
         if let Some(list) = &self.unmanaged {
             let text = serde_json::to_string(list).expect("unmanaged list as JSON");
             notes.insert(UNMANAGED_ANNOTATION.into(), json!(text));
+        }
+        if let Some(paused) = &self.paused {
+            let text = serde_json::to_string(paused).expect("pauses as JSON");
+            notes.insert(PAUSED_ANNOTATION.into(), json!(text));
         }
     }
 
@@ -334,13 +355,17 @@ impl Elector {
             unmanaged: note(UNMANAGED_ANNOTATION)
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default(),
+            paused: note(PAUSED_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
         });
         if let Some(h) = &handed {
             for (w, s) in &h.spend {
                 self.merge(w.clone(), *s);
             }
-            // Written on until this replica's engine has taken it over.
+            // Written on until this replica's engine has taken them over.
             self.unmanaged = Some(h.unmanaged.clone());
+            self.paused = Some(h.paused.clone());
         }
         let mut lease = current.clone();
         lease["spec"] = if mine {

@@ -547,10 +547,10 @@ fn run_cmd(
                     loop {
                         tick.tick().await;
                         let el = el.clone();
-                        // What each workload spent this month, and the unmanaged
-                        // capacity, as last published: the holder writes them on the
-                        // Lease (the list once a pass since it took the lease over has
-                        // taken over the list handed to it).
+                        // What each workload spent this month, the unmanaged
+                        // capacity and the pauses, as last published: the holder writes
+                        // them on the Lease (the lists once a pass since it took the
+                        // lease over has taken over those handed to it).
                         let (spent, list) = {
                             let st = status.read().expect("status lock");
                             let spent: Vec<_> = st
@@ -559,13 +559,19 @@ fn run_cmd(
                                 .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
                                 .collect();
                             let passed = taken_at.is_some_and(|t| st.last_tick.is_some_and(|p| p >= t));
-                            (spent, passed.then(|| st.unmanaged.clone()))
+                            let paused: std::collections::BTreeMap<String, prescale_core::Pause> = st
+                                .workloads
+                                .iter()
+                                .filter_map(|(w, s)| Some((w.clone(), s.paused.clone()?)))
+                                .collect();
+                            (spent, passed.then(|| (st.unmanaged.clone(), paused)))
                         };
                         let Ok(mut round) = tokio::task::spawn_blocking(move || {
                             let mut el = el.lock().expect("elector");
                             el.note_spend(spent);
-                            if let Some(list) = list {
+                            if let Some((list, paused)) = list {
                                 el.note_unmanaged(list);
+                                el.note_paused(paused);
                             }
                             el.round()
                         })
@@ -759,6 +765,11 @@ fn run_cmd(
                                 Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: unmanaged capacity taken over from the replica that held the lease before"),
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!("leader election: the unmanaged capacity handed over was not kept: {e}"),
+                            }
+                            match engine.adopt_pauses(&h.paused, now_ms()) {
+                                Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: pauses taken over from the replica that held the lease before"),
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!("leader election: the pauses handed over were not kept: {e}"),
                             }
                         }
                         engine.tick(now_ms())

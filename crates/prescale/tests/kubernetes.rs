@@ -1360,6 +1360,34 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         "b copies a's decisions",
         &|| b.logs(),
     );
+    // A pause asked of the standby is the holder's, and is handed on with the lease.
+    let (code, body) = common::http(
+        b.addr,
+        "POST",
+        "/api/v1/workloads/host/pause?scope=scale-down&for=2h&reason=failover%20drill",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let pause = serde_json::from_str::<Value>(&body).unwrap()["data"]["paused"].clone();
+    assert_eq!(pause["reason"], "failover drill", "{body}");
+    let paused = |d: &Daemon| -> Value {
+        get(d.addr, "/api/v1/workloads/host/status")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .map(|v| v["data"]["paused"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(paused(&a), pause);
+    wait_for(
+        || {
+            lease().unwrap()["metadata"]["annotations"]["prescale.io/paused"]
+                .as_str()
+                .is_some_and(|t| t.contains("failover drill"))
+        },
+        "a writes the pause on the Lease",
+        &|| a.logs(),
+    );
     // A clean stop gives the lease up, and the standby takes it and acts.
     let term = std::process::Command::new("kill")
         .args(["-TERM", &a.pid().to_string()])
@@ -1379,6 +1407,13 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         spent(&b) >= a_spent,
         "{} after a's {a_spent}: {}",
         spent(&b),
+        b.logs()
+    );
+    assert_eq!(paused(&b), pause, "{}", b.logs());
+    assert!(
+        b.logs()
+            .contains("pauses taken over from the replica that held the lease before"),
+        "{}",
         b.logs()
     );
     // Its log, now the holder's, goes back to before it took over, each decision once.
@@ -1504,9 +1539,12 @@ fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
 }
 
 #[test]
-fn the_months_spending_and_unmanaged_capacity_go_to_the_next_holder_on_the_lease() {
+fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_the_lease() {
+    use prescale_core::{Pause, PauseScope};
     use prescale_orchestrate::engine::{month_bounds, MonthSpend, Unmanaged};
-    use prescale_orchestrate::lease::{Handed, SPEND_ANNOTATION, UNMANAGED_ANNOTATION};
+    use prescale_orchestrate::lease::{
+        Handed, PAUSED_ANNOTATION, SPEND_ANNOTATION, UNMANAGED_ANNOTATION,
+    };
     let (fake, elector) = lease_api(15);
     let (mut a, mut b) = (elector("a"), elector("b"));
     let now = std::time::SystemTime::now()
@@ -1535,10 +1573,17 @@ fn the_months_spending_and_unmanaged_capacity_go_to_the_next_holder_on_the_lease
         cost_per_hour: 0.384,
         unpriced: Vec::new(),
     };
+    let pause = Pause {
+        scope: PauseScope::ScaleDown,
+        since: now,
+        until: now + 3_600_000,
+        reason: "incident 42".into(),
+    };
     // a acts and writes what each workload spent this month at each renewal.
     assert!(a.round().leading);
     a.note_spend([("web".to_string(), spend(41.5, now))]);
     a.note_unmanaged([("old".to_string(), old.clone())].into());
+    a.note_paused([("web".to_string(), pause.clone())].into());
     let r = a.round();
     assert!(r.leading && r.handed.is_none(), "{r:?}");
     assert_eq!(written()["web"]["spent"], 41.5);
@@ -1546,6 +1591,7 @@ fn the_months_spending_and_unmanaged_capacity_go_to_the_next_holder_on_the_lease
         note(UNMANAGED_ANNOTATION)["old"]["instances"]["standard"],
         2
     );
+    assert_eq!(note(PAUSED_ANNOTATION)["web"]["scope"], "scale-down");
     // b stands by, with its own figure from long ago.
     b.note_spend([
         ("web".to_string(), spend(3.0, now - 86_400_000)),
@@ -1563,15 +1609,20 @@ fn the_months_spending_and_unmanaged_capacity_go_to_the_next_holder_on_the_lease
     let handed = r.handed.expect("handed over");
     assert_eq!(handed.spend["web"], spend(41.5, now));
     assert_eq!(handed.unmanaged["old"], old);
+    assert_eq!(handed.paused["web"], pause);
     assert_eq!(written()["web"]["spent"], 41.5);
     assert_eq!(written()["batch"]["spent"], 7.0);
-    // The list handed over is written on until b's engine has taken it over, then b's.
+    // The lists handed over are written on until b's engine has taken them over, then
+    // b's (a pause lifted since is no longer handed on).
     assert_eq!(note(UNMANAGED_ANNOTATION)["old"]["why"], old.why.as_str());
     assert!(b.round().handed.is_none(), "handed once");
     assert_eq!(note(UNMANAGED_ANNOTATION)["old"]["why"], old.why.as_str());
+    assert_eq!(note(PAUSED_ANNOTATION)["web"]["reason"], "incident 42");
     b.note_unmanaged(Default::default());
+    b.note_paused(Default::default());
     b.round();
     assert_eq!(note(UNMANAGED_ANNOTATION), serde_json::json!({}));
+    assert_eq!(note(PAUSED_ANNOTATION), serde_json::json!({}));
     // Last month's figures are dropped.
     b.note_spend([(
         "old".to_string(),
