@@ -37,10 +37,13 @@ pub fn now_ms() -> TimestampMs {
 }
 
 /// Formats a timestamp as RFC 3339 UTC to the second (`2026-01-05T14:00:00Z`), for
-/// explanations people read.
+/// explanations people read; one before 1970 or past the year 9999, which RFC 3339
+/// cannot write, as its milliseconds (`-5 ms`).
 pub fn format_ts(ts: TimestampMs) -> String {
+    /// The first second of the year 10000.
+    const PAST_RFC3339_S: i64 = 253_402_300_800;
     let secs = ts.div_euclid(1000);
-    if secs < 0 {
+    if !(0..PAST_RFC3339_S).contains(&secs) {
         return format!("{ts} ms");
     }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
@@ -81,6 +84,14 @@ mod tests {
     fn formats_timestamps() {
         assert_eq!(super::format_ts(1_767_571_200_000), "2026-01-05T00:00:00Z");
         assert_eq!(super::format_ts(0), "1970-01-01T00:00:00Z");
+        // RFC 3339 ends with the year 9999 (humantime refuses to write later ones).
+        assert_eq!(
+            super::format_ts(253_402_300_799_000),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(super::format_ts(253_402_300_800_000), "253402300800000 ms");
+        assert_eq!(super::format_ts(i64::MAX), format!("{} ms", i64::MAX));
+        assert_eq!(super::format_ts(-5), "-5 ms");
     }
 
     #[test]

@@ -42,9 +42,10 @@ pub(crate) fn parse_ts(s: &str) -> Option<(i64, bool)> {
     Some((secs, true))
 }
 
-/// Formats unix seconds the way the input was written.
+/// Formats unix seconds the way the input was written (as seconds where RFC 3339
+/// cannot write them: before 1970, past the year 9999).
 pub fn format_ts(secs: i64, rfc3339: bool) -> String {
-    if rfc3339 && secs >= 0 {
+    if rfc3339 && (0..253_402_300_800).contains(&secs) {
         humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs as u64)).to_string()
     } else {
         secs.to_string()
@@ -413,6 +414,9 @@ mod tests {
         assert!(s.rfc3339);
         assert_eq!(s.step, 300);
         assert_eq!(format_ts(s.ts[1], true), "2026-01-05T00:05:00Z");
+        // A forecast's steps past the year 9999 are written as seconds.
+        assert_eq!(format_ts(253_402_300_799, true), "9999-12-31T23:59:59Z");
+        assert_eq!(format_ts(253_402_300_800, true), "253402300800");
     }
 
     #[test]

@@ -489,13 +489,13 @@ fn run_cmd(
         });
         state.pause = Some({
             let engine = engine.clone();
-            Arc::new(move |name: &str, ask| {
+            Arc::new(move |name: &str, ask, now| {
                 let mut engine = engine.lock().expect("engine");
                 match ask {
-                    Some((scope, until, reason)) => engine
-                        .pause(name, scope, until, &reason, now_ms())
-                        .map(Some),
-                    None => engine.resume(name, now_ms()),
+                    Some((scope, until, reason)) => {
+                        engine.pause(name, scope, until, &reason, now).map(Some)
+                    }
+                    None => engine.resume(name, now),
                 }
             })
         });

@@ -210,13 +210,14 @@ pub type Releaser = Arc<
         + Sync,
 >;
 
-/// Pauses a workload (`Some((scope, until, reason))`) or lifts its pause (`None`), at
-/// the engine (it may block on the engine's lock): the pause put in force, or the one
-/// lifted (`None`: there was none).
+/// Pauses a workload (`Some((scope, until, reason))`) or lifts its pause (`None`) at a
+/// time (the request's, by the wall clock), at the engine (it may block on the
+/// engine's lock): the pause put in force, or the one lifted (`None`: there was none).
 pub type Pauser = Arc<
     dyn Fn(
             &str,
             Option<(prescale_core::PauseScope, TimestampMs, String)>,
+            TimestampMs,
         )
             -> Result<Option<prescale_core::Pause>, prescale_orchestrate::engine::PauseError>
         + Send
@@ -1137,17 +1138,18 @@ async fn workload_change(
     if let Some(why) = st.leadership.as_ref().and_then(|l| l.standing_by()) {
         return error(StatusCode::CONFLICT, why);
     }
+    let now = prescale_core::now_ms();
     let ask = if what == "resume" {
         None
     } else {
-        match pause_ask(&p, prescale_core::now_ms()) {
+        match pause_ask(&p, now) {
             Ok(a) => Some(a),
             Err(m) => return error(StatusCode::BAD_REQUEST, m),
         }
     };
     let pausing = ask.is_some();
     let n = name.clone();
-    match tokio::task::spawn_blocking(move || pauser(&n, ask)).await {
+    match tokio::task::spawn_blocking(move || pauser(&n, ask, now)).await {
         Ok(Ok(pause)) => {
             if pausing {
                 tracing::info!(workload = %name, pause = ?pause, "workload paused");

@@ -3420,7 +3420,7 @@ async fn samples_from_the_future_are_refused_and_the_rest_stored() {
 
 /// A daemon's state whose engine manages `host` and was left holding capacity for
 /// `batch` by a reload, with the release and pauses wired as `prescale run` wires them
-/// (the engine's clock at 41 minutes).
+/// (the release on the engine's clock, at 41 minutes).
 fn with_unmanaged(dir: &std::path::Path, cfg: &Config) -> AppState {
     let store = Store::open(dir, Durability::Buffered).unwrap();
     let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
@@ -3451,13 +3451,13 @@ fn with_unmanaged(dir: &std::path::Path, cfg: &Config) -> AppState {
         let e = e.clone();
         std::sync::Arc::new(move |name: &str| e.lock().unwrap().release(name, 41 * 60_000))
     });
-    st.pause = Some(std::sync::Arc::new(move |name: &str, ask| {
+    // Pauses are made at the request's time, by the wall clock (the engine's passes
+    // above ran in 1970).
+    st.pause = Some(std::sync::Arc::new(move |name: &str, ask, now| {
         let mut e = e.lock().unwrap();
         match ask {
-            Some((scope, until, reason)) => {
-                e.pause(name, scope, until, &reason, 41 * 60_000).map(Some)
-            }
-            None => e.resume(name, 41 * 60_000),
+            Some((scope, until, reason)) => e.pause(name, scope, until, &reason, now).map(Some),
+            None => e.resume(name, now),
         }
     }));
     st
@@ -3479,7 +3479,8 @@ async fn a_workload_is_paused_and_resumed_through_the_api_with_the_token_rule() 
         ("scope=all&for=2x", 400, "`for` must be a positive duration with one unit (30m, 2h, 1d), not \\\"2x\\\""),
         ("scope=all&for=1h&until=3000", 400, "give `for` or `until`, not both"),
         ("scope=all&until=tomorrow", 400, "`until` must be unix seconds or RFC 3339"),
-        ("scope=all&until=60", 400, "a pause must end after now (1970-01-01T00:41:00Z), not at 1970-01-01T00:01:00Z"),
+        ("scope=all&until=60", 400, "and within 366 days of it, not at 1970-01-01T00:01:00Z"),
+        ("scope=all&until=1e12", 400, "within 366 days of it, not at 1000000000000000 ms"),
         ("scope=all&limit=3", 400, "unknown field `limit`"),
     ] {
         let (c, text) = post(&app, &pause(q), &[], Vec::new()).await;
@@ -3514,7 +3515,7 @@ async fn a_workload_is_paused_and_resumed_through_the_api_with_the_token_rule() 
     // Paused: answered with the pause, shown in the status, exported, logged.
     let (c, text) = post(
         &app,
-        &pause("scope=scale-down&until=10800&reason=incident%2042"),
+        &pause("scope=scale-down&for=3h&reason=incident%2042"),
         &[],
         Vec::new(),
     )
@@ -3522,9 +3523,12 @@ async fn a_workload_is_paused_and_resumed_through_the_api_with_the_token_rule() 
     assert_eq!(c, StatusCode::OK, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let p = v["data"]["paused"].clone();
+    let (since, until) = (p["since"].as_i64().unwrap(), p["until"].as_i64().unwrap());
+    assert_eq!(until - since, 3 * 3_600_000, "{text}");
+    assert!((since - prescale_core::now_ms()).abs() < 60_000, "{text}");
     assert_eq!(
-        p,
-        serde_json::json!({"scope": "scale-down", "since": 2_460_000, "until": 10_800_000, "reason": "incident 42"}),
+        (p["scope"].as_str(), p["reason"].as_str()),
+        (Some("scale-down"), Some("incident 42")),
         "{text}"
     );
     let (_, text) = get(&app, "/api/v1/workloads").await;
@@ -3536,15 +3540,19 @@ async fn a_workload_is_paused_and_resumed_through_the_api_with_the_token_rule() 
     let (_, metrics) = get(&app, "/metrics").await;
     for line in [
         "prescale_workload_paused{workload=\"host\"} 1",
-        "prescale_workload_paused_until_seconds{workload=\"host\",scope=\"scale-down\"} 10800",
+        &format!(
+            "prescale_workload_paused_until_seconds{{workload=\"host\",scope=\"scale-down\"}} {}",
+            until as f64 / 1000.0
+        ),
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
     let (_, text) = get(&app, "/api/v1/workloads/host/decisions?kind=config").await;
     assert!(
-        text.contains(
-            "paused (scale-down) until 1970-01-01T03:00:00Z for \\\"incident 42\\\", as asked"
-        ),
+        text.contains(&format!(
+            "paused (scale-down) until {} for \\\"incident 42\\\", as asked",
+            prescale_core::format_ts(until)
+        )),
         "{text}"
     );
     // Resumed: the pause lifted is answered, then nothing.

@@ -27,6 +27,10 @@ pub const PAUSE_PATH: &str = "POST /api/v1/workloads/{name}/pause";
 /// See [`PAUSE_PATH`].
 pub const RESUME_PATH: &str = "POST /api/v1/workloads/{name}/resume";
 
+/// The longest a pause may last: a year and a day (one meant for longer is a change of
+/// configuration, and an end past any calendar cannot be written).
+pub const MAX_PAUSE_MS: i64 = 366 * 86_400_000;
+
 /// Where workload `name`'s pause is kept in the store (`null` once lifted).
 fn state_key(name: &str) -> String {
     format!("pause/{name}")
@@ -42,7 +46,7 @@ pub enum PauseError {
         /// The configured workloads.
         configured: Vec<String>,
     },
-    /// The end asked for is not after now.
+    /// The end asked for is not after now, or more than [`MAX_PAUSE_MS`] after it.
     Ended {
         /// The end asked for.
         until: TimestampMs,
@@ -67,8 +71,9 @@ impl fmt::Display for PauseError {
             ),
             PauseError::Ended { until, now } => write!(
                 f,
-                "a pause must end after now ({}), not at {}",
+                "a pause must end after now ({}) and within {} days of it, not at {}",
                 format_ts(*now),
+                MAX_PAUSE_MS / 86_400_000,
                 format_ts(*until)
             ),
             PauseError::Store(e) => write!(f, "{e}"),
@@ -207,7 +212,7 @@ impl<P: Provider> Engine<P> {
         now: TimestampMs,
     ) -> Result<Pause, PauseError> {
         let i = self.index_of(name)?;
-        if until <= now {
+        if until <= now || until.saturating_sub(now) > MAX_PAUSE_MS {
             return Err(PauseError::Ended { until, now });
         }
         let p = Pause {
