@@ -1707,6 +1707,20 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
             ),
         );
     }
+    let most: u64 = tiers
+        .iter()
+        .filter(|t| t.serves(w))
+        .map(|t| u64::from(t.max_instances))
+        .sum();
+    if u64::from(w.min_instances) > most {
+        return err(
+            "min_instances",
+            format!(
+                "is {}, but the tiers that may serve the workload hold at most {most} instances together (their max_instances)",
+                w.min_instances
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -2440,7 +2454,8 @@ mod tests {
             .replace("scale_down_delay_s = 300\n", "")
             .replace("scale_down_window_s = 7200\n", "")
             .replace("scale_down_max_share = 1.0\n", "")
-            .replace("scale_down_period_s = 300\n", "");
+            .replace("scale_down_period_s = 300\n", "")
+            .replace("min_instances = 1\n", "");
         let parse = |class: &str, extra: &str| {
             let src = base.replace(
                 "class = \"service\"",
@@ -2470,7 +2485,17 @@ mod tests {
             "scale_down_max_share = 0.25\nscale_down_period_s = 60",
         );
         assert_eq!((w.scale_down_max_share, w.scale_down_period_s), (0.25, 60));
+        // Batch work may go to no instance; a service or a database keeps one, or as
+        // many as it says.
+        assert_eq!(parse("batch", "").min_instances, 0);
+        assert_eq!(parse("service", "").min_instances, 1);
+        assert_eq!(parse("stateful", "").min_instances, 1);
+        assert_eq!(parse("batch", "min_instances = 3").min_instances, 3);
         for (bad, says) in [
+            (
+                "min_instances = 500",
+                "min_instances`: is 500, but the tiers that may serve the workload hold at most",
+            ),
             (
                 "scale_down_max_share = 1.5",
                 "scale_down_max_share`: must be in [0, 1]",

@@ -86,6 +86,10 @@ fn one() -> f64 {
     1.0
 }
 
+fn one_u32() -> u32 {
+    1
+}
+
 fn one_u64() -> u64 {
     1
 }
@@ -180,9 +184,10 @@ impl Dim {
     }
 }
 
-/// The kind of workload, with defaults for how much spot risk it accepts and how fast
-/// it may shrink. A workload that sets `max_spot_share`, `scale_down_delay_s`,
-/// `scale_down_window_s` or `scale_down_max_share` itself keeps its own value.
+/// The kind of workload, with defaults for how much spot risk it accepts, how fast it
+/// may shrink and how few instances it may run. A workload that sets `max_spot_share`,
+/// `scale_down_delay_s`, `scale_down_window_s`, `scale_down_max_share` or
+/// `min_instances` itself keeps its own value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadClass {
@@ -235,6 +240,16 @@ impl WorkloadClass {
             WorkloadClass::Stateful => 0.1,
         }
     }
+
+    /// The class's `min_instances`: a service or a stateful workload keeps one instance
+    /// however quiet it gets (as HPA's `minReplicas` defaults to 1: the first request
+    /// after a quiet night should not wait for a lead time); batch work may go to none.
+    pub fn min_instances(self) -> u32 {
+        match self {
+            WorkloadClass::Service | WorkloadClass::Stateful => 1,
+            WorkloadClass::Batch => 0,
+        }
+    }
 }
 
 impl Workload {
@@ -265,6 +280,9 @@ impl Workload {
         }
         if !present("scale_down_max_share") {
             self.scale_down_max_share = self.class.scale_down_max_share();
+        }
+        if !present("min_instances") {
+            self.min_instances = self.class.min_instances();
         }
     }
 }
@@ -379,6 +397,12 @@ pub struct Workload {
     /// The period of `scale_down_max_share`, in seconds.
     #[serde(default = "default_scale_down_period_s")]
     pub scale_down_period_s: u64,
+    /// The fewest instances its plans keep, over all its tiers, whatever the forecast
+    /// (HPA's `minReplicas`): 2 keeps a service on two instances at night, so losing one
+    /// does not take it down. Those added for it go on the cheapest on-demand tier. The
+    /// class sets the default (1 for services and stateful workloads, 0 for batch).
+    #[serde(default = "one_u32")]
+    pub min_instances: u32,
     /// While ready capacity is short of the demand now, request this many extra
     /// instances per needed one not ready yet, and release those still pending once
     /// capacity covers demand: lead times vary, so the needed count is ready when the

@@ -1169,7 +1169,9 @@ pub fn simulate(
         let window = r.stabilization_s as i64 * 1000;
         history.retain(|(t, _)| now - *t <= window);
         let stabilized = history.iter().map(|(_, d)| *d).max().unwrap_or(desired);
-        one_tier(&tiers, single, stabilized.min(tiers[single].max_instances))
+        // The workload's min_instances as HPA's minReplicas.
+        let kept = stabilized.max(w.min_instances);
+        one_tier(&tiers, single, kept.min(tiers[single].max_instances))
     };
     // How far into a step each policy that watches demand sees it and acts: HPA after
     // its metric delay and sync, prescale at its next control pass; `None` when that

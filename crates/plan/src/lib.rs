@@ -115,6 +115,47 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
             ));
         }
     }
+    // The workload's floor (HPA's minReplicas), on the cheapest on-demand tiers first,
+    // within the budget: a budget is a limit the user set, and it binds first.
+    let held: u32 = instances.values().sum();
+    if held < w.min_instances {
+        let mut short = w.min_instances - held;
+        let affordable = |t: &Tier, cost: f64| {
+            w.budget_per_hour
+                .is_none_or(|b| cost + t.price_per_hour <= b + 1e-12)
+        };
+        let on_demand = tiers.iter().filter(|t| t.class != TierClass::Spot);
+        for t in on_demand.chain(tiers.iter().filter(|t| t.class == TierClass::Spot)) {
+            let n = instances.get_mut(&t.name).expect("present");
+            while short > 0 && *n < t.max_instances && affordable(t, cost) {
+                *n += 1;
+                short -= 1;
+                cost += t.price_per_hour;
+                capacity += t.effective_capacity();
+            }
+        }
+        let added = w.min_instances - held - short;
+        if added > 0 {
+            notes.push(format!(
+                "held at the workload's min_instances = {}: {added} instance(s) added above the need",
+                w.min_instances
+            ));
+            if binding == "sla" {
+                binding = "min_instances";
+            }
+        }
+        if short > 0 {
+            notes.push(format!(
+                "{} instance(s) short of the workload's min_instances = {}: {}",
+                short,
+                w.min_instances,
+                match w.budget_per_hour {
+                    Some(b) => format!("the ${b:.2}/h budget buys no more"),
+                    None => "its tiers are at their max_instances".into(),
+                }
+            ));
+        }
+    }
     Fill {
         instances,
         capacity,
@@ -1718,5 +1759,57 @@ mod tests {
         let p = plan(&w, &tiers, &f, 0, 60_000);
         assert_eq!(p.target["standard"], 1);
         assert_eq!(p.target["spot"], 0);
+    }
+
+    #[test]
+    fn a_workload_keeps_its_min_instances_on_the_cheapest_on_demand_tier() {
+        let (mut w, tiers) = setup();
+        w.min_instances = 2;
+        // No demand: two standard instances (not spot, which could both be lost).
+        let p = plan(&w, &tiers, &flat_forecast(vec![0.0, 0.0], 10), 0, 60_000);
+        assert_eq!((p.target["standard"], p.target["spot"]), (2, 0), "{p:?}");
+        assert_eq!(p.binding, "min_instances");
+        assert!(
+            p.reason.contains(
+                "held at the workload's min_instances = 2: 2 instance(s) added above the need"
+            ),
+            "{}",
+            p.reason
+        );
+        assert!(p
+            .steps
+            .iter()
+            .all(|s| s.instances.values().sum::<u32>() == 2));
+        // A need of more instances than that is planned as before.
+        let busy = plan(&w, &tiers, &flat_forecast(vec![20.0, 30.0], 10), 0, 60_000);
+        assert!(busy.target.values().sum::<u32>() > 2);
+        assert_ne!(busy.binding, "min_instances");
+        assert!(!busy.reason.contains("min_instances"), "{}", busy.reason);
+        // One instance of need: one more, on demand.
+        let one = plan(&w, &tiers, &flat_forecast(vec![1.0, 1.5], 10), 0, 60_000);
+        assert_eq!(one.target.values().sum::<u32>(), 2, "{one:?}");
+        assert!(
+            one.reason.contains("1 instance(s) added above the need"),
+            "{}",
+            one.reason
+        );
+        // Within the budget: what it can pay for, saying what is missing.
+        w.budget_per_hour = Some(0.2);
+        let poor = plan(&w, &tiers, &flat_forecast(vec![0.0, 0.0], 10), 0, 60_000);
+        assert_eq!(poor.target.values().sum::<u32>(), 1, "{poor:?}");
+        assert_eq!(poor.binding, "min_instances");
+        assert!(
+            poor.reason.contains(
+                "1 instance(s) short of the workload's min_instances = 2: the $0.20/h budget buys no more"
+            ),
+            "{}",
+            poor.reason
+        );
+        // A workload only spot may serve keeps its floor on spot.
+        w.budget_per_hour = None;
+        w.tiers = vec!["spot".into()];
+        w.max_spot_share = 1.0;
+        let spot = plan(&w, &tiers, &flat_forecast(vec![0.0, 0.0], 10), 0, 60_000);
+        assert_eq!(spot.target["spot"], 2, "{spot:?}");
     }
 }

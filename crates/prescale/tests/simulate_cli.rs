@@ -404,12 +404,36 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
 
 #[test]
 fn a_trace_without_demand_costs_nothing_and_says_so_without_nan() {
-    let (dir, scenario, _) = example_and_trace();
+    let (dir, example, _) = example_and_trace();
     let trace = dir.path().join("zero.csv");
     let rows: String = (0..600)
         .map(|i| format!("{},0,0\n", 1_700_000_000 + i * 300))
         .collect();
     std::fs::write(&trace, format!("timestamp,cpu,actual_cpu\n{rows}")).unwrap();
+    // The example's service keeps one instance however quiet (min_instances = 1): the
+    // policies that plan, and HPA (its minReplicas), pay for one standard instance; the
+    // spec's rule only while it has no forecast yet (as HPA), the others nothing.
+    let runs = report(&trace, &example, &["--policy", "all"]);
+    for run in runs.as_array().unwrap() {
+        let cost = run["cost_total"].as_f64().unwrap();
+        match run["policy"].as_str().unwrap() {
+            "predictive" | "reactive" | "oracle" => {
+                assert!((cost - 50.0 * 0.192).abs() < 1e-6, "{run}")
+            }
+            "spec-baseline" => assert!(cost > 0.0 && cost < 1.0, "{run}"),
+            _ => assert_eq!(cost, 0.0, "{run}"),
+        }
+        assert_eq!(run["underprovisioned_minutes"], 0.0, "{run}");
+    }
+    // With no floor, nothing at all.
+    let scenario = dir.path().join("no-floor.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    assert!(text.contains("\nmin_instances = 1\n"));
+    std::fs::write(
+        &scenario,
+        text.replace("\nmin_instances = 1\n", "\nmin_instances = 0\n"),
+    )
+    .unwrap();
     let out = simulate(&trace, &scenario, &["--policy", "all"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
