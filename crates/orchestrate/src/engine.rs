@@ -1724,6 +1724,19 @@ impl<P: Provider> Engine<P> {
         }
     }
 
+    /// Logs a `config` decision about workload `name` (a pause, capacity left
+    /// unmanaged).
+    fn log_config(&self, name: &str, now: TimestampMs, reason: String) -> Result<(), StoreError> {
+        self.store.log_decision(&Decision {
+            at: now,
+            workload: name.to_string(),
+            kind: DecisionKind::Config,
+            action: None,
+            reason,
+        })?;
+        Ok(())
+    }
+
     fn hold(
         &mut self,
         i: usize,
@@ -4044,22 +4057,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_workload_shrinks_no_faster_than_its_scale_down_max_share() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    /// An engine planning the default `host` workload on the simulated cloud with
+    /// inline training: no spot, a 60 s scale-down delay, no scale-down window, seasonal
+    /// floor or surge, the naive model, then `shape` applied; with its store, its
+    /// configuration, and what stores a minute's demand.
+    fn host_engine(
+        dir: &std::path::Path,
+        shape: impl FnOnce(&mut Workload),
+    ) -> (Engine<SimCloud>, Store, Config, impl Fn(i64, f64)) {
+        let store = Store::open(dir, Durability::Buffered).unwrap();
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
-        let at = |m: i64, value: f64| {
-            store
-                .append(
-                    &key,
-                    &[Sample {
-                        ts: m * 60_000,
-                        value,
-                    }],
-                )
-                .unwrap();
-        };
         let mut c = Config::default();
         let w = &mut c.workloads[0];
         (
@@ -4068,9 +4075,24 @@ mod tests {
             w.scale_down_window_s,
         ) = (0.0, 60, 0);
         (w.seasonal_floor, w.surge_extra, w.model) = (false, 0.0, "naive".into());
-        w.scale_down_max_share = 0.1;
+        shape(w);
         let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
         e.set_inline_training();
+        let fed = store.clone();
+        let at = move |m: i64, value: f64| {
+            let s = Sample {
+                ts: m * 60_000,
+                value,
+            };
+            fed.append(&key, &[s]).unwrap();
+        };
+        (e, store, c, at)
+    }
+
+    #[test]
+    fn a_workload_shrinks_no_faster_than_its_scale_down_max_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store, _, at) = host_engine(dir.path(), |w| w.scale_down_max_share = 0.1);
         let held = |e: &Engine<SimCloud>, m: i64| -> u32 {
             let a = e.provider().allocation("host", m * 60_000);
             a.tiers.values().map(|t| t.ready).sum()
@@ -4119,29 +4141,7 @@ mod tests {
     fn an_operators_pause_holds_back_what_it_says_until_it_ends() {
         use prescale_core::PauseScope;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
-        let at = |m: i64, value: f64| {
-            store
-                .append(
-                    &key,
-                    &[Sample {
-                        ts: m * 60_000,
-                        value,
-                    }],
-                )
-                .unwrap();
-        };
-        let mut c = Config::default();
-        let w = &mut c.workloads[0];
-        (
-            w.max_spot_share,
-            w.scale_down_delay_s,
-            w.scale_down_window_s,
-        ) = (0.0, 60, 0);
-        (w.seasonal_floor, w.surge_extra, w.model) = (false, 0.0, "naive".into());
-        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
-        e.set_inline_training();
+        let (mut e, store, c, at) = host_engine(dir.path(), |_| {});
         let held = |e: &Engine<SimCloud>, m: i64| -> u32 {
             let a = e.provider().allocation("host", m * 60_000);
             a.tiers.values().map(|t| t.total()).sum()

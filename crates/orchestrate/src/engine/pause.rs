@@ -14,9 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use prescale_core::{
-    format_ts, Allocation, Decision, DecisionKind, Pause, PauseScope, Tier, TimestampMs,
-};
+use prescale_core::{format_ts, Allocation, Pause, PauseScope, Tier, TimestampMs};
 use prescale_store::StoreError;
 
 use super::Engine;
@@ -186,17 +184,6 @@ impl<P: Provider> Engine<P> {
         {
             w.paused = p;
         }
-    }
-
-    fn log_config(&self, name: &str, now: TimestampMs, reason: String) -> Result<(), StoreError> {
-        self.store.log_decision(&Decision {
-            at: now,
-            workload: name.to_string(),
-            kind: DecisionKind::Config,
-            action: None,
-            reason,
-        })?;
-        Ok(())
     }
 
     /// Pauses configured workload `name` from `now` until `until`: what `scope` holds

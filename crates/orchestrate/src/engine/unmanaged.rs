@@ -207,7 +207,7 @@ impl<P: Provider> Engine<P> {
             .map(|(n, u)| (n.clone(), u.clone()))
             .collect();
         for (name, u) in &taken {
-            self.note(name, now, format!(
+            self.log_config(name, now, format!(
                 "listed as unmanaged by the replica that held the lease before ({}, since {}): kept on the list; `{}` releases it",
                 u.why,
                 prescale_core::format_ts(u.since),
@@ -225,18 +225,6 @@ impl<P: Provider> Engine<P> {
     /// Takes `name` off the list: configured again, prescale manages its capacity.
     pub(super) fn manage_again(&mut self, name: &str) -> bool {
         self.unmanaged.remove(name).is_some()
-    }
-
-    /// Logs a `config` decision about unmanaged workload `name`.
-    fn note(&self, name: &str, now: TimestampMs, reason: String) -> Result<(), StoreError> {
-        self.store.log_decision(&Decision {
-            at: now,
-            workload: name.to_string(),
-            kind: DecisionKind::Config,
-            action: None,
-            reason,
-        })?;
-        Ok(())
     }
 
     /// Stores the list.
@@ -285,7 +273,7 @@ impl<P: Provider> Engine<P> {
             if instances.is_empty() {
                 if let Some(u) = self.unmanaged.remove(&name) {
                     changed = true;
-                    self.note(&name, now, format!(
+                    self.log_config(&name, now, format!(
                         "no longer managed ({}) and now holds no instances: off the list of unmanaged capacity",
                         u.why
                     ))?;
@@ -303,7 +291,7 @@ impl<P: Provider> Engine<P> {
                 }
                 None => {
                     let n: u32 = instances.values().sum();
-                    self.note(&name, now, format!(
+                    self.log_config(&name, now, format!(
                         "not in the configuration, but the {} provider holds {n} instance(s) for it ({}, ${cost_per_hour:.3}/h): left as they are; `{}` releases them",
                         self.provider.name(),
                         counts(&instances),
