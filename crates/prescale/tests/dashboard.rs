@@ -13,6 +13,22 @@ fn json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].take()
 }
 
+/// Instances `workload` holds (ready and pending) as the daemon at `addr` says; 0
+/// before it answers.
+fn held(addr: std::net::SocketAddr, workload: &str) -> u64 {
+    let Some((200, b)) = get(addr, &format!("/api/v1/workloads/{workload}/status")) else {
+        return 0;
+    };
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    v["data"]["allocation"]["tiers"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .values()
+        .map(|c| c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// The `d` attributes of the `<path>`s of `html` with the attribute `attr`.
 fn paths<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
     html.split("<path ")
@@ -426,20 +442,7 @@ fn the_dashboard_shows_what_a_removed_workload_left_until_it_is_released() {
     let base = fast_config();
     let web = "\n[[workloads]]\nname = \"web\"\ndemand = 'host_cpu_usage_cores{mode=\"busy\"}'\nstep_s = 1\nhorizon_s = 600\n";
     let d = Daemon::start(dir.path(), &(base.clone() + web));
-    let holds = || {
-        let Some((200, b)) = get(d.addr, "/api/v1/workloads/web/status") else {
-            return false;
-        };
-        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-        let tiers = v["data"]["allocation"]["tiers"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        tiers
-            .values()
-            .any(|c| c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0) > 0)
-    };
-    wait_for(holds, "web's capacity", &|| d.logs());
+    wait_for(|| held(d.addr, "web") > 0, "web's capacity", &|| d.logs());
     // Removed from the file and reloaded: what it holds is left, and shown.
     std::fs::write(dir.path().join("p.toml"), &base).unwrap();
     let (code, body) = http(d.addr, "POST", "/-/reload", &[], b"").unwrap();
@@ -494,20 +497,7 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &fast_config());
-    let held = || {
-        let Some((200, b)) = get(d.addr, "/api/v1/workloads/host/status") else {
-            return 0;
-        };
-        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-        v["data"]["allocation"]["tiers"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
-            .values()
-            .map(|c| c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0))
-            .sum::<u64>()
-    };
-    wait_for(|| held() > 0, "host's capacity", &|| d.logs());
+    wait_for(|| held(d.addr, "host") > 0, "host's capacity", &|| d.logs());
     let (code, body) = http(
         d.addr,
         "POST",
