@@ -41,7 +41,7 @@ use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
 mod pause;
 mod unmanaged;
-pub use pause::{PauseError, PAUSE_PATH, RESUME_PATH};
+pub use pause::{PauseError, PAUSED_SERIES, PAUSE_PATH, RESUME_PATH};
 pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
 
 /// Live errors compared with the cross-validation error for drift.
@@ -2369,9 +2369,15 @@ impl<P: Provider> Engine<P> {
         self.store.append_many(&held)?;
         // What those cost an hour at list price: what the month's spend adds up, as a
         // series PromQL can sum (`sum by (tier) (prescale_cost_per_hour)`).
-        let cost = per_tier(&self.tiers, "prescale_cost_per_hour", &s.w.name, now, |t| {
+        let mut cost = per_tier(&self.tiers, "prescale_cost_per_hour", &s.w.name, now, |t| {
             s.status.allocation.get(&t.name).total() as f64 * t.price_per_hour
         });
+        // Whether an operator's pause held it (1) or not (0), for dashboards to count.
+        let paused = SeriesKey::metric(PAUSED_SERIES)
+            .expect("static name")
+            .with_label("workload", s.w.name.clone());
+        let value = f64::from(u8::from(s.pause.is_some()));
+        cost.push((paused, vec![Sample { ts: now, value }]));
         self.store.append_many(&cost)?;
         if self.persist_status {
             self.store
@@ -4218,8 +4224,25 @@ mod tests {
                 .all(|d| d.kind != DecisionKind::Act || d.at <= m(130)),
             "nothing acted on while paused"
         );
-        // It ends by itself: the next pass says so and shrinks.
+        // It ends by itself: the next pass says so and shrinks; the stored series says
+        // when it held.
         let counts = run(&mut e, 150..152, 5.0);
+        let k = SeriesKey::metric(PAUSED_SERIES)
+            .unwrap()
+            .with_label("workload", "host".to_string());
+        let held_by: Vec<(i64, f64)> = store
+            .range(&k, m(129), m(153))
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|x| (x.ts / 60_000, x.value))
+            .collect();
+        // Passes at the end of each minute: from the first after the pause was asked for
+        // (at 130) to the last before it ended (at 150.5).
+        let expect: Vec<(i64, f64)> = (129..=152)
+            .map(|t| (t, if (131..=150).contains(&t) { 1.0 } else { 0.0 }))
+            .collect();
+        assert_eq!(held_by, expect);
         assert!(counts[1] < top, "{counts:?}");
         assert_eq!(paused(&e), None);
         let d = store.decisions(Some("host"), 20).unwrap();

@@ -215,6 +215,15 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
                     // The demo removes no workload: nothing left, and it says 0.
                     assert_eq!(shown(), 0.0, "{body}");
                 }
+                if title == "Workloads paused now" {
+                    // The demo pauses none, but every workload says whether it is.
+                    assert_eq!(shown(), 0.0, "{body}");
+                    let q = "count(last_over_time(prescale_paused[5m]) == 0)";
+                    let (_, b) =
+                        get(addr, &format!("/api/v1/query?query={}&time={end}", enc(q))).unwrap();
+                    let v: Value = serde_json::from_str(&b).unwrap();
+                    assert_eq!(v["data"]["result"][0]["value"][1], "2", "{b}");
+                }
                 if title == "Saved by workload (last week)" {
                     assert_eq!(result.len(), 2, "a bar per workload: {body}");
                 }

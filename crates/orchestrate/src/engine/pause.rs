@@ -25,6 +25,9 @@ pub const PAUSE_PATH: &str = "POST /api/v1/workloads/{name}/pause";
 /// See [`PAUSE_PATH`].
 pub const RESUME_PATH: &str = "POST /api/v1/workloads/{name}/resume";
 
+/// The series each pass stores of whether a pause held the workload (1) or not (0).
+pub const PAUSED_SERIES: &str = "prescale_paused";
+
 /// The longest a pause may last: a year and a day (one meant for longer is a change of
 /// configuration, and an end past any calendar cannot be written).
 pub const MAX_PAUSE_MS: i64 = 366 * 86_400_000;
