@@ -1200,6 +1200,35 @@ impl Config {
         {
             out.push("leader_election with a shared [storage.remote] and [sources.host] enabled: every replica writes its own node's host_* series under the same names, so the shared store holds their samples mixed; set [sources.host] enabled = false and manage scraped or pushed series".into());
         }
+        for w in &self.workloads {
+            // The floor's cheapest cost: its instances on the cheapest tier that may
+            // serve the workload (on demand, as the plan puts them, where one may).
+            let serving: Vec<&Tier> = self.tiers.iter().filter(|t| t.serves(w)).collect();
+            let on_demand: Vec<&Tier> = serving
+                .iter()
+                .copied()
+                .filter(|t| t.class != crate::model::TierClass::Spot)
+                .collect();
+            let pool = if on_demand.is_empty() {
+                &serving
+            } else {
+                &on_demand
+            };
+            let cheapest = pool
+                .iter()
+                .map(|t| t.price_per_hour)
+                .fold(f64::INFINITY, f64::min);
+            let floor = f64::from(w.min_instances) * cheapest;
+            if let Some(b) = w
+                .budget_per_hour
+                .filter(|b| floor.is_finite() && floor > *b)
+            {
+                out.push(format!(
+                    "workload {:?}: min_instances = {} costs at least ${floor:.2}/h, more than budget_per_hour = {b}: the budget binds first, so it may run fewer instances than its minimum",
+                    w.name, w.min_instances
+                ));
+            }
+        }
         out
     }
 
@@ -2519,6 +2548,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("class") && e.contains("stateful"), "{e}");
+        // A budget below what the floor costs is said at start (the budget binds first).
+        let budget = |b: &str| {
+            let src = base.replace(
+                "class = \"service\"",
+                &format!("class = \"service\"\nmin_instances = 2\nbudget_per_hour = {b}"),
+            );
+            Config::parse(&src, "c.toml").unwrap().cautions()
+        };
+        let said = budget("0.3");
+        assert!(
+            said.len() == 1
+                && said[0].contains(
+                    "min_instances = 2 costs at least $0.38/h, more than budget_per_hour = 0.3"
+                ),
+            "{said:?}"
+        );
+        assert!(budget("0.4").is_empty());
     }
 
     #[test]

@@ -267,6 +267,9 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
         ConfigAction::Check { file } => {
             let c = Config::load(&file)?;
             check_models(&c)?;
+            for caution in c.cautions() {
+                eprintln!("warning: {}: {caution}", file.display());
+            }
             println!(
                 "{}: ok ({} workload(s), {} tier(s))",
                 file.display(),

@@ -31,6 +31,24 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.stderr.is_empty(), "the defaults need no warning");
+    // What runs but most likely not as meant is said, and passes.
+    let poor = dir.path().join("poor.toml");
+    std::fs::write(
+        &poor,
+        text.replace(
+            "\nmin_instances = 1\n",
+            "\nmin_instances = 3\nbudget_per_hour = 0.5\n",
+        ),
+    )
+    .unwrap();
+    let out = run(&["config", "check", poor.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("poor.toml: workload \"host\": min_instances = 3 costs at least $0.58/h, more than budget_per_hour = 0.5"),
+        "{err}"
+    );
 
     let bad = dir.path().join("bad.toml");
     let broken = text.replace("\ninterval_s = 15", "\ninterval_s = 15\nintervall = 5");
