@@ -2252,15 +2252,27 @@ impl<P: Provider> Engine<P> {
             ));
         }
         // An operator's pause keeps what it holds back as it is.
+        // Its hold is logged again only when what it keeps, or which way the plan
+        // wants to move from it, changes: not at every pass of a plan that wavers.
         let paused = pause.as_ref().and_then(|p| {
             let kept = pause::hold_back(p, &self.tiers, &s.status.allocation, &mut desired);
-            (!kept.is_empty()).then(|| pause::kept_words(&s.w.name, p, &kept))
+            // As with the shrink limit: the pause keeps these, not the stabilisation window.
+            for (t, keep, _) in &kept {
+                target.insert(t.clone(), *keep);
+            }
+            let way: String = kept
+                .iter()
+                .map(|(t, keep, want)| {
+                    format!("{t}={keep}{};", if want > keep { '+' } else { '-' })
+                })
+                .collect();
+            (!kept.is_empty()).then(|| (pause::kept_words(&s.w.name, p, &kept), way))
         });
-        if let Some(words) = &paused {
+        if let Some((words, _)) = &paused {
             plan.reason.push_str(&format!("; {words}"));
         }
         let mut verdict = reconcile(&s.w.name, &target, &desired, &s.status.allocation, now);
-        if let Some(words) = &paused {
+        if let Some((words, _)) = &paused {
             verdict.holds.push(words.clone());
         }
         if let Some(l) = &limited {
@@ -2337,9 +2349,8 @@ impl<P: Provider> Engine<P> {
             s.status.allocation = self.provider.allocation(&name, now);
             s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
         } else if !verdict.holds.is_empty() {
-            // Paused: logged again when what it keeps changes.
             let cat = match &paused {
-                Some(words) => format!("paused:{words}"),
+                Some((_, way)) => format!("paused:{way}"),
                 None if verdict.holds.iter().any(|h| h.contains("pending")) => "pending".into(),
                 None => "stabilise".into(),
             };
@@ -4195,7 +4206,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(paused(&e), Some(p.clone()), "shown at once");
-        let counts = run(&mut e, 130..150, 5.0);
+        // A plan that wavers (demand at 5, then 10, three minutes each) while paused.
+        let counts: Vec<u32> = (130..150)
+            .flat_map(|m| run(&mut e, m..m + 1, if (m / 3) % 2 == 0 { 5.0 } else { 10.0 }))
+            .collect();
         assert!(counts.iter().all(|&n| n == top), "{top}: {counts:?}");
         let d = store.decisions(Some("host"), 500).unwrap();
         let config: Vec<&String> = d
@@ -4213,9 +4227,12 @@ mod tests {
             .filter(|d| d.kind == DecisionKind::Hold && d.reason.contains("paused (all)"))
             .map(|d| &d.reason)
             .collect();
+        // Once: the plan wanted fewer throughout, however many fewer and however it
+        // wavered.
         assert!(
-            !holds.is_empty()
+            holds.len() == 1
                 && holds.iter().all(|r| r.contains("kept at")
+                    && !r.contains("stabilisation window")
                     && r.contains("(`POST /api/v1/workloads/host/resume` lifts it)")),
             "{holds:?}"
         );
