@@ -700,7 +700,8 @@ pub fn plan_held(
     let bound = 1.0 - q;
     let mut risk = shortfall_risk(forecast, peak_idx, &f, &tiers, interval_ms);
     let mut added = 0;
-    if f.binding == "sla" {
+    // Not where a limit already bound (a floor of instances is no limit).
+    if matches!(f.binding, "sla" | "min_instances") {
         while risk > bound * (1.0 + 1e-9) {
             let Some(t) = tiers
                 .iter()
