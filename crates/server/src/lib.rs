@@ -477,6 +477,16 @@ impl AppState {
         }
     }
 
+    /// [`AppState::refuse_change`] for a change of what is done with capacity (a
+    /// release, a pause), and on a standby that could not pass it on to the holder, a
+    /// `409` naming the holder: only the holder acts.
+    fn refuse_acting(&self, headers: &axum::http::HeaderMap, what: &str) -> Option<Response> {
+        self.refuse_change(headers, what, "").or_else(|| {
+            let why = self.leadership.as_ref()?.standing_by()?;
+            Some(error(StatusCode::CONFLICT, why))
+        })
+    }
+
     /// Puts a reloaded configuration's tiers, workloads and provider in force.
     pub fn set_managed(&self, m: Managed) {
         *self.managed.write().expect("managed lock") = Arc::new(m);
@@ -673,11 +683,8 @@ async fn release(
             "this process releases nothing (`prescale run` does)",
         );
     };
-    if let Some(no) = st.refuse_change(&headers, "releasing capacity", "") {
+    if let Some(no) = st.refuse_acting(&headers, "releasing capacity") {
         return no;
-    }
-    if let Some(why) = st.leadership.as_ref().and_then(|l| l.standing_by()) {
-        return error(StatusCode::CONFLICT, why);
     }
     use prescale_orchestrate::engine::ReleaseError as E;
     match tokio::task::spawn_blocking(move || release(&name)).await {
@@ -1132,11 +1139,8 @@ async fn workload_change(
             "this process pauses nothing (`prescale run` does)",
         );
     };
-    if let Some(no) = st.refuse_change(&headers, "pausing or resuming a workload", "") {
+    if let Some(no) = st.refuse_acting(&headers, "pausing or resuming a workload") {
         return no;
-    }
-    if let Some(why) = st.leadership.as_ref().and_then(|l| l.standing_by()) {
-        return error(StatusCode::CONFLICT, why);
     }
     let now = prescale_core::now_ms();
     let ask = if what == "resume" {
