@@ -164,18 +164,11 @@ impl<P: Provider> Engine<P> {
             })
     }
 
-    /// Puts `p` in force for state `i`, in the store, the state and the published
-    /// status.
+    /// Puts `p` in force for state `i`, in the store, the state and, at once (not at
+    /// the next pass), the published status.
     fn keep_pause(&mut self, i: usize, p: Option<Pause>) -> Result<(), StoreError> {
-        let name = self.states[i].w.name.clone();
-        self.store.put_state(&state_key(&name), &p)?;
-        self.show_pause(i, p);
-        Ok(())
-    }
-
-    /// Shows `p` as state `i`'s pause in its status and the published one.
-    fn show_pause(&mut self, i: usize, p: Option<Pause>) {
         let s = &mut self.states[i];
+        self.store.put_state(&state_key(&s.w.name), &p)?;
         s.pause = p.clone();
         s.status.paused = p.clone();
         if let Some(w) = self
@@ -187,6 +180,7 @@ impl<P: Provider> Engine<P> {
         {
             w.paused = p;
         }
+        Ok(())
     }
 
     /// Pauses configured workload `name` from `now` until `until`: what `scope` holds
@@ -288,7 +282,10 @@ impl<P: Provider> Engine<P> {
                 )?;
             }
         }
-        self.show_pause(i, active.clone());
+        // The pass publishes it with the rest of the workload's status.
+        let s = &mut self.states[i];
+        s.pause = active.clone();
+        s.status.paused = active.clone();
         Ok(active)
     }
 
