@@ -2404,8 +2404,10 @@ impl<P: Provider> Engine<P> {
 
     /// Restores the provider's saved state and the workload status saved by an earlier
     /// process (forecast, plan), so a restarted daemon continues where it stopped and the
-    /// API answers before the first pass completes.
-    pub fn restore_status(&mut self) -> Result<(), StoreError> {
+    /// API answers before the first pass completes. Each workload's pause is read from
+    /// the store as it stands at `now` (one that ended while no process ran is not shown,
+    /// and the first pass logs its end).
+    pub fn restore_status(&mut self, now: TimestampMs) -> Result<(), StoreError> {
         let name = format!("provider/{}", self.provider.name());
         if let Some(v) = self.store.get_state::<serde_json::Value>(&name)? {
             if let Err(e) = self.provider.restore(v) {
@@ -2415,13 +2417,18 @@ impl<P: Provider> Engine<P> {
         self.restore_unmanaged()?;
         let mut st = self.status.write().expect("status lock");
         st.unmanaged = self.unmanaged.clone();
-        for s in &mut self.states {
-            if let Some(ws) = self
+        for i in 0..self.states.len() {
+            let stored = self.stored_pause(i);
+            let s = &mut self.states[i];
+            s.pause = stored.clone();
+            s.status.paused = stored.filter(|p| p.holds(now));
+            if let Some(mut ws) = self
                 .store
                 .get_state::<WorkloadStatus>(&format!("workload/{}", s.w.name))?
             {
                 // This month's spending so far carries over a restart.
                 s.status.spend = ws.spend;
+                ws.paused = s.status.paused.clone();
                 st.workloads.insert(s.w.name.clone(), ws);
             }
         }
@@ -3298,7 +3305,7 @@ mod tests {
         let before = e.states[0].status.spend.unwrap();
         let sim = SimCloud::new(&c.tiers, 1);
         let mut again = Engine::from_config(&c, 0, store.clone(), sim);
-        again.restore_status().unwrap();
+        again.restore_status(0).unwrap();
         assert_eq!(again.states[0].status.spend, Some(before));
         // A standby taking over (a store of its own, which never acted) takes the
         // month's spending from the replica that acted before; it then paces the budget
@@ -3419,7 +3426,7 @@ mod tests {
         }
         let sim = SimCloud::new(&c.tiers, 1);
         let mut e = Engine::from_config(&c, 0, store.clone(), sim);
-        e.restore_status().unwrap();
+        e.restore_status(0).unwrap();
         assert_eq!(e.provider().allocation("host", 60 * 60_000), held);
         let st = e.status_handle();
         assert!(
@@ -3838,7 +3845,7 @@ mod tests {
         drop(e);
         let mut again =
             Engine::from_config(&c, 0, store.clone(), Unlisted(SimCloud::new(&c.tiers, 1)));
-        again.restore_status().unwrap();
+        again.restore_status(0).unwrap();
         assert!(again
             .status_handle()
             .read()
@@ -3971,7 +3978,7 @@ mod tests {
         // A restart keeps the list.
         drop(e);
         let mut e = Engine::from_config(&without, 0, store.clone(), SimCloud::new(&c.tiers, 1));
-        e.restore_status().unwrap();
+        e.restore_status(0).unwrap();
         let st = e.status_handle();
         let listed = |name: &str| st.read().unwrap().unmanaged.get(name).cloned();
         assert_eq!(listed("batch").unwrap().since, t0 + 1, "as stored");
@@ -4327,7 +4334,7 @@ mod tests {
             .pause("host", PauseScope::ScaleDown, m(500), "mine", m(242))
             .unwrap();
         assert!(e.adopt_pauses(&handed, m(243)).unwrap().is_empty());
-        assert_eq!(paused(&e), Some(later));
+        assert_eq!(paused(&e), Some(later.clone()));
         let ended = BTreeMap::from([(
             "host".to_string(),
             Pause {
@@ -4341,5 +4348,36 @@ mod tests {
             e.adopt_pauses(&ended, m(261)).unwrap().is_empty(),
             "one that has ended is not taken"
         );
+        // One that ends while prescale is not running: the restarted daemon's status
+        // does not show it, its first pass logs its end, once over later restarts.
+        e.tick(m(262)).unwrap();
+        assert_eq!(
+            store
+                .get_state::<WorkloadStatus>("workload/host")
+                .unwrap()
+                .and_then(|w| w.paused),
+            Some(later),
+            "the last status kept shows it"
+        );
+        drop(e);
+        let ends = |store: &Store| {
+            store
+                .decisions(Some("host"), 5000)
+                .unwrap()
+                .iter()
+                .filter(|d| {
+                    d.reason.starts_with(
+                        "the pause (scale-down until 1970-01-01T08:20:00Z, asked for at 1970-01-01T04:02:00Z) has ended",
+                    )
+                })
+                .count()
+        };
+        for (restart, at_min) in [(1, 600), (2, 700)] {
+            let mut again = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+            again.restore_status(m(at_min)).unwrap();
+            assert_eq!(paused(&again), None, "restart {restart}");
+            again.tick(m(at_min + 1)).unwrap();
+            assert_eq!(ends(&store), 1, "restart {restart}");
+        }
     }
 }

@@ -477,7 +477,7 @@ fn run_cmd(
         let interval_ms = cfg.control.interval_s as i64 * 1000;
         let grace_ms = (cfg.sources.host.interval_s as i64 * 1000).min(5_000);
         let mut engine = Engine::from_config(&cfg, grace_ms, store.clone(), provider);
-        engine.restore_status()?;
+        engine.restore_status(now_ms())?;
         let mut state =
             AppState::new(&cfg, store.clone(), engine.status_handle()).map_err(UsageError)?;
         let (reload_tx, reload_rx) =

@@ -244,7 +244,7 @@ impl<P: Provider> Engine<P> {
     /// State `i`'s pause as stored (`None`: none, or lifted). One that cannot be read
     /// holds everything until it is lifted: acting against an operator's pause is the
     /// worse mistake.
-    fn stored_pause(&self, i: usize) -> Option<Pause> {
+    pub(super) fn stored_pause(&self, i: usize) -> Option<Pause> {
         let name = &self.states[i].w.name;
         match self.store.get_state::<Option<Pause>>(&state_key(name)) {
             Ok(p) => p.flatten(),
@@ -260,7 +260,8 @@ impl<P: Provider> Engine<P> {
         }
     }
 
-    /// The pause in force for state `i` at `now`; logs, once, that one has ended.
+    /// The pause in force for state `i` at `now`; logs, once, that one has ended (and
+    /// clears it from the store, so a restart does not log it again).
     pub(super) fn pause_in_force(
         &mut self,
         i: usize,
@@ -270,6 +271,7 @@ impl<P: Provider> Engine<P> {
         if let Some(old) = self.states[i].pause.clone() {
             if active.is_none() && old.until <= now {
                 let name = self.states[i].w.name.clone();
+                self.store.put_state(&state_key(&name), &None::<Pause>)?;
                 self.log_config(
                     &name,
                     now,
