@@ -1750,6 +1750,59 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
             ),
         );
     }
+    validate_events(&w.events)
+}
+
+/// The most a planned event may multiply the forecast by: more is a typo for a
+/// `min_demand`, or a different workload.
+pub const MAX_EVENT_SCALE: f64 = 100.0;
+
+/// Checks a workload's planned events: `Err((key, what is wrong))` for the first bad one.
+fn validate_events(events: &[crate::model::PlannedEvent]) -> Result<(), (String, String)> {
+    let mut names = BTreeSet::new();
+    for (k, e) in events.iter().enumerate() {
+        let err = |f: &str, m: String| Err((format!("events[{k}].{f}"), m));
+        if e.name.trim().is_empty() {
+            return err("name", "must not be empty".into());
+        }
+        if !names.insert(e.name.as_str()) {
+            return err("name", format!("{:?} names two events", e.name));
+        }
+        if e.end <= e.start {
+            return err(
+                "end",
+                format!(
+                    "{} is not after start = {}",
+                    crate::format_ts(e.end.0),
+                    crate::format_ts(e.start.0)
+                ),
+            );
+        }
+        if !(e.scale > 0.0 && e.scale <= MAX_EVENT_SCALE) {
+            return err(
+                "scale",
+                format!(
+                    "must be above 0 and at most {MAX_EVENT_SCALE} (the forecast's multiple; 3 for three times the usual demand), got {}",
+                    e.scale
+                ),
+            );
+        }
+        if let Some(d) = e.min_demand.filter(|d| !(d.is_finite() && *d >= 0.0)) {
+            return err(
+                "min_demand",
+                format!("must be zero or positive (vCPU), got {d}"),
+            );
+        }
+        if e.scale == 1.0 && e.min_demand.is_none() {
+            return err(
+                "scale",
+                format!(
+                    "event {:?} changes nothing: give a scale other than 1 or a min_demand",
+                    e.name
+                ),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -2474,6 +2527,94 @@ mod tests {
             .unwrap()
             .https_uses()
             .contains(&"leader_election.advertise_url (forwarding to the holder)".to_string()));
+    }
+
+    #[test]
+    fn planned_events_are_read_with_their_times_and_checked() {
+        let with = |events: &str| {
+            let src =
+                DEFAULT_TOML.replacen("\n[providers]\n", &format!("\n{events}\n[providers]\n"), 1);
+            Config::parse(&src, "c.toml")
+        };
+        let c = with(
+            "[[workloads.events]]\nname = \"launch\"\nstart = 2026-11-27T07:00:00+01:00\nend = \"2026-11-27T10:00:00Z\"\nscale = 3.0\n\
+             [[workloads.events]]\nname = \"sale\"\nstart = 1795000000\nend = 1795003600.5\nmin_demand = 40.0\n",
+        )
+        .unwrap();
+        let e = &c.workloads[0].events;
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            crate::format_ts(e[0].start.0),
+            "2026-11-27T06:00:00Z",
+            "its offset"
+        );
+        assert_eq!(crate::format_ts(e[0].end.0), "2026-11-27T10:00:00Z");
+        assert_eq!((e[0].scale, e[0].min_demand), (3.0, None));
+        assert_eq!(
+            (e[1].start.0, e[1].end.0),
+            (1_795_000_000_000, 1_795_003_600_500)
+        );
+        assert_eq!((e[1].scale, e[1].min_demand), (1.0, Some(40.0)));
+        // Written out and read again the same (`config show`).
+        let again = Config::parse(&c.to_toml(), "shown.toml").unwrap();
+        assert_eq!(again.workloads[0].events, c.workloads[0].events);
+        assert!(
+            Config::default().to_toml().find("events").is_none(),
+            "none: not written"
+        );
+        // What is wrong, and where.
+        let bad = |body: &str| {
+            with(&format!("[[workloads.events]]\nname = \"x\"\n{body}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let base = "start = 2026-11-27T06:00:00Z\nend = 2026-11-27T07:00:00Z\n";
+        for (body, says) in [
+            (
+                "start = 2026-11-27T06:00:00Z\nend = 2026-11-27T06:00:00Z\nscale = 2.0\n",
+                "key `workloads[0].events[0].end`: 2026-11-27T06:00:00Z is not after start = 2026-11-27T06:00:00Z",
+            ),
+            (
+                &format!("{base}scale = 0.0\n"),
+                "key `workloads[0].events[0].scale`: must be above 0 and at most 100",
+            ),
+            (
+                &format!("{base}scale = 1000.0\n"),
+                "must be above 0 and at most 100 (the forecast's multiple; 3 for three times the usual demand), got 1000",
+            ),
+            (
+                &format!("{base}min_demand = -1.0\n"),
+                "key `workloads[0].events[0].min_demand`: must be zero or positive (vCPU), got -1",
+            ),
+            (
+                base,
+                "event \"x\" changes nothing: give a scale other than 1 or a min_demand",
+            ),
+            (
+                "start = 2026-11-27T06:00:00\nend = 2026-11-27T07:00:00Z\nscale = 2.0\n",
+                "`2026-11-27T06:00:00` has no date or no offset: give a time as RFC 3339 with its offset",
+            ),
+            (
+                "start = \"2026-11-27 06:00\"\nend = 2026-11-27T07:00:00Z\nscale = 2.0\n",
+                "cannot read \"2026-11-27 06:00\"",
+            ),
+            (
+                &format!("{base}scale = 2.0\nscal = 3.0\n"),
+                "unknown field `scal`",
+            ),
+        ] {
+            let e = bad(body);
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        let e = with(&format!(
+            "[[workloads.events]]\nname = \"x\"\n{base}scale = 2.0\n[[workloads.events]]\nname = \"x\"\n{base}scale = 2.0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `workloads[0].events[1].name`: \"x\" names two events"),
+            "{e}"
+        );
     }
 
     #[test]

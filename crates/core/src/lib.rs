@@ -16,8 +16,8 @@ pub mod series;
 pub use error::CoreError;
 pub use forecast::Forecast;
 pub use model::{
-    Action, ActionKind, Allocation, Decision, DecisionKind, Dim, DimensionSource, Pause,
-    PauseScope, Plan, PlanStep, Tier, TierClass, Workload,
+    Action, ActionKind, Allocation, Decision, DecisionKind, Dim, DimensionSource, EventTime, Pause,
+    PauseScope, Plan, PlanStep, PlannedEvent, Tier, TierClass, Workload,
 };
 pub use selector::{
     parens, parse_duration_ms, parse_matchers, scalar_factor, unquoted, Demand, DemandExpr,

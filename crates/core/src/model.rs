@@ -403,6 +403,11 @@ pub struct Workload {
     /// class sets the default (1 for services and stateful workloads, 0 for batch).
     #[serde(default = "one_u32")]
     pub min_instances: u32,
+    /// Known events ahead (a launch, a sale, a campaign) that no history foretells: over
+    /// each, demand is planned at `scale` times the forecast and at least `min_demand`,
+    /// with capacity ready by its start (see [`PlannedEvent`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<PlannedEvent>,
     /// While ready capacity is short of the demand now, request this many extra
     /// instances per needed one not ready yet, and release those still pending once
     /// capacity covers demand: lead times vary, so the needed count is ready when the
@@ -447,6 +452,107 @@ pub struct Workload {
     /// `storage.retention_s` (0: forever); never less than `history_s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_s: Option<u64>,
+}
+
+/// A known event a workload's plans prepare for: what a team knows and its history
+/// does not (a product launch, a sale, a marketing email, a migration's catch-up), as
+/// KEDA's cron scaler or a scheduled scaling action would, but as a change to the
+/// forecast rather than a fixed count, so the plan still covers the SLA quantile, spot
+/// risk and the budget. From the slowest tier's lead time before `start` to `end`, the
+/// forecast of every dimension is multiplied by `scale` over the event's steps, and the
+/// CPU need is at least `min_demand` over the target utilization; each plan that reads
+/// an event says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedEvent {
+    /// What it is, for the plans' reasons (unique within the workload).
+    pub name: String,
+    /// When demand is expected to rise: RFC 3339 (a TOML date-time, or a string ending
+    /// in `Z`) or unix seconds.
+    pub start: EventTime,
+    /// When it is expected to be over (after `start`).
+    pub end: EventTime,
+    /// Demand over the event, as a multiple of the forecast (1: the forecast as it is).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Demand over the event at least, in vCPU (the workload's `demand` unit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_demand: Option<f64>,
+}
+
+impl PlannedEvent {
+    /// Whether the event overlaps `[from, to)`.
+    pub fn overlaps(&self, from: TimestampMs, to: TimestampMs) -> bool {
+        self.start.0 < to && from < self.end.0
+    }
+}
+
+/// A time in a configuration, in ms since 1970, read from a TOML date-time (with its
+/// offset), an RFC 3339 string in UTC or unix seconds, and written as RFC 3339 (as
+/// unix seconds when between two seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventTime(pub TimestampMs);
+
+impl Serialize for EventTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // RFC 3339 in whole seconds; a time between seconds as unix seconds, exactly.
+        if self.0 % 1000 == 0 {
+            s.serialize_str(&crate::format_ts(self.0))
+        } else {
+            s.serialize_f64(self.0 as f64 / 1000.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Datetime(toml::value::Datetime),
+            Seconds(f64),
+            Text(String),
+        }
+        let bad = |what: &str| {
+            serde::de::Error::custom(format!(
+                "{what}: give a time as RFC 3339 with its offset (2026-11-27T06:00:00Z, or unquoted 2026-11-27T07:00:00+01:00) or unix seconds"
+            ))
+        };
+        let ms = match Given::deserialize(d)? {
+            Given::Datetime(t) => {
+                datetime_ms(&t).ok_or_else(|| bad(&format!("`{t}` has no date or no offset")))?
+            }
+            Given::Seconds(v) => {
+                crate::unix_seconds_ms(v).ok_or_else(|| bad(&format!("{v} is out of range")))?
+            }
+            Given::Text(s) => crate::parse_ts(&s)
+                .filter(|_| s.trim_end().ends_with(['Z', 'z']) || s.trim().parse::<f64>().is_ok())
+                .ok_or_else(|| bad(&format!("cannot read {s:?}")))?,
+        };
+        Ok(EventTime(ms))
+    }
+}
+
+/// A TOML date-time with a date, a time and an offset, in ms since 1970.
+fn datetime_ms(t: &toml::value::Datetime) -> Option<TimestampMs> {
+    let (d, tm, off) = (t.date?, t.time?, t.offset?);
+    // Days from 1970-01-01 to the civil date (proleptic Gregorian).
+    let (y, m) = (i64::from(d.year), i64::from(d.month));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + i64::from(d.day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400
+        + i64::from(tm.hour) * 3_600
+        + i64::from(tm.minute) * 60
+        + i64::from(tm.second.unwrap_or(0));
+    let off_min = match off {
+        toml::value::Offset::Z => 0,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    Some((secs - off_min * 60) * 1000 + i64::from(tm.nanosecond.unwrap_or(0) / 1_000_000))
 }
 
 /// Model names a workload may use.

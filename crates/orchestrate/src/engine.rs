@@ -182,6 +182,9 @@ pub struct WorkloadStatus {
     /// The operator's pause in force ([`Engine::pause`]).
     #[serde(default)]
     pub paused: Option<Pause>,
+    /// The workload's planned events not over at the last pass, as configured.
+    #[serde(default)]
+    pub events: Vec<prescale_core::PlannedEvent>,
 }
 
 /// One of a workload's other dimensions at the last plan: its demand, in the tiers'
@@ -1793,6 +1796,12 @@ impl<P: Provider> Engine<P> {
         if added > 0 {
             s.refit = true;
         }
+        s.status.events =
+            s.w.events
+                .iter()
+                .filter(|e| e.end.0 > now)
+                .cloned()
+                .collect();
         s.status.history_steps = s.buckets.len();
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
@@ -1961,6 +1970,16 @@ impl<P: Provider> Engine<P> {
         if let (Some(sp), false) = (&spread, source.is_empty()) {
             source = format!("{source}; {}", sp.describe());
         }
+        // What the team expects of its planned events, before the nowcast corrects it.
+        let events = |f: Option<&Forecast>| {
+            f.map(|f| prescale_plan::with_events(f, &s.w.events).unwrap_or_else(|| f.clone()))
+        };
+        let base = events(base.as_ref());
+        let extra_base: Vec<Option<Forecast>> = s
+            .extras
+            .iter()
+            .map(|x| events(x.forecast.as_ref()))
+            .collect();
         // Brought up to the present: shifted by its latest error, its upper quantiles
         // as wide as its recent errors (crate::nowcast), as the simulator replays it.
         let (decay, leads, step_ms) = (s.w.error_decay, s.leads, s.step_ms);
@@ -1998,14 +2017,12 @@ impl<P: Provider> Engine<P> {
             .extras
             .iter()
             .zip(&extra_tails)
-            .map(|(x, t)| {
-                let f = x.forecast.as_ref()?;
-                Some(up(f, &x.record, t, &x.said, x.spread.as_ref())?.0)
-            })
+            .zip(&extra_base)
+            .map(|((x, t), f)| Some(up(f.as_ref()?, &x.record, t, &x.said, x.spread.as_ref())?.0))
             .collect();
         s.record.in_force = base.clone();
-        for x in &mut s.extras {
-            x.record.in_force = x.forecast.clone();
+        for (x, f) in s.extras.iter_mut().zip(&extra_base) {
+            x.record.in_force = f.clone();
         }
         // How far the nowcast moved the median of the step in progress, and when the
         // forecast it started from was made (for the plan's reason).
@@ -2122,14 +2139,11 @@ impl<P: Provider> Engine<P> {
                 .iter()
                 .zip(&extra_tails)
                 .zip(&extra_fc)
-                .filter_map(|((x, t), g)| {
-                    let later =
-                        x.forecast
-                            .as_ref()
-                            .zip(with_step(t, x.dim))
-                            .and_then(|(f, steps)| {
-                                up(f, &x.record, &steps, &x.said, x.spread.as_ref())
-                            });
+                .zip(&extra_base)
+                .filter_map(|(((x, t), g), f)| {
+                    let later = f.as_ref().zip(with_step(t, x.dim)).and_then(|(f, steps)| {
+                        up(f, &x.record, &steps, &x.said, x.spread.as_ref())
+                    });
                     Some((x.dim, later.map(|l| l.0).or_else(|| g.clone())?))
                 })
                 .collect();

@@ -1826,14 +1826,9 @@ fn refresh_forecast(
             .map_err(|e| e.to_string())?
     };
     fc.fits += 1;
-    fc.forecast = Some(forecast_from(
-        model.as_ref(),
-        dim,
-        now,
-        dt,
-        horizon,
-        &levels,
-    )?);
+    let f = forecast_from(model.as_ref(), dim, now, dt, horizon, &levels)?;
+    // What the team expects of its planned events, as the daemon applies it.
+    fc.forecast = Some(prescale_plan::with_events(&f, &w.events).unwrap_or(f));
     if !warm_up {
         fc.fitted_at = Some(now);
         fc.spread = crate::engine::level_spread(y, dt);
@@ -2109,6 +2104,70 @@ mod tests {
             scheduled.cost_total,
             scheduled.underprovisioned_minutes
         );
+    }
+
+    #[test]
+    fn a_planned_event_is_ready_when_it_starts_and_not_held_after_it() {
+        // The daily cycle, and on the sixth day a launch: three times the demand for
+        // four hours from 14:00 (of the trace's days), which no history foretells.
+        let start = 5 * 288 + 168;
+        let tr = shaped(7, |i| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let v = 24.0 - 16.0 * a.cos() + 2.0 * noise(i);
+            if (start..start + 48).contains(&i) {
+                3.0 * v
+            } else {
+                v
+            }
+        });
+        let run = |sc: &Scenario| {
+            let mut rows = Vec::new();
+            let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+            (r, rows)
+        };
+        let mut sc = scenario();
+        let (unknown, _) = run(&sc);
+        sc.workload.events = vec![prescale_core::PlannedEvent {
+            name: "launch".into(),
+            start: prescale_core::EventTime(tr.ts[start]),
+            end: prescale_core::EventTime(tr.ts[start + 48]),
+            scale: 3.0,
+            min_demand: None,
+        }];
+        let (known, rows) = run(&sc);
+        // Unforeseen, the surge is met late and its peak held after it and again the
+        // next day; declared, capacity is ready when it starts and let go when it ends.
+        assert!(
+            unknown.underprovisioned_minutes > 0.0 && known.underprovisioned_minutes == 0.0,
+            "{} and {} minutes short",
+            unknown.underprovisioned_minutes,
+            known.underprovisioned_minutes
+        );
+        assert!(
+            known.cost_total < unknown.cost_total,
+            "${:.2} for ${:.2}",
+            known.cost_total,
+            unknown.cost_total
+        );
+        let ready = |r: &TimelineRow| r.ready.iter().flatten().sum::<f64>();
+        assert!(ready(&rows[start]) >= tr.cpu[start], "{:?}", rows[start]);
+        assert!(
+            ready(&rows[start - 3]) < tr.cpu[start] / 2.0,
+            "not asked for hours ahead"
+        );
+        assert!(
+            rows[start - 2..start + 48].iter().any(|r| r
+                .reason
+                .as_ref()
+                .is_some_and(|w| w.contains("planned event \"launch\""))),
+            "the plans say why"
+        );
+        // An hour after it, capacity is back near the usual (as the day before).
+        let after = ready(&rows[start + 60]);
+        let day_before = ready(&rows[start + 60 - 288]);
+        assert!(after < 1.5 * day_before, "{after} for {day_before}");
+        let next_day = ready(&rows[start + 288 + 6]);
+        assert!(next_day < 1.5 * ready(&rows[start + 6 - 288]), "{next_day}");
     }
 
     /// Deterministic noise in [-0.5, 0.5) for step `i`.
@@ -2689,6 +2748,15 @@ mod tests {
         w.season_s = Some(86_400);
         w.step_s = 300;
         w.sla_quantile = 0.95;
+        // A planned event on the fourth day: both expect twice the forecast over it.
+        let launch = 3 * 288 + 100..3 * 288 + 140;
+        w.events = vec![prescale_core::PlannedEvent {
+            name: "launch".into(),
+            start: prescale_core::EventTime(ts[launch.start]),
+            end: prescale_core::EventTime(ts[launch.end]),
+            scale: 2.0,
+            min_demand: None,
+        }];
         let w = w.clone();
         let mut sc = scenario();
         sc.workload = w.clone();
@@ -2709,6 +2777,7 @@ mod tests {
         let (cover, leads) = cover_and_leads(&serving, step);
         let mut fc = Forecaster::new(leads, n);
         let (mut compared, mut shifted, mut moved, mut narrowed) = (0, 0, 0, 0);
+        let mut evented = 0;
         for i in 1..n {
             e.tick(ts[i] + 1_000).unwrap();
             fc.observe(ts[i], &cpu[..i]);
@@ -2740,6 +2809,7 @@ mod tests {
                 }
                 compared += 1;
             }
+            evented += usize::from(launch.contains(&i));
             let source = ws.forecast_source.as_deref().unwrap_or("");
             if source.contains("brought up to date") {
                 shifted += 1;
@@ -2773,6 +2843,7 @@ mod tests {
             }
         }
         assert!(compared > 1000, "{compared}");
+        assert_eq!(evented, launch.len(), "each step of the event compared");
         assert!(moved > 50, "{moved}");
         assert!(narrowed > 24, "{narrowed}");
         // Most steps plan from a forecast refreshed before them, brought up to date.

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use prescale_core::{
-    format_ts, Dim, Forecast, Plan, PlanStep, Tier, TierClass, TimestampMs, Workload,
+    format_ts, Dim, Forecast, Plan, PlanStep, PlannedEvent, Tier, TierClass, TimestampMs, Workload,
 };
 
 /// Tiers the workload may use, cheapest effective unit first.
@@ -223,6 +223,66 @@ fn max_lead_ms(tiers: &[&Tier]) -> i64 {
         .map(|t| t.lead_time_s as i64 * 1000)
         .max()
         .unwrap_or(0)
+}
+
+/// The slowest tier's 90th-percentile lead time, in milliseconds: how long before a
+/// planned event's start its capacity is asked for.
+fn max_lead_p90_ms(tiers: &[&Tier]) -> i64 {
+    tiers
+        .iter()
+        .map(|t| t.lead_time_p90() as i64 * 1000)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The largest `scale` of the planned events among `events` that the step from `ts`
+/// (`step_ms` long) falls in, when one does.
+fn event_scale(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64) -> Option<f64> {
+    events
+        .iter()
+        .filter(|e| e.overlaps(ts, ts + step_ms))
+        .map(|e| e.scale)
+        .reduce(f64::max)
+}
+
+/// Forecast `f` with every step within one of `events` multiplied by its `scale` (the
+/// largest, where events overlap), as the demand the team expects there: `None` when
+/// no step of it is in an event. The daemon and the simulator apply it to the model's
+/// forecast before bringing it up to date, so the errors they correct by are against
+/// what was expected of the event, and one that comes as expected is not counted twice.
+pub fn with_events(f: &Forecast, events: &[PlannedEvent]) -> Option<Forecast> {
+    let mut g = f.clone();
+    let mut any = false;
+    for (i, row) in g.values.iter_mut().enumerate() {
+        if let Some(k) = event_scale(events, f.step_time(i), f.step_ms).filter(|k| *k != 1.0) {
+            row.iter_mut().for_each(|v| *v *= k);
+            any = true;
+        }
+    }
+    any.then_some(g)
+}
+
+/// Whether step `i` of `f` is within the window a plan made at `now` covers:
+/// the step in progress and each starting before `window_end`, or, within a planned
+/// event, before `event_end` (the slowest tier's 90th-percentile lead time ahead, so
+/// the event's capacity is most likely ready by its start).
+fn in_window(
+    f: &Forecast,
+    i: usize,
+    now: TimestampMs,
+    window_end: TimestampMs,
+    event_end: TimestampMs,
+    events: &[PlannedEvent],
+) -> bool {
+    let ts = f.step_time(i);
+    ts + f.step_ms > now
+        && (ts < window_end
+            || (ts < event_end && events.iter().any(|e| e.overlaps(ts, ts + f.step_ms))))
+}
+
+/// The end of the window of [`in_window`] for planned events.
+fn event_window_end(tiers: &[&Tier], now: TimestampMs, interval_ms: i64) -> TimestampMs {
+    now + max_lead_p90_ms(tiers) + interval_ms
 }
 
 /// Plans a workload from its forecast.
@@ -482,12 +542,26 @@ pub fn demand_floors_in(
     for (j, d) in dims.iter().enumerate() {
         if w.scale_down_window_s > 0 {
             let win = w.scale_down_window_s as i64 * 1000;
-            if let Some(held) = peak(j, now - win, now) {
+            // Not an event's demand once it is over: the plan expected it to end.
+            let ended = w
+                .events
+                .iter()
+                .filter(|e| e.end.0 <= now && e.end.0 > now - win)
+                .max_by_key(|e| e.end);
+            let from = ended.map_or(now - win, |e| e.end.0);
+            if let Some(held) = peak(j, from, now) {
                 let p = held.demand;
                 let mut what = format!(
                     "the highest demand of the last {} s (scale_down_window_s)",
                     w.scale_down_window_s
                 );
+                if let Some(e) = ended {
+                    what.push_str(&format!(
+                        " since the planned event \"{}\" ended at {}",
+                        e.name,
+                        format_ts(e.end.0)
+                    ));
+                }
                 let mut demand = p;
                 let fell = w
                     .seasonal_floor
@@ -513,7 +587,12 @@ pub fn demand_floors_in(
             let (s, weekly) = seasons.get(j).copied().unwrap_or((season_ms, None));
             let at = now - s;
             let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
-            if let Some(held) = peak(j, at - step_ms, at + ahead) {
+            // A planned event then is not this season's demand.
+            let evented = w
+                .events
+                .iter()
+                .any(|e| e.overlaps(at - step_ms, at + ahead));
+            if let Some(held) = peak(j, at - step_ms, at + ahead).filter(|_| !evented) {
                 // What stood alone then may be what comes at this time every season (a
                 // nightly job's one-step spike, judged against a history where it is
                 // rare): this floor is for it, so it keeps lone glitches.
@@ -673,14 +752,13 @@ pub fn plan_held(
 
     let max_lead_ms = max_lead_ms(&tiers);
     let window_end = now + max_lead_ms + interval_ms;
+    let event_end = event_window_end(&tiers, now, interval_ms);
     let mut peak = (0.0f64, forecast.start);
     for i in 0..forecast.horizon() {
-        let ts = forecast.step_time(i);
-        // Include the step in progress at `now` and every step starting before window_end.
-        if ts + forecast.step_ms > now && ts < window_end {
+        if in_window(forecast, i, now, window_end, event_end, &w.events) {
             let n = need_at(i);
             if n > peak.0 {
-                peak = (n, ts);
+                peak = (n, forecast.step_time(i));
             }
         }
     }
@@ -815,6 +893,26 @@ pub fn plan_dimensions(
     interval_ms: i64,
     floors: &[Floor],
 ) -> Plan {
+    let tiers = eligible_tiers(w, catalog);
+    let window_end = now + max_lead_ms(&tiers) + interval_ms;
+    let event_end = event_window_end(&tiers, now, interval_ms);
+    // The planned events whose capacity this plan asks for, and their demand floors.
+    let events: Vec<&PlannedEvent> = w
+        .events
+        .iter()
+        .filter(|e| e.overlaps(now, event_end))
+        .collect();
+    let mut floors = floors.to_vec();
+    floors.extend(events.iter().filter_map(|e| {
+        Some(Floor {
+            dim: Dim::Cpu,
+            demand: e.min_demand?,
+            what: format!("the planned event \"{}\"'s min_demand", e.name),
+            left_out: None,
+            glitches: None,
+        })
+    }));
+    let floors = &floors[..];
     let highest = |d: Dim| {
         floors
             .iter()
@@ -822,6 +920,30 @@ pub fn plan_dimensions(
             .max_by(|a, b| a.demand.total_cmp(&b.demand))
     };
     let mut p = plan_held(w, catalog, cpu, now, interval_ms, highest(Dim::Cpu));
+    for e in &events {
+        let mut said = format!(
+            "; planned event \"{}\" from {} to {}",
+            e.name,
+            format_ts(e.start.0),
+            format_ts(e.end.0)
+        );
+        if e.scale != 1.0 {
+            said.push_str(&format!(
+                ": demand expected at {} times the forecast",
+                e.scale
+            ));
+        }
+        if let Some(d) = e.min_demand {
+            said.push_str(&format!(
+                "{} at least {d:.2} vCPU",
+                if e.scale != 1.0 { ", and" } else { ":" }
+            ));
+        }
+        if e.start.0 > now {
+            said.push_str(", its capacity asked for by the slowest tier's 90th-percentile lead time before it starts");
+        }
+        p.reason.push_str(&said);
+    }
     // A floor that did not hold a peak says so, or capacity falling after one would
     // look like the floor failing.
     for fl in floors {
@@ -856,16 +978,11 @@ pub fn plan_dimensions(
     if others.is_empty() {
         return p;
     }
-    let tiers = eligible_tiers(w, catalog);
-    let window_end = now + max_lead_ms(&tiers) + interval_ms;
     let needs: Vec<(Dim, f64)> = others
         .iter()
         .map(|(d, f)| {
             let peak = (0..f.horizon())
-                .filter(|i| {
-                    let ts = f.step_time(*i);
-                    ts + f.step_ms > now && ts < window_end
-                })
+                .filter(|i| in_window(f, *i, now, window_end, event_end, &w.events))
                 .map(|i| f.quantile(i, w.sla_quantile))
                 .fold(0.0, f64::max)
                 .max(highest(*d).map_or(0.0, |f| f.demand));
@@ -1089,6 +1206,134 @@ mod tests {
         assert_eq!(p.binding, "sla");
         assert!((p.cost_per_hour - 5.0 * 0.34).abs() < 1e-9);
         assert!(p.reason.contains("q0.95"), "{}", p.reason);
+    }
+
+    fn event(name: &str, start: TimestampMs, end: TimestampMs, scale: f64) -> PlannedEvent {
+        PlannedEvent {
+            name: name.into(),
+            start: prescale_core::EventTime(start),
+            end: prescale_core::EventTime(end),
+            scale,
+            min_demand: None,
+        }
+    }
+
+    #[test]
+    fn a_planned_event_raises_its_steps_and_is_provisioned_ahead_of_its_start() {
+        let (mut w, tiers) = setup();
+        // Minute steps from minute 1; the slowest tier's lead time is 300 s (450 s at its
+        // 90th percentile), the control interval a minute.
+        let f = flat_forecast(vec![10.0, 12.0], 30);
+        let launch = event("launch", 480_000, 1_200_000, 3.0);
+        assert_eq!(with_events(&f, &[]), None);
+        let g = with_events(&f, std::slice::from_ref(&launch)).unwrap();
+        let scaled: Vec<usize> = (0..30).filter(|&i| g.values[i] != f.values[i]).collect();
+        assert_eq!(
+            scaled,
+            (7..19).collect::<Vec<_>>(),
+            "the steps from minute 8 to 20"
+        );
+        assert_eq!(g.values[7], vec![30.0, 36.0]);
+        let cap = |p: &Plan| -> f64 {
+            tiers
+                .iter()
+                .map(|t| {
+                    p.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
+                })
+                .sum()
+        };
+        let usual = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[]);
+        // At 0, the median lead time's window ends at 6 minutes: the event's first step
+        // (at 8) is within the 90th percentile's (7.5 minutes), so it is asked for now.
+        w.events = vec![launch.clone()];
+        let ahead = plan_dimensions(&w, &tiers, &g, &[], 0, 60_000, &[]);
+        assert!(
+            cap(&ahead) >= 36.0 / w.target_utilization,
+            "{}",
+            ahead.reason
+        );
+        assert!(cap(&usual) < 36.0 / w.target_utilization);
+        assert!(
+            ahead.reason.contains(
+                "; planned event \"launch\" from 1970-01-01T00:08:00Z to 1970-01-01T00:20:00Z: demand expected at 3 times the forecast, its capacity asked for by the slowest tier's 90th-percentile lead time before it starts"
+            ),
+            "{}",
+            ahead.reason
+        );
+        // One that starts beyond that is not asked for yet, nor said.
+        w.events = vec![event("later", 600_000, 1_200_000, 3.0)];
+        let g = with_events(&f, &w.events).unwrap();
+        let early = plan_dimensions(&w, &tiers, &g, &[], 0, 60_000, &[]);
+        assert_eq!(early.target, usual.target);
+        assert!(!early.reason.contains("planned event"), "{}", early.reason);
+        // Its least demand holds over it, as any floor does, and the plan says whose.
+        let mut least = event("sale", 0, 1_200_000, 1.0);
+        least.min_demand = Some(50.0);
+        w.events = vec![least];
+        assert_eq!(
+            with_events(&f, &w.events),
+            None,
+            "a scale of 1 changes no step"
+        );
+        let held = plan_dimensions(&w, &tiers, &f, &[], 60_000, 60_000, &[]);
+        assert!(cap(&held) >= 50.0 / w.target_utilization, "{}", held.reason);
+        assert!(
+            held.reason
+                .contains("held at the planned event \"sale\"'s min_demand, 50.00 vCPU")
+                && held.reason.contains(": at least 50.00 vCPU")
+                && !held.reason.contains("asked for by"),
+            "{}",
+            held.reason
+        );
+        // The other dimensions are read over the same window.
+        w.events = vec![launch];
+        let mem = flat_forecast(vec![30.0, 40.0], 30);
+        let mem = with_events(&mem, &w.events).unwrap();
+        let both = plan_dimensions(&w, &tiers, &f, &[(Dim::Memory, &mem)], 0, 60_000, &[]);
+        assert!(
+            both.reason.contains("memory binds: 150.0 needed"),
+            "{}",
+            both.reason
+        );
+    }
+
+    #[test]
+    fn a_planned_events_demand_is_not_held_after_it_nor_a_season_later() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 600;
+        let step = 60_000;
+        let day = 86_400_000;
+        let now = 2 * day + 600 * step;
+        // Each window's demand is the minute it starts at.
+        let peak = |_j: usize, from: i64, _to: i64| Some(Held::from((from / step) as f64));
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].demand, (now / step - 10) as f64);
+        // An event that ended 3 minutes ago: the window starts at its end.
+        w.events = vec![event("launch", now - 60 * step, now - 3 * step, 3.0)];
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
+        assert_eq!(f[0].demand, (now / step - 3) as f64);
+        assert!(
+            f[0].what
+                .ends_with("since the planned event \"launch\" ended at 1970-01-03T09:57:00Z"),
+            "{}",
+            f[0].what
+        );
+        assert_eq!(f.len(), 2, "a day ago was not in the event: {f:?}");
+        // One in progress is held as any demand is.
+        w.events = vec![event("launch", now - 60 * step, now + 3 * step, 3.0)];
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
+        assert_eq!(f[0].demand, (now / step - 10) as f64);
+        // The same time a day ago was in one: no seasonal floor.
+        w.events = vec![event(
+            "launch",
+            now - day - 60 * step,
+            now - day + 60 * step,
+            3.0,
+        )];
+        let f = demand_floors(&w, now, step, &[Dim::Cpu], peak);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].what.contains("scale_down_window_s"));
     }
 
     #[test]

@@ -541,6 +541,71 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
 }
 
 #[test]
+fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A launch two minutes from now that needs at least 40 vCPU: within the slowest
+    // tier's 90th-percentile lead time (450 s), so asked for at once.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (start, end) = (now + 120, now + 3_600);
+    let config = fast_config().replacen(
+        "\n[providers]\n",
+        &format!(
+            "\n[[workloads.events]]\nname = \"launch\"\nstart = {start}\nend = {end}\nmin_demand = 40.0\n\n[providers]\n"
+        ),
+        1,
+    );
+    assert!(config.contains("name = \"launch\""));
+    let d = Daemon::start(dir.path(), &config);
+    // 40 vCPU at the 80% target utilization on 4-vCPU instances: 13 at least, before
+    // the event starts, where the host's own demand needs one or two.
+    wait_for(
+        || held(d.addr, "host") >= 13,
+        "the launch's capacity",
+        &|| d.logs(),
+    );
+    let st = json(d.addr, "/api/v1/workloads/host/status");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(started < start, "asked for ahead of its start");
+    let events = st["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{st}");
+    assert_eq!(events[0]["name"], "launch");
+    let reason = st["plan"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("held at the planned event \"launch\"'s min_demand, 40.00 vCPU")
+            && reason.contains(": at least 40.00 vCPU, its capacity asked for by the slowest tier's 90th-percentile lead time before it starts"),
+        "{reason}"
+    );
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(
+        html.contains("<div class=\"event\">planned event \"launch\" from ")
+            && html
+                .contains(": at least 40 vCPU; its capacity is asked for ahead of its start</div>"),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
+    // Shaded on the chart from its start, named.
+    assert!(
+        html.contains("<rect class=\"event\""),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
+    assert!(html.contains(">launch</text>"));
+    assert!(
+        html.contains("<line class=\"event-least\""),
+        "its least demand drawn"
+    );
+}
+
+#[test]
 fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
     let Some(browser) = browser() else {
         return;
