@@ -461,7 +461,8 @@ pub struct Workload {
 /// risk and the budget. From the slowest tier's lead time before `start` to `end`, the
 /// forecast of every dimension is multiplied by `scale` over the event's steps, and the
 /// CPU need is at least `min_demand` over the target utilization; each plan that reads
-/// an event says so.
+/// an event says so. The models learn from the history with the event's steps divided
+/// by `scale`, so they do not expect it again a season later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedEvent {

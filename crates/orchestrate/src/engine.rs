@@ -1841,7 +1841,12 @@ impl<P: Provider> Engine<P> {
         self.store.append_many(&capacity)?;
 
         if s.refit {
-            let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
+            // What the models learn from: the history without its planned events.
+            let y: Vec<f64> = s
+                .buckets
+                .iter()
+                .map(|&(ts, v)| prescale_plan::without_events(&s.w.events, ts, s.step_ms, v))
+                .collect();
             if y.len() < 2 {
                 let unmatched = if y.is_empty() {
                     unmatched(&self.store, s.demand.selector())
@@ -1921,7 +1926,11 @@ impl<P: Provider> Engine<P> {
                 if !due(&x.forecast, x.buckets.len()) {
                     continue;
                 }
-                let y: Vec<f64> = x.buckets.iter().map(|b| b.1).collect();
+                let y: Vec<f64> = x
+                    .buckets
+                    .iter()
+                    .map(|&(ts, v)| prescale_plan::without_events(&s.w.events, ts, s.step_ms, v))
+                    .collect();
                 let key = s.key.clone().with_label("dimension", x.dim.name());
                 match baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels) {
                     Ok(f) => {

@@ -237,7 +237,7 @@ fn max_lead_p90_ms(tiers: &[&Tier]) -> i64 {
 
 /// The largest `scale` of the planned events among `events` that the step from `ts`
 /// (`step_ms` long) falls in, when one does.
-fn event_scale(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64) -> Option<f64> {
+pub fn event_scale(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64) -> Option<f64> {
     events
         .iter()
         .filter(|e| e.overlaps(ts, ts + step_ms))
@@ -260,6 +260,14 @@ pub fn with_events(f: &Forecast, events: &[PlannedEvent]) -> Option<Forecast> {
         }
     }
     any.then_some(g)
+}
+
+/// Observed demand `v` of the step from `ts` as it would have been without the planned
+/// events it falls in: divided by their scale. Models are fitted on the history so
+/// made, so they do not expect an event's demand again a season later (as a
+/// multiplicative holiday effect is taken out of what a model learns).
+pub fn without_events(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64, v: f64) -> f64 {
+    v / event_scale(events, ts, step_ms).unwrap_or(1.0)
 }
 
 /// Whether step `i` of `f` is within the window a plan made at `now` covers:
