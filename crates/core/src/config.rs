@@ -1191,8 +1191,8 @@ impl Config {
         Some(keep)
     }
 
-    /// Settings that run but most likely not as meant, for warnings at start.
-    pub fn cautions(&self) -> Vec<String> {
+    /// Settings that run but most likely not as meant at `now`, for warnings at start.
+    pub fn cautions(&self, now: crate::TimestampMs) -> Vec<String> {
         let mut out = Vec::new();
         if self.leader_election.enabled
             && self.storage.remote.is_some()
@@ -1227,6 +1227,24 @@ impl Config {
                     "workload {:?}: min_instances = {} costs at least ${floor:.2}/h, more than budget_per_hour = {b}: the budget binds first, so it may run fewer instances than its minimum",
                     w.name, w.min_instances
                 ));
+            }
+            let lead_s = serving.iter().map(|t| t.lead_time_p90()).max().unwrap_or(0);
+            for e in &w.events {
+                if e.end.0 <= now {
+                    out.push(format!(
+                        "workload {:?}: planned event {:?} ended at {}: it no longer changes plans, and can be removed",
+                        w.name,
+                        e.name,
+                        crate::format_ts(e.end.0)
+                    ));
+                } else if e.start.0 - now < lead_s as i64 * 1000 {
+                    out.push(format!(
+                        "workload {:?}: planned event {:?} starts at {}, sooner than its slowest tier's 90th-percentile lead time ({lead_s} s) from now: its capacity may not all be ready when it starts",
+                        w.name,
+                        e.name,
+                        crate::format_ts(e.start.0)
+                    ));
+                }
             }
         }
         out
@@ -2511,18 +2529,18 @@ mod tests {
             .https_uses()
             .contains(&"leader_election.advertise_url (forwarding to the holder)".to_string()));
         // Replicas sharing a remote store would mix their nodes' host series.
-        assert!(c.cautions().is_empty());
+        assert!(c.cautions(0).is_empty());
         let shared = format!(
             "{on}\n[storage.remote]\nwrite_url = \"http://vm:8428/api/v1/write\"\nread_url = \"http://vm:8428\"\n"
         );
         let mut c = Config::parse(&shared, "p.toml").unwrap();
         assert!(
-            c.cautions()[0].contains("set [sources.host] enabled = false"),
+            c.cautions(0)[0].contains("set [sources.host] enabled = false"),
             "{:?}",
-            c.cautions()
+            c.cautions(0)
         );
         c.sources.host.enabled = false;
-        assert!(c.cautions().is_empty());
+        assert!(c.cautions(0).is_empty());
         assert!(advertised("https://prescale-0.prescale-pods:9180")
             .unwrap()
             .https_uses()
@@ -2561,6 +2579,24 @@ mod tests {
         assert!(
             Config::default().to_toml().find("events").is_none(),
             "none: not written"
+        );
+        // Warned of at start and by `config check`: one too soon to be ready, one over.
+        let cautions = |now: i64| -> Vec<String> {
+            c.cautions(now)
+                .into_iter()
+                .filter(|x| x.contains("planned event"))
+                .collect()
+        };
+        assert_eq!(
+            cautions(1_795_000_000_000 - 60_000),
+            ["workload \"host\": planned event \"sale\" starts at 2026-11-18T11:06:40Z, sooner than its slowest tier's 90th-percentile lead time (450 s) from now: its capacity may not all be ready when it starts"]
+        );
+        assert!(cautions(1_795_000_000_000 - 450_000).is_empty());
+        let over = cautions(1_795_773_600_000);
+        assert!(
+            over.len() == 2
+                && over[0].starts_with("workload \"host\": planned event \"launch\" ended at 2026-11-27T10:00:00Z: it no longer changes plans"),
+            "{over:?}"
         );
         // What is wrong, and where.
         let bad = |body: &str| {
@@ -2695,7 +2731,7 @@ mod tests {
                 "class = \"service\"",
                 &format!("class = \"service\"\nmin_instances = 2\nbudget_per_hour = {b}"),
             );
-            Config::parse(&src, "c.toml").unwrap().cautions()
+            Config::parse(&src, "c.toml").unwrap().cautions(0)
         };
         let said = budget("0.3");
         assert!(

@@ -267,7 +267,7 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
         ConfigAction::Check { file } => {
             let c = Config::load(&file)?;
             check_models(&c)?;
-            for caution in c.cautions() {
+            for caution in c.cautions(now_ms()) {
                 eprintln!("warning: {}: {caution}", file.display());
             }
             println!(
@@ -412,7 +412,7 @@ fn run_cmd(
         cfg.leader_election.advertise_url = Some(u);
     }
     check_runnable(&cfg)?;
-    for c in cfg.cautions() {
+    for c in cfg.cautions(now_ms()) {
         tracing::warn!("{c}");
     }
     // Before anything is opened: --listen may have moved the server beyond loopback.

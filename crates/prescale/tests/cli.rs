@@ -49,6 +49,24 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
         err.contains("warning: ") && err.contains("poor.toml: workload \"host\": min_instances = 3 costs at least $0.58/h, more than budget_per_hour = 0.5"),
         "{err}"
     );
+    // A planned event already over is said too (at the time of the check).
+    let past = dir.path().join("past.toml");
+    std::fs::write(
+        &past,
+        text.replacen(
+            "\n[providers]\n",
+            "\n[[workloads.events]]\nname = \"launch\"\nstart = 2020-01-01T00:00:00Z\nend = 2020-01-02T00:00:00Z\nscale = 2.0\n\n[providers]\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = run(&["config", "check", past.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("past.toml: workload \"host\": planned event \"launch\" ended at 2020-01-02T00:00:00Z: it no longer changes plans"),
+        "{err}"
+    );
 
     let bad = dir.path().join("bad.toml");
     let broken = text.replace("\ninterval_s = 15", "\ninterval_s = 15\nintervall = 5");
