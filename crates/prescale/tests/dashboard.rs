@@ -584,6 +584,17 @@ fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
             && reason.contains(": at least 40.00 vCPU, its capacity asked for by the slowest tier's 90th-percentile lead time before it starts"),
         "{reason}"
     );
+    let (_, metrics) = get(d.addr, "/metrics").unwrap();
+    for line in [
+        format!(
+            "prescale_workload_event_start_seconds{{workload=\"host\",event=\"launch\"}} {start}\n"
+        ),
+        format!(
+            "prescale_workload_event_end_seconds{{workload=\"host\",event=\"launch\"}} {end}\n"
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
     let html = rendered(&browser, &format!("http://{}/", d.addr));
     assert!(
         html.contains("<div class=\"event\">planned event \"launch\" from ")

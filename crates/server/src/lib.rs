@@ -1564,8 +1564,14 @@ pub fn render_metrics(st: &AppState) -> String {
     let mut planned = Vec::new();
     let mut binding = Vec::new();
     let (mut paused, mut paused_until) = (Vec::new(), Vec::new());
+    let (mut event_start, mut event_end) = (Vec::new(), Vec::new());
     for (name, w) in &status.workloads {
         let n = esc(name);
+        for e in &w.events {
+            let labels = format!("{{workload=\"{n}\",event=\"{}\"}}", esc(&e.name));
+            event_start.push((labels.clone(), e.start.0 as f64 / 1000.0));
+            event_end.push((labels, e.end.0 as f64 / 1000.0));
+        }
         paused.push((
             format!("{{workload=\"{n}\"}}"),
             f64::from(u8::from(w.paused.is_some())),
@@ -1643,6 +1649,18 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "When the pause in force ends (unix seconds), by what it holds back (all, scale-down).",
         paused_until,
+    );
+    family(
+        "prescale_workload_event_start_seconds",
+        "gauge",
+        "When each planned event not over yet starts (unix seconds; [[workloads.events]]).",
+        event_start,
+    );
+    family(
+        "prescale_workload_event_end_seconds",
+        "gauge",
+        "When each planned event not over yet ends (unix seconds).",
+        event_end,
     );
     family(
         "prescale_forecast_demand",
