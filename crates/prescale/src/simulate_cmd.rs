@@ -172,6 +172,29 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     } else {
         vec![Policy::parse(&a.policy).map_err(|e| format!("{e}, or all to compare them"))?]
     };
+    // An output written over an input would lose the input once the run is over.
+    let outputs = [
+        ("--timeline", a.timeline.as_deref()),
+        ("--report", a.report.as_deref()),
+        ("--save-trace", a.prometheus.save_trace.as_deref()),
+    ];
+    let inputs = [
+        ("--trace", a.trace.as_deref()),
+        ("--scenario", a.scenario.as_deref()),
+        ("--config", a.config.as_deref()),
+    ];
+    for (out, o) in outputs.iter().filter_map(|(k, p)| Some((k, (*p)?))) {
+        for (inp, i) in inputs.iter().filter_map(|(k, p)| Some((k, (*p)?))) {
+            if let (Ok(x), Ok(y)) = (std::fs::canonicalize(o), std::fs::canonicalize(i)) {
+                if x == y {
+                    return Err(format!(
+                        "{out} {} is the file {inp} reads: it would be overwritten; write it elsewhere",
+                        o.display()
+                    ));
+                }
+            }
+        }
+    }
     let scenario = match (&a.scenario, &a.config) {
         (Some(path), _) => {
             let src = std::fs::read_to_string(path)
@@ -635,6 +658,30 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
     let mut svg = format!(
         "<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"demand, forecast band and capacity by tier\">"
     );
+    // Planned events: shaded over the columns they overlap, named.
+    let span = rows.get(1).map_or(1, |r| r.ts - rows[0].ts) * bucket as i64;
+    for e in &scenario.workload.events {
+        let over: Vec<usize> = (0..cols.len())
+            .filter(|&i| e.overlaps(cols[i].0, cols[i].0 + span))
+            .collect();
+        let (Some(&a), Some(&b)) = (over.first(), over.last()) else {
+            continue;
+        };
+        let (x0, x1) = (x(a), x(b).max(x(a) + 1.0));
+        let _ = write!(
+            svg,
+            "<rect class=\"event\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#7fb0d6\" fill-opacity=\"0.2\"><title>planned event {} from {} to {}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#1f5f8b\">{}</text>",
+            y(ymax),
+            x1 - x0,
+            y(0.0) - y(ymax),
+            html_escape(&e.name),
+            prescale_core::format_ts(e.start.0),
+            prescale_core::format_ts(e.end.0),
+            x0 + 3.0,
+            y(ymax) + 14.0,
+            html_escape(&e.name)
+        );
+    }
     // Stacked ready capacity per tier.
     let tiers = scenario.tiers.len();
     let mut base = vec![0.0; cols.len()];

@@ -191,11 +191,103 @@ fn example_scenario_json_report_and_timeline() {
 }
 
 #[test]
+fn a_scenarios_planned_event_is_replayed_explained_and_drawn() {
+    let (dir, scenario, trace) = example_and_trace();
+    // The example's commented event, set on the trace's third day from 10:00 to 14:00.
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    let (start, end) = (
+        1_700_000_000 + 2 * 86_400 + 36_000,
+        1_700_000_000 + 2 * 86_400 + 50_400,
+    );
+    let mut with = text.clone();
+    for (from, to) in [
+        (
+            "# [[workload.events]]\n",
+            "[[workload.events]]\n".to_string(),
+        ),
+        ("# name = \"launch\"\n", "name = \"launch\"\n".to_string()),
+        (
+            "# start = 2026-01-06T14:00:00Z\n",
+            format!("start = {start}\n"),
+        ),
+        ("# end = 2026-01-06T18:00:00Z\n", format!("end = {end}\n")),
+        ("# scale = 3.0\n", "scale = 3.0\n".to_string()),
+    ] {
+        assert!(with.contains(from), "the example shows {from:?}");
+        with = with.replacen(from, &to, 1);
+    }
+    std::fs::write(&scenario, &with).unwrap();
+    let report = dir.path().join("r.html");
+    let timeline = dir.path().join("tl.csv");
+    let out = simulate(
+        &trace,
+        &scenario,
+        &[
+            "--report",
+            report.to_str().unwrap(),
+            "--timeline",
+            timeline.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("<rect class=\"event\"")
+            && html.contains("<title>planned event launch from 2023-11-17T08:13:20Z to 2023-11-17T12:13:20Z</title>"),
+        "{}",
+        &html[..html.len().min(2000)]
+    );
+    let rows = std::fs::read_to_string(&timeline).unwrap();
+    assert!(
+        rows.contains("planned event \"\"launch\"\" from 2023-11-17T08:13:20Z to 2023-11-17T12:13:20Z: demand expected at 3 times the forecast"),
+        "the plans say why"
+    );
+    // Three times the demand expected for four hours costs more than none.
+    let evented = simulate(&trace, &scenario, &["--format", "json"]);
+    std::fs::write(&scenario, &text).unwrap();
+    let plain = simulate(&trace, &scenario, &["--format", "json"]);
+    let cost = |o: &Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["cost_total"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        cost(&evented) > cost(&plain) + 10.0,
+        "{} for {}",
+        cost(&evented),
+        cost(&plain)
+    );
+}
+
+#[test]
 fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
     let (_dir, scenario, trace) = example_and_trace();
     let out = simulate(&trace, &scenario, &["--policy", "magic"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("oracle"));
+
+    // An output over an input: refused, the input kept.
+    let before = std::fs::read(&trace).unwrap();
+    for flag in ["--timeline", "--report"] {
+        let out = simulate(&trace, &scenario, &[flag, trace.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{flag} {} is the file --trace reads: it would be overwritten",
+                trace.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&trace).unwrap(), before);
+    }
+    let out = simulate(&trace, &scenario, &["--report", scenario.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the file --scenario reads"));
 
     std::fs::write(&trace, "timestamp,value\n1,2\n").unwrap();
     let out = simulate(&trace, &scenario, &[]);
