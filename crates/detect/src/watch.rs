@@ -40,6 +40,14 @@ impl Watched {
         self.last_judged = Some(v);
         Some((v, self.detector.score_at(s.ts, v)))
     }
+
+    /// Takes `s` as the latest sample without judging or learning from it (a planned
+    /// event's: see [`SeriesWatch::observe_planned`]).
+    fn pass(&mut self, s: Sample) {
+        if s.value.is_finite() && self.last.is_none_or(|l| s.ts > l.ts) {
+            self.last = Some(s);
+        }
+    }
 }
 
 /// Prefix of the series [`SeriesWatch`]'s findings are stored as, which are not
@@ -230,7 +238,22 @@ impl SeriesWatch {
         samples: &[Sample],
         stored: impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
     ) -> Vec<SeriesAnomaly> {
-        self.judge_stored(key, samples, stored)
+        self.observe_planned(key, samples, stored, |_| false)
+    }
+
+    /// [`SeriesWatch::observe_stored`], with `planned(ts)` saying whether a sample falls
+    /// in a planned event of a workload that reads the series: such a sample was
+    /// announced, so it is neither judged nor learnt from (a launch at 2.5 times the
+    /// usual would otherwise teach the series that such a rise is nothing unusual, and
+    /// an unannounced one hours later would go unreported).
+    pub fn observe_planned(
+        &mut self,
+        key: &SeriesKey,
+        samples: &[Sample],
+        stored: impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
+        planned: impl Fn(TimestampMs) -> bool,
+    ) -> Vec<SeriesAnomaly> {
+        self.judge_planned(key, samples, stored, planned)
             .into_iter()
             .filter(|j| j.verdict == Verdict::Anomaly)
             .map(|j| SeriesAnomaly {
@@ -248,7 +271,19 @@ impl SeriesWatch {
         &mut self,
         key: &SeriesKey,
         samples: &[Sample],
+        stored: impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
+    ) -> Vec<Judged> {
+        self.judge_planned(key, samples, stored, |_| false)
+    }
+
+    /// [`SeriesWatch::judge_stored`] with planned events (see
+    /// [`SeriesWatch::observe_planned`]).
+    pub fn judge_planned(
+        &mut self,
+        key: &SeriesKey,
+        samples: &[Sample],
         mut stored: impl FnMut(TimestampMs, TimestampMs) -> Vec<Sample>,
+        planned: impl Fn(TimestampMs) -> bool,
     ) -> Vec<Judged> {
         let Some(kind) = kind_of(&key.name) else {
             return Vec::new();
@@ -302,7 +337,11 @@ impl SeriesWatch {
             let old = history.len().saturating_sub(HISTORY_SAMPLES);
             history.drain(..old);
             for s in history {
-                w.judge(s);
+                if planned(s.ts) {
+                    w.pass(s);
+                } else {
+                    w.judge(s);
+                }
             }
             // The key is copied once, when the series is first watched, not per write.
             self.series.insert(key.clone(), Box::new(w));
@@ -310,6 +349,10 @@ impl SeriesWatch {
         let w = self.series.get_mut(key).expect("watched above");
         let mut judged = Vec::new();
         for s in fresh {
+            if planned(s.ts) {
+                w.pass(s);
+                continue;
+            }
             let before = w.last_judged;
             let Some((v, score)) = w.judge(s) else {
                 continue;

@@ -49,8 +49,9 @@ impl Default for DemoOptions {
 
 /// The demo's configuration: the default tier catalog and two workloads with different
 /// shapes (the batch job's memory binding more than its CPU), a 5-minute forecast step
-/// and a 1-minute control interval, and no receivers.
-pub fn demo_config(seed: u64) -> Config {
+/// and a 1-minute control interval, and no receivers; the web service has the campaign
+/// of the last of `days` as a planned event (see [`campaign`]).
+pub fn demo_config(seed: u64, days: u32) -> Config {
     let mut c = Config::default();
     c.control.interval_s = 60;
     c.providers.sim.seed = seed;
@@ -85,8 +86,41 @@ pub fn demo_config(seed: u64) -> Config {
     );
     batch.max_spot_share = 0.8;
     batch.sla_quantile = 0.9;
+    web.events = vec![campaign_event(days)];
     c.workloads = vec![web, batch];
     c
+}
+
+/// When the campaign of [`campaign`] starts and ends, on the last of `days`.
+fn campaign_window(days: u32) -> (TimestampMs, TimestampMs) {
+    let day = DEMO_START_MS + (i64::from(days.max(1)) - 1) * 86_400_000;
+    (day + 10 * 3_600_000, day + 12 * 3_600_000)
+}
+
+/// The web team's campaign, announced ahead: on the demo's last day from 10:00 to 12:00
+/// UTC, demand is expected at 2.5 times the usual.
+pub fn campaign_event(days: u32) -> prescale_core::PlannedEvent {
+    let (start, end) = campaign_window(days);
+    prescale_core::PlannedEvent {
+        name: "campaign".into(),
+        start: prescale_core::EventTime(start),
+        end: prescale_core::EventTime(end),
+        scale: 2.5,
+        min_demand: None,
+    }
+}
+
+/// The campaign's effect on the web service's demand: 2.5 times the usual from 10:00 to
+/// 12:00 UTC on the demo's last day (a campaign email lands, all at once), as announced
+/// ([`campaign_event`]); as large as the flash crowd that follows at 14:00, but prescale
+/// was told.
+fn campaign(days: u32, now: TimestampMs) -> f64 {
+    let (start, end) = campaign_window(days);
+    if (start..end).contains(&now) {
+        2.5
+    } else {
+        1.0
+    }
 }
 
 /// What each workload's deployment requests without prescale, as a team sizes a fixed
@@ -361,7 +395,7 @@ pub fn run_demo(
         for (name, dim, g) in gens.iter_mut() {
             let mut d = g.next(now);
             if name == "web" {
-                d *= flash_crowd(opts.days, now);
+                d *= flash_crowd(opts.days, now) * campaign(opts.days, now);
             }
             append(
                 &store,
@@ -476,13 +510,36 @@ mod tests {
     use super::*;
     use prescale_store::{Durability, Store};
 
-    fn engine(dir: &std::path::Path, seed: u64) -> Engine<SimCloud> {
-        let c = demo_config(seed);
+    fn engine(dir: &std::path::Path, seed: u64, days: u32) -> Engine<SimCloud> {
+        let c = demo_config(seed, days);
         let store = Store::open(dir, Durability::Buffered).unwrap();
         let sim = SimCloud::new(&c.tiers, seed);
         let mut e = Engine::from_config(&c, 0, store, sim);
         e.set_persist_status(false);
         e
+    }
+
+    #[test]
+    fn the_announced_campaign_raises_the_web_demand_on_the_last_morning() {
+        let at = |day: i64, h: i64, m: i64| {
+            DEMO_START_MS + day * 86_400_000 + h * 3_600_000 + m * MINUTE_MS
+        };
+        assert_eq!(campaign(7, at(6, 9, 59)), 1.0);
+        assert_eq!(campaign(7, at(6, 10, 0)), 2.5);
+        assert_eq!(campaign(7, at(6, 11, 59)), 2.5);
+        assert_eq!(campaign(7, at(6, 12, 0)), 1.0);
+        assert_eq!(campaign(7, at(5, 11, 0)), 1.0);
+        // As announced in the web service's configuration.
+        let web = &demo_config(1, 7).workloads[0];
+        assert_eq!(web.events, vec![campaign_event(7)]);
+        assert_eq!(
+            (
+                web.events[0].start.0,
+                web.events[0].end.0,
+                web.events[0].scale
+            ),
+            (at(6, 10, 0), at(6, 12, 0), 2.5)
+        );
     }
 
     #[test]
@@ -513,7 +570,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let d1 = tempfile::tempdir().unwrap();
         let a = run_demo(
-            &mut engine(d1.path(), 9),
+            &mut engine(d1.path(), 9, 1),
             &opts,
             &stop,
             |_, _| {},
@@ -522,7 +579,7 @@ mod tests {
         .unwrap();
         let d2 = tempfile::tempdir().unwrap();
         let b = run_demo(
-            &mut engine(d2.path(), 9),
+            &mut engine(d2.path(), 9, 1),
             &opts,
             &stop,
             |_, _| {},

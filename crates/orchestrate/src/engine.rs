@@ -182,7 +182,8 @@ pub struct WorkloadStatus {
     /// The operator's pause in force ([`Engine::pause`]).
     #[serde(default)]
     pub paused: Option<Pause>,
-    /// The workload's planned events not over at the last pass, as configured.
+    /// The workload's planned events, as configured (those over too, for charts of the
+    /// days they were on).
     #[serde(default)]
     pub events: Vec<prescale_core::PlannedEvent>,
 }
@@ -1796,12 +1797,7 @@ impl<P: Provider> Engine<P> {
         if added > 0 {
             s.refit = true;
         }
-        s.status.events =
-            s.w.events
-                .iter()
-                .filter(|e| e.end.0 > now)
-                .cloned()
-                .collect();
+        s.status.events = s.w.events.clone();
         s.status.history_steps = s.buckets.len();
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);

@@ -1226,7 +1226,7 @@ fn demo_cmd(
         ))
         .into());
     }
-    let mut cfg = demo_config(seed);
+    let mut cfg = demo_config(seed, days);
     apply_overrides(&mut cfg, &overrides);
     // The demo writes its own history: it needs a fresh directory.
     let _temp;

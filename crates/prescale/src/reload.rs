@@ -387,6 +387,7 @@ impl Reloading {
         }
         // With `enabled` changed the watch stays as it is (pending_restart says so).
         self.state.anomalies.reconfigure(&new.detect);
+        self.state.anomalies.set_planned(&new.workloads);
         self.state.set_managed(Managed::of(&new));
         if let Some(loops) = loops {
             for h in self.scrapes.drain(..) {

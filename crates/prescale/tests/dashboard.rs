@@ -122,6 +122,19 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             && (crowd..crowd + 180.0).contains(&a["time"].as_f64().unwrap())),
         "{watch}"
     );
+    // The campaign that morning, as large but announced (a planned event), is not; the
+    // web section shades it on its chart.
+    let campaign = crowd - 4.0 * 3600.0;
+    assert!(
+        !listed.iter().any(|a| a["labels"]["workload"] == "web"
+            && (campaign..campaign + 7200.0).contains(&a["time"].as_f64().unwrap())),
+        "{watch}"
+    );
+    assert!(
+        sections[0].contains("<rect class=\"event\"") && sections[0].contains(">campaign</text>"),
+        "{}",
+        &sections[0][..sections[0].len().min(2000)]
+    );
     // A row per event, as the API groups them: the batch job's CPU and memory moving
     // together are one.
     let grouped = json(

@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prescale_core::config::DetectConfig;
-use prescale_core::{Sample, SeriesKey, SeriesMatch, TimestampMs};
+use prescale_core::{Demand, Sample, Selector, SeriesKey, SeriesMatch, TimestampMs, Workload};
 use prescale_detect::watch::{kind_of, Kind};
 use prescale_detect::{SeriesAnomaly, SeriesWatch};
 use prescale_store::{AppendReport, Store, StoreError};
@@ -59,6 +59,9 @@ pub struct Anomalies {
 
 struct Inner {
     watch: Option<Mutex<SeriesWatch>>,
+    /// The workloads' planned events, by the series their demand reads: what scores as
+    /// an anomaly there was announced ([`Anomalies::set_planned`]).
+    planned: std::sync::RwLock<Vec<Planned>>,
     /// `[detect] match`: the series watched (empty: all); a reload may change it.
     picked: std::sync::RwLock<Vec<SeriesMatch>>,
     store: Store,
@@ -66,6 +69,9 @@ struct Inner {
     /// The watch's counts after the last batch judged ([`Anomalies::stats`]).
     counts: Mutex<WatchStats>,
 }
+
+/// The series a workload's demand reads, and its planned events' windows.
+type Planned = (Selector, Vec<(TimestampMs, TimestampMs)>);
 
 /// `[detect] match`'s selectors (each was checked when the configuration was read).
 fn picked(cfg: &DetectConfig) -> Vec<SeriesMatch> {
@@ -97,6 +103,7 @@ impl Anomalies {
         });
         let inner = Arc::new(Inner {
             watch,
+            planned: Default::default(),
             // Each was checked when the configuration was read.
             picked: std::sync::RwLock::new(picked(cfg)),
             store,
@@ -132,6 +139,27 @@ impl Anomalies {
             queue,
             pending,
         }
+    }
+
+    /// Takes the planned events of `workloads` (at start and at each reload): a sample
+    /// of a series a workload's demand, or one of its dimensions, reads that falls in
+    /// one of its events is neither judged nor learnt from (the team announced it; see
+    /// [`SeriesWatch::observe_planned`]).
+    pub fn set_planned(&self, workloads: &[Workload]) {
+        let mut planned = Vec::new();
+        for w in workloads.iter().filter(|w| !w.events.is_empty()) {
+            let windows: Vec<(TimestampMs, TimestampMs)> =
+                w.events.iter().map(|e| (e.start.0, e.end.0)).collect();
+            let reads = std::iter::once(w.demand.as_str())
+                .chain(w.dimensions.values().map(|d| d.series.as_str()));
+            for expr in reads {
+                // Each was checked when the configuration was read.
+                if let Ok(d) = Demand::parse(expr) {
+                    planned.push((d.selector().clone(), windows.clone()));
+                }
+            }
+        }
+        *self.inner.planned.write().expect("planned lock") = planned;
     }
 
     /// Takes a reloaded `[detect]`'s threshold, `max_series` and `match`, keeping what
@@ -266,8 +294,20 @@ impl Inner {
         let mut found = Vec::new();
         {
             let mut w = watch.lock().expect("anomaly watch lock");
+            let planned = self.planned.read().expect("planned lock");
             for (key, samples) in batch {
-                found.extend(w.observe_stored(key, samples, |a, b| self.stored(key, a, b)));
+                let windows: Vec<(TimestampMs, TimestampMs)> = planned
+                    .iter()
+                    .filter(|(sel, _)| sel.matches(key))
+                    .flat_map(|(_, w)| w.iter().copied())
+                    .collect();
+                let in_event = |ts: TimestampMs| windows.iter().any(|&(a, b)| a <= ts && ts < b);
+                found.extend(w.observe_planned(
+                    key,
+                    samples,
+                    |a, b| self.stored(key, a, b),
+                    in_event,
+                ));
             }
             let mut counts = self.counts.lock().expect("counts lock");
             counts.watched = w.watched();
@@ -704,6 +744,65 @@ mod tests {
             judged: "value",
             before: None,
         }
+    }
+
+    #[test]
+    fn a_planned_events_demand_is_neither_reported_nor_learnt_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), prescale_store::Durability::Buffered).unwrap();
+        let a = Anomalies::new(&DetectConfig::default(), store.clone());
+        // The web workload announced a launch over samples 600 to 640 (15 s apart);
+        // the same rise to 2.5 times comes again, unannounced, at 800, and on a database
+        // no workload reads, at both.
+        let mut w = prescale_core::config::Config::default().workloads[0].clone();
+        w.name = "web".into();
+        w.demand = r#"sum(demand_cores{job="web"}) * 2"#.into();
+        w.events = vec![prescale_core::PlannedEvent {
+            name: "launch".into(),
+            start: prescale_core::EventTime(600 * 15_000),
+            end: prescale_core::EventTime(640 * 15_000),
+            scale: 2.5,
+            min_demand: None,
+        }];
+        a.set_planned(&[w]);
+        let found = |job: &str| -> Vec<i64> {
+            let key = SeriesKey::metric("demand_cores")
+                .unwrap()
+                .with_label("job", job.to_string());
+            let mut at = Vec::new();
+            for i in 0..1000i64 {
+                let wobble = ((i as f64 * 0.7).sin() + (i as f64 * 1.3).cos()) / 2.0;
+                let rise = (600..640).contains(&i) || (800..820).contains(&i);
+                let value = (10.0 + wobble) * if rise { 2.5 } else { 1.0 };
+                let samples = vec![Sample {
+                    ts: i * 15_000,
+                    value,
+                }];
+                let reports = store
+                    .append_many(&[(key.clone(), samples.clone())])
+                    .unwrap();
+                at.extend(
+                    a.observe(&[(key.clone(), samples)], &reports)
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.ts / 15_000),
+                );
+            }
+            at
+        };
+        let web = found("web");
+        assert!(!web.iter().any(|i| (600..640).contains(i)), "{web:?}");
+        assert!(web.iter().any(|i| (800..820).contains(i)), "{web:?}");
+        let db = found("db");
+        assert!(db.iter().any(|i| (600..640).contains(i)), "{db:?}");
+        assert_eq!(
+            a.stats().unwrap().scored,
+            2 * 1000 - 40,
+            "the launch is not scored"
+        );
+        // A reload without the event watches it again.
+        a.set_planned(&[]);
+        assert!(a.inner.planned.read().unwrap().is_empty());
     }
 
     #[test]

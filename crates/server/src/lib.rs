@@ -372,6 +372,7 @@ impl AppState {
         let targets = static_targets(&cfg.sources.scrape, |_| true);
         let metadata = Metadata::load(store.clone())?;
         let anomalies = anomalies::Anomalies::new(&cfg.detect, store.clone());
+        anomalies.set_planned(&cfg.workloads);
         Ok(Self {
             store,
             status,
@@ -1567,7 +1568,8 @@ pub fn render_metrics(st: &AppState) -> String {
     let (mut event_start, mut event_end) = (Vec::new(), Vec::new());
     for (name, w) in &status.workloads {
         let n = esc(name);
-        for e in &w.events {
+        let now = status.last_tick.unwrap_or(i64::MIN);
+        for e in w.events.iter().filter(|e| e.end.0 > now) {
             let labels = format!("{{workload=\"{n}\",event=\"{}\"}}", esc(&e.name));
             event_start.push((labels.clone(), e.start.0 as f64 / 1000.0));
             event_end.push((labels, e.end.0 as f64 / 1000.0));
