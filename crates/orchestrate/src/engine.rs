@@ -4133,6 +4133,66 @@ mod tests {
     }
 
     #[test]
+    fn a_reloaded_planned_event_is_asked_for_ahead_and_let_go_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store, c, at) = host_engine(dir.path(), |_| {});
+        let pass = |e: &mut Engine<SimCloud>, ms: std::ops::Range<i64>| -> Vec<u32> {
+            ms.map(|m| {
+                at(m, 10.0);
+                e.tick((m + 1) * 60_000).unwrap();
+                let plan = e.status_handle().read().unwrap().workloads["host"]
+                    .plan
+                    .clone();
+                plan.map_or(0, |p| p.target.values().sum())
+            })
+            .collect()
+        };
+        let usual = *pass(&mut e, 0..120).last().unwrap();
+        // Told by a reload of a launch from minute 140 to 150 needing 100 vCPU at least.
+        let mut n = c.clone();
+        n.workloads[0].events = vec![prescale_core::PlannedEvent {
+            name: "launch".into(),
+            start: prescale_core::EventTime(140 * 60_000),
+            end: prescale_core::EventTime(150 * 60_000),
+            scale: 1.0,
+            min_demand: Some(100.0),
+        }];
+        let r = e.reconfigure(
+            n.tiers.clone(),
+            n.workloads.clone(),
+            60_000,
+            SimCloud::new(&n.tiers, 1),
+            120 * 60_000 + 1,
+        );
+        assert_eq!(r.changed, ["host"]);
+        let d = store.decisions(Some("host"), 10).unwrap();
+        assert!(
+            d.iter()
+                .any(|d| d.reason.starts_with("configuration reloaded (events)")),
+            "{d:?}"
+        );
+        // 100 vCPU at the 80% target on 4 vCPU instances: 32 at least, from the slowest
+        // tier's 90th-percentile lead time (450 s) and a pass before it starts.
+        let planned = pass(&mut e, 120..160);
+        let first = planned.iter().position(|&n| n >= 32).unwrap() as i64 + 121;
+        assert!(
+            (131..=133).contains(&first),
+            "from minute {first}: {planned:?}"
+        );
+        assert!(planned[..(first - 121) as usize]
+            .iter()
+            .all(|&n| n == usual));
+        // Over at 150: the plan lets go (the window counts from the event's end).
+        assert!(planned[35..].iter().all(|&n| n == usual), "{planned:?}");
+        let reason = e.status_handle().read().unwrap().workloads["host"]
+            .plan
+            .clone()
+            .unwrap()
+            .reason;
+        assert!(!reason.contains("planned event"), "{reason}");
+    }
+
+    #[test]
     fn a_workload_shrinks_no_faster_than_its_scale_down_max_share() {
         let dir = tempfile::tempdir().unwrap();
         let (mut e, store, _, at) = host_engine(dir.path(), |w| w.scale_down_max_share = 0.1);
