@@ -216,23 +216,18 @@ fn spot_within_capacity_share(
     capacity
 }
 
-/// The slowest tier's median lead time, in milliseconds.
-fn max_lead_ms(tiers: &[&Tier]) -> i64 {
+/// The slowest tier's lead time by `lead` (in seconds), in milliseconds.
+fn slowest_ms(tiers: &[&Tier], lead: impl Fn(&Tier) -> u64) -> i64 {
     tiers
         .iter()
-        .map(|t| t.lead_time_s as i64 * 1000)
+        .map(|t| lead(t) as i64 * 1000)
         .max()
         .unwrap_or(0)
 }
 
-/// The slowest tier's 90th-percentile lead time, in milliseconds: how long before a
-/// planned event's start its capacity is asked for.
-fn max_lead_p90_ms(tiers: &[&Tier]) -> i64 {
-    tiers
-        .iter()
-        .map(|t| t.lead_time_p90() as i64 * 1000)
-        .max()
-        .unwrap_or(0)
+/// The slowest tier's median lead time, in milliseconds.
+fn max_lead_ms(tiers: &[&Tier]) -> i64 {
+    slowest_ms(tiers, |t| t.lead_time_s)
 }
 
 /// The largest `scale` of the planned events among `events` that the step from `ts`
@@ -288,9 +283,10 @@ fn in_window(
             || (ts < event_end && events.iter().any(|e| e.overlaps(ts, ts + f.step_ms))))
 }
 
-/// The end of the window of [`in_window`] for planned events.
+/// The end of the window of [`in_window`] for planned events: the slowest tier's
+/// 90th-percentile lead time and a pass ahead.
 fn event_window_end(tiers: &[&Tier], now: TimestampMs, interval_ms: i64) -> TimestampMs {
-    now + max_lead_p90_ms(tiers) + interval_ms
+    now + slowest_ms(tiers, Tier::lead_time_p90) + interval_ms
 }
 
 /// Plans a workload from its forecast.
