@@ -519,11 +519,13 @@ mod tests {
         e
     }
 
+    /// Day `day` of the demo (from 0), at `h`:`m` UTC.
+    fn at(day: i64, h: i64, m: i64) -> TimestampMs {
+        DEMO_START_MS + day * 86_400_000 + h * 3_600_000 + m * MINUTE_MS
+    }
+
     #[test]
     fn the_announced_campaign_raises_the_web_demand_on_the_last_morning() {
-        let at = |day: i64, h: i64, m: i64| {
-            DEMO_START_MS + day * 86_400_000 + h * 3_600_000 + m * MINUTE_MS
-        };
         assert_eq!(campaign(7, at(6, 9, 59)), 1.0);
         assert_eq!(campaign(7, at(6, 10, 0)), 2.5);
         assert_eq!(campaign(7, at(6, 11, 59)), 2.5);
@@ -544,9 +546,6 @@ mod tests {
 
     #[test]
     fn the_flash_crowd_comes_once_on_the_last_day() {
-        let at = |day: i64, h: i64, m: i64| {
-            DEMO_START_MS + day * 86_400_000 + h * 3_600_000 + m * MINUTE_MS
-        };
         // A week: Sunday 14:00 to 14:20, rising over 3 minutes to 2.5 times.
         assert_eq!(flash_crowd(7, at(6, 13, 59)), 1.0);
         assert_eq!(flash_crowd(7, at(6, 14, 0)), 1.0);

@@ -1183,6 +1183,14 @@ mod tests {
         (c.workloads[0].clone(), c.tiers.clone())
     }
 
+    /// The effective capacity plan `p` asks for of `tiers`.
+    fn capacity(p: &Plan, tiers: &[Tier]) -> f64 {
+        tiers
+            .iter()
+            .map(|t| p.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity())
+            .sum()
+    }
+
     fn flat_forecast(levels_values: Vec<f64>, steps: usize) -> Forecast {
         let levels = vec![0.5, 0.95];
         Forecast::new(
@@ -1238,14 +1246,7 @@ mod tests {
             "the steps from minute 8 to 20"
         );
         assert_eq!(g.values[7], vec![30.0, 36.0]);
-        let cap = |p: &Plan| -> f64 {
-            tiers
-                .iter()
-                .map(|t| {
-                    p.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
-                })
-                .sum()
-        };
+        let cap = |p: &Plan| capacity(p, &tiers);
         let usual = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[]);
         // At 0, the median lead time's window ends at 6 minutes: the event's first step
         // (at 8) is within the 90th percentile's (7.5 minutes), so it is asked for now.
@@ -1354,14 +1355,7 @@ mod tests {
             glitches: None,
         };
         let held = plan_dimensions(&w, &tiers, &f, &[], 0, 60_000, &[floor(24.0)]);
-        let cap = |p: &Plan| -> f64 {
-            tiers
-                .iter()
-                .map(|t| {
-                    p.target.get(&t.name).copied().unwrap_or(0) as f64 * t.effective_capacity()
-                })
-                .sum()
-        };
+        let cap = |p: &Plan| capacity(p, &tiers);
         assert!(
             cap(&free) < 24.0 / w.target_utilization,
             "{:?}",
