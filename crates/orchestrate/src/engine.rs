@@ -1979,7 +1979,7 @@ impl<P: Provider> Engine<P> {
         let events = |f: Option<&Forecast>| {
             f.map(|f| prescale_plan::with_events(f, &s.w.events).unwrap_or_else(|| f.clone()))
         };
-        let base = events(base.as_ref());
+        let base = base.map(|f| prescale_plan::with_events(&f, &s.w.events).unwrap_or(f));
         let extra_base: Vec<Option<Forecast>> = s
             .extras
             .iter()

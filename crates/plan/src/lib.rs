@@ -246,15 +246,20 @@ pub fn event_scale(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64) -> Op
 /// forecast before bringing it up to date, so the errors they correct by are against
 /// what was expected of the event, and one that comes as expected is not counted twice.
 pub fn with_events(f: &Forecast, events: &[PlannedEvent]) -> Option<Forecast> {
-    let mut g = f.clone();
-    let mut any = false;
-    for (i, row) in g.values.iter_mut().enumerate() {
-        if let Some(k) = event_scale(events, f.step_time(i), f.step_ms).filter(|k| *k != 1.0) {
-            row.iter_mut().for_each(|v| *v *= k);
-            any = true;
-        }
+    let scales: Vec<(usize, f64)> = (0..f.horizon())
+        .filter_map(|i| {
+            let k = event_scale(events, f.step_time(i), f.step_ms)?;
+            (k != 1.0).then_some((i, k))
+        })
+        .collect();
+    if scales.is_empty() {
+        return None;
     }
-    any.then_some(g)
+    let mut g = f.clone();
+    for (i, k) in scales {
+        g.values[i].iter_mut().for_each(|v| *v *= k);
+    }
+    Some(g)
 }
 
 /// Observed demand `v` of the step from `ts` as it would have been without the planned
