@@ -313,6 +313,15 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             std::fs::write(path, html)
                 .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
         }
+        // What telling prescale of its planned events was worth: predictive without them.
+        let n_events = scenario.workload.events.len();
+        let mut unplanned = None;
+        if n_events > 0 && reports.iter().any(|r| r.policy == Policy::Predictive) {
+            let mut s = scenario.clone();
+            s.workload.events.clear();
+            let run = (&trace, &s, Policy::Predictive, a.seed);
+            unplanned = Some(with_progress(run, None, "predictive, no events")?);
+        }
         match a.format {
             SimFormat::Json => {
                 let mut all: Vec<serde_json::Value> = reports
@@ -320,12 +329,29 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                     .map(|r| serde_json::to_value(r).expect("serialisable"))
                     .collect();
                 all.extend(matched.as_ref().map(matched_json));
+                all.extend(unplanned.as_ref().map(|r| {
+                    let mut v = serde_json::to_value(r).expect("serialisable");
+                    v["planned_events_left_out"] = n_events.into();
+                    v
+                }));
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&all).expect("serialisable")
                 )
             }
-            SimFormat::Table => print!("{}", comparison(&reports, matched.as_ref())),
+            SimFormat::Table => {
+                print!("{}", comparison(&reports, matched.as_ref()));
+                let p = reports.iter().find(|r| r.policy == Policy::Predictive);
+                if let (Some(u), Some(p)) = (&unplanned, p) {
+                    println!(
+                        "Without its {n_events} planned event(s), predictive would cost ${:.2} and be short {:.0} min: telling it saved ${:.2} and {:.0} min",
+                        u.cost_total,
+                        u.underprovisioned_minutes,
+                        u.cost_total - p.cost_total,
+                        u.underprovisioned_minutes - p.underprovisioned_minutes
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -246,6 +246,20 @@ fn a_scenarios_planned_event_is_replayed_explained_and_drawn() {
         rows.contains("planned event \"\"launch\"\" from 2023-11-17T08:13:20Z to 2023-11-17T12:13:20Z: demand expected at 3 times the forecast"),
         "the plans say why"
     );
+    // Compared with all the policies, it says what telling prescale was worth: here
+    // nothing happened, so the event cost money and saved no minute.
+    let out = simulate(&trace, &scenario, &["--policy", "all"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Without its 1 planned event(s), predictive would cost $")
+            && shown.contains(" min: telling it saved $-"),
+        "{shown}"
+    );
+    let out = simulate(&trace, &scenario, &["--policy", "all", "--format", "json"]);
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let left_out = all.last().unwrap();
+    assert_eq!(left_out["planned_events_left_out"], 1, "{left_out}");
+    assert_eq!(left_out["policy"], "predictive");
     // Three times the demand expected for four hours costs more than none.
     let evented = simulate(&trace, &scenario, &["--format", "json"]);
     std::fs::write(&scenario, &text).unwrap();
