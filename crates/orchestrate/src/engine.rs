@@ -348,6 +348,8 @@ struct WState {
     planned_from: Option<Forecast>,
     /// The operator's pause in force at the last pass ([`Engine::pause`]).
     pause: Option<Pause>,
+    /// When the last pass ran, for the planned events that began or ended since.
+    last_pass: Option<TimestampMs>,
 }
 
 impl WState {
@@ -405,6 +407,7 @@ impl WState {
             record: Record::default(),
             planned_from: None,
             pause: None,
+            last_pass: None,
             cover,
             leads,
             w,
@@ -1741,6 +1744,37 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
+    /// Logs, as `config` decisions, the planned events of state `i` that began or ended
+    /// since its last pass (none at its first: what came before it is not news).
+    fn log_events(&mut self, i: usize, now: TimestampMs) -> Result<(), StoreError> {
+        let s = &mut self.states[i];
+        let since = s.last_pass.replace(now);
+        let Some(since) = since else {
+            return Ok(());
+        };
+        let crossed = |t: TimestampMs| since < t && t <= now;
+        let mut said = Vec::new();
+        for e in &s.w.events {
+            let span = format!("from {} to {}", format_ts(e.start.0), format_ts(e.end.0));
+            if crossed(e.start.0) && !crossed(e.end.0) {
+                said.push(format!(
+                    "planned event \"{}\" began ({span}): plans cover the demand it expects",
+                    e.name
+                ));
+            } else if crossed(e.end.0) {
+                said.push(format!(
+                    "planned event \"{}\" ended ({span}): plans follow the forecast again, and do not hold on to its demand",
+                    e.name
+                ));
+            }
+        }
+        let name = s.w.name.clone();
+        for reason in said {
+            self.log_config(&name, now, reason)?;
+        }
+        Ok(())
+    }
+
     fn hold(
         &mut self,
         i: usize,
@@ -1771,6 +1805,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
         let pause = self.pause_in_force(i, now)?;
+        self.log_events(i, now)?;
         let (added, observed) = self.ingest(i, now)?;
         self.ingest_extras(i, now)?;
         let so_far = self.in_progress(i, now)?;
@@ -4184,6 +4219,23 @@ mod tests {
             .all(|&n| n == usual));
         // Over at 150: the plan lets go (the window counts from the event's end).
         assert!(planned[35..].iter().all(|&n| n == usual), "{planned:?}");
+        // Its beginning and end are in the decision log, each once, when they came.
+        let config: Vec<(i64, String)> = store
+            .decisions(Some("host"), 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
+            .map(|d| (d.at / 60_000, d.reason))
+            .collect();
+        assert_eq!(config.len(), 2, "{config:?}");
+        let began = config.iter().find(|(_, r)| r.contains("began")).unwrap();
+        let ended = config.iter().find(|(_, r)| r.contains("ended")).unwrap();
+        assert_eq!(began.0, 140, "the first pass at or after its start");
+        assert_eq!(ended.0, 150);
+        assert_eq!(
+            began.1,
+            "planned event \"launch\" began (from 1970-01-01T02:20:00Z to 1970-01-01T02:30:00Z): plans cover the demand it expects"
+        );
         let reason = e.status_handle().read().unwrap().workloads["host"]
             .plan
             .clone()
