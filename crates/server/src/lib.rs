@@ -1566,9 +1566,9 @@ pub fn render_metrics(st: &AppState) -> String {
     let mut binding = Vec::new();
     let (mut paused, mut paused_until) = (Vec::new(), Vec::new());
     let (mut event_start, mut event_end) = (Vec::new(), Vec::new());
+    let now = status.last_tick.unwrap_or(i64::MIN);
     for (name, w) in &status.workloads {
         let n = esc(name);
-        let now = status.last_tick.unwrap_or(i64::MIN);
         for e in w.events.iter().filter(|e| e.end.0 > now) {
             let labels = format!("{{workload=\"{n}\",event=\"{}\"}}", esc(&e.name));
             event_start.push((labels.clone(), e.start.0 as f64 / 1000.0));
