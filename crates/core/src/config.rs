@@ -1775,6 +1775,15 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
 /// `min_demand`, or a different workload.
 pub const MAX_EVENT_SCALE: f64 = 100.0;
 
+/// Checks one planned event on its own (as the API takes one): `Err((field, what is
+/// wrong))`, the field as the configuration names it (`end`, `scale`, ...).
+pub fn validate_event(e: &crate::model::PlannedEvent) -> Result<(), (String, String)> {
+    validate_events(std::slice::from_ref(e)).map_err(|(k, m)| {
+        let field = k.strip_prefix("events[0].").unwrap_or(&k).to_string();
+        (field, m)
+    })
+}
+
 /// Checks a workload's planned events: `Err((key, what is wrong))` for the first bad one.
 fn validate_events(events: &[crate::model::PlannedEvent]) -> Result<(), (String, String)> {
     let mut names = BTreeSet::new();

@@ -39,8 +39,10 @@ use crate::provider::Provider;
 use crate::reconcile::{reconcile, surged, ShrinkLimit, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
+mod events;
 mod pause;
 mod unmanaged;
+pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, MAX_DECLARED};
 pub use pause::{PauseError, PAUSED_SERIES, PAUSE_PATH, RESUME_PATH};
 pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
 
@@ -182,10 +184,14 @@ pub struct WorkloadStatus {
     /// The operator's pause in force ([`Engine::pause`]).
     #[serde(default)]
     pub paused: Option<Pause>,
-    /// The workload's planned events, as configured (those over too, for charts of the
-    /// days they were on).
+    /// The workload's planned events, as configured and then as declared through the
+    /// API ([`Engine::declare_event`]); those over too, for charts of the days they
+    /// were on.
     #[serde(default)]
     pub events: Vec<prescale_core::PlannedEvent>,
+    /// The names of those of `events` declared through the API.
+    #[serde(default)]
+    pub declared: Vec<String>,
 }
 
 /// One of a workload's other dimensions at the last plan: its demand, in the tiers'
@@ -348,8 +354,13 @@ struct WState {
     planned_from: Option<Forecast>,
     /// The operator's pause in force at the last pass ([`Engine::pause`]).
     pause: Option<Pause>,
-    /// When the last pass ran, for the planned events that began or ended since.
+    /// When the last pass ran, for the planned events that began or ended since: this
+    /// replica's, or before its first pass, the one its store or the holder it took the
+    /// lease over from last made.
     last_pass: Option<TimestampMs>,
+    /// Planned events declared through the API ([`Engine::declare_event`]), beside
+    /// those `w` configures (no name in both).
+    declared: Vec<prescale_core::PlannedEvent>,
 }
 
 impl WState {
@@ -408,10 +419,37 @@ impl WState {
             planned_from: None,
             pause: None,
             last_pass: None,
+            declared: Vec::new(),
             cover,
             leads,
             w,
         }
+    }
+}
+
+impl WState {
+    /// The workload's planned events: those configured, then those declared.
+    fn events(&self) -> std::borrow::Cow<'_, [prescale_core::PlannedEvent]> {
+        if self.declared.is_empty() {
+            std::borrow::Cow::Borrowed(&self.w.events)
+        } else {
+            std::borrow::Cow::Owned(
+                self.w
+                    .events
+                    .iter()
+                    .chain(&self.declared)
+                    .cloned()
+                    .collect(),
+            )
+        }
+    }
+
+    /// Puts `declared` in force as the events declared through the API, in the status
+    /// too.
+    fn set_declared(&mut self, declared: Vec<prescale_core::PlannedEvent>) {
+        self.declared = declared;
+        self.status.events = self.events().into_owned();
+        self.status.declared = self.declared.iter().map(|e| e.name.clone()).collect();
     }
 }
 
@@ -1119,6 +1157,9 @@ impl<P: Provider> Engine<P> {
                 s.status.spend = Some(*h);
                 taken.push((s.w.name.clone(), *h));
             }
+            // The holder's last pass (its spending's time), for the planned events that
+            // began or ended since: those before, it logged, and this replica copied.
+            s.last_pass = s.last_pass.max(Some(h.at));
         }
         let mut st = self.status.write().expect("status lock");
         for s in &self.states {
@@ -1217,8 +1258,11 @@ impl<P: Provider> Engine<P> {
                 ));
                 self.generations += 1;
                 let mut fresh = WState::new(&tiers, w, self.generations);
-                // This month's spending carries over, as over a restart.
+                // This month's spending carries over, as over a restart, and so does
+                // when its last pass ran, for its planned events.
                 fresh.status.spend = s.status.spend.take();
+                fresh.last_pass = s.last_pass;
+                fresh.set_declared(std::mem::take(&mut s.declared));
                 self.states.push(fresh);
                 continue;
             }
@@ -1287,6 +1331,19 @@ impl<P: Provider> Engine<P> {
         self.tiers = tiers;
         self.interval_ms = interval_ms;
         self.provider = provider;
+        // Events declared through the API: an added workload's as stored (from when it
+        // was configured before), and none the configuration now names.
+        for i in 0..self.states.len() {
+            let name = self.states[i].w.name.clone();
+            let kept = if r.added.contains(&name) {
+                self.restore_declared(i, now)
+            } else {
+                self.leave_out_configured(i, now)
+            };
+            if let Err(e) = kept {
+                tracing::warn!("reload: {name}: the planned events declared through the API are not stored: {e}");
+            }
+        }
         // What changed is in force whether or not the log takes it.
         for (workload, reason) in notes {
             let d = Decision {
@@ -1745,27 +1802,39 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Logs, as `config` decisions, the planned events of state `i` that began or ended
-    /// since its last pass (none at its first: what came before it is not news).
+    /// since its last pass, those while no pass ran too (prescale was stopped, or no
+    /// replica held the lease), saying so. Nothing at the very first pass of a workload:
+    /// what came before it is not news.
     fn log_events(&mut self, i: usize, now: TimestampMs) -> Result<(), StoreError> {
+        let interval = self.interval_ms;
         let s = &mut self.states[i];
         let since = s.last_pass.replace(now);
         let Some(since) = since else {
             return Ok(());
         };
         let crossed = |t: TimestampMs| since < t && t <= now;
+        // A gap of more than two passes is one no pass ran in.
+        let unseen = if now - since > 2 * interval {
+            format!(" while no pass ran (the last was at {})", format_ts(since))
+        } else {
+            String::new()
+        };
         let mut said = Vec::new();
-        for e in &s.w.events {
+        for e in s.events().iter() {
             let span = format!("from {} to {}", format_ts(e.start.0), format_ts(e.end.0));
-            if crossed(e.start.0) && !crossed(e.end.0) {
-                said.push(format!(
-                    "planned event \"{}\" began ({span}): plans cover the demand it expects",
-                    e.name
-                ));
-            } else if crossed(e.end.0) {
-                said.push(format!(
-                    "planned event \"{}\" ended ({span}): plans follow the forecast again, and do not hold on to its demand",
-                    e.name
-                ));
+            let name = &e.name;
+            let over = "plans follow the forecast again, and do not hold on to its demand";
+            match (crossed(e.start.0), crossed(e.end.0)) {
+                (true, false) => said.push(format!(
+                    "planned event \"{name}\" began ({span}){unseen}: plans cover the demand it expects"
+                )),
+                (true, true) => said.push(format!(
+                    "planned event \"{name}\" began and ended ({span}){unseen}: {over}"
+                )),
+                (false, true) => {
+                    said.push(format!("planned event \"{name}\" ended ({span}){unseen}: {over}"))
+                }
+                (false, false) => {}
             }
         }
         let name = s.w.name.clone();
@@ -1805,6 +1874,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
         let pause = self.pause_in_force(i, now)?;
+        self.forget_old_events(i, now)?;
         self.log_events(i, now)?;
         let (added, observed) = self.ingest(i, now)?;
         self.ingest_extras(i, now)?;
@@ -1832,7 +1902,7 @@ impl<P: Provider> Engine<P> {
         if added > 0 {
             s.refit = true;
         }
-        s.status.events = s.w.events.clone();
+        s.status.events = s.events().into_owned();
         s.status.history_steps = s.buckets.len();
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
@@ -1873,10 +1943,11 @@ impl<P: Provider> Engine<P> {
 
         if s.refit {
             // What the models learn from: the history without its planned events.
+            let events = s.events().into_owned();
             let y: Vec<f64> = s
                 .buckets
                 .iter()
-                .map(|&(ts, v)| prescale_plan::without_events(&s.w.events, ts, s.step_ms, v))
+                .map(|&(ts, v)| prescale_plan::without_events(&events, ts, s.step_ms, v))
                 .collect();
             if y.len() < 2 {
                 let unmatched = if y.is_empty() {
@@ -1960,7 +2031,7 @@ impl<P: Provider> Engine<P> {
                 let y: Vec<f64> = x
                     .buckets
                     .iter()
-                    .map(|&(ts, v)| prescale_plan::without_events(&s.w.events, ts, s.step_ms, v))
+                    .map(|&(ts, v)| prescale_plan::without_events(&events, ts, s.step_ms, v))
                     .collect();
                 let key = s.key.clone().with_label("dimension", x.dim.name());
                 match baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels) {
@@ -2011,10 +2082,11 @@ impl<P: Provider> Engine<P> {
             source = format!("{source}; {}", sp.describe());
         }
         // What the team expects of its planned events, before the nowcast corrects it.
+        let planned = s.events();
         let events = |f: Option<&Forecast>| {
-            f.map(|f| prescale_plan::with_events(f, &s.w.events).unwrap_or_else(|| f.clone()))
+            f.map(|f| prescale_plan::with_events(f, &planned).unwrap_or_else(|| f.clone()))
         };
-        let base = base.map(|f| prescale_plan::with_events(&f, &s.w.events).unwrap_or(f));
+        let base = base.map(|f| prescale_plan::with_events(&f, &planned).unwrap_or(f));
         let extra_base: Vec<Option<Forecast>> = s
             .extras
             .iter()
@@ -2122,12 +2194,16 @@ impl<P: Provider> Engine<P> {
         }
         // A monthly budget is paced: each hour may spend what is left of it this month
         // over the hours left in the month.
+        // And the plan reads the events declared through the API with those configured.
         let paced;
-        let w = if s.w.budget_per_month.is_some() {
-            let (_, month_end) = month_bounds(now);
-            let spent = s.status.spend.map_or(0.0, |x| x.spent);
+        let w = if s.w.budget_per_month.is_some() || !s.declared.is_empty() {
             let mut w = s.w.clone();
-            w.budget_per_hour = w.hourly_cap(spent, (month_end - now) as f64 / 3_600_000.0);
+            if w.budget_per_month.is_some() {
+                let (_, month_end) = month_bounds(now);
+                let spent = s.status.spend.map_or(0.0, |x| x.spent);
+                w.budget_per_hour = w.hourly_cap(spent, (month_end - now) as f64 / 3_600_000.0);
+            }
+            w.events = s.events().into_owned();
             paced = w;
             &paced
         } else {
@@ -2469,6 +2545,9 @@ impl<P: Provider> Engine<P> {
             }
         }
         self.restore_unmanaged()?;
+        for i in 0..self.states.len() {
+            self.restore_declared(i, now)?;
+        }
         let mut st = self.status.write().expect("status lock");
         st.unmanaged = self.unmanaged.clone();
         for i in 0..self.states.len() {
@@ -2480,9 +2559,13 @@ impl<P: Provider> Engine<P> {
                 .store
                 .get_state::<WorkloadStatus>(&format!("workload/{}", s.w.name))?
             {
-                // This month's spending so far carries over a restart.
+                // This month's spending so far carries over a restart, and its time
+                // is that of the last pass before it, for the planned events that began
+                // or ended while none ran.
                 s.status.spend = ws.spend;
+                s.last_pass = ws.spend.map(|sp| sp.at);
                 ws.paused = s.status.paused.clone();
+                (ws.events, ws.declared) = (s.status.events.clone(), s.status.declared.clone());
                 st.workloads.insert(s.w.name.clone(), ws);
             }
         }
@@ -4242,6 +4325,297 @@ mod tests {
             .unwrap()
             .reason;
         assert!(!reason.contains("planned event"), "{reason}");
+    }
+
+    #[test]
+    fn planned_events_met_while_no_pass_ran_are_logged_when_one_runs_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = |min: i64| min * 60_000;
+        let event = |name: &str, from: i64, to: i64| prescale_core::PlannedEvent {
+            name: name.into(),
+            start: prescale_core::EventTime(m(from)),
+            end: prescale_core::EventTime(m(to)),
+            scale: 2.0,
+            min_demand: None,
+        };
+        let (mut e, store, c, at) = host_engine(dir.path(), |w| {
+            w.events = vec![event("sale", 100, 130), event("launch", 150, 400)];
+        });
+        for min in 0..90 {
+            at(min, 10.0);
+            e.tick(m(min + 1)).unwrap();
+        }
+        drop(e);
+        let logged = |store: &Store| -> Vec<(i64, String)> {
+            let mut d: Vec<(i64, String)> = store
+                .decisions(Some("host"), 5000)
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
+                .map(|d| (d.at / 60_000, d.reason))
+                .collect();
+            d.sort();
+            d
+        };
+        assert!(logged(&store).is_empty());
+        // Stopped from minute 90 to 200: the sale began and ended, the launch began.
+        let mut again = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        again.restore_status(m(200)).unwrap();
+        again.tick(m(200)).unwrap();
+        let unseen = "while no pass ran (the last was at 1970-01-01T01:30:00Z)";
+        assert_eq!(
+            logged(&store),
+            [
+                (200, format!("planned event \"launch\" began (from 1970-01-01T02:30:00Z to 1970-01-01T06:40:00Z) {unseen}: plans cover the demand it expects")),
+                (200, format!("planned event \"sale\" began and ended (from 1970-01-01T01:40:00Z to 1970-01-01T02:10:00Z) {unseen}: plans follow the forecast again, and do not hold on to its demand")),
+            ]
+        );
+        again.tick(m(201)).unwrap();
+        drop(again);
+        // Restarted at once: nothing is news.
+        let mut third = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        third.restore_status(m(202)).unwrap();
+        third.tick(m(202)).unwrap();
+        assert_eq!(logged(&store).len(), 2);
+        // Taking the lease over from a holder whose last pass (minute 420) came after the
+        // launch's end, which it logged: this replica does not log it again.
+        let handed = MonthSpends::from([(
+            "host".to_string(),
+            MonthSpend {
+                month_start: 0,
+                spent: 1.0,
+                at: m(420),
+            },
+        )]);
+        third.adopt_spend(&handed, m(421));
+        third.tick(m(421)).unwrap();
+        assert_eq!(
+            logged(&store).len(),
+            2,
+            "its own last pass was at minute 202: {:?}",
+            logged(&store)
+        );
+    }
+
+    #[test]
+    fn events_declared_through_the_api_count_as_configured_ones_and_are_kept() {
+        use prescale_core::{EventTime, PlannedEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let m = |min: i64| min * 60_000;
+        let event = |name: &str, from: i64, to: i64, scale: f64, least: Option<f64>| PlannedEvent {
+            name: name.into(),
+            start: EventTime(m(from)),
+            end: EventTime(m(to)),
+            scale,
+            min_demand: least,
+        };
+        let (mut e, store, c, at) = host_engine(dir.path(), |w| {
+            w.events = vec![event("sale", 300, 310, 2.0, None)];
+        });
+        let instances = |e: &Engine<SimCloud>| -> u32 {
+            let st = e.status_handle();
+            let plan = st.read().unwrap().workloads["host"].plan.clone();
+            plan.map_or(0, |p| p.target.values().sum())
+        };
+        let mut usual = 0;
+        for min in 0..120 {
+            at(min, 10.0);
+            e.tick(m(min + 1)).unwrap();
+            usual = instances(&e);
+        }
+        let now = m(120) + 1;
+        // What the API refuses, and why.
+        let refused = |e: &mut Engine<SimCloud>, w: &str, ev: PlannedEvent| {
+            e.declare_event(w, ev, now).unwrap_err().to_string()
+        };
+        let launch = event("launch", 140, 150, 1.5, Some(100.0));
+        assert_eq!(
+            refused(&mut e, "web", launch.clone()),
+            "no configured workload is named `web`; configured: host"
+        );
+        assert_eq!(
+            refused(&mut e, "host", event("late", 60, 120, 2.0, None)),
+            "event `end`: 1970-01-01T02:00:00Z is not after now (1970-01-01T02:00:00Z): an event that is over changes no plan"
+        );
+        assert!(refused(&mut e, "host", event("x", 130, 140, 0.0, None))
+            .starts_with("event `scale`: must be above 0 and at most 100"));
+        assert!(refused(&mut e, "host", event("x", 130, 140, 1.0, None))
+            .contains("changes nothing: give a scale other than 1 or a min_demand"));
+        assert_eq!(
+            refused(&mut e, "host", event(" ", 130, 140, 2.0, None)),
+            "event `name`: must not be empty"
+        );
+        assert_eq!(
+            refused(&mut e, "host", event("a\nb", 130, 140, 2.0, None)),
+            "event `name`: must not hold control characters"
+        );
+        assert!(
+            refused(&mut e, "host", event(&"x".repeat(101), 130, 140, 2.0, None))
+                .starts_with("event `name`: at most 100 characters")
+        );
+        assert!(
+            refused(&mut e, "host", event("far", 130, 370 * 24 * 60, 2.0, None))
+                .contains("more than 366 days ahead")
+        );
+        assert_eq!(
+            refused(&mut e, "host", event("sale", 130, 140, 2.0, None)),
+            "workload `host`'s configuration has an event named \"sale\": change it there and reload, or declare one under another name"
+        );
+        assert!(store
+            .decisions(Some("host"), 1000)
+            .unwrap()
+            .iter()
+            .all(|d| !d.reason.contains("as asked")));
+        // Declared, then changed under the same name.
+        assert_eq!(
+            e.declare_event("host", event("launch", 140, 150, 2.0, None), now)
+                .unwrap(),
+            None
+        );
+        let was = e.declare_event("host", launch.clone(), now).unwrap();
+        assert_eq!(was.map(|w| w.scale), Some(2.0));
+        let said: Vec<String> = store
+            .decisions(Some("host"), 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Config && d.reason.contains("as asked"))
+            .map(|d| d.reason)
+            .collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said.contains(&"planned event \"launch\" changed, as asked (`POST /api/v1/workloads/host/events`): from 1970-01-01T02:20:00Z to 1970-01-01T02:30:00Z, demand expected at 1.5 times the forecast and at least 100 vCPU (was from 1970-01-01T02:20:00Z to 1970-01-01T02:30:00Z, demand expected at 2 times the forecast)".to_string()), "{said:?}");
+        let shown = |e: &Engine<SimCloud>| {
+            let st = e.status_handle();
+            let w = &st.read().unwrap().workloads["host"];
+            (
+                w.events.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+                w.declared.clone(),
+            )
+        };
+        assert_eq!(
+            shown(&e),
+            (vec!["sale".into(), "launch".into()], vec!["launch".into()])
+        );
+        assert_eq!(e.declared_events()["host"], vec![launch.clone()]);
+        // A restart keeps it, and plans ask for it ahead as for a configured one: 100
+        // vCPU at the 80% target on 4 vCPU instances, 32 at least.
+        drop(e);
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        e.restore_status(now).unwrap();
+        assert_eq!(
+            shown(&e),
+            (vec!["sale".into(), "launch".into()], vec!["launch".into()])
+        );
+        let mut planned = Vec::new();
+        for min in 120..160 {
+            at(min, 10.0);
+            e.tick(m(min + 1)).unwrap();
+            planned.push(instances(&e));
+        }
+        let first = planned.iter().position(|&n| n >= 32).unwrap() as i64 + 121;
+        assert!(
+            (131..=133).contains(&first),
+            "from minute {first}: {planned:?}"
+        );
+        assert!(planned[35..].iter().all(|&n| n == usual), "{planned:?}");
+        let reason = |e: &Engine<SimCloud>| {
+            let st = e.status_handle();
+            let p = st.read().unwrap().workloads["host"].plan.clone().unwrap();
+            p.reason
+        };
+        // Cancelled: 404 for a name not declared, 409 for a configured one.
+        let now = m(160) + 1;
+        e.declare_event("host", event("test", 163, 170, 1.0, Some(100.0)), now)
+            .unwrap();
+        e.tick(m(161)).unwrap();
+        assert!(
+            reason(&e).contains("planned event \"test\""),
+            "{}",
+            reason(&e)
+        );
+        assert_eq!(
+            e.cancel_event("host", "nope", now).unwrap_err().to_string(),
+            "workload `host` has no declared event named \"nope\"; declared: launch, test (those in the configuration change with it)"
+        );
+        assert!(matches!(
+            e.cancel_event("host", "sale", now),
+            Err(EventError::Configured { .. })
+        ));
+        assert_eq!(e.cancel_event("host", "test", now).unwrap().name, "test");
+        e.tick(m(162)).unwrap();
+        assert!(
+            !reason(&e).contains("planned event \"test\""),
+            "{}",
+            reason(&e)
+        );
+        assert!(store.decisions(Some("host"), 5).unwrap().iter().any(|d| d
+            .reason
+            .starts_with("planned event \"test\" cancelled, as asked (`POST /api/v1/workloads/host/events/test/cancel`)")));
+        // A reload whose configuration names a declared event: the configuration's is
+        // the one in force, the declared one is left out (and stays out).
+        e.declare_event("host", event("promo", 400, 410, 3.0, None), now)
+            .unwrap();
+        let mut n = c.clone();
+        n.workloads[0]
+            .events
+            .push(event("promo", 500, 510, 2.0, None));
+        e.reconfigure(
+            n.tiers.clone(),
+            n.workloads.clone(),
+            60_000,
+            SimCloud::new(&n.tiers, 1),
+            m(163),
+        );
+        assert_eq!(
+            shown(&e),
+            (
+                vec!["sale".into(), "promo".into(), "launch".into()],
+                vec!["launch".into()]
+            )
+        );
+        assert!(store
+            .decisions(Some("host"), 10)
+            .unwrap()
+            .iter()
+            .any(|d| d.reason.starts_with(
+                "planned event \"promo\" declared through the API (from 1970-01-01T06:40:00Z"
+            ) && d.reason.ends_with(
+                "is left out: the configuration has one of that name, which is in force"
+            )));
+        let mut again = Engine::from_config(&n, 0, store.clone(), SimCloud::new(&n.tiers, 1));
+        again.restore_status(m(164)).unwrap();
+        assert_eq!(shown(&again).1, vec!["launch".to_string()]);
+        // Taken over from the replica that held the lease before: its list replaces
+        // this one's, and a workload it had none for has none.
+        let handed = BTreeMap::from([(
+            "host".to_string(),
+            vec![event("handed", 600, 700, 2.0, None)],
+        )]);
+        assert_eq!(
+            e.adopt_events(&handed, m(165)).unwrap(),
+            vec!["host".to_string()]
+        );
+        assert_eq!(shown(&e).1, vec!["handed".to_string()]);
+        assert!(
+            e.adopt_events(&handed, m(166)).unwrap().is_empty(),
+            "nothing new"
+        );
+        assert_eq!(
+            e.adopt_events(&BTreeMap::new(), m(167)).unwrap(),
+            vec!["host".to_string()]
+        );
+        assert!(shown(&e).1.is_empty());
+        // One that ended longer ago than the history reaches is forgotten.
+        e.declare_event("host", event("brief", 170, 180, 2.0, None), m(168))
+            .unwrap();
+        e.tick(m(180 + 14 * 24 * 60 - 1)).unwrap();
+        assert_eq!(shown(&e).1, vec!["brief".to_string()]);
+        e.tick(m(181 + 14 * 24 * 60)).unwrap();
+        assert!(shown(&e).1.is_empty());
+        assert_eq!(
+            store.get_state::<Vec<PlannedEvent>>("events/host").unwrap(),
+            Some(vec![])
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
-use prescale_core::Pause;
+use prescale_core::{Pause, PlannedEvent};
 use serde_json::{json, Value};
 
 use crate::engine::{month_bounds, MonthSpend, MonthSpends, Unmanaged};
@@ -47,6 +47,10 @@ pub const UNMANAGED_ANNOTATION: &str = "prescale.io/unmanaged";
 /// for the replica that takes over to go on holding them back until they end.
 pub const PAUSED_ANNOTATION: &str = "prescale.io/paused";
 
+/// The Lease annotation where the holder keeps the planned events declared through the
+/// API (JSON, by workload), for the replica that takes over to plan for them.
+pub const EVENTS_ANNOTATION: &str = "prescale.io/events";
+
 /// What the holder before wrote on the Lease, for the replica that took it over.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Handed {
@@ -57,6 +61,9 @@ pub struct Handed {
     pub unmanaged: BTreeMap<String, Unmanaged>,
     /// The pauses in force ([`crate::Engine::adopt_pauses`]).
     pub paused: BTreeMap<String, Pause>,
+    /// The planned events declared through the API ([`crate::Engine::adopt_events`]);
+    /// `None` where the holder wrote none (a version before them).
+    pub events: Option<BTreeMap<String, Vec<PlannedEvent>>>,
 }
 
 /// The Lease as last seen: who holds it, and its last renewal as written.
@@ -92,6 +99,8 @@ pub struct Elector {
     unmanaged: Option<BTreeMap<String, Unmanaged>>,
     /// The same for the pauses in force.
     paused: Option<BTreeMap<String, Pause>>,
+    /// The same for the planned events declared through the API.
+    events: Option<BTreeMap<String, Vec<PlannedEvent>>>,
 }
 
 /// How a round went.
@@ -150,6 +159,7 @@ impl Elector {
             handed: None,
             unmanaged: None,
             paused: None,
+            events: None,
         })
     }
 
@@ -256,6 +266,12 @@ impl Elector {
         self.paused = Some(paused);
     }
 
+    /// Notes the planned events declared through the API on this replica, as
+    /// [`Elector::note_paused`] does the pauses.
+    pub fn note_events(&mut self, events: BTreeMap<String, Vec<PlannedEvent>>) {
+        self.events = Some(events);
+    }
+
     fn merge(&mut self, workload: String, s: MonthSpend) {
         let kept = self.spend.entry(workload).or_insert(s);
         if kept.at < s.at {
@@ -300,6 +316,10 @@ impl Elector {
         if let Some(paused) = &self.paused {
             let text = serde_json::to_string(paused).expect("pauses as JSON");
             notes.insert(PAUSED_ANNOTATION.into(), json!(text));
+        }
+        if let Some(events) = &self.events {
+            let text = serde_json::to_string(events).expect("events as JSON");
+            notes.insert(EVENTS_ANNOTATION.into(), json!(text));
         }
     }
 
@@ -358,6 +378,7 @@ impl Elector {
             paused: note(PAUSED_ANNOTATION)
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default(),
+            events: note(EVENTS_ANNOTATION).and_then(|t| serde_json::from_str(t).ok()),
         });
         if let Some(h) = &handed {
             for (w, s) in &h.spend {
@@ -366,6 +387,9 @@ impl Elector {
             // Written on until this replica's engine has taken them over.
             self.unmanaged = Some(h.unmanaged.clone());
             self.paused = Some(h.paused.clone());
+            if h.events.is_some() {
+                self.events = h.events.clone();
+            }
         }
         let mut lease = current.clone();
         lease["spec"] = if mine {

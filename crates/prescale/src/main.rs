@@ -502,6 +502,20 @@ fn run_cmd(
                 }
             })
         });
+        state.events = Some({
+            let engine = engine.clone();
+            Arc::new(move |name: &str, ask, now| {
+                let mut engine = engine.lock().expect("engine");
+                match ask {
+                    prescale_server::EventAsk::Declare(e) => engine
+                        .declare_event(name, e, now)
+                        .map(prescale_server::EventDone::Declared),
+                    prescale_server::EventAsk::Cancel(event) => engine
+                        .cancel_event(name, &event, now)
+                        .map(prescale_server::EventDone::Cancelled),
+                }
+            })
+        });
         let stop = Arc::new(AtomicBool::new(false));
 
         let mut tasks = Vec::new();
@@ -567,14 +581,25 @@ fn run_cmd(
                                 .iter()
                                 .filter_map(|(w, s)| Some((w.clone(), s.paused.clone()?)))
                                 .collect();
-                            (spent, passed.then(|| (st.unmanaged.clone(), paused)))
+                            // The events declared through the API, by workload.
+                            let declared: std::collections::BTreeMap<String, Vec<prescale_core::PlannedEvent>> = st
+                                .workloads
+                                .iter()
+                                .filter(|(_, s)| !s.declared.is_empty())
+                                .map(|(w, s)| {
+                                    let mine = s.events.iter().filter(|e| s.declared.contains(&e.name));
+                                    (w.clone(), mine.cloned().collect())
+                                })
+                                .collect();
+                            (spent, passed.then(|| (st.unmanaged.clone(), paused, declared)))
                         };
                         let Ok(mut round) = tokio::task::spawn_blocking(move || {
                             let mut el = el.lock().expect("elector");
                             el.note_spend(spent);
-                            if let Some((list, paused)) = list {
+                            if let Some((list, paused, declared)) = list {
                                 el.note_unmanaged(list);
                                 el.note_paused(paused);
+                                el.note_events(declared);
                             }
                             el.round()
                         })
@@ -758,6 +783,7 @@ fn run_cmd(
                     }
                     let engine = engine.clone();
                     let handed = handoff.lock().expect("handoff lock").take();
+                    let watch = standby.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         let mut engine = engine.lock().expect("engine");
                         if let Some(h) = handed {
@@ -773,6 +799,16 @@ fn run_cmd(
                                 Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: pauses taken over from the replica that held the lease before"),
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!("leader election: the pauses handed over were not kept: {e}"),
+                            }
+                            if let Some(events) = &h.events {
+                                match engine.adopt_events(events, now_ms()) {
+                                    Ok(names) if !names.is_empty() => {
+                                        tracing::info!(workloads = ?names, "leader election: planned events declared through the API taken over from the replica that held the lease before");
+                                        watch.watch_planned();
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::warn!("leader election: the planned events handed over were not kept: {e}"),
+                                }
                             }
                         }
                         engine.tick(now_ms())

@@ -387,7 +387,12 @@ impl Reloading {
         }
         // With `enabled` changed the watch stays as it is (pending_restart says so).
         self.state.anomalies.reconfigure(&new.detect);
-        self.state.anomalies.set_planned(&new.workloads);
+        self.state
+            .anomalies
+            .set_planned(&prescale_server::with_declared(
+                &new.workloads,
+                &self.state.status.read().expect("status lock"),
+            ));
         self.state.set_managed(Managed::of(&new));
         if let Some(loops) = loops {
             for h in self.scrapes.drain(..) {

@@ -627,6 +627,55 @@ fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
         html.contains("<line class=\"event-least\""),
         "its least demand drawn"
     );
+    // A load test declared through the API two minutes ahead, needing 60 vCPU: 19
+    // instances at least, asked for at once, and shown as declared.
+    let body = format!(
+        r#"{{"name": "load test", "start": {}, "end": {}, "min_demand": 60}}"#,
+        started + 120,
+        started + 1_800
+    );
+    let (code, answer) = http(
+        d.addr,
+        "POST",
+        "/api/v1/workloads/host/events",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{answer}");
+    wait_for(
+        || held(d.addr, "host") >= 19,
+        "the load test's capacity",
+        &|| d.logs(),
+    );
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(
+        html.contains(": at least 60 vCPU; its capacity is asked for ahead of its start (declared through the API; POST /api/v1/workloads/host/events/load%20test/cancel cancels it)</div>"),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
+    assert!(html.contains(">load test</text>"), "shaded and named too");
+    let (code, answer) = http(
+        d.addr,
+        "POST",
+        "/api/v1/workloads/host/events/load%20test/cancel",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{answer}");
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(html.contains("<h2>host</h2>"), "the page was drawn");
+    assert!(
+        !html.contains("<div class=\"event\">planned event \"load test\"")
+            && !html.contains(">load test</text>"),
+        "cancelled: {}",
+        &html[..html.len().min(3000)]
+    );
+    assert!(
+        html.contains("planned event \"launch\""),
+        "the configured one stays"
+    );
 }
 
 #[test]

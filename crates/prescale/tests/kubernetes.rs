@@ -1388,6 +1388,38 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         "a writes the pause on the Lease",
         &|| a.logs(),
     );
+    // So is a planned event declared through the standby.
+    let at = prescale_core::now_ms() / 1000;
+    let event = format!(
+        r#"{{"name": "drill traffic", "start": {}, "end": {}, "scale": 2}}"#,
+        at + 3_600,
+        at + 7_200
+    );
+    let (code, body) = common::http(
+        b.addr,
+        "POST",
+        "/api/v1/workloads/host/events",
+        &[],
+        event.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let declared = |d: &Daemon| -> Value {
+        get(d.addr, "/api/v1/workloads/host/status")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .map(|v| v["data"]["declared"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(declared(&a), serde_json::json!(["drill traffic"]));
+    wait_for(
+        || {
+            lease().unwrap()["metadata"]["annotations"]["prescale.io/events"]
+                .as_str()
+                .is_some_and(|t| t.contains("drill traffic"))
+        },
+        "a writes the event on the Lease",
+        &|| a.logs(),
+    );
     // A clean stop gives the lease up, and the standby takes it and acts.
     let term = std::process::Command::new("kill")
         .args(["-TERM", &a.pid().to_string()])
@@ -1410,6 +1442,18 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
         b.logs()
     );
     assert_eq!(paused(&b), pause, "{}", b.logs());
+    assert_eq!(
+        declared(&b),
+        serde_json::json!(["drill traffic"]),
+        "{}",
+        b.logs()
+    );
+    assert!(
+        b.logs()
+            .contains("planned events declared through the API taken over"),
+        "{}",
+        b.logs()
+    );
     assert!(
         b.logs()
             .contains("pauses taken over from the replica that held the lease before"),
@@ -1539,11 +1583,11 @@ fn of_two_replicas_racing_for_a_lease_the_api_server_lets_one_win() {
 }
 
 #[test]
-fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_the_lease() {
-    use prescale_core::{Pause, PauseScope};
+fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holder_on_the_lease() {
+    use prescale_core::{EventTime, Pause, PauseScope, PlannedEvent};
     use prescale_orchestrate::engine::{month_bounds, MonthSpend, Unmanaged};
     use prescale_orchestrate::lease::{
-        Handed, PAUSED_ANNOTATION, SPEND_ANNOTATION, UNMANAGED_ANNOTATION,
+        Handed, EVENTS_ANNOTATION, PAUSED_ANNOTATION, SPEND_ANNOTATION, UNMANAGED_ANNOTATION,
     };
     let (fake, elector) = lease_api(15);
     let (mut a, mut b) = (elector("a"), elector("b"));
@@ -1579,11 +1623,19 @@ fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_th
         until: now + 3_600_000,
         reason: "incident 42".into(),
     };
+    let test = PlannedEvent {
+        name: "load test".into(),
+        start: EventTime(now + 3_600_000),
+        end: EventTime(now + 7_200_000),
+        scale: 2.0,
+        min_demand: Some(40.0),
+    };
     // a acts and writes what each workload spent this month at each renewal.
     assert!(a.round().leading);
     a.note_spend([("web".to_string(), spend(41.5, now))]);
     a.note_unmanaged([("old".to_string(), old.clone())].into());
     a.note_paused([("web".to_string(), pause.clone())].into());
+    a.note_events([("web".to_string(), vec![test.clone()])].into());
     let r = a.round();
     assert!(r.leading && r.handed.is_none(), "{r:?}");
     assert_eq!(written()["web"]["spent"], 41.5);
@@ -1592,6 +1644,7 @@ fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_th
         2
     );
     assert_eq!(note(PAUSED_ANNOTATION)["web"]["scope"], "scale-down");
+    assert_eq!(note(EVENTS_ANNOTATION)["web"][0]["name"], "load test");
     // b stands by, with its own figure from long ago.
     b.note_spend([
         ("web".to_string(), spend(3.0, now - 86_400_000)),
@@ -1610,6 +1663,10 @@ fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_th
     assert_eq!(handed.spend["web"], spend(41.5, now));
     assert_eq!(handed.unmanaged["old"], old);
     assert_eq!(handed.paused["web"], pause);
+    assert_eq!(
+        handed.events,
+        Some([("web".to_string(), vec![test])].into())
+    );
     assert_eq!(written()["web"]["spent"], 41.5);
     assert_eq!(written()["batch"]["spent"], 7.0);
     // The lists handed over are written on until b's engine has taken them over, then
@@ -1618,11 +1675,14 @@ fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_th
     assert!(b.round().handed.is_none(), "handed once");
     assert_eq!(note(UNMANAGED_ANNOTATION)["old"]["why"], old.why.as_str());
     assert_eq!(note(PAUSED_ANNOTATION)["web"]["reason"], "incident 42");
+    assert_eq!(note(EVENTS_ANNOTATION)["web"][0]["min_demand"], 40.0);
     b.note_unmanaged(Default::default());
     b.note_paused(Default::default());
+    b.note_events(Default::default());
     b.round();
     assert_eq!(note(UNMANAGED_ANNOTATION), serde_json::json!({}));
     assert_eq!(note(PAUSED_ANNOTATION), serde_json::json!({}));
+    assert_eq!(note(EVENTS_ANNOTATION), serde_json::json!({}));
     // Last month's figures are dropped.
     b.note_spend([(
         "old".to_string(),
@@ -1641,8 +1701,13 @@ fn the_months_spending_unmanaged_capacity_and_pauses_go_to_the_next_holder_on_th
         let lease = cl.leases.get_mut("prod/prescale").unwrap();
         lease["spec"]["holderIdentity"] = serde_json::json!("");
         lease["metadata"]["annotations"][SPEND_ANNOTATION] = serde_json::json!("{not json");
+        lease["metadata"]["annotations"][EVENTS_ANNOTATION] = serde_json::json!("[1, 2");
     }
     let r = c.round();
     assert!(r.leading, "{r:?}");
-    assert_eq!(r.handed, Some(Handed::default()));
+    assert_eq!(
+        r.handed,
+        Some(Handed::default()),
+        "events: None, not none declared"
+    );
 }

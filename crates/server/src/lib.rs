@@ -25,6 +25,7 @@
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
 //! | `POST /api/v1/admin/tsdb/snapshot` | copies the embedded store at one instant into `snapshots/NAME` in its directory, for backups (the same token rule as `/-/reload`) |
 //! | `POST /api/v1/workloads/{name}/pause?scope=all\|scale-down&for=D\|until=T&reason=R`, `POST /api/v1/workloads/{name}/resume` | pauses a workload until a set time (capacity left as it is, or not removed) and lifts the pause (the same token rule as `/-/reload`) |
+//! | `POST /api/v1/workloads/{name}/events`, `GET` the same, `POST /api/v1/workloads/{name}/events/{event}/cancel` | declares a planned event (JSON, the fields of `[[workloads.events]]`), lists the workload's events, cancels a declared one (the same token rule as `/-/reload`) |
 //! | `GET /api/v1/unmanaged` | capacity held for workloads no longer configured: instances per tier, cost per hour, since when and why |
 //! | `POST /api/v1/unmanaged/{name}/release` | releases what such a workload holds (the same token rule as `/-/reload`) |
 //! | `POST /-/reload[?dry_run=true]` | rereads the configuration file, as SIGHUP does (the token where one is set; refused beyond loopback without one); a dry run says what would change |
@@ -93,6 +94,9 @@ pub struct AppState {
     /// Pauses and resumes workloads (`POST /api/v1/workloads/{name}/pause` and
     /// `/resume`); `None` where nothing is paused (tests, `prescale demo`).
     pub pause: Option<Pauser>,
+    /// Declares and cancels planned events (`POST /api/v1/workloads/{name}/events` and
+    /// `.../events/{event}/cancel`); `None` where none is declared (tests, `prescale demo`).
+    pub events: Option<EventSetter>,
     /// This replica's part in leader election, with `[leader_election] enabled`.
     pub leadership: Option<Arc<Leadership>>,
     /// The configuration in force (settings only a restart applies as they run), for
@@ -223,6 +227,56 @@ pub type Pauser = Arc<
         + Send
         + Sync,
 >;
+
+/// What `POST /api/v1/workloads/{name}/events` and `.../events/{event}/cancel` ask of
+/// the engine.
+#[derive(Debug, Clone)]
+pub enum EventAsk {
+    /// Declare this event (or change the one declared under its name).
+    Declare(prescale_core::PlannedEvent),
+    /// Cancel the event declared under this name.
+    Cancel(String),
+}
+
+/// What the engine did of an [`EventAsk`].
+#[derive(Debug, Clone)]
+pub enum EventDone {
+    /// Declared; the one of that name it replaced, if any.
+    Declared(Option<prescale_core::PlannedEvent>),
+    /// Cancelled: the event that was declared.
+    Cancelled(prescale_core::PlannedEvent),
+}
+
+/// Declares or cancels a workload's planned event at a time (the request's, by the
+/// wall clock), at the engine (it may block on the engine's lock).
+pub type EventSetter = Arc<
+    dyn Fn(
+            &str,
+            EventAsk,
+            TimestampMs,
+        ) -> Result<EventDone, prescale_orchestrate::engine::EventError>
+        + Send
+        + Sync,
+>;
+
+/// `workloads` with the planned events declared through the API that `status` shows
+/// added to those they configure (what the anomaly watch leaves unjudged).
+pub fn with_declared(
+    workloads: &[prescale_core::Workload],
+    status: &Status,
+) -> Vec<prescale_core::Workload> {
+    workloads
+        .iter()
+        .map(|w| {
+            let mut w = w.clone();
+            if let Some(s) = status.workloads.get(&w.name) {
+                let declared = s.events.iter().filter(|e| s.declared.contains(&e.name));
+                w.events.extend(declared.cloned());
+            }
+            w
+        })
+        .collect()
+}
 
 /// How the configuration's reloads went (as Prometheus reports its own).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -372,7 +426,10 @@ impl AppState {
         let targets = static_targets(&cfg.sources.scrape, |_| true);
         let metadata = Metadata::load(store.clone())?;
         let anomalies = anomalies::Anomalies::new(&cfg.detect, store.clone());
-        anomalies.set_planned(&cfg.workloads);
+        anomalies.set_planned(&with_declared(
+            &cfg.workloads,
+            &status.read().expect("status lock"),
+        ));
         Ok(Self {
             store,
             status,
@@ -385,6 +442,7 @@ impl AppState {
             reload: None,
             release: None,
             pause: None,
+            events: None,
             leadership: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
@@ -488,6 +546,17 @@ impl AppState {
         })
     }
 
+    /// Tells the anomaly watch the planned events in force: those the workloads
+    /// configure and those declared through the API (after a declaration, a
+    /// cancellation or a takeover of the lease).
+    pub fn watch_planned(&self) {
+        let workloads = with_declared(
+            &self.managed().workloads,
+            &self.status.read().expect("status lock"),
+        );
+        self.anomalies.set_planned(&workloads);
+    }
+
     /// Puts a reloaded configuration's tiers, workloads and provider in force.
     pub fn set_managed(&self, m: Managed) {
         *self.managed.write().expect("managed lock") = Arc::new(m);
@@ -560,6 +629,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/workloads/{name}/{what}",
             get(workload_part).post(workload_change),
+        )
+        .route(
+            "/api/v1/workloads/{name}/events",
+            get(events_list).post(event_declare),
+        )
+        .route(
+            "/api/v1/workloads/{name}/events/{event}/cancel",
+            post(event_cancel),
         )
         .route(
             "/api/v1/write",
@@ -1171,6 +1248,137 @@ async fn workload_change(
             let code = match &e {
                 E::Unknown { .. } => StatusCode::NOT_FOUND,
                 E::Ended { .. } => StatusCode::BAD_REQUEST,
+                E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(code, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/workloads/{name}/events`: the workload's planned events, each with
+/// where it comes from (`configuration` or `api`) and whether it is over, in force or
+/// ahead at the request's time.
+async fn events_list(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(w) = workload_status(&st, &name) else {
+        return unknown_workload(&st, &name);
+    };
+    let now = prescale_core::now_ms();
+    let data: Vec<serde_json::Value> = w
+        .events
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            let from = if w.declared.contains(&e.name) {
+                "api"
+            } else {
+                "configuration"
+            };
+            let when = if e.end.0 <= now {
+                "over"
+            } else if e.start.0 <= now {
+                "in force"
+            } else {
+                "ahead"
+            };
+            v["source"] = json!(from);
+            v["state"] = json!(when);
+            v
+        })
+        .collect();
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// A 404 for a workload that is not configured, naming those that are.
+fn unknown_workload(st: &AppState, name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "unknown workload {name:?}; configured: {}",
+            st.managed()
+                .workloads
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+}
+
+/// `POST /api/v1/workloads/{name}/events` with a planned event as JSON (the fields of
+/// `[[workloads.events]]`: `name`, `start`, `end`, `scale`, `min_demand`; times as RFC
+/// 3339 or unix seconds): declares it for the workload, or changes the one declared
+/// under its name. It changes what prescale does, so it takes the token as `/-/reload`
+/// does. 400 for an event that is not valid or is over, 404 for a workload not
+/// configured, 409 for a name the configuration has (or on a standby that cannot pass
+/// it on).
+async fn event_declare(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(no) = st.refuse_acting(&headers, "declaring a planned event") {
+        return no;
+    }
+    let event: prescale_core::PlannedEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be a planned event as JSON, e.g. {{\"name\": \"load test\", \"start\": \"2026-12-05T14:00:00Z\", \"end\": \"2026-12-05T16:00:00Z\", \"scale\": 2, \"min_demand\": 40}} (times RFC 3339 or unix seconds; scale defaults to 1, min_demand in vCPU is optional): {e}"
+                ),
+            )
+        }
+    };
+    change_events(st, name, EventAsk::Declare(event)).await
+}
+
+/// `POST /api/v1/workloads/{name}/events/{event}/cancel`: cancels an event declared
+/// through the API (the token rule, 404 for one not declared, 409 for one configured).
+async fn event_cancel(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path((name, event)): Path<(String, String)>,
+) -> Response {
+    if let Some(no) = st.refuse_acting(&headers, "cancelling a planned event") {
+        return no;
+    }
+    change_events(st, name, EventAsk::Cancel(event)).await
+}
+
+/// Asks the engine to declare or cancel, and answers with what it did.
+async fn change_events(st: AppState, name: String, ask: EventAsk) -> Response {
+    let Some(setter) = st.events.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this process declares no planned events (`prescale run` does)",
+        );
+    };
+    let now = prescale_core::now_ms();
+    let n = name.clone();
+    match tokio::task::spawn_blocking(move || setter(&n, ask, now)).await {
+        Ok(Ok(done)) => {
+            st.watch_planned();
+            let data = match done {
+                EventDone::Declared(replaced) => {
+                    tracing::info!(workload = %name, "planned event declared");
+                    json!({"workload": name, "replaced": replaced})
+                }
+                EventDone::Cancelled(e) => {
+                    tracing::info!(workload = %name, event = %e.name, "planned event cancelled");
+                    json!({"workload": name, "cancelled": e})
+                }
+            };
+            Json(json!({"status": "success", "data": data})).into_response()
+        }
+        Ok(Err(e)) => {
+            use prescale_orchestrate::engine::EventError as E;
+            let code = match &e {
+                E::Unknown { .. } | E::NotFound { .. } => StatusCode::NOT_FOUND,
+                E::Invalid { .. } => StatusCode::BAD_REQUEST,
+                E::Configured { .. } | E::TooMany { .. } => StatusCode::CONFLICT,
                 E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             error(code, e.to_string())

@@ -3453,14 +3453,213 @@ fn with_unmanaged(dir: &std::path::Path, cfg: &Config) -> AppState {
     });
     // Pauses are made at the request's time, by the wall clock (the engine's passes
     // above ran in 1970).
+    let paused = e.clone();
     st.pause = Some(std::sync::Arc::new(move |name: &str, ask, now| {
-        let mut e = e.lock().unwrap();
+        let mut e = paused.lock().unwrap();
         match ask {
             Some((scope, until, reason)) => e.pause(name, scope, until, &reason, now).map(Some),
             None => e.resume(name, now),
         }
     }));
+    st.events = Some(std::sync::Arc::new(move |name: &str, ask, now| {
+        let mut e = e.lock().unwrap();
+        match ask {
+            crate::EventAsk::Declare(ev) => e
+                .declare_event(name, ev, now)
+                .map(crate::EventDone::Declared),
+            crate::EventAsk::Cancel(ev) => e
+                .cancel_event(name, &ev, now)
+                .map(crate::EventDone::Cancelled),
+        }
+    }));
     st
+}
+
+#[tokio::test]
+async fn a_planned_event_is_declared_listed_and_cancelled_through_the_api_with_the_token_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(with_unmanaged(
+        &dir.path().join("local"),
+        &Config::default(),
+    ));
+    let hour = 3_600_000;
+    let now = prescale_core::now_ms() / 1000 * 1000;
+    let ts = |t: i64| prescale_core::format_ts(t);
+    let body = |name: &str, from: i64, to: i64, rest: &str| {
+        format!(
+            r#"{{"name": "{name}", "start": "{}", "end": "{}"{rest}}}"#,
+            ts(from),
+            ts(to)
+        )
+        .into_bytes()
+    };
+    let declare = "/api/v1/workloads/host/events";
+    // Refusals say what to send instead.
+    for (sent, code, says) in [
+        (
+            b"scale=2".to_vec(),
+            400,
+            "the body must be a planned event as JSON, e.g. {",
+        ),
+        (
+            body("x", now + hour, now + 2 * hour, r#", "scal": 2"#),
+            400,
+            "unknown field `scal`",
+        ),
+        (
+            body("x", now - 2 * hour, now - hour, r#", "scale": 2"#),
+            400,
+            "event `end`: ",
+        ),
+        (
+            body("x", now + hour, now + 2 * hour, ""),
+            400,
+            "changes nothing: give a scale other than 1 or a min_demand",
+        ),
+        (
+            body("x", now + 2 * hour, now + hour, r#", "scale": 2"#),
+            400,
+            "is not after start",
+        ),
+    ] {
+        let (c, text) = post(&app, declare, &[], sent.clone()).await;
+        assert_eq!(
+            c.as_u16(),
+            code,
+            "{}: {text}",
+            String::from_utf8_lossy(&sent)
+        );
+        assert!(
+            text.contains(says),
+            "{}: {text}",
+            String::from_utf8_lossy(&sent)
+        );
+    }
+    let test = body(
+        "load test",
+        now + hour,
+        now + 3 * hour,
+        r#", "scale": 2, "min_demand": 40"#,
+    );
+    let (c, text) = post(&app, "/api/v1/workloads/nobody/events", &[], test.clone()).await;
+    assert_eq!(c, StatusCode::NOT_FOUND, "{text}");
+    assert!(text.contains("configured: host"), "{text}");
+    // Declared: answered, listed with where it comes from, exported, logged.
+    let (c, text) = post(&app, declare, &[], test.clone()).await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    assert!(text.contains(r#""replaced":null"#), "{text}");
+    let (c, text) = get(&app, declare).await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let listed = &v["data"][0];
+    assert_eq!(
+        (
+            &listed["name"],
+            &listed["source"],
+            &listed["state"],
+            &listed["min_demand"]
+        ),
+        (
+            &json!("load test"),
+            &json!("api"),
+            &json!("ahead"),
+            &json!(40.0)
+        ),
+        "{text}"
+    );
+    assert_eq!(listed["start"], json!(ts(now + hour)), "{text}");
+    let (_, text) = get(&app, "/api/v1/workloads/host/status").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["declared"], json!(["load test"]), "{text}");
+    let (_, metrics) = get(&app, "/metrics").await;
+    let line = format!(
+        "prescale_workload_event_start_seconds{{workload=\"host\",event=\"load test\"}} {}",
+        (now + hour) / 1000
+    );
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    let (_, text) = get(&app, "/api/v1/workloads/host/decisions?kind=config").await;
+    assert!(
+        text.contains("planned event \\\"load test\\\" declared, as asked (`POST /api/v1/workloads/host/events`)"),
+        "{text}"
+    );
+    // Declared again under its name: changed, and the one replaced answered.
+    let (c, text) = post(
+        &app,
+        declare,
+        &[],
+        body("load test", now + hour, now + 4 * hour, r#", "scale": 3"#),
+    )
+    .await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["replaced"]["min_demand"], json!(40.0), "{text}");
+    // Cancelled: 404 for a name not declared, then gone from the list.
+    let cancel = |name: &str| format!("/api/v1/workloads/host/events/{name}/cancel");
+    let (c, text) = post(&app, &cancel("nope"), &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::NOT_FOUND, "{text}");
+    assert!(text.contains("declared: load test"), "{text}");
+    let (c, text) = post(&app, &cancel("load%20test"), &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["cancelled"]["scale"], json!(3.0), "{text}");
+    let (_, text) = get(&app, declare).await;
+    assert_eq!(text, r#"{"data":[],"status":"success"}"#);
+    let (c, text) = get(&app, "/api/v1/workloads/nobody/events").await;
+    assert_eq!(c, StatusCode::NOT_FOUND, "{text}");
+
+    // Beyond loopback without a token: refused; with one, only with it.
+    let app = router(with_unmanaged(&dir.path().join("open"), &exposed()));
+    let (c, text) = post(&app, declare, &[], test.clone()).await;
+    assert_eq!(c, StatusCode::FORBIDDEN, "{text}");
+    let mut open = exposed();
+    open.server.token_file = with_token(dir.path()).server.token_file;
+    let app = router(with_unmanaged(&dir.path().join("token-data"), &open));
+    let (c, text) = post(&app, &cancel("x"), &[], Vec::new()).await;
+    assert_eq!(c, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        text.contains("cancelling a planned event needs the token"),
+        "{text}"
+    );
+    let right = ("authorization", "Bearer s3cret");
+    let (c, text) = post(&app, declare, &[right], test.clone()).await;
+    assert_eq!(c, StatusCode::OK, "{text}");
+    // Where none is declared (prescale demo), it says so.
+    let app = router(fixture(&dir.path().join("fixture")));
+    let (c, text) = post(&app, declare, &[], test).await;
+    assert_eq!(c, StatusCode::NOT_FOUND);
+    assert!(text.contains("`prescale run` does"), "{text}");
+}
+
+#[test]
+fn the_watch_leaves_declared_events_unjudged_as_configured_ones() {
+    let cfg = Config::default();
+    let mut status = prescale_orchestrate::Status::default();
+    let launch = prescale_core::PlannedEvent {
+        name: "launch".into(),
+        start: prescale_core::EventTime(1_000),
+        end: prescale_core::EventTime(2_000),
+        scale: 2.0,
+        min_demand: None,
+    };
+    let mut w = WorkloadStatus {
+        events: vec![launch.clone()],
+        ..WorkloadStatus::default()
+    };
+    status.workloads.insert("host".into(), w.clone());
+    // Configured (the status shows it, it is not declared): not added twice.
+    let mut configured = cfg.workloads.clone();
+    configured[0].events = vec![launch.clone()];
+    assert_eq!(
+        crate::with_declared(&configured, &status)[0].events,
+        vec![launch.clone()]
+    );
+    // Declared: added to those configured.
+    w.declared = vec!["launch".into()];
+    status.workloads.insert("host".into(), w);
+    assert_eq!(
+        crate::with_declared(&cfg.workloads, &status)[0].events,
+        vec![launch]
+    );
 }
 
 #[tokio::test]
