@@ -453,6 +453,30 @@ impl WState {
     }
 }
 
+/// No configured workload has the name an operator's request gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnknownWorkload {
+    /// The name asked for.
+    pub name: String,
+    /// The configured workloads.
+    pub configured: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no configured workload is named `{}`; configured: {}",
+            self.name,
+            if self.configured.is_empty() {
+                "none".to_string()
+            } else {
+                self.configured.join(", ")
+            }
+        )
+    }
+}
+
 /// What [`Engine::reconfigure`] did, by workload name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Reconfigured {
@@ -1799,6 +1823,17 @@ impl<P: Provider> Engine<P> {
             reason,
         })?;
         Ok(())
+    }
+
+    /// The index of configured workload `name`'s state.
+    fn configured_index(&self, name: &str) -> Result<usize, UnknownWorkload> {
+        self.states
+            .iter()
+            .position(|s| s.w.name == name)
+            .ok_or_else(|| UnknownWorkload {
+                name: name.to_string(),
+                configured: self.states.iter().map(|s| s.w.name.clone()).collect(),
+            })
     }
 
     /// Logs, as `config` decisions, the planned events of state `i` that began or ended

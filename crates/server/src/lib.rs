@@ -1246,7 +1246,7 @@ async fn workload_change(
         Ok(Err(e)) => {
             use prescale_orchestrate::engine::PauseError as E;
             let code = match &e {
-                E::Unknown { .. } => StatusCode::NOT_FOUND,
+                E::Unknown(_) => StatusCode::NOT_FOUND,
                 E::Ended { .. } => StatusCode::BAD_REQUEST,
                 E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
@@ -1376,7 +1376,7 @@ async fn change_events(st: AppState, name: String, ask: EventAsk) -> Response {
         Ok(Err(e)) => {
             use prescale_orchestrate::engine::EventError as E;
             let code = match &e {
-                E::Unknown { .. } | E::NotFound { .. } => StatusCode::NOT_FOUND,
+                E::Unknown(_) | E::NotFound { .. } => StatusCode::NOT_FOUND,
                 E::Invalid { .. } => StatusCode::BAD_REQUEST,
                 E::Configured { .. } | E::TooMany { .. } => StatusCode::CONFLICT,
                 E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -1460,18 +1460,7 @@ async fn workload_part(
         }
     }
     let Some(w) = status else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "unknown workload {name:?}; configured: {}",
-                st.managed()
-                    .workloads
-                    .iter()
-                    .map(|w| w.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
+        return unknown_workload(&st, &name);
     };
     let missing = |what: &str| {
         error(

@@ -19,7 +19,7 @@ use std::fmt;
 use prescale_core::{format_ts, PlannedEvent, TimestampMs};
 use prescale_store::StoreError;
 
-use super::Engine;
+use super::{Engine, UnknownWorkload};
 use crate::provider::Provider;
 
 /// The endpoint that declares an event, for the reasons that point to it.
@@ -46,12 +46,7 @@ fn state_key(name: &str) -> String {
 #[derive(Debug)]
 pub enum EventError {
     /// No configured workload has the name.
-    Unknown {
-        /// The name asked for.
-        name: String,
-        /// The configured workloads.
-        configured: Vec<String>,
-    },
+    Unknown(UnknownWorkload),
     /// The event is not one the API takes: its field and what is wrong.
     Invalid {
         /// `name`, `start`, `end`, `scale` or `min_demand`.
@@ -88,15 +83,7 @@ pub enum EventError {
 impl fmt::Display for EventError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EventError::Unknown { name, configured } => write!(
-                f,
-                "no configured workload is named `{name}`; configured: {}",
-                if configured.is_empty() {
-                    "none".to_string()
-                } else {
-                    configured.join(", ")
-                }
-            ),
+            EventError::Unknown(u) => write!(f, "{u}"),
             EventError::Invalid { field, message } => write!(f, "event `{field}`: {message}"),
             EventError::Configured { workload, event } => write!(
                 f,
@@ -125,6 +112,12 @@ impl fmt::Display for EventError {
 }
 
 impl std::error::Error for EventError {}
+
+impl From<UnknownWorkload> for EventError {
+    fn from(e: UnknownWorkload) -> Self {
+        EventError::Unknown(e)
+    }
+}
 
 impl From<StoreError> for EventError {
     fn from(e: StoreError) -> Self {
@@ -193,16 +186,6 @@ fn check(e: &PlannedEvent, now: TimestampMs) -> Result<(), EventError> {
 }
 
 impl<P: Provider> Engine<P> {
-    fn event_index(&self, name: &str) -> Result<usize, EventError> {
-        self.states
-            .iter()
-            .position(|s| s.w.name == name)
-            .ok_or_else(|| EventError::Unknown {
-                name: name.to_string(),
-                configured: self.states.iter().map(|s| s.w.name.clone()).collect(),
-            })
-    }
-
     /// Puts `declared` in force as state `i`'s declared events: in the store, the state
     /// (beside those configured) and, at once, the published status.
     pub(super) fn keep_declared(
@@ -236,7 +219,7 @@ impl<P: Provider> Engine<P> {
         event: PlannedEvent,
         now: TimestampMs,
     ) -> Result<Option<PlannedEvent>, EventError> {
-        let i = self.event_index(name)?;
+        let i = self.configured_index(name)?;
         check(&event, now)?;
         let s = &self.states[i];
         if s.w.events.iter().any(|e| e.name == event.name) {
@@ -285,7 +268,7 @@ impl<P: Provider> Engine<P> {
         event: &str,
         now: TimestampMs,
     ) -> Result<PlannedEvent, EventError> {
-        let i = self.event_index(name)?;
+        let i = self.configured_index(name)?;
         let s = &self.states[i];
         if s.w.events.iter().any(|e| e.name == event) {
             return Err(EventError::Configured {

@@ -17,7 +17,7 @@ use std::fmt;
 use prescale_core::{format_ts, Allocation, Pause, PauseScope, Tier, TimestampMs};
 use prescale_store::StoreError;
 
-use super::Engine;
+use super::{Engine, UnknownWorkload};
 use crate::provider::Provider;
 
 /// The endpoints that pause and resume a workload, for the reasons that point to them.
@@ -41,12 +41,7 @@ fn state_key(name: &str) -> String {
 #[derive(Debug)]
 pub enum PauseError {
     /// No configured workload has the name.
-    Unknown {
-        /// The name asked for.
-        name: String,
-        /// The configured workloads.
-        configured: Vec<String>,
-    },
+    Unknown(UnknownWorkload),
     /// The end asked for is not after now, or more than [`MAX_PAUSE_MS`] after it.
     Ended {
         /// The end asked for.
@@ -61,15 +56,7 @@ pub enum PauseError {
 impl fmt::Display for PauseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PauseError::Unknown { name, configured } => write!(
-                f,
-                "no configured workload is named `{name}`; configured: {}",
-                if configured.is_empty() {
-                    "none".to_string()
-                } else {
-                    configured.join(", ")
-                }
-            ),
+            PauseError::Unknown(u) => write!(f, "{u}"),
             PauseError::Ended { until, now } => write!(
                 f,
                 "a pause must end after now ({}) and within {} days of it, not at {}",
@@ -83,6 +70,12 @@ impl fmt::Display for PauseError {
 }
 
 impl std::error::Error for PauseError {}
+
+impl From<UnknownWorkload> for PauseError {
+    fn from(e: UnknownWorkload) -> Self {
+        PauseError::Unknown(e)
+    }
+}
 
 impl From<StoreError> for PauseError {
     fn from(e: StoreError) -> Self {
@@ -154,16 +147,6 @@ pub(super) fn kept_words(name: &str, p: &Pause, kept: &[(String, u32, u32)]) -> 
 }
 
 impl<P: Provider> Engine<P> {
-    fn index_of(&self, name: &str) -> Result<usize, PauseError> {
-        self.states
-            .iter()
-            .position(|s| s.w.name == name)
-            .ok_or_else(|| PauseError::Unknown {
-                name: name.to_string(),
-                configured: self.states.iter().map(|s| s.w.name.clone()).collect(),
-            })
-    }
-
     /// Puts `p` in force for state `i`, in the store, the state and, at once (not at
     /// the next pass), the published status.
     fn keep_pause(&mut self, i: usize, p: Option<Pause>) -> Result<(), StoreError> {
@@ -195,7 +178,7 @@ impl<P: Provider> Engine<P> {
         reason: &str,
         now: TimestampMs,
     ) -> Result<Pause, PauseError> {
-        let i = self.index_of(name)?;
+        let i = self.configured_index(name)?;
         if until <= now || until.saturating_sub(now) > MAX_PAUSE_MS {
             return Err(PauseError::Ended { until, now });
         }
@@ -222,7 +205,7 @@ impl<P: Provider> Engine<P> {
     /// Lifts workload `name`'s pause: its plans are acted on again from the next pass.
     /// Returns the pause lifted (`None`: there was none in force).
     pub fn resume(&mut self, name: &str, now: TimestampMs) -> Result<Option<Pause>, PauseError> {
-        let i = self.index_of(name)?;
+        let i = self.configured_index(name)?;
         let was = self.stored_pause(i).filter(|p| p.holds(now));
         self.keep_pause(i, None)?;
         if let Some(p) = &was {
@@ -302,7 +285,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<Vec<String>, StoreError> {
         let mut taken = Vec::new();
         for (name, p) in handed {
-            let Ok(i) = self.index_of(name) else {
+            let Ok(i) = self.configured_index(name) else {
                 continue;
             };
             let own = self.stored_pause(i);
