@@ -4651,6 +4651,24 @@ mod tests {
             store.get_state::<Vec<PlannedEvent>>("events/host").unwrap(),
             Some(vec![])
         );
+        // At most MAX_DECLARED over all workloads (they go on the Lease); one of those
+        // declared may still be changed.
+        let now = m(182 + 14 * 24 * 60);
+        let soon = 190 + 14 * 24 * 60;
+        for k in 0..MAX_DECLARED {
+            let ev = event(&format!("e{k}"), soon, soon + 10, 2.0, None);
+            e.declare_event("host", ev, now).unwrap();
+        }
+        let over = e
+            .declare_event("host", event("one more", soon, soon + 10, 2.0, None), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            over.starts_with("200 events are declared over all workloads, the most prescale keeps"),
+            "{over}"
+        );
+        let changed = event("e7", soon, soon + 20, 2.0, None);
+        assert!(e.declare_event("host", changed, now).unwrap().is_some());
     }
 
     #[test]

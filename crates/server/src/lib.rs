@@ -1378,7 +1378,7 @@ async fn change_events(st: AppState, name: String, ask: EventAsk) -> Response {
             let code = match &e {
                 E::Unknown(_) | E::NotFound { .. } => StatusCode::NOT_FOUND,
                 E::Invalid { .. } => StatusCode::BAD_REQUEST,
-                E::Configured { .. } | E::TooMany { .. } => StatusCode::CONFLICT,
+                E::Configured { .. } | E::TooMany => StatusCode::CONFLICT,
                 E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             error(code, e.to_string())

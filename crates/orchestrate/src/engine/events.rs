@@ -27,9 +27,11 @@ pub const DECLARE_PATH: &str = "POST /api/v1/workloads/{name}/events";
 /// The endpoint that cancels a declared event.
 pub const CANCEL_PATH: &str = "POST /api/v1/workloads/{name}/events/{event}/cancel";
 
-/// The most events a workload keeps declared (each is on the Lease with leader
-/// election, whose annotations Kubernetes limits to 256 KiB in all).
-pub const MAX_DECLARED: usize = 100;
+/// The most events prescale keeps declared, over all workloads: with leader election
+/// the holder writes them all on the Lease, whose annotations Kubernetes limits to
+/// 256 KiB in all, and a Lease it cannot write is a lease it loses (200 events of the
+/// longest name are about 60 KiB).
+pub const MAX_DECLARED: usize = 200;
 
 /// The longest event name the API takes (it is in reasons, labels and charts).
 pub const MAX_EVENT_NAME: usize = 100;
@@ -62,11 +64,8 @@ pub enum EventError {
         /// The event's name.
         event: String,
     },
-    /// The workload has [`MAX_DECLARED`] events declared already.
-    TooMany {
-        /// The workload.
-        workload: String,
-    },
+    /// [`MAX_DECLARED`] events are declared already, over all workloads.
+    TooMany,
     /// No declared event of the workload has the name.
     NotFound {
         /// The workload.
@@ -89,9 +88,9 @@ impl fmt::Display for EventError {
                 f,
                 "workload `{workload}`'s configuration has an event named \"{event}\": change it there and reload, or declare one under another name"
             ),
-            EventError::TooMany { workload } => write!(
+            EventError::TooMany => write!(
                 f,
-                "workload `{workload}` has {MAX_DECLARED} events declared, the most it keeps: cancel one first"
+                "{MAX_DECLARED} events are declared over all workloads, the most prescale keeps (with leader election they are written on the Lease, whose size Kubernetes limits): cancel one first, or put long-lived ones in the configuration"
             ),
             EventError::NotFound {
                 workload,
@@ -233,10 +232,9 @@ impl<P: Provider> Engine<P> {
             .iter()
             .position(|e| e.name == event.name)
             .map(|k| declared.remove(k));
-        if was.is_none() && declared.len() >= MAX_DECLARED {
-            return Err(EventError::TooMany {
-                workload: name.into(),
-            });
+        let total: usize = self.states.iter().map(|s| s.declared.len()).sum();
+        if was.is_none() && total >= MAX_DECLARED {
+            return Err(EventError::TooMany);
         }
         declared.push(event.clone());
         declared.sort_by(|a, b| (a.start, &a.name).cmp(&(b.start, &b.name)));
