@@ -4530,7 +4530,8 @@ mod tests {
             shown(&e),
             (vec!["sale".into(), "launch".into()], vec!["launch".into()])
         );
-        assert_eq!(e.declared_events()["host"], vec![launch.clone()]);
+        let st = e.status_handle();
+        assert_eq!(st.read().unwrap().workloads["host"].events[1], launch);
         // A restart keeps it, and plans ask for it ahead as for a configured one: 100
         // vCPU at the 80% target on 4 vCPU instances, 32 at least.
         drop(e);

@@ -373,16 +373,6 @@ impl<P: Provider> Engine<P> {
         self.keep_declared(i, kept)
     }
 
-    /// Each workload's declared events (those with any), as the holder writes them on
-    /// the Lease.
-    pub fn declared_events(&self) -> BTreeMap<String, Vec<PlannedEvent>> {
-        self.states
-            .iter()
-            .filter(|s| !s.declared.is_empty())
-            .map(|s| (s.w.name.clone(), s.declared.clone()))
-            .collect()
-    }
-
     /// Takes over the events the replica that held the lease before had declared (by
     /// workload, as it wrote them on the Lease): they replace this replica's own, which
     /// may be stale from when it last held the lease. A workload the holder had none
