@@ -2582,6 +2582,24 @@ mod tests {
             (1_795_000_000_000, 1_795_003_600_500)
         );
         assert_eq!((e[1].scale, e[1].min_demand), (1.0, Some(40.0)));
+        // As JSON gives them (the API's): quoted, with an offset or in UTC, or seconds.
+        for (given, read) in [
+            ("\"2026-11-27T07:00:00+01:00\"", 1_795_759_200_000),
+            ("\"2026-11-27T06:00:00Z\"", 1_795_759_200_000),
+            ("\"2026-11-27T01:00:00.5-05:00\"", 1_795_759_200_500),
+            ("1795759200", 1_795_759_200_000),
+        ] {
+            let t: crate::model::EventTime = serde_json::from_str(given).unwrap();
+            assert_eq!(t.0, read, "{given}");
+        }
+        for naive in ["\"2026-11-27T06:00:00\"", "\"2026-11-27\"", "\"tomorrow\""] {
+            let e = serde_json::from_str::<crate::model::EventTime>(naive).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("give a time as RFC 3339 with its offset"),
+                "{naive}: {e}"
+            );
+        }
         // Written out and read again the same (`config show`).
         let again = Config::parse(&c.to_toml(), "shown.toml").unwrap();
         assert_eq!(again.workloads[0].events, c.workloads[0].events);

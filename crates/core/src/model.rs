@@ -516,7 +516,7 @@ impl<'de> Deserialize<'de> for EventTime {
         }
         let bad = |what: &str| {
             serde::de::Error::custom(format!(
-                "{what}: give a time as RFC 3339 with its offset (2026-11-27T06:00:00Z, or unquoted 2026-11-27T07:00:00+01:00) or unix seconds"
+                "{what}: give a time as RFC 3339 with its offset (2026-11-27T06:00:00Z or 2026-11-27T07:00:00+01:00, quoted or not) or unix seconds"
             ))
         };
         let ms = match Given::deserialize(d)? {
@@ -526,9 +526,16 @@ impl<'de> Deserialize<'de> for EventTime {
             Given::Seconds(v) => {
                 crate::unix_seconds_ms(v).ok_or_else(|| bad(&format!("{v} is out of range")))?
             }
-            Given::Text(s) => crate::parse_ts(&s)
-                .filter(|_| s.trim_end().ends_with(['Z', 'z']) || s.trim().parse::<f64>().is_ok())
-                .ok_or_else(|| bad(&format!("cannot read {s:?}")))?,
+            // A quoted time with its offset (JSON has no unquoted one), or in UTC.
+            Given::Text(s) => match s.trim().parse::<toml::value::Datetime>() {
+                Ok(t) if t.offset.is_some() => datetime_ms(&t)
+                    .ok_or_else(|| bad(&format!("`{t}` has no date or no offset")))?,
+                _ => crate::parse_ts(&s)
+                    .filter(|_| {
+                        s.trim_end().ends_with(['Z', 'z']) || s.trim().parse::<f64>().is_ok()
+                    })
+                    .ok_or_else(|| bad(&format!("cannot read {s:?}")))?,
+            },
         };
         Ok(EventTime(ms))
     }

@@ -1327,7 +1327,7 @@ async fn event_declare(
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "the body must be a planned event as JSON, e.g. {{\"name\": \"load test\", \"start\": \"2026-12-05T14:00:00Z\", \"end\": \"2026-12-05T16:00:00Z\", \"scale\": 2, \"min_demand\": 40}} (times RFC 3339 or unix seconds; scale defaults to 1, min_demand in vCPU is optional): {e}"
+                    "the body must be a planned event as JSON, e.g. {{\"name\": \"load test\", \"start\": \"2026-12-05T14:00:00Z\", \"end\": \"2026-12-05T16:00:00Z\", \"scale\": 2, \"min_demand\": 40}} (times RFC 3339 with their offset, or unix seconds; scale defaults to 1, min_demand in vCPU is optional): {e}"
                 ),
             )
         }
