@@ -1852,7 +1852,7 @@ pub fn render_metrics(st: &AppState) -> String {
     family(
         "prescale_workload_event_start_seconds",
         "gauge",
-        "When each planned event not over yet starts (unix seconds; [[workloads.events]]).",
+        "When each planned event not over yet starts (unix seconds; [[workloads.events]], or declared through POST /api/v1/workloads/NAME/events).",
         event_start,
     );
     family(
