@@ -185,21 +185,15 @@ fn at_times(samples: &[(TimestampMs, f64)], times: &[TimestampMs]) -> Option<Vec
     )
 }
 
-/// prescale against HPA and the oracle over `w`'s stored demand in the `days` before
-/// `now`, from prescale's first pass in them on. Fails, saying why, when prescale has
-/// not run the workload then or fewer than two steps of demand followed.
-pub fn compare(
+/// The instances `w` held on each of `tiers` (as each pass stored them) in `[from, to]`.
+fn held_instances(
     store: &Store,
     tiers: &[Tier],
     w: &Workload,
-    days: f64,
-    now: TimestampMs,
-) -> Result<Comparison, String> {
-    let step_ms = w.step_s as i64 * 1000;
-    let from = now - (days * 86_400_000.0) as i64;
-    // Only while prescale ran the workload: from its first pass in the window (demand
-    // stored from before, a history it was given, had no capacity of prescale's).
-    let held = tiers
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<Vec<(TimestampMs, f64)>>, String> {
+    tiers
         .iter()
         .map(|t| {
             series(
@@ -208,33 +202,22 @@ pub fn compare(
                 &w.name,
                 Some(&t.name),
                 from,
-                now,
+                to,
             )
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let began = held.iter().filter_map(|h| h.first().map(|x| x.0)).min();
-    let began = began.ok_or_else(|| {
-        format!(
-            "prescale has not run {:?} in the last {days} day(s): nothing of its own to compare",
-            w.name
-        )
-    })?;
-    let demand: Vec<(TimestampMs, f64)> =
-        series(store, "prescale_demand", &w.name, None, began, now)?;
-    if demand.len() < 2 {
-        return Err(format!(
-            "{:?} has {} step(s) of stored demand since prescale began running it ({}): at least two are needed to compare",
-            w.name,
-            demand.len(),
-            prescale_core::format_ts(began)
-        ));
-    }
-    let (first, to) = (demand[0].0, demand[demand.len() - 1].0 + step_ms);
-    let times: Vec<TimestampMs> = demand.iter().map(|d| d.0).collect();
-    let single_tier = hpa_tier(tiers, w)
-        .ok_or_else(|| format!("no tier serves {:?}, so HPA has none to scale", w.name))?;
-    // The workload's other dimensions, at the CPU's steps (a step missing holds the
-    // last value before it), where their demand was stored.
+        .collect()
+}
+
+/// The stored demand of `w`'s other dimensions at `times` (a step missing holds the
+/// last value before it), read over `[from, to]`; and those left out, with why.
+#[allow(clippy::type_complexity)]
+fn other_dimensions(
+    store: &Store,
+    w: &Workload,
+    times: &[TimestampMs],
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<(Vec<(Dim, Vec<f64>)>, Vec<String>), String> {
     let mut others: Vec<(Dim, Vec<f64>)> = Vec::new();
     let mut left_out = Vec::new();
     for name in w.dimensions.keys() {
@@ -243,11 +226,11 @@ pub fn compare(
             continue;
         };
         let stored = store
-            .range(&demand_key(&w.name, d), began, now)
+            .range(&demand_key(&w.name, d), from, to)
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
         let stored: Vec<(TimestampMs, f64)> = stored.iter().map(|s| (s.ts, s.value)).collect();
-        match at_times(&stored, &times) {
+        match at_times(&stored, times) {
             Some(v) => others.push((d, v)),
             None => left_out.push(format!(
                 "{name}: no demand stored since prescale began running the workload (does `{}` match any series?)",
@@ -255,22 +238,41 @@ pub fn compare(
             )),
         }
     }
-    let dims: Vec<Dim> = std::iter::once(Dim::Cpu)
-        .chain(others.iter().map(|o| o.0))
-        .collect();
-    let demand_at: Vec<(TimestampMs, Vec<f64>)> = demand
-        .iter()
+    Ok((others, left_out))
+}
+
+/// Each CPU demand step with the other dimensions' demand at it, CPU first.
+fn with_others(
+    cpu: &[(TimestampMs, f64)],
+    others: &[(Dim, Vec<f64>)],
+) -> Vec<(TimestampMs, Vec<f64>)> {
+    cpu.iter()
         .enumerate()
-        .map(|(i, &(t, cpu))| {
-            let mut v = vec![cpu];
+        .map(|(i, &(t, c))| {
+            let mut v = vec![c];
             v.extend(others.iter().map(|o| o.1[i]));
             (t, v)
         })
-        .collect();
-    // prescale: what it held and what it had ready, pass by pass.
+        .collect()
+}
+
+/// What prescale's own capacity for `w` cost over `[first, to)` (`held`: its
+/// instances per tier, as [`held_instances`] reads them) and how long it was short of
+/// `demand_at` (in `dims`' order), from the capacity each pass stored.
+#[allow(clippy::too_many_arguments)]
+fn own_side(
+    store: &Store,
+    tiers: &[Tier],
+    w: &Workload,
+    held: &[Vec<(TimestampMs, f64)>],
+    dims: &[Dim],
+    demand_at: &[(TimestampMs, Vec<f64>)],
+    first: TimestampMs,
+    to: TimestampMs,
+) -> Result<Side, String> {
     let cost: f64 = tiers
         .iter()
-        .zip(&held)
+        .zip(held)
         .map(|(t, h)| spent(h, t.price_per_hour, first, to))
         .sum();
     // Each pass's ready CPU as stored, and the ready instances behind it, which provide
@@ -311,10 +313,113 @@ pub fn compare(
             (ts, row)
         })
         .collect();
-    let prescale = Side {
+    Ok(Side {
         cost,
-        underprovisioned_minutes: minutes_short(&demand_at, &ready, step_ms),
+        underprovisioned_minutes: minutes_short(demand_at, &ready, w.step_s as i64 * 1000),
+    })
+}
+
+/// How a planned event went, from what prescale stored while it was on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventReview {
+    /// Start of the first step reviewed (ms).
+    pub from: TimestampMs,
+    /// End of the last (ms): the event's end, or the last step so far.
+    pub to: TimestampMs,
+    /// Steps of demand stored in it.
+    pub steps: usize,
+    /// The highest CPU demand of a step in it (vCPU).
+    pub peak_demand: f64,
+    /// What prescale's capacity cost over it, and how long it was short of demand in
+    /// any dimension.
+    #[serde(flatten)]
+    pub prescale: Side,
+}
+
+/// How planned event `[start, end)` of `w` went up to `now`: the steps of demand
+/// stored from its start, what prescale's capacity cost over them and how long it was
+/// short. `None` before it starts or where no step of it was stored.
+pub fn review_event(
+    store: &Store,
+    tiers: &[Tier],
+    w: &Workload,
+    start: TimestampMs,
+    end: TimestampMs,
+    now: TimestampMs,
+) -> Result<Option<EventReview>, String> {
+    let step_ms = w.step_s as i64 * 1000;
+    if start >= now {
+        return Ok(None);
+    }
+    // The steps that start within it (stored by now: complete).
+    let demand: Vec<(TimestampMs, f64)> =
+        series(store, "prescale_demand", &w.name, None, start, end.min(now))?
+            .into_iter()
+            .filter(|&(t, _)| t < end)
+            .collect();
+    let Some(&(first, _)) = demand.first() else {
+        return Ok(None);
     };
+    let to = (demand[demand.len() - 1].0 + step_ms).min(end);
+    let times: Vec<TimestampMs> = demand.iter().map(|d| d.0).collect();
+    // The counts in force at its start were stored by a pass before it.
+    let held = held_instances(store, tiers, w, first - 3_600_000, to)?;
+    let (others, _) = other_dimensions(store, w, &times, first - 3_600_000, to)?;
+    let dims: Vec<Dim> = std::iter::once(Dim::Cpu)
+        .chain(others.iter().map(|o| o.0))
+        .collect();
+    let demand_at = with_others(&demand, &others);
+    Ok(Some(EventReview {
+        from: first,
+        to,
+        steps: demand.len(),
+        peak_demand: demand.iter().map(|d| d.1).fold(f64::NEG_INFINITY, f64::max),
+        prescale: own_side(store, tiers, w, &held, &dims, &demand_at, first, to)?,
+    }))
+}
+
+/// prescale against HPA and the oracle over `w`'s stored demand in the `days` before
+/// `now`, from prescale's first pass in them on. Fails, saying why, when prescale has
+/// not run the workload then or fewer than two steps of demand followed.
+pub fn compare(
+    store: &Store,
+    tiers: &[Tier],
+    w: &Workload,
+    days: f64,
+    now: TimestampMs,
+) -> Result<Comparison, String> {
+    let step_ms = w.step_s as i64 * 1000;
+    let from = now - (days * 86_400_000.0) as i64;
+    // Only while prescale ran the workload: from its first pass in the window (demand
+    // stored from before, a history it was given, had no capacity of prescale's).
+    let held = held_instances(store, tiers, w, from, now)?;
+    let began = held.iter().filter_map(|h| h.first().map(|x| x.0)).min();
+    let began = began.ok_or_else(|| {
+        format!(
+            "prescale has not run {:?} in the last {days} day(s): nothing of its own to compare",
+            w.name
+        )
+    })?;
+    let demand: Vec<(TimestampMs, f64)> =
+        series(store, "prescale_demand", &w.name, None, began, now)?;
+    if demand.len() < 2 {
+        return Err(format!(
+            "{:?} has {} step(s) of stored demand since prescale began running it ({}): at least two are needed to compare",
+            w.name,
+            demand.len(),
+            prescale_core::format_ts(began)
+        ));
+    }
+    let (first, to) = (demand[0].0, demand[demand.len() - 1].0 + step_ms);
+    let times: Vec<TimestampMs> = demand.iter().map(|d| d.0).collect();
+    let single_tier = hpa_tier(tiers, w)
+        .ok_or_else(|| format!("no tier serves {:?}, so HPA has none to scale", w.name))?;
+    let (others, left_out) = other_dimensions(store, w, &times, began, now)?;
+    let dims: Vec<Dim> = std::iter::once(Dim::Cpu)
+        .chain(others.iter().map(|o| o.0))
+        .collect();
+    let demand_at = with_others(&demand, &others);
+    let prescale = own_side(store, tiers, w, &held, &dims, &demand_at, first, to)?;
     // What the workload actually had at each step's start, per dimension it says.
     let mut queries: Vec<(Dim, &str)> = Vec::new();
     if let Some(q) = &w.actual {

@@ -1257,13 +1257,17 @@ async fn workload_change(
 }
 
 /// `GET /api/v1/workloads/{name}/events`: the workload's planned events, each with
-/// where it comes from (`configuration` or `api`) and whether it is over, in force or
-/// ahead at the request's time.
+/// where it comes from (`configuration` or `api`), whether it is over, in force or
+/// ahead at the request's time, and for one begun, how it went so far (`review`: its
+/// steps, peak demand, what prescale's capacity cost over it and how long it was
+/// short, from the stored series; `review_error` where they cannot be read).
 async fn events_list(State(st): State<AppState>, Path(name): Path<String>) -> Response {
     let Some(w) = workload_status(&st, &name) else {
         return unknown_workload(&st, &name);
     };
     let now = prescale_core::now_ms();
+    let managed = st.managed();
+    let configured = managed.workloads.iter().find(|c| c.name == name);
     let data: Vec<serde_json::Value> = w
         .events
         .iter()
@@ -1283,6 +1287,12 @@ async fn events_list(State(st): State<AppState>, Path(name): Path<String>) -> Re
             };
             v["source"] = json!(from);
             v["state"] = json!(when);
+            if let Some(c) = configured.filter(|_| e.start.0 <= now) {
+                match compare::review_event(&st.store, &managed.tiers, c, e.start.0, e.end.0, now) {
+                    Ok(r) => v["review"] = json!(r),
+                    Err(why) => v["review_error"] = json!(why),
+                }
+            }
             v
         })
         .collect();

@@ -3568,6 +3568,7 @@ async fn a_planned_event_is_declared_listed_and_cancelled_through_the_api_with_t
         "{text}"
     );
     assert_eq!(listed["start"], json!(ts(now + hour)), "{text}");
+    assert!(listed.get("review").is_none(), "not begun: {text}");
     let (_, text) = get(&app, "/api/v1/workloads/host/status").await;
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["data"]["declared"], json!(["load test"]), "{text}");
@@ -4129,4 +4130,62 @@ async fn a_standby_copies_the_holders_decision_log_once() {
     let (_, body) = get(&router(s.clone()), "/api/v1/sources").await;
     let src: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(src["data"]["leader_election"]["copy_error"], e.as_str());
+}
+
+#[tokio::test]
+async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+    let mut c = Config::default();
+    let m = |min: i64| min * 60_000;
+    let event = |name: &str, from: i64, least: f64| prescale_core::PlannedEvent {
+        name: name.into(),
+        start: prescale_core::EventTime(m(from)),
+        end: prescale_core::EventTime(m(from + 10)),
+        scale: 1.0,
+        min_demand: Some(least),
+    };
+    let w = &mut c.workloads[0];
+    (
+        w.max_spot_share,
+        w.scale_down_delay_s,
+        w.scale_down_window_s,
+    ) = (0.0, 60, 0);
+    (w.seasonal_floor, w.model) = (false, "naive".into());
+    // Both bring 60 vCPU for ten minutes, where 10 is usual: the first one whose least
+    // demand says nothing of it, the second told of it (after the first, the forecast's
+    // band is wide enough to cover it anyway, as its errors were that large).
+    w.events = vec![event("told", 80, 60.0), event("untold", 40, 0.5)];
+    let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+    e.set_inline_training();
+    for min in 0..100 {
+        let busy = (40..50).contains(&min) || (80..90).contains(&min);
+        let value = if busy { 60.0 } else { 10.0 };
+        store.append(&key, &[Sample { ts: m(min), value }]).unwrap();
+        e.tick(m(min + 1)).unwrap();
+    }
+    let app = router(AppState::new(&c, store, e.status_handle()).unwrap());
+    let (code, text) = get(&app, "/api/v1/workloads/host/events").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let review = |k: usize| v["data"][k]["review"].clone();
+    for k in 0..2 {
+        assert_eq!(v["data"][k]["state"], "over", "{text}");
+        assert_eq!(review(k)["steps"], 10, "{text}");
+        assert_eq!(review(k)["peak_demand"], 60.0, "{text}");
+        assert_eq!(
+            review(k)["to"].as_i64(),
+            review(k)["from"].as_i64().map(|f| f + m(10))
+        );
+    }
+    let short = |k: usize| review(k)["underprovisioned_minutes"].as_f64().unwrap();
+    let cost = |k: usize| review(k)["cost"].as_f64().unwrap();
+    // Told: ready as it began. Untold: short until the surge's capacity was ready.
+    assert_eq!(short(0), 0.0, "{text}");
+    assert!((1.0..10.0).contains(&short(1)), "{text}");
+    // 60 vCPU at the 80% target on 4-vCPU standard instances ($0.192/h): 19 for ten
+    // minutes at least.
+    assert!(cost(0) >= 19.0 * 0.192 / 6.0, "{text}");
+    assert!(cost(1) > 0.0, "{text}");
 }
