@@ -135,6 +135,22 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         "{}",
         &sections[0][..sections[0].len().min(2000)]
     );
+    // And says how it went, as the events list reviews it: ready as it began.
+    let events = json(addr, "/api/v1/workloads/web/events");
+    let review = &events[0]["review"];
+    assert_eq!(events[0]["state"], "over", "{events}");
+    assert_eq!(review["underprovisioned_minutes"], 0.0, "{events}");
+    let said = format!(
+        "<div class=\"event-review small\">planned event \"campaign\" was on for {} step(s): demand peaked at {:.2} vCPU, prescale's capacity cost ${:.2} over it and was short 0.0 min</div>",
+        review["steps"],
+        review["peak_demand"].as_f64().unwrap(),
+        review["cost"].as_f64().unwrap()
+    );
+    assert!(
+        sections[0].contains(&said),
+        "{said} in {}",
+        &sections[0][..sections[0].len().min(3000)]
+    );
     // A row per event, as the API groups them: the batch job's CPU and memory moving
     // together are one.
     let grouped = json(

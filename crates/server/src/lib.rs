@@ -1258,14 +1258,16 @@ async fn workload_change(
 
 /// `GET /api/v1/workloads/{name}/events`: the workload's planned events, each with
 /// where it comes from (`configuration` or `api`), whether it is over, in force or
-/// ahead at the request's time, and for one begun, how it went so far (`review`: its
-/// steps, peak demand, what prescale's capacity cost over it and how long it was
-/// short, from the stored series; `review_error` where they cannot be read).
+/// ahead at the last pass (the simulated clock's in `prescale demo`; the request's
+/// before any), and for one begun, how it went so far (`review`: its steps, peak
+/// demand, what prescale's capacity cost over it and how long it was short, from the
+/// stored series; `review_error` where they cannot be read).
 async fn events_list(State(st): State<AppState>, Path(name): Path<String>) -> Response {
     let Some(w) = workload_status(&st, &name) else {
         return unknown_workload(&st, &name);
     };
-    let now = prescale_core::now_ms();
+    let last = st.status.read().expect("status lock").last_tick;
+    let now = last.unwrap_or_else(prescale_core::now_ms);
     let managed = st.managed();
     let configured = managed.workloads.iter().find(|c| c.name == name);
     let data: Vec<serde_json::Value> = w
