@@ -42,7 +42,7 @@ use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 mod events;
 mod pause;
 mod unmanaged;
-pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, MAX_DECLARED};
+pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
 pub use pause::{PauseError, PAUSED_SERIES, PAUSE_PATH, RESUME_PATH};
 pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
 
@@ -2554,6 +2554,24 @@ impl<P: Provider> Engine<P> {
             .with_label("workload", s.w.name.clone());
         let value = f64::from(u8::from(s.pause.is_some()));
         cost.push((paused, vec![Sample { ts: now, value }]));
+        // Each planned event in force (1 at each pass within it), for dashboards to mark.
+        for e in s
+            .events()
+            .iter()
+            .filter(|e| e.start.0 <= now && now < e.end.0)
+        {
+            let key = SeriesKey::metric(EVENT_SERIES)
+                .expect("static name")
+                .with_label("workload", s.w.name.clone())
+                .with_label("event", e.name.clone());
+            cost.push((
+                key,
+                vec![Sample {
+                    ts: now,
+                    value: 1.0,
+                }],
+            ));
+        }
         self.store.append_many(&cost)?;
         if self.persist_status {
             self.store
@@ -4354,6 +4372,22 @@ mod tests {
             began.1,
             "planned event \"launch\" began (from 1970-01-01T02:20:00Z to 1970-01-01T02:30:00Z): plans cover the demand it expects"
         );
+        // Stored as 1 at each pass within it, and at no other.
+        let key = SeriesKey::metric(EVENT_SERIES)
+            .unwrap()
+            .with_label("workload", "host")
+            .with_label("event", "launch");
+        let marked: Vec<i64> = store
+            .range(&key, 0, i64::MAX)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                assert_eq!(x.value, 1.0);
+                x.ts / 60_000
+            })
+            .collect();
+        assert_eq!(marked, (140..150).collect::<Vec<_>>());
         let reason = e.status_handle().read().unwrap().workloads["host"]
             .plan
             .clone()

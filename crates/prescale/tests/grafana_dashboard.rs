@@ -137,6 +137,33 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
                     .replace("$workload", workload)
                     .replace("$__range_s", &range_s.to_string())
                     .replace("$__range", "6h");
+                if expr.contains("prescale_planned_event") {
+                    // The day's campaign, earlier than the six hours: marked from its
+                    // start to its end (and the query's five-minute look back after).
+                    let c = prescale_orchestrate::demo::campaign_event(1);
+                    let (from, to) = (c.start.0 / 1000, c.end.0 / 1000);
+                    let path = format!(
+                        "/api/v1/query_range?query={}&start={}&end={end}&step=60",
+                        enc(&expr),
+                        end - 86_400
+                    );
+                    let (code, body) = get(addr, &path).unwrap();
+                    assert_eq!(code, 200, "{title}: {expr}: {body}");
+                    let v: Value = serde_json::from_str(&body).unwrap();
+                    let result = v["data"]["result"].as_array().unwrap();
+                    assert_eq!(result.len(), 1, "{body}");
+                    assert_eq!(result[0]["metric"]["event"], "campaign", "{body}");
+                    let times: Vec<i64> = result[0]["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p[0].as_f64().unwrap() as i64)
+                        .collect();
+                    assert!(times[0] >= from && times[0] < from + 60, "{body}");
+                    assert!(times.iter().all(|&t| t < to + 300), "{body}");
+                    assert!(times.len() >= 120, "{body}");
+                    continue;
+                }
                 let path = if t["instant"] == true {
                     format!("/api/v1/query?query={}&time={end}", enc(&expr))
                 } else {

@@ -33,6 +33,10 @@ pub const CANCEL_PATH: &str = "POST /api/v1/workloads/{name}/events/{event}/canc
 /// longest name are about 60 KiB).
 pub const MAX_DECLARED: usize = 200;
 
+/// The series each pass stores, 1 for each planned event in force
+/// (`{workload, event}`), for dashboards to mark the events on their charts.
+pub const EVENT_SERIES: &str = "prescale_planned_event";
+
 /// The longest event name the API takes (it is in reasons, labels and charts).
 pub const MAX_EVENT_NAME: usize = 100;
 
