@@ -468,12 +468,17 @@ impl std::fmt::Display for UnknownWorkload {
             f,
             "no configured workload is named `{}`; configured: {}",
             self.name,
-            if self.configured.is_empty() {
-                "none".to_string()
-            } else {
-                self.configured.join(", ")
-            }
+            or_none(&self.configured)
         )
+    }
+}
+
+/// `names` comma-separated, or `none`.
+fn or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
     }
 }
 

@@ -19,7 +19,7 @@ use std::fmt;
 use prescale_core::{format_ts, PlannedEvent, TimestampMs};
 use prescale_store::StoreError;
 
-use super::{Engine, UnknownWorkload};
+use super::{or_none, Engine, UnknownWorkload};
 use crate::provider::Provider;
 
 /// The endpoint that declares an event, for the reasons that point to it.
@@ -103,11 +103,7 @@ impl fmt::Display for EventError {
             } => write!(
                 f,
                 "workload `{workload}` has no declared event named \"{event}\"; declared: {} (those in the configuration change with it)",
-                if declared.is_empty() {
-                    "none".to_string()
-                } else {
-                    declared.join(", ")
-                }
+                or_none(declared)
             ),
             EventError::Store(e) => write!(f, "{e}"),
         }
