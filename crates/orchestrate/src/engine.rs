@@ -194,6 +194,15 @@ pub struct WorkloadStatus {
     pub declared: Vec<String>,
 }
 
+impl WorkloadStatus {
+    /// Those of `events` declared through the API.
+    pub fn declared_events(&self) -> impl Iterator<Item = &prescale_core::PlannedEvent> {
+        self.events
+            .iter()
+            .filter(|e| self.declared.contains(&e.name))
+    }
+}
+
 /// One of a workload's other dimensions at the last plan: its demand, in the tiers'
 /// unit for it (memory GiB, disk IOPS, network Mbit/s), and the forecast the plan read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -442,6 +451,11 @@ impl WState {
                     .collect(),
             )
         }
+    }
+
+    /// Whether the workload's configuration has an event named `name`.
+    fn configures(&self, name: &str) -> bool {
+        self.w.events.iter().any(|e| e.name == name)
     }
 
     /// Puts `declared` in force as the events declared through the API, in the status

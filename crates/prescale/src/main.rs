@@ -586,10 +586,7 @@ fn run_cmd(
                                 .workloads
                                 .iter()
                                 .filter(|(_, s)| !s.declared.is_empty())
-                                .map(|(w, s)| {
-                                    let mine = s.events.iter().filter(|e| s.declared.contains(&e.name));
-                                    (w.clone(), mine.cloned().collect())
-                                })
+                                .map(|(w, s)| (w.clone(), s.declared_events().cloned().collect()))
                                 .collect();
                             (spent, passed.then(|| (st.unmanaged.clone(), paused, declared)))
                         };

@@ -270,8 +270,7 @@ pub fn with_declared(
         .map(|w| {
             let mut w = w.clone();
             if let Some(s) = status.workloads.get(&w.name) {
-                let declared = s.events.iter().filter(|e| s.declared.contains(&e.name));
-                w.events.extend(declared.cloned());
+                w.events.extend(s.declared_events().cloned());
             }
             w
         })

@@ -221,7 +221,7 @@ impl<P: Provider> Engine<P> {
         let i = self.configured_index(name)?;
         check(&event, now)?;
         let s = &self.states[i];
-        if s.w.events.iter().any(|e| e.name == event.name) {
+        if s.configures(&event.name) {
             return Err(EventError::Configured {
                 workload: name.into(),
                 event: event.name,
@@ -268,7 +268,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<PlannedEvent, EventError> {
         let i = self.configured_index(name)?;
         let s = &self.states[i];
-        if s.w.events.iter().any(|e| e.name == event) {
+        if s.configures(event) {
             return Err(EventError::Configured {
                 workload: name.into(),
                 event: event.into(),
@@ -332,7 +332,7 @@ impl<P: Provider> Engine<P> {
             .declared
             .iter()
             .cloned()
-            .partition(|d| !s.w.events.iter().any(|e| e.name == d.name));
+            .partition(|d| !s.configures(&d.name));
         if shadowed.is_empty() {
             return Ok(());
         }
@@ -390,22 +390,23 @@ impl<P: Provider> Engine<P> {
                 .get(&name)
                 .into_iter()
                 .flatten()
-                .filter(|d| !s.w.events.iter().any(|e| e.name == d.name))
+                .filter(|d| !s.configures(&d.name))
                 .cloned()
                 .collect();
             if theirs == s.declared {
                 continue;
             }
             let names = |l: &[PlannedEvent]| {
-                l.iter()
-                    .map(|e| format!("\"{}\"", e.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                or_none(
+                    &l.iter()
+                        .map(|e| format!("\"{}\"", e.name))
+                        .collect::<Vec<_>>(),
+                )
             };
             let reason = format!(
                 "planned events declared through the API taken over from the replica that held the lease before: {} (this replica had {})",
-                if theirs.is_empty() { "none".into() } else { names(&theirs) },
-                if s.declared.is_empty() { "none".into() } else { names(&s.declared) },
+                names(&theirs),
+                names(&s.declared),
             );
             self.keep_declared(i, theirs)?;
             self.log_config(&name, now, reason)?;
