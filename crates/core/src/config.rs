@@ -1246,6 +1246,48 @@ impl Config {
                     ));
                 }
             }
+            for r in &w.recurring_events {
+                if let Some(e) = r
+                    .next(now)
+                    .filter(|e| e.start.0 - now < lead_s as i64 * 1000)
+                {
+                    out.push(format!(
+                        "workload {:?}: recurring event {:?} next starts at {}, sooner than its slowest tier's 90th-percentile lead time ({lead_s} s) from now: its capacity may not all be ready when it starts",
+                        w.name,
+                        r.name,
+                        crate::format_ts(e.start.0)
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Each workload's recurring events as `config check` shows them: the pattern in
+    /// words and its next three starts on its clock, so that a pattern can be checked
+    /// before it acts.
+    pub fn recurring_summary(&self, now: crate::TimestampMs) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in &self.workloads {
+            for r in &w.recurring_events {
+                let Ok(s) = r.schedule() else { continue };
+                let mut next = Vec::new();
+                let mut at = s.next(now, true);
+                while let Some(t) = at.filter(|_| next.len() < 3) {
+                    next.push(s.local(t));
+                    at = s.next(t, false);
+                }
+                out.push(format!(
+                    "workload {:?}: recurring event {:?} every {:?} in {} ({}), for {} s: next at {}",
+                    w.name,
+                    r.name,
+                    r.every,
+                    r.timezone,
+                    s.describe().trim_end_matches('.'),
+                    r.duration_s,
+                    next.join(", ")
+                ));
+            }
         }
         out
     }
@@ -1768,7 +1810,97 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
             ),
         );
     }
-    validate_events(&w.events)
+    validate_events(&w.events)?;
+    validate_recurring(&w.recurring_events, &w.events, crate::now_ms())
+}
+
+/// Checks a workload's recurring events against `now`: `Err((key, what is wrong))` for
+/// the first bad one.
+fn validate_recurring(
+    recurring: &[crate::model::RecurringEvent],
+    events: &[crate::model::PlannedEvent],
+    now: crate::TimestampMs,
+) -> Result<(), (String, String)> {
+    use crate::model::{MIN_RECURRENCE_S, RECURRENCE_CHECK_S};
+    let mut names: BTreeSet<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    for (k, r) in recurring.iter().enumerate() {
+        let err = |f: &str, m: String| Err((format!("recurring_events[{k}].{f}"), m));
+        if r.name.trim().is_empty() {
+            return err("name", "must not be empty".into());
+        }
+        if !names.insert(r.name.as_str()) {
+            return err("name", format!("{:?} names two events", r.name));
+        }
+        // Its occurrences are each a planned event, checked as one.
+        let first = crate::model::PlannedEvent {
+            name: r.name.clone(),
+            recurring: None,
+            ..r.occurrence(0)
+        };
+        if let Err((f, m)) = validate_event(&first) {
+            if f == "scale" || f == "min_demand" {
+                return err(&f, m);
+            }
+        }
+        if r.duration_s == 0 {
+            return err("duration_s", "must be at least 1 (seconds)".into());
+        }
+        let schedule = r
+            .schedule()
+            .map_err(|(f, m)| (format!("recurring_events[{k}].{f}"), m))?;
+        let Some(mut start) = schedule.next(now, true) else {
+            return err(
+                "every",
+                format!(
+                    "{:?} never comes within a year: check its day and month",
+                    r.every
+                ),
+            );
+        };
+        if start - now > RECURRENCE_CHECK_S * 1000 {
+            return err(
+                "every",
+                format!(
+                    "{:?} first comes at {}, more than a year ahead: declare a one-off [[workloads.events]] instead",
+                    r.every,
+                    crate::format_ts(start)
+                ),
+            );
+        }
+        // Over the next year (at most a thousand starts): starts at least an hour
+        // apart, and each occurrence over before the next starts.
+        for _ in 0..1000 {
+            let Some(next) = schedule.next(start, false) else {
+                break;
+            };
+            if next - now > RECURRENCE_CHECK_S * 1000 {
+                break;
+            }
+            let gap_s = (next - start) / 1000;
+            if gap_s < MIN_RECURRENCE_S {
+                return err(
+                    "every",
+                    format!(
+                        "{:?} starts again {gap_s} s after {}: a recurring event may come at most hourly (what recurs within each day, the forecast's daily season learns from the history)",
+                        r.every,
+                        crate::format_ts(start)
+                    ),
+                );
+            }
+            if r.duration_s as i64 > gap_s {
+                return err(
+                    "duration_s",
+                    format!(
+                        "{} s is longer than the {gap_s} s from the start at {} to the next: an occurrence must be over before the next begins",
+                        r.duration_s,
+                        crate::format_ts(start)
+                    ),
+                );
+            }
+            start = next;
+        }
+    }
+    Ok(())
 }
 
 /// The most a planned event may multiply the forecast by: more is a typo for a
@@ -1794,6 +1926,12 @@ fn validate_events(events: &[crate::model::PlannedEvent]) -> Result<(), (String,
         }
         if !names.insert(e.name.as_str()) {
             return err("name", format!("{:?} names two events", e.name));
+        }
+        if e.recurring.is_some() {
+            return err(
+                "recurring",
+                "is prescale's, on the occurrences of a recurring event: declare one as [[workloads.recurring_events]] (every, timezone, duration_s)".into(),
+            );
         }
         if e.end <= e.start {
             return err(
@@ -2676,6 +2814,174 @@ mod tests {
         .to_string();
         assert!(
             e.contains("key `workloads[0].events[1].name`: \"x\" names two events"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn recurring_events_are_read_expanded_in_their_time_zone_and_checked() {
+        let with = |events: &str| {
+            let src =
+                DEFAULT_TOML.replacen("\n[providers]\n", &format!("\n{events}\n[providers]\n"), 1);
+            Config::parse(&src, "c.toml")
+        };
+        let c = with(
+            "[[workloads.recurring_events]]\nname = \"close\"\nevery = \"0 18 L * *\"\ntimezone = \"Europe/Berlin\"\nduration_s = 21600\nscale = 2.0\n\
+             [[workloads.recurring_events]]\nname = \"office\"\nevery = \"0 9 * * MON-FRI\"\ntimezone = \"America/New_York\"\nduration_s = 28800\nmin_demand = 40.0\n\
+             [[workloads.recurring_events]]\nname = \"report\"\nevery = \"30 6 * * 1#1\"\nduration_s = 3600\nscale = 1.5\n",
+        )
+        .unwrap();
+        let r = &c.workloads[0].recurring_events;
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            (r[2].timezone.as_str(), r[1].scale, r[1].min_demand),
+            ("UTC", 1.0, Some(40.0))
+        );
+        let t = |s: &str| crate::parse_ts(s).unwrap();
+        let starts = |k: usize, from: &str, to: &str| -> Vec<String> {
+            r[k].occurrences(t(from), t(to))
+                .iter()
+                .map(|e| crate::format_ts(e.start.0))
+                .collect()
+        };
+        // A month's last day at 18:00 in Berlin: 17:00 UTC in winter, 16:00 in summer;
+        // the one in force at `from` is in.
+        assert_eq!(
+            starts(0, "2026-12-31T20:00:00Z", "2027-04-01T00:00:00Z"),
+            [
+                "2026-12-31T17:00:00Z",
+                "2027-01-31T17:00:00Z",
+                "2027-02-28T17:00:00Z",
+                "2027-03-31T16:00:00Z"
+            ]
+        );
+        let close = &r[0].occurrences(t("2026-12-31T20:00:00Z"), t("2026-12-31T21:00:00Z"))[0];
+        assert_eq!(
+            r[0].next(t("2026-12-31T20:00:00Z")).map(|e| e.start.0),
+            Some(t("2027-01-31T17:00:00Z"))
+        );
+        assert_eq!(close.name, "close at 2026-12-31T17:00:00Z");
+        assert_eq!(close.end.0 - close.start.0, 21_600_000);
+        assert_eq!(
+            (close.scale, close.recurring.as_deref()),
+            (2.0, Some("close"))
+        );
+        // Weekdays at nine in New York, across the spring's change of clock (8 March
+        // 2026): 14:00 UTC on Friday, 13:00 on Monday; none at the weekend.
+        assert_eq!(
+            starts(1, "2026-03-06T00:00:00Z", "2026-03-09T13:00:01Z"),
+            ["2026-03-06T14:00:00Z", "2026-03-09T13:00:00Z"]
+        );
+        // Each first Monday of the month, at 06:30 UTC.
+        assert_eq!(
+            starts(2, "2026-11-01T00:00:00Z", "2027-01-05T00:00:00Z"),
+            [
+                "2026-11-02T06:30:00Z",
+                "2026-12-07T06:30:00Z",
+                "2027-01-04T06:30:00Z"
+            ]
+        );
+        // Written out and read again the same (`config show`).
+        let again = Config::parse(&c.to_toml(), "shown.toml").unwrap();
+        assert_eq!(again.workloads[0].recurring_events, *r);
+        // The README's other patterns are read.
+        for every in ["0 3 15W * *", "@monthly", "0 9 * * MON-FRI", "0 6 * * 1#1"] {
+            let r = crate::model::RecurringEvent {
+                every: every.into(),
+                ..r[0].clone()
+            };
+            assert!(r.next(crate::now_ms()).is_some(), "{every}");
+        }
+        // `config check` says when each comes next, on its own clock.
+        let said = c.recurring_summary(t("2026-12-31T20:00:00Z"));
+        assert_eq!(
+            said[0],
+            "workload \"host\": recurring event \"close\" every \"0 18 L * *\" in Europe/Berlin (At 18:00, on the last day of the month), for 21600 s: next at 2027-01-31T18:00:00+01:00, 2027-02-28T18:00:00+01:00, 2027-03-31T18:00:00+02:00"
+        );
+        assert_eq!(said.len(), 3);
+        // Warned of when the next comes sooner than the slowest tier's lead time.
+        let now = t("2026-12-07T06:25:00Z");
+        let cautions: Vec<String> = c
+            .cautions(now)
+            .into_iter()
+            .filter(|x| x.contains("recurring event"))
+            .collect();
+        assert_eq!(
+            cautions,
+            ["workload \"host\": recurring event \"report\" next starts at 2026-12-07T06:30:00Z, sooner than its slowest tier's 90th-percentile lead time (450 s) from now: its capacity may not all be ready when it starts"]
+        );
+        // What is wrong, and where.
+        let bad = |body: &str| {
+            with(&format!(
+                "[[workloads.recurring_events]]\nname = \"x\"\n{body}"
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        for (body, says) in [
+            (
+                "every = \"0 25 * * *\"\nduration_s = 600\nscale = 2.0\n",
+                "key `workloads[0].recurring_events[0].every`: cannot read \"0 25 * * *\" as a cron pattern",
+            ),
+            (
+                "every = \"0 0 9 * * *\"\nduration_s = 600\nscale = 2.0\n",
+                "give five fields, minute hour day-of-month month day-of-week",
+            ),
+            (
+                "every = \"0 9 * * *\"\ntimezone = \"Europe/Berln\"\nduration_s = 600\nscale = 2.0\n",
+                "key `workloads[0].recurring_events[0].timezone`: \"Europe/Berln\" is not an IANA time zone name (did you mean \"Europe/Berlin\"?",
+            ),
+            (
+                "every = \"0 9 * * *\"\nduration_s = 0\nscale = 2.0\n",
+                "key `workloads[0].recurring_events[0].duration_s`: must be at least 1 (seconds)",
+            ),
+            (
+                "every = \"0 9,12 * * *\"\nduration_s = 14400\nscale = 2.0\n",
+                "`workloads[0].recurring_events[0].duration_s`: 14400 s is longer than the 10800 s from the start at",
+            ),
+            (
+                "every = \"*/30 * * * *\"\nduration_s = 600\nscale = 2.0\n",
+                "starts again 1800 s after",
+            ),
+            (
+                "every = \"0 0 30 2 *\"\nduration_s = 600\nscale = 2.0\n",
+                "\"0 0 30 2 *\" never comes within a year: check its day and month",
+            ),
+            (
+                "every = \"0 9 * * *\"\nduration_s = 600\n",
+                "key `workloads[0].recurring_events[0].scale`: event \"x\" changes nothing",
+            ),
+            (
+                "every = \"0 9 * * *\"\nduration_s = 600\nscale = 101.0\n",
+                "key `workloads[0].recurring_events[0].scale`: must be above 0 and at most 100",
+            ),
+            (
+                "every = \"0 9 * * *\"\nduration_s = 600\nmin_demand = -2.0\n",
+                "key `workloads[0].recurring_events[0].min_demand`: must be zero or positive",
+            ),
+            ("every = \"0 9 * * *\"\nscale = 2.0\n", "missing field `duration_s`"),
+        ] {
+            let e = bad(body);
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        // One name for one event, recurring or not; and an occurrence is prescale's.
+        let e = with(
+            "[[workloads.events]]\nname = \"x\"\nstart = 2026-11-27T06:00:00Z\nend = 2026-11-27T07:00:00Z\nscale = 2.0\n\
+             [[workloads.recurring_events]]\nname = \"x\"\nevery = \"@daily\"\nduration_s = 600\nscale = 2.0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `workloads[0].recurring_events[0].name`: \"x\" names two events"),
+            "{e}"
+        );
+        let e = with(
+            "[[workloads.events]]\nname = \"x\"\nstart = 2026-11-27T06:00:00Z\nend = 2026-11-27T07:00:00Z\nscale = 2.0\nrecurring = \"y\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `workloads[0].events[0].recurring`: is prescale's"),
             "{e}"
         );
     }

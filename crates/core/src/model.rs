@@ -408,6 +408,11 @@ pub struct Workload {
     /// with capacity ready by its start (see [`PlannedEvent`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<PlannedEvent>,
+    /// Events that come again on a schedule (a month-end close, business hours'
+    /// least capacity): each occurrence counts as one of `events` (see
+    /// [`RecurringEvent`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recurring_events: Vec<RecurringEvent>,
     /// While ready capacity is short of the demand now, request this many extra
     /// instances per needed one not ready yet, and release those still pending once
     /// capacity covers demand: lead times vary, so the needed count is ready when the
@@ -479,6 +484,10 @@ pub struct PlannedEvent {
     /// Demand over the event at least, in vCPU (the workload's `demand` unit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_demand: Option<f64>,
+    /// Set by prescale on an occurrence of a [`RecurringEvent`]: that event's name (the
+    /// occurrence's own is the name and its start). Not for a configuration to give.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurring: Option<String>,
 }
 
 impl PlannedEvent {
@@ -486,6 +495,194 @@ impl PlannedEvent {
     pub fn overlaps(&self, from: TimestampMs, to: TimestampMs) -> bool {
         self.start.0 < to && from < self.end.0
     }
+}
+
+/// The fewest seconds between two starts of a [`RecurringEvent`]: what comes more often
+/// than hourly recurs within every day, and the daily seasons the models learn from the
+/// history see it.
+pub const MIN_RECURRENCE_S: i64 = 3_600;
+
+/// How far ahead a [`RecurringEvent`]'s schedule is checked, and the longest it may wait
+/// for its next occurrence: a schedule that does not come within a year and a day is a
+/// mistake (`0 0 30 2 *`: February has no 30th).
+pub const RECURRENCE_CHECK_S: i64 = 366 * 86_400;
+
+/// A planned event that comes again on a schedule: a month-end close, a payroll run,
+/// the first Monday's report, business hours that must hold some capacity whatever the
+/// night before looked like. KEDA's cron scaler and GCP's scaling schedules take the
+/// same cron pattern, time zone and duration. Each occurrence (from a start the pattern
+/// gives, read in `timezone`, for `duration_s`) counts as a [`PlannedEvent`] named
+/// after this one and its start: the forecast is multiplied by `scale` over it and the
+/// CPU need is at least `min_demand` over the target utilization, with capacity ready
+/// by its start; the models learn from the history with past occurrences divided by
+/// `scale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringEvent {
+    /// What it is (unique among the workload's events, recurring or not).
+    pub name: String,
+    /// When each occurrence starts: a cron pattern of five fields (minute, hour, day of
+    /// the month, month, day of the week; `0 18 L * *` at 18:00 on a month's last day,
+    /// `0 9 * * MON-FRI` on weekdays at nine, `0 6 * * 1#1` on each first Monday), or
+    /// `@daily`, `@weekly`, `@monthly`.
+    pub every: String,
+    /// The IANA time zone the pattern is read in (`Europe/Berlin`; UTC by default),
+    /// with its daylight saving time.
+    #[serde(default = "utc", skip_serializing_if = "is_utc")]
+    pub timezone: String,
+    /// How long each occurrence lasts, in seconds.
+    pub duration_s: u64,
+    /// Demand over each occurrence, as a multiple of the forecast.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Demand over each occurrence at least, in vCPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_demand: Option<f64>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn is_utc(tz: &str) -> bool {
+    tz == "UTC"
+}
+
+/// A [`RecurringEvent`]'s pattern and time zone, read.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: croner::Cron,
+    tz: chrono_tz::Tz,
+}
+
+impl Schedule {
+    /// The first start after `t` (at `t` too when `inclusive`), if any comes.
+    pub fn next(&self, t: TimestampMs, inclusive: bool) -> Option<TimestampMs> {
+        use chrono::TimeZone as _;
+        let at = chrono::Utc
+            .timestamp_millis_opt(t)
+            .single()?
+            .with_timezone(&self.tz);
+        let next = self.cron.find_next_occurrence(&at, inclusive).ok()?;
+        Some(next.timestamp_millis())
+    }
+
+    /// What the pattern says, in words ("At 18:00, on the last day of the month").
+    pub fn describe(&self) -> String {
+        self.cron.describe()
+    }
+
+    /// `t` on the schedule's clock, RFC 3339 with its offset.
+    pub fn local(&self, t: TimestampMs) -> String {
+        use chrono::TimeZone as _;
+        chrono::Utc.timestamp_millis_opt(t).single().map_or_else(
+            || crate::format_ts(t),
+            |u| {
+                u.with_timezone(&self.tz)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            },
+        )
+    }
+}
+
+impl RecurringEvent {
+    /// Reads the pattern and the time zone: `Err((field, what to fix))`.
+    pub fn schedule(&self) -> Result<Schedule, (&'static str, String)> {
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(&self.every)
+            .map_err(|e| {
+                (
+                    "every",
+                    format!(
+                        "cannot read {:?} as a cron pattern ({e}): give five fields, minute hour day-of-month month day-of-week, e.g. \"0 18 L * *\" for 18:00 on each month's last day or \"0 9 * * MON-FRI\" for weekdays at nine",
+                        self.every
+                    ),
+                )
+            })?;
+        let tz = self.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            let near = chrono_tz::TZ_VARIANTS
+                .iter()
+                .map(|z| z.name())
+                .max_by(|a, b| {
+                    strsim::jaro_winkler(&self.timezone.to_lowercase(), &a.to_lowercase())
+                        .total_cmp(&strsim::jaro_winkler(
+                            &self.timezone.to_lowercase(),
+                            &b.to_lowercase(),
+                        ))
+                })
+                .unwrap_or("UTC");
+            (
+                "timezone",
+                format!(
+                    "{:?} is not an IANA time zone name (did you mean {near:?}? e.g. \"UTC\", \"Europe/Berlin\", \"America/New_York\")",
+                    self.timezone
+                ),
+            )
+        })?;
+        Ok(Schedule { cron, tz })
+    }
+
+    /// Its occurrence starting at `start`.
+    pub fn occurrence(&self, start: TimestampMs) -> PlannedEvent {
+        PlannedEvent {
+            name: format!("{} at {}", self.name, crate::format_ts(start)),
+            start: EventTime(start),
+            end: EventTime(start + self.duration_s as i64 * 1000),
+            scale: self.scale,
+            min_demand: self.min_demand,
+            recurring: Some(self.name.clone()),
+        }
+    }
+
+    /// Its occurrences that overlap `[from, to)`, oldest first; none when the schedule
+    /// cannot be read (the configuration refuses it).
+    pub fn occurrences(&self, from: TimestampMs, to: TimestampMs) -> Vec<PlannedEvent> {
+        let Ok(schedule) = self.schedule() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        // A start more than its duration before `from` is over by then.
+        let mut at = schedule.next(from - self.duration_s as i64 * 1000, false);
+        while let Some(start) = at.filter(|&t| t < to) {
+            let e = self.occurrence(start);
+            if e.end.0 > from {
+                out.push(e);
+            }
+            at = schedule.next(start, false);
+        }
+        out
+    }
+
+    /// Its first occurrence to start at or after `t`, if one comes within
+    /// [`RECURRENCE_CHECK_S`].
+    pub fn next(&self, t: TimestampMs) -> Option<PlannedEvent> {
+        let start = self.schedule().ok()?.next(t, true)?;
+        (start - t <= RECURRENCE_CHECK_S * 1000).then(|| self.occurrence(start))
+    }
+}
+
+/// The occurrences of `recurring` that overlap `[from, to)`, and of each event that
+/// has none starting at or after `now` among them, the next (so that the next is
+/// always known), by start.
+pub fn occurrences(
+    recurring: &[RecurringEvent],
+    from: TimestampMs,
+    now: TimestampMs,
+    to: TimestampMs,
+) -> Vec<PlannedEvent> {
+    let mut out = Vec::new();
+    for r in recurring {
+        let mut these = r.occurrences(from, to);
+        if !these.iter().any(|e| e.start.0 >= now) {
+            these.extend(r.next(now));
+        }
+        out.extend(these);
+    }
+    out.sort_by_key(|e| e.start);
+    out
 }
 
 /// A time in a configuration, in ms since 1970, read from a TOML date-time (with its

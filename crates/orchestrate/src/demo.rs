@@ -107,6 +107,7 @@ pub fn campaign_event(days: u32) -> prescale_core::PlannedEvent {
         end: prescale_core::EventTime(end),
         scale: 2.5,
         min_demand: None,
+        recurring: None,
     }
 }
 

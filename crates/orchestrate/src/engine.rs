@@ -370,6 +370,9 @@ struct WState {
     /// Planned events declared through the API ([`Engine::declare_event`]), beside
     /// those `w` configures (no name in both).
     declared: Vec<prescale_core::PlannedEvent>,
+    /// The occurrences of the workload's recurring events around the last pass: those
+    /// over its history and horizon, and the next of each ([`WState::expand_recurring`]).
+    occurrences: Vec<prescale_core::PlannedEvent>,
 }
 
 impl WState {
@@ -429,6 +432,7 @@ impl WState {
             pause: None,
             last_pass: None,
             declared: Vec::new(),
+            occurrences: Vec::new(),
             cover,
             leads,
             w,
@@ -437,15 +441,17 @@ impl WState {
 }
 
 impl WState {
-    /// The workload's planned events: those configured, then those declared.
+    /// The workload's planned events: those configured, the occurrences of its
+    /// recurring ones, then those declared.
     fn events(&self) -> std::borrow::Cow<'_, [prescale_core::PlannedEvent]> {
-        if self.declared.is_empty() {
+        if self.declared.is_empty() && self.occurrences.is_empty() {
             std::borrow::Cow::Borrowed(&self.w.events)
         } else {
             std::borrow::Cow::Owned(
                 self.w
                     .events
                     .iter()
+                    .chain(&self.occurrences)
                     .chain(&self.declared)
                     .cloned()
                     .collect(),
@@ -453,9 +459,34 @@ impl WState {
         }
     }
 
-    /// Whether the workload's configuration has an event named `name`.
+    /// Whether the workload's configuration has an event named `name`: one of its
+    /// events, one of its recurring events, or an occurrence of one.
     fn configures(&self, name: &str) -> bool {
         self.w.events.iter().any(|e| e.name == name)
+            || self.w.recurring_events.iter().any(|r| {
+                name == r.name
+                    || name
+                        .strip_prefix(r.name.as_str())
+                        .is_some_and(|rest| rest.starts_with(" at "))
+            })
+    }
+
+    /// Puts in force the occurrences of the workload's recurring events that a pass at
+    /// `now` reads: those over the history its models learn from (divided out of it),
+    /// those its plans reach (its horizon and an hour), and the next of each. Whether
+    /// any changed.
+    fn expand_recurring(&mut self, now: TimestampMs) -> bool {
+        if self.w.recurring_events.is_empty() && self.occurrences.is_empty() {
+            return false;
+        }
+        // From the oldest step of the history it holds (none before it had any).
+        let oldest = self.buckets.front().map_or(now, |b| b.0);
+        let from = oldest.max(now - self.w.history_s as i64 * 1000 - self.step_ms);
+        let to = now + self.w.horizon_s as i64 * 1000 + 3_600_000;
+        let occurrences = prescale_core::occurrences(&self.w.recurring_events, from, now, to);
+        let changed = occurrences != self.occurrences;
+        self.occurrences = occurrences;
+        changed
     }
 
     /// Puts `declared` in force as the events declared through the API, in the status
@@ -1928,6 +1959,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), StoreError> {
         let anomalies_before = self.states[i].status.anomalies.len();
         let pause = self.pause_in_force(i, now)?;
+        self.states[i].expand_recurring(now);
         self.forget_old_events(i, now)?;
         self.log_events(i, now)?;
         let (added, observed) = self.ingest(i, now)?;
@@ -2248,9 +2280,13 @@ impl<P: Provider> Engine<P> {
         }
         // A monthly budget is paced: each hour may spend what is left of it this month
         // over the hours left in the month.
-        // And the plan reads the events declared through the API with those configured.
+        // And the plan reads the events declared through the API and the occurrences of
+        // recurring ones with those configured.
         let paced;
-        let w = if s.w.budget_per_month.is_some() || !s.declared.is_empty() {
+        let w = if s.w.budget_per_month.is_some()
+            || !s.declared.is_empty()
+            || !s.occurrences.is_empty()
+        {
             let mut w = s.w.clone();
             if w.budget_per_month.is_some() {
                 let (_, month_end) = month_bounds(now);
@@ -4346,6 +4382,7 @@ mod tests {
             end: prescale_core::EventTime(150 * 60_000),
             scale: 1.0,
             min_demand: Some(100.0),
+            recurring: None,
         }];
         let r = e.reconfigure(
             n.tiers.clone(),
@@ -4416,6 +4453,128 @@ mod tests {
     }
 
     #[test]
+    fn each_occurrence_of_a_recurring_event_is_asked_for_ahead_and_let_go_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, store, mut c, at) = host_engine(dir.path(), |w| {
+            w.recurring_events = vec![prescale_core::RecurringEvent {
+                name: "batch".into(),
+                every: "0 */3 * * *".into(),
+                timezone: "UTC".into(),
+                duration_s: 600,
+                scale: 1.0,
+                min_demand: Some(100.0),
+            }];
+        });
+        // A pass a minute, as the control interval says.
+        drop(e);
+        c.control.interval_s = 60;
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let planned: Vec<u32> = (0..400)
+            .map(|m| {
+                at(m, 10.0);
+                e.tick((m + 1) * 60_000).unwrap();
+                let plan = e.status_handle().read().unwrap().workloads["host"]
+                    .plan
+                    .clone();
+                plan.map_or(0, |p| p.target.values().sum())
+            })
+            .collect();
+        // Minute k is the pass at k + 1. 100 vCPU at the 80% target on 4 vCPU
+        // instances: 32 at least, from the slowest tier's 90th-percentile lead time
+        // (450 s) and a pass before each start (03:00 and 06:00), until each ends.
+        let usual = planned[100];
+        assert!(usual < 32);
+        for start in [180, 360] {
+            let first = (start - 30..start + 10)
+                .find(|&k| planned[k as usize - 1] >= 32)
+                .unwrap();
+            assert!(
+                (start - 9..=start - 7).contains(&first),
+                "from minute {first} for {start}: {planned:?}"
+            );
+            assert!(planned[(first - 1) as usize..(start + 9) as usize]
+                .iter()
+                .all(|&n| n >= 32));
+            assert!(
+                planned[(start + 11) as usize..(start as usize + 40).min(400)]
+                    .iter()
+                    .all(|&n| n == usual),
+                "let go after {start}: {planned:?}"
+            );
+        }
+        assert!(planned[30..160].iter().all(|&n| n == usual));
+        // Each occurrence's beginning and end are logged, each under its own name.
+        let mut config: Vec<(i64, String)> = store
+            .decisions(Some("host"), 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
+            .map(|d| (d.at / 60_000, d.reason))
+            .collect();
+        config.sort();
+        let at_ = |min: i64| config.iter().filter(|(m, _)| *m == min).count();
+        assert_eq!(config.len(), 5, "{config:?}");
+        assert_eq!(
+            (at_(10), at_(180), at_(190), at_(360), at_(370)),
+            (1, 1, 1, 1, 1)
+        );
+        assert_eq!(
+            config[1].1,
+            "planned event \"batch at 1970-01-01T03:00:00Z\" began (from 1970-01-01T03:00:00Z to 1970-01-01T03:10:00Z): plans cover the demand it expects"
+        );
+        // The status lists those over within the history, the one in force or next,
+        // each with the recurring event it comes from.
+        let st = e.status_handle();
+        let events = st.read().unwrap().workloads["host"].events.clone();
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names[..4],
+            [
+                "batch at 1970-01-01T00:00:00Z",
+                "batch at 1970-01-01T03:00:00Z",
+                "batch at 1970-01-01T06:00:00Z",
+                "batch at 1970-01-01T09:00:00Z"
+            ]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.recurring.as_deref() == Some("batch") && e.min_demand == Some(100.0)));
+        // An occurrence's name, and the recurring event's, are the configuration's.
+        let refused = e
+            .declare_event(
+                "host",
+                prescale_core::PlannedEvent {
+                    end: prescale_core::EventTime(events[3].end.0 + 60_000),
+                    min_demand: Some(50.0),
+                    ..events[3].clone()
+                },
+                400 * 60_000,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("`recurring`: is prescale's"), "{refused}");
+        for name in ["batch", "batch at 1970-01-01T09:00:00Z"] {
+            let refused = e
+                .declare_event(
+                    "host",
+                    prescale_core::PlannedEvent {
+                        name: name.into(),
+                        recurring: None,
+                        ..events[3].clone()
+                    },
+                    400 * 60_000,
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("configuration has an event named"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
     fn planned_events_met_while_no_pass_ran_are_logged_when_one_runs_again() {
         let dir = tempfile::tempdir().unwrap();
         let m = |min: i64| min * 60_000;
@@ -4425,6 +4584,7 @@ mod tests {
             end: prescale_core::EventTime(m(to)),
             scale: 2.0,
             min_demand: None,
+            recurring: None,
         };
         let (mut e, store, c, at) = host_engine(dir.path(), |w| {
             w.events = vec![event("sale", 100, 130), event("launch", 150, 400)];
@@ -4496,6 +4656,7 @@ mod tests {
             end: EventTime(m(to)),
             scale,
             min_demand: least,
+            recurring: None,
         };
         let (mut e, store, c, at) = host_engine(dir.path(), |w| {
             w.events = vec![event("sale", 300, 310, 2.0, None)];

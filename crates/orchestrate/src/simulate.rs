@@ -1085,6 +1085,22 @@ pub fn simulate(
         return Err("the as-run policy prices the capacity the service had: give the trace an actual_cpu column (vCPU; actual_memory in GiB too where memory binds), or --actual-cpu with --prometheus".into());
     }
     let dt = trace.step_ms;
+    // Each occurrence of a recurring event over the trace (and the horizon after it) is
+    // a planned event, as the daemon counts it.
+    if !scenario.workload.recurring_events.is_empty() {
+        let mut s = scenario.clone();
+        let w = &mut s.workload;
+        let to = trace.ts[n - 1] + dt + w.horizon_s as i64 * 1000;
+        let from = trace.ts[0];
+        w.events.extend(prescale_core::occurrences(
+            &w.recurring_events,
+            from,
+            from,
+            to,
+        ));
+        w.recurring_events.clear();
+        return simulate(trace, &s, policy, seed, timeline, progress);
+    }
     let tiers = scenario.tiers.clone();
     let single = tiers
         .iter()
@@ -2144,6 +2160,7 @@ mod tests {
             end: prescale_core::EventTime(tr.ts[start + 48]),
             scale: 3.0,
             min_demand: None,
+            recurring: None,
         }];
         let (known, rows) = run(&sc);
         // Unforeseen, the surge is met late and its peak held after it and again the
@@ -2193,6 +2210,64 @@ mod tests {
         let (next_day, day_before) = (median(start + 288), median(start - 288));
         // (Learnt from the history as it was, the launch's day: 1.27 times.)
         assert!(next_day < 1.1 * day_before, "{next_day} for {day_before}");
+    }
+
+    #[test]
+    fn each_occurrence_of_a_recurring_event_is_ready_when_it_starts() {
+        // The daily cycle, and every third day of the month (the 16th, 19th and 22nd
+        // here) three times the demand from 14:00 to 16:00 UTC: no daily or weekly
+        // season foretells it.
+        let midnight = 1_699_920_000_000; // 2023-11-14T00:00:00Z
+        let surge = |t: i64| {
+            let (day, ms) = ((t - midnight) / 86_400_000, (t - midnight) % 86_400_000);
+            [2, 5, 8].contains(&day) && (14 * 3_600_000..16 * 3_600_000).contains(&ms)
+        };
+        let base = shaped(9, |_| 0.0);
+        let tr = shaped(9, |i| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let v = 24.0 - 16.0 * a.cos() + 2.0 * noise(i);
+            if surge(base.ts[i]) {
+                3.0 * v
+            } else {
+                v
+            }
+        });
+        let run = |sc: &Scenario| {
+            let mut rows = Vec::new();
+            let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+            (r, rows)
+        };
+        let mut sc = scenario();
+        let (unknown, _) = run(&sc);
+        sc.workload.recurring_events = vec![prescale_core::RecurringEvent {
+            name: "settlement".into(),
+            every: "0 14 */3 * *".into(),
+            timezone: "UTC".into(),
+            duration_s: 7200,
+            scale: 3.0,
+            min_demand: None,
+        }];
+        let (known, rows) = run(&sc);
+        assert!(
+            unknown.underprovisioned_minutes > 0.0 && known.underprovisioned_minutes == 0.0,
+            "{} and {} minutes short",
+            unknown.underprovisioned_minutes,
+            known.underprovisioned_minutes
+        );
+        // Each is ready when it starts, and the plans name it.
+        let ready = |r: &TimelineRow| r.ready.iter().flatten().sum::<f64>();
+        for day in ["16", "19", "22"] {
+            let at = prescale_core::parse_ts(&format!("2023-11-{day}T14:00:00Z")).unwrap();
+            let k = tr.ts.iter().position(|&t| t >= at).unwrap();
+            assert!(ready(&rows[k]) >= tr.cpu[k], "{day}: {:?}", rows[k]);
+            let name = format!("planned event \"settlement at 2023-11-{day}T14:00:00Z\"");
+            assert!(
+                rows[k - 2..k + 24]
+                    .iter()
+                    .any(|r| r.reason.as_ref().is_some_and(|w| w.contains(&name))),
+                "{name}"
+            );
+        }
     }
 
     /// Deterministic noise in [-0.5, 0.5) for step `i`.
@@ -2781,6 +2856,7 @@ mod tests {
             end: prescale_core::EventTime(ts[launch.end]),
             scale: 2.0,
             min_demand: None,
+            recurring: None,
         }];
         let w = w.clone();
         let mut sc = scenario();

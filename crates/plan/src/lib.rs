@@ -1232,6 +1232,7 @@ mod tests {
             end: prescale_core::EventTime(end),
             scale,
             min_demand: None,
+            recurring: None,
         }
     }
 

@@ -276,6 +276,9 @@ fn config_cmd(action: ConfigAction) -> Result<()> {
                 c.workloads.len(),
                 c.tiers.len()
             );
+            for line in c.recurring_summary(now_ms()) {
+                println!("{line}");
+            }
             Ok(())
         }
         ConfigAction::Show { file } => {

@@ -314,11 +314,12 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                 .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
         }
         // What telling prescale of its planned events was worth: predictive without them.
-        let n_events = scenario.workload.events.len();
+        let n_events = scenario.workload.events.len() + scenario.workload.recurring_events.len();
         let mut unplanned = None;
         if n_events > 0 && reports.iter().any(|r| r.policy == Policy::Predictive) {
             let mut s = scenario.clone();
             s.workload.events.clear();
+            s.workload.recurring_events.clear();
             let run = (&trace, &s, Policy::Predictive, a.seed);
             unplanned = Some(with_progress(run, None, "predictive, no events")?);
         }
@@ -686,7 +687,16 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
     );
     // Planned events: shaded over the columns they overlap, named.
     let span = rows.get(1).map_or(1, |r| r.ts - rows[0].ts) * bucket as i64;
-    for e in &scenario.workload.events {
+    let wl = &scenario.workload;
+    let recurring = match (rows.first(), rows.last()) {
+        (Some(a), Some(b)) => wl
+            .recurring_events
+            .iter()
+            .flat_map(|r| r.occurrences(a.ts, b.ts + span))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for e in wl.events.iter().chain(&recurring) {
         let over: Vec<usize> = (0..cols.len())
             .filter(|&i| e.overlaps(cols[i].0, cols[i].0 + span))
             .collect();
@@ -705,7 +715,7 @@ fn chart(scenario: &Scenario, rows: &[TimelineRow], j: usize, bucket: usize) -> 
             prescale_core::format_ts(e.end.0),
             x0 + 3.0,
             y(ymax) + 14.0,
-            html_escape(&e.name)
+            html_escape(e.recurring.as_deref().unwrap_or(&e.name))
         );
     }
     // Stacked ready capacity per tier.

@@ -67,6 +67,38 @@ fn config_default_is_valid_and_check_reports_file_line_and_key() {
         err.contains("past.toml: workload \"host\": planned event \"launch\" ended at 2020-01-02T00:00:00Z: it no longer changes plans"),
         "{err}"
     );
+    // A recurring event's next starts are said on its own clock, to check its pattern
+    // by; an unknown time zone is refused with the name meant.
+    let monthly = |tz: &str| {
+        text.replacen(
+            "\n[providers]\n",
+            &format!("\n[[workloads.recurring_events]]\nname = \"close\"\nevery = \"0 18 L * *\"\ntimezone = \"{tz}\"\nduration_s = 3600\nscale = 2.0\n\n[providers]\n"),
+            1,
+        )
+    };
+    let close = dir.path().join("close.toml");
+    std::fs::write(&close, monthly("Asia/Tokyo")).unwrap();
+    let out = run(&["config", "check", close.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("workload \"host\": recurring event \"close\" every \"0 18 L * *\" in Asia/Tokyo (At 18:00, on the last day of the month), for 3600 s: next at "))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(line.matches("T18:00:00+09:00").count(), 3, "{line}");
+    std::fs::write(&close, monthly("Asia/Tokio")).unwrap();
+    let out = run(&["config", "check", close.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("workloads[0].recurring_events[0].timezone")
+            && err.contains("(did you mean \"Asia/Tokyo\"?"),
+        "{err}"
+    );
 
     let bad = dir.path().join("bad.toml");
     let broken = text.replace("\ninterval_s = 15", "\ninterval_s = 15\nintervall = 5");

@@ -582,10 +582,15 @@ fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
         .unwrap()
         .as_secs();
     let (start, end) = (now + 120, now + 3_600);
+    // And a nightly job at this time of day, three minutes on, every day in UTC, that
+    // needs 10 vCPU (less than the launch: the launch binds).
+    let nightly = now + 180;
+    let (minute, hour) = (nightly / 60 % 60, nightly / 3_600 % 24);
     let config = fast_config().replacen(
         "\n[providers]\n",
         &format!(
-            "\n[[workloads.events]]\nname = \"launch\"\nstart = {start}\nend = {end}\nmin_demand = 40.0\n\n[providers]\n"
+            "\n[[workloads.events]]\nname = \"launch\"\nstart = {start}\nend = {end}\nmin_demand = 40.0\n\n\
+             [[workloads.recurring_events]]\nname = \"nightly\"\nevery = \"{minute} {hour} * * *\"\nduration_s = 600\nmin_demand = 10.0\n\n[providers]\n"
         ),
         1,
     );
@@ -605,8 +610,14 @@ fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
         .as_secs();
     assert!(started < start, "asked for ahead of its start");
     let events = st["events"].as_array().unwrap();
-    assert_eq!(events.len(), 1, "{st}");
+    assert_eq!(events.len(), 2, "{st}");
     assert_eq!(events[0]["name"], "launch");
+    let occurrence = format!(
+        "nightly at {}",
+        prescale_core::format_ts(nightly as i64 / 60 * 60_000)
+    );
+    assert_eq!(events[1]["name"], occurrence.as_str(), "{st}");
+    assert_eq!(events[1]["recurring"], "nightly", "{st}");
     let reason = st["plan"]["reason"].as_str().unwrap();
     assert!(
         reason.contains("held at the planned event \"launch\"'s min_demand, 40.00 vCPU")
@@ -643,6 +654,14 @@ fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
         html.contains("<line class=\"event-least\""),
         "its least demand drawn"
     );
+    // The nightly job's next occurrence, said to be one, and named on the chart.
+    assert!(
+        html.contains(&format!("<div class=\"event\">planned event \"{occurrence}\" from "))
+            && html.contains(": at least 10 vCPU; its capacity is asked for ahead of its start (an occurrence of recurring event \"nightly\", configured)</div>"),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
+    assert!(html.contains(">nightly</text>"));
     // A load test declared through the API two minutes ahead, needing 60 vCPU: 19
     // instances at least, asked for at once, and shown as declared.
     let body = format!(

@@ -763,6 +763,7 @@ mod tests {
             end: prescale_core::EventTime(640 * 15_000),
             scale: 2.5,
             min_demand: None,
+            recurring: None,
         }];
         a.set_planned(&[w]);
         let found = |job: &str| -> Vec<i64> {

@@ -1256,7 +1256,8 @@ async fn workload_change(
 }
 
 /// `GET /api/v1/workloads/{name}/events`: the workload's planned events, each with
-/// where it comes from (`configuration` or `api`), whether it is over, in force or
+/// where it comes from (`configuration` or `api`; an occurrence of a recurring event
+/// with its `recurring` event's `every`, `timezone` and `schedule` in words), whether it is over, in force or
 /// ahead at the last pass (the simulated clock's in `prescale demo`; the request's
 /// before any), and for one begun, how it went so far (`review`: its steps, peak
 /// demand, what prescale's capacity cost over it and how long it was short, from the
@@ -1288,6 +1289,19 @@ async fn events_list(State(st): State<AppState>, Path(name): Path<String>) -> Re
             };
             v["source"] = json!(from);
             v["state"] = json!(when);
+            // An occurrence: the schedule it comes from, in words too.
+            let schedule = configured.and_then(|c| {
+                c.recurring_events
+                    .iter()
+                    .find(|r| Some(&r.name) == e.recurring.as_ref())
+            });
+            if let Some(r) = schedule {
+                v["every"] = json!(r.every);
+                v["timezone"] = json!(r.timezone);
+                if let Ok(s) = r.schedule() {
+                    v["schedule"] = json!(s.describe());
+                }
+            }
             if let Some(c) = configured.filter(|_| e.start.0 <= now) {
                 match compare::review_event(&st.store, &managed.tiers, c, e.start.0, e.end.0, now) {
                     Ok(r) => v["review"] = json!(r),

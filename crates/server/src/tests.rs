@@ -3641,6 +3641,7 @@ fn the_watch_leaves_declared_events_unjudged_as_configured_ones() {
         end: prescale_core::EventTime(2_000),
         scale: 2.0,
         min_demand: None,
+        recurring: None,
     };
     let mut w = WorkloadStatus {
         events: vec![launch.clone()],
@@ -4133,6 +4134,95 @@ async fn a_standby_copies_the_holders_decision_log_once() {
 }
 
 #[tokio::test]
+async fn a_recurring_events_occurrences_are_listed_with_their_schedule_and_reviewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+    let mut c = Config::default();
+    let m = |min: i64| min * 60_000;
+    let w = &mut c.workloads[0];
+    (
+        w.max_spot_share,
+        w.scale_down_delay_s,
+        w.scale_down_window_s,
+    ) = (0.0, 60, 0);
+    (w.seasonal_floor, w.model) = (false, "naive".into());
+    // Each hour at :30 for ten minutes, 60 vCPU where 10 is usual, and prescale told.
+    w.recurring_events = vec![prescale_core::RecurringEvent {
+        name: "sync".into(),
+        every: "30 * * * *".into(),
+        timezone: "UTC".into(),
+        duration_s: 600,
+        scale: 1.0,
+        min_demand: Some(60.0),
+    }];
+    let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+    e.set_inline_training();
+    for min in 0..100 {
+        let value = if min % 60 >= 30 && min % 60 < 40 {
+            60.0
+        } else {
+            10.0
+        };
+        store.append(&key, &[Sample { ts: m(min), value }]).unwrap();
+        e.tick(m(min + 1)).unwrap();
+    }
+    let app = router(AppState::new(&c, store, e.status_handle()).unwrap());
+    let (code, text) = get(&app, "/api/v1/workloads/host/events").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let data = v["data"].as_array().unwrap();
+    let listed: Vec<(&str, &str)> = data
+        .iter()
+        .map(|x| (x["name"].as_str().unwrap(), x["state"].as_str().unwrap()))
+        .collect();
+    // The two over, and those ahead within the horizon (an hour) and an hour.
+    assert_eq!(
+        listed,
+        [
+            ("sync at 1970-01-01T00:30:00Z", "over"),
+            ("sync at 1970-01-01T01:30:00Z", "over"),
+            ("sync at 1970-01-01T02:30:00Z", "ahead"),
+            ("sync at 1970-01-01T03:30:00Z", "ahead"),
+        ],
+        "{text}"
+    );
+    for x in data {
+        assert_eq!(
+            (&x["source"], &x["recurring"], &x["every"], &x["timezone"]),
+            (
+                &json!("configuration"),
+                &json!("sync"),
+                &json!("30 * * * *"),
+                &json!("UTC")
+            ),
+            "{text}"
+        );
+        assert!(
+            x["schedule"].as_str().is_some_and(|s| s.contains("30")),
+            "{text}"
+        );
+    }
+    // Each one over is reviewed on its own: ready as it began, the second too.
+    for x in &data[..2] {
+        let r = &x["review"];
+        assert_eq!(
+            (&r["steps"], &r["peak_demand"]),
+            (&json!(10), &json!(60.0)),
+            "{text}"
+        );
+        assert_eq!(r["underprovisioned_minutes"], json!(0.0), "{text}");
+    }
+    assert!(data[2].get("review").is_none(), "{text}");
+    // Exported as the configured ones are: those not over.
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        metrics.contains("prescale_workload_event_start_seconds{workload=\"host\",event=\"sync at 1970-01-01T02:30:00Z\"} 9000"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Durability::Buffered).unwrap();
@@ -4145,6 +4235,7 @@ async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
         end: prescale_core::EventTime(m(from + 10)),
         scale: 1.0,
         min_demand: Some(least),
+        recurring: None,
     };
     let w = &mut c.workloads[0];
     (
