@@ -459,6 +459,31 @@ impl WState {
         }
     }
 
+    /// The planned events the status shows: those configured, the occurrences of
+    /// recurring ones in force, ahead or over within the last day (and the last over of
+    /// each, for its review), then those declared. The plans and the models read all
+    /// of [`WState::events`]: a history of weeks holds hundreds of an hourly one's.
+    fn shown_events(&self) -> Vec<prescale_core::PlannedEvent> {
+        let since = self.last_pass.map_or(TimestampMs::MIN, |t| t - 86_400_000);
+        let last_over = |e: &prescale_core::PlannedEvent| {
+            !self
+                .occurrences
+                .iter()
+                .any(|o| o.recurring == e.recurring && o.start > e.start && o.end.0 <= since)
+        };
+        self.w
+            .events
+            .iter()
+            .chain(
+                self.occurrences
+                    .iter()
+                    .filter(|e| e.end.0 > since || last_over(e)),
+            )
+            .chain(&self.declared)
+            .cloned()
+            .collect()
+    }
+
     /// Whether the workload's configuration has an event named `name`: one of its
     /// events, one of its recurring events, or an occurrence of one.
     fn configures(&self, name: &str) -> bool {
@@ -493,7 +518,7 @@ impl WState {
     /// too.
     fn set_declared(&mut self, declared: Vec<prescale_core::PlannedEvent>) {
         self.declared = declared;
-        self.status.events = self.events().into_owned();
+        self.status.events = self.shown_events();
         self.status.declared = self.declared.iter().map(|e| e.name.clone()).collect();
     }
 }
@@ -556,6 +581,20 @@ impl Reconfigured {
 /// Whether what `b` forecasts differs from what `a` did: the demand and how it is
 /// read, stepped, seasoned, remembered, projected and refreshed, the quantile the plan
 /// reads, and the model.
+/// A history of `(step start, demand)` without its planned `events`
+/// ([`prescale_plan::without_events_all`]).
+fn without_events(
+    events: &[prescale_core::PlannedEvent],
+    buckets: &VecDeque<(TimestampMs, f64)>,
+    step_ms: i64,
+) -> Vec<f64> {
+    let (ts, values): (Vec<TimestampMs>, Vec<f64>) = buckets.iter().copied().unzip();
+    if events.is_empty() {
+        return values;
+    }
+    prescale_plan::without_events_all(events, &ts, step_ms, &values)
+}
+
 fn forecast_changed(a: &Workload, b: &Workload) -> bool {
     a.demand != b.demand
         || a.dimensions != b.dimensions
@@ -1988,7 +2027,7 @@ impl<P: Provider> Engine<P> {
         if added > 0 {
             s.refit = true;
         }
-        s.status.events = s.events().into_owned();
+        s.status.events = s.shown_events();
         s.status.history_steps = s.buckets.len();
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
@@ -2030,11 +2069,7 @@ impl<P: Provider> Engine<P> {
         if s.refit {
             // What the models learn from: the history without its planned events.
             let events = s.events().into_owned();
-            let y: Vec<f64> = s
-                .buckets
-                .iter()
-                .map(|&(ts, v)| prescale_plan::without_events(&events, ts, s.step_ms, v))
-                .collect();
+            let y = without_events(&events, &s.buckets, s.step_ms);
             if y.len() < 2 {
                 let unmatched = if y.is_empty() {
                     unmatched(&self.store, s.demand.selector())
@@ -2114,11 +2149,7 @@ impl<P: Provider> Engine<P> {
                 if !due(&x.forecast, x.buckets.len()) {
                     continue;
                 }
-                let y: Vec<f64> = x
-                    .buckets
-                    .iter()
-                    .map(|&(ts, v)| prescale_plan::without_events(&events, ts, s.step_ms, v))
-                    .collect();
+                let y = without_events(&events, &x.buckets, s.step_ms);
                 let key = s.key.clone().with_label("dimension", x.dim.name());
                 match baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels) {
                     Ok(f) => {
@@ -4572,6 +4603,13 @@ mod tests {
                 "{refused}"
             );
         }
+        // A day on, the status shows those over within the last day and the last over
+        // before it, not every one the history holds.
+        at(2_000, 10.0);
+        e.tick(2_001 * 60_000).unwrap();
+        let events = st.read().unwrap().workloads["host"].events.clone();
+        let starts: Vec<i64> = events.iter().map(|e| e.start.0 / 60_000).collect();
+        assert_eq!(starts, (3..=12).map(|k| k * 180).collect::<Vec<_>>());
     }
 
     #[test]

@@ -1794,9 +1794,7 @@ fn refresh_forecast(
     let y = if w.events.is_empty() {
         &values[from..i]
     } else {
-        evented = (from..i)
-            .map(|k| prescale_plan::without_events(&w.events, ts[k], dt, values[k]))
-            .collect();
+        evented = prescale_plan::without_events_all(&w.events, &ts[from..i], dt, &values[from..i]);
         &evented[..]
     };
     let day = crate::nowcast::steps_per_day(dt);

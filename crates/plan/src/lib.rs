@@ -270,6 +270,31 @@ pub fn without_events(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64, v:
     v / event_scale(events, ts, step_ms).unwrap_or(1.0)
 }
 
+/// [`without_events`] over a history: the demand `values` of the steps from `ts`
+/// (ascending, `step_ms` long) each divided by the largest scale of the events its step
+/// overlaps. Each event finds its steps by bisection, so a history of weeks under the
+/// hundreds of occurrences of a recurring event costs what reading it does.
+pub fn without_events_all(
+    events: &[PlannedEvent],
+    ts: &[TimestampMs],
+    step_ms: i64,
+    values: &[f64],
+) -> Vec<f64> {
+    let mut scale: Vec<Option<f64>> = vec![None; ts.len()];
+    for e in events {
+        let from = ts.partition_point(|&t| t + step_ms <= e.start.0);
+        let to = ts.partition_point(|&t| t < e.end.0);
+        for k in scale.iter_mut().take(to).skip(from) {
+            *k = Some(k.map_or(e.scale, |k| k.max(e.scale)));
+        }
+    }
+    values
+        .iter()
+        .zip(scale)
+        .map(|(v, k)| v / k.unwrap_or(1.0))
+        .collect()
+}
+
 /// Whether step `i` of `f` is within the window a plan made at `now` covers:
 /// the step in progress and each starting before `window_end`, or, within a planned
 /// event, before `event_end` (the slowest tier's 90th-percentile lead time ahead, so
@@ -1306,6 +1331,31 @@ mod tests {
             "{}",
             both.reason
         );
+    }
+
+    #[test]
+    fn a_history_without_its_events_is_as_each_step_without_them() {
+        // Overlapping events, one with a scale below 1, steps straddling their edges.
+        let events = [
+            event("a", 250, 1_000, 2.0),
+            event("b", 700, 1_400, 0.5),
+            event("c", 900, 1_000, 3.0),
+            event("d", 2_000, 2_100, 1.0),
+        ];
+        let ts: Vec<i64> = (0..30).map(|k| k * 100).collect();
+        let values: Vec<f64> = (0..30).map(|k| 10.0 + k as f64).collect();
+        let all = without_events_all(&events, &ts, 100, &values);
+        for k in 0..30 {
+            assert_eq!(
+                all[k],
+                without_events(&events, ts[k], 100, values[k]),
+                "step {k}"
+            );
+        }
+        assert_eq!(all[2], values[2] / 2.0, "straddles a's start");
+        assert_eq!(all[9], values[9] / 3.0);
+        assert_eq!(all[12], values[12] / 0.5);
+        assert_eq!(without_events_all(&[], &ts, 100, &values), values);
     }
 
     #[test]
