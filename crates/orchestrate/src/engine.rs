@@ -4389,6 +4389,28 @@ mod tests {
         (e, store, c, at)
     }
 
+    /// The instances the host workload's last plan asked for, over all tiers.
+    fn planned_instances(e: &Engine<SimCloud>) -> u32 {
+        let plan = e.status_handle().read().unwrap().workloads["host"]
+            .plan
+            .clone();
+        plan.map_or(0, |p| p.target.values().sum())
+    }
+
+    /// The `config` decisions about planned events the store holds for the host
+    /// workload, as (minute, reason), by time.
+    fn planned_event_log(store: &Store) -> Vec<(i64, String)> {
+        let mut d: Vec<(i64, String)> = store
+            .decisions(Some("host"), 5000)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
+            .map(|d| (d.at / 60_000, d.reason))
+            .collect();
+        d.sort();
+        d
+    }
+
     #[test]
     fn a_reloaded_planned_event_is_asked_for_ahead_and_let_go_after() {
         let dir = tempfile::tempdir().unwrap();
@@ -4397,10 +4419,7 @@ mod tests {
             ms.map(|m| {
                 at(m, 10.0);
                 e.tick((m + 1) * 60_000).unwrap();
-                let plan = e.status_handle().read().unwrap().workloads["host"]
-                    .plan
-                    .clone();
-                plan.map_or(0, |p| p.target.values().sum())
+                planned_instances(e)
             })
             .collect()
         };
@@ -4443,13 +4462,7 @@ mod tests {
         // Over at 150: the plan lets go (the window counts from the event's end).
         assert!(planned[35..].iter().all(|&n| n == usual), "{planned:?}");
         // Its beginning and end are in the decision log, each once, when they came.
-        let config: Vec<(i64, String)> = store
-            .decisions(Some("host"), 1000)
-            .unwrap()
-            .into_iter()
-            .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
-            .map(|d| (d.at / 60_000, d.reason))
-            .collect();
+        let config = planned_event_log(&store);
         assert_eq!(config.len(), 2, "{config:?}");
         let began = config.iter().find(|(_, r)| r.contains("began")).unwrap();
         let ended = config.iter().find(|(_, r)| r.contains("ended")).unwrap();
@@ -4505,10 +4518,7 @@ mod tests {
             .map(|m| {
                 at(m, 10.0);
                 e.tick((m + 1) * 60_000).unwrap();
-                let plan = e.status_handle().read().unwrap().workloads["host"]
-                    .plan
-                    .clone();
-                plan.map_or(0, |p| p.target.values().sum())
+                planned_instances(&e)
             })
             .collect();
         // Minute k is the pass at k + 1. 100 vCPU at the 80% target on 4 vCPU
@@ -4536,14 +4546,7 @@ mod tests {
         }
         assert!(planned[30..160].iter().all(|&n| n == usual));
         // Each occurrence's beginning and end are logged, each under its own name.
-        let mut config: Vec<(i64, String)> = store
-            .decisions(Some("host"), 1000)
-            .unwrap()
-            .into_iter()
-            .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
-            .map(|d| (d.at / 60_000, d.reason))
-            .collect();
-        config.sort();
+        let config = planned_event_log(&store);
         let at_ = |min: i64| config.iter().filter(|(m, _)| *m == min).count();
         assert_eq!(config.len(), 5, "{config:?}");
         assert_eq!(
@@ -4632,17 +4635,7 @@ mod tests {
             e.tick(m(min + 1)).unwrap();
         }
         drop(e);
-        let logged = |store: &Store| -> Vec<(i64, String)> {
-            let mut d: Vec<(i64, String)> = store
-                .decisions(Some("host"), 5000)
-                .unwrap()
-                .into_iter()
-                .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("planned event"))
-                .map(|d| (d.at / 60_000, d.reason))
-                .collect();
-            d.sort();
-            d
-        };
+        let logged = planned_event_log;
         assert!(logged(&store).is_empty());
         // Stopped from minute 90 to 200: the sale began and ended, the launch began.
         let mut again = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
@@ -4699,11 +4692,7 @@ mod tests {
         let (mut e, store, c, at) = host_engine(dir.path(), |w| {
             w.events = vec![event("sale", 300, 310, 2.0, None)];
         });
-        let instances = |e: &Engine<SimCloud>| -> u32 {
-            let st = e.status_handle();
-            let plan = st.read().unwrap().workloads["host"].plan.clone();
-            plan.map_or(0, |p| p.target.values().sum())
-        };
+        let instances = planned_instances;
         let mut usual = 0;
         for min in 0..120 {
             at(min, 10.0);

@@ -2136,20 +2136,8 @@ mod tests {
         // The daily cycle, and on the sixth day a launch: three times the demand for
         // four hours from 14:00 (of the trace's days), which no history foretells.
         let start = 5 * 288 + 168;
-        let tr = shaped(7, |i| {
-            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-            let v = 24.0 - 16.0 * a.cos() + 2.0 * noise(i);
-            if (start..start + 48).contains(&i) {
-                3.0 * v
-            } else {
-                v
-            }
-        });
-        let run = |sc: &Scenario| {
-            let mut rows = Vec::new();
-            let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
-            (r, rows)
-        };
+        let tr = daily_with_surges(7, |i| (start..start + 48).contains(&i));
+        let run = |sc: &Scenario| predictive_rows(&tr, sc);
         let mut sc = scenario();
         let (unknown, _) = run(&sc);
         sc.workload.events = vec![prescale_core::PlannedEvent {
@@ -2221,20 +2209,8 @@ mod tests {
             [2, 5, 8].contains(&day) && (14 * 3_600_000..16 * 3_600_000).contains(&ms)
         };
         let base = shaped(9, |_| 0.0);
-        let tr = shaped(9, |i| {
-            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-            let v = 24.0 - 16.0 * a.cos() + 2.0 * noise(i);
-            if surge(base.ts[i]) {
-                3.0 * v
-            } else {
-                v
-            }
-        });
-        let run = |sc: &Scenario| {
-            let mut rows = Vec::new();
-            let r = simulate(&tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
-            (r, rows)
-        };
+        let tr = daily_with_surges(9, |i| surge(base.ts[i]));
+        let run = |sc: &Scenario| predictive_rows(&tr, sc);
         let mut sc = scenario();
         let (unknown, _) = run(&sc);
         sc.workload.recurring_events = vec![prescale_core::RecurringEvent {
@@ -2266,6 +2242,27 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// `days` of a noisy daily cycle of 5-minute steps (8 to 40 vCPU), three times the
+    /// demand at the steps `surge` picks.
+    fn daily_with_surges(days: usize, surge: impl Fn(usize) -> bool) -> Trace {
+        shaped(days, |i| {
+            let a = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let v = 24.0 - 16.0 * a.cos() + 2.0 * noise(i);
+            if surge(i) {
+                3.0 * v
+            } else {
+                v
+            }
+        })
+    }
+
+    /// The predictive policy's report on `tr`, and its timeline.
+    fn predictive_rows(tr: &Trace, sc: &Scenario) -> (Report, Vec<TimelineRow>) {
+        let mut rows = Vec::new();
+        let r = simulate(tr, sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+        (r, rows)
     }
 
     /// Deterministic noise in [-0.5, 0.5) for step `i`.

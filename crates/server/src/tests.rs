@@ -4133,10 +4133,15 @@ async fn a_standby_copies_the_holders_decision_log_once() {
     assert_eq!(src["data"]["leader_election"]["copy_error"], e.as_str());
 }
 
-#[tokio::test]
-async fn a_recurring_events_occurrences_are_listed_with_their_schedule_and_reviewed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+/// The API over a real engine that planned the host workload (`shape` applied, its
+/// floors off and a naive model) a pass a minute for 100 minutes, its demand 60 vCPU
+/// in the minutes `busy` says and 10 in the others.
+fn host_ran_100_minutes(
+    dir: &std::path::Path,
+    shape: impl FnOnce(&mut prescale_core::Workload),
+    busy: impl Fn(i64) -> bool,
+) -> axum::Router {
+    let store = Store::open(dir, Durability::Buffered).unwrap();
     let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
     let mut c = Config::default();
     let m = |min: i64| min * 60_000;
@@ -4147,27 +4152,35 @@ async fn a_recurring_events_occurrences_are_listed_with_their_schedule_and_revie
         w.scale_down_window_s,
     ) = (0.0, 60, 0);
     (w.seasonal_floor, w.model) = (false, "naive".into());
-    // Each hour at :30 for ten minutes, 60 vCPU where 10 is usual, and prescale told.
-    w.recurring_events = vec![prescale_core::RecurringEvent {
-        name: "sync".into(),
-        every: "30 * * * *".into(),
-        timezone: "UTC".into(),
-        duration_s: 600,
-        scale: 1.0,
-        min_demand: Some(60.0),
-    }];
+    shape(w);
     let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
     e.set_inline_training();
     for min in 0..100 {
-        let value = if min % 60 >= 30 && min % 60 < 40 {
-            60.0
-        } else {
-            10.0
-        };
+        let value = if busy(min) { 60.0 } else { 10.0 };
         store.append(&key, &[Sample { ts: m(min), value }]).unwrap();
         e.tick(m(min + 1)).unwrap();
     }
-    let app = router(AppState::new(&c, store, e.status_handle()).unwrap());
+    router(AppState::new(&c, store, e.status_handle()).unwrap())
+}
+
+#[tokio::test]
+async fn a_recurring_events_occurrences_are_listed_with_their_schedule_and_reviewed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each hour at :30 for ten minutes, 60 vCPU where 10 is usual, and prescale told.
+    let app = host_ran_100_minutes(
+        dir.path(),
+        |w| {
+            w.recurring_events = vec![prescale_core::RecurringEvent {
+                name: "sync".into(),
+                every: "30 * * * *".into(),
+                timezone: "UTC".into(),
+                duration_s: 600,
+                scale: 1.0,
+                min_demand: Some(60.0),
+            }]
+        },
+        |min| min % 60 >= 30 && min % 60 < 40,
+    );
     let (code, text) = get(&app, "/api/v1/workloads/host/events").await;
     assert_eq!(code, StatusCode::OK, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -4225,9 +4238,6 @@ async fn a_recurring_events_occurrences_are_listed_with_their_schedule_and_revie
 #[tokio::test]
 async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-    let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
-    let mut c = Config::default();
     let m = |min: i64| min * 60_000;
     let event = |name: &str, from: i64, least: f64| prescale_core::PlannedEvent {
         name: name.into(),
@@ -4237,26 +4247,14 @@ async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
         min_demand: Some(least),
         recurring: None,
     };
-    let w = &mut c.workloads[0];
-    (
-        w.max_spot_share,
-        w.scale_down_delay_s,
-        w.scale_down_window_s,
-    ) = (0.0, 60, 0);
-    (w.seasonal_floor, w.model) = (false, "naive".into());
     // Both bring 60 vCPU for ten minutes, where 10 is usual: the first one whose least
     // demand says nothing of it, the second told of it (after the first, the forecast's
     // band is wide enough to cover it anyway, as its errors were that large).
-    w.events = vec![event("told", 80, 60.0), event("untold", 40, 0.5)];
-    let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
-    e.set_inline_training();
-    for min in 0..100 {
-        let busy = (40..50).contains(&min) || (80..90).contains(&min);
-        let value = if busy { 60.0 } else { 10.0 };
-        store.append(&key, &[Sample { ts: m(min), value }]).unwrap();
-        e.tick(m(min + 1)).unwrap();
-    }
-    let app = router(AppState::new(&c, store, e.status_handle()).unwrap());
+    let app = host_ran_100_minutes(
+        dir.path(),
+        |w| w.events = vec![event("told", 80, 60.0), event("untold", 40, 0.5)],
+        |min| (40..50).contains(&min) || (80..90).contains(&min),
+    );
     let (code, text) = get(&app, "/api/v1/workloads/host/events").await;
     assert_eq!(code, StatusCode::OK, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
