@@ -498,20 +498,16 @@ impl WState {
 
     /// Puts in force the occurrences of the workload's recurring events that a pass at
     /// `now` reads: those over the history its models learn from (divided out of it),
-    /// those its plans reach (its horizon and an hour), and the next of each. Whether
-    /// any changed.
-    fn expand_recurring(&mut self, now: TimestampMs) -> bool {
+    /// those its plans reach (its horizon and an hour), and the next of each.
+    fn expand_recurring(&mut self, now: TimestampMs) {
         if self.w.recurring_events.is_empty() && self.occurrences.is_empty() {
-            return false;
+            return;
         }
         // From the oldest step of the history it holds (none before it had any).
         let oldest = self.buckets.front().map_or(now, |b| b.0);
         let from = oldest.max(now - self.w.history_s as i64 * 1000 - self.step_ms);
         let to = now + self.w.horizon_s as i64 * 1000 + 3_600_000;
-        let occurrences = prescale_core::occurrences(&self.w.recurring_events, from, now, to);
-        let changed = occurrences != self.occurrences;
-        self.occurrences = occurrences;
-        changed
+        self.occurrences = prescale_core::occurrences(&self.w.recurring_events, from, now, to);
     }
 
     /// Puts `declared` in force as the events declared through the API, in the status
@@ -578,9 +574,6 @@ impl Reconfigured {
     }
 }
 
-/// Whether what `b` forecasts differs from what `a` did: the demand and how it is
-/// read, stepped, seasoned, remembered, projected and refreshed, the quantile the plan
-/// reads, and the model.
 /// A history of `(step start, demand)` without its planned `events`
 /// ([`prescale_plan::without_events_all`]).
 fn without_events(
@@ -595,6 +588,9 @@ fn without_events(
     prescale_plan::without_events_all(events, &ts, step_ms, &values)
 }
 
+/// Whether what `b` forecasts differs from what `a` did: the demand and how it is
+/// read, stepped, seasoned, remembered, projected and refreshed, the quantile the plan
+/// reads, and the model.
 fn forecast_changed(a: &Workload, b: &Workload) -> bool {
     a.demand != b.demand
         || a.dimensions != b.dimensions

@@ -262,18 +262,13 @@ pub fn with_events(f: &Forecast, events: &[PlannedEvent]) -> Option<Forecast> {
     Some(g)
 }
 
-/// Observed demand `v` of the step from `ts` as it would have been without the planned
-/// events it falls in: divided by their scale. Models are fitted on the history so
+/// The demand `values` of the steps from `ts` (ascending, `step_ms` long) as they
+/// would have been without the planned `events`: each divided by the largest scale of
+/// the events its step overlaps ([`event_scale`]). Models are fitted on the history so
 /// made, so they do not expect an event's demand again a season later (as a
-/// multiplicative holiday effect is taken out of what a model learns).
-pub fn without_events(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64, v: f64) -> f64 {
-    v / event_scale(events, ts, step_ms).unwrap_or(1.0)
-}
-
-/// [`without_events`] over a history: the demand `values` of the steps from `ts`
-/// (ascending, `step_ms` long) each divided by the largest scale of the events its step
-/// overlaps. Each event finds its steps by bisection, so a history of weeks under the
-/// hundreds of occurrences of a recurring event costs what reading it does.
+/// multiplicative holiday effect is taken out of what a model learns). Each event finds
+/// its steps by bisection, so a history of weeks under the hundreds of occurrences of
+/// a recurring event costs what reading it does.
 pub fn without_events_all(
     events: &[PlannedEvent],
     ts: &[TimestampMs],
@@ -1348,7 +1343,7 @@ mod tests {
         for k in 0..30 {
             assert_eq!(
                 all[k],
-                without_events(&events, ts[k], 100, values[k]),
+                values[k] / event_scale(&events, ts[k], 100).unwrap_or(1.0),
                 "step {k}"
             );
         }
