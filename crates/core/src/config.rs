@@ -2872,6 +2872,37 @@ mod tests {
             starts(1, "2026-03-06T00:00:00Z", "2026-03-09T13:00:01Z"),
             ["2026-03-06T14:00:00Z", "2026-03-09T13:00:00Z"]
         );
+        // At 02:30 in Berlin: once on the night the clock goes back (02:00-03:00 comes
+        // twice), and at 03:00 on the night it skips that hour, as cron does.
+        let night = crate::model::RecurringEvent {
+            every: "30 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+            duration_s: 600,
+            ..r[0].clone()
+        };
+        let nights = |from: &str, to: &str| -> Vec<String> {
+            night
+                .occurrences(t(from), t(to))
+                .iter()
+                .map(|e| crate::format_ts(e.start.0))
+                .collect()
+        };
+        assert_eq!(
+            nights("2027-10-30T00:00:00Z", "2027-11-01T12:00:00Z"),
+            [
+                "2027-10-30T00:30:00Z",
+                "2027-10-31T00:30:00Z",
+                "2027-11-01T01:30:00Z"
+            ]
+        );
+        assert_eq!(
+            nights("2027-03-27T00:00:00Z", "2027-03-29T12:00:00Z"),
+            [
+                "2027-03-27T01:30:00Z",
+                "2027-03-28T01:00:00Z",
+                "2027-03-29T00:30:00Z"
+            ]
+        );
         // Each first Monday of the month, at 06:30 UTC.
         assert_eq!(
             starts(2, "2026-11-01T00:00:00Z", "2027-01-05T00:00:00Z"),
