@@ -1811,7 +1811,59 @@ pub fn validate_policy(w: &Workload, tiers: &[Tier]) -> Result<(), (String, Stri
         );
     }
     validate_events(&w.events)?;
-    validate_recurring(&w.recurring_events, &w.events, crate::now_ms())
+    validate_recurring(&w.recurring_events, &w.events, crate::now_ms())?;
+    let least = w
+        .events
+        .iter()
+        .map(|e| ("events", &e.min_dimensions))
+        .chain(
+            w.recurring_events
+                .iter()
+                .map(|r| ("recurring_events", &r.min_dimensions)),
+        );
+    for (k, (table, dims)) in least.enumerate() {
+        let k = if table == "events" {
+            k
+        } else {
+            k - w.events.len()
+        };
+        if let Some(d) = dims.keys().find(|d| !w.dimensions.contains_key(*d)) {
+            return err(
+                &format!("{table}[{k}].min_dimensions.{d}"),
+                format!(
+                    "the workload does not plan its {d}: add it to the workload's `dimensions` (the series it reads), or leave it out"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks that each of `event`'s `min_dimensions` is one that workload `w` plans, as
+/// the API takes one: `Err((field, what is wrong))`.
+pub fn check_event_dimensions(
+    w: &Workload,
+    event: &crate::model::PlannedEvent,
+) -> Result<(), (String, String)> {
+    match event
+        .min_dimensions
+        .keys()
+        .find(|d| !w.dimensions.contains_key(*d))
+    {
+        Some(d) => Err((
+            format!("min_dimensions.{d}"),
+            format!(
+                "workload {:?} does not plan its {d}: its configuration's `dimensions` name {}",
+                w.name,
+                if w.dimensions.is_empty() {
+                    "none (CPU only)".to_string()
+                } else {
+                    w.dimensions.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks a workload's recurring events against `now`: `Err((key, what is wrong))` for
@@ -1835,6 +1887,7 @@ fn validate_recurring(
         let first = crate::model::PlannedEvent {
             name: r.name.clone(),
             recurring: None,
+            min_dimensions: Default::default(),
             ..r.occurrence(0)
         };
         if let Err((f, m)) = validate_event(&first) {
@@ -1958,11 +2011,32 @@ fn validate_events(events: &[crate::model::PlannedEvent]) -> Result<(), (String,
                 format!("must be zero or positive (vCPU), got {d}"),
             );
         }
-        if e.scale == 1.0 && e.min_demand.is_none() {
+        for (d, v) in &e.min_dimensions {
+            let field = format!("min_dimensions.{d}");
+            match crate::model::Dim::parse(d) {
+                Some(crate::model::Dim::Cpu) => {
+                    return err(&field, "vCPU is the event's min_demand".into())
+                }
+                None => {
+                    return err(
+                        &field,
+                        format!("{d:?} is no dimension: memory (GiB), disk_iops or network_mbps"),
+                    )
+                }
+                Some(dim) if !(v.is_finite() && *v >= 0.0) => {
+                    return err(
+                        &field,
+                        format!("must be zero or positive ({}), got {v}", dim.unit()),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        if e.scale == 1.0 && e.min_demand.is_none() && e.min_dimensions.is_empty() {
             return err(
                 "scale",
                 format!(
-                    "event {:?} changes nothing: give a scale other than 1 or a min_demand",
+                    "event {:?} changes nothing: give a scale other than 1, a min_demand or min_dimensions",
                     e.name
                 ),
             );
@@ -2789,7 +2863,7 @@ mod tests {
             ),
             (
                 base,
-                "event \"x\" changes nothing: give a scale other than 1 or a min_demand",
+                "event \"x\" changes nothing: give a scale other than 1, a min_demand or min_dimensions",
             ),
             (
                 "start = 2026-11-27T06:00:00\nend = 2026-11-27T07:00:00Z\nscale = 2.0\n",
@@ -2807,6 +2881,53 @@ mod tests {
             let e = bad(body);
             assert!(e.contains(says), "{body}: {e}");
         }
+        // A least demand in another dimension: one the workload plans, in its units.
+        for (body, says) in [
+            (
+                format!("{base}min_dimensions = {{ cpu = 4.0 }}\n"),
+                "key `workloads[0].events[0].min_dimensions.cpu`: vCPU is the event's min_demand",
+            ),
+            (
+                format!("{base}min_dimensions = {{ ram = 4.0 }}\n"),
+                "`workloads[0].events[0].min_dimensions.ram`: \"ram\" is no dimension: memory (GiB), disk_iops or network_mbps",
+            ),
+            (
+                format!("{base}min_dimensions = {{ memory = -4.0 }}\n"),
+                "`workloads[0].events[0].min_dimensions.memory`: must be zero or positive (GiB), got -4",
+            ),
+            (
+                format!("{base}min_dimensions = {{ memory = 400.0 }}\n"),
+                "key `workloads[0].events[0].min_dimensions.memory`: the workload does not plan its memory: add it to the workload's `dimensions`",
+            ),
+        ] {
+            let e = bad(&body);
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        let planned = DEFAULT_TOML
+            .replace("# dimensions = { memory", "dimensions = { memory")
+            .replacen(
+                "\n[providers]\n",
+                &format!("\n[[workloads.events]]\nname = \"warm\"\n{base}min_dimensions = {{ memory = 400.0 }}\n\n[providers]\n"),
+                1,
+            );
+        let c = Config::parse(&planned, "c.toml").unwrap();
+        let warm = &c.workloads[0].events[0];
+        assert_eq!((warm.scale, warm.min_demand), (1.0, None));
+        assert_eq!(warm.min_dimensions, [("memory".to_string(), 400.0)].into());
+        assert_eq!(
+            Config::parse(&c.to_toml(), "shown.toml").unwrap().workloads[0].events[0],
+            *warm
+        );
+        let w = &c.workloads[0];
+        let disk = crate::model::PlannedEvent {
+            min_dimensions: [("disk_iops".to_string(), 5000.0)].into(),
+            ..warm.clone()
+        };
+        assert_eq!(check_event_dimensions(w, warm), Ok(()));
+        assert_eq!(
+            check_event_dimensions(w, &disk).unwrap_err().1,
+            "workload \"host\" does not plan its disk_iops: its configuration's `dimensions` name memory"
+        );
         let e = with(&format!(
             "[[workloads.events]]\nname = \"x\"\n{base}scale = 2.0\n[[workloads.events]]\nname = \"x\"\n{base}scale = 2.0\n"
         ))

@@ -484,6 +484,12 @@ pub struct PlannedEvent {
     /// Demand over the event at least, in vCPU (the workload's `demand` unit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_demand: Option<f64>,
+    /// Demand over the event at least in the workload's other dimensions, by name in
+    /// their units (`{ memory = 200.0 }` GiB, `disk_iops`, `network_mbps`): a cache
+    /// warmed before a sale, a bulk load's write rate. Each must be one of the
+    /// workload's `dimensions`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub min_dimensions: BTreeMap<String, f64>,
     /// Set by prescale on an occurrence of a [`RecurringEvent`]: that event's name (the
     /// occurrence's own is the name and its start). Not for a configuration to give.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -538,6 +544,10 @@ pub struct RecurringEvent {
     /// Demand over each occurrence at least, in vCPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_demand: Option<f64>,
+    /// Demand over each occurrence at least in the workload's other dimensions (as a
+    /// [`PlannedEvent`]'s).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub min_dimensions: BTreeMap<String, f64>,
 }
 
 fn utc() -> String {
@@ -633,6 +643,7 @@ impl RecurringEvent {
             end: EventTime(start + self.duration_s as i64 * 1000),
             scale: self.scale,
             min_demand: self.min_demand,
+            min_dimensions: self.min_dimensions.clone(),
             recurring: Some(self.name.clone()),
         }
     }

@@ -108,6 +108,7 @@ pub fn campaign_event(days: u32) -> prescale_core::PlannedEvent {
         scale: 2.5,
         min_demand: None,
         recurring: None,
+        min_dimensions: Default::default(),
     }
 }
 

@@ -4429,6 +4429,7 @@ mod tests {
             scale: 1.0,
             min_demand: Some(100.0),
             recurring: None,
+            min_dimensions: Default::default(),
         }];
         let r = e.reconfigure(
             n.tiers.clone(),
@@ -4503,6 +4504,7 @@ mod tests {
                 duration_s: 600,
                 scale: 1.0,
                 min_demand: Some(100.0),
+                min_dimensions: Default::default(),
             }];
         });
         // A pass a minute, as the control interval says.
@@ -4591,6 +4593,7 @@ mod tests {
                     prescale_core::PlannedEvent {
                         name: name.into(),
                         recurring: None,
+                        min_dimensions: Default::default(),
                         ..events[3].clone()
                     },
                     400 * 60_000,
@@ -4622,6 +4625,7 @@ mod tests {
             scale: 2.0,
             min_demand: None,
             recurring: None,
+            min_dimensions: Default::default(),
         };
         let (mut e, store, c, at) = host_engine(dir.path(), |w| {
             w.events = vec![event("sale", 100, 130), event("launch", 150, 400)];
@@ -4684,6 +4688,7 @@ mod tests {
             scale,
             min_demand: least,
             recurring: None,
+            min_dimensions: Default::default(),
         };
         let (mut e, store, c, at) = host_engine(dir.path(), |w| {
             w.events = vec![event("sale", 300, 310, 2.0, None)];
@@ -4711,8 +4716,20 @@ mod tests {
         );
         assert!(refused(&mut e, "host", event("x", 130, 140, 0.0, None))
             .starts_with("event `scale`: must be above 0 and at most 100"));
-        assert!(refused(&mut e, "host", event("x", 130, 140, 1.0, None))
-            .contains("changes nothing: give a scale other than 1 or a min_demand"));
+        assert!(
+            refused(&mut e, "host", event("x", 130, 140, 1.0, None)).contains(
+                "changes nothing: give a scale other than 1, a min_demand or min_dimensions"
+            )
+        );
+        // A least demand in a dimension the workload does not plan.
+        let warm = PlannedEvent {
+            min_dimensions: [("memory".to_string(), 400.0)].into(),
+            ..event("warm", 130, 140, 1.0, None)
+        };
+        assert_eq!(
+            refused(&mut e, "host", warm),
+            "event `min_dimensions.memory`: workload \"host\" does not plan its memory: its configuration's `dimensions` name none (CPU only)"
+        );
         assert_eq!(
             refused(&mut e, "host", event(" ", 130, 140, 2.0, None)),
             "event `name`: must not be empty"

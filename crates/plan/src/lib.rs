@@ -240,6 +240,18 @@ pub fn event_scale(events: &[PlannedEvent], ts: TimestampMs, step_ms: i64) -> Op
         .reduce(f64::max)
 }
 
+/// An event's least demand in its other dimensions, in words (", and at least 200
+/// GiB of memory"), or nothing.
+pub fn least_of_dimensions(e: &PlannedEvent) -> String {
+    e.min_dimensions
+        .iter()
+        .map(|(d, v)| {
+            let unit = Dim::parse(d).map_or("", |d| d.unit());
+            format!(", and at least {v} {unit} of {d}")
+        })
+        .collect()
+}
+
 /// Forecast `f` with every step within one of `events` multiplied by its `scale` (the
 /// largest, where events overlap), as the demand the team expects there: `None` when
 /// no step of it is in an event. The daemon and the simulator apply it to the model's
@@ -932,15 +944,27 @@ pub fn plan_dimensions(
         .filter(|e| e.overlaps(now, event_end))
         .collect();
     let mut floors = floors.to_vec();
-    floors.extend(events.iter().filter_map(|e| {
-        Some(Floor {
-            dim: Dim::Cpu,
-            demand: e.min_demand?,
-            what: format!("the planned event \"{}\"'s min_demand", e.name),
-            left_out: None,
-            glitches: None,
-        })
-    }));
+    for e in &events {
+        let least = e
+            .min_demand
+            .map(|v| (Dim::Cpu, v, "min_demand".to_string()));
+        let others = e
+            .min_dimensions
+            .iter()
+            .filter_map(|(d, v)| Some((Dim::parse(d)?, *v, format!("min_dimensions.{d}"))));
+        floors.extend(
+            least
+                .into_iter()
+                .chain(others)
+                .map(|(dim, demand, key)| Floor {
+                    dim,
+                    demand,
+                    what: format!("the planned event \"{}\"'s {key}", e.name),
+                    left_out: None,
+                    glitches: None,
+                }),
+        );
+    }
     let floors = &floors[..];
     let highest = |d: Dim| {
         floors
@@ -968,6 +992,7 @@ pub fn plan_dimensions(
                 if e.scale != 1.0 { ", and" } else { ":" }
             ));
         }
+        said.push_str(&least_of_dimensions(e));
         if e.start.0 > now {
             said.push_str(", its capacity asked for by the slowest tier's 90th-percentile lead time before it starts");
         }
@@ -1253,6 +1278,7 @@ mod tests {
             scale,
             min_demand: None,
             recurring: None,
+            min_dimensions: Default::default(),
         }
     }
 
@@ -1326,6 +1352,39 @@ mod tests {
             "{}",
             both.reason
         );
+        // Its least demand in another dimension holds that dimension over it: 400 GiB
+        // at the target where the forecast says 40 at most.
+        let mut warm = event("cache warm-up", 0, 1_200_000, 1.0);
+        warm.min_dimensions = [("memory".to_string(), 400.0)].into();
+        w.events = vec![warm];
+        let mem = flat_forecast(vec![30.0, 40.0], 30);
+        let held = plan_dimensions(&w, &tiers, &f, &[(Dim::Memory, &mem)], 60_000, 60_000, &[]);
+        let memory: f64 = tiers
+            .iter()
+            .map(|t| held.target.get(&t.name).copied().unwrap_or(0) as f64 * t.memory_gib)
+            .sum();
+        assert!(
+            memory >= 400.0 / w.target_utilization,
+            "{memory} GiB: {}",
+            held.reason
+        );
+        assert!(
+            held.reason.contains(
+                "; planned event \"cache warm-up\" from 1970-01-01T00:00:00Z to 1970-01-01T00:20:00Z, and at least 400 GiB of memory; memory binds: 500.0 needed"
+            ),
+            "{}",
+            held.reason
+        );
+        let without = plan_dimensions(
+            &w,
+            &tiers,
+            &f,
+            &[(Dim::Memory, &mem)],
+            1_300_000,
+            60_000,
+            &[],
+        );
+        assert!(without.target.values().sum::<u32>() < held.target.values().sum::<u32>());
     }
 
     #[test]

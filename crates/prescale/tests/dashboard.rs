@@ -792,6 +792,41 @@ fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
         .unwrap()
         .len();
     assert_eq!(paths(memory, "fill-opacity=\"0.35\"").len(), tiers);
+    // A cache warm-up declared two minutes ahead that needs 64 GiB: planned at once
+    // (within the slowest tier's lead time), and said on the page.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = format!(
+        r#"{{"name": "warm-up", "start": {}, "end": {}, "min_dimensions": {{"memory": 64}}}}"#,
+        now + 120,
+        now + 1_800
+    );
+    let (code, answer) = http(
+        d.addr,
+        "POST",
+        "/api/v1/workloads/host/events",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{answer}");
+    let reason = || json(d.addr, "/api/v1/workloads/host/status")["plan"]["reason"].to_string();
+    wait_for(
+        || {
+            reason().contains("planned event \\\"warm-up\\\"")
+                && reason().contains("and at least 64 GiB of memory")
+        },
+        "a plan that reads the warm-up",
+        &|| d.logs(),
+    );
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(
+        html.contains(": at least 64 GiB of memory; its capacity is asked for ahead of its start (declared through the API"),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
 }
 
 #[test]

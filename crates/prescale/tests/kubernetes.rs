@@ -1630,6 +1630,7 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
         scale: 2.0,
         min_demand: Some(40.0),
         recurring: None,
+        min_dimensions: Default::default(),
     };
     // a acts and writes what each workload spent this month at each renewal.
     assert!(a.round().leading);

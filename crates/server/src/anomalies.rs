@@ -764,6 +764,7 @@ mod tests {
             scale: 2.5,
             min_demand: None,
             recurring: None,
+            min_dimensions: Default::default(),
         }];
         a.set_planned(&[w]);
         let found = |job: &str| -> Vec<i64> {

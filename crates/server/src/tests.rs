@@ -3514,7 +3514,7 @@ async fn a_planned_event_is_declared_listed_and_cancelled_through_the_api_with_t
         (
             body("x", now + hour, now + 2 * hour, ""),
             400,
-            "changes nothing: give a scale other than 1 or a min_demand",
+            "changes nothing: give a scale other than 1, a min_demand or min_dimensions",
         ),
         (
             body("x", now + 2 * hour, now + hour, r#", "scale": 2"#),
@@ -3642,6 +3642,7 @@ fn the_watch_leaves_declared_events_unjudged_as_configured_ones() {
         scale: 2.0,
         min_demand: None,
         recurring: None,
+        min_dimensions: Default::default(),
     };
     let mut w = WorkloadStatus {
         events: vec![launch.clone()],
@@ -4177,6 +4178,7 @@ async fn a_recurring_events_occurrences_are_listed_with_their_schedule_and_revie
                 duration_s: 600,
                 scale: 1.0,
                 min_demand: Some(60.0),
+                min_dimensions: Default::default(),
             }]
         },
         |min| min % 60 >= 30 && min % 60 < 40,
@@ -4246,6 +4248,7 @@ async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
         scale: 1.0,
         min_demand: Some(least),
         recurring: None,
+        min_dimensions: Default::default(),
     };
     // Both bring 60 vCPU for ten minutes, where 10 is usual: the first one whose least
     // demand says nothing of it, the second told of it (after the first, the forecast's

@@ -55,7 +55,7 @@ pub enum EventError {
     Unknown(UnknownWorkload),
     /// The event is not one the API takes: its field and what is wrong.
     Invalid {
-        /// `name`, `start`, `end`, `scale` or `min_demand`.
+        /// `name`, `start`, `end`, `scale`, `min_demand` or `min_dimensions.D`.
         field: String,
         /// What to fix.
         message: String,
@@ -135,6 +135,7 @@ pub(super) fn describe(e: &PlannedEvent) -> String {
     if let Some(d) = e.min_demand {
         s.push_str(&format!(" and at least {d} vCPU"));
     }
+    s.push_str(&prescale_plan::least_of_dimensions(e));
     s
 }
 
@@ -221,6 +222,8 @@ impl<P: Provider> Engine<P> {
         let i = self.configured_index(name)?;
         check(&event, now)?;
         let s = &self.states[i];
+        prescale_core::config::check_event_dimensions(&s.w, &event)
+            .map_err(|(field, message)| EventError::Invalid { field, message })?;
         if s.configures(&event.name) {
             return Err(EventError::Configured {
                 workload: name.into(),
