@@ -578,6 +578,7 @@ impl Reconfigured {
 /// ([`prescale_plan::without_events_all`]).
 fn without_events(
     events: &[prescale_core::PlannedEvent],
+    dim: Dim,
     buckets: &VecDeque<(TimestampMs, f64)>,
     step_ms: i64,
 ) -> Vec<f64> {
@@ -585,7 +586,7 @@ fn without_events(
     if events.is_empty() {
         return values;
     }
-    prescale_plan::without_events_all(events, &ts, step_ms, &values)
+    prescale_plan::without_events_all(events, dim, &ts, step_ms, &values)
 }
 
 /// Whether what `b` forecasts differs from what `a` did: the demand and how it is
@@ -2065,7 +2066,7 @@ impl<P: Provider> Engine<P> {
         if s.refit {
             // What the models learn from: the history without its planned events.
             let events = s.events().into_owned();
-            let y = without_events(&events, &s.buckets, s.step_ms);
+            let y = without_events(&events, Dim::Cpu, &s.buckets, s.step_ms);
             if y.len() < 2 {
                 let unmatched = if y.is_empty() {
                     unmatched(&self.store, s.demand.selector())
@@ -2145,7 +2146,7 @@ impl<P: Provider> Engine<P> {
                 if !due(&x.forecast, x.buckets.len()) {
                     continue;
                 }
-                let y = without_events(&events, &x.buckets, s.step_ms);
+                let y = without_events(&events, x.dim, &x.buckets, s.step_ms);
                 let key = s.key.clone().with_label("dimension", x.dim.name());
                 match baseline_forecast(&y, s.season, key, last, s.step_ms, horizon, &levels) {
                     Ok(f) => {

@@ -1794,7 +1794,8 @@ fn refresh_forecast(
     let y = if w.events.is_empty() {
         &values[from..i]
     } else {
-        evented = prescale_plan::without_events_all(&w.events, &ts[from..i], dt, &values[from..i]);
+        evented =
+            prescale_plan::without_events_all(&w.events, dim, &ts[from..i], dt, &values[from..i]);
         &evented[..]
     };
     let day = crate::nowcast::steps_per_day(dt);

@@ -274,32 +274,58 @@ pub fn with_events(f: &Forecast, events: &[PlannedEvent]) -> Option<Forecast> {
     Some(g)
 }
 
-/// The demand `values` of the steps from `ts` (ascending, `step_ms` long) as they
-/// would have been without the planned `events`: each divided by the largest scale of
-/// the events its step overlaps ([`event_scale`]). Models are fitted on the history so
-/// made, so they do not expect an event's demand again a season later (as a
-/// multiplicative holiday effect is taken out of what a model learns). Each event finds
-/// its steps by bisection, so a history of weeks under the hundreds of occurrences of
-/// a recurring event costs what reading it does.
+/// The demand `values` of dimension `dim` at the steps from `ts` (ascending, `step_ms`
+/// long) as they would have been without the planned `events`. A step an event scales
+/// is divided by the largest scale of the events it overlaps ([`event_scale`]). An
+/// event that only holds this dimension at least at a floor (`min_demand` for CPU,
+/// `min_dimensions` for the others, at a scale of 1) says nothing of how much it
+/// added, so its steps are taken at most at the line from the step before it to the
+/// step after it (the one before carried on while it is in progress). Models are
+/// fitted on the history so made, so they do not expect an event's demand again a
+/// season later (as a holiday effect is taken out of what a model learns). Each event
+/// finds its steps by bisection, so a history of weeks under the hundreds of
+/// occurrences of a recurring event costs what reading it does.
 pub fn without_events_all(
     events: &[PlannedEvent],
+    dim: Dim,
     ts: &[TimestampMs],
     step_ms: i64,
     values: &[f64],
 ) -> Vec<f64> {
+    let steps = |e: &PlannedEvent| {
+        let from = ts.partition_point(|&t| t + step_ms <= e.start.0);
+        (from, ts.partition_point(|&t| t < e.end.0).max(from))
+    };
     let mut scale: Vec<Option<f64>> = vec![None; ts.len()];
     for e in events {
-        let from = ts.partition_point(|&t| t + step_ms <= e.start.0);
-        let to = ts.partition_point(|&t| t < e.end.0);
-        for k in scale.iter_mut().take(to).skip(from) {
+        let (from, to) = steps(e);
+        for k in &mut scale[from..to] {
             *k = Some(k.map_or(e.scale, |k| k.max(e.scale)));
         }
     }
-    values
+    let mut out: Vec<f64> = values
         .iter()
         .zip(scale)
         .map(|(v, k)| v / k.unwrap_or(1.0))
-        .collect()
+        .collect();
+    let floors = |e: &PlannedEvent| match dim {
+        Dim::Cpu => e.min_demand.is_some(),
+        d => e.min_dimensions.contains_key(d.name()),
+    };
+    for e in events.iter().filter(|e| e.scale == 1.0 && floors(e)) {
+        let (from, to) = steps(e);
+        let before = from.checked_sub(1).map(|k| out[k]);
+        let after = out.get(to).copied();
+        let Some((a, b)) = before.or(after).zip(after.or(before)) else {
+            continue;
+        };
+        let span = (to - from + 1) as f64;
+        for (j, v) in out[from..to].iter_mut().enumerate() {
+            let line = a + (b - a) * (j + 1) as f64 / span;
+            *v = v.min(line);
+        }
+    }
+    out
 }
 
 /// Whether step `i` of `f` is within the window a plan made at `now` covers:
@@ -1398,7 +1424,7 @@ mod tests {
         ];
         let ts: Vec<i64> = (0..30).map(|k| k * 100).collect();
         let values: Vec<f64> = (0..30).map(|k| 10.0 + k as f64).collect();
-        let all = without_events_all(&events, &ts, 100, &values);
+        let all = without_events_all(&events, Dim::Cpu, &ts, 100, &values);
         for k in 0..30 {
             assert_eq!(
                 all[k],
@@ -1409,7 +1435,39 @@ mod tests {
         assert_eq!(all[2], values[2] / 2.0, "straddles a's start");
         assert_eq!(all[9], values[9] / 3.0);
         assert_eq!(all[12], values[12] / 0.5);
-        assert_eq!(without_events_all(&[], &ts, 100, &values), values);
+        assert_eq!(without_events_all(&[], Dim::Cpu, &ts, 100, &values), values);
+        // An event that only holds CPU at a floor: its steps at most on the line from
+        // the step before to the step after, in CPU only; a dip under it is kept.
+        let mut spike = values.clone();
+        spike[5..8].copy_from_slice(&[60.0, 5.0, 60.0]);
+        let mut least = event("load test", 500, 800, 1.0);
+        least.min_demand = Some(60.0);
+        let cpu = without_events_all(std::slice::from_ref(&least), Dim::Cpu, &ts, 100, &spike);
+        assert_eq!(cpu[..5], spike[..5]);
+        assert_eq!(cpu[5..8], [15.0, 5.0, 17.0], "from 14 before to 18 after");
+        assert_eq!(cpu[8..], spike[8..]);
+        let memory =
+            without_events_all(std::slice::from_ref(&least), Dim::Memory, &ts, 100, &spike);
+        assert_eq!(memory, spike, "it said nothing of memory");
+        // In progress at the history's end: the step before carried on.
+        let cpu = without_events_all(
+            std::slice::from_ref(&least),
+            Dim::Cpu,
+            &ts[..7],
+            100,
+            &spike[..7],
+        );
+        assert_eq!(cpu[5..7], [14.0, 5.0]);
+        // Held at a floor of memory instead.
+        least.min_demand = None;
+        least.min_dimensions = [("memory".to_string(), 60.0)].into();
+        let memory =
+            without_events_all(std::slice::from_ref(&least), Dim::Memory, &ts, 100, &spike);
+        assert_eq!(memory[5..8], [15.0, 5.0, 17.0]);
+        assert_eq!(
+            without_events_all(&[least], Dim::Cpu, &ts, 100, &spike),
+            spike
+        );
     }
 
     #[test]
