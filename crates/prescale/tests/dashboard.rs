@@ -569,6 +569,19 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
     assert!(!html.contains("<div class=\"paused\">"), "lifted");
 }
 
+/// Declares the planned event `body` (JSON) for the host workload through the API.
+fn declare(addr: std::net::SocketAddr, body: &str) {
+    let (code, answer) = http(
+        addr,
+        "POST",
+        "/api/v1/workloads/host/events",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{answer}");
+}
+
 #[test]
 fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
     let Some(browser) = browser() else {
@@ -669,15 +682,7 @@ fn a_planned_event_is_provisioned_ahead_and_the_dashboard_shows_it() {
         started + 120,
         started + 1_800
     );
-    let (code, answer) = http(
-        d.addr,
-        "POST",
-        "/api/v1/workloads/host/events",
-        &[],
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{answer}");
+    declare(d.addr, &body);
     wait_for(
         || held(d.addr, "host") >= 19,
         "the load test's capacity",
@@ -803,15 +808,7 @@ fn the_dashboard_draws_a_workloads_memory_beside_its_cpu() {
         now + 120,
         now + 1_800
     );
-    let (code, answer) = http(
-        d.addr,
-        "POST",
-        "/api/v1/workloads/host/events",
-        &[],
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{answer}");
+    declare(d.addr, &body);
     let reason = || json(d.addr, "/api/v1/workloads/host/status")["plan"]["reason"].to_string();
     wait_for(
         || {
