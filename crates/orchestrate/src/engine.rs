@@ -492,7 +492,8 @@ impl WState {
                 name == r.name
                     || name
                         .strip_prefix(r.name.as_str())
-                        .is_some_and(|rest| rest.starts_with(" at "))
+                        .and_then(|rest| rest.strip_prefix(" at "))
+                        .is_some_and(|t| prescale_core::parse_ts(t).is_some())
             })
     }
 
@@ -4606,13 +4607,25 @@ mod tests {
                 "{refused}"
             );
         }
+        // A name that only begins as the recurring event's is another event's.
+        let noon = prescale_core::PlannedEvent {
+            name: "batch at noon".into(),
+            recurring: None,
+            ..events[3].clone()
+        };
+        assert_eq!(e.declare_event("host", noon, 400 * 60_000).unwrap(), None);
         // A day on, the status shows those over within the last day and the last over
         // before it, not every one the history holds.
         at(2_000, 10.0);
         e.tick(2_001 * 60_000).unwrap();
         let events = st.read().unwrap().workloads["host"].events.clone();
-        let starts: Vec<i64> = events.iter().map(|e| e.start.0 / 60_000).collect();
+        let starts: Vec<i64> = events
+            .iter()
+            .filter(|e| e.recurring.is_some())
+            .map(|e| e.start.0 / 60_000)
+            .collect();
         assert_eq!(starts, (3..=12).map(|k| k * 180).collect::<Vec<_>>());
+        assert!(events.iter().any(|e| e.name == "batch at noon"));
     }
 
     #[test]
