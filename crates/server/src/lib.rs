@@ -1331,7 +1331,7 @@ fn unknown_workload(st: &AppState, name: &str) -> Response {
 }
 
 /// `POST /api/v1/workloads/{name}/events` with a planned event as JSON (the fields of
-/// `[[workloads.events]]`: `name`, `start`, `end`, `scale`, `min_demand`; times as RFC
+/// `[[workloads.events]]`: `name`, `start`, `end`, `scale`, `min_demand`, `min_dimensions`; times as RFC
 /// 3339 or unix seconds): declares it for the workload, or changes the one declared
 /// under its name. It changes what prescale does, so it takes the token as `/-/reload`
 /// does. 400 for an event that is not valid or is over, 404 for a workload not
@@ -1352,7 +1352,7 @@ async fn event_declare(
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "the body must be a planned event as JSON, e.g. {{\"name\": \"load test\", \"start\": \"2026-12-05T14:00:00Z\", \"end\": \"2026-12-05T16:00:00Z\", \"scale\": 2, \"min_demand\": 40}} (times RFC 3339 with their offset, or unix seconds; scale defaults to 1, min_demand in vCPU is optional): {e}"
+                    "the body must be a planned event as JSON, e.g. {{\"name\": \"load test\", \"start\": \"2026-12-05T14:00:00Z\", \"end\": \"2026-12-05T16:00:00Z\", \"scale\": 2, \"min_demand\": 40}} (times RFC 3339 with their offset, or unix seconds; scale defaults to 1, min_demand in vCPU and min_dimensions such as {{\"memory\": 200}} in GiB are optional): {e}"
                 ),
             )
         }
