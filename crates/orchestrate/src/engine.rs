@@ -891,6 +891,24 @@ fn record_said(
     }
 }
 
+/// `steps` of dimension `dim` (oldest first, `step_ms` apart), the demand of those a
+/// planned event of `planned` only holds at a floor left out (NaN): what the forecast
+/// is judged by ([`prescale_plan::floor_only_steps`]), as the simulator's.
+fn judged(
+    planned: &[prescale_core::PlannedEvent],
+    dim: Dim,
+    steps: &[(TimestampMs, f64)],
+    step_ms: i64,
+) -> Vec<(TimestampMs, f64)> {
+    let ts: Vec<TimestampMs> = steps.iter().map(|s| s.0).collect();
+    let out = prescale_plan::floor_only_steps(planned, dim, &ts, step_ms);
+    steps
+        .iter()
+        .zip(out)
+        .map(|(&(t, v), out)| (t, if out { f64::NAN } else { v }))
+        .collect()
+}
+
 /// For each of the last [`JUMP_WINDOW`] of `steps` (consecutive, oldest first) the
 /// forecast `said` something of before it: what it said over the step before, and how
 /// far off it was.
@@ -903,7 +921,8 @@ fn said_pairs(
         .filter_map(|i| {
             let ((_, prev), (ts, v)) = (steps[i - 1], steps[i]);
             let m = said[said.binary_search_by_key(&ts, |x| x.0).ok()?].1;
-            Some((m - prev, v - m))
+            let pair = (m - prev, v - m);
+            (pair.0.is_finite() && pair.1.is_finite()).then_some(pair)
         })
         .collect()
 }
@@ -935,11 +954,14 @@ fn brought_up(
     if let Some(s) = spread {
         s.narrow(&mut g);
     }
-    let widened = steps.last().and_then(|&(_, last)| {
-        let j = Jumps::from_pairs(&said_pairs(steps, said))?;
-        let (k, before, after) = j.widen_from(&mut g, 0, last)?;
-        Some((g.step_time(k), before, after, j.errors.len()))
-    });
+    let widened = steps
+        .last()
+        .filter(|s| s.1.is_finite())
+        .and_then(|&(_, last)| {
+            let j = Jumps::from_pairs(&said_pairs(steps, said))?;
+            let (k, before, after) = j.widen_from(&mut g, 0, last)?;
+            Some((g.step_time(k), before, after, j.errors.len()))
+        });
     Some((g, widened))
 }
 
@@ -1563,6 +1585,12 @@ impl<P: Provider> Engine<P> {
         }
         let sums = step_sums(&self.store, &s.demand, from, nb, step)?;
         let seen: Vec<bool> = sums.iter().map(Option::is_some).collect();
+        // A step of a planned event is neither judged nor learnt from by the anomaly
+        // detectors: the team announced it (as the series watch does).
+        let announced = {
+            let ts: Vec<TimestampMs> = (0..nb as i64).map(|b| from + b * step).collect();
+            prescale_plan::in_events(s.events().iter(), &ts, step)
+        };
         let sums: Vec<f64> = sums.into_iter().map(|v| v.unwrap_or(0.0)).collect();
         let mut added = 0;
         let mut observed = Vec::new();
@@ -1580,6 +1608,9 @@ impl<P: Provider> Engine<P> {
                 added += 1;
                 if seen[b] {
                     observed.push(Sample { ts, value: v });
+                    if announced[b] {
+                        continue;
+                    }
                     let said = s
                         .said
                         .binary_search_by_key(&ts, |x| x.0)
@@ -1682,6 +1713,7 @@ impl<P: Provider> Engine<P> {
         let complete_until = (now - self.grace_ms).div_euclid(step) * step;
         let history_ms = s.w.history_s as i64 * 1000;
         let mut kept = Vec::new();
+        let planned = s.events().into_owned();
         for x in &mut s.extras {
             let Some((from, nb)) = pending_steps(x.next_bucket, complete_until, history_ms, step)
             else {
@@ -1708,7 +1740,7 @@ impl<P: Provider> Engine<P> {
                 }
             }
             // How far off the forecast in force was, for the nowcast's shift.
-            let errors = x.record.observe(&observed);
+            let errors = x.record.observe(&judged(&planned, x.dim, &observed, step));
             record_samples(&s.w.name, x.dim, &errors, &[], &mut kept);
             // The resampled demand, for charts and audits, as the CPU's.
             if !observed.is_empty() {
@@ -1881,9 +1913,15 @@ impl<P: Provider> Engine<P> {
         });
     }
 
-    /// Scores the trained forecast against newly observed steps; asks for a new
+    /// Scores the trained forecast, with what the `planned` events expect of it, against
+    /// newly observed steps (those left out NaN: see [`judged`]); asks for a new
     /// selection when the live error outgrows the cross-validation error.
-    fn track_drift(&mut self, i: usize, observed: &[(TimestampMs, f64)]) {
+    fn track_drift(
+        &mut self,
+        i: usize,
+        observed: &[(TimestampMs, f64)],
+        planned: &[prescale_core::PlannedEvent],
+    ) {
         let s = &mut self.states[i];
         let Some(f) = s.trained.as_ref() else {
             return;
@@ -1893,7 +1931,12 @@ impl<P: Provider> Engine<P> {
                 continue;
             }
             let step = ((ts - f.start) / f.step_ms) as usize;
-            if step < f.horizon() && s.drift.observe(v - f.quantile(step, 0.5), s.w.drift_ratio) {
+            if step >= f.horizon() {
+                continue;
+            }
+            let expected = f.quantile(step, 0.5)
+                * prescale_plan::event_scale(planned, *ts, f.step_ms).unwrap_or(1.0);
+            if s.drift.observe(v - expected, s.w.drift_ratio) {
                 s.select_due = Some(Trigger::Drift);
             }
         }
@@ -2002,7 +2045,9 @@ impl<P: Provider> Engine<P> {
         let (added, observed) = self.ingest(i, now)?;
         self.ingest_extras(i, now)?;
         let so_far = self.in_progress(i, now)?;
-        self.track_drift(i, &observed);
+        let planned = self.states[i].events().into_owned();
+        let observed = judged(&planned, Dim::Cpu, &observed, self.states[i].step_ms);
+        self.track_drift(i, &observed, &planned);
         let s = &mut self.states[i];
         // How far off the forecast in force was, for the nowcast's shift.
         let errors = s.record.observe(&observed);
@@ -2197,7 +2242,7 @@ impl<P: Provider> Engine<P> {
             source = format!("{source}; {}", sp.describe());
         }
         // What the team expects of its planned events, before the nowcast corrects it.
-        let planned = s.events();
+        let planned = s.events().into_owned();
         let events = |f: Option<&Forecast>| {
             f.map(|f| prescale_plan::with_events(f, &planned).unwrap_or_else(|| f.clone()))
         };
@@ -2227,7 +2272,13 @@ impl<P: Provider> Engine<P> {
                 spread,
             )
         };
-        let tail_cpu = crate::nowcast::tail(&s.buckets);
+        // The forecasts are judged by the demand but where an event only holds a floor.
+        let tail_cpu = judged(
+            &planned,
+            Dim::Cpu,
+            &crate::nowcast::tail(&s.buckets),
+            step_ms,
+        );
         let (now_fc, jump) = match base
             .as_ref()
             .and_then(|f| up(f, &s.record, &tail_cpu, &s.said, spread.as_ref()))
@@ -2238,7 +2289,7 @@ impl<P: Provider> Engine<P> {
         let extra_tails: Vec<Vec<(TimestampMs, f64)>> = s
             .extras
             .iter()
-            .map(|x| crate::nowcast::tail(&x.buckets))
+            .map(|x| judged(&planned, x.dim, &crate::nowcast::tail(&x.buckets), step_ms))
             .collect();
         let extra_fc: Vec<Option<Forecast>> = s
             .extras
@@ -2347,7 +2398,12 @@ impl<P: Provider> Engine<P> {
         let with_step = |steps: &[(TimestampMs, f64)], d: Dim| {
             let &(last, _) = steps.last()?;
             let mut steps = steps.to_vec();
-            steps.push((last + step_ms, so_far_of(d)?));
+            steps.extend(judged(
+                &planned,
+                d,
+                &[(last + step_ms, so_far_of(d)?)],
+                step_ms,
+            ));
             Some(steps)
         };
         let mut moved = None;
@@ -3881,9 +3937,29 @@ mod tests {
         c.workloads[0].season_s = Some(1_800); // 30 steps
         c.workloads[0].retrain_s = 4 * 3_600;
         c.workloads[0].refit_s = 600; // 10 steps
+                                      // Two planned events: a sale at twice the demand, then a warm-up that only
+                                      // holds 30 vCPU (and comes to 20 more than usual). Neither is drift.
+        let event = |name: &str, from: i64, scale, least| prescale_core::PlannedEvent {
+            name: name.into(),
+            start: prescale_core::EventTime(from * 60_000),
+            end: prescale_core::EventTime((from + 40) * 60_000),
+            scale,
+            min_demand: least,
+            recurring: None,
+            min_dimensions: Default::default(),
+        };
+        c.workloads[0].events = vec![
+            event("sale", 625, 2.0, None),
+            event("warm-up", 665, 1.0, Some(30.0)),
+        ];
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
-        let value = |m: i64| 8.0 + 4.0 * ((m % 30) as f64 / 30.0 * std::f64::consts::TAU).sin();
+        let usual = |m: i64| 8.0 + 4.0 * ((m % 30) as f64 / 30.0 * std::f64::consts::TAU).sin();
+        let value = |m: i64| match m {
+            625..665 => 2.0 * usual(m),
+            665..705 => usual(m) + 20.0,
+            _ => usual(m),
+        };
         let samples: Vec<_> = (0..600)
             .map(|m| Sample {
                 ts: m * 60_000,
@@ -3964,18 +4040,29 @@ mod tests {
             .collect();
         assert!(gaps.len() >= 2 && gaps.iter().all(|g| *g == 10), "{gaps:?}");
         assert!(brought >= 18, "{brought}");
+        let feed = |e: &mut Engine<SimCloud>, k: i64, value: f64| {
+            let ts = k * 60_000;
+            store.append(&key, &[Sample { ts, value }]).unwrap();
+            e.tick(ts + 60_000).unwrap();
+        };
+        for k in 625..705 {
+            feed(&mut e, k, value(k));
+        }
+        let w = st.read().unwrap().workloads["host"].clone();
+        assert_eq!(
+            (w.model.as_ref().unwrap().version, w.model.unwrap().trigger),
+            (1, Trigger::Initial)
+        );
+        // Nor are the steps the team announced anomalies.
+        let announced = 625 * 60_000..705 * 60_000;
+        assert!(
+            !w.anomalies.iter().any(|a| announced.contains(&a.ts)),
+            "{:?}",
+            w.anomalies
+        );
         // A level shift the model has not seen: live errors outgrow the CV error.
-        for k in 625..665 {
-            store
-                .append(
-                    &key,
-                    &[Sample {
-                        ts: k * 60_000,
-                        value: value(k) + 40.0,
-                    }],
-                )
-                .unwrap();
-            e.tick((k + 1) * 60_000).unwrap();
+        for k in 705..745 {
+            feed(&mut e, k, value(k) + 40.0);
         }
         let w = st.read().unwrap().workloads["host"].clone();
         let m = w.model.unwrap();

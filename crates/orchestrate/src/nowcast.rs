@@ -176,11 +176,12 @@ pub(crate) fn shifted(
 }
 
 /// The error of `f`'s median at the last step of `past` (the demand observed before
-/// `now`); 0 when `f` does not cover it.
+/// `now`); 0 when `f` does not cover it or that step's demand is left out (NaN: see
+/// [`prescale_plan::floor_only_steps`]).
 pub(crate) fn last_error(f: &Forecast, now: TimestampMs, past: &[f64]) -> f64 {
     let idx = ((now - f.start) / f.step_ms).clamp(0, f.horizon() as i64) as usize;
     match (idx.checked_sub(1), past.last()) {
-        (Some(last), Some(actual)) => actual - f.quantile(last, 0.5),
+        (Some(last), Some(actual)) if actual.is_finite() => actual - f.quantile(last, 0.5),
         _ => 0.0,
     }
 }
@@ -190,18 +191,20 @@ fn recent_changes(past: &[f64], lag: usize) -> Vec<f64> {
     let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
     (from + lag..past.len())
         .map(|t| past[t] - past[t - lag])
+        .filter(|c| c.is_finite())
         .collect()
 }
 
 /// For each `k`, the errors (actual - median) of the nowcasts made `k + 1` steps ahead
 /// of the last [`SPREAD_FLOOR_WINDOW`] observed steps of `past` (`said[k][t]`, NaN where
-/// none was made).
+/// none was made; `past` NaN where its demand is left out).
 pub(crate) fn recent_errors(said: &[Vec<f64>], past: &[f64]) -> Vec<Vec<f64>> {
     let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
     said.iter()
         .map(|s| {
             (from..past.len())
-                .filter_map(|t| s.get(t).filter(|m| m.is_finite()).map(|m| past[t] - m))
+                .filter_map(|t| s.get(t).map(|m| past[t] - m))
+                .filter(|e| e.is_finite())
                 .collect()
         })
         .collect()
@@ -276,8 +279,8 @@ impl Record {
         }
     }
 
-    /// Records the error of the forecast in force at the newly completed `steps`;
-    /// returns those recorded.
+    /// Records the error of the forecast in force at the newly completed `steps` (but
+    /// those whose demand is left out, NaN); returns those recorded.
     pub(crate) fn observe(&mut self, steps: &[(TimestampMs, f64)]) -> Vec<(TimestampMs, f64)> {
         let Some(f) = &self.in_force else {
             return Vec::new();
@@ -288,7 +291,7 @@ impl Record {
                 continue;
             }
             let k = ((ts - f.start) / f.step_ms) as usize;
-            if k < f.horizon() {
+            if k < f.horizon() && v.is_finite() {
                 let keep_from = ts - SPREAD_FLOOR_WINDOW as i64 * f.step_ms;
                 let e = v - f.quantile(k, 0.5);
                 put(&mut self.raw, ts, e, keep_from);

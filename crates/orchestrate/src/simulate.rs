@@ -1020,7 +1020,8 @@ impl Forecaster {
         &self.raw[from - 1..upto]
     }
 
-    /// The latest forecast from `now` on, given the demand observed before it (`past`):
+    /// The latest forecast from `now` on, given the demand observed before it (`past`,
+    /// NaN where it is left out: see [`prescale_plan::floor_only_steps`]):
     /// [`nowcast`] with this forecaster's own recent errors, keeping at most `decay` of
     /// the latest error per step ahead (less as [`crate::nowcast::persistence`] says of its own errors).
     fn nowcast(
@@ -1043,14 +1044,34 @@ impl Forecaster {
         let pairs: Vec<(f64, f64)> = (from..past.len())
             .filter_map(|t| {
                 let m = *self.said.first()?.get(t)?;
-                m.is_finite().then(|| (m - past[t - 1], past[t] - m))
+                let pair = (m - past[t - 1], past[t] - m);
+                (pair.0.is_finite() && pair.1.is_finite()).then_some(pair)
             })
             .collect();
-        if let (Some(j), Some(last)) = (Jumps::from_pairs(&pairs), past.last()) {
+        let last = past.last().filter(|v| v.is_finite());
+        if let (Some(j), Some(last)) = (Jumps::from_pairs(&pairs), last) {
             j.widen_from(&mut g, 0, *last);
         }
         Some(g)
     }
+}
+
+/// What a forecaster judges its forecasts by: the demand `values` of dimension `dim` at
+/// the steps `ts`, left out (NaN) where a planned event of `events` only holds it at a
+/// floor ([`prescale_plan::floor_only_steps`]), as the daemon's.
+fn judged(
+    events: &[prescale_core::PlannedEvent],
+    dim: Dim,
+    ts: &[TimestampMs],
+    values: &[f64],
+) -> Vec<f64> {
+    let dt = ts.get(1).map_or(1, |t| t - ts[0]).max(1);
+    let out = prescale_plan::floor_only_steps(events, dim, ts, dt);
+    values
+        .iter()
+        .zip(out)
+        .map(|(v, out)| if out { f64::NAN } else { *v })
+        .collect()
 }
 
 /// Replays `trace` under `policy`. `timeline` receives one row per step when given.
@@ -1135,6 +1156,10 @@ pub fn simulate(
         .map(|(_, v)| v.iter().copied().fold(0.0, f64::max))
         .collect();
     let mut fcs: Vec<Forecaster> = dims.iter().map(|_| Forecaster::new(leads, n)).collect();
+    let judged: Vec<Vec<f64>> = dims
+        .iter()
+        .map(|(d, v)| judged(&w.events, *d, &trace.ts, v))
+        .collect();
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
     // Each dimension's floor season and the hour it was found in (it changes hourly).
     let mut floor_seasons: Vec<Option<(i64, prescale_plan::FloorSeason)>> = vec![None; dims.len()];
@@ -1311,7 +1336,7 @@ pub fn simulate(
             }
             Policy::Predictive | Policy::SpecBaseline => {
                 for (j, (d, v)) in dims.iter().enumerate() {
-                    fcs[j].observe(now, &v[..seen]);
+                    fcs[j].observe(now, &judged[j][..seen]);
                     // A failed selection or refit keeps the previous forecast (as the
                     // daemon does) and is counted, not fatal.
                     if let Err(e) =
@@ -1326,8 +1351,8 @@ pub fn simulate(
                 // Every dimension's forecast from now on, corrected by its latest error.
                 let now_fc: Option<Vec<prescale_core::Forecast>> = fcs
                     .iter_mut()
-                    .zip(&dims)
-                    .map(|(fc, (_, v))| {
+                    .zip(&judged)
+                    .map(|(fc, v)| {
                         let g = fc.nowcast(now, &v[..seen], scenario.error_decay())?;
                         for (k, said) in fc.said.iter_mut().enumerate() {
                             if let (Some(slot), true) = (said.get_mut(i + k), k < g.horizon()) {
@@ -1531,9 +1556,9 @@ pub fn simulate(
                 // will move it: a surprise now is likely to last into the next step.
                 let all: Vec<prescale_core::Forecast> = fcs
                     .iter()
-                    .zip(&dims)
+                    .zip(&judged)
                     .zip(all)
-                    .map(|((fc, (_, v)), g)| {
+                    .map(|((fc, v), g)| {
                         fc.nowcast(now + dt, &v[..=i], scenario.error_decay())
                             .unwrap_or(g)
                     })
@@ -2196,6 +2221,63 @@ mod tests {
     }
 
     #[test]
+    fn a_floor_only_events_demand_is_not_taken_for_the_forecasts_error() {
+        // The launch above declared only as the capacity to hold (its peak), not as a
+        // scale: the forecast is not raised over it, so its demand says nothing of how
+        // far off the forecast is, and after it the band is as the same days' without
+        // any launch.
+        let start = 5 * 288 + 168;
+        let launch = |i: usize| (start..start + 48).contains(&i);
+        let tr = daily_with_surges(7, launch);
+        let mut sc = scenario();
+        sc.workload.events = vec![prescale_core::PlannedEvent {
+            name: "launch".into(),
+            start: prescale_core::EventTime(tr.ts[start]),
+            end: prescale_core::EventTime(tr.ts[start + 48]),
+            scale: 1.0,
+            min_demand: Some(
+                tr.cpu[start..start + 48]
+                    .iter()
+                    .copied()
+                    .fold(0.0, f64::max),
+            ),
+            recurring: None,
+            min_dimensions: Default::default(),
+        }];
+        let (held, rows) = predictive_rows(&tr, &sc);
+        assert_eq!(held.underprovisioned_minutes, 0.0);
+        let (_, calm) = predictive_rows(&daily_with_surges(7, |_| false), &scenario());
+        let band = |rows: &[TimelineRow]| {
+            rows[start + 48..start + 48 + 72]
+                .iter()
+                .map(|r| r.forecast.map_or(f64::NAN, |f| f.2 - f.1))
+                .sum::<f64>()
+                / 72.0
+        };
+        let (after, usual) = (band(&rows), band(&calm));
+        // (Judged by the event's demand too, 7.8 where the calm days' is 2.0.)
+        assert!(after < 1.1 * usual, "{after} for {usual}");
+        // Nor is the shift: an hour after it, the median is where the calm days' is.
+        let median = |rows: &[TimelineRow]| rows[start + 60].forecast.map_or(f64::NAN, |f| f.1);
+        let (m, c) = (median(&rows), median(&calm));
+        assert!((m - c).abs() < 0.1 * c, "{m} for {c}");
+        // A floor under the event's demand: the plan follows its demand still, even
+        // without a scale-down window to hold it.
+        sc.workload.scale_down_window_s = 0;
+        sc.workload.events[0].min_demand = Some(tr.cpu[start] / 2.0);
+        let (under, _) = predictive_rows(&tr, &sc);
+        sc.workload.events.clear();
+        let (unknown, _) = predictive_rows(&tr, &sc);
+        // (Judged by the forecast alone, short 49.8 minutes.)
+        assert!(
+            under.underprovisioned_minutes <= unknown.underprovisioned_minutes,
+            "{} minutes short, {} unforeseen",
+            under.underprovisioned_minutes,
+            unknown.underprovisioned_minutes
+        );
+    }
+
+    #[test]
     fn each_occurrence_of_a_recurring_event_is_ready_when_it_starts() {
         // The daily cycle, and every third day of the month (the 16th, 19th and 22nd
         // here) three times the demand from 14:00 to 16:00 UTC: no daily or weekly
@@ -2848,16 +2930,25 @@ mod tests {
         w.step_s = 300;
         w.sla_quantile = 0.95;
         // A planned event on the fourth day: both expect twice the forecast over it.
+        // The third day's surge was declared as the capacity to hold: both leave its
+        // demand out of what they judge the forecast by.
         let launch = 3 * 288 + 100..3 * 288 + 140;
-        w.events = vec![prescale_core::PlannedEvent {
-            name: "launch".into(),
-            start: prescale_core::EventTime(ts[launch.start]),
-            end: prescale_core::EventTime(ts[launch.end]),
-            scale: 2.0,
-            min_demand: None,
-            recurring: None,
-            min_dimensions: Default::default(),
-        }];
+        let event = |name: &str, steps: &std::ops::Range<usize>, scale, least| {
+            prescale_core::PlannedEvent {
+                name: name.into(),
+                start: prescale_core::EventTime(ts[steps.start]),
+                end: prescale_core::EventTime(ts[steps.end]),
+                scale,
+                min_demand: least,
+                recurring: None,
+                min_dimensions: Default::default(),
+            }
+        };
+        let surge = 2 * 288 + 150..2 * 288 + 190;
+        w.events = vec![
+            event("launch", &launch, 2.0, None),
+            event("surge", &surge, 1.0, Some(80.0)),
+        ];
         let w = w.clone();
         let mut sc = scenario();
         sc.workload = w.clone();
@@ -2878,12 +2969,13 @@ mod tests {
         let (cover, leads) = cover_and_leads(&serving, step);
         let mut fc = Forecaster::new(leads, n);
         let (mut compared, mut shifted, mut moved, mut narrowed) = (0, 0, 0, 0);
-        let mut evented = 0;
+        let (mut evented, mut held) = (0, 0);
+        let judged = judged(&w.events, Dim::Cpu, &ts, &cpu);
         for i in 1..n {
             e.tick(ts[i] + 1_000).unwrap();
-            fc.observe(ts[i], &cpu[..i]);
+            fc.observe(ts[i], &judged[..i]);
             refresh_forecast(&mut fc, &ts, &cpu, Dim::Cpu, i, &sc, cover).unwrap();
-            let Some(g) = fc.nowcast(ts[i], &cpu[..i], sc.error_decay()) else {
+            let Some(g) = fc.nowcast(ts[i], &judged[..i], sc.error_decay()) else {
                 continue;
             };
             for (k, said) in fc.said.iter_mut().enumerate() {
@@ -2911,6 +3003,7 @@ mod tests {
                 compared += 1;
             }
             evented += usize::from(launch.contains(&i));
+            held += usize::from(surge.contains(&i));
             let source = ws.forecast_source.as_deref().unwrap_or("");
             if source.contains("brought up to date") {
                 shifted += 1;
@@ -2927,7 +3020,7 @@ mod tests {
             let planned = e.planned_from("host").expect("a plan");
             let within = if cpu[i] > g.quantile(0, 0.5) {
                 moved += 1;
-                fc.nowcast(ts[i] + step, &cpu[..=i], sc.error_decay())
+                fc.nowcast(ts[i] + step, &judged[..=i], sc.error_decay())
                     .unwrap()
             } else {
                 g.clone()
@@ -2945,6 +3038,7 @@ mod tests {
         }
         assert!(compared > 1000, "{compared}");
         assert_eq!(evented, launch.len(), "each step of the event compared");
+        assert_eq!(held, surge.len(), "each step of the floor compared");
         assert!(moved > 50, "{moved}");
         assert!(narrowed > 24, "{narrowed}");
         // Most steps plan from a forecast refreshed before them, brought up to date.

@@ -292,13 +292,9 @@ pub fn without_events_all(
     step_ms: i64,
     values: &[f64],
 ) -> Vec<f64> {
-    let steps = |e: &PlannedEvent| {
-        let from = ts.partition_point(|&t| t + step_ms <= e.start.0);
-        (from, ts.partition_point(|&t| t < e.end.0).max(from))
-    };
     let mut scale: Vec<Option<f64>> = vec![None; ts.len()];
     for e in events {
-        let (from, to) = steps(e);
+        let (from, to) = event_steps(e, ts, step_ms);
         for k in &mut scale[from..to] {
             *k = Some(k.map_or(e.scale, |k| k.max(e.scale)));
         }
@@ -308,12 +304,8 @@ pub fn without_events_all(
         .zip(scale)
         .map(|(v, k)| v / k.unwrap_or(1.0))
         .collect();
-    let floors = |e: &PlannedEvent| match dim {
-        Dim::Cpu => e.min_demand.is_some(),
-        d => e.min_dimensions.contains_key(d.name()),
-    };
-    for e in events.iter().filter(|e| e.scale == 1.0 && floors(e)) {
-        let (from, to) = steps(e);
+    for e in events.iter().filter(|e| only_a_floor(e, dim)) {
+        let (from, to) = event_steps(e, ts, step_ms);
         let before = from.checked_sub(1).map(|k| out[k]);
         let after = out.get(to).copied();
         let Some((a, b)) = before.or(after).zip(after.or(before)) else {
@@ -324,6 +316,53 @@ pub fn without_events_all(
             let line = a + (b - a) * (j + 1) as f64 / span;
             *v = v.min(line);
         }
+    }
+    out
+}
+
+/// The steps of `ts` (ascending, `step_ms` long) that event `e` overlaps: `from..to`.
+fn event_steps(e: &PlannedEvent, ts: &[TimestampMs], step_ms: i64) -> (usize, usize) {
+    let from = ts.partition_point(|&t| t + step_ms <= e.start.0);
+    (from, ts.partition_point(|&t| t < e.end.0).max(from))
+}
+
+/// Whether event `e` only holds dimension `dim` at least at a floor (`min_demand` for
+/// CPU, `min_dimensions` for the others, at a scale of 1): it says how much capacity to
+/// hold, not how much demand to expect.
+fn only_a_floor(e: &PlannedEvent, dim: Dim) -> bool {
+    e.scale == 1.0
+        && match dim {
+            Dim::Cpu => e.min_demand.is_some(),
+            d => e.min_dimensions.contains_key(d.name()),
+        }
+}
+
+/// Whether each step of `ts` (ascending, `step_ms` long) is within an event of `events`
+/// that only holds dimension `dim` at a floor. The forecast is not raised there (only
+/// the plan is), so the demand of such a step says nothing of how far off the forecast
+/// is: the nowcast leaves it out of its shift, its spread floor and the errors that say
+/// how far they persist, and the drift check out of the model's live error, in the
+/// daemon and the simulator alike.
+pub fn floor_only_steps(
+    events: &[PlannedEvent],
+    dim: Dim,
+    ts: &[TimestampMs],
+    step_ms: i64,
+) -> Vec<bool> {
+    in_events(events.iter().filter(|e| only_a_floor(e, dim)), ts, step_ms)
+}
+
+/// Whether each step of `ts` (ascending, `step_ms` long) overlaps one of `events`,
+/// found by bisection, as in [`without_events_all`].
+pub fn in_events<'a>(
+    events: impl IntoIterator<Item = &'a PlannedEvent>,
+    ts: &[TimestampMs],
+    step_ms: i64,
+) -> Vec<bool> {
+    let mut out = vec![false; ts.len()];
+    for e in events {
+        let (from, to) = event_steps(e, ts, step_ms);
+        out[from..to].iter_mut().for_each(|x| *x = true);
     }
     out
 }
@@ -645,6 +684,28 @@ pub fn demand_floors_in(
                     dim: *d,
                     demand,
                     what,
+                    left_out: held.foreseen,
+                    glitches: held.glitches,
+                });
+            }
+        }
+        // While a planned event that only holds this dimension at a floor lasts, the
+        // forecast does not follow its demand ([`floor_only_steps`]): the plan holds
+        // the highest since it began, whatever the scale-down window.
+        let lasting = w
+            .events
+            .iter()
+            .filter(|e| only_a_floor(e, *d) && e.start.0 < now && now < e.end.0);
+        for e in lasting {
+            if let Some(held) = peak(j, e.start.0, now) {
+                out.push(Floor {
+                    dim: *d,
+                    demand: held.demand,
+                    what: format!(
+                        "the highest demand since the planned event \"{}\" began at {} (it only holds a floor: the forecast does not follow its demand)",
+                        e.name,
+                        format_ts(e.start.0)
+                    ),
                     left_out: held.foreseen,
                     glitches: held.glitches,
                 });
@@ -1465,8 +1526,23 @@ mod tests {
             without_events_all(std::slice::from_ref(&least), Dim::Memory, &ts, 100, &spike);
         assert_eq!(memory[5..8], [15.0, 5.0, 17.0]);
         assert_eq!(
-            without_events_all(&[least], Dim::Cpu, &ts, 100, &spike),
+            without_events_all(std::slice::from_ref(&least), Dim::Cpu, &ts, 100, &spike),
             spike
+        );
+        // Its steps are what the forecast is not judged by, in the dimension it holds;
+        // every event's steps are announced.
+        let held = |d| floor_only_steps(std::slice::from_ref(&least), d, &ts, 100);
+        let steps = |m: Vec<bool>| -> Vec<usize> { (0..30).filter(|k| m[*k]).collect() };
+        assert_eq!(steps(held(Dim::Memory)), [5, 6, 7]);
+        assert_eq!(steps(held(Dim::Cpu)), Vec::<usize>::new());
+        assert_eq!(
+            steps(floor_only_steps(&events, Dim::Cpu, &ts, 100)),
+            Vec::<usize>::new(),
+            "they scale it"
+        );
+        assert_eq!(
+            steps(in_events(&events, &ts, 100)),
+            [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20]
         );
     }
 
