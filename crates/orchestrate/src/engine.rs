@@ -2725,6 +2725,19 @@ impl<P: Provider> Engine<P> {
         st.workloads.insert(s.w.name.clone(), s.status.clone());
     }
 
+    /// Changes state `i`'s workload in the published status at once, not at the next
+    /// pass (`change` gets it and the state's own): what an operator asked for shows in
+    /// the answer that follows, before the first pass too.
+    fn publish_now(&self, i: usize, change: impl FnOnce(&mut WorkloadStatus, &WorkloadStatus)) {
+        let s = &self.states[i];
+        let mut st = self.status.write().expect("status lock");
+        let w = st
+            .workloads
+            .entry(s.w.name.clone())
+            .or_insert_with(|| s.status.clone());
+        change(w, &s.status);
+    }
+
     /// Restores the provider's saved state and the workload status saved by an earlier
     /// process (forecast, plan), so a restarted daemon continues where it stopped and the
     /// API answers before the first pass completes. Each workload's pause is read from

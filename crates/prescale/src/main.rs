@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod bench_cmd;
+mod ctl;
 mod detect_cmd;
 mod forecast_cmd;
 mod input;
@@ -145,6 +146,16 @@ enum Command {
         #[command(subcommand)]
         what: bench_cmd::BenchCmd,
     },
+    /// Declare, list or cancel a workload's planned events on a running daemon.
+    Events {
+        #[command(subcommand)]
+        action: ctl::EventsCmd,
+    },
+    /// Pause a workload on a running daemon: its capacity left as it is, or none
+    /// removed, until the pause ends.
+    Pause(ctl::PauseArgs),
+    /// Lift a workload's pause on a running daemon.
+    Resume(ctl::ResumeArgs),
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -227,6 +238,9 @@ fn main() -> ExitCode {
         Command::Detect(a) => detect_cmd::run(a).map_err(|e| UsageError(e).into()),
         Command::Bench { what } => bench_cmd::run(what).map_err(|e| UsageError(e).into()),
         Command::Simulate(a) => simulate_cmd::run(*a).map_err(|e| UsageError(e).into()),
+        Command::Events { action } => ctl::events(action).map_err(ctl_error),
+        Command::Pause(a) => ctl::pause(a).map_err(ctl_error),
+        Command::Resume(a) => ctl::resume(a).map_err(ctl_error),
         Command::Run {
             config,
             overrides,
@@ -255,6 +269,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A refusal (the request must change) exits 2, a failure 1.
+fn ctl_error(e: ctl::CtlError) -> anyhow::Error {
+    match e {
+        ctl::CtlError::Refused(m) => UsageError(m).into(),
+        ctl::CtlError::Failed(m) => anyhow::anyhow!(m),
     }
 }
 

@@ -196,16 +196,10 @@ impl<P: Provider> Engine<P> {
         let s = &mut self.states[i];
         self.store.put_state(&state_key(&s.w.name), &declared)?;
         s.set_declared(declared);
-        if let Some(w) = self
-            .status
-            .write()
-            .expect("status lock")
-            .workloads
-            .get_mut(&s.w.name)
-        {
-            w.events = s.status.events.clone();
-            w.declared = s.status.declared.clone();
-        }
+        self.publish_now(i, |w, s| {
+            w.events = s.events.clone();
+            w.declared = s.declared.clone();
+        });
         Ok(())
     }
 

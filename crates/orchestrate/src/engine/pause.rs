@@ -153,16 +153,8 @@ impl<P: Provider> Engine<P> {
         let s = &mut self.states[i];
         self.store.put_state(&state_key(&s.w.name), &p)?;
         s.pause = p.clone();
-        s.status.paused = p.clone();
-        if let Some(w) = self
-            .status
-            .write()
-            .expect("status lock")
-            .workloads
-            .get_mut(&s.w.name)
-        {
-            w.paused = p;
-        }
+        s.status.paused = p;
+        self.publish_now(i, |w, s| w.paused = s.paused.clone());
         Ok(())
     }
 

@@ -1,0 +1,230 @@
+//! `prescale events` and `prescale pause` / `resume` against a real daemon: what they
+//! send is what the API takes, what they print is what it answered, its refusals exit
+//! 2 with its words, an unreachable daemon exits 1 saying where it was looked for, and
+//! the token goes from its file to the daemon and nowhere else.
+
+mod common;
+
+use common::{bin, fast_config, free_addr, get, wait_for, Daemon};
+
+/// Runs `prescale ARGS` against the daemon at `server`, the token file in the
+/// environment when given: (exit code, stdout, stderr).
+fn ctl(server: &str, token: Option<&std::path::Path>, args: &[&str]) -> (i32, String, String) {
+    let mut c = bin();
+    c.args(args).env("PRESCALE_SERVER", server);
+    match token {
+        Some(t) => c.env("PRESCALE_TOKEN_FILE", t),
+        None => c.env_remove("PRESCALE_TOKEN_FILE"),
+    };
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-token-for-ctl";
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{secret}\n")).unwrap();
+    let config = fast_config().replace(
+        "# token_file = \"/etc/prescale/token\"",
+        &format!("token_file = {:?}", token.to_str().unwrap()),
+    );
+    assert!(
+        config.contains("\ntoken_file = \""),
+        "the default's token_file line moved"
+    );
+    let d = Daemon::start(dir.path(), &config);
+    let server = format!("http://{}", d.addr);
+    wait_for(
+        || get(d.addr, "/api/v1/workloads/host/events").is_some_and(|(c, _)| c == 200),
+        "the host workload's first pass",
+        &|| d.logs(),
+    );
+    let t = Some(token.as_path());
+    let declare = [
+        "events",
+        "declare",
+        "host",
+        "load test",
+        "--start",
+        "+1h",
+        "--for",
+        "2h",
+        "--scale",
+        "2",
+        "--min-demand",
+        "4",
+    ];
+    // Without the token the daemon refuses, and says what it needs.
+    let (code, out, err) = ctl(&server, None, &declare);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("token"), "{err}");
+    // With it, declared; the answer says what was sent.
+    let (code, out, err) = ctl(&server, t, &declare);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("declared \"load test\" for host: ")
+            && out.contains(", x2, at least 4 vCPU"),
+        "{out}"
+    );
+    // Listed, as a table and as the API's JSON.
+    let (code, out, err) = ctl(&server, None, &["events", "list", "host"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("load test"))
+        .expect(&out);
+    assert!(out.starts_with("NAME "), "{out}");
+    assert!(
+        row.contains(" api ") && row.contains(" ahead ") && row.contains("x2"),
+        "{out}"
+    );
+    let (_, json, _) = ctl(
+        &server,
+        None,
+        &["events", "list", "host", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect(&json);
+    let e = &v.as_array().unwrap()[0];
+    assert_eq!(
+        (&e["name"], &e["scale"], &e["min_demand"]),
+        (&"load test".into(), &2.0.into(), &4.0.into())
+    );
+    let hours = |k: &str| prescale_core::parse_ts(e[k].as_str().unwrap()).unwrap();
+    assert_eq!(hours("end") - hours("start"), 2 * 3_600_000, "{json}");
+    // Declared again: changed, and the answer names the one it replaced.
+    let (code, out, _) = ctl(
+        &server,
+        t,
+        &[
+            "events",
+            "declare",
+            "host",
+            "load test",
+            "--start",
+            "+1h",
+            "--end",
+            "+4h",
+            "--min-demand",
+            "6",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("it replaces the one declared under that name before"),
+        "{out}"
+    );
+    assert!(out.contains(", x2, at least 4 vCPU)"), "{out}");
+    // The daemon's refusals, in its words: an unknown workload, a configured name's
+    // twin, a floor of a dimension the workload does not plan.
+    let (code, _, err) = ctl(
+        &server,
+        t,
+        &[
+            "events", "declare", "web", "x", "--start", "+1h", "--for", "1h", "--scale", "2",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("answered 404") && err.contains("configured: host"),
+        "{err}"
+    );
+    let (code, _, err) = ctl(
+        &server,
+        t,
+        &[
+            "events",
+            "declare",
+            "host",
+            "warm-up",
+            "--start",
+            "+1h",
+            "--for",
+            "1h",
+            "--min",
+            "memory=64",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("answered 400") && err.contains("memory"),
+        "{err}"
+    );
+    // Bad input is refused before anything is sent.
+    let (code, _, err) = ctl(
+        &server,
+        t,
+        &[
+            "events", "declare", "host", "x", "--start", "soon", "--for", "1h",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("RFC 3339"), "{err}");
+    let (code, _, err) = ctl(
+        &server,
+        t,
+        &["events", "declare", "host", "x", "--start", "now"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--end") || err.contains("--for"), "{err}");
+    // Cancelled, then not there to cancel.
+    let (code, out, _) = ctl(&server, t, &["events", "cancel", "host", "load test"]);
+    assert_eq!((code, out.trim()), (0, "cancelled \"load test\" for host"));
+    let (code, _, err) = ctl(&server, t, &["events", "cancel", "host", "load test"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("answered 404"), "{err}");
+    let (_, out, _) = ctl(&server, None, &["events", "list", "host"]);
+    assert!(out.contains("host has no planned events"), "{out}");
+    // A pause, in the status, lifted; lifting none says so.
+    let (code, out, err) = ctl(
+        &server,
+        t,
+        &[
+            "pause",
+            "host",
+            "--scope",
+            "scale-down",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-4711 db failover",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("paused host (scale-down until ")
+            && out.contains("for \"INC-4711 db failover\")"),
+        "{out}"
+    );
+    let (_, status) = get(d.addr, "/api/v1/workloads").unwrap();
+    assert!(status.contains("INC-4711 db failover"), "{status}");
+    let (code, _, err) = ctl(
+        &server,
+        t,
+        &["pause", "host", "--scope", "scale-down", "--for", "400d"],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, out, _) = ctl(&server, t, &["resume", "host"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("resumed host: lifted its pause (scale-down until "),
+        "{out}"
+    );
+    let (_, out, _) = ctl(&server, t, &["resume", "host"]);
+    assert_eq!(out.trim(), "host was not paused");
+    // Nobody there: exit 1, saying where it looked.
+    let gone = format!("http://{}", free_addr());
+    let (code, _, err) = ctl(&gone, None, &["events", "list", "host"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot reach prescale at {gone}")),
+        "{err}"
+    );
+    // The token went to the daemon only: never printed, never logged.
+    assert!(!d.logs().contains(secret));
+}
