@@ -124,6 +124,40 @@ pub struct PauseArgs {
     server: Server,
 }
 
+/// `prescale status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Also each workload's plan in words, and where its forecast came from.
+    #[arg(long, short)]
+    wide: bool,
+    /// `table` for people, `json` for scripts (the API's `data`).
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
+    #[command(flatten)]
+    server: Server,
+}
+
+/// `prescale decisions`.
+#[derive(Args)]
+pub struct DecisionsArgs {
+    /// Only this workload's (also after it left the configuration).
+    workload: Option<String>,
+    /// Only these kinds, comma-separated (`act`, `hold`, `config`, `error`, ...).
+    #[arg(long, value_name = "KINDS")]
+    kind: Option<String>,
+    /// From this time on (RFC 3339, unix seconds, or `-DURATION` ago: `-2h`).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    since: Option<String>,
+    /// At most this many, the newest.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Keep printing new decisions as they are logged, until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+    #[command(flatten)]
+    server: Server,
+}
+
 /// `prescale resume`.
 #[derive(Args)]
 pub struct ResumeArgs {
@@ -320,6 +354,7 @@ fn expects(e: &Value) -> String {
     if let Some(dims) = e["min_dimensions"].as_object() {
         for (d, v) in dims {
             let unit = prescale_core::Dim::parse(d).map_or("", |d| d.unit());
+            let v = v.as_f64().unwrap_or(f64::NAN);
             parts.push(format!("at least {v} {unit} of {d}"));
         }
     }
@@ -372,8 +407,14 @@ fn table(events: &[Value]) -> String {
             ]
         })
         .collect();
-    let mut width = head.map(str::len);
-    for r in &rows {
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    columns(&head, &rows)
+}
+
+/// `rows` under `head`, each column padded to its widest cell, two spaces apart.
+fn columns(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
         for (w, c) in width.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -381,13 +422,13 @@ fn table(events: &[Value]) -> String {
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
-            .zip(width)
+            .zip(&width)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
     let mut out = line(head.to_vec());
-    for r in &rows {
+    for r in rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     out
@@ -512,6 +553,217 @@ pub fn pause(a: PauseArgs) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// `prescale status`: each workload's demand, ready capacity, instances, cost and
+/// model at the daemon's last pass.
+pub fn status(a: StatusArgs) -> Result<(), CtlError> {
+    let data = call(&a.server, "GET", "/api/v1/workloads", None)?;
+    if a.format == ListFormat::Json {
+        println!("{data:#}");
+        return Ok(());
+    }
+    let list = data["workloads"].as_array().cloned().unwrap_or_default();
+    let last = data["last_tick"].as_i64().map_or_else(
+        || "no pass yet".into(),
+        |t| format!("last pass {}", format_ts(t)),
+    );
+    println!("{} workload(s), {last}", list.len());
+    let num = |v: &Value, d: usize| {
+        v.as_f64()
+            .map_or_else(|| "-".into(), |x| format!("{x:.d$}"))
+    };
+    let head = [
+        "WORKLOAD",
+        "DEMAND",
+        "READY",
+        "INSTANCES",
+        "$/H",
+        "MODEL",
+        "PAUSED",
+    ];
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|w| {
+            let instances: Vec<String> = w["allocation"]["tiers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(tier, c)| {
+                    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+                    let (ready, pending) = (n("ready") + n("ending"), n("pending"));
+                    (ready + pending > 0).then(|| match pending {
+                        0 => format!("{tier} {ready}"),
+                        p => format!("{tier} {ready} (+{p} pending)"),
+                    })
+                })
+                .collect();
+            let model = match (w["model"].as_str(), w["model_version"].as_u64()) {
+                (Some(m), Some(v)) => format!("{m} (v{v})"),
+                (Some(m), None) => m.to_string(),
+                _ => "-".into(),
+            };
+            let paused = match &w["paused"] {
+                p if p.is_object() => pause_words(p),
+                _ => "-".into(),
+            };
+            vec![
+                w["name"].as_str().unwrap_or("?").to_string(),
+                num(&w["demand"], 2),
+                num(&w["ready_capacity"], 2),
+                if instances.is_empty() {
+                    "none".into()
+                } else {
+                    instances.join(", ")
+                },
+                num(&w["cost_per_hour"], 3),
+                model,
+                paused,
+            ]
+        })
+        .collect();
+    print!("{}", columns(&head, &rows));
+    for w in &list {
+        let name = w["name"].as_str().unwrap_or("?");
+        if let Some(e) = w["last_error"].as_str() {
+            println!("{name}: error: {e}");
+        }
+        if a.wide {
+            if let Some(r) = w["plan_reason"].as_str() {
+                println!("{name}: plan: {r}");
+            }
+            if let Some(f) = w["forecast_source"].as_str() {
+                println!("{name}: forecast: {f}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One decision as a line: when, whose, what kind, why.
+fn decision_line(d: &Value) -> String {
+    format!(
+        "{}  {}  {:<6}  {}",
+        d["at"].as_i64().map_or_else(|| "?".into(), format_ts),
+        d["workload"].as_str().unwrap_or("?"),
+        d["kind"].as_str().unwrap_or("?"),
+        d["reason"].as_str().unwrap_or("")
+    )
+}
+
+/// `prescale decisions`: the decision log's newest entries, oldest first, each with
+/// its reason; with `--follow`, those logged after them as they come.
+pub fn decisions(a: DecisionsArgs) -> Result<(), CtlError> {
+    let now = now_ms();
+    let since = match a.since.as_deref() {
+        Some(s) => Some(match s.trim().strip_prefix('-') {
+            Some(d) => {
+                now - prescale_core::parse_duration_ms(d).ok_or_else(|| {
+                    format!("--since {s:?}: give a duration after the -, e.g. -2h")
+                })?
+            }
+            None => read_time(s, now)?,
+        }),
+        None => None,
+    };
+    let kinds: Option<Vec<String>> = a
+        .kind
+        .as_deref()
+        .map(|k| k.split(',').map(|x| x.trim().to_string()).collect());
+    let wanted = |d: &Value| {
+        a.workload
+            .as_deref()
+            .is_none_or(|w| d["workload"].as_str() == Some(w))
+            && kinds
+                .as_ref()
+                .is_none_or(|k| k.iter().any(|k| d["kind"].as_str() == Some(k)))
+    };
+    // The log's entries from `from` on (after `after`), a page at a time, with their
+    // places in it.
+    let page =
+        |after: Option<u64>, from: Option<TimestampMs>| -> Result<Vec<(u64, Value)>, CtlError> {
+            let mut path = "/api/v1/decisions?limit=10000".to_string();
+            if let Some(s) = after {
+                path.push_str(&format!("&after={s}"));
+            } else if let Some(t) = from {
+                path.push_str(&format!("&since={}", t as f64 / 1000.0));
+            }
+            let data = call(&a.server, "GET", &path, None)?;
+            Ok(data
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| Some((x["seq"].as_u64()?, x["decision"].clone())))
+                .collect())
+        };
+    // The newest `limit`: a workload's from its own list; every workload's from the
+    // log since `--since` (the last hour by default).
+    let mut last_seq = None;
+    let shown: Vec<Value> = match &a.workload {
+        Some(w) => {
+            let mut path = format!(
+                "/api/v1/workloads/{}/decisions?limit={}",
+                segment(w),
+                a.limit
+            );
+            if let Some(k) = &a.kind {
+                path.push_str(&format!("&kind={}", segment(k)));
+            }
+            if let Some(t) = since {
+                path.push_str(&format!("&since={}", t as f64 / 1000.0));
+            }
+            call(&a.server, "GET", &path, None)?
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+        None => {
+            let all = page(None, Some(since.unwrap_or(now - 3_600_000)))?;
+            last_seq = all.last().map(|x| x.0);
+            let mut kept: Vec<Value> = all.into_iter().map(|x| x.1).filter(|d| wanted(d)).collect();
+            let skip = kept.len().saturating_sub(a.limit);
+            kept.drain(..skip);
+            kept
+        }
+    };
+    if shown.is_empty() && !a.follow {
+        println!(
+            "no decisions logged{}",
+            if since.is_some() { " since then" } else { "" }
+        );
+    }
+    for d in &shown {
+        println!("{}", decision_line(d));
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    // From the last shown on: its time's entries may be printed already.
+    let seen_at = shown.last().and_then(|d| d["at"].as_i64());
+    let mut printed: Vec<Value> = shown
+        .iter()
+        .filter(|d| d["at"].as_i64() == seen_at)
+        .cloned()
+        .collect();
+    let mut from = seen_at.or(Some(now));
+    loop {
+        let got = page(last_seq, from)?;
+        for (seq, d) in got {
+            last_seq = Some(seq);
+            if let Some(k) = printed.iter().position(|p| *p == d) {
+                printed.remove(k);
+                continue;
+            }
+            if wanted(&d) {
+                println!("{}", decision_line(&d));
+            }
+        }
+        if last_seq.is_some() {
+            printed.clear();
+            from = None;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// `prescale resume`.
 pub fn resume(a: ResumeArgs) -> Result<(), CtlError> {
     let path = format!("/api/v1/workloads/{}/resume", segment(&a.workload));
@@ -558,7 +810,7 @@ mod tests {
         );
         assert_eq!(
             expects(&body),
-            "x2, at least 40 vCPU, at least 200.0 GiB of memory"
+            "x2, at least 40 vCPU, at least 200 GiB of memory"
         );
         assert!(
             event_body("x", "now", None, Some("soon"), 1.0, None, &[], now)

@@ -156,6 +156,10 @@ enum Command {
     Pause(ctl::PauseArgs),
     /// Lift a workload's pause on a running daemon.
     Resume(ctl::ResumeArgs),
+    /// Each workload of a running daemon: demand, ready capacity, instances, cost, model.
+    Status(ctl::StatusArgs),
+    /// A running daemon's decisions, each with its reason (`--follow` to watch them).
+    Decisions(ctl::DecisionsArgs),
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -241,6 +245,8 @@ fn main() -> ExitCode {
         Command::Events { action } => ctl::events(action).map_err(ctl_error),
         Command::Pause(a) => ctl::pause(a).map_err(ctl_error),
         Command::Resume(a) => ctl::resume(a).map_err(ctl_error),
+        Command::Status(a) => ctl::status(a).map_err(ctl_error),
+        Command::Decisions(a) => ctl::decisions(a).map_err(ctl_error),
         Command::Run {
             config,
             overrides,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, fast_config, free_addr, get, wait_for, Daemon};
+use common::{bin, fast_config, free_addr, get, wait_for, Daemon, Killed};
 
 /// Runs `prescale ARGS` against the daemon at `server`, the token file in the
 /// environment when given: (exit code, stdout, stderr).
@@ -172,9 +172,96 @@ fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--end") || err.contains("--for"), "{err}");
+    // Each declaration is a decision with its reason, listed for the workload and
+    // for all; one made while following is printed as it is logged.
+    let (code, out, _) = ctl(&server, None, &["decisions", "host", "--kind", "config"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 2, "{out}");
+    assert!(
+        lines[0].contains("  host  config  planned event \"load test\" declared, as asked"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("planned event \"load test\" changed, as asked"),
+        "{out}"
+    );
+    let (_, all, _) = ctl(
+        &server,
+        None,
+        &["decisions", "--since", "-1h", "--limit", "1000"],
+    );
+    assert!(
+        all.contains("  host  config  planned event \"load test\" changed"),
+        "{all}"
+    );
+    let mut follow = Killed(
+        bin()
+            .args(["decisions", "--follow", "--kind", "config", "--limit", "1"])
+            .env("PRESCALE_SERVER", &server)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = std::sync::mpsc::channel();
+    let stdout = follow.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.0.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines
+        .1
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        first.contains("\"load test\" changed"),
+        "the last one first: {first}"
+    );
+    let (code, _, _) = ctl(
+        &server,
+        t,
+        &[
+            "events", "declare", "host", "later", "--start", "+2h", "--for", "1h", "--scale", "3",
+        ],
+    );
+    assert_eq!(code, 0);
+    let next = lines.1.recv_timeout(std::time::Duration::from_secs(10));
+    drop(follow);
+    let next = next.expect("the new decision, followed");
+    assert!(next.contains("planned event \"later\" declared"), "{next}");
+    // Every workload as the daemon's last pass saw it, once it planned.
+    wait_for(
+        || {
+            get(d.addr, "/api/v1/workloads")
+                .is_some_and(|(_, b)| b.contains("\"plan_reason\":\"cover"))
+        },
+        "a plan",
+        &|| d.logs(),
+    );
+    let (code, out, _) = ctl(&server, None, &["status", "--wide"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("1 workload(s), last pass "), "{out}");
+    let head = out.lines().nth(1).unwrap_or("");
+    assert!(
+        head.starts_with("WORKLOAD  DEMAND  READY  INSTANCES"),
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(2).is_some_and(|l| l.starts_with("host ")),
+        "{out}"
+    );
+    assert!(out.contains("host: plan: cover q0.95"), "{out}");
     // Cancelled, then not there to cancel.
     let (code, out, _) = ctl(&server, t, &["events", "cancel", "host", "load test"]);
     assert_eq!((code, out.trim()), (0, "cancelled \"load test\" for host"));
+    ctl(&server, t, &["events", "cancel", "host", "later"]);
     let (code, _, err) = ctl(&server, t, &["events", "cancel", "host", "load test"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("answered 404"), "{err}");

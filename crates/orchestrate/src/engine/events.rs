@@ -124,19 +124,26 @@ impl From<StoreError> for EventError {
     }
 }
 
-/// An event in words, for decisions: its span, its scale and its least demand.
+/// An event in words, for decisions: its span, its scale (unless 1) and its least
+/// demand in each dimension it holds.
 pub(super) fn describe(e: &PlannedEvent) -> String {
-    let mut s = format!(
-        "from {} to {}, demand expected at {} times the forecast",
+    let mut what = Vec::new();
+    if e.scale != 1.0 {
+        what.push(format!("demand expected at {} times the forecast", e.scale));
+    }
+    if let Some(d) = e.min_demand {
+        what.push(format!("at least {d} vCPU"));
+    }
+    for (d, v) in &e.min_dimensions {
+        let unit = prescale_core::Dim::parse(d).map_or("", |d| d.unit());
+        what.push(format!("at least {v} {unit} of {d}"));
+    }
+    format!(
+        "from {} to {}, {}",
         format_ts(e.start.0),
         format_ts(e.end.0),
-        e.scale
-    );
-    if let Some(d) = e.min_demand {
-        s.push_str(&format!(" and at least {d} vCPU"));
-    }
-    s.push_str(&prescale_plan::least_of_dimensions(e));
-    s
+        what.join(" and ")
+    )
 }
 
 /// Checks an event the API is asked to declare at `now`.
