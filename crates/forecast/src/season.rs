@@ -36,7 +36,7 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
         return None;
     }
     let acf = |lag: usize| -> f64 {
-        let s: f64 = r[lag..].iter().zip(&r[..n - lag]).map(|(a, b)| a * b).sum();
+        let s = dot(&r[lag..], &r[..n - lag]);
         // Rescale by n / (n - lag) so long lags are not penalised for having fewer pairs.
         s / var * nf / (n - lag) as f64
     };
@@ -70,9 +70,40 @@ pub fn detect_season(y: &[f64], min: usize, max: usize) -> Option<usize> {
         .map(|(lag, _)| lag)
 }
 
+/// The dot product of `a` and `b` (of one length), summed in eight lanes so it
+/// vectorises: every lag of a long history is one (the autocorrelation of two weeks of
+/// one-minute steps at each lag up to a week was a quarter of a simulation's time).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lane_sum_is_the_dot_product() {
+        for n in [0, 1, 7, 8, 9, 100, 1_003] {
+            let a: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos() - 0.2).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            let scale: f64 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+            assert!((dot(&a, &b) - plain).abs() <= 1e-12 * scale.max(1.0), "{n}");
+        }
+    }
 
     #[test]
     fn finds_a_daily_cycle_under_trend_and_noise() {
