@@ -160,6 +160,13 @@ enum Command {
     Status(ctl::StatusArgs),
     /// A running daemon's decisions, each with its reason (`--follow` to watch them).
     Decisions(ctl::DecisionsArgs),
+    /// Print a shell's completion script: `prescale completions bash >
+    /// /etc/bash_completion.d/prescale` (zsh: into a directory on `$fpath` as
+    /// `_prescale`; fish: `~/.config/fish/completions/prescale.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print or check configuration.
     Config {
         #[command(subcommand)]
@@ -237,6 +244,17 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Config { action } => config_cmd(action),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "prescale", &mut script);
+            // A reader that stops early (`| head`) is no error.
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
         Command::Forecast(a) => forecast_cmd::forecast(a).map_err(|e| UsageError(e).into()),
         Command::Backtest(a) => forecast_cmd::backtest(a).map_err(|e| UsageError(e).into()),
         Command::Detect(a) => detect_cmd::run(a).map_err(|e| UsageError(e).into()),

@@ -475,3 +475,40 @@ fn json_logs_are_one_object_a_line_errors_included() {
         "{text}"
     );
 }
+
+#[test]
+fn completion_scripts_complete_commands_and_their_flags() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["events", "decisions", "token-file", "policy"] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+    let out = run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: bash"));
+    // Sourced in bash, it completes a command and a subcommand.
+    let script = run(&["completions", "bash"]).stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prescale.bash");
+    std::fs::write(&file, script).unwrap();
+    // As bash calls it: the command, the word being completed and the one before.
+    let complete = |words: &str, cword: usize| {
+        let w: Vec<&str> = words.split(' ').collect();
+        let sh = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _prescale prescale {} {}; echo \"${{COMPREPLY[@]}}\"",
+            file.display(),
+            w[cword],
+            w[cword - 1]
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &sh])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(complete("prescale ev", 1), "events");
+    assert_eq!(complete("prescale events de", 2), "declare");
+}
