@@ -40,9 +40,12 @@ use crate::reconcile::{reconcile, surged, ShrinkLimit, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
 mod events;
+mod leads;
 mod pause;
 mod unmanaged;
+
 pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
+pub use leads::LeadTimes;
 pub use pause::{PauseError, PAUSED_SERIES, PAUSE_PATH, RESUME_PATH};
 pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
 
@@ -295,6 +298,9 @@ pub struct Status {
     /// Capacity held for workloads no longer configured, by workload.
     #[serde(default)]
     pub unmanaged: BTreeMap<String, Unmanaged>,
+    /// What was measured of each tier's lead times, by tier ([`LeadTimes`]).
+    #[serde(default)]
+    pub lead_times: BTreeMap<String, LeadTimes>,
 }
 
 struct WState {
@@ -373,6 +379,8 @@ struct WState {
     /// The occurrences of the workload's recurring events around the last pass: those
     /// over its history and horizon, and the next of each ([`WState::expand_recurring`]).
     occurrences: Vec<prescale_core::PlannedEvent>,
+    /// When each instance the workload holds pending was first seen so ([`leads`]).
+    pending: leads::Pending,
 }
 
 impl WState {
@@ -433,6 +441,7 @@ impl WState {
             last_pass: None,
             declared: Vec::new(),
             occurrences: Vec::new(),
+            pending: leads::Pending::default(),
             cover,
             leads,
             w,
@@ -622,6 +631,10 @@ pub struct Engine<P: Provider> {
     generations: u64,
     /// Workloads no longer configured that hold capacity ([`unmanaged`]).
     unmanaged: BTreeMap<String, Unmanaged>,
+    /// Per tier, the seconds its last instances took to serve ([`leads`]).
+    lead_seen: BTreeMap<String, VecDeque<f64>>,
+    /// Tiers whose measured lead times were said to run late.
+    leads_late: BTreeSet<String>,
 }
 
 /// One sample at `now` of metric `name` for each tier of `workload`
@@ -1221,6 +1234,8 @@ impl<P: Provider> Engine<P> {
             trainer: Trainer::background(1),
             generations: 0,
             unmanaged: BTreeMap::new(),
+            lead_seen: BTreeMap::new(),
+            leads_late: BTreeSet::new(),
         }
     }
 
@@ -1551,6 +1566,7 @@ impl<P: Provider> Engine<P> {
             self.tick_workload(i, now, &mut st)?;
         }
         self.track_unmanaged(now, &mut st)?;
+        st.lead_times = self.lead_times();
         st.ticks += 1;
         st.last_tick = Some(now);
         if self.persist_status {
@@ -2074,8 +2090,8 @@ impl<P: Provider> Engine<P> {
         s.status.history_steps = s.buckets.len();
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
-        s.status.allocation = self.provider.allocation(&s.w.name, now);
-        s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
+        self.read_allocation(i, now, &BTreeMap::new())?;
+        let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate: f64 = self
             .tiers
@@ -2649,10 +2665,8 @@ impl<P: Provider> Engine<P> {
             }
         }
         if acted {
-            let s = &mut self.states[i];
-            s.last_hold = None;
-            s.status.allocation = self.provider.allocation(&name, now);
-            s.status.ready_capacity = s.status.allocation.ready_capacity(&self.tiers);
+            self.states[i].last_hold = None;
+            self.read_allocation(i, now, &verdict.released_pending)?;
         } else if !verdict.holds.is_empty() {
             let cat = match &paused {
                 Some((_, way)) => format!("paused:{way}"),
@@ -3201,6 +3215,75 @@ mod tests {
         assert!(why.contains("scale_down_window_s"), "{why}");
         let (free, why) = plan_at(0);
         assert!(free < 20.0, "{free}: {why}");
+    }
+
+    #[test]
+    fn measured_lead_times_are_shown_and_said_when_slower_than_configured() {
+        // Half an hour at 4 vCPU, then 100: two dozen instances asked for at once, from
+        // a provider whose instances take five minutes to serve.
+        let run = |configured: u64| {
+            let mut c = Config::default();
+            c.workloads[0].model = "baseline".into();
+            let mut provider = c.tiers.clone();
+            for t in &mut provider {
+                (t.lead_time_s, t.lead_time_p90_s) = (300, Some(400));
+            }
+            for t in &mut c.tiers {
+                (t.lead_time_s, t.lead_time_p90_s) = (configured, Some(configured * 3 / 2));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+            let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+            let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&provider, 1));
+            e.set_inline_training();
+            for s in (0..50 * 60).step_by(15) {
+                if s % 60 == 0 {
+                    let value = if s < 30 * 60 { 4.0 } else { 100.0 };
+                    store
+                        .append(
+                            &key,
+                            &[Sample {
+                                ts: s * 1000,
+                                value,
+                            }],
+                        )
+                        .unwrap();
+                }
+                e.tick(s * 1000 + 1).unwrap();
+            }
+            let measured = e.status_handle().read().unwrap().lead_times.clone();
+            let said: Vec<String> = store
+                .decisions(Some("host"), 10_000)
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.kind == DecisionKind::Config)
+                .map(|d| d.reason)
+                .collect();
+            (measured, said)
+        };
+        let (measured, said) = run(30);
+        let standard = &measured["standard"];
+        assert!(standard.samples >= leads::LEAD_MIN_SAMPLES, "{standard:?}");
+        // Five minutes, measured to the 15 s pass.
+        assert!((300.0..=315.0).contains(&standard.median_s), "{standard:?}");
+        assert!((300.0..=315.0).contains(&standard.p90_s), "{standard:?}");
+        assert_eq!((standard.configured_s, standard.configured_p90_s), (30, 45));
+        assert!(standard.late);
+        let late: Vec<&String> = said
+            .iter()
+            .filter(|r| r.contains("tier standard:"))
+            .collect();
+        assert_eq!(late.len(), 1, "said once: {said:?}");
+        assert!(
+            late[0].contains("past its lead_time_p90_s = 45 (lead_time_s = 30)")
+                && late[0].contains("set lead_time_s = 3"),
+            "{}",
+            late[0]
+        );
+        // Configured as they are: measured, not said.
+        let (measured, said) = run(300);
+        assert!(!measured["standard"].late, "{measured:?}");
+        assert!(!said.iter().any(|r| r.contains("took")), "{said:?}");
     }
 
     #[test]

@@ -635,6 +635,25 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
             }
         }
     }
+    // Each tier's lead times as measured: those late always, the others with --wide.
+    for (tier, m) in data["lead_times"].as_object().into_iter().flatten() {
+        let late = m["late"].as_bool() == Some(true);
+        if late || a.wide {
+            println!(
+                "tier {tier}: instances served {} s after asked for (median), {} s (90th percentile) over the last {}; configured {} s and {} s{}",
+                num(&m["median_s"], 0),
+                num(&m["p90_s"], 0),
+                m["samples"],
+                m["configured_s"],
+                m["configured_p90_s"],
+                if late {
+                    ": late, so plans ask for its capacity too late (`prescale decisions --kind config` says what to set)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     Ok(())
 }
 

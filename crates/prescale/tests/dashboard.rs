@@ -96,6 +96,23 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
     if cfg!(target_os = "linux") {
         assert!(sections[3].contains("<span>memory <b>"), "{}", sections[3]);
     }
+    // Each tier's lead times as measured, in its row of the tier table: the simulated
+    // cloud's come up after the configured median (120 s spot, 180 s standard), seen at
+    // the simulated minute's pass.
+    let leads = &overview["lead_times"];
+    for tier in ["spot", "standard"] {
+        let m = &leads[tier];
+        let cell = format!(
+            "<td class=\"lead\" title=\"configured: {} s, 90th percentile {} s; measured over the last {} instance(s), to the 60 s control pass\">{:.0} / {:.0} s</td>",
+            m["configured_s"],
+            m["configured_p90_s"],
+            m["samples"],
+            m["median_s"].as_f64().unwrap(),
+            m["p90_s"].as_f64().unwrap()
+        );
+        assert!(sections[0].contains(&cell), "{cell}\n{leads}");
+    }
+    assert_eq!(leads["standard"]["median_s"], 180.0, "{leads}");
     // The demo's metrics are watched as a daemon's sources are: its surges are listed.
     let end = overview["last_tick"].as_f64().unwrap() / 1000.0;
     let watch = json(

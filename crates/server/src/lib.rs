@@ -1096,7 +1096,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "status": "success",
-        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick}
+        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times}
     }))
     .into_response()
 }
@@ -1581,6 +1581,7 @@ pub fn render_metrics(st: &AppState) -> String {
         // (the fleet's cost) would count them beside the holder's. Its counters stay.
         status.workloads.clear();
         status.unmanaged.clear();
+        status.lead_times.clear();
     }
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
@@ -1955,6 +1956,45 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "What the instances held for workloads no longer configured cost per hour.",
         left_cost,
+    );
+    // How long each tier's instances took to serve, measured against what its plans
+    // assume (prescale_orchestrate::engine::LeadTimes).
+    let leads = &status.lead_times;
+    let quantiles = |f: fn(&prescale_orchestrate::engine::LeadTimes) -> (f64, f64)| {
+        leads
+            .iter()
+            .flat_map(|(tier, m)| {
+                let (median, p90) = f(m);
+                [
+                    (
+                        format!("{{tier=\"{}\",quantile=\"0.5\"}}", esc(tier)),
+                        median,
+                    ),
+                    (format!("{{tier=\"{}\",quantile=\"0.9\"}}", esc(tier)), p90),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "prescale_tier_lead_time_seconds",
+        "gauge",
+        "How long the tier's last instances took from asked for to serving (to the control pass): median and 90th percentile.",
+        quantiles(|m| (m.median_s, m.p90_s)),
+    );
+    family(
+        "prescale_tier_lead_time_configured_seconds",
+        "gauge",
+        "The tier's configured lead time (lead_time_s, lead_time_p90_s): what plans assume.",
+        quantiles(|m| (m.configured_s as f64, m.configured_p90_s as f64)),
+    );
+    family(
+        "prescale_tier_lead_time_late",
+        "gauge",
+        "1 when the tier's measured 90th percentile runs past its configured one (by a quarter and a control interval, over at least 10 instances), else 0.",
+        leads
+            .iter()
+            .map(|(tier, m)| (format!("{{tier=\"{}\"}}", esc(tier)), f64::from(u8::from(m.late))))
+            .collect(),
     );
     // The latest comparisons with HPA kept (see compare::record_all), so a Prometheus
     // that scrapes prescale can chart and alert on the money saved too.

@@ -4281,3 +4281,36 @@ async fn each_planned_event_begun_is_reviewed_from_what_prescale_stored() {
     assert!(cost(0) >= 19.0 * 0.192 / 6.0, "{text}");
     assert!(cost(1) > 0.0, "{text}");
 }
+
+#[tokio::test]
+async fn measured_lead_times_are_listed_and_exported_beside_the_configured_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(fixture(dir.path()));
+    let (code, text) = get(&app, "/api/v1/workloads").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let leads = v["data"]["lead_times"].as_object().expect(&text).clone();
+    assert!(!leads.is_empty(), "{text}");
+    let c = Config::default();
+    let (_, metrics) = get(&app, "/metrics").await;
+    for (tier, m) in &leads {
+        let t = c.tiers.iter().find(|t| &t.name == tier).unwrap();
+        // The simulated cloud's instances serve after the tier's lead time: measured
+        // to the minute's pass.
+        let median = m["median_s"].as_f64().unwrap();
+        let lead = t.lead_time_s as f64;
+        assert!((lead..lead + 60.0).contains(&median), "{tier}: {m}");
+        assert_eq!(m["late"], false, "{tier}: {m}");
+        assert!(m["samples"].as_u64().unwrap() >= 1);
+        for line in [
+            format!("prescale_tier_lead_time_seconds{{tier=\"{tier}\",quantile=\"0.5\"}} {median}"),
+            format!(
+                "prescale_tier_lead_time_configured_seconds{{tier=\"{tier}\",quantile=\"0.9\"}} {}",
+                t.lead_time_p90()
+            ),
+            format!("prescale_tier_lead_time_late{{tier=\"{tier}\"}} 0"),
+        ] {
+            assert!(metrics.contains(&line), "{line}\n{metrics}");
+        }
+    }
+}
