@@ -100,6 +100,20 @@ fn pem_certs(path: &Path, what: &str) -> Result<Vec<ureq::tls::Certificate<'stat
     Ok(certs)
 }
 
+/// Percent-encodes `s` for a URL's query value or path segment: RFC 3986's unreserved
+/// characters kept, every other byte as `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The error for an https URL or CA file in a build without TLS.
 pub fn no_tls(what: &str) -> String {
     format!(

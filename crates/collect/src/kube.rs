@@ -436,7 +436,7 @@ fn list_selected(
     let mut path = format!("/api/v1/namespaces/{}/{resource}", conn.namespace);
     if !selector.is_empty() {
         path.push_str("?labelSelector=");
-        path.push_str(&percent_encode(selector));
+        path.push_str(&crate::http::percent_encode(selector));
     }
     let list = conn.get(&path)?;
     Ok((path, list))
@@ -451,19 +451,6 @@ fn host_part(ip: &str) -> String {
     }
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,10 +458,13 @@ mod tests {
     #[test]
     fn selectors_are_percent_encoded() {
         assert_eq!(
-            percent_encode("app=api,tier!=canary"),
+            crate::http::percent_encode("app=api,tier!=canary"),
             "app%3Dapi%2Ctier%21%3Dcanary"
         );
-        assert_eq!(percent_encode("a in (x, y)"), "a%20in%20%28x%2C%20y%29");
+        assert_eq!(
+            crate::http::percent_encode("a in (x, y)"),
+            "a%20in%20%28x%2C%20y%29"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use prescale_collect::http::percent_encode as segment;
 use prescale_core::{format_ts, now_ms, TimestampMs};
 use serde_json::{json, Value};
 
@@ -328,18 +329,6 @@ fn call(
     } else {
         CtlError::Failed(said)
     })
-}
-
-/// A path segment with what a URL cannot carry as is percent-encoded.
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// What an event expects, in words: "x3, at least 40 vCPU, 200 GiB of memory".

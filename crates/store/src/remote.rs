@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use prescale_collect::http::percent_encode as enc;
 use prescale_core::{Sample, Selector, SeriesKey, TimestampMs};
 use serde::Deserialize;
 
@@ -65,18 +66,6 @@ struct MatrixSeries {
 fn key_of(mut labels: std::collections::BTreeMap<String, String>) -> Option<SeriesKey> {
     let name = labels.remove("__name__")?;
     SeriesKey::new(name, labels).ok()
-}
-
-/// Percent-encodes a query parameter value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl Remote {
