@@ -2257,8 +2257,8 @@ impl<P: Provider> Engine<P> {
         if let (Some(sp), false) = (&spread, source.is_empty()) {
             source = format!("{source}; {}", sp.describe());
         }
-        // What the team expects of its planned events, before the nowcast corrects it.
-        let planned = s.events().into_owned();
+        // What the team expects of its planned events (`planned`, read at the start of
+        // the pass), before the nowcast corrects it.
         let events = |f: Option<&Forecast>| {
             f.map(|f| prescale_plan::with_events(f, &planned).unwrap_or_else(|| f.clone()))
         };
