@@ -3,6 +3,7 @@
 //! `kubectl` or `amtool` talk to theirs: the daemon's own answers and refusals are
 //! printed, the token read from a file and never shown.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -646,6 +647,9 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// Decisions asked for at a time from the log (the API's largest page).
+const PAGE: usize = 10_000;
+
 /// One decision as a line: when, whose, what kind, why.
 fn decision_line(d: &Value) -> String {
     format!(
@@ -688,7 +692,7 @@ pub fn decisions(a: DecisionsArgs) -> Result<(), CtlError> {
     // places in it.
     let page =
         |after: Option<u64>, from: Option<TimestampMs>| -> Result<Vec<(u64, Value)>, CtlError> {
-            let mut path = "/api/v1/decisions?limit=10000".to_string();
+            let mut path = format!("/api/v1/decisions?limit={PAGE}");
             if let Some(s) = after {
                 path.push_str(&format!("&after={s}"));
             } else if let Some(t) = from {
@@ -724,12 +728,27 @@ pub fn decisions(a: DecisionsArgs) -> Result<(), CtlError> {
                 .unwrap_or_default()
         }
         None => {
-            let all = page(None, Some(since.unwrap_or(now - 3_600_000)))?;
-            last_seq = all.last().map(|x| x.0);
-            let mut kept: Vec<Value> = all.into_iter().map(|x| x.1).filter(|d| wanted(d)).collect();
-            let skip = kept.len().saturating_sub(a.limit);
-            kept.drain(..skip);
-            kept
+            // Page by page to the end of the log, keeping the newest `limit`.
+            let mut kept: VecDeque<Value> = VecDeque::new();
+            let mut from = Some(since.unwrap_or(now - 3_600_000));
+            loop {
+                let got = page(last_seq, from)?;
+                let full = got.len() >= PAGE;
+                for (seq, d) in got {
+                    last_seq = Some(seq);
+                    if wanted(&d) {
+                        kept.push_back(d);
+                        if kept.len() > a.limit {
+                            kept.pop_front();
+                        }
+                    }
+                }
+                from = None;
+                if !full || last_seq.is_none() {
+                    break;
+                }
+            }
+            kept.into()
         }
     };
     if shown.is_empty() && !a.follow {
@@ -752,8 +771,24 @@ pub fn decisions(a: DecisionsArgs) -> Result<(), CtlError> {
         .cloned()
         .collect();
     let mut from = seen_at.or(Some(now));
+    let mut failing = false;
     loop {
-        let got = page(last_seq, from)?;
+        // A daemon restarting is waited for, as `tail -f` waits for its file.
+        let got = match page(last_seq, from) {
+            Ok(got) => {
+                failing = false;
+                got
+            }
+            Err(CtlError::Failed(why)) => {
+                if !failing {
+                    eprintln!("warning: {why}; trying again every 2 s");
+                    failing = true;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+            Err(refused) => return Err(refused),
+        };
         for (seq, d) in got {
             last_seq = Some(seq);
             if let Some(k) = printed.iter().position(|p| *p == d) {
