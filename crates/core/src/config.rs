@@ -539,6 +539,10 @@ impl Default for DetectConfig {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_detect_threshold() -> f64 {
     0.5
 }
@@ -553,6 +557,10 @@ fn default_detect_max_series() -> usize {
 pub struct ControlConfig {
     /// Seconds between reconcile passes.
     pub interval_s: u64,
+    /// Whether plans read a tier's lead times as measured (the larger of measured and
+    /// configured) once its instances are measured to come up slower than configured.
+    #[serde(default = "default_true")]
+    pub measured_lead_times: bool,
 }
 
 /// `[providers]`

@@ -635,6 +635,9 @@ pub struct Engine<P: Provider> {
     lead_seen: BTreeMap<String, VecDeque<f64>>,
     /// Tiers whose measured lead times were said to run late.
     leads_late: BTreeSet<String>,
+    /// Whether plans read a tier's lead times as measured where they run late
+    /// (`[control] measured_lead_times`).
+    measured_leads: bool,
 }
 
 /// One sample at `now` of metric `name` for each tier of `workload`
@@ -1236,6 +1239,7 @@ impl<P: Provider> Engine<P> {
             unmanaged: BTreeMap::new(),
             lead_seen: BTreeMap::new(),
             leads_late: BTreeSet::new(),
+            measured_leads: true,
         }
     }
 
@@ -1264,14 +1268,16 @@ impl<P: Provider> Engine<P> {
         store: Store,
         provider: P,
     ) -> Self {
-        Self::new(
+        let mut e = Self::new(
             cfg.tiers.clone(),
             cfg.workloads.clone(),
             cfg.control.interval_s as i64 * 1000,
             grace_ms,
             store,
             provider,
-        )
+        );
+        e.set_measured_lead_times(cfg.control.measured_lead_times);
+        e
     }
 
     /// Whether each pass stores the workload status (on by default, so a restarted
@@ -2091,6 +2097,9 @@ impl<P: Provider> Engine<P> {
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
         self.read_allocation(i, now, &BTreeMap::new())?;
+        // The tiers as this pass's plan reads them: lead times as measured where they
+        // run late ([`leads`]).
+        let measured = self.measured_tiers();
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate: f64 = self
@@ -2495,13 +2504,16 @@ impl<P: Provider> Engine<P> {
             .collect();
         let mut plan = prescale_plan::plan_dimensions(
             w,
-            &self.tiers,
+            measured.as_ref().map_or(&self.tiers, |m| &m.0),
             &fc,
             &others,
             now,
             self.interval_ms,
             &floors,
         );
+        if let Some((_, said)) = &measured {
+            plan.reason.push_str(&format!("; {said}"));
+        }
         if let Some((at, by)) = refreshed {
             plan.reason.push_str(&format!(
                 "; forecast refreshed with the data to {} and brought up to date by its latest error (median {by:+.2} vCPU)",
@@ -3221,9 +3233,10 @@ mod tests {
     fn measured_lead_times_are_shown_and_said_when_slower_than_configured() {
         // Half an hour at 4 vCPU, then 100: two dozen instances asked for at once, from
         // a provider whose instances take five minutes to serve.
-        let run = |configured: u64| {
+        let run = |configured: u64, use_measured: bool| {
             let mut c = Config::default();
             c.workloads[0].model = "baseline".into();
+            c.control.measured_lead_times = use_measured;
             let mut provider = c.tiers.clone();
             for t in &mut provider {
                 (t.lead_time_s, t.lead_time_p90_s) = (300, Some(400));
@@ -3251,7 +3264,10 @@ mod tests {
                 }
                 e.tick(s * 1000 + 1).unwrap();
             }
-            let measured = e.status_handle().read().unwrap().lead_times.clone();
+            let st = e.status_handle();
+            let st = st.read().unwrap();
+            let measured = st.lead_times.clone();
+            let plan = st.workloads["host"].plan.clone().unwrap().reason;
             let said: Vec<String> = store
                 .decisions(Some("host"), 10_000)
                 .unwrap()
@@ -3259,9 +3275,9 @@ mod tests {
                 .filter(|d| d.kind == DecisionKind::Config)
                 .map(|d| d.reason)
                 .collect();
-            (measured, said)
+            (measured, said, plan)
         };
-        let (measured, said) = run(30);
+        let (measured, said, plan) = run(30, true);
         let standard = &measured["standard"];
         assert!(standard.samples >= leads::LEAD_MIN_SAMPLES, "{standard:?}");
         // Five minutes, measured to the 15 s pass.
@@ -3276,12 +3292,29 @@ mod tests {
         assert_eq!(late.len(), 1, "said once: {said:?}");
         assert!(
             late[0].contains("past its lead_time_p90_s = 45 (lead_time_s = 30)")
+                && late[0].contains("plans read the measured lead times")
                 && late[0].contains("set lead_time_s = 3"),
             "{}",
             late[0]
         );
+        // Plans read them, and say so.
+        assert!(
+            plan.contains("; lead times as measured over the tiers' last instances (control.measured_lead_times): ")
+                && plan.contains("where 30 s (45 s) are configured"),
+            "{plan}"
+        );
+        // Unless told not to.
+        let (measured, said, plan) = run(30, false);
+        assert!(measured["standard"].late);
+        assert!(!plan.contains("lead times as measured"), "{plan}");
+        assert!(
+            said.iter()
+                .any(|r| r.contains("plans ask for its capacity too late")),
+            "{said:?}"
+        );
         // Configured as they are: measured, not said.
-        let (measured, said) = run(300);
+        let (measured, said, plan) = run(300, true);
+        assert!(!plan.contains("lead times as measured"), "{plan}");
         assert!(!measured["standard"].late, "{measured:?}");
         assert!(!said.iter().any(|r| r.contains("took")), "{said:?}");
     }

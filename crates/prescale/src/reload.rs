@@ -354,15 +354,12 @@ impl Reloading {
         }
         // Nothing can fail from here on.
         let interval_ms = new.control.interval_s * 1000;
+        let measured_leads = new.control.measured_lead_times;
         let now = now_ms();
         let changed = tokio::task::spawn_blocking(move || {
-            engine.lock().expect("engine").reconfigure(
-                tiers,
-                workloads,
-                interval_ms as i64,
-                provider,
-                now,
-            )
+            let mut engine = engine.lock().expect("engine");
+            engine.set_measured_lead_times(measured_leads);
+            engine.reconfigure(tiers, workloads, interval_ms as i64, provider, now)
         })
         .await
         .map_err(|e| format!("the control loop failed while reconfiguring: {e}"))?;

@@ -132,6 +132,53 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
+    /// Whether plans read a tier's lead times as measured where they run late (on by
+    /// default; `[control] measured_lead_times`).
+    pub fn set_measured_lead_times(&mut self, on: bool) {
+        self.measured_leads = on;
+    }
+
+    /// The tiers with the lead times of those that run late as measured (each the
+    /// larger of its configured and measured median and 90th percentile), and what
+    /// plans say of it; `None` where none runs late (or plans read the configuration).
+    pub(super) fn measured_tiers(&self) -> Option<(Vec<Tier>, String)> {
+        if !self.measured_leads {
+            return None;
+        }
+        let measured = self.lead_times();
+        let mut said = Vec::new();
+        let tiers: Vec<Tier> = self
+            .tiers
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                if let Some(m) = measured.get(&t.name).filter(|m| m.late) {
+                    let p90 = t.lead_time_p90();
+                    t.lead_time_s = t.lead_time_s.max(m.median_s.ceil() as u64);
+                    t.lead_time_p90_s = Some(p90.max(m.p90_s.ceil() as u64).max(t.lead_time_s));
+                    said.push(format!(
+                        "{} {} s (90th percentile {} s) where {} s ({} s) are configured",
+                        t.name,
+                        t.lead_time_s,
+                        t.lead_time_p90(),
+                        m.configured_s,
+                        m.configured_p90_s
+                    ));
+                }
+                t
+            })
+            .collect();
+        (!said.is_empty()).then(|| {
+            (
+                tiers,
+                format!(
+                    "lead times as measured over the tiers' last instances (control.measured_lead_times): {}",
+                    said.join(", ")
+                ),
+            )
+        })
+    }
+
     /// What was measured of each tier's lead times ([`LeadTimes`]).
     pub(super) fn lead_times(&self) -> BTreeMap<String, LeadTimes> {
         self.tiers
@@ -184,12 +231,17 @@ impl<P: Provider> Engine<P> {
             kind: DecisionKind::Config,
             action: None,
             reason: format!(
-                "tier {tier}: its last {} instances took {:.0} s to serve at the 90th percentile (median {:.0} s, measured to the control pass), past its lead_time_p90_s = {} (lead_time_s = {}): plans ask for its capacity too late to be ready in time; set lead_time_s = {:.0} and lead_time_p90_s = {:.0}",
+                "tier {tier}: its last {} instances took {:.0} s to serve at the 90th percentile (median {:.0} s, measured to the control pass), past its lead_time_p90_s = {} (lead_time_s = {}): {}; set lead_time_s = {:.0} and lead_time_p90_s = {:.0}",
                 m.samples,
                 m.p90_s,
                 m.median_s,
                 m.configured_p90_s,
                 m.configured_s,
+                if self.measured_leads {
+                    "plans read the measured lead times until the configuration says as much (control.measured_lead_times)"
+                } else {
+                    "plans ask for its capacity too late to be ready in time (control.measured_lead_times = false)"
+                },
                 m.median_s.ceil(),
                 m.p90_s.ceil()
             ),
