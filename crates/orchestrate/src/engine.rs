@@ -2096,7 +2096,7 @@ impl<P: Provider> Engine<P> {
         s.status.history_steps = s.buckets.len();
         s.status.demand = s.buckets.back().map(|b| b.1);
         s.status.demand_ts = s.buckets.back().map(|b| b.0);
-        self.read_allocation(i, now, &BTreeMap::new())?;
+        self.read_allocation(i, now, None)?;
         // The tiers as this pass's plan reads them: lead times as measured where they
         // run late ([`leads`]).
         let measured = self.measured_tiers();
@@ -2678,7 +2678,7 @@ impl<P: Provider> Engine<P> {
         }
         if acted {
             self.states[i].last_hold = None;
-            self.read_allocation(i, now, &verdict.released_pending)?;
+            self.read_allocation(i, now, Some(&verdict.released_pending))?;
         } else if !verdict.holds.is_empty() {
             let cat = match &paused {
                 Some((_, way)) => format!("paused:{way}"),

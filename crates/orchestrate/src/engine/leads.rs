@@ -3,7 +3,10 @@
 //! the provider's instances come up slower than that, capacity is ready late. Each
 //! pass reads what every workload holds pending; an instance that is pending no more
 //! came up (the oldest first, as providers start them in order) and is measured from
-//! the pass that first saw it pending, to the pass (at most `interval_s` late). The
+//! the pass that asked for it, to the pass (at most `interval_s` late). Instances
+//! pending that no pass asked for (a rollout's, a crashed one restarting, those found
+//! when the engine starts) are not measured: they say nothing of how fast the provider
+//! answers a request. The
 //! last [`LEAD_SAMPLES`] of each tier are in the status, `/metrics` and on the
 //! dashboard, and when their 90th percentile runs past the configured one by more than
 //! [`LEAD_SLACK`] a `config` decision says so, and what to set.
@@ -47,23 +50,24 @@ pub struct LeadTimes {
     pub late: bool,
 }
 
-/// Per tier, when each instance a workload holds pending was first seen pending
-/// (`None`: found pending when the engine started, so not measured), oldest first.
+/// Per tier, when each instance a workload holds pending was asked for (`None`: pending
+/// without a request of the engine's, so not measured), oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     tiers: BTreeMap<String, VecDeque<Option<TimestampMs>>>,
-    started: bool,
 }
 
 impl Pending {
     /// Takes in what the workload holds at `now`: instances pending no more came up,
     /// the oldest first; returns the tier and seconds of each measured. Newly pending
-    /// ones are counted from `now`.
+    /// ones are counted from `now` when the engine has just `asked` for capacity (the
+    /// read after its actions), else not measured.
     pub(crate) fn observe(
         &mut self,
         tiers: &[Tier],
         alloc: &Allocation,
         now: TimestampMs,
+        asked: bool,
     ) -> Vec<(String, f64)> {
         let mut came = Vec::new();
         for t in tiers {
@@ -75,10 +79,9 @@ impl Pending {
                 }
             }
             while q.len() < pending {
-                q.push_back(self.started.then_some(now));
+                q.push_back(asked.then_some(now));
             }
         }
-        self.started = true;
         came
     }
 
@@ -102,13 +105,13 @@ fn median_p90(secs: &VecDeque<f64>) -> (f64, f64) {
 
 impl<P: Provider> Engine<P> {
     /// Reads what workload `i` holds at `now` into its status, and measures the
-    /// instances that came up since the last read; `released` are those its actions
-    /// released while still pending, per tier.
+    /// instances that came up since the last read; `acted`: the read after the pass's
+    /// actions, with those they released while still pending, per tier.
     pub(super) fn read_allocation(
         &mut self,
         i: usize,
         now: TimestampMs,
-        released: &BTreeMap<String, u32>,
+        acted: Option<&BTreeMap<String, u32>>,
     ) -> Result<(), StoreError> {
         let s = &mut self.states[i];
         s.status.allocation = self.provider.allocation(&s.w.name, now);
@@ -116,10 +119,12 @@ impl<P: Provider> Engine<P> {
         if !self.provider.acts() {
             return Ok(());
         }
-        for (tier, n) in released {
+        for (tier, n) in acted.into_iter().flatten() {
             s.pending.released(tier, *n);
         }
-        let came = s.pending.observe(&self.tiers, &s.status.allocation, now);
+        let came = s
+            .pending
+            .observe(&self.tiers, &s.status.allocation, now, acted.is_some());
         let name = s.w.name.clone();
         for (tier, secs) in came {
             let seen = self.lead_seen.entry(tier.clone()).or_default();
@@ -277,17 +282,28 @@ mod tests {
         let tiers = prescale_core::config::Config::default().tiers;
         assert_eq!((&*tiers[0].name, &*tiers[1].name), ("spot", "standard"));
         let mut p = Pending::default();
-        // Found pending at start: not measured.
-        assert!(p.observe(&tiers, &held(&[("spot", 1)]), 0).is_empty());
+        // Found pending at start, not asked for: not measured.
+        assert!(p
+            .observe(&tiers, &held(&[("spot", 1)]), 0, false)
+            .is_empty());
         // Two more asked for at 15 s, one at 30 s.
-        p.observe(&tiers, &held(&[("spot", 3)]), 15_000);
-        p.observe(&tiers, &held(&[("spot", 3), ("standard", 1)]), 30_000);
+        p.observe(&tiers, &held(&[("spot", 3)]), 15_000, true);
+        p.observe(&tiers, &held(&[("spot", 3), ("standard", 1)]), 30_000, true);
         // At 120 s, the one found at start and the first asked for came up.
-        let came = p.observe(&tiers, &held(&[("spot", 1), ("standard", 1)]), 120_000);
+        let came = p.observe(
+            &tiers,
+            &held(&[("spot", 1), ("standard", 1)]),
+            120_000,
+            false,
+        );
         assert_eq!(came, vec![("spot".to_string(), 105.0)]);
         // The last spot one released while pending, the standard one up at 200 s.
         p.released("spot", 1);
-        let came = p.observe(&tiers, &held(&[]), 200_000);
+        let came = p.observe(&tiers, &held(&[]), 200_000, true);
         assert_eq!(came, vec![("standard".to_string(), 170.0)]);
+        // One pending that no pass asked for (a rollout's pod, a crashed one coming
+        // back): not measured when it serves.
+        p.observe(&tiers, &held(&[("standard", 1)]), 300_000, false);
+        assert!(p.observe(&tiers, &held(&[]), 400_000, false).is_empty());
     }
 }
