@@ -2502,15 +2502,10 @@ impl<P: Provider> Engine<P> {
                     .map(|(_, f)| (*f).clone()),
             })
             .collect();
-        let mut plan = prescale_plan::plan_dimensions(
-            w,
-            measured.as_ref().map_or(&self.tiers, |m| &m.0),
-            &fc,
-            &others,
-            now,
-            self.interval_ms,
-            &floors,
-        );
+        let tiers = measured.as_ref().map_or(&self.tiers, |m| &m.0);
+        let mut plan =
+            prescale_plan::plan_dimensions(w, tiers, &fc, &others, now, self.interval_ms, &floors);
+        plan.steps = prescale_plan::plan_steps(w, tiers, &fc);
         if let Some((_, said)) = &measured {
             plan.reason.push_str(&format!("; {said}"));
         }
@@ -3090,10 +3085,19 @@ mod tests {
         // The memory dimension names `mem_byte` where `mem_bytes` is stored: the CPU is
         // planned and the status says memory is not, and what is stored instead.
         let dir = tempfile::tempdir().unwrap();
-        let (e, _, _) = memory_engine(dir.path(), "mem_byte", 1.0);
+        let (e, _, c) = memory_engine(dir.path(), "mem_byte", 1.0);
         let st = e.status_handle();
         let w = st.read().unwrap().workloads["host"].clone();
         assert!(w.plan.is_some(), "the CPU is planned");
+        // The published plan goes over the forecast it read, step by step (the API
+        // serves it; replays leave the steps out).
+        let (plan, fc) = (w.plan.as_ref().unwrap(), w.forecast.as_ref().unwrap());
+        assert_eq!(plan.steps.len(), fc.horizon());
+        let q = c.workloads[0].sla_quantile;
+        for (i, s) in plan.steps.iter().enumerate() {
+            assert_eq!((s.ts, s.demand), (fc.step_time(i), fc.quantile(i, q)));
+            assert!(s.instances.values().sum::<u32>() >= 1, "{s:?}");
+        }
         let err = w.last_error.expect("memory is said not to be planned");
         assert!(
             err.starts_with("memory is not planned: nothing to forecast mem_byte: no stored series is named mem_byte (stored names like it: mem_bytes)"),

@@ -402,7 +402,30 @@ pub fn plan(
     now: TimestampMs,
     interval_ms: i64,
 ) -> Plan {
-    plan_held(w, catalog, forecast, now, interval_ms, None)
+    let mut p = plan_held(w, catalog, forecast, now, interval_ms, None);
+    p.steps = plan_steps(w, catalog, forecast);
+    p
+}
+
+/// The plan over the forecast's horizon: at each step, the instances per tier that
+/// would serve its SLA quantile at the target utilization. [`plan`] includes them;
+/// [`plan_held`] and [`plan_dimensions`] leave them out, since only a plan that is
+/// published (the daemon's, served by its API) needs them, and a replay plans twice a
+/// step: filling every step of a two-hour horizon at one-minute steps took a seventh
+/// of a replay's time.
+pub fn plan_steps(w: &Workload, catalog: &[Tier], forecast: &Forecast) -> Vec<PlanStep> {
+    let tiers = eligible_tiers(w, catalog);
+    let q = w.sla_quantile;
+    (0..forecast.horizon())
+        .map(|i| {
+            let demand = forecast.quantile(i, q);
+            PlanStep {
+                ts: forecast.step_time(i),
+                demand,
+                instances: fill(demand / w.target_utilization, &tiers, w).instances,
+            }
+        })
+        .collect()
 }
 
 /// Observed demand a plan keeps covering at the target utilization, whatever the
@@ -858,7 +881,7 @@ pub fn seasonal_fall(
 }
 
 /// [`plan`], with the need kept at least at `floor`'s demand over the target
-/// utilization.
+/// utilization, and without its steps ([`plan_steps`]).
 pub fn plan_held(
     w: &Workload,
     catalog: &[Tier],
@@ -870,13 +893,6 @@ pub fn plan_held(
     let tiers = eligible_tiers(w, catalog);
     let q = w.sla_quantile;
     let need_at = |i: usize| forecast.quantile(i, q) / w.target_utilization;
-    let steps: Vec<PlanStep> = (0..forecast.horizon())
-        .map(|i| PlanStep {
-            ts: forecast.step_time(i),
-            demand: forecast.quantile(i, q),
-            instances: fill(need_at(i), &tiers, w).instances,
-        })
-        .collect();
 
     let max_lead_ms = max_lead_ms(&tiers);
     let window_end = now + max_lead_ms + interval_ms;
@@ -998,7 +1014,7 @@ pub fn plan_held(
         made_at: now,
         quantile: q,
         target: f.instances,
-        steps,
+        steps: Vec::new(),
         cost_per_hour: f.cost_per_hour,
         binding: f.binding.to_string(),
         reason,
