@@ -2041,6 +2041,25 @@ mod tests {
         Scenario::parse(EXAMPLE_SCENARIO, "example").expect("example parses")
     }
 
+    /// A one-off planned event over `[from, to)` at `scale` times the forecast, with no
+    /// floor (the tests set one with `..planned(...)`).
+    fn planned(
+        name: &str,
+        from: TimestampMs,
+        to: TimestampMs,
+        scale: f64,
+    ) -> prescale_core::PlannedEvent {
+        prescale_core::PlannedEvent {
+            name: name.into(),
+            start: prescale_core::EventTime(from),
+            end: prescale_core::EventTime(to),
+            scale,
+            min_demand: None,
+            min_dimensions: Default::default(),
+            recurring: None,
+        }
+    }
+
     #[test]
     fn a_scenario_comes_from_the_daemons_configuration_too() {
         let src = "[control]\ninterval_s = 30\n\n\
@@ -2206,15 +2225,7 @@ mod tests {
         let run = |sc: &Scenario| predictive_rows(&tr, sc);
         let mut sc = scenario();
         let (unknown, _) = run(&sc);
-        sc.workload.events = vec![prescale_core::PlannedEvent {
-            name: "launch".into(),
-            start: prescale_core::EventTime(tr.ts[start]),
-            end: prescale_core::EventTime(tr.ts[start + 48]),
-            scale: 3.0,
-            min_demand: None,
-            recurring: None,
-            min_dimensions: Default::default(),
-        }];
+        sc.workload.events = vec![planned("launch", tr.ts[start], tr.ts[start + 48], 3.0)];
         let (known, rows) = run(&sc);
         // Unforeseen, the surge is met late and its peak held after it and again the
         // next day; declared, capacity is ready when it starts and let go when it ends.
@@ -2271,18 +2282,13 @@ mod tests {
         let tr = daily_with_surges(7, launch);
         let mut sc = scenario();
         sc.workload.events = vec![prescale_core::PlannedEvent {
-            name: "launch".into(),
-            start: prescale_core::EventTime(tr.ts[start]),
-            end: prescale_core::EventTime(tr.ts[start + 48]),
-            scale: 1.0,
             min_demand: Some(
                 tr.cpu[start..start + 48]
                     .iter()
                     .copied()
                     .fold(0.0, f64::max),
             ),
-            recurring: None,
-            min_dimensions: Default::default(),
+            ..planned("launch", tr.ts[start], tr.ts[start + 48], 1.0)
         }];
         let (held, rows) = predictive_rows(&tr, &sc);
         assert_eq!(held.underprovisioned_minutes, 0.0);
@@ -3043,13 +3049,8 @@ mod tests {
         let launch = 3 * 288 + 100..3 * 288 + 140;
         let event = |name: &str, steps: &std::ops::Range<usize>, scale, least| {
             prescale_core::PlannedEvent {
-                name: name.into(),
-                start: prescale_core::EventTime(ts[steps.start]),
-                end: prescale_core::EventTime(ts[steps.end]),
-                scale,
                 min_demand: least,
-                recurring: None,
-                min_dimensions: Default::default(),
+                ..planned(name, ts[steps.start], ts[steps.end], scale)
             }
         };
         let surge = 2 * 288 + 150..2 * 288 + 190;
@@ -3278,13 +3279,8 @@ mod tests {
         let run = |sc: &Scenario| predictive_rows(&tr, sc);
         let (unknown, unknown_rows) = run(&sc);
         sc.workload.events = vec![prescale_core::PlannedEvent {
-            name: "warm-up".into(),
-            start: prescale_core::EventTime(tr.ts[start]),
-            end: prescale_core::EventTime(tr.ts[start + 24]),
-            scale: 1.0,
-            min_demand: None,
             min_dimensions: [("memory".to_string(), 300.0)].into(),
-            recurring: None,
+            ..planned("warm-up", tr.ts[start], tr.ts[start + 24], 1.0)
         }];
         let (known, rows) = run(&sc);
         short_only_unforeseen(&unknown, &known);
