@@ -75,7 +75,8 @@ pub struct Tier {
     /// Instances always kept, whatever the demand.
     #[serde(default)]
     pub min_instances: u32,
-    /// Hard ceiling on instances of this tier; the planner never exceeds it.
+    /// Hard ceiling on instances of this tier over every workload together (a node
+    /// pool's maximum size, a quota): each workload's plan has what the others leave.
     pub max_instances: u32,
     /// Workloads that may use this tier, by name; empty means every workload.
     #[serde(default)]

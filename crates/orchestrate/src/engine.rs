@@ -42,6 +42,7 @@ use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 mod events;
 mod leads;
 mod pause;
+mod pool;
 mod unmanaged;
 
 pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
@@ -2100,6 +2101,9 @@ impl<P: Provider> Engine<P> {
         // The tiers as this pass's plan reads them: lead times as measured where they
         // run late ([`leads`]).
         let measured = self.measured_tiers();
+        // And with each tier's max_instances less what the other workloads hold of it
+        // ([`pool`]).
+        let pooled = self.pooled_tiers(i, measured.as_ref().map_or(&self.tiers, |m| &m.0));
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate: f64 = self
@@ -2502,12 +2506,22 @@ impl<P: Provider> Engine<P> {
                     .map(|(_, f)| (*f).clone()),
             })
             .collect();
-        let tiers = measured.as_ref().map_or(&self.tiers, |m| &m.0);
+        let tiers = match (&pooled, &measured) {
+            (Some(p), _) => &p.0,
+            (None, Some(m)) => &m.0,
+            (None, None) => &self.tiers,
+        };
         let mut plan =
             prescale_plan::plan_dimensions(w, tiers, &fc, &others, now, self.interval_ms, &floors);
         plan.steps = prescale_plan::plan_steps(w, tiers, &fc);
         if let Some((_, said)) = &measured {
             plan.reason.push_str(&format!("; {said}"));
+        }
+        // Where the others' share of a tier bound the plan, who holds it.
+        for x in pooled.iter().flat_map(|p| &p.1) {
+            if plan.target.get(&x.tier).copied().unwrap_or(0) >= x.room() {
+                plan.reason.push_str(&format!("; {}", x.words()));
+            }
         }
         if let Some((at, by)) = refreshed {
             plan.reason.push_str(&format!(
@@ -2532,13 +2546,7 @@ impl<P: Provider> Engine<P> {
         let alloc = &s.status.allocation;
         let short = alloc.short_of(&self.tiers, &so_far);
         if let Some((d, v, ready)) = short.filter(|_| s.w.surge_extra > 0.0) {
-            let more = surged(
-                &desired,
-                alloc,
-                s.w.surge_extra,
-                &self.tiers,
-                w.budget_per_hour,
-            );
+            let more = surged(&desired, alloc, s.w.surge_extra, tiers, w.budget_per_hour);
             let extra: u32 = more.values().sum::<u32>() - desired.values().sum::<u32>();
             if extra > 0 {
                 plan.reason.push_str(&format!(

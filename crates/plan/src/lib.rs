@@ -73,7 +73,7 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
         };
         if n > t.max_instances {
             notes.push(format!(
-                "{} capped at its max_instances = {}",
+                "{} capped at {} instance(s) (max_instances)",
                 t.name, t.max_instances
             ));
             n = t.max_instances;

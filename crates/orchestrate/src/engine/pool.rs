@@ -1,0 +1,175 @@
+//! A tier is one pool shared by every workload.
+//!
+//! A tier's `max_instances` is the most instances of it that every workload prescale
+//! manages may hold together: a node pool's maximum size, as cluster-autoscaler's
+//! `maxSize` of a node group, or a cloud account's quota of an instance type. The
+//! simulated cloud and the hooks refuse a request past it. Planned one workload at a
+//! time against the whole maximum, two workloads that each wanted most of a pool asked
+//! for more than it holds: the provider refused the second one's request at every pass
+//! ("will retry at the next pass") and it stayed short, while the next tier it may use
+//! had room. So each workload's plan reads a tier's maximum less what the other
+//! workloads, and capacity no longer managed, hold of it (ready and pending), and fills
+//! the rest from its next tier, saying so. A workload never takes what another holds:
+//! whoever holds keeps, until its own plan lets it go.
+
+use prescale_core::Tier;
+
+use super::Engine;
+use crate::provider::Provider;
+
+/// What others hold of one tier whose room for a workload is below its maximum.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Shared {
+    /// The tier.
+    pub tier: String,
+    /// Its configured `max_instances`.
+    pub max: u32,
+    /// Who holds the rest, with how many (the other workloads, then capacity no longer
+    /// managed), largest first.
+    pub held: Vec<(String, u32)>,
+}
+
+impl Shared {
+    /// Instances of the tier others hold.
+    pub fn others(&self) -> u32 {
+        self.held.iter().map(|h| h.1).sum()
+    }
+
+    /// The room left for the workload.
+    pub fn room(&self) -> u32 {
+        self.max.saturating_sub(self.others())
+    }
+
+    /// A plan's words for it.
+    pub fn words(&self) -> String {
+        let who: Vec<String> = self
+            .held
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        format!(
+            "{}'s max_instances = {} is shared by every workload and the others hold {} ({}): room for {} here",
+            self.tier,
+            self.max,
+            self.others(),
+            who.join(", "),
+            self.room()
+        )
+    }
+}
+
+impl<P: Provider> Engine<P> {
+    /// `tiers` (the catalog as workload `i`'s pass reads it) with each tier's
+    /// `max_instances` (and `min_instances`, which cannot pass it) lowered to the room
+    /// the other workloads and unmanaged capacity leave, and what they hold of each tier
+    /// so lowered; `None` where nobody else holds anything.
+    pub(super) fn pooled_tiers(
+        &self,
+        i: usize,
+        tiers: &[Tier],
+    ) -> Option<(Vec<Tier>, Vec<Shared>)> {
+        let mut out = tiers.to_vec();
+        let mut shared = Vec::new();
+        for t in &mut out {
+            let mut held: Vec<(String, u32)> = self
+                .states
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| (s.w.name.clone(), s.status.allocation.get(&t.name).total()))
+                .chain(self.unmanaged.iter().map(|(name, u)| {
+                    (
+                        format!("{name} (unmanaged)"),
+                        u.instances.get(&t.name).copied().unwrap_or(0),
+                    )
+                }))
+                .filter(|h| h.1 > 0)
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            held.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let s = Shared {
+                tier: t.name.clone(),
+                max: t.max_instances,
+                held,
+            };
+            t.max_instances = s.room();
+            t.min_instances = t.min_instances.min(t.max_instances);
+            shared.push(s);
+        }
+        (!shared.is_empty()).then_some((out, shared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prescale_core::config::Config;
+    use prescale_core::{DecisionKind, Sample, SeriesKey};
+    use prescale_store::{Durability, Store};
+
+    use crate::engine::Engine;
+    use crate::provider::SimCloud;
+
+    #[test]
+    fn workloads_sharing_a_tier_plan_within_what_the_others_leave() {
+        // Two services at 30 vCPU each, both allowed all-spot, over a spot pool of 10
+        // instances (40 vCPU): each alone would take 10.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let mut c = Config::default();
+        c.tiers[0].max_instances = 10;
+        let base = c.workloads[0].clone();
+        c.workloads = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let mut w = base.clone();
+                w.name = name.into();
+                w.demand = format!("{name}_cpu");
+                (w.max_spot_share, w.model, w.seasonal_floor) = (1.0, "naive".into(), false);
+                w
+            })
+            .collect();
+        for name in ["a", "b"] {
+            let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
+            let samples: Vec<Sample> = (0..60)
+                .map(|m| Sample::new(m * 60_000, 30.0).unwrap())
+                .collect();
+            store.append(&key, &samples).unwrap();
+        }
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        for m in 30..60 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        let st = st.read().unwrap();
+        let (a, b) = (&st.workloads["a"], &st.workloads["b"]);
+        // Nothing refused: the pool was never asked for more than it holds.
+        for name in ["a", "b"] {
+            let d = store.decisions(Some(name), 1_000).unwrap();
+            let errors: Vec<&str> = d
+                .iter()
+                .filter(|d| d.kind == DecisionKind::Error)
+                .map(|d| d.reason.as_str())
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}");
+        }
+        let spot = |w: &crate::engine::WorkloadStatus| w.allocation.get("spot").total();
+        assert!(spot(a) + spot(b) <= 10, "{} + {}", spot(a), spot(b));
+        // Both are served: the one that found the pool taken filled the rest on standard.
+        for w in [a, b] {
+            assert!(w.ready_capacity >= 30.0, "{w:?}");
+        }
+        let reason = &b.plan.as_ref().unwrap().reason;
+        assert!(
+            reason.contains("spot's max_instances = 10 is shared by every workload and the others hold 10 (a 10): room for 0 here"),
+            "{reason}"
+        );
+        assert!(
+            b.allocation.get("standard").total() >= 8,
+            "{:?}",
+            b.allocation
+        );
+    }
+}
