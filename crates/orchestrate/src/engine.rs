@@ -48,6 +48,7 @@ mod unmanaged;
 pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
 pub use leads::LeadTimes;
 pub use pause::{PauseError, PAUSED_SERIES, PAUSE_PATH, RESUME_PATH};
+pub use pool::Pool;
 pub use unmanaged::{release_path, ReleaseError, Released, Unmanaged, RELEASE_PATH};
 
 /// Live errors compared with the cross-validation error for drift.
@@ -302,6 +303,9 @@ pub struct Status {
     /// What was measured of each tier's lead times, by tier ([`LeadTimes`]).
     #[serde(default)]
     pub lead_times: BTreeMap<String, LeadTimes>,
+    /// Each tier as a pool shared by every workload, by tier ([`Pool`]).
+    #[serde(default)]
+    pub pools: BTreeMap<String, Pool>,
 }
 
 struct WState {
@@ -1574,6 +1578,7 @@ impl<P: Provider> Engine<P> {
         }
         self.track_unmanaged(now, &mut st)?;
         st.lead_times = self.lead_times();
+        st.pools = self.pools();
         st.ticks += 1;
         st.last_tick = Some(now);
         if self.persist_status {

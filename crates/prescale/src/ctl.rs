@@ -644,6 +644,35 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
             );
         }
     }
+    // Each tier as a pool shared by every workload: a full one always, the others with
+    // --wide.
+    for (tier, p) in data["pools"].as_object().into_iter().flatten() {
+        let (held, max) = (
+            p["held"].as_u64().unwrap_or(0),
+            p["max_instances"].as_u64().unwrap_or(0),
+        );
+        if held >= max || a.wide {
+            let by: Vec<String> = p["by"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            println!(
+                "tier {tier}: {held} of its max_instances = {max} held{}{}",
+                if by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", by.join(", "))
+                },
+                if held >= max {
+                    ": full, so plans fill the rest from their next tiers"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     Ok(())
 }
 

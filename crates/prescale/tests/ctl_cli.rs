@@ -258,6 +258,16 @@ fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
         "{out}"
     );
     assert!(out.contains("host: plan: cover q0.95"), "{out}");
+    // Each tier as a pool: what the host holds of it against its maximum.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("tier spot: ") && l.contains(" of its max_instances = 50 held")),
+        "{out}"
+    );
+    assert!(
+        out.contains("tier high-performance: 0 of its max_instances = 20 held\n"),
+        "{out}"
+    );
     // Cancelled, then not there to cancel.
     let (code, out, _) = ctl(&server, t, &["events", "cancel", "host", "load test"]);
     assert_eq!((code, out.trim()), (0, "cancelled \"load test\" for host"));

@@ -113,6 +113,29 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         assert!(sections[0].contains(&cell), "{cell}\n{leads}");
     }
     assert_eq!(leads["standard"]["median_s"], 180.0, "{leads}");
+    // And what every workload holds of it against its max_instances (the demo's pools
+    // never fill).
+    let pools = &overview["pools"];
+    for tier in ["spot", "standard", "high-performance"] {
+        let p = &pools[tier];
+        let by: Vec<String> = p["by"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let by = if by.is_empty() {
+            "nobody".to_string()
+        } else {
+            by.join(", ")
+        };
+        let cell = format!(
+            "<td class=\"pool\" title=\"{by} of max_instances = {}, shared by every workload\">{} / {}</td>",
+            p["max_instances"], p["held"], p["max_instances"]
+        );
+        assert!(sections[0].contains(&cell), "{cell}\n{pools}");
+    }
+    assert!(pools["spot"]["held"].as_u64().unwrap() > 0, "{pools}");
     // The demo's metrics are watched as a daemon's sources are: its surges are listed.
     let end = overview["last_tick"].as_f64().unwrap() / 1000.0;
     let watch = json(

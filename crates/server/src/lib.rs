@@ -1096,7 +1096,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "status": "success",
-        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times}
+        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times, "pools": status.pools}
     }))
     .into_response()
 }
@@ -1582,6 +1582,7 @@ pub fn render_metrics(st: &AppState) -> String {
         status.workloads.clear();
         status.unmanaged.clear();
         status.lead_times.clear();
+        status.pools.clear();
     }
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
@@ -1995,6 +1996,26 @@ pub fn render_metrics(st: &AppState) -> String {
             .iter()
             .map(|(tier, m)| (format!("{{tier=\"{}\"}}", esc(tier)), f64::from(u8::from(m.late))))
             .collect(),
+    );
+    // Each tier as one pool shared by every workload (prescale_orchestrate::engine::Pool).
+    let pools = |f: fn(&prescale_orchestrate::engine::Pool) -> u32| {
+        status
+            .pools
+            .iter()
+            .map(|(tier, p)| (format!("{{tier=\"{}\"}}", esc(tier)), f64::from(f(p))))
+            .collect()
+    };
+    family(
+        "prescale_tier_instances",
+        "gauge",
+        "Instances of the tier held (ready and pending) over every workload and capacity no longer managed.",
+        pools(|p| p.held),
+    );
+    family(
+        "prescale_tier_max_instances",
+        "gauge",
+        "The tier's max_instances: the most every workload together may hold; a workload's plan fills what the others leave, then its next tier.",
+        pools(|p| p.max_instances),
     );
     // The latest comparisons with HPA kept (see compare::record_all), so a Prometheus
     // that scrapes prescale can chart and alert on the money saved too.

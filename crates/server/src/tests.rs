@@ -3901,6 +3901,7 @@ async fn a_standby_leaves_plans_out_of_its_metrics() {
     let (_, text) = get(&app, "/metrics").await;
     assert!(text.contains(plan), "{text}");
     assert!(text.contains("prescale_allocation_instances{workload=\"host\""));
+    assert!(text.contains("prescale_tier_instances{tier=\"spot\"}"));
     assert!(text.contains("prescale_leader_election_leading{lease=\"shop/prescale\"} 1"));
     // Lost the lease: what it planned last is no longer its to report.
     lead.leading.store(false, Ordering::Relaxed);
@@ -3908,6 +3909,7 @@ async fn a_standby_leaves_plans_out_of_its_metrics() {
     assert!(!text.contains(plan), "{text}");
     assert!(!text.contains("prescale_allocation_instances{"), "{text}");
     assert!(!text.contains("prescale_forecast_demand{"), "{text}");
+    assert!(!text.contains("prescale_tier_instances{"), "{text}");
     // Declared still, and the process's own counters kept.
     assert!(text.contains("# TYPE prescale_plan_cost_per_hour gauge"));
     assert!(text.contains("prescale_control_passes_total 40"), "{text}");
@@ -4313,4 +4315,46 @@ async fn measured_lead_times_are_listed_and_exported_beside_the_configured_ones(
             assert!(metrics.contains(&line), "{line}\n{metrics}");
         }
     }
+}
+
+/// Each tier as one pool shared by every workload: what they hold of it against its
+/// max_instances, listed and exported.
+#[tokio::test]
+async fn each_tiers_pool_is_listed_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(fixture(dir.path()));
+    let (code, text) = get(&app, "/api/v1/workloads").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pools = v["data"]["pools"].as_object().expect(&text).clone();
+    let c = Config::default();
+    assert_eq!(pools.len(), c.tiers.len(), "{text}");
+    let (_, metrics) = get(&app, "/metrics").await;
+    let mut held_somewhere = 0;
+    for t in &c.tiers {
+        let p = &pools[&t.name];
+        // What the workloads hold of the tier, ready and pending.
+        let held: u64 = v["data"]["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                let c = &w["allocation"]["tiers"][&t.name];
+                c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0)
+            })
+            .sum();
+        held_somewhere += held;
+        assert_eq!(p["held"], held, "{}: {p}", t.name);
+        assert_eq!(p["max_instances"], t.max_instances, "{}: {p}", t.name);
+        for line in [
+            format!("prescale_tier_instances{{tier=\"{}\"}} {held}", t.name),
+            format!(
+                "prescale_tier_max_instances{{tier=\"{}\"}} {}",
+                t.name, t.max_instances
+            ),
+        ] {
+            assert!(metrics.contains(&line), "{line}\n{metrics}");
+        }
+    }
+    assert!(held_somewhere > 0, "{text}");
 }

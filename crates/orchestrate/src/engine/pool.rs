@@ -12,10 +12,36 @@
 //! the rest from its next tier, saying so. A workload never takes what another holds:
 //! whoever holds keeps, until its own plan lets it go.
 
+use std::collections::BTreeMap;
+
 use prescale_core::Tier;
+use serde::{Deserialize, Serialize};
 
 use super::Engine;
 use crate::provider::Provider;
+
+/// One tier as a pool: what every workload holds of it against its maximum, in the
+/// status after each pass (`GET /api/v1/workloads`' `pools`, `/metrics`'
+/// `prescale_tier_instances` and `prescale_tier_max_instances`, the dashboard's tier
+/// tables).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Pool {
+    /// The tier's `max_instances`.
+    pub max_instances: u32,
+    /// Instances held (ready and pending) over every workload and capacity no longer
+    /// managed.
+    pub held: u32,
+    /// Who holds them: each workload holding any, and each workload no longer managed as
+    /// `NAME (unmanaged)`.
+    pub by: BTreeMap<String, u32>,
+}
+
+impl Pool {
+    /// Whether no workload has room left in it.
+    pub fn full(&self) -> bool {
+        self.held >= self.max_instances
+    }
+}
 
 /// What others hold of one tier whose room for a workload is below its maximum.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +85,25 @@ impl Shared {
 }
 
 impl<P: Provider> Engine<P> {
+    /// Who holds instances of `tier` (ready and pending), leaving workload `but` out:
+    /// each workload by name, then each no longer managed as `NAME (unmanaged)`; those
+    /// holding none left out.
+    fn holders(&self, tier: &str, but: Option<usize>) -> Vec<(String, u32)> {
+        self.states
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| Some(*j) != but)
+            .map(|(_, s)| (s.w.name.clone(), s.status.allocation.get(tier).total()))
+            .chain(self.unmanaged.iter().map(|(name, u)| {
+                (
+                    format!("{name} (unmanaged)"),
+                    u.instances.get(tier).copied().unwrap_or(0),
+                )
+            }))
+            .filter(|h| h.1 > 0)
+            .collect()
+    }
+
     /// `tiers` (the catalog as workload `i`'s pass reads it) with each tier's
     /// `max_instances` (and `min_instances`, which cannot pass it) lowered to the room
     /// the other workloads and unmanaged capacity leave, and what they hold of each tier
@@ -71,20 +116,7 @@ impl<P: Provider> Engine<P> {
         let mut out = tiers.to_vec();
         let mut shared = Vec::new();
         for t in &mut out {
-            let mut held: Vec<(String, u32)> = self
-                .states
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, s)| (s.w.name.clone(), s.status.allocation.get(&t.name).total()))
-                .chain(self.unmanaged.iter().map(|(name, u)| {
-                    (
-                        format!("{name} (unmanaged)"),
-                        u.instances.get(&t.name).copied().unwrap_or(0),
-                    )
-                }))
-                .filter(|h| h.1 > 0)
-                .collect();
+            let mut held = self.holders(&t.name, Some(i));
             if held.is_empty() {
                 continue;
             }
@@ -99,6 +131,22 @@ impl<P: Provider> Engine<P> {
             shared.push(s);
         }
         (!shared.is_empty()).then_some((out, shared))
+    }
+
+    /// Every tier as a pool, by tier.
+    pub(super) fn pools(&self) -> BTreeMap<String, Pool> {
+        self.tiers
+            .iter()
+            .map(|t| {
+                let by: BTreeMap<String, u32> = self.holders(&t.name, None).into_iter().collect();
+                let pool = Pool {
+                    max_instances: t.max_instances,
+                    held: by.values().sum(),
+                    by,
+                };
+                (t.name.clone(), pool)
+            })
+            .collect()
     }
 }
 
@@ -157,6 +205,17 @@ mod tests {
         }
         let spot = |w: &crate::engine::WorkloadStatus| w.allocation.get("spot").total();
         assert!(spot(a) + spot(b) <= 10, "{} + {}", spot(a), spot(b));
+        // The status has each tier as a pool: the spot one full, held by the first.
+        let pool = &st.pools["spot"];
+        assert_eq!(
+            (pool.max_instances, pool.held, pool.full()),
+            (10, 10, true),
+            "{pool:?}"
+        );
+        assert_eq!(pool.by, [("a".to_string(), 10)].into());
+        let standard = &st.pools["standard"];
+        assert_eq!(standard.held, b.allocation.get("standard").total());
+        assert!(!standard.full() && standard.max_instances == 50);
         // Both are served: the one that found the pool taken filled the rest on standard.
         for w in [a, b] {
             assert!(w.ready_capacity >= 30.0, "{w:?}");
@@ -171,5 +230,31 @@ mod tests {
             "{:?}",
             b.allocation
         );
+        let b_standard = b.allocation.get("standard").total();
+        drop(st);
+        // Capacity no longer managed takes its room too, and is named as such.
+        e.unmanaged.insert(
+            "old".into(),
+            crate::engine::Unmanaged {
+                since: 0,
+                why: "removed".into(),
+                instances: [("standard".to_string(), 3)].into(),
+                cost_per_hour: 0.576,
+                unpriced: Vec::new(),
+            },
+        );
+        let (tiers, shared) = e.pooled_tiers(0, &c.tiers).unwrap();
+        assert_eq!(tiers[1].max_instances, 50 - b_standard - 3);
+        let standard = shared.iter().find(|s| s.tier == "standard").unwrap();
+        assert_eq!(
+            standard.held,
+            [
+                ("b".to_string(), b_standard),
+                ("old (unmanaged)".to_string(), 3)
+            ]
+        );
+        assert_eq!(e.pools()["standard"].held, b_standard + 3);
+        // Nobody else holds any high-performance: a's plan reads that tier as it is.
+        assert_eq!(tiers[2], c.tiers[2]);
     }
 }
