@@ -643,6 +643,9 @@ pub struct Engine<P: Provider> {
     /// Whether plans read a tier's lead times as measured where they run late
     /// (`[control] measured_lead_times`).
     measured_leads: bool,
+    /// Whether every workload's holdings were read since the engine started or was
+    /// reconfigured: plans read the others' against the pools they share ([`pool`]).
+    holdings_read: bool,
 }
 
 /// One sample at `now` of metric `name` for each tier of `workload`
@@ -1245,6 +1248,7 @@ impl<P: Provider> Engine<P> {
             lead_seen: BTreeMap::new(),
             leads_late: BTreeSet::new(),
             measured_leads: true,
+            holdings_read: false,
         }
     }
 
@@ -1368,6 +1372,7 @@ impl<P: Provider> Engine<P> {
     ) -> Reconfigured {
         // One account of what changes, the one a dry run gives.
         let r = self.preview(&tiers, &workloads);
+        self.holdings_read = false;
         if provider.name() == self.provider.name() {
             if let Some(v) = self.provider.save() {
                 if let Err(e) = provider.restore(v) {
@@ -1573,6 +1578,14 @@ impl<P: Provider> Engine<P> {
             })?;
         }
         st.provider_events += events.len() as u64;
+        // Each pass reads its workload's holdings; at the first, a workload planned
+        // before another would not know what the other holds of the pools they share.
+        if !self.holdings_read {
+            for i in 0..self.states.len() {
+                self.read_allocation(i, now, None)?;
+            }
+            self.holdings_read = true;
+        }
         for i in 0..self.states.len() {
             self.tick_workload(i, now, &mut st)?;
         }

@@ -811,6 +811,7 @@ fn run_cmd(
                 };
                 let mut current = interval_ms.load(Ordering::Relaxed);
                 let mut tick = every(current);
+                let mut stood_by = false;
                 // The first pass once the sources have had their first go (the host
                 // collector's first samples), as every step waits `grace_ms` for its
                 // samples: at once, it reported the host's own series as missing.
@@ -825,13 +826,18 @@ fn run_cmd(
                     }
                     if standby.stands_by() {
                         // Standing by: another replica plans and acts.
+                        stood_by = true;
                         continue;
                     }
+                    let took_over = std::mem::take(&mut stood_by);
                     let engine = engine.clone();
                     let handed = handoff.lock().expect("handoff lock").take();
                     let watch = standby.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         let mut engine = engine.lock().expect("engine");
+                        if took_over {
+                            engine.forget_holdings();
+                        }
                         if let Some(h) = handed {
                             for (w, s) in engine.adopt_spend(&h.spend, now_ms()) {
                                 tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");

@@ -133,6 +133,13 @@ impl<P: Provider> Engine<P> {
         (!shared.is_empty()).then_some((out, shared))
     }
 
+    /// Reads every workload's holdings again before the next pass plans any: after
+    /// standing by while another replica held the lease, what this one last read is
+    /// stale (prescale reads its own workload's at each pass, the others' at theirs).
+    pub fn forget_holdings(&mut self) {
+        self.holdings_read = false;
+    }
+
     /// Every tier as a pool, by tier.
     pub(super) fn pools(&self) -> BTreeMap<String, Pool> {
         self.tiers
@@ -157,14 +164,12 @@ mod tests {
     use prescale_store::{Durability, Store};
 
     use crate::engine::Engine;
-    use crate::provider::SimCloud;
+    use crate::provider::{Provider, SimCloud};
 
-    #[test]
-    fn workloads_sharing_a_tier_plan_within_what_the_others_leave() {
-        // Two services at 30 vCPU each, both allowed all-spot, over a spot pool of 10
-        // instances (40 vCPU): each alone would take 10.
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    /// Two services at 30 vCPU each, both allowed all-spot, over a spot pool of 10
+    /// instances (40 vCPU): each alone would take 10.
+    fn two_services(dir: &std::path::Path) -> (Config, Store) {
+        let store = Store::open(dir, Durability::Buffered).unwrap();
         let mut c = Config::default();
         c.tiers[0].max_instances = 10;
         let base = c.workloads[0].clone();
@@ -185,6 +190,92 @@ mod tests {
                 .collect();
             store.append(&key, &samples).unwrap();
         }
+        (c, store)
+    }
+
+    /// The decisions of workload `name` that were errors.
+    fn errors(store: &Store, name: &str) -> Vec<String> {
+        store
+            .decisions(Some(name), 1_000)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Error)
+            .map(|d| d.reason)
+            .collect()
+    }
+
+    #[test]
+    fn at_the_first_pass_what_later_workloads_hold_is_known_too() {
+        // b holds the whole spot pool when prescale starts (a restart); a is planned
+        // first and wants all of it.
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = two_services(dir.path());
+        let mut sim = SimCloud::new(&c.tiers, 1);
+        let held = prescale_core::Action {
+            key: "before".into(),
+            workload: "b".into(),
+            tier: "spot".into(),
+            kind: prescale_core::ActionKind::Provision,
+            count: 10,
+            at: 0,
+        };
+        sim.apply(&held, 0).unwrap();
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
+        e.set_inline_training();
+        e.tick(30 * 60_000 + 1).unwrap();
+        assert_eq!(errors(&store, "a"), Vec::<String>::new());
+        let st = e.status_handle();
+        let reason = st.read().unwrap().workloads["a"]
+            .plan
+            .clone()
+            .unwrap()
+            .reason;
+        assert!(
+            reason.contains("the others hold 10 (b 10): room for 0 here"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_replica_taking_the_lease_over_reads_every_holding_first() {
+        // This replica planned a onto the whole spot pool, then stood by while another
+        // moved it to b; taking the lease back, a is planned first again.
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = two_services(dir.path());
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        e.tick(30 * 60_000 + 1).unwrap();
+        assert_eq!(e.states[0].status.allocation.get("spot").total(), 10);
+        let moved = |kind, workload: &str| prescale_core::Action {
+            key: format!("other replica {workload}"),
+            workload: workload.into(),
+            tier: "spot".into(),
+            kind,
+            count: 10,
+            at: 31 * 60_000,
+        };
+        e.provider
+            .apply(
+                &moved(prescale_core::ActionKind::Deprovision, "a"),
+                31 * 60_000,
+            )
+            .unwrap();
+        e.provider
+            .apply(
+                &moved(prescale_core::ActionKind::Provision, "b"),
+                31 * 60_000,
+            )
+            .unwrap();
+        e.forget_holdings();
+        e.tick(40 * 60_000 + 1).unwrap();
+        assert_eq!(errors(&store, "a"), Vec::<String>::new());
+        assert_eq!(e.states[1].status.allocation.get("spot").total(), 10);
+    }
+
+    #[test]
+    fn workloads_sharing_a_tier_plan_within_what_the_others_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = two_services(dir.path());
         let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
         e.set_inline_training();
         for m in 30..60 {
@@ -195,13 +286,7 @@ mod tests {
         let (a, b) = (&st.workloads["a"], &st.workloads["b"]);
         // Nothing refused: the pool was never asked for more than it holds.
         for name in ["a", "b"] {
-            let d = store.decisions(Some(name), 1_000).unwrap();
-            let errors: Vec<&str> = d
-                .iter()
-                .filter(|d| d.kind == DecisionKind::Error)
-                .map(|d| d.reason.as_str())
-                .collect();
-            assert!(errors.is_empty(), "{name}: {errors:?}");
+            assert_eq!(errors(&store, name), Vec::<String>::new(), "{name}");
         }
         let spot = |w: &crate::engine::WorkloadStatus| w.allocation.get("spot").total();
         assert!(spot(a) + spot(b) <= 10, "{} + {}", spot(a), spot(b));
