@@ -404,6 +404,13 @@ pub struct Workload {
     /// class sets the default (1 for services and stateful workloads, 0 for batch).
     #[serde(default = "one_u32")]
     pub min_instances: u32,
+    /// Which workload a full pool serves first (higher first; 0 by default). A workload
+    /// whose plan leaves need uncovered because every tier it may use is full claims
+    /// the instances workloads of lower priority hold there: they plan as if it held
+    /// them, move to their next tiers and let them go after their scale-down delay.
+    /// Workloads of equal priority never take from each other.
+    #[serde(default)]
+    pub priority: i32,
     /// Known events ahead (a launch, a sale, a campaign) that no history foretells: over
     /// each, demand is planned at `scale` times the forecast and at least `min_demand`,
     /// with capacity ready by its start (see [`PlannedEvent`]).

@@ -386,6 +386,9 @@ struct WState {
     occurrences: Vec<prescale_core::PlannedEvent>,
     /// When each instance the workload holds pending was first seen so ([`leads`]).
     pending: leads::Pending,
+    /// Instances per tier its last plan claimed from workloads of lower priority, every
+    /// tier it may use being full ([`pool`]).
+    claims: BTreeMap<String, u32>,
 }
 
 impl WState {
@@ -447,6 +450,7 @@ impl WState {
             declared: Vec::new(),
             occurrences: Vec::new(),
             pending: leads::Pending::default(),
+            claims: BTreeMap::new(),
             cover,
             leads,
             w,
@@ -1586,7 +1590,8 @@ impl<P: Provider> Engine<P> {
             }
             self.holdings_read = true;
         }
-        for i in 0..self.states.len() {
+        // Higher priority first: a full pool's room goes to it first ([`pool`]).
+        for i in self.pass_order() {
             self.tick_workload(i, now, &mut st)?;
         }
         self.track_unmanaged(now, &mut st)?;
@@ -2122,6 +2127,9 @@ impl<P: Provider> Engine<P> {
         // And with each tier's max_instances less what the other workloads hold of it
         // ([`pool`]).
         let pooled = self.pooled_tiers(i, measured.as_ref().map_or(&self.tiers, |m| &m.0));
+        // And as they would be were lower-priority workloads' holdings free, should every
+        // tier the plan may use be full.
+        let claimable = self.claimable_tiers(i, measured.as_ref().map_or(&self.tiers, |m| &m.0));
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate: f64 = self
@@ -2535,11 +2543,34 @@ impl<P: Provider> Engine<P> {
         if let Some((_, said)) = &measured {
             plan.reason.push_str(&format!("; {said}"));
         }
-        // Where the others' share of a tier bound the plan, who holds it.
+        // Where the others' share of a tier capped the plan, who holds it.
         for x in pooled.iter().flat_map(|p| &p.1) {
-            if plan.target.get(&x.tier).copied().unwrap_or(0) >= x.room() {
+            if plan
+                .reason
+                .contains(&prescale_plan::capped_words(&x.tier, x.room()))
+            {
                 plan.reason.push_str(&format!("; {}", x.words()));
             }
+        }
+        // Every tier it may use full and need left uncovered: what it would hold were
+        // lower-priority workloads' holdings free, it claims from them.
+        s.claims.clear();
+        if let (Some((free, holders)), "max_instances") = (&claimable, plan.binding.as_str()) {
+            let more = prescale_plan::plan_dimensions(
+                w,
+                free,
+                &fc,
+                &others,
+                now,
+                self.interval_ms,
+                &floors,
+            );
+            let claims = pool::claims(&plan.target, &more.target);
+            if !claims.is_empty() {
+                plan.reason
+                    .push_str(&format!("; {}", pool::claim_words(&claims, holders)));
+            }
+            s.claims = claims;
         }
         if let Some((at, by)) = refreshed {
             plan.reason.push_str(&format!(

@@ -53,6 +53,13 @@ pub struct Fill {
     pub notes: Vec<String>,
 }
 
+/// What a plan says of a tier its `max_instances` (`max`) capped: a caller that lowered
+/// the maximum (the engine, to what the other workloads leave of a pool) finds the tiers
+/// that bound by it.
+pub fn capped_words(tier: &str, max: u32) -> String {
+    format!("{tier} capped at {max} instance(s) (max_instances)")
+}
+
 /// Fills an effective capacity `need` from `tiers` (already sorted cheapest first).
 pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
     let need = need.max(0.0);
@@ -72,10 +79,7 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
             (remaining / eff - 1e-9).ceil().max(0.0) as u32
         };
         if n > t.max_instances {
-            notes.push(format!(
-                "{} capped at {} instance(s) (max_instances)",
-                t.name, t.max_instances
-            ));
+            notes.push(capped_words(&t.name, t.max_instances));
             n = t.max_instances;
         }
         n = n.max(t.min_instances);

@@ -84,16 +84,69 @@ impl Shared {
     }
 }
 
+/// Per tier, who holds instances of it, with how many.
+pub(super) type Holders = BTreeMap<String, Vec<(String, u32)>>;
+
+/// What a plan claims of each tier from workloads of lower priority: what the plan made
+/// as if their holdings were free (`more`) asks beyond the plan acted on (`base`).
+pub(super) fn claims(
+    base: &BTreeMap<String, u32>,
+    more: &BTreeMap<String, u32>,
+) -> BTreeMap<String, u32> {
+    more.iter()
+        .filter_map(|(t, &n)| {
+            let extra = n.saturating_sub(base.get(t).copied().unwrap_or(0));
+            (extra > 0).then(|| (t.clone(), extra))
+        })
+        .collect()
+}
+
+/// A plan's words for its `claims`, with the lower-priority `holders` of each tier.
+pub(super) fn claim_words(claims: &BTreeMap<String, u32>, holders: &Holders) -> String {
+    let each: Vec<String> = claims
+        .iter()
+        .map(|(t, n)| {
+            let who: Vec<String> = holders
+                .get(t)
+                .into_iter()
+                .flatten()
+                .map(|(name, k)| format!("{name} {k}"))
+                .collect();
+            format!("{n} {t} ({})", who.join(", "))
+        })
+        .collect();
+    format!(
+        "every tier it may use is full: it claims {} from workloads of lower priority, which plan as if it held them and let them go after their scale-down delay",
+        each.join(", ")
+    )
+}
+
 impl<P: Provider> Engine<P> {
+    /// The workloads in the order a pass plans them: higher `priority` first, then as
+    /// configured.
+    pub(super) fn pass_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.states.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.states[i].w.priority));
+        order
+    }
+
     /// Who holds instances of `tier` (ready and pending), leaving workload `but` out:
     /// each workload by name, then each no longer managed as `NAME (unmanaged)`; those
-    /// holding none left out.
+    /// holding none left out. With `but`, workloads of higher priority than it count
+    /// their claims too (`NAME's claim`).
     fn holders(&self, tier: &str, but: Option<usize>) -> Vec<(String, u32)> {
+        let mine = but.map(|i| self.states[i].w.priority);
+        let claims = self.states.iter().filter_map(|s| {
+            let n = *s.claims.get(tier)?;
+            mine.is_some_and(|p| s.w.priority > p)
+                .then(|| (format!("{}'s claim", s.w.name), n))
+        });
         self.states
             .iter()
             .enumerate()
             .filter(|(j, _)| Some(*j) != but)
             .map(|(_, s)| (s.w.name.clone(), s.status.allocation.get(tier).total()))
+            .chain(claims)
             .chain(self.unmanaged.iter().map(|(name, u)| {
                 (
                     format!("{name} (unmanaged)"),
@@ -104,10 +157,41 @@ impl<P: Provider> Engine<P> {
             .collect()
     }
 
+    /// `tiers` as workload `i` would read them were what workloads of lower priority
+    /// hold free, and who those are per tier; `None` where they hold nothing.
+    pub(super) fn claimable_tiers(&self, i: usize, tiers: &[Tier]) -> Option<(Vec<Tier>, Holders)> {
+        let mine = self.states[i].w.priority;
+        let lower: Holders = tiers
+            .iter()
+            .filter_map(|t| {
+                let who: Vec<(String, u32)> = self
+                    .states
+                    .iter()
+                    .filter(|s| s.w.priority < mine)
+                    .map(|s| (s.w.name.clone(), s.status.allocation.get(&t.name).total()))
+                    .filter(|h| h.1 > 0)
+                    .collect();
+                (!who.is_empty()).then(|| (t.name.clone(), who))
+            })
+            .collect();
+        if lower.is_empty() {
+            return None;
+        }
+        let (mut out, _) = self
+            .pooled_tiers(i, tiers)
+            .unwrap_or_else(|| (tiers.to_vec(), Vec::new()));
+        for t in &mut out {
+            let free: u32 = lower.get(&t.name).into_iter().flatten().map(|h| h.1).sum();
+            t.max_instances += free;
+        }
+        Some((out, lower))
+    }
+
     /// `tiers` (the catalog as workload `i`'s pass reads it) with each tier's
     /// `max_instances` (and `min_instances`, which cannot pass it) lowered to the room
-    /// the other workloads and unmanaged capacity leave, and what they hold of each tier
-    /// so lowered; `None` where nobody else holds anything.
+    /// the other workloads (and the claims of those of higher priority) and unmanaged
+    /// capacity leave, and what they hold of each tier so lowered; `None` where nobody
+    /// else holds anything.
     pub(super) fn pooled_tiers(
         &self,
         i: usize,
@@ -270,6 +354,111 @@ mod tests {
         e.tick(40 * 60_000 + 1).unwrap();
         assert_eq!(errors(&store, "a"), Vec::<String>::new());
         assert_eq!(e.states[1].status.allocation.get("spot").total(), 10);
+    }
+
+    /// A batch job (priority 0) holding the whole high-performance pool of 10 and the
+    /// standard one of 4, and a critical service (high-performance only, `priority`)
+    /// idle until minute 60, then at 20 vCPU: the engine, and the minutes to tick.
+    fn critical_and_batch(dir: &std::path::Path, priority: i32) -> (Engine<SimCloud>, Store) {
+        let store = Store::open(dir, Durability::Buffered).unwrap();
+        let mut c = Config::default();
+        (c.tiers[0].max_instances, c.tiers[1].max_instances) = (0, 4);
+        c.tiers[2].max_instances = 10;
+        let base = c.workloads[0].clone();
+        let workload = |name: &str| {
+            let mut w = base.clone();
+            w.name = name.into();
+            w.demand = format!("{name}_cpu");
+            (w.model, w.seasonal_floor, w.min_instances) = ("naive".into(), false, 0);
+            w
+        };
+        let mut batch = workload("batch");
+        batch.tiers = vec!["standard".into(), "high-performance".into()];
+        let mut critical = workload("critical");
+        critical.latency_class = prescale_core::model::LatencyClass::Critical;
+        critical.priority = priority;
+        c.workloads = vec![batch, critical];
+        for name in ["batch", "critical"] {
+            let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
+            let at = |m: i64| match name {
+                "batch" => 60.0,
+                _ if m < 60 => 0.0,
+                _ => 20.0,
+            };
+            let samples: Vec<Sample> = (0..100)
+                .map(|m| Sample::new(m * 60_000, at(m)).unwrap())
+                .collect();
+            store.append(&key, &samples).unwrap();
+        }
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        (e, store)
+    }
+
+    #[test]
+    fn a_workload_of_higher_priority_takes_a_full_pool_from_lower_ones_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store) = critical_and_batch(dir.path(), 10);
+        let mut claimed = None;
+        for m in 30..95 {
+            e.tick(m * 60_000 + 1).unwrap();
+            let st = e.status_handle();
+            let st = st.read().unwrap();
+            // Never more than the pool holds, and nothing refused.
+            assert!(
+                st.pools["high-performance"].held <= 10,
+                "{m}: {:?}",
+                st.pools
+            );
+            let (c, b) = (&st.workloads["critical"], &st.workloads["batch"]);
+            let reason = &c.plan.as_ref().unwrap().reason;
+            if m < 60 {
+                assert_eq!(b.allocation.get("high-performance").total(), 10, "{m}");
+            } else if claimed.is_none() && reason.contains("it claims") {
+                assert!(
+                    reason.contains("every tier it may use is full: it claims 4 high-performance (batch 10) from workloads of lower priority"),
+                    "{reason}"
+                );
+                claimed = Some(m);
+            }
+            if claimed.is_some_and(|at| m == at + 1) {
+                let why = &b.plan.as_ref().unwrap().reason;
+                assert!(
+                    why.contains("the others hold 4 (critical's claim 4): room for 6 here"),
+                    "{why}"
+                );
+            }
+        }
+        assert_eq!(
+            claimed,
+            Some(60),
+            "at the pass that sees the rise in its step"
+        );
+        for name in ["critical", "batch"] {
+            assert_eq!(errors(&store, name), Vec::<String>::new(), "{name}");
+        }
+        // Batch let 4 go after its scale-down delay, and the service has them.
+        let st = e.status_handle();
+        let st = st.read().unwrap();
+        let (c, b) = (&st.workloads["critical"], &st.workloads["batch"]);
+        let taken = c.allocation.get("high-performance").ready;
+        assert!(taken >= 4 && c.ready_capacity >= 20.0, "{c:?}");
+        assert_eq!(b.allocation.get("high-performance").total(), 10 - taken);
+        let reason = &c.plan.as_ref().unwrap().reason;
+        assert!(!reason.contains("it claims"), "{reason}");
+        // Standard, which the service may not use, is not said to be shared with it.
+        assert!(!reason.contains("standard's max_instances"), "{reason}");
+        drop(st);
+        // Of equal priority, the service gets none of the pool.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _) = critical_and_batch(dir.path(), 0);
+        for m in 30..95 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        let c = st.read().unwrap().workloads["critical"].clone();
+        assert_eq!(c.allocation.get("high-performance").total(), 0, "{c:?}");
+        assert!(!c.plan.unwrap().reason.contains("it claims"));
     }
 
     #[test]
