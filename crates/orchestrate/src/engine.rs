@@ -2565,7 +2565,7 @@ impl<P: Provider> Engine<P> {
                 self.interval_ms,
                 &floors,
             );
-            let claims = pool::claims(&plan.target, &more.target);
+            let claims = pool::claims(&plan.target, &more.target, holders);
             if !claims.is_empty() {
                 plan.reason
                     .push_str(&format!("; {}", pool::claim_words(&claims, holders)));

@@ -9,8 +9,10 @@
 //! ("will retry at the next pass") and it stayed short, while the next tier it may use
 //! had room. So each workload's plan reads a tier's maximum less what the other
 //! workloads, and capacity no longer managed, hold of it (ready and pending), and fills
-//! the rest from its next tier, saying so. A workload never takes what another holds:
-//! whoever holds keeps, until its own plan lets it go.
+//! the rest from its next tier, saying so. Among workloads of equal `priority` none
+//! takes what another holds: whoever holds keeps, until its own plan lets it go. A pass
+//! plans higher priorities first, and one whose every tier is full claims what lower
+//! priorities hold there: they plan as if it held it, and let it go in turn.
 
 use std::collections::BTreeMap;
 
@@ -50,8 +52,8 @@ pub(super) struct Shared {
     pub tier: String,
     /// Its configured `max_instances`.
     pub max: u32,
-    /// Who holds the rest, with how many (the other workloads, then capacity no longer
-    /// managed), largest first.
+    /// Who holds the rest, with how many (the other workloads, the claims of those of
+    /// higher priority, capacity no longer managed), largest first.
     pub held: Vec<(String, u32)>,
 }
 
@@ -87,15 +89,22 @@ impl Shared {
 /// Per tier, who holds instances of it, with how many.
 pub(super) type Holders = BTreeMap<String, Vec<(String, u32)>>;
 
-/// What a plan claims of each tier from workloads of lower priority: what the plan made
-/// as if their holdings were free (`more`) asks beyond the plan acted on (`base`).
+/// What a plan claims of each tier from the workloads of lower priority that hold it
+/// (`holders`): what the plan made as if their holdings were free (`more`) asks beyond
+/// the plan acted on (`base`), at most what they hold.
 pub(super) fn claims(
     base: &BTreeMap<String, u32>,
     more: &BTreeMap<String, u32>,
+    holders: &Holders,
 ) -> BTreeMap<String, u32> {
-    more.iter()
-        .filter_map(|(t, &n)| {
-            let extra = n.saturating_sub(base.get(t).copied().unwrap_or(0));
+    holders
+        .iter()
+        .filter_map(|(t, who)| {
+            let held: u32 = who.iter().map(|h| h.1).sum();
+            let more = more.get(t).copied().unwrap_or(0);
+            let extra = more
+                .saturating_sub(base.get(t).copied().unwrap_or(0))
+                .min(held);
             (extra > 0).then(|| (t.clone(), extra))
         })
         .collect()
