@@ -2126,10 +2126,11 @@ impl<P: Provider> Engine<P> {
         let measured = self.measured_tiers();
         // And with each tier's max_instances less what the other workloads hold of it
         // ([`pool`]).
-        let pooled = self.pooled_tiers(i, measured.as_ref().map_or(&self.tiers, |m| &m.0));
+        let read = measured.as_ref().map_or(&self.tiers, |m| &m.0);
+        let pooled = self.pooled_tiers(i, read);
         // And as they would be were lower-priority workloads' holdings free, should every
         // tier the plan may use be full.
-        let claimable = self.claimable_tiers(i, measured.as_ref().map_or(&self.tiers, |m| &m.0));
+        let claimable = self.claimable_tiers(i, pooled.as_ref().map_or(read, |p| &p.0));
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate: f64 = self
@@ -2532,11 +2533,9 @@ impl<P: Provider> Engine<P> {
                     .map(|(_, f)| (*f).clone()),
             })
             .collect();
-        let tiers = match (&pooled, &measured) {
-            (Some(p), _) => &p.0,
-            (None, Some(m)) => &m.0,
-            (None, None) => &self.tiers,
-        };
+        let tiers = pooled
+            .as_ref()
+            .map_or(measured.as_ref().map_or(&self.tiers, |m| &m.0), |p| &p.0);
         let mut plan =
             prescale_plan::plan_dimensions(w, tiers, &fc, &others, now, self.interval_ms, &floors);
         plan.steps = prescale_plan::plan_steps(w, tiers, &fc);

@@ -166,11 +166,16 @@ impl<P: Provider> Engine<P> {
             .collect()
     }
 
-    /// `tiers` as workload `i` would read them were what workloads of lower priority
-    /// hold free, and who those are per tier; `None` where they hold nothing.
-    pub(super) fn claimable_tiers(&self, i: usize, tiers: &[Tier]) -> Option<(Vec<Tier>, Holders)> {
+    /// `pooled` (the tiers as workload `i`'s plan reads them, [`Engine::pooled_tiers`])
+    /// as they would be were what workloads of lower priority hold free, and who those
+    /// are per tier; `None` where they hold nothing.
+    pub(super) fn claimable_tiers(
+        &self,
+        i: usize,
+        pooled: &[Tier],
+    ) -> Option<(Vec<Tier>, Holders)> {
         let mine = self.states[i].w.priority;
-        let lower: Holders = tiers
+        let lower: Holders = pooled
             .iter()
             .filter_map(|t| {
                 let who: Vec<(String, u32)> = self
@@ -186,9 +191,7 @@ impl<P: Provider> Engine<P> {
         if lower.is_empty() {
             return None;
         }
-        let (mut out, _) = self
-            .pooled_tiers(i, tiers)
-            .unwrap_or_else(|| (tiers.to_vec(), Vec::new()));
+        let mut out = pooled.to_vec();
         for t in &mut out {
             let free: u32 = lower.get(&t.name).into_iter().flatten().map(|h| h.1).sum();
             t.max_instances += free;
