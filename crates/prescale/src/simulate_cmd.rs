@@ -203,8 +203,29 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         }
         (None, Some(path)) => {
             let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
-            Scenario::from_config(&cfg, a.workload.as_deref())
-                .map_err(|e| format!("{}: {e}", path.display()))?
+            let s = Scenario::from_config(&cfg, a.workload.as_deref())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            // The daemon plans each tier as one pool over every workload; a replay has
+            // this one alone in it.
+            let shared: Vec<&str> = cfg
+                .tiers
+                .iter()
+                .filter(|t| t.serves(&s.workload))
+                .filter(|t| {
+                    cfg.workloads
+                        .iter()
+                        .any(|o| o.name != s.workload.name && t.serves(o))
+                })
+                .map(|t| t.name.as_str())
+                .collect();
+            if !shared.is_empty() {
+                eprintln!(
+                    "note: {} replayed alone in its tiers: the daemon shares {} with the configuration's other workloads (each tier's max_instances over all of them), which this replay does not count",
+                    s.workload.name,
+                    shared.join(", ")
+                );
+            }
+            s
         }
         (None, None) => unreachable!("clap requires --scenario or --config"),
     };

@@ -718,14 +718,21 @@ fn the_daemons_own_configuration_stands_in_for_a_scenario() {
         args.extend_from_slice(extra);
         prescale(&args)
     };
-    let r = parsed(run(&[
+    let out = run(&[
         "--workload",
         "db",
         "--policy",
         "reactive",
         "--format",
         "json",
-    ]));
+    ]);
+    // The daemon would plan db's tier as one pool with web's: the replay has db alone.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: db replayed alone in its tiers: the daemon shares general with the configuration's other workloads"),
+        "{err}"
+    );
+    let r = parsed(out);
     let tiers: Vec<&String> = r["cost_per_tier"].as_object().unwrap().keys().collect();
     assert_eq!(tiers, ["general"], "{r}");
     assert!(r["cost_total"].as_f64().unwrap() > 0.0, "{r}");
