@@ -1268,6 +1268,36 @@ impl Config {
                 }
             }
         }
+        // A tier's max_instances bounds it over every workload: the workloads that may
+        // use only some tiers must fit their min_instances in them together.
+        let mut said = std::collections::BTreeSet::new();
+        for w in &self.workloads {
+            let only: Vec<&Tier> = self.tiers.iter().filter(|t| t.serves(w)).collect();
+            let names: Vec<&str> = only.iter().map(|t| t.name.as_str()).collect();
+            let within: Vec<&Workload> = self
+                .workloads
+                .iter()
+                .filter(|o| {
+                    self.tiers
+                        .iter()
+                        .filter(|t| t.serves(o))
+                        .all(|t| names.contains(&t.name.as_str()))
+                })
+                .collect();
+            let least: u64 = within.iter().map(|o| u64::from(o.min_instances)).sum();
+            let most: u64 = only.iter().map(|t| u64::from(t.max_instances)).sum();
+            if within.len() > 1 && least > most && said.insert(names.clone()) {
+                let who: Vec<String> = within
+                    .iter()
+                    .map(|o| format!("{} {}", o.name, o.min_instances))
+                    .collect();
+                out.push(format!(
+                    "workloads {} keep {least} instances at least (min_instances) on tiers {} that hold at most {most} over every workload (max_instances): the lower priorities, or those planned later, run fewer",
+                    who.join(", "),
+                    names.join(", ")
+                ));
+            }
+        }
         out
     }
 
@@ -3235,6 +3265,28 @@ mod tests {
             "{said:?}"
         );
         assert!(budget("0.4").is_empty());
+        // Two critical services whose minimums do not fit the high-performance pool
+        // together (each alone would): said once.
+        let mut c = Config::default();
+        c.tiers[2].max_instances = 5;
+        let mut w = c.workloads[0].clone();
+        w.latency_class = crate::model::LatencyClass::Critical;
+        w.min_instances = 3;
+        let mut v = w.clone();
+        (w.name, v.name) = ("pay".into(), "auth".into());
+        c.workloads = vec![w, v];
+        let text = toml::to_string(&c).unwrap();
+        let said = Config::parse(&text, "c.toml").unwrap().cautions(0);
+        assert_eq!(
+            said,
+            ["workloads pay 3, auth 3 keep 6 instances at least (min_instances) on tiers high-performance that hold at most 5 over every workload (max_instances): the lower priorities, or those planned later, run fewer"]
+        );
+        c.tiers[2].max_instances = 6;
+        let text = toml::to_string(&c).unwrap();
+        assert!(Config::parse(&text, "c.toml")
+            .unwrap()
+            .cautions(0)
+            .is_empty());
     }
 
     #[test]
