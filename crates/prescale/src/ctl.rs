@@ -651,7 +651,9 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
             p["held"].as_u64().unwrap_or(0),
             p["max_instances"].as_u64().unwrap_or(0),
         );
-        if held >= max || a.wide {
+        // A tier with a maximum of 0 is turned off, not full.
+        let full = max > 0 && held >= max;
+        if full || a.wide {
             let by: Vec<String> = p["by"]
                 .as_object()
                 .into_iter()
@@ -665,7 +667,7 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
                 } else {
                     format!(" ({})", by.join(", "))
                 },
-                if held >= max {
+                if full {
                     ": full, so plans fill the rest from their next tiers"
                 } else {
                     ""

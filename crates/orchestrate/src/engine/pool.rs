@@ -39,9 +39,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Whether no workload has room left in it.
+    /// Whether no workload has room left in it (a tier with a maximum of 0, turned
+    /// off, is not full).
     pub fn full(&self) -> bool {
-        self.held >= self.max_instances
+        self.max_instances > 0 && self.held >= self.max_instances
     }
 }
 
@@ -502,6 +503,12 @@ mod tests {
         let standard = &st.pools["standard"];
         assert_eq!(standard.held, b.allocation.get("standard").total());
         assert!(!standard.full() && standard.max_instances == 50);
+        // A tier turned off (a maximum of 0) is not full.
+        let off = crate::engine::Pool {
+            max_instances: 0,
+            ..Default::default()
+        };
+        assert!(!off.full());
         // Both are served: the one that found the pool taken filled the rest on standard.
         for w in [a, b] {
             assert!(w.ready_capacity >= 30.0, "{w:?}");
