@@ -149,14 +149,21 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
             }
         }
         if short > 0 {
-            notes.push(format!(
-                "{} instance(s) short of the workload's min_instances = {}: {}",
-                short,
-                w.min_instances,
-                match w.budget_per_hour {
-                    Some(b) => format!("the ${b:.2}/h budget buys no more"),
-                    None => "its tiers are at their max_instances".into(),
+            // What stopped it: a tier with room that the budget could not pay for, or
+            // every tier at its maximum (which then decided the plan).
+            let room = tiers.iter().any(|t| instances[&t.name] < t.max_instances);
+            let why = match w.budget_per_hour {
+                Some(b) if room => format!("the ${b:.2}/h budget buys no more"),
+                _ => {
+                    if matches!(binding, "sla" | "min_instances") {
+                        binding = "max_instances";
+                    }
+                    "its tiers are at their max_instances".into()
                 }
+            };
+            notes.push(format!(
+                "{} instance(s) short of the workload's min_instances = {}: {why}",
+                short, w.min_instances,
             ));
         }
     }
@@ -2117,6 +2124,20 @@ mod tests {
         }
         assert_eq!(p.binding, "max_instances");
         assert!(p.reason.contains("uncovered"), "{}", p.reason);
+        // A floor of instances the tiers cannot hold: the maxima decided the plan too.
+        let mut w = w;
+        w.min_instances = 8;
+        let quiet = plan(&w, &tiers, &flat_forecast(vec![0.0, 0.0], 30), 0, 60_000);
+        assert_eq!(quiet.binding, "max_instances", "{}", quiet.reason);
+        assert!(
+            quiet.reason.contains("2 instance(s) short of the workload's min_instances = 8: its tiers are at their max_instances"),
+            "{}",
+            quiet.reason
+        );
+        // With a budget that could pay for more, the maxima still stopped it.
+        w.budget_per_hour = Some(100.0);
+        let paid = plan(&w, &tiers, &flat_forecast(vec![0.0, 0.0], 30), 0, 60_000);
+        assert_eq!(paid.binding, "max_instances", "{}", paid.reason);
     }
 
     #[test]

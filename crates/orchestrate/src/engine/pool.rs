@@ -372,7 +372,11 @@ mod tests {
     /// A batch job (priority 0) holding the whole high-performance pool of 10 and the
     /// standard one of 4, and a critical service (high-performance only, `priority`)
     /// idle until minute 60, then at 20 vCPU: the engine, and the minutes to tick.
-    fn critical_and_batch(dir: &std::path::Path, priority: i32) -> (Engine<SimCloud>, Store) {
+    fn critical_and_batch(
+        dir: &std::path::Path,
+        priority: i32,
+        min_instances: u32,
+    ) -> (Engine<SimCloud>, Store) {
         let store = Store::open(dir, Durability::Buffered).unwrap();
         let mut c = Config::default();
         (c.tiers[0].max_instances, c.tiers[1].max_instances) = (0, 4);
@@ -389,7 +393,7 @@ mod tests {
         batch.tiers = vec!["standard".into(), "high-performance".into()];
         let mut critical = workload("critical");
         critical.latency_class = prescale_core::model::LatencyClass::Critical;
-        critical.priority = priority;
+        (critical.priority, critical.min_instances) = (priority, min_instances);
         c.workloads = vec![batch, critical];
         for name in ["batch", "critical"] {
             let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
@@ -411,7 +415,7 @@ mod tests {
     #[test]
     fn a_workload_of_higher_priority_takes_a_full_pool_from_lower_ones_in_turn() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut e, store) = critical_and_batch(dir.path(), 10);
+        let (mut e, store) = critical_and_batch(dir.path(), 10, 0);
         let mut claimed = None;
         for m in 30..95 {
             e.tick(m * 60_000 + 1).unwrap();
@@ -464,7 +468,7 @@ mod tests {
         drop(st);
         // Of equal priority, the service gets none of the pool.
         let dir = tempfile::tempdir().unwrap();
-        let (mut e, _) = critical_and_batch(dir.path(), 0);
+        let (mut e, _) = critical_and_batch(dir.path(), 0, 0);
         for m in 30..95 {
             e.tick(m * 60_000 + 1).unwrap();
         }
@@ -472,6 +476,41 @@ mod tests {
         let c = st.read().unwrap().workloads["critical"].clone();
         assert_eq!(c.allocation.get("high-performance").total(), 0, "{c:?}");
         assert!(!c.plan.unwrap().reason.contains("it claims"));
+    }
+
+    #[test]
+    fn a_minimum_a_full_pool_cannot_hold_is_claimed_too() {
+        // Idle, the service keeps two instances (min_instances) of a pool batch holds
+        // when prescale starts.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store) = critical_and_batch(dir.path(), 10, 2);
+        let held = prescale_core::Action {
+            key: "before".into(),
+            workload: "batch".into(),
+            tier: "high-performance".into(),
+            kind: prescale_core::ActionKind::Provision,
+            count: 10,
+            at: 0,
+        };
+        e.provider.apply(&held, 0).unwrap();
+        e.tick(30 * 60_000 + 1).unwrap();
+        let st = e.status_handle();
+        let reason = st.read().unwrap().workloads["critical"]
+            .plan
+            .clone()
+            .unwrap()
+            .reason;
+        assert!(
+            reason.contains("2 instance(s) short of the workload's min_instances = 2: its tiers are at their max_instances")
+                && reason.contains("it claims 2 high-performance (batch 10)"),
+            "{reason}"
+        );
+        for m in 31..50 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let c = st.read().unwrap().workloads["critical"].clone();
+        assert_eq!(c.allocation.get("high-performance").ready, 2, "{c:?}");
+        assert_eq!(errors(&store, "critical"), Vec::<String>::new());
     }
 
     #[test]
