@@ -257,7 +257,7 @@ impl<P: Provider> Engine<P> {
 #[cfg(test)]
 mod tests {
     use prescale_core::config::Config;
-    use prescale_core::{DecisionKind, Sample, SeriesKey};
+    use prescale_core::{Action, ActionKind, DecisionKind, Sample, SeriesKey};
     use prescale_store::{Durability, Store};
 
     use crate::engine::Engine;
@@ -290,6 +290,19 @@ mod tests {
         (c, store)
     }
 
+    /// What another prescale (or one before a restart) did: `kind` 10 instances of
+    /// `tier` for `workload`.
+    fn done_before(kind: ActionKind, workload: &str, tier: &str) -> Action {
+        Action {
+            key: format!("before: {kind:?} {workload} {tier}"),
+            workload: workload.into(),
+            tier: tier.into(),
+            kind,
+            count: 10,
+            at: 0,
+        }
+    }
+
     /// The decisions of workload `name` that were errors.
     fn errors(store: &Store, name: &str) -> Vec<String> {
         store
@@ -308,15 +321,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, store) = two_services(dir.path());
         let mut sim = SimCloud::new(&c.tiers, 1);
-        let held = prescale_core::Action {
-            key: "before".into(),
-            workload: "b".into(),
-            tier: "spot".into(),
-            kind: prescale_core::ActionKind::Provision,
-            count: 10,
-            at: 0,
-        };
-        sim.apply(&held, 0).unwrap();
+        sim.apply(&done_before(ActionKind::Provision, "b", "spot"), 0)
+            .unwrap();
         let mut e = Engine::from_config(&c, 0, store.clone(), sim);
         e.set_inline_training();
         e.tick(30 * 60_000 + 1).unwrap();
@@ -343,26 +349,10 @@ mod tests {
         e.set_inline_training();
         e.tick(30 * 60_000 + 1).unwrap();
         assert_eq!(e.states[0].status.allocation.get("spot").total(), 10);
-        let moved = |kind, workload: &str| prescale_core::Action {
-            key: format!("other replica {workload}"),
-            workload: workload.into(),
-            tier: "spot".into(),
-            kind,
-            count: 10,
-            at: 31 * 60_000,
-        };
-        e.provider
-            .apply(
-                &moved(prescale_core::ActionKind::Deprovision, "a"),
-                31 * 60_000,
-            )
-            .unwrap();
-        e.provider
-            .apply(
-                &moved(prescale_core::ActionKind::Provision, "b"),
-                31 * 60_000,
-            )
-            .unwrap();
+        for (kind, workload) in [(ActionKind::Deprovision, "a"), (ActionKind::Provision, "b")] {
+            let moved = done_before(kind, workload, "spot");
+            e.provider.apply(&moved, 31 * 60_000).unwrap();
+        }
         e.forget_holdings();
         e.tick(40 * 60_000 + 1).unwrap();
         assert_eq!(errors(&store, "a"), Vec::<String>::new());
@@ -484,14 +474,7 @@ mod tests {
         // when prescale starts.
         let dir = tempfile::tempdir().unwrap();
         let (mut e, store) = critical_and_batch(dir.path(), 10, 2);
-        let held = prescale_core::Action {
-            key: "before".into(),
-            workload: "batch".into(),
-            tier: "high-performance".into(),
-            kind: prescale_core::ActionKind::Provision,
-            count: 10,
-            at: 0,
-        };
+        let held = done_before(ActionKind::Provision, "batch", "high-performance");
         e.provider.apply(&held, 0).unwrap();
         e.tick(30 * 60_000 + 1).unwrap();
         let st = e.status_handle();
