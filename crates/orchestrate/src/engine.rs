@@ -197,6 +197,10 @@ pub struct WorkloadStatus {
     /// The names of those of `events` declared through the API.
     #[serde(default)]
     pub declared: Vec<String>,
+    /// Instances per tier its last plan claimed from workloads of lower priority, every
+    /// tier it may use being full ([`pool`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, u32>,
 }
 
 impl WorkloadStatus {
@@ -386,9 +390,6 @@ struct WState {
     occurrences: Vec<prescale_core::PlannedEvent>,
     /// When each instance the workload holds pending was first seen so ([`leads`]).
     pending: leads::Pending,
-    /// Instances per tier its last plan claimed from workloads of lower priority, every
-    /// tier it may use being full ([`pool`]).
-    claims: BTreeMap<String, u32>,
 }
 
 impl WState {
@@ -450,7 +451,6 @@ impl WState {
             declared: Vec::new(),
             occurrences: Vec::new(),
             pending: leads::Pending::default(),
-            claims: BTreeMap::new(),
             cover,
             leads,
             w,
@@ -2553,7 +2553,7 @@ impl<P: Provider> Engine<P> {
         }
         // Every tier it may use full and need left uncovered: what it would hold were
         // lower-priority workloads' holdings free, it claims from them.
-        s.claims.clear();
+        s.status.claims.clear();
         if let (Some((free, holders)), "max_instances") = (&claimable, plan.binding.as_str()) {
             let more = prescale_plan::plan_dimensions(
                 w,
@@ -2569,7 +2569,7 @@ impl<P: Provider> Engine<P> {
                 plan.reason
                     .push_str(&format!("; {}", pool::claim_words(&claims, holders)));
             }
-            s.claims = claims;
+            s.status.claims = claims;
         }
         if let Some((at, by)) = refreshed {
             plan.reason.push_str(&format!(

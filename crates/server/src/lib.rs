@@ -1089,6 +1089,10 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 "model_version": w.model.as_ref().map(|m| m.version),
                 "plan_reason": w.plan.as_ref().map(|p| p.reason.clone()),
                 "paused": w.paused,
+                // Which a full pool serves first, and what its plan claims of lower
+                // priorities' holdings (a tier is a pool shared by every workload).
+                "priority": cfg.priority,
+                "claims": w.claims,
                 "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
                 "last_error": w.last_error,
             })

@@ -4357,4 +4357,11 @@ async fn each_tiers_pool_is_listed_and_exported() {
         }
     }
     assert!(held_somewhere > 0, "{text}");
+    // Each workload's priority and claims on lower priorities' holdings: none here.
+    let host = &v["data"]["workloads"][0];
+    assert_eq!(
+        (&host["priority"], &host["claims"]),
+        (&json!(0), &json!({})),
+        "{host}"
+    );
 }

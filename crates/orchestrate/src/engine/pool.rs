@@ -147,7 +147,7 @@ impl<P: Provider> Engine<P> {
     fn holders(&self, tier: &str, but: Option<usize>) -> Vec<(String, u32)> {
         let mine = but.map(|i| self.states[i].w.priority);
         let claims = self.states.iter().filter_map(|s| {
-            let n = *s.claims.get(tier)?;
+            let n = *s.status.claims.get(tier)?;
             mine.is_some_and(|p| s.w.priority > p)
                 .then(|| (format!("{}'s claim", s.w.name), n))
         });
@@ -433,6 +433,11 @@ mod tests {
                 assert!(
                     why.contains("the others hold 4 (critical's claim 4): room for 6 here"),
                     "{why}"
+                );
+                // The claim is in the service's status (the API's workload list).
+                assert_eq!(
+                    st.workloads["critical"].claims,
+                    [("high-performance".to_string(), 4)].into()
                 );
             }
         }
