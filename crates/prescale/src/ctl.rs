@@ -651,8 +651,7 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
             p["held"].as_u64().unwrap_or(0),
             p["max_instances"].as_u64().unwrap_or(0),
         );
-        // A tier with a maximum of 0 is turned off, not full.
-        let full = max > 0 && held >= max;
+        let full = p["full"].as_bool() == Some(true);
         if full || a.wide {
             let by: Vec<String> = p["by"]
                 .as_object()

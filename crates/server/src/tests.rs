@@ -4346,6 +4346,7 @@ async fn each_tiers_pool_is_listed_and_exported() {
         held_somewhere += held;
         assert_eq!(p["held"], held, "{}: {p}", t.name);
         assert_eq!(p["max_instances"], t.max_instances, "{}: {p}", t.name);
+        assert_eq!(p["full"], false, "{}: {p}", t.name);
         for line in [
             format!("prescale_tier_instances{{tier=\"{}\"}} {held}", t.name),
             format!(

@@ -36,14 +36,10 @@ pub struct Pool {
     /// Who holds them: each workload holding any, and each workload no longer managed as
     /// `NAME (unmanaged)`.
     pub by: BTreeMap<String, u32>,
-}
-
-impl Pool {
     /// Whether no workload has room left in it (a tier with a maximum of 0, turned
-    /// off, is not full).
-    pub fn full(&self) -> bool {
-        self.max_instances > 0 && self.held >= self.max_instances
-    }
+    /// off, is not full): judged here once, for the status, the dashboard and the
+    /// command line alike.
+    pub full: bool,
 }
 
 /// What others hold of one tier whose room for a workload is below its maximum.
@@ -243,10 +239,12 @@ impl<P: Provider> Engine<P> {
             .iter()
             .map(|t| {
                 let by: BTreeMap<String, u32> = self.holders(&t.name, None).into_iter().collect();
+                let held = by.values().sum();
                 let pool = Pool {
                     max_instances: t.max_instances,
-                    held: by.values().sum(),
+                    held,
                     by,
+                    full: t.max_instances > 0 && held >= t.max_instances,
                 };
                 (t.name.clone(), pool)
             })
@@ -417,6 +415,8 @@ mod tests {
                 "{m}: {:?}",
                 st.pools
             );
+            // Spot, turned off here (a maximum of 0), holds nothing and is not full.
+            assert!(!st.pools["spot"].full && st.pools["spot"].held == 0);
             let (c, b) = (&st.workloads["critical"], &st.workloads["batch"]);
             let reason = &c.plan.as_ref().unwrap().reason;
             if m < 60 {
@@ -522,20 +522,14 @@ mod tests {
         // The status has each tier as a pool: the spot one full, held by the first.
         let pool = &st.pools["spot"];
         assert_eq!(
-            (pool.max_instances, pool.held, pool.full()),
+            (pool.max_instances, pool.held, pool.full),
             (10, 10, true),
             "{pool:?}"
         );
         assert_eq!(pool.by, [("a".to_string(), 10)].into());
         let standard = &st.pools["standard"];
         assert_eq!(standard.held, b.allocation.get("standard").total());
-        assert!(!standard.full() && standard.max_instances == 50);
-        // A tier turned off (a maximum of 0) is not full.
-        let off = crate::engine::Pool {
-            max_instances: 0,
-            ..Default::default()
-        };
-        assert!(!off.full());
+        assert!(!standard.full && standard.max_instances == 50);
         // Both are served: the one that found the pool taken filled the rest on standard.
         for w in [a, b] {
             assert!(w.ready_capacity >= 30.0, "{w:?}");
