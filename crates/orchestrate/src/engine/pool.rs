@@ -288,6 +288,13 @@ mod tests {
         (c, store)
     }
 
+    /// An engine over `c` and `store` on `sim`, training inline.
+    fn engine(c: &Config, store: &Store, sim: SimCloud) -> Engine<SimCloud> {
+        let mut e = Engine::from_config(c, 0, store.clone(), sim);
+        e.set_inline_training();
+        e
+    }
+
     /// What another prescale (or one before a restart) did: `kind` 10 instances of
     /// `tier` for `workload`.
     fn done_before(kind: ActionKind, workload: &str, tier: &str) -> Action {
@@ -321,8 +328,7 @@ mod tests {
         let mut sim = SimCloud::new(&c.tiers, 1);
         sim.apply(&done_before(ActionKind::Provision, "b", "spot"), 0)
             .unwrap();
-        let mut e = Engine::from_config(&c, 0, store.clone(), sim);
-        e.set_inline_training();
+        let mut e = engine(&c, &store, sim);
         e.tick(30 * 60_000 + 1).unwrap();
         assert_eq!(errors(&store, "a"), Vec::<String>::new());
         let st = e.status_handle();
@@ -343,8 +349,7 @@ mod tests {
         // moved it to b; taking the lease back, a is planned first again.
         let dir = tempfile::tempdir().unwrap();
         let (c, store) = two_services(dir.path());
-        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
-        e.set_inline_training();
+        let mut e = engine(&c, &store, SimCloud::new(&c.tiers, 1));
         e.tick(30 * 60_000 + 1).unwrap();
         assert_eq!(e.states[0].status.allocation.get("spot").total(), 10);
         for (kind, workload) in [(ActionKind::Deprovision, "a"), (ActionKind::Provision, "b")] {
@@ -395,9 +400,7 @@ mod tests {
                 .collect();
             store.append(&key, &samples).unwrap();
         }
-        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
-        e.set_inline_training();
-        (e, store)
+        (engine(&c, &store, SimCloud::new(&c.tiers, 1)), store)
     }
 
     #[test]
@@ -505,8 +508,7 @@ mod tests {
     fn workloads_sharing_a_tier_plan_within_what_the_others_leave() {
         let dir = tempfile::tempdir().unwrap();
         let (c, store) = two_services(dir.path());
-        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
-        e.set_inline_training();
+        let mut e = engine(&c, &store, SimCloud::new(&c.tiers, 1));
         for m in 30..60 {
             e.tick(m * 60_000 + 1).unwrap();
         }
