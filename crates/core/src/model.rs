@@ -407,7 +407,8 @@ pub struct Workload {
     /// Which workload a full pool serves first (higher first; 0 by default). A workload
     /// whose plan leaves need uncovered because every tier it may use is full claims
     /// the instances workloads of lower priority hold there: they plan as if it held
-    /// them, move to their next tiers and let them go after their scale-down delay.
+    /// them, move to their next tiers and let them go once those serve (after their
+    /// scale-down delay at the latest).
     /// Workloads of equal priority never take from each other.
     #[serde(default)]
     pub priority: i32,

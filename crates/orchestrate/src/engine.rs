@@ -2635,6 +2635,21 @@ impl<P: Provider> Engine<P> {
                 l.peak
             ));
         }
+        // Instances workloads of higher priority claim go as soon as what replaces them
+        // is ready, before the scale-down delay and the shrink limit would let them go
+        // (an operator's pause, below, still keeps them).
+        if let Some((_, shared)) = &pooled {
+            let given = pool::give_way(shared, &plan.target, &s.status.allocation, &mut desired);
+            for (t, _, _) in &given {
+                let keep = desired.get(t).copied().unwrap_or(0);
+                s.stabilizer.cap(t, keep);
+                target.insert(t.clone(), keep);
+            }
+            if !given.is_empty() {
+                plan.reason
+                    .push_str(&format!("; {}", pool::gave_way_words(&given)));
+            }
+        }
         // An operator's pause keeps what it holds back as it is.
         // Its hold is logged again only when what it keeps, or which way the plan
         // wants to move from it, changes: not at every pass of a plan that wavers.

@@ -30,6 +30,17 @@ impl Stabilizer {
         self.window_ms = window_ms;
     }
 
+    /// Lowers what the window recorded for `tier` to at most `n`: instances given up
+    /// before the window ran out (to a claim of a workload of higher priority) are not
+    /// wanted back by the targets recorded before.
+    pub fn cap(&mut self, tier: &str, n: u32) {
+        for (_, past) in &mut self.history {
+            if let Some(k) = past.get_mut(tier) {
+                *k = (*k).min(n);
+            }
+        }
+    }
+
     /// Records `target` at `now` and returns the stabilised desired counts.
     pub fn desired(
         &mut self,

@@ -12,11 +12,12 @@
 //! the rest from its next tier, saying so. Among workloads of equal `priority` none
 //! takes what another holds: whoever holds keeps, until its own plan lets it go. A pass
 //! plans higher priorities first, and one whose every tier is full claims what lower
-//! priorities hold there: they plan as if it held it, and let it go in turn.
+//! priorities hold there: they plan as if it held it, and let it go as soon as the
+//! rest of their plans serves (after their scale-down delay at the latest).
 
 use std::collections::BTreeMap;
 
-use prescale_core::Tier;
+use prescale_core::{Allocation, Tier};
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
@@ -52,6 +53,9 @@ pub(super) struct Shared {
     /// Who holds the rest, with how many (the other workloads, the claims of those of
     /// higher priority, capacity no longer managed), largest first.
     pub held: Vec<(String, u32)>,
+    /// The workloads of higher priority that claim instances of it, with how many (also
+    /// in `held`, as `NAME's claim`).
+    pub claimants: Vec<(String, u32)>,
 }
 
 impl Shared {
@@ -81,6 +85,61 @@ impl Shared {
             self.room()
         )
     }
+}
+
+/// Where workload `held` holds more of a tier than the room `shared` leaves it because
+/// workloads of higher priority claim some, and every other tier of its plan (`target`)
+/// is ready, lowers `desired` to that room: the capacity replacing the claimed instances
+/// serves, so they go at once rather than after the scale-down delay or the shrink
+/// limit, which would keep them from the claimant that long (make before break: until
+/// then they are kept, at most for the scale-down delay, as before). Per tier let go,
+/// how many and to whom.
+pub(super) fn give_way(
+    shared: &[Shared],
+    target: &BTreeMap<String, u32>,
+    held: &Allocation,
+    desired: &mut BTreeMap<String, u32>,
+) -> Vec<(String, u32, String)> {
+    let claimed = |t: &str| {
+        shared
+            .iter()
+            .any(|x| x.tier == t && !x.claimants.is_empty())
+    };
+    let replaced = target
+        .iter()
+        .filter(|(t, _)| !claimed(t))
+        .all(|(t, &n)| held.get(t).ready >= n);
+    if !replaced {
+        return Vec::new();
+    }
+    shared
+        .iter()
+        .filter(|x| !x.claimants.is_empty())
+        .filter_map(|x| {
+            let want = desired.get_mut(&x.tier)?;
+            let before = *want;
+            *want = before.min(x.room());
+            let go = before.min(held.get(&x.tier).total()).saturating_sub(*want);
+            let who: Vec<String> = x
+                .claimants
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            (go > 0).then(|| (x.tier.clone(), go, who.join(", ")))
+        })
+        .collect()
+}
+
+/// A plan's words for what [`give_way`] let go.
+pub(super) fn gave_way_words(given: &[(String, u32, String)]) -> String {
+    let each: Vec<String> = given
+        .iter()
+        .map(|(t, n, who)| format!("{n} {t} let go to the claims of {who}"))
+        .collect();
+    format!(
+        "gives way to workloads of higher priority: {} now that the rest of its plan is ready, before its scale-down delay",
+        each.join(", ")
+    )
 }
 
 /// Per tier, who holds instances of it, with how many.
@@ -122,7 +181,7 @@ pub(super) fn claim_words(claims: &BTreeMap<String, u32>, holders: &Holders) -> 
         })
         .collect();
     format!(
-        "every tier it may use is full: it claims {} from workloads of lower priority, which plan as if it held them and let them go after their scale-down delay",
+        "every tier it may use is full: it claims {} from workloads of lower priority, which plan as if it held them and let them go once the rest of their plans is ready (after their scale-down delay at the latest)",
         each.join(", ")
     )
 }
@@ -136,17 +195,28 @@ impl<P: Provider> Engine<P> {
         order
     }
 
+    /// The workloads of higher priority than workload `i` that claim instances of
+    /// `tier`, with how many.
+    fn claimants(&self, tier: &str, i: usize) -> Vec<(String, u32)> {
+        let mine = self.states[i].w.priority;
+        self.states
+            .iter()
+            .filter(|s| s.w.priority > mine)
+            .filter_map(|s| Some((s.w.name.clone(), *s.status.claims.get(tier)?)))
+            .filter(|c| c.1 > 0)
+            .collect()
+    }
+
     /// Who holds instances of `tier` (ready and pending), leaving workload `but` out:
     /// each workload by name, then each no longer managed as `NAME (unmanaged)`; those
     /// holding none left out. With `but`, workloads of higher priority than it count
     /// their claims too (`NAME's claim`).
     fn holders(&self, tier: &str, but: Option<usize>) -> Vec<(String, u32)> {
-        let mine = but.map(|i| self.states[i].w.priority);
-        let claims = self.states.iter().filter_map(|s| {
-            let n = *s.status.claims.get(tier)?;
-            mine.is_some_and(|p| s.w.priority > p)
-                .then(|| (format!("{}'s claim", s.w.name), n))
-        });
+        let claims = but
+            .map(|i| self.claimants(tier, i))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, n)| (format!("{name}'s claim"), n));
         self.states
             .iter()
             .enumerate()
@@ -218,6 +288,7 @@ impl<P: Provider> Engine<P> {
                 tier: t.name.clone(),
                 max: t.max_instances,
                 held,
+                claimants: self.claimants(&t.name, i),
             };
             t.max_instances = s.room();
             t.min_instances = t.min_instances.min(t.max_instances);
@@ -382,8 +453,11 @@ mod tests {
             (w.model, w.seasonal_floor, w.min_instances) = ("naive".into(), false, 0);
             w
         };
+        // It keeps capacity half an hour after its plan lets it go (a stateful
+        // workload's default).
         let mut batch = workload("batch");
         batch.tiers = vec!["standard".into(), "high-performance".into()];
+        batch.scale_down_delay_s = 1800;
         let mut critical = workload("critical");
         critical.latency_class = prescale_core::model::LatencyClass::Critical;
         (critical.priority, critical.min_instances) = (priority, min_instances);
@@ -407,7 +481,7 @@ mod tests {
     fn a_workload_of_higher_priority_takes_a_full_pool_from_lower_ones_in_turn() {
         let dir = tempfile::tempdir().unwrap();
         let (mut e, store) = critical_and_batch(dir.path(), 10, 0);
-        let mut claimed = None;
+        let (mut claimed, mut served) = (None, None);
         for m in 30..95 {
             e.tick(m * 60_000 + 1).unwrap();
             let st = e.status_handle();
@@ -422,6 +496,9 @@ mod tests {
             assert!(!st.pools["spot"].full && st.pools["spot"].held == 0);
             let (c, b) = (&st.workloads["critical"], &st.workloads["batch"]);
             let reason = &c.plan.as_ref().unwrap().reason;
+            if c.allocation.get("high-performance").ready >= 4 {
+                served.get_or_insert(m);
+            }
             if m < 60 {
                 assert_eq!(b.allocation.get("high-performance").total(), 10, "{m}");
             } else if claimed.is_none() && reason.contains("it claims") {
@@ -430,18 +507,18 @@ mod tests {
                     "{reason}"
                 );
                 claimed = Some(m);
-            }
-            if claimed.is_some_and(|at| m == at + 1) {
+                // The claim is in the service's status (the API's workload list).
+                assert_eq!(c.claims, [("high-performance".to_string(), 4)].into());
+                // Batch, planned after the service, reads its claim and, the rest of its
+                // plan being ready (its standard pool is full), lets four go at once
+                // rather than after its half hour.
                 let why = &b.plan.as_ref().unwrap().reason;
                 assert!(
-                    why.contains("the others hold 4 (critical's claim 4): room for 6 here"),
+                    why.contains("the others hold 4 (critical's claim 4): room for 6 here")
+                        && why.contains("gives way to workloads of higher priority: 4 high-performance let go to the claims of critical 4"),
                     "{why}"
                 );
-                // The claim is in the service's status (the API's workload list).
-                assert_eq!(
-                    st.workloads["critical"].claims,
-                    [("high-performance".to_string(), 4)].into()
-                );
+                assert_eq!(b.allocation.get("high-performance").total(), 6);
             }
         }
         assert_eq!(
@@ -452,7 +529,10 @@ mod tests {
         for name in ["critical", "batch"] {
             assert_eq!(errors(&store, name), Vec::<String>::new(), "{name}");
         }
-        // Batch let 4 go after its scale-down delay, and the service has them.
+        // The service has them ready within a high-performance lead time or two, not
+        // after batch's half-hour scale-down delay.
+        assert!(served.is_some_and(|m| m <= 70), "{served:?}");
+        // And keeps them.
         let st = e.status_handle();
         let st = st.read().unwrap();
         let (c, b) = (&st.workloads["critical"], &st.workloads["batch"]);
@@ -474,6 +554,66 @@ mod tests {
         let c = st.read().unwrap().workloads["critical"].clone();
         assert_eq!(c.allocation.get("high-performance").total(), 0, "{c:?}");
         assert!(!c.plan.unwrap().reason.contains("it claims"));
+    }
+
+    #[test]
+    fn claimed_instances_go_once_the_rest_of_the_plan_is_ready() {
+        use prescale_core::model::TierCount;
+        use prescale_core::Allocation;
+        use std::collections::BTreeMap;
+        // A workload holds 10 high-performance, of which a service of higher priority
+        // claims 4; its plan moved 3 standard's worth onto standard.
+        let shared = [super::Shared {
+            tier: "high-performance".into(),
+            max: 10,
+            held: vec![("critical's claim".into(), 4)],
+            claimants: vec![("critical".into(), 4)],
+        }];
+        let target: BTreeMap<String, u32> =
+            [("high-performance".into(), 6), ("standard".into(), 3)].into();
+        let held = |standard: TierCount| Allocation {
+            tiers: [
+                (
+                    "high-performance".to_string(),
+                    TierCount {
+                        ready: 10,
+                        ..Default::default()
+                    },
+                ),
+                ("standard".to_string(), standard),
+            ]
+            .into(),
+        };
+        // The scale-down delay keeps all ten.
+        let kept: BTreeMap<String, u32> =
+            [("high-performance".into(), 10), ("standard".into(), 3)].into();
+        // While standard's three are coming up, the ten are kept (make before break).
+        let pending = TierCount {
+            ready: 1,
+            pending: 2,
+            ..Default::default()
+        };
+        let mut desired = kept.clone();
+        assert!(super::give_way(&shared, &target, &held(pending), &mut desired).is_empty());
+        assert_eq!(desired, kept);
+        // Once they serve, four go to the claim, whatever the delay would keep.
+        let ready = TierCount {
+            ready: 3,
+            ..Default::default()
+        };
+        let given = super::give_way(&shared, &target, &held(ready), &mut desired);
+        assert_eq!(given, [("high-performance".into(), 4, "critical 4".into())]);
+        assert_eq!(desired["high-performance"], 6);
+        assert_eq!(
+            super::gave_way_words(&given),
+            "gives way to workloads of higher priority: 4 high-performance let go to the claims of critical 4 now that the rest of its plan is ready, before its scale-down delay"
+        );
+        // Unclaimed, a tier the delay keeps stays kept.
+        let mut unclaimed = shared.clone();
+        unclaimed[0].claimants.clear();
+        let mut desired = kept.clone();
+        assert!(super::give_way(&unclaimed, &target, &held(ready), &mut desired).is_empty());
+        assert_eq!(desired, kept);
     }
 
     #[test]
