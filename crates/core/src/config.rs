@@ -35,6 +35,9 @@ pub struct Config {
     pub tiers: Vec<Tier>,
     /// The workloads prescale manages.
     pub workloads: Vec<Workload>,
+    /// Limits over every workload together.
+    #[serde(default)]
+    pub fleet: FleetConfig,
     /// Who carries out actions.
     pub providers: ProvidersConfig,
     /// Several replicas, one acting: a Kubernetes Lease says which.
@@ -42,6 +45,38 @@ pub struct Config {
     pub leader_election: LeaderElectionConfig,
     /// The HTTP server.
     pub server: ServerConfig,
+}
+
+/// `[fleet]`: limits over every workload prescale manages together, beside each
+/// workload's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Spending cap over every workload and the capacity no longer managed, $/h.
+    #[serde(default)]
+    pub budget_per_hour: Option<f64>,
+    /// Monthly spending cap over them (UTC calendar month), paced as a workload's: each
+    /// hour may spend what is left of it over the hours left in the month.
+    #[serde(default)]
+    pub budget_per_month: Option<f64>,
+}
+
+impl FleetConfig {
+    /// Whether a fleet budget is set.
+    pub fn budgeted(&self) -> bool {
+        self.budget_per_hour.is_some() || self.budget_per_month.is_some()
+    }
+
+    /// The hourly cap in force, as [`Workload::hourly_cap`]: `spent` so far this month,
+    /// `hours_left` in it.
+    pub fn hourly_cap(&self, spent: f64, hours_left: f64) -> Option<f64> {
+        crate::model::paced_cap(
+            self.budget_per_hour,
+            self.budget_per_month,
+            spent,
+            hours_left,
+        )
+    }
 }
 
 /// `[leader_election]`: with several prescale replicas, only the holder of a
@@ -1208,29 +1243,20 @@ impl Config {
         {
             out.push("leader_election with a shared [storage.remote] and [sources.host] enabled: every replica writes its own node's host_* series under the same names, so the shared store holds their samples mixed; set [sources.host] enabled = false and manage scraped or pushed series".into());
         }
+        let floors: f64 = self
+            .workloads
+            .iter()
+            .filter_map(|w| w.floor_per_hour(&self.tiers))
+            .sum();
+        if let Some(b) = self.fleet.budget_per_hour.filter(|b| floors > *b) {
+            out.push(format!(
+                "fleet.budget_per_hour = {b} is below what the workloads' min_instances cost together (at least ${floors:.2}/h): each gets a share of it in proportion to its minimum's cost, and runs fewer instances than its minimum"
+            ));
+        }
         for w in &self.workloads {
-            // The floor's cheapest cost: its instances on the cheapest tier that may
-            // serve the workload (on demand, as the plan puts them, where one may).
             let serving: Vec<&Tier> = self.tiers.iter().filter(|t| t.serves(w)).collect();
-            let on_demand: Vec<&Tier> = serving
-                .iter()
-                .copied()
-                .filter(|t| t.class != crate::model::TierClass::Spot)
-                .collect();
-            let pool = if on_demand.is_empty() {
-                &serving
-            } else {
-                &on_demand
-            };
-            let cheapest = pool
-                .iter()
-                .map(|t| t.price_per_hour)
-                .fold(f64::INFINITY, f64::min);
-            let floor = f64::from(w.min_instances) * cheapest;
-            if let Some(b) = w
-                .budget_per_hour
-                .filter(|b| floor.is_finite() && floor > *b)
-            {
+            let floor = w.floor_per_hour(&self.tiers).unwrap_or(0.0);
+            if let Some(b) = w.budget_per_hour.filter(|b| floor > *b) {
                 out.push(format!(
                     "workload {:?}: min_instances = {} costs at least ${floor:.2}/h, more than budget_per_hour = {b}: the budget binds first, so it may run fewer instances than its minimum",
                     w.name, w.min_instances
@@ -1587,6 +1613,17 @@ impl Config {
             }
         }
         validate_tiers(&self.tiers)?;
+        for (k, b) in [
+            ("budget_per_hour", self.fleet.budget_per_hour),
+            ("budget_per_month", self.fleet.budget_per_month),
+        ] {
+            if b.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+                return err(
+                    format!("fleet.{k}"),
+                    "must be zero or positive (dollars; leave it out for none)".into(),
+                );
+            }
+        }
         let mut wnames = BTreeSet::new();
         for (i, w) in self.workloads.iter().enumerate() {
             let k = |f: &str| format!("workloads[{i}].{f}");
@@ -3265,6 +3302,36 @@ mod tests {
             "{said:?}"
         );
         assert!(budget("0.4").is_empty());
+        // So is a fleet budget below what every workload's minimum costs together.
+        let fleet = |b: &str| {
+            let src = base
+                .replace(
+                    "class = \"service\"",
+                    "class = \"service\"\nmin_instances = 2",
+                )
+                .replace("[fleet]\n", &format!("[fleet]\nbudget_per_hour = {b}\n"));
+            Config::parse(&src, "c.toml").unwrap().cautions(0)
+        };
+        let said = fleet("0.3");
+        assert!(
+            said.len() == 1
+                && said[0].contains(
+                    "fleet.budget_per_hour = 0.3 is below what the workloads' min_instances cost together (at least $0.38/h)"
+                ),
+            "{said:?}"
+        );
+        assert!(fleet("0.4").is_empty());
+        // And a fleet budget must be a sum of money.
+        let e = Config::parse(
+            &base.replace("[fleet]\n", "[fleet]\nbudget_per_month = -5\n"),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("fleet.budget_per_month") && e.contains("must be zero or positive"),
+            "{e}"
+        );
         // Two critical services whose minimums do not fit the high-performance pool
         // together (each alone would): said once.
         let mut c = Config::default();

@@ -252,19 +252,49 @@ impl WorkloadClass {
         }
     }
 }
+/// The hourly cap in force under an hourly budget `per_hour` and a monthly one
+/// `per_month`: the hourly one, or what is left of the monthly one (`spent` so far this
+/// month) spread over the `hours_left` in it, whichever is lower.
+pub fn paced_cap(
+    per_hour: Option<f64>,
+    per_month: Option<f64>,
+    spent: f64,
+    hours_left: f64,
+) -> Option<f64> {
+    let monthly = per_month.map(|m| (m - spent).max(0.0) / hours_left.max(1.0));
+    match (per_hour, monthly) {
+        (Some(h), Some(m)) => Some(h.min(m)),
+        (h, m) => h.or(m),
+    }
+}
 
 impl Workload {
+    /// What its `min_instances` cost an hour at the least: on the cheapest tier that may
+    /// serve it (on demand, as the plan puts them, where one may); `None` where no tier
+    /// may.
+    pub fn floor_per_hour(&self, tiers: &[Tier]) -> Option<f64> {
+        let serving: Vec<&Tier> = tiers.iter().filter(|t| t.serves(self)).collect();
+        let cheapest = |spot: bool| {
+            serving
+                .iter()
+                .filter(|t| spot || t.class != TierClass::Spot)
+                .map(|t| t.price_per_hour)
+                .reduce(f64::min)
+        };
+        let price = cheapest(false).or_else(|| cheapest(true))?;
+        Some(f64::from(self.min_instances) * price)
+    }
+
     /// The hourly cap in force: the hourly budget, or what is left of the monthly
     /// budget (`spent` so far this month) spread over the `hours_left` in it, whichever
     /// is lower.
     pub fn hourly_cap(&self, spent: f64, hours_left: f64) -> Option<f64> {
-        let monthly = self
-            .budget_per_month
-            .map(|m| (m - spent).max(0.0) / hours_left.max(1.0));
-        match (self.budget_per_hour, monthly) {
-            (Some(h), Some(m)) => Some(h.min(m)),
-            (h, m) => h.or(m),
-        }
+        paced_cap(
+            self.budget_per_hour,
+            self.budget_per_month,
+            spent,
+            hours_left,
+        )
     }
 
     /// Applies the class's defaults to the settings the workload's own table does not

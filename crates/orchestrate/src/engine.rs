@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
+use prescale_core::config::FleetConfig;
 use prescale_core::{
     format_ts, Allocation, Decision, DecisionKind, Demand, DemandExpr, Dim, Forecast, Pause, Plan,
     Sample, Selector, SeriesKey, Tier, TimestampMs, Workload,
@@ -40,12 +41,14 @@ use crate::reconcile::{reconcile, surged, ShrinkLimit, Stabilizer};
 use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 
 mod events;
+mod fleet;
 mod leads;
 mod pause;
 mod pool;
 mod unmanaged;
 
 pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
+pub use fleet::{FleetShare, FleetStatus, SPEND_KEY as FLEET_SPEND_KEY};
 pub use leads::LeadTimes;
 pub use pause::{PauseError, PAUSED_SERIES, PAUSE_PATH, RESUME_PATH};
 pub use pool::Pool;
@@ -201,6 +204,10 @@ pub struct WorkloadStatus {
     /// tier it may use being full ([`pool`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, u32>,
+    /// Under a fleet budget, what its plan would cost without it and its share of it
+    /// at its latest pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetShare>,
 }
 
 impl WorkloadStatus {
@@ -249,7 +256,30 @@ pub struct MonthSpend {
     pub at: TimestampMs,
 }
 
-/// Each workload's spending this month, by name.
+impl MonthSpend {
+    /// Adds `rate` ($/h) from the last time added to `now` to `spend`, starting again
+    /// at a new month.
+    pub fn add(spend: &mut Option<MonthSpend>, rate: f64, now: TimestampMs) {
+        let (month_start, _) = month_bounds(now);
+        let sp = spend.get_or_insert(MonthSpend {
+            month_start,
+            spent: 0.0,
+            at: now,
+        });
+        if sp.month_start != month_start {
+            *sp = MonthSpend {
+                month_start,
+                spent: 0.0,
+                at: sp.at.max(month_start),
+            };
+        }
+        sp.spent += rate * (now - sp.at).max(0) as f64 / 3_600_000.0;
+        sp.at = sp.at.max(now);
+    }
+}
+
+/// Each workload's spending this month, by name (the fleet's under the empty name,
+/// which no workload has).
 pub type MonthSpends = BTreeMap<String, MonthSpend>;
 
 /// Start and end (exclusive) of the UTC calendar month holding `ts`.
@@ -310,6 +340,9 @@ pub struct Status {
     /// Each tier as a pool shared by every workload, by tier ([`Pool`]).
     #[serde(default)]
     pub pools: BTreeMap<String, Pool>,
+    /// The budget over every workload and what the fleet spends ([`FleetStatus`]).
+    #[serde(default)]
+    pub fleet: FleetStatus,
 }
 
 struct WState {
@@ -650,6 +683,13 @@ pub struct Engine<P: Provider> {
     /// Whether every workload's holdings were read since the engine started or was
     /// reconfigured: plans read the others' against the pools they share ([`pool`]).
     holdings_read: bool,
+    /// The budget over every workload ([`fleet`]).
+    fleet: FleetConfig,
+    /// The fleet's spending this month.
+    fleet_spend: Option<MonthSpend>,
+    /// The fleet's hourly cap for the workloads at this tick's passes: the cap in force
+    /// less what capacity no longer managed costs.
+    fleet_cap: Option<f64>,
 }
 
 /// One sample at `now` of metric `name` for each tier of `workload`
@@ -1253,6 +1293,9 @@ impl<P: Provider> Engine<P> {
             leads_late: BTreeSet::new(),
             measured_leads: true,
             holdings_read: false,
+            fleet: FleetConfig::default(),
+            fleet_spend: None,
+            fleet_cap: None,
         }
     }
 
@@ -1290,7 +1333,13 @@ impl<P: Provider> Engine<P> {
             provider,
         );
         e.set_measured_lead_times(cfg.control.measured_lead_times);
+        e.set_fleet(cfg.fleet.clone());
         e
+    }
+
+    /// Sets the budget over every workload (`[fleet]`; a reload too).
+    pub fn set_fleet(&mut self, fleet: FleetConfig) {
+        self.fleet = fleet;
     }
 
     /// Whether each pass stores the workload status (on by default, so a restarted
@@ -1328,7 +1377,18 @@ impl<P: Provider> Engine<P> {
             // began or ended since: those before, it logged, and this replica copied.
             s.last_pass = s.last_pass.max(Some(h.at));
         }
+        // The fleet's, under the empty name.
+        if let Some(h) = handed.get(fleet::SPEND_KEY) {
+            let newer = self
+                .fleet_spend
+                .is_none_or(|own| own.month_start != month || own.at < h.at);
+            if h.month_start == month && newer {
+                self.fleet_spend = Some(*h);
+                taken.push((fleet::SPEND_KEY.to_string(), *h));
+            }
+        }
         let mut st = self.status.write().expect("status lock");
+        st.fleet.spend = self.fleet_spend;
         for s in &self.states {
             if let Some(w) = st.workloads.get_mut(&s.w.name) {
                 w.spend = s.status.spend;
@@ -1590,6 +1650,9 @@ impl<P: Provider> Engine<P> {
             }
             self.holdings_read = true;
         }
+        // What the fleet held since the last tick cost, and the fleet budget's cap for
+        // this tick's passes ([`fleet`]).
+        self.fleet_cap = self.fleet_tick(now);
         // Higher priority first: a full pool's room goes to it first ([`pool`]).
         for i in self.pass_order() {
             self.tick_workload(i, now, &mut st)?;
@@ -1597,9 +1660,13 @@ impl<P: Provider> Engine<P> {
         self.track_unmanaged(now, &mut st)?;
         st.lead_times = self.lead_times();
         st.pools = self.pools();
+        st.fleet = self.fleet_status();
         st.ticks += 1;
         st.last_tick = Some(now);
         if self.persist_status {
+            if let Some(sp) = &self.fleet_spend {
+                self.store.put_state(fleet::SPEND_STATE, sp)?;
+            }
             if let Some(v) = self.provider.save() {
                 self.store
                     .put_state(&format!("provider/{}", self.provider.name()), &v)?;
@@ -2131,6 +2198,9 @@ impl<P: Provider> Engine<P> {
         // And as they would be were lower-priority workloads' holdings free, should every
         // tier the plan may use be full.
         let claimable = self.claimable_tiers(i, pooled.as_ref().map_or(read, |p| &p.0));
+        // Under a fleet budget, what the other workloads' plans would cost without it.
+        let fleet_cap = self.fleet_cap;
+        let fleet_others = fleet_cap.map(|_| self.fleet_wants(i)).unwrap_or_default();
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate: f64 = self
@@ -2138,21 +2208,7 @@ impl<P: Provider> Engine<P> {
             .iter()
             .map(|t| s.status.allocation.get(&t.name).total() as f64 * t.price_per_hour)
             .sum();
-        let (month_start, _) = month_bounds(now);
-        let sp = s.status.spend.get_or_insert(MonthSpend {
-            month_start,
-            spent: 0.0,
-            at: now,
-        });
-        if sp.month_start != month_start {
-            *sp = MonthSpend {
-                month_start,
-                spent: 0.0,
-                at: sp.at.max(month_start),
-            };
-        }
-        sp.spent += rate * (now - sp.at).max(0) as f64 / 3_600_000.0;
-        sp.at = sp.at.max(now);
+        MonthSpend::add(&mut s.status.spend, rate, now);
         let mut capacity = per_tier(&self.tiers, "prescale_capacity_vcpu", &s.w.name, now, |t| {
             s.status.allocation.get(&t.name).serving() as f64 * t.effective_capacity()
         });
@@ -2538,6 +2594,44 @@ impl<P: Provider> Engine<P> {
             .map_or(measured.as_ref().map_or(&self.tiers, |m| &m.0), |p| &p.0);
         let mut plan =
             prescale_plan::plan_dimensions(w, tiers, &fc, &others, now, self.interval_ms, &floors);
+        // Under a fleet budget, its share of it: below what the plan costs, it is planned
+        // again under its share as under its own budget ([`fleet`]).
+        s.status.fleet = None;
+        let mut cut = None;
+        if let Some(cap) = fleet_cap {
+            let me = fleet::Want {
+                name: s.w.name.clone(),
+                priority: s.w.priority,
+                floor: w.floor_per_hour(&self.tiers).unwrap_or(0.0),
+                want: plan.cost_per_hour,
+            };
+            let mut all = fleet_others.clone();
+            all.push(me.clone());
+            let share = fleet::shares(cap, &all).last().copied().unwrap_or(0.0);
+            s.status.fleet = Some(FleetShare {
+                want: me.want,
+                share,
+            });
+            if share < me.want - 1e-9 {
+                let mut c = w.clone();
+                c.budget_per_hour = Some(c.budget_per_hour.map_or(share, |b| b.min(share)));
+                plan = prescale_plan::plan_dimensions(
+                    &c,
+                    tiers,
+                    &fc,
+                    &others,
+                    now,
+                    self.interval_ms,
+                    &floors,
+                );
+                plan.reason.push_str(&format!(
+                    "; {}",
+                    fleet::share_words(cap, &me, share, &fleet_others)
+                ));
+                cut = Some(c);
+            }
+        }
+        let w = cut.as_ref().unwrap_or(w);
         plan.steps = prescale_plan::plan_steps(w, tiers, &fc);
         if let Some((_, said)) = &measured {
             plan.reason.push_str(&format!("; {said}"));
@@ -2845,6 +2939,10 @@ impl<P: Provider> Engine<P> {
         self.restore_unmanaged()?;
         for i in 0..self.states.len() {
             self.restore_declared(i, now)?;
+        }
+        // The fleet's spending this month carries over a restart too.
+        if let Some(sp) = self.store.get_state::<MonthSpend>(fleet::SPEND_STATE)? {
+            self.fleet_spend = Some(sp);
         }
         let mut st = self.status.write().expect("status lock");
         st.unmanaged = self.unmanaged.clone();
@@ -3874,6 +3972,17 @@ mod tests {
             },
         )]);
         assert!(standby.adopt_spend(&older, now).is_empty());
+        // The fleet's, under the empty name, is taken over too.
+        let fleet = BTreeMap::from([(FLEET_SPEND_KEY.to_string(), before)]);
+        assert_eq!(
+            standby.adopt_spend(&fleet, now),
+            [(FLEET_SPEND_KEY.to_string(), before)]
+        );
+        assert_eq!(standby.fleet_spend, Some(before));
+        assert_eq!(
+            standby.status_handle().read().unwrap().fleet.spend,
+            Some(before)
+        );
         standby.tick(60 * 60_000 + 1).unwrap();
         let spend = standby.states[0].status.spend.unwrap();
         assert!(

@@ -674,6 +674,38 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
             );
         }
     }
+    // The fleet: under a fleet budget always, with each workload cut to its share;
+    // otherwise what it costs and spent with --wide.
+    let fleet = &data["fleet"];
+    let cap = fleet["cap_per_hour"].as_f64();
+    if cap.is_some() || a.wide {
+        let budget = match cap {
+            Some(c) => format!(" against a fleet budget of ${c:.3}/h this hour"),
+            None => String::new(),
+        };
+        let cut: Vec<String> = list
+            .iter()
+            .filter_map(|w| {
+                let (want, share) = (w["fleet"]["want"].as_f64()?, w["fleet"]["share"].as_f64()?);
+                (share < want - 1e-9).then(|| {
+                    format!(
+                        "{} ${share:.3} of ${want:.3}",
+                        w["name"].as_str().unwrap_or("?")
+                    )
+                })
+            })
+            .collect();
+        println!(
+            "fleet: ${}/h held{budget}, ${} spent this month{}",
+            num(&fleet["cost_per_hour"], 3),
+            num(&fleet["spend"]["spent"], 2),
+            if cut.is_empty() {
+                String::new()
+            } else {
+                format!("; cut to their shares: {}", cut.join(", "))
+            }
+        );
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use prescale_core::config::{Config, DEFAULT_TOML};
 use prescale_core::now_ms;
 use prescale_orchestrate::demo::{demo_config, run_demo, DemoOptions, DemoSummary};
+use prescale_orchestrate::engine::FLEET_SPEND_KEY;
 use prescale_orchestrate::{Engine, Provider, SimCloud};
 use prescale_server::AppState;
 use prescale_store::{Durability, Store};
@@ -619,10 +620,13 @@ fn run_cmd(
                         // lease over has taken over those handed to it).
                         let (spent, list) = {
                             let st = status.read().expect("status lock");
+                            // The fleet's under the empty name, which no workload has.
+                            let fleet = st.fleet.spend.map(|sp| (FLEET_SPEND_KEY.to_string(), sp));
                             let spent: Vec<_> = st
                                 .workloads
                                 .iter()
                                 .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
+                                .chain(fleet)
                                 .collect();
                             let passed = taken_at.is_some_and(|t| st.last_tick.is_some_and(|p| p >= t));
                             let paused: std::collections::BTreeMap<String, prescale_core::Pause> = st
@@ -840,7 +844,11 @@ fn run_cmd(
                         }
                         if let Some(h) = handed {
                             for (w, s) in engine.adopt_spend(&h.spend, now_ms()) {
-                                tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");
+                                if w == FLEET_SPEND_KEY {
+                                    tracing::info!(spent = s.spent, "leader election: the fleet's spending this month taken over from the replica that held the lease before");
+                                } else {
+                                    tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");
+                                }
                             }
                             match engine.adopt_unmanaged(&h.unmanaged, now_ms()) {
                                 Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: unmanaged capacity taken over from the replica that held the lease before"),

@@ -355,10 +355,12 @@ impl Reloading {
         // Nothing can fail from here on.
         let interval_ms = new.control.interval_s * 1000;
         let measured_leads = new.control.measured_lead_times;
+        let fleet = new.fleet.clone();
         let now = now_ms();
         let changed = tokio::task::spawn_blocking(move || {
             let mut engine = engine.lock().expect("engine");
             engine.set_measured_lead_times(measured_leads);
+            engine.set_fleet(fleet);
             engine.reconfigure(tiers, workloads, interval_ms as i64, provider, now)
         })
         .await

@@ -225,6 +225,13 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                     shared.join(", ")
                 );
             }
+            // Nor does it count a budget over the fleet.
+            if cfg.fleet.budgeted() {
+                eprintln!(
+                    "note: {} replayed under its own budgets only: the daemon also shares [fleet]'s budget among the configuration's workloads, which this replay does not count",
+                    s.workload.name
+                );
+            }
             s
         }
         (None, None) => unreachable!("clap requires --scenario or --config"),

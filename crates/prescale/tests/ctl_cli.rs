@@ -268,6 +268,13 @@ fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
         out.contains("tier high-performance: 0 of its max_instances = 20 held\n"),
         "{out}"
     );
+    // What the fleet holds costs, and what it spent; no fleet budget here.
+    assert!(
+        out.lines().any(|l| l.starts_with("fleet: $")
+            && l.contains("/h held, $")
+            && l.ends_with(" spent this month")),
+        "{out}"
+    );
     // Cancelled, then not there to cancel.
     let (code, out, _) = ctl(&server, t, &["events", "cancel", "host", "load test"]);
     assert_eq!((code, out.trim()), (0, "cancelled \"load test\" for host"));

@@ -71,6 +71,16 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         )),
         "{meta}"
     );
+    // And what the fleet holds costs and spent this month (no fleet budget in the demo).
+    let fleet = &overview["fleet"];
+    assert!(
+        meta.contains(&format!(
+            " · fleet ${:.2}/h held, ${:.2} this month",
+            fleet["cost_per_hour"].as_f64().unwrap(),
+            fleet["spend"]["spent"].as_f64().unwrap()
+        )),
+        "{meta}"
+    );
     let sections: Vec<&str> = html.split("<section>").skip(1).collect();
     assert_eq!(
         sections.len(),

@@ -709,7 +709,8 @@ fn the_daemons_own_configuration_stands_in_for_a_scenario() {
         "[[tiers]]\nname = \"general\"\nclass = \"standard\"\nvcpu = 2.0\nmemory_gib = 8.0\n\
          price_per_hour = 0.1\nperformance_factor = 1.0\nlead_time_s = 60\nmax_instances = 200\n\n\
          [[workloads]]\nname = \"web\"\ndemand = \"x\"\n\n\
-         [[workloads]]\nname = \"db\"\ndemand = \"y\"\nclass = \"stateful\"\n",
+         [[workloads]]\nname = \"db\"\ndemand = \"y\"\nclass = \"stateful\"\n\n\
+         [fleet]\nbudget_per_hour = 50.0\n",
     )
     .unwrap();
     let run = |extra: &[&str]| {
@@ -730,6 +731,13 @@ fn the_daemons_own_configuration_stands_in_for_a_scenario() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("note: db replayed alone in its tiers: the daemon shares general with the configuration's other workloads"),
+        "{err}"
+    );
+    // Nor a fleet budget.
+    assert!(
+        err.contains(
+            "note: db replayed under its own budgets only: the daemon also shares [fleet]'s budget"
+        ),
         "{err}"
     );
     let r = parsed(out);

@@ -1093,6 +1093,8 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 // priorities' holdings (a tier is a pool shared by every workload).
                 "priority": cfg.priority,
                 "claims": w.claims,
+                // Under a fleet budget: what its plan would cost without it, its share.
+                "fleet": w.fleet,
                 "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
                 "last_error": w.last_error,
             })
@@ -1100,7 +1102,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "status": "success",
-        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times, "pools": status.pools}
+        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times, "pools": status.pools, "fleet": status.fleet}
     }))
     .into_response()
 }
@@ -1587,7 +1589,9 @@ pub fn render_metrics(st: &AppState) -> String {
         status.unmanaged.clear();
         status.lead_times.clear();
         status.pools.clear();
+        status.fleet = Default::default();
     }
+    let fleet = (!st.stands_by()).then(|| status.fleet.clone());
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -2020,6 +2024,49 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "The tier's max_instances: the most every workload together may hold; a workload's plan fills what the others leave, then its next tier.",
         pools(|p| p.max_instances),
+    );
+    // The budget over every workload and what the fleet spends
+    // (prescale_orchestrate::engine::FleetStatus); left out on a standby.
+    let one = |v: Option<f64>| v.map(|v| (String::new(), v)).into_iter().collect();
+    family(
+        "prescale_fleet_cost_per_hour",
+        "gauge",
+        "What every workload's instances (ready and pending) and the capacity no longer managed cost per hour at list price.",
+        one(fleet.as_ref().map(|f| f.cost_per_hour)),
+    );
+    family(
+        "prescale_fleet_month_spend_dollars",
+        "gauge",
+        "What the fleet has spent this calendar month (UTC), as prescale counts it: its instances' list prices over the time held.",
+        one(fleet.as_ref().and_then(|f| f.spend.map(|sp| sp.spent))),
+    );
+    family(
+        "prescale_fleet_budget_per_hour",
+        "gauge",
+        "With a [fleet] budget: the hourly cap in force, the hourly budget or the monthly one paced over the hours left in the month.",
+        one(fleet.as_ref().and_then(|f| f.cap_per_hour)),
+    );
+    family(
+        "prescale_workload_fleet_share_per_hour",
+        "gauge",
+        "With a [fleet] budget: the workload's share of the fleet's hourly cap at its latest pass (its plan is cut to it where it wants more).",
+        status
+            .workloads
+            .iter()
+            .filter_map(|(name, w)| Some((format!("{{workload=\"{}\"}}", esc(name)), w.fleet?.share)))
+            .collect(),
+    );
+    family(
+        "prescale_workload_fleet_want_per_hour",
+        "gauge",
+        "With a [fleet] budget: what the workload's plan would cost per hour without it.",
+        status
+            .workloads
+            .iter()
+            .filter_map(|(name, w)| {
+                Some((format!("{{workload=\"{}\"}}", esc(name)), w.fleet?.want))
+            })
+            .collect(),
     );
     // The latest comparisons with HPA kept (see compare::record_all), so a Prometheus
     // that scrapes prescale can chart and alert on the money saved too.

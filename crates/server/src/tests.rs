@@ -10,7 +10,11 @@ use tower::ServiceExt;
 
 /// A store and engine that have run 40 one-minute passes on a sawtooth demand.
 fn fixture(dir: &std::path::Path) -> AppState {
-    let c = Config::default();
+    fixture_with(dir, Config::default())
+}
+
+/// [`fixture`] with configuration `c`.
+fn fixture_with(dir: &std::path::Path, c: Config) -> AppState {
     let store = Store::open(dir, Durability::Buffered).unwrap();
     let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
     let sim = SimCloud::new(&c.tiers, 1);
@@ -4315,6 +4319,92 @@ async fn measured_lead_times_are_listed_and_exported_beside_the_configured_ones(
             assert!(metrics.contains(&line), "{line}\n{metrics}");
         }
     }
+}
+
+/// The fleet's cost and spending, and with a fleet budget each workload's share of it,
+/// listed and exported.
+#[tokio::test]
+async fn the_fleets_budget_and_spending_are_listed_and_exported() {
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    // No fleet budget: what the fleet holds and spent, and no budget.
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(fixture(dir.path()));
+    let (_, text) = get(&app, "/api/v1/workloads").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fleet = &v["data"]["fleet"];
+    let cost = fleet["cost_per_hour"].as_f64().expect(&text);
+    // What each workload holds (ready and pending) at its tier's price.
+    let held: f64 = v["data"]["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            Config::default().tiers.into_iter().map(move |t| {
+                let c = &w["allocation"]["tiers"][&t.name];
+                let n = c["ready"].as_u64().unwrap_or(0) + c["pending"].as_u64().unwrap_or(0);
+                n as f64 * t.price_per_hour
+            })
+        })
+        .sum();
+    assert!(cost > 0.0 && (cost - held).abs() < 1e-9, "{text}");
+    assert!(fleet["budget_per_hour"].is_null() && fleet["cap_per_hour"].is_null());
+    let spent = fleet["spend"]["spent"].as_f64().expect(&text);
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert_eq!(metric(&metrics, "prescale_fleet_cost_per_hour"), Some(cost));
+    assert_eq!(
+        metric(&metrics, "prescale_fleet_month_spend_dollars"),
+        Some(spent)
+    );
+    assert_eq!(metric(&metrics, "prescale_fleet_budget_per_hour"), None);
+    assert!(!metrics.contains("prescale_workload_fleet_share_per_hour{"));
+    // A fleet budget below what the workload wants: its share, and its plan cut to it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.fleet.budget_per_hour = Some(0.25);
+    let app = router(fixture_with(dir.path(), c.clone()));
+    let (_, text) = get(&app, "/api/v1/workloads").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["data"]["fleet"]["cap_per_hour"], 0.25, "{text}");
+    let w = &v["data"]["workloads"][0];
+    let (want, share) = (
+        w["fleet"]["want"].as_f64().expect(&text),
+        w["fleet"]["share"].as_f64().expect(&text),
+    );
+    assert!(want > 0.25 && (share - 0.25).abs() < 1e-9, "{text}");
+    assert!(
+        w["cost_per_hour"].as_f64().unwrap() <= 0.25 + 1e-9,
+        "{text}"
+    );
+    assert!(
+        w["plan_reason"]
+            .as_str()
+            .unwrap()
+            .contains("the fleet budget ($0.25/h this hour over every workload) gives it $0.25/h"),
+        "{text}"
+    );
+    let (_, metrics) = get(&app, "/metrics").await;
+    let name = &c.workloads[0].name;
+    assert_eq!(
+        metric(&metrics, "prescale_fleet_budget_per_hour"),
+        Some(0.25)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("prescale_workload_fleet_share_per_hour{{workload=\"{name}\"}}")
+        ),
+        Some(share)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("prescale_workload_fleet_want_per_hour{{workload=\"{name}\"}}")
+        ),
+        Some(want)
+    );
 }
 
 /// Each tier as one pool shared by every workload: what they hold of it against its
