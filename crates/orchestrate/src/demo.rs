@@ -88,6 +88,9 @@ pub fn demo_config(seed: u64, days: u32) -> Config {
     batch.sla_quantile = 0.9;
     web.events = vec![campaign_event(days)];
     c.workloads = vec![web, batch];
+    // A fleet budget the two never reach together (the campaign's peak costs about
+    // $3.56/h), so the dashboards show the fleet's cost against it.
+    c.fleet.budget_per_hour = Some(8.0);
     c
 }
 

@@ -1661,6 +1661,17 @@ impl<P: Provider> Engine<P> {
         st.lead_times = self.lead_times();
         st.pools = self.pools();
         st.fleet = self.fleet_status();
+        // The cap in force as a series, for charts of the fleet's cost against it.
+        if let Some(cap) = st.fleet.cap_per_hour {
+            let key = SeriesKey::metric(fleet::BUDGET_SERIES).expect("static name");
+            self.store.append(
+                &key,
+                &[Sample {
+                    ts: now,
+                    value: cap,
+                }],
+            )?;
+        }
         st.ticks += 1;
         st.last_tick = Some(now);
         if self.persist_status {

@@ -71,11 +71,12 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
         )),
         "{meta}"
     );
-    // And what the fleet holds costs and spent this month (no fleet budget in the demo).
+    // And what the fleet holds costs against the demo's fleet budget, and spent this
+    // month.
     let fleet = &overview["fleet"];
     assert!(
         meta.contains(&format!(
-            " · fleet ${:.2}/h held, ${:.2} this month",
+            " · fleet ${:.2}/h held of a $8.00/h budget, ${:.2} this month",
             fleet["cost_per_hour"].as_f64().unwrap(),
             fleet["spend"]["spent"].as_f64().unwrap()
         )),
@@ -252,6 +253,16 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
                 plan["cost_per_hour"].as_f64().unwrap()
             )),
             "{name}: the plan's cost is not shown"
+        );
+        // Its share of the fleet budget, all it wants (the demo's never binds).
+        let fleet = &status["fleet"];
+        assert!(
+            s.contains(&format!(
+                "fleet share <b>${:.3}/h</b> of ${:.3}/h wanted",
+                fleet["share"].as_f64().unwrap(),
+                fleet["want"].as_f64().unwrap()
+            )) && fleet["share"] == fleet["want"],
+            "{name}: the fleet share is not shown: {fleet}"
         );
         // Two charts: demand and capacity, and what the capacity costs; then one for
         // each other dimension the plan covers (the batch job's memory).

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use super::{month_bounds, Engine, MonthSpend};
 use crate::provider::Provider;
 
+/// The series of the fleet budget's hourly cap in force, stored at each pass under a
+/// fleet budget.
+pub const BUDGET_SERIES: &str = "prescale_fleet_budget_per_hour";
+
 /// The state key of the fleet's spending this month.
 pub(super) const SPEND_STATE: &str = "fleet/spend";
 
@@ -69,9 +73,15 @@ pub(super) fn shares(cap: f64, wants: &[Want]) -> Vec<f64> {
         at.sort_by(|&a, &b| extra[a].total_cmp(&extra[b]));
         let mut n = at.len();
         for k in at {
-            let give = extra[k].min(left / n as f64);
-            out[k] += give;
-            left -= give;
+            let even = left / n as f64;
+            if extra[k] <= even {
+                // All it wants, exactly.
+                left -= extra[k];
+                out[k] = wants[k].want;
+            } else {
+                out[k] += even;
+                left -= even;
+            }
             n -= 1;
         }
     }
