@@ -1337,9 +1337,53 @@ impl<P: Provider> Engine<P> {
         e
     }
 
-    /// Sets the budget over every workload (`[fleet]`; a reload too).
+    /// Sets the budget over every workload (`[fleet]`).
     pub fn set_fleet(&mut self, fleet: FleetConfig) {
         self.fleet = fleet;
+    }
+
+    /// Sets the budget over every workload at a reload: where it changed, each
+    /// workload gets a `config` decision saying how.
+    pub fn reconfigure_fleet(
+        &mut self,
+        fleet: FleetConfig,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        if fleet == self.fleet {
+            return Ok(());
+        }
+        let said = |v: Option<f64>| v.map_or("none".to_string(), |b| format!("${b}"));
+        let mut how = Vec::new();
+        for (k, was, is) in [
+            (
+                "budget_per_hour",
+                self.fleet.budget_per_hour,
+                fleet.budget_per_hour,
+            ),
+            (
+                "budget_per_month",
+                self.fleet.budget_per_month,
+                fleet.budget_per_month,
+            ),
+        ] {
+            if was != is {
+                how.push(format!("{k} {} -> {}", said(was), said(is)));
+            }
+        }
+        self.fleet = fleet;
+        for s in &self.states {
+            self.store.log_decision(&Decision {
+                at: now,
+                workload: s.w.name.clone(),
+                kind: DecisionKind::Config,
+                action: None,
+                reason: format!(
+                    "configuration reloaded: the fleet budget changed ({}), the next plans share it",
+                    how.join(", ")
+                ),
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether each pass stores the workload status (on by default, so a restarted

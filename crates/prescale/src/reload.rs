@@ -326,6 +326,7 @@ impl Reloading {
             None
         };
         let host_changed = old.sources.host != new.sources.host;
+        let fleet_changed = old.fleet != new.fleet;
         let token_required = token.is_some();
         let answer = |changed: prescale_orchestrate::engine::Reconfigured| {
             json!({
@@ -337,6 +338,7 @@ impl Reloading {
                 "tiers_changed": changed.tiers,
                 "scrape_changed": scrape_changed,
                 "host_changed": host_changed,
+                "fleet_changed": fleet_changed,
                 "control_interval_s": new.control.interval_s,
                 "token_required": token_required,
                 "pending_restart": pending,
@@ -360,8 +362,11 @@ impl Reloading {
         let changed = tokio::task::spawn_blocking(move || {
             let mut engine = engine.lock().expect("engine");
             engine.set_measured_lead_times(measured_leads);
-            engine.set_fleet(fleet);
-            engine.reconfigure(tiers, workloads, interval_ms as i64, provider, now)
+            let changed = engine.reconfigure(tiers, workloads, interval_ms as i64, provider, now);
+            if let Err(e) = engine.reconfigure_fleet(fleet, now) {
+                tracing::warn!("reload: the fleet budget's change is not logged: {e}");
+            }
+            changed
         })
         .await
         .map_err(|e| format!("the control loop failed while reconfiguring: {e}"))?;

@@ -56,10 +56,12 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         let auth = format!("Authorization: Bearer {token}");
         http(d.addr, "POST", "/-/reload", &[auth.as_str()], b"").expect("answered")
     };
-    // A workload added, one's planning changed, a setting only a restart applies.
+    // A workload added, one's planning changed, a fleet budget set, a setting only a
+    // restart applies.
     let path = dir.path().join("p.toml");
     let edited = base
         .replace("max_spot_share = 0.5", "max_spot_share = 0.25")
+        .replacen("[fleet]\n", "[fleet]\nbudget_per_hour = 40.0\n", 1)
         .replace("\nthreshold = 0.5", "\nthreshold = 0.6")
         .replace("max_series = 1_000_000", "max_series = 2_000_000")
         .replacen(
@@ -102,6 +104,7 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         "{body}"
     );
     assert_eq!(data["workloads_removed"], serde_json::json!([]), "{body}");
+    assert_eq!(data["fleet_changed"], true, "{body}");
     // The anomaly watch takes its new threshold and the store its new limit;
     // stopping the watch waits for a restart.
     assert_eq!(
@@ -117,6 +120,19 @@ fn a_reload_adds_changes_and_removes_workloads_and_a_bad_file_changes_nothing() 
         },
         "web's first demand",
         &logs,
+    );
+    // The fleet budget is in force from the next pass, and the host's decisions say so.
+    wait_for(
+        || json(d.addr, "/api/v1/workloads")["data"]["fleet"]["cap_per_hour"] == 40.0,
+        "the fleet budget in force",
+        &logs,
+    );
+    let said = json(d.addr, "/api/v1/workloads/host/decisions?kind=config");
+    assert!(
+        said.to_string().contains(
+            "configuration reloaded: the fleet budget changed (budget_per_hour none -> $40), the next plans share it"
+        ),
+        "{said}"
     );
     // What runs, as Prometheus' status/config shows it: the new workload and
     // setting, the anomaly threshold taken, the store's limit as it was.
