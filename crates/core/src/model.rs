@@ -902,6 +902,14 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// What the instances held (ready and pending) cost an hour at list price.
+    pub fn cost_per_hour(&self, catalog: &[Tier]) -> f64 {
+        catalog
+            .iter()
+            .map(|t| self.get(&t.name).total() as f64 * t.price_per_hour)
+            .sum()
+    }
+
     /// Effective capacity (demand units) of the ready instances.
     pub fn ready_capacity(&self, catalog: &[Tier]) -> f64 {
         catalog

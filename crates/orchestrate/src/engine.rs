@@ -2258,11 +2258,7 @@ impl<P: Provider> Engine<P> {
         let fleet_others = fleet_cap.map(|_| self.fleet_wants(i)).unwrap_or_default();
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
-        let rate: f64 = self
-            .tiers
-            .iter()
-            .map(|t| s.status.allocation.get(&t.name).total() as f64 * t.price_per_hour)
-            .sum();
+        let rate = s.status.allocation.cost_per_hour(&self.tiers);
         MonthSpend::add(&mut s.status.spend, rate, now);
         let mut capacity = per_tier(&self.tiers, "prescale_capacity_vcpu", &s.w.name, now, |t| {
             s.status.allocation.get(&t.name).serving() as f64 * t.effective_capacity()

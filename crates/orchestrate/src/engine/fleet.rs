@@ -124,12 +124,7 @@ impl<P: Provider> Engine<P> {
         let managed = self
             .states
             .iter()
-            .map(|s| {
-                self.tiers
-                    .iter()
-                    .map(|t| s.status.allocation.get(&t.name).total() as f64 * t.price_per_hour)
-                    .sum::<f64>()
-            })
+            .map(|s| s.status.allocation.cost_per_hour(&self.tiers))
             .sum();
         let left = self.unmanaged.values().map(|u| u.cost_per_hour).sum();
         (managed, left)
@@ -206,10 +201,10 @@ pub(super) fn share_words(cap: f64, me: &Want, share: f64, others: &[Want]) -> S
 #[cfg(test)]
 mod tests {
     use prescale_core::config::Config;
-    use prescale_core::{Sample, SeriesKey};
     use prescale_store::{Durability, Store};
 
     use super::{shares, Want};
+    use crate::engine::pool::tests::flat_services;
     use crate::engine::Engine;
     use crate::provider::SimCloud;
 
@@ -217,28 +212,9 @@ mod tests {
     /// 120, under a fleet budget of `per_hour`: the engine, ticked every minute from
     /// minute 30 to 90.
     fn two_services(dir: &std::path::Path, per_hour: f64, priority: i32) -> Engine<SimCloud> {
-        let store = Store::open(dir, Durability::Buffered).unwrap();
-        let mut c = Config::default();
+        let (mut c, store) = flat_services(dir, 120);
         c.fleet.budget_per_hour = Some(per_hour);
-        let base = c.workloads[0].clone();
-        c.workloads = ["a", "b"]
-            .into_iter()
-            .map(|name| {
-                let mut w = base.clone();
-                w.name = name.into();
-                w.demand = format!("{name}_cpu");
-                (w.model, w.seasonal_floor) = ("naive".into(), false);
-                w.priority = if name == "a" { priority } else { 0 };
-                w
-            })
-            .collect();
-        for name in ["a", "b"] {
-            let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
-            let samples: Vec<Sample> = (0..120)
-                .map(|m| Sample::new(m * 60_000, 30.0).unwrap())
-                .collect();
-            store.append(&key, &samples).unwrap();
-        }
+        c.workloads[0].priority = priority;
         let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
         e.set_inline_training();
         for m in 30..90 {

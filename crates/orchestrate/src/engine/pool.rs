@@ -324,7 +324,7 @@ impl<P: Provider> Engine<P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use prescale_core::config::Config;
     use prescale_core::{Action, ActionKind, DecisionKind, Sample, SeriesKey};
     use prescale_store::{Durability, Store};
@@ -332,12 +332,12 @@ mod tests {
     use crate::engine::Engine;
     use crate::provider::{Provider, SimCloud};
 
-    /// Two services at 30 vCPU each, both allowed all-spot, over a spot pool of 10
-    /// instances (40 vCPU): each alone would take 10.
-    fn two_services(dir: &std::path::Path) -> (Config, Store) {
+    /// The default configuration with two services, `a` and `b`, each demanding
+    /// `NAME_cpu` (30 vCPU every minute from 0 to `minutes`, stored in a store in
+    /// `dir`), on the naive model with no seasonal floor.
+    pub(in crate::engine) fn flat_services(dir: &std::path::Path, minutes: i64) -> (Config, Store) {
         let store = Store::open(dir, Durability::Buffered).unwrap();
         let mut c = Config::default();
-        c.tiers[0].max_instances = 10;
         let base = c.workloads[0].clone();
         c.workloads = ["a", "b"]
             .into_iter()
@@ -345,16 +345,27 @@ mod tests {
                 let mut w = base.clone();
                 w.name = name.into();
                 w.demand = format!("{name}_cpu");
-                (w.max_spot_share, w.model, w.seasonal_floor) = (1.0, "naive".into(), false);
+                (w.model, w.seasonal_floor) = ("naive".into(), false);
                 w
             })
             .collect();
         for name in ["a", "b"] {
             let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
-            let samples: Vec<Sample> = (0..60)
+            let samples: Vec<Sample> = (0..minutes)
                 .map(|m| Sample::new(m * 60_000, 30.0).unwrap())
                 .collect();
             store.append(&key, &samples).unwrap();
+        }
+        (c, store)
+    }
+
+    /// [`flat_services`] for an hour, both allowed all-spot, over a spot pool of 10
+    /// instances (40 vCPU): each alone would take 10.
+    fn two_services(dir: &std::path::Path) -> (Config, Store) {
+        let (mut c, store) = flat_services(dir, 60);
+        c.tiers[0].max_instances = 10;
+        for w in &mut c.workloads {
+            w.max_spot_share = 1.0;
         }
         (c, store)
     }
