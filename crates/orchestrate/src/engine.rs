@@ -2253,6 +2253,11 @@ impl<P: Provider> Engine<P> {
         // And as they would be were lower-priority workloads' holdings free, should every
         // tier the plan may use be full.
         let claimable = self.claimable_tiers(i, pooled.as_ref().map_or(read, |p| &p.0));
+        let paused_now = if claimable.is_some() {
+            self.paused_workloads(now)
+        } else {
+            Vec::new()
+        };
         // Under a fleet budget, what the other workloads' plans would cost without it.
         let fleet_cap = self.fleet_cap;
         let fleet_others = fleet_cap.map(|_| self.fleet_wants(i)).unwrap_or_default();
@@ -2711,8 +2716,10 @@ impl<P: Provider> Engine<P> {
             );
             let claims = pool::claims(&plan.target, &more.target, holders);
             if !claims.is_empty() {
-                plan.reason
-                    .push_str(&format!("; {}", pool::claim_words(&claims, holders)));
+                plan.reason.push_str(&format!(
+                    "; {}",
+                    pool::claim_words(&claims, holders, &paused_now)
+                ));
             }
             s.status.claims = claims;
         }

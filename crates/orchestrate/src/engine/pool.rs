@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use prescale_core::{Allocation, Tier};
+use prescale_core::{format_ts, Allocation, Tier, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
@@ -166,8 +166,14 @@ pub(super) fn claims(
         .collect()
 }
 
-/// A plan's words for its `claims`, with the lower-priority `holders` of each tier.
-pub(super) fn claim_words(claims: &BTreeMap<String, u32>, holders: &Holders) -> String {
+/// A plan's words for its `claims`, with the lower-priority `holders` of each tier and
+/// those of them an operator's pause keeps from letting any go (`paused`: name and when
+/// the pause ends).
+pub(super) fn claim_words(
+    claims: &BTreeMap<String, u32>,
+    holders: &Holders,
+    paused: &[(String, TimestampMs)],
+) -> String {
     let each: Vec<String> = claims
         .iter()
         .map(|(t, n)| {
@@ -180,10 +186,24 @@ pub(super) fn claim_words(claims: &BTreeMap<String, u32>, holders: &Holders) -> 
             format!("{n} {t} ({})", who.join(", "))
         })
         .collect();
-    format!(
+    let mut words = format!(
         "every tier it may use is full: it claims {} from workloads of lower priority, which plan as if it held them and let them go once the rest of their plans is ready (after their scale-down delay at the latest)",
         each.join(", ")
-    )
+    );
+    let claimed_from = |name: &str| {
+        claims.keys().any(|t| {
+            holders
+                .get(t)
+                .is_some_and(|who| who.iter().any(|h| h.0 == name))
+        })
+    };
+    for (name, until) in paused.iter().filter(|p| claimed_from(&p.0)) {
+        words.push_str(&format!(
+            "; {name} is paused by an operator until {}: it lets none go before then",
+            format_ts(*until)
+        ));
+    }
+    words
 }
 
 impl<P: Provider> Engine<P> {
@@ -295,6 +315,18 @@ impl<P: Provider> Engine<P> {
             shared.push(s);
         }
         (!shared.is_empty()).then_some((out, shared))
+    }
+
+    /// The workloads an operator's pause keeps from letting instances go at `now`, with
+    /// when each pause ends.
+    pub(super) fn paused_workloads(&self, now: TimestampMs) -> Vec<(String, TimestampMs)> {
+        self.states
+            .iter()
+            .filter_map(|s| {
+                let p = s.pause.as_ref().filter(|p| p.holds(now))?;
+                Some((s.w.name.clone(), p.until))
+            })
+            .collect()
     }
 
     /// Reads every workload's holdings again before the next pass plans any: after
@@ -625,6 +657,45 @@ pub(super) mod tests {
         let mut desired = kept.clone();
         assert!(super::give_way(&unclaimed, &target, &held(ready), &mut desired).is_empty());
         assert_eq!(desired, kept);
+    }
+
+    #[test]
+    fn a_claim_on_a_paused_workload_says_the_pause_keeps_its_instances() {
+        // Batch is paused (scale-down) from minute 50 to 80 when the service claims at
+        // minute 60: it lets none go until the pause ends, and the claim says so.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store) = critical_and_batch(dir.path(), 10, 0);
+        let until = 80 * 60_000;
+        for m in 30..95 {
+            if m == 50 {
+                let scope = prescale_core::PauseScope::ScaleDown;
+                e.pause("batch", scope, until, "INC-1", m * 60_000).unwrap();
+            }
+            e.tick(m * 60_000 + 1).unwrap();
+            let st = e.status_handle();
+            let st = st.read().unwrap();
+            let (c, b) = (&st.workloads["critical"], &st.workloads["batch"]);
+            let reason = &c.plan.as_ref().unwrap().reason;
+            if m == 60 {
+                assert!(
+                    reason.contains("it claims 4 high-performance (batch 10)")
+                        && reason.contains("; batch is paused by an operator until 1970-01-01T01:20:00Z: it lets none go before then"),
+                    "{reason}"
+                );
+            }
+            if (60..80).contains(&m) {
+                // The pause keeps all ten.
+                assert_eq!(b.allocation.get("high-performance").total(), 10, "{m}");
+            }
+            if m == 90 {
+                // Let go once it ended, and the service has them.
+                assert!(c.allocation.get("high-performance").ready >= 4, "{c:?}");
+                assert!(!reason.contains("paused by an operator"), "{reason}");
+            }
+        }
+        for name in ["critical", "batch"] {
+            assert_eq!(errors(&store, name), Vec::<String>::new(), "{name}");
+        }
     }
 
     #[test]
