@@ -3906,6 +3906,7 @@ async fn a_standby_leaves_plans_out_of_its_metrics() {
     assert!(text.contains(plan), "{text}");
     assert!(text.contains("prescale_allocation_instances{workload=\"host\""));
     assert!(text.contains("prescale_tier_instances{tier=\"spot\"}"));
+    assert!(text.contains("\nprescale_fleet_cost_per_hour "), "{text}");
     assert!(text.contains("prescale_leader_election_leading{lease=\"shop/prescale\"} 1"));
     // Lost the lease: what it planned last is no longer its to report.
     lead.leading.store(false, Ordering::Relaxed);
@@ -3914,6 +3915,11 @@ async fn a_standby_leaves_plans_out_of_its_metrics() {
     assert!(!text.contains("prescale_allocation_instances{"), "{text}");
     assert!(!text.contains("prescale_forecast_demand{"), "{text}");
     assert!(!text.contains("prescale_tier_instances{"), "{text}");
+    assert!(!text.contains("\nprescale_fleet_cost_per_hour "), "{text}");
+    assert!(
+        !text.contains("\nprescale_fleet_month_spend_dollars "),
+        "{text}"
+    );
     // Declared still, and the process's own counters kept.
     assert!(text.contains("# TYPE prescale_plan_cost_per_hour gauge"));
     assert!(text.contains("prescale_control_passes_total 40"), "{text}");
