@@ -3018,6 +3018,9 @@ impl<P: Provider> Engine<P> {
                 // or ended while none ran.
                 s.status.spend = ws.spend;
                 s.last_pass = ws.spend.map(|sp| sp.at);
+                // And what its plan wanted of a fleet budget, so the first passes share
+                // it as before rather than as if nobody's want were known.
+                s.status.fleet = ws.fleet;
                 ws.paused = s.status.paused.clone();
                 (ws.events, ws.declared) = (s.status.events.clone(), s.status.declared.clone());
                 st.workloads.insert(s.w.name.clone(), ws);

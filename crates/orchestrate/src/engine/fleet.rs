@@ -306,17 +306,21 @@ mod tests {
             (fleet.cap_per_hour.unwrap() - left).abs() < 1e-9,
             "{fleet:?}"
         );
-        // A restart keeps the month's spending.
+        // A restart keeps the month's spending, and what each workload wanted of the
+        // budget at its last pass.
+        let wants: Vec<_> = e.states.iter().map(|s| s.status.fleet).collect();
+        assert!(wants.iter().all(Option::is_some), "{wants:?}");
+        let c = Config {
+            workloads: e.states.iter().map(|s| s.w.clone()).collect(),
+            ..Config::default()
+        };
         drop(e);
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-        let mut again = Engine::from_config(
-            &Config::default(),
-            0,
-            store,
-            SimCloud::new(&Config::default().tiers, 1),
-        );
+        let mut again = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
         again.restore_status(91 * 60_000).unwrap();
         assert_eq!(again.fleet_spend, Some(sp));
+        let kept: Vec<_> = again.states.iter().map(|s| s.status.fleet).collect();
+        assert_eq!(kept, wants);
     }
 
     fn want(name: &str, priority: i32, floor: f64, want: f64) -> Want {
