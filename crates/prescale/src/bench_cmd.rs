@@ -10,6 +10,10 @@
 //! `prescale bench query`: how fast the query API answers what a Grafana dashboard
 //! asks, over a store of many series that has run for days (its older samples in
 //! compressed chunks, as the daemon's are after an hour).
+//!
+//! `prescale bench control`: how long the daemon's control pass takes over many
+//! workloads sharing the tiers' pools (and a fleet budget): what bounds how many
+//! workloads one prescale can manage at its pass interval.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +34,26 @@ pub enum BenchCmd {
     Simulate(SimulateBenchArgs),
     /// Milliseconds the query API takes for what Grafana dashboards ask.
     Query(QueryBenchArgs),
+    /// Milliseconds a control pass takes over many workloads.
+    Control(ControlBenchArgs),
+}
+
+/// `prescale bench control` arguments.
+#[derive(Debug, Args)]
+pub struct ControlBenchArgs {
+    /// Workloads managed, each with a demand series of its own.
+    #[arg(long, default_value_t = 100)]
+    pub workloads: usize,
+    /// Hours of one-minute history each demand has before the first pass.
+    #[arg(long, default_value_t = 24)]
+    pub hours: usize,
+    /// Passes timed after the first (which reads every history), 15 s apart, each
+    /// after a new sample of every demand every minute.
+    #[arg(long, default_value_t = 40)]
+    pub passes: usize,
+    /// A fleet budget over all of them, $/h (absent: none).
+    #[arg(long)]
+    pub fleet_budget: Option<f64>,
 }
 
 /// `prescale bench query` arguments.
@@ -149,7 +173,130 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
         BenchCmd::Ingest(a) => ingest(a),
         BenchCmd::Simulate(a) => simulate(a),
         BenchCmd::Query(a) => query(a),
+        BenchCmd::Control(a) => control(a),
     }
+}
+
+/// A benchmark workload's demand at minute `m`: a daily cycle of its own size and
+/// phase, with a little noise, the same every run.
+fn bench_demand(k: usize, m: i64) -> f64 {
+    let size = 4.0 + (k % 17) as f64 * 3.0;
+    let phase = (k % 24) as f64 / 24.0;
+    let day = (m as f64 / 1440.0 + phase) * std::f64::consts::TAU;
+    let noise = ((k as i64 * 7919 + m * 104_729) % 1000) as f64 / 1000.0 - 0.5;
+    size * (1.0 + 0.5 * day.sin()) * (1.0 + 0.05 * noise)
+}
+
+fn control(a: ControlBenchArgs) -> Result<(), String> {
+    use prescale_orchestrate::{Engine, SimCloud};
+    if a.workloads == 0 || a.hours == 0 || a.passes == 0 {
+        return Err("--workloads, --hours and --passes must be at least 1".into());
+    }
+    if a.fleet_budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+        return Err("--fleet-budget must be zero or positive (dollars an hour)".into());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = Store::open(dir.path(), Durability::Sync).map_err(|e| e.to_string())?;
+    // The default configuration's tiers (every workload sharing their pools) and
+    // workload, once per demand, on the fast inline baseline model: the daemon selects
+    // and trains models in the background, off the pass.
+    let mut c = Config::default();
+    c.fleet.budget_per_hour = a.fleet_budget;
+    for t in &mut c.tiers {
+        t.max_instances = t.max_instances.max(20 * a.workloads as u32);
+    }
+    let base = c.workloads[0].clone();
+    let keys: Vec<SeriesKey> = (0..a.workloads)
+        .map(|k| {
+            SeriesKey::metric("bench_cpu")
+                .expect("static name")
+                .with_label("workload", format!("w{k:04}"))
+        })
+        .collect();
+    c.workloads = keys
+        .iter()
+        .enumerate()
+        .map(|(k, key)| {
+            let mut w = base.clone();
+            w.name = format!("w{k:04}");
+            w.demand = key.to_string();
+            w.model = "baseline".into();
+            w.priority = (k % 3) as i32;
+            w
+        })
+        .collect();
+    let minutes = (a.hours * 60) as i64;
+    let bar = crate::progress_bar(
+        a.workloads as u64,
+        "{spinner} storing history [{bar:30}] {pos}/{len} workloads",
+    );
+    for (k, key) in keys.iter().enumerate() {
+        let samples: Vec<Sample> = (0..minutes)
+            .map(|m| Sample::new(m * 60_000, bench_demand(k, m)).expect("finite"))
+            .collect();
+        store.append(key, &samples).map_err(|e| e.to_string())?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let sim = SimCloud::new(&c.tiers, 1);
+    let mut engine = Engine::from_config(&c, 0, store.clone(), sim);
+    engine.set_inline_training();
+    let start = minutes * 60_000;
+    let started = Instant::now();
+    engine.tick(start).map_err(|e| e.to_string())?;
+    let first = started.elapsed().as_secs_f64() * 1000.0;
+    let bar = crate::progress_bar(
+        a.passes as u64,
+        "{spinner} control passes [{bar:30}] {pos}/{len}",
+    );
+    let mut ms = Vec::with_capacity(a.passes);
+    for p in 1..=a.passes as i64 {
+        let now = start + p * 15_000;
+        // A new sample of every demand each minute, as collected.
+        if now % 60_000 == 0 {
+            let m = now / 60_000;
+            let batch: Vec<(SeriesKey, Vec<Sample>)> = keys
+                .iter()
+                .enumerate()
+                .map(|(k, key)| {
+                    let s = Sample::new(now, bench_demand(k, m)).expect("finite");
+                    (key.clone(), vec![s])
+                })
+                .collect();
+            store.append_many(&batch).map_err(|e| e.to_string())?;
+        }
+        let started = Instant::now();
+        engine.tick(now).map_err(|e| e.to_string())?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let slowest = sorted[sorted.len() - 1];
+    let status = engine.status_handle();
+    let st = status.read().expect("status lock");
+    let errors: usize = st
+        .workloads
+        .values()
+        .filter(|w| w.last_error.is_some())
+        .count();
+    println!(
+        "control pass over {} workload(s) sharing {} tier pool(s){}, {} h of history each: first pass {first:.0} ms (reads every history), then {median:.1} ms median, {slowest:.1} ms slowest over {} pass(es) 15 s apart ({:.0} µs a workload); {} action(s), fleet ${:.2}/h; {errors} workload(s) with an error",
+        a.workloads,
+        c.tiers.len(),
+        match a.fleet_budget {
+            Some(b) => format!(" under a ${b:.2}/h fleet budget"),
+            None => String::new(),
+        },
+        a.hours,
+        a.passes,
+        median * 1000.0 / a.workloads as f64,
+        st.actions,
+        st.fleet.cost_per_hour,
+    );
+    Ok(())
 }
 
 /// The queries `bench query` times: `(what, path)`, `{N}` a series, `{START}`,

@@ -144,3 +144,66 @@ fn bench_query_times_each_dashboard_query_on_a_filled_store() {
     }
     assert_eq!(text.matches(" ms (").count(), 11, "{text}");
 }
+
+#[test]
+fn bench_control_times_passes_over_many_workloads_sharing_pools_and_a_budget() {
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["bench", "control", "--hours", "3", "--passes", "8"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = stdout_of(bench(&["--workloads", "6"]));
+    assert!(
+        text.starts_with("control pass over 6 workload(s) sharing 3 tier pool(s), 3 h of history each: first pass "),
+        "{text}"
+    );
+    assert!(
+        text.contains(" ms slowest over 8 pass(es) 15 s apart ("),
+        "{text}"
+    );
+    // Every workload planned and acted on, none failing.
+    let figure = |after: &str, before: &str| -> f64 {
+        text.split(before)
+            .next()
+            .and_then(|t| t.rsplit(after).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no figure before {before:?} in {text}"))
+    };
+    assert!(figure("; ", " action(s)") >= 6.0, "{text}");
+    assert!(
+        text.trim_end().ends_with("; 0 workload(s) with an error"),
+        "{text}"
+    );
+    let unbudgeted = figure("fleet $", "/h; ");
+    // Under a fleet budget below what they want, the fleet keeps within it.
+    let text = stdout_of(bench(&["--workloads", "6", "--fleet-budget", "1.5"]));
+    assert!(text.contains(" under a $1.50/h fleet budget, "), "{text}");
+    let held: f64 = text
+        .split("/h; ")
+        .next()
+        .and_then(|t| t.rsplit("fleet $").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        unbudgeted > 1.5 && held <= 1.5,
+        "{unbudgeted} then {held}: {text}"
+    );
+    for (bad, says) in [
+        (&["--workloads", "0"][..], "must be at least 1"),
+        (
+            &["--fleet-budget=-1"],
+            "--fleet-budget must be zero or positive",
+        ),
+        (
+            &["--fleet-budget", "NaN"],
+            "--fleet-budget must be zero or positive",
+        ),
+    ] {
+        let out = bench(bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains(says), "{bad:?}: {err}");
+    }
+}
