@@ -54,6 +54,10 @@ pub struct ControlBenchArgs {
     /// A fleet budget over all of them, $/h (absent: none).
     #[arg(long)]
     pub fleet_budget: Option<f64>,
+    /// Other series in the store, as scraped exporters' would be (node_exporter has
+    /// several hundred a host), which no workload's demand selects.
+    #[arg(long, default_value_t = 10_000)]
+    pub other_series: usize,
 }
 
 /// `prescale bench query` arguments.
@@ -238,6 +242,18 @@ fn control(a: ControlBenchArgs) -> Result<(), String> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    // The exporters' series, one sample each, in batches.
+    let others: Vec<(SeriesKey, Vec<Sample>)> = (0..a.other_series)
+        .map(|n| {
+            let key = SeriesKey::metric(format!("node_metric_{}", n % 400))
+                .expect("a valid name")
+                .with_label("instance", format!("host-{:03}:9100", n / 400));
+            (key, vec![Sample::new(0, n as f64).expect("finite")])
+        })
+        .collect();
+    for batch in others.chunks(2_000) {
+        store.append_many(batch).map_err(|e| e.to_string())?;
+    }
     let sim = SimCloud::new(&c.tiers, 1);
     let mut engine = Engine::from_config(&c, 0, store.clone(), sim);
     engine.set_inline_training();
@@ -283,7 +299,7 @@ fn control(a: ControlBenchArgs) -> Result<(), String> {
         .filter(|w| w.last_error.is_some())
         .count();
     println!(
-        "control pass over {} workload(s) sharing {} tier pool(s){}, {} h of history each: first pass {first:.0} ms (reads every history), then {median:.1} ms median, {slowest:.1} ms slowest over {} pass(es) 15 s apart ({:.0} µs a workload); {} action(s), fleet ${:.2}/h; {errors} workload(s) with an error",
+        "control pass over {} workload(s) sharing {} tier pool(s){}, {} h of history each, {} other series stored: first pass {first:.0} ms (reads every history), then {median:.1} ms median, {slowest:.1} ms slowest over {} pass(es) 15 s apart ({:.0} µs a workload); {} action(s), fleet ${:.2}/h; {errors} workload(s) with an error",
         a.workloads,
         c.tiers.len(),
         match a.fleet_budget {
@@ -291,6 +307,7 @@ fn control(a: ControlBenchArgs) -> Result<(), String> {
             None => String::new(),
         },
         a.hours,
+        a.other_series,
         a.passes,
         median * 1000.0 / a.workloads as f64,
         st.actions,

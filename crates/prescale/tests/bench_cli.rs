@@ -156,7 +156,7 @@ fn bench_control_times_passes_over_many_workloads_sharing_pools_and_a_budget() {
     };
     let text = stdout_of(bench(&["--workloads", "6"]));
     assert!(
-        text.starts_with("control pass over 6 workload(s) sharing 3 tier pool(s), 3 h of history each: first pass "),
+        text.starts_with("control pass over 6 workload(s) sharing 3 tier pool(s), 3 h of history each, 10000 other series stored: first pass "),
         "{text}"
     );
     assert!(

@@ -97,11 +97,39 @@ pub struct AppendReport {
 
 #[derive(Default)]
 struct Index {
-    by_key: HashMap<SeriesKey, u64>,
+    /// Every series' id, by key (the key shared with `by_name`).
+    by_key: HashMap<Arc<SeriesKey>, u64>,
+    /// Every series, by metric name: a selector naming its metric (every workload's
+    /// demand at every control pass, most queries) looks at those alone rather than at
+    /// every series.
+    by_name: HashMap<String, Vec<Arc<SeriesKey>>>,
     /// The newest stored timestamp per series id, once looked up: a sample newer than
     /// it cannot repeat one, so the common append (the next sample of a series) needs no
     /// read of the disk.
     newest: HashMap<u64, TimestampMs>,
+}
+
+impl Index {
+    /// Adds series `key` with `id`.
+    fn insert(&mut self, key: SeriesKey, id: u64) {
+        let key = Arc::new(key);
+        self.by_name
+            .entry(key.name.clone())
+            .or_default()
+            .push(key.clone());
+        self.by_key.insert(key, id);
+    }
+
+    /// Removes series `key`.
+    fn remove(&mut self, key: &SeriesKey) {
+        self.by_key.remove(key);
+        if let Some(same) = self.by_name.get_mut(&key.name) {
+            same.retain(|k| **k != *key);
+            if same.is_empty() {
+                self.by_name.remove(&key.name);
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -364,7 +392,7 @@ impl Store {
             let (k, v) = item.into_inner().map_err(io)?;
             let (id, key) = series_entry(&k, &v)?;
             max_id = max_id.max(id);
-            index.by_key.insert(key, id);
+            index.insert(key, id);
         }
         let next_decision = match decisions.last_key_value() {
             Some(g) => {
@@ -460,7 +488,7 @@ impl Store {
             .insert(id.to_be_bytes(), json)
             .map_err(self.io())?;
         *next += 1;
-        index.by_key.insert(key.clone(), id);
+        index.insert(key.clone(), id);
         Ok(Some(id))
     }
 
@@ -711,7 +739,7 @@ impl Store {
             return f(&keys.iter().collect::<Vec<_>>());
         }
         let index = self.inner.index.read().expect("index lock");
-        let mut keys: Vec<&SeriesKey> = index.by_key.keys().collect();
+        let mut keys: Vec<&SeriesKey> = index.by_key.keys().map(|k| &**k).collect();
         keys.sort_unstable();
         f(&keys)
     }
@@ -748,7 +776,7 @@ impl Store {
             .by_key
             .keys()
             .filter(|k| pick(k))
-            .cloned()
+            .map(|k| (**k).clone())
             .collect();
         v.sort();
         v
@@ -766,7 +794,20 @@ impl Store {
         }
         // Only the keys picked are copied: every control pass selects each workload's
         // demand, and copying all of a large store's keys each time cost more than the
-        // matching.
+        // matching. A selector naming its metric looks at that metric's series alone.
+        if !selector.name.is_empty() {
+            let index = self.inner.index.read().expect("index lock");
+            let mut v: Vec<SeriesKey> = index
+                .by_name
+                .get(&selector.name)
+                .into_iter()
+                .flatten()
+                .filter(|k| selector.matches(k))
+                .map(|k| (**k).clone())
+                .collect();
+            v.sort();
+            return v;
+        }
         self.keys_where(|k| selector.matches(k))
     }
 
@@ -1054,7 +1095,7 @@ impl Store {
             .remove(id.to_be_bytes())
             .map_err(self.io())?;
         if index.by_key.get(key) == Some(&id) {
-            index.by_key.remove(key);
+            index.remove(key);
         }
         index.newest.remove(&id);
         self.inner.forgotten.fetch_add(1, Ordering::Relaxed);
@@ -1831,7 +1872,14 @@ mod tests {
         assert_eq!(sel("m").len(), 2);
         assert_eq!(sel(r#"m{i="b"}"#), vec![b.clone()]);
         assert_eq!(sel(r#"m{i!="b"}"#), vec![a]);
-        assert_eq!(sel(r#"m{i=~"[bc]"}"#), vec![b]);
+        assert_eq!(sel(r#"m{i=~"[bc]"}"#), vec![b.clone()]);
+        // By name alone, or by `__name__` (every series looked at): the same picks, and
+        // none of another metric's.
+        st.append(&key(r#"n{i="b"}"#), &[s(1, 3.0)]).unwrap();
+        assert_eq!(sel(r#"{__name__="m",i="b"}"#), vec![b.clone()]);
+        assert_eq!(sel(r#"{__name__=~"m|x",i=~".+"}"#).len(), 2);
+        assert_eq!(sel(r#"{i="b"}"#), vec![b, key(r#"n{i="b"}"#)]);
+        assert_eq!(sel("x"), Vec::<SeriesKey>::new());
     }
 
     #[test]
@@ -2125,6 +2173,8 @@ mod tests {
         }
         // Pods 1 and 3 are gone; pod 2 keeps its newer sample.
         assert_eq!(st.series(), [pod(2)]);
+        let sel = |st: &Store| st.select_matching(&Selector::parse("container_cpu").unwrap());
+        assert_eq!(sel(&st), [pod(2)]);
         assert_eq!(st.series_count(), Some(1));
         assert_eq!(st.forgotten_total(), 2);
         assert_eq!(st.range(&pod(1), i64::MIN, i64::MAX).unwrap(), None);
@@ -2137,7 +2187,9 @@ mod tests {
         drop(st);
         let st = Store::open(dir.path(), Durability::Sync).unwrap();
         assert_eq!(st.series(), [pod(2)]);
+        assert_eq!(sel(&st), [pod(2)]);
         st.append(&pod(1), &[s(2_000, 7.0)]).unwrap();
+        assert_eq!(sel(&st), [pod(1), pod(2)]);
         assert_eq!(
             st.range(&pod(1), i64::MIN, i64::MAX).unwrap().unwrap(),
             [s(2_000, 7.0)]
