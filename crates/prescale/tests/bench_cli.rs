@@ -163,29 +163,25 @@ fn bench_control_times_passes_over_many_workloads_sharing_pools_and_a_budget() {
         text.contains(" ms slowest over 8 pass(es) 15 s apart ("),
         "{text}"
     );
-    // Every workload planned and acted on, none failing.
-    let figure = |after: &str, before: &str| -> f64 {
+    // The number in `text` between `after` and the first `before`.
+    let figure = |text: &str, after: &str, before: &str| -> f64 {
         text.split(before)
             .next()
             .and_then(|t| t.rsplit(after).next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no figure before {before:?} in {text}"))
     };
-    assert!(figure("; ", " action(s)") >= 6.0, "{text}");
+    // Every workload planned and acted on, none failing.
+    assert!(figure(&text, "; ", " action(s)") >= 6.0, "{text}");
     assert!(
         text.trim_end().ends_with("; 0 workload(s) with an error"),
         "{text}"
     );
-    let unbudgeted = figure("fleet $", "/h; ");
+    let unbudgeted = figure(&text, "fleet $", "/h; ");
     // Under a fleet budget below what they want, the fleet keeps within it.
     let text = stdout_of(bench(&["--workloads", "6", "--fleet-budget", "1.5"]));
     assert!(text.contains(" under a $1.50/h fleet budget, "), "{text}");
-    let held: f64 = text
-        .split("/h; ")
-        .next()
-        .and_then(|t| t.rsplit("fleet $").next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let held = figure(&text, "fleet $", "/h; ");
     assert!(
         unbudgeted > 1.5 && held <= 1.5,
         "{unbudgeted} then {held}: {text}"
