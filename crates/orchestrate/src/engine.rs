@@ -1719,12 +1719,22 @@ impl<P: Provider> Engine<P> {
         st.ticks += 1;
         st.last_tick = Some(now);
         if self.persist_status {
-            if let Some(sp) = &self.fleet_spend {
-                self.store.put_state(fleet::SPEND_STATE, sp)?;
-            }
-            if let Some(v) = self.provider.save() {
-                self.store
-                    .put_state(&format!("provider/{}", self.provider.name()), &v)?;
+            // The fleet's spending and the provider's state, in one write.
+            let docs: Vec<(String, serde_json::Value)> = self
+                .fleet_spend
+                .map(|sp| {
+                    let v = serde_json::to_value(sp).expect("spending serializes");
+                    (fleet::SPEND_STATE.to_string(), v)
+                })
+                .into_iter()
+                .chain(
+                    self.provider
+                        .save()
+                        .map(|v| (format!("provider/{}", self.provider.name()), v)),
+                )
+                .collect();
+            if !docs.is_empty() {
+                self.store.put_states(&docs)?;
             }
         }
         *self.status.write().expect("status lock") = st;
