@@ -422,6 +422,13 @@ pub(super) mod tests {
         }
     }
 
+    /// Workload `name`'s plan's reason at the last pass.
+    fn plan_reason(e: &Engine<SimCloud>, name: &str) -> String {
+        let st = e.status_handle();
+        let st = st.read().unwrap();
+        st.workloads[name].plan.as_ref().unwrap().reason.clone()
+    }
+
     /// The decisions of workload `name` that were errors.
     fn errors(store: &Store, name: &str) -> Vec<String> {
         store
@@ -445,12 +452,7 @@ pub(super) mod tests {
         let mut e = engine(&c, &store, sim);
         e.tick(30 * 60_000 + 1).unwrap();
         assert_eq!(errors(&store, "a"), Vec::<String>::new());
-        let st = e.status_handle();
-        let reason = st.read().unwrap().workloads["a"]
-            .plan
-            .clone()
-            .unwrap()
-            .reason;
+        let reason = plan_reason(&e, "a");
         assert!(
             reason.contains("the others hold 10 (b 10): room for 0 here"),
             "{reason}"
@@ -707,12 +709,7 @@ pub(super) mod tests {
         let held = done_before(ActionKind::Provision, "batch", "high-performance");
         e.provider.apply(&held, 0).unwrap();
         e.tick(30 * 60_000 + 1).unwrap();
-        let st = e.status_handle();
-        let reason = st.read().unwrap().workloads["critical"]
-            .plan
-            .clone()
-            .unwrap()
-            .reason;
+        let reason = plan_reason(&e, "critical");
         assert!(
             reason.contains("2 instance(s) short of the workload's min_instances = 2: its tiers are at their max_instances")
                 && reason.contains("it claims 2 high-performance (batch 10)"),
@@ -721,7 +718,7 @@ pub(super) mod tests {
         for m in 31..50 {
             e.tick(m * 60_000 + 1).unwrap();
         }
-        let c = st.read().unwrap().workloads["critical"].clone();
+        let c = e.status_handle().read().unwrap().workloads["critical"].clone();
         assert_eq!(c.allocation.get("high-performance").ready, 2, "{c:?}");
         assert_eq!(errors(&store, "critical"), Vec::<String>::new());
     }
