@@ -2797,6 +2797,41 @@ impl<P: Provider> Engine<P> {
                 l.peak
             ));
         }
+        // The budget in force (its own, paced, or its share of the fleet's) beats the
+        // scale-down delay and the shrink limit: what they keep beyond the plan goes
+        // where it would cost more (make before break still: the reconciler keeps ready
+        // capacity while any is pending).
+        if let Some(b) = w.budget_per_hour {
+            let planned: Vec<u32> = self
+                .tiers
+                .iter()
+                .map(|t| plan.target.get(&t.name).copied().unwrap_or(0))
+                .collect();
+            let mut kept: Vec<u32> = self
+                .tiers
+                .iter()
+                .map(|t| desired.get(&t.name).copied().unwrap_or(0))
+                .collect();
+            if let Some(over) = crate::reconcile::within_budget(&self.tiers, &planned, &mut kept, b)
+            {
+                for &(k, _) in &over.gone {
+                    let t = &self.tiers[k].name;
+                    s.stabilizer.cap(t, kept[k]);
+                    desired.insert(t.clone(), kept[k]);
+                    let limited = target.get(t).copied().unwrap_or(0).min(kept[k]);
+                    target.insert(t.clone(), limited);
+                }
+                let what = if cut.is_some() {
+                    "its share of the fleet budget"
+                } else if s.w.budget_per_month.is_some() {
+                    "the monthly budget paced"
+                } else {
+                    "the budget"
+                };
+                plan.reason
+                    .push_str(&format!("; {}", over.words(&self.tiers, b, what)));
+            }
+        }
         // Instances workloads of higher priority claim go as soon as what replaces them
         // is ready, before the scale-down delay and the shrink limit would let them go
         // (an operator's pause, below, still keeps them).

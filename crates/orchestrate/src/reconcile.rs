@@ -168,6 +168,87 @@ impl ShrinkLimit {
     }
 }
 
+/// Instances of one tier [`within_budget`] lets go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverBudget {
+    /// The hourly cost of what the scale-down delay and the shrink limit kept.
+    pub kept_per_hour: f64,
+    /// The hourly cost after letting go.
+    pub now_per_hour: f64,
+    /// Per tier (by index), how many go.
+    pub gone: Vec<(usize, u32)>,
+}
+
+/// A budget beats the scale-down delay and the shrink limit, as a lowered `maxReplicas`
+/// beats HPA's stabilisation: where what they keep (`desired[k]` instances of
+/// `tiers[k]`) costs more an hour than `budget`, the instances kept beyond the plan
+/// (`planned`) go, the dearest per effective unit first, until it fits, never below the
+/// plan (a plan that itself costs more, its minimums, is the planner's to explain).
+/// Ready capacity moving to another tier still stays until its replacement serves:
+/// the reconciler keeps it while any instance is pending.
+pub fn within_budget(
+    tiers: &[Tier],
+    planned: &[u32],
+    desired: &mut [u32],
+    budget: f64,
+) -> Option<OverBudget> {
+    let cost = |n: &[u32]| -> f64 {
+        n.iter()
+            .zip(tiers)
+            .map(|(n, t)| *n as f64 * t.price_per_hour)
+            .sum()
+    };
+    let kept_per_hour = cost(desired);
+    if kept_per_hour <= budget + 1e-9 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..tiers.len())
+        .filter(|&k| desired[k] > planned[k] && tiers[k].price_per_hour > 0.0)
+        .collect();
+    order.sort_by(|&a, &b| {
+        tiers[b]
+            .unit_price()
+            .total_cmp(&tiers[a].unit_price())
+            .then(a.cmp(&b))
+    });
+    let mut gone = Vec::new();
+    for k in order {
+        let over = cost(desired) - budget;
+        if over <= 1e-9 {
+            break;
+        }
+        let extra = desired[k] - planned[k];
+        let n = extra.min((over / tiers[k].price_per_hour - 1e-9).ceil() as u32);
+        if n > 0 {
+            desired[k] -= n;
+            gone.push((k, n));
+        }
+    }
+    gone.sort_unstable();
+    (!gone.is_empty()).then(|| OverBudget {
+        kept_per_hour,
+        now_per_hour: cost(desired),
+        gone,
+    })
+}
+
+impl OverBudget {
+    /// What a plan says of it: `budget` is the cap in force and `what` names it.
+    pub fn words(&self, tiers: &[Tier], budget: f64, what: &str) -> String {
+        let gone: Vec<String> = self
+            .gone
+            .iter()
+            .map(|(k, n)| format!("{n} {}", tiers[*k].name))
+            .collect();
+        format!(
+            "{what} (${budget:.2}/h) beats the scale-down delay: {} kept beyond the plan let go (${:.2}/h held down to ${:.2}/h)",
+            gone.join(", "),
+            self.kept_per_hour,
+            self.now_per_hour
+        )
+    }
+}
+
 /// The reconciler's verdict for one workload.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reconciled {
@@ -305,6 +386,54 @@ pub fn surged(
 mod tests {
     use super::*;
     use prescale_core::model::TierCount;
+
+    fn priced(name: &str, price: f64, factor: f64) -> Tier {
+        Tier {
+            name: name.into(),
+            price_per_hour: price,
+            performance_factor: factor,
+            ..prescale_core::config::Config::default().tiers[0].clone()
+        }
+    }
+
+    #[test]
+    fn a_budget_lets_go_what_the_delay_keeps_beyond_the_plan_dearest_first() {
+        let tiers = [
+            priced("spot", 0.058, 1.0),
+            priced("standard", 0.192, 1.0),
+            priced("fast", 0.34, 2.0),
+        ];
+        // The plan moved to spot; the delay keeps 7 standard and 2 fast besides.
+        let planned = [23, 24, 0];
+        let mut desired = [23, 31, 2];
+        let over = within_budget(&tiers, &planned, &mut desired, 6.3).unwrap();
+        // Standard costs more per effective unit than fast ($0.192 against $0.17 an
+        // instance of standard's work): its seven go first, then one fast of two.
+        assert_eq!(over.gone, vec![(1, 7), (2, 1)]);
+        assert_eq!(desired, [23, 24, 1]);
+        assert!((over.kept_per_hour - 7.966).abs() < 1e-9, "{over:?}");
+        assert!(over.now_per_hour <= 6.3 + 1e-9, "{over:?}");
+        assert!(
+            over.now_per_hour > 6.3 - 0.34,
+            "no more goes than the budget needs"
+        );
+        let words = over.words(&tiers, 6.3, "the budget");
+        assert!(
+            words.contains(
+                "7 standard, 1 fast kept beyond the plan let go ($7.97/h held down to $6.28/h)"
+            ),
+            "{words}"
+        );
+        // Within the budget: nothing goes.
+        let mut desired = [23, 25, 0];
+        assert_eq!(within_budget(&tiers, &planned, &mut desired, 6.3), None);
+        assert_eq!(desired, [23, 25, 0]);
+        // Never below the plan, even when the plan costs more than the budget.
+        let mut desired = [23, 30, 0];
+        let over = within_budget(&tiers, &planned, &mut desired, 1.0).unwrap();
+        assert_eq!(desired, planned);
+        assert_eq!(over.gone, vec![(1, 6)]);
+    }
 
     fn m(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()

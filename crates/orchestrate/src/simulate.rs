@@ -1515,6 +1515,7 @@ pub fn simulate(
         if matches!(policy, Policy::Predictive | Policy::SpecBaseline) {
             // The workload's scale-down delay, as the daemon's stabilizer applies it:
             // a tier shrinks only to the highest plan of the last `scale_down_delay_s`.
+            let planned = target.clone();
             plans.push((now, target.clone()));
             let window = w.scale_down_delay_s as i64 * 1000;
             plans.retain(|(t, _)| now - *t <= window);
@@ -1545,6 +1546,12 @@ pub fn simulate(
                     "; {:.2} ready kept (plan {:.2}) by scale_down_max_share {} per {} s",
                     l.kept, l.planned, w.scale_down_max_share, w.scale_down_period_s
                 );
+            }
+            // The budget in force beats both, as the daemon's does.
+            if let Some(words) = cap.and_then(|b| {
+                trim_to_budget(&tiers, &planned, &mut target, &mut plans, b, "the budget")
+            }) {
+                let _ = write!(why, "; {words}");
             }
         }
         let actions_before = actions;
@@ -1619,17 +1626,29 @@ pub fn simulate(
                 let p = prescale_plan::plan_dimensions(
                     &w_now, &tiers, &all[0], &others, at, dt, &floors,
                 );
-                // Within a step capacity only grows: the plan at its start stands.
-                let grown: Vec<u32> = tiers
+                // Within a step capacity only grows: the plan at its start stands,
+                // within the budget in force.
+                let planned: Vec<u32> = tiers
+                    .iter()
+                    .map(|t| p.target.get(&t.name).copied().unwrap_or(0))
+                    .collect();
+                let mut grown: Vec<u32> = planned
                     .iter()
                     .zip(&target)
-                    .map(|(t, n)| p.target.get(&t.name).copied().unwrap_or(0).max(*n))
+                    .map(|(p, n)| (*p).max(*n))
                     .collect();
+                let trimmed = cap.and_then(|b| {
+                    trim_to_budget(&tiers, &planned, &mut grown, &mut plans, b, "the budget")
+                });
                 if grown != target {
                     plans.push((at, grown.clone()));
                 }
                 target = grown;
-                format!("{} s into the step: {}", d / 1000, p.reason)
+                let mut said = format!("{} s into the step: {}", d / 1000, p.reason);
+                if let Some(words) = trimmed {
+                    let _ = write!(said, "; {words}");
+                }
+                said
             };
             for (k, n) in target.iter_mut().enumerate() {
                 *n = (*n).clamp(tiers[k].min_instances, tiers[k].max_instances);
@@ -1809,6 +1828,27 @@ fn others_of<'a>(
         .skip(1)
         .map(|((d, _), g)| (*d, g))
         .collect()
+}
+
+/// [`crate::reconcile::within_budget`] on a simulated plan: what the scale-down delay
+/// and the shrink limit keep of `target` beyond `planned` goes where it costs more than
+/// `budget`, and the plans the delay remembers (`plans`) no longer want it back, as the
+/// daemon's stabiliser forgets it. The words for the step's reason.
+fn trim_to_budget(
+    tiers: &[Tier],
+    planned: &[u32],
+    target: &mut [u32],
+    plans: &mut [(TimestampMs, Vec<u32>)],
+    budget: f64,
+    what: &str,
+) -> Option<String> {
+    let over = crate::reconcile::within_budget(tiers, planned, target, budget)?;
+    for (_, p) in plans.iter_mut() {
+        for &(k, _) in &over.gone {
+            p[k] = p[k].min(target[k]);
+        }
+    }
+    Some(over.words(tiers, budget, what))
 }
 
 fn one_tier(tiers: &[Tier], k: usize, n: u32) -> Vec<u32> {
@@ -3398,6 +3438,56 @@ mod tests {
         let free = simulate(&tr, &scenario(), Policy::Predictive, 6, None, |_, _| {}).unwrap();
         assert!(free.cost_total > predictive.cost_total);
         assert_eq!(free.budget_breaches, 0);
+    }
+
+    #[test]
+    fn a_budget_beats_the_scale_down_delay() {
+        // An hourly budget that binds at the daily peak, and an hour's scale-down delay
+        // that would keep each tier at its highest of the hour as the plan moves
+        // capacity between spot and standard.
+        let mut sc = scenario();
+        sc.workload.budget_per_hour = Some(1.2);
+        sc.workload.scale_down_delay_s = 3600;
+        let tr = trace(4);
+        let mut rows = Vec::new();
+        let r = simulate(&tr, &sc, Policy::Predictive, 1, Some(&mut rows), |_, _| {}).unwrap();
+        let said = rows
+            .iter()
+            .filter_map(|r| r.reason.as_deref())
+            .filter(|r| r.contains("the budget ($1.20/h) beats the scale-down delay: "))
+            .count();
+        assert!(
+            said > 0,
+            "the timeline says when the budget let capacity go"
+        );
+        // What remains above the budget is capacity moving between tiers, kept until
+        // what replaces it serves: at each such step an instance is pending.
+        let tiers = &sc.tiers;
+        let over: Vec<&TimelineRow> = rows
+            .iter()
+            .filter(|row| {
+                let rate: f64 = row
+                    .instances
+                    .iter()
+                    .zip(tiers)
+                    .map(|(n, t)| *n as f64 * t.price_per_hour)
+                    .sum();
+                let pending = row
+                    .instances
+                    .iter()
+                    .zip(&row.ready)
+                    .zip(tiers)
+                    .any(|((n, ready), t)| (*n as f64) * t.effective_capacity() > ready[0] + 1e-9);
+                rate > 1.2 + 1e-9 && !pending
+            })
+            .collect();
+        assert!(
+            over.is_empty(),
+            "{} steps over: {:?}",
+            over.len(),
+            over.first()
+        );
+        assert!(r.budget_breaches < 20, "{}", r.budget_breaches);
     }
 
     #[test]

@@ -288,6 +288,51 @@ mod tests {
     }
 
     #[test]
+    fn a_lowered_fleet_budget_is_kept_before_the_scale_down_delay() {
+        // Both hold their $1.25/h under a budget that buys it, with half an hour's
+        // scale-down delay; the budget is lowered to $1.50/h at minute 90.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, store) = flat_services(dir.path(), 150);
+        c.fleet.budget_per_hour = Some(100.0);
+        for w in &mut c.workloads {
+            w.scale_down_delay_s = 1800;
+        }
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        for m in 30..90 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        assert!(st.read().unwrap().fleet.cost_per_hour > 2.4);
+        e.fleet.budget_per_hour = Some(1.5);
+        // Within a few minutes (a cut plan may move capacity to a tier whose instances
+        // take minutes to come up, and what they replace stays until they serve), not
+        // the half hour the delay would keep it.
+        for m in 90..97 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let fleet = st.read().unwrap().fleet.clone();
+        assert!(fleet.cost_per_hour <= 1.5 + 1e-9, "{fleet:?}");
+        // The deprovision says why.
+        let log = e.store.decisions(Some("a"), 1000).unwrap();
+        let down = log
+            .iter()
+            .filter(|d| d.at > 90 * 60_000)
+            .find(|d| {
+                d.action
+                    .as_ref()
+                    .is_some_and(|a| a.kind == prescale_core::ActionKind::Deprovision)
+            })
+            .expect("a deprovision");
+        assert!(
+            down.reason
+                .contains("its share of the fleet budget ($0.75/h) beats the scale-down delay: "),
+            "{}",
+            down.reason
+        );
+    }
+
+    #[test]
     fn the_fleets_monthly_budget_is_paced_and_its_spending_kept() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = two_services(dir.path(), 100.0, 0);
