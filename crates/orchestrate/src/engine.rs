@@ -2664,6 +2664,7 @@ impl<P: Provider> Engine<P> {
         // again under its share as under its own budget ([`fleet`]).
         s.status.fleet = None;
         let mut cut = None;
+        let mut fleet_room = None;
         if let Some(cap) = fleet_cap {
             let me = fleet::Want {
                 name: s.w.name.clone(),
@@ -2673,7 +2674,9 @@ impl<P: Provider> Engine<P> {
             };
             let mut all = fleet_others.clone();
             all.push(me.clone());
-            let share = fleet::shares(cap, &all).last().copied().unwrap_or(0.0);
+            let all_shares = fleet::shares(cap, &all);
+            let share = all_shares.last().copied().unwrap_or(0.0);
+            fleet_room = Some(fleet::room(cap, &all_shares, all_shares.len() - 1));
             s.status.fleet = Some(FleetShare {
                 want: me.want,
                 share,
@@ -2801,7 +2804,10 @@ impl<P: Provider> Engine<P> {
         // scale-down delay and the shrink limit: what they keep beyond the plan goes
         // where it would cost more (make before break still: the reconciler keeps ready
         // capacity while any is pending).
-        if let Some(b) = w.budget_per_hour {
+        let own = w
+            .budget_per_hour
+            .filter(|b| fleet_room.is_none_or(|r| *b < r));
+        if let Some(b) = own.or(fleet_room) {
             let planned: Vec<u32> = self
                 .tiers
                 .iter()
@@ -2821,7 +2827,7 @@ impl<P: Provider> Engine<P> {
                     let limited = target.get(t).copied().unwrap_or(0).min(kept[k]);
                     target.insert(t.clone(), limited);
                 }
-                let what = if cut.is_some() {
+                let what = if own.is_none() {
                     "its share of the fleet budget"
                 } else if s.w.budget_per_month.is_some() {
                     "the monthly budget paced"

@@ -180,6 +180,22 @@ impl<P: Provider> Engine<P> {
     }
 }
 
+/// What workload `k` may hold of `cap` ($/h) beyond what its plan wants, given every
+/// workload's `shares`: its share, and of what the shares leave of the cap (nothing
+/// when any workload is cut below its want) a part in proportion to its share (an even
+/// part when no one has a share), so that together they hold no more than the cap. The
+/// scale-down delay keeps capacity up to it ([`crate::reconcile::within_budget`]).
+pub(super) fn room(cap: f64, shares: &[f64], k: usize) -> f64 {
+    let sum: f64 = shares.iter().sum();
+    let slack = (cap - sum).max(0.0);
+    let part = if sum > 0.0 {
+        shares[k] / sum
+    } else {
+        1.0 / shares.len() as f64
+    };
+    shares[k] + slack * part
+}
+
 /// A plan's words for a share below its want.
 pub(super) fn share_words(cap: f64, me: &Want, share: f64, others: &[Want]) -> String {
     let mut others: Vec<&Want> = others.iter().filter(|w| w.want > 0.0).collect();
@@ -375,6 +391,23 @@ mod tests {
             floor,
             want,
         }
+    }
+
+    #[test]
+    fn what_the_shares_leave_of_the_cap_is_room_in_proportion() {
+        // Nobody cut: $2 of a $5 cap left, in proportion to the shares.
+        let shares = [1.0, 2.0];
+        assert!(close(
+            &[super::room(5.0, &shares, 0), super::room(5.0, &shares, 1)],
+            &[1.0 + 2.0 / 3.0, 2.0 + 4.0 / 3.0]
+        ));
+        // A cut share leaves nothing: each may hold its share.
+        assert!(close(
+            &[super::room(3.0, &shares, 0), super::room(3.0, &shares, 1)],
+            &[1.0, 2.0]
+        ));
+        // No shares: even parts.
+        assert!(close(&[super::room(2.0, &[0.0, 0.0], 1)], &[1.0]));
     }
 
     fn close(a: &[f64], b: &[f64]) -> bool {
