@@ -12,6 +12,8 @@
 //! - [`jumps`]: upper quantiles at a predicted jump from the errors of past ones;
 //! - [`nowcast`]: the forecast in force brought up to the present between refreshes;
 //! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars;
+//! - [`replay`]: several workloads' traces through the engine at once, pools and the
+//!   fleet budget counted;
 //! - [`retention`]: deletes samples older than each series may keep.
 
 pub mod demo;
@@ -23,6 +25,7 @@ pub mod lease;
 pub mod nowcast;
 pub mod provider;
 pub mod reconcile;
+pub mod replay;
 pub mod retention;
 pub mod simulate;
 pub mod trainer;
