@@ -21,7 +21,7 @@ pub struct SimulateArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present_any = ["example_scenario", "prometheus"]
+        required_unless_present_any = ["example_scenario", "prometheus", "fleet_trace"]
     )]
     pub trace: Option<PathBuf>,
     /// Scenario TOML: tier catalog, SLA, budget, policy settings
@@ -39,6 +39,21 @@ pub struct SimulateArgs {
     /// With `--config`: the workload to simulate (needed when it has several).
     #[arg(long, value_name = "NAME", requires = "config")]
     pub workload: Option<String>,
+    /// With `--config`: replay several of its workloads together through the daemon's
+    /// engine, NAME=FILE for each (the workload, and its trace as `--trace` takes it),
+    /// so the tiers' maxima shared by every workload, claims by priority and the
+    /// `[fleet]` budget are counted; each is set against HPA alone on its trace.
+    #[arg(
+        long = "fleet-trace",
+        value_name = "NAME=FILE",
+        requires = "config",
+        conflicts_with_all = ["trace", "workload", "timeline", "report", "prometheus"]
+    )]
+    pub fleet_trace: Vec<String>,
+    /// With `--fleet-trace`: seconds between the engine's passes (the configuration's
+    /// `control.interval_s` by default; longer replays faster and coarser).
+    #[arg(long, value_name = "SECONDS", requires = "fleet_trace")]
+    pub pass_s: Option<u64>,
     /// predictive, spec-baseline, reactive, static or oracle; or `all`: every policy on
     /// the same trace and seed, compared side by side.
     #[arg(long, default_value = "predictive")]
@@ -164,6 +179,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         print!("{EXAMPLE_SCENARIO}");
         return Ok(());
     }
+    if !a.fleet_trace.is_empty() {
+        return fleet_replay(&a);
+    }
     let policies: Vec<Policy> = if a.policy == "all" {
         if a.timeline.is_some() {
             return Err("--timeline holds one policy's run: name it with --policy".into());
@@ -220,7 +238,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
                 .collect();
             if !shared.is_empty() {
                 eprintln!(
-                    "note: {} replayed alone in its tiers: the daemon shares {} with the configuration's other workloads (each tier's max_instances over all of them), which this replay does not count",
+                    "note: {} replayed alone in its tiers: the daemon shares {} with the configuration's other workloads (each tier's max_instances over all of them), which this replay does not count (--fleet-trace NAME=FILE for each replays them together)",
                     s.workload.name,
                     shared.join(", ")
                 );
@@ -228,7 +246,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             // Nor does it count a budget over the fleet.
             if cfg.fleet.budgeted() {
                 eprintln!(
-                    "note: {} replayed under its own budgets only: the daemon also shares [fleet]'s budget among the configuration's workloads, which this replay does not count",
+                    "note: {} replayed under its own budgets only: the daemon also shares [fleet]'s budget among the configuration's workloads, which this replay does not count (--fleet-trace NAME=FILE for each replays them together)",
                     s.workload.name
                 );
             }
@@ -384,6 +402,183 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `--fleet-trace`: the workloads named replayed together through the engine, each
+/// also under HPA alone on its trace.
+fn fleet_replay(a: &SimulateArgs) -> Result<(), String> {
+    let path = a.config.as_deref().expect("clap requires --config");
+    if a.policy != "predictive" {
+        return Err(format!(
+            "--fleet-trace replays the daemon's engine (predictive), each workload set against HPA (reactive): --policy {} does not apply",
+            a.policy
+        ));
+    }
+    let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
+    let mut traces = Vec::new();
+    for spec in &a.fleet_trace {
+        let Some((name, file)) = spec
+            .split_once('=')
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        else {
+            return Err(format!(
+                "--fleet-trace {spec}: give NAME=FILE, the workload and its trace"
+            ));
+        };
+        let (trace, _) = load_trace(Path::new(file)).map_err(|e| format!("{name}: {e}"))?;
+        traces.push((name.to_string(), trace));
+    }
+    let (rc, notes) = prescale_orchestrate::replay::replay_config(&cfg, &traces, a.seed)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let dir = tempfile::tempdir().map_err(|e| format!("a store for the replay: {e}"))?;
+    let store = prescale_store::Store::open(dir.path(), prescale_store::Durability::Buffered)
+        .map_err(|e| format!("a store for the replay: {e}"))?;
+    let bar = crate::progress_bar(
+        0,
+        "{spinner} replaying the fleet through the engine [{bar:30}] {pos}/{len} passes ({eta})",
+    );
+    let report = prescale_orchestrate::replay::replay_fleet(
+        &rc,
+        &traces,
+        store,
+        a.seed,
+        a.pass_s,
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    let report = report?;
+    // Each workload under HPA alone on its trace, as `--policy reactive` replays it.
+    let mut hpa = std::collections::BTreeMap::new();
+    for (name, trace) in &traces {
+        let scenario = Scenario::from_config(&cfg, Some(name))?;
+        let label = format!("HPA on {name:<10}");
+        let r = with_progress((trace, &scenario, Policy::Reactive, a.seed), None, &label)?;
+        hpa.insert(name.clone(), (r, scenario.reactive.target_utilization));
+    }
+    match a.format {
+        SimFormat::Json => {
+            let reactive: serde_json::Map<String, serde_json::Value> = hpa
+                .iter()
+                .map(|(n, (r, _))| (n.clone(), serde_json::to_value(r).expect("serialisable")))
+                .collect();
+            let out = serde_json::json!({ "replay": report, "reactive": reactive, "notes": notes });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("serialisable")
+            );
+        }
+        SimFormat::Table => print!("{}", fleet_table(&report, &hpa, a.seed)),
+    }
+    Ok(())
+}
+
+/// The fleet replay's table: each workload's cost and minutes short beside HPA's, then
+/// the fleet's budget and pools.
+fn fleet_table(
+    r: &prescale_orchestrate::replay::ReplayReport,
+    hpa: &std::collections::BTreeMap<String, (Report, f64)>,
+    seed: u64,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} workload(s) replayed together through the engine from {}: {:.1} h, a pass every {} s, seed {seed}",
+        r.workloads.len(),
+        prescale_core::format_ts(r.start),
+        r.hours,
+        r.pass_s
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7} {:>10} {:>10}",
+        "workload",
+        "cost",
+        "under-provisioned",
+        "HPA cost",
+        "HPA short",
+        "vs HPA",
+        "fleet cut",
+        "claiming"
+    );
+    let minutes = r.hours * 60.0;
+    let short = |m: f64| format!("{m:.0} min ({:.3}%)", 100.0 * m / minutes.max(1e-9));
+    let (mut hpa_cost, mut hpa_short) = (0.0, 0.0);
+    for (name, w) in &r.workloads {
+        let (h, target) = &hpa[name];
+        hpa_cost += h.cost_total;
+        hpa_short += h.underprovisioned_minutes;
+        let _ = writeln!(
+            out,
+            "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7} {:>10} {:>10}",
+            name,
+            format!("${:.2}", w.cost_total),
+            short(w.underprovisioned_minutes),
+            format!("${:.2} ({:.0}%)", h.cost_total, target * 100.0),
+            short(h.underprovisioned_minutes),
+            change(w.cost_total, h.cost_total).unwrap_or_else(|| "-".into()),
+            format!("{:.0} min", w.fleet_cut_minutes),
+            format!("{:.0} min", w.claiming_minutes),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7}",
+        "all",
+        format!("${:.2}", r.cost_total),
+        format!("{:.0} min", r.underprovisioned_minutes),
+        format!("${hpa_cost:.2}"),
+        format!("{hpa_short:.0} min"),
+        change(r.cost_total, hpa_cost).unwrap_or_else(|| "-".into()),
+    );
+    let tiers: Vec<String> = r
+        .cost_per_tier
+        .iter()
+        .map(|(t, c)| format!("{t} ${c:.2}"))
+        .collect();
+    let _ = writeln!(out, "cost per tier: {}", tiers.join(", "));
+    match r.fleet_cap_per_hour {
+        Some(cap) => {
+            let _ = writeln!(
+                out,
+                "fleet budget ${cap:.2}/h in force at the end: held above the cap in force {:.0} min, at most ${:.2}/h",
+                r.fleet_over_budget_minutes, r.fleet_peak_cost_per_hour
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no fleet budget: the fleet held at most ${:.2}/h",
+                r.fleet_peak_cost_per_hour
+            );
+        }
+    }
+    let full: Vec<String> = r
+        .tier_full_minutes
+        .iter()
+        .filter(|(_, m)| **m > 0.0)
+        .map(|(t, m)| format!("{t} {m:.0} min"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "tiers at their max_instances: {}",
+        if full.is_empty() {
+            "never".to_string()
+        } else {
+            full.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "actions {}, refused {}, spot interruptions {}; HPA alone on each trace knows no pools and no fleet budget",
+        r.actions, r.refused, r.interruptions
+    );
+    out
 }
 
 /// One simulation `(trace, scenario, policy, seed)` with a progress bar on the terminal

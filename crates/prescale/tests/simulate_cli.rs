@@ -755,3 +755,133 @@ fn the_daemons_own_configuration_stands_in_for_a_scenario() {
         assert!(err.contains(says) && err.contains("web, db"), "{err}");
     }
 }
+
+#[test]
+fn several_workloads_replay_together_through_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    // One tier of 20 instances for both, and a fleet budget that pays for 10.
+    let config = dir.path().join("prescale.toml");
+    std::fs::write(
+        &config,
+        "[[tiers]]\nname = \"general\"\nclass = \"standard\"\nvcpu = 4.0\n\
+         price_per_hour = 0.1\nperformance_factor = 1.0\nlead_time_s = 60\nmax_instances = 20\n\n\
+         [[workloads]]\nname = \"web\"\ndemand = \"x\"\nstep_s = 300\nmodel = \"baseline\"\n\n\
+         [[workloads]]\nname = \"db\"\ndemand = \"y\"\nstep_s = 300\nmodel = \"baseline\"\npriority = 5\n\n\
+         [fleet]\nbudget_per_hour = 1.0\n",
+    )
+    .unwrap();
+    // A day each of a daily cycle from 10 to 30 vCPU.
+    let trace = |name: &str| {
+        let path = dir.path().join(format!("{name}.csv"));
+        let mut s = String::from("timestamp,cpu\n");
+        for i in 0..288 {
+            let a = i as f64 / 288.0 * std::f64::consts::TAU;
+            s.push_str(&format!(
+                "{},{:.3}\n",
+                1_767_571_200 + i * 300,
+                20.0 - 10.0 * a.cos()
+            ));
+        }
+        std::fs::write(&path, s).unwrap();
+        format!("{name}={}", path.display())
+    };
+    let (web, db) = (trace("web"), trace("db"));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["simulate", "--config", config.to_str().unwrap()];
+        args.extend(["--pass-s", "120"]);
+        args.extend_from_slice(extra);
+        prescale(&args)
+    };
+    let out = run(&["--fleet-trace", &web, "--fleet-trace", &db]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for says in [
+        "2 workload(s) replayed together through the engine from 2026-01-05T00:00:00Z: 24.0 h, a pass every 120 s, seed 1",
+        "fleet budget $1.00/h in force at the end: held above the cap in force ",
+        "tiers at their max_instances: never",
+        "HPA alone on each trace knows no pools and no fleet budget",
+    ] {
+        assert!(table.contains(says), "{says}: {table}");
+    }
+    for row in ["web ", "db ", "all "] {
+        assert!(table.lines().any(|l| l.starts_with(row)), "{row}: {table}");
+    }
+    let out = run(&[
+        "--fleet-trace",
+        &web,
+        "--fleet-trace",
+        &db,
+        "--format",
+        "json",
+    ]);
+    let r = parsed(out);
+    let replay = &r["replay"];
+    // About 10 instances of $0.10/h each at the peaks would cost $2/h for both: the
+    // budget binds and web, of lower priority, is cut the longer.
+    let web_r = &replay["workloads"]["web"];
+    let db_r = &replay["workloads"]["db"];
+    assert!(
+        web_r["fleet_cut_minutes"].as_f64().unwrap() > 60.0,
+        "{replay}"
+    );
+    assert!(
+        web_r["underprovisioned_minutes"].as_f64().unwrap()
+            > db_r["underprovisioned_minutes"].as_f64().unwrap(),
+        "{replay}"
+    );
+    assert!(
+        web_r["fleet_cut_minutes"].as_f64().unwrap() > db_r["fleet_cut_minutes"].as_f64().unwrap(),
+        "{replay}"
+    );
+    assert!(
+        replay["fleet_peak_cost_per_hour"].as_f64().unwrap() <= 1.0 + 1e-9,
+        "{replay}"
+    );
+    assert_eq!(replay["fleet_cap_per_hour"].as_f64(), Some(1.0));
+    assert_eq!(
+        replay["tier_full_minutes"]["general"].as_f64(),
+        Some(0.0),
+        "{replay}"
+    );
+    for w in ["web", "db"] {
+        assert!(
+            r["reactive"][w]["cost_total"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
+    // A workload left out is said; bad arguments say what to fix.
+    let out = run(&["--fleet-trace", &web]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("note: left out of the replay (no trace): db; what they would hold of the pools and the fleet budget is not counted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (extra, says) in [
+        (
+            vec!["--fleet-trace", "web"],
+            "--fleet-trace web: give NAME=FILE",
+        ),
+        (
+            vec!["--fleet-trace", web.as_str(), "--fleet-trace", web.as_str()],
+            "workload web has two traces",
+        ),
+        (
+            vec!["--fleet-trace", &web.replace("web=", "cache=")],
+            "no workload cache in the configuration (it has web, db)",
+        ),
+        (
+            vec!["--fleet-trace", web.as_str(), "--policy", "all"],
+            "--policy all does not apply",
+        ),
+    ] {
+        let out = run(&extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{says}: {err}");
+    }
+}
