@@ -77,6 +77,31 @@ pub struct ReplayReport {
     pub workloads: BTreeMap<String, WorkloadReplay>,
 }
 
+/// One pass of a fleet replay, for charts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayRow {
+    /// When the pass ran.
+    pub ts: TimestampMs,
+    /// Per workload, in the order of the traces.
+    pub workloads: Vec<ReplayWorkloadRow>,
+    /// The fleet's hourly cap in force, under a fleet budget.
+    pub cap_per_hour: Option<f64>,
+    /// Instances of each tier held over every workload (catalog order), those serving
+    /// out a notice left out, as the tier's `max_instances` counts them.
+    pub held: Vec<u32>,
+}
+
+/// One workload at a pass of a fleet replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayWorkloadRow {
+    /// Its CPU demand, vCPU.
+    pub demand: f64,
+    /// Its ready effective CPU capacity per tier (catalog order), vCPU.
+    pub ready: Vec<f64>,
+    /// What it holds costs an hour.
+    pub cost_per_hour: f64,
+}
+
 /// The series a replayed workload's demand of `d` is written to.
 fn replay_key(workload: &str, d: Dim) -> SeriesKey {
     SeriesKey::metric(format!("prescale_replay_{}", d.name()))
@@ -170,13 +195,14 @@ pub fn replay_config(
 /// [`replay_config`]) with a simulated cloud seeded by `seed`, a pass every `pass_s`
 /// seconds (the configuration's control interval when `None`), over the time every
 /// trace covers, on `store` (empty: the replay writes its demand there). `progress`
-/// sees (passes done, passes in all).
+/// sees (passes done, passes in all); `timeline`, when given, gets a row per pass from
+/// the trace's start.
 pub fn replay_fleet(
     cfg: &Config,
     traces: &[(String, Trace)],
     store: Store,
-    seed: u64,
-    pass_s: Option<u64>,
+    (seed, pass_s): (u64, Option<u64>),
+    mut timeline: Option<&mut Vec<ReplayRow>>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplayReport, String> {
     let start = traces.iter().map(|(_, t)| t.ts[0]).max().unwrap_or(0);
@@ -249,8 +275,18 @@ pub fn replay_fleet(
         if t >= start {
             let st = status.read().expect("status lock");
             let mut fleet_rate = 0.0;
+            let mut row = ReplayRow {
+                ts: t,
+                workloads: Vec::new(),
+                cap_per_hour: st.fleet.cap_per_hour,
+                held: tiers
+                    .iter()
+                    .map(|x| engine.provider().tier_count(&x.name))
+                    .collect(),
+            };
             for (name, tr) in traces {
                 let alloc = engine.provider().allocation(name, t);
+                let rate_before = fleet_rate;
                 let ws = report.workloads.entry(name.clone()).or_default();
                 let short = tr.dims().iter().any(|(d, values)| {
                     let demand = at(tr, values, t);
@@ -274,6 +310,16 @@ pub fn replay_fleet(
                     let peak = ws.peak_instances.entry(x.name.clone()).or_default();
                     *peak = (*peak).max(c.total());
                 }
+                if timeline.is_some() {
+                    row.workloads.push(ReplayWorkloadRow {
+                        demand: at(tr, &tr.cpu, t),
+                        ready: tiers
+                            .iter()
+                            .map(|x| alloc.get(&x.name).ready as f64 * x.effective_capacity())
+                            .collect(),
+                        cost_per_hour: fleet_rate - rate_before,
+                    });
+                }
                 if let Some(w) = st.workloads.get(name) {
                     if w.fleet.is_some_and(|f| f.share < f.want - 1e-9) {
                         ws.fleet_cut_minutes += minutes;
@@ -282,6 +328,9 @@ pub fn replay_fleet(
                         ws.claiming_minutes += minutes;
                     }
                 }
+            }
+            if let Some(tl) = timeline.as_deref_mut() {
+                tl.push(row);
             }
             report.fleet_peak_cost_per_hour = report.fleet_peak_cost_per_hour.max(fleet_rate);
             report.fleet_cap_per_hour = st.fleet.cap_per_hour;
@@ -370,7 +419,40 @@ mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-        replay_fleet(&c, traces, store, 1, Some(120), |_, _| {}).unwrap()
+        let mut rows = Vec::new();
+        let r = replay_fleet(
+            &c,
+            traces,
+            store,
+            (1, Some(120)),
+            Some(&mut rows),
+            |_, _| {},
+        )
+        .unwrap();
+        // The timeline tells the same story: a row a pass from the start, each
+        // workload's cost and minutes short summed from it, the pools never past their
+        // maxima.
+        assert_eq!(rows.len() as f64, r.hours * 30.0);
+        for (k, (name, _)) in traces.iter().enumerate() {
+            let w = &r.workloads[name];
+            let cost: f64 = rows
+                .iter()
+                .map(|x| x.workloads[k].cost_per_hour / 30.0)
+                .sum();
+            assert!((cost - w.cost_total).abs() < 1e-6, "{name}: {cost} {w:?}");
+            let short = rows
+                .iter()
+                .filter(|x| x.workloads[k].demand > x.workloads[k].ready.iter().sum::<f64>() + 1e-9)
+                .count() as f64
+                * 2.0;
+            assert_eq!(short, w.underprovisioned_minutes, "{name}");
+        }
+        for x in &rows {
+            for (n, t) in x.held.iter().zip(&c.tiers) {
+                assert!(*n <= t.max_instances, "{x:?}");
+            }
+        }
+        r
     }
 
     #[test]
@@ -458,7 +540,7 @@ mod tests {
         let (rc, _) = replay_config(&c, &traces, 1).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-        let err = replay_fleet(&rc, &traces, store, 1, None, |_, _| {}).unwrap_err();
+        let err = replay_fleet(&rc, &traces, store, (1, None), None, |_, _| {}).unwrap_err();
         assert!(err.contains("the traces share no time to replay"), "{err}");
     }
 }

@@ -47,7 +47,7 @@ pub struct SimulateArgs {
         long = "fleet-trace",
         value_name = "NAME=FILE",
         requires = "config",
-        conflicts_with_all = ["trace", "workload", "timeline", "report", "prometheus"]
+        conflicts_with_all = ["trace", "workload", "timeline", "prometheus"]
     )]
     pub fleet_trace: Vec<String>,
     /// With `--fleet-trace`: seconds between the engine's passes (the configuration's
@@ -180,7 +180,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         return Ok(());
     }
     if !a.fleet_trace.is_empty() {
-        return fleet_replay(&a);
+        return crate::fleet_cmd::run(&a);
     }
     let policies: Vec<Policy> = if a.policy == "all" {
         if a.timeline.is_some() {
@@ -404,186 +404,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `--fleet-trace`: the workloads named replayed together through the engine, each
-/// also under HPA alone on its trace.
-fn fleet_replay(a: &SimulateArgs) -> Result<(), String> {
-    let path = a.config.as_deref().expect("clap requires --config");
-    if a.policy != "predictive" {
-        return Err(format!(
-            "--fleet-trace replays the daemon's engine (predictive), each workload set against HPA (reactive): --policy {} does not apply",
-            a.policy
-        ));
-    }
-    let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
-    let mut traces = Vec::new();
-    for spec in &a.fleet_trace {
-        let Some((name, file)) = spec
-            .split_once('=')
-            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
-        else {
-            return Err(format!(
-                "--fleet-trace {spec}: give NAME=FILE, the workload and its trace"
-            ));
-        };
-        let (trace, _) = load_trace(Path::new(file)).map_err(|e| format!("{name}: {e}"))?;
-        traces.push((name.to_string(), trace));
-    }
-    let (rc, notes) = prescale_orchestrate::replay::replay_config(&cfg, &traces, a.seed)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    for n in &notes {
-        eprintln!("note: {n}");
-    }
-    let dir = tempfile::tempdir().map_err(|e| format!("a store for the replay: {e}"))?;
-    let store = prescale_store::Store::open(dir.path(), prescale_store::Durability::Buffered)
-        .map_err(|e| format!("a store for the replay: {e}"))?;
-    let bar = crate::progress_bar(
-        0,
-        "{spinner} replaying the fleet through the engine [{bar:30}] {pos}/{len} passes ({eta})",
-    );
-    let report = prescale_orchestrate::replay::replay_fleet(
-        &rc,
-        &traces,
-        store,
-        a.seed,
-        a.pass_s,
-        |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    );
-    bar.finish_and_clear();
-    let report = report?;
-    // Each workload under HPA alone on its trace, as `--policy reactive` replays it.
-    let mut hpa = std::collections::BTreeMap::new();
-    for (name, trace) in &traces {
-        let scenario = Scenario::from_config(&cfg, Some(name))?;
-        let label = format!("HPA on {name:<10}");
-        let r = with_progress((trace, &scenario, Policy::Reactive, a.seed), None, &label)?;
-        hpa.insert(name.clone(), (r, scenario.reactive.target_utilization));
-    }
-    match a.format {
-        SimFormat::Json => {
-            let reactive: serde_json::Map<String, serde_json::Value> = hpa
-                .iter()
-                .map(|(n, (r, _))| (n.clone(), serde_json::to_value(r).expect("serialisable")))
-                .collect();
-            let out = serde_json::json!({ "replay": report, "reactive": reactive, "notes": notes });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).expect("serialisable")
-            );
-        }
-        SimFormat::Table => print!("{}", fleet_table(&report, &hpa, a.seed)),
-    }
-    Ok(())
-}
-
-/// The fleet replay's table: each workload's cost and minutes short beside HPA's, then
-/// the fleet's budget and pools.
-fn fleet_table(
-    r: &prescale_orchestrate::replay::ReplayReport,
-    hpa: &std::collections::BTreeMap<String, (Report, f64)>,
-    seed: u64,
-) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} workload(s) replayed together through the engine from {}: {:.1} h, a pass every {} s, seed {seed}",
-        r.workloads.len(),
-        prescale_core::format_ts(r.start),
-        r.hours,
-        r.pass_s
-    );
-    let _ = writeln!(
-        out,
-        "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7} {:>10} {:>10}",
-        "workload",
-        "cost",
-        "under-provisioned",
-        "HPA cost",
-        "HPA short",
-        "vs HPA",
-        "fleet cut",
-        "claiming"
-    );
-    let minutes = r.hours * 60.0;
-    let short = |m: f64| format!("{m:.0} min ({:.3}%)", 100.0 * m / minutes.max(1e-9));
-    let (mut hpa_cost, mut hpa_short) = (0.0, 0.0);
-    for (name, w) in &r.workloads {
-        let (h, target) = &hpa[name];
-        hpa_cost += h.cost_total;
-        hpa_short += h.underprovisioned_minutes;
-        let _ = writeln!(
-            out,
-            "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7} {:>10} {:>10}",
-            name,
-            format!("${:.2}", w.cost_total),
-            short(w.underprovisioned_minutes),
-            format!("${:.2} ({:.0}%)", h.cost_total, target * 100.0),
-            short(h.underprovisioned_minutes),
-            change(w.cost_total, h.cost_total).unwrap_or_else(|| "-".into()),
-            format!("{:.0} min", w.fleet_cut_minutes),
-            format!("{:.0} min", w.claiming_minutes),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7}",
-        "all",
-        format!("${:.2}", r.cost_total),
-        format!("{:.0} min", r.underprovisioned_minutes),
-        format!("${hpa_cost:.2}"),
-        format!("{hpa_short:.0} min"),
-        change(r.cost_total, hpa_cost).unwrap_or_else(|| "-".into()),
-    );
-    let tiers: Vec<String> = r
-        .cost_per_tier
-        .iter()
-        .map(|(t, c)| format!("{t} ${c:.2}"))
-        .collect();
-    let _ = writeln!(out, "cost per tier: {}", tiers.join(", "));
-    match r.fleet_cap_per_hour {
-        Some(cap) => {
-            let _ = writeln!(
-                out,
-                "fleet budget ${cap:.2}/h in force at the end: held above the cap in force {:.0} min, at most ${:.2}/h",
-                r.fleet_over_budget_minutes, r.fleet_peak_cost_per_hour
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "no fleet budget: the fleet held at most ${:.2}/h",
-                r.fleet_peak_cost_per_hour
-            );
-        }
-    }
-    let full: Vec<String> = r
-        .tier_full_minutes
-        .iter()
-        .filter(|(_, m)| **m > 0.0)
-        .map(|(t, m)| format!("{t} {m:.0} min"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "tiers at their max_instances: {}",
-        if full.is_empty() {
-            "never".to_string()
-        } else {
-            full.join(", ")
-        }
-    );
-    let _ = writeln!(
-        out,
-        "actions {}, refused {}, spot interruptions {}; HPA alone on each trace knows no pools and no fleet budget",
-        r.actions, r.refused, r.interruptions
-    );
-    out
-}
-
 /// One simulation `(trace, scenario, policy, seed)` with a progress bar on the terminal
 /// headed `label`.
-fn with_progress(
+pub(crate) fn with_progress(
     (trace, scenario, policy, seed): (&Trace, &Scenario, Policy, u64),
     timeline: Option<&mut Vec<TimelineRow>>,
     label: &str,
@@ -769,7 +592,7 @@ pub(crate) fn against(cost: f64, oracle: Option<f64>, reactive: Option<f64>) -> 
 
 /// `cost` as a change against `base` ("-40%"), `None` when `base` costs nothing (a
 /// trace without demand): no change to put a figure on.
-fn change(cost: f64, base: f64) -> Option<String> {
+pub(crate) fn change(cost: f64, base: f64) -> Option<String> {
     (base > 0.0).then(|| format!("{:+.0}%", (cost / base - 1.0) * 100.0))
 }
 
@@ -866,7 +689,7 @@ fn table(r: &Report) -> String {
 type Column = (i64, f64, Vec<f64>, Option<(f64, f64)>);
 
 /// Colours of the tiers, in catalog order (cycled).
-const TIER_COLOURS: [&str; 6] = [
+pub(crate) const TIER_COLOURS: [&str; 6] = [
     "#7fb77e", "#6b9bd1", "#c98bd6", "#e0a458", "#d16b6b", "#8c8c8c",
 ];
 

@@ -810,6 +810,7 @@ fn several_workloads_replay_together_through_the_engine() {
     for row in ["web ", "db ", "all "] {
         assert!(table.lines().any(|l| l.starts_with(row)), "{row}: {table}");
     }
+    let page = dir.path().join("fleet.html");
     let out = run(&[
         "--fleet-trace",
         &web,
@@ -817,8 +818,25 @@ fn several_workloads_replay_together_through_the_engine() {
         &db,
         "--format",
         "json",
+        "--report",
+        page.to_str().unwrap(),
     ]);
     let r = parsed(out);
+    // The page: the table, each workload's demand and capacity, the fleet's cost by
+    // workload against its budget (dashed), the pool against its maximum.
+    let html = std::fs::read_to_string(&page).unwrap();
+    for says in [
+        "<h2>web: demand and ready capacity, vCPU</h2>",
+        "<h2>db: demand and ready capacity, vCPU</h2>",
+        "<h2>The fleet's cost by workload, $/h</h2>",
+        "fleet budget in force",
+        "stroke-dasharray",
+        "<h2>general: the pool</h2>",
+        "2 workload(s) replayed together through the engine",
+    ] {
+        assert!(html.contains(says), "{says}");
+    }
+    assert_eq!(html.matches("<svg").count(), 4);
     let replay = &r["replay"];
     // About 10 instances of $0.10/h each at the peaks would cost $2/h for both: the
     // budget binds and web, of lower priority, is cut the longer.
