@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use prescale_core::Dim;
 use prescale_core::Tier;
 use prescale_orchestrate::replay::{ReplayReport, ReplayRow};
-use prescale_orchestrate::simulate::{Policy, Report, Scenario};
+use prescale_orchestrate::simulate::{Policy, Report, Scenario, Trace};
 
 use crate::simulate_cmd::{
     change, html_escape, load_trace, with_progress, SimFormat, SimulateArgs, TIER_COLOURS,
@@ -66,12 +67,25 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
     bar.finish_and_clear();
     let report = report?;
     // Each workload under HPA alone on its trace, as `--policy reactive` replays it.
-    let mut hpa = BTreeMap::new();
+    // Each workload alone on its trace over the same time, under HPA and under
+    // prescale's own replay of one workload (`--policy reactive` and `predictive`).
+    let end = report.start + (report.hours * 3_600_000.0).round() as i64;
+    let mut alone = BTreeMap::new();
     for (name, trace) in &traces {
         let scenario = Scenario::from_config(&cfg, Some(name))?;
-        let label = format!("HPA on {name:<10}");
-        let r = with_progress((trace, &scenario, Policy::Reactive, a.seed), None, &label)?;
-        hpa.insert(name.clone(), (r, scenario.reactive.target_utilization));
+        let trace = within(trace, report.start, end);
+        let run = |policy: Policy, what: &str| {
+            let label = format!("{what} {name:<10}");
+            with_progress((&trace, &scenario, policy, a.seed), None, &label)
+        };
+        alone.insert(
+            name.clone(),
+            Alone {
+                hpa: run(Policy::Reactive, "HPA alone on")?,
+                hpa_target: scenario.reactive.target_utilization,
+                predictive: run(Policy::Predictive, "prescale alone on")?,
+            },
+        );
     }
     if let Some(path) = &a.report {
         let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
@@ -79,30 +93,53 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
             &rc.tiers,
             &names,
             &rows,
-            &fleet_table(&report, &hpa, a.seed),
+            &fleet_table(&report, &alone, a.seed),
         );
         std::fs::write(path, page).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     match a.format {
         SimFormat::Json => {
-            let reactive: serde_json::Map<String, serde_json::Value> = hpa
-                .iter()
-                .map(|(n, (r, _))| (n.clone(), serde_json::to_value(r).expect("serialisable")))
-                .collect();
-            let out = serde_json::json!({ "replay": report, "reactive": reactive, "notes": notes });
+            let out = serde_json::json!({ "replay": report, "alone": alone, "notes": notes });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serialisable")
             );
         }
-        SimFormat::Table => print!("{}", fleet_table(&report, &hpa, a.seed)),
+        SimFormat::Table => print!("{}", fleet_table(&report, &alone, a.seed)),
     }
     Ok(())
 }
 
+/// One workload replayed alone on its trace over the fleet replay's time.
+#[derive(serde::Serialize)]
+struct Alone {
+    /// Under HPA at its target.
+    hpa: Report,
+    /// HPA's target utilization.
+    hpa_target: f64,
+    /// Under prescale alone in its tiers and under its own budgets only.
+    predictive: Report,
+}
+
+/// The steps of `tr` from `start` to before `end`.
+fn within(tr: &Trace, start: i64, end: i64) -> Trace {
+    let (a, b) = (
+        tr.ts.partition_point(|t| *t < start),
+        tr.ts.partition_point(|t| *t < end),
+    );
+    let part = |v: &[(Dim, Vec<f64>)]| v.iter().map(|(d, x)| (*d, x[a..b].to_vec())).collect();
+    Trace {
+        ts: tr.ts[a..b].to_vec(),
+        cpu: tr.cpu[a..b].to_vec(),
+        others: part(&tr.others),
+        actual: part(&tr.actual),
+        step_ms: tr.step_ms,
+    }
+}
+
 /// The fleet replay's table: each workload's cost and minutes short beside HPA's, then
 /// the fleet's budget and pools.
-fn fleet_table(r: &ReplayReport, hpa: &BTreeMap<String, (Report, f64)>, seed: u64) -> String {
+fn fleet_table(r: &ReplayReport, alone: &BTreeMap<String, Alone>, seed: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -114,45 +151,64 @@ fn fleet_table(r: &ReplayReport, hpa: &BTreeMap<String, (Report, f64)>, seed: u6
     );
     let _ = writeln!(
         out,
-        "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7} {:>10} {:>10}",
+        "{:<14} {:>30} {:>30} {:>36} {:>7} {:>10} {:>10}",
+        "", "together", "alone", "HPA alone", "", "", ""
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>11} {:>18} {:>11} {:>18} {:>17} {:>18} {:>7} {:>10} {:>10}",
         "workload",
         "cost",
-        "under-provisioned",
-        "HPA cost",
-        "HPA short",
+        "short",
+        "cost",
+        "short",
+        "cost",
+        "short",
         "vs HPA",
         "fleet cut",
         "claiming"
     );
     let minutes = r.hours * 60.0;
-    let short = |m: f64| format!("{m:.0} min ({:.3}%)", 100.0 * m / minutes.max(1e-9));
-    let (mut hpa_cost, mut hpa_short) = (0.0, 0.0);
+    let short = |m: f64| format!("{m:.0} min ({:.2}%)", 100.0 * m / minutes.max(1e-9));
+    let mut sums = [0.0; 6];
     for (name, w) in &r.workloads {
-        let (h, target) = &hpa[name];
-        hpa_cost += h.cost_total;
-        hpa_short += h.underprovisioned_minutes;
+        let a = &alone[name];
+        for (s, v) in sums.iter_mut().zip([
+            w.cost_total,
+            w.underprovisioned_minutes,
+            a.predictive.cost_total,
+            a.predictive.underprovisioned_minutes,
+            a.hpa.cost_total,
+            a.hpa.underprovisioned_minutes,
+        ]) {
+            *s += v;
+        }
         let _ = writeln!(
             out,
-            "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7} {:>10} {:>10}",
+            "{:<14} {:>11} {:>18} {:>11} {:>18} {:>17} {:>18} {:>7} {:>10} {:>10}",
             name,
             format!("${:.2}", w.cost_total),
             short(w.underprovisioned_minutes),
-            format!("${:.2} ({:.0}%)", h.cost_total, target * 100.0),
-            short(h.underprovisioned_minutes),
-            change(w.cost_total, h.cost_total).unwrap_or_else(|| "-".into()),
+            format!("${:.2}", a.predictive.cost_total),
+            short(a.predictive.underprovisioned_minutes),
+            format!("${:.2} ({:.0}%)", a.hpa.cost_total, a.hpa_target * 100.0),
+            short(a.hpa.underprovisioned_minutes),
+            change(w.cost_total, a.hpa.cost_total).unwrap_or_else(|| "-".into()),
             format!("{:.0} min", w.fleet_cut_minutes),
             format!("{:.0} min", w.claiming_minutes),
         );
     }
     let _ = writeln!(
         out,
-        "{:<14} {:>11} {:>20} {:>14} {:>20} {:>7}",
+        "{:<14} {:>11} {:>18} {:>11} {:>18} {:>17} {:>18} {:>7}",
         "all",
-        format!("${:.2}", r.cost_total),
-        format!("{:.0} min", r.underprovisioned_minutes),
-        format!("${hpa_cost:.2}"),
-        format!("{hpa_short:.0} min"),
-        change(r.cost_total, hpa_cost).unwrap_or_else(|| "-".into()),
+        format!("${:.2}", sums[0]),
+        format!("{:.0} min", sums[1]),
+        format!("${:.2}", sums[2]),
+        format!("{:.0} min", sums[3]),
+        format!("${:.2}", sums[4]),
+        format!("{:.0} min", sums[5]),
+        change(sums[0], sums[4]).unwrap_or_else(|| "-".into()),
     );
     let tiers: Vec<String> = r
         .cost_per_tier
@@ -193,7 +249,7 @@ fn fleet_table(r: &ReplayReport, hpa: &BTreeMap<String, (Report, f64)>, seed: u6
     );
     let _ = writeln!(
         out,
-        "actions {}, refused {}, spot interruptions {}; HPA alone on each trace knows no pools and no fleet budget",
+        "actions {}, refused {}, spot interruptions {}; alone, each workload has every tier to itself and no fleet budget",
         r.actions, r.refused, r.interruptions
     );
     out

@@ -803,7 +803,7 @@ fn several_workloads_replay_together_through_the_engine() {
         "2 workload(s) replayed together through the engine from 2026-01-05T00:00:00Z: 24.0 h, a pass every 120 s, seed 1",
         "fleet budget $1.00/h in force at the end: held above the cap in force ",
         "tiers at their max_instances: never",
-        "HPA alone on each trace knows no pools and no fleet budget",
+        "alone, each workload has every tier to itself and no fleet budget",
     ] {
         assert!(table.contains(says), "{says}: {table}");
     }
@@ -865,12 +865,25 @@ fn several_workloads_replay_together_through_the_engine() {
         Some(0.0),
         "{replay}"
     );
+    // Each alone over the same day, under HPA and under prescale: no fleet budget, so
+    // web is short less than it is together.
     for w in ["web", "db"] {
+        let alone = &r["alone"][w];
+        assert_eq!(alone["hpa"]["hours"].as_f64(), Some(24.0), "{r}");
+        assert!(alone["hpa"]["cost_total"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(alone["hpa_target"].as_f64(), Some(0.7), "{r}");
         assert!(
-            r["reactive"][w]["cost_total"].as_f64().unwrap() > 0.0,
+            alone["predictive"]["cost_total"].as_f64().unwrap() > 0.0,
             "{r}"
         );
     }
+    assert!(
+        r["alone"]["web"]["predictive"]["underprovisioned_minutes"]
+            .as_f64()
+            .unwrap()
+            < web_r["underprovisioned_minutes"].as_f64().unwrap(),
+        "{r}"
+    );
     // A workload left out is said; bad arguments say what to fix.
     let out = run(&["--fleet-trace", &web]);
     assert!(
