@@ -44,7 +44,7 @@ mod events;
 mod fleet;
 mod leads;
 mod pause;
-mod pool;
+pub(crate) mod pool;
 mod unmanaged;
 
 pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
@@ -2813,11 +2813,8 @@ impl<P: Provider> Engine<P> {
                 .iter()
                 .map(|t| plan.target.get(&t.name).copied().unwrap_or(0))
                 .collect();
-            let mut kept: Vec<u32> = self
-                .tiers
-                .iter()
-                .map(|t| desired.get(&t.name).copied().unwrap_or(0))
-                .collect();
+            // What the window and the limit keep (`desired`, in the catalog's order).
+            let mut kept = want.clone();
             if let Some(over) = crate::reconcile::within_budget(&self.tiers, &planned, &mut kept, b)
             {
                 for &(k, _) in &over.gone {

@@ -374,6 +374,7 @@ mod tests {
     use prescale_store::{Durability, Store};
 
     use super::{replay_config, replay_fleet, ReplayReport};
+    use crate::engine::pool::tests::services;
     use crate::simulate::Trace;
 
     /// `days` of 5-minute steps from 2026-01-05 of a daily cycle from `low` to `high`
@@ -399,17 +400,10 @@ mod tests {
     /// Two services `a` and `b` (the default workload, on the inline baseline model),
     /// `b` of priority 10.
     fn two() -> Config {
-        let mut c = Config::default();
-        let base = c.workloads[0].clone();
-        c.workloads = ["a", "b"]
-            .into_iter()
-            .map(|name| {
-                let mut w = base.clone();
-                w.name = name.into();
-                w.model = "baseline".into();
-                w
-            })
-            .collect();
+        let mut c = services(&["a", "b"]);
+        for w in &mut c.workloads {
+            w.model = "baseline".into();
+        }
         c.workloads[1].priority = 10;
         c
     }

@@ -356,7 +356,7 @@ impl<P: Provider> Engine<P> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use prescale_core::config::Config;
     use prescale_core::{Action, ActionKind, DecisionKind, Sample, SeriesKey};
     use prescale_store::{Durability, Store};
@@ -364,23 +364,31 @@ pub(super) mod tests {
     use crate::engine::Engine;
     use crate::provider::{Provider, SimCloud};
 
+    /// The default configuration with the default workload under each of `names`.
+    pub(crate) fn services(names: &[&str]) -> Config {
+        let mut c = Config::default();
+        let base = c.workloads[0].clone();
+        c.workloads = names
+            .iter()
+            .map(|name| {
+                let mut w = base.clone();
+                w.name = name.to_string();
+                w
+            })
+            .collect();
+        c
+    }
+
     /// The default configuration with two services, `a` and `b`, each demanding
     /// `NAME_cpu` (30 vCPU every minute from 0 to `minutes`, stored in a store in
     /// `dir`), on the naive model with no seasonal floor.
     pub(in crate::engine) fn flat_services(dir: &std::path::Path, minutes: i64) -> (Config, Store) {
         let store = Store::open(dir, Durability::Buffered).unwrap();
-        let mut c = Config::default();
-        let base = c.workloads[0].clone();
-        c.workloads = ["a", "b"]
-            .into_iter()
-            .map(|name| {
-                let mut w = base.clone();
-                w.name = name.into();
-                w.demand = format!("{name}_cpu");
-                (w.model, w.seasonal_floor) = ("naive".into(), false);
-                w
-            })
-            .collect();
+        let mut c = services(&["a", "b"]);
+        for w in &mut c.workloads {
+            w.demand = format!("{}_cpu", w.name);
+            (w.model, w.seasonal_floor) = ("naive".into(), false);
+        }
         for name in ["a", "b"] {
             let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
             let samples: Vec<Sample> = (0..minutes)
