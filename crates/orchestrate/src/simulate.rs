@@ -1254,6 +1254,12 @@ pub fn simulate(
     let control_within = within(scenario.control.interval_s as i64 * 1000);
     // A monthly budget is paced over 30-day periods from the trace's start.
     const MONTH_MS: i64 = 30 * 86_400_000;
+    // What a plan calls the budget in force, as the daemon's do.
+    let budget_words = if w.budget_per_month.is_some() {
+        "the monthly budget paced"
+    } else {
+        "the budget"
+    };
     let (mut period, mut spent_before) = (0i64, 0.0);
     for i in 0..n {
         let now = trace.ts[i];
@@ -1549,7 +1555,7 @@ pub fn simulate(
             }
             // The budget in force beats both, as the daemon's does.
             if let Some(words) = cap.and_then(|b| {
-                trim_to_budget(&tiers, &planned, &mut target, &mut plans, b, "the budget")
+                trim_to_budget(&tiers, &planned, &mut target, &mut plans, b, budget_words)
             }) {
                 let _ = write!(why, "; {words}");
             }
@@ -1638,7 +1644,7 @@ pub fn simulate(
                     .map(|(p, n)| (*p).max(*n))
                     .collect();
                 let trimmed = cap.and_then(|b| {
-                    trim_to_budget(&tiers, &planned, &mut grown, &mut plans, b, "the budget")
+                    trim_to_budget(&tiers, &planned, &mut grown, &mut plans, b, budget_words)
                 });
                 if grown != target {
                     plans.push((at, grown.clone()));
