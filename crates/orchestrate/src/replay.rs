@@ -141,6 +141,9 @@ pub fn replay_config(
     c.workloads.clear();
     let mut notes = Vec::new();
     for (k, (name, tr)) in traces.iter().enumerate() {
+        if tr.ts.is_empty() || tr.ts.len() != tr.cpu.len() {
+            return Err(format!("{name}'s trace has no demand to replay"));
+        }
         if traces[..k].iter().any(|(n, _)| n == name) {
             return Err(format!(
                 "workload {name} has two traces: give each one once"
@@ -510,6 +513,13 @@ mod tests {
             err.contains("no workload web in the configuration (it has a, b)"),
             "{err}"
         );
+        let empty = crate::simulate::Trace {
+            ts: Vec::new(),
+            cpu: Vec::new(),
+            ..a.clone()
+        };
+        let err = replay_config(&c, &[("a".into(), empty)], 1).unwrap_err();
+        assert!(err.contains("a's trace has no demand to replay"), "{err}");
         let twice = [("a".to_string(), a.clone()), ("a".to_string(), a.clone())];
         let err = replay_config(&c, &twice, 1).unwrap_err();
         assert!(err.contains("workload a has two traces"), "{err}");
