@@ -505,6 +505,39 @@ mod tests {
     }
 
     #[test]
+    fn one_workload_replayed_through_the_engine_costs_what_the_simulator_says() {
+        // The engine's replay and the single-workload simulator plan alike: with the
+        // workload alone, their costs agree closely (lead times and where minutes short
+        // are counted differ: see the module's notes).
+        let mut c = services(&["a"]);
+        c.workloads[0].model = "baseline".into();
+        c.workloads[0].step_s = 300;
+        let tr = daily(3, 10.0, 40.0);
+        let traces = vec![("a".to_string(), tr.clone())];
+        let together = run(&c, &traces);
+        let sc = crate::simulate::Scenario::from_config(&c, Some("a")).unwrap();
+        let alone = crate::simulate::simulate(
+            &tr,
+            &sc,
+            crate::simulate::Policy::Predictive,
+            1,
+            None,
+            |_, _| {},
+        )
+        .unwrap();
+        // $86.66 and $87.07 when written.
+        let off = (together.cost_total / alone.cost_total - 1.0).abs();
+        assert!(
+            off < 0.03,
+            "{} against {}",
+            together.cost_total,
+            alone.cost_total
+        );
+        assert!(together.underprovisioned_minutes <= 10.0, "{together:?}");
+        assert!(alone.underprovisioned_minutes <= 10.0, "{alone:?}");
+    }
+
+    #[test]
     fn a_fleet_replay_says_what_does_not_fit() {
         let c = two();
         let a = daily(1, 10.0, 40.0);
