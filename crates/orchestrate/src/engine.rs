@@ -2271,6 +2271,17 @@ impl<P: Provider> Engine<P> {
         // Under a fleet budget, what the other workloads' plans would cost without it.
         let fleet_cap = self.fleet_cap;
         let fleet_others = fleet_cap.map(|_| self.fleet_wants(i)).unwrap_or_default();
+        // And what they hold now, in the same order.
+        let others_held: Vec<f64> = if fleet_cap.is_some() {
+            self.states
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, o)| o.status.allocation.cost_per_hour(&self.tiers))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let s = &mut self.states[i];
         // What the fleet held since the last pass cost, added to this month's spending.
         let rate = s.status.allocation.cost_per_hour(&self.tiers);
@@ -2676,7 +2687,9 @@ impl<P: Provider> Engine<P> {
             all.push(me.clone());
             let all_shares = fleet::shares(cap, &all);
             let share = all_shares.last().copied().unwrap_or(0.0);
-            fleet_room = Some(fleet::room(cap, &all_shares, all_shares.len() - 1));
+            let mut held = others_held;
+            held.push(s.status.allocation.cost_per_hour(&self.tiers));
+            fleet_room = Some(fleet::room(cap, &all_shares, &held, held.len() - 1));
             s.status.fleet = Some(FleetShare {
                 want: me.want,
                 share,

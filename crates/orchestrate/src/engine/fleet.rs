@@ -181,19 +181,18 @@ impl<P: Provider> Engine<P> {
 }
 
 /// What workload `k` may hold of `cap` ($/h) beyond what its plan wants, given every
-/// workload's `shares`: its share, and of what the shares leave of the cap (nothing
-/// when any workload is cut below its want) a part in proportion to its share (an even
-/// part when no one has a share), so that together they hold no more than the cap. The
-/// scale-down delay keeps capacity up to it ([`crate::reconcile::within_budget`]).
-pub(super) fn room(cap: f64, shares: &[f64], k: usize) -> f64 {
-    let sum: f64 = shares.iter().sum();
-    let slack = (cap - sum).max(0.0);
-    let part = if sum > 0.0 {
-        shares[k] / sum
-    } else {
-        1.0 / shares.len() as f64
-    };
-    shares[k] + slack * part
+/// workload's `shares` and what each holds now (`held`, at list price): its share, or
+/// what the others leave of the cap when that is more, each of them counted at what it
+/// holds or its share, whichever is more (its plan may grow to its share at any pass).
+/// The scale-down delay keeps capacity up to it ([`crate::reconcile::within_budget`]):
+/// while the fleet has room a workload keeps what its delay holds, and what another
+/// workload's share needs goes, so together they hold no more than the cap.
+pub(super) fn room(cap: f64, shares: &[f64], held: &[f64], k: usize) -> f64 {
+    let others: f64 = (0..shares.len())
+        .filter(|&j| j != k)
+        .map(|j| held[j].max(shares[j]))
+        .sum();
+    shares[k].max(cap - others)
 }
 
 /// A plan's words for a share below its want.
@@ -220,9 +219,10 @@ mod tests {
     use prescale_store::{Durability, Store};
 
     use super::{shares, Want};
-    use crate::engine::pool::tests::flat_services;
+    use crate::engine::pool::tests::{flat_services, services};
     use crate::engine::Engine;
     use crate::provider::SimCloud;
+    use prescale_core::{Sample, SeriesKey};
 
     /// Two services, `a` of `priority` and `b` of 0, at 30 vCPU each from minute 0 to
     /// 120, under a fleet budget of `per_hour`: the engine, ticked every minute from
@@ -349,6 +349,49 @@ mod tests {
     }
 
     #[test]
+    fn under_a_fleet_budget_with_room_the_scale_down_delay_still_keeps_capacity() {
+        // a falls from 30 to 10 vCPU at minute 60, b stays at 30; half an hour's delay,
+        // no scale-down window; a $2.60/h budget over both, which they never pass.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let mut c = services(&["a", "b"]);
+        for w in &mut c.workloads {
+            w.demand = format!("{}_cpu", w.name);
+            (w.model, w.seasonal_floor) = ("naive".into(), false);
+            (w.scale_down_delay_s, w.scale_down_window_s) = (1800, 0);
+        }
+        c.fleet.budget_per_hour = Some(2.6);
+        for (name, after) in [("a", 10.0), ("b", 30.0)] {
+            let key = SeriesKey::metric(format!("{name}_cpu")).unwrap();
+            let samples: Vec<Sample> = (0..120)
+                .map(|m| Sample::new(m * 60_000, if m < 60 { 30.0 } else { after }).unwrap())
+                .collect();
+            store.append(&key, &samples).unwrap();
+        }
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        for m in 30..80 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        let st = st.read().unwrap();
+        let a = &st.workloads["a"];
+        // a's plan wants less now, but its delay keeps what it held: the fleet has room.
+        let plan = a.plan.as_ref().unwrap();
+        let held = a.allocation.cost_per_hour(&c.tiers);
+        assert!(plan.cost_per_hour < 1.0, "{}", plan.reason);
+        // (A room of its share and a part of what the shares leave in proportion, $1.12,
+        // let $0.19/h of it go though the fleet held $2.50 of $2.60.)
+        assert!(held >= 1.25 - 1e-9, "{held} {}", plan.reason);
+        assert!(
+            !plan.reason.contains("beats the scale-down delay"),
+            "{}",
+            plan.reason
+        );
+        assert!(st.fleet.cost_per_hour <= 2.6 + 1e-9, "{:?}", st.fleet);
+    }
+
+    #[test]
     fn the_fleets_monthly_budget_is_paced_and_its_spending_kept() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = two_services(dir.path(), 100.0, 0);
@@ -394,20 +437,17 @@ mod tests {
     }
 
     #[test]
-    fn what_the_shares_leave_of_the_cap_is_room_in_proportion() {
-        // Nobody cut: $2 of a $5 cap left, in proportion to the shares.
+    fn a_workloads_room_is_what_the_others_leave_of_the_cap_or_its_share() {
+        // Nobody cut ($3 of a $5 cap shared): the other holds $2 (above its $1.5
+        // share), so $3 is left, more than a's $1.5.
+        let shares = [1.5, 1.5];
+        assert_eq!(super::room(5.0, &shares, &[0.0, 2.0], 0), 3.0);
+        // The other holds less than its share: its share is kept for it.
+        assert_eq!(super::room(5.0, &shares, &[0.0, 0.5], 0), 3.5);
+        // Cut (the shares are the whole cap): each its share, whatever the other holds.
         let shares = [1.0, 2.0];
-        assert!(close(
-            &[super::room(5.0, &shares, 0), super::room(5.0, &shares, 1)],
-            &[1.0 + 2.0 / 3.0, 2.0 + 4.0 / 3.0]
-        ));
-        // A cut share leaves nothing: each may hold its share.
-        assert!(close(
-            &[super::room(3.0, &shares, 0), super::room(3.0, &shares, 1)],
-            &[1.0, 2.0]
-        ));
-        // No shares: even parts.
-        assert!(close(&[super::room(2.0, &[0.0, 0.0], 1)], &[1.0]));
+        assert_eq!(super::room(3.0, &shares, &[3.0, 0.5], 0), 1.0);
+        assert_eq!(super::room(3.0, &shares, &[3.0, 0.5], 1), 2.0);
     }
 
     fn close(a: &[f64], b: &[f64]) -> bool {
