@@ -16,8 +16,8 @@ use crate::simulate_cmd::{
 };
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
-/// `--fleet-trace`: the workloads named replayed together through the engine, each
-/// also under HPA alone on its trace; with `--report`, a page of charts.
+/// `--fleet-trace` and `--fleet-query`: the workloads named replayed together through
+/// the engine, each also alone on its trace; with `--report`, a page of charts.
 pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
     let path = a.config.as_deref().expect("clap requires --config");
     if a.policy != "predictive" {
@@ -38,6 +38,24 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
             ));
         };
         let (trace, _) = load_trace(Path::new(file)).map_err(|e| format!("{name}: {e}"))?;
+        traces.push((name.to_string(), trace));
+    }
+    for spec in &a.fleet_query {
+        let Some((name, query)) = spec
+            .split_once('=')
+            .filter(|(n, q)| !n.is_empty() && !q.is_empty())
+        else {
+            return Err(format!(
+                "--fleet-query {spec}: give NAME=PROMQL, the workload and its CPU demand's query"
+            ));
+        };
+        // The workload's demand alone, read as `--cpu` would read it.
+        let mut prom = a.prometheus.clone();
+        prom.cpu = Some(query.to_string());
+        (prom.memory, prom.disk_iops, prom.network_mbps) = (None, None, None);
+        (prom.actual_cpu, prom.actual_memory) = (None, None);
+        (prom.actual_disk_iops, prom.actual_network_mbps) = (None, None);
+        let trace = crate::prom_trace::fetch(&prom).map_err(|e| format!("{name}: {e}"))?;
         traces.push((name.to_string(), trace));
     }
     let (rc, notes) = prescale_orchestrate::replay::replay_config(&cfg, &traces, a.seed)

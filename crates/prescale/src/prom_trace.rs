@@ -15,8 +15,9 @@ use prescale_orchestrate::simulate::Trace;
 #[derive(Args, Clone)]
 pub struct PromArgs {
     /// Read the trace from this Prometheus-compatible query API (its base URL, e.g.
-    /// http://prometheus:9090) instead of a CSV file; `--cpu` gives the demand.
-    #[arg(long, value_name = "URL", conflicts_with = "trace", requires = "cpu")]
+    /// http://prometheus:9090) instead of a CSV file; `--cpu` gives the demand (or, with
+    /// `--config`, `--fleet-query` each workload's).
+    #[arg(long, value_name = "URL", conflicts_with = "trace")]
     pub prometheus: Option<String>,
     /// With `--prometheus`: PromQL giving CPU demand in vCPU as one series, e.g.
     /// 'sum(rate(container_cpu_usage_seconds_total{namespace="shop"}[5m]))'.

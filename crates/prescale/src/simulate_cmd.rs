@@ -47,12 +47,22 @@ pub struct SimulateArgs {
         long = "fleet-trace",
         value_name = "NAME=FILE",
         requires = "config",
-        conflicts_with_all = ["trace", "workload", "timeline", "prometheus"]
+        conflicts_with_all = ["trace", "workload", "timeline"]
     )]
     pub fleet_trace: Vec<String>,
+    /// With `--config` and `--prometheus`: as `--fleet-trace`, the workload's CPU demand
+    /// in vCPU read from the query API as NAME=PROMQL (one series: aggregate it), over
+    /// `--start` to `--end` at `--step`.
+    #[arg(
+        long = "fleet-query",
+        value_name = "NAME=PROMQL",
+        requires_all = ["config", "prometheus"],
+        conflicts_with_all = ["trace", "workload", "timeline", "cpu", "save_trace"]
+    )]
+    pub fleet_query: Vec<String>,
     /// With `--fleet-trace`: seconds between the engine's passes (the configuration's
     /// `control.interval_s` by default; longer replays faster and coarser).
-    #[arg(long, value_name = "SECONDS", requires = "fleet_trace")]
+    #[arg(long, value_name = "SECONDS")]
     pub pass_s: Option<u64>,
     /// predictive, spec-baseline, reactive, static or oracle; or `all`: every policy on
     /// the same trace and seed, compared side by side.
@@ -179,8 +189,14 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         print!("{EXAMPLE_SCENARIO}");
         return Ok(());
     }
-    if !a.fleet_trace.is_empty() {
+    if !a.fleet_trace.is_empty() || !a.fleet_query.is_empty() {
         return crate::fleet_cmd::run(&a);
+    }
+    if a.pass_s.is_some() {
+        return Err("--pass-s paces the engine's passes in a fleet replay: give --fleet-trace or --fleet-query".into());
+    }
+    if a.prometheus.prometheus.is_some() && a.prometheus.cpu.is_none() {
+        return Err("--prometheus needs --cpu, the PromQL of the demand in vCPU (or, with --config, --fleet-query NAME=PROMQL for each workload)".into());
     }
     let policies: Vec<Policy> = if a.policy == "all" {
         if a.timeline.is_some() {

@@ -415,6 +415,61 @@ fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+
+    // Several workloads of a configuration, each its demand's query, replayed together.
+    let config = dir.path().join("fleet.toml");
+    std::fs::write(
+        &config,
+        "[[workloads]]\nname = \"shop\"\ndemand = \"x\"\nstep_s = 300\nmodel = \"baseline\"\n\n\
+         [[workloads]]\nname = \"ads\"\ndemand = \"y\"\nstep_s = 300\nmodel = \"baseline\"\n",
+    )
+    .unwrap();
+    let (start, end) = (t0.to_string(), (t0 + (STEPS - 1) * 300).to_string());
+    let fleet = |queries: &[&str]| {
+        bin()
+            .arg("simulate")
+            .args(["--config", config.to_str().unwrap(), "--prometheus", &own])
+            .args(["--start", &start, "--end", &end, "--pass-s", "300"])
+            .args(["--format", "json"])
+            .args(queries)
+            .output()
+            .unwrap()
+    };
+    let shop_q = r#"shop=sum(shop_cpu_vcpu{service="shop"})"#;
+    let ads_q = r#"ads=sum(shop_cpu_vcpu{service="ads"})"#;
+    let o = fleet(&["--fleet-query", shop_q, "--fleet-query", ads_q]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let replay = &r["replay"];
+    assert_eq!(
+        replay["hours"].as_f64(),
+        Some(STEPS as f64 / 12.0),
+        "{replay}"
+    );
+    let cost = |w: &str| replay["workloads"][w]["cost_total"].as_f64().unwrap();
+    // ads' demand is a quarter of shop's.
+    assert!(
+        cost("ads") > 0.0 && cost("shop") > 2.0 * cost("ads"),
+        "{replay}"
+    );
+    assert!(
+        r["alone"]["shop"]["hpa"]["cost_total"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
+    // A query of a series per service must be aggregated, as with --cpu; a query
+    // must be named.
+    for (queries, says) in [
+        (["--fleet-query", "shop=shop_cpu_vcpu"], "shop: "),
+        (
+            ["--fleet-query", "shop=shop_cpu_vcpu"],
+            "sum(shop_cpu_vcpu)",
+        ),
+        (["--fleet-query", "shop"], "give NAME=PROMQL"),
+    ] {
+        let o = fleet(&queries);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{says}: {}", stderr(&o));
+    }
 }
 
 /// A one-request server on a free loopback port: answers `status` with `body` and gives
