@@ -909,6 +909,15 @@ fn several_workloads_replay_together_through_the_engine() {
             vec!["--fleet-trace", web.as_str(), "--policy", "all"],
             "--policy all does not apply",
         ),
+        (
+            vec![
+                "--workload",
+                "web",
+                "--trace",
+                web.trim_start_matches("web="),
+            ],
+            "--pass-s paces the engine's passes in a fleet replay",
+        ),
     ] {
         let out = run(&extra);
         assert_eq!(out.status.code(), Some(2), "{extra:?}");
