@@ -28,6 +28,8 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
     }
     let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
     let mut traces = Vec::new();
+    // Timestamps as the first trace wrote them (RFC 3339 from a query API).
+    let mut rfc3339 = None;
     for spec in &a.fleet_trace {
         let Some((name, file)) = spec
             .split_once('=')
@@ -37,7 +39,8 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
                 "--fleet-trace {spec}: give NAME=FILE, the workload and its trace"
             ));
         };
-        let (trace, _) = load_trace(Path::new(file)).map_err(|e| format!("{name}: {e}"))?;
+        let (trace, rfc) = load_trace(Path::new(file)).map_err(|e| format!("{name}: {e}"))?;
+        rfc3339.get_or_insert(rfc);
         traces.push((name.to_string(), trace));
     }
     for spec in &a.fleet_query {
@@ -56,6 +59,7 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         (prom.actual_cpu, prom.actual_memory) = (None, None);
         (prom.actual_disk_iops, prom.actual_network_mbps) = (None, None);
         let trace = crate::prom_trace::fetch(&prom).map_err(|e| format!("{name}: {e}"))?;
+        rfc3339.get_or_insert(true);
         traces.push((name.to_string(), trace));
     }
     let (rc, notes) = prescale_orchestrate::replay::replay_config(&cfg, &traces, a.seed)
@@ -76,7 +80,7 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         &traces,
         store,
         (a.seed, a.pass_s),
-        a.report.is_some().then_some(&mut rows),
+        (a.report.is_some() || a.timeline.is_some()).then_some(&mut rows),
         |done, total| {
             bar.set_length(total);
             bar.set_position(done);
@@ -104,6 +108,11 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
                 predictive: run(Policy::Predictive, "prescale alone on")?,
             },
         );
+    }
+    if let Some(path) = &a.timeline {
+        let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
+        let csv = timeline_csv(&rc.tiers, &names, &rows, rfc3339.unwrap_or(false));
+        std::fs::write(path, csv).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     if let Some(path) = &a.report {
         let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
@@ -270,6 +279,39 @@ fn fleet_table(r: &ReplayReport, alone: &BTreeMap<String, Alone>, seed: u64) -> 
         "actions {}, refused {}, spot interruptions {}; alone, each workload has every tier to itself and no fleet budget",
         r.actions, r.refused, r.interruptions
     );
+    out
+}
+
+/// The fleet replay's timeline: a row per pass and workload, with the fleet's budget in
+/// force and each tier's instances over every workload repeated on each (long form, as
+/// pandas or a spreadsheet's pivot reads it).
+fn timeline_csv(tiers: &[Tier], names: &[&str], rows: &[ReplayRow], rfc3339: bool) -> String {
+    let mut out = String::from("timestamp,workload,demand_cpu");
+    for t in tiers {
+        let _ = write!(out, ",ready_cpu_{}", t.name);
+    }
+    out.push_str(",cost_per_hour,fleet_cap_per_hour");
+    for t in tiers {
+        let _ = write!(out, ",fleet_instances_{}", t.name);
+    }
+    out.push('\n');
+    for r in rows {
+        let ts = crate::input::format_ts(r.ts / 1000, rfc3339);
+        for (name, w) in names.iter().zip(&r.workloads) {
+            let _ = write!(out, "{ts},{name},{}", w.demand);
+            for v in &w.ready {
+                let _ = write!(out, ",{v}");
+            }
+            let _ = write!(out, ",{:.4},", w.cost_per_hour);
+            if let Some(c) = r.cap_per_hour {
+                let _ = write!(out, "{c:.4}");
+            }
+            for n in &r.held {
+                let _ = write!(out, ",{n}");
+            }
+            out.push('\n');
+        }
+    }
     out
 }
 

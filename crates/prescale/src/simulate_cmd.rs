@@ -47,7 +47,7 @@ pub struct SimulateArgs {
         long = "fleet-trace",
         value_name = "NAME=FILE",
         requires = "config",
-        conflicts_with_all = ["trace", "workload", "timeline"]
+        conflicts_with_all = ["trace", "workload"]
     )]
     pub fleet_trace: Vec<String>,
     /// With `--config` and `--prometheus`: as `--fleet-trace`, the workload's CPU demand
@@ -57,7 +57,7 @@ pub struct SimulateArgs {
         long = "fleet-query",
         value_name = "NAME=PROMQL",
         requires_all = ["config", "prometheus"],
-        conflicts_with_all = ["trace", "workload", "timeline", "cpu", "save_trace"]
+        conflicts_with_all = ["trace", "workload", "cpu", "save_trace"]
     )]
     pub fleet_query: Vec<String>,
     /// With `--fleet-trace`: seconds between the engine's passes (the configuration's

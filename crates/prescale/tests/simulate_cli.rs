@@ -811,6 +811,7 @@ fn several_workloads_replay_together_through_the_engine() {
         assert!(table.lines().any(|l| l.starts_with(row)), "{row}: {table}");
     }
     let page = dir.path().join("fleet.html");
+    let timeline = dir.path().join("fleet.csv");
     let out = run(&[
         "--fleet-trace",
         &web,
@@ -820,6 +821,8 @@ fn several_workloads_replay_together_through_the_engine() {
         "json",
         "--report",
         page.to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
     ]);
     let r = parsed(out);
     // The page: the table, each workload's demand and capacity, the fleet's cost by
@@ -837,6 +840,28 @@ fn several_workloads_replay_together_through_the_engine() {
         assert!(html.contains(says), "{says}");
     }
     assert_eq!(html.matches("<svg").count(), 4);
+    // The timeline: a row a pass and workload (720 passes of 120 s in the day), their
+    // costs summing to the report's.
+    let csv = std::fs::read_to_string(&timeline).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,workload,demand_cpu,ready_cpu_general,cost_per_hour,fleet_cap_per_hour,fleet_instances_general")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 720);
+    assert_eq!(rows[0][0], "1767571200");
+    assert_eq!((rows[0][1], rows[1][1]), ("web", "db"));
+    assert!(rows.iter().all(|r| r[5] == "1.0000"), "{:?}", rows[0]);
+    for w in ["web", "db"] {
+        let cost: f64 = rows
+            .iter()
+            .filter(|r| r[1] == w)
+            .map(|r| r[4].parse::<f64>().unwrap() * 2.0 / 60.0)
+            .sum();
+        let want = r["replay"]["workloads"][w]["cost_total"].as_f64().unwrap();
+        assert!((cost - want).abs() < 0.01, "{w}: {cost} against {want}");
+    }
     let replay = &r["replay"];
     // About 10 instances of $0.10/h each at the peaks would cost $2/h for both: the
     // budget binds and web, of lower priority, is cut the longer.
