@@ -31,27 +31,17 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
     // Timestamps as the first trace wrote them (RFC 3339 from a query API).
     let mut rfc3339 = None;
     for spec in &a.fleet_trace {
-        let Some((name, file)) = spec
-            .split_once('=')
-            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
-        else {
-            return Err(format!(
-                "--fleet-trace {spec}: give NAME=FILE, the workload and its trace"
-            ));
-        };
+        let (name, file) = named(spec, "--fleet-trace", "FILE, the workload and its trace")?;
         let (trace, rfc) = load_trace(Path::new(file)).map_err(|e| format!("{name}: {e}"))?;
         rfc3339.get_or_insert(rfc);
         traces.push((name.to_string(), trace));
     }
     for spec in &a.fleet_query {
-        let Some((name, query)) = spec
-            .split_once('=')
-            .filter(|(n, q)| !n.is_empty() && !q.is_empty())
-        else {
-            return Err(format!(
-                "--fleet-query {spec}: give NAME=PROMQL, the workload and its CPU demand's query"
-            ));
-        };
+        let (name, query) = named(
+            spec,
+            "--fleet-query",
+            "PROMQL, the workload and its CPU demand's query",
+        )?;
         // The workload's demand alone, read as `--cpu` would read it.
         let mut prom = a.prometheus.clone();
         prom.cpu = Some(query.to_string());
@@ -135,6 +125,14 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         SimFormat::Table => print!("{}", fleet_table(&report, &alone, a.seed)),
     }
     Ok(())
+}
+
+/// `spec` of `flag` as NAME=VALUE, both given; otherwise an error saying to give
+/// NAME=`what`.
+fn named<'a>(spec: &'a str, flag: &str, what: &str) -> Result<(&'a str, &'a str), String> {
+    spec.split_once('=')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("{flag} {spec}: give NAME={what}"))
 }
 
 /// One workload replayed alone on its trace over the fleet replay's time.
