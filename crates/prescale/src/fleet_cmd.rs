@@ -1,6 +1,7 @@
-//! `prescale simulate --fleet-trace`: several workloads of a configuration replayed
-//! together through the daemon's engine ([`prescale_orchestrate::replay`]), each set
-//! against HPA alone on its trace, as a table, JSON or an HTML page of charts.
+//! `prescale simulate --fleet-trace` / `--fleet-query`: several workloads of a
+//! configuration replayed together through the daemon's engine
+//! ([`prescale_orchestrate::replay`]), each also alone on its trace under prescale and
+//! under HPA, as a table, JSON, a timeline CSV or an HTML page of charts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,9 +23,31 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
     let path = a.config.as_deref().expect("clap requires --config");
     if a.policy != "predictive" {
         return Err(format!(
-            "--fleet-trace replays the daemon's engine (predictive), each workload set against HPA (reactive): --policy {} does not apply",
+            "a fleet replay runs the daemon's engine (predictive), each workload also alone under prescale and HPA (reactive): --policy {} does not apply",
             a.policy
         ));
+    }
+    // An output written over an input would lose the input once the run is over.
+    let inputs: Vec<&Path> = std::iter::once(path)
+        .chain(
+            a.fleet_trace
+                .iter()
+                .filter_map(|s| Some(Path::new(s.split_once('=')?.1))),
+        )
+        .collect();
+    for (flag, out) in [("--timeline", &a.timeline), ("--report", &a.report)] {
+        let Some(out) = out.as_deref().and_then(|o| std::fs::canonicalize(o).ok()) else {
+            continue;
+        };
+        if inputs
+            .iter()
+            .any(|i| std::fs::canonicalize(i).is_ok_and(|i| i == out))
+        {
+            return Err(format!(
+                "{flag} {} is a file the replay reads: it would be overwritten; write it elsewhere",
+                out.display()
+            ));
+        }
     }
     let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
     let mut traces = Vec::new();
@@ -78,7 +101,6 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
     );
     bar.finish_and_clear();
     let report = report?;
-    // Each workload under HPA alone on its trace, as `--policy reactive` replays it.
     // Each workload alone on its trace over the same time, under HPA and under
     // prescale's own replay of one workload (`--policy reactive` and `predictive`).
     let end = report.start + (report.hours * 3_600_000.0).round() as i64;
@@ -99,13 +121,12 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
             },
         );
     }
+    let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(path) = &a.timeline {
-        let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
         let csv = timeline_csv(&rc.tiers, &names, &rows, rfc3339.unwrap_or(false));
         std::fs::write(path, csv).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     if let Some(path) = &a.report {
-        let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
         let page = html(
             &rc.tiers,
             &names,

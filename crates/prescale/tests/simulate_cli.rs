@@ -943,6 +943,15 @@ fn several_workloads_replay_together_through_the_engine() {
             ],
             "--pass-s paces the engine's passes in a fleet replay",
         ),
+        (
+            vec![
+                "--fleet-trace",
+                web.as_str(),
+                "--timeline",
+                web.trim_start_matches("web="),
+            ],
+            "is a file the replay reads: it would be overwritten",
+        ),
     ] {
         let out = run(&extra);
         assert_eq!(out.status.code(), Some(2), "{extra:?}");
