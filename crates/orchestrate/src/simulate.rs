@@ -515,6 +515,10 @@ pub struct Report {
     /// Steps whose hourly cost rate exceeded the cap in force (the hourly budget, or the
     /// monthly budget left over the hours left in the 30-day period).
     pub budget_breaches: usize,
+    /// What those steps held above the cap in force cost, summed over them (the rate
+    /// above the cap at the step's start times the step): how much a breach is, beside
+    /// how often.
+    pub budget_overrun: f64,
     /// Model selections and refits made (forecasting policies).
     pub forecaster_fits: usize,
     /// Of those, model selections (cross-validating every candidate).
@@ -1181,6 +1185,7 @@ pub fn simulate(
     );
     let (mut under_min, mut actions, mut interruptions, mut breaches) =
         (0.0, 0usize, 0usize, 0usize);
+    let mut overrun = 0.0;
     let mut unserved = vec![0.0; dims.len()];
     let mut forecaster_errors = 0usize;
     let mut last_forecaster_error: Option<String> = None;
@@ -1765,6 +1770,7 @@ pub fn simulate(
                 .sum();
             if rate > b + 1e-9 {
                 breaches += 1;
+                overrun += (rate - b) * dt as f64 / 3_600_000.0;
             }
         }
         if let Some(tl) = timeline.as_deref_mut() {
@@ -1809,6 +1815,7 @@ pub fn simulate(
         actions,
         interruptions,
         budget_breaches: breaches,
+        budget_overrun: overrun,
         forecaster_fits: fcs.iter().map(|f| f.fits).sum(),
         forecaster_selections: fcs.iter().map(|f| f.selections).sum(),
         forecaster_errors,
@@ -3444,6 +3451,8 @@ mod tests {
         let free = simulate(&tr, &scenario(), Policy::Predictive, 6, None, |_, _| {}).unwrap();
         assert!(free.cost_total > predictive.cost_total);
         assert_eq!(free.budget_breaches, 0);
+        assert_eq!(free.budget_overrun, 0.0);
+        assert!(reactive.budget_overrun > 0.0, "{reactive:?}");
     }
 
     #[test]
@@ -3494,6 +3503,9 @@ mod tests {
             over.first()
         );
         assert!(r.budget_breaches < 20, "{}", r.budget_breaches);
+        // And what they held above it is small beside what was spent.
+        assert!(r.budget_overrun > 0.0, "{r:?}");
+        assert!(r.budget_overrun < 0.01 * r.cost_total, "{r:?}");
     }
 
     #[test]

@@ -683,7 +683,11 @@ fn table(r: &Report) -> String {
     }
     let _ = writeln!(s, "  scaling actions       {}", r.actions);
     let _ = writeln!(s, "  spot interruptions    {}", r.interruptions);
-    let _ = writeln!(s, "  budget breaches       {} steps", r.budget_breaches);
+    let _ = writeln!(
+        s,
+        "  budget breaches       {} steps, ${:.2} above the cap",
+        r.budget_breaches, r.budget_overrun
+    );
     if r.forecaster_fits > 0 {
         let _ = writeln!(
             s,
@@ -902,7 +906,13 @@ pub fn report_html(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], r: &
     }
     row("scaling actions", r.actions.to_string());
     row("spot interruptions", r.interruptions.to_string());
-    row("budget breaches", format!("{} steps", r.budget_breaches));
+    row(
+        "budget breaches",
+        format!(
+            "{} steps, ${:.2} above the cap",
+            r.budget_breaches, r.budget_overrun
+        ),
+    );
     row("seed", r.seed.to_string());
     let decisions: Vec<&TimelineRow> = rows.iter().filter(|x| x.reason.is_some()).collect();
     let mut log = String::new();
