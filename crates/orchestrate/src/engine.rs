@@ -2688,7 +2688,7 @@ impl<P: Provider> Engine<P> {
             let all_shares = fleet::shares(cap, &all);
             let share = all_shares.last().copied().unwrap_or(0.0);
             let mut held = others_held;
-            held.push(s.status.allocation.cost_per_hour(&self.tiers));
+            held.push(rate);
             fleet_room = Some(fleet::room(cap, &all_shares, &held, held.len() - 1));
             s.status.fleet = Some(FleetShare {
                 want: me.want,

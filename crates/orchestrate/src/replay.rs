@@ -278,14 +278,16 @@ pub fn replay_fleet(
         if t >= start {
             let st = status.read().expect("status lock");
             let mut fleet_rate = 0.0;
+            // Each tier's instances over every workload, as its max_instances counts them.
+            let held: Vec<u32> = tiers
+                .iter()
+                .map(|x| engine.provider().tier_count(&x.name))
+                .collect();
             let mut row = ReplayRow {
                 ts: t,
                 workloads: Vec::new(),
                 cap_per_hour: st.fleet.cap_per_hour,
-                held: tiers
-                    .iter()
-                    .map(|x| engine.provider().tier_count(&x.name))
-                    .collect(),
+                held: held.clone(),
             };
             for (name, tr) in traces {
                 let alloc = engine.provider().allocation(name, t);
@@ -340,8 +342,8 @@ pub fn replay_fleet(
             if st.fleet.cap_per_hour.is_some_and(|c| fleet_rate > c + 1e-9) {
                 report.fleet_over_budget_minutes += minutes;
             }
-            for x in &tiers {
-                let full = engine.provider().tier_count(&x.name) >= x.max_instances;
+            for (x, n) in tiers.iter().zip(&held) {
+                let full = *n >= x.max_instances;
                 let m = report.tier_full_minutes.entry(x.name.clone()).or_default();
                 if full {
                     *m += minutes;
