@@ -1,10 +1,13 @@
 //! Providers carry out actions. The simulated cloud is the first: instances of each tier
-//! become ready after the tier's lead time, are billed per second from request to
-//! release, and spot instances are interrupted at random (seeded, so runs replay). The
-//! hook providers ([`crate::hook`]) hand actions to a command or an HTTP endpoint.
+//! become ready after a lead time drawn as the simulator draws it (log-normal, the tier's
+//! `lead_time_s` its median and `lead_time_p90_s` its 90th percentile), are billed from
+//! request to release rounded up to the tier's `billing_granularity_s`, and spot
+//! instances are interrupted at random (all seeded, so runs replay). The hook providers
+//! ([`crate::hook`]) hand actions to a command or an HTTP endpoint.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
+use crate::simulate::{billed_s, draw_lead_ms, keyed_unit};
 use prescale_core::{Action, ActionKind, Allocation, Tier, TierClass, TimestampMs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -147,6 +150,10 @@ struct Instance {
     id: u64,
     workload: String,
     tier: String,
+    /// When it was asked for: billed from then (absent in states saved before lead
+    /// times were drawn: its ready time less the tier's median lead time).
+    #[serde(default)]
+    requested_at: Option<TimestampMs>,
     ready_at: TimestampMs,
     /// Set by an interruption notice: the instance serves until then, then stops.
     #[serde(default)]
@@ -209,6 +216,20 @@ impl SimCloud {
         self.interruptions
     }
 
+    /// Bills what instance `i`, released at `end`, owes beyond what was billed as it ran
+    /// (up to the clock): the rest of its time, rounded up to the tier's granularity.
+    fn settle(&mut self, i: &Instance, end: TimestampMs) {
+        let Some(t) = self.tiers.get(&i.tier) else {
+            return;
+        };
+        let from = requested_at(i, t);
+        let accrued = (self.clock.unwrap_or(from).min(end) - from).max(0);
+        let owed = billed_s(t, end - from) as f64 * 1000.0 - accrued as f64;
+        if owed > 0.0 {
+            *self.cost.entry(i.tier.clone()).or_default() += owed / 3_600_000.0 * t.price_per_hour;
+        }
+    }
+
     /// Instances of a tier across all workloads, those under notice left out.
     pub fn tier_count(&self, tier: &str) -> u32 {
         self.instances
@@ -216,6 +237,12 @@ impl SimCloud {
             .filter(|i| i.tier == tier && i.ends_at.is_none())
             .count() as u32
     }
+}
+
+/// When instance `i` of tier `t` was asked for.
+fn requested_at(i: &Instance, t: &Tier) -> TimestampMs {
+    i.requested_at
+        .unwrap_or(i.ready_at - t.lead_time_s as i64 * 1000)
 }
 
 impl Provider for SimCloud {
@@ -232,11 +259,16 @@ impl Provider for SimCloud {
                 let tier = tier_of(&self.tiers, &a.tier)?;
                 within_max(&tier, self.tier_count(&a.tier), a.count)?;
                 for _ in 0..a.count {
+                    // Keyed by the seed and the instance, not drawn from the
+                    // interruptions' sequence, so a lead time neither shifts nor depends
+                    // on it, and a restored cloud draws what it would have.
+                    let u = |salt: u64| keyed_unit(&[self.seed, self.next_id, salt]);
                     self.instances.push(Instance {
                         id: self.next_id,
                         workload: a.workload.clone(),
                         tier: a.tier.clone(),
-                        ready_at: now + tier.lead_time_s as i64 * 1000,
+                        requested_at: Some(now),
+                        ready_at: now + draw_lead_ms(&tier, u(1), u(2)),
                         ends_at: None,
                     });
                     self.next_id += 1;
@@ -259,11 +291,18 @@ impl Provider for SimCloud {
                 });
                 let drop: HashSet<usize> = mine.into_iter().take(a.count as usize).collect();
                 let mut n = 0;
-                self.instances.retain(|_| {
+                let mut released = Vec::new();
+                self.instances.retain(|i| {
                     let keep = !drop.contains(&n);
                     n += 1;
+                    if !keep {
+                        released.push(i.clone());
+                    }
                     keep
                 });
+                for i in &released {
+                    self.settle(i, now);
+                }
             }
         }
         self.applied.insert(a.key.clone());
@@ -347,13 +386,6 @@ impl Provider for SimCloud {
             return events;
         }
         let dt_h = (now - prev) as f64 / 3_600_000.0;
-        for i in &self.instances {
-            let t = &self.tiers[&i.tier];
-            *self.cost.get_mut(&i.tier).expect("known tier") += t.price_per_hour * dt_h;
-        }
-        let tiers = &self.tiers;
-        let rng = &mut self.rng;
-        let mut interrupted = 0;
         // What happened to instance `i`, at `now`.
         let event = |i: &Instance, what: String| ProviderEvent {
             at: now,
@@ -361,15 +393,30 @@ impl Provider for SimCloud {
             tier: i.tier.clone(),
             what,
         };
-        // Notices that have run out stop their instances.
+        // Notices that have run out stop their instances, billed to their end.
+        let mut stopped = Vec::new();
         self.instances.retain(|i| match i.ends_at {
             Some(e) if e <= now => {
                 let what = format!("spot instance {} stopped at the end of its notice", i.id);
                 events.push(event(i, what));
+                stopped.push(i.clone());
                 false
             }
             _ => true,
         });
+        for i in &stopped {
+            self.settle(i, i.ends_at.unwrap_or(now));
+        }
+        // The rest run on: billed from `prev`, or from their request if later.
+        for i in &self.instances {
+            let t = &self.tiers[&i.tier];
+            let from = requested_at(i, t).max(prev);
+            *self.cost.get_mut(&i.tier).expect("known tier") +=
+                t.price_per_hour * (now - from).max(0) as f64 / 3_600_000.0;
+        }
+        let tiers = &self.tiers;
+        let rng = &mut self.rng;
+        let mut interrupted = 0;
         // A notice comes at the tier's rate: a ready instance serves out the tier's
         // interruption_notice_s (no longer held, so the reconciler replaces it at its
         // next pass); a pending one, or one with no notice, goes at once.
@@ -431,14 +478,11 @@ mod tests {
             .unwrap();
         sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0)
             .unwrap();
-        let a = sim.allocation("w", 60_000);
+        let a = sim.allocation("w", 0);
         assert_eq!((a.get("standard").ready, a.get("standard").pending), (0, 2));
-        let a = sim.allocation("w", 180_000);
-        assert_eq!(
-            a.get("standard").ready,
-            2,
-            "ready after the 180 s lead time"
-        );
+        // Ready after lead times drawn around the tier's 180 s median.
+        let a = sim.allocation("w", 3_600_000);
+        assert_eq!(a.get("standard").ready, 2);
         sim.advance(3_600_000);
         assert!((sim.cost_per_tier()["standard"] - 2.0 * 0.192).abs() < 1e-9);
         sim.apply(
@@ -448,6 +492,111 @@ mod tests {
         .unwrap();
         assert_eq!(sim.allocation("w", 3_600_000).get("standard").total(), 1);
         assert!(sim.allocation("other", 3_600_000).tiers.is_empty());
+    }
+
+    #[test]
+    fn lead_times_are_drawn_about_the_tiers_median_and_90th_percentile() {
+        let tiers = Config::default().tiers;
+        let t = tiers.iter().find(|t| t.name == "standard").unwrap();
+        let (median, p90) = (t.lead_time_s as i64 * 1000, t.lead_time_p90() as i64 * 1000);
+        assert!(
+            p90 > median,
+            "the default tier has a tail: {median} ms, {p90} ms"
+        );
+        let leads = |seed: u64| {
+            let mut sim = SimCloud::new(&tiers, seed);
+            sim.advance(0);
+            // Four requests of 10: 40 instances, none refused by the tier's 50.
+            for n in 0..4 {
+                let a = action(&format!("p{n}"), "standard", ActionKind::Provision, 10);
+                sim.apply(&a, 0).unwrap();
+            }
+            let mut leads: Vec<i64> = sim.instances.iter().map(|i| i.ready_at).collect();
+            leads.sort_unstable();
+            leads
+        };
+        let mut all = Vec::new();
+        for seed in 0..50 {
+            all.extend(leads(seed));
+        }
+        all.sort_unstable();
+        let q = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
+        // 2,000 draws: the median and the 90th percentile within 5% of the tier's.
+        assert!((q(0.5) - median).abs() < median / 20, "median {}", q(0.5));
+        assert!((q(0.9) - p90).abs() < p90 / 20, "p90 {}", q(0.9));
+        assert!(
+            all[0] > 0 && all[0] < median / 2,
+            "some come up early: {}",
+            all[0]
+        );
+        // Seeded: the same seed draws the same times, another seed others.
+        assert_eq!(leads(7), leads(7));
+        assert_ne!(leads(7), leads(8));
+        // A tier whose 90th percentile is its median comes up after exactly that.
+        let mut fixed = tiers.clone();
+        for t in &mut fixed {
+            t.lead_time_p90_s = Some(t.lead_time_s);
+        }
+        let mut sim = SimCloud::new(&fixed, 3);
+        sim.apply(&action("f", "standard", ActionKind::Provision, 5), 1_000)
+            .unwrap();
+        assert!(sim.instances.iter().all(|i| i.ready_at == 1_000 + median));
+    }
+
+    #[test]
+    fn billing_runs_from_request_to_release_rounded_up_to_the_granularity() {
+        let mut tiers = Config::default().tiers;
+        for t in &mut tiers {
+            t.billing_granularity_s = 3600;
+        }
+        let price = tiers
+            .iter()
+            .find(|t| t.name == "standard")
+            .unwrap()
+            .price_per_hour;
+        let mut sim = SimCloud::new(&tiers, 1);
+        sim.advance(0);
+        sim.apply(&action("a", "standard", ActionKind::Provision, 2), 0)
+            .unwrap();
+        sim.advance(600_000);
+        // Billed as they run: ten minutes of two so far.
+        let so_far = sim.cost_per_tier()["standard"];
+        assert!((so_far - 2.0 * price / 6.0).abs() < 1e-9, "{so_far}");
+        // One goes after 20 minutes: it pays its whole hour.
+        sim.apply(
+            &action("b", "standard", ActionKind::Deprovision, 1),
+            1_200_000,
+        )
+        .unwrap();
+        let after = sim.cost_per_tier()["standard"];
+        assert!((after - (price + price / 6.0)).abs() < 1e-9, "{after}");
+        // The other runs on into its second hour, billed as it runs until released.
+        sim.advance(4_000_000);
+        let run = sim.cost_per_tier()["standard"];
+        assert!(
+            (run - (price + price * 4_000.0 / 3_600.0)).abs() < 1e-9,
+            "{run}"
+        );
+        sim.apply(
+            &action("c", "standard", ActionKind::Deprovision, 1),
+            4_000_000,
+        )
+        .unwrap();
+        let total = sim.cost_per_tier()["standard"];
+        assert!(
+            (total - 3.0 * price).abs() < 1e-9,
+            "two hours and one: {total}"
+        );
+        // Per second (the default), a pending instance let go pays its seconds only.
+        let tiers = Config::default().tiers;
+        let mut sim = SimCloud::new(&tiers, 1);
+        sim.advance(0);
+        sim.apply(&action("a", "standard", ActionKind::Provision, 1), 0)
+            .unwrap();
+        sim.apply(&action("b", "standard", ActionKind::Deprovision, 1), 30_000)
+            .unwrap();
+        let paid = sim.cost_per_tier()["standard"];
+        assert!((paid - price * 30.0 / 3_600.0).abs() < 1e-9, "{paid}");
     }
 
     #[test]

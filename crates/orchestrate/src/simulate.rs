@@ -648,7 +648,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// A uniform draw in (0, 1) keyed by `parts`.
-fn keyed_unit(parts: &[u64]) -> f64 {
+pub(crate) fn keyed_unit(parts: &[u64]) -> f64 {
     let h = parts.iter().fold(0u64, |h, p| mix(h ^ p));
     ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
@@ -657,6 +657,25 @@ fn keyed_unit(parts: &[u64]) -> f64 {
 /// percentile `lead_time_p90_s`.
 fn lead_sigma(t: &Tier) -> f64 {
     (t.lead_time_p90() as f64 / t.lead_time_s.max(1) as f64).ln() / 1.281_551_565_5
+}
+
+/// A lead time of tier `t` (ms), log-normal with its median `lead_time_s` and 90th
+/// percentile `lead_time_p90_s`, drawn from two uniform numbers `u1`, `u2` in (0, 1).
+pub(crate) fn draw_lead_ms(t: &Tier, u1: f64, u2: f64) -> i64 {
+    if t.lead_time_s == 0 {
+        return 0;
+    }
+    // Box-Muller.
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    ((t.lead_time_s as f64 * (lead_sigma(t) * z).exp()) * 1000.0) as i64
+}
+
+/// The seconds billed for an instance of tier `t` held `held_ms` from its request:
+/// rounded up to the second, then to the tier's billing granularity.
+pub(crate) fn billed_s(t: &Tier, held_ms: i64) -> u64 {
+    let secs = (held_ms.max(0) as f64 / 1000.0).ceil() as u64;
+    let g = t.billing_granularity_s.max(1);
+    secs.div_ceil(g) * g
 }
 
 /// The mean lead time of tier `t` (ms): what asking for a new instance costs, on
@@ -669,10 +688,7 @@ fn mean_lead_ms(t: &Tier) -> i64 {
 impl Fleet {
     fn bill(&mut self, k: usize, inst: &Instance, end: TimestampMs) {
         let t = &self.tiers[k];
-        let secs = ((end - inst.requested_at).max(0) as f64 / 1000.0).ceil() as u64;
-        let g = t.billing_granularity_s.max(1);
-        let billed = secs.div_ceil(g) * g;
-        self.cost[k] += billed as f64 / 3600.0 * t.price_per_hour;
+        self.cost[k] += billed_s(t, end - inst.requested_at) as f64 / 3600.0 * t.price_per_hour;
     }
 
     /// The lead time (log-normal, the tier's median and 90th percentile) and, for an
@@ -692,13 +708,7 @@ impl Fleet {
         };
         let key = |salt: u64| keyed_unit(&[self.seed, k as u64, step as u64, j, salt]);
         let t = &self.tiers[k];
-        let lead = if t.lead_time_s == 0 {
-            0
-        } else {
-            // Box-Muller.
-            let z = (-2.0 * key(1).ln()).sqrt() * (std::f64::consts::TAU * key(2)).cos();
-            ((t.lead_time_s as f64 * (lead_sigma(t) * z).exp()) * 1000.0) as i64
-        };
+        let lead = draw_lead_ms(t, key(1), key(2));
         let rate = t.interruption_rate_per_hour;
         let life = (rate > 0.0).then(|| (-key(3).ln() / rate * 3_600_000.0) as i64);
         (lead, life)
