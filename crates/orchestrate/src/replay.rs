@@ -140,6 +140,7 @@ pub fn replay_config(
     let mut c = cfg.clone();
     c.workloads.clear();
     let mut notes = Vec::new();
+    let mut replayed = Vec::new();
     for (k, (name, tr)) in traces.iter().enumerate() {
         if tr.ts.is_empty() || tr.ts.len() != tr.cpu.len() {
             return Err(format!("{name}'s trace has no demand to replay"));
@@ -175,7 +176,14 @@ pub fn replay_config(
             ));
         }
         w.dimensions = dimensions;
-        c.workloads.push(w);
+        replayed.push(w);
+    }
+    // In the configuration's order, as the daemon runs them, whatever order the traces
+    // came in: the engine's passes (and the simulated cloud's draws) follow it.
+    for w in &cfg.workloads {
+        if let Some(k) = replayed.iter().position(|r| r.name == w.name) {
+            c.workloads.push(replayed.swap_remove(k));
+        }
     }
     let left: Vec<&str> = names
         .iter()
@@ -240,7 +248,7 @@ pub fn replay_fleet(
     // A warm start: the slowest tier's lead time (and a pass) before the trace begins.
     let slowest = tiers
         .iter()
-        .map(|t| t.lead_time_p90_s.unwrap_or(t.lead_time_s * 3 / 2) as i64 * 1000)
+        .map(|t| t.lead_time_p90() as i64 * 1000)
         .max()
         .unwrap_or(0);
     let warm = ((slowest + pass_ms - 1) / pass_ms + 1) * pass_ms;

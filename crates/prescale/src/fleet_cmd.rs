@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use prescale_core::Dim;
 use prescale_core::Tier;
@@ -50,6 +50,35 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         }
     }
     let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
+    let queries = fleet_queries(&a.fleet_query, &cfg)?;
+    // With queries, `--save-trace` is a directory: a NAME.csv for each workload read.
+    let saved: Vec<(String, PathBuf)> = match &a.prometheus.save_trace {
+        Some(dir) if queries.is_empty() => {
+            return Err(format!(
+                "--save-trace {} keeps what --fleet-query reads; the --fleet-trace files are kept already",
+                dir.display()
+            ))
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("--save-trace {}: cannot create: {e}", dir.display()))?;
+            queries
+                .keys()
+                .map(|n| (n.clone(), dir.join(format!("{n}.csv"))))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    for (_, out) in &saved {
+        if inputs.iter().any(|i| {
+            std::fs::canonicalize(i).is_ok_and(|i| Some(i) == std::fs::canonicalize(out).ok())
+        }) {
+            return Err(format!(
+                "--save-trace would write {}, a file the replay reads; save the traces elsewhere",
+                out.display()
+            ));
+        }
+    }
     let mut traces = Vec::new();
     // Timestamps as the first trace wrote them (RFC 3339 from a query API).
     let mut rfc3339 = None;
@@ -59,21 +88,34 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         rfc3339.get_or_insert(rfc);
         traces.push((name.to_string(), trace));
     }
-    for spec in &a.fleet_query {
-        let (name, query) = named(
-            spec,
-            "--fleet-query",
-            "PROMQL, the workload and its CPU demand's query",
-        )?;
-        // The workload's demand alone, read as `--cpu` would read it.
+    for (name, dims) in &queries {
+        // The workload's demand alone, read as `--cpu`, `--memory`, `--disk-iops` and
+        // `--network-mbps` would read it for one workload.
         let mut prom = a.prometheus.clone();
-        prom.cpu = Some(query.to_string());
-        (prom.memory, prom.disk_iops, prom.network_mbps) = (None, None, None);
+        let query = |d: Dim| dims.get(&d).cloned();
+        (prom.cpu, prom.memory) = (query(Dim::Cpu), query(Dim::Memory));
+        (prom.disk_iops, prom.network_mbps) = (query(Dim::Disk), query(Dim::Network));
         (prom.actual_cpu, prom.actual_memory) = (None, None);
         (prom.actual_disk_iops, prom.actual_network_mbps) = (None, None);
+        prom.save_trace = saved
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone());
         let trace = crate::prom_trace::fetch(&prom).map_err(|e| format!("{name}: {e}"))?;
         rfc3339.get_or_insert(true);
-        traces.push((name.to_string(), trace));
+        traces.push((name.clone(), trace));
+    }
+    if !saved.is_empty() {
+        let again: Vec<String> = saved
+            .iter()
+            .map(|(n, p)| format!("--fleet-trace {n}={}", p.display()))
+            .chain(a.fleet_trace.iter().map(|s| format!("--fleet-trace {s}")))
+            .collect();
+        eprintln!(
+            "note: the traces read are saved; replay them without the server with: --config {} {}",
+            path.display(),
+            again.join(" ")
+        );
     }
     let (rc, notes) = prescale_orchestrate::replay::replay_config(&cfg, &traces, a.seed)
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -146,6 +188,56 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         SimFormat::Table => print!("{}", fleet_table(&report, &alone, a.seed)),
     }
     Ok(())
+}
+
+/// The `--fleet-query` specs grouped by workload: NAME=PROMQL its CPU demand in vCPU,
+/// NAME.memory=PROMQL (and `.disk_iops`, `.network_mbps`) its other dimensions.
+fn fleet_queries(
+    specs: &[String],
+    cfg: &prescale_core::config::Config,
+) -> Result<BTreeMap<String, BTreeMap<Dim, String>>, String> {
+    let mut out: BTreeMap<String, BTreeMap<Dim, String>> = BTreeMap::new();
+    for spec in specs {
+        let (left, query) = named(
+            spec,
+            "--fleet-query",
+            "PROMQL, the workload and its CPU demand's query (NAME.memory=PROMQL, NAME.disk_iops or NAME.network_mbps another dimension's)",
+        )?;
+        // A workload of that very name first; else NAME.DIMENSION.
+        let known = |n: &str| cfg.workloads.iter().any(|w| w.name == n);
+        let (name, dim) = match left.rsplit_once('.') {
+            Some((n, d)) if !known(left) => match Dim::parse(d) {
+                Some(dim) => (n, dim),
+                None => {
+                    let dims: Vec<&str> = Dim::ALL.iter().map(|d| d.name()).collect();
+                    return Err(format!(
+                        "--fleet-query {left}=...: {d:?} is not a dimension; give NAME=PROMQL for CPU or NAME.DIMENSION=PROMQL, DIMENSION one of {}",
+                        dims.join(", ")
+                    ));
+                }
+            },
+            _ => (left, Dim::Cpu),
+        };
+        if out
+            .entry(name.to_string())
+            .or_default()
+            .insert(dim, query.to_string())
+            .is_some()
+        {
+            return Err(format!(
+                "--fleet-query gives workload {name}'s {} twice; give each dimension once",
+                dim.name()
+            ));
+        }
+    }
+    for (name, dims) in &out {
+        if !dims.contains_key(&Dim::Cpu) {
+            return Err(format!(
+                "--fleet-query gives workload {name}'s other dimensions but not its CPU: add --fleet-query {name}=PROMQL, its CPU demand in vCPU"
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// `spec` of `flag` as NAME=VALUE, both given; otherwise an error saying to give

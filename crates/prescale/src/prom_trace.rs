@@ -78,8 +78,9 @@ pub struct PromArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub query_timeout_s: u64,
     /// Also write the trace read, as a CSV `--trace` replays, so the run can be
-    /// repeated without the server.
-    #[arg(long, value_name = "OUT.csv", requires = "prometheus")]
+    /// repeated without the server; with `--fleet-query`, a directory that gets each
+    /// workload's as NAME.csv, as `--fleet-trace` replays it.
+    #[arg(long, value_name = "OUT.csv|DIR", requires = "prometheus")]
     pub save_trace: Option<PathBuf>,
 }
 

@@ -52,12 +52,14 @@ pub struct SimulateArgs {
     pub fleet_trace: Vec<String>,
     /// With `--config` and `--prometheus`: as `--fleet-trace`, the workload's CPU demand
     /// in vCPU read from the query API as NAME=PROMQL (one series: aggregate it), over
-    /// `--start` to `--end` at `--step`.
+    /// `--start` to `--end` at `--step`; NAME.memory=PROMQL (GiB), NAME.disk_iops=PROMQL
+    /// or NAME.network_mbps=PROMQL adds another of its dimensions. `--save-trace DIR`
+    /// keeps each workload's as DIR/NAME.csv.
     #[arg(
         long = "fleet-query",
         value_name = "NAME=PROMQL",
         requires_all = ["config", "prometheus"],
-        conflicts_with_all = ["trace", "workload", "cpu", "save_trace"]
+        conflicts_with_all = ["trace", "workload", "cpu", "memory", "disk_iops", "network_mbps"]
     )]
     pub fleet_query: Vec<String>,
     /// With `--fleet-trace`: seconds between the engine's passes (the configuration's

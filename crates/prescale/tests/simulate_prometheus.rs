@@ -456,20 +456,134 @@ fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
         r["alone"]["shop"]["hpa"]["cost_total"].as_f64().unwrap() > 0.0,
         "{r}"
     );
+    // shop's memory too, and both traces kept: replayed from the files saved (named in
+    // another order: the configuration's is the engine's), the fleet costs what it did
+    // read from the server.
+    let saved = dir.path().join("saved");
+    let shop_mem = r#"shop.memory=sum(shop_memory_bytes{service="shop"}) / 2^30"#;
+    let o = fleet(&[
+        "--fleet-query",
+        shop_q,
+        "--fleet-query",
+        shop_mem,
+        "--fleet-query",
+        ads_q,
+        "--save-trace",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("replay them without the server with: --config")
+            && stderr(&o).contains(&format!(
+                "--fleet-trace ads={}",
+                saved.join("ads.csv").display()
+            )),
+        "{}",
+        stderr(&o)
+    );
+    let with_memory: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shop_csv = std::fs::read_to_string(saved.join("shop.csv")).unwrap();
+    let ads_csv = std::fs::read_to_string(saved.join("ads.csv")).unwrap();
+    assert!(shop_csv.starts_with("timestamp,cpu,memory\n"), "{shop_csv}");
+    assert!(ads_csv.starts_with("timestamp,cpu\n"), "{ads_csv}");
+    assert_eq!(shop_csv.lines().count() as i64, STEPS + 1);
+    // The memory saved is what was written, in GiB.
+    let (cpu0, bytes0) = shop(0);
+    let first: Vec<f64> = shop_csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(first[0], t0 as f64);
+    assert!(
+        (first[1] - cpu0).abs() < 1e-9 && (first[2] - bytes0 / (1u64 << 30) as f64).abs() < 1e-9,
+        "{first:?}"
+    );
+    let o = bin()
+        .arg("simulate")
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--pass-s",
+            "300",
+            "--format",
+            "json",
+        ])
+        .arg("--fleet-trace")
+        .arg(format!("shop={}", saved.join("shop.csv").display()))
+        .arg("--fleet-trace")
+        .arg(format!("ads={}", saved.join("ads.csv").display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_files: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(from_files["replay"], with_memory["replay"]);
+    assert_eq!(from_files["alone"], with_memory["alone"]);
+    // Memory is counted: shop's demand in GiB is in its minutes short and its cost.
+    let shop_mem_cost = with_memory["replay"]["workloads"]["shop"]["cost_total"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        shop_mem_cost >= cost("shop"),
+        "{shop_mem_cost} against {}",
+        cost("shop")
+    );
     // A query of a series per service must be aggregated, as with --cpu; a query
-    // must be named.
+    // must be named, a dimension known, given once, and a workload's CPU given.
+    let dims = r#"shop.gpu=sum(shop_cpu_vcpu)"#;
+    let twice = r#"shop.memory=sum(shop_memory_bytes)"#;
     for (queries, says) in [
-        (["--fleet-query", "shop=shop_cpu_vcpu"], "shop: "),
+        (vec!["--fleet-query", "shop=shop_cpu_vcpu"], "shop: "),
         (
-            ["--fleet-query", "shop=shop_cpu_vcpu"],
+            vec!["--fleet-query", "shop=shop_cpu_vcpu"],
             "sum(shop_cpu_vcpu)",
         ),
-        (["--fleet-query", "shop"], "give NAME=PROMQL"),
+        (vec!["--fleet-query", "shop"], "give NAME=PROMQL"),
+        (
+            vec!["--fleet-query", shop_q, "--fleet-query", dims],
+            "\"gpu\" is not a dimension",
+        ),
+        (
+            vec![
+                "--fleet-query",
+                shop_q,
+                "--fleet-query",
+                shop_mem,
+                "--fleet-query",
+                twice,
+            ],
+            "gives workload shop's memory twice",
+        ),
+        (
+            vec!["--fleet-query", shop_mem],
+            "add --fleet-query shop=PROMQL",
+        ),
+        (
+            vec!["--fleet-query", shop_q, "--memory", "x"],
+            "cannot be used with",
+        ),
     ] {
         let o = fleet(&queries);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains(says), "{says}: {}", stderr(&o));
     }
+    // Saving the traces of files only keeps nothing new: said.
+    let o = bin()
+        .arg("simulate")
+        .args(["--config", config.to_str().unwrap(), "--prometheus", &own])
+        .args(["--save-trace", saved.to_str().unwrap()])
+        .arg("--fleet-trace")
+        .arg(format!("shop={}", saved.join("shop.csv").display()))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the --fleet-trace files are kept already"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A one-request server on a free loopback port: answers `status` with `body` and gives
