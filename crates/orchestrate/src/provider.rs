@@ -230,6 +230,23 @@ impl SimCloud {
         }
     }
 
+    /// The times in `(from, to)` at which what `workload` has serving changes without
+    /// an action: an instance comes up, or one under notice stops. (Interruptions come
+    /// only as the clock advances.) Sorted, each once.
+    pub fn changes(&self, workload: &str, from: TimestampMs, to: TimestampMs) -> Vec<TimestampMs> {
+        let mut at: Vec<TimestampMs> = self
+            .instances
+            .iter()
+            .filter(|i| i.workload == workload)
+            .flat_map(|i| [Some(i.ready_at), i.ends_at])
+            .flatten()
+            .filter(|t| *t > from && *t < to)
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        at
+    }
+
     /// Instances of a tier across all workloads, those under notice left out.
     pub fn tier_count(&self, tier: &str) -> u32 {
         self.instances
@@ -363,7 +380,10 @@ impl Provider for SimCloud {
 
     fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
         let mut a = Allocation::default();
-        for i in self.instances.iter().filter(|i| i.workload == workload) {
+        // An instance whose notice ran out has stopped, though the clock has not yet
+        // come to reap it.
+        let live = |i: &&Instance| i.workload == workload && i.ends_at.is_none_or(|e| e > now);
+        for i in self.instances.iter().filter(live) {
             let c = a.tiers.entry(i.tier.clone()).or_default();
             if i.ends_at.is_some() {
                 c.ending += 1;
@@ -678,6 +698,13 @@ mod tests {
             .unwrap();
         let b = sim.allocation("w", t).get("spot");
         assert_eq!((b.ending, b.total()), (noticed, 3 - noticed));
+        // When the notice runs out is a change in what serves, and from then the
+        // instance serves no more, though the clock has not yet come to reap it.
+        assert_eq!(sim.changes("w", t, t + 600_000), vec![t + 120_000]);
+        assert!(sim.changes("other", t, t + 600_000).is_empty());
+        assert_eq!(sim.allocation("w", t + 119_000).get("spot").serving(), 3);
+        let gone = sim.allocation("w", t + 120_000).get("spot");
+        assert_eq!((gone.ending, gone.serving()), (0, 3 - noticed));
         // Two minutes on, the noticed ones have stopped, and said so.
         let events = sim.advance(t + 120_000);
         assert!(

@@ -401,7 +401,7 @@ fn timeline_csv(tiers: &[Tier], names: &[&str], rows: &[ReplayRow], rfc3339: boo
     for t in tiers {
         let _ = write!(out, ",ready_cpu_{}", t.name);
     }
-    out.push_str(",cost_per_hour,fleet_cap_per_hour");
+    out.push_str(",cost_per_hour,short_minutes,fleet_cap_per_hour");
     for t in tiers {
         let _ = write!(out, ",fleet_instances_{}", t.name);
     }
@@ -413,7 +413,7 @@ fn timeline_csv(tiers: &[Tier], names: &[&str], rows: &[ReplayRow], rfc3339: boo
             for v in &w.ready {
                 let _ = write!(out, ",{v}");
             }
-            let _ = write!(out, ",{:.4},", w.cost_per_hour);
+            let _ = write!(out, ",{:.4},{},", w.cost_per_hour, w.short_minutes);
             if let Some(c) = r.cap_per_hour {
                 let _ = write!(out, "{c:.4}");
             }

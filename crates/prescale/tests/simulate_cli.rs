@@ -846,13 +846,13 @@ fn several_workloads_replay_together_through_the_engine() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("timestamp,workload,demand_cpu,ready_cpu_general,cost_per_hour,fleet_cap_per_hour,fleet_instances_general")
+        Some("timestamp,workload,demand_cpu,ready_cpu_general,cost_per_hour,short_minutes,fleet_cap_per_hour,fleet_instances_general")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 2 * 720);
     assert_eq!(rows[0][0], "1767571200");
     assert_eq!((rows[0][1], rows[1][1]), ("web", "db"));
-    assert!(rows.iter().all(|r| r[5] == "1.0000"), "{:?}", rows[0]);
+    assert!(rows.iter().all(|r| r[6] == "1.0000"), "{:?}", rows[0]);
     for w in ["web", "db"] {
         let cost: f64 = rows
             .iter()
@@ -861,6 +861,15 @@ fn several_workloads_replay_together_through_the_engine() {
             .sum();
         let want = r["replay"]["workloads"][w]["cost_total"].as_f64().unwrap();
         assert!((cost - want).abs() < 0.01, "{w}: {cost} against {want}");
+        let short: f64 = rows
+            .iter()
+            .filter(|r| r[1] == w)
+            .map(|r| r[5].parse::<f64>().unwrap())
+            .sum();
+        let want = r["replay"]["workloads"][w]["underprovisioned_minutes"]
+            .as_f64()
+            .unwrap();
+        assert!((short - want).abs() < 1e-6, "{w}: {short} against {want}");
     }
     let replay = &r["replay"];
     // About 10 instances of $0.10/h each at the peaks would cost $2/h for both: the
