@@ -379,16 +379,8 @@ pub fn run_demo(
             }
         }
     }
-    // A warm start: passes over the slowest tier's 90th-percentile lead time (and a
-    // minute) before the period, on the history just written.
-    let lead_ms = engine
-        .tiers()
-        .iter()
-        .map(|t| t.lead_time_p90() as i64 * 1000)
-        .max()
-        .unwrap_or(0);
-    let warm_passes = (lead_ms + MINUTE_MS - 1) / MINUTE_MS + 1;
-    for k in (1..=warm_passes).rev() {
+    // A warm start, as the fleet replay's, on the history just written.
+    for k in (1..=crate::replay::warm_passes(engine.tiers(), MINUTE_MS)).rev() {
         engine.tick(start - k * MINUTE_MS)?;
     }
     let spent_before: BTreeMap<String, f64> = engine.provider().cost_per_tier().clone();

@@ -128,6 +128,18 @@ fn at(tr: &Trace, values: &[f64], t: TimestampMs) -> f64 {
     values[i]
 }
 
+/// How many passes of `pass_ms` a warm start runs before a period: enough to cover the
+/// slowest tier's 90th-percentile lead time, and one more, so the period's first step
+/// is served by what the engine asked for.
+pub(crate) fn warm_passes(tiers: &[Tier], pass_ms: i64) -> i64 {
+    let slowest = tiers
+        .iter()
+        .map(|t| t.lead_time_p90() as i64 * 1000)
+        .max()
+        .unwrap_or(0);
+    (slowest + pass_ms - 1) / pass_ms + 1
+}
+
 /// The minutes of `[from, to)` that workload `name`'s serving capacity on `sim` falls
 /// short of its demand in `tr` in any dimension a tier states, counted as the
 /// simulator counts them, within the pass: split where an instance comes up or stops
@@ -281,14 +293,7 @@ pub fn replay_fleet(
     engine.set_persist_status(false);
     let status = engine.status_handle();
     let tiers = cfg.tiers.clone();
-    // A warm start: the slowest tier's lead time (and a pass) before the trace begins.
-    let slowest = tiers
-        .iter()
-        .map(|t| t.lead_time_p90() as i64 * 1000)
-        .max()
-        .unwrap_or(0);
-    let warm = ((slowest + pass_ms - 1) / pass_ms + 1) * pass_ms;
-    let first = start - warm;
+    let first = start - warm_passes(&tiers, pass_ms) * pass_ms;
     let total = ((end - first) + pass_ms - 1) / pass_ms;
     let mut report = ReplayReport {
         start,
