@@ -27,6 +27,22 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
             a.policy
         ));
     }
+    let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
+    let queries = fleet_queries(&a.fleet_query, &cfg)?;
+    // With queries, `--save-trace` is a directory: a NAME.csv for each workload read.
+    let saved: Vec<(String, PathBuf)> = match &a.prometheus.save_trace {
+        Some(dir) if queries.is_empty() => {
+            return Err(format!(
+                "--save-trace {} keeps what --fleet-query reads; the --fleet-trace files are kept already",
+                dir.display()
+            ))
+        }
+        Some(dir) => queries
+            .keys()
+            .map(|n| (n.clone(), dir.join(format!("{n}.csv"))))
+            .collect(),
+        None => Vec::new(),
+    };
     // An output written over an input would lose the input once the run is over.
     let inputs: Vec<&Path> = std::iter::once(path)
         .chain(
@@ -35,8 +51,12 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
                 .filter_map(|s| Some(Path::new(s.split_once('=')?.1))),
         )
         .collect();
-    for (flag, out) in [("--timeline", &a.timeline), ("--report", &a.report)] {
-        let Some(out) = out.as_deref().and_then(|o| std::fs::canonicalize(o).ok()) else {
+    let outputs = [("--timeline", &a.timeline), ("--report", &a.report)]
+        .into_iter()
+        .filter_map(|(flag, out)| Some((flag, out.as_deref()?)))
+        .chain(saved.iter().map(|(_, out)| ("--save-trace", out.as_path())));
+    for (flag, out) in outputs {
+        let Ok(out) = std::fs::canonicalize(out) else {
             continue;
         };
         if inputs
@@ -49,35 +69,9 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
             ));
         }
     }
-    let cfg = prescale_core::config::Config::load(path).map_err(|e| e.to_string())?;
-    let queries = fleet_queries(&a.fleet_query, &cfg)?;
-    // With queries, `--save-trace` is a directory: a NAME.csv for each workload read.
-    let saved: Vec<(String, PathBuf)> = match &a.prometheus.save_trace {
-        Some(dir) if queries.is_empty() => {
-            return Err(format!(
-                "--save-trace {} keeps what --fleet-query reads; the --fleet-trace files are kept already",
-                dir.display()
-            ))
-        }
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("--save-trace {}: cannot create: {e}", dir.display()))?;
-            queries
-                .keys()
-                .map(|n| (n.clone(), dir.join(format!("{n}.csv"))))
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    for (_, out) in &saved {
-        if inputs.iter().any(|i| {
-            std::fs::canonicalize(i).is_ok_and(|i| Some(i) == std::fs::canonicalize(out).ok())
-        }) {
-            return Err(format!(
-                "--save-trace would write {}, a file the replay reads; save the traces elsewhere",
-                out.display()
-            ));
-        }
+    if let Some(dir) = a.prometheus.save_trace.as_deref() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--save-trace {}: cannot create: {e}", dir.display()))?;
     }
     let mut traces = Vec::new();
     // Timestamps as the first trace wrote them (RFC 3339 from a query API).

@@ -584,6 +584,21 @@ fn a_trace_reads_from_prescales_own_query_api_and_bad_servers_say_so() {
         "{}",
         stderr(&o)
     );
+    // Nor is a saved trace written over a file the replay reads.
+    let o = fleet(&[
+        "--fleet-query",
+        ads_q,
+        "--fleet-trace",
+        &format!("shop={}", saved.join("ads.csv").display()),
+        "--save-trace",
+        saved.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--save-trace") && stderr(&o).contains("is a file the replay reads"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A one-request server on a free loopback port: answers `status` with `body` and gives
