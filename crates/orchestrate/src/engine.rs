@@ -423,6 +423,12 @@ struct WState {
     occurrences: Vec<prescale_core::PlannedEvent>,
     /// When each instance the workload holds pending was first seen so ([`leads`]).
     pending: leads::Pending,
+    /// Each dimension's [`prescale_plan::floor_season`] as last found, with the
+    /// [`prescale_plan::floor_season_hour`] and `season_s` it was found for, once the
+    /// hours it read were complete: it reads a fortnight of hourly peaks and changes
+    /// only with the hour, so the passes within one hour share it (as the simulator's
+    /// do).
+    floor_seasons: Option<(i64, Option<u64>, Vec<prescale_plan::FloorSeason>)>,
 }
 
 impl WState {
@@ -484,6 +490,7 @@ impl WState {
             declared: Vec::new(),
             occurrences: Vec::new(),
             pending: leads::Pending::default(),
+            floor_seasons: None,
             cover,
             leads,
             w,
@@ -985,10 +992,12 @@ fn said_pairs(
     said: &VecDeque<(TimestampMs, f64)>,
 ) -> Vec<(f64, f64)> {
     let n = steps.len();
-    (n.saturating_sub(JUMP_WINDOW).max(1)..n)
-        .filter_map(|i| {
-            let ((_, prev), (ts, v)) = (steps[i - 1], steps[i]);
-            let m = said[said.binary_search_by_key(&ts, |x| x.0).ok()?].1;
+    let from = n.saturating_sub(JUMP_WINDOW).max(1);
+    crate::nowcast::aligned(said, steps[from.min(n)..].iter().map(|s| s.0))
+        .zip(from..n)
+        .filter_map(|(m, i)| {
+            let ((_, prev), (_, v)) = (steps[i - 1], steps[i]);
+            let m = m?;
             let pair = (m - prev, v - m);
             (pair.0.is_finite() && pair.1.is_finite()).then_some(pair)
         })
@@ -1064,12 +1073,8 @@ fn held_in(
     let side = prescale_forecast::clean::NEIGHBOURS;
     let (a, z) = (lo.saturating_sub(side), (hi + side).min(buckets.len()));
     let demand: Vec<f64> = buckets.range(a..z).map(|b| b.1).collect();
-    let told: Vec<f64> = buckets
-        .range(a..z)
-        .map(|b| {
-            said.binary_search_by_key(&b.0, |x| x.0)
-                .map_or(f64::NAN, |k| said[k].1)
-        })
+    let told: Vec<f64> = crate::nowcast::aligned(said, buckets.range(a..z).map(|b| b.0))
+        .map(|v| v.unwrap_or(f64::NAN))
         .collect();
     let lone = |t: usize| bar.is_some_and(|b| b.lone(&demand, t));
     prescale_plan::held_peak(&demand, &told, lone, lo - a..hi - a)
@@ -2643,9 +2648,26 @@ impl<P: Provider> Engine<P> {
                 )
                 .collect();
         let dims: Vec<Dim> = series.iter().map(|x| x.0).collect();
-        let mut floors = prescale_plan::demand_floors(w, now, s.step_ms, &dims, |j, from, to| {
-            held_in(series[j].1, series[j].2, series[j].3, from, to)
-        });
+        let peak = |j: usize, from, to| held_in(series[j].1, series[j].2, series[j].3, from, to);
+        let hour = prescale_plan::floor_season_hour(now, s.step_ms);
+        let seasons = match &s.floor_seasons {
+            Some((h, season_s, found))
+                if *h == hour && *season_s == w.season_s && found.len() == dims.len() =>
+            {
+                found.clone()
+            }
+            _ => (0..dims.len())
+                .map(|j| prescale_plan::floor_season(w, now, s.step_ms, |a, b| peak(j, a, b)))
+                .collect(),
+        };
+        // Kept only once every hour it read is complete (a step is read a grace period
+        // after it ends).
+        let start = hour * s.step_ms.max(3_600_000);
+        let complete = std::iter::once(s.next_bucket)
+            .chain(s.extras.iter().map(|x| x.next_bucket))
+            .all(|n| n.is_some_and(|n| n >= start));
+        let mut floors = prescale_plan::demand_floors_in(w, now, s.step_ms, &dims, peak, &seasons);
+        s.floor_seasons = complete.then_some((hour, w.season_s, seasons));
         floors.extend(so_far.iter().map(|&(dim, demand)| prescale_plan::Floor {
             dim,
             demand,

@@ -233,9 +233,20 @@ pub(crate) fn tail(buckets: &VecDeque<(TimestampMs, f64)>) -> Vec<(TimestampMs, 
     buckets.range(from..).copied().collect()
 }
 
-/// Looks up `ts` in a series of (step, value) kept in time order.
-fn at(xs: &VecDeque<(TimestampMs, f64)>, ts: TimestampMs) -> Option<f64> {
-    xs.binary_search_by_key(&ts, |x| x.0).ok().map(|k| xs[k].1)
+/// The values of `xs` (a series of (step, value) kept in time order) at each of `ts`
+/// (in time order too), `None` where it has none: one search, then a walk along both.
+pub(crate) fn aligned<'a, T: IntoIterator<Item = TimestampMs>>(
+    xs: &'a VecDeque<(TimestampMs, f64)>,
+    ts: T,
+) -> impl Iterator<Item = Option<f64>> + use<'a, T> {
+    let mut k = None;
+    ts.into_iter().map(move |t| {
+        let k = k.get_or_insert_with(|| xs.partition_point(|x| x.0 < t));
+        while *k < xs.len() && xs[*k].0 < t {
+            *k += 1;
+        }
+        xs.get(*k).filter(|x| x.0 == t).map(|x| x.1)
+    })
 }
 
 /// Sets `(ts, v)` as the last entry of `xs`: replaces it when it is for `ts`, else
@@ -317,9 +328,8 @@ impl Record {
         let &(last, _) = steps.last()?;
         let steps = &steps[steps.len().saturating_sub(SPREAD_FLOOR_WINDOW + 1)..];
         let past: Vec<f64> = steps.iter().map(|s| s.1).collect();
-        let raw: Vec<f64> = steps
-            .iter()
-            .map(|s| at(&self.raw, s.0).unwrap_or(f64::NAN))
+        let raw: Vec<f64> = aligned(&self.raw, steps.iter().map(|s| s.0))
+            .map(|v| v.unwrap_or(f64::NAN))
             .collect();
         let from = past.len().saturating_sub(SPREAD_FLOOR_WINDOW);
         let mut errors: Vec<Vec<f64>> = (0..leads)
@@ -329,9 +339,12 @@ impl Record {
                 } else {
                     self.ahead.get(k - 1)
                 };
-                steps[from..]
-                    .iter()
-                    .filter_map(|&(ts, v)| Some(v - at(told?, ts)?))
+                let Some(told) = told else {
+                    return Vec::new();
+                };
+                aligned(told, steps[from..].iter().map(|s| s.0))
+                    .zip(&steps[from..])
+                    .filter_map(|(m, &(_, v))| Some(v - m?))
                     .filter(|e| e.is_finite())
                     .collect()
             })
@@ -368,6 +381,24 @@ impl Record {
 mod tests {
     use super::*;
     use prescale_core::SeriesKey;
+
+    #[test]
+    fn aligned_finds_each_step_or_says_none() {
+        let xs: VecDeque<(TimestampMs, f64)> = [(10, 1.0), (20, 2.0), (40, 4.0), (50, 5.0)].into();
+        // Before the first, in a gap, between entries, after the last.
+        let got: Vec<Option<f64>> = aligned(&xs, [0, 10, 15, 30, 40, 50, 60]).collect();
+        assert_eq!(
+            got,
+            [None, Some(1.0), None, None, Some(4.0), Some(5.0), None]
+        );
+        // Starting part-way, as a search alone would find them.
+        let got: Vec<Option<f64>> = aligned(&xs, [40, 50]).collect();
+        assert_eq!(got, [Some(4.0), Some(5.0)]);
+        assert_eq!(
+            aligned(&VecDeque::new(), [1, 2]).collect::<Vec<_>>(),
+            [None, None]
+        );
+    }
 
     fn flat(start: TimestampMs, step: i64, rows: Vec<Vec<f64>>, levels: Vec<f64>) -> Forecast {
         Forecast::new(
