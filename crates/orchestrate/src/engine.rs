@@ -2332,6 +2332,7 @@ impl<P: Provider> Engine<P> {
                     ),
                 };
                 s.status.last_error = Some(msg.clone());
+                self.hold_share(i, fleet_cap, &fleet_others);
                 self.publish(i, st);
                 return self.hold(i, now, category, msg);
             }
@@ -2516,6 +2517,7 @@ impl<P: Provider> Engine<P> {
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "no forecast yet".into());
+            self.hold_share(i, fleet_cap, &fleet_others);
             self.publish(i, st);
             return self.hold(
                 i,

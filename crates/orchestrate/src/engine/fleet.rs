@@ -162,6 +162,32 @@ impl<P: Provider> Engine<P> {
             .collect()
     }
 
+    /// Workload `i`'s claim on the fleet budget `cap` at a pass that keeps its capacity
+    /// for want of a plan (nothing to forecast, not enough history, no forecast yet),
+    /// beside the `others`' ([`Engine::fleet_wants`]): what it holds, or what its
+    /// `min_instances` cost when that is more, since keeping it is all such a pass does.
+    /// Until it had a plan it counted as wanting everything, so every other workload
+    /// was held to an even share for as long as it had none: for good, where its demand
+    /// matched no series.
+    pub(super) fn hold_share(&mut self, i: usize, cap: Option<f64>, others: &[Want]) {
+        let s = &mut self.states[i];
+        s.status.fleet = cap.map(|cap| {
+            let floor = s.w.floor_per_hour(&self.tiers).unwrap_or(0.0);
+            let me = Want {
+                name: s.w.name.clone(),
+                priority: s.w.priority,
+                floor,
+                want: s.status.allocation.cost_per_hour(&self.tiers).max(floor),
+            };
+            let mut all = others.to_vec();
+            all.push(me.clone());
+            FleetShare {
+                want: me.want,
+                share: shares(cap, &all).last().copied().unwrap_or(0.0),
+            }
+        });
+    }
+
     /// The fleet budget and spending for the status.
     pub(super) fn fleet_status(&self) -> FleetStatus {
         let (managed, left) = self.held_per_hour();
@@ -301,6 +327,48 @@ mod tests {
             "{b:?}"
         );
         assert!(st.fleet.cost_per_hour <= 1.5 + 1e-9, "{:?}", st.fleet);
+    }
+
+    #[test]
+    fn a_workload_without_a_plan_wants_what_it_holds_of_a_fleet_budget() {
+        // b's demand matches no series (a typo, say): it keeps what it holds, nothing,
+        // and its min_instances (one standard instance, $0.192/h) is all it claims.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, store) = flat_services(dir.path(), 120);
+        c.fleet.budget_per_hour = Some(1.5);
+        c.workloads[1].demand = "b_cpu_typo".into();
+        let mut e = Engine::from_config(&c, 0, store, SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        for m in 30..60 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let st = e.status_handle();
+        let st = st.read().unwrap();
+        let (a, b) = (&st.workloads["a"], &st.workloads["b"]);
+        assert!(
+            b.last_error
+                .as_deref()
+                .is_some_and(|m| m.contains("nothing to forecast b_cpu_typo")),
+            "{:?}",
+            b.last_error
+        );
+        // a has all its plan wants ($1.25/h), not half the budget as when b, never
+        // planned, counted as wanting everything.
+        let a_share = a.fleet.unwrap();
+        assert!((a_share.want - 1.25).abs() < 0.01, "{a_share:?}");
+        assert!((a_share.share - a_share.want).abs() < 1e-9, "{a_share:?}");
+        let plan = a.plan.as_ref().unwrap();
+        assert!(!plan.reason.contains("fleet budget"), "{}", plan.reason);
+        let floor = c.workloads[1].floor_per_hour(&c.tiers).unwrap();
+        assert!((floor - 0.192).abs() < 1e-9, "{floor}");
+        let held = b.allocation.cost_per_hour(&c.tiers);
+        let b_share = b.fleet.unwrap();
+        assert!(
+            (b_share.want - held.max(floor)).abs() < 1e-9,
+            "{b_share:?} {held}"
+        );
+        assert!(st.fleet.cost_per_hour <= 1.5 + 1e-9, "{:?}", st.fleet);
+        assert_eq!(st.fleet.wants.len(), 2, "{:?}", st.fleet.wants);
     }
 
     #[test]
