@@ -7,7 +7,9 @@
 //! replay start warm, so the week begins with what its first minute needs rather than
 //! with nothing (what those minutes cost is not counted); then every simulated minute
 //! the demand is stored, the engine runs a pass, and the ready capacity is compared with
-//! the demand.
+//! the demand. On the last day the on-call pauses the batch job's scale-down for two
+//! hours ([`INCIDENT`]), as `prescale pause` would, so the dashboard and the decision
+//! log show a pause too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use prescale_collect::{DemandProfile, SyntheticDemand};
 use prescale_core::config::Config;
-use prescale_core::{Dim, DimensionSource, Sample, SeriesKey, TimestampMs};
+use prescale_core::{Dim, DimensionSource, PauseScope, Sample, SeriesKey, TimestampMs};
 use prescale_store::{AppendReport, Store, StoreError};
 use serde::Serialize;
 
@@ -209,6 +211,25 @@ fn generators(seed: u64) -> Vec<(String, Dim, SyntheticDemand)> {
     ]
 }
 
+/// The on-call's pause on the demo's last day: the workload, the scope, the hours (UTC)
+/// it starts and ends, and the reason given, as
+/// `prescale pause batch --scope scale-down --for 2h --reason '...'` at 04:00 asks. The
+/// nightly job ends at 04:30, so its capacity is held past it until 06:00, and the
+/// decision log says each pass what the plan wanted meanwhile.
+pub const INCIDENT: (&str, PauseScope, i64, i64, &str) = (
+    "batch",
+    PauseScope::ScaleDown,
+    4,
+    6,
+    "INC-4711: the database the batch job writes to is failing over; keep its capacity until it is done",
+);
+
+/// When the pause of [`INCIDENT`] starts and ends, on the last of `days`.
+fn incident_window(days: u32) -> (TimestampMs, TimestampMs) {
+    let day = DEMO_START_MS + (i64::from(days.max(1)) - 1) * 86_400_000;
+    (day + INCIDENT.2 * 3_600_000, day + INCIDENT.3 * 3_600_000)
+}
+
 /// A flash crowd on the web service, on the demo's last simulated day: from 14:00 UTC its
 /// demand rises over 3 minutes to 2.5 times what it would be and holds for 20 minutes,
 /// as when a link to it lands on a busy news site. Unlike the daily surges nothing like
@@ -237,6 +258,11 @@ pub struct WorkloadSummary {
     /// The same for each other dimension the workload plans (`memory`: GiB).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub dimensions: BTreeMap<String, DimensionSummary>,
+    /// Minutes an operator's pause held it ([`INCIDENT`]).
+    pub paused_minutes: u64,
+    /// What it held in those minutes beyond what its plans wanted, at list price (the
+    /// scale-down delay would have kept some of it for a few minutes anyway).
+    pub paused_cost: f64,
 }
 
 /// A workload's demand and ready capacity in a dimension other than CPU.
@@ -398,6 +424,7 @@ pub fn run_demo(
     // Per workload and dimension: demand summed, its peak, ready capacity summed, minutes.
     let mut sums: BTreeMap<(String, Dim), (f64, f64, f64, u64)> = BTreeMap::new();
     let mut done = 0u64;
+    let incident = incident_window(opts.days);
     for m in 0..total {
         if stop.load(Ordering::Relaxed) {
             summary.interrupted = true;
@@ -423,7 +450,34 @@ pub fn run_demo(
                 append(&store, key, vec![Sample { ts: now, value: *v }])?;
             }
         }
+        if now == incident.0 {
+            let (name, scope, _, _, reason) = INCIDENT;
+            match engine.pause(name, scope, incident.1, reason, now) {
+                Ok(_) => {}
+                Err(crate::engine::PauseError::Store(e)) => return Err(e),
+                Err(e) => tracing::warn!("the demo's pause of {name} was refused: {e}"),
+            }
+        }
         engine.tick(now)?;
+        // What a pause held beyond what the plan wanted, from the pass's status.
+        let paused: Vec<(String, f64)> = {
+            let status = engine.status_handle();
+            let st = status.read().expect("status lock");
+            st.workloads
+                .iter()
+                .filter(|(_, w)| w.paused.is_some())
+                .map(|(name, w)| {
+                    let held = w.allocation.cost_per_hour(engine.tiers());
+                    let wanted = w.plan.as_ref().map_or(held, |p| p.cost_per_hour);
+                    (name.clone(), (held - wanted).max(0.0))
+                })
+                .collect()
+        };
+        for (name, over) in paused {
+            let ws = summary.workloads.entry(name).or_default();
+            ws.paused_minutes += 1;
+            ws.paused_cost += over / 60.0;
+        }
         for (name, d) in demands {
             let alloc = engine.provider().allocation(&name, now);
             let ws = summary.workloads.entry(name.clone()).or_default();
@@ -633,14 +687,8 @@ mod tests {
         };
         let stop = AtomicBool::new(false);
         let d1 = tempfile::tempdir().unwrap();
-        let a = run_demo(
-            &mut engine(d1.path(), 9, 1),
-            &opts,
-            &stop,
-            |_, _| {},
-            |_, _| {},
-        )
-        .unwrap();
+        let mut e1 = engine(d1.path(), 9, 1);
+        let a = run_demo(&mut e1, &opts, &stop, |_, _| {}, |_, _| {}).unwrap();
         let d2 = tempfile::tempdir().unwrap();
         let b = run_demo(
             &mut engine(d2.path(), 9, 1),
@@ -677,5 +725,42 @@ mod tests {
             "the CPU is the dimension with room to spare: {batch:?}"
         );
         assert!(a.workloads["web"].dimensions.is_empty());
+        // The on-call's pause held the batch job's capacity from 04:00 to 06:00, past
+        // the job's end at 04:30, and the log says when it began and ended and what the
+        // plan wanted meanwhile; the web service was never paused.
+        assert_eq!(batch.paused_minutes, 120, "{batch:?}");
+        assert!(batch.paused_cost > 0.0, "{batch:?}");
+        assert_eq!(a.workloads["web"].paused_minutes, 0);
+        let log = e1.store().decisions(Some("batch"), 100_000).unwrap();
+        let (from, until) = incident_window(1);
+        let said = |at: TimestampMs, words: &str| {
+            log.iter().any(|d| d.at == at && d.reason.contains(words))
+        };
+        assert!(said(from, "INC-4711"), "the pause is logged as it begins");
+        assert!(said(until, "has ended"), "and as it ends");
+        let held = log
+            .iter()
+            .filter(|d| d.at > from + 30 * MINUTE_MS && d.at < until)
+            .filter(|d| d.kind == prescale_core::DecisionKind::Hold)
+            .filter(|d| d.reason.contains("paused"))
+            .count();
+        assert!(
+            held > 0,
+            "{:?}",
+            log.iter()
+                .filter(|d| d.at > from && d.at < until)
+                .collect::<Vec<_>>()
+        );
+        // Nothing of batch's went while it held; something did once it ended.
+        let down = |d: &&prescale_core::Decision| {
+            d.action
+                .as_ref()
+                .is_some_and(|x| x.kind == prescale_core::ActionKind::Deprovision)
+        };
+        assert!(!log
+            .iter()
+            .filter(|d| d.at >= from && d.at < until)
+            .any(|d| down(&d)));
+        assert!(log.iter().filter(|d| d.at >= until).any(|d| down(&d)));
     }
 }

@@ -1301,6 +1301,16 @@ fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {
                 "", d.mean_demand, d.peak_demand, d.mean_capacity
             );
         }
+        let (paused, scope, _, _, reason) = prescale_orchestrate::demo::INCIDENT;
+        if ws.paused_minutes > 0 && w == paused {
+            println!(
+                "    {:<10}       paused ({}) {} min by the on-call, \"{reason}\": held ${:.2} beyond what its plans wanted",
+                "",
+                scope.name(),
+                ws.paused_minutes,
+                ws.paused_cost
+            );
+        }
     }
     println!(
         "  actions {}   refused {}   spot interruptions {}   anomalies {}",

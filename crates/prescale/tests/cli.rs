@@ -316,6 +316,12 @@ fn demo_week_tracks_demand_within_tier_limits() {
     assert!(cost < fixed, "{s}");
     let fixed_short = s["requested_underprovisioned_minutes"].as_f64().unwrap();
     assert!(fixed_short > minutes, "{s}");
+    // The on-call's two-hour pause of the batch job's scale-down on the last morning,
+    // and what it held beyond what the plans wanted.
+    let batch = &s["workloads"]["batch"];
+    assert_eq!(batch["paused_minutes"], 120, "{s}");
+    assert!(batch["paused_cost"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["workloads"]["web"]["paused_minutes"], 0, "{s}");
     let peaks = s["peak_instances_per_tier"].as_object().unwrap();
     let max = s["max_instances_per_tier"].as_object().unwrap();
     for (tier, n) in peaks {
