@@ -613,12 +613,28 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
         metrics.contains("prescale_workload_paused{workload=\"host\"} 1"),
         "{metrics}"
     );
+    // Once a pass has stored that the pause held it, the chart shades the time.
+    wait_for(
+        || {
+            json(
+                d.addr,
+                "/api/v1/query?query=prescale_paused%7Bworkload%3D%22host%22%7D",
+            )["result"][0]["value"][1]
+                == "1"
+        },
+        "a pass held by the pause",
+        &|| d.logs(),
+    );
     let html = rendered(&browser, &format!("http://{}/", d.addr));
     assert!(
         html.contains("<div class=\"paused\">paused by an operator until")
             && html.contains("capacity is left as it is — \"load test\""),
         "{}",
         &html[..html.len().min(3000)]
+    );
+    assert!(
+        html.contains("class=\"paused-span\"") && html.contains("</i>paused by an operator</span>"),
+        "the chart shades the pause and its legend names it"
     );
     // Lifted: the section says nothing of it.
     let (code, body) = http(d.addr, "POST", "/api/v1/workloads/host/resume", &[], b"").unwrap();
@@ -628,6 +644,10 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
     let html = rendered(&browser, &format!("http://{}/", d.addr));
     assert!(html.contains("<h2>host</h2>"), "the page was drawn");
     assert!(!html.contains("<div class=\"paused\">"), "lifted");
+    assert!(
+        html.contains("class=\"paused-span\""),
+        "the chart still shows when it was paused"
+    );
 }
 
 /// Declares the planned event `body` (JSON) for the host workload through the API.
