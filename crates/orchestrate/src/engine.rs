@@ -2332,7 +2332,14 @@ impl<P: Provider> Engine<P> {
                     ),
                 };
                 s.status.last_error = Some(msg.clone());
-                self.hold_share(i, fleet_cap, &fleet_others);
+                // Of a fleet budget: what it holds while nothing matches its demand; as
+                // much as it may take while it learns, since it plans within minutes
+                // (see [`Engine::hold_share`]).
+                if category == "no-series" {
+                    self.hold_share(i, fleet_cap, &fleet_others);
+                } else {
+                    s.status.fleet = None;
+                }
                 self.publish(i, st);
                 return self.hold(i, now, category, msg);
             }
@@ -2517,7 +2524,6 @@ impl<P: Provider> Engine<P> {
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "no forecast yet".into());
-            self.hold_share(i, fleet_cap, &fleet_others);
             self.publish(i, st);
             return self.hold(
                 i,

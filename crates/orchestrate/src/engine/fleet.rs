@@ -163,12 +163,13 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Workload `i`'s claim on the fleet budget `cap` at a pass that keeps its capacity
-    /// for want of a plan (nothing to forecast, not enough history, no forecast yet),
-    /// beside the `others`' ([`Engine::fleet_wants`]): what it holds, or what its
-    /// `min_instances` cost when that is more, since keeping it is all such a pass does.
-    /// Until it had a plan it counted as wanting everything, so every other workload
-    /// was held to an even share for as long as it had none: for good, where its demand
-    /// matched no series.
+    /// because its demand matches no series, beside the `others`' ([`Engine::fleet_wants`]):
+    /// what it holds, or what its `min_instances` cost when that is more, since keeping
+    /// it is all such a pass does. It counted as wanting everything, as a workload still
+    /// learning does, so every other workload was held to an even share for good behind
+    /// a typo in its demand. Once its series appears it learns, and counts as wanting
+    /// everything again until its first plan: a workload planned at that pass before it
+    /// must not take what its first plan, of a higher priority say, will claim.
     pub(super) fn hold_share(&mut self, i: usize, cap: Option<f64>, others: &[Want]) {
         let s = &mut self.states[i];
         s.status.fleet = cap.map(|cap| {
@@ -342,8 +343,8 @@ mod tests {
         for m in 30..60 {
             e.tick(m * 60_000 + 1).unwrap();
         }
-        let st = e.status_handle();
-        let st = st.read().unwrap();
+        let st_handle = e.status_handle();
+        let st = st_handle.read().unwrap();
         let (a, b) = (&st.workloads["a"], &st.workloads["b"]);
         assert!(
             b.last_error
@@ -369,6 +370,47 @@ mod tests {
         );
         assert!(st.fleet.cost_per_hour <= 1.5 + 1e-9, "{:?}", st.fleet);
         assert_eq!(st.fleet.wants.len(), 2, "{:?}", st.fleet.wants);
+        drop(st);
+        // The series appears at minute 60, of b's priority 5 (set as before a restart
+        // would read it): while b learns it counts as wanting everything again, so a
+        // does not take what b's first plan claims, and the fleet never holds more than
+        // its budget.
+        e.states[1].w.priority = 5;
+        let key = SeriesKey::metric("b_cpu_typo").unwrap();
+        let mut learning = 0;
+        for m in 60..90 {
+            e.store
+                .append(&key, &[Sample::new(m * 60_000, 30.0).unwrap()])
+                .unwrap();
+            e.tick(m * 60_000 + 1).unwrap();
+            let st = st_handle.read().unwrap();
+            assert!(
+                st.fleet.cost_per_hour <= 1.5 + 1e-9,
+                "minute {m}: {:?}",
+                st.fleet
+            );
+            let b = &st.workloads["b"];
+            if b.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("not enough history"))
+            {
+                learning += 1;
+                assert!(b.fleet.is_none(), "minute {m}: {b:?}");
+                assert!(
+                    !st.fleet.wants.contains_key("b"),
+                    "minute {m}: {:?}",
+                    st.fleet
+                );
+            }
+        }
+        assert!(learning > 0, "b learnt for a pass or more");
+        let st = st_handle.read().unwrap();
+        let b = &st.workloads["b"];
+        assert!(b.plan.is_some() && b.last_error.is_none(), "{b:?}");
+        // b, of the higher priority, has all its plan wants; a the rest.
+        let (a, b) = (st.workloads["a"].fleet.unwrap(), b.fleet.unwrap());
+        assert!((b.share - b.want).abs() < 1e-9, "{b:?}");
+        assert!((a.share - (1.5 - b.want)).abs() < 1e-9, "{a:?} {b:?}");
     }
 
     #[test]
