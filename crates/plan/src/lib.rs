@@ -63,32 +63,33 @@ pub fn capped_words(tier: &str, max: u32) -> String {
 /// Fills an effective capacity `need` from `tiers` (already sorted cheapest first).
 pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
     let need = need.max(0.0);
-    let mut instances = BTreeMap::new();
+    // Instances per tier, by the tiers' order (their names are unique).
+    let mut n: Vec<u32> = Vec::with_capacity(tiers.len());
     let mut remaining = need;
     let mut capacity = 0.0;
     let mut notes = Vec::new();
     let mut spot_allowance = need * w.max_spot_share;
     for t in tiers {
         let eff = t.effective_capacity();
-        let mut n = if t.class == TierClass::Spot {
+        let mut k = if t.class == TierClass::Spot {
             // Spot never carries more than its share: round down.
-            let n = (spot_allowance.min(remaining) / eff).floor() as u32;
-            spot_allowance -= n as f64 * eff;
-            n
+            let k = (spot_allowance.min(remaining) / eff).floor() as u32;
+            spot_allowance -= k as f64 * eff;
+            k
         } else {
             (remaining / eff - 1e-9).ceil().max(0.0) as u32
         };
-        if n > t.max_instances {
+        if k > t.max_instances {
             notes.push(capped_words(&t.name, t.max_instances));
-            n = t.max_instances;
+            k = t.max_instances;
         }
-        n = n.max(t.min_instances);
-        remaining -= n as f64 * eff;
-        capacity += n as f64 * eff;
-        instances.insert(t.name.clone(), n);
+        k = k.max(t.min_instances);
+        remaining -= k as f64 * eff;
+        capacity += k as f64 * eff;
+        n.push(k);
     }
     if remaining <= 1e-9 {
-        capacity = spot_within_capacity_share(need, capacity, &mut instances, tiers, w);
+        capacity = spot_within_capacity_share(need, capacity, &mut n, tiers, w);
         remaining = need - capacity;
     }
     let mut binding = "sla";
@@ -100,15 +101,16 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
     }
     let mut cost: f64 = tiers
         .iter()
-        .map(|t| instances[&t.name] as f64 * t.price_per_hour)
+        .zip(&n)
+        .map(|(t, k)| *k as f64 * t.price_per_hour)
         .sum();
     if let Some(budget) = w.budget_per_hour {
         if cost > budget + 1e-12 {
             // Least-bad rule: remove the dearest effective units first, keeping as much
             // capacity as the budget buys.
-            for t in tiers.iter().rev() {
-                while cost > budget + 1e-12 && instances[&t.name] > t.min_instances {
-                    *instances.get_mut(&t.name).expect("present") -= 1;
+            for (t, k) in tiers.iter().zip(n.iter_mut()).rev() {
+                while cost > budget + 1e-12 && *k > t.min_instances {
+                    *k -= 1;
                     cost -= t.price_per_hour;
                     capacity -= t.effective_capacity();
                 }
@@ -121,18 +123,19 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
     }
     // The workload's floor (HPA's minReplicas), on the cheapest on-demand tiers first,
     // within the budget: a budget is a limit the user set, and it binds first.
-    let held: u32 = instances.values().sum();
+    let held: u32 = n.iter().sum();
     if held < w.min_instances {
         let mut short = w.min_instances - held;
         let affordable = |t: &Tier, cost: f64| {
             w.budget_per_hour
                 .is_none_or(|b| cost + t.price_per_hour <= b + 1e-12)
         };
-        let on_demand = tiers.iter().filter(|t| t.class != TierClass::Spot);
-        for t in on_demand.chain(tiers.iter().filter(|t| t.class == TierClass::Spot)) {
-            let n = instances.get_mut(&t.name).expect("present");
-            while short > 0 && *n < t.max_instances && affordable(t, cost) {
-                *n += 1;
+        let spot = |k: &usize| tiers[*k].class == TierClass::Spot;
+        let on_demand = (0..tiers.len()).filter(|k| !spot(k));
+        for k in on_demand.chain((0..tiers.len()).filter(spot)) {
+            let t = tiers[k];
+            while short > 0 && n[k] < t.max_instances && affordable(t, cost) {
+                n[k] += 1;
                 short -= 1;
                 cost += t.price_per_hour;
                 capacity += t.effective_capacity();
@@ -151,7 +154,7 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
         if short > 0 {
             // What stopped it: a tier with room that the budget could not pay for, or
             // every tier at its maximum (which then decided the plan).
-            let room = tiers.iter().any(|t| instances[&t.name] < t.max_instances);
+            let room = tiers.iter().zip(&n).any(|(t, k)| *k < t.max_instances);
             let why = match w.budget_per_hour {
                 Some(b) if room => format!("the ${b:.2}/h budget buys no more"),
                 _ => {
@@ -168,7 +171,11 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
         }
     }
     Fill {
-        instances,
+        instances: tiers
+            .iter()
+            .zip(n)
+            .map(|(t, k)| (t.name.clone(), k))
+            .collect(),
         capacity,
         cost_per_hour: cost,
         binding,
@@ -188,39 +195,38 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
 fn spot_within_capacity_share(
     need: f64,
     mut capacity: f64,
-    instances: &mut BTreeMap<String, u32>,
+    n: &mut [u32],
     tiers: &[&Tier],
     w: &Workload,
 ) -> f64 {
-    for s in tiers.iter().filter(|t| t.class == TierClass::Spot) {
-        let se = s.effective_capacity();
+    let is_spot = |k: usize| tiers[k].class == TierClass::Spot;
+    for s in (0..tiers.len()).filter(|&k| is_spot(k)) {
+        let se = tiers[s].effective_capacity();
         if se <= 0.0 {
             continue;
         }
         loop {
-            let spot: f64 = tiers
-                .iter()
-                .filter(|t| t.class == TierClass::Spot)
-                .map(|t| instances[&t.name] as f64 * t.effective_capacity())
+            let spot: f64 = (0..tiers.len())
+                .filter(|&k| is_spot(k))
+                .map(|k| n[k] as f64 * tiers[k].effective_capacity())
                 .sum();
-            let Some(t) = tiers
-                .iter()
+            let Some(t) = (0..tiers.len())
                 .rev()
-                .find(|t| t.class != TierClass::Spot && instances[&t.name] > t.min_instances)
+                .find(|&k| !is_spot(k) && n[k] > tiers[k].min_instances)
             else {
                 break;
             };
-            let after = capacity - t.effective_capacity();
+            let after = capacity - tiers[t].effective_capacity();
             let k = ((need - after) / se - 1e-9).ceil().max(0.0) as u32;
             let with = after + k as f64 * se;
-            if instances[&s.name] + k > s.max_instances
+            if n[s] + k > tiers[s].max_instances
                 || spot + k as f64 * se > w.max_spot_share * with + 1e-9
-                || k as f64 * s.price_per_hour >= t.price_per_hour
+                || k as f64 * tiers[s].price_per_hour >= tiers[t].price_per_hour
             {
                 break;
             }
-            *instances.get_mut(&t.name).expect("present") -= 1;
-            *instances.get_mut(&s.name).expect("present") += k;
+            n[t] -= 1;
+            n[s] += k;
             capacity = with;
         }
     }
