@@ -211,23 +211,35 @@ fn generators(seed: u64) -> Vec<(String, Dim, SyntheticDemand)> {
     ]
 }
 
-/// The on-call's pause on the demo's last day: the workload, the scope, the hours (UTC)
-/// it starts and ends, and the reason given, as
+/// An operator's pause the demo asks for on its last day.
+#[derive(Debug, Clone, Copy)]
+pub struct Incident {
+    /// The workload paused.
+    pub workload: &'static str,
+    /// What the pause holds back.
+    pub scope: PauseScope,
+    /// The hours (UTC) it starts and ends.
+    pub hours: (i64, i64),
+    /// The reason given.
+    pub reason: &'static str,
+}
+
+/// The on-call's pause on the demo's last day, as
 /// `prescale pause batch --scope scale-down --for 2h --reason '...'` at 04:00 asks. The
 /// nightly job ends at 04:30, so its capacity is held past it until 06:00, and the
 /// decision log says each pass what the plan wanted meanwhile.
-pub const INCIDENT: (&str, PauseScope, i64, i64, &str) = (
-    "batch",
-    PauseScope::ScaleDown,
-    4,
-    6,
-    "INC-4711: the database the batch job writes to is failing over; keep its capacity until it is done",
-);
+pub const INCIDENT: Incident = Incident {
+    workload: "batch",
+    scope: PauseScope::ScaleDown,
+    hours: (4, 6),
+    reason: "INC-4711: the database the batch job writes to is failing over; keep its capacity until it is done",
+};
 
 /// When the pause of [`INCIDENT`] starts and ends, on the last of `days`.
 fn incident_window(days: u32) -> (TimestampMs, TimestampMs) {
     let day = DEMO_START_MS + (i64::from(days.max(1)) - 1) * 86_400_000;
-    (day + INCIDENT.2 * 3_600_000, day + INCIDENT.3 * 3_600_000)
+    let (from, to) = INCIDENT.hours;
+    (day + from * 3_600_000, day + to * 3_600_000)
 }
 
 /// A flash crowd on the web service, on the demo's last simulated day: from 14:00 UTC its
@@ -451,7 +463,12 @@ pub fn run_demo(
             }
         }
         if now == incident.0 {
-            let (name, scope, _, _, reason) = INCIDENT;
+            let Incident {
+                workload: name,
+                scope,
+                reason,
+                ..
+            } = INCIDENT;
             match engine.pause(name, scope, incident.1, reason, now) {
                 Ok(_) => {}
                 Err(crate::engine::PauseError::Store(e)) => return Err(e),

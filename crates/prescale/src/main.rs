@@ -1301,13 +1301,14 @@ fn print_summary(s: &DemoSummary, format: Format) -> Result<()> {
                 "", d.mean_demand, d.peak_demand, d.mean_capacity
             );
         }
-        let (paused, scope, _, _, reason) = prescale_orchestrate::demo::INCIDENT;
-        if ws.paused_minutes > 0 && w == paused {
+        let incident = prescale_orchestrate::demo::INCIDENT;
+        if ws.paused_minutes > 0 && w == incident.workload {
             println!(
-                "    {:<10}       paused ({}) {} min by the on-call, \"{reason}\": held ${:.2} beyond what its plans wanted",
+                "    {:<10}       paused ({}) {} min by the on-call, \"{}\": held ${:.2} beyond what its plans wanted",
                 "",
-                scope.name(),
+                incident.scope.name(),
                 ws.paused_minutes,
+                incident.reason,
                 ws.paused_cost
             );
         }
