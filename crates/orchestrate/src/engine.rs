@@ -2707,15 +2707,8 @@ impl<P: Provider> Engine<P> {
         let mut cut = None;
         let mut fleet_room = None;
         if let Some(cap) = fleet_cap {
-            let me = fleet::Want {
-                name: s.w.name.clone(),
-                priority: s.w.priority,
-                floor: w.floor_per_hour(&self.tiers).unwrap_or(0.0),
-                want: plan.cost_per_hour,
-            };
-            let mut all = fleet_others.clone();
-            all.push(me.clone());
-            let all_shares = fleet::shares(cap, &all);
+            let me = fleet::Want::of(w, &self.tiers, plan.cost_per_hour);
+            let all_shares = fleet::shares_with(cap, &fleet_others, &me);
             let share = all_shares.last().copied().unwrap_or(0.0);
             let mut held = others_held;
             held.push(rate);

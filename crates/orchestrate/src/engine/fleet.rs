@@ -46,6 +46,30 @@ pub(super) struct Want {
     pub want: f64,
 }
 
+impl Want {
+    /// Workload `w`'s claim of `want` ($/h), its floor priced on `tiers`.
+    pub(super) fn of(
+        w: &prescale_core::Workload,
+        tiers: &[prescale_core::Tier],
+        want: f64,
+    ) -> Self {
+        Want {
+            name: w.name.clone(),
+            priority: w.priority,
+            floor: w.floor_per_hour(tiers).unwrap_or(0.0),
+            want,
+        }
+    }
+}
+
+/// Every workload's share of `cap` with `me` beside the `others`: [`shares`] of them
+/// all, `me`'s last.
+pub(super) fn shares_with(cap: f64, others: &[Want], me: &Want) -> Vec<f64> {
+    let mut all = others.to_vec();
+    all.push(me.clone());
+    shares(cap, &all)
+}
+
 /// Each workload's share of `cap` ($/h), in the order of `wants`: floors first (in
 /// proportion to them when they do not all fit), then the rest by priority, higher
 /// first, max-min fair within one.
@@ -153,11 +177,12 @@ impl<P: Provider> Engine<P> {
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, s)| Want {
-                name: s.w.name.clone(),
-                priority: s.w.priority,
-                floor: s.w.floor_per_hour(&self.tiers).unwrap_or(0.0),
-                want: s.status.fleet.map_or(f64::INFINITY, |f| f.want),
+            .map(|(_, s)| {
+                Want::of(
+                    &s.w,
+                    &self.tiers,
+                    s.status.fleet.map_or(f64::INFINITY, |f| f.want),
+                )
             })
             .collect()
     }
@@ -173,18 +198,12 @@ impl<P: Provider> Engine<P> {
     pub(super) fn hold_share(&mut self, i: usize, cap: Option<f64>, others: &[Want]) {
         let s = &mut self.states[i];
         s.status.fleet = cap.map(|cap| {
-            let floor = s.w.floor_per_hour(&self.tiers).unwrap_or(0.0);
-            let me = Want {
-                name: s.w.name.clone(),
-                priority: s.w.priority,
-                floor,
-                want: s.status.allocation.cost_per_hour(&self.tiers).max(floor),
-            };
-            let mut all = others.to_vec();
-            all.push(me.clone());
+            let held = s.status.allocation.cost_per_hour(&self.tiers);
+            let mut me = Want::of(&s.w, &self.tiers, held);
+            me.want = me.want.max(me.floor);
             FleetShare {
                 want: me.want,
-                share: shares(cap, &all).last().copied().unwrap_or(0.0),
+                share: shares_with(cap, others, &me).last().copied().unwrap_or(0.0),
             }
         });
     }
