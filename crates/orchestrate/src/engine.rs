@@ -429,6 +429,9 @@ struct WState {
     /// only with the hour, so the passes within one hour share it (as the simulator's
     /// do).
     floor_seasons: Option<(i64, Option<u64>, Vec<prescale_plan::FloorSeason>)>,
+    /// What the scale-down window let each dimension's peak fall to at the last pass
+    /// ([`prescale_plan::demand_floors_in`]).
+    window_falls: Vec<Option<prescale_plan::WindowFall>>,
 }
 
 impl WState {
@@ -491,6 +494,7 @@ impl WState {
             occurrences: Vec::new(),
             pending: leads::Pending::default(),
             floor_seasons: None,
+            window_falls: Vec::new(),
             cover,
             leads,
             w,
@@ -2674,7 +2678,16 @@ impl<P: Provider> Engine<P> {
         let complete = std::iter::once(s.next_bucket)
             .chain(s.extras.iter().map(|x| x.next_bucket))
             .all(|n| n.is_some_and(|n| n >= start));
-        let mut floors = prescale_plan::demand_floors_in(w, now, s.step_ms, &dims, peak, &seasons);
+        s.window_falls.resize(dims.len(), None);
+        let mut floors = prescale_plan::demand_floors_in(
+            w,
+            now,
+            s.step_ms,
+            &dims,
+            peak,
+            &seasons,
+            &mut s.window_falls,
+        );
         s.floor_seasons = complete.then_some((hour, w.season_s, seasons));
         floors.extend(so_far.iter().map(|&(dim, demand)| prescale_plan::Floor {
             dim,

@@ -435,6 +435,33 @@ impl Trace {
 /// Seeded, so the same trace every call: the trace not from `../shared/data` that the
 /// targets are also checked on, and what `prescale bench simulate` replays.
 pub fn synthetic_service(days: usize, noise: f64, batch: bool) -> Trace {
+    let shape = if batch {
+        Synthetic::NightlyBatch
+    } else {
+        Synthetic::Daily
+    };
+    synthetic(days, noise, shape)
+}
+
+/// The shapes of [`synthetic`] demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synthetic {
+    /// A daily cycle from 30 to 180 vCPU, weekends at 60% of weekdays.
+    Daily,
+    /// [`Synthetic::Daily`] with a nightly hour at +80 vCPU from 02:00.
+    NightlyBatch,
+    /// A cron job: +100 vCPU for the first 30 minutes of every fourth hour from
+    /// midnight, on the minute, over a daily cycle from 40 to 80 vCPU.
+    FourHourlyJobs,
+    /// Office hours: 180 vCPU from 09:00 to 18:00 on weekdays, rising from 25 from
+    /// 08:30; 25 at other times and at weekends.
+    OfficeHours,
+}
+
+/// `days` days of a [`Synthetic`] shape at 5-minute steps from 2026-01-01 (a
+/// Thursday), each step off by log-normal noise of `noise`; seeded, so the same trace
+/// every call.
+pub fn synthetic(days: usize, noise: f64, shape: Synthetic) -> Trace {
     // xorshift64* and Box-Muller: no random crate needed for a fixed trace.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut uniform = move || {
@@ -453,11 +480,30 @@ pub fn synthetic_service(days: usize, noise: f64, batch: bool) -> Trace {
             let day = 0.5 - 0.5 * ((hour - 3.0) / 24.0 * std::f64::consts::TAU).cos();
             let week = if weekday >= 5 { 0.6 } else { 1.0 };
             let gauss = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
-            let v = (30.0 + 150.0 * day * week) * (noise * gauss).exp();
-            if batch && (2.0..3.0).contains(&hour) {
-                v + 80.0
-            } else {
-                v
+            let noise = (noise * gauss).exp();
+            match shape {
+                Synthetic::Daily => (30.0 + 150.0 * day * week) * noise,
+                Synthetic::NightlyBatch => {
+                    let v = (30.0 + 150.0 * day * week) * noise;
+                    if (2.0..3.0).contains(&hour) {
+                        v + 80.0
+                    } else {
+                        v
+                    }
+                }
+                Synthetic::FourHourlyJobs => {
+                    let job = if hour % 4.0 < 0.5 { 100.0 } else { 0.0 };
+                    (40.0 + 40.0 * day + job) * noise
+                }
+                Synthetic::OfficeHours => {
+                    let open = match hour {
+                        _ if weekday >= 5 => 0.0,
+                        h if (9.0..18.0).contains(&h) => 1.0,
+                        h if (8.5..9.0).contains(&h) => (h - 8.5) / 0.5,
+                        _ => 0.0,
+                    };
+                    (25.0 + 155.0 * open) * noise
+                }
             }
         })
         .collect();
@@ -1188,6 +1234,8 @@ pub fn simulate(
     let mut hpa_history: Vec<(TimestampMs, u32)> = Vec::new();
     // Each dimension's floor season and the hour it was found in (it changes hourly).
     let mut floor_seasons: Vec<Option<(i64, prescale_plan::FloorSeason)>> = vec![None; dims.len()];
+    // What the scale-down window let each dimension's peak fall to, pass to pass.
+    let mut window_falls: Vec<Option<prescale_plan::WindowFall>> = vec![None; dims.len()];
     let mut plans: Vec<(TimestampMs, Vec<u32>)> = Vec::new();
     let mut shrink = crate::reconcile::ShrinkLimit::new(
         w.scale_down_max_share,
@@ -1490,6 +1538,7 @@ pub fn simulate(
                                 &dims.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
                                 peak,
                                 &seasons,
+                                &mut window_falls,
                             );
                             let p = prescale_plan::plan_dimensions(
                                 &w_now, &tiers, f, &others, now, dt, &floors,

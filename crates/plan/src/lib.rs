@@ -472,6 +472,46 @@ pub struct Floor {
 /// cost 0.1-1.1% more and was never short for longer.
 pub const SEASONAL_FLOOR_AHEAD_MS: i64 = 30 * 60_000;
 
+/// How many past seasons [`came_late`] reads: on every one the rise must have come late.
+pub const LATE_SEASONS: i64 = 3;
+
+/// How far below the peak of the whole look-ahead the peak of its first steps must be,
+/// on a season, for the rise to count as having come after them ([`came_late`]).
+pub const LATE_SHARE: f64 = 0.8;
+
+/// Whether, on each of the last [`LATE_SEASONS`] seasons (`season_ms`), demand rose
+/// only after `near` past this time, within the seasonal floor's full look-ahead
+/// (`ahead`): the peak from a step before to `near` after this time then was below
+/// [`LATE_SHARE`] of the peak to `ahead` after it, on every one of them. `false` when
+/// a season is missing. `peak(from, to)` is as for [`demand_floors`].
+///
+/// The look-ahead ([`SEASONAL_FLOOR_AHEAD_MS`]) is for a surge whose start moves from
+/// day to day. A job that starts on the minute every day (a cron job, the start of
+/// office hours) does not move: looking half an hour ahead asked for its capacity half
+/// an hour early every day: on a 30-minute job every four hours, with the window's
+/// second asking below, 1.5 times the oracle's cost. Where the rise came late on every one of the last seasons, the floor looks
+/// only `near` ahead, as far as a plan needs to have capacity in time; where it came
+/// early on any of them, it keeps the whole look-ahead.
+pub fn came_late(
+    now: TimestampMs,
+    season_ms: i64,
+    step_ms: i64,
+    near: i64,
+    ahead: i64,
+    peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
+) -> bool {
+    (1..=LATE_SEASONS).all(|k| {
+        let at = now - k * season_ms;
+        match (
+            peak(at - step_ms, at + near).map(|h| h.demand),
+            peak(at - step_ms, at + ahead).map(|h| h.demand),
+        ) {
+            (Some(first), Some(all)) => first < LATE_SHARE * all,
+            _ => false,
+        }
+    })
+}
+
 /// The season the scale-down window's [`seasonal_fall`] looks back by: the workload's
 /// `season_s`, else a day. Not a detected season: a surge most often comes back the
 /// next day, and a detection may find a week, or land a few steps off a day or a week
@@ -669,12 +709,41 @@ pub fn demand_floors(
             }
         })
         .collect();
-    demand_floors_in(w, now, step_ms, dims, peak, &seasons)
+    demand_floors_in(
+        w,
+        now,
+        step_ms,
+        dims,
+        peak,
+        &seasons,
+        &mut vec![None; dims.len()],
+    )
+}
+
+/// How far the scale-down window let its peak fall ([`seasonal_fall`]), as a pass found
+/// it: the peak it held, the ratio (1 where it held it whole) and the pass that found
+/// it. [`demand_floors_in`] keeps one per dimension from pass to pass, so that what the
+/// window let go it does not hold again while the same peak is in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowFall {
+    /// The window's peak demand.
+    pub peak: f64,
+    /// What the window holds of it.
+    pub ratio: f64,
+    /// When a pass found that ratio.
+    pub since: TimestampMs,
 }
 
 /// [`demand_floors`] with each dimension's [`floor_season`] given (`seasons[j]`, as it
 /// answered in this [`floor_season_hour`]): a replay that plans every few seconds of
-/// every step asks it once an hour.
+/// every step asks it once an hour; and with what the scale-down window let each
+/// dimension's peak fall to at the last pass (`falls[j]`, updated).
+///
+/// The window's fall is found again at each pass, over the window after this time on
+/// the last seasons; while the same peak is held, it never rises above what a pass
+/// found. A job that ran 04:00-04:30 and runs again at 08:00 comes back within two
+/// hours of 06:05: the window let the run's capacity go at 04:35, and asked for it
+/// again at 06:05, for nothing, until it let the run's last step go at 06:30.
 pub fn demand_floors_in(
     w: &Workload,
     now: TimestampMs,
@@ -682,6 +751,7 @@ pub fn demand_floors_in(
     dims: &[Dim],
     peak: impl Fn(usize, TimestampMs, TimestampMs) -> Option<Held>,
     seasons: &[FloorSeason],
+    falls: &mut [Option<WindowFall>],
 ) -> Vec<Floor> {
     let season_ms = floor_season_ms(w);
     let mut out = Vec::new();
@@ -709,16 +779,42 @@ pub fn demand_floors_in(
                     ));
                 }
                 let mut demand = p;
-                let fell = w
+                // As far as demand fell after this time on the last seasons, and never
+                // higher than a pass with the same peak let it fall to: the window slows
+                // a descent; it does not ask again for what it let go.
+                let found = w
                     .seasonal_floor
-                    .then(|| seasonal_fall(now, win, season_ms, |a, b| peak(j, a, b)))
-                    .flatten();
-                if let Some(r) = fell {
-                    demand = p * r;
+                    .then(|| seasonal_fall(now, win, season_ms, p, |a, b| peak(j, a, b)))
+                    .flatten()
+                    .unwrap_or(1.0);
+                let fall = falls
+                    .get(j)
+                    .copied()
+                    .flatten()
+                    .filter(|f| f.peak == p && f.ratio < found)
+                    .unwrap_or(WindowFall {
+                        peak: p,
+                        ratio: found,
+                        since: now,
+                    });
+                if let Some(slot) = falls.get_mut(j) {
+                    *slot = Some(fall);
+                }
+                if fall.ratio < 1.0 {
+                    demand = p * fall.ratio;
+                    let after = if fall.since == now {
+                        "this time".to_string()
+                    } else {
+                        format_ts(fall.since)
+                    };
                     what.push_str(&format!(
-                        " times {r:.2}, as far as demand fell after this time on each of the last {FALL_SEASONS} seasons ({} s)",
+                        " times {:.2}, as far as demand fell after {after} on each of the last {FALL_SEASONS} seasons ({} s)",
+                        fall.ratio,
                         season_ms / 1000
                     ));
+                    if fall.since != now {
+                        what.push_str(": what the window let go it does not hold again");
+                    }
                 }
                 out.push(Floor {
                     dim: *d,
@@ -754,7 +850,13 @@ pub fn demand_floors_in(
         if w.seasonal_floor && season_ms > 2 * step_ms {
             let (s, weekly) = seasons.get(j).copied().unwrap_or((season_ms, None));
             let at = now - s;
-            let ahead = (3 * step_ms).max(SEASONAL_FLOOR_AHEAD_MS);
+            let near = 3 * step_ms;
+            let mut ahead = near.max(SEASONAL_FLOOR_AHEAD_MS);
+            let late =
+                ahead > near && came_late(now, s, step_ms, near, ahead, |a, b| peak(j, a, b));
+            if late {
+                ahead = near;
+            }
             // A planned event then is not this season's demand.
             let evented = w
                 .events
@@ -774,6 +876,12 @@ pub fn demand_floors_in(
                 if let Some(share) = weekly {
                     what.push_str(&format!(
                         ", a week as over the last week demand came {share:.2} as far from the same hour a week before as from the same hour a day before"
+                    ));
+                }
+                if late {
+                    what.push_str(&format!(
+                        ", {} min ahead: on each of the last {LATE_SEASONS} seasons demand rose later than that after this time",
+                        near / 60_000
                     ));
                 }
                 let mut demand = p;
@@ -855,7 +963,8 @@ pub fn seasonal_level(
     (r.is_finite() && r < LEVEL_SHRINK).then_some(r)
 }
 
-/// How many past seasons [`seasonal_fall`] reads: every one must have fallen alike.
+/// How many comparable past seasons [`seasonal_fall`] reads: every one must have fallen
+/// alike.
 pub const FALL_SEASONS: i64 = 3;
 
 /// How far apart (as a share of the window's peak) the falls of those seasons may be
@@ -864,37 +973,63 @@ pub const FALL_SEASONS: i64 = 3;
 /// days running rarely do.
 pub const FALL_SPREAD: f64 = 0.2;
 
-/// How far demand fell after this time on each of the last [`FALL_SEASONS`] seasons,
-/// when it fell alike on each: for each season, the peak of the `win` after this time
-/// then over the peak of the `win` before it. The highest of these ratios, when every
-/// one is below 1 and they are within [`FALL_SPREAD`] of each other; `None` otherwise,
-/// or when one is missing. `peak(from, to)` is as for [`demand_floors`].
+/// How many past seasons [`seasonal_fall`] searches for [`FALL_SEASONS`] comparable
+/// ones: a week of days.
+pub const FALL_LOOKBACK: i64 = 7;
+
+/// How high, as a share of the window's peak now, a season's peak before this time
+/// must have been for [`seasonal_fall`] to compare it: a day that never rose that far
+/// (a quiet Sunday beside a weekday's office hours) had no peak to fall from.
+pub const FALL_COMPARABLE: f64 = 0.5;
+
+/// How far demand fell after this time on each of the last [`FALL_SEASONS`] seasons
+/// comparable with this one, when it fell alike on each: for each season, the peak of
+/// the `win` after this time then over the peak of the `win` before it. The highest of
+/// these ratios, when every one is below 1 and they are within [`FALL_SPREAD`] of each
+/// other; `None` otherwise, or when one is missing. A season is comparable when the
+/// peak of its `win` before this time was at least [`FALL_COMPARABLE`] of `held` (the
+/// window's peak now); the search goes back [`FALL_LOOKBACK`] seasons at most.
+/// `peak(from, to)` is as for [`demand_floors`].
 ///
 /// The scale-down window keeps the peak of its last `win` because demand may come back
 /// to it; where it fell just as far after this time on each of the last seasons (a
 /// daily service's evening), it is not coming back, and holding it only pays for the
-/// descent a second time: on a daily service at 5% noise, about 3% of its cost.
+/// descent a second time: on a daily service at 5% noise, about 3% of its cost. A
+/// service busy only in office hours has no evening fall on Saturday and Sunday: until
+/// Thursday the last three days held one of them, and the window held each evening's
+/// office-hours capacity for two hours (a fifth of what it cost beyond the oracle).
 pub fn seasonal_fall(
     now: TimestampMs,
     win: i64,
     season_ms: i64,
+    held: f64,
     peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
 ) -> Option<f64> {
-    if win >= season_ms {
+    if win >= season_ms || held.is_nan() {
         return None;
     }
-    let (mut highest, mut lowest) = (0.0f64, 1.0f64);
-    for k in 1..=FALL_SEASONS {
+    let (mut highest, mut lowest, mut found) = (0.0f64, 1.0f64, 0);
+    for k in 1..=FALL_LOOKBACK {
         let at = now - k * season_ms;
         let before = peak(at - win, at)?.demand;
+        if before.is_nan() || before <= 0.0 {
+            return None;
+        }
+        if before < FALL_COMPARABLE * held {
+            continue;
+        }
         let after = peak(at, at + win)?.demand;
-        if before.is_nan() || before <= 0.0 || after >= before {
+        if after >= before {
             return None;
         }
         highest = highest.max(after / before);
         lowest = lowest.min(after / before);
+        found += 1;
+        if found == FALL_SEASONS {
+            return (highest - lowest <= FALL_SPREAD).then_some(highest);
+        }
     }
-    (highest - lowest <= FALL_SPREAD).then_some(highest)
+    None
 }
 
 /// [`plan`], with the need kept at least at `floor`'s demand over the target
@@ -1710,6 +1845,149 @@ mod tests {
         assert!(demand_floors(&w, now, step, &[Dim::Cpu], peak).is_empty());
     }
 
+    /// Five-minute steps of a job every four hours from `start` past the hour
+    /// (150 for its first 30 minutes, 50 between runs), started `early` earlier on day
+    /// `odd_day`: the peak of the steps starting in `[from, to)`.
+    fn cron_peak(start: i64, odd_day: i64, early: i64) -> impl Fn(i64, i64) -> Option<Held> {
+        let (step, day) = (300_000i64, 86_400_000i64);
+        move |from: i64, to: i64| {
+            let first = from.div_euclid(step) + i64::from(from.rem_euclid(step) != 0);
+            (first..to.div_euclid(step) + i64::from(to.rem_euclid(step) != 0))
+                .map(|k| k * step)
+                .filter(|t| *t >= 0 && *t < to)
+                .map(|t| {
+                    let shift = if t.div_euclid(day) == odd_day {
+                        early
+                    } else {
+                        0
+                    };
+                    let m = (t - start + shift).rem_euclid(4 * 3_600_000);
+                    if m < 1_800_000 {
+                        150.0
+                    } else {
+                        50.0
+                    }
+                })
+                .reduce(f64::max)
+                .map(Held::from)
+        }
+    }
+
+    #[test]
+    fn the_window_does_not_hold_again_what_it_let_go() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 7200;
+        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        let job = cron_peak(0, -1, 0);
+        let peak = |_j: usize, a: i64, b: i64| job(a, b);
+        let window = |now: i64, falls: &mut Vec<Option<WindowFall>>| {
+            let seasons = vec![(day, None)];
+            demand_floors_in(&w, now, step, &[Dim::Cpu], peak, &seasons, falls)
+                .into_iter()
+                .find(|f| f.what.contains("scale_down_window_s"))
+                .expect("a window floor")
+        };
+        // Pass by pass from the end of the 04:00 run: the window lets it go at once, as
+        // demand fell after 04:30 on the last days.
+        let mut falls = vec![None];
+        let f = window(5 * day + 4 * hour + 6 * step, &mut falls);
+        assert_eq!(f.demand, 50.0, "{f:?}");
+        assert!(
+            f.what
+                .contains("times 0.33, as far as demand fell after this time"),
+            "{}",
+            f.what
+        );
+        let mut now = 5 * day + 4 * hour + 6 * step;
+        while now < 5 * day + 6 * hour + 6 * step {
+            now += step;
+            let f = window(now, &mut falls);
+            // From 06:05 the next run (08:00) is within two hours on the last days, so
+            // the window's own fall says hold the run's 150; it was let go at 04:30 and
+            // is not asked for again (the seasonal floor asks for 08:00's in time). The
+            // reason names the last pass that found the fall.
+            assert_eq!(f.demand, 50.0, "at {}: {f:?}", format_ts(now));
+            if now >= 5 * day + 6 * hour + step && now < 5 * day + 6 * hour + 6 * step {
+                assert!(
+                    f.what.contains(
+                        "times 0.33, as far as demand fell after 1970-01-06T06:00:00Z on each of the last 3 seasons (86400 s): what the window let go it does not hold again"
+                    ),
+                    "{}",
+                    f.what
+                );
+            }
+        }
+        // A pass that finds the fall anew (no pass before it, as after a restart) holds
+        // what the window says at that time.
+        let f = window(5 * day + 6 * hour + step, &mut vec![None]);
+        assert_eq!(f.demand, 150.0, "{f:?}");
+        // A new peak in the window is judged afresh: the 08:00 run, at 08:35.
+        let f = window(5 * day + 8 * hour + 7 * step, &mut falls);
+        assert_eq!(f.demand, 50.0, "{f:?}");
+        assert!(f.what.contains("after this time"), "{}", f.what);
+        assert_eq!(
+            falls[0].map(|f| f.since),
+            Some(5 * day + 8 * hour + 7 * step)
+        );
+    }
+
+    #[test]
+    fn the_seasonal_floor_looks_near_where_the_rise_came_on_the_minute() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 0;
+        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        let seasonal = |now: i64, job: &dyn Fn(i64, i64) -> Option<Held>| {
+            demand_floors(&w, now, step, &[Dim::Cpu], |_j, a, b| job(a, b))
+                .into_iter()
+                .find(|f| f.what.contains("seasonal_floor"))
+                .expect("a seasonal floor")
+        };
+        // The job starts at 04:00 on the minute every day: at 03:35 nothing is held
+        // for it yet (the full look-ahead held its 150 from 03:30), and the reason says
+        // why; from 03:50 it is.
+        let job = cron_peak(0, -1, 0);
+        let f = seasonal(5 * day + 3 * hour + 7 * step, &job);
+        assert_eq!(f.demand, 50.0, "{f:?}");
+        assert!(
+            f.what
+                .contains("15 min ahead: on each of the last 3 seasons demand rose later"),
+            "{}",
+            f.what
+        );
+        let f = seasonal(5 * day + 3 * hour + 10 * step, &job);
+        assert_eq!(f.demand, 150.0, "{f:?}");
+        // Where it started 25 minutes early on one of the last three days, it may
+        // again: the floor looks the whole half hour ahead.
+        let jittery = cron_peak(0, 3, 25 * 60_000);
+        let f = seasonal(5 * day + 3 * hour + 7 * step, &jittery);
+        assert_eq!(f.demand, 150.0, "{f:?}");
+        assert!(!f.what.contains("min ahead"), "{}", f.what);
+        // Three seasons are needed to tell: on the third day, the whole look-ahead.
+        let f = seasonal(2 * day + 3 * hour + 7 * step, &job);
+        assert_eq!(f.demand, 150.0, "{f:?}");
+        assert!(!came_late(
+            2 * day + 3 * hour + 7 * step,
+            day,
+            step,
+            3 * step,
+            SEASONAL_FLOOR_AHEAD_MS,
+            &job
+        ));
+        // A ramp that rises steadily through the half hour came no later than that.
+        let ramp = |from: i64, to: i64| {
+            let last = (to - 1).div_euclid(step) * step;
+            (last >= from).then(|| Held::from(100.0 + (last % day) as f64 / 60_000.0))
+        };
+        assert!(!came_late(
+            5 * day + 3 * hour,
+            day,
+            step,
+            3 * step,
+            SEASONAL_FLOOR_AHEAD_MS,
+            ramp
+        ));
+    }
+
     #[test]
     fn the_window_lets_go_where_demand_fell_alike_on_the_last_seasons() {
         let (mut w, _) = setup();
@@ -1729,7 +2007,7 @@ mod tests {
         };
         let now = 5 * day + 20 * hour;
         // The two hours before 20:00 peaked at 90 (18:00), the two after at 70 (20:00).
-        let r = seasonal_fall(now, 2 * hour, day, alike).expect("a seasonal fall");
+        let r = seasonal_fall(now, 2 * hour, day, 90.0, alike).expect("a seasonal fall");
         assert!((r - 70.0 / 90.0).abs() < 1e-9, "{r}");
         // In the floor: today's window peak (90) times that fall, and the reason says so.
         let peak = |_j: usize, a: i64, b: i64| alike(a, b);
@@ -1744,7 +2022,7 @@ mod tests {
             let late = from >= 2 * day + 20 * hour && to <= 2 * day + 22 * hour;
             Some(Held::from(if late { 85.0 } else { v }))
         };
-        let r = seasonal_fall(now, 2 * hour, day, mild).unwrap();
+        let r = seasonal_fall(now, 2 * hour, day, 90.0, mild).unwrap();
         assert!((r - 85.0 / 90.0).abs() < 1e-9, "{r}");
         // Falls further apart than FALL_SPREAD are no pattern: 0.78 against 0.5.
         let apart = |from: i64, to: i64| {
@@ -1752,25 +2030,44 @@ mod tests {
             let odd = from >= 3 * day + 20 * hour && to <= 3 * day + 22 * hour;
             Some(Held::from(if odd { 45.0 } else { v }))
         };
-        assert_eq!(seasonal_fall(now, 2 * hour, day, apart), None);
+        assert_eq!(seasonal_fall(now, 2 * hour, day, 90.0, apart), None);
         // A season where demand came back up, or one not seen yet, keeps the peak.
         let back = |from: i64, to: i64| {
             let v = alike(from, to)?.demand;
             let up = from >= 4 * day + 20 * hour && to <= 4 * day + 22 * hour;
             Some(Held::from(if up { 95.0 } else { v }))
         };
-        assert_eq!(seasonal_fall(now, 2 * hour, day, back), None);
+        assert_eq!(seasonal_fall(now, 2 * hour, day, 90.0, back), None);
         assert_eq!(
-            seasonal_fall(2 * day + 20 * hour, 2 * hour, day, alike),
+            seasonal_fall(2 * day + 20 * hour, 2 * hour, day, 90.0, alike),
+            None
+        );
+        // A quiet day (no peak to fall from: yesterday at 20 all day, as a Sunday beside
+        // office hours) is no comparison: the fall is found over the three days before.
+        let quiet = |from: i64, to: i64| {
+            let v = alike(from, to)?.demand;
+            Some(Held::from(if from >= 4 * day { 20.0 } else { v }))
+        };
+        let r = seasonal_fall(now, 2 * hour, day, 90.0, quiet).expect("over days 1 to 3");
+        assert!((r - 70.0 / 90.0).abs() < 1e-9, "{r}");
+        // Only a week back: with the seven days before quiet, none (though the eighth
+        // fell alike).
+        let week_quiet = |from: i64, to: i64| {
+            let v = alike(from, to)?.demand;
+            let quiet = from >= day && from < 8 * day;
+            Some(Held::from(if quiet { 20.0 } else { v }))
+        };
+        assert_eq!(
+            seasonal_fall(8 * day + 20 * hour, 2 * hour, day, 90.0, week_quiet),
             None
         );
         // Neither at 10:00, where demand held at 100, nor with a window of a season or
         // more, nor without the seasonal floor.
         assert_eq!(
-            seasonal_fall(5 * day + 10 * hour, 2 * hour, day, alike),
+            seasonal_fall(5 * day + 10 * hour, 2 * hour, day, 100.0, alike),
             None
         );
-        assert_eq!(seasonal_fall(now, day, day, alike), None);
+        assert_eq!(seasonal_fall(now, day, day, 90.0, alike), None);
         w.seasonal_floor = false;
         let f = demand_floors(&w, now, hour, &[Dim::Cpu], peak);
         assert_eq!(f[0].demand, 90.0, "{f:?}");
