@@ -664,6 +664,57 @@ mod tests {
     }
 
     #[test]
+    fn a_fortnight_of_office_hours_judges_the_weekly_seasonal_naive() {
+        // Two weeks of five-minute steps from a Sunday: 180 from 09:00 to 18:00 on
+        // weekdays, 25 otherwise. Selected at the end of a Saturday, the folds are that
+        // Saturday's: the daily seasonal naive forecasts Friday's office hours there,
+        // naive a band learnt from the openings and closings; a week ago was a Saturday.
+        let (day, week) = (288usize, 2016usize);
+        let y: Vec<f64> = (0..2 * week)
+            .map(|i| {
+                let weekday = (i / day + 6) % 7; // 0 = Monday
+                let hour = (i % day) as f64 / 12.0;
+                let open = weekday < 5 && (9.0..18.0).contains(&hour);
+                (if open { 180.0 } else { 25.0 }) + noise(i)
+            })
+            .collect();
+        let spec = AutoSpec {
+            choice: ModelChoice::Auto,
+            season: None,
+            day: Some(day),
+            horizon: 27,
+            folds: 3,
+            levels: vec![0.05, 0.5, 0.95],
+            score: ScoreKind::Crps,
+            budget: None,
+        };
+        let prep = spec.plan(&y).unwrap();
+        assert!(prep.seasons.contains(&week), "{:?}", prep.seasons);
+        // The baselines only, to keep the test quick: the weekly one now has folds (it
+        // asked two whole weeks of each before), and wins them.
+        let cands: Vec<Arc<dyn Forecaster>> = prep
+            .candidates
+            .iter()
+            .filter(|c| c.name().contains("naive"))
+            .cloned()
+            .collect();
+        assert!(cands.len() >= 3, "naive and both seasonal naives");
+        let (model, sel) =
+            select(&y, &cands, &prep.cv, ScoreKind::Crps, 1, true, None, |_| {}).unwrap();
+        assert!(sel.winner.starts_with("snaive(m=2016)"), "{sel:?}");
+        // Sunday forecast as last Sunday: quiet all day, the band the noise's.
+        let f = model.predict(27, &[0.05, 0.5, 0.95]).unwrap();
+        assert!(f.iter().all(|q| q[2] < 40.0), "{f:?}");
+        // One week to repeat and a day of errors: a week and a day.
+        let weekly = SeasonalNaive { season: week };
+        assert!(weekly.fit(&y[..week + 288]).is_ok());
+        match weekly.fit(&y[..week + 287]) {
+            Err(ForecastError::TooShort { needed, .. }) => assert_eq!(needed, week + 288),
+            other => panic!("{:?}", other.map(|f| f.describe())),
+        }
+    }
+
+    #[test]
     fn a_lone_glitch_is_taken_out_before_selecting_and_the_reason_says_so() {
         // A daily cycle with one reading a hundred times its level: the season is still
         // found, and the band stays the cycle's.

@@ -320,8 +320,19 @@ impl Forecaster for SeasonalNaive {
     }
 }
 
+/// Most errors a seasonal naive forecast needs beyond the season it repeats: a day of
+/// five-minute steps.
+pub const SEASONAL_MIN_ERRORS: usize = 288;
+
 /// The part of `y` a seasonal naive forecast with season `m` keeps, once `y` is checked:
-/// finite, `m` at least 2, and one season to repeat plus one more to measure errors on.
+/// finite, `m` at least 2, and one season to repeat plus as much again (at most
+/// [`SEASONAL_MIN_ERRORS`]) to measure errors on.
+///
+/// A week of five-minute steps with a whole second week before it asked two weeks of
+/// every fold: with a fortnight of history (the simulator's), no fold had them, and the
+/// weekly candidate was never judged. On an office-hours service's weekends the daily
+/// candidates forecast Friday's hours, and naive, chosen instead, carried a band learnt
+/// from the openings and closings.
 fn seasonal_history(y: &[f64], m: usize) -> Result<Vec<f64>, ForecastError> {
     check_finite(y)?;
     if m < 2 {
@@ -329,10 +340,11 @@ fn seasonal_history(y: &[f64], m: usize) -> Result<Vec<f64>, ForecastError> {
             "season must be at least 2 steps, got {m}"
         )));
     }
-    if y.len() < 2 * m {
+    let needed = m + m.min(SEASONAL_MIN_ERRORS);
+    if y.len() < needed {
         return Err(ForecastError::TooShort {
             model: format!("snaive(m={m})"),
-            needed: 2 * m,
+            needed,
             got: y.len(),
         });
     }
