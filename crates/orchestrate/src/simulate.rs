@@ -529,6 +529,9 @@ pub struct TimelineRow {
     pub instances: Vec<u32>,
     /// Forecast band used for the decision (q_low, median, q_sla), when the policy has one.
     pub forecast: Option<(f64, f64, f64)>,
+    /// The model that made that forecast (of the first dimension, as it describes
+    /// itself: its kind, its parameters and calibration), when the policy has one.
+    pub model: Option<String>,
     /// Cost accrued so far.
     pub cost_so_far: f64,
     /// Why the fleet changed at this step (`None` when it did not).
@@ -1044,6 +1047,8 @@ struct Forecaster {
     /// last fit ([`prescale_forecast::clean::Bar`]): the floors leave such readings out,
     /// as the daemon's do.
     bar: Option<prescale_forecast::clean::Bar>,
+    /// How the model of [`Forecaster::forecast`] describes itself.
+    model: Option<String>,
 }
 
 impl Forecaster {
@@ -1065,6 +1070,7 @@ impl Forecaster {
             drift_due: false,
             selections: 0,
             bar: None,
+            model: None,
         }
     }
 
@@ -1839,6 +1845,7 @@ pub fn simulate(
                 ready,
                 instances: (0..tiers.len()).map(|k| fleet.held(k)).collect(),
                 forecast: band,
+                model: band.and_then(|_| fcs.first()?.model.clone()),
                 cost_so_far: fleet.cost_if_stopped(now + dt),
                 reason: (actions > actions_before).then(|| why.clone()),
             });
@@ -2032,6 +2039,7 @@ fn refresh_forecast(
     let f = forecast_from(model.as_ref(), dim, now, dt, horizon, &levels)?;
     // What the team expects of its planned events, as the daemon applies it.
     fc.forecast = Some(prescale_plan::with_events(&f, &w.events).unwrap_or(f));
+    fc.model = Some(model.describe());
     if !warm_up {
         fc.fitted_at = Some(now);
         fc.spread = crate::engine::level_spread(y, dt);

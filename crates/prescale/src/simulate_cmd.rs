@@ -627,7 +627,7 @@ fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339
     for t in &scenario.tiers {
         let _ = write!(out, ",instances_{}", t.name);
     }
-    out.push_str(",forecast_q10,forecast_q50,forecast_sla,cost_so_far,reason\n");
+    out.push_str(",forecast_q10,forecast_q50,forecast_sla,forecast_model,cost_so_far,reason\n");
     for r in rows {
         out.push_str(&crate::input::format_ts(r.ts / 1000, rfc3339));
         for v in &r.demand {
@@ -646,6 +646,10 @@ fn timeline_csv(scenario: &Scenario, dims: &[Dim], rows: &[TimelineRow], rfc3339
                 let _ = write!(out, ",{a:.4},{b:.4},{c:.4}");
             }
             None => out.push_str(",,,"),
+        }
+        out.push(',');
+        if let Some(m) = &r.model {
+            let _ = write!(out, "\"{}\"", m.replace('"', "\"\""));
         }
         let _ = write!(out, ",{:.4},", r.cost_so_far);
         if let Some(why) = &r.reason {

@@ -162,6 +162,32 @@ fn example_scenario_json_report_and_timeline() {
             "{policy}: {}",
             why[why.len() - 1]
         );
+        // Each step planned from a forecast names the model that made it; the others
+        // leave the column empty.
+        let at = header
+            .split(',')
+            .position(|c| c == "forecast_model")
+            .expect("a forecast_model column");
+        let models: Vec<String> = rows
+            .iter()
+            .filter_map(|r| {
+                let cells = split_csv(r);
+                let m = cells[at].clone();
+                (!m.is_empty()).then_some(m)
+            })
+            .collect();
+        if policy == "predictive" {
+            // Two days of history before the first selection: the warm-up's naive, then
+            // a selected model with its calibration.
+            assert!(models.iter().any(|m| m == "naive"), "{models:?}");
+            assert!(
+                models.iter().any(|m| m.ends_with("+conformal")),
+                "{models:?}"
+            );
+            assert!(models.len() > 3 * 288, "{}", models.len());
+        } else if policy != "spec-baseline" {
+            assert!(models.is_empty(), "{policy}: {models:?}");
+        }
         reports.push((policy, v));
     }
     let cost = |p: &str| {
@@ -967,4 +993,23 @@ fn several_workloads_replay_together_through_the_engine() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{says}: {err}");
     }
+}
+
+/// The cells of one CSV line, quotes (and doubled quotes within them) taken off.
+fn split_csv(line: &str) -> Vec<String> {
+    let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => cells.push(std::mem::take(&mut cell)),
+            c => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells
 }
