@@ -225,9 +225,11 @@ pub fn regularise(
         ));
     }
     let step = step.unwrap_or_else(|| {
+        // The lower median of the gaps: with as many long gaps as short ones, the finer
+        // grid fills the long ones where the coarser would merge rows and lose values.
         let mut diffs: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
         diffs.sort_unstable();
-        diffs[diffs.len() / 2]
+        diffs[(diffs.len() - 1) / 2]
     });
     let step = step.max(1);
     // Put every row on the regular grid starting at the first timestamp; fill holes.
@@ -406,6 +408,20 @@ mod tests {
         assert_eq!(s.values, vec![0.0, 3.0, 6.0, 9.0, 12.0]);
         assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
         assert!(!s.rfc3339);
+    }
+
+    #[test]
+    fn as_many_long_gaps_as_short_take_the_short_step() {
+        // 00:00, 00:05 and 00:20: the grid is five minutes, with two steps filled; a
+        // 15-minute grid moved 00:05 onto 00:00 and dropped its value.
+        let s = read("timestamp,value\n0,1\n300,2\n1200,5\n").unwrap();
+        assert_eq!(s.step, 300);
+        assert_eq!(s.values, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert!(
+            s.warnings.iter().all(|w| !w.contains("off the")),
+            "{:?}",
+            s.warnings
+        );
     }
 
     #[test]
