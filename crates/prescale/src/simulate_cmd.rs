@@ -185,6 +185,50 @@ pub(crate) fn load_trace(trace_path: &Path) -> Result<(Trace, bool), String> {
     Ok((trace, series.rfc3339))
 }
 
+/// How far beyond what the tiers can hold a trace's demand may peak before the replay
+/// warns that its unit may be wrong.
+const OUT_OF_REACH: f64 = 10.0;
+
+/// A warning for each dimension of `trace` whose demand peaks at more than
+/// [`OUT_OF_REACH`] times what the scenario's tiers serving its workload hold at their
+/// `max_instances`: a query in bytes where GiB were meant, or a counter not turned into
+/// a rate, which every policy would then be short of all along.
+fn out_of_reach(trace: &Trace, scenario: &Scenario) -> Vec<String> {
+    let w = &scenario.workload;
+    trace
+        .dims()
+        .into_iter()
+        .filter_map(|(d, v)| {
+            let room: f64 = scenario
+                .tiers
+                .iter()
+                .filter(|t| t.serves(w))
+                .filter_map(|t| Some(t.provides(d)? * t.max_instances as f64))
+                .sum();
+            let peak = v.iter().copied().fold(0.0, f64::max);
+            (room > 0.0 && peak > OUT_OF_REACH * room).then(|| {
+                let hint = match d {
+                    Dim::Memory => " (a byte count needs dividing by 2^30)",
+                    Dim::Cpu => " (a counter of CPU seconds needs rate())",
+                    _ => "",
+                };
+                let times = peak / room;
+                let times = if times < 1e6 {
+                    format!("{times:.0}")
+                } else {
+                    format!("{times:.1e}")
+                };
+                format!(
+                    "{} demand peaks at {peak:.4e} {unit}, {times} times what the tiers serving {} hold at their max_instances ({room:.0} {unit}): every policy will be short of it; is the trace in {unit}{hint}?",
+                    d.name(),
+                    w.name,
+                    unit = d.unit(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Runs the command; errors are the user's to fix (exit 2).
 pub fn run(a: SimulateArgs) -> Result<(), String> {
     if a.example_scenario {
@@ -308,6 +352,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         .into_iter()
         .filter(|p| *p != Policy::AsRun || !trace.actual.is_empty() || a.policy != "all")
         .collect();
+    for w in out_of_reach(&trace, &scenario) {
+        eprintln!("warning: {w}");
+    }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
     let keep = a.timeline.is_some() || a.report.is_some();

@@ -367,6 +367,30 @@ fn bad_policy_trace_or_scenario_exit_2_saying_what_to_fix() {
 }
 
 #[test]
+fn demand_far_beyond_the_tiers_warns_that_its_unit_may_be_wrong() {
+    let (_dir, scenario, trace) = example_and_trace();
+    // The trace as written: no warning.
+    let out = simulate(&trace, &scenario, &["--policy", "static"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("peaks at"));
+    // Memory in bytes (64 GiB as 68,719,476,736): replayed, with a warning that says
+    // which dimension, by how much, and what to check.
+    let text = std::fs::read_to_string(&trace)
+        .unwrap()
+        .replace(",64,1\n", ",68719476736,1\n");
+    std::fs::write(&trace, text).unwrap();
+    let out = simulate(&trace, &scenario, &["--policy", "static"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: memory demand peaks at 6.8719e10 GiB, 1.9e7 times what the tiers serving trace")
+            && err.contains("(3600 GiB): every policy will be short of it; is the trace in GiB (a byte count needs dividing by 2^30)?"),
+        "{err}"
+    );
+    assert!(!err.contains("cpu demand peaks"), "{err}");
+}
+
+#[test]
 fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     let (_dir, scenario, trace) = example_and_trace();
     let json = |extra: &[&str]| report(&trace, &scenario, &[&["--seed", "3"][..], extra].concat());
