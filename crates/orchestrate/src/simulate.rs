@@ -481,16 +481,11 @@ pub fn synthetic(days: usize, noise: f64, shape: Synthetic) -> Trace {
             let week = if weekday >= 5 { 0.6 } else { 1.0 };
             let gauss = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
             let noise = (noise * gauss).exp();
+            let daily = (30.0 + 150.0 * day * week) * noise;
             match shape {
-                Synthetic::Daily => (30.0 + 150.0 * day * week) * noise,
-                Synthetic::NightlyBatch => {
-                    let v = (30.0 + 150.0 * day * week) * noise;
-                    if (2.0..3.0).contains(&hour) {
-                        v + 80.0
-                    } else {
-                        v
-                    }
-                }
+                Synthetic::Daily => daily,
+                Synthetic::NightlyBatch if (2.0..3.0).contains(&hour) => daily + 80.0,
+                Synthetic::NightlyBatch => daily,
                 Synthetic::FourHourlyJobs => {
                     let job = if hour % 4.0 < 0.5 { 100.0 } else { 0.0 };
                     (40.0 + 40.0 * day + job) * noise

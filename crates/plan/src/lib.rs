@@ -488,10 +488,11 @@ pub const LATE_SHARE: f64 = 0.8;
 /// The look-ahead ([`SEASONAL_FLOOR_AHEAD_MS`]) is for a surge whose start moves from
 /// day to day. A job that starts on the minute every day (a cron job, the start of
 /// office hours) does not move: looking half an hour ahead asked for its capacity half
-/// an hour early every day: on a 30-minute job every four hours, with the window's
-/// second asking below, 1.5 times the oracle's cost. Where the rise came late on every one of the last seasons, the floor looks
-/// only `near` ahead, as far as a plan needs to have capacity in time; where it came
-/// early on any of them, it keeps the whole look-ahead.
+/// an hour early every day (on a 30-minute job every four hours, with the scale-down
+/// window asking again for what it had let go, [`demand_floors_in`], 1.5 times the
+/// oracle's cost). Where the rise came late on every one of the last seasons, the floor
+/// looks only `near` ahead, as far as a plan needs to have capacity in time; where it
+/// came early on any of them, it keeps the whole look-ahead.
 pub fn came_late(
     now: TimestampMs,
     season_ms: i64,
