@@ -99,6 +99,14 @@ pub(crate) fn run(a: &SimulateArgs) -> Result<(), String> {
         rfc3339.get_or_insert(true);
         traces.push((name.clone(), trace));
     }
+    // Demand far beyond what a workload's tiers hold is likely in the wrong unit.
+    for (name, trace) in &traces {
+        if let Ok(s) = prescale_orchestrate::simulate::Scenario::from_config(&cfg, Some(name)) {
+            for w in crate::simulate_cmd::out_of_reach(trace, &s) {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
     if !saved.is_empty() {
         let again: Vec<String> = saved
             .iter()

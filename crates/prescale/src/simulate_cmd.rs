@@ -193,7 +193,7 @@ const OUT_OF_REACH: f64 = 10.0;
 /// [`OUT_OF_REACH`] times what the scenario's tiers serving its workload hold at their
 /// `max_instances`: a query in bytes where GiB were meant, or a counter not turned into
 /// a rate, which every policy would then be short of all along.
-fn out_of_reach(trace: &Trace, scenario: &Scenario) -> Vec<String> {
+pub(crate) fn out_of_reach(trace: &Trace, scenario: &Scenario) -> Vec<String> {
     let w = &scenario.workload;
     trace
         .dims()

@@ -848,6 +848,7 @@ fn several_workloads_replay_together_through_the_engine() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("peaks at"));
     let table = String::from_utf8_lossy(&out.stdout);
     for says in [
         "2 workload(s) replayed together through the engine from 2026-01-05T00:00:00Z: 24.0 h, a pass every 120 s, seed 1",
@@ -1017,6 +1018,28 @@ fn several_workloads_replay_together_through_the_engine() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{says}: {err}");
     }
+    // A workload's demand in the wrong unit (a thousand times the day above) is
+    // replayed, with a warning naming it.
+    let file = db.trim_start_matches("db=");
+    let text = std::fs::read_to_string(file).unwrap();
+    let scaled: String = text
+        .lines()
+        .map(|l| match l.split_once(',') {
+            Some((t, v)) if t != "timestamp" => {
+                format!("{t},{}\n", v.parse::<f64>().unwrap() * 1000.0)
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(file, scaled).unwrap();
+    let out = run(&["--fleet-trace", &web, "--fleet-trace", &db]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: cpu demand peaks at 3.0000e4 vCPU, 375 times what the tiers serving db hold at their max_instances (80 vCPU)"),
+        "{err}"
+    );
+    assert!(!err.contains("serving web"), "{err}");
 }
 
 /// The cells of one CSV line, quotes (and doubled quotes within them) taken off.
