@@ -108,6 +108,12 @@ pub struct Scores {
     pub fit_seconds: f64,
     /// Folds scored.
     pub folds: usize,
+    /// The mean over folds of what scaled MASE, CRPS and width: the in-sample error of
+    /// the seasonal naive at the configured season (of the naive where the training
+    /// window held fewer than two seasons). Live errors compared with `mase` must be
+    /// divided by it.
+    #[serde(default)]
+    pub scale: f64,
 }
 
 /// A model's cross-validation.
@@ -142,7 +148,7 @@ pub fn score(y: &[f64], folds: &[Fold], cfg: &CvConfig) -> Option<Scores> {
     let levels = cfg.all_levels();
     let (i10, i50, i90) = (idx(&levels, 0.1), idx(&levels, 0.5), idx(&levels, 0.9));
     let scored: Vec<usize> = cfg.levels.iter().map(|p| idx(&levels, *p)).collect();
-    let mut acc = [0.0f64; 6];
+    let mut acc = [0.0f64; 7];
     for f in folds {
         let train_lo = f.origin.saturating_sub(cfg.max_train);
         let s = metrics::scale(&y[train_lo..f.origin], cfg.season);
@@ -161,6 +167,7 @@ pub fn score(y: &[f64], folds: &[Fold], cfg: &CvConfig) -> Option<Scores> {
         acc[3] += metrics::coverage(&f.truth, &lo, &hi);
         acc[4] += lo.iter().zip(&hi).map(|(l, h)| h - l).sum::<f64>() / lo.len() as f64 / s;
         acc[5] += f.seconds;
+        acc[6] += s;
     }
     let n = folds.len() as f64;
     Some(Scores {
@@ -171,6 +178,7 @@ pub fn score(y: &[f64], folds: &[Fold], cfg: &CvConfig) -> Option<Scores> {
         width80: acc[4] / n,
         fit_seconds: acc[5] / n,
         folds: folds.len(),
+        scale: acc[6] / n,
     })
 }
 

@@ -28,8 +28,8 @@ use prescale_forecast::auto::Recipe;
 use prescale_forecast::clean::Bar as GlitchBar;
 use prescale_forecast::cv::Scores;
 use prescale_forecast::{
-    detect_season, forecast, metrics, AutoSpec, Forecaster, LeadwiseNaive, LevelSpread,
-    ModelChoice, Naive, ScoreKind,
+    detect_season, forecast, AutoSpec, Forecaster, LeadwiseNaive, LevelSpread, ModelChoice, Naive,
+    ScoreKind,
 };
 use prescale_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -69,12 +69,16 @@ pub(crate) struct Drift {
 }
 
 impl Drift {
-    /// Starts over for a model selected on `y` (season `season` steps) whose
-    /// cross-validation MASE is `cv_mase` (none: no drift is judged).
-    pub(crate) fn selected(&mut self, y: &[f64], season: Option<usize>, cv_mase: Option<f64>) {
+    /// Starts over for a model selected with cross-validation scores `cv` (none: no
+    /// drift is judged). Live errors are scaled as the scores were: by the mean of the
+    /// folds' scales. Scaled by the one-step naive error of the history instead (the
+    /// simulator's replay until session 48), a service whose days differ had its live
+    /// errors come out several times their cross-validation MASE on ordinary days, and
+    /// the drift rule selected up to 20 times as often as the schedule.
+    pub(crate) fn selected(&mut self, cv: Option<&prescale_forecast::Scores>) {
         self.errors.clear();
-        self.scale = metrics::scale(y, season.unwrap_or(1));
-        self.cv_mase = cv_mase;
+        self.scale = cv.map_or(1.0, |c| c.scale);
+        self.cv_mase = cv.filter(|c| c.scale > 0.0).map(|c| c.mase);
     }
 
     /// Takes in the model's error at a new step; `true` when it has drifted (and starts
@@ -1967,9 +1971,7 @@ impl<P: Provider> Engine<P> {
         let data_from = o.data_to - (o.points.saturating_sub(1)) as i64 * s.step_ms;
         if let Some(sel) = o.selection {
             let version = s.status.model.as_ref().map_or(0, |m| m.version) + 1;
-            let y: Vec<f64> = s.buckets.iter().map(|b| b.1).collect();
-            s.drift
-                .selected(&y, s.season, sel.winner_scores.as_ref().map(|x| x.mase));
+            s.drift.selected(sel.winner_scores.as_ref());
             let record = ModelRecord {
                 version,
                 model: sel.winner.clone(),
@@ -3161,6 +3163,49 @@ mod tests {
             })
             .collect();
         store.append(&key, &samples).unwrap();
+    }
+
+    #[test]
+    fn drift_scales_live_errors_as_the_selection_scored_them() {
+        // A fortnight of office hours: its one-step changes are small, while a day ago is
+        // 155 vCPU off all day on every Saturday and Monday.
+        let y = crate::simulate::synthetic(14, 0.05, crate::simulate::Synthetic::OfficeHours).cpu;
+        let spec = prescale_forecast::AutoSpec {
+            choice: prescale_forecast::ModelChoice::Auto,
+            season: None,
+            day: Some(288),
+            horizon: 18,
+            folds: 3,
+            levels: level_set(0.95),
+            score: prescale_forecast::ScoreKind::Crps,
+            budget: None,
+        };
+        let (_, sel) = spec.run(&y, |_| {}).unwrap();
+        let cv = sel.winner_scores.clone().expect("cross-validated");
+        // Scaled by the seasonal naive's error a day ago, not the one-step change.
+        let scale = cv.scale;
+        let seasonal = prescale_forecast::metrics::scale(&y, 288);
+        assert!((scale / seasonal - 1.0).abs() < 0.1, "{scale} {seasonal}");
+        assert!(
+            scale > 3.0 * prescale_forecast::metrics::scale(&y, 1),
+            "{scale}"
+        );
+        let mut d = Drift::default();
+        d.selected(Some(&cv));
+        // A day of errors half as large again as the cross-validation's: no drift.
+        let ordinary = 1.5 * cv.mase * scale;
+        assert!(!(0..288).any(|t| d.observe(if t % 2 == 0 { ordinary } else { -ordinary }, 2.0)));
+        // Three times as large, from a fresh selection: drift once the window is full,
+        // and then it starts over.
+        d.selected(Some(&cv));
+        let drifted: Vec<bool> = (0..13)
+            .map(|_| d.observe(3.0 * cv.mase * scale, 2.0))
+            .collect();
+        assert_eq!(drifted.iter().position(|x| *x), Some(11), "{drifted:?}");
+        assert!(!drifted[12]);
+        // Without scores there is nothing to drift from.
+        d.selected(None);
+        assert!(!(0..100).any(|_| d.observe(1e6, 2.0)));
     }
 
     #[test]
