@@ -434,8 +434,17 @@ struct WState {
     /// do).
     floor_seasons: Option<(i64, Option<u64>, Vec<prescale_plan::FloorSeason>)>,
     /// What the scale-down window let each dimension's peak fall to at the last pass
-    /// ([`prescale_plan::demand_floors_in`]).
+    /// ([`prescale_plan::demand_floors_in`]), kept in the store ([`window_key`]) when it
+    /// changes, so a restarted daemon does not hold again for a window what the last
+    /// one had let go.
     window_falls: Vec<Option<prescale_plan::WindowFall>>,
+    /// `window_falls` as last stored.
+    window_falls_stored: Vec<Option<prescale_plan::WindowFall>>,
+}
+
+/// Where a workload's [`WState::window_falls`] are kept.
+fn window_key(name: &str) -> String {
+    format!("window/{name}")
 }
 
 impl WState {
@@ -499,6 +508,7 @@ impl WState {
             pending: leads::Pending::default(),
             floor_seasons: None,
             window_falls: Vec::new(),
+            window_falls_stored: Vec::new(),
             cover,
             leads,
             w,
@@ -3059,6 +3069,12 @@ impl<P: Provider> Engine<P> {
         if self.persist_status {
             self.store
                 .put_state(&format!("workload/{}", s.w.name), &s.status)?;
+            if s.window_falls != s.window_falls_stored {
+                self.store
+                    .put_state(&window_key(&s.w.name), &s.window_falls)?;
+                let s = &mut self.states[i];
+                s.window_falls_stored = s.window_falls.clone();
+            }
         }
         Ok(())
     }
@@ -3108,6 +3124,14 @@ impl<P: Provider> Engine<P> {
             let s = &mut self.states[i];
             s.pause = stored.clone();
             s.status.paused = stored.filter(|p| p.holds(now));
+            // What the scale-down window had let go, so it is not held again.
+            if let Some(falls) = self
+                .store
+                .get_state::<Vec<Option<prescale_plan::WindowFall>>>(&window_key(&s.w.name))?
+            {
+                s.window_falls_stored = falls.clone();
+                s.window_falls = falls;
+            }
             if let Some(mut ws) = self
                 .store
                 .get_state::<WorkloadStatus>(&format!("workload/{}", s.w.name))?
@@ -3795,6 +3819,72 @@ mod tests {
         assert_eq!(big.value, 480.0);
         assert!((big.expected - 160.0).abs() < 20.0, "{big:?}");
         assert!(big.score > 5.0, "{big:?}");
+    }
+
+    #[test]
+    fn what_the_window_let_go_stays_let_go_after_a_restart() {
+        // A cron job: 150 vCPU for the first half hour of every fourth hour, 50 between,
+        // at five-minute steps for five days and a morning. The window (two hours) lets
+        // the 04:00 run go at 04:35, as demand fell after it on the last days; from
+        // 06:00 its own fall would hold the run again, the 08:00 run being within two
+        // hours after it on those days.
+        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        let mut c = Config::default();
+        let w = &mut c.workloads[0];
+        w.model = "baseline".into();
+        w.step_s = 300;
+        w.scale_down_window_s = 7200;
+        let u = w.target_utilization;
+        let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
+        let end = 5 * day + 6 * hour + 30 * 60_000;
+        let samples: Vec<Sample> = (0..end / step)
+            .map(|k| Sample {
+                ts: k * step,
+                value: if (k * step) % (4 * hour) < hour / 2 {
+                    150.0
+                } else {
+                    50.0
+                },
+            })
+            .collect();
+        // Passes every step from `from` to `to`, in a fresh store or in `store`; the
+        // capacity planned at the last and why.
+        let run = |store: &Store, from: i64, to: i64| {
+            let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+            e.set_inline_training();
+            e.restore_status(from).unwrap();
+            let mut t = from;
+            while t <= to {
+                e.tick(t + 30_000).unwrap();
+                t += step;
+            }
+            planned(&e, &c.tiers)
+        };
+        let store_with = || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+            store.append(&key, &samples).unwrap();
+            (dir, store)
+        };
+        let (start, restart, six) = (
+            5 * day + 4 * hour + 7 * step,
+            5 * day + 6 * hour,
+            5 * day + 6 * hour + step,
+        );
+        // One daemon from 04:35: at 06:05 the run stays let go.
+        let (_d, store) = store_with();
+        let (through, why) = run(&store, start, six);
+        assert!(through < 100.0, "{through}: {why}");
+        // One stopped after its pass at 05:55 and started again at 06:00: the same.
+        let (_d, store) = store_with();
+        run(&store, start, restart - step);
+        let (restarted, why) = run(&store, restart, six);
+        assert!(restarted < 100.0, "{restarted}: {why}");
+        // One that starts at 06:00 knows nothing of 04:35, and holds the run.
+        let (_d, store) = store_with();
+        let (fresh, why) = run(&store, restart, six);
+        assert!(fresh >= 150.0 / u, "{fresh}: {why}");
+        assert!(why.contains("scale_down_window_s"), "{why}");
     }
 
     #[test]

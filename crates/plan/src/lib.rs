@@ -724,8 +724,9 @@ pub fn demand_floors(
 /// How far the scale-down window let its peak fall ([`seasonal_fall`]), as a pass found
 /// it: the peak it held, the ratio (1 where it held it whole) and the pass that found
 /// it. [`demand_floors_in`] keeps one per dimension from pass to pass, so that what the
-/// window let go it does not hold again while the same peak is in it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// window let go it does not hold again while the same peak is in it. The daemon keeps
+/// it over a restart.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowFall {
     /// The window's peak demand.
     pub peak: f64,
