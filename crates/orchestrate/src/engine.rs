@@ -3847,8 +3847,9 @@ mod tests {
                 },
             })
             .collect();
-        // Passes every step from `from` to `to`, in a fresh store or in `store`; the
-        // capacity planned at the last and why.
+        // A daemon started at `from` on `store` (what it holds of an earlier one read
+        // back), passing every step until `to`: the capacity planned at the last, and
+        // why.
         let run = |store: &Store, from: i64, to: i64| {
             let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
             e.set_inline_training();
