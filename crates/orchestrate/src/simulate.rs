@@ -273,6 +273,63 @@ impl Scenario {
         Ok(s)
     }
 
+    /// This scenario with its workload's setting `key` set to `value` (TOML: a number,
+    /// a boolean, a quoted string or an array; a bare word is taken as a string),
+    /// checked as the scenario's own file is: what `prescale simulate --sweep` replays
+    /// for each value. `history_s` sets the history the forecaster reads (`[forecast]
+    /// history_s`, as the daemon's workload setting does). Settings a single replay
+    /// does not read, and the class (whose defaults fill other settings), are refused,
+    /// saying why.
+    pub fn with_workload_setting(&self, key: &str, value: &str) -> Result<Scenario, String> {
+        let unread = match key {
+            "name" | "demand" => {
+                Some("it names the workload and its series; the trace is the demand")
+            }
+            "class" => {
+                Some("its defaults fill other settings: compare classes with a scenario each")
+            }
+            "dimensions" | "actual" => {
+                Some("the trace's columns give the demand and what the service had")
+            }
+            "step_s" => Some("the replay steps as the trace does"),
+            "retention_s" => Some("the replay keeps no store"),
+            "priority" => Some("only a fleet replay (--fleet-trace) shares capacity by priority"),
+            _ => None,
+        };
+        if let Some(why) = unread {
+            return Err(format!("workload.{key} cannot be swept: {why}"));
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let mut table = match toml::Value::try_from(&self.workload) {
+            Ok(toml::Value::Table(t)) => t,
+            other => return Err(format!("the workload cannot be written as TOML: {other:?}")),
+        };
+        table.insert(key.to_string(), parsed);
+        let workload: Workload = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let message = e.inner().to_string();
+                let message =
+                    prescale_core::config::did_you_mean(message.trim()).unwrap_or(message);
+                format!("workload.{key} = {value}: {message}")
+            })?;
+        let mut s = Scenario {
+            workload,
+            ..self.clone()
+        };
+        if key == "history_s" {
+            s.forecast.history_s = s.workload.history_s;
+        }
+        prescale_core::config::validate_policy(&s.workload, &s.tiers)
+            .map_err(|(field, what)| (format!("workload.{field}"), what))
+            .and_then(|()| s.check())
+            .map_err(|(k, m)| format!("workload.{key} = {value}: {k} {m}"))?;
+        Ok(s)
+    }
+
     /// Seconds between refits: `[forecast] refit_s` when given, else the workload's.
     pub fn refit_s(&self) -> u64 {
         self.forecast.refit_s.unwrap_or(self.workload.refit_s)
@@ -2696,6 +2753,55 @@ mod tests {
             "{}",
             p.underprovisioned_minutes
         );
+    }
+
+    #[test]
+    fn a_swept_setting_changes_that_setting_alone_and_is_checked() {
+        let sc = Scenario::parse(EXAMPLE_SCENARIO, "example").unwrap();
+        let set = |k: &str, v: &str| sc.with_workload_setting(k, v);
+        // Only the setting changes (the workload compared with it set back).
+        let s = set("scale_down_window_s", "0").unwrap();
+        assert_eq!(s.workload.scale_down_window_s, 0);
+        let mut back = s.workload.clone();
+        back.scale_down_window_s = sc.workload.scale_down_window_s;
+        assert_eq!(back, sc.workload);
+        assert_eq!(
+            set("sla_quantile", "0.99").unwrap().workload.sla_quantile,
+            0.99
+        );
+        // A bare word is a string; quoted, the same; an array is TOML's.
+        assert_eq!(set("model", "ets").unwrap().workload.model, "ets");
+        assert_eq!(set("model", "\"ets\"").unwrap().workload.model, "ets");
+        let tiers = set("tiers", r#"["spot", "standard"]"#)
+            .unwrap()
+            .workload
+            .tiers;
+        assert_eq!(tiers, ["spot", "standard"]);
+        // The history a replay's forecaster reads is the scenario's [forecast] one.
+        let s = set("history_s", "604800").unwrap();
+        assert_eq!(
+            (s.workload.history_s, s.forecast.history_s),
+            (604_800, 604_800)
+        );
+        // The daemon's checks, and the scenario's, hold for a swept value.
+        let e = set("sla_quantile", "1.5").unwrap_err();
+        assert!(
+            e.contains("workload.sla_quantile must be between 0 and 1"),
+            "{e}"
+        );
+        let e = set("tiers", r#"["gpu"]"#).unwrap_err();
+        assert!(e.contains("gpu"), "{e}");
+        let e = set("scale_down_window_s", "-1").unwrap_err();
+        assert!(e.contains("scale_down_window_s = -1"), "{e}");
+        let e = set("windw", "1").unwrap_err();
+        assert!(e.contains("unknown field `windw`"), "{e}");
+        for key in ["name", "demand", "class", "step_s", "priority", "actual"] {
+            let e = set(key, "1").unwrap_err();
+            assert!(
+                e.contains(&format!("workload.{key} cannot be swept: ")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

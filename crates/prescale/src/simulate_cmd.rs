@@ -85,6 +85,17 @@ pub struct SimulateArgs {
     /// Seed of lead times and spot interruptions.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Replay the policy once for each value of one of the workload's settings,
+    /// KEY=V1,V2,... (e.g. `scale_down_window_s=0,3600,7200` or
+    /// `sla_quantile=0.9,0.95,0.99`), after the oracle and HPA as the scenario has them,
+    /// on the same trace and seed: what each value would have cost and how short it
+    /// would have fallen.
+    #[arg(
+        long,
+        value_name = "KEY=V1,V2,...",
+        conflicts_with_all = ["timeline", "report", "fleet_trace", "fleet_query"]
+    )]
+    pub sweep: Option<String>,
     /// Print a complete, commented example scenario and exit.
     #[arg(long)]
     pub example_scenario: bool,
@@ -245,6 +256,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         return Err("--prometheus needs --cpu, the PromQL of the demand in vCPU (or, with --config, --fleet-query NAME=PROMQL for each workload)".into());
     }
     let policies: Vec<Policy> = if a.policy == "all" {
+        if a.sweep.is_some() {
+            return Err("--sweep replays one policy (predictive unless --policy names another) beside the oracle and HPA: name it with --policy".into());
+        }
         if a.timeline.is_some() {
             return Err("--timeline holds one policy's run: name it with --policy".into());
         }
@@ -354,6 +368,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         .collect();
     for w in out_of_reach(&trace, &scenario) {
         eprintln!("warning: {w}");
+    }
+    if let (Some(spec), [policy]) = (&a.sweep, &policies[..]) {
+        return sweep(spec, *policy, &trace, &scenario, a.seed, a.format);
     }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
@@ -469,6 +486,141 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `--sweep KEY=V1,V2,...`: `policy` replayed once for each value of the workload's
+/// setting `KEY` (every value checked before the first run), after the oracle and HPA
+/// as `scenario` has them, in [`comparison`]'s columns; the scenario's own value is
+/// marked.
+fn sweep(
+    spec: &str,
+    policy: Policy,
+    trace: &Trace,
+    scenario: &Scenario,
+    seed: u64,
+    format: SimFormat,
+) -> Result<(), String> {
+    let usage = "give KEY=V1,V2,... with KEY one of the workload's settings, e.g. scale_down_window_s=0,3600,7200";
+    let (key, values) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--sweep {spec:?}: {usage}"))?;
+    let key = key.trim();
+    let key = key.strip_prefix("workload.").unwrap_or(key);
+    let values = sweep_values(values);
+    if key.is_empty() || values.is_empty() {
+        return Err(format!("--sweep {spec:?}: {usage}"));
+    }
+    let runs: Vec<(String, Scenario)> = values
+        .into_iter()
+        .map(|v| {
+            let s = scenario
+                .with_workload_setting(key, &v)
+                .map_err(|e| format!("--sweep: {e}"))?;
+            Ok((v, s))
+        })
+        .collect::<Result<_, String>>()?;
+    // The scenario's own value, as the swept values are compared with it.
+    let setting = |s: &Scenario| {
+        serde_json::to_value(&s.workload)
+            .ok()
+            .and_then(|w| w.get(key).cloned())
+    };
+    let own = setting(scenario);
+    let is_own = |s: &Scenario| own.is_some() && setting(s) == own;
+    let oracle = with_progress(
+        (trace, scenario, Policy::Oracle, seed),
+        None,
+        "simulating oracle",
+    )?;
+    let reactive = with_progress(
+        (trace, scenario, Policy::Reactive, seed),
+        None,
+        "simulating reactive",
+    )?;
+    let mut reports = Vec::with_capacity(runs.len());
+    for (v, s) in &runs {
+        let label = format!("{} at {key} = {v}", policy.name());
+        reports.push((
+            v,
+            is_own(s),
+            with_progress((trace, s, policy, seed), None, &label)?,
+        ));
+    }
+    match format {
+        SimFormat::Json => {
+            let runs: Vec<serde_json::Value> = reports
+                .iter()
+                .map(|(v, own, r)| {
+                    let mut j = serde_json::to_value(r).expect("serialisable");
+                    j["value"] = v.as_str().into();
+                    j["scenario_value"] = (*own).into();
+                    j
+                })
+                .collect();
+            let out = serde_json::json!({
+                "sweep": key,
+                "oracle": oracle,
+                "reactive": reactive,
+                "runs": runs,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("serialisable")
+            );
+        }
+        SimFormat::Table => {
+            let names: Vec<String> = reports
+                .iter()
+                .map(|(v, own, _)| format!("{key} = {v}{}", if *own { " *" } else { "" }))
+                .collect();
+            let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(14);
+            let mut s = String::new();
+            let _ = writeln!(
+                s,
+                "{} steps ({:.1} h), seed {seed}: {} at each value of workload.{key} (* the scenario's own)",
+                oracle.steps,
+                oracle.hours,
+                policy.name()
+            );
+            header(&mut s, "run", width);
+            let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
+            row(&mut s, Policy::Oracle.name(), width, &oracle, o, h);
+            row(&mut s, Policy::Reactive.name(), width, &reactive, o, h);
+            for (name, (_, _, r)) in names.iter().zip(&reports) {
+                row(&mut s, name, width, r, o, h);
+            }
+            print!("{s}");
+        }
+    }
+    Ok(())
+}
+
+/// The values of `--sweep KEY=V1,V2,...`, split at the commas outside brackets and
+/// quotes (so an array such as `["spot", "standard"]` is one value), trimmed, empty
+/// ones dropped.
+fn sweep_values(list: &str) -> Vec<String> {
+    let (mut out, mut cur) = (Vec::new(), String::new());
+    let (mut depth, mut quote) = (0i32, None::<char>);
+    for c in list.chars() {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth <= 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 /// One simulation `(trace, scenario, policy, seed)` with a progress bar on the terminal
 /// headed `label`.
 pub(crate) fn with_progress(
@@ -539,11 +691,7 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
     if let Some(r) = reports.first() {
         let _ = writeln!(s, "{} steps ({:.1} h), seed {}", r.steps, r.hours, r.seed);
     }
-    let _ = writeln!(
-        s,
-        "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
-        "policy", "cost", "x oracle", "vs HPA", "under-provisioned", "actions", "interruptions"
-    );
+    header(&mut s, "policy", 14);
     let rows = reports.iter().map(|r| (r, r.policy.name().to_string()));
     // HPA lowered to predictive's shortfall, unless that is the reactive row already.
     let shown = reports
@@ -558,22 +706,7 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
             (r, format!("reactive@{pct:.0}%"))
         });
     for (r, name) in rows.chain(extra) {
-        let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
-        let _ = writeln!(
-            s,
-            "{:<14} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
-            name,
-            format!("${:.2}", r.cost_total),
-            x_oracle,
-            vs_hpa,
-            format!(
-                "{:.0} min ({:.3}%)",
-                r.underprovisioned_minutes,
-                r.underprovisioned_share * 100.0
-            ),
-            r.actions,
-            r.interruptions
-        );
+        row(&mut s, &name, 14, r, oracle, reactive);
     }
     let predictive = reports.iter().find(|r| r.policy == Policy::Predictive);
     if let (Some(p), Some(m)) = (predictive, matched) {
@@ -584,6 +717,42 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
         let _ = writeln!(s, "{}", as_run_summary(p, ran));
     }
     s
+}
+
+/// The heading of [`comparison`]'s columns, the first (`first`) `width` wide.
+fn header(s: &mut String, first: &str, width: usize) {
+    let _ = writeln!(
+        s,
+        "{first:<width$} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
+        "cost", "x oracle", "vs HPA", "under-provisioned", "actions", "interruptions"
+    );
+}
+
+/// One run `r`, named `name`, in [`comparison`]'s columns: its cost against the
+/// oracle's and reactive's when known.
+fn row(
+    s: &mut String,
+    name: &str,
+    width: usize,
+    r: &Report,
+    oracle: Option<f64>,
+    reactive: Option<f64>,
+) {
+    let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
+    let _ = writeln!(
+        s,
+        "{name:<width$} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
+        format!("${:.2}", r.cost_total),
+        x_oracle,
+        vs_hpa,
+        format!(
+            "{:.0} min ({:.3}%)",
+            r.underprovisioned_minutes,
+            r.underprovisioned_share * 100.0
+        ),
+        r.actions,
+        r.interruptions
+    );
 }
 
 /// HPA matched to predictive's shortfall as `--policy all --format json` ends with it:

@@ -559,6 +559,82 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
 }
 
 #[test]
+fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
+    let (_dir, scenario, trace) = example_and_trace();
+    let json = |extra: &[&str]| report(&trace, &scenario, &[&["--seed", "3"][..], extra].concat());
+    let swept = json(&["--sweep", "scale_down_window_s=0, 7200"]);
+    assert_eq!(swept["sweep"], "scale_down_window_s");
+    let runs = swept["runs"].as_array().unwrap();
+    let values: Vec<&str> = runs.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["0", "7200"]);
+    // The example scenario holds the highest demand of two hours: that run is marked,
+    // and is the run the scenario alone gives.
+    let own: Vec<bool> = runs
+        .iter()
+        .map(|r| r["scenario_value"].as_bool().unwrap())
+        .collect();
+    assert_eq!(own, [false, true]);
+    let alone = json(&[]);
+    assert_eq!(runs[1]["cost_total"], alone["cost_total"]);
+    assert_eq!(
+        runs[1]["underprovisioned_minutes"],
+        alone["underprovisioned_minutes"]
+    );
+    // Without the window the plan follows the forecast down each evening: it is
+    // another run, cheaper, and never below the oracle, which is the scenario's.
+    let cost = |r: &serde_json::Value| r["cost_total"].as_f64().unwrap();
+    assert!(cost(&runs[0]) < cost(&runs[1]), "{swept}");
+    assert!(cost(&swept["oracle"]) <= cost(&runs[0]), "{swept}");
+    assert_eq!(
+        swept["oracle"]["cost_total"],
+        json(&["--policy", "oracle"])["cost_total"]
+    );
+    assert_eq!(swept["reactive"]["policy"], "reactive");
+    // The table: the oracle, HPA, then a row per value, the scenario's marked.
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--seed", "3", "--sweep", "sla_quantile=0.9,0.95"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(
+        rows[0].starts_with("oracle") && rows[0].contains(" 1.00 "),
+        "{text}"
+    );
+    assert!(
+        rows[1].starts_with("reactive") && rows[1].contains("+0%"),
+        "{text}"
+    );
+    assert!(rows[2].starts_with("sla_quantile = 0.9 "), "{text}");
+    assert!(rows[3].starts_with("sla_quantile = 0.95 *"), "{text}");
+    // What cannot be swept, or not to that value, is said before anything runs.
+    for (sweep, says) in [
+        (
+            "sla_quantile=0.9,1.5",
+            "workload.sla_quantile must be between 0 and 1",
+        ),
+        ("windw=0,1", "unknown field `windw`"),
+        ("class=batch", "its defaults fill other settings"),
+        ("step_s=60", "the replay steps as the trace does"),
+        ("scale_down_window_s", "give KEY=V1,V2,..."),
+    ] {
+        let out = simulate(&trace, &scenario, &["--sweep", sweep]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sweep}: {err}");
+        assert!(err.contains(says), "{sweep}: {err}");
+        assert!(out.stdout.is_empty(), "{sweep}");
+    }
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--sweep", "sla_quantile=0.9", "--policy", "all"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sweep replays one policy"));
+}
+
+#[test]
 fn a_trace_without_demand_costs_nothing_and_says_so_without_nan() {
     let (dir, example, _) = example_and_trace();
     let trace = dir.path().join("zero.csv");
