@@ -89,11 +89,12 @@ pub struct SimulateArgs {
     /// KEY=V1,V2,... (e.g. `scale_down_window_s=0,3600,7200` or
     /// `sla_quantile=0.9,0.95,0.99`), after the oracle and HPA as the scenario has them,
     /// on the same trace and seed: what each value would have cost and how short it
-    /// would have fallen.
+    /// would have fallen; with `--report`, a page charting each against HPA at every
+    /// target down to the least short value's shortfall.
     #[arg(
         long,
         value_name = "KEY=V1,V2,...",
-        conflicts_with_all = ["timeline", "report", "fleet_trace", "fleet_query"]
+        conflicts_with_all = ["timeline", "fleet_trace", "fleet_query"]
     )]
     pub sweep: Option<String>,
     /// Print a complete, commented example scenario and exit.
@@ -370,7 +371,8 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         eprintln!("warning: {w}");
     }
     if let (Some(spec), [policy]) = (&a.sweep, &policies[..]) {
-        return sweep(spec, *policy, &trace, &scenario, a.seed, a.format);
+        let out = (a.format, a.report.as_deref());
+        return sweep(spec, *policy, (&trace, &scenario, a.seed), out);
     }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
@@ -489,14 +491,12 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
 /// `--sweep KEY=V1,V2,...`: `policy` replayed once for each value of the workload's
 /// setting `KEY` (every value checked before the first run), after the oracle and HPA
 /// as `scenario` has them, in [`comparison`]'s columns; the scenario's own value is
-/// marked.
+/// marked. With a `report` path, the page of [`crate::simulate_compare::sweep_html`].
 fn sweep(
     spec: &str,
     policy: Policy,
-    trace: &Trace,
-    scenario: &Scenario,
-    seed: u64,
-    format: SimFormat,
+    (trace, scenario, seed): (&Trace, &Scenario, u64),
+    (format, report): (SimFormat, Option<&Path>),
 ) -> Result<(), String> {
     let usage = "give KEY=V1,V2,... with KEY one of the workload's settings, e.g. scale_down_window_s=0,3600,7200";
     let (key, values) = spec
@@ -539,10 +539,34 @@ fn sweep(
     for (v, s) in &runs {
         let label = format!("{} at {key} = {v}", policy.name());
         reports.push((
-            v,
+            v.clone(),
             is_own(s),
             with_progress((trace, s, policy, seed), None, &label)?,
         ));
+    }
+    if let Some(path) = report {
+        // HPA at every target down to the least short value's shortfall.
+        let least = reports
+            .iter()
+            .map(|(_, _, r)| r.underprovisioned_minutes)
+            .fold(f64::INFINITY, f64::min);
+        let bar = crate::progress_bar(
+            0,
+            "{spinner} lowering HPA's target to the least short value's shortfall [{bar:30}] {pos}/{len} targets",
+        );
+        let matched = reactive_matching(trace, scenario, seed, least, |i, n| {
+            bar.set_length(n as u64);
+            bar.set_position(i as u64);
+        })?;
+        bar.finish_and_clear();
+        let html = crate::simulate_compare::sweep_html(
+            key,
+            policy,
+            (&oracle, &reactive),
+            &reports,
+            Some(&matched),
+        );
+        std::fs::write(path, html).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     match format {
         SimFormat::Json => {

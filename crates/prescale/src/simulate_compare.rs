@@ -1,7 +1,8 @@
 //! The HTML page of `prescale simulate --policy all --report FILE.html`: every policy
 //! on the same trace, priced and charted side by side, with HPA at every target the
 //! search for predictive's shortfall tried, so a team sees whether prescale is cheaper
-//! at the service level it gets, not only at HPA's default target.
+//! at the service level it gets, not only at HPA's default target; and the page of
+//! `--sweep KEY=... --report FILE.html`, one setting's values charted alike.
 
 use std::fmt::Write as _;
 
@@ -155,7 +156,10 @@ fn frontier(reports: &[Report], curves: &[Curve]) -> String {
                 "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"2.5\" fill=\"{}\"/>",
                 curve.colour
             );
-            if last_label.is_some_and(|(lx, ly)| (px - lx).abs() < 60.0 && (py - ly).abs() < 14.0) {
+            // A dense curve (HPA's targets) labels only points apart; one labelled at
+            // every point (values swept, SLA quantiles) looks for room for each.
+            let near = |(lx, ly): (f64, f64)| (px - lx).abs() < 60.0 && (py - ly).abs() < 14.0;
+            if curve.every > 1 && last_label.is_some_and(near) {
                 continue;
             }
             // Above the point to its right, else higher, else to its left (clear of
@@ -376,6 +380,92 @@ pub fn compare_html(
         },
         frontier = frontier(reports, &curves),
         over_time = cost_over_time(reports, timelines),
+    )
+}
+
+/// The page of `prescale simulate --sweep KEY=V1,V2,... --report FILE.html`: the oracle,
+/// HPA and `policy` at each value of the workload's setting `key` (`runs`: the value,
+/// whether it is the scenario's own, the run), priced in a table and charted as cost
+/// against minutes short, with HPA at every target `matched` tried down to the least
+/// short value's shortfall.
+pub fn sweep_html(
+    key: &str,
+    policy: Policy,
+    (oracle, reactive): (&Report, &Report),
+    runs: &[(String, bool, Report)],
+    matched: Option<&Matched>,
+) -> String {
+    let mut curves = Vec::new();
+    if let Some(m) = matched {
+        curves.push(Curve {
+            points: m
+                .tried
+                .iter()
+                .map(|(t, mm, c)| (format!("HPA {:.0}%", t * 100.0), *mm, *c))
+                .collect(),
+            colour: colour(Policy::Reactive),
+            every: 10,
+        });
+    }
+    curves.push(Curve {
+        points: runs
+            .iter()
+            .map(|(v, own, r)| {
+                let mark = if *own { " *" } else { "" };
+                (
+                    format!("{v}{mark}"),
+                    r.underprovisioned_minutes,
+                    r.cost_total,
+                )
+            })
+            .collect(),
+        colour: colour(policy),
+        every: 1,
+    });
+    let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
+    let mut rows = String::new();
+    let named = [
+        (
+            oracle.policy.name().to_string(),
+            colour(Policy::Oracle),
+            oracle,
+        ),
+        (
+            reactive.policy.name().to_string(),
+            colour(Policy::Reactive),
+            reactive,
+        ),
+    ];
+    let swept = runs.iter().map(|(v, own, r)| {
+        let mark = if *own { " *" } else { "" };
+        (format!("{key} = {v}{mark}"), colour(policy), r)
+    });
+    for (name, c, r) in named.into_iter().chain(swept) {
+        let (x_oracle, vs_hpa) = against(r.cost_total, o, h);
+        let _ = write!(
+            rows,
+            "<tr><td><i style=\"background:{c}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&name),
+            r.cost_total,
+            r.underprovisioned_minutes,
+            r.underprovisioned_share * 100.0,
+            r.actions,
+            r.interruptions
+        );
+    }
+    let hpa_note = if matched.is_some() {
+        " The blue dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than the least short value: a value below that line is cheaper than HPA at the same service level."
+    } else {
+        ""
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {key} swept</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: {policy} at each value of {key}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. The {policy} line joins its runs in the order the values were given, each labelled with its value.{hpa_note}</p>{frontier}</body></html>\n",
+        key = html_escape(key),
+        policy = policy.name(),
+        steps = oracle.steps,
+        hours = oracle.hours,
+        seed = oracle.seed,
+        frontier = frontier(&[oracle.clone(), reactive.clone()], &curves),
     )
 }
 

@@ -609,6 +609,39 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     );
     assert!(rows[2].starts_with("sla_quantile = 0.9 "), "{text}");
     assert!(rows[3].starts_with("sla_quantile = 0.95 *"), "{text}");
+    // The page: the same rows, and each value on the chart of cost against minutes
+    // short beside HPA at every target tried.
+    let page = scenario.with_file_name("sweep.html");
+    let out = simulate(
+        &trace,
+        &scenario,
+        &[
+            "--seed",
+            "3",
+            "--sweep",
+            "sla_quantile=0.9,0.95",
+            "--report",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for says in [
+        "predictive at each value of sla_quantile",
+        "sla_quantile = 0.95 *",
+        "<svg",
+        "HPA 70%",
+    ] {
+        assert!(html.contains(says), "{says}: {html}");
+    }
+    // Both values are drawn, labelled with their value, in the predictive colour.
+    for label in [">0.9</text>", ">0.95 *</text>"] {
+        assert!(html.contains(label), "{label}: {html}");
+    }
     // What cannot be swept, or not to that value, is said before anything runs.
     for (sweep, says) in [
         (
