@@ -54,8 +54,46 @@ fn default_single_tier() -> String {
     "standard".into()
 }
 
+/// The table and field a swept setting `key` names: `workload.KEY` or a bare `KEY` (the
+/// workload's), `forecast.KEY`, `reactive.KEY` or `control.KEY`.
+fn setting_table(key: &str) -> Result<(&str, &str), String> {
+    match key.split_once('.') {
+        Some((t @ ("workload" | "forecast" | "reactive" | "control"), f)) => Ok((t, f)),
+        Some(_) => Err(format!(
+            "{key} cannot be swept: name a setting of [workload] (bare, or as workload.KEY), [forecast], [reactive] or [control]"
+        )),
+        None => Ok(("workload", key)),
+    }
+}
+
+/// `current` (the scenario's `[table]`) with its `field` set to `value` (TOML, a bare
+/// word taken as a string), through its serde form, so the table's own names, types
+/// and defaults apply.
+fn set_field<T: Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    table: &str,
+    field: &str,
+    value: &str,
+) -> Result<T, String> {
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut t = match toml::Value::try_from(current) {
+        Ok(toml::Value::Table(t)) => t,
+        other => return Err(format!("[{table}] cannot be written as TOML: {other:?}")),
+    };
+    t.insert(field.to_string(), parsed);
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let message = e.inner().to_string();
+        let message = prescale_core::config::did_you_mean(message.trim()).unwrap_or(message);
+        format!("{table}.{field} = {value}: {message}")
+    })
+}
+
 /// Kubernetes HPA's defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReactiveSettings {
     /// Target utilization of ready capacity.
@@ -92,7 +130,7 @@ fn default_metric_delay() -> u64 {
 }
 
 /// The daemon's control loop, as the predictive policy runs it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlSettings {
     /// Seconds between two passes of forecast -> plan -> reconcile (the daemon's
@@ -139,7 +177,7 @@ impl Default for ReactiveSettings {
 }
 
 /// Forecaster cadence in the simulation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForecastSettings {
     /// Seconds between refits of the selected model, for this simulation only (each
@@ -273,61 +311,66 @@ impl Scenario {
         Ok(s)
     }
 
-    /// This scenario with its workload's setting `key` set to `value` (TOML: a number,
-    /// a boolean, a quoted string or an array; a bare word is taken as a string),
-    /// checked as the scenario's own file is: what `prescale simulate --sweep` replays
-    /// for each value. `history_s` sets the history the forecaster reads (`[forecast]
-    /// history_s`, as the daemon's workload setting does). Settings a single replay
-    /// does not read, and the class (whose defaults fill other settings), are refused,
-    /// saying why.
-    pub fn with_workload_setting(&self, key: &str, value: &str) -> Result<Scenario, String> {
-        let unread = match key {
-            "name" | "demand" => {
+    /// This scenario with its setting `key` set to `value` (TOML: a number, a boolean, a
+    /// quoted string or an array; a bare word is taken as a string), checked as the
+    /// scenario's own file is: what `prescale simulate --sweep` replays for each value.
+    /// `key` is one of the workload's settings, bare or as `workload.KEY`, or
+    /// `forecast.KEY`, `reactive.KEY` or `control.KEY`. The workload's `history_s` sets
+    /// the history the forecaster reads (`[forecast] history_s`, as the daemon's
+    /// workload setting does). Workload settings a single replay does not read, and the
+    /// class (whose defaults fill other settings), are refused, saying why.
+    pub fn with_setting(&self, key: &str, value: &str) -> Result<Scenario, String> {
+        let (table, field) = setting_table(key)?;
+        let unread = match (table, field) {
+            ("workload", "name" | "demand") => {
                 Some("it names the workload and its series; the trace is the demand")
             }
-            "class" => {
+            ("workload", "class") => {
                 Some("its defaults fill other settings: compare classes with a scenario each")
             }
-            "dimensions" | "actual" => {
+            ("workload", "dimensions" | "actual") => {
                 Some("the trace's columns give the demand and what the service had")
             }
-            "step_s" => Some("the replay steps as the trace does"),
-            "retention_s" => Some("the replay keeps no store"),
-            "priority" => Some("only a fleet replay (--fleet-trace) shares capacity by priority"),
+            ("workload", "step_s") => Some("the replay steps as the trace does"),
+            ("workload", "retention_s") => Some("the replay keeps no store"),
+            ("workload", "priority") => {
+                Some("only a fleet replay (--fleet-trace) shares capacity by priority")
+            }
             _ => None,
         };
         if let Some(why) = unread {
-            return Err(format!("workload.{key} cannot be swept: {why}"));
+            return Err(format!("{table}.{field} cannot be swept: {why}"));
         }
-        let parsed = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.to_string()));
-        let mut table = match toml::Value::try_from(&self.workload) {
-            Ok(toml::Value::Table(t)) => t,
-            other => return Err(format!("the workload cannot be written as TOML: {other:?}")),
-        };
-        table.insert(key.to_string(), parsed);
-        let workload: Workload = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let message = e.inner().to_string();
-                let message =
-                    prescale_core::config::did_you_mean(message.trim()).unwrap_or(message);
-                format!("workload.{key} = {value}: {message}")
-            })?;
-        let mut s = Scenario {
-            workload,
-            ..self.clone()
-        };
-        if key == "history_s" {
-            s.forecast.history_s = s.workload.history_s;
+        let mut s = self.clone();
+        match table {
+            "workload" => {
+                s.workload = set_field(&self.workload, table, field, value)?;
+                if field == "history_s" {
+                    s.forecast.history_s = s.workload.history_s;
+                }
+            }
+            "forecast" => s.forecast = set_field(&self.forecast, table, field, value)?,
+            "reactive" => s.reactive = set_field(&self.reactive, table, field, value)?,
+            _ => s.control = set_field(&self.control, table, field, value)?,
         }
         prescale_core::config::validate_policy(&s.workload, &s.tiers)
             .map_err(|(field, what)| (format!("workload.{field}"), what))
             .and_then(|()| s.check())
-            .map_err(|(k, m)| format!("workload.{key} = {value}: {k} {m}"))?;
+            .map_err(|(k, m)| format!("{table}.{field} = {value}: {k} {m}"))?;
         Ok(s)
+    }
+
+    /// The value of setting `key` (as [`Scenario::with_setting`] names it) in this
+    /// scenario, `None` where it is unset or unknown.
+    pub fn setting(&self, key: &str) -> Option<toml::Value> {
+        let (table, field) = setting_table(key).ok()?;
+        let t = match table {
+            "workload" => toml::Value::try_from(&self.workload),
+            "forecast" => toml::Value::try_from(&self.forecast),
+            "reactive" => toml::Value::try_from(&self.reactive),
+            _ => toml::Value::try_from(&self.control),
+        };
+        t.ok()?.get(field).cloned()
     }
 
     /// Seconds between refits: `[forecast] refit_s` when given, else the workload's.
@@ -2758,7 +2801,7 @@ mod tests {
     #[test]
     fn a_swept_setting_changes_that_setting_alone_and_is_checked() {
         let sc = Scenario::parse(EXAMPLE_SCENARIO, "example").unwrap();
-        let set = |k: &str, v: &str| sc.with_workload_setting(k, v);
+        let set = |k: &str, v: &str| sc.with_setting(k, v);
         // Only the setting changes (the workload compared with it set back).
         let s = set("scale_down_window_s", "0").unwrap();
         assert_eq!(s.workload.scale_down_window_s, 0);

@@ -498,33 +498,50 @@ fn sweep(
     (trace, scenario, seed): (&Trace, &Scenario, u64),
     (format, report): (SimFormat, Option<&Path>),
 ) -> Result<(), String> {
-    let usage = "give KEY=V1,V2,... with KEY one of the workload's settings, e.g. scale_down_window_s=0,3600,7200";
+    let usage = "give KEY=V1,V2,... with KEY one of the workload's settings (e.g. scale_down_window_s=0,3600,7200), or of [forecast], [reactive] or [control] as forecast.KEY, reactive.KEY or control.KEY";
     let (key, values) = spec
         .split_once('=')
         .ok_or_else(|| format!("--sweep {spec:?}: {usage}"))?;
     let key = key.trim();
-    let key = key.strip_prefix("workload.").unwrap_or(key);
     let values = sweep_values(values);
     if key.is_empty() || values.is_empty() {
         return Err(format!("--sweep {spec:?}: {usage}"));
     }
+    // A table the policy never reads would replay the same run at every value.
+    let (table, reads) = match key.split_once('.').map_or("workload", |(t, _)| t) {
+        "reactive" => (
+            "reactive",
+            matches!(policy, Policy::Reactive | Policy::Static),
+        ),
+        "forecast" => (
+            "forecast",
+            matches!(policy, Policy::Predictive | Policy::SpecBaseline),
+        ),
+        _ => ("", true),
+    };
+    if !reads {
+        return Err(format!(
+            "--sweep {key}: the {} policy does not read [{table}]; name one that does with --policy",
+            policy.name()
+        ));
+    }
+    let shown = if key.contains('.') {
+        key.to_string()
+    } else {
+        format!("workload.{key}")
+    };
     let runs: Vec<(String, Scenario)> = values
         .into_iter()
         .map(|v| {
             let s = scenario
-                .with_workload_setting(key, &v)
+                .with_setting(key, &v)
                 .map_err(|e| format!("--sweep: {e}"))?;
             Ok((v, s))
         })
         .collect::<Result<_, String>>()?;
     // The scenario's own value, as the swept values are compared with it.
-    let setting = |s: &Scenario| {
-        serde_json::to_value(&s.workload)
-            .ok()
-            .and_then(|w| w.get(key).cloned())
-    };
-    let own = setting(scenario);
-    let is_own = |s: &Scenario| own.is_some() && setting(s) == own;
+    let own = scenario.setting(key);
+    let is_own = |s: &Scenario| own.is_some() && s.setting(key) == own;
     let oracle = with_progress(
         (trace, scenario, Policy::Oracle, seed),
         None,
@@ -599,7 +616,7 @@ fn sweep(
             let mut s = String::new();
             let _ = writeln!(
                 s,
-                "{} steps ({:.1} h), seed {seed}: {} at each value of workload.{key} (* the scenario's own)",
+                "{} steps ({:.1} h), seed {seed}: {} at each value of {shown} (* the scenario's own)",
                 oracle.steps,
                 oracle.hours,
                 policy.name()

@@ -665,6 +665,30 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         &["--sweep", "sla_quantile=0.9", "--policy", "all"],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sweep replays one policy"));
+    // HPA's own settings, swept for HPA; not for a policy that never reads them.
+    let hpa = json(&[
+        "--policy",
+        "reactive",
+        "--sweep",
+        "reactive.target_utilization=0.5,0.7",
+    ]);
+    let runs = hpa["runs"].as_array().unwrap();
+    assert_eq!(
+        runs[1]["cost_total"], hpa["reactive"]["cost_total"],
+        "{hpa}"
+    );
+    assert!(cost(&runs[0]) > cost(&runs[1]), "{hpa}");
+    assert_eq!(runs[0]["reactive_target_utilization"], 0.5, "{hpa}");
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--sweep", "reactive.target_utilization=0.5"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the predictive policy does not read [reactive]"),
+        "{err}"
+    );
 }
 
 #[test]
