@@ -87,16 +87,20 @@ pub struct SimulateArgs {
     pub seed: u64,
     /// Replay the policy once for each value of one of the workload's settings,
     /// KEY=V1,V2,... (e.g. `scale_down_window_s=0,3600,7200` or
-    /// `sla_quantile=0.9,0.95,0.99`), after the oracle and HPA as the scenario has them,
-    /// on the same trace and seed: what each value would have cost and how short it
-    /// would have fallen; with `--report`, a page charting each against HPA at every
-    /// target down to the least short value's shortfall.
+    /// `sla_quantile=0.9,0.95,0.99`; `forecast.KEY`, `reactive.KEY` or `control.KEY`
+    /// for the scenario's other tables), after the oracle and HPA as the scenario has
+    /// them, on the same trace and seed: what each value would have cost and how short
+    /// it would have fallen. Given more than once, each setting is swept alone, the
+    /// others as the scenario has them (`--sweep scale_down_window_s=0 --sweep
+    /// seasonal_floor=false`: what each safeguard buys). With `--report`, a page
+    /// charting each run against HPA at every target down to the least short run's
+    /// shortfall.
     #[arg(
         long,
         value_name = "KEY=V1,V2,...",
         conflicts_with_all = ["timeline", "fleet_trace", "fleet_query"]
     )]
-    pub sweep: Option<String>,
+    pub sweep: Vec<String>,
     /// Print a complete, commented example scenario and exit.
     #[arg(long)]
     pub example_scenario: bool,
@@ -257,7 +261,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         return Err("--prometheus needs --cpu, the PromQL of the demand in vCPU (or, with --config, --fleet-query NAME=PROMQL for each workload)".into());
     }
     let policies: Vec<Policy> = if a.policy == "all" {
-        if a.sweep.is_some() {
+        if !a.sweep.is_empty() {
             return Err("--sweep replays one policy (predictive unless --policy names another) beside the oracle and HPA: name it with --policy".into());
         }
         if a.timeline.is_some() {
@@ -370,9 +374,9 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     for w in out_of_reach(&trace, &scenario) {
         eprintln!("warning: {w}");
     }
-    if let (Some(spec), [policy]) = (&a.sweep, &policies[..]) {
+    if let (false, [policy]) = (a.sweep.is_empty(), &policies[..]) {
         let out = (a.format, a.report.as_deref());
-        return sweep(spec, *policy, (&trace, &scenario, a.seed), out);
+        return sweep(&a.sweep, *policy, (&trace, &scenario, a.seed), out);
     }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
@@ -488,60 +492,76 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `--sweep KEY=V1,V2,...`: `policy` replayed once for each value of the workload's
-/// setting `KEY` (every value checked before the first run), after the oracle and HPA
-/// as `scenario` has them, in [`comparison`]'s columns; the scenario's own value is
-/// marked. With a `report` path, the page of [`crate::simulate_compare::sweep_html`].
+/// One run of a sweep: the setting, its value, whether that is the scenario's own, and
+/// what the run measured.
+pub(crate) struct SweptRun {
+    pub key: String,
+    pub value: String,
+    pub own: bool,
+    pub report: Report,
+}
+
+impl SweptRun {
+    /// Its name in the table and on the page: `KEY = VALUE`, `*` marking the scenario's.
+    pub fn name(&self) -> String {
+        let mark = if self.own { " *" } else { "" };
+        format!("{} = {}{mark}", self.key, self.value)
+    }
+}
+
+/// The row of a sweep's run at the scenario's own settings, where no swept value is.
+pub(crate) fn as_is_name(policy: Policy) -> String {
+    format!("{} (scenario)", policy.name())
+}
+
+/// `--sweep KEY=V1,V2,...`, each given once or more: `policy` replayed once for each
+/// value of each setting, the others as the scenario has them (one setting at a time,
+/// not every combination), every value checked before the first run; after the oracle
+/// and HPA as `scenario` has them (and the policy too, where no value swept is the
+/// scenario's), in [`comparison`]'s columns, the scenario's own values marked. With a `report` path, the page of
+/// [`crate::simulate_compare::sweep_html`].
 fn sweep(
-    spec: &str,
+    specs: &[String],
     policy: Policy,
     (trace, scenario, seed): (&Trace, &Scenario, u64),
     (format, report): (SimFormat, Option<&Path>),
 ) -> Result<(), String> {
     let usage = "give KEY=V1,V2,... with KEY one of the workload's settings (e.g. scale_down_window_s=0,3600,7200), or of [forecast], [reactive] or [control] as forecast.KEY, reactive.KEY or control.KEY";
-    let (key, values) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("--sweep {spec:?}: {usage}"))?;
-    let key = key.trim();
-    let values = sweep_values(values);
-    if key.is_empty() || values.is_empty() {
-        return Err(format!("--sweep {spec:?}: {usage}"));
-    }
-    // A table the policy never reads would replay the same run at every value.
-    let (table, reads) = match key.split_once('.').map_or("workload", |(t, _)| t) {
-        "reactive" => (
-            "reactive",
-            matches!(policy, Policy::Reactive | Policy::Static),
-        ),
-        "forecast" => (
-            "forecast",
-            matches!(policy, Policy::Predictive | Policy::SpecBaseline),
-        ),
-        _ => ("", true),
-    };
-    if !reads {
-        return Err(format!(
-            "--sweep {key}: the {} policy does not read [{table}]; name one that does with --policy",
-            policy.name()
-        ));
-    }
-    let shown = if key.contains('.') {
-        key.to_string()
-    } else {
-        format!("workload.{key}")
-    };
-    let runs: Vec<(String, Scenario)> = values
-        .into_iter()
-        .map(|v| {
+    let mut runs: Vec<(String, String, Scenario)> = Vec::new();
+    for spec in specs {
+        let (key, values) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--sweep {spec:?}: {usage}"))?;
+        let key = key.trim();
+        let values = sweep_values(values);
+        if key.is_empty() || values.is_empty() {
+            return Err(format!("--sweep {spec:?}: {usage}"));
+        }
+        // A table the policy never reads would replay the same run at every value.
+        let (table, reads) = match key.split_once('.').map_or("workload", |(t, _)| t) {
+            "reactive" => (
+                "reactive",
+                matches!(policy, Policy::Reactive | Policy::Static),
+            ),
+            "forecast" => (
+                "forecast",
+                matches!(policy, Policy::Predictive | Policy::SpecBaseline),
+            ),
+            _ => ("", true),
+        };
+        if !reads {
+            return Err(format!(
+                "--sweep {key}: the {} policy does not read [{table}]; name one that does with --policy",
+                policy.name()
+            ));
+        }
+        for v in values {
             let s = scenario
                 .with_setting(key, &v)
                 .map_err(|e| format!("--sweep: {e}"))?;
-            Ok((v, s))
-        })
-        .collect::<Result<_, String>>()?;
-    // The scenario's own value, as the swept values are compared with it.
-    let own = scenario.setting(key);
-    let is_own = |s: &Scenario| own.is_some() && s.setting(key) == own;
+            runs.push((key.to_string(), v, s));
+        }
+    }
     let oracle = with_progress(
         (trace, scenario, Policy::Oracle, seed),
         None,
@@ -552,24 +572,44 @@ fn sweep(
         None,
         "simulating reactive",
     )?;
-    let mut reports = Vec::with_capacity(runs.len());
-    for (v, s) in &runs {
-        let label = format!("{} at {key} = {v}", policy.name());
-        reports.push((
-            v.clone(),
-            is_own(s),
-            with_progress((trace, s, policy, seed), None, &label)?,
-        ));
+    // Each run at the scenario's own value is marked; where none is, the scenario's own
+    // run comes first, to compare the others with.
+    let is_own = |key: &str, s: &Scenario| {
+        let own = scenario.setting(key);
+        own.is_some() && s.setting(key) == own
+    };
+    let as_is = if runs.iter().any(|(k, _, s)| is_own(k, s)) {
+        None
+    } else {
+        let label = format!("{} as the scenario has it", policy.name());
+        Some(with_progress(
+            (trace, scenario, policy, seed),
+            None,
+            &label,
+        )?)
+    };
+    let mut swept = Vec::with_capacity(runs.len());
+    for (key, value, s) in runs {
+        let label = format!("{} at {key} = {value}", policy.name());
+        let report = with_progress((trace, &s, policy, seed), None, &label)?;
+        swept.push(SweptRun {
+            own: is_own(&key, &s),
+            key,
+            value,
+            report,
+        });
     }
     if let Some(path) = report {
-        // HPA at every target down to the least short value's shortfall.
-        let least = reports
+        // HPA at every target down to the least short run's shortfall.
+        let least = swept
             .iter()
-            .map(|(_, _, r)| r.underprovisioned_minutes)
+            .map(|r| &r.report)
+            .chain(&as_is)
+            .map(|r| r.underprovisioned_minutes)
             .fold(f64::INFINITY, f64::min);
         let bar = crate::progress_bar(
             0,
-            "{spinner} lowering HPA's target to the least short value's shortfall [{bar:30}] {pos}/{len} targets",
+            "{spinner} lowering HPA's target to the least short run's shortfall [{bar:30}] {pos}/{len} targets",
         );
         let matched = reactive_matching(trace, scenario, seed, least, |i, n| {
             bar.set_length(n as u64);
@@ -577,56 +617,82 @@ fn sweep(
         })?;
         bar.finish_and_clear();
         let html = crate::simulate_compare::sweep_html(
-            key,
             policy,
-            (&oracle, &reactive),
-            &reports,
+            (&oracle, &reactive, as_is.as_ref()),
+            &swept,
             Some(&matched),
         );
         std::fs::write(path, html).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
+    let mut keys: Vec<&str> = Vec::new();
+    for r in &swept {
+        if !keys.contains(&r.key.as_str()) {
+            keys.push(&r.key);
+        }
+    }
     match format {
         SimFormat::Json => {
-            let runs: Vec<serde_json::Value> = reports
+            let runs: Vec<serde_json::Value> = swept
                 .iter()
-                .map(|(v, own, r)| {
-                    let mut j = serde_json::to_value(r).expect("serialisable");
-                    j["value"] = v.as_str().into();
-                    j["scenario_value"] = (*own).into();
+                .map(|r| {
+                    let mut j = serde_json::to_value(&r.report).expect("serialisable");
+                    j["setting"] = r.key.as_str().into();
+                    j["value"] = r.value.as_str().into();
+                    j["scenario_value"] = r.own.into();
                     j
                 })
                 .collect();
-            let out = serde_json::json!({
-                "sweep": key,
+            let mut out = serde_json::json!({
+                "sweep": keys,
                 "oracle": oracle,
                 "reactive": reactive,
                 "runs": runs,
             });
+            if let Some(r) = &as_is {
+                out["scenario"] = serde_json::to_value(r).expect("serialisable");
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serialisable")
             );
         }
         SimFormat::Table => {
-            let names: Vec<String> = reports
+            let names: Vec<String> = swept.iter().map(SweptRun::name).collect();
+            let width = names
                 .iter()
-                .map(|(v, own, _)| format!("{key} = {v}{}", if *own { " *" } else { "" }))
+                .map(|n| n.len())
+                .chain(as_is.as_ref().map(|_| as_is_name(policy).len()))
+                .max()
+                .unwrap_or(0)
+                .max(14);
+            let shown: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    if k.contains('.') {
+                        k.to_string()
+                    } else {
+                        format!("workload.{k}")
+                    }
+                })
                 .collect();
-            let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(14);
             let mut s = String::new();
             let _ = writeln!(
                 s,
-                "{} steps ({:.1} h), seed {seed}: {} at each value of {shown} (* the scenario's own)",
+                "{} steps ({:.1} h), seed {seed}: {} at each value of {}, one setting at a time (* the scenario's own)",
                 oracle.steps,
                 oracle.hours,
-                policy.name()
+                policy.name(),
+                shown.join(", ")
             );
             header(&mut s, "run", width);
             let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
             row(&mut s, Policy::Oracle.name(), width, &oracle, o, h);
             row(&mut s, Policy::Reactive.name(), width, &reactive, o, h);
-            for (name, (_, _, r)) in names.iter().zip(&reports) {
-                row(&mut s, name, width, r, o, h);
+            if let Some(r) = &as_is {
+                row(&mut s, &as_is_name(policy), width, r, o, h);
+            }
+            for (name, r) in names.iter().zip(&swept) {
+                row(&mut s, name, width, &r.report, o, h);
             }
             print!("{s}");
         }

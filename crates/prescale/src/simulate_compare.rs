@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
 
-use crate::simulate_cmd::{against, as_run_summary, html_escape, matched_summary};
+use crate::simulate_cmd::{
+    against, as_is_name, as_run_summary, html_escape, matched_summary, SweptRun,
+};
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
 /// A policy's colour on the charts.
@@ -384,15 +386,15 @@ pub fn compare_html(
 }
 
 /// The page of `prescale simulate --sweep KEY=V1,V2,... --report FILE.html`: the oracle,
-/// HPA and `policy` at each value of the workload's setting `key` (`runs`: the value,
-/// whether it is the scenario's own, the run), priced in a table and charted as cost
-/// against minutes short, with HPA at every target `matched` tried down to the least
-/// short value's shortfall.
-pub fn sweep_html(
-    key: &str,
+/// HPA and `policy` at each value swept (`runs`, in the order given), priced in a table
+/// and charted as cost against minutes short, a line per setting through its values,
+/// with HPA at every target `matched` tried down to the least short run's shortfall;
+/// `as_is`, the policy at the scenario's own settings where no value swept is, is a
+/// row and a point of its own.
+pub(crate) fn sweep_html(
     policy: Policy,
-    (oracle, reactive): (&Report, &Report),
-    runs: &[(String, bool, Report)],
+    (oracle, reactive, as_is): (&Report, &Report, Option<&Report>),
+    runs: &[SweptRun],
     matched: Option<&Matched>,
 ) -> String {
     let mut curves = Vec::new();
@@ -407,21 +409,36 @@ pub fn sweep_html(
             every: 10,
         });
     }
-    curves.push(Curve {
-        points: runs
-            .iter()
-            .map(|(v, own, r)| {
-                let mark = if *own { " *" } else { "" };
-                (
-                    format!("{v}{mark}"),
-                    r.underprovisioned_minutes,
-                    r.cost_total,
-                )
-            })
-            .collect(),
-        colour: colour(policy),
-        every: 1,
-    });
+    let mut keys: Vec<&str> = Vec::new();
+    for r in runs {
+        if !keys.contains(&r.key.as_str()) {
+            keys.push(&r.key);
+        }
+    }
+    // One setting: its values label the points; several: each point its run's number
+    // in the table (whole names crowd each other out).
+    let label = |k: usize, r: &SweptRun| {
+        if keys.len() == 1 {
+            format!("{}{}", r.value, if r.own { " *" } else { "" })
+        } else {
+            format!("{}", k + 1)
+        }
+    };
+    for key in &keys {
+        curves.push(Curve {
+            points: runs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.key == *key)
+                .map(|(k, r)| {
+                    let (m, c) = (r.report.underprovisioned_minutes, r.report.cost_total);
+                    (label(k, r), m, c)
+                })
+                .collect(),
+            colour: colour(policy),
+            every: 1,
+        });
+    }
     let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
     let mut rows = String::new();
     let named = [
@@ -436,11 +453,16 @@ pub fn sweep_html(
             reactive,
         ),
     ];
-    let swept = runs.iter().map(|(v, own, r)| {
-        let mark = if *own { " *" } else { "" };
-        (format!("{key} = {v}{mark}"), colour(policy), r)
+    let own = as_is.map(|r| (as_is_name(policy), colour(policy), r));
+    let swept = runs.iter().enumerate().map(|(k, r)| {
+        let name = if keys.len() == 1 {
+            r.name()
+        } else {
+            format!("{}. {}", k + 1, r.name())
+        };
+        (name, colour(policy), &r.report)
     });
-    for (name, c, r) in named.into_iter().chain(swept) {
+    for (name, c, r) in named.into_iter().chain(own).chain(swept) {
         let (x_oracle, vs_hpa) = against(r.cost_total, o, h);
         let _ = write!(
             rows,
@@ -454,18 +476,36 @@ pub fn sweep_html(
         );
     }
     let hpa_note = if matched.is_some() {
-        " The blue dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than the least short value: a value below that line is cheaper than HPA at the same service level."
+        " The blue dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than the least short run: a run below that line is cheaper than HPA at the same service level."
     } else {
         ""
     };
+    let lines = if keys.len() == 1 {
+        format!(
+            "The {} line joins its runs in the order the values were given, each labelled with its value.",
+            policy.name()
+        )
+    } else {
+        format!(
+            "A {} line per setting joins its runs in the order the values were given, each labelled with its number in the table; each setting was swept alone, the others as the scenario has them.",
+            policy.name()
+        )
+    };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {key} swept</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: {policy} at each value of {key}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. The {policy} line joins its runs in the order the values were given, each labelled with its value.{hpa_note}</p>{frontier}</body></html>\n",
-        key = html_escape(key),
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: {policy} at each value of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
+        keys = html_escape(&keys.join(", ")),
         policy = policy.name(),
         steps = oracle.steps,
         hours = oracle.hours,
         seed = oracle.seed,
-        frontier = frontier(&[oracle.clone(), reactive.clone()], &curves),
+        frontier = frontier(
+            &[oracle, reactive]
+                .into_iter()
+                .chain(as_is)
+                .cloned()
+                .collect::<Vec<_>>(),
+            &curves
+        ),
     )
 }
 

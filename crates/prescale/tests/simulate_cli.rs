@@ -563,7 +563,7 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     let (_dir, scenario, trace) = example_and_trace();
     let json = |extra: &[&str]| report(&trace, &scenario, &[&["--seed", "3"][..], extra].concat());
     let swept = json(&["--sweep", "scale_down_window_s=0, 7200"]);
-    assert_eq!(swept["sweep"], "scale_down_window_s");
+    assert_eq!(swept["sweep"], serde_json::json!(["scale_down_window_s"]));
     let runs = swept["runs"].as_array().unwrap();
     let values: Vec<&str> = runs.iter().map(|r| r["value"].as_str().unwrap()).collect();
     assert_eq!(values, ["0", "7200"]);
@@ -590,6 +590,40 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         json(&["--policy", "oracle"])["cost_total"]
     );
     assert_eq!(swept["reactive"]["policy"], "reactive");
+    // One of its values is the scenario's: no run of the scenario beside them.
+    assert!(swept.get("scenario").is_none(), "{swept}");
+    // Several settings, each swept alone, the others as the scenario has them: what
+    // each safeguard buys. None is at the scenario's value, so its run comes too.
+    let each = json(&[
+        "--sweep",
+        "scale_down_window_s=0",
+        "--sweep",
+        "seasonal_floor=false",
+    ]);
+    assert_eq!(
+        each["sweep"],
+        serde_json::json!(["scale_down_window_s", "seasonal_floor"])
+    );
+    let runs2 = each["runs"].as_array().unwrap();
+    let settings: Vec<&str> = runs2
+        .iter()
+        .map(|r| r["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(settings, ["scale_down_window_s", "seasonal_floor"]);
+    assert_eq!(runs2[0]["cost_total"], runs[0]["cost_total"]);
+    assert_eq!(each["scenario"]["cost_total"], alone["cost_total"]);
+    assert!(runs2.iter().all(|r| r["scenario_value"] == false), "{each}");
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--seed", "3", "--sweep", "seasonal_floor=false"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("predictive (scenario)"));
+    let cost_shown = format!("${:.2}", cost(&alone));
+    assert!(row.is_some_and(|r| r.contains(&cost_shown)), "{text}");
     // The table: the oracle, HPA, then a row per value, the scenario's marked.
     let out = simulate(
         &trace,
