@@ -509,6 +509,17 @@ impl SweptRun {
     }
 }
 
+/// The settings a sweep's `runs` set, each once, in the order given.
+pub(crate) fn swept_keys(runs: &[SweptRun]) -> Vec<&str> {
+    let mut keys: Vec<&str> = Vec::new();
+    for r in runs {
+        if !keys.contains(&r.key.as_str()) {
+            keys.push(&r.key);
+        }
+    }
+    keys
+}
+
 /// The row of a sweep's run at the scenario's own settings, where no swept value is.
 pub(crate) fn as_is_name(policy: Policy) -> String {
     format!("{} (scenario)", policy.name())
@@ -624,12 +635,7 @@ fn sweep(
         );
         std::fs::write(path, html).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
-    let mut keys: Vec<&str> = Vec::new();
-    for r in &swept {
-        if !keys.contains(&r.key.as_str()) {
-            keys.push(&r.key);
-        }
-    }
+    let keys = swept_keys(&swept);
     match format {
         SimFormat::Json => {
             let runs: Vec<serde_json::Value> = swept

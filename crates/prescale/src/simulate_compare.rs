@@ -9,9 +9,49 @@ use std::fmt::Write as _;
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
 
 use crate::simulate_cmd::{
-    against, as_is_name, as_run_summary, html_escape, matched_summary, SweptRun,
+    against, as_is_name, as_run_summary, html_escape, matched_summary, swept_keys, SweptRun,
 };
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
+
+/// The style of the comparison and sweep pages.
+const PAGE_STYLE: &str = "<style>body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}h1{font-size:20px}table{border-collapse:collapse;margin-top:8px}th,td{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}td i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}</style>";
+
+/// HPA at every target [`reactive_matching`](prescale_orchestrate::simulate::reactive_matching)
+/// tried, as a line on the chart of cost against minutes short.
+fn hpa_curve(m: &Matched) -> Curve {
+    Curve {
+        points: m
+            .tried
+            .iter()
+            .map(|(t, mm, c)| (format!("HPA {:.0}%", t * 100.0), *mm, *c))
+            .collect(),
+        colour: colour(Policy::Reactive),
+        every: 10,
+    }
+}
+
+/// One run `r` as a row of a page's table, named `name` beside a dot of `colour`: its
+/// cost, against the oracle's and reactive's costs (when known), minutes short, actions
+/// and interruptions.
+fn table_row(
+    rows: &mut String,
+    name: &str,
+    colour: &str,
+    r: &Report,
+    (oracle, reactive): (Option<f64>, Option<f64>),
+) {
+    let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
+    let _ = write!(
+        rows,
+        "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
+        html_escape(name),
+        r.cost_total,
+        r.underprovisioned_minutes,
+        r.underprovisioned_share * 100.0,
+        r.actions,
+        r.interruptions
+    );
+}
 
 /// A policy's colour on the charts.
 fn colour(p: Policy) -> &'static str {
@@ -287,18 +327,7 @@ pub fn compare_html(
     quantiles: &[(f64, f64, f64)],
     sla_quantile: f64,
 ) -> String {
-    let mut curves = Vec::new();
-    if let Some(m) = matched {
-        curves.push(Curve {
-            points: m
-                .tried
-                .iter()
-                .map(|(t, mm, c)| (format!("HPA {:.0}%", t * 100.0), *mm, *c))
-                .collect(),
-            colour: colour(Policy::Reactive),
-            every: 10,
-        });
-    }
+    let mut curves: Vec<Curve> = matched.map(hpa_curve).into_iter().collect();
     if let Some(p) = reports.iter().find(|r| r.policy == Policy::Predictive) {
         if !quantiles.is_empty() {
             let mut pts: Vec<(f64, f64, f64)> = quantiles.to_vec();
@@ -324,17 +353,7 @@ pub fn compare_html(
         .map(|r| r.cost_total);
     let mut rows = String::new();
     let mut row = |name: String, colour: &str, r: &Report| {
-        let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
-        let _ = write!(
-            rows,
-            "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
-            html_escape(&name),
-            r.cost_total,
-            r.underprovisioned_minutes,
-            r.underprovisioned_share * 100.0,
-            r.actions,
-            r.interruptions
-        );
+        table_row(&mut rows, &name, colour, r, (oracle, reactive));
     };
     for r in reports {
         row(r.policy.name().to_string(), colour(r.policy), r);
@@ -366,7 +385,7 @@ pub fn compare_html(
         _ => String::new(),
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: every policy</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: every policy on the same trace</h1><p>{head}</p><table><tr><th>policy</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><p>{summary}</p><h2>Cost against minutes short</h2><p>Lower and further left is better. The dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than predictive: a policy below that line is cheaper than HPA at the same service level.{quantile_note}{static_note}</p>{frontier}<h2>Cost over time</h2><p>Cost so far, a line per policy, coloured as in the table.</p>{over_time}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: every policy</title>{PAGE_STYLE}</head><body><h1>prescale simulate: every policy on the same trace</h1><p>{head}</p><table><tr><th>policy</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><p>{summary}</p><h2>Cost against minutes short</h2><p>Lower and further left is better. The dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than predictive: a policy below that line is cheaper than HPA at the same service level.{quantile_note}{static_note}</p>{frontier}<h2>Cost over time</h2><p>Cost so far, a line per policy, coloured as in the table.</p>{over_time}</body></html>\n",
         summary = html_escape(&summary),
         quantile_note = if quantiles.is_empty() {
             String::new()
@@ -397,24 +416,8 @@ pub(crate) fn sweep_html(
     runs: &[SweptRun],
     matched: Option<&Matched>,
 ) -> String {
-    let mut curves = Vec::new();
-    if let Some(m) = matched {
-        curves.push(Curve {
-            points: m
-                .tried
-                .iter()
-                .map(|(t, mm, c)| (format!("HPA {:.0}%", t * 100.0), *mm, *c))
-                .collect(),
-            colour: colour(Policy::Reactive),
-            every: 10,
-        });
-    }
-    let mut keys: Vec<&str> = Vec::new();
-    for r in runs {
-        if !keys.contains(&r.key.as_str()) {
-            keys.push(&r.key);
-        }
-    }
+    let mut curves: Vec<Curve> = matched.map(hpa_curve).into_iter().collect();
+    let keys = swept_keys(runs);
     // One setting: its values label the points; several: each point its run's number
     // in the table (whole names crowd each other out).
     let label = |k: usize, r: &SweptRun| {
@@ -463,17 +466,7 @@ pub(crate) fn sweep_html(
         (name, colour(policy), &r.report)
     });
     for (name, c, r) in named.into_iter().chain(own).chain(swept) {
-        let (x_oracle, vs_hpa) = against(r.cost_total, o, h);
-        let _ = write!(
-            rows,
-            "<tr><td><i style=\"background:{c}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
-            html_escape(&name),
-            r.cost_total,
-            r.underprovisioned_minutes,
-            r.underprovisioned_share * 100.0,
-            r.actions,
-            r.interruptions
-        );
+        table_row(&mut rows, &name, c, r, (o, h));
     }
     let hpa_note = if matched.is_some() {
         " The blue dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than the least short run: a run below that line is cheaper than HPA at the same service level."
@@ -492,7 +485,7 @@ pub(crate) fn sweep_html(
         )
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title><style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}h1{{font-size:20px}}table{{border-collapse:collapse;margin-top:8px}}th,td{{text-align:left;padding:3px 12px;border-bottom:1px solid #eee}}td i{{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}}</style></head><body><h1>prescale simulate: {policy} at each value of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at each value of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
         keys = html_escape(&keys.join(", ")),
         policy = policy.name(),
         steps = oracle.steps,

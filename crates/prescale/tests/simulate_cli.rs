@@ -31,6 +31,20 @@ fn report(trace: &Path, scenario: &Path, extra: &[&str]) -> serde_json::Value {
     parsed(simulate(trace, scenario, &args))
 }
 
+/// The page `simulate ... --report` writes with more arguments, the run having
+/// succeeded.
+fn page(trace: &Path, scenario: &Path, extra: &[&str]) -> String {
+    let path = scenario.with_file_name("page.html");
+    let args = [extra, &["--report", path.to_str().unwrap()]].concat();
+    let out = simulate(trace, scenario, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&path).unwrap()
+}
+
 /// A successful run's JSON report (or reports).
 fn parsed(out: Output) -> serde_json::Value {
     assert!(
@@ -479,25 +493,7 @@ fn policy_all_compares_every_policy_on_the_same_trace_and_seed() {
     assert!(text.contains(says), "{text}");
     // The comparison page: every policy's figures, cost against minutes short with
     // HPA's line through the targets tried, and cost over time.
-    let page = scenario.with_file_name("compare.html");
-    let out = simulate(
-        &trace,
-        &scenario,
-        &[
-            "--policy",
-            "all",
-            "--seed",
-            "3",
-            "--report",
-            page.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = std::fs::read_to_string(&page).unwrap();
+    let html = page(&trace, &scenario, &["--policy", "all", "--seed", "3"]);
     for p in names.iter().take(5) {
         assert!(html.contains(&format!(">{p}</td>")), "{p}");
     }
@@ -645,25 +641,11 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     assert!(rows[3].starts_with("sla_quantile = 0.95 *"), "{text}");
     // The page: the same rows, and each value on the chart of cost against minutes
     // short beside HPA at every target tried.
-    let page = scenario.with_file_name("sweep.html");
-    let out = simulate(
+    let html = page(
         &trace,
         &scenario,
-        &[
-            "--seed",
-            "3",
-            "--sweep",
-            "sla_quantile=0.9,0.95",
-            "--report",
-            page.to_str().unwrap(),
-        ],
+        &["--seed", "3", "--sweep", "sla_quantile=0.9,0.95"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = std::fs::read_to_string(&page).unwrap();
     for says in [
         "predictive at each value of sla_quantile",
         "sla_quantile = 0.95 *",
