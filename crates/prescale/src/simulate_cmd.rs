@@ -529,8 +529,8 @@ pub(crate) fn as_is_name(policy: Policy) -> String {
 /// value of each setting, the others as the scenario has them (one setting at a time,
 /// not every combination), every value checked before the first run; after the oracle
 /// and HPA as `scenario` has them (and the policy too, where no value swept is the
-/// scenario's), in [`comparison`]'s columns, the scenario's own values marked. With a `report` path, the page of
-/// [`crate::simulate_compare::sweep_html`].
+/// scenario's), in [`comparison`]'s columns, the scenario's own values marked. With a
+/// `report` path, the page of [`crate::simulate_compare::sweep_html`].
 fn sweep(
     specs: &[String],
     policy: Policy,
@@ -684,11 +684,16 @@ fn sweep(
             let mut s = String::new();
             let _ = writeln!(
                 s,
-                "{} steps ({:.1} h), seed {seed}: {} at each value of {}, one setting at a time (* the scenario's own)",
+                "{} steps ({:.1} h), seed {seed}: {} at each value of {}{} (* the scenario's own)",
                 oracle.steps,
                 oracle.hours,
                 policy.name(),
-                shown.join(", ")
+                shown.join(", "),
+                if shown.len() > 1 {
+                    ", one setting at a time"
+                } else {
+                    ""
+                }
             );
             header(&mut s, "run", width);
             let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
