@@ -573,43 +573,31 @@ fn sweep(
             runs.push((key.to_string(), v, s));
         }
     }
-    let oracle = with_progress(
-        (trace, scenario, Policy::Oracle, seed),
-        None,
-        "simulating oracle",
-    )?;
-    let reactive = with_progress(
-        (trace, scenario, Policy::Reactive, seed),
-        None,
-        "simulating reactive",
-    )?;
     // Each run at the scenario's own value is marked; where none is, the scenario's own
     // run comes first, to compare the others with.
     let is_own = |key: &str, s: &Scenario| {
         let own = scenario.setting(key);
         own.is_some() && s.setting(key) == own
     };
-    let as_is = if runs.iter().any(|(k, _, s)| is_own(k, s)) {
-        None
-    } else {
-        let label = format!("{} as the scenario has it", policy.name());
-        Some(with_progress(
-            (trace, scenario, policy, seed),
-            None,
-            &label,
-        )?)
-    };
-    let mut swept = Vec::with_capacity(runs.len());
-    for (key, value, s) in runs {
-        let label = format!("{} at {key} = {value}", policy.name());
-        let report = with_progress((trace, &s, policy, seed), None, &label)?;
-        swept.push(SweptRun {
+    let with_own = !runs.iter().any(|(k, _, s)| is_own(k, s));
+    let mut jobs = vec![(scenario, Policy::Oracle), (scenario, Policy::Reactive)];
+    if with_own {
+        jobs.push((scenario, policy));
+    }
+    jobs.extend(runs.iter().map(|(_, _, s)| (s, policy)));
+    let mut reports = run_all(trace, seed, &jobs, "sweeping")?.into_iter();
+    let mut next = || reports.next().expect("a report per job");
+    let (oracle, reactive) = (next(), next());
+    let as_is = with_own.then(&mut next);
+    let swept: Vec<SweptRun> = runs
+        .into_iter()
+        .map(|(key, value, s)| SweptRun {
             own: is_own(&key, &s),
             key,
             value,
-            report,
-        });
-    }
+            report: next(),
+        })
+        .collect();
     if let Some(path) = report {
         // HPA at every target down to the least short run's shortfall.
         let least = swept
@@ -709,6 +697,62 @@ fn sweep(
         }
     }
     Ok(())
+}
+
+/// Runs `jobs` (a scenario and a policy each) on `trace` with `seed`, as many at once as
+/// the machine has cores (a run is mostly one thread), under one progress bar headed
+/// `what`; the reports in the order of `jobs`, or the first run's error.
+fn run_all(
+    trace: &Trace,
+    seed: u64,
+    jobs: &[(&Scenario, Policy)],
+    what: &str,
+) -> Result<Vec<Report>, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let steps = trace.cpu.len() as u64;
+    let bar = crate::progress_bar(
+        steps * jobs.len() as u64,
+        &format!(
+            "{{spinner}} {what} ({} runs) [{{bar:30}}] {{pos}}/{{len}} steps ({{eta}})",
+            jobs.len()
+        ),
+    );
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Report, String>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some((scenario, policy)) = jobs.get(k) else {
+                    break;
+                };
+                let mut shown = 0u64;
+                let r = simulate(trace, scenario, *policy, seed, None, |i, _| {
+                    let i = i as u64;
+                    if i >= shown + 64 {
+                        bar.inc(i - shown);
+                        shown = i;
+                    }
+                });
+                bar.inc(steps.saturating_sub(shown));
+                *results[k].lock().expect("no run panicked") = Some(r);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .expect("no run panicked")
+                .expect("every job ran")
+        })
+        .collect()
 }
 
 /// The values of `--sweep KEY=V1,V2,...`, split at the commas outside brackets and
