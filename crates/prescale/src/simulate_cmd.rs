@@ -701,14 +701,15 @@ fn sweep(
 
 /// Runs `jobs` (a scenario and a policy each) on `trace` with `seed`, as many at once as
 /// the machine has cores (a run is mostly one thread), under one progress bar headed
-/// `what`; the reports in the order of `jobs`, or the first run's error.
+/// `what`; the reports in the order of `jobs`, or the first failed run's error (no run
+/// starts once one has failed).
 fn run_all(
     trace: &Trace,
     seed: u64,
     jobs: &[(&Scenario, Policy)],
     what: &str,
 ) -> Result<Vec<Report>, String> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     let steps = trace.cpu.len() as u64;
     let bar = crate::progress_bar(
@@ -718,7 +719,7 @@ fn run_all(
             jobs.len()
         ),
     );
-    let next = AtomicUsize::new(0);
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let results: Vec<Mutex<Option<Result<Report, String>>>> =
         jobs.iter().map(|_| Mutex::new(None)).collect();
     let workers = std::thread::available_parallelism()
@@ -731,6 +732,9 @@ fn run_all(
                 let Some((scenario, policy)) = jobs.get(k) else {
                     break;
                 };
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
                 let mut shown = 0u64;
                 let r = simulate(trace, scenario, *policy, seed, None, |i, _| {
                     let i = i as u64;
@@ -740,19 +744,20 @@ fn run_all(
                     }
                 });
                 bar.inc(steps.saturating_sub(shown));
+                failed.fetch_or(r.is_err(), Ordering::Relaxed);
                 *results[k].lock().expect("no run panicked") = Some(r);
             });
         }
     });
     bar.finish_and_clear();
-    results
+    let results: Vec<Option<Result<Report, String>>> = results
         .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .expect("no run panicked")
-                .expect("every job ran")
-        })
-        .collect()
+        .map(|m| m.into_inner().expect("no run panicked"))
+        .collect();
+    if let Some(Err(e)) = results.iter().flatten().find(|r| r.is_err()) {
+        return Err(e.clone());
+    }
+    Ok(results.into_iter().flatten().flatten().collect())
 }
 
 /// The values of `--sweep KEY=V1,V2,...`, split at the commas outside brackets and
