@@ -252,14 +252,8 @@ impl Scenario {
         };
         s.workload
             .apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
-        // The daemon's checks of a tier catalog and of a workload's plan settings, then
-        // the scenario's own, located in its text.
-        let checked = prescale_core::config::validate_tiers(&s.tiers)
-            .and_then(|()| {
-                prescale_core::config::validate_policy(&s.workload, &s.tiers)
-                    .map_err(|(field, what)| (format!("workload.{field}"), what))
-            })
-            .and_then(|()| s.check());
+        // Its checks, located in its text.
+        let checked = s.validate();
         if let Err((key, message)) = checked {
             let line = prescale_core::config::locate(src, &key);
             return Err(prescale_core::config::ConfigError {
@@ -353,9 +347,7 @@ impl Scenario {
             "reactive" => s.reactive = set_field(&self.reactive, table, field, value)?,
             _ => s.control = set_field(&self.control, table, field, value)?,
         }
-        prescale_core::config::validate_policy(&s.workload, &s.tiers)
-            .map_err(|(field, what)| (format!("workload.{field}"), what))
-            .and_then(|()| s.check())
+        s.validate()
             .map_err(|(k, m)| format!("{table}.{field} = {value}: {k} {m}"))?;
         Ok(s)
     }
@@ -384,6 +376,17 @@ impl Scenario {
         self.forecast
             .error_decay
             .unwrap_or(self.workload.error_decay)
+    }
+
+    /// The daemon's checks of a tier catalog and of a workload's plan settings, then the
+    /// scenario's own ([`Scenario::check`]): `Err((key, what is wrong))`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        prescale_core::config::validate_tiers(&self.tiers)
+            .and_then(|()| {
+                prescale_core::config::validate_policy(&self.workload, &self.tiers)
+                    .map_err(|(field, what)| (format!("workload.{field}"), what))
+            })
+            .and_then(|()| self.check())
     }
 
     /// The scenario's settings beyond the daemon's: `Err((key, what is wrong))`.
