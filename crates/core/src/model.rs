@@ -462,7 +462,9 @@ pub struct Workload {
     /// Capacity also covers the highest demand seen from one step before to half an
     /// hour after this time one season (a day, unless configured or detected
     /// otherwise) ago: a surge that came at 06:30 yesterday is likely again, perhaps a
-    /// little earlier. It also lets the scale-down window go of a peak where demand
+    /// little earlier; and a spike that came in the half hour before this time then,
+    /// and near this time on each of the three seasons before, until today's comes (a
+    /// nightly job's spike comes later on some nights). It also lets the scale-down window go of a peak where demand
     /// fell just as far after this time on each of the last three seasons (a daily
     /// service's evening descent): that peak is not coming back.
     #[serde(default = "yes")]

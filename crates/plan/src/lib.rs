@@ -513,6 +513,55 @@ pub fn came_late(
     })
 }
 
+/// How many seasons running, up to the last, a spike must have come near this time for
+/// the seasonal floor to wait for it when it has not come yet ([`late_spike`]).
+pub const LATE_SPIKE_SEASONS: i64 = 4;
+
+/// How long before now demand must have stayed below [`LATE_SHARE`] of a recurring spike
+/// for [`late_spike`] to wait for it: the spike is this time's, not any hour's.
+pub const LATE_SPIKE_QUIET_MS: i64 = 6 * 3_600_000;
+
+/// The demand of a spike that came in the half hour ([`SEASONAL_FLOOR_AHEAD_MS`]) before
+/// this time one season (`season_ms`) ago and has not come yet today, when it recurs:
+/// the highest demand from that half hour before to a step before this time then
+/// (`top` reads a [`Held`], lone glitches included), when
+/// - it came near this time (within that half hour either side) at least
+///   [`LATE_SHARE`] as high on each of the [`LATE_SPIKE_SEASONS`] - 1 seasons before,
+/// - and demand stayed below [`LATE_SHARE`] of it over the last
+///   [`LATE_SPIKE_QUIET_MS`]: it is this time's spike, and today's has not come.
+///
+/// `None` otherwise, and where a season is missing. `peak(from, to)` is as for
+/// [`demand_floors`].
+///
+/// The seasonal floor looks from a step before this time one season ago, so that a
+/// surge which came at 06:30 yesterday is held from 06:00 today, perhaps earlier, and
+/// let go once 06:35 has passed. A nightly job's spike that came at 03:10 yesterday and
+/// comes at 03:40 today found it let go (an EC2 instance of the NAB corpus: a one-step
+/// spike to 1.4 times its level between 03:10 and 03:45 every night, short on the nights
+/// it came later than the night before); this keeps it held until it comes, or the half
+/// hour is over.
+pub fn late_spike(
+    now: TimestampMs,
+    season_ms: i64,
+    step_ms: i64,
+    peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
+    top: impl Fn(&Held) -> f64,
+) -> Option<f64> {
+    let back = SEASONAL_FLOOR_AHEAD_MS;
+    if back <= step_ms {
+        return None;
+    }
+    let at = now - season_ms;
+    let spike = top(&peak(at - back, at - step_ms)?);
+    let high = |h: Option<Held>| h.is_some_and(|h| top(&h) >= LATE_SHARE * spike);
+    let recurs = (2..=LATE_SPIKE_SEASONS).all(|k| {
+        let then = now - k * season_ms;
+        high(peak(then - back, then + back))
+    });
+    let come = high(peak(now - LATE_SPIKE_QUIET_MS, now));
+    (spike > 0.0 && recurs && !come).then_some(spike)
+}
+
 /// The season the scale-down window's [`seasonal_fall`] looks back by: the workload's
 /// `season_s`, else a day. Not a detected season: a surge most often comes back the
 /// next day, and a detection may find a week, or land a few steps off a day or a week
@@ -868,13 +917,25 @@ pub fn demand_floors_in(
                 // What stood alone then may be what comes at this time every season (a
                 // nightly job's one-step spike, judged against a history where it is
                 // rare): this floor is for it, so it keeps lone glitches.
-                let p = held
-                    .glitches
-                    .map_or(held.demand, |(_, top)| top.max(held.demand));
+                let top = |h: &Held| h.glitches.map_or(h.demand, |(_, t)| t.max(h.demand));
+                let mut p = top(&held);
                 let mut what = format!(
                     "the highest demand around this time one season ({} s) ago (seasonal_floor)",
                     s / 1000
                 );
+                let before = at - SEASONAL_FLOOR_AHEAD_MS;
+                let waiting = (!w.events.iter().any(|e| e.overlaps(before, at)))
+                    .then(|| late_spike(now, s, step_ms, |a, b| peak(j, a, b), top))
+                    .flatten()
+                    .filter(|spike| *spike > p);
+                if let Some(spike) = waiting {
+                    p = spike;
+                    what.push_str(&format!(
+                        ", or {} min before it: a spike that came then and near this time on each of the {} seasons before has not come yet today",
+                        SEASONAL_FLOOR_AHEAD_MS / 60_000,
+                        LATE_SPIKE_SEASONS - 1
+                    ));
+                }
                 if let Some(share) = weekly {
                     what.push_str(&format!(
                         ", a week as over the last week demand came {share:.2} as far from the same hour a week before as from the same hour a day before"
@@ -1988,6 +2049,95 @@ mod tests {
             SEASONAL_FLOOR_AHEAD_MS,
             ramp
         ));
+    }
+
+    /// Five-minute steps at 100 with a one-step spike to 140 at 03:00 plus `minutes[d]`
+    /// on day `d` (none where it is negative) and at each of `extra`: the peak of the
+    /// steps starting in `[from, to)`.
+    fn nightly_spike(minutes: Vec<i64>, extra: Vec<i64>) -> impl Fn(i64, i64) -> Option<Held> {
+        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        let spikes: Vec<i64> = (0..minutes.len() as i64)
+            .filter(|d| minutes[*d as usize] >= 0)
+            .map(|d| d * day + 3 * hour + minutes[d as usize] * 60_000)
+            .chain(extra)
+            .collect();
+        move |from: i64, to: i64| {
+            let first = from.div_euclid(step) + i64::from(from.rem_euclid(step) != 0);
+            (first..to.div_euclid(step) + i64::from(to.rem_euclid(step) != 0))
+                .map(|k| k * step)
+                .filter(|t| *t >= 0 && *t < to)
+                .map(|t| if spikes.contains(&t) { 140.0 } else { 100.0 })
+                .reduce(f64::max)
+                .map(Held::from)
+        }
+    }
+
+    #[test]
+    fn the_seasonal_floor_waits_for_a_nightly_spike_that_comes_later_than_yesterday() {
+        let (mut w, _) = setup();
+        w.scale_down_window_s = 0;
+        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        let seasonal_of = |w: &Workload, now: i64, demand: &dyn Fn(i64, i64) -> Option<Held>| {
+            demand_floors(w, now, step, &[Dim::Cpu], |_j, a, b| demand(a, b))
+                .into_iter()
+                .find(|f| f.what.contains("seasonal_floor"))
+                .expect("a seasonal floor")
+        };
+        let seasonal =
+            |now: i64, demand: &dyn Fn(i64, i64) -> Option<Held>| seasonal_of(&w, now, demand);
+        // The spike came at 03:20, 03:35, 03:15, 03:30, 03:10 and comes at 03:40 on day 5.
+        let nightly = nightly_spike(vec![20, 35, 15, 30, 10, 40], vec![]);
+        // At 03:30 a day ago was 03:25-04:00 at 100: the spike came at 03:10, half an hour
+        // before, and near 03:30 on each of the three days before, and not yet today.
+        let f = seasonal(5 * day + 3 * hour + 6 * step, &nightly);
+        assert_eq!(f.demand, 140.0, "{f:?}");
+        assert!(
+            f.what.contains(
+                "or 30 min before it: a spike that came then and near this time on each of the 3 seasons before has not come yet today"
+            ),
+            "{}",
+            f.what
+        );
+        assert_eq!(
+            late_spike(5 * day + 3 * hour + 6 * step, day, step, &nightly, |h| h
+                .demand),
+            Some(140.0)
+        );
+        // Once today's has come, the floor is what it was a day ago then.
+        let f = seasonal(5 * day + 3 * hour + 9 * step, &nightly);
+        assert_eq!(f.demand, 100.0, "{f:?}");
+        assert!(!f.what.contains("not come yet"), "{}", f.what);
+        // A spike that did not come two days ago is not this time's.
+        let skipped = nightly_spike(vec![20, 35, 15, -1, 10, 40], vec![]);
+        assert_eq!(
+            seasonal(5 * day + 3 * hour + 6 * step, &skipped).demand,
+            100.0
+        );
+        // Nor one that comes at any hour: another at 23:00 yesterday.
+        let any_hour = nightly_spike(vec![20, 35, 15, 30, 10, 40], vec![4 * day + 23 * hour]);
+        assert_eq!(
+            seasonal(5 * day + 3 * hour + 6 * step, &any_hour).demand,
+            100.0
+        );
+        // Four seasons are needed to tell.
+        assert_eq!(
+            late_spike(3 * day + 3 * hour + 6 * step, day, step, &nightly, |h| h
+                .demand),
+            None
+        );
+        // An event then is not the season's demand.
+        let batch = event(
+            "batch",
+            4 * day + 3 * hour,
+            4 * day + 3 * hour + 15 * 60_000,
+            1.4,
+        );
+        let mut w = w.clone();
+        w.events.push(batch);
+        assert_eq!(
+            seasonal_of(&w, 5 * day + 3 * hour + 6 * step, &nightly).demand,
+            100.0
+        );
     }
 
     #[test]
