@@ -314,6 +314,33 @@ impl Scenario {
     /// workload setting does). Workload settings a single replay does not read, and the
     /// class (whose defaults fill other settings), are refused, saying why.
     pub fn with_setting(&self, key: &str, value: &str) -> Result<Scenario, String> {
+        self.with_settings(&[(key, value)])
+    }
+
+    /// This scenario with each of `settings` set as [`Scenario::with_setting`] sets one,
+    /// checked once they all are (the check judges the combination replayed, not a
+    /// half-set one): what `prescale simulate --sweep --grid` replays for each
+    /// combination.
+    pub fn with_settings(&self, settings: &[(&str, &str)]) -> Result<Scenario, String> {
+        let mut s = self.clone();
+        for (key, value) in settings {
+            s = s.set_unchecked(key, value)?;
+        }
+        s.validate().map_err(|(k, m)| {
+            let set: Vec<String> = settings
+                .iter()
+                .map(|(key, value)| match setting_table(key) {
+                    Ok((table, field)) => format!("{table}.{field} = {value}"),
+                    Err(_) => format!("{key} = {value}"),
+                })
+                .collect();
+            format!("{}: {k} {m}", set.join(", "))
+        })?;
+        Ok(s)
+    }
+
+    /// [`Scenario::with_setting`] before its check.
+    fn set_unchecked(&self, key: &str, value: &str) -> Result<Scenario, String> {
         let (table, field) = setting_table(key)?;
         let unread = match (table, field) {
             ("workload", "name" | "demand") => {
@@ -347,8 +374,6 @@ impl Scenario {
             "reactive" => s.reactive = set_field(&self.reactive, table, field, value)?,
             _ => s.control = set_field(&self.control, table, field, value)?,
         }
-        s.validate()
-            .map_err(|(k, m)| format!("{table}.{field} = {value}: {k} {m}"))?;
         Ok(s)
     }
 
@@ -2805,6 +2830,28 @@ mod tests {
     fn a_swept_setting_changes_that_setting_alone_and_is_checked() {
         let sc = Scenario::parse(EXAMPLE_SCENARIO, "example").unwrap();
         let set = |k: &str, v: &str| sc.with_setting(k, v);
+        // Several at once: each set, as one after the other would, checked together
+        // and named together where the combination fails.
+        let both = sc
+            .with_settings(&[("scale_down_window_s", "0"), ("forecast.refit_s", "600")])
+            .unwrap();
+        assert_eq!(
+            (both.workload.scale_down_window_s, both.forecast.refit_s),
+            (0, Some(600))
+        );
+        let chained = set("scale_down_window_s", "0")
+            .unwrap()
+            .with_setting("forecast.refit_s", "600")
+            .unwrap();
+        assert_eq!(both.workload, chained.workload);
+        assert_eq!(both.forecast.refit_s, chained.forecast.refit_s);
+        let err = sc
+            .with_settings(&[("scale_down_window_s", "0"), ("sla_quantile", "1.5")])
+            .unwrap_err();
+        assert!(
+            err.starts_with("workload.scale_down_window_s = 0, workload.sla_quantile = 1.5: workload.sla_quantile must be between 0 and 1"),
+            "{err}"
+        );
         // Only the setting changes (the workload compared with it set back).
         let s = set("scale_down_window_s", "0").unwrap();
         assert_eq!(s.workload.scale_down_window_s, 0);

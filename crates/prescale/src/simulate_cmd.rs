@@ -92,15 +92,21 @@ pub struct SimulateArgs {
     /// them, on the same trace and seed: what each value would have cost and how short
     /// it would have fallen. Given more than once, each setting is swept alone, the
     /// others as the scenario has them (`--sweep scale_down_window_s=0 --sweep
-    /// seasonal_floor=false`: what each safeguard buys). With `--report`, a page
-    /// charting each run against HPA at every target down to the least short run's
-    /// shortfall.
+    /// seasonal_floor=false`: what each safeguard buys), or with `--grid` together, at
+    /// every combination of their values. With `--report`, a page charting each run
+    /// against HPA at every target down to the least short run's shortfall.
     #[arg(
         long,
         value_name = "KEY=V1,V2,...",
         conflicts_with_all = ["timeline", "fleet_trace", "fleet_query"]
     )]
     pub sweep: Vec<String>,
+    /// With `--sweep` given more than once: replay every combination of the settings'
+    /// values (at most [`GRID_MOST`] runs) rather than each setting alone, for the
+    /// settings whose effects overlap (the scale-down window and delay each hold
+    /// capacity after a peak: what do both off cost?).
+    #[arg(long, requires = "sweep")]
+    pub grid: bool,
     /// Print a complete, commented example scenario and exit.
     #[arg(long)]
     pub example_scenario: bool,
@@ -117,6 +123,9 @@ pub enum SimFormat {
     /// One JSON object.
     Json,
 }
+
+/// The most runs `--grid` replays: each is a whole replay of the trace.
+pub const GRID_MOST: usize = 100;
 
 /// The SLA quantiles the comparison page also runs predictive at (the scenario's own is
 /// skipped: it is the predictive run).
@@ -376,7 +385,7 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     }
     if let (false, [policy]) = (a.sweep.is_empty(), &policies[..]) {
         let out = (a.format, a.report.as_deref());
-        return sweep(&a.sweep, *policy, (&trace, &scenario, a.seed), out);
+        return sweep(&a.sweep, a.grid, *policy, (&trace, &scenario, a.seed), out);
     }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
@@ -492,29 +501,40 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// One run of a sweep: the setting, its value, whether that is the scenario's own, and
-/// what the run measured.
+/// One run of a sweep: the settings it changed and their values (one, or with `--grid`
+/// one per swept setting), whether they are all the scenario's own, and what the run
+/// measured.
 pub(crate) struct SweptRun {
-    pub key: String,
-    pub value: String,
+    pub settings: Vec<(String, String)>,
     pub own: bool,
     pub report: Report,
 }
 
 impl SweptRun {
-    /// Its name in the table and on the page: `KEY = VALUE`, `*` marking the scenario's.
+    /// Its settings, `KEY = VALUE, ...`.
+    pub fn values(&self) -> String {
+        let set: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        set.join(", ")
+    }
+
+    /// Its name in the table and on the page: [`SweptRun::values`], `*` marking the
+    /// scenario's.
     pub fn name(&self) -> String {
         let mark = if self.own { " *" } else { "" };
-        format!("{} = {}{mark}", self.key, self.value)
+        format!("{}{mark}", self.values())
     }
 }
 
 /// The settings a sweep's `runs` set, each once, in the order given.
 pub(crate) fn swept_keys(runs: &[SweptRun]) -> Vec<&str> {
     let mut keys: Vec<&str> = Vec::new();
-    for r in runs {
-        if !keys.contains(&r.key.as_str()) {
-            keys.push(&r.key);
+    for (k, _) in runs.iter().flat_map(|r| &r.settings) {
+        if !keys.contains(&k.as_str()) {
+            keys.push(k);
         }
     }
     keys
@@ -526,19 +546,21 @@ pub(crate) fn as_is_name(policy: Policy) -> String {
 }
 
 /// `--sweep KEY=V1,V2,...`, each given once or more: `policy` replayed once for each
-/// value of each setting, the others as the scenario has them (one setting at a time,
-/// not every combination), every value checked before the first run; after the oracle
-/// and HPA as `scenario` has them (and the policy too, where no value swept is the
-/// scenario's), in [`comparison`]'s columns, the scenario's own values marked. With a
-/// `report` path, the page of [`crate::simulate_compare::sweep_html`].
+/// value of each setting, the others as the scenario has them (one setting at a time),
+/// or with `grid` once for every combination of the settings' values, every run's
+/// settings checked before the first run; after the oracle and HPA as `scenario` has
+/// them (and the policy too, where no run is at the scenario's own values), in
+/// [`comparison`]'s columns, the scenario's own values marked. With a `report` path,
+/// the page of [`crate::simulate_compare::sweep_html`].
 fn sweep(
     specs: &[String],
+    grid: bool,
     policy: Policy,
     (trace, scenario, seed): (&Trace, &Scenario, u64),
     (format, report): (SimFormat, Option<&Path>),
 ) -> Result<(), String> {
     let usage = "give KEY=V1,V2,... with KEY one of the workload's settings (e.g. scale_down_window_s=0,3600,7200), or of [forecast], [reactive] or [control] as forecast.KEY, reactive.KEY or control.KEY";
-    let mut runs: Vec<(String, String, Scenario)> = Vec::new();
+    let mut swept: Vec<(String, Vec<String>)> = Vec::new();
     for spec in specs {
         let (key, values) = spec
             .split_once('=')
@@ -566,35 +588,73 @@ fn sweep(
                 policy.name()
             ));
         }
-        for v in values {
-            let s = scenario
-                .with_setting(key, &v)
-                .map_err(|e| format!("--sweep: {e}"))?;
-            runs.push((key.to_string(), v, s));
+        if swept.iter().any(|(k, _)| k == key) {
+            return Err(format!(
+                "--sweep {key} is given twice: give its values once, KEY=V1,V2,..."
+            ));
         }
+        swept.push((key.to_string(), values));
     }
-    // Each run at the scenario's own value is marked; where none is, the scenario's own
-    // run comes first, to compare the others with.
-    let is_own = |key: &str, s: &Scenario| {
-        let own = scenario.setting(key);
-        own.is_some() && s.setting(key) == own
+    // Each run's settings: one setting's value at a time, or every combination.
+    let combos: Vec<Vec<(String, String)>> = if grid {
+        let count = swept
+            .iter()
+            .map(|(_, v)| v.len())
+            .try_fold(1usize, |n, l| n.checked_mul(l))
+            .unwrap_or(usize::MAX);
+        if count > GRID_MOST {
+            return Err(format!(
+                "--grid: {count} combinations of the settings' values; at most {GRID_MOST} runs: give fewer values"
+            ));
+        }
+        swept.iter().fold(vec![Vec::new()], |done, (k, values)| {
+            done.iter()
+                .flat_map(|set| {
+                    values.iter().map(move |v| {
+                        let mut set = set.clone();
+                        set.push((k.clone(), v.clone()));
+                        set
+                    })
+                })
+                .collect()
+        })
+    } else {
+        swept
+            .iter()
+            .flat_map(|(k, values)| values.iter().map(move |v| vec![(k.clone(), v.clone())]))
+            .collect()
     };
-    let with_own = !runs.iter().any(|(k, _, s)| is_own(k, s));
+    let mut runs: Vec<(Vec<(String, String)>, Scenario)> = Vec::new();
+    for set in combos {
+        let pairs: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let s = scenario
+            .with_settings(&pairs)
+            .map_err(|e| format!("--sweep: {e}"))?;
+        runs.push((set, s));
+    }
+    // Each run at the scenario's own values is marked; where none is, the scenario's
+    // own run comes first, to compare the others with.
+    let is_own = |set: &[(String, String)], s: &Scenario| {
+        set.iter().all(|(key, _)| {
+            let own = scenario.setting(key);
+            own.is_some() && s.setting(key) == own
+        })
+    };
+    let with_own = !runs.iter().any(|(set, s)| is_own(set, s));
     let mut jobs = vec![(scenario, Policy::Oracle), (scenario, Policy::Reactive)];
     if with_own {
         jobs.push((scenario, policy));
     }
-    jobs.extend(runs.iter().map(|(_, _, s)| (s, policy)));
+    jobs.extend(runs.iter().map(|(_, s)| (s, policy)));
     let mut reports = run_all(trace, seed, &jobs, "sweeping")?.into_iter();
     let mut next = || reports.next().expect("a report per job");
     let (oracle, reactive) = (next(), next());
     let as_is = with_own.then(&mut next);
     let swept: Vec<SweptRun> = runs
         .into_iter()
-        .map(|(key, value, s)| SweptRun {
-            own: is_own(&key, &s),
-            key,
-            value,
+        .map(|(settings, s)| SweptRun {
+            own: is_own(&settings, &s),
+            settings,
             report: next(),
         })
         .collect();
@@ -630,14 +690,23 @@ fn sweep(
                 .iter()
                 .map(|r| {
                     let mut j = serde_json::to_value(&r.report).expect("serialisable");
-                    j["setting"] = r.key.as_str().into();
-                    j["value"] = r.value.as_str().into();
+                    if let [(key, value)] = &r.settings[..] {
+                        j["setting"] = key.as_str().into();
+                        j["value"] = value.as_str().into();
+                    }
+                    j["settings"] = r
+                        .settings
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
                     j["scenario_value"] = r.own.into();
                     j
                 })
                 .collect();
             let mut out = serde_json::json!({
                 "sweep": keys,
+                "grid": grid,
                 "oracle": oracle,
                 "reactive": reactive,
                 "runs": runs,
@@ -672,12 +741,17 @@ fn sweep(
             let mut s = String::new();
             let _ = writeln!(
                 s,
-                "{} steps ({:.1} h), seed {seed}: {} at each value of {}{} (* the scenario's own)",
+                "{} steps ({:.1} h), seed {seed}: {} at {} of {}{} (* the scenario's own)",
                 oracle.steps,
                 oracle.hours,
                 policy.name(),
+                if grid && shown.len() > 1 {
+                    "every combination of the values"
+                } else {
+                    "each value"
+                },
                 shown.join(", "),
-                if shown.len() > 1 {
+                if shown.len() > 1 && !grid {
                     ", one setting at a time"
                 } else {
                     ""

@@ -418,21 +418,33 @@ pub(crate) fn sweep_html(
 ) -> String {
     let mut curves: Vec<Curve> = matched.map(hpa_curve).into_iter().collect();
     let keys = swept_keys(runs);
+    let grid = runs.iter().any(|r| r.settings.len() > 1);
     // One setting: its values label the points; several: each point its run's number
     // in the table (whole names crowd each other out).
-    let label = |k: usize, r: &SweptRun| {
-        if keys.len() == 1 {
-            format!("{}{}", r.value, if r.own { " *" } else { "" })
-        } else {
-            format!("{}", k + 1)
+    let label = |k: usize, r: &SweptRun| match &r.settings[..] {
+        [(_, value)] if keys.len() == 1 => format!("{value}{}", if r.own { " *" } else { "" }),
+        _ => format!("{}", k + 1),
+    };
+    // A line per setting swept alone, or on a grid per combination of the settings but
+    // the last, through the last one's values.
+    let line = |r: &SweptRun| -> Vec<(String, String)> {
+        match &r.settings[..] {
+            [(key, _)] => vec![(key.clone(), String::new())],
+            set => set[..set.len() - 1].to_vec(),
         }
     };
-    for key in &keys {
+    let mut lines: Vec<Vec<(String, String)>> = Vec::new();
+    for r in runs {
+        if !lines.contains(&line(r)) {
+            lines.push(line(r));
+        }
+    }
+    for l in &lines {
         curves.push(Curve {
             points: runs
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.key == *key)
+                .filter(|(_, r)| line(r) == *l)
                 .map(|(k, r)| {
                     let (m, c) = (r.report.underprovisioned_minutes, r.report.cost_total);
                     (label(k, r), m, c)
@@ -478,6 +490,12 @@ pub(crate) fn sweep_html(
             "The {} line joins its runs in the order the values were given, each labelled with its value.",
             policy.name()
         )
+    } else if grid {
+        format!(
+            "Every combination of the settings' values was run; a {} line per combination of all but {} joins its runs through that setting's values in the order given, each labelled with its number in the table.",
+            policy.name(),
+            keys.last().copied().unwrap_or_default()
+        )
     } else {
         format!(
             "A {} line per setting joins its runs in the order the values were given, each labelled with its number in the table; each setting was swept alone, the others as the scenario has them.",
@@ -485,8 +503,9 @@ pub(crate) fn sweep_html(
         )
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at each value of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
         keys = html_escape(&keys.join(", ")),
+        each = if grid { "every combination of the values" } else { "each value" },
         policy = policy.name(),
         steps = oracle.steps,
         hours = oracle.hours,

@@ -711,6 +711,140 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
 }
 
 #[test]
+fn a_grid_sweep_replays_every_combination_of_the_settings_values() {
+    let (_dir, scenario, trace) = example_and_trace();
+    let json = |extra: &[&str]| report(&trace, &scenario, &[&["--seed", "3"][..], extra].concat());
+    let both = [
+        "--sweep",
+        "scale_down_window_s=0,7200",
+        "--sweep",
+        "seasonal_floor=false,true",
+    ];
+    let grid = json(&[&both[..], &["--grid"]].concat());
+    assert_eq!(grid["grid"], true, "{grid}");
+    assert_eq!(
+        grid["sweep"],
+        serde_json::json!(["scale_down_window_s", "seasonal_floor"])
+    );
+    let runs = grid["runs"].as_array().unwrap();
+    let settings: Vec<&serde_json::Value> = runs.iter().map(|r| &r["settings"]).collect();
+    let set = |w: &str, f: &str| serde_json::json!({"scale_down_window_s": w, "seasonal_floor": f});
+    assert_eq!(
+        settings,
+        [
+            &set("0", "false"),
+            &set("0", "true"),
+            &set("7200", "false"),
+            &set("7200", "true")
+        ]
+    );
+    // A run of several settings has no single `setting`.
+    assert!(runs.iter().all(|r| r.get("setting").is_none()), "{grid}");
+    // Only the run at both of the scenario's values is marked, and it is the run the
+    // scenario alone gives: no scenario run beside it.
+    let own: Vec<bool> = runs
+        .iter()
+        .map(|r| r["scenario_value"].as_bool().unwrap())
+        .collect();
+    assert_eq!(own, [false, false, false, true]);
+    let alone = json(&[]);
+    assert_eq!(runs[3]["cost_total"], alone["cost_total"]);
+    assert!(grid.get("scenario").is_none(), "{grid}");
+    // A combination with one setting at the scenario's value is that setting swept
+    // alone; the sweep without --grid gives the same runs for them, and not the run
+    // with both off.
+    let each = json(&both);
+    assert_eq!(each["grid"], false);
+    let alone_runs = each["runs"].as_array().unwrap();
+    assert_eq!(alone_runs.len(), 4, "{each}");
+    let cost = |r: &serde_json::Value| r["cost_total"].as_f64().unwrap();
+    assert_eq!(cost(&alone_runs[0]), cost(&runs[1]), "window 0 alone");
+    assert_eq!(
+        cost(&alone_runs[2]),
+        cost(&runs[2]),
+        "seasonal floor off alone"
+    );
+    assert_eq!(
+        alone_runs[0]["settings"],
+        serde_json::json!({"scale_down_window_s": "0"})
+    );
+    assert_eq!(alone_runs[0]["setting"], "scale_down_window_s");
+    // Both off is a run of its own: no more capacity held than with either alone.
+    assert!(cost(&runs[0]) <= cost(&runs[1]), "{grid}");
+    assert!(cost(&runs[0]) <= cost(&runs[2]), "{grid}");
+    assert_ne!(cost(&runs[0]), cost(&runs[3]), "{grid}");
+    // The table and the page name every combination, the scenario's marked.
+    let args = [&["--seed", "3"][..], &both[..], &["--grid"]].concat();
+    let out = simulate(&trace, &scenario, &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("predictive at every combination of the values of workload.scale_down_window_s, workload.seasonal_floor (* the scenario's own)"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    assert!(
+        rows[2].starts_with("scale_down_window_s = 0, seasonal_floor = false "),
+        "{text}"
+    );
+    assert!(
+        rows[5].starts_with("scale_down_window_s = 7200, seasonal_floor = true *"),
+        "{text}"
+    );
+    let html = page(&trace, &scenario, &args);
+    for says in [
+        "predictive at every combination of the values of scale_down_window_s, seasonal_floor",
+        "4. scale_down_window_s = 7200, seasonal_floor = true *",
+        "a predictive line per combination of all but seasonal_floor",
+    ] {
+        assert!(html.contains(says), "{says}: {html}");
+    }
+    // A line per window, through the seasonal floor's two values.
+    let lines = html
+        .matches("stroke=\"#2e8b57\" stroke-width=\"1.5\"")
+        .count();
+    assert_eq!(lines, 2, "{html}");
+    // Too many runs, a setting given twice, and --grid alone are refused before any run.
+    let many: String = (0..11).map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+    let more: String = (1..=10)
+        .map(|v| format!("0.{v:02}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (args, says) in [
+        (
+            vec![
+                "--sweep".to_string(),
+                format!("scale_down_delay_s={many}"),
+                "--sweep".to_string(),
+                format!("surge_extra={more}"),
+                "--grid".to_string(),
+            ],
+            "--grid: 110 combinations of the settings' values; at most 100 runs",
+        ),
+        (
+            [
+                "--sweep",
+                "surge_extra=0",
+                "--sweep",
+                "surge_extra=1",
+                "--grid",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--sweep surge_extra is given twice",
+        ),
+        (vec!["--grid".to_string()], "--sweep"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = simulate(&trace, &scenario, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
 fn a_trace_without_demand_costs_nothing_and_says_so_without_nan() {
     let (dir, example, _) = example_and_trace();
     let trace = dir.path().join("zero.csv");
