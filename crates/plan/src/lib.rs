@@ -1908,31 +1908,38 @@ mod tests {
         assert!(demand_floors(&w, now, step, &[Dim::Cpu], peak).is_empty());
     }
 
+    /// The highest `demand(t)` of the five-minute steps from time 0 starting in
+    /// `[from, to)`, as held ([`Held::from`]); `None` where there is none.
+    fn steps_peak(from: i64, to: i64, demand: impl Fn(i64) -> f64) -> Option<Held> {
+        let step = 300_000i64;
+        let first = from.div_euclid(step) + i64::from(from.rem_euclid(step) != 0);
+        (first..to.div_euclid(step) + i64::from(to.rem_euclid(step) != 0))
+            .map(|k| k * step)
+            .filter(|t| *t >= 0 && *t < to)
+            .map(demand)
+            .reduce(f64::max)
+            .map(Held::from)
+    }
+
     /// Five-minute steps of a job every four hours from `start` past the hour
     /// (150 for its first 30 minutes, 50 between runs), started `early` earlier on day
     /// `odd_day`: the peak of the steps starting in `[from, to)`.
     fn cron_peak(start: i64, odd_day: i64, early: i64) -> impl Fn(i64, i64) -> Option<Held> {
-        let (step, day) = (300_000i64, 86_400_000i64);
+        let day = 86_400_000i64;
         move |from: i64, to: i64| {
-            let first = from.div_euclid(step) + i64::from(from.rem_euclid(step) != 0);
-            (first..to.div_euclid(step) + i64::from(to.rem_euclid(step) != 0))
-                .map(|k| k * step)
-                .filter(|t| *t >= 0 && *t < to)
-                .map(|t| {
-                    let shift = if t.div_euclid(day) == odd_day {
-                        early
-                    } else {
-                        0
-                    };
-                    let m = (t - start + shift).rem_euclid(4 * 3_600_000);
-                    if m < 1_800_000 {
-                        150.0
-                    } else {
-                        50.0
-                    }
-                })
-                .reduce(f64::max)
-                .map(Held::from)
+            steps_peak(from, to, |t| {
+                let shift = if t.div_euclid(day) == odd_day {
+                    early
+                } else {
+                    0
+                };
+                let m = (t - start + shift).rem_euclid(4 * 3_600_000);
+                if m < 1_800_000 {
+                    150.0
+                } else {
+                    50.0
+                }
+            })
         }
     }
 
@@ -2055,20 +2062,18 @@ mod tests {
     /// on day `d` (none where it is negative) and at each of `extra`: the peak of the
     /// steps starting in `[from, to)`.
     fn nightly_spike(minutes: Vec<i64>, extra: Vec<i64>) -> impl Fn(i64, i64) -> Option<Held> {
-        let (step, hour, day) = (300_000i64, 3_600_000i64, 86_400_000i64);
+        let (hour, day) = (3_600_000i64, 86_400_000i64);
         let spikes: Vec<i64> = (0..minutes.len() as i64)
             .filter(|d| minutes[*d as usize] >= 0)
             .map(|d| d * day + 3 * hour + minutes[d as usize] * 60_000)
             .chain(extra)
             .collect();
         move |from: i64, to: i64| {
-            let first = from.div_euclid(step) + i64::from(from.rem_euclid(step) != 0);
-            (first..to.div_euclid(step) + i64::from(to.rem_euclid(step) != 0))
-                .map(|k| k * step)
-                .filter(|t| *t >= 0 && *t < to)
-                .map(|t| if spikes.contains(&t) { 140.0 } else { 100.0 })
-                .reduce(f64::max)
-                .map(Held::from)
+            steps_peak(
+                from,
+                to,
+                |t| if spikes.contains(&t) { 140.0 } else { 100.0 },
+            )
         }
     }
 
