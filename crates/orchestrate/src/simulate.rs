@@ -323,24 +323,19 @@ impl Scenario {
     /// combination.
     pub fn with_settings(&self, settings: &[(&str, &str)]) -> Result<Scenario, String> {
         let mut s = self.clone();
+        let mut set = Vec::new();
         for (key, value) in settings {
-            s = s.set_unchecked(key, value)?;
+            let name = s.set_unchecked(key, value)?;
+            set.push(format!("{name} = {value}"));
         }
-        s.validate().map_err(|(k, m)| {
-            let set: Vec<String> = settings
-                .iter()
-                .map(|(key, value)| match setting_table(key) {
-                    Ok((table, field)) => format!("{table}.{field} = {value}"),
-                    Err(_) => format!("{key} = {value}"),
-                })
-                .collect();
-            format!("{}: {k} {m}", set.join(", "))
-        })?;
+        s.validate()
+            .map_err(|(k, m)| format!("{}: {k} {m}", set.join(", ")))?;
         Ok(s)
     }
 
-    /// [`Scenario::with_setting`] before its check.
-    fn set_unchecked(&self, key: &str, value: &str) -> Result<Scenario, String> {
+    /// Sets what [`Scenario::with_setting`] sets, before its check; the setting's name
+    /// as `TABLE.FIELD`.
+    fn set_unchecked(&mut self, key: &str, value: &str) -> Result<String, String> {
         let (table, field) = setting_table(key)?;
         let unread = match (table, field) {
             ("workload", "name" | "demand") => {
@@ -362,19 +357,18 @@ impl Scenario {
         if let Some(why) = unread {
             return Err(format!("{table}.{field} cannot be swept: {why}"));
         }
-        let mut s = self.clone();
         match table {
             "workload" => {
-                s.workload = set_field(&self.workload, table, field, value)?;
+                self.workload = set_field(&self.workload, table, field, value)?;
                 if field == "history_s" {
-                    s.forecast.history_s = s.workload.history_s;
+                    self.forecast.history_s = self.workload.history_s;
                 }
             }
-            "forecast" => s.forecast = set_field(&self.forecast, table, field, value)?,
-            "reactive" => s.reactive = set_field(&self.reactive, table, field, value)?,
-            _ => s.control = set_field(&self.control, table, field, value)?,
+            "forecast" => self.forecast = set_field(&self.forecast, table, field, value)?,
+            "reactive" => self.reactive = set_field(&self.reactive, table, field, value)?,
+            _ => self.control = set_field(&self.control, table, field, value)?,
         }
-        Ok(s)
+        Ok(format!("{table}.{field}"))
     }
 
     /// The value of setting `key` (as [`Scenario::with_setting`] names it) in this
