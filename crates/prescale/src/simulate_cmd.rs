@@ -511,21 +511,16 @@ pub(crate) struct SweptRun {
 }
 
 impl SweptRun {
-    /// Its settings, `KEY = VALUE, ...`.
-    pub fn values(&self) -> String {
+    /// Its name in the table and on the page: `KEY = VALUE, ...`, `*` marking the
+    /// scenario's.
+    pub fn name(&self) -> String {
         let set: Vec<String> = self
             .settings
             .iter()
             .map(|(k, v)| format!("{k} = {v}"))
             .collect();
-        set.join(", ")
-    }
-
-    /// Its name in the table and on the page: [`SweptRun::values`], `*` marking the
-    /// scenario's.
-    pub fn name(&self) -> String {
         let mark = if self.own { " *" } else { "" };
-        format!("{}{mark}", self.values())
+        format!("{}{mark}", set.join(", "))
     }
 }
 
