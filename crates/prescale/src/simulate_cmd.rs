@@ -102,7 +102,7 @@ pub struct SimulateArgs {
     )]
     pub sweep: Vec<String>,
     /// With `--sweep` given more than once: replay every combination of the settings'
-    /// values (at most [`GRID_MOST`] runs) rather than each setting alone, for the
+    /// values (at most 100 runs) rather than each setting alone, for the
     /// settings whose effects overlap (the scale-down window and delay each hold
     /// capacity after a peak: what do both off cost?).
     #[arg(long, requires = "sweep")]
