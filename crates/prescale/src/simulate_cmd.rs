@@ -635,7 +635,9 @@ fn sweep(
             own.is_some() && s.setting(key) == own
         })
     };
-    let with_own = !runs.iter().any(|(set, s)| is_own(set, s));
+    // The oracle's and HPA's own runs are already beside them.
+    let with_own = !matches!(policy, Policy::Oracle | Policy::Reactive)
+        && !runs.iter().any(|(set, s)| is_own(set, s));
     let mut jobs = vec![(scenario, Policy::Oracle), (scenario, Policy::Reactive)];
     if with_own {
         jobs.push((scenario, policy));

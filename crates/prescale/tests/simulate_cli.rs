@@ -698,6 +698,20 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     );
     assert!(cost(&runs[0]) > cost(&runs[1]), "{hpa}");
     assert_eq!(runs[0]["reactive_target_utilization"], 0.5, "{hpa}");
+    // HPA as the scenario has it is the reactive row: no second run of it, where no
+    // value swept is the scenario's.
+    let args = [
+        "--seed",
+        "3",
+        "--policy",
+        "reactive",
+        "--sweep",
+        "reactive.target_utilization=0.5",
+    ];
+    assert!(report(&trace, &scenario, &args).get("scenario").is_none());
+    let text = String::from_utf8_lossy(&simulate(&trace, &scenario, &args).stdout).to_string();
+    assert!(!text.contains("reactive (scenario)"), "{text}");
+    assert!(text.contains("\nreactive "), "{text}");
     let out = simulate(
         &trace,
         &scenario,
