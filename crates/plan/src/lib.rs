@@ -530,8 +530,9 @@ pub const LATE_SPIKE_QUIET_MS: i64 = 6 * 3_600_000;
 /// - and demand stayed below [`LATE_SHARE`] of it over the last
 ///   [`LATE_SPIKE_QUIET_MS`]: it is this time's spike, and today's has not come.
 ///
-/// `None` otherwise, and where a season is missing. `peak(from, to)` is as for
-/// [`demand_floors`].
+/// `None` otherwise, where a season is missing, and where the spike is no higher than
+/// `above` (what the floor holds already: the seasons before are not read then).
+/// `peak(from, to)` is as for [`demand_floors`].
 ///
 /// The seasonal floor looks from a step before this time one season ago, so that a
 /// surge which came at 06:30 yesterday is held from 06:00 today, perhaps earlier, and
@@ -544,6 +545,7 @@ pub fn late_spike(
     now: TimestampMs,
     season_ms: i64,
     step_ms: i64,
+    above: f64,
     peak: impl Fn(TimestampMs, TimestampMs) -> Option<Held>,
     top: impl Fn(&Held) -> f64,
 ) -> Option<f64> {
@@ -553,13 +555,16 @@ pub fn late_spike(
     }
     let at = now - season_ms;
     let spike = top(&peak(at - back, at - step_ms)?);
+    if spike.is_nan() || spike <= above.max(0.0) {
+        return None;
+    }
     let high = |h: Option<Held>| h.is_some_and(|h| top(&h) >= LATE_SHARE * spike);
     let recurs = (2..=LATE_SPIKE_SEASONS).all(|k| {
         let then = now - k * season_ms;
         high(peak(then - back, then + back))
     });
     let come = high(peak(now - LATE_SPIKE_QUIET_MS, now));
-    (spike > 0.0 && recurs && !come).then_some(spike)
+    (recurs && !come).then_some(spike)
 }
 
 /// The season the scale-down window's [`seasonal_fall`] looks back by: the workload's
@@ -925,9 +930,8 @@ pub fn demand_floors_in(
                 );
                 let before = at - SEASONAL_FLOOR_AHEAD_MS;
                 let waiting = (!w.events.iter().any(|e| e.overlaps(before, at)))
-                    .then(|| late_spike(now, s, step_ms, |a, b| peak(j, a, b), top))
-                    .flatten()
-                    .filter(|spike| *spike > p);
+                    .then(|| late_spike(now, s, step_ms, p, |a, b| peak(j, a, b), top))
+                    .flatten();
                 if let Some(spike) = waiting {
                     p = spike;
                     what.push_str(&format!(
@@ -2104,9 +2108,27 @@ mod tests {
             f.what
         );
         assert_eq!(
-            late_spike(5 * day + 3 * hour + 6 * step, day, step, &nightly, |h| h
-                .demand),
+            late_spike(
+                5 * day + 3 * hour + 6 * step,
+                day,
+                step,
+                0.0,
+                &nightly,
+                |h| h.demand
+            ),
             Some(140.0)
+        );
+        // Nothing to wait for where the floor holds as much already.
+        assert_eq!(
+            late_spike(
+                5 * day + 3 * hour + 6 * step,
+                day,
+                step,
+                140.0,
+                &nightly,
+                |h| h.demand
+            ),
+            None
         );
         // Once today's has come, the floor is what it was a day ago then.
         let f = seasonal(5 * day + 3 * hour + 9 * step, &nightly);
@@ -2126,8 +2148,14 @@ mod tests {
         );
         // Four seasons are needed to tell.
         assert_eq!(
-            late_spike(3 * day + 3 * hour + 6 * step, day, step, &nightly, |h| h
-                .demand),
+            late_spike(
+                3 * day + 3 * hour + 6 * step,
+                day,
+                step,
+                0.0,
+                &nightly,
+                |h| h.demand
+            ),
             None
         );
         // An event then is not the season's demand.
