@@ -501,11 +501,14 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The settings a sweep's run changes, `(KEY, VALUE)` each, in the order swept.
+pub(crate) type Settings = Vec<(String, String)>;
+
 /// One run of a sweep: the settings it changed and their values (one, or with `--grid`
 /// one per swept setting), whether they are all the scenario's own, and what the run
 /// measured.
 pub(crate) struct SweptRun {
-    pub settings: Vec<(String, String)>,
+    pub settings: Settings,
     pub own: bool,
     pub report: Report,
 }
@@ -591,7 +594,7 @@ fn sweep(
         swept.push((key.to_string(), values));
     }
     // Each run's settings: one setting's value at a time, or every combination.
-    let combos: Vec<Vec<(String, String)>> = if grid {
+    let combos: Vec<Settings> = if grid {
         let count = swept
             .iter()
             .map(|(_, v)| v.len())
@@ -619,38 +622,36 @@ fn sweep(
             .flat_map(|(k, values)| values.iter().map(move |v| vec![(k.clone(), v.clone())]))
             .collect()
     };
-    let mut runs: Vec<(Vec<(String, String)>, Scenario)> = Vec::new();
+    // Each run, and whether it is at the scenario's own values (marked; where none is,
+    // the scenario's own run comes first, to compare the others with).
+    let mut runs: Vec<(Settings, Scenario, bool)> = Vec::new();
     for set in combos {
         let pairs: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let s = scenario
             .with_settings(&pairs)
             .map_err(|e| format!("--sweep: {e}"))?;
-        runs.push((set, s));
-    }
-    // Each run at the scenario's own values is marked; where none is, the scenario's
-    // own run comes first, to compare the others with.
-    let is_own = |set: &[(String, String)], s: &Scenario| {
-        set.iter().all(|(key, _)| {
+        let own = set.iter().all(|(key, _)| {
             let own = scenario.setting(key);
             own.is_some() && s.setting(key) == own
-        })
-    };
+        });
+        runs.push((set, s, own));
+    }
     // The oracle's and HPA's own runs are already beside them.
     let with_own = !matches!(policy, Policy::Oracle | Policy::Reactive)
-        && !runs.iter().any(|(set, s)| is_own(set, s));
+        && !runs.iter().any(|(_, _, own)| *own);
     let mut jobs = vec![(scenario, Policy::Oracle), (scenario, Policy::Reactive)];
     if with_own {
         jobs.push((scenario, policy));
     }
-    jobs.extend(runs.iter().map(|(_, s)| (s, policy)));
+    jobs.extend(runs.iter().map(|(_, s, _)| (s, policy)));
     let mut reports = run_all(trace, seed, &jobs, "sweeping")?.into_iter();
     let mut next = || reports.next().expect("a report per job");
     let (oracle, reactive) = (next(), next());
     let as_is = with_own.then(&mut next);
     let swept: Vec<SweptRun> = runs
         .into_iter()
-        .map(|(settings, s)| SweptRun {
-            own: is_own(&settings, &s),
+        .map(|(settings, _, own)| SweptRun {
+            own,
             settings,
             report: next(),
         })
