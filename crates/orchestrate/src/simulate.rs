@@ -718,6 +718,19 @@ pub struct Matched {
     pub tried: Vec<(f64, f64, f64)>,
 }
 
+impl Matched {
+    /// HPA at the highest target tried that was short for at most `minutes`: (target
+    /// utilization, minutes short, cost), what [`reactive_matching`] would have found for
+    /// `minutes` at or above the shortfall it was asked for (it tries every target down
+    /// to that one); `None` where no target tried got there.
+    pub fn at_most(&self, minutes: f64) -> Option<(f64, f64, f64)> {
+        self.tried
+            .iter()
+            .copied()
+            .find(|&(_, short, _)| short <= minutes + 1e-9)
+    }
+}
+
 /// Kubernetes HPA tuned to a service level: the reactive policy at the highest target
 /// utilization, in steps of one point from the scenario's down to
 /// [`MATCH_LOWEST_TARGET`], that is short for at most `max_minutes` on `trace` (the
@@ -3142,6 +3155,32 @@ mod tests {
             again.report.reactive_target_utilization,
             least.reactive_target_utilization
         );
+        // The targets tried down to the least shortfall answer for every shortfall at
+        // or above it as a search for that shortfall would.
+        for minutes in [
+            least.underprovisioned_minutes,
+            want,
+            base.underprovisioned_minutes,
+            base.underprovisioned_minutes * 3.0,
+        ] {
+            let searched = reactive_matching(&tr, &sc, 1, minutes, |_, _| {}).unwrap();
+            let r = &searched.report;
+            let at = none.at_most(minutes).expect("found");
+            assert_eq!(
+                at,
+                (
+                    r.reactive_target_utilization.unwrap(),
+                    r.underprovisioned_minutes,
+                    r.cost_total
+                ),
+                "{minutes}"
+            );
+            if minutes >= want {
+                assert_eq!(matched.at_most(minutes), Some(at), "{minutes}");
+            }
+        }
+        assert_eq!(base.underprovisioned_minutes, none.tried[0].1);
+        assert_eq!(none.at_most(least.underprovisioned_minutes - 0.5), None);
     }
 
     #[test]

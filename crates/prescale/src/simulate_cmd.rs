@@ -656,27 +656,48 @@ fn sweep(
             report: next(),
         })
         .collect();
+    // HPA at every target down to the least short run's shortfall: HPA as short as
+    // each run, the yardstick "cheaper than HPA at equal or fewer minutes short".
+    let least = swept
+        .iter()
+        .map(|r| &r.report)
+        .chain(&as_is)
+        .map(|r| r.underprovisioned_minutes)
+        .fold(f64::INFINITY, f64::min);
+    let bar = crate::progress_bar(
+        0,
+        "{spinner} lowering HPA's target to the least short run's shortfall [{bar:30}] {pos}/{len} targets",
+    );
+    let matched = reactive_matching(trace, scenario, seed, least, |i, n| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    })?;
+    bar.finish_and_clear();
+    // Each run (the scenario's own first, where it ran apart) beside HPA as short as it
+    // and the cheapest run that costs no more and is short no longer.
+    let ranked: Vec<(String, &Report)> = as_is
+        .iter()
+        .map(|r| (as_is_name(policy), r))
+        .chain(swept.iter().map(|r| (r.name(), &r.report)))
+        .collect();
+    let points: Vec<(f64, f64)> = ranked
+        .iter()
+        .map(|(_, r)| (r.cost_total, r.underprovisioned_minutes))
+        .collect();
+    let beside: Vec<Beside> = dominated(&points)
+        .into_iter()
+        .zip(&ranked)
+        .map(|(by, (_, r))| Beside {
+            hpa: matched.at_most(r.underprovisioned_minutes),
+            dominated_by: by.map(|k| ranked[k].0.clone()),
+        })
+        .collect();
+    let (own_beside, run_beside) = beside.split_at(usize::from(as_is.is_some()));
     if let Some(path) = report {
-        // HPA at every target down to the least short run's shortfall.
-        let least = swept
-            .iter()
-            .map(|r| &r.report)
-            .chain(&as_is)
-            .map(|r| r.underprovisioned_minutes)
-            .fold(f64::INFINITY, f64::min);
-        let bar = crate::progress_bar(
-            0,
-            "{spinner} lowering HPA's target to the least short run's shortfall [{bar:30}] {pos}/{len} targets",
-        );
-        let matched = reactive_matching(trace, scenario, seed, least, |i, n| {
-            bar.set_length(n as u64);
-            bar.set_position(i as u64);
-        })?;
-        bar.finish_and_clear();
         let html = crate::simulate_compare::sweep_html(
             policy,
             (&oracle, &reactive, as_is.as_ref()),
-            &swept,
+            (&swept, (own_beside.first(), run_beside)),
             Some(&matched),
         );
         std::fs::write(path, html).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
@@ -686,8 +707,10 @@ fn sweep(
         SimFormat::Json => {
             let runs: Vec<serde_json::Value> = swept
                 .iter()
-                .map(|r| {
+                .zip(run_beside)
+                .map(|(r, b)| {
                     let mut j = serde_json::to_value(&r.report).expect("serialisable");
+                    b.add_to(&mut j, &r.report);
                     if let [(key, value)] = &r.settings[..] {
                         j["setting"] = key.as_str().into();
                         j["value"] = value.as_str().into();
@@ -709,8 +732,10 @@ fn sweep(
                 "reactive": reactive,
                 "runs": runs,
             });
-            if let Some(r) = &as_is {
-                out["scenario"] = serde_json::to_value(r).expect("serialisable");
+            if let (Some(r), [b]) = (&as_is, own_beside) {
+                let mut j = serde_json::to_value(r).expect("serialisable");
+                b.add_to(&mut j, r);
+                out["scenario"] = j;
             }
             println!(
                 "{}",
@@ -755,20 +780,104 @@ fn sweep(
                     ""
                 }
             );
-            header(&mut s, "run", width);
+            header(&mut s, "run", width, Beside::HEADING);
             let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
-            row(&mut s, Policy::Oracle.name(), width, &oracle, o, h);
-            row(&mut s, Policy::Reactive.name(), width, &reactive, o, h);
-            if let Some(r) = &as_is {
-                row(&mut s, &as_is_name(policy), width, r, o, h);
+            row(&mut s, Policy::Oracle.name(), width, &oracle, o, h, "");
+            row(&mut s, Policy::Reactive.name(), width, &reactive, o, h, "");
+            if let (Some(r), [b]) = (&as_is, own_beside) {
+                row(&mut s, &as_is_name(policy), width, r, o, h, &b.columns(r));
             }
-            for (name, r) in names.iter().zip(&swept) {
-                row(&mut s, name, width, &r.report, o, h);
+            for ((name, r), b) in names.iter().zip(&swept).zip(run_beside) {
+                row(&mut s, name, width, &r.report, o, h, &b.columns(&r.report));
             }
+            let _ = writeln!(
+                s,
+                "HPA as short: HPA at its highest target (down to {:.0}%) short no longer than the run; vs it: the run's cost against that; dominated: another {} run costs no more and is short no longer",
+                MATCH_LOWEST_TARGET * 100.0,
+                policy.name()
+            );
             print!("{s}");
         }
     }
     Ok(())
+}
+
+/// What a sweep sets beside each of its runs: HPA as short as it, and the cheapest other
+/// run that costs no more and is short no longer.
+pub(crate) struct Beside {
+    /// HPA's highest target short no longer than the run, as [`Matched::at_most`] gives it.
+    hpa: Option<(f64, f64, f64)>,
+    /// The name of the cheapest run that dominates it.
+    pub(crate) dominated_by: Option<String>,
+}
+
+impl Beside {
+    /// The table's columns after [`header`]'s.
+    const HEADING: &str = "      HPA as short   vs it";
+
+    /// The run `r`'s cells under [`Beside::HEADING`].
+    fn columns(&self, r: &Report) -> String {
+        let (hpa, vs) = self.cells(r);
+        let dominated = if self.dominated_by.is_some() {
+            "  dominated"
+        } else {
+            ""
+        };
+        format!(" {hpa:>18} {vs:>7}{dominated}")
+    }
+
+    /// HPA as short as the run `r` (its target and cost) and the run against it.
+    pub(crate) fn cells(&self, r: &Report) -> (String, String) {
+        match self.hpa {
+            Some((target, _, cost)) => (
+                format!("{:.0}%, ${cost:.2}", target * 100.0),
+                change(r.cost_total, cost).unwrap_or_else(|| "-".into()),
+            ),
+            None => (
+                format!("none to {:.0}%", MATCH_LOWEST_TARGET * 100.0),
+                "-".into(),
+            ),
+        }
+    }
+
+    /// Adds them to the run `r`'s JSON `j`: `hpa_short_no_longer` (HPA's target
+    /// utilization, minutes short and cost, or null where no target down to
+    /// [`MATCH_LOWEST_TARGET`] was), `vs_hpa_short_no_longer` (the run's cost over it,
+    /// less one) and `dominated_by` (the cheapest run costing no more and short no
+    /// longer, by name, or null).
+    fn add_to(&self, j: &mut serde_json::Value, r: &Report) {
+        j["hpa_short_no_longer"] = self.hpa.map_or(serde_json::Value::Null, |(t, m, c)| {
+            serde_json::json!({
+                "target_utilization": t,
+                "underprovisioned_minutes": m,
+                "cost_total": c,
+            })
+        });
+        j["vs_hpa_short_no_longer"] = self
+            .hpa
+            .filter(|(_, _, c)| *c > 0.0)
+            .map_or(serde_json::Value::Null, |(_, _, c)| {
+                (r.cost_total / c - 1.0).into()
+            });
+        j["dominated_by"] = self.dominated_by.clone().into();
+    }
+}
+
+/// For each of `points` (cost, minutes short), the cheapest other point that costs no
+/// more and is short no longer, and is better in one of them (ties by the first given):
+/// where there is one, the point is off the frontier of cost against minutes short.
+fn dominated(points: &[(f64, f64)]) -> Vec<Option<usize>> {
+    points
+        .iter()
+        .map(|&(cost, short)| {
+            points
+                .iter()
+                .enumerate()
+                .filter(|(_, &(c, m))| c <= cost && m <= short && (c < cost || m < short))
+                .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0))
+                .map(|(k, _)| k)
+        })
+        .collect()
 }
 
 /// Runs `jobs` (a scenario and a policy each) on `trace` with `seed`, as many at once as
@@ -930,7 +1039,7 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
     if let Some(r) = reports.first() {
         let _ = writeln!(s, "{} steps ({:.1} h), seed {}", r.steps, r.hours, r.seed);
     }
-    header(&mut s, "policy", 14);
+    header(&mut s, "policy", 14, "");
     let rows = reports.iter().map(|r| (r, r.policy.name().to_string()));
     // HPA lowered to predictive's shortfall, unless that is the reactive row already.
     let shown = reports
@@ -945,7 +1054,7 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
             (r, format!("reactive@{pct:.0}%"))
         });
     for (r, name) in rows.chain(extra) {
-        row(&mut s, &name, 14, r, oracle, reactive);
+        row(&mut s, &name, 14, r, oracle, reactive, "");
     }
     let predictive = reports.iter().find(|r| r.policy == Policy::Predictive);
     if let (Some(p), Some(m)) = (predictive, matched) {
@@ -958,17 +1067,18 @@ fn comparison(reports: &[Report], matched: Option<&Matched>) -> String {
     s
 }
 
-/// The heading of [`comparison`]'s columns, the first (`first`) `width` wide.
-fn header(s: &mut String, first: &str, width: usize) {
-    let _ = writeln!(
-        s,
-        "{first:<width$} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
+/// The heading of [`comparison`]'s columns, the first (`first`) `width` wide, and
+/// `extra` after them.
+fn header(s: &mut String, first: &str, width: usize, extra: &str) {
+    let line = format!(
+        "{first:<width$} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}{extra}",
         "cost", "x oracle", "vs HPA", "under-provisioned", "actions", "interruptions"
     );
+    let _ = writeln!(s, "{}", line.trim_end());
 }
 
 /// One run `r`, named `name`, in [`comparison`]'s columns: its cost against the
-/// oracle's and reactive's when known.
+/// oracle's and reactive's when known; then `extra`.
 fn row(
     s: &mut String,
     name: &str,
@@ -976,11 +1086,11 @@ fn row(
     r: &Report,
     oracle: Option<f64>,
     reactive: Option<f64>,
+    extra: &str,
 ) {
     let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
-    let _ = writeln!(
-        s,
-        "{name:<width$} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}",
+    let line = format!(
+        "{name:<width$} {:>12} {:>9} {:>10} {:>22} {:>8} {:>14}{extra}",
         format!("${:.2}", r.cost_total),
         x_oracle,
         vs_hpa,
@@ -992,6 +1102,7 @@ fn row(
         r.actions,
         r.interruptions
     );
+    let _ = writeln!(s, "{}", line.trim_end());
 }
 
 /// HPA matched to predictive's shortfall as `--policy all --format json` ends with it:
@@ -1411,4 +1522,27 @@ pub(crate) fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_dominated_by_the_cheapest_run_no_dearer_and_no_shorter() {
+        // (cost, minutes short)
+        let points = [
+            (100.0, 50.0), // dominated by 1 and 3: 3 is cheaper
+            (90.0, 50.0),  // by 3
+            (120.0, 10.0), // on the frontier: the least short
+            (80.0, 40.0),  // on the frontier: the cheapest
+            (80.0, 40.0),  // the same run again: neither dominates the other
+            (85.0, 45.0),  // by 3 (and 4, given later)
+        ];
+        assert_eq!(
+            dominated(&points),
+            [Some(3), Some(3), None, None, None, Some(3)]
+        );
+        assert_eq!(dominated(&[]), Vec::<Option<usize>>::new());
+    }
 }

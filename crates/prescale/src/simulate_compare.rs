@@ -6,10 +6,10 @@
 
 use std::fmt::Write as _;
 
-use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow};
+use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow, MATCH_LOWEST_TARGET};
 
 use crate::simulate_cmd::{
-    against, as_is_name, as_run_summary, html_escape, matched_summary, swept_keys, SweptRun,
+    against, as_is_name, as_run_summary, html_escape, matched_summary, swept_keys, Beside, SweptRun,
 };
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
@@ -39,11 +39,12 @@ fn table_row(
     colour: &str,
     r: &Report,
     (oracle, reactive): (Option<f64>, Option<f64>),
+    extra: &str,
 ) {
     let (x_oracle, vs_hpa) = against(r.cost_total, oracle, reactive);
     let _ = write!(
         rows,
-        "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td><i style=\"background:{colour}\"></i>{}</td><td>${:.2}</td><td>{x_oracle}</td><td>{vs_hpa}</td><td>{:.0} min ({:.3}%)</td><td>{}</td><td>{}</td>{extra}</tr>",
         html_escape(name),
         r.cost_total,
         r.underprovisioned_minutes,
@@ -353,7 +354,7 @@ pub fn compare_html(
         .map(|r| r.cost_total);
     let mut rows = String::new();
     let mut row = |name: String, colour: &str, r: &Report| {
-        table_row(&mut rows, &name, colour, r, (oracle, reactive));
+        table_row(&mut rows, &name, colour, r, (oracle, reactive), "");
     };
     for r in reports {
         row(r.policy.name().to_string(), colour(r.policy), r);
@@ -413,7 +414,7 @@ pub fn compare_html(
 pub(crate) fn sweep_html(
     policy: Policy,
     (oracle, reactive, as_is): (&Report, &Report, Option<&Report>),
-    runs: &[SweptRun],
+    (runs, (own_beside, run_beside)): (&[SweptRun], (Option<&Beside>, &[Beside])),
     matched: Option<&Matched>,
 ) -> String {
     let mut curves: Vec<Curve> = matched.map(hpa_curve).into_iter().collect();
@@ -477,8 +478,25 @@ pub(crate) fn sweep_html(
         };
         (name, colour(policy), &r.report)
     });
-    for (name, c, r) in named.into_iter().chain(own).chain(swept) {
-        table_row(&mut rows, &name, c, r, (o, h));
+    // HPA as short as each run of the policy, and whether another dominates it.
+    let cells = |b: Option<&Beside>, r: &Report| {
+        b.map_or_else(
+            || "<td></td><td></td><td></td>".to_string(),
+            |b| {
+                let (hpa, vs) = b.cells(r);
+                let by = b.dominated_by.as_ref().map_or(String::new(), |n| {
+                    format!("dominated by {}", html_escape(n))
+                });
+                format!("<td>{hpa}</td><td>{vs}</td><td>{by}</td>")
+            },
+        )
+    };
+    let beside = [None, None]
+        .into_iter()
+        .chain(as_is.map(|_| own_beside))
+        .chain(run_beside.iter().map(Some));
+    for ((name, c, r), b) in named.into_iter().chain(own).chain(swept).zip(beside) {
+        table_row(&mut rows, &name, c, r, (o, h), &cells(b, r));
     }
     let hpa_note = if matched.is_some() {
         " The blue dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than the least short run: a run below that line is cheaper than HPA at the same service level."
@@ -503,10 +521,11 @@ pub(crate) fn sweep_html(
         )
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th></tr>{rows}</table><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th><th>HPA as short</th><th>vs it</th><th></th></tr>{rows}</table><p>HPA as short: HPA at its highest target utilization (down to {lowest:.0}%) short no longer than the run; vs it: the run's cost against that; dominated: another {policy} run costs no more and is short no longer.</p><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
         keys = html_escape(&keys.join(", ")),
         each = if grid { "every combination of the values" } else { "each value" },
         policy = policy.name(),
+        lowest = MATCH_LOWEST_TARGET * 100.0,
         steps = oracle.steps,
         hours = oracle.hours,
         seed = oracle.seed,

@@ -586,6 +586,35 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         json(&["--policy", "oracle"])["cost_total"]
     );
     assert_eq!(swept["reactive"]["policy"], "reactive");
+    // Beside each run, HPA as short as it: the target `--policy all` lowers HPA's to
+    // for the scenario's shortfall, and what the run costs against it.
+    let all = report(&trace, &scenario, &["--seed", "3", "--policy", "all"]);
+    let matched = all.as_array().unwrap().last().unwrap();
+    assert!(matched["matched_to_predictive"]["found"] == true, "{all}");
+    let short = |r: &serde_json::Value| r["underprovisioned_minutes"].as_f64().unwrap();
+    let hpa = &runs[1]["hpa_short_no_longer"];
+    assert_eq!(
+        hpa["target_utilization"], matched["reactive_target_utilization"],
+        "{swept}"
+    );
+    assert_eq!(hpa["cost_total"], matched["cost_total"], "{swept}");
+    for r in runs {
+        let hpa = &r["hpa_short_no_longer"];
+        assert!(short(hpa) <= short(r), "{r}");
+        let vs = r["vs_hpa_short_no_longer"].as_f64().unwrap();
+        assert!((vs - (cost(r) / cost(hpa) - 1.0)).abs() < 1e-9, "{r}");
+    }
+    // A run another costs no more than and is short no longer than, better in one, is
+    // dominated by it.
+    let names = ["scale_down_window_s = 0", "scale_down_window_s = 7200 *"];
+    for (i, r) in runs.iter().enumerate() {
+        let o = &runs[1 - i];
+        let better = cost(o) <= cost(r)
+            && short(o) <= short(r)
+            && (cost(o) < cost(r) || short(o) < short(r));
+        let by = better.then_some(names[1 - i]);
+        assert_eq!(r["dominated_by"], serde_json::json!(by), "{swept}");
+    }
     // One of its values is the scenario's: no run of the scenario beside them.
     assert!(swept.get("scenario").is_none(), "{swept}");
     // Several settings, each swept alone, the others as the scenario has them: what
@@ -627,8 +656,15 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         &["--seed", "3", "--sweep", "sla_quantile=0.9,0.95"],
     );
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|h| h.starts_with("run ") && h.ends_with("HPA as short   vs it")),
+        "{text}"
+    );
     let rows: Vec<&str> = text.lines().skip(2).collect();
-    assert_eq!(rows.len(), 4, "{text}");
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(rows[4].starts_with("HPA as short: HPA at its highest target (down to 5%)"));
     assert!(
         rows[0].starts_with("oracle") && rows[0].contains(" 1.00 "),
         "{text}"
@@ -639,6 +675,25 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     );
     assert!(rows[2].starts_with("sla_quantile = 0.9 "), "{text}");
     assert!(rows[3].starts_with("sla_quantile = 0.95 *"), "{text}");
+    // HPA's target and cost as short as the run, and the run against it; only the
+    // runs of the swept policy have them.
+    let sla = report(
+        &trace,
+        &scenario,
+        &["--seed", "3", "--sweep", "sla_quantile=0.9,0.95"],
+    );
+    for (row, run) in rows[2..4].iter().zip(sla["runs"].as_array().unwrap()) {
+        let hpa = &run["hpa_short_no_longer"];
+        let target = hpa["target_utilization"].as_f64().unwrap() * 100.0;
+        let cell = format!("{target:.0}%, ${:.2}", cost(hpa));
+        let vs = run["vs_hpa_short_no_longer"].as_f64().unwrap() * 100.0;
+        assert!(row.contains(&cell), "{cell}: {text}");
+        assert!(row.contains(&format!(" {vs:+.0}%")), "{vs}: {text}");
+    }
+    assert!(
+        !rows[0].contains(", $") && !rows[1].contains(", $"),
+        "{text}"
+    );
     // The page: the same rows, and each value on the chart of cost against minutes
     // short beside HPA at every target tried.
     let html = page(
@@ -651,6 +706,8 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         "sla_quantile = 0.95 *",
         "<svg",
         "HPA 70%",
+        "<th>HPA as short</th><th>vs it</th>",
+        "HPA as short: HPA at its highest target utilization (down to 5%)",
     ] {
         assert!(html.contains(says), "{says}: {html}");
     }
@@ -783,6 +840,35 @@ fn a_grid_sweep_replays_every_combination_of_the_settings_values() {
         serde_json::json!({"scale_down_window_s": "0"})
     );
     assert_eq!(alone_runs[0]["setting"], "scale_down_window_s");
+    // Each run's dominated_by is the cheapest other that costs no more and is short no
+    // longer, better in one, by its name in the table.
+    let short = |r: &serde_json::Value| r["underprovisioned_minutes"].as_f64().unwrap();
+    let name = |r: &serde_json::Value| {
+        let set = r["settings"].as_object().unwrap();
+        let set: Vec<String> = set
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", v.as_str().unwrap()))
+            .collect();
+        let own = if r["scenario_value"] == true {
+            " *"
+        } else {
+            ""
+        };
+        format!("{}{own}", set.join(", "))
+    };
+    for r in runs {
+        let by = runs
+            .iter()
+            .filter(|o| {
+                cost(o) <= cost(r)
+                    && short(o) <= short(r)
+                    && (cost(o) < cost(r) || short(o) < short(r))
+            })
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            .map(name);
+        assert_eq!(r["dominated_by"], serde_json::json!(by), "{grid}");
+        assert!(r["hpa_short_no_longer"].is_object(), "{grid}");
+    }
     // Both off is a run of its own: no more capacity held than with either alone.
     assert!(cost(&runs[0]) <= cost(&runs[1]), "{grid}");
     assert!(cost(&runs[0]) <= cost(&runs[2]), "{grid}");
@@ -796,7 +882,7 @@ fn a_grid_sweep_replays_every_combination_of_the_settings_values() {
         "{text}"
     );
     let rows: Vec<&str> = text.lines().skip(2).collect();
-    assert_eq!(rows.len(), 6, "{text}");
+    assert_eq!(rows.len(), 7, "{text}");
     assert!(
         rows[2].starts_with("scale_down_window_s = 0, seasonal_floor = false "),
         "{text}"
