@@ -206,11 +206,13 @@ fn frontier(reports: &[Report], curves: &[Curve]) -> String {
                 continue;
             }
             // Above the point to its right, else higher, else to its left (clear of
-            // the axis), where no policy's name is.
+            // the axis), else below it to either side, where no policy's name is.
             let Some((lx, ly, anchor, space)) = [
                 (px + 5.0, py - 5.0, "start"),
                 (px + 5.0, py - 16.0, "start"),
                 (px - 5.0, py - 5.0, "end"),
+                (px + 5.0, py + 13.0, "start"),
+                (px - 5.0, py + 13.0, "end"),
             ]
             .into_iter()
             .map(|(lx, ly, a)| {
