@@ -2816,9 +2816,23 @@ impl<P: Provider> Engine<P> {
             ));
         }
         let mut desired = s.stabilizer.desired(now, &plan.target);
-        // Short of the demand now: a surge gets the needed count ready sooner.
+        // Short of the demand now: a surge gets the needed count ready sooner. Until the
+        // step in progress has a reading of a dimension, its last step's stands for it:
+        // the first passes of each step found nothing short, released the extras still
+        // pending and asked for them again at the next pass, each time from the start
+        // of their lead time (with one-minute steps, every minute of a surge).
         let alloc = &s.status.allocation;
-        let short = alloc.short_of(&self.tiers, &so_far);
+        let now_or_last: Vec<(Dim, f64)> = std::iter::once((Dim::Cpu, s.buckets.back()))
+            .chain(s.extras.iter().map(|x| (x.dim, x.buckets.back())))
+            .filter_map(|(d, last)| {
+                let so_far = so_far.iter().find(|(x, _)| *x == d).map(|&(_, v)| v);
+                so_far.or(last.map(|&(_, v)| v)).map(|v| (d, v))
+            })
+            .collect();
+        let short = alloc.short_of(&self.tiers, &now_or_last);
+        // What the surge asks beyond the plan, per tier: the surge keeps it, not the
+        // stabilisation window (the hold below says so).
+        let mut surge = BTreeMap::new();
         if let Some((d, v, ready)) = short.filter(|_| s.w.surge_extra > 0.0) {
             let more = surged(&desired, alloc, s.w.surge_extra, tiers, w.budget_per_hour);
             let extra: u32 = more.values().sum::<u32>() - desired.values().sum::<u32>();
@@ -2828,6 +2842,11 @@ impl<P: Provider> Engine<P> {
                     d.name(),
                     s.w.surge_extra
                 ));
+                for (t, n) in &more {
+                    if *n > desired.get(t).copied().unwrap_or(0) {
+                        surge.insert(t.clone(), *n);
+                    }
+                }
                 desired = more;
             }
         }
@@ -2846,6 +2865,11 @@ impl<P: Provider> Engine<P> {
         // The target as limited: a tier the limit keeps is held by it, not by the
         // stabilisation window (the hold below says so).
         let mut target = plan.target.clone();
+        for (t, n) in &surge {
+            if desired.get(t) == Some(n) {
+                target.insert(t.clone(), *n);
+            }
+        }
         if let Some(l) = &limited {
             for &k in &l.raised {
                 desired.insert(self.tiers[k].name.clone(), want[k]);
@@ -2932,6 +2956,16 @@ impl<P: Provider> Engine<P> {
             plan.reason.push_str(&format!("; {words}"));
         }
         let mut verdict = reconcile(&s.w.name, &target, &desired, &s.status.allocation, now);
+        for (t, n) in &surge {
+            let c = s.status.allocation.get(t);
+            let plan_n = plan.target.get(t).copied().unwrap_or(0);
+            if desired.get(t) == Some(n) && c.total() == *n && *n > plan_n {
+                verdict.holds.push(format!(
+                    "{t}: keeping {n} (plan wants {plan_n}) while short of the demand now: the surge's extra instance(s), released while still pending once capacity covers demand ({} ready, {} pending)",
+                    c.ready, c.pending
+                ));
+            }
+        }
         if let Some((words, _)) = &paused {
             verdict.holds.push(words.clone());
         }
@@ -3975,10 +4009,18 @@ mod tests {
     /// `until_q` quarter-minutes, with no forecast floor or window (both off): the engine
     /// holding the first 80 minutes, the surge's samples, the series and the config.
     fn surging_engine(until_q: i64) -> (Engine<SimCloud>, Vec<Sample>, SeriesKey, Config) {
+        surging_engine_by(until_q, 300)
+    }
+
+    /// [`surging_engine`] with steps of `step_s`.
+    fn surging_engine_by(
+        until_q: i64,
+        step_s: u64,
+    ) -> (Engine<SimCloud>, Vec<Sample>, SeriesKey, Config) {
         let mut c = Config::default();
         let w = &mut c.workloads[0];
         w.model = "baseline".into();
-        w.step_s = 300;
+        w.step_s = step_s;
         w.scale_down_window_s = 0;
         w.seasonal_floor = false;
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
@@ -4079,6 +4121,51 @@ mod tests {
             );
             assert!(!why.contains("surge_extra"), "{why}");
         }
+    }
+
+    #[test]
+    fn a_surge_keeps_its_extras_until_a_reading_says_demand_is_covered() {
+        // One-minute steps, as the host's defaults have them: the surge from 80:00 is
+        // short at 80:45 and asks for extras; at 81:05 the step at 81:00 has no reading
+        // yet and nothing asked for is ready (the quickest tier takes two minutes).
+        let (mut e, surge, key, c) = surging_engine_by(80 * 4 + 4, 60);
+        e.tick(79 * 60_000 + 59_000).unwrap();
+        e.store.append(&key, &surge).unwrap();
+        e.tick(80 * 60_000 + 45_000).unwrap();
+        let held = |e: &Engine<SimCloud>| {
+            let st = e.status_handle();
+            let ws = st.read().unwrap().workloads["host"].clone();
+            ws.allocation.tiers.values().map(|c| c.total()).sum::<u32>()
+        };
+        let during = held(&e);
+        let (_, why) = planned(&e, &c.tiers);
+        assert!(
+            why.contains("extra instance(s) requested (surge_extra 1)"),
+            "{why}"
+        );
+        e.tick(81 * 60_000 + 5_000).unwrap();
+        let (_, why) = planned(&e, &c.tiers);
+        assert_eq!(held(&e), during, "{why}");
+        assert!(
+            why.contains("cpu short now (40.00 demanded, 0.00 ready)"),
+            "{why}"
+        );
+        let log = e.store.decisions(Some("host"), 1000).unwrap();
+        let reasons: Vec<&String> = log.iter().map(|d| &d.reason).collect();
+        assert!(
+            !reasons.iter().any(|r| r.starts_with("deprovision")),
+            "{reasons:?}"
+        );
+        // What the surge keeps beyond the plan, the hold puts down to the surge, not to
+        // the scale-down stabilisation window.
+        assert!(
+            reasons.iter().any(|r| r.contains("while short of the demand now: the surge's extra instance(s), released while still pending once capacity covers demand (0 ready,")),
+            "{reasons:?}"
+        );
+        assert!(
+            !reasons.iter().any(|r| r.contains("stabilisation window")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
