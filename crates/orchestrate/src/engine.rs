@@ -182,6 +182,11 @@ pub struct WorkloadStatus {
     pub anomalies: Vec<Anomaly>,
     /// The last problem, if the last pass had one.
     pub last_error: Option<String>,
+    /// While too few steps of demand are known to forecast (a new workload's first
+    /// steps): how many, and that its capacity is kept meanwhile. Not a problem: it
+    /// plans within two steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<String>,
     /// The registry entry of the trained model, once one was selected.
     pub model: Option<ModelRecord>,
     /// What produced the forecast in use: the trained model, or the inline baseline
@@ -2347,7 +2352,15 @@ impl<P: Provider> Engine<P> {
                         ),
                     ),
                 };
-                s.status.last_error = Some(msg.clone());
+                // A series that matches nothing is a problem to fix; a new workload's
+                // first steps are not.
+                if category == "no-series" {
+                    s.status.last_error = Some(msg.clone());
+                    s.status.learning = None;
+                } else {
+                    s.status.last_error = None;
+                    s.status.learning = Some(msg.clone());
+                }
                 // Of a fleet budget: what it holds while nothing matches its demand; as
                 // much as it may take while it learns, since it plans within minutes
                 // (see [`Engine::hold_share`]).
@@ -2359,6 +2372,7 @@ impl<P: Provider> Engine<P> {
                 self.publish(i, st);
                 return self.hold(i, now, category, msg);
             }
+            s.status.learning = None;
             baseline_season(
                 s.w.season_s,
                 s.step_ms,
@@ -3444,10 +3458,20 @@ mod tests {
             d[0].reason,
             r#"nothing to forecast host_cpu_usage_cores{mode="busy"}: no stored series is named host_cpu_usage_cores; keeping current capacity"#
         );
+        // A series that matches nothing is a problem to fix: the status's error.
+        let st = e.status_handle();
+        let host = |st: &std::sync::Arc<std::sync::RwLock<Status>>| {
+            let w = &st.read().unwrap().workloads["host"];
+            (w.last_error.clone(), w.learning.clone())
+        };
+        let (error, learning) = host(&st);
+        assert!(error.is_some_and(|e| e.starts_with("nothing to forecast")));
+        assert_eq!(learning, None);
         // A second pass with the same situation does not repeat the hold.
         e.tick(120_000).unwrap();
         assert_eq!(store.decisions(Some("host"), 10).unwrap().len(), 1);
-        // The series arrives: one step is not enough history yet, and the log says so.
+        // The series arrives: one step is not enough history yet, and the log says so;
+        // the status says it is learning, which is no error.
         feed(&store, 2..3);
         e.tick(3 * 60_000 + 1).unwrap();
         let d = store.decisions(Some("host"), 10).unwrap();
@@ -3457,6 +3481,9 @@ mod tests {
             "{}",
             d[1].reason
         );
+        let (error, learning) = host(&st);
+        assert_eq!(error, None);
+        assert_eq!(learning.as_ref(), Some(&d[1].reason));
 
         feed(&store, 0..30);
         e.tick(30 * 60_000).unwrap();
@@ -3467,7 +3494,7 @@ mod tests {
             .expect("refusal logged");
         assert!(err.reason.contains("timed out"), "{}", err.reason);
         assert!(err.action.is_some());
-        let st = e.status_handle();
+        assert_eq!(host(&st).1, None, "planned: no longer learning");
         assert!(st.read().unwrap().errors >= 1);
         // The samples that were accepted are all still there.
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();

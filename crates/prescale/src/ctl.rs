@@ -616,6 +616,9 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
         if let Some(e) = w["last_error"].as_str() {
             println!("{name}: error: {e}");
         }
+        if let Some(l) = w["learning"].as_str() {
+            println!("{name}: learning: {l}");
+        }
         if a.wide {
             if let Some(r) = w["plan_reason"].as_str() {
                 println!("{name}: plan: {r}");

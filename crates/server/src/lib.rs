@@ -1097,6 +1097,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 "fleet": w.fleet,
                 "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
                 "last_error": w.last_error,
+                "learning": w.learning,
             })
         })
         .collect();

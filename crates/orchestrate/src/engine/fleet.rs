@@ -409,7 +409,7 @@ mod tests {
                 st.fleet
             );
             let b = &st.workloads["b"];
-            if b.last_error
+            if b.learning
                 .as_deref()
                 .is_some_and(|e| e.contains("not enough history"))
             {
