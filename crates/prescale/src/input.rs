@@ -204,10 +204,17 @@ pub fn regularise(
         rows.sort_by_key(|r| r.0);
     }
     let before = rows.len();
-    rows.dedup_by_key(|r| r.0);
+    // The first number of each: an empty or NaN row does not hide a good one after it.
+    rows.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same && first.1.is_none() {
+            first.1 = later.1;
+        }
+        same
+    });
     if rows.len() < before {
         warnings.push(format!(
-            "{} repeated timestamp(s); kept the first value of each",
+            "{} repeated timestamp(s); kept the first value of each (the first number, where one was empty or not a number)",
             before - rows.len()
         ));
     }
@@ -322,6 +329,27 @@ mod tests {
         let p = dir.path().join("s.csv");
         std::fs::write(&p, text).unwrap();
         read_csv(&p)
+    }
+
+    #[test]
+    fn a_repeated_timestamp_keeps_its_first_number() {
+        // Sorted by time (stable: the NaN row at 300 stays before the 3), the 300's
+        // first number is 3, not a NaN to interpolate over; the first of two numbers
+        // stays, as before.
+        let s = read("timestamp,value\n0,1\n600,2\n300,NaN\n300,3\n600,9\n900,4\n").unwrap();
+        assert_eq!(s.values, [1.0, 3.0, 2.0, 4.0]);
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.starts_with("2 repeated timestamp(s); kept the first value of each")),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            !s.warnings.iter().any(|w| w.contains("interpolation")),
+            "{:?}",
+            s.warnings
+        );
     }
 
     #[test]
