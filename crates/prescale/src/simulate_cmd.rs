@@ -846,13 +846,7 @@ impl Beside {
     /// less one) and `dominated_by` (the cheapest run costing no more and short no
     /// longer, by name, or null).
     fn add_to(&self, j: &mut serde_json::Value, r: &Report) {
-        j["hpa_short_no_longer"] = self.hpa.map_or(serde_json::Value::Null, |(t, m, c)| {
-            serde_json::json!({
-                "target_utilization": t,
-                "underprovisioned_minutes": m,
-                "cost_total": c,
-            })
-        });
+        j["hpa_short_no_longer"] = self.hpa.map_or(serde_json::Value::Null, tried_json);
         j["vs_hpa_short_no_longer"] = self
             .hpa
             .filter(|(_, _, c)| *c > 0.0)
@@ -1110,19 +1104,19 @@ fn row(
 /// every target tried (highest first) with its minutes short and cost.
 fn matched_json(m: &Matched) -> serde_json::Value {
     let mut v = serde_json::to_value(&m.report).expect("serialisable");
-    let tried: Vec<serde_json::Value> = m
-        .tried
-        .iter()
-        .map(|&(target, short, cost)| {
-            serde_json::json!({
-                "target_utilization": target,
-                "underprovisioned_minutes": short,
-                "cost_total": cost,
-            })
-        })
-        .collect();
+    let tried: Vec<serde_json::Value> = m.tried.iter().copied().map(tried_json).collect();
     v["matched_to_predictive"] = serde_json::json!({"found": m.found, "tried": tried});
     v
+}
+
+/// One HPA target tried ([`Matched::tried`]): its target utilization, minutes short and
+/// cost, as JSON.
+fn tried_json((target, short, cost): (f64, f64, f64)) -> serde_json::Value {
+    serde_json::json!({
+        "target_utilization": target,
+        "underprovisioned_minutes": short,
+        "cost_total": cost,
+    })
 }
 
 /// What predictive `p` would have cost and how long it would have been short, against
