@@ -133,6 +133,10 @@ pub struct ForecastArgs {
     /// running then are left out (0: no limit). A named model always runs to the end.
     #[arg(long, default_value_t = 0.4, value_name = "SECS", value_parser = budget_secs, allow_hyphen_values = true)]
     pub time_budget: f64,
+    /// Also write an HTML page: the forecast's quantiles as a fan over the recent
+    /// history, the model chosen and why, and every candidate's cross-validation scores.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 /// `--season`: steps per season, at least two (a season of one step is no season).
@@ -222,9 +226,20 @@ pub fn forecast(a: ForecastArgs) -> Result<(), String> {
         row.sort_by(|x, y| x.total_cmp(y));
     }
     let last = *series.ts.last().expect("non-empty");
-    let times: Vec<String> = (1..=a.horizon as i64)
-        .map(|i| format_ts(last + i * series.step, series.rfc3339))
+    let at: Vec<i64> = (1..=a.horizon as i64)
+        .map(|i| last + i * series.step)
         .collect();
+    if let Some(path) = &a.report {
+        let name = a.input.file_name().map_or_else(
+            || a.input.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let page =
+            crate::forecast_report::report_html(&name, &series, &levels, &at, &q, &selection);
+        std::fs::write(path, page)
+            .map_err(|e| format!("{}: cannot write the report: {e}", path.display()))?;
+    }
+    let times: Vec<String> = at.iter().map(|t| format_ts(*t, series.rfc3339)).collect();
     let mut out = std::io::stdout().lock();
     match a.format {
         ForecastFormat::Csv => {

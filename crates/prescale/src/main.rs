@@ -13,6 +13,7 @@ mod ctl;
 mod detect_cmd;
 mod fleet_cmd;
 mod forecast_cmd;
+mod forecast_report;
 mod input;
 mod prom_trace;
 mod reload;

@@ -44,9 +44,37 @@ pub(crate) fn linear_ticks(max: f64, most: usize) -> (Vec<f64>, f64) {
     ((0..=n).map(|i| i as f64 * step).collect(), step)
 }
 
-/// A tick's label: `v` (not negative: the axes start at 0) with as many decimals as the
-/// axis `step` needs, thousands separated (`12,500`, `0.25`).
+/// Ticks for a linear axis from `lo` to `hi` (either side of zero): the multiples of a
+/// step of 1, 2, 2.5 or 5 times a power of ten within the range, the smallest step
+/// giving at most `most` of them.
+pub(crate) fn range_ticks(lo: f64, hi: f64, most: usize) -> (Vec<f64>, f64) {
+    if !(lo.is_finite() && hi.is_finite() && hi > lo) || most == 0 {
+        return (vec![lo], 1.0);
+    }
+    let mut p = 10f64.powf(((hi - lo) / most as f64).log10().floor());
+    let count = |s: f64| (hi / s + 1e-9).floor() - (lo / s - 1e-9).ceil() + 1.0;
+    let step = loop {
+        if let Some(s) = [1.0, 2.0, 2.5, 5.0]
+            .iter()
+            .map(|m| m * p)
+            .find(|s| count(*s) <= most as f64)
+        {
+            break s;
+        }
+        p *= 10.0;
+    };
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    ((first..=last).map(|i| i as f64 * step).collect(), step)
+}
+
+/// A tick's label: `v` with as many decimals as the axis `step` needs, thousands
+/// separated (`12,500`, `0.25`, `-1,500`).
 pub(crate) fn tick_label(v: f64, step: f64) -> String {
+    if v < 0.0 && format!("{:.3}", -v) != "0.000" {
+        return format!("-{}", tick_label(-v, step));
+    }
+    let v = v.abs();
     let decimals = (0..4)
         .find(|d| {
             let s = step * 10f64.powi(*d);
@@ -173,6 +201,24 @@ mod tests {
         assert_eq!(tick_label(0.75, 0.25), "0.75");
         assert_eq!(tick_label(2.5, 2.5), "2.5");
         assert_eq!(tick_label(150.0, 50.0), "150");
+        assert_eq!(tick_label(-1500.0, 500.0), "-1,500");
+        assert_eq!(tick_label(-0.0, 0.5), "0.0");
+    }
+
+    #[test]
+    fn range_ticks_fall_on_round_values_within_the_range() {
+        assert_eq!(
+            range_ticks(5.6, 14.4, 6),
+            (vec![6.0, 8.0, 10.0, 12.0, 14.0], 2.0)
+        );
+        let (t, step) = range_ticks(-3.2, 7.9, 5);
+        assert_eq!((t, step), (vec![-2.0, 0.0, 2.0, 4.0, 6.0], 2.0));
+        // A series of millions that moves by thousands keeps its thousands.
+        let (t, step) = range_ticks(5_741_000.0, 6_335_000.0, 6);
+        assert_eq!(step, 100_000.0);
+        assert_eq!(t.first(), Some(&5_800_000.0));
+        assert_eq!(t.last(), Some(&6_300_000.0));
+        assert_eq!(range_ticks(1.0, 1.0, 5), (vec![1.0], 1.0));
     }
 
     #[test]

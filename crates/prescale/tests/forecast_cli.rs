@@ -116,6 +116,79 @@ fn json_says_which_model_and_why() {
     assert!(v["forecast"][0]["q0.5"].is_number());
 }
 
+/// `--report` draws the forecast it prints: a band per pair of levels, the model and
+/// why, a row per candidate; an unwritable path is a usage error.
+#[test]
+fn report_draws_the_forecast_and_lists_the_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("s.csv");
+    write_series(&input, 288 * 3, false);
+    let page = dir.path().join("fan.html");
+    let levels = ["--quantiles", "0.05,0.25,0.5,0.75,0.95", "--format", "json"];
+    let mut args = levels.to_vec();
+    args.extend(["--report", page.to_str().unwrap()]);
+    let out = forecast(&input, 36, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let html = std::fs::read_to_string(&page).unwrap();
+    let escaped = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let model = v["model"].as_str().unwrap();
+    assert!(
+        html.contains(&format!("Model: <b>{}</b>", escaped(model))),
+        "{model}"
+    );
+    assert!(html.contains(&escaped(v["selection"]["reason"].as_str().unwrap())));
+    assert_eq!(html.matches("<path class=\"band\"").count(), 2);
+    assert!(html.contains("data-levels=\"0.05 0.95\""));
+    assert!(html.contains("data-levels=\"0.25 0.75\""));
+    assert_eq!(html.matches("<path class=\"median\"").count(), 1);
+    // The history drawn: 3 horizons of it, one point each.
+    let history = html.split("class=\"history\" d=\"").nth(1).unwrap();
+    let history = &history[..history.find('"').unwrap()];
+    assert_eq!(history.matches(['M', 'L']).count(), 108);
+    // The median is the forecast's own: 36 steps after the last observation.
+    let median = html.split("class=\"median\" d=\"").nth(1).unwrap();
+    let median = &median[..median.find('"').unwrap()];
+    assert_eq!(median.matches(['M', 'L']).count(), 37);
+    let ranking = v["selection"]["ranking"].as_array().unwrap();
+    assert!(ranking.len() >= 5);
+    for r in ranking {
+        let name = escaped(r["model"].as_str().unwrap());
+        assert!(html.contains(&format!("<td>{name}</td>")), "{name}");
+    }
+    assert_eq!(html.matches("class=\"winner\"").count(), 1, "{model}");
+    assert!(html.contains("864 points every 5 min"));
+    // Without a median level there is no median line, and the band still opens.
+    let out = forecast(
+        &input,
+        6,
+        &["--quantiles", "0.1,0.9", "--report", page.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<path class=\"band\"").count(), 1);
+    assert!(!html.contains("class=\"median\""));
+    let out = forecast(
+        &input,
+        6,
+        &[
+            "--report",
+            dir.path().join("no/such/dir/x.html").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the report"), "{err}");
+}
+
 #[test]
 fn each_model_runs_and_bad_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
