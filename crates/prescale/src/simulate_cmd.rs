@@ -693,12 +693,24 @@ fn sweep(
         })
         .collect();
     let (own_beside, run_beside) = beside.split_at(usize::from(as_is.is_some()));
+    // The scenario's own run (apart, or the swept run at its values) and what dominates it.
+    let own: Option<(&Report, &Beside)> = match (&as_is, own_beside) {
+        (Some(r), [b]) => Some((r, b)),
+        _ => swept
+            .iter()
+            .zip(run_beside)
+            .find(|(r, _)| r.own)
+            .map(|(r, b)| (&r.report, b)),
+    };
+    let advice =
+        own.and_then(|(r, b)| Advice::new(r, b.dominated_by.as_deref(), &swept).map(|a| (r, a)));
     if let Some(path) = report {
         let html = crate::simulate_compare::sweep_html(
             policy,
             (&oracle, &reactive, as_is.as_ref()),
             (&swept, (own_beside.first(), run_beside)),
             Some(&matched),
+            own.map(|(r, _)| (r, advice.as_ref().map(|(_, a)| a))),
         );
         std::fs::write(path, html).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
@@ -737,6 +749,9 @@ fn sweep(
                 b.add_to(&mut j, r);
                 out["scenario"] = j;
             }
+            out["scenario_dominated_by"] = advice
+                .as_ref()
+                .map_or(serde_json::Value::Null, |(_, a)| a.json());
             println!(
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serialisable")
@@ -796,6 +811,13 @@ fn sweep(
                 MATCH_LOWEST_TARGET * 100.0,
                 policy.name()
             );
+            match (&advice, own) {
+                (Some((r, a)), _) => s.push_str(&a.lines(r)),
+                (None, Some(_)) => {
+                    let _ = writeln!(s, "{NOT_DOMINATED}");
+                }
+                (None, None) => {}
+            }
             print!("{s}");
         }
     }
@@ -855,6 +877,104 @@ impl Beside {
             });
         j["dominated_by"] = self.dominated_by.clone().into();
     }
+}
+
+/// Where another run dominates the scenario's own: that run, what it saves (dollars and
+/// minutes short, each zero or more, one above zero) and the settings that make it, as
+/// TOML tables (`[workload]`, `[forecast]`, ...) a scenario or a workload takes.
+pub(crate) struct Advice<'a> {
+    pub(crate) run: &'a SweptRun,
+    pub(crate) cost_less: f64,
+    pub(crate) minutes_less: f64,
+    pub(crate) toml: String,
+}
+
+impl<'a> Advice<'a> {
+    /// From the scenario's own run `own` and its [`Beside::dominated_by`], the run of
+    /// `runs` so named.
+    fn new(own: &Report, dominated_by: Option<&str>, runs: &'a [SweptRun]) -> Option<Self> {
+        let run = runs
+            .iter()
+            .find(|r| Some(r.name().as_str()) == dominated_by)?;
+        Some(Advice {
+            run,
+            cost_less: own.cost_total - run.report.cost_total,
+            minutes_less: own.underprovisioned_minutes - run.report.underprovisioned_minutes,
+            toml: settings_toml(&run.settings),
+        })
+    }
+
+    /// What it saves over the scenario's own run `own`, in a sentence.
+    pub(crate) fn sentence(&self, own: &Report) -> String {
+        let cost = if self.cost_less > 0.005 {
+            format!("costs ${:.2} less", self.cost_less)
+        } else {
+            "costs no more".to_string()
+        };
+        let short = if self.minutes_less > 0.05 {
+            let m = self.minutes_less;
+            format!(
+                "is short {m:.0} minute{} less ({:.0} against {:.0})",
+                if format!("{m:.0}") == "1" { "" } else { "s" },
+                self.run.report.underprovisioned_minutes,
+                own.underprovisioned_minutes
+            )
+        } else {
+            format!(
+                "is short no longer ({:.0} minutes)",
+                own.underprovisioned_minutes
+            )
+        };
+        format!(
+            "On this trace the scenario's own settings are dominated: {} {cost} and {short}.",
+            self.run.name()
+        )
+    }
+
+    /// Lines under the sweep's table: the sentence and the settings' TOML.
+    fn lines(&self, own: &Report) -> String {
+        let table: String = self.toml.lines().map(|l| format!("  {l}\n")).collect();
+        format!("{} To use it, set:\n{table}", self.sentence(own))
+    }
+
+    /// Its JSON: `run`, `cost_less`, `minutes_less` and `toml`.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "run": self.run.name(),
+            "cost_less": self.cost_less,
+            "minutes_less": self.minutes_less,
+            "toml": self.toml,
+        })
+    }
+}
+
+/// Under a sweep's table where the scenario's own run is not dominated.
+pub(crate) const NOT_DOMINATED: &str =
+    "No run dominates the scenario's own settings on this trace: every run that costs less is short longer.";
+
+/// `settings` (`KEY` or `TABLE.KEY` with the value as given to `--sweep`) as TOML: a
+/// table per `TABLE` (`workload` for a bare key), in the order first given, each value
+/// as TOML reads it (a number, a boolean, an array, a quoted string) or, a bare word,
+/// quoted, as the sweep took it.
+pub(crate) fn settings_toml(settings: &Settings) -> String {
+    let mut tables: Vec<(&str, Vec<String>)> = Vec::new();
+    for (key, value) in settings {
+        let (table, field) = key.split_once('.').unwrap_or(("workload", key));
+        let literal = if format!("v = {value}").parse::<toml::Table>().is_ok() {
+            value.clone()
+        } else {
+            toml::Value::String(value.clone()).to_string()
+        };
+        let line = format!("{field} = {literal}");
+        match tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, lines)) => lines.push(line),
+            None => tables.push((table, vec![line])),
+        }
+    }
+    tables
+        .iter()
+        .map(|(t, lines)| format!("[{t}]\n{}\n", lines.join("\n")))
+        .collect()
 }
 
 /// For each of `points` (cost, minutes short), the cheapest other point that costs no
@@ -1521,6 +1641,34 @@ pub(crate) fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swept_settings_become_toml_tables_a_scenario_takes() {
+        let set = |pairs: &[(&str, &str)]| -> Settings {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let toml = settings_toml(&set(&[
+            ("seasonal_floor", "false"),
+            ("forecast.refit_s", "3600"),
+            ("workload.model", "ets"),
+            ("tiers", "[\"spot\", \"standard\"]"),
+            ("forecast.model", "\"theta\""),
+        ]));
+        assert_eq!(
+            toml,
+            "[workload]\nseasonal_floor = false\nmodel = \"ets\"\ntiers = [\"spot\", \"standard\"]\n[forecast]\nrefit_s = 3600\nmodel = \"theta\"\n"
+        );
+        let parsed: toml::Table = toml.parse().unwrap();
+        assert_eq!(
+            parsed["workload"]["seasonal_floor"],
+            toml::Value::Boolean(false)
+        );
+        assert_eq!(parsed["forecast"]["refit_s"], toml::Value::Integer(3600));
+        assert_eq!(parsed["workload"]["model"].as_str(), Some("ets"));
+    }
 
     #[test]
     fn a_run_is_dominated_by_the_cheapest_run_no_dearer_and_no_shorter() {

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow, MATCH_LOWEST_TARGET};
 
 use crate::simulate_cmd::{
-    against, as_is_name, as_run_summary, html_escape, matched_summary, swept_keys, Beside, SweptRun,
+    against, as_is_name, as_run_summary, html_escape, matched_summary, swept_keys, Advice, Beside,
+    SweptRun, NOT_DOMINATED,
 };
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
@@ -418,8 +419,19 @@ pub(crate) fn sweep_html(
     (oracle, reactive, as_is): (&Report, &Report, Option<&Report>),
     (runs, (own_beside, run_beside)): (&[SweptRun], (Option<&Beside>, &[Beside])),
     matched: Option<&Matched>,
+    advice: Option<(&Report, Option<&Advice>)>,
 ) -> String {
     let mut curves: Vec<Curve> = matched.map(hpa_curve).into_iter().collect();
+    // Whether another run dominates the scenario's own, and the settings that make it.
+    let verdict = match advice {
+        Some((own, Some(a))) => format!(
+            "<p class=\"verdict\"><b>{}</b> To use it, set:</p><pre>{}</pre>",
+            html_escape(&a.sentence(own)),
+            html_escape(&a.toml)
+        ),
+        Some((_, None)) => format!("<p class=\"verdict\">{NOT_DOMINATED}</p>"),
+        None => String::new(),
+    };
     let keys = swept_keys(runs);
     let grid = runs.iter().any(|r| r.settings.len() > 1);
     // One setting: its values label the points; several: each point its run's number
@@ -523,7 +535,7 @@ pub(crate) fn sweep_html(
         )
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th><th>HPA as short</th><th>vs it</th><th></th></tr>{rows}</table><p>HPA as short: HPA at its highest target utilization (down to {lowest:.0}%) short no longer than the run; vs it: the run's cost against that; dominated: another {policy} run costs no more and is short no longer.</p><h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th><th>HPA as short</th><th>vs it</th><th></th></tr>{rows}</table><p>HPA as short: HPA at its highest target utilization (down to {lowest:.0}%) short no longer than the run; vs it: the run's cost against that; dominated: another {policy} run costs no more and is short no longer.</p>{verdict}<h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
         keys = html_escape(&keys.join(", ")),
         each = if grid { "every combination of the values" } else { "each value" },
         policy = policy.name(),

@@ -86,6 +86,51 @@ fn example_and_trace() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, scenario, trace)
 }
 
+/// A swept run's name in the table: its settings, `*` marking the scenario's own.
+fn run_name(r: &serde_json::Value) -> String {
+    let set: Vec<String> = r["settings"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", v.as_str().unwrap()))
+        .collect();
+    let own = if r["scenario_value"] == true {
+        " *"
+    } else {
+        ""
+    };
+    format!("{}{own}", set.join(", "))
+}
+
+/// A sweep's `scenario_dominated_by` against its runs: null where nothing dominates the
+/// scenario's own run `own`, else the run that does, by name, what it saves (each zero
+/// or more, one of them more), and the TOML that sets its (workload) settings.
+fn check_dominated_own(sweep: &serde_json::Value, own: &serde_json::Value) {
+    let advice = &sweep["scenario_dominated_by"];
+    let Some(by) = own["dominated_by"].as_str() else {
+        assert!(advice.is_null(), "{sweep}");
+        return;
+    };
+    assert_eq!(advice["run"], by, "{sweep}");
+    let run = sweep["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| run_name(r) == by)
+        .unwrap();
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    let (cost, minutes) = (f(advice, "cost_less"), f(advice, "minutes_less"));
+    assert!((cost - (f(own, "cost_total") - f(run, "cost_total"))).abs() < 1e-9);
+    let short = |r: &serde_json::Value| f(r, "underprovisioned_minutes");
+    assert!((minutes - (short(own) - short(run))).abs() < 1e-9);
+    assert!(cost >= 0.0 && minutes >= 0.0 && (cost > 0.0 || minutes > 0.0));
+    let mut toml = String::from("[workload]\n");
+    for (k, v) in run["settings"].as_object().unwrap() {
+        toml += &format!("{k} = {}\n", v.as_str().unwrap());
+    }
+    assert_eq!(advice["toml"], toml.as_str(), "{sweep}");
+}
+
 fn v_has_memory(stdout: &[u8]) -> bool {
     let v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
     v["unserved"]["memory"].is_number()
@@ -617,6 +662,7 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     }
     // One of its values is the scenario's: no run of the scenario beside them.
     assert!(swept.get("scenario").is_none(), "{swept}");
+    check_dominated_own(&swept, &runs[1]);
     // Several settings, each swept alone, the others as the scenario has them: what
     // each safeguard buys. None is at the scenario's value, so its run comes too.
     let each = json(&[
@@ -638,6 +684,7 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     assert_eq!(runs2[0]["cost_total"], runs[0]["cost_total"]);
     assert_eq!(each["scenario"]["cost_total"], alone["cost_total"]);
     assert!(runs2.iter().all(|r| r["scenario_value"] == false), "{each}");
+    check_dominated_own(&each, &each["scenario"]);
     let out = simulate(
         &trace,
         &scenario,
@@ -663,7 +710,6 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         "{text}"
     );
     let rows: Vec<&str> = text.lines().skip(2).collect();
-    assert_eq!(rows.len(), 5, "{text}");
     assert!(rows[4].starts_with("HPA as short: HPA at its highest target (down to 5%)"));
     assert!(
         rows[0].starts_with("oracle") && rows[0].contains(" 1.00 "),
@@ -694,6 +740,43 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         !rows[0].contains(", $") && !rows[1].contains(", $"),
         "{text}"
     );
+    // Under the table, whether a run dominates the scenario's own and how to set it:
+    // here the lower service level is as short (never) and cheaper.
+    check_dominated_own(&sla, &sla["runs"][1]);
+    let advice = &sla["scenario_dominated_by"];
+    assert_eq!(advice["run"], "sla_quantile = 0.9", "{sla}");
+    assert_eq!(
+        rows[5..],
+        [
+            format!(
+                "On this trace the scenario's own settings are dominated: sla_quantile = 0.9 costs ${:.2} less and is short no longer (0 minutes). To use it, set:",
+                advice["cost_less"].as_f64().unwrap()
+            )
+            .as_str(),
+            "  [workload]",
+            "  sla_quantile = 0.9"
+        ],
+        "{text}"
+    );
+    // A higher service level costs more: nothing dominates the scenario's own.
+    let dearer = report(
+        &trace,
+        &scenario,
+        &["--seed", "3", "--sweep", "sla_quantile=0.99"],
+    );
+    assert!(dearer["scenario_dominated_by"].is_null(), "{dearer}");
+    assert!(dearer["scenario"]["dominated_by"].is_null(), "{dearer}");
+    let out = simulate(
+        &trace,
+        &scenario,
+        &["--seed", "3", "--sweep", "sla_quantile=0.99"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().last(),
+        Some("No run dominates the scenario's own settings on this trace: every run that costs less is short longer."),
+        "{text}"
+    );
     // The page: the same rows, and each value on the chart of cost against minutes
     // short beside HPA at every target tried.
     let html = page(
@@ -708,6 +791,8 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
         "HPA 70%",
         "<th>HPA as short</th><th>vs it</th>",
         "HPA as short: HPA at its highest target utilization (down to 5%)",
+        "<p class=\"verdict\"><b>On this trace the scenario's own settings are dominated: sla_quantile = 0.9 costs $",
+        "To use it, set:</p><pre>[workload]\nsla_quantile = 0.9\n</pre>",
     ] {
         assert!(html.contains(says), "{says}: {html}");
     }
@@ -843,19 +928,6 @@ fn a_grid_sweep_replays_every_combination_of_the_settings_values() {
     // Each run's dominated_by is the cheapest other that costs no more and is short no
     // longer, better in one, by its name in the table.
     let short = |r: &serde_json::Value| r["underprovisioned_minutes"].as_f64().unwrap();
-    let name = |r: &serde_json::Value| {
-        let set = r["settings"].as_object().unwrap();
-        let set: Vec<String> = set
-            .iter()
-            .map(|(k, v)| format!("{k} = {}", v.as_str().unwrap()))
-            .collect();
-        let own = if r["scenario_value"] == true {
-            " *"
-        } else {
-            ""
-        };
-        format!("{}{own}", set.join(", "))
-    };
     for r in runs {
         let by = runs
             .iter()
@@ -865,10 +937,11 @@ fn a_grid_sweep_replays_every_combination_of_the_settings_values() {
                     && (cost(o) < cost(r) || short(o) < short(r))
             })
             .min_by(|a, b| cost(a).total_cmp(&cost(b)))
-            .map(name);
+            .map(run_name);
         assert_eq!(r["dominated_by"], serde_json::json!(by), "{grid}");
         assert!(r["hpa_short_no_longer"].is_object(), "{grid}");
     }
+    check_dominated_own(&grid, &runs[3]);
     // Both off is a run of its own: no more capacity held than with either alone.
     assert!(cost(&runs[0]) <= cost(&runs[1]), "{grid}");
     assert!(cost(&runs[0]) <= cost(&runs[2]), "{grid}");
@@ -882,7 +955,18 @@ fn a_grid_sweep_replays_every_combination_of_the_settings_values() {
         "{text}"
     );
     let rows: Vec<&str> = text.lines().skip(2).collect();
-    assert_eq!(rows.len(), 7, "{text}");
+    assert!(rows[6].starts_with("HPA as short: "), "{text}");
+    // The run that dominates the scenario's own, and both its settings to set.
+    if let Some(by) = grid["scenario_dominated_by"]["run"].as_str() {
+        assert!(
+            rows[7].contains(&format!("dominated: {by} costs")),
+            "{text}"
+        );
+        assert_eq!(rows[8], "  [workload]", "{text}");
+        assert_eq!(rows.len(), 11, "{text}");
+    } else {
+        assert_eq!(rows.len(), 8, "{text}");
+    }
     assert!(
         rows[2].starts_with("scale_down_window_s = 0, seasonal_floor = false "),
         "{text}"
