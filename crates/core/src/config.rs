@@ -405,7 +405,8 @@ pub struct ScrapeConfig {
     /// Seconds between two scrapes of a target.
     #[serde(default = "default_scrape_interval")]
     pub interval_s: u64,
-    /// Seconds a scrape may take (at most `interval_s`).
+    /// Seconds a scrape may take (at most `interval_s`; when not given, 10 or
+    /// `interval_s`, whichever is shorter).
     #[serde(default = "default_scrape_timeout")]
     pub timeout_s: u64,
     /// The HTTP path scraped.
@@ -1170,6 +1171,22 @@ impl Config {
         for (i, w) in cfg.workloads.iter_mut().enumerate() {
             let keys = tables.and_then(|a| a.get(i)).and_then(|t| t.as_table());
             w.apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
+        }
+        // A scrape job that sets no timeout scrapes within its default or its interval,
+        // whichever is shorter, as Prometheus' do: a job every 5 s times out after 5 s,
+        // rather than being refused for a 10 s timeout nobody wrote.
+        let jobs = merged
+            .get("sources")
+            .and_then(|s| s.get("scrape"))
+            .and_then(|j| j.as_array());
+        for (i, j) in cfg.sources.scrape.iter_mut().enumerate() {
+            let given = jobs
+                .and_then(|a| a.get(i))
+                .and_then(|t| t.as_table())
+                .is_some_and(|t| t.contains_key("timeout_s"));
+            if !given {
+                j.timeout_s = j.timeout_s.min(j.interval_s.max(1));
+            }
         }
         cfg.validate().map_err(|(key, message)| ConfigError {
             file: file.to_string(),
@@ -2322,6 +2339,31 @@ mod tests {
             (15, 10, "/metrics")
         );
         assert_eq!(s.targets.len(), 2);
+        // Scraped more often than its default timeout, a job times out at its interval,
+        // as Prometheus' does; one it gives stays as given (and within the interval).
+        let c = Config::parse(
+            &job("job = \"n\"\ntargets = [\"h:1\"]\ninterval_s = 5"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.sources.scrape[0].timeout_s, 5);
+        let c = Config::parse(
+            &job("job = \"n\"\ntargets = [\"h:1\"]\ninterval_s = 5\ntimeout_s = 3"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.sources.scrape[0].timeout_s, 3);
+        let shown = Config::parse(&c.to_toml(), "shown.toml").unwrap();
+        assert_eq!(shown.sources.scrape[0].timeout_s, 3);
+        let e = Config::parse(
+            &job("job = \"n\"\ntargets = [\"h:1\"]\ninterval_s = 5\ntimeout_s = 10"),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("between 1 and interval_s (5), got 10"),
+            "{e}"
+        );
         // Pods found through the API server instead of targets: in a cluster, over https.
         let c = Config::parse(
             &job("job = \"api\"\n[sources.scrape.kubernetes]\nselector = \"app=api\""),
