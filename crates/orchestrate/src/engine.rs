@@ -762,6 +762,21 @@ fn step_sums(
     nb: usize,
     step: i64,
 ) -> Result<Vec<Option<f64>>, StoreError> {
+    step_sums_until(store, demand, (from, nb, step), TimestampMs::MAX)
+}
+
+/// [`step_sums`] at the time `now`: a step not over yet reads a ranged rate's window as
+/// ending at `now`, as a PromQL query then would, rather than at the step's end. Read
+/// from a window ending with a step a few seconds old, `rate(S[1m])` held only those
+/// seconds, and a counter that did not move in them read 0: each step's first passes
+/// found a disk busy the minute before idle, released the surge's pending instances and
+/// asked for them again at the next pass.
+fn step_sums_until(
+    store: &Store,
+    demand: &Demand,
+    (from, nb, step): (TimestampMs, usize, i64),
+    now: TimestampMs,
+) -> Result<Vec<Option<f64>>, StoreError> {
     let mut sums: Vec<Option<f64>> = vec![None; nb];
     let end = from + nb as i64 * step - 1;
     for key in store.select_matching(demand.selector()) {
@@ -794,7 +809,7 @@ fn step_sums(
                     .range(&key, (from + step - 2 * r).min(from - step), end)?
                     .unwrap_or_default();
                 for (b, sum) in sums.iter_mut().enumerate() {
-                    let until = from + (b as i64 + 1) * step;
+                    let until = (from + (b as i64 + 1) * step).min(now.saturating_add(1));
                     if let Some(v) = window_rate(&samples, until, r) {
                         *sum.get_or_insert(0.0) += v;
                     }
@@ -1892,7 +1907,7 @@ impl<P: Provider> Engine<P> {
         let from = (now - self.grace_ms).div_euclid(step) * step;
         let nb = ((now - from) / step + 1) as usize;
         let peak = |demand: &Demand, scale: f64| -> Result<Option<f64>, StoreError> {
-            Ok(step_sums(&self.store, demand, from, nb, step)?
+            Ok(step_sums_until(&self.store, demand, (from, nb, step), now)?
                 .into_iter()
                 .flatten()
                 .map(|v| v * scale)
@@ -3442,6 +3457,40 @@ mod tests {
         };
         assert_eq!(late("rate(requests_total)")[1..], [None, None]);
         assert_eq!(late("rate(requests_total[2m])")[2], None);
+    }
+
+    #[test]
+    fn a_ranged_rate_of_the_step_in_progress_ends_its_window_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        // A counter scraped every 5 s, rising 5 a scrape (1/s) until 9:50, then still
+        // into the first 8 s of the step from 10:00 (a disk busy, then idle a moment).
+        let key = SeriesKey::parse("node_disk_io_time_seconds_total").unwrap();
+        let samples: Vec<Sample> = (0..=122)
+            .map(|i| Sample {
+                ts: i * 5_000,
+                value: 5.0 * (i.min(118)) as f64,
+            })
+            .collect();
+        store.append(&key, &samples).unwrap();
+        let demand = Demand::parse("rate(node_disk_io_time_seconds_total[1m])").unwrap();
+        let now = 608_000;
+        let step = |now| step_sums_until(&store, &demand, (600_000, 1, 60_000), now).unwrap();
+        // At 10:08 the minute up to now, from the last sample before it (9:05), held 45
+        // s of rise: 45/60 a second, not the 0 of the 13 s since 9:55.
+        let v = step(now)[0].unwrap();
+        assert!((v - 45.0 / 60.0).abs() < 1e-9, "{v}");
+        // The step read as over (at its end, or by a reader not given the time) is the
+        // window ending with it, as before.
+        assert_eq!(
+            step(TimestampMs::MAX),
+            step_sums(&store, &demand, 600_000, 1, 60_000).unwrap()
+        );
+        assert_eq!(step(TimestampMs::MAX)[0], Some(0.0));
+        // Complete steps before it are read alike either way.
+        let both = |now| step_sums_until(&store, &demand, (540_000, 2, 60_000), now).unwrap();
+        assert_eq!(both(now)[0], both(TimestampMs::MAX)[0]);
+        assert!((both(now)[0].unwrap() - 55.0 / 60.0).abs() < 1e-9);
     }
 
     #[test]
