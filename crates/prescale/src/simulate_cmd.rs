@@ -912,10 +912,12 @@ impl<'a> Advice<'a> {
             "costs no more".to_string()
         };
         let short = if self.minutes_less > 0.05 {
-            let m = self.minutes_less;
+            // Whole minutes, but a difference under half a minute is shown in tenths.
+            let p = if self.minutes_less < 0.5 { 1 } else { 0 };
+            let m = format!("{:.p$}", self.minutes_less);
             format!(
-                "is short {m:.0} minute{} less ({:.0} against {:.0})",
-                if format!("{m:.0}") == "1" { "" } else { "s" },
+                "is short {m} minute{} less ({:.p$} against {:.p$})",
+                if m == "1" { "" } else { "s" },
                 self.run.report.underprovisioned_minutes,
                 own.underprovisioned_minutes
             )
