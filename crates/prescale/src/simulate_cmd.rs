@@ -883,9 +883,9 @@ impl Beside {
 /// minutes short, each zero or more, one above zero) and the settings that make it, as
 /// TOML tables (`[workload]`, `[forecast]`, ...) a scenario or a workload takes.
 pub(crate) struct Advice<'a> {
-    pub(crate) run: &'a SweptRun,
-    pub(crate) cost_less: f64,
-    pub(crate) minutes_less: f64,
+    run: &'a SweptRun,
+    cost_less: f64,
+    minutes_less: f64,
     pub(crate) toml: String,
 }
 
