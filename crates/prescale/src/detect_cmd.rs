@@ -38,6 +38,28 @@ pub struct DetectArgs {
     /// must then be unix seconds or RFC 3339, in time order.
     #[arg(long)]
     pub as_daemon: bool,
+    /// Also write an HTML page of the file: its values with the rows flagged marked, and
+    /// every row's score against the threshold (one file, not a directory).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+}
+
+/// One scored row, for the report: its time (`None` where the timestamp is not one),
+/// value (`None` where it is not a number), score and whether it is flagged.
+pub(crate) struct Scored {
+    pub at: Option<TimestampMs>,
+    pub value: Option<f64>,
+    pub score: f64,
+    pub hit: bool,
+}
+
+/// What one file's scoring gives: the output text, warnings, how many rows were
+/// flagged, and the rows.
+struct FileScores {
+    text: String,
+    warnings: Vec<String>,
+    flagged: usize,
+    rows: Vec<Scored>,
 }
 
 /// How rows are scored: alone, or as the daemon's watch does with what came before.
@@ -115,12 +137,8 @@ fn unit_interval(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Scores one file's rows; returns the output text and warnings.
-fn score_file(
-    path: &Path,
-    threshold: f64,
-    as_daemon: bool,
-) -> Result<(String, Vec<String>, usize), String> {
+/// Scores one file's rows.
+fn score_file(path: &Path, threshold: f64, as_daemon: bool) -> Result<FileScores, String> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let mut lines = text.lines().enumerate();
@@ -159,6 +177,7 @@ fn score_file(
         None => prescale_core::parse_ts(ts),
     };
     let mut flagged = 0;
+    let mut rows = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
             continue;
@@ -172,8 +191,9 @@ fn score_file(
             .ok_or_else(|| format!("{name}:{}: no timestamp", i + 1))?;
         let written = f.get(vi).map(|s| s.trim()).unwrap_or("");
         let (ts, raw) = (unquote(written_ts), unquote(written));
-        let (score, hit) = match raw.parse::<f64>() {
-            Ok(v) if v.is_finite() => det
+        let value = raw.parse::<f64>().ok().filter(|v| v.is_finite());
+        let (score, hit) = match value {
+            Some(v) => det
                 .score(ts, time(ts), v, threshold)
                 .map_err(|e| format!("{name}:{}: {e}", i + 1))?,
             _ => {
@@ -191,8 +211,19 @@ fn score_file(
             "{written_ts},{written},{score:.6},{}\n",
             u8::from(hit)
         ));
+        rows.push(Scored {
+            at: time(ts),
+            value,
+            score,
+            hit,
+        });
     }
-    Ok((out, warnings, flagged))
+    Ok(FileScores {
+        text: out,
+        warnings,
+        flagged,
+        rows,
+    })
 }
 
 fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -213,6 +244,12 @@ fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
 
 /// Runs `prescale detect`.
 pub fn run(a: DetectArgs) -> Result<(), String> {
+    if a.input.is_dir() && a.report.is_some() {
+        return Err(format!(
+            "{} is a directory: --report draws one file; give one of its files",
+            a.input.display()
+        ));
+    }
     if a.input.is_dir() {
         let Some(out_dir) = &a.output else {
             return Err(format!(
@@ -234,7 +271,12 @@ pub fn run(a: DetectArgs) -> Result<(), String> {
         for f in &files {
             let rel = f.strip_prefix(&a.input).expect("under the input");
             bar.set_message(rel.display().to_string());
-            let (text, warnings, n) = score_file(f, a.threshold, a.as_daemon)?;
+            let FileScores {
+                text,
+                warnings,
+                flagged: n,
+                ..
+            } = score_file(f, a.threshold, a.as_daemon)?;
             for w in warnings {
                 bar.suspend(|| eprintln!("warning: {w}"));
             }
@@ -254,9 +296,23 @@ pub fn run(a: DetectArgs) -> Result<(), String> {
         eprintln!("{}", summary(rows, &into, flagged, &a));
         return Ok(());
     }
-    let (text, warnings, flagged) = score_file(&a.input, a.threshold, a.as_daemon)?;
+    let FileScores {
+        text,
+        warnings,
+        flagged,
+        rows: scored,
+    } = score_file(&a.input, a.threshold, a.as_daemon)?;
     for w in warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(path) = &a.report {
+        let name = a.input.file_name().map_or_else(
+            || a.input.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let page = crate::detect_report::report_html(&name, &scored, a.threshold, a.as_daemon);
+        std::fs::write(path, page)
+            .map_err(|e| format!("{}: cannot write the report: {e}", path.display()))?;
     }
     let rows = text.lines().count() - 1;
     match &a.output {

@@ -11,6 +11,7 @@ use std::time::Duration;
 mod bench_cmd;
 mod ctl;
 mod detect_cmd;
+mod detect_report;
 mod fleet_cmd;
 mod forecast_cmd;
 mod forecast_report;

@@ -80,6 +80,64 @@ fn a_file_is_scored_row_by_row_and_a_jump_stands_out() {
     );
 }
 
+/// `--report` draws what the scores say: the flagged row circled where its value is,
+/// a gap in the line at the row without a number, the threshold on the scores.
+#[test]
+fn the_report_circles_the_rows_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("s.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..400 {
+        let v = match i {
+            150 => "".to_string(),
+            _ if i >= 300 => format!("{}", 60.0 + (i % 3) as f64 * 0.1),
+            _ => format!("{}", 10.0 + (i % 3) as f64 * 0.1),
+        };
+        text.push_str(&format!("{},{v}\n", 1_700_000_000 + i * 60));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let page = dir.path().join("d.html");
+    let out = detect(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--report",
+        page.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let flagged = csv.lines().skip(1).filter(|l| l.ends_with(",1")).count();
+    assert!(flagged >= 1, "{csv}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("class=\"flagged\"").count(), flagged);
+    assert!(html.contains(&format!(
+        "400 rows scored each row against what came before it; {flagged} at or above 0.5"
+    )));
+    // The row without a number breaks the line in two; the threshold is drawn.
+    assert_eq!(html.matches("class=\"values\"").count(), 2);
+    assert!(html.contains("threshold 0.5") && html.contains("class=\"scores\""));
+    // The jump's row (time 1,700,018,000) is among those circled, with its time.
+    assert!(
+        html.contains("<title>2023-11-15T03:13:20Z: 60, score"),
+        "{html}"
+    );
+    // A directory is not one page: refused before anything is scored.
+    let out = detect(&[
+        "--input",
+        dir.path().to_str().unwrap(),
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+        "--report",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--report draws one file"));
+    assert!(!dir.path().join("o").exists());
+}
+
 #[test]
 fn directories_are_mirrored_and_bad_input_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
