@@ -216,7 +216,7 @@ pub(crate) fn report_html(
         );
     }
     let candidates = if rows.is_empty() {
-        "<p>A model named with <code>--model</code> is not cross-validated against others.</p>"
+        "<p>No candidate was cross-validated on this history: the model was fitted to all of it, uncalibrated.</p>"
             .to_string()
     } else {
         format!(
