@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 
 use crate::detect_cmd::Scored;
-use crate::forecast_report::Frame;
+use crate::forecast_report::{value_range, Frame};
 use crate::simulate_cmd::html_escape;
-use crate::svg::{grid_line, path_through, range_ticks, tick_label, time_axis};
+use crate::svg::{path_through, range_ticks, tick_label, time_axis};
 
 /// The rows' x: their times (ms) where every row has one (a row out of order is drawn
 /// where its time is: NAB's machine temperature steps back an hour once), else their
@@ -52,33 +52,9 @@ fn x_axis(svg: &mut String, f: &Frame, timed: bool) {
 /// The values' chart: a line through the numbers (broken where a row has none), a red
 /// circle at each row flagged, its time or row and score in its tooltip.
 pub(crate) fn values_chart(rows: &[Scored], x: &[i64], timed: bool) -> String {
-    let values = rows.iter().filter_map(|r| r.value);
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    let spare = if hi > lo {
-        (hi - lo) * 0.05
-    } else {
-        lo.abs().max(1.0) * 0.05
-    };
-    let f = Frame {
-        w: 1100.0,
-        h: 340.0,
-        pad: 56.0,
-        t0: span(x).0,
-        t1: span(x).1,
-        lo: lo - spare,
-        hi: hi + spare,
-    };
-    let mut svg = format!(
-        "<svg viewBox=\"0 0 {} {}\" width=\"100%\" role=\"img\" aria-label=\"the values, the rows flagged circled\">",
-        f.w, f.h
-    );
-    let (ticks, step) = range_ticks(f.lo, f.hi, 6);
-    for v in ticks {
-        grid_line(&mut svg, f.w, f.pad, f.y(v), &tick_label(v, step), "#ddd");
-    }
+    let range = value_range(rows.iter().filter_map(|r| r.value));
+    let f = Frame::new(340.0, 56.0, span(x), range);
+    let mut svg = f.svg_with_grid("the values, the rows flagged circled");
     // Runs of rows with a number, each its own path.
     let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
     for (r, t) in rows.iter().zip(x) {
@@ -117,22 +93,8 @@ pub(crate) fn values_chart(rows: &[Scored], x: &[i64], timed: bool) -> String {
 
 /// The scores' chart: every row's score from 0 to 1, the threshold as a dashed line.
 pub(crate) fn scores_chart(rows: &[Scored], x: &[i64], timed: bool, threshold: f64) -> String {
-    let f = Frame {
-        w: 1100.0,
-        h: 200.0,
-        pad: 40.0,
-        t0: span(x).0,
-        t1: span(x).1,
-        lo: 0.0,
-        hi: 1.0,
-    };
-    let mut svg = format!(
-        "<svg viewBox=\"0 0 {} {}\" width=\"100%\" role=\"img\" aria-label=\"each row's anomaly score and the threshold\">",
-        f.w, f.h
-    );
-    for v in [0.0, 0.5, 1.0] {
-        grid_line(&mut svg, f.w, f.pad, f.y(v), &tick_label(v, 0.5), "#ddd");
-    }
+    let f = Frame::new(200.0, 40.0, span(x), (0.0, 1.0));
+    let mut svg = f.svg_with_grid("each row's anomaly score and the threshold");
     let _ = write!(
         svg,
         "<path class=\"scores\" d=\"{}\" fill=\"none\" stroke=\"#7a7a7a\" stroke-width=\"0.8\"/>",

@@ -40,6 +40,41 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    /// A chart 1100 wide and `h` high, margin `pad`, from `t0` to `t1` across and `lo`
+    /// to `hi` up.
+    pub fn new(h: f64, pad: f64, (t0, t1): (i64, i64), (lo, hi): (f64, f64)) -> Frame {
+        Frame {
+            w: 1100.0,
+            h,
+            pad,
+            t0,
+            t1,
+            lo,
+            hi,
+        }
+    }
+
+    /// The opening of its SVG (`label` read out for those who cannot see it) and a grid
+    /// line at each round value of its range, labelled.
+    pub fn svg_with_grid(&self, label: &str) -> String {
+        let mut svg = format!(
+            "<svg viewBox=\"0 0 {} {}\" width=\"100%\" role=\"img\" aria-label=\"{label}\">",
+            self.w, self.h
+        );
+        let (ticks, step) = range_ticks(self.lo, self.hi, 6);
+        for v in ticks {
+            grid_line(
+                &mut svg,
+                self.w,
+                self.pad,
+                self.y(v),
+                &tick_label(v, step),
+                "#ddd",
+            );
+        }
+        svg
+    }
+
     pub fn x(&self, t: i64) -> f64 {
         let span = (self.t1 - self.t0).max(1) as f64;
         self.pad + (self.w - 2.0 * self.pad) * (t - self.t0) as f64 / span
@@ -50,31 +85,32 @@ impl Frame {
     }
 }
 
-/// The chart's frame: the history shown and every quantile inside it, 5% spare above and
-/// below (not from zero: a series of millions that moves by thousands would be a flat
-/// line).
-pub(crate) fn frame(hist: &[(i64, f64)], times: &[i64], q: &[Vec<f64>]) -> Frame {
-    let all = hist.iter().map(|p| p.1).chain(q.iter().flatten().copied());
-    let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+/// The range of `values` with 5% spare above and below (5% of the value either side of
+/// a constant; 0 to 1 without values): not from zero, as a series of millions that moves
+/// by thousands would be a flat line.
+pub(crate) fn value_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
         (a.min(v), b.max(v))
     });
     if !(lo.is_finite() && hi.is_finite()) {
-        (lo, hi) = (0.0, 1.0);
+        return (0.0, 1.0);
     }
     let spare = if hi > lo {
         (hi - lo) * 0.05
     } else {
         lo.abs().max(1.0) * 0.05
     };
-    Frame {
-        w: 1100.0,
-        h: 420.0,
-        pad: 56.0,
-        t0: hist.first().map_or(0, |p| p.0),
-        t1: times.last().copied().unwrap_or(0),
-        lo: lo - spare,
-        hi: hi + spare,
-    }
+    (lo - spare, hi + spare)
+}
+
+/// The chart's frame: the history shown and every quantile inside it.
+pub(crate) fn frame(hist: &[(i64, f64)], times: &[i64], q: &[Vec<f64>]) -> Frame {
+    let all = hist.iter().map(|p| p.1).chain(q.iter().flatten().copied());
+    let across = (
+        hist.first().map_or(0, |p| p.0),
+        times.last().copied().unwrap_or(0),
+    );
+    Frame::new(420.0, 56.0, across, value_range(all))
 }
 
 /// Band colour: one blue, denser toward the median.
@@ -109,14 +145,9 @@ pub(crate) fn chart(
         .zip(series.values[start..].iter().copied())
         .collect();
     let f = &frame(&hist, times, q);
-    let mut svg = format!(
-        "<svg viewBox=\"0 0 {} {}\" width=\"100%\" role=\"img\" aria-label=\"the series' last {shown} steps and the forecast's quantiles\">",
-        f.w, f.h
-    );
-    let (ticks, step) = range_ticks(f.lo, f.hi, 6);
-    for v in ticks {
-        grid_line(&mut svg, f.w, f.pad, f.y(v), &tick_label(v, step), "#ddd");
-    }
+    let mut svg = f.svg_with_grid(&format!(
+        "the series' last {shown} steps and the forecast's quantiles"
+    ));
     let &(now_t, now_v) = hist.last().expect("a forecast needs history");
     let lv: Vec<f64> = levels.iter().map(|l| l.1).collect();
     // Each band opens at the last observation, so the fan starts where the data ends.
