@@ -53,7 +53,7 @@ fn x_axis(svg: &mut String, f: &Frame, timed: bool) {
 /// circle at each row flagged, its time or row and score in its tooltip.
 pub(crate) fn values_chart(rows: &[Scored], x: &[i64], timed: bool) -> String {
     let range = value_range(rows.iter().filter_map(|r| r.value));
-    let f = Frame::new(340.0, 56.0, span(x), range);
+    let f = Frame::new(340.0, 66.0, span(x), range);
     let mut svg = f.svg_with_grid("the values, the rows flagged circled");
     // Runs of rows with a number, each its own path.
     let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
@@ -193,7 +193,7 @@ mod tests {
         let f = Frame {
             w: 1100.0,
             h: 340.0,
-            pad: 56.0,
+            pad: 66.0,
             t0: 0,
             t1: 540_000,
             lo: 10.0 - 2.0,

@@ -110,7 +110,7 @@ pub(crate) fn frame(hist: &[(i64, f64)], times: &[i64], q: &[Vec<f64>]) -> Frame
         hist.first().map_or(0, |p| p.0),
         times.last().copied().unwrap_or(0),
     );
-    Frame::new(420.0, 56.0, across, value_range(all))
+    Frame::new(420.0, 66.0, across, value_range(all))
 }
 
 /// Band colour: one blue, denser toward the median.
