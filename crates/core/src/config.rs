@@ -1105,6 +1105,17 @@ pub fn did_you_mean(message: &str) -> Option<String> {
 }
 
 /// A deserialization error of configuration text `src`, located in it.
+/// The `i`-th table of the list at `path` (`["sources", "scrape"]`) in the merged
+/// configuration, as written (a list a file gives replaces the default one whole).
+fn list_entry<'a>(merged: &'a toml::Table, path: &[&str], i: usize) -> Option<&'a toml::Table> {
+    let (last, tables) = path.split_last()?;
+    let mut t = merged;
+    for k in tables {
+        t = t.get(*k)?.as_table()?;
+    }
+    t.get(*last)?.as_array()?.get(i)?.as_table()
+}
+
 fn located(src: &str, file: &str, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
     let key = e.path().to_string();
     let inner = e.into_inner();
@@ -1167,24 +1178,16 @@ impl Config {
         };
         let mut cfg = cfg;
         // Class defaults fill what each workload's own table leaves out.
-        let tables = merged.get("workloads").and_then(|w| w.as_array());
         for (i, w) in cfg.workloads.iter_mut().enumerate() {
-            let keys = tables.and_then(|a| a.get(i)).and_then(|t| t.as_table());
+            let keys = list_entry(&merged, &["workloads"], i);
             w.apply_class_defaults(|k| keys.is_some_and(|t| t.contains_key(k)));
         }
         // A scrape job that sets no timeout scrapes within its default or its interval,
         // whichever is shorter, as Prometheus' do: a job every 5 s times out after 5 s,
         // rather than being refused for a 10 s timeout nobody wrote.
-        let jobs = merged
-            .get("sources")
-            .and_then(|s| s.get("scrape"))
-            .and_then(|j| j.as_array());
         for (i, j) in cfg.sources.scrape.iter_mut().enumerate() {
-            let given = jobs
-                .and_then(|a| a.get(i))
-                .and_then(|t| t.as_table())
-                .is_some_and(|t| t.contains_key("timeout_s"));
-            if !given {
+            let keys = list_entry(&merged, &["sources", "scrape"], i);
+            if !keys.is_some_and(|t| t.contains_key("timeout_s")) {
                 j.timeout_s = j.timeout_s.min(j.interval_s.max(1));
             }
         }
