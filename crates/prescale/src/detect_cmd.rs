@@ -192,9 +192,10 @@ fn score_file(path: &Path, threshold: f64, as_daemon: bool) -> Result<FileScores
         let written = f.get(vi).map(|s| s.trim()).unwrap_or("");
         let (ts, raw) = (unquote(written_ts), unquote(written));
         let value = raw.parse::<f64>().ok().filter(|v| v.is_finite());
+        let at = time(ts);
         let (score, hit) = match value {
             Some(v) => det
-                .score(ts, time(ts), v, threshold)
+                .score(ts, at, v, threshold)
                 .map_err(|e| format!("{name}:{}: {e}", i + 1))?,
             _ => {
                 if warnings.len() < 5 {
@@ -212,7 +213,7 @@ fn score_file(path: &Path, threshold: f64, as_daemon: bool) -> Result<FileScores
             u8::from(hit)
         ));
         rows.push(Scored {
-            at: time(ts),
+            at,
             value,
             score,
             hit,
