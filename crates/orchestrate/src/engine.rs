@@ -43,6 +43,7 @@ use crate::trainer::{Job, JobKind, Outcome, Trainer, Trigger};
 mod events;
 mod fleet;
 mod leads;
+mod minimum;
 mod pause;
 pub(crate) mod pool;
 mod unmanaged;
@@ -2250,6 +2251,69 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
+    /// Sends `verdict`'s actions for workload `i` to the provider and logs each, as an
+    /// action with `reason` or as a refusal; returns whether any was applied.
+    fn apply_verdict(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+        verdict: &crate::reconcile::Reconciled,
+        reason: &str,
+        st: &mut Status,
+    ) -> Result<bool, StoreError> {
+        let name = self.states[i].w.name.clone();
+        let mut acted = false;
+        for a in &verdict.actions {
+            let verb = match a.kind {
+                prescale_core::ActionKind::Provision => "provision",
+                prescale_core::ActionKind::Deprovision => "deprovision",
+            };
+            match self.provider.apply(a, now) {
+                Ok(()) => {
+                    acted = true;
+                    st.actions += 1;
+                    self.store.log_decision(&Decision {
+                        at: now,
+                        workload: name.clone(),
+                        kind: DecisionKind::Act,
+                        action: Some(a.clone()),
+                        reason: format!(
+                            "{}{}",
+                            if self.provider.acts() {
+                                ""
+                            } else {
+                                "recommend (nothing changed: providers.use = \"recommend\"): "
+                            },
+                            match verdict.released_pending.get(&a.tier) {
+                                Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
+                                    "{verb} {} {} ({n} of them pending, released before they serve): {}",
+                                    a.count, a.tier, reason
+                                ),
+                                _ => format!("{verb} {} {}: {}", a.count, a.tier, reason),
+                            }
+                        ),
+                    })?;
+                }
+                Err(e) => {
+                    st.errors += 1;
+                    self.store.log_decision(&Decision {
+                        at: now,
+                        workload: name.clone(),
+                        kind: DecisionKind::Error,
+                        action: Some(a.clone()),
+                        reason: format!(
+                            "{} refused to {verb} {} {}: {e}; will retry at the next pass",
+                            self.provider.name(),
+                            a.count,
+                            a.tier
+                        ),
+                    })?;
+                }
+            }
+        }
+        Ok(acted)
+    }
+
     fn tick_workload(
         &mut self,
         i: usize,
@@ -2384,8 +2448,16 @@ impl<P: Provider> Engine<P> {
                 } else {
                     s.status.fleet = None;
                 }
+                let tiers = pooled
+                    .as_ref()
+                    .map_or(measured.as_ref().map_or(&self.tiers, |m| &m.0), |p| &p.0)
+                    .clone();
+                let budget = self.minimum_budget(i, now, fleet_cap, &others_held);
+                if !self.keep_minimum(i, now, (&tiers, budget), pause.as_ref(), &msg, st)? {
+                    self.hold(i, now, category, msg)?;
+                }
                 self.publish(i, st);
-                return self.hold(i, now, category, msg);
+                return self.keep_pass(i, now);
             }
             s.status.learning = None;
             baseline_season(
@@ -2569,13 +2641,21 @@ impl<P: Provider> Engine<P> {
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "no forecast yet".into());
+            let tiers = pooled
+                .as_ref()
+                .map_or(measured.as_ref().map_or(&self.tiers, |m| &m.0), |p| &p.0)
+                .clone();
+            let budget = self.minimum_budget(i, now, fleet_cap, &others_held);
+            if !self.keep_minimum(i, now, (&tiers, budget), pause.as_ref(), &msg, st)? {
+                self.hold(
+                    i,
+                    now,
+                    "no-forecast",
+                    format!("{msg}; keeping current capacity"),
+                )?;
+            }
             self.publish(i, st);
-            return self.hold(
-                i,
-                now,
-                "no-forecast",
-                format!("{msg}; keeping current capacity"),
-            );
+            return self.keep_pass(i, now);
         };
         // What the forecast says of the coming steps, kept (the first, once final, in
         // the store) for the floors after a restart, for charts of forecast against
@@ -3016,56 +3096,8 @@ impl<P: Provider> Engine<P> {
         }
         s.status.desired = desired;
         s.status.plan = Some(plan.clone());
-        let name = s.w.name.clone();
-        let mut acted = false;
-        for a in &verdict.actions {
-            let verb = match a.kind {
-                prescale_core::ActionKind::Provision => "provision",
-                prescale_core::ActionKind::Deprovision => "deprovision",
-            };
-            match self.provider.apply(a, now) {
-                Ok(()) => {
-                    acted = true;
-                    st.actions += 1;
-                    self.store.log_decision(&Decision {
-                        at: now,
-                        workload: name.clone(),
-                        kind: DecisionKind::Act,
-                        action: Some(a.clone()),
-                        reason: format!(
-                            "{}{}",
-                            if self.provider.acts() {
-                                ""
-                            } else {
-                                "recommend (nothing changed: providers.use = \"recommend\"): "
-                            },
-                            match verdict.released_pending.get(&a.tier) {
-                                Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
-                                    "{verb} {} {} ({n} of them pending, released before they serve): {}",
-                                    a.count, a.tier, plan.reason
-                                ),
-                                _ => format!("{verb} {} {}: {}", a.count, a.tier, plan.reason),
-                            }
-                        ),
-                    })?;
-                }
-                Err(e) => {
-                    st.errors += 1;
-                    self.store.log_decision(&Decision {
-                        at: now,
-                        workload: name.clone(),
-                        kind: DecisionKind::Error,
-                        action: Some(a.clone()),
-                        reason: format!(
-                            "{} refused to {verb} {} {}: {e}; will retry at the next pass",
-                            self.provider.name(),
-                            a.count,
-                            a.tier
-                        ),
-                    })?;
-                }
-            }
-        }
+        let reason = plan.reason.clone();
+        let acted = self.apply_verdict(i, now, &verdict, &reason, st)?;
         if acted {
             self.states[i].last_hold = None;
             self.read_allocation(i, now, Some(&verdict.released_pending))?;
@@ -3091,6 +3123,13 @@ impl<P: Provider> Engine<P> {
             )?;
         }
         self.publish(i, st);
+        self.keep_pass(i, now)
+    }
+
+    /// Stores what workload `i` holds per tier once a pass has acted (and what that
+    /// costs, whether a pause held it, the planned events in force) and keeps its
+    /// status: at the end of every pass, planned or not.
+    fn keep_pass(&mut self, i: usize, now: TimestampMs) -> Result<(), StoreError> {
         // What the workload holds per tier once this pass has acted (ready and pending:
         // what was asked for), as a series: an autoscaler that follows prescale (KEDA's
         // Prometheus scaler, with providers.use = "recommend") reads it from the query API.
@@ -3221,7 +3260,7 @@ mod tests {
     use super::*;
     use crate::provider::{ProviderError, ProviderEvent, SimCloud};
     use prescale_core::config::Config;
-    use prescale_core::Action;
+    use prescale_core::{Action, ActionKind, PauseScope};
     use prescale_store::{Durability, Store};
 
     /// A provider that is down: every action times out.
@@ -3500,9 +3539,20 @@ mod tests {
         let store = Store::open(dir.path(), Durability::Buffered).unwrap();
         let mut e = Engine::from_config(&c, 0, store.clone(), Down);
         e.tick(60_000).unwrap();
+        // The workload's min_instances was asked for and refused; what it holds is kept.
+        let holds = || -> Vec<Decision> {
+            let mut d = store.decisions(Some("host"), 10).unwrap();
+            d.retain(|d| d.kind == DecisionKind::Hold);
+            d
+        };
         let d = store.decisions(Some("host"), 10).unwrap();
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].kind, DecisionKind::Hold);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].kind, DecisionKind::Error);
+        assert_eq!(
+            d[0].reason,
+            "down refused to provision 1 standard: provider unavailable: timed out after 10 s; will retry at the next pass"
+        );
+        let d = holds();
         assert_eq!(
             d[0].reason,
             r#"nothing to forecast host_cpu_usage_cores{mode="busy"}: no stored series is named host_cpu_usage_cores; keeping current capacity"#
@@ -3518,12 +3568,12 @@ mod tests {
         assert_eq!(learning, None);
         // A second pass with the same situation does not repeat the hold.
         e.tick(120_000).unwrap();
-        assert_eq!(store.decisions(Some("host"), 10).unwrap().len(), 1);
+        assert_eq!(holds().len(), 1);
         // The series arrives: one step is not enough history yet, and the log says so;
         // the status says it is learning, which is no error.
         feed(&store, 2..3);
         e.tick(3 * 60_000 + 1).unwrap();
-        let d = store.decisions(Some("host"), 10).unwrap();
+        let d = holds();
         assert_eq!(d.len(), 2);
         assert!(
             d[1].reason.contains("not enough history") && d[1].reason.contains("(1 of 2 steps"),
@@ -3548,6 +3598,114 @@ mod tests {
         // The samples that were accepted are all still there.
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
         assert_eq!(store.range(&key, 0, i64::MAX).unwrap().unwrap().len(), 30);
+    }
+
+    #[test]
+    fn a_workload_without_a_forecast_keeps_its_min_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let c = Config::default();
+        let sim = || SimCloud::new(&c.tiers, 1);
+        let mut e = Engine::from_config(&c, 0, store.clone(), sim());
+        // No series matches the demand: its one instance (a service's minimum) is asked
+        // for on the cheapest on-demand tier, saying why.
+        e.tick(60_000).unwrap();
+        let d = store.decisions(Some("host"), 10).unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].kind, DecisionKind::Act);
+        let a = d[0].action.as_ref().unwrap();
+        assert_eq!(
+            (a.kind, a.tier.as_str(), a.count),
+            (ActionKind::Provision, "standard", 1)
+        );
+        assert!(
+            d[0].reason.starts_with(
+                r#"provision 1 standard: no forecast yet (nothing to forecast host_cpu_usage_cores{mode="busy"}: no stored series is named host_cpu_usage_cores); meanwhile the workload keeps its min_instances = 1, as HPA keeps minReplicas whatever its metrics say: standard 1 for $0.192/h"#
+            ),
+            "{}",
+            d[0].reason
+        );
+        // Held (pending) now: the next passes ask for nothing more and say why they wait.
+        e.tick(75_000).unwrap();
+        e.tick(90_000).unwrap();
+        let d = store.decisions(Some("host"), 10).unwrap();
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[1].kind, DecisionKind::Hold);
+        assert!(
+            d[1].reason.starts_with("nothing to forecast"),
+            "{}",
+            d[1].reason
+        );
+        assert_eq!(
+            e.status_handle().read().unwrap().workloads["host"]
+                .allocation
+                .get("standard")
+                .total(),
+            1
+        );
+
+        // Learning (one step of history): the same, within the budget as plans are (a
+        // $0.10/h budget buys no standard instance, so spot; $0.05/h buys none).
+        for (budget, asked) in [
+            (None, Some("standard")),
+            (Some(0.1), Some("spot")),
+            (Some(0.05), None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+            feed(&store, 0..1);
+            let mut c = c.clone();
+            c.workloads[0].budget_per_hour = budget;
+            let mut e = Engine::from_config(&c, 0, store.clone(), sim());
+            e.tick(60_000 + 1).unwrap();
+            let d = store.decisions(Some("host"), 10).unwrap();
+            assert_eq!(d.len(), 1, "{d:?}");
+            match asked {
+                Some(tier) => {
+                    assert_eq!(d[0].action.as_ref().unwrap().tier, tier);
+                    assert!(
+                        d[0].reason
+                            .contains("no forecast yet (not enough history to forecast"),
+                        "{}",
+                        d[0].reason
+                    );
+                }
+                None => {
+                    assert_eq!(d[0].kind, DecisionKind::Hold);
+                    assert!(
+                        d[0].reason.contains("not enough history"),
+                        "{}",
+                        d[0].reason
+                    );
+                }
+            }
+        }
+
+        // A batch workload (min_instances 0) and a workload paused altogether are left
+        // as they are.
+        for paused in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+            let mut c = c.clone();
+            if !paused {
+                c.workloads[0].min_instances = 0;
+            }
+            let mut e = Engine::from_config(&c, 0, store.clone(), sim());
+            if paused {
+                e.pause("host", PauseScope::All, 3_600_000, "", 0).unwrap();
+            }
+            e.tick(60_000).unwrap();
+            let d = store.decisions(Some("host"), 10).unwrap();
+            assert!(d.iter().all(|d| d.kind != DecisionKind::Act), "{d:?}");
+            let st = e.status_handle();
+            assert_eq!(
+                st.read().unwrap().workloads["host"]
+                    .allocation
+                    .get("standard")
+                    .total(),
+                0
+            );
+        }
     }
 
     /// An engine planning the host's CPU (`feed`'s 6-12 vCPU, with the inline baseline)
