@@ -30,6 +30,18 @@ pub struct Server {
     token_file: Option<PathBuf>,
 }
 
+impl Server {
+    /// The daemon's API.
+    pub(crate) fn url(&self) -> &str {
+        &self.server
+    }
+
+    /// The file holding the token, if one was given.
+    pub(crate) fn token_file(&self) -> Option<&PathBuf> {
+        self.token_file.as_ref()
+    }
+}
+
 /// `prescale events ...`.
 #[derive(Subcommand)]
 pub enum EventsCmd {
@@ -251,7 +263,7 @@ fn event_body(
 }
 
 /// A call to the daemon: its answer's `data`.
-fn call(
+pub(crate) fn call(
     server: &Server,
     method: &str,
     path: &str,

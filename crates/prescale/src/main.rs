@@ -21,6 +21,7 @@ mod reload;
 mod simulate_cmd;
 mod simulate_compare;
 mod svg;
+mod tune_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -164,6 +165,10 @@ enum Command {
     Status(ctl::StatusArgs),
     /// A running daemon's decisions, each with its reason (`--follow` to watch them).
     Decisions(ctl::DecisionsArgs),
+    /// Replay a workload's stored demand on a running daemon with each of its
+    /// safeguards turned the other way: which pay for themselves, and the settings to
+    /// write where another costs less and is short no longer.
+    Tune(tune_cmd::TuneArgs),
     /// Print a shell's completion script: `prescale completions bash >
     /// /etc/bash_completion.d/prescale` (zsh: into a directory on `$fpath` as
     /// `_prescale`; fish: `~/.config/fish/completions/prescale.fish`).
@@ -269,6 +274,7 @@ fn main() -> ExitCode {
         Command::Resume(a) => ctl::resume(a).map_err(ctl_error),
         Command::Status(a) => ctl::status(a).map_err(ctl_error),
         Command::Decisions(a) => ctl::decisions(a).map_err(ctl_error),
+        Command::Tune(a) => tune_cmd::run(a).map_err(ctl_error),
         Command::Run {
             config,
             overrides,

@@ -385,7 +385,18 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     }
     if let (false, [policy]) = (a.sweep.is_empty(), &policies[..]) {
         let out = (a.format, a.report.as_deref());
-        return sweep(&a.sweep, a.grid, *policy, (&trace, &scenario, a.seed), out);
+        let form = match &a.config {
+            Some(_) => Form::Config(scenario.workload.name.clone()),
+            None => Form::Scenario,
+        };
+        return sweep(
+            &a.sweep,
+            a.grid,
+            *policy,
+            (&trace, &scenario, a.seed),
+            out,
+            &form,
+        );
     }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
@@ -539,8 +550,11 @@ pub(crate) fn swept_keys(runs: &[SweptRun]) -> Vec<&str> {
 }
 
 /// The row of a sweep's run at the scenario's own settings, where no swept value is.
-pub(crate) fn as_is_name(policy: Policy) -> String {
-    format!("{} (scenario)", policy.name())
+pub(crate) fn as_is_name(policy: Policy, form: &Form) -> String {
+    match form {
+        Form::Scenario => format!("{} (scenario)", policy.name()),
+        Form::Config(_) => format!("{} (as configured)", policy.name()),
+    }
 }
 
 /// `--sweep KEY=V1,V2,...`, each given once or more: `policy` replayed once for each
@@ -550,12 +564,13 @@ pub(crate) fn as_is_name(policy: Policy) -> String {
 /// them (and the policy too, where no run is at the scenario's own values), in
 /// [`comparison`]'s columns, the scenario's own values marked. With a `report` path,
 /// the page of [`crate::simulate_compare::sweep_html`].
-fn sweep(
+pub(crate) fn sweep(
     specs: &[String],
     grid: bool,
     policy: Policy,
     (trace, scenario, seed): (&Trace, &Scenario, u64),
     (format, report): (SimFormat, Option<&Path>),
+    form: &Form,
 ) -> Result<(), String> {
     let usage = "give KEY=V1,V2,... with KEY one of the workload's settings (e.g. scale_down_window_s=0,3600,7200), or of [forecast], [reactive] or [control] as forecast.KEY, reactive.KEY or control.KEY";
     let mut swept: Vec<(String, Vec<String>)> = Vec::new();
@@ -677,7 +692,7 @@ fn sweep(
     // and the cheapest run that costs no more and is short no longer.
     let ranked: Vec<(String, &Report)> = as_is
         .iter()
-        .map(|r| (as_is_name(policy), r))
+        .map(|r| (as_is_name(policy, form), r))
         .chain(swept.iter().map(|r| (r.name(), &r.report)))
         .collect();
     let points: Vec<(f64, f64)> = ranked
@@ -702,8 +717,8 @@ fn sweep(
             .find(|(r, _)| r.own)
             .map(|(r, b)| (&r.report, b)),
     };
-    let advice =
-        own.and_then(|(r, b)| Advice::new(r, b.dominated_by.as_deref(), &swept).map(|a| (r, a)));
+    let advice = own
+        .and_then(|(r, b)| Advice::new(r, b.dominated_by.as_deref(), &swept, form).map(|a| (r, a)));
     if let Some(path) = report {
         let html = crate::simulate_compare::sweep_html(
             policy,
@@ -711,6 +726,7 @@ fn sweep(
             (&swept, (own_beside.first(), run_beside)),
             Some(&matched),
             own.map(|(r, _)| (r, advice.as_ref().map(|(_, a)| a))),
+            form,
         );
         std::fs::write(path, html).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
@@ -762,7 +778,7 @@ fn sweep(
             let width = names
                 .iter()
                 .map(|n| n.len())
-                .chain(as_is.as_ref().map(|_| as_is_name(policy).len()))
+                .chain(as_is.as_ref().map(|_| as_is_name(policy, form).len()))
                 .max()
                 .unwrap_or(0)
                 .max(14);
@@ -779,7 +795,7 @@ fn sweep(
             let mut s = String::new();
             let _ = writeln!(
                 s,
-                "{} steps ({:.1} h), seed {seed}: {} at {} of {}{} (* the scenario's own)",
+                "{} steps ({:.1} h), seed {seed}: {} at {} of {}{} (* the {} own)",
                 oracle.steps,
                 oracle.hours,
                 policy.name(),
@@ -793,14 +809,23 @@ fn sweep(
                     ", one setting at a time"
                 } else {
                     ""
-                }
+                },
+                form.whose()
             );
             header(&mut s, "run", width, Beside::HEADING);
             let (o, h) = (Some(oracle.cost_total), Some(reactive.cost_total));
             row(&mut s, Policy::Oracle.name(), width, &oracle, o, h, "");
             row(&mut s, Policy::Reactive.name(), width, &reactive, o, h, "");
             if let (Some(r), [b]) = (&as_is, own_beside) {
-                row(&mut s, &as_is_name(policy), width, r, o, h, &b.columns(r));
+                row(
+                    &mut s,
+                    &as_is_name(policy, form),
+                    width,
+                    r,
+                    o,
+                    h,
+                    &b.columns(r),
+                );
             }
             for ((name, r), b) in names.iter().zip(&swept).zip(run_beside) {
                 row(&mut s, name, width, &r.report, o, h, &b.columns(&r.report));
@@ -814,7 +839,7 @@ fn sweep(
             match (&advice, own) {
                 (Some((r, a)), _) => s.push_str(&a.lines(r)),
                 (None, Some(_)) => {
-                    let _ = writeln!(s, "{NOT_DOMINATED}");
+                    let _ = writeln!(s, "{}", form.not_dominated());
                 }
                 (None, None) => {}
             }
@@ -887,12 +912,20 @@ pub(crate) struct Advice<'a> {
     cost_less: f64,
     minutes_less: f64,
     pub(crate) toml: String,
+    whose: &'static str,
+    /// What comes before the TOML: where it goes.
+    pub(crate) lead_in: &'static str,
 }
 
 impl<'a> Advice<'a> {
     /// From the scenario's own run `own` and its [`Beside::dominated_by`], the run of
     /// `runs` so named.
-    fn new(own: &Report, dominated_by: Option<&str>, runs: &'a [SweptRun]) -> Option<Self> {
+    fn new(
+        own: &Report,
+        dominated_by: Option<&str>,
+        runs: &'a [SweptRun],
+        form: &Form,
+    ) -> Option<Self> {
         let run = runs
             .iter()
             .find(|r| Some(r.name().as_str()) == dominated_by)?;
@@ -900,7 +933,14 @@ impl<'a> Advice<'a> {
             run,
             cost_less: own.cost_total - run.report.cost_total,
             minutes_less: own.underprovisioned_minutes - run.report.underprovisioned_minutes,
-            toml: settings_toml(&run.settings),
+            toml: settings_toml(&run.settings, form),
+            whose: form.whose(),
+            lead_in: match form {
+                Form::Scenario => "To use it, set:",
+                Form::Config(_) => {
+                    "To use it, set in the configuration (in the workload's own [[workloads]] entry):"
+                }
+            },
         })
     }
 
@@ -928,7 +968,8 @@ impl<'a> Advice<'a> {
             )
         };
         format!(
-            "On this trace the scenario's own settings are dominated: {} {cost} and {short}.",
+            "On this trace the {} own settings are dominated: {} {cost} and {short}.",
+            self.whose,
             self.run.name()
         )
     }
@@ -936,7 +977,7 @@ impl<'a> Advice<'a> {
     /// Lines under the sweep's table: the sentence and the settings' TOML.
     fn lines(&self, own: &Report) -> String {
         let table: String = self.toml.lines().map(|l| format!("  {l}\n")).collect();
-        format!("{} To use it, set:\n{table}", self.sentence(own))
+        format!("{} {}\n{table}", self.sentence(own), self.lead_in)
     }
 
     /// Its JSON: `run`, `cost_less`, `minutes_less` and `toml`.
@@ -950,16 +991,46 @@ impl<'a> Advice<'a> {
     }
 }
 
-/// Under a sweep's table where the scenario's own run is not dominated.
-pub(crate) const NOT_DOMINATED: &str =
-    "No run dominates the scenario's own settings on this trace: every run that costs less is short longer.";
+/// Where a sweep's settings came from, and so where its advice goes: a scenario's
+/// tables, or the daemon's configuration, where a workload's settings are its entry in
+/// `[[workloads]]` (`prescale simulate --config`, `prescale tune`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Form {
+    /// A scenario file.
+    Scenario,
+    /// The configuration, the workload so named.
+    Config(String),
+}
+
+impl Form {
+    /// Whose settings the runs vary, for the table's and the page's words.
+    pub(crate) fn whose(&self) -> &'static str {
+        match self {
+            Form::Scenario => "scenario's",
+            Form::Config(_) => "workload's",
+        }
+    }
+
+    /// Under a sweep's table where the own run is not dominated.
+    pub(crate) fn not_dominated(&self) -> String {
+        format!(
+            "No run dominates the {} own settings on this trace: every run that costs less is short longer.",
+            self.whose()
+        )
+    }
+}
 
 /// `settings` (`KEY` or `TABLE.KEY` with the value as given to `--sweep`) as TOML: a
 /// table per `TABLE` (`workload` for a bare key), in the order first given, each value
 /// as TOML reads it (a number, a boolean, an array, a quoted string) or, a bare word,
-/// quoted, as the sweep took it.
-pub(crate) fn settings_toml(settings: &Settings) -> String {
-    let mut tables: Vec<(&str, Vec<String>)> = Vec::new();
+/// quoted, as the sweep took it. In the configuration's [`Form`], the workload's
+/// settings (and `forecast.history_s`, `refit_s` and `error_decay`, which the daemon
+/// reads from the workload) go in its `[[workloads]]` entry, named, and `control.KEY`
+/// in `[control]`; a setting only the simulator has (HPA's, the selection's budget) is
+/// a comment saying so.
+pub(crate) fn settings_toml(settings: &Settings, form: &Form) -> String {
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    let mut simulator_only = Vec::new();
     for (key, value) in settings {
         let (table, field) = key.split_once('.').unwrap_or(("workload", key));
         let literal = if format!("v = {value}").parse::<toml::Table>().is_ok() {
@@ -968,15 +1039,40 @@ pub(crate) fn settings_toml(settings: &Settings) -> String {
             toml::Value::String(value.clone()).to_string()
         };
         let line = format!("{field} = {literal}");
-        match tables.iter_mut().find(|(t, _)| *t == table) {
+        let heading = match (form, table) {
+            (Form::Scenario, t) => format!("[{t}]"),
+            (Form::Config(name), t)
+                if t == "workload"
+                    || (t == "forecast"
+                        && matches!(field, "history_s" | "refit_s" | "error_decay")) =>
+            {
+                format!(
+                    "[[workloads]]\nname = {}",
+                    toml::Value::String(name.clone())
+                )
+            }
+            (Form::Config(_), "control") => "[control]".to_string(),
+            (Form::Config(_), _) => {
+                simulator_only.push(format!(
+                    "# {key} = {literal}: the simulator's own setting; the daemon has none"
+                ));
+                continue;
+            }
+        };
+        match tables.iter_mut().find(|(t, _)| *t == heading) {
             Some((_, lines)) => lines.push(line),
-            None => tables.push((table, vec![line])),
+            None => tables.push((heading, vec![line])),
         }
     }
-    tables
+    let mut out: String = tables
         .iter()
-        .map(|(t, lines)| format!("[{t}]\n{}\n", lines.join("\n")))
-        .collect()
+        .map(|(t, lines)| format!("{t}\n{}\n", lines.join("\n")))
+        .collect();
+    for line in simulator_only {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// For each of `points` (cost, minutes short), the cheapest other point that costs no
@@ -1652,13 +1748,16 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        let toml = settings_toml(&set(&[
-            ("seasonal_floor", "false"),
-            ("forecast.refit_s", "3600"),
-            ("workload.model", "ets"),
-            ("tiers", "[\"spot\", \"standard\"]"),
-            ("forecast.model", "\"theta\""),
-        ]));
+        let toml = settings_toml(
+            &set(&[
+                ("seasonal_floor", "false"),
+                ("forecast.refit_s", "3600"),
+                ("workload.model", "ets"),
+                ("tiers", "[\"spot\", \"standard\"]"),
+                ("forecast.model", "\"theta\""),
+            ]),
+            &Form::Scenario,
+        );
         assert_eq!(
             toml,
             "[workload]\nseasonal_floor = false\nmodel = \"ets\"\ntiers = [\"spot\", \"standard\"]\n[forecast]\nrefit_s = 3600\nmodel = \"theta\"\n"
@@ -1670,6 +1769,41 @@ mod tests {
         );
         assert_eq!(parsed["forecast"]["refit_s"], toml::Value::Integer(3600));
         assert_eq!(parsed["workload"]["model"].as_str(), Some("ets"));
+    }
+
+    #[test]
+    fn swept_settings_become_the_workloads_entry_in_a_configuration() {
+        let set = |pairs: &[(&str, &str)]| -> Settings {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let toml = settings_toml(
+            &set(&[
+                ("seasonal_floor", "false"),
+                ("control.interval_s", "30"),
+                ("forecast.refit_s", "3600"),
+                ("workload.scale_down_window_s", "0"),
+                ("reactive.target_utilization", "0.6"),
+            ]),
+            &Form::Config("web".into()),
+        );
+        assert_eq!(
+            toml,
+            "[[workloads]]\nname = \"web\"\nseasonal_floor = false\nrefit_s = 3600\nscale_down_window_s = 0\n[control]\ninterval_s = 30\n# reactive.target_utilization = 0.6: the simulator's own setting; the daemon has none\n"
+        );
+        // What the daemon's configuration reads, laid over the defaults.
+        let cfg = prescale_core::config::Config::parse(
+            &toml.replacen("name = \"web\"\n", "name = \"web\"\ndemand = \"x\"\n", 1),
+            "advice.toml",
+        )
+        .unwrap();
+        let w = &cfg.workloads[0];
+        assert_eq!(w.name, "web");
+        assert!(!w.seasonal_floor);
+        assert_eq!((w.refit_s, w.scale_down_window_s), (3600, 0));
+        assert_eq!(cfg.control.interval_s, 30);
     }
 
     #[test]

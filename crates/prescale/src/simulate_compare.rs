@@ -10,7 +10,7 @@ use prescale_orchestrate::simulate::{Matched, Policy, Report, TimelineRow, MATCH
 
 use crate::simulate_cmd::{
     against, as_is_name, as_run_summary, html_escape, matched_summary, swept_keys, Advice, Beside,
-    SweptRun, NOT_DOMINATED,
+    Form, SweptRun,
 };
 use crate::svg::{grid_line, linear_ticks, path_through, tick_label, time_axis};
 
@@ -420,16 +420,18 @@ pub(crate) fn sweep_html(
     (runs, (own_beside, run_beside)): (&[SweptRun], (Option<&Beside>, &[Beside])),
     matched: Option<&Matched>,
     advice: Option<(&Report, Option<&Advice>)>,
+    form: &Form,
 ) -> String {
     let mut curves: Vec<Curve> = matched.map(hpa_curve).into_iter().collect();
     // Whether another run dominates the scenario's own, and the settings that make it.
     let verdict = match advice {
         Some((own, Some(a))) => format!(
-            "<p class=\"verdict\"><b>{}</b> To use it, set:</p><pre>{}</pre>",
+            "<p class=\"verdict\"><b>{}</b> {}</p><pre>{}</pre>",
             html_escape(&a.sentence(own)),
+            html_escape(a.lead_in),
             html_escape(&a.toml)
         ),
-        Some((_, None)) => format!("<p class=\"verdict\">{NOT_DOMINATED}</p>"),
+        Some((_, None)) => format!("<p class=\"verdict\">{}</p>", form.not_dominated()),
         None => String::new(),
     };
     let keys = swept_keys(runs);
@@ -483,7 +485,7 @@ pub(crate) fn sweep_html(
             reactive,
         ),
     ];
-    let own = as_is.map(|r| (as_is_name(policy), colour(policy), r));
+    let own = as_is.map(|r| (as_is_name(policy, form), colour(policy), r));
     let swept = runs.iter().enumerate().map(|(k, r)| {
         let name = if keys.len() == 1 {
             r.name()
@@ -535,8 +537,9 @@ pub(crate) fn sweep_html(
         )
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the scenario has them; * the scenario's own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th><th>HPA as short</th><th>vs it</th><th></th></tr>{rows}</table><p>HPA as short: HPA at its highest target utilization (down to {lowest:.0}%) short no longer than the run; vs it: the run's cost against that; dominated: another {policy} run costs no more and is short no longer.</p>{verdict}<h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>prescale simulate: {keys} swept</title>{PAGE_STYLE}</head><body><h1>prescale simulate: {policy} at {each} of {keys}</h1><p>{steps} steps ({hours:.1} h), seed {seed}: the same demand, lead times and spot interruptions for every run; the oracle and HPA as the {whose} settings have them; * the {whose} own value.</p><table><tr><th>run</th><th>cost</th><th>x oracle</th><th>vs HPA</th><th>under-provisioned</th><th>actions</th><th>interruptions</th><th>HPA as short</th><th>vs it</th><th></th></tr>{rows}</table><p>HPA as short: HPA at its highest target utilization (down to {lowest:.0}%) short no longer than the run; vs it: the run's cost against that; dominated: another {policy} run costs no more and is short no longer.</p>{verdict}<h2>Cost against minutes short</h2><p>Lower and further left is better. {lines}{hpa_note}</p>{frontier}</body></html>\n",
         keys = html_escape(&keys.join(", ")),
+        whose = form.whose(),
         each = if grid { "every combination of the values" } else { "each value" },
         policy = policy.name(),
         lowest = MATCH_LOWEST_TARGET * 100.0,

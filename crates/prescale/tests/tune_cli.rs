@@ -1,0 +1,204 @@
+//! `prescale tune` against a running daemon (the demo's, with two days stored): it
+//! replays the demand the daemon stored for the workload, with each safeguard turned
+//! the other way from the configuration in force, and writes its advice as the
+//! configuration takes it.
+
+mod common;
+
+use common::{bin, get, samples, Demo};
+use serde_json::Value;
+
+/// `prescale tune ARGS` against `server`: (exit code, stdout, stderr).
+fn tune(server: &str, args: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("tune")
+        .args(args)
+        .env("PRESCALE_SERVER", server)
+        .env_remove("PRESCALE_TOKEN_FILE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
+    let demo = Demo::run(2, 11);
+    let server = format!("http://{}", demo.addr);
+    // The configuration in force, as the daemon gives it.
+    let (_, body) = get(demo.addr, "/api/v1/status/config").unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let cfg: toml::Table = v["data"]["toml"].as_str().unwrap().parse().unwrap();
+    let web = cfg["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"].as_str() == Some("web"))
+        .unwrap()
+        .clone();
+    let int = |k: &str| web[k].as_integer().unwrap();
+    let other = |now: i64, on: i64| if now > 0 { 0 } else { on };
+    let surge = web["surge_extra"].as_float().unwrap();
+    let expected = [
+        (
+            "seasonal_floor",
+            (!web["seasonal_floor"].as_bool().unwrap()).to_string(),
+        ),
+        (
+            "scale_down_window_s",
+            other(int("scale_down_window_s"), 3600).to_string(),
+        ),
+        (
+            "scale_down_delay_s",
+            other(int("scale_down_delay_s"), 300).to_string(),
+        ),
+        (
+            "surge_extra",
+            if surge > 0.0 { "0" } else { "1" }.to_string(),
+        ),
+    ];
+
+    let (code, out, err) = tune(&server, &["web", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    // Each safeguard turned the other way, alone.
+    let runs = v["runs"].as_array().unwrap();
+    let tried: Vec<(&str, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["setting"].as_str().unwrap(),
+                r["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tried,
+        expected
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(runs.iter().all(|r| r["scenario_value"] == false), "{v}");
+    // The replay is the demand the daemon stored, a value at each of the workload's
+    // steps over the last week (the default) to the last complete step before its last
+    // pass: the demo stores a week of history before its own days.
+    let step_s = int("step_s") as f64;
+    let (_, body) = get(demo.addr, "/api/v1/workloads").unwrap();
+    let last = serde_json::from_str::<Value>(&body).unwrap()["data"]["last_tick"]
+        .as_f64()
+        .unwrap()
+        / 1000.0;
+    let end = (last / step_s).floor() * step_s - step_s;
+    let stored = samples(demo.addr, r#"prescale_demand{workload="web"}"#);
+    assert!(stored[0].0 <= end - 7.0 * 86_400.0, "{:?}", stored[0]);
+    let week = 7 * 86_400 / step_s as u64 + 1;
+    assert_eq!(v["oracle"]["steps"].as_u64(), Some(week), "{err}");
+    assert!(
+        err.contains(&format!("web: {week} steps of 300 s (168.1 h)")),
+        "{err}"
+    );
+    // Whether a run dominates the workload's own, and if so the cheapest that does, with
+    // the settings that make it as the workload's entry in the configuration.
+    let point = |r: &Value| {
+        (
+            r["cost_total"].as_f64().unwrap(),
+            r["underprovisioned_minutes"].as_f64().unwrap(),
+        )
+    };
+    let own = point(&v["scenario"]);
+    let better = runs
+        .iter()
+        .filter(|r| {
+            let (c, m) = point(r);
+            c <= own.0 && m <= own.1 && (c < own.0 || m < own.1)
+        })
+        .min_by(|a, b| point(a).0.total_cmp(&point(b).0));
+    let advice = &v["scenario_dominated_by"];
+    match better {
+        Some(r) => {
+            let (key, value) = (r["setting"].as_str().unwrap(), r["value"].as_str().unwrap());
+            assert_eq!(advice["run"], format!("{key} = {value}"), "{v}");
+            let toml = advice["toml"].as_str().unwrap();
+            assert_eq!(
+                toml,
+                format!("[[workloads]]\nname = \"web\"\n{key} = {value}\n")
+            );
+            let t: toml::Table = toml.parse().unwrap();
+            assert_eq!(t["workloads"][0]["name"].as_str(), Some("web"));
+            assert!(t["workloads"][0].get(key).is_some());
+        }
+        None => assert!(advice.is_null(), "{v}"),
+    }
+
+    // The table says whose settings they are, and what to do.
+    let (code, out, err) = tune(&server, &["web"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(* the workload's own)"), "{out}");
+    assert!(out.contains("\npredictive (as configured) "), "{out}");
+    if better.is_some() {
+        assert!(
+            out.contains("On this trace the workload's own settings are dominated: ")
+                && out.contains(
+                    "To use it, set in the configuration (in the workload's own [[workloads]] entry):\n  [[workloads]]\n  name = \"web\"\n"
+                ),
+            "{out}"
+        );
+    } else {
+        assert!(
+            out.contains("No run dominates the workload's own settings on this trace"),
+            "{out}"
+        );
+    }
+
+    // Other settings to try, as `simulate --sweep` takes them.
+    let (code, out, err) = tune(
+        &server,
+        &[
+            "web",
+            "--sweep",
+            "sla_quantile=0.9,0.99",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let values: Vec<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["0.9", "0.99"]);
+    // Over the last day only: a day of steps.
+    let (code, _, err) = tune(
+        &server,
+        &["web", "--days", "1", "--sweep", "sla_quantile=0.9"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "web: {} steps of 300 s",
+            86_400 / step_s as u64 + 1
+        )),
+        "{err}"
+    );
+
+    // A workload the daemon does not have, and a daemon that is not there.
+    let (code, _, err) = tune(&server, &["nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no workload \"nope\" in the daemon's configuration; it has web, batch"),
+        "{err}"
+    );
+    let (code, _, err) = tune("http://127.0.0.1:9", &["web"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot reach prescale at http://127.0.0.1:9"),
+        "{err}"
+    );
+}
