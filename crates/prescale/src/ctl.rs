@@ -336,7 +336,11 @@ pub(crate) fn call(
         .chars()
         .take(1000)
         .collect::<String>();
-    let said = format!("{} answered {status}: {why}", server.server);
+    let mut said = format!("{} answered {status}: {why}", server.server);
+    // Where the token is wanted and none was given, how to give it.
+    if status == 401 && token.is_none() {
+        said.push_str(" (give the file holding it with --token-file or PRESCALE_TOKEN_FILE)");
+    }
     Err(if (400..500).contains(&status) {
         CtlError::Refused(said)
     } else {

@@ -63,7 +63,10 @@ fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
     // Without the token the daemon refuses, and says what it needs.
     let (code, out, err) = ctl(&server, None, &declare);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("token"), "{err}");
+    assert!(
+        err.contains("(give the file holding it with --token-file or PRESCALE_TOKEN_FILE)"),
+        "{err}"
+    );
     // With it, declared; the answer says what was sent.
     let (code, out, err) = ctl(&server, t, &declare);
     assert_eq!(code, 0, "{out}{err}");
