@@ -188,6 +188,24 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
         "{err}"
     );
 
+    // A workload's other dimensions are replayed with its CPU, as the daemon stored
+    // them: the demo's batch plans memory too, web only its CPU.
+    let (code, out, err) = tune(&server, &["batch", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let batch: Value = serde_json::from_str(&out).unwrap();
+    let dims = |v: &Value| -> Vec<String> {
+        let mut d: Vec<String> = v["scenario"]["unserved"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        d.sort();
+        d
+    };
+    assert_eq!(dims(&batch), ["cpu", "memory"]);
+    assert_eq!(dims(&v), ["cpu"]);
+
     // A workload the daemon does not have, and a daemon that is not there.
     let (code, _, err) = tune(&server, &["nope"]);
     assert_eq!(code, 2, "{err}");
