@@ -2268,48 +2268,44 @@ impl<P: Provider> Engine<P> {
                 prescale_core::ActionKind::Provision => "provision",
                 prescale_core::ActionKind::Deprovision => "deprovision",
             };
-            match self.provider.apply(a, now) {
+            let (kind, reason) = match self.provider.apply(a, now) {
                 Ok(()) => {
                     acted = true;
                     st.actions += 1;
-                    self.store.log_decision(&Decision {
-                        at: now,
-                        workload: name.clone(),
-                        kind: DecisionKind::Act,
-                        action: Some(a.clone()),
-                        reason: format!(
-                            "{}{}",
-                            if self.provider.acts() {
-                                ""
-                            } else {
-                                "recommend (nothing changed: providers.use = \"recommend\"): "
-                            },
-                            match verdict.released_pending.get(&a.tier) {
-                                Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
-                                    "{verb} {} {} ({n} of them pending, released before they serve): {}",
-                                    a.count, a.tier, reason
-                                ),
-                                _ => format!("{verb} {} {}: {}", a.count, a.tier, reason),
-                            }
+                    let advice = if self.provider.acts() {
+                        ""
+                    } else {
+                        "recommend (nothing changed: providers.use = \"recommend\"): "
+                    };
+                    let what = match verdict.released_pending.get(&a.tier) {
+                        Some(n) if a.kind == prescale_core::ActionKind::Deprovision => format!(
+                            "{verb} {} {} ({n} of them pending, released before they serve): {reason}",
+                            a.count, a.tier
                         ),
-                    })?;
+                        _ => format!("{verb} {} {}: {reason}", a.count, a.tier),
+                    };
+                    (DecisionKind::Act, format!("{advice}{what}"))
                 }
                 Err(e) => {
                     st.errors += 1;
-                    self.store.log_decision(&Decision {
-                        at: now,
-                        workload: name.clone(),
-                        kind: DecisionKind::Error,
-                        action: Some(a.clone()),
-                        reason: format!(
+                    (
+                        DecisionKind::Error,
+                        format!(
                             "{} refused to {verb} {} {}: {e}; will retry at the next pass",
                             self.provider.name(),
                             a.count,
                             a.tier
                         ),
-                    })?;
+                    )
                 }
-            }
+            };
+            self.store.log_decision(&Decision {
+                at: now,
+                workload: name.clone(),
+                kind,
+                action: Some(a.clone()),
+                reason,
+            })?;
         }
         Ok(acted)
     }

@@ -1740,14 +1740,16 @@ pub(crate) fn html_escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `pairs` as a run's settings.
+    fn set(pairs: &[(&str, &str)]) -> Settings {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn swept_settings_become_toml_tables_a_scenario_takes() {
-        let set = |pairs: &[(&str, &str)]| -> Settings {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
         let toml = settings_toml(
             &set(&[
                 ("seasonal_floor", "false"),
@@ -1773,12 +1775,6 @@ mod tests {
 
     #[test]
     fn swept_settings_become_the_workloads_entry_in_a_configuration() {
-        let set = |pairs: &[(&str, &str)]| -> Settings {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
         let toml = settings_toml(
             &set(&[
                 ("seasonal_floor", "false"),

@@ -177,32 +177,34 @@ mod tests {
     #[test]
     fn each_safeguard_is_turned_the_other_way() {
         let cfg = Config::parse(prescale_core::config::DEFAULT_TOML, "default").unwrap();
-        let mut w = cfg.workloads[0].clone();
-        w.seasonal_floor = true;
-        w.scale_down_window_s = 7200;
-        w.scale_down_delay_s = 0;
-        w.surge_extra = 1.0;
-        assert_eq!(
-            safeguard_sweeps(&w),
-            [
-                "seasonal_floor=false",
-                "scale_down_window_s=0",
-                "scale_down_delay_s=300",
-                "surge_extra=0"
-            ]
-        );
-        w.seasonal_floor = false;
-        w.scale_down_window_s = 0;
-        w.scale_down_delay_s = 600;
-        w.surge_extra = 0.0;
-        assert_eq!(
-            safeguard_sweeps(&w),
-            [
-                "seasonal_floor=true",
-                "scale_down_window_s=3600",
-                "scale_down_delay_s=0",
-                "surge_extra=1"
-            ]
-        );
+        // (seasonal floor, window, delay, surge) as set, and what is tried.
+        let cases = [
+            (
+                (true, 7200, 0, 1.0),
+                [
+                    "seasonal_floor=false",
+                    "scale_down_window_s=0",
+                    "scale_down_delay_s=300",
+                    "surge_extra=0",
+                ],
+            ),
+            (
+                (false, 0, 600, 0.0),
+                [
+                    "seasonal_floor=true",
+                    "scale_down_window_s=3600",
+                    "scale_down_delay_s=0",
+                    "surge_extra=1",
+                ],
+            ),
+        ];
+        for ((floor, window, delay, surge), tried) in cases {
+            let mut w = cfg.workloads[0].clone();
+            w.seasonal_floor = floor;
+            w.scale_down_window_s = window;
+            w.scale_down_delay_s = delay;
+            w.surge_extra = surge;
+            assert_eq!(safeguard_sweeps(&w), tried);
+        }
     }
 }
