@@ -89,9 +89,12 @@ impl<P: Provider> Engine<P> {
             .split("; ")
             .filter(|p| p.contains("short of the workload's min_instances"))
             .collect();
-        let why = why.trim_end_matches("; keeping current capacity");
+        let why = match why.trim_end_matches("; keeping current capacity") {
+            "no forecast yet" => "no forecast yet".to_string(),
+            why => format!("no forecast yet ({why})"),
+        };
         let reason = format!(
-            "no forecast yet ({why}); meanwhile the workload keeps its min_instances = {min}, as HPA keeps minReplicas whatever its metrics say: {} for ${:.3}/h{}{}",
+            "{why}; meanwhile the workload keeps its min_instances = {min}, as HPA keeps minReplicas whatever its metrics say: {} for ${:.3}/h{}{}",
             asked.join(", "),
             plan.cost_per_hour,
             if short.is_empty() { "" } else { "; " },
