@@ -1095,7 +1095,12 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 "claims": w.claims,
                 // Under a fleet budget: what its plan would cost without it, its share.
                 "fleet": w.fleet,
-                "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour),
+                // Its plan's; before its first plan, what it holds (its minimum, asked
+                // for while it has no forecast).
+                "cost_per_hour": w.plan.as_ref().map(|p| p.cost_per_hour).or_else(|| {
+                    let held = w.allocation.cost_per_hour(&managed.tiers);
+                    (held > 0.0).then_some(held)
+                }),
                 "last_error": w.last_error,
                 "learning": w.learning,
             })

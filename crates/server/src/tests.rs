@@ -4462,3 +4462,32 @@ async fn each_tiers_pool_is_listed_and_exported() {
         "{host}"
     );
 }
+
+/// Before its first plan a workload holds its minimum (asked for while it has no
+/// forecast): the list says what that costs, not nothing.
+#[tokio::test]
+async fn a_workload_before_its_first_plan_costs_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Config::default();
+    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+    // No series matches its demand yet.
+    e.tick(60_000).unwrap();
+    let app = router(AppState::new(&c, store, e.status_handle()).unwrap());
+    let (code, text) = get(&app, "/api/v1/workloads").await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let host = &v["data"]["workloads"][0];
+    assert_eq!(host["name"], "host", "{text}");
+    assert!(host["plan_reason"].is_null(), "{text}");
+    assert_eq!(
+        host["allocation"]["tiers"]["standard"]["pending"], 1,
+        "{text}"
+    );
+    let standard = c.tiers.iter().find(|t| t.name == "standard").unwrap();
+    assert_eq!(
+        host["cost_per_hour"].as_f64(),
+        Some(standard.price_per_hour),
+        "{text}"
+    );
+}
