@@ -515,9 +515,9 @@ pub(crate) fn sweep_html(
         table_row(&mut rows, &name, c, r, (o, h), &cells(b, r));
     }
     let hpa_note = if matched.is_some() {
-        " The blue dashed line is HPA at every target utilization tried, from the scenario's down until it was short no longer than the least short run: a run below that line is cheaper than HPA at the same service level."
+        format!(" The blue dashed line is HPA at every target utilization tried, from the {} down until it was short no longer than the least short run: a run below that line is cheaper than HPA at the same service level.", form.whose())
     } else {
-        ""
+        String::new()
     };
     let lines = if keys.len() == 1 {
         format!(
@@ -532,8 +532,9 @@ pub(crate) fn sweep_html(
         )
     } else {
         format!(
-            "A {} line per setting joins its runs in the order the values were given, each labelled with its number in the table; each setting was swept alone, the others as the scenario has them.",
-            policy.name()
+            "A {} line per setting joins its runs in the order the values were given, each labelled with its number in the table; each setting was swept alone, the others as the {} settings have them.",
+            policy.name(),
+            form.whose()
         )
     };
     format!(

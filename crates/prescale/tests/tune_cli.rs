@@ -135,8 +135,21 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
     }
 
     // The table says whose settings they are, and what to do.
-    let (code, out, err) = tune(&server, &["web"]);
+    let page = tempfile::tempdir().unwrap();
+    let html = page.path().join("tune.html");
+    let (code, out, err) = tune(&server, &["web", "--report", html.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
+    // And so does the page, with the same verdict.
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("* the workload's own value."), "{html}");
+    assert!(
+        html.contains(if better.is_some() {
+            "<pre>[[workloads]]\nname = &quot;web&quot;\n"
+        } else {
+            "No run dominates the workload's own settings"
+        }),
+        "{html}"
+    );
     assert!(out.contains("(* the workload's own)"), "{out}");
     assert!(out.contains("\npredictive (as configured) "), "{out}");
     if better.is_some() {
