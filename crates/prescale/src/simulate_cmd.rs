@@ -935,12 +935,7 @@ impl<'a> Advice<'a> {
             minutes_less: own.underprovisioned_minutes - run.report.underprovisioned_minutes,
             toml: settings_toml(&run.settings, form),
             whose: form.whose(),
-            lead_in: match form {
-                Form::Scenario => "To use it, set:",
-                Form::Config(_) => {
-                    "To use it, set in the configuration (in the workload's own [[workloads]] entry):"
-                }
-            },
+            lead_in: form.lead_in(),
         })
     }
 
@@ -1008,6 +1003,16 @@ impl Form {
         match self {
             Form::Scenario => "scenario's",
             Form::Config(_) => "workload's",
+        }
+    }
+
+    /// Before the advice's TOML: where it goes.
+    pub(crate) fn lead_in(&self) -> &'static str {
+        match self {
+            Form::Scenario => "To use it, set:",
+            Form::Config(_) => {
+                "To use it, set in the configuration (in the workload's own [[workloads]] entry):"
+            }
         }
     }
 
