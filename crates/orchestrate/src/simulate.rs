@@ -543,6 +543,22 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// The steps of `range` alone, every dimension and what the service had with them.
+    pub fn part(&self, range: std::ops::Range<usize>) -> Trace {
+        let cut = |v: &[(Dim, Vec<f64>)]| -> Vec<(Dim, Vec<f64>)> {
+            v.iter()
+                .map(|(d, x)| (*d, x[range.clone()].to_vec()))
+                .collect()
+        };
+        Trace {
+            ts: self.ts[range.clone()].to_vec(),
+            cpu: self.cpu[range.clone()].to_vec(),
+            others: cut(&self.others),
+            actual: cut(&self.actual),
+            step_ms: self.step_ms,
+        }
+    }
+
     /// Every dimension with its demand, CPU first.
     pub fn dims(&self) -> Vec<(Dim, &[f64])> {
         let mut v: Vec<(Dim, &[f64])> = vec![(Dim::Cpu, &self.cpu)];

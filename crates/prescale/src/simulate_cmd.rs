@@ -717,8 +717,12 @@ pub(crate) fn sweep(
             .find(|(r, _)| r.own)
             .map(|(r, b)| (&r.report, b)),
     };
-    let advice = own
+    let mut advice = own
         .and_then(|(r, b)| Advice::new(r, b.dominated_by.as_deref(), &swept, form).map(|a| (r, a)));
+    // Whether the advice holds on each half of the trace alone, or rests on a stretch.
+    if let Some((_, a)) = advice.as_mut() {
+        a.halves = on_each_half(trace, scenario, policy, seed, &a.run.settings)?;
+    }
     if let Some(path) = report {
         let html = crate::simulate_compare::sweep_html(
             policy,
@@ -915,6 +919,11 @@ pub(crate) struct Advice<'a> {
     whose: &'static str,
     /// What comes before the TOML: where it goes.
     pub(crate) lead_in: &'static str,
+    /// On each half of the trace replayed alone, what the run saves over the own
+    /// settings (dollars, minutes short; less than zero where it does worse): whether
+    /// the advice rests on the whole trace or on one stretch of it. Empty for a trace
+    /// too short to halve.
+    pub(crate) halves: Vec<(f64, f64)>,
 }
 
 impl<'a> Advice<'a> {
@@ -936,6 +945,7 @@ impl<'a> Advice<'a> {
             toml: settings_toml(&run.settings, form),
             whose: form.whose(),
             lead_in: form.lead_in(),
+            halves: Vec::new(),
         })
     }
 
@@ -969,20 +979,84 @@ impl<'a> Advice<'a> {
         )
     }
 
-    /// Lines under the sweep's table: the sentence and the settings' TOML.
-    fn lines(&self, own: &Report) -> String {
-        let table: String = self.toml.lines().map(|l| format!("  {l}\n")).collect();
-        format!("{} {}\n{table}", self.sentence(own), self.lead_in)
+    /// Whether it also dominates on each half of the trace alone, in a sentence.
+    pub(crate) fn halves_sentence(&self) -> String {
+        halves_words(&self.halves)
     }
 
-    /// Its JSON: `run`, `cost_less`, `minutes_less` and `toml`.
+    /// Lines under the sweep's table: the sentences and the settings' TOML.
+    fn lines(&self, own: &Report) -> String {
+        let table: String = self.toml.lines().map(|l| format!("  {l}\n")).collect();
+        let halves = self.halves_sentence();
+        let gap = if halves.is_empty() { "" } else { " " };
+        format!(
+            "{}{gap}{halves} {}\n{table}",
+            self.sentence(own),
+            self.lead_in
+        )
+    }
+
+    /// Its JSON: `run`, `cost_less`, `minutes_less`, `toml` and `halves` (each half's
+    /// `cost_less` and `minutes_less`, and whether it `holds` there).
     fn json(&self) -> serde_json::Value {
+        let halves: Vec<serde_json::Value> = self
+            .halves
+            .iter()
+            .map(|&(c, m)| serde_json::json!({"cost_less": c, "minutes_less": m, "holds": holds(c, m)}))
+            .collect();
         serde_json::json!({
             "run": self.run.name(),
             "cost_less": self.cost_less,
             "minutes_less": self.minutes_less,
             "toml": self.toml,
+            "halves": halves,
         })
+    }
+}
+
+/// Whether a run saving `cost_less` dollars and `minutes_less` minutes short over the own
+/// settings (either below zero where it does worse) is no worse in either: a cent or a
+/// tenth of a minute worse is rounding, not worse.
+fn holds(cost_less: f64, minutes_less: f64) -> bool {
+    cost_less >= -0.005 && minutes_less >= -0.05
+}
+
+/// Whether a run that dominates the own settings on the whole trace also does on each
+/// half replayed alone (`halves`: what it saves there, dollars and minutes short), in a
+/// sentence; empty where the trace was too short to halve.
+fn halves_words(halves: &[(f64, f64)]) -> String {
+    const HALF: [&str; 2] = ["first", "second"];
+    let worse: Vec<String> = halves
+        .iter()
+        .zip(HALF)
+        .filter(|(&(cost, minutes), _)| !holds(cost, minutes))
+        .map(|(&(cost, minutes), half)| {
+            let mut how = Vec::new();
+            if cost < -0.005 {
+                how.push(format!("costs ${:.2} more", -cost));
+            }
+            if minutes < -0.05 {
+                how.push(format!("is short {:.1} minutes longer", -minutes));
+            }
+            format!("on the {half} half it {}", how.join(" and "))
+        })
+        .collect();
+    match (halves.len(), worse.is_empty()) {
+        (0, _) => String::new(),
+        (_, true) => {
+            let list = |f: &dyn Fn(&(f64, f64)) -> String| -> String {
+                halves.iter().map(f).collect::<Vec<_>>().join(" and ")
+            };
+            format!(
+                "It does on each half of the trace replayed alone too ({} less; short {} minutes less).",
+                list(&|(c, _)| format!("${c:.2}")),
+                list(&|(_, m)| format!("{m:.1}"))
+            )
+        }
+        (_, false) => format!(
+            "But replayed on each half of the trace alone it does not ({}): a saving that does not hold on both halves may be chance.",
+            worse.join("; ")
+        ),
     }
 }
 
@@ -1095,6 +1169,43 @@ fn dominated(points: &[(f64, f64)]) -> Vec<Option<usize>> {
                 .map(|(k, _)| k)
         })
         .collect()
+}
+
+/// What the run at `settings` saves over `scenario`'s own (dollars, minutes short) with
+/// `policy` on each half of `trace` replayed alone, the forecaster learning afresh on
+/// each; nothing for a trace of fewer than two days of steps.
+fn on_each_half(
+    trace: &Trace,
+    scenario: &Scenario,
+    policy: Policy,
+    seed: u64,
+    settings: &Settings,
+) -> Result<Vec<(f64, f64)>, String> {
+    let n = trace.ts.len();
+    if (n as i64) * trace.step_ms < 2 * 86_400_000 {
+        return Ok(Vec::new());
+    }
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let other = scenario
+        .with_settings(&pairs)
+        .map_err(|e| format!("--sweep: {e}"))?;
+    let mut saved = Vec::new();
+    for half in [trace.part(0..n / 2), trace.part(n / 2..n)] {
+        let r = run_all(
+            &half,
+            seed,
+            &[(scenario, policy), (&other, policy)],
+            "checking each half",
+        )?;
+        saved.push((
+            r[0].cost_total - r[1].cost_total,
+            r[0].underprovisioned_minutes - r[1].underprovisioned_minutes,
+        ));
+    }
+    Ok(saved)
 }
 
 /// Runs `jobs` (a scenario and a policy each) on `trace` with `seed`, as many at once as
@@ -1776,6 +1887,21 @@ mod tests {
         );
         assert_eq!(parsed["forecast"]["refit_s"], toml::Value::Integer(3600));
         assert_eq!(parsed["workload"]["model"].as_str(), Some("ets"));
+    }
+
+    #[test]
+    fn advice_says_whether_it_holds_on_each_half() {
+        assert_eq!(halves_words(&[]), "");
+        assert_eq!(
+            halves_words(&[(5.25, 0.0), (6.031, 1.26)]),
+            "It does on each half of the trace replayed alone too ($5.25 and $6.03 less; short 0.0 and 1.3 minutes less)."
+        );
+        // A cent or a tenth of a minute worse is noise, not worse.
+        assert!(halves_words(&[(-0.004, -0.04), (1.0, 0.0)]).starts_with("It does"));
+        assert_eq!(
+            halves_words(&[(-0.76, -3.4), (2.0, -0.6)]),
+            "But replayed on each half of the trace alone it does not (on the first half it costs $0.76 more and is short 3.4 minutes longer; on the second half it is short 0.6 minutes longer): a saving that does not hold on both halves may be chance."
+        );
     }
 
     #[test]

@@ -426,8 +426,9 @@ pub(crate) fn sweep_html(
     // Whether another run dominates the scenario's own, and the settings that make it.
     let verdict = match advice {
         Some((own, Some(a))) => format!(
-            "<p class=\"verdict\"><b>{}</b> {}</p><pre>{}</pre>",
+            "<p class=\"verdict\"><b>{}</b> {} {}</p><pre>{}</pre>",
             html_escape(&a.sentence(own)),
+            html_escape(&a.halves_sentence()),
             html_escape(a.lead_in),
             html_escape(&a.toml)
         ),

@@ -745,17 +745,56 @@ fn a_sweep_replays_one_setting_at_each_value_beside_the_oracle_and_hpa() {
     check_dominated_own(&sla, &sla["runs"][1]);
     let advice = &sla["scenario_dominated_by"];
     assert_eq!(advice["run"], "sla_quantile = 0.9", "{sla}");
+    // And whether it does on each half of the trace replayed alone: what replaying each
+    // half at both settings gives.
+    let halves = advice["halves"].as_array().unwrap();
+    assert_eq!(halves.len(), 2, "{sla}");
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let (head, rows_csv) = (lines[0], &lines[1..]);
+    let mid = rows_csv.len() / 2;
+    let lower = scenario.with_file_name("lower.toml");
+    let own_toml = std::fs::read_to_string(&scenario).unwrap();
+    assert!(own_toml.contains("\nsla_quantile = 0.95\n"));
+    std::fs::write(
+        &lower,
+        own_toml.replace("\nsla_quantile = 0.95\n", "\nsla_quantile = 0.9\n"),
+    )
+    .unwrap();
+    for (k, part) in [&rows_csv[..mid], &rows_csv[mid..]].into_iter().enumerate() {
+        let half = scenario.with_file_name(format!("half{k}.csv"));
+        std::fs::write(&half, format!("{head}\n{}\n", part.join("\n"))).unwrap();
+        let own = report(&half, &scenario, &["--seed", "3"]);
+        let other = report(&half, &lower, &["--seed", "3"]);
+        let less = |key: &str| own[key].as_f64().unwrap() - other[key].as_f64().unwrap();
+        let h = &halves[k];
+        assert!(
+            (h["cost_less"].as_f64().unwrap() - less("cost_total")).abs() < 1e-9,
+            "{h}"
+        );
+        assert!(
+            (h["minutes_less"].as_f64().unwrap() - less("underprovisioned_minutes")).abs() < 1e-9,
+            "{h}"
+        );
+        let holds = less("cost_total") >= -0.005 && less("underprovisioned_minutes") >= -0.05;
+        assert_eq!(h["holds"], holds, "{h}");
+    }
+    let held = halves.iter().all(|h| h["holds"] == true);
+    let halves_said = if held {
+        "It does on each half of the trace replayed alone too ("
+    } else {
+        "But replayed on each half of the trace alone it does not ("
+    };
+    assert!(
+        rows[5].starts_with(&format!(
+            "On this trace the scenario's own settings are dominated: sla_quantile = 0.9 costs ${:.2} less and is short no longer (0 minutes). {halves_said}",
+            advice["cost_less"].as_f64().unwrap()
+        )) && rows[5].ends_with(" To use it, set:"),
+        "{text}"
+    );
     assert_eq!(
-        rows[5..],
-        [
-            format!(
-                "On this trace the scenario's own settings are dominated: sla_quantile = 0.9 costs ${:.2} less and is short no longer (0 minutes). To use it, set:",
-                advice["cost_less"].as_f64().unwrap()
-            )
-            .as_str(),
-            "  [workload]",
-            "  sla_quantile = 0.9"
-        ],
+        rows[6..],
+        ["  [workload]", "  sla_quantile = 0.9"],
         "{text}"
     );
     // A higher service level costs more: nothing dominates the scenario's own.

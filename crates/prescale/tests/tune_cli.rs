@@ -130,6 +130,8 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
             let t: toml::Table = toml.parse().unwrap();
             assert_eq!(t["workloads"][0]["name"].as_str(), Some("web"));
             assert!(t["workloads"][0].get(key).is_some());
+            // Checked on each half of the week alone too.
+            assert_eq!(advice["halves"].as_array().map(Vec::len), Some(2), "{v}");
         }
         None => assert!(advice.is_null(), "{v}"),
     }
@@ -155,6 +157,8 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
     if better.is_some() {
         assert!(
             out.contains("On this trace the workload's own settings are dominated: ")
+                && (out.contains("It does on each half of the trace replayed alone too (")
+                    || out.contains("But replayed on each half of the trace alone it does not ("))
                 && out.contains(
                     "To use it, set in the configuration (in the workload's own [[workloads]] entry):\n  [[workloads]]\n  name = \"web\"\n"
                 ),
