@@ -2448,10 +2448,8 @@ impl<P: Provider> Engine<P> {
                     .as_ref()
                     .map_or(measured.as_ref().map_or(&self.tiers, |m| &m.0), |p| &p.0)
                     .clone();
-                let budget = self.minimum_budget(i, now, fleet_cap, &others_held);
-                if !self.keep_minimum(i, now, (&tiers, budget), pause.as_ref(), &msg, st)? {
-                    self.hold(i, now, category, msg)?;
-                }
+                let within = (tiers.as_slice(), fleet_cap, others_held.as_slice());
+                self.hold_without_forecast(i, now, within, pause.as_ref(), (category, msg), st)?;
                 self.publish(i, st);
                 return self.keep_pass(i, now);
             }
@@ -2641,15 +2639,9 @@ impl<P: Provider> Engine<P> {
                 .as_ref()
                 .map_or(measured.as_ref().map_or(&self.tiers, |m| &m.0), |p| &p.0)
                 .clone();
-            let budget = self.minimum_budget(i, now, fleet_cap, &others_held);
-            if !self.keep_minimum(i, now, (&tiers, budget), pause.as_ref(), &msg, st)? {
-                self.hold(
-                    i,
-                    now,
-                    "no-forecast",
-                    format!("{msg}; keeping current capacity"),
-                )?;
-            }
+            let within = (tiers.as_slice(), fleet_cap, others_held.as_slice());
+            let hold = ("no-forecast", format!("{msg}; keeping current capacity"));
+            self.hold_without_forecast(i, now, within, pause.as_ref(), hold, st)?;
             self.publish(i, st);
             return self.keep_pass(i, now);
         };

@@ -20,12 +20,32 @@ use crate::provider::Provider;
 use crate::reconcile::reconcile;
 
 impl<P: Provider> Engine<P> {
+    /// A pass of workload `i` without a forecast: asks for what it lacks of its
+    /// `min_instances`, planned on `tiers` (each with what the other workloads leave of
+    /// it) within its budget ([`Engine::minimum_budget`], under a fleet budget `cap`
+    /// with the others holding `others_held`), nothing while a pause holds every
+    /// change; or, where it asks for nothing, logs `hold` (its category and why there
+    /// is no forecast).
+    pub(super) fn hold_without_forecast(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+        (tiers, cap, others_held): (&[Tier], Option<f64>, &[f64]),
+        pause: Option<&Pause>,
+        (category, why): (&str, String),
+        st: &mut Status,
+    ) -> Result<(), StoreError> {
+        let budget = self.minimum_budget(i, now, cap, others_held);
+        if !self.keep_minimum(i, now, (tiers, budget), pause, &why, st)? {
+            self.hold(i, now, category, why)?;
+        }
+        Ok(())
+    }
+
     /// Asks for what workload `i` lacks of its `min_instances` while it has no forecast
-    /// (`why`), planned on `tiers` (each with what the other workloads leave of it) and
-    /// within `budget` (its own, or less under a fleet budget); nothing while a pause
-    /// holds every change. Returns whether it acted (the decision log says so, with
-    /// `why`).
-    pub(super) fn keep_minimum(
+    /// (`why`), planned on `tiers` within `budget`; nothing while a pause holds every
+    /// change. Returns whether it acted (the decision log says so, with `why`).
+    fn keep_minimum(
         &mut self,
         i: usize,
         now: TimestampMs,
@@ -111,7 +131,7 @@ impl<P: Provider> Engine<P> {
     /// The most workload `i` may spend an hour on its minimum at `now`: its own hourly
     /// budget, its monthly one paced as its plans pace it, and under a fleet budget
     /// (`cap`) what the other workloads' holdings (`others_held`, per hour) leave of it.
-    pub(super) fn minimum_budget(
+    fn minimum_budget(
         &self,
         i: usize,
         now: TimestampMs,
