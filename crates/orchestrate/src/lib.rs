@@ -14,7 +14,8 @@
 //! - [`simulate`]: what-if replay of a demand trace under a policy, in dollars;
 //! - [`replay`]: several workloads' traces through the engine at once, pools and the
 //!   fleet budget counted;
-//! - [`retention`]: deletes samples older than each series may keep.
+//! - [`retention`]: deletes samples older than each series may keep;
+//! - [`tune`]: which of a workload's safeguards pay for themselves on its history.
 
 pub mod demo;
 pub mod engine;
@@ -29,6 +30,7 @@ pub mod replay;
 pub mod retention;
 pub mod simulate;
 pub mod trainer;
+pub mod tune;
 
 pub use engine::{Engine, Status, WorkloadStatus};
 pub use provider::{Provider, ProviderError, SimCloud};

@@ -11,6 +11,11 @@ use prescale_orchestrate::simulate::{
     reactive_matching, simulate, Matched, Policy, Report, Scenario, TimelineRow, Trace,
     EXAMPLE_SCENARIO, MATCH_LOWEST_TARGET,
 };
+use prescale_orchestrate::tune;
+use prescale_orchestrate::tune::{
+    dominated, halves_words, holds, on_each_half, settings_name, settings_toml,
+};
+pub(crate) use prescale_orchestrate::tune::{Form, Settings};
 
 /// Arguments of `prescale simulate`.
 #[derive(Args)]
@@ -512,9 +517,6 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The settings a sweep's run changes, `(KEY, VALUE)` each, in the order swept.
-pub(crate) type Settings = Vec<(String, String)>;
-
 /// One run of a sweep: the settings it changed and their values (one, or with `--grid`
 /// one per swept setting), whether they are all the scenario's own, and what the run
 /// measured.
@@ -528,13 +530,8 @@ impl SweptRun {
     /// Its name in the table and on the page: `KEY = VALUE, ...`, `*` marking the
     /// scenario's.
     pub fn name(&self) -> String {
-        let set: Vec<String> = self
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect();
         let mark = if self.own { " *" } else { "" };
-        format!("{}{mark}", set.join(", "))
+        format!("{}{mark}", settings_name(&self.settings))
     }
 }
 
@@ -721,7 +718,11 @@ pub(crate) fn sweep(
         .and_then(|(r, b)| Advice::new(r, b.dominated_by.as_deref(), &swept, form).map(|a| (r, a)));
     // Whether the advice holds on each half of the trace alone, or rests on a stretch.
     if let Some((_, a)) = advice.as_mut() {
-        a.halves = on_each_half(trace, scenario, policy, seed, &a.run.settings)?;
+        let run = |t: &Trace, seed: u64, jobs: &[(&Scenario, Policy)]| {
+            run_all(t, seed, jobs, "checking each half")
+        };
+        a.core.halves = on_each_half(trace, (scenario, policy, seed), &a.run.settings, &run)?;
+        a.core.holds_on_each_half = a.core.halves.iter().all(|&(c, m)| holds(c, m));
     }
     if let Some(path) = report {
         let html = crate::simulate_compare::sweep_html(
@@ -908,27 +909,20 @@ impl Beside {
     }
 }
 
-/// Where another run dominates the scenario's own: that run, what it saves (dollars and
-/// minutes short, each zero or more, one above zero) and the settings that make it, as
-/// TOML tables (`[workload]`, `[forecast]`, ...) a scenario or a workload takes.
+/// Where another run dominates the scenario's own: that run and the library's
+/// [`tune::Advice`] (what it saves, whether that holds on each half, the settings'
+/// TOML), with where the TOML goes.
 pub(crate) struct Advice<'a> {
     run: &'a SweptRun,
-    cost_less: f64,
-    minutes_less: f64,
-    pub(crate) toml: String,
+    pub(crate) core: tune::Advice,
     whose: &'static str,
     /// What comes before the TOML: where it goes.
     pub(crate) lead_in: &'static str,
-    /// On each half of the trace replayed alone, what the run saves over the own
-    /// settings (dollars, minutes short; less than zero where it does worse): whether
-    /// the advice rests on the whole trace or on one stretch of it. Empty for a trace
-    /// too short to halve.
-    pub(crate) halves: Vec<(f64, f64)>,
 }
 
 impl<'a> Advice<'a> {
     /// From the scenario's own run `own` and its [`Beside::dominated_by`], the run of
-    /// `runs` so named.
+    /// `runs` so named (its halves not yet replayed).
     fn new(
         own: &Report,
         dominated_by: Option<&str>,
@@ -940,53 +934,36 @@ impl<'a> Advice<'a> {
             .find(|r| Some(r.name().as_str()) == dominated_by)?;
         Some(Advice {
             run,
-            cost_less: own.cost_total - run.report.cost_total,
-            minutes_less: own.underprovisioned_minutes - run.report.underprovisioned_minutes,
-            toml: settings_toml(&run.settings, form),
+            core: tune::Advice {
+                settings: run.settings.clone(),
+                cost_less: own.cost_total - run.report.cost_total,
+                minutes_less: own.underprovisioned_minutes - run.report.underprovisioned_minutes,
+                halves: Vec::new(),
+                holds_on_each_half: true,
+                toml: settings_toml(&run.settings, form),
+            },
             whose: form.whose(),
             lead_in: form.lead_in(),
-            halves: Vec::new(),
         })
     }
 
     /// What it saves over the scenario's own run `own`, in a sentence.
     pub(crate) fn sentence(&self, own: &Report) -> String {
-        let cost = if self.cost_less > 0.005 {
-            format!("costs ${:.2} less", self.cost_less)
-        } else {
-            "costs no more".to_string()
-        };
-        let short = if self.minutes_less > 0.05 {
-            // Whole minutes, but a difference under half a minute is shown in tenths.
-            let p = if self.minutes_less < 0.5 { 1 } else { 0 };
-            let m = format!("{:.p$}", self.minutes_less);
-            format!(
-                "is short {m} minute{} less ({:.p$} against {:.p$})",
-                if m == "1" { "" } else { "s" },
-                self.run.report.underprovisioned_minutes,
-                own.underprovisioned_minutes
-            )
-        } else {
-            format!(
-                "is short no longer ({:.0} minutes)",
-                own.underprovisioned_minutes
-            )
-        };
         format!(
-            "On this trace the {} own settings are dominated: {} {cost} and {short}.",
+            "On this trace the {} own settings are dominated: {}.",
             self.whose,
-            self.run.name()
+            self.core.sentence(own.underprovisioned_minutes)
         )
     }
 
     /// Whether it also dominates on each half of the trace alone, in a sentence.
     pub(crate) fn halves_sentence(&self) -> String {
-        halves_words(&self.halves)
+        halves_words(&self.core.halves)
     }
 
     /// Lines under the sweep's table: the sentences and the settings' TOML.
     fn lines(&self, own: &Report) -> String {
-        let table: String = self.toml.lines().map(|l| format!("  {l}\n")).collect();
+        let table: String = self.core.toml.lines().map(|l| format!("  {l}\n")).collect();
         let halves = self.halves_sentence();
         let gap = if halves.is_empty() { "" } else { " " };
         format!(
@@ -1000,212 +977,19 @@ impl<'a> Advice<'a> {
     /// `cost_less` and `minutes_less`, and whether it `holds` there).
     fn json(&self) -> serde_json::Value {
         let halves: Vec<serde_json::Value> = self
+            .core
             .halves
             .iter()
             .map(|&(c, m)| serde_json::json!({"cost_less": c, "minutes_less": m, "holds": holds(c, m)}))
             .collect();
         serde_json::json!({
             "run": self.run.name(),
-            "cost_less": self.cost_less,
-            "minutes_less": self.minutes_less,
-            "toml": self.toml,
+            "cost_less": self.core.cost_less,
+            "minutes_less": self.core.minutes_less,
+            "toml": self.core.toml,
             "halves": halves,
         })
     }
-}
-
-/// Whether a run saving `cost_less` dollars and `minutes_less` minutes short over the own
-/// settings (either below zero where it does worse) is no worse in either: a cent or a
-/// tenth of a minute worse is rounding, not worse.
-fn holds(cost_less: f64, minutes_less: f64) -> bool {
-    cost_less >= -0.005 && minutes_less >= -0.05
-}
-
-/// Whether a run that dominates the own settings on the whole trace also does on each
-/// half replayed alone (`halves`: what it saves there, dollars and minutes short), in a
-/// sentence; empty where the trace was too short to halve.
-fn halves_words(halves: &[(f64, f64)]) -> String {
-    const HALF: [&str; 2] = ["first", "second"];
-    let worse: Vec<String> = halves
-        .iter()
-        .zip(HALF)
-        .filter(|(&(cost, minutes), _)| !holds(cost, minutes))
-        .map(|(&(cost, minutes), half)| {
-            let mut how = Vec::new();
-            if cost < -0.005 {
-                how.push(format!("costs ${:.2} more", -cost));
-            }
-            if minutes < -0.05 {
-                how.push(format!("is short {:.1} minutes longer", -minutes));
-            }
-            format!("on the {half} half it {}", how.join(" and "))
-        })
-        .collect();
-    match (halves.len(), worse.is_empty()) {
-        (0, _) => String::new(),
-        (_, true) => {
-            let list = |f: &dyn Fn(&(f64, f64)) -> String| -> String {
-                halves.iter().map(f).collect::<Vec<_>>().join(" and ")
-            };
-            format!(
-                "It does on each half of the trace replayed alone too ({} less; short {} minutes less).",
-                list(&|(c, _)| format!("${c:.2}")),
-                list(&|(_, m)| format!("{m:.1}"))
-            )
-        }
-        (_, false) => format!(
-            "But replayed on each half of the trace alone it does not ({}): a saving that does not hold on both halves may be chance.",
-            worse.join("; ")
-        ),
-    }
-}
-
-/// Where a sweep's settings came from, and so where its advice goes: a scenario's
-/// tables, or the daemon's configuration, where a workload's settings are its entry in
-/// `[[workloads]]` (`prescale simulate --config`, `prescale tune`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Form {
-    /// A scenario file.
-    Scenario,
-    /// The configuration, the workload so named.
-    Config(String),
-}
-
-impl Form {
-    /// Whose settings the runs vary, for the table's and the page's words.
-    pub(crate) fn whose(&self) -> &'static str {
-        match self {
-            Form::Scenario => "scenario's",
-            Form::Config(_) => "workload's",
-        }
-    }
-
-    /// Before the advice's TOML: where it goes.
-    pub(crate) fn lead_in(&self) -> &'static str {
-        match self {
-            Form::Scenario => "To use it, set:",
-            Form::Config(_) => {
-                "To use it, set in the configuration (in the workload's own [[workloads]] entry):"
-            }
-        }
-    }
-
-    /// Under a sweep's table where the own run is not dominated.
-    pub(crate) fn not_dominated(&self) -> String {
-        format!(
-            "No run dominates the {} own settings on this trace: every run that costs less is short longer.",
-            self.whose()
-        )
-    }
-}
-
-/// `settings` (`KEY` or `TABLE.KEY` with the value as given to `--sweep`) as TOML: a
-/// table per `TABLE` (`workload` for a bare key), in the order first given, each value
-/// as TOML reads it (a number, a boolean, an array, a quoted string) or, a bare word,
-/// quoted, as the sweep took it. In the configuration's [`Form`], the workload's
-/// settings (and `forecast.history_s`, `refit_s` and `error_decay`, which the daemon
-/// reads from the workload) go in its `[[workloads]]` entry, named, and `control.KEY`
-/// in `[control]`; a setting only the simulator has (HPA's, the selection's budget) is
-/// a comment saying so.
-pub(crate) fn settings_toml(settings: &Settings, form: &Form) -> String {
-    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
-    let mut simulator_only = Vec::new();
-    for (key, value) in settings {
-        let (table, field) = key.split_once('.').unwrap_or(("workload", key));
-        let literal = if format!("v = {value}").parse::<toml::Table>().is_ok() {
-            value.clone()
-        } else {
-            toml::Value::String(value.clone()).to_string()
-        };
-        let line = format!("{field} = {literal}");
-        let heading = match (form, table) {
-            (Form::Scenario, t) => format!("[{t}]"),
-            (Form::Config(name), t)
-                if t == "workload"
-                    || (t == "forecast"
-                        && matches!(field, "history_s" | "refit_s" | "error_decay")) =>
-            {
-                format!(
-                    "[[workloads]]\nname = {}",
-                    toml::Value::String(name.clone())
-                )
-            }
-            (Form::Config(_), "control") => "[control]".to_string(),
-            (Form::Config(_), _) => {
-                simulator_only.push(format!(
-                    "# {key} = {literal}: the simulator's own setting; the daemon has none"
-                ));
-                continue;
-            }
-        };
-        match tables.iter_mut().find(|(t, _)| *t == heading) {
-            Some((_, lines)) => lines.push(line),
-            None => tables.push((heading, vec![line])),
-        }
-    }
-    let mut out: String = tables
-        .iter()
-        .map(|(t, lines)| format!("{t}\n{}\n", lines.join("\n")))
-        .collect();
-    for line in simulator_only {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
-/// For each of `points` (cost, minutes short), the cheapest other point that costs no
-/// more and is short no longer, and is better in one of them (ties by the first given):
-/// where there is one, the point is off the frontier of cost against minutes short.
-fn dominated(points: &[(f64, f64)]) -> Vec<Option<usize>> {
-    points
-        .iter()
-        .map(|&(cost, short)| {
-            points
-                .iter()
-                .enumerate()
-                .filter(|(_, &(c, m))| c <= cost && m <= short && (c < cost || m < short))
-                .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0))
-                .map(|(k, _)| k)
-        })
-        .collect()
-}
-
-/// What the run at `settings` saves over `scenario`'s own (dollars, minutes short) with
-/// `policy` on each half of `trace` replayed alone, the forecaster learning afresh on
-/// each; nothing for a trace of fewer than two days of steps.
-fn on_each_half(
-    trace: &Trace,
-    scenario: &Scenario,
-    policy: Policy,
-    seed: u64,
-    settings: &Settings,
-) -> Result<Vec<(f64, f64)>, String> {
-    let n = trace.ts.len();
-    if (n as i64) * trace.step_ms < 2 * 86_400_000 {
-        return Ok(Vec::new());
-    }
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let other = scenario
-        .with_settings(&pairs)
-        .map_err(|e| format!("--sweep: {e}"))?;
-    let mut saved = Vec::new();
-    for half in [trace.part(0..n / 2), trace.part(n / 2..n)] {
-        let r = run_all(
-            &half,
-            seed,
-            &[(scenario, policy), (&other, policy)],
-            "checking each half",
-        )?;
-        saved.push((
-            r[0].cost_total - r[1].cost_total,
-            r[0].underprovisioned_minutes - r[1].underprovisioned_minutes,
-        ));
-    }
-    Ok(saved)
 }
 
 /// Runs `jobs` (a scenario and a policy each) on `trace` with `seed`, as many at once as
@@ -1850,104 +1634,4 @@ pub(crate) fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `pairs` as a run's settings.
-    fn set(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn swept_settings_become_toml_tables_a_scenario_takes() {
-        let toml = settings_toml(
-            &set(&[
-                ("seasonal_floor", "false"),
-                ("forecast.refit_s", "3600"),
-                ("workload.model", "ets"),
-                ("tiers", "[\"spot\", \"standard\"]"),
-                ("forecast.model", "\"theta\""),
-            ]),
-            &Form::Scenario,
-        );
-        assert_eq!(
-            toml,
-            "[workload]\nseasonal_floor = false\nmodel = \"ets\"\ntiers = [\"spot\", \"standard\"]\n[forecast]\nrefit_s = 3600\nmodel = \"theta\"\n"
-        );
-        let parsed: toml::Table = toml.parse().unwrap();
-        assert_eq!(
-            parsed["workload"]["seasonal_floor"],
-            toml::Value::Boolean(false)
-        );
-        assert_eq!(parsed["forecast"]["refit_s"], toml::Value::Integer(3600));
-        assert_eq!(parsed["workload"]["model"].as_str(), Some("ets"));
-    }
-
-    #[test]
-    fn advice_says_whether_it_holds_on_each_half() {
-        assert_eq!(halves_words(&[]), "");
-        assert_eq!(
-            halves_words(&[(5.25, 0.0), (6.031, 1.26)]),
-            "It does on each half of the trace replayed alone too ($5.25 and $6.03 less; short 0.0 and 1.3 minutes less)."
-        );
-        // A cent or a tenth of a minute worse is noise, not worse.
-        assert!(halves_words(&[(-0.004, -0.04), (1.0, 0.0)]).starts_with("It does"));
-        assert_eq!(
-            halves_words(&[(-0.76, -3.4), (2.0, -0.6)]),
-            "But replayed on each half of the trace alone it does not (on the first half it costs $0.76 more and is short 3.4 minutes longer; on the second half it is short 0.6 minutes longer): a saving that does not hold on both halves may be chance."
-        );
-    }
-
-    #[test]
-    fn swept_settings_become_the_workloads_entry_in_a_configuration() {
-        let toml = settings_toml(
-            &set(&[
-                ("seasonal_floor", "false"),
-                ("control.interval_s", "30"),
-                ("forecast.refit_s", "3600"),
-                ("workload.scale_down_window_s", "0"),
-                ("reactive.target_utilization", "0.6"),
-            ]),
-            &Form::Config("web".into()),
-        );
-        assert_eq!(
-            toml,
-            "[[workloads]]\nname = \"web\"\nseasonal_floor = false\nrefit_s = 3600\nscale_down_window_s = 0\n[control]\ninterval_s = 30\n# reactive.target_utilization = 0.6: the simulator's own setting; the daemon has none\n"
-        );
-        // What the daemon's configuration reads, laid over the defaults.
-        let cfg = prescale_core::config::Config::parse(
-            &toml.replacen("name = \"web\"\n", "name = \"web\"\ndemand = \"x\"\n", 1),
-            "advice.toml",
-        )
-        .unwrap();
-        let w = &cfg.workloads[0];
-        assert_eq!(w.name, "web");
-        assert!(!w.seasonal_floor);
-        assert_eq!((w.refit_s, w.scale_down_window_s), (3600, 0));
-        assert_eq!(cfg.control.interval_s, 30);
-    }
-
-    #[test]
-    fn a_run_is_dominated_by_the_cheapest_run_no_dearer_and_no_shorter() {
-        // (cost, minutes short)
-        let points = [
-            (100.0, 50.0), // dominated by 1 and 3: 3 is cheaper
-            (90.0, 50.0),  // by 3
-            (120.0, 10.0), // on the frontier: the least short
-            (80.0, 40.0),  // on the frontier: the cheapest
-            (80.0, 40.0),  // the same run again: neither dominates the other
-            (85.0, 45.0),  // by 3 (and 4, given later)
-        ];
-        assert_eq!(
-            dominated(&points),
-            [Some(3), Some(3), None, None, None, Some(3)]
-        );
-        assert_eq!(dominated(&[]), Vec::<Option<usize>>::new());
-    }
 }

@@ -430,7 +430,7 @@ pub(crate) fn sweep_html(
             html_escape(&a.sentence(own)),
             html_escape(&a.halves_sentence()),
             html_escape(a.lead_in),
-            html_escape(&a.toml)
+            html_escape(&a.core.toml)
         ),
         Some((_, None)) => format!("<p class=\"verdict\">{}</p>", form.not_dominated()),
         None => String::new(),

@@ -20,8 +20,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use prescale_core::config::Config;
-use prescale_core::{Dim, Workload};
+use prescale_core::Dim;
 use prescale_orchestrate::simulate::{Policy, Scenario};
+use prescale_orchestrate::tune::safeguard_flips;
 
 use crate::ctl::{call, CtlError, Server};
 use crate::simulate_cmd::{sweep, Form, SimFormat};
@@ -52,21 +53,6 @@ pub struct TuneArgs {
     /// Seed of lead times and spot interruptions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// The safeguards, each turned the other way from `w`'s setting: what `prescale tune`
-/// replays by default (`--sweep` specs, each setting alone).
-pub fn safeguard_sweeps(w: &Workload) -> Vec<String> {
-    let other = |now: u64, on: u64| if now > 0 { 0 } else { on };
-    vec![
-        format!("seasonal_floor={}", !w.seasonal_floor),
-        format!("scale_down_window_s={}", other(w.scale_down_window_s, 3600)),
-        format!("scale_down_delay_s={}", other(w.scale_down_delay_s, 300)),
-        format!(
-            "surge_extra={}",
-            if w.surge_extra > 0.0 { 0.0 } else { 1.0 }
-        ),
-    ]
 }
 
 /// Runs the command.
@@ -155,7 +141,13 @@ pub fn run(a: TuneArgs) -> Result<(), CtlError> {
         );
     }
     let specs = if a.sweep.is_empty() {
-        safeguard_sweeps(w)
+        safeguard_flips(w)
+            .iter()
+            .map(|set| {
+                let (k, v) = &set[0];
+                format!("{k}={v}")
+            })
+            .collect()
     } else {
         a.sweep.clone()
     };
@@ -168,43 +160,4 @@ pub fn run(a: TuneArgs) -> Result<(), CtlError> {
         &Form::Config(w.name.clone()),
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_safeguard_is_turned_the_other_way() {
-        let cfg = Config::parse(prescale_core::config::DEFAULT_TOML, "default").unwrap();
-        // (seasonal floor, window, delay, surge) as set, and what is tried.
-        let cases = [
-            (
-                (true, 7200, 0, 1.0),
-                [
-                    "seasonal_floor=false",
-                    "scale_down_window_s=0",
-                    "scale_down_delay_s=300",
-                    "surge_extra=0",
-                ],
-            ),
-            (
-                (false, 0, 600, 0.0),
-                [
-                    "seasonal_floor=true",
-                    "scale_down_window_s=3600",
-                    "scale_down_delay_s=0",
-                    "surge_extra=1",
-                ],
-            ),
-        ];
-        for ((floor, window, delay, surge), tried) in cases {
-            let mut w = cfg.workloads[0].clone();
-            w.seasonal_floor = floor;
-            w.scale_down_window_s = window;
-            w.scale_down_delay_s = delay;
-            w.surge_extra = surge;
-            assert_eq!(safeguard_sweeps(&w), tried);
-        }
-    }
 }
