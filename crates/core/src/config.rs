@@ -597,6 +597,21 @@ pub struct ControlConfig {
     /// configured) once its instances are measured to come up slower than configured.
     #[serde(default = "default_true")]
     pub measured_lead_times: bool,
+    /// Seconds between two tunings of every workload's safeguards on its stored demand
+    /// (0: never), as `prescale tune` replays it: the advice is shown, never applied.
+    #[serde(default = "default_tune_every_s")]
+    pub tune_every_s: u64,
+    /// Days of stored demand each tuning replays, back from the last pass.
+    #[serde(default = "default_tune_days")]
+    pub tune_days: u64,
+}
+
+fn default_tune_every_s() -> u64 {
+    86_400
+}
+
+fn default_tune_days() -> u64 {
+    7
 }
 
 /// `[providers]`
@@ -1513,6 +1528,24 @@ impl Config {
             return err(
                 "control.interval_s".into(),
                 "must be at least 1 second".into(),
+            );
+        }
+        if self.control.tune_every_s != 0 && self.control.tune_every_s < 3600 {
+            return err(
+                "control.tune_every_s".into(),
+                format!(
+                    "must be 0 (never) or at least 3600 seconds: each tuning replays days of every workload's demand, got {}",
+                    self.control.tune_every_s
+                ),
+            );
+        }
+        if !(1..=90).contains(&self.control.tune_days) {
+            return err(
+                "control.tune_days".into(),
+                format!(
+                    "must be between 1 and 90 days, got {}",
+                    self.control.tune_days
+                ),
             );
         }
         if self.server.listen.parse::<SocketAddr>().is_err() {

@@ -11,7 +11,7 @@
 //! stored demand every day, as Kubernetes VPA's recommender keeps a recommendation
 //! current, and shows the advice without acting on it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::simulate::{simulate, Policy, Report, Scenario, Trace};
 use prescale_core::Workload;
@@ -258,10 +258,11 @@ pub fn on_each_half(
 }
 
 /// What a run cost and how long it was short.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tried {
-    /// The settings it changed (none: the workload's own).
-    pub settings: Vec<(String, String)>,
+    /// The settings it changed (none: the workload's own); in JSON `{KEY: VALUE}`.
+    #[serde(with = "as_map")]
+    pub settings: Settings,
     /// Dollars over the trace.
     pub cost: f64,
     /// Minutes ready capacity was below demand.
@@ -270,16 +271,19 @@ pub struct Tried {
 
 /// Where another run dominates the own settings: which, what it saves, whether that
 /// holds on each half, and the configuration's lines.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Advice {
-    /// The settings of the cheapest run that dominates the own.
-    pub settings: Vec<(String, String)>,
+    /// The settings of the cheapest run that dominates the own; in JSON `{KEY: VALUE}`.
+    #[serde(with = "as_map")]
+    pub settings: Settings,
     /// Dollars it costs less over the trace (zero or more).
     pub cost_less: f64,
     /// Minutes it is short less (zero or more; one of the two above zero).
     pub minutes_less: f64,
     /// On each half of the trace replayed alone, what it saves there (dollars, minutes
-    /// short; below zero where it does worse); empty for a trace under two days.
+    /// short; below zero where it does worse); empty for a trace under two days. In
+    /// JSON, each `{cost_less, minutes_less, holds}`.
+    #[serde(with = "as_halves")]
     pub halves: Vec<(f64, f64)>,
     /// Whether it saves (or does no worse) on each half too.
     pub holds_on_each_half: bool,
@@ -314,7 +318,7 @@ impl Advice {
 }
 
 /// What [`tune`] found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tuning {
     /// Steps replayed.
     pub steps: usize,
@@ -333,19 +337,22 @@ impl Tuning {
     /// The finding in words: the advice, whether it held on each half, and its lines;
     /// or that no run dominates.
     pub fn summary(&self) -> String {
+        let span = if self.hours >= 48.0 {
+            format!("{:.1} days", self.hours / 24.0)
+        } else {
+            format!("{:.1} h", self.hours)
+        };
         match &self.advice {
             Some(a) => {
                 let halves = halves_words(&a.halves);
                 let gap = if halves.is_empty() { "" } else { " " };
                 format!(
-                    "On its last {:.1} h the workload's own settings are dominated: {}.{gap}{halves}",
-                    self.hours,
+                    "Replayed over its last {span} of stored demand, the workload's own settings are dominated: {}.{gap}{halves}",
                     a.sentence(self.own.underprovisioned_minutes)
                 )
             }
             None => format!(
-                "On its last {:.1} h no safeguard turned the other way dominates the workload's own settings: every run that costs less is short longer.",
-                self.hours
+                "Replayed over its last {span} of stored demand, no safeguard turned the other way dominates the workload's own settings: every run that costs less is short longer."
             ),
         }
     }
@@ -414,6 +421,57 @@ pub fn tune(
         runs,
         advice,
     })
+}
+
+/// [`Settings`] in JSON as an object, `{KEY: VALUE}` in their order.
+mod as_map {
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, x) in v {
+            m.serialize_entry(k, x)?;
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<super::Settings, D::Error> {
+        let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        Ok(m.into_iter().collect())
+    }
+}
+
+/// [`Advice::halves`] in JSON: `{cost_less, minutes_less, holds}` each.
+mod as_halves {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Half {
+        cost_less: f64,
+        minutes_less: f64,
+        #[serde(default)]
+        holds: bool,
+    }
+
+    pub fn serialize<S: Serializer>(v: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let halves: Vec<Half> = v
+            .iter()
+            .map(|&(cost_less, minutes_less)| Half {
+                cost_less,
+                minutes_less,
+                holds: super::holds(cost_less, minutes_less),
+            })
+            .collect();
+        halves.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        let v = Vec::<Half>::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|h| (h.cost_less, h.minutes_less))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -518,7 +576,9 @@ mod tests {
         );
         let summary = t.summary();
         assert!(
-            summary.starts_with("On its last 72.0 h the workload's own settings are dominated: "),
+            summary.starts_with(
+                "Replayed over its last 3.0 days of stored demand, the workload's own settings are dominated: "
+            ),
             "{summary}"
         );
         assert!(summary.contains(&settings_name(&a.settings)), "{summary}");

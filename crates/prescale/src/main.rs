@@ -767,6 +767,45 @@ fn run_cmd(
             }));
         }
         {
+            // Every control.tune_every_s, each workload's safeguards tuned on its stored
+            // demand and the advice kept (prescale_server::tune); checked every five
+            // minutes, so a reload's new setting or workload is taken up.
+            let state = state.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(300));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if state.stands_by() {
+                        continue;
+                    }
+                    let last = state.status.read().expect("status lock").last_tick;
+                    let Some(now) = last else { continue };
+                    let cfg = state.config.read().expect("config lock").clone();
+                    if cfg.control.tune_every_s == 0 {
+                        continue;
+                    }
+                    let store = state.store.clone();
+                    let res = tokio::task::spawn_blocking(move || {
+                        prescale_server::tune::tune_all(&store, &cfg, now)
+                    })
+                    .await;
+                    match res {
+                        Ok(Ok(done)) => {
+                            for (w, t) in done {
+                                match &t.error {
+                                    Some(why) => tracing::debug!(workload = %w, "not tuned yet: {why}"),
+                                    None => tracing::info!(workload = %w, "{}", t.summary),
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => tracing::error!("tuning could not be kept: {e}"),
+                        Err(e) => tracing::error!("tuning task died: {e}"),
+                    }
+                }
+            }));
+        }
+        {
             // Retention: at start, then hourly, off the async threads.
             let store = store.clone();
             let live = state.config.clone();
@@ -1425,10 +1464,10 @@ fn demo_cmd(
         // quarter hour), for charts of the money saved.
         let last = status.read().expect("status lock").last_tick;
         if let Some(now) = last {
-            let (store, tiers, workloads) =
+            let (kept, tiers, workloads) =
                 (store.clone(), cfg.tiers.clone(), cfg.workloads.clone());
             tokio::task::spawn_blocking(move || {
-                prescale_server::compare::record_all(&store, &tiers, &workloads, now)
+                prescale_server::compare::record_all(&kept, &tiers, &workloads, now)
             })
             .await?;
         }
@@ -1436,6 +1475,30 @@ fn demo_cmd(
         if exit || summary.interrupted {
             let _ = done_tx.send(());
         } else {
+            // While the dashboard stays up, each workload's safeguards tuned on the days
+            // it ran, as the daemon tunes them daily, for the dashboard and `prescale
+            // decisions` (and here, in words).
+            if let Some(now) = last {
+                let (store, mut cfg) = (store.clone(), cfg.clone());
+                cfg.control.tune_days = u64::from(days.max(1));
+                let bar = progress_bar(0, "{spinner} tuning each workload's safeguards on the run");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let tuned = tokio::task::spawn_blocking(move || {
+                    prescale_server::tune::tune_all(&store, &cfg, now)
+                })
+                .await?;
+                bar.finish_and_clear();
+                match tuned {
+                    Ok(t) if format == Format::Text => {
+                        println!("  tuned on the run, as the daemon tunes each workload daily (GET /api/v1/workloads/NAME/tune):");
+                        for (w, t) in t {
+                            println!("    {w:<10} {}", t.summary);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("the demo's tuning could not be kept: {e}"),
+                }
+            }
             say("the dashboard stays up; press Ctrl-C to stop");
         }
         server.await??;

@@ -976,18 +976,13 @@ impl<'a> Advice<'a> {
     /// Its JSON: `run`, `cost_less`, `minutes_less`, `toml` and `halves` (each half's
     /// `cost_less` and `minutes_less`, and whether it `holds` there).
     fn json(&self) -> serde_json::Value {
-        let halves: Vec<serde_json::Value> = self
-            .core
-            .halves
-            .iter()
-            .map(|&(c, m)| serde_json::json!({"cost_less": c, "minutes_less": m, "holds": holds(c, m)}))
-            .collect();
+        let core = serde_json::to_value(&self.core).expect("serialisable");
         serde_json::json!({
             "run": self.run.name(),
             "cost_less": self.core.cost_less,
             "minutes_less": self.core.minutes_less,
             "toml": self.core.toml,
-            "halves": halves,
+            "halves": core["halves"],
         })
     }
 }

@@ -54,6 +54,7 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
     };
     // Two simulated days as fast as the machine goes, then the dashboard stays up.
     let demo = Demo::run(2, 7);
+    demo.tuned();
     let addr = demo.addr;
     let overview = json(addr, "/api/v1/workloads");
     let html = rendered(&browser, &format!("http://{addr}/"));
@@ -401,6 +402,26 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             100.0 * f(&c["vs_as_run"])
         );
         assert!(s.contains(&line), "{name}: no {line}");
+        // Its safeguards as the demo tuned them on its two days (the daemon's daily
+        // tuning): the finding in words and, where another setting dominates its own,
+        // the lines to set.
+        let t = json(addr, &format!("/api/v1/workloads/{name}/tune"));
+        let tuned = &t;
+        let summary = t["summary"].as_str().unwrap_or_else(|| panic!("{tuned}"));
+        assert!(
+            summary.starts_with("Replayed over its last 47.9 h of stored demand, "),
+            "{tuned}"
+        );
+        let shown = summary.replace('&', "&amp;");
+        assert!(s.contains(&shown), "{name}: no tuning {shown}");
+        if let Some(toml) = t["tuning"]["advice"]["toml"].as_str() {
+            let lines: Vec<&str> = toml.trim().lines().skip(2).collect();
+            let set = format!(
+                "To use it, set in its [[workloads]] entry and reload: <code>{}</code>",
+                lines.join("; ")
+            );
+            assert!(s.contains(&set), "{name}: no {set}");
+        }
         // And drawn, dashed, over the chart's 48 hours: a point per step of the query's
         // answer (every 4 minutes: 720 at most), each the deployment's requests.
         // What a query answers over the chart's 48 hours, as the page asks it.

@@ -94,7 +94,7 @@ pub struct Matched {
 }
 
 /// The series `name{workload=.., tier=..}` (or without the tier) over `[from, to]`.
-fn series(
+pub(crate) fn series(
     store: &Store,
     name: &str,
     workload: &str,
@@ -211,7 +211,7 @@ fn held_instances(
 /// The stored demand of `w`'s other dimensions at `times` (a step missing holds the
 /// last value before it), read over `[from, to]`; and those left out, with why.
 #[allow(clippy::type_complexity)]
-fn other_dimensions(
+pub(crate) fn other_dimensions(
     store: &Store,
     w: &Workload,
     times: &[TimestampMs],
@@ -239,6 +239,27 @@ fn other_dimensions(
         }
     }
     Ok((others, left_out))
+}
+
+/// A trace of stored `demand` (and the `others` dimensions' and what ran, `actual`, at
+/// its steps), its steps laid end to end from the first: a gap in what was stored (the
+/// daemon stopped) is not replayed as demand.
+pub(crate) fn end_to_end(
+    demand: &[(TimestampMs, f64)],
+    others: Vec<(Dim, Vec<f64>)>,
+    actual: Vec<(Dim, Vec<f64>)>,
+    step_ms: i64,
+) -> Trace {
+    let first = demand.first().map_or(0, |d| d.0);
+    Trace {
+        ts: (0..demand.len() as i64)
+            .map(|i| first + i * step_ms)
+            .collect(),
+        cpu: demand.iter().map(|d| d.1).collect(),
+        others,
+        actual,
+        step_ms,
+    }
 }
 
 /// Each CPU demand step with the other dimensions' demand at it, CPU first.
@@ -443,15 +464,7 @@ pub fn compare(
     }
     let as_run_error = (!why_not.is_empty()).then(|| why_not.join("; "));
     // HPA and the oracle on the same demand, its steps laid end to end.
-    let trace = Trace {
-        ts: (0..demand.len() as i64)
-            .map(|i| first + i * step_ms)
-            .collect(),
-        cpu: demand.iter().map(|d| d.1).collect(),
-        others,
-        actual,
-        step_ms,
-    };
+    let trace = end_to_end(&demand, others, actual, step_ms);
     let scenario = Scenario {
         tiers: tiers.to_vec(),
         workload: w.clone(),

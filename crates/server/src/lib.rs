@@ -23,6 +23,7 @@
 //! | `GET /api/v1/workloads/{name}/model` | the model registry entry: model, scores, why |
 //! | `GET /api/v1/workloads/{name}/decisions?limit=N&since=T&until=T&kind=K` | the newest decisions, between two times, of some kinds |
 //! | `GET /api/v1/workloads/{name}/compare?days=D` | what prescale spent and was short over its last days, next to HPA on the same demand ([`compare`]) |
+//! | `GET /api/v1/workloads/{name}/tune` | its latest tuning: its own settings and each safeguard turned the other way, replayed on its stored demand, and the advice where another run dominates ([`tune`]) |
 //! | `POST /api/v1/admin/tsdb/snapshot` | copies the embedded store at one instant into `snapshots/NAME` in its directory, for backups (the same token rule as `/-/reload`) |
 //! | `POST /api/v1/workloads/{name}/pause?scope=all\|scale-down&for=D\|until=T&reason=R`, `POST /api/v1/workloads/{name}/resume` | pauses a workload until a set time (capacity left as it is, or not removed) and lifts the pause (the same token rule as `/-/reload`) |
 //! | `POST /api/v1/workloads/{name}/events`, `GET` the same, `POST /api/v1/workloads/{name}/events/{event}/cancel` | declares a planned event (JSON, the fields of `[[workloads.events]]`), lists the workload's events, cancels a declared one (the same token rule as `/-/reload`) |
@@ -56,6 +57,7 @@ pub mod forward;
 pub mod process;
 pub mod promapi;
 pub mod promql;
+pub mod tune;
 pub mod write;
 
 /// The largest write body taken, before decompression.
@@ -1569,10 +1571,24 @@ async fn workload_part(
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
+        "tune" => match tune::latest(&st.store, &name) {
+            Ok(Some(t)) => Json(json!({"status": "success", "data": t})).into_response(),
+            Ok(None) => {
+                let every = st.config.read().expect("config lock").control.tune_every_s;
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "{name:?} is not tuned yet: the daemon tunes each workload on its stored demand every control.tune_every_s ({every} s; 0: never), first once a pass has run{}; `prescale tune {name}` replays it now",
+                        if every == 0 { " (off here)" } else { "" }
+                    ),
+                )
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
         other => error(
             StatusCode::NOT_FOUND,
             format!(
-                "unknown part {other:?}; use status, forecast, plan, model, decisions or compare"
+                "unknown part {other:?}; use status, forecast, plan, model, decisions, compare or tune"
             ),
         ),
     }
@@ -2104,6 +2120,38 @@ pub fn render_metrics(st: &AppState) -> String {
                     format!("{{workload=\"{}\",days=\"{days}\"}}", esc(&w.name)),
                     last.value,
                 ))
+            })
+            .collect();
+        family(name, "gauge", help, rows);
+    }
+    // The latest tuning of each workload's safeguards kept (see tune::record).
+    for (name, help) in [
+        (
+            "prescale_tune_saving_dollars",
+            "Dollars the advised safeguard settings would have cost less than the workload's own over its last `control.tune_days` of demand, short no longer (0: no run dominates its own), as last tuned.",
+        ),
+        (
+            "prescale_tune_minutes_less",
+            "Minutes short the advised safeguard settings would have saved over the same stretch, as last tuned.",
+        ),
+        (
+            "prescale_tune_holds",
+            "1 where the advice also held on each half of the stretch replayed alone, 0 where it did not or there is none, as last tuned.",
+        ),
+        (
+            "prescale_tune_own_cost_dollars",
+            "What the workload's own settings cost over the stretch replayed, as last tuned.",
+        ),
+    ] {
+        let rows = managed
+            .workloads
+            .iter()
+            .filter_map(|w| {
+                let key = SeriesKey::metric(name)
+                    .expect("static name")
+                    .with_label("workload", w.name.clone());
+                let last = st.store.latest(&key).ok()??;
+                Some((format!("{{workload=\"{}\"}}", esc(&w.name)), last.value))
             })
             .collect();
         family(name, "gauge", help, rows);

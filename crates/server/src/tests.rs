@@ -255,6 +255,155 @@ async fn comparisons_are_kept_as_series_for_charts_of_the_money_saved() {
     );
 }
 
+/// The daemon's tuning: each workload's safeguards replayed on the demand it stored, as
+/// the library replays a trace of the same values; the advice served, kept as series
+/// and on /metrics, and logged once as a decision while it stands; a workload with less
+/// than a day stored is tried again an hour later, not a day.
+#[tokio::test]
+async fn each_workload_is_tuned_on_its_stored_demand_and_the_advice_kept() {
+    use prescale_orchestrate::simulate::{Scenario, Trace};
+    use prescale_orchestrate::tune::{run_in_turn, safeguard_flips};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    let mut web = c.workloads[0].clone();
+    web.name = "web".into();
+    web.step_s = 300;
+    let mut young = web.clone();
+    young.name = "young".into();
+    c.workloads = vec![web, young];
+    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    // Two days of five-minute steps of a smooth daily cycle for web, 12 hours for young.
+    let t0 = 1_700_000_000_000i64;
+    let demand: Vec<f64> = (0..576)
+        .map(|i| 60.0 - 40.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).cos())
+        .collect();
+    let put = |w: &str, values: &[f64]| {
+        let key = prescale_orchestrate::engine::demand_key(w, prescale_core::Dim::Cpu);
+        let samples: Vec<Sample> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &value)| Sample {
+                ts: t0 + i as i64 * 300_000,
+                value,
+            })
+            .collect();
+        store.append(&key, &samples).unwrap();
+    };
+    put("web", &demand);
+    put("young", &demand[..144]);
+    let now = t0 + 576 * 300_000;
+    let st = AppState::new(&c, store, Default::default()).unwrap();
+    let app = router(st.clone());
+    let (code, body) = get(&app, "/api/v1/workloads/web/tune").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().starts_with("\"web\" is not tuned yet: the daemon tunes each workload on its stored demand every control.tune_every_s (86400 s; 0: never)"),
+        "{body}"
+    );
+    let done = tune::tune_all(&st.store, &c, now).unwrap();
+    assert_eq!(done.len(), 2);
+    // What the library finds on a trace of the same values, with web's settings.
+    let trace = Trace {
+        ts: (0..576).map(|i| t0 + i * 300_000).collect(),
+        cpu: demand.clone(),
+        others: Vec::new(),
+        actual: Vec::new(),
+        step_ms: 300_000,
+    };
+    let scenario = Scenario::from_config(&c, Some("web")).unwrap();
+    let flips = safeguard_flips(&scenario.workload);
+    let want =
+        prescale_orchestrate::tune::tune(&trace, &scenario, 1, &flips, &run_in_turn).unwrap();
+    let (name, tuned) = &done[0];
+    assert_eq!(name, "web");
+    assert_eq!(tuned.tuning.as_ref(), Some(&want));
+    assert_eq!(
+        (tuned.at, tuned.days, tuned.error.as_deref()),
+        (now, 7, None)
+    );
+    let advice = want
+        .advice
+        .as_ref()
+        .expect("the window holds peaks for nothing");
+    // Kept: served as made, and the latest on /metrics.
+    let (code, body) = get(&app, "/api/v1/workloads/web/tune").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["data"], serde_json::to_value(tuned).unwrap());
+    assert_eq!(
+        served["data"]["tuning"]["advice"]["settings"],
+        serde_json::json!({"scale_down_window_s": "0"})
+    );
+    let (_, metrics) = get(&app, "/metrics").await;
+    for line in [
+        format!(
+            "prescale_tune_saving_dollars{{workload=\"web\"}} {}\n",
+            advice.cost_less
+        ),
+        format!(
+            "prescale_tune_minutes_less{{workload=\"web\"}} {}\n",
+            advice.minutes_less
+        ),
+        format!(
+            "prescale_tune_holds{{workload=\"web\"}} {}\n",
+            u8::from(advice.holds_on_each_half)
+        ),
+        format!(
+            "prescale_tune_own_cost_dollars{{workload=\"web\"}} {}\n",
+            want.own.cost
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    assert!(!metrics.contains("prescale_tune_saving_dollars{workload=\"young\"}"));
+    // Logged once, as a config decision with the finding and the lines to set.
+    let logged = |w: &str| {
+        st.store
+            .decisions(Some(w), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Config)
+            .collect::<Vec<_>>()
+    };
+    let d = logged("web");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        d[0].reason,
+        format!(
+            "tune: {} To use it, set in the workload's [[workloads]] entry and reload: [[workloads]]; name = \"web\"; scale_down_window_s = 0",
+            want.summary()
+        )
+    );
+    // young: too little stored, saying so; tried again after an hour, not before.
+    let (name, y) = &done[1];
+    assert_eq!(name, "young");
+    assert!(y.tuning.is_none() && logged("young").is_empty());
+    let why = y.error.as_deref().unwrap();
+    assert!(
+        why.starts_with("12.0 h of \"young\"'s demand is stored (prescale_demand{workload=\"young\"}); a tuning needs at least 24 h"),
+        "{why}"
+    );
+    assert_eq!(y.summary, format!("not tuned: {why}"));
+    let hour = 3_600_000;
+    assert!(tune::tune_all(&st.store, &c, now + hour - 1)
+        .unwrap()
+        .is_empty());
+    let again = tune::tune_all(&st.store, &c, now + hour).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0, "young");
+    // web a day later: the same advice is not logged again.
+    let day = 86_400_000;
+    let later = tune::tune_all(&st.store, &c, now + day).unwrap();
+    assert!(later.iter().any(|(w, t)| w == "web" && t.tuning.is_some()));
+    assert_eq!(logged("web").len(), 1);
+    // Off: never due.
+    c.control.tune_every_s = 0;
+    assert!(tune::tune_all(&st.store, &c, now + 10 * day)
+        .unwrap()
+        .is_empty());
+}
+
 /// A workload whose `actual` query says what it had is also compared with that: priced
 /// as instances of the one tier HPA scales, short where demand was above them.
 #[tokio::test]

@@ -343,6 +343,19 @@ impl Demo {
             _dir: dir,
         }
     }
+
+    /// Waits until it has tuned each workload's safeguards on its days (what it does
+    /// once its summary is out), kept as the daemon keeps its daily tuning (served even
+    /// where it could not tune).
+    pub fn tuned(&self) {
+        let addr = self.addr;
+        let tuned = || {
+            ["web", "batch"].iter().all(|w| {
+                get(addr, &format!("/api/v1/workloads/{w}/tune")).is_some_and(|(c, _)| c == 200)
+            })
+        };
+        wait_for(tuned, "the demo's tuning", &|| String::new());
+    }
 }
 
 /// The page after its script has run, as Chromium serialises it.
