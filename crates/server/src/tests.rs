@@ -397,6 +397,36 @@ async fn each_workload_is_tuned_on_its_stored_demand_and_the_advice_kept() {
     let later = tune::tune_all(&st.store, &c, now + day).unwrap();
     assert!(later.iter().any(|(w, t)| w == "web" && t.tuning.is_some()));
     assert_eq!(logged("web").len(), 1);
+    // The advice applied and reloaded: tuned again at once (not a day later), and the
+    // advice before said to no longer stand.
+    let mut applied = c.clone();
+    applied.workloads[0].scale_down_window_s = 0;
+    let after = tune::tune_all(&st.store, &applied, now + day + 1).unwrap();
+    let (_, t) = after
+        .iter()
+        .find(|(w, _)| w == "web")
+        .expect("web tuned again");
+    let tuning = t.tuning.as_ref().unwrap();
+    assert!(
+        tuning
+            .advice
+            .as_ref()
+            .is_none_or(|a| a.settings != advice.settings),
+        "{tuning:?}"
+    );
+    assert_eq!(tuning.own.cost, want.runs[1].cost);
+    // The advice changed, so it is logged: gone, or another setting's.
+    let d = logged("web");
+    assert_eq!(d.len(), 2, "{d:?}");
+    let newest = d.iter().max_by_key(|d| d.at).unwrap();
+    let said = match &tuning.advice {
+        None => "tune: the advice before no longer stands. Replayed over its last 2.0 days of stored demand, no safeguard",
+        Some(_) => "tune: Replayed over its last 2.0 days of stored demand, the workload's own settings are dominated: ",
+    };
+    assert!(newest.reason.starts_with(said), "{d:?}");
+    assert!(tune::tune_all(&st.store, &applied, now + day + 2)
+        .unwrap()
+        .is_empty());
     // Off: never due.
     c.control.tune_every_s = 0;
     assert!(tune::tune_all(&st.store, &c, now + 10 * day)

@@ -32,6 +32,23 @@ pub struct Tuned {
     /// Why it could not tune (too little demand stored, a replay that failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The configuration it replayed, as [`fingerprint`] gives it: one reloaded since
+    /// (the advice applied, say) is tuned again at once.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+/// What of `cfg` a tuning of workload `w` replays (the workload's entry, the tiers, the
+/// control loop's pace), as a short hash: a reload that changes any of it makes the
+/// tuning before out of date.
+pub fn fingerprint(cfg: &Config, w: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let workload = cfg.workloads.iter().find(|x| x.name == w);
+    serde_json::to_string(&(workload, &cfg.tiers, cfg.control.interval_s))
+        .unwrap_or_default()
+        .hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// At least this many hours of demand before a tuning: the seasonal floor and the
@@ -77,13 +94,16 @@ pub fn latest(store: &Store, w: &str) -> Result<Option<Tuned>, String> {
 /// next try.
 pub const RETRY_S: u64 = 3600;
 
-/// Whether workload `w` is due a tuning at `now` with tunings `every` seconds apart: never
-/// tuned, or its last tuning that long ago ([`RETRY_S`] where it could not run).
-pub fn due(store: &Store, w: &str, every: u64, now: TimestampMs) -> bool {
+/// Whether workload `w` of `cfg` is due a tuning at `now` with tunings `every` seconds
+/// apart: never tuned, tuned with another configuration (a reload changed it), or its
+/// last tuning that long ago ([`RETRY_S`] where it could not run).
+pub fn due(store: &Store, cfg: &Config, w: &str, now: TimestampMs) -> bool {
+    let every = cfg.control.tune_every_s;
     if every == 0 {
         return false;
     }
     match latest(store, w) {
+        Ok(Some(t)) if t.fingerprint != fingerprint(cfg, w) => true,
         Ok(Some(t)) => {
             let wait = if t.tuning.is_some() {
                 every
@@ -126,7 +146,7 @@ fn tune_each(store: &Store, cfg: &Config, now: TimestampMs) -> Vec<(String, Tune
     let days = cfg.control.tune_days;
     cfg.workloads
         .iter()
-        .filter(|w| due(store, &w.name, cfg.control.tune_every_s, now))
+        .filter(|w| due(store, cfg, &w.name, now))
         .map(|w| {
             let done = tune_workload(store, cfg, &w.name, days, now);
             let tuned = match done {
@@ -136,6 +156,7 @@ fn tune_each(store: &Store, cfg: &Config, now: TimestampMs) -> Vec<(String, Tune
                     summary: t.summary(),
                     tuning: Some(t),
                     error: None,
+                    fingerprint: fingerprint(cfg, &w.name),
                 },
                 Err(e) => Tuned {
                     at: now,
@@ -143,6 +164,7 @@ fn tune_each(store: &Store, cfg: &Config, now: TimestampMs) -> Vec<(String, Tune
                     tuning: None,
                     summary: format!("not tuned: {e}"),
                     error: Some(e),
+                    fingerprint: fingerprint(cfg, &w.name),
                 },
             };
             (w.name.clone(), tuned)
