@@ -642,6 +642,26 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
             if let Some(f) = w["forecast_source"].as_str() {
                 println!("{name}: forecast: {f}");
             }
+            // Its latest daily tuning, where the daemon has one (not yet: nothing said).
+            let path = format!(
+                "/api/v1/workloads/{}/tune",
+                prescale_collect::http::percent_encode(name)
+            );
+            if let Ok(t) = call(&a.server, "GET", &path, None) {
+                if let Some(summary) = t["summary"].as_str() {
+                    let set = t["tuning"]["advice"]["toml"]
+                        .as_str()
+                        .map(|toml| {
+                            let lines: Vec<&str> = toml.trim().lines().skip(2).collect();
+                            format!(
+                                " To use it, set in its [[workloads]] entry: {}",
+                                lines.join("; ")
+                            )
+                        })
+                        .unwrap_or_default();
+                    println!("{name}: tune: {summary}{set}");
+                }
+            }
         }
     }
     // Each tier's lead times as measured: those late always, the others with --wide.

@@ -236,4 +236,31 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
         err.contains("cannot reach prescale at http://127.0.0.1:9"),
         "{err}"
     );
+
+    // The daemon's own daily tuning (the demo's, once its summary is out), as
+    // `prescale status --wide` says it: the finding and the lines to set.
+    demo.tuned();
+    let out = bin()
+        .args(["status", "--wide"])
+        .env("PRESCALE_SERVER", &server)
+        .env_remove("PRESCALE_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    for w in ["web", "batch"] {
+        let (_, body) = get(demo.addr, &format!("/api/v1/workloads/{w}/tune")).unwrap();
+        let t: Value = serde_json::from_str(&body).unwrap();
+        let t = &t["data"];
+        let mut line = format!("\n{w}: tune: {}", t["summary"].as_str().unwrap());
+        if let Some(toml) = t["tuning"]["advice"]["toml"].as_str() {
+            let lines: Vec<&str> = toml.trim().lines().collect();
+            assert_eq!(lines[..2], ["[[workloads]]", &format!("name = \"{w}\"")]);
+            line += &format!(
+                " To use it, set in its [[workloads]] entry: {}",
+                lines[2..].join("; ")
+            );
+        }
+        assert!(said.contains(&format!("{line}\n")), "{line}\n{said}");
+    }
 }
