@@ -71,6 +71,35 @@ static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// A line for the person who started prescale: as it is on a terminal, a log event
 /// among the others with `--log-format json` (so every line stays one object).
+/// A task that every `period_s` seconds (the first at once) runs `job` with the
+/// engine's last pass off the async threads, while this replica acts (a standby's
+/// status is its last as holder) and once a pass has run; `what` names it in the log
+/// if it dies.
+fn periodic(
+    state: &AppState,
+    period_s: u64,
+    what: &'static str,
+    job: impl Fn(&AppState, prescale_core::TimestampMs) + Send + Sync + Clone + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(period_s));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if state.stands_by() {
+                continue;
+            }
+            let last = state.status.read().expect("status lock").last_tick;
+            let Some(now) = last else { continue };
+            let (st, job) = (state.clone(), job.clone());
+            if let Err(e) = tokio::task::spawn_blocking(move || job(&st, now)).await {
+                tracing::error!("{what} task died: {e}");
+            }
+        }
+    })
+}
+
 fn say(line: &str) {
     if JSON_LOGS.load(Ordering::Relaxed) {
         tracing::info!("{line}");
@@ -734,77 +763,34 @@ fn run_cmd(
             }));
         }
         let host = reload::host_loop(&cfg, &state).map(tokio::spawn);
-        {
-            // Every quarter hour, each workload's last week against HPA, kept as series
-            // (prescale_compare_*) for charts of the money saved.
-            let state = state.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(900));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    // The holder records them: a standby's status is its last as holder.
-                    if state.stands_by() {
-                        continue;
-                    }
-                    let last = state.status.read().expect("status lock").last_tick;
-                    let Some(now) = last else { continue };
-                    let st = state.clone();
-                    let res = tokio::task::spawn_blocking(move || {
-                        let m = st.managed();
-                        prescale_server::compare::record_all(&st.store, &m.tiers, &m.workloads, now)
-                    })
-                    .await;
-                    match res {
-                        Ok(skipped) => {
-                            for (w, why) in skipped {
-                                tracing::debug!(workload = %w, "not compared with HPA yet: {why}");
-                            }
+        // Every quarter hour, each workload's last week against HPA, kept as series
+        // (prescale_compare_*) for charts of the money saved.
+        tasks.push(periodic(&state, 900, "comparison", |st, now| {
+            let m = st.managed();
+            for (w, why) in prescale_server::compare::record_all(&st.store, &m.tiers, &m.workloads, now) {
+                tracing::debug!(workload = %w, "not compared with HPA yet: {why}");
+            }
+        }));
+        // Every control.tune_every_s, each workload's safeguards tuned on its stored
+        // demand and the advice kept (prescale_server::tune); checked every five
+        // minutes, so a reload's new setting or workload is taken up.
+        tasks.push(periodic(&state, 300, "tuning", |st, now| {
+            let cfg = st.config.read().expect("config lock").clone();
+            if cfg.control.tune_every_s == 0 {
+                return;
+            }
+            match prescale_server::tune::tune_all(&st.store, &cfg, now) {
+                Ok(done) => {
+                    for (w, t) in done {
+                        match &t.error {
+                            Some(why) => tracing::debug!(workload = %w, "not tuned yet: {why}"),
+                            None => tracing::info!(workload = %w, "{}", t.summary),
                         }
-                        Err(e) => tracing::error!("comparison task died: {e}"),
                     }
                 }
-            }));
-        }
-        {
-            // Every control.tune_every_s, each workload's safeguards tuned on its stored
-            // demand and the advice kept (prescale_server::tune); checked every five
-            // minutes, so a reload's new setting or workload is taken up.
-            let state = state.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(300));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if state.stands_by() {
-                        continue;
-                    }
-                    let last = state.status.read().expect("status lock").last_tick;
-                    let Some(now) = last else { continue };
-                    let cfg = state.config.read().expect("config lock").clone();
-                    if cfg.control.tune_every_s == 0 {
-                        continue;
-                    }
-                    let store = state.store.clone();
-                    let res = tokio::task::spawn_blocking(move || {
-                        prescale_server::tune::tune_all(&store, &cfg, now)
-                    })
-                    .await;
-                    match res {
-                        Ok(Ok(done)) => {
-                            for (w, t) in done {
-                                match &t.error {
-                                    Some(why) => tracing::debug!(workload = %w, "not tuned yet: {why}"),
-                                    None => tracing::info!(workload = %w, "{}", t.summary),
-                                }
-                            }
-                        }
-                        Ok(Err(e)) => tracing::error!("tuning could not be kept: {e}"),
-                        Err(e) => tracing::error!("tuning task died: {e}"),
-                    }
-                }
-            }));
-        }
+                Err(e) => tracing::error!("tuning could not be kept: {e}"),
+            }
+        }));
         {
             // Retention: at start, then hourly, off the async threads.
             let store = store.clone();

@@ -2107,22 +2107,7 @@ pub fn render_metrics(st: &AppState) -> String {
         ),
     ] {
         let days = format!("{}", compare::RECORDED_DAYS);
-        let rows = managed
-            .workloads
-            .iter()
-            .filter_map(|w| {
-                let key = SeriesKey::metric(name)
-                    .expect("static name")
-                    .with_label("workload", w.name.clone())
-                    .with_label("days", days.clone());
-                let last = st.store.latest(&key).ok()??;
-                Some((
-                    format!("{{workload=\"{}\",days=\"{days}\"}}", esc(&w.name)),
-                    last.value,
-                ))
-            })
-            .collect();
-        family(name, "gauge", help, rows);
+        family(name, "gauge", help, latest_by_workload(st, name, Some(&days)));
     }
     // The latest tuning of each workload's safeguards kept (see tune::record).
     for (name, help) in [
@@ -2143,20 +2128,30 @@ pub fn render_metrics(st: &AppState) -> String {
             "What the workload's own settings cost over the stretch replayed, as last tuned.",
         ),
     ] {
-        let rows = managed
-            .workloads
-            .iter()
-            .filter_map(|w| {
-                let key = SeriesKey::metric(name)
-                    .expect("static name")
-                    .with_label("workload", w.name.clone());
-                let last = st.store.latest(&key).ok()??;
-                Some((format!("{{workload=\"{}\"}}", esc(&w.name)), last.value))
-            })
-            .collect();
-        family(name, "gauge", help, rows);
+        family(name, "gauge", help, latest_by_workload(st, name, None));
     }
     out
+}
+
+/// The latest sample of the kept series `name{workload}` (with `days`, where given) of
+/// each configured workload, as `/metrics` rows.
+fn latest_by_workload(st: &AppState, name: &str, days: Option<&str>) -> Vec<(String, f64)> {
+    st.managed()
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            let mut key = SeriesKey::metric(name)
+                .expect("static name")
+                .with_label("workload", w.name.clone());
+            let mut labels = format!("workload=\"{}\"", esc(&w.name));
+            if let Some(d) = days {
+                key = key.with_label("days", d.to_string());
+                labels += &format!(",days=\"{d}\"");
+            }
+            let last = st.store.latest(&key).ok()??;
+            Some((format!("{{{labels}}}"), last.value))
+        })
+        .collect()
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
