@@ -415,7 +415,7 @@ pub fn replay_fleet(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use prescale_core::config::Config;
     use prescale_store::{Durability, Store};
 
@@ -469,7 +469,7 @@ mod tests {
 
     /// `days` of 5-minute steps from 2026-01-05 of a daily cycle from `low` to `high`
     /// vCPU.
-    fn daily(days: usize, low: f64, high: f64) -> Trace {
+    pub(crate) fn daily(days: usize, low: f64, high: f64) -> Trace {
         let n = days * 288;
         Trace {
             ts: (0..n as i64)

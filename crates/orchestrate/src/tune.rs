@@ -488,21 +488,7 @@ mod tests {
 
     /// Three days of five-minute steps of a smooth daily cycle from 20 to 100 vCPU.
     fn smooth_days() -> Trace {
-        let n = 3 * 288;
-        Trace {
-            ts: (0..n as i64)
-                .map(|i| 1_700_000_000_000 + i * 300_000)
-                .collect(),
-            cpu: (0..n)
-                .map(|i| {
-                    let day = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-                    60.0 - 40.0 * day.cos()
-                })
-                .collect(),
-            others: Vec::new(),
-            actual: Vec::new(),
-            step_ms: 300_000,
-        }
+        crate::replay::tests::daily(3, 20.0, 100.0)
     }
 
     /// What [`tune`] reports is what replaying each run on its own measures, and the
