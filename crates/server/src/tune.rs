@@ -94,17 +94,17 @@ pub fn latest(store: &Store, w: &str) -> Result<Option<Tuned>, String> {
 /// next try.
 pub const RETRY_S: u64 = 3600;
 
-/// Whether workload `w` of `cfg` is due a tuning at `now` with tunings `every` seconds
-/// apart: never tuned, tuned with another configuration (a reload changed it), or its
-/// last tuning that long ago ([`RETRY_S`] where it could not run).
-pub fn due(store: &Store, cfg: &Config, w: &str, now: TimestampMs) -> bool {
+/// Whether workload `w` of `cfg`, last tuned `before` (`None`: never), is due a tuning
+/// at `now`: tuned with another configuration (a reload changed it), or its last
+/// tuning `tune_every_s` ago ([`RETRY_S`] where it could not run); never with
+/// `tune_every_s = 0`.
+pub fn due(cfg: &Config, w: &str, before: Option<&Tuned>, now: TimestampMs) -> bool {
     let every = cfg.control.tune_every_s;
-    if every == 0 {
-        return false;
-    }
-    match latest(store, w) {
-        Ok(Some(t)) if t.fingerprint != fingerprint(cfg, w) => true,
-        Ok(Some(t)) => {
+    match before {
+        _ if every == 0 => false,
+        None => true,
+        Some(t) if t.fingerprint != fingerprint(cfg, w) => true,
+        Some(t) => {
             let wait = if t.tuning.is_some() {
                 every
             } else {
@@ -112,64 +112,51 @@ pub fn due(store: &Store, cfg: &Config, w: &str, now: TimestampMs) -> bool {
             };
             now - t.at >= wait as i64 * 1000
         }
-        Ok(None) | Err(_) => true,
     }
 }
 
-/// Tunes the workloads of `cfg` that are [`due`] at `now` (the last pass), one after the other, and
-/// keeps each tuning: in the store (served by [`latest`], through restarts), as series
-/// ([`record`]), and, where the advice changed, as a decision ([`changed_advice`]).
-/// The tunings, each with why where it could not tune; an error where the store
-/// refused to keep one.
+/// Tunes the workloads of `cfg` that are [`due`] at `now` (the last pass), one after
+/// the other, and keeps each tuning: in the store (served by [`latest`], through
+/// restarts), as series ([`record`]), and, where the advice changed, as a decision
+/// ([`changed_advice`]). The tunings, each with why where it could not tune; an error
+/// where the store refused to keep one.
 pub fn tune_all(
     store: &Store,
     cfg: &Config,
     now: TimestampMs,
 ) -> Result<Vec<(String, Tuned)>, String> {
+    let days = cfg.control.tune_days;
     let mut out = Vec::new();
-    for (name, tuned) in tune_each(store, cfg, now) {
-        let before = latest(store, &name).ok().flatten();
-        if let Some(d) = changed_advice(&name, before.as_ref(), &tuned) {
+    for w in &cfg.workloads {
+        let before = latest(store, &w.name).ok().flatten();
+        if !due(cfg, &w.name, before.as_ref(), now) {
+            continue;
+        }
+        let (tuning, error) = match tune_workload(store, cfg, &w.name, days, now) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e)),
+        };
+        let tuned = Tuned {
+            at: now,
+            days,
+            summary: match (&tuning, &error) {
+                (Some(t), _) => t.summary(),
+                (None, e) => format!("not tuned: {}", e.as_deref().unwrap_or_default()),
+            },
+            tuning,
+            error,
+            fingerprint: fingerprint(cfg, &w.name),
+        };
+        if let Some(d) = changed_advice(&w.name, before.as_ref(), &tuned) {
             store.log_decision(&d).map_err(|e| e.to_string())?;
         }
-        record(store, &name, &tuned)?;
+        record(store, &w.name, &tuned)?;
         store
-            .put_state(&state_name(&name), &tuned)
+            .put_state(&state_name(&w.name), &tuned)
             .map_err(|e| e.to_string())?;
-        out.push((name, tuned));
+        out.push((w.name.clone(), tuned));
     }
     Ok(out)
-}
-
-/// Tunes the workloads of `cfg` due at `now`, one after the other.
-fn tune_each(store: &Store, cfg: &Config, now: TimestampMs) -> Vec<(String, Tuned)> {
-    let days = cfg.control.tune_days;
-    cfg.workloads
-        .iter()
-        .filter(|w| due(store, cfg, &w.name, now))
-        .map(|w| {
-            let done = tune_workload(store, cfg, &w.name, days, now);
-            let tuned = match done {
-                Ok(t) => Tuned {
-                    at: now,
-                    days,
-                    summary: t.summary(),
-                    tuning: Some(t),
-                    error: None,
-                    fingerprint: fingerprint(cfg, &w.name),
-                },
-                Err(e) => Tuned {
-                    at: now,
-                    days,
-                    tuning: None,
-                    summary: format!("not tuned: {e}"),
-                    error: Some(e),
-                    fingerprint: fingerprint(cfg, &w.name),
-                },
-            };
-            (w.name.clone(), tuned)
-        })
-        .collect()
 }
 
 /// Keeps `t` of workload `w` as series at its time: `prescale_tune_saving_dollars`
