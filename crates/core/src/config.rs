@@ -2797,6 +2797,46 @@ mod tests {
     }
 
     #[test]
+    fn a_tuning_cadence_or_stretch_out_of_range_is_refused_with_its_key() {
+        for (good, bad, key, says) in [
+            (
+                "tune_every_s = 86400",
+                "tune_every_s = 600",
+                "control.tune_every_s",
+                "must be 0 (never) or at least 3600 seconds",
+            ),
+            (
+                "tune_days = 7",
+                "tune_days = 0",
+                "control.tune_days",
+                "between 1 and 90 days, got 0",
+            ),
+            (
+                "tune_days = 7",
+                "tune_days = 91",
+                "control.tune_days",
+                "between 1 and 90 days, got 91",
+            ),
+        ] {
+            let e = Config::parse(&DEFAULT_TOML.replace(good, bad), "p.toml").unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        // Off, and a file that leaves them out: a day, a week.
+        let off = Config::parse(
+            &DEFAULT_TOML.replace("tune_every_s = 86400", "tune_every_s = 0"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(off.control.tune_every_s, 0);
+        let short = Config::parse("[control]\ninterval_s = 15\n", "p.toml").unwrap();
+        assert_eq!(
+            (short.control.tune_every_s, short.control.tune_days),
+            (86_400, 7)
+        );
+    }
+
+    #[test]
     fn a_refresh_cadence_or_shift_out_of_range_is_refused_with_its_key() {
         let cases = [
             (
