@@ -88,6 +88,7 @@ fn laid_out(d: &Value, vars: &[String]) {
 #[test]
 fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
     let demo = Demo::run(1, 5);
+    demo.tuned();
     let addr = demo.addr;
     // Grafana's "now": the demo's last pass (its clock stopped there).
     let (_, overview) = get(addr, "/api/v1/workloads").unwrap();
@@ -235,6 +236,21 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
                     assert!(
                         (shown() - want).abs() < 1e-9,
                         "{refid}: {} against {want}",
+                        shown()
+                    );
+                }
+                if title == "Safeguards: what another setting would have saved (last tuning)" {
+                    // What the demo's tuning of its day found, as the API serves it.
+                    let (_, b) = get(addr, "/api/v1/workloads/web/tune").unwrap();
+                    let t: Value = serde_json::from_str(&b).unwrap();
+                    let advice = &t["data"]["tuning"]["advice"];
+                    let want = match refid {
+                        "A" => advice["cost_less"].as_f64().unwrap_or(0.0),
+                        _ => f64::from(u8::from(advice["holds_on_each_half"] == true)),
+                    };
+                    assert!(
+                        (shown() - want).abs() < 1e-9,
+                        "{refid}: {} against {want}: {b}",
                         shown()
                     );
                 }

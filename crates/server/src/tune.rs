@@ -69,7 +69,8 @@ pub fn tune_workload(
     let demand = crate::compare::series(store, "prescale_demand", name, None, from, now)?;
     let step_ms = w.step_s as i64 * 1000;
     let hours = demand.len() as f64 * step_ms as f64 / 3_600_000.0;
-    if hours < LEAST_HOURS {
+    // The step in progress is not stored yet: a day of passes has a day less a step.
+    if (demand.len() as i64 + 1) * step_ms < (LEAST_HOURS * 3_600_000.0) as i64 {
         return Err(format!(
             "{hours:.1} h of {name:?}'s demand is stored (prescale_demand{{workload={name:?}}}); a tuning needs at least {LEAST_HOURS:.0} h, as the seasonal floor and the scale-down window hold capacity over a day"
         ));
