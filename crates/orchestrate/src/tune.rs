@@ -76,6 +76,12 @@ pub fn dominated(points: &[(f64, f64)]) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Whether a saving held on each half of the trace (`halves`, as [`on_each_half`] gives
+/// them): not known, so not said, for a trace too short to halve.
+pub fn holds_on_each(halves: &[(f64, f64)]) -> bool {
+    !halves.is_empty() && halves.iter().all(|&(c, m)| holds(c, m))
+}
+
 /// Whether a run that dominates the own settings on the whole trace also does on each
 /// half replayed alone (`halves`: what it saves there, dollars and minutes short), in a
 /// sentence; empty where the trace was too short to halve.
@@ -285,7 +291,8 @@ pub struct Advice {
     /// JSON, each `{cost_less, minutes_less, holds}`.
     #[serde(with = "as_halves")]
     pub halves: Vec<(f64, f64)>,
-    /// Whether it saves (or does no worse) on each half too.
+    /// Whether it saves (or does no worse) on each half too; false where the trace was
+    /// too short to halve (not known).
     pub holds_on_each_half: bool,
     /// The lines that set it, as [`settings_toml`] writes them.
     pub toml: String,
@@ -407,7 +414,7 @@ pub fn tune(
                 settings: best.settings.clone(),
                 cost_less: own.cost - best.cost,
                 minutes_less: own.underprovisioned_minutes - best.underprovisioned_minutes,
-                holds_on_each_half: halves.iter().all(|&(c, m)| holds(c, m)),
+                holds_on_each_half: holds_on_each(&halves),
                 halves,
                 toml: settings_toml(&best.settings, &form),
             })
@@ -552,7 +559,7 @@ mod tests {
         }
         assert_eq!(
             a.holds_on_each_half,
-            a.halves.iter().all(|&(c, m)| holds(c, m))
+            a.halves.len() == 2 && a.halves.iter().all(|&(c, m)| holds(c, m))
         );
         // The lines go in the workload's own entry.
         assert!(
@@ -572,7 +579,7 @@ mod tests {
         let day = trace.part(0..288);
         let t = tune(&day, &scenario, 1, &flips, &run_in_turn).unwrap();
         if let Some(a) = t.advice {
-            assert!(a.halves.is_empty() && a.holds_on_each_half);
+            assert!(a.halves.is_empty() && !a.holds_on_each_half);
         }
     }
 

@@ -13,7 +13,7 @@ use prescale_orchestrate::simulate::{
 };
 use prescale_orchestrate::tune;
 use prescale_orchestrate::tune::{
-    dominated, halves_words, holds, on_each_half, settings_name, settings_toml,
+    dominated, halves_words, on_each_half, settings_name, settings_toml,
 };
 pub(crate) use prescale_orchestrate::tune::{Form, Settings};
 
@@ -722,7 +722,7 @@ pub(crate) fn sweep(
             run_all(t, seed, jobs, "checking each half")
         };
         a.core.halves = on_each_half(trace, (scenario, policy, seed), &a.run.settings, &run)?;
-        a.core.holds_on_each_half = a.core.halves.iter().all(|&(c, m)| holds(c, m));
+        a.core.holds_on_each_half = tune::holds_on_each(&a.core.halves);
     }
     if let Some(path) = report {
         let html = crate::simulate_compare::sweep_html(
@@ -939,7 +939,7 @@ impl<'a> Advice<'a> {
                 cost_less: own.cost_total - run.report.cost_total,
                 minutes_less: own.underprovisioned_minutes - run.report.underprovisioned_minutes,
                 halves: Vec::new(),
-                holds_on_each_half: true,
+                holds_on_each_half: false,
                 toml: settings_toml(&run.settings, form),
             },
             whose: form.whose(),

@@ -2121,7 +2121,7 @@ pub fn render_metrics(st: &AppState) -> String {
         ),
         (
             "prescale_tune_holds",
-            "1 where the advice also held on each half of the stretch replayed alone, 0 where it did not or there is none, as last tuned.",
+            "1 where the advice also held on each half of the stretch replayed alone, 0 where it did not, the stretch was too short to halve (under two days) or there is none, as last tuned.",
         ),
         (
             "prescale_tune_own_cost_dollars",

@@ -163,7 +163,8 @@ pub fn tune_all(
 /// Keeps `t` of workload `w` as series at its time: `prescale_tune_saving_dollars`
 /// (what the advice costs less over the stretch; 0 where no run dominates),
 /// `prescale_tune_minutes_less` (minutes short it saves), `prescale_tune_holds`
-/// (1 where the advice also held on each half, 0 where it did not or there is none)
+/// (1 where the advice also held on each half, 0 where it did not, was not checked for
+/// a stretch under two days, or there is none)
 /// and `prescale_tune_own_cost_dollars` (the own settings' cost over the stretch), each
 /// `{workload}`. A tuning that could not run keeps nothing.
 pub fn record(store: &Store, w: &str, t: &Tuned) -> Result<(), String> {
