@@ -321,10 +321,14 @@ impl Scenario {
     /// checked once they all are (the check judges the combination replayed, not a
     /// half-set one): what `prescale simulate --sweep --grid` replays for each
     /// combination.
-    pub fn with_settings(&self, settings: &[(&str, &str)]) -> Result<Scenario, String> {
+    pub fn with_settings<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        settings: &[(K, V)],
+    ) -> Result<Scenario, String> {
         let mut s = self.clone();
         let mut set = Vec::new();
         for (key, value) in settings {
+            let (key, value) = (key.as_ref(), value.as_ref());
             let name = s.set_unchecked(key, value)?;
             set.push(format!("{name} = {value}"));
         }

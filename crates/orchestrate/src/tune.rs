@@ -232,29 +232,22 @@ pub fn run_in_turn(
         .collect()
 }
 
-/// What the run at `settings` saves over `scenario`'s own (dollars, minutes short) with
+/// What the run of `other` saves over `scenario`'s (dollars, minutes short) with
 /// `policy` on each half of `trace` replayed alone, the forecaster learning afresh on
 /// each; nothing for a trace of fewer than two days of steps.
 pub fn on_each_half(
     trace: &Trace,
-    (scenario, policy, seed): (&Scenario, Policy, u64),
-    settings: &Settings,
+    (scenario, other): (&Scenario, &Scenario),
+    (policy, seed): (Policy, u64),
     run: &Runner,
 ) -> Result<Vec<(f64, f64)>, String> {
     let n = trace.ts.len();
     if (n as i64) * trace.step_ms < 2 * 86_400_000 {
         return Ok(Vec::new());
     }
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let other = scenario
-        .with_settings(&pairs)
-        .map_err(|e| format!("--sweep: {e}"))?;
     let mut saved = Vec::new();
     for half in [trace.part(0..n / 2), trace.part(n / 2..n)] {
-        let r = run(&half, seed, &[(scenario, policy), (&other, policy)])?;
+        let r = run(&half, seed, &[(scenario, policy), (other, policy)])?;
         saved.push((
             r[0].cost_total - r[1].cost_total,
             r[0].underprovisioned_minutes - r[1].underprovisioned_minutes,
@@ -378,8 +371,7 @@ pub fn tune(
     let form = Form::Config(scenario.workload.name.clone());
     let mut scenarios = Vec::with_capacity(tried.len());
     for set in tried {
-        let pairs: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        scenarios.push(scenario.with_settings(&pairs)?);
+        scenarios.push(scenario.with_settings(set)?);
     }
     let jobs: Vec<(&Scenario, Policy)> = std::iter::once(scenario)
         .chain(&scenarios)
@@ -406,8 +398,8 @@ pub fn tune(
             let best = &runs[k - 1];
             let halves = on_each_half(
                 trace,
-                (scenario, Policy::Predictive, seed),
-                &best.settings,
+                (scenario, &scenarios[k - 1]),
+                (Policy::Predictive, seed),
                 run,
             )?;
             Some(Advice {
@@ -511,11 +503,7 @@ mod tests {
         let replay = |s: &Scenario, tr: &Trace| {
             simulate(tr, s, Policy::Predictive, 1, None, |_, _| {}).unwrap()
         };
-        let with = |set: &Settings| {
-            let pairs: Vec<(&str, &str)> =
-                set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            scenario.with_settings(&pairs).unwrap()
-        };
+        let with = |set: &Settings| scenario.with_settings(set).unwrap();
         let own = replay(&scenario, &trace);
         assert_eq!(
             (t.own.cost, t.own.underprovisioned_minutes, t.steps),

@@ -522,6 +522,8 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
 /// measured.
 pub(crate) struct SweptRun {
     pub settings: Settings,
+    /// The scenario with them set.
+    pub scenario: Scenario,
     pub own: bool,
     pub report: Report,
 }
@@ -638,9 +640,8 @@ pub(crate) fn sweep(
     // the scenario's own run comes first, to compare the others with).
     let mut runs: Vec<(Settings, Scenario, bool)> = Vec::new();
     for set in combos {
-        let pairs: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let s = scenario
-            .with_settings(&pairs)
+            .with_settings(&set)
             .map_err(|e| format!("--sweep: {e}"))?;
         let own = set.iter().all(|(key, _)| {
             let own = scenario.setting(key);
@@ -662,9 +663,10 @@ pub(crate) fn sweep(
     let as_is = with_own.then(&mut next);
     let swept: Vec<SweptRun> = runs
         .into_iter()
-        .map(|(settings, _, own)| SweptRun {
+        .map(|(settings, scenario, own)| SweptRun {
             own,
             settings,
+            scenario,
             report: next(),
         })
         .collect();
@@ -721,7 +723,7 @@ pub(crate) fn sweep(
         let run = |t: &Trace, seed: u64, jobs: &[(&Scenario, Policy)]| {
             run_all(t, seed, jobs, "checking each half")
         };
-        a.core.halves = on_each_half(trace, (scenario, policy, seed), &a.run.settings, &run)?;
+        a.core.halves = on_each_half(trace, (scenario, &a.run.scenario), (policy, seed), &run)?;
         a.core.holds_on_each_half = tune::holds_on_each(&a.core.halves);
     }
     if let Some(path) = report {
