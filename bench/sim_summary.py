@@ -88,10 +88,21 @@ def main():
               f"{len(within) - len(worse)} of {len(within)}"
               + ("" if not worse else " (not: " + "; ".join(
                   f"{t['name']} {t['ratio']:.2f} vs {reach[t['name']][0]}" for t in worse) + ")"))
+    # 40% below HPA as short is out of every policy's reach where it is below the
+    # oracle's cost, the floor no policy can beat under the same SLA, leads and billing.
+    def unreachable(t):
+        return 0.6 * num(t["matched_cost"]) < num(t["oracle"])
+
     print("- at least 40% below HPA matched to its shortfall:",
           others(lambda t: t["vs_matched"] <= -40, lambda t: f"{t['vs_matched']:+.0f}%"
-                 + (" (no HPA target as short)" if t["never"] else ""))
+                 + (" (no HPA target as short)" if t["never"] else "")
+                 + (f" (below the oracle: 60% of ${t['matched_cost']} is under {t['oracle']})"
+                    if unreachable(t) else ""))
           + f"; median {statistics.median(t['vs_matched'] for t in traces):+.1f}%")
+    below = [t for t in traces if t["vs_matched"] > -40 and unreachable(t)]
+    if below:
+        print(f"- of those short of -40%, {len(below)} need a cost under the oracle's to get there, "
+              "which no policy can: " + ", ".join(t["name"] for t in below))
     never = [t for t in traces if t["never"]]
     if never:
         times = [t["matched_min"] / t["pred_min"] for t in never if t["pred_min"] > 0]
