@@ -254,6 +254,28 @@ fn every_panel_of_the_grafana_dashboard_answers_on_a_demo() {
                         shown()
                     );
                 }
+                if title == "Safeguards another setting beats (last tuning)" {
+                    // Over the demo's two workloads, as their tunings say: what the advice
+                    // saves, summed, and how many held on each half.
+                    let (mut saved, mut held) = (0.0, 0.0);
+                    for w in ["web", "batch"] {
+                        let (_, b) = get(addr, &format!("/api/v1/workloads/{w}/tune")).unwrap();
+                        let t: Value = serde_json::from_str(&b).unwrap();
+                        let advice = &t["data"]["tuning"]["advice"];
+                        assert!(t["data"]["tuning"].is_object(), "{w} not tuned: {b}");
+                        saved += advice["cost_less"].as_f64().unwrap_or(0.0);
+                        held += f64::from(u8::from(advice["holds_on_each_half"] == true));
+                    }
+                    let want = if refid == "A" { saved } else { held };
+                    assert!(
+                        (shown() - want).abs() < 1e-9,
+                        "{refid}: {} against {want}",
+                        shown()
+                    );
+                    if refid == "A" {
+                        assert!(saved > 0.0, "the demo's tunings advise a saving");
+                    }
+                }
                 if title == "Held for workloads no longer configured" {
                     // The demo removes no workload: nothing left, and it says 0.
                     assert_eq!(shown(), 0.0, "{body}");
