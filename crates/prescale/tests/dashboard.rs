@@ -265,11 +265,12 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             )) && fleet["share"] == fleet["want"],
             "{name}: the fleet share is not shown: {fleet}"
         );
-        // Two charts: demand and capacity, and what the capacity costs; then one for
-        // each other dimension the plan covers (the batch job's memory).
+        // The tuning's runs (below), then two charts: demand and capacity, and what the
+        // capacity costs; then one for each other dimension the plan covers (the batch
+        // job's memory).
         let others = status["dimensions"].as_array().map_or(0, |d| d.len());
         assert_eq!(others, usize::from(name == "batch"), "{name}: {status}");
-        assert_eq!(s.matches("<svg").count(), 2 + others, "{name}");
+        assert_eq!(s.matches("<svg").count(), 3 + others, "{name}");
         let (first, rest) = s
             .split_once("cost per hour by tier")
             .unwrap_or_else(|| panic!("{name}: no cost chart"));
@@ -422,6 +423,60 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             );
             assert!(s.contains(&set), "{name}: no {set}");
         }
+        // And drawn: a point per run replayed, cost against minutes short, each named
+        // with its figures, the own settings and the advice told apart.
+        let picture = s
+            .split("<div class=\"tune-box\"><svg viewBox=\"0 0 460 170\" role=\"img\" class=\"tune-runs\"")
+            .nth(1)
+            .and_then(|p| p.split("</table>").next())
+            .unwrap_or_else(|| panic!("{name}: no tuning picture"));
+        let runs: Vec<&serde_json::Value> = std::iter::once(&t["tuning"]["own"])
+            .chain(t["tuning"]["runs"].as_array().unwrap())
+            .collect();
+        assert_eq!(picture.matches("<circle").count(), runs.len(), "{picture}");
+        let named = |r: &serde_json::Value| {
+            let settings = r["settings"].as_object().unwrap();
+            if settings.is_empty() {
+                "its own settings".to_string()
+            } else {
+                settings
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {}", v.as_str().unwrap()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        for (k, r) in runs.iter().enumerate() {
+            let title = format!(
+                "<title>{}: ${:.2}, {:.1} min short</title>",
+                named(r),
+                f(&r["cost"]),
+                f(&r["underprovisioned_minutes"])
+            );
+            let advised = t["tuning"]["advice"]["settings"] == r["settings"];
+            let class = match (k, advised) {
+                (0, _) => "run own",
+                (_, true) => "run advice",
+                _ => "run",
+            };
+            assert!(
+                picture.contains(&format!("<g class=\"{class}\">{title}")),
+                "{name}: no {class} {title} in {picture}"
+            );
+            // And listed beside, with the same figures.
+            let row = format!(
+                "{}{}</td><td>${:.2}</td><td>{:.1} min</td>",
+                named(r),
+                if class == "run advice" {
+                    " <b>(advice)</b>"
+                } else {
+                    ""
+                },
+                f(&r["cost"]),
+                f(&r["underprovisioned_minutes"])
+            );
+            assert!(picture.contains(&row), "{name}: no row {row} in {picture}");
+        }
         // And drawn, dashed, over the chart's 48 hours: a point per step of the query's
         // answer (every 4 minutes: 720 at most), each the deployment's requests.
         // What a query answers over the chart's 48 hours, as the page asks it.
@@ -497,7 +552,12 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
             .iter()
             .filter(|a| a["ts"].as_f64().unwrap() / 1000.0 >= now - 48.0 * 3600.0)
             .count();
-        assert_eq!(s.matches("<circle").count(), shown, "{name}: anomalies");
+        // (beside the tuning's points).
+        assert_eq!(
+            s.matches("<circle").count() - picture.matches("<circle").count(),
+            shown,
+            "{name}: anomalies"
+        );
         // The plan's reason, the allocation per tier and the latest decisions.
         let reason = plan["reason"].as_str().unwrap();
         let first_words: String = reason
