@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use prescale_core::config::Config;
 use prescale_core::{Sample, SeriesKey};
+use prescale_orchestrate::simulate::{Scenario, Trace};
 use prescale_store::{Durability, Store};
 
 /// `prescale bench` subcommands.
@@ -36,6 +37,32 @@ pub enum BenchCmd {
     Query(QueryBenchArgs),
     /// Milliseconds a control pass takes over many workloads.
     Control(ControlBenchArgs),
+    /// Seconds a tuning of a workload's safeguards takes, as the daemon's daily one.
+    Tune(TuneBenchArgs),
+}
+
+/// `prescale bench tune` arguments.
+#[derive(Debug, Args)]
+pub struct TuneBenchArgs {
+    /// A trace to tune on, as `prescale simulate --trace` reads it. Absent: the
+    /// synthetic service of `prescale bench simulate`, `--days` days at 5-minute steps.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Days of the synthetic trace (the daemon's `tune_days` is 7 by default).
+    #[arg(long, default_value_t = 7)]
+    pub days: usize,
+    /// Seconds a step of the synthetic trace (a divisor of 300: the service's
+    /// five-minute points drawn straight between), as the workload's `step_s`: the
+    /// host's defaults step every minute.
+    #[arg(long, default_value_t = 300, conflicts_with = "trace")]
+    pub step_s: u32,
+    /// Tunings timed; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// The scenario (absent: `prescale simulate --example-scenario`'s), whose
+    /// workload's safeguards are turned.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
 }
 
 /// `prescale bench control` arguments.
@@ -178,6 +205,7 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
         BenchCmd::Simulate(a) => simulate(a),
         BenchCmd::Query(a) => query(a),
         BenchCmd::Control(a) => control(a),
+        BenchCmd::Tune(a) => tune(a),
     }
 }
 
@@ -484,13 +512,20 @@ fn query(a: QueryBenchArgs) -> Result<(), String> {
     result
 }
 
-/// `prescale bench simulate`.
-fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
-    use prescale_orchestrate::simulate::{Policy, Scenario, EXAMPLE_SCENARIO};
-    if a.runs == 0 {
+/// What `prescale bench simulate` and `bench tune` replay: the scenario (the example's
+/// when none is given), and the trace (a synthetic service of `days` days when none
+/// is given) with its name in words; `runs` checked.
+fn bench_inputs(
+    scenario: &Option<PathBuf>,
+    trace: &Option<PathBuf>,
+    days: usize,
+    runs: usize,
+) -> Result<(Scenario, Trace, String), String> {
+    use prescale_orchestrate::simulate::EXAMPLE_SCENARIO;
+    if runs == 0 {
         return Err("--runs must be at least 1".into());
     }
-    let scenario = match &a.scenario {
+    let scenario = match scenario {
         Some(p) => {
             let src = std::fs::read_to_string(p)
                 .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
@@ -498,21 +533,135 @@ fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
         }
         None => Scenario::parse(EXAMPLE_SCENARIO, "the example scenario")?,
     };
-    let (trace, what) = match &a.trace {
+    let (trace, what) = match trace {
         Some(p) => (
             crate::simulate_cmd::load_trace(p)?.0,
             p.display().to_string(),
         ),
         None => {
-            if a.days == 0 {
+            if days == 0 {
                 return Err("--days must be at least 1".into());
             }
             (
-                prescale_orchestrate::simulate::synthetic_service(a.days, 0.05, false),
-                format!("a synthetic {}-day service", a.days),
+                prescale_orchestrate::simulate::synthetic_service(days, 0.05, false),
+                format!("a synthetic {days}-day service"),
             )
         }
     };
+    Ok((scenario, trace, what))
+}
+
+/// The median of `secs` and each, in words: `M s median of N run(s) (A, B s)`.
+fn median_words(secs: &[f64]) -> (f64, String) {
+    let mut sorted = secs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let each: Vec<String> = secs.iter().map(|s| format!("{s:.2}")).collect();
+    (
+        median,
+        format!(
+            "{median:.2} s median of {} run(s) ({} s)",
+            secs.len(),
+            each.join(", ")
+        ),
+    )
+}
+
+/// `prescale bench tune`: a tuning as the daemon's daily one runs it (the workload's
+/// own settings and each safeguard turned the other way, one replay after another,
+/// then each half where a run dominates), timed.
+fn tune(a: TuneBenchArgs) -> Result<(), String> {
+    use prescale_orchestrate::simulate::Policy;
+    use prescale_orchestrate::tune;
+    let (scenario, trace, what) = bench_inputs(&a.scenario, &a.trace, a.days, a.runs)?;
+    if a.step_s == 0 || 300 % a.step_s != 0 {
+        return Err(format!(
+            "--step-s {}: a step must divide five minutes (300 s): 60, 100, 150 or 300, say",
+            a.step_s
+        ));
+    }
+    let (trace, what) = if a.step_s == 300 || a.trace.is_some() {
+        (trace, what)
+    } else {
+        (
+            finer(trace, a.step_s),
+            format!("{what} at {}-s steps", a.step_s),
+        )
+    };
+    let steps = trace.cpu.len();
+    let days = steps as f64 * trace.step_ms as f64 / 86_400_000.0;
+    let flips = tune::safeguard_flips(&scenario.workload);
+    let bar = crate::progress_bar(0, "{spinner} tuning: {pos} replay(s) done");
+    let (whole, halves) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let run = |t: &Trace, seed: u64, jobs: &[(&Scenario, Policy)]| {
+        let counted = if t.ts.len() == steps { &whole } else { &halves };
+        counted.set(counted.get() + jobs.len());
+        let mut reports = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            reports.push(tune::run_in_turn(t, seed, &[*job])?.remove(0));
+            bar.inc(1);
+        }
+        Ok(reports)
+    };
+    let mut secs = Vec::with_capacity(a.runs);
+    let mut found = None;
+    for _ in 0..a.runs {
+        whole.set(0);
+        halves.set(0);
+        let started = Instant::now();
+        found = Some(tune::tune(&trace, &scenario, 1, &flips, &run)?);
+        secs.push(started.elapsed().as_secs_f64());
+    }
+    bar.finish_and_clear();
+    let (_, timed) = median_words(&secs);
+    let found = found.expect("at least one run");
+    let advice = match &found.advice {
+        Some(v) => format!(
+            "advice: {} (on each half too: {})",
+            v.sentence(found.own.underprovisioned_minutes),
+            if v.holds_on_each_half { "yes" } else { "no" }
+        ),
+        None => "no run dominates the own settings".to_string(),
+    };
+    println!(
+        "tuning on {what}: {steps} steps ({days:.1} days): {timed}; each {} replays of the whole trace and {} of half of it; {advice}",
+        whole.get(),
+        halves.get(),
+    );
+    Ok(())
+}
+
+/// A trace of one dimension at steps of `step_s` (dividing its own), each value drawn
+/// straight between its own steps' (the last held); as it is at its own step.
+fn finer(trace: Trace, step_s: u32) -> Trace {
+    let step_ms = i64::from(step_s) * 1000;
+    if step_ms >= trace.step_ms || trace.cpu.is_empty() {
+        return trace;
+    }
+    let k = (trace.step_ms / step_ms) as usize;
+    let n = trace.cpu.len();
+    let (ts, cpu) = (0..n * k)
+        .map(|i| {
+            let (j, f) = (i / k, (i % k) as f64 / k as f64);
+            let next = trace.cpu[(j + 1).min(n - 1)];
+            (
+                trace.ts[0] + i as i64 * step_ms,
+                trace.cpu[j] * (1.0 - f) + next * f,
+            )
+        })
+        .unzip();
+    Trace {
+        ts,
+        cpu,
+        step_ms,
+        ..trace
+    }
+}
+
+/// `prescale bench simulate`.
+fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
+    use prescale_orchestrate::simulate::Policy;
+    let (scenario, trace, what) = bench_inputs(&a.scenario, &a.trace, a.days, a.runs)?;
     let steps = trace.cpu.len();
     let days = steps as f64 * trace.step_ms as f64 / 86_400_000.0;
     let mut secs = Vec::with_capacity(a.runs);
@@ -539,15 +688,10 @@ fn simulate(a: SimulateBenchArgs) -> Result<(), String> {
         bar.finish_and_clear();
         fits = report.forecaster_fits;
     }
-    let mut sorted = secs.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let each: Vec<String> = secs.iter().map(|s| format!("{s:.2}")).collect();
+    let (median, timed) = median_words(&secs);
     println!(
-        "predictive replay of {what}: {steps} steps ({days:.1} days, {} dimension(s)): {median:.2} s median of {} run(s) ({} s); {:.0} steps/s; {fits} forecaster fits and selections",
+        "predictive replay of {what}: {steps} steps ({days:.1} days, {} dimension(s)): {timed}; {:.0} steps/s; {fits} forecaster fits and selections",
         trace.dims().len(),
-        a.runs,
-        each.join(", "),
         steps as f64 / median,
     );
     Ok(())

@@ -115,6 +115,64 @@ fn bench_simulate_times_predictive_replays_of_a_synthetic_or_given_trace() {
 }
 
 #[test]
+fn bench_tune_times_a_tuning_and_says_what_the_library_finds() {
+    use prescale_orchestrate::simulate::{synthetic_service, Scenario, EXAMPLE_SCENARIO};
+    use prescale_orchestrate::tune;
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(["bench", "tune"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = stdout_of(bench(&["--days", "3"]));
+    assert!(
+        text.contains("tuning on a synthetic 3-day service: 864 steps (3.0 days): "),
+        "{text}"
+    );
+    assert!(text.contains("s median of 1 run(s) ("), "{text}");
+    // What the daemon's tuning finds on the same trace and settings, replay for replay.
+    let scenario = Scenario::parse(EXAMPLE_SCENARIO, "example").unwrap();
+    let flips = tune::safeguard_flips(&scenario.workload);
+    let found = tune::tune(
+        &synthetic_service(3, 0.05, false),
+        &scenario,
+        1,
+        &flips,
+        &tune::run_in_turn,
+    )
+    .unwrap();
+    let want = match &found.advice {
+        Some(a) => format!(
+            "each 5 replays of the whole trace and 4 of half of it; advice: {} (on each half too: {})",
+            a.sentence(found.own.underprovisioned_minutes),
+            if a.holds_on_each_half { "yes" } else { "no" }
+        ),
+        None => "each 5 replays of the whole trace and 0 of half of it; no run dominates the own settings"
+            .to_string(),
+    };
+    assert!(text.contains(&want), "{text}\nwanted: {want}");
+    // At one-minute steps, as the host's defaults have them (here 150 s): a day, too
+    // short to halve.
+    let text = stdout_of(bench(&["--days", "1", "--step-s", "150"]));
+    assert!(
+        text.contains("tuning on a synthetic 1-day service at 150-s steps: 576 steps (1.0 days): "),
+        "{text}"
+    );
+    assert!(text.contains("and 0 of half of it; "), "{text}");
+    for bad in [
+        &["--runs", "0"][..],
+        &["--days", "0"],
+        &["--step-s", "7"],
+        &["--step-s", "0"],
+        &["--trace", "t.csv", "--step-s", "60"],
+    ] {
+        let out = bench(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
 fn bench_query_times_each_dashboard_query_on_a_filled_store() {
     let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
         .args(["bench", "query", "--series", "3", "--days", "1.5"])
