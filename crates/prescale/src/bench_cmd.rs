@@ -597,8 +597,9 @@ fn tune(a: TuneBenchArgs) -> Result<(), String> {
         let counted = if t.ts.len() == steps { &whole } else { &halves };
         counted.set(counted.get() + jobs.len());
         let mut reports = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            reports.push(tune::run_in_turn(t, seed, &[*job])?.remove(0));
+        for (s, policy) in jobs {
+            let simulate = prescale_orchestrate::simulate::simulate;
+            reports.push(simulate(t, s, *policy, seed, None, |_, _| {})?);
             bar.inc(1);
         }
         Ok(reports)
