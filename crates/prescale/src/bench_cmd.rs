@@ -573,14 +573,15 @@ fn median_words(secs: &[f64]) -> (f64, String) {
 fn tune(a: TuneBenchArgs) -> Result<(), String> {
     use prescale_orchestrate::simulate::Policy;
     use prescale_orchestrate::tune;
-    let (scenario, trace, what) = bench_inputs(&a.scenario, &a.trace, a.days, a.runs)?;
     if a.step_s == 0 || 300 % a.step_s != 0 {
         return Err(format!(
             "--step-s {}: a step must divide five minutes (300 s): 60, 100, 150 or 300, say",
             a.step_s
         ));
     }
-    let (trace, what) = if a.step_s == 300 || a.trace.is_some() {
+    let (scenario, trace, what) = bench_inputs(&a.scenario, &a.trace, a.days, a.runs)?;
+    // A given trace keeps its steps: clap refuses `--step-s` beside `--trace`.
+    let (trace, what) = if a.step_s == 300 {
         (trace, what)
     } else {
         (
