@@ -91,7 +91,12 @@ fn periodic(
                 continue;
             }
             let last = state.status.read().expect("status lock").last_tick;
-            let Some(now) = last else { continue };
+            let Some(now) = last else {
+                // No pass yet: run at the first one, not a whole period later (a
+                // workload that cannot be tuned yet says so from its first minute).
+                tick.reset_after(Duration::from_secs(1));
+                continue;
+            };
             let (st, job) = (state.clone(), job.clone());
             if let Err(e) = tokio::task::spawn_blocking(move || job(&st, now)).await {
                 tracing::error!("{what} task died: {e}");
@@ -772,8 +777,9 @@ fn run_cmd(
             }
         }));
         // Every control.tune_every_s, each workload's safeguards tuned on its stored
-        // demand and the advice kept (prescale_server::tune); checked every five
-        // minutes, so a reload's new setting or workload is taken up.
+        // demand and the advice kept (prescale_server::tune); checked at the first pass
+        // and every five minutes after, so a reload's new setting or workload is taken
+        // up.
         tasks.push(periodic(&state, 300, "tuning", |st, now| {
             let cfg = st.config.read().expect("config lock").clone();
             if cfg.control.tune_every_s == 0 {

@@ -706,7 +706,35 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
         "a pass held by the pause",
         &|| d.logs(),
     );
+    // Tried at its first pass, its tuning could not run (a day of demand is needed):
+    // the page says why and when it is tried again.
+    wait_for(
+        || get(d.addr, "/api/v1/workloads/host/tune").is_some_and(|(code, _)| code == 200),
+        "host's first tuning",
+        &|| d.logs(),
+    );
+    let tuned = json(d.addr, "/api/v1/workloads/host/tune");
+    let minute = |ms: &serde_json::Value| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.as_u64().unwrap());
+        format!(
+            "{}Z",
+            &humantime::format_rfc3339_seconds(t).to_string()[..16]
+        )
+        .replace('T', " ")
+    };
+    let why = tuned["error"].as_str().unwrap_or_else(|| panic!("{tuned}"));
+    assert!(why.contains("a tuning needs at least 24 h"), "{tuned}");
     let html = rendered(&browser, &format!("http://{}/", d.addr));
+    let line = format!(
+        "<div class=\"small tune-failed\" title=\"GET /api/v1/workloads/host/tune\">not tuned at {}: {why}; tried again from {}</div>",
+        minute(&tuned["at"]),
+        minute(&tuned["next_at"])
+    );
+    assert!(
+        html.contains(&line),
+        "{line}\n{}",
+        &html[..html.len().min(3000)]
+    );
     assert!(
         html.contains("<div class=\"paused\">paused by an operator until")
             && html.contains("capacity is left as it is — \"load test\""),

@@ -1572,7 +1572,13 @@ async fn workload_part(
             }
         }
         "tune" => match tune::latest(&st.store, &name) {
-            Ok(Some(t)) => Json(json!({"status": "success", "data": t})).into_response(),
+            Ok(Some(t)) => {
+                // And when the daemon tunes it next (`null`: never, tune_every_s = 0).
+                let next = tune::next_due(&st.config.read().expect("config lock"), &name, &t);
+                let mut data = serde_json::to_value(&t).unwrap_or_default();
+                data["next_at"] = json!(next);
+                Json(json!({"status": "success", "data": data})).into_response()
+            }
             Ok(None) => {
                 let every = st.config.read().expect("config lock").control.tune_every_s;
                 error(

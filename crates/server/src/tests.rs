@@ -330,7 +330,10 @@ async fn each_workload_is_tuned_on_its_stored_demand_and_the_advice_kept() {
     let (code, body) = get(&app, "/api/v1/workloads/web/tune").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let served: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(served["data"], serde_json::to_value(tuned).unwrap());
+    let mut want_served = serde_json::to_value(tuned).unwrap();
+    // With when it is tuned next: a day after.
+    want_served["next_at"] = serde_json::json!(now + 86_400_000);
+    assert_eq!(served["data"], want_served);
     assert_eq!(
         served["data"]["tuning"]["advice"]["settings"],
         serde_json::json!({"scale_down_window_s": "0"})
@@ -386,6 +389,12 @@ async fn each_workload_is_tuned_on_its_stored_demand_and_the_advice_kept() {
     );
     assert_eq!(y.summary, format!("not tuned: {why}"));
     let hour = 3_600_000;
+    // Served with why, and when it is tried again.
+    let (code, body) = get(&app, "/api/v1/workloads/young/tune").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["data"]["error"], why, "{body}");
+    assert_eq!(served["data"]["next_at"], now + hour, "{body}");
     assert!(tune::tune_all(&st.store, &c, now + hour - 1)
         .unwrap()
         .is_empty());
@@ -427,11 +436,17 @@ async fn each_workload_is_tuned_on_its_stored_demand_and_the_advice_kept() {
     assert!(tune::tune_all(&st.store, &applied, now + day + 2)
         .unwrap()
         .is_empty());
-    // Off: never due.
+    // Off: never due, and served so.
     c.control.tune_every_s = 0;
     assert!(tune::tune_all(&st.store, &c, now + 10 * day)
         .unwrap()
         .is_empty());
+    let kept = tune::latest(&st.store, "young").unwrap().unwrap();
+    assert_eq!(tune::next_due(&c, "young", &kept), None);
+    // A reload that changed young's entry: due at once.
+    let mut changed = applied.clone();
+    changed.workloads[1].horizon_s += 300;
+    assert_eq!(tune::next_due(&changed, "young", &kept), Some(kept.at));
 }
 
 /// A workload whose `actual` query says what it had is also compared with that: priced

@@ -100,20 +100,31 @@ pub const RETRY_S: u64 = 3600;
 /// tuning `tune_every_s` ago ([`RETRY_S`] where it could not run); never with
 /// `tune_every_s = 0`.
 pub fn due(cfg: &Config, w: &str, before: Option<&Tuned>, now: TimestampMs) -> bool {
-    let every = cfg.control.tune_every_s;
     match before {
-        _ if every == 0 => false,
+        _ if cfg.control.tune_every_s == 0 => false,
         None => true,
-        Some(t) if t.fingerprint != fingerprint(cfg, w) => true,
-        Some(t) => {
-            let wait = if t.tuning.is_some() {
-                every
-            } else {
-                RETRY_S.min(every)
-            };
-            now - t.at >= wait as i64 * 1000
-        }
+        Some(t) => next_due(cfg, w, t).is_some_and(|at| now >= at),
     }
+}
+
+/// When workload `w` of `cfg`, last tuned as `t`, is next [`due`] (unix ms; the daemon
+/// takes it up at its next check, every five minutes): `tune_every_s` after `t`,
+/// [`RETRY_S`] where it could not run, at once where a reload changed what it replays;
+/// `None` with `tune_every_s = 0`.
+pub fn next_due(cfg: &Config, w: &str, t: &Tuned) -> Option<TimestampMs> {
+    let every = cfg.control.tune_every_s;
+    if every == 0 {
+        return None;
+    }
+    if t.fingerprint != fingerprint(cfg, w) {
+        return Some(t.at);
+    }
+    let wait = if t.tuning.is_some() {
+        every
+    } else {
+        RETRY_S.min(every)
+    };
+    Some(t.at + wait as i64 * 1000)
 }
 
 /// Tunes the workloads of `cfg` that are [`due`] at `now` (the last pass), one after
