@@ -659,7 +659,12 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
                             )
                         })
                         .unwrap_or_default();
-                    println!("{name}: tune: {summary}{set}");
+                    // Where it could not tune, when the daemon tries again.
+                    let again = match (t["error"].as_str(), t["next_at"].as_i64()) {
+                        (Some(_), Some(at)) => format!(" Tried again from {}.", format_ts(at)),
+                        _ => String::new(),
+                    };
+                    println!("{name}: tune: {summary}{set}{again}");
                 }
             }
         }

@@ -248,9 +248,30 @@ fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
         "a plan",
         &|| d.logs(),
     );
+    // Tried at the first pass, its tuning could not run yet (a day of demand is needed).
+    wait_for(
+        || get(d.addr, "/api/v1/workloads/host/tune").is_some_and(|(code, _)| code == 200),
+        "host's first tuning",
+        &|| d.logs(),
+    );
+    let (_, body) = get(d.addr, "/api/v1/workloads/host/tune").unwrap();
+    let tuned: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tuned = &tuned["data"];
     let (code, out, _) = ctl(&server, None, &["status", "--wide"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("1 workload(s), last pass "), "{out}");
+    // Why it is not tuned, and when the daemon tries again.
+    let line = format!(
+        "host: tune: {} Tried again from {}.\n",
+        tuned["summary"].as_str().unwrap(),
+        prescale_core::format_ts(tuned["next_at"].as_i64().unwrap())
+    );
+    assert!(
+        line.starts_with("host: tune: not tuned: ")
+            && line.contains("a tuning needs at least 24 h"),
+        "{line}"
+    );
+    assert!(out.contains(&line), "{line}\n{out}");
     let head = out.lines().nth(1).unwrap_or("");
     assert!(
         head.starts_with("WORKLOAD  DEMAND  READY  INSTANCES"),
