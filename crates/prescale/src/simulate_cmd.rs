@@ -401,7 +401,8 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
             (&trace, &scenario, a.seed),
             out,
             &form,
-        );
+        )
+        .map(|_| ());
     }
     let dims: Vec<Dim> = trace.dims().iter().map(|(d, _)| *d).collect();
     // One timeline per policy, kept when an output needs them.
@@ -562,7 +563,8 @@ pub(crate) fn as_is_name(policy: Policy, form: &Form) -> String {
 /// settings checked before the first run; after the oracle and HPA as `scenario` has
 /// them (and the policy too, where no run is at the scenario's own values), in
 /// [`comparison`]'s columns, the scenario's own values marked. With a `report` path,
-/// the page of [`crate::simulate_compare::sweep_html`].
+/// the page of [`crate::simulate_compare::sweep_html`]. The advice, where a run
+/// dominates the scenario's own settings.
 pub(crate) fn sweep(
     specs: &[String],
     grid: bool,
@@ -570,7 +572,7 @@ pub(crate) fn sweep(
     (trace, scenario, seed): (&Trace, &Scenario, u64),
     (format, report): (SimFormat, Option<&Path>),
     form: &Form,
-) -> Result<(), String> {
+) -> Result<Option<tune::Advice>, String> {
     let usage = "give KEY=V1,V2,... with KEY one of the workload's settings (e.g. scale_down_window_s=0,3600,7200), or of [forecast], [reactive] or [control] as forecast.KEY, reactive.KEY or control.KEY";
     let mut swept: Vec<(String, Vec<String>)> = Vec::new();
     for spec in specs {
@@ -853,7 +855,7 @@ pub(crate) fn sweep(
             print!("{s}");
         }
     }
-    Ok(())
+    Ok(advice.map(|(_, a)| a.core))
 }
 
 /// What a sweep sets beside each of its runs: HPA as short as it, and the cheapest other

@@ -14,9 +14,12 @@
 //! workload's own settings and with each safeguard turned the other way (or the
 //! settings `--sweep` names), beside the oracle and HPA, and says whether another run
 //! costs less and is short no longer, with the lines to put in the workload's
-//! `[[workloads]]` entry. Nothing is changed: a person reads the advice and decides.
+//! `[[workloads]]` entry. Nothing is changed unless asked: with `--write FILE` the
+//! advice that held on each half of the days replayed is written into the workload's
+//! entry of the configuration file a team keeps (its comments and layout kept), for
+//! them to reload and commit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use prescale_core::config::Config;
@@ -53,6 +56,16 @@ pub struct TuneArgs {
     /// Seed of lead times and spot interruptions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where another run dominates the workload's own settings and does on each half of
+    /// the days replayed too, write its settings into this configuration file (the
+    /// workload's `[[workloads]]` entry; comments and layout kept), checked as the
+    /// daemon reads it; then reload the daemon and commit the file.
+    #[arg(long, value_name = "prescale.toml")]
+    write: Option<PathBuf>,
+    /// With `--write`: write the advice even where it did not hold on each half (or the
+    /// days replayed were too few to halve).
+    #[arg(long, requires = "write")]
+    force: bool,
 }
 
 /// Runs the command.
@@ -151,7 +164,7 @@ pub fn run(a: TuneArgs) -> Result<(), CtlError> {
     } else {
         a.sweep.clone()
     };
-    sweep(
+    let advice = sweep(
         &specs,
         a.grid,
         Policy::Predictive,
@@ -159,5 +172,293 @@ pub fn run(a: TuneArgs) -> Result<(), CtlError> {
         (a.format, a.report.as_deref()),
         &Form::Config(w.name.clone()),
     )?;
+    let Some(path) = &a.write else {
+        return Ok(());
+    };
+    let Some(advice) = advice else {
+        eprintln!(
+            "nothing written to {}: no run dominates {}'s own settings",
+            path.display(),
+            w.name
+        );
+        return Ok(());
+    };
+    if !advice.holds_on_each_half && !a.force {
+        return Err(CtlError::Refused(format!(
+            "nothing written to {}: the advice ({}) did not hold on each half of the days replayed ({}), so its saving may be chance; replay more --days, or write it anyway with --force",
+            path.display(),
+            prescale_orchestrate::tune::settings_name(&advice.settings),
+            if advice.halves.is_empty() {
+                "too few to halve"
+            } else {
+                "it did worse on one"
+            }
+        )));
+    }
+    let changed = write_advice(path, &w.name, &advice.toml).map_err(CtlError::Refused)?;
+    eprintln!("wrote to {}:", path.display());
+    for c in changed {
+        eprintln!("  {c}");
+    }
+    eprintln!(
+        "reload the daemon to put it in force (`curl -X POST {}/-/reload`, or SIGHUP), and commit the file where the configuration is kept",
+        a.server.url()
+    );
     Ok(())
+}
+
+/// Writes the settings of `advice` (TOML as [`prescale_orchestrate::tune::Advice`]
+/// gives it: a `[[workloads]]` entry naming `workload`, and perhaps other tables such
+/// as `[control]`) into the configuration file at `path`, keeping its comments and
+/// layout: each key set in the workload's own entry (or the table named), its inline
+/// comment kept. The file is checked as the daemon reads it, and as meaning the advised
+/// values for the workload, before it replaces the old one (written beside it, then
+/// renamed). What changed, in words; an error saying what to fix where the file has no
+/// entry for the workload, is not TOML, or would not load.
+pub(crate) fn write_advice(
+    path: &Path,
+    workload: &str,
+    advice: &str,
+) -> Result<Vec<String>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let (new, changed) =
+        with_advice(&text, workload, advice).map_err(|e| format!("{shown}: {e}"))?;
+    let cfg = Config::parse(&new, &shown.to_string())
+        .map_err(|e| format!("{shown} would not load with the advice written into it: {e}"))?;
+    // The file now means the advised values for the workload ([workload] defaults or
+    // another entry of the same name cannot undo them).
+    let scenario = Scenario::from_config(&cfg, Some(workload))?;
+    let wanted: toml::Table = advice
+        .parse()
+        .map_err(|e| format!("the advice is not TOML: {e}"))?;
+    let entry = wanted
+        .get("workloads")
+        .and_then(|w| w.as_array())
+        .and_then(|a| a.first())
+        .and_then(|e| e.as_table());
+    let number = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+    for (k, v) in entry.into_iter().flatten().filter(|(k, _)| *k != "name") {
+        let read = scenario.setting(k);
+        let same = read.as_ref().is_some_and(|r| {
+            r == v || matches!((number(r), number(v)), (Some(a), Some(b)) if a == b)
+        });
+        if !same {
+            return Err(format!(
+                "{shown}: written, {workload}'s {k} would read {}, not the advised {v}; set it by hand",
+                read.map_or_else(|| "nothing".to_string(), |r| r.to_string())
+            ));
+        }
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.prescale-tune",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config")
+    ));
+    std::fs::write(&tmp, &new).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{shown}: cannot replace: {e}")
+    })?;
+    Ok(changed)
+}
+
+/// `text` (a configuration) with the settings of `advice` written in (see
+/// [`write_advice`]), and what changed in words.
+fn with_advice(text: &str, workload: &str, advice: &str) -> Result<(String, Vec<String>), String> {
+    use toml_edit::{DocumentMut, Item, Table};
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+    let advice: DocumentMut = advice
+        .parse()
+        .map_err(|e| format!("the advice is not TOML: {e}"))?;
+    let mut changed = Vec::new();
+    // Sets `key` of `table` (named `place` in words) to `item`, keeping the old value's
+    // inline comment.
+    let mut set = |table: &mut Table, place: &str, key: &str, item: &Item| {
+        let mut item = item.clone();
+        let before = table.get(key).and_then(Item::as_value).map(|old| {
+            if let Some(v) = item.as_value_mut() {
+                *v.decor_mut() = old.decor().clone();
+            }
+            old.clone().decorated("", "").to_string()
+        });
+        let after = item.as_value().map_or_else(
+            || item.to_string(),
+            |v| v.clone().decorated("", "").to_string(),
+        );
+        changed.push(match before {
+            Some(b) if b == after => format!("{place}: {key} = {after} (already)"),
+            Some(b) => format!("{place}: {key} = {after} (was {b})"),
+            None => format!("{place}: {key} = {after} (was unset)"),
+        });
+        table[key] = item;
+    };
+    for (name, item) in advice.iter() {
+        if name == "workloads" {
+            let entries = item
+                .as_array_of_tables()
+                .ok_or("the advice's workloads is not [[workloads]]")?;
+            for e in entries {
+                let target = doc
+                    .get_mut("workloads")
+                    .and_then(Item::as_array_of_tables_mut)
+                    .and_then(|a| {
+                        a.iter_mut()
+                            .find(|t| t.get("name").and_then(Item::as_str) == Some(workload))
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "no [[workloads]] entry with name = {workload:?} to write into; add the advice to the entry that configures it:\n{}",
+                            advice.to_string().trim_end()
+                        )
+                    })?;
+                let place = format!("[[workloads]] {workload:?}");
+                for (k, v) in e.iter().filter(|(k, _)| *k != "name") {
+                    set(target, &place, k, v);
+                }
+            }
+        } else if let Some(t) = item.as_table() {
+            let target = doc
+                .entry(name)
+                .or_insert_with(|| Item::Table(Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| format!("[{name}] is not a table"))?;
+            let place = format!("[{name}]");
+            for (k, v) in t.iter() {
+                set(target, &place, k, v);
+            }
+        }
+    }
+    Ok((doc.to_string(), changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::config::DEFAULT_TOML;
+
+    /// The default configuration with a comment and an inline comment of a team's own.
+    fn teams_file() -> String {
+        DEFAULT_TOML
+            .replace(
+                "\n[[workloads]]\nname = \"host\"\n",
+                "\n# Our web tier (owned by the platform team).\n[[workloads]]\nname = \"host\"\n",
+            )
+            .replace(
+                "\nscale_down_window_s = 7200\n",
+                "\nscale_down_window_s = 3600  # hold peaks for an hour\n",
+            )
+    }
+
+    #[test]
+    fn the_advice_goes_into_the_workloads_entry_and_the_rest_of_the_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prescale.toml");
+        let text = teams_file();
+        std::fs::write(&path, &text).unwrap();
+        let advice =
+            "[[workloads]]\nname = \"host\"\nscale_down_window_s = 0\nseasonal_floor = false\n";
+        let changed = write_advice(&path, "host", advice).unwrap();
+        assert_eq!(
+            changed,
+            [
+                "[[workloads]] \"host\": scale_down_window_s = 0 (was 3600)",
+                "[[workloads]] \"host\": seasonal_floor = false (was true)",
+            ]
+        );
+        // Only those lines differ: the comments, the inline one included, stay.
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            new.contains(
+                "# Our web tier (owned by the platform team).\n[[workloads]]\nname = \"host\"\n"
+            ),
+            "{new}"
+        );
+        let old_lines: Vec<&str> = text.lines().collect();
+        let new_lines: Vec<&str> = new.lines().collect();
+        assert_eq!(new_lines.len(), old_lines.len());
+        let differ: Vec<(&str, &str)> = old_lines
+            .iter()
+            .zip(&new_lines)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        assert_eq!(
+            differ,
+            [
+                (
+                    "scale_down_window_s = 3600  # hold peaks for an hour",
+                    "scale_down_window_s = 0  # hold peaks for an hour"
+                ),
+                ("seasonal_floor = true", "seasonal_floor = false"),
+            ]
+        );
+        // The daemon reads what was advised, and nothing is left beside the file.
+        let cfg = Config::load(&path).unwrap();
+        let w = cfg.workloads.iter().find(|w| w.name == "host").unwrap();
+        assert_eq!((w.scale_down_window_s, w.seasonal_floor), (0, false));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        // Written again: the same file, each line said to be as advised already.
+        let again = write_advice(&path, "host", advice).unwrap();
+        assert!(again.iter().all(|c| c.ends_with("(already)")), "{again:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), new);
+        // A [control] line of a sweep's advice goes into [control].
+        let (with_control, said) = with_advice(
+            &text,
+            "host",
+            "[[workloads]]\nname = \"host\"\n\n[control]\ninterval_s = 30\n",
+        )
+        .unwrap();
+        assert_eq!(said, ["[control]: interval_s = 30 (was 15)"]);
+        assert_eq!(
+            Config::parse(&with_control, "t")
+                .unwrap()
+                .control
+                .interval_s,
+            30
+        );
+    }
+
+    #[test]
+    fn a_file_the_advice_cannot_go_into_is_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prescale.toml");
+        let text = teams_file();
+        std::fs::write(&path, &text).unwrap();
+        // No entry for the workload: say where the lines go instead.
+        let advice = "[[workloads]]\nname = \"web\"\nscale_down_window_s = 0\n";
+        let e = write_advice(&path, "web", advice).unwrap_err();
+        assert!(
+            e.contains("no [[workloads]] entry with name = \"web\" to write into; add the advice to the entry that configures it:\n[[workloads]]\nname = \"web\"\nscale_down_window_s = 0"),
+            "{e}"
+        );
+        // A value the daemon refuses: nothing written.
+        let e = write_advice(
+            &path,
+            "host",
+            "[[workloads]]\nname = \"host\"\nscale_down_window_s = -5\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("would not load with the advice written into it"),
+            "{e}"
+        );
+        // Not TOML.
+        std::fs::write(&path, "[[workloads]\nname = ").unwrap();
+        let e = write_advice(&path, "host", "[[workloads]]\nname = \"host\"\n").unwrap_err();
+        assert!(e.contains("not TOML"), "{e}");
+        std::fs::write(&path, &text).unwrap();
+        for _ in 0..2 {
+            let _ = write_advice(&path, "web", advice);
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let missing = dir.path().join("none.toml");
+        let e = write_advice(&missing, "host", advice).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
+    }
 }

@@ -136,6 +136,71 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
         None => assert!(advice.is_null(), "{v}"),
     }
 
+    // --write: the advice into a team's copy of the configuration in force, where it
+    // held on each half of the week (else refused, and with --force written anyway).
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("prescale.toml");
+    let (_, body) = get(demo.addr, "/api/v1/status/config").unwrap();
+    let in_force = serde_json::from_str::<Value>(&body).unwrap()["data"]["toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = format!("# our team's configuration\n{in_force}");
+    std::fs::write(&file, &kept).unwrap();
+    let written = file.to_str().unwrap();
+    let (code, _, err) = tune(&server, &["web", "--write", written]);
+    let holds = advice["halves"]
+        .as_array()
+        .is_some_and(|h| !h.is_empty() && h.iter().all(|x| x["holds"] == true));
+    let read = || std::fs::read_to_string(&file).unwrap();
+    match better {
+        None => {
+            assert_eq!(code, 0, "{err}");
+            assert!(
+                err.contains(&format!(
+                    "nothing written to {written}: no run dominates web's own settings"
+                )),
+                "{err}"
+            );
+            assert_eq!(read(), kept);
+        }
+        Some(r) => {
+            let (key, value) = (r["setting"].as_str().unwrap(), r["value"].as_str().unwrap());
+            let err = if holds {
+                assert_eq!(code, 0, "{err}");
+                err
+            } else {
+                assert_eq!(code, 2, "{err}");
+                assert!(err.contains("did not hold on each half"), "{err}");
+                assert_eq!(read(), kept);
+                let (code, _, err) = tune(&server, &["web", "--write", written, "--force"]);
+                assert_eq!(code, 0, "{err}");
+                err
+            };
+            assert!(
+                err.contains(&format!(
+                    "wrote to {written}:\n  [[workloads]] \"web\": {key} = {value} (was "
+                )),
+                "{err}"
+            );
+            assert!(err.contains("/-/reload"), "{err}");
+            let now = read();
+            assert!(now.starts_with("# our team's configuration\n"), "{now}");
+            let cfg = prescale_core::config::Config::parse(&now, "written").unwrap();
+            let scenario =
+                prescale_orchestrate::simulate::Scenario::from_config(&cfg, Some("web")).unwrap();
+            let read_back = scenario.setting(key).unwrap();
+            let number = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64));
+            let advised: toml::Table = format!("v = {value}").parse().unwrap();
+            assert!(
+                read_back == advised["v"]
+                    || (number(&read_back).is_some()
+                        && number(&read_back) == number(&advised["v"])),
+                "{key}: {read_back} for {value}\n{now}"
+            );
+        }
+    }
+
     // The table says whose settings they are, and what to do.
     let page = tempfile::tempdir().unwrap();
     let html = page.path().join("tune.html");
