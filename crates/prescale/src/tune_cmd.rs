@@ -195,7 +195,7 @@ pub fn run(a: TuneArgs) -> Result<(), CtlError> {
             }
         )));
     }
-    let changed = write_advice(path, &w.name, &advice.toml).map_err(CtlError::Refused)?;
+    let changed = write_advice(path, &w.name, &advice).map_err(CtlError::Refused)?;
     eprintln!("wrote to {}:", path.display());
     for c in changed {
         eprintln!("  {c}");
@@ -207,46 +207,38 @@ pub fn run(a: TuneArgs) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// Writes the settings of `advice` (TOML as [`prescale_orchestrate::tune::Advice`]
-/// gives it: a `[[workloads]]` entry naming `workload`, and perhaps other tables such
-/// as `[control]`) into the configuration file at `path`, keeping its comments and
-/// layout: each key set in the workload's own entry (or the table named), its inline
-/// comment kept. The file is checked as the daemon reads it, and as meaning the advised
-/// values for the workload, before it replaces the old one (written beside it, then
-/// renamed). What changed, in words; an error saying what to fix where the file has no
-/// entry for the workload, is not TOML, or would not load.
+/// Writes `advice` (its TOML: a `[[workloads]]` entry naming `workload`, and perhaps
+/// other tables such as `[control]`) into the configuration file at `path`, keeping its
+/// comments and layout: each key set in the workload's own entry (or the table named),
+/// its inline comment kept. The file is checked as the daemon reads it, and as meaning
+/// the advised values of the workload's own settings, before it replaces the old one
+/// (written beside it, then renamed). What changed, in words; an error saying what to
+/// fix where the file has no entry for the workload, is not TOML, or would not load.
 pub(crate) fn write_advice(
     path: &Path,
     workload: &str,
-    advice: &str,
+    advice: &prescale_orchestrate::tune::Advice,
 ) -> Result<Vec<String>, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let (new, changed) =
-        with_advice(&text, workload, advice).map_err(|e| format!("{shown}: {e}"))?;
+        with_advice(&text, workload, &advice.toml).map_err(|e| format!("{shown}: {e}"))?;
     let cfg = Config::parse(&new, &shown.to_string())
         .map_err(|e| format!("{shown} would not load with the advice written into it: {e}"))?;
-    // The file now means the advised values for the workload ([workload] defaults or
-    // another entry of the same name cannot undo them).
-    let scenario = Scenario::from_config(&cfg, Some(workload))?;
-    let wanted: toml::Table = advice
-        .parse()
-        .map_err(|e| format!("the advice is not TOML: {e}"))?;
-    let entry = wanted
-        .get("workloads")
-        .and_then(|w| w.as_array())
-        .and_then(|a| a.first())
-        .and_then(|e| e.as_table());
-    let number = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
-    for (k, v) in entry.into_iter().flatten().filter(|(k, _)| *k != "name") {
-        let read = scenario.setting(k);
-        let same = read.as_ref().is_some_and(|r| {
-            r == v || matches!((number(r), number(v)), (Some(a), Some(b)) if a == b)
-        });
-        if !same {
+    // The file now means the advised values for the workload (a [workload] default or
+    // another entry of the same name cannot undo them), each read as the scenario
+    // types it.
+    let now = Scenario::from_config(&cfg, Some(workload))?;
+    let own = advice
+        .settings
+        .iter()
+        .filter(|(k, _)| !k.contains('.') || k.starts_with("workload."));
+    for (k, v) in own {
+        let want = now.with_settings(&[(k, v)])?.setting(k);
+        if now.setting(k) != want {
             return Err(format!(
                 "{shown}: written, {workload}'s {k} would read {}, not the advised {v}; set it by hand",
-                read.map_or_else(|| "nothing".to_string(), |r| r.to_string())
+                now.setting(k).map_or_else(|| "nothing".to_string(), |r| r.to_string())
             ));
         }
     }
@@ -340,6 +332,26 @@ fn with_advice(text: &str, workload: &str, advice: &str) -> Result<(String, Vec<
 mod tests {
     use super::*;
     use prescale_core::config::DEFAULT_TOML;
+    use prescale_orchestrate::tune::Advice;
+
+    /// Advice setting `settings` of `workload`, as a tuning gives it.
+    fn advice(workload: &str, settings: &[(&str, &str)]) -> Advice {
+        let lines: String = settings
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect();
+        Advice {
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cost_less: 1.0,
+            minutes_less: 0.0,
+            halves: vec![(0.5, 0.0), (0.5, 0.0)],
+            holds_on_each_half: true,
+            toml: format!("[[workloads]]\nname = {workload:?}\n{lines}"),
+        }
+    }
 
     /// The default configuration with a comment and an inline comment of a team's own.
     fn teams_file() -> String {
@@ -360,9 +372,11 @@ mod tests {
         let path = dir.path().join("prescale.toml");
         let text = teams_file();
         std::fs::write(&path, &text).unwrap();
-        let advice =
-            "[[workloads]]\nname = \"host\"\nscale_down_window_s = 0\nseasonal_floor = false\n";
-        let changed = write_advice(&path, "host", advice).unwrap();
+        let advice = advice(
+            "host",
+            &[("scale_down_window_s", "0"), ("seasonal_floor", "false")],
+        );
+        let changed = write_advice(&path, "host", &advice).unwrap();
         assert_eq!(
             changed,
             [
@@ -404,7 +418,7 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "{left:?}");
         // Written again: the same file, each line said to be as advised already.
-        let again = write_advice(&path, "host", advice).unwrap();
+        let again = write_advice(&path, "host", &advice).unwrap();
         assert!(again.iter().all(|c| c.ends_with("(already)")), "{again:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), new);
         // A [control] line of a sweep's advice goes into [control].
@@ -431,8 +445,8 @@ mod tests {
         let text = teams_file();
         std::fs::write(&path, &text).unwrap();
         // No entry for the workload: say where the lines go instead.
-        let advice = "[[workloads]]\nname = \"web\"\nscale_down_window_s = 0\n";
-        let e = write_advice(&path, "web", advice).unwrap_err();
+        let web = advice("web", &[("scale_down_window_s", "0")]);
+        let e = write_advice(&path, "web", &web).unwrap_err();
         assert!(
             e.contains("no [[workloads]] entry with name = \"web\" to write into; add the advice to the entry that configures it:\n[[workloads]]\nname = \"web\"\nscale_down_window_s = 0"),
             "{e}"
@@ -441,7 +455,7 @@ mod tests {
         let e = write_advice(
             &path,
             "host",
-            "[[workloads]]\nname = \"host\"\nscale_down_window_s = -5\n",
+            &advice("host", &[("scale_down_window_s", "-5")]),
         )
         .unwrap_err();
         assert!(
@@ -450,15 +464,15 @@ mod tests {
         );
         // Not TOML.
         std::fs::write(&path, "[[workloads]\nname = ").unwrap();
-        let e = write_advice(&path, "host", "[[workloads]]\nname = \"host\"\n").unwrap_err();
+        let e = write_advice(&path, "host", &advice("host", &[])).unwrap_err();
         assert!(e.contains("not TOML"), "{e}");
         std::fs::write(&path, &text).unwrap();
         for _ in 0..2 {
-            let _ = write_advice(&path, "web", advice);
+            let _ = write_advice(&path, "web", &web);
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         let missing = dir.path().join("none.toml");
-        let e = write_advice(&missing, "host", advice).unwrap_err();
+        let e = write_advice(&missing, "host", &web).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
     }
 }

@@ -189,15 +189,8 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
             let cfg = prescale_core::config::Config::parse(&now, "written").unwrap();
             let scenario =
                 prescale_orchestrate::simulate::Scenario::from_config(&cfg, Some("web")).unwrap();
-            let read_back = scenario.setting(key).unwrap();
-            let number = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64));
-            let advised: toml::Table = format!("v = {value}").parse().unwrap();
-            assert!(
-                read_back == advised["v"]
-                    || (number(&read_back).is_some()
-                        && number(&read_back) == number(&advised["v"])),
-                "{key}: {read_back} for {value}\n{now}"
-            );
+            let advised = scenario.with_settings(&[(key, value)]).unwrap();
+            assert_eq!(scenario.setting(key), advised.setting(key), "{now}");
         }
     }
 
