@@ -653,8 +653,13 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
                         .as_str()
                         .map(|toml| {
                             let lines: Vec<&str> = toml.trim().lines().skip(2).collect();
+                            let write = if t["tuning"]["advice"]["holds_on_each_half"] == true {
+                                format!(" (`prescale tune {name} --write prescale.toml` writes it into the file)")
+                            } else {
+                                String::new()
+                            };
                             format!(
-                                " To use it, set in its [[workloads]] entry: {}",
+                                " To use it, set in its [[workloads]] entry: {}{write}",
                                 lines.join("; ")
                             )
                         })

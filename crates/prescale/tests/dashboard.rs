@@ -422,6 +422,15 @@ fn the_dashboard_draws_each_workload_from_the_api_in_a_browser() {
                 lines.join("; ")
             );
             assert!(s.contains(&set), "{name}: no {set}");
+            // And, where it held on each half, the command that writes it.
+            let write = format!(
+                "<code>prescale tune {name} --write prescale.toml</code> writes it into the file"
+            );
+            assert_eq!(
+                s.contains(&write),
+                t["tuning"]["advice"]["holds_on_each_half"] == true,
+                "{name}: {write}"
+            );
         }
         // And drawn: a point per run replayed, cost against minutes short, each named
         // with its figures, the own settings and the advice told apart.

@@ -318,6 +318,12 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
                 " To use it, set in its [[workloads]] entry: {}",
                 lines[2..].join("; ")
             );
+            // Where it held on each half, the command that writes it.
+            if t["tuning"]["advice"]["holds_on_each_half"] == true {
+                line += &format!(
+                    " (`prescale tune {w} --write prescale.toml` writes it into the file)"
+                );
+            }
         }
         assert!(said.contains(&format!("{line}\n")), "{line}\n{said}");
     }
