@@ -723,13 +723,9 @@ fn a_paused_workload_keeps_its_capacity_and_the_dashboard_says_so() {
         &|| d.logs(),
     );
     let tuned = json(d.addr, "/api/v1/workloads/host/tune");
+    // As the page's fmtTime writes a time: to the minute, a space for the T.
     let minute = |ms: &serde_json::Value| {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.as_u64().unwrap());
-        format!(
-            "{}Z",
-            &humantime::format_rfc3339_seconds(t).to_string()[..16]
-        )
-        .replace('T', " ")
+        format!("{}Z", &prescale_core::format_ts(ms.as_i64().unwrap())[..16]).replace('T', " ")
     };
     let why = tuned["error"].as_str().unwrap_or_else(|| panic!("{tuned}"));
     assert!(why.contains("a tuning needs at least 24 h"), "{tuned}");

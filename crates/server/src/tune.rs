@@ -101,8 +101,7 @@ pub const RETRY_S: u64 = 3600;
 /// `tune_every_s = 0`.
 pub fn due(cfg: &Config, w: &str, before: Option<&Tuned>, now: TimestampMs) -> bool {
     match before {
-        _ if cfg.control.tune_every_s == 0 => false,
-        None => true,
+        None => cfg.control.tune_every_s > 0,
         Some(t) => next_due(cfg, w, t).is_some_and(|at| now >= at),
     }
 }
