@@ -150,6 +150,10 @@ struct Inner {
     /// samples, and alone while a series emptied by retention is forgotten
     /// ([`Store::delete_before`]), so no append writes under an id that is being let go.
     appending: RwLock<()>,
+    /// Held by each append from its first duplicate check to its commit (not its sync),
+    /// so two senders of the same new sample (a Prometheus pair) cannot both find it
+    /// absent and both be told it was stored, the second overwriting the first.
+    committing: Mutex<()>,
     index: RwLock<Index>,
     next_series: Mutex<u64>,
     next_decision: AtomicU64,
@@ -248,7 +252,23 @@ struct Chunk {
     samples: Vec<Sample>,
 }
 
+/// The chunk [`Store::in_chunk_cached`] read last, decoded, and the compression lock
+/// held while it is kept.
+#[derive(Default)]
+struct ChunkCache<'a> {
+    lock: Option<std::sync::MutexGuard<'a, ()>>,
+    chunk: Option<(u64, Chunk)>,
+}
+
 impl Chunk {
+    /// The value at `ts`, if the chunk holds one.
+    fn value_at(&self, ts: TimestampMs) -> Option<f64> {
+        self.samples
+            .binary_search_by_key(&ts, |s| s.ts)
+            .ok()
+            .map(|i| self.samples[i].value)
+    }
+
     fn first(&self) -> TimestampMs {
         self.samples[0].ts
     }
@@ -414,6 +434,7 @@ impl Store {
                 compressing: Mutex::new(()),
                 snapshotting: Mutex::new(()),
                 appending: RwLock::new(()),
+                committing: Mutex::new(()),
                 index: RwLock::new(index),
                 next_series: Mutex::new(max_id + 1),
                 next_decision: AtomicU64::new(next_decision),
@@ -518,9 +539,14 @@ impl Store {
             return self.append_remote(r, batches);
         }
         let _appending = self.inner.appending.read().expect("append lock");
+        let committing = self.inner.committing.lock().expect("commit lock");
         let mut batch = self.inner.db.batch();
         let mut reports = Vec::with_capacity(batches.len());
         let mut in_batch: HashMap<(u64, TimestampMs), f64> = HashMap::new();
+        // Samples at or before a series' newest are looked up; those that fall in a
+        // compressed chunk's span read the chunk, decoded once per call rather than once
+        // per sample (a resent hour of a series is one or two chunks, not 240 decodes).
+        let mut chunked = ChunkCache::default();
         let mut newest_after = Vec::new();
         let mut total = 0usize;
         for (key, samples) in batches {
@@ -555,7 +581,7 @@ impl Store {
                     None if newest.is_none_or(|n| s.ts > n) => None,
                     None => match self.inner.samples.get(k).map_err(self.io())? {
                         Some(v) => Some(decode_f64(&v)?),
-                        None => self.in_chunk(id, s.ts)?,
+                        None => self.in_chunk_cached(id, s.ts, &mut chunked)?,
                     },
                 };
                 match existing {
@@ -583,15 +609,21 @@ impl Store {
         }
         if total > 0 {
             batch.commit().map_err(self.io())?;
+            {
+                let mut index = self.inner.index.write().expect("index lock");
+                for (id, n) in newest_after {
+                    let e = index.newest.entry(id).or_insert(n);
+                    *e = (*e).max(n);
+                }
+            }
+            // Committed: the next append's checks see these samples. The sync need not
+            // hold others back (they sync what they commit themselves).
+            drop(chunked);
+            drop(committing);
             self.persist()?;
             self.inner
                 .appended
                 .fetch_add(total as u64, Ordering::Relaxed);
-            let mut index = self.inner.index.write().expect("index lock");
-            for (id, n) in newest_after {
-                let e = index.newest.entry(id).or_insert(n);
-                *e = (*e).max(n);
-            }
         }
         Ok(reports)
     }
@@ -906,15 +938,31 @@ impl Store {
         Ok(out)
     }
 
-    /// The value a chunk of series `id` holds at `ts`, if any.
-    fn in_chunk(&self, id: u64, ts: TimestampMs) -> Result<Option<f64>> {
+    /// The value a chunk of series `id` holds at `ts`, if any, through `cache`: the
+    /// chunk read last stays decoded for the next lookup. The first lookup that reads a
+    /// chunk takes the compression lock for as long as `cache` lives, so no compression
+    /// moves rows into a chunk while a stale copy of it is held (a row read after such a
+    /// move would be found in neither).
+    fn in_chunk_cached<'a>(
+        &'a self,
+        id: u64,
+        ts: TimestampMs,
+        cache: &mut ChunkCache<'a>,
+    ) -> Result<Option<f64>> {
+        if let Some((cid, c)) = &cache.chunk {
+            if *cid == id && (c.first()..=c.last()).contains(&ts) {
+                return Ok(c.value_at(ts));
+            }
+        }
+        if cache.lock.is_none() {
+            cache.lock = Some(self.inner.compressing.lock().expect("compression lock"));
+        }
         let Some(c) = self.chunks_in(id, ts, ts)?.pop() else {
             return Ok(None);
         };
-        Ok(c.samples
-            .binary_search_by_key(&ts, |s| s.ts)
-            .ok()
-            .map(|i| c.samples[i].value))
+        let v = c.value_at(ts);
+        cache.chunk = Some((id, c));
+        Ok(v)
     }
 
     /// Moves the samples of `key` older than `cutoff` from rows into compressed chunks
@@ -1782,6 +1830,106 @@ mod tests {
             st.range(&k, i64::MIN, 0).unwrap().unwrap(),
             vec![s(-15_000, 3.0)]
         );
+    }
+
+    #[test]
+    fn a_resend_into_chunks_is_judged_against_each_series_own_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let (a, b) = (key(r#"cpu{host="a"}"#), key(r#"cpu{host="b"}"#));
+        // Two series at the same times with different values, each over two chunks.
+        let n = CHUNK_MAX as i64 + 500;
+        let of = |k: f64| -> Vec<Sample> { (0..n).map(|i| s(i * 1_000, k + i as f64)).collect() };
+        st.append_many(&[(a.clone(), of(0.5)), (b.clone(), of(0.25))])
+            .unwrap();
+        assert_eq!(st.compress_before(&a, i64::MAX).unwrap(), n as usize);
+        assert_eq!(st.compress_before(&b, i64::MAX).unwrap(), n as usize);
+        assert_eq!(rows(&st), 0);
+        // One batch resending both, interleaved, crossing from one chunk to the next
+        // and back; then b's values sent as a's, and late samples between.
+        let interleaved: Vec<Sample> = (0..n)
+            .rev()
+            .step_by(97)
+            .chain((0..n).step_by(89))
+            .map(|i| s(i * 1_000, 0.5 + i as f64))
+            .collect();
+        let as_b: Vec<Sample> = (0..n)
+            .step_by(101)
+            .map(|i| s(i * 1_000, 0.5 + i as f64))
+            .collect();
+        let late: Vec<Sample> = (0..n).step_by(103).map(|i| s(i * 1_000 + 1, 9.0)).collect();
+        let r = st
+            .append_many(&[
+                (a.clone(), interleaved.clone()),
+                (b.clone(), as_b.clone()),
+                (a.clone(), late.clone()),
+            ])
+            .unwrap();
+        assert_eq!((r[0].accepted, r[0].duplicates), (0, interleaved.len()));
+        assert_eq!((r[1].accepted, r[1].rejected.len()), (0, as_b.len()));
+        assert_eq!((r[2].accepted, r[2].duplicates), (late.len(), 0));
+        assert_eq!(
+            st.range(&a, 0, i64::MAX).unwrap().unwrap().len(),
+            n as usize + late.len()
+        );
+
+        // Two senders (a Prometheus pair) write the same late samples, into a chunk's
+        // span, while a compression runs beside them: one sends the late samples alone,
+        // the other after 2,000 older ones of the same span, so it reads the chunk at
+        // its first sample and looks the late ones up later, by when they may have been
+        // stored by the first sender and moved into that chunk. Each late sample must be
+        // taken once, by one of them: the chunk is not read stale.
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let c = key(r#"cpu{host="c"}"#);
+        let steady: Vec<Sample> = (0..8_000).map(|i| s(i * 1_000, i as f64)).collect();
+        st.append(&c, &steady).unwrap();
+        st.compress_before(&c, i64::MAX).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        // Stops the compressions however the appends end (a failed assertion too).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    st.compress_before(&c, i64::MAX).unwrap();
+                    // A mutex is not fair: let the appends waiting on it in.
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            });
+            let _stop = Stop(&stop);
+            for round in 0..100i64 {
+                let late: Vec<Sample> = (0..20)
+                    .map(|j| s((j * 97 % 2_000) * 1_000 + 1 + round, -1.0))
+                    .collect();
+                let mut resend = steady[..2_000].to_vec();
+                resend.extend_from_slice(&late);
+                let (alone, after) = std::thread::scope(|pair| {
+                    let first = pair.spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_micros(
+                            (round as u64 % 10) * 300,
+                        ));
+                        st.append(&c, &late).unwrap()
+                    });
+                    let second = st.append(&c, &resend).unwrap();
+                    (first.join().unwrap(), second)
+                });
+                assert_eq!(alone.rejected.len() + after.rejected.len(), 0);
+                assert_eq!(
+                    alone.accepted + after.accepted,
+                    20,
+                    "round {round}: {alone:?} {after:?}"
+                );
+                assert_eq!(after.accepted + after.duplicates, resend.len());
+            }
+        });
+        let back = st.range(&c, 0, i64::MAX).unwrap().unwrap();
+        assert_eq!(back.len(), 8_000 + 100 * 20);
+        assert!(back.windows(2).all(|w| w[0].ts < w[1].ts));
     }
 
     #[test]
