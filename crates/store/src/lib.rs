@@ -154,6 +154,9 @@ struct Inner {
     /// so two senders of the same new sample (a Prometheus pair) cannot both find it
     /// absent and both be told it was stored, the second overwriting the first.
     committing: Mutex<()>,
+    /// Syncs to disk this process asked for (what the tests check appends ask for).
+    #[cfg(test)]
+    syncs: AtomicU64,
     index: RwLock<Index>,
     next_series: Mutex<u64>,
     next_decision: AtomicU64,
@@ -435,6 +438,8 @@ impl Store {
                 snapshotting: Mutex::new(()),
                 appending: RwLock::new(()),
                 committing: Mutex::new(()),
+                #[cfg(test)]
+                syncs: AtomicU64::new(0),
                 index: RwLock::new(index),
                 next_series: Mutex::new(max_id + 1),
                 next_decision: AtomicU64::new(next_decision),
@@ -515,6 +520,8 @@ impl Store {
 
     fn persist(&self) -> Result<()> {
         if self.inner.durability == Durability::Sync {
+            #[cfg(test)]
+            self.inner.syncs.fetch_add(1, Ordering::Relaxed);
             self.inner
                 .db
                 .persist(PersistMode::SyncAll)
@@ -624,6 +631,12 @@ impl Store {
             self.inner
                 .appended
                 .fetch_add(total as u64, Ordering::Relaxed);
+        } else if reports.iter().any(|r| r.duplicates > 0) {
+            // A repeat may be of another append's sample, committed but not yet synced:
+            // answering "already stored" acknowledges it, so it is synced first.
+            drop(chunked);
+            drop(committing);
+            self.persist()?;
         }
         Ok(reports)
     }
@@ -1830,6 +1843,28 @@ mod tests {
             st.range(&k, i64::MIN, 0).unwrap().unwrap(),
             vec![s(-15_000, 3.0)]
         );
+    }
+
+    #[test]
+    fn an_append_answering_already_stored_syncs_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path(), Durability::Sync).unwrap();
+        let k = key(r#"cpu{host="a"}"#);
+        let syncs = || st.inner.syncs.load(Ordering::Relaxed);
+        st.append(&k, &[s(1_000, 1.0)]).unwrap();
+        let before = syncs();
+        // Only a repeat: it may be of a sample another append has not synced yet.
+        let r = st.append(&k, &[s(1_000, 1.0)]).unwrap();
+        assert_eq!(r.duplicates, 1);
+        assert_eq!(
+            syncs(),
+            before + 1,
+            "a repeat is acknowledged only once synced"
+        );
+        // Only refusals acknowledge nothing: no sync.
+        let r = st.append(&k, &[s(1_000, 2.0), s(2_000, f64::NAN)]).unwrap();
+        assert_eq!(r.rejected.len(), 2);
+        assert_eq!(syncs(), before + 1);
     }
 
     #[test]
