@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use prescale_core::{Sample, SeriesKey};
-use prescale_store::{Durability, Store};
+use prescale_store::{AppendReport, Durability, Store};
 
 /// What the store should hold per series: timestamp -> value bits.
 type Model = [BTreeMap<i64, u64>; 3];
@@ -41,9 +41,9 @@ fn value(b: u8) -> f64 {
     }
 }
 
-/// Applies `batch` to the model as the store's rules say, returning the expected
-/// (accepted, duplicates, rejected).
-fn expect(model: &mut BTreeMap<i64, u64>, batch: &[Sample]) -> (usize, usize, usize) {
+/// Applies `batch` to the model as the store's rules say, and checks that the store's
+/// report `r` counts what the model accepted, found repeated and refused.
+fn expect(model: &mut BTreeMap<i64, u64>, batch: &[Sample], r: &AppendReport, what: &str) {
     let (mut acc, mut dup, mut rej) = (0, 0, 0);
     for s in batch {
         if !s.value.is_finite() {
@@ -59,7 +59,11 @@ fn expect(model: &mut BTreeMap<i64, u64>, batch: &[Sample]) -> (usize, usize, us
             }
         }
     }
-    (acc, dup, rej)
+    assert_eq!(
+        (r.accepted, r.duplicates, r.rejected.len()),
+        (acc, dup, rej),
+        "{what}"
+    );
 }
 
 fn verify(store: &Store, model: &Model, step: usize) {
@@ -128,12 +132,7 @@ fuzz_target!(|data: &[u8]| {
                     });
                 }
                 let r = store.append(&keys[s], &batch).unwrap();
-                let want = expect(&mut model[s], &batch);
-                assert_eq!(
-                    (r.accepted, r.duplicates, r.rejected.len()),
-                    want,
-                    "step {step}: report"
-                );
+                expect(&mut model[s], &batch, &r, &format!("step {step}: report"));
             }
             // The same few samples for every series, in one atomic batch.
             7 => {
@@ -150,12 +149,8 @@ fuzz_target!(|data: &[u8]| {
                     keys.iter().map(|k| (k.clone(), batch.clone())).collect();
                 let reports = store.append_many(&all).unwrap();
                 for (i, r) in reports.iter().enumerate() {
-                    let want = expect(&mut model[i], &batch);
-                    assert_eq!(
-                        (r.accepted, r.duplicates, r.rejected.len()),
-                        want,
-                        "step {step}: report of series {i}"
-                    );
+                    let what = format!("step {step}: report of series {i}");
+                    expect(&mut model[i], &batch, r, &what);
                 }
             }
             // A run of 5,000 samples one ms apart: more than one chunk's worth.
@@ -170,11 +165,11 @@ fuzz_target!(|data: &[u8]| {
                     })
                     .collect();
                 let r = store.append(&keys[s], &batch).unwrap();
-                let want = expect(&mut model[s], &batch);
-                assert_eq!(
-                    (r.accepted, r.duplicates, r.rejected.len()),
-                    want,
-                    "step {step}: bulk report"
+                expect(
+                    &mut model[s],
+                    &batch,
+                    &r,
+                    &format!("step {step}: bulk report"),
                 );
             }
             9..=11 => {
