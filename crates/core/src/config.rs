@@ -598,12 +598,19 @@ pub struct ControlConfig {
     #[serde(default = "default_true")]
     pub measured_lead_times: bool,
     /// Seconds between two tunings of every workload's safeguards on its stored demand
-    /// (0: never), as `prescale tune` replays it: the advice is shown, never applied.
+    /// (0: never), as `prescale tune` replays it: the advice is shown, and applied only
+    /// with `tune_apply`.
     #[serde(default = "default_tune_every_s")]
     pub tune_every_s: u64,
     /// Days of stored demand each tuning replays, back from the last pass.
     #[serde(default = "default_tune_days")]
     pub tune_days: u64,
+    /// Whether the daemon applies a tuning's advice itself: where it held on each half
+    /// of the days replayed, written into the configuration file (`--config`) as
+    /// `prescale tune --write` writes it, and reloaded. Off by default: the advice is
+    /// shown and a person applies it.
+    #[serde(default)]
+    pub tune_apply: bool,
 }
 
 fn default_tune_every_s() -> u64 {
@@ -1546,6 +1553,18 @@ impl Config {
                     "must be between 1 and 90 days, got {}",
                     self.control.tune_days
                 ),
+            );
+        }
+        if self.control.tune_apply && self.control.tune_every_s == 0 {
+            return err(
+                "control.tune_apply".into(),
+                "applies each tuning's advice, and tune_every_s = 0 never tunes: set tune_every_s (86400 tunes daily) or tune_apply = false".into(),
+            );
+        }
+        if self.control.tune_apply && self.leader_election.enabled {
+            return err(
+                "control.tune_apply".into(),
+                "would write the advice into this replica's file alone, and the other replicas of [leader_election] would run on without it: set tune_apply = false and write the advice where the configuration is kept (`prescale tune WORKLOAD --write FILE`)".into(),
             );
         }
         if self.server.listen.parse::<SocketAddr>().is_err() {
@@ -2822,6 +2841,37 @@ mod tests {
             assert_eq!(e.key, key, "{e}");
             assert!(e.message.contains(says), "{e}");
         }
+        // Not without tunings to apply.
+        let e = Config::parse(
+            &DEFAULT_TOML
+                .replace("tune_apply = false", "tune_apply = true")
+                .replace("tune_every_s = 86400", "tune_every_s = 0"),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "control.tune_apply", "{e}");
+        assert!(e.message.contains("tune_every_s = 0 never tunes"), "{e}");
+        // Not with replicas, which each read their own file.
+        let e = Config::parse(
+            &DEFAULT_TOML
+                .replace("tune_apply = false", "tune_apply = true")
+                .replace(
+                    "enabled = false\nlease = \"prescale\"",
+                    "enabled = true\nlease = \"prescale\"",
+                ),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "control.tune_apply", "{e}");
+        assert!(e.message.contains("this replica's file alone"), "{e}");
+        // Applying is asked for, never assumed.
+        assert!(!Config::default().control.tune_apply);
+        let apply = Config::parse(
+            &DEFAULT_TOML.replace("tune_apply = false", "tune_apply = true"),
+            "p.toml",
+        )
+        .unwrap();
+        assert!(apply.control.tune_apply);
         // Off, and a file that leaves them out: a day, a week.
         let off = Config::parse(
             &DEFAULT_TOML.replace("tune_every_s = 86400", "tune_every_s = 0"),

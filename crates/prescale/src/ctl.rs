@@ -671,6 +671,28 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
                     };
                     println!("{name}: tune: {summary}{set}{again}");
                 }
+                // What came of the daemon's applying an advice itself (tune_apply).
+                let ap = &t["applied"];
+                if let Some(at) = ap["at"].as_i64() {
+                    match ap["refused"].as_str() {
+                        Some(why) => println!(
+                            "{name}: tune: the advice of {} was not applied: {why}",
+                            format_ts(at)
+                        ),
+                        None => println!(
+                            "{name}: tune: applied {} (control.tune_apply): wrote {} into {} and reloaded",
+                            format_ts(at),
+                            ap["written"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|l| l.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                            ap["file"].as_str().unwrap_or_default()
+                        ),
+                    }
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ mod reload;
 mod simulate_cmd;
 mod simulate_compare;
 mod svg;
+mod tune_apply;
 mod tune_cmd;
 
 use anyhow::{Context, Result};
@@ -779,22 +780,69 @@ fn run_cmd(
         // Every control.tune_every_s, each workload's safeguards tuned on its stored
         // demand and the advice kept (prescale_server::tune); checked at the first pass
         // and every five minutes after, so a reload's new setting or workload is taken
-        // up.
-        tasks.push(periodic(&state, 300, "tuning", |st, now| {
+        // up. With control.tune_apply, an advice that held is written into the file
+        // and reloaded (tune_apply).
+        let applying = (config.clone(), overrides.clone(), reload_tx.clone());
+        tasks.push(periodic(&state, 300, "tuning", move |st, now| {
             let cfg = st.config.read().expect("config lock").clone();
             if cfg.control.tune_every_s == 0 {
                 return;
             }
-            match prescale_server::tune::tune_all(&st.store, &cfg, now) {
-                Ok(done) => {
-                    for (w, t) in done {
-                        match &t.error {
-                            Some(why) => tracing::debug!(workload = %w, "not tuned yet: {why}"),
-                            None => tracing::info!(workload = %w, "{}", t.summary),
-                        }
-                    }
+            let done = match prescale_server::tune::tune_all(&st.store, &cfg, now) {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!("tuning could not be kept: {e}");
+                    return;
                 }
-                Err(e) => tracing::error!("tuning could not be kept: {e}"),
+            };
+            for (w, t) in &done {
+                match &t.error {
+                    Some(why) => tracing::debug!(workload = %w, "not tuned yet: {why}"),
+                    None => tracing::info!(workload = %w, "{}", t.summary),
+                }
+            }
+            let (Some(path), overrides, tx) = &applying else {
+                return;
+            };
+            let reload = || {
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                let asked = prescale_server::ReloadRequest {
+                    dry_run: false,
+                    answer,
+                };
+                match tx.blocking_send(asked).map(|()| answered.blocking_recv()) {
+                    Ok(Ok(answer)) => answer,
+                    _ => Err("the daemon is stopping".to_string()),
+                }
+            };
+            let applier = tune_apply::Applier {
+                path,
+                overrides,
+                reload: &reload,
+            };
+            for (w, t) in &done {
+                // As in force now: applying one workload's advice reloads the file.
+                let in_force = st.config.read().expect("config lock").clone();
+                if !in_force.control.tune_apply {
+                    return;
+                }
+                let paused = st
+                    .status
+                    .read()
+                    .expect("status lock")
+                    .workloads
+                    .get(w)
+                    .is_some_and(|s| s.paused.is_some());
+                let Some(a) = applier.offer(&in_force, paused, w, t) else {
+                    continue;
+                };
+                match &a.refused {
+                    None => tracing::info!(workload = %w, written = ?a.written, "tuning applied (control.tune_apply)"),
+                    Some(why) => tracing::warn!(workload = %w, "tuning not applied (control.tune_apply): {why}"),
+                }
+                if let Err(e) = prescale_server::tune::keep_applied(&st.store, w, &a) {
+                    tracing::error!(workload = %w, "what came of applying the tuning could not be kept: {e}");
+                }
             }
         }));
         {

@@ -204,7 +204,7 @@ pub(crate) fn remote_lookback_s(cfg: &Config) -> u64 {
 /// What runs after a reload from `old` to `new`: `new`, but with the settings only a
 /// restart applies as they were, so the next reload still names them while they
 /// differ from the file.
-fn in_force(old: &Config, mut new: Config) -> Config {
+pub(crate) fn in_force(old: &Config, mut new: Config) -> Config {
     let (retention_s, max_series) = (new.storage.retention_s, new.storage.max_series);
     new.storage = old.storage.clone();
     new.storage.retention_s = retention_s;

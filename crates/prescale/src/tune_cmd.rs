@@ -242,21 +242,27 @@ pub(crate) fn write_advice(
             ));
         }
     }
+    replace_file(path, &new)?;
+    Ok(changed)
+}
+
+/// Replaces the file at `path` with `text` whole: written beside it (with its
+/// permissions), then renamed over it, so a reader never sees half of either.
+pub(crate) fn replace_file(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_file_name(format!(
         ".{}.prescale-tune",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("config")
     ));
-    std::fs::write(&tmp, &new).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(&tmp, meta.permissions());
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("{shown}: cannot replace: {e}")
-    })?;
-    Ok(changed)
+        format!("{}: cannot replace: {e}", path.display())
+    })
 }
 
 /// `text` (a configuration) with the settings of `advice` written in (see

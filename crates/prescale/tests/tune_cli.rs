@@ -328,3 +328,115 @@ fn tune_replays_a_workloads_stored_demand_and_advises_in_its_configuration() {
         assert!(said.contains(&format!("{line}\n")), "{line}\n{said}");
     }
 }
+
+/// `[control] tune_apply`: the daemon writes an advice that held on each half into its
+/// configuration file, comments kept, reloads it, and says so in the tuning it serves
+/// and the decision log; the workload's settings in force are the advised ones.
+#[test]
+fn with_tune_apply_the_daemon_writes_an_advice_that_held_into_its_file_and_reloads() {
+    use prescale_store::{Durability, Store};
+    let dir = tempfile::tempdir().unwrap();
+    // Two days of a smooth daily cycle at five-minute steps, up to now, stored as the
+    // daemon stores the demand it planned for: the scale-down window holds each day's
+    // peak for nothing there.
+    let step = 300_000i64;
+    let now = prescale_core::now_ms() / step * step;
+    {
+        let store = Store::open(&dir.path().join("data"), Durability::Sync).unwrap();
+        let key = prescale_orchestrate::engine::demand_key("host", prescale_core::Dim::Cpu);
+        let samples: Vec<prescale_core::Sample> = (0..576)
+            .map(|i| prescale_core::Sample {
+                ts: now - (576 - i) * step,
+                value: 60.0 - 40.0 * ((i % 288) as f64 / 288.0 * std::f64::consts::TAU).cos(),
+            })
+            .collect();
+        store.append(&key, &samples).unwrap();
+    }
+    let config = common::default_config()
+        .replace("step_s = 60", "step_s = 300")
+        .replace("tune_apply = false", "tune_apply = true");
+    assert!(config.contains("tune_apply = true"));
+    let daemon = common::Daemon::start(dir.path(), &config);
+    let addr = daemon.addr;
+    let applied = || {
+        get(addr, "/api/v1/workloads/host/tune").is_some_and(|(c, b)| {
+            c == 200 && !serde_json::from_str::<Value>(&b).unwrap()["data"]["applied"].is_null()
+        })
+    };
+    common::wait_for(applied, "the tuning applied", &|| daemon.logs());
+    let (_, body) = get(addr, "/api/v1/workloads/host/tune").unwrap();
+    let t: Value = serde_json::from_str(&body).unwrap();
+    let a = &t["data"]["applied"];
+    assert_eq!(a["refused"], Value::Null, "{body}\n{}", daemon.logs());
+    assert_eq!(
+        a["advice"]["settings"],
+        serde_json::json!({"scale_down_window_s": "0"}),
+        "{body}"
+    );
+    assert_eq!(a["advice"]["holds_on_each_half"], true, "{body}");
+    let file = dir.path().join("p.toml");
+    assert_eq!(a["file"], file.to_str().unwrap(), "{body}");
+    assert_eq!(
+        a["written"],
+        serde_json::json!(["[[workloads]] \"host\": scale_down_window_s = 0 (was 7200)"]),
+        "{body}"
+    );
+    // The file: the advised value, and nothing else changed (its comments kept).
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        written,
+        config.replacen("scale_down_window_s = 7200", "scale_down_window_s = 0", 1)
+    );
+    // Reloaded: in force, said in the decision log.
+    let (_, body) = get(addr, "/api/v1/status/config").unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let cfg: toml::Table = v["data"]["toml"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        cfg["workloads"][0]["scale_down_window_s"].as_integer(),
+        Some(0),
+        "{body}"
+    );
+    let (_, body) = get(
+        addr,
+        "/api/v1/workloads/host/decisions?kind=config&limit=100",
+    )
+    .unwrap();
+    let reasons: Vec<String> = serde_json::from_str::<Value>(&body).unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["reason"].as_str().map(String::from))
+        .collect();
+    let said = format!(
+        "tune applied (control.tune_apply): wrote [[workloads]] \"host\": scale_down_window_s = 0 (was 7200) into {} and reloaded. Replayed over its last",
+        file.display()
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with(&said)),
+        "{said}\n{reasons:#?}"
+    );
+    // `prescale status --wide` and the dashboard say it too.
+    let wrote = format!(
+        "(control.tune_apply): wrote [[workloads]] \"host\": scale_down_window_s = 0 (was 7200) into {} and reloaded",
+        file.display()
+    );
+    let at = prescale_core::format_ts(a["at"].as_i64().unwrap());
+    let out = bin()
+        .args(["status", "--wide"])
+        .env("PRESCALE_SERVER", format!("http://{addr}"))
+        .env_remove("PRESCALE_TOKEN_FILE")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let line = format!("\nhost: tune: applied {at} {wrote}\n");
+    assert!(status.contains(&line), "{line}\n{status}");
+    if let Some(browser) = common::browser() {
+        let html = common::rendered(&browser, &format!("http://{addr}/"));
+        // As the page's fmtTime writes a time: to the minute, a space for the T.
+        let minute = format!("{}Z", &at[..16]).replace('T', " ");
+        let line = format!(
+            "<div class=\"tune tune-applied\" title=\"GET /api/v1/workloads/host/tune (applied); the decision log has it too\">applied {minute} {wrote}</div>"
+        );
+        assert!(html.contains(&line), "{line}\n{html}");
+    }
+}

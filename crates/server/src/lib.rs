@@ -1577,6 +1577,9 @@ async fn workload_part(
                 let next = tune::next_due(&st.config.read().expect("config lock"), &name, &t);
                 let mut data = serde_json::to_value(&t).unwrap_or_default();
                 data["next_at"] = json!(next);
+                // What came of the daemon's last applying of an advice (control.tune_apply;
+                // `null`: never offered one).
+                data["applied"] = json!(tune::last_applied(&st.store, &name).ok().flatten());
                 Json(json!({"status": "success", "data": data})).into_response()
             }
             Ok(None) => {

@@ -333,6 +333,8 @@ async fn each_workload_is_tuned_on_its_stored_demand_and_the_advice_kept() {
     let mut want_served = serde_json::to_value(tuned).unwrap();
     // With when it is tuned next: a day after.
     want_served["next_at"] = serde_json::json!(now + 86_400_000);
+    // Nothing applied: tune_apply is off.
+    want_served["applied"] = serde_json::Value::Null;
     assert_eq!(served["data"], want_served);
     assert_eq!(
         served["data"]["tuning"]["advice"]["settings"],

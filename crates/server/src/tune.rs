@@ -1,6 +1,7 @@
 //! Each workload's safeguards tuned on its own stored demand, every `[control]
 //! tune_every_s`: what `prescale tune` answers on request, kept current as Kubernetes
-//! VPA's recommender keeps its recommendation, and shown, never applied.
+//! VPA's recommender keeps its recommendation, and shown; applied only with `[control]
+//! tune_apply`, by the daemon ([`Applied`] keeps what came of it).
 //!
 //! A tuning replays the workload's last `tune_days` of `prescale_demand{workload}` (and
 //! the other dimensions it stored) with its configuration in force, at its own settings
@@ -89,6 +90,85 @@ fn state_name(w: &str) -> String {
 /// Workload `w`'s latest tuning, kept in the store (`None`: not tuned yet).
 pub fn latest(store: &Store, w: &str) -> Result<Option<Tuned>, String> {
     store.get_state(&state_name(w)).map_err(|e| e.to_string())
+}
+
+/// What came of the daemon's applying a workload's advice (`[control] tune_apply`): the
+/// lines written into its configuration file and reloaded, or why it was not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// When (unix ms): the tuning's time.
+    pub at: TimestampMs,
+    /// The advice offered, as the tuning gave it.
+    pub advice: prescale_orchestrate::tune::Advice,
+    /// The tuning's finding in words ([`Tuning::summary`]).
+    pub summary: String,
+    /// The file written (or that would have been).
+    pub file: String,
+    /// What changed in it, in words (`[[workloads]] "web": scale_down_window_s = 0
+    /// (was 3600)`); empty where it was not applied.
+    pub written: Vec<String>,
+    /// Why it was not applied; `None` where it was, and reloaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl Applied {
+    /// The `config` decision that says so, for workload `w`; `None` for a refusal said
+    /// already (`before`'s, the one kept last), so a file left edited is not said daily.
+    pub fn decision(&self, w: &str, before: Option<&Applied>) -> Option<Decision> {
+        let reason = match &self.refused {
+            None => format!(
+                "tune applied (control.tune_apply): wrote {} into {} and reloaded. {}",
+                self.written.join("; "),
+                self.file,
+                self.summary
+            ),
+            Some(why) => {
+                let said = before.is_some_and(|b| {
+                    b.refused.as_ref() == Some(why) && b.advice.settings == self.advice.settings
+                });
+                if said {
+                    return None;
+                }
+                format!(
+                    "tune not applied (control.tune_apply): {}: {why}",
+                    prescale_orchestrate::tune::settings_name(&self.advice.settings)
+                )
+            }
+        };
+        Some(Decision {
+            at: self.at,
+            workload: w.to_string(),
+            kind: DecisionKind::Config,
+            action: None,
+            reason,
+        })
+    }
+}
+
+/// The state document that keeps what came of applying workload `w`'s latest advice.
+fn applied_state_name(w: &str) -> String {
+    format!("tune-applied/{w}")
+}
+
+/// What came of the daemon's last applying of workload `w`'s advice (`None`: never
+/// offered one).
+pub fn last_applied(store: &Store, w: &str) -> Result<Option<Applied>, String> {
+    store
+        .get_state(&applied_state_name(w))
+        .map_err(|e| e.to_string())
+}
+
+/// Keeps `a` as workload `w`'s last applying, with its decision where it says
+/// something new ([`Applied::decision`]).
+pub fn keep_applied(store: &Store, w: &str, a: &Applied) -> Result<(), String> {
+    let before = last_applied(store, w).ok().flatten();
+    if let Some(d) = a.decision(w, before.as_ref()) {
+        store.log_decision(&d).map_err(|e| e.to_string())?;
+    }
+    store
+        .put_state(&applied_state_name(w), a)
+        .map_err(|e| e.to_string())
 }
 
 /// Seconds after a tuning that could not run (too little demand stored) before the
