@@ -623,21 +623,20 @@ impl Store {
                     *e = (*e).max(n);
                 }
             }
-            // Committed: the next append's checks see these samples. The sync need not
-            // hold others back (they sync what they commit themselves).
-            drop(chunked);
-            drop(committing);
-            self.persist()?;
-            self.inner
-                .appended
-                .fetch_add(total as u64, Ordering::Relaxed);
-        } else if reports.iter().any(|r| r.duplicates > 0) {
-            // A repeat may be of another append's sample, committed but not yet synced:
-            // answering "already stored" acknowledges it, so it is synced first.
-            drop(chunked);
-            drop(committing);
+        }
+        // The locks go before the sync: the next append's checks already see what was
+        // committed, and the sync need not hold others back (they sync their own).
+        drop(chunked);
+        drop(committing);
+        // What is acknowledged is synced before the answer: the samples committed, and
+        // any repeat, which may be of another append's sample committed but not yet
+        // synced ("already stored" acknowledges it). Refusals alone need no sync.
+        if total > 0 || reports.iter().any(|r| r.duplicates > 0) {
             self.persist()?;
         }
+        self.inner
+            .appended
+            .fetch_add(total as u64, Ordering::Relaxed);
         Ok(reports)
     }
 
