@@ -655,6 +655,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/unmanaged", get(unmanaged))
         .route("/api/v1/unmanaged/{name}/release", post(release))
         .route("/api/v1/admin/tsdb/snapshot", post(snapshot).put(snapshot))
+        // A known path asked with a method it does not take: said, with the methods it
+        // takes in the Allow header (which axum adds), not an empty 405.
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!(
+                        "{} does not take {method}; the Allow header names the methods it does",
+                        uri.path()
+                    ),
+                )
+            },
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

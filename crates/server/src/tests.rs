@@ -1146,9 +1146,29 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
     let right = ("authorization", "Bearer s3cret");
     let (code, text) = post(&app, "/-/reload", &[right], Vec::new()).await;
     assert_eq!(code, StatusCode::OK, "{text}");
-    // Not a GET: a link or a crawler does not reload.
-    let (code, _) = get(&app, "/-/reload").await;
+    // Not a GET: a link or a crawler does not reload. Refused saying so, with the
+    // methods it takes.
+    let (code, text) = get(&app, "/-/reload").await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["error"],
+        "/-/reload does not take GET; the Allow header names the methods it does",
+        "{text}"
+    );
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("DELETE")
+                .uri("/-/reload")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "POST,PUT");
 }
 
 #[tokio::test]
