@@ -427,6 +427,120 @@ fn daemon_collects_plans_serves_and_keeps_data_across_restart() {
     }
 }
 
+/// A sender writes batches without pause while the daemon is killed (SIGKILL: no
+/// graceful flush) mid-stream: after a restart every batch it answered 204 to is there
+/// whole, with its values, and every batch is there whole or not at all (one atomic
+/// commit each; the one in flight at the kill may go either way).
+#[test]
+fn writes_acknowledged_before_a_kill_mid_stream_are_all_kept() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, fast_config()).unwrap();
+    let data = dir.path().join("data");
+    let addr: SocketAddr = free_addr();
+    // Batch b: 50 samples of each of four series, at distinct milliseconds in the last
+    // hour, each value naming its batch and line.
+    let (series, lines) = (4usize, 50usize);
+    let start = prescale_core::now_ms() - 3_600_000;
+    let ts = move |b: usize, l: usize| start + (b * lines + l) as i64;
+    let batch = move |b: usize| -> String {
+        let mut text = String::new();
+        for l in 0..lines {
+            for s in 0..series {
+                text += &format!(
+                    "kill_test,part=p{s} value={} {}\n",
+                    (b * 1000 + l) as f64,
+                    ts(b, l)
+                );
+            }
+        }
+        text
+    };
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent;
+    {
+        let _d = start_daemon(&config, &data, &addr.to_string(), None);
+        wait_for(
+            || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+            "healthz",
+        );
+        let sender = {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut b = 0;
+                while !stop.load(Ordering::Relaxed) && b < 5_000 {
+                    let body = batch(b);
+                    let answer = common::http(
+                        addr,
+                        "POST",
+                        "/api/v2/write?precision=ms",
+                        &[],
+                        body.as_bytes(),
+                    );
+                    match answer {
+                        Some((204, _)) => acked.lock().unwrap().push(b),
+                        Some((code, text)) => panic!("batch {b}: {code} {text}"),
+                        // The daemon is gone: this batch's fate is unknown.
+                        None => {}
+                    }
+                    b += 1;
+                }
+                b
+            })
+        };
+        wait_for(
+            || acked.lock().unwrap().len() >= 20,
+            "twenty batches acknowledged",
+        );
+        // SIGKILL while the sender is still writing.
+        drop(_d);
+        stop.store(true, Ordering::Relaxed);
+        sent = sender.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 20 && sent > acked.len(),
+        "{} of {sent}",
+        acked.len()
+    );
+    let _d = start_daemon(&config, &data, &addr.to_string(), None);
+    wait_for(
+        || http_get(addr, "/healthz").is_some_and(|r| r.0 == 200),
+        "healthz after restart",
+    );
+    for s in 0..series {
+        let kept: std::collections::BTreeMap<i64, f64> =
+            samples(addr, &format!("kill_test_value{{part=\"p{s}\"}}"))
+                .into_iter()
+                .map(|(t, v)| ((t * 1000.0).round() as i64, v))
+                .collect();
+        for b in 0..sent {
+            let here =
+                (0..lines).filter(|&l| kept.get(&ts(b, l)) == Some(&((b * 1000 + l) as f64)));
+            let n = here.count();
+            if acked.contains(&b) {
+                assert_eq!(
+                    n, lines,
+                    "part p{s}: batch {b} was acknowledged and has {n} of {lines}"
+                );
+            } else {
+                assert!(
+                    n == 0 || n == lines,
+                    "part p{s}: batch {b} is torn: {n} of {lines}"
+                );
+            }
+        }
+        assert!(
+            kept.len() >= acked.len() * lines,
+            "part p{s}: {} kept",
+            kept.len()
+        );
+    }
+}
+
 #[test]
 fn json_logs_are_one_object_a_line_errors_included() {
     let parse = |text: &str| -> Vec<serde_json::Value> {

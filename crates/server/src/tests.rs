@@ -1152,8 +1152,7 @@ async fn reloading_over_http_takes_the_token_and_is_refused_beyond_loopback_with
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
-        v["error"],
-        "/-/reload does not take GET; the Allow header names the methods it does",
+        v["error"], "/-/reload does not take GET; the Allow header names the methods it does",
         "{text}"
     );
     let resp = app
