@@ -143,47 +143,85 @@ mod tests {
         }
     }
 
-    /// The default configuration written into a file in `dir`: the file, its text and
-    /// the configuration in force.
-    fn file(dir: &Path) -> (std::path::PathBuf, String, Config) {
-        let path = dir.join("prescale.toml");
+    /// The default configuration written into a file, as the daemon runs it.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        /// The file's text.
+        text: String,
+        /// The configuration in force.
+        cfg: Config,
+        /// Its workload's name.
+        w: String,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prescale.toml");
         let text = DEFAULT_TOML.to_string();
         std::fs::write(&path, &text).unwrap();
         let cfg = Config::load(&path).unwrap();
-        (path, text, cfg)
+        let w = cfg.workloads[0].name.clone();
+        Fixture {
+            dir,
+            path,
+            text,
+            cfg,
+            w,
+        }
     }
 
-    fn overrides() -> Overrides {
-        Overrides {
-            data_dir: None,
-            listen: None,
-            token_file: None,
+    impl Fixture {
+        /// Offers `t` (with the configuration in force `in_force`) through an
+        /// [`Applier`] on the file, with overrides `o` and `reload`.
+        fn offer(
+            &self,
+            (o, reload): (&Overrides, &dyn Fn() -> Result<serde_json::Value, String>),
+            in_force: &Config,
+            paused: bool,
+            w: &str,
+            t: &Tuned,
+        ) -> Option<Applied> {
+            Applier {
+                path: &self.path,
+                overrides: o,
+                reload,
+            }
+            .offer(in_force, paused, w, t)
         }
+
+        /// The file's text now.
+        fn now(&self) -> String {
+            std::fs::read_to_string(&self.path).unwrap()
+        }
+    }
+
+    const NONE: Overrides = Overrides {
+        data_dir: None,
+        listen: None,
+        token_file: None,
+    };
+
+    fn no_reload() -> Result<serde_json::Value, String> {
+        panic!("no reload")
     }
 
     #[test]
     fn an_advice_that_held_is_written_into_the_file_and_reloaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _, cfg) = file(dir.path());
-        let w = cfg.workloads[0].name.clone();
+        let f = fixture();
+        let (cfg, w) = (&f.cfg, &f.w);
         let reloads = Cell::new(0);
         let reload = || {
             reloads.set(reloads.get() + 1);
             Ok(serde_json::json!({}))
         };
-        let o = overrides();
-        let applier = Applier {
-            path: &path,
-            overrides: &o,
-            reload: &reload,
-        };
-        let t = tuned(&w, true);
-        let a = applier
-            .offer(&cfg, false, &w, &t)
+        let t = tuned(w, true);
+        let a = f
+            .offer((&NONE, &reload), cfg, false, w, &t)
             .expect("an advice to offer");
         assert_eq!(a.refused, None, "{a:?}");
         assert_eq!(reloads.get(), 1);
-        let now = Config::load(&path).unwrap();
+        let now = Config::load(&f.path).unwrap();
         assert_eq!(now.workloads[0].scale_down_window_s, 0);
         assert_ne!(cfg.workloads[0].scale_down_window_s, 0);
         assert_eq!(
@@ -196,23 +234,23 @@ mod tests {
         // Nothing else in the file changed.
         let mut back = now.clone();
         back.workloads[0].scale_down_window_s = cfg.workloads[0].scale_down_window_s;
-        assert_eq!(back, cfg);
+        assert_eq!(&back, cfg);
         assert_eq!(
             (a.at, a.file.as_str(), &a.advice),
             (
                 t.at,
-                path.to_str().unwrap(),
+                f.path.to_str().unwrap(),
                 t.tuning.as_ref().unwrap().advice.as_ref().unwrap()
             )
         );
         // Said as a decision with what was written, where, and why.
-        let d = a.decision(&w, None).unwrap();
+        let d = a.decision(w, None).unwrap();
         assert_eq!(
             d.reason,
             format!(
                 "tune applied (control.tune_apply): wrote {} into {} and reloaded. {}",
                 a.written[0],
-                path.display(),
+                f.path.display(),
                 t.summary
             )
         );
@@ -220,40 +258,25 @@ mod tests {
 
     #[test]
     fn nothing_is_applied_where_the_advice_did_not_hold_or_is_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, text, cfg) = file(dir.path());
-        let w = cfg.workloads[0].name.clone();
-        let reload = || -> Result<serde_json::Value, String> { panic!("no reload") };
-        let o = overrides();
-        let applier = Applier {
-            path: &path,
-            overrides: &o,
-            reload: &reload,
-        };
-        assert_eq!(applier.offer(&cfg, false, &w, &tuned(&w, false)), None);
-        let mut none = tuned(&w, true);
+        let f = fixture();
+        let (cfg, w) = (&f.cfg, &f.w);
+        let offer = |t: &Tuned| f.offer((&NONE, &no_reload), cfg, false, w, t);
+        assert_eq!(offer(&tuned(w, false)), None);
+        let mut none = tuned(w, true);
         none.tuning.as_mut().unwrap().advice = None;
-        assert_eq!(applier.offer(&cfg, false, &w, &none), None);
-        let mut failed = tuned(&w, true);
+        assert_eq!(offer(&none), None);
+        let mut failed = tuned(w, true);
         failed.tuning = None;
-        assert_eq!(applier.offer(&cfg, false, &w, &failed), None);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(offer(&failed), None);
+        assert_eq!(f.now(), f.text);
     }
 
     #[test]
     fn a_pause_or_a_file_edited_since_the_last_reload_keeps_the_file_as_it_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, text, cfg) = file(dir.path());
-        let w = cfg.workloads[0].name.clone();
-        let reload = || -> Result<serde_json::Value, String> { panic!("no reload") };
-        let o = overrides();
-        let applier = Applier {
-            path: &path,
-            overrides: &o,
-            reload: &reload,
-        };
-        let t = tuned(&w, true);
-        let a = applier.offer(&cfg, true, &w, &t).unwrap();
+        let f = fixture();
+        let (cfg, w) = (&f.cfg, &f.w);
+        let t = tuned(w, true);
+        let a = f.offer((&NONE, &no_reload), cfg, true, w, &t).unwrap();
         assert!(
             a.refused
                 .as_deref()
@@ -262,10 +285,10 @@ mod tests {
             "{a:?}"
         );
         assert!(a.written.is_empty());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(f.now(), f.text);
         // Said once: the same refusal of the same advice at the next tuning is not
         // logged again, another is.
-        let d = a.decision(&w, None).unwrap();
+        let d = a.decision(w, None).unwrap();
         assert_eq!(
             d.reason,
             format!(
@@ -273,66 +296,57 @@ mod tests {
                 a.refused.as_deref().unwrap()
             )
         );
-        assert_eq!(a.decision(&w, Some(&a)), None);
+        assert_eq!(a.decision(w, Some(&a)), None);
         // Someone edited the file and did not reload: the edit is not put in force
         // behind their back, and the file is left as they left it.
-        let edited = text.replacen("\ninterval_s = 15", "\ninterval_s = 30", 1);
-        assert_ne!(edited, text);
-        std::fs::write(&path, &edited).unwrap();
-        let b = applier.offer(&cfg, false, &w, &t).unwrap();
+        let edited = f.text.replacen("\ninterval_s = 15", "\ninterval_s = 30", 1);
+        assert_ne!(edited, f.text);
+        std::fs::write(&f.path, &edited).unwrap();
+        let b = f.offer((&NONE, &no_reload), cfg, false, w, &t).unwrap();
         let why = b.refused.as_deref().unwrap();
         assert!(
             why.contains("was changed since the configuration in force was read from it")
                 && why.contains(&format!("prescale tune {w} --write")),
             "{why}"
         );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
-        assert!(b.decision(&w, Some(&a)).is_some());
+        assert_eq!(f.now(), edited);
+        assert!(b.decision(w, Some(&a)).is_some());
         // The command line's overrides are not an edit.
-        std::fs::write(&path, &text).unwrap();
+        std::fs::write(&f.path, &f.text).unwrap();
         let o = Overrides {
-            data_dir: Some(dir.path().join("data")),
-            listen: None,
-            token_file: None,
+            data_dir: Some(f.dir.path().join("data")),
+            ..NONE
         };
         let mut running = cfg.clone();
         crate::apply_overrides(&mut running, &o);
         let ok = || Ok(serde_json::json!({}));
-        let applier = Applier {
-            path: &path,
-            overrides: &o,
-            reload: &ok,
-        };
-        let c = applier.offer(&running, false, &w, &t).unwrap();
+        let c = f.offer((&o, &ok), &running, false, w, &t).unwrap();
         assert_eq!(c.refused, None, "{c:?}");
     }
 
     #[test]
     fn a_reload_that_refuses_the_file_gets_it_put_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, text, cfg) = file(dir.path());
-        let w = cfg.workloads[0].name.clone();
+        let f = fixture();
+        let (cfg, w) = (&f.cfg, &f.w);
         let reload = || Err("server.token_file: cannot read /run/secrets/token".to_string());
-        let o = overrides();
-        let applier = Applier {
-            path: &path,
-            overrides: &o,
-            reload: &reload,
-        };
-        let a = applier.offer(&cfg, false, &w, &tuned(&w, true)).unwrap();
+        let a = f
+            .offer((&NONE, &reload), cfg, false, w, &tuned(w, true))
+            .unwrap();
         assert_eq!(
             a.refused.as_deref(),
             Some("the reload refused the file with the advice written (server.token_file: cannot read /run/secrets/token), so it is put back as it was")
         );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(f.now(), f.text);
         // A workload the file has no entry for: nothing written, saying so.
-        let b = Applier {
-            path: &path,
-            overrides: &o,
-            reload: &|| panic!("no reload"),
-        }
-        .offer(&cfg, false, "ghost", &tuned("ghost", true))
-        .unwrap();
+        let b = f
+            .offer(
+                (&NONE, &no_reload),
+                cfg,
+                false,
+                "ghost",
+                &tuned("ghost", true),
+            )
+            .unwrap();
         assert!(
             b.refused
                 .as_deref()
@@ -340,6 +354,6 @@ mod tests {
                 .contains("no [[workloads]] entry with name = \"ghost\""),
             "{b:?}"
         );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(f.now(), f.text);
     }
 }
