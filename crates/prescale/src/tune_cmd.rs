@@ -247,8 +247,12 @@ pub(crate) fn write_advice(
 }
 
 /// Replaces the file at `path` with `text` whole: written beside it (with its
-/// permissions), then renamed over it, so a reader never sees half of either.
+/// permissions), then renamed over it, so a reader never sees half of either. A link is
+/// followed: the file it names is replaced and the link kept (a configuration linked
+/// from a checkout stays linked).
 pub(crate) fn replace_file(path: &Path, text: &str) -> Result<(), String> {
+    let resolved = std::fs::canonicalize(path);
+    let path = resolved.as_deref().unwrap_or(path);
     let tmp = path.with_file_name(format!(
         ".{}.prescale-tune",
         path.file_name()
@@ -427,6 +431,24 @@ mod tests {
         let again = write_advice(&path, "host", &advice).unwrap();
         assert!(again.iter().all(|c| c.ends_with("(already)")), "{again:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), new);
+        // Through a link (a configuration linked from a checkout): the file it names
+        // is written, and the link stays a link.
+        #[cfg(unix)]
+        {
+            let checkout = dir.path().join("checkout");
+            std::fs::create_dir(&checkout).unwrap();
+            let target = checkout.join("prescale.toml");
+            std::fs::write(&target, &text).unwrap();
+            let link = dir.path().join("linked.toml");
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            write_advice(&link, "host", &advice).unwrap();
+            assert!(std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), new);
+            assert_eq!(std::fs::read_dir(&checkout).unwrap().count(), 1);
+        }
         // A [control] line of a sweep's advice goes into [control].
         let (with_control, said) = with_advice(
             &text,
