@@ -415,6 +415,12 @@ fn with_tune_apply_the_daemon_writes_an_advice_that_held_into_its_file_and_reloa
         reasons.iter().any(|r| r.starts_with(&said)),
         "{said}\n{reasons:#?}"
     );
+    // Kept as a series, on /metrics: not refused.
+    let (_, metrics) = get(addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("\nprescale_tune_apply_refused{workload=\"host\"} 0\n"),
+        "{metrics}"
+    );
     // `prescale status --wide` and the dashboard say it too.
     let wrote = format!(
         "(control.tune_apply): wrote [[workloads]] \"host\": scale_down_window_s = 0 (was 7200) into {} and reloaded",

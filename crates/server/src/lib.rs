@@ -2149,6 +2149,10 @@ pub fn render_metrics(st: &AppState) -> String {
             "prescale_tune_own_cost_dollars",
             "What the workload's own settings cost over the stretch replayed, as last tuned.",
         ),
+        (
+            "prescale_tune_apply_refused",
+            "With control.tune_apply: 1 where the daemon did not apply the workload's last advice that held (GET /api/v1/workloads/NAME/tune says why in applied.refused), 0 where it wrote it into its file and reloaded.",
+        ),
     ] {
         family(name, "gauge", help, latest_by_workload(st, name, None));
     }

@@ -159,13 +159,28 @@ pub fn last_applied(store: &Store, w: &str) -> Result<Option<Applied>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Keeps `a` as workload `w`'s last applying, with its decision where it says
-/// something new ([`Applied::decision`]).
+/// Keeps `a` as workload `w`'s last applying: with its decision where it says
+/// something new ([`Applied::decision`]), and as the series
+/// `prescale_tune_apply_refused{workload}` at its time (1 where it was not applied, 0
+/// where it was), for `/metrics` and the alert `PrescaleTuningNotApplied`.
 pub fn keep_applied(store: &Store, w: &str, a: &Applied) -> Result<(), String> {
     let before = last_applied(store, w).ok().flatten();
     if let Some(d) = a.decision(w, before.as_ref()) {
         store.log_decision(&d).map_err(|e| e.to_string())?;
     }
+    let key = SeriesKey::metric("prescale_tune_apply_refused")
+        .expect("static name")
+        .with_label("workload", w.to_string());
+    let refused = f64::from(u8::from(a.refused.is_some()));
+    store
+        .append(
+            &key,
+            &[prescale_core::Sample {
+                ts: a.at,
+                value: refused,
+            }],
+        )
+        .map_err(|e| e.to_string())?;
     store
         .put_state(&applied_state_name(w), a)
         .map_err(|e| e.to_string())
