@@ -833,7 +833,10 @@ fn run_cmd(
                     .workloads
                     .get(w)
                     .is_some_and(|s| s.paused.is_some());
-                let Some(a) = applier.offer(&in_force, paused, w, t) else {
+                let last = prescale_server::tune::last_applied(&st.store, w)
+                    .ok()
+                    .flatten();
+                let Some(a) = applier.offer(&in_force, (paused, last.as_ref()), w, t) else {
                     continue;
                 };
                 match &a.refused {

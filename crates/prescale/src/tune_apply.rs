@@ -9,9 +9,12 @@
 //! unseen); a reload that refuses the file with the advice in it (a token file gone,
 //! say) gets the file put back as it was, so the file keeps saying what runs.
 //!
-//! Applying cannot go round in circles on the same demand: an advice is a run that
-//! costs no more and is short no longer than the settings in force, better in one, so
-//! the next tuning (within five minutes, as after any reload) cannot advise going back.
+//! At most one advice is applied to a workload per `tune_every_s`: the tuning that
+//! follows the reload (within five minutes) says whether the advice still stands, and
+//! another waits for the next day's. On the same demand an advice cannot be undone by
+//! the next (it costs no more and is short no longer than the settings in force, better
+//! in one), but the stretch replayed moves on, and two settings nearly tied could
+//! otherwise each win in turn, every five minutes.
 
 use std::path::Path;
 
@@ -34,18 +37,23 @@ pub(crate) struct Applier<'a> {
 
 impl Applier<'_> {
     /// Offers workload `w`'s tuning `t`, just made with `in_force` running, for
-    /// applying; `paused`: an operator's pause holds the workload. `None` where it has
-    /// no advice that held on each half (there is nothing to apply); otherwise what
-    /// came of it: written and reloaded, or why not.
+    /// applying; `paused`: an operator's pause holds the workload; `last`: what came of
+    /// the offer before. `None` where it has no advice that held on each half, or one
+    /// was applied less than `tune_every_s` before (there is nothing to apply yet);
+    /// otherwise what came of it: written and reloaded, or why not.
     pub(crate) fn offer(
         &self,
         in_force: &Config,
-        paused: bool,
+        (paused, last): (bool, Option<&Applied>),
         w: &str,
         t: &Tuned,
     ) -> Option<Applied> {
         let advice = t.tuning.as_ref()?.advice.as_ref()?;
         if !advice.holds_on_each_half {
+            return None;
+        }
+        let every_ms = in_force.control.tune_every_s as i64 * 1000;
+        if last.is_some_and(|l| l.refused.is_none() && t.at < l.at + every_ms) {
             return None;
         }
         let (written, refused) = match self.write(in_force, paused, w, advice) {
@@ -187,7 +195,7 @@ mod tests {
                 overrides: o,
                 reload,
             }
-            .offer(in_force, paused, w, t)
+            .offer(in_force, (paused, None), w, t)
         }
 
         /// The file's text now.
@@ -355,5 +363,41 @@ mod tests {
             "{b:?}"
         );
         assert_eq!(f.now(), f.text);
+    }
+
+    #[test]
+    fn one_advice_is_applied_a_workload_per_tuning_period() {
+        let f = fixture();
+        let (cfg, w) = (&f.cfg, &f.w);
+        let ok = || Ok(serde_json::json!({}));
+        let applier = Applier {
+            path: &f.path,
+            overrides: &NONE,
+            reload: &ok,
+        };
+        let t = tuned(w, true);
+        let first = applier.offer(cfg, (false, None), w, &t).unwrap();
+        assert_eq!(first.refused, None, "{first:?}");
+        let in_force = Config::load(&f.path).unwrap();
+        // Five minutes later (the tuning after the reload), another advice waits.
+        let mut next = tuned(w, true);
+        next.at = t.at + 300_000;
+        let before = f.now();
+        assert_eq!(
+            applier.offer(&in_force, (false, Some(&first)), w, &next),
+            None
+        );
+        assert_eq!(f.now(), before);
+        // After a refusal it is not held back: nothing was applied.
+        let refused = Applied {
+            refused: Some("paused".into()),
+            ..first.clone()
+        };
+        let again = applier.offer(&in_force, (false, Some(&refused)), w, &next);
+        assert!(again.is_some());
+        // A tuning period after the last applied, it is offered again.
+        next.at = t.at + in_force.control.tune_every_s as i64 * 1000;
+        let later = applier.offer(&in_force, (false, Some(&first)), w, &next);
+        assert!(later.is_some(), "a day later");
     }
 }
