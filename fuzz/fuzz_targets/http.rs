@@ -4,7 +4,9 @@
 //! and every refusal says what is wrong: a 4xx answer has a body.
 //!
 //! The input is a request as text: `METHOD URI`, then `Name: value` header lines, a
-//! blank line, and the body (bytes).
+//! blank line, and the body (bytes). A leading `!` sends it to a second router over the
+//! same store whose reads and writes take a token (`s3cret`), so the `Authorization`
+//! header (Bearer, and Basic with the token as the password) is read from any bytes.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -20,7 +22,10 @@ use tower::ServiceExt;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    /// On loopback without a token.
     app: axum::Router,
+    /// Every request but /healthz takes the token.
+    guarded: axum::Router,
     rt: tokio::runtime::Runtime,
 }
 
@@ -45,7 +50,13 @@ fn fixture() -> &'static Fixture {
             store.append(&key, &[s]).unwrap();
             e.tick(t + 1).unwrap();
         }
-        let st = AppState::new(&c, store, e.status_handle()).unwrap();
+        let st = AppState::new(&c, store.clone(), e.status_handle()).unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let mut g = c.clone();
+        g.server.token_file = Some(token);
+        g.server.token_for_reads = true;
+        let guarded = AppState::new(&g, store, e.status_handle()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -53,6 +64,7 @@ fn fixture() -> &'static Fixture {
         Fixture {
             _dir: dir,
             app: prescale_server::router(st),
+            guarded: prescale_server::router(guarded),
             rt,
         }
     })
@@ -77,15 +89,21 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let f = fixture();
+    let (app, data) = match data.strip_prefix(b"!") {
+        Some(rest) => (&f.guarded, rest),
+        None => (&f.app, data),
+    };
     let Some(req) = request(data) else {
         return;
     };
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let f = fixture();
     let (code, body) = f.rt.block_on(async {
-        let resp = f.app.clone().oneshot(req).await.unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
         let code = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 64 << 20)
+            .await
+            .unwrap();
         (code, body)
     });
     assert!(
