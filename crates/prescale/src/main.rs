@@ -843,7 +843,7 @@ fn run_cmd(
                     None => tracing::info!(workload = %w, written = ?a.written, "tuning applied (control.tune_apply)"),
                     Some(why) => tracing::warn!(workload = %w, "tuning not applied (control.tune_apply): {why}"),
                 }
-                if let Err(e) = prescale_server::tune::keep_applied(&st.store, w, &a) {
+                if let Err(e) = prescale_server::tune::keep_applied(&st.store, w, &a, last.as_ref()) {
                     tracing::error!(workload = %w, "what came of applying the tuning could not be kept: {e}");
                 }
             }

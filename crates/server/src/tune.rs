@@ -159,13 +159,18 @@ pub fn last_applied(store: &Store, w: &str) -> Result<Option<Applied>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Keeps `a` as workload `w`'s last applying: with its decision where it says
-/// something new ([`Applied::decision`]), and as the series
-/// `prescale_tune_apply_refused{workload}` at its time (1 where it was not applied, 0
-/// where it was), for `/metrics` and the alert `PrescaleTuningNotApplied`.
-pub fn keep_applied(store: &Store, w: &str, a: &Applied) -> Result<(), String> {
-    let before = last_applied(store, w).ok().flatten();
-    if let Some(d) = a.decision(w, before.as_ref()) {
+/// Keeps `a` as workload `w`'s last applying, after `before` (the one kept last,
+/// [`last_applied`]): with its decision where it says something new
+/// ([`Applied::decision`]), and as the series `prescale_tune_apply_refused{workload}`
+/// at its time (1 where it was not applied, 0 where it was), for `/metrics` and the
+/// alert `PrescaleTuningNotApplied`.
+pub fn keep_applied(
+    store: &Store,
+    w: &str,
+    a: &Applied,
+    before: Option<&Applied>,
+) -> Result<(), String> {
+    if let Some(d) = a.decision(w, before) {
         store.log_decision(&d).map_err(|e| e.to_string())?;
     }
     let key = SeriesKey::metric("prescale_tune_apply_refused")
