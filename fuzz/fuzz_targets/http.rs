@@ -106,6 +106,16 @@ fuzz_target!(|data: &[u8]| {
             .unwrap();
         (code, body)
     });
+    // `HTTP_FUZZ_DEBUG=1 target/.../http FILE` shows what an input was answered.
+    if std::env::var_os("HTTP_FUZZ_DEBUG").is_some() {
+        eprintln!(
+            "{method} {uri}: {code}: {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(150)
+                .collect::<String>()
+        );
+    }
     assert!(
         !code.is_server_error() || code.as_u16() == 503,
         "{method} {uri}: {code}: {}",
