@@ -88,6 +88,28 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
         capacity += k as f64 * eff;
         n.push(k);
     }
+    if remaining > 1e-9 {
+        // Spot was rounded down within its share of the need; where on demand could not
+        // take the rest (no on-demand tier, or each at its maximum), spot takes what its
+        // share of the capacity allows (a workload on spot alone: all of it).
+        let mut spot: f64 = tiers
+            .iter()
+            .zip(&n)
+            .filter(|(t, _)| t.class == TierClass::Spot)
+            .map(|(t, k)| *k as f64 * t.effective_capacity())
+            .sum();
+        for (t, k) in tiers.iter().zip(n.iter_mut()) {
+            let e = t.effective_capacity();
+            while t.class == TierClass::Spot
+                && remaining > 1e-9
+                && *k < t.max_instances
+                && spot + e <= w.max_spot_share * (capacity + e) + 1e-9
+            {
+                *k += 1;
+                (spot, capacity, remaining) = (spot + e, capacity + e, remaining - e);
+            }
+        }
+    }
     if remaining <= 1e-9 {
         capacity = spot_within_capacity_share(need, capacity, &mut n, tiers, w);
         remaining = need - capacity;
@@ -1140,14 +1162,36 @@ pub fn plan_held(
         .unwrap_or(0);
     let bound = 1.0 - q;
     let mut risk = shortfall_risk(forecast, peak_idx, &f, &tiers, interval_ms);
-    let mut added = 0;
+    let mut added: BTreeMap<&str, u32> = BTreeMap::new();
     // Not where a limit already bound (a floor of instances is no limit).
     if matches!(f.binding, "sla" | "min_instances") {
         while risk > bound * (1.0 + 1e-9) {
+            // On demand first; where no on-demand tier has room (or the workload may use
+            // none), more spot within its share: losing some of more instances still
+            // leaves enough.
+            let spot: f64 = tiers
+                .iter()
+                .filter(|t| t.class == TierClass::Spot)
+                .map(|t| f.instances[&t.name] as f64 * t.effective_capacity())
+                .sum();
+            let room = |t: &&&Tier| f.instances[&t.name] < t.max_instances;
             let Some(t) = tiers
                 .iter()
-                .find(|t| t.class != TierClass::Spot && f.instances[&t.name] < t.max_instances)
+                .filter(room)
+                .find(|t| t.class != TierClass::Spot)
+                .or_else(|| {
+                    tiers.iter().filter(room).find(|t| {
+                        let e = t.effective_capacity();
+                        t.class == TierClass::Spot
+                            && spot + e <= w.max_spot_share * (f.capacity + e) + 1e-9
+                    })
+                })
             else {
+                f.binding = "max_instances";
+                f.notes.push(format!(
+                    "no tier it may use has room for the cover against spot losses (on demand at its max_instances, or none; spot at its maximum or its share): the risk of shortfall stays over the {:.1}% bound",
+                    bound * 100.0
+                ));
                 break;
             };
             if w.budget_per_hour
@@ -1163,13 +1207,15 @@ pub fn plan_held(
             *f.instances.get_mut(&t.name).expect("present") += 1;
             f.capacity += t.effective_capacity();
             f.cost_per_hour += t.price_per_hour;
-            added += 1;
+            *added.entry(t.name.as_str()).or_default() += 1;
             risk = shortfall_risk(forecast, peak_idx, &f, &tiers, interval_ms);
         }
     }
-    if added > 0 {
+    if !added.is_empty() {
+        let list: Vec<String> = added.iter().map(|(t, n)| format!("{n} {t}")).collect();
         f.notes.push(format!(
-            "{added} on-demand instance(s) added so that losing spot capacity keeps the shortfall risk within {:.1}%",
+            "{} added so that losing spot capacity keeps the shortfall risk within {:.1}%",
+            list.join(" + "),
             bound * 100.0
         ));
     }
@@ -1441,6 +1487,20 @@ pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: 
                 ));
                 break;
             };
+            // The budget binds first, as it does for CPU: no instance it cannot pay for.
+            if let Some(b) = w
+                .budget_per_hour
+                .filter(|b| f.cost_per_hour + t.price_per_hour > b + 1e-9)
+            {
+                f.binding = "budget";
+                f.notes.push(format!(
+                    "the ${b:.2}/h budget cannot buy the {} too: {:.1} of {:.1} needed covered",
+                    d.name(),
+                    covered(f),
+                    need
+                ));
+                break;
+            }
             *f.instances.get_mut(&t.name).expect("present") += 1;
             *added.entry(t.name.clone()).or_default() += 1;
             f.capacity += t.effective_capacity();
@@ -1459,16 +1519,6 @@ pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: 
             ));
             if f.binding == "sla" {
                 f.binding = d.name(); // CPU was skipped above
-            }
-        }
-        if let Some(b) = w.budget_per_hour {
-            if f.cost_per_hour > b + 1e-9 {
-                f.binding = "budget";
-                f.notes.push(format!(
-                    "covering {} takes ${:.2}/h, over the ${b:.2}/h budget",
-                    d.name(),
-                    f.cost_per_hour
-                ));
             }
         }
     }
@@ -2529,6 +2579,67 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_covered_within_the_budget() {
+        let (mut w, tiers) = setup();
+        w.budget_per_hour = Some(1.0);
+        let cpu = flat_forecast(vec![1.0, 1.0], 30);
+        let memory = flat_forecast(vec![1000.0, 1000.0], 30);
+        let p = plan_dimensions(&w, &tiers, &cpu, &[(Dim::Memory, &memory)], 0, 60_000, &[]);
+        // 1000 GiB at 80% would take dozens of instances; $1/h buys a few.
+        assert!(p.cost_per_hour <= 1.0 + 1e-9, "{}", p.reason);
+        assert!(p.target.values().sum::<u32>() >= 2, "{:?}", p.target);
+        assert_eq!(p.binding, "budget", "{}", p.reason);
+        assert!(
+            p.reason
+                .contains("the $1.00/h budget cannot buy the memory too"),
+            "{}",
+            p.reason
+        );
+        w.budget_per_hour = None;
+        let p = plan_dimensions(&w, &tiers, &cpu, &[(Dim::Memory, &memory)], 0, 60_000, &[]);
+        assert!(
+            p.cost_per_hour > 1.0 && p.binding == "memory",
+            "{}",
+            p.reason
+        );
+    }
+
+    #[test]
+    fn a_workload_on_spot_alone_covers_spot_losses_with_spot_or_says_it_cannot() {
+        let (mut w, mut tiers) = setup();
+        tiers[0].interruption_rate_per_hour = 5.0;
+        tiers[0].max_instances = 100;
+        w.tiers = vec![tiers[0].name.clone()];
+        w.max_spot_share = 1.0;
+        w.sla_quantile = 0.99;
+        w.target_utilization = 1.0;
+        let f = flat_forecast(vec![10.0, 11.0], 30);
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        // 11 vCPU: 3 spot cover it, and more spot covers their losses (no on-demand tier
+        // may serve it).
+        assert_eq!(p.binding, "sla", "{}", p.reason);
+        assert!(p.target[&tiers[0].name] > 3, "{}", p.reason);
+        assert!(
+            p.reason.contains(
+                " spot added so that losing spot capacity keeps the shortfall risk within 1.0%"
+            ),
+            "{}",
+            p.reason
+        );
+        // With no room for the cover, the plan says the bound is not met.
+        tiers[0].max_instances = 3;
+        let p = plan(&w, &tiers, &f, 0, 60_000);
+        assert_eq!(p.target[&tiers[0].name], 3);
+        assert_eq!(p.binding, "max_instances", "{}", p.reason);
+        assert!(
+            p.reason
+                .contains("no tier it may use has room for the cover against spot losses"),
+            "{}",
+            p.reason
+        );
+    }
+
+    #[test]
     fn a_tier_reserved_for_other_workloads_is_not_used() {
         let (w, mut tiers) = setup();
         tiers[0].workloads = vec!["batch-jobs".into()]; // spot, for another workload only
@@ -2665,7 +2776,9 @@ mod tests {
         let risky = plan(&w, &tiers, &f, 0, 60_000);
         assert!(risky.target["standard"] >= 1, "{:?}", risky.target);
         assert!(
-            risky.reason.contains("on-demand instance(s) added"),
+            risky
+                .reason
+                .contains(" standard added so that losing spot capacity"),
             "{}",
             risky.reason
         );
