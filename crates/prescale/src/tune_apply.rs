@@ -95,7 +95,15 @@ impl Applier<'_> {
                 "{shown} was changed since the configuration in force was read from it, and a reload now would put that change in force unseen: reload it (or undo the change) first, or write the advice yourself with `prescale tune {w} --write {shown}`"
             ));
         }
-        let written = crate::tune_cmd::write_advice(self.path, w, advice)?;
+        let written = crate::tune_cmd::write_advice(self.path, w, advice).map_err(|e| {
+            if e.contains(": cannot write: ") || e.contains(": cannot replace: ") {
+                format!(
+                    "{e}: the daemon writes the advice beside its configuration file and renames it over it, so that directory must be writable (a Kubernetes ConfigMap's mount is not): write it where the configuration is kept (`prescale tune {w} --write FILE`), or set [control] tune_apply = false"
+                )
+            } else {
+                e
+            }
+        })?;
         if let Err(e) = (self.reload)() {
             return Err(match crate::tune_cmd::replace_file(self.path, &before) {
                 Ok(()) => format!(
@@ -363,6 +371,31 @@ mod tests {
             "{b:?}"
         );
         assert_eq!(f.now(), f.text);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_left_as_it_is_saying_where_to_write_it() {
+        let f = fixture();
+        let (cfg, w) = (&f.cfg, &f.w);
+        // As a read-only mount would (the tests run as root, which writes anything): the
+        // new text cannot be written beside the file.
+        let beside = f.dir.path().join(".prescale.toml.prescale-tune");
+        std::fs::create_dir(&beside).unwrap();
+        let a = f
+            .offer((&NONE, &no_reload), cfg, false, w, &tuned(w, true))
+            .unwrap();
+        let why = a.refused.as_deref().unwrap();
+        assert!(
+            why.starts_with(&format!("{}: cannot write: ", beside.display()))
+                && why.contains(
+                    "so that directory must be writable (a Kubernetes ConfigMap's mount is not)"
+                )
+                && why.contains(&format!("`prescale tune {w} --write FILE`")),
+            "{why}"
+        );
+        assert!(a.written.is_empty());
+        assert_eq!(f.now(), f.text);
+        assert!(beside.is_dir());
     }
 
     #[test]
