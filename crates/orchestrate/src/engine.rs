@@ -2913,6 +2913,33 @@ impl<P: Provider> Engine<P> {
             ));
         }
         let mut desired = s.stabilizer.desired(now, &plan.target);
+        // A maximum a reload lowered beats the scale-down delay, as a lowered
+        // `maxReplicas` beats HPA's stabilisation: the targets recorded before it do not
+        // keep more (make before break still: the reconciler keeps ready capacity while
+        // any is pending).
+        let over_max: Vec<String> = self
+            .tiers
+            .iter()
+            .filter_map(|t| {
+                let n = desired.get(&t.name).copied().unwrap_or(0);
+                (n > t.max_instances).then(|| {
+                    desired.insert(t.name.clone(), t.max_instances);
+                    s.stabilizer.cap(&t.name, t.max_instances);
+                    format!(
+                        "{} {} (max_instances = {})",
+                        n - t.max_instances,
+                        t.name,
+                        t.max_instances
+                    )
+                })
+            })
+            .collect();
+        if !over_max.is_empty() {
+            plan.reason.push_str(&format!(
+                "; a lowered maximum beats the scale-down delay: {} let go",
+                over_max.join(", ")
+            ));
+        }
         // Short of the demand now: a surge gets the needed count ready sooner. Until the
         // step in progress has a reading of a dimension, its last step's stands for it:
         // the first passes of each step found nothing short, released the extras still
@@ -4688,6 +4715,62 @@ mod tests {
         assert!(
             st.read().unwrap().workloads["host"].plan.is_some(),
             "status restored before any pass"
+        );
+    }
+
+    #[test]
+    fn a_maximum_a_reload_lowers_beats_the_scale_down_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.workloads[0].scale_down_delay_s = 3_600;
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        feed(&store, 0..121);
+        let mut e = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.set_inline_training();
+        let spot = c.tiers.iter().position(|t| t.name == "spot").unwrap();
+        let desired = |e: &Engine<SimCloud>, t: &str| {
+            e.status_handle().read().unwrap().workloads["host"].desired[t]
+        };
+        for m in 118..=120 {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        let before = desired(&e, "spot");
+        assert!(before >= 2, "spot {before}");
+        // The reload lowers spot's maximum under what the workload holds: the hour's
+        // scale-down delay does not keep the rest.
+        let mut n = c.clone();
+        n.tiers[spot].max_instances = 1;
+        let sim = SimCloud::new(&n.tiers, 1);
+        e.reconfigure(
+            n.tiers.clone(),
+            n.workloads.clone(),
+            15_000,
+            sim,
+            120 * 60_000 + 2,
+        );
+        feed(&store, 121..122);
+        e.tick(121 * 60_000 + 1).unwrap();
+        assert_eq!(desired(&e, "spot"), 1);
+        let st = e.status_handle().read().unwrap().clone();
+        let reason = &st.workloads["host"].plan.as_ref().unwrap().reason;
+        assert!(
+            reason.contains(&format!(
+                "a lowered maximum beats the scale-down delay: {} spot (max_instances = 1) let go",
+                before - 1
+            )),
+            "{reason}"
+        );
+        // Once what replaces it serves, the workload holds no more than the maximum.
+        for m in 122..135 {
+            feed(&store, m..m + 1);
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        assert!(
+            e.provider()
+                .allocation("host", 135 * 60_000)
+                .get("spot")
+                .total()
+                <= 1
         );
     }
 
