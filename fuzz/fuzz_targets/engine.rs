@@ -1,19 +1,24 @@
 //! The control loop over any stream of demand samples (late, repeated, zero, huge),
-//! passes at any pace, and a provider that fails when the input says: each action is
-//! applied, or refused as unavailable (a timeout) or at capacity.
+//! passes at any pace, an operator's pauses and resumes, reloads that change a tier's
+//! maximum or the workload's budget, and a provider that fails when the input says: each
+//! action is applied, or refused as unavailable (a timeout) or at capacity.
 //!
 //! No pass panics or fails; every action the provider accepted is counted as an action
-//! and every one it refused as an error (each logged as a decision); what a workload is
-//! asked to hold stays within each tier's `max_instances`, and what it holds, its plan's
-//! cost and its ready capacity are finite. `ENGINE_FUZZ_DEBUG=1` prints where an input
-//! left the workload.
+//! and every one it refused as an error (each logged as a decision); a pass while a
+//! pause of every change holds asks nothing of the provider, and one while a pause of
+//! scale-down holds removes nothing; what a workload is asked to hold stays within each
+//! tier's `max_instances` in force (or, while a pause holds, what it holds), and its plan's cost and ready capacity are finite.
+//! `ENGINE_FUZZ_DEBUG=1` prints where an input left the workload, `ENGINE_FUZZ_TRACE=1`
+//! its demand, instances and plan at each pass.
 #![no_main]
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
-use prescale_core::{Action, Allocation, DecisionKind, Sample, SeriesKey, TimestampMs};
+use prescale_core::{
+    Action, ActionKind, Allocation, DecisionKind, PauseScope, Sample, SeriesKey, Tier, TimestampMs,
+};
 use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
 use prescale_orchestrate::{Engine, Provider, SimCloud};
 use prescale_store::{Durability, Store};
@@ -21,11 +26,29 @@ use prescale_store::{Durability, Store};
 /// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
 type Faults = Arc<Mutex<VecDeque<u8>>>;
 
-/// The simulated cloud, failing as told; counts what it accepted and refused.
+/// What the provider was asked: accepted, refused, and removals accepted.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+struct Asked {
+    accepted: u64,
+    refused: u64,
+    removed: u64,
+}
+
+/// The simulated cloud, failing as told; counts what it was asked.
 struct Flaky {
     inner: SimCloud,
     faults: Faults,
-    accepted: Arc<Mutex<(u64, u64)>>,
+    asked: Arc<Mutex<Asked>>,
+}
+
+impl Flaky {
+    fn new(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
+        Flaky {
+            inner: SimCloud::new(tiers, 1),
+            faults: faults.clone(),
+            asked: asked.clone(),
+        }
+    }
 }
 
 impl Provider for Flaky {
@@ -44,11 +67,14 @@ impl Provider for Flaky {
             }),
             _ => self.inner.apply(a, now),
         };
-        let mut c = self.accepted.lock().unwrap();
-        if r.is_ok() {
-            c.0 += 1;
-        } else {
-            c.1 += 1;
+        let mut asked = self.asked.lock().unwrap();
+        match &r {
+            Ok(()) if a.kind == ActionKind::Deprovision => {
+                asked.accepted += 1;
+                asked.removed += 1;
+            }
+            Ok(()) => asked.accepted += 1,
+            Err(_) => asked.refused += 1,
         }
         r
     }
@@ -57,6 +83,12 @@ impl Provider for Flaky {
     }
     fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
         self.inner.advance(now)
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        self.inner.save()
+    }
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
+        self.inner.restore(state)
     }
 }
 
@@ -70,23 +102,17 @@ fuzz_target!(|data: &[u8]| {
     c.workloads[0].min_instances = u32::from(head % 3);
     c.workloads[0].budget_per_hour = [None, Some(0.5), Some(5.0)][usize::from(head / 3 % 3)];
     let faults: Faults = Arc::default();
-    let accepted = Arc::new(Mutex::new((0, 0)));
-    let provider = Flaky {
-        inner: SimCloud::new(&c.tiers, 1),
-        faults: faults.clone(),
-        accepted: accepted.clone(),
-    };
+    let asked: Arc<Mutex<Asked>> = Arc::default();
+    let provider = Flaky::new(&c.tiers, &faults, &asked);
     let mut e = Engine::from_config(&c, 0, store.clone(), provider);
     e.set_inline_training();
     let key = SeriesKey::parse(&c.workloads[0].demand).unwrap();
-    let max: std::collections::BTreeMap<&str, u32> = c
-        .tiers
-        .iter()
-        .map(|t| (t.name.as_str(), t.max_instances))
-        .collect();
+    let name = c.workloads[0].name.clone();
     let mut now: TimestampMs = 1_800_000_000_000;
+    // The operator's pause in force: its scope and end.
+    let mut paused: Option<(PauseScope, TimestampMs)> = None;
     for op in ops.chunks_exact(3).take(200) {
-        match op[0] % 4 {
+        match op[0] % 6 {
             // A sample, up to ten minutes late.
             0 | 1 => {
                 let at = now - i64::from(op[1] % 11) * 60_000;
@@ -101,17 +127,82 @@ fuzz_target!(|data: &[u8]| {
                 .lock()
                 .unwrap()
                 .extend([op[1] % 3, op[2] % 3, op[1] / 3 % 3]),
+            // A pause of up to four hours, or a resume.
+            4 => {
+                if op[1] % 3 == 2 {
+                    e.resume(&name, now).unwrap();
+                    paused = None;
+                } else {
+                    let scope = [PauseScope::All, PauseScope::ScaleDown][usize::from(op[1] % 2)];
+                    let until = now + 60_000 * (1 + i64::from(op[2]));
+                    e.pause(&name, scope, until, "fuzz", now).unwrap();
+                    paused = Some((scope, until));
+                }
+            }
+            // A reload: one tier's maximum, and the budget.
+            5 => {
+                let t = usize::from(op[1]) % c.tiers.len();
+                c.tiers[t].max_instances = [1, 3, 10, 100][usize::from(op[2] % 4)];
+                c.workloads[0].budget_per_hour =
+                    [None, Some(0.5), Some(5.0)][usize::from(op[2] / 4 % 3)];
+                let provider = Flaky::new(&c.tiers, &faults, &asked);
+                let interval = e.interval_ms();
+                e.reconfigure(
+                    c.tiers.clone(),
+                    c.workloads.clone(),
+                    interval,
+                    provider,
+                    now,
+                );
+            }
             // A pass, 15 s to an hour after the last.
             _ => {
+                let before = *asked.lock().unwrap();
                 now += 15_000 * (1 + i64::from(u16::from_le_bytes([op[1], op[2]]) % 240));
                 e.tick(now).unwrap();
                 let st = e.status_handle().read().unwrap().clone();
-                let (ok, refused) = *accepted.lock().unwrap();
-                assert_eq!(st.actions, ok, "actions counted against those accepted");
-                assert_eq!(st.errors, refused, "errors counted against those refused");
+                let after = *asked.lock().unwrap();
+                assert_eq!(
+                    st.actions, after.accepted,
+                    "actions counted against those accepted"
+                );
+                assert_eq!(
+                    st.errors, after.refused,
+                    "errors counted against those refused"
+                );
+                match paused {
+                    Some((PauseScope::All, until)) if now < until => {
+                        assert_eq!(before, after, "asked of the provider while paused")
+                    }
+                    Some((PauseScope::ScaleDown, until)) if now < until => {
+                        assert_eq!(before.removed, after.removed, "removed while paused")
+                    }
+                    _ => {}
+                }
+                if std::env::var_os("ENGINE_FUZZ_TRACE").is_some() {
+                    let ws = &st.workloads[&name];
+                    eprintln!(
+                        "{now} demand {:?} desired {:?} {}",
+                        ws.demand,
+                        ws.desired,
+                        ws.plan.as_ref().map(|p| p.reason.as_str()).unwrap_or("")
+                    );
+                }
                 for (w, ws) in &st.workloads {
                     for (tier, n) in &ws.desired {
-                        assert!(n <= &max[tier.as_str()], "{w} asked for {n} {tier}");
+                        let max = c
+                            .tiers
+                            .iter()
+                            .find(|t| &t.name == tier)
+                            .unwrap()
+                            .max_instances;
+                        // A pause keeps what is held, over a maximum a reload lowered too.
+                        let pausing = paused.is_some_and(|(_, until)| now < until);
+                        let held = ws.allocation.get(tier).total();
+                        assert!(
+                            *n <= max || (pausing && *n <= held),
+                            "{w} asked for {n} {tier}, over {max} (holding {held})"
+                        );
                     }
                     if let Some(p) = &ws.plan {
                         assert!(p.cost_per_hour.is_finite(), "{w}: {p:?}");
@@ -140,5 +231,9 @@ fuzz_target!(|data: &[u8]| {
         .into_iter()
         .filter(|d| d.kind == DecisionKind::Error)
         .count() as u64;
-    assert_eq!(errors, accepted.lock().unwrap().1, "error decisions logged");
+    assert_eq!(
+        errors,
+        asked.lock().unwrap().refused,
+        "error decisions logged"
+    );
 });
