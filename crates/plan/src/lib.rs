@@ -53,6 +53,23 @@ pub struct Fill {
     pub notes: Vec<String>,
 }
 
+impl Fill {
+    /// The effective capacity it holds on spot, of `tiers`.
+    fn spot_capacity(&self, tiers: &[&Tier]) -> f64 {
+        tiers
+            .iter()
+            .filter(|t| t.class == TierClass::Spot)
+            .map(|t| self.instances[&t.name] as f64 * t.effective_capacity())
+            .sum()
+    }
+}
+
+/// Whether one more spot instance of effective capacity `e` keeps spot (`spot` of
+/// `capacity` now) within the workload's share of the capacity the plan ends up with.
+fn spot_fits(w: &Workload, spot: f64, capacity: f64, e: f64) -> bool {
+    spot + e <= w.max_spot_share * (capacity + e) + 1e-9
+}
+
 /// What a plan says of a tier its `max_instances` (`max`) capped: a caller that lowered
 /// the maximum (the engine, to what the other workloads leave of a pool) finds the tiers
 /// that bound by it.
@@ -103,7 +120,7 @@ pub fn fill(need: f64, tiers: &[&Tier], w: &Workload) -> Fill {
             while t.class == TierClass::Spot
                 && remaining > 1e-9
                 && *k < t.max_instances
-                && spot + e <= w.max_spot_share * (capacity + e) + 1e-9
+                && spot_fits(w, spot, capacity, e)
             {
                 *k += 1;
                 (spot, capacity, remaining) = (spot + e, capacity + e, remaining - e);
@@ -1169,11 +1186,7 @@ pub fn plan_held(
             // On demand first; where no on-demand tier has room (or the workload may use
             // none), more spot within its share: losing some of more instances still
             // leaves enough.
-            let spot: f64 = tiers
-                .iter()
-                .filter(|t| t.class == TierClass::Spot)
-                .map(|t| f.instances[&t.name] as f64 * t.effective_capacity())
-                .sum();
+            let spot = f.spot_capacity(&tiers);
             let room = |t: &&&Tier| f.instances[&t.name] < t.max_instances;
             let Some(t) = tiers
                 .iter()
@@ -1181,9 +1194,8 @@ pub fn plan_held(
                 .find(|t| t.class != TierClass::Spot)
                 .or_else(|| {
                     tiers.iter().filter(room).find(|t| {
-                        let e = t.effective_capacity();
                         t.class == TierClass::Spot
-                            && spot + e <= w.max_spot_share * (f.capacity + e) + 1e-9
+                            && spot_fits(w, spot, f.capacity, t.effective_capacity())
                     })
                 })
             else {
@@ -1466,18 +1478,13 @@ pub fn cover_dimensions(f: &mut Fill, needs: &[(Dim, f64)], tiers: &[&Tier], w: 
                 .total_cmp(&(b.price_per_hour / b.provides(d).unwrap_or(1.0)))
         });
         let mut added: BTreeMap<String, u32> = BTreeMap::new();
-        let mut spot_cpu: f64 = tiers
-            .iter()
-            .filter(|t| t.class == TierClass::Spot)
-            .map(|t| f.instances[&t.name] as f64 * t.effective_capacity())
-            .sum();
+        let mut spot_cpu = f.spot_capacity(tiers);
         while covered(f) < need - 1e-9 {
             let Some(t) = candidates.iter().find(|t| {
                 // Spot stays within its share of the capacity the plan ends up with.
                 f.instances[&t.name] < t.max_instances
                     && (t.class != TierClass::Spot
-                        || spot_cpu + t.effective_capacity()
-                            <= w.max_spot_share * (f.capacity + t.effective_capacity()) + 1e-9)
+                        || spot_fits(w, spot_cpu, f.capacity, t.effective_capacity()))
             }) else {
                 f.binding = "max_instances";
                 f.notes.push(format!(
