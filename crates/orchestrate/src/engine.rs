@@ -3295,6 +3295,18 @@ mod tests {
         }
     }
 
+    /// Reloads `c`'s tiers and workloads into `e` at `at`, over a simulated cloud that
+    /// keeps what the one before held.
+    fn reload(
+        e: &mut Engine<SimCloud>,
+        c: &Config,
+        interval_ms: i64,
+        at: TimestampMs,
+    ) -> Reconfigured {
+        let sim = SimCloud::new(&c.tiers, 1);
+        e.reconfigure(c.tiers.clone(), c.workloads.clone(), interval_ms, sim, at)
+    }
+
     fn feed(store: &Store, minutes: std::ops::Range<i64>) {
         let key = SeriesKey::parse(r#"host_cpu_usage_cores{mode="busy"}"#).unwrap();
         let samples: Vec<_> = minutes
@@ -4740,14 +4752,7 @@ mod tests {
         // scale-down delay does not keep the rest.
         let mut n = c.clone();
         n.tiers[spot].max_instances = 1;
-        let sim = SimCloud::new(&n.tiers, 1);
-        e.reconfigure(
-            n.tiers.clone(),
-            n.workloads.clone(),
-            15_000,
-            sim,
-            120 * 60_000 + 2,
-        );
+        reload(&mut e, &n, 15_000, 120 * 60_000 + 2);
         feed(&store, 121..122);
         e.tick(121 * 60_000 + 1).unwrap();
         assert_eq!(desired(&e, "spot"), 1);
@@ -4822,14 +4827,13 @@ mod tests {
         api.name = "api".into();
         n.workloads.push(api);
         // Each reload as its dry run said it would be.
-        let reload = |e: &mut Engine<SimCloud>, n: &Config, at: i64| {
+        let previewed = |e: &mut Engine<SimCloud>, n: &Config, at: i64| {
             let said = e.preview(&n.tiers, &n.workloads);
-            let sim = SimCloud::new(&n.tiers, 1);
-            let done = e.reconfigure(n.tiers.clone(), n.workloads.clone(), 15_000, sim, at);
+            let done = reload(e, n, 15_000, at);
             assert_eq!(said, done);
             done
         };
-        let r = reload(&mut e, &n, 600 * 60_000 + 1);
+        let r = previewed(&mut e, &n, 600 * 60_000 + 1);
         assert_eq!(
             r,
             Reconfigured {
@@ -4884,7 +4888,7 @@ mod tests {
         assert!((demand("api") - demand("host")).abs() < 1e-9);
         // A second reload changing planning only: host keeps its model through it.
         n.workloads[0].scale_down_delay_s = 60;
-        let r = reload(&mut e, &n, 602 * 60_000 + 1);
+        let r = previewed(&mut e, &n, 602 * 60_000 + 1);
         assert_eq!(r.changed, vec!["host".to_string()]);
         assert!(r.relearnt.is_empty() && r.added.is_empty() && r.removed.is_empty());
         for m in 603..606 {
@@ -4897,7 +4901,7 @@ mod tests {
             (host_model.version, host_model.selected_at)
         );
         // Nothing changed: nothing to say.
-        assert!(reload(&mut e, &n, 606 * 60_000).is_empty());
+        assert!(previewed(&mut e, &n, 606 * 60_000).is_empty());
         // A workload removed while its selection waits, and added again: the selection
         // was for the workload before, and is not taken in.
         let mut with_cron = n.clone();
@@ -4905,14 +4909,17 @@ mod tests {
         cron.name = "cron".into();
         cron.demand = r#"host_cpu_usage_cores{mode="busy"} * 3"#.into();
         with_cron.workloads.push(cron);
-        reload(&mut e, &with_cron, 606 * 60_000 + 1);
+        previewed(&mut e, &with_cron, 606 * 60_000 + 1);
         append(606);
         e.tick(607 * 60_000).unwrap();
         assert!(model("cron").is_none());
-        assert_eq!(reload(&mut e, &n, 607 * 60_000 + 1).removed, ["cron"]);
+        assert_eq!(previewed(&mut e, &n, 607 * 60_000 + 1).removed, ["cron"]);
         with_cron.workloads.last_mut().unwrap().demand =
             r#"host_cpu_usage_cores{mode="busy"} * 4"#.into();
-        assert_eq!(reload(&mut e, &with_cron, 607 * 60_000 + 2).added, ["cron"]);
+        assert_eq!(
+            previewed(&mut e, &with_cron, 607 * 60_000 + 2).added,
+            ["cron"]
+        );
 
         append(607);
         e.tick(608 * 60_000).unwrap();
@@ -4931,10 +4938,13 @@ mod tests {
         let mut without_api = with_cron.clone();
         without_api.workloads.retain(|w| w.name != "api");
         assert_eq!(
-            reload(&mut e, &without_api, 609 * 60_000 + 1).removed,
+            previewed(&mut e, &without_api, 609 * 60_000 + 1).removed,
             ["api"]
         );
-        assert_eq!(reload(&mut e, &with_cron, 609 * 60_000 + 2).added, ["api"]);
+        assert_eq!(
+            previewed(&mut e, &with_cron, 609 * 60_000 + 2).added,
+            ["api"]
+        );
         assert_eq!(st.read().unwrap().workloads["api"].spend, spent);
     }
 
@@ -5279,14 +5289,7 @@ mod tests {
         // A reload removes batch: its capacity is left, listed and priced at once.
         let mut without = c.clone();
         without.workloads.pop();
-        let sim = SimCloud::new(&c.tiers, 1);
-        e.reconfigure(
-            c.tiers.clone(),
-            without.workloads.clone(),
-            60_000,
-            sim,
-            t0 + 1,
-        );
+        reload(&mut e, &without, 60_000, t0 + 1);
         let st = e.status_handle();
         let listed = |name: &str| st.read().unwrap().unmanaged.get(name).cloned();
         let u = listed("batch").expect("listed at the reload");
@@ -5529,13 +5532,7 @@ mod tests {
             recurring: None,
             min_dimensions: Default::default(),
         }];
-        let r = e.reconfigure(
-            n.tiers.clone(),
-            n.workloads.clone(),
-            60_000,
-            SimCloud::new(&n.tiers, 1),
-            120 * 60_000 + 1,
-        );
+        let r = reload(&mut e, &n, 60_000, 120 * 60_000 + 1);
         assert_eq!(r.changed, ["host"]);
         let d = store.decisions(Some("host"), 10).unwrap();
         assert!(
@@ -5959,13 +5956,7 @@ mod tests {
         n.workloads[0]
             .events
             .push(event("promo", 500, 510, 2.0, None));
-        e.reconfigure(
-            n.tiers.clone(),
-            n.workloads.clone(),
-            60_000,
-            SimCloud::new(&n.tiers, 1),
-            m(163),
-        );
+        reload(&mut e, &n, 60_000, m(163));
         assert_eq!(
             shown(&e),
             (
