@@ -2940,6 +2940,36 @@ impl<P: Provider> Engine<P> {
                 over_max.join(", ")
             ));
         }
+        // Nor does the delay ask a pool for what the other workloads now hold: it keeps
+        // what this one holds, and an earlier target it never got is not asked for again
+        // past the room they leave (the provider would refuse it at every pass).
+        if let Some((room, shared)) = &pooled {
+            let not_asked: Vec<String> = shared
+                .iter()
+                .filter_map(|x| {
+                    let t = room.iter().find(|t| t.name == x.tier)?;
+                    let held = s.status.allocation.get(&t.name).total();
+                    let keep = t.max_instances.max(held);
+                    let n = desired.get(&t.name).copied().unwrap_or(0);
+                    (n > keep).then(|| {
+                        desired.insert(t.name.clone(), keep);
+                        s.stabilizer.cap(&t.name, keep);
+                        format!(
+                            "{} {} (holding {held}, room for {})",
+                            n - keep,
+                            t.name,
+                            t.max_instances
+                        )
+                    })
+                })
+                .collect();
+            if !not_asked.is_empty() {
+                plan.reason.push_str(&format!(
+                    "; the scale-down delay keeps what it holds but asks no more of a pool the others hold: {} not asked for",
+                    not_asked.join(", ")
+                ));
+            }
+        }
         // Short of the demand now: a surge gets the needed count ready sooner. Until the
         // step in progress has a reading of a dimension, its last step's stands for it:
         // the first passes of each step found nothing short, released the extras still

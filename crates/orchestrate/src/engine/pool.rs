@@ -486,6 +486,36 @@ pub(crate) mod tests {
         assert_eq!(e.states[1].status.allocation.get("spot").total(), 10);
     }
 
+    #[test]
+    fn the_scale_down_delay_asks_no_pool_for_what_others_took_meanwhile() {
+        // a's plan took the whole spot pool; within its scale-down delay it lost the
+        // instances (another replica moved them to b, as a timed-out request and b's
+        // pass would too). Its delay remembers 10 spot, but the pool has no room: it is
+        // not asked for (it was refused at every pass of the delay).
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = two_services(dir.path());
+        let mut e = engine(&c, &store, SimCloud::new(&c.tiers, 1));
+        e.tick(30 * 60_000 + 1).unwrap();
+        assert_eq!(e.states[0].status.allocation.get("spot").total(), 10);
+        for (kind, workload) in [(ActionKind::Deprovision, "a"), (ActionKind::Provision, "b")] {
+            let moved = done_before(kind, workload, "spot");
+            e.provider.apply(&moved, 31 * 60_000).unwrap();
+        }
+        e.forget_holdings();
+        e.tick(31 * 60_000 + 1).unwrap();
+        let reason = plan_reason(&e, "a");
+        assert!(
+            reason.contains("the scale-down delay keeps what it holds but asks no more of a pool the others hold: 10 spot (holding 0, room for 0) not asked for"),
+            "{reason}"
+        );
+        for m in [32, 33] {
+            e.tick(m * 60_000 + 1).unwrap();
+        }
+        assert_eq!(errors(&store, "a"), Vec::<String>::new());
+        assert_eq!(e.states[0].status.desired.get("spot"), Some(&0));
+        assert_eq!(e.states[1].status.allocation.get("spot").total(), 10);
+    }
+
     /// A batch job (priority 0) holding the whole high-performance pool of 10 and the
     /// standard one of 4, and a critical service (high-performance only, `priority`)
     /// idle until minute 60, then at 20 vCPU: the engine, and the minutes to tick.
