@@ -1,0 +1,335 @@
+//! Two workloads sharing the tiers' pools: of one priority or two, under a fleet budget
+//! or none, each fed its own stream of demand samples, paused and resumed, removed by a
+//! reload (what it holds left unmanaged, then released or taken over again when it is
+//! added back), over reloads of a tier's maximum and the fleet budget and a provider
+//! that fails when the input says.
+//!
+//! No pass panics or fails; the workloads together never ask the provider for more of
+//! a tier than its maximum leaves (the simulated cloud refusing a request at capacity
+//! of its own accord is a defect: the pools are planned so that it does not); every
+//! action the provider accepted in a pass is counted as one and every refusal as an
+//! error, and each refusal, in a pass or a release, is logged as an error decision;
+//! what the status lists as unmanaged is what the provider holds for it after each
+//! pass, and a release the provider accepts leaves nothing held nor listed; under a
+//! fleet budget no workload's plan costs more than its share of it or its minimum's
+//! cost. `FLEET_FUZZ_TRACE=1` prints each pass.
+#![no_main]
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use libfuzzer_sys::fuzz_target;
+use prescale_core::config::Config;
+use prescale_core::model::WorkloadClass;
+use prescale_core::{
+    Action, Allocation, DecisionKind, PauseScope, Sample, SeriesKey, Tier, TimestampMs,
+};
+use prescale_orchestrate::engine::ReleaseError;
+use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
+use prescale_orchestrate::{Engine, Provider, SimCloud};
+use prescale_store::{Durability, Store};
+
+/// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
+type Faults = Arc<Mutex<VecDeque<u8>>>;
+
+/// What the provider was asked: accepted, refused as told, and refused at capacity by
+/// the simulated cloud itself.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+struct Asked {
+    accepted: u64,
+    refused: u64,
+    over: u64,
+}
+
+/// The simulated cloud, failing as told; counts what it was asked.
+struct Flaky {
+    inner: SimCloud,
+    faults: Faults,
+    asked: Arc<Mutex<Asked>>,
+}
+
+impl Flaky {
+    fn new(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
+        Flaky {
+            inner: SimCloud::new(tiers, 1),
+            faults: faults.clone(),
+            asked: asked.clone(),
+        }
+    }
+}
+
+impl Provider for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+        let fault = self.faults.lock().unwrap().pop_front().unwrap_or(0);
+        let r = match fault {
+            1 => Err(ProviderError::Unavailable("timed out after 10 s".into())),
+            2 => Err(ProviderError::AtCapacity {
+                tier: a.tier.clone(),
+                have: 0,
+                want: a.count,
+                max: 0,
+            }),
+            _ => self.inner.apply(a, now),
+        };
+        let mut asked = self.asked.lock().unwrap();
+        match &r {
+            Ok(()) => asked.accepted += 1,
+            Err(ProviderError::AtCapacity { .. }) if fault == 0 => {
+                eprintln!("refused by the cloud: {a:?}: {r:?}");
+                asked.refused += 1;
+                asked.over += 1;
+            }
+            Err(_) => asked.refused += 1,
+        }
+        r
+    }
+    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
+        self.inner.allocation(workload, now)
+    }
+    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+        self.inner.advance(now)
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        self.inner.save()
+    }
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
+        self.inner.restore(state)
+    }
+}
+
+/// What `provider` holds for `workload` (ready and pending), tiers holding none left out.
+fn held(
+    e: &Engine<Flaky>,
+    tiers: &[Tier],
+    workload: &str,
+    now: TimestampMs,
+) -> BTreeMap<String, u32> {
+    let a = e.provider().allocation(workload, now);
+    tiers
+        .iter()
+        .map(|t| (t.name.clone(), a.get(&t.name).total()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+const NAMES: [&str; 2] = ["web", "batch"];
+
+fuzz_target!(|data: &[u8]| {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    let Some((head, ops)) = data.split_first_chunk::<3>() else {
+        return;
+    };
+    let trace = std::env::var_os("FLEET_FUZZ_TRACE").is_some();
+    let mut c = Config::default();
+    let budgets = [None, Some(0.2), Some(0.6), Some(3.0)];
+    let maxes = [0, 1, 2, 4, 10];
+    // Small pools, so the workloads meet in them.
+    for (k, t) in c.tiers.iter_mut().enumerate() {
+        t.max_instances = maxes[usize::from(head[2] >> (2 * k)) % maxes.len()];
+    }
+    c.fleet.budget_per_hour = budgets[usize::from(head[1] % 4)];
+    let base = c.workloads[0].clone();
+    c.workloads = NAMES
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let mut w = base.clone();
+            w.name = (*name).into();
+            w.demand = format!("{name}_cpu");
+            w.min_instances = u32::from(head[0] >> (2 * k) & 1);
+            w.priority = [0, 10][usize::from(head[0] >> (2 * k + 1) & 1)];
+            if k == 1 {
+                w.class = WorkloadClass::Batch;
+                w.max_spot_share = 1.0;
+                w.scale_down_delay_s = 60;
+            }
+            w.budget_per_hour = [None, Some(0.5)][usize::from(head[1] >> (2 + k) & 1)];
+            w
+        })
+        .collect();
+    let configured = c.clone();
+    let faults: Faults = Arc::default();
+    let asked: Arc<Mutex<Asked>> = Arc::default();
+    let provider = Flaky::new(&c.tiers, &faults, &asked);
+    let mut e = Engine::from_config(&c, 0, store.clone(), provider);
+    e.set_inline_training();
+    e.set_fleet(c.fleet.clone());
+    let keys: Vec<SeriesKey> = NAMES
+        .iter()
+        .map(|n| SeriesKey::parse(&format!("{n}_cpu")).unwrap())
+        .collect();
+    let mut now: TimestampMs = 1_800_000_000_000;
+    // Each workload's pause in force: its scope and end.
+    let mut paused: [Option<(PauseScope, TimestampMs)>; 2] = [None, None];
+    for op in ops.chunks_exact(3).take(200) {
+        let which = usize::from(op[0] >> 3 & 1);
+        let name = NAMES[which];
+        let managed = |c: &Config| c.workloads.iter().any(|w| w.name == name);
+        match op[0] % 8 {
+            // A sample, up to ten minutes late.
+            0 | 1 => {
+                let at = now - i64::from(op[1] % 11) * 60_000;
+                let v = match u16::from_le_bytes([op[1], op[2]]) {
+                    u16::MAX => 1e9,
+                    x => f64::from(x) / 512.0,
+                };
+                let _ = store.append(&keys[which], &[Sample::new(at, v).unwrap()]);
+            }
+            // The provider's next answers.
+            2 => faults
+                .lock()
+                .unwrap()
+                .extend([op[1] % 3, op[2] % 3, op[1] / 3 % 3]),
+            // A pause of up to four hours, or a resume.
+            3 if managed(&c) => {
+                if op[1] % 3 == 2 {
+                    e.resume(name, now).unwrap();
+                    paused[which] = None;
+                } else {
+                    let scope = [PauseScope::All, PauseScope::ScaleDown][usize::from(op[1] % 2)];
+                    let until = now + 60_000 * (1 + i64::from(op[2]));
+                    e.pause(name, scope, until, "fuzz", now).unwrap();
+                    paused[which] = Some((scope, until));
+                }
+            }
+            // A reload: one tier's maximum, and the fleet budget.
+            4 => {
+                let t = usize::from(op[1]) % c.tiers.len();
+                c.tiers[t].max_instances = maxes[usize::from(op[2]) % maxes.len()];
+                c.fleet.budget_per_hour = budgets[usize::from(op[2] / 8 % 4)];
+                let provider = Flaky::new(&c.tiers, &faults, &asked);
+                let interval = e.interval_ms();
+                e.reconfigure(
+                    c.tiers.clone(),
+                    c.workloads.clone(),
+                    interval,
+                    provider,
+                    now,
+                );
+                e.reconfigure_fleet(c.fleet.clone(), now).unwrap();
+            }
+            // A reload that removes the workload, or adds it back.
+            5 => {
+                if managed(&c) {
+                    c.workloads.retain(|w| w.name != name);
+                    paused[which] = None;
+                } else {
+                    let w = configured.workloads[which].clone();
+                    c.workloads.push(w);
+                }
+                let provider = Flaky::new(&c.tiers, &faults, &asked);
+                let interval = e.interval_ms();
+                e.reconfigure(
+                    c.tiers.clone(),
+                    c.workloads.clone(),
+                    interval,
+                    provider,
+                    now,
+                );
+            }
+            // An operator releases what the workload no longer managed holds.
+            6 => {
+                let before = *asked.lock().unwrap();
+                let listed = e
+                    .status_handle()
+                    .read()
+                    .unwrap()
+                    .unmanaged
+                    .contains_key(name);
+                let r = e.release(name, now);
+                let after = *asked.lock().unwrap();
+                match &r {
+                    Ok(_) => assert!(listed && !managed(&c), "{name} released: {r:?}"),
+                    // The provider refused a release as told.
+                    Err(ReleaseError::Provider { .. }) => {
+                        assert!(after.refused > before.refused, "{name}: {r:?}")
+                    }
+                    Err(_) => assert!(!listed || managed(&c), "{name}: {r:?}"),
+                }
+                if r.is_ok() && after.refused == before.refused {
+                    assert!(
+                        held(&e, &c.tiers, name, now).is_empty(),
+                        "{name} released yet holds {:?}",
+                        held(&e, &c.tiers, name, now)
+                    );
+                    let st = e.status_handle().read().unwrap().clone();
+                    assert!(!st.unmanaged.contains_key(name), "{name} still listed");
+                }
+            }
+            // A pass, 15 s to an hour after the last.
+            _ => {
+                let before = *asked.lock().unwrap();
+                let was = e.status_handle().read().unwrap().clone();
+                now += 15_000 * (1 + i64::from(u16::from_le_bytes([op[1], op[2]]) % 240));
+                e.tick(now).unwrap();
+                let st = e.status_handle().read().unwrap().clone();
+                let after = *asked.lock().unwrap();
+                assert_eq!(after.over, 0, "asked past a pool's maximum");
+                assert_eq!(
+                    st.actions - was.actions,
+                    after.accepted - before.accepted,
+                    "actions counted against those accepted"
+                );
+                assert_eq!(
+                    st.errors - was.errors,
+                    after.refused - before.refused,
+                    "errors counted against those refused"
+                );
+                for (name, u) in &st.unmanaged {
+                    let holds = held(&e, &c.tiers, name, now);
+                    let listed: BTreeMap<String, u32> = u
+                        .instances
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(t, n)| (t.clone(), *n))
+                        .collect();
+                    assert_eq!(listed, holds, "{name}: listed as unmanaged against held");
+                }
+                for w in &c.workloads {
+                    let ws = &st.workloads[&w.name];
+                    if trace {
+                        eprintln!(
+                            "{now} {} demand {:?} desired {:?} held {:?} fleet {:?} {}",
+                            w.name,
+                            ws.demand,
+                            ws.desired,
+                            held(&e, &c.tiers, &w.name, now),
+                            ws.fleet,
+                            ws.plan.as_ref().map(|p| p.reason.as_str()).unwrap_or("")
+                        );
+                    }
+                    if let Some(p) = &ws.plan {
+                        assert!(p.cost_per_hour.is_finite(), "{}: {p:?}", w.name);
+                        let floor = w.floor_per_hour(&c.tiers).unwrap_or(0.0);
+                        if let (Some(f), Some(_)) = (ws.fleet, st.fleet.cap_per_hour) {
+                            assert!(
+                                p.cost_per_hour <= f.share.max(floor) + 1e-6,
+                                "{}'s plan costs ${}/h, over its fleet share ${}/h and its minimum's ${floor}/h: {}",
+                                w.name,
+                                p.cost_per_hour,
+                                f.share,
+                                p.reason
+                            );
+                        }
+                    }
+                    assert!(ws.ready_capacity.is_finite(), "{}", w.name);
+                }
+            }
+        }
+    }
+    // Each refusal is a decision saying so.
+    let errors = store
+        .decisions(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.kind == DecisionKind::Error)
+        .count() as u64;
+    assert_eq!(
+        errors,
+        asked.lock().unwrap().refused,
+        "error decisions logged"
+    );
+});
