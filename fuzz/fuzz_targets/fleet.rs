@@ -10,7 +10,9 @@
 //! action the provider accepted in a pass is counted as one and every refusal as an
 //! error, and each refusal, in a pass or a release, is logged as an error decision;
 //! what the status lists as unmanaged is what the provider holds for it after each
-//! pass, and a release the provider accepts leaves nothing held nor listed; under a
+//! pass, and a release the provider accepts leaves nothing held nor listed; a restart
+//! (the engine read again from its store, the provider from its saved state) keeps each
+//! workload's instances, the unmanaged list and the pauses in force; under a
 //! fleet budget no workload's plan costs more than its share of it or its minimum's
 //! cost. `FLEET_FUZZ_TRACE=1` prints each pass.
 #![no_main]
@@ -257,6 +259,37 @@ fuzz_target!(|data: &[u8]| {
                     );
                     let st = e.status_handle().read().unwrap().clone();
                     assert!(!st.unmanaged.contains_key(name), "{name} still listed");
+                }
+            }
+            // A restart (a crash after the last acknowledged change): the engine read
+            // again from the store, with the provider's state as it saved it.
+            7 if op[0] >> 4 & 3 == 3 => {
+                let was = e.status_handle().read().unwrap().clone();
+                let holds: Vec<_> = NAMES.iter().map(|n| held(&e, &c.tiers, n, now)).collect();
+                drop(e);
+                let provider = Flaky::new(&c.tiers, &faults, &asked);
+                e = Engine::from_config(&c, 0, store.clone(), provider);
+                e.set_inline_training();
+                e.set_fleet(c.fleet.clone());
+                e.restore_status(now).unwrap();
+                let st = e.status_handle().read().unwrap().clone();
+                for (n, h) in NAMES.iter().zip(&holds) {
+                    assert_eq!(
+                        &held(&e, &c.tiers, n, now),
+                        h,
+                        "{n}'s instances over a restart"
+                    );
+                }
+                assert_eq!(
+                    st.unmanaged, was.unmanaged,
+                    "the unmanaged list over a restart"
+                );
+                for w in &c.workloads {
+                    let (a, b) = (&was.workloads.get(&w.name), &st.workloads.get(&w.name));
+                    let paused = |s: &Option<&prescale_orchestrate::WorkloadStatus>| {
+                        s.and_then(|s| s.paused.clone()).filter(|p| p.holds(now))
+                    };
+                    assert_eq!(paused(a), paused(b), "{}'s pause over a restart", w.name);
                 }
             }
             // A pass, 15 s to an hour after the last.

@@ -1762,27 +1762,37 @@ impl<P: Provider> Engine<P> {
         }
         st.ticks += 1;
         st.last_tick = Some(now);
-        if self.persist_status {
-            // The fleet's spending and the provider's state, in one write.
-            let docs: Vec<(String, serde_json::Value)> = self
-                .fleet_spend
-                .map(|sp| {
-                    let v = serde_json::to_value(sp).expect("spending serializes");
-                    (fleet::SPEND_STATE.to_string(), v)
-                })
-                .into_iter()
-                .chain(
-                    self.provider
-                        .save()
-                        .map(|v| (format!("provider/{}", self.provider.name()), v)),
-                )
-                .collect();
-            if !docs.is_empty() {
-                self.store.put_states(&docs)?;
-            }
-        }
+        // The fleet's spending and the provider's state, in one write.
+        let spend = self.fleet_spend.map(|sp| {
+            let v = serde_json::to_value(sp).expect("spending serializes");
+            (fleet::SPEND_STATE.to_string(), v)
+        });
+        self.save_provider(spend)?;
         *self.status.write().expect("status lock") = st;
         Ok(())
+    }
+
+    /// Stores the provider's state (the simulated cloud's instances), with `more` in
+    /// the same write, unless the status is not kept ([`Self::set_persist_status`]): at
+    /// the end of each pass, and after a release an operator asked for, so a restart
+    /// after either finds what it did (the simulated cloud restored from before a
+    /// release held the released instances again, listed nowhere).
+    fn save_provider(&self, more: Option<(String, serde_json::Value)>) -> Result<(), StoreError> {
+        if !self.persist_status {
+            return Ok(());
+        }
+        let docs: Vec<(String, serde_json::Value)> = more
+            .into_iter()
+            .chain(
+                self.provider
+                    .save()
+                    .map(|v| (format!("provider/{}", self.provider.name()), v)),
+            )
+            .collect();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.store.put_states(&docs)
     }
 
     /// Reads new samples into complete steps; returns how many steps were added (gaps
@@ -5413,6 +5423,17 @@ mod tests {
             no.contains("every workload holding capacity is configured"),
             "{no}"
         );
+        // A restart right after the release (before any pass) finds it done: the
+        // simulated cloud is stored with it, not at the next pass only.
+        drop(e);
+        let mut e = Engine::from_config(&without, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        e.restore_status(t1 + 2).unwrap();
+        assert!(
+            e.held_instances("batch", t1 + 2).is_empty(),
+            "released before the restart: {:?}",
+            e.held_instances("batch", t1 + 2)
+        );
+        assert!(e.status_handle().read().unwrap().unmanaged.is_empty());
 
         // Capacity the provider holds for a workload configured nowhere (removed while
         // prescale was stopped) is found at the first pass, and a provider that refuses

@@ -401,6 +401,8 @@ impl<P: Provider> Engine<P> {
                 }
             }
         }
+        // What the provider keeps of it is stored at once, as the list is.
+        self.save_provider(None)?;
         // The list and the status follow at once, not at the next pass (passes run
         // under the same lock as this, so none publishes meanwhile).
         let status = self.status.clone();
