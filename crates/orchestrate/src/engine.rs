@@ -3304,6 +3304,9 @@ impl<P: Provider> Engine<P> {
                 ws.paused = s.status.paused.clone();
                 (ws.events, ws.declared) = (s.status.events.clone(), s.status.declared.clone());
                 st.workloads.insert(s.w.name.clone(), ws);
+            } else if s.status.paused.is_some() {
+                // Paused before its first pass: the pause shows before the next one too.
+                st.workloads.insert(s.w.name.clone(), s.status.clone());
             }
         }
         Ok(())
@@ -6124,6 +6127,28 @@ mod tests {
                 .map(|d| &d.reason)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_pause_asked_for_before_the_first_pass_shows_after_a_restart_before_the_next() {
+        // No pass has stored the workload's status: the restarted engine keeps the
+        // pause, and its status says so before its first pass too.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store, c, _) = host_engine(dir.path(), |_| {});
+        let p = e
+            .pause("host", PauseScope::All, 3_600_000, "db failover", 0)
+            .unwrap();
+        drop(e);
+        let mut again = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
+        again.restore_status(60_000).unwrap();
+        let st = again.status_handle();
+        let shown = st
+            .read()
+            .unwrap()
+            .workloads
+            .get("host")
+            .and_then(|w| w.paused.clone());
+        assert_eq!(shown, Some(p));
     }
 
     #[test]
