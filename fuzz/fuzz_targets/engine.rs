@@ -11,86 +11,17 @@
 //! `ENGINE_FUZZ_DEBUG=1` prints where an input left the workload, `ENGINE_FUZZ_TRACE=1`
 //! its demand, instances and plan at each pass.
 #![no_main]
-use std::collections::VecDeque;
+#[path = "common/flaky.rs"]
+mod flaky;
+
 use std::sync::{Arc, Mutex};
 
+use flaky::{Asked, Faults, Flaky};
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
-use prescale_core::{
-    Action, ActionKind, Allocation, DecisionKind, PauseScope, Sample, SeriesKey, Tier, TimestampMs,
-};
-use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
-use prescale_orchestrate::{Engine, Provider, SimCloud};
+use prescale_core::{DecisionKind, PauseScope, Sample, SeriesKey, TimestampMs};
+use prescale_orchestrate::Engine;
 use prescale_store::{Durability, Store};
-
-/// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
-type Faults = Arc<Mutex<VecDeque<u8>>>;
-
-/// What the provider was asked: accepted, refused, and removals accepted.
-#[derive(Default, Clone, Copy, PartialEq, Debug)]
-struct Asked {
-    accepted: u64,
-    refused: u64,
-    removed: u64,
-}
-
-/// The simulated cloud, failing as told; counts what it was asked.
-struct Flaky {
-    inner: SimCloud,
-    faults: Faults,
-    asked: Arc<Mutex<Asked>>,
-}
-
-impl Flaky {
-    fn new(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
-        Flaky {
-            inner: SimCloud::new(tiers, 1),
-            faults: faults.clone(),
-            asked: asked.clone(),
-        }
-    }
-}
-
-impl Provider for Flaky {
-    fn name(&self) -> &str {
-        "flaky"
-    }
-    fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
-        let fault = self.faults.lock().unwrap().pop_front().unwrap_or(0);
-        let r = match fault {
-            1 => Err(ProviderError::Unavailable("timed out after 10 s".into())),
-            2 => Err(ProviderError::AtCapacity {
-                tier: a.tier.clone(),
-                have: 0,
-                want: a.count,
-                max: 0,
-            }),
-            _ => self.inner.apply(a, now),
-        };
-        let mut asked = self.asked.lock().unwrap();
-        match &r {
-            Ok(()) if a.kind == ActionKind::Deprovision => {
-                asked.accepted += 1;
-                asked.removed += 1;
-            }
-            Ok(()) => asked.accepted += 1,
-            Err(_) => asked.refused += 1,
-        }
-        r
-    }
-    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
-        self.inner.allocation(workload, now)
-    }
-    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
-        self.inner.advance(now)
-    }
-    fn save(&self) -> Option<serde_json::Value> {
-        self.inner.save()
-    }
-    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
-        self.inner.restore(state)
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();

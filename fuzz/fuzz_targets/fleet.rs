@@ -16,90 +16,20 @@
 //! fleet budget no workload's plan costs more than its share of it or its minimum's
 //! cost. `FLEET_FUZZ_TRACE=1` prints each pass.
 #![no_main]
-use std::collections::{BTreeMap, VecDeque};
+#[path = "common/flaky.rs"]
+mod flaky;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use flaky::{Asked, Faults, Flaky};
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
 use prescale_core::model::WorkloadClass;
-use prescale_core::{
-    Action, Allocation, DecisionKind, PauseScope, Sample, SeriesKey, Tier, TimestampMs,
-};
+use prescale_core::{DecisionKind, PauseScope, Sample, SeriesKey, Tier, TimestampMs};
 use prescale_orchestrate::engine::ReleaseError;
-use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
-use prescale_orchestrate::{Engine, Provider, SimCloud};
+use prescale_orchestrate::{Engine, Provider};
 use prescale_store::{Durability, Store};
-
-/// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
-type Faults = Arc<Mutex<VecDeque<u8>>>;
-
-/// What the provider was asked: accepted, refused as told, and refused at capacity by
-/// the simulated cloud itself.
-#[derive(Default, Clone, Copy, PartialEq, Debug)]
-struct Asked {
-    accepted: u64,
-    refused: u64,
-    over: u64,
-}
-
-/// The simulated cloud, failing as told; counts what it was asked.
-struct Flaky {
-    inner: SimCloud,
-    faults: Faults,
-    asked: Arc<Mutex<Asked>>,
-}
-
-impl Flaky {
-    fn new(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
-        Flaky {
-            inner: SimCloud::new(tiers, 1),
-            faults: faults.clone(),
-            asked: asked.clone(),
-        }
-    }
-}
-
-impl Provider for Flaky {
-    fn name(&self) -> &str {
-        "flaky"
-    }
-    fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
-        let fault = self.faults.lock().unwrap().pop_front().unwrap_or(0);
-        let r = match fault {
-            1 => Err(ProviderError::Unavailable("timed out after 10 s".into())),
-            2 => Err(ProviderError::AtCapacity {
-                tier: a.tier.clone(),
-                have: 0,
-                want: a.count,
-                max: 0,
-            }),
-            _ => self.inner.apply(a, now),
-        };
-        let mut asked = self.asked.lock().unwrap();
-        match &r {
-            Ok(()) => asked.accepted += 1,
-            Err(ProviderError::AtCapacity { .. }) if fault == 0 => {
-                eprintln!("refused by the cloud: {a:?}: {r:?}");
-                asked.refused += 1;
-                asked.over += 1;
-            }
-            Err(_) => asked.refused += 1,
-        }
-        r
-    }
-    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
-        self.inner.allocation(workload, now)
-    }
-    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
-        self.inner.advance(now)
-    }
-    fn save(&self) -> Option<serde_json::Value> {
-        self.inner.save()
-    }
-    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
-        self.inner.restore(state)
-    }
-}
 
 /// What `provider` holds for `workload` (ready and pending), tiers holding none left out.
 fn held(
@@ -164,6 +94,18 @@ fuzz_target!(|data: &[u8]| {
         .map(|n| SeriesKey::parse(&format!("{n}_cpu")).unwrap())
         .collect();
     let mut now: TimestampMs = 1_800_000_000_000;
+    // A reload of `c` (its tiers and workloads) at `now`.
+    let reload = |e: &mut Engine<Flaky>, c: &Config, now: TimestampMs| {
+        let provider = Flaky::new(&c.tiers, &faults, &asked);
+        let interval = e.interval_ms();
+        e.reconfigure(
+            c.tiers.clone(),
+            c.workloads.clone(),
+            interval,
+            provider,
+            now,
+        );
+    };
     // Each workload's pause in force: its scope and end.
     let mut paused: [Option<(PauseScope, TimestampMs)>; 2] = [None, None];
     for op in ops.chunks_exact(3).take(200) {
@@ -202,15 +144,7 @@ fuzz_target!(|data: &[u8]| {
                 let t = usize::from(op[1]) % c.tiers.len();
                 c.tiers[t].max_instances = maxes[usize::from(op[2]) % maxes.len()];
                 c.fleet.budget_per_hour = budgets[usize::from(op[2] / 8 % 4)];
-                let provider = Flaky::new(&c.tiers, &faults, &asked);
-                let interval = e.interval_ms();
-                e.reconfigure(
-                    c.tiers.clone(),
-                    c.workloads.clone(),
-                    interval,
-                    provider,
-                    now,
-                );
+                reload(&mut e, &c, now);
                 e.reconfigure_fleet(c.fleet.clone(), now).unwrap();
             }
             // A reload that removes the workload, or adds it back.
@@ -222,15 +156,7 @@ fuzz_target!(|data: &[u8]| {
                     let w = configured.workloads[which].clone();
                     c.workloads.push(w);
                 }
-                let provider = Flaky::new(&c.tiers, &faults, &asked);
-                let interval = e.interval_ms();
-                e.reconfigure(
-                    c.tiers.clone(),
-                    c.workloads.clone(),
-                    interval,
-                    provider,
-                    now,
-                );
+                reload(&mut e, &c, now);
             }
             // An operator releases what the workload no longer managed holds.
             6 => {

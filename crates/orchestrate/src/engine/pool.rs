@@ -467,12 +467,11 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn a_replica_taking_the_lease_over_reads_every_holding_first() {
-        // This replica planned a onto the whole spot pool, then stood by while another
-        // moved it to b; taking the lease back, a is planned first again.
-        let dir = tempfile::tempdir().unwrap();
-        let (c, store) = two_services(dir.path());
+    /// [`two_services`] with a planned onto the whole spot pool at minute 30, and its
+    /// instances moved to b at minute 31 by another replica (read again at the next
+    /// pass, as after standing by).
+    fn moved_to_b(dir: &std::path::Path) -> (Engine<SimCloud>, Store) {
+        let (c, store) = two_services(dir);
         let mut e = engine(&c, &store, SimCloud::new(&c.tiers, 1));
         e.tick(30 * 60_000 + 1).unwrap();
         assert_eq!(e.states[0].status.allocation.get("spot").total(), 10);
@@ -481,6 +480,15 @@ pub(crate) mod tests {
             e.provider.apply(&moved, 31 * 60_000).unwrap();
         }
         e.forget_holdings();
+        (e, store)
+    }
+
+    #[test]
+    fn a_replica_taking_the_lease_over_reads_every_holding_first() {
+        // This replica planned a onto the whole spot pool, then stood by while another
+        // moved it to b; taking the lease back, a is planned first again.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store) = moved_to_b(dir.path());
         e.tick(40 * 60_000 + 1).unwrap();
         assert_eq!(errors(&store, "a"), Vec::<String>::new());
         assert_eq!(e.states[1].status.allocation.get("spot").total(), 10);
@@ -493,15 +501,7 @@ pub(crate) mod tests {
         // pass would too). Its delay remembers 10 spot, but the pool has no room: it is
         // not asked for (it was refused at every pass of the delay).
         let dir = tempfile::tempdir().unwrap();
-        let (c, store) = two_services(dir.path());
-        let mut e = engine(&c, &store, SimCloud::new(&c.tiers, 1));
-        e.tick(30 * 60_000 + 1).unwrap();
-        assert_eq!(e.states[0].status.allocation.get("spot").total(), 10);
-        for (kind, workload) in [(ActionKind::Deprovision, "a"), (ActionKind::Provision, "b")] {
-            let moved = done_before(kind, workload, "spot");
-            e.provider.apply(&moved, 31 * 60_000).unwrap();
-        }
-        e.forget_holdings();
+        let (mut e, store) = moved_to_b(dir.path());
         e.tick(31 * 60_000 + 1).unwrap();
         let reason = plan_reason(&e, "a");
         assert!(

@@ -1,0 +1,85 @@
+//! The provider the control-loop targets drive: the simulated cloud, failing as the
+//! input says, counting what it was asked.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use prescale_core::{Action, ActionKind, Allocation, Tier, TimestampMs};
+use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
+use prescale_orchestrate::{Provider, SimCloud};
+
+/// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
+pub type Faults = Arc<Mutex<VecDeque<u8>>>;
+
+/// What the provider was asked: accepted, refused (as told, or by the simulated cloud),
+/// removals accepted, and requests the simulated cloud itself refused at a tier's
+/// maximum.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+pub struct Asked {
+    pub accepted: u64,
+    pub refused: u64,
+    pub removed: u64,
+    pub over: u64,
+}
+
+/// The simulated cloud, failing as told; counts what it was asked.
+pub struct Flaky {
+    inner: SimCloud,
+    faults: Faults,
+    asked: Arc<Mutex<Asked>>,
+}
+
+impl Flaky {
+    pub fn new(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
+        Flaky {
+            inner: SimCloud::new(tiers, 1),
+            faults: faults.clone(),
+            asked: asked.clone(),
+        }
+    }
+}
+
+impl Provider for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+        let fault = self.faults.lock().unwrap().pop_front().unwrap_or(0);
+        let r = match fault {
+            1 => Err(ProviderError::Unavailable("timed out after 10 s".into())),
+            2 => Err(ProviderError::AtCapacity {
+                tier: a.tier.clone(),
+                have: 0,
+                want: a.count,
+                max: 0,
+            }),
+            _ => self.inner.apply(a, now),
+        };
+        let mut asked = self.asked.lock().unwrap();
+        match &r {
+            Ok(()) => {
+                asked.accepted += 1;
+                asked.removed += u64::from(a.kind == ActionKind::Deprovision);
+            }
+            Err(ProviderError::AtCapacity { .. }) if fault == 0 => {
+                eprintln!("refused by the simulated cloud: {a:?}: {r:?}");
+                asked.refused += 1;
+                asked.over += 1;
+            }
+            Err(_) => asked.refused += 1,
+        }
+        r
+    }
+    fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
+        self.inner.allocation(workload, now)
+    }
+    fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+        self.inner.advance(now)
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        self.inner.save()
+    }
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
+        self.inner.restore(state)
+    }
+}
