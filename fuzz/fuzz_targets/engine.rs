@@ -88,11 +88,11 @@ fuzz_target!(|data: &[u8]| {
             }
             // A pass, 15 s to an hour after the last.
             _ => {
-                let before = *asked.lock().unwrap();
+                let before = asked.lock().unwrap().clone();
                 now += 15_000 * (1 + i64::from(u16::from_le_bytes([op[1], op[2]]) % 240));
                 e.tick(now).unwrap();
                 let st = e.status_handle().read().unwrap().clone();
-                let after = *asked.lock().unwrap();
+                let after = asked.lock().unwrap().clone();
                 assert_eq!(
                     st.actions, after.accepted,
                     "actions counted against those accepted"

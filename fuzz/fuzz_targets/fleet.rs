@@ -6,7 +6,9 @@
 //!
 //! No pass panics or fails; the workloads together never ask the provider for more of
 //! a tier than its maximum leaves (the simulated cloud refusing a request at capacity
-//! of its own accord is a defect: the pools are planned so that it does not); every
+//! of its own accord is a defect: the pools are planned so that it does not); a pass
+//! while a workload's pause of every change holds asks nothing for it, one while its
+//! pause of scale-down holds removes nothing of it; every
 //! action the provider accepted in a pass is counted as one and every refusal as an
 //! error, and each refusal, in a pass or a release, is logged as an error decision;
 //! what the status lists as unmanaged is what the provider holds for it after each
@@ -160,7 +162,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // An operator releases what the workload no longer managed holds.
             6 => {
-                let before = *asked.lock().unwrap();
+                let before = asked.lock().unwrap().clone();
                 let listed = e
                     .status_handle()
                     .read()
@@ -168,7 +170,7 @@ fuzz_target!(|data: &[u8]| {
                     .unmanaged
                     .contains_key(name);
                 let r = e.release(name, now);
-                let after = *asked.lock().unwrap();
+                let after = asked.lock().unwrap().clone();
                 match &r {
                     Ok(_) => assert!(listed && !managed(&c), "{name} released: {r:?}"),
                     // The provider refused a release as told.
@@ -220,13 +222,28 @@ fuzz_target!(|data: &[u8]| {
             }
             // A pass, 15 s to an hour after the last.
             _ => {
-                let before = *asked.lock().unwrap();
+                let before = asked.lock().unwrap().clone();
                 let was = e.status_handle().read().unwrap().clone();
                 now += 15_000 * (1 + i64::from(u16::from_le_bytes([op[1], op[2]]) % 240));
                 e.tick(now).unwrap();
                 let st = e.status_handle().read().unwrap().clone();
-                let after = *asked.lock().unwrap();
+                let after = asked.lock().unwrap().clone();
                 assert_eq!(after.over, 0, "asked past a pool's maximum");
+                // A pause of every change asks nothing for its workload, one of
+                // scale-down removes nothing of it.
+                for (k, name) in NAMES.iter().enumerate() {
+                    let of = |a: &Asked| a.by.get(*name).copied().unwrap_or_default();
+                    let (b, a) = (of(&before), of(&after));
+                    match paused[k] {
+                        Some((PauseScope::All, until)) if now < until => {
+                            assert_eq!(b, a, "asked for {name} while it was paused")
+                        }
+                        Some((PauseScope::ScaleDown, until)) if now < until => {
+                            assert_eq!(b.1, a.1, "removed of {name} while paused")
+                        }
+                        _ => {}
+                    }
+                }
                 assert_eq!(
                     st.actions - was.actions,
                     after.accepted - before.accepted,

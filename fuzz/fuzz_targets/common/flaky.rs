@@ -1,7 +1,7 @@
 //! The provider the control-loop targets drive: the simulated cloud, failing as the
 //! input says, counting what it was asked.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use prescale_core::{Action, ActionKind, Allocation, Tier, TimestampMs};
@@ -13,13 +13,14 @@ pub type Faults = Arc<Mutex<VecDeque<u8>>>;
 
 /// What the provider was asked: accepted, refused (as told, or by the simulated cloud),
 /// removals accepted, and requests the simulated cloud itself refused at a tier's
-/// maximum.
-#[derive(Default, Clone, Copy, PartialEq, Debug)]
+/// maximum; and per workload, how many actions were asked and how many removals taken.
+#[derive(Default, Clone, PartialEq, Debug)]
 pub struct Asked {
     pub accepted: u64,
     pub refused: u64,
     pub removed: u64,
     pub over: u64,
+    pub by: BTreeMap<String, (u64, u64)>,
 }
 
 /// The simulated cloud, failing as told; counts what it was asked.
@@ -56,11 +57,12 @@ impl Provider for Flaky {
             _ => self.inner.apply(a, now),
         };
         let mut asked = self.asked.lock().unwrap();
+        let removed = u64::from(r.is_ok() && a.kind == ActionKind::Deprovision);
+        let by = asked.by.entry(a.workload.clone()).or_default();
+        (by.0, by.1) = (by.0 + 1, by.1 + removed);
+        asked.removed += removed;
         match &r {
-            Ok(()) => {
-                asked.accepted += 1;
-                asked.removed += u64::from(a.kind == ActionKind::Deprovision);
-            }
+            Ok(()) => asked.accepted += 1,
             Err(ProviderError::AtCapacity { .. }) if fault == 0 => {
                 eprintln!("refused by the simulated cloud: {a:?}: {r:?}");
                 asked.refused += 1;
