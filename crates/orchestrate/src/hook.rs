@@ -571,6 +571,40 @@ exit 0
     }
 
     #[test]
+    fn a_release_is_in_the_book_a_restart_reads() {
+        // Without report_state the book is all prescale knows of what the hook runs: a
+        // restart right after a release must not find the released instances again,
+        // listed as unmanaged for a second release.
+        use crate::Engine;
+        use prescale_store::{Durability, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data"), Durability::Buffered).unwrap();
+        let c = Config::default();
+        let mut p = provider(dir.path(), false, 10);
+        let mut old = action("old", ActionKind::Provision, 3);
+        old.workload = "old".into();
+        p.apply(&old, 0).unwrap();
+        let mut e = Engine::from_config(&c, 0, store.clone(), p);
+        e.tick(60_000).unwrap();
+        let listed = |e: &Engine<HookProvider>| e.status_handle().read().unwrap().unmanaged.clone();
+        assert_eq!(listed(&e)["old"].instances["standard"], 3);
+        e.release("old", 61_000).unwrap();
+        drop(e);
+        let mut again = Engine::from_config(&c, 0, store, provider(dir.path(), false, 10));
+        again.restore_status(62_000).unwrap();
+        assert_eq!(
+            again
+                .provider()
+                .allocation("old", 62_000)
+                .get("standard")
+                .total(),
+            0
+        );
+        again.tick(120_000).unwrap();
+        assert!(listed(&again).is_empty(), "{:?}", listed(&again));
+    }
+
+    #[test]
     fn exec_hooks_get_each_action_once_and_prescale_counts_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = provider(dir.path(), false, 10);
