@@ -81,6 +81,11 @@ fuzz_target!(|data: &[u8]| {
                 w.scale_down_delay_s = 60;
             }
             w.budget_per_hour = [None, Some(0.5)][usize::from(head[1] >> (2 + k) & 1)];
+            // The model selection is the engine target's to explore; here one workload
+            // forecasts naively, so more of the inputs reach the pools.
+            if head[1] >> (4 + k) & 1 == 1 {
+                w.model = "naive".into();
+            }
             w
         })
         .collect();
