@@ -28,7 +28,7 @@ use flaky::{Asked, Faults, Flaky};
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
 use prescale_core::model::WorkloadClass;
-use prescale_core::{DecisionKind, PauseScope, Sample, SeriesKey, Tier, TimestampMs};
+use prescale_core::{PauseScope, Sample, SeriesKey, Tier, TimestampMs};
 use prescale_orchestrate::engine::ReleaseError;
 use prescale_orchestrate::{Engine, Provider};
 use prescale_store::{Durability, Store};
@@ -302,15 +302,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Each refusal is a decision saying so.
-    let errors = store
-        .decisions(None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.kind == DecisionKind::Error)
-        .count() as u64;
-    assert_eq!(
-        errors,
-        asked.lock().unwrap().refused,
-        "error decisions logged"
-    );
+    flaky::assert_refusals_logged(&store, &asked);
 });

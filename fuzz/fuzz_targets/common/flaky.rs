@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use prescale_core::{Action, ActionKind, Allocation, Tier, TimestampMs};
+use prescale_core::{Action, ActionKind, Allocation, DecisionKind, Tier, TimestampMs};
 use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
 use prescale_orchestrate::{Provider, SimCloud};
+use prescale_store::Store;
 
 /// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
 pub type Faults = Arc<Mutex<VecDeque<u8>>>;
@@ -84,4 +85,19 @@ impl Provider for Flaky {
     fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
         self.inner.restore(state)
     }
+}
+
+/// Checks that each refusal the provider gave is an error decision in `store`'s log.
+pub fn assert_refusals_logged(store: &Store, asked: &Mutex<Asked>) {
+    let errors = store
+        .decisions(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.kind == DecisionKind::Error)
+        .count() as u64;
+    assert_eq!(
+        errors,
+        asked.lock().unwrap().refused,
+        "error decisions logged"
+    );
 }
