@@ -76,15 +76,7 @@ fuzz_target!(|data: &[u8]| {
                 c.tiers[t].max_instances = [1, 3, 10, 100][usize::from(op[2] % 4)];
                 c.workloads[0].budget_per_hour =
                     [None, Some(0.5), Some(5.0)][usize::from(op[2] / 4 % 3)];
-                let provider = Flaky::new(&c.tiers, &faults, &asked);
-                let interval = e.interval_ms();
-                e.reconfigure(
-                    c.tiers.clone(),
-                    c.workloads.clone(),
-                    interval,
-                    provider,
-                    now,
-                );
+                flaky::reload(&mut e, &c, &faults, &asked, now);
             }
             // A pass, 15 s to an hour after the last.
             _ => {

@@ -101,18 +101,6 @@ fuzz_target!(|data: &[u8]| {
         .map(|n| SeriesKey::parse(&format!("{n}_cpu")).unwrap())
         .collect();
     let mut now: TimestampMs = 1_800_000_000_000;
-    // A reload of `c` (its tiers and workloads) at `now`.
-    let reload = |e: &mut Engine<Flaky>, c: &Config, now: TimestampMs| {
-        let provider = Flaky::new(&c.tiers, &faults, &asked);
-        let interval = e.interval_ms();
-        e.reconfigure(
-            c.tiers.clone(),
-            c.workloads.clone(),
-            interval,
-            provider,
-            now,
-        );
-    };
     // Each workload's pause in force: its scope and end.
     let mut paused: [Option<(PauseScope, TimestampMs)>; 2] = [None, None];
     for op in ops.chunks_exact(3).take(200) {
@@ -151,7 +139,7 @@ fuzz_target!(|data: &[u8]| {
                 let t = usize::from(op[1]) % c.tiers.len();
                 c.tiers[t].max_instances = maxes[usize::from(op[2]) % maxes.len()];
                 c.fleet.budget_per_hour = budgets[usize::from(op[2] / 8 % 4)];
-                reload(&mut e, &c, now);
+                flaky::reload(&mut e, &c, &faults, &asked, now);
                 e.reconfigure_fleet(c.fleet.clone(), now).unwrap();
             }
             // A reload that removes the workload, or adds it back.
@@ -163,7 +151,7 @@ fuzz_target!(|data: &[u8]| {
                     let w = configured.workloads[which].clone();
                     c.workloads.push(w);
                 }
-                reload(&mut e, &c, now);
+                flaky::reload(&mut e, &c, &faults, &asked, now);
             }
             // An operator releases what the workload no longer managed holds.
             6 => {

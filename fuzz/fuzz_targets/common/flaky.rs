@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use prescale_core::config::Config;
 use prescale_core::{Action, ActionKind, Allocation, DecisionKind, Tier, TimestampMs};
 use prescale_orchestrate::provider::{ProviderError, ProviderEvent};
-use prescale_orchestrate::{Provider, SimCloud};
+use prescale_orchestrate::{Engine, Provider, SimCloud};
 use prescale_store::Store;
 
 /// What the provider does with the next actions: 0 applies, 1 times out, 2 is at capacity.
@@ -99,5 +100,25 @@ pub fn assert_refusals_logged(store: &Store, asked: &Mutex<Asked>) {
         errors,
         asked.lock().unwrap().refused,
         "error decisions logged"
+    );
+}
+
+/// Reloads `c`'s tiers and workloads into `e` at `now`, over a new flaky provider that
+/// takes the old one's state, as the daemon's reload does.
+pub fn reload(
+    e: &mut Engine<Flaky>,
+    c: &Config,
+    faults: &Faults,
+    asked: &Arc<Mutex<Asked>>,
+    now: TimestampMs,
+) {
+    let provider = Flaky::new(&c.tiers, faults, asked);
+    let interval = e.interval_ms();
+    e.reconfigure(
+        c.tiers.clone(),
+        c.workloads.clone(),
+        interval,
+        provider,
+        now,
     );
 }
