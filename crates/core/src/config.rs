@@ -1285,6 +1285,20 @@ impl Config {
         {
             out.push("leader_election with a shared [storage.remote] and [sources.host] enabled: every replica writes its own node's host_* series under the same names, so the shared store holds their samples mixed; set [sources.host] enabled = false and manage scraped or pushed series".into());
         }
+        if self.leader_election.enabled {
+            let book = match self.providers.use_ {
+                ProviderKind::Sim => {
+                    Some("the simulated cloud (providers.use = \"sim\") runs in each replica")
+                }
+                ProviderKind::Recommend => Some(
+                    "the recommend provider keeps its book of what it recommended in each replica",
+                ),
+                _ => None,
+            };
+            if let Some(what) = book {
+                out.push(format!("leader_election with a provider that keeps what it holds in the replica: {what}, so the replica that takes the lease over plans from its own book, not from what the holder before it did; for capacity held elsewhere use providers.use = \"kubernetes\", or a hook with report_state = true"));
+            }
+        }
         let floors: f64 = self
             .workloads
             .iter()
@@ -1673,6 +1687,26 @@ impl Config {
                         "needs 1 <= retry_period_s < renew_deadline_s < lease_duration_s (e.g. 2, 10, 15), got {}, {} and {}",
                         le.retry_period_s, le.renew_deadline_s, le.lease_duration_s
                     ),
+                );
+            }
+            // The replica taking over knows what the hook runs only if the hook says.
+            let hook = match self.providers.use_ {
+                ProviderKind::Exec => self
+                    .providers
+                    .exec
+                    .as_ref()
+                    .map(|e| ("exec", e.report_state)),
+                ProviderKind::Webhook => self
+                    .providers
+                    .webhook
+                    .as_ref()
+                    .map(|w| ("webhook", w.report_state)),
+                _ => None,
+            };
+            if let Some((kind, false)) = hook {
+                return err(
+                    format!("providers.{kind}.report_state"),
+                    "must be true with [leader_election]: without it each replica keeps its own book of what it asked the hook for, so the replica that takes the lease over would not know what the one before it provisioned, would ask for it again and leave the first lot running with nobody watching it; set report_state = true and have the hook answer {\"type\": \"state\"} requests with what runs, or run one replica without [leader_election]".into(),
                 );
             }
             if let Some(u) = &le.advertise_url {
@@ -2929,6 +2963,56 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_refuses_a_hook_whose_state_only_this_replica_knows() {
+        let on = DEFAULT_TOML.replace(
+            "enabled = false\nlease = \"prescale\"",
+            "enabled = true\nlease = \"prescale\"",
+        );
+        let hooks = [
+            (
+                "exec",
+                "[providers.exec]\ncommand = [\"/usr/local/bin/hook\"]\n",
+            ),
+            (
+                "webhook",
+                "[providers.webhook]\nurl = \"http://127.0.0.1:8080/prescale\"\n",
+            ),
+        ];
+        for (kind, section) in hooks {
+            let src = format!(
+                "{}\n{section}",
+                on.replace("use = \"sim\"", &format!("use = {kind:?}"))
+            );
+            let e = Config::parse(&src, "p.toml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("providers.{kind}.report_state"))
+                    && e.contains("would not know what the one before it provisioned")
+                    && e.contains("set report_state = true"),
+                "{e}"
+            );
+            let told = format!("{src}report_state = true\n");
+            let c = Config::parse(&told, "p.toml").unwrap();
+            assert!(c.cautions(0).is_empty(), "{:?}", c.cautions(0));
+            // One replica keeps its book across restarts: nothing to refuse.
+            let alone = src.replace("enabled = true\nlease", "enabled = false\nlease");
+            Config::parse(&alone, "p.toml").unwrap();
+        }
+        // Recommendations are kept in each replica's book: a warning, not a refusal.
+        let c = Config::parse(
+            &on.replace("use = \"sim\"", "use = \"recommend\""),
+            "p.toml",
+        )
+        .unwrap();
+        assert!(
+            c.cautions(0)
+                .iter()
+                .any(|m| m.contains("the recommend provider keeps its book")),
+            "{:?}",
+            c.cautions(0)
+        );
+    }
+
+    #[test]
     fn leader_election_is_off_by_default_and_its_timings_must_nest() {
         let c = Config::parse(DEFAULT_TOML, "p.toml").unwrap();
         assert_eq!(c.leader_election, LeaderElectionConfig::default());
@@ -2992,8 +3076,19 @@ mod tests {
         assert!(with_ca
             .https_uses()
             .contains(&"leader_election.advertise_url (forwarding to the holder)".to_string()));
+        // The simulated cloud runs in each replica: the one taking over starts from
+        // its own.
+        assert_eq!(c.cautions(0).len(), 1, "{:?}", c.cautions(0));
+        assert!(
+            c.cautions(0)[0]
+                .contains("the simulated cloud (providers.use = \"sim\") runs in each replica"),
+            "{:?}",
+            c.cautions(0)
+        );
+        let on = on.replace("use = \"sim\"", "use = \"kubernetes\"");
+        let c = Config::parse(&on, "p.toml").unwrap();
         // Replicas sharing a remote store would mix their nodes' host series.
-        assert!(c.cautions(0).is_empty());
+        assert!(c.cautions(0).is_empty(), "{:?}", c.cautions(0));
         let shared = format!(
             "{on}\n[storage.remote]\nwrite_url = \"http://vm:8428/api/v1/write\"\nread_url = \"http://vm:8428\"\n"
         );
