@@ -6152,6 +6152,64 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_the_holder_before_resumed_is_lifted_when_the_lease_comes_back() {
+        // This replica paused the workload while it held the lease, the other took it
+        // over (and the pause) and resumed it, then handed the lease back with no pause
+        // on its list: this store's pause must not come back with the lease.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, store, _, _) = host_engine(dir.path(), |_| {});
+        let m = |m: i64| m * 60_000;
+        let own = e
+            .pause("host", PauseScope::All, m(600), "deploy", m(10))
+            .unwrap();
+        let paused = |e: &Engine<SimCloud>| {
+            e.status_handle().read().unwrap().workloads["host"]
+                .paused
+                .clone()
+        };
+        // A list that has it, or a later one in its place, keeps a pause in force.
+        assert!(e
+            .adopt_pauses(&BTreeMap::from([("host".into(), own.clone())]), m(20))
+            .unwrap()
+            .is_empty());
+        assert_eq!(paused(&e), Some(own.clone()));
+        assert_eq!(
+            e.adopt_pauses(&BTreeMap::new(), m(30)).unwrap(),
+            ["host"],
+            "resumed by the holder before"
+        );
+        assert_eq!(paused(&e), None);
+        let lifted = store
+            .decisions(Some("host"), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|d| {
+                d.reason.starts_with(
+                    "resumed, as the replica that held the lease before had it resumed: the pause (all until 1970-01-01T10:00:00Z, asked for at 1970-01-01T00:10:00Z) is lifted",
+                )
+            })
+            .count();
+        assert_eq!(lifted, 1);
+        // Kept so over a restart.
+        assert_eq!(e.stored_pause(0), None);
+        // Replaced there by one that has ended since: lifted too.
+        e.pause("host", PauseScope::All, m(600), "deploy", m(40))
+            .unwrap();
+        let ended = Pause {
+            scope: PauseScope::ScaleDown,
+            since: m(45),
+            until: m(50),
+            reason: "".into(),
+        };
+        assert_eq!(
+            e.adopt_pauses(&BTreeMap::from([("host".into(), ended)]), m(55))
+                .unwrap(),
+            ["host"]
+        );
+        assert_eq!(paused(&e), None);
+    }
+
+    #[test]
     fn an_operators_pause_holds_back_what_it_says_until_it_ends() {
         use prescale_core::PauseScope;
         let dir = tempfile::tempdir().unwrap();
@@ -6325,11 +6383,13 @@ mod tests {
             .unwrap();
         assert!(e.adopt_pauses(&handed, m(243)).unwrap().is_empty());
         assert_eq!(paused(&e), Some(later.clone()));
+        // One asked for before this store's, which has ended since: neither taken nor
+        // lifting this store's.
         let ended = BTreeMap::from([(
             "host".to_string(),
             Pause {
                 scope: PauseScope::All,
-                since: m(250),
+                since: m(241),
                 until: m(260),
                 reason: "".into(),
             },
@@ -6338,6 +6398,7 @@ mod tests {
             e.adopt_pauses(&ended, m(261)).unwrap().is_empty(),
             "one that has ended is not taken"
         );
+        assert_eq!(paused(&e), Some(later.clone()));
         // One that ends while prescale is not running: the restarted daemon's status
         // does not show it, its first pass logs its end, once over later restarts.
         e.tick(m(262)).unwrap();

@@ -24,7 +24,10 @@ use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
 use prescale_core::{Pause, PlannedEvent};
 use serde_json::{json, Value};
 
-use crate::engine::{month_bounds, MonthSpend, MonthSpends, Unmanaged};
+use crate::engine::{month_bounds, MonthSpend, MonthSpends, Status, Unmanaged, FLEET_SPEND_KEY};
+use crate::{Engine, Provider};
+use prescale_core::TimestampMs;
+use prescale_store::StoreError;
 
 /// What the service account needs, for errors.
 const RIGHTS: &str = "get, create and update on leases in group coordination.k8s.io";
@@ -59,11 +62,46 @@ pub struct Handed {
     /// Capacity held for workloads no longer configured
     /// ([`crate::Engine::adopt_unmanaged`]).
     pub unmanaged: BTreeMap<String, Unmanaged>,
-    /// The pauses in force ([`crate::Engine::adopt_pauses`]).
-    pub paused: BTreeMap<String, Pause>,
+    /// The pauses in force ([`crate::Engine::adopt_pauses`]); `None` where the holder
+    /// wrote none (a version before them, or none of its lists yet): every pause it had,
+    /// so one missing there was resumed.
+    pub paused: Option<BTreeMap<String, Pause>>,
     /// The planned events declared through the API ([`crate::Engine::adopt_events`]);
     /// `None` where the holder wrote none (a version before them).
     pub events: Option<BTreeMap<String, Vec<PlannedEvent>>>,
+}
+
+/// What a replica's engine took over of what was handed to it ([`Handed::hand_to`]),
+/// for the log.
+#[derive(Debug)]
+pub struct Adopted {
+    /// The spending taken over (newer than the engine's own), by workload; the fleet's
+    /// under [`FLEET_SPEND_KEY`].
+    pub spend: Vec<(String, MonthSpend)>,
+    /// The workloads whose unmanaged capacity was taken onto the list.
+    pub unmanaged: Result<Vec<String>, StoreError>,
+    /// The workloads whose pause was taken over or lifted (`None`: the holder before
+    /// wrote none).
+    pub paused: Option<Result<Vec<String>, StoreError>>,
+    /// The workloads whose declared events changed (`None`: the holder before wrote
+    /// none, being of a version before them).
+    pub events: Option<Result<Vec<String>, StoreError>>,
+}
+
+impl Handed {
+    /// Hands what the holder before wrote to `engine` at `now`, as this replica takes
+    /// the lease over, before it makes a pass or writes its own lists on the Lease: the
+    /// spending ([`Engine::adopt_spend`]), the unmanaged list
+    /// ([`Engine::adopt_unmanaged`]), the pauses ([`Engine::adopt_pauses`]) and the
+    /// declared events ([`Engine::adopt_events`]).
+    pub fn hand_to<P: Provider>(&self, engine: &mut Engine<P>, now: TimestampMs) -> Adopted {
+        Adopted {
+            spend: engine.adopt_spend(&self.spend, now),
+            unmanaged: engine.adopt_unmanaged(&self.unmanaged, now),
+            paused: self.paused.as_ref().map(|p| engine.adopt_pauses(p, now)),
+            events: self.events.as_ref().map(|e| engine.adopt_events(e, now)),
+        }
+    }
 }
 
 /// The Lease as last seen: who holds it, and its last renewal as written.
@@ -89,11 +127,20 @@ pub struct Elector {
     seen: Option<(Seen, Instant)>,
     /// When this replica last took or renewed it.
     renewed: Option<Instant>,
+    /// What this replica writes on the Lease while it holds it.
+    notes: Notes,
+    /// What the holder before wrote, when this replica has just taken the lease over.
+    handed: Option<Handed>,
+}
+
+/// What a holder writes on the Lease for the replica after it, as annotations, and what
+/// a replica reads there when it takes the lease over. Apart from the Lease itself, so
+/// the handover can be driven without an API server (the `fleet` fuzz target does).
+#[derive(Debug, Clone, Default)]
+pub struct Notes {
     /// This month's spending by workload: this replica's own as it acts, and what the
     /// holder before it wrote, whichever is newer.
     spend: MonthSpends,
-    /// What the holder before wrote, when this replica has just taken the lease over.
-    handed: Option<Handed>,
     /// The list of unmanaged capacity to write while this replica holds the lease
     /// (`None`: nothing to write yet, what the holder before wrote stays).
     unmanaged: Option<BTreeMap<String, Unmanaged>>,
@@ -101,6 +148,157 @@ pub struct Elector {
     paused: Option<BTreeMap<String, Pause>>,
     /// The same for the planned events declared through the API.
     events: Option<BTreeMap<String, Vec<PlannedEvent>>>,
+}
+
+/// What a replica's published status says for the Lease ([`Noted::of`]).
+#[derive(Debug, Clone, Default)]
+pub struct Noted {
+    /// Each workload's spending this month, and the fleet's under [`FLEET_SPEND_KEY`].
+    spend: Vec<(String, MonthSpend)>,
+    /// The unmanaged list, the pauses and the declared events, once the replica's engine
+    /// has taken over those handed to it.
+    lists: Option<Lists>,
+}
+
+/// The unmanaged list, the pauses in force and the events declared, by workload.
+type Lists = (
+    BTreeMap<String, Unmanaged>,
+    BTreeMap<String, Pause>,
+    BTreeMap<String, Vec<PlannedEvent>>,
+);
+
+impl Noted {
+    /// What `st` says: the spending always, the lists only while `leading` (its engine
+    /// took over the lists handed to it as it took the lease, [`Handed::hand_to`];
+    /// until then the handed ones are written on).
+    pub fn of(st: &Status, leading: bool) -> Self {
+        let fleet = st.fleet.spend.map(|sp| (FLEET_SPEND_KEY.to_string(), sp));
+        let spend = st
+            .workloads
+            .iter()
+            .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
+            .chain(fleet)
+            .collect();
+        let lists = leading.then(|| {
+            let paused = st
+                .workloads
+                .iter()
+                .filter_map(|(w, s)| Some((w.clone(), s.paused.clone()?)))
+                .collect();
+            let declared = st
+                .workloads
+                .iter()
+                .filter(|(_, s)| !s.declared.is_empty())
+                .map(|(w, s)| (w.clone(), s.declared_events().cloned().collect()))
+                .collect();
+            (st.unmanaged.clone(), paused, declared)
+        });
+        Noted { spend, lists }
+    }
+}
+
+impl Notes {
+    /// Notes what this replica's status says ([`Noted::of`]) at `now` (unix ms).
+    pub fn note(&mut self, noted: Noted, now: TimestampMs) {
+        self.note_spend(noted.spend, now);
+        if let Some((list, paused, declared)) = noted.lists {
+            self.note_unmanaged(list);
+            self.note_paused(paused);
+            self.note_events(declared);
+        }
+    }
+
+    /// Notes this replica's spending this month by workload (its published status), to
+    /// write on the Lease while it holds it. Where the holder before it wrote a newer
+    /// figure for a workload, that one is kept; other months' than `now`'s are dropped.
+    pub fn note_spend(
+        &mut self,
+        own: impl IntoIterator<Item = (String, MonthSpend)>,
+        now: TimestampMs,
+    ) {
+        let (month, _) = month_bounds(now);
+        for (w, s) in own {
+            self.merge(w, s);
+        }
+        self.spend.retain(|_, s| s.month_start >= month);
+    }
+
+    /// Notes this replica's list of unmanaged capacity, to write on the Lease while it
+    /// holds it, once its engine has taken over the list handed to it: until then the
+    /// handed list is written on.
+    pub fn note_unmanaged(&mut self, list: BTreeMap<String, Unmanaged>) {
+        self.unmanaged = Some(list);
+    }
+
+    /// Notes the pauses in force on this replica, to write on the Lease while it holds
+    /// it; as [`Notes::note_unmanaged`], once its engine has taken over the pauses
+    /// handed to it.
+    pub fn note_paused(&mut self, paused: BTreeMap<String, Pause>) {
+        self.paused = Some(paused);
+    }
+
+    /// Notes the planned events declared through the API on this replica, as
+    /// [`Notes::note_paused`] does the pauses.
+    pub fn note_events(&mut self, events: BTreeMap<String, Vec<PlannedEvent>>) {
+        self.events = Some(events);
+    }
+
+    fn merge(&mut self, workload: String, s: MonthSpend) {
+        let kept = self.spend.entry(workload).or_insert(s);
+        if kept.at < s.at {
+            *kept = s;
+        }
+    }
+
+    /// Writes what is noted into the Lease's annotations: what nothing was noted for
+    /// yet, the holder before wrote, and it stays for the next one.
+    pub fn write(&self, notes: &mut serde_json::Map<String, Value>) {
+        if !self.spend.is_empty() {
+            let text = serde_json::to_string(&self.spend).expect("spending as JSON");
+            notes.insert(SPEND_ANNOTATION.into(), json!(text));
+        }
+        if let Some(list) = &self.unmanaged {
+            let text = serde_json::to_string(list).expect("unmanaged list as JSON");
+            notes.insert(UNMANAGED_ANNOTATION.into(), json!(text));
+        }
+        if let Some(paused) = &self.paused {
+            let text = serde_json::to_string(paused).expect("pauses as JSON");
+            notes.insert(PAUSED_ANNOTATION.into(), json!(text));
+        }
+        if let Some(events) = &self.events {
+            let text = serde_json::to_string(events).expect("events as JSON");
+            notes.insert(EVENTS_ANNOTATION.into(), json!(text));
+        }
+    }
+
+    /// Reads what the holder before wrote in the Lease's `annotations`, for this replica
+    /// taking the lease over: its spending where newer than this replica's own, and its
+    /// lists, written on until this replica's engine has taken them over. A figure that
+    /// cannot be read is not taken over.
+    pub fn take_over(&mut self, annotations: &Value) -> Handed {
+        let note = |key: &str| annotations[key].as_str();
+        let h = Handed {
+            spend: note(SPEND_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+            unmanaged: note(UNMANAGED_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+            paused: note(PAUSED_ANNOTATION).and_then(|t| serde_json::from_str(t).ok()),
+            events: note(EVENTS_ANNOTATION).and_then(|t| serde_json::from_str(t).ok()),
+        };
+        for (w, s) in &h.spend {
+            self.merge(w.clone(), *s);
+        }
+        self.unmanaged = Some(h.unmanaged.clone());
+        if h.paused.is_some() {
+            self.paused = h.paused.clone();
+        }
+        if h.events.is_some() {
+            self.events = h.events.clone();
+        }
+        h
+    }
 }
 
 /// How a round went.
@@ -155,11 +353,8 @@ impl Elector {
             renew_deadline: Duration::from_secs(le.renew_deadline_s),
             seen: None,
             renewed: None,
-            spend: MonthSpends::new(),
+            notes: Notes::default(),
             handed: None,
-            unmanaged: None,
-            paused: None,
-            events: None,
         })
     }
 
@@ -238,45 +433,9 @@ impl Elector {
         }
     }
 
-    /// Notes this replica's spending this month by workload (its published status), to
-    /// write on the Lease while it holds it. Where the holder before it wrote a newer
-    /// figure for a workload, that one is kept; other months' are dropped.
-    pub fn note_spend(&mut self, own: impl IntoIterator<Item = (String, MonthSpend)>) {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let (month, _) = month_bounds(now);
-        for (w, s) in own {
-            self.merge(w, s);
-        }
-        self.spend.retain(|_, s| s.month_start >= month);
-    }
-
-    /// Notes this replica's list of unmanaged capacity, to write on the Lease while it
-    /// holds it. Called once its engine has made a pass since it took the lease (and so
-    /// took over the list handed to it): until then the handed list is written on.
-    pub fn note_unmanaged(&mut self, list: BTreeMap<String, Unmanaged>) {
-        self.unmanaged = Some(list);
-    }
-
-    /// Notes the pauses in force on this replica, to write on the Lease while it holds
-    /// it; as [`Elector::note_unmanaged`], once its engine has made a pass since it took
-    /// the lease (and so took over the pauses handed to it).
-    pub fn note_paused(&mut self, paused: BTreeMap<String, Pause>) {
-        self.paused = Some(paused);
-    }
-
-    /// Notes the planned events declared through the API on this replica, as
-    /// [`Elector::note_paused`] does the pauses.
-    pub fn note_events(&mut self, events: BTreeMap<String, Vec<PlannedEvent>>) {
-        self.events = Some(events);
-    }
-
-    fn merge(&mut self, workload: String, s: MonthSpend) {
-        let kept = self.spend.entry(workload).or_insert(s);
-        if kept.at < s.at {
-            *kept = s;
-        }
+    /// What this replica writes on the Lease while it holds it.
+    pub fn notes(&mut self) -> &mut Notes {
+        &mut self.notes
     }
 
     /// Where `holder` said its API is, if the Lease as last seen is its.
@@ -304,23 +463,7 @@ impl Elector {
                 notes.remove(URL_ANNOTATION);
             }
         }
-        // Nothing noted yet: what the holder before wrote stays for the next one.
-        if !self.spend.is_empty() {
-            let text = serde_json::to_string(&self.spend).expect("spending as JSON");
-            notes.insert(SPEND_ANNOTATION.into(), json!(text));
-        }
-        if let Some(list) = &self.unmanaged {
-            let text = serde_json::to_string(list).expect("unmanaged list as JSON");
-            notes.insert(UNMANAGED_ANNOTATION.into(), json!(text));
-        }
-        if let Some(paused) = &self.paused {
-            let text = serde_json::to_string(paused).expect("pauses as JSON");
-            notes.insert(PAUSED_ANNOTATION.into(), json!(text));
-        }
-        if let Some(events) = &self.events {
-            let text = serde_json::to_string(events).expect("events as JSON");
-            notes.insert(EVENTS_ANNOTATION.into(), json!(text));
-        }
+        self.notes.write(notes);
     }
 
     /// Takes or renews the lease if it may; returns who holds it afterwards.
@@ -366,31 +509,7 @@ impl Elector {
         }
         // Taking over: the holder before's spending this month, newer than this
         // replica's own where it is, is what this one goes on from.
-        // A figure that cannot be read is not taken over.
-        let note = |key: &str| current["metadata"]["annotations"][key].as_str();
-        let handed = (!mine).then(|| Handed {
-            spend: note(SPEND_ANNOTATION)
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or_default(),
-            unmanaged: note(UNMANAGED_ANNOTATION)
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or_default(),
-            paused: note(PAUSED_ANNOTATION)
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or_default(),
-            events: note(EVENTS_ANNOTATION).and_then(|t| serde_json::from_str(t).ok()),
-        });
-        if let Some(h) = &handed {
-            for (w, s) in &h.spend {
-                self.merge(w.clone(), *s);
-            }
-            // Written on until this replica's engine has taken them over.
-            self.unmanaged = Some(h.unmanaged.clone());
-            self.paused = Some(h.paused.clone());
-            if h.events.is_some() {
-                self.events = h.events.clone();
-            }
-        }
+        let handed = (!mine).then(|| self.notes.take_over(&current["metadata"]["annotations"]));
         let mut lease = current.clone();
         lease["spec"] = if mine {
             self.spec(&text("acquireTime"), &stamp, transitions)

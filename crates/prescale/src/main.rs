@@ -615,8 +615,8 @@ fn run_cmd(
         let mut tasks = Vec::new();
         // With leader election, only the replica holding the lease plans and acts. On
         // taking the lease over, what the holder before wrote on it (the month's
-        // spending, the unmanaged capacity) goes to the engine before its first pass.
-        let handoff: Arc<Mutex<Option<prescale_orchestrate::lease::Handed>>> = Arc::default();
+        // spending, the unmanaged capacity, the pauses, the declared events) goes to the
+        // engine before its first pass.
         let elector = match cfg.leader_election.enabled {
             false => None,
             true => {
@@ -648,13 +648,11 @@ fn run_cmd(
                 state.leadership = Some(leadership.clone());
                 let e = Arc::new(Mutex::new(e));
                 let every = Duration::from_secs(cfg.leader_election.retry_period_s);
-                let (el, lead, status, handoff) =
-                    (e.clone(), leadership, state.status.clone(), handoff.clone());
+                let (el, lead, status, engine, standby) =
+                    (e.clone(), leadership, state.status.clone(), engine.clone(), state.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    // When this replica last took the lease (unix ms), while it holds it.
-                    let mut taken_at: Option<i64> = None;
                     loop {
                         tick.tick().await;
                         let el = el.clone();
@@ -662,39 +660,13 @@ fn run_cmd(
                         // capacity and the pauses, as last published: the holder writes
                         // them on the Lease (the lists once a pass since it took the
                         // lease over has taken over those handed to it).
-                        let (spent, list) = {
+                        let noted = {
                             let st = status.read().expect("status lock");
-                            // The fleet's under the empty name, which no workload has.
-                            let fleet = st.fleet.spend.map(|sp| (FLEET_SPEND_KEY.to_string(), sp));
-                            let spent: Vec<_> = st
-                                .workloads
-                                .iter()
-                                .filter_map(|(w, s)| Some((w.clone(), s.spend?)))
-                                .chain(fleet)
-                                .collect();
-                            let passed = taken_at.is_some_and(|t| st.last_tick.is_some_and(|p| p >= t));
-                            let paused: std::collections::BTreeMap<String, prescale_core::Pause> = st
-                                .workloads
-                                .iter()
-                                .filter_map(|(w, s)| Some((w.clone(), s.paused.clone()?)))
-                                .collect();
-                            // The events declared through the API, by workload.
-                            let declared: std::collections::BTreeMap<String, Vec<prescale_core::PlannedEvent>> = st
-                                .workloads
-                                .iter()
-                                .filter(|(_, s)| !s.declared.is_empty())
-                                .map(|(w, s)| (w.clone(), s.declared_events().cloned().collect()))
-                                .collect();
-                            (spent, passed.then(|| (st.unmanaged.clone(), paused, declared)))
+                            prescale_orchestrate::lease::Noted::of(&st, lead.leading.load(Ordering::SeqCst))
                         };
                         let Ok(mut round) = tokio::task::spawn_blocking(move || {
                             let mut el = el.lock().expect("elector");
-                            el.note_spend(spent);
-                            if let Some((list, paused, declared)) = list {
-                                el.note_unmanaged(list);
-                                el.note_paused(paused);
-                                el.note_events(declared);
-                            }
+                            el.notes().note(noted, now_ms());
                             el.round()
                         })
                         .await
@@ -702,13 +674,21 @@ fn run_cmd(
                             break;
                         };
                         if let Some(h) = round.handed.take() {
-                            // Before the control loop sees this replica lead.
-                            *handoff.lock().expect("handoff lock") = Some(h);
+                            // To the engine before the control loop sees this replica
+                            // lead, and before this replica writes its own lists.
+                            let (engine, watch) = (engine.clone(), standby.clone());
+                            let adopted = tokio::task::spawn_blocking(move || {
+                                let mut engine = engine.lock().expect("engine");
+                                engine.forget_holdings();
+                                let taken = h.hand_to(&mut engine, now_ms());
+                                log_taken_over(taken, &watch);
+                            })
+                            .await;
+                            if let Err(e) = adopted {
+                                tracing::error!("leader election: taking over what was handed died: {e}");
+                            }
                         }
                         let was = lead.leading.swap(round.leading, Ordering::SeqCst);
-                        if round.leading != was {
-                            taken_at = round.leading.then(now_ms);
-                        }
                         let before = std::mem::replace(
                             &mut *lead.holder.write().expect("holder lock"),
                             round.holder.clone(),
@@ -926,41 +906,10 @@ fn run_cmd(
                     }
                     let took_over = std::mem::take(&mut stood_by);
                     let engine = engine.clone();
-                    let handed = handoff.lock().expect("handoff lock").take();
-                    let watch = standby.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         let mut engine = engine.lock().expect("engine");
                         if took_over {
                             engine.forget_holdings();
-                        }
-                        if let Some(h) = handed {
-                            for (w, s) in engine.adopt_spend(&h.spend, now_ms()) {
-                                if w == FLEET_SPEND_KEY {
-                                    tracing::info!(spent = s.spent, "leader election: the fleet's spending this month taken over from the replica that held the lease before");
-                                } else {
-                                    tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");
-                                }
-                            }
-                            match engine.adopt_unmanaged(&h.unmanaged, now_ms()) {
-                                Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: unmanaged capacity taken over from the replica that held the lease before"),
-                                Ok(_) => {}
-                                Err(e) => tracing::warn!("leader election: the unmanaged capacity handed over was not kept: {e}"),
-                            }
-                            match engine.adopt_pauses(&h.paused, now_ms()) {
-                                Ok(names) if !names.is_empty() => tracing::info!(workloads = ?names, "leader election: pauses taken over from the replica that held the lease before"),
-                                Ok(_) => {}
-                                Err(e) => tracing::warn!("leader election: the pauses handed over were not kept: {e}"),
-                            }
-                            if let Some(events) = &h.events {
-                                match engine.adopt_events(events, now_ms()) {
-                                    Ok(names) if !names.is_empty() => {
-                                        tracing::info!(workloads = ?names, "leader election: planned events declared through the API taken over from the replica that held the lease before");
-                                        watch.watch_planned();
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => tracing::warn!("leader election: the planned events handed over were not kept: {e}"),
-                                }
-                            }
                         }
                         engine.tick(now_ms())
                     })
@@ -1118,6 +1067,46 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
             ))
         }
     })
+}
+
+/// Logs what this replica's engine took over of what the holder before handed it on
+/// the Lease, and tells the anomaly watch of declared events it took.
+fn log_taken_over(taken: prescale_orchestrate::lease::Adopted, watch: &prescale_server::AppState) {
+    for (w, s) in taken.spend {
+        if w == FLEET_SPEND_KEY {
+            tracing::info!(spent = s.spent, "leader election: the fleet's spending this month taken over from the replica that held the lease before");
+        } else {
+            tracing::info!(workload = %w, spent = s.spent, "leader election: this month's spending taken over from the replica that held the lease before");
+        }
+    }
+    match taken.unmanaged {
+        Ok(names) if !names.is_empty() => {
+            tracing::info!(workloads = ?names, "leader election: unmanaged capacity taken over from the replica that held the lease before")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!("leader election: the unmanaged capacity handed over was not kept: {e}")
+        }
+    }
+    match taken.paused {
+        Some(Ok(names)) if !names.is_empty() => {
+            tracing::info!(workloads = ?names, "leader election: pauses taken over from the replica that held the lease before (or lifted where it had resumed them)")
+        }
+        Some(Err(e)) => {
+            tracing::warn!("leader election: the pauses handed over were not kept: {e}")
+        }
+        _ => {}
+    }
+    match taken.events {
+        Some(Ok(names)) if !names.is_empty() => {
+            tracing::info!(workloads = ?names, "leader election: planned events declared through the API taken over from the replica that held the lease before");
+            watch.watch_planned();
+        }
+        Some(Err(e)) => {
+            tracing::warn!("leader election: the planned events handed over were not kept: {e}")
+        }
+        _ => {}
+    }
 }
 
 /// Finds a scrape job's targets among the pods of a namespace every `refresh_s`:

@@ -1634,10 +1634,14 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
     };
     // a acts and writes what each workload spent this month at each renewal.
     assert!(a.round().leading);
-    a.note_spend([("web".to_string(), spend(41.5, now))]);
-    a.note_unmanaged([("old".to_string(), old.clone())].into());
-    a.note_paused([("web".to_string(), pause.clone())].into());
-    a.note_events([("web".to_string(), vec![test.clone()])].into());
+    a.notes()
+        .note_spend([("web".to_string(), spend(41.5, now))], now);
+    a.notes()
+        .note_unmanaged([("old".to_string(), old.clone())].into());
+    a.notes()
+        .note_paused([("web".to_string(), pause.clone())].into());
+    a.notes()
+        .note_events([("web".to_string(), vec![test.clone()])].into());
     let r = a.round();
     assert!(r.leading && r.handed.is_none(), "{r:?}");
     assert_eq!(written()["web"]["spent"], 41.5);
@@ -1648,10 +1652,13 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
     assert_eq!(note(PAUSED_ANNOTATION)["web"]["scope"], "scale-down");
     assert_eq!(note(EVENTS_ANNOTATION)["web"][0]["name"], "load test");
     // b stands by, with its own figure from long ago.
-    b.note_spend([
-        ("web".to_string(), spend(3.0, now - 86_400_000)),
-        ("batch".to_string(), spend(7.0, now - 86_400_000)),
-    ]);
+    b.notes().note_spend(
+        [
+            ("web".to_string(), spend(3.0, now - 86_400_000)),
+            ("batch".to_string(), spend(7.0, now - 86_400_000)),
+        ],
+        now,
+    );
     let r = b.round();
     assert!(!r.leading && r.handed.is_none(), "{r:?}");
     assert_eq!(written()["web"]["spent"], 41.5, "a standby writes nothing");
@@ -1664,7 +1671,7 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
     let handed = r.handed.expect("handed over");
     assert_eq!(handed.spend["web"], spend(41.5, now));
     assert_eq!(handed.unmanaged["old"], old);
-    assert_eq!(handed.paused["web"], pause);
+    assert_eq!(handed.paused, Some([("web".to_string(), pause)].into()));
     assert_eq!(
         handed.events,
         Some([("web".to_string(), vec![test])].into())
@@ -1678,22 +1685,25 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
     assert_eq!(note(UNMANAGED_ANNOTATION)["old"]["why"], old.why.as_str());
     assert_eq!(note(PAUSED_ANNOTATION)["web"]["reason"], "incident 42");
     assert_eq!(note(EVENTS_ANNOTATION)["web"][0]["min_demand"], 40.0);
-    b.note_unmanaged(Default::default());
-    b.note_paused(Default::default());
-    b.note_events(Default::default());
+    b.notes().note_unmanaged(Default::default());
+    b.notes().note_paused(Default::default());
+    b.notes().note_events(Default::default());
     b.round();
     assert_eq!(note(UNMANAGED_ANNOTATION), serde_json::json!({}));
     assert_eq!(note(PAUSED_ANNOTATION), serde_json::json!({}));
     assert_eq!(note(EVENTS_ANNOTATION), serde_json::json!({}));
     // Last month's figures are dropped.
-    b.note_spend([(
-        "old".to_string(),
-        MonthSpend {
-            month_start: month_bounds(month_bounds(now).0 - 1).0,
-            spent: 9.0,
-            at: now - 40 * 86_400_000,
-        },
-    )]);
+    b.notes().note_spend(
+        [(
+            "old".to_string(),
+            MonthSpend {
+                month_start: month_bounds(month_bounds(now).0 - 1).0,
+                spent: 9.0,
+                at: now - 40 * 86_400_000,
+            },
+        )],
+        now,
+    );
     b.round();
     assert!(written().get("old").is_none(), "{}", written());
     // A figure that cannot be read is not taken over.
@@ -1709,7 +1719,10 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
     assert!(r.leading, "{r:?}");
     assert_eq!(
         r.handed,
-        Some(Handed::default()),
-        "events: None, not none declared"
+        Some(Handed {
+            paused: Some(Default::default()),
+            ..Handed::default()
+        }),
+        "events: None, not none declared; pauses: none in force"
     );
 }

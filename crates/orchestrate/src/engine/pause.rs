@@ -267,34 +267,57 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Takes over the pauses the replica that held the lease before handed over (by
-    /// workload, as it wrote them on the Lease): each configured workload's that has not
-    /// ended, unless this replica's store has one asked for later. Returns the
-    /// workloads whose pause was taken over.
+    /// workload, as it wrote them on the Lease: every pause it had): each configured
+    /// workload's that has not ended, unless this replica's store has one asked for
+    /// later. A pause of this replica's own (from when it last held the lease) that the
+    /// holder before had no longer, or had replaced by one that has ended since, is
+    /// lifted: that one resumed it. Returns the workloads whose pause was taken over or
+    /// lifted.
     pub fn adopt_pauses(
         &mut self,
         handed: &BTreeMap<String, Pause>,
         now: TimestampMs,
     ) -> Result<Vec<String>, StoreError> {
         let mut taken = Vec::new();
-        for (name, p) in handed {
-            let Ok(i) = self.configured_index(name) else {
-                continue;
-            };
-            let own = self.stored_pause(i);
-            if !p.holds(now) || own.is_some_and(|o| o.since >= p.since) {
-                continue;
+        for i in 0..self.states.len() {
+            let name = self.states[i].w.name.clone();
+            let own = self.stored_pause(i).filter(|o| o.holds(now));
+            let theirs = handed.get(&name);
+            if let (Some(o), Some(p)) = (&own, theirs) {
+                if o.since >= p.since {
+                    // This replica's own is the later one.
+                    continue;
+                }
             }
-            self.keep_pause(i, Some(p.clone()))?;
-            self.log_config(
-                name,
-                now,
-                format!(
-                    "{}, as the replica that held the lease before kept it (asked for at {})",
-                    describe(p),
-                    format_ts(p.since)
-                ),
-            )?;
-            taken.push(name.to_string());
+            match (theirs.filter(|p| p.holds(now)), own) {
+                (Some(p), _) => {
+                    self.keep_pause(i, Some(p.clone()))?;
+                    self.log_config(
+                        &name,
+                        now,
+                        format!(
+                            "{}, as the replica that held the lease before kept it (asked for at {})",
+                            describe(p),
+                            format_ts(p.since)
+                        ),
+                    )?;
+                }
+                (None, Some(o)) => {
+                    self.keep_pause(i, None)?;
+                    self.log_config(
+                        &name,
+                        now,
+                        format!(
+                            "resumed, as the replica that held the lease before had it resumed: the pause ({} until {}, asked for at {}) is lifted; plans are acted on again",
+                            o.scope.name(),
+                            format_ts(o.until),
+                            format_ts(o.since)
+                        ),
+                    )?;
+                }
+                (None, None) => continue,
+            }
+            taken.push(name);
         }
         Ok(taken)
     }
