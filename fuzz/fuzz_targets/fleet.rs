@@ -16,7 +16,18 @@
 //! (the engine read again from its store, the provider from its saved state) keeps each
 //! workload's instances, the unmanaged list and the pauses in force; under a
 //! fleet budget no workload's plan costs more than its share of it or its minimum's
-//! cost. `FLEET_FUZZ_TRACE=1` prints each pass.
+//! cost.
+//!
+//! With two replicas (a bit of the header), both run an engine on a cloud they share,
+//! which holds its own truth (as Kubernetes does): both take every sample and reload,
+//! the holder of the lease plans, acts, is paused and releases, and writes on the
+//! Lease, after each step, what the daemon writes ([`Noted`], [`Notes`]); the lease
+//! moves to the other replica when the input says, which takes over what was written
+//! at once, as the daemon does (`Handed::hand_to`). Then the pauses in force and each
+//! workload's spending this month are the previous holder's, its unmanaged list is
+//! kept (the new holder's own stale entries hold nothing), and every check above holds
+//! across replicas (each refusal is an error
+//! decision in one of their logs). `FLEET_FUZZ_TRACE=1` prints each pass.
 #![no_main]
 #[path = "common/flaky.rs"]
 mod flaky;
@@ -29,7 +40,8 @@ use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
 use prescale_core::model::WorkloadClass;
 use prescale_core::{PauseScope, Sample, SeriesKey, Tier, TimestampMs};
-use prescale_orchestrate::engine::ReleaseError;
+use prescale_orchestrate::engine::{ReleaseError, Status};
+use prescale_orchestrate::lease::{Noted, Notes};
 use prescale_orchestrate::{Engine, Provider};
 use prescale_store::{Durability, Store};
 
@@ -49,6 +61,21 @@ fn held(
 }
 
 const NAMES: [&str; 2] = ["web", "batch"];
+
+/// A replica standing by: its engine, its own store, and what it writes on the Lease.
+struct Standby {
+    e: Engine<Flaky>,
+    store: Store,
+    notes: Notes,
+}
+
+/// The pauses in force at `now` in `st`, by workload.
+fn pauses(st: &Status, now: TimestampMs) -> BTreeMap<String, prescale_core::Pause> {
+    st.workloads
+        .iter()
+        .filter_map(|(w, s)| Some((w.clone(), s.paused.clone().filter(|p| p.holds(now))?)))
+        .collect()
+}
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
@@ -92,10 +119,31 @@ fuzz_target!(|data: &[u8]| {
     let configured = c.clone();
     let faults: Faults = Arc::default();
     let asked: Arc<Mutex<Asked>> = Arc::default();
-    let provider = Flaky::new(&c.tiers, &faults, &asked);
-    let mut e = Engine::from_config(&c, 0, store.clone(), provider);
-    e.set_inline_training();
-    e.set_fleet(c.fleet.clone());
+    let replicas = head[1] >> 6 & 1 == 1;
+    let provider = match replicas {
+        true => Flaky::shared(&c.tiers, &faults, &asked),
+        false => Flaky::new(&c.tiers, &faults, &asked),
+    };
+    let engine = |c: &Config, store: &Store, provider: Flaky| {
+        let mut e = Engine::from_config(c, 0, store.clone(), provider);
+        e.set_inline_training();
+        e.set_fleet(c.fleet.clone());
+        e
+    };
+    let other = tempfile::tempdir().unwrap();
+    let mut standby = replicas.then(|| {
+        let store = Store::open(other.path(), Durability::Buffered).unwrap();
+        Standby {
+            e: engine(&c, &store, provider.beside()),
+            store,
+            notes: Notes::default(),
+        }
+    });
+    let mut e = engine(&c, &store, provider);
+    let mut store = store;
+    // What the holder writes on the Lease, and the Lease's annotations.
+    let mut notes = Notes::default();
+    let mut lease = serde_json::Map::new();
     let keys: Vec<SeriesKey> = NAMES
         .iter()
         .map(|n| SeriesKey::parse(&format!("{n}_cpu")).unwrap())
@@ -115,7 +163,11 @@ fuzz_target!(|data: &[u8]| {
                     u16::MAX => 1e9,
                     x => f64::from(x) / 512.0,
                 };
-                let _ = store.append(&keys[which], &[Sample::new(at, v).unwrap()]);
+                let sample = [Sample::new(at, v).unwrap()];
+                let _ = store.append(&keys[which], &sample);
+                if let Some(s) = &standby {
+                    let _ = s.store.append(&keys[which], &sample);
+                }
             }
             // The provider's next answers.
             2 => faults
@@ -139,8 +191,13 @@ fuzz_target!(|data: &[u8]| {
                 let t = usize::from(op[1]) % c.tiers.len();
                 c.tiers[t].max_instances = maxes[usize::from(op[2]) % maxes.len()];
                 c.fleet.budget_per_hour = budgets[usize::from(op[2] / 8 % 4)];
-                flaky::reload(&mut e, &c, &faults, &asked, now);
+                flaky::reload(&mut e, &c, now);
                 e.reconfigure_fleet(c.fleet.clone(), now).unwrap();
+                // Every replica reads the same configuration.
+                if let Some(s) = &mut standby {
+                    flaky::reload(&mut s.e, &c, now);
+                    s.e.reconfigure_fleet(c.fleet.clone(), now).unwrap();
+                }
             }
             // A reload that removes the workload, or adds it back.
             5 => {
@@ -151,7 +208,10 @@ fuzz_target!(|data: &[u8]| {
                     let w = configured.workloads[which].clone();
                     c.workloads.push(w);
                 }
-                flaky::reload(&mut e, &c, &faults, &asked, now);
+                flaky::reload(&mut e, &c, now);
+                if let Some(s) = &mut standby {
+                    flaky::reload(&mut s.e, &c, now);
+                }
             }
             // An operator releases what the workload no longer managed holds.
             6 => {
@@ -188,10 +248,11 @@ fuzz_target!(|data: &[u8]| {
                 let was = e.status_handle().read().unwrap().clone();
                 let holds: Vec<_> = NAMES.iter().map(|n| held(&e, &c.tiers, n, now)).collect();
                 drop(e);
-                let provider = Flaky::new(&c.tiers, &faults, &asked);
-                e = Engine::from_config(&c, 0, store.clone(), provider);
-                e.set_inline_training();
-                e.set_fleet(c.fleet.clone());
+                let provider = match &standby {
+                    Some(s) => s.e.provider().beside(),
+                    None => Flaky::new(&c.tiers, &faults, &asked),
+                };
+                e = engine(&c, &store, provider);
                 e.restore_status(now).unwrap();
                 let st = e.status_handle().read().unwrap().clone();
                 for (n, h) in NAMES.iter().zip(&holds) {
@@ -213,11 +274,56 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(paused(a), paused(b), "{}'s pause over a restart", w.name);
                 }
             }
+            // The lease moves to the other replica, which reads what the holder wrote
+            // on it and takes it over before anything else, as the daemon does.
+            7 if op[0] >> 4 & 3 == 2 && standby.is_some() => {
+                let s = standby.as_mut().unwrap();
+                let before = e.status_handle().read().unwrap().clone();
+                std::mem::swap(&mut e, &mut s.e);
+                std::mem::swap(&mut store, &mut s.store);
+                std::mem::swap(&mut notes, &mut s.notes);
+                let handed = notes.take_over(&serde_json::Value::Object(lease.clone()));
+                e.forget_holdings();
+                handed.hand_to(&mut e, now);
+                let st = e.status_handle().read().unwrap().clone();
+                assert_eq!(
+                    pauses(&st, now),
+                    pauses(&before, now),
+                    "the pauses in force over a handover"
+                );
+                // What this replica listed itself and the holder before released or
+                // took back stays listed, holding nothing, until its first pass.
+                for (name, u) in &st.unmanaged {
+                    assert!(
+                        before.unmanaged.contains_key(name)
+                            || (held(&e, &c.tiers, name, now).is_empty()
+                                && !c.workloads.iter().any(|w| &w.name == name)),
+                        "{name} listed as unmanaged over a handover: {u:?}"
+                    );
+                }
+                for name in before.unmanaged.keys() {
+                    assert!(
+                        st.unmanaged.contains_key(name),
+                        "{name} no longer listed as unmanaged over a handover"
+                    );
+                }
+                for (w, s) in &before.workloads {
+                    let (Some(was), Some(is)) =
+                        (s.spend, st.workloads.get(w).and_then(|s| s.spend))
+                    else {
+                        continue;
+                    };
+                    assert!(
+                        is.month_start > was.month_start || is.at >= was.at,
+                        "{w}'s spending over a handover: {is:?} after {was:?}"
+                    );
+                }
+            }
             // A pass, 15 s to an hour after the last.
             _ => {
+                now += 15_000 * (1 + i64::from(u16::from_le_bytes([op[1], op[2]]) % 240));
                 let before = asked.lock().unwrap().clone();
                 let was = e.status_handle().read().unwrap().clone();
-                now += 15_000 * (1 + i64::from(u16::from_le_bytes([op[1], op[2]]) % 240));
                 e.tick(now).unwrap();
                 let st = e.status_handle().read().unwrap().clone();
                 let after = asked.lock().unwrap().clone();
@@ -288,7 +394,15 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        // The holder's next round writes on the Lease what its status says.
+        if standby.is_some() {
+            let st = e.status_handle().read().unwrap().clone();
+            notes.note(Noted::of(&st, true), now);
+            notes.write(&mut lease);
+        }
     }
-    // Each refusal is a decision saying so.
-    flaky::assert_refusals_logged(&store, &asked);
+    // Each refusal is a decision saying so, in one replica's log or the other's.
+    let mut stores = vec![&store];
+    stores.extend(standby.as_ref().map(|s| &s.store));
+    flaky::assert_refusals_logged(&stores, &asked);
 });

@@ -27,18 +27,56 @@ pub struct Asked {
 
 /// The simulated cloud, failing as told; counts what it was asked.
 pub struct Flaky {
-    inner: SimCloud,
+    inner: Arc<Mutex<SimCloud>>,
+    /// Whether replicas share the cloud: it keeps its own truth then, as Kubernetes does
+    /// (or a hook reporting its state), so nothing is saved with a replica.
+    shared: bool,
     faults: Faults,
     asked: Arc<Mutex<Asked>>,
 }
 
 impl Flaky {
+    /// A cloud of this process's, saved with the engine's store.
     pub fn new(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
         Flaky {
-            inner: SimCloud::new(tiers, 1),
+            inner: Arc::new(Mutex::new(SimCloud::new(tiers, 1))),
+            shared: false,
             faults: faults.clone(),
             asked: asked.clone(),
         }
+    }
+
+    /// A cloud replicas share, which each reads and none saves.
+    #[allow(dead_code)] // The fleet target's alone.
+    pub fn shared(tiers: &[Tier], faults: &Faults, asked: &Arc<Mutex<Asked>>) -> Self {
+        Flaky {
+            shared: true,
+            ..Flaky::new(tiers, faults, asked)
+        }
+    }
+
+    /// Another replica's provider on the same cloud.
+    pub fn beside(&self) -> Self {
+        Flaky {
+            inner: self.inner.clone(),
+            shared: self.shared,
+            faults: self.faults.clone(),
+            asked: self.asked.clone(),
+        }
+    }
+
+    /// The provider for a reload to `tiers`: a new cloud the engine hands this one's
+    /// state to, or the shared cloud with its tiers changed under every replica.
+    pub fn reloaded(&self, tiers: &[Tier]) -> Self {
+        if !self.shared {
+            return Flaky::new(tiers, &self.faults, &self.asked);
+        }
+        let mut cloud = self.inner.lock().unwrap();
+        let mut renewed = SimCloud::new(tiers, 1);
+        renewed.restore(cloud.save().unwrap()).unwrap();
+        *cloud = renewed;
+        drop(cloud);
+        self.beside()
     }
 }
 
@@ -56,7 +94,7 @@ impl Provider for Flaky {
                 want: a.count,
                 max: 0,
             }),
-            _ => self.inner.apply(a, now),
+            _ => self.inner.lock().unwrap().apply(a, now),
         };
         let mut asked = self.asked.lock().unwrap();
         let removed = u64::from(r.is_ok() && a.kind == ActionKind::Deprovision);
@@ -75,27 +113,38 @@ impl Provider for Flaky {
         r
     }
     fn allocation(&self, workload: &str, now: TimestampMs) -> Allocation {
-        self.inner.allocation(workload, now)
+        self.inner.lock().unwrap().allocation(workload, now)
+    }
+    fn holders(&self) -> Vec<String> {
+        self.inner.lock().unwrap().holders()
     }
     fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
-        self.inner.advance(now)
+        self.inner.lock().unwrap().advance(now)
     }
     fn save(&self) -> Option<serde_json::Value> {
-        self.inner.save()
+        match self.shared {
+            true => None,
+            false => self.inner.lock().unwrap().save(),
+        }
     }
     fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
-        self.inner.restore(state)
+        self.inner.lock().unwrap().restore(state)
     }
 }
 
-/// Checks that each refusal the provider gave is an error decision in `store`'s log.
-pub fn assert_refusals_logged(store: &Store, asked: &Mutex<Asked>) {
-    let errors = store
-        .decisions(None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.kind == DecisionKind::Error)
-        .count() as u64;
+/// Checks that each refusal the provider gave is an error decision in the log of one of
+/// `stores` (one per replica).
+pub fn assert_refusals_logged(stores: &[&Store], asked: &Mutex<Asked>) {
+    let errors: u64 = stores
+        .iter()
+        .map(|s| {
+            s.decisions(None, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.kind == DecisionKind::Error)
+                .count() as u64
+        })
+        .sum();
     assert_eq!(
         errors,
         asked.lock().unwrap().refused,
@@ -103,16 +152,10 @@ pub fn assert_refusals_logged(store: &Store, asked: &Mutex<Asked>) {
     );
 }
 
-/// Reloads `c`'s tiers and workloads into `e` at `now`, over a new flaky provider that
-/// takes the old one's state, as the daemon's reload does.
-pub fn reload(
-    e: &mut Engine<Flaky>,
-    c: &Config,
-    faults: &Faults,
-    asked: &Arc<Mutex<Asked>>,
-    now: TimestampMs,
-) {
-    let provider = Flaky::new(&c.tiers, faults, asked);
+/// Reloads `c`'s tiers and workloads into `e` at `now`, as the daemon's reload does:
+/// over a new flaky provider that takes the old one's state, or on the shared cloud.
+pub fn reload(e: &mut Engine<Flaky>, c: &Config, now: TimestampMs) {
+    let provider = e.provider().reloaded(&c.tiers);
     let interval = e.interval_ms();
     e.reconfigure(
         c.tiers.clone(),
