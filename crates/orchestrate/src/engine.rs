@@ -6192,6 +6192,36 @@ mod tests {
         assert_eq!(lifted, 1);
         // Kept so over a restart.
         assert_eq!(e.stored_pause(0), None);
+        // One that has ended is not taken.
+        let ended = Pause {
+            scope: PauseScope::All,
+            since: m(31),
+            until: m(35),
+            reason: "".into(),
+        };
+        assert!(e
+            .adopt_pauses(&BTreeMap::from([("host".into(), ended)]), m(36))
+            .unwrap()
+            .is_empty());
+        assert_eq!(paused(&e), None);
+        // The holder's list decides, not which was asked for later by each clock: one
+        // it asked for at the same time as this replica's, or before it by this clock,
+        // replaces this replica's.
+        let own = e
+            .pause("host", PauseScope::All, m(600), "mine", m(37))
+            .unwrap();
+        let theirs = Pause {
+            until: m(90),
+            reason: "theirs".into(),
+            ..own
+        };
+        assert_eq!(
+            e.adopt_pauses(&BTreeMap::from([("host".into(), theirs.clone())]), m(38))
+                .unwrap(),
+            ["host"]
+        );
+        assert_eq!(paused(&e), Some(theirs));
+        e.resume("host", m(39)).unwrap();
         // Replaced there by one that has ended since: lifted too.
         e.pause("host", PauseScope::All, m(600), "deploy", m(40))
             .unwrap();
@@ -6352,7 +6382,7 @@ mod tests {
             .filter(|d| d.kind == DecisionKind::Config && d.reason.starts_with("resumed, as asked"))
             .count();
         assert_eq!(lifted, 1);
-        // A pause handed over on the Lease is taken unless this store has a later one.
+        // A pause handed over on the Lease is taken.
         let handed = BTreeMap::from([
             (
                 "host".to_string(),
@@ -6381,23 +6411,9 @@ mod tests {
         let later = e
             .pause("host", PauseScope::ScaleDown, m(500), "mine", m(242))
             .unwrap();
-        assert!(e.adopt_pauses(&handed, m(243)).unwrap().is_empty());
-        assert_eq!(paused(&e), Some(later.clone()));
-        // One asked for before this store's, which has ended since: neither taken nor
-        // lifting this store's.
-        let ended = BTreeMap::from([(
-            "host".to_string(),
-            Pause {
-                scope: PauseScope::All,
-                since: m(241),
-                until: m(260),
-                reason: "".into(),
-            },
-        )]);
-        assert!(
-            e.adopt_pauses(&ended, m(261)).unwrap().is_empty(),
-            "one that has ended is not taken"
-        );
+        // Handed back as the holder before took it over: nothing changes.
+        let kept = BTreeMap::from([("host".to_string(), later.clone())]);
+        assert!(e.adopt_pauses(&kept, m(243)).unwrap().is_empty());
         assert_eq!(paused(&e), Some(later.clone()));
         // One that ends while prescale is not running: the restarted daemon's status
         // does not show it, its first pass logs its end, once over later restarts.

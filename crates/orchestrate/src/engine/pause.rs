@@ -267,12 +267,13 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Takes over the pauses the replica that held the lease before handed over (by
-    /// workload, as it wrote them on the Lease: every pause it had): each configured
-    /// workload's that has not ended, unless this replica's store has one asked for
-    /// later. A pause of this replica's own (from when it last held the lease) that the
-    /// holder before had no longer, or had replaced by one that has ended since, is
-    /// lifted: that one resumed it. Returns the workloads whose pause was taken over or
-    /// lifted.
+    /// workload, as it wrote them on the Lease: every pause it had, ours among them as
+    /// it took them over from us): each configured workload's that has not ended. A
+    /// pause of this replica's own (from when it last held the lease) is replaced by
+    /// the holder's, or lifted where the holder had none in force: that one resumed it,
+    /// or replaced it by one that ended. The holder's list decides, not which pause was
+    /// asked for later: the replicas' clocks may disagree. Returns the workloads whose
+    /// pause was taken over or lifted.
     pub fn adopt_pauses(
         &mut self,
         handed: &BTreeMap<String, Pause>,
@@ -282,14 +283,11 @@ impl<P: Provider> Engine<P> {
         for i in 0..self.states.len() {
             let name = self.states[i].w.name.clone();
             let own = self.stored_pause(i).filter(|o| o.holds(now));
-            let theirs = handed.get(&name);
-            if let (Some(o), Some(p)) = (&own, theirs) {
-                if o.since >= p.since {
-                    // This replica's own is the later one.
-                    continue;
-                }
+            let theirs = handed.get(&name).filter(|p| p.holds(now));
+            if own.as_ref() == theirs {
+                continue;
             }
-            match (theirs.filter(|p| p.holds(now)), own) {
+            match (theirs, own) {
                 (Some(p), _) => {
                     self.keep_pause(i, Some(p.clone()))?;
                     self.log_config(
