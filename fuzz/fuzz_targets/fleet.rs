@@ -1,33 +1,33 @@
 //! Two workloads sharing the tiers' pools: of one priority or two, under a fleet budget
-//! or none, each fed its own stream of demand samples, paused and resumed, removed by a
-//! reload (what it holds left unmanaged, then released or taken over again when it is
-//! added back), over reloads of a tier's maximum and the fleet budget and a provider
-//! that fails when the input says.
+//! or none, each fed its own stream of demand samples, paused and resumed, given
+//! planned events through the API and cancelled, removed by a reload (what it holds
+//! left unmanaged, then released or taken over again when it is added back), over
+//! reloads of a tier's maximum and the fleet budget and a provider that fails when the
+//! input says.
 //!
 //! No pass panics or fails; the workloads together never ask the provider for more of
 //! a tier than its maximum leaves (the simulated cloud refusing a request at capacity
 //! of its own accord is a defect: the pools are planned so that it does not); a pass
 //! while a workload's pause of every change holds asks nothing for it, one while its
-//! pause of scale-down holds removes nothing of it; every
-//! action the provider accepted in a pass is counted as one and every refusal as an
-//! error, and each refusal, in a pass or a release, is logged as an error decision;
-//! what the status lists as unmanaged is what the provider holds for it after each
-//! pass, and a release the provider accepts leaves nothing held nor listed; a restart
-//! (the engine read again from its store, the provider from its saved state) keeps each
-//! workload's instances, the unmanaged list and the pauses in force; under a
-//! fleet budget no workload's plan costs more than its share of it or its minimum's
-//! cost.
+//! pause of scale-down holds removes nothing of it; every action the provider accepted
+//! in a pass is counted as one and every refusal as an error, and each refusal, in a
+//! pass or a release, is logged as an error decision; what the status lists as
+//! unmanaged is what the provider holds for it after each pass, and a release the
+//! provider accepts leaves nothing held nor listed; a restart (the engine read again
+//! from its store, the provider from its saved state) keeps each workload's instances,
+//! the unmanaged list and the pauses in force; under a fleet budget no workload's plan
+//! costs more than its share of it or its minimum's cost.
 //!
 //! With two replicas (a bit of the header), both run an engine on a cloud they share,
 //! which holds its own truth (as Kubernetes does): both take every sample and reload,
 //! the holder of the lease plans, acts, is paused and releases, and writes on the
 //! Lease, after each step, what the daemon writes ([`Noted`], [`Notes`]); the lease
 //! moves to the other replica when the input says, which takes over what was written
-//! at once, as the daemon does (`Handed::hand_to`). Then the pauses in force and each
-//! workload's spending this month are the previous holder's, its unmanaged list is
-//! kept (the new holder's own stale entries hold nothing), and every check above holds
-//! across replicas (each refusal is an error
-//! decision in one of their logs). `FLEET_FUZZ_TRACE=1` prints each pass.
+//! at once, as the daemon does (`Handed::hand_to`). Then the pauses in force, the
+//! events declared through the API and each workload's spending this month are the
+//! previous holder's, its unmanaged list is kept (the new holder's own stale entries
+//! hold nothing), and every check above holds across replicas (each refusal is an
+//! error decision in one of their logs). `FLEET_FUZZ_TRACE=1` prints each pass.
 #![no_main]
 #[path = "common/flaky.rs"]
 mod flaky;
@@ -39,7 +39,7 @@ use flaky::{Asked, Faults, Flaky};
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
 use prescale_core::model::WorkloadClass;
-use prescale_core::{PauseScope, Sample, SeriesKey, Tier, TimestampMs};
+use prescale_core::{EventTime, PauseScope, PlannedEvent, Sample, SeriesKey, Tier, TimestampMs};
 use prescale_orchestrate::engine::{ReleaseError, Status};
 use prescale_orchestrate::lease::{Noted, Notes};
 use prescale_orchestrate::{Engine, Provider};
@@ -61,6 +61,9 @@ fn held(
 }
 
 const NAMES: [&str; 2] = ["web", "batch"];
+
+/// The planned events an operator declares.
+const EVENTS: [&str; 2] = ["sale", "drill"];
 
 /// A replica standing by: its engine, its own store, and what it writes on the Lease.
 struct Standby {
@@ -175,17 +178,36 @@ fuzz_target!(|data: &[u8]| {
                 .unwrap()
                 .extend([op[1] % 3, op[2] % 3, op[1] / 3 % 3]),
             // A pause of up to four hours, or a resume.
-            3 if managed(&c) => {
-                if op[1] % 3 == 2 {
+            3 if managed(&c) => match op[1] % 6 {
+                2 => {
                     e.resume(name, now).unwrap();
                     paused[which] = None;
-                } else {
+                }
+                // A planned event declared through the API, up to two hours ahead, of
+                // half an hour to two hours: a sale, a drill.
+                3 | 4 => {
+                    let start = now + 900_000 * i64::from(op[2] % 8);
+                    let event = PlannedEvent {
+                        name: EVENTS[usize::from(op[2] >> 3 & 1)].into(),
+                        start: EventTime(start),
+                        end: EventTime(start + 1_800_000 * (1 + i64::from(op[2] >> 4 & 3))),
+                        scale: 1.0 + f64::from(op[2] >> 6),
+                        min_demand: Some(f64::from(op[2]) / 8.0),
+                        min_dimensions: Default::default(),
+                        recurring: None,
+                    };
+                    e.declare_event(name, event, now).unwrap();
+                }
+                5 => {
+                    let _ = e.cancel_event(name, EVENTS[usize::from(op[2] & 1)], now);
+                }
+                _ => {
                     let scope = [PauseScope::All, PauseScope::ScaleDown][usize::from(op[1] % 2)];
                     let until = now + 60_000 * (1 + i64::from(op[2]));
                     e.pause(name, scope, until, "fuzz", now).unwrap();
                     paused[which] = Some((scope, until));
                 }
-            }
+            },
             // A reload: one tier's maximum, and the fleet budget.
             4 => {
                 let t = usize::from(op[1]) % c.tiers.len();
@@ -305,6 +327,20 @@ fuzz_target!(|data: &[u8]| {
                     assert!(
                         st.unmanaged.contains_key(name),
                         "{name} no longer listed as unmanaged over a handover"
+                    );
+                }
+                for w in &c.workloads {
+                    let declared = |st: &Status| -> Vec<PlannedEvent> {
+                        st.workloads
+                            .get(&w.name)
+                            .map(|s| s.declared_events().cloned().collect())
+                            .unwrap_or_default()
+                    };
+                    assert_eq!(
+                        declared(&st),
+                        declared(&before),
+                        "{}'s declared events over a handover",
+                        w.name
                     );
                 }
                 for (w, s) in &before.workloads {
