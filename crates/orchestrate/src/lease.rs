@@ -21,13 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prescale_collect::kube::{connect, hint, ApiError, Connection};
 use prescale_core::config::{KubernetesProviderConfig, LeaderElectionConfig};
-use prescale_core::{Pause, PlannedEvent};
+use prescale_core::{Pause, PlannedEvent, TimestampMs};
+use prescale_store::StoreError;
 use serde_json::{json, Value};
 
 use crate::engine::{month_bounds, MonthSpend, MonthSpends, Status, Unmanaged, FLEET_SPEND_KEY};
 use crate::{Engine, Provider};
-use prescale_core::TimestampMs;
-use prescale_store::StoreError;
 
 /// What the service account needs, for errors.
 const RIGHTS: &str = "get, create and update on leases in group coordination.k8s.io";
@@ -62,9 +61,9 @@ pub struct Handed {
     /// Capacity held for workloads no longer configured
     /// ([`crate::Engine::adopt_unmanaged`]).
     pub unmanaged: BTreeMap<String, Unmanaged>,
-    /// The pauses in force ([`crate::Engine::adopt_pauses`]); `None` where the holder
-    /// wrote none (a version before them, or none of its lists yet): every pause it had,
-    /// so one missing there was resumed.
+    /// The pauses the holder had, every one, so a pause missing here was resumed there
+    /// ([`crate::Engine::adopt_pauses`]); `None` where it wrote none (a version before
+    /// them).
     pub paused: Option<BTreeMap<String, Pause>>,
     /// The planned events declared through the API ([`crate::Engine::adopt_events`]);
     /// `None` where the holder wrote none (a version before them).
@@ -579,5 +578,67 @@ impl Elector {
             .send("PUT", &self.path(), &current)
             .map(|_| ())
             .map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::PauseScope;
+
+    #[test]
+    fn notes_written_by_one_holder_are_what_the_next_takes_over() {
+        let now = 1_800_000_000_000;
+        let (month, _) = month_bounds(now);
+        let spend = |spent: f64, at: TimestampMs| MonthSpend {
+            month_start: month_bounds(at).0,
+            spent,
+            at,
+        };
+        let pause = Pause {
+            scope: PauseScope::All,
+            since: now - 60_000,
+            until: now + 3_600_000,
+            reason: "incident".into(),
+        };
+        // Nothing written yet: a replica taking over is handed no lists, not empty ones.
+        let mut annotations = serde_json::Map::new();
+        let mut next = Notes::default();
+        let h = next.take_over(&Value::Object(annotations.clone()));
+        assert_eq!(h, Handed::default());
+        // A holder before its lists are noted writes its spending only.
+        let mut holder = Notes::default();
+        holder.note_spend([("web".to_string(), spend(4.0, now))], now);
+        holder.write(&mut annotations);
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            [SPEND_ANNOTATION],
+            "{annotations:?}"
+        );
+        holder.note_paused([("web".to_string(), pause.clone())].into());
+        holder.note_unmanaged(BTreeMap::new());
+        holder.note_events(BTreeMap::new());
+        holder.write(&mut annotations);
+        // The next one keeps its own newer figure, and writes on what it was handed.
+        next.note_spend([("web".to_string(), spend(5.0, now + 1))], now);
+        next.note_spend([("last month".to_string(), spend(9.0, month - 1))], now);
+        assert!(
+            !next.spend.contains_key("last month"),
+            "other months' dropped"
+        );
+        let h = next.take_over(&Value::Object(annotations.clone()));
+        assert_eq!(h.paused, Some([("web".to_string(), pause)].into()));
+        assert_eq!(h.events, Some(BTreeMap::new()));
+        assert_eq!(h.spend["web"].spent, 4.0);
+        let mut written = serde_json::Map::new();
+        next.write(&mut written);
+        assert_eq!(written[PAUSED_ANNOTATION], annotations[PAUSED_ANNOTATION]);
+        let spent: MonthSpends =
+            serde_json::from_str(written[SPEND_ANNOTATION].as_str().unwrap()).unwrap();
+        assert_eq!(spent["web"].spent, 5.0, "its own, newer");
+        // A list that cannot be read is not taken over.
+        annotations.insert(PAUSED_ANNOTATION.into(), json!("{\"web\": 3"));
+        let h = Notes::default().take_over(&Value::Object(annotations));
+        assert_eq!(h.paused, None);
     }
 }
