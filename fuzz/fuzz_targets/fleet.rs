@@ -20,10 +20,10 @@
 //!
 //! With two replicas (a bit of the header), both run an engine on a cloud they share,
 //! which holds its own truth (as Kubernetes does): both take every sample and reload,
-//! the holder of the lease plans, acts, is paused and releases, and writes on the
-//! Lease, after each step, what the daemon writes ([`Noted`], [`Notes`]); the lease
-//! moves to the other replica when the input says, which takes over what was written
-//! at once, as the daemon does (`Handed::hand_to`). Then the pauses in force, the
+//! the holder of the lease plans, acts, is paused and releases, either one restarts,
+//! and the holder writes on the Lease, after each step, what the daemon writes
+//! ([`Noted`], [`Notes`]); the lease moves to the other replica when the input says,
+//! which takes over what was written at once, as the daemon does (`Handed::hand_to`). Then the pauses in force, the
 //! events declared through the API and each workload's spending this month are the
 //! previous holder's, its unmanaged list is kept (the new holder's own stale entries
 //! hold nothing), and every check above holds across replicas (each refusal is an
@@ -263,6 +263,15 @@ fuzz_target!(|data: &[u8]| {
                     let st = e.status_handle().read().unwrap().clone();
                     assert!(!st.unmanaged.contains_key(name), "{name} still listed");
                 }
+            }
+            // The replica standing by restarts: its engine read again from its own
+            // store, stale since it last held the lease, and nothing noted for the Lease.
+            7 if op[0] >> 4 & 3 == 3 && which == 1 && standby.is_some() => {
+                let s = standby.as_mut().unwrap();
+                let provider = s.e.provider().beside();
+                s.e = engine(&c, &s.store, provider);
+                s.e.restore_status(now).unwrap();
+                s.notes = Notes::default();
             }
             // A restart (a crash after the last acknowledged change): the engine read
             // again from the store, with the provider's state as it saved it.
