@@ -616,7 +616,7 @@ fn run_cmd(
         // With leader election, only the replica holding the lease plans and acts. On
         // taking the lease over, what the holder before wrote on it (the month's
         // spending, the unmanaged capacity, the pauses, the declared events) goes to the
-        // engine before its first pass.
+        // engine as it takes the lease, before its first pass.
         let elector = match cfg.leader_election.enabled {
             false => None,
             true => {
@@ -658,8 +658,8 @@ fn run_cmd(
                         let el = el.clone();
                         // What each workload spent this month, the unmanaged
                         // capacity and the pauses, as last published: the holder writes
-                        // them on the Lease (the lists once a pass since it took the
-                        // lease over has taken over those handed to it).
+                        // them on the Lease (the lists once it leads, having taken over
+                        // those handed to it).
                         let noted = {
                             let st = status.read().expect("status lock");
                             prescale_orchestrate::lease::Noted::of(&st, lead.leading.load(Ordering::SeqCst))

@@ -284,11 +284,8 @@ impl<P: Provider> Engine<P> {
             let name = self.states[i].w.name.clone();
             let own = self.stored_pause(i).filter(|o| o.holds(now));
             let theirs = handed.get(&name).filter(|p| p.holds(now));
-            if own.as_ref() == theirs {
-                continue;
-            }
             match (theirs, own) {
-                (Some(p), _) => {
+                (Some(p), own) if own.as_ref() != Some(p) => {
                     self.keep_pause(i, Some(p.clone()))?;
                     self.log_config(
                         &name,
@@ -313,7 +310,7 @@ impl<P: Provider> Engine<P> {
                         ),
                     )?;
                 }
-                (None, None) => continue,
+                _ => continue,
             }
             taken.push(name);
         }
