@@ -137,7 +137,7 @@ fuzz_target!(|data: &[u8]| {
     let mut standby = replicas.then(|| {
         let store = Store::open(other.path(), Durability::Buffered).unwrap();
         Standby {
-            e: engine(&c, &store, provider.beside()),
+            e: engine(&c, &store, provider.clone()),
             store,
             notes: Notes::default(),
         }
@@ -268,7 +268,7 @@ fuzz_target!(|data: &[u8]| {
             // store, stale since it last held the lease, and nothing noted for the Lease.
             7 if op[0] >> 4 & 3 == 3 && which == 1 && standby.is_some() => {
                 let s = standby.as_mut().unwrap();
-                let provider = s.e.provider().beside();
+                let provider = s.e.provider().clone();
                 s.e = engine(&c, &s.store, provider);
                 s.e.restore_status(now).unwrap();
                 s.notes = Notes::default();
@@ -280,7 +280,7 @@ fuzz_target!(|data: &[u8]| {
                 let holds: Vec<_> = NAMES.iter().map(|n| held(&e, &c.tiers, n, now)).collect();
                 drop(e);
                 let provider = match &standby {
-                    Some(s) => s.e.provider().beside(),
+                    Some(s) => s.e.provider().clone(),
                     None => Flaky::new(&c.tiers, &faults, &asked),
                 };
                 e = engine(&c, &store, provider);
@@ -297,12 +297,10 @@ fuzz_target!(|data: &[u8]| {
                     st.unmanaged, was.unmanaged,
                     "the unmanaged list over a restart"
                 );
+                let (a, b) = (pauses(&was, now), pauses(&st, now));
                 for w in &c.workloads {
-                    let (a, b) = (&was.workloads.get(&w.name), &st.workloads.get(&w.name));
-                    let paused = |s: &Option<&prescale_orchestrate::WorkloadStatus>| {
-                        s.and_then(|s| s.paused.clone()).filter(|p| p.holds(now))
-                    };
-                    assert_eq!(paused(a), paused(b), "{}'s pause over a restart", w.name);
+                    let name = &w.name;
+                    assert_eq!(a.get(name), b.get(name), "{name}'s pause over a restart");
                 }
             }
             // The lease moves to the other replica, which reads what the holder wrote

@@ -25,7 +25,9 @@ pub struct Asked {
     pub by: BTreeMap<String, (u64, u64)>,
 }
 
-/// The simulated cloud, failing as told; counts what it was asked.
+/// The simulated cloud, failing as told; counts what it was asked. A clone is another
+/// replica's provider on the same cloud.
+#[derive(Clone)]
 pub struct Flaky {
     inner: Arc<Mutex<SimCloud>>,
     /// Whether replicas share the cloud: it keeps its own truth then, as Kubernetes does
@@ -55,16 +57,6 @@ impl Flaky {
         }
     }
 
-    /// Another replica's provider on the same cloud.
-    pub fn beside(&self) -> Self {
-        Flaky {
-            inner: self.inner.clone(),
-            shared: self.shared,
-            faults: self.faults.clone(),
-            asked: self.asked.clone(),
-        }
-    }
-
     /// The provider for a reload to `tiers`: a new cloud the engine hands this one's
     /// state to, or the shared cloud with its tiers changed under every replica.
     pub fn reloaded(&self, tiers: &[Tier]) -> Self {
@@ -76,7 +68,7 @@ impl Flaky {
         renewed.restore(cloud.save().unwrap()).unwrap();
         *cloud = renewed;
         drop(cloud);
-        self.beside()
+        self.clone()
     }
 }
 
