@@ -391,7 +391,7 @@ impl Elector {
     /// One try to take or renew the lease.
     pub fn round(&mut self) -> Round {
         let now = Instant::now();
-        match self.take_or_renew(now) {
+        match self.take_or_renew(now, true) {
             Ok(holder) => {
                 let leading = holder == self.identity;
                 self.renewed = leading.then_some(now);
@@ -432,6 +432,41 @@ impl Elector {
         }
     }
 
+    /// Renews the lease now, writing the notes as they stand, if this replica holds it:
+    /// so what an operator just asked of the holder (a pause, a resume, an event
+    /// declared or cancelled, a release) is on the Lease for the replica taking over
+    /// before it is answered, not only at the next round. It never takes the lease over.
+    /// `Err` says why it was not written: this replica does not hold the lease, or the
+    /// API server could not be asked or refused.
+    pub fn renew_now(&mut self) -> Result<(), String> {
+        if self.renewed.is_none() {
+            return Err(format!(
+                "lease {}: this replica does not hold it",
+                self.lease()
+            ));
+        }
+        let now = Instant::now();
+        match self.take_or_renew(now, false) {
+            Ok(holder) if holder == self.identity => {
+                self.renewed = Some(now);
+                Ok(())
+            }
+            Ok(holder) => {
+                self.renewed = None;
+                Err(format!(
+                    "lease {}: held by {} now, not by this replica",
+                    self.lease(),
+                    if holder.is_empty() { "nobody" } else { &holder }
+                ))
+            }
+            Err(e) => Err(format!(
+                "lease {}: {e}{}",
+                self.lease(),
+                hint(&e, "providers.kubernetes", RIGHTS)
+            )),
+        }
+    }
+
     /// What this replica writes on the Lease while it holds it.
     pub fn notes(&mut self) -> &mut Notes {
         &mut self.notes
@@ -465,10 +500,12 @@ impl Elector {
         self.notes.write(notes);
     }
 
-    /// Takes or renews the lease if it may; returns who holds it afterwards.
-    fn take_or_renew(&mut self, now: Instant) -> Result<String, ApiError> {
+    /// Takes (where `take`) or renews the lease if it may; returns who holds it
+    /// afterwards.
+    fn take_or_renew(&mut self, now: Instant, take: bool) -> Result<String, ApiError> {
         let stamp = micro_time(SystemTime::now());
         let current = match self.conn.get(&self.path()) {
+            Err(ApiError::Status { code: 404, .. }) if !take => return Ok(String::new()),
             Err(ApiError::Status { code: 404, .. }) => {
                 let mut lease = json!({
                     "apiVersion": "coordination.k8s.io/v1",
@@ -503,7 +540,7 @@ impl Elector {
         let since = self.saw(holder.clone(), text("renewTime"), transitions, url, now);
         let mine = holder == self.identity;
         let free = holder.is_empty() || now.duration_since(since) > duration;
-        if !mine && !free {
+        if !mine && (!free || !take) {
             return Ok(holder);
         }
         // Taking over: the holder before's spending this month, newer than this

@@ -647,6 +647,21 @@ fn run_cmd(
                 tracing::info!(lease = %leadership.lease, identity = %leadership.identity, "leader election: standing by until this replica holds the lease");
                 state.leadership = Some(leadership.clone());
                 let e = Arc::new(Mutex::new(e));
+                // What an operator asks of the holder goes on the Lease before it is
+                // answered, not at the next renewal: a holder dying right after would
+                // otherwise take it along.
+                state.hand_on = Some({
+                    let (el, lead, status) = (e.clone(), leadership.clone(), state.status.clone());
+                    Arc::new(move || {
+                        let mut el = el.lock().expect("elector");
+                        if !lead.leading.load(Ordering::SeqCst) {
+                            return Err("this replica no longer holds the lease".into());
+                        }
+                        let noted = prescale_orchestrate::lease::Noted::of(&status.read().expect("status lock"), true);
+                        el.notes().note(noted, now_ms());
+                        el.renew_now()
+                    })
+                });
                 let every = Duration::from_secs(cfg.leader_election.retry_period_s);
                 let (el, lead, status, engine, standby) =
                     (e.clone(), leadership, state.status.clone(), engine.clone(), state.clone());
@@ -655,17 +670,18 @@ fn run_cmd(
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let el = el.clone();
-                        // What each workload spent this month, the unmanaged
-                        // capacity and the pauses, as last published: the holder writes
-                        // them on the Lease (the lists once it leads, having taken over
-                        // those handed to it).
-                        let noted = {
-                            let st = status.read().expect("status lock");
-                            prescale_orchestrate::lease::Noted::of(&st, lead.leading.load(Ordering::SeqCst))
-                        };
+                        let (el, status, leading) = (el.clone(), status.clone(), lead.clone());
                         let Ok(mut round) = tokio::task::spawn_blocking(move || {
                             let mut el = el.lock().expect("elector");
+                            // What each workload spent this month, the unmanaged
+                            // capacity, the pauses and the declared events, as
+                            // published: the holder writes them on the Lease (the lists
+                            // once it leads, having taken over those handed to it).
+                            // Read under the elector's lock, so a change written at
+                            // once (hand_on) is not written over by an older reading.
+                            let st = status.read().expect("status lock");
+                            let noted = prescale_orchestrate::lease::Noted::of(&st, leading.leading.load(Ordering::SeqCst));
+                            drop(st);
                             el.notes().note(noted, now_ms());
                             el.round()
                         })

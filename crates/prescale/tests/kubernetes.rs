@@ -1379,15 +1379,19 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
             .unwrap_or_default()
     };
     assert_eq!(paused(&a), pause);
-    wait_for(
-        || {
-            lease().unwrap()["metadata"]["annotations"]["prescale.io/paused"]
-                .as_str()
-                .is_some_and(|t| t.contains("failover drill"))
-        },
-        "a writes the pause on the Lease",
-        &|| a.logs(),
+    // a wrote it on the Lease before answering, not at its next renewal: were it to
+    // die now, the next holder would have it.
+    let on_lease = |key: &str, said: &str| {
+        lease().unwrap()["metadata"]["annotations"][key]
+            .as_str()
+            .is_some_and(|t| t.contains(said))
+    };
+    assert!(
+        on_lease("prescale.io/paused", "failover drill"),
+        "{}",
+        fake.report(&a)
     );
+    assert!(!body.contains("warnings"), "{body}");
     // So is a planned event declared through the standby.
     let at = prescale_core::now_ms() / 1000;
     let event = format!(
@@ -1411,15 +1415,12 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
             .unwrap_or_default()
     };
     assert_eq!(declared(&a), serde_json::json!(["drill traffic"]));
-    wait_for(
-        || {
-            lease().unwrap()["metadata"]["annotations"]["prescale.io/events"]
-                .as_str()
-                .is_some_and(|t| t.contains("drill traffic"))
-        },
-        "a writes the event on the Lease",
-        &|| a.logs(),
+    assert!(
+        on_lease("prescale.io/events", "drill traffic"),
+        "{}",
+        fake.report(&a)
     );
+    assert!(!body.contains("warnings"), "{body}");
     // A clean stop gives the lease up, and the standby takes it and acts.
     let term = std::process::Command::new("kill")
         .args(["-TERM", &a.pid().to_string()])
@@ -1725,4 +1726,107 @@ fn the_months_spending_unmanaged_capacity_pauses_and_events_go_to_the_next_holde
         }),
         "events: None, not none declared; pauses: none in force"
     );
+}
+
+#[test]
+fn the_holder_writes_its_notes_on_the_lease_at_once_and_only_while_it_holds_it() {
+    use prescale_core::{Pause, PauseScope};
+    use prescale_orchestrate::lease::PAUSED_ANNOTATION;
+    let (fake, elector) = lease_api(15);
+    let (mut a, mut b) = (elector("a"), elector("b"));
+    let lease = || {
+        fake.cluster
+            .lock()
+            .unwrap()
+            .leases
+            .get("prod/prescale")
+            .cloned()
+    };
+    let paused = || -> Value {
+        let note = lease().unwrap()["metadata"]["annotations"][PAUSED_ANNOTATION].clone();
+        serde_json::from_str(note.as_str().unwrap_or("null")).unwrap()
+    };
+    let pause = |reason: &str| Pause {
+        scope: PauseScope::All,
+        since: 1_800_000_000_000,
+        until: 1_800_003_600_000,
+        reason: reason.into(),
+    };
+    // Before any round it holds nothing, and creates no Lease.
+    let e = a.renew_now().unwrap_err();
+    assert!(
+        e.contains("lease prod/prescale: this replica does not hold it"),
+        "{e}"
+    );
+    assert!(lease().is_none());
+    assert!(a.round().leading);
+    let first = lease().unwrap()["spec"]["renewTime"].clone();
+    // A pause noted is on the Lease as soon as it is asked to be, as a renewal.
+    a.notes()
+        .note_paused([("web".to_string(), pause("incident 7"))].into());
+    std::thread::sleep(Duration::from_millis(2));
+    a.renew_now().unwrap();
+    assert_eq!(paused()["web"]["reason"], "incident 7");
+    assert_ne!(lease().unwrap()["spec"]["renewTime"], first, "renewed");
+    assert_eq!(lease().unwrap()["spec"]["holderIdentity"], "a");
+    // A standby writes nothing, and takes nothing over, even a lease given up.
+    assert!(!b.round().leading);
+    b.notes()
+        .note_paused([("web".to_string(), pause("b's own"))].into());
+    let e = b.renew_now().unwrap_err();
+    assert!(e.contains("does not hold it"), "{e}");
+    assert_eq!(paused()["web"]["reason"], "incident 7");
+    // The API server refusing the write: why, and which rights to give.
+    let role = fake.cluster.lock().unwrap().role.take().unwrap();
+    let mut rules = role_rules(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/kubernetes/rbac.yaml"
+        ))
+        .unwrap(),
+    );
+    for r in rules.iter_mut().filter(|r| r.resources == ["leases"]) {
+        r.verbs.retain(|v| v != "update");
+    }
+    fake.cluster.lock().unwrap().role = Some(rules);
+    a.notes().note_paused(Default::default());
+    let e = a.renew_now().unwrap_err();
+    assert!(
+        e.contains("lease prod/prescale: ")
+            && e.contains("HTTP 403")
+            && e.contains("give prescale's service account get, create and update on leases"),
+        "{e}"
+    );
+    assert_eq!(paused()["web"]["reason"], "incident 7", "not written");
+    fake.cluster.lock().unwrap().role = Some(role);
+    // Another replica holding it now (a's lease ran out while it was cut off): a
+    // writes nothing over it, and says who holds it.
+    {
+        let mut c = fake.cluster.lock().unwrap();
+        let l = c.leases.get_mut("prod/prescale").unwrap();
+        l["spec"]["holderIdentity"] = serde_json::json!("c");
+    }
+    let e = a.renew_now().unwrap_err();
+    assert!(e.contains("held by c now, not by this replica"), "{e}");
+    assert_eq!(lease().unwrap()["spec"]["holderIdentity"], "c");
+    assert_eq!(paused()["web"]["reason"], "incident 7");
+    let e = a.renew_now().unwrap_err();
+    assert!(e.contains("does not hold it"), "{e}");
+    // A lease left free is taken over at a round, with what was handed, never by a
+    // write at once.
+    {
+        let mut c = fake.cluster.lock().unwrap();
+        let l = c.leases.get_mut("prod/prescale").unwrap();
+        l["spec"]["holderIdentity"] = serde_json::json!("");
+    }
+    let r = a.round();
+    assert!(r.leading && r.handed.is_some(), "{r:?}");
+    {
+        let mut c = fake.cluster.lock().unwrap();
+        let l = c.leases.get_mut("prod/prescale").unwrap();
+        l["spec"]["holderIdentity"] = serde_json::json!("");
+    }
+    let e = a.renew_now().unwrap_err();
+    assert!(e.contains("held by nobody now"), "{e}");
+    assert_eq!(lease().unwrap()["spec"]["holderIdentity"], "");
 }

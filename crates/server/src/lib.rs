@@ -101,6 +101,10 @@ pub struct AppState {
     pub events: Option<EventSetter>,
     /// This replica's part in leader election, with `[leader_election] enabled`.
     pub leadership: Option<Arc<Leadership>>,
+    /// With leader election, writes on the Lease at once what a change just made
+    /// (a pause, a resume, an event, a release) leaves for the replica taking over
+    /// ([`HandOn`]); `None` without it.
+    pub hand_on: Option<HandOn>,
     /// The configuration in force (settings only a restart applies as they run), for
     /// `/api/v1/status/config`; a reload replaces it.
     pub config: Arc<RwLock<prescale_core::config::Config>>,
@@ -229,6 +233,13 @@ pub type Pauser = Arc<
         + Send
         + Sync,
 >;
+
+/// With leader election, has the holder write on the Lease now what the replica taking
+/// the lease over needs of a change just made (a pause, a resume, an event declared or
+/// cancelled, a release), rather than at its next renewal: so a holder that dies right
+/// after answering does not take the change with it. `Err` says why it was not
+/// written (it may block on the API server, for at most `retry_period_s`).
+pub type HandOn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// What `POST /api/v1/workloads/{name}/events` and `.../events/{event}/cancel` ask of
 /// the engine.
@@ -445,6 +456,7 @@ impl AppState {
             pause: None,
             events: None,
             leadership: None,
+            hand_on: None,
             config: Arc::new(RwLock::new(cfg.clone())),
             started_ms: prescale_core::now_ms(),
             token_for_reads: Arc::new(std::sync::atomic::AtomicBool::new(
@@ -547,6 +559,29 @@ impl AppState {
         })
     }
 
+    /// After a change the replica taking the lease over needs (a pause, a resume, an
+    /// event, a release), has it written on the Lease now ([`HandOn`]). Returns what the
+    /// answer warns of where it could not be: the change holds on this replica and is
+    /// kept in its store, but the Lease carries it only from the next renewal that
+    /// succeeds.
+    async fn hand_on(&self, what: &str) -> Vec<String> {
+        let Some(hand_on) = self.hand_on.clone() else {
+            return Vec::new();
+        };
+        let written = tokio::task::spawn_blocking(move || hand_on())
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match written {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                tracing::warn!("leader election: {what} is not on the Lease yet: {e}");
+                vec![format!(
+                    "{what} holds on this replica and is kept in its store, but is not on the Lease yet ({e}): it is written at the next renewal that succeeds; a replica taking the lease over before then does not have it"
+                )]
+            }
+        }
+    }
+
     /// Tells the anomaly watch the planned events in force: those the workloads
     /// configure and those declared through the API (after a declaration, a
     /// cancellation or a takeover of the lease).
@@ -564,6 +599,16 @@ impl AppState {
         // Comparisons made with the old settings are stale.
         self.compared.lock().expect("cache lock").clear();
     }
+}
+
+/// A success with `data` and, as Prometheus' API does, the `warnings` (left out where
+/// there are none).
+fn success(data: serde_json::Value, warnings: Vec<String>) -> Response {
+    let mut body = json!({"status": "success", "data": data});
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Json(body).into_response()
 }
 
 /// A JSON error with the status code and a message that says what to fix.
@@ -779,10 +824,16 @@ async fn release(
         return no;
     }
     use prescale_orchestrate::engine::ReleaseError as E;
-    match tokio::task::spawn_blocking(move || release(&name)).await {
+    let released = tokio::task::spawn_blocking(move || release(&name)).await;
+    // What the provider took of it is off the list, even where it refused the rest.
+    let warnings = match &released {
+        Ok(Ok(_) | Err(E::Provider { .. })) => st.hand_on("the release").await,
+        _ => Vec::new(),
+    };
+    match released {
         Ok(Ok(r)) => {
             tracing::info!(workload = %r.workload, released = ?r.released, cost_per_hour = r.cost_per_hour, "unmanaged capacity released");
-            Json(json!({"status": "success", "data": r})).into_response()
+            success(json!(r), warnings)
         }
         Ok(Err(e)) => {
             let code = match &e {
@@ -791,7 +842,8 @@ async fn release(
                 E::Provider { .. } => StatusCode::BAD_GATEWAY,
                 E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            error(code, e.to_string())
+            let said = std::iter::once(e.to_string()).chain(warnings);
+            error(code, said.collect::<Vec<_>>().join("; "))
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -1261,12 +1313,12 @@ async fn workload_change(
         Ok(Ok(pause)) => {
             if pausing {
                 tracing::info!(workload = %name, pause = ?pause, "workload paused");
-                Json(json!({"status": "success", "data": {"workload": name, "paused": pause}}))
-                    .into_response()
+                let warnings = st.hand_on("the pause").await;
+                success(json!({"workload": name, "paused": pause}), warnings)
             } else {
                 tracing::info!(workload = %name, lifted = ?pause, "workload resumed");
-                Json(json!({"status": "success", "data": {"workload": name, "lifted": pause}}))
-                    .into_response()
+                let warnings = st.hand_on("the resume").await;
+                success(json!({"workload": name, "lifted": pause}), warnings)
             }
         }
         Ok(Err(e)) => {
@@ -1413,17 +1465,20 @@ async fn change_events(st: AppState, name: String, ask: EventAsk) -> Response {
     match tokio::task::spawn_blocking(move || setter(&n, ask, now)).await {
         Ok(Ok(done)) => {
             st.watch_planned();
-            let data = match done {
+            let (data, what) = match done {
                 EventDone::Declared(replaced) => {
                     tracing::info!(workload = %name, "planned event declared");
-                    json!({"workload": name, "replaced": replaced})
+                    (json!({"workload": name, "replaced": replaced}), "the event")
                 }
                 EventDone::Cancelled(e) => {
                     tracing::info!(workload = %name, event = %e.name, "planned event cancelled");
-                    json!({"workload": name, "cancelled": e})
+                    (
+                        json!({"workload": name, "cancelled": e}),
+                        "the cancellation",
+                    )
                 }
             };
-            Json(json!({"status": "success", "data": data})).into_response()
+            success(data, st.hand_on(what).await)
         }
         Ok(Err(e)) => {
             use prescale_orchestrate::engine::EventError as E;

@@ -4706,3 +4706,97 @@ async fn a_workload_before_its_first_plan_costs_what_it_holds() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn what_the_holder_is_asked_goes_on_the_lease_before_the_answer_or_the_answer_warns() {
+    use std::sync::atomic::AtomicUsize;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, _) = elected(
+        with_unmanaged(&dir.path().join("local"), &Config::default()),
+        "a",
+        true,
+        None,
+    );
+    let written = Arc::new(AtomicUsize::new(0));
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    st.hand_on = Some({
+        let (written, refuse) = (written.clone(), refuse.clone());
+        Arc::new(move || {
+            if refuse.load(Ordering::SeqCst) {
+                return Err("lease shop/prescale: HTTP 503: the API server is down".into());
+            }
+            written.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    });
+    let app = router(st);
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let pause = "/api/v1/workloads/host/pause?scope=all&for=1h&reason=drill";
+    // Written before the answer, which warns of nothing.
+    let (code, text) = post(&app, pause, &[], Vec::new()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert!(json(&text).get("warnings").is_none(), "{text}");
+    assert_eq!(written.load(Ordering::SeqCst), 1);
+    // What is refused changes nothing, and writes nothing.
+    for uri in [
+        "/api/v1/workloads/host/pause?for=1h",
+        "/api/v1/workloads/nobody/pause?scope=all&for=1h",
+        "/api/v1/unmanaged/nobody/release",
+        "/api/v1/workloads/host/events/nothing/cancel",
+    ] {
+        let (code, text) = post(&app, uri, &[], Vec::new()).await;
+        assert!(code.is_client_error(), "{uri}: {text}");
+    }
+    assert_eq!(written.load(Ordering::SeqCst), 1);
+    // The API server down: each change holds here, and its answer says it is not on
+    // the Lease yet, and what that risks.
+    refuse.store(true, Ordering::SeqCst);
+    let now = prescale_core::now_ms() / 1000;
+    let event = format!(
+        r#"{{"name": "sale", "start": {}, "end": {}, "scale": 2}}"#,
+        now + 3_600,
+        now + 7_200
+    );
+    for (uri, body, what) in [
+        (
+            "/api/v1/workloads/host/resume".to_string(),
+            Vec::new(),
+            "the resume",
+        ),
+        (
+            "/api/v1/workloads/host/events".to_string(),
+            event.into_bytes(),
+            "the event",
+        ),
+        (
+            "/api/v1/workloads/host/events/sale/cancel".to_string(),
+            Vec::new(),
+            "the cancellation",
+        ),
+        (
+            "/api/v1/unmanaged/batch/release".to_string(),
+            Vec::new(),
+            "the release",
+        ),
+    ] {
+        let (code, text) = post(&app, &uri, &[], body).await;
+        assert_eq!(code, StatusCode::OK, "{uri}: {text}");
+        let v = json(&text);
+        assert_eq!(v["status"], "success", "{text}");
+        let warned = v["warnings"][0].as_str().unwrap_or_default();
+        assert!(
+            warned.starts_with(&format!(
+                "{what} holds on this replica and is kept in its store, but is not on the Lease yet (lease shop/prescale: HTTP 503: the API server is down): it is written at the next renewal that succeeds"
+            )),
+            "{uri}: {text}"
+        );
+    }
+    // And they held.
+    let (_, text) = get(&app, "/api/v1/workloads/host/status").await;
+    let v = json(&text);
+    assert!(v["data"]["paused"].is_null(), "resumed: {text}");
+    assert_eq!(v["data"]["declared"], serde_json::json!([]), "{text}");
+    let (_, text) = get(&app, "/api/v1/unmanaged").await;
+    assert!(text.contains("\"workloads\":{}"), "released: {text}");
+    assert_eq!(written.load(Ordering::SeqCst), 1);
+}
