@@ -887,12 +887,12 @@ pub struct TierCount {
 impl TierCount {
     /// Ready plus pending: what the workload holds (instances under notice left out).
     pub fn total(&self) -> u32 {
-        self.ready + self.pending
+        self.ready.saturating_add(self.pending)
     }
 
     /// Instances serving load now: ready, and those still serving out a notice.
     pub fn serving(&self) -> u32 {
-        self.ready + self.ending
+        self.ready.saturating_add(self.ending)
     }
 }
 

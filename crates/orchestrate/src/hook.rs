@@ -29,6 +29,11 @@ use crate::provider::{Provider, ProviderError, ProviderEvent};
 /// How many recent action keys are remembered, so a resent action is not sent twice.
 const REMEMBERED_KEYS: usize = 4096;
 
+/// The most instances a state report is believed for one workload's tier: more is a
+/// hook counting something else (bytes, a timestamp, -1 as an unsigned number), and
+/// would be priced and planned around as if real.
+const MAX_REPORTED: u32 = 1_000_000;
+
 /// Where requests go.
 #[derive(Debug, Clone)]
 pub enum Transport {
@@ -185,7 +190,24 @@ impl HookProvider {
         names
             .into_iter()
             .map(|w| self.held(w, tier, now).total())
-            .sum()
+            .fold(0, u32::saturating_add)
+    }
+
+    /// `Err` saying what to fix where `report` counts more instances of a tier than
+    /// [`MAX_REPORTED`].
+    fn check_report(&self, report: &StateReport) -> Result<(), String> {
+        for (w, tiers) in report {
+            for (t, c) in tiers {
+                let most = c.ready.max(c.pending).max(c.ending).max(c.total());
+                if most > MAX_REPORTED {
+                    return Err(format!(
+                        "the {} provider's state says {w}/{t} holds {most} instances, more than the {MAX_REPORTED} any tier is believed to hold: check what the hook counts",
+                        self.name
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn record(
@@ -223,7 +245,7 @@ impl HookProvider {
                 .entry(tier.name.clone())
                 .or_default();
             match kind {
-                ActionKind::Provision => c.pending += count,
+                ActionKind::Provision => c.pending = c.pending.saturating_add(count),
                 ActionKind::Deprovision => {
                     let from_pending = count.min(c.pending);
                     c.pending -= from_pending;
@@ -250,7 +272,7 @@ impl Provider for HookProvider {
         let tier = crate::provider::tier_of(&self.tiers, &a.tier)?;
         let held = self.held(&a.workload, &a.tier, now).total();
         let after = match a.kind {
-            ActionKind::Provision => held + a.count,
+            ActionKind::Provision => held.saturating_add(a.count),
             ActionKind::Deprovision => held.saturating_sub(a.count),
         };
         // max_instances bounds the tier across every workload, as the simulated cloud's.
@@ -323,12 +345,14 @@ impl Provider for HookProvider {
             tiers: self.tiers.keys().cloned().collect(),
         };
         let report = self.call(&req).and_then(|body| {
-            serde_json::from_str::<StateReport>(&body).map_err(|e| {
+            let r = serde_json::from_str::<StateReport>(&body).map_err(|e| {
                 ProviderError::Unavailable(format!(
                     "the {} provider's state is not {{\"workload\": {{\"tier\": {{\"ready\": N, \"pending\": N}}}}}}: {e}",
                     self.name
                 ))
-            })
+            })?;
+            self.check_report(&r).map_err(ProviderError::Unavailable)?;
+            Ok(r)
         });
         let report = match report {
             Ok(r) => r,
@@ -830,6 +854,43 @@ exit 0
         );
         assert_eq!(p.allocation("old", 4000).tiers["spot"].ready, 3);
         assert_eq!(p.holders(), ["old", "web"]);
+    }
+
+    #[test]
+    fn a_report_of_more_instances_than_can_be_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        std::fs::write(&state, r#"{"web": {"standard": {"ready": 4}}}"#).unwrap();
+        let mut p = provider(dir.path(), true, 10);
+        assert!(p.advance(1000).is_empty());
+        // Counts past any real fleet (a u32 overflows when they are added up, and the
+        // plan would price billions of instances): the last report stands.
+        for bad in [
+            r#"{"web": {"standard": {"ready": 4294967295, "pending": 1}}}"#,
+            r#"{"web": {"standard": {"ready": 4}, "spot": {"pending": 4000000}}}"#,
+            r#"{"old": {"standard": {"ready": 2000000}}}"#,
+        ] {
+            std::fs::write(&state, bad).unwrap();
+            assert!(p.advance(2000).is_empty(), "{bad}");
+            let a = p.allocation("web", 2000);
+            assert_eq!(a.tiers["standard"].total(), 4, "{bad}");
+            assert!(!a.tiers.contains_key("spot"), "{bad}");
+            assert_eq!(p.holders(), ["web"], "{bad}");
+            let err = p.check_report(&serde_json::from_str(bad).unwrap());
+            assert!(
+                err.as_ref().is_err_and(|e| e.contains("instances, more than the 1000000 any tier is believed to hold: check what the hook counts")),
+                "{bad}: {err:?}"
+            );
+        }
+        // Adding to what was reported never wraps around.
+        std::fs::write(&state, r#"{"web": {"standard": {"ready": 1000000}}}"#).unwrap();
+        assert!(p.advance(3000).is_empty());
+        p.apply(&action("k1", ActionKind::Provision, u32::MAX), 3000)
+            .unwrap_err();
+        assert_eq!(
+            p.allocation("web", 3000).tiers["standard"].total(),
+            1_000_000
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(crate) fn tier_of(tiers: &BTreeMap<String, Tier>, name: &str) -> Result<Tier
 /// Refuses to provision `want` more of `tier` when every workload together holds `have`
 /// and that would pass the tier's `max_instances`.
 pub(crate) fn within_max(tier: &Tier, have: u32, want: u32) -> Result<(), ProviderError> {
-    if have + want > tier.max_instances {
+    if have.saturating_add(want) > tier.max_instances {
         return Err(ProviderError::AtCapacity {
             tier: tier.name.clone(),
             have,
