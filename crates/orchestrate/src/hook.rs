@@ -314,8 +314,13 @@ impl Provider for HookProvider {
                 names.insert(w.clone());
             }
         }
+        // Only the catalog's tiers: what a report says of others is neither priced,
+        // planned on nor released.
         for (w, tiers) in self.reported.iter().flatten() {
-            if tiers.values().any(|c| c.total() > 0) {
+            if tiers
+                .iter()
+                .any(|(t, c)| self.tiers.contains_key(t) && c.total() > 0)
+            {
                 names.insert(w.clone());
             }
         }
@@ -854,6 +859,16 @@ exit 0
         );
         assert_eq!(p.allocation("old", 4000).tiers["spot"].ready, 3);
         assert_eq!(p.holders(), ["old", "web"]);
+        // What a report says of a tier the catalog has not is neither held nor listed
+        // (the `hook` fuzz target found a holder listed with nothing to price).
+        std::fs::write(
+            &state,
+            r#"{"web": {"standard": {"ready": 6}}, "other": {"gpu": {"ready": 2}}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.advance(5000).len(), 2, "spot gone from web and old");
+        assert_eq!(p.holders(), ["web"]);
+        assert!(p.allocation("other", 5000).tiers.is_empty());
     }
 
     #[test]
