@@ -16,7 +16,8 @@
 //! workload is asked to hold stays within each tier's `max_instances` in force (or,
 //! while a pause holds, what it holds); its plan's cost and ready capacity are finite;
 //! what the status lists as unmanaged is what the provider holds for workloads not
-//! configured. `HOOK_FUZZ_TRACE=1` prints each pass.
+//! configured, and every holder is listed; the status says the state is unread exactly
+//! when the pass's report could not be believed. `HOOK_FUZZ_TRACE=1` prints each pass.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +54,9 @@ struct Hook {
     removed: u64,
     /// Actions asked while nothing should have been: counted by the target.
     asked: u64,
+    /// Whether the last state report could not be believed (not JSON, or past any
+    /// fleet).
+    unbelievable: bool,
 }
 
 impl Hook {
@@ -119,6 +123,7 @@ impl Hook {
         } else {
             self.reports.remove(0)
         };
+        self.unbelievable = matches!(spoil, 1 | 2);
         let mut r = serde_json::Map::new();
         for (w, tiers) in &self.truth {
             let mut t = serde_json::Map::new();
@@ -352,6 +357,10 @@ fuzz_target!(|data: &[u8]| {
                     own, 0,
                     "the provider refused what the pools should have kept"
                 );
+                // The status says whether this pass's report was read.
+                let read = st.provider_state.clone().expect("the hook's state is read");
+                assert_eq!(read.unread_since.is_some(), h.unbelievable, "{read:?}");
+                assert!(read.unread_since.is_none_or(|t| t <= now), "{read:?}");
                 match paused {
                     Some((PauseScope::All, until)) if now < until => {
                         assert_eq!(asked, h.asked, "asked of the hook while paused")
@@ -401,12 +410,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // Each refusal is a decision saying so.
+    // Each refusal is a decision saying so (a state that could not be read is one
+    // without an action).
     let errors = store
         .decisions(None, usize::MAX)
         .unwrap()
         .into_iter()
-        .filter(|d| d.kind == DecisionKind::Error)
+        .filter(|d| d.kind == DecisionKind::Error && d.action.is_some())
         .count() as u64;
     assert_eq!(
         errors,

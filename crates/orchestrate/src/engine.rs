@@ -46,6 +46,7 @@ mod leads;
 mod minimum;
 mod pause;
 pub(crate) mod pool;
+mod state_read;
 mod unmanaged;
 
 pub use events::{EventError, CANCEL_PATH, DECLARE_PATH, EVENT_SERIES, MAX_DECLARED};
@@ -353,6 +354,10 @@ pub struct Status {
     /// The budget over every workload and what the fleet spends ([`FleetStatus`]).
     #[serde(default)]
     pub fleet: FleetStatus,
+    /// For a provider that reads what each workload holds from outside: whether it
+    /// could at the last pass, and since when it cannot ([`Provider::state_read`]).
+    #[serde(default)]
+    pub provider_state: Option<crate::provider::StateRead>,
 }
 
 struct WState {
@@ -1717,6 +1722,7 @@ impl<P: Provider> Engine<P> {
         self.provider.follow(&unmanaged);
         let events = self.provider.advance(now);
         let mut st = self.status.read().expect("status lock").clone();
+        self.note_state_read(self.provider.state_read(), now, &mut st)?;
         for e in &events {
             self.store.log_decision(&Decision {
                 at: e.at,

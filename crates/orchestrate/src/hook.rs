@@ -24,7 +24,7 @@ use prescale_core::model::TierCount;
 use prescale_core::{ActionKind, Allocation, Tier, TimestampMs};
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{Provider, ProviderError, ProviderEvent};
+use crate::provider::{Provider, ProviderError, ProviderEvent, StateRead};
 
 /// How many recent action keys are remembered, so a resent action is not sent twice.
 const REMEMBERED_KEYS: usize = 4096;
@@ -114,6 +114,8 @@ pub struct HookProvider {
     book: Book,
     /// The hook's last state report, with what was applied since added.
     reported: Option<StateReport>,
+    /// How the last state request went.
+    read: StateRead,
     clock: TimestampMs,
 }
 
@@ -142,6 +144,7 @@ impl HookProvider {
             unmanaged: Vec::new(),
             book: Book::default(),
             reported: None,
+            read: StateRead::default(),
             clock: 0,
         }
     }
@@ -364,8 +367,18 @@ impl Provider for HookProvider {
             Err(e) => {
                 // Keep the last report (with what was applied since): better than none.
                 tracing::warn!("{}; keeping the last known state", e);
+                self.read.unread_since.get_or_insert(now);
+                self.read.error = Some(match e {
+                    ProviderError::Unavailable(why) => why,
+                    e => e.to_string(),
+                });
                 return Vec::new();
             }
+        };
+        self.read = StateRead {
+            read_at: Some(now),
+            unread_since: None,
+            error: None,
         };
         let mut events = Vec::new();
         if let Some(before) = &self.reported {
@@ -392,6 +405,10 @@ impl Provider for HookProvider {
         }
         self.reported = Some(report);
         events
+    }
+
+    fn state_read(&self) -> Option<StateRead> {
+        self.report_state.then(|| self.read.clone())
     }
 
     fn save(&self) -> Option<serde_json::Value> {
@@ -869,6 +886,102 @@ exit 0
         assert_eq!(p.advance(5000).len(), 2, "spot gone from web and old");
         assert_eq!(p.holders(), ["web"]);
         assert!(p.allocation("other", 5000).tiers.is_empty());
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_read_is_said_when_it_starts_and_when_it_ends() {
+        use crate::Engine;
+        use prescale_core::DecisionKind;
+        use prescale_store::{Durability, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        let store = Store::open(&dir.path().join("data"), Durability::Buffered).unwrap();
+        let c = Config::default();
+        let host = c.workloads[0].name.clone();
+        let mut e = Engine::from_config(&c, 0, store.clone(), provider(dir.path(), true, 10));
+        let read = |e: &Engine<HookProvider>| {
+            e.status_handle()
+                .read()
+                .unwrap()
+                .provider_state
+                .clone()
+                .expect("a provider that reads its state says how it went")
+        };
+        let said = |kind: DecisionKind| -> Vec<String> {
+            store
+                .decisions(Some(&host), 100)
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.kind == kind && d.action.is_none())
+                .map(|d| d.reason)
+                .collect()
+        };
+        std::fs::write(&state, r#"{"host": {"standard": {"ready": 2}}}"#).unwrap();
+        e.tick(60_000).unwrap();
+        assert_eq!(
+            read(&e),
+            StateRead {
+                read_at: Some(60_000),
+                ..StateRead::default()
+            }
+        );
+        // It stops answering: once, an error decision saying what plans go on from.
+        std::fs::write(&state, "<html>502</html>").unwrap();
+        for t in [120_000, 180_000, 240_000] {
+            e.tick(t).unwrap();
+        }
+        let r = read(&e);
+        assert_eq!((r.read_at, r.unread_since), (Some(60_000), Some(120_000)));
+        assert!(
+            r.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("the exec provider's state is not")),
+            "{r:?}"
+        );
+        let errors = said(DecisionKind::Error);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("the exec provider's state could not be read: the exec provider's state is not {\"workload\": ")
+                && errors[0].ends_with("; plans go on from what it said at 1970-01-01T00:01:00Z, with what was applied since, and what changed outside prescale meanwhile is not known"),
+            "{}",
+            errors[0]
+        );
+        // A reload brings a new provider: still unread since the first time.
+        e.reconfigure(
+            c.tiers.clone(),
+            c.workloads.clone(),
+            e.interval_ms(),
+            provider(dir.path(), true, 10),
+            250_000,
+        );
+        e.tick(300_000).unwrap();
+        let r = read(&e);
+        assert_eq!((r.read_at, r.unread_since), (Some(60_000), Some(120_000)));
+        assert_eq!(said(DecisionKind::Error).len(), 1);
+        // Read again: an event, with how long it was not.
+        std::fs::write(&state, r#"{"host": {"standard": {"ready": 3}}}"#).unwrap();
+        e.tick(360_000).unwrap();
+        assert_eq!(
+            read(&e),
+            StateRead {
+                read_at: Some(360_000),
+                ..StateRead::default()
+            }
+        );
+        let events = said(DecisionKind::Event);
+        assert_eq!(
+            events,
+            ["the exec provider's state is read again, after 4 min unread (since 1970-01-01T00:02:00Z); plans go on from what it says"]
+        );
+        // A provider without report_state has no state to read.
+        let mut bare = Engine::from_config(&c, 0, store.clone(), provider(dir.path(), false, 10));
+        bare.tick(420_000).unwrap();
+        assert!(bare
+            .status_handle()
+            .read()
+            .unwrap()
+            .provider_state
+            .is_none());
     }
 
     #[test]

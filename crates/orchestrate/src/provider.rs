@@ -99,6 +99,25 @@ pub trait Provider: Send {
     fn restore(&mut self, _state: serde_json::Value) -> Result<(), ProviderError> {
         Ok(())
     }
+    /// For a provider that reads what each workload holds from outside (a hook with
+    /// `report_state`, Kubernetes) at each [`Provider::advance`]: how the last read
+    /// went. `None` for one whose truth is its own (the simulated cloud, a book).
+    fn state_read(&self) -> Option<StateRead> {
+        None
+    }
+}
+
+/// How a provider that reads its state from outside last read it
+/// ([`Provider::state_read`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateRead {
+    /// When it was last read (unix ms; `None`: not since prescale started).
+    pub read_at: Option<TimestampMs>,
+    /// Since when it could not be read (unix ms), while it cannot: plans go on from what
+    /// it last said, with what was applied since.
+    pub unread_since: Option<TimestampMs>,
+    /// Why the last read failed, while it fails.
+    pub error: Option<String>,
 }
 
 /// A provider chosen at run time (the daemon's `[providers] use`).
@@ -129,6 +148,9 @@ impl Provider for Box<dyn Provider> {
     }
     fn restore(&mut self, state: serde_json::Value) -> Result<(), ProviderError> {
         (**self).restore(state)
+    }
+    fn state_read(&self) -> Option<StateRead> {
+        (**self).state_read()
     }
 }
 

@@ -979,6 +979,9 @@ async fn sources(State(st): State<AppState>) -> Response {
         "disk_bytes": embedded.then(|| st.store.disk_bytes()),
         "resident_bytes": resident,
         "provider": st.managed().provider,
+        // For a provider that reads what each workload holds from outside: when it last
+        // could, and since when and why it cannot.
+        "provider_state": st.status.read().expect("status lock").provider_state,
         "leader_election": st.leadership.as_ref().map(|l| json!({
             "lease": l.lease,
             "identity": l.identity,
@@ -2039,6 +2042,26 @@ pub fn render_metrics(st: &AppState) -> String {
                     f64::from(u8::from(l.leading.load(Ordering::Relaxed))),
                 )
             })
+            .collect(),
+    );
+    // Declared without a series for a provider whose state is its own.
+    let provider = format!("{{provider=\"{}\"}}", esc(&st.managed().provider));
+    let read = status.provider_state.as_ref();
+    family(
+        "prescale_provider_state_up",
+        "gauge",
+        "For a provider that reads what each workload holds from outside (a hook with report_state, Kubernetes): 1 if it could at the last pass, 0 while it cannot (plans go on from what it last said).",
+        read.map(|r| (provider.clone(), f64::from(u8::from(r.unread_since.is_none()))))
+            .into_iter()
+            .collect(),
+    );
+    family(
+        "prescale_provider_state_last_read_timestamp_seconds",
+        "gauge",
+        "When such a provider's state was last read (unix seconds).",
+        read.and_then(|r| r.read_at)
+            .map(|t| (provider.clone(), t as f64 / 1000.0))
+            .into_iter()
             .collect(),
     );
     let mut left = Vec::new();

@@ -4800,3 +4800,50 @@ async fn what_the_holder_is_asked_goes_on_the_lease_before_the_answer_or_the_ans
     assert!(text.contains("\"workloads\":{}"), "released: {text}");
     assert_eq!(written.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_provider_state_that_cannot_be_read_is_on_the_metrics_and_the_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = fixture(dir.path());
+    let app = router(st.clone());
+    // The simulated cloud's state is its own: the families are declared, with no series.
+    let (_, text) = get(&app, "/metrics").await;
+    assert!(
+        text.contains("# TYPE prescale_provider_state_up gauge"),
+        "{text}"
+    );
+    assert!(!text.contains("prescale_provider_state_up{"), "{text}");
+    let (_, text) = get(&app, "/api/v1/sources").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v["data"]["provider_state"].is_null(), "{text}");
+    st.status.write().unwrap().provider_state = Some(prescale_orchestrate::provider::StateRead {
+        read_at: Some(60_000),
+        unread_since: Some(120_000),
+        error: Some("GET /apis/apps/v1/namespaces/prod/deployments: HTTP 503".into()),
+    });
+    let (_, text) = get(&app, "/metrics").await;
+    assert!(
+        text.contains("prescale_provider_state_up{provider=\"sim\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prescale_provider_state_last_read_timestamp_seconds{provider=\"sim\"} 60\n"),
+        "{text}"
+    );
+    let (_, text) = get(&app, "/api/v1/sources").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["data"]["provider_state"],
+        serde_json::json!({"read_at": 60_000, "unread_since": 120_000, "error": "GET /apis/apps/v1/namespaces/prod/deployments: HTTP 503"}),
+        "{text}"
+    );
+    st.status.write().unwrap().provider_state = Some(prescale_orchestrate::provider::StateRead {
+        read_at: Some(180_000),
+        ..Default::default()
+    });
+    let (_, text) = get(&app, "/metrics").await;
+    assert!(
+        text.contains("prescale_provider_state_up{provider=\"sim\"} 1\n"),
+        "{text}"
+    );
+}
