@@ -369,7 +369,7 @@ impl Provider for HookProvider {
                 tracing::warn!("{}; keeping the last known state", e);
                 self.read.unread_since.get_or_insert(now);
                 self.read.error = Some(match e {
-                    ProviderError::Unavailable(why) => why,
+                    ProviderError::Unavailable(why) | ProviderError::Refused(why) => why,
                     e => e.to_string(),
                 });
                 return Vec::new();
