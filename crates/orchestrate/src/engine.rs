@@ -1744,14 +1744,19 @@ impl<P: Provider> Engine<P> {
             }
             self.holdings_read = true;
         }
-        // What the fleet held since the last tick cost, and the fleet budget's cap for
-        // this tick's passes ([`fleet`]).
-        self.fleet_cap = self.fleet_tick(now);
+        // What the fleet held since the last tick cost ([`fleet`]).
+        self.fleet_spend_tick(now);
+        // What capacity no longer managed holds now, before any workload plans around
+        // it: a provider reading its state from outside may find some held that was
+        // not, or more (the `hook` fuzz target found a workload asking a pool for room
+        // that a holder found this pass had taken, refused at the tier's maximum).
+        self.track_unmanaged(now, &mut st)?;
+        // The fleet budget's cap for this tick's passes.
+        self.fleet_cap = self.fleet_tick_cap(now);
         // Higher priority first: a full pool's room goes to it first ([`pool`]).
         for i in self.pass_order() {
             self.tick_workload(i, now, &mut st)?;
         }
-        self.track_unmanaged(now, &mut st)?;
         st.lead_times = self.lead_times();
         st.pools = self.pools();
         st.fleet = self.fleet_status();

@@ -985,6 +985,61 @@ exit 0
     }
 
     #[test]
+    fn a_pool_filled_by_a_holder_found_at_this_pass_is_not_asked_for_more() {
+        // Someone else's capacity in a tier, found in the hook's report at this pass:
+        // the workload's plan leaves the tier alone at once, rather than asking for room
+        // the provider then refuses at the tier's maximum (the `hook` fuzz target).
+        use crate::Engine;
+        use prescale_core::{DecisionKind, Sample, SeriesKey};
+        use prescale_store::{Durability, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data"), Durability::Buffered).unwrap();
+        let mut c = Config::default();
+        let key = SeriesKey::parse(&c.workloads[0].demand).unwrap();
+        for m in 0..121 {
+            let s = Sample::new(m * 60_000, 10.0).unwrap();
+            store.append(&key, &[s]).unwrap();
+        }
+        let spot = c.tiers.iter_mut().find(|t| t.name == "spot").unwrap();
+        spot.max_instances = 4;
+        std::fs::write(
+            dir.path().join("state.json"),
+            r#"{"stranger": {"spot": {"ready": 4}}}"#,
+        )
+        .unwrap();
+        let p = HookProvider::new(
+            Transport::Exec(script(dir.path())),
+            Duration::from_secs(10),
+            true,
+            &c.tiers,
+            vec![c.workloads[0].name.clone()],
+        );
+        let mut e = Engine::from_config(&c, 0, store.clone(), p);
+        e.set_inline_training();
+        e.tick(121 * 60_000).unwrap();
+        let st = e.status_handle().read().unwrap().clone();
+        let refused: Vec<String> = store
+            .decisions(None, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::Error)
+            .map(|d| d.reason)
+            .collect();
+        assert_eq!(refused, Vec::<String>::new());
+        assert_eq!(st.errors, 0);
+        assert_eq!(st.unmanaged["stranger"].instances["spot"], 4);
+        let host = &st.workloads[&c.workloads[0].name];
+        assert!(
+            host.desired.get("spot").copied().unwrap_or(0) == 0,
+            "{host:?}"
+        );
+        assert!(
+            host.desired.get("standard").copied().unwrap_or(0) > 0,
+            "{host:?}"
+        );
+    }
+
+    #[test]
     fn a_report_of_more_instances_than_can_be_is_not_believed() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.json");

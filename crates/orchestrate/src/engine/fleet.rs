@@ -154,13 +154,17 @@ impl<P: Provider> Engine<P> {
         (managed, left)
     }
 
-    /// Adds what the fleet held since the last tick to its spending this month, and
-    /// returns the cap the workloads' plans share at this tick: the fleet's cap in
-    /// force less what capacity no longer managed costs (nothing plans it away); `None`
-    /// without a fleet budget.
-    pub(super) fn fleet_tick(&mut self, now: TimestampMs) -> Option<f64> {
+    /// Adds what the fleet held since the last tick to its spending this month.
+    pub(super) fn fleet_spend_tick(&mut self, now: TimestampMs) {
         let (managed, left) = self.held_per_hour();
         MonthSpend::add(&mut self.fleet_spend, managed + left, now);
+    }
+
+    /// The cap the workloads' plans share at this tick: the fleet's cap in force less
+    /// what capacity no longer managed costs (nothing plans it away); `None` without a
+    /// fleet budget.
+    pub(super) fn fleet_tick_cap(&self, now: TimestampMs) -> Option<f64> {
+        let (_, left) = self.held_per_hour();
         let (_, month_end) = month_bounds(now);
         let spent = self.fleet_spend.map_or(0.0, |sp| sp.spent);
         let hours_left = (month_end - now) as f64 / 3_600_000.0;
