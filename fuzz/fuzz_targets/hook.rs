@@ -12,9 +12,10 @@
 //! refusal as an error, each logged as an error decision; the provider never refuses
 //! an action for a tier's maximum itself (the pools are planned within what the hook
 //! reported, so that it does not); a pass while a pause of every change holds sends
-//! the hook no action, one while a pause of scale-down removes nothing; what the
-//! workload is asked to hold stays within each tier's `max_instances` in force (or,
-//! while a pause holds, what it holds); its plan's cost and ready capacity are finite;
+//! the hook no action, one while a pause of scale-down holds or the state cannot be
+//! read removes nothing; what the workload is asked to hold stays within each tier's
+//! `max_instances` in force (or, while a pause holds or the state cannot be read, what
+//! it holds); its plan's cost and ready capacity are finite;
 //! what the status lists as unmanaged is what the provider holds for workloads not
 //! configured, and every holder is listed; the status says the state is unread exactly
 //! when the pass's report could not be believed. `HOOK_FUZZ_TRACE=1` prints each pass.
@@ -361,6 +362,10 @@ fuzz_target!(|data: &[u8]| {
                 let read = st.provider_state.clone().expect("the hook's state is read");
                 assert_eq!(read.unread_since.is_some(), h.unbelievable, "{read:?}");
                 assert!(read.unread_since.is_none_or(|t| t <= now), "{read:?}");
+                // While the state cannot be read, nothing is removed.
+                if h.unbelievable {
+                    assert_eq!(removed, h.removed, "removed on a state not read");
+                }
                 match paused {
                     Some((PauseScope::All, until)) if now < until => {
                         assert_eq!(asked, h.asked, "asked of the hook while paused")
@@ -370,9 +375,12 @@ fuzz_target!(|data: &[u8]| {
                     }
                     _ => {}
                 }
+                let unread = h.unbelievable;
                 drop(h);
                 for (w, ws) in &st.workloads {
-                    let pausing = paused.is_some_and(|(_, until)| now < until);
+                    // A pause, or a state not read, keeps what is held, over a maximum
+                    // a reload lowered too.
+                    let pausing = paused.is_some_and(|(_, until)| now < until) || unread;
                     for (tier, n) in &ws.desired {
                         let max = c
                             .tiers

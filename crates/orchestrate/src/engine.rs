@@ -3114,7 +3114,7 @@ impl<P: Provider> Engine<P> {
         // Its hold is logged again only when what it keeps, or which way the plan
         // wants to move from it, changes: not at every pass of a plan that wavers.
         let paused = pause.as_ref().and_then(|p| {
-            let kept = pause::hold_back(p, &self.tiers, &s.status.allocation, &mut desired);
+            let kept = pause::hold_back(p.scope, &self.tiers, &s.status.allocation, &mut desired);
             // As with the shrink limit: the pause keeps these, not the stabilisation window.
             for (t, keep, _) in &kept {
                 target.insert(t.clone(), *keep);
@@ -3130,6 +3130,39 @@ impl<P: Provider> Engine<P> {
         if let Some((words, _)) = &paused {
             plan.reason.push_str(&format!("; {words}"));
         }
+        // While the provider's state cannot be read, nothing is removed: what is held is
+        // only what it last said, with what was applied since, and removing counts from
+        // a stale total could take away what is still needed (the cluster autoscaler
+        // likewise does not scale down while it cannot trust the cluster's state).
+        let unread = st.provider_state.as_ref().and_then(|r| r.unread_since);
+        let stale = unread.and_then(|since| {
+            let kept = pause::hold_back(
+                prescale_core::PauseScope::ScaleDown,
+                &self.tiers,
+                &s.status.allocation,
+                &mut desired,
+            );
+            for (t, keep, _) in &kept {
+                target.insert(t.clone(), *keep);
+            }
+            let tiers: Vec<String> = kept
+                .iter()
+                .map(|(t, keep, want)| format!("{t} kept at {keep} (plan {want})"))
+                .collect();
+            (!kept.is_empty()).then(|| {
+                let words = format!(
+                    "the {} provider's state has not been read since {}: nothing is removed until it is ({})",
+                    self.provider.name(),
+                    format_ts(since),
+                    tiers.join(", ")
+                );
+                let way: String = kept.iter().map(|(t, keep, _)| format!("{t}={keep};")).collect();
+                (words, way)
+            })
+        });
+        if let Some((words, _)) = &stale {
+            plan.reason.push_str(&format!("; {words}"));
+        }
         let mut verdict = reconcile(&s.w.name, &target, &desired, &s.status.allocation, now);
         for (t, n) in &surge {
             let c = s.status.allocation.get(t);
@@ -3142,6 +3175,9 @@ impl<P: Provider> Engine<P> {
             }
         }
         if let Some((words, _)) = &paused {
+            verdict.holds.push(words.clone());
+        }
+        if let Some((words, _)) = &stale {
             verdict.holds.push(words.clone());
         }
         if let Some(l) = &limited {
@@ -3168,10 +3204,11 @@ impl<P: Provider> Engine<P> {
             self.states[i].last_hold = None;
             self.read_allocation(i, now, Some(&verdict.released_pending))?;
         } else if !verdict.holds.is_empty() {
-            let cat = match &paused {
-                Some((_, way)) => format!("paused:{way}"),
-                None if verdict.holds.iter().any(|h| h.contains("pending")) => "pending".into(),
-                None => "stabilise".into(),
+            let cat = match (&paused, &stale) {
+                (Some((_, way)), _) => format!("paused:{way}"),
+                (None, Some((_, way))) => format!("unread:{way}"),
+                _ if verdict.holds.iter().any(|h| h.contains("pending")) => "pending".into(),
+                _ => "stabilise".into(),
             };
             self.hold(i, now, &cat, verdict.holds.join("; "))?;
         } else if verdict.actions.is_empty() {

@@ -985,6 +985,76 @@ exit 0
     }
 
     #[test]
+    fn nothing_is_removed_while_the_state_cannot_be_read() {
+        // Demand falls far below what the hook says is held; with its state read, the
+        // plan lets capacity go (each pass again, as this hook's report stays put);
+        // from the first pass on which it cannot be read, nothing goes, and the hold
+        // says why.
+        use crate::Engine;
+        use prescale_core::{ActionKind, DecisionKind, Sample, SeriesKey};
+        use prescale_store::{Durability, Store};
+        let removals = |readable: bool| -> (usize, Vec<String>) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("data"), Durability::Buffered).unwrap();
+            let c = Config::default();
+            let key = SeriesKey::parse(&c.workloads[0].demand).unwrap();
+            for m in 0..300 {
+                let s = Sample::new(m * 60_000, if m < 120 { 40.0 } else { 2.0 }).unwrap();
+                store.append(&key, &[s]).unwrap();
+            }
+            std::fs::write(
+                dir.path().join("state.json"),
+                r#"{"host": {"standard": {"ready": 12}}}"#,
+            )
+            .unwrap();
+            let p = HookProvider::new(
+                Transport::Exec(script(dir.path())),
+                Duration::from_secs(10),
+                true,
+                &c.tiers,
+                vec![c.workloads[0].name.clone()],
+            );
+            let mut e = Engine::from_config(&c, 0, store.clone(), p);
+            e.set_inline_training();
+            e.tick(120 * 60_000).unwrap();
+            if !readable {
+                std::fs::write(dir.path().join("state.json"), "{\"host\": ").unwrap();
+            }
+            for m in (125..300).step_by(5) {
+                e.tick(m * 60_000).unwrap();
+            }
+            let decisions = store.decisions(None, 10_000).unwrap();
+            let removed = decisions
+                .iter()
+                .filter(|d| {
+                    d.kind == DecisionKind::Act
+                        && d.at > 120 * 60_000
+                        && d.action
+                            .as_ref()
+                            .is_some_and(|a| a.kind == ActionKind::Deprovision)
+                })
+                .count();
+            let held = decisions
+                .into_iter()
+                .filter(|d| d.kind == DecisionKind::Hold)
+                .map(|d| d.reason)
+                .filter(|r| r.contains("has not been read"))
+                .collect();
+            (removed, held)
+        };
+        let (removed, held) = removals(true);
+        assert!(removed > 0, "the plan lets capacity go");
+        assert!(held.is_empty(), "{held:?}");
+        let (removed, held) = removals(false);
+        assert_eq!(removed, 0);
+        assert!(
+            held.first().is_some_and(|h| h.contains("the exec provider's state has not been read since 1970-01-01T02:05:00Z: nothing is removed until it is (spot kept at 6 (plan 3), standard kept at 7 (plan 4))")),
+            "{held:?}"
+        );
+        assert_eq!(held.len(), 1, "said once while it stands: {held:?}");
+    }
+
+    #[test]
     fn a_pool_filled_by_a_holder_found_at_this_pass_is_not_asked_for_more() {
         // Someone else's capacity in a tier, found in the hook's report at this pass:
         // the workload's plan leaves the tier alone at once, rather than asking for room

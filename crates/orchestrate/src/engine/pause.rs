@@ -102,11 +102,11 @@ fn describe(p: &Pause) -> String {
     s
 }
 
-/// Raises or sets `desired` as pause `p` requires against what `alloc` holds (ready and
-/// pending) in each of `tiers` and of the tiers it holds: returns what it kept, as
-/// (tier, kept, what was desired), empty when the plan's counts stand.
+/// Raises or sets `desired` as a pause of `scope` requires against what `alloc` holds
+/// (ready and pending) in each of `tiers` and of the tiers it holds: returns what it
+/// kept, as (tier, kept, what was desired), empty when the plan's counts stand.
 pub(super) fn hold_back(
-    p: &Pause,
+    scope: PauseScope,
     tiers: &[Tier],
     alloc: &Allocation,
     desired: &mut BTreeMap<String, u32>,
@@ -120,7 +120,7 @@ pub(super) fn hold_back(
     for name in names {
         let have = alloc.get(name).total();
         let want = desired.get(name).copied().unwrap_or(0);
-        let keep = match p.scope {
+        let keep = match scope {
             PauseScope::All => have,
             PauseScope::ScaleDown => want.max(have),
         };
