@@ -931,6 +931,72 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
         "{metrics}\n{}",
         logs()
     );
+    assert!(
+        metrics.contains("prescale_provider_state_up{provider=\"kubernetes\"} 1"),
+        "{metrics}"
+    );
+    // The Role loses `list` on Deployments: what they hold cannot be read, which the
+    // sources, the metrics and the decision log say, until it is read again.
+    let role = fake.cluster.lock().unwrap().role.take().unwrap();
+    let mut rules = example_role();
+    for r in rules.iter_mut().filter(|r| r.resources == ["deployments"]) {
+        r.verbs.retain(|v| v != "list");
+    }
+    fake.cluster.lock().unwrap().role = Some(rules);
+    let state = || -> Value {
+        get(addr, "/api/v1/sources")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .map(|v| v["data"]["provider_state"].clone())
+            .unwrap_or_default()
+    };
+    wait_for(
+        || state()["unread_since"].is_number(),
+        "the state unread",
+        &logs,
+    );
+    let error = state()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("Kubernetes: list deployments in prod: HTTP 403")
+            && error.contains("get and list on deployments"),
+        "{error}"
+    );
+    let (_, metrics) = get(addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("prescale_provider_state_up{provider=\"kubernetes\"} 0"),
+        "{metrics}"
+    );
+    let said = |kind: &str| -> Vec<String> {
+        get(
+            addr,
+            &format!("/api/v1/workloads/host/decisions?kind={kind}&limit=50"),
+        )
+        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| v["data"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d["reason"].as_str().map(str::to_string))
+        .collect()
+    };
+    assert!(
+        said("error")
+            .iter()
+            .any(|r| r.starts_with("the kubernetes provider's state could not be read: Kubernetes: list deployments in prod: HTTP 403")),
+        "{:?}",
+        said("error")
+    );
+    fake.cluster.lock().unwrap().role = Some(role);
+    wait_for(
+        || state()["unread_since"].is_null() && state()["read_at"].is_number(),
+        "the state read again",
+        &logs,
+    );
+    assert!(
+        said("event")
+            .iter()
+            .any(|r| r.starts_with("the kubernetes provider's state is read again, after ")),
+        "{:?}",
+        said("event")
+    );
     // The token is not logged.
     assert!(!std::fs::read_to_string(&log).unwrap().contains("t0ken"));
 }
