@@ -13,13 +13,15 @@
 #![no_main]
 #[path = "common/flaky.rs"]
 mod flaky;
+#[path = "common/ops.rs"]
+mod ops;
 
 use std::sync::{Arc, Mutex};
 
 use flaky::{Asked, Faults, Flaky};
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
-use prescale_core::{PauseScope, Sample, SeriesKey, TimestampMs};
+use prescale_core::{PauseScope, SeriesKey, TimestampMs};
 use prescale_orchestrate::Engine;
 use prescale_store::{Durability, Store};
 
@@ -45,37 +47,17 @@ fuzz_target!(|data: &[u8]| {
     for op in ops.chunks_exact(3).take(200) {
         match op[0] % 6 {
             // A sample, up to ten minutes late.
-            0 | 1 => {
-                let at = now - i64::from(op[1] % 11) * 60_000;
-                let v = match u16::from_le_bytes([op[1], op[2]]) {
-                    u16::MAX => 1e9,
-                    x => f64::from(x) / 256.0,
-                };
-                let _ = store.append(&key, &[Sample::new(at, v).unwrap()]);
-            }
+            0 | 1 => ops::sample(&store, &key, now, op),
             // The provider's next answers.
             2 => faults
                 .lock()
                 .unwrap()
                 .extend([op[1] % 3, op[2] % 3, op[1] / 3 % 3]),
             // A pause of up to four hours, or a resume.
-            4 => {
-                if op[1] % 3 == 2 {
-                    e.resume(&name, now).unwrap();
-                    paused = None;
-                } else {
-                    let scope = [PauseScope::All, PauseScope::ScaleDown][usize::from(op[1] % 2)];
-                    let until = now + 60_000 * (1 + i64::from(op[2]));
-                    e.pause(&name, scope, until, "fuzz", now).unwrap();
-                    paused = Some((scope, until));
-                }
-            }
+            4 => paused = ops::pause_or_resume(&mut e, &name, now, op),
             // A reload: one tier's maximum, and the budget.
             5 => {
-                let t = usize::from(op[1]) % c.tiers.len();
-                c.tiers[t].max_instances = [1, 3, 10, 100][usize::from(op[2] % 4)];
-                c.workloads[0].budget_per_hour =
-                    [None, Some(0.5), Some(5.0)][usize::from(op[2] / 4 % 3)];
+                ops::reload_settings(&mut c, op);
                 flaky::reload(&mut e, &c, now);
             }
             // A pass, 15 s to an hour after the last.
@@ -111,27 +93,9 @@ fuzz_target!(|data: &[u8]| {
                         ws.plan.as_ref().map(|p| p.reason.as_str()).unwrap_or("")
                     );
                 }
-                for (w, ws) in &st.workloads {
-                    for (tier, n) in &ws.desired {
-                        let max = c
-                            .tiers
-                            .iter()
-                            .find(|t| &t.name == tier)
-                            .unwrap()
-                            .max_instances;
-                        // A pause keeps what is held, over a maximum a reload lowered too.
-                        let pausing = paused.is_some_and(|(_, until)| now < until);
-                        let held = ws.allocation.get(tier).total();
-                        assert!(
-                            *n <= max || (pausing && *n <= held),
-                            "{w} asked for {n} {tier}, over {max} (holding {held})"
-                        );
-                    }
-                    if let Some(p) = &ws.plan {
-                        assert!(p.cost_per_hour.is_finite(), "{w}: {p:?}");
-                    }
-                    assert!(ws.ready_capacity.is_finite(), "{w}: {}", ws.ready_capacity);
-                }
+                // A pause keeps what is held, over a maximum a reload lowered too.
+                let pausing = paused.is_some_and(|(_, until)| now < until);
+                ops::check_workloads(&st, &c.tiers, pausing);
             }
         }
     }

@@ -20,6 +20,8 @@
 //! configured, and every holder is listed; the status says the state is unread exactly
 //! when the pass's report could not be believed. `HOOK_FUZZ_TRACE=1` prints each pass.
 #![no_main]
+#[path = "common/ops.rs"]
+mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use prescale_core::config::Config;
-use prescale_core::{DecisionKind, PauseScope, Sample, SeriesKey, TimestampMs};
+use prescale_core::{DecisionKind, PauseScope, SeriesKey, TimestampMs};
 use prescale_orchestrate::hook::{HookProvider, Transport};
 use prescale_orchestrate::{Engine, Provider};
 use prescale_store::{Durability, Store};
@@ -244,14 +246,7 @@ fuzz_target!(|data: &[u8]| {
     for op in ops.chunks_exact(3).take(200) {
         match op[0] % 8 {
             // A sample, up to ten minutes late.
-            0 | 1 => {
-                let at = now - i64::from(op[1] % 11) * 60_000;
-                let v = match u16::from_le_bytes([op[1], op[2]]) {
-                    u16::MAX => 1e9,
-                    x => f64::from(x) / 256.0,
-                };
-                let _ = store.append(&key, &[Sample::new(at, v).unwrap()]);
-            }
+            0 | 1 => ops::sample(&store, &key, now, op),
             // The hook's next answers to actions.
             2 => shared
                 .lock()
@@ -297,23 +292,10 @@ fuzz_target!(|data: &[u8]| {
                 .reports
                 .extend([op[1] % 5, op[2] % 5]),
             // A pause of up to four hours, or a resume.
-            5 => {
-                if op[1] % 3 == 2 {
-                    e.resume(&name, now).unwrap();
-                    paused = None;
-                } else {
-                    let scope = [PauseScope::All, PauseScope::ScaleDown][usize::from(op[1] % 2)];
-                    let until = now + 60_000 * (1 + i64::from(op[2]));
-                    e.pause(&name, scope, until, "fuzz", now).unwrap();
-                    paused = Some((scope, until));
-                }
-            }
+            5 => paused = ops::pause_or_resume(&mut e, &name, now, op),
             // A reload: one tier's maximum, and the budget.
             6 => {
-                let t = usize::from(op[1]) % c.tiers.len();
-                c.tiers[t].max_instances = [1, 3, 10, 100][usize::from(op[2] % 4)];
-                c.workloads[0].budget_per_hour =
-                    [None, Some(0.5), Some(5.0)][usize::from(op[2] / 4 % 3)];
+                ops::reload_settings(&mut c, op);
                 let interval = e.interval_ms();
                 e.reconfigure(
                     c.tiers.clone(),
@@ -377,28 +359,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 let unread = h.unbelievable;
                 drop(h);
-                for (w, ws) in &st.workloads {
-                    // A pause, or a state not read, keeps what is held, over a maximum
-                    // a reload lowered too.
-                    let pausing = paused.is_some_and(|(_, until)| now < until) || unread;
-                    for (tier, n) in &ws.desired {
-                        let max = c
-                            .tiers
-                            .iter()
-                            .find(|t| &t.name == tier)
-                            .unwrap()
-                            .max_instances;
-                        let held = ws.allocation.get(tier).total();
-                        assert!(
-                            *n <= max || (pausing && *n <= held),
-                            "{w} asked for {n} {tier}, over {max} (holding {held})"
-                        );
-                    }
-                    if let Some(p) = &ws.plan {
-                        assert!(p.cost_per_hour.is_finite(), "{w}: {p:?}");
-                    }
-                    assert!(ws.ready_capacity.is_finite(), "{w}: {}", ws.ready_capacity);
-                }
+                // A pause, or a state not read, keeps what is held, over a maximum a
+                // reload lowered too.
+                let pausing = paused.is_some_and(|(_, until)| now < until);
+                ops::check_workloads(&st, &c.tiers, pausing || unread);
                 // What is listed as unmanaged is what the provider holds for it.
                 for (u, listed) in &st.unmanaged {
                     let a = e.provider().allocation(u, now);

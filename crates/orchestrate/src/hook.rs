@@ -608,6 +608,37 @@ exit 0
         )
     }
 
+    /// An engine for `c` (training inline) on a reporting exec hook in `dir` whose first
+    /// state report is `state`, over a store in `dir` holding `demand(minute)` for
+    /// `minutes` of the first workload's demand.
+    fn engine_on_hook(
+        dir: &std::path::Path,
+        c: &Config,
+        state: &str,
+        minutes: std::ops::Range<i64>,
+        demand: impl Fn(i64) -> f64,
+    ) -> (crate::Engine<HookProvider>, prescale_store::Store) {
+        use prescale_core::{Sample, SeriesKey};
+        use prescale_store::{Durability, Store};
+        let store = Store::open(&dir.join("data"), Durability::Buffered).unwrap();
+        let key = SeriesKey::parse(&c.workloads[0].demand).unwrap();
+        for m in minutes {
+            let s = Sample::new(m * 60_000, demand(m)).unwrap();
+            store.append(&key, &[s]).unwrap();
+        }
+        std::fs::write(dir.join("state.json"), state).unwrap();
+        let p = HookProvider::new(
+            Transport::Exec(script(dir)),
+            Duration::from_secs(10),
+            true,
+            &c.tiers,
+            vec![c.workloads[0].name.clone()],
+        );
+        let mut e = crate::Engine::from_config(c, 0, store.clone(), p);
+        e.set_inline_training();
+        (e, store)
+    }
+
     fn calls(dir: &std::path::Path) -> Vec<String> {
         std::fs::read_to_string(dir.join("calls.log"))
             .unwrap_or_default()
@@ -990,32 +1021,16 @@ exit 0
         // plan lets capacity go (each pass again, as this hook's report stays put);
         // from the first pass on which it cannot be read, nothing goes, and the hold
         // says why.
-        use crate::Engine;
-        use prescale_core::{ActionKind, DecisionKind, Sample, SeriesKey};
-        use prescale_store::{Durability, Store};
+        use prescale_core::{ActionKind, DecisionKind};
         let removals = |readable: bool| -> (usize, Vec<String>) {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(&dir.path().join("data"), Durability::Buffered).unwrap();
-            let c = Config::default();
-            let key = SeriesKey::parse(&c.workloads[0].demand).unwrap();
-            for m in 0..300 {
-                let s = Sample::new(m * 60_000, if m < 120 { 40.0 } else { 2.0 }).unwrap();
-                store.append(&key, &[s]).unwrap();
-            }
-            std::fs::write(
-                dir.path().join("state.json"),
+            let (mut e, store) = engine_on_hook(
+                dir.path(),
+                &Config::default(),
                 r#"{"host": {"standard": {"ready": 12}}}"#,
-            )
-            .unwrap();
-            let p = HookProvider::new(
-                Transport::Exec(script(dir.path())),
-                Duration::from_secs(10),
-                true,
-                &c.tiers,
-                vec![c.workloads[0].name.clone()],
+                0..300,
+                |m| if m < 120 { 40.0 } else { 2.0 },
             );
-            let mut e = Engine::from_config(&c, 0, store.clone(), p);
-            e.set_inline_training();
             e.tick(120 * 60_000).unwrap();
             if !readable {
                 std::fs::write(dir.path().join("state.json"), "{\"host\": ").unwrap();
@@ -1059,33 +1074,18 @@ exit 0
         // Someone else's capacity in a tier, found in the hook's report at this pass:
         // the workload's plan leaves the tier alone at once, rather than asking for room
         // the provider then refuses at the tier's maximum (the `hook` fuzz target).
-        use crate::Engine;
-        use prescale_core::{DecisionKind, Sample, SeriesKey};
-        use prescale_store::{Durability, Store};
+        use prescale_core::DecisionKind;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("data"), Durability::Buffered).unwrap();
         let mut c = Config::default();
-        let key = SeriesKey::parse(&c.workloads[0].demand).unwrap();
-        for m in 0..121 {
-            let s = Sample::new(m * 60_000, 10.0).unwrap();
-            store.append(&key, &[s]).unwrap();
-        }
         let spot = c.tiers.iter_mut().find(|t| t.name == "spot").unwrap();
         spot.max_instances = 4;
-        std::fs::write(
-            dir.path().join("state.json"),
+        let (mut e, store) = engine_on_hook(
+            dir.path(),
+            &c,
             r#"{"stranger": {"spot": {"ready": 4}}}"#,
-        )
-        .unwrap();
-        let p = HookProvider::new(
-            Transport::Exec(script(dir.path())),
-            Duration::from_secs(10),
-            true,
-            &c.tiers,
-            vec![c.workloads[0].name.clone()],
+            0..121,
+            |_| 10.0,
         );
-        let mut e = Engine::from_config(&c, 0, store.clone(), p);
-        e.set_inline_training();
         e.tick(121 * 60_000).unwrap();
         let st = e.status_handle().read().unwrap().clone();
         let refused: Vec<String> = store
