@@ -32,8 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&head, ops)) = data.split_first() else {
         return;
     };
-    c.workloads[0].min_instances = u32::from(head % 3);
-    c.workloads[0].budget_per_hour = [None, Some(0.5), Some(5.0)][usize::from(head / 3 % 3)];
+    ops::workload_from(head, &mut c);
     let faults: Faults = Arc::default();
     let asked: Arc<Mutex<Asked>> = Arc::default();
     let provider = Flaky::new(&c.tiers, &faults, &asked);

@@ -228,8 +228,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&head, ops)) = data.split_first() else {
         return;
     };
-    c.workloads[0].min_instances = u32::from(head % 3);
-    c.workloads[0].budget_per_hour = [None, Some(0.5), Some(5.0)][usize::from(head / 3 % 3)];
+    ops::workload_from(head, &mut c);
     let name = c.workloads[0].name.clone();
     assert_eq!(
         name, "host",

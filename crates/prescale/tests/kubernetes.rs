@@ -249,6 +249,16 @@ impl FakeApi {
         self.cluster.lock().unwrap().log.clone()
     }
 
+    /// The Lease `prod/prescale` as it stands, if there is one.
+    fn lease(&self) -> Option<Value> {
+        self.cluster
+            .lock()
+            .unwrap()
+            .leases
+            .get("prod/prescale")
+            .cloned()
+    }
+
     /// The calls it took and what the daemon logged, for a failing assertion.
     fn report(&self, d: &Daemon) -> String {
         format!(
@@ -1276,14 +1286,7 @@ fn of_several_replicas_only_the_lease_holder_acts_and_another_takes_over() {
             .map(|v| v["data"]["leader_election"].clone())
             .unwrap_or_default()
     };
-    let lease = || {
-        fake.cluster
-            .lock()
-            .unwrap()
-            .leases
-            .get("prod/prescale")
-            .cloned()
-    };
+    let lease = || fake.lease();
     let holder = || {
         lease().map(|l| {
             l["spec"]["holderIdentity"]
@@ -1800,14 +1803,7 @@ fn the_holder_writes_its_notes_on_the_lease_at_once_and_only_while_it_holds_it()
     use prescale_orchestrate::lease::PAUSED_ANNOTATION;
     let (fake, elector) = lease_api(15);
     let (mut a, mut b) = (elector("a"), elector("b"));
-    let lease = || {
-        fake.cluster
-            .lock()
-            .unwrap()
-            .leases
-            .get("prod/prescale")
-            .cloned()
-    };
+    let lease = || fake.lease();
     let paused = || -> Value {
         let note = lease().unwrap()["metadata"]["annotations"][PAUSED_ANNOTATION].clone();
         serde_json::from_str(note.as_str().unwrap_or("null")).unwrap()

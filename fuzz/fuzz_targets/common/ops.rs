@@ -7,6 +7,13 @@ use prescale_orchestrate::engine::Status;
 use prescale_orchestrate::{Engine, Provider};
 use prescale_store::Store;
 
+/// The first workload's `min_instances` (0-2) and budget (none, $0.5/h, $5/h) as an
+/// input's first byte says.
+pub fn workload_from(head: u8, c: &mut Config) {
+    c.workloads[0].min_instances = u32::from(head % 3);
+    c.workloads[0].budget_per_hour = [None, Some(0.5), Some(5.0)][usize::from(head / 3 % 3)];
+}
+
 /// A demand sample from `op`'s last two bytes (`u16::MAX`: 1e9, a huge one), up to ten
 /// minutes late.
 pub fn sample(store: &Store, key: &SeriesKey, now: TimestampMs, op: &[u8]) {
