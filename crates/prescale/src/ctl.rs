@@ -573,6 +573,20 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
         |t| format!("last pass {}", format_ts(t)),
     );
     println!("{} workload(s), {last}", list.len());
+    // A provider that reads what is held from outside and cannot: plans go on from
+    // what it last said, and nothing is removed.
+    let read = &data["provider_state"];
+    if let Some(since) = read["unread_since"].as_i64() {
+        println!(
+            "provider {}: its state not read since {} ({}); plans go on from {}, and nothing is removed until it is read",
+            data["provider"].as_str().unwrap_or("?"),
+            format_ts(since),
+            read["error"].as_str().unwrap_or("no reason given"),
+            read["read_at"]
+                .as_i64()
+                .map_or_else(|| "what prescale asked of it".into(), |t| format!("what it said at {}", format_ts(t)))
+        );
+    }
     let num = |v: &Value, d: usize| {
         v.as_f64()
             .map_or_else(|| "-".into(), |x| format!("{x:.d$}"))

@@ -975,6 +975,20 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
         metrics.contains("prescale_provider_state_up{provider=\"kubernetes\"} 0"),
         "{metrics}"
     );
+    // `prescale status` says it under its first line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["status", "--server", &format!("http://{addr}")])
+        .env_remove("PRESCALE_TOKEN_FILE")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.starts_with("provider kubernetes: its state not read since ")
+            && line.contains("(Kubernetes: list deployments in prod: HTTP 403")
+            && line.ends_with("and nothing is removed until it is read"),
+        "{out}"
+    );
     let said = |kind: &str| -> Vec<String> {
         get(
             addr,
