@@ -175,13 +175,14 @@ impl Connection {
             .map_err(|e| ApiError::BadAnswer(format!("GET {url}: the answer is not JSON: {e}")))
     }
 
-    /// `PATCH path` with a JSON merge patch.
-    pub fn merge_patch(&self, path: &str, body: &str) -> Result<(), ApiError> {
+    /// `PATCH path` with a JSON patch (RFC 6902): a list of operations the API server
+    /// applies together or not at all, so a `test` makes the others conditional.
+    pub fn json_patch(&self, path: &str, body: &str) -> Result<(), ApiError> {
         let url = format!("{}{path}", self.api_url);
         let mut req = self
             .agent
             .patch(&url)
-            .header("Content-Type", "application/merge-patch+json")
+            .header("Content-Type", "application/json-patch+json")
             .header("Accept", "application/json");
         if let Some(t) = self.token()? {
             req = req.header("Authorization", &format!("Bearer {t}"));

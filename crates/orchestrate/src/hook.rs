@@ -78,6 +78,11 @@ pub enum Request {
         count: u32,
         /// Instances of this tier the workload should hold once this is done.
         instances_after: u32,
+        /// Instances of this tier the workload held as prescale last read them, which
+        /// `instances_after` is counted from: the Kubernetes provider sets the replicas
+        /// only if they are still that many. Not sent to hooks.
+        #[serde(skip)]
+        instances_before: u32,
         /// When prescale decided it (ms since the epoch).
         at: TimestampMs,
     },
@@ -289,6 +294,7 @@ impl Provider for HookProvider {
             kind: a.kind,
             count: a.count,
             instances_after: after,
+            instances_before: held,
             at: a.at,
         })?;
         self.record(&a.workload, &tier, a.kind, a.count, now);

@@ -88,19 +88,26 @@ impl KubeApi {
             Request::Action {
                 workload,
                 tier,
+                instances_before,
                 instances_after,
                 ..
             } => {
                 let name = object_name(&self.name, workload, tier);
                 let path = format!("{}/{name}/scale", self.collection());
-                self.conn
-                    .merge_patch(
-                        &path,
-                        &format!(r#"{{"spec":{{"replicas":{instances_after}}}}}"#),
-                    )
-                    .map_err(|e| {
-                        self.refusal(e, "patch", &format!("{}/scale", resource(self.kind)), &name)
-                    })?;
+                // Only if the replicas are still what prescale read: one changed since
+                // (by hand, by another autoscaler) is not overwritten from a count that
+                // no longer holds, as a merge patch would.
+                let ops = format!(
+                    r#"[{{"op":"test","path":"/spec/replicas","value":{instances_before}}},{{"op":"replace","path":"/spec/replicas","value":{instances_after}}}]"#
+                );
+                let scale = format!("{}/scale", resource(self.kind));
+                self.conn.json_patch(&path, &ops).map_err(|e| match e {
+                    ApiError::Status { code: 422 | 409, .. } => ProviderError::Refused(format!(
+                        "Kubernetes: patch {scale} {}/{name}: its replicas are no longer the {instances_before} prescale read (changed outside prescale since: by hand, or by another autoscaler on the same object), so they were not set to {instances_after}; the next pass reads them again ({e})",
+                        self.conn.namespace
+                    )),
+                    e => self.refusal(e, "patch", &scale, &name),
+                })?;
                 Ok(String::new())
             }
             Request::State { workloads, tiers } => {

@@ -381,19 +381,6 @@ fn route(
             )
         }
         ("PATCH", [ns, "deployments", name, "scale"]) => {
-            if ctype != "application/merge-patch+json" {
-                return status(
-                    415,
-                    "UnsupportedMediaType",
-                    &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {ctype}"),
-                );
-            }
-            let Some(replicas) = serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|v| v.pointer("/spec/replicas").and_then(Value::as_u64))
-            else {
-                return status(400, "BadRequest", "no spec.replicas in the patch");
-            };
             let instant = c.instant_ready;
             let Some(d) = c.objects.get_mut(&format!("{ns}/{name}")) else {
                 return status(
@@ -401,6 +388,42 @@ fn route(
                     "NotFound",
                     &format!("deployments.apps \"{name}\" not found"),
                 );
+            };
+            let patch = serde_json::from_str::<Value>(body).unwrap_or_default();
+            let replicas = match ctype {
+                "application/merge-patch+json" => patch.pointer("/spec/replicas").and_then(Value::as_u64),
+                // Applied together or not at all: a failed test changes nothing.
+                "application/json-patch+json" => {
+                    let mut set = None;
+                    for op in patch.as_array().into_iter().flatten() {
+                        if op["path"] != "/spec/replicas" {
+                            return status(422, "Invalid", &format!("the stand-in patches /spec/replicas only: {op}"));
+                        }
+                        match op["op"].as_str() {
+                            Some("test") if op["value"].as_u64() != Some(u64::from(d.replicas)) => {
+                                return status(
+                                    422,
+                                    "Invalid",
+                                    "the server rejected our request due to an error in our request",
+                                )
+                            }
+                            Some("test") => {}
+                            Some("replace") => set = op["value"].as_u64(),
+                            _ => return status(422, "Invalid", &format!("unknown op: {op}")),
+                        }
+                    }
+                    set
+                }
+                _ => {
+                    return status(
+                        415,
+                        "UnsupportedMediaType",
+                        &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {ctype}"),
+                    )
+                }
+            };
+            let Some(replicas) = replicas else {
+                return status(400, "BadRequest", "no spec.replicas in the patch");
             };
             d.replicas = replicas as u32;
             d.ready = if instant {
@@ -614,7 +637,9 @@ fn the_kubernetes_provider_scales_deployments_and_plans_from_their_replicas() {
     assert_eq!(
         patch,
         "PATCH /apis/apps/v1/namespaces/shop/deployments/web-standard/scale \
-         application/merge-patch+json Bearer sa-token-1 {\"spec\":{\"replicas\":5}}"
+         application/json-patch+json Bearer sa-token-1 \
+         [{\"op\":\"test\",\"path\":\"/spec/replicas\",\"value\":2},\
+         {\"op\":\"replace\",\"path\":\"/spec/replicas\",\"value\":5}]"
     );
     // Asked for but not ready: pending, until the pods are.
     assert_eq!(p.allocation("web", 0).get("standard").pending, 3);
@@ -650,6 +675,21 @@ fn the_kubernetes_provider_scales_deployments_and_plans_from_their_replicas() {
         ev[0].what
     );
     assert_eq!(p.allocation("web", 5).get("standard").total(), 1);
+
+    // Scaled up by hand after prescale read it: an action counted from the old count
+    // is refused, not written over what was set; read again, it goes through.
+    fake.set("shop/web-standard", 4, 4);
+    let m = refused(&mut p, &action("k4", "standard", ActionKind::Provision, 2));
+    assert!(
+        m.contains("Kubernetes: patch deployments/scale shop/web-standard: its replicas are no longer the 1 prescale read (changed outside prescale since")
+            && m.contains("so they were not set to 3; the next pass reads them again (HTTP 422"),
+        "{m}"
+    );
+    assert_eq!(fake.get("shop/web-standard").replicas, 4);
+    assert!(p.advance(6).is_empty());
+    p.apply(&action("k5", "standard", ActionKind::Provision, 2), 6)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-standard").replicas, 6);
 
     // The token is read at every call: a rotated one is used at once.
     std::fs::write(&token, "sa-token-2\n").unwrap();
