@@ -96,10 +96,17 @@ impl KubeApi {
                 let path = format!("{}/{name}/scale", self.collection());
                 // Only if the replicas are still what prescale read: one changed since
                 // (by hand, by another autoscaler) is not overwritten from a count that
-                // no longer holds, as a merge patch would.
-                let ops = format!(
-                    r#"[{{"op":"test","path":"/spec/replicas","value":{instances_before}}},{{"op":"replace","path":"/spec/replicas","value":{instances_after}}}]"#
-                );
+                // no longer holds, as a merge patch would. A Scale leaves out a zero
+                // count (`replicas,omitempty`), which no test can match: from zero the
+                // count is set as it is.
+                let ops = match instances_before {
+                    0 => format!(
+                        r#"[{{"op":"add","path":"/spec/replicas","value":{instances_after}}}]"#
+                    ),
+                    n => format!(
+                        r#"[{{"op":"test","path":"/spec/replicas","value":{n}}},{{"op":"replace","path":"/spec/replicas","value":{instances_after}}}]"#
+                    ),
+                };
                 let scale = format!("{}/scale", resource(self.kind));
                 self.conn.json_patch(&path, &ops).map_err(|e| match e {
                     ApiError::Status { code: 422 | 409, .. } => ProviderError::Refused(format!(

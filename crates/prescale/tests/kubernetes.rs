@@ -399,7 +399,17 @@ fn route(
                         if op["path"] != "/spec/replicas" {
                             return status(422, "Invalid", &format!("the stand-in patches /spec/replicas only: {op}"));
                         }
+                        // A Scale leaves a zero count out (`replicas,omitempty`): a
+                        // test of it fails, a replace of it too; an add sets it.
+                        let absent = d.replicas == 0;
                         match op["op"].as_str() {
+                            Some("test" | "replace") if absent => {
+                                return status(
+                                    422,
+                                    "Invalid",
+                                    "the server rejected our request due to an error in our request",
+                                )
+                            }
                             Some("test") if op["value"].as_u64() != Some(u64::from(d.replicas)) => {
                                 return status(
                                     422,
@@ -408,7 +418,7 @@ fn route(
                                 )
                             }
                             Some("test") => {}
-                            Some("replace") => set = op["value"].as_u64(),
+                            Some("replace" | "add") => set = op["value"].as_u64(),
                             _ => return status(422, "Invalid", &format!("unknown op: {op}")),
                         }
                     }
@@ -698,6 +708,15 @@ fn the_kubernetes_provider_scales_deployments_and_plans_from_their_replicas() {
         .unwrap();
     assert_eq!(fake.get("shop/web-spot").replicas, 2);
     assert!(fake.log().last().unwrap().contains("Bearer sa-token-2"));
+    // From zero, which a Scale leaves out (no test can match it), the count is set.
+    assert!(
+        fake.log()
+            .last()
+            .unwrap()
+            .ends_with(r#"[{"op":"add","path":"/spec/replicas","value":2}]"#),
+        "{:?}",
+        fake.log().last()
+    );
     // The cluster holds the truth, so there is no book to save.
     assert!(p.save().is_none());
 }
