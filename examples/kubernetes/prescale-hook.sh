@@ -19,9 +19,12 @@ cat > /dev/null # the same request as JSON; the PRESCALE_* variables carry all w
 
 case "$PRESCALE_TYPE" in
 action)
-  # Idempotent by itself: setting the count twice gives the same count.
+  # Only if the replicas are still the count prescale read (PRESCALE_INSTANCES_BEFORE,
+  # from the last state report): one changed since, by hand or by another autoscaler,
+  # is not written over; kubectl refuses, and the next pass reads it again. Idempotent
+  # by itself: setting the count twice gives the same count.
   exec "$kubectl" -n "$ns" scale "deployment/$PRESCALE_WORKLOAD-$PRESCALE_TIER" \
-    --replicas="$PRESCALE_INSTANCES_AFTER"
+    --current-replicas="$PRESCALE_INSTANCES_BEFORE" --replicas="$PRESCALE_INSTANCES_AFTER"
   ;;
 state)
   # {"web": {"spot": {"ready": 2, "pending": 1}, ...}, ...}: pending is asked for but
@@ -37,7 +40,10 @@ state)
         set -- $out
         want=${1:-0}
         ready=${2:-0}
-        pending=$((want > ready ? want - ready : 0))
+        # Pods still ready while a scale-down ends are not counted: the total is the
+        # desired count, which the next action's --current-replicas is checked against.
+        ready=$((ready < want ? ready : want))
+        pending=$((want - ready))
         printf '%s"%s": {"ready": %d, "pending": %d}' "$tsep" "$t" "$ready" "$pending"
         tsep=", "
       fi

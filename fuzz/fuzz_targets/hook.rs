@@ -16,6 +16,8 @@
 //! read removes nothing; what the workload is asked to hold stays within each tier's
 //! `max_instances` in force (or, while a pause holds or the state cannot be read, what
 //! it holds); its plan's cost and ready capacity are finite;
+//! every action counts `instances_after` from `instances_before`, which is what the
+//! hook holds whenever its last report was believed and nothing drifted since;
 //! what the status lists as unmanaged is what the provider holds for workloads not
 //! configured, and every holder is listed; the status says the state is unread exactly
 //! when the pass's report could not be believed. `HOOK_FUZZ_TRACE=1` prints each pass.
@@ -60,6 +62,13 @@ struct Hook {
     /// Whether the last state report could not be believed (not JSON, or past any
     /// fleet).
     unbelievable: bool,
+    /// Whether prescale knows exactly what the configured workload holds: its last
+    /// report was believed and named it, and nothing drifted since.
+    exact: bool,
+    /// An action whose counts were wrong: `instances_after` not `instances_before`
+    /// with `count` added or taken, or, while `exact`, `instances_before` not what the
+    /// hook holds.
+    wrong: Option<String>,
 }
 
 impl Hook {
@@ -89,6 +98,7 @@ impl Hook {
                     }
                     _ => {}
                 }
+                self.check_counts(&req);
                 self.accepted += 1;
                 let key = req["key"].as_str().unwrap_or_default().to_string();
                 if !self.keys.insert(key) {
@@ -119,6 +129,34 @@ impl Hook {
         }
     }
 
+    /// Notes in `wrong` an action whose counts are not what the hook's truth says they
+    /// should be (a hook may carry an action out only if it still holds
+    /// `instances_before`).
+    fn check_counts(&mut self, req: &serde_json::Value) {
+        let n = |k: &str| req[k].as_u64().unwrap_or(u64::MAX);
+        let (before, after, count) = (n("instances_before"), n("instances_after"), n("count"));
+        let want = if req["kind"] == "provision" {
+            before + count
+        } else {
+            before.saturating_sub(count)
+        };
+        let (w, t) = (
+            req["workload"].as_str().unwrap_or_default(),
+            req["tier"].as_str().unwrap_or_default(),
+        );
+        let holds = self
+            .truth
+            .get(w)
+            .and_then(|tiers| tiers.get(t))
+            .map_or(0, |(ready, pending)| u64::from(ready + pending));
+        if after != want || (self.exact && w == "host" && before != holds) {
+            self.wrong.get_or_insert(format!(
+                "{req} while the hook holds {holds} (exact: {})",
+                self.exact
+            ));
+        }
+    }
+
     /// The state report, spoiled as the next of `reports` says.
     fn report(&mut self) -> String {
         let spoil = if self.reports.is_empty() {
@@ -127,6 +165,7 @@ impl Hook {
             self.reports.remove(0)
         };
         self.unbelievable = matches!(spoil, 1 | 2);
+        self.exact = matches!(spoil, 0 | 3);
         let mut r = serde_json::Map::new();
         for (w, tiers) in &self.truth {
             let mut t = serde_json::Map::new();
@@ -267,6 +306,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     // Someone scales by hand.
                     1 => {
+                        h.exact = false;
                         h.truth
                             .entry(who.into())
                             .or_default()
@@ -274,6 +314,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     // The cloud takes spot back.
                     2 => {
+                        h.exact = false;
                         for held in h.truth.values_mut().filter_map(|t| t.get_mut("spot")) {
                             held.0 = held.0 * u32::from(op[2] % 4) / 4;
                         }
@@ -356,6 +397,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     _ => {}
                 }
+                assert_eq!(h.wrong, None, "an action's counts");
                 let unread = h.unbelievable;
                 drop(h);
                 // A pause, or a state not read, keeps what is held, over a maximum a

@@ -76,13 +76,14 @@ pub enum Request {
         kind: ActionKind,
         /// Instances added or removed.
         count: u32,
+        /// Instances of this tier the workload held as prescale last read them (with
+        /// `report_state`, the hook's last report and what was applied since; without
+        /// it, prescale's own book), which `instances_after` is counted from: a hook may
+        /// carry the action out only if it still holds that many, as the Kubernetes
+        /// provider does (`kubectl scale --current-replicas`).
+        instances_before: u32,
         /// Instances of this tier the workload should hold once this is done.
         instances_after: u32,
-        /// Instances of this tier the workload held as prescale last read them, which
-        /// `instances_after` is counted from: the Kubernetes provider sets the replicas
-        /// only if they are still that many. Not sent to hooks.
-        #[serde(skip)]
-        instances_before: u32,
         /// When prescale decided it (ms since the epoch).
         at: TimestampMs,
     },
@@ -293,8 +294,8 @@ impl Provider for HookProvider {
             tier: a.tier.clone(),
             kind: a.kind,
             count: a.count,
-            instances_after: after,
             instances_before: held,
+            instances_after: after,
             at: a.at,
         })?;
         self.record(&a.workload, &tier, a.kind, a.count, now);
@@ -454,6 +455,7 @@ fn run(
             tier,
             kind,
             count,
+            instances_before,
             instances_after,
             ..
         } => {
@@ -467,6 +469,7 @@ fn run(
                 .env("PRESCALE_TIER", tier)
                 .env("PRESCALE_KIND", kind)
                 .env("PRESCALE_COUNT", count.to_string())
+                .env("PRESCALE_INSTANCES_BEFORE", instances_before.to_string())
                 .env("PRESCALE_INSTANCES_AFTER", instances_after.to_string());
         }
         Request::State { workloads, tiers } => {
@@ -581,7 +584,7 @@ mod tests {
             r#"#!/bin/sh
 cd "$(dirname "$0")"
 body=$(cat)
-echo "$body $PRESCALE_KIND $PRESCALE_COUNT $PRESCALE_INSTANCES_AFTER" >> calls.log
+echo "$body $PRESCALE_KIND $PRESCALE_COUNT $PRESCALE_INSTANCES_BEFORE $PRESCALE_INSTANCES_AFTER" >> calls.log
 [ -f hang ] && sleep 5
 if [ -f fail ]; then echo "quota exceeded in region x" >&2; exit 3; fi
 [ "$PRESCALE_TYPE" = state ] && cat state.json
@@ -696,11 +699,11 @@ exit 0
         let log = calls(dir.path());
         assert_eq!(log.len(), 1, "the same key is sent once: {log:?}");
         assert!(
-            log[0].starts_with(r#"{"type":"action","key":"k1","workload":"web","tier":"standard","kind":"provision","count":3,"instances_after":3,"at":5}"#),
+            log[0].starts_with(r#"{"type":"action","key":"k1","workload":"web","tier":"standard","kind":"provision","count":3,"instances_before":0,"instances_after":3,"at":5}"#),
             "{}",
             log[0]
         );
-        assert!(log[0].ends_with(" provision 3 3"), "{}", log[0]);
+        assert!(log[0].ends_with(" provision 3 0 3"), "{}", log[0]);
         // Standard instances are ready after the tier's 180 s lead time.
         let c = |p: &HookProvider, t| p.allocation("web", t).tiers["standard"];
         assert_eq!(
@@ -721,7 +724,7 @@ exit 0
         );
         p.apply(&action("k2", ActionKind::Deprovision, 1), 200_000)
             .unwrap();
-        assert!(calls(dir.path())[1].ends_with(" deprovision 1 2"));
+        assert!(calls(dir.path())[1].ends_with(" deprovision 1 3 2"));
         assert_eq!(
             c(&p, 200_000),
             TierCount {
@@ -861,7 +864,8 @@ exit 0
         // What is applied counts at once, until the next report.
         p.apply(&action("k1", ActionKind::Provision, 2), 1000)
             .unwrap();
-        assert!(calls(dir.path())[1].ends_with(" provision 2 6"));
+        // Counted from the report: 4 read, 6 after.
+        assert!(calls(dir.path())[1].ends_with(" provision 2 4 6"));
         assert_eq!(
             p.allocation("web", 1000).tiers["standard"],
             TierCount {
@@ -1276,11 +1280,15 @@ exit 0
             seen[0]
         );
         assert!(
-            seen[0].ends_with(r#""count":1,"instances_after":1,"at":5}"#),
+            seen[0].ends_with(r#""count":1,"instances_before":0,"instances_after":1,"at":5}"#),
             "{}",
             seen[0]
         );
-        assert!(seen[1].contains(r#""instances_after":2"#), "{}", seen[1]);
+        assert!(
+            seen[1].contains(r#""instances_before":1,"instances_after":2"#),
+            "{}",
+            seen[1]
+        );
         assert_eq!(p.allocation("web", 0).tiers["standard"].pending, 1);
         // Nobody listening: unavailable.
         let mut gone = HookProvider::new(

@@ -94,6 +94,8 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
 
 /// A stand-in for kubectl: Deployments are files holding their replicas (and, in
 /// NAME.ready, how many are ready; all of them when absent); every call is logged.
+/// `scale --current-replicas=N` refuses, as kubectl does, unless the replicas are N
+/// (an absent file counting as 0).
 const FAKE_KUBECTL: &str = r#"#!/bin/sh
 d="$(cd "$(dirname "$0")" && pwd)/cluster"
 mkdir -p "$d"
@@ -103,7 +105,22 @@ ns=$2; shift 2
 case "$1" in
 scale)
   name=${2#deployment/}
-  echo "${3#--replicas=}" > "$d/$ns.$name"
+  shift 2
+  current=-1
+  for a in "$@"; do
+    case "$a" in
+    --current-replicas=*) current=${a#--current-replicas=} ;;
+    --replicas=*) replicas=${a#--replicas=} ;;
+    *) exit 3 ;;
+    esac
+  done
+  was=0
+  [ -f "$d/$ns.$name" ] && was=$(cat "$d/$ns.$name")
+  if [ "$current" != -1 ] && [ "$current" != "$was" ]; then
+    echo "error: Expected replicas to be $current, was $was" >&2
+    exit 1
+  fi
+  echo "$replicas" > "$d/$ns.$name"
   echo "deployment.apps/$name scaled"
   ;;
 get)
@@ -160,11 +177,11 @@ fn the_kubernetes_example_hook_scales_deployments_and_reports_their_replicas() {
         .unwrap();
     let log = std::fs::read_to_string(dir.path().join("kubectl.log")).unwrap();
     assert!(
-        log.contains("-n prod scale deployment/web-spot --replicas=3"),
+        log.contains("-n prod scale deployment/web-spot --current-replicas=0 --replicas=3"),
         "{log}"
     );
     assert!(
-        log.contains("-n prod scale deployment/web-standard --replicas=2"),
+        log.contains("-n prod scale deployment/web-standard --current-replicas=0 --replicas=2"),
         "{log}"
     );
     // One spot replica is not ready yet: the state says so.
@@ -185,11 +202,39 @@ fn the_kubernetes_example_hook_scales_deployments_and_reports_their_replicas() {
             .trim(),
         "1"
     );
+    // Pods still ready while a scale-down ends are not counted over the desired count,
+    // which the next action is checked against.
+    std::fs::write(dir.path().join("cluster/prod.web-standard.ready"), "2").unwrap();
+    assert!(p.advance(2500).is_empty());
+    let a = p.allocation("web", 2500);
+    assert_eq!(
+        (a.tiers["standard"].ready, a.tiers["standard"].pending),
+        (1, 0)
+    );
+    std::fs::remove_file(dir.path().join("cluster/prod.web-standard.ready")).unwrap();
     // Someone scaled web-spot to 1 behind prescale's back: an event.
     std::fs::write(dir.path().join("cluster/prod.web-spot"), "1").unwrap();
     let ev = p.advance(3000);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].tier, "spot");
+    // Scaled by hand again after that read: an action counted from the read 1 is
+    // refused, kubectl saying why, and the 4 replicas are left as they are.
+    std::fs::write(dir.path().join("cluster/prod.web-spot"), "4").unwrap();
+    let e = p
+        .apply(&act("k4", "spot", ActionKind::Provision, 2), 3000)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("Expected replicas to be 1, was 4"),
+        "{e}"
+    );
+    let spot = || std::fs::read_to_string(dir.path().join("cluster/prod.web-spot")).unwrap();
+    assert_eq!(spot().trim(), "4");
+    // Read again, the action is counted from 4.
+    p.advance(4000);
+    assert_eq!(p.allocation("web", 4000).tiers["spot"].total(), 4);
+    p.apply(&act("k5", "spot", ActionKind::Provision, 2), 4000)
+        .unwrap();
+    assert_eq!(spot().trim(), "6");
 }
 
 #[test]
