@@ -3111,56 +3111,38 @@ impl<P: Provider> Engine<P> {
             }
         }
         // An operator's pause keeps what it holds back as it is.
-        // Its hold is logged again only when what it keeps, or which way the plan
-        // wants to move from it, changes: not at every pass of a plan that wavers.
         let paused = pause.as_ref().and_then(|p| {
-            let kept = pause::hold_back(p.scope, &self.tiers, &s.status.allocation, &mut desired);
-            // As with the shrink limit: the pause keeps these, not the stabilisation window.
-            for (t, keep, _) in &kept {
-                target.insert(t.clone(), *keep);
-            }
-            let way: String = kept
-                .iter()
-                .map(|(t, keep, want)| {
-                    format!("{t}={keep}{};", if want > keep { '+' } else { '-' })
-                })
-                .collect();
-            (!kept.is_empty()).then(|| (pause::kept_words(&s.w.name, p, &kept), way))
+            pause::hold_back(
+                p.scope,
+                &self.tiers,
+                &s.status.allocation,
+                &mut desired,
+                &mut target,
+                |list| pause::kept_words(&s.w.name, p, list),
+            )
         });
-        if let Some((words, _)) = &paused {
-            plan.reason.push_str(&format!("; {words}"));
-        }
         // While the provider's state cannot be read, nothing is removed: what is held is
         // only what it last said, with what was applied since, and removing counts from
         // a stale total could take away what is still needed (the cluster autoscaler
         // likewise does not scale down while it cannot trust the cluster's state).
         let unread = st.provider_state.as_ref().and_then(|r| r.unread_since);
         let stale = unread.and_then(|since| {
-            let kept = pause::hold_back(
+            pause::hold_back(
                 prescale_core::PauseScope::ScaleDown,
                 &self.tiers,
                 &s.status.allocation,
                 &mut desired,
-            );
-            for (t, keep, _) in &kept {
-                target.insert(t.clone(), *keep);
-            }
-            let tiers: Vec<String> = kept
-                .iter()
-                .map(|(t, keep, want)| format!("{t} kept at {keep} (plan {want})"))
-                .collect();
-            (!kept.is_empty()).then(|| {
-                let words = format!(
-                    "the {} provider's state has not been read since {}: nothing is removed until it is ({})",
-                    self.provider.name(),
-                    format_ts(since),
-                    tiers.join(", ")
-                );
-                let way: String = kept.iter().map(|(t, keep, _)| format!("{t}={keep};")).collect();
-                (words, way)
-            })
+                &mut target,
+                |list| {
+                    format!(
+                        "the {} provider's state has not been read since {}: nothing is removed until it is ({list})",
+                        self.provider.name(),
+                        format_ts(since),
+                    )
+                },
+            )
         });
-        if let Some((words, _)) = &stale {
+        for (words, _) in paused.iter().chain(&stale) {
             plan.reason.push_str(&format!("; {words}"));
         }
         let mut verdict = reconcile(&s.w.name, &target, &desired, &s.status.allocation, now);

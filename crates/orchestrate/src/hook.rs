@@ -983,7 +983,7 @@ exit 0
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].starts_with("the exec provider's state could not be read: the exec provider's state is not {\"workload\": ")
-                && errors[0].ends_with("; plans go on from what it said at 1970-01-01T00:01:00Z, with what was applied since, and what changed outside prescale meanwhile is not known"),
+                && errors[0].ends_with("; plans go on from what it said at 1970-01-01T00:01:00Z, with what was applied since, and what changed outside prescale meanwhile is not known, so nothing is removed until it is read again (what plans need is still added)"),
             "{}",
             errors[0]
         );

@@ -102,15 +102,22 @@ fn describe(p: &Pause) -> String {
     s
 }
 
-/// Raises or sets `desired` as a pause of `scope` requires against what `alloc` holds
-/// (ready and pending) in each of `tiers` and of the tiers it holds: returns what it
-/// kept, as (tier, kept, what was desired), empty when the plan's counts stand.
+/// Raises or sets `desired` as a hold of `scope` requires against what `alloc` holds
+/// (ready and pending) in each of `tiers` and of the tiers it holds, and the pass's
+/// `target` with it (the hold keeps these, not the stabilisation window). Returns what
+/// it kept in the words `say` gives the list of kept tiers (`spot kept at 6 (plan 3),
+/// ...`), with the way the plan wants to move from what is kept (`spot=6-;`), by which
+/// a hold is logged again only when that changes, not at every pass of a plan that
+/// wavers; `None` when the plan's counts stand. An operator's pause holds by it, and so
+/// does a provider whose state cannot be read.
 pub(super) fn hold_back(
     scope: PauseScope,
     tiers: &[Tier],
     alloc: &Allocation,
     desired: &mut BTreeMap<String, u32>,
-) -> Vec<(String, u32, u32)> {
+    target: &mut BTreeMap<String, u32>,
+    say: impl FnOnce(&str) -> String,
+) -> Option<(String, String)> {
     let names: BTreeSet<&String> = tiers
         .iter()
         .map(|t| &t.name)
@@ -126,22 +133,29 @@ pub(super) fn hold_back(
         };
         if keep != want {
             desired.insert(name.clone(), keep);
+            target.insert(name.clone(), keep);
             kept.push((name.clone(), keep, want));
         }
     }
-    kept
-}
-
-/// What [`hold_back`] kept, in words, with the pause.
-pub(super) fn kept_words(name: &str, p: &Pause, kept: &[(String, u32, u32)]) -> String {
-    let tiers: Vec<String> = kept
+    if kept.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = kept
         .iter()
         .map(|(t, keep, want)| format!("{t} kept at {keep} (plan {want})"))
         .collect();
+    let way = kept
+        .iter()
+        .map(|(t, keep, want)| format!("{t}={keep}{};", if want > keep { '+' } else { '-' }))
+        .collect();
+    Some((say(&list.join(", ")), way))
+}
+
+/// What a pause kept (`list`, from [`hold_back`]), in words, with the pause.
+pub(super) fn kept_words(name: &str, p: &Pause, list: &str) -> String {
     format!(
-        "{}: {} (`{}` lifts it)",
+        "{}: {list} (`{}` lifts it)",
         describe(p),
-        tiers.join(", "),
         RESUME_PATH.replace("{name}", name)
     )
 }

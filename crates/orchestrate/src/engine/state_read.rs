@@ -39,7 +39,7 @@ impl<P: Provider> Engine<P> {
             (None, Some(_)) => Some((
                 DecisionKind::Error,
                 format!(
-                    "the {name} provider's state could not be read: {}; plans go on from {}, with what was applied since, and what changed outside prescale meanwhile is not known",
+                    "the {name} provider's state could not be read: {}; plans go on from {}, with what was applied since, and what changed outside prescale meanwhile is not known, so nothing is removed until it is read again (what plans need is still added)",
                     read.error.as_deref().unwrap_or("no reason given"),
                     match read.read_at {
                         Some(t) => format!("what it said at {}", format_ts(t)),
