@@ -20,19 +20,13 @@ use std::sync::{Arc, Mutex};
 
 use flaky::{Asked, Faults, Flaky};
 use libfuzzer_sys::fuzz_target;
-use prescale_core::config::Config;
 use prescale_core::{PauseScope, SeriesKey, TimestampMs};
 use prescale_orchestrate::Engine;
-use prescale_store::{Durability, Store};
 
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-    let mut c = Config::default();
-    let Some((&head, ops)) = data.split_first() else {
+    let Some((_dir, store, mut c, ops)) = ops::start(data) else {
         return;
     };
-    ops::workload_from(head, &mut c);
     let faults: Faults = Arc::default();
     let asked: Arc<Mutex<Asked>> = Arc::default();
     let provider = Flaky::new(&c.tiers, &faults, &asked);

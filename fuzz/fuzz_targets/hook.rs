@@ -36,7 +36,6 @@ use prescale_core::config::Config;
 use prescale_core::{DecisionKind, PauseScope, SeriesKey, TimestampMs};
 use prescale_orchestrate::hook::{HookProvider, Transport};
 use prescale_orchestrate::{Engine, Provider};
-use prescale_store::{Durability, Store};
 
 /// A workload prescale never managed, which the hook may say holds capacity.
 const STRANGER: &str = "stranger";
@@ -261,13 +260,9 @@ fn provider(c: &Config) -> HookProvider {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
-    let mut c = Config::default();
-    let Some((&head, ops)) = data.split_first() else {
+    let Some((_dir, store, mut c, ops)) = ops::start(data) else {
         return;
     };
-    ops::workload_from(head, &mut c);
     let name = c.workloads[0].name.clone();
     assert_eq!(
         name, "host",

@@ -5,11 +5,24 @@ use prescale_core::config::Config;
 use prescale_core::{PauseScope, Sample, SeriesKey, Tier, TimestampMs};
 use prescale_orchestrate::engine::Status;
 use prescale_orchestrate::{Engine, Provider};
-use prescale_store::Store;
+use prescale_store::{Durability, Store};
+
+/// What a target starts from: a store in a new directory (kept while the directory
+/// is), and the default configuration with its workload set by the input's first byte
+/// ([`workload_from`]); the rest of the input is its operations. `None` for an empty
+/// input.
+pub fn start(data: &[u8]) -> Option<(tempfile::TempDir, Store, Config, &[u8])> {
+    let (&head, ops) = data.split_first()?;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+    let mut c = Config::default();
+    workload_from(head, &mut c);
+    Some((dir, store, c, ops))
+}
 
 /// The first workload's `min_instances` (0-2) and budget (none, $0.5/h, $5/h) as an
 /// input's first byte says.
-pub fn workload_from(head: u8, c: &mut Config) {
+fn workload_from(head: u8, c: &mut Config) {
     c.workloads[0].min_instances = u32::from(head % 3);
     c.workloads[0].budget_per_hour = [None, Some(0.5), Some(5.0)][usize::from(head / 3 % 3)];
 }
