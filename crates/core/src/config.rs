@@ -652,7 +652,7 @@ pub enum ProviderKind {
     Exec,
     /// An HTTP endpoint (`[providers.webhook]`).
     Webhook,
-    /// Kubernetes Deployments or StatefulSets (`[providers.kubernetes]`).
+    /// Kubernetes Deployments, StatefulSets or Argo Rollouts (`[providers.kubernetes]`).
     Kubernetes,
     /// Nothing is acted on: each action is logged as a recommendation and prescale
     /// plans on as if it had been carried out.
@@ -734,7 +734,7 @@ pub struct KubernetesProviderConfig {
     /// The object each workload tier is: `{workload}` and `{tier}` are replaced.
     #[serde(default = "default_kube_name")]
     pub name: String,
-    /// `deployment` or `statefulset`.
+    /// `deployment`, `statefulset` or `rollout` (Argo Rollouts).
     #[serde(default)]
     pub kind: KubeKind,
     /// Seconds a call may take.
@@ -767,6 +767,45 @@ pub enum KubeKind {
     Deployment,
     /// `apps/v1` StatefulSet.
     StatefulSet,
+    /// Argo Rollouts' `argoproj.io/v1alpha1` Rollout, whose pods move to a new version
+    /// by canary or blue-green steps.
+    Rollout,
+}
+
+impl KubeKind {
+    /// The API group of its objects (`apps`), as RBAC rules name it.
+    pub fn group(self) -> &'static str {
+        match self {
+            KubeKind::Deployment | KubeKind::StatefulSet => "apps",
+            KubeKind::Rollout => "argoproj.io",
+        }
+    }
+
+    /// The group's version prescale speaks.
+    pub fn version(self) -> &'static str {
+        match self {
+            KubeKind::Deployment | KubeKind::StatefulSet => "v1",
+            KubeKind::Rollout => "v1alpha1",
+        }
+    }
+
+    /// Its resource in API paths and RBAC rules (`deployments`).
+    pub fn resource(self) -> &'static str {
+        match self {
+            KubeKind::Deployment => "deployments",
+            KubeKind::StatefulSet => "statefulsets",
+            KubeKind::Rollout => "rollouts",
+        }
+    }
+
+    /// Its kind, as people name it (`Deployment`).
+    pub fn noun(self) -> &'static str {
+        match self {
+            KubeKind::Deployment => "Deployment",
+            KubeKind::StatefulSet => "StatefulSet",
+            KubeKind::Rollout => "Rollout",
+        }
+    }
 }
 
 fn default_kube_name() -> String {
@@ -2663,6 +2702,18 @@ mod tests {
         assert_eq!(
             (k.kind, k.name.as_str(), k.timeout_s),
             (KubeKind::StatefulSet, "{workload}-{tier}", 30)
+        );
+        let rollouts = with("[providers.kubernetes]\nkind = \"rollout\"");
+        let k = Config::parse(&rollouts, "p.toml")
+            .unwrap()
+            .providers
+            .kubernetes;
+        assert_eq!(k.unwrap().kind, KubeKind::Rollout);
+        let e =
+            Config::parse(&with("[providers.kubernetes]\nkind = \"job\""), "p.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("deployment") && e.to_string().contains("rollout"),
+            "{e}"
         );
 
         for (section, why) in [

@@ -1,18 +1,21 @@
-//! The Kubernetes provider: each workload tier is a Deployment (or StatefulSet) whose
-//! replicas prescale sets through the API server's `scale` subresource, and whose
-//! desired and ready replicas are the state prescale plans from.
+//! The Kubernetes provider: each workload tier is a Deployment (or StatefulSet, or Argo
+//! Rollouts' Rollout) whose replicas prescale sets through the API server's `scale`
+//! subresource, and whose desired and ready replicas are the state prescale plans from.
 //!
 //! It makes two REST calls, over [`prescale_collect::kube::Connection`]:
 //!
-//! - an action is `PATCH /apis/apps/v1/namespaces/NS/deployments/NAME/scale` with the
-//!   merge patch `{"spec":{"replicas":N}}`, N being the count the tier should have
-//!   afterwards, so sending it twice changes nothing;
+//! - an action is `PATCH /apis/apps/v1/namespaces/NS/deployments/NAME/scale` with a
+//!   JSON patch that tests `spec.replicas` is still the count prescale read and
+//!   replaces it with the count the tier should have afterwards (from zero, which a
+//!   Scale leaves out, it adds it), so sending it twice changes nothing and a count
+//!   changed since is not written over;
 //! - the state is one `GET /apis/apps/v1/namespaces/NS/deployments` per pass: for each
 //!   object whose name is a workload tier's, `ready` is `status.readyReplicas` (at most
 //!   `spec.replicas`) and `pending` the rest of `spec.replicas`. An object that does not
 //!   exist holds nothing.
 //!
-//! Inside a cluster nothing needs configuring; see [`prescale_collect::kube`].
+//! Rollouts are at `/apis/argoproj.io/v1alpha1/namespaces/NS/rollouts`, with the same
+//! fields. Inside a cluster nothing needs configuring; see [`prescale_collect::kube`].
 
 use std::collections::BTreeMap;
 
@@ -38,17 +41,11 @@ pub struct KubeApi {
 }
 
 fn resource(kind: KubeKind) -> &'static str {
-    match kind {
-        KubeKind::Deployment => "deployments",
-        KubeKind::StatefulSet => "statefulsets",
-    }
+    kind.resource()
 }
 
 fn noun(kind: KubeKind) -> &'static str {
-    match kind {
-        KubeKind::Deployment => "Deployment",
-        KubeKind::StatefulSet => "StatefulSet",
-    }
+    kind.noun()
 }
 
 /// How to reach the API server `cfg` names, each call taking at most `timeout` (the
@@ -126,7 +123,9 @@ impl KubeApi {
 
     fn collection(&self) -> String {
         format!(
-            "/apis/apps/v1/namespaces/{}/{}",
+            "/apis/{}/{}/namespaces/{}/{}",
+            self.kind.group(),
+            self.kind.version(),
             self.conn.namespace,
             resource(self.kind)
         )
@@ -200,8 +199,12 @@ impl KubeApi {
                 &e,
                 "providers.kubernetes",
                 &format!(
-                    "get and list on {0} and patch on {0}/scale in namespace {ns}: see examples/kubernetes/rbac.yaml",
-                    resource(self.kind)
+                    "get and list on {0}{1} and patch on {0}/scale in namespace {ns}: see examples/kubernetes/rbac.yaml",
+                    resource(self.kind),
+                    match self.kind.group() {
+                        "apps" => String::new(),
+                        g => format!(" (API group {g})"),
+                    }
                 ),
             ),
         };

@@ -1067,11 +1067,8 @@ fn make_provider(cfg: &Config) -> Result<Box<dyn Provider>> {
                 api = %api.conn.api_url,
                 namespace = %api.conn.namespace,
                 objects = %k.name,
-                "scaling Kubernetes {}",
-                match k.kind {
-                    prescale_core::config::KubeKind::Deployment => "Deployments",
-                    prescale_core::config::KubeKind::StatefulSet => "StatefulSets",
-                }
+                "scaling Kubernetes {}s",
+                k.kind.noun()
             );
             // The cluster holds the truth: its replicas are read at every pass.
             Box::new(HookProvider::new(

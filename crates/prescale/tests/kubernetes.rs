@@ -33,8 +33,11 @@ struct Deploy {
 #[derive(Default)]
 struct Cluster {
     token: Option<String>,
-    /// namespace/name -> Deployment.
+    /// namespace/name -> Deployment (or the objects `serves` names).
     objects: BTreeMap<String, Deploy>,
+    /// The API version and resource the objects are served as, and their list's kind
+    /// (`None`: `apps/v1` `deployments`, a `DeploymentList`).
+    serves: Option<(&'static str, &'static str, &'static str)>,
     /// Pods become ready as soon as they are asked for.
     instant_ready: bool,
     /// Pods, as the API server lists them (namespace in metadata, labels for selectors).
@@ -348,7 +351,10 @@ fn route(
     if let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/") {
         return leases(c, method, rest, body);
     }
-    let Some(rest) = path.strip_prefix("/apis/apps/v1/namespaces/") else {
+    let (api, res, list_kind) = c
+        .serves
+        .unwrap_or(("apps/v1", "deployments", "DeploymentList"));
+    let Some(rest) = path.strip_prefix(&format!("/apis/{api}/namespaces/")) else {
         return status(
             404,
             "NotFound",
@@ -358,7 +364,7 @@ fn route(
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let parts: Vec<&str> = rest.split('/').collect();
     match (method, parts.as_slice()) {
-        ("GET", [ns, "deployments"]) => {
+        ("GET", [ns, r]) if *r == res => {
             let items: Vec<Value> = c
                 .objects
                 .iter()
@@ -377,16 +383,19 @@ fn route(
                 .collect();
             (
                 200,
-                json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "items": items}),
+                json!({"kind": list_kind, "apiVersion": api, "items": items}),
             )
         }
-        ("PATCH", [ns, "deployments", name, "scale"]) => {
+        ("PATCH", [ns, r, name, "scale"]) if *r == res => {
             let instant = c.instant_ready;
             let Some(d) = c.objects.get_mut(&format!("{ns}/{name}")) else {
                 return status(
                     404,
                     "NotFound",
-                    &format!("deployments.apps \"{name}\" not found"),
+                    &format!(
+                        "{res}.{} \"{name}\" not found",
+                        api.split('/').next().unwrap_or_default()
+                    ),
                 );
             };
             let patch = serde_json::from_str::<Value>(body).unwrap_or_default();
@@ -896,6 +905,69 @@ fn statefulsets_are_scaled_through_their_own_path() {
         .apply(&action("k2", "standard", ActionKind::Provision, 1), 0)
         .unwrap_err();
     assert!(e.to_string().contains("HTTP 405"), "{e}");
+}
+
+#[test]
+fn argo_rollouts_are_scaled_through_their_own_api_group() {
+    let fake = FakeApi::start(None, &[("default/web-standard", 2, 1)]);
+    let a = KubeApi::from_config(
+        &KubernetesProviderConfig {
+            api_url: Some(fake.url()),
+            kind: KubeKind::Rollout,
+            ..KubernetesProviderConfig::default()
+        },
+        |_| None,
+        Path::new("/nonexistent"),
+    )
+    .unwrap();
+    let mut p = provider(a, &["web"]);
+    // The example Role grants Deployments only: listing Rollouts is forbidden, and the
+    // refusal names the rights to give, in their API group.
+    p.advance(0);
+    let read = p.state_read().unwrap();
+    let m = read.error.unwrap_or_default();
+    assert!(
+        m.contains("list rollouts in default")
+            && m.contains("HTTP 403")
+            && m.contains("rollouts.argoproj.io is forbidden")
+            && m.contains(
+                "get and list on rollouts (API group argoproj.io) and patch on rollouts/scale"
+            ),
+        "{m}"
+    );
+    assert!(
+        fake.log()[0].starts_with("GET /apis/argoproj.io/v1alpha1/namespaces/default/rollouts"),
+        "{:?}",
+        fake.log()
+    );
+    // With the Role changed as rbac.yaml says to, on a server that has Rollouts: their
+    // replicas are read, and set as for Deployments.
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/kubernetes/rbac.yaml"
+    ))
+    .unwrap()
+    .replace("\"apps\"", "\"argoproj.io\"")
+    .replace("\"deployments", "\"rollouts");
+    {
+        let mut c = fake.cluster.lock().unwrap();
+        c.role = Some(role_rules(&yaml));
+        c.serves = Some(("argoproj.io/v1alpha1", "rollouts", "RolloutList"));
+    }
+    assert!(p.advance(1000).is_empty());
+    assert!(p.state_read().unwrap().error.is_none());
+    let held = p.allocation("web", 1000).get("standard");
+    assert_eq!((held.ready, held.pending), (1, 1));
+    p.apply(&action("k1", "standard", ActionKind::Provision, 2), 1000)
+        .unwrap();
+    assert_eq!(fake.get("default/web-standard").replicas, 4);
+    let last = fake.log().pop().unwrap();
+    assert!(
+        last.starts_with(
+            "PATCH /apis/argoproj.io/v1alpha1/namespaces/default/rollouts/web-standard/scale application/json-patch+json"
+        ) && last.contains(r#"{"op":"test","path":"/spec/replicas","value":2}"#),
+        "{last}"
+    );
 }
 
 #[test]
