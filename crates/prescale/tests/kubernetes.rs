@@ -107,12 +107,17 @@ fn role_rules(yaml: &str) -> Vec<Rule> {
     rules
 }
 
-fn example_role() -> Vec<Rule> {
+/// `examples/kubernetes/rbac.yaml`, as the README gives it.
+fn example_rbac() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/kubernetes/rbac.yaml"
     );
-    role_rules(&std::fs::read_to_string(path).unwrap())
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn example_role() -> Vec<Rule> {
+    role_rules(&example_rbac())
 }
 
 /// What a call asks in RBAC's terms: API group, resource (with its subresource),
@@ -894,12 +899,7 @@ fn statefulsets_are_scaled_through_their_own_path() {
     );
     // With "deployments" replaced by "statefulsets", as rbac.yaml says to, the call is
     // granted; the stand-in serves Deployments only and answers 405.
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/kubernetes/rbac.yaml"
-    ))
-    .unwrap()
-    .replace("\"deployments", "\"statefulsets");
+    let yaml = example_rbac().replace("\"deployments", "\"statefulsets");
     fake.cluster.lock().unwrap().role = Some(role_rules(&yaml));
     let e = p
         .apply(&action("k2", "standard", ActionKind::Provision, 1), 0)
@@ -942,13 +942,9 @@ fn argo_rollouts_are_scaled_through_their_own_api_group() {
     );
     // With the Role changed as rbac.yaml says to, on a server that has Rollouts: their
     // replicas are read, and set as for Deployments.
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/kubernetes/rbac.yaml"
-    ))
-    .unwrap()
-    .replace("\"apps\"", "\"argoproj.io\"")
-    .replace("\"deployments", "\"rollouts");
+    let yaml = example_rbac()
+        .replace("\"apps\"", "\"argoproj.io\"")
+        .replace("\"deployments", "\"rollouts");
     {
         let mut c = fake.cluster.lock().unwrap();
         c.role = Some(role_rules(&yaml));
@@ -1985,13 +1981,7 @@ fn the_holder_writes_its_notes_on_the_lease_at_once_and_only_while_it_holds_it()
     assert_eq!(paused()["web"]["reason"], "incident 7");
     // The API server refusing the write: why, and which rights to give.
     let role = fake.cluster.lock().unwrap().role.take().unwrap();
-    let mut rules = role_rules(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/kubernetes/rbac.yaml"
-        ))
-        .unwrap(),
-    );
+    let mut rules = example_role();
     for r in rules.iter_mut().filter(|r| r.resources == ["leases"]) {
         r.verbs.retain(|v| v != "update");
     }
