@@ -90,6 +90,14 @@ impl KubeApi {
                 ..
             } => {
                 let name = object_name(&self.name, workload, tier);
+                if let Some(hpa) = self.hpa_on(&name) {
+                    return Err(ProviderError::Refused(format!(
+                        "Kubernetes: {} {}/{name} is also scaled by HorizontalPodAutoscaler {hpa}, so its replicas were not set to {instances_after}: two autoscalers on one object undo each other's changes. Delete the HPA (kubectl -n {} delete hpa {hpa}), or keep it and let it follow prescale instead (providers.use = \"recommend\" with KEDA: examples/kubernetes/keda-scaledobject.yaml)",
+                        noun(self.kind),
+                        self.conn.namespace,
+                        self.conn.namespace,
+                    )));
+                }
                 let path = format!("{}/{name}/scale", self.collection());
                 // Only if the replicas are still what prescale read: one changed since
                 // (by hand, by another autoscaler) is not overwritten from a count that
@@ -119,6 +127,37 @@ impl KubeApi {
                 Ok(serde_json::to_string(&report).expect("a state report serializes"))
             }
         }
+    }
+
+    /// The HorizontalPodAutoscaler in the namespace whose scale target is object `name`
+    /// of this kind, if there is one (as KEDA refuses a ScaledObject for a workload an
+    /// HPA already scales). `None` too when the HPAs cannot be listed (a Role without
+    /// `list` on them, an API server without `autoscaling/v2`): prescale cannot tell,
+    /// and goes on.
+    fn hpa_on(&self, name: &str) -> Option<String> {
+        let path = format!(
+            "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+            self.conn.namespace
+        );
+        let list = match self.conn.get(&path) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::debug!("Kubernetes: cannot list HorizontalPodAutoscalers, so cannot tell whether one also scales {name}: {e}");
+                return None;
+            }
+        };
+        list.get("items")?.as_array()?.iter().find_map(|hpa| {
+            let target = hpa.pointer("/spec/scaleTargetRef")?;
+            // The group of `apiVersion` (`apps/v1`), which may be left out.
+            let group = target
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .map(|v| v.split_once('/').map_or("", |(g, _)| g));
+            (target.get("kind")?.as_str()? == noun(self.kind)
+                && target.get("name")?.as_str()? == name
+                && group.is_none_or(|g| g == self.kind.group()))
+            .then(|| hpa.pointer("/metadata/name")?.as_str().map(str::to_string))?
+        })
     }
 
     fn collection(&self) -> String {

@@ -55,6 +55,8 @@ struct Cluster {
     /// Another replica renews the lease (as `holder`) between a caller's read and its
     /// next replace: the race the resourceVersion settles.
     race: Option<String>,
+    /// HorizontalPodAutoscalers, as the API server lists them.
+    hpas: Vec<Value>,
 }
 
 /// One rule of a Role: a call is granted when its API group, resource (a subresource as
@@ -355,6 +357,25 @@ fn route(
     }
     if let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/") {
         return leases(c, method, rest, body);
+    }
+    if let Some(rest) = path.strip_prefix("/apis/autoscaling/v2/namespaces/") {
+        let Some((ns, "horizontalpodautoscalers")) = rest.split_once('/') else {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        };
+        let items: Vec<Value> = c
+            .hpas
+            .iter()
+            .filter(|h| h["metadata"]["namespace"] == ns)
+            .cloned()
+            .collect();
+        return (
+            200,
+            json!({"kind": "HorizontalPodAutoscalerList", "apiVersion": "autoscaling/v2", "items": items}),
+        );
     }
     let (api, res, list_kind) = c
         .serves
@@ -890,8 +911,9 @@ fn statefulsets_are_scaled_through_their_own_path() {
             && m.contains("examples/kubernetes/rbac.yaml"),
         "{m}"
     );
+    // Whether an HPA scales it too is asked first.
     assert!(
-        fake.log()[0].starts_with(
+        fake.log()[1].starts_with(
             "PATCH /apis/apps/v1/namespaces/default/statefulsets/db-standard-web/scale"
         ),
         "{:?}",
@@ -964,6 +986,87 @@ fn argo_rollouts_are_scaled_through_their_own_api_group() {
         ) && last.contains(r#"{"op":"test","path":"/spec/replicas","value":2}"#),
         "{last}"
     );
+}
+
+#[test]
+fn an_object_an_hpa_scales_too_is_left_to_it_saying_so() {
+    let fake = FakeApi::start(
+        None,
+        &[("shop/web-standard", 2, 2), ("shop/web-spot", 1, 1)],
+    );
+    let hpa = |ns: &str, name: &str, kind: &str, api: Option<&str>, target: &str| {
+        let mut r = json!({"kind": kind, "name": target});
+        if let Some(api) = api {
+            r["apiVersion"] = json!(api);
+        }
+        json!({"metadata": {"name": name, "namespace": ns}, "spec": {"scaleTargetRef": r}})
+    };
+    fake.cluster.lock().unwrap().hpas = vec![
+        // Of another namespace, another kind, another group: none is web-spot's.
+        hpa(
+            "default",
+            "other-ns",
+            "Deployment",
+            Some("apps/v1"),
+            "web-spot",
+        ),
+        hpa(
+            "shop",
+            "of-a-statefulset",
+            "StatefulSet",
+            Some("apps/v1"),
+            "web-spot",
+        ),
+        hpa(
+            "shop",
+            "of-a-rollout",
+            "Deployment",
+            Some("argoproj.io/v1alpha1"),
+            "web-spot",
+        ),
+        // web-standard's, its apiVersion left out.
+        hpa("shop", "web", "Deployment", None, "web-standard"),
+    ];
+    let mut p = provider(api(&fake, None, "shop"), &["web"]);
+    assert!(p.advance(0).is_empty());
+    let m = refused(&mut p, &action("k1", "standard", ActionKind::Provision, 1));
+    assert!(
+        m.contains("Deployment shop/web-standard is also scaled by HorizontalPodAutoscaler web")
+            && m.contains("not set to 3")
+            && m.contains("kubectl -n shop delete hpa web")
+            && m.contains("keda-scaledobject.yaml"),
+        "{m}"
+    );
+    assert_eq!(fake.get("shop/web-standard").replicas, 2);
+    assert!(
+        !fake.log().iter().any(|l| l.starts_with("PATCH")),
+        "{:?}",
+        fake.log()
+    );
+    // The tier no HPA scales is scaled.
+    p.apply(&action("k2", "spot", ActionKind::Provision, 1), 0)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-spot").replicas, 2);
+    // The HPA deleted, web-standard is scaled too.
+    fake.cluster.lock().unwrap().hpas.pop();
+    p.apply(&action("k3", "standard", ActionKind::Provision, 1), 0)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-standard").replicas, 3);
+    // A Role without the right to list HPAs: prescale cannot tell, and goes on.
+    fake.cluster.lock().unwrap().hpas.push(hpa(
+        "shop",
+        "web",
+        "Deployment",
+        Some("apps/v1"),
+        "web-standard",
+    ));
+    let mut rules = example_role();
+    rules.retain(|r| !r.resources.iter().any(|x| x == "horizontalpodautoscalers"));
+    fake.cluster.lock().unwrap().role = Some(rules);
+    assert!(p.advance(1000).is_empty());
+    p.apply(&action("k4", "standard", ActionKind::Provision, 1), 1000)
+        .unwrap();
+    assert_eq!(fake.get("shop/web-standard").replicas, 4);
 }
 
 #[test]
