@@ -36,7 +36,7 @@ pub struct KubeApi {
     pub conn: Connection,
     /// Object name for a workload tier: `{workload}` and `{tier}` are replaced.
     pub name: String,
-    /// Deployments or StatefulSets.
+    /// Deployments, StatefulSets or Rollouts.
     pub kind: KubeKind,
 }
 
