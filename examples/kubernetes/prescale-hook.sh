@@ -11,7 +11,7 @@
 #
 # PRESCALE_K8S_NAMESPACE picks the namespace (default: default); KUBECTL the binary.
 # Deployments that do not exist are reported as holding nothing. Needs kubectl with
-# rights to get and scale those Deployments.
+# rights to get and scale those Deployments, and to list HPAs.
 set -eu
 ns=${PRESCALE_K8S_NAMESPACE:-default}
 kubectl=${KUBECTL:-kubectl}
@@ -19,11 +19,21 @@ cat > /dev/null # the same request as JSON; the PRESCALE_* variables carry all w
 
 case "$PRESCALE_TYPE" in
 action)
+  # A Deployment an HPA scales too is left to it, as the Kubernetes provider leaves it:
+  # each would undo the other's changes.
+  name="$PRESCALE_WORKLOAD-$PRESCALE_TIER"
+  hpa=$("$kubectl" -n "$ns" get hpa -o \
+    'jsonpath={range .items[*]}{.spec.scaleTargetRef.kind}/{.spec.scaleTargetRef.name}={.metadata.name}{"\n"}{end}' \
+    2>/dev/null | sed -n "s|^Deployment/$name=||p" | head -n 1)
+  if [ -n "$hpa" ]; then
+    echo "deployment/$name is also scaled by HorizontalPodAutoscaler $hpa: two autoscalers undo each other's changes; delete the HPA, or let it follow prescale" >&2
+    exit 1
+  fi
   # Only if the replicas are still the count prescale read (PRESCALE_INSTANCES_BEFORE,
   # from the last state report): one changed since, by hand or by another autoscaler,
   # is not written over; kubectl refuses, and the next pass reads it again. Idempotent
   # by itself: setting the count twice gives the same count.
-  exec "$kubectl" -n "$ns" scale "deployment/$PRESCALE_WORKLOAD-$PRESCALE_TIER" \
+  exec "$kubectl" -n "$ns" scale "deployment/$name" \
     --current-replicas="$PRESCALE_INSTANCES_BEFORE" --replicas="$PRESCALE_INSTANCES_AFTER"
   ;;
 state)

@@ -95,7 +95,7 @@ fn an_exec_hook_carries_out_the_plan_and_reports_what_it_holds() {
 /// A stand-in for kubectl: Deployments are files holding their replicas (and, in
 /// NAME.ready, how many are ready; all of them when absent); every call is logged.
 /// `scale --current-replicas=N` refuses, as kubectl does, unless the replicas are N
-/// (an absent file counting as 0).
+/// (an absent file counting as 0). `get hpa` lists NAMESPACE.hpas.
 const FAKE_KUBECTL: &str = r#"#!/bin/sh
 d="$(cd "$(dirname "$0")" && pwd)/cluster"
 mkdir -p "$d"
@@ -124,6 +124,11 @@ scale)
   echo "deployment.apps/$name scaled"
   ;;
 get)
+  if [ "$2" = hpa ]; then
+    # One "Kind/target=hpa" line each, as the hook's jsonpath asks.
+    [ -f "$d/$ns.hpas" ] && cat "$d/$ns.hpas"
+    exit 0
+  fi
   name=${2#deployment/}
   [ -f "$d/$ns.$name" ] || { echo "Error from server (NotFound)" >&2; exit 1; }
   want=$(cat "$d/$ns.$name")
@@ -235,6 +240,30 @@ fn the_kubernetes_example_hook_scales_deployments_and_reports_their_replicas() {
     p.apply(&act("k5", "spot", ActionKind::Provision, 2), 4000)
         .unwrap();
     assert_eq!(spot().trim(), "6");
+    // An HPA scales web-spot too: left to it, saying so; an HPA of a StatefulSet of
+    // the same name is not its.
+    std::fs::write(
+        dir.path().join("cluster/prod.hpas"),
+        "StatefulSet/web-spot=db\nDeployment/web-spot=web-hpa\n",
+    )
+    .unwrap();
+    let e = p
+        .apply(&act("k6", "spot", ActionKind::Provision, 1), 4000)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("deployment/web-spot is also scaled by HorizontalPodAutoscaler web-hpa"),
+        "{e}"
+    );
+    assert_eq!(spot().trim(), "6");
+    std::fs::write(
+        dir.path().join("cluster/prod.hpas"),
+        "StatefulSet/web-spot=db\n",
+    )
+    .unwrap();
+    p.apply(&act("k7", "spot", ActionKind::Provision, 1), 4000)
+        .unwrap();
+    assert_eq!(spot().trim(), "7");
 }
 
 #[test]
