@@ -38,6 +38,8 @@ pub struct KubeApi {
     pub name: String,
     /// Deployments, StatefulSets or Rollouts.
     pub kind: KubeKind,
+    /// Whether it was said that HPAs cannot be listed (said once, not at every action).
+    hpas_unlisted_said: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn resource(kind: KubeKind) -> &'static str {
@@ -75,6 +77,7 @@ impl KubeApi {
             conn,
             name: cfg.name.clone(),
             kind: cfg.kind,
+            hpas_unlisted_said: Default::default(),
         })
     }
 
@@ -142,7 +145,17 @@ impl KubeApi {
         let list = match self.conn.get(&path) {
             Ok(list) => list,
             Err(e) => {
-                tracing::debug!("Kubernetes: cannot list HorizontalPodAutoscalers, so cannot tell whether one also scales {name}: {e}");
+                // Said once: a Role from before session 63 lacks the right, and goes on
+                // as it did.
+                if !self
+                    .hpas_unlisted_said
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "Kubernetes: cannot list HorizontalPodAutoscalers in {}, so prescale cannot tell whether one also scales {name} (two autoscalers on one object undo each other's changes); give prescale's service account list on horizontalpodautoscalers (examples/kubernetes/rbac.yaml); said once: {e}",
+                        self.conn.namespace
+                    );
+                }
                 return None;
             }
         };
