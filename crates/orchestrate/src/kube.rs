@@ -93,12 +93,22 @@ impl KubeApi {
                 ..
             } => {
                 let name = object_name(&self.name, workload, tier);
-                if let Some(hpa) = self.hpa_on(&name) {
+                if let Some((hpa, owner)) = self.hpa_on(&name) {
+                    let ns = &self.conn.namespace;
+                    // KEDA makes an HPA again for as long as its ScaledObject stands.
+                    let (whose, delete) = match owner {
+                        Some(so) => (
+                            format!(", which KEDA's ScaledObject {so} keeps"),
+                            format!("Delete the ScaledObject (kubectl -n {ns} delete scaledobject {so}; KEDA makes its HPA again while it stands)"),
+                        ),
+                        None => (
+                            String::new(),
+                            format!("Delete the HPA (kubectl -n {ns} delete hpa {hpa})"),
+                        ),
+                    };
                     return Err(ProviderError::Refused(format!(
-                        "Kubernetes: {} {}/{name} is also scaled by HorizontalPodAutoscaler {hpa}, so its replicas were not set to {instances_after}: two autoscalers on one object undo each other's changes. Delete the HPA (kubectl -n {} delete hpa {hpa}), or keep it and let it follow prescale instead (providers.use = \"recommend\" with KEDA: examples/kubernetes/keda-scaledobject.yaml)",
+                        "Kubernetes: {} {ns}/{name} is also scaled by HorizontalPodAutoscaler {hpa}{whose}, so its replicas were not set to {instances_after}: two autoscalers on one object undo each other's changes. {delete}, or keep it and let it follow prescale instead (providers.use = \"recommend\" with KEDA: examples/kubernetes/keda-scaledobject.yaml)",
                         noun(self.kind),
-                        self.conn.namespace,
-                        self.conn.namespace,
                     )));
                 }
                 let path = format!("{}/{name}/scale", self.collection());
@@ -136,8 +146,8 @@ impl KubeApi {
     /// of this kind, if there is one (as KEDA refuses a ScaledObject for a workload an
     /// HPA already scales). `None` too when the HPAs cannot be listed (a Role without
     /// `list` on them, an API server without `autoscaling/v2`): prescale cannot tell,
-    /// and goes on.
-    fn hpa_on(&self, name: &str) -> Option<String> {
+    /// and goes on. With the HPA's name, the KEDA ScaledObject that owns it, if one does.
+    fn hpa_on(&self, name: &str) -> Option<(String, Option<String>)> {
         let path = format!(
             "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
             self.conn.namespace
@@ -169,7 +179,19 @@ impl KubeApi {
             (target.get("kind")?.as_str()? == noun(self.kind)
                 && target.get("name")?.as_str()? == name
                 && group.is_none_or(|g| g == self.kind.group()))
-            .then(|| hpa.pointer("/metadata/name")?.as_str().map(str::to_string))?
+            .then(|| {
+                let owner = hpa
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .and_then(|refs| {
+                        refs.iter()
+                            .find(|r| r.get("kind").and_then(Value::as_str) == Some("ScaledObject"))
+                    })
+                    .and_then(|r| r.get("name")?.as_str())
+                    .map(str::to_string);
+                let name = hpa.pointer("/metadata/name")?.as_str()?.to_string();
+                Some((name, owner))
+            })?
         })
     }
 

@@ -1052,6 +1052,23 @@ fn an_object_an_hpa_scales_too_is_left_to_it_saying_so() {
     p.apply(&action("k3", "standard", ActionKind::Provision, 1), 0)
         .unwrap();
     assert_eq!(fake.get("shop/web-standard").replicas, 3);
+    // KEDA's HPA, kept by its ScaledObject: the ScaledObject is what to delete.
+    let mut keda = hpa(
+        "shop",
+        "keda-hpa-web",
+        "Deployment",
+        Some("apps/v1"),
+        "web-standard",
+    );
+    keda["metadata"]["ownerReferences"] = json!([{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web", "controller": true}]);
+    fake.cluster.lock().unwrap().hpas.push(keda);
+    let m = refused(&mut p, &action("k3b", "standard", ActionKind::Provision, 1));
+    assert!(
+        m.contains("HorizontalPodAutoscaler keda-hpa-web, which KEDA's ScaledObject web keeps")
+            && m.contains("kubectl -n shop delete scaledobject web"),
+        "{m}"
+    );
+    fake.cluster.lock().unwrap().hpas.pop();
     // A Role without the right to list HPAs: prescale cannot tell, and goes on.
     fake.cluster.lock().unwrap().hpas.push(hpa(
         "shop",
