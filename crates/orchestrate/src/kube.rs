@@ -42,14 +42,6 @@ pub struct KubeApi {
     hpas_unlisted_said: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn resource(kind: KubeKind) -> &'static str {
-    kind.resource()
-}
-
-fn noun(kind: KubeKind) -> &'static str {
-    kind.noun()
-}
-
 /// How to reach the API server `cfg` names, each call taking at most `timeout` (the
 /// provider's, and leader election's on the same server).
 pub fn settings(cfg: &KubernetesProviderConfig, timeout: std::time::Duration) -> Settings<'_> {
@@ -108,7 +100,7 @@ impl KubeApi {
                     };
                     return Err(ProviderError::Refused(format!(
                         "Kubernetes: {} {ns}/{name} is also scaled by HorizontalPodAutoscaler {hpa}{whose}, so its replicas were not set to {instances_after}: two autoscalers on one object undo each other's changes. {delete}, or keep it and let it follow prescale instead (providers.use = \"recommend\" with KEDA: examples/kubernetes/keda-scaledobject.yaml)",
-                        noun(self.kind),
+                        self.kind.noun(),
                     )));
                 }
                 let path = format!("{}/{name}/scale", self.collection());
@@ -125,7 +117,7 @@ impl KubeApi {
                         r#"[{{"op":"test","path":"/spec/replicas","value":{n}}},{{"op":"replace","path":"/spec/replicas","value":{instances_after}}}]"#
                     ),
                 };
-                let scale = format!("{}/scale", resource(self.kind));
+                let scale = format!("{}/scale", self.kind.resource());
                 self.conn.json_patch(&path, &ops).map_err(|e| match e {
                     ApiError::Status { code: 422 | 409, .. } => ProviderError::Refused(format!(
                         "Kubernetes: patch {scale} {}/{name}: its replicas are no longer the {instances_before} prescale read (changed outside prescale since: by hand, or by another autoscaler on the same object), so they were not set to {instances_after}; the next pass reads them again ({e})",
@@ -154,9 +146,9 @@ impl KubeApi {
         );
         let list = match self.conn.get(&path) {
             Ok(list) => list,
-            Err(e) => {
-                // Said once: a Role from before session 63 lacks the right, and goes on
-                // as it did.
+            // Said once: a Role from before session 63 lacks the right, and goes on as
+            // it did. An API server that does not answer fails the action itself.
+            Err(e @ ApiError::Status { .. }) => {
                 if !self
                     .hpas_unlisted_said
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -168,6 +160,7 @@ impl KubeApi {
                 }
                 return None;
             }
+            Err(_) => return None,
         };
         list.get("items")?.as_array()?.iter().find_map(|hpa| {
             let target = hpa.pointer("/spec/scaleTargetRef")?;
@@ -176,7 +169,7 @@ impl KubeApi {
                 .get("apiVersion")
                 .and_then(Value::as_str)
                 .map(|v| v.split_once('/').map_or("", |(g, _)| g));
-            (target.get("kind")?.as_str()? == noun(self.kind)
+            (target.get("kind")?.as_str()? == self.kind.noun()
                 && target.get("name")?.as_str()? == name
                 && group.is_none_or(|g| g == self.kind.group()))
             .then(|| {
@@ -201,7 +194,7 @@ impl KubeApi {
             self.kind.group(),
             self.kind.version(),
             self.conn.namespace,
-            resource(self.kind)
+            self.kind.resource()
         )
     }
 
@@ -210,11 +203,11 @@ impl KubeApi {
         let list = self
             .conn
             .get(&self.collection())
-            .map_err(|e| self.refusal(e, "list", resource(self.kind), ""))?;
+            .map_err(|e| self.refusal(e, "list", self.kind.resource(), ""))?;
         let items = list.get("items").and_then(Value::as_array).ok_or_else(|| {
             ProviderError::Unavailable(format!(
                 "Kubernetes: list {}: the answer has no \"items\" list",
-                resource(self.kind)
+                self.kind.resource()
             ))
         })?;
         let mut by_name: BTreeMap<&str, &Value> = BTreeMap::new();
@@ -267,14 +260,14 @@ impl KubeApi {
         let extra = match &e {
             ApiError::Status { code: 404, .. } if !name.is_empty() => format!(
                 " (create {} {ns}/{name}, or set providers.kubernetes.name to the names yours have)",
-                noun(self.kind)
+                self.kind.noun()
             ),
             _ => hint(
                 &e,
                 "providers.kubernetes",
                 &format!(
                     "get and list on {0}{1} and patch on {0}/scale in namespace {ns}: see examples/kubernetes/rbac.yaml",
-                    resource(self.kind),
+                    self.kind.resource(),
                     match self.kind.group() {
                         "apps" => String::new(),
                         g => format!(" (API group {g})"),
