@@ -3,7 +3,9 @@
 //! `scale` subresource with a merge patch, `Status` objects for errors, bearer tokens,
 //! and RBAC: every call must be granted by the Role in `examples/kubernetes/rbac.yaml`,
 //! or it is forbidden): the provider on its own, then `prescale run` scaling a
-//! Deployment end to end.
+//! Deployment end to end. For a real kubectl (which the example exec hook drives) it
+//! also answers discovery, reads of one object and of its Scale, and a Scale written
+//! back.
 
 mod common;
 
@@ -352,6 +354,9 @@ fn route(
     if let Some(no) = c.role.as_ref().and_then(|r| forbidden(r, method, path)) {
         return no;
     }
+    if let Some(found) = discovery(c, path) {
+        return found;
+    }
     if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
         return pods(c, method, rest);
     }
@@ -359,6 +364,7 @@ fn route(
         return leases(c, method, rest, body);
     }
     if let Some(rest) = path.strip_prefix("/apis/autoscaling/v2/namespaces/") {
+        let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
         let Some((ns, "horizontalpodautoscalers")) = rest.split_once('/') else {
             return status(
                 404,
@@ -411,6 +417,48 @@ fn route(
                 200,
                 json!({"kind": list_kind, "apiVersion": api, "items": items}),
             )
+        }
+        // One object, and its scale, as kubectl reads them.
+        ("GET", [ns, r, name]) if *r == res => match c.objects.get(&format!("{ns}/{name}")) {
+            Some(d) => {
+                let mut st = json!({"replicas": d.replicas});
+                if d.ready > 0 {
+                    st["readyReplicas"] = json!(d.ready);
+                }
+                (
+                    200,
+                    json!({"kind": list_kind.trim_end_matches("List"), "apiVersion": api,
+                           "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
+                           "spec": {"replicas": d.replicas}, "status": st}),
+                )
+            }
+            None => status(404, "NotFound", &format!("{res} \"{name}\" not found")),
+        },
+        ("GET", [ns, r, name, "scale"]) if *r == res => {
+            match c.objects.get(&format!("{ns}/{name}")) {
+                Some(d) => (200, scale_of(ns, name, d.replicas)),
+                None => status(404, "NotFound", &format!("{res} \"{name}\" not found")),
+            }
+        }
+        // kubectl scale with a precondition: the Scale it read, its replicas set.
+        ("PUT", [ns, r, name, "scale"]) if *r == res => {
+            let instant = c.instant_ready;
+            let Some(d) = c.objects.get_mut(&format!("{ns}/{name}")) else {
+                return status(404, "NotFound", &format!("{res} \"{name}\" not found"));
+            };
+            let scale = serde_json::from_str::<Value>(body).unwrap_or_default();
+            // A Scale leaves a zero count out.
+            let replicas = scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            d.replicas = replicas as u32;
+            d.ready = if instant {
+                d.replicas
+            } else {
+                d.ready.min(d.replicas)
+            };
+            (200, scale_of(ns, name, d.replicas))
         }
         ("PATCH", [ns, r, name, "scale"]) if *r == res => {
             let instant = c.instant_ready;
@@ -486,6 +534,80 @@ fn route(
         }
         _ => status(405, "MethodNotAllowed", &format!("not here {query}")),
     }
+}
+
+/// The autoscaling/v1 Scale of object `ns/name` at `replicas` (left out at zero, as the
+/// API server leaves it).
+fn scale_of(ns: &str, name: &str, replicas: u32) -> Value {
+    let mut spec = json!({});
+    if replicas > 0 {
+        spec["replicas"] = json!(replicas);
+    }
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+           "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
+           "spec": spec, "status": {"replicas": replicas}})
+}
+
+/// What kubectl asks before it acts: the server's version, its API groups and each
+/// group's resources, as the API server answers a client that does not take the
+/// aggregated form (plain JSON). `None` for any other path.
+fn discovery(c: &Cluster, path: &str) -> Option<(u16, Value)> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let (api, res, list_kind) = c
+        .serves
+        .unwrap_or(("apps/v1", "deployments", "DeploymentList"));
+    let kind = list_kind.trim_end_matches("List");
+    let (group, version) = api.split_once('/').unwrap_or(("", api));
+    let resource = |name: &str, kind: &str, verbs: &[&str], short: &[&str]| {
+        json!({"name": name, "singularName": name.trim_end_matches('s'), "namespaced": true,
+               "kind": kind, "verbs": verbs, "shortNames": short})
+    };
+    let list = |gv: &str, resources: Vec<Value>| {
+        (
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
+    };
+    let gv = |g: &str, v: &str| json!({"groupVersion": format!("{g}/{v}"), "version": v});
+    Some(match path {
+        "/version" => (
+            200,
+            json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0"}),
+        ),
+        "/api" => (200, json!({"kind": "APIVersions", "versions": ["v1"]})),
+        "/apis" => (
+            200,
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": group, "versions": [gv(group, version)], "preferredVersion": gv(group, version)},
+                {"name": "autoscaling", "versions": [gv("autoscaling", "v2")], "preferredVersion": gv("autoscaling", "v2")},
+            ]}),
+        ),
+        "/api/v1" => list("v1", vec![resource("pods", "Pod", &["list"], &["po"])]),
+        "/apis/autoscaling/v2" => list(
+            "autoscaling/v2",
+            vec![resource(
+                "horizontalpodautoscalers",
+                "HorizontalPodAutoscaler",
+                &["list"],
+                &["hpa"],
+            )],
+        ),
+        p if p == format!("/apis/{api}") => {
+            let mut scale = resource(
+                &format!("{res}/scale"),
+                "Scale",
+                &["get", "patch", "update"],
+                &[],
+            );
+            scale["group"] = json!("autoscaling");
+            scale["version"] = json!("v1");
+            list(
+                api,
+                vec![resource(res, kind, &["get", "list", "patch"], &[]), scale],
+            )
+        }
+        _ => return None,
+    })
 }
 
 /// Leases as the API server keeps them: get, create (409 when it exists) and replace
@@ -1084,6 +1206,99 @@ fn an_object_an_hpa_scales_too_is_left_to_it_saying_so() {
     p.apply(&action("k4", "standard", ActionKind::Provision, 1), 1000)
         .unwrap();
     assert_eq!(fake.get("shop/web-standard").replicas, 4);
+}
+
+/// kubectl, where it is installed (`PRESCALE_KUBECTL`, else on the `PATH`).
+fn kubectl() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("PRESCALE_KUBECTL") {
+        return Some(p.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn the_example_hook_drives_a_real_kubectl() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: kubectl is not installed (apt-get install kubernetes-client, or set PRESCALE_KUBECTL)");
+        return;
+    };
+    let fake = FakeApi::start(None, &[("prod/web-spot", 1, 1)]);
+    // kubectl's discovery is outside the example Role's rules, which other tests check.
+    fake.cluster.lock().unwrap().role = None;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("kubeconfig");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user: {{}}\ncurrent-context: c\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let hook =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kubernetes/prescale-hook.sh");
+    let command = vec![
+        "/usr/bin/env".to_string(),
+        format!("KUBECTL={}", kubectl.display()),
+        format!("KUBECONFIG={}", config.display()),
+        // kubectl keeps its discovery cache under $HOME/.kube.
+        format!("HOME={}", home.path().display()),
+        "PRESCALE_K8S_NAMESPACE=prod".to_string(),
+        hook.display().to_string(),
+    ];
+    let mut p = HookProvider::new(
+        Transport::Exec(command),
+        Duration::from_secs(60),
+        true,
+        &Config::default().tiers,
+        vec!["web".into()],
+    );
+    let logs = || fake.log().join("\n");
+    // Its state: web-spot's replicas as kubectl reads them; no web-standard.
+    assert!(p.advance(0).is_empty(), "{}", logs());
+    let a = p.allocation("web", 0);
+    assert_eq!(a.get("spot").total(), 1, "{}", logs());
+    assert_eq!(a.get("standard").total(), 0);
+    // Scaled from the count read: kubectl reads the Scale, checks it, and writes it.
+    p.apply(&action("k1", "spot", ActionKind::Provision, 2), 0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    assert_eq!(fake.get("prod/web-spot").replicas, 3, "{}", logs());
+    assert!(
+        fake.log()
+            .iter()
+            .any(|l| l.starts_with("PUT /apis/apps/v1/namespaces/prod/deployments/web-spot/scale")),
+        "{}",
+        logs()
+    );
+    // Scaled by hand since: kubectl refuses, and the replicas stay.
+    fake.set("prod/web-spot", 5, 5);
+    let e = p
+        .apply(&action("k2", "spot", ActionKind::Provision, 1), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Expected replicas to be 3, was 5"), "{e}");
+    assert_eq!(fake.get("prod/web-spot").replicas, 5);
+    // Read again, the action goes through from 5.
+    assert!(p.advance(1000).is_empty());
+    p.apply(&action("k3", "spot", ActionKind::Provision, 1), 1000)
+        .unwrap();
+    assert_eq!(fake.get("prod/web-spot").replicas, 6);
+    // An HPA scales it too: left to it.
+    fake.cluster.lock().unwrap().hpas.push(json!({
+        "metadata": {"name": "web-hpa", "namespace": "prod"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-spot"}}
+    }));
+    let e = p
+        .apply(&action("k4", "spot", ActionKind::Provision, 1), 1000)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("deployment/web-spot is also scaled by HorizontalPodAutoscaler web-hpa"),
+        "{e}"
+    );
+    assert_eq!(fake.get("prod/web-spot").replicas, 6);
 }
 
 #[test]
