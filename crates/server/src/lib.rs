@@ -132,6 +132,9 @@ pub struct Managed {
     pub workloads: Vec<prescale_core::Workload>,
     /// The provider in use (`sim`, `kubernetes`, `exec`, `webhook`).
     pub provider: String,
+    /// What the provider acts on, in words: the objects a Kubernetes provider scales,
+    /// the program a hook runs, the URL it posts to (without credentials or query).
+    pub provider_target: String,
 }
 
 impl Managed {
@@ -144,7 +147,51 @@ impl Managed {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
+            provider_target: provider_target(&cfg.providers),
         }
+    }
+}
+
+/// What `p`'s provider acts on, in words, with nothing secret: a hook's arguments and a
+/// URL's credentials and query are left out.
+fn provider_target(p: &prescale_core::config::ProvidersConfig) -> String {
+    use prescale_core::config::ProviderKind;
+    match p.use_ {
+        ProviderKind::Sim => format!("the simulated cloud, seed {}", p.sim.seed),
+        ProviderKind::Recommend => "nothing: each action is logged as advice".into(),
+        ProviderKind::Kubernetes => {
+            let k = p.kubernetes.clone().unwrap_or_default();
+            format!(
+                "{}s named {} in namespace {}",
+                k.kind.noun(),
+                k.name,
+                k.namespace
+                    .as_deref()
+                    .unwrap_or("of prescale's pod (else default)")
+            )
+        }
+        ProviderKind::Exec => match p.exec.as_ref().and_then(|e| e.command.first()) {
+            Some(program) => format!("runs {program}"),
+            None => "runs no command (providers.exec.command is unset)".into(),
+        },
+        ProviderKind::Webhook => match &p.webhook {
+            Some(w) => format!("posts to {}", url_without_secrets(&w.url)),
+            None => "posts nowhere (providers.webhook.url is unset)".into(),
+        },
+    }
+}
+
+/// `url` without its user information (`user:password@`), query and fragment, which
+/// may carry credentials.
+fn url_without_secrets(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
     }
 }
 
@@ -979,6 +1026,7 @@ async fn sources(State(st): State<AppState>) -> Response {
         "disk_bytes": embedded.then(|| st.store.disk_bytes()),
         "resident_bytes": resident,
         "provider": st.managed().provider,
+        "provider_target": st.managed().provider_target,
         // For a provider that reads what each workload holds from outside: when it last
         // could, and since when and why it cannot.
         "provider_state": st.status.read().expect("status lock").provider_state,

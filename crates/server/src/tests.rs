@@ -4847,3 +4847,62 @@ async fn a_provider_state_that_cannot_be_read_is_on_the_metrics_and_the_sources(
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_sources_say_what_the_provider_acts_on_and_nothing_secret() {
+    use prescale_core::config::{
+        Config, ExecProviderConfig, KubeKind, KubernetesProviderConfig, ProviderKind,
+        WebhookProviderConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let st = fixture(dir.path());
+    let app = router(st.clone());
+    let target = |cfg: &Config| {
+        st.set_managed(Managed::of(cfg));
+        let app = app.clone();
+        async move {
+            let (_, text) = get(&app, "/api/v1/sources").await;
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["data"]["provider_target"].as_str().unwrap().to_string()
+        }
+    };
+    let mut c = Config::default();
+    assert_eq!(target(&c).await, "the simulated cloud, seed 42");
+    c.providers.use_ = ProviderKind::Kubernetes;
+    assert_eq!(
+        target(&c).await,
+        "Deployments named {workload}-{tier} in namespace of prescale's pod (else default)"
+    );
+    c.providers.kubernetes = Some(KubernetesProviderConfig {
+        kind: KubeKind::Rollout,
+        namespace: Some("shop".into()),
+        ..KubernetesProviderConfig::default()
+    });
+    assert_eq!(
+        target(&c).await,
+        "Rollouts named {workload}-{tier} in namespace shop"
+    );
+    // A hook's arguments may carry a secret: only the program is said.
+    c.providers.use_ = ProviderKind::Exec;
+    c.providers.exec = Some(
+        serde_json::from_value::<ExecProviderConfig>(
+            serde_json::json!({"command": ["/usr/local/bin/scale", "--token=s3cret"]}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(target(&c).await, "runs /usr/local/bin/scale");
+    // A URL's user information and query may too.
+    c.providers.use_ = ProviderKind::Webhook;
+    c.providers.webhook = Some(
+        serde_json::from_value::<WebhookProviderConfig>(serde_json::json!({
+            "url": "https://ops:s3cret@hooks.example.com:8443/prescale?key=s3cret#x"
+        }))
+        .unwrap(),
+    );
+    assert_eq!(
+        target(&c).await,
+        "posts to https://hooks.example.com:8443/prescale"
+    );
+    let (_, text) = get(&app, "/api/v1/sources").await;
+    assert!(!text.contains("s3cret"), "{text}");
+}
