@@ -572,7 +572,13 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
         || "no pass yet".into(),
         |t| format!("last pass {}", format_ts(t)),
     );
-    println!("{} workload(s), {last}", list.len());
+    // Where actions go: which objects, program or URL.
+    let provider = match (data["provider"].as_str(), data["provider_target"].as_str()) {
+        (Some(p), Some(t)) => format!(", provider {p} ({t})"),
+        (Some(p), None) => format!(", provider {p}"),
+        _ => String::new(),
+    };
+    println!("{} workload(s), {last}{provider}", list.len());
     // A provider that reads what is held from outside and cannot: plans go on from
     // what it last said, and nothing is removed.
     let read = &data["provider_state"];

@@ -260,6 +260,13 @@ fn events_and_pauses_are_told_to_a_running_daemon_from_the_command_line() {
     let (code, out, _) = ctl(&server, None, &["status", "--wide"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("1 workload(s), last pass "), "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .ends_with(", provider sim (the simulated cloud, seed 42)"),
+        "{out}"
+    );
     // Why it is not tuned, and when the daemon tries again.
     let line = format!(
         "host: tune: {} Tried again from {}.\n",

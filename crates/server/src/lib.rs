@@ -1226,7 +1226,7 @@ async fn workloads(State(st): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "status": "success",
-        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times, "pools": status.pools, "fleet": status.fleet, "provider": managed.provider, "provider_state": status.provider_state}
+        "data": {"workloads": list, "tiers": managed.tiers, "ticks": status.ticks, "last_tick": status.last_tick, "lead_times": status.lead_times, "pools": status.pools, "fleet": status.fleet, "provider": managed.provider, "provider_target": managed.provider_target, "provider_state": status.provider_state}
     }))
     .into_response()
 }
