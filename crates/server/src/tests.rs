@@ -4905,4 +4905,11 @@ async fn the_sources_say_what_the_provider_acts_on_and_nothing_secret() {
     );
     let (_, text) = get(&app, "/api/v1/sources").await;
     assert!(!text.contains("s3cret"), "{text}");
+    for (url, said) in [
+        ("http://[::1]:8080/hook?t=x", "http://[::1]:8080/hook"),
+        ("https://user@host", "https://host"),
+        ("http://host/a@b", "http://host/a@b"),
+    ] {
+        assert_eq!(super::url_without_secrets(url), said);
+    }
 }
