@@ -324,6 +324,10 @@ pub struct StorageConfig {
     /// label takes a new value each time (a request id) fills memory instead.
     #[serde(default = "default_max_series")]
     pub max_series: usize,
+    /// Seconds decisions are kept (0: forever), in `path` whichever store holds the
+    /// samples.
+    #[serde(default = "default_decision_retention_s")]
+    pub decision_retention_s: u64,
     /// `[storage.remote]`: keep samples in a Prometheus-compatible server instead of
     /// `path` (which still holds decisions and state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,6 +377,10 @@ fn default_max_series() -> usize {
 
 fn default_retention_s() -> u64 {
     30 * 86_400
+}
+
+fn default_decision_retention_s() -> u64 {
+    365 * 86_400
 }
 
 /// `[sources]`

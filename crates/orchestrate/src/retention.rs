@@ -1,8 +1,9 @@
 //! Retention: deletes samples older than each series may keep
 //! ([`prescale_core::config::Config::retention_s_for`]), so a daemon that scrapes and
 //! receives for months keeps a bounded store, while every workload keeps the history its
-//! forecaster reads; and moves the samples older than [`COMPRESS_AFTER_MS`] into
-//! compressed chunks ([`Store::compress_before`]).
+//! forecaster reads; deletes decisions older than `storage.decision_retention_s`; and
+//! moves the samples older than [`COMPRESS_AFTER_MS`] into compressed chunks
+//! ([`Store::compress_before`]).
 
 use prescale_core::config::Config;
 use prescale_core::TimestampMs;
@@ -26,6 +27,8 @@ pub struct RetentionReport {
     pub compressed: usize,
     /// Series left without samples, and so forgotten (a pod long gone).
     pub forgotten: usize,
+    /// Decisions deleted.
+    pub decisions: usize,
 }
 
 /// Deletes, in every series, the samples older than `now` minus its retention, then
@@ -36,6 +39,11 @@ pub fn enforce(
     now: TimestampMs,
 ) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport::default();
+    // The decision log is kept in `path` whichever store holds the samples.
+    if cfg.storage.decision_retention_s > 0 {
+        let keep_ms = (cfg.storage.decision_retention_s as i64).saturating_mul(1000);
+        report.decisions = store.delete_decisions_before(now.saturating_sub(keep_ms))?;
+    }
     if store.is_remote() {
         // The remote server's own retention applies; listing its series is not cheap.
         return Ok(report);
@@ -117,6 +125,7 @@ mod tests {
                 // All but the newest (now itself), of each series.
                 compressed: 14 + 1,
                 forgotten: 1,
+                decisions: 0,
             }
         );
         // A second pass finds nothing more; a restart finds the same.
@@ -137,5 +146,78 @@ mod tests {
             }
         );
         assert_eq!(kept(&store, &read), 15);
+    }
+
+    #[test]
+    fn decisions_older_than_their_retention_go_oldest_first() {
+        use prescale_core::{Decision, DecisionKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Sync).unwrap();
+        let day = 86_400_000i64;
+        for d in 0..10 {
+            store
+                .log_decision(&Decision {
+                    at: d * day,
+                    workload: "web".into(),
+                    kind: DecisionKind::Hold,
+                    action: None,
+                    reason: format!("day {d}"),
+                })
+                .unwrap();
+        }
+        let mut cfg = Config::default();
+        assert_eq!(cfg.storage.decision_retention_s, 365 * 86_400);
+        // 0 keeps them all.
+        cfg.storage.decision_retention_s = 0;
+        assert_eq!(enforce(&store, &cfg, 10 * day).unwrap().decisions, 0);
+        // Three days: those from day 7 on stay, oldest first gone.
+        cfg.storage.decision_retention_s = 3 * 86_400;
+        assert_eq!(enforce(&store, &cfg, 10 * day).unwrap().decisions, 7);
+        let left: Vec<String> = store
+            .decisions(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.reason)
+            .collect();
+        assert_eq!(left, ["day 7", "day 8", "day 9"]);
+        assert_eq!(enforce(&store, &cfg, 10 * day).unwrap().decisions, 0);
+        // A decision logged after the pruning follows the ones kept, and a reopened
+        // store reads the same.
+        store
+            .log_decision(&Decision {
+                at: 10 * day,
+                workload: "web".into(),
+                kind: DecisionKind::Hold,
+                action: None,
+                reason: "day 10".into(),
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), Durability::Sync).unwrap();
+        let left: Vec<String> = store
+            .decisions(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.reason)
+            .collect();
+        assert_eq!(left, ["day 7", "day 8", "day 9", "day 10"]);
+        // All of them past it: the newest stays, so the log's places go on from it
+        // after a restart (a standby copying the log reads on after the last it read).
+        assert_eq!(enforce(&store, &cfg, 100 * day).unwrap().decisions, 3);
+        let last = store.decision_count();
+        drop(store);
+        let store = Store::open(dir.path(), Durability::Sync).unwrap();
+        store
+            .log_decision(&Decision {
+                at: 100 * day,
+                workload: "web".into(),
+                kind: DecisionKind::Hold,
+                action: None,
+                reason: "day 100".into(),
+            })
+            .unwrap();
+        let logged = store.decisions_from(None, Some(0), 10).unwrap();
+        let places: Vec<u64> = logged.iter().map(|(p, _)| *p).collect();
+        assert_eq!(places, [last - 1, last], "{logged:?}");
     }
 }

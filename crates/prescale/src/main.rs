@@ -869,6 +869,12 @@ fn run_cmd(
                                     "retention: deleted samples older than their series keep (forgotten: series left empty)"
                                 );
                             }
+                            if r.decisions > 0 {
+                                tracing::info!(
+                                    decisions = r.decisions,
+                                    "retention: deleted decisions older than storage.decision_retention_s"
+                                );
+                            }
                             if r.compressed > 0 {
                                 tracing::info!(
                                     samples = r.compressed,

@@ -154,7 +154,7 @@ pub(crate) fn needs_restart(old: &Config, new: &Config, lookback_s: u64) -> Vec<
         (
             "storage",
             changed_keys(&old.storage, &new.storage),
-            &["retention_s", "max_series"][..],
+            &["retention_s", "max_series", "decision_retention_s"][..],
         ),
         // The token file is read again at every reload (a rotated Secret), and so
         // are the certificate and its key while HTTPS is served; turning HTTPS on or
@@ -206,9 +206,11 @@ pub(crate) fn remote_lookback_s(cfg: &Config) -> u64 {
 /// differ from the file.
 pub(crate) fn in_force(old: &Config, mut new: Config) -> Config {
     let (retention_s, max_series) = (new.storage.retention_s, new.storage.max_series);
+    let decision_retention_s = new.storage.decision_retention_s;
     new.storage = old.storage.clone();
     new.storage.retention_s = retention_s;
     new.storage.max_series = max_series;
+    new.storage.decision_retention_s = decision_retention_s;
     let token_file = new.server.token_file.take();
     let token_for_reads = new.server.token_for_reads;
     let tls = (new.server.cert_file.take(), new.server.key_file.take());
@@ -424,6 +426,7 @@ mod tests {
         assert!(needs_restart(&old, &new).is_empty());
         new.storage.retention_s += 3600;
         new.storage.max_series *= 2;
+        new.storage.decision_retention_s = 0;
         new.workloads[0].sla_quantile = 0.9;
         new.control.interval_s += 5;
         assert!(needs_restart(&old, &new).is_empty(), "all reloadable");
@@ -443,6 +446,8 @@ mod tests {
             ["storage.path", "server.listen", "detect.enabled"],
             "the receivers and the host collector are reloaded"
         );
+        // What the hourly pass reads is what was reloaded.
+        assert_eq!(in_force(&old, new.clone()).storage.decision_retention_s, 0);
         // Leader election runs as it was started.
         let mut elect = old.clone();
         elect.leader_election.enabled = true;

@@ -1250,6 +1250,57 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes the decisions made before `cutoff` (ms), oldest first, and returns how
+    /// many. The log is in time order, so it stops at the first one kept. The newest is
+    /// always kept: the next decision's place in the log is counted from it when the
+    /// store is opened again, and a standby copying the log reads on after the last
+    /// place it read.
+    pub fn delete_decisions_before(&self, cutoff: TimestampMs) -> Result<usize> {
+        let Some((newest, _)) = self
+            .inner
+            .decisions
+            .last_key_value()
+            .map(|kv| kv.into_inner())
+            .transpose()
+            .map_err(self.io())?
+        else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        loop {
+            // A batch of keys at a time: a log left unpruned for years is long.
+            let mut keys = Vec::new();
+            let mut done = false;
+            for item in self.inner.decisions.iter().take(10_000) {
+                let (k, v) = item.into_inner().map_err(self.io())?;
+                let d: Decision = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    keyspace: "decisions",
+                    detail: e.to_string(),
+                })?;
+                if d.at >= cutoff || k == newest {
+                    done = true;
+                    break;
+                }
+                keys.push(k);
+            }
+            if !keys.is_empty() {
+                let mut batch = self.inner.db.batch();
+                for k in &keys {
+                    batch.remove(&self.inner.decisions, k.clone());
+                }
+                batch.commit().map_err(self.io())?;
+                deleted += keys.len();
+            }
+            if done || keys.is_empty() {
+                break;
+            }
+        }
+        if deleted > 0 {
+            self.persist()?;
+        }
+        Ok(deleted)
+    }
+
     /// Up to `limit` decisions of the log in the order logged, each with its place in
     /// the log: those after place `after`, or without it those decided at or after
     /// `since` (from the first without either). A standby copies the holder's log with
