@@ -234,6 +234,12 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(s) = &mut standby {
                     flaky::reload(&mut s.e, &c, now);
                 }
+                // Added back, a pause stored from before that still holds is in force
+                // again (until session 63 it showed only from its first pass).
+                if managed(&c) {
+                    let st = e.status_handle().read().unwrap().clone();
+                    paused[which] = pauses(&st, now).get(name).map(|p| (p.scope, p.until));
+                }
             }
             // An operator releases what the workload no longer managed holds.
             6 => {

@@ -1657,6 +1657,15 @@ impl<P: Provider> Engine<P> {
         for i in 0..self.states.len() {
             let name = self.states[i].w.name.clone();
             let kept = if r.added.contains(&name) {
+                // Its pause too, if one stored from when it was configured before still
+                // holds: its first pass would read it from the store anyway, and the
+                // status must say so from now, as after a restart.
+                let p = self.stored_pause(i).filter(|p| p.holds(now));
+                if p.is_some() {
+                    self.states[i].pause = p.clone();
+                    self.states[i].status.paused = p;
+                    self.publish_now(i, |w, s| w.paused = s.paused.clone());
+                }
                 self.restore_declared(i, now)
             } else {
                 self.leave_out_configured(i, now)
@@ -6179,6 +6188,44 @@ mod tests {
             .get("host")
             .and_then(|w| w.paused.clone());
         assert_eq!(shown, Some(p));
+    }
+
+    #[test]
+    fn a_workload_added_back_shows_its_pause_that_still_holds_at_once() {
+        // Paused, removed by a reload, added back: the pause stored from before holds
+        // again (its first pass reads it), and the status says so at once, as after a
+        // restart (the fleet fuzz target found the status unpaused until then).
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _store, c, _) = host_engine(dir.path(), |_| {});
+        let p = e
+            .pause("host", PauseScope::All, 3_600_000, "db failover", 0)
+            .unwrap();
+        let interval = e.interval_ms();
+        let sim = || SimCloud::new(&c.tiers, 1);
+        e.reconfigure(c.tiers.clone(), vec![], interval, sim(), 1_000);
+        let shown = |e: &Engine<SimCloud>| {
+            e.status_handle()
+                .read()
+                .unwrap()
+                .workloads
+                .get("host")
+                .and_then(|w| w.paused.clone())
+        };
+        assert_eq!(shown(&e), None, "not configured");
+        e.reconfigure(c.tiers.clone(), c.workloads.clone(), interval, sim(), 2_000);
+        assert_eq!(shown(&e), Some(p.clone()));
+        e.tick(60_000).unwrap();
+        assert_eq!(shown(&e), Some(p));
+        // One that has ended is not brought back.
+        e.reconfigure(c.tiers.clone(), vec![], interval, sim(), 3_700_000);
+        e.reconfigure(
+            c.tiers.clone(),
+            c.workloads.clone(),
+            interval,
+            sim(),
+            3_700_000,
+        );
+        assert_eq!(shown(&e), None);
     }
 
     #[test]
