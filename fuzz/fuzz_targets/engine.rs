@@ -105,5 +105,5 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     // Each refusal is a decision saying so.
-    flaky::assert_refusals_logged(&[&store], &asked);
+    flaky::assert_refusals_logged(&[&store], &[&e], &asked);
 });

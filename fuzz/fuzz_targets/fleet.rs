@@ -451,7 +451,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Each refusal is a decision saying so, in one replica's log or the other's.
-    let mut stores = vec![&store];
+    let (mut stores, mut engines) = (vec![&store], vec![&e]);
     stores.extend(standby.as_ref().map(|s| &s.store));
-    flaky::assert_refusals_logged(&stores, &asked);
+    engines.extend(standby.as_ref().map(|s| &s.e));
+    flaky::assert_refusals_logged(&stores, &engines, &asked);
 });

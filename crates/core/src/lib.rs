@@ -17,8 +17,8 @@ pub use error::CoreError;
 pub use forecast::Forecast;
 pub use model::{
     occurrences, Action, ActionKind, Allocation, Decision, DecisionKind, Dim, DimensionSource,
-    EventTime, Pause, PauseScope, Plan, PlanStep, PlannedEvent, RecurringEvent, Schedule, Tier,
-    TierClass, Workload, MIN_RECURRENCE_S, RECURRENCE_CHECK_S,
+    EventTime, Pause, PauseScope, Plan, PlanStep, PlannedEvent, RecurringEvent, Repeated, Schedule,
+    Tier, TierClass, Workload, MIN_RECURRENCE_S, RECURRENCE_CHECK_S,
 };
 pub use selector::{
     parens, parse_duration_ms, parse_matchers, scalar_factor, unquoted, Demand, DemandExpr,

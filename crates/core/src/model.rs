@@ -1033,6 +1033,39 @@ pub struct Decision {
     pub action: Option<Action>,
     /// Why, in words.
     pub reason: String,
+    /// For an `error` the provider gave again and again: the refusals, the same as
+    /// this one, that it stands for, each not logged on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<Repeated>,
+}
+
+impl Decision {
+    /// How many of the provider's refusals this decision records: 0 for one that is
+    /// not an `error` with an action, else 1, or the number it stands for
+    /// ([`Repeated::times`]).
+    pub fn refusals(&self) -> u64 {
+        match (&self.kind, &self.action, &self.repeated) {
+            (DecisionKind::Error, Some(_), Some(r)) => r.times,
+            (DecisionKind::Error, Some(_), None) => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// The provider's refusals of one action, each refused the same way, which one
+/// decision records: a provider that refuses at every pass (a Deployment deleted, a
+/// right missing) would otherwise log one every 15 s, 5,760 a day, and bury every
+/// other decision of the workload. As Kubernetes counts a repeated event, the first
+/// refusal is logged, and the repeats since are logged once an hour, and when they
+/// stop, as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeated {
+    /// How many refusals.
+    pub times: u64,
+    /// When the first of them came, and the last (the decision is logged when they
+    /// stop, or an hour after the last one logged, so later).
+    pub since: TimestampMs,
+    pub until: TimestampMs,
 }
 
 /// What an operator's pause of a workload holds back.

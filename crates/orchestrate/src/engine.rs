@@ -46,6 +46,7 @@ mod leads;
 mod minimum;
 mod pause;
 pub(crate) mod pool;
+pub mod refusals;
 mod state_read;
 mod unmanaged;
 
@@ -219,6 +220,10 @@ pub struct WorkloadStatus {
     /// at its latest pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetShare>,
+    /// Refusals the provider has given at every pass since they began, each the same
+    /// way ([`refusals`]): how many, and how many of them the log does not have yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusing: Vec<refusals::Refusing>,
 }
 
 impl WorkloadStatus {
@@ -1430,6 +1435,7 @@ impl<P: Provider> Engine<P> {
                     "configuration reloaded: the fleet budget changed ({}), the next plans share it",
                     how.join(", ")
                 ),
+                repeated: None,
             })?;
         }
         Ok(())
@@ -1582,6 +1588,7 @@ impl<P: Provider> Engine<P> {
                 // This month's spending carries over, as over a restart, and so does
                 // when its last pass ran, for its planned events.
                 fresh.status.spend = s.status.spend.take();
+                fresh.status.refusing = std::mem::take(&mut s.status.refusing);
                 fresh.last_pass = s.last_pass;
                 fresh.set_declared(std::mem::take(&mut s.declared));
                 self.states.push(fresh);
@@ -1625,6 +1632,24 @@ impl<P: Provider> Engine<P> {
             ));
             if n > 0 {
                 self.leave_unmanaged(&s.w.name, held, &tiers, now);
+            }
+            // Its refusals not yet logged are, now, since it has no pass after; and the
+            // status stored for it no longer holds them, for a restart or for when it
+            // is added back.
+            if s.status.refusing.iter().any(|r| r.unlogged > 0) {
+                self.log_repeats(&s.status.refusing, &s.w.name, now);
+                let stored = self
+                    .store
+                    .get_state::<WorkloadStatus>(&format!("workload/{}", s.w.name));
+                if let Ok(Some(mut ws)) = stored {
+                    ws.refusing.clear();
+                    if let Err(e) = self.store.put_state(&format!("workload/{}", s.w.name), &ws) {
+                        tracing::warn!(
+                            "reload: {}: its stored status is not updated: {e}",
+                            s.w.name
+                        );
+                    }
+                }
             }
             st.workloads.remove(&s.w.name);
         }
@@ -1682,6 +1707,7 @@ impl<P: Provider> Engine<P> {
                 kind: DecisionKind::Config,
                 action: None,
                 reason,
+                repeated: None,
             };
             if let Err(e) = self.store.log_decision(&d) {
                 tracing::warn!("reload: {}: {} (not logged: {e})", d.workload, d.reason);
@@ -1742,6 +1768,7 @@ impl<P: Provider> Engine<P> {
                     "{} ({}); the next pass replaces the lost capacity",
                     e.what, e.tier
                 ),
+                repeated: None,
             })?;
         }
         st.provider_events += events.len() as u64;
@@ -2201,6 +2228,7 @@ impl<P: Provider> Engine<P> {
             kind: DecisionKind::Config,
             action: None,
             reason,
+            repeated: None,
         })?;
         Ok(())
     }
@@ -2277,6 +2305,7 @@ impl<P: Provider> Engine<P> {
             kind: DecisionKind::Hold,
             action: None,
             reason,
+            repeated: None,
         })?;
         Ok(())
     }
@@ -2329,13 +2358,20 @@ impl<P: Provider> Engine<P> {
                     )
                 }
             };
-            self.store.log_decision(&Decision {
+            let d = Decision {
                 at: now,
                 workload: name.clone(),
                 kind,
                 action: Some(a.clone()),
                 reason,
-            })?;
+                repeated: None,
+            };
+            match kind {
+                DecisionKind::Error => self.log_refusal(i, d)?,
+                _ => {
+                    self.store.log_decision(&d)?;
+                }
+            }
         }
         Ok(acted)
     }
@@ -2480,8 +2516,7 @@ impl<P: Provider> Engine<P> {
                     .clone();
                 let within = (tiers.as_slice(), fleet_cap, others_held.as_slice());
                 self.hold_without_forecast(i, now, within, pause.as_ref(), (category, msg), st)?;
-                self.publish(i, st);
-                return self.keep_pass(i, now);
+                return self.finish_pass(i, now, st);
             }
             s.status.learning = None;
             baseline_season(
@@ -2672,8 +2707,7 @@ impl<P: Provider> Engine<P> {
             let within = (tiers.as_slice(), fleet_cap, others_held.as_slice());
             let hold = ("no-forecast", format!("{msg}; keeping current capacity"));
             self.hold_without_forecast(i, now, within, pause.as_ref(), hold, st)?;
-            self.publish(i, st);
-            return self.keep_pass(i, now);
+            return self.finish_pass(i, now, st);
         };
         // What the forecast says of the coming steps, kept (the first, once final, in
         // the store) for the floors after a restart, for charts of forecast against
@@ -3216,6 +3250,18 @@ impl<P: Provider> Engine<P> {
                 ),
             )?;
         }
+        self.finish_pass(i, now, st)
+    }
+
+    /// Ends workload `i`'s pass at `now`, planned or not: the refusals that stopped are
+    /// logged ([`refusals`]), its status published in `st` and the pass kept.
+    fn finish_pass(
+        &mut self,
+        i: usize,
+        now: TimestampMs,
+        st: &mut Status,
+    ) -> Result<(), StoreError> {
+        self.end_refusals(i, now)?;
         self.publish(i, st);
         self.keep_pass(i, now)
     }
@@ -3340,6 +3386,8 @@ impl<P: Provider> Engine<P> {
                 // And what its plan wanted of a fleet budget, so the first passes share
                 // it as before rather than as if nobody's want were known.
                 s.status.fleet = ws.fleet;
+                // And the refusals it was counting, so none goes unlogged.
+                s.status.refusing = ws.refusing.clone();
                 ws.paused = s.status.paused.clone();
                 (ws.events, ws.declared) = (s.status.events.clone(), s.status.declared.clone());
                 st.workloads.insert(s.w.name.clone(), ws);
@@ -3639,6 +3687,223 @@ mod tests {
         let both = |now| step_sums_until(&store, &demand, (540_000, 2, 60_000), now).unwrap();
         assert_eq!(both(now)[0], both(TimestampMs::MAX)[0]);
         assert!((both(now)[0].unwrap() - 55.0 / 60.0).abs() < 1e-9);
+    }
+
+    /// The simulated cloud, refusing every action while `refuse` holds a reason, and
+    /// counting its refusals.
+    #[derive(Clone)]
+    struct Switch {
+        sim: Arc<std::sync::Mutex<SimCloud>>,
+        refuse: Arc<std::sync::Mutex<Option<String>>>,
+        refused: Arc<std::sync::atomic::AtomicU64>,
+    }
+    impl Provider for Switch {
+        fn name(&self) -> &str {
+            "switch"
+        }
+        fn apply(&mut self, a: &Action, now: TimestampMs) -> Result<(), ProviderError> {
+            match self.refuse.lock().unwrap().clone() {
+                Some(why) => {
+                    self.refused
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Err(ProviderError::Unavailable(why))
+                }
+                None => self.sim.lock().unwrap().apply(a, now),
+            }
+        }
+        fn allocation(&self, w: &str, now: TimestampMs) -> Allocation {
+            self.sim.lock().unwrap().allocation(w, now)
+        }
+        fn advance(&mut self, now: TimestampMs) -> Vec<ProviderEvent> {
+            self.sim.lock().unwrap().advance(now)
+        }
+    }
+
+    #[test]
+    fn a_refusal_repeated_at_every_pass_is_logged_once_an_hour_and_when_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::default();
+        let store = Store::open(dir.path(), Durability::Buffered).unwrap();
+        let switch = Switch {
+            sim: Arc::new(std::sync::Mutex::new(SimCloud::new(&c.tiers, 1))),
+            refuse: Arc::new(std::sync::Mutex::new(Some(
+                "deployments.apps \"host-standard\" not found".into(),
+            ))),
+            refused: Default::default(),
+        };
+        let refused = || switch.refused.load(std::sync::atomic::Ordering::SeqCst);
+        let mut e = Engine::from_config(&c, 0, store.clone(), switch.clone());
+        let every = e.interval_ms();
+        let errors = || -> Vec<Decision> {
+            let mut d = store.decisions(Some("host"), usize::MAX).unwrap();
+            d.retain(|d| d.kind == DecisionKind::Error);
+            d
+        };
+        let refusing = |e: &Engine<Switch>| {
+            e.status_handle().read().unwrap().workloads["host"]
+                .refusing
+                .clone()
+        };
+        // Every refusal is in the log or counted in the status: none is lost.
+        let accounted = |e: &Engine<Switch>| {
+            errors().iter().map(Decision::refusals).sum::<u64>()
+                + refusing(e).iter().map(|r| r.unlogged).sum::<u64>()
+        };
+        // The workload's min_instances is asked for at every pass, and refused: the first
+        // refusal is logged in full, the others for the next hour counted.
+        let mut now = 60_000;
+        e.tick(now).unwrap();
+        let first = errors();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].repeated, None);
+        assert_eq!(first[0].refusals(), 1);
+        let said = "switch refused to provision 1 standard: provider unavailable: deployments.apps \"host-standard\" not found; will retry at the next pass";
+        assert_eq!(first[0].reason, said);
+        while now + every < 60_000 + refusals::RELOG_MS {
+            now += every;
+            e.tick(now).unwrap();
+        }
+        assert_eq!(errors().len(), 1, "nothing more logged within the hour");
+        let r = &refusing(&e)[0];
+        assert_eq!((r.times, r.unlogged), (refused(), refused() - 1));
+        assert_eq!((r.since, r.last_at, r.reason.as_str()), (60_000, now, said));
+        assert_eq!(
+            e.status_handle().read().unwrap().errors,
+            refused(),
+            "each counted at once"
+        );
+        assert_eq!(accounted(&e), refused());
+        // An hour after the first, the repeats are logged as one, and counting goes on.
+        now += every;
+        e.tick(now).unwrap();
+        let d = errors();
+        assert_eq!(d.len(), 2);
+        let times = refused() - 1;
+        assert_eq!(
+            d[1].repeated,
+            Some(prescale_core::Repeated {
+                times,
+                since: 60_000 + every,
+                until: now
+            })
+        );
+        assert!(
+            d[1].reason
+                .starts_with(&format!("the same refusal {times} more time(s) from ")),
+            "{}",
+            d[1].reason
+        );
+        assert!(
+            d[1].reason.contains("still refused at every pass"),
+            "{}",
+            d[1].reason
+        );
+        assert!(d[1].reason.ends_with(said), "{}", d[1].reason);
+        assert_eq!(
+            d[1].action.as_ref().unwrap().at,
+            now,
+            "the action refused last"
+        );
+        assert_eq!(accounted(&e), refused());
+        // A restart keeps what was counted and not yet logged.
+        for _ in 0..10 {
+            now += every;
+            e.tick(now).unwrap();
+        }
+        assert_eq!(refusing(&e)[0].unlogged, 10);
+        drop(e);
+        let mut e = Engine::from_config(&c, 0, store.clone(), switch.clone());
+        e.restore_status(now).unwrap();
+        assert_eq!(refusing(&e)[0].unlogged, 10, "the count over a restart");
+        now += every;
+        e.tick(now).unwrap();
+        assert_eq!(refusing(&e)[0].unlogged, 11);
+        assert_eq!(accounted(&e), refused());
+        // Refused another way: logged at once, and at the end of the pass the repeats
+        // of the first, which stopped, are logged as one.
+        *switch.refuse.lock().unwrap() =
+            Some("forbidden: User cannot patch deployments/scale".into());
+        now += every;
+        e.tick(now).unwrap();
+        let d = errors();
+        assert_eq!(d.len(), 4, "{d:#?}");
+        assert!(
+            d[2].reason.ends_with(
+                "forbidden: User cannot patch deployments/scale; will retry at the next pass"
+            ),
+            "{}",
+            d[2].reason
+        );
+        assert_eq!(d[2].repeated, None);
+        assert_eq!(d[3].repeated.map(|r| r.times), Some(11));
+        assert!(
+            d[3].reason.contains("not refused so at this pass"),
+            "{}",
+            d[3].reason
+        );
+        assert_eq!(refusing(&e).len(), 1);
+        assert_eq!(accounted(&e), refused());
+        // Once the provider takes it, the repeats of the refusal are logged and nothing
+        // is counted any more.
+        now += every;
+        e.tick(now).unwrap();
+        now += every;
+        e.tick(now).unwrap();
+        *switch.refuse.lock().unwrap() = None;
+        now += every;
+        e.tick(now).unwrap();
+        let d = errors();
+        assert_eq!(d.len(), 5);
+        assert_eq!(d[4].repeated.map(|r| r.times), Some(2));
+        assert!(refusing(&e).is_empty());
+        assert_eq!(accounted(&e), refused());
+        // The pass's action, and after it the end of the refusals before it.
+        let last = store.decisions(Some("host"), 2).unwrap();
+        assert_eq!(last[0].kind, DecisionKind::Act, "{last:?}");
+        assert_eq!(last[1], d[4]);
+        // A refusal that comes back at a later pass, not the one after, is logged anew.
+        // (Its instance taken away by hand, the workload asks for its min_instances.)
+        let take_one = |now: TimestampMs| {
+            let a = Action {
+                key: format!("by-hand/{now}"),
+                workload: "host".into(),
+                tier: "standard".into(),
+                kind: ActionKind::Deprovision,
+                count: 1,
+                at: now,
+            };
+            switch.sim.lock().unwrap().apply(&a, now).unwrap();
+        };
+        for _ in 0..2 {
+            take_one(now);
+            *switch.refuse.lock().unwrap() = Some("timed out after 10 s".into());
+            now += every;
+            e.tick(now).unwrap();
+            *switch.refuse.lock().unwrap() = None;
+            now += every;
+            e.tick(now).unwrap();
+        }
+        let d = errors();
+        assert_eq!(d.len(), 7);
+        assert!(d[5..].iter().all(|d| d.repeated.is_none()));
+        assert_eq!(accounted(&e), refused());
+        // A workload a reload removes logs its repeats not yet logged at once.
+        take_one(now);
+        *switch.refuse.lock().unwrap() = Some("timed out after 10 s".into());
+        for _ in 0..3 {
+            now += every;
+            e.tick(now).unwrap();
+        }
+        assert_eq!(refusing(&e)[0].unlogged, 2);
+        e.reconfigure(c.tiers.clone(), Vec::new(), every, switch.clone(), now);
+        let d = errors();
+        assert_eq!(d.len(), 9);
+        assert_eq!(d[8].repeated.map(|r| r.times), Some(2));
+        assert_eq!(d.iter().map(Decision::refusals).sum::<u64>(), refused());
+        // And what is stored for it no longer counts them: added back, it does not log
+        // them again.
+        let ws: WorkloadStatus = store.get_state("workload/host").unwrap().unwrap();
+        assert!(ws.refusing.is_empty());
     }
 
     #[test]

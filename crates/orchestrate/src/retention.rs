@@ -162,6 +162,7 @@ mod tests {
                     kind: DecisionKind::Hold,
                     action: None,
                     reason: format!("day {d}"),
+                    repeated: None,
                 })
                 .unwrap();
         }
@@ -190,6 +191,7 @@ mod tests {
                 kind: DecisionKind::Hold,
                 action: None,
                 reason: "day 10".into(),
+                repeated: None,
             })
             .unwrap();
         drop(store);
@@ -214,6 +216,7 @@ mod tests {
                 kind: DecisionKind::Hold,
                 action: None,
                 reason: "day 100".into(),
+                repeated: None,
             })
             .unwrap();
         let logged = store.decisions_from(None, Some(0), 10).unwrap();

@@ -655,6 +655,16 @@ pub fn status(a: StatusArgs) -> Result<(), CtlError> {
         if let Some(l) = w["learning"].as_str() {
             println!("{name}: learning: {l}");
         }
+        for r in w["refusing"].as_array().into_iter().flatten() {
+            let times = r["times"].as_u64().unwrap_or(0);
+            if times > 1 {
+                println!(
+                    "{name}: refused at every pass since {} ({times} times): {}",
+                    r["since"].as_i64().map_or("?".into(), format_ts),
+                    r["reason"].as_str().unwrap_or("?")
+                );
+            }
+        }
         if a.wide {
             if let Some(r) = w["plan_reason"].as_str() {
                 println!("{name}: plan: {r}");

@@ -1191,3 +1191,97 @@ fn the_dashboard_lists_anomalies_in_stored_series_each_drawn_around_it() {
         );
     }
 }
+
+#[test]
+fn a_refusal_at_every_pass_is_logged_once_and_the_page_says_since_when() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A hook that refuses every action, as one scaling a Deployment that is gone would;
+    // the workload's min_instances held over its plans' needs keeps the count it asks
+    // for the same once its plans begin.
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'deployments.apps \"host-standard\" not found' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = fast_config()
+        .replace("use = \"sim\"", "use = \"exec\"")
+        .replace("\nmin_instances = 1\n", "\nmin_instances = 4\n")
+        .replace(
+            "[providers.sim]",
+            &format!(
+                "[providers.exec]\ncommand = [{:?}]\ntimeout_s = 10\n\n[providers.sim]",
+                hook.display().to_string()
+            ),
+        );
+    let d = Daemon::start(dir.path(), &cfg);
+    let refusing = || {
+        let (_, body) = get(d.addr, "/api/v1/workloads/host/status").unwrap_or_default();
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        st["data"]["refusing"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Passes are a second apart: each asks for the same count again.
+    wait_for(
+        || refusing().iter().any(|r| r["times"].as_u64() >= Some(4)),
+        "four refusals the same",
+        &|| d.logs(),
+    );
+    let r = refusing()
+        .into_iter()
+        .find(|r| r["times"].as_u64() >= Some(4))
+        .unwrap();
+    let reason = r["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("exec refused to provision ")
+            && reason.ends_with(
+                "deployments.apps \"host-standard\" not found; will retry at the next pass"
+            ),
+        "{reason}"
+    );
+    // Logged once in full, not at each pass; a count the plan changed is logged at once.
+    let errors = json(d.addr, "/api/v1/workloads/host/decisions?kind=error");
+    let errors = errors.as_array().unwrap();
+    let logged = errors
+        .iter()
+        .filter(|d| d["reason"] == reason.as_str())
+        .count();
+    assert_eq!(logged, 1, "{errors:?}");
+    // Each refusal still counts at once.
+    let (_, metrics) = get(d.addr, "/metrics").unwrap();
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("prescale_provider_errors_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let counted = counted.parse::<f64>().unwrap();
+    assert!(
+        counted >= 4.0 && counted > errors.len() as f64,
+        "{counted}: {errors:?}"
+    );
+    // `prescale status` says so too.
+    let out = common::bin()
+        .arg("status")
+        .env("PRESCALE_SERVER", format!("http://{}", d.addr))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("host: refused at every pass since ") && l.ends_with(&reason)),
+        "{out}"
+    );
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(
+        html.contains("<div class=\"err refusing\">refused at every pass since ")
+            && html.contains(&format!("): {reason}</div>")),
+        "{}",
+        &html[..html.len().min(4000)]
+    );
+}

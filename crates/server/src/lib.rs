@@ -1221,6 +1221,8 @@ async fn workloads(State(st): State<AppState>) -> Response {
                 }),
                 "last_error": w.last_error,
                 "learning": w.learning,
+                // What the provider has refused at every pass (logged once an hour).
+                "refusing": w.refusing,
             })
         })
         .collect();

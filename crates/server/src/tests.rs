@@ -4282,6 +4282,7 @@ async fn a_standby_copies_the_holders_decision_log_once() {
         kind: DecisionKind::Hold,
         action: None,
         reason: reason.into(),
+        repeated: None,
     };
     for i in 0..2_100 {
         logged

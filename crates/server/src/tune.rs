@@ -142,6 +142,7 @@ impl Applied {
             kind: DecisionKind::Config,
             action: None,
             reason,
+            repeated: None,
         })
     }
 }
@@ -352,5 +353,6 @@ pub fn changed_advice(w: &str, before: Option<&Tuned>, now: &Tuned) -> Option<De
         kind: DecisionKind::Config,
         action: None,
         reason,
+        repeated: None,
     })
 }

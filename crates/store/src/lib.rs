@@ -1629,6 +1629,7 @@ mod tests {
             kind: DecisionKind::Hold,
             action: None,
             reason: "kept".into(),
+            repeated: None,
         })
         .unwrap();
         st.put_state("model/w", &"v1").unwrap();
@@ -2135,6 +2136,7 @@ mod tests {
                 kind: DecisionKind::Hold,
                 action: None,
                 reason: "steady".into(),
+                repeated: None,
             })
             .unwrap();
             st.put_state("x", &vec![1, 2, 3]).unwrap();
@@ -2178,6 +2180,7 @@ mod tests {
                 kind: DecisionKind::Hold,
                 action: None,
                 reason: format!("r{i}"),
+                repeated: None,
             })
             .unwrap();
         }
@@ -2217,6 +2220,7 @@ mod tests {
                 kind: DecisionKind::Hold,
                 action: None,
                 reason: format!("r{i}"),
+                repeated: None,
             })
             .unwrap();
         }
@@ -2230,6 +2234,7 @@ mod tests {
             kind: DecisionKind::Act,
             action: None,
             reason: "r6".into(),
+            repeated: None,
         })
         .unwrap();
         let at = |f: DecisionFilter, limit| -> Vec<i64> {

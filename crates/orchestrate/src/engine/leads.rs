@@ -250,6 +250,7 @@ impl<P: Provider> Engine<P> {
                 m.median_s.ceil(),
                 m.p90_s.ceil()
             ),
+            repeated: None,
         })?;
         Ok(())
     }

@@ -65,6 +65,7 @@ impl<P: Provider> Engine<P> {
                     kind,
                     action: None,
                     reason: reason.clone(),
+                    repeated: None,
                 })?;
             }
         }

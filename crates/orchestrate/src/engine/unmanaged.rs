@@ -382,6 +382,7 @@ impl<P: Provider> Engine<P> {
                             release_path(name),
                             u.why
                         ),
+                        repeated: None,
                     })?;
                     released.insert(tier.clone(), count);
                 }
@@ -395,6 +396,7 @@ impl<P: Provider> Engine<P> {
                             "{} refused to release {count} {tier}: {e}; nothing retries it: ask again",
                             self.provider.name()
                         ),
+                        repeated: None,
                     })?;
                     failed = Some(e.to_string());
                     break;
