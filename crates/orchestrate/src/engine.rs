@@ -2219,6 +2219,15 @@ impl<P: Provider> Engine<P> {
         }
     }
 
+    /// Logs decision `d` about one of the provider's actions (taken or refused) and tells
+    /// the provider of it, for one that records it where its users look
+    /// ([`Provider::record`]: Kubernetes posts an Event on the object).
+    fn log_action_decision(&self, d: &Decision) -> Result<(), StoreError> {
+        self.store.log_decision(d)?;
+        self.provider.record(d);
+        Ok(())
+    }
+
     /// Logs a `config` decision about workload `name` (a pause, capacity left
     /// unmanaged).
     fn log_config(&self, name: &str, now: TimestampMs, reason: String) -> Result<(), StoreError> {
@@ -2368,9 +2377,7 @@ impl<P: Provider> Engine<P> {
             };
             match kind {
                 DecisionKind::Error => self.log_refusal(i, d)?,
-                _ => {
-                    self.store.log_decision(&d)?;
-                }
+                _ => self.log_action_decision(&d)?,
             }
         }
         Ok(acted)

@@ -418,6 +418,12 @@ impl Provider for HookProvider {
         self.report_state.then(|| self.read.clone())
     }
 
+    fn record(&self, decision: &prescale_core::Decision) {
+        if let Transport::Kubernetes(api) = &self.transport {
+            api.record(decision);
+        }
+    }
+
     fn save(&self) -> Option<serde_json::Value> {
         // With report_state the hook holds the truth; otherwise the book is all there is.
         (!self.report_state).then(|| serde_json::to_value(&self.book).expect("book serializes"))

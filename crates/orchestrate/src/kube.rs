@@ -18,11 +18,14 @@
 //! fields. Inside a cluster nothing needs configuring; see [`prescale_collect::kube`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use prescale_collect::kube::{connect, hint, ApiError, Connection, Settings};
 use prescale_core::config::{kube_object_name as object_name, KubeKind, KubernetesProviderConfig};
 use prescale_core::model::TierCount;
-use serde_json::Value;
+use prescale_core::{format_ts, ActionKind, Decision, DecisionKind};
+use serde_json::{json, Value};
 
 use crate::hook::{Request, StateReport};
 use crate::provider::ProviderError;
@@ -39,7 +42,12 @@ pub struct KubeApi {
     /// Deployments, StatefulSets or Rollouts.
     pub kind: KubeKind,
     /// Whether it was said that HPAs cannot be listed (said once, not at every action).
-    hpas_unlisted_said: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hpas_unlisted_said: Arc<AtomicBool>,
+    /// Whether it was said that Events cannot be posted (said once).
+    events_unposted_said: Arc<AtomicBool>,
+    /// Whether the API server answered the last call (an Event is not posted to one
+    /// that did not: it would wait out the time-out again).
+    answered: Arc<AtomicBool>,
 }
 
 /// How to reach the API server `cfg` names, each call taking at most `timeout` (the
@@ -70,12 +78,21 @@ impl KubeApi {
             name: cfg.name.clone(),
             kind: cfg.kind,
             hpas_unlisted_said: Default::default(),
+            events_unposted_said: Default::default(),
+            answered: Arc::new(AtomicBool::new(true)),
         })
     }
 
     /// Carries out one request: a scale for an action (answering nothing), the state of
     /// every workload tier as a [`StateReport`] in JSON for a state request.
     pub fn call(&self, req: &Request) -> Result<String, ProviderError> {
+        let r = self.carry_out(req);
+        let answered = !matches!(r, Err(ProviderError::Unavailable(_)));
+        self.answered.store(answered, Ordering::Relaxed);
+        r
+    }
+
+    fn carry_out(&self, req: &Request) -> Result<String, ProviderError> {
         match req {
             Request::Action {
                 workload,
@@ -149,10 +166,7 @@ impl KubeApi {
             // Said once: a Role from before session 63 lacks the right, and goes on as
             // it did. An API server that does not answer fails the action itself.
             Err(e @ ApiError::Status { .. }) => {
-                if !self
-                    .hpas_unlisted_said
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
+                if !self.hpas_unlisted_said.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         "Kubernetes: cannot list HorizontalPodAutoscalers in {}, so prescale cannot tell whether one also scales {name} (two autoscalers on one object undo each other's changes); give prescale's service account list on horizontalpodautoscalers (examples/kubernetes/rbac.yaml); said once: {e}",
                         self.conn.namespace
@@ -186,6 +200,66 @@ impl KubeApi {
                 Some((name, owner))
             })?
         })
+    }
+
+    /// Posts decision `d` about one of its actions as an Event on the object the action
+    /// scaled, as the HPA controller posts its rescales, so `kubectl describe` and
+    /// `kubectl get events` show why prescale changed the replicas (`Normal`
+    /// `PrescaleScaleUp` or `PrescaleScaleDown`), or why it could not (`Warning`
+    /// `PrescaleRefused`, a refusal's repeats counted in one Event as the decision log
+    /// counts them). Needs `create` on `events`; without it, or with any other failure,
+    /// it says so once in the log and the actions go on.
+    pub fn record(&self, d: &Decision) {
+        let Some(a) = &d.action else {
+            return;
+        };
+        let (kind, reason) = match (d.kind, a.kind) {
+            (DecisionKind::Act, ActionKind::Provision) => ("Normal", "PrescaleScaleUp"),
+            (DecisionKind::Act, ActionKind::Deprovision) => ("Normal", "PrescaleScaleDown"),
+            (DecisionKind::Error, _) => ("Warning", "PrescaleRefused"),
+            _ => return,
+        };
+        if !self.answered.load(Ordering::Relaxed) {
+            return;
+        }
+        let ns = &self.conn.namespace;
+        let name = object_name(&self.name, &a.workload, &a.tier);
+        let (count, first, last) = match d.repeated {
+            Some(r) => (r.times, r.since, r.until),
+            None => (1, d.at, d.at),
+        };
+        let api_version = match self.kind.group() {
+            "" => self.kind.version().to_string(),
+            g => format!("{g}/{}", self.kind.version()),
+        };
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": ns},
+            "involvedObject": {
+                "apiVersion": api_version,
+                "kind": self.kind.noun(),
+                "name": name,
+                "namespace": ns,
+            },
+            "reason": reason,
+            "message": clip(&d.reason, EVENT_MESSAGE_MAX),
+            "type": kind,
+            "source": {"component": "prescale"},
+            "reportingComponent": "prescale",
+            "firstTimestamp": format_ts(first),
+            "lastTimestamp": format_ts(last),
+            "count": count,
+        });
+        let path = format!("/api/v1/namespaces/{ns}/events");
+        if let Err(e) = self.conn.send("POST", &path, &event) {
+            if !self.events_unposted_said.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "Kubernetes: cannot post Events in {ns}, so `kubectl describe` does not show why prescale scaled {name} (the decision log does); give prescale's service account create on events (examples/kubernetes/rbac.yaml); said once: {e}{}",
+                    hint(&e, "providers.kubernetes", "create on events")
+                );
+            }
+        }
     }
 
     fn collection(&self) -> String {
@@ -284,4 +358,21 @@ impl KubeApi {
             }
         }
     }
+}
+
+/// The longest message an Event is given (events.k8s.io's limit on its note): a longer
+/// reason is cut there.
+const EVENT_MESSAGE_MAX: usize = 1024;
+
+/// `text` cut to at most `max` bytes, at a character's boundary, with an ellipsis where
+/// it was cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }

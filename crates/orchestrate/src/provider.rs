@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use crate::simulate::{billed_s, draw_lead_ms, keyed_unit};
-use prescale_core::{Action, ActionKind, Allocation, Tier, TierClass, TimestampMs};
+use prescale_core::{Action, ActionKind, Allocation, Decision, Tier, TierClass, TimestampMs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,12 @@ pub trait Provider: Send {
     fn state_read(&self) -> Option<StateRead> {
         None
     }
+    /// Told of each decision about one of its actions once it is logged (an action
+    /// taken or refused, a refusal's repeats), for a provider that records them where
+    /// its users look: Kubernetes posts an Event on the object, as an HPA's rescale shows
+    /// in `kubectl describe`. Never fails the pass: a provider that cannot record says
+    /// so in its log.
+    fn record(&self, _decision: &Decision) {}
 }
 
 /// How a provider that reads its state from outside last read it
@@ -151,6 +157,9 @@ impl Provider for Box<dyn Provider> {
     }
     fn state_read(&self) -> Option<StateRead> {
         (**self).state_read()
+    }
+    fn record(&self, decision: &Decision) {
+        (**self).record(decision)
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::{default_config, fast_config, free_addr, get, wait_for, Daemon};
 use prescale_core::config::{Config, KubeKind, KubernetesProviderConfig};
-use prescale_core::{Action, ActionKind};
+use prescale_core::{Action, ActionKind, Decision, DecisionKind, Repeated};
 use prescale_orchestrate::hook::{HookProvider, Transport};
 use prescale_orchestrate::kube::KubeApi;
 use prescale_orchestrate::{Provider, ProviderError};
@@ -59,6 +59,8 @@ struct Cluster {
     race: Option<String>,
     /// HorizontalPodAutoscalers, as the API server lists them.
     hpas: Vec<Value>,
+    /// Events posted, as stored (named from their `generateName`).
+    events: Vec<Value>,
 }
 
 /// One rule of a Role: a call is granted when its API group, resource (a subresource as
@@ -261,6 +263,11 @@ impl FakeApi {
         self.cluster.lock().unwrap().log.clone()
     }
 
+    /// The Events posted, oldest first.
+    fn events(&self) -> Vec<Value> {
+        self.cluster.lock().unwrap().events.clone()
+    }
+
     /// The Lease `prod/prescale` as it stands, if there is one.
     fn lease(&self) -> Option<Value> {
         self.cluster
@@ -358,6 +365,9 @@ fn route(
         return found;
     }
     if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
+        if let Some((ns, "events")) = rest.split_once('/') {
+            return event(c, method, ns, body);
+        }
         return pods(c, method, rest);
     }
     if let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/") {
@@ -692,6 +702,61 @@ fn leases(c: &mut Cluster, method: &str, rest: &str, body: &str) -> (u16, Value)
 /// `GET /api/v1/namespaces/NS/pods?labelSelector=K%3DV` (or `endpoints`): the
 /// namespace's pods (or Endpoints) whose labels match the selector's `key=value` terms
 /// (all the stand-in needs).
+/// A core/v1 Event posted to namespace `ns`, checked as the API server validates one:
+/// stored and answered, or refused with 422 saying what is wrong.
+fn event(c: &mut Cluster, method: &str, ns: &str, body: &str) -> (u16, Value) {
+    if method != "POST" {
+        return status(405, "MethodNotAllowed", "events are only posted here");
+    }
+    let Ok(mut e) = serde_json::from_str::<Value>(body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let text = |p: &str| {
+        e.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let wrong = [
+        (text("/kind") != "Event", "kind: must be Event"),
+        (text("/apiVersion") != "v1", "apiVersion: must be v1"),
+        (
+            text("/metadata/namespace") != ns,
+            "metadata.namespace: does not match the namespace posted to",
+        ),
+        (
+            text("/involvedObject/namespace") != ns,
+            "involvedObject.namespace: does not match event.namespace",
+        ),
+        (
+            text("/involvedObject/name").is_empty(),
+            "involvedObject.name: Required value",
+        ),
+        (
+            text("/metadata/generateName").is_empty() && text("/metadata/name").is_empty(),
+            "metadata.name: Required value: name or generateName is required",
+        ),
+        (text("/reason").is_empty(), "reason: Required value"),
+        (
+            !["Normal", "Warning"].contains(&text("/type").as_str()),
+            "type: Unsupported value",
+        ),
+        (text("/message").len() > 1024, "message: Too long"),
+    ];
+    if let Some((_, why)) = wrong.iter().find(|(bad, _)| *bad) {
+        return status(422, "Invalid", &format!("Event is invalid: {why}"));
+    }
+    if text("/metadata/name").is_empty() {
+        e["metadata"]["name"] = json!(format!(
+            "{}{:05x}",
+            text("/metadata/generateName"),
+            c.events.len()
+        ));
+    }
+    c.events.push(e.clone());
+    (201, e)
+}
+
 fn pods(c: &Cluster, method: &str, rest: &str) -> (u16, Value) {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (ns, listed, kind) = match path.split_once('/') {
@@ -1111,6 +1176,109 @@ fn argo_rollouts_are_scaled_through_their_own_api_group() {
 }
 
 #[test]
+fn each_scaling_and_refusal_is_an_event_on_the_object_as_an_hpas_rescale_is() {
+    let fake = FakeApi::start(None, &[("shop/web-standard", 2, 2)]);
+    let mut p = provider(api(&fake, None, "shop"), &["web"]);
+    assert!(p.advance(0).is_empty());
+    let up = action("k1", "standard", ActionKind::Provision, 1);
+    p.apply(&up, 0).unwrap();
+    let decision = |kind, a: &Action, reason: &str, repeated| Decision {
+        at: 1_796_700_000_000,
+        workload: "web".into(),
+        kind,
+        action: Some(a.clone()),
+        reason: reason.into(),
+        repeated,
+    };
+    p.record(&decision(
+        DecisionKind::Act,
+        &up,
+        "provision 1 standard: plan for the q0.95 of demand",
+        None,
+    ));
+    let events = fake.events();
+    assert_eq!(events.len(), 1, "{:?}", fake.log());
+    let e = &events[0];
+    assert_eq!(
+        e["involvedObject"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-standard", "namespace": "shop"})
+    );
+    assert_eq!(
+        (&e["type"], &e["reason"], &e["message"]),
+        (
+            &json!("Normal"),
+            &json!("PrescaleScaleUp"),
+            &json!("provision 1 standard: plan for the q0.95 of demand")
+        )
+    );
+    assert_eq!(e["source"]["component"], "prescale");
+    assert_eq!(e["count"], 1);
+    assert_eq!(e["firstTimestamp"], "2026-12-08T03:20:00Z");
+    assert_eq!(e["lastTimestamp"], "2026-12-08T03:20:00Z");
+    assert!(e["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("web-standard."));
+    // A refusal repeated at every pass is one Warning counting them, as the decision
+    // log has it; a message longer than an Event takes is cut.
+    let down = action("k2", "standard", ActionKind::Deprovision, 1);
+    let long = format!(
+        "kubernetes refused to deprovision 1 standard: {}",
+        "x".repeat(2000)
+    );
+    let since = 1_796_700_000_000 - 3_600_000;
+    p.record(&decision(
+        DecisionKind::Error,
+        &down,
+        &long,
+        Some(Repeated {
+            times: 240,
+            since,
+            until: 1_796_700_000_000,
+        }),
+    ));
+    let e = fake.events().pop().unwrap();
+    assert_eq!(
+        (&e["type"], &e["reason"]),
+        (&json!("Warning"), &json!("PrescaleRefused"))
+    );
+    assert_eq!(e["count"], 240);
+    assert_eq!(e["firstTimestamp"], "2026-12-08T02:20:00Z");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.len() <= 1024 && message.ends_with('…'),
+        "{}",
+        message.len()
+    );
+    // Decisions that are not about an action (a hold) are not Events.
+    let mut hold = decision(DecisionKind::Hold, &down, "kept", None);
+    hold.action = None;
+    p.record(&hold);
+    assert_eq!(fake.events().len(), 2);
+    // A Role without `create` on events: no Event, and the scaling goes on.
+    let mut rules = example_role();
+    rules.retain(|r| r.resources != ["events"]);
+    fake.cluster.lock().unwrap().role = Some(rules);
+    let up = action("k3", "standard", ActionKind::Provision, 1);
+    p.apply(&up, 0).unwrap();
+    p.record(&decision(
+        DecisionKind::Act,
+        &up,
+        "provision 1 standard",
+        None,
+    ));
+    assert_eq!(fake.get("shop/web-standard").replicas, 4);
+    assert_eq!(fake.events().len(), 2);
+    assert!(
+        fake.log()
+            .last()
+            .is_some_and(|l| l.starts_with("POST /api/v1/namespaces/shop/events")),
+        "it was tried: {:?}",
+        fake.log()
+    );
+}
+
+#[test]
 fn an_object_an_hpa_scales_too_is_left_to_it_saying_so() {
     let fake = FakeApi::start(
         None,
@@ -1395,6 +1563,43 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
         "{}",
         logs()
     );
+    // Each scaling is an Event on the Deployment it scaled, saying why, as the HPA
+    // controller's rescales are: `kubectl describe deployment` shows it.
+    let acts = || -> Vec<String> {
+        get(addr, "/api/v1/workloads/host/decisions?kind=act&limit=50")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v["data"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d["reason"].as_str().map(str::to_string))
+            .collect()
+    };
+    wait_for(
+        || {
+            let events = fake.events();
+            let acted = acts();
+            !acted.is_empty()
+                && acted
+                    .iter()
+                    .all(|r| events.iter().any(|e| e["message"] == r.as_str()))
+        },
+        "an Event for each scaling",
+        &logs,
+    );
+    for e in fake.events() {
+        let (name, message) = (
+            e["involvedObject"]["name"].as_str().unwrap_or_default(),
+            e["message"].as_str().unwrap_or_default(),
+        );
+        let tier = name.trim_start_matches("host-");
+        assert!(
+            e["involvedObject"]["kind"] == "Deployment"
+                && e["type"] == "Normal"
+                && (e["reason"] == "PrescaleScaleUp") == message.starts_with("provision ")
+                && message.contains(&format!(" {tier}")),
+            "{e}"
+        );
+    }
     let (_, sources) = get(addr, "/api/v1/sources").unwrap();
     assert!(sources.contains("\"kubernetes\""), "{sources}");
     let (_, metrics) = get(addr, "/metrics").unwrap();

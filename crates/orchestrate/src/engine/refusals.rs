@@ -100,12 +100,13 @@ impl<P: Provider> Engine<P> {
         {
             let r = s.refusing.remove(at);
             if let Some(old) = r.decision(now, true) {
-                self.store.log_decision(&old)?;
+                self.log_action_decision(&old)?;
             }
         }
         let s = &mut self.states[i].status;
         let Some(r) = s.refusing.iter_mut().find(|r| r.reason == d.reason) else {
-            self.store.log_decision(&d)?;
+            self.log_action_decision(&d)?;
+            let s = &mut self.states[i].status;
             s.refusing.push(Refusing {
                 reason: d.reason,
                 action,
@@ -126,7 +127,7 @@ impl<P: Provider> Engine<P> {
         if now - r.logged_at >= RELOG_MS {
             let d = r.decision(now, false).expect("one not logged");
             (r.logged_at, r.unlogged, r.unlogged_since) = (now, 0, None);
-            self.store.log_decision(&d)?;
+            self.log_action_decision(&d)?;
         }
         Ok(())
     }
@@ -145,7 +146,7 @@ impl<P: Provider> Engine<P> {
         s.refusing = keep;
         for r in go {
             if let Some(d) = r.decision(now, true) {
-                self.store.log_decision(&d)?;
+                self.log_action_decision(&d)?;
             }
         }
         Ok(())
@@ -163,7 +164,7 @@ impl<P: Provider> Engine<P> {
     /// is warned of.
     pub(super) fn log_repeats(&self, refusing: &[Refusing], name: &str, now: TimestampMs) {
         for d in refusing.iter().filter_map(|r| r.decision(now, true)) {
-            if let Err(e) = self.store.log_decision(&d) {
+            if let Err(e) = self.log_action_decision(&d) {
                 tracing::warn!("{name}: {} (not logged: {e})", d.reason);
             }
         }

@@ -367,7 +367,7 @@ impl<P: Provider> Engine<P> {
             };
             match self.provider.apply(&action, now) {
                 Ok(()) => {
-                    self.store.log_decision(&Decision {
+                    self.log_action_decision(&Decision {
                         at: now,
                         workload: name.to_string(),
                         kind: DecisionKind::Act,
@@ -387,7 +387,7 @@ impl<P: Provider> Engine<P> {
                     released.insert(tier.clone(), count);
                 }
                 Err(e) => {
-                    self.store.log_decision(&Decision {
+                    self.log_action_decision(&Decision {
                         at: now,
                         workload: name.to_string(),
                         kind: DecisionKind::Error,
