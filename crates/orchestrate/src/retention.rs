@@ -154,17 +154,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Sync).unwrap();
         let day = 86_400_000i64;
+        // A hold on day `d`, and the reasons of what the log holds.
+        let log = |store: &Store, d: i64| {
+            let hold = Decision {
+                at: d * day,
+                workload: "web".into(),
+                kind: DecisionKind::Hold,
+                action: None,
+                reason: format!("day {d}"),
+                repeated: None,
+            };
+            store.log_decision(&hold).unwrap();
+        };
+        let left = |store: &Store| -> Vec<String> {
+            let all = store.decisions(None, 100).unwrap();
+            all.into_iter().map(|d| d.reason).collect()
+        };
         for d in 0..10 {
-            store
-                .log_decision(&Decision {
-                    at: d * day,
-                    workload: "web".into(),
-                    kind: DecisionKind::Hold,
-                    action: None,
-                    reason: format!("day {d}"),
-                    repeated: None,
-                })
-                .unwrap();
+            log(&store, d);
         }
         let mut cfg = Config::default();
         assert_eq!(cfg.storage.decision_retention_s, 365 * 86_400);
@@ -174,51 +181,21 @@ mod tests {
         // Three days: those from day 7 on stay, oldest first gone.
         cfg.storage.decision_retention_s = 3 * 86_400;
         assert_eq!(enforce(&store, &cfg, 10 * day).unwrap().decisions, 7);
-        let left: Vec<String> = store
-            .decisions(None, 100)
-            .unwrap()
-            .into_iter()
-            .map(|d| d.reason)
-            .collect();
-        assert_eq!(left, ["day 7", "day 8", "day 9"]);
+        assert_eq!(left(&store), ["day 7", "day 8", "day 9"]);
         assert_eq!(enforce(&store, &cfg, 10 * day).unwrap().decisions, 0);
         // A decision logged after the pruning follows the ones kept, and a reopened
         // store reads the same.
-        store
-            .log_decision(&Decision {
-                at: 10 * day,
-                workload: "web".into(),
-                kind: DecisionKind::Hold,
-                action: None,
-                reason: "day 10".into(),
-                repeated: None,
-            })
-            .unwrap();
+        log(&store, 10);
         drop(store);
         let store = Store::open(dir.path(), Durability::Sync).unwrap();
-        let left: Vec<String> = store
-            .decisions(None, 100)
-            .unwrap()
-            .into_iter()
-            .map(|d| d.reason)
-            .collect();
-        assert_eq!(left, ["day 7", "day 8", "day 9", "day 10"]);
+        assert_eq!(left(&store), ["day 7", "day 8", "day 9", "day 10"]);
         // All of them past it: the newest stays, so the log's places go on from it
         // after a restart (a standby copying the log reads on after the last it read).
         assert_eq!(enforce(&store, &cfg, 100 * day).unwrap().decisions, 3);
         let last = store.decision_count();
         drop(store);
         let store = Store::open(dir.path(), Durability::Sync).unwrap();
-        store
-            .log_decision(&Decision {
-                at: 100 * day,
-                workload: "web".into(),
-                kind: DecisionKind::Hold,
-                action: None,
-                reason: "day 100".into(),
-                repeated: None,
-            })
-            .unwrap();
+        log(&store, 100);
         let logged = store.decisions_from(None, Some(0), 10).unwrap();
         let places: Vec<u64> = logged.iter().map(|(p, _)| *p).collect();
         assert_eq!(places, [last - 1, last], "{logged:?}");
