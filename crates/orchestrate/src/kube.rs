@@ -2,7 +2,7 @@
 //! Rollouts' Rollout) whose replicas prescale sets through the API server's `scale`
 //! subresource, and whose desired and ready replicas are the state prescale plans from.
 //!
-//! It makes two REST calls, over [`prescale_collect::kube::Connection`]:
+//! It makes these REST calls, over [`prescale_collect::kube::Connection`]:
 //!
 //! - an action is `PATCH /apis/apps/v1/namespaces/NS/deployments/NAME/scale` with a
 //!   JSON patch that tests `spec.replicas` is still the count prescale read and
@@ -12,7 +12,11 @@
 //! - the state is one `GET /apis/apps/v1/namespaces/NS/deployments` per pass: for each
 //!   object whose name is a workload tier's, `ready` is `status.readyReplicas` (at most
 //!   `spec.replicas`) and `pending` the rest of `spec.replicas`. An object that does not
-//!   exist holds nothing.
+//!   exist holds nothing;
+//! - before a pass's first action, one `GET` of the namespace's HorizontalPodAutoscalers:
+//!   an object one of them scales is left to it ([`KubeApi::call`]);
+//! - after each action taken or refused, a `POST` of an Event on the object
+//!   ([`KubeApi::record`]).
 //!
 //! Rollouts are at `/apis/argoproj.io/v1alpha1/namespaces/NS/rollouts`, with the same
 //! fields. Inside a cluster nothing needs configuring; see [`prescale_collect::kube`].
@@ -48,6 +52,10 @@ pub struct KubeApi {
     /// Whether the API server answered the last call (an Event is not posted to one
     /// that did not: it would wait out the time-out again).
     answered: Arc<AtomicBool>,
+    /// The namespace's HPAs as listed for this pass's first action (`None`: not yet;
+    /// `Some(None)`: they could not be listed), so a pass lists them once however many
+    /// tiers it scales; forgotten at each pass's reading of the state.
+    hpas: Arc<std::sync::Mutex<Option<Option<Value>>>>,
 }
 
 /// How to reach the API server `cfg` names, each call taking at most `timeout` (the
@@ -80,6 +88,7 @@ impl KubeApi {
             hpas_unlisted_said: Default::default(),
             events_unposted_said: Default::default(),
             answered: Arc::new(AtomicBool::new(true)),
+            hpas: Default::default(),
         })
     }
 
@@ -145,6 +154,8 @@ impl KubeApi {
                 Ok(String::new())
             }
             Request::State { workloads, tiers } => {
+                // A new pass: the HPAs are listed again at its first action.
+                *self.hpas.lock().expect("hpas lock") = None;
                 let report = self.state(workloads, tiers)?;
                 Ok(serde_json::to_string(&report).expect("a state report serializes"))
             }
@@ -157,25 +168,10 @@ impl KubeApi {
     /// `list` on them, an API server without `autoscaling/v2`): prescale cannot tell,
     /// and goes on. With the HPA's name, the KEDA ScaledObject that owns it, if one does.
     fn hpa_on(&self, name: &str) -> Option<(String, Option<String>)> {
-        let path = format!(
-            "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
-            self.conn.namespace
-        );
-        let list = match self.conn.get(&path) {
-            Ok(list) => list,
-            // Said once: a Role from before session 63 lacks the right, and goes on as
-            // it did. An API server that does not answer fails the action itself.
-            Err(e @ ApiError::Status { .. }) => {
-                if !self.hpas_unlisted_said.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "Kubernetes: cannot list HorizontalPodAutoscalers in {}, so prescale cannot tell whether one also scales {name} (two autoscalers on one object undo each other's changes); give prescale's service account list on horizontalpodautoscalers (examples/kubernetes/rbac.yaml); said once: {e}",
-                        self.conn.namespace
-                    );
-                }
-                return None;
-            }
-            Err(_) => return None,
-        };
+        let mut listed = self.hpas.lock().expect("hpas lock");
+        let list = listed
+            .get_or_insert_with(|| self.list_hpas(name))
+            .as_ref()?;
         list.get("items")?.as_array()?.iter().find_map(|hpa| {
             let target = hpa.pointer("/spec/scaleTargetRef")?;
             // The group of `apiVersion` (`apps/v1`), which may be left out.
@@ -259,6 +255,30 @@ impl KubeApi {
                     hint(&e, "providers.kubernetes", "create on events")
                 );
             }
+        }
+    }
+
+    /// The namespace's HPAs, `None` when they cannot be listed: a refusal is said once
+    /// (a Role from before session 63 lacks the right, and goes on as it did), and an
+    /// API server that does not answer fails the action itself. `name`: the object the
+    /// action is on, for the warning.
+    fn list_hpas(&self, name: &str) -> Option<Value> {
+        let path = format!(
+            "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+            self.conn.namespace
+        );
+        match self.conn.get(&path) {
+            Ok(list) => Some(list),
+            Err(e @ ApiError::Status { .. }) => {
+                if !self.hpas_unlisted_said.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "Kubernetes: cannot list HorizontalPodAutoscalers in {}, so prescale cannot tell whether one also scales {name} (two autoscalers on one object undo each other's changes); give prescale's service account list on horizontalpodautoscalers (examples/kubernetes/rbac.yaml); said once: {e}",
+                        self.conn.namespace
+                    );
+                }
+                None
+            }
+            Err(_) => None,
         }
     }
 

@@ -1333,15 +1333,25 @@ fn an_object_an_hpa_scales_too_is_left_to_it_saying_so() {
         "{:?}",
         fake.log()
     );
-    // The tier no HPA scales is scaled.
+    // The tier no HPA scales is scaled, and the HPAs were listed once in the pass.
     p.apply(&action("k2", "spot", ActionKind::Provision, 1), 0)
         .unwrap();
     assert_eq!(fake.get("shop/web-spot").replicas, 2);
-    // The HPA deleted, web-standard is scaled too.
+    let listed = || {
+        let log = fake.log();
+        log.iter()
+            .filter(|l| l.contains("/horizontalpodautoscalers"))
+            .count()
+    };
+    assert_eq!(listed(), 1, "{:?}", fake.log());
+    // The HPA deleted, web-standard is scaled too at the next pass, which lists them
+    // again.
     fake.cluster.lock().unwrap().hpas.pop();
+    assert!(p.advance(0).is_empty());
     p.apply(&action("k3", "standard", ActionKind::Provision, 1), 0)
         .unwrap();
     assert_eq!(fake.get("shop/web-standard").replicas, 3);
+    assert_eq!(listed(), 2);
     // KEDA's HPA, kept by its ScaledObject: the ScaledObject is what to delete.
     let mut keda = hpa(
         "shop",
@@ -1352,6 +1362,7 @@ fn an_object_an_hpa_scales_too_is_left_to_it_saying_so() {
     );
     keda["metadata"]["ownerReferences"] = json!([{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web", "controller": true}]);
     fake.cluster.lock().unwrap().hpas.push(keda);
+    assert!(p.advance(0).is_empty());
     let m = refused(&mut p, &action("k3b", "standard", ActionKind::Provision, 1));
     assert!(
         m.contains("HorizontalPodAutoscaler keda-hpa-web, which KEDA's ScaledObject web keeps")
