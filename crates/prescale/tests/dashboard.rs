@@ -1199,8 +1199,8 @@ fn a_refusal_at_every_pass_is_logged_once_and_the_page_says_since_when() {
     };
     let dir = tempfile::tempdir().unwrap();
     // A hook that refuses every action, as one scaling a Deployment that is gone would;
-    // the workload's min_instances held over its plans' needs keeps the count it asks
-    // for the same once its plans begin.
+    // the workload's demand is a series nothing sends, so at every pass it asks for the
+    // same count, its min_instances, without a forecast to change it.
     let hook = dir.path().join("hook.sh");
     std::fs::write(
         &hook,
@@ -1213,12 +1213,21 @@ fn a_refusal_at_every_pass_is_logged_once_and_the_page_says_since_when() {
         .replace("use = \"sim\"", "use = \"exec\"")
         .replace("\nmin_instances = 1\n", "\nmin_instances = 4\n")
         .replace(
+            "demand = 'host_cpu_usage_cores{mode=\"busy\"}'",
+            "demand = 'nothing_sends_this'",
+        )
+        .replace(
             "[providers.sim]",
             &format!(
                 "[providers.exec]\ncommand = [{:?}]\ntimeout_s = 10\n\n[providers.sim]",
                 hook.display().to_string()
             ),
         );
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(cfg.contains("demand = 'nothing_sends_this'") && cfg.contains("use = \"exec\""));
     let d = Daemon::start(dir.path(), &cfg);
     let refusing = || {
         let (_, body) = get(d.addr, "/api/v1/workloads/host/status").unwrap_or_default();
@@ -1240,20 +1249,17 @@ fn a_refusal_at_every_pass_is_logged_once_and_the_page_says_since_when() {
         .unwrap();
     let reason = r["reason"].as_str().unwrap().to_string();
     assert!(
-        reason.starts_with("exec refused to provision ")
+        reason.starts_with("exec refused to provision 4 standard: ")
             && reason.ends_with(
                 "deployments.apps \"host-standard\" not found; will retry at the next pass"
             ),
         "{reason}"
     );
-    // Logged once in full, not at each pass; a count the plan changed is logged at once.
+    // Logged once in full, not at each pass.
     let errors = json(d.addr, "/api/v1/workloads/host/decisions?kind=error");
     let errors = errors.as_array().unwrap();
-    let logged = errors
-        .iter()
-        .filter(|d| d["reason"] == reason.as_str())
-        .count();
-    assert_eq!(logged, 1, "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["reason"], reason.as_str());
     // Each refusal still counts at once.
     let (_, metrics) = get(d.addr, "/metrics").unwrap();
     let counted = metrics
@@ -1265,6 +1271,22 @@ fn a_refusal_at_every_pass_is_logged_once_and_the_page_says_since_when() {
         counted >= 4.0 && counted > errors.len() as f64,
         "{counted}: {errors:?}"
     );
+    // And since when it goes on, for an alert (PrescaleProviderRefusesEveryPass): a
+    // time since the daemon started.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let since: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            let l = l.strip_prefix(
+                "prescale_workload_refused_since_seconds{workload=\"host\",tier=\"",
+            )?;
+            l.split_once("} ")?.1.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(since > started && since <= now, "{started} {since} {now}");
     // `prescale status` says so too.
     let out = common::bin()
         .arg("status")

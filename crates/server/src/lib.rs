@@ -1950,6 +1950,7 @@ pub fn render_metrics(st: &AppState) -> String {
     let mut binding = Vec::new();
     let (mut paused, mut paused_until) = (Vec::new(), Vec::new());
     let (mut event_start, mut event_end) = (Vec::new(), Vec::new());
+    let mut refused_since = Vec::new();
     let now = status.last_tick.unwrap_or(i64::MIN);
     for (name, w) in &status.workloads {
         let n = esc(name);
@@ -1962,6 +1963,18 @@ pub fn render_metrics(st: &AppState) -> String {
             format!("{{workload=\"{n}\"}}"),
             f64::from(u8::from(w.paused.is_some())),
         ));
+        // Since when the provider has refused a tier's action at every pass.
+        let mut refused = BTreeMap::new();
+        for r in &w.refusing {
+            let since = refused.entry(r.action.tier.as_str()).or_insert(r.since);
+            *since = (*since).min(r.since);
+        }
+        for (tier, since) in refused {
+            refused_since.push((
+                format!("{{workload=\"{n}\",tier=\"{}\"}}", esc(tier)),
+                since as f64 / 1000.0,
+            ));
+        }
         if let Some(p) = &w.paused {
             paused_until.push((
                 format!("{{workload=\"{n}\",scope=\"{}\"}}", p.scope.name()),
@@ -2035,6 +2048,12 @@ pub fn render_metrics(st: &AppState) -> String {
         "gauge",
         "When the pause in force ends (unix seconds), by what it holds back (all, scale-down).",
         paused_until,
+    );
+    family(
+        "prescale_workload_refused_since_seconds",
+        "gauge",
+        "Since when (unix seconds) the provider has refused the action on a tier at every pass, as long as it does (a refusal logged once, then once an hour).",
+        refused_since,
     );
     family(
         "prescale_workload_event_start_seconds",
