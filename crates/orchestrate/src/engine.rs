@@ -3850,15 +3850,18 @@ mod tests {
         );
         assert_eq!(refusing(&e).len(), 1);
         assert_eq!(accounted(&e), refused());
+        // One pass `every` after the last, the provider refusing with `why`, or not.
+        let pass = |e: &mut Engine<Switch>, now: &mut TimestampMs, why: Option<&str>| {
+            *switch.refuse.lock().unwrap() = why.map(str::to_string);
+            *now += every;
+            e.tick(*now).unwrap();
+        };
         // Once the provider takes it, the repeats of the refusal are logged and nothing
         // is counted any more.
-        now += every;
-        e.tick(now).unwrap();
-        now += every;
-        e.tick(now).unwrap();
-        *switch.refuse.lock().unwrap() = None;
-        now += every;
-        e.tick(now).unwrap();
+        let forbidden = Some("forbidden: User cannot patch deployments/scale");
+        pass(&mut e, &mut now, forbidden);
+        pass(&mut e, &mut now, forbidden);
+        pass(&mut e, &mut now, None);
         let d = errors();
         assert_eq!(d.len(), 5);
         assert_eq!(d[4].repeated.map(|r| r.times), Some(2));
@@ -3881,14 +3884,11 @@ mod tests {
             };
             switch.sim.lock().unwrap().apply(&a, now).unwrap();
         };
+        let timed_out = Some("timed out after 10 s");
         for _ in 0..2 {
             take_one(now);
-            *switch.refuse.lock().unwrap() = Some("timed out after 10 s".into());
-            now += every;
-            e.tick(now).unwrap();
-            *switch.refuse.lock().unwrap() = None;
-            now += every;
-            e.tick(now).unwrap();
+            pass(&mut e, &mut now, timed_out);
+            pass(&mut e, &mut now, None);
         }
         let d = errors();
         assert_eq!(d.len(), 7);
@@ -3896,10 +3896,8 @@ mod tests {
         assert_eq!(accounted(&e), refused());
         // A workload a reload removes logs its repeats not yet logged at once.
         take_one(now);
-        *switch.refuse.lock().unwrap() = Some("timed out after 10 s".into());
         for _ in 0..3 {
-            now += every;
-            e.tick(now).unwrap();
+            pass(&mut e, &mut now, timed_out);
         }
         assert_eq!(refusing(&e)[0].unlogged, 2);
         e.reconfigure(c.tiers.clone(), Vec::new(), every, switch.clone(), now);

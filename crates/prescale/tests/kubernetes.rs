@@ -1576,19 +1576,22 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
     );
     // Each scaling is an Event on the Deployment it scaled, saying why, as the HPA
     // controller's rescales are: `kubectl describe deployment` shows it.
-    let acts = || -> Vec<String> {
-        get(addr, "/api/v1/workloads/host/decisions?kind=act&limit=50")
-            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
-            .and_then(|v| v["data"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|d| d["reason"].as_str().map(str::to_string))
-            .collect()
+    let said = |kind: &str| -> Vec<String> {
+        get(
+            addr,
+            &format!("/api/v1/workloads/host/decisions?kind={kind}&limit=50"),
+        )
+        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| v["data"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d["reason"].as_str().map(str::to_string))
+        .collect()
     };
     wait_for(
         || {
             let events = fake.events();
-            let acted = acts();
+            let acted = said("act");
             !acted.is_empty()
                 && acted
                     .iter()
@@ -1667,18 +1670,6 @@ fn prescale_run_scales_a_kubernetes_deployment_ahead_of_demand() {
             && line.ends_with("and nothing is removed until it is read"),
         "{out}"
     );
-    let said = |kind: &str| -> Vec<String> {
-        get(
-            addr,
-            &format!("/api/v1/workloads/host/decisions?kind={kind}&limit=50"),
-        )
-        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
-        .and_then(|v| v["data"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| d["reason"].as_str().map(str::to_string))
-        .collect()
-    };
     assert!(
         said("error")
             .iter()
