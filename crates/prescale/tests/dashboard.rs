@@ -1306,4 +1306,30 @@ fn a_refusal_at_every_pass_is_logged_once_and_the_page_says_since_when() {
         "{}",
         &html[..html.len().min(4000)]
     );
+    // The hook mended: the refusals stop, their repeats are logged as one decision,
+    // which the page's decision table counts.
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    let repeated = || {
+        let (_, body) =
+            get(d.addr, "/api/v1/workloads/host/decisions?kind=error").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]
+            .as_array()
+            .and_then(|a| a.iter().find_map(|d| d["repeated"]["times"].as_u64()))
+    };
+    wait_for(|| repeated().is_some(), "the repeats logged", &|| d.logs());
+    assert!(refusing().is_empty());
+    let times = repeated().unwrap();
+    let html = rendered(&browser, &format!("http://{}/", d.addr));
+    assert!(
+        html.contains(&format!(
+            "<td class=\"k-error\" title=\"{times} refusals, the same, from "
+        )) && html.contains(&format!("logged as one\">error ×{times}</td>")),
+        "{}",
+        &html[..html.len().min(6000)]
+    );
+    assert!(
+        !html.contains("class=\"err refusing\""),
+        "no longer refused"
+    );
 }
