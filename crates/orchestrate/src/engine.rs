@@ -6443,21 +6443,28 @@ mod tests {
         // No pass has stored the workload's status: the restarted engine keeps the
         // pause, and its status says so before its first pass too.
         let dir = tempfile::tempdir().unwrap();
-        let (mut e, store, c, _) = host_engine(dir.path(), |_| {});
-        let p = e
-            .pause("host", PauseScope::All, 3_600_000, "db failover", 0)
-            .unwrap();
+        let (e, store, c, p) = paused_host(dir.path());
         drop(e);
         let mut again = Engine::from_config(&c, 0, store.clone(), SimCloud::new(&c.tiers, 1));
         again.restore_status(60_000).unwrap();
-        let st = again.status_handle();
-        let shown = st
-            .read()
-            .unwrap()
-            .workloads
-            .get("host")
-            .and_then(|w| w.paused.clone());
-        assert_eq!(shown, Some(p));
+        assert_eq!(pause_shown(&again), Some(p));
+    }
+
+    /// The host workload's engine (over a store in `dir`) with a pause of every change
+    /// for its first hour, asked for before its first pass.
+    fn paused_host(dir: &std::path::Path) -> (Engine<SimCloud>, Store, Config, Pause) {
+        let (mut e, store, c, _) = host_engine(dir, |_| {});
+        let p = e
+            .pause("host", PauseScope::All, 3_600_000, "db failover", 0)
+            .unwrap();
+        (e, store, c, p)
+    }
+
+    /// The pause the host workload's published status shows.
+    fn pause_shown(e: &Engine<SimCloud>) -> Option<Pause> {
+        let st = e.status_handle();
+        let st = st.read().unwrap();
+        st.workloads.get("host").and_then(|w| w.paused.clone())
     }
 
     #[test]
@@ -6466,26 +6473,15 @@ mod tests {
         // again (its first pass reads it), and the status says so at once, as after a
         // restart (the fleet fuzz target found the status unpaused until then).
         let dir = tempfile::tempdir().unwrap();
-        let (mut e, _store, c, _) = host_engine(dir.path(), |_| {});
-        let p = e
-            .pause("host", PauseScope::All, 3_600_000, "db failover", 0)
-            .unwrap();
+        let (mut e, _store, c, p) = paused_host(dir.path());
         let interval = e.interval_ms();
         let sim = || SimCloud::new(&c.tiers, 1);
         e.reconfigure(c.tiers.clone(), vec![], interval, sim(), 1_000);
-        let shown = |e: &Engine<SimCloud>| {
-            e.status_handle()
-                .read()
-                .unwrap()
-                .workloads
-                .get("host")
-                .and_then(|w| w.paused.clone())
-        };
-        assert_eq!(shown(&e), None, "not configured");
+        assert_eq!(pause_shown(&e), None, "not configured");
         e.reconfigure(c.tiers.clone(), c.workloads.clone(), interval, sim(), 2_000);
-        assert_eq!(shown(&e), Some(p.clone()));
+        assert_eq!(pause_shown(&e), Some(p.clone()));
         e.tick(60_000).unwrap();
-        assert_eq!(shown(&e), Some(p));
+        assert_eq!(pause_shown(&e), Some(p));
         // One that has ended is not brought back.
         e.reconfigure(c.tiers.clone(), vec![], interval, sim(), 3_700_000);
         e.reconfigure(
@@ -6495,7 +6491,7 @@ mod tests {
             sim(),
             3_700_000,
         );
-        assert_eq!(shown(&e), None);
+        assert_eq!(pause_shown(&e), None);
     }
 
     #[test]
