@@ -224,10 +224,7 @@ impl KubeApi {
             Some(r) => (r.times, r.since, r.until),
             None => (1, d.at, d.at),
         };
-        let api_version = match self.kind.group() {
-            "" => self.kind.version().to_string(),
-            g => format!("{g}/{}", self.kind.version()),
-        };
+        let api_version = format!("{}/{}", self.kind.group(), self.kind.version());
         let event = json!({
             "apiVersion": "v1",
             "kind": "Event",
